@@ -1,0 +1,233 @@
+package testinfra
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisOptions configures StartRedis. The zero value starts a plain
+// redis-server that keeps nothing on disk.
+type RedisOptions struct {
+	// Args are extra redis-server arguments appended to the defaults
+	// (--save "" --appendonly no), e.g. []string{"--maxmemory", "64mb"}.
+	// Default: none.
+	Args []string
+	// Port is the port to listen on. Default: 0, a free port.
+	Port int
+	// StartTimeout bounds the wait for the server to answer PING.
+	// Default: 15s.
+	StartTimeout time.Duration
+}
+
+// RedisServer is one redis-server process on 127.0.0.1 with its own temp
+// dir. Stop and Start keep the port, so clients reconnect after an outage.
+// Its methods are safe for concurrent use.
+type RedisServer struct {
+	bin     string
+	dir     string
+	args    []string
+	timeout time.Duration
+
+	mu     sync.Mutex
+	port   int
+	p      *proc
+	closed bool
+}
+
+// StartRedis starts a redis-server and waits until it answers PING. Close
+// stops it and removes its files. It returns an error wrapping
+// ErrMissingBinary when redis-server is not installed.
+func StartRedis(ctx context.Context, opts RedisOptions) (*RedisServer, error) {
+	bin, err := lookBinary("redis-server")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "scalekit-redis-*")
+	if err != nil {
+		return nil, fmt.Errorf("testinfra: temp dir: %w", err)
+	}
+	s := &RedisServer{bin: bin, dir: dir, args: opts.Args, timeout: opts.StartTimeout, port: opts.Port}
+	if s.timeout <= 0 {
+		s.timeout = 15 * time.Second
+	}
+	// A free port can be taken by someone else before the server binds it:
+	// try a few ports before giving up.
+	for attempt := 0; ; attempt++ {
+		if opts.Port == 0 {
+			if s.port, err = freePort(); err != nil {
+				break
+			}
+		}
+		if err = s.start(ctx); err == nil || opts.Port != 0 || attempt == 2 || !strings.Contains(err.Error(), "in use") {
+			break
+		}
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *RedisServer) start(ctx context.Context) error {
+	args := []string{
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", s.dir,
+		"--daemonize", "no",
+		"--protected-mode", "no",
+		"--logfile", "",
+	}
+	args = append(args, s.args...)
+	p, err := runAs{}.startProc(s.bin, filepath.Join(s.dir, "redis.log"), args...)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := waitFor(ctx, p, "redis-server on "+s.addr(), func(ctx context.Context) error { return rawPing(ctx, s.addr()) }); err != nil {
+		p.stop(syscall.SIGKILL, time.Second)
+		return err
+	}
+	s.p = p
+	return nil
+}
+
+// rawPing sends PING over a fresh connection, without a client library, so
+// readiness never depends on a client's reconnect back-off.
+func rawPing(ctx context.Context, addr string) error {
+	d := net.Dialer{Timeout: 500 * time.Millisecond}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	if err != nil {
+		return err
+	}
+	if got := string(buf[:n]); !strings.HasPrefix(got, "+PONG") {
+		return fmt.Errorf("PING answered %q", strings.TrimSpace(got))
+	}
+	return nil
+}
+
+func (s *RedisServer) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// Addr is the server's host:port.
+func (s *RedisServer) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr()
+}
+
+// Port is the server's TCP port.
+func (s *RedisServer) Port() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.port
+}
+
+// URL is a redis:// URL for database 0.
+func (s *RedisServer) URL() string { return "redis://" + s.Addr() + "/0" }
+
+// NewClient returns a go-redis client for database db that honours ctx
+// deadlines on reads and writes. The caller closes it.
+func (s *RedisServer) NewClient(db int) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: s.Addr(), DB: db, ContextTimeoutEnabled: true})
+}
+
+// Running reports whether the process is up (a paused one counts as up).
+func (s *RedisServer) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.p != nil && s.p.alive()
+}
+
+// Stop shuts the server down (SIGTERM; nothing is saved), dropping every
+// connection. Start brings it back on the same port, empty.
+func (s *RedisServer) Stop() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p == nil {
+		return nil
+	}
+	s.p.stop(syscall.SIGTERM, 5*time.Second)
+	s.p = nil
+	return nil
+}
+
+// Kill stops the server with SIGKILL, as a crash would.
+func (s *RedisServer) Kill() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p == nil {
+		return nil
+	}
+	s.p.stop(syscall.SIGKILL, 5*time.Second)
+	s.p = nil
+	return nil
+}
+
+// Start restarts a stopped server on the same port and waits for PING.
+// Starting a running server is a no-op.
+func (s *RedisServer) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("testinfra: Start on a closed RedisServer")
+	}
+	if s.p != nil && s.p.alive() {
+		return nil
+	}
+	return s.start(ctx)
+}
+
+// Pause freezes the process (SIGSTOP): connections stay open but nothing is
+// answered, as with a hung or overloaded server. Resume undoes it.
+func (s *RedisServer) Pause() error { return s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *RedisServer) Resume() error { return s.signal(syscall.SIGCONT) }
+
+func (s *RedisServer) signal(sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p == nil || !s.p.alive() {
+		return errors.New("testinfra: redis-server is not running")
+	}
+	return s.p.signalGroup(sig)
+}
+
+// Close stops the server and removes its files. It is idempotent.
+func (s *RedisServer) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.p != nil {
+		s.p.stop(syscall.SIGKILL, 5*time.Second)
+		s.p = nil
+	}
+	return os.RemoveAll(s.dir)
+}

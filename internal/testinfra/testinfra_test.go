@@ -1,0 +1,350 @@
+package testinfra_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/scalekit-go/scalekit/internal/testinfra"
+)
+
+func TestMain(m *testing.M) { testinfra.Main(m) }
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestRedisStopStartLosesConnectionThenRecovers(t *testing.T) {
+	r := testinfra.Redis(t)
+	ctx := ctxT(t, 30*time.Second)
+	if err := r.Client.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Client.Get(ctx, "k").Val(); got != "v" {
+		t.Fatalf("GET k = %q, want v", got)
+	}
+
+	r.Stop()
+	if r.Server.Running() {
+		t.Fatal("server still running after Stop")
+	}
+	if err := r.Client.Ping(ctx).Err(); err == nil {
+		t.Fatal("PING succeeded while the server was stopped")
+	}
+
+	port := r.Server.Port()
+	r.Start()
+	if r.Server.Port() != port {
+		t.Fatalf("restarted on port %d, want %d", r.Server.Port(), port)
+	}
+	// The same client reconnects by itself; the data is gone (no persistence).
+	if err := r.Client.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING after restart: %v", err)
+	}
+	if err := r.Client.Get(ctx, "k").Err(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("GET k after restart: err = %v, want redis.Nil", err)
+	}
+}
+
+func TestRedisPauseHangsUntilResume(t *testing.T) {
+	r := testinfra.Redis(t)
+	ctx := ctxT(t, 30*time.Second)
+	if err := r.Client.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.Pause()
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	err := r.Client.Ping(short).Err()
+	cancel()
+	if err == nil {
+		t.Fatal("PING answered while the server was paused")
+	}
+	r.Resume()
+	if err := r.Client.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING after resume: %v", err)
+	}
+}
+
+func TestRedisKill(t *testing.T) {
+	r := testinfra.Redis(t)
+	r.Kill()
+	if r.Server.Running() {
+		t.Fatal("server running after Kill")
+	}
+	r.Start()
+	if err := r.Client.Ping(ctxT(t, 10*time.Second)).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRedisClusterCoversAllSlots(t *testing.T) {
+	c := testinfra.RedisCluster(t)
+	ctx := ctxT(t, 30*time.Second)
+
+	slots, err := c.Client.ClusterSlots(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	covered := make([]bool, 16384)
+	masters := map[string]bool{}
+	for _, s := range slots {
+		for i := s.Start; i <= s.End; i++ {
+			covered[i] = true
+		}
+		masters[s.Nodes[0].Addr] = true
+	}
+	for i, ok := range covered {
+		if !ok {
+			t.Fatalf("slot %d is not served", i)
+		}
+	}
+	if len(masters) != 3 {
+		t.Fatalf("slots are served by %d masters, want 3", len(masters))
+	}
+
+	// Keys in many slots round-trip through the cluster client (so it
+	// follows MOVED to every master).
+	for i := 0; i < 50; i++ {
+		k := fmt.Sprintf("%skey-%d", c.Prefix, i)
+		if err := c.Client.Set(ctx, k, i, time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 50; i++ {
+		k := fmt.Sprintf("%skey-%d", c.Prefix, i)
+		got, err := c.Client.Get(ctx, k).Int()
+		if err != nil || got != i {
+			t.Fatalf("GET %s = %d, %v; want %d", k, got, err, i)
+		}
+	}
+	// A hash-tagged multi-key script runs on one slot.
+	n, err := c.Client.Eval(ctx, "redis.call('SET', KEYS[1], 1); redis.call('SET', KEYS[2], 2); return redis.call('MGET', KEYS[1], KEYS[2])",
+		[]string{c.Prefix + "{obj}:a", c.Prefix + "{obj}:b"}).StringSlice()
+	if err != nil || strings.Join(n, ",") != "1,2" {
+		t.Fatalf("hash-tagged script = %v, %v", n, err)
+	}
+}
+
+func TestPostgresReplicaStreamsPrimaryWrites(t *testing.T) {
+	pg := testinfra.Postgres(t)
+	ctx := ctxT(t, 60*time.Second)
+
+	if _, err := pg.Primary.Exec(ctx, "CREATE TABLE items (id int PRIMARY KEY, name text)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pg.Primary.Exec(ctx, "INSERT INTO items VALUES (1, 'one')"); err != nil {
+		t.Fatal(err)
+	}
+	pg.WaitReplicaCaughtUp()
+
+	var inRecovery bool
+	var name string
+	if err := pg.Replica.QueryRow(ctx, "SELECT pg_is_in_recovery(), (SELECT name FROM items WHERE id = 1)").Scan(&inRecovery, &name); err != nil {
+		t.Fatal(err)
+	}
+	if !inRecovery || name != "one" {
+		t.Fatalf("replica: in recovery %v, name %q; want true, one", inRecovery, name)
+	}
+	if err := pg.Primary.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil || inRecovery {
+		t.Fatalf("primary in recovery = %v, %v", inRecovery, err)
+	}
+
+	// A write on the replica fails with SQLSTATE 25006 (read_only_sql_transaction).
+	_, err := pg.Replica.Exec(ctx, "INSERT INTO items VALUES (2, 'two')")
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "25006" {
+		t.Fatalf("write on replica: err = %v, want SQLSTATE 25006", err)
+	}
+}
+
+func TestPostgresPausedReplayLagsThenCatchesUp(t *testing.T) {
+	pg := testinfra.Postgres(t)
+	ctx := ctxT(t, 60*time.Second)
+	if _, err := pg.Primary.Exec(ctx, "CREATE TABLE counter (n int)"); err != nil {
+		t.Fatal(err)
+	}
+	pg.WaitReplicaCaughtUp()
+
+	pg.PauseReplay()
+	if _, err := pg.Primary.Exec(ctx, "INSERT INTO counter SELECT generate_series(1, 1000)"); err != nil {
+		t.Fatal(err)
+	}
+	lag, err := pg.Cluster.ReplicaLagBytes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lag <= 0 {
+		t.Fatalf("lag with replay paused = %d bytes, want > 0", lag)
+	}
+	var n int
+	if err := pg.Replica.QueryRow(ctx, "SELECT count(*) FROM counter").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("paused replica sees %d rows, want 0 (stale)", n)
+	}
+	t.Logf("replica lag with replay paused: %d bytes", lag)
+
+	pg.ResumeReplay()
+	pg.WaitReplicaCaughtUp()
+	if err := pg.Replica.QueryRow(ctx, "SELECT count(*) FROM counter").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1000 {
+		t.Fatalf("replica after resume sees %d rows, want 1000", n)
+	}
+	if lag, err = pg.Cluster.ReplicaLagBytes(ctx); err != nil || lag != 0 {
+		t.Fatalf("lag after catching up = %d, %v; want 0", lag, err)
+	}
+}
+
+func TestPostgresDatabasesAreIsolated(t *testing.T) {
+	a := testinfra.Postgres(t)
+	b := testinfra.Postgres(t)
+	if a.Database == b.Database {
+		t.Fatalf("two fixtures share database %q", a.Database)
+	}
+	ctx := ctxT(t, 30*time.Second)
+	if _, err := a.Primary.Exec(ctx, "CREATE TABLE only_in_a (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Primary.Exec(ctx, "SELECT * FROM only_in_a"); err == nil {
+		t.Fatal("database b sees database a's table")
+	}
+}
+
+// TestPostgresStopStart stops the replica and the primary of a cluster of its
+// own (immediate mode, as a crash) and checks pools recover after Start.
+func TestPostgresStopStart(t *testing.T) {
+	pg := testinfra.PostgresExclusive(t)
+	ctx := ctxT(t, 120*time.Second)
+	if _, err := pg.Primary.Exec(ctx, "CREATE TABLE t (id int)"); err != nil {
+		t.Fatal(err)
+	}
+
+	pg.StopReplica(testinfra.StopImmediate)
+	if err := pg.Replica.Ping(ctx); err == nil {
+		t.Fatal("replica answered while stopped")
+	}
+	if _, err := pg.Primary.Exec(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatalf("primary write with the replica down: %v", err)
+	}
+	pg.StartReplica()
+	pg.WaitReplicaCaughtUp()
+	var n int
+	if err := pg.Replica.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("replica after restart: %d rows, %v; want 1", n, err)
+	}
+
+	pg.StopPrimary(testinfra.StopImmediate)
+	if _, err := pg.Primary.Exec(ctx, "INSERT INTO t VALUES (2)"); err == nil {
+		t.Fatal("write succeeded with the primary stopped")
+	}
+	pg.StartPrimary()
+	if _, err := pg.Primary.Exec(ctx, "INSERT INTO t VALUES (2)"); err != nil {
+		t.Fatalf("write after primary restart: %v", err)
+	}
+	pg.WaitReplicaCaughtUp()
+	if err := pg.Replica.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("replica after primary restart: %d rows, %v; want 2", n, err)
+	}
+}
+
+func TestPostgresPauseServer(t *testing.T) {
+	pg := testinfra.PostgresExclusive(t)
+	ctx := ctxT(t, 60*time.Second)
+	if err := pg.Cluster.Primary.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err := pg.Primary.Exec(short, "SELECT 1")
+	cancel()
+	if err == nil {
+		t.Fatal("paused primary answered")
+	}
+	if err := pg.Cluster.Primary.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pg.Primary.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("after resume: %v", err)
+	}
+}
+
+func TestMissingBinaryIsReported(t *testing.T) {
+	t.Setenv("SCALEKIT_PG_BINDIR", t.TempDir())
+	_, err := testinfra.StartPostgres(context.Background(), testinfra.PostgresOptions{})
+	if !errors.Is(err, testinfra.ErrMissingBinary) {
+		t.Fatalf("StartPostgres with an empty bin dir: err = %v, want ErrMissingBinary", err)
+	}
+	if !strings.Contains(err.Error(), "SCALEKIT_PG_BINDIR") {
+		t.Fatalf("error does not say what to fix: %v", err)
+	}
+
+	t.Setenv("PATH", t.TempDir())
+	if _, err := testinfra.StartRedis(context.Background(), testinfra.RedisOptions{}); !errors.Is(err, testinfra.ErrMissingBinary) {
+		t.Fatalf("StartRedis without redis-server on PATH: err = %v, want ErrMissingBinary", err)
+	}
+}
+
+// TestMissingBinarySkipsOrFails runs a child test binary with no servers on
+// PATH: it must skip by default and fail with SCALEKIT_REQUIRE_SERVERS=1.
+func TestMissingBinarySkipsOrFails(t *testing.T) {
+	if os.Getenv("TESTINFRA_CHILD") == "1" {
+		testinfra.Redis(t)
+		t.Fatal("unreachable: Redis should have skipped or failed")
+	}
+	run := func(require string) (string, error) {
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestMissingBinarySkipsOrFails$", "-test.v")
+		cmd.Env = append(os.Environ(), "TESTINFRA_CHILD=1", "PATH="+t.TempDir(), "SCALEKIT_REQUIRE_SERVERS="+require)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run("")
+	if err != nil || !strings.Contains(out, "--- SKIP") || !strings.Contains(out, "redis-server") {
+		t.Fatalf("without SCALEKIT_REQUIRE_SERVERS: want a skip naming redis-server, got err %v:\n%s", err, out)
+	}
+	out, err = run("1")
+	if err == nil || !strings.Contains(out, "--- FAIL") {
+		t.Fatalf("with SCALEKIT_REQUIRE_SERVERS=1: want a failure, got err %v:\n%s", err, out)
+	}
+}
+
+func TestStartersHaveAPlainAPI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts its own servers")
+	}
+	ctx := ctxT(t, 30*time.Second)
+	s, err := testinfra.StartRedis(ctx, testinfra.RedisOptions{Args: []string{"--maxmemory", "16mb"}})
+	if err != nil {
+		if errors.Is(err, testinfra.ErrMissingBinary) && !testinfra.RequireServers() {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	rc := s.NewClient(0)
+	got, err := rc.ConfigGet(ctx, "maxmemory").Result()
+	rc.Close()
+	if err != nil || got["maxmemory"] != strconv.Itoa(16<<20) {
+		t.Fatalf("maxmemory = %v, %v; want Args applied", got, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := s.Start(ctx); err == nil {
+		t.Fatal("Start after Close succeeded")
+	}
+}
