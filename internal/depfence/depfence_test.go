@@ -1,0 +1,68 @@
+package depfence
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/scalekit-go/scalekit"
+
+// TestModuleDependencies runs `go list -deps` over the whole module and fails
+// on any package that pulls in what it must not.
+func TestModuleDependencies(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Deps \" \"}}", module+"/...").Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			t.Fatalf("go list: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatalf("go list: %v", err)
+	}
+	deps := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		deps[f[0]] = f[1:]
+	}
+	var present []string
+	for _, c := range Core {
+		if _, ok := deps[module+"/"+c]; ok {
+			present = append(present, c)
+		}
+	}
+	t.Logf("checked %d packages; core packages present: %v", len(deps), present)
+	for _, v := range Check(module, deps) {
+		t.Errorf("%s depends on %s: %s", v.Package, v.Dep, v.Rule)
+	}
+}
+
+func TestCheckCatchesViolations(t *testing.T) {
+	deps := map[string][]string{
+		module + "/breaker":           {"context", "github.com/redis/go-redis/v9"},
+		module + "/cache":             {"golang.org/x/sync/singleflight"},
+		module + "/cache/cacheredis":  {"github.com/redis/go-redis/v9"},
+		module + "/queue":             {"github.com/jackc/pgx/v5/pgconn"},
+		module + "/slo":               {"github.com/prometheus/client_golang/prometheus"},
+		module + "/dbrouter":          {"github.com/jackc/pgx/v5"},
+		module + "/dbrouter/internal": {"github.com/prometheus/common/model"},
+		module + "/metrics":           {"github.com/prometheus/client_golang/prometheus"},
+		module + "/examples/service":  {"github.com/prometheus/client_golang/prometheus"},
+	}
+	got := map[string]bool{}
+	for _, v := range Check(module, deps) {
+		got[strings.TrimPrefix(v.Package, module+"/")+" -> "+v.Dep] = true
+	}
+	want := []string{
+		"breaker -> github.com/redis/go-redis/v9",
+		"queue -> github.com/jackc/pgx/v5/pgconn",
+		"slo -> github.com/prometheus/client_golang/prometheus",
+		"dbrouter/internal -> github.com/prometheus/common/model",
+	}
+	for _, w := range want {
+		if !got[w] {
+			t.Errorf("Check missed %s", w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("Check found %d violations, want %d: %v", len(got), len(want), got)
+	}
+}
