@@ -348,3 +348,19 @@ func TestStartersHaveAPlainAPI(t *testing.T) {
 		t.Fatal("Start after Close succeeded")
 	}
 }
+
+// TestMainFailsOnLeakedGoroutine runs a child test binary whose only test
+// leaks a goroutine: Main must turn the passing run into a failure.
+func TestMainFailsOnLeakedGoroutine(t *testing.T) {
+	if os.Getenv("TESTINFRA_LEAK_CHILD") == "1" {
+		block := make(chan struct{})
+		go func() { <-block }()
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestMainFailsOnLeakedGoroutine$")
+	cmd.Env = append(os.Environ(), "TESTINFRA_LEAK_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "goroutines left after the tests") {
+		t.Fatalf("a leaked goroutine went unreported: err %v\n%s", err, out)
+	}
+}

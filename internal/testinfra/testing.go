@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 )
 
 // RequireServersEnv is the environment variable that turns a missing server
@@ -47,7 +48,9 @@ var shared struct {
 // Main runs the tests of a package whose TestMain calls it, sharing one
 // Redis Cluster and one PostgreSQL primary + replica among all its tests
 // (each test still gets its own database or key prefix), and stops them
-// after the last test:
+// after the last test. When the tests pass it then fails the run if any
+// goroutine is left behind (goleak), so a primitive that forgets to stop a
+// goroutine cannot pass:
 //
 //	func TestMain(m *testing.M) { testinfra.Main(m) }
 func Main(m *testing.M) {
@@ -56,6 +59,12 @@ func Main(m *testing.M) {
 	shared.mu.Unlock()
 	code := m.Run()
 	closeShared()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "testinfra: goroutines left after the tests: %v\n", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
