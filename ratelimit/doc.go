@@ -1,0 +1,17 @@
+// Package ratelimit decides, per key, whether events may happen: token
+// buckets expressed as GCRA (one timestamp per key and limit), several
+// limits checked together atomically, in process (Local) or across a fleet
+// on Redis (package ratelimitredis), plus HTTP middleware that answers 429
+// with Retry-After and the IETF RateLimit headers.
+//
+// A Limit is Rate events per Period with bursts of up to Burst; a Policy is
+// several Limits that must all admit an event (10/s burst 20 AND 1000/hour).
+// Every Limiter returns a Decision: allowed or not, the binding limit, how
+// many events remain, when the bucket is full again and when to retry.
+// Decide is the pure GCRA step every Limiter uses, with time as a parameter.
+//
+// Bad arguments (an empty key, n < 1, n above the smallest burst, a zero
+// rate) return errors wrapping ErrInvalid that name what to fix; denials
+// that must be errors (Wait, middleware) are *LimitedError, matching
+// ErrLimited.
+package ratelimit

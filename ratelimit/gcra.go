@@ -1,0 +1,59 @@
+package ratelimit
+
+import "time"
+
+// maxTolerance caps Burst*Interval (about 146 years) so that a timestamp
+// plus the tolerance never overflows an int64 of Unix nanoseconds.
+const maxTolerance = int64(1) << 62
+
+// Decide is GCRA (the generic cell rate algorithm) over a policy: the pure
+// decision for n events at now (Unix nanoseconds) given each limit's
+// theoretical arrival time tats[i] (0 for a key never seen). When the
+// events are admitted it stores the new arrival times in tats; when denied
+// it leaves tats untouched, so a denial consumes nothing from any limit.
+//
+// For a limit with interval T = Period/Rate and tolerance τ = Burst*T, the
+// events are admitted when now >= max(tat, now) + n*T - τ. Every Limiter of
+// this module decides with this math; ratelimitredis runs the same in Lua.
+// p must come from Policy.Normalize and len(tats) == len(p).
+func Decide(now int64, p Policy, tats []int64, n int) Decision {
+	var (
+		allowed          = true
+		worstRetry int64 = -1
+		deny       Decision
+		best       Decision
+		bestLeft   = -1
+	)
+	for i, l := range p {
+		t := int64(l.Interval())
+		tau := t * int64(l.Burst)
+		tat := max(tats[i], now)
+		newTAT := tat + int64(n)*t
+		allowAt := newTAT - tau
+		if now < allowAt {
+			allowed = false
+			if retry := allowAt - now; retry > worstRetry {
+				worstRetry = retry
+				deny = Decision{
+					Limit:      l,
+					Remaining:  int(max(0, (now+tau-tat)/t)),
+					ResetAfter: time.Duration(tat - now),
+					RetryAfter: time.Duration(retry),
+				}
+			}
+			continue
+		}
+		left := int((now + tau - newTAT) / t)
+		if bestLeft < 0 || left < bestLeft {
+			bestLeft = left
+			best = Decision{Allowed: true, Limit: l, Remaining: left, ResetAfter: time.Duration(newTAT - now)}
+		}
+	}
+	if !allowed {
+		return deny
+	}
+	for i, l := range p {
+		tats[i] = max(tats[i], now) + int64(n)*int64(l.Interval())
+	}
+	return best
+}

@@ -1,0 +1,159 @@
+package ratelimit
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mustPolicy(t *testing.T, ls ...Limit) Policy {
+	t.Helper()
+	p, err := Policy(ls).Normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const sec = int64(time.Second)
+
+func TestDecideBurstThenRate(t *testing.T) {
+	p := mustPolicy(t, Limit{Rate: 10, Burst: 5}) // interval 100ms, tolerance 500ms
+	tats := make([]int64, 1)
+	now := 1000 * sec
+	for i := 0; i < 5; i++ {
+		d := Decide(now, p, tats, 1)
+		if !d.Allowed || d.Remaining != 4-i {
+			t.Fatalf("burst event %d: %+v, want allowed with %d remaining", i, d, 4-i)
+		}
+	}
+	d := Decide(now, p, tats, 1)
+	if d.Allowed || d.RetryAfter != 100*time.Millisecond || d.Remaining != 0 || d.ResetAfter != 500*time.Millisecond {
+		t.Fatalf("6th event: %+v, want denied, retry 100ms, 0 remaining, reset 500ms", d)
+	}
+	if tats[0] != now+5*sec/10 {
+		t.Fatalf("a denial moved the TAT to %d", tats[0]-now)
+	}
+	// One interval later exactly one more is admitted.
+	now += sec / 10
+	if d := Decide(now, p, tats, 1); !d.Allowed || d.Remaining != 0 {
+		t.Fatalf("after one interval: %+v, want allowed with 0 remaining", d)
+	}
+	if d := Decide(now, p, tats, 1); d.Allowed {
+		t.Fatalf("second event after one interval admitted: %+v", d)
+	}
+}
+
+func TestDecideSustainedRateBound(t *testing.T) {
+	// Over 10 s of requests every 1ms at 10/s burst 20: admitted within
+	// rate*10 + burst, and no fewer than rate*10.
+	p := mustPolicy(t, Limit{Rate: 10, Burst: 20})
+	tats := make([]int64, 1)
+	start := 50 * sec
+	admitted := 0
+	for now := start; now < start+10*sec; now += int64(time.Millisecond) {
+		if Decide(now, p, tats, 1).Allowed {
+			admitted++
+		}
+	}
+	if admitted > 10*10+20 || admitted < 10*10 {
+		t.Fatalf("admitted %d in 10s, want in [100, 120]", admitted)
+	}
+	t.Logf("admitted %d events in 10s at 10/s burst 20", admitted)
+}
+
+func TestDecideNEvents(t *testing.T) {
+	p := mustPolicy(t, Limit{Rate: 4, Burst: 4}) // interval 250ms
+	tats := make([]int64, 1)
+	now := 10 * sec
+	if d := Decide(now, p, tats, 3); !d.Allowed || d.Remaining != 1 {
+		t.Fatalf("n=3: %+v", d)
+	}
+	d := Decide(now, p, tats, 2)
+	if d.Allowed || d.RetryAfter != 250*time.Millisecond || d.Remaining != 1 {
+		t.Fatalf("n=2 with 1 left: %+v, want denied, retry 250ms, 1 remaining", d)
+	}
+}
+
+func TestDecideMultiLimitIsAtomic(t *testing.T) {
+	// 10/s burst 10 AND 15 per minute burst 15.
+	p := mustPolicy(t, Limit{Name: "sec", Rate: 10}, Limit{Name: "min", Rate: 15, Period: time.Minute})
+	tats := make([]int64, 2)
+	now := 100 * sec
+	for i := 0; i < 10; i++ {
+		if d := Decide(now, p, tats, 1); !d.Allowed {
+			t.Fatalf("event %d denied: %+v", i, d)
+		}
+	}
+	d := Decide(now, p, tats, 1)
+	if d.Allowed || d.Limit.Name != "sec" {
+		t.Fatalf("11th event: %+v, want denied by sec", d)
+	}
+	minTAT := tats[1]
+	// Per-second limit denies: the per-minute TAT must not move.
+	Decide(now, p, tats, 1)
+	if tats[1] != minTAT {
+		t.Fatal("a denial by one limit consumed from another")
+	}
+	// After a second, 5 more fit the minute limit, then the minute limit binds.
+	now += sec
+	for i := 0; i < 5; i++ {
+		d := Decide(now, p, tats, 1)
+		if !d.Allowed {
+			t.Fatalf("second 2, event %d denied: %+v", i, d)
+		}
+		if d.Limit.Name != "min" || d.Remaining != 4-i {
+			t.Fatalf("second 2, event %d: binding %q with %d left, want min with %d", i, d.Limit.Name, d.Remaining, 4-i)
+		}
+	}
+	d = Decide(now, p, tats, 1)
+	if d.Allowed || d.Limit.Name != "min" || d.RetryAfter <= time.Second {
+		t.Fatalf("16th event: %+v, want denied by min for over a second", d)
+	}
+}
+
+func TestPolicyNormalize(t *testing.T) {
+	p := mustPolicy(t, Limit{Rate: 5})
+	if p[0].Period != time.Second || p[0].Burst != 5 || p[0].Name != "5/1s" {
+		t.Fatalf("defaults: %+v", p[0])
+	}
+	bad := []struct {
+		p    Policy
+		want string
+	}{
+		{nil, "at least one"},
+		{Policy{{Rate: 0}}, "Limits[0].Rate must be >= 1"},
+		{Policy{{Rate: 1, Burst: -1}}, "Limits[0].Burst must be >= 1"},
+		{Policy{{Rate: 1, Period: -time.Second}}, "Limits[0].Period must be > 0"},
+		{Policy{{Rate: 1}, {Rate: 2, Period: time.Nanosecond}}, "Limits[1] allows more than one event per nanosecond"},
+		{Policy{{Rate: 1, Name: "a"}, {Rate: 2, Name: "a"}}, `Limits[1].Name "a" is used twice`},
+		{Policy{{Rate: 1, Period: time.Hour, Burst: 1 << 30}}, "over 100 years"},
+	}
+	for _, c := range bad {
+		_, err := c.p.Normalize()
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Normalize(%+v) = %v, want ErrInvalid saying %q", c.p, err, c.want)
+		}
+	}
+}
+
+func TestCheckArgs(t *testing.T) {
+	p := mustPolicy(t, Limit{Rate: 10, Burst: 3}, Limit{Rate: 100, Burst: 50})
+	for _, c := range []struct {
+		key  string
+		n    int
+		want string
+	}{
+		{"", 1, "key must not be empty"},
+		{"k", 0, "n must be >= 1"},
+		{"k", 4, "smallest Burst is 3"},
+	} {
+		if err := CheckArgs(p, c.key, c.n); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("CheckArgs(%q, %d) = %v, want %q", c.key, c.n, err, c.want)
+		}
+	}
+	if err := CheckArgs(p, "k", 3); err != nil {
+		t.Fatal(err)
+	}
+}
