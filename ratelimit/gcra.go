@@ -17,16 +17,25 @@ const maxTolerance = int64(1) << 62
 // this module decides with this math; ratelimitredis runs the same in Lua.
 // p must come from Policy.Normalize and len(tats) == len(p).
 func Decide(now int64, p Policy, tats []int64, n int) Decision {
+	var buf [8]int64
+	iv := buf[:0]
+	for _, l := range p {
+		iv = append(iv, int64(l.Interval()))
+	}
+	return decide(now, p, iv, tats, n)
+}
+
+// decide is Decide with each limit's interval precomputed in iv.
+func decide(now int64, p Policy, iv, tats []int64, n int) Decision {
 	var (
 		allowed          = true
 		worstRetry int64 = -1
-		deny       Decision
-		best       Decision
+		deny, best Decision
 		bestLeft   = -1
 	)
-	for i, l := range p {
-		t := int64(l.Interval())
-		tau := t * int64(l.Burst)
+	for i := range p {
+		t := iv[i]
+		tau := t * int64(p[i].Burst)
 		tat := max(tats[i], now)
 		newTAT := tat + int64(n)*t
 		allowAt := newTAT - tau
@@ -35,7 +44,7 @@ func Decide(now int64, p Policy, tats []int64, n int) Decision {
 			if retry := allowAt - now; retry > worstRetry {
 				worstRetry = retry
 				deny = Decision{
-					Limit:      l,
+					Limit:      p[i],
 					Remaining:  int(max(0, (now+tau-tat)/t)),
 					ResetAfter: time.Duration(tat - now),
 					RetryAfter: time.Duration(retry),
@@ -46,14 +55,14 @@ func Decide(now int64, p Policy, tats []int64, n int) Decision {
 		left := int((now + tau - newTAT) / t)
 		if bestLeft < 0 || left < bestLeft {
 			bestLeft = left
-			best = Decision{Allowed: true, Limit: l, Remaining: left, ResetAfter: time.Duration(newTAT - now)}
+			best = Decision{Allowed: true, Limit: p[i], Remaining: left, ResetAfter: time.Duration(newTAT - now)}
 		}
 	}
 	if !allowed {
 		return deny
 	}
-	for i, l := range p {
-		tats[i] = max(tats[i], now) + int64(n)*int64(l.Interval())
+	for i := range p {
+		tats[i] = max(tats[i], now) + int64(n)*iv[i]
 	}
 	return best
 }

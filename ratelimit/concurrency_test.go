@@ -1,0 +1,167 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestConcurrencyLimit(t *testing.T) {
+	c, err := NewConcurrency(ConcurrencyOptions{Limit: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r1, err1 := c.Acquire(ctx, "k")
+	r2, err2 := c.Acquire(ctx, "k")
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if _, err := c.Acquire(ctx, "k"); !errors.Is(err, ErrLimited) {
+		t.Fatalf("third holder: %v, want ErrLimited", err)
+	}
+	if r, err := c.Acquire(ctx, "other"); err != nil {
+		t.Fatalf("other key: %v", err)
+	} else {
+		r()
+	}
+	r1()
+	r1() // a second release must not free another holder's slot
+	if got := c.InFlight("k"); got != 1 {
+		t.Fatalf("in flight after double release = %d, want 1", got)
+	}
+	r3, err := c.Acquire(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2()
+	r3()
+	if got := c.InFlight("k"); got != 0 {
+		t.Fatalf("in flight = %d, want 0", got)
+	}
+	if _, err := NewConcurrency(ConcurrencyOptions{}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("zero limit: %v", err)
+	}
+	if _, err := c.Acquire(ctx, ""); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("empty key: %v", err)
+	}
+}
+
+func TestConcurrencyHammer(t *testing.T) {
+	c, _ := NewConcurrency(ConcurrencyOptions{Limit: 5})
+	var in, peak atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < 64; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				release, err := c.Acquire(context.Background(), "k")
+				if err != nil {
+					continue
+				}
+				n := in.Add(1)
+				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+				}
+				in.Add(-1)
+				release()
+			}
+		}()
+	}
+	wg.Wait()
+	if peak.Load() > 5 || c.InFlight("k") != 0 {
+		t.Fatalf("peak %d (limit 5), left in flight %d", peak.Load(), c.InFlight("k"))
+	}
+}
+
+func TestAdaptiveAIMD(t *testing.T) {
+	clk := newFakeClock()
+	a, err := NewAdaptive(AdaptiveOptions{Initial: 10, Min: 2, Max: 12, TargetLatency: 100 * time.Millisecond, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fill to the limit: the 11th is shed.
+	var dones []func(bool)
+	for i := 0; i < 10; i++ {
+		d, err := a.Acquire()
+		if err != nil {
+			t.Fatalf("call %d shed: %v", i, err)
+		}
+		dones = append(dones, d)
+	}
+	if _, err := a.Acquire(); !errors.Is(err, ErrLimited) {
+		t.Fatalf("11th call: %v, want shed", err)
+	}
+	// Fast successes raise the limit by about one per limit's worth.
+	for _, d := range dones {
+		d(false)
+	}
+	for i := 0; i < 30; i++ {
+		d, _ := a.Acquire()
+		d(false)
+	}
+	if got := a.Limit(); got != 12 {
+		t.Fatalf("limit after many fast calls = %d, want the Max 12", got)
+	}
+	// A burst of slow calls is one cut, not many.
+	var slow []func(bool)
+	for i := 0; i < 5; i++ {
+		d, _ := a.Acquire()
+		slow = append(slow, d)
+	}
+	clk.Add(150 * time.Millisecond)
+	for _, d := range slow {
+		d(false)
+	}
+	if got := a.Limit(); got != 10 { // 12 * 0.9 = 10.8
+		t.Fatalf("limit after a burst of slow calls = %d, want 10", got)
+	}
+	// Repeated overload drives it to Min and no lower.
+	for i := 0; i < 50; i++ {
+		d, _ := a.Acquire()
+		clk.Add(100 * time.Millisecond)
+		d(true)
+	}
+	if got := a.Limit(); got != 2 {
+		t.Fatalf("limit under sustained overload = %d, want Min 2", got)
+	}
+	if st := a.Stats(); st.Cuts < 2 || st.Shed != 1 || st.InFlight != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestAdaptiveShedMiddleware(t *testing.T) {
+	a, _ := NewAdaptive(AdaptiveOptions{Initial: 1, Max: 1})
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	h := a.Shed(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release
+	}))
+	go h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	<-entered
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	close(release)
+	if w.Code != 503 || w.Header().Get("Retry-After") != "1" {
+		t.Fatalf("over the limit: %d %v, want 503 with Retry-After", w.Code, w.Header())
+	}
+}
+
+func TestAdaptiveOptionsErrors(t *testing.T) {
+	for _, o := range []AdaptiveOptions{
+		{Min: -1}, {Min: 5, Max: 3}, {Initial: 2000}, {Backoff: 1.5}, {TargetLatency: -1},
+	} {
+		if _, err := NewAdaptive(o); !errors.Is(err, ErrInvalid) {
+			t.Errorf("NewAdaptive(%+v) = %v, want ErrInvalid", o, err)
+		}
+	}
+	if _, err := NewAdaptive(AdaptiveOptions{}); err != nil {
+		t.Fatalf("zero options: %v", err)
+	}
+}

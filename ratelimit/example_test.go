@@ -1,0 +1,83 @@
+package ratelimit_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"time"
+
+	"github.com/scalekit-go/scalekit/ratelimit"
+)
+
+func ExampleLocal() {
+	// 2 events per second, bursts of 3, AND 100 per hour.
+	lim, err := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: ratelimit.Policy{
+		{Name: "sec", Rate: 2, Burst: 3},
+		{Name: "hour", Rate: 100, Period: time.Hour},
+	}})
+	if err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	for i := 0; i < 4; i++ {
+		d, _ := lim.Allow(ctx, "user-42")
+		fmt.Printf("allowed=%v remaining=%d limit=%s\n", d.Allowed, d.Remaining, d.Limit.Name)
+	}
+	// Output:
+	// allowed=true remaining=2 limit=sec
+	// allowed=true remaining=1 limit=sec
+	// allowed=true remaining=0 limit=sec
+	// allowed=false remaining=0 limit=sec
+}
+
+func ExampleNewLocal_badOptions() {
+	_, err := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: ratelimit.Policy{{Rate: 10, Burst: -1}}})
+	fmt.Println(errors.Is(err, ratelimit.ErrInvalid))
+	fmt.Println(err)
+	// Output:
+	// true
+	// ratelimit: invalid argument: Limits[0].Burst must be >= 1, got -1
+}
+
+func ExampleMiddleware() {
+	lim, _ := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: ratelimit.Policy{{Name: "api", Rate: 1, Burst: 1}}})
+	mw, _ := ratelimit.Middleware(ratelimit.MiddlewareOptions{Limiter: lim})
+	h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello") }))
+
+	for i := 0; i < 2; i++ {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = "192.0.2.1:4000"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		fmt.Printf("%d RateLimit: %s Retry-After: %q\n", w.Code, w.Header().Get("RateLimit"), w.Header().Get("Retry-After"))
+	}
+	// Output:
+	// 200 RateLimit: "api";r=0;t=1 Retry-After: ""
+	// 429 RateLimit: "api";r=0;t=1 Retry-After: "1"
+}
+
+func ExampleWait() {
+	lim, _ := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: ratelimit.Policy{{Rate: 1, Period: time.Minute}}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	lim.Allow(ctx, "job")
+	// The next slot is a minute away: Wait fails at once instead of sleeping.
+	_, err := ratelimit.Wait(ctx, lim, "job", 1)
+	fmt.Println(errors.Is(err, ratelimit.ErrLimited))
+	// Output: true
+}
+
+func ExampleConcurrency() {
+	c, _ := ratelimit.NewConcurrency(ratelimit.ConcurrencyOptions{Limit: 1})
+	release, _ := c.Acquire(context.Background(), "report")
+	_, err := c.Acquire(context.Background(), "report")
+	fmt.Println(errors.Is(err, ratelimit.ErrLimited))
+	release()
+	_, err = c.Acquire(context.Background(), "report")
+	fmt.Println(err)
+	// Output:
+	// true
+	// <nil>
+}

@@ -1,0 +1,245 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"math/bits"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// LocalOptions configures NewLocal. Only Limits is required.
+type LocalOptions struct {
+	// Limits is the policy every key gets; required.
+	Limits Policy
+	// MaxKeys caps the keys held in memory. Keys whose buckets are full
+	// again are dropped first, which changes nothing (such a key behaves
+	// exactly like a new one); only when the held keys are all still active
+	// is a key evicted early, counted in Stats.Evicted, and that key may
+	// burst again. The cap is exact but for a shard with no key to evict,
+	// which may go over by one key per concurrent insert until the next
+	// sweep. Default: 1,000,000.
+	MaxKeys int
+	// Shards is the number of independently locked partitions of the key
+	// space, rounded up to a power of two, 1 to 4096. Default: 64.
+	Shards int
+	// SweepInterval is how often a shard drops its full keys when a new key
+	// arrives. Default: 1m.
+	SweepInterval time.Duration
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// Local is an in-process Limiter: per-key GCRA state in a sharded map with
+// bounded memory. Deciding for a key already held takes one shard lock and
+// allocates nothing. It is safe for concurrent use.
+type Local struct {
+	p       Policy
+	iv      []int64 // each limit's interval in ns
+	nl      int
+	now     func() time.Time
+	seed    maphash.Seed
+	shards  []localShard
+	mask    uint64
+	maxKeys int64
+	keys    atomic.Int64 // keys held, across shards (changed on insert/remove only)
+	sweepNS int64
+
+	evicted, swept atomic.Uint64
+}
+
+type localShard struct {
+	mu        sync.Mutex
+	idx       map[string]int32 // key -> slot
+	tats      []int64          // slot i holds tats[i*nl : (i+1)*nl]
+	free      []int32
+	lastSweep int64
+	lastNow   int64 // the latest time a decision in this shard used
+	// Counted under mu: no shared atomic on the hot path.
+	allowed, denied uint64
+	_               [64]byte // keep shards' locks on separate cache lines
+}
+
+// NewLocal returns a Local limiter for opts.Limits, or an error naming the
+// option to fix.
+func NewLocal(opts LocalOptions) (*Local, error) {
+	p, err := opts.Limits.Normalize()
+	if err != nil {
+		return nil, err
+	}
+	if opts.MaxKeys == 0 {
+		opts.MaxKeys = 1_000_000
+	}
+	if opts.MaxKeys < 1 {
+		return nil, fmt.Errorf("%w: LocalOptions.MaxKeys must be >= 1, got %d", ErrInvalid, opts.MaxKeys)
+	}
+	if opts.Shards == 0 {
+		opts.Shards = 64
+	}
+	if opts.Shards < 1 || opts.Shards > 4096 {
+		return nil, fmt.Errorf("%w: LocalOptions.Shards must be 1..4096, got %d", ErrInvalid, opts.Shards)
+	}
+	if opts.SweepInterval == 0 {
+		opts.SweepInterval = time.Minute
+	}
+	if opts.SweepInterval < 0 {
+		return nil, fmt.Errorf("%w: LocalOptions.SweepInterval must be > 0, got %v", ErrInvalid, opts.SweepInterval)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	n := 1 << bits.Len(uint(opts.Shards-1))
+	n = min(n, opts.MaxKeys) // every shard can hold at least one key
+	for n&(n-1) != 0 {
+		n &= n - 1
+	}
+	l := &Local{
+		p: p, nl: len(p), now: opts.Now, seed: maphash.MakeSeed(),
+		shards: make([]localShard, n), mask: uint64(n - 1),
+		maxKeys: int64(opts.MaxKeys), sweepNS: int64(opts.SweepInterval),
+	}
+	for i := range l.shards {
+		l.shards[i].idx = make(map[string]int32)
+	}
+	for _, lim := range p {
+		l.iv = append(l.iv, int64(lim.Interval()))
+	}
+	return l, nil
+}
+
+// Policy returns the normalized limits the limiter enforces.
+func (l *Local) Policy() Policy { return l.p }
+
+// Allow is AllowN(ctx, key, 1).
+func (l *Local) Allow(ctx context.Context, key string) (Decision, error) {
+	return l.AllowN(ctx, key, 1)
+}
+
+// AllowN reports whether n events for key may happen now and counts them if
+// so. It never blocks and never fails except on bad arguments.
+func (l *Local) AllowN(_ context.Context, key string, n int) (Decision, error) {
+	if err := CheckArgs(l.p, key, n); err != nil {
+		return Decision{}, err
+	}
+	now := l.now().UnixNano()
+	s := &l.shards[maphash.String(l.seed, key)&l.mask]
+	s.mu.Lock()
+	// A time read before the lock is stale by however long this goroutine
+	// waited for it; deciding with it would deny wrongly, or admit against
+	// an old arrival time. Never decide with a time older than one this
+	// shard has already used.
+	now = max(now, s.lastNow)
+	s.lastNow = now
+	var d Decision
+	if i, ok := s.idx[key]; ok {
+		d = decide(now, l.p, l.iv, s.tats[int(i)*l.nl:(int(i)+1)*l.nl], n)
+	} else {
+		var buf [4]int64
+		tats := buf[:0]
+		if l.nl <= len(buf) {
+			tats = buf[:l.nl]
+		} else {
+			tats = make([]int64, l.nl)
+		}
+		if d = decide(now, l.p, l.iv, tats, n); d.Allowed {
+			copy(l.insert(s, key, now), tats)
+		}
+	}
+	if d.Allowed {
+		s.allowed++
+	} else {
+		s.denied++
+	}
+	s.mu.Unlock()
+	return d, nil
+}
+
+// Wait blocks until an event for key is admitted, failing fast with a
+// *LimitedError when that would be after ctx's deadline (see Wait).
+func (l *Local) Wait(ctx context.Context, key string) (Decision, error) {
+	return Wait(ctx, l, key, 1)
+}
+
+// insert adds key to s (locked) and returns its zeroed slot.
+func (l *Local) insert(s *localShard, key string, now int64) []int64 {
+	full := l.keys.Load() >= l.maxKeys
+	if full || now-s.lastSweep >= l.sweepNS {
+		l.sweep(s, now)
+	}
+	if l.keys.Add(1) > l.maxKeys {
+		// Every key of this shard is active and the limiter is full: evict
+		// one (it may burst again), or, with none here, evict nothing and
+		// go over by this one key until a sweep elsewhere catches up.
+		for k, i := range s.idx {
+			delete(s.idx, k)
+			s.free = append(s.free, i)
+			l.keys.Add(-1)
+			l.evicted.Add(1)
+			break
+		}
+	}
+	var i int32
+	if n := len(s.free); n > 0 {
+		i = s.free[n-1]
+		s.free = s.free[:n-1]
+	} else {
+		i = int32(len(s.tats) / l.nl)
+		s.tats = append(s.tats, make([]int64, l.nl)...)
+	}
+	// Clone: the caller's key may share memory with something large.
+	s.idx[strings.Clone(key)] = i
+	slot := s.tats[int(i)*l.nl : (int(i)+1)*l.nl]
+	clear(slot)
+	return slot
+}
+
+// sweep drops the keys of s (locked) whose every arrival time has passed:
+// their buckets are full, so forgetting them changes no decision.
+func (l *Local) sweep(s *localShard, now int64) {
+	s.lastSweep = now
+	for k, i := range s.idx {
+		full := true
+		for _, tat := range s.tats[int(i)*l.nl : (int(i)+1)*l.nl] {
+			if tat > now {
+				full = false
+				break
+			}
+		}
+		if full {
+			delete(s.idx, k)
+			s.free = append(s.free, i)
+			l.keys.Add(-1)
+			l.swept.Add(1)
+		}
+	}
+}
+
+// LocalStats is a snapshot of a Local limiter's counters.
+type LocalStats struct {
+	// Allowed and Denied count decisions.
+	Allowed, Denied uint64
+	// Keys is how many keys are held now.
+	Keys int
+	// Swept counts keys dropped because their buckets were full (lossless).
+	Swept uint64
+	// Evicted counts active keys dropped because MaxKeys was reached.
+	Evicted uint64
+}
+
+// Stats returns a snapshot of the counters. It takes each shard's lock
+// briefly.
+func (l *Local) Stats() LocalStats {
+	st := LocalStats{Swept: l.swept.Load(), Evicted: l.evicted.Load()}
+	for i := range l.shards {
+		s := &l.shards[i]
+		s.mu.Lock()
+		st.Keys += len(s.idx)
+		st.Allowed += s.allowed
+		st.Denied += s.denied
+		s.mu.Unlock()
+	}
+	return st
+}

@@ -1,0 +1,215 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// fakeClock is a settable clock for Options.Now.
+type fakeClock struct{ ns atomic.Int64 }
+
+func newFakeClock() *fakeClock {
+	c := &fakeClock{}
+	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+func (c *fakeClock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
+
+func newLocal(t testing.TB, o LocalOptions) *Local {
+	t.Helper()
+	l, err := NewLocal(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestLocalBurstRetryAndKeys(t *testing.T) {
+	clk := newFakeClock()
+	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 2, Burst: 3}}, Now: clk.Now})
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if d, err := l.Allow(ctx, "a"); err != nil || !d.Allowed {
+			t.Fatalf("burst %d: %+v %v", i, d, err)
+		}
+	}
+	d, _ := l.Allow(ctx, "a")
+	if d.Allowed || d.RetryAfter != 500*time.Millisecond {
+		t.Fatalf("4th: %+v, want denied retry 500ms", d)
+	}
+	if d, _ := l.Allow(ctx, "b"); !d.Allowed || d.Remaining != 2 {
+		t.Fatalf("other key: %+v, want its own fresh bucket", d)
+	}
+	clk.Add(499 * time.Millisecond)
+	if d, _ := l.Allow(ctx, "a"); d.Allowed {
+		t.Fatal("admitted 1ms before RetryAfter")
+	}
+	clk.Add(time.Millisecond)
+	if d, _ := l.Allow(ctx, "a"); !d.Allowed {
+		t.Fatalf("denied at RetryAfter: %+v", d)
+	}
+	st := l.Stats()
+	if st.Allowed != 5 || st.Denied != 2 || st.Keys != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestLocalOptionsErrors(t *testing.T) {
+	for _, c := range []struct {
+		o    LocalOptions
+		want string
+	}{
+		{LocalOptions{}, "Limits must hold at least one"},
+		{LocalOptions{Limits: Policy{{Rate: 1}}, MaxKeys: -1}, "LocalOptions.MaxKeys must be >= 1"},
+		{LocalOptions{Limits: Policy{{Rate: 1}}, Shards: 5000}, "LocalOptions.Shards must be 1..4096"},
+		{LocalOptions{Limits: Policy{{Rate: 1}}, SweepInterval: -1}, "LocalOptions.SweepInterval must be > 0"},
+	} {
+		if _, err := NewLocal(c.o); !errors.Is(err, ErrInvalid) || !contains(err.Error(), c.want) {
+			t.Errorf("NewLocal(%+v) = %v, want %q", c.o, err, c.want)
+		}
+	}
+	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 1, Burst: 2}}})
+	if _, err := l.AllowN(context.Background(), "", 1); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("empty key: %v", err)
+	}
+	if _, err := l.AllowN(context.Background(), "k", 3); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("n above burst: %v", err)
+	}
+}
+
+func TestLocalMemoryIsBounded(t *testing.T) {
+	clk := newFakeClock()
+	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 1, Period: time.Minute}}, MaxKeys: 1000, Shards: 4, Now: clk.Now})
+	ctx := context.Background()
+	for i := 0; i < 5000; i++ {
+		if _, err := l.Allow(ctx, fmt.Sprint("k", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := l.Stats()
+	if st.Keys > 1000 || st.Evicted == 0 {
+		t.Fatalf("after 5000 active keys with MaxKeys 1000: %+v, want <= 1000 keys and evictions", st)
+	}
+	// Once their buckets are full again the keys go without loss.
+	clk.Add(2 * time.Minute)
+	for i := 0; i < 10; i++ {
+		l.Allow(ctx, fmt.Sprint("new", i))
+	}
+	st2 := l.Stats()
+	if st2.Swept == 0 || st2.Evicted != st.Evicted {
+		t.Fatalf("after refill: %+v, want sweeps and no more evictions", st2)
+	}
+}
+
+func TestLocalSweepIsLossless(t *testing.T) {
+	clk := newFakeClock()
+	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 10, Burst: 2}}, Shards: 1, SweepInterval: time.Second, Now: clk.Now})
+	ctx := context.Background()
+	l.Allow(ctx, "a")
+	l.Allow(ctx, "a")
+	clk.Add(1100 * time.Millisecond) // full again; the next new key sweeps "a"
+	l.Allow(ctx, "b")
+	if st := l.Stats(); st.Swept != 1 || st.Keys != 1 {
+		t.Fatalf("stats %+v, want a swept", st)
+	}
+	for i := 0; i < 2; i++ {
+		if d, _ := l.Allow(ctx, "a"); !d.Allowed {
+			t.Fatal("a swept key lost its full burst")
+		}
+	}
+	if d, _ := l.Allow(ctx, "a"); d.Allowed {
+		t.Fatal("a swept key got more than its burst")
+	}
+}
+
+func TestLocalHotPathAllocatesNothing(t *testing.T) {
+	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 1_000_000_000 / 2}, {Rate: 1000, Period: time.Millisecond, Name: "b"}}})
+	ctx := context.Background()
+	l.Allow(ctx, "hot")
+	if a := testing.AllocsPerRun(1000, func() { l.Allow(ctx, "hot") }); a != 0 {
+		t.Fatalf("Allow on a held key: %v allocs, want 0", a)
+	}
+}
+
+func TestLocalHammer(t *testing.T) {
+	// 64 goroutines on one key at a frozen time: exactly Burst admitted.
+	clk := newFakeClock()
+	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 10, Burst: 100}}, Now: clk.Now})
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < 64; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if d, _ := l.Allow(context.Background(), "one"); d.Allowed {
+					admitted.Add(1)
+				}
+				l.Allow(context.Background(), fmt.Sprint("k", i%7))
+			}
+		}()
+	}
+	wg.Wait()
+	if admitted.Load() != 100 {
+		t.Fatalf("admitted %d, want exactly the burst 100", admitted.Load())
+	}
+}
+
+func TestLocalWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 10, Burst: 1}}})
+		ctx := context.Background()
+		l.Allow(ctx, "k")
+		start := time.Now()
+		if _, err := l.Wait(ctx, "k"); err != nil {
+			t.Fatal(err)
+		}
+		if waited := time.Since(start); waited != 100*time.Millisecond {
+			t.Fatalf("waited %v, want 100ms", waited)
+		}
+		// The next slot is 100ms away; a 50ms deadline fails at once.
+		dctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		start = time.Now()
+		_, err := l.Wait(dctx, "k")
+		var le *LimitedError
+		if !errors.Is(err, ErrLimited) || !errors.As(err, &le) || le.Decision.RetryAfter != 100*time.Millisecond {
+			t.Fatalf("Wait past deadline: %v, want *LimitedError with RetryAfter 100ms", err)
+		}
+		if time.Since(start) != 0 {
+			t.Fatalf("Wait slept %v before failing", time.Since(start))
+		}
+		// Cancellation while waiting returns ctx.Err().
+		cctx, cancel2 := context.WithCancel(ctx)
+		go func() { time.Sleep(10 * time.Millisecond); cancel2() }()
+		if _, err := l.Wait(cctx, "k"); !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled Wait: %v", err)
+		}
+	})
+}
+
+// TestLocalStaleClockNeverGoesBack: a caller whose time was read before it
+// waited for the lock decides with the newest time the shard has used, so
+// it can neither be denied for being "early" nor admit against an old TAT.
+func TestLocalStaleClockNeverGoesBack(t *testing.T) {
+	clk := newFakeClock()
+	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 10, Burst: 1}}, Shards: 1, Now: clk.Now})
+	ctx := context.Background()
+	l.Allow(ctx, "k")
+	clk.Add(time.Second)
+	if d, _ := l.Allow(ctx, "k"); !d.Allowed {
+		t.Fatal("denied after a full refill")
+	}
+	clk.Add(-900 * time.Millisecond) // a stale reading: 900ms in the past
+	d, _ := l.Allow(ctx, "k")
+	if d.Allowed || d.RetryAfter != 100*time.Millisecond {
+		t.Fatalf("stale time: %+v, want denied with RetryAfter 100ms measured from the newest time", d)
+	}
+}
