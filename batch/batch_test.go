@@ -1,0 +1,429 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// recorder is a fetch that records its batches and returns "v<key>" for
+// every key but those in missing.
+type recorder struct {
+	mu      sync.Mutex
+	batches [][]int
+	missing map[int]bool
+	delay   time.Duration
+}
+
+func (r *recorder) fetch(ctx context.Context, keys []int) (map[int]string, error) {
+	r.mu.Lock()
+	r.batches = append(r.batches, slices.Clone(keys))
+	r.mu.Unlock()
+	if r.delay > 0 {
+		time.Sleep(r.delay)
+	}
+	out := map[int]string{}
+	for _, k := range keys {
+		if !r.missing[k] {
+			out[k] = fmt.Sprint("v", k)
+		}
+	}
+	return out, nil
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.batches)
+}
+
+func newLoader(t *testing.T, fetch func(context.Context, []int) (map[int]string, error), o Options) *Loader[int, string] {
+	t.Helper()
+	l, err := New(fetch, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestCoalescesIntoCeilUniqueOverMaxBatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{delay: 5 * time.Millisecond} // a query takes time
+		l := newLoader(t, rec.fetch, Options{MaxBatch: 10, Wait: 5 * time.Millisecond})
+		// 100 goroutines ask for keys 0..24 (overlapping): 25 unique keys.
+		// A key already being fetched is joined, not fetched again.
+		var wg sync.WaitGroup
+		for g := 0; g < 100; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				k := g % 25
+				v, err := l.Load(context.Background(), k)
+				if err != nil || v != fmt.Sprint("v", k) {
+					t.Errorf("Load(%d) = %q, %v", k, v, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if got := rec.count(); got != 3 { // ceil(25/10)
+			t.Fatalf("%d fetches for 25 unique keys with MaxBatch 10, want 3: %v", got, rec.batches)
+		}
+		seen := map[int]int{}
+		for _, b := range rec.batches {
+			if len(b) > 10 {
+				t.Fatalf("batch of %d keys exceeds MaxBatch", len(b))
+			}
+			for _, k := range b {
+				seen[k]++
+			}
+		}
+		for k := 0; k < 25; k++ {
+			if seen[k] != 1 {
+				t.Fatalf("key %d fetched %d times, want once", k, seen[k])
+			}
+		}
+		st := l.Stats()
+		if st.Loads != 100 || st.Deduped != 75 || st.Batches != 3 || st.Keys != 25 {
+			t.Fatalf("stats %+v", st)
+		}
+	})
+}
+
+func TestWaitWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		l := newLoader(t, rec.fetch, Options{Wait: 10 * time.Millisecond})
+		start := time.Now()
+		go l.Load(context.Background(), 1)
+		time.Sleep(6 * time.Millisecond)
+		go l.Load(context.Background(), 2) // joins the open batch
+		time.Sleep(3 * time.Millisecond)
+		synctest.Wait()
+		if rec.count() != 0 {
+			t.Fatal("fetched before the window closed")
+		}
+		v, err := l.Load(context.Background(), 3)
+		if err != nil || v != "v3" {
+			t.Fatal(v, err)
+		}
+		if el := time.Since(start); el != 10*time.Millisecond {
+			t.Fatalf("batch fetched after %v, want exactly Wait = 10ms", el)
+		}
+		if len(rec.batches) != 1 || len(rec.batches[0]) != 3 {
+			t.Fatalf("batches %v, want one of 3 keys", rec.batches)
+		}
+	})
+}
+
+func TestIdleFlushesWhenCallersGoQuiet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		l := newLoader(t, rec.fetch, Options{Wait: 50 * time.Millisecond, Idle: 2 * time.Millisecond})
+		start := time.Now()
+		go l.Load(context.Background(), 1)
+		time.Sleep(time.Millisecond)
+		if _, err := l.Load(context.Background(), 2); err != nil {
+			t.Fatal(err)
+		}
+		if el := time.Since(start); el != 3*time.Millisecond {
+			t.Fatalf("flushed after %v, want 3ms (2ms after the last key)", el)
+		}
+		// A steady trickle (a key every 1ms, never idle for 2ms) still flushes
+		// by Wait: keys at t=0..10ms, then t=11..19ms.
+		rec2 := &recorder{}
+		l2 := newLoader(t, rec2.fetch, Options{Wait: 10*time.Millisecond + 500*time.Microsecond, Idle: 2 * time.Millisecond})
+		var wg sync.WaitGroup
+		for i := 0; i < 20; i++ {
+			wg.Add(1)
+			go func() { defer wg.Done(); l2.Load(context.Background(), i) }()
+			time.Sleep(time.Millisecond)
+		}
+		wg.Wait()
+		if len(rec2.batches) != 2 || len(rec2.batches[0]) != 11 || len(rec2.batches[1]) != 9 {
+			t.Fatalf("trickle batches %v, want 11 keys cut at Wait, then 9", rec2.batches)
+		}
+	})
+}
+
+func TestMaxBatchFlushesAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		l := newLoader(t, rec.fetch, Options{Wait: time.Hour, MaxBatch: 3})
+		start := time.Now()
+		vals, errs := l.LoadMany(context.Background(), []int{1, 2, 3})
+		if time.Since(start) != 0 || vals[2] != "v3" || errs[0] != nil {
+			t.Fatalf("LoadMany of MaxBatch keys: %v %v after %v, want at once", vals, errs, time.Since(start))
+		}
+	})
+}
+
+func TestNotFoundErrorsAndPanics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{missing: map[int]bool{2: true}}
+		l := newLoader(t, rec.fetch, Options{})
+		vals, errs := l.LoadMany(context.Background(), []int{1, 2, 3, 1})
+		if vals[0] != "v1" || !errors.Is(errs[1], ErrNotFound) || vals[3] != "v1" || errs[2] != nil {
+			t.Fatalf("LoadMany = %q %v", vals, errs)
+		}
+
+		boom := errors.New("db down")
+		failing := newLoader(t, func(context.Context, []int) (map[int]string, error) { return nil, boom }, Options{})
+		_, errs = failing.LoadMany(context.Background(), []int{1, 2})
+		if !errors.Is(errs[0], boom) || !errors.Is(errs[1], boom) {
+			t.Fatalf("fetch error: %v, want it for every key", errs)
+		}
+
+		panicky := newLoader(t, func(context.Context, []int) (map[int]string, error) { panic("bug") }, Options{})
+		var wg sync.WaitGroup
+		var got atomic.Int32
+		for i := 0; i < 10; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := panicky.Load(context.Background(), i)
+				var pe *PanicError
+				if errors.As(err, &pe) && pe.Value == "bug" && strings.Contains(string(pe.Stack), "batch") {
+					got.Add(1)
+				}
+			}()
+		}
+		wg.Wait() // a hung waiter would deadlock the bubble and fail the test
+		if got.Load() != 10 || panicky.Stats().Panics != 1 {
+			t.Fatalf("%d of 10 waiters got the *PanicError; stats %+v", got.Load(), panicky.Stats())
+		}
+
+		per, _ := NewWithResults(func(_ context.Context, keys []int) (map[int]Result[string], error) {
+			return map[int]Result[string]{1: {Value: "one"}, 2: {Err: boom}}, nil
+		}, Options{})
+		vals, errs = per.LoadMany(context.Background(), []int{1, 2, 3})
+		if vals[0] != "one" || !errors.Is(errs[1], boom) || !errors.Is(errs[2], ErrNotFound) {
+			t.Fatalf("per-key results: %q %v", vals, errs)
+		}
+	})
+}
+
+func TestCancellation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fetchCtx := make(chan context.Context, 1)
+		release := make(chan struct{})
+		l := newLoader(t, func(ctx context.Context, keys []int) (map[int]string, error) {
+			fetchCtx <- ctx
+			select {
+			case <-release:
+				return map[int]string{1: "v1"}, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}, Options{Wait: time.Millisecond})
+
+		ctxA, cancelA := context.WithCancel(context.Background())
+		ctxB, cancelB := context.WithCancel(context.Background())
+		errA := make(chan error, 1)
+		resB := make(chan string, 1)
+		go func() { _, err := l.Load(ctxA, 1); errA <- err }()
+		go func() { v, _ := l.Load(ctxB, 1); resB <- v }()
+		fctx := <-fetchCtx
+		cancelA()
+		if err := <-errA; !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled caller: %v", err)
+		}
+		synctest.Wait()
+		if fctx.Err() != nil {
+			t.Fatal("the fetch was cancelled while another caller still waited")
+		}
+		close(release)
+		if v := <-resB; v != "v1" {
+			t.Fatalf("remaining caller got %q", v)
+		}
+		cancelB()
+
+		// When every caller leaves, the fetch's ctx is cancelled.
+		release2 := make(chan struct{})
+		l2 := newLoader(t, func(ctx context.Context, keys []int) (map[int]string, error) {
+			fetchCtx <- ctx
+			<-release2
+			return nil, nil
+		}, Options{Wait: time.Millisecond})
+		ctxC, cancelC := context.WithCancel(context.Background())
+		go l2.Load(ctxC, 5)
+		fctx = <-fetchCtx
+		cancelC()
+		synctest.Wait()
+		if fctx.Err() == nil {
+			t.Fatal("fetch ctx not cancelled after its only caller left")
+		}
+		close(release2)
+	})
+}
+
+func TestFetchCtxCarriesCallerValues(t *testing.T) {
+	type k struct{}
+	var got any
+	l := newLoader(t, func(ctx context.Context, keys []int) (map[int]string, error) {
+		got = ctx.Value(k{})
+		return nil, nil
+	}, Options{})
+	l.Load(context.WithValue(context.Background(), k{}, "trace-1"), 1)
+	if got != "trace-1" {
+		t.Fatalf("fetch ctx value = %v", got)
+	}
+}
+
+func TestMemo(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{missing: map[int]bool{9: true}}
+		l := newLoader(t, rec.fetch, Options{})
+		ctx := WithMemo(context.Background())
+		for i := 0; i < 3; i++ {
+			if v, _ := l.Load(ctx, 1); v != "v1" {
+				t.Fatal(v)
+			}
+			l.Load(ctx, 9)
+		}
+		if rec.count() != 2 { // key 1, then key 9 (ErrNotFound is memoized too)
+			t.Fatalf("%d fetches in one request, want 2", rec.count())
+		}
+		// Without the memo every Load fetches: it is not a cache.
+		l.Load(context.Background(), 1)
+		if rec.count() != 3 {
+			t.Fatalf("a Load without memo did not fetch")
+		}
+		l.Clear(ctx, 1)
+		l.Load(ctx, 1)
+		if rec.count() != 4 {
+			t.Fatal("Clear did not forget the key")
+		}
+		if !l.Prime(ctx, 7, "primed") {
+			t.Fatal("Prime with a memo returned false")
+		}
+		if v, _ := l.Load(ctx, 7); v != "primed" || rec.count() != 4 {
+			t.Fatalf("primed Load = %q after %d fetches", v, rec.count())
+		}
+		if l.Prime(context.Background(), 7, "x") {
+			t.Fatal("Prime without a memo returned true")
+		}
+
+		// Transient errors are not memoized.
+		calls := 0
+		flaky := newLoader(t, func(_ context.Context, keys []int) (map[int]string, error) {
+			calls++
+			if calls == 1 {
+				return nil, errors.New("timeout")
+			}
+			return map[int]string{1: "ok"}, nil
+		}, Options{})
+		ctx2 := WithMemo(context.Background())
+		flaky.Load(ctx2, 1)
+		if v, err := flaky.Load(ctx2, 1); v != "ok" || err != nil {
+			t.Fatalf("after a transient error: %q %v, want a fresh fetch", v, err)
+		}
+	})
+}
+
+func TestPartition(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		type tenant struct{}
+		rec := &recorder{}
+		l := newLoader(t, rec.fetch, Options{Partition: func(ctx context.Context) string { s, _ := ctx.Value(tenant{}).(string); return s }})
+		var wg sync.WaitGroup
+		for i := 0; i < 6; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx := context.WithValue(context.Background(), tenant{}, []string{"a", "b"}[i%2])
+				l.Load(ctx, i)
+			}()
+		}
+		wg.Wait()
+		if rec.count() != 2 {
+			t.Fatalf("%d fetches for 2 tenants, want 2: %v", rec.count(), rec.batches)
+		}
+		for _, b := range rec.batches {
+			for _, k := range b[1:] {
+				if k%2 != b[0]%2 {
+					t.Fatalf("batch %v mixes tenants", b)
+				}
+			}
+		}
+	})
+}
+
+func TestMaxConcurrent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var running, peak atomic.Int32
+		l := newLoader(t, func(_ context.Context, keys []int) (map[int]string, error) {
+			n := running.Add(1)
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			}
+			time.Sleep(10 * time.Millisecond)
+			running.Add(-1)
+			return nil, nil
+		}, Options{MaxBatch: 1, MaxConcurrent: 2})
+		var wg sync.WaitGroup
+		for i := 0; i < 10; i++ {
+			wg.Add(1)
+			go func() { defer wg.Done(); l.Load(context.Background(), i) }()
+		}
+		wg.Wait()
+		if peak.Load() != 2 {
+			t.Fatalf("peak concurrent fetches %d, want 2", peak.Load())
+		}
+	})
+}
+
+func TestOptionsErrors(t *testing.T) {
+	for _, c := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{Wait: -1}, "Options.Wait must be >= 0"},
+		{Options{Wait: time.Millisecond, Idle: time.Second}, "Options.Idle must be in [0, Wait=1ms]"},
+		{Options{MaxBatch: -2}, "Options.MaxBatch must be >= 1"},
+		{Options{MaxConcurrent: -1}, "Options.MaxConcurrent must be >= 1"},
+	} {
+		if _, err := New((&recorder{}).fetch, c.o); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("New(%+v) = %v, want %q", c.o, err, c.want)
+		}
+	}
+	if _, err := New[int, string](nil, Options{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("nil fetch: %v", err)
+	}
+}
+
+func TestHammer(t *testing.T) {
+	rec := &recorder{missing: map[int]bool{13: true}}
+	l := newLoader(t, rec.fetch, Options{Wait: 100 * time.Microsecond, MaxBatch: 16, MaxConcurrent: 4})
+	var wg sync.WaitGroup
+	for g := 0; g < 64; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				k := (g*7 + i) % 50
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%3)*time.Millisecond+time.Millisecond)
+				v, err := l.Load(ctx, k)
+				cancel()
+				switch {
+				case errors.Is(err, context.DeadlineExceeded):
+				case k == 13 && !errors.Is(err, ErrNotFound):
+					t.Errorf("key 13: %v", err)
+				case k != 13 && (err != nil || v != fmt.Sprint("v", k)):
+					t.Errorf("Load(%d) = %q, %v", k, v, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	st := l.Stats()
+	if st.Loads != 64*200 {
+		t.Fatalf("stats %+v", st)
+	}
+	t.Logf("hammer: %d loads in %d batches (%d keys), %d deduped, %d cancelled", st.Loads, st.Batches, st.Keys, st.Deduped, st.Cancelled)
+}
