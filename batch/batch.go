@@ -401,38 +401,31 @@ func (l *Loader[K, V]) fetchInto(b *pendingBatch[K, V]) {
 			}
 		}
 	}()
+	var (
+		get func(K) (V, error, bool)
+		err error
+	)
 	if l.fetchMap != nil {
-		m, err := l.fetchMap(b.ctx, b.keys)
-		for i, k := range b.keys {
-			v, ok := m[k]
-			switch {
-			case err != nil:
-				b.errs[i] = err
-			case !ok:
-				b.errs[i] = ErrNotFound
-			default:
-				b.vals[i] = v
-			}
-		}
-		if err != nil {
-			l.st.fetchErrors.Add(1)
-		}
-		return
+		var m map[K]V
+		m, err = l.fetchMap(b.ctx, b.keys)
+		get = func(k K) (V, error, bool) { v, ok := m[k]; return v, nil, ok }
+	} else {
+		var m map[K]Result[V]
+		m, err = l.fetchRes(b.ctx, b.keys)
+		get = func(k K) (V, error, bool) { r, ok := m[k]; return r.Value, r.Err, ok }
 	}
-	m, err := l.fetchRes(b.ctx, b.keys)
+	if err != nil {
+		l.st.fetchErrors.Add(1)
+	}
 	for i, k := range b.keys {
-		r, ok := m[k]
-		switch {
+		switch v, kerr, ok := get(k); {
 		case err != nil:
 			b.errs[i] = err
 		case !ok:
 			b.errs[i] = ErrNotFound
 		default:
-			b.vals[i], b.errs[i] = r.Value, r.Err
+			b.vals[i], b.errs[i] = v, kerr
 		}
-	}
-	if err != nil {
-		l.st.fetchErrors.Add(1)
 	}
 }
 
