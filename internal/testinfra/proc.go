@@ -221,17 +221,64 @@ func (p *proc) stop(sig syscall.Signal, wait time.Duration) {
 	<-p.exited
 }
 
-// killGroup SIGKILLs the process and every child it forked (PostgreSQL
+// killGroup SIGKILLs the process and every process below it (PostgreSQL
 // backends), so nothing keeps the port or shared memory.
 func (p *proc) killGroup() {
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	_ = p.signalGroup(syscall.SIGKILL)
 	_ = p.cmd.Process.Kill()
 }
 
-// signalGroup sends sig to the whole process group (SIGSTOP/SIGCONT freeze
-// and thaw a server with all its backends).
+// signalGroup sends sig to the process and all its descendants. SIGSTOP and
+// SIGCONT freeze and thaw a server with every backend. Its process group is
+// not enough: PostgreSQL backends call setsid() and leave the group.
 func (p *proc) signalGroup(sig syscall.Signal) error {
-	return syscall.Kill(-p.cmd.Process.Pid, sig)
+	pids := append([]int{p.cmd.Process.Pid}, descendants(p.cmd.Process.Pid)...)
+	var first error
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, sig); err != nil && first == nil && pid == p.cmd.Process.Pid {
+			first = err
+		}
+	}
+	return first
+}
+
+// descendants lists the processes below pid, read from /proc.
+func descendants(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	children := map[int][]int{}
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so parse after ')'.
+		rest := string(b)
+		if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+			rest = rest[i+1:]
+		}
+		f := strings.Fields(rest)
+		if len(f) < 2 {
+			continue
+		}
+		if ppid, err := strconv.Atoi(f[1]); err == nil {
+			children[ppid] = append(children[ppid], child)
+		}
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		next := queue[0]
+		queue = queue[1:]
+		for _, c := range children[next] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
 }
 
 func (p *proc) logTail() string {

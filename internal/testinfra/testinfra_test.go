@@ -264,6 +264,12 @@ func TestPostgresStopStart(t *testing.T) {
 func TestPostgresPauseServer(t *testing.T) {
 	pg := testinfra.PostgresExclusive(t)
 	ctx := ctxT(t, 60*time.Second)
+	// An established connection must hang too, not only new ones: backends
+	// leave the postmaster's process group (setsid), so Pause signals the
+	// whole process tree.
+	if err := pg.Primary.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if err := pg.Cluster.Primary.Pause(); err != nil {
 		t.Fatal(err)
 	}
