@@ -1,0 +1,12 @@
+// Package shutdown drains a service with zero dropped requests. On SIGTERM
+// or SIGINT (or Trigger) a Coordinator fails readiness first, waits
+// DrainDelay so load balancers stop sending, shuts every registered server
+// and worker down in parallel (http.Server.Shutdown finishes requests in
+// flight), then closes resources (pools, clients) in reverse registration
+// order, each within StepTimeout, all within Timeout, which should stay
+// below the orchestrator's grace period. A second signal exits at once.
+// Every step is logged with its duration; errors are joined and returned.
+//
+// Anything with Shutdown(ctx) error, Close() error, Close(ctx) error or
+// Close() can be registered with Add.
+package shutdown

@@ -1,0 +1,111 @@
+package shutdown
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+type fakeServer struct {
+	mu  *sync.Mutex
+	log *[]string
+	err error
+}
+
+func (f fakeServer) Shutdown(ctx context.Context) error {
+	f.mu.Lock()
+	*f.log = append(*f.log, "shutdown")
+	f.mu.Unlock()
+	return f.err
+}
+
+type drainer struct{ on bool }
+
+func (d *drainer) SetDraining(v bool) { d.on = v }
+
+func TestSequenceOrderAndErrors(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var log []string
+		rec := func(s string) func(context.Context) error {
+			return func(context.Context) error { mu.Lock(); log = append(log, s); mu.Unlock(); return nil }
+		}
+		d := &drainer{}
+		c, err := New(Options{Readiness: d, DrainDelay: time.Second, Timeout: 10 * time.Second, StepTimeout: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Server("http", fakeServer{&mu, &log, nil})
+		c.Close("db", rec("db"))
+		release := make(chan struct{}) // a Close that ignores its ctx
+		defer close(release)
+		c.Close("stuck", func(context.Context) error { <-release; return nil })
+		c.Close("cache", func(context.Context) error { return errors.New("flush failed") })
+		start := time.Now()
+		go func() { time.Sleep(time.Second); c.Trigger(); c.Trigger() }()
+		err = c.wait(context.Background(), nil) // signal.Notify cannot run in a bubble
+		if !d.on {
+			t.Fatal("readiness not drained")
+		}
+		if took := time.Since(start); took != 2*time.Second+100*time.Millisecond {
+			t.Fatalf("took %v, want trigger 1s + drain 1s + stuck close 100ms", took)
+		}
+		if strings.Join(log, ",") != "shutdown,db" {
+			t.Fatalf("steps %v", log)
+		}
+		if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "close stuck") || !strings.Contains(err.Error(), "close cache: flush failed") {
+			t.Fatalf("err = %v", err)
+		}
+		select {
+		case <-c.Done():
+		default:
+			t.Fatal("Done not closed")
+		}
+	})
+}
+
+func TestSecondSignalForcesExit(t *testing.T) {
+	exited := make(chan int, 1)
+	c, _ := New(Options{Signals: []os.Signal{syscall.SIGUSR1}, DrainDelay: time.Hour, Timeout: 2 * time.Hour, Exit: func(code int) { exited <- code }})
+	go c.Wait(context.Background())
+	time.Sleep(50 * time.Millisecond) // let Wait subscribe
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+	time.Sleep(50 * time.Millisecond)
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+	select {
+	case code := <-exited:
+		if code != 1 {
+			t.Fatalf("exit code %d", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a second signal did not force the exit")
+	}
+}
+
+func TestOptionsAndAdd(t *testing.T) {
+	for _, o := range []Options{{DrainDelay: -1}, {DrainDelay: time.Minute, Timeout: time.Second}, {StepTimeout: -1}} {
+		if _, err := New(o); !errors.Is(err, ErrInvalid) {
+			t.Errorf("New(%+v) = %v", o, err)
+		}
+	}
+	c, _ := New(Options{})
+	if err := c.Add("thing", 42); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `"thing" (int)`) {
+		t.Fatalf("Add(int) = %v", err)
+	}
+	if err := c.Add("pool", poolLike{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.closers) != 1 {
+		t.Fatal("Close() without error not registered as a resource")
+	}
+}
+
+type poolLike struct{}
+
+func (poolLike) Close() {}
