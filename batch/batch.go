@@ -96,6 +96,8 @@ type Loader[K comparable, V any] struct {
 
 	mu    sync.Mutex
 	parts map[string]*partition[K, V]
+	// Counted under mu (held anyway): no contended atomic per Load.
+	loads, deduped uint64
 
 	st stats
 }
@@ -236,8 +238,8 @@ func (l *Loader[K, V]) enqueue(ctx context.Context, key K) slot[K, V] {
 	if l.o.Partition != nil {
 		name = l.o.Partition(ctx)
 	}
-	l.st.loads.Add(1)
 	l.mu.Lock()
+	l.loads++
 	p := l.parts[name]
 	if p == nil {
 		p = &partition[K, V]{where: map[K]slot[K, V]{}}
@@ -245,8 +247,8 @@ func (l *Loader[K, V]) enqueue(ctx context.Context, key K) slot[K, V] {
 	}
 	if sl, ok := p.where[key]; ok {
 		sl.b.waiters.Add(1)
+		l.deduped++
 		l.mu.Unlock()
-		l.st.deduped.Add(1)
 		return sl
 	}
 	b := p.open

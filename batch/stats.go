@@ -11,8 +11,8 @@ import (
 var SizeBuckets = [...]int{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}
 
 type stats struct {
-	loads, deduped, cancelled, batches, keys, fetchErrors, panics, waitNanos atomic.Uint64
-	sizes                                                                    [len(SizeBuckets) + 1]atomic.Uint64
+	cancelled, batches, keys, fetchErrors, panics, waitNanos atomic.Uint64
+	sizes                                                    [len(SizeBuckets) + 1]atomic.Uint64
 }
 
 func (s *stats) record(n int) {
@@ -47,8 +47,11 @@ type Stats struct {
 // Stats returns a snapshot of the counters.
 func (l *Loader[K, V]) Stats() Stats {
 	s := &l.st
+	l.mu.Lock()
+	loads, deduped := l.loads, l.deduped
+	l.mu.Unlock()
 	out := Stats{
-		Loads: s.loads.Load(), Deduped: s.deduped.Load(), Cancelled: s.cancelled.Load(),
+		Loads: loads, Deduped: deduped, Cancelled: s.cancelled.Load(),
 		Batches: s.batches.Load(), Keys: s.keys.Load(), FetchErrors: s.fetchErrors.Load(),
 		Panics: s.panics.Load(), Wait: time.Duration(s.waitNanos.Load()),
 	}
