@@ -37,16 +37,18 @@ type LocalOptions struct {
 // bounded memory. Deciding for a key already held takes one shard lock and
 // allocates nothing. It is safe for concurrent use.
 type Local struct {
-	p       Policy
-	iv      []int64 // each limit's interval in ns
-	nl      int
-	now     func() time.Time
-	seed    maphash.Seed
-	shards  []localShard
-	mask    uint64
-	maxKeys int64
-	keys    atomic.Int64 // keys held, across shards (changed on insert/remove only)
-	sweepNS int64
+	p        Policy
+	iv       []int64 // each limit's interval in ns
+	nl       int
+	now      func() time.Time // nil: base + time.Since(base)
+	base     time.Time
+	maxBurst int // the smallest Burst: the most one call may ask for
+	seed     maphash.Seed
+	shards   []localShard
+	mask     uint64
+	maxKeys  int64
+	keys     atomic.Int64 // keys held, across shards (changed on insert/remove only)
+	sweepNS  int64
 
 	evicted, swept atomic.Uint64
 }
@@ -88,16 +90,13 @@ func NewLocal(opts LocalOptions) (*Local, error) {
 	if opts.SweepInterval < 0 {
 		return nil, fmt.Errorf("%w: LocalOptions.SweepInterval must be > 0, got %v", ErrInvalid, opts.SweepInterval)
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	n := 1 << bits.Len(uint(opts.Shards-1))
 	n = min(n, opts.MaxKeys) // every shard can hold at least one key
 	for n&(n-1) != 0 {
 		n &= n - 1
 	}
 	l := &Local{
-		p: p, nl: len(p), now: opts.Now, seed: maphash.MakeSeed(),
+		p: p, nl: len(p), now: opts.Now, base: time.Now(), maxBurst: p.MaxBurst(), seed: maphash.MakeSeed(),
 		shards: make([]localShard, n), mask: uint64(n - 1),
 		maxKeys: int64(opts.MaxKeys), sweepNS: int64(opts.SweepInterval),
 	}
@@ -108,6 +107,16 @@ func NewLocal(opts LocalOptions) (*Local, error) {
 		l.iv = append(l.iv, int64(lim.Interval()))
 	}
 	return l, nil
+}
+
+// nowNS is the time in Unix ns. Without an injected clock it reads only the
+// monotonic clock (time.Since), cheaper than time.Now and immune to wall
+// clock steps.
+func (l *Local) nowNS() int64 {
+	if l.now != nil {
+		return l.now().UnixNano()
+	}
+	return l.base.UnixNano() + int64(time.Since(l.base))
 }
 
 // Policy returns the normalized limits the limiter enforces.
@@ -121,10 +130,10 @@ func (l *Local) Allow(ctx context.Context, key string) (Decision, error) {
 // AllowN reports whether n events for key may happen now and counts them if
 // so. It never blocks and never fails except on bad arguments.
 func (l *Local) AllowN(_ context.Context, key string, n int) (Decision, error) {
-	if err := CheckArgs(l.p, key, n); err != nil {
-		return Decision{}, err
+	if key == "" || n < 1 || n > l.maxBurst {
+		return Decision{}, CheckArgs(l.p, key, n)
 	}
-	now := l.now().UnixNano()
+	now := l.nowNS()
 	s := &l.shards[maphash.String(l.seed, key)&l.mask]
 	s.mu.Lock()
 	// A time read before the lock is stale by however long this goroutine
