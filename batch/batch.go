@@ -124,8 +124,8 @@ type pendingBatch[K comparable, V any] struct {
 	opened time.Time
 	ctx    context.Context // first caller's values, no cancellation
 	cancel context.CancelFunc
-	// waiters is changed under Loader.mu except by callers leaving a
-	// completed batch, which only decrement it.
+	// waiters is incremented under Loader.mu; callers leaving early
+	// decrement it (leave). Callers of a completed batch do not.
 	waiters atomic.Int32
 	flushed bool // guarded by Loader.mu
 	wait    *time.Timer
@@ -177,7 +177,8 @@ func (l *Loader[K, V]) Load(ctx context.Context, key K) (V, error) {
 	}
 	select {
 	case <-sl.b.done:
-		sl.b.waiters.Add(-1) // completed: nothing left to cancel
+		// Completed: the waiter count no longer matters, so leaving costs
+		// nothing (a decrement per waiter would contend on the batch).
 		v, err := sl.b.vals[sl.i], sl.b.errs[sl.i]
 		if m != nil && memoizable(err) {
 			m.put(l, key, v, err)
@@ -214,7 +215,6 @@ func (l *Loader[K, V]) LoadMany(ctx context.Context, keys []K) ([]V, []error) {
 	for n, w := range waits {
 		select {
 		case <-w.sl.b.done:
-			w.sl.b.waiters.Add(-1)
 			vals[w.i], errs[w.i] = w.sl.b.vals[w.sl.i], w.sl.b.errs[w.sl.i]
 			if m != nil && memoizable(errs[w.i]) {
 				m.put(l, keys[w.i], vals[w.i], errs[w.i])
