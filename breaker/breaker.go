@@ -1,0 +1,491 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/scalekit-go/scalekit/internal/stripe"
+)
+
+// ErrOpen is returned without calling the function while the breaker is
+// open. Match with errors.Is: ErrTooManyProbes matches it too.
+var ErrOpen = errors.New("breaker: open")
+
+// ErrTooManyProbes is returned in half-open state once HalfOpenProbes calls
+// are already probing. errors.Is(ErrTooManyProbes, ErrOpen) is true.
+var ErrTooManyProbes = fmt.Errorf("breaker: half-open, probe limit reached: %w", ErrOpen)
+
+// ErrInvalid is wrapped by errors about bad options.
+var ErrInvalid = errors.New("breaker: invalid")
+
+// State is a breaker's state.
+type State uint32
+
+// The states.
+const (
+	Closed   State = iota // calls go through; outcomes are counted
+	Open                  // calls are rejected with ErrOpen until OpenTimeout passes
+	HalfOpen              // a few probe calls go through; their outcome decides
+)
+
+func (s State) String() string {
+	switch s {
+	case Closed:
+		return "closed"
+	case Open:
+		return "open"
+	case HalfOpen:
+		return "half-open"
+	}
+	return fmt.Sprintf("State(%d)", uint32(s))
+}
+
+// Options configures New. The zero value works: it trips after 5
+// consecutive failures, stays open 5s, and closes after 1 successful probe.
+type Options struct {
+	// Name identifies the breaker in logs, hooks and metrics. Default: "".
+	Name string
+	// ConsecutiveFailures trips the breaker after this many failures in a
+	// row. Default: 5. Set NoConsecutive to trip on rates only.
+	ConsecutiveFailures int
+	// NoConsecutive disables the consecutive-failures trip. Default: false.
+	NoConsecutive bool
+	// FailureRateThreshold trips the breaker when the share of failed calls
+	// in the window reaches it, in (0, 1]. Default: 0, off.
+	FailureRateThreshold float64
+	// SlowCallThreshold counts calls slower than it as slow. Default: 0,
+	// off.
+	SlowCallThreshold time.Duration
+	// SlowCallRateThreshold trips the breaker when the share of slow calls
+	// in the window reaches it, in (0, 1]. Default: 1 when
+	// SlowCallThreshold is set (every call slow).
+	SlowCallRateThreshold float64
+	// WindowSize is the count-based window: the last WindowSize calls.
+	// Default: 100. Ignored with WindowDuration.
+	WindowSize int
+	// WindowDuration, when set, makes the window time-based: the calls of
+	// the last WindowDuration, in 10 buckets. Default: 0 (count-based).
+	WindowDuration time.Duration
+	// MinimumCalls is how many calls the window needs before its rates
+	// count. Default: 20.
+	MinimumCalls int
+	// OpenTimeout is how long the breaker stays open before probing.
+	// Default: 5s.
+	OpenTimeout time.Duration
+	// OpenTimeoutMultiplier grows the open time on every trip that follows
+	// a failed probe (1 keeps it constant). Default: 1.
+	OpenTimeoutMultiplier float64
+	// MaxOpenTimeout caps the grown open time. Default: 60s (at least
+	// OpenTimeout).
+	MaxOpenTimeout time.Duration
+	// HalfOpenProbes is how many calls may probe at once in half-open
+	// state; others get ErrTooManyProbes. Default: 1.
+	HalfOpenProbes int
+	// HalfOpenSuccesses is how many successful probes close the breaker;
+	// one failed probe reopens it. Default: HalfOpenProbes.
+	HalfOpenSuccesses int
+	// IsFailure decides whether an error counts as a failure. Default: every
+	// error does (after Ignore and the rules below).
+	IsFailure func(error) bool
+	// Ignore lists errors that count as neither success nor failure (a 404
+	// from a healthy service, say). Default: none. Whatever it says, a call
+	// whose own ctx was cancelled by the caller is ignored too.
+	Ignore func(error) bool
+	// CountNestedOpen makes an ErrOpen from a nested breaker count as a
+	// failure. Default: false, ignored (the dependency behind it did not
+	// answer; this breaker's own dependency may be fine).
+	CountNestedOpen bool
+	// OnStateChange is called on every transition, in order, from a
+	// goroutine of its own so it never blocks calls. Default: none.
+	OnStateChange func(name string, from, to State)
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+	// Logger receives transitions. Default: discard.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.ConsecutiveFailures == 0 {
+		o.ConsecutiveFailures = 5
+	}
+	if o.SlowCallThreshold > 0 && o.SlowCallRateThreshold == 0 {
+		o.SlowCallRateThreshold = 1
+	}
+	if o.WindowSize == 0 {
+		o.WindowSize = 100
+	}
+	if o.MinimumCalls == 0 {
+		o.MinimumCalls = 20
+	}
+	if o.OpenTimeout == 0 {
+		o.OpenTimeout = 5 * time.Second
+	}
+	if o.OpenTimeoutMultiplier == 0 {
+		o.OpenTimeoutMultiplier = 1
+	}
+	if o.MaxOpenTimeout == 0 {
+		o.MaxOpenTimeout = max(60*time.Second, o.OpenTimeout)
+	}
+	if o.HalfOpenProbes == 0 {
+		o.HalfOpenProbes = 1
+	}
+	if o.HalfOpenSuccesses == 0 {
+		o.HalfOpenSuccesses = o.HalfOpenProbes
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	bad := func(f string, args ...any) (Options, error) {
+		return o, fmt.Errorf("%w: "+f, append([]any{ErrInvalid}, args...)...)
+	}
+	switch {
+	case o.ConsecutiveFailures < 1:
+		return bad("Options.ConsecutiveFailures must be >= 1, got %d", o.ConsecutiveFailures)
+	case o.FailureRateThreshold < 0 || o.FailureRateThreshold > 1:
+		return bad("Options.FailureRateThreshold must be in (0, 1] (0: off), got %v", o.FailureRateThreshold)
+	case o.SlowCallThreshold < 0:
+		return bad("Options.SlowCallThreshold must be >= 0, got %v", o.SlowCallThreshold)
+	case o.SlowCallRateThreshold < 0 || o.SlowCallRateThreshold > 1:
+		return bad("Options.SlowCallRateThreshold must be in (0, 1], got %v", o.SlowCallRateThreshold)
+	case o.WindowSize < 1 || o.WindowSize > 1<<20:
+		return bad("Options.WindowSize must be 1..1048576, got %d", o.WindowSize)
+	case o.WindowDuration < 0 || (o.WindowDuration > 0 && o.WindowDuration < 10*time.Millisecond):
+		return bad("Options.WindowDuration must be 0 or >= 10ms, got %v", o.WindowDuration)
+	case o.MinimumCalls < 1:
+		return bad("Options.MinimumCalls must be >= 1, got %d", o.MinimumCalls)
+	case o.OpenTimeout < 0:
+		return bad("Options.OpenTimeout must be > 0, got %v", o.OpenTimeout)
+	case o.OpenTimeoutMultiplier < 1:
+		return bad("Options.OpenTimeoutMultiplier must be >= 1, got %v", o.OpenTimeoutMultiplier)
+	case o.MaxOpenTimeout < o.OpenTimeout:
+		return bad("Options.MaxOpenTimeout (%v) must be >= OpenTimeout (%v)", o.MaxOpenTimeout, o.OpenTimeout)
+	case o.HalfOpenProbes < 1:
+		return bad("Options.HalfOpenProbes must be >= 1, got %d", o.HalfOpenProbes)
+	case o.HalfOpenSuccesses < 1:
+		return bad("Options.HalfOpenSuccesses must be >= 1, got %d", o.HalfOpenSuccesses)
+	}
+	return o, nil
+}
+
+// Breaker is a circuit breaker. In closed state a call costs a few atomic
+// operations and no allocation; transitions take a mutex. It is safe for
+// concurrent use.
+type Breaker struct {
+	o Options
+	w window // nil when no rate is tracked
+
+	// sg packs the state (low 2 bits) and the generation (the rest); a
+	// result recorded under an older generation is ignored.
+	sg          atomic.Uint64
+	consecutive atomic.Int64
+	probing     atomic.Int64 // half-open calls in flight
+	probeOK     atomic.Int64
+	openUntil   atomic.Int64 // unix ns
+
+	mu    sync.Mutex
+	trips int // consecutive trips without closing, for the growing timeout
+
+	hookMu      sync.Mutex
+	hookQueue   []stateEvent
+	hookRunning bool
+
+	successes, rejected                  stripe.Counter // bumped on every call: striped
+	failures, ignored, slow, transitions atomic.Uint64
+}
+
+// New returns a Breaker, or an error naming the bad option.
+func New(o Options) (*Breaker, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	b := &Breaker{o: o}
+	if o.FailureRateThreshold > 0 || o.SlowCallThreshold > 0 {
+		if o.WindowDuration > 0 {
+			b.w = newTimeWindow(o.WindowDuration, o.Now)
+		} else {
+			b.w = newCountWindow(o.WindowSize)
+		}
+	}
+	return b, nil
+}
+
+func unpack(sg uint64) (State, uint64) { return State(sg & 3), sg >> 2 }
+
+// State returns the current state (an open breaker whose timeout has passed
+// reports HalfOpen only once a call probes).
+func (b *Breaker) State() State { s, _ := unpack(b.sg.Load()); return s }
+
+// Name is Options.Name.
+func (b *Breaker) Name() string { return b.o.Name }
+
+// Do calls fn unless the breaker rejects the call (ErrOpen,
+// ErrTooManyProbes), records its outcome and returns fn's error.
+func (b *Breaker) Do(ctx context.Context, fn func(ctx context.Context) error) error {
+	gen, probe, err := b.admit()
+	if err != nil {
+		return err
+	}
+	var start int64
+	if b.o.SlowCallThreshold > 0 {
+		start = b.o.Now().UnixNano()
+	}
+	err = fn(ctx)
+	b.record(ctx, gen, probe, start, err)
+	return err
+}
+
+// Call is Do for functions that return a value.
+func Call[T any](ctx context.Context, b *Breaker, fn func(ctx context.Context) (T, error)) (T, error) {
+	gen, probe, err := b.admit()
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	var start int64
+	if b.o.SlowCallThreshold > 0 {
+		start = b.o.Now().UnixNano()
+	}
+	v, err := fn(ctx)
+	b.record(ctx, gen, probe, start, err)
+	return v, err
+}
+
+// Allow is the two-step form for callers that cannot pass a function: it
+// admits a call (or returns ErrOpen / ErrTooManyProbes) and returns done,
+// to be called with the call's error when it ends. Calling done more than
+// once is harmless. Unlike Do it allocates (the done closure).
+func (b *Breaker) Allow() (done func(err error), err error) {
+	gen, probe, err := b.admit()
+	if err != nil {
+		return nil, err
+	}
+	var start int64
+	if b.o.SlowCallThreshold > 0 {
+		start = b.o.Now().UnixNano()
+	}
+	var once atomic.Bool
+	return func(err error) {
+		if once.CompareAndSwap(false, true) {
+			b.record(context.Background(), gen, probe, start, err)
+		}
+	}, nil
+}
+
+// admit decides whether a call may go ahead.
+func (b *Breaker) admit() (gen uint64, probe bool, err error) {
+	for {
+		sg := b.sg.Load()
+		st, g := unpack(sg)
+		switch st {
+		case Closed:
+			return g, false, nil
+		case Open:
+			if b.o.Now().UnixNano() < b.openUntil.Load() {
+				b.rejected.Add(1)
+				return 0, false, ErrOpen
+			}
+			b.transition(sg, HalfOpen) // then loop: admit as a probe
+		case HalfOpen:
+			if b.probing.Add(1) > int64(b.o.HalfOpenProbes) {
+				b.probing.Add(-1)
+				b.rejected.Add(1)
+				return 0, false, ErrTooManyProbes
+			}
+			if b.sg.Load() != sg { // the state moved on meanwhile
+				b.probing.Add(-1)
+				continue
+			}
+			return g, true, nil
+		}
+	}
+}
+
+// classify: 1 success, -1 failure, 0 ignored.
+func (b *Breaker) classify(ctx context.Context, err error) int {
+	switch {
+	case err == nil:
+		return 1
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		return 0 // the caller gave up: says nothing about the dependency
+	case b.o.Ignore != nil && b.o.Ignore(err):
+		return 0
+	case !b.o.CountNestedOpen && errors.Is(err, ErrOpen):
+		return 0
+	case b.o.IsFailure != nil && !b.o.IsFailure(err):
+		return 1
+	}
+	return -1
+}
+
+func (b *Breaker) record(ctx context.Context, gen uint64, probe bool, start int64, err error) {
+	if probe {
+		defer b.probing.Add(-1)
+	}
+	outcome := b.classify(ctx, err)
+	slow := false
+	if start != 0 {
+		slow = b.o.Now().UnixNano()-start > int64(b.o.SlowCallThreshold)
+	}
+	if slow {
+		b.slow.Add(1)
+	}
+	switch outcome {
+	case 0:
+		b.ignored.Add(1)
+		return
+	case 1:
+		b.successes.Add(1)
+	default:
+		b.failures.Add(1)
+	}
+	sg := b.sg.Load()
+	st, g := unpack(sg)
+	if g != gen {
+		return // the breaker changed state since this call started
+	}
+	switch st {
+	case Closed:
+		failed := outcome < 0
+		if failed {
+			if !b.o.NoConsecutive && b.consecutive.Add(1) >= int64(b.o.ConsecutiveFailures) {
+				b.transition(sg, Open)
+				return
+			}
+		} else if b.consecutive.Load() != 0 {
+			b.consecutive.Store(0)
+		}
+		if b.w != nil {
+			calls, fails, slows := b.w.add(failed, slow)
+			if calls >= int64(b.o.MinimumCalls) {
+				if (b.o.FailureRateThreshold > 0 && float64(fails) >= b.o.FailureRateThreshold*float64(calls)) ||
+					(b.o.SlowCallThreshold > 0 && float64(slows) >= b.o.SlowCallRateThreshold*float64(calls)) {
+					b.transition(sg, Open)
+				}
+			}
+		}
+	case HalfOpen:
+		if outcome < 0 || (slow && b.o.SlowCallRateThreshold > 0 && b.w != nil) {
+			b.transition(sg, Open)
+			return
+		}
+		if b.probeOK.Add(1) >= int64(b.o.HalfOpenSuccesses) {
+			b.transition(sg, Closed)
+		}
+	}
+}
+
+// transition moves from the state word seen to to, if nobody moved first.
+func (b *Breaker) transition(seen uint64, to State) {
+	b.mu.Lock()
+	if b.sg.Load() != seen {
+		b.mu.Unlock()
+		return
+	}
+	from, g := unpack(seen)
+	now := b.o.Now()
+	switch to {
+	case Open:
+		timeout := b.o.OpenTimeout
+		if from == HalfOpen {
+			b.trips++
+			f := float64(b.o.OpenTimeout)
+			for i := 0; i < b.trips && f < float64(b.o.MaxOpenTimeout); i++ {
+				f *= b.o.OpenTimeoutMultiplier
+			}
+			timeout = min(time.Duration(f), b.o.MaxOpenTimeout)
+		} else {
+			b.trips = 0
+		}
+		b.openUntil.Store(now.Add(timeout).UnixNano())
+	case HalfOpen:
+		b.probeOK.Store(0)
+	case Closed:
+		b.trips = 0
+	}
+	b.consecutive.Store(0)
+	if b.w != nil {
+		b.w.reset()
+	}
+	b.sg.Store((g+1)<<2 | uint64(to))
+	b.mu.Unlock()
+	b.transitions.Add(1)
+	lvl := slog.LevelInfo
+	if to == Open {
+		lvl = slog.LevelWarn
+	}
+	b.o.Logger.Log(context.Background(), lvl, "breaker: state change", slog.String("breaker", b.o.Name), slog.String("from", from.String()), slog.String("to", to.String()))
+	if b.o.OnStateChange != nil {
+		b.notify(stateEvent{from, to})
+	}
+}
+
+type stateEvent struct{ from, to State }
+
+// notify hands ev to OnStateChange in order, without blocking the caller:
+// events queue up and one short-lived goroutine delivers them, exiting
+// when the queue is empty.
+func (b *Breaker) notify(ev stateEvent) {
+	b.hookMu.Lock()
+	b.hookQueue = append(b.hookQueue, ev)
+	start := !b.hookRunning
+	b.hookRunning = true
+	b.hookMu.Unlock()
+	if !start {
+		return
+	}
+	go func() {
+		for {
+			b.hookMu.Lock()
+			if len(b.hookQueue) == 0 {
+				b.hookRunning = false
+				b.hookMu.Unlock()
+				return
+			}
+			ev := b.hookQueue[0]
+			b.hookQueue = b.hookQueue[1:]
+			b.hookMu.Unlock()
+			b.o.OnStateChange(b.o.Name, ev.from, ev.to)
+		}
+	}()
+}
+
+// Stats is a snapshot of a breaker.
+type Stats struct {
+	Name  string
+	State State
+	// Successes, Failures and Ignored count recorded outcomes; Slow the
+	// calls over SlowCallThreshold; Rejected the calls refused.
+	Successes, Failures, Ignored, Slow, Rejected uint64
+	// Transitions counts state changes.
+	Transitions uint64
+	// ConsecutiveFailures is the current run of failures (closed state).
+	ConsecutiveFailures int64
+	// WindowCalls, WindowFailures and WindowSlow are the current window's
+	// counts (zero without a rate threshold).
+	WindowCalls, WindowFailures, WindowSlow int64
+	// OpenUntil is when an open breaker starts probing.
+	OpenUntil time.Time
+}
+
+// Stats returns a snapshot.
+func (b *Breaker) Stats() Stats {
+	st := Stats{Name: b.o.Name, State: b.State(), Successes: b.successes.Load(), Failures: b.failures.Load(), Ignored: b.ignored.Load(),
+		Slow: b.slow.Load(), Rejected: b.rejected.Load(), Transitions: b.transitions.Load(), ConsecutiveFailures: b.consecutive.Load()}
+	if b.w != nil {
+		st.WindowCalls, st.WindowFailures, st.WindowSlow = b.w.counts()
+	}
+	if st.State == Open {
+		st.OpenUntil = time.Unix(0, b.openUntil.Load())
+	}
+	return st
+}

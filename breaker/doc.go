@@ -1,0 +1,31 @@
+// Package breaker provides a circuit breaker: after a dependency fails
+// enough, calls to it are rejected at once (ErrOpen) instead of piling up
+// on timeouts, and a few probe calls later test whether it recovered.
+//
+// States: Closed (calls go through and their outcomes are counted), Open
+// (calls are rejected until OpenTimeout passes, growing by
+// OpenTimeoutMultiplier after each failed probe, capped at MaxOpenTimeout),
+// HalfOpen (up to HalfOpenProbes calls probe at once, others get
+// ErrTooManyProbes, which matches ErrOpen; HalfOpenSuccesses successes
+// close it, one failure reopens it).
+//
+// Trips: ConsecutiveFailures in a row (default 5), and optionally a
+// FailureRateThreshold or a slow-call rate (SlowCallThreshold,
+// SlowCallRateThreshold) over a window of the last WindowSize calls or the
+// last WindowDuration, once it holds MinimumCalls.
+//
+// Classification: IsFailure decides what counts as a failure, Ignore what
+// counts as nothing; a call whose ctx the caller cancelled is ignored; an
+// ErrOpen from a nested breaker is ignored unless CountNestedOpen.
+//
+// Use Do(ctx, fn), Call[T] for values, or Allow() for code that cannot pass
+// a function. In closed state Do is lock-free and allocates nothing. Group
+// keeps one breaker per downstream name. State changes are logged, counted
+// in Stats and sent to OnStateChange (never blocking calls).
+//
+// With retry, put the breaker inside the retry loop and stop retrying when
+// it is open:
+//
+//	r, _ := retry.New(retry.Options{Retryable: func(err error) bool { return !errors.Is(err, breaker.ErrOpen) }})
+//	err := r.Do(ctx, func(ctx context.Context) error { return br.Do(ctx, call) })
+package breaker
