@@ -9,17 +9,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/testclock"
 )
-
-type clock struct{ ns atomic.Int64 }
-
-func newClock() *clock {
-	c := &clock{}
-	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	return c
-}
-func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
-func (c *clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
 
 var errBoom = errors.New("boom")
 
@@ -45,7 +37,7 @@ func run(b *Breaker, n int, fn func(context.Context) error) (rejected int) {
 }
 
 func TestConsecutiveTripProbeAndClose(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	var changes []string
 	var mu sync.Mutex
 	done := make(chan struct{}, 10)
@@ -87,7 +79,7 @@ func TestConsecutiveTripProbeAndClose(t *testing.T) {
 }
 
 func TestFailedProbeReopensWithGrowingTimeout(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	b := newB(t, Options{ConsecutiveFailures: 1, OpenTimeout: time.Second, OpenTimeoutMultiplier: 2, MaxOpenTimeout: 5 * time.Second, Now: clk.Now})
 	run(b, 1, fail)
 	for i, want := range []time.Duration{2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second} {
@@ -115,7 +107,7 @@ func TestFailedProbeReopensWithGrowingTimeout(t *testing.T) {
 }
 
 func TestProbeLimit(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	b := newB(t, Options{ConsecutiveFailures: 1, HalfOpenProbes: 2, HalfOpenSuccesses: 2, Now: clk.Now})
 	run(b, 1, fail)
 	clk.Add(5 * time.Second)
@@ -162,7 +154,7 @@ func TestCountWindowRateTrip(t *testing.T) {
 }
 
 func TestTimeWindowAgesOut(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	b := newB(t, Options{NoConsecutive: true, FailureRateThreshold: 0.5, WindowDuration: 10 * time.Second, MinimumCalls: 4, Now: clk.Now})
 	run(b, 3, fail)
 	clk.Add(11 * time.Second) // those failures leave the window
@@ -178,7 +170,7 @@ func TestTimeWindowAgesOut(t *testing.T) {
 }
 
 func TestSlowCalls(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	b := newB(t, Options{NoConsecutive: true, SlowCallThreshold: 100 * time.Millisecond, SlowCallRateThreshold: 0.5, WindowSize: 4, MinimumCalls: 4, Now: clk.Now})
 	slow := func(context.Context) error { clk.Add(200 * time.Millisecond); return nil }
 	run(b, 2, ok)
@@ -224,7 +216,7 @@ func TestClassification(t *testing.T) {
 }
 
 func TestStaleGenerationIgnored(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	b := newB(t, Options{ConsecutiveFailures: 1, Now: clk.Now})
 	done, err := b.Allow() // starts while closed
 	if err != nil {
@@ -252,7 +244,7 @@ func TestClosedPathAllocatesNothing(t *testing.T) {
 }
 
 func TestHammer(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	b := newB(t, Options{ConsecutiveFailures: 3, FailureRateThreshold: 0.5, WindowSize: 20, MinimumCalls: 10, HalfOpenProbes: 3, OpenTimeout: time.Millisecond, Now: clk.Now})
 	var inProbe, peak atomic.Int64
 	var wg sync.WaitGroup

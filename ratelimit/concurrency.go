@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/httpx"
 )
 
 // ConcurrencyLimiter admits at most a fixed number of holders per key at
@@ -248,23 +250,8 @@ func (a *Adaptive) Shed(next http.Handler) http.Handler {
 			http.Error(w, "overloaded, retry later", http.StatusServiceUnavailable)
 			return
 		}
-		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		defer func() { done(sw.status == http.StatusServiceUnavailable || sw.status == http.StatusGatewayTimeout) }()
+		sw := httpx.NewStatusWriter(w)
+		defer func() { done(sw.Status == http.StatusServiceUnavailable || sw.Status == http.StatusGatewayTimeout) }()
 		next.ServeHTTP(sw, r)
 	})
 }
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	wrote  bool
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if !s.wrote {
-		s.status, s.wrote = code, true
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

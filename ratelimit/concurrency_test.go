@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/testclock"
 )
 
 func TestConcurrencyLimit(t *testing.T) {
@@ -80,7 +82,7 @@ func TestConcurrencyHammer(t *testing.T) {
 }
 
 func TestAdaptiveAIMD(t *testing.T) {
-	clk := newFakeClock()
+	clk := testclock.New()
 	a, err := NewAdaptive(AdaptiveOptions{Initial: 10, Min: 2, Max: 12, TargetLatency: 100 * time.Millisecond, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)

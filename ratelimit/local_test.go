@@ -9,18 +9,9 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/testclock"
 )
-
-// fakeClock is a settable clock for Options.Now.
-type fakeClock struct{ ns atomic.Int64 }
-
-func newFakeClock() *fakeClock {
-	c := &fakeClock{}
-	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	return c
-}
-func (c *fakeClock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
 
 func newLocal(t testing.TB, o LocalOptions) *Local {
 	t.Helper()
@@ -32,7 +23,7 @@ func newLocal(t testing.TB, o LocalOptions) *Local {
 }
 
 func TestLocalBurstRetryAndKeys(t *testing.T) {
-	clk := newFakeClock()
+	clk := testclock.New()
 	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 2, Burst: 3}}, Now: clk.Now})
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
@@ -85,7 +76,7 @@ func TestLocalOptionsErrors(t *testing.T) {
 }
 
 func TestLocalMemoryIsBounded(t *testing.T) {
-	clk := newFakeClock()
+	clk := testclock.New()
 	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 1, Period: time.Minute}}, MaxKeys: 1000, Shards: 4, Now: clk.Now})
 	ctx := context.Background()
 	for i := 0; i < 5000; i++ {
@@ -109,7 +100,7 @@ func TestLocalMemoryIsBounded(t *testing.T) {
 }
 
 func TestLocalSweepIsLossless(t *testing.T) {
-	clk := newFakeClock()
+	clk := testclock.New()
 	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 10, Burst: 2}}, Shards: 1, SweepInterval: time.Second, Now: clk.Now})
 	ctx := context.Background()
 	l.Allow(ctx, "a")
@@ -140,7 +131,7 @@ func TestLocalHotPathAllocatesNothing(t *testing.T) {
 
 func TestLocalHammer(t *testing.T) {
 	// 64 goroutines on one key at a frozen time: exactly Burst admitted.
-	clk := newFakeClock()
+	clk := testclock.New()
 	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 10, Burst: 100}}, Now: clk.Now})
 	var admitted atomic.Int64
 	var wg sync.WaitGroup
@@ -199,7 +190,7 @@ func TestLocalWait(t *testing.T) {
 // waited for the lock decides with the newest time the shard has used, so
 // it can neither be denied for being "early" nor admit against an old TAT.
 func TestLocalStaleClockNeverGoesBack(t *testing.T) {
-	clk := newFakeClock()
+	clk := testclock.New()
 	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 10, Burst: 1}}, Shards: 1, Now: clk.Now})
 	ctx := context.Background()
 	l.Allow(ctx, "k")

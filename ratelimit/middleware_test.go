@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/testclock"
 )
 
 var okHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
@@ -24,7 +26,7 @@ func serve(h http.Handler, remote string, hdr map[string]string) *httptest.Respo
 }
 
 func TestMiddlewareHeadersAnd429(t *testing.T) {
-	clk := newFakeClock()
+	clk := testclock.New()
 	l := newLocal(t, LocalOptions{Limits: Policy{{Name: "api", Rate: 2, Burst: 2}, {Name: "hour", Rate: 100, Period: time.Hour}}, Now: clk.Now})
 	mw, err := Middleware(MiddlewareOptions{Limiter: l})
 	if err != nil {

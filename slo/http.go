@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/httpx"
 )
 
 // TrackerOptions configures NewTracker: which objectives every route gets.
@@ -136,10 +138,10 @@ func (t *Tracker) Middleware(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := now()
-		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		sw := httpx.NewStatusWriter(w)
 		defer func() {
 			// The route is known only after the mux matched (r.Pattern).
-			t.Observe(t.o.Route(r), sw.status, now().Sub(start))
+			t.Observe(t.o.Route(r), sw.Status, now().Sub(start))
 		}()
 		next.ServeHTTP(sw, r)
 	})
@@ -212,18 +214,3 @@ func (t *Tracker) StatusHandler() http.Handler {
 		_ = json.NewEncoder(w).Encode(map[string]any{"objectives": out})
 	})
 }
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	wrote  bool
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if !s.wrote {
-		s.status, s.wrote = code, true
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -6,10 +6,12 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/testclock"
 )
 
 func TestTrackerMiddlewareAndStatus(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	tr, err := NewTracker(TrackerOptions{Availability: 0.99, Latency: 0.9, LatencyThreshold: 100 * time.Millisecond, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -6,20 +6,11 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/testclock"
 )
-
-type clock struct{ ns atomic.Int64 }
-
-func newClock() *clock {
-	c := &clock{}
-	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	return c
-}
-func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
-func (c *clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
 
 func newSLO(t testing.TB, o Options) *SLO {
 	t.Helper()
@@ -40,7 +31,7 @@ func record(s *SLO, n, bad int) {
 }
 
 func TestBudgetMath(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	s := newSLO(t, Options{Name: "api", Target: 0.999, Now: clk.Now})
 	if b := s.Budget(); b.Total != 0 || b.RemainingFraction != 1 {
 		t.Fatalf("empty budget %+v", b)
@@ -68,7 +59,7 @@ func TestWorkbookBurnRates(t *testing.T) {
 	}{
 		{14.4, time.Hour, 2}, {6, 6 * time.Hour, 5}, {1, 72 * time.Hour, 10},
 	} {
-		clk := newClock()
+		clk := testclock.New()
 		s := newSLO(t, Options{Name: "api", Target: 0.999, Now: clk.Now})
 		// 30 days of 1000 good events an hour, then d at the burn rate.
 		for h := 0; h < 720-int(c.d/time.Hour); h++ {
@@ -99,7 +90,7 @@ func TestWorkbookBurnRates(t *testing.T) {
 }
 
 func TestBurnRateExact(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	s := newSLO(t, Options{Name: "api", Target: 0.99, Now: clk.Now})
 	record(s, 1000, 30) // 3% errors against 1% allowed: 3x
 	if b := s.BurnRate(5 * time.Minute); !near(b, 3) {
@@ -116,7 +107,7 @@ func TestBurnRateExact(t *testing.T) {
 }
 
 func TestWindowRollover(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	s := newSLO(t, Options{Name: "api", Target: 0.999, Window: 24 * time.Hour, Now: clk.Now})
 	record(s, 100, 10)
 	clk.Add(12 * time.Hour)
@@ -140,7 +131,7 @@ func TestWindowRollover(t *testing.T) {
 }
 
 func TestAlertsFireAndResolve(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	events := make(chan AlertEvent, 10)
 	s := newSLO(t, Options{Name: "api", Target: 0.999, Now: clk.Now, OnAlert: func(e AlertEvent) { events <- e }})
 	// Three days of healthy traffic, so only the fast window reacts.
@@ -199,7 +190,7 @@ func TestRecordAllocatesNothing(t *testing.T) {
 }
 
 func TestMemoryIndependentOfEvents(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	s := newSLO(t, Options{Name: "api", Target: 0.999, Now: clk.Now})
 	var before, after runtime.MemStats
 	runtime.GC()
