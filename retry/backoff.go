@@ -5,62 +5,113 @@ import (
 	"time"
 )
 
+// The bounds of Exponential{}.
+const (
+	defaultBase = 100 * time.Millisecond
+	defaultCap  = 10 * time.Second
+)
+
 // Backoff gives the wait before retry number attempt (1 after the first
-// failure), from the previous wait and a uniform random r in [0, 1). It is
-// pure, so policies are easy to test and to write.
+// failure) from the previous wait it gave (0 before the first retry) and r,
+// a uniform random number in [0, 1). It must be pure: the randomness comes
+// in through r, so a policy is deterministic under test and safe to share
+// between goroutines.
 type Backoff interface {
 	Next(attempt int, prev time.Duration, r float64) time.Duration
 }
 
-// Jitter is how Exponential randomizes its waits, as defined in the AWS
-// Architecture Blog's "Exponential Backoff And Jitter".
+// Jitter is how Exponential randomizes its waits. The definitions are those
+// of the AWS Architecture Blog post "Exponential Backoff And Jitter", with
+// t = min(Cap, Base*2^(attempt-1)).
 type Jitter int
 
 const (
-	// FullJitter waits rand(0, t), t = min(Cap, Base*2^(attempt-1)): the
-	// best spread, the default.
+	// FullJitter waits rand(0, t): the widest spread and the least total
+	// work for competing clients. The zero value and the default.
 	FullJitter Jitter = iota
-	// EqualJitter waits t/2 + rand(0, t/2): never much shorter than t.
+	// EqualJitter waits t/2 + rand(0, t/2): never less than half of t.
 	EqualJitter
-	// DecorrelatedJitter waits min(Cap, rand(Base, 3*prev)), growing from
-	// the previous wait rather than the attempt number.
+	// DecorrelatedJitter waits min(Cap, rand(Base, 3*prev)), prev being
+	// the previous wait (Base before the first retry): it grows from the
+	// last wait rather than from the attempt number.
 	DecorrelatedJitter
 	// NoJitter waits exactly t.
 	NoJitter
 )
 
-// Exponential is exponential backoff from Base, capped at Cap, with Jitter.
+// String returns the jitter's name.
+func (j Jitter) String() string {
+	switch j {
+	case FullJitter:
+		return "full"
+	case EqualJitter:
+		return "equal"
+	case DecorrelatedJitter:
+		return "decorrelated"
+	case NoJitter:
+		return "none"
+	}
+	return fmt.Sprintf("Jitter(%d)", int(j))
+}
+
+// Exponential is exponential backoff: waits grow from Base, doubling with
+// each attempt up to Cap, randomized by Jitter. The zero value is full
+// jitter from 100ms capped at 10s.
 type Exponential struct {
-	Base, Cap time.Duration
-	Jitter    Jitter
+	// Base is the first wait's upper bound. Default: 100ms.
+	Base time.Duration
+	// Cap bounds every wait. Default: 10s, or Base if that is longer.
+	Cap time.Duration
+	// Jitter randomizes the waits. Default: FullJitter.
+	Jitter Jitter
+}
+
+func (e Exponential) bounds() (base, cap time.Duration) {
+	base, cap = e.Base, e.Cap
+	if base <= 0 {
+		base = defaultBase
+	}
+	if cap <= 0 {
+		cap = max(defaultCap, base)
+	}
+	return base, max(cap, base)
+}
+
+// ceiling returns t = min(Cap, Base*2^(attempt-1)), the bound the jitter
+// works under, without overflowing for any attempt.
+func (e Exponential) ceiling(attempt int) time.Duration {
+	base, cap := e.bounds()
+	n := max(attempt-1, 0)
+	if n >= 62 || base > cap>>n { // base<<n would pass cap (or overflow)
+		return cap
+	}
+	return base << n
 }
 
 // Next implements Backoff.
 func (e Exponential) Next(attempt int, prev time.Duration, r float64) time.Duration {
-	t := e.Cap
-	if attempt-1 < 62 {
-		if g := e.Base << (attempt - 1); g > 0 && g < e.Cap && g>>(attempt-1) == e.Base {
-			t = g
-		}
-	}
 	switch e.Jitter {
-	case FullJitter:
-		return time.Duration(r * float64(t))
 	case EqualJitter:
-		return t/2 + time.Duration(r*float64(t/2))
+		t := e.ceiling(attempt)
+		return t/2 + time.Duration(r*float64(t-t/2))
 	case DecorrelatedJitter:
-		if prev < e.Base {
-			prev = e.Base
+		base, cap := e.bounds()
+		hi := 3 * float64(max(prev, base)) // float: no overflow for any prev
+		if w := float64(base) + r*(hi-float64(base)); w < float64(cap) {
+			return time.Duration(w)
 		}
-		hi := 3 * prev
-		return min(e.Cap, e.Base+time.Duration(r*float64(hi-e.Base)))
+		return cap
+	case NoJitter:
+		return e.ceiling(attempt)
 	default:
-		return t
+		return time.Duration(r * float64(e.ceiling(attempt)))
 	}
 }
 
-// Constant waits D before every retry.
-type Constant struct{ D time.Duration }
+// Constant waits D before every retry (0: retry at once).
+type Constant struct {
+	D time.Duration
+}
 
 // Next implements Backoff.
 func (c Constant) Next(int, time.Duration, float64) time.Duration { return c.D }
@@ -73,18 +124,45 @@ func (f BackoffFunc) Next(attempt int, prev time.Duration, r float64) time.Durat
 	return f(attempt, prev, r)
 }
 
-func validate(b Backoff) error {
+var (
+	_ Backoff = Exponential{}
+	_ Backoff = Constant{}
+	_ Backoff = BackoffFunc(nil)
+)
+
+func validateBackoff(b Backoff) error {
+	bad := func(f string, args ...any) error {
+		return fmt.Errorf("%w: Options.Backoff: "+f, append([]any{ErrInvalid}, args...)...)
+	}
 	switch x := b.(type) {
-	case Exponential:
-		if x.Base <= 0 || x.Cap < x.Base {
-			return fmt.Errorf("%w: Options.Backoff: Exponential needs 0 < Base <= Cap, got Base %v, Cap %v", ErrInvalid, x.Base, x.Cap)
+	case *Exponential:
+		if x == nil {
+			return bad("nil *Exponential")
 		}
-		if x.Jitter < FullJitter || x.Jitter > NoJitter {
-			return fmt.Errorf("%w: Options.Backoff: unknown Jitter %d", ErrInvalid, x.Jitter)
+		return validateBackoff(*x)
+	case *Constant:
+		if x == nil {
+			return bad("nil *Constant")
+		}
+		return validateBackoff(*x)
+	case BackoffFunc:
+		if x == nil {
+			return bad("nil BackoffFunc")
+		}
+	case Exponential:
+		switch {
+		case x.Base < 0:
+			return bad("Exponential.Base must be >= 0 (0: 100ms), got %v", x.Base)
+		case x.Cap < 0:
+			return bad("Exponential.Cap must be >= 0 (0: 10s), got %v", x.Cap)
+		case x.Cap > 0 && x.Cap < x.Base:
+			return bad("Exponential.Cap (%v) must be >= Base (%v)", x.Cap, x.Base)
+		case x.Jitter < FullJitter || x.Jitter > NoJitter:
+			return bad("Exponential.Jitter must be FullJitter, EqualJitter, DecorrelatedJitter or NoJitter, got %d", int(x.Jitter))
 		}
 	case Constant:
 		if x.D < 0 {
-			return fmt.Errorf("%w: Options.Backoff: Constant.D must be >= 0, got %v", ErrInvalid, x.D)
+			return bad("Constant.D must be >= 0, got %v", x.D)
 		}
 	}
 	return nil

@@ -1,25 +1,88 @@
-// Package retry retries calls without turning an outage into a retry storm.
+// Package retry provides retries that do not turn an outage into a retry
+// storm: jittered exponential backoff, Retry-After, a retry budget shared
+// by the callers of a dependency, an http.RoundTripper, and hedged
+// requests.
 //
-// A Retrier makes up to MaxAttempts attempts with Backoff between them
-// (exponential with full, equal or decorrelated jitter as defined in the AWS
-// Architecture Blog, constant, or your own), honours a server's Retry-After
-// (RetryAfterError, Transport), and stops on a Permanent error or one
-// Retryable rejects. Waits select on ctx and never sleep past its deadline:
-// when the next attempt would come after it, Do gives up at once. A give-up
-// is an *ExhaustedError that matches ErrExhausted and unwraps to the last
-// attempt's error.
+// # Retrying
 //
-// The Budget is what keeps 3 layers x 3 attempts from becoming 27x load on a
-// failing dependency: a token bucket where each top-level call deposits
-// Ratio (10%) and each retry withdraws one, with a small per-second floor.
-// A retry loop running inside another one (seen through its ctx) earns no
-// tokens, so nested layers cannot multiply one request; with a budget per
-// layer the bottom sees about 1.13x the top-level calls instead of 27x.
+// A Retrier, from New(Options), runs a func(ctx) error with Do, or a
+// func(ctx) (T, error) with DoValue; the package-level Do uses the
+// defaults. Options{} means: at most 3 attempts, exponential backoff with
+// full jitter (rand(0, min(10s, 100ms*2^n)), as defined in the AWS
+// Architecture Blog's "Exponential Backoff And Jitter"), every error
+// retried except Permanent ones, no MaxElapsed, no budget. Backoff can be
+// Exponential with FullJitter, EqualJitter, DecorrelatedJitter or
+// NoJitter, Constant, or any Backoff (a pure func of the attempt, the
+// previous wait and a random number).
 //
-// Hedge fires a second attempt after a delay and takes the first success,
-// for idempotent reads with a long latency tail.
+// An attempt's error decides what happens next: Permanent(err) stops at
+// once, and so does an error Options.Retryable rejects, both returned as
+// they are; a RetryAfterError asks for a longer wait. When Do gives up on
+// a retryable error it returns an *ExhaustedError that matches
+// ErrExhausted, says why (Reason) and after how many attempts, and unwraps
+// to the last attempt's error, so errors.Is(err, io.EOF) still works.
 //
-// With a breaker: retry.Do(ctx, func(ctx context.Context) error { return
-// br.Do(ctx, call) }) retries only while the breaker lets calls through; make
-// the breaker's open error Permanent (or not Retryable) to stop at once.
+// # The ctx
+//
+// Every wait selects on ctx.Done(), and Do never sleeps past the ctx
+// deadline: when the next wait would end after it, Do returns at once
+// (ReasonDeadline, which also matches context.DeadlineExceeded), leaving
+// the caller the rest of its time. If ctx ends, Do returns the attempt's
+// error as is when it is ctx's own cancellation, otherwise an
+// *ExhaustedError with ReasonContext; either way errors.Is(err, ctx.Err())
+// holds. The caller's cancellation is never retried.
+//
+// # The budget
+//
+// Three layers that each make 3 attempts turn one failing request into 27
+// at the bottom, just when the dependency is down or overloaded. A Budget
+// (Finagle's RetryBudget, gRPC's retry throttling, the per-client retry
+// budget of Google's SRE book) bounds retries to a share of the calls: each
+// call deposits Ratio tokens (default 0.1), each retry withdraws one, a
+// small floor (MinRetriesPerSecond, default 10) lets quiet clients retry,
+// and MaxTokens caps what a healthy spell can bank. When the budget is
+// empty, Do returns the original error at once (ReasonBudget, matching
+// ErrBudgetExhausted). A healthy dependency never notices; a dead one sees
+// about 1.1x the calls instead of 3x. Share one Budget per dependency
+// among its callers.
+//
+// Nested retry loops are the other multiplier. Inside a Do whose Retrier
+// has a Budget, attempts get a ctx that says so, and a Do nested in it
+// (any Retrier with a Budget) deposits nothing: retries are paid for by
+// the top-level calls only, so in practice only the outer layer retries
+// while the inner ones live on their floor. Three nested layers with a
+// Budget each send about 1.1x the top-level calls to a dead dependency
+// (TestAmplification). The ctx mark does not cross processes: there, each
+// service's budget bounds its own layer to 1+Ratio, so k layers of
+// services stay under (1+Ratio)^k rather than 3^k.
+//
+// # HTTP
+//
+// Transport is an http.RoundTripper that retries 429, 502, 503, 504 and
+// connection errors, honours Retry-After (ParseRetryAfter) up to
+// MaxRetryAfter, replays bodies through GetBody, and retries POST or
+// PATCH only with an Idempotency-Key header or RetryNonIdempotent.
+//
+// # Hedging
+//
+// Hedge fires another attempt when the first has not answered after a
+// delay and takes the first success, cancelling the others: for
+// idempotent reads with a long latency tail. Hedges draw from a Budget
+// like retries.
+//
+// # With a circuit breaker
+//
+// Put the breaker inside the retry loop, so each attempt asks it, and stop
+// retrying when it is open (the breaker package's ErrOpen):
+//
+//	r, _ := retry.New(retry.Options{
+//		Retryable: func(err error) bool { return !errors.Is(err, breaker.ErrOpen) },
+//	})
+//	err := r.Do(ctx, func(ctx context.Context) error { return br.Do(ctx, call) })
+//
+// # Observability
+//
+// Stats (Retrier) and BudgetStats (Budget) are snapshots of atomic
+// counters, for the metrics package to read at scrape time; OnRetry sees
+// every retry and the Logger every give-up (Debug).
 package retry

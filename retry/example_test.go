@@ -4,15 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"time"
 
 	"github.com/scalekit-go/scalekit/retry"
 )
 
 func ExampleRetrier_Do() {
-	r, _ := retry.New(retry.Options{MaxAttempts: 3, Backoff: retry.Constant{D: time.Millisecond}})
+	r, err := retry.New(retry.Options{MaxAttempts: 3, Backoff: retry.Constant{D: time.Millisecond}})
+	if err != nil {
+		panic(err)
+	}
 	calls := 0
-	err := r.Do(context.Background(), func(ctx context.Context) error {
+	err = r.Do(context.Background(), func(ctx context.Context) error {
 		calls++
 		if calls < 3 {
 			return errors.New("connection reset")
@@ -27,28 +34,115 @@ func ExampleRetrier_Do() {
 	// Output:
 	// <nil> 3
 	// true
-	// retry: gave up after 3 attempt(s) (max attempts): 503
+	// retry: gave up after 3 attempts (max attempts): 503
+}
+
+func ExampleDo() {
+	// The default Retrier: 3 attempts, full jitter from 100ms. A Permanent
+	// error is not retried.
+	errNotFound := errors.New("user not found")
+	calls := 0
+	err := retry.Do(context.Background(), func(ctx context.Context) error {
+		calls++
+		return retry.Permanent(errNotFound)
+	})
+	fmt.Println(errors.Is(err, errNotFound), calls)
+	// Output: true 1
+}
+
+func ExampleDoValue() {
+	r, _ := retry.New(retry.Options{Backoff: retry.Constant{}})
+	calls := 0
+	name, err := retry.DoValue(context.Background(), r, func(ctx context.Context) (string, error) {
+		calls++
+		if calls == 1 {
+			return "", io.ErrUnexpectedEOF
+		}
+		return "ada", nil
+	})
+	fmt.Println(name, err)
+	// Output: ada <nil>
+}
+
+func ExampleExhaustedError() {
+	r, _ := retry.New(retry.Options{MaxAttempts: 2, Backoff: retry.Constant{}})
+	err := r.Do(context.Background(), func(ctx context.Context) error { return io.EOF })
+	var ee *retry.ExhaustedError
+	if errors.As(err, &ee) {
+		fmt.Println(ee.Attempts, ee.Reason, ee.Last)
+	}
+	fmt.Println(errors.Is(err, io.EOF))
+	// Output:
+	// 2 max attempts EOF
+	// true
 }
 
 func ExampleBudget() {
-	// One budget per downstream dependency, shared by every caller of it.
-	budget, _ := retry.NewBudget(retry.BudgetOptions{Ratio: 0.1, MinPerSecond: 1})
+	// One budget per dependency, shared by every caller of it: retries may
+	// add 10% to the calls, plus a floor of 1 retry per second.
+	budget, _ := retry.NewBudget(retry.BudgetOptions{Ratio: 0.1, MinRetriesPerSecond: 1})
 	r, _ := retry.New(retry.Options{MaxAttempts: 3, Backoff: retry.Constant{}, Budget: budget})
 	attempts := 0
-	for i := 0; i < 100; i++ { // the dependency is down
-		r.Do(context.Background(), func(ctx context.Context) error { attempts++; return errors.New("down") })
+	var err error
+	for range 100 { // the dependency is down
+		err = r.Do(context.Background(), func(ctx context.Context) error { attempts++; return errors.New("down") })
 	}
 	fmt.Printf("100 calls -> %d attempts (without the budget: 300)\n", attempts)
-	// Output: 100 calls -> 111 attempts (without the budget: 300)
+	fmt.Println(errors.Is(err, retry.ErrBudgetExhausted))
+	fmt.Printf("%+v\n", budget.Stats())
+	// Output:
+	// 100 calls -> 111 attempts (without the budget: 300)
+	// true
+	// {Deposits:100 Withdrawals:11 Refusals:100 Tokens:0}
 }
 
 func ExampleParseRetryAfter() {
 	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	d, _ := retry.ParseRetryAfter("120", now)
-	fmt.Println(d)
-	d, _ = retry.ParseRetryAfter("Tue, 24 Nov 2026 12:00:30 GMT", now)
-	fmt.Println(d)
+	d, ok := retry.ParseRetryAfter("120", now)
+	fmt.Println(d, ok)
+	d, ok = retry.ParseRetryAfter("Tue, 24 Nov 2026 12:00:30 GMT", now)
+	fmt.Println(d, ok)
+	d, ok = retry.ParseRetryAfter("soon", now)
+	fmt.Println(d, ok)
 	// Output:
-	// 2m0s
-	// 30s
+	// 2m0s true
+	// 30s true
+	// 0s false
+}
+
+func ExampleTransport() {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, "hello")
+	}))
+	defer srv.Close()
+
+	r, _ := retry.New(retry.Options{Backoff: retry.Constant{D: time.Millisecond}})
+	client := &http.Client{Transport: &retry.Transport{Retrier: r}}
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		panic(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(resp.StatusCode, string(body), hits.Load())
+	// Output: 200 hello 2
+}
+
+func ExampleHedge() {
+	var attempts atomic.Int32
+	v, err := retry.Hedge(context.Background(), time.Millisecond, 1, nil, func(ctx context.Context) (string, error) {
+		if attempts.Add(1) == 1 {
+			<-ctx.Done() // a stuck replica: the hedge answers, this one is cancelled
+			return "", ctx.Err()
+		}
+		return "from the hedge", nil
+	})
+	fmt.Println(v, err)
+	// Output: from the hedge <nil>
 }

@@ -5,66 +5,137 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
-// ParseRetryAfter parses a Retry-After header value, delta-seconds or an
-// HTTP-date, into a wait from now. A date in the past is 0. It reports
-// false for an empty or malformed value.
-func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
+// maxRetryAfterValue bounds what ParseRetryAfter returns, so no value can
+// overflow a time.Duration.
+const maxRetryAfterValue = 365 * 24 * time.Hour
+
+// ParseRetryAfter parses the value of a Retry-After header (RFC 9110
+// 10.2.3), delta-seconds ("120") or an HTTP-date ("Wed, 21 Oct 2015
+// 07:28:00 GMT"), into a wait from now. A date in the past gives 0; waits
+// are capped at a year. It reports false for an empty, negative or
+// malformed value.
+func ParseRetryAfter(value string, now time.Time) (time.Duration, bool) {
+	value = strings.TrimSpace(value)
+	if value == "" {
 		return 0, false
 	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs < 0 {
+	if value[0] >= '0' && value[0] <= '9' {
+		secs, err := strconv.ParseUint(value, 10, 64)
+		if err != nil {
+			var ne *strconv.NumError
+			if errors.As(err, &ne) && ne.Err == strconv.ErrRange {
+				return maxRetryAfterValue, true
+			}
 			return 0, false
 		}
-		if secs > int64(365*24*time.Hour/time.Second) {
-			secs = int64(365 * 24 * time.Hour / time.Second)
+		if secs > uint64(maxRetryAfterValue/time.Second) {
+			return maxRetryAfterValue, true
 		}
 		return time.Duration(secs) * time.Second, true
 	}
-	t, err := http.ParseTime(v)
+	t, err := http.ParseTime(value)
 	if err != nil {
 		return 0, false
 	}
-	return max(0, t.Sub(now)), true
+	return min(maxRetryAfterValue, max(0, t.Sub(now))), true
 }
 
-// Transport is an http.RoundTripper that retries with Retrier: on 429,
-// 502, 503 and 504 responses (waiting at least their Retry-After, capped at
-// MaxRetryAfter) and on connection errors. It never retries a request whose
-// method is not idempotent (POST, PATCH, ...) unless it carries an
-// Idempotency-Key header or RetryNonIdempotent is set, nor one whose body
-// cannot be replayed (no GetBody). Discarded responses are drained and
-// closed.
+// Transport is an http.RoundTripper that retries requests with a Retrier.
+// Use it as an http.Client's Transport; the zero value works (the default
+// Retrier over http.DefaultTransport).
+//
+// It retries responses 429, 502, 503 and 504, waiting at least their
+// Retry-After (up to MaxRetryAfter), and connection errors: refused or
+// reset connections, unexpected EOFs, timeouts (anything that is a
+// *net.OpError or a net.Error timing out). Other errors (bad URL, TLS
+// verification, ...) are returned at once.
+//
+// It retries only requests that are safe to send again: an idempotent
+// method (GET, HEAD, OPTIONS, TRACE, PUT, DELETE), or any method with an
+// Idempotency-Key header or with RetryNonIdempotent set; and a body that
+// can be replayed (none, or GetBody set, as http.NewRequest does for
+// bytes and strings readers). Other requests make one round trip.
+//
+// Responses it discards are drained (up to 64 KiB, so the connection can
+// be reused) and closed. When it gives up on a retryable status (attempts,
+// budget, deadline, a Retry-After over MaxRetryAfter), it returns the last
+// response and no error, as the base transport would; when it gives up on
+// a connection error, it returns the *ExhaustedError; if the request's ctx
+// ends, its error.
 type Transport struct {
-	// Base does the round trips. Default: http.DefaultTransport.
+	// Base makes the round trips. Default: http.DefaultTransport.
 	Base http.RoundTripper
-	// Retrier decides attempts, backoff and budget; required.
+	// Retrier decides attempts, backoff and budget; its Now reads
+	// Retry-After dates. Default: nil, the default Retrier (3 attempts).
 	Retrier *Retrier
-	// RetryNonIdempotent retries every method. Default: false.
+	// RetryNonIdempotent retries every method, POST and PATCH included.
+	// Default: false (only idempotent methods and Idempotency-Key).
 	RetryNonIdempotent bool
-	// MaxRetryAfter caps a server's Retry-After; a longer one gives up
-	// with the response. Default: 30s.
+	// MaxRetryAfter caps the Retry-After a server may ask for: a longer one
+	// ends the retries with that response. Must be >= 0. Default: 30s.
 	MaxRetryAfter time.Duration
 }
 
-var idempotent = map[string]bool{"GET": true, "HEAD": true, "OPTIONS": true, "TRACE": true, "PUT": true, "DELETE": true}
+var _ http.RoundTripper = (*Transport)(nil)
 
-type retryableStatus struct{ resp *http.Response }
+// statusError is the error of an attempt answered with a retryable status.
+type statusError struct{ code int }
 
-func (e *retryableStatus) Error() string { return "retry: server answered " + e.resp.Status }
+func (e *statusError) Error() string {
+	return "retry: server answered " + strconv.Itoa(e.code) + " " + http.StatusText(e.code)
+}
+
+func retryableStatus(code int) bool {
+	switch code {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+func idempotentMethod(m string) bool {
+	switch m {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// connError reports whether err means the request may not have reached
+// the server or the connection broke: worth another attempt.
+func connError(err error) bool {
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
+		return true
+	}
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// drain discards what is left of a response so its connection can be
+// reused, and closes it.
+func drain(resp *http.Response) {
+	if resp == nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+}
 
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if t.Retrier == nil {
-		return nil, fmt.Errorf("%w: Transport.Retrier is required", ErrInvalid)
-	}
 	base := t.Base
 	if base == nil {
 		base = http.DefaultTransport
@@ -73,56 +144,64 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if maxRA == 0 {
 		maxRA = 30 * time.Second
 	}
-	canRetry := (idempotent[req.Method] || t.RetryNonIdempotent || req.Header.Get("Idempotency-Key") != "") &&
-		(req.Body == nil || req.Body == http.NoBody || req.GetBody != nil)
-	if !canRetry {
+	if maxRA < 0 {
+		if req.Body != nil {
+			_ = req.Body.Close() // a RoundTripper always closes the body
+		}
+		return nil, fmt.Errorf("%w: Transport.MaxRetryAfter must be >= 0 (0: 30s), got %v", ErrInvalid, t.MaxRetryAfter)
+	}
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	if !(idempotentMethod(req.Method) || t.RetryNonIdempotent || req.Header.Get("Idempotency-Key") != "") ||
+		(hasBody && req.GetBody == nil) {
 		return base.RoundTrip(req)
 	}
+	r := t.Retrier
+	if r == nil {
+		r = defaultRetrier()
+	}
 	var last *http.Response
-	err := t.Retrier.Do(req.Context(), func(ctx context.Context) error {
-		if last != nil { // a retry: discard the previous answer, replay the body
-			io.Copy(io.Discard, io.LimitReader(last.Body, 64<<10))
-			last.Body.Close()
-			last = nil
+	first := true
+	err := r.Do(req.Context(), func(ctx context.Context) error {
+		drain(last) // a retry: the previous answer is not needed
+		last = nil
+		out := req
+		if !first || r.o.Budget != nil { // Do may have given a new ctx
+			out = req.WithContext(ctx) // a shallow copy: req stays as it was
 		}
-		r := req.Clone(ctx)
-		if req.GetBody != nil {
+		if !first && hasBody {
 			body, err := req.GetBody()
 			if err != nil {
 				return Permanent(err)
 			}
-			r.Body = body
+			out.Body = body
 		}
-		resp, err := base.RoundTrip(r)
+		first = false
+		resp, err := base.RoundTrip(out)
 		if err != nil {
-			if ctx.Err() != nil {
+			if connError(err) {
 				return err
 			}
-			return err // connection errors are retryable
-		}
-		switch resp.StatusCode {
-		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-			last = resp
-			if ra, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-				if ra > maxRA {
-					return Permanent(&retryableStatus{resp})
-				}
-				return &RetryAfterError{Err: &retryableStatus{resp}, After: ra}
-			}
-			return &retryableStatus{resp}
+			return Permanent(err)
 		}
 		last = resp
-		return nil
-	})
-	var rs *retryableStatus
-	if err != nil && errors.As(err, &rs) && last != nil {
-		return last, nil // gave up: hand over the server's last answer
-	}
-	if err != nil {
-		if last != nil {
-			last.Body.Close()
+		if !retryableStatus(resp.StatusCode) {
+			return nil
 		}
-		return nil, err
+		se := &statusError{resp.StatusCode}
+		if ra, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), r.o.Now()); ok {
+			if ra > maxRA {
+				return Permanent(se)
+			}
+			return &RetryAfterError{Err: se, After: ra}
+		}
+		return se
+	})
+	if err == nil {
+		return last, nil
 	}
-	return last, nil
+	if se := (*statusError)(nil); last != nil && errors.As(err, &se) && req.Context().Err() == nil {
+		return last, nil // gave up on a retryable status: the server's answer
+	}
+	drain(last)
+	return nil, err
 }

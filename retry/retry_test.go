@@ -1,13 +1,12 @@
 package retry
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
-	"math"
-	"math/rand/v2"
-	"net/http"
-	"net/http/httptest"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,406 +26,407 @@ func newR(t testing.TB, o Options) *Retrier {
 	return r
 }
 
-func TestJitterDistributions(t *testing.T) {
-	rng := rand.New(rand.NewPCG(7, 9))
-	const n = 100_000
-	base, cap := 100*time.Millisecond, 10*time.Second
-	for _, c := range []struct {
-		j      Jitter
-		lo, hi func(t time.Duration) time.Duration
-		mean   func(t time.Duration) float64
-	}{
-		{FullJitter, func(time.Duration) time.Duration { return 0 }, func(t time.Duration) time.Duration { return t }, func(t time.Duration) float64 { return float64(t) / 2 }},
-		{EqualJitter, func(t time.Duration) time.Duration { return t / 2 }, func(t time.Duration) time.Duration { return t }, func(t time.Duration) float64 { return float64(t) * 0.75 }},
-		{NoJitter, func(t time.Duration) time.Duration { return t }, func(t time.Duration) time.Duration { return t }, func(t time.Duration) float64 { return float64(t) }},
-	} {
-		e := Exponential{Base: base, Cap: cap, Jitter: c.j}
-		for attempt := 1; attempt <= 10; attempt++ {
-			tmax := min(cap, base<<(attempt-1))
-			var sum float64
-			var buckets [4]int
-			for i := 0; i < n; i++ {
-				w := e.Next(attempt, 0, rng.Float64())
-				if w < c.lo(tmax) || w > c.hi(tmax) {
-					t.Fatalf("jitter %d attempt %d: wait %v outside [%v, %v]", c.j, attempt, w, c.lo(tmax), c.hi(tmax))
-				}
-				sum += float64(w)
-				if c.j == FullJitter {
-					buckets[min(3, int(4*float64(w)/float64(tmax)))]++
-				}
-			}
-			if mean := sum / n; math.Abs(mean-c.mean(tmax)) > 0.01*float64(tmax) {
-				t.Fatalf("jitter %d attempt %d: mean %v, want %v", c.j, attempt, time.Duration(mean), time.Duration(c.mean(tmax)))
-			}
-			if c.j == FullJitter { // uniform: each quarter of [0, t] gets ~25%
-				for q, b := range buckets {
-					if math.Abs(float64(b)/n-0.25) > 0.01 {
-						t.Fatalf("full jitter attempt %d: quarter %d holds %.3f of samples", attempt, q, float64(b)/n)
-					}
-				}
-			}
+// failing returns a func that fails n times, then succeeds, counting calls.
+func failing(n int, calls *int) func(context.Context) error {
+	return func(context.Context) error {
+		*calls++
+		if *calls <= n {
+			return errBoom
 		}
-	}
-	// Decorrelated: within [base, min(cap, 3*prev)].
-	d := Exponential{Base: base, Cap: cap, Jitter: DecorrelatedJitter}
-	prev := time.Duration(0)
-	for i := 0; i < n; i++ {
-		w := d.Next(i%20+1, prev, rng.Float64())
-		hi := min(cap, 3*max(prev, base))
-		if w < base || w > hi {
-			t.Fatalf("decorrelated: %v outside [%v, %v] (prev %v)", w, base, hi, prev)
-		}
-		prev = w
-		if i%20 == 19 {
-			prev = 0
-		}
-	}
-	// Overflow: a huge attempt number stays at the cap.
-	if w := (Exponential{Base: base, Cap: cap, Jitter: NoJitter}).Next(200, 0, 0.5); w != cap {
-		t.Fatalf("attempt 200: %v, want the cap", w)
+		return nil
 	}
 }
 
-func TestDoAttemptsAndErrors(t *testing.T) {
+func TestDefaults(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r := newR(t, Options{MaxAttempts: 4, Backoff: Exponential{Base: 100 * time.Millisecond, Cap: time.Second, Jitter: NoJitter}})
+		// Options{}: 3 attempts, full jitter from 100ms: with r = 0.5 the
+		// waits are 50ms and 100ms.
+		r := newR(t, Options{Rand: func() float64 { return 0.5 }})
+		start := time.Now()
+		calls := 0
+		err := r.Do(context.Background(), failing(100, &calls))
+		var ee *ExhaustedError
+		if !errors.As(err, &ee) || ee.Attempts != 3 || ee.Reason != ReasonMaxAttempts || calls != 3 {
+			t.Fatalf("err %v after %d calls; want 3 attempts", err, calls)
+		}
+		if el := time.Since(start); el != 150*ms {
+			t.Fatalf("took %v, want 150ms (50ms + 100ms)", el)
+		}
+	})
+}
+
+func TestMaxAttemptsAndBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newR(t, Options{MaxAttempts: 4, Backoff: Exponential{Base: 100 * ms, Cap: 300 * ms, Jitter: NoJitter}})
+		for _, c := range []struct {
+			fails, wantCalls int
+			wantErr          bool
+			wantTime         time.Duration
+		}{
+			{0, 1, false, 0},
+			{1, 2, false, 100 * ms},
+			{3, 4, false, 600 * ms}, // 100 + 200 + 300 (capped)
+			{9, 4, true, 600 * ms},
+		} {
+			calls := 0
+			start := time.Now()
+			err := r.Do(context.Background(), failing(c.fails, &calls))
+			if (err != nil) != c.wantErr || calls != c.wantCalls || time.Since(start) != c.wantTime {
+				t.Errorf("%d failures: err %v, %d calls in %v; want error %v, %d calls in %v",
+					c.fails, err, calls, time.Since(start), c.wantErr, c.wantCalls, c.wantTime)
+			}
+		}
+		// MaxAttempts 1 never retries.
+		calls := 0
+		err := newR(t, Options{MaxAttempts: 1}).Do(context.Background(), failing(1, &calls))
+		var ee *ExhaustedError
+		if !errors.As(err, &ee) || ee.Attempts != 1 || calls != 1 {
+			t.Fatalf("MaxAttempts 1: %v after %d calls", err, calls)
+		}
+	})
+}
+
+func TestExhaustedError(t *testing.T) {
+	r := newR(t, Options{MaxAttempts: 2, Backoff: Constant{}})
+	cause := fmt.Errorf("read: %w", io.EOF)
+	err := r.Do(context.Background(), func(context.Context) error { return cause })
+	var ee *ExhaustedError
+	switch {
+	case !errors.Is(err, ErrExhausted):
+		t.Error("not ErrExhausted")
+	case !errors.Is(err, io.EOF) || !errors.Is(err, cause):
+		t.Error("does not unwrap to the last error")
+	case errors.Is(err, ErrBudgetExhausted) || errors.Is(err, context.DeadlineExceeded):
+		t.Error("matches a cause it does not have")
+	case !errors.As(err, &ee) || ee.Attempts != 2 || ee.Reason != ReasonMaxAttempts || ee.Last != cause:
+		t.Errorf("As: %+v", ee)
+	case err.Error() != "retry: gave up after 2 attempts (max attempts): read: EOF":
+		t.Errorf("Error() = %q", err)
+	}
+	one := &ExhaustedError{Attempts: 1, Reason: ReasonBudget, Last: errBoom, cause: ErrBudgetExhausted}
+	if one.Error() != "retry: gave up after 1 attempt (retry budget exhausted): boom" || !errors.Is(one, ErrBudgetExhausted) {
+		t.Errorf("budget give-up: %q", one)
+	}
+	// Wrapped further, it is still found.
+	if w := fmt.Errorf("get user: %w", err); !errors.Is(w, ErrExhausted) || !errors.As(w, &ee) {
+		t.Error("lost through wrapping")
+	}
+}
+
+func TestPermanentAndRetryable(t *testing.T) {
+	r := newR(t, Options{MaxAttempts: 5, Backoff: Constant{}})
+	calls := 0
+	perm := Permanent(errBoom)
+	err := r.Do(context.Background(), func(context.Context) error { calls++; return perm })
+	if err != perm || !errors.Is(err, errBoom) || !IsPermanent(err) || calls != 1 || err.Error() != "boom" {
+		t.Fatalf("permanent: %v after %d calls", err, calls)
+	}
+	if Permanent(nil) != nil || IsPermanent(errBoom) || IsPermanent(nil) {
+		t.Fatal("Permanent(nil) / IsPermanent")
+	}
+	// Wrapped, still permanent; and it stops outer loops too.
+	calls = 0
+	outer := newR(t, Options{MaxAttempts: 5, Backoff: Constant{}})
+	err = outer.Do(context.Background(), func(ctx context.Context) error {
+		return r.Do(ctx, func(context.Context) error { calls++; return fmt.Errorf("q: %w", perm) })
+	})
+	if !IsPermanent(err) || calls != 1 {
+		t.Fatalf("nested permanent: %v after %d calls", err, calls)
+	}
+	// Retryable decides; rejected errors come back as they are.
+	notFound := errors.New("not found")
+	r2 := newR(t, Options{MaxAttempts: 5, Backoff: Constant{}, Retryable: func(err error) bool { return !errors.Is(err, notFound) }})
+	calls = 0
+	if err := r2.Do(context.Background(), func(context.Context) error { calls++; return notFound }); err != notFound || calls != 1 {
+		t.Fatalf("not retryable: %v after %d calls", err, calls)
+	}
+	calls = 0
+	if err := r2.Do(context.Background(), failing(2, &calls)); err != nil || calls != 3 {
+		t.Fatalf("retryable: %v after %d calls", err, calls)
+	}
+}
+
+func TestContext(t *testing.T) {
+	r := newR(t, Options{MaxAttempts: 10, Backoff: Constant{D: time.Second}})
+	bubble := func(name string, f func(t *testing.T)) {
+		t.Run(name, func(t *testing.T) { synctest.Test(t, f) })
+	}
+	{
+
+		bubble("fail fast before the deadline", func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 1500*ms)
+			defer cancel()
+			start := time.Now()
+			calls := 0
+			err := r.Do(ctx, failing(100, &calls))
+			var ee *ExhaustedError
+			if !errors.As(err, &ee) || ee.Reason != ReasonDeadline || !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errBoom) {
+				t.Fatalf("err = %v", err)
+			}
+			// Attempt 1 at 0, wait 1s, attempt 2 at 1s; the next one would
+			// come at 2s, after the 1.5s deadline: return at 1s, not 1.5s.
+			if calls != 2 || time.Since(start) != time.Second {
+				t.Fatalf("%d calls, returned after %v; want 2 and 1s", calls, time.Since(start))
+			}
+		})
+
+		bubble("first wait past the deadline: no wait at all", func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 500*ms)
+			defer cancel()
+			start := time.Now()
+			err := r.Do(ctx, func(context.Context) error { return errBoom })
+			if !errors.Is(err, ErrExhausted) || !time.Now().Equal(start) {
+				t.Fatalf("%v after %v; want a give-up at once", err, time.Since(start))
+			}
+		})
+
+		bubble("cancel during a wait", func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(300*ms, cancel)
+			start := time.Now()
+			err := r.Do(ctx, func(context.Context) error { return errBoom })
+			var ee *ExhaustedError
+			if !errors.As(err, &ee) || ee.Reason != ReasonContext || !errors.Is(err, context.Canceled) || !errors.Is(err, errBoom) || time.Since(start) != 300*ms {
+				t.Fatalf("%v after %v; want ReasonContext at 300ms", err, time.Since(start))
+			}
+		})
+
+		bubble("the caller's cancellation is returned as is", func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			calls := 0
+			err := r.Do(ctx, func(ctx context.Context) error { calls++; cancel(); return ctx.Err() })
+			if err != context.Canceled || calls != 1 {
+				t.Fatalf("%v after %d calls", err, calls)
+			}
+		})
+
+		bubble("another error after the ctx ended", func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			calls := 0
+			err := r.Do(ctx, func(ctx context.Context) error { calls++; cancel(); return errBoom })
+			var ee *ExhaustedError
+			if !errors.As(err, &ee) || ee.Reason != ReasonContext || !errors.Is(err, context.Canceled) || calls != 1 {
+				t.Fatalf("%v after %d calls", err, calls)
+			}
+		})
+
+		bubble("a dependency's own timeout is retried", func(t *testing.T) {
+			calls := 0
+			err := newR(t, Options{Backoff: Constant{}}).Do(context.Background(), func(context.Context) error {
+				calls++
+				return context.DeadlineExceeded // its ctx, not ours
+			})
+			if !errors.Is(err, ErrExhausted) || calls != 3 {
+				t.Fatalf("%v after %d calls", err, calls)
+			}
+		})
+	}
+}
+
+func TestMaxElapsed(t *testing.T) {
+	// An injected clock that each attempt moves 1s forward; no waits.
+	now := time.Unix(1000, 0)
+	r := newR(t, Options{MaxAttempts: 100, MaxElapsed: 2500 * ms, Backoff: Constant{}, Now: func() time.Time { return now }})
+	calls := 0
+	err := r.Do(context.Background(), func(context.Context) error { calls++; now = now.Add(time.Second); return errBoom })
+	var ee *ExhaustedError
+	// Attempts at 0s, 1s, 2s; the next would start at 3s > 2.5s.
+	if !errors.As(err, &ee) || ee.Reason != ReasonMaxElapsed || ee.Attempts != 3 || calls != 3 {
+		t.Fatalf("%v after %d calls", err, calls)
+	}
+	// The wait counts too (synctest: time.Now is the bubble's clock).
+	synctest.Test(t, func(t *testing.T) {
+		r := newR(t, Options{MaxAttempts: 100, MaxElapsed: 2500 * ms, Backoff: Constant{D: time.Second}})
+		start := time.Now()
+		err := r.Do(context.Background(), func(context.Context) error { return errBoom })
+		if !errors.As(err, &ee) || ee.Reason != ReasonMaxElapsed || ee.Attempts != 3 || time.Since(start) != 2*time.Second {
+			t.Fatalf("%v after %v", err, time.Since(start))
+		}
+	})
+}
+
+func TestRetryAfterError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newR(t, Options{Backoff: Constant{D: 10 * ms}})
 		calls := 0
 		start := time.Now()
-		err := r.Do(context.Background(), func(context.Context) error { calls++; return errBoom })
-		var ee *ExhaustedError
-		if !errors.Is(err, ErrExhausted) || !errors.Is(err, errBoom) || !errors.As(err, &ee) || ee.Attempts != 4 || ee.Reason != ReasonAttempts {
-			t.Fatalf("err = %v", err)
-		}
-		if calls != 4 || time.Since(start) != 700*time.Millisecond { // 100+200+400
-			t.Fatalf("%d calls in %v, want 4 in 700ms", calls, time.Since(start))
-		}
-		// Success after failures.
-		calls = 0
-		if err := r.Do(context.Background(), func(context.Context) error {
+		err := r.Do(context.Background(), func(context.Context) error {
 			calls++
-			if calls < 3 {
-				return errBoom
+			if calls == 1 {
+				return &RetryAfterError{Err: errBoom, After: 2 * time.Second}
 			}
 			return nil
-		}); err != nil || calls != 3 {
-			t.Fatalf("err %v after %d calls", err, calls)
+		})
+		if err != nil || time.Since(start) != 2*time.Second {
+			t.Fatalf("%v after %v; want success after the 2s Retry-After", err, time.Since(start))
 		}
-		// Permanent stops at once and comes back unwrapped.
-		calls = 0
-		err = r.Do(context.Background(), func(context.Context) error { calls++; return Permanent(errBoom) })
-		if err != errBoom || calls != 1 || !IsPermanent(Permanent(errBoom)) || Permanent(nil) != nil {
-			t.Fatalf("permanent: %v after %d calls", err, calls)
+		// A shorter Retry-After than the backoff: the backoff wins.
+		calls, start = 0, time.Now()
+		r.Do(context.Background(), func(context.Context) error {
+			calls++
+			if calls == 1 {
+				return &RetryAfterError{Err: errBoom, After: ms}
+			}
+			return nil
+		})
+		if time.Since(start) != 10*ms {
+			t.Fatalf("waited %v, want the 10ms backoff", time.Since(start))
 		}
-		// Retryable decides.
-		r2 := newR(t, Options{Retryable: func(err error) bool { return !errors.Is(err, io.EOF) }, Backoff: Constant{time.Millisecond}})
-		calls = 0
-		if err := r2.Do(context.Background(), func(context.Context) error { calls++; return io.EOF }); err != io.EOF || calls != 1 {
-			t.Fatalf("not retryable: %v after %d", err, calls)
-		}
-	})
-}
-
-func TestFailFastBeforeDeadlineAndCancel(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		r := newR(t, Options{MaxAttempts: 10, Backoff: Constant{time.Second}})
-		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		// A Retry-After past the deadline gives up at once.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		start := time.Now()
-		calls := 0
-		err := r.Do(ctx, func(context.Context) error { calls++; return errBoom })
-		var ee *ExhaustedError
-		if !errors.As(err, &ee) || ee.Reason != ReasonDeadline || !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errBoom) {
-			t.Fatalf("err = %v", err)
-		}
-		// 1 attempt, wait 1s, attempt 2 at 1s; the next wait would end at
-		// 2s > 1.5s deadline: return at once at 1s, not sleep until 1.5s.
-		if calls != 2 || time.Since(start) != time.Second {
-			t.Fatalf("%d calls, returned after %v; want 2 and 1s (no sleeping past the deadline)", calls, time.Since(start))
-		}
-		// Cancellation during a wait returns at once.
-		cctx, ccancel := context.WithCancel(context.Background())
-		go func() { time.Sleep(300 * time.Millisecond); ccancel() }()
 		start = time.Now()
-		err = r.Do(cctx, func(context.Context) error { return errBoom })
-		if !errors.Is(err, context.Canceled) || time.Since(start) != 300*time.Millisecond {
-			t.Fatalf("cancel: %v after %v", err, time.Since(start))
+		err = r.Do(ctx, func(context.Context) error { return &RetryAfterError{Err: errBoom, After: 5 * time.Second} })
+		var ee *ExhaustedError
+		if !errors.As(err, &ee) || ee.Reason != ReasonDeadline || time.Since(start) != 0 || !errors.Is(err, errBoom) {
+			t.Fatalf("%v after %v", err, time.Since(start))
 		}
-		// The caller's own cancellation is not retried.
-		calls = 0
-		cctx2, c2 := context.WithCancel(context.Background())
-		err = r.Do(cctx2, func(ctx context.Context) error { calls++; c2(); return ctx.Err() })
-		if !errors.Is(err, context.Canceled) || calls != 1 {
-			t.Fatalf("own cancellation retried: %v, %d calls", err, calls)
-		}
-		// MaxElapsed.
-		r3 := newR(t, Options{MaxAttempts: 100, MaxElapsed: 2500 * time.Millisecond, Backoff: Constant{time.Second}})
-		err = r3.Do(context.Background(), func(context.Context) error { return errBoom })
-		if !errors.As(err, &ee) || ee.Reason != ReasonElapsed || ee.Attempts != 3 {
-			t.Fatalf("MaxElapsed: %v", err)
+		if (&RetryAfterError{After: time.Second}).Error() != "retry: retry after 1s" {
+			t.Fatal("RetryAfterError without Err")
 		}
 	})
 }
 
-func TestBudgetArithmetic(t *testing.T) {
-	now := time.Unix(1000, 0)
-	b, err := NewBudget(BudgetOptions{Ratio: 0.5, MinPerSecond: 2, MaxTokens: 3, Now: func() time.Time { return now }})
+func TestOnRetryStatsAndLogger(t *testing.T) {
+	var events []RetryEvent
+	var logs bytes.Buffer
+	r := newR(t, Options{
+		MaxAttempts: 3,
+		Backoff:     Exponential{Base: ms, Jitter: NoJitter},
+		OnRetry:     func(_ context.Context, ev RetryEvent) { events = append(events, ev) },
+		Logger:      slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	synctest.Test(t, func(t *testing.T) {
+		calls := 0
+		r.Do(context.Background(), failing(100, &calls)) // 3 attempts, gives up
+		calls = 0
+		r.Do(context.Background(), failing(1, &calls)) // 2 attempts
+		r.Do(context.Background(), func(context.Context) error { return nil })
+	})
+	want := []RetryEvent{{1, errBoom, ms}, {2, errBoom, 2 * ms}, {1, errBoom, ms}}
+	if fmt.Sprint(events) != fmt.Sprint(want) {
+		t.Fatalf("events %v, want %v", events, want)
+	}
+	if st := r.Stats(); st != (Stats{Calls: 3, Attempts: 6, Retries: 3, Exhausted: 1}) {
+		t.Fatalf("stats %+v", st)
+	}
+	if !strings.Contains(logs.String(), "retry: gave up") || !strings.Contains(logs.String(), "attempts=3") {
+		t.Fatalf("log: %q", logs.String())
+	}
+}
+
+func TestDoValueAndDefaults(t *testing.T) {
+	r := newR(t, Options{Backoff: Constant{}})
+	calls := 0
+	v, err := DoValue(context.Background(), r, func(context.Context) (int, error) {
+		calls++
+		if calls < 2 {
+			return -1, errBoom // a failed attempt's value is not returned
+		}
+		return 42, nil
+	})
+	if v != 42 || err != nil {
+		t.Fatalf("DoValue = %v, %v", v, err)
+	}
+	v, err = DoValue(context.Background(), r, func(context.Context) (int, error) { return 7, Permanent(errBoom) })
+	if v != 0 || !errors.Is(err, errBoom) {
+		t.Fatalf("DoValue failing = %v, %v; want the zero value", v, err)
+	}
+	// The package-level Do and a nil *Retrier use the defaults.
+	if err := Do(context.Background(), func(context.Context) error { return Permanent(errBoom) }); !errors.Is(err, errBoom) {
+		t.Fatal(err)
+	}
+	var nilR *Retrier
+	if s, err := DoValue(context.Background(), nilR, func(context.Context) (string, error) { return "ok", nil }); s != "ok" || err != nil {
+		t.Fatal(s, err)
+	}
+	if nilR.Stats().Calls < 2 {
+		t.Fatal("nil Retrier stats")
+	}
+}
+
+func TestOptionErrors(t *testing.T) {
+	for _, c := range []struct {
+		o     Options
+		field string
+	}{
+		{Options{MaxAttempts: -1}, "Options.MaxAttempts must be >= 1 (0: 3), got -1"},
+		{Options{MaxElapsed: -time.Second}, "Options.MaxElapsed must be >= 0"},
+		{Options{Backoff: Constant{D: -1}}, "Options.Backoff: Constant.D"},
+	} {
+		if _, err := New(c.o); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.field) {
+			t.Errorf("New(%+v) = %v; want ErrInvalid naming %q", c.o, err, c.field)
+		}
+	}
+	// The caller's Options are copied, not kept.
+	o := Options{MaxAttempts: 2, Backoff: Constant{}}
+	r := newR(t, o)
+	o.MaxAttempts = 50
+	calls := 0
+	r.Do(context.Background(), failing(100, &calls))
+	if calls != 2 {
+		t.Fatalf("%d calls; the Retrier kept the caller's struct", calls)
+	}
+}
+
+func TestDoNoRetryAllocatesNothing(t *testing.T) {
+	r := newR(t, Options{MaxElapsed: time.Minute})
+	ctx := context.Background()
+	fn := func(context.Context) error { return nil }
+	if a := testing.AllocsPerRun(1000, func() { r.Do(ctx, fn) }); a != 0 {
+		t.Fatalf("Do (success, no budget): %v allocs", a)
+	}
+	vfn := func(context.Context) (int, error) { return 1, nil }
+	if a := testing.AllocsPerRun(1000, func() { DoValue(ctx, r, vfn) }); a != 0 {
+		t.Fatalf("DoValue (success, no budget): %v allocs", a)
+	}
+}
+
+// TestHammer: many goroutines share Retriers and one Budget; the counters
+// must add up exactly (run with -race).
+func TestHammer(t *testing.T) {
+	b, err := NewBudget(BudgetOptions{Ratio: 0.5})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The floor starts full: 2 retries with no deposits.
-	if !b.withdraw() || !b.withdraw() || b.withdraw() {
-		t.Fatal("floor of 2 not honoured")
+	rs := []*Retrier{
+		newR(t, Options{MaxAttempts: 3, Backoff: Constant{}, Budget: b}),
+		newR(t, Options{MaxAttempts: 4, Backoff: Exponential{Base: time.Microsecond}, Budget: b}),
 	}
-	for i := 0; i < 4; i++ {
-		b.deposit() // 2 tokens
-	}
-	if !b.withdraw() || !b.withdraw() || b.withdraw() {
-		t.Fatal("4 deposits of 0.5 should give exactly 2 retries")
-	}
-	for i := 0; i < 100; i++ {
-		b.deposit()
-	}
-	if st := b.Stats(); st.Tokens != 3 {
-		t.Fatalf("tokens %v, want the cap 3", st.Tokens)
-	}
-	b.withdraw()
-	b.withdraw()
-	b.withdraw()
-	now = now.Add(500 * time.Millisecond) // floor refills at 2/s: 1 token
-	if !b.withdraw() || b.withdraw() {
-		t.Fatal("half a second should refill exactly one floor token")
-	}
-	if st := b.Stats(); st.Withdrawals != 8 || st.Refusals != 3 || st.Deposits != 104 {
-		t.Fatalf("stats %+v", st)
-	}
-	for _, o := range []BudgetOptions{{Ratio: -1}, {MinPerSecond: -1}, {MaxTokens: 0.5}} {
-		if _, err := NewBudget(o); !errors.Is(err, ErrInvalid) {
-			t.Errorf("NewBudget(%+v) = %v", o, err)
-		}
-	}
-}
-
-// TestAmplification: a dependency that always fails, called through 3
-// nested layers that each retry 3 times. Without a budget the bottom sees
-// 27 attempts per top-level call; with a budget per layer (one per client,
-// as Finagle does) it sees at most 1.2 per call, because only top-level
-// calls earn retry tokens and nested loops live on the floor alone.
-func TestAmplification(t *testing.T) {
-	const calls = 1000
-	run := func(withBudget bool) float64 {
-		now := time.Unix(0, 0) // frozen: zero backoff, no floor refill
-		var bottom atomic.Int64
-		dependency := func(context.Context) error { bottom.Add(1); return errBoom }
-		layer := func(next func(context.Context) error) func(context.Context) error {
-			o := Options{MaxAttempts: 3, Backoff: Constant{0}}
-			if withBudget {
-				o.Budget, _ = NewBudget(BudgetOptions{Now: func() time.Time { return now }})
-			}
-			r := newR(t, o)
-			return func(ctx context.Context) error { return r.Do(ctx, next) }
-		}
-		top := layer(layer(layer(dependency)))
-		for i := 0; i < calls; i++ {
-			top(context.Background())
-		}
-		return float64(bottom.Load()) / calls
-	}
-	without, with := run(false), run(true)
-	t.Logf("attempts at the bottom per top-level call: %.2fx without budget, %.3fx with budget", without, with)
-	if without != 27 {
-		t.Fatalf("without budget: %.2fx, want 27x", without)
-	}
-	if with > 1.2 {
-		t.Fatalf("with budget: %.3fx, want <= 1.2x", with)
-	}
-}
-
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	for _, c := range []struct {
-		v    string
-		want time.Duration
-		ok   bool
-	}{
-		{"120", 2 * time.Minute, true},
-		{" 0 ", 0, true},
-		{"Tue, 24 Nov 2026 12:01:30 GMT", 90 * time.Second, true},
-		{"Tue, 24 Nov 2026 11:00:00 GMT", 0, true},
-		{"", 0, false}, {"-5", 0, false}, {"soon", 0, false}, {"1.5", 0, false},
-	} {
-		got, ok := ParseRetryAfter(c.v, now)
-		if got != c.want || ok != c.ok {
-			t.Errorf("ParseRetryAfter(%q) = %v, %v; want %v, %v", c.v, got, ok, c.want, c.ok)
-		}
-	}
-}
-
-func TestTransport(t *testing.T) {
-	var hits atomic.Int32
-	var bodies []string
-	var mu sync.Mutex
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := hits.Add(1)
-		b, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		bodies = append(bodies, string(b))
-		mu.Unlock()
-		switch {
-		case r.URL.Path == "/flaky" && n%2 == 1:
-			w.WriteHeader(503)
-		case r.URL.Path == "/limited" && n == 1:
-			w.Header().Set("Retry-After", "1")
-			w.WriteHeader(429)
-		case r.URL.Path == "/down":
-			w.WriteHeader(502)
-		default:
-			io.WriteString(w, "ok")
-		}
-	}))
-	defer srv.Close()
-	r := newR(t, Options{MaxAttempts: 3, Backoff: Constant{time.Millisecond}})
-	client := &http.Client{Transport: &Transport{Retrier: r}}
-
-	resp, err := client.Get(srv.URL + "/flaky")
-	if err != nil || resp.StatusCode != 200 || hits.Load() != 2 {
-		t.Fatalf("503 then 200: %v %v after %d hits", resp, err, hits.Load())
-	}
-	resp.Body.Close()
-
-	hits.Store(0)
-	start := time.Now()
-	resp, err = client.Get(srv.URL + "/limited")
-	if err != nil || resp.StatusCode != 200 || time.Since(start) < time.Second {
-		t.Fatalf("429 with Retry-After 1: %v %v after %v", resp, err, time.Since(start))
-	}
-	resp.Body.Close()
-
-	hits.Store(0)
-	resp, err = client.Post(srv.URL+"/flaky", "text/plain", strings.NewReader("pay"))
-	if err != nil || resp.StatusCode != 503 || hits.Load() != 1 {
-		t.Fatalf("POST retried: %v after %d hits", resp.StatusCode, hits.Load())
-	}
-	resp.Body.Close()
-
-	hits.Store(0)
-	mu.Lock()
-	bodies = nil
-	mu.Unlock()
-	req, _ := http.NewRequest("POST", srv.URL+"/flaky", strings.NewReader("pay"))
-	req.Header.Set("Idempotency-Key", "k1")
-	resp, err = client.Do(req)
-	if err != nil || resp.StatusCode != 200 || hits.Load() != 2 || strings.Join(bodies, ",") != "pay,pay" {
-		t.Fatalf("POST with Idempotency-Key: %v %v, bodies %q", resp, err, bodies)
-	}
-	resp.Body.Close()
-
-	hits.Store(0)
-	resp, err = client.Get(srv.URL + "/down")
-	if err != nil || resp.StatusCode != 502 || hits.Load() != 3 {
-		t.Fatalf("always 502: %v %v after %d hits; want the last 502 after 3", resp, err, hits.Load())
-	}
-	resp.Body.Close()
-
-	// Connection refused is retried, then given up.
-	dead := httptest.NewServer(http.NotFoundHandler())
-	url := dead.URL
-	dead.Close()
-	if _, err := client.Get(url); !errors.Is(err, ErrExhausted) {
-		t.Fatalf("connection refused: %v", err)
-	}
-}
-
-func TestHedge(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		var attempts atomic.Int32
-		var cancelled atomic.Int32
-		start := time.Now()
-		v, err := Hedge(context.Background(), 50*time.Millisecond, 2, nil, func(ctx context.Context) (string, error) {
-			n := attempts.Add(1)
-			d := 500 * time.Millisecond // the first attempt hits a slow replica
-			if n > 1 {
-				d = 20 * time.Millisecond
-			}
-			select {
-			case <-time.After(d):
-				return "answer", nil
-			case <-ctx.Done():
-				cancelled.Add(1)
-				return "", ctx.Err()
-			}
-		})
-		synctest.Wait()
-		if err != nil || v != "answer" || time.Since(start) != 70*time.Millisecond {
-			t.Fatalf("hedge: %q %v after %v; want the hedge's answer at 70ms", v, err, time.Since(start))
-		}
-		if attempts.Load() != 2 || cancelled.Load() != 1 {
-			t.Fatalf("%d attempts, %d cancelled; want 2 and the slow one cancelled", attempts.Load(), cancelled.Load())
-		}
-		// All attempts fail: the last error returns.
-		_, err = Hedge(context.Background(), 10*time.Millisecond, 2, nil, func(ctx context.Context) (int, error) { return 0, errBoom })
-		if !errors.Is(err, errBoom) {
-			t.Fatal(err)
-		}
-		// An empty budget fires no hedge.
-		b, _ := NewBudget(BudgetOptions{MinPerSecond: 0.0001, Ratio: 0.0001})
-		b.withdraw()
-		attempts.Store(0)
-		Hedge(context.Background(), 10*time.Millisecond, 3, b, func(ctx context.Context) (int, error) {
-			attempts.Add(1)
-			time.Sleep(100 * time.Millisecond)
-			return 1, nil
-		})
-		if attempts.Load() != 1 {
-			t.Fatalf("%d attempts with an empty budget, want 1", attempts.Load())
-		}
-	})
-}
-
-func TestHammer(t *testing.T) {
-	b, _ := NewBudget(BudgetOptions{})
-	r := newR(t, Options{MaxAttempts: 3, Backoff: Constant{0}, Budget: b})
+	const goroutines, calls = 32, 300
+	var fnCalls atomic.Uint64
 	var wg sync.WaitGroup
-	for g := 0; g < 64; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 200; i++ {
+	for g := range goroutines {
+		wg.Go(func() {
+			r := rs[g%2]
+			for i := range calls {
 				n := 0
-				r.Do(context.Background(), func(context.Context) error {
+				err := r.Do(context.Background(), func(context.Context) error {
+					fnCalls.Add(1)
 					n++
 					if (g+i)%3 == 0 && n < 3 {
 						return errBoom
 					}
 					return nil
 				})
+				if err != nil && !errors.Is(err, ErrBudgetExhausted) {
+					t.Error(err)
+				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	st := r.Stats()
+	var sum Stats
+	for _, r := range rs {
+		st := r.Stats()
+		sum.Calls += st.Calls
+		sum.Attempts += st.Attempts
+		sum.Retries += st.Retries
+		sum.BudgetRefusals += st.BudgetRefusals
+	}
 	bs := b.Stats()
-	if st.Calls != 64*200 || st.Retries != bs.Withdrawals {
-		t.Fatalf("retrier %+v, budget %+v", st, bs)
-	}
-}
-
-func TestOptionErrors(t *testing.T) {
-	for _, o := range []Options{
-		{MaxAttempts: -1}, {MaxElapsed: -1},
-		{Backoff: Exponential{Base: 0, Cap: time.Second}}, {Backoff: Exponential{Base: time.Second, Cap: time.Millisecond}},
-		{Backoff: Constant{-1}}, {Backoff: Exponential{Base: 1, Cap: 2, Jitter: 9}},
-	} {
-		if _, err := New(o); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "Options.") {
-			t.Errorf("New(%+v) = %v", o, err)
-		}
-	}
-}
-
-func TestDoNoRetryAllocatesNothing(t *testing.T) {
-	r := newR(t, Options{})
-	ctx := context.Background()
-	fn := func(context.Context) error { return nil }
-	if a := testing.AllocsPerRun(1000, func() { r.Do(ctx, fn) }); a != 0 {
-		t.Fatalf("Do (success, no budget): %v allocs", a)
+	if sum.Calls != goroutines*calls || sum.Attempts != fnCalls.Load() || sum.Retries != bs.Withdrawals ||
+		sum.BudgetRefusals != bs.Refusals || bs.Deposits != goroutines*calls {
+		t.Fatalf("retriers %+v, budget %+v, fn called %d times", sum, bs, fnCalls.Load())
 	}
 }

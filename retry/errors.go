@@ -1,0 +1,121 @@
+package retry
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrExhausted is matched by every give-up: errors.Is(err, ErrExhausted)
+// holds for the *ExhaustedError that Do returns when it stops retrying a
+// retryable error.
+var ErrExhausted = errors.New("retry: gave up")
+
+// ErrBudgetExhausted is matched by a give-up caused by an empty Budget
+// (Reason ReasonBudget).
+var ErrBudgetExhausted = errors.New("retry: retry budget exhausted")
+
+// ErrInvalid is wrapped by the errors about invalid options.
+var ErrInvalid = errors.New("retry: invalid")
+
+// Reason says why Do gave up.
+type Reason string
+
+// The reasons for giving up.
+const (
+	// ReasonMaxAttempts: MaxAttempts attempts failed.
+	ReasonMaxAttempts Reason = "max attempts"
+	// ReasonMaxElapsed: the next attempt would start after MaxElapsed.
+	ReasonMaxElapsed Reason = "max elapsed time"
+	// ReasonDeadline: the next attempt would start after the ctx deadline,
+	// so Do returned at once instead of sleeping in vain.
+	ReasonDeadline Reason = "next attempt after ctx deadline"
+	// ReasonContext: the ctx ended (cancelled or past its deadline) before
+	// the next attempt.
+	ReasonContext Reason = "ctx done"
+	// ReasonBudget: the Budget refused the retry.
+	ReasonBudget Reason = "retry budget exhausted"
+)
+
+// ExhaustedError is what Do returns when it gives up on a retryable error.
+// It matches ErrExhausted and unwraps to Last, the last attempt's error, so
+// errors.Is(err, io.EOF) sees through it. It also unwraps to
+// context.DeadlineExceeded for ReasonDeadline, to ctx.Err() for
+// ReasonContext and to ErrBudgetExhausted for ReasonBudget.
+type ExhaustedError struct {
+	// Attempts is how many attempts were made.
+	Attempts int
+	// Reason says why Do stopped.
+	Reason Reason
+	// Last is the last attempt's error.
+	Last error
+
+	cause error // context.DeadlineExceeded, ctx.Err() or ErrBudgetExhausted
+}
+
+// Error says how many attempts failed, why Do stopped and the last error.
+func (e *ExhaustedError) Error() string {
+	s := "s"
+	if e.Attempts == 1 {
+		s = ""
+	}
+	return fmt.Sprintf("retry: gave up after %d attempt%s (%s): %v", e.Attempts, s, e.Reason, e.Last)
+}
+
+// Is reports whether target is ErrExhausted.
+func (e *ExhaustedError) Is(target error) bool { return target == ErrExhausted }
+
+// Unwrap returns Last and, for some reasons, the cause of the give-up (see
+// ExhaustedError).
+func (e *ExhaustedError) Unwrap() []error {
+	if e.cause != nil {
+		return []error{e.Last, e.cause}
+	}
+	return []error{e.Last}
+}
+
+// permanentError marks an error not worth retrying.
+type permanentError struct{ err error }
+
+func (p *permanentError) Error() string { return p.err.Error() }
+func (p *permanentError) Unwrap() error { return p.err }
+
+// Permanent marks err as not worth retrying: Do returns it at once, as is.
+// The result has err's text and unwraps to err, so errors.Is and errors.As
+// see the original; it stays Permanent through other wrapping, so retry
+// loops further out stop at once too. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, was marked with
+// Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+// RetryAfterError asks for the next attempt no sooner than After (a
+// server's Retry-After, say): Do waits the longer of After and its backoff,
+// and gives up at once when that wait would pass MaxElapsed or the ctx
+// deadline.
+type RetryAfterError struct {
+	// Err is the attempt's error.
+	Err error
+	// After is the shortest wait before the next attempt.
+	After time.Duration
+}
+
+// Error returns Err's text.
+func (e *RetryAfterError) Error() string {
+	if e.Err == nil {
+		return "retry: retry after " + e.After.String()
+	}
+	return e.Err.Error()
+}
+
+// Unwrap returns Err.
+func (e *RetryAfterError) Unwrap() error { return e.Err }
