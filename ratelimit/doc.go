@@ -10,6 +10,11 @@
 // many events remain, when the bucket is full again and when to retry.
 // Decide is the pure GCRA step every Limiter uses, with time as a parameter.
 //
+// Package ratelimittest is the conformance suite every Limiter and
+// ConcurrencyLimiter here passes (Local, Concurrency, and ratelimitredis on
+// Redis standalone and Cluster): exact admission counts over simulated
+// time.
+//
 // Bad arguments (an empty key, n < 1, n above the smallest burst, a zero
 // rate) return errors wrapping ErrInvalid that name what to fix; denials
 // that must be errors (Wait, middleware) are *LimitedError, matching

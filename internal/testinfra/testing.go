@@ -43,6 +43,8 @@ var shared struct {
 	pgErr   error
 	cluster *RedisClusterServer
 	clErr   error
+	redis   *RedisServer
+	rdErr   error
 }
 
 // Main runs the tests of a package whose TestMain calls it, sharing one
@@ -79,6 +81,11 @@ func closeShared() {
 		shared.cluster.Close()
 		shared.cluster = nil
 	}
+	if shared.redis != nil {
+		shared.redis.Close()
+		shared.redis = nil
+	}
+	shared.rdErr = nil
 	shared.active = false
 }
 
@@ -108,6 +115,23 @@ func Redis(t testing.TB) *RedisFixture {
 		s.Close()
 	})
 	return f
+}
+
+// SharedRedis returns the address of a redis-server shared by the whole
+// test binary, started on first use and stopped by Main after the last
+// test (without Main it dies with the test process). It is for Example
+// functions, which have no *testing.T; tests that flush, stop or pause
+// Redis use Redis(t).
+func SharedRedis() (addr string, err error) {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.redis == nil && shared.rdErr == nil {
+		shared.redis, shared.rdErr = StartRedis(context.Background(), RedisOptions{})
+	}
+	if shared.rdErr != nil {
+		return "", shared.rdErr
+	}
+	return shared.redis.Addr(), nil
 }
 
 // Addr is the server's host:port.

@@ -1,0 +1,188 @@
+package ratelimitredis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/ratelimit"
+)
+
+// FailureMode is what a limiter decides while Redis cannot answer (down,
+// slower than Options.Timeout, or skipped by the open circuit).
+type FailureMode int
+
+const (
+	// FailOpen admits every event while Redis is unavailable (or asks
+	// Options.Fallback when set). It is the default: a rate limiter that
+	// takes the whole service down with its Redis does more harm than the
+	// abuse it stops.
+	FailOpen FailureMode = iota
+	// FailClosed denies every event while Redis is unavailable (or asks
+	// Options.Fallback when set).
+	FailClosed
+)
+
+// String is "open" or "closed".
+func (m FailureMode) String() string {
+	switch m {
+	case FailOpen:
+		return "open"
+	case FailClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("FailureMode(%d)", int(m))
+}
+
+// DefaultTimeout bounds one decision's round trip to Redis unless
+// Options.Timeout says otherwise.
+const DefaultTimeout = 100 * time.Millisecond
+
+// backend is what Limiter and Concurrency share: the client, the timeout,
+// the circuit and the failure mode.
+type backend struct {
+	client  redis.UniversalClient
+	prefix  string
+	timeout time.Duration
+	mode    FailureMode
+	br      *breaker.Breaker
+	log     *slog.Logger
+	now     func() time.Time // nil: Redis TIME
+}
+
+type backendOptions struct {
+	client  redis.UniversalClient
+	prefix  string
+	timeout time.Duration
+	mode    FailureMode
+	br      *breaker.Breaker
+	log     *slog.Logger
+	now     func() time.Time
+	name    string // the options type, for errors: "Options" or "ConcurrencyOptions"
+}
+
+func newBackend(o backendOptions) (*backend, error) {
+	bad := func(f string, args ...any) (*backend, error) {
+		return nil, fmt.Errorf("%w: "+o.name+"."+f, append([]any{ratelimit.ErrInvalid}, args...)...)
+	}
+	if o.client == nil {
+		return bad("Client is required")
+	}
+	if o.prefix == "" {
+		o.prefix = "ratelimit"
+	}
+	if o.timeout == 0 {
+		o.timeout = DefaultTimeout
+	}
+	if o.timeout < 0 {
+		return bad("Timeout must be > 0, got %v", o.timeout)
+	}
+	if o.mode != FailOpen && o.mode != FailClosed {
+		return bad("Failure must be FailOpen or FailClosed, got %d", int(o.mode))
+	}
+	if err := checkClientTimeouts(o.client, o.timeout); err != nil {
+		return bad("Client: %v", err)
+	}
+	if o.log == nil {
+		o.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.br == nil {
+		br, err := breaker.New(breaker.Options{
+			Name:                  "ratelimitredis",
+			ConsecutiveFailures:   3,
+			OpenTimeout:           time.Second,
+			OpenTimeoutMultiplier: 2,
+			MaxOpenTimeout:        10 * time.Second,
+			Logger:                o.log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		o.br = br
+	}
+	return &backend{client: o.client, prefix: o.prefix, timeout: o.timeout, mode: o.mode, br: o.br, log: o.log, now: o.now}, nil
+}
+
+// checkClientTimeouts refuses a client that would make a paused Redis cost
+// every decision far more than timeout: go-redis ignores ctx deadlines on
+// the socket unless ContextTimeoutEnabled is set, and then waits for its
+// ReadTimeout (3s by default).
+func checkClientTimeouts(c redis.UniversalClient, timeout time.Duration) error {
+	var enabled bool
+	var read time.Duration
+	switch c := c.(type) {
+	case *redis.Client:
+		enabled, read = c.Options().ContextTimeoutEnabled, c.Options().ReadTimeout
+	case *redis.ClusterClient:
+		enabled, read = c.Options().ContextTimeoutEnabled, c.Options().ReadTimeout
+	case *redis.Ring:
+		enabled, read = c.Options().ContextTimeoutEnabled, c.Options().ReadTimeout
+	default:
+		return nil // a wrapper: trust it
+	}
+	if enabled || (read > 0 && read <= timeout) {
+		return nil
+	}
+	return fmt.Errorf("ContextTimeoutEnabled is false, so a slow or paused Redis would hold every decision for the client's ReadTimeout (%v) instead of Timeout (%v); set ContextTimeoutEnabled: true in the client's options", readTimeoutText(read), timeout)
+}
+
+func readTimeoutText(d time.Duration) string {
+	if d < 0 {
+		return "none"
+	}
+	return d.String()
+}
+
+// nowArg is the time argument of the scripts: Unix microseconds from the
+// injected clock, or -1 to make the script read Redis TIME.
+func (b *backend) nowArg() int64 {
+	if b.now == nil {
+		return -1
+	}
+	return b.now().UnixMicro()
+}
+
+// key is the hash-tagged Redis key of a limiter key: every key of one
+// logical object shares the {prefix:key} tag, so it lives in one slot.
+func (b *backend) key(key, suffix string) string {
+	return "{" + b.prefix + ":" + key + "}:" + suffix
+}
+
+// run calls Redis through the circuit and under the timeout. It returns
+// breaker.ErrOpen when the circuit skips Redis, and the caller's own
+// ctx error when the caller gave up (which the circuit ignores).
+func (b *backend) run(ctx context.Context, fn func(ctx context.Context) error) error {
+	return b.br.Do(ctx, func(ctx context.Context) error {
+		tctx, cancel := context.WithTimeout(ctx, b.timeout)
+		defer cancel()
+		err := fn(tctx)
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("ratelimitredis: Redis did not answer within %v: %w", b.timeout, err)
+		}
+		return err
+	})
+}
+
+// unavailable reports whether err is Redis failing (as opposed to the
+// caller's ctx ending).
+func unavailable(ctx context.Context, err error) bool {
+	return err != nil && ctx.Err() == nil
+}
+
+// asInt64 reads element i of a script's integer array reply.
+func asInt64(vals []any, i int) (int64, error) {
+	if i >= len(vals) {
+		return 0, fmt.Errorf("ratelimitredis: script reply has %d elements, want more than %d", len(vals), i)
+	}
+	v, ok := vals[i].(int64)
+	if !ok {
+		return 0, fmt.Errorf("ratelimitredis: script reply element %d is %T, want an integer", i, vals[i])
+	}
+	return v, nil
+}

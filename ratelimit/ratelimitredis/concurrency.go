@@ -1,0 +1,325 @@
+package ratelimitredis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/ratelimit"
+)
+
+// The concurrency slots of a key are a sorted set of lease tokens scored by
+// their expiry (Unix µs). Expired leases are dropped before counting, so a
+// holder that died frees its slot when its lease runs out.
+
+// acquireScript: KEYS[1] the set. ARGV: now (µs, -1: TIME), lease (µs),
+// limit, token. Reply: {acquired (0/1), held, µs until the oldest lease
+// expires (when refused)}.
+var acquireScript = redis.NewScript(`
+local now = tonumber(ARGV[1])
+if now < 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
+local held = redis.call('ZCARD', KEYS[1])
+if held >= tonumber(ARGV[3]) then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, held, tonumber(first[2]) - now}
+end
+redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[4])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil((tonumber(last[2]) - now) / 1000)))
+return {1, held + 1, 0}
+`)
+
+// renewScript: KEYS[1] the set. ARGV: now, lease, token. Reply: 1 when the
+// lease was still held and now runs until now+lease, 0 when it was lost.
+var renewScript = redis.NewScript(`
+local now = tonumber(ARGV[1])
+if now < 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local score = redis.call('ZSCORE', KEYS[1], ARGV[3])
+if not score then return 0 end
+if tonumber(score) <= now then
+  redis.call('ZREM', KEYS[1], ARGV[3])
+  return 0
+end
+redis.call('ZADD', KEYS[1], 'XX', string.format('%.0f', now + tonumber(ARGV[2])), ARGV[3])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil((tonumber(last[2]) - now) / 1000)))
+return 1
+`)
+
+// ConcurrencyOptions configures NewConcurrency. Client and Limit are
+// required.
+type ConcurrencyOptions struct {
+	// Client is the Redis holding the leases; see Options.Client.
+	Client redis.UniversalClient
+	// Limit is the most holders one key may have at once across every
+	// process; >= 1.
+	Limit int
+	// Prefix starts every Redis key: {Prefix:key}:inflight. Default:
+	// "ratelimit".
+	Prefix string
+	// Lease is how long a slot stays held without its holder renewing it.
+	// Holders renew every Lease/3 while they run, so only a holder that
+	// died (or lost Redis for a whole Lease) lets its slot go. Default:
+	// 30s; at least 30ms.
+	Lease time.Duration
+	// Timeout bounds one round trip. Default: DefaultTimeout (100ms).
+	Timeout time.Duration
+	// Failure is what Acquire decides while Redis is unavailable. Default:
+	// FailOpen (a slot is granted and not counted anywhere).
+	Failure FailureMode
+	// Fallback, when set, decides instead of Failure while Redis is
+	// unavailable: typically a ratelimit.Concurrency with this instance's
+	// share of Limit.
+	Fallback ratelimit.ConcurrencyLimiter
+	// Breaker is the circuit around Redis; see Options.Breaker.
+	Breaker *breaker.Breaker
+	// Now is the clock the leases are scored with. Default: nil, Redis
+	// TIME. Set it for simulated time in tests.
+	Now func() time.Time
+	// Logger receives Redis failures (Debug), lost leases (Warn) and
+	// circuit changes. Default: discard.
+	Logger *slog.Logger
+}
+
+// Concurrency is a ratelimit.ConcurrencyLimiter across processes: at most
+// Limit holders per key, each holding a lease in Redis that it renews while
+// it runs and that expires if it dies. It is safe for concurrent use.
+type Concurrency struct {
+	b        *backend
+	limit    int
+	lease    time.Duration
+	fallback ratelimit.ConcurrencyLimiter
+
+	mu     sync.Mutex
+	held   map[*lease]struct{}
+	closed bool
+
+	acquired, rejected, released, renewals, lost, errors, skipped, failOpen, failClosed, fallbacks atomic.Uint64
+}
+
+type lease struct {
+	c     *Concurrency
+	key   string // the Redis key
+	token string
+	timer *time.Timer
+	done  atomic.Bool
+}
+
+// NewConcurrency returns a Concurrency limiter, or an error naming the
+// option to fix.
+func NewConcurrency(o ConcurrencyOptions) (*Concurrency, error) {
+	if o.Limit < 1 {
+		return nil, fmt.Errorf("%w: ConcurrencyOptions.Limit must be >= 1, got %d", ratelimit.ErrInvalid, o.Limit)
+	}
+	if o.Lease == 0 {
+		o.Lease = 30 * time.Second
+	}
+	if o.Lease < 30*time.Millisecond {
+		return nil, fmt.Errorf("%w: ConcurrencyOptions.Lease must be >= 30ms, got %v", ratelimit.ErrInvalid, o.Lease)
+	}
+	b, err := newBackend(backendOptions{client: o.Client, prefix: o.Prefix, timeout: o.Timeout, mode: o.Failure,
+		br: o.Breaker, log: o.Logger, now: o.Now, name: "ConcurrencyOptions"})
+	if err != nil {
+		return nil, err
+	}
+	return &Concurrency{b: b, limit: o.Limit, lease: o.Lease, fallback: o.Fallback, held: map[*lease]struct{}{}}, nil
+}
+
+// Acquire takes a slot for key in one round trip, or returns a
+// *ratelimit.LimitedError (errors.Is ratelimit.ErrLimited) at once when
+// every slot is held; its RetryAfter is when the oldest lease would expire.
+// release gives the slot back (one more round trip, bounded by Timeout);
+// calling it more than once is harmless.
+//
+// While Redis is unavailable it asks Options.Fallback, or grants a slot
+// that is counted nowhere (FailOpen) or refuses with RetryAfter 1s
+// (FailClosed). It returns ctx's error when ctx ends first.
+func (c *Concurrency) Acquire(ctx context.Context, key string) (func(), error) {
+	if key == "" {
+		return nil, fmt.Errorf("%w: key must not be empty", ratelimit.ErrInvalid)
+	}
+	l := &lease{c: c, key: c.b.key(key, "inflight"), token: newToken()}
+	var (
+		got          bool
+		held, oldest int64
+	)
+	err := c.b.run(ctx, func(ctx context.Context) error {
+		vals, err := acquireScript.Run(ctx, c.b.client, []string{l.key}, c.b.nowArg(), c.lease.Microseconds(), c.limit, l.token).Slice()
+		if err != nil {
+			return err
+		}
+		var ok int64
+		if ok, err = asInt64(vals, 0); err != nil {
+			return err
+		}
+		if held, err = asInt64(vals, 1); err != nil {
+			return err
+		}
+		if oldest, err = asInt64(vals, 2); err != nil {
+			return err
+		}
+		got = ok == 1
+		return nil
+	})
+	if err != nil {
+		if !unavailable(ctx, err) {
+			return nil, ctx.Err()
+		}
+		return c.degraded(ctx, key, err)
+	}
+	if !got {
+		c.rejected.Add(1)
+		return nil, c.limited(key, int(held), time.Duration(oldest)*time.Microsecond)
+	}
+	c.acquired.Add(1)
+	c.mu.Lock()
+	if !c.closed {
+		c.held[l] = struct{}{}
+		l.timer = time.AfterFunc(c.lease/3, l.renew)
+	}
+	c.mu.Unlock()
+	return l.release, nil
+}
+
+func (c *Concurrency) limited(key string, held int, retry time.Duration) error {
+	return &ratelimit.LimitedError{Key: key, Decision: ratelimit.Decision{
+		Limit:      ratelimit.Limit{Name: "concurrency", Rate: c.limit, Burst: c.limit},
+		Remaining:  max(0, c.limit-held),
+		RetryAfter: max(0, retry),
+	}}
+}
+
+func (c *Concurrency) degraded(ctx context.Context, key string, cause error) (func(), error) {
+	if errors.Is(cause, breaker.ErrOpen) {
+		c.skipped.Add(1)
+	} else {
+		c.errors.Add(1)
+		c.b.log.LogAttrs(ctx, slog.LevelDebug, "ratelimitredis: Redis failed", slog.String("key", key), slog.Any("error", cause),
+			slog.String("failure_mode", c.b.mode.String()), slog.Bool("fallback", c.fallback != nil))
+	}
+	if c.fallback != nil {
+		c.fallbacks.Add(1)
+		return c.fallback.Acquire(ctx, key)
+	}
+	if c.b.mode == FailClosed {
+		c.failClosed.Add(1)
+		return nil, c.limited(key, c.limit, time.Second)
+	}
+	c.failOpen.Add(1)
+	return func() {}, nil
+}
+
+// renew extends the lease; it runs on its own timer every Lease/3.
+func (l *lease) renew() {
+	if l.done.Load() {
+		return
+	}
+	c := l.c
+	var ok int64
+	err := c.b.run(context.Background(), func(ctx context.Context) error {
+		var err error
+		ok, err = renewScript.Run(ctx, c.b.client, []string{l.key}, c.b.nowArg(), c.lease.Microseconds(), l.token).Int64()
+		return err
+	})
+	switch {
+	case err != nil:
+		c.b.log.LogAttrs(context.Background(), slog.LevelDebug, "ratelimitredis: lease renewal failed", slog.String("key", l.key), slog.Any("error", err))
+	case ok == 0:
+		c.lost.Add(1)
+		c.b.log.LogAttrs(context.Background(), slog.LevelWarn, "ratelimitredis: lease lost: its slot may be taken by another holder", slog.String("key", l.key))
+		c.forget(l)
+		return
+	default:
+		c.renewals.Add(1)
+	}
+	c.mu.Lock()
+	if !l.done.Load() && !c.closed {
+		l.timer.Reset(c.lease / 3)
+	}
+	c.mu.Unlock()
+}
+
+func (l *lease) release() {
+	if l.done.Swap(true) {
+		return
+	}
+	c := l.c
+	c.forget(l)
+	c.released.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), c.b.timeout)
+	defer cancel()
+	if err := c.b.client.ZRem(ctx, l.key, l.token).Err(); err != nil {
+		// The lease runs out by itself.
+		c.b.log.LogAttrs(ctx, slog.LevelDebug, "ratelimitredis: release failed, the lease will expire", slog.String("key", l.key), slog.Any("error", err))
+	}
+}
+
+func (c *Concurrency) forget(l *lease) {
+	c.mu.Lock()
+	delete(c.held, l)
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	c.mu.Unlock()
+}
+
+// Close stops renewing the leases still held (they expire within Lease,
+// as if this process had died) and makes later acquisitions unrenewed.
+// Release the slots first for a clean stop.
+func (c *Concurrency) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for l := range c.held {
+		l.timer.Stop()
+		delete(c.held, l)
+	}
+	return nil
+}
+
+// ConcurrencyStats is a snapshot of a Concurrency limiter's counters.
+type ConcurrencyStats struct {
+	// Acquired, Rejected and Released count decisions Redis made and
+	// releases.
+	Acquired, Rejected, Released uint64
+	// Renewals counts lease renewals; Lost the leases found gone when
+	// renewing (Redis lost them, or the holder stalled past Lease).
+	Renewals, Lost uint64
+	// Errors, Skipped, FailOpen, FailClosed and Fallbacks are as in Stats.
+	Errors, Skipped, FailOpen, FailClosed, Fallbacks uint64
+	// Held is how many leases this process holds now.
+	Held int
+	// Circuit is the breaker's state.
+	Circuit breaker.State
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Concurrency) Stats() ConcurrencyStats {
+	c.mu.Lock()
+	held := len(c.held)
+	c.mu.Unlock()
+	return ConcurrencyStats{Acquired: c.acquired.Load(), Rejected: c.rejected.Load(), Released: c.released.Load(),
+		Renewals: c.renewals.Load(), Lost: c.lost.Load(), Errors: c.errors.Load(), Skipped: c.skipped.Load(),
+		FailOpen: c.failOpen.Load(), FailClosed: c.failClosed.Load(), Fallbacks: c.fallbacks.Load(), Held: held, Circuit: c.b.br.State()}
+}
+
+// newToken is a random lease token; 128 bits make collisions moot.
+func newToken() string {
+	return strconv.FormatUint(rand.Uint64(), 36) + "." + strconv.FormatUint(rand.Uint64(), 36)
+}
