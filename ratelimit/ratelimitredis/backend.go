@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/internal/redisx"
 	"github.com/scalekit-go/scalekit/ratelimit"
 )
 
@@ -86,7 +87,7 @@ func newBackend(o backendOptions) (*backend, error) {
 	if o.mode != FailOpen && o.mode != FailClosed {
 		return bad("Failure must be FailOpen or FailClosed, got %d", int(o.mode))
 	}
-	if err := checkClientTimeouts(o.client, o.timeout); err != nil {
+	if err := redisx.CheckClientTimeouts(o.client, o.timeout); err != nil {
 		return bad("Client: %v", err)
 	}
 	if o.log == nil {
@@ -107,36 +108,6 @@ func newBackend(o backendOptions) (*backend, error) {
 		o.br = br
 	}
 	return &backend{client: o.client, prefix: o.prefix, timeout: o.timeout, mode: o.mode, br: o.br, log: o.log, now: o.now}, nil
-}
-
-// checkClientTimeouts refuses a client that would make a paused Redis cost
-// every decision far more than timeout: go-redis ignores ctx deadlines on
-// the socket unless ContextTimeoutEnabled is set, and then waits for its
-// ReadTimeout (3s by default).
-func checkClientTimeouts(c redis.UniversalClient, timeout time.Duration) error {
-	var enabled bool
-	var read time.Duration
-	switch c := c.(type) {
-	case *redis.Client:
-		enabled, read = c.Options().ContextTimeoutEnabled, c.Options().ReadTimeout
-	case *redis.ClusterClient:
-		enabled, read = c.Options().ContextTimeoutEnabled, c.Options().ReadTimeout
-	case *redis.Ring:
-		enabled, read = c.Options().ContextTimeoutEnabled, c.Options().ReadTimeout
-	default:
-		return nil // a wrapper: trust it
-	}
-	if enabled || (read > 0 && read <= timeout) {
-		return nil
-	}
-	return fmt.Errorf("ContextTimeoutEnabled is false, so a slow or paused Redis would hold every decision for the client's ReadTimeout (%v) instead of Timeout (%v); set ContextTimeoutEnabled: true in the client's options", readTimeoutText(read), timeout)
-}
-
-func readTimeoutText(d time.Duration) string {
-	if d < 0 {
-		return "none"
-	}
-	return d.String()
 }
 
 // nowArg is the time argument of the scripts: Unix microseconds from the

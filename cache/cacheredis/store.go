@@ -1,0 +1,273 @@
+// Package cacheredis is the Redis L2 for package cache: a cache.Store on
+// a *redis.Client, *redis.ClusterClient or any redis.UniversalClient.
+//
+// Keys: a value lives at {prefix:key} and its fill lease at
+// {prefix:key}:lease; the braces are a hash tag, so on Redis Cluster a
+// value and its lease share a slot and the token-fenced fill is one
+// script. Namespace versions are counters at {prefix:name}:version; they
+// start at the Redis TIME in milliseconds, so a counter lost to a restart
+// or eviction never reuses a version. Invalidations travel on the
+// PUBLISH channel prefix+":invalidate" (classic pub/sub reaches every
+// node of a cluster).
+//
+// Every call is bounded by Options.Timeout. When Redis is down, slow or
+// flapping, calls return errors quickly; cache.Cache puts a circuit
+// breaker in front of its Store and keeps serving from its L1 and the
+// loader. A subscription that loses its connection is re-established by
+// go-redis; messages published meanwhile are lost, which is why cache
+// bounds how long an L1 copy is trusted (cache.Options.L1TTL).
+package cacheredis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/scalekit-go/scalekit/cache"
+	"github.com/scalekit-go/scalekit/internal/redisx"
+)
+
+// ErrInvalid is wrapped by errors about bad options.
+var ErrInvalid = cache.ErrInvalid
+
+// Options configures New. Client is required.
+type Options struct {
+	// Client is the Redis. Its options need ContextTimeoutEnabled (or a
+	// ReadTimeout no longer than Timeout), or New refuses it.
+	Client redis.UniversalClient
+	// Prefix starts every key. Default: "cache".
+	Prefix string
+	// Channel is the invalidation channel. Default: Prefix + ":invalidate".
+	Channel string
+	// Timeout bounds every call. Default: 100ms.
+	Timeout time.Duration
+	// Logger receives subscription problems. Default: discard.
+	Logger *slog.Logger
+}
+
+// Store is a cache.Store on Redis. It is safe for concurrent use.
+type Store struct {
+	c       redis.UniversalClient
+	prefix  string
+	channel string
+	timeout time.Duration
+	log     *slog.Logger
+}
+
+// New returns a Store, or an error naming the option to fix.
+func New(o Options) (*Store, error) {
+	if o.Client == nil {
+		return nil, fmt.Errorf("%w: cacheredis: Options.Client is required", ErrInvalid)
+	}
+	if o.Prefix == "" {
+		o.Prefix = "cache"
+	}
+	if o.Channel == "" {
+		o.Channel = o.Prefix + ":invalidate"
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 100 * time.Millisecond
+	}
+	if o.Timeout < 0 {
+		return nil, fmt.Errorf("%w: cacheredis: Options.Timeout must be > 0, got %v", ErrInvalid, o.Timeout)
+	}
+	if err := redisx.CheckClientTimeouts(o.Client, o.Timeout); err != nil {
+		return nil, fmt.Errorf("%w: cacheredis: Options.Client: %v", ErrInvalid, err)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Store{c: o.Client, prefix: o.Prefix, channel: o.Channel, timeout: o.Timeout, log: o.Logger}, nil
+}
+
+func (s *Store) key(k string) string   { return "{" + s.prefix + ":" + k + "}" }
+func (s *Store) lease(k string) string { return "{" + s.prefix + ":" + k + "}:lease" }
+
+func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// Get reads keys in one pipelined round trip (one per node on a cluster).
+func (s *Store) Get(ctx context.Context, keys []string) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if len(keys) == 1 {
+		b, err := s.c.Get(ctx, s.key(keys[0])).Bytes()
+		if errors.Is(err, redis.Nil) {
+			return out, nil
+		}
+		out[0] = b
+		return out, err
+	}
+	cmds := make([]*redis.StringCmd, len(keys))
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.Get(ctx, s.key(k))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	for i, c := range cmds {
+		b, err := c.Bytes()
+		switch {
+		case errors.Is(err, redis.Nil):
+		case err != nil:
+			return nil, err
+		default:
+			out[i] = b
+		}
+	}
+	return out, nil
+}
+
+var setScript = redis.NewScript(`
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('DEL', KEYS[2])
+return 1
+`)
+
+// Set stores data and voids the key's lease, in one script.
+func (s *Store) Set(ctx context.Context, key string, data []byte, ttl time.Duration) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return setScript.Run(ctx, s.c, []string{s.key(key), s.lease(key)}, data, ms(ttl)).Err()
+}
+
+// Delete removes keys and their leases in one pipelined round trip.
+func (s *Store) Delete(ctx context.Context, keys ...string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.Del(ctx, s.key(k), s.lease(k))
+		}
+		return nil
+	})
+	return err
+}
+
+// Lease is SET {prefix:key}:lease token NX PX ttl.
+func (s *Store) Lease(ctx context.Context, key string, ttl time.Duration) (string, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	token := strconv.FormatUint(rand.Uint64(), 36) + "." + strconv.FormatUint(rand.Uint64(), 36)
+	err := s.c.SetArgs(ctx, s.lease(key), token, redis.SetArgs{Mode: "NX", TTL: max(time.Millisecond, ttl)}).Err()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return token, nil
+}
+
+var fillScript = redis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('DEL', KEYS[2])
+return 1
+`)
+
+// Fill stores data only while token holds the lease, in one script.
+func (s *Store) Fill(ctx context.Context, key, token string, data []byte, ttl time.Duration) (bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := fillScript.Run(ctx, s.c, []string{s.key(key), s.lease(key)}, token, data, ms(ttl)).Int()
+	return n == 1, err
+}
+
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// Release deletes the lease if token holds it.
+func (s *Store) Release(ctx context.Context, key, token string) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return releaseScript.Run(ctx, s.c, []string{s.lease(key)}, token).Err()
+}
+
+// counterScript returns (creating it at Redis TIME in ms when missing, so
+// no incarnation of it reuses a value) and with ARGV[1] == "1" increments
+// the counter.
+var counterScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local t = redis.call('TIME')
+  redis.call('SET', KEYS[1], string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
+end
+if ARGV[1] == '1' then return redis.call('INCR', KEYS[1]) end
+return tonumber(redis.call('GET', KEYS[1]))
+`)
+
+// Version reads counter name.
+func (s *Store) Version(ctx context.Context, name string) (int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return counterScript.Run(ctx, s.c, []string{s.key(name) + ":version"}, "0").Int64()
+}
+
+// Incr increments counter name.
+func (s *Store) Incr(ctx context.Context, name string) (int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return counterScript.Run(ctx, s.c, []string{s.key(name) + ":version"}, "1").Int64()
+}
+
+// Publish sends msg on the invalidation channel.
+func (s *Store) Publish(ctx context.Context, msg string) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return s.c.Publish(ctx, s.channel, msg).Err()
+}
+
+// Subscribe listens on the invalidation channel; it returns once Redis
+// has confirmed the subscription, so nothing published afterwards is
+// missed while the connection holds. fn runs on the subscription's
+// goroutine; stop closes the subscription and waits for that goroutine.
+func (s *Store) Subscribe(fn func(msg string)) (func(), error) {
+	ps := s.c.Subscribe(context.Background(), s.channel)
+	ctx, cancel := context.WithTimeout(context.Background(), max(s.timeout, time.Second))
+	defer cancel()
+	if _, err := ps.Receive(ctx); err != nil {
+		ps.Close()
+		return nil, fmt.Errorf("cacheredis: subscribing to %q: %w", s.channel, err)
+	}
+	ch := ps.Channel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for m := range ch {
+			fn(m.Payload)
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			ps.Close()
+			wg.Wait()
+		})
+	}, nil
+}
+
+func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
+
+var _ cache.Store = (*Store)(nil)
