@@ -9,12 +9,14 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/maypok86/otter/v2"
 
+	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/internal/stripe"
 )
 
@@ -80,6 +82,37 @@ type Options struct {
 	// started them (other callers may be waiting), so this is what stops a
 	// hung loader. Default: 30s.
 	LoadTimeout time.Duration
+	// Store is the L2 shared by every instance: cacheredis.Store on
+	// Redis, or a MemoryStore. With it a miss reads the Store before the
+	// loader, one instance per key loads (the fill lease) while the others
+	// wait for its fill, and Set, Delete and Namespace.Invalidate reach
+	// every instance's L1. Default: none, the L1 alone.
+	Store Store
+	// Codec encodes values for the Store. Default: JSON{}.
+	Codec Codec
+	// L1TTL bounds how long an L1 copy of a Store value counts as fresh
+	// before the instance reads the Store again (serving its copy
+	// meanwhile): the most an L1 can lag behind another instance's Set or
+	// Delete when the invalidation message is lost. Default: TTL.
+	L1TTL time.Duration
+	// LeaseTTL is how long an instance's fill lease on a key lasts. The
+	// other instances wait for its fill; if it has not come when the lease
+	// runs out (its holder died or is slow), one of them takes the lease
+	// over and loads. An instance waits at most 2 x LeaseTTL in all before
+	// it loads by itself. Default: 5s.
+	LeaseTTL time.Duration
+	// PollInterval is the first wait between checks for another instance's
+	// fill; the wait grows by half each time, up to 100ms. Default: 5ms.
+	PollInterval time.Duration
+	// VersionTTL is how long an instance uses a namespace version before
+	// reading it from the Store again; Invalidate on another instance
+	// reaches it sooner through the Store's messages. Default: 1s.
+	VersionTTL time.Duration
+	// Breaker is the circuit around the Store: while it is open the cache
+	// does not call the Store (no per-request timeout on a dead Redis) and
+	// serves from L1 and the loader. Default: opens after 3 consecutive
+	// failures, for 1s growing to 10s while probes fail.
+	Breaker *breaker.Breaker
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 	// Rand returns a uniform float in [0, 1) for jitter and XFetch.
@@ -120,6 +153,21 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Rand == nil {
 		o.Rand = rand.Float64
 	}
+	if o.Codec == nil {
+		o.Codec = JSON{}
+	}
+	if o.L1TTL == 0 {
+		o.L1TTL = o.TTL
+	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = 5 * time.Second
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = 5 * time.Millisecond
+	}
+	if o.VersionTTL == 0 {
+		o.VersionTTL = time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -140,6 +188,14 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("%w: Options.MaxConcurrentLoads must be >= 0, got %d", ErrInvalid, o.MaxConcurrentLoads)
 	case o.LoadTimeout < 0:
 		return o, fmt.Errorf("%w: Options.LoadTimeout must be > 0, got %v", ErrInvalid, o.LoadTimeout)
+	case o.L1TTL < 0:
+		return o, fmt.Errorf("%w: Options.L1TTL must be > 0, got %v", ErrInvalid, o.L1TTL)
+	case o.LeaseTTL < time.Millisecond:
+		return o, fmt.Errorf("%w: Options.LeaseTTL must be >= 1ms, got %v", ErrInvalid, o.LeaseTTL)
+	case o.PollInterval < 0:
+		return o, fmt.Errorf("%w: Options.PollInterval must be > 0, got %v", ErrInvalid, o.PollInterval)
+	case o.VersionTTL < 0:
+		return o, fmt.Errorf("%w: Options.VersionTTL must be > 0, got %v", ErrInvalid, o.VersionTTL)
 	}
 	return o, nil
 }
@@ -165,44 +221,75 @@ func nowNS(now func() time.Time) int64 {
 type entry[V any] struct {
 	val      V
 	negative bool
-	fresh    int64 // unix ns: fresh until
+	fresh    int64 // unix ns: fresh in L1 until (at most recFresh)
+	recFresh int64 // unix ns: the value's own fresh-until
 	hard     int64 // unix ns: servable (stale) until
 	loadNS   int64 // how long the load took (XFetch's delta)
 }
 
-// Cache is a stampede-safe cache-aside over an in-process, size-bounded L1:
-// concurrent misses of a key run its loader once, expired values are served
-// stale while one refresh runs, and hot keys are refreshed early by about
-// one caller. It is safe for concurrent use.
+// Cache is a stampede-safe cache-aside over an in-process, size-bounded L1
+// and an optional shared L2 Store: concurrent misses of a key run its
+// loader once per fleet, expired values are served stale while one
+// refresh runs, and hot keys are refreshed early by about one caller. It
+// is safe for concurrent use.
 type Cache[V any] struct {
-	o    Options
-	base time.Time // with Options.Now nil: now = base + time.Since(base)
-	l1   *otter.Cache[string, *entry[V]]
-	sem  chan struct{}
+	o     Options
+	base  time.Time // with Options.Now nil: now = base + time.Since(base)
+	l1    *otter.Cache[string, *entry[V]]
+	sem   chan struct{}
+	store Store
+	br    *breaker.Breaker
+	id    string // this instance, in invalidation messages
 
 	mu    sync.Mutex
 	calls map[string]*call[V]
+
+	versions sync.Map // namespace name -> *nsVersion
+
+	subMu   sync.Mutex
+	stopSub func()
+	closed  chan struct{}
+	subDone chan struct{}
 
 	st stats
 }
 
 // call is one load in flight; every caller of its key waits on done.
 type call[V any] struct {
-	done chan struct{}
-	e    *entry[V]
-	err  error
+	done       chan struct{}
+	e          *entry[V]
+	err        error
+	delivered  bool // touched by the loading goroutine only
+	superseded bool // a Set or Delete came during the load; under Cache.mu
+}
+
+func (cl *call[V]) deliver(e *entry[V], err error) {
+	if cl.delivered {
+		return
+	}
+	cl.e, cl.err, cl.delivered = e, err, true
+	close(cl.done)
 }
 
 type stats struct {
 	hits                                                                                                    stripe.Counter // striped: one shared atomic would bounce between cores on every hit
 	misses, negativeHits, staleServed, staleRefreshes, earlyRefreshes, loads, loadErrors, coalesced, panics atomic.Uint64
+	l2Hits, l2Misses, l2Errors, l2Skipped, leasesWon, leaseWaits, leaseBusy, leaseTimeouts, fillsRefused  atomic.Uint64
+	codecErrors, invalidations                                                                              atomic.Uint64
 }
 
-// New returns a Cache, or an error naming the bad option.
+// New returns a Cache, or an error naming the bad option. With a Store it
+// subscribes to the Store's invalidation messages; Close stops that.
 func New[V any](o Options) (*Cache[V], error) {
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
+	}
+	if o.Breaker == nil {
+		if o.Breaker, err = breaker.New(breaker.Options{Name: "cache-l2", ConsecutiveFailures: 3, OpenTimeout: time.Second,
+			OpenTimeoutMultiplier: 2, MaxOpenTimeout: 10 * time.Second, Logger: o.Logger}); err != nil {
+			return nil, err
+		}
 	}
 	l1, err := otter.New(&otter.Options[string, *entry[V]]{
 		MaximumSize: o.MaxEntries,
@@ -213,42 +300,89 @@ func New[V any](o Options) (*Cache[V], error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	c := &Cache[V]{o: o, l1: l1, calls: map[string]*call[V]{}, base: time.Now()}
+	c := &Cache[V]{o: o, l1: l1, calls: map[string]*call[V]{}, base: time.Now(), store: o.Store, br: o.Breaker,
+		id: strconv.FormatUint(rand.Uint64(), 36), closed: make(chan struct{})}
 	if o.MaxConcurrentLoads > 0 {
 		c.sem = make(chan struct{}, o.MaxConcurrentLoads)
+	}
+	if c.store != nil {
+		if stop, err := c.store.Subscribe(c.onMessage); err == nil {
+			c.stopSub = stop
+		} else {
+			o.Logger.Warn("cache: cannot subscribe to invalidations; retrying in the background (L1 copies are trusted for L1TTL meanwhile)", slog.Any("error", err))
+			c.subDone = make(chan struct{})
+			go c.resubscribe()
+		}
 	}
 	return c, nil
 }
 
-// Get returns key's value: from the cache when fresh; stale (while one
+// resubscribe retries the invalidation subscription until it holds or the
+// cache is closed.
+func (c *Cache[V]) resubscribe() {
+	defer close(c.subDone)
+	wait := time.Second
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-c.closed:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if stop, err := c.store.Subscribe(c.onMessage); err == nil {
+			c.subMu.Lock()
+			select {
+			case <-c.closed:
+				stop()
+			default:
+				c.stopSub = stop
+			}
+			c.subMu.Unlock()
+			return
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// Get returns key's value: from the L1 when fresh; stale (while one
 // background refresh runs) within StaleFor after expiry; otherwise from
-// loader, which runs once however many callers miss the key at once. A
-// caller whose ctx ends returns ctx.Err() at once and the load goes on for
-// the others. Loader errors are returned and not cached, except
-// ErrNotFound, remembered for NegativeTTL.
+// the Store, or from loader, which runs once however many callers (and,
+// with a Store, instances) miss the key at once. A caller whose ctx ends
+// returns ctx.Err() at once and the load goes on for the others. Loader
+// errors are returned and not cached, except ErrNotFound, remembered for
+// NegativeTTL.
 func (c *Cache[V]) Get(ctx context.Context, key string, loader Loader[V]) (V, error) {
+	return c.get(ctx, key, key, loader)
+}
+
+// get is Get for the cache key key, loaded as id (a namespace's keys are
+// versioned; its loader sees the plain id).
+func (c *Cache[V]) get(ctx context.Context, key, id string, loader Loader[V]) (V, error) {
 	now := c.now()
 	if e, ok := c.l1.GetIfPresent(key); ok {
 		switch {
 		case now < e.fresh:
-			if !c.o.NoEarlyRefresh && !e.negative && c.xfetch(now, e) && c.refresh(ctx, key, loader) {
-				c.st.earlyRefreshes.Add(1)
+			if !c.o.NoEarlyRefresh && !e.negative && c.xfetch(now, e) {
+				if _, started := c.load(ctx, key, id, loader, modeEarly, e); started {
+					c.st.earlyRefreshes.Add(1)
+				}
 			}
 			if e.negative {
-				return c.answer(e, nil)
+				return c.answer(e)
 			}
 			c.st.hits.Add(1)
 			return e.val, nil
 		case now < e.hard && !e.negative:
 			c.st.staleServed.Add(1)
-			if c.refresh(ctx, key, loader) {
+			if _, started := c.load(ctx, key, id, loader, modeStale, e); started {
 				c.st.staleRefreshes.Add(1)
 			}
-			return c.answer(e, nil)
+			return e.val, nil
 		}
 	}
 	c.st.misses.Add(1)
-	cl, _ := c.load(ctx, key, loader)
+	cl, _ := c.load(ctx, key, id, loader, modeMiss, nil)
 	select {
 	case <-cl.done:
 	case <-ctx.Done():
@@ -259,10 +393,10 @@ func (c *Cache[V]) Get(ctx context.Context, key string, loader Loader[V]) (V, er
 		var zero V
 		return zero, cl.err
 	}
-	return c.answer(cl.e, nil)
+	return c.answer(cl.e)
 }
 
-func (c *Cache[V]) answer(e *entry[V], _ *atomic.Uint64) (V, error) {
+func (c *Cache[V]) answer(e *entry[V]) (V, error) {
 	if e.negative {
 		c.st.negativeHits.Add(1)
 		var zero V
@@ -278,27 +412,29 @@ func (c *Cache[V]) xfetch(now int64, e *entry[V]) bool {
 		return false
 	}
 	// -ln(r) above 30 has probability e^-30: far from expiry, skip the draw.
-	if float64(e.fresh-now) > 30*float64(e.loadNS)*c.o.Beta {
+	if float64(e.recFresh-now) > 30*float64(e.loadNS)*c.o.Beta {
 		return false
 	}
 	r := c.o.Rand()
 	if r <= 0 {
 		return true
 	}
-	return float64(now)-float64(e.loadNS)*c.o.Beta*math.Log(r) >= float64(e.fresh)
+	return float64(now)-float64(e.loadNS)*c.o.Beta*math.Log(r) >= float64(e.recFresh)
 }
 
-// refresh starts a background load of key unless one is in flight, and
-// reports whether it started one.
-func (c *Cache[V]) refresh(ctx context.Context, key string, loader Loader[V]) bool {
-	_, started := c.load(ctx, key, loader)
-	return started
-}
+// loadMode is why a load runs.
+type loadMode int
+
+const (
+	modeMiss  loadMode = iota // callers wait for it
+	modeStale                 // the L1 copy is past its L1 freshness: anything fresh will do
+	modeEarly                 // XFetch: only a value newer than the current one will do
+)
 
 // load returns the call loading key, starting it if none is in flight. The
 // load runs detached from the caller (with its values, without its
 // cancellation), bounded by LoadTimeout.
-func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V]) (*call[V], bool) {
+func (c *Cache[V]) load(ctx context.Context, key, id string, loader Loader[V], mode loadMode, cur *entry[V]) (*call[V], bool) {
 	c.mu.Lock()
 	if cl := c.calls[key]; cl != nil {
 		c.mu.Unlock()
@@ -308,45 +444,178 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V]) (*cal
 	cl := &call[V]{done: make(chan struct{})}
 	c.calls[key] = cl
 	c.mu.Unlock()
-	go c.run(context.WithoutCancel(ctx), key, loader, cl)
+	go c.run(context.WithoutCancel(ctx), key, id, loader, cl, mode, cur)
 	return cl, true
 }
 
-func (c *Cache[V]) run(ctx context.Context, key string, loader Loader[V], cl *call[V]) {
+func (c *Cache[V]) run(ctx context.Context, key, id string, loader Loader[V], cl *call[V], mode loadMode, cur *entry[V]) {
 	ctx, cancel := context.WithTimeout(ctx, c.o.LoadTimeout)
 	defer cancel()
 	defer func() {
 		c.mu.Lock()
 		delete(c.calls, key)
 		c.mu.Unlock()
-		close(cl.done)
+		cl.deliver(nil, fmt.Errorf("cache: the load of %q ended without a result", key))
 	}()
+	token := ""
+	if c.store != nil {
+		var e *entry[V]
+		var ok bool
+		e, token, ok = c.fromStore(ctx, key, mode, cur, cl)
+		if e != nil {
+			c.keep(key, cl, e)
+			cl.deliver(e, nil)
+			return
+		}
+		if !ok {
+			return // another instance refreshes; the L1 copy stays
+		}
+	}
+	e, err := c.loadValue(ctx, key, id, loader)
+	if err != nil {
+		if token != "" {
+			c.release(ctx, key, token)
+		}
+		cl.deliver(nil, err)
+		return
+	}
+	if token != "" && !c.fill(ctx, []string{key}, []string{token}, []*entry[V]{e})[0] {
+		cl.deliver(e, nil) // the callers asked before the Set or Delete that voided the fill
+		return
+	}
+	c.keep(key, cl, e)
+	cl.deliver(e, nil)
+}
+
+// keep puts e in the L1 unless a Set or Delete of key came during its
+// load.
+func (c *Cache[V]) keep(key string, cl *call[V], e *entry[V]) {
+	c.mu.Lock()
+	if !cl.superseded {
+		c.l1.Set(key, e)
+	}
+	c.mu.Unlock()
+}
+
+// fromStore is the L2 half of a load. It returns a fresh entry from the
+// Store (or one another instance filled while this one waited); or the
+// lease token to load and fill with ("" to load without filling: the
+// Store is down or its lease holder vanished); ok false means another
+// instance is refreshing a key this one can keep serving. A stale Store
+// value is delivered to the waiting callers at once.
+func (c *Cache[V]) fromStore(ctx context.Context, key string, mode loadMode, cur *entry[V], cl *call[V]) (e *entry[V], token string, ok bool) {
+	now := c.now()
+	recs, err := c.storeGet(ctx, []string{key})
+	if err != nil {
+		return nil, "", true
+	}
+	if se := recs[0]; se != nil {
+		if now < se.recFresh && (mode != modeEarly || se.recFresh > cur.recFresh) {
+			return se, "", true
+		}
+		if mode == modeMiss && now < se.hard && !se.negative {
+			c.st.staleServed.Add(1)
+			c.keep(key, cl, se)
+			cl.deliver(se, nil)
+			mode = modeStale
+		}
+	}
+	tokens, err := c.lease(ctx, []string{key})
+	if err != nil {
+		return nil, "", true
+	}
+	if tokens[0] != "" {
+		return c.recheck(ctx, key, tokens[0])
+	}
+	if mode != modeMiss {
+		c.st.leaseBusy.Add(1)
+		return nil, "", false
+	}
+	return c.waitFill(ctx, key)
+}
+
+// recheck closes the race between reading a miss and winning the lease:
+// the previous holder may have filled in between. With a fresh value
+// there, the lease goes back and the value is used.
+func (c *Cache[V]) recheck(ctx context.Context, key, token string) (*entry[V], string, bool) {
+	recs, err := c.storeGet(ctx, []string{key})
+	if err == nil && recs[0] != nil && c.now() < recs[0].recFresh {
+		c.release(ctx, key, token)
+		return recs[0], "", true
+	}
+	c.st.leasesWon.Add(1)
+	return nil, token, true
+}
+
+// waitFill waits for the lease holder's fill, polling the Store, and
+// takes the lease over if the holder gives it back or it expires. After
+// LeaseTTL (or with the Store failing) it returns no token: load without
+// filling.
+func (c *Cache[V]) waitFill(ctx context.Context, key string) (*entry[V], string, bool) {
+	c.st.leaseWaits.Add(1)
+	deadline := c.now() + 2*int64(c.o.LeaseTTL) // the holder's lease, then a takeover's
+	wait := c.o.PollInterval
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, "", true
+		case <-t.C:
+		}
+		recs, err := c.storeGet(ctx, []string{key})
+		if err != nil {
+			return nil, "", true
+		}
+		if recs[0] != nil && c.now() < recs[0].recFresh {
+			return recs[0], "", true
+		}
+		tokens, err := c.lease(ctx, []string{key})
+		if err != nil {
+			return nil, "", true
+		}
+		if tokens[0] != "" {
+			return c.recheck(ctx, key, tokens[0])
+		}
+		if c.now() >= deadline {
+			c.st.leaseTimeouts.Add(1)
+			return nil, "", true
+		}
+		wait = min(wait*3/2, 100*time.Millisecond)
+	}
+}
+
+// loadValue runs loader under the load cap and builds the entry; a
+// loader's ErrNotFound becomes a negative entry.
+func (c *Cache[V]) loadValue(ctx context.Context, key, id string, loader Loader[V]) (*entry[V], error) {
 	if c.sem != nil {
 		select {
 		case c.sem <- struct{}{}:
 			defer func() { <-c.sem }()
 		case <-ctx.Done():
-			cl.err = fmt.Errorf("cache: waiting for a load slot for %q: %w", key, ctx.Err())
-			return
+			return nil, fmt.Errorf("cache: waiting for a load slot for %q: %w", key, ctx.Err())
 		}
 	}
 	c.st.loads.Add(1)
-	start := time.Unix(0, c.now())
-	v, err := c.call(ctx, key, loader)
-	now := time.Unix(0, c.now())
+	start := c.now()
+	v, err := c.call(ctx, id, loader)
+	now := c.now()
 	switch {
 	case errors.Is(err, ErrNotFound):
-		cl.e = &entry[V]{negative: true, fresh: now.Add(c.o.NegativeTTL).UnixNano(), hard: now.Add(c.o.NegativeTTL).UnixNano()}
+		return c.negativeEntry(now), nil
 	case err != nil:
 		c.st.loadErrors.Add(1)
-		cl.err = err
 		c.o.Logger.Warn("cache: load failed", slog.String("key", key), slog.Any("error", err))
-		return
-	default:
-		cl.e = c.newEntry(v, now)
-		cl.e.loadNS = int64(now.Sub(start))
+		return nil, err
 	}
-	c.l1.Set(key, cl.e)
+	e := c.newEntry(v, now)
+	e.loadNS = now - start
+	return e, nil
+}
+
+func (c *Cache[V]) negativeEntry(now int64) *entry[V] {
+	until := now + int64(c.o.NegativeTTL)
+	return &entry[V]{negative: true, fresh: until, recFresh: until, hard: until}
 }
 
 // call runs loader, turning a panic into a *PanicError.
@@ -360,49 +629,130 @@ func (c *Cache[V]) call(ctx context.Context, key string, loader Loader[V]) (v V,
 	return loader(ctx, key)
 }
 
-func (c *Cache[V]) newEntry(v V, now time.Time) *entry[V] {
+func (c *Cache[V]) newEntry(v V, now int64) *entry[V] {
 	ttl := c.o.TTL
 	if c.o.Jitter > 0 {
 		ttl -= time.Duration(float64(ttl) * c.o.Jitter * c.o.Rand())
 	}
-	fresh := now.Add(ttl)
-	return &entry[V]{val: v, fresh: fresh.UnixNano(), hard: fresh.Add(c.o.StaleFor).UnixNano()}
+	fresh := now + int64(ttl)
+	e := &entry[V]{val: v, fresh: fresh, recFresh: fresh, hard: fresh + int64(c.o.StaleFor)}
+	if c.store != nil {
+		e.fresh = min(fresh, now+int64(c.o.L1TTL))
+	}
+	return e
 }
 
-// Set stores v for key as freshly loaded.
-func (c *Cache[V]) Set(_ context.Context, key string, v V) {
-	c.l1.Set(key, c.newEntry(v, time.Unix(0, c.now())))
+// supersede marks a load of key in flight as overtaken by a Set or Delete:
+// its result must not land in the L1.
+func (c *Cache[V]) supersede(key string) {
+	c.mu.Lock()
+	if cl := c.calls[key]; cl != nil {
+		cl.superseded = true
+	}
+	c.mu.Unlock()
 }
 
-// Delete drops key; the next Get loads it.
-func (c *Cache[V]) Delete(_ context.Context, key string) {
+// Set stores v for key as freshly loaded, in the L1 and the Store, voids
+// any fill of key in flight anywhere (so a load that read the old value
+// cannot write it back), and tells the other instances to drop their L1
+// copy. The error is the Store's: the L1 has v regardless.
+func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
+	now := c.now()
+	e := c.newEntry(v, now)
+	c.mu.Lock()
+	if cl := c.calls[key]; cl != nil {
+		cl.superseded = true
+	}
+	c.l1.Set(key, e)
+	c.mu.Unlock()
+	if c.store == nil {
+		return nil
+	}
+	data, err := c.encode(e)
+	if err != nil {
+		return fmt.Errorf("cache: Set %q: %w", key, err)
+	}
+	err = c.l2(ctx, func(ctx context.Context) error { return c.store.Set(ctx, key, data, ttlUntil(e.hard, now)) })
+	c.publish(ctx, "k", key)
+	if err != nil {
+		return fmt.Errorf("cache: Set %q: the Store: %w", key, err)
+	}
+	return nil
+}
+
+// Delete drops key from the L1 and the Store, voids any fill of it in
+// flight, and tells the other instances to drop their L1 copy; the next
+// Get loads it. The error is the Store's.
+func (c *Cache[V]) Delete(ctx context.Context, key string) error {
+	c.supersede(key)
 	c.l1.Invalidate(key)
+	if c.store == nil {
+		return nil
+	}
+	err := c.l2(ctx, func(ctx context.Context) error { return c.store.Delete(ctx, key) })
+	c.publish(ctx, "k", key)
+	if err != nil {
+		return fmt.Errorf("cache: Delete %q: the Store: %w", key, err)
+	}
+	return nil
 }
 
-// Close stops the cache's background goroutine (the L1's periodic expiry
-// sweep). It is idempotent. The cache keeps answering after Close; expired
-// entries are then dropped only when read or evicted by size.
+// Close stops the cache's background goroutines: the invalidation
+// subscription and the L1's periodic expiry sweep. It is idempotent. The
+// cache keeps answering after Close, without invalidation messages.
 func (c *Cache[V]) Close() error {
+	c.subMu.Lock()
+	select {
+	case <-c.closed:
+	default:
+		close(c.closed)
+	}
+	stop := c.stopSub
+	c.stopSub = nil
+	c.subMu.Unlock()
+	if c.subDone != nil {
+		<-c.subDone
+	}
+	if stop != nil {
+		stop()
+	}
 	c.l1.StopAllGoroutines()
 	return nil
 }
 
 // Stats is a snapshot of the counters.
 type Stats struct {
-	// Hits are fresh values served; Misses are Gets that had to wait for a
-	// load; NegativeHits are remembered ErrNotFounds served.
+	// Hits are fresh L1 values served; Misses are Gets that had to wait
+	// for the Store or a load; NegativeHits are remembered ErrNotFounds
+	// served.
 	Hits, Misses, NegativeHits uint64
-	// StaleServed counts values served past TTL while refreshing.
+	// StaleServed counts values served past their freshness while a
+	// refresh runs.
 	StaleServed uint64
-	// EarlyRefreshes counts loads XFetch started before expiry;
+	// EarlyRefreshes counts refreshes XFetch started before expiry;
 	// StaleRefreshes those started by a stale read.
 	EarlyRefreshes, StaleRefreshes uint64
-	// Loads are loader calls; LoadErrors those that failed (not
-	// ErrNotFound); Panics those that panicked.
+	// Loads are loader calls (a GetMany batch counts once); LoadErrors
+	// those that failed (not ErrNotFound); Panics those that panicked.
 	Loads, LoadErrors, Panics uint64
 	// Coalesced counts Gets and refreshes that joined a load in flight
-	// instead of calling the loader.
+	// instead of starting one.
 	Coalesced uint64
+	// L2Hits and L2Misses count keys looked up in the Store; L2Errors the
+	// Store calls that failed and L2Skipped those the open circuit kept
+	// from the Store.
+	L2Hits, L2Misses, L2Errors, L2Skipped uint64
+	// LeasesWon counts loads this instance did under a fill lease;
+	// LeaseWaits the misses that waited for another instance's fill;
+	// LeaseBusy the refreshes left to another instance; LeaseTimeouts the
+	// waits that gave up after LeaseTTL; FillsRefused the fills a Set,
+	// Delete or expired lease voided.
+	LeasesWon, LeaseWaits, LeaseBusy, LeaseTimeouts, FillsRefused uint64
+	// CodecErrors counts values that could not be encoded or decoded;
+	// Invalidations the messages from other instances applied.
+	CodecErrors, Invalidations uint64
+	// Circuit is the state of the breaker around the Store.
+	Circuit breaker.State
 	// Entries is the number of entries held now (estimated).
 	Entries int
 }
@@ -412,5 +762,8 @@ func (c *Cache[V]) Stats() Stats {
 	s := &c.st
 	return Stats{Hits: s.hits.Load(), Misses: s.misses.Load(), NegativeHits: s.negativeHits.Load(), StaleServed: s.staleServed.Load(),
 		EarlyRefreshes: s.earlyRefreshes.Load(), StaleRefreshes: s.staleRefreshes.Load(), Loads: s.loads.Load(), LoadErrors: s.loadErrors.Load(), Panics: s.panics.Load(),
-		Coalesced: s.coalesced.Load(), Entries: c.l1.EstimatedSize()}
+		Coalesced: s.coalesced.Load(), L2Hits: s.l2Hits.Load(), L2Misses: s.l2Misses.Load(), L2Errors: s.l2Errors.Load(), L2Skipped: s.l2Skipped.Load(),
+		LeasesWon: s.leasesWon.Load(), LeaseWaits: s.leaseWaits.Load(), LeaseBusy: s.leaseBusy.Load(), LeaseTimeouts: s.leaseTimeouts.Load(),
+		FillsRefused: s.fillsRefused.Load(), CodecErrors: s.codecErrors.Load(), Invalidations: s.invalidations.Load(),
+		Circuit: c.br.State(), Entries: c.l1.EstimatedSize()}
 }

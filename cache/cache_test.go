@@ -230,7 +230,7 @@ func TestJitterShortensTTL(t *testing.T) {
 		now := time.Now().UnixNano()
 		lo, hi := int64(1<<62), int64(0)
 		for i := 0; i < 1000; i++ {
-			e := c.newEntry("v", time.Unix(0, c.now()))
+			e := c.newEntry("v", c.now())
 			ttl := e.fresh - now
 			lo, hi = min(lo, ttl), max(hi, ttl)
 		}

@@ -103,32 +103,39 @@ func (s *MemoryStore) Delete(_ context.Context, keys ...string) error {
 	return nil
 }
 
-// Lease takes key's fill lease; see Store.
-func (s *MemoryStore) Lease(_ context.Context, key string, ttl time.Duration) (string, error) {
+// Lease takes the fill leases of keys; see Store.
+func (s *MemoryStore) Lease(_ context.Context, keys []string, ttl time.Duration) ([]string, error) {
 	now := s.now().UnixNano()
+	out := make([]string, len(keys))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, held := s.live(s.leases, key, now); held {
-		return "", nil
+	for i, key := range keys {
+		if _, held := s.live(s.leases, key, now); held {
+			continue
+		}
+		out[i] = strconv.FormatUint(rand.Uint64(), 36) + "." + strconv.FormatUint(rand.Uint64(), 36)
+		s.leases[key] = memItem{data: []byte(out[i]), expires: now + int64(ttl)}
+		s.wrote(now)
 	}
-	token := strconv.FormatUint(rand.Uint64(), 36) + "." + strconv.FormatUint(rand.Uint64(), 36)
-	s.leases[key] = memItem{data: []byte(token), expires: now + int64(ttl)}
-	s.wrote(now)
-	return token, nil
+	return out, nil
 }
 
-// Fill stores data if token holds the lease; see Store.
-func (s *MemoryStore) Fill(_ context.Context, key, token string, data []byte, ttl time.Duration) (bool, error) {
+// Fill stores each fill whose token holds its lease; see Store.
+func (s *MemoryStore) Fill(_ context.Context, fills []Fill) ([]bool, error) {
 	now := s.now().UnixNano()
+	out := make([]bool, len(fills))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if it, held := s.live(s.leases, key, now); !held || string(it.data) != token {
-		return false, nil
+	for i, f := range fills {
+		if it, held := s.live(s.leases, f.Key, now); !held || string(it.data) != f.Token {
+			continue
+		}
+		delete(s.leases, f.Key)
+		s.vals[f.Key] = memItem{data: append([]byte(nil), f.Data...), expires: now + int64(f.TTL)}
+		s.wrote(now)
+		out[i] = true
 	}
-	delete(s.leases, key)
-	s.vals[key] = memItem{data: append([]byte(nil), data...), expires: now + int64(ttl)}
-	s.wrote(now)
-	return true, nil
+	return out, nil
 }
 
 // Release gives the lease back if token holds it; see Store.

@@ -11,3 +11,8 @@ func TestMemoryStoreConformance(t *testing.T) {
 	s := cache.NewMemoryStore(cache.MemoryStoreOptions{})
 	cachetest.RunStore(t, func(t *testing.T) cache.Store { return s })
 }
+
+func TestMemoryStoreInstances(t *testing.T) {
+	s := cache.NewMemoryStore(cache.MemoryStoreOptions{})
+	cachetest.RunCache(t, func(t *testing.T) cache.Store { return s })
+}

@@ -25,12 +25,14 @@ type Store interface {
 	Set(ctx context.Context, key string, data []byte, ttl time.Duration) error
 	// Delete removes keys and voids their fill leases.
 	Delete(ctx context.Context, keys ...string) error
-	// Lease takes key's fill lease for ttl and returns its token, or ""
-	// when another holder has it.
-	Lease(ctx context.Context, key string, ttl time.Duration) (token string, err error)
-	// Fill stores data for key for ttl only if token still holds key's
-	// lease, and releases the lease; it reports whether it stored.
-	Fill(ctx context.Context, key, token string, data []byte, ttl time.Duration) (bool, error)
+	// Lease tries to take the fill lease of each key for ttl, in one round
+	// trip where the engine allows, and returns a token per key: "" where
+	// another holder has the lease.
+	Lease(ctx context.Context, keys []string, ttl time.Duration) (tokens []string, err error)
+	// Fill stores each fill's data for its TTL only if its token still
+	// holds the key's lease, and releases the lease; it reports per fill
+	// whether it stored.
+	Fill(ctx context.Context, fills []Fill) (stored []bool, err error)
 	// Release gives key's lease back if token holds it (a load failed).
 	Release(ctx context.Context, key, token string) error
 	// Version returns counter name, creating it when missing with a value
@@ -47,6 +49,13 @@ type Store interface {
 	// stop is called. Messages sent while a subscriber is disconnected may
 	// be lost.
 	Subscribe(fn func(msg string)) (stop func(), err error)
+}
+
+// Fill is one token-fenced write of Store.Fill.
+type Fill struct {
+	Key, Token string
+	Data       []byte
+	TTL        time.Duration
 }
 
 // Codec turns values into L2 bytes and back. JSON is the default.

@@ -163,19 +163,32 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	return err
 }
 
-// Lease is SET {prefix:key}:lease token NX PX ttl.
-func (s *Store) Lease(ctx context.Context, key string, ttl time.Duration) (string, error) {
+// Lease is SET {prefix:key}:lease token NX PX ttl for each key, in one
+// pipelined round trip (one per node on a cluster).
+func (s *Store) Lease(ctx context.Context, keys []string, ttl time.Duration) ([]string, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	token := strconv.FormatUint(rand.Uint64(), 36) + "." + strconv.FormatUint(rand.Uint64(), 36)
-	err := s.c.SetArgs(ctx, s.lease(key), token, redis.SetArgs{Mode: "NX", TTL: max(time.Millisecond, ttl)}).Err()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
+	tokens := make([]string, len(keys))
+	cmds := make([]*redis.StatusCmd, len(keys))
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			tokens[i] = strconv.FormatUint(rand.Uint64(), 36) + "." + strconv.FormatUint(rand.Uint64(), 36)
+			cmds[i] = p.SetArgs(ctx, s.lease(k), tokens[i], redis.SetArgs{Mode: "NX", TTL: max(time.Millisecond, ttl)})
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
 	}
-	if err != nil {
-		return "", err
+	for i, c := range cmds {
+		switch err := c.Err(); {
+		case errors.Is(err, redis.Nil):
+			tokens[i] = ""
+		case err != nil:
+			return nil, err
+		}
 	}
-	return token, nil
+	return tokens, nil
 }
 
 var fillScript = redis.NewScript(`
@@ -185,12 +198,36 @@ redis.call('DEL', KEYS[2])
 return 1
 `)
 
-// Fill stores data only while token holds the lease, in one script.
-func (s *Store) Fill(ctx context.Context, key, token string, data []byte, ttl time.Duration) (bool, error) {
+// Fill runs a compare-token-and-set script per fill: one EVALSHA for a
+// single fill, pipelined EVALs (one round trip per node) for several.
+func (s *Store) Fill(ctx context.Context, fills []cache.Fill) ([]bool, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	n, err := fillScript.Run(ctx, s.c, []string{s.key(key), s.lease(key)}, token, data, ms(ttl)).Int()
-	return n == 1, err
+	out := make([]bool, len(fills))
+	if len(fills) == 1 {
+		f := fills[0]
+		n, err := fillScript.Run(ctx, s.c, []string{s.key(f.Key), s.lease(f.Key)}, f.Token, f.Data, ms(f.TTL)).Int()
+		out[0] = n == 1
+		return out, err
+	}
+	cmds := make([]*redis.Cmd, len(fills))
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, f := range fills {
+			cmds[i] = fillScript.Eval(ctx, p, []string{s.key(f.Key), s.lease(f.Key)}, f.Token, f.Data, ms(f.TTL))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range cmds {
+		n, err := c.Int()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = n == 1
+	}
+	return out, nil
 }
 
 var releaseScript = redis.NewScript(`

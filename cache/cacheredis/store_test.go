@@ -61,11 +61,14 @@ func TestStoreDownOrPaused(t *testing.T) {
 	s := newStore(t, Options{Client: r.Client, Timeout: 50 * time.Millisecond})
 	ctx := context.Background()
 	calls := map[string]func() error{
-		"Get":     func() error { _, err := s.Get(ctx, []string{"a", "b"}); return err },
-		"Set":     func() error { return s.Set(ctx, "a", []byte("v"), time.Minute) },
-		"Delete":  func() error { return s.Delete(ctx, "a") },
-		"Lease":   func() error { _, err := s.Lease(ctx, "a", time.Minute); return err },
-		"Fill":    func() error { _, err := s.Fill(ctx, "a", "t", []byte("v"), time.Minute); return err },
+		"Get":    func() error { _, err := s.Get(ctx, []string{"a", "b"}); return err },
+		"Set":    func() error { return s.Set(ctx, "a", []byte("v"), time.Minute) },
+		"Delete": func() error { return s.Delete(ctx, "a") },
+		"Lease":  func() error { _, err := s.Lease(ctx, []string{"a"}, time.Minute); return err },
+		"Fill": func() error {
+			_, err := s.Fill(ctx, []cache.Fill{{Key: "a", Token: "t", Data: []byte("v"), TTL: time.Minute}})
+			return err
+		},
 		"Version": func() error { _, err := s.Version(ctx, "ns"); return err },
 		"Publish": func() error { return s.Publish(ctx, "m") },
 	}
@@ -94,4 +97,16 @@ func TestStoreDownOrPaused(t *testing.T) {
 	if err := s.Set(ctx, "a", []byte("v"), time.Minute); err != nil {
 		t.Fatalf("after the restart: %v", err)
 	}
+}
+
+func TestInstancesStandalone(t *testing.T) {
+	r := testinfra.Redis(t)
+	cachetest.RunCache(t, func(t *testing.T) cache.Store { return newStore(t, Options{Client: r.Client}) })
+}
+
+func TestInstancesCluster(t *testing.T) {
+	c := testinfra.RedisCluster(t)
+	cachetest.RunCache(t, func(t *testing.T) cache.Store {
+		return newStore(t, Options{Client: c.Client, Prefix: c.Prefix + "cache"})
+	})
 }

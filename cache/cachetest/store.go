@@ -41,20 +41,26 @@ func get1(t *testing.T, s cache.Store, key string) []byte {
 
 func lease(t *testing.T, s cache.Store, key string, ttl time.Duration) string {
 	t.Helper()
-	tok, err := s.Lease(context.Background(), key, ttl)
+	toks, err := s.Lease(context.Background(), []string{key}, ttl)
 	if err != nil {
 		t.Fatalf("Lease(%q): %v", key, err)
 	}
-	return tok
+	if len(toks) != 1 {
+		t.Fatalf("Lease of 1 key returned %d tokens", len(toks))
+	}
+	return toks[0]
 }
 
 func fill(t *testing.T, s cache.Store, key, token string, data []byte) bool {
 	t.Helper()
-	ok, err := s.Fill(context.Background(), key, token, data, time.Minute)
+	ok, err := s.Fill(context.Background(), []cache.Fill{{Key: key, Token: token, Data: data, TTL: time.Minute}})
 	if err != nil {
 		t.Fatalf("Fill(%q): %v", key, err)
 	}
-	return ok
+	if len(ok) != 1 {
+		t.Fatalf("Fill of 1 key returned %d results", len(ok))
+	}
+	return ok[0]
 }
 
 func must(t *testing.T, err error) {
@@ -132,11 +138,12 @@ func RunStore(t *testing.T, newStore StoreFactory) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				tok, err := s.Lease(ctx, k, time.Minute)
+				toks, err := s.Lease(ctx, []string{k}, time.Minute)
 				if err != nil {
 					t.Error(err)
 					return
 				}
+				tok := toks[0]
 				if tok != "" {
 					won.Add(1)
 					tokens.Store(tok, true)
@@ -192,6 +199,30 @@ func RunStore(t *testing.T, newStore StoreFactory) {
 		}
 		if lease(t, s, k, time.Minute) == "" {
 			t.Fatal("Fill did not release the lease")
+		}
+	})
+	t.Run("ManyLeasesAndFills", func(t *testing.T) {
+		s := newStore(t)
+		a, b, c := Key(t, "a"), Key(t, "b"), Key(t, "c")
+		held := lease(t, s, b, time.Minute)
+		toks, err := s.Lease(ctx, []string{a, b, c}, time.Minute)
+		must(t, err)
+		if len(toks) != 3 || toks[0] == "" || toks[1] != "" || toks[2] == "" {
+			t.Fatalf("Lease([a b c]) with b held = %q, want tokens for a and c only", toks)
+		}
+		ok, err := s.Fill(ctx, []cache.Fill{
+			{Key: a, Token: toks[0], Data: []byte("A"), TTL: time.Minute},
+			{Key: b, Token: "not-" + held, Data: []byte("B"), TTL: time.Minute},
+			{Key: c, Token: toks[2], Data: []byte("C"), TTL: time.Minute},
+		})
+		must(t, err)
+		if len(ok) != 3 || !ok[0] || ok[1] || !ok[2] {
+			t.Fatalf("Fill = %v, want [true false true]", ok)
+		}
+		got, err := s.Get(ctx, []string{a, b, c})
+		must(t, err)
+		if string(got[0]) != "A" || got[1] != nil || string(got[2]) != "C" {
+			t.Fatalf("after the fills: %q", got)
 		}
 	})
 	t.Run("SetAndDeleteVoidFills", func(t *testing.T) {

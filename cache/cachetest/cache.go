@@ -1,0 +1,339 @@
+package cachetest
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/scalekit-go/scalekit/cache"
+)
+
+// RunCache runs the multi-instance suite as subtests of t: several Caches
+// (separate L1s) over one Store behave as one cache. newStore is called
+// once per subtest and its Store shared by that subtest's instances.
+func RunCache(t *testing.T, newStore StoreFactory) {
+	t.Run("StampedeAcrossInstances", func(t *testing.T) { stampede(t, newStore(t)) })
+	t.Run("StaleWhileRevalidateAcrossInstances", func(t *testing.T) { staleAcross(t, newStore(t)) })
+	t.Run("SetReachesEveryInstance", func(t *testing.T) { setReaches(t, newStore(t)) })
+	t.Run("DeleteReachesEveryInstance", func(t *testing.T) { deleteReaches(t, newStore(t)) })
+	t.Run("NamespaceInvalidate", func(t *testing.T) { namespaceInvalidate(t, newStore(t)) })
+	t.Run("GetManyAcrossInstances", func(t *testing.T) { getManyAcross(t, newStore(t)) })
+	t.Run("FillFencedBySet", func(t *testing.T) { fillFenced(t, newStore(t)) })
+	t.Run("LeaseHolderDies", func(t *testing.T) { holderDies(t, newStore(t)) })
+}
+
+// Instances returns n caches over store with options o (Store set), closed
+// at cleanup.
+func Instances(t testing.TB, n int, store cache.Store, o cache.Options) []*cache.Cache[string] {
+	t.Helper()
+	o.Store = store
+	out := make([]*cache.Cache[string], n)
+	for i := range out {
+		c, err := cache.New[string](o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		out[i] = c
+	}
+	return out
+}
+
+// counting is a loader that counts its calls, takes d and returns
+// "<key>#<call>".
+func counting(calls *atomic.Int64, d time.Duration) cache.Loader[string] {
+	return func(ctx context.Context, key string) (string, error) {
+		n := calls.Add(1)
+		time.Sleep(d)
+		return key + "#" + strconv.FormatInt(n, 10), nil
+	}
+}
+
+func mustGet(t testing.TB, c *cache.Cache[string], key string, load cache.Loader[string]) string {
+	t.Helper()
+	v, err := c.Get(context.Background(), key, load)
+	if err != nil {
+		t.Fatalf("Get(%q): %v", key, err)
+	}
+	return v
+}
+
+// eventually polls cond for up to 5s.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("not within 5s: %s", what)
+}
+
+// 8 instances x 100 goroutines hit one key right after it expired: the
+// loader runs once in the whole fleet.
+func stampede(t *testing.T, store cache.Store) {
+	const instances, goroutines = 8, 100
+	caches := Instances(t, instances, store, cache.Options{TTL: 300 * time.Millisecond, NoStale: true, NoJitter: true, NoEarlyRefresh: true})
+	key := Key(t, "hot")
+	var calls atomic.Int64
+	load := counting(&calls, 50*time.Millisecond)
+	for _, c := range caches {
+		mustGet(t, c, key, load)
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("warm-up: %d loads for 8 instances, want 1 (the others read the Store)", calls.Load())
+	}
+	time.Sleep(350 * time.Millisecond) // past the TTL everywhere
+	calls.Store(0)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for _, c := range caches {
+		for g := 0; g < goroutines; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				v, err := c.Get(context.Background(), key, load)
+				if err != nil || v != key+"#1" {
+					bad.Add(1)
+				}
+			}()
+		}
+	}
+	close(start)
+	wg.Wait()
+	t.Logf("%d instances x %d goroutines on an expired key: the loader ran %d time(s)", instances, goroutines, calls.Load())
+	if calls.Load() != 1 {
+		t.Fatalf("the loader ran %d times across %d instances, want exactly 1", calls.Load(), instances)
+	}
+	if bad.Load() > 0 {
+		t.Fatalf("%d callers did not get the one loaded value", bad.Load())
+	}
+	var waits uint64
+	for _, c := range caches {
+		waits += c.Stats().LeaseWaits
+	}
+	if waits != instances-1 {
+		t.Fatalf("%d instances waited for the lease holder's fill, want %d", waits, instances-1)
+	}
+}
+
+// Past TTL but within StaleFor, every instance serves the old value at
+// once and one instance in the fleet refreshes.
+func staleAcross(t *testing.T, store cache.Store) {
+	caches := Instances(t, 4, store, cache.Options{TTL: 200 * time.Millisecond, StaleFor: time.Minute, NoJitter: true, NoEarlyRefresh: true})
+	key := Key(t, "k")
+	var calls atomic.Int64
+	load := counting(&calls, 30*time.Millisecond)
+	for _, c := range caches {
+		mustGet(t, c, key, load)
+	}
+	time.Sleep(250 * time.Millisecond)
+	for _, c := range caches {
+		for i := 0; i < 20; i++ {
+			if v := mustGet(t, c, key, load); v != key+"#1" && v != key+"#2" {
+				t.Fatalf("stale read got %q", v)
+			}
+		}
+	}
+	eventually(t, "the refreshed value reaches every instance", func() bool {
+		for _, c := range caches {
+			if mustGet(t, c, key, load) != key+"#2" {
+				return false
+			}
+		}
+		return true
+	})
+	if calls.Load() != 2 {
+		t.Fatalf("%d loads, want 2: the first and one refresh for the fleet", calls.Load())
+	}
+}
+
+func setReaches(t *testing.T, store cache.Store) {
+	caches := Instances(t, 3, store, cache.Options{TTL: time.Hour})
+	key := Key(t, "k")
+	var calls atomic.Int64
+	load := counting(&calls, 0)
+	for _, c := range caches {
+		mustGet(t, c, key, load)
+	}
+	if err := caches[0].Set(context.Background(), key, "new"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "every instance sees the Set", func() bool {
+		for _, c := range caches {
+			if mustGet(t, c, key, load) != "new" {
+				return false
+			}
+		}
+		return true
+	})
+	if calls.Load() != 1 {
+		t.Fatalf("%d loads: the Set value should come from the Store", calls.Load())
+	}
+	if st := caches[1].Stats(); st.Invalidations == 0 {
+		t.Fatalf("instance 1 applied no invalidation: %+v", st)
+	}
+}
+
+func deleteReaches(t *testing.T, store cache.Store) {
+	caches := Instances(t, 3, store, cache.Options{TTL: time.Hour})
+	key := Key(t, "k")
+	var calls atomic.Int64
+	load := counting(&calls, 0)
+	for _, c := range caches {
+		mustGet(t, c, key, load)
+	}
+	if err := caches[2].Delete(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "every instance drops the deleted value", func() bool {
+		for _, c := range caches {
+			if mustGet(t, c, key, load) == key+"#1" {
+				return false
+			}
+		}
+		return true
+	})
+	if calls.Load() != 2 {
+		t.Fatalf("%d loads, want 2 (one after the Delete, shared through the Store)", calls.Load())
+	}
+}
+
+func namespaceInvalidate(t *testing.T, store cache.Store) {
+	caches := Instances(t, 3, store, cache.Options{TTL: time.Hour, VersionTTL: time.Hour})
+	name := Key(t, "user")
+	gen := atomic.Int64{}
+	gen.Store(1)
+	var calls atomic.Int64
+	load := func(ctx context.Context, id string) (string, error) {
+		calls.Add(1)
+		return fmt.Sprintf("%s@gen%d", id, gen.Load()), nil
+	}
+	ctx := context.Background()
+	for _, c := range caches {
+		for _, id := range []string{"1", "2", "3"} {
+			if v, err := c.Namespace(name).Get(ctx, id, load); err != nil || v != id+"@gen1" {
+				t.Fatalf("Get(%s) = %q, %v", id, v, err)
+			}
+		}
+	}
+	if calls.Load() != 3 {
+		t.Fatalf("%d loads for 3 ids on 3 instances, want 3", calls.Load())
+	}
+	gen.Store(2)
+	if err := caches[0].Namespace(name).Invalidate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "no instance returns a value from before Invalidate", func() bool {
+		for _, c := range caches {
+			for _, id := range []string{"1", "2", "3"} {
+				if v, err := c.Namespace(name).Get(ctx, id, load); err != nil || v != id+"@gen2" {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	if calls.Load() != 6 {
+		t.Fatalf("%d loads, want 6: each id once per version for the whole fleet", calls.Load())
+	}
+}
+
+func getManyAcross(t *testing.T, store cache.Store) {
+	caches := Instances(t, 2, store, cache.Options{TTL: time.Hour})
+	p := Key(t, "")
+	keys := []string{p + "1", p + "2", p + "3", p + "missing"}
+	var batches, loaded atomic.Int64
+	batch := func(ctx context.Context, ks []string) (map[string]string, error) {
+		batches.Add(1)
+		loaded.Add(int64(len(ks)))
+		m := map[string]string{}
+		for _, k := range ks {
+			if k != p+"missing" {
+				m[k] = "v" + k
+			}
+		}
+		return m, nil
+	}
+	ctx := context.Background()
+	for round := 0; round < 2; round++ {
+		for i, c := range caches {
+			got, err := c.GetMany(ctx, keys, batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 3 || got[p+"2"] != "v"+p+"2" {
+				t.Fatalf("instance %d round %d: %v, want 3 values and no missing key", i, round, got)
+			}
+		}
+	}
+	if batches.Load() != 1 || loaded.Load() != 4 {
+		t.Fatalf("%d batch calls for %d keys, want 1 call for 4 (the rest from the Store and the L1s, the missing key remembered)", batches.Load(), loaded.Load())
+	}
+	if _, err := caches[1].Get(ctx, p+"missing", func(context.Context, string) (string, error) { return "x", nil }); err != cache.ErrNotFound {
+		t.Fatalf("Get of the missing key: %v, want the remembered ErrNotFound", err)
+	}
+}
+
+// A load that read the database before a Set must not write the old value
+// over it, in the Store or in its own L1.
+func fillFenced(t *testing.T, store cache.Store) {
+	caches := Instances(t, 2, store, cache.Options{TTL: time.Hour})
+	a, b := caches[0], caches[1]
+	key := Key(t, "k")
+	started, finish := make(chan struct{}), make(chan struct{})
+	slow := func(ctx context.Context, k string) (string, error) {
+		close(started)
+		<-finish
+		return "old", nil
+	}
+	got := make(chan string, 1)
+	go func() { got <- mustGet(t, a, key, slow) }()
+	<-started
+	if err := b.Set(context.Background(), key, "new"); err != nil {
+		t.Fatal(err)
+	}
+	close(finish)
+	if v := <-got; v != "old" {
+		t.Fatalf("the caller that asked before the Set got %q, want the value it loaded", v)
+	}
+	never := func(context.Context, string) (string, error) { return "", fmt.Errorf("must not load") }
+	eventually(t, "both instances serve the Set value", func() bool {
+		return mustGet(t, a, key, never) == "new" && mustGet(t, b, key, never) == "new"
+	})
+	if st := a.Stats(); st.FillsRefused != 1 {
+		t.Fatalf("instance a: %d fills refused, want 1", st.FillsRefused)
+	}
+}
+
+// An instance holding a lease dies: the others wait for at most LeaseTTL,
+// then one of them loads.
+func holderDies(t *testing.T, store cache.Store) {
+	key := Key(t, "k")
+	if toks, err := store.Lease(context.Background(), []string{key}, 200*time.Millisecond); err != nil || toks[0] == "" {
+		t.Fatalf("taking the lease for the dead holder: %q %v", toks, err)
+	}
+	caches := Instances(t, 2, store, cache.Options{TTL: time.Hour, LeaseTTL: 200 * time.Millisecond})
+	var calls atomic.Int64
+	load := counting(&calls, 0)
+	var wg sync.WaitGroup
+	for _, c := range caches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if v := mustGet(t, c, key, load); v != key+"#1" {
+				t.Errorf("got %q, want the one load after the dead holder's lease expired", v)
+			}
+		}()
+	}
+	wg.Wait()
+	if calls.Load() != 1 {
+		t.Fatalf("%d loads after the holder died, want 1", calls.Load())
+	}
+}

@@ -1,0 +1,161 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/scalekit-go/scalekit/breaker"
+)
+
+// l2 calls the Store through the circuit, counting failures. A caller's
+// own cancellation is neither counted nor held against the Store.
+func (c *Cache[V]) l2(ctx context.Context, fn func(ctx context.Context) error) error {
+	err := c.br.Do(ctx, fn)
+	switch {
+	case err == nil:
+	case errors.Is(err, breaker.ErrOpen):
+		c.st.l2Skipped.Add(1)
+	case ctx.Err() == nil:
+		c.st.l2Errors.Add(1)
+		c.o.Logger.Debug("cache: the Store failed", slog.Any("error", err))
+	}
+	return err
+}
+
+// storeGet reads keys from the Store and decodes them; an entry is nil
+// for a missing key or one that cannot be decoded.
+func (c *Cache[V]) storeGet(ctx context.Context, keys []string) ([]*entry[V], error) {
+	var recs [][]byte
+	if err := c.l2(ctx, func(ctx context.Context) (err error) { recs, err = c.store.Get(ctx, keys); return err }); err != nil {
+		return nil, err
+	}
+	if len(recs) != len(keys) {
+		c.st.l2Errors.Add(1)
+		return nil, fmt.Errorf("cache: the Store returned %d records for %d keys", len(recs), len(keys))
+	}
+	now := c.now()
+	out := make([]*entry[V], len(keys))
+	for i, rec := range recs {
+		if rec == nil {
+			c.st.l2Misses.Add(1)
+			continue
+		}
+		e, err := c.decode(rec, now)
+		if err != nil {
+			c.st.codecErrors.Add(1)
+			c.st.l2Misses.Add(1)
+			c.o.Logger.Warn("cache: cannot decode a Store record; treating it as missing", slog.String("key", keys[i]), slog.Any("error", err))
+			continue
+		}
+		c.st.l2Hits.Add(1)
+		out[i] = e
+	}
+	return out, nil
+}
+
+func (c *Cache[V]) lease(ctx context.Context, keys []string) ([]string, error) {
+	var tokens []string
+	err := c.l2(ctx, func(ctx context.Context) (err error) { tokens, err = c.store.Lease(ctx, keys, c.o.LeaseTTL); return err })
+	if err == nil && len(tokens) != len(keys) {
+		err = fmt.Errorf("cache: the Store returned %d lease tokens for %d keys", len(tokens), len(keys))
+	}
+	return tokens, err
+}
+
+func (c *Cache[V]) release(ctx context.Context, key, token string) {
+	_ = c.l2(ctx, func(ctx context.Context) error { return c.store.Release(ctx, key, token) })
+}
+
+// fill writes loaded entries under their lease tokens and reports per key
+// whether the Store took it. A key that cannot be encoded is not written
+// (its lease is released).
+func (c *Cache[V]) fill(ctx context.Context, keys, tokens []string, es []*entry[V]) []bool {
+	now := c.now()
+	out := make([]bool, len(keys))
+	fills := make([]Fill, 0, len(keys))
+	idx := make([]int, 0, len(keys))
+	for i, e := range es {
+		data, err := c.encode(e)
+		if err != nil {
+			c.o.Logger.Warn("cache: cannot encode a value for the Store", slog.String("key", keys[i]), slog.Any("error", err))
+			c.release(ctx, keys[i], tokens[i])
+			out[i] = true // kept in L1 all the same
+			continue
+		}
+		fills = append(fills, Fill{Key: keys[i], Token: tokens[i], Data: data, TTL: ttlUntil(e.hard, now)})
+		idx = append(idx, i)
+	}
+	if len(fills) == 0 {
+		return out
+	}
+	var stored []bool
+	err := c.l2(ctx, func(ctx context.Context) (err error) { stored, err = c.store.Fill(ctx, fills); return err })
+	for j, i := range idx {
+		switch {
+		case err != nil || len(stored) != len(fills):
+			out[i] = true // the Store is failing: keep the value in L1, the lease expires by itself
+		case stored[j]:
+			out[i] = true
+		default:
+			c.st.fillsRefused.Add(1)
+		}
+	}
+	return out
+}
+
+func (c *Cache[V]) encode(e *entry[V]) ([]byte, error) {
+	env := envelope{negative: e.negative, fresh: e.recFresh, hard: e.hard, load: e.loadNS}
+	if !e.negative {
+		b, err := c.o.Codec.Marshal(e.val)
+		if err != nil {
+			c.st.codecErrors.Add(1)
+			return nil, fmt.Errorf("encoding the value: %w", err)
+		}
+		env.value = b
+	}
+	return env.encode(), nil
+}
+
+func (c *Cache[V]) decode(rec []byte, now int64) (*entry[V], error) {
+	env, err := decodeEnvelope(rec)
+	if err != nil {
+		return nil, err
+	}
+	e := &entry[V]{negative: env.negative, fresh: min(env.fresh, now+int64(c.o.L1TTL)), recFresh: env.fresh, hard: env.hard, loadNS: env.load}
+	if !env.negative {
+		if err := c.o.Codec.Unmarshal(env.value, &e.val); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// Invalidation messages are "<instance>|k|<key>" (drop an L1 copy) and
+// "<instance>|n|<namespace>" (read the namespace's version again).
+func (c *Cache[V]) publish(ctx context.Context, kind, name string) {
+	_ = c.l2(ctx, func(ctx context.Context) error { return c.store.Publish(ctx, c.id+"|"+kind+"|"+name) })
+}
+
+func (c *Cache[V]) onMessage(msg string) {
+	from, rest, ok := strings.Cut(msg, "|")
+	if !ok || from == c.id {
+		return
+	}
+	kind, name, ok := strings.Cut(rest, "|")
+	if !ok {
+		return
+	}
+	switch kind {
+	case "k":
+		c.supersede(name)
+		c.l1.Invalidate(name)
+	case "n":
+		c.versions.Delete(name)
+	default:
+		return
+	}
+	c.st.invalidations.Add(1)
+}

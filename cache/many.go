@@ -1,0 +1,357 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// BatchLoader loads many keys in one call (one SELECT ... WHERE id =
+// ANY($1)); a key missing from the result does not exist (it is
+// remembered as ErrNotFound for NegativeTTL).
+type BatchLoader[V any] func(ctx context.Context, keys []string) (map[string]V, error)
+
+// GetMany returns the values of keys, keyed by key; keys that do not exist
+// are absent. Fresh L1 values are served as they are; the rest are read
+// from the Store in one round trip; what is still missing is loaded with
+// one batch call, under fill leases so that other instances missing the
+// same keys wait for this fill instead of loading them again (keys whose
+// lease another instance holds are waited for, then loaded in a second
+// batch call if no fill lands within 2 x LeaseTTL). Keys
+// another Get of this instance is loading already are joined, not loaded
+// twice. A caller whose ctx ends gets what is ready and ctx.Err().
+func (c *Cache[V]) GetMany(ctx context.Context, keys []string, batch BatchLoader[V]) (map[string]V, error) {
+	return c.getMany(ctx, keys, keys, batch)
+}
+
+// single adapts a BatchLoader for one key, for background refreshes.
+func single[V any](batch BatchLoader[V]) Loader[V] {
+	return func(ctx context.Context, key string) (V, error) {
+		m, err := batch(ctx, []string{key})
+		if err != nil {
+			var zero V
+			return zero, err
+		}
+		v, ok := m[key]
+		if !ok {
+			return v, ErrNotFound
+		}
+		return v, nil
+	}
+}
+
+func (c *Cache[V]) getMany(ctx context.Context, keys, ids []string, batch BatchLoader[V]) (map[string]V, error) {
+	res := make(map[string]V, len(keys))
+	now := c.now()
+	var miss []int
+	for i, k := range keys {
+		if e, ok := c.l1.GetIfPresent(k); ok {
+			switch {
+			case now < e.fresh:
+				if e.negative {
+					c.st.negativeHits.Add(1)
+				} else {
+					c.st.hits.Add(1)
+					res[ids[i]] = e.val
+				}
+				continue
+			case now < e.hard && !e.negative:
+				c.st.staleServed.Add(1)
+				res[ids[i]] = e.val
+				if _, started := c.load(ctx, k, ids[i], single(batch), modeStale, e); started {
+					c.st.staleRefreshes.Add(1)
+				}
+				continue
+			}
+		}
+		miss = append(miss, i)
+	}
+	if len(miss) == 0 {
+		return res, nil
+	}
+	c.st.misses.Add(uint64(len(miss)))
+	calls := make([]*call[V], len(miss))
+	var own []int // positions in miss this call loads
+	c.mu.Lock()
+	for j, i := range miss {
+		if cl := c.calls[keys[i]]; cl != nil {
+			calls[j] = cl
+			c.st.coalesced.Add(1)
+			continue
+		}
+		calls[j] = &call[V]{done: make(chan struct{})}
+		c.calls[keys[i]] = calls[j]
+		own = append(own, j)
+	}
+	c.mu.Unlock()
+	if len(own) > 0 {
+		b := &manyLoad[V]{c: c, batch: batch}
+		for _, j := range own {
+			b.keys = append(b.keys, keys[miss[j]])
+			b.ids = append(b.ids, ids[miss[j]])
+			b.calls = append(b.calls, calls[j])
+		}
+		go b.run(context.WithoutCancel(ctx))
+	}
+	var firstErr error
+	for j, i := range miss {
+		cl := calls[j]
+		select {
+		case <-cl.done:
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+		switch {
+		case cl.err != nil:
+			if firstErr == nil {
+				firstErr = cl.err
+			}
+		case cl.e.negative:
+			c.st.negativeHits.Add(1)
+		default:
+			res[ids[i]] = cl.e.val
+		}
+	}
+	return res, firstErr
+}
+
+// manyLoad is one GetMany's load of the keys it owns.
+type manyLoad[V any] struct {
+	c         *Cache[V]
+	batch     BatchLoader[V]
+	keys, ids []string
+	calls     []*call[V]
+}
+
+func (b *manyLoad[V]) run(ctx context.Context) {
+	c := b.c
+	ctx, cancel := context.WithTimeout(ctx, c.o.LoadTimeout)
+	defer cancel()
+	defer func() {
+		c.mu.Lock()
+		for _, k := range b.keys {
+			delete(c.calls, k)
+		}
+		c.mu.Unlock()
+		for i, cl := range b.calls {
+			cl.deliver(nil, fmt.Errorf("cache: the load of %q ended without a result", b.keys[i]))
+		}
+	}()
+	all := make([]int, len(b.keys))
+	for i := range all {
+		all[i] = i
+	}
+	if c.store == nil {
+		b.load(ctx, all, nil)
+		return
+	}
+	pending, tokens, ok := b.fromStore(ctx, all)
+	if !ok { // the Store is failing: load everything, fill nothing
+		b.load(ctx, pending, nil)
+		return
+	}
+	var won, held []int
+	var wonTokens []string
+	for j, i := range pending {
+		if tokens[j] != "" {
+			won = append(won, i)
+			wonTokens = append(wonTokens, tokens[j])
+		} else {
+			held = append(held, i)
+		}
+	}
+	c.st.leasesWon.Add(uint64(len(won)))
+	b.load(ctx, won, wonTokens)
+	if len(held) == 0 {
+		return
+	}
+	c.st.leaseWaits.Add(uint64(len(held)))
+	b.load(ctx, b.waitFills(ctx, held), nil)
+}
+
+// fromStore delivers what the Store has fresh and leases the rest. It
+// returns the positions still to load with their tokens ("" where another
+// instance holds the lease); ok is false when the Store failed.
+func (b *manyLoad[V]) fromStore(ctx context.Context, idx []int) (pending []int, tokens []string, ok bool) {
+	c := b.c
+	es, err := c.storeGet(ctx, b.pick(idx))
+	if err != nil {
+		return idx, nil, false
+	}
+	now := c.now()
+	for j, i := range idx {
+		if e := es[j]; e != nil && now < e.recFresh {
+			c.keep(b.keys[i], b.calls[i], e)
+			b.calls[i].deliver(e, nil)
+			continue
+		}
+		pending = append(pending, i)
+	}
+	if len(pending) == 0 {
+		return nil, nil, true
+	}
+	tokens, err = c.lease(ctx, b.pick(pending))
+	if err != nil {
+		return pending, nil, false
+	}
+	// Close the race with a holder that filled between the read and the
+	// lease: read the leased keys once more.
+	var leased []int
+	for j, i := range pending {
+		if tokens[j] != "" {
+			leased = append(leased, i)
+		}
+	}
+	if len(leased) > 0 {
+		if es, err := c.storeGet(ctx, b.pick(leased)); err == nil {
+			now := c.now()
+			filled := map[int]*entry[V]{}
+			for j, i := range leased {
+				if e := es[j]; e != nil && now < e.recFresh {
+					filled[i] = e
+				}
+			}
+			if len(filled) > 0 {
+				var p2 []int
+				var t2 []string
+				for j, i := range pending {
+					if e := filled[i]; e != nil {
+						c.release(ctx, b.keys[i], tokens[j])
+						c.keep(b.keys[i], b.calls[i], e)
+						b.calls[i].deliver(e, nil)
+						continue
+					}
+					p2 = append(p2, i)
+					t2 = append(t2, tokens[j])
+				}
+				pending, tokens = p2, t2
+			}
+		}
+	}
+	return pending, tokens, true
+}
+
+// waitFills polls the Store for the fills of keys other instances are
+// loading, delivering each as it lands, and returns those still missing
+// after 2 x LeaseTTL (or when the Store fails).
+func (b *manyLoad[V]) waitFills(ctx context.Context, idx []int) []int {
+	c := b.c
+	deadline := c.now() + 2*int64(c.o.LeaseTTL) // the holder's lease, then a takeover's
+	wait := c.o.PollInterval
+	for len(idx) > 0 && c.now() < deadline {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return idx
+		case <-t.C:
+		}
+		es, err := c.storeGet(ctx, b.pick(idx))
+		if err != nil {
+			return idx
+		}
+		now := c.now()
+		var rest []int
+		for j, i := range idx {
+			if e := es[j]; e != nil && now < e.recFresh {
+				c.keep(b.keys[i], b.calls[i], e)
+				b.calls[i].deliver(e, nil)
+				continue
+			}
+			rest = append(rest, i)
+		}
+		idx = rest
+		wait = min(wait*3/2, 100*time.Millisecond)
+	}
+	if len(idx) > 0 {
+		c.st.leaseTimeouts.Add(uint64(len(idx)))
+	}
+	return idx
+}
+
+func (b *manyLoad[V]) pick(idx []int) []string {
+	out := make([]string, len(idx))
+	for j, i := range idx {
+		out[j] = b.keys[i]
+	}
+	return out
+}
+
+// load runs one batch call for the keys at idx, fills the Store under
+// tokens (when given) and delivers.
+func (b *manyLoad[V]) load(ctx context.Context, idx []int, tokens []string) {
+	if len(idx) == 0 {
+		return
+	}
+	c := b.c
+	ids := make([]string, len(idx))
+	for j, i := range idx {
+		ids[j] = b.ids[i]
+	}
+	if c.sem != nil {
+		select {
+		case c.sem <- struct{}{}:
+			defer func() { <-c.sem }()
+		case <-ctx.Done():
+			err := fmt.Errorf("cache: waiting for a load slot: %w", ctx.Err())
+			b.fail(ctx, idx, tokens, err)
+			return
+		}
+	}
+	c.st.loads.Add(1)
+	start := c.now()
+	m, err := b.call(ctx, ids)
+	now := c.now()
+	if err != nil {
+		c.st.loadErrors.Add(1)
+		b.fail(ctx, idx, tokens, err)
+		return
+	}
+	es := make([]*entry[V], len(idx))
+	for j := range idx {
+		if v, ok := m[ids[j]]; ok {
+			es[j] = c.newEntry(v, now)
+			es[j].loadNS = now - start
+		} else {
+			es[j] = c.negativeEntry(now)
+		}
+	}
+	kept := make([]bool, len(idx))
+	for j := range kept {
+		kept[j] = true
+	}
+	if tokens != nil {
+		kept = c.fill(ctx, b.pick(idx), tokens, es)
+	}
+	for j, i := range idx {
+		if kept[j] {
+			c.keep(b.keys[i], b.calls[i], es[j])
+		}
+		b.calls[i].deliver(es[j], nil)
+	}
+}
+
+func (b *manyLoad[V]) fail(ctx context.Context, idx []int, tokens []string, err error) {
+	for j, i := range idx {
+		if tokens != nil {
+			b.c.release(ctx, b.keys[i], tokens[j])
+		}
+		b.calls[i].deliver(nil, err)
+	}
+}
+
+// call runs the batch loader, turning a panic into a *PanicError.
+func (b *manyLoad[V]) call(ctx context.Context, ids []string) (m map[string]V, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			b.c.st.panics.Add(1)
+			err = &PanicError{Key: fmt.Sprint(ids), Value: r}
+		}
+	}()
+	m, err = b.batch(ctx, ids)
+	if errors.Is(err, ErrNotFound) { // a batch loader signals absence by leaving keys out
+		return map[string]V{}, nil
+	}
+	return m, err
+}
