@@ -274,7 +274,7 @@ func (cl *call[V]) deliver(e *entry[V], err error) {
 type stats struct {
 	hits                                                                                                    stripe.Counter // striped: one shared atomic would bounce between cores on every hit
 	misses, negativeHits, staleServed, staleRefreshes, earlyRefreshes, loads, loadErrors, coalesced, panics atomic.Uint64
-	l2Hits, l2Misses, l2Errors, l2Skipped, leasesWon, leaseWaits, leaseBusy, leaseTimeouts, fillsRefused  atomic.Uint64
+	l2Hits, l2Misses, l2Errors, l2Skipped, leasesWon, leaseWaits, leaseBusy, leaseTimeouts, fillsRefused    atomic.Uint64
 	codecErrors, invalidations                                                                              atomic.Uint64
 }
 

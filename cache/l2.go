@@ -58,7 +58,10 @@ func (c *Cache[V]) storeGet(ctx context.Context, keys []string) ([]*entry[V], er
 
 func (c *Cache[V]) lease(ctx context.Context, keys []string) ([]string, error) {
 	var tokens []string
-	err := c.l2(ctx, func(ctx context.Context) (err error) { tokens, err = c.store.Lease(ctx, keys, c.o.LeaseTTL); return err })
+	err := c.l2(ctx, func(ctx context.Context) (err error) {
+		tokens, err = c.store.Lease(ctx, keys, c.o.LeaseTTL)
+		return err
+	})
 	if err == nil && len(tokens) != len(keys) {
 		err = fmt.Errorf("cache: the Store returned %d lease tokens for %d keys", len(tokens), len(keys))
 	}
