@@ -66,7 +66,10 @@ type Options struct {
 	// Beta scales XFetch early refresh (Vattani et al., VLDB 2015): a hit
 	// refreshes in the background when now - loadTime*Beta*ln(rand) >=
 	// expiry, so a hot key is refreshed about once, just before it expires,
-	// and no caller waits. Larger refreshes earlier. Default: 1. Set
+	// and no caller waits. Larger refreshes earlier. With h hits per
+	// second and a load time d, the refresh comes about
+	// d*Beta*ln(h*d*Beta) before expiry (some 50ms for 1000 hits/s on a
+	// 10ms load), so TTL should be well above that. Default: 1. Set
 	// NoEarlyRefresh to disable.
 	Beta float64
 	// NoEarlyRefresh disables XFetch early refresh. Default: false.
@@ -225,6 +228,10 @@ type entry[V any] struct {
 	recFresh int64 // unix ns: the value's own fresh-until
 	hard     int64 // unix ns: servable (stale) until
 	loadNS   int64 // how long the load took (XFetch's delta)
+	// retryAt holds back refreshes of this entry (unix ns) after one found
+	// another instance refreshing, so hits do not ask the Store again on
+	// every call meanwhile.
+	retryAt atomic.Int64
 }
 
 // Cache is a stampede-safe cache-aside over an in-process, size-bounded L1
@@ -359,11 +366,17 @@ func (c *Cache[V]) Get(ctx context.Context, key string, loader Loader[V]) (V, er
 // get is Get for the cache key key, loaded as id (a namespace's keys are
 // versioned; its loader sees the plain id).
 func (c *Cache[V]) get(ctx context.Context, key, id string, loader Loader[V]) (V, error) {
-	now := c.now()
-	if e, ok := c.l1.GetIfPresent(key); ok {
+	if ent, ok := c.l1.GetEntry(key); ok {
+		e := ent.Value
+		// otter read the clock for its own expiry check: with the default
+		// clock its snapshot is this Get's now, one clock read saved.
+		now := ent.SnapshotAtNano
+		if c.o.Now != nil || now == 0 {
+			now = c.now()
+		}
 		switch {
 		case now < e.fresh:
-			if !c.o.NoEarlyRefresh && !e.negative && c.xfetch(now, e) {
+			if !c.o.NoEarlyRefresh && !e.negative && c.xfetch(now, e) && now >= e.retryAt.Load() {
 				if _, started := c.load(ctx, key, id, loader, modeEarly, e); started {
 					c.st.earlyRefreshes.Add(1)
 				}
@@ -375,8 +388,10 @@ func (c *Cache[V]) get(ctx context.Context, key, id string, loader Loader[V]) (V
 			return e.val, nil
 		case now < e.hard && !e.negative:
 			c.st.staleServed.Add(1)
-			if _, started := c.load(ctx, key, id, loader, modeStale, e); started {
-				c.st.staleRefreshes.Add(1)
+			if now >= e.retryAt.Load() {
+				if _, started := c.load(ctx, key, id, loader, modeStale, e); started {
+					c.st.staleRefreshes.Add(1)
+				}
 			}
 			return e.val, nil
 		}
@@ -468,7 +483,10 @@ func (c *Cache[V]) run(ctx context.Context, key, id string, loader Loader[V], cl
 			return
 		}
 		if !ok {
-			return // another instance refreshes; the L1 copy stays
+			// Another instance refreshes; the L1 copy stays, and this
+			// instance looks again after about one load time.
+			cur.retryAt.Store(c.now() + max(cur.loadNS, int64(c.o.PollInterval)))
+			return
 		}
 	}
 	e, err := c.loadValue(ctx, key, id, loader)
@@ -504,42 +522,43 @@ func (c *Cache[V]) keep(key string, cl *call[V], e *entry[V]) {
 // instance is refreshing a key this one can keep serving. A stale Store
 // value is delivered to the waiting callers at once.
 func (c *Cache[V]) fromStore(ctx context.Context, key string, mode loadMode, cur *entry[V], cl *call[V]) (e *entry[V], token string, ok bool) {
-	now := c.now()
+	// usable says whether a Store value ends this load: a fresh one, and
+	// for an early refresh one newer than the copy being refreshed.
+	usable := func(se *entry[V]) bool {
+		return se != nil && c.now() < se.recFresh && (mode != modeEarly || se.recFresh > cur.recFresh)
+	}
 	recs, err := c.storeGet(ctx, []string{key})
 	if err != nil {
 		return nil, "", true
 	}
-	if se := recs[0]; se != nil {
-		if now < se.recFresh && (mode != modeEarly || se.recFresh > cur.recFresh) {
-			return se, "", true
-		}
-		if mode == modeMiss && now < se.hard && !se.negative {
-			c.st.staleServed.Add(1)
-			c.keep(key, cl, se)
-			cl.deliver(se, nil)
-			mode = modeStale
-		}
+	if se := recs[0]; usable(se) {
+		return se, "", true
+	} else if se != nil && mode == modeMiss && c.now() < se.hard && !se.negative {
+		c.st.staleServed.Add(1)
+		c.keep(key, cl, se)
+		cl.deliver(se, nil)
+		mode = modeStale
 	}
 	tokens, err := c.lease(ctx, []string{key})
 	if err != nil {
 		return nil, "", true
 	}
 	if tokens[0] != "" {
-		return c.recheck(ctx, key, tokens[0])
+		return c.recheck(ctx, key, tokens[0], usable)
 	}
 	if mode != modeMiss {
 		c.st.leaseBusy.Add(1)
 		return nil, "", false
 	}
-	return c.waitFill(ctx, key)
+	return c.waitFill(ctx, key, usable)
 }
 
-// recheck closes the race between reading a miss and winning the lease:
-// the previous holder may have filled in between. With a fresh value
-// there, the lease goes back and the value is used.
-func (c *Cache[V]) recheck(ctx context.Context, key, token string) (*entry[V], string, bool) {
+// recheck closes the race between reading the Store and winning the
+// lease: the previous holder may have filled in between. With a usable
+// value there, the lease goes back and the value is used.
+func (c *Cache[V]) recheck(ctx context.Context, key, token string, usable func(*entry[V]) bool) (*entry[V], string, bool) {
 	recs, err := c.storeGet(ctx, []string{key})
-	if err == nil && recs[0] != nil && c.now() < recs[0].recFresh {
+	if err == nil && usable(recs[0]) {
 		c.release(ctx, key, token)
 		return recs[0], "", true
 	}
@@ -551,7 +570,7 @@ func (c *Cache[V]) recheck(ctx context.Context, key, token string) (*entry[V], s
 // takes the lease over if the holder gives it back or it expires. After
 // LeaseTTL (or with the Store failing) it returns no token: load without
 // filling.
-func (c *Cache[V]) waitFill(ctx context.Context, key string) (*entry[V], string, bool) {
+func (c *Cache[V]) waitFill(ctx context.Context, key string, usable func(*entry[V]) bool) (*entry[V], string, bool) {
 	c.st.leaseWaits.Add(1)
 	deadline := c.now() + 2*int64(c.o.LeaseTTL) // the holder's lease, then a takeover's
 	wait := c.o.PollInterval
@@ -567,7 +586,7 @@ func (c *Cache[V]) waitFill(ctx context.Context, key string) (*entry[V], string,
 		if err != nil {
 			return nil, "", true
 		}
-		if recs[0] != nil && c.now() < recs[0].recFresh {
+		if usable(recs[0]) {
 			return recs[0], "", true
 		}
 		tokens, err := c.lease(ctx, []string{key})
@@ -575,7 +594,7 @@ func (c *Cache[V]) waitFill(ctx context.Context, key string) (*entry[V], string,
 			return nil, "", true
 		}
 		if tokens[0] != "" {
-			return c.recheck(ctx, key, tokens[0])
+			return c.recheck(ctx, key, tokens[0], usable)
 		}
 		if c.now() >= deadline {
 			c.st.leaseTimeouts.Add(1)
