@@ -275,7 +275,8 @@ func TestSetDeleteAndOptions(t *testing.T) {
 	if v, _ := c.Get(ctx, "k", func(context.Context, string) (string, error) { return "loaded", nil }); v != "loaded" {
 		t.Fatalf("after Delete: %q", v)
 	}
-	for _, o := range []Options{{TTL: -1}, {Jitter: 1.5}, {MaxEntries: -1}, {Beta: -1}, {MaxConcurrentLoads: -2}, {NegativeTTL: -1}} {
+	for _, o := range []Options{{TTL: -1}, {Jitter: 1.5}, {MaxEntries: -1}, {Beta: -1}, {MaxConcurrentLoads: -2}, {NegativeTTL: -1},
+		{L1TTL: -1}, {LeaseTTL: time.Microsecond}, {PollInterval: -1}, {VersionTTL: -1}, {StaleFor: -1}, {LoadTimeout: -1}} {
 		if _, err := New[string](o); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "Options.") {
 			t.Errorf("New(%+v) = %v", o, err)
 		}

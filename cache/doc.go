@@ -1,23 +1,51 @@
 // Package cache is a stampede-safe cache-aside: Get(ctx, key, loader)
-// answers from an in-process, size-bounded L1 (W-TinyLFU, via otter) and
-// calls loader on a miss.
+// answers from an in-process, size-bounded L1 (W-TinyLFU, via otter), then
+// from an optional L2 Store shared by every instance (cacheredis on Redis,
+// or MemoryStore), and calls loader on a miss.
 //
-//   - Concurrent misses of one key run the loader once; every caller waits
-//     on its own ctx, and one giving up does not cancel the load for the
-//     others. A loader panic becomes a *PanicError for every waiter.
+//   - Concurrent misses of one key run the loader once per process; every
+//     caller waits on its own ctx, and one giving up does not cancel the
+//     load for the others. A loader panic becomes a *PanicError for every
+//     waiter.
+//   - Across processes, a miss in the Store takes the key's fill lease (a
+//     SET NX PX with a token on Redis): one instance loads, the others
+//     wait for its fill, or take the lease over when its holder dies. A
+//     fill carries the lease token and Set and Delete void the lease, so a
+//     slow load that read the old row cannot write it back. 8 instances x
+//     100 goroutines on one expired key run the loader once (cachetest).
 //   - Past TTL a value is served stale for StaleFor while one background
-//     refresh runs (stale-while-revalidate).
+//     refresh runs (stale-while-revalidate), one for the whole fleet.
 //   - XFetch probabilistic early refresh (Vattani et al., VLDB 2015): a hit
 //     close to expiry refreshes in the background with a probability that
 //     grows with the measured load time, so a hot key is refreshed about
-//     once per TTL and its callers never wait.
-//   - A loader's ErrNotFound is remembered for NegativeTTL; other errors are
-//     returned and never cached.
+//     once per TTL by one instance and its callers never wait.
+//   - A loader's ErrNotFound is remembered for NegativeTTL; other errors
+//     are returned and never cached.
 //   - TTL jitter spreads the expiry of keys written together;
-//     MaxConcurrentLoads caps loader calls so a burst of misses cannot
-//     become a database stampede.
+//     MaxConcurrentLoads caps loader calls so a burst of misses (or a
+//     Store outage) cannot become a database stampede.
+//   - GetMany reads the Store in one round trip and loads what is missing
+//     with one BatchLoader call.
+//   - Namespaces: Namespace("user") keys are "user:v<N>:<id>";
+//     Invalidate is one INCR that retires every key of the namespace on
+//     every instance. For one entity, Delete does the same job: it voids
+//     the fill lease, so a racing load cannot bring the old value back.
+//   - L1 coherence: Set, Delete and Invalidate publish a message on the
+//     Store; every instance drops its L1 copy. When messages are lost (the
+//     subscription is reconnecting), an L1 copy is trusted for at most
+//     L1TTL.
 //
-// Not in this package yet (see the project's issue): the Redis L2 store
-// with cross-process leases, versioned namespaces, pub/sub L1 invalidation
-// and GetMany.
+// # When the Store is down, slow or flapping
+//
+// Store calls go through a circuit breaker (Options.Breaker). While the
+// Store fails the cache serves from L1 and the loader (under
+// MaxConcurrentLoads), without waiting for leases; once the breaker opens,
+// requests do not touch the Store at all, so a dead Redis adds no
+// per-request timeout. The breaker probes and closes when the Store
+// answers again; Set and Delete return the Store's error (the L1 is
+// updated regardless). cacheredis bounds each call by its Timeout.
+//
+// Stats counts hits and misses per tier, loads, coalesced waiters, early
+// and stale refreshes, lease waits and contention, refused fills, Store
+// errors and skipped calls.
 package cache

@@ -37,3 +37,46 @@ func Example() {
 	// user 42
 	// true loads: 2
 }
+
+// Two instances of a service share an L2: a key loads once for both, and
+// invalidating a namespace on one retires its keys on both.
+func Example_sharedStore() {
+	store := cache.NewMemoryStore(cache.MemoryStoreOptions{}) // cacheredis.New(...) in production
+	newInstance := func() *cache.Cache[string] {
+		c, err := cache.New[string](cache.Options{Store: store, TTL: time.Minute})
+		if err != nil {
+			panic(err)
+		}
+		return c
+	}
+	a, b := newInstance(), newInstance()
+	defer a.Close()
+	defer b.Close()
+
+	generation := "v1"
+	loads := 0
+	loadUser := func(ctx context.Context, id string) (string, error) {
+		loads++
+		return "user " + id + " " + generation, nil
+	}
+	ctx := context.Background()
+	usersA, usersB := a.Namespace("user"), b.Namespace("user")
+	x, _ := usersA.Get(ctx, "42", loadUser)
+	y, _ := usersB.Get(ctx, "42", loadUser) // from the shared store
+	fmt.Println(x, "|", y, "| loads:", loads)
+
+	generation = "v2"
+	_ = usersA.Invalidate(ctx) // every "user" key, on every instance
+	y, _ = usersB.Get(ctx, "42", loadUser)
+	fmt.Println(y, "| loads:", loads)
+
+	many, _ := a.GetMany(ctx, []string{"p1", "p2", "gone"}, func(ctx context.Context, keys []string) (map[string]string, error) {
+		loads++ // one SELECT ... WHERE id = ANY($1)
+		return map[string]string{"p1": "post 1", "p2": "post 2"}, nil
+	})
+	fmt.Println(len(many), many["p1"], many["p2"], "| loads:", loads)
+	// Output:
+	// user 42 v1 | user 42 v1 | loads: 1
+	// user 42 v2 | loads: 2
+	// 2 post 1 post 2 | loads: 3
+}
