@@ -22,8 +22,14 @@ import (
 
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
+// newLimiter is New for tests; without an explicit Timeout it allows 2s,
+// as the race detector on a loaded 2-core CI machine can hold a healthy
+// decision past the 100ms default (the outage tests set their own).
 func newLimiter(t testing.TB, o Options) *Limiter {
 	t.Helper()
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Second
+	}
 	l, err := New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +57,7 @@ func TestConcurrencyConformance(t *testing.T) {
 	for name, client := range map[string]redis.UniversalClient{"standalone": r.Client, "cluster": c.Client} {
 		t.Run(name, func(t *testing.T) {
 			ratelimittest.RunConcurrency(t, func(t *testing.T, limit int) ratelimit.ConcurrencyLimiter {
-				cl, err := NewConcurrency(ConcurrencyOptions{Client: client, Limit: limit, Prefix: c.Prefix + "cc"})
+				cl, err := NewConcurrency(ConcurrencyOptions{Client: client, Limit: limit, Prefix: c.Prefix + "cc", Timeout: 2 * time.Second})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -243,7 +249,7 @@ func fastBreaker(t testing.TB) *breaker.Breaker {
 // again.
 func TestOutageFailOpen(t *testing.T) {
 	r := testinfra.Redis(t)
-	l := newLimiter(t, Options{Client: r.Client, Breaker: fastBreaker(t), Limits: ratelimit.Policy{{Rate: 1, Period: time.Hour, Burst: 2}}})
+	l := newLimiter(t, Options{Client: r.Client, Breaker: fastBreaker(t), Timeout: DefaultTimeout, Limits: ratelimit.Policy{{Rate: 1, Period: time.Hour, Burst: 2}}})
 	ctx := context.Background()
 	if d, err := l.Allow(ctx, "k"); err != nil || !d.Allowed {
 		t.Fatal(d, err)
@@ -289,7 +295,7 @@ func waitFromRedis(t *testing.T, l *Limiter, counter func(Stats) uint64) {
 
 func TestOutageFailClosed(t *testing.T) {
 	r := testinfra.Redis(t)
-	l := newLimiter(t, Options{Client: r.Client, Breaker: fastBreaker(t), Failure: FailClosed, Limits: ratelimit.Policy{{Rate: 1, Period: time.Hour, Burst: 2}}})
+	l := newLimiter(t, Options{Client: r.Client, Breaker: fastBreaker(t), Timeout: DefaultTimeout, Failure: FailClosed, Limits: ratelimit.Policy{{Rate: 1, Period: time.Hour, Burst: 2}}})
 	ctx := context.Background()
 	r.Stop()
 	for i := 0; i < 5; i++ {
@@ -343,7 +349,7 @@ func TestFallbackWhileDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newLimiter(t, Options{Client: r.Client, Breaker: fastBreaker(t), Limits: p, Fallback: local})
+	l := newLimiter(t, Options{Client: r.Client, Breaker: fastBreaker(t), Timeout: DefaultTimeout, Limits: p, Fallback: local})
 	r.Stop()
 	var admitted int
 	for i := 0; i < 5; i++ {
@@ -404,6 +410,9 @@ func TestBadOptions(t *testing.T) {
 
 func newConcurrency(t testing.TB, o ConcurrencyOptions) *Concurrency {
 	t.Helper()
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Second
+	}
 	c, err := NewConcurrency(o)
 	if err != nil {
 		t.Fatal(err)
@@ -469,8 +478,8 @@ func TestLeaseRenewedWhileHeld(t *testing.T) {
 
 func TestConcurrencyOutage(t *testing.T) {
 	r := testinfra.Redis(t)
-	open := newConcurrency(t, ConcurrencyOptions{Client: r.Client, Limit: 1, Breaker: fastBreaker(t)})
-	closed := newConcurrency(t, ConcurrencyOptions{Client: r.Client, Limit: 1, Breaker: fastBreaker(t), Failure: FailClosed})
+	open := newConcurrency(t, ConcurrencyOptions{Client: r.Client, Limit: 1, Breaker: fastBreaker(t), Timeout: DefaultTimeout})
+	closed := newConcurrency(t, ConcurrencyOptions{Client: r.Client, Limit: 1, Breaker: fastBreaker(t), Timeout: DefaultTimeout, Failure: FailClosed})
 	ctx := context.Background()
 	r.Stop()
 	for i := 0; i < 3; i++ {
