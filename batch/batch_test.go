@@ -427,3 +427,232 @@ func TestHammer(t *testing.T) {
 	}
 	t.Logf("hammer: %d loads in %d batches (%d keys), %d deduped, %d cancelled", st.Loads, st.Batches, st.Keys, st.Deduped, st.Cancelled)
 }
+
+func TestFlush(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for _, part := range []func(context.Context) string{nil, func(context.Context) string { return "p" }} {
+			rec := &recorder{}
+			l := newLoader(t, rec.fetch, Options{Wait: time.Hour, Partition: part})
+			l.Flush() // nothing open: a no-op
+			start := time.Now()
+			var wg sync.WaitGroup
+			for k := 1; k <= 3; k++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if v, err := l.Load(context.Background(), k); err != nil || v != fmt.Sprint("v", k) {
+						t.Errorf("Load(%d) = %q, %v", k, v, err)
+					}
+				}()
+			}
+			synctest.Wait()
+			l.Flush()
+			wg.Wait()
+			if time.Since(start) != 0 || rec.count() != 1 || len(rec.batches[0]) != 3 {
+				t.Fatalf("Flush: batches %v after %v, want one of 3 keys at once", rec.batches, time.Since(start))
+			}
+			l.Flush() // the flushed batch is gone: a no-op again
+		}
+	})
+}
+
+// TestWaitAfterFullBatch: a batch opened while the timer is set for an
+// earlier (filled) batch still gets its whole Wait.
+func TestWaitAfterFullBatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		l := newLoader(t, rec.fetch, Options{Wait: 10 * time.Millisecond, MaxBatch: 2})
+		l.LoadMany(context.Background(), []int{1, 2}) // full: fetched at once
+		time.Sleep(4 * time.Millisecond)
+		for i := 0; i < 3; i++ {
+			start := time.Now()
+			if v, err := l.Load(context.Background(), 3); err != nil || v != "v3" {
+				t.Fatal(v, err)
+			}
+			if el := time.Since(start); el != 10*time.Millisecond {
+				t.Fatalf("round %d: batch fetched %v after its first key, want Wait = 10ms", i, el)
+			}
+			time.Sleep(time.Duration(i+1) * time.Millisecond)
+		}
+		if rec.count() != 4 {
+			t.Fatalf("batches %v", rec.batches)
+		}
+	})
+}
+
+// TestFetchCtx: each batch's fetch ctx has its first caller's values, no
+// deadline and its own cancellation, and works as a parent.
+func TestFetchCtx(t *testing.T) {
+	type k struct{}
+	l := newLoader(t, func(ctx context.Context, keys []int) (map[int]string, error) {
+		if _, ok := ctx.Deadline(); ok || ctx.Err() != nil || context.Cause(ctx) != nil {
+			return nil, fmt.Errorf("fetch ctx: deadline %v, err %v, cause %v", ok, ctx.Err(), context.Cause(ctx))
+		}
+		child, cancel := context.WithTimeout(ctx, time.Hour)
+		defer cancel()
+		return map[int]string{keys[0]: fmt.Sprint(child.Value(k{}))}, nil
+	}, Options{MaxBatch: 1})
+	for i := 0; i < 5; i++ { // batches made ahead (spares) too
+		ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), k{}, i), time.Hour)
+		v, err := l.Load(ctx, i)
+		cancel()
+		if err != nil || v != fmt.Sprint(i) {
+			t.Fatalf("batch %d: %q, %v", i, v, err)
+		}
+	}
+}
+
+// TestBatchesNotReused: a fetch may keep its keys and a caller its result:
+// no later batch writes over either.
+func TestBatchesNotReused(t *testing.T) {
+	var mu sync.Mutex
+	type kept struct{ keys, clone []int }
+	var all []kept
+	l := newLoader(t, func(_ context.Context, keys []int) (map[int]string, error) {
+		mu.Lock()
+		all = append(all, kept{keys, slices.Clone(keys)})
+		mu.Unlock()
+		out := map[int]string{}
+		for _, k := range keys {
+			out[k] = fmt.Sprint("v", k)
+		}
+		return out, nil
+	}, Options{Wait: 50 * time.Microsecond, MaxBatch: 7})
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var got []string
+			var want []string
+			for i := 0; i < 300; i++ {
+				k := g*1000 + i
+				v, _ := l.Load(context.Background(), k)
+				got, want = append(got, v), append(want, fmt.Sprint("v", k))
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("goroutine %d: results changed after the fact", g)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, b := range all {
+		if !slices.Equal(b.keys, b.clone) {
+			t.Fatalf("keys given to a fetch were overwritten: %v, was %v", b.keys, b.clone)
+		}
+	}
+}
+
+// TestStaleSlotsSwept: the keys of done batches are not joined, and their
+// slots do not pile up.
+func TestStaleSlotsSwept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		l := newLoader(t, rec.fetch, Options{MaxBatch: 10})
+		for i := 0; i < 50; i++ {
+			keys := make([]int, 10)
+			for j := range keys {
+				keys[j] = i*10 + j
+			}
+			l.LoadMany(context.Background(), keys)
+			l.LoadMany(context.Background(), keys) // done: fetched again, not joined
+		}
+		if rec.count() != 100 || l.Stats().Deduped != 0 {
+			t.Fatalf("%d fetches, stats %+v; want 100, none deduped", rec.count(), l.Stats())
+		}
+		if n := len(l.one.where); n > minSweep {
+			t.Fatalf("%d slots for 5000 keys of done batches, want at most %d", n, minSweep)
+		}
+		for i := 0; i < 5*minSweep; i++ {
+			l.Load(context.Background(), 1000+i)
+		}
+		if n := len(l.one.where); n > minSweep {
+			t.Fatalf("%d slots after %d distinct keys, want at most %d", n, 5*minSweep, minSweep)
+		}
+	})
+}
+
+func TestLoadManyOverMaxBatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{missing: map[int]bool{7: true}}
+		l := newLoader(t, rec.fetch, Options{Wait: time.Hour, MaxBatch: 3})
+		keys := []int{0, 1, 2, 3, 4, 5, 6, 7, 8}
+		start := time.Now()
+		for _, ctx := range []context.Context{context.Background(), t.Context()} {
+			vals, errs := l.LoadMany(ctx, keys)
+			for i, k := range keys {
+				if k == 7 && !errors.Is(errs[i], ErrNotFound) || k != 7 && (errs[i] != nil || vals[i] != fmt.Sprint("v", k)) {
+					t.Fatalf("key %d: %q, %v", k, vals[i], errs[i])
+				}
+			}
+		}
+		if time.Since(start) != 0 || rec.count() != 6 {
+			t.Fatalf("%d fetches after %v, want 6 at once", rec.count(), time.Since(start))
+		}
+	})
+}
+
+// TestHammerPartitionsIdleFlush runs every path at once: partitions, Idle,
+// Flush, cancellations, joins and LoadMany.
+func TestHammerPartitionsIdleFlush(t *testing.T) {
+	type tenant struct{}
+	rec := &recorder{missing: map[int]bool{13: true}}
+	l := newLoader(t, rec.fetch, Options{
+		Wait: 200 * time.Microsecond, Idle: 50 * time.Microsecond, MaxBatch: 8, MaxConcurrent: 2,
+		Partition: func(ctx context.Context) string { s, _ := ctx.Value(tenant{}).(string); return s },
+	})
+	check := func(k int, v string, err error) {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+		case k == 13 && !errors.Is(err, ErrNotFound):
+			t.Errorf("key 13: %v", err)
+		case k != 13 && (err != nil || v != fmt.Sprint("v", k)):
+			t.Errorf("Load(%d) = %q, %v", k, v, err)
+		}
+	}
+	stop := make(chan struct{})
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Microsecond):
+				l.Flush()
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for g := 0; g < 32; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			base := context.WithValue(context.Background(), tenant{}, []string{"a", "b", "c"}[g%3])
+			for i := 0; i < 150; i++ {
+				k := (g*5 + i) % 40
+				ctx, cancel := base, context.CancelFunc(func() {})
+				if i%4 != 0 {
+					ctx, cancel = context.WithTimeout(base, time.Duration(i%3)*time.Millisecond+300*time.Microsecond)
+				}
+				if i%5 == 0 {
+					keys := []int{k, k + 1, k, k + 2}
+					vals, errs := l.LoadMany(ctx, keys)
+					for j := range keys {
+						check(keys[j], vals[j], errs[j])
+					}
+				} else {
+					v, err := l.Load(ctx, k)
+					check(k, v, err)
+				}
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-flushed
+	if st := l.Stats(); st.Loads == 0 || st.Batches == 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
