@@ -1,0 +1,463 @@
+package idempotency
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Response is an HTTP response as stored for replay.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// WriteTo writes r to w.
+func (r Response) WriteTo(w http.ResponseWriter) {
+	for k, vs := range r.Header {
+		w.Header()[k] = slices.Clone(vs)
+	}
+	w.WriteHeader(r.Status)
+	_, _ = w.Write(r.Body)
+}
+
+const responseV1 = 1
+
+// EncodeResponse is the stored form of r (for Stores that complete a key
+// inside a transaction, like idempotencypg).
+func EncodeResponse(r Response) []byte {
+	b := []byte{responseV1}
+	b = binary.AppendUvarint(b, uint64(r.Status))
+	b = binary.AppendUvarint(b, uint64(len(r.Header)))
+	for k, vs := range r.Header {
+		b = appendString(b, k)
+		b = binary.AppendUvarint(b, uint64(len(vs)))
+		for _, v := range vs {
+			b = appendString(b, v)
+		}
+	}
+	return append(b, r.Body...)
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+var errResponse = errors.New("idempotency: stored result is not a response")
+
+// DecodeResponse reverses EncodeResponse.
+func DecodeResponse(b []byte) (Response, error) {
+	var r Response
+	if len(b) < 1 || b[0] != responseV1 {
+		return r, errResponse
+	}
+	b = b[1:]
+	num := func() (uint64, bool) {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return 0, false
+		}
+		b = b[n:]
+		return v, true
+	}
+	str := func() (string, bool) {
+		n, ok := num()
+		if !ok || n > uint64(len(b)) {
+			return "", false
+		}
+		s := string(b[:n])
+		b = b[n:]
+		return s, true
+	}
+	status, ok := num()
+	if !ok || status < 100 || status > 999 {
+		return r, errResponse
+	}
+	r.Status = int(status)
+	nh, ok := num()
+	if !ok || nh > uint64(len(b)) {
+		return r, errResponse
+	}
+	r.Header = make(http.Header, nh)
+	for i := uint64(0); i < nh; i++ {
+		k, ok := str()
+		if !ok {
+			return r, errResponse
+		}
+		nv, ok := num()
+		if !ok || nv > uint64(len(b))+1 {
+			return r, errResponse
+		}
+		for j := uint64(0); j < nv; j++ {
+			v, ok := str()
+			if !ok {
+				return r, errResponse
+			}
+			r.Header[k] = append(r.Header[k], v)
+		}
+	}
+	r.Body = append([]byte(nil), b...)
+	return r, nil
+}
+
+// MiddlewareOptions configures NewMiddleware. The zero value works: keys
+// optional, POST and PATCH, an in-process MemoryStore.
+type MiddlewareOptions struct {
+	// Store keeps the records. Default: a new MemoryStore (one process
+	// only).
+	Store Store
+	// Required answers 400 to a request without an Idempotency-Key
+	// header. Default: false, such a request is served as it is.
+	Required bool
+	// Methods are the methods keys apply to. Default: POST and PATCH.
+	Methods []string
+	// Scope is the caller's identity (user or API client id), part of the
+	// key: two callers using the same key neither collide nor read each
+	// other's responses. Default: none; set it whenever the route serves
+	// more than one caller.
+	Scope func(*http.Request) string
+	// Route names the operation, part of the key. Default: the URL path.
+	Route func(*http.Request) string
+	// FingerprintHeaders are request headers that, with the method, path
+	// and body, make up the request's fingerprint. Default: none.
+	FingerprintHeaders []string
+	// MaxBodyBytes bounds the request body read for the fingerprint; a
+	// larger body gets 413. Default: 1 MiB.
+	MaxBodyBytes int64
+	// MaxResponseBytes bounds the response body stored; a larger response
+	// is served but not stored (the key is released, so a retry runs the
+	// handler again). Default: 1 MiB.
+	MaxResponseBytes int
+	// StoreHeaders are the response headers stored and replayed.
+	// Default: Content-Type, Content-Location, Location, ETag,
+	// Cache-Control.
+	StoreHeaders []string
+	// NoStore4xx releases the key after a 4xx response instead of storing
+	// it, so the client can fix the request and retry with the same key.
+	// Default: false (4xx are stored, as Stripe does). 5xx are never
+	// stored: the client may retry.
+	NoStore4xx bool
+	// TTL is how long a completed response is kept. Default: 24h.
+	TTL time.Duration
+	// Lease is how long a running request holds its key without a
+	// heartbeat (renewed every Lease/3 while the handler runs). Default:
+	// 1m.
+	Lease time.Duration
+	// Logger receives Store failures and lost leases. Default: discard.
+	Logger *slog.Logger
+}
+
+// Middleware is the Idempotency-Key middleware (draft-ietf-httpapi-
+// idempotency-key-header, with Stripe's semantics). It is safe for
+// concurrent use.
+type Middleware struct {
+	o       MiddlewareOptions
+	methods map[string]bool
+	stored  map[string]bool
+
+	executed, replayed, conflicts, mismatches, badKeys, unavailable, released atomic.Uint64
+}
+
+// NewMiddleware returns the middleware, or an error naming the bad option.
+func NewMiddleware(o MiddlewareOptions) (*Middleware, error) {
+	g := GuardOptions{Store: o.Store, TTL: o.TTL, Lease: o.Lease, Logger: o.Logger}
+	if err := g.defaults("MiddlewareOptions"); err != nil {
+		return nil, err
+	}
+	o.Store, o.TTL, o.Lease, o.Logger = g.Store, g.TTL, g.Lease, g.Logger
+	if o.Methods == nil {
+		o.Methods = []string{http.MethodPost, http.MethodPatch}
+	}
+	if o.Route == nil {
+		o.Route = func(r *http.Request) string { return r.URL.Path }
+	}
+	if o.MaxBodyBytes == 0 {
+		o.MaxBodyBytes = 1 << 20
+	}
+	if o.MaxResponseBytes == 0 {
+		o.MaxResponseBytes = 1 << 20
+	}
+	if o.StoreHeaders == nil {
+		o.StoreHeaders = []string{"Content-Type", "Content-Location", "Location", "ETag", "Cache-Control"}
+	}
+	switch {
+	case o.MaxBodyBytes < 0:
+		return nil, fmt.Errorf("%w: MiddlewareOptions.MaxBodyBytes must be > 0, got %d", ErrInvalid, o.MaxBodyBytes)
+	case o.MaxResponseBytes < 0:
+		return nil, fmt.Errorf("%w: MiddlewareOptions.MaxResponseBytes must be > 0, got %d", ErrInvalid, o.MaxResponseBytes)
+	}
+	m := &Middleware{o: o, methods: map[string]bool{}, stored: map[string]bool{}}
+	for _, meth := range o.Methods {
+		m.methods[meth] = true
+	}
+	for _, h := range o.StoreHeaders {
+		m.stored[http.CanonicalHeaderKey(h)] = true
+	}
+	return m, nil
+}
+
+// ValidateKey checks an Idempotency-Key header value: 1 to 255 printable
+// ASCII characters (a structured-field string in quotes is unquoted
+// first). It returns the key or an error saying what is wrong.
+func ValidateKey(v string) (string, error) {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	switch {
+	case v == "":
+		return "", errors.New("the Idempotency-Key header is empty")
+	case len(v) > 255:
+		return "", fmt.Errorf("the Idempotency-Key header is %d characters long; at most 255 are allowed", len(v))
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return "", fmt.Errorf("the Idempotency-Key header has a character that is not allowed at position %d: use printable ASCII without spaces, quotes or backslashes (a UUID is ideal)", i)
+		}
+	}
+	return v, nil
+}
+
+type execKey struct{}
+
+// Execution is the first run of a keyed request, found in its ctx with
+// ExecutionFrom. A Store that completes a key inside the handler's own
+// database transaction (idempotencypg.InTx) uses it, so the effect and the
+// stored response commit together.
+type Execution struct {
+	// Key is the scoped key; Token fences its lease.
+	Key, Token string
+	// TTL is how long the completed record is kept.
+	TTL       time.Duration
+	completed atomic.Bool
+}
+
+// MarkCompleted records that the key was completed in the handler's
+// transaction; the middleware then stores nothing itself.
+func (e *Execution) MarkCompleted() { e.completed.Store(true) }
+
+// ExecutionFrom returns the Execution of the request that ctx belongs to.
+func ExecutionFrom(ctx context.Context) (*Execution, bool) {
+	e, ok := ctx.Value(execKey{}).(*Execution)
+	return e, ok
+}
+
+// Handler wraps next.
+func (m *Middleware) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		vals := r.Header.Values("Idempotency-Key")
+		if !m.methods[r.Method] || (len(vals) == 0 && !m.o.Required) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if len(vals) != 1 {
+			m.badKeys.Add(1)
+			msg := "this endpoint requires an Idempotency-Key header"
+			if len(vals) > 1 {
+				msg = "send one Idempotency-Key header, not " + strconv.Itoa(len(vals))
+			}
+			problem(w, http.StatusBadRequest, msg)
+			return
+		}
+		raw := vals[0]
+		key, err := ValidateKey(raw)
+		if err != nil {
+			m.badKeys.Add(1)
+			problem(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, m.o.MaxBodyBytes+1))
+		if err != nil {
+			problem(w, http.StatusBadRequest, "cannot read the request body: "+err.Error())
+			return
+		}
+		if int64(len(body)) > m.o.MaxBodyBytes {
+			problem(w, http.StatusRequestEntityTooLarge, "the request body is over "+strconv.FormatInt(m.o.MaxBodyBytes, 10)+" bytes")
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		scoped := m.scopedKey(r, key)
+		out, err := m.o.Store.Begin(r.Context(), scoped, m.fingerprint(r, body), m.o.Lease, m.o.TTL)
+		if err != nil {
+			m.unavailable.Add(1)
+			m.o.Logger.LogAttrs(r.Context(), slog.LevelError, "idempotency: the store failed; refusing the request rather than risk running it twice", slog.Any("error", err))
+			w.Header().Set("Retry-After", "1")
+			problem(w, http.StatusServiceUnavailable, "idempotency keys are unavailable; retry later with the same key")
+			return
+		}
+		switch out.Status {
+		case Completed:
+			resp, err := DecodeResponse(out.Result)
+			if err != nil {
+				problem(w, http.StatusInternalServerError, "the stored response for this key is unreadable")
+				return
+			}
+			m.replayed.Add(1)
+			w.Header().Set("Idempotent-Replayed", "true")
+			resp.WriteTo(w)
+			return
+		case Mismatch:
+			m.mismatches.Add(1)
+			problem(w, http.StatusUnprocessableEntity, "this Idempotency-Key was used with a different request; use a new key for a new request")
+			return
+		case Running:
+			m.conflicts.Add(1)
+			w.Header().Set("Retry-After", strconv.FormatInt(max(1, int64((out.RetryAfter+time.Second-1)/time.Second)), 10))
+			problem(w, http.StatusConflict, "a request with this Idempotency-Key is still being processed; retry later")
+			return
+		}
+		m.run(w, r, next, scoped, out.Token)
+	})
+}
+
+func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handler, key, token string) {
+	m.executed.Add(1)
+	exec := &Execution{Key: key, Token: token, TTL: m.o.TTL}
+	ctx := context.WithValue(r.Context(), execKey{}, exec)
+	rec := &recorder{w: w, max: m.o.MaxResponseBytes}
+	hb := startHeartbeat(m.o.Store, key, token, m.o.Lease, m.o.Logger)
+	bg := context.WithoutCancel(ctx)
+	finished := false
+	defer func() {
+		hb.stop()
+		if finished {
+			return
+		}
+		// The handler panicked: release the key so a retry runs again.
+		m.release(bg, key, token)
+	}()
+	next.ServeHTTP(rec, r.WithContext(ctx))
+	finished = true
+	hb.stop()
+	if exec.completed.Load() {
+		return
+	}
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if status >= 500 || (status >= 400 && m.o.NoStore4xx) || rec.over {
+		m.release(bg, key, token)
+		return
+	}
+	resp := Response{Status: status, Header: http.Header{}, Body: rec.body.Bytes()}
+	for k, vs := range rec.header {
+		if m.stored[k] {
+			resp.Header[k] = vs
+		}
+	}
+	if err := m.o.Store.Complete(bg, key, token, EncodeResponse(resp), m.o.TTL); err != nil {
+		m.o.Logger.LogAttrs(ctx, slog.LevelWarn, "idempotency: the response was not stored; a retry runs the handler again", slog.Any("error", err))
+	}
+}
+
+func (m *Middleware) release(ctx context.Context, key, token string) {
+	m.released.Add(1)
+	if err := m.o.Store.Abandon(ctx, key, token); err != nil && !errors.Is(err, ErrLeaseLost) {
+		m.o.Logger.LogAttrs(ctx, slog.LevelWarn, "idempotency: cannot release a key; it is retried once its lease expires", slog.Any("error", err))
+	}
+}
+
+// scopedKey is a hash of the caller, method, route and key, so keys of
+// different callers or operations never meet and any key is safe in any
+// Store.
+func (m *Middleware) scopedKey(r *http.Request, key string) string {
+	h := sha256.New()
+	scope := ""
+	if m.o.Scope != nil {
+		scope = m.o.Scope(r)
+	}
+	for _, s := range []string{scope, r.Method, m.o.Route(r), key} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// fingerprint is a hash of the method, path and query, the chosen headers
+// and the body.
+func (m *Middleware) fingerprint(r *http.Request, body []byte) string {
+	h := sha256.New()
+	h.Write([]byte(r.Method + "\x00" + r.URL.RequestURI() + "\x00"))
+	for _, name := range m.o.FingerprintHeaders {
+		for _, v := range r.Header.Values(name) {
+			h.Write([]byte(name + ":" + v + "\x00"))
+		}
+	}
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func problem(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, msg+"\n")
+}
+
+// recorder passes the response through and keeps a copy of it.
+type recorder struct {
+	w      http.ResponseWriter
+	status int
+	header http.Header
+	body   bytes.Buffer
+	max    int
+	over   bool
+}
+
+func (c *recorder) Header() http.Header { return c.w.Header() }
+
+func (c *recorder) WriteHeader(code int) {
+	if c.status != 0 {
+		return
+	}
+	c.status = code
+	c.header = c.w.Header().Clone()
+	c.w.WriteHeader(code)
+}
+
+func (c *recorder) Write(p []byte) (int, error) {
+	if c.status == 0 {
+		c.WriteHeader(http.StatusOK)
+	}
+	if !c.over {
+		if c.body.Len()+len(p) > c.max {
+			c.over = true
+			c.body.Reset()
+		} else {
+			c.body.Write(p)
+		}
+	}
+	return c.w.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (c *recorder) Unwrap() http.ResponseWriter { return c.w }
+
+// MiddlewareStats is a snapshot of the middleware's counters.
+type MiddlewareStats struct {
+	// Executed counts first runs; Replayed stored responses served.
+	Executed, Replayed uint64
+	// Conflicts (409), Mismatches (422) and BadKeys (400) count refusals;
+	// Unavailable the 503s of a failing Store.
+	Conflicts, Mismatches, BadKeys, Unavailable uint64
+	// Released counts keys given back after a 5xx, a panic or an oversized
+	// response, so a retry runs again.
+	Released uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (m *Middleware) Stats() MiddlewareStats {
+	return MiddlewareStats{Executed: m.executed.Load(), Replayed: m.replayed.Load(), Conflicts: m.conflicts.Load(), Mismatches: m.mismatches.Load(),
+		BadKeys: m.badKeys.Load(), Unavailable: m.unavailable.Load(), Released: m.released.Load()}
+}

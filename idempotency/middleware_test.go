@@ -1,0 +1,238 @@
+package idempotency
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+func newMW(t testing.TB, o MiddlewareOptions) *Middleware {
+	t.Helper()
+	m, err := NewMiddleware(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func do(h http.Handler, method, key, body string, hdr ...string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, "/payments", strings.NewReader(body))
+	if key != "" {
+		r.Header.Set("Idempotency-Key", key)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Add(hdr[i], hdr[i+1])
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+// A payment handler that counts its runs.
+func payments(runs *atomic.Int64, status int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := runs.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Location", fmt.Sprintf("/payments/%d", n))
+		w.Header().Set("X-Not-Stored", "1")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `{"payment":%d,"request":%q}`, n, body)
+	})
+}
+
+func TestReplayAndMismatch(t *testing.T) {
+	var runs atomic.Int64
+	h := newMW(t, MiddlewareOptions{}).Handler(payments(&runs, http.StatusCreated))
+	first := do(h, "POST", "k1", `{"amount":100}`)
+	again := do(h, "POST", "k1", `{"amount":100}`)
+	if runs.Load() != 1 {
+		t.Fatalf("handler ran %d times for a repeated key, want 1", runs.Load())
+	}
+	if first.Code != 201 || again.Code != 201 || again.Body.String() != first.Body.String() {
+		t.Fatalf("replay %d %q, want %d %q", again.Code, again.Body, first.Code, first.Body)
+	}
+	if again.Header().Get("Idempotent-Replayed") != "true" || first.Header().Get("Idempotent-Replayed") != "" {
+		t.Fatal("Idempotent-Replayed must be on the replay only")
+	}
+	if again.Header().Get("Location") != "/payments/1" || again.Header().Get("Content-Type") != "application/json" || again.Header().Get("X-Not-Stored") != "" {
+		t.Fatalf("replayed headers %v: want the stored ones only", again.Header())
+	}
+	if w := do(h, "POST", "k1", `{"amount":999}`); w.Code != http.StatusUnprocessableEntity || runs.Load() != 1 {
+		t.Fatalf("same key, other body: %d (runs %d), want 422 without running", w.Code, runs.Load())
+	}
+	if w := do(h, "POST", "k2", `{"amount":100}`); w.Code != 201 || runs.Load() != 2 {
+		t.Fatalf("new key: %d, runs %d", w.Code, runs.Load())
+	}
+	if w := do(h, "GET", "k1", ""); w.Code != 201 || runs.Load() != 3 {
+		t.Fatalf("GET is not keyed: %d, runs %d", w.Code, runs.Load())
+	}
+}
+
+func TestBadKeys(t *testing.T) {
+	var runs atomic.Int64
+	h := newMW(t, MiddlewareOptions{Required: true}).Handler(payments(&runs, 200))
+	for name, w := range map[string]*httptest.ResponseRecorder{
+		"missing":  do(h, "POST", "", "x"),
+		"empty":    do(h, "POST", "", "x", "Idempotency-Key", ""),
+		"too long": do(h, "POST", strings.Repeat("a", 256), "x"),
+		"space":    do(h, "POST", "a b", "x"),
+		"two":      do(h, "POST", "", "x", "Idempotency-Key", "a", "Idempotency-Key", "b"),
+	} {
+		if w.Code != 400 || !strings.Contains(strings.ToLower(w.Body.String()), "idempotency-key") {
+			t.Errorf("%s key: %d %q, want 400 saying what is wrong with the Idempotency-Key", name, w.Code, w.Body)
+		}
+	}
+	if w := do(h, "POST", `"quoted-uuid"`, "x"); w.Code != 200 {
+		t.Fatalf("a structured-field string key: %d", w.Code)
+	}
+	if runs.Load() != 1 {
+		t.Fatalf("runs %d, want 1", runs.Load())
+	}
+	if w := do(h, "POST", strings.Repeat("a", 255), "x"); w.Code != 200 {
+		t.Fatalf("a 255-character key: %d, want accepted", w.Code)
+	}
+}
+
+func TestWhatIsStored(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		status    int
+		o         MiddlewareOptions
+		wantRuns  int64
+		wantCodes [2]int
+	}{
+		{"5xx is not stored: a retry runs again", 503, MiddlewareOptions{}, 2, [2]int{503, 503}},
+		{"4xx is stored", 400, MiddlewareOptions{}, 1, [2]int{400, 400}},
+		{"4xx with NoStore4xx runs again", 400, MiddlewareOptions{NoStore4xx: true}, 2, [2]int{400, 400}},
+		{"an oversized response is not stored", 200, MiddlewareOptions{MaxResponseBytes: 10}, 2, [2]int{200, 200}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var runs atomic.Int64
+			h := newMW(t, c.o).Handler(payments(&runs, c.status))
+			a, b := do(h, "POST", "k", "x"), do(h, "POST", "k", "x")
+			if runs.Load() != c.wantRuns || a.Code != c.wantCodes[0] || b.Code != c.wantCodes[1] {
+				t.Fatalf("runs %d codes %d %d; want %d runs, codes %v", runs.Load(), a.Code, b.Code, c.wantRuns, c.wantCodes)
+			}
+		})
+	}
+}
+
+func TestScopeSeparatesCallers(t *testing.T) {
+	var runs atomic.Int64
+	h := newMW(t, MiddlewareOptions{Scope: func(r *http.Request) string { return r.Header.Get("X-User") }}).Handler(payments(&runs, 201))
+	a := do(h, "POST", "same", "x", "X-User", "alice")
+	b := do(h, "POST", "same", "x", "X-User", "bob")
+	if runs.Load() != 2 || a.Body.String() == b.Body.String() {
+		t.Fatalf("two users with one key: %d runs, bodies %q %q; want each their own execution", runs.Load(), a.Body, b.Body)
+	}
+}
+
+func TestBodyLimitAndPanic(t *testing.T) {
+	var runs atomic.Int64
+	h := newMW(t, MiddlewareOptions{MaxBodyBytes: 8}).Handler(payments(&runs, 201))
+	if w := do(h, "POST", "k", "123456789"); w.Code != http.StatusRequestEntityTooLarge || runs.Load() != 0 {
+		t.Fatalf("9-byte body with an 8-byte limit: %d, runs %d", w.Code, runs.Load())
+	}
+	panics := true
+	ph := newMW(t, MiddlewareOptions{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs.Add(1)
+		if panics {
+			panic("boom")
+		}
+		w.WriteHeader(201)
+	}))
+	func() {
+		defer func() { recover() }()
+		do(ph, "POST", "p", "x")
+	}()
+	panics = false
+	if w := do(ph, "POST", "p", "x"); w.Code != 201 || runs.Load() != 2 {
+		t.Fatalf("retry after a panic: %d, runs %d; want the key released and the handler run again", w.Code, runs.Load())
+	}
+}
+
+func TestResponseCodec(t *testing.T) {
+	r := Response{Status: 201, Header: http.Header{"Content-Type": {"a/b"}, "Set-Cookie": {"x=1", "y=2"}}, Body: []byte{0, 1, 2}}
+	got, err := DecodeResponse(EncodeResponse(r))
+	if err != nil || got.Status != 201 || got.Header.Get("Content-Type") != "a/b" || len(got.Header["Set-Cookie"]) != 2 || string(got.Body) != string(r.Body) {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	for _, bad := range [][]byte{nil, {2}, {responseV1}, {responseV1, 0xc8, 1, 5}} {
+		if _, err := DecodeResponse(bad); err == nil {
+			t.Errorf("DecodeResponse(%v) accepted garbage", bad)
+		}
+	}
+}
+
+func TestGuard(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, err := NewGuard(GuardOptions{Lease: 30 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		var runs atomic.Int64
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			res, err := g.Do(ctx, "job-1", func(ctx context.Context) ([]byte, error) {
+				runs.Add(1)
+				time.Sleep(200 * time.Millisecond) // many leases long: the heartbeat keeps it
+				return []byte("sent"), nil
+			})
+			if err != nil || string(res) != "sent" {
+				t.Errorf("first Do: %q %v", res, err)
+			}
+		}()
+		time.Sleep(100 * time.Millisecond)
+		_, err = g.Do(ctx, "job-1", func(ctx context.Context) ([]byte, error) { runs.Add(1); return nil, nil })
+		var ip *InProgressError
+		if !errors.As(err, &ip) || !errors.Is(err, ErrInProgress) {
+			t.Fatalf("duplicate while running (past several leases): %v, want an *InProgressError", err)
+		}
+		<-done
+		res, err := g.Do(ctx, "job-1", func(ctx context.Context) ([]byte, error) { runs.Add(1); return nil, nil })
+		if err != nil || string(res) != "sent" || runs.Load() != 1 {
+			t.Fatalf("duplicate after completion: %q %v runs %d; want the stored result, no run", res, err, runs.Load())
+		}
+		// A failure stores nothing: the retry runs.
+		boom := errors.New("boom")
+		if _, err := g.Do(ctx, "job-2", func(ctx context.Context) ([]byte, error) { return nil, boom }); !errors.Is(err, boom) {
+			t.Fatal(err)
+		}
+		if res, err := g.Do(ctx, "job-2", func(ctx context.Context) ([]byte, error) { return []byte("ok"), nil }); err != nil || string(res) != "ok" {
+			t.Fatalf("retry after a failure: %q %v", res, err)
+		}
+		// Wait mode: a duplicate waits for the running one's result.
+		w, _ := NewGuard(GuardOptions{Wait: true, Lease: time.Second})
+		start := make(chan struct{})
+		go w.Do(ctx, "job-3", func(ctx context.Context) ([]byte, error) { close(start); time.Sleep(time.Second); return []byte("r3"), nil })
+		<-start
+		if res, err := w.Do(ctx, "job-3", func(ctx context.Context) ([]byte, error) { return nil, errors.New("ran twice") }); err != nil || string(res) != "r3" {
+			t.Fatalf("waiting duplicate: %q %v", res, err)
+		}
+		if _, err := g.Do(ctx, "", nil); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("empty key: %v", err)
+		}
+	})
+}
+
+func TestOptions(t *testing.T) {
+	for _, o := range []MiddlewareOptions{{TTL: -1}, {Lease: time.Millisecond}, {Lease: 2 * time.Hour, TTL: time.Hour}, {MaxBodyBytes: -1}, {MaxResponseBytes: -1}} {
+		if _, err := NewMiddleware(o); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "MiddlewareOptions.") {
+			t.Errorf("NewMiddleware(%+v) = %v", o, err)
+		}
+	}
+	if _, err := NewGuard(GuardOptions{PollInterval: -1}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "GuardOptions.PollInterval") {
+		t.Errorf("NewGuard: %v", err)
+	}
+}
