@@ -215,7 +215,11 @@ func TestGuard(t *testing.T) {
 		// Wait mode: a duplicate waits for the running one's result.
 		w, _ := NewGuard(GuardOptions{Wait: true, Lease: time.Second})
 		start := make(chan struct{})
-		go w.Do(ctx, "job-3", func(ctx context.Context) ([]byte, error) { close(start); time.Sleep(time.Second); return []byte("r3"), nil })
+		go w.Do(ctx, "job-3", func(ctx context.Context) ([]byte, error) {
+			close(start)
+			time.Sleep(time.Second)
+			return []byte("r3"), nil
+		})
 		<-start
 		if res, err := w.Do(ctx, "job-3", func(ctx context.Context) ([]byte, error) { return nil, errors.New("ran twice") }); err != nil || string(res) != "r3" {
 			t.Fatalf("waiting duplicate: %q %v", res, err)
