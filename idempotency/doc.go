@@ -1,0 +1,34 @@
+// Package idempotency makes retried requests and redelivered jobs safe:
+// an Idempotency-Key middleware for HTTP (draft-ietf-httpapi-idempotency-
+// key-header, with Stripe's semantics) and a Guard for job consumers.
+//
+// The middleware keys a request by (caller scope, method, route,
+// Idempotency-Key) and fingerprints it (method, path, chosen headers,
+// body). The first request runs and its response (status, chosen headers,
+// body up to a limit) is stored; a repeat with the same fingerprint gets
+// the stored response with "Idempotent-Replayed: true" and the handler
+// does not run; a repeat with another fingerprint gets 422; a repeat while
+// the first runs gets 409 with Retry-After; a missing key where Required
+// or a malformed one gets 400 saying what is wrong. 5xx responses are not
+// stored (the client may retry), 4xx are (unless NoStore4xx). Records
+// expire after TTL (24h).
+//
+// The running request holds a lease that a heartbeat renews. If its
+// process dies, the lease expires and a retry may run the handler again:
+// execution is at least once, the response exactly once. For effects
+// exactly once, commit them with the key's completion in one transaction:
+// idempotencypg.Store.InTx (HTTP) and GuardTx (jobs).
+//
+// The Store's Begin checks fingerprint and state in one atomic step (a
+// Lua script on Redis, INSERT ... ON CONFLICT on PostgreSQL), never with a
+// separate read. MemoryStore serves one process; idempotencyredis and
+// idempotencypg serve a fleet; idempotencytest is the conformance suite.
+//
+// # When the Store is down or slow
+//
+// The middleware answers 503 with Retry-After and does not run the
+// handler, and Guard.Do returns ErrUnavailable: a layer that cannot tell
+// whether a request already ran must not run it (fail closed). Each Store
+// bounds its calls with a timeout, so a paused server costs a request at
+// most that.
+package idempotency

@@ -1,0 +1,351 @@
+// Package idempotencypg is an idempotency.Store on PostgreSQL, and the
+// way to exactly-once effects: InTx (HTTP) and GuardTx (jobs) run the
+// business write and the completion of the idempotency record in ONE
+// transaction, so a crash either loses both (a retry runs again) or keeps
+// both (a retry replays the stored response): an effect is never applied
+// twice. This is the single-transaction form of Brandur Leach's
+// "Implementing Stripe-like idempotency keys in Postgres".
+//
+// Records live in one table (Migrate creates it) keyed by the scoped key.
+// Begin is one INSERT ... ON CONFLICT ... DO UPDATE ... WHERE statement
+// that checks the fingerprint and the lease on the conflict path and
+// reports the existing record in the same statement. Expired records are
+// removed by Sweep (call it periodically, or set Options.SweepInterval);
+// until then an expired record is treated as absent.
+//
+// When PostgreSQL is down or slower than Options.Timeout every call
+// returns an error: the middleware answers 503 and the Guard returns
+// ErrUnavailable (fail closed: never run a request twice).
+package idempotencypg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/scalekit-go/scalekit/idempotency"
+)
+
+// Options configures New. Pool is required.
+type Options struct {
+	// Pool is the database.
+	Pool *pgxpool.Pool
+	// Table is the records table (optionally schema-qualified). Default:
+	// "idempotency_keys".
+	Table string
+	// Timeout bounds each call outside InTx/GuardTx. Default: 1s.
+	Timeout time.Duration
+	// SweepInterval, when set, deletes expired records in the background
+	// every interval until Close. Default: 0 (call Sweep yourself).
+	SweepInterval time.Duration
+	// Now is the clock. Default: nil, the database's now(). Set it for
+	// simulated time in tests.
+	Now func() time.Time
+	// Logger receives sweep failures. Default: discard.
+	Logger *slog.Logger
+}
+
+// Store is an idempotency.Store on PostgreSQL. It is safe for concurrent
+// use.
+type Store struct {
+	pool    *pgxpool.Pool
+	table   string
+	timeout time.Duration
+	now     func() time.Time
+	log     *slog.Logger
+
+	begin, complete, abandon, extend string
+
+	stop chan struct{}
+	done sync.WaitGroup
+	once sync.Once
+}
+
+var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$`)
+
+// New returns a Store, or an error naming the option to fix. It does not
+// touch the database; call Migrate once to create the table.
+func New(o Options) (*Store, error) {
+	bad := func(f string, args ...any) (*Store, error) {
+		return nil, fmt.Errorf("%w: idempotencypg: Options."+f, append([]any{idempotency.ErrInvalid}, args...)...)
+	}
+	if o.Pool == nil {
+		return bad("Pool is required")
+	}
+	if o.Table == "" {
+		o.Table = "idempotency_keys"
+	}
+	if !tableName.MatchString(o.Table) {
+		return bad("Table %q is not a plain [schema.]name", o.Table)
+	}
+	if o.Timeout == 0 {
+		o.Timeout = time.Second
+	}
+	if o.Timeout < 0 {
+		return bad("Timeout must be > 0, got %v", o.Timeout)
+	}
+	if o.SweepInterval < 0 {
+		return bad("SweepInterval must be >= 0, got %v", o.SweepInterval)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Store{pool: o.Pool, table: o.Table, timeout: o.Timeout, now: o.Now, log: o.Logger, stop: make(chan struct{})}
+	s.prepare()
+	if o.SweepInterval > 0 {
+		s.done.Add(1)
+		go s.sweeper(o.SweepInterval)
+	}
+	return s, nil
+}
+
+// The statements take the time as $now (NULL: the database's now()).
+func (s *Store) prepare() {
+	t := s.table
+	s.begin = `WITH ins AS (
+  INSERT INTO ` + t + ` AS k (key, fingerprint, state, token, lease_until, result, expires_at)
+  VALUES ($1, $2, 'run', $3, coalesce($6::timestamptz, now()) + $4 * interval '1 millisecond', NULL,
+          coalesce($6::timestamptz, now()) + $5 * interval '1 millisecond')
+  ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, state = 'run', token = EXCLUDED.token,
+     lease_until = EXCLUDED.lease_until, result = NULL,
+     expires_at = CASE WHEN k.expires_at <= coalesce($6::timestamptz, now()) THEN EXCLUDED.expires_at ELSE k.expires_at END
+  WHERE k.expires_at <= coalesce($6::timestamptz, now())
+     OR (k.state = 'run' AND k.fingerprint = EXCLUDED.fingerprint AND k.lease_until <= coalesce($6::timestamptz, now()))
+  RETURNING 1
+)
+SELECT 'started', NULL::bytea, 0::bigint FROM ins
+UNION ALL
+SELECT CASE WHEN k.fingerprint <> $2 THEN 'mismatch' WHEN k.state = 'done' THEN 'done' ELSE 'running' END,
+       CASE WHEN k.fingerprint = $2 AND k.state = 'done' THEN k.result END,
+       greatest(0, ceil(extract(epoch FROM k.lease_until - coalesce($6::timestamptz, now())) * 1000))::bigint
+FROM ` + t + ` k WHERE k.key = $1 AND k.expires_at > coalesce($6::timestamptz, now()) AND NOT EXISTS (SELECT 1 FROM ins)`
+	held := ` WHERE key = $1 AND token = $2 AND state = 'run' AND expires_at > coalesce($3::timestamptz, now())`
+	s.complete = `UPDATE ` + t + ` SET state = 'done', result = $4, expires_at = coalesce($3::timestamptz, now()) + $5 * interval '1 millisecond'` + held
+	s.abandon = `DELETE FROM ` + t + held
+	s.extend = `UPDATE ` + t + ` SET lease_until = coalesce($3::timestamptz, now()) + $4 * interval '1 millisecond'` + held
+}
+
+// Migrate creates the table and its expiry index if they do not exist.
+func (s *Store) Migrate(ctx context.Context) error {
+	_, err := s.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s.table+` (
+  key         text PRIMARY KEY,
+  fingerprint text NOT NULL,
+  state       text NOT NULL CHECK (state IN ('run', 'done')),
+  token       text NOT NULL,
+  lease_until timestamptz NOT NULL,
+  result      bytea,
+  expires_at  timestamptz NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS `+indexName(s.table)+` ON `+s.table+` (expires_at)`)
+	if err != nil {
+		return fmt.Errorf("idempotencypg: Migrate: %w", err)
+	}
+	return nil
+}
+
+func indexName(table string) string {
+	for i := len(table) - 1; i >= 0; i-- {
+		if table[i] == '.' {
+			return table[i+1:] + "_expires_at"
+		}
+	}
+	return table + "_expires_at"
+}
+
+func (s *Store) nowArg() any {
+	if s.now == nil {
+		return nil
+	}
+	return s.now()
+}
+
+func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
+
+// Begin is idempotency.Store.Begin: one statement.
+func (s *Store) Begin(ctx context.Context, key, fingerprint string, lease, ttl time.Duration) (idempotency.Outcome, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	token := idempotency.NewToken()
+	// A Begin racing another one's INSERT of the same new key finds the
+	// row on the conflict path but not in its statement snapshot; it asks
+	// again with a fresh snapshot.
+	for attempt := 0; attempt < 3; attempt++ {
+		var (
+			status string
+			result []byte
+			left   int64
+		)
+		err := s.pool.QueryRow(ctx, s.begin, key, fingerprint, token, ms(lease), ms(ttl), s.nowArg()).Scan(&status, &result, &left)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return idempotency.Outcome{}, err
+		}
+		switch status {
+		case "started":
+			return idempotency.Outcome{Status: idempotency.Started, Token: token}, nil
+		case "running":
+			return idempotency.Outcome{Status: idempotency.Running, RetryAfter: time.Duration(left) * time.Millisecond}, nil
+		case "done":
+			return idempotency.Outcome{Status: idempotency.Completed, Result: result}, nil
+		default:
+			return idempotency.Outcome{Status: idempotency.Mismatch}, nil
+		}
+	}
+	return idempotency.Outcome{Status: idempotency.Running, RetryAfter: time.Second}, nil
+}
+
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+func (s *Store) fenced(ctx context.Context, db execer, sql string, args ...any) error {
+	tag, err := db.Exec(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != 1 {
+		return idempotency.ErrLeaseLost
+	}
+	return nil
+}
+
+// Complete is idempotency.Store.Complete.
+func (s *Store) Complete(ctx context.Context, key, token string, result []byte, ttl time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.fenced(ctx, s.pool, s.complete, key, token, s.nowArg(), result, ms(ttl))
+}
+
+// CompleteTx is Complete inside tx: commit tx and the key is completed
+// with it, roll it back and it is not.
+func (s *Store) CompleteTx(ctx context.Context, tx pgx.Tx, key, token string, result []byte, ttl time.Duration) error {
+	return s.fenced(ctx, tx, s.complete, key, token, s.nowArg(), result, ms(ttl))
+}
+
+// Abandon is idempotency.Store.Abandon.
+func (s *Store) Abandon(ctx context.Context, key, token string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.fenced(ctx, s.pool, s.abandon, key, token, s.nowArg())
+}
+
+// Extend is idempotency.Store.Extend.
+func (s *Store) Extend(ctx context.Context, key, token string, lease time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.fenced(ctx, s.pool, s.extend, key, token, s.nowArg(), ms(lease))
+}
+
+// InTx runs fn in a transaction and completes the request's idempotency
+// key with the response fn returns in the same transaction, then returns
+// that response for the handler to write. ctx must be the request's (the
+// idempotency middleware, over this Store, puts the key in it). If fn
+// fails or panics, or the key's lease was lost to another request, the
+// transaction rolls back: no effect, and a retry runs again.
+func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) (idempotency.Response, error)) (idempotency.Response, error) {
+	exec, ok := idempotency.ExecutionFrom(ctx)
+	if !ok {
+		return idempotency.Response{}, fmt.Errorf("%w: idempotencypg: InTx needs the ctx of a request inside the idempotency middleware", idempotency.ErrInvalid)
+	}
+	var resp idempotency.Response
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		if resp, err = fn(ctx, tx); err != nil {
+			return err
+		}
+		return s.CompleteTx(ctx, tx, exec.Key, exec.Token, idempotency.EncodeResponse(resp), exec.TTL)
+	})
+	if err != nil {
+		return idempotency.Response{}, err
+	}
+	exec.MarkCompleted()
+	return resp, nil
+}
+
+// GuardTx is the job-consumer form of InTx: it runs fn for key at most
+// once to completion, with fn's effect and the key's completion in one
+// transaction. A completed key returns its stored result without running
+// fn; a running one an *idempotency.InProgressError; a failure of fn
+// rolls back and releases the key, so a retry runs again.
+func (s *Store) GuardTx(ctx context.Context, key string, lease, ttl time.Duration, fn func(ctx context.Context, tx pgx.Tx) ([]byte, error)) ([]byte, error) {
+	out, err := s.Begin(ctx, key, "", lease, ttl)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", idempotency.ErrUnavailable, err)
+	}
+	switch out.Status {
+	case idempotency.Completed:
+		return out.Result, nil
+	case idempotency.Running:
+		return nil, &idempotency.InProgressError{Key: key, RetryAfter: out.RetryAfter}
+	case idempotency.Mismatch:
+		return nil, fmt.Errorf("%w (key %q)", idempotency.ErrMismatch, key)
+	}
+	var res []byte
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		if res, err = fn(ctx, tx); err != nil {
+			return err
+		}
+		return s.CompleteTx(ctx, tx, key, out.Token, res, ttl)
+	})
+	if err != nil {
+		if aerr := s.Abandon(context.WithoutCancel(ctx), key, out.Token); aerr != nil && !errors.Is(aerr, idempotency.ErrLeaseLost) {
+			s.log.Warn("idempotencypg: cannot release a failed key; it runs again once its lease expires", slog.String("key", key), slog.Any("error", aerr))
+		}
+		return nil, err
+	}
+	return res, nil
+}
+
+// Sweep deletes expired records, at most limit (<= 0: 10,000) per call,
+// and returns how many it deleted.
+func (s *Store) Sweep(ctx context.Context, limit int) (int64, error) {
+	if limit <= 0 {
+		limit = 10_000
+	}
+	tag, err := s.pool.Exec(ctx, `DELETE FROM `+s.table+` WHERE key IN (SELECT key FROM `+s.table+
+		` WHERE expires_at <= coalesce($1::timestamptz, now()) LIMIT $2)`, s.nowArg(), limit)
+	if err != nil {
+		return 0, fmt.Errorf("idempotencypg: Sweep: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+func (s *Store) sweeper(every time.Duration) {
+	defer s.done.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), every)
+			if _, err := s.Sweep(ctx, 0); err != nil {
+				s.log.Warn("idempotencypg: sweep failed", slog.Any("error", err))
+			}
+			cancel()
+		}
+	}
+}
+
+// Close stops the background sweep (if any). It does not close the pool.
+func (s *Store) Close() error {
+	s.once.Do(func() { close(s.stop) })
+	s.done.Wait()
+	return nil
+}
+
+var _ idempotency.Store = (*Store)(nil)

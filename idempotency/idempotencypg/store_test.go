@@ -1,0 +1,278 @@
+package idempotencypg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/scalekit-go/scalekit/idempotency"
+	"github.com/scalekit-go/scalekit/idempotency/idempotencytest"
+	"github.com/scalekit-go/scalekit/internal/testinfra"
+)
+
+func TestMain(m *testing.M) { testinfra.Main(m) }
+
+func newStore(t testing.TB, f *testinfra.PostgresFixture, o Options) *Store {
+	t.Helper()
+	o.Pool = f.Primary
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Second
+	}
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	f := testinfra.Postgres(t)
+	idempotencytest.Run(t, func(t *testing.T, now func() time.Time) idempotency.Store {
+		return newStore(t, f, Options{Now: now})
+	})
+}
+
+func TestConcurrentDuplicates(t *testing.T) {
+	f := testinfra.Postgres(t)
+	idempotencytest.ConcurrentDuplicates(t, newStore(t, f, Options{}))
+}
+
+// The database's own clock (no injected Now): leases and TTLs run on
+// now(), and Sweep removes what expired.
+func TestDatabaseTimeAndSweep(t *testing.T) {
+	f := testinfra.Postgres(t)
+	s := newStore(t, f, Options{})
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatalf("Migrate twice: %v", err)
+	}
+	ctx := context.Background()
+	out, err := s.Begin(ctx, "k", "fp", time.Minute, time.Hour)
+	if err != nil || out.Status != idempotency.Started {
+		t.Fatal(out, err)
+	}
+	again, err := s.Begin(ctx, "k", "fp", time.Minute, time.Hour)
+	if err != nil || again.Status != idempotency.Running || again.RetryAfter <= 58*time.Second || again.RetryAfter > time.Minute {
+		t.Fatalf("second Begin: %+v %v, want Running with just under 1m left", again, err)
+	}
+	short, err := s.Begin(ctx, "short", "fp", time.Millisecond, 5*time.Millisecond)
+	if err != nil || short.Status != idempotency.Started {
+		t.Fatal(short, err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	n, err := s.Sweep(ctx, 0)
+	if err != nil || n != 1 {
+		t.Fatalf("Sweep = %d, %v; want the 1 expired record", n, err)
+	}
+}
+
+// A handler that writes a payment in InTx: the effect and the stored
+// response commit together. A crash after the commit replays; a crash
+// inside the transaction rolls the effect back and the retry runs again.
+// Either way the payment exists exactly once.
+func TestExactlyOnceEffects(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	if _, err := f.Primary.Exec(ctx, `CREATE TABLE payments (id serial PRIMARY KEY, amount int NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	s := newStore(t, f, Options{})
+	m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var crash atomic.Value // "", "inside", "after"
+	crash.Store("")
+	var runs atomic.Int64
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs.Add(1)
+		resp, err := s.InTx(r.Context(), func(ctx context.Context, tx pgx.Tx) (idempotency.Response, error) {
+			var id int
+			if err := tx.QueryRow(ctx, `INSERT INTO payments (amount) VALUES (100) RETURNING id`).Scan(&id); err != nil {
+				return idempotency.Response{}, err
+			}
+			if crash.Load() == "inside" {
+				panic("crash after the write, before the commit")
+			}
+			return idempotency.Response{Status: 201, Header: http.Header{"Content-Type": {"application/json"}}, Body: fmt.Appendf(nil, `{"id":%d}`, id)}, nil
+		})
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		if crash.Load() == "after" {
+			panic("crash after the commit, before responding")
+		}
+		resp.WriteTo(w)
+	}))
+	send := func(key string) (w *httptest.ResponseRecorder) {
+		defer func() {
+			if recover() != nil {
+				w = nil // the crash: no response
+			}
+		}()
+		req := httptest.NewRequest("POST", "/payments", strings.NewReader(`{"amount":100}`))
+		req.Header.Set("Idempotency-Key", key)
+		w = httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w
+	}
+	count := func() (n int) {
+		if err := f.Primary.QueryRow(ctx, `SELECT count(*) FROM payments`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	crash.Store("after")
+	if w := send("pay-1"); w != nil {
+		t.Fatal("the handler did not crash")
+	}
+	crash.Store("")
+	w := send("pay-1")
+	if w == nil || w.Code != 201 || w.Header().Get("Idempotent-Replayed") != "true" || count() != 1 || runs.Load() != 1 {
+		t.Fatalf("retry after a crash past the commit: %v, %d payments, %d runs; want the stored response replayed, 1 payment", w, count(), runs.Load())
+	}
+
+	crash.Store("inside")
+	if w := send("pay-2"); w != nil {
+		t.Fatal("the handler did not crash")
+	}
+	if count() != 1 {
+		t.Fatalf("%d payments after a crash inside the transaction, want it rolled back (1)", count())
+	}
+	crash.Store("")
+	w = send("pay-2")
+	if w == nil || w.Code != 201 || w.Header().Get("Idempotent-Replayed") != "" || count() != 2 {
+		t.Fatalf("retry after a crash inside the transaction: %v, %d payments; want it run again, 2 payments", w, count())
+	}
+	if w := send("pay-2"); w.Code != 201 || w.Header().Get("Idempotent-Replayed") != "true" || count() != 2 {
+		t.Fatalf("third try: %d %q, %d payments", w.Code, w.Header().Get("Idempotent-Replayed"), count())
+	}
+	if _, err := s.InTx(ctx, nil); !errors.Is(err, idempotency.ErrInvalid) {
+		t.Fatalf("InTx outside the middleware: %v, want ErrInvalid", err)
+	}
+}
+
+// GuardTx gives a queue consumer the same: the job's effect and its
+// completion commit together.
+func TestGuardTxExactlyOnce(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	if _, err := f.Primary.Exec(ctx, `CREATE TABLE emails (id serial PRIMARY KEY, job text NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	s := newStore(t, f, Options{})
+	send := func(fail bool) ([]byte, error) {
+		return s.GuardTx(ctx, "job-7", time.Minute, time.Hour, func(ctx context.Context, tx pgx.Tx) ([]byte, error) {
+			if _, err := tx.Exec(ctx, `INSERT INTO emails (job) VALUES ('job-7')`); err != nil {
+				return nil, err
+			}
+			if fail {
+				return nil, errors.New("smtp timeout")
+			}
+			return []byte("sent"), nil
+		})
+	}
+	if _, err := send(true); err == nil {
+		t.Fatal("the failing attempt returned no error")
+	}
+	for i := 0; i < 3; i++ { // the redeliveries
+		if res, err := send(false); err != nil || string(res) != "sent" {
+			t.Fatalf("delivery %d: %q %v", i, res, err)
+		}
+	}
+	var n int
+	if err := f.Primary.QueryRow(ctx, `SELECT count(*) FROM emails`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d emails, %v; want exactly 1", n, err)
+	}
+}
+
+// PostgreSQL paused (connections hang): the middleware answers 503 within
+// the Timeout and never runs the handler; after resume it works.
+func TestPausedDatabaseFailsClosed(t *testing.T) {
+	f := testinfra.PostgresExclusive(t)
+	s := newStore(t, f, Options{})
+	s.timeout = 300 * time.Millisecond
+	var runs atomic.Int64
+	m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { runs.Add(1); w.WriteHeader(201) }))
+	send := func() int {
+		req := httptest.NewRequest("POST", "/pay", strings.NewReader("x"))
+		req.Header.Set("Idempotency-Key", "k")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w.Code
+	}
+	if err := f.Cluster.Primary.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	code := send()
+	took := time.Since(start)
+	if err := f.Cluster.Primary.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if code != http.StatusServiceUnavailable || runs.Load() != 0 {
+		t.Fatalf("database paused: %d with %d runs, want 503 and no run", code, runs.Load())
+	}
+	if took > 5*time.Second {
+		t.Fatalf("the request hung %v (Timeout 300ms)", took)
+	}
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if send() == 201 {
+			return
+		}
+	}
+	t.Fatal("no recovery within 10s of resume")
+}
+
+func TestBadOptions(t *testing.T) {
+	f := testinfra.Postgres(t)
+	for _, c := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{}, "Options.Pool is required"},
+		{Options{Pool: f.Primary, Table: "x; DROP TABLE y"}, "Options.Table"},
+		{Options{Pool: f.Primary, Timeout: -1}, "Options.Timeout must be > 0"},
+		{Options{Pool: f.Primary, SweepInterval: -1}, "Options.SweepInterval"},
+	} {
+		if _, err := New(c.o); !errors.Is(err, idempotency.ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("New(%+v) = %v; want ErrInvalid saying %q", c.o, err, c.want)
+		}
+	}
+}
+
+func TestBackgroundSweep(t *testing.T) {
+	f := testinfra.Postgres(t)
+	s := newStore(t, f, Options{SweepInterval: 10 * time.Millisecond})
+	ctx := context.Background()
+	if _, err := s.Begin(ctx, "gone", "fp", time.Millisecond, 5*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		var n int
+		if err := f.Primary.QueryRow(ctx, `SELECT count(*) FROM idempotency_keys`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+	}
+	t.Fatal("the background sweep did not delete the expired record within 5s")
+}
