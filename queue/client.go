@@ -1,0 +1,156 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// EnqueueOptions are per-job options; the zero value runs the job now at
+// Default priority with the default attempts.
+type EnqueueOptions struct {
+	// Delay runs the job this long from now; RunAt at that time (RunAt
+	// wins when both are set).
+	Delay time.Duration
+	RunAt time.Time
+	// Priority within the queue. Default: Default.
+	Priority Priority
+	// MaxAttempts is how many attempts the job gets before it dies.
+	// Default: 10.
+	MaxAttempts int
+	// Timeout bounds one attempt. Default: the worker's queue setting.
+	Timeout time.Duration
+	// UniqueKey makes the job unique for UniqueFor (default 1h): while a
+	// job holds the key, Enqueue returns a *DuplicateError naming it
+	// instead of adding a second one.
+	UniqueKey string
+	UniqueFor time.Duration
+	// ID is the job's id. Default: a new time-ordered id.
+	ID string
+}
+
+// ClientOptions configures NewClient.
+type ClientOptions struct {
+	// Backend stores the jobs; required.
+	Backend Backend
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// Client enqueues and inspects jobs. It is safe for concurrent use.
+type Client struct {
+	b   Backend
+	now func() time.Time
+}
+
+// NewClient returns a Client, or an error naming the bad option.
+func NewClient(o ClientOptions) (*Client, error) {
+	if o.Backend == nil {
+		return nil, fmt.Errorf("%w: ClientOptions.Backend is required", ErrInvalid)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Client{b: o.Backend, now: o.Now}, nil
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,100}$`)
+
+// CheckName validates a queue name or job kind: 1 to 100 letters, digits
+// and _ . : -.
+func CheckName(what, name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%w: %s %q must be 1 to 100 letters, digits, '_', '.', ':' or '-'", ErrInvalid, what, name)
+	}
+	return nil
+}
+
+// NewMessage builds the stored form of a job, validating everything; it
+// is what Enqueue stores and what transactional enqueues (queuepg) use.
+func NewMessage(now time.Time, queue, kind string, args any, o EnqueueOptions) (*Message, error) {
+	if err := CheckName("queue", queue); err != nil {
+		return nil, err
+	}
+	if err := CheckName("kind", kind); err != nil {
+		return nil, err
+	}
+	payload, err := json.Marshal(args)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the job's args cannot be encoded as JSON: %v", ErrInvalid, err)
+	}
+	switch {
+	case o.Delay < 0:
+		return nil, fmt.Errorf("%w: EnqueueOptions.Delay must be >= 0, got %v", ErrInvalid, o.Delay)
+	case o.Priority < Default || o.Priority > Low:
+		return nil, fmt.Errorf("%w: EnqueueOptions.Priority must be High, Default or Low, got %d", ErrInvalid, o.Priority)
+	case o.MaxAttempts < 0:
+		return nil, fmt.Errorf("%w: EnqueueOptions.MaxAttempts must be >= 1 (0: the default 10), got %d", ErrInvalid, o.MaxAttempts)
+	case o.Timeout < 0:
+		return nil, fmt.Errorf("%w: EnqueueOptions.Timeout must be >= 0, got %v", ErrInvalid, o.Timeout)
+	case o.UniqueFor < 0:
+		return nil, fmt.Errorf("%w: EnqueueOptions.UniqueFor must be >= 0, got %v", ErrInvalid, o.UniqueFor)
+	case o.ID != "" && !nameRE.MatchString(o.ID):
+		return nil, fmt.Errorf("%w: EnqueueOptions.ID %q must be 1 to 100 letters, digits, '_', '.', ':' or '-'", ErrInvalid, o.ID)
+	}
+	m := &Message{ID: o.ID, Queue: queue, Kind: kind, Payload: payload, Priority: o.Priority, State: Pending,
+		MaxAttempts: o.MaxAttempts, RunAt: now.Add(o.Delay), Timeout: o.Timeout, EnqueuedAt: now}
+	if m.ID == "" {
+		m.ID = NewID()
+	}
+	if m.MaxAttempts == 0 {
+		m.MaxAttempts = 10
+	}
+	if !o.RunAt.IsZero() {
+		m.RunAt = o.RunAt
+	}
+	if m.RunAt.After(now) {
+		m.State = Scheduled
+	}
+	if o.UniqueKey != "" {
+		if o.UniqueFor == 0 {
+			o.UniqueFor = time.Hour
+		}
+		m.UniqueKey, m.UniqueUntil = o.UniqueKey, now.Add(o.UniqueFor)
+	}
+	return m, nil
+}
+
+// Enqueue adds a job of kind with args (encoded as JSON) to queue and
+// returns its id. With a UniqueKey already held it returns the holder's id
+// and a *DuplicateError (errors.Is ErrDuplicate).
+func (c *Client) Enqueue(ctx context.Context, queue, kind string, args any, o EnqueueOptions) (string, error) {
+	m, err := NewMessage(c.now(), queue, kind, args, o)
+	if err != nil {
+		return "", err
+	}
+	if err := c.b.Enqueue(ctx, m); err != nil {
+		if d, ok := err.(*DuplicateError); ok {
+			return d.ID, err
+		}
+		return "", err
+	}
+	return m.ID, nil
+}
+
+// Job returns a job's record (state, attempts, last error), or
+// ErrNotFound.
+func (c *Client) Job(ctx context.Context, queue, id string) (*Message, error) {
+	return c.b.Job(ctx, queue, id)
+}
+
+// Counts counts a queue's jobs per state.
+func (c *Client) Counts(ctx context.Context, queue string) (Counts, error) {
+	return c.b.Counts(ctx, queue)
+}
+
+// Dead lists up to limit dead jobs of queue, most recent first.
+func (c *Client) Dead(ctx context.Context, queue string, limit int) ([]*Message, error) {
+	return c.b.Dead(ctx, queue, limit)
+}
+
+// Requeue makes a dead job pending again with its attempts reset.
+func (c *Client) Requeue(ctx context.Context, queue, id string) error {
+	return c.b.Requeue(ctx, queue, id)
+}

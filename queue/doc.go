@@ -1,0 +1,38 @@
+// Package queue runs background jobs at least once without losing any:
+// a Client enqueues (with a delay or run-at time, a priority, a unique key,
+// max attempts, a per-attempt timeout), a Worker runs typed handlers
+// (Handle[T]) with per-queue concurrency and optional rate limits, and a
+// Backend stores the jobs: MemoryBackend in process, queuepg on
+// PostgreSQL (with enqueue in the caller's transaction), queueredis on
+// Redis. queuetest is the conformance suite every backend passes.
+//
+// # Semantics
+//
+// A worker leases a job for QueueOptions.Lease (the visibility timeout)
+// and renews the lease every Lease/3 while the handler runs. A worker
+// that dies (even by SIGKILL) stops renewing, and the job is redelivered
+// once the lease runs out: seconds, not hours. Every outcome carries the
+// lease token, so a worker that lost its lease cannot complete or fail a
+// job another worker now holds (its handler's ctx is cancelled instead).
+// A failed attempt is retried after the Backoff (retry's jittered
+// exponential by default); after MaxAttempts, or at once for
+// Permanent(err) or args that do not decode, the job goes to the dead
+// letters with its last error, to be listed (Client.Dead) and requeued
+// (Client.Requeue). A handler panic is a failed attempt whose error holds
+// the panic and its stack.
+//
+// Priorities: one fetch looks at High first 60% of the time, Default 30%
+// and Low 10%, so lower priorities slow down under load but never starve.
+//
+// Shutdown(ctx) stops fetching, lets the jobs in flight finish until ctx
+// ends, then releases the rest back to the backend (due at once, the
+// attempt not counted) and cancels their handlers; Close does so at once.
+// Nothing in flight is lost either way.
+//
+// # When the backend is down
+//
+// Fetches that fail are retried with a growing pause (100ms to 5s) and
+// logged; Enqueue returns the backend's error to the caller. A job whose
+// outcome cannot be recorded is redelivered after its lease, so handlers
+// must be idempotent (package idempotency helps).
+package queue

@@ -1,0 +1,365 @@
+package queue
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// MemoryBackendOptions configures NewMemoryBackend. The zero value works.
+type MemoryBackendOptions struct {
+	// Retention is how long done jobs are kept for status queries.
+	// Default: 24h.
+	Retention time.Duration
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// MemoryBackend is a Backend in process memory: jobs survive neither a
+// restart nor a crash of the process, so it is for tests, development and
+// work that may be lost. It is safe for concurrent use.
+type MemoryBackend struct {
+	o      MemoryBackendOptions
+	mu     sync.Mutex
+	queues map[string]*memQueue
+	unique map[string]uniqueHold
+}
+
+type uniqueHold struct {
+	id    string
+	until time.Time
+}
+
+type memQueue struct {
+	ready  [3][]*memJob // due jobs, FIFO per priority
+	timed  timeHeap     // scheduled and retry jobs by RunAt
+	active map[string]*memJob
+	jobs   map[string]*memJob
+	dead   []*memJob
+	done   []*memJob // in finish order, for retention
+	wake   chan struct{}
+}
+
+type memJob struct {
+	m          Message
+	token      string
+	leaseUntil time.Time
+	idx        int // in timed, -1 when not there
+}
+
+type timeHeap []*memJob
+
+func (h timeHeap) Len() int { return len(h) }
+func (h timeHeap) Less(i, j int) bool {
+	return h[i].m.RunAt.Before(h[j].m.RunAt)
+}
+func (h timeHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i]; h[i].idx = i; h[j].idx = j }
+func (h *timeHeap) Push(x any)   { j := x.(*memJob); j.idx = len(*h); *h = append(*h, j) }
+func (h *timeHeap) Pop() any {
+	old := *h
+	j := old[len(old)-1]
+	*h = old[:len(old)-1]
+	j.idx = -1
+	return j
+}
+
+// NewMemoryBackend returns an empty MemoryBackend.
+func NewMemoryBackend(o MemoryBackendOptions) *MemoryBackend {
+	if o.Retention <= 0 {
+		o.Retention = 24 * time.Hour
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &MemoryBackend{o: o, queues: map[string]*memQueue{}, unique: map[string]uniqueHold{}}
+}
+
+func (b *MemoryBackend) queue(name string) *memQueue {
+	q := b.queues[name]
+	if q == nil {
+		q = &memQueue{active: map[string]*memJob{}, jobs: map[string]*memJob{}, wake: make(chan struct{})}
+		b.queues[name] = q
+	}
+	return q
+}
+
+func (q *memQueue) signal() {
+	close(q.wake)
+	q.wake = make(chan struct{})
+}
+
+func (q *memQueue) place(j *memJob, now time.Time) {
+	if j.m.RunAt.After(now) {
+		if j.m.State != Retry {
+			j.m.State = Scheduled
+		}
+		heap.Push(&q.timed, j)
+		return
+	}
+	j.m.State = Pending
+	q.ready[j.m.Priority] = append(q.ready[j.m.Priority], j)
+}
+
+// Enqueue is Backend.Enqueue.
+func (b *MemoryBackend) Enqueue(_ context.Context, m *Message) error {
+	now := b.o.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if m.UniqueKey != "" {
+		uk := m.Queue + "\x00" + m.UniqueKey
+		if h, ok := b.unique[uk]; ok && now.Before(h.until) {
+			return &DuplicateError{UniqueKey: m.UniqueKey, ID: h.id}
+		}
+		b.unique[uk] = uniqueHold{id: m.ID, until: m.UniqueUntil}
+	}
+	q := b.queue(m.Queue)
+	if _, ok := q.jobs[m.ID]; ok {
+		return fmt.Errorf("%w: job id %q is already used in queue %q", ErrInvalid, m.ID, m.Queue)
+	}
+	j := &memJob{m: *m, idx: -1}
+	j.m.Payload = slices.Clone(m.Payload)
+	q.jobs[m.ID] = j
+	q.place(j, now)
+	q.signal()
+	return nil
+}
+
+// due moves scheduled jobs whose time came and expired leases to ready.
+func (b *MemoryBackend) due(q *memQueue, now time.Time) {
+	for q.timed.Len() > 0 && !q.timed[0].m.RunAt.After(now) {
+		j := heap.Pop(&q.timed).(*memJob)
+		j.m.State = Pending
+		q.ready[j.m.Priority] = append(q.ready[j.m.Priority], j)
+	}
+	for id, j := range q.active {
+		if !now.Before(j.leaseUntil) {
+			delete(q.active, id)
+			j.token = ""
+			j.m.State = Pending
+			q.ready[j.m.Priority] = append([]*memJob{j}, q.ready[j.m.Priority]...)
+		}
+	}
+	for len(q.done) > 0 && now.Sub(q.done[0].m.FinishedAt) > b.o.Retention {
+		delete(q.jobs, q.done[0].m.ID)
+		q.done = q.done[1:]
+	}
+}
+
+// Fetch is Backend.Fetch.
+func (b *MemoryBackend) Fetch(ctx context.Context, r FetchRequest) ([]*Lease, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		now := b.o.Now()
+		b.mu.Lock()
+		q := b.queue(r.Queue)
+		b.due(q, now)
+		var out []*Lease
+		for _, p := range r.Order {
+			for len(out) < r.Max && len(q.ready[p]) > 0 {
+				j := q.ready[p][0]
+				q.ready[p] = q.ready[p][1:]
+				j.m.State = Active
+				j.m.Attempt++
+				j.token = NewToken()
+				j.leaseUntil = now.Add(r.Lease)
+				q.active[j.m.ID] = j
+				m := j.m
+				out = append(out, &Lease{Msg: &m, Token: j.token, Until: j.leaseUntil})
+			}
+		}
+		wake := q.wake
+		next := time.Duration(-1)
+		if q.timed.Len() > 0 {
+			next = q.timed[0].m.RunAt.Sub(now)
+		}
+		for _, j := range q.active {
+			if d := j.leaseUntil.Sub(now); next < 0 || d < next {
+				next = d
+			}
+		}
+		b.mu.Unlock()
+		if len(out) > 0 || r.Wait <= 0 {
+			return out, nil
+		}
+		wait := r.Wait
+		if next >= 0 && next < wait {
+			wait = max(next, time.Millisecond)
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		r.Wait -= wait
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-wake:
+		case <-timer.C:
+		}
+	}
+}
+
+func (b *MemoryBackend) leased(l *Lease, now time.Time) (*memQueue, *memJob, error) {
+	q := b.queues[l.Msg.Queue]
+	if q == nil {
+		return nil, nil, ErrLeaseLost
+	}
+	j := q.active[l.Msg.ID]
+	if j == nil || j.token != l.Token || !now.Before(j.leaseUntil) {
+		return nil, nil, ErrLeaseLost
+	}
+	return q, j, nil
+}
+
+// Extend is Backend.Extend.
+func (b *MemoryBackend) Extend(_ context.Context, l *Lease, d time.Duration) error {
+	now := b.o.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, j, err := b.leased(l, now)
+	if err != nil {
+		return err
+	}
+	j.leaseUntil = now.Add(d)
+	l.Until = j.leaseUntil
+	return nil
+}
+
+// Complete is Backend.Complete.
+func (b *MemoryBackend) Complete(_ context.Context, l *Lease) error {
+	now := b.o.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q, j, err := b.leased(l, now)
+	if err != nil {
+		return err
+	}
+	delete(q.active, j.m.ID)
+	j.m.State, j.m.FinishedAt, j.token = Done, now, ""
+	q.done = append(q.done, j)
+	return nil
+}
+
+// Fail is Backend.Fail.
+func (b *MemoryBackend) Fail(_ context.Context, l *Lease, errMsg string, retryAt time.Time, dead bool) error {
+	now := b.o.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q, j, err := b.leased(l, now)
+	if err != nil {
+		return err
+	}
+	delete(q.active, j.m.ID)
+	j.m.LastError, j.token = errMsg, ""
+	if dead || j.m.Attempt >= j.m.MaxAttempts {
+		j.m.State, j.m.FinishedAt = Dead, now
+		q.dead = append(q.dead, j)
+		return nil
+	}
+	j.m.State, j.m.RunAt = Retry, retryAt
+	q.place(j, now)
+	if j.m.State == Pending {
+		q.signal()
+	}
+	return nil
+}
+
+// Release is Backend.Release.
+func (b *MemoryBackend) Release(_ context.Context, l *Lease) error {
+	now := b.o.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q, j, err := b.leased(l, now)
+	if err != nil {
+		return err
+	}
+	delete(q.active, j.m.ID)
+	j.m.Attempt--
+	j.m.State, j.token = Pending, ""
+	q.ready[j.m.Priority] = append([]*memJob{j}, q.ready[j.m.Priority]...)
+	q.signal()
+	return nil
+}
+
+// Job is Backend.Job.
+func (b *MemoryBackend) Job(_ context.Context, queue, id string) (*Message, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if q := b.queues[queue]; q != nil {
+		if j := q.jobs[id]; j != nil {
+			m := j.m
+			return &m, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %s in queue %s", ErrNotFound, id, queue)
+}
+
+// Counts is Backend.Counts.
+func (b *MemoryBackend) Counts(_ context.Context, queue string) (Counts, error) {
+	now := b.o.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var c Counts
+	q := b.queues[queue]
+	if q == nil {
+		return c, nil
+	}
+	b.due(q, now)
+	for _, r := range q.ready {
+		c.Pending += int64(len(r))
+		for _, j := range r {
+			c.OldestPending = max(c.OldestPending, now.Sub(j.m.RunAt))
+		}
+	}
+	for _, j := range q.timed {
+		if j.m.State == Retry {
+			c.Retry++
+		} else {
+			c.Scheduled++
+		}
+	}
+	c.Active, c.Dead, c.Done = int64(len(q.active)), int64(len(q.dead)), int64(len(q.done))
+	return c, nil
+}
+
+// Dead is Backend.Dead.
+func (b *MemoryBackend) Dead(_ context.Context, queue string, limit int) ([]*Message, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []*Message
+	if q := b.queues[queue]; q != nil {
+		for i := len(q.dead) - 1; i >= 0 && (limit <= 0 || len(out) < limit); i-- {
+			m := q.dead[i].m
+			out = append(out, &m)
+		}
+	}
+	return out, nil
+}
+
+// Requeue is Backend.Requeue.
+func (b *MemoryBackend) Requeue(_ context.Context, queue, id string) error {
+	now := b.o.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.queues[queue]
+	if q == nil || q.jobs[id] == nil || q.jobs[id].m.State != Dead {
+		return fmt.Errorf("%w: no dead job %s in queue %s", ErrNotFound, id, queue)
+	}
+	j := q.jobs[id]
+	q.dead = slices.DeleteFunc(q.dead, func(d *memJob) bool { return d == j })
+	j.m.Attempt, j.m.RunAt, j.m.FinishedAt = 0, now, time.Time{}
+	q.place(j, now)
+	q.signal()
+	return nil
+}
+
+var _ Backend = (*MemoryBackend)(nil)

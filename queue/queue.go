@@ -1,0 +1,218 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+)
+
+// ErrInvalid is wrapped by every error about bad options or arguments.
+var ErrInvalid = errors.New("queue: invalid")
+
+// ErrDuplicate is returned (wrapped in a *DuplicateError) by Enqueue when
+// a job with the same unique key is already held.
+var ErrDuplicate = errors.New("queue: duplicate job")
+
+// ErrNotFound is returned for a job id the backend does not hold (never
+// existed, or its record expired).
+var ErrNotFound = errors.New("queue: job not found")
+
+// ErrLeaseLost is returned by a Backend when a lease token no longer holds
+// its job: the lease expired and another worker took the job.
+var ErrLeaseLost = errors.New("queue: lease lost")
+
+// DuplicateError is ErrDuplicate with the id of the job already held.
+type DuplicateError struct {
+	UniqueKey string
+	ID        string
+}
+
+// Error says which job holds the unique key.
+func (e *DuplicateError) Error() string {
+	return fmt.Sprintf("queue: duplicate job: unique key %q is held by job %s", e.UniqueKey, e.ID)
+}
+
+// Is makes errors.Is(err, ErrDuplicate) true.
+func (e *DuplicateError) Is(target error) bool { return target == ErrDuplicate }
+
+// Priority orders jobs within a queue. Workers take High jobs six times as
+// often as Low ones and Default three times, when all three wait: lower
+// priorities slow down under load but never starve.
+type Priority int
+
+const (
+	// Default is the zero value.
+	Default Priority = iota
+	// High jobs go first most of the time.
+	High
+	// Low jobs go last most of the time.
+	Low
+)
+
+// String names the priority.
+func (p Priority) String() string {
+	switch p {
+	case Default:
+		return "default"
+	case High:
+		return "high"
+	case Low:
+		return "low"
+	}
+	return "Priority(" + strconv.Itoa(int(p)) + ")"
+}
+
+// FetchOrder returns the order in which one fetch looks at the
+// priorities: High, Default, Low drawn by weights 6:3:1 for the first
+// place (r in [0, 1)), the others after it in their natural order.
+func FetchOrder(r float64) [3]Priority {
+	switch {
+	case r < 0.6:
+		return [3]Priority{High, Default, Low}
+	case r < 0.9:
+		return [3]Priority{Default, High, Low}
+	default:
+		return [3]Priority{Low, High, Default}
+	}
+}
+
+// State is where a job is in its life.
+type State string
+
+const (
+	// Pending jobs wait to run now.
+	Pending State = "pending"
+	// Scheduled jobs wait for their run-at time.
+	Scheduled State = "scheduled"
+	// Active jobs are leased by a worker.
+	Active State = "active"
+	// Retry jobs failed and wait for their next attempt.
+	Retry State = "retry"
+	// Dead jobs failed for the last time (or permanently); see Dead and
+	// Requeue.
+	Dead State = "dead"
+	// Done jobs completed; they are kept for status queries for the
+	// backend's retention.
+	Done State = "done"
+)
+
+// Message is a job as a Backend stores it.
+type Message struct {
+	ID, Queue, Kind string
+	// Payload is the job's arguments, JSON.
+	Payload  []byte
+	Priority Priority
+	State    State
+	// Attempt is how many attempts started (the current one included
+	// while Active).
+	Attempt, MaxAttempts int
+	// RunAt is when the job is (or was) due.
+	RunAt time.Time
+	// Timeout bounds one attempt (0: the queue's default).
+	Timeout time.Duration
+	// UniqueKey, when set, is held until UniqueUntil: enqueueing another
+	// job with it returns ErrDuplicate.
+	UniqueKey   string
+	UniqueUntil time.Time
+	EnqueuedAt  time.Time
+	// LastError is the error of the last failed attempt.
+	LastError string
+	// FinishedAt is when the job completed or died.
+	FinishedAt time.Time
+}
+
+// Lease is a worker's claim on an Active job; Token fences it, so a worker
+// whose lease expired cannot complete a job another worker now holds.
+type Lease struct {
+	Msg   *Message
+	Token string
+	Until time.Time
+}
+
+// Counts is how many jobs of a queue are in each state.
+type Counts struct {
+	Pending, Scheduled, Active, Retry, Dead, Done int64
+	// OldestPending is the age of the oldest job due to run (the queue's
+	// lag); 0 when none waits.
+	OldestPending time.Duration
+}
+
+// FetchRequest asks a Backend for jobs.
+type FetchRequest struct {
+	Queue string
+	// Max is the most jobs to lease.
+	Max int
+	// Lease is how long the leases last.
+	Lease time.Duration
+	// Wait is how long the backend may block for a job to arrive when none
+	// is due (0: answer at once).
+	Wait time.Duration
+	// Order is the priorities to look at, in order (see FetchOrder).
+	Order [3]Priority
+}
+
+// Backend stores jobs: MemoryBackend in process, queueredis on Redis
+// Streams, queuepg on PostgreSQL. queuetest is the conformance suite.
+// Every method may be called concurrently.
+type Backend interface {
+	// Enqueue stores m (its ID set by the caller), due at m.RunAt. With a
+	// UniqueKey held by another job it stores nothing and returns a
+	// *DuplicateError naming that job.
+	Enqueue(ctx context.Context, m *Message) error
+	// Fetch leases up to Max due jobs (pending, scheduled or retry jobs
+	// whose time came, and active jobs whose lease expired), counting an
+	// attempt on each.
+	Fetch(ctx context.Context, r FetchRequest) ([]*Lease, error)
+	// Extend renews a lease until now+d, or returns ErrLeaseLost.
+	Extend(ctx context.Context, l *Lease, d time.Duration) error
+	// Complete marks the job done, or returns ErrLeaseLost.
+	Complete(ctx context.Context, l *Lease) error
+	// Fail records a failed attempt with errMsg: the job dies when dead is
+	// true, else it is retried at retryAt. ErrLeaseLost if the lease is
+	// gone.
+	Fail(ctx context.Context, l *Lease, errMsg string, retryAt time.Time, dead bool) error
+	// Release gives an active job back, due now, without counting the
+	// attempt (a worker shutting down).
+	Release(ctx context.Context, l *Lease) error
+	// Job returns a job by id, or ErrNotFound.
+	Job(ctx context.Context, queue, id string) (*Message, error)
+	// Counts counts a queue's jobs per state.
+	Counts(ctx context.Context, queue string) (Counts, error)
+	// Dead lists up to limit dead jobs of a queue, most recent first.
+	Dead(ctx context.Context, queue string, limit int) ([]*Message, error)
+	// Requeue makes a dead job pending again with a fresh attempt count.
+	Requeue(ctx context.Context, queue, id string) error
+}
+
+// NewID returns a new job id: time-ordered, 26 characters.
+func NewID() string {
+	return fmt.Sprintf("%013x%013x", time.Now().UnixNano()>>8, rand.Uint64()>>12)
+}
+
+// NewToken returns a random lease token.
+func NewToken() string {
+	return strconv.FormatUint(rand.Uint64(), 36) + strconv.FormatUint(rand.Uint64(), 36)
+}
+
+type permanentError struct{ err error }
+
+func (p *permanentError) Error() string { return p.err.Error() }
+func (p *permanentError) Unwrap() error { return p.err }
+
+// Permanent marks a handler error as final: the job goes to the dead
+// letters at once, without more attempts.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}

@@ -1,0 +1,338 @@
+// Package queuetest is the conformance suite every queue.Backend of this
+// module passes (MemoryBackend, queuepg, queueredis): Run drives a
+// backend directly with simulated time; RunWorker runs real Workers on it.
+package queuetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/scalekit-go/scalekit/internal/testclock"
+	"github.com/scalekit-go/scalekit/queue"
+)
+
+// Factory returns the Backend under test reading the time from now. It
+// is called once per subtest; queue names are unique per subtest.
+type Factory func(t *testing.T, now func() time.Time) queue.Backend
+
+// Name is a queue name unique to this test run.
+func Name(t testing.TB) string {
+	return "q" + strconv.FormatUint(rand.Uint64(), 36)
+}
+
+var order = [3]queue.Priority{queue.High, queue.Default, queue.Low}
+
+type env struct {
+	t   *testing.T
+	b   queue.Backend
+	c   *queue.Client
+	clk *testclock.Clock
+	q   string
+}
+
+func setup(t *testing.T, f Factory) *env {
+	clk := testclock.New()
+	b := f(t, clk.Now)
+	c, err := queue.NewClient(queue.ClientOptions{Backend: b, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, b: b, c: c, clk: clk, q: Name(t)}
+}
+
+func (e *env) enqueue(kind string, o queue.EnqueueOptions) string {
+	e.t.Helper()
+	id, err := e.c.Enqueue(context.Background(), e.q, kind, map[string]string{"kind": kind}, o)
+	if err != nil {
+		e.t.Fatalf("Enqueue(%s): %v", kind, err)
+	}
+	return id
+}
+
+func (e *env) fetch(max int, lease time.Duration) []*queue.Lease {
+	e.t.Helper()
+	ls, err := e.b.Fetch(context.Background(), queue.FetchRequest{Queue: e.q, Max: max, Lease: lease, Order: order})
+	if err != nil {
+		e.t.Fatalf("Fetch: %v", err)
+	}
+	return ls
+}
+
+func (e *env) state(id string) *queue.Message {
+	e.t.Helper()
+	m, err := e.c.Job(context.Background(), e.q, id)
+	if err != nil {
+		e.t.Fatalf("Job(%s): %v", id, err)
+	}
+	return m
+}
+
+func kinds(ls []*queue.Lease) []string {
+	var out []string
+	for _, l := range ls {
+		out = append(out, l.Msg.Kind)
+	}
+	return out
+}
+
+// Run runs the Backend conformance suite as subtests of t.
+func Run(t *testing.T, f Factory) {
+	ctx := context.Background()
+	t.Run("FIFOAndComplete", func(t *testing.T) {
+		e := setup(t, f)
+		ids := []string{e.enqueue("a", queue.EnqueueOptions{}), e.enqueue("b", queue.EnqueueOptions{}), e.enqueue("c", queue.EnqueueOptions{})}
+		ls := e.fetch(10, time.Minute)
+		if fmt.Sprint(kinds(ls)) != "[a b c]" {
+			t.Fatalf("fetched %v, want [a b c] in enqueue order", kinds(ls))
+		}
+		for _, l := range ls {
+			if l.Msg.Attempt != 1 || l.Msg.State != queue.Active || l.Token == "" || string(l.Msg.Payload) != `{"kind":"`+l.Msg.Kind+`"}` {
+				t.Fatalf("lease %+v", l.Msg)
+			}
+		}
+		if more := e.fetch(10, time.Minute); len(more) != 0 {
+			t.Fatalf("leased jobs fetched again: %v", kinds(more))
+		}
+		if err := e.b.Complete(ctx, ls[0]); err != nil {
+			t.Fatal(err)
+		}
+		if m := e.state(ids[0]); m.State != queue.Done || m.FinishedAt.IsZero() {
+			t.Fatalf("completed job: %+v", m)
+		}
+		c, err := e.c.Counts(ctx, e.q)
+		if err != nil || c.Done != 1 || c.Active != 2 || c.Pending != 0 {
+			t.Fatalf("counts %+v %v", c, err)
+		}
+		if _, err := e.c.Job(ctx, e.q, "nope"); !errors.Is(err, queue.ErrNotFound) {
+			t.Fatalf("unknown job: %v", err)
+		}
+	})
+	t.Run("Priorities", func(t *testing.T) {
+		e := setup(t, f)
+		e.enqueue("low", queue.EnqueueOptions{Priority: queue.Low})
+		e.enqueue("default", queue.EnqueueOptions{})
+		e.enqueue("high", queue.EnqueueOptions{Priority: queue.High})
+		ls := e.fetch(10, time.Minute)
+		if fmt.Sprint(kinds(ls)) != "[high default low]" {
+			t.Fatalf("fetched %v, want [high default low]", kinds(ls))
+		}
+		e.enqueue("low2", queue.EnqueueOptions{Priority: queue.Low})
+		e.enqueue("high2", queue.EnqueueOptions{Priority: queue.High})
+		l, err := e.b.Fetch(ctx, queue.FetchRequest{Queue: e.q, Max: 1, Lease: time.Minute, Order: [3]queue.Priority{queue.Low, queue.High, queue.Default}})
+		if err != nil || len(l) != 1 || l[0].Msg.Kind != "low2" {
+			t.Fatalf("a fetch ordered Low first got %v %v, want low2: low jobs are not starved", kinds(l), err)
+		}
+	})
+	t.Run("Delay", func(t *testing.T) {
+		e := setup(t, f)
+		id := e.enqueue("later", queue.EnqueueOptions{Delay: 10 * time.Second})
+		if m := e.state(id); m.State != queue.Scheduled {
+			t.Fatalf("delayed job state %s, want scheduled", m.State)
+		}
+		if c, _ := e.c.Counts(ctx, e.q); c.Scheduled != 1 {
+			t.Fatalf("counts %+v, want 1 scheduled", c)
+		}
+		if ls := e.fetch(1, time.Minute); len(ls) != 0 {
+			t.Fatal("a job delayed 10s ran at once")
+		}
+		e.clk.Add(10 * time.Second)
+		ls := e.fetch(1, time.Minute)
+		if len(ls) != 1 {
+			t.Fatal("the delayed job did not run once due")
+		}
+		if err := e.b.Complete(ctx, ls[0]); err != nil {
+			t.Fatal(err)
+		}
+		at := e.enqueue("at", queue.EnqueueOptions{RunAt: e.clk.Now().Add(time.Hour)})
+		e.clk.Add(59 * time.Minute)
+		if ls := e.fetch(1, time.Minute); len(ls) != 0 {
+			t.Fatal("a job for in an hour ran after 59 minutes")
+		}
+		e.clk.Add(time.Minute)
+		if ls := e.fetch(1, time.Minute); len(ls) != 1 || ls[0].Msg.ID != at {
+			t.Fatal("the RunAt job did not run at its time")
+		}
+	})
+	t.Run("RetryThenDead", func(t *testing.T) {
+		e := setup(t, f)
+		id := e.enqueue("flaky", queue.EnqueueOptions{MaxAttempts: 2})
+		l := e.fetch(1, time.Minute)[0]
+		if err := e.b.Fail(ctx, l, "boom 1", e.clk.Now().Add(5*time.Second), false); err != nil {
+			t.Fatal(err)
+		}
+		if m := e.state(id); m.State != queue.Retry || m.LastError != "boom 1" {
+			t.Fatalf("after a failure: %+v", m)
+		}
+		if c, _ := e.c.Counts(ctx, e.q); c.Retry != 1 {
+			t.Fatalf("counts %+v, want 1 retry", c)
+		}
+		if ls := e.fetch(1, time.Minute); len(ls) != 0 {
+			t.Fatal("retried before its backoff")
+		}
+		e.clk.Add(5 * time.Second)
+		l = e.fetch(1, time.Minute)[0]
+		if l.Msg.Attempt != 2 || l.Msg.LastError != "boom 1" {
+			t.Fatalf("second attempt: %+v", l.Msg)
+		}
+		if err := e.b.Fail(ctx, l, "boom 2", e.clk.Now(), false); err != nil {
+			t.Fatal(err)
+		}
+		if m := e.state(id); m.State != queue.Dead || m.LastError != "boom 2" {
+			t.Fatalf("after MaxAttempts: %+v, want dead with the last error", m)
+		}
+		dead, err := e.c.Dead(ctx, e.q, 10)
+		if err != nil || len(dead) != 1 || dead[0].ID != id {
+			t.Fatalf("Dead = %v %v", dead, err)
+		}
+		if err := e.c.Requeue(ctx, e.q, id); err != nil {
+			t.Fatal(err)
+		}
+		l = e.fetch(1, time.Minute)[0]
+		if l.Msg.ID != id || l.Msg.Attempt != 1 {
+			t.Fatalf("requeued: %+v, want attempt 1 again", l.Msg)
+		}
+		if err := e.c.Requeue(ctx, e.q, id); !errors.Is(err, queue.ErrNotFound) {
+			t.Fatalf("Requeue of a job that is not dead: %v", err)
+		}
+		p := e.enqueue("bad", queue.EnqueueOptions{})
+		if err := e.b.Fail(ctx, e.fetch(1, time.Minute)[0], "permanent", e.clk.Now(), true); err != nil {
+			t.Fatal(err)
+		}
+		if m := e.state(p); m.State != queue.Dead || m.Attempt != 1 {
+			t.Fatalf("a permanent failure: %+v, want dead after 1 attempt", m)
+		}
+	})
+	t.Run("Unique", func(t *testing.T) {
+		e := setup(t, f)
+		first := e.enqueue("report", queue.EnqueueOptions{UniqueKey: "daily", UniqueFor: time.Hour})
+		id, err := e.c.Enqueue(ctx, e.q, "report", nil, queue.EnqueueOptions{UniqueKey: "daily"})
+		var dup *queue.DuplicateError
+		if !errors.As(err, &dup) || !errors.Is(err, queue.ErrDuplicate) || id != first || dup.ID != first {
+			t.Fatalf("duplicate: %q %v, want the first job's id and a *DuplicateError", id, err)
+		}
+		e.clk.Add(time.Hour)
+		if _, err := e.c.Enqueue(ctx, e.q, "report", nil, queue.EnqueueOptions{UniqueKey: "daily"}); err != nil {
+			t.Fatalf("after UniqueFor: %v", err)
+		}
+		if c, _ := e.c.Counts(ctx, e.q); c.Pending != 2 {
+			t.Fatalf("counts %+v, want 2 jobs", c)
+		}
+	})
+	t.Run("LeaseExpiryRedelivers", func(t *testing.T) {
+		e := setup(t, f)
+		id := e.enqueue("slow", queue.EnqueueOptions{})
+		old := e.fetch(1, 30*time.Second)[0]
+		e.clk.Add(20 * time.Second)
+		if ls := e.fetch(1, 30*time.Second); len(ls) != 0 {
+			t.Fatal("redelivered while the lease held")
+		}
+		e.clk.Add(11 * time.Second)
+		cur := e.fetch(1, 30*time.Second)
+		if len(cur) != 1 || cur[0].Msg.ID != id || cur[0].Msg.Attempt != 2 || cur[0].Token == old.Token {
+			t.Fatalf("after the lease expired: %v, want the job again as attempt 2 with a new token", cur)
+		}
+		if err := e.b.Complete(ctx, old); !errors.Is(err, queue.ErrLeaseLost) {
+			t.Fatalf("the old holder's Complete: %v, want ErrLeaseLost", err)
+		}
+		if err := e.b.Extend(ctx, old, time.Minute); !errors.Is(err, queue.ErrLeaseLost) {
+			t.Fatalf("the old holder's Extend: %v, want ErrLeaseLost", err)
+		}
+		if err := e.b.Fail(ctx, old, "x", e.clk.Now(), true); !errors.Is(err, queue.ErrLeaseLost) {
+			t.Fatalf("the old holder's Fail: %v, want ErrLeaseLost", err)
+		}
+		e.clk.Add(20 * time.Second)
+		if err := e.b.Extend(ctx, cur[0], 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		e.clk.Add(20 * time.Second) // 40s after the fetch, 20s after the renewal
+		if ls := e.fetch(1, 30*time.Second); len(ls) != 0 {
+			t.Fatal("redelivered although the lease was renewed")
+		}
+		if err := e.b.Complete(ctx, cur[0]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("ReleaseDoesNotCountAnAttempt", func(t *testing.T) {
+		e := setup(t, f)
+		e.enqueue("x", queue.EnqueueOptions{})
+		l := e.fetch(1, time.Minute)[0]
+		if err := e.b.Release(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+		again := e.fetch(1, time.Minute)
+		if len(again) != 1 || again[0].Msg.Attempt != 1 {
+			t.Fatalf("after Release: %v, want the job at attempt 1", again)
+		}
+	})
+	t.Run("ConcurrentFetchLeasesEachJobOnce", func(t *testing.T) {
+		e := setup(t, f)
+		const n = 120
+		for i := 0; i < n; i++ {
+			e.enqueue("j", queue.EnqueueOptions{})
+		}
+		var mu sync.Mutex
+		seen := map[string]int{}
+		var wg sync.WaitGroup
+		for g := 0; g < 8; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					ls, err := e.b.Fetch(ctx, queue.FetchRequest{Queue: e.q, Max: 5, Lease: time.Minute, Order: order})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if len(ls) == 0 {
+						return
+					}
+					mu.Lock()
+					for _, l := range ls {
+						seen[l.Msg.ID]++
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if len(seen) != n {
+			t.Fatalf("%d distinct jobs leased, want %d", len(seen), n)
+		}
+		for id, k := range seen {
+			if k != 1 {
+				t.Fatalf("job %s leased %d times", id, k)
+			}
+		}
+	})
+	t.Run("CountsAndLag", func(t *testing.T) {
+		e := setup(t, f)
+		e.enqueue("a", queue.EnqueueOptions{})
+		e.clk.Add(3 * time.Second)
+		e.enqueue("b", queue.EnqueueOptions{})
+		c, err := e.c.Counts(ctx, e.q)
+		if err != nil || c.Pending != 2 || c.OldestPending < 3*time.Second || c.OldestPending > 4*time.Second {
+			t.Fatalf("counts %+v %v, want 2 pending, the oldest 3s old", c, err)
+		}
+	})
+	t.Run("BadArguments", func(t *testing.T) {
+		e := setup(t, f)
+		for _, c := range []struct {
+			queue, kind string
+			o           queue.EnqueueOptions
+		}{{"", "k", queue.EnqueueOptions{}}, {e.q, "bad kind", queue.EnqueueOptions{}}, {e.q, "k", queue.EnqueueOptions{Delay: -1}},
+			{e.q, "k", queue.EnqueueOptions{Priority: 9}}, {e.q, "k", queue.EnqueueOptions{MaxAttempts: -1}}} {
+			if _, err := e.c.Enqueue(ctx, c.queue, c.kind, nil, c.o); !errors.Is(err, queue.ErrInvalid) {
+				t.Errorf("Enqueue(%q, %q, %+v): %v, want ErrInvalid", c.queue, c.kind, c.o, err)
+			}
+		}
+		if _, err := e.c.Enqueue(ctx, e.q, "k", func() {}, queue.EnqueueOptions{}); !errors.Is(err, queue.ErrInvalid) {
+			t.Errorf("args that are not JSON: %v", err)
+		}
+	})
+}

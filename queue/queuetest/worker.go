@@ -1,0 +1,171 @@
+package queuetest
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/scalekit-go/scalekit/queue"
+	"github.com/scalekit-go/scalekit/retry"
+)
+
+// RealTimeFactory returns the Backend under test on the real clock.
+type RealTimeFactory func(t *testing.T) queue.Backend
+
+type args struct{ N int }
+
+func worker(t *testing.T, b queue.Backend, q string, o queue.QueueOptions) *queue.Worker {
+	t.Helper()
+	w, err := queue.NewWorker(queue.WorkerOptions{Backend: b, Queues: map[string]queue.QueueOptions{q: o},
+		Backoff: retry.Constant{D: time.Millisecond}, FetchWait: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("not within 20s: %s", what)
+}
+
+// RunWorker runs Workers on the backend (real time) as subtests of t.
+func RunWorker(t *testing.T, f RealTimeFactory) {
+	ctx := context.Background()
+	t.Run("ProcessesEveryJobOnce", func(t *testing.T) {
+		b, q := f(t), Name(t)
+		c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+		const n = 60
+		for i := 0; i < n; i++ {
+			if _, err := c.Enqueue(ctx, q, "count", args{i}, queue.EnqueueOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var mu sync.Mutex
+		seen := map[int]int{}
+		w := worker(t, b, q, queue.QueueOptions{Concurrency: 4})
+		if err := queue.Handle(w, "count", func(ctx context.Context, j *queue.Job[args]) error {
+			mu.Lock()
+			seen[j.Args.N]++
+			mu.Unlock()
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		waitFor(t, "every job done", func() bool { c, _ := c.Counts(ctx, q); return c.Done == n })
+		mu.Lock()
+		defer mu.Unlock()
+		for i := 0; i < n; i++ {
+			if seen[i] != 1 {
+				t.Fatalf("job %d ran %d times", i, seen[i])
+			}
+		}
+	})
+	t.Run("RetriesPanicsAndPermanent", func(t *testing.T) {
+		b, q := f(t), Name(t)
+		c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+		flaky, _ := c.Enqueue(ctx, q, "flaky", args{}, queue.EnqueueOptions{MaxAttempts: 5})
+		panicky, _ := c.Enqueue(ctx, q, "panicky", args{}, queue.EnqueueOptions{MaxAttempts: 1})
+		final, _ := c.Enqueue(ctx, q, "final", args{}, queue.EnqueueOptions{MaxAttempts: 5})
+		badArgs, _ := c.Enqueue(ctx, q, "typed", "not an object", queue.EnqueueOptions{MaxAttempts: 5})
+		w := worker(t, b, q, queue.QueueOptions{Concurrency: 2})
+		var flakyRuns, finalRuns atomic.Int64
+		queue.Handle(w, "flaky", func(ctx context.Context, j *queue.Job[args]) error {
+			if flakyRuns.Add(1) < 3 {
+				return errors.New("provider timeout")
+			}
+			if j.Attempt != 3 || j.LastError != "provider timeout" {
+				t.Errorf("third attempt sees %d %q", j.Attempt, j.LastError)
+			}
+			return nil
+		})
+		queue.Handle(w, "panicky", func(ctx context.Context, j *queue.Job[args]) error { panic("nil map") })
+		queue.Handle(w, "final", func(ctx context.Context, j *queue.Job[args]) error {
+			finalRuns.Add(1)
+			return queue.Permanent(errors.New("card declined"))
+		})
+		queue.Handle(w, "typed", func(ctx context.Context, j *queue.Job[args]) error { return nil })
+		w.Start(ctx)
+		defer w.Close()
+		state := func(id string) *queue.Message { m, _ := c.Job(ctx, q, id); return m }
+		waitFor(t, "all four jobs settled", func() bool {
+			return state(flaky).State == queue.Done && state(panicky).State == queue.Dead && state(final).State == queue.Dead && state(badArgs).State == queue.Dead
+		})
+		if m := state(panicky); !strings.Contains(m.LastError, "panicked: nil map") || !strings.Contains(m.LastError, "goroutine") {
+			t.Fatalf("a panic's error %q, want the panic value and a stack", m.LastError)
+		}
+		if finalRuns.Load() != 1 || state(final).Attempt != 1 {
+			t.Fatalf("a Permanent error ran %d times, want 1", finalRuns.Load())
+		}
+		if st := w.Stats()[0]; st.Processed != 1 || st.Dead != 3 || st.Retried != 2 || st.Panics != 1 {
+			t.Fatalf("stats %+v", st)
+		}
+	})
+	t.Run("ShutdownFinishesThenReleases", func(t *testing.T) {
+		b, q := f(t), Name(t)
+		c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+		for i := 0; i < 3; i++ {
+			c.Enqueue(ctx, q, "short", args{i}, queue.EnqueueOptions{})
+		}
+		w := worker(t, b, q, queue.QueueOptions{Concurrency: 3})
+		started := make(chan struct{}, 3)
+		queue.Handle(w, "short", func(ctx context.Context, j *queue.Job[args]) error {
+			started <- struct{}{}
+			time.Sleep(100 * time.Millisecond)
+			return nil
+		})
+		w.Start(ctx)
+		for i := 0; i < 3; i++ {
+			<-started
+		}
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := w.Shutdown(sctx); err != nil {
+			t.Fatalf("Shutdown with time to spare: %v", err)
+		}
+		cancel()
+		if cnt, _ := c.Counts(ctx, q); cnt.Done != 3 {
+			t.Fatalf("after a graceful shutdown: %+v, want the 3 in-flight jobs done", cnt)
+		}
+
+		// Handlers that outlive the deadline: released, not lost.
+		q2 := Name(t)
+		for i := 0; i < 2; i++ {
+			c.Enqueue(ctx, q2, "stuck", args{i}, queue.EnqueueOptions{})
+		}
+		w2 := worker(t, b, q2, queue.QueueOptions{Concurrency: 2})
+		running := make(chan struct{}, 2)
+		queue.Handle(w2, "stuck", func(ctx context.Context, j *queue.Job[args]) error {
+			running <- struct{}{}
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		w2.Start(ctx)
+		<-running
+		<-running
+		sctx, cancel = context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		if err := w2.Shutdown(sctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Shutdown past its deadline: %v", err)
+		}
+		cnt, _ := c.Counts(ctx, q2)
+		if cnt.Pending != 2 || cnt.Active != 0 || cnt.Dead != 0 {
+			t.Fatalf("after the deadline: %+v, want both jobs back as pending", cnt)
+		}
+		if st := w2.Stats()[0]; st.Released != 2 {
+			t.Fatalf("stats %+v, want 2 released", st)
+		}
+	})
+}

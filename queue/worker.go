@@ -1,0 +1,463 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/scalekit-go/scalekit/ratelimit"
+	"github.com/scalekit-go/scalekit/retry"
+)
+
+// Job is one attempt of a job, as its handler sees it.
+type Job[T any] struct {
+	ID, Queue, Kind string
+	// Args are the job's arguments, decoded from JSON.
+	Args T
+	// Attempt counts from 1; MaxAttempts is when the job dies.
+	Attempt, MaxAttempts int
+	EnqueuedAt           time.Time
+	// LastError is the previous attempt's error ("" on the first).
+	LastError string
+}
+
+// QueueOptions configure how a Worker consumes one queue.
+type QueueOptions struct {
+	// Concurrency is how many jobs of the queue run at once in this
+	// worker. Default: 10.
+	Concurrency int
+	// Lease is the visibility timeout: a job whose worker stops renewing
+	// (it died) is redelivered this long after the last renewal. Renewed
+	// every Lease/3 while the handler runs. Default: 30s.
+	Lease time.Duration
+	// Timeout bounds one attempt unless the job sets its own. Default: 1m.
+	Timeout time.Duration
+	// Limiter, when set, rate-limits the queue's jobs: each waits for
+	// Limiter.AllowN(LimitKey, 1) before it runs (a ratelimitredis limiter
+	// spreads one limit over every worker). Default: none.
+	Limiter ratelimit.Limiter
+	// LimitKey is the Limiter key. Default: "queue:<name>".
+	LimitKey string
+}
+
+// WorkerOptions configures NewWorker. Backend and Queues are required.
+type WorkerOptions struct {
+	// Backend holds the jobs.
+	Backend Backend
+	// Queues are the queues to consume, by name.
+	Queues map[string]QueueOptions
+	// Backoff spaces a failed job's retries by its attempt number.
+	// Default: retry.Exponential{Base: 1s, Cap: 1h} with full jitter.
+	Backoff retry.Backoff
+	// FetchWait is how long one fetch may wait for a job to arrive.
+	// Default: 1s.
+	FetchWait time.Duration
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+	// Logger receives failures, lost leases and backend errors. Default:
+	// discard.
+	Logger *slog.Logger
+}
+
+type handler func(ctx context.Context, m *Message) error
+
+// Worker runs handlers for the jobs of its queues: at-least-once, each job
+// leased and its lease renewed while its handler runs. It is safe for
+// concurrent use.
+type Worker struct {
+	o        WorkerOptions
+	mu       sync.Mutex
+	handlers map[string]handler
+	started  bool
+	queues   map[string]*workerQueue
+
+	fetchCancel context.CancelFunc
+	hardCancel  context.CancelFunc
+	hardCtx     context.Context
+	fetchers    sync.WaitGroup
+	jobs        sync.WaitGroup
+
+	leaseMu  sync.Mutex
+	inflight map[*Lease]*leaseState
+}
+
+type leaseState struct{ released atomic.Bool }
+
+type workerQueue struct {
+	name string
+	o    QueueOptions
+	sem  chan struct{}
+	st   queueCounters
+}
+
+type queueCounters struct {
+	fetched, processed, failed, retried, dead, released, lost, panics atomic.Uint64
+	inflight                                                          atomic.Int64
+}
+
+// NewWorker returns a Worker, or an error naming the bad option.
+func NewWorker(o WorkerOptions) (*Worker, error) {
+	if o.Backend == nil {
+		return nil, fmt.Errorf("%w: WorkerOptions.Backend is required", ErrInvalid)
+	}
+	if len(o.Queues) == 0 {
+		return nil, fmt.Errorf("%w: WorkerOptions.Queues must name at least one queue", ErrInvalid)
+	}
+	if o.Backoff == nil {
+		o.Backoff = retry.Exponential{Base: time.Second, Cap: time.Hour}
+	}
+	if o.FetchWait == 0 {
+		o.FetchWait = time.Second
+	}
+	if o.FetchWait < 0 {
+		return nil, fmt.Errorf("%w: WorkerOptions.FetchWait must be > 0, got %v", ErrInvalid, o.FetchWait)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	w := &Worker{o: o, handlers: map[string]handler{}, queues: map[string]*workerQueue{}, inflight: map[*Lease]*leaseState{}}
+	for name, q := range o.Queues {
+		if err := CheckName("WorkerOptions.Queues key", name); err != nil {
+			return nil, err
+		}
+		if q.Concurrency == 0 {
+			q.Concurrency = 10
+		}
+		if q.Lease == 0 {
+			q.Lease = 30 * time.Second
+		}
+		if q.Timeout == 0 {
+			q.Timeout = time.Minute
+		}
+		if q.LimitKey == "" {
+			q.LimitKey = "queue:" + name
+		}
+		switch {
+		case q.Concurrency < 1:
+			return nil, fmt.Errorf("%w: WorkerOptions.Queues[%q].Concurrency must be >= 1, got %d", ErrInvalid, name, q.Concurrency)
+		case q.Lease < 30*time.Millisecond:
+			return nil, fmt.Errorf("%w: WorkerOptions.Queues[%q].Lease must be >= 30ms, got %v", ErrInvalid, name, q.Lease)
+		case q.Timeout < 0:
+			return nil, fmt.Errorf("%w: WorkerOptions.Queues[%q].Timeout must be > 0, got %v", ErrInvalid, name, q.Timeout)
+		}
+		w.queues[name] = &workerQueue{name: name, o: q, sem: make(chan struct{}, q.Concurrency)}
+	}
+	return w, nil
+}
+
+// Handle registers fn for jobs of kind; their JSON args are decoded into
+// T (a payload that does not decode is a permanent failure). It must be
+// called before Start.
+func Handle[T any](w *Worker, kind string, fn func(ctx context.Context, j *Job[T]) error) error {
+	if err := CheckName("kind", kind); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started {
+		return fmt.Errorf("%w: Handle(%q) after Start", ErrInvalid, kind)
+	}
+	if _, dup := w.handlers[kind]; dup {
+		return fmt.Errorf("%w: kind %q already has a handler", ErrInvalid, kind)
+	}
+	w.handlers[kind] = func(ctx context.Context, m *Message) error {
+		j := &Job[T]{ID: m.ID, Queue: m.Queue, Kind: m.Kind, Attempt: m.Attempt, MaxAttempts: m.MaxAttempts, EnqueuedAt: m.EnqueuedAt, LastError: m.LastError}
+		if err := json.Unmarshal(m.Payload, &j.Args); err != nil {
+			return Permanent(fmt.Errorf("queue: job %s: args do not decode into %T: %w", m.ID, j.Args, err))
+		}
+		return fn(ctx, j)
+	}
+	return nil
+}
+
+// Start begins consuming the queues; it returns at once. Handlers run
+// with ctx's values; cancelling ctx stops the worker as Close does.
+func (w *Worker) Start(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started {
+		return fmt.Errorf("%w: the worker is already started", ErrInvalid)
+	}
+	w.started = true
+	var fetchCtx context.Context
+	fetchCtx, w.fetchCancel = context.WithCancel(ctx)
+	w.hardCtx, w.hardCancel = context.WithCancel(ctx)
+	for _, q := range w.queues {
+		w.fetchers.Add(1)
+		go w.fetch(fetchCtx, q)
+	}
+	return nil
+}
+
+// fetch leases jobs for q while there are free slots.
+func (w *Worker) fetch(ctx context.Context, q *workerQueue) {
+	defer w.fetchers.Done()
+	errWait := 100 * time.Millisecond
+	for {
+		select { // one free slot at least
+		case q.sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		free := 1
+		for free < cap(q.sem) {
+			select {
+			case q.sem <- struct{}{}:
+				free++
+				continue
+			default:
+			}
+			break
+		}
+		leases, err := w.o.Backend.Fetch(ctx, FetchRequest{Queue: q.name, Max: free, Lease: q.o.Lease, Wait: w.o.FetchWait, Order: FetchOrder(rand.Float64())})
+		for i := len(leases); i < free; i++ {
+			<-q.sem
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			w.o.Logger.Warn("queue: fetch failed", slog.String("queue", q.name), slog.Any("error", err))
+			t := time.NewTimer(errWait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			errWait = min(2*errWait, 5*time.Second)
+			continue
+		}
+		errWait = 100 * time.Millisecond
+		q.st.fetched.Add(uint64(len(leases)))
+		for _, l := range leases {
+			w.jobs.Add(1)
+			ls := &leaseState{}
+			w.leaseMu.Lock()
+			w.inflight[l] = ls
+			w.leaseMu.Unlock()
+			go w.run(q, l, ls)
+		}
+	}
+}
+
+// run executes one leased job and records its outcome.
+func (w *Worker) run(q *workerQueue, l *Lease, ls *leaseState) {
+	q.st.inflight.Add(1)
+	defer func() {
+		w.leaseMu.Lock()
+		delete(w.inflight, l)
+		w.leaseMu.Unlock()
+		q.st.inflight.Add(-1)
+		<-q.sem
+		w.jobs.Done()
+	}()
+	m := l.Msg
+	timeout := q.o.Timeout
+	if m.Timeout > 0 {
+		timeout = m.Timeout
+	}
+	ctx, cancel := context.WithTimeout(w.hardCtx, timeout)
+	defer cancel()
+	var lost atomic.Bool
+	hb := w.heartbeat(ctx, q, l, &lost, cancel)
+	err := w.call(ctx, q, m)
+	hb()
+	bg, cancelBG := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancelBG()
+	switch {
+	case ls.released.Load() || lost.Load():
+		return // given back at shutdown, or taken by another worker
+	case w.hardCtx.Err() != nil && err != nil:
+		// Stopping: the attempt did not finish; give the job back.
+		if rerr := w.o.Backend.Release(bg, l); rerr == nil {
+			q.st.released.Add(1)
+		}
+		return
+	case err == nil:
+		if cerr := w.o.Backend.Complete(bg, l); cerr != nil {
+			w.ackFailed(q, m, cerr)
+			return
+		}
+		q.st.processed.Add(1)
+		return
+	}
+	q.st.failed.Add(1)
+	dead := IsPermanent(err) || m.Attempt >= m.MaxAttempts
+	retryAt := w.o.Now().Add(w.o.Backoff.Next(m.Attempt, 0, rand.Float64()))
+	if ferr := w.o.Backend.Fail(bg, l, err.Error(), retryAt, dead); ferr != nil {
+		w.ackFailed(q, m, ferr)
+		return
+	}
+	if dead {
+		q.st.dead.Add(1)
+		w.o.Logger.Warn("queue: job dead", slog.String("queue", q.name), slog.String("id", m.ID), slog.String("kind", m.Kind), slog.Int("attempt", m.Attempt), slog.Any("error", err))
+	} else {
+		q.st.retried.Add(1)
+		w.o.Logger.Info("queue: job failed, will retry", slog.String("queue", q.name), slog.String("id", m.ID), slog.Int("attempt", m.Attempt), slog.Time("retry_at", retryAt), slog.Any("error", err))
+	}
+}
+
+func (w *Worker) ackFailed(q *workerQueue, m *Message, err error) {
+	if errors.Is(err, ErrLeaseLost) {
+		q.st.lost.Add(1)
+		w.o.Logger.Warn("queue: lease lost before the outcome was recorded; the job runs again elsewhere", slog.String("queue", q.name), slog.String("id", m.ID))
+		return
+	}
+	w.o.Logger.Error("queue: cannot record a job's outcome; it is redelivered after its lease", slog.String("queue", q.name), slog.String("id", m.ID), slog.Any("error", err))
+}
+
+// call runs the handler of m's kind, with the rate limit, turning a panic
+// into an error with its stack.
+func (w *Worker) call(ctx context.Context, q *workerQueue, m *Message) (err error) {
+	w.mu.Lock()
+	h := w.handlers[m.Kind]
+	w.mu.Unlock()
+	if h == nil {
+		return fmt.Errorf("queue: no handler for kind %q in this worker", m.Kind)
+	}
+	if q.o.Limiter != nil {
+		if _, err := ratelimit.Wait(ctx, q.o.Limiter, q.o.LimitKey, 1); err != nil {
+			return fmt.Errorf("queue: rate limit: %w", err)
+		}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			q.st.panics.Add(1)
+			err = fmt.Errorf("queue: handler for %q panicked: %v\n%s", m.Kind, r, debug.Stack())
+		}
+	}()
+	return h(ctx, m)
+}
+
+// heartbeat renews l every Lease/3 until the returned stop is called; if
+// the lease is lost it cancels the handler's ctx.
+func (w *Worker) heartbeat(ctx context.Context, q *workerQueue, l *Lease, lost *atomic.Bool, cancel context.CancelFunc) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(q.o.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), q.o.Lease/3)
+			err := w.o.Backend.Extend(rctx, l, q.o.Lease)
+			rcancel()
+			if errors.Is(err, ErrLeaseLost) {
+				lost.Store(true)
+				q.st.lost.Add(1)
+				w.o.Logger.Warn("queue: lease lost while running; cancelling the handler", slog.String("queue", q.name), slog.String("id", l.Msg.ID))
+				cancel()
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+// Shutdown stops fetching, lets the jobs in flight finish until ctx ends,
+// then gives the rest back to the backend (released, due at once, the
+// attempt not counted) and cancels their handlers. It returns ctx.Err()
+// if jobs had to be released.
+func (w *Worker) Shutdown(ctx context.Context) error {
+	w.mu.Lock()
+	started := w.started
+	w.mu.Unlock()
+	if !started {
+		return nil
+	}
+	w.fetchCancel()
+	w.fetchers.Wait()
+	finished := make(chan struct{})
+	go func() {
+		w.jobs.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+		w.hardCancel()
+		return nil
+	case <-ctx.Done():
+	}
+	w.releaseAll()
+	w.hardCancel()
+	<-finished
+	return ctx.Err()
+}
+
+// Close stops at once: no more fetches, running handlers cancelled, their
+// jobs released to the backend.
+func (w *Worker) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := w.Shutdown(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func (w *Worker) releaseAll() {
+	w.leaseMu.Lock()
+	held := make(map[*Lease]*leaseState, len(w.inflight))
+	for l, s := range w.inflight {
+		held[l] = s
+	}
+	w.leaseMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for l, s := range held {
+		if err := w.o.Backend.Release(ctx, l); err == nil {
+			s.released.Store(true)
+			w.queues[l.Msg.Queue].st.released.Add(1)
+		}
+	}
+}
+
+// QueueStats is a snapshot of one queue's counters in a Worker.
+type QueueStats struct {
+	Queue string
+	// Fetched counts leased jobs; Processed those completed; Failed the
+	// failed attempts, of which Retried were scheduled again and Dead
+	// went to the dead letters.
+	Fetched, Processed, Failed, Retried, Dead uint64
+	// Released counts jobs given back at shutdown; Lost the leases lost
+	// to expiry; Panics the handler panics.
+	Released, Lost, Panics uint64
+	// InFlight is how many jobs run now.
+	InFlight int64
+}
+
+// Stats returns a snapshot per queue, sorted by name.
+func (w *Worker) Stats() []QueueStats {
+	out := make([]QueueStats, 0, len(w.queues))
+	for _, q := range w.queues {
+		s := &q.st
+		out = append(out, QueueStats{Queue: q.name, Fetched: s.fetched.Load(), Processed: s.processed.Load(), Failed: s.failed.Load(),
+			Retried: s.retried.Load(), Dead: s.dead.Load(), Released: s.released.Load(), Lost: s.lost.Load(), Panics: s.panics.Load(), InFlight: s.inflight.Load()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Queue < out[j].Queue })
+	return out
+}

@@ -1,0 +1,129 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scalekit-go/scalekit/internal/testclock"
+	"github.com/scalekit-go/scalekit/ratelimit"
+)
+
+// A worker whose lease is lost (here: the backend's clock jumps past it
+// and another consumer takes the job) cancels its handler and records
+// nothing: the job belongs to the new holder.
+func TestLostLeaseCancelsTheHandler(t *testing.T) {
+	clk := testclock.New()
+	b := NewMemoryBackend(MemoryBackendOptions{Now: clk.Now})
+	c, _ := NewClient(ClientOptions{Backend: b, Now: clk.Now})
+	ctx := context.Background()
+	id, _ := c.Enqueue(ctx, "q", "slow", nil, EnqueueOptions{})
+	w, err := NewWorker(WorkerOptions{Backend: b, Now: clk.Now, FetchWait: 10 * time.Millisecond, Queues: map[string]QueueOptions{"q": {Lease: 60 * time.Millisecond}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	running, cancelled := make(chan struct{}), make(chan struct{})
+	Handle(w, "slow", func(ctx context.Context, j *Job[any]) error {
+		close(running)
+		<-ctx.Done()
+		close(cancelled)
+		return ctx.Err()
+	})
+	w.Start(ctx)
+	defer w.Close()
+	<-running
+	clk.Add(time.Hour)
+	stolen, err := b.Fetch(ctx, FetchRequest{Queue: "q", Max: 1, Lease: time.Hour, Order: FetchOrder(0)})
+	if err != nil || len(stolen) != 1 || stolen[0].Msg.ID != id {
+		t.Fatalf("taking the expired job: %v %v", stolen, err)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler was not cancelled after its lease was lost")
+	}
+	for end := time.Now().Add(5 * time.Second); w.Stats()[0].Lost == 0 && time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+	}
+	if st := w.Stats()[0]; st.Lost != 1 || st.Processed != 0 || st.Failed != 0 {
+		t.Fatalf("stats %+v: want the lost lease counted and no outcome recorded", st)
+	}
+	if m, _ := c.Job(ctx, "q", id); m.State != Active || m.Attempt != 2 {
+		t.Fatalf("the job %+v, want it active under its new holder", m)
+	}
+}
+
+// A queue's rate limit spaces its jobs across the worker.
+func TestRateLimitedQueue(t *testing.T) {
+	lim, err := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: ratelimit.Policy{{Rate: 20, Burst: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := NewMemoryBackend(MemoryBackendOptions{})
+	c, _ := NewClient(ClientOptions{Backend: b})
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		c.Enqueue(ctx, "mail", "send", nil, EnqueueOptions{})
+	}
+	w, _ := NewWorker(WorkerOptions{Backend: b, FetchWait: 10 * time.Millisecond, Queues: map[string]QueueOptions{"mail": {Concurrency: 5, Limiter: lim}}})
+	var times []time.Time
+	done := make(chan struct{}, 5)
+	Handle(w, "send", func(ctx context.Context, j *Job[any]) error {
+		done <- struct{}{}
+		return nil
+	})
+	start := time.Now()
+	w.Start(ctx)
+	defer w.Close()
+	for i := 0; i < 5; i++ {
+		<-done
+		times = append(times, time.Now())
+	}
+	// 5 jobs at 20/s burst 1 need at least 4 intervals of 50ms: the
+	// limiter, not the clock of this test, decides; assert the order of
+	// magnitude only.
+	if d := times[4].Sub(start); d < 150*time.Millisecond {
+		t.Fatalf("5 jobs at 20/s took %v, want the limit to space them (>= 200ms)", d)
+	}
+}
+
+func TestWorkerOptions(t *testing.T) {
+	b := NewMemoryBackend(MemoryBackendOptions{})
+	for _, c := range []struct {
+		o    WorkerOptions
+		want string
+	}{
+		{WorkerOptions{}, "Backend is required"},
+		{WorkerOptions{Backend: b}, "at least one queue"},
+		{WorkerOptions{Backend: b, Queues: map[string]QueueOptions{"q": {Concurrency: -1}}}, `Queues["q"].Concurrency`},
+		{WorkerOptions{Backend: b, Queues: map[string]QueueOptions{"q": {Lease: time.Millisecond}}}, `Queues["q"].Lease`},
+		{WorkerOptions{Backend: b, Queues: map[string]QueueOptions{"bad name": {}}}, "bad name"},
+	} {
+		if _, err := NewWorker(c.o); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("NewWorker: %v, want ErrInvalid saying %q", err, c.want)
+		}
+	}
+	w, _ := NewWorker(WorkerOptions{Backend: b, Queues: map[string]QueueOptions{"q": {}}})
+	if err := Handle(w, "k", func(ctx context.Context, j *Job[int]) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := Handle(w, "k", func(ctx context.Context, j *Job[int]) error { return nil }); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("second handler for a kind: %v", err)
+	}
+	w.Start(context.Background())
+	if err := Handle(w, "late", func(ctx context.Context, j *Job[int]) error { return nil }); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Handle after Start: %v", err)
+	}
+	w.Close()
+}
+
+func TestFetchOrderWeights(t *testing.T) {
+	firsts := map[Priority]int{}
+	for i := 0; i < 1000; i++ {
+		firsts[FetchOrder(float64(i)/1000)[0]]++
+	}
+	if firsts[High] != 600 || firsts[Default] != 300 || firsts[Low] != 100 {
+		t.Fatalf("first places %v, want 600/300/100 for high/default/low", firsts)
+	}
+}
