@@ -121,7 +121,7 @@ func TestWorkerOptions(t *testing.T) {
 func TestFetchOrderWeights(t *testing.T) {
 	firsts := map[Priority]int{}
 	for i := 0; i < 1000; i++ {
-		firsts[FetchOrder(float64(i)/1000)[0]]++
+		firsts[FetchOrder(float64(i) / 1000)[0]]++
 	}
 	if firsts[High] != 600 || firsts[Default] != 300 || firsts[Low] != 100 {
 		t.Fatalf("first places %v, want 600/300/100 for high/default/low", firsts)
