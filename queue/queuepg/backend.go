@@ -1,0 +1,588 @@
+// Package queuepg is a queue.Backend on PostgreSQL: one jobs table fetched
+// with FOR UPDATE SKIP LOCKED in batches, LISTEN/NOTIFY to wake waiting
+// workers at once, and EnqueueTx to add a job in the same transaction as
+// the business write, so a job exists if and only if that write
+// committed (the transactional outbox, without the outbox).
+//
+// Migrate creates the tables (queue_jobs and queue_unique by default).
+// Done jobs are kept for Options.Retention for status queries and removed
+// by Sweep (or Options.SweepInterval).
+//
+// When PostgreSQL is down, Enqueue returns its error and workers keep
+// retrying their fetches with a growing pause; leases run on the
+// database's clock, so a worker that cannot reach the database cannot
+// keep its jobs past their lease, and they are redelivered once it is
+// back. Committed jobs are as durable as the database.
+package queuepg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/scalekit-go/scalekit/queue"
+)
+
+// Options configures New. Pool is required.
+type Options struct {
+	// Pool is the database.
+	Pool *pgxpool.Pool
+	// Prefix names the tables: <Prefix>_jobs and <Prefix>_unique, and the
+	// NOTIFY channel. Default: "queue".
+	Prefix string
+	// Retention is how long done jobs are kept. Default: 24h.
+	Retention time.Duration
+	// SweepInterval, when set, removes done jobs past Retention in the
+	// background until Close. Default: 0 (call Sweep yourself).
+	SweepInterval time.Duration
+	// Now is the clock. Default: nil, the database's now(). Set it for
+	// simulated time in tests.
+	Now func() time.Time
+	// Logger receives listener and sweep problems. Default: discard.
+	Logger *slog.Logger
+}
+
+// Backend is a queue.Backend on PostgreSQL. It is safe for concurrent use;
+// Close it to stop its listener.
+type Backend struct {
+	pool      *pgxpool.Pool
+	jobs, unq string
+	channel   string
+	retention time.Duration
+	now       func() time.Time
+	log       *slog.Logger
+
+	lmu      sync.Mutex
+	waiters  map[string]chan struct{} // per queue, closed on NOTIFY
+	listener bool
+	stop     chan struct{}
+	bg       sync.WaitGroup
+	once     sync.Once
+}
+
+var prefixRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,40}$`)
+
+// New returns a Backend, or an error naming the option to fix. It does not
+// touch the database; call Migrate once.
+func New(o Options) (*Backend, error) {
+	if o.Pool == nil {
+		return nil, fmt.Errorf("%w: queuepg: Options.Pool is required", queue.ErrInvalid)
+	}
+	if o.Prefix == "" {
+		o.Prefix = "queue"
+	}
+	if !prefixRE.MatchString(o.Prefix) {
+		return nil, fmt.Errorf("%w: queuepg: Options.Prefix %q must be lower-case letters, digits and _ (at most 41)", queue.ErrInvalid, o.Prefix)
+	}
+	if o.Retention == 0 {
+		o.Retention = 24 * time.Hour
+	}
+	if o.Retention < 0 || o.SweepInterval < 0 {
+		return nil, fmt.Errorf("%w: queuepg: Options.Retention and SweepInterval must be >= 0", queue.ErrInvalid)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	b := &Backend{pool: o.Pool, jobs: o.Prefix + "_jobs", unq: o.Prefix + "_unique", channel: o.Prefix + "_jobs",
+		retention: o.Retention, now: o.Now, log: o.Logger, waiters: map[string]chan struct{}{}, stop: make(chan struct{})}
+	if o.SweepInterval > 0 {
+		b.bg.Add(1)
+		go b.sweeper(o.SweepInterval)
+	}
+	return b, nil
+}
+
+// Migrate creates the tables and indexes if they do not exist.
+func (b *Backend) Migrate(ctx context.Context) error {
+	_, err := b.pool.Exec(ctx, `
+CREATE TABLE IF NOT EXISTS `+b.jobs+` (
+  queue        text NOT NULL,
+  id           text NOT NULL,
+  kind         text NOT NULL,
+  payload      bytea NOT NULL,
+  priority     smallint NOT NULL,
+  state        text NOT NULL,
+  attempt      int NOT NULL DEFAULT 0,
+  max_attempts int NOT NULL,
+  run_at       timestamptz NOT NULL,
+  timeout_ms   bigint NOT NULL DEFAULT 0,
+  unique_key   text,
+  unique_until timestamptz,
+  enqueued_at  timestamptz NOT NULL,
+  last_error   text NOT NULL DEFAULT '',
+  finished_at  timestamptz,
+  token        text,
+  lease_until  timestamptz,
+  PRIMARY KEY (queue, id)
+);
+CREATE INDEX IF NOT EXISTS `+b.jobs+`_due ON `+b.jobs+` (queue, run_at) WHERE state IN ('pending', 'scheduled', 'retry');
+CREATE INDEX IF NOT EXISTS `+b.jobs+`_leases ON `+b.jobs+` (queue, lease_until) WHERE state = 'active';
+CREATE INDEX IF NOT EXISTS `+b.jobs+`_finished ON `+b.jobs+` (queue, state, finished_at) WHERE state IN ('done', 'dead');
+CREATE TABLE IF NOT EXISTS `+b.unq+` (
+  queue      text NOT NULL,
+  unique_key text NOT NULL,
+  job_id     text NOT NULL,
+  until      timestamptz NOT NULL,
+  PRIMARY KEY (queue, unique_key)
+)`)
+	if err != nil {
+		return fmt.Errorf("queuepg: Migrate: %w", err)
+	}
+	return nil
+}
+
+func (b *Backend) nowArg() any {
+	if b.now == nil {
+		return nil
+	}
+	return b.now()
+}
+
+// now is the SQL for "now" given the time argument $n.
+func now(n int) string { return fmt.Sprintf("coalesce($%d::timestamptz, now())", n) }
+
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Enqueue is queue.Backend.Enqueue, in one transaction.
+func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
+	return pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error { return b.insert(ctx, tx, m) })
+}
+
+// EnqueueTx enqueues a job inside tx: it exists, and workers are woken,
+// only if tx commits. It returns the job's id; with a UniqueKey already
+// held it returns the holder's id and a *queue.DuplicateError.
+func (b *Backend) EnqueueTx(ctx context.Context, tx pgx.Tx, queueName, kind string, args any, o queue.EnqueueOptions) (string, error) {
+	t := time.Now()
+	if b.now != nil {
+		t = b.now()
+	} else if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&t); err != nil {
+		return "", err
+	}
+	m, err := queue.NewMessage(t, queueName, kind, args, o)
+	if err != nil {
+		return "", err
+	}
+	if err := b.insert(ctx, tx, m); err != nil {
+		var d *queue.DuplicateError
+		if errors.As(err, &d) {
+			return d.ID, err
+		}
+		return "", err
+	}
+	return m.ID, nil
+}
+
+func (b *Backend) insert(ctx context.Context, tx pgx.Tx, m *queue.Message) error {
+	if m.UniqueKey != "" {
+		var holder string
+		err := tx.QueryRow(ctx, `INSERT INTO `+b.unq+` AS u (queue, unique_key, job_id, until) VALUES ($1, $2, $3, $4)
+ON CONFLICT (queue, unique_key) DO UPDATE SET job_id = EXCLUDED.job_id, until = EXCLUDED.until WHERE u.until <= `+now(5)+`
+RETURNING job_id`, m.Queue, m.UniqueKey, m.ID, m.UniqueUntil, b.nowArg()).Scan(&holder)
+		if errors.Is(err, pgx.ErrNoRows) {
+			if err := tx.QueryRow(ctx, `SELECT job_id FROM `+b.unq+` WHERE queue = $1 AND unique_key = $2`, m.Queue, m.UniqueKey).Scan(&holder); err != nil {
+				return err
+			}
+			return &queue.DuplicateError{UniqueKey: m.UniqueKey, ID: holder}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	var uniqueUntil any
+	if m.UniqueKey != "" {
+		uniqueUntil = m.UniqueUntil
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO `+b.jobs+` (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms, unique_key, unique_until, enqueued_at)
+VALUES ($1, $2, $3, $4, $5, CASE WHEN $6::timestamptz > `+now(12)+` THEN 'scheduled' ELSE 'pending' END, 0, $7, $6, $8, nullif($9, ''), $10, $11)`,
+		m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), m.RunAt, m.MaxAttempts, m.Timeout.Milliseconds(), m.UniqueKey, uniqueUntil, m.EnqueuedAt, b.nowArg())
+	if err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" {
+			return fmt.Errorf("%w: job id %q is already used in queue %q", queue.ErrInvalid, m.ID, m.Queue)
+		}
+		return err
+	}
+	_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, b.channel, m.Queue)
+	return err
+}
+
+const jobColumns = `j.queue, j.id, j.kind, j.payload, j.priority, j.state, j.attempt, j.max_attempts, j.run_at, j.timeout_ms,
+coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until`
+
+func scanJob(row pgx.Row) (*queue.Message, string, time.Time, error) {
+	var (
+		m           queue.Message
+		prio        int16
+		state       string
+		timeoutMS   int64
+		uniqueUntil *time.Time
+		finished    *time.Time
+		token       *string
+		leaseUntil  *time.Time
+	)
+	err := row.Scan(&m.Queue, &m.ID, &m.Kind, &m.Payload, &prio, &state, &m.Attempt, &m.MaxAttempts, &m.RunAt, &timeoutMS,
+		&m.UniqueKey, &uniqueUntil, &m.EnqueuedAt, &m.LastError, &finished, &token, &leaseUntil)
+	if err != nil {
+		return nil, "", time.Time{}, err
+	}
+	m.Priority, m.State, m.Timeout = queue.Priority(prio), queue.State(state), time.Duration(timeoutMS)*time.Millisecond
+	if uniqueUntil != nil {
+		m.UniqueUntil = *uniqueUntil
+	}
+	if finished != nil {
+		m.FinishedAt = *finished
+	}
+	var tok string
+	var until time.Time
+	if token != nil {
+		tok = *token
+	}
+	if leaseUntil != nil {
+		until = *leaseUntil
+	}
+	return &m, tok, until, nil
+}
+
+// Fetch is queue.Backend.Fetch: one UPDATE ... FROM (SELECT ... FOR
+// UPDATE SKIP LOCKED) per attempt, so concurrent workers never lease one
+// job twice; with Wait it sleeps until a NOTIFY for the queue (or the next
+// due time, or Wait) when nothing is due.
+func (b *Backend) Fetch(ctx context.Context, r queue.FetchRequest) ([]*queue.Lease, error) {
+	deadline := time.Now().Add(r.Wait)
+	for {
+		var wake <-chan struct{}
+		if r.Wait > 0 {
+			wake = b.waiter(r.Queue) // before the query: a NOTIFY after it is not missed
+		}
+		ls, err := b.fetch(ctx, r)
+		if err != nil || len(ls) > 0 || r.Wait <= 0 {
+			return ls, err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, nil
+		}
+		t := time.NewTimer(min(left, time.Second)) // due scheduled jobs are found within 1s
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-wake:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+func (b *Backend) fetch(ctx context.Context, r queue.FetchRequest) ([]*queue.Lease, error) {
+	rows, err := b.pool.Query(ctx, `UPDATE `+b.jobs+` j SET state = 'active', attempt = j.attempt + 1,
+  token = gen_random_uuid()::text, lease_until = `+now(3)+` + $4 * interval '1 millisecond'
+FROM (
+  SELECT queue, id FROM `+b.jobs+`
+  WHERE queue = $1 AND ((state IN ('pending', 'scheduled', 'retry') AND run_at <= `+now(3)+`)
+     OR (state = 'active' AND lease_until <= `+now(3)+`))
+  ORDER BY CASE priority WHEN $5 THEN 0 WHEN $6 THEN 1 ELSE 2 END, run_at, id
+  LIMIT $2
+  FOR UPDATE SKIP LOCKED
+) picked
+WHERE j.queue = picked.queue AND j.id = picked.id
+RETURNING `+jobColumns, r.Queue, r.Max, b.nowArg(), r.Lease.Milliseconds(), int16(r.Order[0]), int16(r.Order[1]))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*queue.Lease
+	for rows.Next() {
+		m, tok, until, err := scanJob(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &queue.Lease{Msg: m, Token: tok, Until: until})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// RETURNING does not keep the ORDER BY: put the batch back in order.
+	rank := map[queue.Priority]int{r.Order[0]: 0, r.Order[1]: 1, r.Order[2]: 2}
+	sortLeases(out, rank)
+	return out, nil
+}
+
+func sortLeases(ls []*queue.Lease, rank map[queue.Priority]int) {
+	for i := 1; i < len(ls); i++ {
+		for j := i; j > 0 && less(ls[j], ls[j-1], rank); j-- {
+			ls[j], ls[j-1] = ls[j-1], ls[j]
+		}
+	}
+}
+
+func less(a, b *queue.Lease, rank map[queue.Priority]int) bool {
+	if ra, rb := rank[a.Msg.Priority], rank[b.Msg.Priority]; ra != rb {
+		return ra < rb
+	}
+	if !a.Msg.RunAt.Equal(b.Msg.RunAt) {
+		return a.Msg.RunAt.Before(b.Msg.RunAt)
+	}
+	return a.Msg.ID < b.Msg.ID
+}
+
+// held is the WHERE clause of the fenced updates: $1 queue, $2 id, $3
+// token, $4 the time.
+const held = ` WHERE queue = $1 AND id = $2 AND token = $3 AND state = 'active' AND lease_until > coalesce($4::timestamptz, now())`
+
+func (b *Backend) fenced(ctx context.Context, sql string, l *queue.Lease, args ...any) error {
+	tag, err := b.pool.Exec(ctx, sql, append([]any{l.Msg.Queue, l.Msg.ID, l.Token, b.nowArg()}, args...)...)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != 1 {
+		return queue.ErrLeaseLost
+	}
+	return nil
+}
+
+// Extend is queue.Backend.Extend.
+func (b *Backend) Extend(ctx context.Context, l *queue.Lease, d time.Duration) error {
+	return b.fenced(ctx, `UPDATE `+b.jobs+` SET lease_until = coalesce($4::timestamptz, now()) + $5 * interval '1 millisecond'`+held, l, d.Milliseconds())
+}
+
+// Complete is queue.Backend.Complete.
+func (b *Backend) Complete(ctx context.Context, l *queue.Lease) error {
+	return b.fenced(ctx, `UPDATE `+b.jobs+` SET state = 'done', finished_at = coalesce($4::timestamptz, now()), token = NULL, lease_until = NULL`+held, l)
+}
+
+// Fail is queue.Backend.Fail.
+func (b *Backend) Fail(ctx context.Context, l *queue.Lease, errMsg string, retryAt time.Time, dead bool) error {
+	return b.fenced(ctx, `UPDATE `+b.jobs+` SET
+  state = CASE WHEN $7 OR attempt >= max_attempts THEN 'dead' WHEN $6::timestamptz <= coalesce($4::timestamptz, now()) THEN 'pending' ELSE 'retry' END,
+  finished_at = CASE WHEN $7 OR attempt >= max_attempts THEN coalesce($4::timestamptz, now()) END,
+  run_at = $6, last_error = $5, token = NULL, lease_until = NULL`+held, l, errMsg, retryAt, dead)
+}
+
+// Release is queue.Backend.Release.
+func (b *Backend) Release(ctx context.Context, l *queue.Lease) error {
+	err := b.fenced(ctx, `UPDATE `+b.jobs+` SET state = 'pending', attempt = attempt - 1, token = NULL, lease_until = NULL`+held, l)
+	if err == nil {
+		_, _ = b.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, b.channel, l.Msg.Queue)
+	}
+	return err
+}
+
+// Job is queue.Backend.Job.
+func (b *Backend) Job(ctx context.Context, queueName, id string) (*queue.Message, error) {
+	m, _, _, err := scanJob(b.pool.QueryRow(ctx, `SELECT `+jobColumns+` FROM `+b.jobs+` j WHERE j.queue = $1 AND j.id = $2`, queueName, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %s in queue %s", queue.ErrNotFound, id, queueName)
+	}
+	if err == nil && m.State != queue.Active && m.State != queue.Done && m.State != queue.Dead {
+		if t := b.clock(ctx); !m.RunAt.After(t) {
+			m.State = queue.Pending
+		}
+	}
+	return m, err
+}
+
+func (b *Backend) clock(ctx context.Context) time.Time {
+	if b.now != nil {
+		return b.now()
+	}
+	var t time.Time
+	if err := b.pool.QueryRow(ctx, `SELECT now()`).Scan(&t); err != nil {
+		return time.Now()
+	}
+	return t
+}
+
+// Counts is queue.Backend.Counts: one query.
+func (b *Backend) Counts(ctx context.Context, queueName string) (queue.Counts, error) {
+	var c queue.Counts
+	var oldestMS float64
+	err := b.pool.QueryRow(ctx, `SELECT
+  count(*) FILTER (WHERE (state IN ('pending', 'scheduled', 'retry') AND run_at <= `+now(2)+`) OR (state = 'active' AND lease_until <= `+now(2)+`)),
+  count(*) FILTER (WHERE state = 'scheduled' AND run_at > `+now(2)+`),
+  count(*) FILTER (WHERE state = 'active' AND lease_until > `+now(2)+`),
+  count(*) FILTER (WHERE state = 'retry' AND run_at > `+now(2)+`),
+  count(*) FILTER (WHERE state = 'dead'),
+  count(*) FILTER (WHERE state = 'done'),
+  coalesce(extract(epoch FROM `+now(2)+` - min(run_at) FILTER (WHERE state IN ('pending', 'scheduled', 'retry') AND run_at <= `+now(2)+`)) * 1000, 0)
+FROM `+b.jobs+` WHERE queue = $1`, queueName, b.nowArg()).Scan(&c.Pending, &c.Scheduled, &c.Active, &c.Retry, &c.Dead, &c.Done, &oldestMS)
+	c.OldestPending = time.Duration(oldestMS * float64(time.Millisecond))
+	return c, err
+}
+
+// Dead is queue.Backend.Dead.
+func (b *Backend) Dead(ctx context.Context, queueName string, limit int) ([]*queue.Message, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	rows, err := b.pool.Query(ctx, `SELECT `+jobColumns+` FROM `+b.jobs+` j WHERE j.queue = $1 AND j.state = 'dead' ORDER BY j.finished_at DESC, j.id DESC LIMIT $2`, queueName, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*queue.Message
+	for rows.Next() {
+		m, _, _, err := scanJob(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// Requeue is queue.Backend.Requeue.
+func (b *Backend) Requeue(ctx context.Context, queueName, id string) error {
+	tag, err := b.pool.Exec(ctx, `UPDATE `+b.jobs+` SET state = 'pending', attempt = 0, run_at = `+now(3)+`, finished_at = NULL
+WHERE queue = $1 AND id = $2 AND state = 'dead'`, queueName, id, b.nowArg())
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("%w: no dead job %s in queue %s", queue.ErrNotFound, id, queueName)
+	}
+	_, _ = b.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, b.channel, queueName)
+	return nil
+}
+
+// Sweep deletes done jobs past Retention and expired unique keys; it
+// returns how many jobs it deleted.
+func (b *Backend) Sweep(ctx context.Context) (int64, error) {
+	tag, err := b.pool.Exec(ctx, `DELETE FROM `+b.jobs+` WHERE state = 'done' AND finished_at <= `+now(1)+` - $2 * interval '1 millisecond'`, b.nowArg(), b.retention.Milliseconds())
+	if err != nil {
+		return 0, fmt.Errorf("queuepg: Sweep: %w", err)
+	}
+	if _, err := b.pool.Exec(ctx, `DELETE FROM `+b.unq+` WHERE until <= `+now(1), b.nowArg()); err != nil {
+		return tag.RowsAffected(), fmt.Errorf("queuepg: Sweep: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+func (b *Backend) sweeper(every time.Duration) {
+	defer b.bg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), every)
+			if _, err := b.Sweep(ctx); err != nil {
+				b.log.Warn("queuepg: sweep failed", slog.Any("error", err))
+			}
+			cancel()
+		}
+	}
+}
+
+// waiter returns a channel closed at the next NOTIFY for queueName,
+// starting the listener on first use.
+func (b *Backend) waiter(queueName string) <-chan struct{} {
+	b.lmu.Lock()
+	defer b.lmu.Unlock()
+	if !b.listener {
+		select {
+		case <-b.stop:
+			ch := make(chan struct{})
+			return ch // closed backend: plain polling
+		default:
+		}
+		b.listener = true
+		b.bg.Add(1)
+		go b.listen()
+	}
+	ch := b.waiters[queueName]
+	if ch == nil {
+		ch = make(chan struct{})
+		b.waiters[queueName] = ch
+	}
+	return ch
+}
+
+func (b *Backend) wakeAll(queueName string) {
+	b.lmu.Lock()
+	defer b.lmu.Unlock()
+	for q, ch := range b.waiters {
+		if queueName == "" || q == queueName {
+			close(ch)
+			delete(b.waiters, q)
+		}
+	}
+}
+
+// listen holds one connection in LISTEN and wakes the waiters of each
+// notified queue; it reconnects after errors (waking everybody, since
+// notifications may have been missed).
+func (b *Backend) listen() {
+	defer b.bg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-b.stop
+		cancel()
+	}()
+	pause := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := b.listenOnce(ctx)
+		b.wakeAll("")
+		if ctx.Err() != nil {
+			return
+		}
+		b.log.Warn("queuepg: LISTEN connection lost; reconnecting", slog.Any("error", err))
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		pause = min(2*pause, 5*time.Second)
+	}
+}
+
+func (b *Backend) listenOnce(ctx context.Context) error {
+	conn, err := b.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{b.channel}.Sanitize()); err != nil {
+		return err
+	}
+	defer func() {
+		// The connection goes back to the pool: stop listening on it.
+		c, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if _, err := conn.Exec(c, `UNLISTEN *`); err != nil {
+			conn.Conn().Close(c)
+		}
+	}()
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		b.wakeAll(n.Payload)
+	}
+}
+
+// Close stops the listener and the sweeper. It does not close the pool.
+func (b *Backend) Close() error {
+	b.once.Do(func() { close(b.stop) })
+	b.bg.Wait()
+	return nil
+}
+
+var _ queue.Backend = (*Backend)(nil)

@@ -1,0 +1,255 @@
+package queuepg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/scalekit-go/scalekit/internal/testinfra"
+	"github.com/scalekit-go/scalekit/queue"
+	"github.com/scalekit-go/scalekit/queue/queuetest"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(crashEnv) != "" {
+		os.Exit(crashWorker())
+	}
+	testinfra.Main(m)
+}
+
+func newBackend(t testing.TB, pool *pgxpool.Pool, o Options) *Backend {
+	t.Helper()
+	o.Pool = pool
+	b, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func TestConformance(t *testing.T) {
+	f := testinfra.Postgres(t)
+	queuetest.Run(t, func(t *testing.T, now func() time.Time) queue.Backend {
+		return newBackend(t, f.Primary, Options{Now: now})
+	})
+}
+
+func TestWorkers(t *testing.T) {
+	f := testinfra.Postgres(t)
+	queuetest.RunWorker(t, func(t *testing.T) queue.Backend { return newBackend(t, f.Primary, Options{}) })
+}
+
+// A job enqueued in a rolled-back transaction does not exist; one
+// enqueued in a committed transaction is processed, with the business row.
+func TestEnqueueTx(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{})
+	if _, err := f.Primary.Exec(ctx, `CREATE TABLE users (id int PRIMARY KEY, email text)`); err != nil {
+		t.Fatal(err)
+	}
+	signup := func(id int, commit bool) string {
+		tx, err := f.Primary.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.Exec(ctx, `INSERT INTO users VALUES ($1, $2)`, id, fmt.Sprintf("u%d@example.com", id)); err != nil {
+			t.Fatal(err)
+		}
+		jobID, err := b.EnqueueTx(ctx, tx, "emails", "welcome", map[string]int{"user": id}, queue.EnqueueOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if commit {
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return jobID
+	}
+	rolledBack := signup(1, false)
+	committed := signup(2, true)
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	if _, err := c.Job(ctx, "emails", rolledBack); !errors.Is(err, queue.ErrNotFound) {
+		t.Fatalf("the rolled-back transaction's job: %v, want ErrNotFound", err)
+	}
+	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: b, Queues: map[string]queue.QueueOptions{"emails": {}}})
+	sent := make(chan int, 2)
+	queue.Handle(w, "welcome", func(ctx context.Context, j *queue.Job[map[string]int]) error { sent <- j.Args["user"]; return nil })
+	w.Start(ctx)
+	defer w.Close()
+	select {
+	case u := <-sent:
+		if u != 2 {
+			t.Fatalf("processed the job of user %d, want 2", u)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the committed job was not processed")
+	}
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if m, _ := c.Job(ctx, "emails", committed); m != nil && m.State == queue.Done {
+			break
+		}
+	}
+	if cnt, _ := c.Counts(ctx, "emails"); cnt.Done != 1 || cnt.Pending+cnt.Active+cnt.Scheduled != 0 {
+		t.Fatalf("counts %+v, want exactly the committed job, done", cnt)
+	}
+}
+
+// A waiting Fetch wakes on the NOTIFY of an enqueue from another
+// connection instead of sleeping out its wait.
+func TestNotifyWakesFetch(t *testing.T) {
+	f := testinfra.Postgres(t)
+	b := newBackend(t, f.Primary, Options{})
+	other := newBackend(t, f.Primary, Options{})
+	ctx := context.Background()
+	got := make(chan []*queue.Lease, 1)
+	go func() {
+		ls, _ := b.Fetch(ctx, queue.FetchRequest{Queue: "wake", Max: 1, Lease: time.Minute, Wait: 30 * time.Second, Order: queue.FetchOrder(0)})
+		got <- ls
+	}()
+	time.Sleep(200 * time.Millisecond) // the fetch is waiting
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: other})
+	if _, err := c.Enqueue(ctx, "wake", "k", nil, queue.EnqueueOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ls := <-got:
+		if len(ls) != 1 {
+			t.Fatalf("woken fetch got %d jobs", len(ls))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting fetch did not wake on the enqueue (30s wait)")
+	}
+}
+
+const crashEnv = "QUEUEPG_CRASH_WORKER_URL"
+
+// crashWorker is the child process of TestCrashedWorker: it consumes the
+// queue slowly until it is killed.
+func crashWorker() int {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, os.Getenv(crashEnv))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	b, err := New(Options{Pool: pool})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: b, FetchWait: 100 * time.Millisecond,
+		Queues: map[string]queue.QueueOptions{"crash": {Concurrency: 8, Lease: time.Second}}})
+	queue.Handle(w, "work", func(ctx context.Context, j *queue.Job[int]) error {
+		time.Sleep(200 * time.Millisecond)
+		return nil
+	})
+	w.Start(ctx)
+	fmt.Println("worker started")
+	select {} // until SIGKILL
+}
+
+// A worker process is killed with SIGKILL while it holds jobs; a second
+// worker completes every job, redelivered once the dead worker's leases
+// (1s) run out. Every enqueued id ends done; none is missing.
+func TestCrashedWorker(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{})
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	const n = 100
+	ids := make([]string, n)
+	for i := range ids {
+		id, err := c.Enqueue(ctx, "crash", "work", i, queue.EnqueueOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = id
+	}
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), crashEnv+"="+f.PrimaryURL)
+	out, _ := child.StdoutPipe()
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	if n, _ := out.Read(buf); !strings.Contains(string(buf[:n]), "worker started") {
+		t.Fatalf("child: %q", buf[:n])
+	}
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		cnt, _ := c.Counts(ctx, "crash")
+		if cnt.Active >= 8 && cnt.Done > 0 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the child never held jobs: %+v", cnt)
+		}
+	}
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+	before, _ := c.Counts(ctx, "crash")
+	t.Logf("killed the worker holding %d jobs (%d done)", before.Active, before.Done)
+
+	var mu sync.Mutex
+	ran := map[int]int{}
+	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: b, FetchWait: 100 * time.Millisecond,
+		Queues: map[string]queue.QueueOptions{"crash": {Concurrency: 8, Lease: time.Second}}})
+	queue.Handle(w, "work", func(ctx context.Context, j *queue.Job[int]) error {
+		mu.Lock()
+		ran[j.Args]++
+		mu.Unlock()
+		return nil
+	})
+	w.Start(ctx)
+	defer w.Close()
+	for end := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if cnt, _ := c.Counts(ctx, "crash"); cnt.Done == n {
+			break
+		}
+		if time.Now().After(end) {
+			cnt, _ := c.Counts(ctx, "crash")
+			t.Fatalf("not every job done within 60s: %+v", cnt)
+		}
+	}
+	missing := 0
+	for _, id := range ids {
+		if m, err := c.Job(ctx, "crash", id); err != nil || m.State != queue.Done {
+			missing++
+		}
+	}
+	var redelivered int
+	for _, st := range w.Stats() {
+		redelivered = int(st.Processed)
+	}
+	t.Logf("%d jobs enqueued, %d done, %d missing; the second worker ran %d (the dead worker's %d in-flight jobs among them)", n, n-missing, missing, redelivered, before.Active)
+	if missing != 0 {
+		t.Fatalf("%d jobs missing", missing)
+	}
+}
+
+func TestBadOptions(t *testing.T) {
+	f := testinfra.Postgres(t)
+	for _, o := range []Options{{}, {Pool: f.Primary, Prefix: "Bad-Prefix"}, {Pool: f.Primary, Retention: -1}} {
+		if _, err := New(o); !errors.Is(err, queue.ErrInvalid) {
+			t.Errorf("New(%+v) = %v", o, err)
+		}
+	}
+}
