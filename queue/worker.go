@@ -256,12 +256,19 @@ func (w *Worker) fetch(ctx context.Context, q *workerQueue) {
 // run executes one leased job and records its outcome.
 func (w *Worker) run(q *workerQueue, l *Lease, ls *leaseState) {
 	q.st.inflight.Add(1)
+	slot := true
+	freeSlot := func() { // the handler is done: its slot goes to the next job
+		if slot {
+			slot = false
+			q.st.inflight.Add(-1)
+			<-q.sem
+		}
+	}
 	defer func() {
+		freeSlot()
 		w.leaseMu.Lock()
 		delete(w.inflight, l)
 		w.leaseMu.Unlock()
-		q.st.inflight.Add(-1)
-		<-q.sem
 		w.jobs.Done()
 	}()
 	m := l.Msg
@@ -275,6 +282,7 @@ func (w *Worker) run(q *workerQueue, l *Lease, ls *leaseState) {
 	hb := w.heartbeat(ctx, q, l, &lost, cancel)
 	err := w.call(ctx, q, m)
 	hb()
+	freeSlot() // recording the outcome does not hold the slot
 	bg, cancelBG := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancelBG()
 	switch {
