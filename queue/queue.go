@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"time"
+
+	"github.com/scalekit-go/scalekit/retry"
 )
 
 // ErrInvalid is wrapped by every error about bad options or arguments.
@@ -197,22 +199,10 @@ func NewToken() string {
 	return strconv.FormatUint(rand.Uint64(), 36) + strconv.FormatUint(rand.Uint64(), 36)
 }
 
-type permanentError struct{ err error }
-
-func (p *permanentError) Error() string { return p.err.Error() }
-func (p *permanentError) Unwrap() error { return p.err }
-
 // Permanent marks a handler error as final: the job goes to the dead
-// letters at once, without more attempts.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &permanentError{err}
-}
+// letters at once, without more attempts. It is retry.Permanent, so an
+// error marked for a retry loop inside the handler means the same here.
+func Permanent(err error) error { return retry.Permanent(err) }
 
 // IsPermanent reports whether err was marked with Permanent.
-func IsPermanent(err error) bool {
-	var p *permanentError
-	return errors.As(err, &p)
-}
+func IsPermanent(err error) bool { return retry.IsPermanent(err) }

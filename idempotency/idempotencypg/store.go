@@ -33,6 +33,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/scalekit-go/scalekit/idempotency"
+	"github.com/scalekit-go/scalekit/internal/every"
 )
 
 // Options configures New. Pool is required.
@@ -323,22 +324,13 @@ func (s *Store) Sweep(ctx context.Context, limit int) (int64, error) {
 	return tag.RowsAffected(), nil
 }
 
-func (s *Store) sweeper(every time.Duration) {
+func (s *Store) sweeper(interval time.Duration) {
 	defer s.done.Done()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), every)
-			if _, err := s.Sweep(ctx, 0); err != nil {
-				s.log.Warn("idempotencypg: sweep failed", slog.Any("error", err))
-			}
-			cancel()
+	every.Run(s.stop, interval, func(ctx context.Context) {
+		if _, err := s.Sweep(ctx, 0); err != nil {
+			s.log.Warn("idempotencypg: sweep failed", slog.Any("error", err))
 		}
-	}
+	})
 }
 
 // Close stops the background sweep (if any). It does not close the pool.

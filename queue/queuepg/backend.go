@@ -31,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/scalekit-go/scalekit/batch"
+	"github.com/scalekit-go/scalekit/internal/every"
 	"github.com/scalekit-go/scalekit/queue"
 )
 
@@ -517,22 +518,13 @@ func (b *Backend) Sweep(ctx context.Context) (int64, error) {
 	return tag.RowsAffected(), nil
 }
 
-func (b *Backend) sweeper(every time.Duration) {
+func (b *Backend) sweeper(interval time.Duration) {
 	defer b.bg.Done()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-b.stop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), every)
-			if _, err := b.Sweep(ctx); err != nil {
-				b.log.Warn("queuepg: sweep failed", slog.Any("error", err))
-			}
-			cancel()
+	every.Run(b.stop, interval, func(ctx context.Context) {
+		if _, err := b.Sweep(ctx); err != nil {
+			b.log.Warn("queuepg: sweep failed", slog.Any("error", err))
 		}
-	}
+	})
 }
 
 // waiter returns a channel closed at the next NOTIFY for queueName,
