@@ -257,17 +257,17 @@ func (s *checkState) get(h *Health, ctx context.Context) Result {
 		s.mu.Unlock()
 		return r
 	}
-	if s.running == nil {
-		s.running = make(chan struct{})
-		done := s.running
-		s.mu.Unlock()
+	done := s.running
+	if done == nil {
+		done = make(chan struct{})
+		s.running = done
 		go func() { // detached: a caller giving up does not abort the run for others
 			s.run(h)
 			close(done)
 		}()
-		s.mu.Lock()
 	}
-	done := s.running
+	// done, not s.running, from here: the run may already have finished
+	// and cleared s.running, and a nil channel would never be ready.
 	s.mu.Unlock()
 	select {
 	case <-done:

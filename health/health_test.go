@@ -250,3 +250,35 @@ func TestOptionErrors(t *testing.T) {
 		t.Fatal("duplicate name accepted")
 	}
 }
+
+// Regression: a caller that found a run finished between its unlock and
+// its relock waited on a nil channel (forever, or until its ctx ended,
+// reporting a passing check as failing). Instant checks run on demand by
+// many concurrent probes must all pass.
+func TestOnDemandRunsNeverWaitOnAFinishedRun(t *testing.T) {
+	h := newHealth(t, Options{CacheTTL: time.Nanosecond}, Check{Name: "fast", Func: func(context.Context) error { return nil }},
+		Check{Name: "live", Kind: Liveness, Func: func(context.Context) error { return nil }})
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 500; i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				kind := Readiness
+				if i%2 == 1 {
+					kind = Liveness
+				}
+				if rep := h.Run(ctx, kind); rep.Status != Pass {
+					failed.Add(1)
+				}
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d of 4000 on-demand runs of always-passing checks failed", failed.Load())
+	}
+}
