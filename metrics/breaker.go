@@ -1,0 +1,77 @@
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scalekit-go/scalekit/breaker"
+)
+
+// breakerStates are the values of the state label, as breaker.State prints
+// them.
+var breakerStates = []string{breaker.Closed.String(), breaker.Open.String(), breaker.HalfOpen.String()}
+
+type breakerDescs struct {
+	state, calls, slow, transitions, consecutive, windowCalls, windowFailures, windowSlow, openUntil *prometheus.Desc
+}
+
+func newBreakerDescs(b *builder) breakerDescs {
+	return breakerDescs{
+		state:          b.desc("scalekit_breaker_state", "Circuit breaker state: 1 for the current state (closed, open, half-open), 0 for the others.", "state"),
+		calls:          b.desc("scalekit_breaker_calls_total", "Calls through the circuit breaker by result: success, failure and ignored are recorded outcomes, rejected were refused (open, or half-open with every probe taken).", "result"),
+		slow:           b.desc("scalekit_breaker_slow_calls_total", "Calls slower than the breaker's SlowCallThreshold (a subset of the recorded calls)."),
+		transitions:    b.desc("scalekit_breaker_transitions_total", "Circuit breaker state changes."),
+		consecutive:    b.desc("scalekit_breaker_consecutive_failures", "Current run of consecutive failures (closed state)."),
+		windowCalls:    b.desc("scalekit_breaker_window_calls", "Calls in the breaker's current rate window (0 without a rate threshold)."),
+		windowFailures: b.desc("scalekit_breaker_window_failures", "Failed calls in the breaker's current rate window (0 without a rate threshold)."),
+		windowSlow:     b.desc("scalekit_breaker_window_slow_calls", "Slow calls in the breaker's current rate window (0 without a rate threshold)."),
+		openUntil:      b.desc("scalekit_breaker_open_until_timestamp_seconds", "When an open breaker starts probing, in Unix seconds; 0 unless open."),
+	}
+}
+
+func (d *breakerDescs) collect(ch chan<- prometheus.Metric, st breaker.Stats) {
+	n := st.Name
+	stateSet(ch, d.state, breakerStates, st.State.String(), n)
+	counter(ch, d.calls, st.Successes, n, "success")
+	counter(ch, d.calls, st.Failures, n, "failure")
+	counter(ch, d.calls, st.Ignored, n, "ignored")
+	counter(ch, d.calls, st.Rejected, n, "rejected")
+	counter(ch, d.slow, st.Slow, n)
+	counter(ch, d.transitions, st.Transitions, n)
+	gauge(ch, d.consecutive, float64(st.ConsecutiveFailures), n)
+	gauge(ch, d.windowCalls, float64(st.WindowCalls), n)
+	gauge(ch, d.windowFailures, float64(st.WindowFailures), n)
+	gauge(ch, d.windowSlow, float64(st.WindowSlow), n)
+	var until float64
+	if !st.OpenUntil.IsZero() {
+		until = float64(st.OpenUntil.UnixNano()) / 1e9
+	}
+	gauge(ch, d.openUntil, until, n)
+}
+
+// AddBreaker reports b's Stats under its own name (breaker.Options.Name) as
+// the name label. It returns an error wrapping ErrDuplicate if a breaker of
+// that name was added already.
+func (c *Collector) AddBreaker(b *breaker.Breaker) error {
+	if b == nil {
+		return nilArg("AddBreaker", "the *breaker.Breaker")
+	}
+	return c.add("AddBreaker", named{"breaker", b.Name()}, func(ch chan<- prometheus.Metric) {
+		c.breaker.collect(ch, b.Stats())
+	})
+}
+
+// AddBreakerGroup reports every breaker g holds at scrape time, each under
+// its key (its Name) as the name label; a breaker the group drops leaves
+// the next scrape. The keys share the name space of AddBreaker: a group key
+// equal to the name of a breaker added by itself makes the registry report
+// a duplicate series when it gathers.
+func (c *Collector) AddBreakerGroup(g *breaker.Group) error {
+	if g == nil {
+		return nilArg("AddBreakerGroup", "the *breaker.Group")
+	}
+	return c.add("AddBreakerGroup", g, func(ch chan<- prometheus.Metric) {
+		for _, st := range g.Stats() {
+			c.breaker.collect(ch, st)
+		}
+	})
+}

@@ -1,0 +1,213 @@
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ErrInvalid is wrapped by errors about bad options or arguments (a nil
+// primitive, a label value that is not valid UTF-8).
+var ErrInvalid = errors.New("metrics: invalid")
+
+// ErrDuplicate is wrapped by the error an Add method returns when the same
+// primitive, or another of its kind under the same name, was added already:
+// their series would collide.
+var ErrDuplicate = errors.New("metrics: duplicate")
+
+// The label names every metric carries.
+const (
+	// InstanceLabel is the constant label holding Options.Instance. It is
+	// not "instance" because Prometheus sets that label on every scraped
+	// target (and would rename ours to exported_instance).
+	InstanceLabel = "instance_name"
+	// NameLabel is the variable label holding the name of the primitive
+	// instance: the breaker's or SLO's own name, or the name given to Add.
+	NameLabel = "name"
+)
+
+// Options configures New. The zero value works.
+type Options struct {
+	// Instance is the value of the constant label instance_name on every
+	// metric: the name of this process or service instance (a pod name,
+	// "api-1"). Must be valid UTF-8. Default: "", and the label is left
+	// out.
+	Instance string
+}
+
+// Collector is a prometheus.Collector for scalekit primitives: add the
+// primitives with its Add methods, register it on a prometheus.Registry of
+// your own, and every scrape reads each primitive's Stats snapshot and
+// turns it into metrics. Nothing runs between scrapes and nothing touches
+// the primitives' hot paths. The package never registers anything on the
+// global registry.
+//
+// Each Add method takes a name for the name label (or uses the
+// primitive's own, for breakers and SLOs), unique among the primitives of
+// its kind: adding a name taken returns an error wrapping ErrDuplicate.
+//
+// Describe always sends the descriptors of every metric family the package
+// defines, whatever was added, so primitives may be added after the
+// Collector was registered, and a pedantic registry accepts it. Register
+// one Collector per registry and Instance (two with the same Instance
+// describe the same metrics, and the registry refuses the second).
+//
+// It is safe for concurrent use: Add methods may run during a scrape.
+type Collector struct {
+	descs []*prometheus.Desc // every family, in the order they were made
+
+	breaker     breakerDescs
+	retrier     retrierDescs
+	budget      budgetDescs
+	local       localDescs
+	concurrency concurrencyDescs
+	adaptive    adaptiveDescs
+	httpLimit   httpLimitDescs
+	redisLimit  redisLimitDescs
+	redisConc   redisConcDescs
+	cache       cacheDescs
+	batch       batchDescs
+	idem        idempotencyDescs
+	slo         sloDescs
+	health      healthDescs
+	// queue and dbrouter: their families (scalekit_queue_*,
+	// scalekit_dbrouter_*) and Add methods go here when those packages
+	// land; see the package doc.
+
+	mu      sync.Mutex
+	sources []source
+	seen    map[any]bool
+}
+
+// source is one added primitive: collect sends its metrics.
+type source struct {
+	collect func(ch chan<- prometheus.Metric)
+}
+
+// named is the duplicate-check key of a primitive added under a name.
+type named struct{ kind, name string }
+
+// New returns a Collector with no primitives, or an error naming the bad
+// option.
+func New(o Options) (*Collector, error) {
+	if !utf8.ValidString(o.Instance) {
+		return nil, fmt.Errorf("%w: Options.Instance must be valid UTF-8, got %q", ErrInvalid, o.Instance)
+	}
+	b := &builder{}
+	if o.Instance != "" {
+		b.constLabels = prometheus.Labels{InstanceLabel: o.Instance}
+	}
+	c := &Collector{
+		breaker:     newBreakerDescs(b),
+		retrier:     newRetrierDescs(b),
+		budget:      newBudgetDescs(b),
+		local:       newLocalDescs(b),
+		concurrency: newConcurrencyDescs(b),
+		adaptive:    newAdaptiveDescs(b),
+		httpLimit:   newHTTPLimitDescs(b),
+		redisLimit:  newRedisLimitDescs(b),
+		redisConc:   newRedisConcDescs(b),
+		cache:       newCacheDescs(b),
+		batch:       newBatchDescs(b),
+		idem:        newIdempotencyDescs(b),
+		slo:         newSLODescs(b),
+		health:      newHealthDescs(b),
+		seen:        map[any]bool{},
+	}
+	c.descs = b.all
+	return c, nil
+}
+
+// Describe sends the descriptor of every metric family the package
+// defines. It implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+// Collect reads the Stats of every added primitive and sends its metrics.
+// It implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	srcs := slices.Clone(c.sources)
+	c.mu.Unlock()
+	for _, s := range srcs {
+		s.collect(ch)
+	}
+}
+
+// add registers a source under key (a named or a pointer to the primitive),
+// refusing a key seen before.
+func (c *Collector) add(method string, key any, collect func(ch chan<- prometheus.Metric)) error {
+	if n, ok := key.(named); ok && !utf8.ValidString(n.name) {
+		return fmt.Errorf("%w: %s: the name must be valid UTF-8, got %q", ErrInvalid, method, n.name)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen[key] {
+		if n, ok := key.(named); ok {
+			return fmt.Errorf("%w: %s: a %s named %q was added already", ErrDuplicate, method, n.kind, n.name)
+		}
+		return fmt.Errorf("%w: %s: this %T was added already", ErrDuplicate, method, key)
+	}
+	c.seen[key] = true
+	c.sources = append(c.sources, source{collect: collect})
+	return nil
+}
+
+// nilArg is the error for a nil primitive.
+func nilArg(method, what string) error {
+	return fmt.Errorf("%w: %s: %s is nil", ErrInvalid, method, what)
+}
+
+// builder makes the descriptors of New, all with the same constant labels
+// and NameLabel first, and remembers them for Describe.
+type builder struct {
+	constLabels prometheus.Labels
+	all         []*prometheus.Desc
+}
+
+func (b *builder) desc(name, help string, labels ...string) *prometheus.Desc {
+	d := prometheus.NewDesc(name, help, append([]string{NameLabel}, labels...), b.constLabels)
+	b.all = append(b.all, d)
+	return d
+}
+
+// emit sends one sample. A label value Prometheus refuses (not UTF-8: a
+// check or route name from outside) becomes an invalid metric, which the
+// registry reports as a gather error, rather than a panic in Collect.
+func emit(ch chan<- prometheus.Metric, d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+	m, err := prometheus.NewConstMetric(d, t, v, labels...)
+	if err != nil {
+		m = prometheus.NewInvalidMetric(d, err)
+	}
+	ch <- m
+}
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, labels ...string) {
+	emit(ch, d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	emit(ch, d, prometheus.GaugeValue, v, labels...)
+}
+
+// stateSet sends one gauge per state, 1 for current and 0 for the others,
+// the state being the last label.
+func stateSet(ch chan<- prometheus.Metric, d *prometheus.Desc, states []string, current string, labels ...string) {
+	for _, s := range states {
+		gauge(ch, d, boolf(s == current), append(slices.Clip(labels), s)...)
+	}
+}
+
+func boolf(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

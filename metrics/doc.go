@@ -1,0 +1,147 @@
+// Package metrics provides Prometheus collectors for scalekit's primitives.
+// They read each primitive's Stats snapshot at scrape time, so recording
+// costs the primitives nothing beyond the atomic counters they keep anyway,
+// and nothing runs between scrapes.
+//
+//	m, _ := metrics.New(metrics.Options{Instance: "api-1"})
+//	m.AddBreaker(payments)          // a *breaker.Breaker, named by its Options.Name
+//	m.AddCache("users", usersCache) // any *cache.Cache[V]
+//	m.AddSLOTracker(tracker)
+//	reg := prometheus.NewRegistry()
+//	reg.MustRegister(m)
+//	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+//
+// The package never registers anything on the global registry
+// (prometheus.DefaultRegisterer): register the Collector on a registry of
+// your own (or on the default one yourself, if you must).
+//
+// # Names and labels
+//
+// Every metric is named scalekit_<primitive>_<metric>, with its unit in the
+// name (_seconds, _events, _keys, _ratio) and _total on counters. Every
+// metric carries:
+//
+//   - instance_name, a constant label holding Options.Instance (left out
+//     when it is empty). It is not "instance", which Prometheus sets on
+//     every scraped target;
+//   - name, the primitive instance: a breaker's or an SLO's own name, or the
+//     name given to the Add method.
+//
+// Outcomes that add up to a whole share one counter with a label (result,
+// tier, mode, trigger). States are state sets: one gauge per possible
+// state, 1 for the current one and 0 for the others, so
+// scalekit_breaker_state{state="open"} == 1 selects the open breakers
+// whatever the numbering of breaker.State.
+//
+// # Metrics
+//
+// Labels past name and instance_name are in braces; the values of the
+// result, state and mode labels are listed in each metric's help text.
+//
+//	metric                                                                  type       meaning
+//	breaker (AddBreaker, AddBreakerGroup)
+//	scalekit_breaker_state{state}                                           gauge      1 for the current state: closed, open, half-open
+//	scalekit_breaker_calls_total{result}                                    counter    calls: success, failure, ignored, rejected
+//	scalekit_breaker_slow_calls_total                                       counter    calls slower than SlowCallThreshold
+//	scalekit_breaker_transitions_total                                      counter    state changes
+//	scalekit_breaker_consecutive_failures                                   gauge      current run of failures
+//	scalekit_breaker_window_calls                                           gauge      calls in the rate window
+//	scalekit_breaker_window_failures                                        gauge      failures in the rate window
+//	scalekit_breaker_window_slow_calls                                      gauge      slow calls in the rate window
+//	scalekit_breaker_open_until_timestamp_seconds                           gauge      when an open breaker probes (Unix); 0 unless open
+//	retry (AddRetrier, AddRetryBudget)
+//	scalekit_retry_calls_total                                              counter    calls to the retrier
+//	scalekit_retry_attempts_total                                           counter    attempts, first ones included
+//	scalekit_retry_retries_total                                            counter    attempts after the first
+//	scalekit_retry_exhausted_total                                          counter    give-ups, any reason
+//	scalekit_retry_exhausted_by_budget_total                                counter    give-ups because the budget was empty
+//	scalekit_retry_budget_deposits_total                                    counter    calls recorded by the budget
+//	scalekit_retry_budget_withdrawals_total                                 counter    retries the budget allowed
+//	scalekit_retry_budget_refusals_total                                    counter    retries the budget refused
+//	scalekit_retry_budget_tokens                                            gauge      retries the budget would allow now
+//	ratelimit (AddLimiter, AddConcurrency, AddAdaptive, AddRateLimitMiddleware)
+//	scalekit_ratelimit_decisions_total{result}                              counter    decisions: allowed, denied
+//	scalekit_ratelimit_keys                                                 gauge      keys held
+//	scalekit_ratelimit_keys_swept_total                                     counter    full keys dropped (lossless)
+//	scalekit_ratelimit_keys_evicted_total                                   counter    active keys dropped at MaxKeys
+//	scalekit_ratelimit_concurrency_acquisitions_total{result}               counter    slot requests: acquired, rejected
+//	scalekit_ratelimit_adaptive_limit                                       gauge      current in-flight limit
+//	scalekit_ratelimit_adaptive_in_flight                                   gauge      calls in flight
+//	scalekit_ratelimit_adaptive_calls_total{result}                         counter    calls: admitted, shed
+//	scalekit_ratelimit_adaptive_cuts_total                                  counter    limit cuts on overload
+//	scalekit_ratelimit_http_requests_total{result}                          counter    middleware requests: allowed, denied, bad_key, error
+//	ratelimitredis (AddRedisLimiter, AddRedisConcurrency)
+//	scalekit_ratelimit_redis_decisions_total{result}                        counter    decisions Redis made: allowed, denied
+//	scalekit_ratelimit_redis_degraded_decisions_total{mode}                 counter    decisions without Redis: fail_open, fail_closed, fallback
+//	scalekit_ratelimit_redis_errors_total                                   counter    failed round trips
+//	scalekit_ratelimit_redis_skipped_total                                  counter    decisions the open circuit kept from Redis
+//	scalekit_ratelimit_redis_circuit_state{state}                           gauge      circuit around Redis: closed, open, half-open
+//	scalekit_ratelimit_redis_concurrency_acquisitions_total{result}         counter    slot requests Redis decided: acquired, rejected
+//	scalekit_ratelimit_redis_concurrency_degraded_acquisitions_total{mode}  counter    slot requests without Redis: fail_open, fail_closed, fallback
+//	scalekit_ratelimit_redis_concurrency_releases_total                     counter    slots released
+//	scalekit_ratelimit_redis_concurrency_renewals_total                     counter    lease renewals
+//	scalekit_ratelimit_redis_concurrency_leases_lost_total                  counter    leases found gone when renewing
+//	scalekit_ratelimit_redis_concurrency_errors_total                       counter    failed round trips
+//	scalekit_ratelimit_redis_concurrency_skipped_total                      counter    requests the open circuit kept from Redis
+//	scalekit_ratelimit_redis_concurrency_leases_held                        gauge      leases this process holds
+//	scalekit_ratelimit_redis_concurrency_circuit_state{state}               gauge      circuit around Redis: closed, open, half-open
+//	cache (AddCache)
+//	scalekit_cache_hits_total{tier}                                         counter    l1: fresh in-process values served; l2: keys found in the Store
+//	scalekit_cache_misses_total{tier}                                       counter    l1: Gets that waited for the Store or a load; l2: keys not in the Store
+//	scalekit_cache_negative_hits_total                                      counter    remembered not-founds served
+//	scalekit_cache_stale_served_total                                       counter    stale values served while refreshing
+//	scalekit_cache_refreshes_total{trigger}                                 counter    background refreshes: early (XFetch), stale
+//	scalekit_cache_loads_total                                              counter    loader calls
+//	scalekit_cache_load_errors_total                                        counter    failed loader calls
+//	scalekit_cache_load_panics_total                                        counter    panicking loader calls
+//	scalekit_cache_coalesced_total                                          counter    Gets that joined a load in flight
+//	scalekit_cache_l2_errors_total                                          counter    failed Store calls
+//	scalekit_cache_l2_skipped_total                                         counter    Store calls the open circuit skipped
+//	scalekit_cache_l2_circuit_state{state}                                  gauge      circuit around the Store: closed, open, half-open
+//	scalekit_cache_leases_won_total                                         counter    loads done under a fill lease
+//	scalekit_cache_lease_waits_total                                        counter    misses that waited for another instance's fill
+//	scalekit_cache_lease_busy_total                                         counter    refreshes left to another instance
+//	scalekit_cache_lease_timeouts_total                                     counter    fill waits that gave up
+//	scalekit_cache_fills_refused_total                                      counter    fills voided by Set, Delete or an expired lease
+//	scalekit_cache_codec_errors_total                                       counter    values that could not be encoded or decoded
+//	scalekit_cache_invalidations_total                                      counter    invalidation messages applied
+//	scalekit_cache_l1_entries                                               gauge      in-process entries (estimate)
+//	batch (AddBatch)
+//	scalekit_batch_loads_total                                              counter    keys asked for
+//	scalekit_batch_deduped_total                                            counter    loads that joined a key in the open batch
+//	scalekit_batch_cancelled_total                                          counter    callers whose ctx ended
+//	scalekit_batch_fetch_keys                                               histogram  keys per fetch (buckets batch.SizeBuckets; _count fetches, _sum keys)
+//	scalekit_batch_fetch_errors_total                                       counter    fetches that failed
+//	scalekit_batch_fetch_panics_total                                       counter    fetches that panicked
+//	scalekit_batch_wait_seconds_total                                       counter    time batches stayed open before their fetch
+//	idempotency (AddIdempotency)
+//	scalekit_idempotency_requests_total{result}                             counter    keyed requests: executed, replayed, conflict, mismatch, bad_key, unavailable
+//	scalekit_idempotency_released_total                                     counter    keys given back (5xx, panic, oversized response)
+//	slo (AddSLO, AddSLOTracker)
+//	scalekit_slo_target_ratio                                               gauge      target share of good events
+//	scalekit_slo_window_seconds                                             gauge      rolling window
+//	scalekit_slo_window_events                                              gauge      events in the window
+//	scalekit_slo_window_good_events                                         gauge      good events in the window
+//	scalekit_slo_error_budget_allowed_events                                gauge      bad events allowed: (1 - target) * events
+//	scalekit_slo_error_budget_consumed_events                               gauge      bad events in the window
+//	scalekit_slo_error_budget_remaining_events                              gauge      allowed - consumed
+//	scalekit_slo_error_budget_remaining_ratio                               gauge      share of the budget left (1 untouched, < 0 blown)
+//	scalekit_slo_burn_rate{window}                                          gauge      burn rate over each alert window ("5m", "1h", "3d")
+//	scalekit_slo_alert_firing{alert,severity}                               gauge      1 while a burn-rate alert rule fires
+//	health (AddHealth)
+//	scalekit_health_check_runs_total                                        counter    check executions (cache hits are not runs)
+//	scalekit_health_draining                                                gauge      1 while readiness is forced to fail
+//	scalekit_health_probe_status{probe,status}                              gauge      1 for the probe's status: pass, warn, fail
+//	scalekit_health_check_up{probe,check}                                   gauge      1 when the check passes, 0 when it fails
+//	scalekit_health_check_latency_seconds{probe,check}                      gauge      duration of the check's latest run
+//
+// The probe metrics of health exist for the probes given to AddHealth,
+// which reads them with health.Health.Run during the scrape (see AddHealth).
+//
+// # Queue and dbrouter
+//
+// The queue (depth, lag, processed, failed, dead-lettered jobs) and dbrouter
+// (queries routed, fallbacks to the primary, lag per replica) collectors
+// will be Add methods of Collector with families named scalekit_queue_* and
+// scalekit_dbrouter_*, added here when those packages land.
+package metrics
