@@ -1,0 +1,450 @@
+package queueredis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/scalekit-go/scalekit/internal/redisx"
+	"github.com/scalekit-go/scalekit/queue"
+)
+
+// DefaultTimeout bounds one round trip to Redis unless Options.Timeout
+// says otherwise.
+const DefaultTimeout = 500 * time.Millisecond
+
+// maxBlock bounds one wait of a Fetch on the queue's wake stream: a wake
+// signal that never comes (lost in a failover, or a job whose due time
+// another process changed without one) delays a job by at most this.
+const maxBlock = time.Second
+
+// Options configures New. Client is required.
+type Options struct {
+	// Client is the Redis: a *redis.Client, *redis.ClusterClient (every
+	// key of one queue shares a hash tag, so each operation is one script
+	// in one slot) or any UniversalClient. Its options need
+	// ContextTimeoutEnabled (or a ReadTimeout no longer than Timeout), or
+	// New refuses it: otherwise a paused Redis holds every call for the
+	// client's ReadTimeout. The server must be Redis 7.0 or later (the
+	// scripts declare flags) and should run with maxmemory-policy
+	// noeviction (see the package doc).
+	Client redis.UniversalClient
+	// Prefix starts every key's hash tag: {Prefix:queue}:... . It must not
+	// contain '{' or '}'. Default: "queue".
+	Prefix string
+	// Timeout bounds each round trip (a Fetch with Wait is several, each
+	// bounded). Default: DefaultTimeout (500ms).
+	Timeout time.Duration
+	// Retention is how long done jobs are kept for Job and Counts. Dead
+	// jobs are kept until requeued. Default: 24h.
+	Retention time.Duration
+	// Now is the clock. Default: nil, Redis TIME, so the clocks of the
+	// fleet do not matter for leases and due times. Set it for simulated
+	// time in tests.
+	Now func() time.Time
+}
+
+// Backend is a queue.Backend on Redis. It is safe for concurrent use and
+// holds no goroutines of its own (a Fetch that waits uses one for its
+// XREAD BLOCK; see the package doc), so it has no Close; close the client
+// when done.
+type Backend struct {
+	c         redis.UniversalClient
+	prefix    string
+	timeout   time.Duration
+	retention time.Duration
+	now       func() time.Time
+}
+
+// New returns a Backend, or an error naming the option to fix. It does
+// not touch Redis.
+func New(o Options) (*Backend, error) {
+	bad := func(f string, args ...any) (*Backend, error) {
+		return nil, fmt.Errorf("%w: queueredis: Options."+f, append([]any{queue.ErrInvalid}, args...)...)
+	}
+	if o.Client == nil {
+		return bad("Client is required")
+	}
+	if o.Prefix == "" {
+		o.Prefix = "queue"
+	}
+	if strings.ContainsAny(o.Prefix, "{}") || len(o.Prefix) > 200 {
+		return bad("Prefix %q must be at most 200 bytes without '{' or '}' (it is part of the hash tag)", o.Prefix)
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Timeout < 0 {
+		return bad("Timeout must be > 0, got %v", o.Timeout)
+	}
+	if o.Retention == 0 {
+		o.Retention = 24 * time.Hour
+	}
+	if o.Retention < time.Millisecond {
+		return bad("Retention must be >= 1ms, got %v", o.Retention)
+	}
+	if err := redisx.CheckClientTimeouts(o.Client, o.Timeout); err != nil {
+		return bad("Client: %v", err)
+	}
+	return &Backend{c: o.Client, prefix: o.Prefix, timeout: o.Timeout, retention: o.Retention, now: o.Now}, nil
+}
+
+// nowArg is the scripts' time argument: Unix µs from Options.Now, or -1
+// for Redis TIME.
+func (b *Backend) nowArg() int64 {
+	if b.now == nil {
+		return -1
+	}
+	return b.now().UnixMicro()
+}
+
+// tag is the hash-tagged start of every key of queue q.
+func (b *Backend) tag(q string) string { return "{" + b.prefix + ":" + q + "}:" }
+
+// keys are the 12 keys every script gets (see scripts.go); id and
+// uniqueKey may be empty when the script does not use them.
+func (b *Backend) keys(q, id, uniqueKey string) []string {
+	t := b.tag(q)
+	return []string{
+		t + "ready:default", t + "ready:high", t + "ready:low",
+		t + "scheduled", t + "retry", t + "active", t + "done", t + "dead",
+		t + "wake", t + "deadseq", t + "job:" + id, t + "unique:" + uniqueKey,
+	}
+}
+
+// run runs a script under Timeout. A nil reply is returned as redis.Nil;
+// other errors say which operation failed, and whether Redis was too slow.
+func (b *Backend) run(ctx context.Context, op string, s *redis.Script, keys []string, args ...any) (any, error) {
+	tctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	v, err := s.Run(tctx, b.c, keys, args...).Result()
+	if err == nil || errors.Is(err, redis.Nil) {
+		return v, err
+	}
+	if ctx.Err() == nil && tctx.Err() != nil {
+		return nil, fmt.Errorf("queueredis: %s: Redis did not answer within %v: %w", op, b.timeout, err)
+	}
+	return nil, fmt.Errorf("queueredis: %s: %w", op, err)
+}
+
+func micro(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+func fromMicro(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us)
+}
+
+// Enqueue is queue.Backend.Enqueue: one script stores the job, takes its
+// unique key (or returns the *queue.DuplicateError naming the holder)
+// and wakes the waiting fetches. Storing the very same message again
+// (same id, kind, payload and EnqueuedAt, as when go-redis retries a call
+// whose reply was lost) succeeds without a second job; another message
+// with a used id is queue.ErrInvalid.
+func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
+	if err := queue.CheckName("queue", m.Queue); err != nil {
+		return err
+	}
+	switch {
+	case m.ID == "":
+		return fmt.Errorf("%w: queueredis: Message.ID is required", queue.ErrInvalid)
+	case m.Priority < queue.Default || m.Priority > queue.Low:
+		return fmt.Errorf("%w: queueredis: Message.Priority must be High, Default or Low, got %d", queue.ErrInvalid, m.Priority)
+	}
+	var uniqueUntil int64
+	if m.UniqueKey != "" {
+		uniqueUntil = micro(m.UniqueUntil)
+	}
+	v, err := b.run(ctx, "Enqueue", enqueueScript, b.keys(m.Queue, m.ID, m.UniqueKey),
+		b.tag(m.Queue)+"job:", b.nowArg(), m.ID, m.Kind, m.Payload, int(m.Priority), micro(m.RunAt), int64(m.Timeout),
+		m.UniqueKey, uniqueUntil, micro(m.EnqueuedAt), m.MaxAttempts, m.Attempt, m.LastError)
+	if err != nil {
+		return err
+	}
+	r, _ := v.([]any)
+	switch status, _ := at[string](r, 0); status {
+	case "ok":
+		return nil
+	case "dup":
+		holder, _ := at[string](r, 1)
+		return &queue.DuplicateError{UniqueKey: m.UniqueKey, ID: holder}
+	case "exists":
+		return fmt.Errorf("%w: job id %q is already used in queue %q", queue.ErrInvalid, m.ID, m.Queue)
+	}
+	return fmt.Errorf("queueredis: Enqueue: unexpected reply %v", v)
+}
+
+// fullOrder is o without repeats, followed by the priorities it left out:
+// every fetch looks at every priority.
+func fullOrder(o [3]queue.Priority) [3]int {
+	var out [3]int
+	var seen [3]bool
+	n := 0
+	for _, p := range append(o[:], queue.High, queue.Default, queue.Low) {
+		if p >= queue.Default && p <= queue.Low && !seen[p] && n < 3 {
+			seen[p] = true
+			out[n] = int(p)
+			n++
+		}
+	}
+	return out
+}
+
+// Fetch is queue.Backend.Fetch: one script moves due and expired jobs to
+// the ready lists and leases up to Max in the request's priority order.
+// With Wait, when nothing is due, it blocks on the queue's wake stream
+// (XREAD BLOCK from the id the script saw, so no signal between the
+// script and the wait is missed) until an enqueue, the next due time or
+// lease deadline, or at most 1s, then looks again; it returns at once
+// when ctx ends.
+func (b *Backend) Fetch(ctx context.Context, r queue.FetchRequest) ([]*queue.Lease, error) {
+	switch {
+	case r.Max < 1:
+		return nil, fmt.Errorf("%w: queueredis: FetchRequest.Max must be >= 1, got %d", queue.ErrInvalid, r.Max)
+	case r.Lease <= 0:
+		return nil, fmt.Errorf("%w: queueredis: FetchRequest.Lease must be > 0, got %v", queue.ErrInvalid, r.Lease)
+	}
+	order := fullOrder(r.Order)
+	deadline := time.Now().Add(r.Wait)
+	keys := b.keys(r.Queue, "", "")
+	for {
+		v, err := b.run(ctx, "Fetch", fetchScript, keys, b.tag(r.Queue)+"job:", b.nowArg(), r.Max,
+			r.Lease.Microseconds(), b.retention.Microseconds(), queue.NewToken(), order[0], order[1], order[2])
+		if err != nil {
+			return nil, err
+		}
+		reply, _ := v.([]any)
+		if len(reply) < 2 {
+			return nil, fmt.Errorf("queueredis: Fetch: unexpected reply %v", v)
+		}
+		leases := make([]*queue.Lease, 0, len(reply)-2)
+		for _, rec := range reply[2:] {
+			m, token, until, err := parseRecord(r.Queue, rec)
+			if err != nil {
+				return nil, err
+			}
+			leases = append(leases, &queue.Lease{Msg: m, Token: token, Until: until})
+		}
+		if len(leases) > 0 || r.Wait <= 0 {
+			return leases, nil
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return leases, nil
+		}
+		block := min(left, maxBlock)
+		if next, _ := at[int64](reply, 0); next >= 0 {
+			block = min(block, time.Duration(next)*time.Microsecond)
+		}
+		lastID, _ := at[string](reply, 1)
+		if err := b.wait(ctx, keys[8], lastID, max(block, time.Millisecond)); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// wait blocks until the wake stream has an entry after lastID, or for d.
+// The XREAD runs in a goroutine so that wait returns as soon as ctx ends
+// (go-redis only gives up a blocking read at its deadline); that
+// goroutine then ends by itself within d (or at once if the client is
+// closed) and gives its connection back to the pool.
+func (b *Backend) wait(ctx context.Context, stream, lastID string, d time.Duration) error {
+	done := make(chan error, 1)
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, d+b.timeout)
+		defer cancel()
+		done <- b.c.XRead(wctx, &redis.XReadArgs{Streams: []string{stream, lastID}, Count: 1, Block: d}).Err()
+	}()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case err := <-done:
+		if err == nil || errors.Is(err, redis.Nil) {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("queueredis: Fetch: waiting for jobs: %w", err)
+	}
+}
+
+// fenced runs an outcome script whose integer reply 0 means the lease is
+// no longer held.
+func (b *Backend) fenced(ctx context.Context, op string, s *redis.Script, l *queue.Lease, args ...any) (any, error) {
+	base := []any{b.tag(l.Msg.Queue) + "job:", b.nowArg(), l.Msg.ID, l.Token}
+	v, err := b.run(ctx, op, s, b.keys(l.Msg.Queue, l.Msg.ID, ""), append(base, args...)...)
+	if err != nil {
+		return nil, err
+	}
+	if n, ok := v.(int64); ok && n == 0 {
+		return nil, queue.ErrLeaseLost
+	}
+	return v, nil
+}
+
+// Extend is queue.Backend.Extend; it also moves l.Until.
+func (b *Backend) Extend(ctx context.Context, l *queue.Lease, d time.Duration) error {
+	v, err := b.fenced(ctx, "Extend", extendScript, l, d.Microseconds())
+	if err != nil {
+		return err
+	}
+	s, _ := v.(string)
+	us, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("queueredis: Extend: unexpected reply %v", v)
+	}
+	l.Until = fromMicro(us)
+	return nil
+}
+
+// Complete is queue.Backend.Complete. The done job's hash expires after
+// Options.Retention. Completing the same lease again succeeds (a retried
+// call), as does failing it again in Fail.
+func (b *Backend) Complete(ctx context.Context, l *queue.Lease) error {
+	_, err := b.fenced(ctx, "Complete", completeScript, l, max(1, b.retention.Milliseconds()))
+	return err
+}
+
+// Fail is queue.Backend.Fail.
+func (b *Backend) Fail(ctx context.Context, l *queue.Lease, errMsg string, retryAt time.Time, dead bool) error {
+	d := 0
+	if dead {
+		d = 1
+	}
+	_, err := b.fenced(ctx, "Fail", failScript, l, errMsg, micro(retryAt), d)
+	return err
+}
+
+// Release is queue.Backend.Release: the job goes back to the front of its
+// ready list.
+func (b *Backend) Release(ctx context.Context, l *queue.Lease) error {
+	_, err := b.fenced(ctx, "Release", releaseScript, l)
+	return err
+}
+
+// Job is queue.Backend.Job. A scheduled or retry job whose time came, and
+// an active job whose lease ran out, are reported as pending: that is
+// what the next Fetch sees.
+func (b *Backend) Job(ctx context.Context, queueName, id string) (*queue.Message, error) {
+	v, err := b.run(ctx, "Job", jobScript, b.keys(queueName, id, ""), b.tag(queueName)+"job:", b.nowArg(), id)
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%w: %s in queue %s", queue.ErrNotFound, id, queueName)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, _, _, err := parseRecord(queueName, v)
+	return m, err
+}
+
+// Counts is queue.Backend.Counts, in one script. Pending counts the jobs
+// a Fetch would take now (due scheduled and retry jobs, expired leases);
+// OldestPending is the age of the oldest of the ready lists' heads and
+// of the earliest due job, which is the oldest job unless a scheduled
+// job became due while younger jobs were already waiting.
+func (b *Backend) Counts(ctx context.Context, queueName string) (queue.Counts, error) {
+	v, err := b.run(ctx, "Counts", countsScript, b.keys(queueName, "", ""), b.tag(queueName)+"job:", b.nowArg(), b.retention.Microseconds())
+	if err != nil {
+		return queue.Counts{}, err
+	}
+	r, _ := v.([]any)
+	var n [7]int64
+	for i := range n {
+		var ok bool
+		if n[i], ok = at[int64](r, i); !ok {
+			return queue.Counts{}, fmt.Errorf("queueredis: Counts: unexpected reply %v", v)
+		}
+	}
+	return queue.Counts{Pending: n[0], Scheduled: n[1], Active: n[2], Retry: n[3], Dead: n[4], Done: n[5],
+		OldestPending: time.Duration(n[6]) * time.Microsecond}, nil
+}
+
+// Dead is queue.Backend.Dead; limit <= 0 (or more than 1000) lists 1000.
+func (b *Backend) Dead(ctx context.Context, queueName string, limit int) ([]*queue.Message, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	v, err := b.run(ctx, "Dead", deadScript, b.keys(queueName, "", ""), b.tag(queueName)+"job:", b.nowArg(), limit)
+	if err != nil {
+		return nil, err
+	}
+	recs, _ := v.([]any)
+	out := make([]*queue.Message, 0, len(recs))
+	for _, rec := range recs {
+		m, _, _, err := parseRecord(queueName, rec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// Requeue is queue.Backend.Requeue.
+func (b *Backend) Requeue(ctx context.Context, queueName, id string) error {
+	v, err := b.run(ctx, "Requeue", requeueScript, b.keys(queueName, id, ""), b.tag(queueName)+"job:", b.nowArg(), id)
+	if err != nil {
+		return err
+	}
+	if n, _ := v.(int64); n != 1 {
+		return fmt.Errorf("%w: no dead job %s in queue %s", queue.ErrNotFound, id, queueName)
+	}
+	return nil
+}
+
+// at reads element i of a script's array reply as a T.
+func at[T any](r []any, i int) (T, bool) {
+	var zero T
+	if i >= len(r) {
+		return zero, false
+	}
+	v, ok := r[i].(T)
+	return v, ok
+}
+
+// parseRecord turns a script's job record (the id, then fields) into a
+// Message, its lease token and deadline.
+func parseRecord(queueName string, rec any) (*queue.Message, string, time.Time, error) {
+	r, _ := rec.([]any)
+	if len(r) != 1+len(fields) {
+		return nil, "", time.Time{}, fmt.Errorf("queueredis: malformed job record %v", rec)
+	}
+	str := func(i int) string { s, _ := r[i].(string); return s }
+	var bad error
+	num := func(i int) int64 {
+		s := str(i)
+		if s == "" {
+			return 0
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil && bad == nil {
+			bad = fmt.Errorf("queueredis: job %s: field %s is %q, want an integer", str(0), fields[i-1], s)
+		}
+		return n
+	}
+	m := &queue.Message{
+		ID: str(0), Queue: queueName, Kind: str(1), Payload: []byte(str(2)), Priority: queue.Priority(num(3)),
+		State: queue.State(str(4)), Attempt: int(num(5)), MaxAttempts: int(num(6)), RunAt: fromMicro(num(7)),
+		Timeout: time.Duration(num(8)), UniqueKey: str(9), UniqueUntil: fromMicro(num(10)), EnqueuedAt: fromMicro(num(11)),
+		LastError: str(12), FinishedAt: fromMicro(num(13)),
+	}
+	until := fromMicro(num(15))
+	if bad != nil {
+		return nil, "", time.Time{}, bad
+	}
+	return m, str(14), until, nil
+}
+
+var _ queue.Backend = (*Backend)(nil)

@@ -1,0 +1,367 @@
+package queueredis
+
+import (
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// fields are a job hash's fields in the order every script returns them,
+// after the job's id (see record in the preamble and parseRecord).
+var fields = []string{
+	"kind", "payload", "priority", "state", "attempt", "max_attempts", "run_at", "timeout",
+	"unique_key", "unique_until", "enqueued_at", "last_error", "finished_at", "token", "lease_until",
+}
+
+// The scripts share one calling convention. KEYS are always the same 12
+// keys of one queue, all under its hash tag (see Backend.keys):
+//
+//	1-3 ready lists of Default, High and Low jobs (index = priority + 1)
+//	4 scheduled ZSET, 5 retry ZSET (by run-at), 6 active ZSET (by lease
+//	deadline), 7 done ZSET (by finish time), 8 dead ZSET (by death order),
+//	9 wake stream, 10 death sequence, 11 the job's hash, 12 its unique hold
+//
+// ARGV[1] is the key prefix of the queue's job hashes ("{prefix:queue}:job:"),
+// for the scripts that touch jobs other than KEYS[11]; ARGV[2] is now in
+// Unix microseconds, or -1 to read Redis TIME. Times are stored as Unix
+// microseconds: Lua numbers are doubles, exact for integers up to 2^53,
+// and string.format('%.0f') keeps them out of exponent notation.
+var preamble = `
+local FIELDS = {'` + strings.Join(fields, `', '`) + `'}
+local IDX = {}
+for i, f in ipairs(FIELDS) do IDX[f] = i + 1 end
+local function clock(arg)
+  local n = tonumber(arg)
+  if n < 0 then
+    local t = redis.call('TIME')
+    n = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  return n
+end
+local function fmt(n) return string.format('%.0f', n) end
+-- record is a job as the scripts return it: its id, then FIELDS.
+local function record(key, id)
+  local v = redis.call('HMGET', key, unpack(FIELDS))
+  if not v[IDX.state - 1] then return false end
+  table.insert(v, 1, id)
+  return v
+end
+-- held is the fence of every outcome: the job is active under this token
+-- and its lease has not run out.
+local function held(key, token, now)
+  local v = redis.call('HMGET', key, 'state', 'token', 'lease_until')
+  return v[1] == 'active' and v[2] == token and (tonumber(v[3]) or 0) > now
+end
+-- recorded: this lease's outcome is already stored (the job left active
+-- in one of states, its token kept). Release and the reclaim of an
+-- expired lease drop the token, so they never match.
+local function recorded(key, token, states)
+  local v = redis.call('HMGET', key, 'state', 'token')
+  return v[2] == token and states[v[1]] == true
+end
+-- wake ends the XREAD BLOCK of every Fetch waiting on this queue.
+local function wake()
+  redis.call('XADD', KEYS[9], 'MAXLEN', '1', '*', 'w', '1')
+  redis.call('PEXPIRE', KEYS[9], 86400000)
+end
+local function ready(priority) return KEYS[tonumber(priority) + 1] end
+`
+
+// script builds a script with Redis 7 flags (the shebang line): Redis
+// then decides before the script runs whether it may run while memory is
+// over maxmemory, instead of failing it at its first write command with
+// its earlier writes already done. allowOOM is for the scripts that
+// drain a queue (fetch and outcomes): a full Redis refuses new jobs but
+// lets workers finish the queued ones.
+func script(allowOOM bool, body string) *redis.Script {
+	shebang := "#!lua\n"
+	if allowOOM {
+		shebang = "#!lua flags=allow-oom\n"
+	}
+	return redis.NewScript(shebang + preamble + body)
+}
+
+// readScript builds a script that writes nothing (it may run on a full
+// Redis, and on a replica through EVAL_RO).
+func readScript(body string) *redis.Script {
+	return redis.NewScript("#!lua flags=no-writes\n" + preamble + body)
+}
+
+// enqueueScript stores a new job. ARGV[3..]: id, kind, payload, priority,
+// run_at, timeout (ns), unique_key, unique_until, enqueued_at,
+// max_attempts, attempt, last_error. Reply: {'ok', state}, {'dup',
+// holder id} or {'exists'}. The same message again (same id, kind,
+// payload and enqueued_at: a call go-redis retried after a lost reply) is
+// {'ok', 'again'}, not a duplicate of itself.
+var enqueueScript = script(false, `
+local now = clock(ARGV[2])
+local id, ukey, uuntil = ARGV[3], ARGV[9], tonumber(ARGV[10])
+if ukey ~= '' then
+  local h = redis.call('HMGET', KEYS[12], 'id', 'until')
+  if h[1] and h[1] ~= id and (tonumber(h[2]) or 0) > now then return {'dup', h[1]} end
+end
+if redis.call('EXISTS', KEYS[11]) == 1 then
+  local v = redis.call('HMGET', KEYS[11], 'kind', 'payload', 'enqueued_at')
+  if v[1] == ARGV[4] and v[2] == ARGV[5] and v[3] == ARGV[11] then return {'ok', 'again'} end
+  return {'exists'}
+end
+if ukey ~= '' and uuntil > now then
+  redis.call('HSET', KEYS[12], 'id', id, 'until', ARGV[10])
+  redis.call('PEXPIRE', KEYS[12], math.max(1, math.ceil((uuntil - now) / 1000)))
+end
+local state = 'pending'
+if tonumber(ARGV[7]) > now then state = 'scheduled' end
+redis.call('HSET', KEYS[11], 'kind', ARGV[4], 'payload', ARGV[5], 'priority', ARGV[6], 'state', state,
+  'attempt', ARGV[13], 'max_attempts', ARGV[12], 'run_at', ARGV[7], 'timeout', ARGV[8], 'enqueued_at', ARGV[11])
+if ukey ~= '' then redis.call('HSET', KEYS[11], 'unique_key', ukey, 'unique_until', ARGV[10]) end
+if ARGV[14] ~= '' then redis.call('HSET', KEYS[11], 'last_error', ARGV[14]) end
+redis.call('ZREM', KEYS[7], id) -- a done entry left by an expired hash of the same id
+if state == 'scheduled' then
+  redis.call('ZADD', KEYS[4], ARGV[7], id)
+else
+  redis.call('RPUSH', ready(ARGV[6]), id)
+end
+wake()
+return {'ok', state}
+`)
+
+// fetchScript moves due scheduled and retry jobs to the back of their
+// ready lists (in run-at order) and jobs whose lease expired to the front,
+// drops done jobs past the retention, then leases up to max jobs from the
+// ready lists in the given priority order, counting an attempt on each.
+// ARGV[3..]: max, lease (µs), retention (µs), token base, then the three
+// priorities in fetch order. Reply: {µs until the next scheduled job,
+// retry or lease deadline (-1: none), the wake stream's last id, jobs...};
+// the first two only when no job was leased.
+var fetchScript = script(true, `
+local base, now = ARGV[1], clock(ARGV[2])
+local max, lease, retention, tok = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local nowf = fmt(now)
+local due = {}
+for z = 4, 5 do
+  local r = redis.call('ZRANGEBYSCORE', KEYS[z], '-inf', nowf, 'WITHSCORES', 'LIMIT', 0, 1000)
+  local ids = {}
+  for i = 1, #r, 2 do
+    ids[#ids + 1] = r[i]
+    due[#due + 1] = {r[i], tonumber(r[i + 1]), z, i}
+  end
+  if #ids > 0 then redis.call('ZREM', KEYS[z], unpack(ids)) end
+end
+table.sort(due, function(a, b)
+  if a[2] ~= b[2] then return a[2] < b[2] end
+  if a[3] ~= b[3] then return a[3] < b[3] end
+  return a[4] < b[4]
+end)
+for _, d in ipairs(due) do
+  local k = base .. d[1]
+  local p = redis.call('HGET', k, 'priority')
+  if p then
+    redis.call('HSET', k, 'state', 'pending')
+    redis.call('RPUSH', ready(p), d[1])
+  end
+end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', nowf, 'LIMIT', 0, 1000)
+for i = #expired, 1, -1 do
+  local id = expired[i]
+  local k = base .. id
+  local v = redis.call('HMGET', k, 'state', 'priority')
+  if v[1] == 'active' then
+    redis.call('HSET', k, 'state', 'pending')
+    redis.call('HDEL', k, 'token', 'lease_until')
+    redis.call('LPUSH', ready(v[2]), id)
+  end
+end
+if #expired > 0 then redis.call('ZREM', KEYS[6], unpack(expired)) end
+local old = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', '(' .. fmt(now - retention), 'LIMIT', 0, 1000)
+for _, id in ipairs(old) do
+  if redis.call('HGET', base .. id, 'state') == 'done' then redis.call('DEL', base .. id) end
+end
+if #old > 0 then redis.call('ZREM', KEYS[7], unpack(old)) end
+
+local out = {-1, ''}
+local n = 0
+local untilf = fmt(now + lease)
+for o = 7, 9 do
+  local need = max - n
+  if need <= 0 then break end
+  local ids = redis.call('LPOP', ready(ARGV[o]), need)
+  if ids then
+    for _, id in ipairs(ids) do
+      local k = base .. id
+      if redis.call('HEXISTS', k, 'state') == 1 then
+        n = n + 1
+        redis.call('HINCRBY', k, 'attempt', 1)
+        redis.call('HSET', k, 'state', 'active', 'token', tok .. '.' .. n, 'lease_until', untilf)
+        redis.call('ZADD', KEYS[6], untilf, id)
+        out[#out + 1] = record(k, id)
+      end
+    end
+  end
+end
+if n == 0 then
+  for z = 4, 6 do
+    local f = redis.call('ZRANGE', KEYS[z], 0, 0, 'WITHSCORES')
+    if f[2] then
+      local d = math.max(0, tonumber(f[2]) - now)
+      if out[1] < 0 or d < out[1] then out[1] = d end
+    end
+  end
+  local last = redis.call('XREVRANGE', KEYS[9], '+', '-', 'COUNT', 1)
+  out[2] = '0-0'
+  if last[1] then out[2] = last[1][1] end
+end
+return out
+`)
+
+// extendScript renews a held lease. ARGV[3..]: id, token, duration (µs).
+// Reply: the new deadline (µs, a string), or 0 when the lease is lost.
+var extendScript = script(true, `
+local now = clock(ARGV[2])
+if not held(KEYS[11], ARGV[4], now) then return 0 end
+local u = fmt(now + tonumber(ARGV[5]))
+redis.call('HSET', KEYS[11], 'lease_until', u)
+redis.call('ZADD', KEYS[6], u, ARGV[3])
+return u
+`)
+
+// completeScript marks a held job done and gives its hash the retention
+// as a TTL. ARGV[3..]: id, token, retention (ms). Reply: 1, or 0 when the
+// lease is lost. The token stays on the job until its next lease, so a
+// retried call finds its own completion and answers 1 again.
+var completeScript = script(true, `
+local now = clock(ARGV[2])
+if not held(KEYS[11], ARGV[4], now) then
+  if recorded(KEYS[11], ARGV[4], {done = true}) then return 1 end
+  return 0
+end
+local f = fmt(now)
+redis.call('HSET', KEYS[11], 'state', 'done', 'finished_at', f)
+redis.call('HDEL', KEYS[11], 'lease_until')
+redis.call('ZREM', KEYS[6], ARGV[3])
+redis.call('ZADD', KEYS[7], f, ARGV[3])
+redis.call('PEXPIRE', KEYS[11], ARGV[5])
+return 1
+`)
+
+// failScript records a failed attempt of a held job: dead (when asked, or
+// out of attempts), else retry at retry_at (pending at once when that is
+// not in the future). ARGV[3..]: id, token, error, retry_at (µs), dead
+// (0/1). Reply: 1, or 0 when the lease is lost. As with Complete, the
+// token stays, so a retried call answers 1 again.
+var failScript = script(true, `
+local now = clock(ARGV[2])
+local k, id = KEYS[11], ARGV[3]
+if not held(k, ARGV[4], now) then
+  if recorded(k, ARGV[4], {retry = true, dead = true, pending = true}) then return 1 end
+  return 0
+end
+redis.call('HDEL', k, 'lease_until')
+redis.call('ZREM', KEYS[6], id)
+local v = redis.call('HMGET', k, 'attempt', 'max_attempts', 'priority')
+if ARGV[7] == '1' or tonumber(v[1]) >= tonumber(v[2]) then
+  redis.call('HSET', k, 'state', 'dead', 'last_error', ARGV[5], 'finished_at', fmt(now))
+  redis.call('ZADD', KEYS[8], redis.call('INCR', KEYS[10]), id)
+  return 1
+end
+if tonumber(ARGV[6]) > now then
+  redis.call('HSET', k, 'state', 'retry', 'last_error', ARGV[5], 'run_at', ARGV[6])
+  redis.call('ZADD', KEYS[5], ARGV[6], id)
+else
+  redis.call('HSET', k, 'state', 'pending', 'last_error', ARGV[5], 'run_at', ARGV[6])
+  redis.call('RPUSH', ready(v[3]), id)
+end
+wake()
+return 1
+`)
+
+// releaseScript gives a held job back to the front of its ready list,
+// the attempt not counted. ARGV[3..]: id, token. Reply: 1, or 0 when the
+// lease is lost.
+var releaseScript = script(true, `
+local now = clock(ARGV[2])
+local k, id = KEYS[11], ARGV[3]
+if not held(k, ARGV[4], now) then return 0 end
+redis.call('HINCRBY', k, 'attempt', -1)
+redis.call('HSET', k, 'state', 'pending')
+redis.call('HDEL', k, 'token', 'lease_until')
+redis.call('ZREM', KEYS[6], id)
+redis.call('LPUSH', ready(redis.call('HGET', k, 'priority')), id)
+wake()
+return 1
+`)
+
+// jobScript reads a job, reporting as pending a job that Fetch would take
+// now (due, or its lease expired). ARGV[3]: id. Reply: the record, or nil.
+var jobScript = readScript(`
+local now = clock(ARGV[2])
+local v = record(KEYS[11], ARGV[3])
+if not v then return false end
+local st = v[IDX.state]
+if (st == 'scheduled' or st == 'retry') and (tonumber(v[IDX.run_at]) or 0) <= now then v[IDX.state] = 'pending' end
+if st == 'active' and (tonumber(v[IDX.lease_until]) or 0) <= now then v[IDX.state] = 'pending' end
+return v
+`)
+
+// countsScript counts a queue's jobs per state as Fetch would see them
+// now, and the age of the oldest due job (µs): the heads of the ready
+// lists and the earliest due scheduled, retry and expired jobs. ARGV[3]:
+// retention (µs). Reply: {pending, scheduled, active, retry, dead, done,
+// lag}.
+var countsScript = readScript(`
+local base, now = ARGV[1], clock(ARGV[2])
+local nowf, later = fmt(now), '(' .. fmt(now)
+local oldest = -1
+local function candidate(runAt)
+  runAt = tonumber(runAt)
+  if runAt and (oldest < 0 or runAt < oldest) then oldest = runAt end
+end
+local pending = 0
+for i = 1, 3 do
+  pending = pending + redis.call('LLEN', KEYS[i])
+  local head = redis.call('LINDEX', KEYS[i], 0)
+  if head then candidate(redis.call('HGET', base .. head, 'run_at')) end
+end
+for z = 4, 5 do
+  pending = pending + redis.call('ZCOUNT', KEYS[z], '-inf', nowf)
+  local f = redis.call('ZRANGEBYSCORE', KEYS[z], '-inf', nowf, 'WITHSCORES', 'LIMIT', 0, 1)
+  if f[2] then candidate(f[2]) end
+end
+pending = pending + redis.call('ZCOUNT', KEYS[6], '-inf', nowf)
+local exp = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', nowf, 'LIMIT', 0, 1)
+if exp[1] then candidate(redis.call('HGET', base .. exp[1], 'run_at')) end
+local lag = 0
+if oldest >= 0 then lag = math.max(0, now - oldest) end
+return {pending,
+  redis.call('ZCOUNT', KEYS[4], later, '+inf'),
+  redis.call('ZCOUNT', KEYS[6], later, '+inf'),
+  redis.call('ZCOUNT', KEYS[5], later, '+inf'),
+  redis.call('ZCARD', KEYS[8]),
+  redis.call('ZCOUNT', KEYS[7], fmt(now - tonumber(ARGV[3])), '+inf'),
+  lag}
+`)
+
+// deadScript lists up to limit dead jobs, most recent first. ARGV[3]:
+// limit. Reply: records.
+var deadScript = readScript(`
+local base = ARGV[1]
+local out = {}
+for _, id in ipairs(redis.call('ZREVRANGE', KEYS[8], 0, tonumber(ARGV[3]) - 1)) do
+  local v = record(base .. id, id)
+  if v then out[#out + 1] = v end
+end
+return out
+`)
+
+// requeueScript makes a dead job pending again, attempts reset. ARGV[3]:
+// id. Reply: 1, or 0 when the job is not dead.
+var requeueScript = script(false, `
+local k, id = KEYS[11], ARGV[3]
+if redis.call('HGET', k, 'state') ~= 'dead' then return 0 end
+local now = clock(ARGV[2])
+redis.call('ZREM', KEYS[8], id)
+redis.call('HSET', k, 'state', 'pending', 'attempt', 0, 'run_at', fmt(now))
+redis.call('HDEL', k, 'finished_at', 'token')
+redis.call('RPUSH', ready(redis.call('HGET', k, 'priority')), id)
+wake()
+return 1
+`)
