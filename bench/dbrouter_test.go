@@ -1,0 +1,59 @@
+package bench
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/scalekit-go/scalekit/dbrouter"
+	"github.com/scalekit-go/scalekit/internal/testinfra"
+)
+
+// BenchmarkQueryRow is one primary-key read of a small row from the real
+// streaming replica on loopback, from parallel goroutines: straight
+// through the replica's pgxpool, and through a dbrouter.Router over the
+// same pools (routing to the replica by least in-flight, the monitor
+// running at its default 1s). The difference is the router's overhead.
+func BenchmarkQueryRow(b *testing.B) {
+	f := testinfra.Postgres(b)
+	ctx := context.Background()
+	if _, err := f.Primary.Exec(ctx, `CREATE TABLE users (id int PRIMARY KEY, name text NOT NULL);
+		INSERT INTO users SELECT g, 'user-' || g FROM generate_series(1, 1000) g`); err != nil {
+		b.Fatal(err)
+	}
+	f.WaitReplicaCaughtUp()
+	r, err := dbrouter.New(ctx, dbrouter.Options{Primary: f.Primary, Replicas: []*pgxpool.Pool{f.Replica}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	if !r.Stats().Replicas[0].Healthy {
+		b.Fatal("replica not healthy")
+	}
+	for _, impl := range []struct {
+		name string
+		q    dbrouter.Querier
+	}{
+		{"pgxpool", f.Replica},
+		{"dbrouter", r},
+	} {
+		b.Run(impl.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				var name string
+				id := 0
+				for pb.Next() {
+					id = id%1000 + 1
+					if err := impl.q.QueryRow(ctx, "SELECT name FROM users WHERE id = $1", id).Scan(&name); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+	if st := r.Stats(); st.Primary.Reads != 0 || st.Fallbacks != 0 {
+		b.Fatalf("router reads left the replica: %+v", st)
+	}
+}

@@ -1,0 +1,109 @@
+// Package dbrouter routes pgx calls between a PostgreSQL primary and its
+// streaming replicas, with health checks, lag awareness and
+// read-your-writes by WAL position (LSN).
+//
+// A Router offers the pgx query surface (Query, QueryRow, Exec, SendBatch,
+// Begin, BeginTx, CopyFrom), so code written against Querier takes the
+// router, a *pgxpool.Pool, a pgx.Tx or a *pgx.Conn.
+//
+// # Routing by intent
+//
+// The router never reads SQL. Exec, CopyFrom, SendBatch, Begin and
+// read-write BeginTx go to the primary, and so does everything in those
+// transactions. Query, QueryRow and read-only BeginTx (AccessMode ReadOnly,
+// not Serializable, which a hot standby refuses) go to a healthy replica,
+// picked by Options.Balance (least reads in flight through the router, or
+// round-robin), unless the ctx says otherwise: Primary(ctx) sends reads to
+// the primary, and a token (below) restricts them to replicas that have
+// replayed a write. A replica that answers SQLSTATE 25006 (a "read" that
+// writes) has the statement run once more on the primary, and the routing
+// bug is logged at Error and counted in Stats.ReadOnlyRetries.
+//
+// # The monitor
+//
+// One goroutine checks every Options.Interval (1s), each server on a
+// connection of its own (so a replica pool saturated by slow reads is not
+// mistaken for a dead server), all servers at once, each bounded by
+// Options.CheckTimeout: pg_current_wal_lsn() on the primary,
+// pg_last_wal_replay_lsn() and pg_is_in_recovery() on each replica. Lag is
+// the difference in bytes of WAL, not replay timestamps (an idle replica
+// that is fully caught up reports a growing time lag). A replica is
+// ejected after Options.EjectAfter (2) bad observations in a row: a failed
+// check, lag over Options.MaxLagBytes (16 MiB), not in recovery (promoted),
+// or a read that failed for want of the server. It comes back after
+// Options.ReadmitAfter (3) good checks in a row, each with lag at most
+// Options.ReadmitLagBytes (MaxLagBytes/2): the two thresholds and the two
+// counts are the hysteresis that keeps a replica at the edge from
+// flapping. On readmission after a failure its pool is Reset, so no
+// connection broken by the outage serves a read. A replica that has never
+// been healthy (down when New ran) joins on its first good check.
+// Ejections, readmissions and primary outages are logged and counted in
+// Stats. Close stops the monitor.
+//
+// # Read-your-writes
+//
+// After a write, Router.WriteToken returns a Token: the primary's
+// pg_current_wal_insert_lsn() (one round trip). The insert position, not
+// the flush or write position: with synchronous_commit off a commit returns
+// before its WAL is flushed, so only the insert position surely covers it
+// (the tests show a flush-position token letting stale reads through).
+// WithToken(ctx, tok) makes reads go only to replicas whose replayed LSN,
+// as the monitor last read it, is at least the token's: no round trip per
+// read. When none has, the read polls the most advanced replica for up to
+// Options.TokenWait (0 by default), then goes to the primary. A token that
+// ends exactly on a WAL page boundary is only reached when more WAL
+// follows (at worst ~15s on an idle server, when the background writer
+// logs a standby snapshot); until then such reads go to the primary.
+//
+// WithSession does this by itself: writes through the router on the
+// session's ctx advance its token, reads on it carry the token, and the
+// primary's LSN is read once, when first needed after any number of
+// writes. Router.Middleware gives each HTTP request a session that starts
+// from the token the client sent (a cookie or a header) and returns the
+// new token after a write, so a user reads their own writes on the next
+// request too. ConsistencyWindow is the simpler Rails-style alternative:
+// reads carrying a token go to the primary for Options.Window (5s) after
+// the write, with no LSN at all.
+//
+// # When a server is down, slow or flapping
+//
+// Replica down: reads on it fail with connection errors; each such read
+// (one that failed before its first row) runs again on the primary, so the
+// caller sees no error, and counts as a bad observation, so the replica is
+// ejected within EjectAfter failed reads or checks. A statement inside a
+// read-only transaction on it is not retried (the transaction is gone);
+// begin it again. While every replica is ejected, reads go to the primary
+// (Stats.Fallbacks), or fail with ErrNoReplica with Options.NoFallback.
+// When the replica is back, it rejoins after ReadmitAfter good checks.
+//
+// Replica slow or hung: the monitor's check times out after CheckTimeout
+// and counts as bad, so a hung replica is ejected after EjectAfter checks;
+// reads already on it wait as long as their ctx allows (the router adds no
+// timeout of its own: set one on the ctx). A replica falling behind is
+// ejected by lag, and token reads avoid it as soon as it is behind their
+// token.
+//
+// Replica flapping: each ejection needs EjectAfter bad observations in a
+// row and each readmission ReadmitAfter good checks in a row under the
+// lower lag threshold, so a replica flapping faster than that stays out,
+// and reads stay on the others or on the primary.
+//
+// Primary down or slow: the router does not fail over. Writes and
+// read-write transactions fail (or wait) with the pool's errors, bounded by
+// the caller's ctx; reads without a token keep going to healthy replicas
+// (lag cannot be measured, so replicas are not ejected for it); reads that
+// must go to the primary (Primary(ctx), an unreached token, no healthy
+// replica) fail. WriteToken and the session's LSN read fail; a session
+// then sends its user's reads to the primary rather than risk a stale one
+// (with Middleware, until the cookie expires).
+// The outage and the recovery are logged.
+//
+// # Observability
+//
+// Stats returns a snapshot: per replica its health and the reason, replayed
+// LSN, lag, reads in flight, routed and failed reads, ejections; the
+// primary's state; fallbacks, token-forced primary reads, waits and
+// retries. Tracer is a pgx.QueryTracer that counts queries per target and
+// logs slow ones; Open installs one on each pool it makes, and Stats
+// includes the counts of any pool whose ConnConfig.Tracer is a *Tracer.
+package dbrouter

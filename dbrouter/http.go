@@ -1,0 +1,151 @@
+package dbrouter
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// HTTPOptions configures Router.Middleware. The zero value carries the
+// token in both a cookie and a header.
+type HTTPOptions struct {
+	// Cookie is the cookie that carries the token between a browser's
+	// requests. Default: "dbrouter_token".
+	Cookie string
+	// NoCookie neither reads nor sets the cookie. Default: false.
+	NoCookie bool
+	// Header is the request header read for the token and the response
+	// header that returns a new one, for API clients that send it back
+	// themselves. Default: "X-DB-Token".
+	Header string
+	// NoHeader neither reads nor sets the header. Default: false.
+	NoHeader bool
+	// MaxAge is the cookie's lifetime: long enough for the slowest
+	// replica to catch up (ConsistencyLSN) or at least Window
+	// (ConsistencyWindow). Default: 5m.
+	MaxAge time.Duration
+	// Path is the cookie's path. Default: "/".
+	Path string
+	// Insecure sets the cookie without the Secure attribute, for plain
+	// HTTP in development. Default: false (Secure; HttpOnly and
+	// SameSite=Lax always).
+	Insecure bool
+}
+
+func (o HTTPOptions) withDefaults() (HTTPOptions, error) {
+	if o.Cookie == "" {
+		o.Cookie = "dbrouter_token"
+	}
+	if o.Header == "" {
+		o.Header = "X-DB-Token"
+	}
+	if o.MaxAge == 0 {
+		o.MaxAge = 5 * time.Minute
+	}
+	if o.Path == "" {
+		o.Path = "/"
+	}
+	switch {
+	case o.NoCookie && o.NoHeader:
+		return o, invalid("HTTPOptions.NoCookie and HTTPOptions.NoHeader leave nothing to carry the token")
+	case o.MaxAge < time.Second:
+		return o, invalid("HTTPOptions.MaxAge must be >= 1s, got %v", o.MaxAge)
+	}
+	return o, nil
+}
+
+// Middleware returns HTTP middleware that gives each request a
+// read-your-writes session (WithSession) starting from the token the client
+// sent (header first, then cookie; a malformed one is ignored). When the
+// handler writes through the router, the response carries the new token
+// (in the header and the cookie, set just before the status is written), so
+// the user's next requests read their writes wherever they land. Responses
+// of requests that wrote nothing carry no token. In ConsistencyLSN mode the
+// first response after a write costs one round trip to the primary for its
+// LSN.
+func (r *Router) Middleware(opts HTTPOptions) (func(http.Handler) http.Handler, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			tok := r.requestToken(req, &o)
+			ctx := WithSession(req.Context(), tok)
+			tw := &tokenWriter{ResponseWriter: w, r: r, o: &o, ctx: ctx, sess: intentOf(ctx).sess}
+			next.ServeHTTP(tw, req.WithContext(ctx))
+			tw.setToken()
+		})
+	}, nil
+}
+
+func (r *Router) requestToken(req *http.Request, o *HTTPOptions) Token {
+	s := ""
+	if !o.NoHeader {
+		s = req.Header.Get(o.Header)
+	}
+	if s == "" && !o.NoCookie {
+		if c, err := req.Cookie(o.Cookie); err == nil {
+			s = c.Value
+		}
+	}
+	tok, err := ParseToken(s)
+	if err != nil {
+		r.o.Logger.Debug("dbrouter: ignoring a malformed token", "err", err)
+	}
+	return tok
+}
+
+// tokenWriter sets the session's token on the response just before the
+// status goes out.
+type tokenWriter struct {
+	http.ResponseWriter
+	r    *Router
+	o    *HTTPOptions
+	ctx  context.Context
+	sess *session
+	done bool
+}
+
+func (w *tokenWriter) setToken() {
+	if w.done {
+		return
+	}
+	w.done = true
+	if !w.sess.changed() {
+		return
+	}
+	tok, err := w.sess.token(w.ctx, w.r.insertLSN)
+	if err != nil {
+		w.r.o.Logger.Warn("dbrouter: reading the write LSN for the response token failed; the user's reads go to the primary until the token expires", "err", err)
+	}
+	v := tok.String()
+	if !w.o.NoHeader {
+		w.Header().Set(w.o.Header, v)
+	}
+	if !w.o.NoCookie {
+		http.SetCookie(w.ResponseWriter, &http.Cookie{Name: w.o.Cookie, Value: v, Path: w.o.Path,
+			MaxAge: int(w.o.MaxAge / time.Second), HttpOnly: true, Secure: !w.o.Insecure, SameSite: http.SameSiteLaxMode})
+	}
+}
+
+func (w *tokenWriter) WriteHeader(code int) {
+	w.setToken()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *tokenWriter) Write(b []byte) (int, error) {
+	w.setToken()
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush sets the token, then flushes when the underlying writer can.
+func (w *tokenWriter) Flush() {
+	w.setToken()
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *tokenWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

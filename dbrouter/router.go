@@ -1,0 +1,486 @@
+package dbrouter
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Querier is the query surface shared by *pgxpool.Pool, *Router, pgx.Tx and
+// *pgx.Conn: write repositories against it and hand them the router, a
+// pool, or a transaction.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+var (
+	_ Querier = (*Router)(nil)
+	_ Querier = (*pgxpool.Pool)(nil)
+	_ Querier = (pgx.Tx)(nil)
+	_ Querier = (*pgx.Conn)(nil)
+)
+
+// Router sends each call to the primary or to a replica by the caller's
+// explicit intent, never by reading the SQL: Exec, SendBatch, CopyFrom,
+// Begin and every read-write BeginTx go to the primary; Query, QueryRow and
+// read-only BeginTx go to a healthy replica unless the ctx says otherwise
+// (Primary, WithToken, WithSession). A background monitor keeps each
+// replica's health and replayed LSN. It is safe for concurrent use.
+type Router struct {
+	o        Options
+	primary  *pgxpool.Pool
+	replicas []*replica
+	probe    prober
+	owned    []*pgxpool.Pool // pools Open made; Close closes them
+	pTracer  *Tracer
+
+	healthy atomic.Pointer[[]*replica] // in index order; replaced, never mutated
+	rr      atomic.Uint64
+	closed  atomic.Bool
+
+	primaryReads, primaryWrites, fallbacks, tokenPrimary, tokenWaits atomic.Uint64
+	readOnlyRetries, replicaRetries, noReplica                       atomic.Uint64
+
+	stop      context.CancelFunc
+	done      chan struct{}
+	closeOnce sync.Once
+
+	mu sync.Mutex // the monitor's state below and each replica's mu-guarded fields
+	ps primaryState
+}
+
+// New returns a Router over opts.Primary and opts.Replicas, after one check
+// of every server (bounded by ctx and Options.CheckTimeout; a server that is
+// down does not fail New), and starts the monitor. The pools stay the
+// caller's: Close stops the monitor and leaves them open.
+func New(ctx context.Context, opts Options) (*Router, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := o.checkPools(); err != nil {
+		return nil, err
+	}
+	o.Replicas = append([]*pgxpool.Pool(nil), o.Replicas...)
+	names := append([]string(nil), o.ReplicaNames...)
+	if names == nil {
+		for _, p := range o.Replicas {
+			names = append(names, poolName(p))
+		}
+	}
+	r := newRouter(o, names, newPoolProber(o.Primary, o.Replicas))
+	r.primary = o.Primary
+	r.pTracer = tracerOf(o.Primary)
+	for i, rep := range r.replicas {
+		rep.pool = o.Replicas[i]
+		rep.tracer = tracerOf(rep.pool)
+	}
+	r.start(ctx)
+	return r, nil
+}
+
+// Open is New over pools it makes from connection strings (URLs or
+// key=value; see pgxpool.ParseConfig), each with a Tracer (Options.SlowQuery,
+// Options.Logger) whose counts appear in Stats. Options.Primary and
+// Options.Replicas must be nil. Close closes the pools.
+func Open(ctx context.Context, primaryConn string, replicaConns []string, opts Options) (*Router, error) {
+	if opts.Primary != nil || opts.Replicas != nil {
+		return nil, invalid("Options.Primary and Options.Replicas must be nil with Open, which makes the pools")
+	}
+	check := opts
+	check.Replicas = make([]*pgxpool.Pool, len(replicaConns)) // for the ReplicaNames check
+	o, err := check.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	var pools []*pgxpool.Pool
+	fail := func(err error) (*Router, error) {
+		for _, p := range pools {
+			p.Close()
+		}
+		return nil, err
+	}
+	for i, cs := range append([]string{primaryConn}, replicaConns...) {
+		field := "primaryConn"
+		target := "primary"
+		if i > 0 {
+			field = fmt.Sprintf("replicaConns[%d]", i-1)
+			target = ""
+			if opts.ReplicaNames != nil {
+				target = opts.ReplicaNames[i-1]
+			}
+		}
+		cfg, err := pgxpool.ParseConfig(cs)
+		if err != nil {
+			return fail(fmt.Errorf("%w: Open %s: %w", ErrInvalid, field, err))
+		}
+		if target == "" {
+			target = net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port)))
+		}
+		tr, err := NewTracer(TracerOptions{Target: target, SlowThreshold: o.SlowQuery, Logger: o.Logger})
+		if err != nil {
+			return fail(err)
+		}
+		cfg.ConnConfig.Tracer = tr
+		p, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			return fail(fmt.Errorf("dbrouter: Open %s: %w", field, err))
+		}
+		pools = append(pools, p)
+	}
+	opts.Primary, opts.Replicas = pools[0], pools[1:]
+	r, err := New(ctx, opts)
+	if err != nil {
+		return fail(err)
+	}
+	r.owned = pools
+	return r, nil
+}
+
+func poolName(p *pgxpool.Pool) string {
+	c := p.Config().ConnConfig
+	return net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port)))
+}
+
+func tracerOf(p *pgxpool.Pool) *Tracer {
+	t, _ := p.Config().ConnConfig.Tracer.(*Tracer)
+	return t
+}
+
+// newRouter builds a router without pools; New fills them in. Tests give it
+// a fake prober.
+func newRouter(o Options, names []string, p prober) *Router {
+	r := &Router{o: o, probe: p, done: make(chan struct{})}
+	for i, n := range names {
+		r.replicas = append(r.replicas, &replica{idx: i, name: n})
+	}
+	r.healthy.Store(&[]*replica{})
+	return r
+}
+
+// PrimaryPool is the primary's pool, for what the router does not offer
+// (LISTEN, Acquire).
+func (r *Router) PrimaryPool() *pgxpool.Pool { return r.primary }
+
+// Close stops the monitor and, for a Router made by Open, closes its pools.
+// Calls after Close return ErrClosed. It is idempotent and returns nil.
+func (r *Router) Close() error {
+	r.closeOnce.Do(func() {
+		r.closed.Store(true)
+		if r.stop != nil {
+			r.stop()
+			<-r.done
+		}
+		for _, p := range r.owned {
+			p.Close()
+		}
+	})
+	return nil
+}
+
+// Exec runs sql on the primary.
+func (r *Router) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if r.closed.Load() {
+		return pgconn.CommandTag{}, ErrClosed
+	}
+	r.primaryWrites.Add(1)
+	tag, err := r.primary.Exec(ctx, sql, args...)
+	r.noteWrite(ctx, err)
+	return tag, err
+}
+
+// CopyFrom runs COPY FROM on the primary.
+func (r *Router) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
+	if r.closed.Load() {
+		return 0, ErrClosed
+	}
+	r.primaryWrites.Add(1)
+	n, err := r.primary.CopyFrom(ctx, table, columns, src)
+	r.noteWrite(ctx, err)
+	return n, err
+}
+
+// SendBatch sends b to the primary: a batch may write, and the router does
+// not read SQL to find out. Put a batch of reads in a read-only BeginTx to
+// send it to a replica.
+func (r *Router) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if r.closed.Load() {
+		return pgx.FailedBatchResults(b, ErrClosed)
+	}
+	r.primaryWrites.Add(1)
+	br := r.primary.SendBatch(ctx, b)
+	if in := intentOf(ctx); in != nil && in.sess != nil {
+		return &sessionBatch{BatchResults: br, r: r, sess: in.sess}
+	}
+	return br
+}
+
+// Begin starts a transaction on the primary.
+func (r *Router) Begin(ctx context.Context) (pgx.Tx, error) {
+	return r.BeginTx(ctx, pgx.TxOptions{})
+}
+
+// BeginTx starts a transaction: a read-only one (AccessMode ReadOnly, not
+// Serializable, which a hot standby refuses) on a replica chosen as for
+// Query, any other on the primary. A replica that fails to begin (down, not
+// a SQL error) is replaced by the primary. Statements inside a replica
+// transaction are not retried elsewhere.
+func (r *Router) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
+	if r.closed.Load() {
+		return nil, ErrClosed
+	}
+	if opts.AccessMode == pgx.ReadOnly && opts.IsoLevel != pgx.Serializable {
+		rep, err := r.route(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if rep != nil {
+			rep.acquire()
+			tx, err := rep.pool.BeginTx(ctx, opts)
+			if err == nil {
+				return &replicaTx{Tx: tx, rep: rep}, nil
+			}
+			rep.release()
+			if !r.retryOnPrimary(ctx, rep, "BEGIN READ ONLY", err) {
+				return nil, err
+			}
+		}
+		r.primaryReads.Add(1)
+		return r.primary.BeginTx(ctx, opts)
+	}
+	r.primaryWrites.Add(1)
+	tx, err := r.primary.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if in := intentOf(ctx); in != nil && in.sess != nil && opts.AccessMode != pgx.ReadOnly {
+		return &sessionTx{Tx: tx, r: r, sess: in.sess}, nil
+	}
+	return tx, nil
+}
+
+// Query runs a read on a replica (see Router) or the primary. A replica
+// failure before the first row (server down, connection lost, a recovery
+// conflict, or SQLSTATE 25006 because the statement writes) runs the query
+// once more on the primary; a 25006 is also logged as a routing bug.
+func (r *Router) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if r.closed.Load() {
+		return errRows{err: ErrClosed}, ErrClosed
+	}
+	rep, err := r.route(ctx)
+	if err != nil {
+		return errRows{err: err}, err
+	}
+	if rep == nil {
+		r.primaryReads.Add(1)
+		return r.primary.Query(ctx, sql, args...)
+	}
+	rep.acquire()
+	rows, err := rep.pool.Query(ctx, sql, args...)
+	if err != nil {
+		rep.release()
+		if r.retryOnPrimary(ctx, rep, sql, err) {
+			r.primaryReads.Add(1)
+			return r.primary.Query(ctx, sql, args...)
+		}
+		return rows, err
+	}
+	return &replicaRows{Rows: rows, r: r, rep: rep, ctx: ctx, sql: sql, args: args}, nil
+}
+
+// QueryRow is Query for at most one row; errors, and the retry on the
+// primary, come with Scan.
+func (r *Router) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if r.closed.Load() {
+		return errRow{err: ErrClosed}
+	}
+	rep, err := r.route(ctx)
+	if err != nil {
+		return errRow{err: err}
+	}
+	if rep == nil {
+		r.primaryReads.Add(1)
+		return r.primary.QueryRow(ctx, sql, args...)
+	}
+	rep.acquire()
+	return &replicaRow{row: rep.pool.QueryRow(ctx, sql, args...), r: r, rep: rep, ctx: ctx, sql: sql, args: args}
+}
+
+// WriteToken returns a token for every write committed before the call: the
+// primary's pg_current_wal_insert_lsn() (one round trip), and the time.
+// Insert, not flush or write position: with synchronous_commit off a commit
+// can return before its WAL is flushed, so only the insert position is sure
+// to cover it; the replica replays it once the WAL writer flushes it. With
+// ConsistencyWindow the token is the time alone and no query is made.
+func (r *Router) WriteToken(ctx context.Context) (Token, error) {
+	if r.closed.Load() {
+		return Token{}, ErrClosed
+	}
+	now := r.o.Now()
+	if r.o.Consistency == ConsistencyWindow {
+		return Token{Time: now}, nil
+	}
+	lsn, err := r.insertLSN(ctx)
+	if err != nil {
+		return Token{}, fmt.Errorf("dbrouter: write token: %w", err)
+	}
+	return Token{LSN: lsn, Time: now}, nil
+}
+
+func (r *Router) insertLSN(ctx context.Context) (LSN, error) {
+	return r.probe.insertLSN(ctx)
+}
+
+// SessionToken is the token of ctx's session (WithSession) after its
+// writes, to hand to the user's next request; zero without a session. After
+// writes in ConsistencyLSN mode it reads the primary's LSN (one round trip,
+// then cached until the next write). When that fails the token sends the
+// user's reads to the primary, and err says why.
+func (r *Router) SessionToken(ctx context.Context) (Token, error) {
+	in := intentOf(ctx)
+	if in == nil || in.sess == nil {
+		return Token{}, nil
+	}
+	return in.sess.token(ctx, r.insertLSN)
+}
+
+// noteWrite advances ctx's session after a write, unless the write surely
+// did not happen (a SQL error, or a failure before anything was sent).
+func (r *Router) noteWrite(ctx context.Context, err error) {
+	in := intentOf(ctx)
+	if in == nil || in.sess == nil {
+		return
+	}
+	if err != nil && (isPgError(err) || pgconn.SafeToRetry(err)) {
+		return
+	}
+	in.sess.wrote(r.o.Now(), r.o.Consistency == ConsistencyLSN)
+}
+
+// route picks where a read goes: a replica, or nil for the primary.
+func (r *Router) route(ctx context.Context) (*replica, error) {
+	in := intentOf(ctx)
+	if in != nil && in.primary {
+		return nil, nil
+	}
+	hs := *r.healthy.Load()
+	if len(hs) == 0 {
+		if r.o.NoFallback && len(r.replicas) > 0 {
+			r.noReplica.Add(1)
+			return nil, ErrNoReplica
+		}
+		if len(r.replicas) > 0 {
+			r.fallbacks.Add(1)
+		}
+		return nil, nil
+	}
+	if in == nil || (in.tok.IsZero() && in.sess == nil) {
+		return r.choose(hs, 0), nil
+	}
+	tok := in.tok
+	if in.sess != nil {
+		st, err := in.sess.token(ctx, r.insertLSN)
+		if err != nil {
+			r.o.Logger.Warn("dbrouter: reading the session's write LSN failed; the read goes to the primary", "err", err)
+		}
+		tok = tok.Merge(st)
+	}
+	if tok.IsZero() {
+		return r.choose(hs, 0), nil
+	}
+	if r.o.Consistency == ConsistencyWindow {
+		if !tok.Time.IsZero() && r.o.Now().Sub(tok.Time) < r.o.Window {
+			r.tokenPrimary.Add(1)
+			return nil, nil
+		}
+		return r.choose(hs, 0), nil
+	}
+	if rep := r.choose(hs, tok.LSN); rep != nil {
+		return rep, nil
+	}
+	if r.o.TokenWait > 0 && tok.LSN != unknownLSN {
+		if rep := r.waitFor(ctx, tok.LSN); rep != nil {
+			r.tokenWaits.Add(1)
+			return rep, nil
+		}
+	}
+	r.tokenPrimary.Add(1)
+	return nil, nil
+}
+
+// choose picks among hs the replica that has replayed min, by Balance; nil
+// when none has.
+func (r *Router) choose(hs []*replica, min LSN) *replica {
+	n := len(hs)
+	if n == 1 {
+		if min == 0 || LSN(hs[0].replay.Load()) >= min {
+			return hs[0]
+		}
+		return nil
+	}
+	start := int(r.rr.Add(1) % uint64(n))
+	var best *replica
+	var bestN int64
+	for i := range n {
+		c := hs[(start+i)%n]
+		if min != 0 && LSN(c.replay.Load()) < min {
+			continue
+		}
+		if r.o.Balance == RoundRobin {
+			return c
+		}
+		if f := c.inflight.Load(); best == nil || f < bestN {
+			best, bestN = c, f
+		}
+	}
+	return best
+}
+
+// waitFor polls the most advanced healthy replica until one has replayed
+// min, for up to TokenWait; nil if none did.
+func (r *Router) waitFor(ctx context.Context, min LSN) *replica {
+	ctx, cancel := context.WithTimeout(ctx, r.o.TokenWait)
+	defer cancel()
+	t := time.NewTimer(r.o.TokenPoll)
+	defer t.Stop()
+	for {
+		hs := *r.healthy.Load()
+		if len(hs) == 0 {
+			return nil
+		}
+		best := hs[0]
+		for _, c := range hs[1:] {
+			if c.replay.Load() > best.replay.Load() {
+				best = c
+			}
+		}
+		if best.polling.CompareAndSwap(false, true) {
+			st := r.probe.poll(ctx, best.idx)
+			best.polling.Store(false)
+			if st.err == nil && st.inRecovery {
+				best.raiseReplay(st.lsn)
+			}
+		}
+		if rep := r.choose(hs, min); rep != nil {
+			return rep
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			t.Reset(r.o.TokenPoll)
+		}
+	}
+}

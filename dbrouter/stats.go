@@ -1,0 +1,110 @@
+package dbrouter
+
+import "time"
+
+// Stats is a snapshot of a Router's state and counters.
+type Stats struct {
+	// Primary is the primary's state.
+	Primary PrimaryStats
+	// Replicas are the replicas' states, in Options.Replicas order.
+	Replicas []ReplicaStats
+	// Fallbacks counts reads sent to the primary because every replica was
+	// ejected.
+	Fallbacks uint64
+	// TokenPrimary counts reads sent to the primary because of their token:
+	// no healthy replica had replayed it (after TokenWait), or its write
+	// was less than Window ago.
+	TokenPrimary uint64
+	// TokenWaits counts reads that waited for a replica to replay their
+	// token and got one.
+	TokenWaits uint64
+	// ReplicaRetries counts reads that failed on a replica before their
+	// first row (server down, connection lost, recovery conflict) and ran
+	// again on the primary.
+	ReplicaRetries uint64
+	// ReadOnlyRetries counts reads a replica refused with SQLSTATE 25006
+	// (they write: routing bugs, logged) and that ran again on the primary.
+	ReadOnlyRetries uint64
+	// NoReplicaErrors counts reads refused with ErrNoReplica (NoFallback).
+	NoReplicaErrors uint64
+}
+
+// PrimaryStats is the primary's part of Stats.
+type PrimaryStats struct {
+	// Up is whether the last check succeeded.
+	Up bool
+	// LSN is pg_current_wal_lsn() at the last good check.
+	LSN LSN
+	// Reads counts reads routed to the primary (by intent, token or
+	// fallback); Writes counts Exec, CopyFrom, SendBatch and read-write
+	// transactions.
+	Reads, Writes uint64
+	// Checks and CheckFailures count the monitor's checks.
+	Checks, CheckFailures uint64
+	// LastCheck is when the monitor last checked; LastError is the last
+	// check's error, "" when it succeeded.
+	LastCheck time.Time
+	LastError string
+	// Queries are the counts of the primary pool's Tracer, if it has one.
+	Queries TracerStats
+}
+
+// ReplicaStats is one replica's part of Stats.
+type ReplicaStats struct {
+	// Name is from Options.ReplicaNames or the pool's host:port.
+	Name string
+	// Healthy is whether reads may go to the replica; Reason says why not
+	// (or why its last observation was bad).
+	Healthy bool
+	Reason  string
+	// ReplayLSN is pg_last_wal_replay_lsn() at the last check or poll.
+	ReplayLSN LSN
+	// LagBytes is how far replay was behind the primary's WAL at the last
+	// check; LagKnown is false when that check could not tell.
+	LagBytes int64
+	LagKnown bool
+	// InFlight counts the router's reads running on the replica now.
+	InFlight int64
+	// Reads counts reads routed to the replica; FailedReads those that
+	// failed for want of the server (and ran again on the primary).
+	Reads, FailedReads uint64
+	// Ejections and Readmissions count moves out of and back into the
+	// healthy set.
+	Ejections, Readmissions uint64
+	// Checks and CheckFailures count the monitor's checks.
+	Checks, CheckFailures uint64
+	// LastCheck is when the monitor last checked; LastError is the last
+	// failure's error.
+	LastCheck time.Time
+	LastError string
+	// Queries are the counts of the replica pool's Tracer, if it has one.
+	Queries TracerStats
+}
+
+// Stats returns a snapshot.
+func (r *Router) Stats() Stats {
+	s := Stats{
+		Fallbacks:       r.fallbacks.Load(),
+		TokenPrimary:    r.tokenPrimary.Load(),
+		TokenWaits:      r.tokenWaits.Load(),
+		ReplicaRetries:  r.replicaRetries.Load(),
+		ReadOnlyRetries: r.readOnlyRetries.Load(),
+		NoReplicaErrors: r.noReplica.Load(),
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s.Primary = PrimaryStats{Up: r.ps.up, LSN: r.ps.lsn, Reads: r.primaryReads.Load(), Writes: r.primaryWrites.Load(),
+		Checks: r.ps.checks, CheckFailures: r.ps.failures, LastCheck: r.ps.lastCheck, LastError: r.ps.lastErr,
+		Queries: r.pTracer.Stats()}
+	for _, rep := range r.replicas {
+		s.Replicas = append(s.Replicas, ReplicaStats{
+			Name: rep.name, Healthy: rep.healthy, Reason: rep.reason, ReplayLSN: LSN(rep.replay.Load()),
+			LagBytes: rep.lag, LagKnown: rep.lagKnown, InFlight: rep.inflight.Load(),
+			Reads: rep.reads.Load(), FailedReads: rep.failedReads,
+			Ejections: rep.ejections, Readmissions: rep.readmissions,
+			Checks: rep.checks, CheckFailures: rep.checkF, LastCheck: rep.lastCheck, LastError: rep.lastErr,
+			Queries: rep.tracer.Stats(),
+		})
+	}
+	return s
+}

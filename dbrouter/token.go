@@ -1,0 +1,215 @@
+package dbrouter
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// LSN is a position in PostgreSQL's write-ahead log (the pg_lsn type, "16/B374D848"
+// in text). Positions of a primary and of its streaming replicas are comparable:
+// a replica whose replayed LSN is at least a commit's LSN shows that commit.
+type LSN uint64
+
+// ParseLSN parses the text form of a pg_lsn, two hexadecimal numbers of up to
+// 8 digits separated by a slash.
+func ParseLSN(s string) (LSN, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if ok {
+		h, err1 := strconv.ParseUint(hi, 16, 32)
+		l, err2 := strconv.ParseUint(lo, 16, 32)
+		if err1 == nil && err2 == nil {
+			return LSN(h<<32 | l), nil
+		}
+	}
+	return 0, fmt.Errorf("%w: LSN %q is not of the form XXXXXXXX/XXXXXXXX", ErrInvalid, s)
+}
+
+// String is the pg_lsn text form, as PostgreSQL prints it.
+func (l LSN) String() string {
+	return fmt.Sprintf("%X/%X", uint64(l)>>32, uint64(l)&0xFFFFFFFF)
+}
+
+// unknownLSN is a token LSN no replica can reach: reads carrying it go to the
+// primary. It stands for a write whose LSN could not be read back.
+const unknownLSN = ^LSN(0)
+
+// Token marks a write, for read-your-writes: a read that carries it (WithToken,
+// or a session) is served only by a replica that has replayed LSN, or by the
+// primary (with ConsistencyWindow: by the primary until Options.Window after
+// Time). The zero Token is no constraint. Tokens travel between requests in
+// their String form (see Router.Middleware and ParseToken). A client can forge
+// a token; the worst a forged one does is send that client's reads to the
+// primary.
+type Token struct {
+	// LSN is the primary's WAL insert position after the write. Zero: none.
+	LSN LSN
+	// Time is when the write was made, by Options.Now. Zero: none.
+	Time time.Time
+}
+
+// IsZero reports whether t carries no constraint.
+func (t Token) IsZero() bool { return t.LSN == 0 && t.Time.IsZero() }
+
+// String encodes t as "LSN@unix-milliseconds" ("16/B374D848@1767225600123"),
+// safe in a cookie or header; the zero Token encodes as "".
+func (t Token) String() string {
+	if t.IsZero() {
+		return ""
+	}
+	var ms int64
+	if !t.Time.IsZero() {
+		ms = t.Time.UnixMilli()
+	}
+	return t.LSN.String() + "@" + strconv.FormatInt(ms, 10)
+}
+
+// ParseToken decodes Token.String's form; "" is the zero Token.
+func ParseToken(s string) (Token, error) {
+	if s == "" {
+		return Token{}, nil
+	}
+	l, ms, ok := strings.Cut(s, "@")
+	if !ok {
+		return Token{}, fmt.Errorf("%w: token %q has no @", ErrInvalid, s)
+	}
+	lsn, err := ParseLSN(l)
+	if err != nil {
+		return Token{}, fmt.Errorf("%w: token %q: bad LSN", ErrInvalid, s)
+	}
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil || n < 0 {
+		return Token{}, fmt.Errorf("%w: token %q: bad time", ErrInvalid, s)
+	}
+	t := Token{LSN: lsn}
+	if n > 0 {
+		t.Time = time.UnixMilli(n)
+	}
+	return t, nil
+}
+
+// Merge is the later of t and u in each field: a read carrying it sees the
+// writes of both.
+func (t Token) Merge(u Token) Token {
+	if u.LSN > t.LSN {
+		t.LSN = u.LSN
+	}
+	if u.Time.After(t.Time) {
+		t.Time = u.Time
+	}
+	return t
+}
+
+// intent is what a ctx says about routing. One ctx value holds all of it, so
+// a read costs one ctx.Value lookup.
+type intent struct {
+	primary bool
+	tok     Token
+	sess    *session
+}
+
+type intentKey struct{}
+
+func intentOf(ctx context.Context) *intent {
+	in, _ := ctx.Value(intentKey{}).(*intent)
+	return in
+}
+
+func withIntent(ctx context.Context, f func(*intent)) context.Context {
+	var in intent
+	if old := intentOf(ctx); old != nil {
+		in = *old
+	}
+	f(&in)
+	return context.WithValue(ctx, intentKey{}, &in)
+}
+
+// Primary returns a ctx whose reads (Query, QueryRow, read-only BeginTx) go to
+// the primary: for reads that must see everything committed anywhere, such as
+// the read half of a check-then-act.
+func Primary(ctx context.Context) context.Context {
+	return withIntent(ctx, func(in *intent) { in.primary = true })
+}
+
+// WithToken returns a ctx whose reads see the write tok marks (merged with a
+// token ctx already carries): they go only to replicas that have replayed
+// tok.LSN, by the monitor's last reading, else to the primary (see
+// Options.TokenWait and Options.Consistency).
+func WithToken(ctx context.Context, tok Token) context.Context {
+	if tok.IsZero() {
+		return ctx
+	}
+	return withIntent(ctx, func(in *intent) { in.tok = in.tok.Merge(tok) })
+}
+
+// WithSession returns a ctx carrying a read-your-writes session that starts
+// at tok (the token of the user's previous request, or zero). Every write
+// made through a Router on this ctx, or a ctx derived from it, advances the
+// session's token, and every read on it carries the token: the user reads
+// their own writes without passing tokens by hand. Router.SessionToken reads
+// the token at the end, to hand to the next request; Router.Middleware does
+// all of this for HTTP. A session belongs to one database cluster: use it
+// with one Router. It is safe for concurrent use.
+func WithSession(ctx context.Context, tok Token) context.Context {
+	return withIntent(ctx, func(in *intent) { in.sess = &session{tok: tok} })
+}
+
+// session is the mutable state WithSession puts in a ctx. A write marks it
+// dirty; the primary's LSN is read once, when a read or SessionToken needs
+// it, however many writes came before.
+type session struct {
+	mu    sync.Mutex
+	tok   Token
+	dirty bool   // a write since tok.LSN was last read (ConsistencyLSN)
+	gen   uint64 // writes so far
+}
+
+func (s *session) wrote(now time.Time, needLSN bool) {
+	s.mu.Lock()
+	s.gen++
+	s.dirty = s.dirty || needLSN
+	if now.After(s.tok.Time) {
+		s.tok.Time = now
+	}
+	s.mu.Unlock()
+}
+
+// token returns the session's token, reading the primary's LSN first when a
+// write made it dirty. When that read fails the token sends reads to the
+// primary (unknownLSN) and err says why.
+func (s *session) token(ctx context.Context, insertLSN func(context.Context) (LSN, error)) (Token, error) {
+	s.mu.Lock()
+	if !s.dirty {
+		t := s.tok
+		s.mu.Unlock()
+		return t, nil
+	}
+	gen := s.gen
+	s.mu.Unlock()
+	lsn, err := insertLSN(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		t := s.tok
+		t.LSN = unknownLSN
+		return t, err
+	}
+	if lsn > s.tok.LSN {
+		s.tok.LSN = lsn
+	}
+	if s.gen == gen {
+		// No write finished after the LSN was read: it covers them all.
+		s.dirty = false
+	}
+	return s.tok, nil
+}
+
+// changed reports whether a write happened in this session.
+func (s *session) changed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen > 0
+}

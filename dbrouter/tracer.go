@@ -1,0 +1,116 @@
+package dbrouter
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TracerOptions configures NewTracer.
+type TracerOptions struct {
+	// Target names the server in logs and stats ("primary", "replica-1").
+	// Default: "postgres".
+	Target string
+	// SlowThreshold logs queries that take longer (Warn, with the target,
+	// the duration, the SQL cut to 500 bytes and the error; never the
+	// arguments). Default: 500ms.
+	SlowThreshold time.Duration
+	// Now is the clock for durations. Default: time.Now.
+	Now func() time.Time
+	// Logger receives slow queries. Default: discard.
+	Logger *slog.Logger
+}
+
+// Tracer is a pgx.QueryTracer that counts the queries, errors and slow
+// queries of one target and logs the slow ones. Set it as the
+// ConnConfig.Tracer of the target's pool (Open does); a Router reports the
+// counts of its pools' Tracers in Stats. It skips the router's own health
+// checks. Use pgx's multitracer to combine it with another tracer. It is
+// safe for concurrent use.
+type Tracer struct {
+	o                     TracerOptions
+	queries, errors, slow atomic.Uint64
+	nanos                 atomic.Int64
+}
+
+var _ pgx.QueryTracer = (*Tracer)(nil)
+
+// NewTracer returns a Tracer, or an error naming the option to fix.
+func NewTracer(o TracerOptions) (*Tracer, error) {
+	if o.Target == "" {
+		o.Target = "postgres"
+	}
+	if o.SlowThreshold == 0 {
+		o.SlowThreshold = defaultSlowQuery
+	}
+	if o.SlowThreshold < 0 {
+		return nil, invalid("TracerOptions.SlowThreshold must be > 0, got %v", o.SlowThreshold)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = discardLogger()
+	}
+	return &Tracer{o: o}, nil
+}
+
+type traceKey struct{}
+
+type traceStart struct {
+	sql   string
+	start time.Time
+}
+
+// TraceQueryStart notes the start of a query.
+func (t *Tracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	if ctx.Value(untracedKey{}) != nil {
+		return ctx
+	}
+	return context.WithValue(ctx, traceKey{}, &traceStart{sql: data.SQL, start: t.o.Now()})
+}
+
+// TraceQueryEnd counts the query and logs it when slow.
+func (t *Tracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
+	s, ok := ctx.Value(traceKey{}).(*traceStart)
+	if !ok {
+		return
+	}
+	d := t.o.Now().Sub(s.start)
+	t.queries.Add(1)
+	t.nanos.Add(int64(d))
+	if data.Err != nil {
+		t.errors.Add(1)
+	}
+	if d >= t.o.SlowThreshold {
+		t.slow.Add(1)
+		args := []any{"target", t.o.Target, "duration", d, "sql", truncate(s.sql, 500)}
+		if data.Err != nil {
+			args = append(args, "err", data.Err)
+		}
+		t.o.Logger.Warn("dbrouter: slow query", args...)
+	}
+}
+
+// TracerStats counts what a Tracer saw.
+type TracerStats struct {
+	// Target is TracerOptions.Target; "" when the pool has no Tracer.
+	Target string
+	// Queries, Errors and Slow count finished queries, those that failed,
+	// and those at or over SlowThreshold.
+	Queries, Errors, Slow uint64
+	// Duration is the queries' total time.
+	Duration time.Duration
+}
+
+// Stats returns a snapshot of the counts.
+func (t *Tracer) Stats() TracerStats {
+	if t == nil {
+		return TracerStats{}
+	}
+	return TracerStats{Target: t.o.Target, Queries: t.queries.Load(), Errors: t.errors.Load(),
+		Slow: t.slow.Load(), Duration: time.Duration(t.nanos.Load())}
+}
