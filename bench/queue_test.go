@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
@@ -15,14 +16,16 @@ import (
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/queue/queuepg"
+	"github.com/scalekit-go/scalekit/queue/queueredis"
 )
 
 const queueWorkers = 8
 
 // BenchmarkQueueThroughput: b.N no-op jobs are enqueued before the timer
-// (river with InsertMany, scalekit one Enqueue each); the timer measures
-// processing them all with 8 workers on one real PostgreSQL, and reports
-// jobs/s. Each side gets a database of its own.
+// (river with InsertMany, the others one enqueue each); the timer measures
+// processing them all with 8 workers, and reports jobs/s: scalekit-pg and
+// river on one real PostgreSQL (a database each), scalekit-redis and asynq
+// on one real redis-server (flushed between them).
 func BenchmarkQueueThroughput(b *testing.B) {
 	ctx := context.Background()
 	b.Run("scalekit-pg", func(b *testing.B) {
@@ -58,6 +61,67 @@ func BenchmarkQueueThroughput(b *testing.B) {
 		elapsed := time.Since(start)
 		b.StopTimer()
 		w.Shutdown(ctx)
+		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "jobs/s")
+	})
+	b.Run("scalekit-redis", func(b *testing.B) {
+		r := testinfra.Redis(b)
+		be, err := queueredis.New(queueredis.Options{Client: r.Client})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
+		for i := 0; i < b.N; i++ {
+			if _, err := c.Enqueue(ctx, "bench", "noop", nil, queue.EnqueueOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		w, _ := queue.NewWorker(queue.WorkerOptions{Backend: be, FetchWait: 100 * time.Millisecond,
+			Queues: map[string]queue.QueueOptions{"bench": {Concurrency: queueWorkers}}})
+		var done atomic.Int64
+		all := make(chan struct{})
+		queue.Handle(w, "noop", func(ctx context.Context, j *queue.Job[any]) error {
+			if done.Add(1) == int64(b.N) {
+				close(all)
+			}
+			return nil
+		})
+		b.ResetTimer()
+		start := time.Now()
+		w.Start(ctx)
+		<-all
+		elapsed := time.Since(start)
+		b.StopTimer()
+		w.Shutdown(ctx)
+		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "jobs/s")
+	})
+	b.Run("asynq", func(b *testing.B) {
+		r := testinfra.Redis(b)
+		client := asynq.NewClientFromRedisClient(r.Client)
+		for i := 0; i < b.N; i++ {
+			if _, err := client.Enqueue(asynq.NewTask("noop", nil)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		var done atomic.Int64
+		all := make(chan struct{})
+		mux := asynq.NewServeMux()
+		mux.HandleFunc("noop", func(ctx context.Context, t *asynq.Task) error {
+			if done.Add(1) == int64(b.N) {
+				close(all)
+			}
+			return nil
+		})
+		srv := asynq.NewServerFromRedisClient(r.Client, asynq.Config{Concurrency: queueWorkers, LogLevel: asynq.FatalLevel,
+			TaskCheckInterval: 100 * time.Millisecond})
+		b.ResetTimer()
+		start := time.Now()
+		if err := srv.Start(mux); err != nil {
+			b.Fatal(err)
+		}
+		<-all
+		elapsed := time.Since(start)
+		b.StopTimer()
+		srv.Shutdown()
 		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "jobs/s")
 	})
 	b.Run("river", func(b *testing.B) {
