@@ -466,12 +466,7 @@ func (c *Cache[V]) load(ctx context.Context, key, id string, loader Loader[V], m
 func (c *Cache[V]) run(ctx context.Context, key, id string, loader Loader[V], cl *call[V], mode loadMode, cur *entry[V]) {
 	ctx, cancel := context.WithTimeout(ctx, c.o.LoadTimeout)
 	defer cancel()
-	defer func() {
-		c.mu.Lock()
-		delete(c.calls, key)
-		c.mu.Unlock()
-		cl.deliver(nil, fmt.Errorf("cache: the load of %q ended without a result", key))
-	}()
+	defer c.finish(key, cl, nil, fmt.Errorf("cache: the load of %q ended without a result", key))
 	token := ""
 	if c.store != nil {
 		var e *entry[V]
@@ -479,7 +474,7 @@ func (c *Cache[V]) run(ctx context.Context, key, id string, loader Loader[V], cl
 		e, token, ok = c.fromStore(ctx, key, mode, cur, cl)
 		if e != nil {
 			c.keep(key, cl, e)
-			cl.deliver(e, nil)
+			c.finish(key, cl, e, nil)
 			return
 		}
 		if !ok {
@@ -494,15 +489,28 @@ func (c *Cache[V]) run(ctx context.Context, key, id string, loader Loader[V], cl
 		if token != "" {
 			c.release(ctx, key, token)
 		}
-		cl.deliver(nil, err)
+		c.finish(key, cl, nil, err)
 		return
 	}
 	if token != "" && !c.fill(ctx, []string{key}, []string{token}, []*entry[V]{e})[0] {
-		cl.deliver(e, nil) // the callers asked before the Set or Delete that voided the fill
+		c.finish(key, cl, e, nil) // the callers asked before the Set or Delete that voided the fill
 		return
 	}
 	c.keep(key, cl, e)
-	cl.deliver(e, nil)
+	c.finish(key, cl, e, nil)
+}
+
+// finish ends a load: it takes the call out of the in-flight map first, so
+// a Get that comes after sees the L1 (or loads again after an error)
+// instead of joining a call that is over, then delivers to its waiters.
+// Later calls are no-ops.
+func (c *Cache[V]) finish(key string, cl *call[V], e *entry[V], err error) {
+	c.mu.Lock()
+	if c.calls[key] == cl {
+		delete(c.calls, key)
+	}
+	c.mu.Unlock()
+	cl.deliver(e, err)
 }
 
 // keep puts e in the L1 unless a Set or Delete of key came during its

@@ -129,13 +129,8 @@ func (b *manyLoad[V]) run(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, c.o.LoadTimeout)
 	defer cancel()
 	defer func() {
-		c.mu.Lock()
-		for _, k := range b.keys {
-			delete(c.calls, k)
-		}
-		c.mu.Unlock()
 		for i, cl := range b.calls {
-			cl.deliver(nil, fmt.Errorf("cache: the load of %q ended without a result", b.keys[i]))
+			c.finish(b.keys[i], cl, nil, fmt.Errorf("cache: the load of %q ended without a result", b.keys[i]))
 		}
 	}()
 	all := make([]int, len(b.keys))
@@ -183,7 +178,7 @@ func (b *manyLoad[V]) fromStore(ctx context.Context, idx []int) (pending []int, 
 	for j, i := range idx {
 		if e := es[j]; e != nil && now < e.recFresh {
 			c.keep(b.keys[i], b.calls[i], e)
-			b.calls[i].deliver(e, nil)
+			c.finish(b.keys[i], b.calls[i], e, nil)
 			continue
 		}
 		pending = append(pending, i)
@@ -219,7 +214,7 @@ func (b *manyLoad[V]) fromStore(ctx context.Context, idx []int) (pending []int, 
 					if e := filled[i]; e != nil {
 						c.release(ctx, b.keys[i], tokens[j])
 						c.keep(b.keys[i], b.calls[i], e)
-						b.calls[i].deliver(e, nil)
+						c.finish(b.keys[i], b.calls[i], e, nil)
 						continue
 					}
 					p2 = append(p2, i)
@@ -256,7 +251,7 @@ func (b *manyLoad[V]) waitFills(ctx context.Context, idx []int) []int {
 		for j, i := range idx {
 			if e := es[j]; e != nil && now < e.recFresh {
 				c.keep(b.keys[i], b.calls[i], e)
-				b.calls[i].deliver(e, nil)
+				c.finish(b.keys[i], b.calls[i], e, nil)
 				continue
 			}
 			rest = append(rest, i)
@@ -328,7 +323,7 @@ func (b *manyLoad[V]) load(ctx context.Context, idx []int, tokens []string) {
 		if kept[j] {
 			c.keep(b.keys[i], b.calls[i], es[j])
 		}
-		b.calls[i].deliver(es[j], nil)
+		c.finish(b.keys[i], b.calls[i], es[j], nil)
 	}
 }
 
@@ -337,7 +332,7 @@ func (b *manyLoad[V]) fail(ctx context.Context, idx []int, tokens []string, err 
 		if tokens != nil {
 			b.c.release(ctx, b.keys[i], tokens[j])
 		}
-		b.calls[i].deliver(nil, err)
+		b.c.finish(b.keys[i], b.calls[i], nil, err)
 	}
 }
 
