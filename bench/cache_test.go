@@ -191,7 +191,7 @@ func BenchmarkCacheHitL2(b *testing.B) {
 			}
 		})
 		b.StopTimer()
-		if st := c.Stats(); st.L2Hits == 0 || st.Loads != 0 {
+		if st := c.Stats(); b.N >= 100 && st.L2Hits == 0 || st.Loads != 0 { // with b.N tiny the one Get may hit the L1
 			b.Fatalf("the benchmark did not measure L2 hits: %+v", st)
 		}
 	})

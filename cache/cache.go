@@ -356,7 +356,9 @@ func (c *Cache[V]) resubscribe() {
 // background refresh runs) within StaleFor after expiry; otherwise from
 // the Store, or from loader, which runs once however many callers (and,
 // with a Store, instances) miss the key at once. A caller whose ctx ends
-// returns ctx.Err() at once and the load goes on for the others. Loader
+// returns ctx.Err() at once and the load goes on for the others (the
+// first caller of a miss reads the Store itself, bounded by the Store's
+// timeout, before it can leave). Loader
 // errors are returned and not cached, except ErrNotFound, remembered for
 // NegativeTTL.
 func (c *Cache[V]) Get(ctx context.Context, key string, loader Loader[V]) (V, error) {
@@ -459,11 +461,31 @@ func (c *Cache[V]) load(ctx context.Context, key, id string, loader Loader[V], m
 	cl := &call[V]{done: make(chan struct{})}
 	c.calls[key] = cl
 	c.mu.Unlock()
-	go c.run(context.WithoutCancel(ctx), key, id, loader, cl, mode, cur)
+	dctx := context.WithoutCancel(ctx)
+	var pre *storeRead[V]
+	if c.store != nil && mode == modeMiss {
+		// The common L2 hit is served here, in the caller's goroutine (the
+		// Store bounds the read): no goroutine, no handoff. Anything else
+		// continues in the background with what was read.
+		recs, err := c.storeGet(dctx, []string{key})
+		if err == nil && recs[0] != nil && c.now() < recs[0].recFresh {
+			c.keep(key, cl, recs[0])
+			c.finish(key, cl, recs[0], nil)
+			return cl, true
+		}
+		pre = &storeRead[V]{recs: recs, err: err}
+	}
+	go c.run(dctx, key, id, loader, cl, mode, cur, pre)
 	return cl, true
 }
 
-func (c *Cache[V]) run(ctx context.Context, key, id string, loader Loader[V], cl *call[V], mode loadMode, cur *entry[V]) {
+// storeRead is a Store read a load starts from.
+type storeRead[V any] struct {
+	recs []*entry[V]
+	err  error
+}
+
+func (c *Cache[V]) run(ctx context.Context, key, id string, loader Loader[V], cl *call[V], mode loadMode, cur *entry[V], pre *storeRead[V]) {
 	ctx, cancel := context.WithTimeout(ctx, c.o.LoadTimeout)
 	defer cancel()
 	defer c.finish(key, cl, nil, fmt.Errorf("cache: the load of %q ended without a result", key))
@@ -471,7 +493,7 @@ func (c *Cache[V]) run(ctx context.Context, key, id string, loader Loader[V], cl
 	if c.store != nil {
 		var e *entry[V]
 		var ok bool
-		e, token, ok = c.fromStore(ctx, key, mode, cur, cl)
+		e, token, ok = c.fromStore(ctx, key, mode, cur, cl, pre)
 		if e != nil {
 			c.keep(key, cl, e)
 			c.finish(key, cl, e, nil)
@@ -529,13 +551,19 @@ func (c *Cache[V]) keep(key string, cl *call[V], e *entry[V]) {
 // Store is down or its lease holder vanished); ok false means another
 // instance is refreshing a key this one can keep serving. A stale Store
 // value is delivered to the waiting callers at once.
-func (c *Cache[V]) fromStore(ctx context.Context, key string, mode loadMode, cur *entry[V], cl *call[V]) (e *entry[V], token string, ok bool) {
+func (c *Cache[V]) fromStore(ctx context.Context, key string, mode loadMode, cur *entry[V], cl *call[V], pre *storeRead[V]) (e *entry[V], token string, ok bool) {
 	// usable says whether a Store value ends this load: a fresh one, and
 	// for an early refresh one newer than the copy being refreshed.
 	usable := func(se *entry[V]) bool {
 		return se != nil && c.now() < se.recFresh && (mode != modeEarly || se.recFresh > cur.recFresh)
 	}
-	recs, err := c.storeGet(ctx, []string{key})
+	var recs []*entry[V]
+	var err error
+	if pre != nil {
+		recs, err = pre.recs, pre.err
+	} else {
+		recs, err = c.storeGet(ctx, []string{key})
+	}
 	if err != nil {
 		return nil, "", true
 	}
