@@ -75,6 +75,30 @@ redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil(ttl / 1000)))
 return {1, bi, bleft, breset, 0}
 `)
 
+// gcra1Script is gcraScript for a policy of one limit: the arrival time is
+// a plain string key, read with GET and written with one SET PX, a command
+// fewer per decision. KEYS[1]: the key. ARGV: now, n, field (unused),
+// interval, burst.
+var gcra1Script = redis.NewScript(`
+local now = tonumber(ARGV[1])
+if now < 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local n = tonumber(ARGV[2])
+local t = tonumber(ARGV[4])
+local tau = t * tonumber(ARGV[5])
+local tat = tonumber(redis.call('GET', KEYS[1])) or 0
+if tat < now then tat = now end
+local newtat = tat + n * t
+local allowat = newtat - tau
+if now < allowat then
+  return {0, 1, math.max(0, math.floor((now + tau - tat) / t)), tat - now, allowat - now}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', newtat), 'PX', math.max(1, math.ceil((newtat - now) / 1000)))
+return {1, 1, math.floor((now + tau - newtat) / t), newtat - now, 0}
+`)
+
 // Options configures New. Client and Limits are required.
 type Options struct {
 	// Client is the Redis to decide on: a *redis.Client, *redis.ClusterClient
@@ -117,11 +141,16 @@ type Options struct {
 // Limiter is a ratelimit.Limiter whose state lives in Redis, shared by
 // every process that uses the same Redis, prefix and policy. Each decision
 // is one EVALSHA (the script is loaded again by itself after a SCRIPT
-// FLUSH or a failover). It is safe for concurrent use.
+// FLUSH or a failover). A policy of several limits keeps a hash per key
+// ({prefix:key}:limit, a field per limit); a policy of one limit a plain
+// string ({prefix:key}:gcra), a command fewer per decision. It is safe for
+// concurrent use.
 type Limiter struct {
 	b        *backend
 	p        ratelimit.Policy
 	args     []any // per limit: field, interval µs, burst
+	script   *redis.Script
+	suffix   string
 	binding  ratelimit.Limit
 	fallback ratelimit.Limiter
 
@@ -134,7 +163,10 @@ func New(o Options) (*Limiter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ratelimitredis: Options: %w", err)
 	}
-	l := &Limiter{p: p, fallback: o.Fallback, binding: p[0]}
+	l := &Limiter{p: p, fallback: o.Fallback, binding: p[0], script: gcraScript, suffix: "limit"}
+	if len(p) == 1 {
+		l.script, l.suffix = gcra1Script, "gcra"
+	}
 	for i, lim := range p {
 		iv := lim.Interval() / time.Microsecond
 		if iv < 1 {
@@ -177,7 +209,7 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (ratelimit.Deci
 	argv = append(argv, l.args...)
 	var d ratelimit.Decision
 	err := l.b.run(ctx, func(ctx context.Context) error {
-		vals, err := gcraScript.Run(ctx, l.b.client, []string{l.b.key(key, "limit")}, argv...).Slice()
+		vals, err := l.script.Run(ctx, l.b.client, []string{l.b.key(key, l.suffix)}, argv...).Slice()
 		if err != nil {
 			return err
 		}
