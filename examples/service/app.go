@@ -1,0 +1,681 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/scalekit-go/scalekit/batch"
+	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/cache"
+	"github.com/scalekit-go/scalekit/cache/cacheredis"
+	"github.com/scalekit-go/scalekit/dbrouter"
+	"github.com/scalekit-go/scalekit/health"
+	"github.com/scalekit-go/scalekit/idempotency"
+	"github.com/scalekit-go/scalekit/idempotency/idempotencypg"
+	"github.com/scalekit-go/scalekit/idempotency/idempotencyredis"
+	"github.com/scalekit-go/scalekit/internal/testinfra"
+	"github.com/scalekit-go/scalekit/metrics"
+	"github.com/scalekit-go/scalekit/queue"
+	"github.com/scalekit-go/scalekit/queue/queuepg"
+	"github.com/scalekit-go/scalekit/queue/queueredis"
+	"github.com/scalekit-go/scalekit/ratelimit"
+	"github.com/scalekit-go/scalekit/ratelimit/ratelimitredis"
+	"github.com/scalekit-go/scalekit/retry"
+	"github.com/scalekit-go/scalekit/shutdown"
+	"github.com/scalekit-go/scalekit/slo"
+)
+
+// Config is the service's configuration.
+type Config struct {
+	Addr                  string
+	RedisURL, DatabaseURL string
+	ReplicaURLs           []string
+	Role                  string // api, worker or all
+	RatePerClient         float64
+	DrainDelay            time.Duration
+	Logger                *slog.Logger
+	// Ready, when set, receives the listening address once the service
+	// serves (tests use it).
+	Ready chan<- string
+}
+
+// app holds the wired primitives.
+type app struct {
+	cfg      Config
+	log      *slog.Logger
+	in       *infra
+	rdb      *redis.Client
+	router   *dbrouter.Router
+	repo     repo
+	users    *cache.Cache[User]
+	userNS   *cache.Namespace[User]
+	authors  *batch.Loader[int64, Author]
+	provider *provider
+	payBr    *breaker.Breaker
+	payRetry *retry.Retrier
+	jobs     *queue.Client
+	backend  queue.Backend
+	worker   *queue.Worker
+	idemPG   *idempotencypg.Store
+	idem     *idempotency.Middleware
+	limiter  ratelimit.Limiter
+	rl       *ratelimit.RateLimiter
+	tracker  *slo.Tracker
+	health   *health.Health
+	metrics  *metrics.Collector
+	registry *prometheus.Registry
+	emails   atomic.Int64
+}
+
+// Run starts the service and blocks until a signal (or ctx) shuts it down
+// gracefully.
+func Run(ctx context.Context, cfg Config, out io.Writer) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Role == "" {
+		cfg.Role = "all"
+	}
+	if cfg.Role != "all" && cfg.Role != "api" && cfg.Role != "worker" {
+		return fmt.Errorf("-role must be api, worker or all, got %q", cfg.Role)
+	}
+	if cfg.RatePerClient <= 0 {
+		cfg.RatePerClient = 2000
+	}
+	in, err := startInfra(ctx, cfg, out)
+	if err != nil {
+		return err
+	}
+	defer in.close()
+	a := &app{cfg: cfg, log: cfg.Logger, in: in}
+	defer a.closeAll()
+	if err := a.wire(ctx); err != nil {
+		return err
+	}
+	coord, err := shutdown.New(shutdown.Options{Readiness: a.health, DrainDelay: cfg.DrainDelay, Logger: cfg.Logger})
+	if err != nil {
+		return err
+	}
+	if a.cfg.Role != "api" {
+		if err := a.worker.Start(ctx); err != nil {
+			return err
+		}
+		coord.Add("worker", a.worker)
+	}
+	var srv *http.Server
+	if a.cfg.Role != "worker" {
+		ln, err := net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			return err
+		}
+		srv = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		coord.Server("http", srv)
+		fmt.Fprintf(out, "serving on http://%s (role %s)\n  try: curl http://%s/users/1 ; curl http://%s/posts?limit=5 ; curl http://%s/metrics\n",
+			ln.Addr(), cfg.Role, ln.Addr(), ln.Addr(), ln.Addr())
+		if cfg.Ready != nil {
+			cfg.Ready <- ln.Addr().String()
+		}
+	}
+	a.health.MarkStarted()
+	err = coord.Wait(ctx)
+	fmt.Fprintln(out, "stopped")
+	return err
+}
+
+func (a *app) closeAll() {
+	if a.provider != nil {
+		a.provider.close()
+	}
+	if a.users != nil {
+		a.users.Close()
+	}
+	if a.idemPG != nil {
+		a.idemPG.Close()
+	}
+	if b, ok := a.backend.(*queuepg.Backend); ok {
+		b.Close()
+	}
+	if a.router != nil {
+		a.router.Close()
+	}
+	if a.rdb != nil {
+		a.rdb.Close()
+	}
+}
+
+func (a *app) wire(ctx context.Context) error {
+	var err error
+	a.registry = prometheus.NewRegistry()
+	if a.metrics, err = metrics.New(metrics.Options{Instance: a.cfg.Addr}); err != nil {
+		return err
+	}
+	a.registry.MustRegister(a.metrics)
+	if a.health, err = health.New(health.Options{ServiceID: "scalekit-example", Logger: a.log}); err != nil {
+		return err
+	}
+
+	// Redis: the rate limiter, the cache's L2, idempotency keys (without
+	// PostgreSQL) and the queue (without PostgreSQL).
+	if a.in.redisURL != "" {
+		opt, err := redis.ParseURL(a.in.redisURL)
+		if err != nil {
+			return fmt.Errorf("REDIS_URL: %w", err)
+		}
+		opt.ContextTimeoutEnabled = true
+		a.rdb = redis.NewClient(opt)
+		a.health.Add(health.Check{Name: "redis", Optional: true, Timeout: time.Second,
+			Func: func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() }})
+	}
+
+	// PostgreSQL through the router: reads on the replica, writes on the
+	// primary, read-your-writes tokens in a cookie.
+	if a.in.dbURL != "" {
+		if a.router, err = dbrouter.Open(ctx, a.in.dbURL, a.in.replicaURLs, dbrouter.Options{Logger: a.log, SlowQuery: 200 * time.Millisecond, TokenWait: 50 * time.Millisecond}); err != nil {
+			return fmt.Errorf("DATABASE_URL: %w", err)
+		}
+		if err := migrate(ctx, a.router.PrimaryPool()); err != nil {
+			return err
+		}
+		a.repo = &pgRepo{db: a.router}
+		a.health.Add(health.Check{Name: "postgres", Timeout: time.Second,
+			Func: func(ctx context.Context) error { return a.router.PrimaryPool().Ping(ctx) }})
+	} else {
+		a.repo = newMemRepo()
+	}
+
+	// The user cache: L1 + Redis L2 with fill leases, versioned namespace.
+	co := cache.Options{TTL: time.Minute, MaxEntries: 50_000, MaxConcurrentLoads: 32, Logger: a.log}
+	if a.rdb != nil {
+		if co.Store, err = cacheredis.New(cacheredis.Options{Client: a.rdb, Prefix: "example:cache"}); err != nil {
+			return err
+		}
+	}
+	if a.users, err = cache.New[User](co); err != nil {
+		return err
+	}
+	a.userNS = a.users.Namespace("user")
+	a.metrics.AddCache("users", a.users)
+
+	// Authors of a page of posts: one query for all of them.
+	if a.authors, err = batch.New(a.repo.authors, batch.Options{Wait: time.Millisecond, MaxBatch: 500}); err != nil {
+		return err
+	}
+	a.metrics.AddBatch("authors", a.authors)
+
+	// The payment provider, deliberately flaky, behind a breaker and a
+	// retry budget.
+	if a.provider, err = startProvider(); err != nil {
+		return err
+	}
+	if a.payBr, err = breaker.New(breaker.Options{Name: "provider", FailureRateThreshold: 0.5, MinimumCalls: 20, OpenTimeout: 2 * time.Second, Logger: a.log}); err != nil {
+		return err
+	}
+	budget, err := retry.NewBudget(retry.BudgetOptions{Ratio: 0.2})
+	if err != nil {
+		return err
+	}
+	if a.payRetry, err = retry.New(retry.Options{MaxAttempts: 3, Backoff: retry.Exponential{Base: 5 * time.Millisecond, Cap: 50 * time.Millisecond}, Budget: budget,
+		Retryable: func(err error) bool { return !errors.Is(err, breaker.ErrOpen) }}); err != nil {
+		return err
+	}
+	if err := a.metrics.AddBreaker(a.payBr); err != nil {
+		return err
+	}
+	a.metrics.AddRetrier("provider", a.payRetry)
+	a.metrics.AddRetryBudget("provider", budget)
+
+	// Jobs: PostgreSQL (enqueued in the payment's transaction) or Redis or
+	// memory.
+	switch {
+	case a.router != nil:
+		b, err := queuepg.New(queuepg.Options{Pool: a.router.PrimaryPool(), SweepInterval: time.Minute, Logger: a.log})
+		if err != nil {
+			return err
+		}
+		if err := b.Migrate(ctx); err != nil {
+			return err
+		}
+		a.backend = b
+	case a.rdb != nil:
+		if a.backend, err = queueredis.New(queueredis.Options{Client: a.rdb, Prefix: "example:queue"}); err != nil {
+			return err
+		}
+	default:
+		a.backend = queue.NewMemoryBackend(queue.MemoryBackendOptions{})
+	}
+	if a.jobs, err = queue.NewClient(queue.ClientOptions{Backend: a.backend}); err != nil {
+		return err
+	}
+	if a.worker, err = queue.NewWorker(queue.WorkerOptions{Backend: a.backend, Logger: a.log,
+		Queues: map[string]queue.QueueOptions{"emails": {Concurrency: 8}, "receipts": {Concurrency: 4}}}); err != nil {
+		return err
+	}
+	queue.Handle(a.worker, "email:send", func(ctx context.Context, j *queue.Job[Email]) error {
+		time.Sleep(2 * time.Millisecond) // the SMTP call
+		a.emails.Add(1)
+		return nil
+	})
+	queue.Handle(a.worker, "payment:receipt", func(ctx context.Context, j *queue.Job[Payment]) error {
+		_, err := a.jobs.Enqueue(ctx, "emails", "email:send", Email{To: fmt.Sprintf("user-%d@example.com", j.Args.UserID), Subject: "Your receipt " + j.Args.ID}, queue.EnqueueOptions{UniqueKey: "receipt:" + j.Args.ID})
+		if errors.Is(err, queue.ErrDuplicate) {
+			return nil // a redelivery: the email is already queued
+		}
+		return err
+	})
+	// METRICS-QUEUE
+
+	// Idempotency keys: in PostgreSQL (exactly-once payments) or Redis or
+	// memory.
+	io := idempotency.MiddlewareOptions{Required: true, Logger: a.log,
+		Scope: func(r *http.Request) string { return r.Header.Get("X-User") + "|" + clientHost(r) }}
+	switch {
+	case a.router != nil:
+		if a.idemPG, err = idempotencypg.New(idempotencypg.Options{Pool: a.router.PrimaryPool(), SweepInterval: time.Minute, Logger: a.log}); err != nil {
+			return err
+		}
+		if err := a.idemPG.Migrate(ctx); err != nil {
+			return err
+		}
+		io.Store = a.idemPG
+	case a.rdb != nil:
+		if io.Store, err = idempotencyredis.New(idempotencyredis.Options{Client: a.rdb, Prefix: "example:idem"}); err != nil {
+			return err
+		}
+	}
+	if a.idem, err = idempotency.NewMiddleware(io); err != nil {
+		return err
+	}
+	a.metrics.AddIdempotency("payments", a.idem)
+
+	// Rate limits per client: across the fleet on Redis, else in process.
+	policy := ratelimit.Policy{{Name: "client", Rate: int(a.cfg.RatePerClient), Burst: 2 * int(a.cfg.RatePerClient)}}
+	if a.rdb != nil {
+		local, err := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: policy})
+		if err != nil {
+			return err
+		}
+		rl, err := ratelimitredis.New(ratelimitredis.Options{Client: a.rdb, Prefix: "example:rl", Limits: policy, Fallback: local, Logger: a.log})
+		if err != nil {
+			return err
+		}
+		a.limiter = rl
+		a.metrics.AddRedisLimiter("clients", rl)
+	} else {
+		local, err := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: policy})
+		if err != nil {
+			return err
+		}
+		a.limiter = local
+		a.metrics.AddLimiter("clients", local)
+	}
+	if a.rl, err = ratelimit.NewMiddleware(ratelimit.MiddlewareOptions{Limiter: a.limiter, Key: ratelimit.ClientIP(), Logger: a.log}); err != nil {
+		return err
+	}
+	a.metrics.AddRateLimitMiddleware("clients", a.rl)
+
+	if a.tracker, err = slo.NewTracker(slo.TrackerOptions{Availability: 0.999, Latency: 0.99, LatencyThreshold: 250 * time.Millisecond, Logger: a.log}); err != nil {
+		return err
+	}
+	a.metrics.AddSLOTracker(a.tracker)
+	a.metrics.AddHealth("service", a.health)
+	if a.router != nil {
+		// METRICS-DBROUTER
+	}
+	return nil
+}
+
+func clientHost(r *http.Request) string {
+	h, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return h
+}
+
+func (a *app) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /users/{id}", a.getUser)
+	mux.HandleFunc("PUT /users/{id}", a.putUser)
+	mux.HandleFunc("GET /posts", a.listPosts)
+	mux.Handle("POST /payments", a.idem.Handler(http.HandlerFunc(a.createPayment)))
+	mux.HandleFunc("POST /emails", a.sendEmail)
+	mux.HandleFunc("GET /jobs/{id}", a.getJob)
+	mux.Handle("GET /slo", a.tracker.StatusHandler())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /health/live", a.health.Live())
+	mux.Handle("GET /health/ready", a.health.Ready())
+	mux.Handle("GET /health/startup", a.health.Started())
+	mux.HandleFunc("GET /admin/stats", a.stats)
+	mux.HandleFunc("POST /admin/chaos", a.chaos)
+
+	// Probes and metrics are neither rate-limited nor part of the SLO.
+	var api http.Handler = mux
+	api = a.tracker.Middleware(api)
+	api = a.rl.Handler(api)
+	if a.router != nil {
+		mw, err := a.router.Middleware(dbrouter.HTTPOptions{Insecure: true})
+		if err == nil {
+			api = mw(api)
+		}
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/health/live", "/health/ready", "/health/startup", "/metrics":
+			mux.ServeHTTP(w, r)
+		default:
+			api.ServeHTTP(w, r)
+		}
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		http.Error(w, "the id must be a positive integer", http.StatusBadRequest)
+		return 0, false
+	}
+	return id, true
+}
+
+// GET /users/{id}: cache-aside over a replica read (the primary, or a
+// caught-up replica, when the client carries a write token).
+func (a *app) getUser(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	u, err := a.userNS.Get(r.Context(), strconv.FormatInt(id, 10), func(ctx context.Context, key string) (User, error) {
+		return a.repo.user(ctx, id)
+	})
+	switch {
+	case errors.Is(err, cache.ErrNotFound):
+		http.Error(w, "no such user", http.StatusNotFound)
+	case err != nil:
+		a.log.Error("get user", slog.Any("error", err))
+		http.Error(w, "cannot load the user", http.StatusServiceUnavailable)
+	default:
+		writeJSON(w, http.StatusOK, u)
+	}
+}
+
+// PUT /users/{id}: a primary write, the cache written through (which also
+// voids any fill in flight, on every instance), and a read-your-writes
+// token back to the client (by the router's middleware).
+func (a *app) putUser(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	var in struct{ Name, Email string }
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&in); err != nil || in.Name == "" || in.Email == "" {
+		http.Error(w, `send JSON {"name": ..., "email": ...}, both non-empty`, http.StatusBadRequest)
+		return
+	}
+	u, err := a.repo.updateUser(r.Context(), id, in.Name, in.Email)
+	if errors.Is(err, cache.ErrNotFound) {
+		http.Error(w, "no such user", http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		a.log.Error("put user", slog.Any("error", err))
+		http.Error(w, "cannot save the user", http.StatusServiceUnavailable)
+		return
+	}
+	if err := a.userNS.Set(r.Context(), strconv.FormatInt(id, 10), u); err != nil {
+		a.log.Warn("cache write-through failed; the old value expires with its TTL", slog.Any("error", err))
+	}
+	writeJSON(w, http.StatusOK, u)
+}
+
+// GET /posts?limit=N: a page of posts, authors loaded in one batch.
+func (a *app) listPosts(w http.ResponseWriter, r *http.Request) {
+	limit := 20
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 200 {
+			http.Error(w, "limit must be 1..200", http.StatusBadRequest)
+			return
+		}
+		limit = n
+	}
+	posts, err := a.repo.posts(r.Context(), limit)
+	if err != nil {
+		http.Error(w, "cannot list posts", http.StatusServiceUnavailable)
+		return
+	}
+	ids := make([]int64, len(posts))
+	for i, p := range posts {
+		ids[i] = p.AuthorID
+	}
+	authors, errs := a.authors.LoadMany(r.Context(), ids)
+	for i := range posts {
+		if errs[i] == nil {
+			posts[i].Author = authors[i]
+		}
+	}
+	writeJSON(w, http.StatusOK, posts)
+}
+
+// POST /payments (Idempotency-Key required): charge through the breaker
+// and the retry budget, then record the payment, its idempotency record
+// and its receipt job in one transaction.
+func (a *app) createPayment(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		UserID      int64 `json:"user_id"`
+		AmountCents int64 `json:"amount_cents"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&in); err != nil || in.UserID < 1 || in.AmountCents < 1 {
+		http.Error(w, `send JSON {"user_id": >0, "amount_cents": >0}`, http.StatusBadRequest)
+		return
+	}
+	charge, err := retry.DoValue(r.Context(), a.payRetry, func(ctx context.Context) (string, error) {
+		return breaker.Call(ctx, a.payBr, a.provider.charge)
+	})
+	switch {
+	case errors.Is(err, breaker.ErrOpen):
+		w.Header().Set("Retry-After", "2")
+		http.Error(w, "the payment provider is unavailable (circuit open); retry with the same Idempotency-Key", http.StatusServiceUnavailable)
+		return
+	case err != nil:
+		http.Error(w, "the payment provider failed: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	p := Payment{ID: charge, UserID: in.UserID, AmountCents: in.AmountCents, Status: "captured"}
+	if a.idemPG != nil {
+		resp, err := a.idemPG.InTx(r.Context(), func(ctx context.Context, tx pgx.Tx) (idempotency.Response, error) {
+			if _, err := tx.Exec(ctx, `INSERT INTO payments (id, user_id, amount_cents, status) VALUES ($1, $2, $3, $4)`, p.ID, p.UserID, p.AmountCents, p.Status); err != nil {
+				return idempotency.Response{}, err
+			}
+			if _, err := a.backend.(*queuepg.Backend).EnqueueTx(ctx, tx, "receipts", "payment:receipt", p, queue.EnqueueOptions{}); err != nil {
+				return idempotency.Response{}, err
+			}
+			body, _ := json.Marshal(p)
+			return idempotency.Response{Status: http.StatusCreated, Header: http.Header{"Content-Type": {"application/json"}}, Body: append(body, '\n')}, nil
+		})
+		if err != nil {
+			a.log.Error("record payment", slog.Any("error", err))
+			http.Error(w, "cannot record the payment", http.StatusServiceUnavailable)
+			return
+		}
+		resp.WriteTo(w)
+		return
+	}
+	if err := a.repo.insertPayment(r.Context(), p); err != nil {
+		http.Error(w, "cannot record the payment", http.StatusServiceUnavailable)
+		return
+	}
+	a.jobs.Enqueue(r.Context(), "receipts", "payment:receipt", p, queue.EnqueueOptions{})
+	writeJSON(w, http.StatusCreated, p)
+}
+
+// POST /emails: 202 with a job id and a status URL.
+func (a *app) sendEmail(w http.ResponseWriter, r *http.Request) {
+	var e Email
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&e); err != nil || e.To == "" {
+		http.Error(w, `send JSON {"to": ..., "subject": ...}`, http.StatusBadRequest)
+		return
+	}
+	id, err := a.jobs.Enqueue(r.Context(), "emails", "email:send", e, queue.EnqueueOptions{})
+	if err != nil {
+		http.Error(w, "cannot queue the email", http.StatusServiceUnavailable)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"job_id": id, "status_url": "/jobs/" + id})
+}
+
+// GET /jobs/{id}: an email job's state.
+func (a *app) getJob(w http.ResponseWriter, r *http.Request) {
+	m, err := a.jobs.Job(r.Context(), "emails", r.PathValue("id"))
+	if errors.Is(err, queue.ErrNotFound) {
+		http.Error(w, "no such job", http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		http.Error(w, "cannot read the job", http.StatusServiceUnavailable)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": m.ID, "state": m.State, "attempts": m.Attempt, "last_error": m.LastError})
+}
+
+// GET /admin/stats: a summary for the load generator.
+func (a *app) stats(w http.ResponseWriter, r *http.Request) {
+	cs := a.users.Stats()
+	hits := cs.Hits + cs.L2Hits + cs.StaleServed
+	ratio := 0.0
+	if total := hits + cs.Loads; total > 0 {
+		ratio = float64(hits) / float64(total)
+	}
+	out := map[string]any{
+		"cache_hit_ratio": ratio, "cache": cs, "breaker": a.payBr.Stats().State.String(),
+		"emails_sent": a.emails.Load(), "provider_fail_rate": a.provider.failRate(),
+	}
+	if a.router != nil {
+		out["dbrouter"] = a.router.Stats()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// POST /admin/chaos?provider_fail=0.5 | stop=replica|redis | start=replica|redis
+func (a *app) chaos(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if s := q.Get("provider_fail"); s != "" {
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || f < 0 || f > 1 {
+			http.Error(w, "provider_fail must be in [0, 1]", http.StatusBadRequest)
+			return
+		}
+		a.provider.setFailRate(f)
+	}
+	for _, action := range []string{"stop", "start"} {
+		target := q.Get(action)
+		if target == "" {
+			continue
+		}
+		if err := a.toggle(r.Context(), action, target); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+func (a *app) toggle(ctx context.Context, action, target string) error {
+	switch target {
+	case "replica":
+		if a.in.pg == nil {
+			return errors.New("the service did not start the replica itself")
+		}
+		if action == "stop" {
+			return a.in.pg.Replica.Stop(testinfra.StopImmediate)
+		}
+		return a.in.pg.Replica.Start(ctx)
+	case "redis":
+		if a.in.redis == nil {
+			return errors.New("the service did not start Redis itself")
+		}
+		if action == "stop" {
+			return a.in.redis.Stop()
+		}
+		return a.in.redis.Start(ctx)
+	}
+	return fmt.Errorf("%s=%q: use replica or redis", action, target)
+}
+
+// provider is a local HTTP payment provider that fails a settable share
+// of its charges.
+type provider struct {
+	srv    *http.Server
+	url    string
+	client *http.Client
+	fail   atomic.Uint64 // math.Float64bits
+	seq    atomic.Int64
+}
+
+func startProvider() (*provider, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &provider{url: "http://" + ln.Addr().String() + "/charge", client: &http.Client{Timeout: 2 * time.Second}}
+	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rand.Float64() < p.failRate() {
+			http.Error(w, "provider overloaded", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, "ch_%d_%d", time.Now().UnixNano(), p.seq.Add(1))
+	})}
+	go p.srv.Serve(ln)
+	return p, nil
+}
+
+func (p *provider) failRate() float64 {
+	return float64(p.fail.Load()) / 1e6
+}
+
+func (p *provider) setFailRate(f float64) { p.fail.Store(uint64(f * 1e6)) }
+
+func (p *provider) charge(ctx context.Context) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("provider: %s", resp.Status)
+	}
+	return string(body), nil
+}
+
+func (p *provider) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	p.srv.Shutdown(ctx)
+	p.client.CloseIdleConnections()
+}

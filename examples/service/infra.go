@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/scalekit-go/scalekit/internal/testinfra"
+)
+
+// infra is what the service runs on: URLs, and the throwaway servers it
+// started itself (nil when given URLs).
+type infra struct {
+	redisURL, dbURL string
+	replicaURLs     []string
+	redis           *testinfra.RedisServer
+	pg              *testinfra.PostgresCluster
+}
+
+// startInfra fills in what cfg leaves empty by starting local servers
+// from the binaries on the machine. A missing binary is not an error: the
+// service then says what to install and uses in-memory backends.
+func startInfra(ctx context.Context, cfg Config, out io.Writer) (*infra, error) {
+	in := &infra{redisURL: cfg.RedisURL, dbURL: cfg.DatabaseURL, replicaURLs: cfg.ReplicaURLs}
+	if in.redisURL == "" {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		r, err := testinfra.StartRedis(sctx, testinfra.RedisOptions{})
+		if err != nil {
+			fmt.Fprintf(out, "no Redis (%v)\n  install redis-server (apt-get install redis-server) or set REDIS_URL; using in-process rate limits, cache, idempotency and queue\n", err)
+		} else {
+			in.redis, in.redisURL = r, r.URL()
+			fmt.Fprintf(out, "started redis-server at %s\n", r.Addr())
+		}
+	}
+	if in.dbURL == "" {
+		sctx, cancel := context.WithTimeout(ctx, 120*time.Second)
+		defer cancel()
+		pg, err := testinfra.StartPostgres(sctx, testinfra.PostgresOptions{})
+		if err != nil {
+			fmt.Fprintf(out, "no PostgreSQL (%v)\n  install PostgreSQL (apt-get install postgresql) or set DATABASE_URL; keeping users, posts and payments in memory\n", err)
+		} else {
+			in.pg, in.dbURL = pg, pg.Primary.URL("postgres")
+			in.replicaURLs = []string{pg.Replica.URL("postgres")}
+			fmt.Fprintf(out, "started PostgreSQL primary at %s and a streaming replica at %s\n", pg.Primary.Addr(), pg.Replica.Addr())
+		}
+	}
+	return in, nil
+}
+
+func (in *infra) close() {
+	if in.redis != nil {
+		in.redis.Close()
+	}
+	if in.pg != nil {
+		in.pg.Close()
+	}
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/scalekit-go/scalekit/cache"
+	"github.com/scalekit-go/scalekit/dbrouter"
+)
+
+// User is a user as the API shows it.
+type User struct {
+	ID      int64  `json:"id"`
+	Name    string `json:"name"`
+	Email   string `json:"email"`
+	Version int64  `json:"version"`
+}
+
+// Author is the part of a user a post shows.
+type Author struct {
+	ID   int64  `json:"id"`
+	Name string `json:"name"`
+}
+
+// Post is a post with its author.
+type Post struct {
+	ID       int64  `json:"id"`
+	Title    string `json:"title"`
+	AuthorID int64  `json:"-"`
+	Author   Author `json:"author"`
+}
+
+// Payment is a captured payment.
+type Payment struct {
+	ID          string `json:"id"`
+	UserID      int64  `json:"user_id"`
+	AmountCents int64  `json:"amount_cents"`
+	Status      string `json:"status"`
+}
+
+// Email is an email job's arguments.
+type Email struct {
+	To      string `json:"to"`
+	Subject string `json:"subject"`
+}
+
+// repo is the data the API serves: PostgreSQL through the router, or
+// memory when there is no database.
+type repo interface {
+	user(ctx context.Context, id int64) (User, error) // cache.ErrNotFound when missing
+	updateUser(ctx context.Context, id int64, name, email string) (User, error)
+	posts(ctx context.Context, limit int) ([]Post, error)
+	authors(ctx context.Context, ids []int64) (map[int64]Author, error)
+	insertPayment(ctx context.Context, p Payment) error
+}
+
+const seedUsers, seedPosts = 1000, 5000
+
+// migrate creates the schema and the seed data (idempotent).
+func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	_, err := pool.Exec(ctx, `
+CREATE TABLE IF NOT EXISTS users (id bigint PRIMARY KEY, name text NOT NULL, email text NOT NULL, version bigint NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS posts (id bigint PRIMARY KEY, author_id bigint NOT NULL REFERENCES users, title text NOT NULL);
+CREATE TABLE IF NOT EXISTS payments (id text PRIMARY KEY, user_id bigint NOT NULL, amount_cents bigint NOT NULL, status text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO users (id, name, email) SELECT i, 'User ' || i, 'user' || i || '@example.com' FROM generate_series(1, 1000) i ON CONFLICT DO NOTHING;
+INSERT INTO posts (id, author_id, title) SELECT i, 1 + (i * 7919) % 1000, 'Post ' || i FROM generate_series(1, 5000) i ON CONFLICT DO NOTHING;`)
+	if err != nil {
+		return fmt.Errorf("schema: %w", err)
+	}
+	return nil
+}
+
+type pgRepo struct{ db *dbrouter.Router }
+
+func (p *pgRepo) user(ctx context.Context, id int64) (User, error) {
+	var u User
+	err := p.db.QueryRow(ctx, `SELECT id, name, email, version FROM users WHERE id = $1`, id).Scan(&u.ID, &u.Name, &u.Email, &u.Version)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return u, cache.ErrNotFound
+	}
+	return u, err
+}
+
+func (p *pgRepo) updateUser(ctx context.Context, id int64, name, email string) (User, error) {
+	var u User
+	// A transaction through the router: the primary, and the request's
+	// session (the router's middleware) learns of the write, so the
+	// response carries a read-your-writes token.
+	err := pgx.BeginFunc(ctx, p.db, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `UPDATE users SET name = $2, email = $3, version = version + 1 WHERE id = $1 RETURNING id, name, email, version`,
+			id, name, email).Scan(&u.ID, &u.Name, &u.Email, &u.Version)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return u, cache.ErrNotFound
+	}
+	return u, err
+}
+
+func (p *pgRepo) posts(ctx context.Context, limit int) ([]Post, error) {
+	rows, err := p.db.Query(ctx, `SELECT id, author_id, title FROM posts ORDER BY id DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Post, error) {
+		var x Post
+		err := r.Scan(&x.ID, &x.AuthorID, &x.Title)
+		return x, err
+	})
+}
+
+func (p *pgRepo) authors(ctx context.Context, ids []int64) (map[int64]Author, error) {
+	rows, err := p.db.Query(ctx, `SELECT id, name FROM users WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]Author, len(ids))
+	_, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct{}, error) {
+		var a Author
+		err := r.Scan(&a.ID, &a.Name)
+		out[a.ID] = a
+		return struct{}{}, err
+	})
+	return out, err
+}
+
+func (p *pgRepo) insertPayment(ctx context.Context, x Payment) error {
+	_, err := p.db.Exec(ctx, `INSERT INTO payments (id, user_id, amount_cents, status) VALUES ($1, $2, $3, $4)`, x.ID, x.UserID, x.AmountCents, x.Status)
+	return err
+}
+
+// memRepo is the data in memory, for machines without PostgreSQL.
+type memRepo struct {
+	mu       sync.RWMutex
+	users    map[int64]User
+	postList []Post
+	payments map[string]Payment
+}
+
+func newMemRepo() *memRepo {
+	m := &memRepo{users: map[int64]User{}, payments: map[string]Payment{}}
+	for i := int64(1); i <= seedUsers; i++ {
+		m.users[i] = User{ID: i, Name: fmt.Sprintf("User %d", i), Email: fmt.Sprintf("user%d@example.com", i), Version: 1}
+	}
+	for i := int64(1); i <= seedPosts; i++ {
+		m.postList = append(m.postList, Post{ID: i, AuthorID: 1 + (i*7919)%seedUsers, Title: fmt.Sprintf("Post %d", i)})
+	}
+	sort.Slice(m.postList, func(i, j int) bool { return m.postList[i].ID > m.postList[j].ID })
+	return m
+}
+
+func (m *memRepo) user(_ context.Context, id int64) (User, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	u, ok := m.users[id]
+	if !ok {
+		return u, cache.ErrNotFound
+	}
+	return u, nil
+}
+
+func (m *memRepo) updateUser(_ context.Context, id int64, name, email string) (User, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, ok := m.users[id]
+	if !ok {
+		return u, cache.ErrNotFound
+	}
+	u.Name, u.Email, u.Version = name, email, u.Version+1
+	m.users[id] = u
+	return u, nil
+}
+
+func (m *memRepo) posts(_ context.Context, limit int) ([]Post, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return append([]Post(nil), m.postList[:min(limit, len(m.postList))]...), nil
+}
+
+func (m *memRepo) authors(_ context.Context, ids []int64) (map[int64]Author, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := map[int64]Author{}
+	for _, id := range ids {
+		if u, ok := m.users[id]; ok {
+			out[id] = Author{ID: u.ID, Name: u.Name}
+		}
+	}
+	return out, nil
+}
+
+func (m *memRepo) insertPayment(_ context.Context, p Payment) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.payments[p.ID] = p
+	return nil
+}

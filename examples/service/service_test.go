@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scalekit-go/scalekit/internal/testinfra"
+)
+
+func TestMain(m *testing.M) { testinfra.Main(m) }
+
+// TestEndToEnd starts the service on real servers (Redis, PostgreSQL
+// primary + streaming replica) and walks every endpoint.
+func TestEndToEnd(t *testing.T) {
+	r := testinfra.Redis(t)
+	pg := testinfra.Postgres(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	var out strings.Builder
+	go func() {
+		done <- Run(ctx, Config{Addr: "127.0.0.1:0", RedisURL: r.Server.URL(), DatabaseURL: pg.PrimaryURL, ReplicaURLs: []string{pg.ReplicaURL},
+			RatePerClient: 200, DrainDelay: 10 * time.Millisecond, Ready: ready}, &out)
+	}()
+	var base string
+	select {
+	case addr := <-ready:
+		base = "http://" + addr
+	case err := <-done:
+		t.Fatalf("the service did not start: %v\n%s", err, out.String())
+	case <-time.After(60 * time.Second):
+		t.Fatal("the service did not start within 60s")
+	}
+	pg.WaitReplicaCaughtUp() // the schema and seed data, written at start-up, reach the replica
+	jar, _ := cookiejar.New(nil)
+	withToken := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	plain := &http.Client{Timeout: 10 * time.Second}
+	call := func(c *http.Client, method, path, body string, hdr ...string) (int, http.Header, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+
+	// Users: cache-aside over the replica.
+	if code, _, body := call(plain, "GET", "/users/7", ""); code != 200 || !strings.Contains(body, `"name":"User 7"`) {
+		t.Fatalf("GET /users/7: %d %s", code, body)
+	}
+	if code, _, _ := call(plain, "GET", "/users/999999", ""); code != 404 {
+		t.Fatalf("GET of a missing user: %d", code)
+	}
+	// Posts: authors in one batch.
+	code, _, body := call(plain, "GET", "/posts?limit=50", "")
+	var posts []Post
+	if code != 200 || json.Unmarshal([]byte(body), &posts) != nil || len(posts) != 50 || posts[0].Author.Name == "" {
+		t.Fatalf("GET /posts: %d %.200s", code, body)
+	}
+
+	// Read-your-writes during paused replication: the author of the newest
+	// post is user 1. With the token (cookie) the page shows the new name;
+	// without it the replica is stale, which proves the setup.
+	pg.PauseReplay()
+	code, hdr, body := call(withToken, "PUT", "/users/1", `{"name":"Ada Lovelace","email":"ada@example.com"}`)
+	if code != 200 || hdr.Get("Set-Cookie") == "" {
+		t.Fatalf("PUT /users/1: %d %s (Set-Cookie %q)", code, body, hdr.Get("Set-Cookie"))
+	}
+	if _, _, body := call(withToken, "GET", "/posts?limit=1", ""); !strings.Contains(body, "Ada Lovelace") {
+		t.Fatalf("read with the write token during paused replay: %s, want the new name", body)
+	}
+	if _, _, body := call(plain, "GET", "/posts?limit=1", ""); !strings.Contains(body, `"User 1"`) {
+		t.Fatalf("read without a token during paused replay: %s; expected the stale replica (the setup)", body)
+	}
+	if _, _, body := call(plain, "GET", "/users/1", ""); !strings.Contains(body, "Ada Lovelace") {
+		t.Fatalf("GET /users/1 after the write: %s, want the written-through cache value", body)
+	}
+	pg.ResumeReplay()
+
+	// Payments: Idempotency-Key required, replayed, one charge.
+	if code, _, _ := call(plain, "POST", "/payments", `{"user_id":1,"amount_cents":500}`); code != 400 {
+		t.Fatalf("payment without a key: %d", code)
+	}
+	code, _, first := call(plain, "POST", "/payments", `{"user_id":1,"amount_cents":500}`, "Idempotency-Key", "pay-e2e-1")
+	if code != 201 {
+		t.Fatalf("payment: %d %s", code, first)
+	}
+	code, hdr, again := call(plain, "POST", "/payments", `{"user_id":1,"amount_cents":500}`, "Idempotency-Key", "pay-e2e-1")
+	if code != 201 || again != first || hdr.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replayed payment: %d %s (replayed %q)", code, again, hdr.Get("Idempotent-Replayed"))
+	}
+	if code, _, _ := call(plain, "POST", "/payments", `{"user_id":1,"amount_cents":999}`, "Idempotency-Key", "pay-e2e-1"); code != 422 {
+		t.Fatalf("key reused with another body: %d", code)
+	}
+	var n int
+	if err := pg.Primary.QueryRow(ctx, `SELECT count(*) FROM payments`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d payments, %v; want exactly 1", n, err)
+	}
+
+	// Emails: 202 and a job that completes.
+	code, _, body = call(plain, "POST", "/emails", `{"to":"ada@example.com","subject":"hi"}`)
+	var accepted struct {
+		JobID     string `json:"job_id"`
+		StatusURL string `json:"status_url"`
+	}
+	if code != 202 || json.Unmarshal([]byte(body), &accepted) != nil {
+		t.Fatalf("POST /emails: %d %s", code, body)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, _, st := call(plain, "GET", accepted.StatusURL, "")
+		if strings.Contains(st, `"state":"done"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the email job is not done: %s", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Probes, SLO, admin stats.
+	for _, p := range []string{"/health/live", "/health/ready", "/health/startup", "/slo", "/admin/stats"} {
+		if code, _, body := call(plain, "GET", p, ""); code != 200 {
+			t.Fatalf("GET %s: %d %s", p, code, body)
+		}
+	}
+
+	// Rate limit: past 200/s burst 400 from one client, 429 with headers.
+	var limited int
+	var rlHeader string
+	for i := 0; i < 600 && limited == 0; i++ {
+		code, hdr, _ := call(plain, "GET", "/users/3", "")
+		if code == 429 {
+			limited++
+			rlHeader = hdr.Get("RateLimit") + " | " + hdr.Get("Retry-After")
+		}
+	}
+	if limited == 0 || !strings.Contains(rlHeader, `"client"`) {
+		t.Fatalf("no 429 with RateLimit headers after 600 requests (%q)", rlHeader)
+	}
+
+	// Metrics: every primitive is there.
+	_, _, m := call(plain, "GET", "/metrics", "")
+	for _, family := range []string{"scalekit_cache_", "scalekit_batch_", "scalekit_breaker_", "scalekit_retry_", "scalekit_ratelimit_redis_",
+		"scalekit_ratelimit_http_", "scalekit_idempotency_", "scalekit_slo_", "scalekit_health_"} {
+		if !strings.Contains(m, family) {
+			t.Errorf("/metrics has no %s* series", family)
+		}
+	}
+	extraMetrics(t, m)
+
+	// Graceful shutdown.
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the service did not stop within 30s")
+	}
+	if !strings.Contains(out.String(), "stopped") {
+		t.Fatalf("output: %s", out.String())
+	}
+	fmt.Fprint(io.Discard, out.String())
+}
