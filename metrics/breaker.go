@@ -41,11 +41,7 @@ func (d *breakerDescs) collect(ch chan<- prometheus.Metric, st breaker.Stats) {
 	gauge(ch, d.windowCalls, float64(st.WindowCalls), n)
 	gauge(ch, d.windowFailures, float64(st.WindowFailures), n)
 	gauge(ch, d.windowSlow, float64(st.WindowSlow), n)
-	var until float64
-	if !st.OpenUntil.IsZero() {
-		until = float64(st.OpenUntil.UnixNano()) / 1e9
-	}
-	gauge(ch, d.openUntil, until, n)
+	gauge(ch, d.openUntil, unixSeconds(st.OpenUntil), n)
 }
 
 // AddBreaker reports b's Stats under its own name (breaker.Options.Name) as

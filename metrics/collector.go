@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,9 +75,9 @@ type Collector struct {
 	idem        idempotencyDescs
 	slo         sloDescs
 	health      healthDescs
-	// queue and dbrouter: their families (scalekit_queue_*,
-	// scalekit_dbrouter_*) and Add methods go here when those packages
-	// land; see the package doc.
+	queueWorker queueWorkerDescs
+	queueCounts queueCountsDescs
+	dbrouter    dbrouterDescs
 
 	mu      sync.Mutex
 	sources []source
@@ -116,6 +117,9 @@ func New(o Options) (*Collector, error) {
 		idem:        newIdempotencyDescs(b),
 		slo:         newSLODescs(b),
 		health:      newHealthDescs(b),
+		queueWorker: newQueueWorkerDescs(b),
+		queueCounts: newQueueCountsDescs(b),
+		dbrouter:    newDBRouterDescs(b),
 		seen:        map[any]bool{},
 	}
 	c.descs = b.all
@@ -210,4 +214,12 @@ func boolf(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// unixSeconds is t in Unix seconds, 0 for the zero time.
+func unixSeconds(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
 }

@@ -4,9 +4,12 @@
 // and nothing runs between scrapes.
 //
 //	m, _ := metrics.New(metrics.Options{Instance: "api-1"})
-//	m.AddBreaker(payments)          // a *breaker.Breaker, named by its Options.Name
-//	m.AddCache("users", usersCache) // any *cache.Cache[V]
+//	m.AddBreaker(payments)               // a *breaker.Breaker, named by its Options.Name
+//	m.AddCache("users", usersCache)      // any *cache.Cache[V]
 //	m.AddSLOTracker(tracker)
+//	m.AddQueueWorker("jobs", worker)     // a *queue.Worker: what it did
+//	m.AddQueue("jobs", client, "emails") // the queue's counts, read from its backend
+//	m.AddDBRouter("main", router)        // a *dbrouter.Router
 //	reg := prometheus.NewRegistry()
 //	reg.MustRegister(m)
 //	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -18,8 +21,8 @@
 // # Names and labels
 //
 // Every metric is named scalekit_<primitive>_<metric>, with its unit in the
-// name (_seconds, _events, _keys, _ratio) and _total on counters. Every
-// metric carries:
+// name (_seconds, _bytes, _events, _keys, _ratio) and _total on counters.
+// Every metric carries:
 //
 //   - instance_name, a constant label holding Options.Instance (left out
 //     when it is empty). It is not "instance", which Prometheus sets on
@@ -28,10 +31,15 @@
 //     name given to the Add method.
 //
 // Outcomes that add up to a whole share one counter with a label (result,
-// tier, mode, trigger). States are state sets: one gauge per possible
-// state, 1 for the current one and 0 for the others, so
+// tier, mode, trigger, reason, intent). States are state sets: one gauge
+// per possible state, 1 for the current one and 0 for the others, so
 // scalekit_breaker_state{state="open"} == 1 selects the open breakers
-// whatever the numbering of breaker.State.
+// whatever the numbering of breaker.State. (scalekit_queue_jobs{state} is
+// not a state set: it counts the jobs in each state.)
+//
+// A primitive holding several things labels them: queue for the queues of
+// a worker or client, replica for a router's replicas (its name in
+// dbrouter.Stats).
 //
 // # Metrics
 //
@@ -134,14 +142,71 @@
 //	scalekit_health_probe_status{probe,status}                              gauge      1 for the probe's status: pass, warn, fail
 //	scalekit_health_check_up{probe,check}                                   gauge      1 when the check passes, 0 when it fails
 //	scalekit_health_check_latency_seconds{probe,check}                      gauge      duration of the check's latest run
+//	queue (AddQueueWorker)
+//	scalekit_queue_fetched_total{queue}                                     counter    jobs leased by the worker (each attempt)
+//	scalekit_queue_processed_total{queue}                                   counter    jobs completed
+//	scalekit_queue_failed_total{queue}                                      counter    failed attempts, panics included
+//	scalekit_queue_retried_total{queue}                                     counter    failed attempts scheduled again
+//	scalekit_queue_dead_lettered_total{queue}                               counter    jobs sent to the dead letters
+//	scalekit_queue_released_total{queue}                                    counter    jobs given back at shutdown
+//	scalekit_queue_leases_lost_total{queue}                                 counter    leases lost to expiry (no outcome recorded)
+//	scalekit_queue_handler_panics_total{queue}                              counter    handler panics
+//	scalekit_queue_in_flight{queue}                                         gauge      jobs running in the worker
+//	queue (AddQueue: the backend's counts, read during the scrape)
+//	scalekit_queue_counts_up{queue}                                         gauge      1 when the count succeeded; 0 and no series below when not
+//	scalekit_queue_jobs{queue,state}                                        gauge      jobs per state: pending, scheduled, active, retry, dead, done
+//	scalekit_queue_oldest_pending_seconds{queue}                            gauge      age of the oldest due job (lag); 0 when none waits
+//	dbrouter (AddDBRouter)
+//	scalekit_dbrouter_fallbacks_total                                       counter    reads sent to the primary as every replica was ejected
+//	scalekit_dbrouter_token_primary_reads_total                             counter    reads sent to the primary by their token
+//	scalekit_dbrouter_token_waits_total                                     counter    token reads that waited for a replica and got one
+//	scalekit_dbrouter_retries_total{reason}                                 counter    replica reads run again on the primary: replica_failed, read_only
+//	scalekit_dbrouter_no_replica_errors_total                               counter    reads refused with ErrNoReplica
+//	scalekit_dbrouter_primary_up                                            gauge      1 when the last check of the primary succeeded
+//	scalekit_dbrouter_primary_wal_lsn_bytes                                 gauge      pg_current_wal_lsn() at the last good check
+//	scalekit_dbrouter_primary_calls_total{intent}                           counter    calls routed to the primary: read, write
+//	scalekit_dbrouter_primary_checks_total{result}                          counter    monitor checks: success, failure
+//	scalekit_dbrouter_primary_last_check_timestamp_seconds                  gauge      when the monitor last checked (Unix); 0 before
+//	scalekit_dbrouter_primary_queries_total                                 counter    queries its Tracer saw (pools with a Tracer only)
+//	scalekit_dbrouter_primary_query_errors_total                            counter    failed queries (Tracer)
+//	scalekit_dbrouter_primary_slow_queries_total                            counter    queries at or over SlowThreshold (Tracer)
+//	scalekit_dbrouter_primary_query_duration_seconds_total                  counter    total query time (Tracer)
+//	scalekit_dbrouter_replica_healthy{replica}                              gauge      1 while reads may go to the replica, 0 while ejected
+//	scalekit_dbrouter_replica_replay_lsn_bytes{replica}                     gauge      pg_last_wal_replay_lsn() at the last check or poll
+//	scalekit_dbrouter_replica_lag_bytes{replica}                            gauge      WAL bytes behind the primary; left out when unmeasured
+//	scalekit_dbrouter_replica_in_flight{replica}                            gauge      the router's reads running on it
+//	scalekit_dbrouter_replica_reads_total{replica}                          counter    reads routed to it
+//	scalekit_dbrouter_replica_failed_reads_total{replica}                   counter    reads that failed for want of the server
+//	scalekit_dbrouter_replica_ejections_total{replica}                      counter    moves out of the healthy set
+//	scalekit_dbrouter_replica_readmissions_total{replica}                   counter    moves back into the healthy set
+//	scalekit_dbrouter_replica_checks_total{replica,result}                  counter    monitor checks: success, failure
+//	scalekit_dbrouter_replica_last_check_timestamp_seconds{replica}         gauge      when the monitor last checked (Unix); 0 before
+//	scalekit_dbrouter_replica_queries_total{replica}                        counter    queries its Tracer saw (pools with a Tracer only)
+//	scalekit_dbrouter_replica_query_errors_total{replica}                   counter    failed queries (Tracer)
+//	scalekit_dbrouter_replica_slow_queries_total{replica}                   counter    queries at or over SlowThreshold (Tracer)
+//	scalekit_dbrouter_replica_query_duration_seconds_total{replica}         counter    total query time (Tracer)
 //
 // The probe metrics of health exist for the probes given to AddHealth,
 // which reads them with health.Health.Run during the scrape (see AddHealth).
 //
-// # Queue and dbrouter
+// # Reads during the scrape
 //
-// The queue (depth, lag, processed, failed, dead-lettered jobs) and dbrouter
-// (queries routed, fallbacks to the primary, lag per replica) collectors
-// will be Add methods of Collector with families named scalekit_queue_* and
-// scalekit_dbrouter_*, added here when those packages land.
+// Two Add methods do I/O when scraped rather than read a snapshot only:
+// AddHealth (above) and AddQueue, which asks the queue's backend for its
+// counts (queue.Client.Counts: a query on queuepg, a script on
+// queueredis), the queues of one AddQueue at once, bounded by 2s. A
+// backend that fails or runs out of time does not fail the scrape: its
+// queue reports scalekit_queue_counts_up 0 and no jobs or oldest_pending
+// series until it answers again, the usual "up" pattern of exporters, so
+// alert on scalekit_queue_counts_up == 0 rather than on absent job
+// counts. AddQueueWorker reads only the worker's own counters: they are
+// what this process did, while AddQueue's gauges are the queue as every
+// worker and producer left it.
+//
+// A value that is unknown is left out rather than reported as 0 where 0
+// means something: scalekit_dbrouter_replica_lag_bytes is missing while
+// the monitor cannot measure a replica's lag (the replica or the primary
+// unreachable; scalekit_dbrouter_replica_healthy and
+// scalekit_dbrouter_primary_up say which). WAL positions and check times
+// are 0 before the first check, a value no real position or time has.
 package metrics

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/metrics"
+	"github.com/scalekit-go/scalekit/queue"
 )
 
 // A Collector for this instance ("api-1"), with a breaker that tripped,
@@ -51,4 +53,37 @@ func Example() {
 	// scalekit_breaker_state{instance_name="api-1",name="payments",state="closed"} 0
 	// scalekit_breaker_state{instance_name="api-1",name="payments",state="half-open"} 0
 	// scalekit_breaker_state{instance_name="api-1",name="payments",state="open"} 1
+}
+
+// A queue's jobs per state, as its backend counts them at each scrape,
+// with scalekit_queue_counts_up saying the count succeeded.
+func ExampleCollector_AddQueue() {
+	backend := queue.NewMemoryBackend(queue.MemoryBackendOptions{}) // queuepg or queueredis in production
+	client, _ := queue.NewClient(queue.ClientOptions{Backend: backend})
+	ctx := context.Background()
+	client.Enqueue(ctx, "emails", "email:welcome", nil, queue.EnqueueOptions{})
+	client.Enqueue(ctx, "emails", "email:digest", nil, queue.EnqueueOptions{Delay: time.Hour})
+
+	m, _ := metrics.New(metrics.Options{})
+	if err := m.AddQueue("jobs", client, "emails"); err != nil {
+		panic(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+	w := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	sc := bufio.NewScanner(w.Body)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "scalekit_queue_jobs") || strings.HasPrefix(line, "scalekit_queue_counts_up") {
+			fmt.Println(line)
+		}
+	}
+	// Output:
+	// scalekit_queue_counts_up{name="jobs",queue="emails"} 1
+	// scalekit_queue_jobs{name="jobs",queue="emails",state="active"} 0
+	// scalekit_queue_jobs{name="jobs",queue="emails",state="dead"} 0
+	// scalekit_queue_jobs{name="jobs",queue="emails",state="done"} 0
+	// scalekit_queue_jobs{name="jobs",queue="emails",state="pending"} 1
+	// scalekit_queue_jobs{name="jobs",queue="emails",state="retry"} 0
+	// scalekit_queue_jobs{name="jobs",queue="emails",state="scheduled"} 1
 }

@@ -80,6 +80,11 @@ func exposition(t testing.TB, c prometheus.Collector, prefix string) string {
 
 // gatherText is exposition for goroutines other than the test's.
 func gatherText(c prometheus.Collector, prefix string) (string, error) {
+	return gatherTextFunc(c, func(name string) bool { return strings.HasPrefix(name, prefix) })
+}
+
+// gatherTextFunc is gatherText for the families keep accepts.
+func gatherTextFunc(c prometheus.Collector, keep func(name string) bool) (string, error) {
 	reg := prometheus.NewPedanticRegistry()
 	if err := reg.Register(c); err != nil {
 		return "", err
@@ -90,7 +95,7 @@ func gatherText(c prometheus.Collector, prefix string) (string, error) {
 	}
 	var b strings.Builder
 	for _, mf := range mfs {
-		if !strings.HasPrefix(mf.GetName(), prefix) {
+		if !keep(mf.GetName()) {
 			continue
 		}
 		mf.Help = nil

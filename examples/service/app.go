@@ -278,7 +278,12 @@ func (a *app) wire(ctx context.Context) error {
 		}
 		return err
 	})
-	// METRICS-QUEUE
+	if err := a.metrics.AddQueueWorker("worker", a.worker); err != nil {
+		return err
+	}
+	if err := a.metrics.AddQueue("jobs", a.jobs, "emails", "receipts"); err != nil {
+		return err
+	}
 
 	// Idempotency keys: in PostgreSQL (exactly-once payments) or Redis or
 	// memory.
@@ -335,7 +340,9 @@ func (a *app) wire(ctx context.Context) error {
 	a.metrics.AddSLOTracker(a.tracker)
 	a.metrics.AddHealth("service", a.health)
 	if a.router != nil {
-		// METRICS-DBROUTER
+		if err := a.metrics.AddDBRouter("db", a.router); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -1,0 +1,133 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scalekit-go/scalekit/queue"
+)
+
+type queueWorkerDescs struct {
+	fetched, processed, failed, retried, dead, released, lost, panics, inFlight *prometheus.Desc
+}
+
+func newQueueWorkerDescs(b *builder) queueWorkerDescs {
+	return queueWorkerDescs{
+		fetched:   b.desc("scalekit_queue_fetched_total", "Jobs the worker leased from the backend (each attempt counts).", "queue"),
+		processed: b.desc("scalekit_queue_processed_total", "Jobs the worker completed (their handler returned nil and the backend recorded it).", "queue"),
+		failed:    b.desc("scalekit_queue_failed_total", "Failed attempts (handler errors and panics), of which retried were scheduled again and dead_lettered went to the dead letters.", "queue"),
+		retried:   b.desc("scalekit_queue_retried_total", "Failed attempts scheduled again after the backoff.", "queue"),
+		dead:      b.desc("scalekit_queue_dead_lettered_total", "Jobs that went to the dead letters: out of attempts, or failed with queue.Permanent.", "queue"),
+		released:  b.desc("scalekit_queue_released_total", "Jobs given back to the backend at shutdown, due at once, the attempt not counted.", "queue"),
+		lost:      b.desc("scalekit_queue_leases_lost_total", "Leases that expired under the worker (another worker took the job): the handler was cancelled and no outcome recorded.", "queue"),
+		panics:    b.desc("scalekit_queue_handler_panics_total", "Handler panics (each also a failed attempt).", "queue"),
+		inFlight:  b.desc("scalekit_queue_in_flight", "Jobs whose handler runs in the worker now.", "queue"),
+	}
+}
+
+// AddQueueWorker reports w's Stats under name, one series per queue the
+// worker consumes (the queue label). The counters are this worker's; the
+// state of a queue across every worker is AddQueue's.
+func (c *Collector) AddQueueWorker(name string, w *queue.Worker) error {
+	if w == nil {
+		return nilArg("AddQueueWorker", "the *queue.Worker")
+	}
+	d := &c.queueWorker
+	return c.add("AddQueueWorker", named{"queue worker", name}, func(ch chan<- prometheus.Metric) {
+		for _, st := range w.Stats() {
+			q := st.Queue
+			counter(ch, d.fetched, st.Fetched, name, q)
+			counter(ch, d.processed, st.Processed, name, q)
+			counter(ch, d.failed, st.Failed, name, q)
+			counter(ch, d.retried, st.Retried, name, q)
+			counter(ch, d.dead, st.Dead, name, q)
+			counter(ch, d.released, st.Released, name, q)
+			counter(ch, d.lost, st.Lost, name, q)
+			counter(ch, d.panics, st.Panics, name, q)
+			gauge(ch, d.inFlight, float64(st.InFlight), name, q)
+		}
+	})
+}
+
+type queueCountsDescs struct {
+	up, jobs, oldestPending *prometheus.Desc
+}
+
+func newQueueCountsDescs(b *builder) queueCountsDescs {
+	return queueCountsDescs{
+		up:            b.desc("scalekit_queue_counts_up", "1 when the backend answered the scrape's count of the queue's jobs, 0 when the count failed or ran out of its 2s; the queue's jobs and oldest_pending series are then left out.", "queue"),
+		jobs:          b.desc("scalekit_queue_jobs", "Jobs of the queue in the backend, by state: pending, scheduled, active, retry, dead, done (done jobs for the backend's retention).", "queue", "state"),
+		oldestPending: b.desc("scalekit_queue_oldest_pending_seconds", "Age of the oldest job due to run and not yet taken (the queue's lag); 0 when none waits.", "queue"),
+	}
+}
+
+// countsTimeout bounds the backend reads of one scrape (all queues of an
+// AddQueue at once).
+const countsTimeout = 2 * time.Second
+
+// AddQueue reports, under name, each of queues as the backend behind c
+// counts it: jobs per state and the age of the oldest pending job. These
+// are the queue's numbers across every worker and producer, unlike
+// AddQueueWorker's.
+//
+// Unlike the other Add methods but AddHealth, this one does I/O during
+// the scrape: one Client.Counts per queue (a query on queuepg, a script on
+// queueredis), all at once, with a ctx that ends after 2s. A queue whose
+// count fails or times out gets scalekit_queue_counts_up 0 and no jobs or
+// oldest_pending series for that scrape, rather than a failed scrape or
+// made-up zeros; alert on scalekit_queue_counts_up == 0. The backend must
+// honour the ctx (the scalekit backends do). The Collector reads its
+// primitives one after another, so each AddQueue may add up to 2s to a
+// scrape: list a backend's queues in one call.
+//
+// queues must name at least one queue, each valid for queue.CheckName and
+// listed once.
+func (c *Collector) AddQueue(name string, cl *queue.Client, queues ...string) error {
+	if cl == nil {
+		return nilArg("AddQueue", "the *queue.Client")
+	}
+	if len(queues) == 0 {
+		return fmt.Errorf("%w: AddQueue: name at least one queue to count", ErrInvalid)
+	}
+	for i, q := range queues {
+		if err := queue.CheckName("queue", q); err != nil {
+			return fmt.Errorf("%w: AddQueue: %v", ErrInvalid, err)
+		}
+		if slices.Contains(queues[:i], q) {
+			return fmt.Errorf("%w: AddQueue: queue %q is listed twice", ErrInvalid, q)
+		}
+	}
+	queues = slices.Clone(queues)
+	d := &c.queueCounts
+	return c.add("AddQueue", named{"queue client", name}, func(ch chan<- prometheus.Metric) {
+		counts := make([]queue.Counts, len(queues))
+		errs := make([]error, len(queues))
+		ctx, cancel := context.WithTimeout(context.Background(), countsTimeout)
+		defer cancel()
+		var wg sync.WaitGroup
+		for i, q := range queues {
+			wg.Go(func() { counts[i], errs[i] = cl.Counts(ctx, q) })
+		}
+		wg.Wait()
+		for i, q := range queues {
+			if errs[i] != nil {
+				gauge(ch, d.up, 0, name, q)
+				continue
+			}
+			gauge(ch, d.up, 1, name, q)
+			n := counts[i]
+			gauge(ch, d.jobs, float64(n.Pending), name, q, string(queue.Pending))
+			gauge(ch, d.jobs, float64(n.Scheduled), name, q, string(queue.Scheduled))
+			gauge(ch, d.jobs, float64(n.Active), name, q, string(queue.Active))
+			gauge(ch, d.jobs, float64(n.Retry), name, q, string(queue.Retry))
+			gauge(ch, d.jobs, float64(n.Dead), name, q, string(queue.Dead))
+			gauge(ch, d.jobs, float64(n.Done), name, q, string(queue.Done))
+			gauge(ch, d.oldestPending, n.OldestPending.Seconds(), name, q)
+		}
+	})
+}
