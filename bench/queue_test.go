@@ -38,30 +38,7 @@ func BenchmarkQueueThroughput(b *testing.B) {
 		if err := be.Migrate(ctx); err != nil {
 			b.Fatal(err)
 		}
-		c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
-		for i := 0; i < b.N; i++ {
-			if _, err := c.Enqueue(ctx, "bench", "noop", nil, queue.EnqueueOptions{}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		w, _ := queue.NewWorker(queue.WorkerOptions{Backend: be, FetchWait: 100 * time.Millisecond,
-			Queues: map[string]queue.QueueOptions{"bench": {Concurrency: queueWorkers}}})
-		var done atomic.Int64
-		all := make(chan struct{})
-		queue.Handle(w, "noop", func(ctx context.Context, j *queue.Job[any]) error {
-			if done.Add(1) == int64(b.N) {
-				close(all)
-			}
-			return nil
-		})
-		b.ResetTimer()
-		start := time.Now()
-		w.Start(ctx)
-		<-all
-		elapsed := time.Since(start)
-		b.StopTimer()
-		w.Shutdown(ctx)
-		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "jobs/s")
+		scalekitThroughput(b, be)
 	})
 	b.Run("scalekit-redis", func(b *testing.B) {
 		r := testinfra.Redis(b)
@@ -69,30 +46,7 @@ func BenchmarkQueueThroughput(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
-		for i := 0; i < b.N; i++ {
-			if _, err := c.Enqueue(ctx, "bench", "noop", nil, queue.EnqueueOptions{}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		w, _ := queue.NewWorker(queue.WorkerOptions{Backend: be, FetchWait: 100 * time.Millisecond,
-			Queues: map[string]queue.QueueOptions{"bench": {Concurrency: queueWorkers}}})
-		var done atomic.Int64
-		all := make(chan struct{})
-		queue.Handle(w, "noop", func(ctx context.Context, j *queue.Job[any]) error {
-			if done.Add(1) == int64(b.N) {
-				close(all)
-			}
-			return nil
-		})
-		b.ResetTimer()
-		start := time.Now()
-		w.Start(ctx)
-		<-all
-		elapsed := time.Since(start)
-		b.StopTimer()
-		w.Shutdown(ctx)
-		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "jobs/s")
+		scalekitThroughput(b, be)
 	})
 	b.Run("asynq", func(b *testing.B) {
 		r := testinfra.Redis(b)
@@ -190,4 +144,34 @@ func (w *noopRiver) Work(ctx context.Context, j *river.Job[noopArgs]) error {
 		close(w.all)
 	}
 	return nil
+}
+
+// scalekitThroughput enqueues b.N no-op jobs on be, then times 8 workers
+// processing them.
+func scalekitThroughput(b *testing.B, be queue.Backend) {
+	ctx := context.Background()
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Enqueue(ctx, "bench", "noop", nil, queue.EnqueueOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: be, FetchWait: 100 * time.Millisecond,
+		Queues: map[string]queue.QueueOptions{"bench": {Concurrency: queueWorkers}}})
+	var done atomic.Int64
+	all := make(chan struct{})
+	queue.Handle(w, "noop", func(ctx context.Context, j *queue.Job[any]) error {
+		if done.Add(1) == int64(b.N) {
+			close(all)
+		}
+		return nil
+	})
+	b.ResetTimer()
+	start := time.Now()
+	w.Start(ctx)
+	<-all
+	elapsed := time.Since(start)
+	b.StopTimer()
+	w.Shutdown(ctx)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "jobs/s")
 }
