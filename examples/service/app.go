@@ -47,6 +47,9 @@ type Config struct {
 	ReplicaURLs           []string
 	Role                  string // api, worker or all
 	RatePerClient         float64
+	// Memory runs on the in-memory backends only, starting no servers
+	// (what the service does when the binaries are missing).
+	Memory bool
 	DrainDelay            time.Duration
 	Logger                *slog.Logger
 	// Ready, when set, receives the listening address once the service

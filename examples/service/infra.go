@@ -23,6 +23,10 @@ type infra struct {
 // service then says what to install and uses in-memory backends.
 func startInfra(ctx context.Context, cfg Config, out io.Writer) (*infra, error) {
 	in := &infra{redisURL: cfg.RedisURL, dbURL: cfg.DatabaseURL, replicaURLs: cfg.ReplicaURLs}
+	if cfg.Memory {
+		fmt.Fprintln(out, "-memory: in-process rate limits, cache, idempotency keys and queue; users, posts and payments in memory")
+		return in, nil
+	}
 	if in.redisURL == "" {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()

@@ -32,6 +32,7 @@ func main() {
 	flag.StringVar(&cfg.DatabaseURL, "database", os.Getenv("DATABASE_URL"), "PostgreSQL primary URL (env DATABASE_URL); empty: start a primary and a replica")
 	replicas := flag.String("replicas", os.Getenv("DATABASE_REPLICA_URLS"), "comma-separated replica URLs (env DATABASE_REPLICA_URLS)")
 	flag.StringVar(&cfg.Role, "role", "all", "api, worker or all")
+	flag.BoolVar(&cfg.Memory, "memory", false, "run on in-memory backends only (no Redis, no PostgreSQL)")
 	flag.Float64Var(&cfg.RatePerClient, "rate-per-client", 2000, "requests per second allowed per client address")
 	flag.DurationVar(&cfg.DrainDelay, "drain-delay", 2*time.Second, "time between failing readiness and stopping the server")
 	flag.Parse()

@@ -177,3 +177,58 @@ func TestEndToEnd(t *testing.T) {
 	}
 	fmt.Fprint(io.Discard, out.String())
 }
+
+// TestInMemory runs the service on the in-memory backends (no servers),
+// as it does on a machine without the binaries.
+func TestInMemory(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	var out strings.Builder
+	go func() { done <- Run(ctx, Config{Addr: "127.0.0.1:0", Memory: true, DrainDelay: time.Millisecond, Ready: ready}, &out) }()
+	var base string
+	select {
+	case addr := <-ready:
+		base = "http://" + addr
+	case err := <-done:
+		t.Fatalf("did not start: %v", err)
+	}
+	call := func(method, path, body string, hdr ...string) (int, string) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := call("PUT", "/users/5", `{"name":"Grace","email":"g@example.com"}`); code != 200 {
+		t.Fatalf("PUT: %d %s", code, body)
+	}
+	if code, body := call("GET", "/users/5", ""); code != 200 || !strings.Contains(body, "Grace") {
+		t.Fatalf("GET after PUT: %d %s", code, body)
+	}
+	if code, body := call("GET", "/posts?limit=3", ""); code != 200 || !strings.Contains(body, `"author":{"id"`) {
+		t.Fatalf("posts: %d %s", code, body)
+	}
+	code, first := call("POST", "/payments", `{"user_id":5,"amount_cents":100}`, "Idempotency-Key", "mem-1")
+	code2, again := call("POST", "/payments", `{"user_id":5,"amount_cents":100}`, "Idempotency-Key", "mem-1")
+	if code != 201 || code2 != 201 || first != again {
+		t.Fatalf("payment and replay: %d %s / %d %s", code, first, code2, again)
+	}
+	if code, body := call("POST", "/emails", `{"to":"g@example.com","subject":"hi"}`); code != 202 {
+		t.Fatalf("emails: %d %s", code, body)
+	}
+	if code, body := call("GET", "/metrics", ""); code != 200 || !strings.Contains(body, "scalekit_ratelimit_decisions_total") {
+		t.Fatalf("metrics: %d", code)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
