@@ -49,9 +49,9 @@ type Config struct {
 	RatePerClient         float64
 	// Memory runs on the in-memory backends only, starting no servers
 	// (what the service does when the binaries are missing).
-	Memory bool
-	DrainDelay            time.Duration
-	Logger                *slog.Logger
+	Memory     bool
+	DrainDelay time.Duration
+	Logger     *slog.Logger
 	// Ready, when set, receives the listening address once the service
 	// serves (tests use it).
 	Ready chan<- string

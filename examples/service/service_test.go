@@ -186,7 +186,9 @@ func TestInMemory(t *testing.T) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	var out strings.Builder
-	go func() { done <- Run(ctx, Config{Addr: "127.0.0.1:0", Memory: true, DrainDelay: time.Millisecond, Ready: ready}, &out) }()
+	go func() {
+		done <- Run(ctx, Config{Addr: "127.0.0.1:0", Memory: true, DrainDelay: time.Millisecond, Ready: ready}, &out)
+	}()
 	var base string
 	select {
 	case addr := <-ready:
