@@ -501,8 +501,12 @@ func (c *Cache[V]) run(ctx context.Context, key, id string, loader Loader[V], cl
 		}
 		if !ok {
 			// Another instance refreshes; the L1 copy stays, and this
-			// instance looks again after about one load time.
-			cur.retryAt.Store(c.now() + max(cur.loadNS, int64(c.o.PollInterval)))
+			// instance looks again after about one load time. (A miss
+			// that was served a stale Store value has no L1 copy of its
+			// own to mark: cur is nil.)
+			if cur != nil {
+				cur.retryAt.Store(c.now() + max(cur.loadNS, int64(c.o.PollInterval)))
+			}
 			return
 		}
 	}

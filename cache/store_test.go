@@ -173,3 +173,30 @@ func TestHammerInstances(t *testing.T) {
 		t.Fatalf("%d bad results; first: %v", bad.Load(), firstBad.Load())
 	}
 }
+
+// Regression: a miss served a stale Store value whose refresh lease is
+// held elsewhere has no L1 entry to mark for back-off (it crashed with a
+// nil pointer).
+func TestMissServedStaleWhileAnotherRefreshes(t *testing.T) {
+	store := NewMemoryStore(MemoryStoreOptions{})
+	ctx := context.Background()
+	a, _ := New[string](Options{Store: store, TTL: 10 * time.Millisecond, StaleFor: time.Hour, NoJitter: true, NoEarlyRefresh: true})
+	defer a.Close()
+	if err := a.Set(ctx, "k", "old"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // stale in the Store now
+	if toks, err := store.Lease(ctx, []string{"k"}, time.Minute); err != nil || toks[0] == "" {
+		t.Fatalf("another instance's lease: %v %v", toks, err)
+	}
+	b, _ := New[string](Options{Store: store, TTL: 10 * time.Millisecond, StaleFor: time.Hour, NoJitter: true, NoEarlyRefresh: true})
+	defer b.Close()
+	v, err := b.Get(ctx, "k", func(context.Context, string) (string, error) { return "", errors.New("must not load") })
+	if err != nil || v != "old" {
+		t.Fatalf("Get = %q, %v; want the stale value while the other instance refreshes", v, err)
+	}
+	time.Sleep(20 * time.Millisecond) // the background part finishes without crashing
+	if st := b.Stats(); st.LeaseBusy != 1 || st.StaleServed != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
