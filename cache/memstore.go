@@ -2,10 +2,10 @@ package cache
 
 import (
 	"context"
-	"math/rand/v2"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/token"
 )
 
 // MemoryStoreOptions configures NewMemoryStore. The zero value works.
@@ -113,7 +113,7 @@ func (s *MemoryStore) Lease(_ context.Context, keys []string, ttl time.Duration)
 		if _, held := s.live(s.leases, key, now); held {
 			continue
 		}
-		out[i] = strconv.FormatUint(rand.Uint64(), 36) + "." + strconv.FormatUint(rand.Uint64(), 36)
+		out[i] = token.New()
 		s.leases[key] = memItem{data: []byte(out[i]), expires: now + int64(ttl)}
 		s.wrote(now)
 	}

@@ -3,10 +3,11 @@ package idempotency
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/token"
 )
 
 // ErrInvalid is wrapped by every error about bad options or arguments.
@@ -111,11 +112,6 @@ type Store interface {
 	Extend(ctx context.Context, key, token string, lease time.Duration) error
 }
 
-// NewToken returns a random lease token (128 bits).
-func NewToken() string {
-	return strconv.FormatUint(rand.Uint64(), 36) + "." + strconv.FormatUint(rand.Uint64(), 36)
-}
-
 // MemoryStoreOptions configures NewMemoryStore. The zero value works.
 type MemoryStoreOptions struct {
 	// Now is the clock. Default: time.Now.
@@ -185,7 +181,7 @@ func (s *MemoryStore) Begin(_ context.Context, key, fingerprint string, lease, t
 	case now.Before(r.leaseUntil):
 		return Outcome{Status: Running, RetryAfter: r.leaseUntil.Sub(now)}, nil
 	}
-	r.token = NewToken()
+	r.token = token.New()
 	r.leaseUntil = now.Add(lease)
 	s.wrote(now)
 	return Outcome{Status: Started, Token: r.token}, nil

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/token"
 )
 
 // MemoryBackendOptions configures NewMemoryBackend. The zero value works.
@@ -168,7 +170,7 @@ func (b *MemoryBackend) Fetch(ctx context.Context, r FetchRequest) ([]*Lease, er
 				q.ready[p] = q.ready[p][1:]
 				j.m.State = Active
 				j.m.Attempt++
-				j.token = NewToken()
+				j.token = token.New()
 				j.leaseUntil = now.Add(r.Lease)
 				q.active[j.m.ID] = j
 				m := j.m

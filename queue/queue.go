@@ -194,11 +194,6 @@ func NewID() string {
 	return fmt.Sprintf("%013x%013x", time.Now().UnixNano()>>8, rand.Uint64()>>12)
 }
 
-// NewToken returns a random lease token.
-func NewToken() string {
-	return strconv.FormatUint(rand.Uint64(), 36) + strconv.FormatUint(rand.Uint64(), 36)
-}
-
 // Permanent marks a handler error as final: the job goes to the dead
 // letters at once, without more attempts. It is retry.Permanent, so an
 // error marked for a retry loop inside the handler means the same here.

@@ -24,8 +24,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
-	"strconv"
 	"sync"
 	"time"
 
@@ -33,6 +31,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/cache"
 	"github.com/scalekit-go/scalekit/internal/redisx"
+	"github.com/scalekit-go/scalekit/internal/token"
 )
 
 // ErrInvalid is wrapped by errors about bad options.
@@ -172,7 +171,7 @@ func (s *Store) Lease(ctx context.Context, keys []string, ttl time.Duration) ([]
 	cmds := make([]*redis.StatusCmd, len(keys))
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
-			tokens[i] = strconv.FormatUint(rand.Uint64(), 36) + "." + strconv.FormatUint(rand.Uint64(), 36)
+			tokens[i] = token.New()
 			cmds[i] = p.SetArgs(ctx, s.lease(k), tokens[i], redis.SetArgs{Mode: "NX", TTL: max(time.Millisecond, ttl)})
 		}
 		return nil

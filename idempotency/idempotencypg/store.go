@@ -34,6 +34,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/internal/every"
+	"github.com/scalekit-go/scalekit/internal/token"
 )
 
 // Options configures New. Pool is required.
@@ -176,7 +177,7 @@ func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 func (s *Store) Begin(ctx context.Context, key, fingerprint string, lease, ttl time.Duration) (idempotency.Outcome, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	token := idempotency.NewToken()
+	token := token.New()
 	// A Begin racing another one's INSERT of the same new key finds the
 	// row on the conflict path but not in its statement snapshot; it asks
 	// again with a fresh snapshot.

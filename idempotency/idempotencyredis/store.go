@@ -24,6 +24,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/internal/redisx"
+	"github.com/scalekit-go/scalekit/internal/token"
 )
 
 // Options configures New. Client is required.
@@ -137,7 +138,7 @@ func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 func (s *Store) Begin(ctx context.Context, key, fingerprint string, lease, ttl time.Duration) (idempotency.Outcome, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	token := idempotency.NewToken()
+	token := token.New()
 	vals, err := beginScript.Run(ctx, s.c, []string{s.key(key)}, s.nowArg(), fingerprint, token, ms(lease), ms(ttl)).Slice()
 	if err != nil {
 		return idempotency.Outcome{}, err

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/scalekit-go/scalekit/internal/redisx"
+	"github.com/scalekit-go/scalekit/internal/token"
 	"github.com/scalekit-go/scalekit/queue"
 )
 
@@ -220,7 +221,7 @@ func (b *Backend) Fetch(ctx context.Context, r queue.FetchRequest) ([]*queue.Lea
 	keys := b.keys(r.Queue, "", "")
 	for {
 		v, err := b.run(ctx, "Fetch", fetchScript, keys, b.tag(r.Queue)+"job:", b.nowArg(), r.Max,
-			r.Lease.Microseconds(), b.retention.Microseconds(), queue.NewToken(), order[0], order[1], order[2])
+			r.Lease.Microseconds(), b.retention.Microseconds(), token.New(), order[0], order[1], order[2])
 		if err != nil {
 			return nil, err
 		}
@@ -230,11 +231,11 @@ func (b *Backend) Fetch(ctx context.Context, r queue.FetchRequest) ([]*queue.Lea
 		}
 		leases := make([]*queue.Lease, 0, len(reply)-2)
 		for _, rec := range reply[2:] {
-			m, token, until, err := parseRecord(r.Queue, rec)
+			m, tok, until, err := parseRecord(r.Queue, rec)
 			if err != nil {
 				return nil, err
 			}
-			leases = append(leases, &queue.Lease{Msg: m, Token: token, Until: until})
+			leases = append(leases, &queue.Lease{Msg: m, Token: tok, Until: until})
 		}
 		if len(leases) > 0 || r.Wait <= 0 {
 			return leases, nil

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/internal/token"
 	"github.com/scalekit-go/scalekit/ratelimit"
 )
 
@@ -154,7 +153,7 @@ func (c *Concurrency) Acquire(ctx context.Context, key string) (func(), error) {
 	if key == "" {
 		return nil, fmt.Errorf("%w: key must not be empty", ratelimit.ErrInvalid)
 	}
-	l := &lease{c: c, key: c.b.key(key, "inflight"), token: newToken()}
+	l := &lease{c: c, key: c.b.key(key, "inflight"), token: token.New()}
 	var (
 		got          bool
 		held, oldest int64
@@ -317,9 +316,4 @@ func (c *Concurrency) Stats() ConcurrencyStats {
 	return ConcurrencyStats{Acquired: c.acquired.Load(), Rejected: c.rejected.Load(), Released: c.released.Load(),
 		Renewals: c.renewals.Load(), Lost: c.lost.Load(), Errors: c.errors.Load(), Skipped: c.skipped.Load(),
 		FailOpen: c.failOpen.Load(), FailClosed: c.failClosed.Load(), Fallbacks: c.fallbacks.Load(), Held: held, Circuit: c.b.br.State()}
-}
-
-// newToken is a random lease token; 128 bits make collisions moot.
-func newToken() string {
-	return strconv.FormatUint(rand.Uint64(), 36) + "." + strconv.FormatUint(rand.Uint64(), 36)
 }
