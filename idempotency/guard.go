@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/renew"
 )
 
 // GuardOptions configures NewGuard. The zero value works (with an
@@ -118,7 +119,7 @@ func (g *Guard) Do(ctx context.Context, key string, fn func(ctx context.Context)
 		}
 		hb := startHeartbeat(g.o.Store, key, out.Token, g.o.Lease, g.o.Logger)
 		res, err := fn(ctx)
-		hb.stop()
+		hb.Stop()
 		if err != nil {
 			if aerr := g.o.Store.Abandon(context.WithoutCancel(ctx), key, out.Token); aerr != nil && !errors.Is(aerr, ErrLeaseLost) {
 				g.o.Logger.Warn("idempotency: cannot release a failed key; it is retried once its lease expires", slog.String("key", key), slog.Any("error", aerr))
@@ -132,49 +133,16 @@ func (g *Guard) Do(ctx context.Context, key string, fn func(ctx context.Context)
 	}
 }
 
-// heartbeat renews a lease every lease/3 until stopped.
-type heartbeat struct {
-	mu      sync.Mutex
-	t       *time.Timer
-	stopped bool
-	running sync.WaitGroup // a renewal in flight; stop waits for it
-}
-
-func startHeartbeat(s Store, key, token string, lease time.Duration, log *slog.Logger) *heartbeat {
-	h := &heartbeat{}
-	var renew func()
-	renew = func() {
-		h.mu.Lock()
-		if h.stopped {
-			h.mu.Unlock()
-			return
-		}
-		h.running.Add(1)
-		h.mu.Unlock()
-		defer h.running.Done()
+// startHeartbeat renews key's lease every lease/3 until stopped, and
+// gives up (logging) once the lease is lost.
+func startHeartbeat(s Store, key, token string, lease time.Duration, log *slog.Logger) *renew.Renewer {
+	return renew.Start(lease/3, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), lease/3)
-		err := s.Extend(ctx, key, token, lease)
-		cancel()
-		if errors.Is(err, ErrLeaseLost) {
+		defer cancel()
+		if err := s.Extend(ctx, key, token, lease); errors.Is(err, ErrLeaseLost) {
 			log.Warn("idempotency: lease lost while running; another caller may run the key", slog.String("key", key))
-			return
+			return false
 		}
-		h.mu.Lock()
-		if !h.stopped {
-			h.t.Reset(lease / 3)
-		}
-		h.mu.Unlock()
-	}
-	h.mu.Lock()
-	h.t = time.AfterFunc(lease/3, renew)
-	h.mu.Unlock()
-	return h
-}
-
-func (h *heartbeat) stop() {
-	h.mu.Lock()
-	h.stopped = true
-	h.t.Stop()
-	h.mu.Unlock()
-	h.running.Wait()
+		return true
+	})
 }

@@ -330,7 +330,7 @@ func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handl
 	bg := context.WithoutCancel(ctx)
 	finished := false
 	defer func() {
-		hb.stop()
+		hb.Stop()
 		if finished {
 			return
 		}
@@ -339,7 +339,7 @@ func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handl
 	}()
 	next.ServeHTTP(rec, r.WithContext(ctx))
 	finished = true
-	hb.stop()
+	hb.Stop()
 	if exec.completed.Load() {
 		return
 	}

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/scalekit-go/scalekit/internal/renew"
 	"github.com/scalekit-go/scalekit/ratelimit"
 	"github.com/scalekit-go/scalekit/retry"
 )
@@ -281,7 +282,7 @@ func (w *Worker) run(q *workerQueue, l *Lease, ls *leaseState) {
 	var lost atomic.Bool
 	hb := w.heartbeat(ctx, q, l, &lost, cancel)
 	err := w.call(ctx, q, m)
-	hb()
+	hb.Stop()
 	freeSlot() // recording the outcome does not hold the slot
 	bg, cancelBG := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancelBG()
@@ -350,39 +351,25 @@ func (w *Worker) call(ctx context.Context, q *workerQueue, m *Message) (err erro
 	return h(ctx, m)
 }
 
-// heartbeat renews l every Lease/3 until the returned stop is called; if
-// the lease is lost it cancels the handler's ctx.
-func (w *Worker) heartbeat(ctx context.Context, q *workerQueue, l *Lease, lost *atomic.Bool, cancel context.CancelFunc) (stop func()) {
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(q.o.Lease / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), q.o.Lease/3)
-			err := w.o.Backend.Extend(rctx, l, q.o.Lease)
-			rcancel()
-			if errors.Is(err, ErrLeaseLost) {
-				lost.Store(true)
-				q.st.lost.Add(1)
-				w.o.Logger.Warn("queue: lease lost while running; cancelling the handler", slog.String("queue", q.name), slog.String("id", l.Msg.ID))
-				cancel()
-				return
-			}
+// heartbeat renews l every Lease/3 until stopped or the handler's ctx
+// ends; if the lease is lost it cancels the handler's ctx.
+func (w *Worker) heartbeat(ctx context.Context, q *workerQueue, l *Lease, lost *atomic.Bool, cancel context.CancelFunc) *renew.Renewer {
+	return renew.Start(q.o.Lease/3, func() bool {
+		if ctx.Err() != nil {
+			return false // past its timeout (or stopping): a handler that ignores its ctx keeps no lease
 		}
-	}()
-	return func() {
-		close(done)
-		<-finished
-	}
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), q.o.Lease/3)
+		err := w.o.Backend.Extend(rctx, l, q.o.Lease)
+		rcancel()
+		if errors.Is(err, ErrLeaseLost) {
+			lost.Store(true)
+			q.st.lost.Add(1)
+			w.o.Logger.Warn("queue: lease lost while running; cancelling the handler", slog.String("queue", q.name), slog.String("id", l.Msg.ID))
+			cancel()
+			return false
+		}
+		return true
+	})
 }
 
 // Shutdown stops fetching, lets the jobs in flight finish until ctx ends,

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/internal/renew"
 	"github.com/scalekit-go/scalekit/internal/token"
 	"github.com/scalekit-go/scalekit/ratelimit"
 )
@@ -116,7 +117,7 @@ type lease struct {
 	c     *Concurrency
 	key   string // the Redis key
 	token string
-	timer *time.Timer
+	rn    *renew.Renewer // nil when acquired after Close
 	done  atomic.Bool
 }
 
@@ -190,7 +191,7 @@ func (c *Concurrency) Acquire(ctx context.Context, key string) (func(), error) {
 	c.mu.Lock()
 	if !c.closed {
 		c.held[l] = struct{}{}
-		l.timer = time.AfterFunc(c.lease/3, l.renew)
+		l.rn = renew.Start(c.lease/3, l.renew)
 	}
 	c.mu.Unlock()
 	return l.release, nil
@@ -224,11 +225,9 @@ func (c *Concurrency) degraded(ctx context.Context, key string, cause error) (fu
 	return func() {}, nil
 }
 
-// renew extends the lease; it runs on its own timer every Lease/3.
-func (l *lease) renew() {
-	if l.done.Load() {
-		return
-	}
+// renew extends the lease every Lease/3 (package renew); it reports false
+// once the lease is lost, which ends the renewals.
+func (l *lease) renew() bool {
 	c := l.c
 	var ok int64
 	err := c.b.run(context.Background(), func(ctx context.Context) error {
@@ -242,16 +241,12 @@ func (l *lease) renew() {
 	case ok == 0:
 		c.lost.Add(1)
 		c.b.log.LogAttrs(context.Background(), slog.LevelWarn, "ratelimitredis: lease lost: its slot may be taken by another holder", slog.String("key", l.key))
-		c.forget(l)
-		return
+		c.drop(l)
+		return false
 	default:
 		c.renewals.Add(1)
 	}
-	c.mu.Lock()
-	if !l.done.Load() && !c.closed {
-		l.timer.Reset(c.lease / 3)
-	}
-	c.mu.Unlock()
+	return true
 }
 
 func (l *lease) release() {
@@ -259,7 +254,8 @@ func (l *lease) release() {
 		return
 	}
 	c := l.c
-	c.forget(l)
+	c.drop(l)
+	l.rn.Stop()
 	c.released.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), c.b.timeout)
 	defer cancel()
@@ -269,12 +265,10 @@ func (l *lease) release() {
 	}
 }
 
-func (c *Concurrency) forget(l *lease) {
+// drop takes l out of the held set.
+func (c *Concurrency) drop(l *lease) {
 	c.mu.Lock()
 	delete(c.held, l)
-	if l.timer != nil {
-		l.timer.Stop()
-	}
 	c.mu.Unlock()
 }
 
@@ -283,11 +277,15 @@ func (c *Concurrency) forget(l *lease) {
 // Release the slots first for a clean stop.
 func (c *Concurrency) Close() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.closed = true
+	held := make([]*lease, 0, len(c.held))
 	for l := range c.held {
-		l.timer.Stop()
+		held = append(held, l)
 		delete(c.held, l)
+	}
+	c.mu.Unlock()
+	for _, l := range held {
+		l.rn.Stop()
 	}
 	return nil
 }
