@@ -5,13 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/scalekit-go/scalekit/internal/testinfra"
@@ -20,8 +17,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(crashEnv) != "" {
-		os.Exit(crashWorker())
+	if url := os.Getenv(queuetest.CrashEnv); url != "" {
+		os.Exit(queuetest.CrashWorker(crashBackend(url)))
 	}
 	testinfra.Main(m)
 }
@@ -137,112 +134,31 @@ func TestNotifyWakesFetch(t *testing.T) {
 	}
 }
 
-const crashEnv = "QUEUEPG_CRASH_WORKER_URL"
+// TestCrashedWorker is queuetest.RunCrash; the jobs leased at the kill
+// are read from the jobs table.
+func TestCrashedWorker(t *testing.T) {
+	f := testinfra.Postgres(t)
+	b := newBackend(t, f.Primary, Options{})
+	queuetest.RunCrash(t, b, f.PrimaryURL, func(ctx context.Context) ([]string, error) {
+		rows, err := f.Primary.Query(ctx, `SELECT id FROM queue_jobs WHERE queue = 'crash' AND state = 'active'`)
+		if err != nil {
+			return nil, err
+		}
+		return pgx.CollectRows(rows, pgx.RowTo[string])
+	})
+}
 
-// crashWorker is the child process of TestCrashedWorker: it consumes the
-// queue slowly until it is killed.
-func crashWorker() int {
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, os.Getenv(crashEnv))
+// crashBackend is the crash test's child backend, on the database at url.
+func crashBackend(url string) queue.Backend {
+	pool, err := pgxpool.New(context.Background(), url)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		panic(err)
 	}
 	b, err := New(Options{Pool: pool})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		panic(err)
 	}
-	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: b, FetchWait: 100 * time.Millisecond,
-		Queues: map[string]queue.QueueOptions{"crash": {Concurrency: 8, Lease: time.Second}}})
-	queue.Handle(w, "work", func(ctx context.Context, j *queue.Job[int]) error {
-		time.Sleep(200 * time.Millisecond)
-		return nil
-	})
-	w.Start(ctx)
-	fmt.Println("worker started")
-	select {} // until SIGKILL
-}
-
-// A worker process is killed with SIGKILL while it holds jobs; a second
-// worker completes every job, redelivered once the dead worker's leases
-// (1s) run out. Every enqueued id ends done; none is missing.
-func TestCrashedWorker(t *testing.T) {
-	f := testinfra.Postgres(t)
-	ctx := context.Background()
-	b := newBackend(t, f.Primary, Options{})
-	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
-	const n = 100
-	ids := make([]string, n)
-	for i := range ids {
-		id, err := c.Enqueue(ctx, "crash", "work", i, queue.EnqueueOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[i] = id
-	}
-	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), crashEnv+"="+f.PrimaryURL)
-	out, _ := child.StdoutPipe()
-	child.Stderr = os.Stderr
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 64)
-	if n, _ := out.Read(buf); !strings.Contains(string(buf[:n]), "worker started") {
-		t.Fatalf("child: %q", buf[:n])
-	}
-	for end := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		cnt, _ := c.Counts(ctx, "crash")
-		if cnt.Active >= 8 && cnt.Done > 0 {
-			break
-		}
-		if time.Now().After(end) {
-			t.Fatalf("the child never held jobs: %+v", cnt)
-		}
-	}
-	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	child.Wait()
-	before, _ := c.Counts(ctx, "crash")
-	t.Logf("killed the worker holding %d jobs (%d done)", before.Active, before.Done)
-
-	var mu sync.Mutex
-	ran := map[int]int{}
-	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: b, FetchWait: 100 * time.Millisecond,
-		Queues: map[string]queue.QueueOptions{"crash": {Concurrency: 8, Lease: time.Second}}})
-	queue.Handle(w, "work", func(ctx context.Context, j *queue.Job[int]) error {
-		mu.Lock()
-		ran[j.Args]++
-		mu.Unlock()
-		return nil
-	})
-	w.Start(ctx)
-	defer w.Close()
-	for end := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if cnt, _ := c.Counts(ctx, "crash"); cnt.Done == n {
-			break
-		}
-		if time.Now().After(end) {
-			cnt, _ := c.Counts(ctx, "crash")
-			t.Fatalf("not every job done within 60s: %+v", cnt)
-		}
-	}
-	missing := 0
-	for _, id := range ids {
-		if m, err := c.Job(ctx, "crash", id); err != nil || m.State != queue.Done {
-			missing++
-		}
-	}
-	var redelivered int
-	for _, st := range w.Stats() {
-		redelivered = int(st.Processed)
-	}
-	t.Logf("%d jobs enqueued, %d done, %d missing; the second worker ran %d (the dead worker's %d in-flight jobs among them)", n, n-missing, missing, redelivered, before.Active)
-	if missing != 0 {
-		t.Fatalf("%d jobs missing", missing)
-	}
+	return b
 }
 
 func TestBadOptions(t *testing.T) {

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,8 +21,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(crashEnv) != "" {
-		os.Exit(crashWorker())
+	if addr := os.Getenv(queuetest.CrashEnv); addr != "" {
+		os.Exit(queuetest.CrashWorker(crashBackend(addr)))
 	}
 	testinfra.Main(m)
 }
@@ -592,123 +590,23 @@ func TestFullRedis(t *testing.T) {
 	t.Logf("Redis full after %d jobs of 32KiB; a worker finished them all", len(ids))
 }
 
-const crashEnv = "QUEUEREDIS_CRASH_WORKER_ADDR"
-
-// crashWorker is the child process of TestCrashedWorker: it consumes the
-// queue slowly until it is killed.
-func crashWorker() int {
-	client := redis.NewClient(&redis.Options{Addr: os.Getenv(crashEnv), ContextTimeoutEnabled: true})
-	b, err := New(Options{Client: client, Timeout: 2 * time.Second})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: b, FetchWait: 100 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Queues: map[string]queue.QueueOptions{"crash": {Concurrency: 8, Lease: time.Second}}})
-	queue.Handle(w, "work", func(ctx context.Context, j *queue.Job[int]) error {
-		time.Sleep(200 * time.Millisecond)
-		return nil
-	})
-	w.Start(context.Background())
-	fmt.Println("worker started")
-	select {} // until SIGKILL
-}
-
-// A worker process is killed with SIGKILL while it holds jobs; a second
-// worker completes every job, each lease the dead worker held redelivered
-// (as attempt 2 or later) once its 1s lease runs out. The leases held at
-// the kill are those of running handlers and of finished ones whose
-// Complete had not reached Redis (the worker frees a slot before it
-// records the outcome), so they can outnumber Concurrency. Every enqueued
-// id ends done; none is missing.
+// TestCrashedWorker is queuetest.RunCrash; the jobs leased at the kill
+// are read from the active ZSET.
 func TestCrashedWorker(t *testing.T) {
 	r := testinfra.Redis(t)
-	ctx := context.Background()
 	b := newBackend(t, Options{Client: r.Client})
-	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
-	const n = 100
-	ids := make([]string, n)
-	for i := range ids {
-		id, err := c.Enqueue(ctx, "crash", "work", i, queue.EnqueueOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[i] = id
-	}
-	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), crashEnv+"="+r.Addr())
-	out, _ := child.StdoutPipe()
-	child.Stderr = os.Stderr
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		child.Process.Kill()
-		child.Wait()
+	queuetest.RunCrash(t, b, r.Addr(), func(ctx context.Context) ([]string, error) {
+		return r.Client.ZRange(ctx, "{queue:crash}:active", 0, -1).Result()
 	})
-	buf := make([]byte, 64)
-	if n, _ := out.Read(buf); !strings.Contains(string(buf[:n]), "worker started") {
-		t.Fatalf("child: %q", buf[:n])
-	}
-	for end := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		cnt, _ := c.Counts(ctx, "crash")
-		if cnt.Active >= 8 && cnt.Done > 0 {
-			break
-		}
-		if time.Now().After(end) {
-			t.Fatalf("the child never held jobs: %+v", cnt)
-		}
-	}
-	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	child.Wait()
-	before, _ := c.Counts(ctx, "crash")
-	held, err := r.Client.ZRange(ctx, "{queue:crash}:active", 0, -1).Result()
-	if err != nil || int64(len(held)) != before.Active {
-		t.Fatalf("active ZSET %v %v, counts %+v", held, err, before)
-	}
-	t.Logf("killed the worker holding %d leases (%d jobs done)", before.Active, before.Done)
+}
 
-	var mu sync.Mutex
-	ran := map[string]int{}
-	redelivered := map[string]int{} // id -> attempt
-	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: b, FetchWait: 100 * time.Millisecond,
-		Queues: map[string]queue.QueueOptions{"crash": {Concurrency: 8, Lease: time.Second}}})
-	queue.Handle(w, "work", func(ctx context.Context, j *queue.Job[int]) error {
-		mu.Lock()
-		ran[j.ID]++
-		if j.Attempt > 1 {
-			redelivered[j.ID] = j.Attempt
-		}
-		mu.Unlock()
-		return nil
-	})
-	w.Start(ctx)
-	defer w.Close()
-	waitFor(t, "every job done", func() bool { cnt, _ := c.Counts(ctx, "crash"); return cnt.Done == n })
-	missing := 0
-	for _, id := range ids {
-		if m, err := c.Job(ctx, "crash", id); err != nil || m.State != queue.Done {
-			missing++
-		}
+// crashBackend is the crash test's child backend, on the Redis at addr.
+func crashBackend(addr string) queue.Backend {
+	b, err := New(Options{Client: redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true}), Timeout: 2 * time.Second})
+	if err != nil {
+		panic(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, id := range held {
-		if ran[id] == 0 || redelivered[id] < 2 {
-			t.Errorf("job %s, in flight in the killed worker, ran %d times in the second (attempt %d), want once as a redelivery", id, ran[id], redelivered[id])
-		}
-	}
-	t.Logf("%d jobs enqueued, %d done, %d missing; the killed worker completed %d, the second ran %d (%d of them redelivered after the kill)",
-		n, n-missing, missing, before.Done, w.Stats()[0].Processed, len(redelivered))
-	if missing != 0 {
-		t.Fatalf("%d jobs missing", missing)
-	}
-	if before.Done+int64(len(ran)) < n {
-		t.Fatalf("%d done by the killed worker + %d by the second < %d", before.Done, len(ran), n)
-	}
+	return b
 }
 
 func TestBadOptions(t *testing.T) {
