@@ -18,8 +18,7 @@ import (
 )
 
 // newReal is New over the fixture's pools with test-friendly timing: a
-// 50ms monitor, and checks that may take 2s (the race detector on a loaded
-// 2-core machine can stall a healthy check past a short timeout).
+// 50ms monitor, and checks that may take testinfra.CallTimeout.
 func newReal(t testing.TB, f *testinfra.PostgresFixture, o Options) *Router {
 	t.Helper()
 	o.Primary = f.Primary
@@ -28,7 +27,7 @@ func newReal(t testing.TB, f *testinfra.PostgresFixture, o Options) *Router {
 		o.Interval = 50 * time.Millisecond
 	}
 	if o.CheckTimeout == 0 {
-		o.CheckTimeout = 2 * time.Second
+		o.CheckTimeout = testinfra.CallTimeout
 	}
 	r, err := New(context.Background(), o)
 	if err != nil {

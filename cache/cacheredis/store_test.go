@@ -16,13 +16,11 @@ import (
 
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
-// newStore is New for tests; without an explicit Timeout it allows 2s, as
-// the race detector on a loaded 2-core CI machine can hold a healthy call
-// past the 100ms default (the outage tests set short timeouts themselves).
+// newStore is New for tests, with testinfra.CallTimeout unless set.
 func newStore(t testing.TB, o Options) *Store {
 	t.Helper()
 	if o.Timeout == 0 {
-		o.Timeout = 2 * time.Second
+		o.Timeout = testinfra.CallTimeout
 	}
 	s, err := New(o)
 	if err != nil {

@@ -20,12 +20,11 @@ import (
 
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
-// newStore is New for tests: 2s per call unless set (the race detector on
-// a loaded 2-core machine can hold a healthy call past 100ms).
+// newStore is New for tests, with testinfra.CallTimeout unless set.
 func newStore(t testing.TB, o Options) *Store {
 	t.Helper()
 	if o.Timeout == 0 {
-		o.Timeout = 2 * time.Second
+		o.Timeout = testinfra.CallTimeout
 	}
 	s, err := New(o)
 	if err != nil {

@@ -89,6 +89,12 @@ func closeShared() {
 	shared.active = false
 }
 
+// CallTimeout is the per-call timeout tests give the Redis and PostgreSQL
+// engines when a test is not about timeouts: the race detector on a loaded
+// 2-core CI machine can hold a healthy call past a production default of
+// 100ms. Outage tests set their own short timeouts.
+const CallTimeout = 2 * time.Second
+
 var seq atomic.Int64
 
 // RedisFixture is a throwaway redis-server for one test.

@@ -27,13 +27,11 @@ func TestMain(m *testing.M) {
 	testinfra.Main(m)
 }
 
-// newBackend is New for tests; without an explicit Timeout it allows 2s
-// per call, as the race detector on a loaded 2-core CI machine can hold a
-// healthy call past the default (the outage tests set their own).
+// newBackend is New for tests, with testinfra.CallTimeout unless set.
 func newBackend(t testing.TB, o Options) *Backend {
 	t.Helper()
 	if o.Timeout == 0 {
-		o.Timeout = 2 * time.Second
+		o.Timeout = testinfra.CallTimeout
 	}
 	b, err := New(o)
 	if err != nil {

@@ -22,13 +22,11 @@ import (
 
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
-// newLimiter is New for tests; without an explicit Timeout it allows 2s,
-// as the race detector on a loaded 2-core CI machine can hold a healthy
-// decision past the 100ms default (the outage tests set their own).
+// newLimiter is New for tests, with testinfra.CallTimeout unless set.
 func newLimiter(t testing.TB, o Options) *Limiter {
 	t.Helper()
 	if o.Timeout == 0 {
-		o.Timeout = 2 * time.Second
+		o.Timeout = testinfra.CallTimeout
 	}
 	l, err := New(o)
 	if err != nil {
@@ -411,7 +409,7 @@ func TestBadOptions(t *testing.T) {
 func newConcurrency(t testing.TB, o ConcurrencyOptions) *Concurrency {
 	t.Helper()
 	if o.Timeout == 0 {
-		o.Timeout = 2 * time.Second
+		o.Timeout = testinfra.CallTimeout
 	}
 	c, err := NewConcurrency(o)
 	if err != nil {
