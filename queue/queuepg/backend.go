@@ -16,13 +16,16 @@
 package queuepg
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -331,26 +334,10 @@ RETURNING `+jobColumns, r.Queue, r.Max, b.nowArg(), r.Lease.Milliseconds(), int1
 	}
 	// RETURNING does not keep the ORDER BY: put the batch back in order.
 	rank := map[queue.Priority]int{r.Order[0]: 0, r.Order[1]: 1, r.Order[2]: 2}
-	sortLeases(out, rank)
+	slices.SortFunc(out, func(a, b *queue.Lease) int {
+		return cmp.Or(cmp.Compare(rank[a.Msg.Priority], rank[b.Msg.Priority]), a.Msg.RunAt.Compare(b.Msg.RunAt), strings.Compare(a.Msg.ID, b.Msg.ID))
+	})
 	return out, nil
-}
-
-func sortLeases(ls []*queue.Lease, rank map[queue.Priority]int) {
-	for i := 1; i < len(ls); i++ {
-		for j := i; j > 0 && less(ls[j], ls[j-1], rank); j-- {
-			ls[j], ls[j-1] = ls[j-1], ls[j]
-		}
-	}
-}
-
-func less(a, b *queue.Lease, rank map[queue.Priority]int) bool {
-	if ra, rb := rank[a.Msg.Priority], rank[b.Msg.Priority]; ra != rb {
-		return ra < rb
-	}
-	if !a.Msg.RunAt.Equal(b.Msg.RunAt) {
-		return a.Msg.RunAt.Before(b.Msg.RunAt)
-	}
-	return a.Msg.ID < b.Msg.ID
 }
 
 // held is the WHERE clause of the fenced updates: $1 queue, $2 id, $3
@@ -428,29 +415,18 @@ func (b *Backend) Release(ctx context.Context, l *queue.Lease) error {
 	return err
 }
 
-// Job is queue.Backend.Job.
+// jobByID reads one job, reporting a scheduled or retry job whose time
+// has come as pending (it waits only for a worker), like Counts does.
+var jobByID = `SELECT ` + strings.Replace(jobColumns, "j.state,",
+	"CASE WHEN j.state IN ('scheduled', 'retry') AND j.run_at <= "+now(3)+" THEN 'pending' ELSE j.state END,", 1)
+
+// Job is queue.Backend.Job: one query.
 func (b *Backend) Job(ctx context.Context, queueName, id string) (*queue.Message, error) {
-	m, _, _, err := scanJob(b.pool.QueryRow(ctx, `SELECT `+jobColumns+` FROM `+b.jobs+` j WHERE j.queue = $1 AND j.id = $2`, queueName, id))
+	m, _, _, err := scanJob(b.pool.QueryRow(ctx, jobByID+` FROM `+b.jobs+` j WHERE j.queue = $1 AND j.id = $2`, queueName, id, b.nowArg()))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s in queue %s", queue.ErrNotFound, id, queueName)
 	}
-	if err == nil && m.State != queue.Active && m.State != queue.Done && m.State != queue.Dead {
-		if t := b.clock(ctx); !m.RunAt.After(t) {
-			m.State = queue.Pending
-		}
-	}
 	return m, err
-}
-
-func (b *Backend) clock(ctx context.Context) time.Time {
-	if b.now != nil {
-		return b.now()
-	}
-	var t time.Time
-	if err := b.pool.QueryRow(ctx, `SELECT now()`).Scan(&t); err != nil {
-		return time.Now()
-	}
-	return t
 }
 
 // Counts is queue.Backend.Counts: one query.
