@@ -12,6 +12,7 @@ import (
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/cache"
 	"github.com/scalekit-go/scalekit/cache/cachetest"
+	"github.com/scalekit-go/scalekit/internal/poll"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 )
 
@@ -120,12 +121,7 @@ func TestCacheRedisStoppedMidRun(t *testing.T) {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("not within 15s: %s", what)
+	poll.Until(t, 15*time.Second, what, cond)
 }
 
 // A hot key under steady load on two instances is refreshed in the

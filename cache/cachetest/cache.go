@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/scalekit-go/scalekit/cache"
+	"github.com/scalekit-go/scalekit/internal/poll"
 )
 
 // RunCache runs the multi-instance suite as subtests of t: several Caches
@@ -65,12 +66,7 @@ func mustGet(t testing.TB, c *cache.Cache[string], key string, load cache.Loader
 // eventually polls cond for up to 5s.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("not within 5s: %s", what)
+	poll.Until(t, 5*time.Second, what, cond)
 }
 
 // 8 instances x 100 goroutines hit one key right after it expired: the

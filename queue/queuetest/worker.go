@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalekit-go/scalekit/internal/poll"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/retry"
 )
@@ -30,12 +31,7 @@ func worker(t *testing.T, b queue.Backend, q string, o queue.QueueOptions) *queu
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("not within 20s: %s", what)
+	poll.Until(t, 20*time.Second, what, cond)
 }
 
 // RunWorker runs Workers on the backend (real time) as subtests of t.
