@@ -499,15 +499,21 @@ func (c *Cache[V]) run(ctx context.Context, key, id string, loader Loader[V], cl
 			c.finish(key, cl, e, nil)
 			return
 		}
-		if !ok {
+		switch {
+		case ok:
+		case cur == nil:
+			return // a miss already served a stale Store value; another instance refreshes
+		case c.now() < cur.hard:
 			// Another instance refreshes; the L1 copy stays, and this
-			// instance looks again after about one load time. (A miss
-			// that was served a stale Store value has no L1 copy of its
-			// own to mark: cur is nil.)
-			if cur != nil {
-				cur.retryAt.Store(c.now() + max(cur.loadNS, int64(c.o.PollInterval)))
-			}
+			// instance looks again after about one load time. A Get that
+			// joined this refresh (its L1 lookup missed meanwhile) gets
+			// the copy too.
+			cur.retryAt.Store(c.now() + max(cur.loadNS, int64(c.o.PollInterval)))
+			c.finish(key, cl, cur, nil)
 			return
+		default:
+			// The copy is past serving and another instance refreshes:
+			// load here (without filling) rather than answer nothing.
 		}
 	}
 	e, err := c.loadValue(ctx, key, id, loader)
