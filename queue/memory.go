@@ -210,86 +210,68 @@ func (b *MemoryBackend) Fetch(ctx context.Context, r FetchRequest) ([]*Lease, er
 	}
 }
 
-func (b *MemoryBackend) leased(l *Lease, now time.Time) (*memQueue, *memJob, error) {
+// withLease runs fn on l's job under the lock if l still holds it, else
+// returns ErrLeaseLost. Every fenced outcome goes through it.
+func (b *MemoryBackend) withLease(l *Lease, fn func(q *memQueue, j *memJob, now time.Time)) error {
+	now := b.o.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	q := b.queues[l.Msg.Queue]
 	if q == nil {
-		return nil, nil, ErrLeaseLost
+		return ErrLeaseLost
 	}
 	j := q.active[l.Msg.ID]
 	if j == nil || j.token != l.Token || !now.Before(j.leaseUntil) {
-		return nil, nil, ErrLeaseLost
+		return ErrLeaseLost
 	}
-	return q, j, nil
+	fn(q, j, now)
+	return nil
 }
 
 // Extend is Backend.Extend.
 func (b *MemoryBackend) Extend(_ context.Context, l *Lease, d time.Duration) error {
-	now := b.o.Now()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	_, j, err := b.leased(l, now)
-	if err != nil {
-		return err
-	}
-	j.leaseUntil = now.Add(d)
-	l.Until = j.leaseUntil
-	return nil
+	return b.withLease(l, func(_ *memQueue, j *memJob, now time.Time) {
+		j.leaseUntil = now.Add(d)
+		l.Until = j.leaseUntil
+	})
 }
 
 // Complete is Backend.Complete.
 func (b *MemoryBackend) Complete(_ context.Context, l *Lease) error {
-	now := b.o.Now()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	q, j, err := b.leased(l, now)
-	if err != nil {
-		return err
-	}
-	delete(q.active, j.m.ID)
-	j.m.State, j.m.FinishedAt, j.token = Done, now, ""
-	q.done = append(q.done, j)
-	return nil
+	return b.withLease(l, func(q *memQueue, j *memJob, now time.Time) {
+		delete(q.active, j.m.ID)
+		j.m.State, j.m.FinishedAt, j.token = Done, now, ""
+		q.done = append(q.done, j)
+	})
 }
 
 // Fail is Backend.Fail.
 func (b *MemoryBackend) Fail(_ context.Context, l *Lease, errMsg string, retryAt time.Time, dead bool) error {
-	now := b.o.Now()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	q, j, err := b.leased(l, now)
-	if err != nil {
-		return err
-	}
-	delete(q.active, j.m.ID)
-	j.m.LastError, j.token = errMsg, ""
-	if dead || j.m.Attempt >= j.m.MaxAttempts {
-		j.m.State, j.m.FinishedAt = Dead, now
-		q.dead = append(q.dead, j)
-		return nil
-	}
-	j.m.State, j.m.RunAt = Retry, retryAt
-	q.place(j, now)
-	if j.m.State == Pending {
-		q.signal()
-	}
-	return nil
+	return b.withLease(l, func(q *memQueue, j *memJob, now time.Time) {
+		delete(q.active, j.m.ID)
+		j.m.LastError, j.token = errMsg, ""
+		if dead || j.m.Attempt >= j.m.MaxAttempts {
+			j.m.State, j.m.FinishedAt = Dead, now
+			q.dead = append(q.dead, j)
+			return
+		}
+		j.m.State, j.m.RunAt = Retry, retryAt
+		q.place(j, now)
+		if j.m.State == Pending {
+			q.signal()
+		}
+	})
 }
 
 // Release is Backend.Release.
 func (b *MemoryBackend) Release(_ context.Context, l *Lease) error {
-	now := b.o.Now()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	q, j, err := b.leased(l, now)
-	if err != nil {
-		return err
-	}
-	delete(q.active, j.m.ID)
-	j.m.Attempt--
-	j.m.State, j.token = Pending, ""
-	q.ready[j.m.Priority] = append([]*memJob{j}, q.ready[j.m.Priority]...)
-	q.signal()
-	return nil
+	return b.withLease(l, func(q *memQueue, j *memJob, _ time.Time) {
+		delete(q.active, j.m.ID)
+		j.m.Attempt--
+		j.m.State, j.token = Pending, ""
+		q.ready[j.m.Priority] = append([]*memJob{j}, q.ready[j.m.Priority]...)
+		q.signal()
+	})
 }
 
 // Job is Backend.Job.
