@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -55,6 +56,41 @@ type backend struct {
 	br      *breaker.Breaker
 	log     *slog.Logger
 	now     func() time.Time // nil: Redis TIME
+
+	// Counted by degrade: Redis failures, calls the open circuit skipped,
+	// and the decisions made without Redis.
+	errors, skipped, failOpen, failClosed, fallbacks atomic.Uint64
+}
+
+// degradedBy is who decides while Redis is unavailable.
+type degradedBy int
+
+const (
+	byFallback degradedBy = iota
+	byFailClosed
+	byFailOpen
+)
+
+// degrade counts and logs a decision Redis could not make and says who
+// makes it instead: the fallback when there is one, else the failure mode.
+func (b *backend) degrade(ctx context.Context, key string, cause error, fallback bool) degradedBy {
+	if errors.Is(cause, breaker.ErrOpen) {
+		b.skipped.Add(1)
+	} else {
+		b.errors.Add(1)
+		b.log.LogAttrs(ctx, slog.LevelDebug, "ratelimitredis: Redis failed", slog.String("key", key), slog.Any("error", cause),
+			slog.String("failure_mode", b.mode.String()), slog.Bool("fallback", fallback))
+	}
+	switch {
+	case fallback:
+		b.fallbacks.Add(1)
+		return byFallback
+	case b.mode == FailClosed:
+		b.failClosed.Add(1)
+		return byFailClosed
+	}
+	b.failOpen.Add(1)
+	return byFailOpen
 }
 
 type backendOptions struct {

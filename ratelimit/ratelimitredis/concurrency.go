@@ -2,7 +2,6 @@ package ratelimitredis
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -110,7 +109,7 @@ type Concurrency struct {
 	held   map[*lease]struct{}
 	closed bool
 
-	acquired, rejected, released, renewals, lost, errors, skipped, failOpen, failClosed, fallbacks atomic.Uint64
+	acquired, rejected, released, renewals, lost atomic.Uint64
 }
 
 type lease struct {
@@ -206,22 +205,12 @@ func (c *Concurrency) limited(key string, held int, retry time.Duration) error {
 }
 
 func (c *Concurrency) degraded(ctx context.Context, key string, cause error) (func(), error) {
-	if errors.Is(cause, breaker.ErrOpen) {
-		c.skipped.Add(1)
-	} else {
-		c.errors.Add(1)
-		c.b.log.LogAttrs(ctx, slog.LevelDebug, "ratelimitredis: Redis failed", slog.String("key", key), slog.Any("error", cause),
-			slog.String("failure_mode", c.b.mode.String()), slog.Bool("fallback", c.fallback != nil))
-	}
-	if c.fallback != nil {
-		c.fallbacks.Add(1)
+	switch c.b.degrade(ctx, key, cause, c.fallback != nil) {
+	case byFallback:
 		return c.fallback.Acquire(ctx, key)
-	}
-	if c.b.mode == FailClosed {
-		c.failClosed.Add(1)
+	case byFailClosed:
 		return nil, c.limited(key, c.limit, time.Second)
 	}
-	c.failOpen.Add(1)
 	return func() {}, nil
 }
 
@@ -312,6 +301,6 @@ func (c *Concurrency) Stats() ConcurrencyStats {
 	held := len(c.held)
 	c.mu.Unlock()
 	return ConcurrencyStats{Acquired: c.acquired.Load(), Rejected: c.rejected.Load(), Released: c.released.Load(),
-		Renewals: c.renewals.Load(), Lost: c.lost.Load(), Errors: c.errors.Load(), Skipped: c.skipped.Load(),
-		FailOpen: c.failOpen.Load(), FailClosed: c.failClosed.Load(), Fallbacks: c.fallbacks.Load(), Held: held, Circuit: c.b.br.State()}
+		Renewals: c.renewals.Load(), Lost: c.lost.Load(), Errors: c.b.errors.Load(), Skipped: c.b.skipped.Load(),
+		FailOpen: c.b.failOpen.Load(), FailClosed: c.b.failClosed.Load(), Fallbacks: c.b.fallbacks.Load(), Held: held, Circuit: c.b.br.State()}
 }

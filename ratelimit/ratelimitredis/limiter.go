@@ -2,7 +2,6 @@ package ratelimitredis
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -154,7 +153,7 @@ type Limiter struct {
 	binding  ratelimit.Limit
 	fallback ratelimit.Limiter
 
-	allowed, denied, errors, skipped, failOpen, failClosed, fallbacks atomic.Uint64
+	allowed, denied atomic.Uint64
 }
 
 // New returns a Limiter, or an error naming the option to fix.
@@ -252,22 +251,12 @@ func (l *Limiter) decision(vals []any) (ratelimit.Decision, error) {
 
 // degraded decides while Redis is unavailable.
 func (l *Limiter) degraded(ctx context.Context, key string, n int, cause error) (ratelimit.Decision, error) {
-	if errors.Is(cause, breaker.ErrOpen) {
-		l.skipped.Add(1)
-	} else {
-		l.errors.Add(1)
-		l.b.log.LogAttrs(ctx, slog.LevelDebug, "ratelimitredis: Redis failed", slog.String("key", key), slog.Any("error", cause),
-			slog.String("failure_mode", l.b.mode.String()), slog.Bool("fallback", l.fallback != nil))
-	}
-	if l.fallback != nil {
-		l.fallbacks.Add(1)
+	switch l.b.degrade(ctx, key, cause, l.fallback != nil) {
+	case byFallback:
 		return l.fallback.AllowN(ctx, key, n)
-	}
-	if l.b.mode == FailClosed {
-		l.failClosed.Add(1)
+	case byFailClosed:
 		return ratelimit.Decision{Limit: l.binding, RetryAfter: time.Second}, nil
 	}
-	l.failOpen.Add(1)
 	return ratelimit.Decision{Allowed: true, Limit: l.binding, Remaining: l.binding.Burst - n}, nil
 }
 
@@ -292,6 +281,6 @@ type Stats struct {
 
 // Stats returns a snapshot of the counters.
 func (l *Limiter) Stats() Stats {
-	return Stats{Allowed: l.allowed.Load(), Denied: l.denied.Load(), Errors: l.errors.Load(), Skipped: l.skipped.Load(),
-		FailOpen: l.failOpen.Load(), FailClosed: l.failClosed.Load(), Fallbacks: l.fallbacks.Load(), Circuit: l.b.br.State()}
+	return Stats{Allowed: l.allowed.Load(), Denied: l.denied.Load(), Errors: l.b.errors.Load(), Skipped: l.b.skipped.Load(),
+		FailOpen: l.b.failOpen.Load(), FailClosed: l.b.failClosed.Load(), Fallbacks: l.b.fallbacks.Load(), Circuit: l.b.br.State()}
 }
