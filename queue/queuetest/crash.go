@@ -102,6 +102,10 @@ func RunCrash(t *testing.T, b queue.Backend, target string, held func(ctx contex
 		t.Fatal(err)
 	}
 	child.Wait()
+	// A statement the killed worker had already sent (a batched completion
+	// on PostgreSQL) still runs on the server: let those land before
+	// reading what it held. The 1s leases are still running then.
+	time.Sleep(300 * time.Millisecond)
 	before, _ := c.Counts(ctx, crashQueue)
 	var heldIDs []string
 	if held != nil {
