@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/logx"
 )
 
 // ErrNotFound is the error Load returns for a key the fetch did not return.
@@ -67,9 +68,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxConcurrent == 0 {
 		o.MaxConcurrent = 16
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
+	o.Logger = logx.Or(o.Logger)
 	switch {
 	case o.Wait < 0:
 		return o, fmt.Errorf("%w: Options.Wait must be >= 0, got %v", ErrInvalid, o.Wait)

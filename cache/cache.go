@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -17,6 +16,7 @@ import (
 	"github.com/maypok86/otter/v2"
 
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/internal/logx"
 	"github.com/scalekit-go/scalekit/internal/stripe"
 )
 
@@ -171,9 +171,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.VersionTTL == 0 {
 		o.VersionTTL = time.Second
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
+	o.Logger = logx.Or(o.Logger)
 	switch {
 	case o.TTL < 0:
 		return o, fmt.Errorf("%w: Options.TTL must be > 0, got %v", ErrInvalid, o.TTL)

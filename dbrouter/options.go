@@ -3,11 +3,11 @@ package dbrouter
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/scalekit-go/scalekit/internal/logx"
 )
 
 // ErrInvalid is wrapped by errors about bad options and malformed tokens.
@@ -145,8 +145,6 @@ const (
 	defaultSlowQuery   = 500 * time.Millisecond
 )
 
-func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 func invalid(f string, args ...any) error {
 	return fmt.Errorf("%w: "+f, append([]any{ErrInvalid}, args...)...)
 }
@@ -183,9 +181,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Logger == nil {
-		o.Logger = discardLogger()
-	}
+	o.Logger = logx.Or(o.Logger)
 	switch {
 	case o.Balance != LeastInFlight && o.Balance != RoundRobin:
 		return o, invalid("Options.Balance must be LeastInFlight or RoundRobin, got %v", o.Balance)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/scalekit-go/scalekit/internal/logx"
 )
 
 // TracerOptions configures NewTracer.
@@ -52,9 +53,7 @@ func NewTracer(o TracerOptions) (*Tracer, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Logger == nil {
-		o.Logger = discardLogger()
-	}
+	o.Logger = logx.Or(o.Logger)
 	return &Tracer{o: o}, nil
 }
 

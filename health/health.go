@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/logx"
 )
 
 // ErrInvalid is wrapped by errors about bad options or checks.
@@ -148,9 +149,7 @@ func New(o Options) (*Health, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
+	o.Logger = logx.Or(o.Logger)
 	return &Health{o: o, checks: map[Kind][]*checkState{}}, nil
 }
 

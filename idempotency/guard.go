@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"time"
 
+	"github.com/scalekit-go/scalekit/internal/logx"
 	"github.com/scalekit-go/scalekit/internal/renew"
 )
 
@@ -47,9 +47,7 @@ func (o *GuardOptions) defaults(name string) error {
 	if o.PollInterval == 0 {
 		o.PollInterval = 50 * time.Millisecond
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
+	o.Logger = logx.Or(o.Logger)
 	switch {
 	case o.TTL < 0:
 		return fmt.Errorf("%w: %s.TTL must be > 0, got %v", ErrInvalid, name, o.TTL)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"runtime/debug"
@@ -14,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/scalekit-go/scalekit/internal/logx"
 	"github.com/scalekit-go/scalekit/internal/renew"
 	"github.com/scalekit-go/scalekit/ratelimit"
 	"github.com/scalekit-go/scalekit/retry"
@@ -125,9 +125,7 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
+	o.Logger = logx.Or(o.Logger)
 	w := &Worker{o: o, handlers: map[string]handler{}, queues: map[string]*workerQueue{}, inflight: map[*Lease]*leaseState{}}
 	for name, q := range o.Queues {
 		if err := CheckName("WorkerOptions.Queues key", name); err != nil {

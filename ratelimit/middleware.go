@@ -3,7 +3,6 @@ package ratelimit
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/logx"
 )
 
 // KeyFunc derives the rate-limit key of a request. An error answers 400
@@ -146,9 +147,7 @@ func NewMiddleware(opts MiddlewareOptions) (*RateLimiter, error) {
 			fmt.Fprintf(w, "rate limited: retry after %s seconds\n", w.Header().Get("Retry-After"))
 		})
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
+	opts.Logger = logx.Or(opts.Logger)
 	m := &RateLimiter{o: opts}
 	var parts []string
 	for _, l := range opts.Policy {

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/logx"
 )
 
 // ErrInvalid is wrapped by errors about bad options or registrations.
@@ -90,9 +92,7 @@ func New(o Options) (*Coordinator, error) {
 	if o.StepTimeout == 0 {
 		o.StepTimeout = 5 * time.Second
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
+	o.Logger = logx.Or(o.Logger)
 	if o.Exit == nil {
 		o.Exit = os.Exit
 	}

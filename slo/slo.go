@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"sync"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/logx"
 )
 
 // ErrInvalid is wrapped by errors about bad options.
@@ -130,9 +131,7 @@ func New(o Options) (*SLO, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
+	o.Logger = logx.Or(o.Logger)
 	o.Alerts = append([]AlertRule(nil), o.Alerts...)
 	fineRes := o.Window / 43200 // 1m for 30d
 	coarseRes := o.Window / 720 // 1h for 30d

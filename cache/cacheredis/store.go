@@ -22,7 +22,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -30,6 +29,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/scalekit-go/scalekit/cache"
+	"github.com/scalekit-go/scalekit/internal/logx"
 	"github.com/scalekit-go/scalekit/internal/redisx"
 	"github.com/scalekit-go/scalekit/internal/token"
 )
@@ -81,9 +81,7 @@ func New(o Options) (*Store, error) {
 	if err := redisx.CheckClientTimeouts(o.Client, o.Timeout); err != nil {
 		return nil, fmt.Errorf("%w: cacheredis: Options.Client: %v", ErrInvalid, err)
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
+	o.Logger = logx.Or(o.Logger)
 	return &Store{c: o.Client, prefix: o.Prefix, channel: o.Channel, timeout: o.Timeout, log: o.Logger}, nil
 }
 

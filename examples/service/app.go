@@ -89,7 +89,7 @@ type app struct {
 // gracefully.
 func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Role == "" {
 		cfg.Role = "all"

@@ -22,7 +22,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"regexp"
 	"sync"
@@ -34,6 +33,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/internal/every"
+	"github.com/scalekit-go/scalekit/internal/logx"
 	"github.com/scalekit-go/scalekit/internal/token"
 )
 
@@ -98,9 +98,7 @@ func New(o Options) (*Store, error) {
 	if o.SweepInterval < 0 {
 		return bad("SweepInterval must be >= 0, got %v", o.SweepInterval)
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
+	o.Logger = logx.Or(o.Logger)
 	s := &Store{pool: o.Pool, table: o.Table, timeout: o.Timeout, now: o.Now, log: o.Logger, stop: make(chan struct{})}
 	s.prepare()
 	if o.SweepInterval > 0 {

@@ -20,7 +20,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"regexp"
 	"slices"
@@ -35,6 +34,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/batch"
 	"github.com/scalekit-go/scalekit/internal/every"
+	"github.com/scalekit-go/scalekit/internal/logx"
 	"github.com/scalekit-go/scalekit/queue"
 )
 
@@ -97,9 +97,7 @@ func New(o Options) (*Backend, error) {
 	if o.Retention < 0 || o.SweepInterval < 0 {
 		return nil, fmt.Errorf("%w: queuepg: Options.Retention and SweepInterval must be >= 0", queue.ErrInvalid)
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
+	o.Logger = logx.Or(o.Logger)
 	b := &Backend{pool: o.Pool, jobs: o.Prefix + "_jobs", unq: o.Prefix + "_unique", channel: o.Prefix + "_jobs",
 		retention: o.Retention, now: o.Now, log: o.Logger, waiters: map[string]chan struct{}{}, stop: make(chan struct{})}
 	var err error

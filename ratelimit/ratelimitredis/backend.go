@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/internal/logx"
 	"github.com/scalekit-go/scalekit/internal/redisx"
 	"github.com/scalekit-go/scalekit/ratelimit"
 )
@@ -126,9 +126,7 @@ func newBackend(o backendOptions) (*backend, error) {
 	if err := redisx.CheckClientTimeouts(o.client, o.timeout); err != nil {
 		return bad("Client: %v", err)
 	}
-	if o.log == nil {
-		o.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
+	o.log = logx.Or(o.log)
 	if o.br == nil {
 		br, err := breaker.New(breaker.Options{
 			Name:                  "ratelimitredis",
