@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/httpx"
 )
 
 // HTTPOptions configures Router.Middleware. The zero value carries the
@@ -72,8 +74,10 @@ func (r *Router) Middleware(opts HTTPOptions) (func(http.Handler) http.Handler, 
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			tok := r.requestToken(req, &o)
 			ctx := WithSession(req.Context(), tok)
-			tw := &tokenWriter{ResponseWriter: w, r: r, o: &o, ctx: ctx, sess: intentOf(ctx).sess}
-			next.ServeHTTP(tw, req.WithContext(ctx))
+			x, ww := httpx.Wrap(w)
+			tw := &tokenWriter{w: x, r: r, o: &o, ctx: ctx, sess: intentOf(ctx).sess}
+			x.BeforeHeader = func(int) { tw.setToken() }
+			next.ServeHTTP(ww, req.WithContext(ctx))
 			tw.setToken()
 		})
 	}, nil
@@ -97,9 +101,9 @@ func (r *Router) requestToken(req *http.Request, o *HTTPOptions) Token {
 }
 
 // tokenWriter sets the session's token on the response just before the
-// status goes out.
+// status goes out (or when the handler returns without writing).
 type tokenWriter struct {
-	http.ResponseWriter
+	w    *httpx.Writer
 	r    *Router
 	o    *HTTPOptions
 	ctx  context.Context
@@ -121,31 +125,10 @@ func (w *tokenWriter) setToken() {
 	}
 	v := tok.String()
 	if !w.o.NoHeader {
-		w.Header().Set(w.o.Header, v)
+		w.w.Header().Set(w.o.Header, v)
 	}
 	if !w.o.NoCookie {
-		http.SetCookie(w.ResponseWriter, &http.Cookie{Name: w.o.Cookie, Value: v, Path: w.o.Path,
+		http.SetCookie(w.w, &http.Cookie{Name: w.o.Cookie, Value: v, Path: w.o.Path,
 			MaxAge: int(w.o.MaxAge / time.Second), HttpOnly: true, Secure: !w.o.Insecure, SameSite: http.SameSiteLaxMode})
 	}
 }
-
-func (w *tokenWriter) WriteHeader(code int) {
-	w.setToken()
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *tokenWriter) Write(b []byte) (int, error) {
-	w.setToken()
-	return w.ResponseWriter.Write(b)
-}
-
-// Flush sets the token, then flushes when the underlying writer can.
-func (w *tokenWriter) Flush() {
-	w.setToken()
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *tokenWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/httpx"
 )
 
 // Response is an HTTP response as stored for replay.
@@ -325,7 +327,7 @@ func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handl
 	m.executed.Add(1)
 	exec := &Execution{Key: key, Token: token, TTL: m.o.TTL}
 	ctx := context.WithValue(r.Context(), execKey{}, exec)
-	rec := &recorder{w: w, max: m.o.MaxResponseBytes}
+	rec := newRecorder(w, m.o.MaxResponseBytes)
 	hb := startHeartbeat(m.o.Store, key, token, m.o.Lease, m.o.Logger)
 	bg := context.WithoutCancel(ctx)
 	finished := false
@@ -337,22 +339,19 @@ func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handl
 		// The handler panicked: release the key so a retry runs again.
 		m.release(bg, key, token)
 	}()
-	next.ServeHTTP(rec, r.WithContext(ctx))
+	next.ServeHTTP(rec.w, r.WithContext(ctx))
 	finished = true
 	hb.Stop()
 	if exec.completed.Load() {
 		return
 	}
-	status := rec.status
-	if status == 0 {
-		status = http.StatusOK
-	}
-	if status >= 500 || (status >= 400 && m.o.NoStore4xx) || rec.over {
+	status := rec.x.Status()
+	if status >= 500 || (status >= 400 && m.o.NoStore4xx) || rec.over || rec.x.Hijacked() {
 		m.release(bg, key, token)
 		return
 	}
 	resp := Response{Status: status, Header: http.Header{}, Body: rec.body.Bytes()}
-	for k, vs := range rec.header {
+	for k, vs := range rec.headers() {
 		if m.stored[k] {
 			resp.Header[k] = vs
 		}
@@ -405,44 +404,43 @@ func problem(w http.ResponseWriter, status int, msg string) {
 	_, _ = io.WriteString(w, msg+"\n")
 }
 
-// recorder passes the response through and keeps a copy of it.
+// recorder passes the response through and keeps a copy of it, up to max
+// body bytes (over is set past that).
 type recorder struct {
+	x      *httpx.Writer
 	w      http.ResponseWriter
-	status int
 	header http.Header
 	body   bytes.Buffer
 	max    int
 	over   bool
 }
 
-func (c *recorder) Header() http.Header { return c.w.Header() }
-
-func (c *recorder) WriteHeader(code int) {
-	if c.status != 0 {
-		return
-	}
-	c.status = code
-	c.header = c.w.Header().Clone()
-	c.w.WriteHeader(code)
-}
-
-func (c *recorder) Write(p []byte) (int, error) {
-	if c.status == 0 {
-		c.WriteHeader(http.StatusOK)
-	}
-	if !c.over {
+func newRecorder(w http.ResponseWriter, max int) *recorder {
+	c := &recorder{max: max}
+	c.x, c.w = httpx.Wrap(w)
+	c.x.BeforeHeader = func(int) { c.header = c.x.Header().Clone() }
+	c.x.Body = func(p []byte) {
+		if c.over {
+			return
+		}
 		if c.body.Len()+len(p) > c.max {
 			c.over = true
 			c.body.Reset()
-		} else {
-			c.body.Write(p)
+			return
 		}
+		c.body.Write(p)
 	}
-	return c.w.Write(p)
+	return c
 }
 
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (c *recorder) Unwrap() http.ResponseWriter { return c.w }
+// headers are the response's headers as sent, or as they stand when the
+// handler returned without writing (net/http sends them then).
+func (c *recorder) headers() http.Header {
+	if c.header == nil {
+		return c.x.Header()
+	}
+	return c.header
+}
 
 // MiddlewareStats is a snapshot of the middleware's counters.
 type MiddlewareStats struct {

@@ -250,8 +250,8 @@ func (a *Adaptive) Shed(next http.Handler) http.Handler {
 			http.Error(w, "overloaded, retry later", http.StatusServiceUnavailable)
 			return
 		}
-		sw := httpx.NewStatusWriter(w)
-		defer func() { done(sw.Status == http.StatusServiceUnavailable || sw.Status == http.StatusGatewayTimeout) }()
-		next.ServeHTTP(sw, r)
+		sw, ww := httpx.Wrap(w)
+		defer func() { done(sw.Status() == http.StatusServiceUnavailable || sw.Status() == http.StatusGatewayTimeout) }()
+		next.ServeHTTP(ww, r)
 	})
 }

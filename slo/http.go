@@ -138,12 +138,12 @@ func (t *Tracker) Middleware(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := now()
-		sw := httpx.NewStatusWriter(w)
+		sw, ww := httpx.Wrap(w)
 		defer func() {
 			// The route is known only after the mux matched (r.Pattern).
-			t.Observe(t.o.Route(r), sw.Status, now().Sub(start))
+			t.Observe(t.o.Route(r), sw.Status(), now().Sub(start))
 		}()
-		next.ServeHTTP(sw, r)
+		next.ServeHTTP(ww, r)
 	})
 }
 

@@ -1,28 +1,192 @@
-// Package httpx holds small net/http helpers shared by the middleware of
-// several packages.
+// Package httpx holds the one response wrapper the module's HTTP middleware
+// use to watch a response go out.
+//
+// A wrapper that embeds http.ResponseWriter hides every optional interface of
+// the writer it wraps: server-sent events stop flushing (http.Flusher),
+// websocket upgrades fail (http.Hijacker) and file serving loses sendfile
+// (io.ReaderFrom). Wrap returns a writer that implements each of those
+// exactly when the wrapped writer does, and Unwrap for
+// http.ResponseController.
 package httpx
 
-import "net/http"
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+)
 
-// StatusWriter records the status a handler writes (200 if it writes none).
-type StatusWriter struct {
-	http.ResponseWriter
-	Status int
-	wrote  bool
+// Writer watches one response. Set its hooks before the handler runs; read
+// Status after it returns. It is not safe for concurrent use, as an
+// http.ResponseWriter is not.
+type Writer struct {
+	// BeforeHeader, when set, runs once just before the status goes out
+	// (the first WriteHeader, Write, ReadFrom or Flush), with the status;
+	// it may still change the headers.
+	BeforeHeader func(status int)
+	// Body, when set, sees every chunk of the body written through Write,
+	// WriteString or ReadFrom. It must not keep p.
+	Body func(p []byte)
+
+	w        http.ResponseWriter
+	status   int
+	written  int64
+	hijacked bool
 }
 
-// NewStatusWriter wraps w.
-func NewStatusWriter(w http.ResponseWriter) *StatusWriter {
-	return &StatusWriter{ResponseWriter: w, Status: http.StatusOK}
-}
-
-// WriteHeader records the first status and passes it on.
-func (s *StatusWriter) WriteHeader(code int) {
-	if !s.wrote {
-		s.Status, s.wrote = code, true
+// Wrap wraps w. The returned ResponseWriter implements http.Flusher,
+// http.Hijacker and io.ReaderFrom exactly when w does, so handlers behind
+// the middleware see the writer they would see without it.
+func Wrap(w http.ResponseWriter) (*Writer, http.ResponseWriter) {
+	_, f := w.(http.Flusher)
+	_, h := w.(http.Hijacker)
+	_, r := w.(io.ReaderFrom)
+	switch {
+	case f && h && r:
+		x := &wFHR{Writer{w: w}}
+		return &x.Writer, x
+	case f && h:
+		x := &wFH{Writer{w: w}}
+		return &x.Writer, x
+	case f && r:
+		x := &wFR{Writer{w: w}}
+		return &x.Writer, x
+	case h && r:
+		x := &wHR{Writer{w: w}}
+		return &x.Writer, x
+	case f:
+		x := &wF{Writer{w: w}}
+		return &x.Writer, x
+	case h:
+		x := &wH{Writer{w: w}}
+		return &x.Writer, x
+	case r:
+		x := &wR{Writer{w: w}}
+		return &x.Writer, x
 	}
-	s.ResponseWriter.WriteHeader(code)
+	x := &Writer{w: w}
+	return x, x
 }
 
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (s *StatusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+// Status is the status sent: 200 when the handler sent none (net/http's
+// implicit status), and the first final status when it sent several.
+func (x *Writer) Status() int {
+	if x.status == 0 {
+		return http.StatusOK
+	}
+	return x.status
+}
+
+// Wrote reports whether the status has gone out.
+func (x *Writer) Wrote() bool { return x.status != 0 }
+
+// Written is the number of body bytes written.
+func (x *Writer) Written() int64 { return x.written }
+
+// Hijacked reports whether the handler took over the connection.
+func (x *Writer) Hijacked() bool { return x.hijacked }
+
+// Header returns the wrapped writer's header map.
+func (x *Writer) Header() http.Header { return x.w.Header() }
+
+// WriteHeader sends the status. Informational statuses (1xx but 101) pass
+// through as often as the handler sends them; of the final statuses the
+// first is recorded and runs BeforeHeader, and a later one is passed on
+// untouched (net/http logs it as superfluous, as it would without the
+// middleware).
+func (x *Writer) WriteHeader(code int) {
+	if x.status == 0 && (code >= 200 || code < 100 || code == http.StatusSwitchingProtocols) {
+		x.status = code
+		if x.BeforeHeader != nil {
+			x.BeforeHeader(code)
+		}
+	}
+	x.w.WriteHeader(code)
+}
+
+func (x *Writer) implicitHeader() {
+	if x.status == 0 {
+		x.WriteHeader(http.StatusOK)
+	}
+}
+
+// Write writes body bytes, sending status 200 first if none was sent.
+func (x *Writer) Write(p []byte) (int, error) {
+	x.implicitHeader()
+	if x.Body != nil {
+		x.Body(p)
+	}
+	n, err := x.w.Write(p)
+	x.written += int64(n)
+	return n, err
+}
+
+// WriteString is Write for a string, without a copy when nothing watches
+// the body and the wrapped writer takes strings.
+func (x *Writer) WriteString(s string) (int, error) {
+	sw, ok := x.w.(io.StringWriter)
+	if !ok || x.Body != nil {
+		return x.Write([]byte(s))
+	}
+	x.implicitHeader()
+	n, err := sw.WriteString(s)
+	x.written += int64(n)
+	return n, err
+}
+
+// Unwrap returns the wrapped writer, for http.ResponseController.
+func (x *Writer) Unwrap() http.ResponseWriter { return x.w }
+
+func (x *Writer) flush() {
+	x.implicitHeader()
+	x.w.(http.Flusher).Flush()
+}
+
+func (x *Writer) hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := x.w.(http.Hijacker).Hijack()
+	if err == nil {
+		x.hijacked = true
+	}
+	return c, rw, err
+}
+
+func (x *Writer) readFrom(src io.Reader) (int64, error) {
+	x.implicitHeader()
+	if x.Body != nil {
+		// The copy must see the bytes, so the wrapped ReadFrom gets a
+		// reader it cannot sendfile from; it still avoids a buffer copy
+		// where the connection can splice.
+		src = io.TeeReader(src, bodyFunc(x.Body))
+	}
+	n, err := x.w.(io.ReaderFrom).ReadFrom(src)
+	x.written += n
+	return n, err
+}
+
+type bodyFunc func([]byte)
+
+func (f bodyFunc) Write(p []byte) (int, error) { f(p); return len(p), nil }
+
+// One type per combination of optional interfaces, each one allocation.
+type (
+	wF   struct{ Writer }
+	wH   struct{ Writer }
+	wR   struct{ Writer }
+	wFH  struct{ Writer }
+	wFR  struct{ Writer }
+	wHR  struct{ Writer }
+	wFHR struct{ Writer }
+)
+
+func (x *wF) Flush()                                         { x.flush() }
+func (x *wFH) Flush()                                        { x.flush() }
+func (x *wFR) Flush()                                        { x.flush() }
+func (x *wFHR) Flush()                                       { x.flush() }
+func (x *wH) Hijack() (net.Conn, *bufio.ReadWriter, error)   { return x.hijack() }
+func (x *wFH) Hijack() (net.Conn, *bufio.ReadWriter, error)  { return x.hijack() }
+func (x *wHR) Hijack() (net.Conn, *bufio.ReadWriter, error)  { return x.hijack() }
+func (x *wFHR) Hijack() (net.Conn, *bufio.ReadWriter, error) { return x.hijack() }
+func (x *wR) ReadFrom(src io.Reader) (int64, error)          { return x.readFrom(src) }
+func (x *wFR) ReadFrom(src io.Reader) (int64, error)         { return x.readFrom(src) }
+func (x *wHR) ReadFrom(src io.Reader) (int64, error)         { return x.readFrom(src) }
+func (x *wFHR) ReadFrom(src io.Reader) (int64, error)        { return x.readFrom(src) }
