@@ -15,6 +15,16 @@
 // Redis standalone and Cluster): exact admission counts over simulated
 // time.
 //
+// Keys: ClientIP and NewClientIP key by client address, IPv6 by its /64 by
+// default (one site can rotate through a /64), believing X-Forwarded-For or
+// the RFC 7239 Forwarded header only from trusted proxies and taking the
+// rightmost hop that is not one. Header keys by a header's value. Every key
+// the middleware passes to a Limiter is at most MaxKeyLen bytes: longer
+// ones are replaced by their SHA-256 (BoundKey), never truncated.
+//
+// Adaptive is a load-shedding in-flight limit (AIMD) that raises its limit
+// only while at least half of it is in use, so it follows demand.
+//
 // Bad arguments (an empty key, n < 1, n above the smallest burst, a zero
 // rate) return errors wrapping ErrInvalid that name what to fix; denials
 // that must be errors (Wait, middleware) are *LimitedError, matching
