@@ -15,6 +15,15 @@
 // Redis standalone and Cluster): exact admission counts over simulated
 // time.
 //
+// HTTP: NewMiddleware answers 429 with the fields of
+// draft-ietf-httpapi-ratelimit-headers-10. RateLimit-Policy announces each
+// Limit as a quota q per window w whole seconds with q/w exactly the rate
+// and q covering the burst (2000/s burst 4000 is q=4000;w=2, 5 per 100ms is
+// q=50;w=1; see Limit.Quota), so the remaining count r in the RateLimit
+// field never exceeds q. RateLimit's t is the time until more quota is
+// available (one more event), left out when the bucket is full; on a 429,
+// Retry-After is never earlier than t.
+//
 // Keys: ClientIP and NewClientIP key by client address, IPv6 by its /64 by
 // default (one site can rotate through a /64), believing X-Forwarded-For or
 // the RFC 7239 Forwarded header only from trusted proxies and taking the

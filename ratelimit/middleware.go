@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/big"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -382,7 +383,8 @@ type MiddlewareOptions struct {
 	Key KeyFunc
 	// Cost is how many events a request counts for. Default: 1.
 	Cost func(*http.Request) int
-	// Policy is announced in the RateLimit-Policy header. Default: the
+	// Policy is announced in the RateLimit-Policy header, each Limit as
+	// Limit.Quota gives it. Default: the
 	// Limiter's Policy() when it has that method (Local and ratelimitredis
 	// do); with neither, the header is left out.
 	Policy Policy
@@ -444,11 +446,9 @@ func NewMiddleware(opts MiddlewareOptions) (*RateLimiter, error) {
 	}
 	opts.Logger = logx.Or(opts.Logger)
 	m := &RateLimiter{o: opts}
-	var parts []string
-	for _, l := range opts.Policy {
-		parts = append(parts, fmt.Sprintf("%s;q=%d;w=%d", sfString(l.Name), l.Rate, ceilSeconds(l.Period)))
+	if opts.Policy != nil {
+		m.policyHeader = policyHeader(opts.Policy)
 	}
-	m.policyHeader = strings.Join(parts, ", ")
 	return m, nil
 }
 
@@ -505,25 +505,156 @@ func (m *RateLimiter) Stats() MiddlewareStats {
 	return MiddlewareStats{Allowed: m.allowed.Load(), Denied: m.denied.Load(), BadKey: m.badKey.Load(), Errors: m.errors.Load()}
 }
 
-// SetHeaders sets the IETF rate-limit fields (draft-ietf-httpapi-ratelimit-
-// headers) for decision d: RateLimit-Policy (when policy is not empty; see
-// NewMiddleware), RateLimit `"name";r=<remaining>;t=<seconds to full>`, and
-// on a denial Retry-After in whole seconds, rounded up.
+// PolicyHeader returns the RateLimit-Policy field value announcing p (see
+// SetHeaders and Limit.Quota), or an error naming the bad field of p.
+func PolicyHeader(p Policy) (string, error) {
+	p, err := p.Normalize()
+	if err != nil {
+		return "", err
+	}
+	return policyHeader(p), nil
+}
+
+// policyHeader is PolicyHeader of a normalized policy.
+func policyHeader(p Policy) string {
+	parts := make([]string, len(p))
+	for i, l := range p {
+		q, w := l.Quota()
+		parts[i] = sfString(l.Name) + ";q=" + strconv.FormatInt(q, 10) + ";w=" + strconv.FormatInt(w, 10)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// sfMaxInt is the largest Integer of RFC 9651 structured fields.
+const sfMaxInt = 999_999_999_999_999
+
+// Quota returns the quota q and window w (whole seconds, >= 1) that
+// RateLimit-Policy announces for l (Period and Burst defaulted as in a
+// Policy): the smallest window
+// in which l's sustained rate adds up to a whole number of events that is
+// at least l.Burst. So q/w is exactly l's rate, and the remaining count a
+// RateLimit field reports, at most Burst, never exceeds q.
+//
+// When Burst*Period/Rate is a whole number of seconds, that is q = Burst
+// and w = the time the bucket takes to refill from empty: 2000/s with burst
+// 4000 is q=4000;w=2, 100/hour is q=100;w=3600. Otherwise the window is the
+// next that works: 5 per 100ms with burst 5 is q=50;w=1 (50 per second,
+// exactly the rate; the draft has no sub-second windows), 1 per 7ms is
+// q=1000;w=7. Should the exact pair not fit in a structured-field Integer
+// (15 digits; only absurd periods such as 1h plus 1ns get there), w is the
+// refill time rounded up to whole seconds and q is w seconds' worth of
+// events rounded up, at least Burst: r <= q still holds, the rate is
+// approximate.
+func (l Limit) Quota() (q, w int64) {
+	if l.Period == 0 {
+		l.Period = time.Second
+	}
+	if l.Burst == 0 {
+		l.Burst = l.Rate
+	}
+	if l.Rate < 1 || l.Period <= 0 || l.Burst < 1 {
+		return int64(max(l.Burst, l.Rate, 0)), max(1, ceilSeconds(l.Period))
+	}
+	// Events per second as a reduced fraction a/b: b seconds hold a events.
+	a := new(big.Int).Mul(big.NewInt(int64(l.Rate)), big.NewInt(int64(time.Second)))
+	b := big.NewInt(int64(l.Period))
+	g := new(big.Int).GCD(nil, nil, a, b)
+	a.Quo(a, g)
+	b.Quo(b, g)
+	// k windows of b seconds: the fewest whose a*k events cover Burst.
+	k := new(big.Int).Add(big.NewInt(int64(l.Burst)), a)
+	k.Sub(k, big.NewInt(1)).Quo(k, a)
+	bq, bw := new(big.Int).Mul(a, k), new(big.Int).Mul(b, k)
+	if bq.IsInt64() && bw.IsInt64() && bq.Int64() <= sfMaxInt && bw.Int64() <= sfMaxInt {
+		return bq.Int64(), bw.Int64()
+	}
+	tau := new(big.Int).Mul(big.NewInt(int64(l.Burst)), big.NewInt(int64(l.Period)))
+	tau.Quo(tau, big.NewInt(int64(l.Rate))) // ns to refill from empty
+	w = ceilBig(tau, big.NewInt(int64(time.Second)))
+	w = max(1, min(w, sfMaxInt))
+	// q = ceil(w seconds * Rate / Period).
+	num := new(big.Int).Mul(big.NewInt(w), big.NewInt(int64(time.Second)))
+	num.Mul(num, big.NewInt(int64(l.Rate)))
+	q = max(ceilBig(num, big.NewInt(int64(l.Period))), int64(l.Burst))
+	return min(q, sfMaxInt), w
+}
+
+// ceilBig is ceil(x/y) for x >= 0, y > 0, saturated at MaxInt64.
+func ceilBig(x, y *big.Int) int64 {
+	z := new(big.Int).Add(x, y)
+	z.Sub(z, big.NewInt(1)).Quo(z, y)
+	if !z.IsInt64() {
+		return math.MaxInt64
+	}
+	return z.Int64()
+}
+
+// SetHeaders sets the IETF rate-limit fields of
+// draft-ietf-httpapi-ratelimit-headers-10 for decision d:
+//
+//   - RateLimit-Policy: policy, when not empty (PolicyHeader makes it; see
+//     Limit.Quota for how a Limit is announced).
+//   - RateLimit: "<name>";r=<remaining>;t=<seconds>, for the binding limit
+//     d.Limit. r is how many events the limit admits now (at most Burst, so
+//     at most the announced q). t is, as the draft defines it, the time
+//     until more quota is available: until r goes up by one as the bucket
+//     refills, in whole seconds rounded up (so a client waiting t seconds
+//     finds at least r+1). A full bucket gets no more quota until it is
+//     used, so t is then left out, as the draft's examples do for a limit
+//     with no reset.
+//   - Retry-After, on a denial: the time until the denied request would be
+//     admitted, in whole seconds rounded up and at least 1. It is never
+//     earlier than t (the draft: Retry-After SHOULD NOT reference a point
+//     in time earlier than t); for a one-event request they are equal.
 func SetHeaders(h http.Header, policy string, d Decision) {
 	if policy != "" {
 		h.Set("RateLimit-Policy", policy)
 	}
-	h.Set("RateLimit", sfString(d.Limit.Name)+";r="+strconv.Itoa(d.Remaining)+";t="+strconv.FormatInt(ceilSeconds(d.ResetAfter), 10))
-	if !d.Allowed {
-		h.Set("Retry-After", strconv.FormatInt(max(1, ceilSeconds(d.RetryAfter)), 10))
+	r := int64(min(max(d.Remaining, 0), sfMaxInt))
+	v := sfString(d.Limit.Name) + ";r=" + strconv.FormatInt(r, 10)
+	retry := max(1, ceilSeconds(d.RetryAfter))
+	if t, ok := nextQuota(d); ok {
+		if !d.Allowed {
+			t = min(t, retry)
+		}
+		v += ";t=" + strconv.FormatInt(min(t, sfMaxInt), 10)
 	}
+	h.Set("RateLimit", v)
+	if !d.Allowed {
+		h.Set("Retry-After", strconv.FormatInt(retry, 10))
+	}
+}
+
+// nextQuota is the RateLimit t parameter of d in whole seconds, rounded
+// up: how long until d.Limit admits one more event than d.Remaining. ok is
+// false when the bucket is full.
+func nextQuota(d Decision) (t int64, ok bool) {
+	l := d.Limit
+	if d.ResetAfter <= 0 && (l.Burst < 1 || d.Remaining >= l.Burst) {
+		return 0, false // full: no more quota comes until some is used
+	}
+	next := d.ResetAfter
+	if l.Rate >= 1 && l.Period > 0 && l.Burst >= 1 && d.Remaining < l.Burst {
+		// The bucket holds Burst - ResetAfter/T events (T the interval); it
+		// holds Remaining+1 once ResetAfter is down to (Burst-Remaining-1)*T.
+		missing := int64(l.Burst - max(d.Remaining, 0) - 1)
+		iv := int64(l.Interval())
+		if iv > 0 && missing <= math.MaxInt64/iv {
+			next = d.ResetAfter - time.Duration(missing*iv)
+		}
+	}
+	return ceilSeconds(next), true
 }
 
 func ceilSeconds(d time.Duration) int64 {
 	if d <= 0 {
 		return 0
 	}
-	return int64(math.Ceil(d.Seconds()))
+	s := int64(d / time.Second) // integers: no float rounding
+	if d%time.Second != 0 {
+		s++
+	}
+	return s
 }
 
 // sfString quotes s as a structured-field string (RFC 8941): printable
