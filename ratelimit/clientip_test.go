@@ -139,6 +139,27 @@ func TestClientIPForwarded(t *testing.T) {
 			t.Errorf("Forwarded %q from %s = %q, %v; want %q", c.fwd, c.remote, got, err, c.want)
 		}
 	}
+	// X-Forwarded-For lines, like Forwarded ones, are one list, in order.
+	xff := ClientIP(proxies...)
+	for _, c := range []struct {
+		lines []string
+		want  string
+	}{
+		{[]string{"6.6.6.6", "198.51.100.17, 10.2.2.2"}, "198.51.100.17"},
+		{[]string{"6.6.6.6, 198.51.100.17", "10.2.2.2", "10.3.3.3"}, "198.51.100.17"},
+		{[]string{"10.4.4.4", "10.3.3.3"}, "10.4.4.4"},
+		{[]string{"6.6.6.6", "garbage, 10.3.3.3"}, "10.3.3.3"},
+		{[]string{"6.6.6.6, " + strings.Repeat("7.7.7.7, ", 10000) + "198.51.100.17"}, "198.51.100.17"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = "10.1.1.1:5"
+		for _, v := range c.lines {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		if got, err := xff(r); err != nil || got != c.want {
+			t.Errorf("X-Forwarded-For %.60q = %q, %v; want %q", c.lines, got, err, c.want)
+		}
+	}
 	// With the default header, Forwarded is ignored.
 	r := httptest.NewRequest("GET", "/", nil)
 	r.RemoteAddr = "10.1.1.1:5"

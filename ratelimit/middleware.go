@@ -176,12 +176,19 @@ func (c *clientIP) key(r *http.Request) (string, error) {
 // it returns false.
 func xffHops(lines []string, yield func(netip.Addr, bool) bool) {
 	for i := len(lines) - 1; i >= 0; i-- {
-		parts := strings.Split(lines[i], ",")
-		for j := len(parts) - 1; j >= 0; j-- {
-			a, err := parseHost(strings.TrimSpace(parts[j]))
+		// From the right without splitting: the walk usually stops at the
+		// first hop, however long the header.
+		line := lines[i]
+		for {
+			j := strings.LastIndexByte(line, ',')
+			a, err := parseHost(strings.TrimSpace(line[j+1:]))
 			if !yield(a, err == nil) {
 				return
 			}
+			if j < 0 {
+				break
+			}
+			line = line[:j]
 		}
 	}
 }
