@@ -349,6 +349,9 @@ func validNodePort(p string) bool {
 	}
 	p = p[1:]
 	if p[0] == '_' {
+		if len(p) == 1 {
+			return false
+		}
 		for i := 1; i < len(p); i++ {
 			c := p[i]
 			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
@@ -391,9 +394,9 @@ type MiddlewareOptions struct {
 	// Cost is how many events a request counts for. Default: 1.
 	Cost func(*http.Request) int
 	// Policy is announced in the RateLimit-Policy header, each Limit as
-	// Limit.Quota gives it. Default: the
-	// Limiter's Policy() when it has that method (Local and ratelimitredis
-	// do); with neither, the header is left out.
+	// Limit.Quota gives it. Default: the Limiter's Policy() when it has that
+	// method (Local and ratelimitredis do); with neither, the header is left
+	// out.
 	Policy Policy
 	// DenyOnError answers 503 when the Limiter fails (a backend outage the
 	// limiter does not absorb itself). Default: false, the request is served
