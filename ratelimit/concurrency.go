@@ -126,12 +126,18 @@ type AdaptiveOptions struct {
 }
 
 // Adaptive is a load-shedding concurrency limit that finds its own level
-// with AIMD, as TCP does: every call that finishes under TargetLatency
-// without an overload error raises the limit by 1/limit (so by one per
-// limit's worth of calls); a slow or overloaded call cuts it by Backoff, at
-// most once per TargetLatency so one burst of slow calls is one cut. Calls
-// over the limit are rejected at once (shed) instead of queueing. It is
-// safe for concurrent use.
+// with AIMD, as TCP does: a call that finishes under TargetLatency without
+// an overload error raises the limit by 1/limit (so by one per limit's
+// worth of such calls), but only if, when it was admitted, at least half
+// the limit was in flight (itself included), the rule of Netflix's
+// concurrency-limits: a fast call at low concurrency says nothing about
+// what a higher limit would do, so the limit follows demand (it settles
+// between the peak in-flight count and twice that) instead of drifting to
+// Max during healthy traffic and letting the first seconds of an overload
+// through. A slow or overloaded call cuts the limit by Backoff, at most
+// once per TargetLatency so one burst of slow calls is one cut. Calls over
+// the limit are rejected at once (shed) instead of queueing. It is safe for
+// concurrent use.
 type Adaptive struct {
 	o AdaptiveOptions
 
@@ -193,6 +199,9 @@ func (a *Adaptive) Acquire() (done func(overloaded bool), err error) {
 		return nil, &LimitedError{Key: "adaptive", Decision: Decision{Limit: Limit{Name: "adaptive", Rate: lim, Burst: lim}, RetryAfter: a.o.TargetLatency}}
 	}
 	a.inflight++
+	// Raising the limit is only justified by a call that ran while the
+	// limit was at least half used.
+	busy := 2*a.inflight >= int(a.limit)
 	a.mu.Unlock()
 	a.admitted.Add(1)
 	start := a.o.Now()
@@ -214,7 +223,9 @@ func (a *Adaptive) Acquire() (done func(overloaded bool), err error) {
 			}
 			return
 		}
-		a.limit = min(float64(a.o.Max), a.limit+1/a.limit)
+		if busy {
+			a.limit = min(float64(a.o.Max), a.limit+1/a.limit)
+		}
 	}, nil
 }
 

@@ -99,13 +99,20 @@ func TestAdaptiveAIMD(t *testing.T) {
 	if _, err := a.Acquire(); !errors.Is(err, ErrLimited) {
 		t.Fatalf("11th call: %v, want shed", err)
 	}
-	// Fast successes raise the limit by about one per limit's worth.
+	// Fast successes under demand (at least half the limit in flight when
+	// they start) raise the limit by about one per limit's worth.
 	for _, d := range dones {
 		d(false)
 	}
 	for i := 0; i < 30; i++ {
-		d, _ := a.Acquire()
-		d(false)
+		var batch []func(bool)
+		for j := 0; j < 10; j++ { // the limit is 10 to 12: none is shed
+			d, _ := a.Acquire()
+			batch = append(batch, d)
+		}
+		for _, d := range batch {
+			d(false)
+		}
 	}
 	if got := a.Limit(); got != 12 {
 		t.Fatalf("limit after many fast calls = %d, want the Max 12", got)
@@ -134,6 +141,116 @@ func TestAdaptiveAIMD(t *testing.T) {
 	}
 	if st := a.Stats(); st.Cuts < 2 || st.Shed != 1 || st.InFlight != 0 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// runWave admits up to n calls at once (the rest are shed), lets lat pass
+// on clk and finishes them all; it returns how many were shed.
+func runWave(a *Adaptive, clk *testclock.Clock, n int, lat time.Duration) (shed int) {
+	var dones []func(bool)
+	for range n {
+		d, err := a.Acquire()
+		if err != nil {
+			shed++
+			continue
+		}
+		dones = append(dones, d)
+	}
+	clk.Add(lat)
+	for _, d := range dones {
+		d(false)
+	}
+	return shed
+}
+
+// TestAdaptiveTracksDemand: Netflix concurrency-limits' AIMDLimit raises
+// the limit only "if (inflight * 2 >= currentLimit)" (the in-flight count
+// when the call started). Before the fix every fast call raised it, so
+// healthy traffic of one call at a time drifted the limit from 20 to its
+// Max of 1000, and a sudden overload of 500 concurrent calls was all
+// admitted. Now the limit stays where it is at low concurrency, rises with
+// demand (to between the demand and twice it), and falls when latency
+// climbs.
+func TestAdaptiveTracksDemand(t *testing.T) {
+	clk := testclock.New()
+	a, err := NewAdaptive(AdaptiveOptions{Initial: 20, Min: 1, Max: 1000, TargetLatency: 100 * time.Millisecond, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Healthy traffic, one or two calls in flight, for 200,000 calls.
+	for range 100_000 {
+		runWave(a, clk, 2, time.Millisecond)
+	}
+	if got := a.Limit(); got != 20 {
+		t.Fatalf("limit after 200,000 fast calls at concurrency 2 = %d, want still 20 (no drift to Max)", got)
+	}
+	// A sudden overload: all but the limit's worth is shed at once.
+	if shed := runWave(a, clk, 500, time.Millisecond); shed != 480 {
+		t.Fatalf("a burst of 500 concurrent calls: %d shed, want 480", shed)
+	}
+	// Demand rises to 60 concurrent fast calls: the limit follows it up,
+	// and no further than twice the demand.
+	for range 200 {
+		runWave(a, clk, 60, time.Millisecond)
+	}
+	if got := a.Limit(); got < 60 || got > 121 {
+		t.Fatalf("limit under a demand of 60 = %d, want 60..121", got)
+	}
+	if shed := runWave(a, clk, 60, time.Millisecond); shed != 0 {
+		t.Fatalf("demand 60 still shed %d calls", shed)
+	}
+	high := a.Limit()
+	t.Logf("limit: 20 at low concurrency, %d under a demand of 60", high)
+	// Demand stays at 60 but latency climbs over the target: the limit
+	// falls, one cut per TargetLatency.
+	for range 10 {
+		runWave(a, clk, 60, 150*time.Millisecond)
+	}
+	if got := a.Limit(); got >= high*2/3 {
+		t.Fatalf("limit after 10 slow waves = %d, want well under %d", got, high)
+	}
+	// Demand drops to 4 (with fast calls again): the limit does not climb
+	// back up to the old level.
+	low := a.Limit()
+	t.Logf("limit: %d after latency climbed", low)
+	for range 10_000 {
+		runWave(a, clk, 4, time.Millisecond)
+	}
+	if got := a.Limit(); got > max(low, 9) {
+		t.Fatalf("limit after fast calls at demand 4 = %d, want at most max(%d, 9)", got, low)
+	}
+}
+
+// TestAdaptiveHammer: many goroutines acquiring and finishing at once never
+// hold more calls than the limit allows, and leave the counts consistent.
+func TestAdaptiveHammer(t *testing.T) {
+	a, err := NewAdaptive(AdaptiveOptions{Initial: 8, Min: 2, Max: 16, TargetLatency: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var held, peak atomic.Int64
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				done, err := a.Acquire()
+				if err != nil {
+					continue
+				}
+				n := held.Add(1)
+				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+				}
+				held.Add(-1)
+				done((g+i)%50 == 0) // some overload signals
+			}
+		}()
+	}
+	wg.Wait()
+	st := a.Stats()
+	if peak.Load() > 16 || st.InFlight != 0 || st.Limit < 2 || st.Limit > 16 || st.Admitted+st.Shed != 16*2000 {
+		t.Fatalf("peak %d, stats %+v", peak.Load(), st)
 	}
 }
 

@@ -15,6 +15,25 @@
 // Redis standalone and Cluster): exact admission counts over simulated
 // time.
 //
+// HTTP: NewMiddleware answers 429 with the fields of
+// draft-ietf-httpapi-ratelimit-headers-10. RateLimit-Policy announces each
+// Limit as a quota q per window w whole seconds with q/w exactly the rate
+// and q covering the burst (2000/s burst 4000 is q=4000;w=2, 5 per 100ms is
+// q=50;w=1; see Limit.Quota), so the remaining count r in the RateLimit
+// field never exceeds q. RateLimit's t is the time until more quota is
+// available (one more event), left out when the bucket is full; on a 429,
+// Retry-After is never earlier than t.
+//
+// Keys: ClientIP and NewClientIP key by client address, IPv6 by its /64 by
+// default (one site can rotate through a /64), believing X-Forwarded-For or
+// the RFC 7239 Forwarded header only from trusted proxies and taking the
+// rightmost hop that is not one. Header keys by a header's value. Every key
+// the middleware passes to a Limiter is at most MaxKeyLen bytes: longer
+// ones are replaced by their SHA-256 (BoundKey), never truncated.
+//
+// Adaptive is a load-shedding in-flight limit (AIMD) that raises its limit
+// only while at least half of it is in use, so it follows demand.
+//
 // Bad arguments (an empty key, n < 1, n above the smallest burst, a zero
 // rate) return errors wrapping ErrInvalid that name what to fix; denials
 // that must be errors (Wait, middleware) are *LimitedError, matching

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"time"
 
 	"github.com/scalekit-go/scalekit/ratelimit"
@@ -80,4 +81,31 @@ func ExampleConcurrency() {
 	// Output:
 	// true
 	// <nil>
+}
+
+func ExampleNewClientIP() {
+	// Behind a load balancer in 10.0.0.0/8 that maintains RFC 7239 Forwarded.
+	key, err := ratelimit.NewClientIP(ratelimit.ClientIPOptions{
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		Header:         "Forwarded",
+	})
+	if err != nil {
+		panic(err)
+	}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.RemoteAddr = "10.0.0.5:34567"
+	// The left element is what the client claimed; the load balancer appended the right one.
+	r.Header.Set("Forwarded", `for=203.0.113.9, for="[2001:db8:1:2::77]:4711"`)
+	k, _ := key(r)
+	fmt.Println(k) // IPv6 clients are keyed by their /64
+	// Output: 2001:db8:1:2::/64
+}
+
+func ExamplePolicyHeader() {
+	h, _ := ratelimit.PolicyHeader(ratelimit.Policy{
+		{Name: "client", Rate: 2000, Burst: 4000},
+		{Name: "fast", Rate: 5, Period: 100 * time.Millisecond},
+	})
+	fmt.Println(h)
+	// Output: "client";q=4000;w=2, "fast";q=50;w=1
 }

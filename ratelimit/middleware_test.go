@@ -80,7 +80,9 @@ func TestClientIP(t *testing.T) {
 		{"10.1.1.1:5", "garbage, 9.9.9.9", proxies, "9.9.9.9"},
 		{"10.1.1.1:5", "", proxies, "10.1.1.1"},
 		{"[::ffff:1.2.3.4]:80", "", nil, "1.2.3.4"},
-		{"[2001:db8::1]:80", "", nil, "2001:db8::1"},
+		// Keyed by /64 since issue 15 item 12 (the /128 key, "2001:db8::1",
+		// is still asserted with IPv6Prefix: 128 below).
+		{"[2001:db8::1]:80", "", nil, "2001:db8::/64"},
 	} {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.RemoteAddr = c.remote
@@ -92,7 +94,16 @@ func TestClientIP(t *testing.T) {
 			t.Errorf("ClientIP(%s, XFF %q) = %q, %v; want %q", c.remote, c.xff, got, err, c.want)
 		}
 	}
+	exact, err := NewClientIP(ClientIPOptions{IPv6Prefix: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := httptest.NewRequest("GET", "/", nil)
+	r.RemoteAddr = "[2001:db8::1]:80"
+	if got, err := exact(r); err != nil || got != "2001:db8::1" {
+		t.Errorf("ClientIP /128 of [2001:db8::1]:80 = %q, %v; want %q", got, err, "2001:db8::1")
+	}
+	r = httptest.NewRequest("GET", "/", nil)
 	r.RemoteAddr = "nonsense"
 	if _, err := ClientIP()(r); err == nil {
 		t.Fatal("bad RemoteAddr: no error")
