@@ -13,7 +13,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -313,27 +312,5 @@ func waitFor(ctx context.Context, p *proc, what string, ready func(context.Conte
 			return fmt.Errorf("testinfra: %s not ready: %w (last error: %v)%s", what, ctx.Err(), last, msg)
 		case <-time.After(20 * time.Millisecond):
 		}
-	}
-}
-
-// closers runs cleanups once, in reverse order.
-type closers struct {
-	mu  sync.Mutex
-	fns []func()
-}
-
-func (c *closers) add(f func()) {
-	c.mu.Lock()
-	c.fns = append(c.fns, f)
-	c.mu.Unlock()
-}
-
-func (c *closers) run() {
-	c.mu.Lock()
-	fns := c.fns
-	c.fns = nil
-	c.mu.Unlock()
-	for i := len(fns) - 1; i >= 0; i-- {
-		fns[i]()
 	}
 }

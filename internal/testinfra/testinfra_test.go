@@ -92,17 +92,23 @@ func TestRedisClusterCoversAllSlots(t *testing.T) {
 	c := testinfra.RedisCluster(t)
 	ctx := ctxT(t, 30*time.Second)
 
-	slots, err := c.Client.ClusterSlots(ctx).Result()
+	shards, err := c.Client.ClusterShards(ctx).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	covered := make([]bool, 16384)
 	masters := map[string]bool{}
-	for _, s := range slots {
-		for i := s.Start; i <= s.End; i++ {
-			covered[i] = true
+	for _, sh := range shards {
+		for _, s := range sh.Slots {
+			for i := s.Start; i <= s.End; i++ {
+				covered[i] = true
+			}
 		}
-		masters[s.Nodes[0].Addr] = true
+		for _, n := range sh.Nodes {
+			if n.Role == "master" && len(sh.Slots) > 0 {
+				masters[fmt.Sprintf("%s:%d", n.IP, n.Port)] = true
+			}
+		}
 	}
 	for i, ok := range covered {
 		if !ok {
