@@ -2,7 +2,9 @@ package shutdown_test
 
 import (
 	"context"
+	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"time"
 
@@ -23,4 +25,28 @@ func Example() {
 	if err := c.Wait(context.Background()); err != nil {
 		log.Print(err)
 	}
+}
+
+// Trigger starts the same sequence a SIGTERM would: readiness fails first,
+// then the server stops taking connections, then resources close in
+// reverse order of registration.
+func ExampleCoordinator_Trigger() {
+	h, _ := health.New(health.Options{})
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	srv := &http.Server{Handler: http.NewServeMux()}
+	go srv.Serve(ln)
+
+	c, _ := shutdown.New(shutdown.Options{Readiness: h, DrainDelay: 10 * time.Millisecond, Timeout: 5 * time.Second})
+	c.Server("http", srv)
+	c.Close("db", func(context.Context) error { fmt.Println("db closed"); return nil })
+	c.Close("cache", func(context.Context) error { fmt.Println("cache closed"); return nil })
+
+	c.Trigger()
+	err := c.Wait(context.Background())
+	_, dialErr := net.Dial("tcp", ln.Addr().String())
+	fmt.Println("shut down:", err, "- server refuses connections:", dialErr != nil)
+	// Output:
+	// cache closed
+	// db closed
+	// shut down: <nil> - server refuses connections: true
 }
