@@ -210,7 +210,9 @@ func (r *Retrier) retry(ctx context.Context, fn func(ctx context.Context) error,
 		if ra := (*RetryAfterError)(nil); errors.As(err, &ra) && ra.After > wait {
 			wait = ra.After
 		}
-		if r.o.MaxElapsed > 0 && r.o.Now().Sub(start)+wait > r.o.MaxElapsed {
+		// elapsed+wait > MaxElapsed, written so that it cannot overflow:
+		// MaxElapsed > 0 and elapsed >= 0 (a clock gone back counts as 0).
+		if r.o.MaxElapsed > 0 && wait > r.o.MaxElapsed-max(0, r.o.Now().Sub(start)) {
 			return r.giveUp(ctx, attempt, ReasonMaxElapsed, err, nil)
 		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {

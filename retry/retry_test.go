@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -428,5 +429,55 @@ func TestHammer(t *testing.T) {
 	if sum.Calls != goroutines*calls || sum.Attempts != fnCalls.Load() || sum.Retries != bs.Withdrawals ||
 		sum.BudgetRefusals != bs.Refusals || bs.Deposits != goroutines*calls {
 		t.Fatalf("retriers %+v, budget %+v, fn called %d times", sum, bs, fnCalls.Load())
+	}
+}
+
+// TestMaxElapsedDoesNotOverflow (issue 15 item 5): the MaxElapsed check
+// used to compute elapsed+wait, which wraps negative for a wait near
+// math.MaxInt64, so Do started a 292-year sleep instead of giving up. Do
+// must give up at once, for a huge Backoff wait and for a huge
+// RetryAfterError alike. cenkalti/backoff documents the same rule ("stops
+// retrying when the elapsed time plus the next interval exceeds
+// MaxElapsedTime"), and a wait that cannot fit must count as exceeding it.
+//
+// The bubble's clock would jump over a 292-year timer, so the old code does
+// not hang here: a cancel after one (fake) minute bounds it, and it fails
+// with ReasonContext (or ReasonMaxAttempts) instead of ReasonMaxElapsed.
+func TestMaxElapsedDoesNotOverflow(t *testing.T) {
+	const huge = time.Duration(math.MaxInt64)
+	for _, c := range []struct {
+		name    string
+		backoff Backoff
+		err     error
+	}{
+		{"Constant MaxInt64", Constant{D: huge}, errBoom},
+		{"BackoffFunc MaxInt64-1", BackoffFunc(func(int, time.Duration, float64) time.Duration { return huge - 1 }), errBoom},
+		{"Exponential Base MaxInt64", Exponential{Base: huge, Cap: huge, Jitter: NoJitter}, errBoom},
+		{"RetryAfterError MaxInt64", Constant{}, &RetryAfterError{Err: errBoom, After: huge}},
+		{"RetryAfterError MaxInt64-500µs", Constant{D: ms}, &RetryAfterError{Err: errBoom, After: huge - 500*time.Microsecond}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				r := newR(t, Options{MaxAttempts: 5, MaxElapsed: time.Second, Backoff: c.backoff})
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				bound := time.AfterFunc(time.Minute, cancel) // a failing run ends, and says why
+				defer bound.Stop()
+				start := time.Now()
+				calls := 0
+				err := r.Do(ctx, func(context.Context) error {
+					calls++
+					time.Sleep(ms) // the attempt takes 1ms: elapsed > 0
+					return c.err
+				})
+				var ee *ExhaustedError
+				if !errors.As(err, &ee) || ee.Reason != ReasonMaxElapsed || calls != 1 || !errors.Is(err, errBoom) {
+					t.Fatalf("%v after %d calls in %v; want ReasonMaxElapsed after 1 call", err, calls, time.Since(start))
+				}
+				if el := time.Since(start); el != ms {
+					t.Fatalf("returned after %v, want 1ms (the attempt, no wait)", el)
+				}
+			})
+		})
 	}
 }
