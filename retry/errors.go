@@ -35,6 +35,9 @@ const (
 	ReasonContext Reason = "ctx done"
 	// ReasonBudget: the Budget refused the retry.
 	ReasonBudget Reason = "retry budget exhausted"
+	// ReasonRetryAfter: the attempt asked, with a RetryAfterError (a
+	// server's Retry-After), for a wait longer than MaxRetryAfter.
+	ReasonRetryAfter Reason = "Retry-After over MaxRetryAfter"
 )
 
 // ExhaustedError is what Do returns when it gives up on a retryable error.
@@ -100,8 +103,8 @@ func IsPermanent(err error) bool {
 
 // RetryAfterError asks for the next attempt no sooner than After (a
 // server's Retry-After, say): Do waits the longer of After and its backoff,
-// and gives up at once when that wait would pass MaxElapsed or the ctx
-// deadline.
+// and gives up at once when After is longer than Options.MaxRetryAfter
+// (ReasonRetryAfter) or the wait would pass MaxElapsed or the ctx deadline.
 type RetryAfterError struct {
 	// Err is the attempt's error.
 	Err error
@@ -119,3 +122,14 @@ func (e *RetryAfterError) Error() string {
 
 // Unwrap returns Err.
 func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// cappedRetryAfter is a RetryAfterError from a Transport with its own
+// MaxRetryAfter, which replaces the Retrier's for it. (A field on
+// RetryAfterError would break callers' unkeyed literals.)
+type cappedRetryAfter struct {
+	ra    *RetryAfterError
+	limit time.Duration // > 0
+}
+
+func (c *cappedRetryAfter) Error() string { return c.ra.Error() }
+func (c *cappedRetryAfter) Unwrap() error { return c.ra }

@@ -353,6 +353,7 @@ func TestOptionErrors(t *testing.T) {
 	}{
 		{Options{MaxAttempts: -1}, "Options.MaxAttempts must be >= 1 (0: 3), got -1"},
 		{Options{MaxElapsed: -time.Second}, "Options.MaxElapsed must be >= 0"},
+		{Options{MaxRetryAfter: -time.Second}, "Options.MaxRetryAfter must be >= 0 (0: 30s), got -1s"},
 		{Options{Backoff: Constant{D: -1}}, "Options.Backoff: Constant.D"},
 	} {
 		if _, err := New(c.o); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.field) {
@@ -458,7 +459,8 @@ func TestMaxElapsedDoesNotOverflow(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				r := newR(t, Options{MaxAttempts: 5, MaxElapsed: time.Second, Backoff: c.backoff})
+				// No Retry-After cap (item 6): the MaxElapsed check decides.
+				r := newR(t, Options{MaxAttempts: 5, MaxElapsed: time.Second, MaxRetryAfter: huge, Backoff: c.backoff})
 				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				bound := time.AfterFunc(time.Minute, cancel) // a failing run ends, and says why
@@ -478,6 +480,77 @@ func TestMaxElapsedDoesNotOverflow(t *testing.T) {
 					t.Fatalf("returned after %v, want 1ms (the attempt, no wait)", el)
 				}
 			})
+		})
+	}
+}
+
+// TestMaxRetryAfter (issue 15 item 6): Do used to honour any
+// RetryAfterError, so a server's "Retry-After: 3600" without a ctx
+// deadline slept an hour; only Transport capped it. Options.MaxRetryAfter
+// (default 30s, Transport's old default) is now the one cap, and the rule
+// is Transport's: a longer Retry-After ends the retries at once with that
+// attempt's error (ReasonRetryAfter), rather than retry before the server
+// said it would answer. RFC 9110 10.2.3: Retry-After "indicates how long
+// the user agent ought to wait before making a follow-up request".
+func TestMaxRetryAfter(t *testing.T) {
+	// fn fails once asking for after, then succeeds.
+	askOnce := func(after time.Duration, calls *int) func(context.Context) error {
+		return func(context.Context) error {
+			*calls++
+			if *calls == 1 {
+				return &RetryAfterError{Err: errBoom, After: after}
+			}
+			return nil
+		}
+	}
+	bubble := func(name string, f func(t *testing.T)) {
+		t.Run(name, func(t *testing.T) { synctest.Test(t, f) })
+	}
+	bubble("default cap: an hour is not waited", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background()) // no deadline
+		defer cancel()
+		bound := time.AfterFunc(time.Minute, cancel) // a failing run ends, and says why
+		defer bound.Stop()
+		start := time.Now()
+		calls := 0
+		err := newR(t, Options{}).Do(ctx, askOnce(time.Hour, &calls))
+		var ee *ExhaustedError
+		var ra *RetryAfterError
+		if !errors.As(err, &ee) || ee.Reason != ReasonRetryAfter || ee.Attempts != 1 || calls != 1 ||
+			!errors.As(err, &ra) || ra.After != time.Hour || !errors.Is(err, errBoom) || !errors.Is(err, ErrExhausted) {
+			t.Fatalf("%v after %d calls in %v; want ReasonRetryAfter after 1 call, at once", err, calls, time.Since(start))
+		}
+		if el := time.Since(start); el != 0 {
+			t.Fatalf("returned after %v, want at once", el)
+		}
+		if !strings.Contains(err.Error(), "(Retry-After over MaxRetryAfter)") {
+			t.Fatalf("Error() = %q", err)
+		}
+	})
+	bubble("the package-level Do has the same cap", func(t *testing.T) {
+		calls := 0
+		if err := Do(context.Background(), askOnce(time.Hour, &calls)); !errors.Is(err, ErrExhausted) || calls != 1 {
+			t.Fatalf("%v after %d calls", err, calls)
+		}
+	})
+	for _, c := range []struct {
+		name      string
+		max, ask  time.Duration
+		wantWait  time.Duration
+		wantCalls int
+	}{
+		{"default cap: 30s is waited", 0, 30 * time.Second, 30 * time.Second, 2},
+		{"default cap: 30s+1ns is not", 0, 30*time.Second + 1, 0, 1},
+		{"raised cap: an hour is waited", 2 * time.Hour, time.Hour, time.Hour, 2},
+		{"lowered cap", time.Second, 2 * time.Second, 0, 1},
+	} {
+		bubble(c.name, func(t *testing.T) {
+			start := time.Now()
+			calls := 0
+			err := newR(t, Options{MaxRetryAfter: c.max, Backoff: Constant{}}).Do(context.Background(), askOnce(c.ask, &calls))
+			if calls != c.wantCalls || time.Since(start) != c.wantWait || (err == nil) != (c.wantCalls == 2) {
+				t.Fatalf("%v after %d calls in %v; want %d calls in %v", err, calls, time.Since(start), c.wantCalls, c.wantWait)
+			}
 		})
 	}
 }
