@@ -34,8 +34,10 @@
 // (ReasonDeadline, which also matches context.DeadlineExceeded), leaving
 // the caller the rest of its time. If ctx ends, Do returns the attempt's
 // error as is when it is ctx's own cancellation, otherwise an
-// *ExhaustedError with ReasonContext; either way errors.Is(err, ctx.Err())
-// holds. The caller's cancellation is never retried.
+// *ExhaustedError with ReasonContext, which matches context.Cause(ctx)
+// too (errors.Is(err, yourCause) for a ctx from context.WithCancelCause or
+// WithTimeoutCause); either way errors.Is(err, ctx.Err()) holds. The
+// caller's cancellation is never retried.
 //
 // # The budget
 //

@@ -168,8 +168,9 @@ func enterBudget(ctx context.Context, b *Budget) context.Context {
 //   - an error Retryable rejects, as is, at once;
 //   - when ctx has ended: the attempt's error as is if it is ctx's own
 //     (context.Canceled or DeadlineExceeded), else an *ExhaustedError
-//     with ReasonContext. Either way errors.Is(err, ctx.Err()) holds. A
-//     wait in progress ends as soon as ctx does;
+//     with ReasonContext, which also matches context.Cause(ctx). Either
+//     way errors.Is(err, ctx.Err()) holds. A wait in progress ends as
+//     soon as ctx does;
 //   - otherwise an *ExhaustedError (errors.Is(err, ErrExhausted)), which
 //     unwraps to the last attempt's error: after MaxAttempts attempts
 //     (ReasonMaxAttempts), when the next attempt would start after
@@ -269,7 +270,13 @@ func (r *Retrier) giveUp(ctx context.Context, attempts int, reason Reason, last,
 		r.o.Logger.LogAttrs(ctx, slog.LevelDebug, "retry: gave up",
 			slog.Int("attempts", attempts), slog.String("reason", string(reason)), slog.Any("error", last))
 	}
-	return &ExhaustedError{Attempts: attempts, Reason: reason, Last: last, cause: cause}
+	e := &ExhaustedError{Attempts: attempts, Reason: reason, Last: last, cause: cause}
+	if reason == ReasonContext {
+		if c := context.Cause(ctx); c != nil && c != cause {
+			e.ctxCause = c
+		}
+	}
+	return e
 }
 
 // Stats is a snapshot of a Retrier's counters.

@@ -554,3 +554,80 @@ func TestMaxRetryAfter(t *testing.T) {
 		})
 	}
 }
+
+// TestGiveUpCarriesCause (issue 15 item 7): when ctx ends, the give-up
+// error matches ctx.Err() as before and also context.Cause(ctx), so a
+// caller cancelling with a cause (context.WithCancelCause,
+// WithTimeoutCause) finds it with errors.Is. cenkalti/backoff v5's Retry
+// returns context.Cause(ctx) when the ctx ends; Do keeps the attempt's
+// error and ctx.Err() in the chain too.
+func TestGiveUpCarriesCause(t *testing.T) {
+	errShutdown := errors.New("shutting down")
+	errSlow := errors.New("the caller's 300ms budget")
+	r := newR(t, Options{MaxAttempts: 10, Backoff: Constant{D: time.Second}})
+	check := func(t *testing.T, err, ctxErr, cause error, start time.Time, wantTook time.Duration) {
+		t.Helper()
+		var ee *ExhaustedError
+		if !errors.As(err, &ee) || ee.Reason != ReasonContext || !errors.Is(err, ErrExhausted) || !errors.Is(err, errBoom) {
+			t.Fatalf("%v; want an ExhaustedError with ReasonContext", err)
+		}
+		if !errors.Is(err, ctxErr) || !errors.Is(err, cause) {
+			t.Fatalf("%v: errors.Is(err, %v) = %v, errors.Is(err, cause %v) = %v; want both", err, ctxErr, errors.Is(err, ctxErr), cause, errors.Is(err, cause))
+		}
+		if want := "(ctx done: " + cause.Error() + "): boom"; !strings.Contains(err.Error(), want) {
+			t.Fatalf("Error() = %q, want it to contain %q", err, want)
+		}
+		if took := time.Since(start); took != wantTook {
+			t.Fatalf("returned after %v, want %v", took, wantTook)
+		}
+	}
+	t.Run("cancelled with a cause during the wait", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			ctx, cancel := context.WithCancelCause(context.Background())
+			time.AfterFunc(300*ms, func() { cancel(errShutdown) })
+			start := time.Now()
+			err := r.Do(ctx, func(context.Context) error { return errBoom })
+			check(t, err, context.Canceled, errShutdown, start, 300*ms)
+		})
+	})
+	t.Run("cancelled with a cause during the attempt", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			ctx, cancel := context.WithCancelCause(context.Background())
+			start := time.Now()
+			err := r.Do(ctx, func(context.Context) error { cancel(errShutdown); return errBoom })
+			check(t, err, context.Canceled, errShutdown, start, 0)
+		})
+	})
+	t.Run("deadline with a cause", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			ctx, cancel := context.WithTimeoutCause(context.Background(), 300*ms, errSlow)
+			defer cancel()
+			start := time.Now()
+			err := r.Do(ctx, func(ctx context.Context) error { <-ctx.Done(); return errBoom })
+			check(t, err, context.DeadlineExceeded, errSlow, start, 300*ms)
+		})
+	})
+	t.Run("a cause on the parent ctx", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			parent, cancel := context.WithCancelCause(context.Background())
+			ctx, cancelChild := context.WithCancel(parent)
+			defer cancelChild()
+			time.AfterFunc(300*ms, func() { cancel(errShutdown) })
+			start := time.Now()
+			err := r.Do(ctx, func(context.Context) error { return errBoom })
+			check(t, err, context.Canceled, errShutdown, start, 300*ms)
+		})
+	})
+	t.Run("no cause: as before", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(300*ms, cancel)
+			err := r.Do(ctx, func(context.Context) error { return errBoom })
+			var ee *ExhaustedError
+			if !errors.As(err, &ee) || !errors.Is(err, context.Canceled) ||
+				err.Error() != "retry: gave up after 1 attempt (ctx done): boom" || len(ee.Unwrap()) != 2 {
+				t.Fatalf("%q (unwraps to %v)", err, ee.Unwrap())
+			}
+		})
+	})
+}
