@@ -24,8 +24,9 @@ type Options struct {
 	// never retries. Default: 3.
 	MaxAttempts int
 	// MaxElapsed gives up when the next attempt would start later than
-	// this after the first one. Default: 0, no limit (the ctx deadline
-	// still applies).
+	// this after the first one (computed without overflow: a wait of any
+	// length, math.MaxInt64 included, that passes it gives up at once).
+	// Default: 0, no limit (the ctx deadline still applies).
 	MaxElapsed time.Duration
 	// Backoff gives the wait before each retry. Default: Exponential{}
 	// (full jitter, base 100ms, cap 10s).
