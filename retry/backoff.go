@@ -2,6 +2,7 @@ package retry
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -88,24 +89,46 @@ func (e Exponential) ceiling(attempt int) time.Duration {
 	return base << n
 }
 
-// Next implements Backoff.
+// Next implements Backoff. Whatever r (even outside [0, 1), or NaN) and
+// prev, the wait is in [0, Cap] ([Base, Cap] for DecorrelatedJitter): the
+// arithmetic saturates rather than overflow time.Duration.
 func (e Exponential) Next(attempt int, prev time.Duration, r float64) time.Duration {
 	switch e.Jitter {
 	case EqualJitter:
 		t := e.ceiling(attempt)
-		return t/2 + time.Duration(r*float64(t-t/2))
+		return t/2 + scaled(r, t-t/2) // <= t/2 + (t - t/2) = t
 	case DecorrelatedJitter:
 		base, cap := e.bounds()
 		hi := 3 * float64(max(prev, base)) // float: no overflow for any prev
-		if w := float64(base) + r*(hi-float64(base)); w < float64(cap) {
-			return time.Duration(w)
+		// w is in [base, hi): converted only when below cap, so it fits.
+		if w := float64(base) + unit(r)*(hi-float64(base)); w < float64(cap) {
+			return max(base, time.Duration(w))
 		}
 		return cap
 	case NoJitter:
 		return e.ceiling(attempt)
 	default:
-		return time.Duration(r * float64(e.ceiling(attempt)))
+		return scaled(r, e.ceiling(attempt))
 	}
+}
+
+// unit clamps r into [0, 1): NaN and negatives give 0, 1 and more give the
+// largest float64 below 1. A Rand that keeps its contract passes through.
+func unit(r float64) float64 {
+	switch {
+	case r >= 0 && r < 1:
+		return r
+	case r >= 1:
+		return math.Nextafter(1, 0)
+	}
+	return 0 // NaN, negative
+}
+
+// scaled returns r*d for d >= 0, in [0, d] whatever r: the float product
+// is clamped before it is converted, so it cannot overflow (float64(d)
+// rounds d up, and a product at 2^63 would not fit a time.Duration).
+func scaled(r float64, d time.Duration) time.Duration {
+	return min(d, time.Duration(unit(r)*float64(d)))
 }
 
 // Constant waits D before every retry (0: retry at once).

@@ -176,3 +176,31 @@ func TestBackoffValidation(t *testing.T) {
 		t.Error("Jitter.String")
 	}
 }
+
+// TestBackoffNextSaturates (issue 15 item 5): Next multiplies r by a
+// duration; with a Rand that breaks its contract ([0, 1)) and a cap near
+// math.MaxInt64 the float product used to overflow time.Duration (a
+// negative or wrapped wait), and with an ordinary cap it passed the cap.
+// Whatever r, every wait stays in [0, Cap] (decorrelated: [Base, Cap]).
+func TestBackoffNextSaturates(t *testing.T) {
+	const huge = time.Duration(math.MaxInt64)
+	for _, cp := range []time.Duration{10 * time.Second, huge} {
+		for _, j := range []Jitter{FullJitter, EqualJitter, DecorrelatedJitter, NoJitter} {
+			e := Exponential{Base: 100 * ms, Cap: cp, Jitter: j}
+			for _, r := range []float64{0, 0.5, 1, 1.5, 2, math.Inf(1), math.NaN(), -0.5, math.Inf(-1)} {
+				for _, attempt := range []int{1, 10, 100} {
+					for _, prev := range []time.Duration{0, cp / 2, cp} {
+						got := e.Next(attempt, prev, r)
+						lo := time.Duration(0)
+						if j == DecorrelatedJitter {
+							lo = e.Base
+						}
+						if got < lo || got > cp {
+							t.Errorf("%v cap %v: Next(%d, %v, %v) = %v, outside [%v, %v]", j, cp, attempt, prev, r, got, lo, cp)
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -10,14 +10,19 @@
 // defaults. Options{} means: at most 3 attempts, exponential backoff with
 // full jitter (rand(0, min(10s, 100ms*2^n)), as defined in the AWS
 // Architecture Blog's "Exponential Backoff And Jitter"), every error
-// retried except Permanent ones, no MaxElapsed, no budget. Backoff can be
+// retried except Permanent ones, a Retry-After honoured up to 30s
+// (MaxRetryAfter), no MaxElapsed, no budget. Backoff can be
 // Exponential with FullJitter, EqualJitter, DecorrelatedJitter or
 // NoJitter, Constant, or any Backoff (a pure func of the attempt, the
 // previous wait and a random number).
 //
 // An attempt's error decides what happens next: Permanent(err) stops at
 // once, and so does an error Options.Retryable rejects, both returned as
-// they are; a RetryAfterError asks for a longer wait. When Do gives up on
+// they are; a RetryAfterError asks for a longer wait, which Do honours up
+// to Options.MaxRetryAfter: one asking for more ends the retries at once
+// (ReasonRetryAfter) instead of sleeping, say, the hour a server's
+// "Retry-After: 3600" asks for, or retrying before the server said it
+// would answer. When Do gives up on
 // a retryable error it returns an *ExhaustedError that matches
 // ErrExhausted, says why (Reason) and after how many attempts, and unwraps
 // to the last attempt's error, so errors.Is(err, io.EOF) still works.
@@ -29,8 +34,10 @@
 // (ReasonDeadline, which also matches context.DeadlineExceeded), leaving
 // the caller the rest of its time. If ctx ends, Do returns the attempt's
 // error as is when it is ctx's own cancellation, otherwise an
-// *ExhaustedError with ReasonContext; either way errors.Is(err, ctx.Err())
-// holds. The caller's cancellation is never retried.
+// *ExhaustedError with ReasonContext, which matches context.Cause(ctx)
+// too (errors.Is(err, yourCause) for a ctx from context.WithCancelCause or
+// WithTimeoutCause); either way errors.Is(err, ctx.Err()) holds. The
+// caller's cancellation is never retried.
 //
 // # The budget
 //
@@ -59,8 +66,10 @@
 // # HTTP
 //
 // Transport is an http.RoundTripper that retries 429, 502, 503, 504 and
-// connection errors, honours Retry-After (ParseRetryAfter) up to
-// MaxRetryAfter, replays bodies through GetBody, and retries POST or
+// connection errors, honours Retry-After (ParseRetryAfter) up to its
+// Retrier's Options.MaxRetryAfter (the cap and the rule Do applies to a
+// RetryAfterError: a longer one ends the retries with that response),
+// replays bodies through GetBody, and retries POST or
 // PATCH only with an Idempotency-Key header or RetryNonIdempotent.
 //
 // # Hedging

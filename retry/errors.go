@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -35,13 +36,19 @@ const (
 	ReasonContext Reason = "ctx done"
 	// ReasonBudget: the Budget refused the retry.
 	ReasonBudget Reason = "retry budget exhausted"
+	// ReasonRetryAfter: the attempt asked, with a RetryAfterError (a
+	// server's Retry-After), for a wait longer than MaxRetryAfter.
+	ReasonRetryAfter Reason = "Retry-After over MaxRetryAfter"
 )
 
 // ExhaustedError is what Do returns when it gives up on a retryable error.
 // It matches ErrExhausted and unwraps to Last, the last attempt's error, so
 // errors.Is(err, io.EOF) sees through it. It also unwraps to
-// context.DeadlineExceeded for ReasonDeadline, to ctx.Err() for
-// ReasonContext and to ErrBudgetExhausted for ReasonBudget.
+// context.DeadlineExceeded for ReasonDeadline, to ErrBudgetExhausted for
+// ReasonBudget, and for ReasonContext to ctx.Err() and to
+// context.Cause(ctx) when that is another error (a ctx from
+// context.WithCancelCause or WithTimeoutCause): errors.Is(err,
+// context.Canceled) and errors.Is(err, yourCause) both hold.
 type ExhaustedError struct {
 	// Attempts is how many attempts were made.
 	Attempts int
@@ -50,14 +57,19 @@ type ExhaustedError struct {
 	// Last is the last attempt's error.
 	Last error
 
-	cause error // context.DeadlineExceeded, ctx.Err() or ErrBudgetExhausted
+	cause    error // context.DeadlineExceeded, ctx.Err() or ErrBudgetExhausted
+	ctxCause error // ReasonContext: context.Cause(ctx) when it is not ctx.Err()
 }
 
-// Error says how many attempts failed, why Do stopped and the last error.
+// Error says how many attempts failed, why Do stopped (with the ctx's
+// cause, if it has one) and the last error.
 func (e *ExhaustedError) Error() string {
 	s := "s"
 	if e.Attempts == 1 {
 		s = ""
+	}
+	if e.ctxCause != nil {
+		return fmt.Sprintf("retry: gave up after %d attempt%s (%s: %v): %v", e.Attempts, s, e.Reason, e.ctxCause, e.Last)
 	}
 	return fmt.Sprintf("retry: gave up after %d attempt%s (%s): %v", e.Attempts, s, e.Reason, e.Last)
 }
@@ -65,10 +77,13 @@ func (e *ExhaustedError) Error() string {
 // Is reports whether target is ErrExhausted.
 func (e *ExhaustedError) Is(target error) bool { return target == ErrExhausted }
 
-// Unwrap returns Last and, for some reasons, the cause of the give-up (see
-// ExhaustedError).
+// Unwrap returns Last and, for some reasons, the cause of the give-up and
+// the ctx's cause (see ExhaustedError).
 func (e *ExhaustedError) Unwrap() []error {
-	if e.cause != nil {
+	switch {
+	case e.ctxCause != nil:
+		return []error{e.Last, e.cause, e.ctxCause}
+	case e.cause != nil:
 		return []error{e.Last, e.cause}
 	}
 	return []error{e.Last}
@@ -100,8 +115,8 @@ func IsPermanent(err error) bool {
 
 // RetryAfterError asks for the next attempt no sooner than After (a
 // server's Retry-After, say): Do waits the longer of After and its backoff,
-// and gives up at once when that wait would pass MaxElapsed or the ctx
-// deadline.
+// and gives up at once when After is longer than Options.MaxRetryAfter
+// (ReasonRetryAfter) or the wait would pass MaxElapsed or the ctx deadline.
 type RetryAfterError struct {
 	// Err is the attempt's error.
 	Err error
@@ -119,3 +134,24 @@ func (e *RetryAfterError) Error() string {
 
 // Unwrap returns Err.
 func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// cappedRetryAfter is a RetryAfterError from a Transport with its own
+// MaxRetryAfter, which replaces the Retrier's for it. (A field on
+// RetryAfterError would break callers' unkeyed literals.)
+type cappedRetryAfter struct {
+	ra    *RetryAfterError
+	limit time.Duration // > 0
+}
+
+func (c *cappedRetryAfter) Error() string { return c.ra.Error() }
+func (c *cappedRetryAfter) Unwrap() error { return c.ra }
+
+// ctxError returns ctx.Err() for an ended ctx and, when context.Cause(ctx)
+// is another error, an error matching both ("context canceled: cause").
+func ctxError(ctx context.Context) error {
+	err := ctx.Err()
+	if c := context.Cause(ctx); c != nil && c != err {
+		return fmt.Errorf("%w: %w", err, c)
+	}
+	return err
+}

@@ -147,3 +147,20 @@ func ExampleHedge() {
 	fmt.Println(v, err)
 	// Output: from the hedge <nil>
 }
+
+func ExampleRetryAfterError() {
+	// A server asks for an hour; Options.MaxRetryAfter (default 30s) caps
+	// what Do honours, so it gives up at once with the server's answer
+	// instead of sleeping an hour.
+	r, _ := retry.New(retry.Options{})
+	errBusy := errors.New("503 busy")
+	err := r.Do(context.Background(), func(ctx context.Context) error {
+		return &retry.RetryAfterError{Err: errBusy, After: time.Hour}
+	})
+	var ee *retry.ExhaustedError
+	fmt.Println(errors.As(err, &ee) && ee.Reason == retry.ReasonRetryAfter, errors.Is(err, errBusy))
+	fmt.Println(err)
+	// Output:
+	// true true
+	// retry: gave up after 1 attempt (Retry-After over MaxRetryAfter): 503 busy
+}

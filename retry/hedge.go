@@ -16,7 +16,8 @@ import (
 // An attempt that fails while others run is dropped; when none is left
 // running, the next hedge fires at once. Hedge returns the first success,
 // a Permanent error at once, the last error when every attempt failed, or
-// ctx's error when ctx ends first.
+// ctx's error when ctx ends first (ctx.Err(), which also matches
+// context.Cause(ctx) when the ctx has a cause of its own).
 //
 // With a budget, Hedge deposits for a top-level call like Do, and each
 // hedge withdraws a token like a retry: when the budget is empty, no hedge
@@ -79,7 +80,7 @@ func Hedge[T any](ctx context.Context, delay time.Duration, maxHedges int, budge
 				timer.Reset(delay)
 			}
 		case <-ctx.Done():
-			return zero, ctx.Err()
+			return zero, ctxError(ctx)
 		}
 	}
 }

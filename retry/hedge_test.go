@@ -123,3 +123,27 @@ func TestHedge(t *testing.T) {
 		})
 	}
 }
+
+// TestHedgeCarriesCause (issue 15 item 7): when ctx ends first, Hedge's
+// error matches ctx.Err() and context.Cause(ctx) alike; without a cause it
+// is ctx.Err() itself, as before.
+func TestHedgeCarriesCause(t *testing.T) {
+	errShutdown := errors.New("shutting down")
+	synctest.Test(t, func(t *testing.T) {
+		var cancelled atomic.Int32
+		ctx, cancel := context.WithCancelCause(context.Background())
+		time.AfterFunc(100*ms, func() { cancel(errShutdown) })
+		_, err := Hedge(ctx, 30*ms, 1, nil, func(ctx context.Context) (string, error) { return replica(ctx, time.Hour, &cancelled) })
+		synctest.Wait()
+		if !errors.Is(err, context.Canceled) || !errors.Is(err, errShutdown) || err.Error() != "context canceled: shutting down" {
+			t.Fatalf("%v: want context.Canceled and the cause", err)
+		}
+		ctx2, cancel2 := context.WithCancel(context.Background())
+		time.AfterFunc(100*ms, cancel2)
+		_, err = Hedge(ctx2, 30*ms, 1, nil, func(ctx context.Context) (string, error) { return replica(ctx, time.Hour, &cancelled) })
+		synctest.Wait()
+		if err != context.Canceled {
+			t.Fatalf("%v: want context.Canceled itself", err)
+		}
+	})
+}

@@ -53,7 +53,7 @@ func ParseRetryAfter(value string, now time.Time) (time.Duration, bool) {
 // Retrier over http.DefaultTransport).
 //
 // It retries responses 429, 502, 503 and 504, waiting at least their
-// Retry-After (up to MaxRetryAfter), and connection errors: refused or
+// Retry-After, and connection errors: refused or
 // reset connections, unexpected EOFs, timeouts (anything that is a
 // *net.OpError or a net.Error timing out). Other errors (bad URL, TLS
 // verification, ...) are returned at once.
@@ -63,6 +63,10 @@ func ParseRetryAfter(value string, now time.Time) (time.Duration, bool) {
 // Idempotency-Key header or with RetryNonIdempotent set; and a body that
 // can be replayed (none, or GetBody set, as http.NewRequest does for
 // bytes and strings readers). Other requests make one round trip.
+//
+// A Retry-After is honoured up to the Retrier's Options.MaxRetryAfter
+// (default 30s), the cap Do applies to a RetryAfterError: a longer one
+// ends the retries with that response, at once.
 //
 // Responses it discards are drained (up to 64 KiB, so the connection can
 // be reused) and closed. When it gives up on a retryable status (attempts,
@@ -79,8 +83,13 @@ type Transport struct {
 	// RetryNonIdempotent retries every method, POST and PATCH included.
 	// Default: false (only idempotent methods and Idempotency-Key).
 	RetryNonIdempotent bool
-	// MaxRetryAfter caps the Retry-After a server may ask for: a longer one
-	// ends the retries with that response. Must be >= 0. Default: 30s.
+	// MaxRetryAfter, when set, replaces the Retrier's Options.MaxRetryAfter
+	// for this Transport: a Retry-After longer than it ends the retries
+	// with that response. Must be >= 0. Default: 0, the Retrier's (whose
+	// default is 30s, as this field's was).
+	//
+	// Deprecated: set Options.MaxRetryAfter on the Retrier, the one cap
+	// for Do and Transport alike. This field still works as described.
 	MaxRetryAfter time.Duration
 }
 
@@ -140,15 +149,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	maxRA := t.MaxRetryAfter
-	if maxRA == 0 {
-		maxRA = 30 * time.Second
-	}
-	if maxRA < 0 {
+	if t.MaxRetryAfter < 0 {
 		if req.Body != nil {
 			_ = req.Body.Close() // a RoundTripper always closes the body
 		}
-		return nil, fmt.Errorf("%w: Transport.MaxRetryAfter must be >= 0 (0: 30s), got %v", ErrInvalid, t.MaxRetryAfter)
+		return nil, fmt.Errorf("%w: Transport.MaxRetryAfter must be >= 0 (0: the Retrier's Options.MaxRetryAfter), got %v", ErrInvalid, t.MaxRetryAfter)
 	}
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	if !(idempotentMethod(req.Method) || t.RetryNonIdempotent || req.Header.Get("Idempotency-Key") != "") ||
@@ -189,8 +194,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		se := &statusError{resp.StatusCode}
 		if ra, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), r.o.Now()); ok {
-			if ra > maxRA {
-				return Permanent(se)
+			// Do gives up on one over the cap (ReasonRetryAfter).
+			if t.MaxRetryAfter > 0 {
+				return &cappedRetryAfter{&RetryAfterError{Err: se, After: ra}, t.MaxRetryAfter}
 			}
 			return &RetryAfterError{Err: se, After: ra}
 		}

@@ -325,3 +325,47 @@ func TestTransportRealServer(t *testing.T) {
 		t.Fatalf("connection refused: %v", err)
 	}
 }
+
+// TestTransportMaxRetryAfter (issue 15 item 6): Transport and Do share one
+// cap, the Retrier's Options.MaxRetryAfter; Transport.MaxRetryAfter, when
+// set, still replaces it for that Transport, as it did.
+func TestTransportMaxRetryAfter(t *testing.T) {
+	const url = "http://example.test"
+	for _, c := range []struct {
+		name              string
+		retrierMax, trMax time.Duration
+		retryAfter        string
+		wantStatus        int
+		wantHits          int
+		wantTime          time.Duration
+	}{
+		{"defaults: 30s waited", 0, 0, "30", 200, 2, 30 * time.Second},
+		{"defaults: 31s ends", 0, 0, "31", 429, 1, 0},
+		{"the Retrier's cap applies", 5 * time.Second, 0, "10", 429, 1, 0},
+		{"the Retrier's raised cap applies", 2 * time.Minute, 0, "60", 200, 2, time.Minute},
+		{"Transport.MaxRetryAfter overrides upwards", 0, 2 * time.Minute, "60", 200, 2, time.Minute},
+		{"Transport.MaxRetryAfter overrides downwards", 0, 5 * time.Second, "10", 429, 1, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := newServer(map[string][]string{"/x": {"429 Retry-After: " + c.retryAfter, "200"}})
+				mem := &memTransport{h: srv}
+				r := newR(t, Options{MaxRetryAfter: c.retrierMax, Backoff: Constant{}})
+				client := &http.Client{Transport: &Transport{Base: mem, Retrier: r, MaxRetryAfter: c.trMax}}
+				start := time.Now()
+				resp, err := client.Get(url + "/x")
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != c.wantStatus || srv.count("/x") != c.wantHits || time.Since(start) != c.wantTime {
+					t.Fatalf("%d after %d hits in %v; want %d after %d in %v",
+						resp.StatusCode, srv.count("/x"), time.Since(start), c.wantStatus, c.wantHits, c.wantTime)
+				}
+				if n := mem.open(); n != 0 {
+					t.Fatalf("%d response bodies left open", n)
+				}
+			})
+		})
+	}
+}

@@ -13,20 +13,31 @@ import (
 	"github.com/scalekit-go/scalekit/internal/stripe"
 )
 
+// defaultMaxRetryAfter is Options.MaxRetryAfter's default.
+const defaultMaxRetryAfter = 30 * time.Second
+
 // Options configures New. The zero value works: 3 attempts, exponential
-// backoff with full jitter from 100ms capped at 10s, every error but
-// Permanent ones retried, no budget.
+// backoff with full jitter from 100ms capped at 10s, a Retry-After of at
+// most 30s honoured, every error but Permanent ones retried, no budget.
 type Options struct {
 	// MaxAttempts is the most attempts per call, the first included; 1
 	// never retries. Default: 3.
 	MaxAttempts int
 	// MaxElapsed gives up when the next attempt would start later than
-	// this after the first one. Default: 0, no limit (the ctx deadline
-	// still applies).
+	// this after the first one (computed without overflow: a wait of any
+	// length, math.MaxInt64 included, that passes it gives up at once).
+	// Default: 0, no limit (the ctx deadline still applies).
 	MaxElapsed time.Duration
 	// Backoff gives the wait before each retry. Default: Exponential{}
 	// (full jitter, base 100ms, cap 10s).
 	Backoff Backoff
+	// MaxRetryAfter caps the wait a RetryAfterError (a server's
+	// Retry-After) may ask for: when an attempt asks for a longer one, Do
+	// gives up at once (ReasonRetryAfter) with that attempt's error rather
+	// than sleep that long, or retry before the server said it would
+	// answer. Transport applies the same cap to the Retry-After header.
+	// Must be >= 0. Default: 30s.
+	MaxRetryAfter time.Duration
 	// Retryable decides whether an error is worth another attempt.
 	// Default: every error. Whatever it says, a Permanent error is not
 	// retried, and neither is anything once the caller's ctx has ended.
@@ -65,6 +76,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Backoff == nil {
 		o.Backoff = Exponential{}
 	}
+	if o.MaxRetryAfter == 0 {
+		o.MaxRetryAfter = defaultMaxRetryAfter
+	}
 	if o.Rand == nil {
 		o.Rand = rand.Float64
 	}
@@ -79,6 +93,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("%w: Options.MaxAttempts must be >= 1 (0: 3), got %d", ErrInvalid, o.MaxAttempts)
 	case o.MaxElapsed < 0:
 		return o, fmt.Errorf("%w: Options.MaxElapsed must be >= 0 (0: no limit), got %v", ErrInvalid, o.MaxElapsed)
+	case o.MaxRetryAfter < 0:
+		return o, fmt.Errorf("%w: Options.MaxRetryAfter must be >= 0 (0: 30s), got %v", ErrInvalid, o.MaxRetryAfter)
 	}
 	if err := validateBackoff(o.Backoff); err != nil {
 		return o, err
@@ -153,14 +169,17 @@ func enterBudget(ctx context.Context, b *Budget) context.Context {
 //   - an error Retryable rejects, as is, at once;
 //   - when ctx has ended: the attempt's error as is if it is ctx's own
 //     (context.Canceled or DeadlineExceeded), else an *ExhaustedError
-//     with ReasonContext. Either way errors.Is(err, ctx.Err()) holds. A
-//     wait in progress ends as soon as ctx does;
+//     with ReasonContext, which also matches context.Cause(ctx). Either
+//     way errors.Is(err, ctx.Err()) holds. A wait in progress ends as
+//     soon as ctx does;
 //   - otherwise an *ExhaustedError (errors.Is(err, ErrExhausted)), which
 //     unwraps to the last attempt's error: after MaxAttempts attempts
 //     (ReasonMaxAttempts), when the next attempt would start after
 //     MaxElapsed (ReasonMaxElapsed) or after the ctx deadline
-//     (ReasonDeadline: Do returns at once rather than sleep in vain), or
-//     when the Budget refuses the retry (ReasonBudget).
+//     (ReasonDeadline: Do returns at once rather than sleep in vain),
+//     when a RetryAfterError asks for more than MaxRetryAfter
+//     (ReasonRetryAfter), or when the Budget refuses the retry
+//     (ReasonBudget).
 //
 // The first attempt always runs, even with ctx already done; fn must
 // respect its ctx.
@@ -207,10 +226,19 @@ func (r *Retrier) retry(ctx context.Context, fn func(ctx context.Context) error,
 		}
 		wait := max(0, r.o.Backoff.Next(attempt, prev, r.o.Rand()))
 		prev = wait
-		if ra := (*RetryAfterError)(nil); errors.As(err, &ra) && ra.After > wait {
-			wait = ra.After
+		if ra := (*RetryAfterError)(nil); errors.As(err, &ra) {
+			limit := r.o.MaxRetryAfter
+			if c := (*cappedRetryAfter)(nil); errors.As(err, &c) {
+				limit = c.limit // a Transport with its own MaxRetryAfter
+			}
+			if ra.After > limit {
+				return r.giveUp(ctx, attempt, ReasonRetryAfter, err, nil)
+			}
+			wait = max(wait, ra.After)
 		}
-		if r.o.MaxElapsed > 0 && r.o.Now().Sub(start)+wait > r.o.MaxElapsed {
+		// elapsed+wait > MaxElapsed, written so that it cannot overflow:
+		// MaxElapsed > 0 and elapsed >= 0 (a clock gone back counts as 0).
+		if r.o.MaxElapsed > 0 && wait > r.o.MaxElapsed-max(0, r.o.Now().Sub(start)) {
 			return r.giveUp(ctx, attempt, ReasonMaxElapsed, err, nil)
 		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
@@ -243,7 +271,13 @@ func (r *Retrier) giveUp(ctx context.Context, attempts int, reason Reason, last,
 		r.o.Logger.LogAttrs(ctx, slog.LevelDebug, "retry: gave up",
 			slog.Int("attempts", attempts), slog.String("reason", string(reason)), slog.Any("error", last))
 	}
-	return &ExhaustedError{Attempts: attempts, Reason: reason, Last: last, cause: cause}
+	e := &ExhaustedError{Attempts: attempts, Reason: reason, Last: last, cause: cause}
+	if reason == ReasonContext {
+		if c := context.Cause(ctx); c != nil && c != cause {
+			e.ctxCause = c
+		}
+	}
+	return e
 }
 
 // Stats is a snapshot of a Retrier's counters.

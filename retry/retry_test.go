@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -352,6 +353,7 @@ func TestOptionErrors(t *testing.T) {
 	}{
 		{Options{MaxAttempts: -1}, "Options.MaxAttempts must be >= 1 (0: 3), got -1"},
 		{Options{MaxElapsed: -time.Second}, "Options.MaxElapsed must be >= 0"},
+		{Options{MaxRetryAfter: -time.Second}, "Options.MaxRetryAfter must be >= 0 (0: 30s), got -1s"},
 		{Options{Backoff: Constant{D: -1}}, "Options.Backoff: Constant.D"},
 	} {
 		if _, err := New(c.o); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.field) {
@@ -429,4 +431,203 @@ func TestHammer(t *testing.T) {
 		sum.BudgetRefusals != bs.Refusals || bs.Deposits != goroutines*calls {
 		t.Fatalf("retriers %+v, budget %+v, fn called %d times", sum, bs, fnCalls.Load())
 	}
+}
+
+// TestMaxElapsedDoesNotOverflow (issue 15 item 5): the MaxElapsed check
+// used to compute elapsed+wait, which wraps negative for a wait near
+// math.MaxInt64, so Do started a 292-year sleep instead of giving up. Do
+// must give up at once, for a huge Backoff wait and for a huge
+// RetryAfterError alike. cenkalti/backoff documents the same rule ("stops
+// retrying when the elapsed time plus the next interval exceeds
+// MaxElapsedTime"), and a wait that cannot fit must count as exceeding it.
+//
+// The bubble's clock would jump over a 292-year timer, so the old code does
+// not hang here: a cancel after one (fake) minute bounds it, and it fails
+// with ReasonContext (or ReasonMaxAttempts) instead of ReasonMaxElapsed.
+func TestMaxElapsedDoesNotOverflow(t *testing.T) {
+	const huge = time.Duration(math.MaxInt64)
+	for _, c := range []struct {
+		name    string
+		backoff Backoff
+		err     error
+	}{
+		{"Constant MaxInt64", Constant{D: huge}, errBoom},
+		{"BackoffFunc MaxInt64-1", BackoffFunc(func(int, time.Duration, float64) time.Duration { return huge - 1 }), errBoom},
+		{"Exponential Base MaxInt64", Exponential{Base: huge, Cap: huge, Jitter: NoJitter}, errBoom},
+		{"RetryAfterError MaxInt64", Constant{}, &RetryAfterError{Err: errBoom, After: huge}},
+		{"RetryAfterError MaxInt64-500µs", Constant{D: ms}, &RetryAfterError{Err: errBoom, After: huge - 500*time.Microsecond}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				// No Retry-After cap (item 6): the MaxElapsed check decides.
+				r := newR(t, Options{MaxAttempts: 5, MaxElapsed: time.Second, MaxRetryAfter: huge, Backoff: c.backoff})
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				bound := time.AfterFunc(time.Minute, cancel) // a failing run ends, and says why
+				defer bound.Stop()
+				start := time.Now()
+				calls := 0
+				err := r.Do(ctx, func(context.Context) error {
+					calls++
+					time.Sleep(ms) // the attempt takes 1ms: elapsed > 0
+					return c.err
+				})
+				var ee *ExhaustedError
+				if !errors.As(err, &ee) || ee.Reason != ReasonMaxElapsed || calls != 1 || !errors.Is(err, errBoom) {
+					t.Fatalf("%v after %d calls in %v; want ReasonMaxElapsed after 1 call", err, calls, time.Since(start))
+				}
+				if el := time.Since(start); el != ms {
+					t.Fatalf("returned after %v, want 1ms (the attempt, no wait)", el)
+				}
+			})
+		})
+	}
+}
+
+// TestMaxRetryAfter (issue 15 item 6): Do used to honour any
+// RetryAfterError, so a server's "Retry-After: 3600" without a ctx
+// deadline slept an hour; only Transport capped it. Options.MaxRetryAfter
+// (default 30s, Transport's old default) is now the one cap, and the rule
+// is Transport's: a longer Retry-After ends the retries at once with that
+// attempt's error (ReasonRetryAfter), rather than retry before the server
+// said it would answer. RFC 9110 10.2.3: Retry-After "indicates how long
+// the user agent ought to wait before making a follow-up request".
+func TestMaxRetryAfter(t *testing.T) {
+	// fn fails once asking for after, then succeeds.
+	askOnce := func(after time.Duration, calls *int) func(context.Context) error {
+		return func(context.Context) error {
+			*calls++
+			if *calls == 1 {
+				return &RetryAfterError{Err: errBoom, After: after}
+			}
+			return nil
+		}
+	}
+	bubble := func(name string, f func(t *testing.T)) {
+		t.Run(name, func(t *testing.T) { synctest.Test(t, f) })
+	}
+	bubble("default cap: an hour is not waited", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background()) // no deadline
+		defer cancel()
+		bound := time.AfterFunc(time.Minute, cancel) // a failing run ends, and says why
+		defer bound.Stop()
+		start := time.Now()
+		calls := 0
+		err := newR(t, Options{}).Do(ctx, askOnce(time.Hour, &calls))
+		var ee *ExhaustedError
+		var ra *RetryAfterError
+		if !errors.As(err, &ee) || ee.Reason != ReasonRetryAfter || ee.Attempts != 1 || calls != 1 ||
+			!errors.As(err, &ra) || ra.After != time.Hour || !errors.Is(err, errBoom) || !errors.Is(err, ErrExhausted) {
+			t.Fatalf("%v after %d calls in %v; want ReasonRetryAfter after 1 call, at once", err, calls, time.Since(start))
+		}
+		if el := time.Since(start); el != 0 {
+			t.Fatalf("returned after %v, want at once", el)
+		}
+		if !strings.Contains(err.Error(), "(Retry-After over MaxRetryAfter)") {
+			t.Fatalf("Error() = %q", err)
+		}
+	})
+	bubble("the package-level Do has the same cap", func(t *testing.T) {
+		calls := 0
+		if err := Do(context.Background(), askOnce(time.Hour, &calls)); !errors.Is(err, ErrExhausted) || calls != 1 {
+			t.Fatalf("%v after %d calls", err, calls)
+		}
+	})
+	for _, c := range []struct {
+		name      string
+		max, ask  time.Duration
+		wantWait  time.Duration
+		wantCalls int
+	}{
+		{"default cap: 30s is waited", 0, 30 * time.Second, 30 * time.Second, 2},
+		{"default cap: 30s+1ns is not", 0, 30*time.Second + 1, 0, 1},
+		{"raised cap: an hour is waited", 2 * time.Hour, time.Hour, time.Hour, 2},
+		{"lowered cap", time.Second, 2 * time.Second, 0, 1},
+	} {
+		bubble(c.name, func(t *testing.T) {
+			start := time.Now()
+			calls := 0
+			err := newR(t, Options{MaxRetryAfter: c.max, Backoff: Constant{}}).Do(context.Background(), askOnce(c.ask, &calls))
+			if calls != c.wantCalls || time.Since(start) != c.wantWait || (err == nil) != (c.wantCalls == 2) {
+				t.Fatalf("%v after %d calls in %v; want %d calls in %v", err, calls, time.Since(start), c.wantCalls, c.wantWait)
+			}
+		})
+	}
+}
+
+// TestGiveUpCarriesCause (issue 15 item 7): when ctx ends, the give-up
+// error matches ctx.Err() as before and also context.Cause(ctx), so a
+// caller cancelling with a cause (context.WithCancelCause,
+// WithTimeoutCause) finds it with errors.Is. cenkalti/backoff v5's Retry
+// returns context.Cause(ctx) when the ctx ends; Do keeps the attempt's
+// error and ctx.Err() in the chain too.
+func TestGiveUpCarriesCause(t *testing.T) {
+	errShutdown := errors.New("shutting down")
+	errSlow := errors.New("the caller's 300ms budget")
+	r := newR(t, Options{MaxAttempts: 10, Backoff: Constant{D: time.Second}})
+	check := func(t *testing.T, err, ctxErr, cause error, start time.Time, wantTook time.Duration) {
+		t.Helper()
+		var ee *ExhaustedError
+		if !errors.As(err, &ee) || ee.Reason != ReasonContext || !errors.Is(err, ErrExhausted) || !errors.Is(err, errBoom) {
+			t.Fatalf("%v; want an ExhaustedError with ReasonContext", err)
+		}
+		if !errors.Is(err, ctxErr) || !errors.Is(err, cause) {
+			t.Fatalf("%v: errors.Is(err, %v) = %v, errors.Is(err, cause %v) = %v; want both", err, ctxErr, errors.Is(err, ctxErr), cause, errors.Is(err, cause))
+		}
+		if want := "(ctx done: " + cause.Error() + "): boom"; !strings.Contains(err.Error(), want) {
+			t.Fatalf("Error() = %q, want it to contain %q", err, want)
+		}
+		if took := time.Since(start); took != wantTook {
+			t.Fatalf("returned after %v, want %v", took, wantTook)
+		}
+	}
+	t.Run("cancelled with a cause during the wait", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			ctx, cancel := context.WithCancelCause(context.Background())
+			time.AfterFunc(300*ms, func() { cancel(errShutdown) })
+			start := time.Now()
+			err := r.Do(ctx, func(context.Context) error { return errBoom })
+			check(t, err, context.Canceled, errShutdown, start, 300*ms)
+		})
+	})
+	t.Run("cancelled with a cause during the attempt", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			ctx, cancel := context.WithCancelCause(context.Background())
+			start := time.Now()
+			err := r.Do(ctx, func(context.Context) error { cancel(errShutdown); return errBoom })
+			check(t, err, context.Canceled, errShutdown, start, 0)
+		})
+	})
+	t.Run("deadline with a cause", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			ctx, cancel := context.WithTimeoutCause(context.Background(), 300*ms, errSlow)
+			defer cancel()
+			start := time.Now()
+			err := r.Do(ctx, func(ctx context.Context) error { <-ctx.Done(); return errBoom })
+			check(t, err, context.DeadlineExceeded, errSlow, start, 300*ms)
+		})
+	})
+	t.Run("a cause on the parent ctx", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			parent, cancel := context.WithCancelCause(context.Background())
+			ctx, cancelChild := context.WithCancel(parent)
+			defer cancelChild()
+			time.AfterFunc(300*ms, func() { cancel(errShutdown) })
+			start := time.Now()
+			err := r.Do(ctx, func(context.Context) error { return errBoom })
+			check(t, err, context.Canceled, errShutdown, start, 300*ms)
+		})
+	})
+	t.Run("no cause: as before", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(300*ms, cancel)
+			err := r.Do(ctx, func(context.Context) error { return errBoom })
+			var ee *ExhaustedError
+			if !errors.As(err, &ee) || !errors.Is(err, context.Canceled) ||
+				err.Error() != "retry: gave up after 1 attempt (ctx done): boom" || len(ee.Unwrap()) != 2 {
+				t.Fatalf("%q (unwraps to %v)", err, ee.Unwrap())
+			}
+		})
+	})
 }

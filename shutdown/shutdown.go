@@ -64,6 +64,10 @@ type Options struct {
 type Coordinator struct {
 	o Options
 
+	// notify subscribes Wait to the signals: signal.Notify, replaced by
+	// tests to learn when the handler is installed.
+	notify func(c chan<- os.Signal, sig ...os.Signal)
+
 	mu        sync.Mutex
 	servers   []named[Shutdowner]
 	closers   []named[func(context.Context) error]
@@ -104,7 +108,7 @@ func New(o Options) (*Coordinator, error) {
 	case o.StepTimeout <= 0:
 		return nil, fmt.Errorf("%w: Options.StepTimeout must be > 0, got %v", ErrInvalid, o.StepTimeout)
 	}
-	return &Coordinator{o: o, trigger: make(chan struct{}), done: make(chan struct{})}, nil
+	return &Coordinator{o: o, notify: signal.Notify, trigger: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 // Server registers something to Shutdown after the drain delay (an
@@ -161,7 +165,7 @@ func (c *Coordinator) Done() <-chan struct{} { return c.done }
 // stopped cleanly).
 func (c *Coordinator) Wait(ctx context.Context) error {
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, c.o.Signals...)
+	c.notify(sigs, c.o.Signals...)
 	defer signal.Stop(sigs)
 	return c.wait(ctx, sigs)
 }

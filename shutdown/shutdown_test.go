@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
 	"syscall"
@@ -70,21 +71,54 @@ func TestSequenceOrderAndErrors(t *testing.T) {
 	})
 }
 
+// TestSecondSignalForcesExit: a second signal during the sequence exits
+// with code 1. Issue 15 item 17: the test used to sleep 50ms for Wait to
+// subscribe and 50ms between the signals; on a slow runner a signal sent
+// before the handler is installed is lost (or, for a signal whose default
+// action is to terminate, kills the test binary), and two signals sent
+// before the first is handled coalesce into one. It now sends the first
+// signal once signal.Notify has returned and the second once the first
+// has started the sequence; the "slow runner" case delays the subscription
+// to prove it (the old test failed so: no exit after 5s).
 func TestSecondSignalForcesExit(t *testing.T) {
-	exited := make(chan int, 1)
-	c, _ := New(Options{Signals: []os.Signal{syscall.SIGUSR1}, DrainDelay: time.Hour, Timeout: 2 * time.Hour, Exit: func(code int) { exited <- code }})
-	go c.Wait(context.Background())
-	time.Sleep(50 * time.Millisecond) // let Wait subscribe
-	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
-	time.Sleep(50 * time.Millisecond)
-	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
-	select {
-	case code := <-exited:
-		if code != 1 {
-			t.Fatalf("exit code %d", code)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a second signal did not force the exit")
+	for _, c := range []struct {
+		name string
+		slow time.Duration // how long subscribing takes
+	}{{"fast", 0}, {"slow runner", 200 * time.Millisecond}} {
+		t.Run(c.name, func(t *testing.T) {
+			exited := make(chan int, 1)
+			co, err := New(Options{Signals: []os.Signal{syscall.SIGUSR1}, DrainDelay: time.Hour, Timeout: 2 * time.Hour, Exit: func(code int) { exited <- code }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			subscribed := make(chan struct{})
+			co.notify = func(ch chan<- os.Signal, sig ...os.Signal) {
+				time.Sleep(c.slow) // a slow runner, not a synchronisation
+				signal.Notify(ch, sig...)
+				close(subscribed)
+			}
+			go co.Wait(context.Background())
+			await := func(ch <-chan struct{}, what string) {
+				t.Helper()
+				select {
+				case <-ch:
+				case <-time.After(5 * time.Second):
+					t.Fatalf("%s: not after 5s", what)
+				}
+			}
+			await(subscribed, "Wait subscribed to SIGUSR1")
+			syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+			await(co.trigger, "the first signal started the sequence")
+			syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+			select {
+			case code := <-exited:
+				if code != 1 {
+					t.Fatalf("exit code %d", code)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("a second signal did not force the exit")
+			}
+		})
 	}
 }
 
