@@ -13,9 +13,20 @@
 // stored (the client may retry), 4xx are (unless NoStore4xx). Records
 // expire after TTL (24h).
 //
+// The caller scope is required: MiddlewareOptions.Scope returns the
+// caller's identity, or MiddlewareOptions.Unscoped declares, in so many
+// words, that all callers share one key space (and can read each other's
+// stored responses by sending the same key and body).
+//
 // The running request holds a lease that a heartbeat renews. If its
 // process dies, the lease expires and a retry may run the handler again:
-// execution is at least once, the response exactly once. For effects
+// execution is at least once, the response exactly once. If the heartbeat
+// finds the lease lost (the holder stalled, the record expired and another
+// caller took the key over), the handler's ctx, or Guard.Do's fn's, is
+// cancelled with cause ErrLeaseLost, so the work stops instead of running
+// beside its successor. A handler or fn that panics releases its key
+// before the panic goes on, so a retry (a redelivered job whose panic a
+// queue worker recovered) runs again. For effects
 // exactly once, commit them with the key's completion in one transaction:
 // idempotencypg.Store.InTx (HTTP) and GuardTx (jobs).
 //

@@ -112,8 +112,9 @@ func DecodeResponse(b []byte) (Response, error) {
 	return r, nil
 }
 
-// MiddlewareOptions configures NewMiddleware. The zero value works: keys
-// optional, POST and PATCH, an in-process MemoryStore.
+// MiddlewareOptions configures NewMiddleware. Scope (or, explicitly,
+// Unscoped) is required; every other field has a default: keys optional,
+// POST and PATCH, an in-process MemoryStore.
 type MiddlewareOptions struct {
 	// Store keeps the records. Default: a new MemoryStore (one process
 	// only).
@@ -123,11 +124,24 @@ type MiddlewareOptions struct {
 	Required bool
 	// Methods are the methods keys apply to. Default: POST and PATCH.
 	Methods []string
-	// Scope is the caller's identity (user or API client id), part of the
-	// key: two callers using the same key neither collide nor read each
-	// other's responses. Default: none; set it whenever the route serves
-	// more than one caller.
+	// Scope is the caller's identity (the authenticated user, tenant or
+	// API client id), part of the key: two callers sending the same key
+	// neither collide nor read each other's responses (the draft's
+	// security considerations ask for such composite keys). It must come
+	// from something the caller cannot forge (the authenticated
+	// principal, not a header the client sets freely). Requests for which
+	// it returns "" share one key space. Required unless Unscoped is set:
+	// NewMiddleware refuses Options with neither.
 	Scope func(*http.Request) string
+	// Unscoped declares that keys are NOT scoped by caller: every client
+	// of the route shares one key space, so a client that sends (or
+	// guesses) another client's key and body receives that client's
+	// stored response, and a key collision between two clients makes one
+	// of them get 409 or 422 for a request it never sent. Set it only for
+	// a route with one caller (a single internal service) or where
+	// responses hold nothing private. Default: false; setting it together
+	// with Scope is an error.
+	Unscoped bool
 	// Route names the operation, part of the key. Default: the URL path.
 	Route func(*http.Request) string
 	// FingerprintHeaders are request headers that, with the method, path
@@ -167,7 +181,7 @@ type Middleware struct {
 	methods map[string]bool
 	stored  map[string]bool
 
-	executed, replayed, conflicts, mismatches, badKeys, unavailable, released atomic.Uint64
+	executed, replayed, conflicts, mismatches, badKeys, unavailable, released, leaseLost atomic.Uint64
 }
 
 // NewMiddleware returns the middleware, or an error naming the bad option.
@@ -193,6 +207,10 @@ func NewMiddleware(o MiddlewareOptions) (*Middleware, error) {
 		o.StoreHeaders = []string{"Content-Type", "Content-Location", "Location", "ETag", "Cache-Control"}
 	}
 	switch {
+	case o.Scope == nil && !o.Unscoped:
+		return nil, fmt.Errorf("%w: MiddlewareOptions.Scope is required (a func returning the caller's identity, which becomes part of every key); set MiddlewareOptions.Unscoped to share one key space between all callers instead", ErrInvalid)
+	case o.Scope != nil && o.Unscoped:
+		return nil, fmt.Errorf("%w: MiddlewareOptions.Scope and MiddlewareOptions.Unscoped are both set; keep one", ErrInvalid)
 	case o.MaxBodyBytes < 0:
 		return nil, fmt.Errorf("%w: MiddlewareOptions.MaxBodyBytes must be > 0, got %d", ErrInvalid, o.MaxBodyBytes)
 	case o.MaxResponseBytes < 0:
@@ -324,13 +342,23 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handler, key, token string) {
 	m.executed.Add(1)
 	exec := &Execution{Key: key, Token: token, TTL: m.o.TTL}
-	ctx := context.WithValue(r.Context(), execKey{}, exec)
+	// The handler's ctx ends, with cause ErrLeaseLost, if the heartbeat
+	// finds the lease lost: another request may be running the key now,
+	// so this one must stop its work. A lease lost once the handler has
+	// completed the key in its own transaction (InTx) is no loss.
+	ctx, cancel := context.WithCancelCause(context.WithValue(r.Context(), execKey{}, exec))
 	rec := &recorder{w: w, max: m.o.MaxResponseBytes}
-	hb := startHeartbeat(m.o.Store, key, token, m.o.Lease, m.o.Logger)
+	hb := startHeartbeat(m.o.Store, key, token, m.o.Lease, m.o.Logger, func() {
+		if !exec.completed.Load() {
+			m.leaseLost.Add(1)
+			cancel(ErrLeaseLost)
+		}
+	})
 	bg := context.WithoutCancel(ctx)
 	finished := false
 	defer func() {
 		hb.Stop()
+		cancel(nil)
 		if finished {
 			return
 		}
@@ -454,10 +482,13 @@ type MiddlewareStats struct {
 	// Released counts keys given back after a 5xx, a panic or an oversized
 	// response, so a retry runs again.
 	Released uint64
+	// LeaseLost counts handlers whose lease was found lost while they ran
+	// (their ctx was cancelled with cause ErrLeaseLost).
+	LeaseLost uint64
 }
 
 // Stats returns a snapshot of the counters.
 func (m *Middleware) Stats() MiddlewareStats {
 	return MiddlewareStats{Executed: m.executed.Load(), Replayed: m.replayed.Load(), Conflicts: m.conflicts.Load(), Mismatches: m.mismatches.Load(),
-		BadKeys: m.badKeys.Load(), Unavailable: m.unavailable.Load(), Released: m.released.Load()}
+		BadKeys: m.badKeys.Load(), Unavailable: m.unavailable.Load(), Released: m.released.Load(), LeaseLost: m.leaseLost.Load()}
 }

@@ -14,8 +14,13 @@ import (
 	"time"
 )
 
+// newMW is NewMiddleware for tests; without a Scope the keys are
+// explicitly Unscoped (the tests send one caller's requests).
 func newMW(t testing.TB, o MiddlewareOptions) *Middleware {
 	t.Helper()
+	if o.Scope == nil {
+		o.Unscoped = true
+	}
 	m, err := NewMiddleware(o)
 	if err != nil {
 		t.Fatal(err)
@@ -234,6 +239,23 @@ func TestOptions(t *testing.T) {
 	for _, o := range []MiddlewareOptions{{TTL: -1}, {Lease: time.Millisecond}, {Lease: 2 * time.Hour, TTL: time.Hour}, {MaxBodyBytes: -1}, {MaxResponseBytes: -1}} {
 		if _, err := NewMiddleware(o); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "MiddlewareOptions.") {
 			t.Errorf("NewMiddleware(%+v) = %v", o, err)
+		}
+	}
+	// Keys must be scoped, or explicitly not (issue 16 item 10).
+	for _, c := range []struct {
+		o    MiddlewareOptions
+		want string
+	}{
+		{MiddlewareOptions{}, "MiddlewareOptions.Scope is required"},
+		{MiddlewareOptions{Scope: func(*http.Request) string { return "" }, Unscoped: true}, "MiddlewareOptions.Unscoped are both set"},
+	} {
+		if _, err := NewMiddleware(c.o); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("NewMiddleware(%+v) = %v; want ErrInvalid saying %q", c.o, err, c.want)
+		}
+	}
+	for _, o := range []MiddlewareOptions{{Unscoped: true}, {Scope: func(*http.Request) string { return "u" }}} {
+		if _, err := NewMiddleware(o); err != nil {
+			t.Errorf("NewMiddleware(%+v): %v", o, err)
 		}
 	}
 	if _, err := NewGuard(GuardOptions{PollInterval: -1}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "GuardOptions.PollInterval") {
