@@ -158,10 +158,19 @@ type MiddlewareOptions struct {
 	// Default: Content-Type, Content-Location, Location, ETag,
 	// Cache-Control.
 	StoreHeaders []string
-	// NoStore4xx releases the key after a 4xx response instead of storing
-	// it, so the client can fix the request and retry with the same key.
-	// Default: false (4xx are stored, as Stripe does). 5xx are never
-	// stored: the client may retry.
+	// StoreStatus reports whether a response with status code is stored
+	// and replayed to retries; when it returns false the key is released
+	// instead, so a retry with the same key runs the handler again. It is
+	// asked about codes below 500 only: 5xx responses are never stored
+	// (the client may retry). Default: DefaultStoreStatus, which stores
+	// 2xx, 3xx and 4xx except 408, 409, 425 and 429 (a timeout, a
+	// conflict, too early, throttled: answers about this attempt, not
+	// results of the request; Stripe stores nothing for a request that
+	// conflicted).
+	StoreStatus func(code int) bool
+	// NoStore4xx also releases the key after every 4xx response, whatever
+	// StoreStatus says, so the client can fix the request and retry with
+	// the same key. Default: false.
 	NoStore4xx bool
 	// TTL is how long a completed response is kept. Default: 24h.
 	TTL time.Duration
@@ -202,6 +211,9 @@ func NewMiddleware(o MiddlewareOptions) (*Middleware, error) {
 	}
 	if o.MaxResponseBytes == 0 {
 		o.MaxResponseBytes = 1 << 20
+	}
+	if o.StoreStatus == nil {
+		o.StoreStatus = DefaultStoreStatus
 	}
 	if o.StoreHeaders == nil {
 		o.StoreHeaders = []string{"Content-Type", "Content-Location", "Location", "ETag", "Cache-Control"}
@@ -375,7 +387,7 @@ func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handl
 	if status == 0 {
 		status = http.StatusOK
 	}
-	if status >= 500 || (status >= 400 && m.o.NoStore4xx) || rec.over {
+	if !m.stores(status) || rec.over {
 		m.release(bg, key, token)
 		return
 	}
@@ -388,6 +400,31 @@ func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handl
 	if err := m.o.Store.Complete(bg, key, token, EncodeResponse(resp), m.o.TTL); err != nil {
 		m.o.Logger.LogAttrs(ctx, slog.LevelWarn, "idempotency: the response was not stored; a retry runs the handler again", slog.Any("error", err))
 	}
+}
+
+// stores reports whether a response with status is stored (see
+// MiddlewareOptions.StoreStatus).
+func (m *Middleware) stores(status int) bool {
+	switch {
+	case status >= 500:
+		return false
+	case status >= 400 && m.o.NoStore4xx:
+		return false
+	}
+	return m.o.StoreStatus(status)
+}
+
+// DefaultStoreStatus is the default MiddlewareOptions.StoreStatus: it
+// stores every status below 500 except 408 Request Timeout, 409 Conflict,
+// 425 Too Early and 429 Too Many Requests, which say the attempt was
+// not processed (timed out, conflicted, came too early, was throttled)
+// and must not be replayed to the retry that follows.
+func DefaultStoreStatus(code int) bool {
+	switch code {
+	case http.StatusRequestTimeout, http.StatusConflict, http.StatusTooEarly, http.StatusTooManyRequests:
+		return false
+	}
+	return code < 500
 }
 
 func (m *Middleware) release(ctx context.Context, key, token string) {

@@ -119,6 +119,17 @@ func TestWhatIsStored(t *testing.T) {
 		{"4xx is stored", 400, MiddlewareOptions{}, 1, [2]int{400, 400}},
 		{"4xx with NoStore4xx runs again", 400, MiddlewareOptions{NoStore4xx: true}, 2, [2]int{400, 400}},
 		{"an oversized response is not stored", 200, MiddlewareOptions{MaxResponseBytes: 10}, 2, [2]int{200, 200}},
+		// Answers about the attempt, not results (issue 16 item 9).
+		{"429 is not stored", 429, MiddlewareOptions{}, 2, [2]int{429, 429}},
+		{"408 is not stored", 408, MiddlewareOptions{}, 2, [2]int{408, 408}},
+		{"409 is not stored", 409, MiddlewareOptions{}, 2, [2]int{409, 409}},
+		{"425 is not stored", 425, MiddlewareOptions{}, 2, [2]int{425, 425}},
+		{"404 is stored", 404, MiddlewareOptions{}, 1, [2]int{404, 404}},
+		{"302 is stored", 302, MiddlewareOptions{}, 1, [2]int{302, 302}},
+		{"StoreStatus decides below 500", 400, MiddlewareOptions{StoreStatus: func(code int) bool { return code < 300 }}, 2, [2]int{400, 400}},
+		{"StoreStatus may store 429", 429, MiddlewareOptions{StoreStatus: func(int) bool { return true }}, 1, [2]int{429, 429}},
+		{"StoreStatus cannot store 5xx", 500, MiddlewareOptions{StoreStatus: func(int) bool { return true }}, 2, [2]int{500, 500}},
+		{"NoStore4xx overrides StoreStatus", 404, MiddlewareOptions{NoStore4xx: true, StoreStatus: func(int) bool { return true }}, 2, [2]int{404, 404}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var runs atomic.Int64
