@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -238,25 +240,69 @@ func NewMiddleware(o MiddlewareOptions) (*Middleware, error) {
 	return m, nil
 }
 
-// ValidateKey checks an Idempotency-Key header value: 1 to 255 printable
-// ASCII characters (a structured-field string in quotes is unquoted
-// first). It returns the key or an error saying what is wrong.
+// ValidateKey parses an Idempotency-Key header value and returns the key,
+// or an error saying what is wrong. Two forms are accepted:
+//
+//   - the draft's form, a structured-field String (RFC 8941 section 3.3.3):
+//     in double quotes, of printable ASCII including spaces, with \" and
+//     \\ as the only escapes, e.g. "8e03978e-40d5-43e8-bc93-6894a57f9324"
+//     or "a \"quoted\" key" (parameters after the string are not
+//     accepted);
+//   - the bare form most clients send: printable ASCII without spaces,
+//     double quotes or backslashes, e.g. 8e03978e-40d5-43e8-bc93-6894a57f9324.
+//
+// Both forms of the same characters are the same key. Spaces around the
+// value are ignored. The key has 1 to 255 characters (after unescaping).
 func ValidateKey(v string) (string, error) {
-	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-		v = v[1 : len(v)-1]
+	v = strings.Trim(v, " \t")
+	var key string
+	if strings.HasPrefix(v, `"`) {
+		k, err := parseSFString(v)
+		if err != nil {
+			return "", err
+		}
+		key = k
+	} else {
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+				return "", fmt.Errorf("the Idempotency-Key header has a character that is not allowed at position %d: send a quoted string (\"...\", with \\\" and \\\\ escapes) or printable ASCII without spaces, quotes or backslashes (a UUID is ideal)", i)
+			}
+		}
+		key = v
 	}
 	switch {
-	case v == "":
+	case key == "":
 		return "", errors.New("the Idempotency-Key header is empty")
-	case len(v) > 255:
-		return "", fmt.Errorf("the Idempotency-Key header is %d characters long; at most 255 are allowed", len(v))
+	case len(key) > 255:
+		return "", fmt.Errorf("the Idempotency-Key header is %d characters long; at most 255 are allowed", len(key))
 	}
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return "", fmt.Errorf("the Idempotency-Key header has a character that is not allowed at position %d: use printable ASCII without spaces, quotes or backslashes (a UUID is ideal)", i)
+	return key, nil
+}
+
+// parseSFString parses v, which starts with a double quote, as an RFC 8941
+// String and returns its content.
+func parseSFString(v string) (string, error) {
+	var b strings.Builder
+	for i := 1; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '\\':
+			i++
+			if i == len(v) || (v[i] != '"' && v[i] != '\\') {
+				return "", fmt.Errorf("the Idempotency-Key header has a backslash at position %d that escapes neither a double quote nor a backslash", i-1)
+			}
+			b.WriteByte(v[i])
+		case c == '"':
+			if i != len(v)-1 {
+				return "", fmt.Errorf("the Idempotency-Key header has characters after its closing double quote at position %d: send one quoted string", i)
+			}
+			return b.String(), nil
+		case c < 0x20 || c > 0x7e:
+			return "", fmt.Errorf("the Idempotency-Key header has a character that is not allowed at position %d: a quoted key is printable ASCII", i)
+		default:
+			b.WriteByte(c)
 		}
 	}
-	return v, nil
+	return "", errors.New("the Idempotency-Key header opens a double quote it does not close")
 }
 
 type execKey struct{}
@@ -293,27 +339,27 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 		}
 		if len(vals) != 1 {
 			m.badKeys.Add(1)
-			msg := "this endpoint requires an Idempotency-Key header"
+			typ, msg := ProblemKeyMissing, "this endpoint requires an Idempotency-Key header"
 			if len(vals) > 1 {
-				msg = "send one Idempotency-Key header, not " + strconv.Itoa(len(vals))
+				typ, msg = ProblemKeyInvalid, "send one Idempotency-Key header, not "+strconv.Itoa(len(vals))
 			}
-			problem(w, http.StatusBadRequest, msg)
+			problem(w, http.StatusBadRequest, typ, msg)
 			return
 		}
 		raw := vals[0]
 		key, err := ValidateKey(raw)
 		if err != nil {
 			m.badKeys.Add(1)
-			problem(w, http.StatusBadRequest, err.Error())
+			problem(w, http.StatusBadRequest, ProblemKeyInvalid, err.Error())
 			return
 		}
 		body, err := io.ReadAll(io.LimitReader(r.Body, m.o.MaxBodyBytes+1))
 		if err != nil {
-			problem(w, http.StatusBadRequest, "cannot read the request body: "+err.Error())
+			problem(w, http.StatusBadRequest, ProblemBodyUnreadable, "cannot read the request body: "+err.Error())
 			return
 		}
 		if int64(len(body)) > m.o.MaxBodyBytes {
-			problem(w, http.StatusRequestEntityTooLarge, "the request body is over "+strconv.FormatInt(m.o.MaxBodyBytes, 10)+" bytes")
+			problem(w, http.StatusRequestEntityTooLarge, ProblemBodyTooLarge, "the request body is over "+strconv.FormatInt(m.o.MaxBodyBytes, 10)+" bytes")
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -323,14 +369,14 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 			m.unavailable.Add(1)
 			m.o.Logger.LogAttrs(r.Context(), slog.LevelError, "idempotency: the store failed; refusing the request rather than risk running it twice", slog.Any("error", err))
 			w.Header().Set("Retry-After", "1")
-			problem(w, http.StatusServiceUnavailable, "idempotency keys are unavailable; retry later with the same key")
+			problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "idempotency keys are unavailable; retry later with the same key")
 			return
 		}
 		switch out.Status {
 		case Completed:
 			resp, err := DecodeResponse(out.Result)
 			if err != nil {
-				problem(w, http.StatusInternalServerError, "the stored response for this key is unreadable")
+				problem(w, http.StatusInternalServerError, ProblemStoredResponseUnreadable, "the stored response for this key is unreadable")
 				return
 			}
 			m.replayed.Add(1)
@@ -339,12 +385,12 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 			return
 		case Mismatch:
 			m.mismatches.Add(1)
-			problem(w, http.StatusUnprocessableEntity, "this Idempotency-Key was used with a different request; use a new key for a new request")
+			problem(w, http.StatusUnprocessableEntity, ProblemKeyReused, "this Idempotency-Key was used with a different request; use a new key for a new request")
 			return
 		case Running:
 			m.conflicts.Add(1)
 			w.Header().Set("Retry-After", strconv.FormatInt(max(1, int64((out.RetryAfter+time.Second-1)/time.Second)), 10))
-			problem(w, http.StatusConflict, "a request with this Idempotency-Key is still being processed; retry later")
+			problem(w, http.StatusConflict, ProblemRequestInFlight, "a request with this Idempotency-Key is still being processed; retry later")
 			return
 		}
 		m.run(w, r, next, scoped, out.Token)
@@ -464,10 +510,66 @@ func (m *Middleware) fingerprint(r *http.Request, body []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func problem(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+// The type URIs of the middleware's problem details (RFC 9457), one per
+// error, stable across versions: clients may match on them. They identify
+// the problem and are documented here; they need not resolve. Every
+// error response is application/problem+json with type, title, status and
+// detail members, as in the examples of
+// draft-ietf-httpapi-idempotency-key-header.
+const (
+	// ProblemKeyMissing (400): the endpoint requires an Idempotency-Key
+	// header and the request has none.
+	ProblemKeyMissing = "https://scalekit.dev/problems/idempotency-key-missing"
+	// ProblemKeyInvalid (400): the Idempotency-Key header is malformed,
+	// too long, or sent more than once (see ValidateKey).
+	ProblemKeyInvalid = "https://scalekit.dev/problems/idempotency-key-invalid"
+	// ProblemKeyReused (422): the key was used with a different request.
+	ProblemKeyReused = "https://scalekit.dev/problems/idempotency-key-reused"
+	// ProblemRequestInFlight (409, with Retry-After): a request with this
+	// key is still being processed.
+	ProblemRequestInFlight = "https://scalekit.dev/problems/idempotency-request-in-flight"
+	// ProblemUnavailable (503, with Retry-After): the Store failed, so the
+	// request was not run (fail closed).
+	ProblemUnavailable = "https://scalekit.dev/problems/idempotency-unavailable"
+	// ProblemBodyTooLarge (413): the request body is over
+	// MiddlewareOptions.MaxBodyBytes.
+	ProblemBodyTooLarge = "https://scalekit.dev/problems/idempotency-body-too-large"
+	// ProblemBodyUnreadable (400): the request body could not be read.
+	ProblemBodyUnreadable = "https://scalekit.dev/problems/idempotency-body-unreadable"
+	// ProblemStoredResponseUnreadable (500): the response stored for the
+	// key cannot be decoded.
+	ProblemStoredResponseUnreadable = "https://scalekit.dev/problems/idempotency-stored-response-unreadable"
+)
+
+var problemTitles = map[string]string{
+	ProblemKeyMissing:               "Idempotency-Key is missing",
+	ProblemKeyInvalid:               "Idempotency-Key is invalid",
+	ProblemKeyReused:                "Idempotency-Key is already used",
+	ProblemRequestInFlight:          "A request is outstanding for this Idempotency-Key",
+	ProblemUnavailable:              "Idempotency keys are unavailable",
+	ProblemBodyTooLarge:             "Request body too large",
+	ProblemBodyUnreadable:           "Request body unreadable",
+	ProblemStoredResponseUnreadable: "Stored response unreadable",
+}
+
+// Problem is the body of the middleware's error responses, an RFC 9457
+// problem details object.
+type Problem struct {
+	// Type is one of the Problem... URIs.
+	Type string `json:"type"`
+	// Title is the short summary of Type.
+	Title string `json:"title"`
+	// Status is the response's status code.
+	Status int `json:"status"`
+	// Detail says what is wrong with this request and what to do.
+	Detail string `json:"detail"`
+}
+
+func problem(w http.ResponseWriter, status int, typ, detail string) {
+	body, _ := json.Marshal(Problem{Type: typ, Title: problemTitles[typ], Status: status, Detail: detail})
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
-	_, _ = io.WriteString(w, msg+"\n")
+	_, _ = w.Write(append(body, '\n'))
 }
 
 // recorder passes the response through and keeps a copy of it.

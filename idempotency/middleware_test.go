@@ -2,6 +2,7 @@ package idempotency
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -272,4 +273,129 @@ func TestOptions(t *testing.T) {
 	if _, err := NewGuard(GuardOptions{PollInterval: -1}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "GuardOptions.PollInterval") {
 		t.Errorf("NewGuard: %v", err)
 	}
+}
+
+// The Idempotency-Key is a structured-field String (draft-07): quoted,
+// with \" and \\ escapes, spaces allowed; the bare form real clients send
+// is accepted too and is the same key (issue 16 item 11).
+func TestKeyForms(t *testing.T) {
+	for _, c := range []struct{ header, key string }{
+		{`"a b"`, `a b`},
+		{`"a\"b"`, `a"b`},
+		{`"a\\b"`, `a\b`},
+		{`"8e03978e-40d5"`, `8e03978e-40d5`},
+		{`8e03978e-40d5`, `8e03978e-40d5`},
+		{` "padded" `, `padded`},
+		{`"` + strings.Repeat("a", 255) + `"`, strings.Repeat("a", 255)},
+		{`"` + strings.Repeat(`\"`, 255) + `"`, strings.Repeat(`"`, 255)},
+	} {
+		if got, err := ValidateKey(c.header); err != nil || got != c.key {
+			t.Errorf("ValidateKey(%s) = %q, %v; want %q", c.header, got, err, c.key)
+		}
+	}
+	for _, bad := range []string{`""`, `"abc`, `"a"b"`, `"a\xb"`, `"a\"`, `"é"`, "\"a\x01b\"", `a b`, `a"b`, `a\b`, `"` + strings.Repeat("a", 256) + `"`, `"a";p=1`} {
+		if got, err := ValidateKey(bad); err == nil || !strings.Contains(err.Error(), "Idempotency-Key") {
+			t.Errorf("ValidateKey(%s) = %q, %v; want an error about the Idempotency-Key", bad, got, err)
+		}
+	}
+	var runs atomic.Int64
+	h := newMW(t, MiddlewareOptions{Required: true}).Handler(payments(&runs, 201))
+	if w := do(h, "POST", `"a b"`, "x"); w.Code != 201 || runs.Load() != 1 {
+		t.Fatalf(`key "a b": %d %q, want it accepted`, w.Code, w.Body)
+	}
+	if w := do(h, "POST", `"a\"b"`, "x"); w.Code != 201 || runs.Load() != 2 {
+		t.Fatalf(`key "a\"b": %d %q, want it accepted`, w.Code, w.Body)
+	}
+	// The quoted and the bare form of one key are one key: replayed.
+	do(h, "POST", `"uuid-1"`, "x")
+	if w := do(h, "POST", `uuid-1`, "x"); w.Header().Get("Idempotent-Replayed") != "true" || runs.Load() != 3 {
+		t.Fatalf("bare form after the quoted one: %d, replayed %q, runs %d; want the replay", w.Code, w.Header().Get("Idempotent-Replayed"), runs.Load())
+	}
+}
+
+// Every error is application/problem+json (RFC 9457) with a stable type
+// URI; status codes, Retry-After and Idempotent-Replayed are unchanged.
+func TestProblemDetails(t *testing.T) {
+	var runs atomic.Int64
+	block, started := make(chan struct{}), make(chan struct{}, 1)
+	m := newMW(t, MiddlewareOptions{Required: true, MaxBodyBytes: 8})
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs.Add(1)
+		if r.URL.Query().Get("block") != "" {
+			started <- struct{}{}
+			<-block
+		}
+		w.WriteHeader(201)
+	}))
+	send := func(path, key, body string, hdr ...string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", path, strings.NewReader(body))
+		if key != "" {
+			r.Header.Set("Idempotency-Key", key)
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			r.Header.Add(hdr[i], hdr[i+1])
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); send("/p?block=1", "busy", "x") }()
+	<-started
+	inFlight := send("/p?block=1", "busy", "x")
+	close(block)
+	<-done
+	send("/p", "used", "a")
+	down := newMW(t, MiddlewareOptions{Store: failing{}}).Handler(http.NotFoundHandler())
+	unavailable := httptest.NewRecorder()
+	r := httptest.NewRequest("POST", "/p", strings.NewReader("x"))
+	r.Header.Set("Idempotency-Key", "k")
+	down.ServeHTTP(unavailable, r)
+	for _, c := range []struct {
+		name       string
+		w          *httptest.ResponseRecorder
+		status     int
+		typ        string
+		retryAfter bool
+	}{
+		{"missing", send("/p", "", "x"), 400, ProblemKeyMissing, false},
+		{"invalid", send("/p", `"open`, "x"), 400, ProblemKeyInvalid, false},
+		{"two keys", send("/p", "", "x", "Idempotency-Key", "a", "Idempotency-Key", "b"), 400, ProblemKeyInvalid, false},
+		{"reused", send("/p", "used", "b"), 422, ProblemKeyReused, false},
+		{"in flight", inFlight, 409, ProblemRequestInFlight, true},
+		{"too large", send("/p", "big", "123456789"), 413, ProblemBodyTooLarge, false},
+		{"store down", unavailable, 503, ProblemUnavailable, true},
+	} {
+		var p Problem
+		err := json.Unmarshal(c.w.Body.Bytes(), &p)
+		if c.w.Code != c.status || c.w.Header().Get("Content-Type") != "application/problem+json" || err != nil ||
+			p.Type != c.typ || p.Status != c.status || p.Title == "" || p.Detail == "" {
+			t.Errorf("%s: %d %q %q (%v); want %d application/problem+json of type %s with title and detail", c.name, c.w.Code, c.w.Header().Get("Content-Type"), c.w.Body, err, c.status, c.typ)
+		}
+		if got := c.w.Header().Get("Retry-After") != ""; got != c.retryAfter {
+			t.Errorf("%s: Retry-After %q, want present=%v", c.name, c.w.Header().Get("Retry-After"), c.retryAfter)
+		}
+		if c.w.Header().Get("Idempotent-Replayed") != "" {
+			t.Errorf("%s: an error carries Idempotent-Replayed", c.name)
+		}
+	}
+	if runs.Load() != 2 {
+		t.Fatalf("runs %d, want 2 (busy and used)", runs.Load())
+	}
+}
+
+// failing is a Store that is down.
+type failing struct{}
+
+func (failing) Begin(context.Context, string, string, time.Duration, time.Duration) (Outcome, error) {
+	return Outcome{}, errors.New("connection refused")
+}
+func (failing) Complete(context.Context, string, string, []byte, time.Duration) error {
+	return errors.New("connection refused")
+}
+func (failing) Abandon(context.Context, string, string) error {
+	return errors.New("connection refused")
+}
+func (failing) Extend(context.Context, string, string, time.Duration) error {
+	return errors.New("connection refused")
 }
