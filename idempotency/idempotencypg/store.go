@@ -132,7 +132,13 @@ FROM ` + t + ` k WHERE k.key = $1 AND k.expires_at > coalesce($6::timestamptz, n
 	held := ` WHERE key = $1 AND token = $2 AND state = 'run' AND expires_at > coalesce($3::timestamptz, now())`
 	s.complete = `UPDATE ` + t + ` SET state = 'done', result = $4, expires_at = coalesce($3::timestamptz, now()) + $5 * interval '1 millisecond'` + held
 	s.abandon = `DELETE FROM ` + t + held
-	s.extend = `UPDATE ` + t + ` SET lease_until = coalesce($3::timestamptz, now()) + $4 * interval '1 millisecond'` + held
+	// A renewal does not wait on the row: its lock is held by a Begin (a
+	// moment) or by the transaction completing the key (InTx, GuardTx),
+	// after whose commit the renewal would find the key completed and
+	// report the lease lost. NOWAIT fails it at once instead (SQLSTATE
+	// 55P03, not ErrLeaseLost); the heartbeat renews at the next beat.
+	s.extend = `UPDATE ` + t + ` SET lease_until = coalesce($3::timestamptz, now()) + $4 * interval '1 millisecond'` + held +
+		` AND key = (SELECT key FROM ` + t + ` WHERE key = $1 FOR UPDATE NOWAIT)`
 }
 
 // Migrate creates the table and its expiry index if they do not exist.
@@ -242,7 +248,10 @@ func (s *Store) Abandon(ctx context.Context, key, token string) error {
 	return s.fenced(ctx, s.pool, s.abandon, key, token, s.nowArg())
 }
 
-// Extend is idempotency.Store.Extend.
+// Extend is idempotency.Store.Extend. It does not wait for the key's row
+// lock: while another transaction holds it (one completing the key) it
+// fails at once with PostgreSQL's lock_not_available error, which is not
+// ErrLeaseLost.
 func (s *Store) Extend(ctx context.Context, key, token string, lease time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()

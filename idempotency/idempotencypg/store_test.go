@@ -15,6 +15,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/idempotency/idempotencytest"
+	"github.com/scalekit-go/scalekit/internal/poll"
 	"github.com/scalekit-go/scalekit/internal/testclock"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 )
@@ -299,6 +300,57 @@ func TestGuardTxLostLeaseAndPanic(t *testing.T) {
 	}
 	if _, err := s.GuardTx(ctx, "bad", 0, time.Hour, nil); !errors.Is(err, idempotency.ErrInvalid) {
 		t.Fatalf("GuardTx with lease 0: %v, want ErrInvalid", err)
+	}
+}
+
+// A renewal that meets the key's row locked by the completing
+// transaction (InTx: the handler's own, committing its effect and the
+// stored response) must not wait for the lock and then report the lease
+// lost because the commit completed the key: the middleware would cancel
+// a handler that has just succeeded. It fails fast, and the heartbeat
+// tries again at the next beat.
+func TestExtendDoesNotWaitOnTheCompletingTx(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	s := newStore(t, f, Options{})
+	out, err := s.Begin(ctx, "k", "fp", time.Minute, time.Hour)
+	if err != nil || out.Status != idempotency.Started {
+		t.Fatal(out, err)
+	}
+	tx, err := f.Primary.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if err := s.CompleteTx(ctx, tx, "k", out.Token, []byte("r"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	extended := make(chan error, 1)
+	go func() { extended <- s.Extend(ctx, "k", out.Token, time.Minute) }()
+	// Commit once the renewal has answered or is waiting on the row lock.
+	var err2 error
+	answered := false
+	poll.Until(t, 10*time.Second, "the renewal answers or waits on the lock", func() bool {
+		select {
+		case err2 = <-extended:
+			answered = true
+			return true
+		default:
+		}
+		var waiting int
+		if err := f.Primary.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		return waiting > 0
+	})
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !answered {
+		err2 = <-extended
+	}
+	if err2 == nil || errors.Is(err2, idempotency.ErrLeaseLost) {
+		t.Fatalf("Extend against the row the completing transaction holds: %v; want a transient error, not ErrLeaseLost", err2)
 	}
 }
 
