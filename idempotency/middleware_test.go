@@ -8,7 +8,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -398,4 +401,74 @@ func (failing) Abandon(context.Context, string, string) error {
 }
 func (failing) Extend(context.Context, string, string, time.Duration) error {
 	return errors.New("connection refused")
+}
+
+// Many goroutines run Guard.Do on a few keys whose fn sometimes panics
+// and sometimes fails: every key completes exactly once, every caller
+// that gets a result gets that run's result, and no key stays held by a
+// panicked run.
+func TestGuardHammer(t *testing.T) {
+	g, err := NewGuard(GuardOptions{Lease: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const keys, workers, rounds = 8, 32, 40
+	var successes [keys]atomic.Int64
+	var attempts atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < rounds; i++ {
+				k := (w + i) % keys
+				key := "hammer-" + strconv.Itoa(k)
+				for {
+					res, err := func() (res []byte, err error) {
+						defer func() {
+							if recover() != nil {
+								err = errors.New("panicked")
+							}
+						}()
+						return g.Do(context.Background(), key, func(ctx context.Context) ([]byte, error) {
+							switch attempts.Add(1) % 3 {
+							case 0:
+								panic("boom")
+							case 1:
+								return nil, errors.New("transient")
+							}
+							successes[k].Add(1)
+							return []byte(key), nil
+						})
+					}()
+					if err == nil {
+						if string(res) != key {
+							errs <- fmt.Errorf("Do(%s) = %q", key, res)
+							return
+						}
+						break
+					}
+					if errors.Is(err, ErrInProgress) {
+						if time.Since(start) > 30*time.Second {
+							errs <- fmt.Errorf("%s still in progress after 30s: a panicked run holds it", key)
+							return
+						}
+						runtime.Gosched()
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for k := range successes {
+		if n := successes[k].Load(); n != 1 {
+			t.Errorf("key %d completed %d times, want once", k, n)
+		}
+	}
 }
