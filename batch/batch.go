@@ -244,7 +244,11 @@ func (l *Loader[K, V]) Load(ctx context.Context, key K) (V, error) {
 	m := memoFrom(ctx)
 	if m != nil {
 		if v, err, ok := m.get(l, key); ok {
-			return v.(V), err
+			// A memoized ErrNotFound, or a Prime of nil, holds a nil
+			// interface: with V an interface type v.(V) would panic, the
+			// comma-ok form gives the zero V.
+			vv, _ := v.(V)
+			return vv, err
 		}
 	}
 	b, i, full := l.enqueue(ctx, key)
@@ -297,7 +301,8 @@ func (l *Loader[K, V]) LoadMany(ctx context.Context, keys []K) ([]V, []error) {
 	for i, k := range keys {
 		if m != nil {
 			if v, err, ok := m.get(l, k); ok {
-				vals[i], errs[i] = v.(V), err
+				vals[i], _ = v.(V) // nil interface: the zero V (see Load)
+				errs[i] = err
 				continue
 			}
 		}

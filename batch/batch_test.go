@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -323,6 +324,54 @@ func TestMemo(t *testing.T) {
 		flaky.Load(ctx2, 1)
 		if v, err := flaky.Load(ctx2, 1); v != "ok" || err != nil {
 			t.Fatalf("after a transient error: %q %v, want a fresh fetch", v, err)
+		}
+	})
+}
+
+// TestMemoInterfaceValueType: with V an interface type, a memoized
+// ErrNotFound and a Prime of nil hold a nil interface; answering them from
+// the memo must return the zero V, not panic on the type assertion.
+func TestMemoInterfaceValueType(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fetches := 0
+		l, err := New(func(_ context.Context, keys []int) (map[int]io.Reader, error) {
+			fetches++
+			out := map[int]io.Reader{}
+			for _, k := range keys {
+				if k != 9 {
+					out[k] = strings.NewReader(fmt.Sprint(k))
+				}
+			}
+			return out, nil
+		}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := WithMemo(context.Background())
+		for i := 0; i < 2; i++ { // the second round is answered by the memo
+			if v, err := l.Load(ctx, 9); v != nil || !errors.Is(err, ErrNotFound) {
+				t.Fatalf("round %d: Load(9) = %v, %v; want nil, ErrNotFound", i, v, err)
+			}
+			vals, errs := l.LoadMany(ctx, []int{1, 9})
+			if vals[0] == nil || errs[0] != nil || vals[1] != nil || !errors.Is(errs[1], ErrNotFound) {
+				t.Fatalf("round %d: LoadMany = %v, %v", i, vals, errs)
+			}
+		}
+		if fetches != 2 {
+			t.Fatalf("%d fetches, want 2 (the memo answers the second round)", fetches)
+		}
+		if !l.Prime(ctx, 5, nil) {
+			t.Fatal("Prime with a memo returned false")
+		}
+		if v, err := l.Load(ctx, 5); v != nil || err != nil {
+			t.Fatalf("Load of a key primed with nil = %v, %v; want nil, nil", v, err)
+		}
+		vals, errs := l.LoadMany(ctx, []int{5})
+		if vals[0] != nil || errs[0] != nil {
+			t.Fatalf("LoadMany of a key primed with nil = %v, %v", vals, errs)
+		}
+		if fetches != 2 {
+			t.Fatalf("a primed key was fetched (%d fetches)", fetches)
 		}
 	})
 }

@@ -9,13 +9,36 @@
 // the stored response with "Idempotent-Replayed: true" and the handler
 // does not run; a repeat with another fingerprint gets 422; a repeat while
 // the first runs gets 409 with Retry-After; a missing key where Required
-// or a malformed one gets 400 saying what is wrong. 5xx responses are not
-// stored (the client may retry), 4xx are (unless NoStore4xx). Records
-// expire after TTL (24h).
+// or a malformed one gets 400 saying what is wrong. Every such error is
+// application/problem+json (RFC 9457) with a stable type URI per error
+// (ProblemKeyMissing, ProblemKeyReused, ProblemRequestInFlight, ...), as
+// in the draft's examples.
+//
+// The Idempotency-Key header is parsed as the draft defines it, a
+// structured-field String ("a key", with \" and \\ escapes), and the bare
+// form most clients send (a UUID without quotes) is accepted as the same
+// key; see ValidateKey.
+//
+// 5xx responses are not stored (the client may retry); below 500
+// MiddlewareOptions.StoreStatus decides, by default storing every status
+// but 408, 409, 425 and 429 (answers about the attempt: a client retrying
+// after a 429 must run, not be replayed the 429). Records expire after TTL
+// (24h).
+//
+// The caller scope is required: MiddlewareOptions.Scope returns the
+// caller's identity, or MiddlewareOptions.Unscoped declares, in so many
+// words, that all callers share one key space (and can read each other's
+// stored responses by sending the same key and body).
 //
 // The running request holds a lease that a heartbeat renews. If its
 // process dies, the lease expires and a retry may run the handler again:
-// execution is at least once, the response exactly once. For effects
+// execution is at least once, the response exactly once. If the heartbeat
+// finds the lease lost (the holder stalled, the record expired and another
+// caller took the key over), the handler's ctx, or Guard.Do's fn's, is
+// cancelled with cause ErrLeaseLost, so the work stops instead of running
+// beside its successor. A handler or fn that panics releases its key
+// before the panic goes on, so a retry (a redelivered job whose panic a
+// queue worker recovered) runs again. For effects
 // exactly once, commit them with the key's completion in one transaction:
 // idempotencypg.Store.InTx (HTTP) and GuardTx (jobs).
 //

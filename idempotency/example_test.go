@@ -34,16 +34,18 @@ func ExampleMiddleware() {
 		h.ServeHTTP(w, r)
 		fmt.Println(w.Code, w.Header().Get("Idempotent-Replayed"), strings.TrimSpace(w.Body.String()))
 	}
-	send("7c4d1b5e", `{"amount":100}`) // runs
-	send("7c4d1b5e", `{"amount":100}`) // the client retried: replayed
-	send("7c4d1b5e", `{"amount":999}`) // same key, other request
-	send("", `{"amount":100}`)         // no key
+	send("7c4d1b5e", `{"amount":100}`)   // runs
+	send("7c4d1b5e", `{"amount":100}`)   // the client retried: replayed
+	send(`"7c4d1b5e"`, `{"amount":100}`) // the draft's quoted form: the same key
+	send("7c4d1b5e", `{"amount":999}`)   // same key, other request
+	send("", `{"amount":100}`)           // no key
 	fmt.Println("charges:", charges)
 	// Output:
 	// 201  {"charge":1}
 	// 201 true {"charge":1}
-	// 422  this Idempotency-Key was used with a different request; use a new key for a new request
-	// 400  this endpoint requires an Idempotency-Key header
+	// 201 true {"charge":1}
+	// 422  {"type":"https://scalekit.dev/problems/idempotency-key-reused","title":"Idempotency-Key is already used","status":422,"detail":"this Idempotency-Key was used with a different request; use a new key for a new request"}
+	// 400  {"type":"https://scalekit.dev/problems/idempotency-key-missing","title":"Idempotency-Key is missing","status":400,"detail":"this endpoint requires an Idempotency-Key header"}
 	// charges: 1
 }
 

@@ -79,8 +79,13 @@ func NewGuard(o GuardOptions) (*Guard, error) {
 // Do runs fn for key unless it already completed, and returns fn's result
 // or the one stored by the run that completed. While fn runs its lease is
 // renewed; a duplicate meanwhile gets an *InProgressError (errors.Is
-// ErrInProgress), or waits with GuardOptions.Wait. If fn fails its error
-// is returned and nothing is stored, so a retry runs it again. A Store
+// ErrInProgress), or waits with GuardOptions.Wait. If the renewal finds
+// the lease lost (the Store expired it and another caller took the key
+// over), fn's ctx is cancelled with cause ErrLeaseLost: fn must stop, and
+// an error it returns then also matches ErrLeaseLost. If fn fails its error
+// is returned and nothing is stored, so a retry runs it again; if fn
+// panics the key is released too (the heartbeat stops) and the panic goes
+// on, so a redelivery after a recovered panic runs fn again. A Store
 // failure returns an error wrapping ErrUnavailable and fn does not run.
 // Execution is at-least-once if a holder dies mid-run (its lease expires
 // and a retry runs fn again); make fn's effect transactional with its
@@ -115,13 +120,8 @@ func (g *Guard) Do(ctx context.Context, key string, fn func(ctx context.Context)
 			}
 			continue
 		}
-		hb := startHeartbeat(g.o.Store, key, out.Token, g.o.Lease, g.o.Logger)
-		res, err := fn(ctx)
-		hb.Stop()
+		res, err := g.run(ctx, key, out.Token, fn)
 		if err != nil {
-			if aerr := g.o.Store.Abandon(context.WithoutCancel(ctx), key, out.Token); aerr != nil && !errors.Is(aerr, ErrLeaseLost) {
-				g.o.Logger.Warn("idempotency: cannot release a failed key; it is retried once its lease expires", slog.String("key", key), slog.Any("error", aerr))
-			}
 			return nil, err
 		}
 		if err := g.o.Store.Complete(context.WithoutCancel(ctx), key, out.Token, res, g.o.TTL); err != nil {
@@ -131,14 +131,47 @@ func (g *Guard) Do(ctx context.Context, key string, fn func(ctx context.Context)
 	}
 }
 
-// startHeartbeat renews key's lease every lease/3 until stopped, and
-// gives up (logging) once the lease is lost.
-func startHeartbeat(s Store, key, token string, lease time.Duration, log *slog.Logger) *renew.Renewer {
+// run runs fn under key's lease: a heartbeat renews the lease while fn
+// runs and cancels fn's ctx (cause ErrLeaseLost) if it finds the lease
+// lost. If fn fails the key is released, so a retry runs it again; if fn
+// panics the heartbeat is stopped and the key released all the same before
+// the panic goes on (a queue worker that recovers it redelivers the job,
+// which must not find the key held for ever).
+func (g *Guard) run(ctx context.Context, key, token string, fn func(ctx context.Context) ([]byte, error)) (res []byte, err error) {
+	fctx, cancel := context.WithCancelCause(ctx)
+	hb := startHeartbeat(g.o.Store, key, token, g.o.Lease, g.o.Logger, func() { cancel(ErrLeaseLost) })
+	returned := false
+	defer func() {
+		hb.Stop()
+		lost := errors.Is(context.Cause(fctx), ErrLeaseLost)
+		cancel(nil)
+		if returned && err == nil {
+			return
+		}
+		if aerr := g.o.Store.Abandon(context.WithoutCancel(ctx), key, token); aerr != nil && !errors.Is(aerr, ErrLeaseLost) {
+			g.o.Logger.Warn("idempotency: cannot release a failed key; it is retried once its lease expires", slog.String("key", key), slog.Any("error", aerr))
+		}
+		if lost && err != nil && !errors.Is(err, ErrLeaseLost) {
+			err = fmt.Errorf("%w (%w while running)", err, ErrLeaseLost)
+		}
+	}()
+	res, err = fn(fctx)
+	returned = true
+	return res, err
+}
+
+// startHeartbeat renews key's lease every lease/3 until stopped. Once it
+// finds the lease lost it logs, calls lost (which cancels the work's ctx:
+// another caller may be running the key now) and gives up. A failed
+// renewal that is not a loss (the Store is briefly unreachable) is retried
+// at the next beat.
+func startHeartbeat(s Store, key, token string, lease time.Duration, log *slog.Logger, lost func()) *renew.Renewer {
 	return renew.Start(lease/3, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), lease/3)
 		defer cancel()
 		if err := s.Extend(ctx, key, token, lease); errors.Is(err, ErrLeaseLost) {
-			log.Warn("idempotency: lease lost while running; another caller may run the key", slog.String("key", key))
+			log.Warn("idempotency: lease lost while running; cancelling the work, another caller may run the key", slog.String("key", key))
+			lost()
 			return false
 		}
 		return true

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -114,8 +116,9 @@ func DecodeResponse(b []byte) (Response, error) {
 	return r, nil
 }
 
-// MiddlewareOptions configures NewMiddleware. The zero value works: keys
-// optional, POST and PATCH, an in-process MemoryStore.
+// MiddlewareOptions configures NewMiddleware. Scope (or, explicitly,
+// Unscoped) is required; every other field has a default: keys optional,
+// POST and PATCH, an in-process MemoryStore.
 type MiddlewareOptions struct {
 	// Store keeps the records. Default: a new MemoryStore (one process
 	// only).
@@ -125,11 +128,24 @@ type MiddlewareOptions struct {
 	Required bool
 	// Methods are the methods keys apply to. Default: POST and PATCH.
 	Methods []string
-	// Scope is the caller's identity (user or API client id), part of the
-	// key: two callers using the same key neither collide nor read each
-	// other's responses. Default: none; set it whenever the route serves
-	// more than one caller.
+	// Scope is the caller's identity (the authenticated user, tenant or
+	// API client id), part of the key: two callers sending the same key
+	// neither collide nor read each other's responses (the draft's
+	// security considerations ask for such composite keys). It must come
+	// from something the caller cannot forge (the authenticated
+	// principal, not a header the client sets freely). Requests for which
+	// it returns "" share one key space. Required unless Unscoped is set:
+	// NewMiddleware refuses Options with neither.
 	Scope func(*http.Request) string
+	// Unscoped declares that keys are NOT scoped by caller: every client
+	// of the route shares one key space, so a client that sends (or
+	// guesses) another client's key and body receives that client's
+	// stored response, and a key collision between two clients makes one
+	// of them get 409 or 422 for a request it never sent. Set it only for
+	// a route with one caller (a single internal service) or where
+	// responses hold nothing private. Default: false; setting it together
+	// with Scope is an error.
+	Unscoped bool
 	// Route names the operation, part of the key. Default: the URL path.
 	Route func(*http.Request) string
 	// FingerprintHeaders are request headers that, with the method, path
@@ -146,10 +162,19 @@ type MiddlewareOptions struct {
 	// Default: Content-Type, Content-Location, Location, ETag,
 	// Cache-Control.
 	StoreHeaders []string
-	// NoStore4xx releases the key after a 4xx response instead of storing
-	// it, so the client can fix the request and retry with the same key.
-	// Default: false (4xx are stored, as Stripe does). 5xx are never
-	// stored: the client may retry.
+	// StoreStatus reports whether a response with status code is stored
+	// and replayed to retries; when it returns false the key is released
+	// instead, so a retry with the same key runs the handler again. It is
+	// asked about codes below 500 only: 5xx responses are never stored
+	// (the client may retry). Default: DefaultStoreStatus, which stores
+	// 2xx, 3xx and 4xx except 408, 409, 425 and 429 (a timeout, a
+	// conflict, too early, throttled: answers about this attempt, not
+	// results of the request; Stripe stores nothing for a request that
+	// conflicted).
+	StoreStatus func(code int) bool
+	// NoStore4xx also releases the key after every 4xx response, whatever
+	// StoreStatus says, so the client can fix the request and retry with
+	// the same key. Default: false.
 	NoStore4xx bool
 	// TTL is how long a completed response is kept. Default: 24h.
 	TTL time.Duration
@@ -169,7 +194,7 @@ type Middleware struct {
 	methods map[string]bool
 	stored  map[string]bool
 
-	executed, replayed, conflicts, mismatches, badKeys, unavailable, released atomic.Uint64
+	executed, replayed, conflicts, mismatches, badKeys, unavailable, released, leaseLost atomic.Uint64
 }
 
 // NewMiddleware returns the middleware, or an error naming the bad option.
@@ -191,10 +216,17 @@ func NewMiddleware(o MiddlewareOptions) (*Middleware, error) {
 	if o.MaxResponseBytes == 0 {
 		o.MaxResponseBytes = 1 << 20
 	}
+	if o.StoreStatus == nil {
+		o.StoreStatus = DefaultStoreStatus
+	}
 	if o.StoreHeaders == nil {
 		o.StoreHeaders = []string{"Content-Type", "Content-Location", "Location", "ETag", "Cache-Control"}
 	}
 	switch {
+	case o.Scope == nil && !o.Unscoped:
+		return nil, fmt.Errorf("%w: MiddlewareOptions.Scope is required (a func returning the caller's identity, which becomes part of every key); set MiddlewareOptions.Unscoped to share one key space between all callers instead", ErrInvalid)
+	case o.Scope != nil && o.Unscoped:
+		return nil, fmt.Errorf("%w: MiddlewareOptions.Scope and MiddlewareOptions.Unscoped are both set; keep one", ErrInvalid)
 	case o.MaxBodyBytes < 0:
 		return nil, fmt.Errorf("%w: MiddlewareOptions.MaxBodyBytes must be > 0, got %d", ErrInvalid, o.MaxBodyBytes)
 	case o.MaxResponseBytes < 0:
@@ -210,25 +242,69 @@ func NewMiddleware(o MiddlewareOptions) (*Middleware, error) {
 	return m, nil
 }
 
-// ValidateKey checks an Idempotency-Key header value: 1 to 255 printable
-// ASCII characters (a structured-field string in quotes is unquoted
-// first). It returns the key or an error saying what is wrong.
+// ValidateKey parses an Idempotency-Key header value and returns the key,
+// or an error saying what is wrong. Two forms are accepted:
+//
+//   - the draft's form, a structured-field String (RFC 8941 section 3.3.3):
+//     in double quotes, of printable ASCII including spaces, with \" and
+//     \\ as the only escapes, e.g. "8e03978e-40d5-43e8-bc93-6894a57f9324"
+//     or "a \"quoted\" key" (parameters after the string are not
+//     accepted);
+//   - the bare form most clients send: printable ASCII without spaces,
+//     double quotes or backslashes, e.g. 8e03978e-40d5-43e8-bc93-6894a57f9324.
+//
+// Both forms of the same characters are the same key. Spaces around the
+// value are ignored. The key has 1 to 255 characters (after unescaping).
 func ValidateKey(v string) (string, error) {
-	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-		v = v[1 : len(v)-1]
+	v = strings.Trim(v, " \t")
+	var key string
+	if strings.HasPrefix(v, `"`) {
+		k, err := parseSFString(v)
+		if err != nil {
+			return "", err
+		}
+		key = k
+	} else {
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+				return "", fmt.Errorf("the Idempotency-Key header has a character that is not allowed at position %d: send a quoted string (\"...\", with \\\" and \\\\ escapes) or printable ASCII without spaces, quotes or backslashes (a UUID is ideal)", i)
+			}
+		}
+		key = v
 	}
 	switch {
-	case v == "":
+	case key == "":
 		return "", errors.New("the Idempotency-Key header is empty")
-	case len(v) > 255:
-		return "", fmt.Errorf("the Idempotency-Key header is %d characters long; at most 255 are allowed", len(v))
+	case len(key) > 255:
+		return "", fmt.Errorf("the Idempotency-Key header is %d characters long; at most 255 are allowed", len(key))
 	}
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return "", fmt.Errorf("the Idempotency-Key header has a character that is not allowed at position %d: use printable ASCII without spaces, quotes or backslashes (a UUID is ideal)", i)
+	return key, nil
+}
+
+// parseSFString parses v, which starts with a double quote, as an RFC 8941
+// String and returns its content.
+func parseSFString(v string) (string, error) {
+	var b strings.Builder
+	for i := 1; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '\\':
+			i++
+			if i == len(v) || (v[i] != '"' && v[i] != '\\') {
+				return "", fmt.Errorf("the Idempotency-Key header has a backslash at position %d that escapes neither a double quote nor a backslash", i-1)
+			}
+			b.WriteByte(v[i])
+		case c == '"':
+			if i != len(v)-1 {
+				return "", fmt.Errorf("the Idempotency-Key header has characters after its closing double quote at position %d: send one quoted string", i)
+			}
+			return b.String(), nil
+		case c < 0x20 || c > 0x7e:
+			return "", fmt.Errorf("the Idempotency-Key header has a character that is not allowed at position %d: a quoted key is printable ASCII", i)
+		default:
+			b.WriteByte(c)
 		}
 	}
-	return v, nil
+	return "", errors.New("the Idempotency-Key header opens a double quote it does not close")
 }
 
 type execKey struct{}
@@ -265,27 +341,27 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 		}
 		if len(vals) != 1 {
 			m.badKeys.Add(1)
-			msg := "this endpoint requires an Idempotency-Key header"
+			typ, msg := ProblemKeyMissing, "this endpoint requires an Idempotency-Key header"
 			if len(vals) > 1 {
-				msg = "send one Idempotency-Key header, not " + strconv.Itoa(len(vals))
+				typ, msg = ProblemKeyInvalid, "send one Idempotency-Key header, not "+strconv.Itoa(len(vals))
 			}
-			problem(w, http.StatusBadRequest, msg)
+			problem(w, http.StatusBadRequest, typ, msg)
 			return
 		}
 		raw := vals[0]
 		key, err := ValidateKey(raw)
 		if err != nil {
 			m.badKeys.Add(1)
-			problem(w, http.StatusBadRequest, err.Error())
+			problem(w, http.StatusBadRequest, ProblemKeyInvalid, err.Error())
 			return
 		}
 		body, err := io.ReadAll(io.LimitReader(r.Body, m.o.MaxBodyBytes+1))
 		if err != nil {
-			problem(w, http.StatusBadRequest, "cannot read the request body: "+err.Error())
+			problem(w, http.StatusBadRequest, ProblemBodyUnreadable, "cannot read the request body: "+err.Error())
 			return
 		}
 		if int64(len(body)) > m.o.MaxBodyBytes {
-			problem(w, http.StatusRequestEntityTooLarge, "the request body is over "+strconv.FormatInt(m.o.MaxBodyBytes, 10)+" bytes")
+			problem(w, http.StatusRequestEntityTooLarge, ProblemBodyTooLarge, "the request body is over "+strconv.FormatInt(m.o.MaxBodyBytes, 10)+" bytes")
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -295,14 +371,14 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 			m.unavailable.Add(1)
 			m.o.Logger.LogAttrs(r.Context(), slog.LevelError, "idempotency: the store failed; refusing the request rather than risk running it twice", slog.Any("error", err))
 			w.Header().Set("Retry-After", "1")
-			problem(w, http.StatusServiceUnavailable, "idempotency keys are unavailable; retry later with the same key")
+			problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "idempotency keys are unavailable; retry later with the same key")
 			return
 		}
 		switch out.Status {
 		case Completed:
 			resp, err := DecodeResponse(out.Result)
 			if err != nil {
-				problem(w, http.StatusInternalServerError, "the stored response for this key is unreadable")
+				problem(w, http.StatusInternalServerError, ProblemStoredResponseUnreadable, "the stored response for this key is unreadable")
 				return
 			}
 			m.replayed.Add(1)
@@ -311,12 +387,12 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 			return
 		case Mismatch:
 			m.mismatches.Add(1)
-			problem(w, http.StatusUnprocessableEntity, "this Idempotency-Key was used with a different request; use a new key for a new request")
+			problem(w, http.StatusUnprocessableEntity, ProblemKeyReused, "this Idempotency-Key was used with a different request; use a new key for a new request")
 			return
 		case Running:
 			m.conflicts.Add(1)
 			w.Header().Set("Retry-After", strconv.FormatInt(max(1, int64((out.RetryAfter+time.Second-1)/time.Second)), 10))
-			problem(w, http.StatusConflict, "a request with this Idempotency-Key is still being processed; retry later")
+			problem(w, http.StatusConflict, ProblemRequestInFlight, "a request with this Idempotency-Key is still being processed; retry later")
 			return
 		}
 		m.run(w, r, next, scoped, out.Token)
@@ -326,13 +402,23 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handler, key, token string) {
 	m.executed.Add(1)
 	exec := &Execution{Key: key, Token: token, TTL: m.o.TTL}
-	ctx := context.WithValue(r.Context(), execKey{}, exec)
+	// The handler's ctx ends, with cause ErrLeaseLost, if the heartbeat
+	// finds the lease lost: another request may be running the key now,
+	// so this one must stop its work. A lease lost once the handler has
+	// completed the key in its own transaction (InTx) is no loss.
+	ctx, cancel := context.WithCancelCause(context.WithValue(r.Context(), execKey{}, exec))
 	rec := newRecorder(w, m.o.MaxResponseBytes)
-	hb := startHeartbeat(m.o.Store, key, token, m.o.Lease, m.o.Logger)
+	hb := startHeartbeat(m.o.Store, key, token, m.o.Lease, m.o.Logger, func() {
+		if !exec.completed.Load() {
+			m.leaseLost.Add(1)
+			cancel(ErrLeaseLost)
+		}
+	})
 	bg := context.WithoutCancel(ctx)
 	finished := false
 	defer func() {
 		hb.Stop()
+		cancel(nil)
 		if finished {
 			return
 		}
@@ -346,7 +432,7 @@ func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handl
 		return
 	}
 	status := rec.x.Status()
-	if status >= 500 || (status >= 400 && m.o.NoStore4xx) || rec.over || rec.x.Hijacked() {
+	if !m.stores(status) || rec.over || rec.x.Hijacked() {
 		m.release(bg, key, token)
 		return
 	}
@@ -359,6 +445,31 @@ func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handl
 	if err := m.o.Store.Complete(bg, key, token, EncodeResponse(resp), m.o.TTL); err != nil {
 		m.o.Logger.LogAttrs(ctx, slog.LevelWarn, "idempotency: the response was not stored; a retry runs the handler again", slog.Any("error", err))
 	}
+}
+
+// stores reports whether a response with status is stored (see
+// MiddlewareOptions.StoreStatus).
+func (m *Middleware) stores(status int) bool {
+	switch {
+	case status >= 500:
+		return false
+	case status >= 400 && m.o.NoStore4xx:
+		return false
+	}
+	return m.o.StoreStatus(status)
+}
+
+// DefaultStoreStatus is the default MiddlewareOptions.StoreStatus: it
+// stores every status below 500 except 408 Request Timeout, 409 Conflict,
+// 425 Too Early and 429 Too Many Requests, which say the attempt was
+// not processed (timed out, conflicted, came too early, was throttled)
+// and must not be replayed to the retry that follows.
+func DefaultStoreStatus(code int) bool {
+	switch code {
+	case http.StatusRequestTimeout, http.StatusConflict, http.StatusTooEarly, http.StatusTooManyRequests:
+		return false
+	}
+	return code < 500
 }
 
 func (m *Middleware) release(ctx context.Context, key, token string) {
@@ -398,10 +509,66 @@ func (m *Middleware) fingerprint(r *http.Request, body []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func problem(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+// The type URIs of the middleware's problem details (RFC 9457), one per
+// error, stable across versions: clients may match on them. They identify
+// the problem and are documented here; they need not resolve. Every
+// error response is application/problem+json with type, title, status and
+// detail members, as in the examples of
+// draft-ietf-httpapi-idempotency-key-header.
+const (
+	// ProblemKeyMissing (400): the endpoint requires an Idempotency-Key
+	// header and the request has none.
+	ProblemKeyMissing = "https://scalekit.dev/problems/idempotency-key-missing"
+	// ProblemKeyInvalid (400): the Idempotency-Key header is malformed,
+	// too long, or sent more than once (see ValidateKey).
+	ProblemKeyInvalid = "https://scalekit.dev/problems/idempotency-key-invalid"
+	// ProblemKeyReused (422): the key was used with a different request.
+	ProblemKeyReused = "https://scalekit.dev/problems/idempotency-key-reused"
+	// ProblemRequestInFlight (409, with Retry-After): a request with this
+	// key is still being processed.
+	ProblemRequestInFlight = "https://scalekit.dev/problems/idempotency-request-in-flight"
+	// ProblemUnavailable (503, with Retry-After): the Store failed, so the
+	// request was not run (fail closed).
+	ProblemUnavailable = "https://scalekit.dev/problems/idempotency-unavailable"
+	// ProblemBodyTooLarge (413): the request body is over
+	// MiddlewareOptions.MaxBodyBytes.
+	ProblemBodyTooLarge = "https://scalekit.dev/problems/idempotency-body-too-large"
+	// ProblemBodyUnreadable (400): the request body could not be read.
+	ProblemBodyUnreadable = "https://scalekit.dev/problems/idempotency-body-unreadable"
+	// ProblemStoredResponseUnreadable (500): the response stored for the
+	// key cannot be decoded.
+	ProblemStoredResponseUnreadable = "https://scalekit.dev/problems/idempotency-stored-response-unreadable"
+)
+
+var problemTitles = map[string]string{
+	ProblemKeyMissing:               "Idempotency-Key is missing",
+	ProblemKeyInvalid:               "Idempotency-Key is invalid",
+	ProblemKeyReused:                "Idempotency-Key is already used",
+	ProblemRequestInFlight:          "A request is outstanding for this Idempotency-Key",
+	ProblemUnavailable:              "Idempotency keys are unavailable",
+	ProblemBodyTooLarge:             "Request body too large",
+	ProblemBodyUnreadable:           "Request body unreadable",
+	ProblemStoredResponseUnreadable: "Stored response unreadable",
+}
+
+// Problem is the body of the middleware's error responses, an RFC 9457
+// problem details object.
+type Problem struct {
+	// Type is one of the Problem... URIs.
+	Type string `json:"type"`
+	// Title is the short summary of Type.
+	Title string `json:"title"`
+	// Status is the response's status code.
+	Status int `json:"status"`
+	// Detail says what is wrong with this request and what to do.
+	Detail string `json:"detail"`
+}
+
+func problem(w http.ResponseWriter, status int, typ, detail string) {
+	body, _ := json.Marshal(Problem{Type: typ, Title: problemTitles[typ], Status: status, Detail: detail})
+	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
-	_, _ = io.WriteString(w, msg+"\n")
+	_, _ = w.Write(append(body, '\n'))
 }
 
 // recorder passes the response through and keeps a copy of it, up to max
@@ -452,10 +619,13 @@ type MiddlewareStats struct {
 	// Released counts keys given back after a 5xx, a panic or an oversized
 	// response, so a retry runs again.
 	Released uint64
+	// LeaseLost counts handlers whose lease was found lost while they ran
+	// (their ctx was cancelled with cause ErrLeaseLost).
+	LeaseLost uint64
 }
 
 // Stats returns a snapshot of the counters.
 func (m *Middleware) Stats() MiddlewareStats {
 	return MiddlewareStats{Executed: m.executed.Load(), Replayed: m.replayed.Load(), Conflicts: m.conflicts.Load(), Mismatches: m.mismatches.Load(),
-		BadKeys: m.badKeys.Load(), Unavailable: m.unavailable.Load(), Released: m.released.Load()}
+		BadKeys: m.badKeys.Load(), Unavailable: m.unavailable.Load(), Released: m.released.Load(), LeaseLost: m.leaseLost.Load()}
 }

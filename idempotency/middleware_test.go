@@ -2,20 +2,29 @@ package idempotency
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 )
 
+// newMW is NewMiddleware for tests; without a Scope the keys are
+// explicitly Unscoped (the tests send one caller's requests).
 func newMW(t testing.TB, o MiddlewareOptions) *Middleware {
 	t.Helper()
+	if o.Scope == nil {
+		o.Unscoped = true
+	}
 	m, err := NewMiddleware(o)
 	if err != nil {
 		t.Fatal(err)
@@ -114,6 +123,17 @@ func TestWhatIsStored(t *testing.T) {
 		{"4xx is stored", 400, MiddlewareOptions{}, 1, [2]int{400, 400}},
 		{"4xx with NoStore4xx runs again", 400, MiddlewareOptions{NoStore4xx: true}, 2, [2]int{400, 400}},
 		{"an oversized response is not stored", 200, MiddlewareOptions{MaxResponseBytes: 10}, 2, [2]int{200, 200}},
+		// Answers about the attempt, not results (issue 16 item 9).
+		{"429 is not stored", 429, MiddlewareOptions{}, 2, [2]int{429, 429}},
+		{"408 is not stored", 408, MiddlewareOptions{}, 2, [2]int{408, 408}},
+		{"409 is not stored", 409, MiddlewareOptions{}, 2, [2]int{409, 409}},
+		{"425 is not stored", 425, MiddlewareOptions{}, 2, [2]int{425, 425}},
+		{"404 is stored", 404, MiddlewareOptions{}, 1, [2]int{404, 404}},
+		{"302 is stored", 302, MiddlewareOptions{}, 1, [2]int{302, 302}},
+		{"StoreStatus decides below 500", 400, MiddlewareOptions{StoreStatus: func(code int) bool { return code < 300 }}, 2, [2]int{400, 400}},
+		{"StoreStatus may store 429", 429, MiddlewareOptions{StoreStatus: func(int) bool { return true }}, 1, [2]int{429, 429}},
+		{"StoreStatus cannot store 5xx", 500, MiddlewareOptions{StoreStatus: func(int) bool { return true }}, 2, [2]int{500, 500}},
+		{"NoStore4xx overrides StoreStatus", 404, MiddlewareOptions{NoStore4xx: true, StoreStatus: func(int) bool { return true }}, 2, [2]int{404, 404}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var runs atomic.Int64
@@ -236,7 +256,219 @@ func TestOptions(t *testing.T) {
 			t.Errorf("NewMiddleware(%+v) = %v", o, err)
 		}
 	}
+	// Keys must be scoped, or explicitly not (issue 16 item 10).
+	for _, c := range []struct {
+		o    MiddlewareOptions
+		want string
+	}{
+		{MiddlewareOptions{}, "MiddlewareOptions.Scope is required"},
+		{MiddlewareOptions{Scope: func(*http.Request) string { return "" }, Unscoped: true}, "MiddlewareOptions.Unscoped are both set"},
+	} {
+		if _, err := NewMiddleware(c.o); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("NewMiddleware(%+v) = %v; want ErrInvalid saying %q", c.o, err, c.want)
+		}
+	}
+	for _, o := range []MiddlewareOptions{{Unscoped: true}, {Scope: func(*http.Request) string { return "u" }}} {
+		if _, err := NewMiddleware(o); err != nil {
+			t.Errorf("NewMiddleware(%+v): %v", o, err)
+		}
+	}
 	if _, err := NewGuard(GuardOptions{PollInterval: -1}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "GuardOptions.PollInterval") {
 		t.Errorf("NewGuard: %v", err)
+	}
+}
+
+// The Idempotency-Key is a structured-field String (draft-07): quoted,
+// with \" and \\ escapes, spaces allowed; the bare form real clients send
+// is accepted too and is the same key (issue 16 item 11).
+func TestKeyForms(t *testing.T) {
+	for _, c := range []struct{ header, key string }{
+		{`"a b"`, `a b`},
+		{`"a\"b"`, `a"b`},
+		{`"a\\b"`, `a\b`},
+		{`"8e03978e-40d5"`, `8e03978e-40d5`},
+		{`8e03978e-40d5`, `8e03978e-40d5`},
+		{` "padded" `, `padded`},
+		{`"` + strings.Repeat("a", 255) + `"`, strings.Repeat("a", 255)},
+		{`"` + strings.Repeat(`\"`, 255) + `"`, strings.Repeat(`"`, 255)},
+	} {
+		if got, err := ValidateKey(c.header); err != nil || got != c.key {
+			t.Errorf("ValidateKey(%s) = %q, %v; want %q", c.header, got, err, c.key)
+		}
+	}
+	for _, bad := range []string{`""`, `"abc`, `"a"b"`, `"a\xb"`, `"a\"`, `"é"`, "\"a\x01b\"", `a b`, `a"b`, `a\b`, `"` + strings.Repeat("a", 256) + `"`, `"a";p=1`} {
+		if got, err := ValidateKey(bad); err == nil || !strings.Contains(err.Error(), "Idempotency-Key") {
+			t.Errorf("ValidateKey(%s) = %q, %v; want an error about the Idempotency-Key", bad, got, err)
+		}
+	}
+	var runs atomic.Int64
+	h := newMW(t, MiddlewareOptions{Required: true}).Handler(payments(&runs, 201))
+	if w := do(h, "POST", `"a b"`, "x"); w.Code != 201 || runs.Load() != 1 {
+		t.Fatalf(`key "a b": %d %q, want it accepted`, w.Code, w.Body)
+	}
+	if w := do(h, "POST", `"a\"b"`, "x"); w.Code != 201 || runs.Load() != 2 {
+		t.Fatalf(`key "a\"b": %d %q, want it accepted`, w.Code, w.Body)
+	}
+	// The quoted and the bare form of one key are one key: replayed.
+	do(h, "POST", `"uuid-1"`, "x")
+	if w := do(h, "POST", `uuid-1`, "x"); w.Header().Get("Idempotent-Replayed") != "true" || runs.Load() != 3 {
+		t.Fatalf("bare form after the quoted one: %d, replayed %q, runs %d; want the replay", w.Code, w.Header().Get("Idempotent-Replayed"), runs.Load())
+	}
+}
+
+// Every error is application/problem+json (RFC 9457) with a stable type
+// URI; status codes, Retry-After and Idempotent-Replayed are unchanged.
+func TestProblemDetails(t *testing.T) {
+	var runs atomic.Int64
+	block, started := make(chan struct{}), make(chan struct{}, 1)
+	m := newMW(t, MiddlewareOptions{Required: true, MaxBodyBytes: 8})
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs.Add(1)
+		if r.URL.Query().Get("block") != "" {
+			started <- struct{}{}
+			<-block
+		}
+		w.WriteHeader(201)
+	}))
+	send := func(path, key, body string, hdr ...string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", path, strings.NewReader(body))
+		if key != "" {
+			r.Header.Set("Idempotency-Key", key)
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			r.Header.Add(hdr[i], hdr[i+1])
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); send("/p?block=1", "busy", "x") }()
+	<-started
+	inFlight := send("/p?block=1", "busy", "x")
+	close(block)
+	<-done
+	send("/p", "used", "a")
+	down := newMW(t, MiddlewareOptions{Store: failing{}}).Handler(http.NotFoundHandler())
+	unavailable := httptest.NewRecorder()
+	r := httptest.NewRequest("POST", "/p", strings.NewReader("x"))
+	r.Header.Set("Idempotency-Key", "k")
+	down.ServeHTTP(unavailable, r)
+	for _, c := range []struct {
+		name       string
+		w          *httptest.ResponseRecorder
+		status     int
+		typ        string
+		retryAfter bool
+	}{
+		{"missing", send("/p", "", "x"), 400, ProblemKeyMissing, false},
+		{"invalid", send("/p", `"open`, "x"), 400, ProblemKeyInvalid, false},
+		{"two keys", send("/p", "", "x", "Idempotency-Key", "a", "Idempotency-Key", "b"), 400, ProblemKeyInvalid, false},
+		{"reused", send("/p", "used", "b"), 422, ProblemKeyReused, false},
+		{"in flight", inFlight, 409, ProblemRequestInFlight, true},
+		{"too large", send("/p", "big", "123456789"), 413, ProblemBodyTooLarge, false},
+		{"store down", unavailable, 503, ProblemUnavailable, true},
+	} {
+		var p Problem
+		err := json.Unmarshal(c.w.Body.Bytes(), &p)
+		if c.w.Code != c.status || c.w.Header().Get("Content-Type") != "application/problem+json" || err != nil ||
+			p.Type != c.typ || p.Status != c.status || p.Title == "" || p.Detail == "" {
+			t.Errorf("%s: %d %q %q (%v); want %d application/problem+json of type %s with title and detail", c.name, c.w.Code, c.w.Header().Get("Content-Type"), c.w.Body, err, c.status, c.typ)
+		}
+		if got := c.w.Header().Get("Retry-After") != ""; got != c.retryAfter {
+			t.Errorf("%s: Retry-After %q, want present=%v", c.name, c.w.Header().Get("Retry-After"), c.retryAfter)
+		}
+		if c.w.Header().Get("Idempotent-Replayed") != "" {
+			t.Errorf("%s: an error carries Idempotent-Replayed", c.name)
+		}
+	}
+	if runs.Load() != 2 {
+		t.Fatalf("runs %d, want 2 (busy and used)", runs.Load())
+	}
+}
+
+// failing is a Store that is down.
+type failing struct{}
+
+func (failing) Begin(context.Context, string, string, time.Duration, time.Duration) (Outcome, error) {
+	return Outcome{}, errors.New("connection refused")
+}
+func (failing) Complete(context.Context, string, string, []byte, time.Duration) error {
+	return errors.New("connection refused")
+}
+func (failing) Abandon(context.Context, string, string) error {
+	return errors.New("connection refused")
+}
+func (failing) Extend(context.Context, string, string, time.Duration) error {
+	return errors.New("connection refused")
+}
+
+// Many goroutines run Guard.Do on a few keys whose fn sometimes panics
+// and sometimes fails: every key completes exactly once, every caller
+// that gets a result gets that run's result, and no key stays held by a
+// panicked run.
+func TestGuardHammer(t *testing.T) {
+	g, err := NewGuard(GuardOptions{Lease: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const keys, workers, rounds = 8, 32, 40
+	var successes [keys]atomic.Int64
+	var attempts atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < rounds; i++ {
+				k := (w + i) % keys
+				key := "hammer-" + strconv.Itoa(k)
+				for {
+					res, err := func() (res []byte, err error) {
+						defer func() {
+							if recover() != nil {
+								err = errors.New("panicked")
+							}
+						}()
+						return g.Do(context.Background(), key, func(ctx context.Context) ([]byte, error) {
+							switch attempts.Add(1) % 3 {
+							case 0:
+								panic("boom")
+							case 1:
+								return nil, errors.New("transient")
+							}
+							successes[k].Add(1)
+							return []byte(key), nil
+						})
+					}()
+					if err == nil {
+						if string(res) != key {
+							errs <- fmt.Errorf("Do(%s) = %q", key, res)
+							return
+						}
+						break
+					}
+					if errors.Is(err, ErrInProgress) {
+						if time.Since(start) > 30*time.Second {
+							errs <- fmt.Errorf("%s still in progress after 30s: a panicked run holds it", key)
+							return
+						}
+						runtime.Gosched()
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for k := range successes {
+		if n := successes[k].Load(); n != 1 {
+			t.Errorf("key %d completed %d times, want once", k, n)
+		}
 	}
 }

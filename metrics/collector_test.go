@@ -77,7 +77,7 @@ func everything(t testing.TB, o metrics.Options) *metrics.Collector {
 	l.Load(ctx, 1)
 	noErr(t, m.AddBatch("authors", l))
 
-	idem := must[*idempotency.Middleware](t)(idempotency.NewMiddleware(idempotency.MiddlewareOptions{}))
+	idem := must[*idempotency.Middleware](t)(idempotency.NewMiddleware(idempotency.MiddlewareOptions{Unscoped: true}))
 	noErr(t, m.AddIdempotency("payments", idem))
 
 	s := must[*slo.SLO](t)(slo.New(slo.Options{Name: "checkout", Target: 0.999}))

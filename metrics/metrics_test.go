@@ -644,8 +644,8 @@ func TestIdempotency(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusCreated)
 	})
-	mw := must[*idempotency.Middleware](t)(idempotency.NewMiddleware(idempotency.MiddlewareOptions{}))
-	down := must[*idempotency.Middleware](t)(idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: failingStore{}}))
+	mw := must[*idempotency.Middleware](t)(idempotency.NewMiddleware(idempotency.MiddlewareOptions{Unscoped: true}))
+	down := must[*idempotency.Middleware](t)(idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: failingStore{}, Unscoped: true}))
 	send := func(m *idempotency.Middleware, path, key, body string) int {
 		r := httptest.NewRequest("POST", path, strings.NewReader(body))
 		r.Header.Set("Idempotency-Key", key)

@@ -34,6 +34,7 @@ import (
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/internal/every"
 	"github.com/scalekit-go/scalekit/internal/logx"
+	"github.com/scalekit-go/scalekit/internal/renew"
 	"github.com/scalekit-go/scalekit/internal/token"
 )
 
@@ -131,7 +132,13 @@ FROM ` + t + ` k WHERE k.key = $1 AND k.expires_at > coalesce($6::timestamptz, n
 	held := ` WHERE key = $1 AND token = $2 AND state = 'run' AND expires_at > coalesce($3::timestamptz, now())`
 	s.complete = `UPDATE ` + t + ` SET state = 'done', result = $4, expires_at = coalesce($3::timestamptz, now()) + $5 * interval '1 millisecond'` + held
 	s.abandon = `DELETE FROM ` + t + held
-	s.extend = `UPDATE ` + t + ` SET lease_until = coalesce($3::timestamptz, now()) + $4 * interval '1 millisecond'` + held
+	// A renewal does not wait on the row: its lock is held by a Begin (a
+	// moment) or by the transaction completing the key (InTx, GuardTx),
+	// after whose commit the renewal would find the key completed and
+	// report the lease lost. NOWAIT fails it at once instead (SQLSTATE
+	// 55P03, not ErrLeaseLost); the heartbeat renews at the next beat.
+	s.extend = `UPDATE ` + t + ` SET lease_until = coalesce($3::timestamptz, now()) + $4 * interval '1 millisecond'` + held +
+		` AND key = (SELECT key FROM ` + t + ` WHERE key = $1 FOR UPDATE NOWAIT)`
 }
 
 // Migrate creates the table and its expiry index if they do not exist.
@@ -241,7 +248,10 @@ func (s *Store) Abandon(ctx context.Context, key, token string) error {
 	return s.fenced(ctx, s.pool, s.abandon, key, token, s.nowArg())
 }
 
-// Extend is idempotency.Store.Extend.
+// Extend is idempotency.Store.Extend. It does not wait for the key's row
+// lock: while another transaction holds it (one completing the key) it
+// fails at once with PostgreSQL's lock_not_available error, which is not
+// ErrLeaseLost.
 func (s *Store) Extend(ctx context.Context, key, token string, lease time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -278,8 +288,16 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx
 // once to completion, with fn's effect and the key's completion in one
 // transaction. A completed key returns its stored result without running
 // fn; a running one an *idempotency.InProgressError; a failure of fn
-// rolls back and releases the key, so a retry runs again.
-func (s *Store) GuardTx(ctx context.Context, key string, lease, ttl time.Duration, fn func(ctx context.Context, tx pgx.Tx) ([]byte, error)) ([]byte, error) {
+// rolls back and releases the key, so a retry runs again, and so does a
+// panic of fn (the key is released before the panic goes on). While fn
+// runs the key's lease is renewed every lease/3; if a renewal finds the
+// lease lost (another caller took the key over), fn's ctx and the
+// transaction's are cancelled with cause idempotency.ErrLeaseLost and the
+// error returned matches it.
+func (s *Store) GuardTx(ctx context.Context, key string, lease, ttl time.Duration, fn func(ctx context.Context, tx pgx.Tx) ([]byte, error)) (res []byte, err error) {
+	if lease < 3*time.Millisecond {
+		return nil, fmt.Errorf("%w: idempotencypg: GuardTx lease must be >= 3ms, got %v", idempotency.ErrInvalid, lease)
+	}
 	out, err := s.Begin(ctx, key, "", lease, ttl)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", idempotency.ErrUnavailable, err)
@@ -292,20 +310,50 @@ func (s *Store) GuardTx(ctx context.Context, key string, lease, ttl time.Duratio
 	case idempotency.Mismatch:
 		return nil, fmt.Errorf("%w (key %q)", idempotency.ErrMismatch, key)
 	}
-	var res []byte
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		if res, err = fn(ctx, tx); err != nil {
-			return err
+	fctx, cancel := context.WithCancelCause(ctx)
+	hb := renew.Start(lease/3, func() bool {
+		rctx, rcancel := context.WithTimeout(context.Background(), lease/3)
+		defer rcancel()
+		if err := s.Extend(rctx, key, out.Token, lease); errors.Is(err, idempotency.ErrLeaseLost) {
+			s.log.Warn("idempotencypg: lease lost while running; cancelling the work, another caller may run the key", slog.String("key", key))
+			cancel(idempotency.ErrLeaseLost)
+			return false
 		}
-		return s.CompleteTx(ctx, tx, key, out.Token, res, ttl)
+		return true
 	})
-	if err != nil {
+	committed := false
+	defer func() {
+		hb.Stop()
+		lost := errors.Is(context.Cause(fctx), idempotency.ErrLeaseLost)
+		cancel(nil)
+		if committed {
+			return
+		}
+		// fn failed or panicked (the transaction rolled back): release
+		// the key so a retry runs again.
 		if aerr := s.Abandon(context.WithoutCancel(ctx), key, out.Token); aerr != nil && !errors.Is(aerr, idempotency.ErrLeaseLost) {
 			s.log.Warn("idempotencypg: cannot release a failed key; it runs again once its lease expires", slog.String("key", key), slog.Any("error", aerr))
 		}
+		if lost && err != nil && !errors.Is(err, idempotency.ErrLeaseLost) {
+			err = fmt.Errorf("%w (%w while running)", err, idempotency.ErrLeaseLost)
+		}
+	}()
+	err = pgx.BeginFunc(fctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		if res, err = fn(fctx, tx); err != nil {
+			return err
+		}
+		// The completion locks the key's row until the commit: stop
+		// renewing first, or a renewal would wait on that lock. The
+		// completion is fenced by the token, so a lease that lapses from
+		// here on is only lost if another caller took the key over.
+		hb.Stop()
+		return s.CompleteTx(fctx, tx, key, out.Token, res, ttl)
+	})
+	if err != nil {
 		return nil, err
 	}
+	committed = true
 	return res, nil
 }
 

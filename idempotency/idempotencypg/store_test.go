@@ -15,6 +15,8 @@ import (
 
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/idempotency/idempotencytest"
+	"github.com/scalekit-go/scalekit/internal/poll"
+	"github.com/scalekit-go/scalekit/internal/testclock"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 )
 
@@ -88,7 +90,7 @@ func TestExactlyOnceEffects(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newStore(t, f, Options{})
-	m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: s})
+	m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: s, Unscoped: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,6 +201,159 @@ func TestGuardTxExactlyOnce(t *testing.T) {
 	}
 }
 
+// GuardTx renews its lease while fn runs: a job that takes several leases
+// keeps its key (a duplicate delivery gets Running, not the key), and
+// commits its effect and completion at the end. On the database's clock.
+func TestGuardTxRenewsItsLease(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	s := newStore(t, f, Options{})
+	const lease = 1500 * time.Millisecond
+	started, finish := make(chan struct{}), make(chan struct{})
+	type result struct {
+		res []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := s.GuardTx(ctx, "slow-job", lease, time.Hour, func(ctx context.Context, tx pgx.Tx) ([]byte, error) {
+			close(started)
+			select {
+			case <-finish:
+				return []byte("done"), nil
+			case <-ctx.Done():
+				return nil, context.Cause(ctx)
+			}
+		})
+		done <- result{res, err}
+	}()
+	<-started
+	<-time.After(3 * lease) // the job runs for three leases
+	dup, err := s.Begin(ctx, "slow-job", "", lease, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(finish)
+	if dup.Status != idempotency.Running {
+		t.Fatalf("a duplicate three leases into the job: %v; want Running (the lease renewed)", dup.Status)
+	}
+	if r := <-done; r.err != nil || string(r.res) != "done" {
+		t.Fatalf("GuardTx of a job longer than its lease: %q, %v", r.res, r.err)
+	}
+}
+
+// A GuardTx whose lease is lost (its record expired and another caller
+// took the key over) has fn's ctx cancelled with cause ErrLeaseLost, its
+// transaction rolled back, and returns an error matching ErrLeaseLost; a
+// panicking fn releases the key.
+func TestGuardTxLostLeaseAndPanic(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	if _, err := f.Primary.Exec(ctx, `CREATE TABLE effects (job text NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	clk := testclock.New()
+	s := newStore(t, f, Options{Now: clk.Now})
+	const lease = 300 * time.Millisecond
+	started := make(chan struct{})
+	cause := make(chan error, 1)
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.GuardTx(ctx, "lost", lease, time.Hour, func(ctx context.Context, tx pgx.Tx) ([]byte, error) {
+			if _, err := tx.Exec(ctx, `INSERT INTO effects VALUES ('lost')`); err != nil {
+				return nil, err
+			}
+			close(started)
+			select {
+			case <-ctx.Done():
+				cause <- context.Cause(ctx)
+				return nil, context.Cause(ctx)
+			case <-time.After(20 * time.Second):
+				cause <- nil
+				return []byte("not cancelled"), nil
+			}
+		})
+		done <- err
+	}()
+	<-started
+	clk.Add(time.Hour + lease)
+	if out, err := s.Begin(ctx, "lost", "another", lease, time.Hour); err != nil || out.Status != idempotency.Started {
+		t.Fatalf("take-over: %+v %v", out, err)
+	}
+	if c := <-cause; !errors.Is(c, idempotency.ErrLeaseLost) {
+		t.Fatalf("fn's ctx after its lease was taken over: cause %v; want it cancelled with ErrLeaseLost", c)
+	}
+	if err := <-done; !errors.Is(err, idempotency.ErrLeaseLost) {
+		t.Fatalf("GuardTx whose lease was taken over: %v, want ErrLeaseLost", err)
+	}
+	var n int
+	if err := f.Primary.QueryRow(ctx, `SELECT count(*) FROM effects`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d effects, %v; want the lost run rolled back", n, err)
+	}
+
+	func() {
+		defer func() { recover() }()
+		s.GuardTx(ctx, "panics", lease, time.Hour, func(context.Context, pgx.Tx) ([]byte, error) { panic("boom") })
+	}()
+	if res, err := s.GuardTx(ctx, "panics", lease, time.Hour, func(context.Context, pgx.Tx) ([]byte, error) { return []byte("ran"), nil }); err != nil || string(res) != "ran" {
+		t.Fatalf("GuardTx after a recovered panic: %q %v; want the key released and fn run", res, err)
+	}
+	if _, err := s.GuardTx(ctx, "bad", 0, time.Hour, nil); !errors.Is(err, idempotency.ErrInvalid) {
+		t.Fatalf("GuardTx with lease 0: %v, want ErrInvalid", err)
+	}
+}
+
+// A renewal that meets the key's row locked by the completing
+// transaction (InTx: the handler's own, committing its effect and the
+// stored response) must not wait for the lock and then report the lease
+// lost because the commit completed the key: the middleware would cancel
+// a handler that has just succeeded. It fails fast, and the heartbeat
+// tries again at the next beat.
+func TestExtendDoesNotWaitOnTheCompletingTx(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	s := newStore(t, f, Options{})
+	out, err := s.Begin(ctx, "k", "fp", time.Minute, time.Hour)
+	if err != nil || out.Status != idempotency.Started {
+		t.Fatal(out, err)
+	}
+	tx, err := f.Primary.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if err := s.CompleteTx(ctx, tx, "k", out.Token, []byte("r"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	extended := make(chan error, 1)
+	go func() { extended <- s.Extend(ctx, "k", out.Token, time.Minute) }()
+	// Commit once the renewal has answered or is waiting on the row lock.
+	var err2 error
+	answered := false
+	poll.Until(t, 10*time.Second, "the renewal answers or waits on the lock", func() bool {
+		select {
+		case err2 = <-extended:
+			answered = true
+			return true
+		default:
+		}
+		var waiting int
+		if err := f.Primary.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		return waiting > 0
+	})
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !answered {
+		err2 = <-extended
+	}
+	if err2 == nil || errors.Is(err2, idempotency.ErrLeaseLost) {
+		t.Fatalf("Extend against the row the completing transaction holds: %v; want a transient error, not ErrLeaseLost", err2)
+	}
+}
+
 // PostgreSQL paused (connections hang): the middleware answers 503 within
 // the Timeout and never runs the handler; after resume it works.
 func TestPausedDatabaseFailsClosed(t *testing.T) {
@@ -206,7 +361,7 @@ func TestPausedDatabaseFailsClosed(t *testing.T) {
 	s := newStore(t, f, Options{})
 	s.timeout = 300 * time.Millisecond
 	var runs atomic.Int64
-	m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: s})
+	m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: s, Unscoped: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func TestRedisDownFailsClosed(t *testing.T) {
 	r := testinfra.Redis(t)
 	s := newStore(t, Options{Client: r.Client, Timeout: 100 * time.Millisecond})
 	var runs atomic.Int64
-	m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: s})
+	m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: s, Unscoped: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func BenchmarkMiddleware(b *testing.B) {
 	hook := &roundTrips{}
 	c.AddHook(hook)
 	s := newStore(b, Options{Client: c})
-	m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: s})
+	m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: s, Unscoped: true})
 	if err != nil {
 		b.Fatal(err)
 	}

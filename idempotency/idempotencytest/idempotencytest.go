@@ -33,7 +33,11 @@ const (
 	ttl   = time.Hour
 )
 
-// Run runs the suite as subtests of t.
+// Run runs the suite as subtests of t: the Store's own contract, then what
+// a Guard and the middleware do with their leases over it (a panicking fn
+// releases its key; a lease lost to another caller cancels the work's ctx
+// with cause idempotency.ErrLeaseLost). Those last checks renew leases in
+// real time (every 100ms) against the simulated clock.
 func Run(t *testing.T, newStore Factory) {
 	ctx := context.Background()
 	setup := func(t *testing.T) (idempotency.Store, *testclock.Clock, string) {
@@ -194,4 +198,5 @@ func Run(t *testing.T, newStore Factory) {
 			t.Fatalf("50 concurrent Begins: %d started, %d running; want 1 and 49", started.Load(), running.Load())
 		}
 	})
+	runHolders(t, setup)
 }

@@ -29,7 +29,7 @@ func ConcurrentDuplicates(t *testing.T, store idempotency.Store) {
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"payment":%d,"request":%q}`, n, body)
 	})
-	m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: store})
+	m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: store, Unscoped: true})
 	if err != nil {
 		t.Fatal(err)
 	}
