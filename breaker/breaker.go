@@ -227,7 +227,10 @@ func (b *Breaker) State() State { s, _ := unpack(b.sg.Load()); return s }
 func (b *Breaker) Name() string { return b.o.Name }
 
 // Do calls fn unless the breaker rejects the call (ErrOpen,
-// ErrTooManyProbes), records its outcome and returns fn's error.
+// ErrTooManyProbes), records its outcome and returns fn's error. If fn
+// panics, the call counts as a failure (whatever IsFailure and Ignore say),
+// its half-open probe slot is freed, and the panic goes on unchanged to
+// Do's caller, as gobreaker does.
 func (b *Breaker) Do(ctx context.Context, fn func(ctx context.Context) error) error {
 	gen, probe, err := b.admit()
 	if err != nil {
@@ -237,12 +240,20 @@ func (b *Breaker) Do(ctx context.Context, fn func(ctx context.Context) error) er
 	if b.o.SlowCallThreshold > 0 {
 		start = b.o.Now().UnixNano()
 	}
+	returned := false
+	defer func() {
+		if !returned { // fn panicked: a failure, and the panic goes on
+			b.recordOutcome(gen, probe, start, failed)
+		}
+	}()
 	err = fn(ctx)
+	returned = true
 	b.record(ctx, gen, probe, start, err)
 	return err
 }
 
-// Call is Do for functions that return a value.
+// Call is Do for functions that return a value; a panic in fn is handled
+// as in Do.
 func Call[T any](ctx context.Context, b *Breaker, fn func(ctx context.Context) (T, error)) (T, error) {
 	gen, probe, err := b.admit()
 	if err != nil {
@@ -253,7 +264,14 @@ func Call[T any](ctx context.Context, b *Breaker, fn func(ctx context.Context) (
 	if b.o.SlowCallThreshold > 0 {
 		start = b.o.Now().UnixNano()
 	}
+	returned := false
+	defer func() {
+		if !returned { // fn panicked: a failure, and the panic goes on
+			b.recordOutcome(gen, probe, start, failed)
+		}
+	}()
 	v, err := fn(ctx)
+	returned = true
 	b.record(ctx, gen, probe, start, err)
 	return v, err
 }
@@ -308,28 +326,42 @@ func (b *Breaker) admit() (gen uint64, probe bool, err error) {
 	}
 }
 
-// classify: 1 success, -1 failure, 0 ignored.
-func (b *Breaker) classify(ctx context.Context, err error) int {
+// An outcome is how a call counts.
+type outcome int
+
+const (
+	failed    outcome = -1
+	ignored   outcome = 0
+	succeeded outcome = 1
+)
+
+// classify decides how a call that returned err counts.
+func (b *Breaker) classify(ctx context.Context, err error) outcome {
 	switch {
 	case err == nil:
-		return 1
+		return succeeded
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
-		return 0 // the caller gave up: says nothing about the dependency
+		return ignored // the caller gave up: says nothing about the dependency
 	case b.o.Ignore != nil && b.o.Ignore(err):
-		return 0
+		return ignored
 	case !b.o.CountNestedOpen && errors.Is(err, ErrOpen):
-		return 0
+		return ignored
 	case b.o.IsFailure != nil && !b.o.IsFailure(err):
-		return 1
+		return succeeded
 	}
-	return -1
+	return failed
 }
 
 func (b *Breaker) record(ctx context.Context, gen uint64, probe bool, start int64, err error) {
+	b.recordOutcome(gen, probe, start, b.classify(ctx, err))
+}
+
+// recordOutcome counts a finished call admitted under generation gen and
+// frees its probe slot.
+func (b *Breaker) recordOutcome(gen uint64, probe bool, start int64, outcome outcome) {
 	if probe {
 		defer b.probing.Add(-1)
 	}
-	outcome := b.classify(ctx, err)
 	slow := false
 	if start != 0 {
 		slow = b.o.Now().UnixNano()-start > int64(b.o.SlowCallThreshold)
@@ -338,10 +370,10 @@ func (b *Breaker) record(ctx context.Context, gen uint64, probe bool, start int6
 		b.slow.Add(1)
 	}
 	switch outcome {
-	case 0:
+	case ignored:
 		b.ignored.Add(1)
 		return
-	case 1:
+	case succeeded:
 		b.successes.Add(1)
 	default:
 		b.failures.Add(1)
@@ -353,8 +385,8 @@ func (b *Breaker) record(ctx context.Context, gen uint64, probe bool, start int6
 	}
 	switch st {
 	case Closed:
-		failed := outcome < 0
-		if failed {
+		isFail := outcome == failed
+		if isFail {
 			if !b.o.NoConsecutive && b.consecutive.Add(1) >= int64(b.o.ConsecutiveFailures) {
 				b.transition(sg, Open)
 				return
@@ -363,7 +395,7 @@ func (b *Breaker) record(ctx context.Context, gen uint64, probe bool, start int6
 			b.consecutive.Store(0)
 		}
 		if b.w != nil {
-			calls, fails, slows := b.w.add(failed, slow)
+			calls, fails, slows := b.w.add(isFail, slow)
 			if calls >= int64(b.o.MinimumCalls) {
 				if (b.o.FailureRateThreshold > 0 && float64(fails) >= b.o.FailureRateThreshold*float64(calls)) ||
 					(b.o.SlowCallThreshold > 0 && float64(slows) >= b.o.SlowCallRateThreshold*float64(calls)) {
@@ -372,7 +404,7 @@ func (b *Breaker) record(ctx context.Context, gen uint64, probe bool, start int6
 			}
 		}
 	case HalfOpen:
-		if outcome < 0 || (slow && b.o.SlowCallRateThreshold > 0 && b.w != nil) {
+		if outcome == failed || (slow && b.o.SlowCallRateThreshold > 0 && b.w != nil) {
 			b.transition(sg, Open)
 			return
 		}
