@@ -87,6 +87,13 @@ type Options struct {
 	// HalfOpenProbes is how many calls may probe at once in half-open
 	// state; others get ErrTooManyProbes. Default: 1.
 	HalfOpenProbes int
+	// HalfOpenMaxWait is how long a half-open probe may run: a probe
+	// unfinished past it (a hung call, or an Allow whose done is never
+	// called) counts as a failed probe, reopening the breaker, and frees its
+	// slot; its own outcome, if it ever comes, is then not counted. It is
+	// checked when a call arrives in half-open state. Set it above your
+	// longest call. Default: 60s.
+	HalfOpenMaxWait time.Duration
 	// HalfOpenSuccesses is how many successful probes close the breaker;
 	// one failed probe reopens it. Default: HalfOpenProbes.
 	HalfOpenSuccesses int
@@ -135,6 +142,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.HalfOpenProbes == 0 {
 		o.HalfOpenProbes = 1
 	}
+	if o.HalfOpenMaxWait == 0 {
+		o.HalfOpenMaxWait = 60 * time.Second
+	}
 	if o.HalfOpenSuccesses == 0 {
 		o.HalfOpenSuccesses = o.HalfOpenProbes
 	}
@@ -168,6 +178,8 @@ func (o Options) withDefaults() (Options, error) {
 		return bad("Options.MaxOpenTimeout (%v) must be >= OpenTimeout (%v)", o.MaxOpenTimeout, o.OpenTimeout)
 	case o.HalfOpenProbes < 1:
 		return bad("Options.HalfOpenProbes must be >= 1, got %d", o.HalfOpenProbes)
+	case o.HalfOpenMaxWait < 0:
+		return bad("Options.HalfOpenMaxWait must be > 0, got %v", o.HalfOpenMaxWait)
 	case o.HalfOpenSuccesses < 1:
 		return bad("Options.HalfOpenSuccesses must be >= 1, got %d", o.HalfOpenSuccesses)
 	}
@@ -185,7 +197,7 @@ type Breaker struct {
 	// result recorded under an older generation is ignored.
 	sg          atomic.Uint64
 	consecutive atomic.Int64
-	probing     atomic.Int64 // half-open calls in flight
+	probes      []atomic.Pointer[probe] // HalfOpenProbes slots; nil: free
 	probeOK     atomic.Int64
 	openUntil   atomic.Int64 // unix ns
 
@@ -198,6 +210,14 @@ type Breaker struct {
 
 	successes, rejected                  stripe.Counter // bumped on every call: striped
 	failures, ignored, slow, transitions atomic.Uint64
+	probeTimeouts                        atomic.Uint64
+}
+
+// A probe holds a half-open slot while its call runs.
+type probe struct {
+	slot  int
+	gen   uint64 // the generation that admitted it
+	start int64  // unix ns
 }
 
 // New returns a Breaker, or an error naming the bad option.
@@ -206,7 +226,7 @@ func New(o Options) (*Breaker, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Breaker{o: o}
+	b := &Breaker{o: o, probes: make([]atomic.Pointer[probe], o.HalfOpenProbes)}
 	if o.FailureRateThreshold > 0 || o.SlowCallThreshold > 0 {
 		if o.WindowDuration > 0 {
 			b.w = newTimeWindow(o.WindowDuration, o.Now)
@@ -232,7 +252,7 @@ func (b *Breaker) Name() string { return b.o.Name }
 // its half-open probe slot is freed, and the panic goes on unchanged to
 // Do's caller, as gobreaker does.
 func (b *Breaker) Do(ctx context.Context, fn func(ctx context.Context) error) error {
-	gen, probe, err := b.admit()
+	gen, pr, err := b.admit()
 	if err != nil {
 		return err
 	}
@@ -243,19 +263,19 @@ func (b *Breaker) Do(ctx context.Context, fn func(ctx context.Context) error) er
 	returned := false
 	defer func() {
 		if !returned { // fn panicked: a failure, and the panic goes on
-			b.recordOutcome(gen, probe, start, failed)
+			b.recordOutcome(gen, pr, start, failed)
 		}
 	}()
 	err = fn(ctx)
 	returned = true
-	b.record(ctx, gen, probe, start, err)
+	b.record(ctx, gen, pr, start, err)
 	return err
 }
 
 // Call is Do for functions that return a value; a panic in fn is handled
 // as in Do.
 func Call[T any](ctx context.Context, b *Breaker, fn func(ctx context.Context) (T, error)) (T, error) {
-	gen, probe, err := b.admit()
+	gen, pr, err := b.admit()
 	if err != nil {
 		var zero T
 		return zero, err
@@ -267,21 +287,23 @@ func Call[T any](ctx context.Context, b *Breaker, fn func(ctx context.Context) (
 	returned := false
 	defer func() {
 		if !returned { // fn panicked: a failure, and the panic goes on
-			b.recordOutcome(gen, probe, start, failed)
+			b.recordOutcome(gen, pr, start, failed)
 		}
 	}()
 	v, err := fn(ctx)
 	returned = true
-	b.record(ctx, gen, probe, start, err)
+	b.record(ctx, gen, pr, start, err)
 	return v, err
 }
 
 // Allow is the two-step form for callers that cannot pass a function: it
 // admits a call (or returns ErrOpen / ErrTooManyProbes) and returns done,
 // to be called with the call's error when it ends. Calling done more than
-// once is harmless. Unlike Do it allocates (the done closure).
+// once is harmless. Unlike Do it allocates (the done closure). A half-open
+// probe whose done is never called holds its slot until HalfOpenMaxWait,
+// then counts as a failure.
 func (b *Breaker) Allow() (done func(err error), err error) {
-	gen, probe, err := b.admit()
+	gen, pr, err := b.admit()
 	if err != nil {
 		return nil, err
 	}
@@ -292,37 +314,68 @@ func (b *Breaker) Allow() (done func(err error), err error) {
 	var once atomic.Bool
 	return func(err error) {
 		if once.CompareAndSwap(false, true) {
-			b.record(context.Background(), gen, probe, start, err)
+			b.record(context.Background(), gen, pr, start, err)
 		}
 	}, nil
 }
 
 // admit decides whether a call may go ahead.
-func (b *Breaker) admit() (gen uint64, probe bool, err error) {
+func (b *Breaker) admit() (gen uint64, pr *probe, err error) {
 	for {
 		sg := b.sg.Load()
 		st, g := unpack(sg)
 		switch st {
 		case Closed:
-			return g, false, nil
+			return g, nil, nil
 		case Open:
 			if b.o.Now().UnixNano() < b.openUntil.Load() {
 				b.rejected.Add(1)
-				return 0, false, ErrOpen
+				return 0, nil, ErrOpen
 			}
 			b.transition(sg, HalfOpen) // then loop: admit as a probe
 		case HalfOpen:
-			if b.probing.Add(1) > int64(b.o.HalfOpenProbes) {
-				b.probing.Add(-1)
+			now := b.o.Now().UnixNano()
+			b.expireProbes(now)
+			pr := b.claimProbe(g, now)
+			if pr == nil {
 				b.rejected.Add(1)
-				return 0, false, ErrTooManyProbes
+				return 0, nil, ErrTooManyProbes
 			}
 			if b.sg.Load() != sg { // the state moved on meanwhile
-				b.probing.Add(-1)
+				b.probes[pr.slot].CompareAndSwap(pr, nil)
 				continue
 			}
-			return g, true, nil
+			return g, pr, nil
 		}
+	}
+}
+
+// claimProbe takes a free probe slot, or returns nil if none is free.
+func (b *Breaker) claimProbe(gen uint64, now int64) *probe {
+	for i := range b.probes {
+		if b.probes[i].Load() != nil {
+			continue
+		}
+		pr := &probe{slot: i, gen: gen, start: now}
+		if b.probes[i].CompareAndSwap(nil, pr) {
+			return pr
+		}
+	}
+	return nil
+}
+
+// expireProbes frees the slots of probes running for HalfOpenMaxWait or
+// more, each counting as a failed probe.
+func (b *Breaker) expireProbes(now int64) {
+	for i := range b.probes {
+		pr := b.probes[i].Load()
+		if pr == nil || now-pr.start < int64(b.o.HalfOpenMaxWait) || !b.probes[i].CompareAndSwap(pr, nil) {
+			continue
+		}
+		b.probeTimeouts.Add(1)
+		b.o.Logger.Warn("breaker: half-open probe unfinished past HalfOpenMaxWait, counted as a failure", slog.String("breaker", b.o.Name),
+			slog.Duration("running", time.Duration(now-pr.start)), slog.Duration("max_wait", b.o.HalfOpenMaxWait))
+		b.recordOutcome(pr.gen, nil, 0, failed)
 	}
 }
 
@@ -352,15 +405,16 @@ func (b *Breaker) classify(ctx context.Context, err error) outcome {
 	return failed
 }
 
-func (b *Breaker) record(ctx context.Context, gen uint64, probe bool, start int64, err error) {
-	b.recordOutcome(gen, probe, start, b.classify(ctx, err))
+func (b *Breaker) record(ctx context.Context, gen uint64, pr *probe, start int64, err error) {
+	b.recordOutcome(gen, pr, start, b.classify(ctx, err))
 }
 
 // recordOutcome counts a finished call admitted under generation gen and
-// frees its probe slot.
-func (b *Breaker) recordOutcome(gen uint64, probe bool, start int64, outcome outcome) {
-	if probe {
-		defer b.probing.Add(-1)
+// frees its probe slot, if it holds one. A probe whose slot was taken back
+// by expireProbes was counted there: its own outcome is dropped.
+func (b *Breaker) recordOutcome(gen uint64, pr *probe, start int64, outcome outcome) {
+	if pr != nil && !b.probes[pr.slot].CompareAndSwap(pr, nil) {
+		return
 	}
 	slow := false
 	if start != 0 {
@@ -498,6 +552,9 @@ type Stats struct {
 	Successes, Failures, Ignored, Slow, Rejected uint64
 	// Transitions counts state changes.
 	Transitions uint64
+	// ProbeTimeouts counts half-open probes still unfinished after
+	// HalfOpenMaxWait, each counted as a failure too.
+	ProbeTimeouts uint64
 	// ConsecutiveFailures is the current run of failures (closed state).
 	ConsecutiveFailures int64
 	// WindowCalls, WindowFailures and WindowSlow are the current window's
@@ -510,7 +567,7 @@ type Stats struct {
 // Stats returns a snapshot.
 func (b *Breaker) Stats() Stats {
 	st := Stats{Name: b.o.Name, State: b.State(), Successes: b.successes.Load(), Failures: b.failures.Load(), Ignored: b.ignored.Load(),
-		Slow: b.slow.Load(), Rejected: b.rejected.Load(), Transitions: b.transitions.Load(), ConsecutiveFailures: b.consecutive.Load()}
+		Slow: b.slow.Load(), Rejected: b.rejected.Load(), Transitions: b.transitions.Load(), ProbeTimeouts: b.probeTimeouts.Load(), ConsecutiveFailures: b.consecutive.Load()}
 	if b.w != nil {
 		st.WindowCalls, st.WindowFailures, st.WindowSlow = b.w.counts()
 	}
