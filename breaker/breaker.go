@@ -52,9 +52,13 @@ type Options struct {
 	// Name identifies the breaker in logs, hooks and metrics. Default: "".
 	Name string
 	// ConsecutiveFailures trips the breaker after this many failures in a
-	// row. Default: 5. Set NoConsecutive to trip on rates only.
+	// row. Default: 5 without a FailureRateThreshold; with one, the rule is
+	// off unless this is set (see the decision table in the package doc):
+	// at high traffic a run of 5 failures comes often at a failure rate
+	// well below the threshold. Set NoConsecutive to trip on rates only.
 	ConsecutiveFailures int
-	// NoConsecutive disables the consecutive-failures trip. Default: false.
+	// NoConsecutive disables the consecutive-failures trip, whatever
+	// ConsecutiveFailures says. Default: false.
 	NoConsecutive bool
 	// FailureRateThreshold trips the breaker when the share of failed calls
 	// in the window reaches it, in (0, 1]. Default: 0, off.
@@ -190,8 +194,9 @@ func (o Options) withDefaults() (Options, error) {
 // operations and no allocation; transitions take a mutex. It is safe for
 // concurrent use.
 type Breaker struct {
-	o Options
-	w window // nil when no rate is tracked
+	o             Options
+	consecutiveOn bool   // the consecutive-failures rule applies
+	w             window // nil when no rate is tracked
 
 	// sg packs the state (low 2 bits) and the generation (the rest); a
 	// result recorded under an older generation is ignored.
@@ -222,11 +227,14 @@ type probe struct {
 
 // New returns a Breaker, or an error naming the bad option.
 func New(o Options) (*Breaker, error) {
+	// The consecutive rule applies unless disabled, or replaced by a rate
+	// rule without being asked for explicitly.
+	consecutive := !o.NoConsecutive && (o.FailureRateThreshold == 0 || o.ConsecutiveFailures != 0)
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	b := &Breaker{o: o, probes: make([]atomic.Pointer[probe], o.HalfOpenProbes)}
+	b := &Breaker{o: o, consecutiveOn: consecutive, probes: make([]atomic.Pointer[probe], o.HalfOpenProbes)}
 	if o.FailureRateThreshold > 0 || o.SlowCallThreshold > 0 {
 		if o.WindowDuration > 0 {
 			b.w = newTimeWindow(o.WindowDuration, o.Now)
@@ -441,7 +449,7 @@ func (b *Breaker) recordOutcome(gen uint64, pr *probe, start int64, outcome outc
 	case Closed:
 		isFail := outcome == failed
 		if isFail {
-			if !b.o.NoConsecutive && b.consecutive.Add(1) >= int64(b.o.ConsecutiveFailures) {
+			if b.consecutiveOn && b.consecutive.Add(1) >= int64(b.o.ConsecutiveFailures) {
 				b.transition(sg, Open)
 				return
 			}
@@ -555,7 +563,8 @@ type Stats struct {
 	// ProbeTimeouts counts half-open probes still unfinished after
 	// HalfOpenMaxWait, each counted as a failure too.
 	ProbeTimeouts uint64
-	// ConsecutiveFailures is the current run of failures (closed state).
+	// ConsecutiveFailures is the current run of failures (closed state; 0
+	// when the consecutive rule is off).
 	ConsecutiveFailures int64
 	// WindowCalls, WindowFailures and WindowSlow are the current window's
 	// counts (zero without a rate threshold).

@@ -14,6 +14,24 @@
 // SlowCallRateThreshold) over a window of the last WindowSize calls or the
 // last WindowDuration, once it holds MinimumCalls.
 //
+// # Consecutive failures beside a failure rate
+//
+// At high traffic a run of a few failures comes often at a failure rate far
+// below any sensible threshold (at 30% failures, 5 in a row come every few
+// hundred calls), so a default consecutive rule would undercut a
+// FailureRateThreshold. When a FailureRateThreshold is set, the consecutive
+// rule applies only if ConsecutiveFailures is set explicitly:
+//
+//	FailureRateThreshold  ConsecutiveFailures  NoConsecutive  trips on a run of failures
+//	0 (off)               0 (unset)            false          5 in a row (the default)
+//	0 (off)               n                    false          n in a row
+//	> 0                   0 (unset)            false          never: the rate rule alone decides
+//	> 0                   n                    false          n in a row, beside the rate rule
+//	any                   any                  true           never
+//
+// A slow-call rule alone (SlowCallThreshold without a FailureRateThreshold)
+// does not count failures, so it keeps the default consecutive rule.
+//
 // Classification: IsFailure decides what counts as a failure, Ignore what
 // counts as nothing; a call whose ctx the caller cancelled is ignored; an
 // ErrOpen from a nested breaker is ignored unless CountNestedOpen.
