@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,17 +22,26 @@ var ErrOpen = errors.New("breaker: open")
 // are already probing. errors.Is(ErrTooManyProbes, ErrOpen) is true.
 var ErrTooManyProbes = fmt.Errorf("breaker: half-open, probe limit reached: %w", ErrOpen)
 
+// ErrForcedOpen is returned without calling the function while the breaker
+// is held open by ForceOpen. errors.Is(ErrForcedOpen, ErrOpen) is true.
+var ErrForcedOpen = fmt.Errorf("breaker: forced open: %w", ErrOpen)
+
 // ErrInvalid is wrapped by errors about bad options.
 var ErrInvalid = errors.New("breaker: invalid")
 
 // State is a breaker's state.
 type State uint32
 
-// The states.
+// The states. The first three are automatic; the others are set by hand
+// (ForceOpen, ForceClosed, MetricsOnly) and left only by hand (Reset or
+// another of those).
 const (
-	Closed   State = iota // calls go through; outcomes are counted
-	Open                  // calls are rejected with ErrOpen until OpenTimeout passes
-	HalfOpen              // a few probe calls go through; their outcome decides
+	Closed       State = iota // calls go through; outcomes are counted
+	Open                      // calls are rejected with ErrOpen until OpenTimeout passes
+	HalfOpen                  // a few probe calls go through; their outcome decides
+	ForcedOpen                // every call is rejected with ErrForcedOpen
+	ForcedClosed              // every call goes through; outcomes are counted in Stats, no rule applies
+	MetricsOnly               // every call goes through; outcomes are counted and the rules evaluated, but a trip is only reported
 )
 
 func (s State) String() string {
@@ -42,6 +52,12 @@ func (s State) String() string {
 		return "open"
 	case HalfOpen:
 		return "half-open"
+	case ForcedOpen:
+		return "forced-open"
+	case ForcedClosed:
+		return "forced-closed"
+	case MetricsOnly:
+		return "metrics-only"
 	}
 	return fmt.Sprintf("State(%d)", uint32(s))
 }
@@ -82,6 +98,14 @@ type Options struct {
 	// OpenTimeout is how long the breaker stays open before probing.
 	// Default: 5s.
 	OpenTimeout time.Duration
+	// OpenTimeoutJitter spreads each open time at random over
+	// [t×(1−j), t×(1+j)) for a jitter j in [0, 1), so that a fleet's
+	// breakers, tripped by the same outage, do not all probe at the same
+	// instant. It applies after MaxOpenTimeout's cap. Default: 0, none.
+	OpenTimeoutJitter float64
+	// Rand is the random source for OpenTimeoutJitter: a number in [0, 1).
+	// Default: math/rand/v2's Float64.
+	Rand func() float64
 	// OpenTimeoutMultiplier grows the open time on every trip that follows
 	// a failed probe (1 keeps it constant). Default: 1.
 	OpenTimeoutMultiplier float64
@@ -155,6 +179,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Rand == nil {
+		o.Rand = rand.Float64
+	}
 	o.Logger = logx.Or(o.Logger)
 	bad := func(f string, args ...any) (Options, error) {
 		return o, fmt.Errorf("%w: "+f, append([]any{ErrInvalid}, args...)...)
@@ -176,6 +203,8 @@ func (o Options) withDefaults() (Options, error) {
 		return bad("Options.MinimumCalls must be >= 1, got %d", o.MinimumCalls)
 	case o.OpenTimeout < 0:
 		return bad("Options.OpenTimeout must be > 0, got %v", o.OpenTimeout)
+	case o.OpenTimeoutJitter < 0 || o.OpenTimeoutJitter >= 1:
+		return bad("Options.OpenTimeoutJitter must be in [0, 1), got %v", o.OpenTimeoutJitter)
 	case o.OpenTimeoutMultiplier < 1:
 		return bad("Options.OpenTimeoutMultiplier must be >= 1, got %v", o.OpenTimeoutMultiplier)
 	case o.MaxOpenTimeout < o.OpenTimeout:
@@ -215,7 +244,7 @@ type Breaker struct {
 
 	successes, rejected                  stripe.Counter // bumped on every call: striped
 	failures, ignored, slow, transitions atomic.Uint64
-	probeTimeouts                        atomic.Uint64
+	probeTimeouts, wouldTrips            atomic.Uint64
 }
 
 // A probe holds a half-open slot while its call runs.
@@ -245,7 +274,9 @@ func New(o Options) (*Breaker, error) {
 	return b, nil
 }
 
-func unpack(sg uint64) (State, uint64) { return State(sg & 3), sg >> 2 }
+const stateBits = 3
+
+func unpack(sg uint64) (State, uint64) { return State(sg & (1<<stateBits - 1)), sg >> stateBits }
 
 // State returns the current state (an open breaker whose timeout has passed
 // reports HalfOpen only once a call probes).
@@ -283,6 +314,15 @@ func (b *Breaker) Do(ctx context.Context, fn func(ctx context.Context) error) er
 // Call is Do for functions that return a value; a panic in fn is handled
 // as in Do.
 func Call[T any](ctx context.Context, b *Breaker, fn func(ctx context.Context) (T, error)) (T, error) {
+	return CallResult(ctx, b, fn, nil)
+}
+
+// CallResult is Call that also judges the value fn returns: when fn
+// returns a nil error and isFailure(v) is true (an HTTP response with
+// status 503, say), the call counts as a failure, though CallResult still
+// returns v and a nil error. Errors are judged by Options.IsFailure and
+// Ignore as in Do. A nil isFailure judges no value.
+func CallResult[T any](ctx context.Context, b *Breaker, fn func(ctx context.Context) (T, error), isFailure func(v T) bool) (T, error) {
 	gen, pr, err := b.admit()
 	if err != nil {
 		var zero T
@@ -300,7 +340,11 @@ func Call[T any](ctx context.Context, b *Breaker, fn func(ctx context.Context) (
 	}()
 	v, err := fn(ctx)
 	returned = true
-	b.record(ctx, gen, pr, start, err)
+	outcome := b.classify(ctx, err)
+	if err == nil && isFailure != nil && isFailure(v) {
+		outcome = failed
+	}
+	b.recordOutcome(gen, pr, start, outcome)
 	return v, err
 }
 
@@ -354,6 +398,11 @@ func (b *Breaker) admit() (gen uint64, pr *probe, err error) {
 				continue
 			}
 			return g, pr, nil
+		case ForcedOpen:
+			b.rejected.Add(1)
+			return 0, nil, ErrForcedOpen
+		default: // ForcedClosed, MetricsOnly
+			return g, nil, nil
 		}
 	}
 }
@@ -446,11 +495,11 @@ func (b *Breaker) recordOutcome(gen uint64, pr *probe, start int64, outcome outc
 		return // the breaker changed state since this call started
 	}
 	switch st {
-	case Closed:
+	case Closed, MetricsOnly:
 		isFail := outcome == failed
 		if isFail {
 			if b.consecutiveOn && b.consecutive.Add(1) >= int64(b.o.ConsecutiveFailures) {
-				b.transition(sg, Open)
+				b.trip(sg)
 				return
 			}
 		} else if b.consecutive.Load() != 0 {
@@ -461,7 +510,7 @@ func (b *Breaker) recordOutcome(gen uint64, pr *probe, start int64, outcome outc
 			if calls >= int64(b.o.MinimumCalls) {
 				if (b.o.FailureRateThreshold > 0 && float64(fails) >= b.o.FailureRateThreshold*float64(calls)) ||
 					(b.o.SlowCallThreshold > 0 && float64(slows) >= b.o.SlowCallRateThreshold*float64(calls)) {
-					b.transition(sg, Open)
+					b.trip(sg)
 				}
 			}
 		}
@@ -476,12 +525,80 @@ func (b *Breaker) recordOutcome(gen uint64, pr *probe, start int64, outcome outc
 	}
 }
 
-// transition moves from the state word seen to to, if nobody moved first.
-func (b *Breaker) transition(seen uint64, to State) {
+// trip opens a closed breaker; a metrics-only one only reports it.
+func (b *Breaker) trip(seen uint64) {
+	if st, _ := unpack(seen); st == Closed {
+		b.transition(seen, Open)
+		return
+	}
 	b.mu.Lock()
 	if b.sg.Load() != seen {
 		b.mu.Unlock()
 		return
+	}
+	_, g := unpack(seen)
+	b.consecutive.Store(0)
+	if b.w != nil {
+		b.w.reset()
+	}
+	b.sg.Store((g+1)<<stateBits | uint64(MetricsOnly)) // a new generation, as a trip starts
+	b.mu.Unlock()
+	b.wouldTrips.Add(1)
+	b.o.Logger.Warn("breaker: would trip (metrics-only: calls still go through)", slog.String("breaker", b.o.Name))
+}
+
+// ForceOpen holds the breaker open: every call gets ErrForcedOpen until
+// Reset, ForceClosed or MetricsOnly. It is a state change (logged, counted,
+// sent to OnStateChange) unless the breaker is forced open already.
+func (b *Breaker) ForceOpen() { b.force(ForcedOpen) }
+
+// ForceClosed holds the breaker closed: every call goes through and no rule
+// trips it (resilience4j's DISABLED), until Reset, ForceOpen or
+// MetricsOnly. Outcomes are still counted in Stats.
+func (b *Breaker) ForceClosed() { b.force(ForcedClosed) }
+
+// MetricsOnly puts the breaker in a dry-run mode (resilience4j's
+// METRICS_ONLY): every call goes through, outcomes are counted and the
+// rules evaluated as in closed state, and when a rule would trip the
+// breaker it logs a warning, counts Stats.WouldTrips and starts counting
+// afresh, but never rejects a call. Leave it with Reset, ForceOpen or
+// ForceClosed.
+func (b *Breaker) MetricsOnly() { b.force(MetricsOnly) }
+
+// Reset returns the breaker to closed state with an empty window, a fresh
+// run of failures and the base OpenTimeout, whatever its state.
+func (b *Breaker) Reset() {
+	if !b.force(Closed) {
+		b.mu.Lock()
+		b.consecutive.Store(0)
+		if b.w != nil {
+			b.w.reset()
+		}
+		b.mu.Unlock()
+	}
+}
+
+// force moves the breaker to state to from whatever state it is in; it
+// reports false if it was there already.
+func (b *Breaker) force(to State) bool {
+	for {
+		sg := b.sg.Load()
+		if st, _ := unpack(sg); st == to {
+			return false
+		}
+		if b.transition(sg, to) {
+			return true
+		}
+	}
+}
+
+// transition moves from the state word seen to to, if nobody moved first,
+// and reports whether it did.
+func (b *Breaker) transition(seen uint64, to State) bool {
+	b.mu.Lock()
+	if b.sg.Load() != seen {
+		b.mu.Unlock()
+		return false
 	}
 	from, g := unpack(seen)
 	now := b.o.Now()
@@ -498,27 +615,32 @@ func (b *Breaker) transition(seen uint64, to State) {
 		} else {
 			b.trips = 0
 		}
+		if j := b.o.OpenTimeoutJitter; j > 0 {
+			r := min(max(b.o.Rand(), 0), 1) // a source out of range cannot make it negative
+			timeout = time.Duration(float64(timeout) * (1 - j + 2*j*r))
+		}
 		b.openUntil.Store(now.Add(timeout).UnixNano())
 	case HalfOpen:
 		b.probeOK.Store(0)
-	case Closed:
+	default: // Closed and the manual states
 		b.trips = 0
 	}
 	b.consecutive.Store(0)
 	if b.w != nil {
 		b.w.reset()
 	}
-	b.sg.Store((g+1)<<2 | uint64(to))
+	b.sg.Store((g+1)<<stateBits | uint64(to))
 	b.mu.Unlock()
 	b.transitions.Add(1)
 	lvl := slog.LevelInfo
-	if to == Open {
+	if to == Open || to == ForcedOpen {
 		lvl = slog.LevelWarn
 	}
 	b.o.Logger.Log(context.Background(), lvl, "breaker: state change", slog.String("breaker", b.o.Name), slog.String("from", from.String()), slog.String("to", to.String()))
 	if b.o.OnStateChange != nil {
 		b.notify(stateEvent{from, to})
 	}
+	return true
 }
 
 type stateEvent struct{ from, to State }
@@ -560,6 +682,9 @@ type Stats struct {
 	Successes, Failures, Ignored, Slow, Rejected uint64
 	// Transitions counts state changes.
 	Transitions uint64
+	// WouldTrips counts the trips a metrics-only breaker reported instead
+	// of opening.
+	WouldTrips uint64
 	// ProbeTimeouts counts half-open probes still unfinished after
 	// HalfOpenMaxWait, each counted as a failure too.
 	ProbeTimeouts uint64
@@ -576,7 +701,7 @@ type Stats struct {
 // Stats returns a snapshot.
 func (b *Breaker) Stats() Stats {
 	st := Stats{Name: b.o.Name, State: b.State(), Successes: b.successes.Load(), Failures: b.failures.Load(), Ignored: b.ignored.Load(),
-		Slow: b.slow.Load(), Rejected: b.rejected.Load(), Transitions: b.transitions.Load(), ProbeTimeouts: b.probeTimeouts.Load(), ConsecutiveFailures: b.consecutive.Load()}
+		Slow: b.slow.Load(), Rejected: b.rejected.Load(), Transitions: b.transitions.Load(), ProbeTimeouts: b.probeTimeouts.Load(), WouldTrips: b.wouldTrips.Load(), ConsecutiveFailures: b.consecutive.Load()}
 	if b.w != nil {
 		st.WindowCalls, st.WindowFailures, st.WindowSlow = b.w.counts()
 	}

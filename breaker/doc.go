@@ -7,7 +7,19 @@
 // OpenTimeoutMultiplier after each failed probe, capped at MaxOpenTimeout),
 // HalfOpen (up to HalfOpenProbes calls probe at once, others get
 // ErrTooManyProbes, which matches ErrOpen; HalfOpenSuccesses successes
-// close it, one failure reopens it).
+// close it, one failure reopens it). OpenTimeoutJitter spreads the open
+// time at random (from Options.Rand) so that a fleet's breakers tripped by
+// one outage do not all probe at once. A probe still running after
+// HalfOpenMaxWait (default 60s; a hung call, or an Allow whose done is
+// never called) counts as a failed probe and frees its slot.
+//
+// Manual control, as resilience4j's special states: ForceOpen rejects
+// every call (ErrForcedOpen, which matches ErrOpen); ForceClosed lets every
+// call through and applies no rule (resilience4j's DISABLED); MetricsOnly
+// lets every call through but counts and evaluates as in closed state,
+// reporting a trip it would make (logged, Stats.WouldTrips) instead of
+// opening (METRICS_ONLY). These states last until Reset (back to Closed) or
+// another of them; each change is a state change like the automatic ones.
 //
 // Trips: ConsecutiveFailures in a row (default 5), and optionally a
 // FailureRateThreshold or a slow-call rate (SlowCallThreshold,
@@ -34,10 +46,15 @@
 //
 // Classification: IsFailure decides what counts as a failure, Ignore what
 // counts as nothing; a call whose ctx the caller cancelled is ignored; an
-// ErrOpen from a nested breaker is ignored unless CountNestedOpen.
+// ErrOpen from a nested breaker is ignored unless CountNestedOpen. A call
+// whose function panics counts as a failure whatever those say, and the
+// panic goes on to the caller (as in gobreaker). CallResult also judges the
+// returned value, so an HTTP 503 returned with a nil error can count as a
+// failure.
 //
-// Use Do(ctx, fn), Call[T] for values, or Allow() for code that cannot pass
-// a function. In closed state Do is lock-free and allocates nothing. Group
+// Use Do(ctx, fn), Call[T] or CallResult[T] for values, or Allow() for code
+// that cannot pass a function. In closed state Do, Call and CallResult are
+// lock-free and allocate nothing. Group
 // keeps one breaker per downstream name. State changes are logged, counted
 // in Stats and sent to OnStateChange (never blocking calls).
 //
