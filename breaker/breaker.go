@@ -307,7 +307,11 @@ func (b *Breaker) Do(ctx context.Context, fn func(ctx context.Context) error) er
 	}()
 	err = fn(ctx)
 	returned = true
-	b.record(ctx, gen, pr, start, err)
+	outcome := succeeded
+	if err != nil {
+		outcome = b.classify(ctx, err)
+	}
+	b.recordOutcome(gen, pr, start, outcome)
 	return err
 }
 
@@ -340,8 +344,10 @@ func CallResult[T any](ctx context.Context, b *Breaker, fn func(ctx context.Cont
 	}()
 	v, err := fn(ctx)
 	returned = true
-	outcome := b.classify(ctx, err)
-	if err == nil && isFailure != nil && isFailure(v) {
+	outcome := succeeded
+	if err != nil {
+		outcome = b.classify(ctx, err)
+	} else if isFailure != nil && isFailure(v) {
 		outcome = failed
 	}
 	b.recordOutcome(gen, pr, start, outcome)
