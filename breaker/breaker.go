@@ -286,10 +286,11 @@ func (b *Breaker) State() State { s, _ := unpack(b.sg.Load()); return s }
 func (b *Breaker) Name() string { return b.o.Name }
 
 // Do calls fn unless the breaker rejects the call (ErrOpen,
-// ErrTooManyProbes), records its outcome and returns fn's error. If fn
-// panics, the call counts as a failure (whatever IsFailure and Ignore say),
-// its half-open probe slot is freed, and the panic goes on unchanged to
-// Do's caller, as gobreaker does.
+// ErrTooManyProbes or ErrForcedOpen, which all match ErrOpen), records its
+// outcome and returns fn's error. If fn panics (or calls runtime.Goexit),
+// the call counts as a failure whatever IsFailure and Ignore say, its
+// half-open probe slot is freed, and the panic goes on unchanged to Do's
+// caller, as gobreaker does.
 func (b *Breaker) Do(ctx context.Context, fn func(ctx context.Context) error) error {
 	gen, pr, err := b.admit()
 	if err != nil {
@@ -301,7 +302,7 @@ func (b *Breaker) Do(ctx context.Context, fn func(ctx context.Context) error) er
 	}
 	returned := false
 	defer func() {
-		if !returned { // fn panicked: a failure, and the panic goes on
+		if !returned { // fn panicked (or called Goexit): a failure, and the panic goes on
 			b.recordOutcome(gen, pr, start, failed)
 		}
 	}()
@@ -338,7 +339,7 @@ func CallResult[T any](ctx context.Context, b *Breaker, fn func(ctx context.Cont
 	}
 	returned := false
 	defer func() {
-		if !returned { // fn panicked: a failure, and the panic goes on
+		if !returned { // fn panicked (or called Goexit): a failure, and the panic goes on
 			b.recordOutcome(gen, pr, start, failed)
 		}
 	}()
@@ -355,11 +356,11 @@ func CallResult[T any](ctx context.Context, b *Breaker, fn func(ctx context.Cont
 }
 
 // Allow is the two-step form for callers that cannot pass a function: it
-// admits a call (or returns ErrOpen / ErrTooManyProbes) and returns done,
-// to be called with the call's error when it ends. Calling done more than
-// once is harmless. Unlike Do it allocates (the done closure). A half-open
-// probe whose done is never called holds its slot until HalfOpenMaxWait,
-// then counts as a failure.
+// admits a call (or returns ErrOpen, ErrTooManyProbes or ErrForcedOpen)
+// and returns done, to be called with the call's error when it ends.
+// Calling done more than once is harmless. Unlike Do it allocates (the
+// done closure). A half-open probe whose done is never called holds its
+// slot until HalfOpenMaxWait, then counts as a failure.
 func (b *Breaker) Allow() (done func(err error), err error) {
 	gen, pr, err := b.admit()
 	if err != nil {
