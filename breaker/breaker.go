@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,17 +22,26 @@ var ErrOpen = errors.New("breaker: open")
 // are already probing. errors.Is(ErrTooManyProbes, ErrOpen) is true.
 var ErrTooManyProbes = fmt.Errorf("breaker: half-open, probe limit reached: %w", ErrOpen)
 
+// ErrForcedOpen is returned without calling the function while the breaker
+// is held open by ForceOpen. errors.Is(ErrForcedOpen, ErrOpen) is true.
+var ErrForcedOpen = fmt.Errorf("breaker: forced open: %w", ErrOpen)
+
 // ErrInvalid is wrapped by errors about bad options.
 var ErrInvalid = errors.New("breaker: invalid")
 
 // State is a breaker's state.
 type State uint32
 
-// The states.
+// The states. The first three are automatic; the others are set by hand
+// (ForceOpen, ForceClosed, MetricsOnly) and left only by hand (Reset or
+// another of those).
 const (
-	Closed   State = iota // calls go through; outcomes are counted
-	Open                  // calls are rejected with ErrOpen until OpenTimeout passes
-	HalfOpen              // a few probe calls go through; their outcome decides
+	Closed       State = iota // calls go through; outcomes are counted
+	Open                      // calls are rejected with ErrOpen until OpenTimeout passes
+	HalfOpen                  // a few probe calls go through; their outcome decides
+	ForcedOpen                // every call is rejected with ErrForcedOpen
+	ForcedClosed              // every call goes through; outcomes are counted in Stats, no rule applies
+	MetricsOnly               // every call goes through; outcomes are counted and the rules evaluated, but a trip is only reported
 )
 
 func (s State) String() string {
@@ -42,6 +52,12 @@ func (s State) String() string {
 		return "open"
 	case HalfOpen:
 		return "half-open"
+	case ForcedOpen:
+		return "forced-open"
+	case ForcedClosed:
+		return "forced-closed"
+	case MetricsOnly:
+		return "metrics-only"
 	}
 	return fmt.Sprintf("State(%d)", uint32(s))
 }
@@ -52,9 +68,13 @@ type Options struct {
 	// Name identifies the breaker in logs, hooks and metrics. Default: "".
 	Name string
 	// ConsecutiveFailures trips the breaker after this many failures in a
-	// row. Default: 5. Set NoConsecutive to trip on rates only.
+	// row. Default: 5 without a FailureRateThreshold; with one, the rule is
+	// off unless this is set (see the decision table in the package doc):
+	// at high traffic a run of 5 failures comes often at a failure rate
+	// well below the threshold. Set NoConsecutive to trip on rates only.
 	ConsecutiveFailures int
-	// NoConsecutive disables the consecutive-failures trip. Default: false.
+	// NoConsecutive disables the consecutive-failures trip, whatever
+	// ConsecutiveFailures says. Default: false.
 	NoConsecutive bool
 	// FailureRateThreshold trips the breaker when the share of failed calls
 	// in the window reaches it, in (0, 1]. Default: 0, off.
@@ -78,6 +98,14 @@ type Options struct {
 	// OpenTimeout is how long the breaker stays open before probing.
 	// Default: 5s.
 	OpenTimeout time.Duration
+	// OpenTimeoutJitter spreads each open time at random over
+	// [t×(1−j), t×(1+j)) for a jitter j in [0, 1), so that a fleet's
+	// breakers, tripped by the same outage, do not all probe at the same
+	// instant. It applies after MaxOpenTimeout's cap. Default: 0, none.
+	OpenTimeoutJitter float64
+	// Rand is the random source for OpenTimeoutJitter: a number in [0, 1).
+	// Default: math/rand/v2's Float64.
+	Rand func() float64
 	// OpenTimeoutMultiplier grows the open time on every trip that follows
 	// a failed probe (1 keeps it constant). Default: 1.
 	OpenTimeoutMultiplier float64
@@ -87,6 +115,13 @@ type Options struct {
 	// HalfOpenProbes is how many calls may probe at once in half-open
 	// state; others get ErrTooManyProbes. Default: 1.
 	HalfOpenProbes int
+	// HalfOpenMaxWait is how long a half-open probe may run: a probe
+	// unfinished past it (a hung call, or an Allow whose done is never
+	// called) counts as a failed probe, reopening the breaker, and frees its
+	// slot; its own outcome, if it ever comes, is then not counted. It is
+	// checked when a call arrives in half-open state. Set it above your
+	// longest call. Default: 60s.
+	HalfOpenMaxWait time.Duration
 	// HalfOpenSuccesses is how many successful probes close the breaker;
 	// one failed probe reopens it. Default: HalfOpenProbes.
 	HalfOpenSuccesses int
@@ -135,11 +170,17 @@ func (o Options) withDefaults() (Options, error) {
 	if o.HalfOpenProbes == 0 {
 		o.HalfOpenProbes = 1
 	}
+	if o.HalfOpenMaxWait == 0 {
+		o.HalfOpenMaxWait = 60 * time.Second
+	}
 	if o.HalfOpenSuccesses == 0 {
 		o.HalfOpenSuccesses = o.HalfOpenProbes
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Float64
 	}
 	o.Logger = logx.Or(o.Logger)
 	bad := func(f string, args ...any) (Options, error) {
@@ -162,12 +203,16 @@ func (o Options) withDefaults() (Options, error) {
 		return bad("Options.MinimumCalls must be >= 1, got %d", o.MinimumCalls)
 	case o.OpenTimeout < 0:
 		return bad("Options.OpenTimeout must be > 0, got %v", o.OpenTimeout)
+	case o.OpenTimeoutJitter < 0 || o.OpenTimeoutJitter >= 1:
+		return bad("Options.OpenTimeoutJitter must be in [0, 1), got %v", o.OpenTimeoutJitter)
 	case o.OpenTimeoutMultiplier < 1:
 		return bad("Options.OpenTimeoutMultiplier must be >= 1, got %v", o.OpenTimeoutMultiplier)
 	case o.MaxOpenTimeout < o.OpenTimeout:
 		return bad("Options.MaxOpenTimeout (%v) must be >= OpenTimeout (%v)", o.MaxOpenTimeout, o.OpenTimeout)
 	case o.HalfOpenProbes < 1:
 		return bad("Options.HalfOpenProbes must be >= 1, got %d", o.HalfOpenProbes)
+	case o.HalfOpenMaxWait < 0:
+		return bad("Options.HalfOpenMaxWait must be > 0, got %v", o.HalfOpenMaxWait)
 	case o.HalfOpenSuccesses < 1:
 		return bad("Options.HalfOpenSuccesses must be >= 1, got %d", o.HalfOpenSuccesses)
 	}
@@ -178,14 +223,15 @@ func (o Options) withDefaults() (Options, error) {
 // operations and no allocation; transitions take a mutex. It is safe for
 // concurrent use.
 type Breaker struct {
-	o Options
-	w window // nil when no rate is tracked
+	o             Options
+	consecutiveOn bool   // the consecutive-failures rule applies
+	w             window // nil when no rate is tracked
 
 	// sg packs the state (low 2 bits) and the generation (the rest); a
 	// result recorded under an older generation is ignored.
 	sg          atomic.Uint64
 	consecutive atomic.Int64
-	probing     atomic.Int64 // half-open calls in flight
+	probes      []atomic.Pointer[probe] // HalfOpenProbes slots; nil: free
 	probeOK     atomic.Int64
 	openUntil   atomic.Int64 // unix ns
 
@@ -198,15 +244,26 @@ type Breaker struct {
 
 	successes, rejected                  stripe.Counter // bumped on every call: striped
 	failures, ignored, slow, transitions atomic.Uint64
+	probeTimeouts, wouldTrips            atomic.Uint64
+}
+
+// A probe holds a half-open slot while its call runs.
+type probe struct {
+	slot  int
+	gen   uint64 // the generation that admitted it
+	start int64  // unix ns
 }
 
 // New returns a Breaker, or an error naming the bad option.
 func New(o Options) (*Breaker, error) {
+	// The consecutive rule applies unless disabled, or replaced by a rate
+	// rule without being asked for explicitly.
+	consecutive := !o.NoConsecutive && (o.FailureRateThreshold == 0 || o.ConsecutiveFailures != 0)
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	b := &Breaker{o: o}
+	b := &Breaker{o: o, consecutiveOn: consecutive, probes: make([]atomic.Pointer[probe], o.HalfOpenProbes)}
 	if o.FailureRateThreshold > 0 || o.SlowCallThreshold > 0 {
 		if o.WindowDuration > 0 {
 			b.w = newTimeWindow(o.WindowDuration, o.Now)
@@ -217,7 +274,9 @@ func New(o Options) (*Breaker, error) {
 	return b, nil
 }
 
-func unpack(sg uint64) (State, uint64) { return State(sg & 3), sg >> 2 }
+const stateBits = 3
+
+func unpack(sg uint64) (State, uint64) { return State(sg & (1<<stateBits - 1)), sg >> stateBits }
 
 // State returns the current state (an open breaker whose timeout has passed
 // reports HalfOpen only once a call probes).
@@ -227,9 +286,13 @@ func (b *Breaker) State() State { s, _ := unpack(b.sg.Load()); return s }
 func (b *Breaker) Name() string { return b.o.Name }
 
 // Do calls fn unless the breaker rejects the call (ErrOpen,
-// ErrTooManyProbes), records its outcome and returns fn's error.
+// ErrTooManyProbes or ErrForcedOpen, which all match ErrOpen), records its
+// outcome and returns fn's error. If fn panics (or calls runtime.Goexit),
+// the call counts as a failure whatever IsFailure and Ignore say, its
+// half-open probe slot is freed, and the panic goes on unchanged to Do's
+// caller, as gobreaker does.
 func (b *Breaker) Do(ctx context.Context, fn func(ctx context.Context) error) error {
-	gen, probe, err := b.admit()
+	gen, pr, err := b.admit()
 	if err != nil {
 		return err
 	}
@@ -237,14 +300,35 @@ func (b *Breaker) Do(ctx context.Context, fn func(ctx context.Context) error) er
 	if b.o.SlowCallThreshold > 0 {
 		start = b.o.Now().UnixNano()
 	}
+	returned := false
+	defer func() {
+		if !returned { // fn panicked (or called Goexit): a failure, and the panic goes on
+			b.recordOutcome(gen, pr, start, failed)
+		}
+	}()
 	err = fn(ctx)
-	b.record(ctx, gen, probe, start, err)
+	returned = true
+	outcome := succeeded
+	if err != nil {
+		outcome = b.classify(ctx, err)
+	}
+	b.recordOutcome(gen, pr, start, outcome)
 	return err
 }
 
-// Call is Do for functions that return a value.
+// Call is Do for functions that return a value; a panic in fn is handled
+// as in Do.
 func Call[T any](ctx context.Context, b *Breaker, fn func(ctx context.Context) (T, error)) (T, error) {
-	gen, probe, err := b.admit()
+	return CallResult(ctx, b, fn, nil)
+}
+
+// CallResult is Call that also judges the value fn returns: when fn
+// returns a nil error and isFailure(v) is true (an HTTP response with
+// status 503, say), the call counts as a failure, though CallResult still
+// returns v and a nil error. Errors are judged by Options.IsFailure and
+// Ignore as in Do. A nil isFailure judges no value.
+func CallResult[T any](ctx context.Context, b *Breaker, fn func(ctx context.Context) (T, error), isFailure func(v T) bool) (T, error) {
+	gen, pr, err := b.admit()
 	if err != nil {
 		var zero T
 		return zero, err
@@ -253,17 +337,32 @@ func Call[T any](ctx context.Context, b *Breaker, fn func(ctx context.Context) (
 	if b.o.SlowCallThreshold > 0 {
 		start = b.o.Now().UnixNano()
 	}
+	returned := false
+	defer func() {
+		if !returned { // fn panicked (or called Goexit): a failure, and the panic goes on
+			b.recordOutcome(gen, pr, start, failed)
+		}
+	}()
 	v, err := fn(ctx)
-	b.record(ctx, gen, probe, start, err)
+	returned = true
+	outcome := succeeded
+	if err != nil {
+		outcome = b.classify(ctx, err)
+	} else if isFailure != nil && isFailure(v) {
+		outcome = failed
+	}
+	b.recordOutcome(gen, pr, start, outcome)
 	return v, err
 }
 
 // Allow is the two-step form for callers that cannot pass a function: it
-// admits a call (or returns ErrOpen / ErrTooManyProbes) and returns done,
-// to be called with the call's error when it ends. Calling done more than
-// once is harmless. Unlike Do it allocates (the done closure).
+// admits a call (or returns ErrOpen, ErrTooManyProbes or ErrForcedOpen)
+// and returns done, to be called with the call's error when it ends.
+// Calling done more than once is harmless. Unlike Do it allocates (the
+// done closure). A half-open probe whose done is never called holds its
+// slot until HalfOpenMaxWait, then counts as a failure.
 func (b *Breaker) Allow() (done func(err error), err error) {
-	gen, probe, err := b.admit()
+	gen, pr, err := b.admit()
 	if err != nil {
 		return nil, err
 	}
@@ -274,62 +373,113 @@ func (b *Breaker) Allow() (done func(err error), err error) {
 	var once atomic.Bool
 	return func(err error) {
 		if once.CompareAndSwap(false, true) {
-			b.record(context.Background(), gen, probe, start, err)
+			b.record(context.Background(), gen, pr, start, err)
 		}
 	}, nil
 }
 
 // admit decides whether a call may go ahead.
-func (b *Breaker) admit() (gen uint64, probe bool, err error) {
+func (b *Breaker) admit() (gen uint64, pr *probe, err error) {
 	for {
 		sg := b.sg.Load()
 		st, g := unpack(sg)
 		switch st {
 		case Closed:
-			return g, false, nil
+			return g, nil, nil
 		case Open:
 			if b.o.Now().UnixNano() < b.openUntil.Load() {
 				b.rejected.Add(1)
-				return 0, false, ErrOpen
+				return 0, nil, ErrOpen
 			}
 			b.transition(sg, HalfOpen) // then loop: admit as a probe
 		case HalfOpen:
-			if b.probing.Add(1) > int64(b.o.HalfOpenProbes) {
-				b.probing.Add(-1)
+			now := b.o.Now().UnixNano()
+			b.expireProbes(now)
+			pr := b.claimProbe(g, now)
+			if pr == nil {
 				b.rejected.Add(1)
-				return 0, false, ErrTooManyProbes
+				return 0, nil, ErrTooManyProbes
 			}
 			if b.sg.Load() != sg { // the state moved on meanwhile
-				b.probing.Add(-1)
+				b.probes[pr.slot].CompareAndSwap(pr, nil)
 				continue
 			}
-			return g, true, nil
+			return g, pr, nil
+		case ForcedOpen:
+			b.rejected.Add(1)
+			return 0, nil, ErrForcedOpen
+		default: // ForcedClosed, MetricsOnly
+			return g, nil, nil
 		}
 	}
 }
 
-// classify: 1 success, -1 failure, 0 ignored.
-func (b *Breaker) classify(ctx context.Context, err error) int {
-	switch {
-	case err == nil:
-		return 1
-	case ctx.Err() != nil && errors.Is(err, context.Canceled):
-		return 0 // the caller gave up: says nothing about the dependency
-	case b.o.Ignore != nil && b.o.Ignore(err):
-		return 0
-	case !b.o.CountNestedOpen && errors.Is(err, ErrOpen):
-		return 0
-	case b.o.IsFailure != nil && !b.o.IsFailure(err):
-		return 1
+// claimProbe takes a free probe slot, or returns nil if none is free.
+func (b *Breaker) claimProbe(gen uint64, now int64) *probe {
+	for i := range b.probes {
+		if b.probes[i].Load() != nil {
+			continue
+		}
+		pr := &probe{slot: i, gen: gen, start: now}
+		if b.probes[i].CompareAndSwap(nil, pr) {
+			return pr
+		}
 	}
-	return -1
+	return nil
 }
 
-func (b *Breaker) record(ctx context.Context, gen uint64, probe bool, start int64, err error) {
-	if probe {
-		defer b.probing.Add(-1)
+// expireProbes frees the slots of probes running for HalfOpenMaxWait or
+// more, each counting as a failed probe.
+func (b *Breaker) expireProbes(now int64) {
+	for i := range b.probes {
+		pr := b.probes[i].Load()
+		if pr == nil || now-pr.start < int64(b.o.HalfOpenMaxWait) || !b.probes[i].CompareAndSwap(pr, nil) {
+			continue
+		}
+		b.probeTimeouts.Add(1)
+		b.o.Logger.Warn("breaker: half-open probe unfinished past HalfOpenMaxWait, counted as a failure", slog.String("breaker", b.o.Name),
+			slog.Duration("running", time.Duration(now-pr.start)), slog.Duration("max_wait", b.o.HalfOpenMaxWait))
+		b.recordOutcome(pr.gen, nil, 0, failed)
 	}
-	outcome := b.classify(ctx, err)
+}
+
+// An outcome is how a call counts.
+type outcome int
+
+const (
+	failed    outcome = -1
+	ignored   outcome = 0
+	succeeded outcome = 1
+)
+
+// classify decides how a call that returned err counts.
+func (b *Breaker) classify(ctx context.Context, err error) outcome {
+	switch {
+	case err == nil:
+		return succeeded
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		return ignored // the caller gave up: says nothing about the dependency
+	case b.o.Ignore != nil && b.o.Ignore(err):
+		return ignored
+	case !b.o.CountNestedOpen && errors.Is(err, ErrOpen):
+		return ignored
+	case b.o.IsFailure != nil && !b.o.IsFailure(err):
+		return succeeded
+	}
+	return failed
+}
+
+func (b *Breaker) record(ctx context.Context, gen uint64, pr *probe, start int64, err error) {
+	b.recordOutcome(gen, pr, start, b.classify(ctx, err))
+}
+
+// recordOutcome counts a finished call admitted under generation gen and
+// frees its probe slot, if it holds one. A probe whose slot was taken back
+// by expireProbes was counted there: its own outcome is dropped.
+func (b *Breaker) recordOutcome(gen uint64, pr *probe, start int64, outcome outcome) {
+	if pr != nil && !b.probes[pr.slot].CompareAndSwap(pr, nil) {
+		return
+	}
 	slow := false
 	if start != 0 {
 		slow = b.o.Now().UnixNano()-start > int64(b.o.SlowCallThreshold)
@@ -338,10 +488,10 @@ func (b *Breaker) record(ctx context.Context, gen uint64, probe bool, start int6
 		b.slow.Add(1)
 	}
 	switch outcome {
-	case 0:
+	case ignored:
 		b.ignored.Add(1)
 		return
-	case 1:
+	case succeeded:
 		b.successes.Add(1)
 	default:
 		b.failures.Add(1)
@@ -352,27 +502,27 @@ func (b *Breaker) record(ctx context.Context, gen uint64, probe bool, start int6
 		return // the breaker changed state since this call started
 	}
 	switch st {
-	case Closed:
-		failed := outcome < 0
-		if failed {
-			if !b.o.NoConsecutive && b.consecutive.Add(1) >= int64(b.o.ConsecutiveFailures) {
-				b.transition(sg, Open)
+	case Closed, MetricsOnly:
+		isFail := outcome == failed
+		if isFail {
+			if b.consecutiveOn && b.consecutive.Add(1) >= int64(b.o.ConsecutiveFailures) {
+				b.trip(sg)
 				return
 			}
 		} else if b.consecutive.Load() != 0 {
 			b.consecutive.Store(0)
 		}
 		if b.w != nil {
-			calls, fails, slows := b.w.add(failed, slow)
+			calls, fails, slows := b.w.add(isFail, slow)
 			if calls >= int64(b.o.MinimumCalls) {
 				if (b.o.FailureRateThreshold > 0 && float64(fails) >= b.o.FailureRateThreshold*float64(calls)) ||
 					(b.o.SlowCallThreshold > 0 && float64(slows) >= b.o.SlowCallRateThreshold*float64(calls)) {
-					b.transition(sg, Open)
+					b.trip(sg)
 				}
 			}
 		}
 	case HalfOpen:
-		if outcome < 0 || (slow && b.o.SlowCallRateThreshold > 0 && b.w != nil) {
+		if outcome == failed || (slow && b.o.SlowCallRateThreshold > 0 && b.w != nil) {
 			b.transition(sg, Open)
 			return
 		}
@@ -382,12 +532,80 @@ func (b *Breaker) record(ctx context.Context, gen uint64, probe bool, start int6
 	}
 }
 
-// transition moves from the state word seen to to, if nobody moved first.
-func (b *Breaker) transition(seen uint64, to State) {
+// trip opens a closed breaker; a metrics-only one only reports it.
+func (b *Breaker) trip(seen uint64) {
+	if st, _ := unpack(seen); st == Closed {
+		b.transition(seen, Open)
+		return
+	}
 	b.mu.Lock()
 	if b.sg.Load() != seen {
 		b.mu.Unlock()
 		return
+	}
+	_, g := unpack(seen)
+	b.consecutive.Store(0)
+	if b.w != nil {
+		b.w.reset()
+	}
+	b.sg.Store((g+1)<<stateBits | uint64(MetricsOnly)) // a new generation, as a trip starts
+	b.mu.Unlock()
+	b.wouldTrips.Add(1)
+	b.o.Logger.Warn("breaker: would trip (metrics-only: calls still go through)", slog.String("breaker", b.o.Name))
+}
+
+// ForceOpen holds the breaker open: every call gets ErrForcedOpen until
+// Reset, ForceClosed or MetricsOnly. It is a state change (logged, counted,
+// sent to OnStateChange) unless the breaker is forced open already.
+func (b *Breaker) ForceOpen() { b.force(ForcedOpen) }
+
+// ForceClosed holds the breaker closed: every call goes through and no rule
+// trips it (resilience4j's DISABLED), until Reset, ForceOpen or
+// MetricsOnly. Outcomes are still counted in Stats.
+func (b *Breaker) ForceClosed() { b.force(ForcedClosed) }
+
+// MetricsOnly puts the breaker in a dry-run mode (resilience4j's
+// METRICS_ONLY): every call goes through, outcomes are counted and the
+// rules evaluated as in closed state, and when a rule would trip the
+// breaker it logs a warning, counts Stats.WouldTrips and starts counting
+// afresh, but never rejects a call. Leave it with Reset, ForceOpen or
+// ForceClosed.
+func (b *Breaker) MetricsOnly() { b.force(MetricsOnly) }
+
+// Reset returns the breaker to closed state with an empty window, a fresh
+// run of failures and the base OpenTimeout, whatever its state.
+func (b *Breaker) Reset() {
+	if !b.force(Closed) {
+		b.mu.Lock()
+		b.consecutive.Store(0)
+		if b.w != nil {
+			b.w.reset()
+		}
+		b.mu.Unlock()
+	}
+}
+
+// force moves the breaker to state to from whatever state it is in; it
+// reports false if it was there already.
+func (b *Breaker) force(to State) bool {
+	for {
+		sg := b.sg.Load()
+		if st, _ := unpack(sg); st == to {
+			return false
+		}
+		if b.transition(sg, to) {
+			return true
+		}
+	}
+}
+
+// transition moves from the state word seen to to, if nobody moved first,
+// and reports whether it did.
+func (b *Breaker) transition(seen uint64, to State) bool {
+	b.mu.Lock()
+	if b.sg.Load() != seen {
+		b.mu.Unlock()
+		return false
 	}
 	from, g := unpack(seen)
 	now := b.o.Now()
@@ -404,27 +622,32 @@ func (b *Breaker) transition(seen uint64, to State) {
 		} else {
 			b.trips = 0
 		}
+		if j := b.o.OpenTimeoutJitter; j > 0 {
+			r := min(max(b.o.Rand(), 0), 1) // a source out of range cannot make it negative
+			timeout = time.Duration(float64(timeout) * (1 - j + 2*j*r))
+		}
 		b.openUntil.Store(now.Add(timeout).UnixNano())
 	case HalfOpen:
 		b.probeOK.Store(0)
-	case Closed:
+	default: // Closed and the manual states
 		b.trips = 0
 	}
 	b.consecutive.Store(0)
 	if b.w != nil {
 		b.w.reset()
 	}
-	b.sg.Store((g+1)<<2 | uint64(to))
+	b.sg.Store((g+1)<<stateBits | uint64(to))
 	b.mu.Unlock()
 	b.transitions.Add(1)
 	lvl := slog.LevelInfo
-	if to == Open {
+	if to == Open || to == ForcedOpen {
 		lvl = slog.LevelWarn
 	}
 	b.o.Logger.Log(context.Background(), lvl, "breaker: state change", slog.String("breaker", b.o.Name), slog.String("from", from.String()), slog.String("to", to.String()))
 	if b.o.OnStateChange != nil {
 		b.notify(stateEvent{from, to})
 	}
+	return true
 }
 
 type stateEvent struct{ from, to State }
@@ -466,7 +689,14 @@ type Stats struct {
 	Successes, Failures, Ignored, Slow, Rejected uint64
 	// Transitions counts state changes.
 	Transitions uint64
-	// ConsecutiveFailures is the current run of failures (closed state).
+	// WouldTrips counts the trips a metrics-only breaker reported instead
+	// of opening.
+	WouldTrips uint64
+	// ProbeTimeouts counts half-open probes still unfinished after
+	// HalfOpenMaxWait, each counted as a failure too.
+	ProbeTimeouts uint64
+	// ConsecutiveFailures is the current run of failures (closed state; 0
+	// when the consecutive rule is off).
 	ConsecutiveFailures int64
 	// WindowCalls, WindowFailures and WindowSlow are the current window's
 	// counts (zero without a rate threshold).
@@ -478,7 +708,7 @@ type Stats struct {
 // Stats returns a snapshot.
 func (b *Breaker) Stats() Stats {
 	st := Stats{Name: b.o.Name, State: b.State(), Successes: b.successes.Load(), Failures: b.failures.Load(), Ignored: b.ignored.Load(),
-		Slow: b.slow.Load(), Rejected: b.rejected.Load(), Transitions: b.transitions.Load(), ConsecutiveFailures: b.consecutive.Load()}
+		Slow: b.slow.Load(), Rejected: b.rejected.Load(), Transitions: b.transitions.Load(), ProbeTimeouts: b.probeTimeouts.Load(), WouldTrips: b.wouldTrips.Load(), ConsecutiveFailures: b.consecutive.Load()}
 	if b.w != nil {
 		st.WindowCalls, st.WindowFailures, st.WindowSlow = b.w.counts()
 	}

@@ -41,3 +41,33 @@ func ExampleGroup() {
 	// true
 	// <nil>
 }
+
+func ExampleCallResult() {
+	br, _ := breaker.New(breaker.Options{ConsecutiveFailures: 2})
+	type response struct{ Status int }
+	is5xx := func(r response) bool { return r.Status >= 500 }
+	unavailable := func(ctx context.Context) (response, error) { return response{503}, nil }
+	for i := 0; i < 3; i++ {
+		r, err := breaker.CallResult(context.Background(), br, unavailable, is5xx)
+		fmt.Println(r.Status, err, br.State())
+	}
+	// Output:
+	// 503 <nil> closed
+	// 503 <nil> open
+	// 0 breaker: open open
+}
+
+func ExampleBreaker_MetricsOnly() {
+	br, _ := breaker.New(breaker.Options{ConsecutiveFailures: 2})
+	br.MetricsOnly() // dry run: see how often it would trip before enforcing it
+	for i := 0; i < 4; i++ {
+		br.Do(context.Background(), func(ctx context.Context) error { return errors.New("timeout") })
+	}
+	st := br.Stats()
+	fmt.Println(st.State, st.Failures, st.Rejected, st.WouldTrips)
+	br.Reset() // enforce from now on
+	fmt.Println(br.State())
+	// Output:
+	// metrics-only 4 0 2
+	// closed
+}

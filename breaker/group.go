@@ -10,8 +10,8 @@ import (
 )
 
 // ErrGroupFull is returned by Group.Get when MaxBreakers is reached and
-// every breaker held is open or half-open (evicting one would forget an
-// outage).
+// no breaker held is in Closed state (evicting an open or half-open one
+// would forget an outage, a forced or metrics-only one a manual setting).
 var ErrGroupFull = errors.New("breaker: group full")
 
 // GroupOptions configures NewGroup.
