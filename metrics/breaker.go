@@ -6,20 +6,27 @@ import (
 	"github.com/scalekit-go/scalekit/breaker"
 )
 
-// breakerStates are the values of the state label, as breaker.State prints
-// them.
-var breakerStates = []string{breaker.Closed.String(), breaker.Open.String(), breaker.HalfOpen.String()}
+// circuitStates are the values of the state label of the circuits inside
+// engines (cache L2, Redis limiters), as breaker.State prints them; no one
+// sets those by hand.
+var circuitStates = []string{breaker.Closed.String(), breaker.Open.String(), breaker.HalfOpen.String()}
+
+// breakerStates adds the states a user's breaker can be set to by hand.
+var breakerStates = append(circuitStates[:len(circuitStates):len(circuitStates)],
+	breaker.ForcedOpen.String(), breaker.ForcedClosed.String(), breaker.MetricsOnly.String())
 
 type breakerDescs struct {
-	state, calls, slow, transitions, consecutive, windowCalls, windowFailures, windowSlow, openUntil *prometheus.Desc
+	state, calls, slow, transitions, probeTimeouts, wouldTrips, consecutive, windowCalls, windowFailures, windowSlow, openUntil *prometheus.Desc
 }
 
 func newBreakerDescs(b *builder) breakerDescs {
 	return breakerDescs{
-		state:          b.desc("scalekit_breaker_state", "Circuit breaker state: 1 for the current state (closed, open, half-open), 0 for the others.", "state"),
+		state:          b.desc("scalekit_breaker_state", "Circuit breaker state: 1 for the current state (closed, open, half-open, or one set by hand: forced-open, forced-closed, metrics-only), 0 for the others.", "state"),
 		calls:          b.desc("scalekit_breaker_calls_total", "Calls through the circuit breaker by result: success, failure and ignored are recorded outcomes, rejected were refused (open, or half-open with every probe taken).", "result"),
 		slow:           b.desc("scalekit_breaker_slow_calls_total", "Calls slower than the breaker's SlowCallThreshold (a subset of the recorded calls)."),
 		transitions:    b.desc("scalekit_breaker_transitions_total", "Circuit breaker state changes."),
+		probeTimeouts:  b.desc("scalekit_breaker_probe_timeouts_total", "Half-open probes that ran past HalfOpenMaxWait (hung, or an Allow never finished) and counted as failed probes."),
+		wouldTrips:     b.desc("scalekit_breaker_would_trips_total", "Trips a breaker in metrics-only mode would have made (it rejects nothing)."),
 		consecutive:    b.desc("scalekit_breaker_consecutive_failures", "Current run of consecutive failures (closed state)."),
 		windowCalls:    b.desc("scalekit_breaker_window_calls", "Calls in the breaker's current rate window (0 without a rate threshold)."),
 		windowFailures: b.desc("scalekit_breaker_window_failures", "Failed calls in the breaker's current rate window (0 without a rate threshold)."),
@@ -37,6 +44,8 @@ func (d *breakerDescs) collect(ch chan<- prometheus.Metric, st breaker.Stats) {
 	counter(ch, d.calls, st.Rejected, n, "rejected")
 	counter(ch, d.slow, st.Slow, n)
 	counter(ch, d.transitions, st.Transitions, n)
+	counter(ch, d.probeTimeouts, st.ProbeTimeouts, n)
+	counter(ch, d.wouldTrips, st.WouldTrips, n)
 	gauge(ch, d.consecutive, float64(st.ConsecutiveFailures), n)
 	gauge(ch, d.windowCalls, float64(st.WindowCalls), n)
 	gauge(ch, d.windowFailures, float64(st.WindowFailures), n)

@@ -61,7 +61,7 @@ func (c *Collector) AddCache(name string, cc interface{ Stats() cache.Stats }) e
 		counter(ch, d.coalesced, st.Coalesced, name)
 		counter(ch, d.l2Errors, st.L2Errors, name)
 		counter(ch, d.l2Skipped, st.L2Skipped, name)
-		stateSet(ch, d.l2Circuit, breakerStates, st.Circuit.String(), name)
+		stateSet(ch, d.l2Circuit, circuitStates, st.Circuit.String(), name)
 		counter(ch, d.leasesWon, st.LeasesWon, name)
 		counter(ch, d.leaseWaits, st.LeaseWaits, name)
 		counter(ch, d.leaseBusy, st.LeaseBusy, name)

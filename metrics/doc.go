@@ -48,10 +48,12 @@
 //
 //	metric                                                                  type       meaning
 //	breaker (AddBreaker, AddBreakerGroup)
-//	scalekit_breaker_state{state}                                           gauge      1 for the current state: closed, open, half-open
+//	scalekit_breaker_state{state}                                           gauge      1 for the current state: closed, open, half-open, forced-open, forced-closed, metrics-only
 //	scalekit_breaker_calls_total{result}                                    counter    calls: success, failure, ignored, rejected
 //	scalekit_breaker_slow_calls_total                                       counter    calls slower than SlowCallThreshold
 //	scalekit_breaker_transitions_total                                      counter    state changes
+//	scalekit_breaker_probe_timeouts_total                                   counter    half-open probes past HalfOpenMaxWait
+//	scalekit_breaker_would_trips_total                                      counter    trips a metrics-only breaker would have made
 //	scalekit_breaker_consecutive_failures                                   gauge      current run of failures
 //	scalekit_breaker_window_calls                                           gauge      calls in the rate window
 //	scalekit_breaker_window_failures                                        gauge      failures in the rate window
@@ -125,6 +127,7 @@
 //	idempotency (AddIdempotency)
 //	scalekit_idempotency_requests_total{result}                             counter    keyed requests: executed, replayed, conflict, mismatch, bad_key, unavailable
 //	scalekit_idempotency_released_total                                     counter    keys given back (5xx, panic, oversized response)
+//	scalekit_idempotency_lease_lost_total                                   counter    requests whose lease was lost while the handler ran
 //	slo (AddSLO, AddSLOTracker)
 //	scalekit_slo_target_ratio                                               gauge      target share of good events
 //	scalekit_slo_window_seconds                                             gauge      rolling window

@@ -51,7 +51,10 @@ func Example() {
 	// scalekit_breaker_calls_total{instance_name="api-1",name="payments",result="rejected"} 1
 	// scalekit_breaker_calls_total{instance_name="api-1",name="payments",result="success"} 0
 	// scalekit_breaker_state{instance_name="api-1",name="payments",state="closed"} 0
+	// scalekit_breaker_state{instance_name="api-1",name="payments",state="forced-closed"} 0
+	// scalekit_breaker_state{instance_name="api-1",name="payments",state="forced-open"} 0
 	// scalekit_breaker_state{instance_name="api-1",name="payments",state="half-open"} 0
+	// scalekit_breaker_state{instance_name="api-1",name="payments",state="metrics-only"} 0
 	// scalekit_breaker_state{instance_name="api-1",name="payments",state="open"} 1
 }
 

@@ -7,13 +7,14 @@ import (
 )
 
 type idempotencyDescs struct {
-	requests, released *prometheus.Desc
+	requests, released, leaseLost *prometheus.Desc
 }
 
 func newIdempotencyDescs(b *builder) idempotencyDescs {
 	return idempotencyDescs{
-		requests: b.desc("scalekit_idempotency_requests_total", "Keyed requests through the Idempotency-Key middleware, by result: executed (first run), replayed (stored response served), conflict (409, running), mismatch (422, key reused with another request), bad_key (400) or unavailable (503, Store failing).", "result"),
-		released: b.desc("scalekit_idempotency_released_total", "Keys given back after a 5xx, a panic or an oversized response, so a retry runs again."),
+		requests:  b.desc("scalekit_idempotency_requests_total", "Keyed requests through the Idempotency-Key middleware, by result: executed (first run), replayed (stored response served), conflict (409, running), mismatch (422, key reused with another request), bad_key (400) or unavailable (503, Store failing).", "result"),
+		released:  b.desc("scalekit_idempotency_released_total", "Keys given back after a 5xx, a panic or an oversized response, so a retry runs again."),
+		leaseLost: b.desc("scalekit_idempotency_lease_lost_total", "Requests whose key's lease was lost while the handler ran (its ctx was cancelled with ErrLeaseLost)."),
 	}
 }
 
@@ -33,5 +34,6 @@ func (c *Collector) AddIdempotency(name string, m *idempotency.Middleware) error
 		counter(ch, d.requests, st.BadKeys, name, "bad_key")
 		counter(ch, d.requests, st.Unavailable, name, "unavailable")
 		counter(ch, d.released, st.Released, name)
+		counter(ch, d.leaseLost, st.LeaseLost, name)
 	})
 }

@@ -153,13 +153,19 @@ scalekit_breaker_consecutive_failures{instance_name="api-1",name="payments"} 0
 # HELP scalekit_breaker_open_until_timestamp_seconds When an open breaker starts probing, in Unix seconds; 0 unless open.
 # TYPE scalekit_breaker_open_until_timestamp_seconds gauge
 scalekit_breaker_open_until_timestamp_seconds{instance_name="api-1",name="payments"} 1.767225605e+09
+# HELP scalekit_breaker_probe_timeouts_total Half-open probes that ran past HalfOpenMaxWait (hung, or an Allow never finished) and counted as failed probes.
+# TYPE scalekit_breaker_probe_timeouts_total counter
+scalekit_breaker_probe_timeouts_total{instance_name="api-1",name="payments"} 0
 # HELP scalekit_breaker_slow_calls_total Calls slower than the breaker's SlowCallThreshold (a subset of the recorded calls).
 # TYPE scalekit_breaker_slow_calls_total counter
 scalekit_breaker_slow_calls_total{instance_name="api-1",name="payments"} 0
-# HELP scalekit_breaker_state Circuit breaker state: 1 for the current state (closed, open, half-open), 0 for the others.
+# HELP scalekit_breaker_state Circuit breaker state: 1 for the current state (closed, open, half-open, or one set by hand: forced-open, forced-closed, metrics-only), 0 for the others.
 # TYPE scalekit_breaker_state gauge
 scalekit_breaker_state{instance_name="api-1",name="payments",state="closed"} 0
+scalekit_breaker_state{instance_name="api-1",name="payments",state="forced-closed"} 0
+scalekit_breaker_state{instance_name="api-1",name="payments",state="forced-open"} 0
 scalekit_breaker_state{instance_name="api-1",name="payments",state="half-open"} 0
+scalekit_breaker_state{instance_name="api-1",name="payments",state="metrics-only"} 0
 scalekit_breaker_state{instance_name="api-1",name="payments",state="open"} 1
 # HELP scalekit_breaker_transitions_total Circuit breaker state changes.
 # TYPE scalekit_breaker_transitions_total counter
@@ -173,6 +179,9 @@ scalekit_breaker_window_failures{instance_name="api-1",name="payments"} 0
 # HELP scalekit_breaker_window_slow_calls Slow calls in the breaker's current rate window (0 without a rate threshold).
 # TYPE scalekit_breaker_window_slow_calls gauge
 scalekit_breaker_window_slow_calls{instance_name="api-1",name="payments"} 0
+# HELP scalekit_breaker_would_trips_total Trips a breaker in metrics-only mode would have made (it rejects nothing).
+# TYPE scalekit_breaker_would_trips_total counter
+scalekit_breaker_would_trips_total{instance_name="api-1",name="payments"} 0
 `
 	if err := testutil.CollectAndCompare(m, strings.NewReader(want)); err != nil {
 		t.Error(err)
@@ -184,7 +193,10 @@ scalekit_breaker_window_slow_calls{instance_name="api-1",name="payments"} 0
 	expect(t, m, "scalekit_breaker_state", `
 		# TYPE scalekit_breaker_state gauge
 		scalekit_breaker_state{instance_name="api-1",name="payments",state="closed"} 1
+		scalekit_breaker_state{instance_name="api-1",name="payments",state="forced-closed"} 0
+		scalekit_breaker_state{instance_name="api-1",name="payments",state="forced-open"} 0
 		scalekit_breaker_state{instance_name="api-1",name="payments",state="half-open"} 0
+		scalekit_breaker_state{instance_name="api-1",name="payments",state="metrics-only"} 0
 		scalekit_breaker_state{instance_name="api-1",name="payments",state="open"} 0
 	`)
 	expect(t, m, "scalekit_breaker_open_until", `
@@ -228,10 +240,16 @@ func TestBreakerGroup(t *testing.T) {
 	expect(t, m, "scalekit_breaker_state", `
 		# TYPE scalekit_breaker_state gauge
 		scalekit_breaker_state{instance_name="api-1",name="eu.api.example",state="closed"} 0
+		scalekit_breaker_state{instance_name="api-1",name="eu.api.example",state="forced-closed"} 0
+		scalekit_breaker_state{instance_name="api-1",name="eu.api.example",state="forced-open"} 0
 		scalekit_breaker_state{instance_name="api-1",name="eu.api.example",state="half-open"} 0
+		scalekit_breaker_state{instance_name="api-1",name="eu.api.example",state="metrics-only"} 0
 		scalekit_breaker_state{instance_name="api-1",name="eu.api.example",state="open"} 1
 		scalekit_breaker_state{instance_name="api-1",name="us.api.example",state="closed"} 1
+		scalekit_breaker_state{instance_name="api-1",name="us.api.example",state="forced-closed"} 0
+		scalekit_breaker_state{instance_name="api-1",name="us.api.example",state="forced-open"} 0
 		scalekit_breaker_state{instance_name="api-1",name="us.api.example",state="half-open"} 0
+		scalekit_breaker_state{instance_name="api-1",name="us.api.example",state="metrics-only"} 0
 		scalekit_breaker_state{instance_name="api-1",name="us.api.example",state="open"} 0
 	`)
 	expect(t, m, "scalekit_breaker_calls", `
@@ -683,6 +701,9 @@ func TestIdempotency(t *testing.T) {
 	noErr(t, m.AddIdempotency("payments", mw))
 	noErr(t, m.AddIdempotency("payments-down", down))
 	expect(t, m, "scalekit_idempotency_", `
+		# TYPE scalekit_idempotency_lease_lost_total counter
+		scalekit_idempotency_lease_lost_total{instance_name="api-1",name="payments"} 0
+		scalekit_idempotency_lease_lost_total{instance_name="api-1",name="payments-down"} 0
 		# TYPE scalekit_idempotency_released_total counter
 		scalekit_idempotency_released_total{instance_name="api-1",name="payments"} 1
 		scalekit_idempotency_released_total{instance_name="api-1",name="payments-down"} 0

@@ -153,7 +153,7 @@ func (c *Collector) AddRedisLimiter(name string, l *ratelimitredis.Limiter) erro
 		counter(ch, d.degraded, st.Fallbacks, name, modeFallback)
 		counter(ch, d.errors, st.Errors, name)
 		counter(ch, d.skipped, st.Skipped, name)
-		stateSet(ch, d.circuit, breakerStates, st.Circuit.String(), name)
+		stateSet(ch, d.circuit, circuitStates, st.Circuit.String(), name)
 	})
 }
 
@@ -195,6 +195,6 @@ func (c *Collector) AddRedisConcurrency(name string, l *ratelimitredis.Concurren
 		counter(ch, d.errors, st.Errors, name)
 		counter(ch, d.skipped, st.Skipped, name)
 		gauge(ch, d.held, float64(st.Held), name)
-		stateSet(ch, d.circuit, breakerStates, st.Circuit.String(), name)
+		stateSet(ch, d.circuit, circuitStates, st.Circuit.String(), name)
 	})
 }
