@@ -151,9 +151,15 @@ type Limiter interface {
 // Wait blocks until n events for key are admitted by l, or fails fast: when
 // the next admission would come after ctx's deadline it returns a
 // *LimitedError at once instead of sleeping in vain. It returns ctx.Err()
-// if ctx ends while waiting, and l's errors as they are.
+// if ctx ends while waiting, and l's errors as they are. A ctx that has
+// already ended admits nothing and spends nothing: Wait returns ctx.Err()
+// before asking l (as x/time/rate's Wait does), whatever l's AllowN does
+// with an ended ctx.
 func Wait(ctx context.Context, l Limiter, key string, n int) (Decision, error) {
 	for {
+		if err := ctx.Err(); err != nil {
+			return Decision{}, err
+		}
 		d, err := l.AllowN(ctx, key, n)
 		if err != nil || d.Allowed {
 			return d, err

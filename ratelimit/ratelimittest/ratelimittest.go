@@ -49,6 +49,7 @@ func Run(t *testing.T, newLimiter Factory) {
 	t.Run("ResetAfterRestoresBurst", s.resetRestoresBurst)
 	t.Run("ConcurrentCallers", s.concurrentCallers)
 	t.Run("WaitFailsFast", s.waitFailsFast)
+	t.Run("WaitEndedContextSpendsNothing", s.waitEndedContext)
 }
 
 type suite struct{ newLimiter Factory }
@@ -276,6 +277,28 @@ func (s *suite) waitFailsFast(t *testing.T) {
 	}
 	if ctx.Err() != nil {
 		t.Fatal("Wait slept until the deadline instead of failing fast")
+	}
+}
+
+// waitEndedContext: Wait with a ctx that has already ended returns the ctx's
+// error and spends nothing (x/time/rate's Wait: "returns an error if ... the
+// Context is canceled"; it checks ctx before reserving).
+func (s *suite) waitEndedContext(t *testing.T) {
+	l, _, key := s.setup(t, ratelimit.Policy{{Rate: 1, Period: time.Minute, Burst: 2}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := 0; i < 3; i++ {
+		if d, err := ratelimit.Wait(ctx, l, key, 1); !errors.Is(err, context.Canceled) || d.Allowed {
+			t.Fatalf("Wait with a cancelled ctx: %+v, %v; want context.Canceled and nothing admitted", d, err)
+		}
+	}
+	dctx, cancel2 := context.WithDeadline(context.Background(), time.Unix(0, 0))
+	defer cancel2()
+	if _, err := ratelimit.Wait(dctx, l, key, 1); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait with an expired deadline: %v, want context.DeadlineExceeded", err)
+	}
+	if n, _ := drain(t, l, key, 2); n != 2 {
+		t.Fatalf("after Waits with ended contexts: %d admitted, want the full burst of 2 (an ended ctx must spend nothing)", n)
 	}
 }
 
