@@ -42,7 +42,10 @@ type Limit struct {
 	// Period is the time Rate is spread over. Default: 1s.
 	Period time.Duration
 	// Burst is how many events may happen at once after an idle spell;
-	// must be >= 1 when set. Default: Rate.
+	// must be >= 1 when set. Default: Rate. Burst times Interval (the
+	// time a full burst takes to refill, GCRA's tolerance) must be at most
+	// 100 years of 365.25 days: NewLocal and ratelimitredis.New refuse a
+	// longer one.
 	Burst int
 }
 
@@ -77,7 +80,7 @@ func (l Limit) withDefaults(i int) (Limit, error) {
 		return l, fmt.Errorf("%w: Limits[%d].Burst must be >= 1, got %d", ErrInvalid, i, l.Burst)
 	}
 	if int64(l.Burst) > maxTolerance/int64(l.Interval()) {
-		return l, fmt.Errorf("%w: Limits[%d]: Burst %d times the interval %v is over 100 years", ErrInvalid, i, l.Burst, l.Interval())
+		return l, fmt.Errorf("%w: Limits[%d]: Burst %d times the interval %v is over 100 years (36525 days), the most a burst may take to refill", ErrInvalid, i, l.Burst, l.Interval())
 	}
 	if l.Name == "" {
 		l.Name = fmt.Sprintf("%d/%v", l.Rate, l.Period)
