@@ -3,8 +3,10 @@ package ratelimitredis
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -538,5 +540,92 @@ func TestMiddlewareOverRedis(t *testing.T) {
 	}
 	if got := last.Get("Retry-After"); got != "60" {
 		t.Fatalf("Retry-After %q, want 60", got)
+	}
+}
+
+// The Redis limiter makes exactly the Decisions ratelimit.Local makes,
+// nanosecond for nanosecond: the same random calls over simulated time,
+// with intervals that are not whole microseconds (3 per 10s: 3333333333ns;
+// 7 per 10s: 1428571428ns) and several limits at once, give equal
+// Decisions. The intervals are seconds long because Redis expires a key by
+// its own clock: a key whose TTL (at least one interval) is shorter than
+// the test's real run could vanish mid-test.
+func TestAgreesWithLocal(t *testing.T) {
+	r := testinfra.Redis(t)
+	policies := []ratelimit.Policy{
+		{{Rate: 3, Period: 10 * time.Second, Burst: 5}},
+		{{Rate: 7, Period: 10 * time.Second, Burst: 7}},
+		{{Name: "fast", Rate: 7, Period: 10 * time.Second, Burst: 3}, {Name: "slow", Rate: 999_999, Period: 100 * 24 * time.Hour, Burst: 20}},
+		{{Name: "a", Rate: 3, Period: 10 * time.Second, Burst: 2}, {Name: "b", Rate: 300_001, Period: 1_000_000 * time.Second, Burst: 9}},
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	ctx := context.Background()
+	for pi, p := range policies {
+		clk := testclock.New()
+		clk.Add(time.Duration(rng.Int64N(1000))) // a time off the µs grid
+		local, err := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: p, Now: clk.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rl := newLimiter(t, Options{Client: r.Client, Limits: p, Now: clk.Now, Prefix: "agree"})
+		key := ratelimittest.Key(t)
+		most := local.Policy().MaxBurst()
+		for i := 0; i < 300; i++ {
+			clk.Add(time.Duration(rng.Int64N(int64(local.Policy()[0].Interval()) * 2)))
+			n := 1 + rng.IntN(most)
+			want, err := local.AllowN(ctx, key, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := rl.AllowN(ctx, key, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Fatalf("policy %d, call %d, AllowN(%d): Redis %+v, Local %+v", pi, i, n, got, want)
+			}
+		}
+	}
+}
+
+// State written by the previous version (whole µs) reads exactly as
+// before, in both layouts; state written now keeps ns as a decimal
+// fraction of µs, which the previous version read as a number (off by
+// under 1µs).
+func TestStateFormat(t *testing.T) {
+	r := testinfra.Redis(t)
+	ctx := context.Background()
+	clk := testclock.New()
+	nowUS := clk.Now().UnixMicro()
+	// Previous version's state: TAT = now + 400ms, in µs.
+	old := itoa(nowUS + 400_000)
+	if err := r.Client.Set(ctx, "{fmt:one}:gcra", old, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Client.HSet(ctx, "{fmt:two}:limit", "sec", old, "min", itoa(nowUS)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	one := newLimiter(t, Options{Client: r.Client, Prefix: "fmt", Now: clk.Now, Limits: ratelimit.Policy{{Name: "sec", Rate: 10, Burst: 5}}})
+	two := newLimiter(t, Options{Client: r.Client, Prefix: "fmt", Now: clk.Now, Limits: ratelimit.Policy{{Name: "sec", Rate: 10, Burst: 5}, {Name: "min", Rate: 60, Period: time.Minute}}})
+	for name, l := range map[string]*Limiter{"one": one, "two": two} {
+		d, err := l.Allow(ctx, name)
+		if err != nil || !d.Allowed || d.Remaining != 0 || d.ResetAfter != 500*time.Millisecond {
+			t.Fatalf("%s: old state 400ms ahead: %+v %v, want allowed, 0 remaining, reset after 500ms", name, d, err)
+		}
+		if d, err := l.Allow(ctx, name); err != nil || d.Allowed || d.RetryAfter != 100*time.Millisecond {
+			t.Fatalf("%s: next: %+v %v, want denied, retry after 100ms", name, d, err)
+		}
+	}
+	// 3 per 10s: one interval is 3333333333ns, stored as µs with a fraction.
+	frac := newLimiter(t, Options{Client: r.Client, Prefix: "fmt", Now: clk.Now, Limits: ratelimit.Policy{{Rate: 3, Period: 10 * time.Second}}})
+	if _, err := frac.AllowN(ctx, "frac", 2); err != nil {
+		t.Fatal(err)
+	}
+	v, err := r.Client.Get(ctx, "{fmt:frac}:gcra").Result()
+	if want := itoa(nowUS+6_666_666) + ".666"; err != nil || v != want {
+		t.Fatalf("stored TAT %q %v, want %q (now + 2 x 3333333333ns)", v, err, want)
+	}
+	if f, err := strconv.ParseFloat(v, 64); err != nil || f < float64(nowUS+6_666_666) || f > float64(nowUS+6_666_667) {
+		t.Fatalf("the previous version reads %q as %v, %v: want a number of µs within 1µs", v, f, err)
 	}
 }
