@@ -195,3 +195,39 @@ func CheckArgs(p Policy, key string, n int) error {
 	}
 	return nil
 }
+
+// ConcurrencyRetryHint is the RetryAfter a ConcurrencyLimiter of this
+// module reports for a key whose slots are all held before any slot has
+// been released and timed: with nothing measured, a short hint, 100ms.
+const ConcurrencyRetryHint = 100 * time.Millisecond
+
+// ConcurrencyRetryAfter is the RetryAfter every ConcurrencyLimiter of this
+// module reports when all slots of a key are held: the expected time until
+// one of them frees. With holders holding a slot meanHold on average (a
+// moving average of the holds released lately: each new hold weighs 1/8)
+// and releasing independently, one of holders frees in about
+// meanHold/holders. It is at least 1ms, so refused callers that retry at
+// once do not spin, and ConcurrencyRetryHint when nothing was measured
+// yet (meanHold <= 0) or holders < 1. A limiter whose slots can outlive a
+// dead holder bounds it further by when such a slot surely frees
+// (ratelimitredis: a lease that stopped being renewed frees at its
+// expiry).
+func ConcurrencyRetryAfter(meanHold time.Duration, holders int) time.Duration {
+	if meanHold <= 0 || holders < 1 {
+		return ConcurrencyRetryHint
+	}
+	return max(time.Millisecond, meanHold/time.Duration(holders))
+}
+
+// NextMeanHold folds one measured hold into the moving average of hold
+// durations that ConcurrencyRetryAfter takes: (7*mean + hold) / 8, or hold
+// itself as the first measurement (mean <= 0). Every ConcurrencyLimiter of
+// this module averages with it, so they report the same RetryAfter for
+// the same holds.
+func NextMeanHold(mean, hold time.Duration) time.Duration {
+	hold = max(hold, 0)
+	if mean <= 0 {
+		return max(hold, 1)
+	}
+	return max((7*mean+hold)/8, 1)
+}

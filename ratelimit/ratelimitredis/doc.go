@@ -21,7 +21,11 @@
 // Concurrency admits at most Limit holders per key across the fleet. A
 // slot is a lease in a sorted set ({prefix:key}:inflight) scored by its
 // expiry; a holder renews it every Lease/3 while it runs, and a holder that
-// dies frees its slot when the lease runs out (30s by default).
+// dies frees its slot when the lease runs out (30s by default). A refusal's
+// RetryAfter is when a slot is expected to free, as ratelimit.Concurrency
+// reports it: ratelimit.ConcurrencyRetryAfter of the key's moving average
+// of hold durations (timed by each release) and its live holders, bounded
+// by the expiry of a lease whose holder stopped renewing it.
 //
 // # When Redis is down, slow or flapping
 //

@@ -629,3 +629,104 @@ func TestStateFormat(t *testing.T) {
 		t.Fatalf("the previous version reads %q as %v, %v: want a number of µs within 1µs", v, f, err)
 	}
 }
+
+// holdFor acquires a slot of key, holds it for d of clk's time and
+// releases it.
+func holdFor(t *testing.T, c ratelimit.ConcurrencyLimiter, clk *testclock.Clock, key string, d time.Duration) {
+	t.Helper()
+	release, err := c.Acquire(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(d)
+	release()
+}
+
+// refusal fills the free slots of key (the caller releases them with the
+// returned func) and returns the next Acquire's RetryAfter.
+func refusal(t *testing.T, c ratelimit.ConcurrencyLimiter, key string, free int) (time.Duration, func()) {
+	t.Helper()
+	var releases []func()
+	for i := 0; i < free; i++ {
+		r, err := c.Acquire(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		releases = append(releases, r)
+	}
+	_, err := c.Acquire(context.Background(), key)
+	var le *ratelimit.LimitedError
+	if !errors.As(err, &le) {
+		t.Fatalf("every slot held: %v, want a *LimitedError", err)
+	}
+	return le.Decision.RetryAfter, func() {
+		for _, r := range releases {
+			r()
+		}
+	}
+}
+
+// The Redis Concurrency and ratelimit.Concurrency report the same
+// RetryAfter for the same holds: the mean hold (40ms then 80ms: a moving
+// average of 45ms) over the 2 holders, 22.5ms, and not the 1m until a
+// live holder's lease would expire.
+func TestConcurrencyRetryAfterAgreesWithLocal(t *testing.T) {
+	r := testinfra.Redis(t)
+	clk := testclock.New()
+	rc := newConcurrency(t, ConcurrencyOptions{Client: r.Client, Limit: 2, Lease: time.Minute, Now: clk.Now, Prefix: "retry"})
+	for name, c := range map[string]ratelimit.ConcurrencyLimiter{"redis": rc, "local": newLocalConcurrency(t, clk)} {
+		key := ratelimittest.Key(t)
+		if got, release := refusal(t, c, key, 2); got != ratelimit.ConcurrencyRetryHint {
+			t.Fatalf("%s: before any hold was timed: RetryAfter %v, want the hint %v", name, got, ratelimit.ConcurrencyRetryHint)
+		} else {
+			release()
+		}
+	}
+	for name, c := range map[string]ratelimit.ConcurrencyLimiter{"redis": rc, "local": newLocalConcurrency(t, clk)} {
+		key := ratelimittest.Key(t)
+		holdFor(t, c, clk, key, 40*time.Millisecond)
+		holdFor(t, c, clk, key, 80*time.Millisecond)
+		got, release := refusal(t, c, key, 2)
+		release()
+		if want := 45 * time.Millisecond / 2; got != want {
+			t.Fatalf("%s: RetryAfter %v, want %v (mean hold 45ms over 2 holders)", name, got, want)
+		}
+	}
+}
+
+func newLocalConcurrency(t *testing.T, clk *testclock.Clock) *ratelimit.Concurrency {
+	lc, err := ratelimit.NewConcurrency(ratelimit.ConcurrencyOptions{Limit: 2, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lc
+}
+
+// A lease that missed its renewals belongs to a holder that is likely
+// dead: it frees at its expiry, which bounds the estimate from the live
+// holders; with no live holder left, the expiry is the answer.
+func TestConcurrencyRetryAfterDeadHolders(t *testing.T) {
+	r := testinfra.Redis(t)
+	clk := testclock.New()
+	o := ConcurrencyOptions{Client: r.Client, Limit: 2, Lease: time.Minute, Now: clk.Now, Prefix: "dead"}
+	alive, dead := newConcurrency(t, o), newConcurrency(t, o)
+	key := ratelimittest.Key(t)
+	holdFor(t, alive, clk, key, 3*time.Second) // a mean hold of 3s
+	if _, err := dead.Acquire(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	dead.Close() // its holder is gone: the lease is no longer renewed
+	clk.Add(40 * time.Second)
+	// A live holder (expected done in 3s) and a dead one expiring in 20s.
+	got, release := refusal(t, alive, key, 1)
+	if got != 3*time.Second {
+		t.Fatalf("dead lease expiring in 20s, live holder expected in 3s: RetryAfter %v, want 3s", got)
+	}
+	release() // a hold of 0: the mean is now (7*3s + 0)/8 = 2.625s
+	clk.Add(18 * time.Second)
+	got, release = refusal(t, alive, key, 1)
+	if got != 2*time.Second {
+		t.Fatalf("dead lease expiring in 2s, live holder expected in 2.625s: RetryAfter %v, want 2s", got)
+	}
+	release()
+}

@@ -404,6 +404,40 @@ func RunConcurrency(t *testing.T, newLimiter ConcurrencyFactory) {
 			t.Fatalf("empty key: %v, want ErrInvalid", err)
 		}
 	})
+	t.Run("RetryAfterIsShort", func(t *testing.T) {
+		// A refusal's RetryAfter is what a client should wait: when a
+		// slot is expected to free (ratelimit.ConcurrencyRetryAfter),
+		// not when a live holder's lease would expire (tens of seconds).
+		c, key := newLimiter(t, 2), Key(t)
+		full := func(when string, most time.Duration) {
+			t.Helper()
+			var releases []func()
+			for i := 0; i < 2; i++ {
+				r, err := c.Acquire(context.Background(), key)
+				if err != nil {
+					t.Fatalf("%s: slot %d of 2: %v", when, i+1, err)
+				}
+				releases = append(releases, r)
+			}
+			_, err := c.Acquire(context.Background(), key)
+			var le *ratelimit.LimitedError
+			if !errors.As(err, &le) || le.Decision.RetryAfter <= 0 || le.Decision.RetryAfter > most {
+				t.Fatalf("%s, every slot held: %v, want a *LimitedError with RetryAfter in (0, %v]", when, err, most)
+			}
+			for _, r := range releases {
+				r()
+			}
+		}
+		full("before any release", ratelimit.ConcurrencyRetryHint)
+		for i := 0; i < 5; i++ { // holds of microseconds
+			r, err := c.Acquire(context.Background(), key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r()
+		}
+		full("after short holds", ratelimit.ConcurrencyRetryHint)
+	})
 	t.Run("Hammer", func(t *testing.T) {
 		const limit = 4
 		c, key := newLimiter(t, limit), Key(t)
