@@ -24,8 +24,9 @@
 // dies frees its slot when the lease runs out (30s by default). A refusal's
 // RetryAfter is when a slot is expected to free, as ratelimit.Concurrency
 // reports it: ratelimit.ConcurrencyRetryAfter of the key's moving average
-// of hold durations (timed by each release) and its live holders, bounded
-// by the expiry of a lease whose holder stopped renewing it.
+// of hold durations (timed by each release, kept in {prefix:key}:hold for
+// ten leases after the last release) and its live holders, bounded by the
+// expiry of a lease whose holder stopped renewing it.
 //
 // # When Redis is down, slow or flapping
 //
