@@ -18,8 +18,9 @@ import (
 // slots are leases that expire if a holder dies.
 type ConcurrencyLimiter interface {
 	// Acquire takes a slot for key, or returns a *LimitedError (errors.Is
-	// ErrLimited) at once when every slot is held. release gives the slot
-	// back; calling it more than once is harmless.
+	// ErrLimited) at once when every slot is held, whose RetryAfter is
+	// how long until a slot is expected to free (ConcurrencyRetryAfter).
+	// release gives the slot back; calling it more than once is harmless.
 	Acquire(ctx context.Context, key string) (release func(), err error)
 }
 
@@ -27,14 +28,23 @@ type ConcurrencyLimiter interface {
 type ConcurrencyOptions struct {
 	// Limit is the most holders one key may have at once; required, >= 1.
 	Limit int
+	// Now is the clock that times how long slots are held, for the
+	// RetryAfter of a refusal (see ConcurrencyRetryAfter). Default:
+	// time.Now.
+	Now func() time.Time
 }
 
 // Concurrency is an in-process ConcurrencyLimiter. Memory is proportional
-// to the keys in use right now: a key with no holders is forgotten.
+// to the keys in use right now: a key with no holders is forgotten. A
+// refusal's RetryAfter is ConcurrencyRetryAfter of the limiter's moving
+// average of hold durations (one average for all keys, since a key with no
+// holders keeps nothing) and the key's Limit holders.
 type Concurrency struct {
-	limit  int
-	seed   maphash.Seed
-	shards [32]concShard
+	limit    int
+	now      func() time.Time
+	meanHold atomic.Int64 // ns, 0: nothing measured
+	seed     maphash.Seed
+	shards   [32]concShard
 
 	acquired, rejected atomic.Uint64
 }
@@ -51,7 +61,10 @@ func NewConcurrency(opts ConcurrencyOptions) (*Concurrency, error) {
 	if opts.Limit < 1 {
 		return nil, fmt.Errorf("%w: ConcurrencyOptions.Limit must be >= 1, got %d", ErrInvalid, opts.Limit)
 	}
-	c := &Concurrency{limit: opts.Limit, seed: maphash.MakeSeed()}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	c := &Concurrency{limit: opts.Limit, now: opts.Now, seed: maphash.MakeSeed()}
 	for i := range c.shards {
 		c.shards[i].n = make(map[string]int)
 	}
@@ -69,7 +82,8 @@ func (c *Concurrency) Acquire(_ context.Context, key string) (func(), error) {
 	if held >= c.limit {
 		s.mu.Unlock()
 		c.rejected.Add(1)
-		return nil, &LimitedError{Key: key, Decision: Decision{Limit: Limit{Name: "concurrency", Rate: c.limit, Burst: c.limit}}}
+		return nil, &LimitedError{Key: key, Decision: Decision{Limit: Limit{Name: "concurrency", Rate: c.limit, Burst: c.limit},
+			RetryAfter: ConcurrencyRetryAfter(time.Duration(c.meanHold.Load()), held)}}
 	}
 	if held == 0 {
 		key = strings.Clone(key)
@@ -77,11 +91,13 @@ func (c *Concurrency) Acquire(_ context.Context, key string) (func(), error) {
 	s.n[key] = held + 1
 	s.mu.Unlock()
 	c.acquired.Add(1)
+	start := c.now()
 	var once atomic.Bool
 	return func() {
 		if !once.CompareAndSwap(false, true) {
 			return
 		}
+		c.timeHold(c.now().Sub(start))
 		s.mu.Lock()
 		if s.n[key] <= 1 {
 			delete(s.n, key)
@@ -90,6 +106,16 @@ func (c *Concurrency) Acquire(_ context.Context, key string) (func(), error) {
 		}
 		s.mu.Unlock()
 	}, nil
+}
+
+// timeHold folds one hold into the moving average (NextMeanHold).
+func (c *Concurrency) timeHold(hold time.Duration) {
+	for {
+		old := c.meanHold.Load()
+		if c.meanHold.CompareAndSwap(old, int64(NextMeanHold(time.Duration(old), hold))) {
+			return
+		}
+	}
 }
 
 // InFlight is how many slots key holds now.

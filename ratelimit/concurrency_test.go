@@ -284,3 +284,58 @@ func TestAdaptiveOptionsErrors(t *testing.T) {
 		t.Fatalf("zero options: %v", err)
 	}
 }
+
+// A refusal's RetryAfter is the expected wait for a slot: the mean hold
+// over the holders (at least 1ms), or the hint before any hold was timed.
+func TestConcurrencyRetryAfter(t *testing.T) {
+	clk := testclock.New()
+	c, err := NewConcurrency(ConcurrencyOptions{Limit: 4, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	retry := func() time.Duration {
+		t.Helper()
+		var rs []func()
+		for i := 0; i < 4; i++ {
+			r, err := c.Acquire(ctx, "k")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs = append(rs, r)
+		}
+		_, err := c.Acquire(ctx, "k")
+		var le *LimitedError
+		if !errors.As(err, &le) {
+			t.Fatalf("5th of 4: %v", err)
+		}
+		clk.Add(time.Second) // the 4 holds are 1s each
+		for _, r := range rs {
+			r()
+		}
+		return le.Decision.RetryAfter
+	}
+	if got := retry(); got != ConcurrencyRetryHint {
+		t.Fatalf("nothing timed yet: RetryAfter %v, want %v", got, ConcurrencyRetryHint)
+	}
+	if got := retry(); got != 250*time.Millisecond {
+		t.Fatalf("holds of 1s, 4 holders: RetryAfter %v, want 250ms", got)
+	}
+	for _, c := range []struct {
+		mean    time.Duration
+		holders int
+		want    time.Duration
+	}{
+		{0, 3, ConcurrencyRetryHint},
+		{time.Second, 0, ConcurrencyRetryHint},
+		{time.Microsecond, 1, time.Millisecond},
+		{3 * time.Second, 2, 1500 * time.Millisecond},
+	} {
+		if got := ConcurrencyRetryAfter(c.mean, c.holders); got != c.want {
+			t.Errorf("ConcurrencyRetryAfter(%v, %d) = %v, want %v", c.mean, c.holders, got, c.want)
+		}
+	}
+	if got := NextMeanHold(NextMeanHold(0, 40*time.Millisecond), 80*time.Millisecond); got != 45*time.Millisecond {
+		t.Errorf("mean of holds 40ms then 80ms = %v, want 45ms", got)
+	}
+}

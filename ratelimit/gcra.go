@@ -2,9 +2,13 @@ package ratelimit
 
 import "time"
 
-// maxTolerance caps Burst*Interval (about 146 years) so that a timestamp
-// plus the tolerance never overflows an int64 of Unix nanoseconds.
-const maxTolerance = int64(1) << 62
+// maxTolerance caps a limit's tolerance Burst*Interval at 100 years of
+// 365.25 days, as Limit.Burst documents and the error says. Any cap under
+// 2^62ns (about 146 years) keeps a timestamp plus the tolerance inside an
+// int64 of Unix nanoseconds; 100 years is the round number below it, and
+// it also keeps ratelimitredis's arithmetic exact in Lua doubles (see its
+// gcraScript).
+const maxTolerance = int64(36525 * 24 * time.Hour) // 36525 days: 100 years
 
 // Decide is GCRA (the generic cell rate algorithm) over a policy: the pure
 // decision for n events at now (Unix nanoseconds) given each limit's

@@ -2,6 +2,10 @@ package ratelimit
 
 import (
 	"errors"
+	"go/ast"
+	"go/doc"
+	"go/parser"
+	"go/token"
 	"strings"
 	"testing"
 	"time"
@@ -159,3 +163,70 @@ func TestCheckArgs(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestPolicyToleranceCapIs100Years: the cap on Burst*Interval is the 100
+// years the error and the Limit.Burst doc state, not about 146 years.
+func TestPolicyToleranceCapIs100Years(t *testing.T) {
+	const year = 36525 * 24 * time.Hour / 100
+	if _, err := (Policy{{Rate: 1, Period: 100 * year, Burst: 1}}).Normalize(); err != nil {
+		t.Fatalf("a tolerance of exactly 100 years: %v, want accepted", err)
+	}
+	for _, l := range []Limit{
+		{Rate: 1, Period: 100*year + time.Nanosecond, Burst: 1},
+		{Rate: 1, Period: 120 * year, Burst: 1},
+		{Rate: 10, Period: 12 * year, Burst: 100}, // 120 years
+	} {
+		_, err := (Policy{l}).Normalize()
+		if !errors.Is(err, ErrInvalid) || !contains(err.Error(), "over 100 years") {
+			t.Errorf("Normalize(%+v) = %v, want ErrInvalid saying over 100 years", l, err)
+		}
+	}
+}
+
+// TestGodocStatesCapAndClockClamp: the tolerance cap and Local's clamp of
+// a clock that goes backwards are in the godoc, not only in code comments.
+func TestGodocStatesCapAndClockClamp(t *testing.T) {
+	fset := token.NewFileSet()
+	var files []*ast.File
+	for _, name := range []string{"limit.go", "local.go", "gcra.go"} {
+		f, err := parser.ParseFile(fset, name, nil, parser.ParseComments)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	pkg, err := doc.NewFromFiles(fset, files, "github.com/scalekit-go/scalekit/ratelimit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	field := func(typ, name string) string {
+		for _, ty := range pkg.Types {
+			if ty.Name != typ {
+				continue
+			}
+			for _, spec := range ty.Decl.Specs {
+				st := spec.(*ast.TypeSpec).Type.(*ast.StructType)
+				for _, f := range st.Fields.List {
+					for _, n := range f.Names {
+						if n.Name == name {
+							return f.Doc.Text()
+						}
+					}
+				}
+			}
+		}
+		t.Fatalf("no field %s.%s", typ, name)
+		return ""
+	}
+	if d := field("Limit", "Burst"); !contains(d, "100 years") {
+		t.Errorf("Limit.Burst doc does not state the 100-year cap on Burst*Interval:\n%s", d)
+	}
+	if d := field("LocalOptions", "Now"); !contains(d, "backwards") {
+		t.Errorf("LocalOptions.Now doc does not say what a clock going backwards does:\n%s", d)
+	}
+	for _, ty := range pkg.Types {
+		if ty.Name == "Local" && !contains(ty.Doc, "backwards") {
+			t.Errorf("Local doc does not mention the clamp of a clock going backwards:\n%s", ty.Doc)
+		}
+	}
+}

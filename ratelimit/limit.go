@@ -42,7 +42,10 @@ type Limit struct {
 	// Period is the time Rate is spread over. Default: 1s.
 	Period time.Duration
 	// Burst is how many events may happen at once after an idle spell;
-	// must be >= 1 when set. Default: Rate.
+	// must be >= 1 when set. Default: Rate. Burst times Interval (the
+	// time a full burst takes to refill, GCRA's tolerance) must be at most
+	// 100 years of 365.25 days: NewLocal and ratelimitredis.New refuse a
+	// longer one.
 	Burst int
 }
 
@@ -77,7 +80,7 @@ func (l Limit) withDefaults(i int) (Limit, error) {
 		return l, fmt.Errorf("%w: Limits[%d].Burst must be >= 1, got %d", ErrInvalid, i, l.Burst)
 	}
 	if int64(l.Burst) > maxTolerance/int64(l.Interval()) {
-		return l, fmt.Errorf("%w: Limits[%d]: Burst %d times the interval %v is over 100 years", ErrInvalid, i, l.Burst, l.Interval())
+		return l, fmt.Errorf("%w: Limits[%d]: Burst %d times the interval %v is over 100 years (36525 days), the most a burst may take to refill", ErrInvalid, i, l.Burst, l.Interval())
 	}
 	if l.Name == "" {
 		l.Name = fmt.Sprintf("%d/%v", l.Rate, l.Period)
@@ -151,9 +154,15 @@ type Limiter interface {
 // Wait blocks until n events for key are admitted by l, or fails fast: when
 // the next admission would come after ctx's deadline it returns a
 // *LimitedError at once instead of sleeping in vain. It returns ctx.Err()
-// if ctx ends while waiting, and l's errors as they are.
+// if ctx ends while waiting, and l's errors as they are. A ctx that has
+// already ended admits nothing and spends nothing: Wait returns ctx.Err()
+// before asking l (as x/time/rate's Wait does), whatever l's AllowN does
+// with an ended ctx.
 func Wait(ctx context.Context, l Limiter, key string, n int) (Decision, error) {
 	for {
+		if err := ctx.Err(); err != nil {
+			return Decision{}, err
+		}
 		d, err := l.AllowN(ctx, key, n)
 		if err != nil || d.Allowed {
 			return d, err
@@ -185,4 +194,40 @@ func CheckArgs(p Policy, key string, n int) error {
 		return fmt.Errorf("%w: n = %d can never be admitted: the smallest Burst is %d", ErrInvalid, n, b)
 	}
 	return nil
+}
+
+// ConcurrencyRetryHint is the RetryAfter a ConcurrencyLimiter of this
+// module reports for a key whose slots are all held before any slot has
+// been released and timed: with nothing measured, a short hint, 100ms.
+const ConcurrencyRetryHint = 100 * time.Millisecond
+
+// ConcurrencyRetryAfter is the RetryAfter every ConcurrencyLimiter of this
+// module reports when all slots of a key are held: the expected time until
+// one of them frees. With holders holding a slot meanHold on average (a
+// moving average of the holds released lately: each new hold weighs 1/8)
+// and releasing independently, one of holders frees in about
+// meanHold/holders. It is at least 1ms, so refused callers that retry at
+// once do not spin, and ConcurrencyRetryHint when nothing was measured
+// yet (meanHold <= 0) or holders < 1. A limiter whose slots can outlive a
+// dead holder bounds it further by when such a slot surely frees
+// (ratelimitredis: a lease that stopped being renewed frees at its
+// expiry).
+func ConcurrencyRetryAfter(meanHold time.Duration, holders int) time.Duration {
+	if meanHold <= 0 || holders < 1 {
+		return ConcurrencyRetryHint
+	}
+	return max(time.Millisecond, meanHold/time.Duration(holders))
+}
+
+// NextMeanHold folds one measured hold into the moving average of hold
+// durations that ConcurrencyRetryAfter takes: (7*mean + hold) / 8, or hold
+// itself as the first measurement (mean <= 0). Every ConcurrencyLimiter of
+// this module averages with it, so they report the same RetryAfter for
+// the same holds.
+func NextMeanHold(mean, hold time.Duration) time.Duration {
+	hold = max(hold, 0)
+	if mean <= 0 {
+		return max(hold, 1)
+	}
+	return max((7*mean+hold)/8, 1)
 }

@@ -29,13 +29,21 @@ type LocalOptions struct {
 	// SweepInterval is how often a shard drops its full keys when a new key
 	// arrives. Default: 1m.
 	SweepInterval time.Duration
-	// Now is the clock. Default: time.Now.
+	// Now is the clock. Default: time.Now (read through the monotonic
+	// clock, so wall clock steps change nothing). A clock that goes
+	// backwards is clamped: each shard decides with the latest time it
+	// has already used whenever Now reads earlier, so until Now catches
+	// up no tokens are refilled, and none are given back or taken twice.
+	// The same clamp covers a goroutine that read the time and then
+	// waited for a shard's lock.
 	Now func() time.Time
 }
 
 // Local is an in-process Limiter: per-key GCRA state in a sharded map with
 // bounded memory. Deciding for a key already held takes one shard lock and
-// allocates nothing. It is safe for concurrent use.
+// allocates nothing. Time never runs backwards for a shard: a reading
+// older than the latest one the shard used is taken as that latest one
+// (see LocalOptions.Now). It is safe for concurrent use.
 type Local struct {
 	p        Policy
 	iv       []int64 // each limit's interval in ns

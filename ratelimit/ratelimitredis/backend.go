@@ -153,6 +153,17 @@ func (b *backend) nowArg() int64 {
 	return b.now().UnixMicro()
 }
 
+// nowArgs is the time argument pair of the GCRA scripts: Unix µs and the
+// ns past it from the injected clock, or -1, 0 to make the script read
+// Redis TIME.
+func (b *backend) nowArgs() (us, ns int64) {
+	if b.now == nil {
+		return -1, 0
+	}
+	t := b.now().UnixNano()
+	return t / 1000, t % 1000
+}
+
 // key is the hash-tagged Redis key of a limiter key: every key of one
 // logical object shares the {prefix:key} tag, so it lives in one slot.
 func (b *backend) key(key, suffix string) string {

@@ -19,10 +19,27 @@ import (
 // The concurrency slots of a key are a sorted set of lease tokens scored by
 // their expiry (Unix µs). Expired leases are dropped before counting, so a
 // holder that died frees its slot when its lease runs out.
+//
+// A refusal's RetryAfter is what a client should really wait, not when the
+// oldest lease expires (Lease away for a live holder, which renews it):
+//   - a lease whose expiry is more than Lease/2 away was renewed within
+//     the last Lease/2 (holders renew every Lease/3): its holder is live
+//     and frees the slot when done. The key's moving average of hold
+//     durations ({prefix:key}:hold, µs, updated by every release) gives
+//     ratelimit.ConcurrencyRetryAfter(mean, live holders): the expected
+//     wait until one of them is done, or ratelimit.ConcurrencyRetryHint
+//     before any hold was timed;
+//   - a lease that missed its renewals belongs to a holder that is likely
+//     dead: it frees when it expires.
+// RetryAfter is the earlier of the two: ConcurrencyRetryAfter bounded by
+// the oldest lease's expiry, or that expiry alone when no lease is live.
+// ratelimit.Concurrency reports the same ConcurrencyRetryAfter (its
+// holders cannot die).
 
-// acquireScript: KEYS[1] the set. ARGV: now (µs, -1: TIME), lease (µs),
-// limit, token. Reply: {acquired (0/1), held, µs until the oldest lease
-// expires (when refused)}.
+// acquireScript: KEYS[1] the set, KEYS[2] the mean hold. ARGV: now (µs,
+// -1: TIME), lease (µs), limit, token. Reply: {acquired (0/1), held, then
+// when refused: µs until the oldest lease expires, the live leases (expiry
+// more than Lease/2 away), the mean hold in µs (0: none timed yet)}.
 var acquireScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
 if now < 0 then
@@ -33,7 +50,9 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
 local held = redis.call('ZCARD', KEYS[1])
 if held >= tonumber(ARGV[3]) then
   local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {0, held, tonumber(first[2]) - now}
+  local live = redis.call('ZCOUNT', KEYS[1], string.format('(%.0f', now + math.floor(tonumber(ARGV[2]) / 2)), '+inf')
+  local mean = tonumber(redis.call('GET', KEYS[2])) or 0
+  return {0, held, tonumber(first[2]) - now, live, mean}
 end
 redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[4])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
@@ -60,6 +79,25 @@ local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil((tonumber(last[2]) - now) / 1000)))
 return 1
 `)
+
+// releaseScript: KEYS[1] the set, KEYS[2] the mean hold. ARGV: token, the
+// hold in µs, the mean's TTL in ms. It drops the lease and, when the lease
+// was still held, folds the hold into the key's mean as
+// ratelimit.NextMeanHold does: floor((7*mean + hold) / 8). Reply: 1 when
+// the lease was held.
+var releaseScript = redis.NewScript(`
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+local hold = math.max(0, tonumber(ARGV[2]))
+local mean = tonumber(redis.call('GET', KEYS[2]))
+if mean and mean > 0 then mean = math.floor((7 * mean + hold) / 8) else mean = hold end
+redis.call('SET', KEYS[2], string.format('%.0f', math.max(1, mean)), 'PX', ARGV[3])
+return 1
+`)
+
+// holdTTL is how long a key's mean hold outlives its last release: ten
+// leases, so a key in steady use keeps its history and an idle one
+// leaves nothing behind for long.
+const holdTTL = 10
 
 // ConcurrencyOptions configures NewConcurrency. Client and Limit are
 // required.
@@ -115,6 +153,8 @@ type Concurrency struct {
 type lease struct {
 	c     *Concurrency
 	key   string // the Redis key
+	hold  string // the key of the mean hold
+	start time.Time
 	token string
 	rn    *renew.Renewer // nil when acquired after Close
 	done  atomic.Bool
@@ -142,9 +182,12 @@ func NewConcurrency(o ConcurrencyOptions) (*Concurrency, error) {
 
 // Acquire takes a slot for key in one round trip, or returns a
 // *ratelimit.LimitedError (errors.Is ratelimit.ErrLimited) at once when
-// every slot is held; its RetryAfter is when the oldest lease would expire.
-// release gives the slot back (one more round trip, bounded by Timeout);
-// calling it more than once is harmless.
+// every slot is held; its RetryAfter is when a slot is expected to free:
+// ratelimit.ConcurrencyRetryAfter of the key's mean hold and its live
+// holders, bounded by the oldest lease's expiry (see the package's
+// Concurrency notes). release gives the slot back and times the hold (one
+// more round trip, bounded by Timeout); calling it more than once is
+// harmless.
 //
 // While Redis is unavailable it asks Options.Fallback, or grants a slot
 // that is counted nowhere (FailOpen) or refuses with RetryAfter 1s
@@ -153,13 +196,13 @@ func (c *Concurrency) Acquire(ctx context.Context, key string) (func(), error) {
 	if key == "" {
 		return nil, fmt.Errorf("%w: key must not be empty", ratelimit.ErrInvalid)
 	}
-	l := &lease{c: c, key: c.b.key(key, "inflight"), token: token.New()}
+	l := &lease{c: c, key: c.b.key(key, "inflight"), hold: c.b.key(key, "hold"), token: token.New()}
 	var (
-		got          bool
-		held, oldest int64
+		got                      bool
+		held, oldest, live, mean int64
 	)
 	err := c.b.run(ctx, func(ctx context.Context) error {
-		vals, err := acquireScript.Run(ctx, c.b.client, []string{l.key}, c.b.nowArg(), c.lease.Microseconds(), c.limit, l.token).Slice()
+		vals, err := acquireScript.Run(ctx, c.b.client, []string{l.key, l.hold}, c.b.nowArg(), c.lease.Microseconds(), c.limit, l.token).Slice()
 		if err != nil {
 			return err
 		}
@@ -170,11 +213,17 @@ func (c *Concurrency) Acquire(ctx context.Context, key string) (func(), error) {
 		if held, err = asInt64(vals, 1); err != nil {
 			return err
 		}
+		if got = ok == 1; got {
+			return nil
+		}
 		if oldest, err = asInt64(vals, 2); err != nil {
 			return err
 		}
-		got = ok == 1
-		return nil
+		if live, err = asInt64(vals, 3); err != nil {
+			return err
+		}
+		mean, err = asInt64(vals, 4)
+		return err
 	})
 	if err != nil {
 		if !unavailable(ctx, err) {
@@ -184,8 +233,13 @@ func (c *Concurrency) Acquire(ctx context.Context, key string) (func(), error) {
 	}
 	if !got {
 		c.rejected.Add(1)
-		return nil, c.limited(key, int(held), time.Duration(oldest)*time.Microsecond)
+		retry := time.Duration(oldest) * time.Microsecond
+		if live > 0 {
+			retry = min(retry, ratelimit.ConcurrencyRetryAfter(time.Duration(mean)*time.Microsecond, int(live)))
+		}
+		return nil, c.limited(key, int(held), retry)
 	}
+	l.start = c.clock()
 	c.acquired.Add(1)
 	c.mu.Lock()
 	if !c.closed {
@@ -246,12 +300,22 @@ func (l *lease) release() {
 	c.drop(l)
 	l.rn.Stop()
 	c.released.Add(1)
+	hold := c.clock().Sub(l.start)
 	ctx, cancel := context.WithTimeout(context.Background(), c.b.timeout)
 	defer cancel()
-	if err := c.b.client.ZRem(ctx, l.key, l.token).Err(); err != nil {
+	if err := releaseScript.Run(ctx, c.b.client, []string{l.key, l.hold}, l.token, hold.Microseconds(), (holdTTL * c.lease).Milliseconds()).Err(); err != nil {
 		// The lease runs out by itself.
 		c.b.log.LogAttrs(ctx, slog.LevelDebug, "ratelimitredis: release failed, the lease will expire", slog.String("key", l.key), slog.Any("error", err))
 	}
+}
+
+// clock times holds: Options.Now, or time.Now (monotonic) when Redis TIME
+// scores the leases.
+func (c *Concurrency) clock() time.Time {
+	if c.b.now != nil {
+		return c.b.now()
+	}
+	return time.Now()
 }
 
 // drop takes l out of the held set.

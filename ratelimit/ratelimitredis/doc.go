@@ -8,7 +8,10 @@
 // Lua script: one EVALSHA per decision, whatever the number of limits in
 // the policy, so "10/s burst 20 AND 1000/hour" is checked and counted
 // atomically. The script reads Redis TIME, so the fleet's clocks do not
-// matter (Options.Now replaces it in tests), and computes in microseconds.
+// matter (Options.Now replaces it in tests), and computes in nanoseconds,
+// exactly as ratelimit.Local does, so the two admit the same events (each
+// time is a pair of µs and ns in the script, exact in Lua's doubles; the
+// Decision itself is computed in Go by ratelimit.Decide).
 // A key's state is one hash, {prefix:key}:limit, with a field per limit;
 // it expires as soon as every limit is full again, so idle keys cost
 // nothing. The braces are a hash tag: on Redis Cluster every key of one
@@ -18,7 +21,12 @@
 // Concurrency admits at most Limit holders per key across the fleet. A
 // slot is a lease in a sorted set ({prefix:key}:inflight) scored by its
 // expiry; a holder renews it every Lease/3 while it runs, and a holder that
-// dies frees its slot when the lease runs out (30s by default).
+// dies frees its slot when the lease runs out (30s by default). A refusal's
+// RetryAfter is when a slot is expected to free, as ratelimit.Concurrency
+// reports it: ratelimit.ConcurrencyRetryAfter of the key's moving average
+// of hold durations (timed by each release, kept in {prefix:key}:hold for
+// ten leases after the last release) and its live holders, bounded by the
+// expiry of a lease whose holder stopped renewing it.
 //
 // # When Redis is down, slow or flapping
 //

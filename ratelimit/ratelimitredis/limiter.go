@@ -13,89 +13,144 @@ import (
 	"github.com/scalekit-go/scalekit/ratelimit"
 )
 
-// gcraScript is ratelimit.Decide in Lua, over one hash per limiter key (a
-// field per limit holding its theoretical arrival time), in microseconds:
-// Lua numbers are doubles, exact for integers up to 2^53, and Unix
-// microseconds stay below that for another 200 years.
+// The GCRA scripts keep each limit's theoretical arrival time (TAT) in
+// nanoseconds, the precision of ratelimit.Local, so both backends admit
+// exactly the same events: a limit's interval is Period/Rate truncated to
+// whole nanoseconds on both (1µs would truncate 300k/s to 333k/s and
+// 700k/s to 1M/s).
 //
-// KEYS[1]: the hash. ARGV: now (Unix µs, or -1 to read Redis TIME), n, then
-// per limit: field, interval (µs), burst. Reply: {allowed (0/1), index of
-// the binding limit (1-based), remaining, reset-after (µs), retry-after
-// (µs)}. A denial writes nothing; an admission writes every limit and sets
-// the hash to expire when its last limit is full again.
-var gcraScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+// Lua numbers are doubles, exact for integers up to 2^53, and Unix
+// nanoseconds are past that (2^53ns is 104 days). So a time or duration in
+// the scripts is a pair (µs, ns) with 0 <= ns < 1000: the µs part of a
+// Unix time is about 1.8e15 and a tolerance is at most 100 years
+// (ratelimit caps Burst*Interval), 3.2e15µs, so every sum the scripts form
+// stays below 2^53 and the arithmetic (add, subtract with borrow, compare)
+// is exact. The scripts only decide and write; the Decision (remaining,
+// reset-after, retry-after) is computed in Go by ratelimit.Decide from
+// each limit's TAT relative to now, exact in int64 nanoseconds, so it is
+// the very Decision Local would make.
+//
+// A stored TAT is the decimal µs, followed by "." and three digits of ns
+// when those are not 0: "1767225600100000" or "1767225600103333.333". The
+// previous version of this package stored whole µs, which reads here
+// exactly as before; a process still running that version reads the new
+// form as a fractional µs count (Lua's tonumber), off by under 1µs. A
+// rolling upgrade thus needs no migration either way.
+
+// gcraLib is the arithmetic the GCRA scripts share.
+const gcraLib = `
+local function readtat(v)
+  if not v then return 0, 0 end
+  local us, ns = string.match(v, '^(%d+)%.(%d%d%d)$')
+  if us then return tonumber(us), tonumber(ns) end
+  return math.floor(tonumber(v) or 0), 0
 end
-local n = tonumber(ARGV[2])
-local nl = (#ARGV - 2) / 3
-local fields = {}
-for i = 1, nl do fields[i] = ARGV[3 * i] end
-local stored = redis.call('HMGET', KEYS[1], unpack(fields))
-local tats = {}
-local ok = true
-local worst, di, drem, dreset = -1, 0, 0, 0
-local bleft, bi, breset = -1, 0, 0
-for i = 1, nl do
-  local t = tonumber(ARGV[3 * i + 1])
-  local tau = t * tonumber(ARGV[3 * i + 2])
-  local tat = tonumber(stored[i]) or 0
-  if tat < now then tat = now end
-  local newtat = tat + n * t
-  tats[i] = newtat
-  local allowat = newtat - tau
-  if now < allowat then
-    ok = false
-    if allowat - now > worst then
-      worst = allowat - now
-      di = i
-      drem = math.max(0, math.floor((now + tau - tat) / t))
-      dreset = tat - now
-    end
-  else
-    local left = math.floor((now + tau - newtat) / t)
-    if bleft < 0 or left < bleft then
-      bleft, bi, breset = left, i, newtat - now
-    end
+local function fmttat(us, ns)
+  if ns == 0 then return string.format('%.0f', us) end
+  return string.format('%.0f.%03d', us, ns)
+end
+local function now()
+  local us, ns = tonumber(ARGV[1]), tonumber(ARGV[2])
+  if us < 0 then
+    local t = redis.call('TIME')
+    us, ns = tonumber(t[1]) * 1000000 + tonumber(t[2]), 0
   end
+  return us, ns
 end
-if not ok then return {0, di, drem, dreset, worst} end
-local set = {}
-local ttl = 0
+-- limit returns the limit's TAT relative to now (0 when past), as Decide
+-- sees it, and that plus n intervals, and whether n events fit in its
+-- tolerance: d + n*T <= tau. a is the limit's first argument: n*T (µs, ns)
+-- then tau (µs, ns).
+local function limit(v, nowus, nowns, a)
+  local us, ns = readtat(v)
+  us, ns = us - nowus, ns - nowns
+  if ns < 0 then us, ns = us - 1, ns + 1000 end
+  if us < 0 then us, ns = 0, 0 end
+  local aus, ans = us + tonumber(ARGV[a]), ns + tonumber(ARGV[a + 1])
+  if ans >= 1000 then aus, ans = aus + 1, ans - 1000 end
+  local tus, tns = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  return us, ns, aus, ans, aus < tus or (aus == tus and ans <= tns)
+end
+-- absolute returns now + (us, ns) in the stored form.
+local function absolute(nowus, nowns, us, ns)
+  us, ns = nowus + us, nowns + ns
+  if ns >= 1000 then us, ns = us + 1, ns - 1000 end
+  return fmttat(us, ns)
+end
+-- ttlms is (us, ns) rounded up to whole milliseconds, at least 1.
+local function ttlms(us, ns)
+  if ns > 0 then us = us + 1 end
+  return math.max(1, math.ceil(us / 1000))
+end
+`
+
+// gcraScript is ratelimit.Decide's admission rule in Lua over one hash per
+// limiter key, a field per limit holding its TAT.
+//
+// KEYS[1]: the hash. ARGV: now µs and ns (-1 and 0: read Redis TIME), then
+// per limit: field, n*interval µs and ns, tolerance (burst*interval) µs and
+// ns. Reply: {allowed (0/1), then per limit its TAT minus now, floored at
+// 0, as µs and ns}, before the events. A denial writes nothing; an
+// admission writes every limit and sets the hash to expire when its last
+// limit is full again.
+var gcraScript = redis.NewScript(gcraLib + `
+local nowus, nowns = now()
+local nl = (#ARGV - 2) / 5
+local fields = {}
+for i = 1, nl do fields[i] = ARGV[5 * i - 2] end
+local stored = redis.call('HMGET', KEYS[1], unpack(fields))
+local reply, set = {1}, {}
+local ttlus, ttlns = 0, 0
 for i = 1, nl do
-  set[2 * i - 1] = fields[i]
-  set[2 * i] = string.format('%.0f', tats[i])
-  ttl = math.max(ttl, tats[i] - now)
+  local us, ns, aus, ans, fits = limit(stored[i], nowus, nowns, 5 * i - 1)
+  reply[2 * i], reply[2 * i + 1] = us, ns
+  if not fits then reply[1] = 0 end
+  set[2 * i - 1], set[2 * i] = fields[i], absolute(nowus, nowns, aus, ans)
+  if aus > ttlus or (aus == ttlus and ans > ttlns) then ttlus, ttlns = aus, ans end
 end
-redis.call('HSET', KEYS[1], unpack(set))
-redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil(ttl / 1000)))
-return {1, bi, bleft, breset, 0}
+if reply[1] == 1 then
+  redis.call('HSET', KEYS[1], unpack(set))
+  redis.call('PEXPIRE', KEYS[1], ttlms(ttlus, ttlns))
+end
+return reply
 `)
 
-// gcra1Script is gcraScript for a policy of one limit: the arrival time is
-// a plain string key, read with GET and written with one SET PX, a command
-// fewer per decision. KEYS[1]: the key. ARGV: now, n, field (unused),
-// interval, burst.
+// gcra1Script is gcraScript for a policy of one limit: the TAT is a plain
+// string key, read with GET and written with one SET PX, a command fewer
+// per decision. KEYS[1]: the key. ARGV and reply: as gcraScript's. It is
+// the hot path, so it is gcraLib written out inline (no closures, a plain
+// find instead of a pattern); TestAgreesWithLocal and TestStateFormat
+// check both scripts.
 var gcra1Script = redis.NewScript(`
-local now = tonumber(ARGV[1])
-if now < 0 then
+local nowus, nowns = tonumber(ARGV[1]), tonumber(ARGV[2])
+if nowus < 0 then
   local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  nowus, nowns = tonumber(t[1]) * 1000000 + tonumber(t[2]), 0
 end
-local n = tonumber(ARGV[2])
-local t = tonumber(ARGV[4])
-local tau = t * tonumber(ARGV[5])
-local tat = tonumber(redis.call('GET', KEYS[1])) or 0
-if tat < now then tat = now end
-local newtat = tat + n * t
-local allowat = newtat - tau
-if now < allowat then
-  return {0, 1, math.max(0, math.floor((now + tau - tat) / t)), tat - now, allowat - now}
+local v = redis.call('GET', KEYS[1])
+local us, ns = 0, 0
+if v then
+  local dot = string.find(v, '.', 1, true)
+  if dot then
+    us, ns = tonumber(string.sub(v, 1, dot - 1)) or 0, tonumber(string.sub(v, dot + 1)) or 0
+  else
+    us = math.floor(tonumber(v) or 0)
+  end
 end
-redis.call('SET', KEYS[1], string.format('%.0f', newtat), 'PX', math.max(1, math.ceil((newtat - now) / 1000)))
-return {1, 1, math.floor((now + tau - newtat) / t), newtat - now, 0}
+us, ns = us - nowus, ns - nowns
+if ns < 0 then us, ns = us - 1, ns + 1000 end
+if us < 0 then us, ns = 0, 0 end
+local aus, ans = us + tonumber(ARGV[4]), ns + tonumber(ARGV[5])
+if ans >= 1000 then aus, ans = aus + 1, ans - 1000 end
+local tus = tonumber(ARGV[6])
+if aus > tus or (aus == tus and ans > tonumber(ARGV[7])) then return {0, us, ns} end
+local wus, wns = nowus + aus, nowns + ans
+if wns >= 1000 then wus, wns = wus + 1, wns - 1000 end
+local w
+if wns == 0 then w = string.format('%.0f', wus) else w = string.format('%.0f.%03d', wus, wns) end
+if ans > 0 then aus = aus + 1 end
+redis.call('SET', KEYS[1], w, 'PX', math.max(1, math.ceil(aus / 1000)))
+return {1, us, ns}
 `)
 
 // Options configures New. Client and Limits are required.
@@ -107,8 +162,11 @@ type Options struct {
 	// New refuses it: otherwise a paused Redis holds every request for the
 	// client's ReadTimeout.
 	Client redis.UniversalClient
-	// Limits is the policy every key gets. Each limit's interval
-	// (Period/Rate) must be at least 1µs, the Redis limiter's resolution.
+	// Limits is the policy every key gets. Decisions are computed in
+	// nanoseconds, as ratelimit.Local computes them, so both admit the
+	// same events. Each limit's interval (Period/Rate) must be at least
+	// 1µs: a single Redis key serves far fewer than a million decisions a
+	// second, so a faster limit could never be reached.
 	Limits ratelimit.Policy
 	// Prefix starts every Redis key: {Prefix:key}:limit. Default:
 	// "ratelimit". Limiters with different policies need different
@@ -147,7 +205,8 @@ type Options struct {
 type Limiter struct {
 	b        *backend
 	p        ratelimit.Policy
-	args     []any // per limit: field, interval µs, burst
+	iv       []int64 // per limit: interval in ns
+	args     []any   // per limit: field, n*interval µs and ns for n = 1, tolerance µs and ns
 	script   *redis.Script
 	suffix   string
 	binding  ratelimit.Limit
@@ -167,11 +226,13 @@ func New(o Options) (*Limiter, error) {
 		l.script, l.suffix = gcra1Script, "gcra"
 	}
 	for i, lim := range p {
-		iv := lim.Interval() / time.Microsecond
-		if iv < 1 {
-			return nil, fmt.Errorf("%w: Options.Limits[%d]: Rate %d per %v is more than one event per microsecond, the Redis limiter's resolution", ratelimit.ErrInvalid, i, lim.Rate, lim.Period)
+		iv := int64(lim.Interval())
+		if iv < int64(time.Microsecond) {
+			return nil, fmt.Errorf("%w: Options.Limits[%d]: Rate %d per %v is more than one event per microsecond, more than one Redis key can serve", ratelimit.ErrInvalid, i, lim.Rate, lim.Period)
 		}
-		l.args = append(l.args, lim.Name, int64(iv), lim.Burst)
+		tau := iv * int64(lim.Burst) // at most 100 years: Normalize checked
+		l.iv = append(l.iv, iv)
+		l.args = append(l.args, lim.Name, iv/1000, iv%1000, tau/1000, tau%1000)
 		if lim.Burst < l.binding.Burst {
 			l.binding = lim
 		}
@@ -204,15 +265,21 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (ratelimit.Deci
 		return ratelimit.Decision{}, err
 	}
 	argv := make([]any, 0, 2+len(l.args))
-	argv = append(argv, l.b.nowArg(), n)
+	nowUS, nowNS := l.b.nowArgs()
+	argv = append(argv, nowUS, nowNS)
 	argv = append(argv, l.args...)
+	if n > 1 {
+		for i, iv := range l.iv {
+			argv[2+5*i+1], argv[2+5*i+2] = int64(n)*iv/1000, int64(n)*iv%1000
+		}
+	}
 	var d ratelimit.Decision
 	err := l.b.run(ctx, func(ctx context.Context) error {
 		vals, err := l.script.Run(ctx, l.b.client, []string{l.b.key(key, l.suffix)}, argv...).Slice()
 		if err != nil {
 			return err
 		}
-		d, err = l.decision(vals)
+		d, err = l.decision(vals, n)
 		return err
 	})
 	if err == nil {
@@ -229,24 +296,35 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (ratelimit.Deci
 	return l.degraded(ctx, key, n, err)
 }
 
-func (l *Limiter) decision(vals []any) (ratelimit.Decision, error) {
-	var v [5]int64
-	for i := range v {
-		var err error
-		if v[i], err = asInt64(vals, i); err != nil {
+// decision makes the Decision from the script's reply: ratelimit.Decide
+// at time 0 over each limit's TAT relative to now, which is exactly the
+// Decision ratelimit.Local makes (GCRA depends only on TAT - now).
+func (l *Limiter) decision(vals []any, n int) (ratelimit.Decision, error) {
+	if len(vals) != 1+2*len(l.p) {
+		return ratelimit.Decision{}, fmt.Errorf("ratelimitredis: script reply has %d elements, want %d", len(vals), 1+2*len(l.p))
+	}
+	var buf [8]int64
+	tats := buf[:0]
+	for i := range l.p {
+		us, err := asInt64(vals, 1+2*i)
+		if err != nil {
 			return ratelimit.Decision{}, err
 		}
+		ns, err := asInt64(vals, 2+2*i)
+		if err != nil {
+			return ratelimit.Decision{}, err
+		}
+		tats = append(tats, us*1000+ns)
 	}
-	if v[1] < 1 || int(v[1]) > len(l.p) {
-		return ratelimit.Decision{}, fmt.Errorf("ratelimitredis: script reply names limit %d of %d", v[1], len(l.p))
+	allowed, err := asInt64(vals, 0)
+	if err != nil {
+		return ratelimit.Decision{}, err
 	}
-	return ratelimit.Decision{
-		Allowed:    v[0] == 1,
-		Limit:      l.p[v[1]-1],
-		Remaining:  int(v[2]),
-		ResetAfter: time.Duration(v[3]) * time.Microsecond,
-		RetryAfter: time.Duration(v[4]) * time.Microsecond,
-	}, nil
+	d := ratelimit.Decide(0, l.p, tats, n)
+	if d.Allowed != (allowed == 1) {
+		return ratelimit.Decision{}, fmt.Errorf("ratelimitredis: script admitted %d, Decide says %v: the script and this package differ", allowed, d.Allowed)
+	}
+	return d, nil
 }
 
 // degraded decides while Redis is unavailable.

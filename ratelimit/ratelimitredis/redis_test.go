@@ -3,8 +3,10 @@ package ratelimitredis
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -539,4 +541,192 @@ func TestMiddlewareOverRedis(t *testing.T) {
 	if got := last.Get("Retry-After"); got != "60" {
 		t.Fatalf("Retry-After %q, want 60", got)
 	}
+}
+
+// The Redis limiter makes exactly the Decisions ratelimit.Local makes,
+// nanosecond for nanosecond: the same random calls over simulated time,
+// with intervals that are not whole microseconds (3 per 10s: 3333333333ns;
+// 7 per 10s: 1428571428ns) and several limits at once, give equal
+// Decisions. The intervals are seconds long because Redis expires a key by
+// its own clock: a key whose TTL (at least one interval) is shorter than
+// the test's real run could vanish mid-test.
+func TestAgreesWithLocal(t *testing.T) {
+	r := testinfra.Redis(t)
+	policies := []ratelimit.Policy{
+		{{Rate: 3, Period: 10 * time.Second, Burst: 5}},
+		{{Rate: 7, Period: 10 * time.Second, Burst: 7}},
+		{{Name: "fast", Rate: 7, Period: 10 * time.Second, Burst: 3}, {Name: "slow", Rate: 999_999, Period: 100 * 24 * time.Hour, Burst: 20}},
+		{{Name: "a", Rate: 3, Period: 10 * time.Second, Burst: 2}, {Name: "b", Rate: 300_001, Period: 1_000_000 * time.Second, Burst: 9}},
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	ctx := context.Background()
+	for pi, p := range policies {
+		clk := testclock.New()
+		clk.Add(time.Duration(rng.Int64N(1000))) // a time off the µs grid
+		local, err := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: p, Now: clk.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rl := newLimiter(t, Options{Client: r.Client, Limits: p, Now: clk.Now, Prefix: "agree"})
+		key := ratelimittest.Key(t)
+		most := local.Policy().MaxBurst()
+		for i := 0; i < 300; i++ {
+			clk.Add(time.Duration(rng.Int64N(int64(local.Policy()[0].Interval()) * 2)))
+			n := 1 + rng.IntN(most)
+			want, err := local.AllowN(ctx, key, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := rl.AllowN(ctx, key, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Fatalf("policy %d, call %d, AllowN(%d): Redis %+v, Local %+v", pi, i, n, got, want)
+			}
+		}
+	}
+}
+
+// State written by the previous version (whole µs) reads exactly as
+// before, in both layouts; state written now keeps ns as a decimal
+// fraction of µs, which the previous version read as a number (off by
+// under 1µs).
+func TestStateFormat(t *testing.T) {
+	r := testinfra.Redis(t)
+	ctx := context.Background()
+	clk := testclock.New()
+	nowUS := clk.Now().UnixMicro()
+	// Previous version's state: TAT = now + 400ms, in µs.
+	old := itoa(nowUS + 400_000)
+	if err := r.Client.Set(ctx, "{fmt:one}:gcra", old, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Client.HSet(ctx, "{fmt:two}:limit", "sec", old, "min", itoa(nowUS)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	one := newLimiter(t, Options{Client: r.Client, Prefix: "fmt", Now: clk.Now, Limits: ratelimit.Policy{{Name: "sec", Rate: 10, Burst: 5}}})
+	two := newLimiter(t, Options{Client: r.Client, Prefix: "fmt", Now: clk.Now, Limits: ratelimit.Policy{{Name: "sec", Rate: 10, Burst: 5}, {Name: "min", Rate: 60, Period: time.Minute}}})
+	for name, l := range map[string]*Limiter{"one": one, "two": two} {
+		d, err := l.Allow(ctx, name)
+		if err != nil || !d.Allowed || d.Remaining != 0 || d.ResetAfter != 500*time.Millisecond {
+			t.Fatalf("%s: old state 400ms ahead: %+v %v, want allowed, 0 remaining, reset after 500ms", name, d, err)
+		}
+		if d, err := l.Allow(ctx, name); err != nil || d.Allowed || d.RetryAfter != 100*time.Millisecond {
+			t.Fatalf("%s: next: %+v %v, want denied, retry after 100ms", name, d, err)
+		}
+	}
+	// 3 per 10s: one interval is 3333333333ns, stored as µs with a fraction.
+	frac := newLimiter(t, Options{Client: r.Client, Prefix: "fmt", Now: clk.Now, Limits: ratelimit.Policy{{Rate: 3, Period: 10 * time.Second}}})
+	if _, err := frac.AllowN(ctx, "frac", 2); err != nil {
+		t.Fatal(err)
+	}
+	v, err := r.Client.Get(ctx, "{fmt:frac}:gcra").Result()
+	if want := itoa(nowUS+6_666_666) + ".666"; err != nil || v != want {
+		t.Fatalf("stored TAT %q %v, want %q (now + 2 x 3333333333ns)", v, err, want)
+	}
+	if f, err := strconv.ParseFloat(v, 64); err != nil || f < float64(nowUS+6_666_666) || f > float64(nowUS+6_666_667) {
+		t.Fatalf("the previous version reads %q as %v, %v: want a number of µs within 1µs", v, f, err)
+	}
+}
+
+// holdFor acquires a slot of key, holds it for d of clk's time and
+// releases it.
+func holdFor(t *testing.T, c ratelimit.ConcurrencyLimiter, clk *testclock.Clock, key string, d time.Duration) {
+	t.Helper()
+	release, err := c.Acquire(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(d)
+	release()
+}
+
+// refusal fills the free slots of key (the caller releases them with the
+// returned func) and returns the next Acquire's RetryAfter.
+func refusal(t *testing.T, c ratelimit.ConcurrencyLimiter, key string, free int) (time.Duration, func()) {
+	t.Helper()
+	var releases []func()
+	for i := 0; i < free; i++ {
+		r, err := c.Acquire(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		releases = append(releases, r)
+	}
+	_, err := c.Acquire(context.Background(), key)
+	var le *ratelimit.LimitedError
+	if !errors.As(err, &le) {
+		t.Fatalf("every slot held: %v, want a *LimitedError", err)
+	}
+	return le.Decision.RetryAfter, func() {
+		for _, r := range releases {
+			r()
+		}
+	}
+}
+
+// The Redis Concurrency and ratelimit.Concurrency report the same
+// RetryAfter for the same holds: the mean hold (40ms then 80ms: a moving
+// average of 45ms) over the 2 holders, 22.5ms, and not the 1m until a
+// live holder's lease would expire.
+func TestConcurrencyRetryAfterAgreesWithLocal(t *testing.T) {
+	r := testinfra.Redis(t)
+	clk := testclock.New()
+	rc := newConcurrency(t, ConcurrencyOptions{Client: r.Client, Limit: 2, Lease: time.Minute, Now: clk.Now, Prefix: "retry"})
+	for name, c := range map[string]ratelimit.ConcurrencyLimiter{"redis": rc, "local": newLocalConcurrency(t, clk)} {
+		key := ratelimittest.Key(t)
+		if got, release := refusal(t, c, key, 2); got != ratelimit.ConcurrencyRetryHint {
+			t.Fatalf("%s: before any hold was timed: RetryAfter %v, want the hint %v", name, got, ratelimit.ConcurrencyRetryHint)
+		} else {
+			release()
+		}
+	}
+	for name, c := range map[string]ratelimit.ConcurrencyLimiter{"redis": rc, "local": newLocalConcurrency(t, clk)} {
+		key := ratelimittest.Key(t)
+		holdFor(t, c, clk, key, 40*time.Millisecond)
+		holdFor(t, c, clk, key, 80*time.Millisecond)
+		got, release := refusal(t, c, key, 2)
+		release()
+		if want := 45 * time.Millisecond / 2; got != want {
+			t.Fatalf("%s: RetryAfter %v, want %v (mean hold 45ms over 2 holders)", name, got, want)
+		}
+	}
+}
+
+func newLocalConcurrency(t *testing.T, clk *testclock.Clock) *ratelimit.Concurrency {
+	lc, err := ratelimit.NewConcurrency(ratelimit.ConcurrencyOptions{Limit: 2, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lc
+}
+
+// A lease that missed its renewals belongs to a holder that is likely
+// dead: it frees at its expiry, which bounds the estimate from the live
+// holders; with no live holder left, the expiry is the answer.
+func TestConcurrencyRetryAfterDeadHolders(t *testing.T) {
+	r := testinfra.Redis(t)
+	clk := testclock.New()
+	o := ConcurrencyOptions{Client: r.Client, Limit: 2, Lease: time.Minute, Now: clk.Now, Prefix: "dead"}
+	alive, dead := newConcurrency(t, o), newConcurrency(t, o)
+	key := ratelimittest.Key(t)
+	holdFor(t, alive, clk, key, 3*time.Second) // a mean hold of 3s
+	if _, err := dead.Acquire(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	dead.Close() // its holder is gone: the lease is no longer renewed
+	clk.Add(40 * time.Second)
+	// A live holder (expected done in 3s) and a dead one expiring in 20s.
+	got, release := refusal(t, alive, key, 1)
+	if got != 3*time.Second {
+		t.Fatalf("dead lease expiring in 20s, live holder expected in 3s: RetryAfter %v, want 3s", got)
+	}
+	release() // a hold of 0: the mean is now (7*3s + 0)/8 = 2.625s
+	clk.Add(18 * time.Second)
+	got, release = refusal(t, alive, key, 1)
+	if got != 2*time.Second {
+		t.Fatalf("dead lease expiring in 2s, live holder expected in 2.625s: RetryAfter %v, want 2s", got)
+	}
+	release()
 }

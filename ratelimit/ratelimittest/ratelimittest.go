@@ -12,8 +12,10 @@
 // Run drives simulated time through the factory's now and checks exact
 // admission counts: a burst admits exactly Burst events, a sustained run
 // admits Burst plus one per interval, a denial consumes nothing from any
-// limit of a policy, RetryAfter is exact to the microsecond, and a key is
-// back to a full burst once its ResetAfter has passed.
+// limit of a policy, RetryAfter is exact to the microsecond, a key is
+// back to a full burst once its ResetAfter has passed, Wait with an ended
+// ctx spends nothing, and at 300k/s and 700k/s the admitted count is
+// within 0.1% of the limit (intervals are not rounded to microseconds).
 package ratelimittest
 
 import (
@@ -49,6 +51,8 @@ func Run(t *testing.T, newLimiter Factory) {
 	t.Run("ResetAfterRestoresBurst", s.resetRestoresBurst)
 	t.Run("ConcurrentCallers", s.concurrentCallers)
 	t.Run("WaitFailsFast", s.waitFailsFast)
+	t.Run("WaitEndedContextSpendsNothing", s.waitEndedContext)
+	t.Run("HighRateAccuracy", s.highRateAccuracy)
 }
 
 type suite struct{ newLimiter Factory }
@@ -279,6 +283,73 @@ func (s *suite) waitFailsFast(t *testing.T) {
 	}
 }
 
+// waitEndedContext: Wait with a ctx that has already ended returns the ctx's
+// error and spends nothing (x/time/rate's Wait: "returns an error if ... the
+// Context is canceled"; it checks ctx before reserving).
+func (s *suite) waitEndedContext(t *testing.T) {
+	l, _, key := s.setup(t, ratelimit.Policy{{Rate: 1, Period: time.Minute, Burst: 2}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := 0; i < 3; i++ {
+		if d, err := ratelimit.Wait(ctx, l, key, 1); !errors.Is(err, context.Canceled) || d.Allowed {
+			t.Fatalf("Wait with a cancelled ctx: %+v, %v; want context.Canceled and nothing admitted", d, err)
+		}
+	}
+	dctx, cancel2 := context.WithDeadline(context.Background(), time.Unix(0, 0))
+	defer cancel2()
+	if _, err := ratelimit.Wait(dctx, l, key, 1); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait with an expired deadline: %v, want context.DeadlineExceeded", err)
+	}
+	if n, _ := drain(t, l, key, 2); n != 2 {
+		t.Fatalf("after Waits with ended contexts: %d admitted, want the full burst of 2 (an ended ctx must spend nothing)", n)
+	}
+}
+
+// highRateAccuracy: at 300k/s and 700k/s (intervals of 3333.3ns and
+// 1428.6ns), the events admitted over two simulated seconds are within
+// 0.1% of what the limit allows, burst + rate*elapsed. A backend that
+// truncates intervals to whole microseconds admits 11% (300k/s) and 43%
+// (700k/s) too many in the sustained part. The burst is the rate (a
+// second of tolerance, so a backend whose state expires by a real clock
+// keeps it between calls) and the clock moves 100ms at a time (a tenth of
+// the burst accrues, nothing is lost); each step drains the key with few
+// calls: AllowN(1), then AllowN of what Remaining says is left, then
+// AllowN(1) must be denied.
+func (s *suite) highRateAccuracy(t *testing.T) {
+	for _, rate := range []int{300_000, 700_000} {
+		t.Run(strconv.Itoa(rate), func(t *testing.T) {
+			const step, elapsed = 100 * time.Millisecond, 2 * time.Second
+			burst := rate
+			l, clk, key := s.setup(t, ratelimit.Policy{{Rate: rate, Period: time.Second, Burst: burst}})
+			admitted := 0
+			for at := time.Duration(0); ; at += step {
+				d := allow(t, l, key, 1)
+				if d.Allowed {
+					admitted++
+					for d.Remaining > 0 {
+						n := d.Remaining
+						if d = allow(t, l, key, n); !d.Allowed {
+							t.Fatalf("at %v: AllowN(%d) with %d remaining: %+v, want allowed", at, n, n, d)
+						}
+						admitted += n
+					}
+					if d := allow(t, l, key, 1); d.Allowed {
+						t.Fatalf("at %v: an event admitted with 0 remaining: %+v", at, d)
+					}
+				}
+				if at == elapsed {
+					break
+				}
+				clk.Add(step)
+			}
+			want := float64(burst) + float64(rate)*elapsed.Seconds()
+			if off := (float64(admitted) - want) / want; off > 0.001 || off < -0.001 {
+				t.Fatalf("%d/s burst %d over %v: %d admitted, want %.0f within 0.1%% (off by %+.3f%%)", rate, burst, elapsed, admitted, want, off*100)
+			}
+		})
+	}
+}
+
 // ConcurrencyFactory returns the ConcurrencyLimiter under test with the
 // given limit per key.
 type ConcurrencyFactory func(t *testing.T, limit int) ratelimit.ConcurrencyLimiter
@@ -332,6 +403,40 @@ func RunConcurrency(t *testing.T, newLimiter ConcurrencyFactory) {
 		if _, err := newLimiter(t, 1).Acquire(context.Background(), ""); !errors.Is(err, ratelimit.ErrInvalid) {
 			t.Fatalf("empty key: %v, want ErrInvalid", err)
 		}
+	})
+	t.Run("RetryAfterIsShort", func(t *testing.T) {
+		// A refusal's RetryAfter is what a client should wait: when a
+		// slot is expected to free (ratelimit.ConcurrencyRetryAfter),
+		// not when a live holder's lease would expire (tens of seconds).
+		c, key := newLimiter(t, 2), Key(t)
+		full := func(when string, most time.Duration) {
+			t.Helper()
+			var releases []func()
+			for i := 0; i < 2; i++ {
+				r, err := c.Acquire(context.Background(), key)
+				if err != nil {
+					t.Fatalf("%s: slot %d of 2: %v", when, i+1, err)
+				}
+				releases = append(releases, r)
+			}
+			_, err := c.Acquire(context.Background(), key)
+			var le *ratelimit.LimitedError
+			if !errors.As(err, &le) || le.Decision.RetryAfter <= 0 || le.Decision.RetryAfter > most {
+				t.Fatalf("%s, every slot held: %v, want a *LimitedError with RetryAfter in (0, %v]", when, err, most)
+			}
+			for _, r := range releases {
+				r()
+			}
+		}
+		full("before any release", ratelimit.ConcurrencyRetryHint)
+		for i := 0; i < 5; i++ { // holds of microseconds
+			r, err := c.Acquire(context.Background(), key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r()
+		}
+		full("after short holds", ratelimit.ConcurrencyRetryHint)
 	})
 	t.Run("Hammer", func(t *testing.T) {
 		const limit = 4
