@@ -155,7 +155,7 @@ func (l *Local) AllowN(_ context.Context, key string, n int) (Decision, error) {
 		d = decide(now, l.p, l.iv, s.tats[int(i)*l.nl:(int(i)+1)*l.nl], n)
 	} else {
 		var buf [4]int64
-		tats := buf[:0]
+		var tats []int64
 		if l.nl <= len(buf) {
 			tats = buf[:l.nl]
 		} else {
