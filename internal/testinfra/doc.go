@@ -18,9 +18,9 @@
 // with SCALEKIT_REQUIRE_SERVERS=1 (CI) it fails instead, so a run can never
 // pass by skipping.
 //
-// The plain starters (StartRedis, StartRedisCluster, StartPostgres) take a
-// context and return a server with Close, for programs such as
-// examples/service that want a local stack outside tests.
+// The servers themselves come from the public package scalekittest
+// (StartRedis, StartRedisCluster, StartPostgres, re-exported here); users
+// start the same servers for their own integration tests with it.
 //
 // PostgreSQL refuses to run as root: when this process is root, initdb,
 // pg_basebackup and postgres run as the "postgres" user. The binaries come

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -293,22 +292,6 @@ func TestPostgresPauseServer(t *testing.T) {
 	}
 }
 
-func TestMissingBinaryIsReported(t *testing.T) {
-	t.Setenv("SCALEKIT_PG_BINDIR", t.TempDir())
-	_, err := testinfra.StartPostgres(context.Background(), testinfra.PostgresOptions{})
-	if !errors.Is(err, testinfra.ErrMissingBinary) {
-		t.Fatalf("StartPostgres with an empty bin dir: err = %v, want ErrMissingBinary", err)
-	}
-	if !strings.Contains(err.Error(), "SCALEKIT_PG_BINDIR") {
-		t.Fatalf("error does not say what to fix: %v", err)
-	}
-
-	t.Setenv("PATH", t.TempDir())
-	if _, err := testinfra.StartRedis(context.Background(), testinfra.RedisOptions{}); !errors.Is(err, testinfra.ErrMissingBinary) {
-		t.Fatalf("StartRedis without redis-server on PATH: err = %v, want ErrMissingBinary", err)
-	}
-}
-
 // TestMissingBinarySkipsOrFails runs a child test binary with no servers on
 // PATH: it must skip by default and fail with SCALEKIT_REQUIRE_SERVERS=1.
 func TestMissingBinarySkipsOrFails(t *testing.T) {
@@ -329,35 +312,6 @@ func TestMissingBinarySkipsOrFails(t *testing.T) {
 	out, err = run("1")
 	if err == nil || !strings.Contains(out, "--- FAIL") {
 		t.Fatalf("with SCALEKIT_REQUIRE_SERVERS=1: want a failure, got err %v:\n%s", err, out)
-	}
-}
-
-func TestStartersHaveAPlainAPI(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts its own servers")
-	}
-	ctx := ctxT(t, 30*time.Second)
-	s, err := testinfra.StartRedis(ctx, testinfra.RedisOptions{Args: []string{"--maxmemory", "16mb"}})
-	if err != nil {
-		if errors.Is(err, testinfra.ErrMissingBinary) && !testinfra.RequireServers() {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	rc := s.NewClient(0)
-	got, err := rc.ConfigGet(ctx, "maxmemory").Result()
-	rc.Close()
-	if err != nil || got["maxmemory"] != strconv.Itoa(16<<20) {
-		t.Fatalf("maxmemory = %v, %v; want Args applied", got, err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
-	if err := s.Start(ctx); err == nil {
-		t.Fatal("Start after Close succeeded")
 	}
 }
 

@@ -324,7 +324,7 @@ func newPostgresFixture(t testing.TB, c *PostgresCluster) *PostgresFixture {
 			_ = s.Resume()
 			if !s.Running() {
 				if err := s.Start(ctx); err != nil {
-					t.Errorf("testinfra: restart %s at cleanup: %v", s.name, err)
+					t.Errorf("testinfra: restart %s at cleanup: %v", s.Name(), err)
 				}
 			}
 		}

@@ -1,4 +1,4 @@
-package testinfra
+package scalekittest
 
 import (
 	"context"
@@ -74,6 +74,9 @@ type PGServer struct {
 	p      *proc
 	closed bool
 }
+
+// Name is "primary" or "replica".
+func (s *PGServer) Name() string { return s.name }
 
 // StartPostgres initialises a primary (initdb as the postgres user when this
 // process is root), starts it with wal_level=replica and fsync=off, takes a
@@ -279,7 +282,7 @@ func (s *PGServer) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return errors.New("testinfra: Start on a closed PostgreSQL server")
+		return errors.New("scalekittest: Start on a closed PostgreSQL server")
 	}
 	if s.p != nil && s.p.alive() {
 		return nil
@@ -298,7 +301,7 @@ func (s *PGServer) signal(sig syscall.Signal) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.p == nil || !s.p.alive() {
-		return fmt.Errorf("testinfra: postgres %s is not running", s.name)
+		return fmt.Errorf("scalekittest: postgres %s is not running", s.name)
 	}
 	return s.p.signalGroup(sig)
 }
@@ -337,7 +340,7 @@ func (c *PostgresCluster) CreateDatabase(ctx context.Context, name string) error
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("testinfra: create database %s: %w", name, err)
+		return fmt.Errorf("scalekittest: create database %s: %w", name, err)
 	}
 	if c.Replica != nil {
 		return c.WaitReplicaCaughtUp(ctx)
@@ -355,7 +358,7 @@ func (c *PostgresCluster) DropDatabase(ctx context.Context, name string) error {
 
 func (c *PostgresCluster) needReplica() error {
 	if c.Replica == nil {
-		return errors.New("testinfra: this PostgresCluster has no replica (NoReplica)")
+		return errors.New("scalekittest: this PostgresCluster has no replica (NoReplica)")
 	}
 	return nil
 }
@@ -372,7 +375,7 @@ func (c *PostgresCluster) PauseReplay(ctx context.Context) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("testinfra: pause replay: %w", err)
+		return fmt.Errorf("scalekittest: pause replay: %w", err)
 	}
 	return waitFor(ctx, nil, "replay paused", func(ctx context.Context) error {
 		var state string
@@ -396,7 +399,7 @@ func (c *PostgresCluster) ResumeReplay(ctx context.Context) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("testinfra: resume replay: %w", err)
+		return fmt.Errorf("scalekittest: resume replay: %w", err)
 	}
 	return nil
 }
@@ -413,14 +416,14 @@ func (c *PostgresCluster) ReplicaLagBytes(ctx context.Context) (int64, error) {
 		return conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&primaryLSN)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("testinfra: primary LSN: %w", err)
+		return 0, fmt.Errorf("scalekittest: primary LSN: %w", err)
 	}
 	var lag int64
 	err = c.Replica.queryRow(ctx, "postgres", func(conn *pgx.Conn) error {
 		return conn.QueryRow(ctx, "SELECT GREATEST(0, pg_wal_lsn_diff($1::pg_lsn, pg_last_wal_replay_lsn()))::bigint", primaryLSN).Scan(&lag)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("testinfra: replica LSN: %w", err)
+		return 0, fmt.Errorf("scalekittest: replica LSN: %w", err)
 	}
 	return lag, nil
 }
@@ -442,7 +445,7 @@ func (c *PostgresCluster) WaitReplicaCaughtUp(ctx context.Context) error {
 				return err
 			}
 			// A commit that wrote no WAL is not flushed; this record is.
-			_, err := tx.Exec(ctx, "SELECT pg_logical_emit_message(true, 'testinfra', 'flush')")
+			_, err := tx.Exec(ctx, "SELECT pg_logical_emit_message(true, 'scalekittest', 'flush')")
 			return err
 		})
 	})
@@ -452,7 +455,7 @@ func (c *PostgresCluster) WaitReplicaCaughtUp(ctx context.Context) error {
 		})
 	}
 	if err != nil {
-		return fmt.Errorf("testinfra: primary LSN: %w", err)
+		return fmt.Errorf("scalekittest: primary LSN: %w", err)
 	}
 	return waitFor(ctx, nil, "replica replay to "+target, func(ctx context.Context) error {
 		var ok bool
@@ -471,7 +474,7 @@ func (c *PostgresCluster) WaitReplicaCaughtUp(ctx context.Context) error {
 func (c *PostgresCluster) NewPools(ctx context.Context, db string) (primary, replica *pgxpool.Pool, err error) {
 	primary, err = pgxpool.New(ctx, c.Primary.URL(db))
 	if err != nil {
-		return nil, nil, fmt.Errorf("testinfra: primary pool: %w", err)
+		return nil, nil, fmt.Errorf("scalekittest: primary pool: %w", err)
 	}
 	if c.Replica == nil {
 		return primary, nil, nil
@@ -479,7 +482,7 @@ func (c *PostgresCluster) NewPools(ctx context.Context, db string) (primary, rep
 	replica, err = pgxpool.New(ctx, c.Replica.URL(db))
 	if err != nil {
 		primary.Close()
-		return nil, nil, fmt.Errorf("testinfra: replica pool: %w", err)
+		return nil, nil, fmt.Errorf("scalekittest: replica pool: %w", err)
 	}
 	return primary, replica, nil
 }

@@ -1,4 +1,4 @@
-package testinfra
+package scalekittest
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ import (
 // ErrMissingBinary is returned (wrapped) by the starters when a server
 // binary is not installed on the machine. The testing helpers turn it into
 // t.Skip, or t.Fatal when SCALEKIT_REQUIRE_SERVERS=1.
-var ErrMissingBinary = errors.New("testinfra: server binary not found")
+var ErrMissingBinary = errors.New("scalekittest: server binary not found")
 
 // lookBinary finds name on PATH, then in the extra directories.
 func lookBinary(name string, extra ...string) (string, error) {
@@ -89,7 +89,7 @@ func pgMajor(binDir string) int {
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, fmt.Errorf("testinfra: find a free port: %w", err)
+		return 0, fmt.Errorf("scalekittest: find a free port: %w", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
@@ -107,7 +107,7 @@ func postgresAccount() (runAs, error) {
 	}
 	u, err := user.Lookup("postgres")
 	if err != nil {
-		return runAs{}, fmt.Errorf("testinfra: running as root and there is no 'postgres' user to run PostgreSQL as (initdb refuses root): %w", err)
+		return runAs{}, fmt.Errorf("scalekittest: running as root and there is no 'postgres' user to run PostgreSQL as (initdb refuses root): %w", err)
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
@@ -127,11 +127,11 @@ func (r runAs) chown(path string) error {
 func (r runAs) mkTempDir(pattern string) (string, error) {
 	dir, err := os.MkdirTemp("", pattern)
 	if err != nil {
-		return "", fmt.Errorf("testinfra: temp dir: %w", err)
+		return "", fmt.Errorf("scalekittest: temp dir: %w", err)
 	}
 	if err := r.chown(dir); err != nil {
 		os.RemoveAll(dir)
-		return "", fmt.Errorf("testinfra: chown %s: %w", dir, err)
+		return "", fmt.Errorf("scalekittest: chown %s: %w", dir, err)
 	}
 	return dir, nil
 }
@@ -153,7 +153,7 @@ func (r runAs) runTool(ctx context.Context, name string, args ...string) error {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("testinfra: %s %s: %w\n%s", filepath.Base(name), strings.Join(args, " "), err, tail(out.String(), 2000))
+		return fmt.Errorf("scalekittest: %s %s: %w\n%s", filepath.Base(name), strings.Join(args, " "), err, tail(out.String(), 2000))
 	}
 	return nil
 }
@@ -170,7 +170,7 @@ type proc struct {
 func (r runAs) startProc(name, logPath string, args ...string) (*proc, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("testinfra: open log: %w", err)
+		return nil, fmt.Errorf("scalekittest: open log: %w", err)
 	}
 	cmd := exec.Command(name, args...)
 	cmd.Dir = filepath.Dir(logPath)
@@ -179,7 +179,7 @@ func (r runAs) startProc(name, logPath string, args ...string) (*proc, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: r.cred, Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("testinfra: start %s: %w", filepath.Base(name), err)
+		return nil, fmt.Errorf("scalekittest: start %s: %w", filepath.Base(name), err)
 	}
 	p := &proc{cmd: cmd, exited: make(chan struct{}), logPath: logPath}
 	go func() {
@@ -298,7 +298,7 @@ func waitFor(ctx context.Context, p *proc, what string, ready func(context.Conte
 	var last error
 	for {
 		if p != nil && !p.alive() {
-			return fmt.Errorf("testinfra: %s exited during start-up (%v); log:\n%s", what, p.waitErr, p.logTail())
+			return fmt.Errorf("scalekittest: %s exited during start-up (%v); log:\n%s", what, p.waitErr, p.logTail())
 		}
 		if last = ready(ctx); last == nil {
 			return nil
@@ -309,7 +309,7 @@ func waitFor(ctx context.Context, p *proc, what string, ready func(context.Conte
 			if p != nil {
 				msg = "; log:\n" + p.logTail()
 			}
-			return fmt.Errorf("testinfra: %s not ready: %w (last error: %v)%s", what, ctx.Err(), last, msg)
+			return fmt.Errorf("scalekittest: %s not ready: %w (last error: %v)%s", what, ctx.Err(), last, msg)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -1,4 +1,4 @@
-package testinfra
+package scalekittest
 
 import (
 	"context"
@@ -39,7 +39,7 @@ func StartRedisCluster(ctx context.Context, opts ClusterOptions) (_ *RedisCluste
 		opts.Masters = 3
 	}
 	if opts.Masters < 3 || opts.Masters > 16 {
-		return nil, fmt.Errorf("testinfra: ClusterOptions.Masters must be 3..16, got %d", opts.Masters)
+		return nil, fmt.Errorf("scalekittest: ClusterOptions.Masters must be 3..16, got %d", opts.Masters)
 	}
 	if opts.StartTimeout <= 0 {
 		opts.StartTimeout = 30 * time.Second

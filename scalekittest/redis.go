@@ -1,4 +1,4 @@
-package testinfra
+package scalekittest
 
 import (
 	"context"
@@ -55,7 +55,7 @@ func StartRedis(ctx context.Context, opts RedisOptions) (*RedisServer, error) {
 	}
 	dir, err := os.MkdirTemp("", "scalekit-redis-*")
 	if err != nil {
-		return nil, fmt.Errorf("testinfra: temp dir: %w", err)
+		return nil, fmt.Errorf("scalekittest: temp dir: %w", err)
 	}
 	s := &RedisServer{bin: bin, dir: dir, args: opts.Args, timeout: opts.StartTimeout, port: opts.Port}
 	if s.timeout <= 0 {
@@ -193,7 +193,7 @@ func (s *RedisServer) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return errors.New("testinfra: Start on a closed RedisServer")
+		return errors.New("scalekittest: Start on a closed RedisServer")
 	}
 	if s.p != nil && s.p.alive() {
 		return nil
@@ -212,7 +212,7 @@ func (s *RedisServer) signal(sig syscall.Signal) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.p == nil || !s.p.alive() {
-		return errors.New("testinfra: redis-server is not running")
+		return errors.New("scalekittest: redis-server is not running")
 	}
 	return s.p.signalGroup(sig)
 }
