@@ -25,7 +25,7 @@ func newBatchDescs(b *builder) batchDescs {
 // AddBatch reports the Stats of a batcher (any *batch.Loader[K, V]) under
 // name.
 func (c *Collector) AddBatch(name string, l interface{ Stats() batch.Stats }) error {
-	if l == nil {
+	if isNil(l) {
 		return nilArg("AddBatch", "the loader")
 	}
 	d := &c.batch

@@ -41,7 +41,7 @@ func newCacheDescs(b *builder) cacheDescs {
 
 // AddCache reports the Stats of a cache (any *cache.Cache[V]) under name.
 func (c *Collector) AddCache(name string, cc interface{ Stats() cache.Stats }) error {
-	if cc == nil {
+	if isNil(cc) {
 		return nilArg("AddCache", "the cache")
 	}
 	d := &c.cache

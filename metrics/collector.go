@@ -3,6 +3,7 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -165,6 +166,16 @@ func (c *Collector) add(method string, key any, collect func(ch chan<- prometheu
 }
 
 // nilArg is the error for a nil primitive.
+// isNil reports whether v is nil or a nil pointer in an interface (which
+// would panic at the first scrape).
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
+}
+
 func nilArg(method, what string) error {
 	return fmt.Errorf("%w: %s: %s is nil", ErrInvalid, method, what)
 }

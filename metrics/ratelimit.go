@@ -4,7 +4,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scalekit-go/scalekit/ratelimit"
-	"github.com/scalekit-go/scalekit/ratelimit/ratelimitredis"
 )
 
 type localDescs struct {
@@ -137,10 +136,10 @@ func newRedisLimitDescs(b *builder) redisLimitDescs {
 	}
 }
 
-// AddRedisLimiter reports the Stats of l, a ratelimitredis.Limiter, under
-// name.
-func (c *Collector) AddRedisLimiter(name string, l *ratelimitredis.Limiter) error {
-	if l == nil {
+// AddRedisLimiter reports the Stats of l, a *ratelimitredis.Limiter (or any
+// limiter that decides on a server), under name.
+func (c *Collector) AddRedisLimiter(name string, l interface{ Stats() ratelimit.RemoteStats }) error {
+	if isNil(l) {
 		return nilArg("AddRedisLimiter", "the *ratelimitredis.Limiter")
 	}
 	d := &c.redisLimit
@@ -175,10 +174,12 @@ func newRedisConcDescs(b *builder) redisConcDescs {
 	}
 }
 
-// AddRedisConcurrency reports the Stats of l, a ratelimitredis.Concurrency,
-// under name.
-func (c *Collector) AddRedisConcurrency(name string, l *ratelimitredis.Concurrency) error {
-	if l == nil {
+// AddRedisConcurrency reports the Stats of l, a *ratelimitredis.Concurrency
+// (or any concurrency limiter leasing slots on a server), under name.
+func (c *Collector) AddRedisConcurrency(name string, l interface {
+	Stats() ratelimit.RemoteConcurrencyStats
+}) error {
+	if isNil(l) {
 		return nilArg("AddRedisConcurrency", "the *ratelimitredis.Concurrency")
 	}
 	d := &c.redisConc

@@ -343,21 +343,9 @@ func (c *Concurrency) Close() error {
 	return nil
 }
 
-// ConcurrencyStats is a snapshot of a Concurrency limiter's counters.
-type ConcurrencyStats struct {
-	// Acquired, Rejected and Released count decisions Redis made and
-	// releases.
-	Acquired, Rejected, Released uint64
-	// Renewals counts lease renewals; Lost the leases found gone when
-	// renewing (Redis lost them, or the holder stalled past Lease).
-	Renewals, Lost uint64
-	// Errors, Skipped, FailOpen, FailClosed and Fallbacks are as in Stats.
-	Errors, Skipped, FailOpen, FailClosed, Fallbacks uint64
-	// Held is how many leases this process holds now.
-	Held int
-	// Circuit is the breaker's state.
-	Circuit breaker.State
-}
+// ConcurrencyStats is a snapshot of a Concurrency limiter's counters
+// (ratelimit.RemoteConcurrencyStats).
+type ConcurrencyStats = ratelimit.RemoteConcurrencyStats
 
 // Stats returns a snapshot of the counters.
 func (c *Concurrency) Stats() ConcurrencyStats {

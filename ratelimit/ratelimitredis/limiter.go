@@ -343,19 +343,9 @@ func (l *Limiter) Wait(ctx context.Context, key string) (ratelimit.Decision, err
 	return ratelimit.Wait(ctx, l, key, 1)
 }
 
-// Stats is a snapshot of a Limiter's counters.
-type Stats struct {
-	// Allowed and Denied count decisions Redis made.
-	Allowed, Denied uint64
-	// Errors counts failed round trips; Skipped the decisions the open
-	// circuit kept away from Redis.
-	Errors, Skipped uint64
-	// FailOpen and FailClosed count decisions made by the failure mode,
-	// Fallbacks those handed to Options.Fallback.
-	FailOpen, FailClosed, Fallbacks uint64
-	// Circuit is the breaker's state.
-	Circuit breaker.State
-}
+// Stats is a snapshot of a Limiter's counters (ratelimit.RemoteStats, so
+// that metrics collectors need not import this package).
+type Stats = ratelimit.RemoteStats
 
 // Stats returns a snapshot of the counters.
 func (l *Limiter) Stats() Stats {
