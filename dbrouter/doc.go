@@ -104,6 +104,8 @@
 // LSN, lag, reads in flight, routed and failed reads, ejections; the
 // primary's state; fallbacks, token-forced primary reads, waits and
 // retries. Tracer is a pgx.QueryTracer that counts queries per target and
-// logs slow ones; Open installs one on each pool it makes, and Stats
-// includes the counts of any pool whose ConnConfig.Tracer is a *Tracer.
+// logs slow ones; Open installs one on each pool it makes, composed by
+// pgx's multitracer with any tracer Options.ConfigurePool set (otelpgx,
+// say), never replacing it, and Stats includes the counts of any pool whose
+// ConnConfig.Tracer is a *Tracer or a multitracer holding one.
 package dbrouter

@@ -128,6 +128,16 @@ type Options struct {
 	// config has; see NewTracer). Default: 500ms.
 	SlowQuery time.Duration
 
+	// ConfigurePool, with Open, is called with each pool's config before
+	// the pool is made: name is "primary" or the replica's name (from
+	// ReplicaNames, else host:port). Set pool sizes, hooks or a
+	// ConnConfig.Tracer here: Open keeps the tracer and composes it with
+	// its own Tracer (pgx multitracer), so both see every query and the
+	// counts still reach Stats. An error fails Open. New ignores it (its
+	// pools are made by the caller; Stats finds a *Tracer set directly or
+	// inside a multitracer). Default: nil.
+	ConfigurePool func(name string, cfg *pgxpool.Config) error
+
 	// Now is the clock, for Window and check times. Default: time.Now.
 	Now func() time.Time
 	// Logger receives ejections, readmissions, primary outages, routing

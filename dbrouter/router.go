@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -93,8 +94,11 @@ func New(ctx context.Context, opts Options) (*Router, error) {
 
 // Open is New over pools it makes from connection strings (URLs or
 // key=value; see pgxpool.ParseConfig), each with a Tracer (Options.SlowQuery,
-// Options.Logger) whose counts appear in Stats. Options.Primary and
-// Options.Replicas must be nil. Close closes the pools.
+// Options.Logger) whose counts appear in Stats. Options.ConfigurePool may
+// adjust each pool's config first; a tracer it sets (otelpgx, say) is kept
+// and composed with the router's by pgx's multitracer, both seeing every
+// query. Options.Primary and Options.Replicas must be nil. Close closes the
+// pools.
 func Open(ctx context.Context, primaryConn string, replicaConns []string, opts Options) (*Router, error) {
 	if opts.Primary != nil || opts.Replicas != nil {
 		return nil, invalid("Options.Primary and Options.Replicas must be nil with Open, which makes the pools")
@@ -133,7 +137,12 @@ func Open(ctx context.Context, primaryConn string, replicaConns []string, opts O
 		if err != nil {
 			return fail(err)
 		}
-		cfg.ConnConfig.Tracer = tr
+		if opts.ConfigurePool != nil {
+			if err := opts.ConfigurePool(target, cfg); err != nil {
+				return fail(fmt.Errorf("dbrouter: Open %s: ConfigurePool: %w", field, err))
+			}
+		}
+		cfg.ConnConfig.Tracer = composeTracer(cfg.ConnConfig.Tracer, tr)
 		p, err := pgxpool.NewWithConfig(ctx, cfg)
 		if err != nil {
 			return fail(fmt.Errorf("dbrouter: Open %s: %w", field, err))
@@ -154,9 +163,33 @@ func poolName(p *pgxpool.Pool) string {
 	return net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port)))
 }
 
+// tracerOf finds the *Tracer of p: its ConnConfig.Tracer, or one inside a
+// pgx multitracer.
 func tracerOf(p *pgxpool.Pool) *Tracer {
-	t, _ := p.Config().ConnConfig.Tracer.(*Tracer)
-	return t
+	return findTracer(p.Config().ConnConfig.Tracer)
+}
+
+func findTracer(qt pgx.QueryTracer) *Tracer {
+	switch t := qt.(type) {
+	case *Tracer:
+		return t
+	case *multitracer.Tracer:
+		for _, q := range t.QueryTracers {
+			if found := findTracer(q); found != nil {
+				return found
+			}
+		}
+	}
+	return nil
+}
+
+// composeTracer is the user's tracer (if any) and the router's, both
+// called, by a pgx multitracer.
+func composeTracer(user pgx.QueryTracer, ours *Tracer) pgx.QueryTracer {
+	if user == nil {
+		return ours
+	}
+	return multitracer.New(user, ours)
 }
 
 // newRouter builds a router without pools; New fills them in. Tests give it
