@@ -187,3 +187,175 @@ func TestTracerComposed(t *testing.T) {
 		t.Fatal("the user's tracers saw nothing")
 	}
 }
+
+// Issue 16 item 20: a client-forged huge LSN no longer sends that client's
+// reads to the primary after TokenWait: it is clamped to the primary's WAL
+// position and counted. A real token (from another router, beyond what
+// this one has seen) is still honoured, not clamped.
+func TestForgedTokenClamped(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	r := newReal(t, f, Options{TokenWait: 3 * time.Second, TokenPoll: 5 * time.Millisecond, TokenMargin: 1})
+	mustExec(t, r, "CREATE TABLE items (id int PRIMARY KEY)")
+	f.WaitReplicaCaughtUp()
+	for _, forged := range []string{"FFFFFFFF/FFFFFFFF@0", "FFFF/0@1767225600123"} {
+		tok, err := ParseToken(forged)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if got := served(t, WithToken(ctx, tok), r); got != "replica" {
+			t.Fatalf("forged token %s: read on the %s after %v, want the replica", forged, got, time.Since(start))
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("forged token %s: the read waited %v", forged, d)
+		}
+	}
+	if st := r.Stats(); st.ForgedTokens != 2 || st.TokenPrimary != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+
+	// A write through another router (another instance of the service):
+	// its token is beyond anything r has seen, but real.
+	other := newReal(t, f, Options{})
+	f.PauseReplay()
+	mustExec(t, other, "INSERT INTO items SELECT generate_series(1, 1000)")
+	tok, err := other.WriteToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec bool
+	var n int
+	if err := r.QueryRow(WithToken(ctx, tok), "SELECT pg_is_in_recovery(), count(*) FROM items").Scan(&rec, &n); err != nil {
+		t.Fatal(err)
+	}
+	if rec || n != 1000 {
+		t.Fatalf("a real token from another router: in recovery %v, %d rows (want the primary, 1000)", rec, n)
+	}
+	if st := r.Stats(); st.ForgedTokens != 2 {
+		t.Fatalf("a real token was counted as forged: %+v", st)
+	}
+	f.ResumeReplay()
+}
+
+// Issue 16 item 23: a replica that has not replayed the primary's WAL as of
+// the router's start (here: a migration it has not replayed) takes no
+// reads, and Ready says not ready until it has; Fence does the same for a
+// migration made after the router started.
+func TestStartFloor(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	mustExec(t, f.Primary, "CREATE TABLE warm (id int)")
+	f.WaitReplicaCaughtUp()
+	f.PauseReplay()
+	mustExec(t, f.Primary, "CREATE TABLE users (id int PRIMARY KEY)") // the migration
+	r := newReal(t, f, Options{})
+	if err := r.Ready(ctx); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("Ready with the replica behind the start: %v", err)
+	}
+	var rec bool
+	var n int
+	for range 5 {
+		if err := r.QueryRow(ctx, "SELECT pg_is_in_recovery(), count(*) FROM users").Scan(&rec, &n); err != nil {
+			t.Fatalf("a read right after start: %v", err)
+		}
+		if rec {
+			t.Fatal("a read went to a replica behind the router's start")
+		}
+	}
+	f.ResumeReplay()
+	eventually(t, 15*time.Second, "Ready", func() bool { return r.Ready(ctx) == nil })
+	eventually(t, 15*time.Second, "reads back on the replica", func() bool {
+		if err := r.QueryRow(ctx, "SELECT pg_is_in_recovery(), count(*) FROM users").Scan(&rec, &n); err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	})
+
+	// A migration after the start, then Fence.
+	f.PauseReplay()
+	mustExec(t, f.Primary, "CREATE TABLE posts (id int PRIMARY KEY)")
+	if err := r.Fence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Ready(ctx); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("Ready after Fence with replay paused: %v", err)
+	}
+	for range 5 {
+		if err := r.QueryRow(ctx, "SELECT pg_is_in_recovery(), count(*) FROM posts").Scan(&rec, &n); err != nil {
+			t.Fatalf("a read after Fence: %v", err)
+		}
+		if rec {
+			t.Fatal("a read went to a replica behind the fence")
+		}
+	}
+	f.ResumeReplay()
+	eventually(t, 15*time.Second, "Ready after the fence", func() bool { return r.Ready(ctx) == nil })
+	eventually(t, 15*time.Second, "reads back on the replica after the fence", func() bool {
+		if err := r.QueryRow(ctx, "SELECT pg_is_in_recovery(), count(*) FROM posts").Scan(&rec, &n); err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	})
+}
+
+// Issue 16 item 22: a "replica" whose replay LSN goes backwards between
+// readings is several servers behind one URL (a load balancer): the first
+// time is logged, each counted, and reads carrying a token no longer go to
+// it (reads without one still do). A failed check in between (a restart
+// replays from an earlier point) is not counted. (A fake prober: the
+// test servers have one standby, so no real load balancer over two.)
+func TestReplayRegressionDetected(t *testing.T) {
+	log, buf := newLog()
+	r, fp := newFake(t, Options{Logger: log, Interval: time.Hour}, 2)
+	defer r.Close()
+	bg := context.Background()
+	fp.setPrimary(300, nil)
+	fp.set(0, up(300))
+	fp.set(1, up(300))
+	r.check(bg)
+	// A failed check, then a lower reading: a restart, not a regression.
+	fp.set(0, replicaStatus{err: errDown})
+	r.check(bg)
+	fp.set(0, up(250))
+	r.check(bg)
+	fp.set(0, up(300))
+	r.check(bg)
+	if st := r.Stats(); st.Replicas[0].ReplayRegressions != 0 || buf.count("went backwards") != 0 {
+		t.Fatalf("a restart counted as a regression: %+v", st.Replicas[0])
+	}
+	// Behind a balancer: readings alternate between two standbys.
+	for _, l := range []LSN{200, 300, 150} {
+		fp.set(0, up(l))
+		r.check(bg)
+	}
+	fp.set(0, up(300))
+	r.check(bg)
+	st := r.Stats()
+	if st.Replicas[0].ReplayRegressions != 2 || st.Replicas[1].ReplayRegressions != 0 || buf.count("went backwards") != 1 {
+		t.Fatalf("regressions %+v\nlog:\n%s", st.Replicas, buf)
+	}
+	// Both replicas report 300: token reads go only to r1, others to both.
+	for range 20 {
+		if got := routeName(r, WithToken(bg, Token{LSN: 250})); got != "r1" {
+			t.Fatalf("a token read went to %s, want r1 (r0's LSN bounds nothing)", got)
+		}
+	}
+	seen := map[string]bool{}
+	for range 20 {
+		seen[routeName(r, bg)] = true
+	}
+	if !seen["r0"] || !seen["r1"] {
+		t.Fatalf("reads without a token should use both: %v", seen)
+	}
+	// A poll that sees less than the check before it is caught as well.
+	r2, fp2 := newFake(t, Options{Interval: time.Hour, TokenWait: 50 * time.Millisecond, TokenPoll: time.Millisecond}, 1)
+	defer r2.Close()
+	fp2.onPoll = func(_ int, st *replicaStatus) { st.lsn = 90 }
+	if got := routeName(r2, WithToken(bg, Token{LSN: 101})); got != "primary" {
+		t.Fatalf("token read: %s", got)
+	}
+	if st := r2.Stats(); st.Replicas[0].ReplayRegressions == 0 {
+		t.Fatalf("a poll below the check not counted: %+v", st.Replicas[0])
+	}
+}
