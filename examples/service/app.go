@@ -195,9 +195,20 @@ func (a *app) wire(ctx context.Context) error {
 		if err := migrate(ctx, a.router.PrimaryPool()); err != nil {
 			return err
 		}
+		// No replica takes reads before it has replayed the migrations
+		// (else "relation users does not exist"), and readiness waits
+		// for that.
+		if err := a.router.Fence(ctx); err != nil {
+			return err
+		}
 		a.repo = &pgRepo{db: a.router}
 		a.health.Add(health.Check{Name: "postgres", Timeout: time.Second,
-			Func: func(ctx context.Context) error { return a.router.PrimaryPool().Ping(ctx) }})
+			Func: func(ctx context.Context) error {
+				if err := a.router.PrimaryPool().Ping(ctx); err != nil {
+					return err
+				}
+				return a.router.Ready(ctx)
+			}})
 	} else {
 		a.repo = newMemRepo()
 	}
