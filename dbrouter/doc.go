@@ -76,7 +76,8 @@
 // position (one round trip, at most once per TokenPoll), and one beyond
 // anything written is clamped to that position and counted in
 // Stats.ForgedTokens, so a forged LSN cannot pin its client's reads to the
-// primary.
+// primary. With ConsistencyWindow, a token time more than Window in the
+// future is forged the same way: it constrains nothing, and is counted.
 //
 // WithSession does this by itself: writes through the router on the
 // session's ctx advance its token, reads on it carry the token, and the

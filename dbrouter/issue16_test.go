@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/scalekit-go/scalekit/internal/testclock"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 )
 
@@ -357,5 +358,26 @@ func TestReplayRegressionDetected(t *testing.T) {
 	}
 	if st := r2.Stats(); st.Replicas[0].ReplayRegressions == 0 {
 		t.Fatalf("a poll below the check not counted: %+v", st.Replicas[0])
+	}
+}
+
+// Issue 16 item 20, ConsistencyWindow: a token whose time is far in the
+// future (forged) would keep its client's reads on the primary until then;
+// one more than Window ahead constrains nothing and is counted. A token a
+// little ahead (another instance's clock) still holds reads on the primary.
+func TestForgedWindowTokenClamped(t *testing.T) {
+	clk := testclock.New()
+	r, _ := newFake(t, Options{Consistency: ConsistencyWindow, Window: 2 * time.Second, Now: clk.Now}, 1)
+	defer r.Close()
+	ctx := WithToken(context.Background(), Token{Time: clk.Now().Add(24 * time.Hour)})
+	if got := routeName(r, ctx); got != "r0" {
+		t.Fatalf("a forged future token sent the read to the %s", got)
+	}
+	ctx = WithToken(context.Background(), Token{Time: clk.Now().Add(500 * time.Millisecond)})
+	if got := routeName(r, ctx); got != "primary" {
+		t.Fatalf("a token from a clock 500ms ahead: %s", got)
+	}
+	if st := r.Stats(); st.ForgedTokens != 1 {
+		t.Fatalf("ForgedTokens %d, want 1", st.ForgedTokens)
 	}
 }

@@ -29,7 +29,9 @@ type Stats struct {
 	// NoReplicaErrors counts reads refused with ErrNoReplica (NoFallback).
 	NoReplicaErrors uint64
 	// ForgedTokens counts reads whose token's LSN was beyond anything the
-	// primary had written (see Options.TokenMargin): clamped, not trusted.
+	// primary had written (see Options.TokenMargin): clamped, not trusted;
+	// with ConsistencyWindow, whose token's time was more than Window in
+	// the future: ignored.
 	ForgedTokens uint64
 }
 
