@@ -399,8 +399,8 @@ func TestRunCatchesStaleReads(t *testing.T) {
 // read back at once by the same client, so a service whose reads ignore
 // writes is caught even when no random read lands on a user the client
 // wrote (here: writes alone, over 1000 users, at a low rate).
+// Not parallel: it should not load the CPU under the timing tests.
 func TestRunReadBackCatchesStaleAtLowRate(t *testing.T) {
-	t.Parallel()
 	srv := startFake(t, &fake{staleReads: true})
 	cfg := testConfig(srv.URL, "writes=1")
 	cfg.Duration, cfg.Rate, cfg.Users = 500*time.Millisecond, 20, 1000
@@ -418,8 +418,8 @@ func TestRunReadBackCatchesStaleAtLowRate(t *testing.T) {
 // returned; a client that reads its writes keeps the newest token and
 // sends it (X-DB-Token). Against a service that serves reads as of the
 // request's token, the load generator then sees no stale read.
+// Not parallel: it should not load the CPU under the timing tests.
 func TestRunCarriesNewestToken(t *testing.T) {
-	t.Parallel()
 	srv := startFake(t, &fake{tokens: true})
 	cfg := testConfig(srv.URL, "reads=50,writes=50")
 	cfg.Duration, cfg.Rate, cfg.Users = time.Second, 400, 2
