@@ -50,7 +50,7 @@ type dbrouterDescs struct {
 
 func newDBRouterDescs(b *builder) dbrouterDescs {
 	return dbrouterDescs{
-		fallbacks:    b.desc("scalekit_dbrouter_fallbacks_total", "Reads sent to the primary because every replica was ejected."),
+		fallbacks:    b.desc("scalekit_dbrouter_fallbacks_total", "Reads sent to the primary because every replica was ejected, or none had replayed the router's floor (its start or last Fence) yet."),
 		tokenPrimary: b.desc("scalekit_dbrouter_token_primary_reads_total", "Reads sent to the primary because of their read-your-writes token: no healthy replica had replayed it (after TokenWait), or its write was less than Window ago."),
 		tokenWaits:   b.desc("scalekit_dbrouter_token_waits_total", "Reads that waited for a replica to replay their token and got one."),
 		retries:      b.desc("scalekit_dbrouter_retries_total", "Reads that failed on a replica and ran again on the primary, by reason: replica_failed (server down, connection lost, recovery conflict; before the first row) or read_only (SQLSTATE 25006: the read writes, a routing bug).", "reason"),

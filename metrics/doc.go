@@ -157,7 +157,7 @@
 //	scalekit_queue_jobs{queue,state}                                        gauge      jobs per state: pending, scheduled, active, retry, dead, done
 //	scalekit_queue_oldest_pending_seconds{queue}                            gauge      age of the oldest due job (lag); 0 when none waits
 //	dbrouter (AddDBRouter)
-//	scalekit_dbrouter_fallbacks_total                                       counter    reads sent to the primary as every replica was ejected
+//	scalekit_dbrouter_fallbacks_total                                       counter    reads sent to the primary as every replica was ejected (or behind the floor)
 //	scalekit_dbrouter_token_primary_reads_total                             counter    reads sent to the primary by their token
 //	scalekit_dbrouter_token_waits_total                                     counter    token reads that waited for a replica and got one
 //	scalekit_dbrouter_retries_total{reason}                                 counter    replica reads run again on the primary: replica_failed, read_only
