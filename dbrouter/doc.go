@@ -50,8 +50,8 @@
 // primary's position then. Router.Ready reports ErrNotReady while a
 // replica that answers its checks has not replayed the floor (or the
 // primary has never answered): use it in the readiness probe, so traffic
-// arrives only once replicas can serve it. A replica that is down does not
-// hold readiness back.
+// arrives only once replicas can serve it. A replica that is down or
+// ejected (lag past MaxLagBytes) does not hold readiness back.
 // Ejections, readmissions and primary outages are logged and counted in
 // Stats. Close stops the monitor.
 //
@@ -73,7 +73,7 @@
 // A token's LSN comes from the client (a cookie or a header) and can be
 // forged: one more than Options.TokenMargin past the highest primary
 // position the router knows is checked against the primary's insert
-// position (one round trip, at most once per TokenPoll), and one beyond
+// position (one round trip, shared by concurrent reads), and one beyond
 // anything written is clamped to that position and counted in
 // Stats.ForgedTokens, so a forged LSN cannot pin its client's reads to the
 // primary. With ConsistencyWindow, a token time more than Window in the

@@ -381,3 +381,28 @@ func TestForgedWindowTokenClamped(t *testing.T) {
 		t.Fatalf("ForgedTokens %d, want 1", st.ForgedTokens)
 	}
 }
+
+// Forged tokens from many goroutines at once: each is checked against a
+// read of the primary's position that began after it arrived (shared by
+// concurrent ones), all are clamped and counted, and every read goes to
+// the replica that has replayed the primary's position.
+func TestForgedTokensHammer(t *testing.T) {
+	r, fp := newFake(t, Options{TokenMargin: 1}, 2)
+	defer r.Close()
+	const n = 64
+	var wg sync.WaitGroup
+	var wrong atomic.Int64
+	for i := range n {
+		wg.Go(func() {
+			ctx := WithToken(context.Background(), Token{LSN: LSN(1_000_000 + i)})
+			if got := routeName(r, ctx); got != "r0" && got != "r1" {
+				wrong.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if st := r.Stats(); st.ForgedTokens != n || wrong.Load() != 0 || fp.inserts.Load() == 0 || fp.inserts.Load() > n {
+		t.Fatalf("forged %d of %d, %d routed to the primary, %d reads of the insert position", st.ForgedTokens, n, wrong.Load(), fp.inserts.Load())
+	}
+	t.Logf("%d forged tokens checked with %d reads of the primary's position", n, fp.inserts.Load())
+}

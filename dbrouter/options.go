@@ -130,7 +130,8 @@ type Options struct {
 	// TokenMargin is how far past the highest primary WAL position the
 	// router knows (the monitor's last reading, write tokens) a token's
 	// LSN may be before it is checked against the primary's insert
-	// position; a token beyond that position, which no write made, is
+	// position (one round trip, shared by concurrent reads); a token
+	// beyond that position, which no write made, is
 	// forged: it is clamped to the position and counted in
 	// Stats.ForgedTokens, so a client cannot send its own reads to the
 	// primary with a made-up LSN. Default: 16 MiB.

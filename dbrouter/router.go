@@ -61,8 +61,16 @@ type Router struct {
 	// known is the highest primary WAL position the router has seen (the
 	// monitor's readings, write tokens, session LSNs): tokens beyond it
 	// by more than Options.TokenMargin are forged.
-	known       atomic.Uint64
-	lastRefresh atomic.Int64 // Options.Now in ns of the last forged-token check
+	known atomic.Uint64
+	// refresh is the forged-token check's read of the primary's insert
+	// position: started counts reads begun (under mu); lsn and err are the
+	// last one's result.
+	refresh struct {
+		mu      sync.Mutex
+		started atomic.Uint64
+		lsn     LSN
+		err     error
+	}
 
 	stop      context.CancelFunc
 	done      chan struct{}
@@ -401,36 +409,49 @@ func (r *Router) raiseKnown(l LSN) {
 
 // clamp bounds a token's LSN by what the primary has written: a token more
 // than TokenMargin past the highest position the router knows is checked
-// against the primary's insert position (at most once per TokenPoll across
-// the router), and one beyond that, which no write made, is forged: it is
-// counted in Stats.ForgedTokens and served as the primary's insert position
-// (or, when the primary cannot be asked now, as the known position plus
-// TokenMargin).
+// against the primary's insert position, read by a check that started after
+// the token arrived (concurrent checks share one round trip), and one
+// beyond that, which no write made, is forged: it is counted in
+// Stats.ForgedTokens and served as the primary's insert position. When the
+// primary cannot be asked, it is served as the known position plus
+// TokenMargin.
 func (r *Router) clamp(ctx context.Context, l LSN) LSN {
 	known := LSN(r.known.Load())
 	margin := LSN(r.o.TokenMargin)
 	if known == 0 || l <= known || l-known <= margin {
 		return l
 	}
-	now := r.o.Now().UnixNano()
-	last := r.lastRefresh.Load()
-	if now-last >= int64(r.o.TokenPoll) && r.lastRefresh.CompareAndSwap(last, now) {
-		if ins, err := r.insertLSN(context.WithValue(ctx, untracedKey{}, true)); err == nil {
-			if l <= ins {
-				return l // a write this router has not heard of yet
-			}
-			r.forged.Add(1)
-			r.o.Logger.Debug("dbrouter: a token beyond the primary's WAL position is forged; clamped", "token", l.String(), "primary", ins.String())
-			return pageStart(ins)
+	ins, err := r.refreshInsert(ctx)
+	if err == nil {
+		if l <= ins {
+			return l // a write this router had not heard of yet
 		}
-		known = LSN(r.known.Load())
-		if l-known <= margin {
-			return l
-		}
+		r.forged.Add(1)
+		r.o.Logger.Debug("dbrouter: a token beyond the primary's WAL position is forged; clamped", "token", l.String(), "primary", ins.String())
+		return pageStart(ins)
+	}
+	known = LSN(r.known.Load())
+	if l-known <= margin {
+		return l
 	}
 	r.forged.Add(1)
-	r.o.Logger.Debug("dbrouter: a token beyond the primary's known WAL position plus TokenMargin is forged; clamped", "token", l.String(), "known", known.String())
+	r.o.Logger.Debug("dbrouter: a token beyond the primary's known WAL position plus TokenMargin is forged; clamped", "token", l.String(), "known", known.String(), "err", err)
 	return known + margin
+}
+
+// refreshInsert reads the primary's insert position by a read that started
+// after the call did: one already running when the call came may have read
+// before the caller's token was made, so it waits for the next, which the
+// callers that arrived meanwhile share.
+func (r *Router) refreshInsert(ctx context.Context) (LSN, error) {
+	arrived := r.refresh.started.Load()
+	r.refresh.mu.Lock()
+	defer r.refresh.mu.Unlock()
+	if r.refresh.started.Load() == arrived {
+		r.refresh.started.Add(1)
+		r.refresh.lsn, r.refresh.err = r.insertLSN(context.WithValue(ctx, untracedKey{}, true))
+	}
+	return r.refresh.lsn, r.refresh.err
 }
 
 // Fence makes the primary's current WAL insert position the floor every
@@ -463,9 +484,10 @@ func (r *Router) Fence(ctx context.Context) error {
 
 // Ready reports whether reads may be routed without waiting on start-up:
 // nil once the router knows the primary's LSN at its start (or at the last
-// Fence) and every replica that answers its checks has replayed it. A
-// replica that does not answer (down) does not hold readiness back: reads
-// avoid it. Until then the error wraps ErrNotReady and says what is
+// Fence) and every healthy replica that answers its checks has replayed
+// it. A replica that is down or ejected (lagging past MaxLagBytes) does not
+// hold readiness back: reads avoid it, and a fleet must not stay unready
+// for one far-behind standby. Until then the error wraps ErrNotReady and says what is
 // missing. Use it in a readiness probe (health.Check's Func), so traffic
 // arrives only when replicas can serve it. ctx is unused; it fits
 // health check signatures.
@@ -483,7 +505,7 @@ func (r *Router) Ready(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, rep := range r.replicas {
-		if rep.reachable && LSN(rep.replay.Load()) < floor {
+		if rep.reachable && rep.healthy && LSN(rep.replay.Load()) < floor {
 			return fmt.Errorf("%w: replica %s has replayed WAL up to %s, not yet %s (the router's start or last Fence)", ErrNotReady, rep.name, LSN(rep.replay.Load()), floor)
 		}
 	}
