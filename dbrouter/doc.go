@@ -37,6 +37,21 @@
 // flapping. On readmission after a failure its pool is Reset, so no
 // connection broken by the outage serves a read. A replica that has never
 // been healthy (down when New ran) joins on its first good check.
+//
+// # Start-up and migrations: the floor
+//
+// No replica takes reads before it has replayed the primary's WAL insert
+// position at the router's start (its first good check of the primary):
+// a replica still replaying the migrations that ran before the service
+// started would answer "relation does not exist". New gives replicas that
+// are behind it up to CheckTimeout to catch up; until one has, reads go to
+// the primary (counted as Fallbacks; ErrNoReplica with NoFallback). For
+// migrations run after New, call Router.Fence: it raises the floor to the
+// primary's position then. Router.Ready reports ErrNotReady while a
+// replica that answers its checks has not replayed the floor (or the
+// primary has never answered): use it in the readiness probe, so traffic
+// arrives only once replicas can serve it. A replica that is down or
+// ejected (lag past MaxLagBytes) does not hold readiness back.
 // Ejections, readmissions and primary outages are logged and counted in
 // Stats. Close stops the monitor.
 //
@@ -55,6 +70,15 @@
 // follows (at worst ~15s on an idle server, when the background writer
 // logs a standby snapshot); until then such reads go to the primary.
 //
+// A token's LSN comes from the client (a cookie or a header) and can be
+// forged: one more than Options.TokenMargin past the highest primary
+// position the router knows is checked against the primary's insert
+// position (one round trip, shared by concurrent reads), and one beyond
+// anything written is clamped to that position and counted in
+// Stats.ForgedTokens, so a forged LSN cannot pin its client's reads to the
+// primary. With ConsistencyWindow, a token time more than Window in the
+// future is forged the same way: it constrains nothing, and is counted.
+//
 // WithSession does this by itself: writes through the router on the
 // session's ctx advance its token, reads on it carry the token, and the
 // primary's LSN is read once, when first needed after any number of
@@ -64,6 +88,23 @@
 // request too. ConsistencyWindow is the simpler Rails-style alternative:
 // reads carrying a token go to the primary for Options.Window (5s) after
 // the write, with no LSN at all.
+//
+// # One replica URL, one server
+//
+// LSN routing is only sound when each replica URL reaches one server. A
+// "replica" that is a load balancer over several standbys (PgBouncer over
+// a pool of standbys, HAProxy, a cloud reader endpoint) reports the replay
+// position of whichever standby answered the check, while a read may land
+// on another, further behind: a token read can then be stale. Give the
+// router each standby's own URL. The router detects this where it can: a
+// replay LSN lower than the one read before (by the monitor's check, or a
+// TokenWait poll, with no failed check in between: a restarted standby
+// replays from an earlier point) cannot come from one server. The first is
+// logged at Warn, each is counted in ReplicaStats.ReplayRegressions, and
+// from then on reads carrying a token do not go to that replica (reads
+// without one still do). Detection is not guaranteed: a balancer that
+// keeps the monitor's single connection on one standby, or standbys that
+// happen to be in step, show nothing.
 //
 // # When a server is down, slow or flapping
 //
@@ -104,6 +145,8 @@
 // LSN, lag, reads in flight, routed and failed reads, ejections; the
 // primary's state; fallbacks, token-forced primary reads, waits and
 // retries. Tracer is a pgx.QueryTracer that counts queries per target and
-// logs slow ones; Open installs one on each pool it makes, and Stats
-// includes the counts of any pool whose ConnConfig.Tracer is a *Tracer.
+// logs slow ones; Open installs one on each pool it makes, composed by
+// pgx's multitracer with any tracer Options.ConfigurePool set (otelpgx,
+// say), never replacing it, and Stats includes the counts of any pool whose
+// ConnConfig.Tracer is a *Tracer or a multitracer holding one.
 package dbrouter

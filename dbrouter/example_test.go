@@ -149,3 +149,32 @@ func ExampleParseToken() {
 	// 16/B374D848@1767225600123
 	// 16/B374D848 2026-01-01T00:00:00.123Z <nil>
 }
+
+// After migrations, Fence keeps reads off replicas that have not replayed
+// them, and Ready (in the readiness probe) says when they have. A tracer of
+// the user's (otelpgx, say) set in ConfigurePool is kept beside the
+// router's own.
+func ExampleRouter_Fence() {
+	ctx := context.Background()
+	r, err := dbrouter.Open(ctx, os.Getenv("DATABASE_URL"), []string{os.Getenv("DATABASE_REPLICA_URL")},
+		dbrouter.Options{ConfigurePool: func(name string, cfg *pgxpool.Config) error {
+			cfg.MaxConns = 20
+			// cfg.ConnConfig.Tracer = otelpgx.NewTracer()
+			return nil
+		}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Exec(ctx, "CREATE TABLE IF NOT EXISTS users (id bigint PRIMARY KEY, name text)"); err != nil {
+		log.Fatal(err)
+	}
+	if err := r.Fence(ctx); err != nil {
+		log.Fatal(err)
+	}
+	http.HandleFunc("/health/ready", func(w http.ResponseWriter, req *http.Request) {
+		if err := r.Ready(req.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		}
+	})
+}

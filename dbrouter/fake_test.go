@@ -28,10 +28,10 @@ type fakeProber struct {
 	polls      atomic.Int64
 }
 
-func (f *fakeProber) primaryLSN(context.Context) (LSN, error) {
+func (f *fakeProber) primaryLSN(context.Context) (LSN, LSN, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.primary, f.primaryErr
+	return f.primary, f.primary, f.primaryErr
 }
 
 func (f *fakeProber) check(_ context.Context, i int) replicaStatus {

@@ -58,7 +58,8 @@ func (o HTTPOptions) withDefaults() (HTTPOptions, error) {
 
 // Middleware returns HTTP middleware that gives each request a
 // read-your-writes session (WithSession) starting from the token the client
-// sent (header first, then cookie; a malformed one is ignored). When the
+// sent (the newest valid one of the header and the cookie; a malformed
+// one is ignored and never discards the other). When the
 // handler writes through the router, the response carries the new token
 // (in the header and the cookie, set just before the status is written), so
 // the user's next requests read their writes wherever they land. Responses
@@ -83,19 +84,30 @@ func (r *Router) Middleware(opts HTTPOptions) (func(http.Handler) http.Handler, 
 	}, nil
 }
 
+// requestToken is the newest valid token of the header and the cookie: a
+// malformed one of the two is ignored (logged at Debug), never allowed to
+// discard a good one, and two valid ones are merged (Token.Merge), so a
+// stale header cannot hide a newer cookie either.
 func (r *Router) requestToken(req *http.Request, o *HTTPOptions) Token {
-	s := ""
-	if !o.NoHeader {
-		s = req.Header.Get(o.Header)
-	}
-	if s == "" && !o.NoCookie {
-		if c, err := req.Cookie(o.Cookie); err == nil {
-			s = c.Value
+	var tok Token
+	take := func(from, s string) {
+		if s == "" {
+			return
 		}
+		t, err := ParseToken(s)
+		if err != nil {
+			r.o.Logger.Debug("dbrouter: ignoring a malformed token", "from", from, "err", err)
+			return
+		}
+		tok = tok.Merge(t)
 	}
-	tok, err := ParseToken(s)
-	if err != nil {
-		r.o.Logger.Debug("dbrouter: ignoring a malformed token", "err", err)
+	if !o.NoHeader {
+		take("header", req.Header.Get(o.Header))
+	}
+	if !o.NoCookie {
+		if c, err := req.Cookie(o.Cookie); err == nil {
+			take("cookie", c.Value)
+		}
 	}
 	return tok
 }

@@ -22,8 +22,9 @@ type replicaStatus struct {
 // one goroutine per server at a time; poll and insertLSN run on callers'
 // goroutines.
 type prober interface {
-	// primaryLSN is the primary's pg_current_wal_lsn().
-	primaryLSN(ctx context.Context) (LSN, error)
+	// primaryLSN is the primary's pg_current_wal_lsn() and
+	// pg_current_wal_insert_lsn().
+	primaryLSN(ctx context.Context) (write, insert LSN, err error)
 	// check reads replica i for the monitor.
 	check(ctx context.Context, i int) replicaStatus
 	// poll reads replica i for a read waiting on a token.
@@ -35,7 +36,7 @@ type prober interface {
 }
 
 const (
-	sqlPrimaryLSN = "SELECT pg_current_wal_lsn()::text"
+	sqlPrimaryLSN = "SELECT pg_current_wal_lsn()::text, pg_current_wal_insert_lsn()::text"
 	sqlInsertLSN  = "SELECT pg_current_wal_insert_lsn()::text"
 	sqlReplica    = "SELECT pg_last_wal_replay_lsn()::text, pg_is_in_recovery()"
 )
@@ -60,12 +61,16 @@ func newPoolProber(primary *pgxpool.Pool, replicas []*pgxpool.Pool) *poolProber 
 	return p
 }
 
-func (p *poolProber) primaryLSN(ctx context.Context) (LSN, error) {
-	var s string
-	if err := p.mon[0].queryRow(ctx, sqlPrimaryLSN, &s); err != nil {
-		return 0, err
+func (p *poolProber) primaryLSN(ctx context.Context) (write, insert LSN, err error) {
+	var w, i string
+	if err := p.mon[0].queryRow(ctx, sqlPrimaryLSN, &w, &i); err != nil {
+		return 0, 0, err
 	}
-	return ParseLSN(s)
+	if write, err = ParseLSN(w); err != nil {
+		return 0, 0, err
+	}
+	insert, err = ParseLSN(i)
+	return write, insert, err
 }
 
 func (p *poolProber) check(ctx context.Context, i int) replicaStatus {
@@ -166,9 +171,50 @@ func (r *Router) emit(evs []event) {
 // start runs the first check (bounded by ctx) and starts the monitor.
 func (r *Router) start(ctx context.Context) {
 	r.check(ctx)
+	r.awaitFloor(ctx)
 	mctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
 	go r.run(mctx)
+}
+
+// awaitFloor gives the replicas that answered New's check but had not yet
+// replayed the floor (the primary's position at that check, read at the same
+// moment) up to CheckTimeout to reach it, re-reading only those, so a
+// caught-up replica takes reads as soon as New returns rather than after
+// the next check.
+func (r *Router) awaitFloor(ctx context.Context) {
+	floor := LSN(r.floor.Load())
+	if floor == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.o.CheckTimeout)
+	defer cancel()
+	t := time.NewTimer(r.o.TokenPoll)
+	defer t.Stop()
+	for {
+		var behind []*replica
+		r.mu.Lock()
+		for _, rep := range r.replicas {
+			if rep.reachable && LSN(rep.replay.Load()) < floor {
+				behind = append(behind, rep)
+			}
+		}
+		r.mu.Unlock()
+		if len(behind) == 0 {
+			return
+		}
+		for _, rep := range behind {
+			if st := r.probe.check(ctx, rep.idx); st.err == nil && st.inRecovery {
+				rep.raiseReplay(st.lsn)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			t.Reset(r.o.TokenPoll)
+		}
+	}
 }
 
 func (r *Router) run(ctx context.Context) {
@@ -192,9 +238,9 @@ func (r *Router) check(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, r.o.CheckTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
-	var plsn LSN
+	var plsn, pins LSN
 	var perr error
-	wg.Go(func() { plsn, perr = r.probe.primaryLSN(cctx) })
+	wg.Go(func() { plsn, pins, perr = r.probe.primaryLSN(cctx) })
 	sts := make([]replicaStatus, len(r.replicas))
 	for i := range r.replicas {
 		wg.Go(func() { sts[i] = r.probe.check(cctx, i) })
@@ -222,24 +268,46 @@ func (r *Router) check(ctx context.Context) {
 			evs = append(evs, event{level: slog.LevelInfo, msg: "dbrouter: primary is back", args: []any{"lsn", plsn.String()}})
 		}
 		ps.up, ps.lsn, ps.lastErr = true, plsn, ""
+		r.raiseKnown(max(plsn, pins))
+		if r.floor.Load() == 0 {
+			// The router's start: no replica takes reads before it has
+			// replayed what the primary had written by now.
+			r.floor.Store(uint64(pageStart(pins)))
+		}
 	}
 	changed := false
 	for i, rep := range r.replicas {
 		st := sts[i]
 		rep.checks++
 		rep.lastCheck = now
+		rep.reachable = st.err == nil && st.inRecovery
 		var bad string
 		switch {
 		case st.err != nil:
 			rep.checkF++
 			rep.lastErr = st.err.Error()
 			bad = "check failed: " + rep.lastErr
+			rep.checkLSN.Store(0) // a restarted server may replay from an earlier point
 		case !st.inRecovery:
 			bad = "not in recovery: promoted, or not a replica"
 		case st.lsn == 0:
 			bad = "no WAL replayed yet"
 		default:
-			rep.replay.Store(uint64(st.lsn))
+			base := LSN(rep.checkLSN.Load())
+			ev, back := r.replayReading(rep, base, st.lsn)
+			if back {
+				evs = append(evs, ev)
+			}
+			if base == 0 || st.lsn < base {
+				// First reading since a failure (a restarted server may
+				// replay from an earlier point), or several servers: take it
+				// as it is.
+				rep.replay.Store(uint64(st.lsn))
+			} else {
+				// A poll that ran after this check's query may have seen more.
+				rep.raiseReplay(st.lsn)
+			}
+			rep.checkLSN.Store(uint64(st.lsn))
 			rep.lastErr = ""
 		}
 		rep.lagKnown = false
@@ -337,4 +405,39 @@ func (r *Router) rebuild() {
 		}
 	}
 	r.healthy.Store(&hs)
+}
+
+// replayReading compares a replica's replay LSN l with base, a reading
+// whose query ended before l's began (the previous check; for a poll, the
+// check applied before it started), 0 when there is none since the last
+// failure. Replay on one server never goes back, so a lower reading means
+// the "replica" is several servers (a load balancer, PgBouncer or a cloud
+// reader endpoint over standbys) whose replay positions say nothing about
+// the server a read lands on. The replica is then unsafe for token reads
+// for the router's life, the first time is logged (returned as an event),
+// and each time is counted. r.mu is held.
+func (r *Router) replayReading(rep *replica, base, l LSN) (event, bool) {
+	if base == 0 || l >= base {
+		return event{}, false
+	}
+	rep.regressions++
+	if rep.unsafe.Swap(true) {
+		return event{}, false
+	}
+	return event{level: slog.LevelWarn, msg: "dbrouter: replica's replay LSN went backwards: the replica URL reaches more than one server (a load balancer, PgBouncer, a reader endpoint?); its LSN cannot bound reads, so reads carrying a token no longer go to it",
+		args: []any{"replica", rep.name, "before", base.String(), "now", l.String()}}, true
+}
+
+// pageStart maps an insert position just past a WAL page header (nothing
+// inserted on the page yet) to the page's start, where the last record
+// ended and where a replica's replay stops: else an idle replica could not
+// reach the floor until more WAL is written. A record cannot end 24 or 40
+// bytes into a page (the page header alone takes that, and a record is at
+// least 24 bytes), so only an empty page maps back.
+func pageStart(l LSN) LSN {
+	const page = 8192
+	if off := l % page; off == 24 || off == 40 {
+		return l - off
+	}
+	return l
 }

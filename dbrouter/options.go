@@ -16,6 +16,10 @@ var ErrInvalid = errors.New("dbrouter: invalid")
 // ErrClosed is returned by every call on a Router after Close.
 var ErrClosed = errors.New("dbrouter: router closed")
 
+// ErrNotReady is wrapped by Router.Ready's errors while a replica has not
+// replayed the router's floor (its start, or the last Fence).
+var ErrNotReady = errors.New("dbrouter: not ready")
+
 // ErrNoReplica is returned for a read when every replica is ejected and
 // Options.NoFallback is set.
 var ErrNoReplica = errors.New("dbrouter: no healthy replica")
@@ -123,10 +127,30 @@ type Options struct {
 	// share one poll per replica. Default: 5ms.
 	TokenPoll time.Duration
 
+	// TokenMargin is how far past the highest primary WAL position the
+	// router knows (the monitor's last reading, write tokens) a token's
+	// LSN may be before it is checked against the primary's insert
+	// position (one round trip, shared by concurrent reads); a token
+	// beyond that position, which no write made, is
+	// forged: it is clamped to the position and counted in
+	// Stats.ForgedTokens, so a client cannot send its own reads to the
+	// primary with a made-up LSN. Default: 16 MiB.
+	TokenMargin int64
+
 	// SlowQuery is the threshold of the Tracer that Open installs on the
 	// pools it makes (pools passed to New carry whatever tracer their
 	// config has; see NewTracer). Default: 500ms.
 	SlowQuery time.Duration
+
+	// ConfigurePool, with Open, is called with each pool's config before
+	// the pool is made: name is "primary" or the replica's name (from
+	// ReplicaNames, else host:port). Set pool sizes, hooks or a
+	// ConnConfig.Tracer here: Open keeps the tracer and composes it with
+	// its own Tracer (pgx multitracer), so both see every query and the
+	// counts still reach Stats. An error fails Open. New ignores it (its
+	// pools are made by the caller; Stats finds a *Tracer set directly or
+	// inside a multitracer). Default: nil.
+	ConfigurePool func(name string, cfg *pgxpool.Config) error
 
 	// Now is the clock, for Window and check times. Default: time.Now.
 	Now func() time.Time
@@ -143,6 +167,7 @@ const (
 	defaultWindow      = 5 * time.Second
 	defaultTokenPoll   = 5 * time.Millisecond
 	defaultSlowQuery   = 500 * time.Millisecond
+	defaultTokenMargin = 16 << 20
 )
 
 func invalid(f string, args ...any) error {
@@ -178,6 +203,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.SlowQuery == 0 {
 		o.SlowQuery = defaultSlowQuery
 	}
+	if o.TokenMargin == 0 {
+		o.TokenMargin = defaultTokenMargin
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -205,6 +233,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, invalid("Options.TokenWait must be >= 0, got %v", o.TokenWait)
 	case o.TokenPoll < 0:
 		return o, invalid("Options.TokenPoll must be > 0, got %v", o.TokenPoll)
+	case o.TokenMargin < 0:
+		return o, invalid("Options.TokenMargin must be >= 0, got %d", o.TokenMargin)
 	case o.SlowQuery < 0:
 		return o, invalid("Options.SlowQuery must be > 0, got %v", o.SlowQuery)
 	case o.ReplicaNames != nil && len(o.ReplicaNames) != len(o.Replicas):

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -51,7 +52,25 @@ type Router struct {
 	closed  atomic.Bool
 
 	primaryReads, primaryWrites, fallbacks, tokenPrimary, tokenWaits atomic.Uint64
-	readOnlyRetries, replicaRetries, noReplica                       atomic.Uint64
+	readOnlyRetries, replicaRetries, noReplica, forged               atomic.Uint64
+
+	// floor is the LSN every replica must have replayed before it takes
+	// reads: the primary's insert position at the router's first good
+	// check, raised by Fence; 0 until then.
+	floor atomic.Uint64
+	// known is the highest primary WAL position the router has seen (the
+	// monitor's readings, write tokens, session LSNs): tokens beyond it
+	// by more than Options.TokenMargin are forged.
+	known atomic.Uint64
+	// refresh is the forged-token check's read of the primary's insert
+	// position: started counts reads begun (under mu); lsn and err are the
+	// last one's result.
+	refresh struct {
+		mu      sync.Mutex
+		started atomic.Uint64
+		lsn     LSN
+		err     error
+	}
 
 	stop      context.CancelFunc
 	done      chan struct{}
@@ -93,8 +112,11 @@ func New(ctx context.Context, opts Options) (*Router, error) {
 
 // Open is New over pools it makes from connection strings (URLs or
 // key=value; see pgxpool.ParseConfig), each with a Tracer (Options.SlowQuery,
-// Options.Logger) whose counts appear in Stats. Options.Primary and
-// Options.Replicas must be nil. Close closes the pools.
+// Options.Logger) whose counts appear in Stats. Options.ConfigurePool may
+// adjust each pool's config first; a tracer it sets (otelpgx, say) is kept
+// and composed with the router's by pgx's multitracer, both seeing every
+// query. Options.Primary and Options.Replicas must be nil. Close closes the
+// pools.
 func Open(ctx context.Context, primaryConn string, replicaConns []string, opts Options) (*Router, error) {
 	if opts.Primary != nil || opts.Replicas != nil {
 		return nil, invalid("Options.Primary and Options.Replicas must be nil with Open, which makes the pools")
@@ -133,7 +155,12 @@ func Open(ctx context.Context, primaryConn string, replicaConns []string, opts O
 		if err != nil {
 			return fail(err)
 		}
-		cfg.ConnConfig.Tracer = tr
+		if opts.ConfigurePool != nil {
+			if err := opts.ConfigurePool(target, cfg); err != nil {
+				return fail(fmt.Errorf("dbrouter: Open %s: ConfigurePool: %w", field, err))
+			}
+		}
+		cfg.ConnConfig.Tracer = composeTracer(cfg.ConnConfig.Tracer, tr)
 		p, err := pgxpool.NewWithConfig(ctx, cfg)
 		if err != nil {
 			return fail(fmt.Errorf("dbrouter: Open %s: %w", field, err))
@@ -154,9 +181,33 @@ func poolName(p *pgxpool.Pool) string {
 	return net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port)))
 }
 
+// tracerOf finds the *Tracer of p: its ConnConfig.Tracer, or one inside a
+// pgx multitracer.
 func tracerOf(p *pgxpool.Pool) *Tracer {
-	t, _ := p.Config().ConnConfig.Tracer.(*Tracer)
-	return t
+	return findTracer(p.Config().ConnConfig.Tracer)
+}
+
+func findTracer(qt pgx.QueryTracer) *Tracer {
+	switch t := qt.(type) {
+	case *Tracer:
+		return t
+	case *multitracer.Tracer:
+		for _, q := range t.QueryTracers {
+			if found := findTracer(q); found != nil {
+				return found
+			}
+		}
+	}
+	return nil
+}
+
+// composeTracer is the user's tracer (if any) and the router's, both
+// called, by a pgx multitracer.
+func composeTracer(user pgx.QueryTracer, ours *Tracer) pgx.QueryTracer {
+	if user == nil {
+		return ours
+	}
+	return multitracer.New(user, ours)
 }
 
 // newRouter builds a router without pools; New fills them in. Tests give it
@@ -340,7 +391,125 @@ func (r *Router) WriteToken(ctx context.Context) (Token, error) {
 }
 
 func (r *Router) insertLSN(ctx context.Context) (LSN, error) {
-	return r.probe.insertLSN(ctx)
+	l, err := r.probe.insertLSN(ctx)
+	if err == nil {
+		r.raiseKnown(l)
+	}
+	return l, err
+}
+
+func (r *Router) raiseKnown(l LSN) {
+	for {
+		cur := r.known.Load()
+		if uint64(l) <= cur || r.known.CompareAndSwap(cur, uint64(l)) {
+			return
+		}
+	}
+}
+
+// clamp bounds a token's LSN by what the primary has written: a token more
+// than TokenMargin past the highest position the router knows is checked
+// against the primary's insert position, read by a check that started after
+// the token arrived (concurrent checks share one round trip), and one
+// beyond that, which no write made, is forged: it is counted in
+// Stats.ForgedTokens and served as the primary's insert position. When the
+// primary cannot be asked, it is served as the known position plus
+// TokenMargin.
+func (r *Router) clamp(ctx context.Context, l LSN) LSN {
+	known := LSN(r.known.Load())
+	margin := LSN(r.o.TokenMargin)
+	if known == 0 || l <= known || l-known <= margin {
+		return l
+	}
+	ins, err := r.refreshInsert(ctx)
+	if err == nil {
+		if l <= ins {
+			return l // a write this router had not heard of yet
+		}
+		r.forged.Add(1)
+		r.o.Logger.Debug("dbrouter: a token beyond the primary's WAL position is forged; clamped", "token", l.String(), "primary", ins.String())
+		return pageStart(ins)
+	}
+	known = LSN(r.known.Load())
+	if l-known <= margin {
+		return l
+	}
+	r.forged.Add(1)
+	r.o.Logger.Debug("dbrouter: a token beyond the primary's known WAL position plus TokenMargin is forged; clamped", "token", l.String(), "known", known.String(), "err", err)
+	return known + margin
+}
+
+// refreshInsert reads the primary's insert position by a read that started
+// after the call did: one already running when the call came may have read
+// before the caller's token was made, so it waits for the next, which the
+// callers that arrived meanwhile share.
+func (r *Router) refreshInsert(ctx context.Context) (LSN, error) {
+	arrived := r.refresh.started.Load()
+	r.refresh.mu.Lock()
+	defer r.refresh.mu.Unlock()
+	if r.refresh.started.Load() == arrived {
+		r.refresh.started.Add(1)
+		r.refresh.lsn, r.refresh.err = r.insertLSN(context.WithValue(ctx, untracedKey{}, true))
+	}
+	return r.refresh.lsn, r.refresh.err
+}
+
+// Fence makes the primary's current WAL insert position the floor every
+// replica must have replayed before it takes reads again: call it after
+// migrations (or any write every later read must see, such as a schema
+// change), so no read lands on a replica that has not replayed them. Reads
+// go to replicas that have (by the monitor's last reading), else to the
+// primary; Ready reports not ready until every reachable replica has. The
+// router sets such a floor itself at its start (the first good check of
+// the primary).
+func (r *Router) Fence(ctx context.Context) error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	if len(r.replicas) == 0 {
+		return nil
+	}
+	l, err := r.insertLSN(context.WithValue(ctx, untracedKey{}, true))
+	if err != nil {
+		return fmt.Errorf("dbrouter: fence: %w", err)
+	}
+	l = pageStart(l)
+	for {
+		cur := r.floor.Load()
+		if uint64(l) <= cur || r.floor.CompareAndSwap(cur, uint64(l)) {
+			return nil
+		}
+	}
+}
+
+// Ready reports whether reads may be routed without waiting on start-up:
+// nil once the router knows the primary's LSN at its start (or at the last
+// Fence) and every healthy replica that answers its checks has replayed
+// it. A replica that is down or ejected (lagging past MaxLagBytes) does not
+// hold readiness back: reads avoid it, and a fleet must not stay unready
+// for one far-behind standby. Until then the error wraps ErrNotReady and says what is
+// missing. Use it in a readiness probe (health.Check's Func), so traffic
+// arrives only when replicas can serve it. ctx is unused; it fits
+// health check signatures.
+func (r *Router) Ready(ctx context.Context) error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	floor := LSN(r.floor.Load())
+	if floor == 0 {
+		if len(r.replicas) == 0 {
+			return nil
+		}
+		return fmt.Errorf("%w: the primary has not answered a check yet, so the WAL position replicas must replay first is unknown", ErrNotReady)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rep := range r.replicas {
+		if rep.reachable && rep.healthy && LSN(rep.replay.Load()) < floor {
+			return fmt.Errorf("%w: replica %s has replayed WAL up to %s, not yet %s (the router's start or last Fence)", ErrNotReady, rep.name, LSN(rep.replay.Load()), floor)
+		}
+	}
+	return nil
 }
 
 // SessionToken is the token of ctx's session (WithSession) after its
@@ -386,32 +555,47 @@ func (r *Router) route(ctx context.Context) (*replica, error) {
 		}
 		return nil, nil
 	}
+	floor := LSN(r.floor.Load())
 	if in == nil || (in.tok.IsZero() && in.sess == nil) {
-		return r.choose(hs, 0), nil
+		return r.chooseAny(hs, floor)
 	}
 	tok := in.tok
 	if in.sess != nil {
 		st, err := in.sess.token(ctx, r.insertLSN)
 		if err != nil {
 			r.o.Logger.Warn("dbrouter: reading the session's write LSN failed; the read goes to the primary", "err", err)
+			r.tokenPrimary.Add(1)
+			return nil, nil
 		}
 		tok = tok.Merge(st)
 	}
 	if tok.IsZero() {
-		return r.choose(hs, 0), nil
+		return r.chooseAny(hs, floor)
 	}
 	if r.o.Consistency == ConsistencyWindow {
-		if !tok.Time.IsZero() && r.o.Now().Sub(tok.Time) < r.o.Window {
+		now := r.o.Now()
+		if tok.Time.After(now.Add(r.o.Window)) {
+			// A write more than Window in the future: forged (instances'
+			// clocks differ by less). Trusted, it would hold the client's
+			// reads on the primary until then; it constrains nothing.
+			r.forged.Add(1)
+			tok.Time = time.Time{}
+		}
+		if !tok.Time.IsZero() && now.Sub(tok.Time) < r.o.Window {
 			r.tokenPrimary.Add(1)
 			return nil, nil
 		}
-		return r.choose(hs, 0), nil
+		return r.chooseAny(hs, floor)
 	}
-	if rep := r.choose(hs, tok.LSN); rep != nil {
+	if tok.LSN == 0 {
+		return r.chooseAny(hs, floor)
+	}
+	min := max(r.clamp(ctx, tok.LSN), floor)
+	if rep := r.choose(hs, min, true); rep != nil {
 		return rep, nil
 	}
-	if r.o.TokenWait > 0 && tok.LSN != unknownLSN {
-		if rep := r.waitFor(ctx, tok.LSN); rep != nil {
+	if r.o.TokenWait > 0 {
+		if rep := r.waitFor(ctx, min); rep != nil {
 			r.tokenWaits.Add(1)
 			return rep, nil
 		}
@@ -420,12 +604,28 @@ func (r *Router) route(ctx context.Context) (*replica, error) {
 	return nil, nil
 }
 
-// choose picks among hs the replica that has replayed min, by Balance; nil
-// when none has.
-func (r *Router) choose(hs []*replica, min LSN) *replica {
+// chooseAny picks a replica for a read without a token: any healthy one
+// that has replayed the floor, else the primary (counted as a fallback), or
+// ErrNoReplica with NoFallback.
+func (r *Router) chooseAny(hs []*replica, floor LSN) (*replica, error) {
+	if rep := r.choose(hs, floor, false); rep != nil {
+		return rep, nil
+	}
+	if r.o.NoFallback {
+		r.noReplica.Add(1)
+		return nil, ErrNoReplica
+	}
+	r.fallbacks.Add(1)
+	return nil, nil
+}
+
+// choose picks among hs a replica that has replayed min, by Balance; nil
+// when none has. A token read (token) skips replicas whose replay went
+// backwards (several servers behind one URL).
+func (r *Router) choose(hs []*replica, min LSN, token bool) *replica {
 	n := len(hs)
 	if n == 1 {
-		if min == 0 || LSN(hs[0].replay.Load()) >= min {
+		if (min == 0 || LSN(hs[0].replay.Load()) >= min) && !(token && hs[0].unsafe.Load()) {
 			return hs[0]
 		}
 		return nil
@@ -435,7 +635,7 @@ func (r *Router) choose(hs []*replica, min LSN) *replica {
 	var bestN int64
 	for i := range n {
 		c := hs[(start+i)%n]
-		if min != 0 && LSN(c.replay.Load()) < min {
+		if (min != 0 && LSN(c.replay.Load()) < min) || (token && c.unsafe.Load()) {
 			continue
 		}
 		if r.o.Balance == RoundRobin {
@@ -448,6 +648,22 @@ func (r *Router) choose(hs []*replica, min LSN) *replica {
 	return best
 }
 
+// polled records a poll's replay reading l of rep, base being the check's
+// reading applied before the poll began: replay is raised, or, when l went
+// below base, that is counted and logged as for a check.
+func (r *Router) polled(rep *replica, base, l LSN) {
+	if base == 0 || l >= base {
+		rep.raiseReplay(l)
+		return
+	}
+	r.mu.Lock()
+	ev, ok := r.replayReading(rep, base, l)
+	r.mu.Unlock()
+	if ok {
+		r.emit([]event{ev})
+	}
+}
+
 // waitFor polls the most advanced healthy replica until one has replayed
 // min, for up to TokenWait; nil if none did.
 func (r *Router) waitFor(ctx context.Context, min LSN) *replica {
@@ -457,23 +673,24 @@ func (r *Router) waitFor(ctx context.Context, min LSN) *replica {
 	defer t.Stop()
 	for {
 		hs := *r.healthy.Load()
-		if len(hs) == 0 {
-			return nil
-		}
-		best := hs[0]
-		for _, c := range hs[1:] {
-			if c.replay.Load() > best.replay.Load() {
+		var best *replica
+		for _, c := range hs {
+			if !c.unsafe.Load() && (best == nil || c.replay.Load() > best.replay.Load()) {
 				best = c
 			}
 		}
+		if best == nil {
+			return nil
+		}
 		if best.polling.CompareAndSwap(false, true) {
+			base := LSN(best.checkLSN.Load())
 			st := r.probe.poll(ctx, best.idx)
 			best.polling.Store(false)
 			if st.err == nil && st.inRecovery {
-				best.raiseReplay(st.lsn)
+				r.polled(best, base, st.lsn)
 			}
 		}
-		if rep := r.choose(hs, min); rep != nil {
+		if rep := r.choose(hs, min, true); rep != nil {
 			return rep
 		}
 		select {

@@ -27,7 +27,9 @@ type replica struct {
 	replay   atomic.Uint64 // LSN replayed, by the latest check or poll
 	inflight atomic.Int64
 	reads    atomic.Uint64
-	polling  atomic.Bool // a TokenWait poll is running
+	polling  atomic.Bool   // a TokenWait poll is running
+	unsafe   atomic.Bool   // replay went backwards: not for token reads
+	checkLSN atomic.Uint64 // the last check's replay reading; 0 after a failure
 
 	// monitor
 	healthy, seen  bool
@@ -42,6 +44,8 @@ type replica struct {
 	readmissions   uint64
 	failedReads    uint64
 	checks, checkF uint64
+	reachable      bool // the last check answered, in recovery
+	regressions    uint64
 }
 
 func (rep *replica) acquire() {

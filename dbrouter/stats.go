@@ -9,7 +9,8 @@ type Stats struct {
 	// Replicas are the replicas' states, in Options.Replicas order.
 	Replicas []ReplicaStats
 	// Fallbacks counts reads sent to the primary because every replica was
-	// ejected.
+	// ejected, or no healthy one had replayed the router's floor (its
+	// start, or the last Fence) yet.
 	Fallbacks uint64
 	// TokenPrimary counts reads sent to the primary because of their token:
 	// no healthy replica had replayed it (after TokenWait), or its write
@@ -27,6 +28,11 @@ type Stats struct {
 	ReadOnlyRetries uint64
 	// NoReplicaErrors counts reads refused with ErrNoReplica (NoFallback).
 	NoReplicaErrors uint64
+	// ForgedTokens counts reads whose token's LSN was beyond anything the
+	// primary had written (see Options.TokenMargin): clamped, not trusted;
+	// with ConsistencyWindow, whose token's time was more than Window in
+	// the future: ignored.
+	ForgedTokens uint64
 }
 
 // PrimaryStats is the primary's part of Stats.
@@ -79,6 +85,12 @@ type ReplicaStats struct {
 	LastError string
 	// Queries are the counts of the replica pool's Tracer, if it has one.
 	Queries TracerStats
+	// ReplayRegressions counts readings of the replica's replay LSN lower
+	// than the one before (with no failure between): the URL reaches more
+	// than one server (a load balancer, PgBouncer, a reader endpoint), so
+	// its LSN bounds nothing. After the first, reads carrying a token no
+	// longer go to it (reads without one still do).
+	ReplayRegressions uint64
 }
 
 // Stats returns a snapshot.
@@ -90,6 +102,7 @@ func (r *Router) Stats() Stats {
 		ReplicaRetries:  r.replicaRetries.Load(),
 		ReadOnlyRetries: r.readOnlyRetries.Load(),
 		NoReplicaErrors: r.noReplica.Load(),
+		ForgedTokens:    r.forged.Load(),
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -103,7 +116,7 @@ func (r *Router) Stats() Stats {
 			Reads: rep.reads.Load(), FailedReads: rep.failedReads,
 			Ejections: rep.ejections, Readmissions: rep.readmissions,
 			Checks: rep.checks, CheckFailures: rep.checkF, LastCheck: rep.lastCheck, LastError: rep.lastErr,
-			Queries: rep.tracer.Stats(),
+			Queries: rep.tracer.Stats(), ReplayRegressions: rep.regressions,
 		})
 	}
 	return s

@@ -42,8 +42,9 @@ const unknownLSN = ^LSN(0)
 // primary (with ConsistencyWindow: by the primary until Options.Window after
 // Time). The zero Token is no constraint. Tokens travel between requests in
 // their String form (see Router.Middleware and ParseToken). A client can forge
-// a token; the worst a forged one does is send that client's reads to the
-// primary.
+// a token; one beyond the primary's WAL position is clamped to it (see
+// Options.TokenMargin), so the worst a forged one does is send that
+// client's reads to the primary until the replicas reach that position.
 type Token struct {
 	// LSN is the primary's WAL insert position after the write. Zero: none.
 	LSN LSN

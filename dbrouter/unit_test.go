@@ -482,6 +482,7 @@ func TestHammer(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { // the world changes
+		var replayed [3]LSN // each replica's replay only grows, as on a real standby
 		for {
 			select {
 			case <-stop:
@@ -494,7 +495,8 @@ func TestHammer(t *testing.T) {
 				if rand.IntN(4) == 0 {
 					fp.set(i, replicaStatus{err: errDown})
 				} else {
-					fp.set(i, up(l-LSN(rand.IntN(30))))
+					replayed[i] = max(replayed[i], l-LSN(rand.IntN(30)))
+					fp.set(i, up(replayed[i]))
 				}
 			}
 		}

@@ -37,24 +37,25 @@ func (d *tracerDescs) collect(ch chan<- prometheus.Metric, t dbrouter.TracerStat
 }
 
 type dbrouterDescs struct {
-	fallbacks, tokenPrimary, tokenWaits, retries, noReplica *prometheus.Desc
+	fallbacks, tokenPrimary, tokenWaits, retries, noReplica, forged *prometheus.Desc
 
 	primaryUp, primaryLSN, primaryCalls, primaryChecks, primaryLastCheck *prometheus.Desc
 	primaryQueries                                                       tracerDescs
 
 	replicaHealthy, replicaLSN, replicaLag, replicaInFlight                 *prometheus.Desc
 	replicaReads, replicaFailedReads, replicaEjections, replicaReadmissions *prometheus.Desc
-	replicaChecks, replicaLastCheck                                         *prometheus.Desc
+	replicaChecks, replicaLastCheck, replicaRegressions                     *prometheus.Desc
 	replicaQueries                                                          tracerDescs
 }
 
 func newDBRouterDescs(b *builder) dbrouterDescs {
 	return dbrouterDescs{
-		fallbacks:    b.desc("scalekit_dbrouter_fallbacks_total", "Reads sent to the primary because every replica was ejected."),
+		fallbacks:    b.desc("scalekit_dbrouter_fallbacks_total", "Reads sent to the primary because every replica was ejected, or none had replayed the router's floor (its start or last Fence) yet."),
 		tokenPrimary: b.desc("scalekit_dbrouter_token_primary_reads_total", "Reads sent to the primary because of their read-your-writes token: no healthy replica had replayed it (after TokenWait), or its write was less than Window ago."),
 		tokenWaits:   b.desc("scalekit_dbrouter_token_waits_total", "Reads that waited for a replica to replay their token and got one."),
 		retries:      b.desc("scalekit_dbrouter_retries_total", "Reads that failed on a replica and ran again on the primary, by reason: replica_failed (server down, connection lost, recovery conflict; before the first row) or read_only (SQLSTATE 25006: the read writes, a routing bug).", "reason"),
 		noReplica:    b.desc("scalekit_dbrouter_no_replica_errors_total", "Reads refused with ErrNoReplica (every replica ejected, with NoFallback)."),
+		forged:       b.desc("scalekit_dbrouter_forged_tokens_total", "Reads whose read-your-writes token was beyond anything the primary had written (forged): clamped to the primary's position."),
 
 		primaryUp:        b.desc("scalekit_dbrouter_primary_up", "1 when the monitor's last check of the primary succeeded, else 0."),
 		primaryLSN:       b.desc("scalekit_dbrouter_primary_wal_lsn_bytes", "The primary's pg_current_wal_lsn() at the last good check, as a byte position in the WAL; 0 before one."),
@@ -73,15 +74,16 @@ func newDBRouterDescs(b *builder) dbrouterDescs {
 		replicaReadmissions: b.desc("scalekit_dbrouter_replica_readmissions_total", "Moves of the replica back into the healthy set (its first join is not one).", "replica"),
 		replicaChecks:       b.desc("scalekit_dbrouter_replica_checks_total", "The monitor's checks of the replica, by result: success, failure (a lagging replica's check succeeds).", "replica", "result"),
 		replicaLastCheck:    b.desc("scalekit_dbrouter_replica_last_check_timestamp_seconds", "When the monitor last checked the replica, in Unix seconds; 0 before the first check.", "replica"),
+		replicaRegressions:  b.desc("scalekit_dbrouter_replica_replay_regressions_total", "Readings of the replica's replay LSN lower than the one before: its URL reaches several servers (a load balancer), so reads carrying a token avoid it.", "replica"),
 		replicaQueries:      newTracerDescs(b, "replica", "replica"),
 	}
 }
 
 // AddDBRouter reports r's Stats under name: the router's fallbacks, token
-// reads and retries; the primary's state, calls and checks; and per
+// reads, forged tokens and retries; the primary's state, calls and checks; and per
 // replica (the replica label, its name in Stats: Options.ReplicaNames or
-// the pool's host:port) its health, WAL position and lag, reads and
-// checks. A replica's lag is left out while the monitor cannot measure it
+// the pool's host:port) its health, WAL position and lag, reads, checks
+// and replay regressions. A replica's lag is left out while the monitor cannot measure it
 // (0 would say it caught up). The query counts of a pool with a
 // dbrouter.Tracer (Open installs one) are reported as
 // scalekit_dbrouter_primary_queries_total and
@@ -116,6 +118,7 @@ func (c *Collector) AddDBRouter(name string, r *dbrouter.Router) error {
 		counter(ch, d.retries, st.ReplicaRetries, name, "replica_failed")
 		counter(ch, d.retries, st.ReadOnlyRetries, name, "read_only")
 		counter(ch, d.noReplica, st.NoReplicaErrors, name)
+		counter(ch, d.forged, st.ForgedTokens, name)
 
 		p := st.Primary
 		gauge(ch, d.primaryUp, boolf(p.Up), name)
@@ -140,6 +143,7 @@ func (c *Collector) AddDBRouter(name string, r *dbrouter.Router) error {
 			counter(ch, d.replicaReadmissions, rep.Readmissions, name, n)
 			checks(ch, d.replicaChecks, rep.Checks, rep.CheckFailures, name, n)
 			gauge(ch, d.replicaLastCheck, unixSeconds(rep.LastCheck), name, n)
+			counter(ch, d.replicaRegressions, rep.ReplayRegressions, name, n)
 			d.replicaQueries.collect(ch, rep.Queries, name, n)
 		}
 	})

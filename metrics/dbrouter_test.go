@@ -134,6 +134,8 @@ func TestDBRouter(t *testing.T) {
 	expectExcept(t, m, "scalekit_dbrouter_", varying, `
 		# TYPE scalekit_dbrouter_fallbacks_total counter
 		scalekit_dbrouter_fallbacks_total{instance_name="api-1",name="main"} 0
+		# TYPE scalekit_dbrouter_forged_tokens_total counter
+		scalekit_dbrouter_forged_tokens_total{instance_name="api-1",name="main"} 0
 		# TYPE scalekit_dbrouter_no_replica_errors_total counter
 		scalekit_dbrouter_no_replica_errors_total{instance_name="api-1",name="main"} 0
 		# TYPE scalekit_dbrouter_primary_calls_total counter
@@ -169,6 +171,8 @@ func TestDBRouter(t *testing.T) {
 		scalekit_dbrouter_replica_readmissions_total{instance_name="api-1",name="main",replica="replica-1"} 0
 		# TYPE scalekit_dbrouter_replica_reads_total counter
 		scalekit_dbrouter_replica_reads_total{instance_name="api-1",name="main",replica="replica-1"} 4
+		# TYPE scalekit_dbrouter_replica_replay_regressions_total counter
+		scalekit_dbrouter_replica_replay_regressions_total{instance_name="api-1",name="main",replica="replica-1"} 0
 		# TYPE scalekit_dbrouter_replica_slow_queries_total counter
 		scalekit_dbrouter_replica_slow_queries_total{instance_name="api-1",name="main",replica="replica-1"} 0
 		# TYPE scalekit_dbrouter_retries_total counter
@@ -220,6 +224,9 @@ func TestDBRouter(t *testing.T) {
 		# TYPE scalekit_dbrouter_fallbacks_total counter
 		scalekit_dbrouter_fallbacks_total{instance_name="api-1",name="main"} 1
 		scalekit_dbrouter_fallbacks_total{instance_name="api-1",name="strict"} 0
+		# TYPE scalekit_dbrouter_forged_tokens_total counter
+		scalekit_dbrouter_forged_tokens_total{instance_name="api-1",name="main"} 0
+		scalekit_dbrouter_forged_tokens_total{instance_name="api-1",name="strict"} 0
 		# TYPE scalekit_dbrouter_no_replica_errors_total counter
 		scalekit_dbrouter_no_replica_errors_total{instance_name="api-1",name="main"} 0
 		scalekit_dbrouter_no_replica_errors_total{instance_name="api-1",name="strict"} 1
@@ -268,6 +275,9 @@ func TestDBRouter(t *testing.T) {
 		# TYPE scalekit_dbrouter_replica_reads_total counter
 		scalekit_dbrouter_replica_reads_total{instance_name="api-1",name="main",replica="replica-1"} 6
 		scalekit_dbrouter_replica_reads_total{instance_name="api-1",name="strict",replica="replica-1"} 0
+		# TYPE scalekit_dbrouter_replica_replay_regressions_total counter
+		scalekit_dbrouter_replica_replay_regressions_total{instance_name="api-1",name="main",replica="replica-1"} 0
+		scalekit_dbrouter_replica_replay_regressions_total{instance_name="api-1",name="strict",replica="replica-1"} 0
 		# TYPE scalekit_dbrouter_replica_slow_queries_total counter
 		scalekit_dbrouter_replica_slow_queries_total{instance_name="api-1",name="main",replica="replica-1"} 0
 		scalekit_dbrouter_replica_slow_queries_total{instance_name="api-1",name="strict",replica="replica-1"} 0

@@ -160,11 +160,12 @@
 //	scalekit_queue_jobs{queue,state}                                        gauge      jobs per state: pending, scheduled, active, retry, dead, done
 //	scalekit_queue_oldest_pending_seconds{queue}                            gauge      age of the oldest due job (lag); 0 when none waits
 //	dbrouter (AddDBRouter)
-//	scalekit_dbrouter_fallbacks_total                                       counter    reads sent to the primary as every replica was ejected
+//	scalekit_dbrouter_fallbacks_total                                       counter    reads sent to the primary as every replica was ejected (or behind the floor)
 //	scalekit_dbrouter_token_primary_reads_total                             counter    reads sent to the primary by their token
 //	scalekit_dbrouter_token_waits_total                                     counter    token reads that waited for a replica and got one
 //	scalekit_dbrouter_retries_total{reason}                                 counter    replica reads run again on the primary: replica_failed, read_only
 //	scalekit_dbrouter_no_replica_errors_total                               counter    reads refused with ErrNoReplica
+//	scalekit_dbrouter_forged_tokens_total                                   counter    reads whose token was beyond the primary's WAL (forged): clamped
 //	scalekit_dbrouter_primary_up                                            gauge      1 when the last check of the primary succeeded
 //	scalekit_dbrouter_primary_wal_lsn_bytes                                 gauge      pg_current_wal_lsn() at the last good check
 //	scalekit_dbrouter_primary_calls_total{intent}                           counter    calls routed to the primary: read, write
@@ -184,6 +185,7 @@
 //	scalekit_dbrouter_replica_readmissions_total{replica}                   counter    moves back into the healthy set
 //	scalekit_dbrouter_replica_checks_total{replica,result}                  counter    monitor checks: success, failure
 //	scalekit_dbrouter_replica_last_check_timestamp_seconds{replica}         gauge      when the monitor last checked (Unix); 0 before
+//	scalekit_dbrouter_replica_replay_regressions_total{replica}             counter    replay LSN readings that went backwards (a load balancer)
 //	scalekit_dbrouter_replica_queries_total{replica}                        counter    queries its Tracer saw (pools with a Tracer only)
 //	scalekit_dbrouter_replica_query_errors_total{replica}                   counter    failed queries (Tracer)
 //	scalekit_dbrouter_replica_slow_queries_total{replica}                   counter    queries at or over SlowThreshold (Tracer)

@@ -14,7 +14,12 @@
 // provider, 409 for a replayed key still running) apart from unexpected
 // errors; the payment replay check (a replay must return the original's
 // bytes); the read-your-writes check (a client that wrote version v of a
-// user never reads an older one); the service's /admin/stats and /slo.
+// user never reads an older one: every write is read back at once by the
+// same client, whatever the rate, and later reads of users it wrote are
+// checked too); the service's /admin/stats and /slo. Each virtual user
+// carries its newest read-your-writes token (X-DB-Token) as a careful API
+// client does, besides the cookie: concurrent writes can answer out of
+// order, and a cookie jar keeps the last token set, not the newest.
 //
 // Exit status: 1 when anything unexpected happened, 2 for bad flags or an
 // unreachable service, else 0.
@@ -548,10 +553,69 @@ func errClass(err error) string {
 
 // vuser is a virtual user: the requests about one user id share a client
 // with its own cookie jar, so a write's read-your-writes token goes back
-// with that user's later requests.
+// with that user's later requests, and the newest token any response
+// returned is sent in the X-DB-Token header as well (the jar keeps the
+// token set last, which concurrent writes answering out of order make an
+// older one).
 type vuser struct {
 	client  *http.Client
 	version atomic.Int64 // the highest user version a write returned to this client
+
+	mu       sync.Mutex
+	token    string // the newest X-DB-Token a response carried
+	tokenLSN uint64
+}
+
+// tokenHeader is the service's read-your-writes token header.
+const tokenHeader = "X-DB-Token"
+
+// tokenLSN reads the LSN of a token ("16/B374D848@1767225600123"); ok is
+// false when it is not one.
+func tokenLSN(tok string) (uint64, bool) {
+	l, _, ok := strings.Cut(tok, "@")
+	hi, lo, ok2 := strings.Cut(l, "/")
+	if !ok || !ok2 {
+		return 0, false
+	}
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	w, err2 := strconv.ParseUint(lo, 16, 32)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return h<<32 | w, true
+}
+
+// noteToken keeps tok when it is newer than the token vu holds.
+func (vu *vuser) noteToken(tok string) {
+	l, ok := tokenLSN(tok)
+	if !ok {
+		return
+	}
+	vu.mu.Lock()
+	if l > vu.tokenLSN || vu.token == "" {
+		vu.token, vu.tokenLSN = tok, l
+	}
+	vu.mu.Unlock()
+}
+
+// header is the X-DB-Token header pair to send, or none.
+func (vu *vuser) header() []string {
+	vu.mu.Lock()
+	defer vu.mu.Unlock()
+	if vu.token == "" {
+		return nil
+	}
+	return []string{tokenHeader, vu.token}
+}
+
+// send is generator.send with vu's client and newest token, keeping any
+// newer token the response returns.
+func (vu *vuser) send(ctx context.Context, g *generator, method, path string, body []byte, header ...string) result {
+	r := g.send(ctx, vu.client, method, path, body, append(vu.header(), header...)...)
+	if r.header != nil {
+		vu.noteToken(r.header.Get(tokenHeader))
+	}
+	return r
 }
 
 // payment is a payment request a replay may re-send.
@@ -633,7 +697,7 @@ type generator struct {
 
 	payments paymentRing
 	replay   struct{ sent, compared, identical, bodyDiffers, statusDiffers, noHeader, overtook atomic.Int64 }
-	ryw      struct{ checked, stale atomic.Int64 }
+	ryw      struct{ checked, stale, readBacks atomic.Int64 }
 	limited  struct{ total, noRetryAfter, noRateLimit atomic.Int64 }
 
 	mu          sync.Mutex
@@ -844,7 +908,7 @@ type userJSON struct {
 // version read must be at least the one its write returned.
 func (g *generator) read(ctx context.Context, vu *vuser, uid int) result {
 	wrote := vu.version.Load()
-	r := g.send(ctx, vu.client, http.MethodGet, "/users/"+strconv.Itoa(uid), nil)
+	r := vu.send(ctx, g, http.MethodGet, "/users/"+strconv.Itoa(uid), nil)
 	if r.err != nil || r.status != http.StatusOK {
 		return r
 	}
@@ -864,11 +928,16 @@ func (g *generator) read(ctx context.Context, vu *vuser, uid int) result {
 	return r
 }
 
-// write: PUT /users/{id}. The cookie jar keeps the read-your-writes token.
+// write: PUT /users/{id}, then the same client reads the user back at once
+// (as a client showing what it saved does): the read must return at least
+// the version the write did. The read-back makes the read-your-writes
+// check run on every write, at any rate; a stale one makes the write
+// unexpected. The cookie jar and vu's newest token carry the
+// read-your-writes token.
 func (g *generator) write(ctx context.Context, vu *vuser, uid int) result {
 	name := "Loadgen " + strconv.FormatUint(rand.Uint64()%1e9, 36)
 	body, _ := json.Marshal(map[string]string{"name": name, "email": fmt.Sprintf("user%d@example.com", uid)})
-	r := g.send(ctx, vu.client, http.MethodPut, "/users/"+strconv.Itoa(uid), body)
+	r := vu.send(ctx, g, http.MethodPut, "/users/"+strconv.Itoa(uid), body)
 	if r.err != nil || r.status != http.StatusOK {
 		return r
 	}
@@ -879,12 +948,24 @@ func (g *generator) write(ctx context.Context, vu *vuser, uid int) result {
 	}
 	for v := vu.version.Load(); u.Version > v && !vu.version.CompareAndSwap(v, u.Version); v = vu.version.Load() {
 	}
+	back := vu.send(ctx, g, http.MethodGet, "/users/"+strconv.Itoa(uid), nil)
+	var got userJSON
+	if back.err != nil || back.status != http.StatusOK || json.Unmarshal(back.body, &got) != nil || got.ID != int64(uid) {
+		return r // no answer to check (a 429, a timeout): the write stands on its own
+	}
+	g.ryw.checked.Add(1)
+	g.ryw.readBacks.Add(1)
+	if got.Version < u.Version {
+		g.ryw.stale.Add(1)
+		r.problem = "stale read-back (read-your-writes)"
+		r.detail = fmt.Sprintf("PUT /users/%d returned version %d; this client's GET right after read version %d", uid, u.Version, got.Version)
+	}
 	return r
 }
 
 // posts: GET /posts?limit=N; every post has its author.
 func (g *generator) posts(ctx context.Context, vu *vuser) result {
-	r := g.send(ctx, vu.client, http.MethodGet, "/posts?limit="+strconv.Itoa(postsLimit), nil)
+	r := vu.send(ctx, g, http.MethodGet, "/posts?limit="+strconv.Itoa(postsLimit), nil)
 	if r.err != nil || r.status != http.StatusOK {
 		return r
 	}
@@ -1028,7 +1109,7 @@ func (g *generator) skipCompare(reason string) {
 // email: POST /emails; keeps the first jobs' status URLs for the report.
 func (g *generator) email(ctx context.Context, vu *vuser, uid int) result {
 	body, _ := json.Marshal(map[string]string{"to": fmt.Sprintf("user%d@example.com", uid), "subject": "loadgen"})
-	r := g.send(ctx, vu.client, http.MethodPost, "/emails", body)
+	r := vu.send(ctx, g, http.MethodPost, "/emails", body)
 	if r.err != nil || r.status != http.StatusAccepted {
 		return r
 	}
@@ -1230,6 +1311,7 @@ type summary struct {
 	Samples              []string                   // the first unexpected errors in detail
 	Replays              replayStats
 	RYWChecked, RYWStale int64
+	RYWReadBacks         int64 // of RYWChecked: the read-backs right after a write
 	RateLimited          int64
 	NoRetryAfter         int64 // 429s without Retry-After
 	NoRateLimitHeader    int64 // 429s without any RateLimit* header
@@ -1242,19 +1324,20 @@ type summary struct {
 
 func (g *generator) summarize(scheduled, elapsed time.Duration, interrupted bool) summary {
 	s := summary{
-		Interrupted: interrupted,
-		Scheduled:   scheduled,
-		Elapsed:     elapsed,
-		MaxLag:      g.maxLag,
-		Sent:        g.sent.Load(),
-		Dropped:     g.dropped.Load(),
-		Canceled:    g.canceled.Load(),
-		OK:          g.ok.Load(),
-		Expected:    g.expected.Load(),
-		Unexpected:  g.unexpected.Load(),
-		RYWChecked:  g.ryw.checked.Load(),
-		RYWStale:    g.ryw.stale.Load(),
-		RateLimited: g.limited.total.Load(),
+		Interrupted:  interrupted,
+		Scheduled:    scheduled,
+		Elapsed:      elapsed,
+		MaxLag:       g.maxLag,
+		Sent:         g.sent.Load(),
+		Dropped:      g.dropped.Load(),
+		Canceled:     g.canceled.Load(),
+		OK:           g.ok.Load(),
+		Expected:     g.expected.Load(),
+		Unexpected:   g.unexpected.Load(),
+		RYWChecked:   g.ryw.checked.Load(),
+		RYWStale:     g.ryw.stale.Load(),
+		RYWReadBacks: g.ryw.readBacks.Load(),
+		RateLimited:  g.limited.total.Load(),
 
 		NoRetryAfter:      g.limited.noRetryAfter.Load(),
 		NoRateLimitHeader: g.limited.noRateLimit.Load(),
@@ -1553,7 +1636,7 @@ func writeReport(w io.Writer, cfg config, s summary) {
 	if s.RYWChecked == 0 {
 		p("  not checked: no read of a user this client had written returned (writes must return \"version\")\n")
 	} else {
-		p("  %d reads of users the same client wrote before: %d stale\n", s.RYWChecked, s.RYWStale)
+		p("  %d reads of users the same client wrote before (%d of them read-backs right after the write): %d stale\n", s.RYWChecked, s.RYWReadBacks, s.RYWStale)
 	}
 
 	if s.RateLimited > 0 {

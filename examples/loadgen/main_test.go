@@ -32,6 +32,14 @@ type fake struct {
 	limitPosts    bool          // GET /posts always answers 429
 	replayNewBody bool          // a replayed payment gets a fresh body (the bug the replay check must catch)
 	staleReads    bool          // GET /users/{id} ignores writes (the bug the read-your-writes check must catch)
+	// tokens makes the fake serve reads as of the request's read-your-writes
+	// token (the newest of the X-DB-Token header and the dbrouter_token
+	// cookie, as dbrouter's middleware does): a PUT answers, after a random
+	// delay (so concurrent writes answer out of order), with a token that
+	// orders it among all writes.
+	tokens bool
+	seq    int64              // the last write's token LSN
+	hist   map[int][][2]int64 // user -> (token LSN, version) of its writes
 
 	mu       sync.Mutex
 	versions map[int]int64
@@ -68,8 +76,33 @@ func startFake(t testing.TB, f *fake) *httptest.Server {
 		}
 		return id, true
 	}
-	user := func(id int) map[string]any {
+	f.hist = map[int][][2]int64{}
+	reqToken := func(r *http.Request) int64 {
+		var best int64
+		take := func(s string) {
+			l, _, _ := strings.Cut(s, "@")
+			if _, lo, ok := strings.Cut(l, "/"); ok {
+				if n, err := strconv.ParseInt(lo, 16, 64); err == nil && n > best {
+					best = n
+				}
+			}
+		}
+		take(r.Header.Get("X-DB-Token"))
+		if c, err := r.Cookie("dbrouter_token"); err == nil {
+			take(c.Value)
+		}
+		return best
+	}
+	user := func(id int, tok int64) map[string]any {
 		v, name := f.versions[id], f.names[id]
+		if f.tokens {
+			v, name = 1, "User "+strconv.Itoa(id)
+			for _, h := range f.hist[id] {
+				if h[0] <= tok {
+					v, name = h[1], "Loadgen"
+				}
+			}
+		}
 		if v == 0 || f.staleReads {
 			v, name = 1, "User "+strconv.Itoa(id)
 		}
@@ -85,7 +118,7 @@ func startFake(t testing.TB, f *fake) *httptest.Server {
 		}
 		if id, ok := userID(w, r); ok {
 			f.mu.Lock()
-			u := user(id)
+			u := user(id, reqToken(r))
 			f.mu.Unlock()
 			writeJSON(w, http.StatusOK, u)
 		}
@@ -104,8 +137,18 @@ func startFake(t testing.TB, f *fake) *httptest.Server {
 		f.versions[id] = max(f.versions[id], 1) + 1
 		f.names[id] = in.Name
 		v := f.versions[id]
+		f.seq++
+		seq := f.seq
+		f.hist[id] = append(f.hist[id], [2]int64{seq, v})
 		f.mu.Unlock()
-		http.SetCookie(w, &http.Cookie{Name: "scalekit-token", Value: strconv.FormatInt(v, 10), Path: "/"})
+		if f.tokens {
+			time.Sleep(time.Duration(rand.IntN(15)) * time.Millisecond) // the service's latency: answers overtake each other
+			tok := fmt.Sprintf("0/%X@0", seq)
+			w.Header().Set("X-DB-Token", tok)
+			http.SetCookie(w, &http.Cookie{Name: "dbrouter_token", Value: tok, Path: "/"})
+		} else {
+			http.SetCookie(w, &http.Cookie{Name: "scalekit-token", Value: strconv.FormatInt(v, 10), Path: "/"})
+		}
 		writeJSON(w, http.StatusOK, map[string]any{"id": id, "name": in.Name, "email": in.Email, "version": v})
 	})
 	mux.HandleFunc("GET /posts", func(w http.ResponseWriter, r *http.Request) {
@@ -349,6 +392,40 @@ func TestRunCatchesStaleReads(t *testing.T) {
 	sum, _ := mustRun(t, cfg)
 	if sum.RYWStale == 0 || sum.Unexpected != sum.RYWStale || exitCode(sum, nil) != 1 {
 		t.Errorf("stale %d of %d checked, unexpected %d; want stale reads as the only errors", sum.RYWStale, sum.RYWChecked, sum.Unexpected)
+	}
+}
+
+// Issue 16 item 24: the own-write check runs at any rate: every write is
+// read back at once by the same client, so a service whose reads ignore
+// writes is caught even when no random read lands on a user the client
+// wrote (here: writes alone, over 1000 users, at a low rate).
+// Not parallel: it should not load the CPU under the timing tests.
+func TestRunReadBackCatchesStaleAtLowRate(t *testing.T) {
+	srv := startFake(t, &fake{staleReads: true})
+	cfg := testConfig(srv.URL, "writes=1")
+	cfg.Duration, cfg.Rate, cfg.Users = 500*time.Millisecond, 20, 1000
+	sum, report := mustRun(t, cfg)
+	if sum.RYWReadBacks == 0 || sum.RYWStale != sum.RYWChecked || sum.Unexpected != sum.RYWStale || exitCode(sum, nil) != 1 {
+		t.Errorf("stale %d of %d checked (%d read-backs), unexpected %d; want every write's read-back stale", sum.RYWStale, sum.RYWChecked, sum.RYWReadBacks, sum.Unexpected)
+	}
+	if !strings.Contains(report, "stale read-back (read-your-writes)") {
+		t.Errorf("the report does not name the stale read-back:\n%s", report)
+	}
+}
+
+// Issue 16 item 24: concurrent writes of one user answer out of order, so
+// the cookie jar can end up holding an older token than the newest write
+// returned; a client that reads its writes keeps the newest token and
+// sends it (X-DB-Token). Against a service that serves reads as of the
+// request's token, the load generator then sees no stale read.
+// Not parallel: it should not load the CPU under the timing tests.
+func TestRunCarriesNewestToken(t *testing.T) {
+	srv := startFake(t, &fake{tokens: true})
+	cfg := testConfig(srv.URL, "reads=50,writes=50")
+	cfg.Duration, cfg.Rate, cfg.Users = time.Second, 400, 2
+	sum, _ := mustRun(t, cfg)
+	if sum.RYWChecked < 100 || sum.RYWStale != 0 || sum.Unexpected != 0 {
+		t.Errorf("stale %d of %d checked, unexpected %d %q; want many checks and no stale read", sum.RYWStale, sum.RYWChecked, sum.Unexpected, sum.Samples)
 	}
 }
 

@@ -65,8 +65,8 @@ type app struct {
 	rdb      *redis.Client
 	router   *dbrouter.Router
 	repo     repo
-	users    *cache.Cache[User]
-	userNS   *cache.Namespace[User]
+	users    *cache.Cache[userCopy]
+	userNS   *cache.Namespace[userCopy]
 	authors  *batch.Loader[int64, Author]
 	provider *provider
 	payBr    *breaker.Breaker
@@ -83,6 +83,9 @@ type app struct {
 	metrics  *metrics.Collector
 	registry *prometheus.Registry
 	emails   atomic.Int64
+	// readThrough counts user reads whose read-your-writes token was newer
+	// than the cached copy, which were read from the database instead.
+	readThrough atomic.Int64
 }
 
 // Run starts the service and blocks until a signal (or ctx) shuts it down
@@ -195,9 +198,20 @@ func (a *app) wire(ctx context.Context) error {
 		if err := migrate(ctx, a.router.PrimaryPool()); err != nil {
 			return err
 		}
+		// No replica takes reads before it has replayed the migrations
+		// (else "relation users does not exist"), and readiness waits
+		// for that.
+		if err := a.router.Fence(ctx); err != nil {
+			return err
+		}
 		a.repo = &pgRepo{db: a.router}
 		a.health.Add(health.Check{Name: "postgres", Timeout: time.Second,
-			Func: func(ctx context.Context) error { return a.router.PrimaryPool().Ping(ctx) }})
+			Func: func(ctx context.Context) error {
+				if err := a.router.PrimaryPool().Ping(ctx); err != nil {
+					return err
+				}
+				return a.router.Ready(ctx)
+			}})
 	} else {
 		a.repo = newMemRepo()
 	}
@@ -209,7 +223,7 @@ func (a *app) wire(ctx context.Context) error {
 			return err
 		}
 	}
-	if a.users, err = cache.New[User](co); err != nil {
+	if a.users, err = cache.New[userCopy](co); err != nil {
 		return err
 	}
 	a.userNS = a.users.Namespace("user")
@@ -410,15 +424,31 @@ func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 }
 
 // GET /users/{id}: cache-aside over a replica read (the primary, or a
-// caught-up replica, when the client carries a write token).
+// caught-up replica, when the client carries a write token). A cached copy
+// older than the client's token (a write-through overtaken by an older
+// one, or a fill from a lagging replica) is not served to that client: the
+// user is read from the database (a replica that has replayed the token,
+// or the primary) and the fresher copy cached.
 func (a *app) getUser(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathID(w, r)
 	if !ok {
 		return
 	}
-	u, err := a.userNS.Get(r.Context(), strconv.FormatInt(id, 10), func(ctx context.Context, key string) (User, error) {
+	key := strconv.FormatInt(id, 10)
+	c, err := a.userNS.Get(r.Context(), key, func(ctx context.Context, key string) (userCopy, error) {
 		return a.repo.user(ctx, id)
 	})
+	if err == nil && a.router != nil {
+		// A GET writes nothing: this is the client's token, no round trip.
+		if tok, _ := a.router.SessionToken(r.Context()); tok.LSN > dbrouter.LSN(c.LSN) {
+			a.readThrough.Add(1)
+			if c, err = a.repo.user(r.Context(), id); err == nil {
+				if err := a.userNS.Set(r.Context(), key, c); err != nil {
+					a.log.Warn("cache write of a read-through copy failed", slog.Any("error", err))
+				}
+			}
+		}
+	}
 	switch {
 	case errors.Is(err, cache.ErrNotFound):
 		http.Error(w, "no such user", http.StatusNotFound)
@@ -426,7 +456,7 @@ func (a *app) getUser(w http.ResponseWriter, r *http.Request) {
 		a.log.Error("get user", slog.Any("error", err))
 		http.Error(w, "cannot load the user", http.StatusServiceUnavailable)
 	default:
-		writeJSON(w, http.StatusOK, u)
+		writeJSON(w, http.StatusOK, c.User)
 	}
 }
 
@@ -443,7 +473,7 @@ func (a *app) putUser(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `send JSON {"name": ..., "email": ...}, both non-empty`, http.StatusBadRequest)
 		return
 	}
-	u, err := a.repo.updateUser(r.Context(), id, in.Name, in.Email)
+	c, err := a.repo.updateUser(r.Context(), id, in.Name, in.Email)
 	if errors.Is(err, cache.ErrNotFound) {
 		http.Error(w, "no such user", http.StatusNotFound)
 		return
@@ -453,10 +483,13 @@ func (a *app) putUser(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot save the user", http.StatusServiceUnavailable)
 		return
 	}
-	if err := a.userNS.Set(r.Context(), strconv.FormatInt(id, 10), u); err != nil {
+	// Concurrent writes of one user can Set out of order, leaving an older
+	// copy cached; its LSN makes getUser read past it for the clients whose
+	// token is newer.
+	if err := a.userNS.Set(r.Context(), strconv.FormatInt(id, 10), c); err != nil {
 		a.log.Warn("cache write-through failed; the old value expires with its TTL", slog.Any("error", err))
 	}
-	writeJSON(w, http.StatusOK, u)
+	writeJSON(w, http.StatusOK, c.User)
 }
 
 // GET /posts?limit=N: a page of posts, authors loaded in one batch.
@@ -580,6 +613,7 @@ func (a *app) stats(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{
 		"cache_hit_ratio": ratio, "cache": cs, "breaker": a.payBr.Stats().State.String(),
 		"emails_sent": a.emails.Load(), "provider_fail_rate": a.provider.failRate(),
+		"user_reads_past_cache_for_token": a.readThrough.Load(),
 	}
 	if a.router != nil {
 		out["dbrouter"] = a.router.Stats()

@@ -22,6 +22,15 @@ type User struct {
 	Version int64  `json:"version"`
 }
 
+// userCopy is a user as the cache holds it: with the WAL position (LSN) it
+// is known to be at least as fresh as. A request carrying a read-your-writes
+// token newer than a copy's LSN does not take the copy (getUser): the token
+// bounds the cache as it bounds replicas. 0 in memory mode (no tokens).
+type userCopy struct {
+	User User   `json:"user"`
+	LSN  uint64 `json:"lsn"`
+}
+
 // Author is the part of a user a post shows.
 type Author struct {
 	ID   int64  `json:"id"`
@@ -53,8 +62,8 @@ type Email struct {
 // repo is the data the API serves: PostgreSQL through the router, or
 // memory when there is no database.
 type repo interface {
-	user(ctx context.Context, id int64) (User, error) // cache.ErrNotFound when missing
-	updateUser(ctx context.Context, id int64, name, email string) (User, error)
+	user(ctx context.Context, id int64) (userCopy, error) // cache.ErrNotFound when missing
+	updateUser(ctx context.Context, id int64, name, email string) (userCopy, error)
 	posts(ctx context.Context, limit int) ([]Post, error)
 	authors(ctx context.Context, ids []int64) (map[int64]Author, error)
 	insertPayment(ctx context.Context, p Payment) error
@@ -78,28 +87,59 @@ INSERT INTO posts (id, author_id, title) SELECT i, 1 + (i * 7919) % 1000, 'Post 
 
 type pgRepo struct{ db *dbrouter.Router }
 
-func (p *pgRepo) user(ctx context.Context, id int64) (User, error) {
-	var u User
-	err := p.db.QueryRow(ctx, `SELECT id, name, email, version FROM users WHERE id = $1`, id).Scan(&u.ID, &u.Name, &u.Email, &u.Version)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return u, cache.ErrNotFound
-	}
-	return u, err
-}
+// sqlCopyLSN is the WAL position a read that follows it on the same server
+// sees at least: what a replica has replayed, or what the primary has
+// written. Read in a statement of its own before the row's: a statement's
+// snapshot is taken at its start, so an LSN read in the same statement
+// could be later than the data.
+const sqlCopyLSN = `SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text`
 
-func (p *pgRepo) updateUser(ctx context.Context, id int64, name, email string) (User, error) {
-	var u User
-	// A transaction through the router: the primary, and the request's
-	// session (the router's middleware) learns of the write, so the
-	// response carries a read-your-writes token.
-	err := pgx.BeginFunc(ctx, p.db, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, `UPDATE users SET name = $2, email = $3, version = version + 1 WHERE id = $1 RETURNING id, name, email, version`,
-			id, name, email).Scan(&u.ID, &u.Name, &u.Email, &u.Version)
+func (p *pgRepo) user(ctx context.Context, id int64) (userCopy, error) {
+	var c userCopy
+	u := &c.User
+	// A read-only transaction: both statements on one server (a replica
+	// chosen as for any read, or the primary).
+	err := pgx.BeginTxFunc(ctx, p.db, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var lsn string
+		if err := tx.QueryRow(ctx, sqlCopyLSN).Scan(&lsn); err != nil {
+			return err
+		}
+		l, err := dbrouter.ParseLSN(lsn)
+		if err != nil {
+			return err
+		}
+		c.LSN = uint64(l)
+		return tx.QueryRow(ctx, `SELECT id, name, email, version FROM users WHERE id = $1`, id).Scan(&u.ID, &u.Name, &u.Email, &u.Version)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return u, cache.ErrNotFound
+		return c, cache.ErrNotFound
 	}
-	return u, err
+	return c, err
+}
+
+func (p *pgRepo) updateUser(ctx context.Context, id int64, name, email string) (userCopy, error) {
+	var c userCopy
+	u := &c.User
+	// A transaction through the router: the primary, and the request's
+	// session (the router's middleware) learns of the write, so the
+	// response carries a read-your-writes token. The copy's LSN is the
+	// insert position read while the row is locked: every earlier write of
+	// the row is below it, every later one (it waits for the lock) above.
+	err := pgx.BeginFunc(ctx, p.db, func(tx pgx.Tx) error {
+		var lsn string
+		err := tx.QueryRow(ctx, `UPDATE users SET name = $2, email = $3, version = version + 1 WHERE id = $1 RETURNING id, name, email, version, pg_current_wal_insert_lsn()::text`,
+			id, name, email).Scan(&u.ID, &u.Name, &u.Email, &u.Version, &lsn)
+		if err != nil {
+			return err
+		}
+		l, err := dbrouter.ParseLSN(lsn)
+		c.LSN = uint64(l)
+		return err
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, cache.ErrNotFound
+	}
+	return c, err
 }
 
 func (p *pgRepo) posts(ctx context.Context, limit int) ([]Post, error) {
@@ -154,26 +194,26 @@ func newMemRepo() *memRepo {
 	return m
 }
 
-func (m *memRepo) user(_ context.Context, id int64) (User, error) {
+func (m *memRepo) user(_ context.Context, id int64) (userCopy, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	u, ok := m.users[id]
 	if !ok {
-		return u, cache.ErrNotFound
+		return userCopy{}, cache.ErrNotFound
 	}
-	return u, nil
+	return userCopy{User: u}, nil
 }
 
-func (m *memRepo) updateUser(_ context.Context, id int64, name, email string) (User, error) {
+func (m *memRepo) updateUser(_ context.Context, id int64, name, email string) (userCopy, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	u, ok := m.users[id]
 	if !ok {
-		return u, cache.ErrNotFound
+		return userCopy{}, cache.ErrNotFound
 	}
 	u.Name, u.Email, u.Version = name, email, u.Version+1
 	m.users[id] = u
-	return u, nil
+	return userCopy{User: u}, nil
 }
 
 func (m *memRepo) posts(_ context.Context, limit int) ([]Post, error) {
