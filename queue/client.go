@@ -27,7 +27,11 @@ type EnqueueOptions struct {
 	// instead of adding a second one.
 	UniqueKey string
 	UniqueFor time.Duration
-	// ID is the job's id. Default: a new time-ordered id.
+	// ID is the job's id. Default: a new time-ordered id. Set it to make
+	// Enqueue safe to retry: enqueueing again with the same ID, kind and
+	// args (after a timeout whose enqueue had in fact landed) succeeds and
+	// returns that id without adding a second job; the same ID with other
+	// kind or args is ErrInvalid.
 	ID string
 }
 

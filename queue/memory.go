@@ -110,16 +110,19 @@ func (b *MemoryBackend) Enqueue(_ context.Context, m *Message) error {
 	now := b.o.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	q := b.queue(m.Queue)
+	if j, ok := q.jobs[m.ID]; ok {
+		if SameJob(&j.m, m) {
+			return nil // a retried enqueue that had landed
+		}
+		return fmt.Errorf("%w: job id %q is already used in queue %q by another job", ErrInvalid, m.ID, m.Queue)
+	}
 	if m.UniqueKey != "" {
 		uk := m.Queue + "\x00" + m.UniqueKey
 		if h, ok := b.unique[uk]; ok && now.Before(h.until) {
 			return &DuplicateError{UniqueKey: m.UniqueKey, ID: h.id}
 		}
 		b.unique[uk] = uniqueHold{id: m.ID, until: m.UniqueUntil}
-	}
-	q := b.queue(m.Queue)
-	if _, ok := q.jobs[m.ID]; ok {
-		return fmt.Errorf("%w: job id %q is already used in queue %q", ErrInvalid, m.ID, m.Queue)
 	}
 	j := &memJob{m: *m, idx: -1}
 	j.m.Payload = slices.Clone(m.Payload)

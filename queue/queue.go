@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -162,7 +163,9 @@ type FetchRequest struct {
 type Backend interface {
 	// Enqueue stores m (its ID set by the caller), due at m.RunAt. With a
 	// UniqueKey held by another job it stores nothing and returns a
-	// *DuplicateError naming that job.
+	// *DuplicateError naming that job. When m.ID is already used by the
+	// same job (SameJob: a retried enqueue that landed) it succeeds and
+	// stores nothing; by another job it returns ErrInvalid.
 	Enqueue(ctx context.Context, m *Message) error
 	// Fetch leases up to Max due jobs (pending, scheduled or retry jobs
 	// whose time came, and active jobs whose lease expired), counting an
@@ -187,6 +190,16 @@ type Backend interface {
 	Dead(ctx context.Context, queue string, limit int) ([]*Message, error)
 	// Requeue makes a dead job pending again with a fresh attempt count.
 	Requeue(ctx context.Context, queue, id string) error
+}
+
+// SameJob reports whether b is the same job as a for an enqueue retried
+// with the same EnqueueOptions.ID: same queue, id, kind and payload. A
+// Backend's Enqueue of a message that SameJob matches with the job it
+// already holds succeeds without storing a second one (the first call
+// landed, its reply was lost); any other message with a used id is
+// ErrInvalid.
+func SameJob(a, b *Message) bool {
+	return a.Queue == b.Queue && a.ID == b.ID && a.Kind == b.Kind && bytes.Equal(a.Payload, b.Payload)
 }
 
 // NewID returns a new job id: time-ordered, 26 characters.

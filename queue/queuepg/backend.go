@@ -194,7 +194,42 @@ func (b *Backend) EnqueueTx(ctx context.Context, tx pgx.Tx, queueName, kind stri
 	return m.ID, nil
 }
 
+// existing answers an enqueue whose id is used: nil when it is the same
+// job (queue.SameJob: a retried enqueue that landed), else ErrInvalid.
+func (b *Backend) existing(ctx context.Context, tx pgx.Tx, m *queue.Message) (found bool, err error) {
+	var kind string
+	var payload []byte
+	err = tx.QueryRow(ctx, `SELECT kind, payload FROM `+b.jobs+` WHERE queue = $1 AND id = $2`, m.Queue, m.ID).Scan(&kind, &payload)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if queue.SameJob(&queue.Message{Queue: m.Queue, ID: m.ID, Kind: kind, Payload: payload}, m) {
+		return true, nil
+	}
+	return true, fmt.Errorf("%w: job id %q is already used in queue %q by another job", queue.ErrInvalid, m.ID, m.Queue)
+}
+
 func (b *Backend) insert(ctx context.Context, tx pgx.Tx, m *queue.Message) error {
+	// The job row first: a used id is found by its conflict, without a
+	// read on the common path.
+	var uniqueUntil any
+	if m.UniqueKey != "" {
+		uniqueUntil = m.UniqueUntil
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO `+b.jobs+` (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms, unique_key, unique_until, enqueued_at)
+VALUES ($1, $2, $3, $4, $5, CASE WHEN $6::timestamptz > `+now(12)+` THEN 'scheduled' ELSE 'pending' END, 0, $7, $6, $8, nullif($9, ''), $10, $11)
+ON CONFLICT (queue, id) DO NOTHING`,
+		m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), m.RunAt, m.MaxAttempts, m.Timeout.Milliseconds(), m.UniqueKey, uniqueUntil, m.EnqueuedAt, b.nowArg())
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 { // the id is used: the same job again, or another
+		_, err := b.existing(ctx, tx, m)
+		return err
+	}
 	if m.UniqueKey != "" {
 		var holder string
 		err := tx.QueryRow(ctx, `INSERT INTO `+b.unq+` AS u (queue, unique_key, job_id, until) VALUES ($1, $2, $3, $4)
@@ -204,25 +239,15 @@ RETURNING job_id`, m.Queue, m.UniqueKey, m.ID, m.UniqueUntil, b.nowArg()).Scan(&
 			if err := tx.QueryRow(ctx, `SELECT job_id FROM `+b.unq+` WHERE queue = $1 AND unique_key = $2`, m.Queue, m.UniqueKey).Scan(&holder); err != nil {
 				return err
 			}
+			// Take the job row back: EnqueueTx's caller may still commit.
+			if _, err := tx.Exec(ctx, `DELETE FROM `+b.jobs+` WHERE queue = $1 AND id = $2`, m.Queue, m.ID); err != nil {
+				return err
+			}
 			return &queue.DuplicateError{UniqueKey: m.UniqueKey, ID: holder}
 		}
 		if err != nil {
 			return err
 		}
-	}
-	var uniqueUntil any
-	if m.UniqueKey != "" {
-		uniqueUntil = m.UniqueUntil
-	}
-	_, err := tx.Exec(ctx, `INSERT INTO `+b.jobs+` (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms, unique_key, unique_until, enqueued_at)
-VALUES ($1, $2, $3, $4, $5, CASE WHEN $6::timestamptz > `+now(12)+` THEN 'scheduled' ELSE 'pending' END, 0, $7, $6, $8, nullif($9, ''), $10, $11)`,
-		m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), m.RunAt, m.MaxAttempts, m.Timeout.Milliseconds(), m.UniqueKey, uniqueUntil, m.EnqueuedAt, b.nowArg())
-	if err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "23505" {
-			return fmt.Errorf("%w: job id %q is already used in queue %q", queue.ErrInvalid, m.ID, m.Queue)
-		}
-		return err
 	}
 	_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, b.channel, m.Queue)
 	return err

@@ -149,10 +149,11 @@ func fromMicro(us int64) time.Time {
 
 // Enqueue is queue.Backend.Enqueue: one script stores the job, takes its
 // unique key (or returns the *queue.DuplicateError naming the holder)
-// and wakes the waiting fetches. Storing the very same message again
-// (same id, kind, payload and EnqueuedAt, as when go-redis retries a call
-// whose reply was lost) succeeds without a second job; another message
-// with a used id is queue.ErrInvalid.
+// and wakes the waiting fetches. Storing the same job again (queue.SameJob:
+// same id, kind and payload, as when go-redis retries a call whose reply
+// was lost, or the caller retries an Enqueue that timed out) succeeds
+// without a second job; another message with a used id is
+// queue.ErrInvalid.
 func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
 	if err := queue.CheckName("queue", m.Queue); err != nil {
 		return err

@@ -90,20 +90,21 @@ func readScript(body string) *redis.Script {
 // enqueueScript stores a new job. ARGV[3..]: id, kind, payload, priority,
 // run_at, timeout (ns), unique_key, unique_until, enqueued_at,
 // max_attempts, attempt, last_error. Reply: {'ok', state}, {'dup',
-// holder id} or {'exists'}. The same message again (same id, kind,
-// payload and enqueued_at: a call go-redis retried after a lost reply) is
-// {'ok', 'again'}, not a duplicate of itself.
+// holder id} or {'exists'}. The same job again (same id, kind and
+// payload: a call go-redis retried after a lost reply, or the caller's
+// retry of an Enqueue that timed out but landed) is {'ok', 'again'}, not
+// a duplicate of itself.
 var enqueueScript = script(false, `
 local now = clock(ARGV[2])
 local id, ukey, uuntil = ARGV[3], ARGV[9], tonumber(ARGV[10])
+if redis.call('EXISTS', KEYS[11]) == 1 then
+  local v = redis.call('HMGET', KEYS[11], 'kind', 'payload')
+  if v[1] == ARGV[4] and v[2] == ARGV[5] then return {'ok', 'again'} end
+  return {'exists'}
+end
 if ukey ~= '' then
   local h = redis.call('HMGET', KEYS[12], 'id', 'until')
   if h[1] and h[1] ~= id and (tonumber(h[2]) or 0) > now then return {'dup', h[1]} end
-end
-if redis.call('EXISTS', KEYS[11]) == 1 then
-  local v = redis.call('HMGET', KEYS[11], 'kind', 'payload', 'enqueued_at')
-  if v[1] == ARGV[4] and v[2] == ARGV[5] and v[3] == ARGV[11] then return {'ok', 'again'} end
-  return {'exists'}
 end
 if ukey ~= '' and uuntil > now then
   redis.call('HSET', KEYS[12], 'id', id, 'until', ARGV[10])

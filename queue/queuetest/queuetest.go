@@ -224,6 +224,55 @@ func Run(t *testing.T, f Factory) {
 			t.Fatalf("counts %+v, want 2 jobs", c)
 		}
 	})
+	t.Run("EnqueueRetriedWithSameID", func(t *testing.T) {
+		// An Enqueue that timed out but landed is retried with the same
+		// ID: it succeeds and names the job already there.
+		e := setup(t, f)
+		o := queue.EnqueueOptions{ID: "order-42"}
+		first := e.enqueue("ship", o)
+		e.clk.Add(time.Second) // the retry is a new call, a second later
+		id, err := e.c.Enqueue(ctx, e.q, "ship", map[string]string{"kind": "ship"}, o)
+		if err != nil || id != first {
+			t.Fatalf("retried Enqueue with the same ID and content: %q %v, want %q and no error", id, err, first)
+		}
+		if _, err := e.c.Enqueue(ctx, e.q, "ship", map[string]string{"kind": "other"}, o); !errors.Is(err, queue.ErrInvalid) {
+			t.Fatalf("same ID, other args: %v, want ErrInvalid", err)
+		}
+		if _, err := e.c.Enqueue(ctx, e.q, "other", map[string]string{"kind": "ship"}, o); !errors.Is(err, queue.ErrInvalid) {
+			t.Fatalf("same ID, other kind: %v, want ErrInvalid", err)
+		}
+		uo := queue.EnqueueOptions{ID: "order-43", UniqueKey: "order-43"}
+		held := e.enqueue("ship", uo)
+		e.clk.Add(time.Second)
+		if id, err := e.c.Enqueue(ctx, e.q, "ship", map[string]string{"kind": "ship"}, uo); err != nil || id != held {
+			t.Fatalf("retried Enqueue of a job holding its unique key: %q %v, want %q and no error", id, err, held)
+		}
+		if c, _ := e.c.Counts(ctx, e.q); c.Pending != 2 {
+			t.Fatalf("counts %+v, want 2 jobs: a retry adds none", c)
+		}
+		// The job is leased and done: a late retry still finds it.
+		for _, l := range e.fetch(10, time.Minute) {
+			if err := e.b.Complete(ctx, l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if id, err := e.c.Enqueue(ctx, e.q, "ship", map[string]string{"kind": "ship"}, o); err != nil || id != first {
+			t.Fatalf("retried Enqueue of a done job: %q %v, want %q and no error", id, err, first)
+		}
+		if m := e.state(first); m.State != queue.Done {
+			t.Fatalf("the done job after a retried enqueue: %s, want done (not run again)", m.State)
+		}
+	})
+	t.Run("RejectedEnqueueTakesNoUniqueKey", func(t *testing.T) {
+		e := setup(t, f)
+		e.enqueue("a", queue.EnqueueOptions{ID: "used"})
+		if _, err := e.c.Enqueue(ctx, e.q, "b", nil, queue.EnqueueOptions{ID: "used", UniqueKey: "k"}); !errors.Is(err, queue.ErrInvalid) {
+			t.Fatalf("another job with a used id: %v, want ErrInvalid", err)
+		}
+		if _, err := e.c.Enqueue(ctx, e.q, "c", nil, queue.EnqueueOptions{UniqueKey: "k"}); err != nil {
+			t.Fatalf("the unique key after a refused enqueue: %v, want it free", err)
+		}
+	})
 	t.Run("LeaseExpiryRedelivers", func(t *testing.T) {
 		e := setup(t, f)
 		id := e.enqueue("slow", queue.EnqueueOptions{})
