@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,11 +29,46 @@ type MemoryBackend struct {
 	mu     sync.Mutex
 	queues map[string]*memQueue
 	unique map[string]uniqueHold
+	// uniqueCap is the size of unique at which Enqueue next drops the
+	// holds that no longer hold.
+	uniqueCap int
 }
 
+// uniqueHold is a unique key's holder: until a time, or while its job is
+// not finished (whileActive).
 type uniqueHold struct {
-	id    string
-	until time.Time
+	id          string
+	until       time.Time
+	whileActive bool
+}
+
+// holds reports whether h still holds its key at now.
+func (b *MemoryBackend) holds(queue string, h uniqueHold, now time.Time) bool {
+	if !h.whileActive {
+		return now.Before(h.until)
+	}
+	q := b.queues[queue]
+	if q == nil {
+		return false
+	}
+	j := q.jobs[h.id]
+	return j != nil && j.m.State != Done && j.m.State != Dead
+}
+
+// sweepUnique drops the holds that no longer hold, once their number
+// doubled since the last sweep: the map stays proportional to the keys
+// held, at an amortised constant cost per enqueue.
+func (b *MemoryBackend) sweepUnique(now time.Time) {
+	if len(b.unique) < b.uniqueCap {
+		return
+	}
+	for k, h := range b.unique {
+		queue, _, _ := strings.Cut(k, "\x00")
+		if !b.holds(queue, h, now) {
+			delete(b.unique, k)
+		}
+	}
+	b.uniqueCap = max(1024, 2*len(b.unique))
 }
 
 type memQueue struct {
@@ -76,7 +112,7 @@ func NewMemoryBackend(o MemoryBackendOptions) *MemoryBackend {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &MemoryBackend{o: o, queues: map[string]*memQueue{}, unique: map[string]uniqueHold{}}
+	return &MemoryBackend{o: o, queues: map[string]*memQueue{}, unique: map[string]uniqueHold{}, uniqueCap: 1024}
 }
 
 func (b *MemoryBackend) queue(name string) *memQueue {
@@ -119,10 +155,11 @@ func (b *MemoryBackend) Enqueue(_ context.Context, m *Message) error {
 	}
 	if m.UniqueKey != "" {
 		uk := m.Queue + "\x00" + m.UniqueKey
-		if h, ok := b.unique[uk]; ok && now.Before(h.until) {
+		if h, ok := b.unique[uk]; ok && b.holds(m.Queue, h, now) {
 			return &DuplicateError{UniqueKey: m.UniqueKey, ID: h.id}
 		}
-		b.unique[uk] = uniqueHold{id: m.ID, until: m.UniqueUntil}
+		b.sweepUnique(now)
+		b.unique[uk] = uniqueHold{id: m.ID, until: m.UniqueUntil, whileActive: m.UniqueWhileActive}
 	}
 	j := &memJob{m: *m, idx: -1}
 	j.m.Payload = slices.Clone(m.Payload)
@@ -245,7 +282,19 @@ func (b *MemoryBackend) Complete(_ context.Context, l *Lease) error {
 		delete(q.active, j.m.ID)
 		j.m.State, j.m.FinishedAt, j.token = Done, now, ""
 		q.done = append(q.done, j)
+		b.releaseUnique(j)
 	})
+}
+
+// releaseUnique drops the while-active hold of a job that finished.
+func (b *MemoryBackend) releaseUnique(j *memJob) {
+	if !j.m.UniqueWhileActive {
+		return
+	}
+	uk := j.m.Queue + "\x00" + j.m.UniqueKey
+	if h, ok := b.unique[uk]; ok && h.id == j.m.ID {
+		delete(b.unique, uk)
+	}
 }
 
 // Fail is Backend.Fail.
@@ -256,6 +305,7 @@ func (b *MemoryBackend) Fail(_ context.Context, l *Lease, errMsg string, retryAt
 		if dead || j.m.Attempt >= j.m.MaxAttempts {
 			j.m.State, j.m.FinishedAt = Dead, now
 			q.dead = append(q.dead, j)
+			b.releaseUnique(j)
 			return
 		}
 		j.m.State, j.m.RunAt = Retry, retryAt

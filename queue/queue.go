@@ -116,11 +116,13 @@ type Message struct {
 	RunAt time.Time
 	// Timeout bounds one attempt (0: the queue's default).
 	Timeout time.Duration
-	// UniqueKey, when set, is held until UniqueUntil: enqueueing another
-	// job with it returns ErrDuplicate.
-	UniqueKey   string
-	UniqueUntil time.Time
-	EnqueuedAt  time.Time
+	// UniqueKey, when set, is held until UniqueUntil, or with
+	// UniqueWhileActive (UniqueUntil zero) until the job is done or dead:
+	// enqueueing another job with it returns ErrDuplicate.
+	UniqueKey         string
+	UniqueUntil       time.Time
+	UniqueWhileActive bool
+	EnqueuedAt        time.Time
 	// LastError is the error of the last failed attempt.
 	LastError string
 	// FinishedAt is when the job completed or died.

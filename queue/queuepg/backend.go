@@ -111,7 +111,8 @@ func New(o Options) (*Backend, error) {
 	return b, nil
 }
 
-// Migrate creates the tables and indexes if they do not exist.
+// Migrate creates the tables and indexes if they do not exist, and adds
+// the columns a newer version needs to tables an older one created.
 func (b *Backend) Migrate(ctx context.Context) error {
 	_, err := b.pool.Exec(ctx, `
 CREATE TABLE IF NOT EXISTS `+b.jobs+` (
@@ -137,6 +138,7 @@ CREATE TABLE IF NOT EXISTS `+b.jobs+` (
 CREATE INDEX IF NOT EXISTS `+b.jobs+`_due ON `+b.jobs+` (queue, priority, run_at, id) WHERE state IN ('pending', 'scheduled', 'retry');
 CREATE INDEX IF NOT EXISTS `+b.jobs+`_leases ON `+b.jobs+` (queue, lease_until) WHERE state = 'active';
 CREATE INDEX IF NOT EXISTS `+b.jobs+`_finished ON `+b.jobs+` (queue, state, finished_at) WHERE state IN ('done', 'dead');
+ALTER TABLE `+b.jobs+` ADD COLUMN IF NOT EXISTS unique_active bool NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS `+b.unq+` (
   queue      text NOT NULL,
   unique_key text NOT NULL,
@@ -216,13 +218,13 @@ func (b *Backend) insert(ctx context.Context, tx pgx.Tx, m *queue.Message) error
 	// The job row first: a used id is found by its conflict, without a
 	// read on the common path.
 	var uniqueUntil any
-	if m.UniqueKey != "" {
+	if m.UniqueKey != "" && !m.UniqueWhileActive {
 		uniqueUntil = m.UniqueUntil
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO `+b.jobs+` (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms, unique_key, unique_until, enqueued_at)
-VALUES ($1, $2, $3, $4, $5, CASE WHEN $6::timestamptz > `+now(12)+` THEN 'scheduled' ELSE 'pending' END, 0, $7, $6, $8, nullif($9, ''), $10, $11)
+	tag, err := tx.Exec(ctx, `INSERT INTO `+b.jobs+` (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms, unique_key, unique_until, enqueued_at, unique_active)
+VALUES ($1, $2, $3, $4, $5, CASE WHEN $6::timestamptz > `+now(12)+` THEN 'scheduled' ELSE 'pending' END, 0, $7, $6, $8, nullif($9, ''), $10, $11, $13)
 ON CONFLICT (queue, id) DO NOTHING`,
-		m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), m.RunAt, m.MaxAttempts, m.Timeout.Milliseconds(), m.UniqueKey, uniqueUntil, m.EnqueuedAt, b.nowArg())
+		m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), m.RunAt, m.MaxAttempts, m.Timeout.Milliseconds(), m.UniqueKey, uniqueUntil, m.EnqueuedAt, b.nowArg(), m.UniqueWhileActive)
 	if err != nil {
 		return err
 	}
@@ -232,9 +234,14 @@ ON CONFLICT (queue, id) DO NOTHING`,
 	}
 	if m.UniqueKey != "" {
 		var holder string
-		err := tx.QueryRow(ctx, `INSERT INTO `+b.unq+` AS u (queue, unique_key, job_id, until) VALUES ($1, $2, $3, $4)
-ON CONFLICT (queue, unique_key) DO UPDATE SET job_id = EXCLUDED.job_id, until = EXCLUDED.until WHERE u.until <= `+now(5)+`
-RETURNING job_id`, m.Queue, m.UniqueKey, m.ID, m.UniqueUntil, b.nowArg()).Scan(&holder)
+		// A while-active hold's until is infinity: it holds while its
+		// job is neither done nor dead (nor deleted).
+		err := tx.QueryRow(ctx, `INSERT INTO `+b.unq+` AS u (queue, unique_key, job_id, until)
+VALUES ($1, $2, $3, CASE WHEN $6 THEN 'infinity'::timestamptz ELSE $4 END)
+ON CONFLICT (queue, unique_key) DO UPDATE SET job_id = EXCLUDED.job_id, until = EXCLUDED.until
+WHERE u.until <= `+now(5)+` OR (u.until = 'infinity' AND NOT EXISTS (SELECT 1 FROM `+b.jobs+` h
+  WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))
+RETURNING job_id`, m.Queue, m.UniqueKey, m.ID, m.UniqueUntil, b.nowArg(), m.UniqueWhileActive).Scan(&holder)
 		if errors.Is(err, pgx.ErrNoRows) {
 			if err := tx.QueryRow(ctx, `SELECT job_id FROM `+b.unq+` WHERE queue = $1 AND unique_key = $2`, m.Queue, m.UniqueKey).Scan(&holder); err != nil {
 				return err
@@ -254,7 +261,7 @@ RETURNING job_id`, m.Queue, m.UniqueKey, m.ID, m.UniqueUntil, b.nowArg()).Scan(&
 }
 
 const jobColumns = `j.queue, j.id, j.kind, j.payload, j.priority, j.state, j.attempt, j.max_attempts, j.run_at, j.timeout_ms,
-coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until`
+coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until, j.unique_active`
 
 func scanJob(row pgx.Row) (*queue.Message, string, time.Time, error) {
 	var (
@@ -268,7 +275,7 @@ func scanJob(row pgx.Row) (*queue.Message, string, time.Time, error) {
 		leaseUntil  *time.Time
 	)
 	err := row.Scan(&m.Queue, &m.ID, &m.Kind, &m.Payload, &prio, &state, &m.Attempt, &m.MaxAttempts, &m.RunAt, &timeoutMS,
-		&m.UniqueKey, &uniqueUntil, &m.EnqueuedAt, &m.LastError, &finished, &token, &leaseUntil)
+		&m.UniqueKey, &uniqueUntil, &m.EnqueuedAt, &m.LastError, &finished, &token, &leaseUntil, &m.UniqueWhileActive)
 	if err != nil {
 		return nil, "", time.Time{}, err
 	}
@@ -504,14 +511,16 @@ WHERE queue = $1 AND id = $2 AND state = 'dead'`, queueName, id, b.nowArg())
 	return nil
 }
 
-// Sweep deletes done jobs past Retention and expired unique keys; it
+// Sweep deletes done jobs past Retention and the unique holds that no
+// longer hold (expired, or while-active of a finished job); it
 // returns how many jobs it deleted.
 func (b *Backend) Sweep(ctx context.Context) (int64, error) {
 	tag, err := b.pool.Exec(ctx, `DELETE FROM `+b.jobs+` WHERE state = 'done' AND finished_at <= `+now(1)+` - $2 * interval '1 millisecond'`, b.nowArg(), b.retention.Milliseconds())
 	if err != nil {
 		return 0, fmt.Errorf("queuepg: Sweep: %w", err)
 	}
-	if _, err := b.pool.Exec(ctx, `DELETE FROM `+b.unq+` WHERE until <= `+now(1), b.nowArg()); err != nil {
+	if _, err := b.pool.Exec(ctx, `DELETE FROM `+b.unq+` u WHERE until <= `+now(1)+` OR (until = 'infinity' AND NOT EXISTS (
+  SELECT 1 FROM `+b.jobs+` h WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))`, b.nowArg()); err != nil {
 		return tag.RowsAffected(), fmt.Errorf("queuepg: Sweep: %w", err)
 	}
 	return tag.RowsAffected(), nil

@@ -165,12 +165,15 @@ func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
 		return fmt.Errorf("%w: queueredis: Message.Priority must be High, Default or Low, got %d", queue.ErrInvalid, m.Priority)
 	}
 	var uniqueUntil int64
-	if m.UniqueKey != "" {
+	active := 0
+	if m.UniqueKey != "" && m.UniqueWhileActive {
+		active = 1
+	} else if m.UniqueKey != "" {
 		uniqueUntil = micro(m.UniqueUntil)
 	}
 	v, err := b.run(ctx, "Enqueue", enqueueScript, b.keys(m.Queue, m.ID, m.UniqueKey),
 		b.tag(m.Queue)+"job:", b.nowArg(), m.ID, m.Kind, m.Payload, int(m.Priority), micro(m.RunAt), int64(m.Timeout),
-		m.UniqueKey, uniqueUntil, micro(m.EnqueuedAt), m.MaxAttempts, m.Attempt, m.LastError)
+		m.UniqueKey, uniqueUntil, micro(m.EnqueuedAt), m.MaxAttempts, m.Attempt, m.LastError, active)
 	if err != nil {
 		return err
 	}
@@ -440,7 +443,7 @@ func parseRecord(queueName string, rec any) (*queue.Message, string, time.Time, 
 		ID: str(0), Queue: queueName, Kind: str(1), Payload: []byte(str(2)), Priority: queue.Priority(num(3)),
 		State: queue.State(str(4)), Attempt: int(num(5)), MaxAttempts: int(num(6)), RunAt: fromMicro(num(7)),
 		Timeout: time.Duration(num(8)), UniqueKey: str(9), UniqueUntil: fromMicro(num(10)), EnqueuedAt: fromMicro(num(11)),
-		LastError: str(12), FinishedAt: fromMicro(num(13)),
+		LastError: str(12), FinishedAt: fromMicro(num(13)), UniqueWhileActive: str(16) == "1",
 	}
 	until := fromMicro(num(15))
 	if bad != nil {

@@ -11,6 +11,7 @@ import (
 var fields = []string{
 	"kind", "payload", "priority", "state", "attempt", "max_attempts", "run_at", "timeout",
 	"unique_key", "unique_until", "enqueued_at", "last_error", "finished_at", "token", "lease_until",
+	"unique_active",
 }
 
 // The scripts share one calling convention. KEYS are always the same 12
@@ -65,6 +66,18 @@ local function wake()
   redis.call('PEXPIRE', KEYS[9], 86400000)
 end
 local function ready(priority) return KEYS[tonumber(priority) + 1] end
+-- uniqueKey is the key of a unique hold of this queue (KEYS[12] names
+-- only the enqueued job's): the queue's hash tag from ARGV[1] ("...job:").
+local function uniqueKey(ukey) return string.sub(ARGV[1], 1, -5) .. 'unique:' .. ukey end
+-- releaseUnique drops the while-active hold of job id (hash k), which
+-- finished or is deleted.
+local function releaseUnique(k, id)
+  local v = redis.call('HMGET', k, 'unique_active', 'unique_key')
+  if v[1] == '1' and v[2] then
+    local uk = uniqueKey(v[2])
+    if redis.call('HGET', uk, 'id') == id then redis.call('DEL', uk) end
+  end
+end
 `
 
 // script builds a script with Redis 7 flags (the shebang line): Redis
@@ -89,7 +102,7 @@ func readScript(body string) *redis.Script {
 
 // enqueueScript stores a new job. ARGV[3..]: id, kind, payload, priority,
 // run_at, timeout (ns), unique_key, unique_until, enqueued_at,
-// max_attempts, attempt, last_error. Reply: {'ok', state}, {'dup',
+// max_attempts, attempt, last_error, unique_active (0/1). Reply: {'ok', state}, {'dup',
 // holder id} or {'exists'}. The same job again (same id, kind and
 // payload: a call go-redis retried after a lost reply, or the caller's
 // retry of an Enqueue that timed out but landed) is {'ok', 'again'}, not
@@ -102,11 +115,24 @@ if redis.call('EXISTS', KEYS[11]) == 1 then
   if v[1] == ARGV[4] and v[2] == ARGV[5] then return {'ok', 'again'} end
   return {'exists'}
 end
+local active = ARGV[15] == '1'
 if ukey ~= '' then
-  local h = redis.call('HMGET', KEYS[12], 'id', 'until')
-  if h[1] and h[1] ~= id and (tonumber(h[2]) or 0) > now then return {'dup', h[1]} end
+  local h = redis.call('HMGET', KEYS[12], 'id', 'until', 'active')
+  if h[1] and h[1] ~= id then
+    if h[3] == '1' then
+      -- held while its job is neither done nor dead (nor gone)
+      local st = redis.call('HGET', ARGV[1] .. h[1], 'state')
+      if st and st ~= 'done' and st ~= 'dead' then return {'dup', h[1]} end
+    elseif (tonumber(h[2]) or 0) > now then
+      return {'dup', h[1]}
+    end
+  end
 end
-if ukey ~= '' and uuntil > now then
+if ukey ~= '' and active then
+  redis.call('DEL', KEYS[12])
+  redis.call('HSET', KEYS[12], 'id', id, 'until', 0, 'active', '1')
+elseif ukey ~= '' and uuntil > now then
+  redis.call('DEL', KEYS[12])
   redis.call('HSET', KEYS[12], 'id', id, 'until', ARGV[10])
   redis.call('PEXPIRE', KEYS[12], math.max(1, math.ceil((uuntil - now) / 1000)))
 end
@@ -115,6 +141,7 @@ if tonumber(ARGV[7]) > now then state = 'scheduled' end
 redis.call('HSET', KEYS[11], 'kind', ARGV[4], 'payload', ARGV[5], 'priority', ARGV[6], 'state', state,
   'attempt', ARGV[13], 'max_attempts', ARGV[12], 'run_at', ARGV[7], 'timeout', ARGV[8], 'enqueued_at', ARGV[11])
 if ukey ~= '' then redis.call('HSET', KEYS[11], 'unique_key', ukey, 'unique_until', ARGV[10]) end
+if ukey ~= '' and active then redis.call('HSET', KEYS[11], 'unique_active', '1') end
 if ARGV[14] ~= '' then redis.call('HSET', KEYS[11], 'last_error', ARGV[14]) end
 redis.call('ZREM', KEYS[7], id) -- a done entry left by an expired hash of the same id
 if state == 'scheduled' then
@@ -241,6 +268,7 @@ redis.call('HDEL', KEYS[11], 'lease_until')
 redis.call('ZREM', KEYS[6], ARGV[3])
 redis.call('ZADD', KEYS[7], f, ARGV[3])
 redis.call('PEXPIRE', KEYS[11], ARGV[5])
+releaseUnique(KEYS[11], ARGV[3])
 return 1
 `)
 
@@ -262,6 +290,7 @@ local v = redis.call('HMGET', k, 'attempt', 'max_attempts', 'priority')
 if ARGV[7] == '1' or tonumber(v[1]) >= tonumber(v[2]) then
   redis.call('HSET', k, 'state', 'dead', 'last_error', ARGV[5], 'finished_at', fmt(now))
   redis.call('ZADD', KEYS[8], redis.call('INCR', KEYS[10]), id)
+  releaseUnique(k, id)
   return 1
 end
 if tonumber(ARGV[6]) > now then

@@ -273,6 +273,55 @@ func Run(t *testing.T, f Factory) {
 			t.Fatalf("the unique key after a refused enqueue: %v, want it free", err)
 		}
 	})
+	t.Run("UniqueWhileActive", func(t *testing.T) {
+		e := setup(t, f)
+		o := queue.EnqueueOptions{UniqueKey: "nightly", UniqueWhileActive: true}
+		dup := func(holder, when string) {
+			t.Helper()
+			id, err := e.c.Enqueue(ctx, e.q, "report", nil, o)
+			var d *queue.DuplicateError
+			if !errors.As(err, &d) || id != holder || d.ID != holder {
+				t.Fatalf("%s: %q %v, want a *DuplicateError naming %s", when, id, err, holder)
+			}
+		}
+		free := func(when string) string {
+			t.Helper()
+			id, err := e.c.Enqueue(ctx, e.q, "report", nil, o)
+			if err != nil {
+				t.Fatalf("%s: %v, want the key free", when, err)
+			}
+			return id
+		}
+		first := free("first enqueue")
+		if m := e.state(first); m.UniqueKey != "nightly" || !m.UniqueWhileActive {
+			t.Fatalf("job %+v, want its while-active unique key", m)
+		}
+		dup(first, "while pending")
+		e.clk.Add(48 * time.Hour)
+		dup(first, "while pending 48h later (no time bound)")
+		l := e.fetch(1, time.Minute)[0]
+		dup(first, "while active")
+		if err := e.b.Fail(ctx, l, "boom", e.clk.Now().Add(time.Second), false); err != nil {
+			t.Fatal(err)
+		}
+		dup(first, "while waiting for a retry")
+		e.clk.Add(time.Second)
+		if err := e.b.Complete(ctx, e.fetch(1, time.Minute)[0]); err != nil {
+			t.Fatal(err)
+		}
+		second := free("once the job is done")
+		dup(second, "while the next one is pending")
+		if err := e.b.Fail(ctx, e.fetch(1, time.Minute)[0], "fatal", e.clk.Now(), true); err != nil {
+			t.Fatal(err)
+		}
+		third := free("once the job is dead")
+		dup(third, "while the third one is pending")
+		for _, bad := range []queue.EnqueueOptions{{UniqueWhileActive: true}, {UniqueKey: "k", UniqueWhileActive: true, UniqueFor: time.Minute}} {
+			if _, err := e.c.Enqueue(ctx, e.q, "report", nil, bad); !errors.Is(err, queue.ErrInvalid) {
+				t.Errorf("Enqueue(%+v): %v, want ErrInvalid", bad, err)
+			}
+		}
+	})
 	t.Run("LeaseExpiryRedelivers", func(t *testing.T) {
 		e := setup(t, f)
 		id := e.enqueue("slow", queue.EnqueueOptions{})
