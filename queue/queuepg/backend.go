@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -50,6 +51,10 @@ type Options struct {
 	// SweepInterval, when set, removes done jobs past Retention in the
 	// background until Close. Default: 0 (call Sweep yourself).
 	SweepInterval time.Duration
+	// PollInterval is how often a waiting Fetch looks for jobs without a
+	// NOTIFY: scheduled and retry jobs that became due, expired leases,
+	// notifications missed. Default: 1s.
+	PollInterval time.Duration
 	// Now is the clock. Default: nil, the database's now(). Set it for
 	// simulated time in tests.
 	Now func() time.Time
@@ -64,6 +69,7 @@ type Backend struct {
 	jobs, unq string
 	channel   string
 	retention time.Duration
+	poll      time.Duration
 	now       func() time.Time
 	log       *slog.Logger
 
@@ -75,6 +81,11 @@ type Backend struct {
 	stop     chan struct{}
 	bg       sync.WaitGroup
 	once     sync.Once
+
+	// For tests: the listener is in LISTEN; Fetch calls found nothing
+	// and started waiting.
+	listening atomic.Bool
+	idle      atomic.Int64
 }
 
 var prefixRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,40}$`)
@@ -97,9 +108,15 @@ func New(o Options) (*Backend, error) {
 	if o.Retention < 0 || o.SweepInterval < 0 {
 		return nil, fmt.Errorf("%w: queuepg: Options.Retention and SweepInterval must be >= 0", queue.ErrInvalid)
 	}
+	if o.PollInterval == 0 {
+		o.PollInterval = time.Second
+	}
+	if o.PollInterval < time.Millisecond {
+		return nil, fmt.Errorf("%w: queuepg: Options.PollInterval must be >= 1ms, got %v", queue.ErrInvalid, o.PollInterval)
+	}
 	o.Logger = logx.Or(o.Logger)
 	b := &Backend{pool: o.Pool, jobs: o.Prefix + "_jobs", unq: o.Prefix + "_unique", channel: o.Prefix + "_jobs",
-		retention: o.Retention, now: o.Now, log: o.Logger, waiters: map[string]chan struct{}{}, stop: make(chan struct{})}
+		retention: o.Retention, poll: o.PollInterval, now: o.Now, log: o.Logger, waiters: map[string]chan struct{}{}, stop: make(chan struct{})}
 	var err error
 	if b.completer, err = batch.New(b.completeMany, batch.Options{Wait: time.Millisecond, MaxBatch: 1000, MaxConcurrent: 4}); err != nil {
 		return nil, err
@@ -299,8 +316,8 @@ func scanJob(row pgx.Row) (*queue.Message, string, time.Time, error) {
 
 // Fetch is queue.Backend.Fetch: one UPDATE ... FROM (SELECT ... FOR
 // UPDATE SKIP LOCKED) per attempt, so concurrent workers never lease one
-// job twice; with Wait it sleeps until a NOTIFY for the queue (or the next
-// due time, or Wait) when nothing is due.
+// job twice; with Wait it sleeps until a NOTIFY for the queue (or
+// PollInterval, or Wait) when nothing is due.
 func (b *Backend) Fetch(ctx context.Context, r queue.FetchRequest) ([]*queue.Lease, error) {
 	deadline := time.Now().Add(r.Wait)
 	for {
@@ -316,7 +333,8 @@ func (b *Backend) Fetch(ctx context.Context, r queue.FetchRequest) ([]*queue.Lea
 		if left <= 0 {
 			return nil, nil
 		}
-		t := time.NewTimer(min(left, time.Second)) // due scheduled jobs are found within 1s
+		b.idle.Add(1)
+		t := time.NewTimer(min(left, b.poll)) // due scheduled jobs are found within PollInterval
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -608,7 +626,9 @@ func (b *Backend) listenOnce(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{b.channel}.Sanitize()); err != nil {
 		return err
 	}
+	b.listening.Store(true)
 	defer func() {
+		b.listening.Store(false)
 		// The connection goes back to the pool: stop listening on it.
 		c, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()

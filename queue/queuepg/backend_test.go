@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/scalekit-go/scalekit/internal/poll"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/queue/queuetest"
@@ -108,29 +109,46 @@ func TestEnqueueTx(t *testing.T) {
 }
 
 // A waiting Fetch wakes on the NOTIFY of an enqueue from another
-// connection instead of sleeping out its wait.
+// connection instead of sleeping out its wait: with a 30s PollInterval,
+// only the NOTIFY can deliver the job within the test's 10s.
 func TestNotifyWakesFetch(t *testing.T) {
 	f := testinfra.Postgres(t)
-	b := newBackend(t, f.Primary, Options{})
+	const pollEvery = 30 * time.Second
+	b := newBackend(t, f.Primary, Options{PollInterval: pollEvery})
 	other := newBackend(t, f.Primary, Options{})
 	ctx := context.Background()
-	got := make(chan []*queue.Lease, 1)
+	type result struct {
+		ls  []*queue.Lease
+		err error
+		at  time.Time
+	}
+	got := make(chan result, 1)
 	go func() {
-		ls, _ := b.Fetch(ctx, queue.FetchRequest{Queue: "wake", Max: 1, Lease: time.Minute, Wait: 30 * time.Second, Order: queue.FetchOrder(0)})
-		got <- ls
+		ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "wake", Max: 1, Lease: time.Minute, Wait: time.Minute, Order: queue.FetchOrder(0)})
+		got <- result{ls, err, time.Now()}
 	}()
-	time.Sleep(200 * time.Millisecond) // the fetch is waiting
+	// The fetch found nothing and waits, and the listener is in LISTEN:
+	// the enqueue below can reach it only by its NOTIFY.
+	poll.Until(t, 20*time.Second, "the fetch waiting and the listener listening", func() bool {
+		return b.idle.Load() >= 1 && b.listening.Load()
+	})
 	c, _ := queue.NewClient(queue.ClientOptions{Backend: other})
+	enqueued := time.Now()
 	if _, err := c.Enqueue(ctx, "wake", "k", nil, queue.EnqueueOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case ls := <-got:
-		if len(ls) != 1 {
-			t.Fatalf("woken fetch got %d jobs", len(ls))
+	case res := <-got:
+		if res.err != nil || len(res.ls) != 1 {
+			t.Fatalf("woken fetch got %v %v, want the job", res.ls, res.err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the waiting fetch did not wake on the enqueue (30s wait)")
+		if d := res.at.Sub(enqueued); d >= pollEvery/3 {
+			t.Fatalf("the fetch returned %v after the enqueue: not woken by the NOTIFY", d)
+		} else {
+			t.Logf("woken %v after the enqueue (poll every %v)", d, pollEvery)
+		}
+	case <-time.After(pollEvery / 3):
+		t.Fatalf("the waiting fetch was not woken within %v of the enqueue (it polls every %v): NOTIFY did not reach it", pollEvery/3, pollEvery)
 	}
 }
 
@@ -163,7 +181,7 @@ func crashBackend(url string) queue.Backend {
 
 func TestBadOptions(t *testing.T) {
 	f := testinfra.Postgres(t)
-	for _, o := range []Options{{}, {Pool: f.Primary, Prefix: "Bad-Prefix"}, {Pool: f.Primary, Retention: -1}} {
+	for _, o := range []Options{{}, {Pool: f.Primary, Prefix: "Bad-Prefix"}, {Pool: f.Primary, Retention: -1}, {Pool: f.Primary, PollInterval: -1}} {
 		if _, err := New(o); !errors.Is(err, queue.ErrInvalid) {
 			t.Errorf("New(%+v) = %v", o, err)
 		}
