@@ -172,3 +172,10 @@ func (c *Client) Dead(ctx context.Context, queue string, limit int) ([]*Message,
 func (c *Client) Requeue(ctx context.Context, queue, id string) error {
 	return c.b.Requeue(ctx, queue, id)
 }
+
+// Delete removes a job in any state (and the unique key it holds), or
+// returns ErrNotFound. A running job's worker cannot record its outcome
+// (ErrLeaseLost) and its handler is cancelled at its next lease renewal.
+func (c *Client) Delete(ctx context.Context, queue, id string) error {
+	return c.b.Delete(ctx, queue, id)
+}

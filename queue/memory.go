@@ -17,6 +17,9 @@ type MemoryBackendOptions struct {
 	// Retention is how long done jobs are kept for status queries.
 	// Default: 24h.
 	Retention time.Duration
+	// DeadRetention is how long dead jobs are kept for Dead and Requeue.
+	// Default: DefaultDeadRetention (14 days).
+	DeadRetention time.Duration
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 }
@@ -109,6 +112,9 @@ func NewMemoryBackend(o MemoryBackendOptions) *MemoryBackend {
 	if o.Retention <= 0 {
 		o.Retention = 24 * time.Hour
 	}
+	if o.DeadRetention <= 0 {
+		o.DeadRetention = DefaultDeadRetention
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -187,6 +193,10 @@ func (b *MemoryBackend) due(q *memQueue, now time.Time) {
 	for len(q.done) > 0 && now.Sub(q.done[0].m.FinishedAt) > b.o.Retention {
 		delete(q.jobs, q.done[0].m.ID)
 		q.done = q.done[1:]
+	}
+	for len(q.dead) > 0 && now.Sub(q.dead[0].m.FinishedAt) > b.o.DeadRetention {
+		delete(q.jobs, q.dead[0].m.ID)
+		q.dead = q.dead[1:]
 	}
 }
 
@@ -396,6 +406,36 @@ func (b *MemoryBackend) Requeue(_ context.Context, queue, id string) error {
 	j.m.Attempt, j.m.RunAt, j.m.FinishedAt = 0, now, time.Time{}
 	q.place(j, now)
 	q.signal()
+	return nil
+}
+
+// Delete is Backend.Delete.
+func (b *MemoryBackend) Delete(_ context.Context, queue, id string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.queues[queue]
+	if q == nil || q.jobs[id] == nil {
+		return fmt.Errorf("%w: %s in queue %s", ErrNotFound, id, queue)
+	}
+	j := q.jobs[id]
+	is := func(o *memJob) bool { return o == j }
+	for p := range q.ready {
+		q.ready[p] = slices.DeleteFunc(q.ready[p], is)
+	}
+	if j.idx >= 0 {
+		heap.Remove(&q.timed, j.idx)
+	}
+	delete(q.active, id)
+	q.dead = slices.DeleteFunc(q.dead, is)
+	q.done = slices.DeleteFunc(q.done, is)
+	delete(q.jobs, id)
+	j.token = ""
+	if j.m.UniqueKey != "" {
+		uk := queue + "\x00" + j.m.UniqueKey
+		if h, ok := b.unique[uk]; ok && h.id == id {
+			delete(b.unique, uk)
+		}
+	}
 	return nil
 }
 

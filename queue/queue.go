@@ -95,7 +95,8 @@ const (
 	// Retry jobs failed and wait for their next attempt.
 	Retry State = "retry"
 	// Dead jobs failed for the last time (or permanently); see Dead and
-	// Requeue.
+	// Requeue. They are kept for the backend's dead retention
+	// (DefaultDeadRetention unless set), then removed.
 	Dead State = "dead"
 	// Done jobs completed; they are kept for status queries for the
 	// backend's retention.
@@ -192,7 +193,16 @@ type Backend interface {
 	Dead(ctx context.Context, queue string, limit int) ([]*Message, error)
 	// Requeue makes a dead job pending again with a fresh attempt count.
 	Requeue(ctx context.Context, queue, id string) error
+	// Delete removes a job in any state, with the unique hold it has,
+	// or returns ErrNotFound. A deleted active job's worker gets
+	// ErrLeaseLost for its outcome (and its handler's ctx is cancelled
+	// at its next renewal).
+	Delete(ctx context.Context, queue, id string) error
 }
+
+// DefaultDeadRetention is how long the backends of this module keep dead
+// jobs (for Dead and Requeue) unless told otherwise: 14 days.
+const DefaultDeadRetention = 14 * 24 * time.Hour
 
 // SameJob reports whether b is the same job as a for an enqueue retried
 // with the same EnqueueOptions.ID: same queue, id, kind and payload. A

@@ -5,8 +5,9 @@
 // committed (the transactional outbox, without the outbox).
 //
 // Migrate creates the tables (queue_jobs and queue_unique by default).
-// Done jobs are kept for Options.Retention for status queries and removed
-// by Sweep (or Options.SweepInterval).
+// Done jobs are kept for Options.Retention for status queries, dead jobs
+// for Options.DeadRetention (14 days by default), and removed by Sweep
+// (or Options.SweepInterval).
 //
 // When PostgreSQL is down, Enqueue returns its error and workers keep
 // retrying their fetches with a growing pause; leases run on the
@@ -48,8 +49,12 @@ type Options struct {
 	Prefix string
 	// Retention is how long done jobs are kept. Default: 24h.
 	Retention time.Duration
-	// SweepInterval, when set, removes done jobs past Retention in the
-	// background until Close. Default: 0 (call Sweep yourself).
+	// DeadRetention is how long dead jobs are kept for Dead and Requeue.
+	// Default: queue.DefaultDeadRetention (14 days).
+	DeadRetention time.Duration
+	// SweepInterval, when set, removes done and dead jobs past their
+	// retention in the background until Close. Default: 0 (call Sweep
+	// yourself).
 	SweepInterval time.Duration
 	// PollInterval is how often a waiting Fetch looks for jobs without a
 	// NOTIFY: scheduled and retry jobs that became due, expired leases,
@@ -69,6 +74,7 @@ type Backend struct {
 	jobs, unq string
 	channel   string
 	retention time.Duration
+	deadRet   time.Duration
 	poll      time.Duration
 	now       func() time.Time
 	log       *slog.Logger
@@ -105,8 +111,11 @@ func New(o Options) (*Backend, error) {
 	if o.Retention == 0 {
 		o.Retention = 24 * time.Hour
 	}
-	if o.Retention < 0 || o.SweepInterval < 0 {
-		return nil, fmt.Errorf("%w: queuepg: Options.Retention and SweepInterval must be >= 0", queue.ErrInvalid)
+	if o.DeadRetention == 0 {
+		o.DeadRetention = queue.DefaultDeadRetention
+	}
+	if o.Retention < 0 || o.DeadRetention < 0 || o.SweepInterval < 0 {
+		return nil, fmt.Errorf("%w: queuepg: Options.Retention, DeadRetention and SweepInterval must be >= 0", queue.ErrInvalid)
 	}
 	if o.PollInterval == 0 {
 		o.PollInterval = time.Second
@@ -116,7 +125,7 @@ func New(o Options) (*Backend, error) {
 	}
 	o.Logger = logx.Or(o.Logger)
 	b := &Backend{pool: o.Pool, jobs: o.Prefix + "_jobs", unq: o.Prefix + "_unique", channel: o.Prefix + "_jobs",
-		retention: o.Retention, poll: o.PollInterval, now: o.Now, log: o.Logger, waiters: map[string]chan struct{}{}, stop: make(chan struct{})}
+		retention: o.Retention, deadRet: o.DeadRetention, poll: o.PollInterval, now: o.Now, log: o.Logger, waiters: map[string]chan struct{}{}, stop: make(chan struct{})}
 	var err error
 	if b.completer, err = batch.New(b.completeMany, batch.Options{Wait: time.Millisecond, MaxBatch: 1000, MaxConcurrent: 4}); err != nil {
 		return nil, err
@@ -529,11 +538,28 @@ WHERE queue = $1 AND id = $2 AND state = 'dead'`, queueName, id, b.nowArg())
 	return nil
 }
 
-// Sweep deletes done jobs past Retention and the unique holds that no
-// longer hold (expired, or while-active of a finished job); it
-// returns how many jobs it deleted.
+// Delete is queue.Backend.Delete: the job's row and its unique hold go in
+// one statement.
+func (b *Backend) Delete(ctx context.Context, queueName, id string) error {
+	var n int
+	err := b.pool.QueryRow(ctx, `WITH d AS (DELETE FROM `+b.jobs+` WHERE queue = $1 AND id = $2 RETURNING queue, id, unique_key),
+  u AS (DELETE FROM `+b.unq+` h USING d WHERE h.queue = d.queue AND h.unique_key = d.unique_key AND h.job_id = d.id)
+SELECT count(*) FROM d`, queueName, id).Scan(&n)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: %s in queue %s", queue.ErrNotFound, id, queueName)
+	}
+	return nil
+}
+
+// Sweep deletes done jobs past Retention, dead jobs past DeadRetention
+// and the unique holds that no longer hold (expired, or while-active of
+// a finished job); it returns how many jobs it deleted.
 func (b *Backend) Sweep(ctx context.Context) (int64, error) {
-	tag, err := b.pool.Exec(ctx, `DELETE FROM `+b.jobs+` WHERE state = 'done' AND finished_at <= `+now(1)+` - $2 * interval '1 millisecond'`, b.nowArg(), b.retention.Milliseconds())
+	tag, err := b.pool.Exec(ctx, `DELETE FROM `+b.jobs+` WHERE (state = 'done' AND finished_at <= `+now(1)+` - $2 * interval '1 millisecond')
+  OR (state = 'dead' AND finished_at <= `+now(1)+` - $3 * interval '1 millisecond')`, b.nowArg(), b.retention.Milliseconds(), b.deadRet.Milliseconds())
 	if err != nil {
 		return 0, fmt.Errorf("queuepg: Sweep: %w", err)
 	}

@@ -41,9 +41,13 @@ type Options struct {
 	// Timeout bounds each round trip (a Fetch with Wait is several, each
 	// bounded). Default: DefaultTimeout (500ms).
 	Timeout time.Duration
-	// Retention is how long done jobs are kept for Job and Counts. Dead
-	// jobs are kept until requeued. Default: 24h.
+	// Retention is how long done jobs are kept for Job and Counts.
+	// Default: 24h.
 	Retention time.Duration
+	// DeadRetention is how long dead jobs are kept for Dead and Requeue;
+	// a Fetch on the queue removes those past it. Default:
+	// queue.DefaultDeadRetention (14 days).
+	DeadRetention time.Duration
 	// Now is the clock. Default: nil, Redis TIME, so the clocks of the
 	// fleet do not matter for leases and due times. Set it for simulated
 	// time in tests.
@@ -59,6 +63,7 @@ type Backend struct {
 	prefix    string
 	timeout   time.Duration
 	retention time.Duration
+	deadRet   time.Duration
 	now       func() time.Time
 }
 
@@ -89,10 +94,16 @@ func New(o Options) (*Backend, error) {
 	if o.Retention < time.Millisecond {
 		return bad("Retention must be >= 1ms, got %v", o.Retention)
 	}
+	if o.DeadRetention == 0 {
+		o.DeadRetention = queue.DefaultDeadRetention
+	}
+	if o.DeadRetention < time.Millisecond {
+		return bad("DeadRetention must be >= 1ms, got %v", o.DeadRetention)
+	}
 	if err := redisx.CheckClientTimeouts(o.Client, o.Timeout); err != nil {
 		return bad("Client: %v", err)
 	}
-	return &Backend{c: o.Client, prefix: o.Prefix, timeout: o.Timeout, retention: o.Retention, now: o.Now}, nil
+	return &Backend{c: o.Client, prefix: o.Prefix, timeout: o.Timeout, retention: o.Retention, deadRet: o.DeadRetention, now: o.Now}, nil
 }
 
 // nowArg is the scripts' time argument: Unix µs from Options.Now, or -1
@@ -107,14 +118,14 @@ func (b *Backend) nowArg() int64 {
 // tag is the hash-tagged start of every key of queue q.
 func (b *Backend) tag(q string) string { return "{" + b.prefix + ":" + q + "}:" }
 
-// keys are the 12 keys every script gets (see scripts.go); id and
+// keys are the 13 keys every script gets (see scripts.go); id and
 // uniqueKey may be empty when the script does not use them.
 func (b *Backend) keys(q, id, uniqueKey string) []string {
 	t := b.tag(q)
 	return []string{
 		t + "ready:default", t + "ready:high", t + "ready:low",
 		t + "scheduled", t + "retry", t + "active", t + "done", t + "dead",
-		t + "wake", t + "deadseq", t + "job:" + id, t + "unique:" + uniqueKey,
+		t + "wake", t + "deadseq", t + "job:" + id, t + "unique:" + uniqueKey, t + "deadat",
 	}
 }
 
@@ -225,7 +236,7 @@ func (b *Backend) Fetch(ctx context.Context, r queue.FetchRequest) ([]*queue.Lea
 	keys := b.keys(r.Queue, "", "")
 	for {
 		v, err := b.run(ctx, "Fetch", fetchScript, keys, b.tag(r.Queue)+"job:", b.nowArg(), r.Max,
-			r.Lease.Microseconds(), b.retention.Microseconds(), token.New(), order[0], order[1], order[2])
+			r.Lease.Microseconds(), b.retention.Microseconds(), token.New(), order[0], order[1], order[2], b.deadRet.Microseconds())
 		if err != nil {
 			return nil, err
 		}
@@ -405,6 +416,19 @@ func (b *Backend) Requeue(ctx context.Context, queueName, id string) error {
 	}
 	if n, _ := v.(int64); n != 1 {
 		return fmt.Errorf("%w: no dead job %s in queue %s", queue.ErrNotFound, id, queueName)
+	}
+	return nil
+}
+
+// Delete is queue.Backend.Delete: one script removes the job from every
+// list and set of its queue, its hash and the unique hold it has.
+func (b *Backend) Delete(ctx context.Context, queueName, id string) error {
+	v, err := b.run(ctx, "Delete", deleteScript, b.keys(queueName, id, ""), b.tag(queueName)+"job:", b.nowArg(), id)
+	if err != nil {
+		return err
+	}
+	if n, _ := v.(int64); n != 1 {
+		return fmt.Errorf("%w: %s in queue %s", queue.ErrNotFound, id, queueName)
 	}
 	return nil
 }

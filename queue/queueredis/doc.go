@@ -19,6 +19,7 @@
 //	{p:q}:done             ZSET of done jobs by finish time (for the retention)
 //	{p:q}:dead             ZSET of dead jobs by death order (newest listed first)
 //	{p:q}:deadseq          the counter that orders them
+//	{p:q}:deadat           ZSET of dead jobs by death time (for the dead retention)
 //	{p:q}:unique:<key>     hash: the id holding the unique key, and until when
 //	{p:q}:wake             a stream of at most one entry, the wake-up signal
 //
@@ -41,7 +42,9 @@
 // gets queue.ErrLeaseLost, even before another worker took the job.
 // Release gives the attempt back and puts the job at the front of its
 // list. Done hashes get the retention as their TTL; dead jobs stay until
-// Requeue.
+// Requeue, Delete or their DeadRetention (14 days by default), past which
+// a Fetch deletes them (up to 1000 per call). Dead jobs from a version
+// before DeadRetention are not in deadat and stay until deleted.
 //
 // A Fetch with Wait that finds nothing blocks in XREAD BLOCK on the wake
 // stream, from the entry id its script saw, so a job enqueued between the

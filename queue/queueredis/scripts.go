@@ -14,13 +14,14 @@ var fields = []string{
 	"unique_active",
 }
 
-// The scripts share one calling convention. KEYS are always the same 12
+// The scripts share one calling convention. KEYS are always the same 13
 // keys of one queue, all under its hash tag (see Backend.keys):
 //
 //	1-3 ready lists of Default, High and Low jobs (index = priority + 1)
 //	4 scheduled ZSET, 5 retry ZSET (by run-at), 6 active ZSET (by lease
 //	deadline), 7 done ZSET (by finish time), 8 dead ZSET (by death order),
-//	9 wake stream, 10 death sequence, 11 the job's hash, 12 its unique hold
+//	9 wake stream, 10 death sequence, 11 the job's hash, 12 its unique hold,
+//	13 deadat ZSET (dead jobs by death time, for the dead retention)
 //
 // ARGV[1] is the key prefix of the queue's job hashes ("{prefix:queue}:job:"),
 // for the scripts that touch jobs other than KEYS[11]; ARGV[2] is now in
@@ -69,6 +70,15 @@ local function ready(priority) return KEYS[tonumber(priority) + 1] end
 -- uniqueKey is the key of a unique hold of this queue (KEYS[12] names
 -- only the enqueued job's): the queue's hash tag from ARGV[1] ("...job:").
 local function uniqueKey(ukey) return string.sub(ARGV[1], 1, -5) .. 'unique:' .. ukey end
+-- dropHold deletes the unique hold of job id (hash k), whatever its kind,
+-- if it names that job.
+local function dropHold(k, id)
+  local ukey = redis.call('HGET', k, 'unique_key')
+  if ukey then
+    local uk = uniqueKey(ukey)
+    if redis.call('HGET', uk, 'id') == id then redis.call('DEL', uk) end
+  end
+end
 -- releaseUnique drops the while-active hold of job id (hash k), which
 -- finished or is deleted.
 local function releaseUnique(k, id)
@@ -157,8 +167,9 @@ return {'ok', state}
 // ready lists (in run-at order) and jobs whose lease expired to the front,
 // drops done jobs past the retention, then leases up to max jobs from the
 // ready lists in the given priority order, counting an attempt on each.
-// ARGV[3..]: max, lease (µs), retention (µs), token base, then the three
-// priorities in fetch order. Reply: {µs until the next scheduled job,
+// ARGV[3..]: max, lease (µs), retention (µs), token base, the three
+// priorities in fetch order, dead retention (µs): dead jobs past it are
+// deleted. Reply: {µs until the next scheduled job,
 // retry or lease deadline (-1: none), the wake stream's last id, jobs...};
 // the first two only when no job was leased.
 var fetchScript = script(true, `
@@ -205,6 +216,16 @@ for _, id in ipairs(old) do
   if redis.call('HGET', base .. id, 'state') == 'done' then redis.call('DEL', base .. id) end
 end
 if #old > 0 then redis.call('ZREM', KEYS[7], unpack(old)) end
+local oldDead = redis.call('ZRANGEBYSCORE', KEYS[13], '-inf', '(' .. fmt(now - tonumber(ARGV[10])), 'LIMIT', 0, 1000)
+for _, id in ipairs(oldDead) do
+  local k = base .. id
+  if redis.call('HGET', k, 'state') == 'dead' then
+    dropHold(k, id)
+    redis.call('DEL', k)
+    redis.call('ZREM', KEYS[8], id)
+  end
+end
+if #oldDead > 0 then redis.call('ZREM', KEYS[13], unpack(oldDead)) end
 
 local out = {-1, ''}
 local n = 0
@@ -290,6 +311,7 @@ local v = redis.call('HMGET', k, 'attempt', 'max_attempts', 'priority')
 if ARGV[7] == '1' or tonumber(v[1]) >= tonumber(v[2]) then
   redis.call('HSET', k, 'state', 'dead', 'last_error', ARGV[5], 'finished_at', fmt(now))
   redis.call('ZADD', KEYS[8], redis.call('INCR', KEYS[10]), id)
+  redis.call('ZADD', KEYS[13], fmt(now), id)
   releaseUnique(k, id)
   return 1
 end
@@ -389,9 +411,23 @@ local k, id = KEYS[11], ARGV[3]
 if redis.call('HGET', k, 'state') ~= 'dead' then return 0 end
 local now = clock(ARGV[2])
 redis.call('ZREM', KEYS[8], id)
+redis.call('ZREM', KEYS[13], id)
 redis.call('HSET', k, 'state', 'pending', 'attempt', 0, 'run_at', fmt(now))
 redis.call('HDEL', k, 'finished_at', 'token')
 redis.call('RPUSH', ready(redis.call('HGET', k, 'priority')), id)
 wake()
+return 1
+`)
+
+// deleteScript removes a job: its id from every list and set of the
+// queue, its unique hold (if it names the job), its hash. ARGV[3]: id.
+// Reply: 1, or 0 when there is no such job.
+var deleteScript = script(true, `
+local k, id = KEYS[11], ARGV[3]
+if redis.call('EXISTS', k) == 0 then return 0 end
+dropHold(k, id)
+for i = 1, 3 do redis.call('LREM', KEYS[i], 0, id) end
+for _, z in ipairs({4, 5, 6, 7, 8, 13}) do redis.call('ZREM', KEYS[z], id) end
+redis.call('DEL', k)
 return 1
 `)

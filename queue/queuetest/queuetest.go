@@ -81,7 +81,27 @@ func kinds(ls []*queue.Lease) []string {
 	return out
 }
 
-// Run runs the Backend conformance suite as subtests of t.
+// Sweeper is a Backend that removes jobs past their retention only when
+// asked (queuepg): the suite calls Sweep before it checks a retention.
+type Sweeper interface {
+	Sweep(ctx context.Context) (int64, error)
+}
+
+// sweep runs e's backend's Sweep, if it has one, and a Fetch (which
+// applies the retention on backends that clean up as they go).
+func (e *env) sweep() {
+	e.t.Helper()
+	if s, ok := e.b.(Sweeper); ok {
+		if _, err := s.Sweep(context.Background()); err != nil {
+			e.t.Fatalf("Sweep: %v", err)
+		}
+	}
+	e.fetch(1, time.Minute)
+}
+
+// Run runs the Backend conformance suite as subtests of t. The Factory's
+// backends must use the default dead retention
+// (queue.DefaultDeadRetention).
 func Run(t *testing.T, f Factory) {
 	ctx := context.Background()
 	t.Run("FIFOAndComplete", func(t *testing.T) {
@@ -320,6 +340,80 @@ func Run(t *testing.T, f Factory) {
 			if _, err := e.c.Enqueue(ctx, e.q, "report", nil, bad); !errors.Is(err, queue.ErrInvalid) {
 				t.Errorf("Enqueue(%+v): %v, want ErrInvalid", bad, err)
 			}
+		}
+	})
+	t.Run("Delete", func(t *testing.T) {
+		e := setup(t, f)
+		active := e.enqueue("active", queue.EnqueueOptions{})
+		l := e.fetch(1, time.Minute)[0]
+		dead := e.enqueue("dead", queue.EnqueueOptions{})
+		if err := e.b.Fail(ctx, e.fetch(1, time.Minute)[0], "x", e.clk.Now(), true); err != nil {
+			t.Fatal(err)
+		}
+		done := e.enqueue("done", queue.EnqueueOptions{})
+		if err := e.b.Complete(ctx, e.fetch(1, time.Minute)[0]); err != nil {
+			t.Fatal(err)
+		}
+		retry := e.enqueue("retry", queue.EnqueueOptions{})
+		if err := e.b.Fail(ctx, e.fetch(1, time.Minute)[0], "x", e.clk.Now().Add(time.Minute), false); err != nil {
+			t.Fatal(err)
+		}
+		pending := e.enqueue("pending", queue.EnqueueOptions{UniqueKey: "k", UniqueFor: time.Hour})
+		scheduled := e.enqueue("scheduled", queue.EnqueueOptions{Delay: time.Minute, UniqueKey: "w", UniqueWhileActive: true})
+		for _, id := range []string{active, dead, done, retry, pending, scheduled} {
+			if err := e.c.Delete(ctx, e.q, id); err != nil {
+				t.Fatalf("Delete(%s): %v", id, err)
+			}
+			if _, err := e.c.Job(ctx, e.q, id); !errors.Is(err, queue.ErrNotFound) {
+				t.Fatalf("Job(%s) after Delete: %v, want ErrNotFound", id, err)
+			}
+			if err := e.c.Delete(ctx, e.q, id); !errors.Is(err, queue.ErrNotFound) {
+				t.Fatalf("Delete(%s) again: %v, want ErrNotFound", id, err)
+			}
+		}
+		if err := e.b.Complete(ctx, l); !errors.Is(err, queue.ErrLeaseLost) {
+			t.Fatalf("Complete of a deleted active job: %v, want ErrLeaseLost", err)
+		}
+		e.clk.Add(2 * time.Minute)
+		if ls := e.fetch(10, time.Minute); len(ls) != 0 {
+			t.Fatalf("deleted jobs fetched: %v", kinds(ls))
+		}
+		if c, err := e.c.Counts(ctx, e.q); err != nil || c != (queue.Counts{}) {
+			t.Fatalf("counts after deleting every job: %+v %v, want zero", c, err)
+		}
+		if d, err := e.c.Dead(ctx, e.q, 10); err != nil || len(d) != 0 {
+			t.Fatalf("Dead after Delete: %v %v", d, err)
+		}
+		for _, k := range []string{"k", "w"} {
+			if _, err := e.c.Enqueue(ctx, e.q, "again", nil, queue.EnqueueOptions{UniqueKey: k}); err != nil {
+				t.Fatalf("unique key %q of a deleted job: %v, want it free", k, err)
+			}
+		}
+		if err := e.c.Delete(ctx, e.q, "never"); !errors.Is(err, queue.ErrNotFound) {
+			t.Fatalf("Delete of an unknown id: %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("DeadRetention", func(t *testing.T) {
+		e := setup(t, f)
+		id := e.enqueue("doomed", queue.EnqueueOptions{})
+		if err := e.b.Fail(ctx, e.fetch(1, time.Minute)[0], "x", e.clk.Now(), true); err != nil {
+			t.Fatal(err)
+		}
+		e.clk.Add(queue.DefaultDeadRetention - time.Hour)
+		e.sweep()
+		if m := e.state(id); m.State != queue.Dead {
+			t.Fatalf("a dead job within the retention: %s, want dead", m.State)
+		}
+		e.clk.Add(2 * time.Hour)
+		e.sweep()
+		if _, err := e.c.Job(ctx, e.q, id); !errors.Is(err, queue.ErrNotFound) {
+			t.Fatalf("a dead job past the %v retention: %v, want ErrNotFound", queue.DefaultDeadRetention, err)
+		}
+		if c, _ := e.c.Counts(ctx, e.q); c.Dead != 0 {
+			t.Fatalf("counts %+v past the dead retention, want 0 dead", c)
+		}
+		if d, err := e.c.Dead(ctx, e.q, 10); err != nil || len(d) != 0 {
+			t.Fatalf("Dead past the retention: %v %v, want none", d, err)
 		}
 	})
 	t.Run("LeaseExpiryRedelivers", func(t *testing.T) {
