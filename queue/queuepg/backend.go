@@ -9,6 +9,18 @@
 // for Options.DeadRetention (14 days by default), and removed by Sweep
 // (or Options.SweepInterval).
 //
+// Workers are woken by NOTIFY, sent after the enqueue committed from the
+// backend's own connection, coalesced per queue: never inside the
+// enqueuing transaction, because PostgreSQL serialises the commits of
+// transactions that notified (a global lock held through the commit),
+// which would cap the caller's whole write path. EnqueueTx learns of its
+// transaction's commit with pg_xact_status (PostgreSQL 13 or later).
+//
+// PgBouncer (and other poolers) in transaction mode do not keep a session
+// for LISTEN: set Options.PollOnly there (or point the workers' pool at
+// PostgreSQL directly, or at a session-mode pool); waiting workers then
+// poll every Options.PollInterval.
+//
 // When PostgreSQL is down, Enqueue returns its error and workers keep
 // retrying their fetches with a growing pause; leases run on the
 // database's clock, so a worker that cannot reach the database cannot
@@ -60,6 +72,11 @@ type Options struct {
 	// NOTIFY: scheduled and retry jobs that became due, expired leases,
 	// notifications missed. Default: 1s.
 	PollInterval time.Duration
+	// PollOnly turns LISTEN/NOTIFY off: waiting Fetches poll every
+	// PollInterval and enqueues send no NOTIFY. Set it behind a pooler
+	// in transaction mode (PgBouncer pool_mode=transaction), where LISTEN
+	// does not work: the listener's session is not kept. Default: false.
+	PollOnly bool
 	// Now is the clock. Default: nil, the database's now(). Set it for
 	// simulated time in tests.
 	Now func() time.Time
@@ -87,6 +104,14 @@ type Backend struct {
 	stop     chan struct{}
 	bg       sync.WaitGroup
 	once     sync.Once
+
+	pollOnly bool
+
+	nmu       sync.Mutex
+	dirty     map[string]bool // queues to notify
+	pending   []pendingTx     // EnqueueTx transactions to notify after
+	notifying bool            // the notifier runs
+	nkick     chan struct{}
 
 	// For tests: the listener is in LISTEN; Fetch calls found nothing
 	// and started waiting.
@@ -125,7 +150,8 @@ func New(o Options) (*Backend, error) {
 	}
 	o.Logger = logx.Or(o.Logger)
 	b := &Backend{pool: o.Pool, jobs: o.Prefix + "_jobs", unq: o.Prefix + "_unique", channel: o.Prefix + "_jobs",
-		retention: o.Retention, deadRet: o.DeadRetention, poll: o.PollInterval, now: o.Now, log: o.Logger, waiters: map[string]chan struct{}{}, stop: make(chan struct{})}
+		retention: o.Retention, deadRet: o.DeadRetention, poll: o.PollInterval, pollOnly: o.PollOnly,
+		dirty: map[string]bool{}, nkick: make(chan struct{}, 1), now: o.Now, log: o.Logger, waiters: map[string]chan struct{}{}, stop: make(chan struct{})}
 	var err error
 	if b.completer, err = batch.New(b.completeMany, batch.Options{Wait: time.Millisecond, MaxBatch: 1000, MaxConcurrent: 4}); err != nil {
 		return nil, err
@@ -193,14 +219,27 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// Enqueue is queue.Backend.Enqueue, in one transaction.
+// Enqueue is queue.Backend.Enqueue, in one transaction; the waiting
+// workers are notified after it committed.
 func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
-	return pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error { return b.insert(ctx, tx, m) })
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error { _, err := b.insert(ctx, tx, m); return err })
+	if err == nil {
+		b.notify(m.Queue)
+	}
+	return err
 }
 
 // EnqueueTx enqueues a job inside tx: it exists, and workers are woken,
 // only if tx commits. It returns the job's id; with a UniqueKey already
 // held it returns the holder's id and a *queue.DuplicateError.
+//
+// It sends no NOTIFY inside tx: PostgreSQL serialises the commits of
+// transactions that notified (one global lock held through the commit),
+// which would cap the caller's whole write path. The backend instead
+// watches tx's id (pg_xact_status) from its own connection and notifies
+// the workers once tx committed, coalesced per queue (about 1ms after the
+// commit; nothing when tx rolled back; the workers' PollInterval when tx
+// stays open longer than that).
 func (b *Backend) EnqueueTx(ctx context.Context, tx pgx.Tx, queueName, kind string, args any, o queue.EnqueueOptions) (string, error) {
 	t := time.Now()
 	if b.now != nil {
@@ -212,12 +251,16 @@ func (b *Backend) EnqueueTx(ctx context.Context, tx pgx.Tx, queueName, kind stri
 	if err != nil {
 		return "", err
 	}
-	if err := b.insert(ctx, tx, m); err != nil {
+	xid, err := b.insert(ctx, tx, m)
+	if err != nil {
 		var d *queue.DuplicateError
 		if errors.As(err, &d) {
 			return d.ID, err
 		}
 		return "", err
+	}
+	if xid != "" {
+		b.notifyAfter(xid, m.Queue)
 	}
 	return m.ID, nil
 }
@@ -240,23 +283,27 @@ func (b *Backend) existing(ctx context.Context, tx pgx.Tx, m *queue.Message) (fo
 	return true, fmt.Errorf("%w: job id %q is already used in queue %q by another job", queue.ErrInvalid, m.ID, m.Queue)
 }
 
-func (b *Backend) insert(ctx context.Context, tx pgx.Tx, m *queue.Message) error {
+// insert adds m in tx and returns tx's id (empty when it stored nothing:
+// the same job was already there).
+func (b *Backend) insert(ctx context.Context, tx pgx.Tx, m *queue.Message) (string, error) {
 	// The job row first: a used id is found by its conflict, without a
 	// read on the common path.
 	var uniqueUntil any
 	if m.UniqueKey != "" && !m.UniqueWhileActive {
 		uniqueUntil = m.UniqueUntil
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO `+b.jobs+` (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms, unique_key, unique_until, enqueued_at, unique_active)
+	var xid string
+	err := tx.QueryRow(ctx, `INSERT INTO `+b.jobs+` (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms, unique_key, unique_until, enqueued_at, unique_active)
 VALUES ($1, $2, $3, $4, $5, CASE WHEN $6::timestamptz > `+now(12)+` THEN 'scheduled' ELSE 'pending' END, 0, $7, $6, $8, nullif($9, ''), $10, $11, $13)
-ON CONFLICT (queue, id) DO NOTHING`,
-		m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), m.RunAt, m.MaxAttempts, m.Timeout.Milliseconds(), m.UniqueKey, uniqueUntil, m.EnqueuedAt, b.nowArg(), m.UniqueWhileActive)
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() == 0 { // the id is used: the same job again, or another
+ON CONFLICT (queue, id) DO NOTHING
+RETURNING pg_current_xact_id()::text`,
+		m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), m.RunAt, m.MaxAttempts, m.Timeout.Milliseconds(), m.UniqueKey, uniqueUntil, m.EnqueuedAt, b.nowArg(), m.UniqueWhileActive).Scan(&xid)
+	if errors.Is(err, pgx.ErrNoRows) { // the id is used: the same job again, or another
 		_, err := b.existing(ctx, tx, m)
-		return err
+		return "", err
+	}
+	if err != nil {
+		return "", err
 	}
 	if m.UniqueKey != "" {
 		var holder string
@@ -270,20 +317,19 @@ WHERE u.until <= `+now(5)+` OR (u.until = 'infinity' AND NOT EXISTS (SELECT 1 FR
 RETURNING job_id`, m.Queue, m.UniqueKey, m.ID, m.UniqueUntil, b.nowArg(), m.UniqueWhileActive).Scan(&holder)
 		if errors.Is(err, pgx.ErrNoRows) {
 			if err := tx.QueryRow(ctx, `SELECT job_id FROM `+b.unq+` WHERE queue = $1 AND unique_key = $2`, m.Queue, m.UniqueKey).Scan(&holder); err != nil {
-				return err
+				return "", err
 			}
 			// Take the job row back: EnqueueTx's caller may still commit.
 			if _, err := tx.Exec(ctx, `DELETE FROM `+b.jobs+` WHERE queue = $1 AND id = $2`, m.Queue, m.ID); err != nil {
-				return err
+				return "", err
 			}
-			return &queue.DuplicateError{UniqueKey: m.UniqueKey, ID: holder}
+			return "", &queue.DuplicateError{UniqueKey: m.UniqueKey, ID: holder}
 		}
 		if err != nil {
-			return err
+			return "", err
 		}
 	}
-	_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, b.channel, m.Queue)
-	return err
+	return xid, nil
 }
 
 const jobColumns = `j.queue, j.id, j.kind, j.payload, j.priority, j.state, j.attempt, j.max_attempts, j.run_at, j.timeout_ms,
@@ -467,7 +513,7 @@ func (b *Backend) Fail(ctx context.Context, l *queue.Lease, errMsg string, retry
 func (b *Backend) Release(ctx context.Context, l *queue.Lease) error {
 	err := b.fenced(ctx, `UPDATE `+b.jobs+` SET state = 'pending', attempt = attempt - 1, token = NULL, lease_until = NULL`+held, l)
 	if err == nil {
-		_, _ = b.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, b.channel, l.Msg.Queue)
+		b.notify(l.Msg.Queue)
 	}
 	return err
 }
@@ -534,7 +580,7 @@ WHERE queue = $1 AND id = $2 AND state = 'dead'`, queueName, id, b.nowArg())
 	if tag.RowsAffected() != 1 {
 		return fmt.Errorf("%w: no dead job %s in queue %s", queue.ErrNotFound, id, queueName)
 	}
-	_, _ = b.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, b.channel, queueName)
+	b.notify(queueName)
 	return nil
 }
 
@@ -584,6 +630,9 @@ func (b *Backend) sweeper(interval time.Duration) {
 func (b *Backend) waiter(queueName string) <-chan struct{} {
 	b.lmu.Lock()
 	defer b.lmu.Unlock()
+	if b.pollOnly {
+		return make(chan struct{}) // never closed: plain polling
+	}
 	if !b.listener {
 		select {
 		case <-b.stop:
@@ -671,7 +720,7 @@ func (b *Backend) listenOnce(ctx context.Context) error {
 	}
 }
 
-// Close stops the listener and the sweeper. It does not close the pool.
+// Close stops the listener, the notifier and the sweeper. It does not close the pool.
 func (b *Backend) Close() error {
 	b.once.Do(func() { close(b.stop) })
 	b.bg.Wait()

@@ -187,3 +187,103 @@ func TestBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// EnqueueTx sends no NOTIFY from the caller's transaction (PostgreSQL
+// would serialise its commit with every other notifying commit): the
+// backend notifies from its own connection once the transaction
+// committed, and not at all for one rolled back.
+func TestEnqueueTxNotifiesAfterCommit(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{})
+	listener, err := pgx.Connect(ctx, f.PrimaryURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close(ctx)
+	if _, err := listener.Exec(ctx, `LISTEN queue_jobs`); err != nil {
+		t.Fatal(err)
+	}
+	// The business transactions run on a connection of their own, out of
+	// the backend's pool: a NOTIFY from that session can only be one sent
+	// inside them.
+	user, err := pgx.Connect(ctx, f.PrimaryURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer user.Close(ctx)
+	enqueue := func(queueName string, commit bool) uint32 {
+		tx, err := user.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		var pid uint32
+		if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.EnqueueTx(ctx, tx, queueName, "k", nil, queue.EnqueueOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if commit {
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return pid
+	}
+	enqueue("txrolledback", false)
+	pid := enqueue("txcommitted", true)
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		n, err := listener.WaitForNotification(wctx)
+		if err != nil {
+			t.Fatalf("no NOTIFY for the committed transaction's queue within 10s: %v", err)
+		}
+		switch n.Payload {
+		case "txrolledback":
+			t.Fatal("a NOTIFY for the job of a rolled-back transaction")
+		case "txcommitted":
+			if n.PID == pid {
+				t.Fatalf("the NOTIFY came from the enqueuing transaction's session (pid %d): it held PostgreSQL's notify lock through its commit", pid)
+			}
+			return
+		}
+	}
+}
+
+// With PollOnly (PgBouncer in transaction mode) nothing LISTENs and
+// nothing is notified: a waiting Fetch finds a new job at its next poll.
+func TestPollOnly(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{PollOnly: true, PollInterval: 50 * time.Millisecond})
+	got := make(chan []*queue.Lease, 1)
+	go func() {
+		ls, _ := b.Fetch(ctx, queue.FetchRequest{Queue: "pollonly", Max: 1, Lease: time.Minute, Wait: 20 * time.Second, Order: queue.FetchOrder(0)})
+		got <- ls
+	}()
+	poll.Until(t, 20*time.Second, "the fetch waiting", func() bool { return b.idle.Load() >= 1 })
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	if _, err := c.Enqueue(ctx, "pollonly", "k", nil, queue.EnqueueOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ls := <-got:
+		if len(ls) != 1 {
+			t.Fatalf("fetch got %d jobs, want 1", len(ls))
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("a poll-only fetch did not find the job")
+	}
+	if b.listening.Load() {
+		t.Fatal("a poll-only backend started a listener")
+	}
+	b.nmu.Lock()
+	notifying := b.notifying
+	b.nmu.Unlock()
+	if notifying {
+		t.Fatal("a poll-only backend started the notifier")
+	}
+}
