@@ -89,6 +89,7 @@ type Options struct {
 type Backend struct {
 	pool      *pgxpool.Pool
 	jobs, unq string
+	counts    string // per queue: how many done jobs the jobs table holds
 	channel   string
 	retention time.Duration
 	deadRet   time.Duration
@@ -149,7 +150,7 @@ func New(o Options) (*Backend, error) {
 		return nil, fmt.Errorf("%w: queuepg: Options.PollInterval must be >= 1ms, got %v", queue.ErrInvalid, o.PollInterval)
 	}
 	o.Logger = logx.Or(o.Logger)
-	b := &Backend{pool: o.Pool, jobs: o.Prefix + "_jobs", unq: o.Prefix + "_unique", channel: o.Prefix + "_jobs",
+	b := &Backend{pool: o.Pool, jobs: o.Prefix + "_jobs", unq: o.Prefix + "_unique", counts: o.Prefix + "_counts", channel: o.Prefix + "_jobs",
 		retention: o.Retention, deadRet: o.DeadRetention, poll: o.PollInterval, pollOnly: o.PollOnly,
 		dirty: map[string]bool{}, nkick: make(chan struct{}, 1), now: o.Now, log: o.Logger, waiters: map[string]chan struct{}{}, stop: make(chan struct{})}
 	var err error
@@ -200,6 +201,23 @@ CREATE TABLE IF NOT EXISTS `+b.unq+` (
 )`)
 	if err != nil {
 		return fmt.Errorf("queuepg: Migrate: %w", err)
+	}
+	// The done counters: created, and seeded from the jobs table, once.
+	var existed bool
+	if err := b.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, b.counts).Scan(&existed); err != nil {
+		return fmt.Errorf("queuepg: Migrate: %w", err)
+	}
+	if !existed {
+		_, err := b.pool.Exec(ctx, `
+CREATE TABLE IF NOT EXISTS `+b.counts+` (
+  queue text PRIMARY KEY,
+  done  bigint NOT NULL DEFAULT 0
+);
+INSERT INTO `+b.counts+` (queue, done) SELECT queue, count(*) FROM `+b.jobs+` WHERE state = 'done' GROUP BY queue
+ON CONFLICT (queue) DO NOTHING`)
+		if err != nil {
+			return fmt.Errorf("queuepg: Migrate: %w", err)
+		}
 	}
 	return nil
 }
@@ -482,10 +500,13 @@ func (b *Backend) completeMany(ctx context.Context, keys []leaseKey) (map[leaseK
 	for i, k := range keys {
 		qs[i], ids[i], toks[i] = k.queue, k.id, k.token
 	}
-	rows, err := b.pool.Query(ctx, `UPDATE `+b.jobs+` j SET state = 'done', finished_at = `+now(4)+`, token = NULL, lease_until = NULL
-FROM unnest($1::text[], $2::text[], $3::text[]) AS c(queue, id, token)
-WHERE j.queue = c.queue AND j.id = c.id AND j.token = c.token AND j.state = 'active' AND j.lease_until > `+now(4)+`
-RETURNING c.queue, c.id, c.token`, qs, ids, toks, b.nowArg())
+	rows, err := b.pool.Query(ctx, `WITH c AS (UPDATE `+b.jobs+` j SET state = 'done', finished_at = `+now(4)+`, token = NULL, lease_until = NULL
+  FROM unnest($1::text[], $2::text[], $3::text[]) AS c(queue, id, token)
+  WHERE j.queue = c.queue AND j.id = c.id AND j.token = c.token AND j.state = 'active' AND j.lease_until > `+now(4)+`
+  RETURNING c.queue, c.id, c.token),
+n AS (INSERT INTO `+b.counts+` AS k (queue, done) SELECT queue, count(*) FROM c GROUP BY queue ORDER BY queue
+  ON CONFLICT (queue) DO UPDATE SET done = k.done + EXCLUDED.done)
+SELECT queue, id, token FROM c`, qs, ids, toks, b.nowArg())
 	if err != nil {
 		return nil, err
 	}
@@ -532,19 +553,28 @@ func (b *Backend) Job(ctx context.Context, queueName, id string) (*queue.Message
 	return m, err
 }
 
-// Counts is queue.Backend.Counts: one query.
+// Counts is queue.Backend.Counts: one query that never scans the queue's
+// done jobs: the jobs waiting, running and dead are counted on their
+// partial indexes (they are few), the done ones read from a counter per
+// queue (<Prefix>_counts) that completions, Sweep and Delete keep (a
+// done job deleted by hand, not by Delete, leaves it one too high).
 func (b *Backend) Counts(ctx context.Context, queueName string) (queue.Counts, error) {
 	var c queue.Counts
 	var oldestMS float64
+	count := func(where string) string {
+		return `(SELECT count(*) FROM ` + b.jobs + ` WHERE queue = $1 AND ` + where + `)`
+	}
+	n := now(2)
 	err := b.pool.QueryRow(ctx, `SELECT
-  count(*) FILTER (WHERE (state IN ('pending', 'scheduled', 'retry') AND run_at <= `+now(2)+`) OR (state = 'active' AND lease_until <= `+now(2)+`)),
-  count(*) FILTER (WHERE state = 'scheduled' AND run_at > `+now(2)+`),
-  count(*) FILTER (WHERE state = 'active' AND lease_until > `+now(2)+`),
-  count(*) FILTER (WHERE state = 'retry' AND run_at > `+now(2)+`),
-  count(*) FILTER (WHERE state = 'dead'),
-  count(*) FILTER (WHERE state = 'done'),
-  coalesce(extract(epoch FROM `+now(2)+` - min(run_at) FILTER (WHERE state IN ('pending', 'scheduled', 'retry') AND run_at <= `+now(2)+`)) * 1000, 0)
-FROM `+b.jobs+` WHERE queue = $1`, queueName, b.nowArg()).Scan(&c.Pending, &c.Scheduled, &c.Active, &c.Retry, &c.Dead, &c.Done, &oldestMS)
+  `+count(`state IN ('pending', 'scheduled', 'retry') AND run_at <= `+n)+` + `+count(`state = 'active' AND lease_until <= `+n)+`,
+  `+count(`state IN ('pending', 'scheduled', 'retry') AND state = 'scheduled' AND run_at > `+n)+`,
+  `+count(`state = 'active' AND lease_until > `+n)+`,
+  `+count(`state IN ('pending', 'scheduled', 'retry') AND state = 'retry' AND run_at > `+n)+`,
+  `+count(`state IN ('done', 'dead') AND state = 'dead'`)+`,
+  coalesce((SELECT done FROM `+b.counts+` WHERE queue = $1), 0),
+  coalesce(extract(epoch FROM `+n+` - (SELECT min(run_at) FROM `+b.jobs+`
+    WHERE queue = $1 AND state IN ('pending', 'scheduled', 'retry') AND run_at <= `+n+`)) * 1000, 0)`,
+		queueName, b.nowArg()).Scan(&c.Pending, &c.Scheduled, &c.Active, &c.Retry, &c.Dead, &c.Done, &oldestMS)
 	c.OldestPending = time.Duration(oldestMS * float64(time.Millisecond))
 	return c, err
 }
@@ -588,8 +618,9 @@ WHERE queue = $1 AND id = $2 AND state = 'dead'`, queueName, id, b.nowArg())
 // one statement.
 func (b *Backend) Delete(ctx context.Context, queueName, id string) error {
 	var n int
-	err := b.pool.QueryRow(ctx, `WITH d AS (DELETE FROM `+b.jobs+` WHERE queue = $1 AND id = $2 RETURNING queue, id, unique_key),
-  u AS (DELETE FROM `+b.unq+` h USING d WHERE h.queue = d.queue AND h.unique_key = d.unique_key AND h.job_id = d.id)
+	err := b.pool.QueryRow(ctx, `WITH d AS (DELETE FROM `+b.jobs+` WHERE queue = $1 AND id = $2 RETURNING queue, id, unique_key, state),
+  u AS (DELETE FROM `+b.unq+` h USING d WHERE h.queue = d.queue AND h.unique_key = d.unique_key AND h.job_id = d.id),
+  n AS (UPDATE `+b.counts+` k SET done = k.done - 1 FROM d WHERE d.state = 'done' AND k.queue = d.queue)
 SELECT count(*) FROM d`, queueName, id).Scan(&n)
 	if err != nil {
 		return err
@@ -604,16 +635,21 @@ SELECT count(*) FROM d`, queueName, id).Scan(&n)
 // and the unique holds that no longer hold (expired, or while-active of
 // a finished job); it returns how many jobs it deleted.
 func (b *Backend) Sweep(ctx context.Context) (int64, error) {
-	tag, err := b.pool.Exec(ctx, `DELETE FROM `+b.jobs+` WHERE (state = 'done' AND finished_at <= `+now(1)+` - $2 * interval '1 millisecond')
-  OR (state = 'dead' AND finished_at <= `+now(1)+` - $3 * interval '1 millisecond')`, b.nowArg(), b.retention.Milliseconds(), b.deadRet.Milliseconds())
+	var deleted int64
+	err := b.pool.QueryRow(ctx, `WITH d AS (DELETE FROM `+b.jobs+` WHERE (state = 'done' AND finished_at <= `+now(1)+` - $2 * interval '1 millisecond')
+    OR (state = 'dead' AND finished_at <= `+now(1)+` - $3 * interval '1 millisecond')
+  RETURNING queue, state),
+n AS (UPDATE `+b.counts+` k SET done = k.done - x.n
+  FROM (SELECT queue, count(*) AS n FROM d WHERE state = 'done' GROUP BY queue) x WHERE k.queue = x.queue)
+SELECT count(*) FROM d`, b.nowArg(), b.retention.Milliseconds(), b.deadRet.Milliseconds()).Scan(&deleted)
 	if err != nil {
 		return 0, fmt.Errorf("queuepg: Sweep: %w", err)
 	}
 	if _, err := b.pool.Exec(ctx, `DELETE FROM `+b.unq+` u WHERE until <= `+now(1)+` OR (until = 'infinity' AND NOT EXISTS (
   SELECT 1 FROM `+b.jobs+` h WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))`, b.nowArg()); err != nil {
-		return tag.RowsAffected(), fmt.Errorf("queuepg: Sweep: %w", err)
+		return deleted, fmt.Errorf("queuepg: Sweep: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return deleted, nil
 }
 
 func (b *Backend) sweeper(interval time.Duration) {

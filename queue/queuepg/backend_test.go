@@ -287,3 +287,88 @@ func TestPollOnly(t *testing.T) {
 		t.Fatal("a poll-only backend started the notifier")
 	}
 }
+
+// Counts does not read the queue's done rows (the metrics collector runs
+// it on every scrape): with 100,000 done jobs it touches a handful of
+// blocks of the jobs table, heap and indexes together. Its done count
+// follows completions, Delete and Sweep.
+func TestCountsDoesNotScanDoneJobs(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	// One connection: the block counters it flushes are the ones read.
+	cfg := f.Primary.Config().Copy()
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	b := newBackend(t, pool, Options{Prefix: "countscan"})
+	if _, err := pool.Exec(ctx, `INSERT INTO countscan_jobs (queue, id, kind, payload, priority, state, max_attempts, run_at, enqueued_at, finished_at)
+SELECT 'big', 'd' || i, 'k', '{}'::bytea, 0, 'done', 10, now(), now(), now() FROM generate_series(1, 100000) AS i`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `DROP TABLE countscan_counts`); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Migrate(ctx); err != nil { // seeds the counter from the rows, as on an upgrade
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `VACUUM ANALYZE countscan_jobs`); err != nil {
+		t.Fatal(err)
+	}
+	blocks := func() int64 {
+		t.Helper()
+		if _, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		err := pool.QueryRow(ctx, `SELECT coalesce(heap_blks_read, 0) + coalesce(heap_blks_hit, 0) + coalesce(idx_blks_read, 0) + coalesce(idx_blks_hit, 0)
+FROM pg_statio_user_tables WHERE relname = 'countscan_jobs'`).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := blocks()
+	cnt, err := b.Counts(ctx, "big")
+	if err != nil || cnt.Done != 100000 {
+		t.Fatalf("counts %+v %v, want 100000 done", cnt, err)
+	}
+	if used := blocks() - before; used > 100 {
+		t.Fatalf("Counts touched %d blocks of the jobs table with 100,000 done jobs: it scans them", used)
+	} else {
+		t.Logf("Counts touched %d blocks", used)
+	}
+	// The done count follows completions, Delete and Sweep.
+	cl, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	for i := 0; i < 3; i++ {
+		if _, err := cl.Enqueue(ctx, "big", "k", nil, queue.EnqueueOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "big", Max: 3, Lease: time.Minute, Order: queue.FetchOrder(0)})
+	if err != nil || len(ls) != 3 {
+		t.Fatal(ls, err)
+	}
+	for _, l := range ls {
+		if err := b.Complete(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cl.Delete(ctx, "big", "d1"); err != nil {
+		t.Fatal(err)
+	}
+	if cnt, _ := b.Counts(ctx, "big"); cnt.Done != 100002 {
+		t.Fatalf("done after 3 completions and 1 Delete: %d, want 100002", cnt.Done)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE countscan_jobs SET finished_at = now() - interval '2 days' WHERE id LIKE 'd%'`); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.Sweep(ctx); err != nil || n != 99999 {
+		t.Fatalf("Sweep deleted %d %v, want the 99999 old done jobs", n, err)
+	}
+	if cnt, _ := b.Counts(ctx, "big"); cnt.Done != 3 {
+		t.Fatalf("done after the sweep: %d, want 3", cnt.Done)
+	}
+}
