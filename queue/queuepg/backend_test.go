@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -370,5 +371,96 @@ FROM pg_statio_user_tables WHERE relname = 'countscan_jobs'`).Scan(&n)
 	}
 	if cnt, _ := b.Counts(ctx, "big"); cnt.Done != 3 {
 		t.Fatalf("done after the sweep: %d, want 3", cnt.Done)
+	}
+}
+
+// Many concurrent business transactions enqueue with EnqueueTx, a third
+// of them rolled back, while one consumer waits with a 30s PollInterval:
+// every committed job reaches it through the notifier's NOTIFYs, no
+// rolled-back one exists.
+func TestEnqueueTxHammer(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{PollInterval: 30 * time.Second})
+	const writers, each = 16, 12
+	var mu sync.Mutex
+	committed, rolledBack, fetched := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	cctx, stop := context.WithCancel(ctx)
+	consumerDone := make(chan error, 1)
+	go func() {
+		for {
+			// A wait longer than the test: only NOTIFYs bring jobs in time.
+			ls, err := b.Fetch(cctx, queue.FetchRequest{Queue: "hammer", Max: 50, Lease: time.Minute, Wait: time.Minute, Order: queue.FetchOrder(0)})
+			if cctx.Err() != nil {
+				consumerDone <- nil
+				return
+			}
+			if err != nil {
+				consumerDone <- err
+				return
+			}
+			mu.Lock()
+			for _, l := range ls {
+				fetched[l.Msg.ID] = true
+			}
+			mu.Unlock()
+		}
+	}()
+	var wg sync.WaitGroup
+	for g := 0; g < writers; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				tx, err := f.Primary.Begin(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				id, err := b.EnqueueTx(ctx, tx, "hammer", "k", map[string]int{"g": g, "i": i}, queue.EnqueueOptions{})
+				if err != nil {
+					tx.Rollback(ctx)
+					t.Error(err)
+					return
+				}
+				commit := i%3 != 0
+				if commit {
+					err = tx.Commit(ctx)
+				} else {
+					err = tx.Rollback(ctx)
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				if commit {
+					committed[id] = true
+				} else {
+					rolledBack[id] = true
+				}
+				mu.Unlock()
+			}
+		}(g)
+	}
+	wg.Wait()
+	poll.Until(t, 25*time.Second, "every committed job fetched", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(fetched) >= len(committed)
+	})
+	stop()
+	if err := <-consumerDone; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id := range fetched {
+		if rolledBack[id] || !committed[id] {
+			t.Fatalf("fetched job %s that no committed transaction enqueued", id)
+		}
+	}
+	if len(committed) != writers*each*2/3 {
+		t.Fatalf("%d committed, want %d", len(committed), writers*each*2/3)
 	}
 }
