@@ -281,7 +281,9 @@ func (w *Worker) admit(ctx context.Context, q *workerQueue, leases []*Lease) ([]
 			d, err := q.o.Limiter.AllowN(ctx, q.o.LimitKey, 1)
 			switch {
 			case err != nil:
-				w.o.Logger.Warn("queue: rate limiter failed; jobs wait", slog.String("queue", q.name), slog.Any("error", err))
+				if ctx.Err() == nil { // not merely stopping
+					w.o.Logger.Warn("queue: rate limiter failed; jobs wait", slog.String("queue", q.name), slog.Any("error", err))
+				}
 				pause = time.Second
 			case !d.Allowed:
 				pause = max(d.RetryAfter, time.Millisecond)
