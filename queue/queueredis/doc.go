@@ -9,7 +9,8 @@
 //
 //	{p:q}:job:<id>         hash: kind, payload, priority, state, attempt, max_attempts,
 //	                       run_at, timeout, unique_key, unique_until, enqueued_at,
-//	                       last_error, finished_at, token (the last lease's), lease_until
+//	                       last_error, finished_at, token (the last lease's), lease_until,
+//	                       unique_active (1: its unique key is held while it is not finished)
 //	{p:q}:ready:high       list of due job ids, FIFO (one list per priority;
 //	{p:q}:ready:default    a fetch pops them in its FetchRequest.Order)
 //	{p:q}:ready:low
@@ -20,7 +21,9 @@
 //	{p:q}:dead             ZSET of dead jobs by death order (newest listed first)
 //	{p:q}:deadseq          the counter that orders them
 //	{p:q}:deadat           ZSET of dead jobs by death time (for the dead retention)
-//	{p:q}:unique:<key>     hash: the id holding the unique key, and until when
+//	{p:q}:unique:<key>     hash: the id holding the unique key, and until when (with a
+//	                       TTL), or active=1 (no TTL): while that job is neither done
+//	                       nor dead; Complete and a dying Fail delete it
 //	{p:q}:wake             a stream of at most one entry, the wake-up signal
 //
 // Times are Unix microseconds. They come from Redis TIME inside each

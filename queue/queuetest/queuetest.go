@@ -1,6 +1,12 @@
 // Package queuetest is the conformance suite every queue.Backend of this
 // module passes (MemoryBackend, queuepg, queueredis): Run drives a
 // backend directly with simulated time; RunWorker runs real Workers on it.
+//
+// Run checks, among the rest, that an Enqueue retried with the same ID
+// and content returns the job already there, that a refused Enqueue takes
+// no unique key, the unique-while-active holds, Delete, and the default
+// dead retention (queue.DefaultDeadRetention); a backend that removes old
+// jobs only when asked implements Sweeper, which Run calls first.
 package queuetest
 
 import (
