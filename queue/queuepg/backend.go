@@ -503,9 +503,10 @@ func (b *Backend) completeMany(ctx context.Context, keys []leaseKey) (map[leaseK
 	rows, err := b.pool.Query(ctx, `WITH c AS (UPDATE `+b.jobs+` j SET state = 'done', finished_at = `+now(4)+`, token = NULL, lease_until = NULL
   FROM unnest($1::text[], $2::text[], $3::text[]) AS c(queue, id, token)
   WHERE j.queue = c.queue AND j.id = c.id AND j.token = c.token AND j.state = 'active' AND j.lease_until > `+now(4)+`
-  RETURNING c.queue, c.id, c.token),
+  RETURNING c.queue, c.id, c.token, j.unique_key, j.unique_active),
 n AS (INSERT INTO `+b.counts+` AS k (queue, done) SELECT queue, count(*) FROM c GROUP BY queue ORDER BY queue
-  ON CONFLICT (queue) DO UPDATE SET done = k.done + EXCLUDED.done)
+  ON CONFLICT (queue) DO UPDATE SET done = k.done + EXCLUDED.done),
+u AS (DELETE FROM `+b.unq+` h USING c WHERE c.unique_active AND h.queue = c.queue AND h.unique_key = c.unique_key AND h.job_id = c.id)
 SELECT queue, id, token FROM c`, qs, ids, toks, b.nowArg())
 	if err != nil {
 		return nil, err
@@ -523,11 +524,24 @@ SELECT queue, id, token FROM c`, qs, ids, toks, b.nowArg())
 }
 
 // Fail is queue.Backend.Fail.
+// A job that dies gives up its while-active unique hold in the same
+// statement.
 func (b *Backend) Fail(ctx context.Context, l *queue.Lease, errMsg string, retryAt time.Time, dead bool) error {
-	return b.fenced(ctx, `UPDATE `+b.jobs+` SET
+	var n int
+	err := b.pool.QueryRow(ctx, `WITH f AS (UPDATE `+b.jobs+` SET
   state = CASE WHEN $7 OR attempt >= max_attempts THEN 'dead' WHEN $6::timestamptz <= coalesce($4::timestamptz, now()) THEN 'pending' ELSE 'retry' END,
   finished_at = CASE WHEN $7 OR attempt >= max_attempts THEN coalesce($4::timestamptz, now()) END,
-  run_at = $6, last_error = $5, token = NULL, lease_until = NULL`+held, l, errMsg, retryAt, dead)
+  run_at = $6, last_error = $5, token = NULL, lease_until = NULL`+held+`
+  RETURNING queue, id, state, unique_key, unique_active),
+u AS (DELETE FROM `+b.unq+` h USING f WHERE f.state = 'dead' AND f.unique_active AND h.queue = f.queue AND h.unique_key = f.unique_key AND h.job_id = f.id)
+SELECT count(*) FROM f`, l.Msg.Queue, l.Msg.ID, l.Token, b.nowArg(), errMsg, retryAt, dead).Scan(&n)
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return queue.ErrLeaseLost
+	}
+	return nil
 }
 
 // Release is queue.Backend.Release.

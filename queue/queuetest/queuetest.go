@@ -342,6 +342,14 @@ func Run(t *testing.T, f Factory) {
 		}
 		third := free("once the job is dead")
 		dup(third, "while the third one is pending")
+		// A requeued dead job does not take its key again.
+		if err := e.b.Fail(ctx, e.fetch(1, time.Minute)[0], "fatal", e.clk.Now(), true); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.c.Requeue(ctx, e.q, third); err != nil {
+			t.Fatal(err)
+		}
+		free("after the dead holder was requeued")
 		for _, bad := range []queue.EnqueueOptions{{UniqueWhileActive: true}, {UniqueKey: "k", UniqueWhileActive: true, UniqueFor: time.Minute}} {
 			if _, err := e.c.Enqueue(ctx, e.q, "report", nil, bad); !errors.Is(err, queue.ErrInvalid) {
 				t.Errorf("Enqueue(%+v): %v, want ErrInvalid", bad, err)
