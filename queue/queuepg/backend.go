@@ -772,7 +772,15 @@ func (b *Backend) listenOnce(ctx context.Context) error {
 
 // Close stops the listener, the notifier and the sweeper. It does not close the pool.
 func (b *Backend) Close() error {
-	b.once.Do(func() { close(b.stop) })
+	b.once.Do(func() {
+		// Under the locks that start the listener and the notifier: none
+		// starts (bg.Add) once Close waits.
+		b.nmu.Lock()
+		b.lmu.Lock()
+		close(b.stop)
+		b.lmu.Unlock()
+		b.nmu.Unlock()
+	})
 	b.bg.Wait()
 	return nil
 }

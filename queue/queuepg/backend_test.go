@@ -464,3 +464,62 @@ func TestEnqueueTxHammer(t *testing.T) {
 		t.Fatalf("%d committed, want %d", len(committed), writers*each*2/3)
 	}
 }
+
+// Enqueues and waiting fetches racing with Close neither panic nor leave
+// a notifier or listener running; after Close, enqueues still work (the
+// workers poll).
+func TestCloseRacesEnqueue(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	for round := 0; round < 5; round++ {
+		b, err := New(Options{Pool: f.Primary})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+		var wg sync.WaitGroup
+		for g := 0; g < 8; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 5; i++ {
+					if _, err := c.Enqueue(ctx, "closing", "k", nil, queue.EnqueueOptions{}); err != nil {
+						t.Error(err)
+						return
+					}
+					fctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
+					b.Fetch(fctx, queue.FetchRequest{Queue: "closing-empty", Max: 1, Lease: time.Minute, Wait: time.Millisecond, Order: queue.FetchOrder(0)})
+					cancel()
+				}
+			}()
+		}
+		b.Close()
+		wg.Wait()
+		b.Close()
+		queued := func() int {
+			b.nmu.Lock()
+			defer b.nmu.Unlock()
+			return len(b.dirty) + len(b.pending)
+		}
+		before := queued()
+		tx, err := f.Primary.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.EnqueueTx(ctx, tx, "closing", "k", nil, queue.EnqueueOptions{}); err != nil {
+			t.Fatalf("EnqueueTx after Close: %v", err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Enqueue(ctx, "closing", "k", nil, queue.EnqueueOptions{}); err != nil {
+			t.Fatalf("Enqueue after Close: %v", err)
+		}
+		if after := queued(); after != before {
+			t.Fatalf("enqueues after Close queued %d notifications for a notifier that no longer runs", after-before)
+		}
+	}
+}

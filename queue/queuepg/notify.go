@@ -21,8 +21,9 @@ func (b *Backend) notify(queueName string) {
 		return
 	}
 	b.nmu.Lock()
-	b.dirty[queueName] = true
-	b.startNotifier()
+	if b.startNotifier() {
+		b.dirty[queueName] = true
+	}
 	b.nmu.Unlock()
 	b.kick()
 }
@@ -34,8 +35,9 @@ func (b *Backend) notifyAfter(xid, queueName string) {
 		return
 	}
 	b.nmu.Lock()
-	b.pending = append(b.pending, pendingTx{xid: xid, queue: queueName, since: time.Now()})
-	b.startNotifier()
+	if b.startNotifier() {
+		b.pending = append(b.pending, pendingTx{xid: xid, queue: queueName, since: time.Now()})
+	}
 	b.nmu.Unlock()
 	b.kick()
 }
@@ -47,20 +49,21 @@ func (b *Backend) kick() {
 	}
 }
 
-// startNotifier starts the notifier on first use (b.nmu held); never
-// after Close.
-func (b *Backend) startNotifier() {
-	if b.notifying {
-		return
-	}
+// startNotifier starts the notifier on first use (b.nmu held) and
+// reports whether it runs: after Close it does not, and nothing is queued
+// for it (the workers poll).
+func (b *Backend) startNotifier() bool {
 	select {
 	case <-b.stop:
-		return
+		return false
 	default:
 	}
-	b.notifying = true
-	b.bg.Add(1)
-	go b.notifier()
+	if !b.notifying {
+		b.notifying = true
+		b.bg.Add(1)
+		go b.notifier()
+	}
+	return true
 }
 
 // notifier sends the NOTIFYs: every millisecond while there is work, it
