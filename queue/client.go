@@ -24,10 +24,22 @@ type EnqueueOptions struct {
 	Timeout time.Duration
 	// UniqueKey makes the job unique for UniqueFor (default 1h): while a
 	// job holds the key, Enqueue returns a *DuplicateError naming it
-	// instead of adding a second one.
+	// instead of adding a second one. The time-based hold outlives the job
+	// when it finishes sooner; see UniqueWhileActive.
 	UniqueKey string
 	UniqueFor time.Duration
-	// ID is the job's id. Default: a new time-ordered id.
+	// UniqueWhileActive holds UniqueKey while the job is not finished
+	// instead of for UniqueFor: from the enqueue until the job is done or
+	// dead, however long that takes (through its retries), and no longer,
+	// so a periodic job can be enqueued again as soon as the last one
+	// finished. It needs UniqueKey and excludes UniqueFor. A requeued
+	// dead job does not take its key again. Default: false.
+	UniqueWhileActive bool
+	// ID is the job's id. Default: a new time-ordered id. Set it to make
+	// Enqueue safe to retry: enqueueing again with the same ID, kind and
+	// args (after a timeout whose enqueue had in fact landed) succeeds and
+	// returns that id without adding a second job; the same ID with other
+	// kind or args is ErrInvalid.
 	ID string
 }
 
@@ -91,6 +103,10 @@ func NewMessage(now time.Time, queue, kind string, args any, o EnqueueOptions) (
 		return nil, fmt.Errorf("%w: EnqueueOptions.Timeout must be >= 0, got %v", ErrInvalid, o.Timeout)
 	case o.UniqueFor < 0:
 		return nil, fmt.Errorf("%w: EnqueueOptions.UniqueFor must be >= 0, got %v", ErrInvalid, o.UniqueFor)
+	case o.UniqueWhileActive && o.UniqueKey == "":
+		return nil, fmt.Errorf("%w: EnqueueOptions.UniqueWhileActive needs a UniqueKey", ErrInvalid)
+	case o.UniqueWhileActive && o.UniqueFor != 0:
+		return nil, fmt.Errorf("%w: EnqueueOptions.UniqueFor must be 0 with UniqueWhileActive (the key is held until the job finishes), got %v", ErrInvalid, o.UniqueFor)
 	case o.ID != "" && !nameRE.MatchString(o.ID):
 		return nil, fmt.Errorf("%w: EnqueueOptions.ID %q must be 1 to 100 letters, digits, '_', '.', ':' or '-'", ErrInvalid, o.ID)
 	}
@@ -108,7 +124,9 @@ func NewMessage(now time.Time, queue, kind string, args any, o EnqueueOptions) (
 	if m.RunAt.After(now) {
 		m.State = Scheduled
 	}
-	if o.UniqueKey != "" {
+	if o.UniqueWhileActive {
+		m.UniqueKey, m.UniqueWhileActive = o.UniqueKey, true
+	} else if o.UniqueKey != "" {
 		if o.UniqueFor == 0 {
 			o.UniqueFor = time.Hour
 		}
@@ -153,4 +171,11 @@ func (c *Client) Dead(ctx context.Context, queue string, limit int) ([]*Message,
 // Requeue makes a dead job pending again with its attempts reset.
 func (c *Client) Requeue(ctx context.Context, queue, id string) error {
 	return c.b.Requeue(ctx, queue, id)
+}
+
+// Delete removes a job in any state (and the unique key it holds), or
+// returns ErrNotFound. A running job's worker cannot record its outcome
+// (ErrLeaseLost) and its handler is cancelled at its next lease renewal.
+func (c *Client) Delete(ctx context.Context, queue, id string) error {
+	return c.b.Delete(ctx, queue, id)
 }

@@ -21,6 +21,19 @@
 // (Client.Requeue). A handler panic is a failed attempt whose error holds
 // the panic and its stack.
 //
+// Unique jobs: EnqueueOptions.UniqueKey is held for UniqueFor (1h by
+// default) from the enqueue, even once the job finished; with
+// UniqueWhileActive it is held instead until the job is done or dead, so
+// a periodic or retried job can be enqueued again as soon as the last one
+// finished. Retrying an Enqueue with the same EnqueueOptions.ID and
+// content is safe: it returns the job already there.
+//
+// A queue's rate limit (QueueOptions.Limiter) is asked before an attempt
+// starts: a job the limiter refuses goes back to the queue at once, its
+// attempt not counted, and the worker leases again after the limiter's
+// RetryAfter, so a strict limit over a backlog delays jobs and never
+// kills them.
+//
 // Priorities: one fetch looks at High first 60% of the time, Default 30%
 // and Low 10%, so lower priorities slow down under load but never starve.
 //

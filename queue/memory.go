@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +17,9 @@ type MemoryBackendOptions struct {
 	// Retention is how long done jobs are kept for status queries.
 	// Default: 24h.
 	Retention time.Duration
+	// DeadRetention is how long dead jobs are kept for Dead and Requeue.
+	// Default: DefaultDeadRetention (14 days).
+	DeadRetention time.Duration
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 }
@@ -28,11 +32,46 @@ type MemoryBackend struct {
 	mu     sync.Mutex
 	queues map[string]*memQueue
 	unique map[string]uniqueHold
+	// uniqueCap is the size of unique at which Enqueue next drops the
+	// holds that no longer hold.
+	uniqueCap int
 }
 
+// uniqueHold is a unique key's holder: until a time, or while its job is
+// not finished (whileActive).
 type uniqueHold struct {
-	id    string
-	until time.Time
+	id          string
+	until       time.Time
+	whileActive bool
+}
+
+// holds reports whether h still holds its key at now.
+func (b *MemoryBackend) holds(queue string, h uniqueHold, now time.Time) bool {
+	if !h.whileActive {
+		return now.Before(h.until)
+	}
+	q := b.queues[queue]
+	if q == nil {
+		return false
+	}
+	j := q.jobs[h.id]
+	return j != nil && j.m.State != Done && j.m.State != Dead
+}
+
+// sweepUnique drops the holds that no longer hold, once their number
+// doubled since the last sweep: the map stays proportional to the keys
+// held, at an amortised constant cost per enqueue.
+func (b *MemoryBackend) sweepUnique(now time.Time) {
+	if len(b.unique) < b.uniqueCap {
+		return
+	}
+	for k, h := range b.unique {
+		queue, _, _ := strings.Cut(k, "\x00")
+		if !b.holds(queue, h, now) {
+			delete(b.unique, k)
+		}
+	}
+	b.uniqueCap = max(1024, 2*len(b.unique))
 }
 
 type memQueue struct {
@@ -73,10 +112,13 @@ func NewMemoryBackend(o MemoryBackendOptions) *MemoryBackend {
 	if o.Retention <= 0 {
 		o.Retention = 24 * time.Hour
 	}
+	if o.DeadRetention <= 0 {
+		o.DeadRetention = DefaultDeadRetention
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &MemoryBackend{o: o, queues: map[string]*memQueue{}, unique: map[string]uniqueHold{}}
+	return &MemoryBackend{o: o, queues: map[string]*memQueue{}, unique: map[string]uniqueHold{}, uniqueCap: 1024}
 }
 
 func (b *MemoryBackend) queue(name string) *memQueue {
@@ -110,16 +152,20 @@ func (b *MemoryBackend) Enqueue(_ context.Context, m *Message) error {
 	now := b.o.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	q := b.queue(m.Queue)
+	if j, ok := q.jobs[m.ID]; ok {
+		if SameJob(&j.m, m) {
+			return nil // a retried enqueue that had landed
+		}
+		return fmt.Errorf("%w: job id %q is already used in queue %q by another job", ErrInvalid, m.ID, m.Queue)
+	}
 	if m.UniqueKey != "" {
 		uk := m.Queue + "\x00" + m.UniqueKey
-		if h, ok := b.unique[uk]; ok && now.Before(h.until) {
+		if h, ok := b.unique[uk]; ok && b.holds(m.Queue, h, now) {
 			return &DuplicateError{UniqueKey: m.UniqueKey, ID: h.id}
 		}
-		b.unique[uk] = uniqueHold{id: m.ID, until: m.UniqueUntil}
-	}
-	q := b.queue(m.Queue)
-	if _, ok := q.jobs[m.ID]; ok {
-		return fmt.Errorf("%w: job id %q is already used in queue %q", ErrInvalid, m.ID, m.Queue)
+		b.sweepUnique(now)
+		b.unique[uk] = uniqueHold{id: m.ID, until: m.UniqueUntil, whileActive: m.UniqueWhileActive}
 	}
 	j := &memJob{m: *m, idx: -1}
 	j.m.Payload = slices.Clone(m.Payload)
@@ -147,6 +193,10 @@ func (b *MemoryBackend) due(q *memQueue, now time.Time) {
 	for len(q.done) > 0 && now.Sub(q.done[0].m.FinishedAt) > b.o.Retention {
 		delete(q.jobs, q.done[0].m.ID)
 		q.done = q.done[1:]
+	}
+	for len(q.dead) > 0 && now.Sub(q.dead[0].m.FinishedAt) > b.o.DeadRetention {
+		delete(q.jobs, q.dead[0].m.ID)
+		q.dead = q.dead[1:]
 	}
 }
 
@@ -242,7 +292,19 @@ func (b *MemoryBackend) Complete(_ context.Context, l *Lease) error {
 		delete(q.active, j.m.ID)
 		j.m.State, j.m.FinishedAt, j.token = Done, now, ""
 		q.done = append(q.done, j)
+		b.releaseUnique(j)
 	})
+}
+
+// releaseUnique drops the while-active hold of a job that finished.
+func (b *MemoryBackend) releaseUnique(j *memJob) {
+	if !j.m.UniqueWhileActive {
+		return
+	}
+	uk := j.m.Queue + "\x00" + j.m.UniqueKey
+	if h, ok := b.unique[uk]; ok && h.id == j.m.ID {
+		delete(b.unique, uk)
+	}
 }
 
 // Fail is Backend.Fail.
@@ -253,6 +315,7 @@ func (b *MemoryBackend) Fail(_ context.Context, l *Lease, errMsg string, retryAt
 		if dead || j.m.Attempt >= j.m.MaxAttempts {
 			j.m.State, j.m.FinishedAt = Dead, now
 			q.dead = append(q.dead, j)
+			b.releaseUnique(j)
 			return
 		}
 		j.m.State, j.m.RunAt = Retry, retryAt
@@ -343,6 +406,36 @@ func (b *MemoryBackend) Requeue(_ context.Context, queue, id string) error {
 	j.m.Attempt, j.m.RunAt, j.m.FinishedAt = 0, now, time.Time{}
 	q.place(j, now)
 	q.signal()
+	return nil
+}
+
+// Delete is Backend.Delete.
+func (b *MemoryBackend) Delete(_ context.Context, queue, id string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.queues[queue]
+	if q == nil || q.jobs[id] == nil {
+		return fmt.Errorf("%w: %s in queue %s", ErrNotFound, id, queue)
+	}
+	j := q.jobs[id]
+	is := func(o *memJob) bool { return o == j }
+	for p := range q.ready {
+		q.ready[p] = slices.DeleteFunc(q.ready[p], is)
+	}
+	if j.idx >= 0 {
+		heap.Remove(&q.timed, j.idx)
+	}
+	delete(q.active, id)
+	q.dead = slices.DeleteFunc(q.dead, is)
+	q.done = slices.DeleteFunc(q.done, is)
+	delete(q.jobs, id)
+	j.token = ""
+	if j.m.UniqueKey != "" {
+		uk := queue + "\x00" + j.m.UniqueKey
+		if h, ok := b.unique[uk]; ok && h.id == id {
+			delete(b.unique, uk)
+		}
+	}
 	return nil
 }
 

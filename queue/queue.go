@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -94,7 +95,8 @@ const (
 	// Retry jobs failed and wait for their next attempt.
 	Retry State = "retry"
 	// Dead jobs failed for the last time (or permanently); see Dead and
-	// Requeue.
+	// Requeue. They are kept for the backend's dead retention
+	// (DefaultDeadRetention unless set), then removed.
 	Dead State = "dead"
 	// Done jobs completed; they are kept for status queries for the
 	// backend's retention.
@@ -115,11 +117,13 @@ type Message struct {
 	RunAt time.Time
 	// Timeout bounds one attempt (0: the queue's default).
 	Timeout time.Duration
-	// UniqueKey, when set, is held until UniqueUntil: enqueueing another
-	// job with it returns ErrDuplicate.
-	UniqueKey   string
-	UniqueUntil time.Time
-	EnqueuedAt  time.Time
+	// UniqueKey, when set, is held until UniqueUntil, or with
+	// UniqueWhileActive (UniqueUntil zero) until the job is done or dead:
+	// enqueueing another job with it returns ErrDuplicate.
+	UniqueKey         string
+	UniqueUntil       time.Time
+	UniqueWhileActive bool
+	EnqueuedAt        time.Time
 	// LastError is the error of the last failed attempt.
 	LastError string
 	// FinishedAt is when the job completed or died.
@@ -162,7 +166,9 @@ type FetchRequest struct {
 type Backend interface {
 	// Enqueue stores m (its ID set by the caller), due at m.RunAt. With a
 	// UniqueKey held by another job it stores nothing and returns a
-	// *DuplicateError naming that job.
+	// *DuplicateError naming that job. When m.ID is already used by the
+	// same job (SameJob: a retried enqueue that landed) it succeeds and
+	// stores nothing; by another job it returns ErrInvalid.
 	Enqueue(ctx context.Context, m *Message) error
 	// Fetch leases up to Max due jobs (pending, scheduled or retry jobs
 	// whose time came, and active jobs whose lease expired), counting an
@@ -187,6 +193,25 @@ type Backend interface {
 	Dead(ctx context.Context, queue string, limit int) ([]*Message, error)
 	// Requeue makes a dead job pending again with a fresh attempt count.
 	Requeue(ctx context.Context, queue, id string) error
+	// Delete removes a job in any state, with the unique hold it has,
+	// or returns ErrNotFound. A deleted active job's worker gets
+	// ErrLeaseLost for its outcome (and its handler's ctx is cancelled
+	// at its next renewal).
+	Delete(ctx context.Context, queue, id string) error
+}
+
+// DefaultDeadRetention is how long the backends of this module keep dead
+// jobs (for Dead and Requeue) unless told otherwise: 14 days.
+const DefaultDeadRetention = 14 * 24 * time.Hour
+
+// SameJob reports whether b is the same job as a for an enqueue retried
+// with the same EnqueueOptions.ID: same queue, id, kind and payload. A
+// Backend's Enqueue of a message that SameJob matches with the job it
+// already holds succeeds without storing a second one (the first call
+// landed, its reply was lost); any other message with a used id is
+// ErrInvalid.
+func SameJob(a, b *Message) bool {
+	return a.Queue == b.Queue && a.ID == b.ID && a.Kind == b.Kind && bytes.Equal(a.Payload, b.Payload)
 }
 
 // NewID returns a new job id: time-ordered, 26 characters.

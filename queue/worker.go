@@ -42,9 +42,12 @@ type QueueOptions struct {
 	Lease time.Duration
 	// Timeout bounds one attempt unless the job sets its own. Default: 1m.
 	Timeout time.Duration
-	// Limiter, when set, rate-limits the queue's jobs: each waits for
-	// Limiter.AllowN(LimitKey, 1) before it runs (a ratelimitredis limiter
-	// spreads one limit over every worker). Default: none.
+	// Limiter, when set, rate-limits the queue's jobs: each needs
+	// Limiter.AllowN(LimitKey, 1) before its attempt starts (a
+	// ratelimitredis limiter spreads one limit over every worker). A job
+	// the limiter refuses is given back at once, its attempt not counted,
+	// and the worker leases again after the limiter's RetryAfter: waiting
+	// for the limit never uses up attempts or Timeout. Default: none.
 	Limiter ratelimit.Limiter
 	// LimitKey is the Limiter key. Default: "queue:<name>".
 	LimitKey string
@@ -101,8 +104,8 @@ type workerQueue struct {
 }
 
 type queueCounters struct {
-	fetched, processed, failed, retried, dead, released, lost, panics atomic.Uint64
-	inflight                                                          atomic.Int64
+	fetched, processed, failed, retried, dead, released, lost, panics, limited atomic.Uint64
+	inflight                                                                   atomic.Int64
 }
 
 // NewWorker returns a Worker, or an error naming the bad option.
@@ -241,6 +244,10 @@ func (w *Worker) fetch(ctx context.Context, q *workerQueue) {
 		}
 		errWait = 100 * time.Millisecond
 		q.st.fetched.Add(uint64(len(leases)))
+		var pause time.Duration
+		if q.o.Limiter != nil {
+			leases, pause = w.admit(ctx, q, leases)
+		}
 		for _, l := range leases {
 			w.jobs.Add(1)
 			ls := &leaseState{}
@@ -249,7 +256,52 @@ func (w *Worker) fetch(ctx context.Context, q *workerQueue) {
 			w.leaseMu.Unlock()
 			go w.run(q, l, ls)
 		}
+		if pause > 0 { // the rate limit is reached: wait, holding no lease
+			t := time.NewTimer(pause)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
 	}
+}
+
+// admit asks q's Limiter for each leased job before its attempt starts:
+// the admitted jobs run, the others are released at once (the attempt
+// not counted, no Timeout running) and the fetcher pauses for the
+// limiter's RetryAfter before leasing again, so a strict limit over a
+// backlog delays jobs instead of failing attempts that never ran.
+func (w *Worker) admit(ctx context.Context, q *workerQueue, leases []*Lease) ([]*Lease, time.Duration) {
+	var pause time.Duration
+	n := 0
+	for _, l := range leases {
+		if pause == 0 {
+			d, err := q.o.Limiter.AllowN(ctx, q.o.LimitKey, 1)
+			switch {
+			case err != nil:
+				if ctx.Err() == nil { // not merely stopping
+					w.o.Logger.Warn("queue: rate limiter failed; jobs wait", slog.String("queue", q.name), slog.Any("error", err))
+				}
+				pause = time.Second
+			case !d.Allowed:
+				pause = max(d.RetryAfter, time.Millisecond)
+			default:
+				leases[n] = l
+				n++
+				continue
+			}
+		}
+		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if err := w.o.Backend.Release(bg, l); err != nil {
+			w.o.Logger.Warn("queue: cannot give back a rate-limited job; it is redelivered after its lease", slog.String("queue", q.name), slog.String("id", l.Msg.ID), slog.Any("error", err))
+		}
+		cancel()
+		q.st.limited.Add(1)
+		<-q.sem
+	}
+	return leases[:n], pause
 }
 
 // run executes one leased job and records its outcome.
@@ -326,7 +378,7 @@ func (w *Worker) ackFailed(q *workerQueue, m *Message, err error) {
 	w.o.Logger.Error("queue: cannot record a job's outcome; it is redelivered after its lease", slog.String("queue", q.name), slog.String("id", m.ID), slog.Any("error", err))
 }
 
-// call runs the handler of m's kind, with the rate limit, turning a panic
+// call runs the handler of m's kind, turning a panic
 // into an error with its stack.
 func (w *Worker) call(ctx context.Context, q *workerQueue, m *Message) (err error) {
 	w.mu.Lock()
@@ -334,11 +386,6 @@ func (w *Worker) call(ctx context.Context, q *workerQueue, m *Message) (err erro
 	w.mu.Unlock()
 	if h == nil {
 		return fmt.Errorf("queue: no handler for kind %q in this worker", m.Kind)
-	}
-	if q.o.Limiter != nil {
-		if _, err := ratelimit.Wait(ctx, q.o.Limiter, q.o.LimitKey, 1); err != nil {
-			return fmt.Errorf("queue: rate limit: %w", err)
-		}
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -439,6 +486,9 @@ type QueueStats struct {
 	// Released counts jobs given back at shutdown; Lost the leases lost
 	// to expiry; Panics the handler panics.
 	Released, Lost, Panics uint64
+	// Limited counts jobs given back unrun because the queue's Limiter
+	// refused them (they run later; no attempt is counted).
+	Limited uint64
 	// InFlight is how many jobs run now.
 	InFlight int64
 }
@@ -449,7 +499,7 @@ func (w *Worker) Stats() []QueueStats {
 	for _, q := range w.queues {
 		s := &q.st
 		out = append(out, QueueStats{Queue: q.name, Fetched: s.fetched.Load(), Processed: s.processed.Load(), Failed: s.failed.Load(),
-			Retried: s.retried.Load(), Dead: s.dead.Load(), Released: s.released.Load(), Lost: s.lost.Load(), Panics: s.panics.Load(), InFlight: s.inflight.Load()})
+			Retried: s.retried.Load(), Dead: s.dead.Load(), Released: s.released.Load(), Lost: s.lost.Load(), Panics: s.panics.Load(), Limited: s.limited.Load(), InFlight: s.inflight.Load()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Queue < out[j].Queue })
 	return out

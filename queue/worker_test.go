@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/scalekit-go/scalekit/internal/poll"
 	"github.com/scalekit-go/scalekit/internal/testclock"
 	"github.com/scalekit-go/scalekit/ratelimit"
 )
@@ -125,5 +127,60 @@ func TestFetchOrderWeights(t *testing.T) {
 	}
 	if firsts[High] != 600 || firsts[Default] != 300 || firsts[Low] != 100 {
 		t.Fatalf("first places %v, want 600/300/100 for high/default/low", firsts)
+	}
+}
+
+// stingyLimiter admits its first event and refuses every other one for an
+// hour, counting the calls.
+type stingyLimiter struct{ calls atomic.Int64 }
+
+func (l *stingyLimiter) AllowN(ctx context.Context, key string, n int) (ratelimit.Decision, error) {
+	if l.calls.Add(1) == 1 {
+		return ratelimit.Decision{Allowed: true}, nil
+	}
+	return ratelimit.Decision{RetryAfter: time.Hour}, nil
+}
+
+// A strict limit over a backlog delays the jobs it refuses: they go back
+// to the queue with no attempt counted, instead of failing attempts (with
+// their Timeout running) that never ran the handler.
+func TestRateLimitDoesNotBurnAttempts(t *testing.T) {
+	b := NewMemoryBackend(MemoryBackendOptions{})
+	c, _ := NewClient(ClientOptions{Backend: b})
+	ctx := context.Background()
+	var ids []string
+	for i := 0; i < 3; i++ {
+		id, err := c.Enqueue(ctx, "strict", "send", nil, EnqueueOptions{MaxAttempts: 1, Timeout: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	lim := &stingyLimiter{}
+	w, err := NewWorker(WorkerOptions{Backend: b, FetchWait: 10 * time.Millisecond, Queues: map[string]QueueOptions{"strict": {Concurrency: 3, Limiter: lim}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ran atomic.Int64
+	Handle(w, "send", func(ctx context.Context, j *Job[any]) error { ran.Add(1); return nil })
+	w.Start(ctx)
+	defer w.Close()
+	// One job is admitted and done; the two others were refused and their
+	// outcome recorded one way or the other.
+	poll.Until(t, 20*time.Second, "one job done and the two refused jobs settled", func() bool {
+		cnt, _ := c.Counts(ctx, "strict")
+		return cnt.Done == 1 && cnt.Pending+cnt.Dead == 2
+	})
+	cnt, _ := c.Counts(ctx, "strict")
+	if cnt.Dead != 0 || cnt.Pending != 2 || ran.Load() != 1 {
+		t.Fatalf("counts %+v, %d handler runs: want the 2 refused jobs pending (not dead), 1 run", cnt, ran.Load())
+	}
+	for _, id := range ids {
+		if m, _ := c.Job(ctx, "strict", id); m.State == Pending && (m.Attempt != 0 || m.LastError != "") {
+			t.Fatalf("refused job %+v: want no attempt counted and no error", m)
+		}
+	}
+	if st := w.Stats()[0]; st.Limited < 2 || st.Failed != 0 {
+		t.Fatalf("stats %+v: want >= 2 limited, 0 failed", st)
 	}
 }

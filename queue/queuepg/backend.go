@@ -5,8 +5,21 @@
 // committed (the transactional outbox, without the outbox).
 //
 // Migrate creates the tables (queue_jobs and queue_unique by default).
-// Done jobs are kept for Options.Retention for status queries and removed
-// by Sweep (or Options.SweepInterval).
+// Done jobs are kept for Options.Retention for status queries, dead jobs
+// for Options.DeadRetention (14 days by default), and removed by Sweep
+// (or Options.SweepInterval).
+//
+// Workers are woken by NOTIFY, sent after the enqueue committed from the
+// backend's own connection, coalesced per queue: never inside the
+// enqueuing transaction, because PostgreSQL serialises the commits of
+// transactions that notified (a global lock held through the commit),
+// which would cap the caller's whole write path. EnqueueTx learns of its
+// transaction's commit with pg_xact_status (PostgreSQL 13 or later).
+//
+// PgBouncer (and other poolers) in transaction mode do not keep a session
+// for LISTEN: set Options.PollOnly there (or point the workers' pool at
+// PostgreSQL directly, or at a session-mode pool); waiting workers then
+// poll every Options.PollInterval.
 //
 // When PostgreSQL is down, Enqueue returns its error and workers keep
 // retrying their fetches with a growing pause; leases run on the
@@ -26,6 +39,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,9 +61,22 @@ type Options struct {
 	Prefix string
 	// Retention is how long done jobs are kept. Default: 24h.
 	Retention time.Duration
-	// SweepInterval, when set, removes done jobs past Retention in the
-	// background until Close. Default: 0 (call Sweep yourself).
+	// DeadRetention is how long dead jobs are kept for Dead and Requeue.
+	// Default: queue.DefaultDeadRetention (14 days).
+	DeadRetention time.Duration
+	// SweepInterval, when set, removes done and dead jobs past their
+	// retention in the background until Close. Default: 0 (call Sweep
+	// yourself).
 	SweepInterval time.Duration
+	// PollInterval is how often a waiting Fetch looks for jobs without a
+	// NOTIFY: scheduled and retry jobs that became due, expired leases,
+	// notifications missed. Default: 1s.
+	PollInterval time.Duration
+	// PollOnly turns LISTEN/NOTIFY off: waiting Fetches poll every
+	// PollInterval and enqueues send no NOTIFY. Set it behind a pooler
+	// in transaction mode (PgBouncer pool_mode=transaction), where LISTEN
+	// does not work: the listener's session is not kept. Default: false.
+	PollOnly bool
 	// Now is the clock. Default: nil, the database's now(). Set it for
 	// simulated time in tests.
 	Now func() time.Time
@@ -62,8 +89,11 @@ type Options struct {
 type Backend struct {
 	pool      *pgxpool.Pool
 	jobs, unq string
+	counts    string // per queue: how many done jobs the jobs table holds
 	channel   string
 	retention time.Duration
+	deadRet   time.Duration
+	poll      time.Duration
 	now       func() time.Time
 	log       *slog.Logger
 
@@ -75,6 +105,19 @@ type Backend struct {
 	stop     chan struct{}
 	bg       sync.WaitGroup
 	once     sync.Once
+
+	pollOnly bool
+
+	nmu       sync.Mutex
+	dirty     map[string]bool // queues to notify
+	pending   []pendingTx     // EnqueueTx transactions to notify after
+	notifying bool            // the notifier runs
+	nkick     chan struct{}
+
+	// For tests: the listener is in LISTEN; Fetch calls found nothing
+	// and started waiting.
+	listening atomic.Bool
+	idle      atomic.Int64
 }
 
 var prefixRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,40}$`)
@@ -94,12 +137,22 @@ func New(o Options) (*Backend, error) {
 	if o.Retention == 0 {
 		o.Retention = 24 * time.Hour
 	}
-	if o.Retention < 0 || o.SweepInterval < 0 {
-		return nil, fmt.Errorf("%w: queuepg: Options.Retention and SweepInterval must be >= 0", queue.ErrInvalid)
+	if o.DeadRetention == 0 {
+		o.DeadRetention = queue.DefaultDeadRetention
+	}
+	if o.Retention < 0 || o.DeadRetention < 0 || o.SweepInterval < 0 {
+		return nil, fmt.Errorf("%w: queuepg: Options.Retention, DeadRetention and SweepInterval must be >= 0", queue.ErrInvalid)
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = time.Second
+	}
+	if o.PollInterval < time.Millisecond {
+		return nil, fmt.Errorf("%w: queuepg: Options.PollInterval must be >= 1ms, got %v", queue.ErrInvalid, o.PollInterval)
 	}
 	o.Logger = logx.Or(o.Logger)
-	b := &Backend{pool: o.Pool, jobs: o.Prefix + "_jobs", unq: o.Prefix + "_unique", channel: o.Prefix + "_jobs",
-		retention: o.Retention, now: o.Now, log: o.Logger, waiters: map[string]chan struct{}{}, stop: make(chan struct{})}
+	b := &Backend{pool: o.Pool, jobs: o.Prefix + "_jobs", unq: o.Prefix + "_unique", counts: o.Prefix + "_counts", channel: o.Prefix + "_jobs",
+		retention: o.Retention, deadRet: o.DeadRetention, poll: o.PollInterval, pollOnly: o.PollOnly,
+		dirty: map[string]bool{}, nkick: make(chan struct{}, 1), now: o.Now, log: o.Logger, waiters: map[string]chan struct{}{}, stop: make(chan struct{})}
 	var err error
 	if b.completer, err = batch.New(b.completeMany, batch.Options{Wait: time.Millisecond, MaxBatch: 1000, MaxConcurrent: 4}); err != nil {
 		return nil, err
@@ -111,7 +164,8 @@ func New(o Options) (*Backend, error) {
 	return b, nil
 }
 
-// Migrate creates the tables and indexes if they do not exist.
+// Migrate creates the tables and indexes if they do not exist, and adds
+// the columns a newer version needs to tables an older one created.
 func (b *Backend) Migrate(ctx context.Context) error {
 	_, err := b.pool.Exec(ctx, `
 CREATE TABLE IF NOT EXISTS `+b.jobs+` (
@@ -137,6 +191,7 @@ CREATE TABLE IF NOT EXISTS `+b.jobs+` (
 CREATE INDEX IF NOT EXISTS `+b.jobs+`_due ON `+b.jobs+` (queue, priority, run_at, id) WHERE state IN ('pending', 'scheduled', 'retry');
 CREATE INDEX IF NOT EXISTS `+b.jobs+`_leases ON `+b.jobs+` (queue, lease_until) WHERE state = 'active';
 CREATE INDEX IF NOT EXISTS `+b.jobs+`_finished ON `+b.jobs+` (queue, state, finished_at) WHERE state IN ('done', 'dead');
+ALTER TABLE `+b.jobs+` ADD COLUMN IF NOT EXISTS unique_active bool NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS `+b.unq+` (
   queue      text NOT NULL,
   unique_key text NOT NULL,
@@ -146,6 +201,23 @@ CREATE TABLE IF NOT EXISTS `+b.unq+` (
 )`)
 	if err != nil {
 		return fmt.Errorf("queuepg: Migrate: %w", err)
+	}
+	// The done counters: created, and seeded from the jobs table, once.
+	var existed bool
+	if err := b.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, b.counts).Scan(&existed); err != nil {
+		return fmt.Errorf("queuepg: Migrate: %w", err)
+	}
+	if !existed {
+		_, err := b.pool.Exec(ctx, `
+CREATE TABLE IF NOT EXISTS `+b.counts+` (
+  queue text PRIMARY KEY,
+  done  bigint NOT NULL DEFAULT 0
+);
+INSERT INTO `+b.counts+` (queue, done) SELECT queue, count(*) FROM `+b.jobs+` WHERE state = 'done' GROUP BY queue
+ON CONFLICT (queue) DO NOTHING`)
+		if err != nil {
+			return fmt.Errorf("queuepg: Migrate: %w", err)
+		}
 	}
 	return nil
 }
@@ -165,14 +237,27 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// Enqueue is queue.Backend.Enqueue, in one transaction.
+// Enqueue is queue.Backend.Enqueue, in one transaction; the waiting
+// workers are notified after it committed.
 func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
-	return pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error { return b.insert(ctx, tx, m) })
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error { _, err := b.insert(ctx, tx, m); return err })
+	if err == nil {
+		b.notify(m.Queue)
+	}
+	return err
 }
 
 // EnqueueTx enqueues a job inside tx: it exists, and workers are woken,
 // only if tx commits. It returns the job's id; with a UniqueKey already
 // held it returns the holder's id and a *queue.DuplicateError.
+//
+// It sends no NOTIFY inside tx: PostgreSQL serialises the commits of
+// transactions that notified (one global lock held through the commit),
+// which would cap the caller's whole write path. The backend instead
+// watches tx's id (pg_xact_status) from its own connection and notifies
+// the workers once tx committed, coalesced per queue (about 1ms after the
+// commit; nothing when tx rolled back; the workers' PollInterval when tx
+// stays open longer than that).
 func (b *Backend) EnqueueTx(ctx context.Context, tx pgx.Tx, queueName, kind string, args any, o queue.EnqueueOptions) (string, error) {
 	t := time.Now()
 	if b.now != nil {
@@ -184,52 +269,89 @@ func (b *Backend) EnqueueTx(ctx context.Context, tx pgx.Tx, queueName, kind stri
 	if err != nil {
 		return "", err
 	}
-	if err := b.insert(ctx, tx, m); err != nil {
+	xid, err := b.insert(ctx, tx, m)
+	if err != nil {
 		var d *queue.DuplicateError
 		if errors.As(err, &d) {
 			return d.ID, err
 		}
 		return "", err
 	}
+	if xid != "" {
+		b.notifyAfter(xid, m.Queue)
+	}
 	return m.ID, nil
 }
 
-func (b *Backend) insert(ctx context.Context, tx pgx.Tx, m *queue.Message) error {
-	if m.UniqueKey != "" {
-		var holder string
-		err := tx.QueryRow(ctx, `INSERT INTO `+b.unq+` AS u (queue, unique_key, job_id, until) VALUES ($1, $2, $3, $4)
-ON CONFLICT (queue, unique_key) DO UPDATE SET job_id = EXCLUDED.job_id, until = EXCLUDED.until WHERE u.until <= `+now(5)+`
-RETURNING job_id`, m.Queue, m.UniqueKey, m.ID, m.UniqueUntil, b.nowArg()).Scan(&holder)
-		if errors.Is(err, pgx.ErrNoRows) {
-			if err := tx.QueryRow(ctx, `SELECT job_id FROM `+b.unq+` WHERE queue = $1 AND unique_key = $2`, m.Queue, m.UniqueKey).Scan(&holder); err != nil {
-				return err
-			}
-			return &queue.DuplicateError{UniqueKey: m.UniqueKey, ID: holder}
-		}
-		if err != nil {
-			return err
-		}
+// existing answers an enqueue whose id is used: nil when it is the same
+// job (queue.SameJob: a retried enqueue that landed), else ErrInvalid.
+func (b *Backend) existing(ctx context.Context, tx pgx.Tx, m *queue.Message) (found bool, err error) {
+	var kind string
+	var payload []byte
+	err = tx.QueryRow(ctx, `SELECT kind, payload FROM `+b.jobs+` WHERE queue = $1 AND id = $2`, m.Queue, m.ID).Scan(&kind, &payload)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
 	}
+	if err != nil {
+		return false, err
+	}
+	if queue.SameJob(&queue.Message{Queue: m.Queue, ID: m.ID, Kind: kind, Payload: payload}, m) {
+		return true, nil
+	}
+	return true, fmt.Errorf("%w: job id %q is already used in queue %q by another job", queue.ErrInvalid, m.ID, m.Queue)
+}
+
+// insert adds m in tx and returns tx's id (empty when it stored nothing:
+// the same job was already there).
+func (b *Backend) insert(ctx context.Context, tx pgx.Tx, m *queue.Message) (string, error) {
+	// The job row first: a used id is found by its conflict, without a
+	// read on the common path.
 	var uniqueUntil any
-	if m.UniqueKey != "" {
+	if m.UniqueKey != "" && !m.UniqueWhileActive {
 		uniqueUntil = m.UniqueUntil
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO `+b.jobs+` (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms, unique_key, unique_until, enqueued_at)
-VALUES ($1, $2, $3, $4, $5, CASE WHEN $6::timestamptz > `+now(12)+` THEN 'scheduled' ELSE 'pending' END, 0, $7, $6, $8, nullif($9, ''), $10, $11)`,
-		m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), m.RunAt, m.MaxAttempts, m.Timeout.Milliseconds(), m.UniqueKey, uniqueUntil, m.EnqueuedAt, b.nowArg())
-	if err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "23505" {
-			return fmt.Errorf("%w: job id %q is already used in queue %q", queue.ErrInvalid, m.ID, m.Queue)
-		}
-		return err
+	var xid string
+	err := tx.QueryRow(ctx, `INSERT INTO `+b.jobs+` (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms, unique_key, unique_until, enqueued_at, unique_active)
+VALUES ($1, $2, $3, $4, $5, CASE WHEN $6::timestamptz > `+now(12)+` THEN 'scheduled' ELSE 'pending' END, 0, $7, $6, $8, nullif($9, ''), $10, $11, $13)
+ON CONFLICT (queue, id) DO NOTHING
+RETURNING pg_current_xact_id()::text`,
+		m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), m.RunAt, m.MaxAttempts, m.Timeout.Milliseconds(), m.UniqueKey, uniqueUntil, m.EnqueuedAt, b.nowArg(), m.UniqueWhileActive).Scan(&xid)
+	if errors.Is(err, pgx.ErrNoRows) { // the id is used: the same job again, or another
+		_, err := b.existing(ctx, tx, m)
+		return "", err
 	}
-	_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, b.channel, m.Queue)
-	return err
+	if err != nil {
+		return "", err
+	}
+	if m.UniqueKey != "" {
+		var holder string
+		// A while-active hold's until is infinity: it holds while its
+		// job is neither done nor dead (nor deleted).
+		err := tx.QueryRow(ctx, `INSERT INTO `+b.unq+` AS u (queue, unique_key, job_id, until)
+VALUES ($1, $2, $3, CASE WHEN $6 THEN 'infinity'::timestamptz ELSE $4 END)
+ON CONFLICT (queue, unique_key) DO UPDATE SET job_id = EXCLUDED.job_id, until = EXCLUDED.until
+WHERE u.until <= `+now(5)+` OR (u.until = 'infinity' AND NOT EXISTS (SELECT 1 FROM `+b.jobs+` h
+  WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))
+RETURNING job_id`, m.Queue, m.UniqueKey, m.ID, m.UniqueUntil, b.nowArg(), m.UniqueWhileActive).Scan(&holder)
+		if errors.Is(err, pgx.ErrNoRows) {
+			if err := tx.QueryRow(ctx, `SELECT job_id FROM `+b.unq+` WHERE queue = $1 AND unique_key = $2`, m.Queue, m.UniqueKey).Scan(&holder); err != nil {
+				return "", err
+			}
+			// Take the job row back: EnqueueTx's caller may still commit.
+			if _, err := tx.Exec(ctx, `DELETE FROM `+b.jobs+` WHERE queue = $1 AND id = $2`, m.Queue, m.ID); err != nil {
+				return "", err
+			}
+			return "", &queue.DuplicateError{UniqueKey: m.UniqueKey, ID: holder}
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	return xid, nil
 }
 
 const jobColumns = `j.queue, j.id, j.kind, j.payload, j.priority, j.state, j.attempt, j.max_attempts, j.run_at, j.timeout_ms,
-coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until`
+coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until, j.unique_active`
 
 func scanJob(row pgx.Row) (*queue.Message, string, time.Time, error) {
 	var (
@@ -243,7 +365,7 @@ func scanJob(row pgx.Row) (*queue.Message, string, time.Time, error) {
 		leaseUntil  *time.Time
 	)
 	err := row.Scan(&m.Queue, &m.ID, &m.Kind, &m.Payload, &prio, &state, &m.Attempt, &m.MaxAttempts, &m.RunAt, &timeoutMS,
-		&m.UniqueKey, &uniqueUntil, &m.EnqueuedAt, &m.LastError, &finished, &token, &leaseUntil)
+		&m.UniqueKey, &uniqueUntil, &m.EnqueuedAt, &m.LastError, &finished, &token, &leaseUntil, &m.UniqueWhileActive)
 	if err != nil {
 		return nil, "", time.Time{}, err
 	}
@@ -267,8 +389,8 @@ func scanJob(row pgx.Row) (*queue.Message, string, time.Time, error) {
 
 // Fetch is queue.Backend.Fetch: one UPDATE ... FROM (SELECT ... FOR
 // UPDATE SKIP LOCKED) per attempt, so concurrent workers never lease one
-// job twice; with Wait it sleeps until a NOTIFY for the queue (or the next
-// due time, or Wait) when nothing is due.
+// job twice; with Wait it sleeps until a NOTIFY for the queue (or
+// PollInterval, or Wait) when nothing is due.
 func (b *Backend) Fetch(ctx context.Context, r queue.FetchRequest) ([]*queue.Lease, error) {
 	deadline := time.Now().Add(r.Wait)
 	for {
@@ -284,7 +406,8 @@ func (b *Backend) Fetch(ctx context.Context, r queue.FetchRequest) ([]*queue.Lea
 		if left <= 0 {
 			return nil, nil
 		}
-		t := time.NewTimer(min(left, time.Second)) // due scheduled jobs are found within 1s
+		b.idle.Add(1)
+		t := time.NewTimer(min(left, b.poll)) // due scheduled jobs are found within PollInterval
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -377,10 +500,14 @@ func (b *Backend) completeMany(ctx context.Context, keys []leaseKey) (map[leaseK
 	for i, k := range keys {
 		qs[i], ids[i], toks[i] = k.queue, k.id, k.token
 	}
-	rows, err := b.pool.Query(ctx, `UPDATE `+b.jobs+` j SET state = 'done', finished_at = `+now(4)+`, token = NULL, lease_until = NULL
-FROM unnest($1::text[], $2::text[], $3::text[]) AS c(queue, id, token)
-WHERE j.queue = c.queue AND j.id = c.id AND j.token = c.token AND j.state = 'active' AND j.lease_until > `+now(4)+`
-RETURNING c.queue, c.id, c.token`, qs, ids, toks, b.nowArg())
+	rows, err := b.pool.Query(ctx, `WITH c AS (UPDATE `+b.jobs+` j SET state = 'done', finished_at = `+now(4)+`, token = NULL, lease_until = NULL
+  FROM unnest($1::text[], $2::text[], $3::text[]) AS c(queue, id, token)
+  WHERE j.queue = c.queue AND j.id = c.id AND j.token = c.token AND j.state = 'active' AND j.lease_until > `+now(4)+`
+  RETURNING c.queue, c.id, c.token, j.unique_key, j.unique_active),
+n AS (INSERT INTO `+b.counts+` AS k (queue, done) SELECT queue, count(*) FROM c GROUP BY queue ORDER BY queue
+  ON CONFLICT (queue) DO UPDATE SET done = k.done + EXCLUDED.done),
+u AS (DELETE FROM `+b.unq+` h USING c WHERE c.unique_active AND h.queue = c.queue AND h.unique_key = c.unique_key AND h.job_id = c.id)
+SELECT queue, id, token FROM c`, qs, ids, toks, b.nowArg())
 	if err != nil {
 		return nil, err
 	}
@@ -397,18 +524,31 @@ RETURNING c.queue, c.id, c.token`, qs, ids, toks, b.nowArg())
 }
 
 // Fail is queue.Backend.Fail.
+// A job that dies gives up its while-active unique hold in the same
+// statement.
 func (b *Backend) Fail(ctx context.Context, l *queue.Lease, errMsg string, retryAt time.Time, dead bool) error {
-	return b.fenced(ctx, `UPDATE `+b.jobs+` SET
+	var n int
+	err := b.pool.QueryRow(ctx, `WITH f AS (UPDATE `+b.jobs+` SET
   state = CASE WHEN $7 OR attempt >= max_attempts THEN 'dead' WHEN $6::timestamptz <= coalesce($4::timestamptz, now()) THEN 'pending' ELSE 'retry' END,
   finished_at = CASE WHEN $7 OR attempt >= max_attempts THEN coalesce($4::timestamptz, now()) END,
-  run_at = $6, last_error = $5, token = NULL, lease_until = NULL`+held, l, errMsg, retryAt, dead)
+  run_at = $6, last_error = $5, token = NULL, lease_until = NULL`+held+`
+  RETURNING queue, id, state, unique_key, unique_active),
+u AS (DELETE FROM `+b.unq+` h USING f WHERE f.state = 'dead' AND f.unique_active AND h.queue = f.queue AND h.unique_key = f.unique_key AND h.job_id = f.id)
+SELECT count(*) FROM f`, l.Msg.Queue, l.Msg.ID, l.Token, b.nowArg(), errMsg, retryAt, dead).Scan(&n)
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return queue.ErrLeaseLost
+	}
+	return nil
 }
 
 // Release is queue.Backend.Release.
 func (b *Backend) Release(ctx context.Context, l *queue.Lease) error {
 	err := b.fenced(ctx, `UPDATE `+b.jobs+` SET state = 'pending', attempt = attempt - 1, token = NULL, lease_until = NULL`+held, l)
 	if err == nil {
-		_, _ = b.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, b.channel, l.Msg.Queue)
+		b.notify(l.Msg.Queue)
 	}
 	return err
 }
@@ -427,19 +567,28 @@ func (b *Backend) Job(ctx context.Context, queueName, id string) (*queue.Message
 	return m, err
 }
 
-// Counts is queue.Backend.Counts: one query.
+// Counts is queue.Backend.Counts: one query that never scans the queue's
+// done jobs: the jobs waiting, running and dead are counted on their
+// partial indexes (they are few), the done ones read from a counter per
+// queue (<Prefix>_counts) that completions, Sweep and Delete keep (a
+// done job deleted by hand, not by Delete, leaves it one too high).
 func (b *Backend) Counts(ctx context.Context, queueName string) (queue.Counts, error) {
 	var c queue.Counts
 	var oldestMS float64
+	count := func(where string) string {
+		return `(SELECT count(*) FROM ` + b.jobs + ` WHERE queue = $1 AND ` + where + `)`
+	}
+	n := now(2)
 	err := b.pool.QueryRow(ctx, `SELECT
-  count(*) FILTER (WHERE (state IN ('pending', 'scheduled', 'retry') AND run_at <= `+now(2)+`) OR (state = 'active' AND lease_until <= `+now(2)+`)),
-  count(*) FILTER (WHERE state = 'scheduled' AND run_at > `+now(2)+`),
-  count(*) FILTER (WHERE state = 'active' AND lease_until > `+now(2)+`),
-  count(*) FILTER (WHERE state = 'retry' AND run_at > `+now(2)+`),
-  count(*) FILTER (WHERE state = 'dead'),
-  count(*) FILTER (WHERE state = 'done'),
-  coalesce(extract(epoch FROM `+now(2)+` - min(run_at) FILTER (WHERE state IN ('pending', 'scheduled', 'retry') AND run_at <= `+now(2)+`)) * 1000, 0)
-FROM `+b.jobs+` WHERE queue = $1`, queueName, b.nowArg()).Scan(&c.Pending, &c.Scheduled, &c.Active, &c.Retry, &c.Dead, &c.Done, &oldestMS)
+  `+count(`state IN ('pending', 'scheduled', 'retry') AND run_at <= `+n)+` + `+count(`state = 'active' AND lease_until <= `+n)+`,
+  `+count(`state IN ('pending', 'scheduled', 'retry') AND state = 'scheduled' AND run_at > `+n)+`,
+  `+count(`state = 'active' AND lease_until > `+n)+`,
+  `+count(`state IN ('pending', 'scheduled', 'retry') AND state = 'retry' AND run_at > `+n)+`,
+  `+count(`state IN ('done', 'dead') AND state = 'dead'`)+`,
+  coalesce((SELECT done FROM `+b.counts+` WHERE queue = $1), 0),
+  coalesce(extract(epoch FROM `+n+` - (SELECT min(run_at) FROM `+b.jobs+`
+    WHERE queue = $1 AND state IN ('pending', 'scheduled', 'retry') AND run_at <= `+n+`)) * 1000, 0)`,
+		queueName, b.nowArg()).Scan(&c.Pending, &c.Scheduled, &c.Active, &c.Retry, &c.Dead, &c.Done, &oldestMS)
 	c.OldestPending = time.Duration(oldestMS * float64(time.Millisecond))
 	return c, err
 }
@@ -475,21 +624,46 @@ WHERE queue = $1 AND id = $2 AND state = 'dead'`, queueName, id, b.nowArg())
 	if tag.RowsAffected() != 1 {
 		return fmt.Errorf("%w: no dead job %s in queue %s", queue.ErrNotFound, id, queueName)
 	}
-	_, _ = b.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, b.channel, queueName)
+	b.notify(queueName)
 	return nil
 }
 
-// Sweep deletes done jobs past Retention and expired unique keys; it
-// returns how many jobs it deleted.
+// Delete is queue.Backend.Delete: the job's row and its unique hold go in
+// one statement.
+func (b *Backend) Delete(ctx context.Context, queueName, id string) error {
+	var n int
+	err := b.pool.QueryRow(ctx, `WITH d AS (DELETE FROM `+b.jobs+` WHERE queue = $1 AND id = $2 RETURNING queue, id, unique_key, state),
+  u AS (DELETE FROM `+b.unq+` h USING d WHERE h.queue = d.queue AND h.unique_key = d.unique_key AND h.job_id = d.id),
+  n AS (UPDATE `+b.counts+` k SET done = k.done - 1 FROM d WHERE d.state = 'done' AND k.queue = d.queue)
+SELECT count(*) FROM d`, queueName, id).Scan(&n)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: %s in queue %s", queue.ErrNotFound, id, queueName)
+	}
+	return nil
+}
+
+// Sweep deletes done jobs past Retention, dead jobs past DeadRetention
+// and the unique holds that no longer hold (expired, or while-active of
+// a finished job); it returns how many jobs it deleted.
 func (b *Backend) Sweep(ctx context.Context) (int64, error) {
-	tag, err := b.pool.Exec(ctx, `DELETE FROM `+b.jobs+` WHERE state = 'done' AND finished_at <= `+now(1)+` - $2 * interval '1 millisecond'`, b.nowArg(), b.retention.Milliseconds())
+	var deleted int64
+	err := b.pool.QueryRow(ctx, `WITH d AS (DELETE FROM `+b.jobs+` WHERE (state = 'done' AND finished_at <= `+now(1)+` - $2 * interval '1 millisecond')
+    OR (state = 'dead' AND finished_at <= `+now(1)+` - $3 * interval '1 millisecond')
+  RETURNING queue, state),
+n AS (UPDATE `+b.counts+` k SET done = k.done - x.n
+  FROM (SELECT queue, count(*) AS n FROM d WHERE state = 'done' GROUP BY queue) x WHERE k.queue = x.queue)
+SELECT count(*) FROM d`, b.nowArg(), b.retention.Milliseconds(), b.deadRet.Milliseconds()).Scan(&deleted)
 	if err != nil {
 		return 0, fmt.Errorf("queuepg: Sweep: %w", err)
 	}
-	if _, err := b.pool.Exec(ctx, `DELETE FROM `+b.unq+` WHERE until <= `+now(1), b.nowArg()); err != nil {
-		return tag.RowsAffected(), fmt.Errorf("queuepg: Sweep: %w", err)
+	if _, err := b.pool.Exec(ctx, `DELETE FROM `+b.unq+` u WHERE until <= `+now(1)+` OR (until = 'infinity' AND NOT EXISTS (
+  SELECT 1 FROM `+b.jobs+` h WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))`, b.nowArg()); err != nil {
+		return deleted, fmt.Errorf("queuepg: Sweep: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return deleted, nil
 }
 
 func (b *Backend) sweeper(interval time.Duration) {
@@ -506,6 +680,9 @@ func (b *Backend) sweeper(interval time.Duration) {
 func (b *Backend) waiter(queueName string) <-chan struct{} {
 	b.lmu.Lock()
 	defer b.lmu.Unlock()
+	if b.pollOnly {
+		return make(chan struct{}) // never closed: plain polling
+	}
 	if !b.listener {
 		select {
 		case <-b.stop:
@@ -574,7 +751,9 @@ func (b *Backend) listenOnce(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{b.channel}.Sanitize()); err != nil {
 		return err
 	}
+	b.listening.Store(true)
 	defer func() {
+		b.listening.Store(false)
 		// The connection goes back to the pool: stop listening on it.
 		c, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -591,9 +770,17 @@ func (b *Backend) listenOnce(ctx context.Context) error {
 	}
 }
 
-// Close stops the listener and the sweeper. It does not close the pool.
+// Close stops the listener, the notifier and the sweeper. It does not close the pool.
 func (b *Backend) Close() error {
-	b.once.Do(func() { close(b.stop) })
+	b.once.Do(func() {
+		// Under the locks that start the listener and the notifier: none
+		// starts (bg.Add) once Close waits.
+		b.nmu.Lock()
+		b.lmu.Lock()
+		close(b.stop)
+		b.lmu.Unlock()
+		b.nmu.Unlock()
+	})
 	b.bg.Wait()
 	return nil
 }

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/scalekit-go/scalekit/internal/poll"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/queue/queuetest"
@@ -108,29 +110,46 @@ func TestEnqueueTx(t *testing.T) {
 }
 
 // A waiting Fetch wakes on the NOTIFY of an enqueue from another
-// connection instead of sleeping out its wait.
+// connection instead of sleeping out its wait: with a 30s PollInterval,
+// only the NOTIFY can deliver the job within the test's 10s.
 func TestNotifyWakesFetch(t *testing.T) {
 	f := testinfra.Postgres(t)
-	b := newBackend(t, f.Primary, Options{})
+	const pollEvery = 30 * time.Second
+	b := newBackend(t, f.Primary, Options{PollInterval: pollEvery})
 	other := newBackend(t, f.Primary, Options{})
 	ctx := context.Background()
-	got := make(chan []*queue.Lease, 1)
+	type result struct {
+		ls  []*queue.Lease
+		err error
+		at  time.Time
+	}
+	got := make(chan result, 1)
 	go func() {
-		ls, _ := b.Fetch(ctx, queue.FetchRequest{Queue: "wake", Max: 1, Lease: time.Minute, Wait: 30 * time.Second, Order: queue.FetchOrder(0)})
-		got <- ls
+		ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "wake", Max: 1, Lease: time.Minute, Wait: time.Minute, Order: queue.FetchOrder(0)})
+		got <- result{ls, err, time.Now()}
 	}()
-	time.Sleep(200 * time.Millisecond) // the fetch is waiting
+	// The fetch found nothing and waits, and the listener is in LISTEN:
+	// the enqueue below can reach it only by its NOTIFY.
+	poll.Until(t, 20*time.Second, "the fetch waiting and the listener listening", func() bool {
+		return b.idle.Load() >= 1 && b.listening.Load()
+	})
 	c, _ := queue.NewClient(queue.ClientOptions{Backend: other})
+	enqueued := time.Now()
 	if _, err := c.Enqueue(ctx, "wake", "k", nil, queue.EnqueueOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case ls := <-got:
-		if len(ls) != 1 {
-			t.Fatalf("woken fetch got %d jobs", len(ls))
+	case res := <-got:
+		if res.err != nil || len(res.ls) != 1 {
+			t.Fatalf("woken fetch got %v %v, want the job", res.ls, res.err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the waiting fetch did not wake on the enqueue (30s wait)")
+		if d := res.at.Sub(enqueued); d >= pollEvery/3 {
+			t.Fatalf("the fetch returned %v after the enqueue: not woken by the NOTIFY", d)
+		} else {
+			t.Logf("woken %v after the enqueue (poll every %v)", d, pollEvery)
+		}
+	case <-time.After(pollEvery / 3):
+		t.Fatalf("the waiting fetch was not woken within %v of the enqueue (it polls every %v): NOTIFY did not reach it", pollEvery/3, pollEvery)
 	}
 }
 
@@ -163,9 +182,344 @@ func crashBackend(url string) queue.Backend {
 
 func TestBadOptions(t *testing.T) {
 	f := testinfra.Postgres(t)
-	for _, o := range []Options{{}, {Pool: f.Primary, Prefix: "Bad-Prefix"}, {Pool: f.Primary, Retention: -1}} {
+	for _, o := range []Options{{}, {Pool: f.Primary, Prefix: "Bad-Prefix"}, {Pool: f.Primary, Retention: -1}, {Pool: f.Primary, PollInterval: -1}} {
 		if _, err := New(o); !errors.Is(err, queue.ErrInvalid) {
 			t.Errorf("New(%+v) = %v", o, err)
+		}
+	}
+}
+
+// EnqueueTx sends no NOTIFY from the caller's transaction (PostgreSQL
+// would serialise its commit with every other notifying commit): the
+// backend notifies from its own connection once the transaction
+// committed, and not at all for one rolled back.
+func TestEnqueueTxNotifiesAfterCommit(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{})
+	listener, err := pgx.Connect(ctx, f.PrimaryURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close(ctx)
+	if _, err := listener.Exec(ctx, `LISTEN queue_jobs`); err != nil {
+		t.Fatal(err)
+	}
+	// The business transactions run on a connection of their own, out of
+	// the backend's pool: a NOTIFY from that session can only be one sent
+	// inside them.
+	user, err := pgx.Connect(ctx, f.PrimaryURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer user.Close(ctx)
+	enqueue := func(queueName string, commit bool) uint32 {
+		tx, err := user.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		var pid uint32
+		if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.EnqueueTx(ctx, tx, queueName, "k", nil, queue.EnqueueOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if commit {
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return pid
+	}
+	enqueue("txrolledback", false)
+	pid := enqueue("txcommitted", true)
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		n, err := listener.WaitForNotification(wctx)
+		if err != nil {
+			t.Fatalf("no NOTIFY for the committed transaction's queue within 10s: %v", err)
+		}
+		switch n.Payload {
+		case "txrolledback":
+			t.Fatal("a NOTIFY for the job of a rolled-back transaction")
+		case "txcommitted":
+			if n.PID == pid {
+				t.Fatalf("the NOTIFY came from the enqueuing transaction's session (pid %d): it held PostgreSQL's notify lock through its commit", pid)
+			}
+			return
+		}
+	}
+}
+
+// With PollOnly (PgBouncer in transaction mode) nothing LISTENs and
+// nothing is notified: a waiting Fetch finds a new job at its next poll.
+func TestPollOnly(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{PollOnly: true, PollInterval: 50 * time.Millisecond})
+	got := make(chan []*queue.Lease, 1)
+	go func() {
+		ls, _ := b.Fetch(ctx, queue.FetchRequest{Queue: "pollonly", Max: 1, Lease: time.Minute, Wait: 20 * time.Second, Order: queue.FetchOrder(0)})
+		got <- ls
+	}()
+	poll.Until(t, 20*time.Second, "the fetch waiting", func() bool { return b.idle.Load() >= 1 })
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	if _, err := c.Enqueue(ctx, "pollonly", "k", nil, queue.EnqueueOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ls := <-got:
+		if len(ls) != 1 {
+			t.Fatalf("fetch got %d jobs, want 1", len(ls))
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("a poll-only fetch did not find the job")
+	}
+	if b.listening.Load() {
+		t.Fatal("a poll-only backend started a listener")
+	}
+	b.nmu.Lock()
+	notifying := b.notifying
+	b.nmu.Unlock()
+	if notifying {
+		t.Fatal("a poll-only backend started the notifier")
+	}
+}
+
+// Counts does not read the queue's done rows (the metrics collector runs
+// it on every scrape): with 100,000 done jobs it touches a handful of
+// blocks of the jobs table, heap and indexes together. Its done count
+// follows completions, Delete and Sweep.
+func TestCountsDoesNotScanDoneJobs(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	// One connection: the block counters it flushes are the ones read.
+	cfg := f.Primary.Config().Copy()
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	b := newBackend(t, pool, Options{Prefix: "countscan"})
+	if _, err := pool.Exec(ctx, `INSERT INTO countscan_jobs (queue, id, kind, payload, priority, state, max_attempts, run_at, enqueued_at, finished_at)
+SELECT 'big', 'd' || i, 'k', '{}'::bytea, 0, 'done', 10, now(), now(), now() FROM generate_series(1, 100000) AS i`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `DROP TABLE countscan_counts`); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Migrate(ctx); err != nil { // seeds the counter from the rows, as on an upgrade
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `VACUUM ANALYZE countscan_jobs`); err != nil {
+		t.Fatal(err)
+	}
+	blocks := func() int64 {
+		t.Helper()
+		if _, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		err := pool.QueryRow(ctx, `SELECT coalesce(heap_blks_read, 0) + coalesce(heap_blks_hit, 0) + coalesce(idx_blks_read, 0) + coalesce(idx_blks_hit, 0)
+FROM pg_statio_user_tables WHERE relname = 'countscan_jobs'`).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := blocks()
+	cnt, err := b.Counts(ctx, "big")
+	if err != nil || cnt.Done != 100000 {
+		t.Fatalf("counts %+v %v, want 100000 done", cnt, err)
+	}
+	if used := blocks() - before; used > 100 {
+		t.Fatalf("Counts touched %d blocks of the jobs table with 100,000 done jobs: it scans them", used)
+	} else {
+		t.Logf("Counts touched %d blocks", used)
+	}
+	// The done count follows completions, Delete and Sweep.
+	cl, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	for i := 0; i < 3; i++ {
+		if _, err := cl.Enqueue(ctx, "big", "k", nil, queue.EnqueueOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "big", Max: 3, Lease: time.Minute, Order: queue.FetchOrder(0)})
+	if err != nil || len(ls) != 3 {
+		t.Fatal(ls, err)
+	}
+	for _, l := range ls {
+		if err := b.Complete(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cl.Delete(ctx, "big", "d1"); err != nil {
+		t.Fatal(err)
+	}
+	if cnt, _ := b.Counts(ctx, "big"); cnt.Done != 100002 {
+		t.Fatalf("done after 3 completions and 1 Delete: %d, want 100002", cnt.Done)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE countscan_jobs SET finished_at = now() - interval '2 days' WHERE id LIKE 'd%'`); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.Sweep(ctx); err != nil || n != 99999 {
+		t.Fatalf("Sweep deleted %d %v, want the 99999 old done jobs", n, err)
+	}
+	if cnt, _ := b.Counts(ctx, "big"); cnt.Done != 3 {
+		t.Fatalf("done after the sweep: %d, want 3", cnt.Done)
+	}
+}
+
+// Many concurrent business transactions enqueue with EnqueueTx, a third
+// of them rolled back, while one consumer waits with a 30s PollInterval:
+// every committed job reaches it through the notifier's NOTIFYs, no
+// rolled-back one exists.
+func TestEnqueueTxHammer(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{PollInterval: 30 * time.Second})
+	const writers, each = 16, 12
+	var mu sync.Mutex
+	committed, rolledBack, fetched := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	cctx, stop := context.WithCancel(ctx)
+	consumerDone := make(chan error, 1)
+	go func() {
+		for {
+			// A wait longer than the test: only NOTIFYs bring jobs in time.
+			ls, err := b.Fetch(cctx, queue.FetchRequest{Queue: "hammer", Max: 50, Lease: time.Minute, Wait: time.Minute, Order: queue.FetchOrder(0)})
+			if cctx.Err() != nil {
+				consumerDone <- nil
+				return
+			}
+			if err != nil {
+				consumerDone <- err
+				return
+			}
+			mu.Lock()
+			for _, l := range ls {
+				fetched[l.Msg.ID] = true
+			}
+			mu.Unlock()
+		}
+	}()
+	var wg sync.WaitGroup
+	for g := 0; g < writers; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				tx, err := f.Primary.Begin(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				id, err := b.EnqueueTx(ctx, tx, "hammer", "k", map[string]int{"g": g, "i": i}, queue.EnqueueOptions{})
+				if err != nil {
+					tx.Rollback(ctx)
+					t.Error(err)
+					return
+				}
+				commit := i%3 != 0
+				if commit {
+					err = tx.Commit(ctx)
+				} else {
+					err = tx.Rollback(ctx)
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				if commit {
+					committed[id] = true
+				} else {
+					rolledBack[id] = true
+				}
+				mu.Unlock()
+			}
+		}(g)
+	}
+	wg.Wait()
+	poll.Until(t, 25*time.Second, "every committed job fetched", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(fetched) >= len(committed)
+	})
+	stop()
+	if err := <-consumerDone; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id := range fetched {
+		if rolledBack[id] || !committed[id] {
+			t.Fatalf("fetched job %s that no committed transaction enqueued", id)
+		}
+	}
+	if len(committed) != writers*each*2/3 {
+		t.Fatalf("%d committed, want %d", len(committed), writers*each*2/3)
+	}
+}
+
+// Enqueues and waiting fetches racing with Close neither panic nor leave
+// a notifier or listener running; after Close, enqueues still work (the
+// workers poll).
+func TestCloseRacesEnqueue(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	for round := 0; round < 5; round++ {
+		b, err := New(Options{Pool: f.Primary})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+		var wg sync.WaitGroup
+		for g := 0; g < 8; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 5; i++ {
+					if _, err := c.Enqueue(ctx, "closing", "k", nil, queue.EnqueueOptions{}); err != nil {
+						t.Error(err)
+						return
+					}
+					fctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
+					b.Fetch(fctx, queue.FetchRequest{Queue: "closing-empty", Max: 1, Lease: time.Minute, Wait: time.Millisecond, Order: queue.FetchOrder(0)})
+					cancel()
+				}
+			}()
+		}
+		b.Close()
+		wg.Wait()
+		b.Close()
+		queued := func() int {
+			b.nmu.Lock()
+			defer b.nmu.Unlock()
+			return len(b.dirty) + len(b.pending)
+		}
+		before := queued()
+		tx, err := f.Primary.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.EnqueueTx(ctx, tx, "closing", "k", nil, queue.EnqueueOptions{}); err != nil {
+			t.Fatalf("EnqueueTx after Close: %v", err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Enqueue(ctx, "closing", "k", nil, queue.EnqueueOptions{}); err != nil {
+			t.Fatalf("Enqueue after Close: %v", err)
+		}
+		if after := queued(); after != before {
+			t.Fatalf("enqueues after Close queued %d notifications for a notifier that no longer runs", after-before)
 		}
 	}
 }

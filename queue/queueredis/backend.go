@@ -41,9 +41,13 @@ type Options struct {
 	// Timeout bounds each round trip (a Fetch with Wait is several, each
 	// bounded). Default: DefaultTimeout (500ms).
 	Timeout time.Duration
-	// Retention is how long done jobs are kept for Job and Counts. Dead
-	// jobs are kept until requeued. Default: 24h.
+	// Retention is how long done jobs are kept for Job and Counts.
+	// Default: 24h.
 	Retention time.Duration
+	// DeadRetention is how long dead jobs are kept for Dead and Requeue;
+	// a Fetch on the queue removes those past it. Default:
+	// queue.DefaultDeadRetention (14 days).
+	DeadRetention time.Duration
 	// Now is the clock. Default: nil, Redis TIME, so the clocks of the
 	// fleet do not matter for leases and due times. Set it for simulated
 	// time in tests.
@@ -59,6 +63,7 @@ type Backend struct {
 	prefix    string
 	timeout   time.Duration
 	retention time.Duration
+	deadRet   time.Duration
 	now       func() time.Time
 }
 
@@ -89,10 +94,16 @@ func New(o Options) (*Backend, error) {
 	if o.Retention < time.Millisecond {
 		return bad("Retention must be >= 1ms, got %v", o.Retention)
 	}
+	if o.DeadRetention == 0 {
+		o.DeadRetention = queue.DefaultDeadRetention
+	}
+	if o.DeadRetention < time.Millisecond {
+		return bad("DeadRetention must be >= 1ms, got %v", o.DeadRetention)
+	}
 	if err := redisx.CheckClientTimeouts(o.Client, o.Timeout); err != nil {
 		return bad("Client: %v", err)
 	}
-	return &Backend{c: o.Client, prefix: o.Prefix, timeout: o.Timeout, retention: o.Retention, now: o.Now}, nil
+	return &Backend{c: o.Client, prefix: o.Prefix, timeout: o.Timeout, retention: o.Retention, deadRet: o.DeadRetention, now: o.Now}, nil
 }
 
 // nowArg is the scripts' time argument: Unix µs from Options.Now, or -1
@@ -107,14 +118,14 @@ func (b *Backend) nowArg() int64 {
 // tag is the hash-tagged start of every key of queue q.
 func (b *Backend) tag(q string) string { return "{" + b.prefix + ":" + q + "}:" }
 
-// keys are the 12 keys every script gets (see scripts.go); id and
+// keys are the 13 keys every script gets (see scripts.go); id and
 // uniqueKey may be empty when the script does not use them.
 func (b *Backend) keys(q, id, uniqueKey string) []string {
 	t := b.tag(q)
 	return []string{
 		t + "ready:default", t + "ready:high", t + "ready:low",
 		t + "scheduled", t + "retry", t + "active", t + "done", t + "dead",
-		t + "wake", t + "deadseq", t + "job:" + id, t + "unique:" + uniqueKey,
+		t + "wake", t + "deadseq", t + "job:" + id, t + "unique:" + uniqueKey, t + "deadat",
 	}
 }
 
@@ -149,10 +160,11 @@ func fromMicro(us int64) time.Time {
 
 // Enqueue is queue.Backend.Enqueue: one script stores the job, takes its
 // unique key (or returns the *queue.DuplicateError naming the holder)
-// and wakes the waiting fetches. Storing the very same message again
-// (same id, kind, payload and EnqueuedAt, as when go-redis retries a call
-// whose reply was lost) succeeds without a second job; another message
-// with a used id is queue.ErrInvalid.
+// and wakes the waiting fetches. Storing the same job again (queue.SameJob:
+// same id, kind and payload, as when go-redis retries a call whose reply
+// was lost, or the caller retries an Enqueue that timed out) succeeds
+// without a second job; another message with a used id is
+// queue.ErrInvalid.
 func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
 	if err := queue.CheckName("queue", m.Queue); err != nil {
 		return err
@@ -164,12 +176,15 @@ func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
 		return fmt.Errorf("%w: queueredis: Message.Priority must be High, Default or Low, got %d", queue.ErrInvalid, m.Priority)
 	}
 	var uniqueUntil int64
-	if m.UniqueKey != "" {
+	active := 0
+	if m.UniqueKey != "" && m.UniqueWhileActive {
+		active = 1
+	} else if m.UniqueKey != "" {
 		uniqueUntil = micro(m.UniqueUntil)
 	}
 	v, err := b.run(ctx, "Enqueue", enqueueScript, b.keys(m.Queue, m.ID, m.UniqueKey),
 		b.tag(m.Queue)+"job:", b.nowArg(), m.ID, m.Kind, m.Payload, int(m.Priority), micro(m.RunAt), int64(m.Timeout),
-		m.UniqueKey, uniqueUntil, micro(m.EnqueuedAt), m.MaxAttempts, m.Attempt, m.LastError)
+		m.UniqueKey, uniqueUntil, micro(m.EnqueuedAt), m.MaxAttempts, m.Attempt, m.LastError, active)
 	if err != nil {
 		return err
 	}
@@ -221,7 +236,7 @@ func (b *Backend) Fetch(ctx context.Context, r queue.FetchRequest) ([]*queue.Lea
 	keys := b.keys(r.Queue, "", "")
 	for {
 		v, err := b.run(ctx, "Fetch", fetchScript, keys, b.tag(r.Queue)+"job:", b.nowArg(), r.Max,
-			r.Lease.Microseconds(), b.retention.Microseconds(), token.New(), order[0], order[1], order[2])
+			r.Lease.Microseconds(), b.retention.Microseconds(), token.New(), order[0], order[1], order[2], b.deadRet.Microseconds())
 		if err != nil {
 			return nil, err
 		}
@@ -405,6 +420,19 @@ func (b *Backend) Requeue(ctx context.Context, queueName, id string) error {
 	return nil
 }
 
+// Delete is queue.Backend.Delete: one script removes the job from every
+// list and set of its queue, its hash and the unique hold it has.
+func (b *Backend) Delete(ctx context.Context, queueName, id string) error {
+	v, err := b.run(ctx, "Delete", deleteScript, b.keys(queueName, id, ""), b.tag(queueName)+"job:", b.nowArg(), id)
+	if err != nil {
+		return err
+	}
+	if n, _ := v.(int64); n != 1 {
+		return fmt.Errorf("%w: %s in queue %s", queue.ErrNotFound, id, queueName)
+	}
+	return nil
+}
+
 // at reads element i of a script's array reply as a T.
 func at[T any](r []any, i int) (T, bool) {
 	var zero T
@@ -439,7 +467,7 @@ func parseRecord(queueName string, rec any) (*queue.Message, string, time.Time, 
 		ID: str(0), Queue: queueName, Kind: str(1), Payload: []byte(str(2)), Priority: queue.Priority(num(3)),
 		State: queue.State(str(4)), Attempt: int(num(5)), MaxAttempts: int(num(6)), RunAt: fromMicro(num(7)),
 		Timeout: time.Duration(num(8)), UniqueKey: str(9), UniqueUntil: fromMicro(num(10)), EnqueuedAt: fromMicro(num(11)),
-		LastError: str(12), FinishedAt: fromMicro(num(13)),
+		LastError: str(12), FinishedAt: fromMicro(num(13)), UniqueWhileActive: str(16) == "1",
 	}
 	until := fromMicro(num(15))
 	if bad != nil {

@@ -633,3 +633,35 @@ func TestBadOptions(t *testing.T) {
 		t.Errorf("Enqueue to a queue named with braces: %v", err)
 	}
 }
+
+// A while-active unique hold is a hash without TTL, deleted when its job
+// finishes: Redis keeps no hold of a finished job.
+func TestUniqueWhileActiveHoldIsDeleted(t *testing.T) {
+	r := testinfra.Redis(t)
+	b := newBackend(t, Options{Client: r.Client})
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	ctx := context.Background()
+	for _, dead := range []bool{false, true} {
+		if _, err := c.Enqueue(ctx, "wa", "k", nil, queue.EnqueueOptions{UniqueKey: "u", UniqueWhileActive: true}); err != nil {
+			t.Fatal(err)
+		}
+		if ttl, _ := r.Client.PTTL(ctx, "{queue:wa}:unique:u").Result(); ttl != -1 {
+			t.Fatalf("while-active hold TTL %v, want none (-1)", ttl)
+		}
+		ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "wa", Max: 1, Lease: time.Minute, Order: queue.FetchOrder(0)})
+		if err != nil || len(ls) != 1 {
+			t.Fatal(ls, err)
+		}
+		if dead {
+			err = b.Fail(ctx, ls[0], "x", time.Time{}, true)
+		} else {
+			err = b.Complete(ctx, ls[0])
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := r.Client.Exists(ctx, "{queue:wa}:unique:u").Result(); n != 0 {
+			t.Fatalf("the hold of a finished job (dead=%v) is still in Redis", dead)
+		}
+	}
+}

@@ -9,7 +9,8 @@
 //
 //	{p:q}:job:<id>         hash: kind, payload, priority, state, attempt, max_attempts,
 //	                       run_at, timeout, unique_key, unique_until, enqueued_at,
-//	                       last_error, finished_at, token (the last lease's), lease_until
+//	                       last_error, finished_at, token (the last lease's), lease_until,
+//	                       unique_active (1: its unique key is held while it is not finished)
 //	{p:q}:ready:high       list of due job ids, FIFO (one list per priority;
 //	{p:q}:ready:default    a fetch pops them in its FetchRequest.Order)
 //	{p:q}:ready:low
@@ -19,7 +20,10 @@
 //	{p:q}:done             ZSET of done jobs by finish time (for the retention)
 //	{p:q}:dead             ZSET of dead jobs by death order (newest listed first)
 //	{p:q}:deadseq          the counter that orders them
-//	{p:q}:unique:<key>     hash: the id holding the unique key, and until when
+//	{p:q}:deadat           ZSET of dead jobs by death time (for the dead retention)
+//	{p:q}:unique:<key>     hash: the id holding the unique key, and until when (with a
+//	                       TTL), or active=1 (no TTL): while that job is neither done
+//	                       nor dead; Complete and a dying Fail delete it
 //	{p:q}:wake             a stream of at most one entry, the wake-up signal
 //
 // Times are Unix microseconds. They come from Redis TIME inside each
@@ -41,7 +45,9 @@
 // gets queue.ErrLeaseLost, even before another worker took the job.
 // Release gives the attempt back and puts the job at the front of its
 // list. Done hashes get the retention as their TTL; dead jobs stay until
-// Requeue.
+// Requeue, Delete or their DeadRetention (14 days by default), past which
+// a Fetch deletes them (up to 1000 per call). Dead jobs from a version
+// before DeadRetention are not in deadat and stay until deleted.
 //
 // A Fetch with Wait that finds nothing blocks in XREAD BLOCK on the wake
 // stream, from the entry id its script saw, so a job enqueued between the

@@ -11,15 +11,17 @@ import (
 var fields = []string{
 	"kind", "payload", "priority", "state", "attempt", "max_attempts", "run_at", "timeout",
 	"unique_key", "unique_until", "enqueued_at", "last_error", "finished_at", "token", "lease_until",
+	"unique_active",
 }
 
-// The scripts share one calling convention. KEYS are always the same 12
+// The scripts share one calling convention. KEYS are always the same 13
 // keys of one queue, all under its hash tag (see Backend.keys):
 //
 //	1-3 ready lists of Default, High and Low jobs (index = priority + 1)
 //	4 scheduled ZSET, 5 retry ZSET (by run-at), 6 active ZSET (by lease
 //	deadline), 7 done ZSET (by finish time), 8 dead ZSET (by death order),
-//	9 wake stream, 10 death sequence, 11 the job's hash, 12 its unique hold
+//	9 wake stream, 10 death sequence, 11 the job's hash, 12 its unique hold,
+//	13 deadat ZSET (dead jobs by death time, for the dead retention)
 //
 // ARGV[1] is the key prefix of the queue's job hashes ("{prefix:queue}:job:"),
 // for the scripts that touch jobs other than KEYS[11]; ARGV[2] is now in
@@ -65,6 +67,27 @@ local function wake()
   redis.call('PEXPIRE', KEYS[9], 86400000)
 end
 local function ready(priority) return KEYS[tonumber(priority) + 1] end
+-- uniqueKey is the key of a unique hold of this queue (KEYS[12] names
+-- only the enqueued job's): the queue's hash tag from ARGV[1] ("...job:").
+local function uniqueKey(ukey) return string.sub(ARGV[1], 1, -5) .. 'unique:' .. ukey end
+-- dropHold deletes the unique hold of job id (hash k), whatever its kind,
+-- if it names that job.
+local function dropHold(k, id)
+  local ukey = redis.call('HGET', k, 'unique_key')
+  if ukey then
+    local uk = uniqueKey(ukey)
+    if redis.call('HGET', uk, 'id') == id then redis.call('DEL', uk) end
+  end
+end
+-- releaseUnique drops the while-active hold of job id (hash k), which
+-- finished or is deleted.
+local function releaseUnique(k, id)
+  local v = redis.call('HMGET', k, 'unique_active', 'unique_key')
+  if v[1] == '1' and v[2] then
+    local uk = uniqueKey(v[2])
+    if redis.call('HGET', uk, 'id') == id then redis.call('DEL', uk) end
+  end
+end
 `
 
 // script builds a script with Redis 7 flags (the shebang line): Redis
@@ -89,23 +112,37 @@ func readScript(body string) *redis.Script {
 
 // enqueueScript stores a new job. ARGV[3..]: id, kind, payload, priority,
 // run_at, timeout (ns), unique_key, unique_until, enqueued_at,
-// max_attempts, attempt, last_error. Reply: {'ok', state}, {'dup',
-// holder id} or {'exists'}. The same message again (same id, kind,
-// payload and enqueued_at: a call go-redis retried after a lost reply) is
-// {'ok', 'again'}, not a duplicate of itself.
+// max_attempts, attempt, last_error, unique_active (0/1). Reply: {'ok', state}, {'dup',
+// holder id} or {'exists'}. The same job again (same id, kind and
+// payload: a call go-redis retried after a lost reply, or the caller's
+// retry of an Enqueue that timed out but landed) is {'ok', 'again'}, not
+// a duplicate of itself.
 var enqueueScript = script(false, `
 local now = clock(ARGV[2])
 local id, ukey, uuntil = ARGV[3], ARGV[9], tonumber(ARGV[10])
-if ukey ~= '' then
-  local h = redis.call('HMGET', KEYS[12], 'id', 'until')
-  if h[1] and h[1] ~= id and (tonumber(h[2]) or 0) > now then return {'dup', h[1]} end
-end
 if redis.call('EXISTS', KEYS[11]) == 1 then
-  local v = redis.call('HMGET', KEYS[11], 'kind', 'payload', 'enqueued_at')
-  if v[1] == ARGV[4] and v[2] == ARGV[5] and v[3] == ARGV[11] then return {'ok', 'again'} end
+  local v = redis.call('HMGET', KEYS[11], 'kind', 'payload')
+  if v[1] == ARGV[4] and v[2] == ARGV[5] then return {'ok', 'again'} end
   return {'exists'}
 end
-if ukey ~= '' and uuntil > now then
+local active = ARGV[15] == '1'
+if ukey ~= '' then
+  local h = redis.call('HMGET', KEYS[12], 'id', 'until', 'active')
+  if h[1] and h[1] ~= id then
+    if h[3] == '1' then
+      -- held while its job is neither done nor dead (nor gone)
+      local st = redis.call('HGET', ARGV[1] .. h[1], 'state')
+      if st and st ~= 'done' and st ~= 'dead' then return {'dup', h[1]} end
+    elseif (tonumber(h[2]) or 0) > now then
+      return {'dup', h[1]}
+    end
+  end
+end
+if ukey ~= '' and active then
+  redis.call('DEL', KEYS[12])
+  redis.call('HSET', KEYS[12], 'id', id, 'until', 0, 'active', '1')
+elseif ukey ~= '' and uuntil > now then
+  redis.call('DEL', KEYS[12])
   redis.call('HSET', KEYS[12], 'id', id, 'until', ARGV[10])
   redis.call('PEXPIRE', KEYS[12], math.max(1, math.ceil((uuntil - now) / 1000)))
 end
@@ -114,6 +151,7 @@ if tonumber(ARGV[7]) > now then state = 'scheduled' end
 redis.call('HSET', KEYS[11], 'kind', ARGV[4], 'payload', ARGV[5], 'priority', ARGV[6], 'state', state,
   'attempt', ARGV[13], 'max_attempts', ARGV[12], 'run_at', ARGV[7], 'timeout', ARGV[8], 'enqueued_at', ARGV[11])
 if ukey ~= '' then redis.call('HSET', KEYS[11], 'unique_key', ukey, 'unique_until', ARGV[10]) end
+if ukey ~= '' and active then redis.call('HSET', KEYS[11], 'unique_active', '1') end
 if ARGV[14] ~= '' then redis.call('HSET', KEYS[11], 'last_error', ARGV[14]) end
 redis.call('ZREM', KEYS[7], id) -- a done entry left by an expired hash of the same id
 if state == 'scheduled' then
@@ -129,8 +167,9 @@ return {'ok', state}
 // ready lists (in run-at order) and jobs whose lease expired to the front,
 // drops done jobs past the retention, then leases up to max jobs from the
 // ready lists in the given priority order, counting an attempt on each.
-// ARGV[3..]: max, lease (µs), retention (µs), token base, then the three
-// priorities in fetch order. Reply: {µs until the next scheduled job,
+// ARGV[3..]: max, lease (µs), retention (µs), token base, the three
+// priorities in fetch order, dead retention (µs): dead jobs past it are
+// deleted. Reply: {µs until the next scheduled job,
 // retry or lease deadline (-1: none), the wake stream's last id, jobs...};
 // the first two only when no job was leased.
 var fetchScript = script(true, `
@@ -177,6 +216,16 @@ for _, id in ipairs(old) do
   if redis.call('HGET', base .. id, 'state') == 'done' then redis.call('DEL', base .. id) end
 end
 if #old > 0 then redis.call('ZREM', KEYS[7], unpack(old)) end
+local oldDead = redis.call('ZRANGEBYSCORE', KEYS[13], '-inf', '(' .. fmt(now - tonumber(ARGV[10])), 'LIMIT', 0, 1000)
+for _, id in ipairs(oldDead) do
+  local k = base .. id
+  if redis.call('HGET', k, 'state') == 'dead' then
+    dropHold(k, id)
+    redis.call('DEL', k)
+    redis.call('ZREM', KEYS[8], id)
+  end
+end
+if #oldDead > 0 then redis.call('ZREM', KEYS[13], unpack(oldDead)) end
 
 local out = {-1, ''}
 local n = 0
@@ -240,6 +289,7 @@ redis.call('HDEL', KEYS[11], 'lease_until')
 redis.call('ZREM', KEYS[6], ARGV[3])
 redis.call('ZADD', KEYS[7], f, ARGV[3])
 redis.call('PEXPIRE', KEYS[11], ARGV[5])
+releaseUnique(KEYS[11], ARGV[3])
 return 1
 `)
 
@@ -261,6 +311,8 @@ local v = redis.call('HMGET', k, 'attempt', 'max_attempts', 'priority')
 if ARGV[7] == '1' or tonumber(v[1]) >= tonumber(v[2]) then
   redis.call('HSET', k, 'state', 'dead', 'last_error', ARGV[5], 'finished_at', fmt(now))
   redis.call('ZADD', KEYS[8], redis.call('INCR', KEYS[10]), id)
+  redis.call('ZADD', KEYS[13], fmt(now), id)
+  releaseUnique(k, id)
   return 1
 end
 if tonumber(ARGV[6]) > now then
@@ -359,9 +411,23 @@ local k, id = KEYS[11], ARGV[3]
 if redis.call('HGET', k, 'state') ~= 'dead' then return 0 end
 local now = clock(ARGV[2])
 redis.call('ZREM', KEYS[8], id)
+redis.call('ZREM', KEYS[13], id)
 redis.call('HSET', k, 'state', 'pending', 'attempt', 0, 'run_at', fmt(now))
 redis.call('HDEL', k, 'finished_at', 'token')
 redis.call('RPUSH', ready(redis.call('HGET', k, 'priority')), id)
 wake()
+return 1
+`)
+
+// deleteScript removes a job: its id from every list and set of the
+// queue, its unique hold (if it names the job), its hash. ARGV[3]: id.
+// Reply: 1, or 0 when there is no such job.
+var deleteScript = script(true, `
+local k, id = KEYS[11], ARGV[3]
+if redis.call('EXISTS', k) == 0 then return 0 end
+dropHold(k, id)
+for i = 1, 3 do redis.call('LREM', KEYS[i], 0, id) end
+for _, z in ipairs({4, 5, 6, 7, 8, 13}) do redis.call('ZREM', KEYS[z], id) end
+redis.call('DEL', k)
 return 1
 `)

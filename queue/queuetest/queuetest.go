@@ -1,6 +1,12 @@
 // Package queuetest is the conformance suite every queue.Backend of this
 // module passes (MemoryBackend, queuepg, queueredis): Run drives a
 // backend directly with simulated time; RunWorker runs real Workers on it.
+//
+// Run checks, among the rest, that an Enqueue retried with the same ID
+// and content returns the job already there, that a refused Enqueue takes
+// no unique key, the unique-while-active holds, Delete, and the default
+// dead retention (queue.DefaultDeadRetention); a backend that removes old
+// jobs only when asked implements Sweeper, which Run calls first.
 package queuetest
 
 import (
@@ -81,7 +87,27 @@ func kinds(ls []*queue.Lease) []string {
 	return out
 }
 
-// Run runs the Backend conformance suite as subtests of t.
+// Sweeper is a Backend that removes jobs past their retention only when
+// asked (queuepg): the suite calls Sweep before it checks a retention.
+type Sweeper interface {
+	Sweep(ctx context.Context) (int64, error)
+}
+
+// sweep runs e's backend's Sweep, if it has one, and a Fetch (which
+// applies the retention on backends that clean up as they go).
+func (e *env) sweep() {
+	e.t.Helper()
+	if s, ok := e.b.(Sweeper); ok {
+		if _, err := s.Sweep(context.Background()); err != nil {
+			e.t.Fatalf("Sweep: %v", err)
+		}
+	}
+	e.fetch(1, time.Minute)
+}
+
+// Run runs the Backend conformance suite as subtests of t. The Factory's
+// backends must use the default dead retention
+// (queue.DefaultDeadRetention).
 func Run(t *testing.T, f Factory) {
 	ctx := context.Background()
 	t.Run("FIFOAndComplete", func(t *testing.T) {
@@ -222,6 +248,186 @@ func Run(t *testing.T, f Factory) {
 		}
 		if c, _ := e.c.Counts(ctx, e.q); c.Pending != 2 {
 			t.Fatalf("counts %+v, want 2 jobs", c)
+		}
+	})
+	t.Run("EnqueueRetriedWithSameID", func(t *testing.T) {
+		// An Enqueue that timed out but landed is retried with the same
+		// ID: it succeeds and names the job already there.
+		e := setup(t, f)
+		o := queue.EnqueueOptions{ID: "order-42"}
+		first := e.enqueue("ship", o)
+		e.clk.Add(time.Second) // the retry is a new call, a second later
+		id, err := e.c.Enqueue(ctx, e.q, "ship", map[string]string{"kind": "ship"}, o)
+		if err != nil || id != first {
+			t.Fatalf("retried Enqueue with the same ID and content: %q %v, want %q and no error", id, err, first)
+		}
+		if _, err := e.c.Enqueue(ctx, e.q, "ship", map[string]string{"kind": "other"}, o); !errors.Is(err, queue.ErrInvalid) {
+			t.Fatalf("same ID, other args: %v, want ErrInvalid", err)
+		}
+		if _, err := e.c.Enqueue(ctx, e.q, "other", map[string]string{"kind": "ship"}, o); !errors.Is(err, queue.ErrInvalid) {
+			t.Fatalf("same ID, other kind: %v, want ErrInvalid", err)
+		}
+		uo := queue.EnqueueOptions{ID: "order-43", UniqueKey: "order-43"}
+		held := e.enqueue("ship", uo)
+		e.clk.Add(time.Second)
+		if id, err := e.c.Enqueue(ctx, e.q, "ship", map[string]string{"kind": "ship"}, uo); err != nil || id != held {
+			t.Fatalf("retried Enqueue of a job holding its unique key: %q %v, want %q and no error", id, err, held)
+		}
+		if c, _ := e.c.Counts(ctx, e.q); c.Pending != 2 {
+			t.Fatalf("counts %+v, want 2 jobs: a retry adds none", c)
+		}
+		// The job is leased and done: a late retry still finds it.
+		for _, l := range e.fetch(10, time.Minute) {
+			if err := e.b.Complete(ctx, l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if id, err := e.c.Enqueue(ctx, e.q, "ship", map[string]string{"kind": "ship"}, o); err != nil || id != first {
+			t.Fatalf("retried Enqueue of a done job: %q %v, want %q and no error", id, err, first)
+		}
+		if m := e.state(first); m.State != queue.Done {
+			t.Fatalf("the done job after a retried enqueue: %s, want done (not run again)", m.State)
+		}
+	})
+	t.Run("RejectedEnqueueTakesNoUniqueKey", func(t *testing.T) {
+		e := setup(t, f)
+		e.enqueue("a", queue.EnqueueOptions{ID: "used"})
+		if _, err := e.c.Enqueue(ctx, e.q, "b", nil, queue.EnqueueOptions{ID: "used", UniqueKey: "k"}); !errors.Is(err, queue.ErrInvalid) {
+			t.Fatalf("another job with a used id: %v, want ErrInvalid", err)
+		}
+		if _, err := e.c.Enqueue(ctx, e.q, "c", nil, queue.EnqueueOptions{UniqueKey: "k"}); err != nil {
+			t.Fatalf("the unique key after a refused enqueue: %v, want it free", err)
+		}
+	})
+	t.Run("UniqueWhileActive", func(t *testing.T) {
+		e := setup(t, f)
+		o := queue.EnqueueOptions{UniqueKey: "nightly", UniqueWhileActive: true}
+		dup := func(holder, when string) {
+			t.Helper()
+			id, err := e.c.Enqueue(ctx, e.q, "report", nil, o)
+			var d *queue.DuplicateError
+			if !errors.As(err, &d) || id != holder || d.ID != holder {
+				t.Fatalf("%s: %q %v, want a *DuplicateError naming %s", when, id, err, holder)
+			}
+		}
+		free := func(when string) string {
+			t.Helper()
+			id, err := e.c.Enqueue(ctx, e.q, "report", nil, o)
+			if err != nil {
+				t.Fatalf("%s: %v, want the key free", when, err)
+			}
+			return id
+		}
+		first := free("first enqueue")
+		if m := e.state(first); m.UniqueKey != "nightly" || !m.UniqueWhileActive {
+			t.Fatalf("job %+v, want its while-active unique key", m)
+		}
+		dup(first, "while pending")
+		e.clk.Add(48 * time.Hour)
+		dup(first, "while pending 48h later (no time bound)")
+		l := e.fetch(1, time.Minute)[0]
+		dup(first, "while active")
+		if err := e.b.Fail(ctx, l, "boom", e.clk.Now().Add(time.Second), false); err != nil {
+			t.Fatal(err)
+		}
+		dup(first, "while waiting for a retry")
+		e.clk.Add(time.Second)
+		if err := e.b.Complete(ctx, e.fetch(1, time.Minute)[0]); err != nil {
+			t.Fatal(err)
+		}
+		second := free("once the job is done")
+		dup(second, "while the next one is pending")
+		if err := e.b.Fail(ctx, e.fetch(1, time.Minute)[0], "fatal", e.clk.Now(), true); err != nil {
+			t.Fatal(err)
+		}
+		third := free("once the job is dead")
+		dup(third, "while the third one is pending")
+		// A requeued dead job does not take its key again.
+		if err := e.b.Fail(ctx, e.fetch(1, time.Minute)[0], "fatal", e.clk.Now(), true); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.c.Requeue(ctx, e.q, third); err != nil {
+			t.Fatal(err)
+		}
+		free("after the dead holder was requeued")
+		for _, bad := range []queue.EnqueueOptions{{UniqueWhileActive: true}, {UniqueKey: "k", UniqueWhileActive: true, UniqueFor: time.Minute}} {
+			if _, err := e.c.Enqueue(ctx, e.q, "report", nil, bad); !errors.Is(err, queue.ErrInvalid) {
+				t.Errorf("Enqueue(%+v): %v, want ErrInvalid", bad, err)
+			}
+		}
+	})
+	t.Run("Delete", func(t *testing.T) {
+		e := setup(t, f)
+		active := e.enqueue("active", queue.EnqueueOptions{})
+		l := e.fetch(1, time.Minute)[0]
+		dead := e.enqueue("dead", queue.EnqueueOptions{})
+		if err := e.b.Fail(ctx, e.fetch(1, time.Minute)[0], "x", e.clk.Now(), true); err != nil {
+			t.Fatal(err)
+		}
+		done := e.enqueue("done", queue.EnqueueOptions{})
+		if err := e.b.Complete(ctx, e.fetch(1, time.Minute)[0]); err != nil {
+			t.Fatal(err)
+		}
+		retry := e.enqueue("retry", queue.EnqueueOptions{})
+		if err := e.b.Fail(ctx, e.fetch(1, time.Minute)[0], "x", e.clk.Now().Add(time.Minute), false); err != nil {
+			t.Fatal(err)
+		}
+		pending := e.enqueue("pending", queue.EnqueueOptions{UniqueKey: "k", UniqueFor: time.Hour})
+		scheduled := e.enqueue("scheduled", queue.EnqueueOptions{Delay: time.Minute, UniqueKey: "w", UniqueWhileActive: true})
+		for _, id := range []string{active, dead, done, retry, pending, scheduled} {
+			if err := e.c.Delete(ctx, e.q, id); err != nil {
+				t.Fatalf("Delete(%s): %v", id, err)
+			}
+			if _, err := e.c.Job(ctx, e.q, id); !errors.Is(err, queue.ErrNotFound) {
+				t.Fatalf("Job(%s) after Delete: %v, want ErrNotFound", id, err)
+			}
+			if err := e.c.Delete(ctx, e.q, id); !errors.Is(err, queue.ErrNotFound) {
+				t.Fatalf("Delete(%s) again: %v, want ErrNotFound", id, err)
+			}
+		}
+		if err := e.b.Complete(ctx, l); !errors.Is(err, queue.ErrLeaseLost) {
+			t.Fatalf("Complete of a deleted active job: %v, want ErrLeaseLost", err)
+		}
+		e.clk.Add(2 * time.Minute)
+		if ls := e.fetch(10, time.Minute); len(ls) != 0 {
+			t.Fatalf("deleted jobs fetched: %v", kinds(ls))
+		}
+		if c, err := e.c.Counts(ctx, e.q); err != nil || c != (queue.Counts{}) {
+			t.Fatalf("counts after deleting every job: %+v %v, want zero", c, err)
+		}
+		if d, err := e.c.Dead(ctx, e.q, 10); err != nil || len(d) != 0 {
+			t.Fatalf("Dead after Delete: %v %v", d, err)
+		}
+		for _, k := range []string{"k", "w"} {
+			if _, err := e.c.Enqueue(ctx, e.q, "again", nil, queue.EnqueueOptions{UniqueKey: k}); err != nil {
+				t.Fatalf("unique key %q of a deleted job: %v, want it free", k, err)
+			}
+		}
+		if err := e.c.Delete(ctx, e.q, "never"); !errors.Is(err, queue.ErrNotFound) {
+			t.Fatalf("Delete of an unknown id: %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("DeadRetention", func(t *testing.T) {
+		e := setup(t, f)
+		id := e.enqueue("doomed", queue.EnqueueOptions{})
+		if err := e.b.Fail(ctx, e.fetch(1, time.Minute)[0], "x", e.clk.Now(), true); err != nil {
+			t.Fatal(err)
+		}
+		e.clk.Add(queue.DefaultDeadRetention - time.Hour)
+		e.sweep()
+		if m := e.state(id); m.State != queue.Dead {
+			t.Fatalf("a dead job within the retention: %s, want dead", m.State)
+		}
+		e.clk.Add(2 * time.Hour)
+		e.sweep()
+		if _, err := e.c.Job(ctx, e.q, id); !errors.Is(err, queue.ErrNotFound) {
+			t.Fatalf("a dead job past the %v retention: %v, want ErrNotFound", queue.DefaultDeadRetention, err)
+		}
+		if c, _ := e.c.Counts(ctx, e.q); c.Dead != 0 {
+			t.Fatalf("counts %+v past the dead retention, want 0 dead", c)
+		}
+		if d, err := e.c.Dead(ctx, e.q, 10); err != nil || len(d) != 0 {
+			t.Fatalf("Dead past the retention: %v %v, want none", d, err)
 		}
 	})
 	t.Run("LeaseExpiryRedelivers", func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/internal/poll"
 	"github.com/scalekit-go/scalekit/queue"
+	"github.com/scalekit-go/scalekit/ratelimit"
 	"github.com/scalekit-go/scalekit/retry"
 )
 
@@ -110,6 +111,32 @@ func RunWorker(t *testing.T, f RealTimeFactory) {
 			t.Fatalf("stats %+v", st)
 		}
 	})
+	t.Run("RateLimitDoesNotBurnAttempts", func(t *testing.T) {
+		// A limiter that admits one job and refuses the rest for an hour:
+		// the refused jobs go back to the queue with no attempt counted
+		// instead of dying in attempts that never ran (MaxAttempts 1).
+		b, q := f(t), Name(t)
+		c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+		for i := 0; i < 3; i++ {
+			if _, err := c.Enqueue(ctx, q, "send", args{i}, queue.EnqueueOptions{MaxAttempts: 1, Timeout: 50 * time.Millisecond}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w := worker(t, b, q, queue.QueueOptions{Concurrency: 3, Limiter: &admitOnce{}})
+		var ran atomic.Int64
+		queue.Handle(w, "send", func(ctx context.Context, j *queue.Job[args]) error { ran.Add(1); return nil })
+		if err := w.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		waitFor(t, "one job done and the two refused jobs settled", func() bool {
+			cnt, _ := c.Counts(ctx, q)
+			return cnt.Done == 1 && cnt.Pending+cnt.Dead == 2
+		})
+		if cnt, _ := c.Counts(ctx, q); cnt.Dead != 0 || cnt.Pending != 2 || ran.Load() != 1 {
+			t.Fatalf("counts %+v, %d runs: want the 2 refused jobs pending (not dead) and 1 run", cnt, ran.Load())
+		}
+	})
 	t.Run("ShutdownFinishesThenReleases", func(t *testing.T) {
 		b, q := f(t), Name(t)
 		c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
@@ -164,4 +191,15 @@ func RunWorker(t *testing.T, f RealTimeFactory) {
 			t.Fatalf("stats %+v, want 2 released", st)
 		}
 	})
+}
+
+// admitOnce is a ratelimit.Limiter that admits its first event and
+// refuses every other one for an hour.
+type admitOnce struct{ calls atomic.Int64 }
+
+func (l *admitOnce) AllowN(ctx context.Context, key string, n int) (ratelimit.Decision, error) {
+	if l.calls.Add(1) == 1 {
+		return ratelimit.Decision{Allowed: true}, nil
+	}
+	return ratelimit.Decision{RetryAfter: time.Hour}, nil
 }
