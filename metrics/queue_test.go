@@ -126,6 +126,10 @@ scalekit_queue_leases_lost_total{instance_name="api-1",name="mailer",queue="repo
 # TYPE scalekit_queue_processed_total counter
 scalekit_queue_processed_total{instance_name="api-1",name="mailer",queue="emails"} 2
 scalekit_queue_processed_total{instance_name="api-1",name="mailer",queue="reports"} 0
+# HELP scalekit_queue_rate_limited_total Jobs given back unrun because the queue's Limiter refused them (the attempt not counted).
+# TYPE scalekit_queue_rate_limited_total counter
+scalekit_queue_rate_limited_total{instance_name="api-1",name="mailer",queue="emails"} 0
+scalekit_queue_rate_limited_total{instance_name="api-1",name="mailer",queue="reports"} 0
 # HELP scalekit_queue_released_total Jobs given back to the backend at shutdown, due at once, the attempt not counted.
 # TYPE scalekit_queue_released_total counter
 scalekit_queue_released_total{instance_name="api-1",name="mailer",queue="emails"} 1
@@ -137,7 +141,7 @@ scalekit_queue_retried_total{instance_name="api-1",name="mailer",queue="reports"
 `
 		workerFamilies := []string{"scalekit_queue_dead_lettered_total", "scalekit_queue_failed_total", "scalekit_queue_fetched_total",
 			"scalekit_queue_handler_panics_total", "scalekit_queue_in_flight", "scalekit_queue_leases_lost_total",
-			"scalekit_queue_processed_total", "scalekit_queue_released_total", "scalekit_queue_retried_total"}
+			"scalekit_queue_processed_total", "scalekit_queue_rate_limited_total", "scalekit_queue_released_total", "scalekit_queue_retried_total"}
 		if err := testutil.CollectAndCompare(m, strings.NewReader(want), workerFamilies...); err != nil {
 			t.Error(err)
 		}

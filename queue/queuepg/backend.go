@@ -43,7 +43,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/scalekit-go/scalekit/batch"
@@ -231,11 +230,6 @@ func (b *Backend) nowArg() any {
 
 // now is the SQL for "now" given the time argument $n.
 func now(n int) string { return fmt.Sprintf("coalesce($%d::timestamptz, now())", n) }
-
-type querier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
 
 // Enqueue is queue.Backend.Enqueue, in one transaction; the waiting
 // workers are notified after it committed.

@@ -61,9 +61,9 @@
 //
 // # Why not a consumer group
 //
-// The issue asked for Redis Streams with a consumer group (XREADGROUP
-// with COUNT, XAUTOCLAIM for expired leases, XACK). They cannot keep
-// queue.Backend's contract on their own:
+// A Redis Streams consumer group (XREADGROUP with COUNT, XAUTOCLAIM for
+// expired leases, XACK) looks like the natural design. It cannot keep
+// queue.Backend's contract on its own:
 //
 //   - A consumer group's lease is the pending entry's idle time, counted
 //     on the server's clock from the last delivery. Each fetch asks for
