@@ -7,12 +7,12 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/scalekit-go/scalekit/dbrouter/routerstats"
 )
 
-// LSN is a position in PostgreSQL's write-ahead log (the pg_lsn type, "16/B374D848"
-// in text). Positions of a primary and of its streaming replicas are comparable:
-// a replica whose replayed LSN is at least a commit's LSN shows that commit.
-type LSN uint64
+// LSN is a position in PostgreSQL's write-ahead log (routerstats.LSN).
+type LSN = routerstats.LSN
 
 // ParseLSN parses the text form of a pg_lsn, two hexadecimal numbers of up to
 // 8 digits separated by a slash.
@@ -26,11 +26,6 @@ func ParseLSN(s string) (LSN, error) {
 		}
 	}
 	return 0, fmt.Errorf("%w: LSN %q is not of the form XXXXXXXX/XXXXXXXX", ErrInvalid, s)
-}
-
-// String is the pg_lsn text form, as PostgreSQL prints it.
-func (l LSN) String() string {
-	return fmt.Sprintf("%X/%X", uint64(l)>>32, uint64(l)&0xFFFFFFFF)
 }
 
 // unknownLSN is a token LSN no replica can reach: reads carrying it go to the

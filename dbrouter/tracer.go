@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/scalekit-go/scalekit/dbrouter/routerstats"
 	"github.com/scalekit-go/scalekit/internal/logx"
 )
 
@@ -94,16 +95,8 @@ func (t *Tracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQ
 	}
 }
 
-// TracerStats counts what a Tracer saw.
-type TracerStats struct {
-	// Target is TracerOptions.Target; "" when the pool has no Tracer.
-	Target string
-	// Queries, Errors and Slow count finished queries, those that failed,
-	// and those at or over SlowThreshold.
-	Queries, Errors, Slow uint64
-	// Duration is the queries' total time.
-	Duration time.Duration
-}
+// TracerStats counts what a Tracer saw (routerstats.TracerStats).
+type TracerStats = routerstats.TracerStats
 
 // Stats returns a snapshot of the counts.
 func (t *Tracer) Stats() TracerStats {

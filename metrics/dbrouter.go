@@ -7,7 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/scalekit-go/scalekit/dbrouter"
+	"github.com/scalekit-go/scalekit/dbrouter/routerstats"
 )
 
 // tracerDescs are the families of a pool's dbrouter.Tracer counts.
@@ -26,7 +26,7 @@ func newTracerDescs(b *builder, server string, labels ...string) tracerDescs {
 }
 
 // collect sends t's counts, or nothing when the pool has no Tracer.
-func (d *tracerDescs) collect(ch chan<- prometheus.Metric, t dbrouter.TracerStats, labels ...string) {
+func (d *tracerDescs) collect(ch chan<- prometheus.Metric, t routerstats.TracerStats, labels ...string) {
 	if t.Target == "" {
 		return
 	}
@@ -79,7 +79,7 @@ func newDBRouterDescs(b *builder) dbrouterDescs {
 	}
 }
 
-// AddDBRouter reports r's Stats under name: the router's fallbacks, token
+// AddDBRouter reports the Stats of r, a *dbrouter.Router, under name: the router's fallbacks, token
 // reads, forged tokens and retries; the primary's state, calls and checks; and per
 // replica (the replica label, its name in Stats: Options.ReplicaNames or
 // the pool's host:port) its health, WAL position and lag, reads, checks
@@ -95,8 +95,8 @@ func newDBRouterDescs(b *builder) dbrouterDescs {
 // router logs them. It returns an error wrapping ErrInvalid if two
 // replicas share a name (their series would collide: set ReplicaNames) or
 // a name is not valid UTF-8.
-func (c *Collector) AddDBRouter(name string, r *dbrouter.Router) error {
-	if r == nil {
+func (c *Collector) AddDBRouter(name string, r interface{ Stats() routerstats.Stats }) error {
+	if isNil(r) {
 		return nilArg("AddDBRouter", "the *dbrouter.Router")
 	}
 	seen := map[string]int{}

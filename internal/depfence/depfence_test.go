@@ -66,3 +66,23 @@ func TestCheckCatchesViolations(t *testing.T) {
 		t.Errorf("Check found %d violations, want %d: %v", len(got), len(want), got)
 	}
 }
+
+func TestCheckKeepsEnginesOutOfMetrics(t *testing.T) {
+	deps := map[string][]string{
+		module + "/metrics":              {"github.com/prometheus/client_golang/prometheus", "github.com/jackc/pgx/v5/pgxpool"},
+		module + "/dbrouter/routerstats": {"github.com/redis/go-redis/v9"},
+		module + "/dbrouter":             {"github.com/jackc/pgx/v5"},
+	}
+	got := map[string]bool{}
+	for _, v := range Check(module, deps) {
+		got[strings.TrimPrefix(v.Package, module+"/")+" -> "+v.Dep] = true
+	}
+	for _, w := range []string{"metrics -> github.com/jackc/pgx/v5/pgxpool", "dbrouter/routerstats -> github.com/redis/go-redis/v9"} {
+		if !got[w] {
+			t.Errorf("Check missed %s", w)
+		}
+	}
+	if len(got) != 2 {
+		t.Errorf("Check found %d violations, want 2: %v", len(got), got)
+	}
+}

@@ -13,6 +13,13 @@ var Core = []string{"breaker", "retry", "ratelimit", "cache", "batch", "slo", "h
 // Heavy lists the module prefixes core packages must not depend on.
 var Heavy = []string{"github.com/redis/go-redis", "github.com/jackc/pgx", "github.com/prometheus/"}
 
+// EngineFree lists the packages that read the primitives' Stats without
+// compiling any engine: importing metrics must not drag in go-redis or pgx.
+var EngineFree = []string{"metrics", "dbrouter/routerstats"}
+
+// Engines lists the module prefixes of the engines' client libraries.
+var Engines = []string{"github.com/redis/go-redis", "github.com/jackc/pgx"}
+
 // Violation is one forbidden dependency.
 type Violation struct {
 	Package, Dep, Rule string
@@ -21,6 +28,7 @@ type Violation struct {
 // Check returns the violations in deps, a map from each package of the
 // module (import path) to its transitive dependencies:
 //   - a core package depending on anything in Heavy;
+//   - a package in EngineFree depending on anything in Engines;
 //   - any package outside metrics/, examples/ and bench/ depending on
 //     Prometheus (library code never drags it in).
 func Check(module string, deps map[string][]string) []Violation {
@@ -28,6 +36,10 @@ func Check(module string, deps map[string][]string) []Violation {
 	core := map[string]bool{}
 	for _, c := range Core {
 		core[module+"/"+c] = true
+	}
+	engineFree := map[string]bool{}
+	for _, c := range EngineFree {
+		engineFree[module+"/"+c] = true
 	}
 	for pkg, ds := range deps {
 		rel := strings.TrimPrefix(strings.TrimPrefix(pkg, module), "/")
@@ -37,6 +49,13 @@ func Check(module string, deps map[string][]string) []Violation {
 				for _, h := range Heavy {
 					if strings.HasPrefix(d, h) {
 						out = append(out, Violation{pkg, d, "core packages import only the standard library and golang.org/x/sync"})
+					}
+				}
+			}
+			if engineFree[pkg] {
+				for _, e := range Engines {
+					if strings.HasPrefix(d, e) {
+						out = append(out, Violation{pkg, d, "collectors read Stats without compiling an engine"})
 					}
 				}
 			}
