@@ -1,6 +1,9 @@
 package dbrouter
 
-import "github.com/scalekit-go/scalekit/dbrouter/routerstats"
+import (
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/scalekit-go/scalekit/dbrouter/routerstats"
+)
 
 // Stats is a snapshot of a Router's state and counters; the types live in
 // routerstats so collectors read them without compiling pgx.
@@ -8,7 +11,22 @@ type (
 	Stats        = routerstats.Stats
 	PrimaryStats = routerstats.PrimaryStats
 	ReplicaStats = routerstats.ReplicaStats
+	PoolStats    = routerstats.PoolStats
 )
+
+// poolStats reads p's pgxpool.Stat; zero for a router without pools.
+func poolStats(p *pgxpool.Pool) PoolStats {
+	if p == nil {
+		return PoolStats{}
+	}
+	st := p.Stat()
+	return PoolStats{MaxConns: st.MaxConns(), TotalConns: st.TotalConns(), AcquiredConns: st.AcquiredConns(),
+		IdleConns: st.IdleConns(), ConstructingConns: st.ConstructingConns(),
+		Acquires: st.AcquireCount(), AcquireDuration: st.AcquireDuration(),
+		EmptyAcquires: st.EmptyAcquireCount(), EmptyAcquireWait: st.EmptyAcquireWaitTime(),
+		CanceledAcquires: st.CanceledAcquireCount(), NewConns: st.NewConnsCount(),
+		MaxLifetimeDestroys: st.MaxLifetimeDestroyCount(), MaxIdleDestroys: st.MaxIdleDestroyCount()}
+}
 
 // Stats returns a snapshot.
 func (r *Router) Stats() Stats {
@@ -25,7 +43,7 @@ func (r *Router) Stats() Stats {
 	defer r.mu.Unlock()
 	s.Primary = PrimaryStats{Up: r.ps.up, LSN: r.ps.lsn, Reads: r.primaryReads.Load(), Writes: r.primaryWrites.Load(),
 		Checks: r.ps.checks, CheckFailures: r.ps.failures, LastCheck: r.ps.lastCheck, LastError: r.ps.lastErr,
-		Queries: r.pTracer.Stats()}
+		Queries: r.pTracer.Stats(), Pool: poolStats(r.primary)}
 	for _, rep := range r.replicas {
 		s.Replicas = append(s.Replicas, ReplicaStats{
 			Name: rep.name, Healthy: rep.healthy, Reason: rep.reason, ReplayLSN: LSN(rep.replay.Load()),
@@ -33,7 +51,7 @@ func (r *Router) Stats() Stats {
 			Reads: rep.reads.Load(), FailedReads: rep.failedReads,
 			Ejections: rep.ejections, Readmissions: rep.readmissions,
 			Checks: rep.checks, CheckFailures: rep.checkF, LastCheck: rep.lastCheck, LastError: rep.lastErr,
-			Queries: rep.tracer.Stats(), ReplayRegressions: rep.regressions,
+			Queries: rep.tracer.Stats(), ReplayRegressions: rep.regressions, Pool: poolStats(rep.pool),
 		})
 	}
 	return s

@@ -36,16 +36,49 @@ func (d *tracerDescs) collect(ch chan<- prometheus.Metric, t routerstats.TracerS
 	emit(ch, d.duration, prometheus.CounterValue, t.Duration.Seconds(), labels...)
 }
 
+// poolDescs are the families of a pool's pgxpool.Stat.
+type poolDescs struct {
+	conns, maxConns, acquires, acquireSeconds, emptyAcquires, emptyWaitSeconds, canceled *prometheus.Desc
+}
+
+func newPoolDescs(b *builder, server string, labels ...string) poolDescs {
+	p := "scalekit_dbrouter_" + server + "_pool_"
+	return poolDescs{
+		conns:            b.desc(p+"connections", "Connections of the "+server+" pool by state: acquired (in use), idle, constructing (being opened).", append(slices.Clip(labels), "state")...),
+		maxConns:         b.desc(p+"max_connections", "The "+server+" pool's size (MaxConns).", labels...),
+		acquires:         b.desc(p+"acquires_total", "Connections the "+server+" pool handed out.", labels...),
+		acquireSeconds:   b.desc(p+"acquire_seconds_total", "Total time callers waited to acquire a connection of the "+server+" pool.", labels...),
+		emptyAcquires:    b.desc(p+"empty_acquires_total", "Acquires that found no idle connection in the "+server+" pool and had to wait: a rising share of acquires_total is a pool too small for its load.", labels...),
+		emptyWaitSeconds: b.desc(p+"empty_acquire_wait_seconds_total", "Total time the "+server+" pool's empty acquires waited.", labels...),
+		canceled:         b.desc(p+"canceled_acquires_total", "Acquires of the "+server+" pool whose ctx ended while they waited.", labels...),
+	}
+}
+
+func (d *poolDescs) collect(ch chan<- prometheus.Metric, p routerstats.PoolStats, labels ...string) {
+	labels = slices.Clip(labels)
+	gauge(ch, d.conns, float64(p.AcquiredConns), append(labels, "acquired")...)
+	gauge(ch, d.conns, float64(p.IdleConns), append(labels, "idle")...)
+	gauge(ch, d.conns, float64(p.ConstructingConns), append(labels, "constructing")...)
+	gauge(ch, d.maxConns, float64(p.MaxConns), labels...)
+	counter(ch, d.acquires, uint64(max(p.Acquires, 0)), labels...)
+	emit(ch, d.acquireSeconds, prometheus.CounterValue, p.AcquireDuration.Seconds(), labels...)
+	counter(ch, d.emptyAcquires, uint64(max(p.EmptyAcquires, 0)), labels...)
+	emit(ch, d.emptyWaitSeconds, prometheus.CounterValue, p.EmptyAcquireWait.Seconds(), labels...)
+	counter(ch, d.canceled, uint64(max(p.CanceledAcquires, 0)), labels...)
+}
+
 type dbrouterDescs struct {
 	fallbacks, tokenPrimary, tokenWaits, retries, noReplica, forged *prometheus.Desc
 
 	primaryUp, primaryLSN, primaryCalls, primaryChecks, primaryLastCheck *prometheus.Desc
 	primaryQueries                                                       tracerDescs
+	primaryPool                                                          poolDescs
 
 	replicaHealthy, replicaLSN, replicaLag, replicaInFlight                 *prometheus.Desc
 	replicaReads, replicaFailedReads, replicaEjections, replicaReadmissions *prometheus.Desc
 	replicaChecks, replicaLastCheck, replicaRegressions                     *prometheus.Desc
 	replicaQueries                                                          tracerDescs
+	replicaPool                                                             poolDescs
 }
 
 func newDBRouterDescs(b *builder) dbrouterDescs {
@@ -63,6 +96,7 @@ func newDBRouterDescs(b *builder) dbrouterDescs {
 		primaryChecks:    b.desc("scalekit_dbrouter_primary_checks_total", "The monitor's checks of the primary, by result: success, failure.", "result"),
 		primaryLastCheck: b.desc("scalekit_dbrouter_primary_last_check_timestamp_seconds", "When the monitor last checked the primary, in Unix seconds; 0 before the first check."),
 		primaryQueries:   newTracerDescs(b, "primary"),
+		primaryPool:      newPoolDescs(b, "primary"),
 
 		replicaHealthy:      b.desc("scalekit_dbrouter_replica_healthy", "1 while reads may go to the replica, 0 while it is ejected (or has not joined yet).", "replica"),
 		replicaLSN:          b.desc("scalekit_dbrouter_replica_replay_lsn_bytes", "The replica's pg_last_wal_replay_lsn() at the last check or token poll, as a byte position in the WAL; 0 before one.", "replica"),
@@ -76,6 +110,7 @@ func newDBRouterDescs(b *builder) dbrouterDescs {
 		replicaLastCheck:    b.desc("scalekit_dbrouter_replica_last_check_timestamp_seconds", "When the monitor last checked the replica, in Unix seconds; 0 before the first check.", "replica"),
 		replicaRegressions:  b.desc("scalekit_dbrouter_replica_replay_regressions_total", "Readings of the replica's replay LSN lower than the one before: its URL reaches several servers (a load balancer), so reads carrying a token avoid it.", "replica"),
 		replicaQueries:      newTracerDescs(b, "replica", "replica"),
+		replicaPool:         newPoolDescs(b, "replica", "replica"),
 	}
 }
 
@@ -83,7 +118,8 @@ func newDBRouterDescs(b *builder) dbrouterDescs {
 // reads, forged tokens and retries; the primary's state, calls and checks; and per
 // replica (the replica label, its name in Stats: Options.ReplicaNames or
 // the pool's host:port) its health, WAL position and lag, reads, checks
-// and replay regressions. A replica's lag is left out while the monitor cannot measure it
+// and replay regressions, and each pool's connections and acquires (pgxpool.Stat: a pool running dry
+// shows as empty acquires and their wait). A replica's lag is left out while the monitor cannot measure it
 // (0 would say it caught up). The query counts of a pool with a
 // dbrouter.Tracer (Open installs one) are reported as
 // scalekit_dbrouter_primary_queries_total and
@@ -128,6 +164,7 @@ func (c *Collector) AddDBRouter(name string, r interface{ Stats() routerstats.St
 		checks(ch, d.primaryChecks, p.Checks, p.CheckFailures, name)
 		gauge(ch, d.primaryLastCheck, unixSeconds(p.LastCheck), name)
 		d.primaryQueries.collect(ch, p.Queries, name)
+		d.primaryPool.collect(ch, p.Pool, name)
 
 		for _, rep := range st.Replicas {
 			n := rep.Name
@@ -145,6 +182,7 @@ func (c *Collector) AddDBRouter(name string, r interface{ Stats() routerstats.St
 			gauge(ch, d.replicaLastCheck, unixSeconds(rep.LastCheck), name, n)
 			counter(ch, d.replicaRegressions, rep.ReplayRegressions, name, n)
 			d.replicaQueries.collect(ch, rep.Queries, name, n)
+			d.replicaPool.collect(ch, rep.Pool, name, n)
 		}
 	})
 }

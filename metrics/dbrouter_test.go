@@ -127,6 +127,29 @@ func TestDBRouter(t *testing.T) {
 		"scalekit_dbrouter_primary_wal_lsn_bytes", "scalekit_dbrouter_replica_lag_bytes",
 		"scalekit_dbrouter_replica_last_check_timestamp_seconds", "scalekit_dbrouter_replica_query_duration_seconds_total",
 		"scalekit_dbrouter_replica_replay_lsn_bytes",
+		// pool state: connection counts depend on pgxpool's timing
+		"scalekit_dbrouter_primary_pool_connections", "scalekit_dbrouter_primary_pool_max_connections",
+		"scalekit_dbrouter_primary_pool_acquires_total", "scalekit_dbrouter_primary_pool_acquire_seconds_total",
+		"scalekit_dbrouter_primary_pool_empty_acquires_total", "scalekit_dbrouter_primary_pool_empty_acquire_wait_seconds_total",
+		"scalekit_dbrouter_primary_pool_canceled_acquires_total",
+		"scalekit_dbrouter_replica_pool_connections", "scalekit_dbrouter_replica_pool_max_connections",
+		"scalekit_dbrouter_replica_pool_acquires_total", "scalekit_dbrouter_replica_pool_acquire_seconds_total",
+		"scalekit_dbrouter_replica_pool_empty_acquires_total", "scalekit_dbrouter_replica_pool_empty_acquire_wait_seconds_total",
+		"scalekit_dbrouter_replica_pool_canceled_acquires_total",
+	}
+	// The pools' state (pgxpool.Stat): every query above acquired a
+	// connection of its pool, and none is held between calls.
+	if n := samples(t, m, "scalekit_dbrouter_primary_pool_acquires_total")[`name="main"`]; n < 8 {
+		t.Errorf("primary pool acquires %v, want at least the 8 primary queries", n)
+	}
+	if n := samples(t, m, "scalekit_dbrouter_replica_pool_acquires_total")[`name="main",replica="replica-1"`]; n < 3 {
+		t.Errorf("replica pool acquires %v, want at least the 3 replica reads", n)
+	}
+	if n := samples(t, m, "scalekit_dbrouter_primary_pool_max_connections")[`name="main"`]; n != float64(r.PrimaryPool().Config().MaxConns) {
+		t.Errorf("primary pool max_connections %v, want %d", n, r.PrimaryPool().Config().MaxConns)
+	}
+	if conns := samples(t, m, "scalekit_dbrouter_primary_pool_connections"); conns[`name="main",state="acquired"`] != 0 || conns[`name="main",state="idle"`] < 1 {
+		t.Errorf("primary pool connections %v, want none acquired and some idle", conns)
 	}
 	// The replica's Tracer saw 3 reads and the INSERT it refused; the
 	// primary's 8 queries: 3 Execs, 2 WriteTokens, the Primary(ctx) read,

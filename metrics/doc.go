@@ -172,6 +172,13 @@
 //	scalekit_dbrouter_primary_calls_total{intent}                           counter    calls routed to the primary: read, write
 //	scalekit_dbrouter_primary_checks_total{result}                          counter    monitor checks: success, failure
 //	scalekit_dbrouter_primary_last_check_timestamp_seconds                  gauge      when the monitor last checked (Unix); 0 before
+//	scalekit_dbrouter_primary_pool_connections{state}                       gauge      primary pool connections: acquired, idle, constructing
+//	scalekit_dbrouter_primary_pool_max_connections                          gauge      primary pool size
+//	scalekit_dbrouter_primary_pool_acquires_total                           counter    connections handed out
+//	scalekit_dbrouter_primary_pool_acquire_seconds_total                    counter    total acquire wait
+//	scalekit_dbrouter_primary_pool_empty_acquires_total                     counter    acquires that found no idle connection (pool too small)
+//	scalekit_dbrouter_primary_pool_empty_acquire_wait_seconds_total         counter    their total wait
+//	scalekit_dbrouter_primary_pool_canceled_acquires_total                  counter    acquires whose ctx ended while waiting
 //	scalekit_dbrouter_primary_queries_total                                 counter    queries its Tracer saw (pools with a Tracer only)
 //	scalekit_dbrouter_primary_query_errors_total                            counter    failed queries (Tracer)
 //	scalekit_dbrouter_primary_slow_queries_total                            counter    queries at or over SlowThreshold (Tracer)
@@ -187,6 +194,13 @@
 //	scalekit_dbrouter_replica_checks_total{replica,result}                  counter    monitor checks: success, failure
 //	scalekit_dbrouter_replica_last_check_timestamp_seconds{replica}         gauge      when the monitor last checked (Unix); 0 before
 //	scalekit_dbrouter_replica_replay_regressions_total{replica}             counter    replay LSN readings that went backwards (a load balancer)
+//	scalekit_dbrouter_replica_pool_connections{replica,state}               gauge      replica pool connections: acquired, idle, constructing
+//	scalekit_dbrouter_replica_pool_max_connections{replica}                 gauge      replica pool size
+//	scalekit_dbrouter_replica_pool_acquires_total{replica}                  counter    connections handed out
+//	scalekit_dbrouter_replica_pool_acquire_seconds_total{replica}           counter    total acquire wait
+//	scalekit_dbrouter_replica_pool_empty_acquires_total{replica}            counter    acquires that found no idle connection (pool too small)
+//	scalekit_dbrouter_replica_pool_empty_acquire_wait_seconds_total{replica} counter    their total wait
+//	scalekit_dbrouter_replica_pool_canceled_acquires_total{replica}         counter    acquires whose ctx ended while waiting
 //	scalekit_dbrouter_replica_queries_total{replica}                        counter    queries its Tracer saw (pools with a Tracer only)
 //	scalekit_dbrouter_replica_query_errors_total{replica}                   counter    failed queries (Tracer)
 //	scalekit_dbrouter_replica_slow_queries_total{replica}                   counter    queries at or over SlowThreshold (Tracer)

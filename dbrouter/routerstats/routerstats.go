@@ -71,6 +71,8 @@ type PrimaryStats struct {
 	LastError string
 	// Queries are the counts of the primary pool's Tracer, if it has one.
 	Queries TracerStats
+	// Pool is the primary pool's state (pgxpool.Stat).
+	Pool PoolStats
 }
 
 // ReplicaStats is one replica's part of Stats.
@@ -103,6 +105,8 @@ type ReplicaStats struct {
 	LastError string
 	// Queries are the counts of the replica pool's Tracer, if it has one.
 	Queries TracerStats
+	// Pool is the replica pool's state (pgxpool.Stat).
+	Pool PoolStats
 	// ReplayRegressions counts readings of the replica's replay LSN lower
 	// than the one before (with no failure between): the URL reaches more
 	// than one server (a load balancer, PgBouncer, a reader endpoint), so
@@ -120,4 +124,28 @@ type TracerStats struct {
 	Queries, Errors, Slow uint64
 	// Duration is the queries' total time.
 	Duration time.Duration
+}
+
+// PoolStats is a connection pool's state, from pgxpool.Stat: what shows a
+// pool running dry before its queries time out.
+type PoolStats struct {
+	// MaxConns is the pool's size; TotalConns the connections open now, of
+	// which AcquiredConns are in use, IdleConns free and ConstructingConns
+	// being opened.
+	MaxConns, TotalConns, AcquiredConns, IdleConns, ConstructingConns int32
+	// Acquires counts connections handed out; AcquireDuration is their
+	// total wait.
+	Acquires        int64
+	AcquireDuration time.Duration
+	// EmptyAcquires counts acquires that found no idle connection and had
+	// to wait (for a release or a new connection); EmptyAcquireWait is
+	// their total wait. A rising share of empty acquires is a pool too
+	// small for its load.
+	EmptyAcquires    int64
+	EmptyAcquireWait time.Duration
+	// CanceledAcquires counts acquires whose ctx ended while they waited.
+	CanceledAcquires int64
+	// NewConns counts connections opened; MaxLifetimeDestroys and
+	// MaxIdleDestroys those closed for age and for idleness.
+	NewConns, MaxLifetimeDestroys, MaxIdleDestroys int64
 }
