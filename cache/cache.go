@@ -17,6 +17,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/internal/logx"
+	"github.com/scalekit-go/scalekit/internal/renew"
 	"github.com/scalekit-go/scalekit/internal/stripe"
 )
 
@@ -98,11 +99,14 @@ type Options struct {
 	// meanwhile): the most an L1 can lag behind another instance's Set or
 	// Delete when the invalidation message is lost. Default: TTL.
 	L1TTL time.Duration
-	// LeaseTTL is how long an instance's fill lease on a key lasts. The
-	// other instances wait for its fill; if it has not come when the lease
-	// runs out (its holder died or is slow), one of them takes the lease
-	// over and loads. An instance waits at most 2 x LeaseTTL in all before
-	// it loads by itself. Default: 5s.
+	// LeaseTTL is how long an instance's fill lease on a key lasts without
+	// renewal. The holder renews it every LeaseTTL/3 while its loader runs
+	// (when the Store is a LeaseRenewer, as cacheredis and MemoryStore
+	// are), so a load slower than LeaseTTL still fills; the other
+	// instances wait for that fill, and if the lease runs out (its holder
+	// died), one of them takes it over and loads. An instance waits at
+	// most LoadTimeout + 2 x LeaseTTL in all (2 x LeaseTTL with a Store
+	// that cannot renew) before it loads by itself. Default: 5s.
 	LeaseTTL time.Duration
 	// PollInterval is the first wait between checks for another instance's
 	// fill; the wait grows by half each time, up to 100ms. Default: 5ms.
@@ -243,6 +247,7 @@ type Cache[V any] struct {
 	l1    *otter.Cache[string, *entry[V]]
 	sem   chan struct{}
 	store Store
+	rn    LeaseRenewer // store's, when it renews leases
 	br    *breaker.Breaker
 	id    string // this instance, in invalidation messages
 
@@ -310,6 +315,7 @@ func New[V any](o Options) (*Cache[V], error) {
 	if o.MaxConcurrentLoads > 0 {
 		c.sem = make(chan struct{}, o.MaxConcurrentLoads)
 	}
+	c.rn, _ = o.Store.(LeaseRenewer)
 	if c.store != nil {
 		if stop, err := c.store.Subscribe(c.onMessage); err == nil {
 			c.stopSub = stop
@@ -484,7 +490,7 @@ type storeRead[V any] struct {
 }
 
 func (c *Cache[V]) run(ctx context.Context, key, id string, loader Loader[V], cl *call[V], mode loadMode, cur *entry[V], pre *storeRead[V]) {
-	ctx, cancel := context.WithTimeout(ctx, c.o.LoadTimeout)
+	ctx, cancel := context.WithTimeout(ctx, c.fillWait()+c.o.LoadTimeout)
 	defer cancel()
 	defer c.finish(key, cl, nil, fmt.Errorf("cache: the load of %q ended without a result", key))
 	token := ""
@@ -514,7 +520,12 @@ func (c *Cache[V]) run(ctx context.Context, key, id string, loader Loader[V], cl
 			// load here (without filling) rather than answer nothing.
 		}
 	}
+	var rn *renew.Renewer
+	if token != "" {
+		rn = c.renewLeases(ctx, []string{key}, []string{token})
+	}
 	e, err := c.loadValue(ctx, key, id, loader)
+	rn.Stop()
 	if err != nil {
 		if token != "" {
 			c.release(ctx, key, token)
@@ -612,11 +623,11 @@ func (c *Cache[V]) recheck(ctx context.Context, key, token string, usable func(*
 
 // waitFill waits for the lease holder's fill, polling the Store, and
 // takes the lease over if the holder gives it back or it expires. After
-// LeaseTTL (or with the Store failing) it returns no token: load without
+// fillWait (or with the Store failing) it returns no token: load without
 // filling.
 func (c *Cache[V]) waitFill(ctx context.Context, key string, usable func(*entry[V]) bool) (*entry[V], string, bool) {
 	c.st.leaseWaits.Add(1)
-	deadline := c.now() + 2*int64(c.o.LeaseTTL) // the holder's lease, then a takeover's
+	deadline := c.now() + int64(c.fillWait())
 	wait := c.o.PollInterval
 	for {
 		t := time.NewTimer(wait)
@@ -659,6 +670,8 @@ func (c *Cache[V]) loadValue(ctx context.Context, key, id string, loader Loader[
 			return nil, fmt.Errorf("cache: waiting for a load slot for %q: %w", key, ctx.Err())
 		}
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.o.LoadTimeout)
+	defer cancel()
 	c.st.loads.Add(1)
 	start := c.now()
 	v, err := c.call(ctx, id, loader)
@@ -808,7 +821,7 @@ type Stats struct {
 	// LeasesWon counts loads this instance did under a fill lease;
 	// LeaseWaits the misses that waited for another instance's fill;
 	// LeaseBusy the refreshes left to another instance; LeaseTimeouts the
-	// waits that gave up after LeaseTTL; FillsRefused the fills a Set,
+	// waits that gave up on another instance's fill; FillsRefused the fills a Set,
 	// Delete or expired lease voided.
 	LeasesWon, LeaseWaits, LeaseBusy, LeaseTimeouts, FillsRefused uint64
 	// CodecErrors counts values that could not be encoded or decoded;

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/internal/renew"
 )
 
 // l2 calls the Store through the circuit, counting failures. A caller's
@@ -66,6 +68,42 @@ func (c *Cache[V]) lease(ctx context.Context, keys []string) ([]string, error) {
 		err = fmt.Errorf("cache: the Store returned %d lease tokens for %d keys", len(tokens), len(keys))
 	}
 	return tokens, err
+}
+
+// renewLeases keeps the fill leases of keys held by tokens alive while
+// their load runs, every LeaseTTL/3, until Stop or until none is held any
+// more. It returns nil (Stop is a no-op) when the Store cannot renew.
+func (c *Cache[V]) renewLeases(ctx context.Context, keys, tokens []string) *renew.Renewer {
+	if c.rn == nil || len(keys) == 0 {
+		return nil
+	}
+	return renew.Start(max(time.Millisecond, c.o.LeaseTTL/3), func() bool {
+		var held []bool
+		err := c.l2(ctx, func(ctx context.Context) (err error) {
+			held, err = c.rn.RenewLeases(ctx, keys, tokens, c.o.LeaseTTL)
+			return err
+		})
+		if err != nil {
+			return ctx.Err() == nil // the Store is failing: try again next time
+		}
+		for _, h := range held {
+			if h {
+				return true
+			}
+		}
+		return false // every lease was voided (a Set or Delete) or lost
+	})
+}
+
+// fillWait is how long an instance waits for another instance's fill
+// before it loads by itself: the holder's whole load (its lease is
+// renewed meanwhile) and a takeover's lease; 2 x LeaseTTL when the Store
+// cannot renew leases.
+func (c *Cache[V]) fillWait() time.Duration {
+	if c.rn != nil {
+		return c.o.LoadTimeout + 2*c.o.LeaseTTL
+	}
+	return 2 * c.o.LeaseTTL
 }
 
 func (c *Cache[V]) release(ctx context.Context, key, token string) {

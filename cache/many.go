@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/renew"
 )
 
 // BatchLoader loads many keys in one call (one SELECT ... WHERE id =
@@ -18,7 +20,7 @@ type BatchLoader[V any] func(ctx context.Context, keys []string) (map[string]V, 
 // one batch call, under fill leases so that other instances missing the
 // same keys wait for this fill instead of loading them again (keys whose
 // lease another instance holds are waited for, then loaded in a second
-// batch call if no fill lands within 2 x LeaseTTL). Keys
+// batch call if no fill lands within LoadTimeout + 2 x LeaseTTL). Keys
 // another Get of this instance is loading already are joined, not loaded
 // twice. A caller whose ctx ends gets what is ready and ctx.Err().
 func (c *Cache[V]) GetMany(ctx context.Context, keys []string, batch BatchLoader[V]) (map[string]V, error) {
@@ -126,7 +128,7 @@ type manyLoad[V any] struct {
 
 func (b *manyLoad[V]) run(ctx context.Context) {
 	c := b.c
-	ctx, cancel := context.WithTimeout(ctx, c.o.LoadTimeout)
+	ctx, cancel := context.WithTimeout(ctx, c.fillWait()+c.o.LoadTimeout)
 	defer cancel()
 	defer func() {
 		for i, cl := range b.calls {
@@ -229,10 +231,10 @@ func (b *manyLoad[V]) fromStore(ctx context.Context, idx []int) (pending []int, 
 
 // waitFills polls the Store for the fills of keys other instances are
 // loading, delivering each as it lands, and returns those still missing
-// after 2 x LeaseTTL (or when the Store fails).
+// after fillWait (or when the Store fails).
 func (b *manyLoad[V]) waitFills(ctx context.Context, idx []int) []int {
 	c := b.c
-	deadline := c.now() + 2*int64(c.o.LeaseTTL) // the holder's lease, then a takeover's
+	deadline := c.now() + int64(c.fillWait())
 	wait := c.o.PollInterval
 	for len(idx) > 0 && c.now() < deadline {
 		t := time.NewTimer(wait)
@@ -294,9 +296,16 @@ func (b *manyLoad[V]) load(ctx context.Context, idx []int, tokens []string) {
 			return
 		}
 	}
+	lctx, cancel := context.WithTimeout(ctx, c.o.LoadTimeout)
+	defer cancel()
+	var rn *renew.Renewer
+	if tokens != nil {
+		rn = c.renewLeases(ctx, b.pick(idx), tokens)
+	}
 	c.st.loads.Add(1)
 	start := c.now()
-	m, err := b.call(ctx, ids)
+	m, err := b.call(lctx, ids)
+	rn.Stop()
 	now := c.now()
 	if err != nil {
 		c.st.loadErrors.Add(1)

@@ -239,6 +239,43 @@ func (s *Store) Release(ctx context.Context, key, token string) error {
 	return releaseScript.Run(ctx, s.c, []string{s.lease(key)}, token).Err()
 }
 
+var renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+`)
+
+// RenewLeases extends each lease its token holds (a compare-and-PEXPIRE
+// script per key: one EVALSHA for one key, pipelined EVALs for several);
+// see cache.LeaseRenewer.
+func (s *Store) RenewLeases(ctx context.Context, keys, tokens []string, ttl time.Duration) ([]bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	out := make([]bool, len(keys))
+	if len(keys) == 1 {
+		n, err := renewScript.Run(ctx, s.c, []string{s.lease(keys[0])}, tokens[0], ms(ttl)).Int()
+		out[0] = n == 1
+		return out, err
+	}
+	cmds := make([]*redis.Cmd, len(keys))
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = renewScript.Eval(ctx, p, []string{s.lease(k)}, tokens[i], ms(ttl))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range cmds {
+		n, err := c.Int()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = n == 1
+	}
+	return out, nil
+}
+
 // counterScript returns (creating it at Redis TIME in ms when missing, so
 // no incarnation of it reuses a value) and with ARGV[1] == "1" increments
 // the counter.
@@ -304,4 +341,7 @@ func (s *Store) Subscribe(fn func(msg string)) (func(), error) {
 
 func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 
-var _ cache.Store = (*Store)(nil)
+var (
+	_ cache.Store        = (*Store)(nil)
+	_ cache.LeaseRenewer = (*Store)(nil)
+)

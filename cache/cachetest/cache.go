@@ -25,6 +25,7 @@ func RunCache(t *testing.T, newStore StoreFactory) {
 	t.Run("GetManyAcrossInstances", func(t *testing.T) { getManyAcross(t, newStore(t)) })
 	t.Run("FillFencedBySet", func(t *testing.T) { fillFenced(t, newStore(t)) })
 	t.Run("LeaseHolderDies", func(t *testing.T) { holderDies(t, newStore(t)) })
+	t.Run("LoadSlowerThanLeaseTTL", func(t *testing.T) { slowLoad(t, newStore(t)) })
 }
 
 // Instances returns n caches over store with options o (Store set), closed
@@ -334,5 +335,53 @@ func holderDies(t *testing.T, store cache.Store) {
 	wg.Wait()
 	if calls.Load() != 1 {
 		t.Fatalf("%d loads after the holder died, want 1", calls.Load())
+	}
+}
+
+// A load that takes 3 x LeaseTTL on one of 4 instances keeps its lease
+// (renewed while it runs) and fills: the loader runs once, the value
+// lands in the Store, and every instance holds it in its L1.
+func slowLoad(t *testing.T, store cache.Store) {
+	const leaseTTL = 150 * time.Millisecond
+	caches := Instances(t, 4, store, cache.Options{TTL: time.Hour, LeaseTTL: leaseTTL})
+	key := Key(t, "slow")
+	var calls atomic.Int64
+	load := counting(&calls, 3*leaseTTL)
+	var wg sync.WaitGroup
+	for i, c := range caches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i > 0 { // the first instance takes the lease
+				eventually(t, "instance 0's load starts", func() bool { return calls.Load() > 0 })
+			}
+			if v, err := c.Get(context.Background(), key, load); err != nil || v != key+"#1" {
+				t.Errorf("instance %d: Get = %q, %v; want the one load's value", i, v, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("a load taking 3 x LeaseTTL ran %d times on 4 instances, want 1 (its lease renewed while it runs)", n)
+	}
+	if rec := get1(t, store, key); rec == nil {
+		t.Fatal("the slow load's value is not in the Store: its fill was refused")
+	}
+	never := func(context.Context, string) (string, error) { return "", fmt.Errorf("must not load") }
+	for i, c := range caches {
+		before := c.Stats()
+		if v := mustGet(t, c, key, never); v != key+"#1" {
+			t.Fatalf("instance %d: %q", i, v)
+		}
+		if st := c.Stats(); st.Hits != before.Hits+1 {
+			t.Fatalf("instance %d did not serve the value from its L1: %+v", i, st)
+		}
+	}
+	var refused uint64
+	for _, c := range caches {
+		refused += c.Stats().FillsRefused
+	}
+	if refused != 0 {
+		t.Fatalf("%d fills refused, want 0", refused)
 	}
 }
