@@ -627,7 +627,8 @@ func (c *Cache[V]) recheck(ctx context.Context, key, token string, usable func(*
 // filling.
 func (c *Cache[V]) waitFill(ctx context.Context, key string, usable func(*entry[V]) bool) (*entry[V], string, bool) {
 	c.st.leaseWaits.Add(1)
-	deadline := c.now() + int64(c.fillWait())
+	start := c.now()
+	deadline := start + int64(c.fillWait())
 	wait := c.o.PollInterval
 	for {
 		t := time.NewTimer(wait)
@@ -641,8 +642,11 @@ func (c *Cache[V]) waitFill(ctx context.Context, key string, usable func(*entry[
 		if err != nil {
 			return nil, "", true
 		}
-		if usable(recs[0]) {
-			return recs[0], "", true
+		// A value fresh when the wait began (so filled during it) ends the
+		// wait even if it is stale by now: with a TTL shorter than the
+		// polls, waiting for a fresh one could last the whole fillWait.
+		if se := recs[0]; usable(se) || se != nil && se.recFresh > start && c.now() < se.hard {
+			return se, "", true
 		}
 		tokens, err := c.lease(ctx, []string{key})
 		if err != nil {

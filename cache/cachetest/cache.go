@@ -26,6 +26,7 @@ func RunCache(t *testing.T, newStore StoreFactory) {
 	t.Run("FillFencedBySet", func(t *testing.T) { fillFenced(t, newStore(t)) })
 	t.Run("LeaseHolderDies", func(t *testing.T) { holderDies(t, newStore(t)) })
 	t.Run("LoadSlowerThanLeaseTTL", func(t *testing.T) { slowLoad(t, newStore(t)) })
+	t.Run("GetManyRefreshesStaleKeysInOneBatch", func(t *testing.T) { getManyStale(t, newStore(t)) })
 }
 
 // Instances returns n caches over store with options o (Store set), closed
@@ -383,5 +384,69 @@ func slowLoad(t *testing.T, store cache.Store) {
 	}
 	if refused != 0 {
 		t.Fatalf("%d fills refused, want 0", refused)
+	}
+}
+
+// GetMany over a page of stale keys serves them at once and refreshes
+// them in the background with one BatchLoader call, not one per key.
+func getManyStale(t *testing.T, store cache.Store) {
+	const n = 50
+	caches := Instances(t, 2, store, cache.Options{TTL: 200 * time.Millisecond, StaleFor: time.Minute, NoJitter: true, NoEarlyRefresh: true})
+	p := Key(t, "")
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = p + strconv.Itoa(i)
+	}
+	var batches atomic.Int64
+	var sizes sync.Map // batch number -> number of keys
+	batch := func(ctx context.Context, ks []string) (map[string]string, error) {
+		b := batches.Add(1)
+		sizes.Store(b, len(ks))
+		m := map[string]string{}
+		for _, k := range ks {
+			m[k] = k + "#" + strconv.FormatInt(b, 10)
+		}
+		return m, nil
+	}
+	ctx := context.Background()
+	for _, c := range caches {
+		if got, err := c.GetMany(ctx, keys, batch); err != nil || len(got) != n {
+			t.Fatalf("warm-up: %d values, %v", len(got), err)
+		}
+	}
+	if batches.Load() != 1 {
+		t.Fatalf("warm-up: %d batch calls on 2 instances, want 1", batches.Load())
+	}
+	time.Sleep(250 * time.Millisecond) // past the TTL, within StaleFor
+	for _, c := range caches {
+		got, err := c.GetMany(ctx, keys, batch)
+		if err != nil || len(got) != n {
+			t.Fatalf("stale page: %d values, %v", len(got), err)
+		}
+		for _, k := range keys {
+			if v := got[k]; v != k+"#1" && v != k+"#2" {
+				t.Fatalf("stale page: %q = %q", k, v)
+			}
+		}
+	}
+	eventually(t, "the refreshed values reach both instances", func() bool {
+		for _, c := range caches {
+			got, err := c.GetMany(ctx, keys, batch)
+			if err != nil {
+				return false
+			}
+			for _, k := range keys {
+				if got[k] == "" || got[k] == k+"#1" {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	if b := batches.Load(); b != 2 {
+		t.Fatalf("%d batch calls: a page of %d stale keys must be refreshed with one batch call for the fleet, not one per key", b, n)
+	}
+	if size, _ := sizes.Load(int64(2)); size != n {
+		t.Fatalf("the refresh batch had %v keys, want %d", size, n)
 	}
 }
