@@ -17,8 +17,10 @@
 //     refresh runs (stale-while-revalidate), one for the whole fleet.
 //   - XFetch probabilistic early refresh (Vattani et al., VLDB 2015): a hit
 //     close to expiry refreshes in the background with a probability that
-//     grows with the measured load time, so a hot key is refreshed about
-//     once per TTL by one instance and its callers never wait.
+//     grows with the measured load time, never more than EarlyWindow (5%)
+//     of TTL before expiry, so a hot key is refreshed about once per TTL
+//     by one instance for the whole fleet (an instance whose refresh finds
+//     a newer value in the Store takes it) and its callers never wait.
 //   - A loader's ErrNotFound is remembered for NegativeTTL; other errors
 //     are returned and never cached.
 //   - TTL jitter spreads the expiry of keys written together;
