@@ -106,8 +106,12 @@ type Options struct {
 	Codec Codec
 	// L1TTL bounds how long an L1 copy of a Store value counts as fresh
 	// before the instance reads the Store again (serving its copy
-	// meanwhile): the most an L1 can lag behind another instance's Set or
-	// Delete when the invalidation message is lost. Default: TTL.
+	// meanwhile; while the Store fails, the copy is kept until the value's
+	// own TTL): the most an L1 can lag behind another instance's Set or
+	// Delete when the invalidation message is lost without the
+	// subscription noticing (a Store that is a ReconnectSubscriber, as
+	// cacheredis is, drops the whole L1 when its subscription reconnects).
+	// Default: TTL/10.
 	L1TTL time.Duration
 	// LeaseTTL is how long an instance's fill lease on a key lasts without
 	// renewal. The holder renews it every LeaseTTL/3 while its loader runs
@@ -177,7 +181,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.Codec = JSON{}
 	}
 	if o.L1TTL == 0 {
-		o.L1TTL = o.TTL
+		o.L1TTL = max(o.TTL/10, time.Millisecond)
 	}
 	if o.LeaseTTL == 0 {
 		o.LeaseTTL = 5 * time.Second
@@ -289,6 +293,12 @@ type call[V any] struct {
 	superseded bool // a Set or Delete came during the load; under Cache.mu
 }
 
+// relisted is a copy of e fresh in the L1 for l1TTL more (at most until
+// the value's own expiry).
+func (e *entry[V]) relisted(now int64, l1TTL time.Duration) *entry[V] {
+	return &entry[V]{val: e.val, negative: e.negative, fresh: min(e.recFresh, now+int64(l1TTL)), recFresh: e.recFresh, hard: e.hard, loadNS: e.loadNS}
+}
+
 func (cl *call[V]) deliver(e *entry[V], err error) {
 	if cl.delivered {
 		return
@@ -301,7 +311,7 @@ type stats struct {
 	hits                                                                                                    stripe.Counter // striped: one shared atomic would bounce between cores on every hit
 	misses, negativeHits, staleServed, staleRefreshes, earlyRefreshes, loads, loadErrors, coalesced, panics atomic.Uint64
 	l2Hits, l2Misses, l2Errors, l2Skipped, leasesWon, leaseWaits, leaseBusy, leaseTimeouts, fillsRefused    atomic.Uint64
-	codecErrors, invalidations                                                                              atomic.Uint64
+	codecErrors, invalidations, resubscribes                                                                atomic.Uint64
 }
 
 // New returns a Cache, or an error naming the bad option. With a Store it
@@ -333,7 +343,7 @@ func New[V any](o Options) (*Cache[V], error) {
 	}
 	c.rn, _ = o.Store.(LeaseRenewer)
 	if c.store != nil {
-		if stop, err := c.store.Subscribe(c.onMessage); err == nil {
+		if stop, err := c.subscribe(); err == nil {
 			c.stopSub = stop
 		} else {
 			o.Logger.Warn("cache: cannot subscribe to invalidations; retrying in the background (L1 copies are trusted for L1TTL meanwhile)", slog.Any("error", err))
@@ -357,7 +367,7 @@ func (c *Cache[V]) resubscribe() {
 			return
 		case <-t.C:
 		}
-		if stop, err := c.store.Subscribe(c.onMessage); err == nil {
+		if stop, err := c.subscribe(); err == nil {
 			c.subMu.Lock()
 			select {
 			case <-c.closed:
@@ -521,6 +531,14 @@ func (c *Cache[V]) run(ctx context.Context, key, id string, loader Loader[V], cl
 			return
 		}
 		switch {
+		case ok && token == "" && mode == modeStale && cur != nil && c.now() < cur.recFresh:
+			// Only the L1 freshness ran out and the Store fails: keep the
+			// copy (its value is fresh) rather than load it again every
+			// L1TTL for as long as the Store is down.
+			ne := cur.relisted(c.now(), c.o.L1TTL)
+			c.keep(key, cl, ne)
+			c.finish(key, cl, ne, nil)
+			return
 		case ok:
 		case cur == nil:
 			return // a miss already served a stale Store value; another instance refreshes
@@ -848,6 +866,10 @@ type Stats struct {
 	// CodecErrors counts values that could not be encoded or decoded;
 	// Invalidations the messages from other instances applied.
 	CodecErrors, Invalidations uint64
+	// Resubscribes counts the times the invalidation subscription came
+	// back after losing its connection (messages may have been lost
+	// meanwhile): each dropped the whole L1.
+	Resubscribes uint64
 	// Circuit is the state of the breaker around the Store.
 	Circuit breaker.State
 	// Entries is the number of entries held now (estimated).
@@ -861,6 +883,6 @@ func (c *Cache[V]) Stats() Stats {
 		EarlyRefreshes: s.earlyRefreshes.Load(), StaleRefreshes: s.staleRefreshes.Load(), Loads: s.loads.Load(), LoadErrors: s.loadErrors.Load(), Panics: s.panics.Load(),
 		Coalesced: s.coalesced.Load(), L2Hits: s.l2Hits.Load(), L2Misses: s.l2Misses.Load(), L2Errors: s.l2Errors.Load(), L2Skipped: s.l2Skipped.Load(),
 		LeasesWon: s.leasesWon.Load(), LeaseWaits: s.leaseWaits.Load(), LeaseBusy: s.leaseBusy.Load(), LeaseTimeouts: s.leaseTimeouts.Load(),
-		FillsRefused: s.fillsRefused.Load(), CodecErrors: s.codecErrors.Load(), Invalidations: s.invalidations.Load(),
+		FillsRefused: s.fillsRefused.Load(), CodecErrors: s.codecErrors.Load(), Invalidations: s.invalidations.Load(), Resubscribes: s.resubscribes.Load(),
 		Circuit: c.br.State(), Entries: c.l1.EstimatedSize()}
 }

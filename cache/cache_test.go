@@ -352,3 +352,12 @@ func TestEarlyRefreshBoundedByEarlyWindow(t *testing.T) {
 		t.Fatalf("40ms before expiry: %d early refreshes, want 1", st.EarlyRefreshes)
 	}
 }
+
+// The default L1TTL is a tenth of TTL: with the invalidation messages
+// lost unnoticed, an L1 copy lags another instance's Set by at most that.
+func TestDefaultL1TTLIsAFractionOfTTL(t *testing.T) {
+	c := newCache(t, Options{TTL: time.Minute})
+	if c.o.L1TTL != 6*time.Second {
+		t.Fatalf("default L1TTL for TTL 1m: %v, want 6s", c.o.L1TTL)
+	}
+}

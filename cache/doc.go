@@ -33,9 +33,12 @@
 //     every instance. For one entity, Delete does the same job: it voids
 //     the fill lease, so a racing load cannot bring the old value back.
 //   - L1 coherence: Set, Delete and Invalidate publish a message on the
-//     Store; every instance drops its L1 copy. When messages are lost (the
-//     subscription is reconnecting), an L1 copy is trusted for at most
-//     L1TTL.
+//     Store; every instance drops its L1 copy. Messages published while a
+//     subscription reconnects are lost: a Store that reports its
+//     reconnects (ReconnectSubscriber; cacheredis does) makes every
+//     instance drop its whole L1 then, and in any case an L1 copy is
+//     trusted for at most L1TTL (default TTL/10) before the Store is read
+//     again.
 //
 // # When the Store is down, slow or flapping
 //

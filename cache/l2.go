@@ -180,6 +180,34 @@ func (c *Cache[V]) publish(ctx context.Context, kind, name string) {
 	_ = c.l2(ctx, func(ctx context.Context) error { return c.store.Publish(ctx, c.id+"|"+kind+"|"+name) })
 }
 
+// subscribe subscribes to the Store's invalidation messages, and to its
+// reconnects when it reports them.
+func (c *Cache[V]) subscribe() (func(), error) {
+	if rs, ok := c.store.(ReconnectSubscriber); ok {
+		return rs.SubscribeReconnects(c.onMessage, c.onReconnect)
+	}
+	return c.store.Subscribe(c.onMessage)
+}
+
+// onReconnect runs when the subscription came back after losing its
+// connection: messages sent meanwhile are lost, so every L1 copy goes
+// (loads in flight keep their result out of the L1) and every namespace
+// version is read again.
+func (c *Cache[V]) onReconnect() {
+	c.mu.Lock()
+	for _, cl := range c.calls {
+		cl.superseded = true
+	}
+	c.l1.InvalidateAll()
+	c.mu.Unlock()
+	c.versions.Range(func(name, _ any) bool {
+		c.versions.Delete(name)
+		return true
+	})
+	c.st.resubscribes.Add(1)
+	c.o.Logger.Info("cache: the invalidation subscription reconnected; dropped the L1 (messages may have been lost)")
+}
+
 func (c *Cache[V]) onMessage(msg string) {
 	from, rest, ok := strings.Cut(msg, "|")
 	if !ok || from == c.id {

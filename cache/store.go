@@ -64,6 +64,20 @@ type LeaseRenewer interface {
 	RenewLeases(ctx context.Context, keys, tokens []string, ttl time.Duration) (held []bool, err error)
 }
 
+// ReconnectSubscriber is implemented by a Store whose subscription may
+// lose messages while it reconnects and that can tell when it has
+// reconnected (cacheredis.Store does). The cache finds it by type
+// assertion and, on every reconnect, drops its whole L1 and rereads its
+// namespace versions: an invalidation published while the subscription
+// was down cannot leave an old copy behind. Without it, a lost message
+// leaves an L1 copy for at most L1TTL.
+type ReconnectSubscriber interface {
+	// SubscribeReconnects is Subscribe that also calls reconnected, on the
+	// subscription's goroutine, each time the subscription is established
+	// again after losing its connection (not for the first time).
+	SubscribeReconnects(fn func(msg string), reconnected func()) (stop func(), err error)
+}
+
 // Fill is one token-fenced write of Store.Fill.
 type Fill struct {
 	Key, Token string

@@ -14,8 +14,9 @@
 // flapping, calls return errors quickly; cache.Cache puts a circuit
 // breaker in front of its Store and keeps serving from its L1 and the
 // loader. A subscription that loses its connection is re-established by
-// go-redis; messages published meanwhile are lost, which is why cache
-// bounds how long an L1 copy is trusted (cache.Options.L1TTL).
+// go-redis; messages published meanwhile are lost, so the Store reports
+// each reconnect (cache.ReconnectSubscriber) and cache drops its L1 then;
+// cache also bounds how long an L1 copy is trusted (cache.Options.L1TTL).
 package cacheredis
 
 import (
@@ -314,6 +315,14 @@ func (s *Store) Publish(ctx context.Context, msg string) error {
 // missed while the connection holds. fn runs on the subscription's
 // goroutine; stop closes the subscription and waits for that goroutine.
 func (s *Store) Subscribe(fn func(msg string)) (func(), error) {
+	return s.SubscribeReconnects(fn, nil)
+}
+
+// SubscribeReconnects is Subscribe that also calls reconnected (when not
+// nil) each time go-redis re-establishes the subscription after losing
+// its connection: messages published in between are lost, and cache
+// drops its L1 then. See cache.ReconnectSubscriber.
+func (s *Store) SubscribeReconnects(fn func(msg string), reconnected func()) (func(), error) {
 	ps := s.c.Subscribe(context.Background(), s.channel)
 	ctx, cancel := context.WithTimeout(context.Background(), max(s.timeout, time.Second))
 	defer cancel()
@@ -321,13 +330,26 @@ func (s *Store) Subscribe(fn func(msg string)) (func(), error) {
 		ps.Close()
 		return nil, fmt.Errorf("cacheredis: subscribing to %q: %w", s.channel, err)
 	}
-	ch := ps.Channel()
+	// With subscriptions, the channel also carries go-redis's
+	// resubscription after a reconnect (the first confirmation was read
+	// above): that is how a lost connection shows.
+	ch := ps.ChannelWithSubscriptions()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for m := range ch {
-			fn(m.Payload)
+			switch m := m.(type) {
+			case *redis.Message:
+				fn(m.Payload)
+			case *redis.Subscription:
+				if m.Kind == "subscribe" {
+					s.log.Info("cacheredis: the invalidation subscription reconnected", slog.String("channel", m.Channel))
+					if reconnected != nil {
+						reconnected()
+					}
+				}
+			}
 		}
 	}()
 	var once sync.Once
@@ -344,4 +366,6 @@ func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 var (
 	_ cache.Store        = (*Store)(nil)
 	_ cache.LeaseRenewer = (*Store)(nil)
+
+	_ cache.ReconnectSubscriber = (*Store)(nil)
 )
