@@ -129,6 +129,19 @@ type Options struct {
 	// reading it from the Store again; Invalidate on another instance
 	// reaches it sooner through the Store's messages. Default: 1s.
 	VersionTTL time.Duration
+	// MaxPendingInvalidations bounds the invalidations kept while the
+	// Store cannot take them. A Set or Delete whose Store write or message
+	// fails (the Store is down, or the breaker is open) still returns the
+	// error, and its key is kept: when the Store answers again, a
+	// background flusher deletes the key from the Store and publishes its
+	// invalidation, so no instance keeps serving the old value (the next
+	// Get loads it). A failed Namespace.Invalidate is kept the same way.
+	// Past the bound the kept keys collapse into one flush: every
+	// namespace this instance uses is bumped and every instance drops its
+	// whole L1; plain (non-namespace) keys written meanwhile keep their
+	// Store copy until its TTL. Stats reports PendingInvalidations and
+	// PendingOverflows. Default: 10,000.
+	MaxPendingInvalidations int
 	// Breaker is the circuit around the Store: while it is open the cache
 	// does not call the Store (no per-request timeout on a dead Redis) and
 	// serves from L1 and the loader. Default: opens after 3 consecutive
@@ -192,6 +205,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.VersionTTL == 0 {
 		o.VersionTTL = time.Second
 	}
+	if o.MaxPendingInvalidations == 0 {
+		o.MaxPendingInvalidations = 10_000
+	}
 	o.Logger = logx.Or(o.Logger)
 	switch {
 	case o.TTL < 0:
@@ -208,6 +224,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("%w: Options.Beta must be > 0, got %v", ErrInvalid, o.Beta)
 	case o.MaxEntries < 1:
 		return o, fmt.Errorf("%w: Options.MaxEntries must be >= 1, got %d", ErrInvalid, o.MaxEntries)
+	case o.MaxPendingInvalidations < 0:
+		return o, fmt.Errorf("%w: Options.MaxPendingInvalidations must be >= 0, got %d", ErrInvalid, o.MaxPendingInvalidations)
 	case o.MaxConcurrentLoads < 0:
 		return o, fmt.Errorf("%w: Options.MaxConcurrentLoads must be >= 0, got %d", ErrInvalid, o.MaxConcurrentLoads)
 	case o.LoadTimeout < 0:
@@ -276,6 +294,9 @@ type Cache[V any] struct {
 
 	versions sync.Map // namespace name -> *nsVersion
 
+	pend_    pending
+	flushers sync.WaitGroup
+
 	subMu   sync.Mutex
 	stopSub func()
 	closed  chan struct{}
@@ -311,7 +332,7 @@ type stats struct {
 	hits                                                                                                    stripe.Counter // striped: one shared atomic would bounce between cores on every hit
 	misses, negativeHits, staleServed, staleRefreshes, earlyRefreshes, loads, loadErrors, coalesced, panics atomic.Uint64
 	l2Hits, l2Misses, l2Errors, l2Skipped, leasesWon, leaseWaits, leaseBusy, leaseTimeouts, fillsRefused    atomic.Uint64
-	codecErrors, invalidations, resubscribes                                                                atomic.Uint64
+	codecErrors, invalidations, resubscribes, pendingDelivered, pendingOverflows                            atomic.Uint64
 }
 
 // New returns a Cache, or an error naming the bad option. With a Store it
@@ -770,7 +791,9 @@ func (c *Cache[V]) supersede(key string) {
 // Set stores v for key as freshly loaded, in the L1 and the Store, voids
 // any fill of key in flight anywhere (so a load that read the old value
 // cannot write it back), and tells the other instances to drop their L1
-// copy. The error is the Store's: the L1 has v regardless.
+// copy. The error is the Store's: the L1 has v regardless, and the
+// invalidation is kept and delivered when the Store answers again (see
+// Options.MaxPendingInvalidations).
 func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
 	now := c.now()
 	e := c.newEntry(v, now)
@@ -788,16 +811,33 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
 		return fmt.Errorf("cache: Set %q: %w", key, err)
 	}
 	err = c.l2(ctx, func(ctx context.Context) error { return c.store.Set(ctx, key, data, ttlUntil(e.hard, now)) })
-	c.publish(ctx, "k", key)
+	c.delivered(ctx, key, err)
 	if err != nil {
 		return fmt.Errorf("cache: Set %q: the Store: %w", key, err)
 	}
 	return nil
 }
 
+// delivered publishes the invalidation of key after its Store write (err
+// its outcome); when either failed, the invalidation is kept and
+// delivered later (Options.MaxPendingInvalidations).
+func (c *Cache[V]) delivered(ctx context.Context, key string, err error) {
+	if err == nil {
+		err = c.publish(ctx, "k", key)
+	}
+	switch {
+	case err != nil:
+		c.pend(key, false)
+	case c.pend_.n.Load() > 0:
+		c.unpend(key)
+	}
+}
+
 // Delete drops key from the L1 and the Store, voids any fill of it in
 // flight, and tells the other instances to drop their L1 copy; the next
-// Get loads it. The error is the Store's.
+// Get loads it. The error is the Store's; the invalidation is then kept
+// and delivered when the Store answers again (see
+// Options.MaxPendingInvalidations).
 func (c *Cache[V]) Delete(ctx context.Context, key string) error {
 	c.supersede(key)
 	c.l1.Invalidate(key)
@@ -805,7 +845,7 @@ func (c *Cache[V]) Delete(ctx context.Context, key string) error {
 		return nil
 	}
 	err := c.l2(ctx, func(ctx context.Context) error { return c.store.Delete(ctx, key) })
-	c.publish(ctx, "k", key)
+	c.delivered(ctx, key, err)
 	if err != nil {
 		return fmt.Errorf("cache: Delete %q: the Store: %w", key, err)
 	}
@@ -831,6 +871,7 @@ func (c *Cache[V]) Close() error {
 	if stop != nil {
 		stop()
 	}
+	c.flushers.Wait()
 	c.l1.StopAllGoroutines()
 	return nil
 }
@@ -866,6 +907,13 @@ type Stats struct {
 	// CodecErrors counts values that could not be encoded or decoded;
 	// Invalidations the messages from other instances applied.
 	CodecErrors, Invalidations uint64
+	// PendingInvalidations is the number of invalidations (keys and
+	// namespaces) waiting for the Store to answer again; DelayedInvalidations
+	// counts those delivered late; PendingOverflows the times
+	// MaxPendingInvalidations was passed (the pending keys then collapse
+	// into a flush of every L1 and a bump of every namespace).
+	PendingInvalidations                   int
+	DelayedInvalidations, PendingOverflows uint64
 	// Resubscribes counts the times the invalidation subscription came
 	// back after losing its connection (messages may have been lost
 	// meanwhile): each dropped the whole L1.
@@ -884,5 +932,6 @@ func (c *Cache[V]) Stats() Stats {
 		Coalesced: s.coalesced.Load(), L2Hits: s.l2Hits.Load(), L2Misses: s.l2Misses.Load(), L2Errors: s.l2Errors.Load(), L2Skipped: s.l2Skipped.Load(),
 		LeasesWon: s.leasesWon.Load(), LeaseWaits: s.leaseWaits.Load(), LeaseBusy: s.leaseBusy.Load(), LeaseTimeouts: s.leaseTimeouts.Load(),
 		FillsRefused: s.fillsRefused.Load(), CodecErrors: s.codecErrors.Load(), Invalidations: s.invalidations.Load(), Resubscribes: s.resubscribes.Load(),
+		PendingInvalidations: int(c.pend_.n.Load()), DelayedInvalidations: s.pendingDelivered.Load(), PendingOverflows: s.pendingOverflows.Load(),
 		Circuit: c.br.State(), Entries: c.l1.EstimatedSize()}
 }

@@ -48,7 +48,14 @@
 // requests do not touch the Store at all, so a dead Redis adds no
 // per-request timeout. The breaker probes and closes when the Store
 // answers again; Set and Delete return the Store's error (the L1 is
-// updated regardless). cacheredis bounds each call by its Timeout.
+// updated regardless), and their invalidation is not lost: the key is
+// kept (up to MaxPendingInvalidations, 10,000 by default) and, when the
+// Store answers again, deleted from it and published, so no instance
+// keeps the old value. Past the bound the kept keys collapse into a flush
+// of every instance's L1 and a bump of every namespace this instance uses
+// (plain keys written meanwhile keep their Store copy until its TTL);
+// Stats.PendingInvalidations and PendingOverflows show it. cacheredis
+// bounds each call by its Timeout.
 //
 // Stats counts hits and misses per tier, loads, coalesced waiters, early
 // and stale refreshes, lease waits and contention, refused fills, Store

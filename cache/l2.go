@@ -174,10 +174,11 @@ func (c *Cache[V]) decode(rec []byte, now int64) (*entry[V], error) {
 	return e, nil
 }
 
-// Invalidation messages are "<instance>|k|<key>" (drop an L1 copy) and
-// "<instance>|n|<namespace>" (read the namespace's version again).
-func (c *Cache[V]) publish(ctx context.Context, kind, name string) {
-	_ = c.l2(ctx, func(ctx context.Context) error { return c.store.Publish(ctx, c.id+"|"+kind+"|"+name) })
+// Invalidation messages are "<instance>|k|<key>" (drop an L1 copy),
+// "<instance>|n|<namespace>" (read the namespace's version again) and
+// "<instance>|a|" (drop the whole L1: pending invalidations overflowed).
+func (c *Cache[V]) publish(ctx context.Context, kind, name string) error {
+	return c.l2(ctx, func(ctx context.Context) error { return c.store.Publish(ctx, c.id+"|"+kind+"|"+name) })
 }
 
 // subscribe subscribes to the Store's invalidation messages, and to its
@@ -194,16 +195,7 @@ func (c *Cache[V]) subscribe() (func(), error) {
 // (loads in flight keep their result out of the L1) and every namespace
 // version is read again.
 func (c *Cache[V]) onReconnect() {
-	c.mu.Lock()
-	for _, cl := range c.calls {
-		cl.superseded = true
-	}
-	c.l1.InvalidateAll()
-	c.mu.Unlock()
-	c.versions.Range(func(name, _ any) bool {
-		c.versions.Delete(name)
-		return true
-	})
+	c.flushL1()
 	c.st.resubscribes.Add(1)
 	c.o.Logger.Info("cache: the invalidation subscription reconnected; dropped the L1 (messages may have been lost)")
 }
@@ -223,6 +215,8 @@ func (c *Cache[V]) onMessage(msg string) {
 		c.l1.Invalidate(name)
 	case "n":
 		c.versions.Delete(name)
+	case "a":
+		c.flushL1()
 	default:
 		return
 	}

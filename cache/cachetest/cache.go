@@ -2,6 +2,7 @@ package cachetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -27,6 +28,8 @@ func RunCache(t *testing.T, newStore StoreFactory) {
 	t.Run("LeaseHolderDies", func(t *testing.T) { holderDies(t, newStore(t)) })
 	t.Run("LoadSlowerThanLeaseTTL", func(t *testing.T) { slowLoad(t, newStore(t)) })
 	t.Run("GetManyRefreshesStaleKeysInOneBatch", func(t *testing.T) { getManyStale(t, newStore(t)) })
+	t.Run("InvalidationsKeptWhileStoreDown", func(t *testing.T) { keptWhileDown(t, newStore(t)) })
+	t.Run("PendingInvalidationsOverflow", func(t *testing.T) { pendingOverflow(t, newStore(t)) })
 }
 
 // Instances returns n caches over store with options o (Store set), closed
@@ -449,4 +452,184 @@ func getManyStale(t *testing.T, store cache.Store) {
 	if size, _ := sizes.Load(int64(2)); size != n {
 		t.Fatalf("the refresh batch had %v keys, want %d", size, n)
 	}
+}
+
+// Outage wraps a Store for one instance: while Down is set, every call
+// of that instance fails (as when its network to the Store is cut); the
+// Store itself and the other instances go on.
+type Outage struct {
+	cache.Store
+	Down atomic.Bool
+}
+
+var errDown = errors.New("cachetest: the Store is unreachable (Outage.Down)")
+
+func (o *Outage) err() error {
+	if o.Down.Load() {
+		return errDown
+	}
+	return nil
+}
+
+// Get fails while Down.
+func (o *Outage) Get(ctx context.Context, keys []string) ([][]byte, error) {
+	if err := o.err(); err != nil {
+		return nil, err
+	}
+	return o.Store.Get(ctx, keys)
+}
+
+// Set fails while Down.
+func (o *Outage) Set(ctx context.Context, key string, data []byte, ttl time.Duration) error {
+	if err := o.err(); err != nil {
+		return err
+	}
+	return o.Store.Set(ctx, key, data, ttl)
+}
+
+// Delete fails while Down.
+func (o *Outage) Delete(ctx context.Context, keys ...string) error {
+	if err := o.err(); err != nil {
+		return err
+	}
+	return o.Store.Delete(ctx, keys...)
+}
+
+// Lease fails while Down.
+func (o *Outage) Lease(ctx context.Context, keys []string, ttl time.Duration) ([]string, error) {
+	if err := o.err(); err != nil {
+		return nil, err
+	}
+	return o.Store.Lease(ctx, keys, ttl)
+}
+
+// Fill fails while Down.
+func (o *Outage) Fill(ctx context.Context, fills []cache.Fill) ([]bool, error) {
+	if err := o.err(); err != nil {
+		return nil, err
+	}
+	return o.Store.Fill(ctx, fills)
+}
+
+// Release fails while Down.
+func (o *Outage) Release(ctx context.Context, key, token string) error {
+	if err := o.err(); err != nil {
+		return err
+	}
+	return o.Store.Release(ctx, key, token)
+}
+
+// Version fails while Down.
+func (o *Outage) Version(ctx context.Context, name string) (int64, error) {
+	if err := o.err(); err != nil {
+		return 0, err
+	}
+	return o.Store.Version(ctx, name)
+}
+
+// Incr fails while Down.
+func (o *Outage) Incr(ctx context.Context, name string) (int64, error) {
+	if err := o.err(); err != nil {
+		return 0, err
+	}
+	return o.Store.Incr(ctx, name)
+}
+
+// Publish fails while Down.
+func (o *Outage) Publish(ctx context.Context, msg string) error {
+	if err := o.err(); err != nil {
+		return err
+	}
+	return o.Store.Publish(ctx, msg)
+}
+
+// A Set and a Delete on an instance that cannot reach the Store (its
+// breaker open) are kept and delivered when the Store answers again: the
+// other instance stops serving its old copies.
+func keptWhileDown(t *testing.T, store cache.Store) {
+	out := &Outage{Store: store}
+	o := cache.Options{TTL: time.Hour, PollInterval: time.Millisecond}
+	b := Instances(t, 1, store, o)[0]
+	a := Instances(t, 1, out, o)[0]
+	set, del := Key(t, "set"), Key(t, "del")
+	var db sync.Map
+	db.Store(set, "old")
+	db.Store(del, "old")
+	load := func(_ context.Context, k string) (string, error) {
+		if v, ok := db.Load(k); ok {
+			return v.(string), nil
+		}
+		return "", cache.ErrNotFound
+	}
+	ctx := context.Background()
+	for _, c := range []*cache.Cache[string]{a, b} {
+		for _, k := range []string{set, del} {
+			if v, err := c.Get(ctx, k, load); err != nil || v != "old" {
+				t.Fatalf("warm-up %s: %q, %v", k, v, err)
+			}
+		}
+	}
+	out.Down.Store(true)
+	for range 5 { // enough failures to open the default breaker
+		_, _ = a.Namespace(Key(t, "probe")).Get(ctx, "x", load)
+	}
+	db.Store(set, "new")
+	db.Delete(del)
+	if err := a.Set(ctx, set, "new"); err == nil {
+		t.Fatal("Set with the Store down returned no error")
+	}
+	if err := a.Delete(ctx, del); err == nil {
+		t.Fatal("Delete with the Store down returned no error")
+	}
+	if st := a.Stats(); st.PendingInvalidations != 2 {
+		t.Fatalf("%d invalidations pending with the Store down, want 2: %+v", st.PendingInvalidations, st)
+	}
+	out.Down.Store(false)
+	eventually(t, "the other instance serves the new value and forgets the deleted key", func() bool {
+		v, err := b.Get(ctx, set, load)
+		_, derr := b.Get(ctx, del, load)
+		return err == nil && v == "new" && errors.Is(derr, cache.ErrNotFound)
+	})
+	eventually(t, "nothing is pending", func() bool { return a.Stats().PendingInvalidations == 0 })
+}
+
+// Past MaxPendingInvalidations the kept keys collapse into one flush:
+// the namespace is bumped and every instance drops its L1, so nothing old
+// is served, and Stats counts the overflow.
+func pendingOverflow(t *testing.T, store cache.Store) {
+	out := &Outage{Store: store}
+	o := cache.Options{TTL: time.Hour, VersionTTL: time.Hour, PollInterval: time.Millisecond, MaxPendingInvalidations: 2}
+	b := Instances(t, 1, store, o)[0]
+	a := Instances(t, 1, out, o)[0]
+	name := Key(t, "user")
+	var gen atomic.Int64
+	gen.Store(1)
+	load := func(_ context.Context, id string) (string, error) { return fmt.Sprintf("%s@%d", id, gen.Load()), nil }
+	ctx := context.Background()
+	ids := []string{"1", "2", "3", "4"}
+	for _, c := range []*cache.Cache[string]{a, b} {
+		for _, id := range ids {
+			if v, err := c.Namespace(name).Get(ctx, id, load); err != nil || v != id+"@1" {
+				t.Fatalf("warm-up: %q, %v", v, err)
+			}
+		}
+	}
+	out.Down.Store(true)
+	gen.Store(2)
+	for _, id := range ids {
+		_ = a.Namespace(name).Delete(ctx, id)
+	}
+	if st := a.Stats(); st.PendingOverflows != 1 {
+		t.Fatalf("4 Deletes with MaxPendingInvalidations 2: %d overflows, want 1", st.PendingOverflows)
+	}
+	out.Down.Store(false)
+	eventually(t, "the other instance serves nothing from before the Deletes", func() bool {
+		for _, id := range ids {
+			if v, err := b.Namespace(name).Get(ctx, id, load); err != nil || v != id+"@2" {
+				return false
+			}
+		}
+		return true
+	})
+	eventually(t, "nothing is pending", func() bool { return a.Stats().PendingInvalidations == 0 })
 }
