@@ -853,7 +853,9 @@ func (c *Cache[V]) Delete(ctx context.Context, key string) error {
 }
 
 // Close stops the cache's background goroutines: the invalidation
-// subscription and the L1's periodic expiry sweep. It is idempotent. The
+// subscription, the flusher of pending invalidations (Close tries once
+// more to deliver what is pending, and logs what it could not) and the
+// L1's periodic expiry sweep. It is idempotent. The
 // cache keeps answering after Close, without invalidation messages.
 func (c *Cache[V]) Close() error {
 	c.subMu.Lock()
@@ -871,7 +873,16 @@ func (c *Cache[V]) Close() error {
 	if stop != nil {
 		stop()
 	}
+	c.pend_.mu.Lock() // no flusher starts after this (pend sees closed)
+	c.pend_.mu.Unlock()
 	c.flushers.Wait()
+	c.pend_.mu.Lock()
+	left := len(c.pend_.keys)+len(c.pend_.names) > 0 || c.pend_.overflow
+	c.pend_.mu.Unlock()
+	if left && !c.deliverPending(context.Background()) {
+		c.o.Logger.Warn("cache: closed with invalidations the Store did not take; other instances may serve the old values until their TTL",
+			slog.Int64("pending", c.pend_.n.Load()))
+	}
 	c.l1.StopAllGoroutines()
 	return nil
 }

@@ -49,10 +49,17 @@ func (c *Cache[V]) pend(name string, ns bool) {
 	}
 	p.n.Store(int64(len(p.keys) + len(p.names)))
 	start := !p.running
-	p.running = true
+	if start {
+		select {
+		case <-c.closed:
+			start = false // closed: kept for Stats, delivered by no one
+		default:
+			p.running = true
+			c.flushers.Add(1) // under p.mu, which Close takes before Wait
+		}
+	}
 	p.mu.Unlock()
 	if start {
-		c.flushers.Add(1)
 		go c.flushPending()
 	}
 }

@@ -1,0 +1,82 @@
+package cache_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/scalekit-go/scalekit/cache"
+	"github.com/scalekit-go/scalekit/cache/cachetest"
+	"github.com/scalekit-go/scalekit/internal/poll"
+)
+
+// With the Store unreachable, an L1 copy whose L1 freshness (L1TTL) ran
+// out but whose value is still fresh is kept, not loaded again every
+// L1TTL for as long as the outage lasts.
+func TestStoreDownKeepsFreshCopyPastL1TTL(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	out := &cachetest.Outage{Store: cache.NewMemoryStore(cache.MemoryStoreOptions{Now: now})}
+	c, err := cache.New[string](cache.Options{Store: out, TTL: time.Hour, L1TTL: time.Minute, NoJitter: true, NoEarlyRefresh: true, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	var loads atomic.Int32
+	load := func(context.Context, string) (string, error) { loads.Add(1); return "v", nil }
+	if _, err := c.Get(ctx, "k", load); err != nil {
+		t.Fatal(err)
+	}
+	out.Down.Store(true)
+	clock.Add(int64(2 * time.Minute)) // past L1TTL, well within TTL
+	if v, err := c.Get(ctx, "k", load); err != nil || v != "v" {
+		t.Fatalf("Get past L1TTL with the Store down: %q, %v", v, err)
+	}
+	poll.Until(t, 5*time.Second, "the L1 copy is fresh again", func() bool {
+		before := c.Stats().Hits
+		_, _ = c.Get(ctx, "k", load)
+		return c.Stats().Hits > before
+	})
+	if n := loads.Load(); n != 1 {
+		t.Fatalf("%d loads: the copy was loaded again while its value was fresh and the Store down", n)
+	}
+}
+
+// Close delivers the invalidations still pending, if the Store answers.
+func TestCloseDeliversPendingInvalidations(t *testing.T) {
+	store := cache.NewMemoryStore(cache.MemoryStoreOptions{})
+	out := &cachetest.Outage{Store: store}
+	b, err := cache.New[string](cache.Options{Store: store, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// The flusher would wait an hour: only Close can deliver here.
+	a, err := cache.New[string](cache.Options{Store: out, TTL: time.Hour, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := b.Set(ctx, "k", "old"); err != nil {
+		t.Fatal(err)
+	}
+	out.Down.Store(true)
+	if err := a.Delete(ctx, "k"); err == nil {
+		t.Fatal("Delete with the Store down returned no error")
+	}
+	if st := a.Stats(); st.PendingInvalidations != 1 {
+		t.Fatalf("%d pending, want 1", st.PendingInvalidations)
+	}
+	out.Down.Store(false)
+	before := b.Stats().Invalidations
+	a.Close()
+	if recs, _ := store.Get(ctx, []string{"k"}); recs[0] != nil {
+		t.Fatal("after Close the deleted key is still in the Store")
+	}
+	if b.Stats().Invalidations != before+1 {
+		t.Fatal("Close did not publish the pending invalidation")
+	}
+}
