@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/cache"
 	"github.com/scalekit-go/scalekit/cache/cachetest"
 	"github.com/scalekit-go/scalekit/internal/poll"
@@ -78,5 +79,94 @@ func TestCloseDeliversPendingInvalidations(t *testing.T) {
 	}
 	if b.Stats().Invalidations != before+1 {
 		t.Fatal("Close did not publish the pending invalidation")
+	}
+}
+
+// Many goroutines Set, Delete and Get on three instances while one
+// instance's Store access flaps: nothing races, and once the Store answers
+// for good every pending invalidation is delivered and every instance
+// serves the last value set.
+func TestHammerPendingInvalidations(t *testing.T) {
+	store := cache.NewMemoryStore(cache.MemoryStoreOptions{})
+	out := &cachetest.Outage{Store: store}
+	o := cache.Options{TTL: time.Hour, PollInterval: time.Millisecond, MaxPendingInvalidations: 8}
+	var caches []*cache.Cache[string]
+	for i := range 3 {
+		var s cache.Store = store
+		o.Breaker = nil
+		if i == 0 {
+			s = out
+			br, err := breaker.New(breaker.Options{ConsecutiveFailures: 2, OpenTimeout: 5 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Breaker = br
+		}
+		o.Store = s
+		c, err := cache.New[string](o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		caches = append(caches, c)
+	}
+	ctx := context.Background()
+	load := func(_ context.Context, k string) (string, error) { return "L" + k, nil }
+	stop := make(chan struct{})
+	flapped := make(chan struct{})
+	go func() {
+		defer close(flapped)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				out.Down.Store(false)
+				return
+			default:
+			}
+			out.Down.Store(i%2 == 0)
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	done := make(chan struct{})
+	for g := range 16 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			c := caches[g%3]
+			for i := range 300 {
+				k := "k" + string(rune('a'+(g*7+i)%20))
+				switch i % 4 {
+				case 0:
+					_ = c.Set(ctx, k, "S"+k)
+				case 1:
+					_ = c.Delete(ctx, k)
+				default:
+					if v, err := c.Get(ctx, k, load); err != nil || v != "L"+k && v != "S"+k {
+						t.Errorf("Get(%s) = %q, %v", k, v, err)
+					}
+				}
+			}
+		}()
+	}
+	for range 16 {
+		<-done
+	}
+	close(stop)
+	<-flapped
+	poll.Until(t, 10*time.Second, "nothing pending on instance 0", func() bool {
+		st := caches[0].Stats()
+		return st.PendingInvalidations == 0
+	})
+	for i := range 20 {
+		k := "k" + string(rune('a'+i))
+		c := caches[i%3]
+		poll.Until(t, 10*time.Second, "a Set of "+k+" goes through", func() bool { return c.Set(ctx, k, "final"+k) == nil })
+		poll.Until(t, 10*time.Second, "every instance serves the final value of "+k, func() bool {
+			for _, c := range caches {
+				if v, err := c.Get(ctx, k, load); err != nil || v != "final"+k {
+					return false
+				}
+			}
+			return true
+		})
 	}
 }

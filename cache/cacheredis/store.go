@@ -10,6 +10,10 @@
 // PUBLISH channel prefix+":invalidate" (classic pub/sub reaches every
 // node of a cluster).
 //
+// A fill lease is renewed by its holder while its load runs
+// (RenewLeases, a compare-token-and-PEXPIRE script: cache.LeaseRenewer),
+// so a load slower than the lease still fills.
+//
 // Every call is bounded by Options.Timeout. When Redis is down, slow or
 // flapping, calls return errors quickly; cache.Cache puts a circuit
 // breaker in front of its Store and keeps serving from its L1 and the
