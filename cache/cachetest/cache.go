@@ -346,7 +346,7 @@ func holderDies(t *testing.T, store cache.Store) {
 // (renewed while it runs) and fills: the loader runs once, the value
 // lands in the Store, and every instance holds it in its L1.
 func slowLoad(t *testing.T, store cache.Store) {
-	const leaseTTL = 150 * time.Millisecond
+	const leaseTTL = 300 * time.Millisecond
 	caches := Instances(t, 4, store, cache.Options{TTL: time.Hour, LeaseTTL: leaseTTL})
 	key := Key(t, "slow")
 	var calls atomic.Int64
