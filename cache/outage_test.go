@@ -170,3 +170,53 @@ func TestHammerPendingInvalidations(t *testing.T) {
 		})
 	}
 }
+
+// An instance whose early refresh finds a newer value in the Store (one
+// another instance just refreshed) takes it instead of loading: the
+// fleet refreshes a hot key once.
+func TestEarlyRefreshTakesNewerStoreValue(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	store := cache.NewMemoryStore(cache.MemoryStoreOptions{Now: now})
+	o := cache.Options{Store: store, TTL: time.Second, L1TTL: time.Second, NoJitter: true, Now: now, Rand: func() float64 { return 1e-300 }}
+	a, err := cache.New[string](o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := cache.New[string](o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	var loads atomic.Int32
+	load := func(context.Context, string) (string, error) {
+		n := loads.Add(1)
+		clock.Add(int64(10 * time.Millisecond))
+		return string(rune('0' + n)), nil
+	}
+	for _, c := range []*cache.Cache[string]{a, b} {
+		if v, err := c.Get(ctx, "k", load); err != nil || v != "1" {
+			t.Fatalf("warm-up: %q, %v", v, err)
+		}
+	}
+	clock.Add(int64(980 * time.Millisecond)) // inside the early window of both copies
+	_, _ = a.Get(ctx, "k", load)
+	poll.Until(t, 5*time.Second, "A's early refresh lands", func() bool {
+		v, _ := a.Get(ctx, "k", load)
+		return v == "2"
+	})
+	_, _ = b.Get(ctx, "k", load)
+	poll.Until(t, 5*time.Second, "B takes A's refreshed value", func() bool {
+		v, _ := b.Get(ctx, "k", load)
+		return v == "2"
+	})
+	if n := loads.Load(); n != 2 {
+		t.Fatalf("%d loads: B's early refresh loaded although the Store had A's newer value", n)
+	}
+	if st := b.Stats(); st.EarlyRefreshes == 0 {
+		t.Fatalf("B started no early refresh: %+v", st)
+	}
+}
