@@ -17,6 +17,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/internal/logx"
+	"github.com/scalekit-go/scalekit/internal/renew"
 	"github.com/scalekit-go/scalekit/internal/stripe"
 )
 
@@ -69,9 +70,19 @@ type Options struct {
 	// and no caller waits. Larger refreshes earlier. With h hits per
 	// second and a load time d, the refresh comes about
 	// d*Beta*ln(h*d*Beta) before expiry (some 50ms for 1000 hits/s on a
-	// 10ms load), so TTL should be well above that. Default: 1. Set
-	// NoEarlyRefresh to disable.
+	// 10ms load), so TTL should be well above that; EarlyWindow caps it.
+	// Default: 1. Set NoEarlyRefresh to disable.
 	Beta float64
+	// EarlyWindow bounds how early, as a fraction of TTL, XFetch may
+	// refresh before expiry; in (0, 1). The hits a process sees grow with
+	// the fleet's traffic, and with them the XFetch lead
+	// (d*Beta*ln(hits*d*Beta)): unbounded, a hot key on a busy fleet was
+	// refreshed up to 0.4 TTL early, two loads per TTL. With the cap the
+	// fleet loads a hot key about 1/(1 - EarlyWindow - Jitter/2) times per
+	// TTL (1.05 with the defaults, measured by cacheredis's fleet test);
+	// an instance whose early refresh finds a newer value in the Store
+	// takes it instead of loading. Default: 0.05.
+	EarlyWindow float64
 	// NoEarlyRefresh disables XFetch early refresh. Default: false.
 	NoEarlyRefresh bool
 	// MaxEntries bounds the in-process cache (W-TinyLFU eviction).
@@ -95,14 +106,21 @@ type Options struct {
 	Codec Codec
 	// L1TTL bounds how long an L1 copy of a Store value counts as fresh
 	// before the instance reads the Store again (serving its copy
-	// meanwhile): the most an L1 can lag behind another instance's Set or
-	// Delete when the invalidation message is lost. Default: TTL.
+	// meanwhile; while the Store fails, the copy is kept until the value's
+	// own TTL): the most an L1 can lag behind another instance's Set or
+	// Delete when the invalidation message is lost without the
+	// subscription noticing (a Store that is a ReconnectSubscriber, as
+	// cacheredis is, drops the whole L1 when its subscription reconnects).
+	// Default: TTL/10.
 	L1TTL time.Duration
-	// LeaseTTL is how long an instance's fill lease on a key lasts. The
-	// other instances wait for its fill; if it has not come when the lease
-	// runs out (its holder died or is slow), one of them takes the lease
-	// over and loads. An instance waits at most 2 x LeaseTTL in all before
-	// it loads by itself. Default: 5s.
+	// LeaseTTL is how long an instance's fill lease on a key lasts without
+	// renewal. The holder renews it every LeaseTTL/3 while its loader runs
+	// (when the Store is a LeaseRenewer, as cacheredis and MemoryStore
+	// are), so a load slower than LeaseTTL still fills; the other
+	// instances wait for that fill, and if the lease runs out (its holder
+	// died), one of them takes it over and loads. An instance waits at
+	// most LoadTimeout + 2 x LeaseTTL in all (2 x LeaseTTL with a Store
+	// that cannot renew) before it loads by itself. Default: 5s.
 	LeaseTTL time.Duration
 	// PollInterval is the first wait between checks for another instance's
 	// fill; the wait grows by half each time, up to 100ms. Default: 5ms.
@@ -111,6 +129,19 @@ type Options struct {
 	// reading it from the Store again; Invalidate on another instance
 	// reaches it sooner through the Store's messages. Default: 1s.
 	VersionTTL time.Duration
+	// MaxPendingInvalidations bounds the invalidations kept while the
+	// Store cannot take them. A Set or Delete whose Store write or message
+	// fails (the Store is down, or the breaker is open) still returns the
+	// error, and its key is kept: when the Store answers again, a
+	// background flusher deletes the key from the Store and publishes its
+	// invalidation, so no instance keeps serving the old value (the next
+	// Get loads it). A failed Namespace.Invalidate is kept the same way.
+	// Past the bound the kept keys collapse into one flush: every
+	// namespace this instance uses is bumped and every instance drops its
+	// whole L1; plain (non-namespace) keys written meanwhile keep their
+	// Store copy until its TTL. Stats reports PendingInvalidations and
+	// PendingOverflows. Default: 10,000.
+	MaxPendingInvalidations int
 	// Breaker is the circuit around the Store: while it is open the cache
 	// does not call the Store (no per-request timeout on a dead Redis) and
 	// serves from L1 and the loader. Default: opens after 3 consecutive
@@ -147,6 +178,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Beta == 0 {
 		o.Beta = 1
 	}
+	if o.EarlyWindow == 0 {
+		o.EarlyWindow = 0.05
+	}
 	if o.MaxEntries == 0 {
 		o.MaxEntries = 10_000
 	}
@@ -160,7 +194,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.Codec = JSON{}
 	}
 	if o.L1TTL == 0 {
-		o.L1TTL = o.TTL
+		o.L1TTL = max(o.TTL/10, time.Millisecond)
 	}
 	if o.LeaseTTL == 0 {
 		o.LeaseTTL = 5 * time.Second
@@ -171,6 +205,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.VersionTTL == 0 {
 		o.VersionTTL = time.Second
 	}
+	if o.MaxPendingInvalidations == 0 {
+		o.MaxPendingInvalidations = 10_000
+	}
 	o.Logger = logx.Or(o.Logger)
 	switch {
 	case o.TTL < 0:
@@ -179,12 +216,16 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("%w: Options.StaleFor must be >= 0, got %v", ErrInvalid, o.StaleFor)
 	case o.NegativeTTL < 0:
 		return o, fmt.Errorf("%w: Options.NegativeTTL must be > 0, got %v", ErrInvalid, o.NegativeTTL)
+	case o.EarlyWindow < 0 || o.EarlyWindow >= 1:
+		return o, fmt.Errorf("%w: Options.EarlyWindow must be in (0, 1), got %v", ErrInvalid, o.EarlyWindow)
 	case o.Jitter < 0 || o.Jitter >= 1:
 		return o, fmt.Errorf("%w: Options.Jitter must be in [0, 1), got %v", ErrInvalid, o.Jitter)
 	case o.Beta < 0:
 		return o, fmt.Errorf("%w: Options.Beta must be > 0, got %v", ErrInvalid, o.Beta)
 	case o.MaxEntries < 1:
 		return o, fmt.Errorf("%w: Options.MaxEntries must be >= 1, got %d", ErrInvalid, o.MaxEntries)
+	case o.MaxPendingInvalidations < 0:
+		return o, fmt.Errorf("%w: Options.MaxPendingInvalidations must be >= 0, got %d", ErrInvalid, o.MaxPendingInvalidations)
 	case o.MaxConcurrentLoads < 0:
 		return o, fmt.Errorf("%w: Options.MaxConcurrentLoads must be >= 0, got %d", ErrInvalid, o.MaxConcurrentLoads)
 	case o.LoadTimeout < 0:
@@ -240,9 +281,11 @@ type entry[V any] struct {
 type Cache[V any] struct {
 	o     Options
 	base  time.Time // with Options.Now nil: now = base + time.Since(base)
+	early int64     // EarlyWindow x TTL, ns: no early refresh before recFresh - early
 	l1    *otter.Cache[string, *entry[V]]
 	sem   chan struct{}
 	store Store
+	rn    LeaseRenewer // store's, when it renews leases
 	br    *breaker.Breaker
 	id    string // this instance, in invalidation messages
 
@@ -250,6 +293,9 @@ type Cache[V any] struct {
 	calls map[string]*call[V]
 
 	versions sync.Map // namespace name -> *nsVersion
+
+	pend_    pending
+	flushers sync.WaitGroup
 
 	subMu   sync.Mutex
 	stopSub func()
@@ -268,6 +314,12 @@ type call[V any] struct {
 	superseded bool // a Set or Delete came during the load; under Cache.mu
 }
 
+// relisted is a copy of e fresh in the L1 for l1TTL more (at most until
+// the value's own expiry).
+func (e *entry[V]) relisted(now int64, l1TTL time.Duration) *entry[V] {
+	return &entry[V]{val: e.val, negative: e.negative, fresh: min(e.recFresh, now+int64(l1TTL)), recFresh: e.recFresh, hard: e.hard, loadNS: e.loadNS}
+}
+
 func (cl *call[V]) deliver(e *entry[V], err error) {
 	if cl.delivered {
 		return
@@ -280,7 +332,7 @@ type stats struct {
 	hits                                                                                                    stripe.Counter // striped: one shared atomic would bounce between cores on every hit
 	misses, negativeHits, staleServed, staleRefreshes, earlyRefreshes, loads, loadErrors, coalesced, panics atomic.Uint64
 	l2Hits, l2Misses, l2Errors, l2Skipped, leasesWon, leaseWaits, leaseBusy, leaseTimeouts, fillsRefused    atomic.Uint64
-	codecErrors, invalidations                                                                              atomic.Uint64
+	codecErrors, invalidations, resubscribes, pendingDelivered, pendingOverflows                            atomic.Uint64
 }
 
 // New returns a Cache, or an error naming the bad option. With a Store it
@@ -305,13 +357,14 @@ func New[V any](o Options) (*Cache[V], error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	c := &Cache[V]{o: o, l1: l1, calls: map[string]*call[V]{}, base: time.Now(), store: o.Store, br: o.Breaker,
+	c := &Cache[V]{o: o, early: int64(o.EarlyWindow * float64(o.TTL)), l1: l1, calls: map[string]*call[V]{}, base: time.Now(), store: o.Store, br: o.Breaker,
 		id: strconv.FormatUint(rand.Uint64(), 36), closed: make(chan struct{})}
 	if o.MaxConcurrentLoads > 0 {
 		c.sem = make(chan struct{}, o.MaxConcurrentLoads)
 	}
+	c.rn, _ = o.Store.(LeaseRenewer)
 	if c.store != nil {
-		if stop, err := c.store.Subscribe(c.onMessage); err == nil {
+		if stop, err := c.subscribe(); err == nil {
 			c.stopSub = stop
 		} else {
 			o.Logger.Warn("cache: cannot subscribe to invalidations; retrying in the background (L1 copies are trusted for L1TTL meanwhile)", slog.Any("error", err))
@@ -335,7 +388,7 @@ func (c *Cache[V]) resubscribe() {
 			return
 		case <-t.C:
 		}
-		if stop, err := c.store.Subscribe(c.onMessage); err == nil {
+		if stop, err := c.subscribe(); err == nil {
 			c.subMu.Lock()
 			select {
 			case <-c.closed:
@@ -426,8 +479,9 @@ func (c *Cache[V]) xfetch(now int64, e *entry[V]) bool {
 	if e.loadNS <= 0 {
 		return false
 	}
-	// -ln(r) above 30 has probability e^-30: far from expiry, skip the draw.
-	if float64(e.recFresh-now) > 30*float64(e.loadNS)*c.o.Beta {
+	// Never earlier than EarlyWindow before expiry; and -ln(r) above 30
+	// has probability e^-30: far from expiry, skip the draw.
+	if left := e.recFresh - now; left > c.early || float64(left) > 30*float64(e.loadNS)*c.o.Beta {
 		return false
 	}
 	r := c.o.Rand()
@@ -484,7 +538,7 @@ type storeRead[V any] struct {
 }
 
 func (c *Cache[V]) run(ctx context.Context, key, id string, loader Loader[V], cl *call[V], mode loadMode, cur *entry[V], pre *storeRead[V]) {
-	ctx, cancel := context.WithTimeout(ctx, c.o.LoadTimeout)
+	ctx, cancel := context.WithTimeout(ctx, c.fillWait()+c.o.LoadTimeout)
 	defer cancel()
 	defer c.finish(key, cl, nil, fmt.Errorf("cache: the load of %q ended without a result", key))
 	token := ""
@@ -498,6 +552,14 @@ func (c *Cache[V]) run(ctx context.Context, key, id string, loader Loader[V], cl
 			return
 		}
 		switch {
+		case ok && token == "" && mode == modeStale && cur != nil && c.now() < cur.recFresh:
+			// Only the L1 freshness ran out and the Store fails: keep the
+			// copy (its value is fresh) rather than load it again every
+			// L1TTL for as long as the Store is down.
+			ne := cur.relisted(c.now(), c.o.L1TTL)
+			c.keep(key, cl, ne)
+			c.finish(key, cl, ne, nil)
+			return
 		case ok:
 		case cur == nil:
 			return // a miss already served a stale Store value; another instance refreshes
@@ -514,7 +576,12 @@ func (c *Cache[V]) run(ctx context.Context, key, id string, loader Loader[V], cl
 			// load here (without filling) rather than answer nothing.
 		}
 	}
+	var rn *renew.Renewer
+	if token != "" {
+		rn = c.renewLeases(ctx, []string{key}, []string{token})
+	}
 	e, err := c.loadValue(ctx, key, id, loader)
+	rn.Stop()
 	if err != nil {
 		if token != "" {
 			c.release(ctx, key, token)
@@ -612,11 +679,12 @@ func (c *Cache[V]) recheck(ctx context.Context, key, token string, usable func(*
 
 // waitFill waits for the lease holder's fill, polling the Store, and
 // takes the lease over if the holder gives it back or it expires. After
-// LeaseTTL (or with the Store failing) it returns no token: load without
+// fillWait (or with the Store failing) it returns no token: load without
 // filling.
 func (c *Cache[V]) waitFill(ctx context.Context, key string, usable func(*entry[V]) bool) (*entry[V], string, bool) {
 	c.st.leaseWaits.Add(1)
-	deadline := c.now() + 2*int64(c.o.LeaseTTL) // the holder's lease, then a takeover's
+	start := c.now()
+	deadline := start + int64(c.fillWait())
 	wait := c.o.PollInterval
 	for {
 		t := time.NewTimer(wait)
@@ -630,8 +698,11 @@ func (c *Cache[V]) waitFill(ctx context.Context, key string, usable func(*entry[
 		if err != nil {
 			return nil, "", true
 		}
-		if usable(recs[0]) {
-			return recs[0], "", true
+		// A value fresh when the wait began (so filled during it) ends the
+		// wait even if it is stale by now: with a TTL shorter than the
+		// polls, waiting for a fresh one could last the whole fillWait.
+		if se := recs[0]; usable(se) || se != nil && se.recFresh > start && c.now() < se.hard {
+			return se, "", true
 		}
 		tokens, err := c.lease(ctx, []string{key})
 		if err != nil {
@@ -659,6 +730,8 @@ func (c *Cache[V]) loadValue(ctx context.Context, key, id string, loader Loader[
 			return nil, fmt.Errorf("cache: waiting for a load slot for %q: %w", key, ctx.Err())
 		}
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.o.LoadTimeout)
+	defer cancel()
 	c.st.loads.Add(1)
 	start := c.now()
 	v, err := c.call(ctx, id, loader)
@@ -718,7 +791,9 @@ func (c *Cache[V]) supersede(key string) {
 // Set stores v for key as freshly loaded, in the L1 and the Store, voids
 // any fill of key in flight anywhere (so a load that read the old value
 // cannot write it back), and tells the other instances to drop their L1
-// copy. The error is the Store's: the L1 has v regardless.
+// copy. The error is the Store's: the L1 has v regardless, and the
+// invalidation is kept and delivered when the Store answers again (see
+// Options.MaxPendingInvalidations).
 func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
 	now := c.now()
 	e := c.newEntry(v, now)
@@ -736,16 +811,33 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
 		return fmt.Errorf("cache: Set %q: %w", key, err)
 	}
 	err = c.l2(ctx, func(ctx context.Context) error { return c.store.Set(ctx, key, data, ttlUntil(e.hard, now)) })
-	c.publish(ctx, "k", key)
+	c.delivered(ctx, key, err)
 	if err != nil {
 		return fmt.Errorf("cache: Set %q: the Store: %w", key, err)
 	}
 	return nil
 }
 
+// delivered publishes the invalidation of key after its Store write (err
+// its outcome); when either failed, the invalidation is kept and
+// delivered later (Options.MaxPendingInvalidations).
+func (c *Cache[V]) delivered(ctx context.Context, key string, err error) {
+	if err == nil {
+		err = c.publish(ctx, "k", key)
+	}
+	switch {
+	case err != nil:
+		c.pend(key, false)
+	case c.pend_.n.Load() > 0:
+		c.unpend(key)
+	}
+}
+
 // Delete drops key from the L1 and the Store, voids any fill of it in
 // flight, and tells the other instances to drop their L1 copy; the next
-// Get loads it. The error is the Store's.
+// Get loads it. The error is the Store's; the invalidation is then kept
+// and delivered when the Store answers again (see
+// Options.MaxPendingInvalidations).
 func (c *Cache[V]) Delete(ctx context.Context, key string) error {
 	c.supersede(key)
 	c.l1.Invalidate(key)
@@ -753,7 +845,7 @@ func (c *Cache[V]) Delete(ctx context.Context, key string) error {
 		return nil
 	}
 	err := c.l2(ctx, func(ctx context.Context) error { return c.store.Delete(ctx, key) })
-	c.publish(ctx, "k", key)
+	c.delivered(ctx, key, err)
 	if err != nil {
 		return fmt.Errorf("cache: Delete %q: the Store: %w", key, err)
 	}
@@ -761,7 +853,9 @@ func (c *Cache[V]) Delete(ctx context.Context, key string) error {
 }
 
 // Close stops the cache's background goroutines: the invalidation
-// subscription and the L1's periodic expiry sweep. It is idempotent. The
+// subscription, the flusher of pending invalidations (Close tries once
+// more to deliver what is pending, and logs what it could not) and the
+// L1's periodic expiry sweep. It is idempotent. The
 // cache keeps answering after Close, without invalidation messages.
 func (c *Cache[V]) Close() error {
 	c.subMu.Lock()
@@ -778,6 +872,16 @@ func (c *Cache[V]) Close() error {
 	}
 	if stop != nil {
 		stop()
+	}
+	c.pend_.mu.Lock() // no flusher starts after this (pend sees closed)
+	c.pend_.mu.Unlock()
+	c.flushers.Wait()
+	c.pend_.mu.Lock()
+	left := len(c.pend_.keys)+len(c.pend_.names) > 0 || c.pend_.overflow
+	c.pend_.mu.Unlock()
+	if left && !c.deliverPending(context.Background()) {
+		c.o.Logger.Warn("cache: closed with invalidations the Store did not take; other instances may serve the old values until their TTL",
+			slog.Int64("pending", c.pend_.n.Load()))
 	}
 	c.l1.StopAllGoroutines()
 	return nil
@@ -808,12 +912,23 @@ type Stats struct {
 	// LeasesWon counts loads this instance did under a fill lease;
 	// LeaseWaits the misses that waited for another instance's fill;
 	// LeaseBusy the refreshes left to another instance; LeaseTimeouts the
-	// waits that gave up after LeaseTTL; FillsRefused the fills a Set,
+	// waits that gave up on another instance's fill; FillsRefused the fills a Set,
 	// Delete or expired lease voided.
 	LeasesWon, LeaseWaits, LeaseBusy, LeaseTimeouts, FillsRefused uint64
 	// CodecErrors counts values that could not be encoded or decoded;
 	// Invalidations the messages from other instances applied.
 	CodecErrors, Invalidations uint64
+	// PendingInvalidations is the number of invalidations (keys and
+	// namespaces) waiting for the Store to answer again; DelayedInvalidations
+	// counts those delivered late; PendingOverflows the times
+	// MaxPendingInvalidations was passed (the pending keys then collapse
+	// into a flush of every L1 and a bump of every namespace).
+	PendingInvalidations                   int
+	DelayedInvalidations, PendingOverflows uint64
+	// Resubscribes counts the times the invalidation subscription came
+	// back after losing its connection (messages may have been lost
+	// meanwhile): each dropped the whole L1.
+	Resubscribes uint64
 	// Circuit is the state of the breaker around the Store.
 	Circuit breaker.State
 	// Entries is the number of entries held now (estimated).
@@ -827,6 +942,7 @@ func (c *Cache[V]) Stats() Stats {
 		EarlyRefreshes: s.earlyRefreshes.Load(), StaleRefreshes: s.staleRefreshes.Load(), Loads: s.loads.Load(), LoadErrors: s.loadErrors.Load(), Panics: s.panics.Load(),
 		Coalesced: s.coalesced.Load(), L2Hits: s.l2Hits.Load(), L2Misses: s.l2Misses.Load(), L2Errors: s.l2Errors.Load(), L2Skipped: s.l2Skipped.Load(),
 		LeasesWon: s.leasesWon.Load(), LeaseWaits: s.leaseWaits.Load(), LeaseBusy: s.leaseBusy.Load(), LeaseTimeouts: s.leaseTimeouts.Load(),
-		FillsRefused: s.fillsRefused.Load(), CodecErrors: s.codecErrors.Load(), Invalidations: s.invalidations.Load(),
+		FillsRefused: s.fillsRefused.Load(), CodecErrors: s.codecErrors.Load(), Invalidations: s.invalidations.Load(), Resubscribes: s.resubscribes.Load(),
+		PendingInvalidations: int(c.pend_.n.Load()), DelayedInvalidations: s.pendingDelivered.Load(), PendingOverflows: s.pendingOverflows.Load(),
 		Circuit: c.br.State(), Entries: c.l1.EstimatedSize()}
 }

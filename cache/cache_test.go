@@ -276,7 +276,8 @@ func TestSetDeleteAndOptions(t *testing.T) {
 		t.Fatalf("after Delete: %q", v)
 	}
 	for _, o := range []Options{{TTL: -1}, {Jitter: 1.5}, {MaxEntries: -1}, {Beta: -1}, {MaxConcurrentLoads: -2}, {NegativeTTL: -1},
-		{L1TTL: -1}, {LeaseTTL: time.Microsecond}, {PollInterval: -1}, {VersionTTL: -1}, {StaleFor: -1}, {LoadTimeout: -1}} {
+		{L1TTL: -1}, {LeaseTTL: time.Microsecond}, {PollInterval: -1}, {VersionTTL: -1}, {StaleFor: -1}, {LoadTimeout: -1},
+		{EarlyWindow: 1}, {EarlyWindow: -0.5}} {
 		if _, err := New[string](o); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "Options.") {
 			t.Errorf("New(%+v) = %v", o, err)
 		}
@@ -316,4 +317,47 @@ func TestHammer(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("hammer: %d loads for %d Gets; stats %+v", calls.Load(), 64*300, c.Stats())
+}
+
+// XFetch never refreshes earlier than EarlyWindow x TTL before expiry,
+// however large its draw (the lead a busy fleet's hit rate produces).
+func TestEarlyRefreshBoundedByEarlyWindow(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	c := newCache(t, Options{TTL: time.Second, NoJitter: true, Now: now, Rand: func() float64 { return 1e-300 }})
+	ctx := context.Background()
+	var loads atomic.Int32
+	load := func(ctx context.Context, k string) (string, error) {
+		loads.Add(1)
+		clock.Add(int64(10 * time.Millisecond)) // a 10ms load: -ln(1e-300) x 10ms is a 6.9s lead
+		return "v", nil
+	}
+	if _, err := c.Get(ctx, "k", load); err != nil {
+		t.Fatal(err)
+	}
+	expiry := clock.Load() + int64(time.Second)
+	clock.Store(expiry - int64(60*time.Millisecond)) // outside the default 5% window
+	if _, err := c.Get(ctx, "k", load); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.EarlyRefreshes != 0 || loads.Load() != 1 {
+		t.Fatalf("60ms before expiry (window 50ms): %d early refreshes, %d loads; want none", st.EarlyRefreshes, loads.Load())
+	}
+	clock.Store(expiry - int64(40*time.Millisecond)) // inside it
+	if _, err := c.Get(ctx, "k", load); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.EarlyRefreshes != 1 {
+		t.Fatalf("40ms before expiry: %d early refreshes, want 1", st.EarlyRefreshes)
+	}
+}
+
+// The default L1TTL is a tenth of TTL: with the invalidation messages
+// lost unnoticed, an L1 copy lags another instance's Set by at most that.
+func TestDefaultL1TTLIsAFractionOfTTL(t *testing.T) {
+	c := newCache(t, Options{TTL: time.Minute})
+	if c.o.L1TTL != 6*time.Second {
+		t.Fatalf("default L1TTL for TTL 1m: %v, want 6s", c.o.L1TTL)
+	}
 }

@@ -17,8 +17,10 @@
 //     refresh runs (stale-while-revalidate), one for the whole fleet.
 //   - XFetch probabilistic early refresh (Vattani et al., VLDB 2015): a hit
 //     close to expiry refreshes in the background with a probability that
-//     grows with the measured load time, so a hot key is refreshed about
-//     once per TTL by one instance and its callers never wait.
+//     grows with the measured load time, never more than EarlyWindow (5%)
+//     of TTL before expiry, so a hot key is refreshed about once per TTL
+//     by one instance for the whole fleet (an instance whose refresh finds
+//     a newer value in the Store takes it) and its callers never wait.
 //   - A loader's ErrNotFound is remembered for NegativeTTL; other errors
 //     are returned and never cached.
 //   - TTL jitter spreads the expiry of keys written together;
@@ -31,9 +33,12 @@
 //     every instance. For one entity, Delete does the same job: it voids
 //     the fill lease, so a racing load cannot bring the old value back.
 //   - L1 coherence: Set, Delete and Invalidate publish a message on the
-//     Store; every instance drops its L1 copy. When messages are lost (the
-//     subscription is reconnecting), an L1 copy is trusted for at most
-//     L1TTL.
+//     Store; every instance drops its L1 copy. Messages published while a
+//     subscription reconnects are lost: a Store that reports its
+//     reconnects (ReconnectSubscriber; cacheredis does) makes every
+//     instance drop its whole L1 then, and in any case an L1 copy is
+//     trusted for at most L1TTL (default TTL/10) before the Store is read
+//     again.
 //
 // # When the Store is down, slow or flapping
 //
@@ -43,7 +48,14 @@
 // requests do not touch the Store at all, so a dead Redis adds no
 // per-request timeout. The breaker probes and closes when the Store
 // answers again; Set and Delete return the Store's error (the L1 is
-// updated regardless). cacheredis bounds each call by its Timeout.
+// updated regardless), and their invalidation is not lost: the key is
+// kept (up to MaxPendingInvalidations, 10,000 by default) and, when the
+// Store answers again, deleted from it and published, so no instance
+// keeps the old value. Past the bound the kept keys collapse into a flush
+// of every instance's L1 and a bump of every namespace this instance uses
+// (plain keys written meanwhile keep their Store copy until its TTL);
+// Stats.PendingInvalidations and PendingOverflows show it. cacheredis
+// bounds each call by its Timeout.
 //
 // Stats counts hits and misses per tier, loads, coalesced waiters, early
 // and stale refreshes, lease waits and contention, refused fills, Store

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/internal/renew"
 )
 
 // l2 calls the Store through the circuit, counting failures. A caller's
@@ -66,6 +68,42 @@ func (c *Cache[V]) lease(ctx context.Context, keys []string) ([]string, error) {
 		err = fmt.Errorf("cache: the Store returned %d lease tokens for %d keys", len(tokens), len(keys))
 	}
 	return tokens, err
+}
+
+// renewLeases keeps the fill leases of keys held by tokens alive while
+// their load runs, every LeaseTTL/3, until Stop or until none is held any
+// more. It returns nil (Stop is a no-op) when the Store cannot renew.
+func (c *Cache[V]) renewLeases(ctx context.Context, keys, tokens []string) *renew.Renewer {
+	if c.rn == nil || len(keys) == 0 {
+		return nil
+	}
+	return renew.Start(max(time.Millisecond, c.o.LeaseTTL/3), func() bool {
+		var held []bool
+		err := c.l2(ctx, func(ctx context.Context) (err error) {
+			held, err = c.rn.RenewLeases(ctx, keys, tokens, c.o.LeaseTTL)
+			return err
+		})
+		if err != nil {
+			return ctx.Err() == nil // the Store is failing: try again next time
+		}
+		for _, h := range held {
+			if h {
+				return true
+			}
+		}
+		return false // every lease was voided (a Set or Delete) or lost
+	})
+}
+
+// fillWait is how long an instance waits for another instance's fill
+// before it loads by itself: the holder's whole load (its lease is
+// renewed meanwhile) and a takeover's lease; 2 x LeaseTTL when the Store
+// cannot renew leases.
+func (c *Cache[V]) fillWait() time.Duration {
+	if c.rn != nil {
+		return c.o.LoadTimeout + 2*c.o.LeaseTTL
+	}
+	return 2 * c.o.LeaseTTL
 }
 
 func (c *Cache[V]) release(ctx context.Context, key, token string) {
@@ -136,10 +174,30 @@ func (c *Cache[V]) decode(rec []byte, now int64) (*entry[V], error) {
 	return e, nil
 }
 
-// Invalidation messages are "<instance>|k|<key>" (drop an L1 copy) and
-// "<instance>|n|<namespace>" (read the namespace's version again).
-func (c *Cache[V]) publish(ctx context.Context, kind, name string) {
-	_ = c.l2(ctx, func(ctx context.Context) error { return c.store.Publish(ctx, c.id+"|"+kind+"|"+name) })
+// Invalidation messages are "<instance>|k|<key>" (drop an L1 copy),
+// "<instance>|n|<namespace>" (read the namespace's version again) and
+// "<instance>|a|" (drop the whole L1: pending invalidations overflowed).
+func (c *Cache[V]) publish(ctx context.Context, kind, name string) error {
+	return c.l2(ctx, func(ctx context.Context) error { return c.store.Publish(ctx, c.id+"|"+kind+"|"+name) })
+}
+
+// subscribe subscribes to the Store's invalidation messages, and to its
+// reconnects when it reports them.
+func (c *Cache[V]) subscribe() (func(), error) {
+	if rs, ok := c.store.(ReconnectSubscriber); ok {
+		return rs.SubscribeReconnects(c.onMessage, c.onReconnect)
+	}
+	return c.store.Subscribe(c.onMessage)
+}
+
+// onReconnect runs when the subscription came back after losing its
+// connection: messages sent meanwhile are lost, so every L1 copy goes
+// (loads in flight keep their result out of the L1) and every namespace
+// version is read again.
+func (c *Cache[V]) onReconnect() {
+	c.flushL1()
+	c.st.resubscribes.Add(1)
+	c.o.Logger.Info("cache: the invalidation subscription reconnected; dropped the L1 (messages may have been lost)")
 }
 
 func (c *Cache[V]) onMessage(msg string) {
@@ -157,6 +215,8 @@ func (c *Cache[V]) onMessage(msg string) {
 		c.l1.Invalidate(name)
 	case "n":
 		c.versions.Delete(name)
+	case "a":
+		c.flushL1()
 	default:
 		return
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/renew"
 )
 
 // BatchLoader loads many keys in one call (one SELECT ... WHERE id =
@@ -18,33 +20,18 @@ type BatchLoader[V any] func(ctx context.Context, keys []string) (map[string]V, 
 // one batch call, under fill leases so that other instances missing the
 // same keys wait for this fill instead of loading them again (keys whose
 // lease another instance holds are waited for, then loaded in a second
-// batch call if no fill lands within 2 x LeaseTTL). Keys
+// batch call if no fill lands within LoadTimeout + 2 x LeaseTTL). Keys
 // another Get of this instance is loading already are joined, not loaded
 // twice. A caller whose ctx ends gets what is ready and ctx.Err().
 func (c *Cache[V]) GetMany(ctx context.Context, keys []string, batch BatchLoader[V]) (map[string]V, error) {
 	return c.getMany(ctx, keys, keys, batch)
 }
 
-// single adapts a BatchLoader for one key, for background refreshes.
-func single[V any](batch BatchLoader[V]) Loader[V] {
-	return func(ctx context.Context, key string) (V, error) {
-		m, err := batch(ctx, []string{key})
-		if err != nil {
-			var zero V
-			return zero, err
-		}
-		v, ok := m[key]
-		if !ok {
-			return v, ErrNotFound
-		}
-		return v, nil
-	}
-}
-
 func (c *Cache[V]) getMany(ctx context.Context, keys, ids []string, batch BatchLoader[V]) (map[string]V, error) {
 	res := make(map[string]V, len(keys))
 	now := c.now()
-	var miss []int
+	var miss, stale []int
+	var staleEs []*entry[V]
 	for i, k := range keys {
 		if e, ok := c.l1.GetIfPresent(k); ok {
 			switch {
@@ -59,13 +46,17 @@ func (c *Cache[V]) getMany(ctx context.Context, keys, ids []string, batch BatchL
 			case now < e.hard && !e.negative:
 				c.st.staleServed.Add(1)
 				res[ids[i]] = e.val
-				if _, started := c.load(ctx, k, ids[i], single(batch), modeStale, e); started {
-					c.st.staleRefreshes.Add(1)
+				if now >= e.retryAt.Load() {
+					stale = append(stale, i)
+					staleEs = append(staleEs, e)
 				}
 				continue
 			}
 		}
 		miss = append(miss, i)
+	}
+	if len(stale) > 0 {
+		c.refreshMany(ctx, keys, ids, stale, staleEs, batch)
 	}
 	if len(miss) == 0 {
 		return res, nil
@@ -116,17 +107,46 @@ func (c *Cache[V]) getMany(ctx context.Context, keys, ids []string, batch BatchL
 	return res, firstErr
 }
 
+// refreshMany refreshes in the background, with one batch call, the
+// stale keys at idx that no load of this instance is refreshing already.
+func (c *Cache[V]) refreshMany(ctx context.Context, keys, ids []string, idx []int, cur []*entry[V], batch BatchLoader[V]) {
+	b := &manyLoad[V]{c: c, batch: batch}
+	c.mu.Lock()
+	for j, i := range idx {
+		if c.calls[keys[i]] != nil {
+			c.st.coalesced.Add(1)
+			continue
+		}
+		cl := &call[V]{done: make(chan struct{})}
+		c.calls[keys[i]] = cl
+		b.keys = append(b.keys, keys[i])
+		b.ids = append(b.ids, ids[i])
+		b.calls = append(b.calls, cl)
+		b.cur = append(b.cur, cur[j])
+	}
+	c.mu.Unlock()
+	if len(b.keys) == 0 {
+		return
+	}
+	c.st.staleRefreshes.Add(uint64(len(b.keys)))
+	go b.run(context.WithoutCancel(ctx))
+}
+
 // manyLoad is one GetMany's load of the keys it owns.
 type manyLoad[V any] struct {
 	c         *Cache[V]
 	batch     BatchLoader[V]
 	keys, ids []string
 	calls     []*call[V]
+	// cur, for a background refresh of stale keys, holds the copies being
+	// served: a key whose lease another instance holds keeps its copy
+	// (that instance refreshes it) instead of waiting for the fill.
+	cur []*entry[V]
 }
 
 func (b *manyLoad[V]) run(ctx context.Context) {
 	c := b.c
-	ctx, cancel := context.WithTimeout(ctx, c.o.LoadTimeout)
+	ctx, cancel := context.WithTimeout(ctx, c.fillWait()+c.o.LoadTimeout)
 	defer cancel()
 	defer func() {
 		for i, cl := range b.calls {
@@ -161,8 +181,33 @@ func (b *manyLoad[V]) run(ctx context.Context) {
 	if len(held) == 0 {
 		return
 	}
+	if b.cur != nil {
+		c.st.leaseBusy.Add(uint64(len(held)))
+		now := c.now()
+		for _, i := range held {
+			cur := b.cur[i]
+			if now < cur.hard {
+				cur.retryAt.Store(now + max(cur.loadNS, int64(c.o.PollInterval)))
+				c.finish(b.keys[i], b.calls[i], cur, nil)
+			}
+		}
+		// Copies past serving (none, short of a clock jump) fall through
+		// to the wait below.
+		var rest []int
+		for _, i := range held {
+			if !b.calls[i].delivered {
+				rest = append(rest, i)
+			}
+		}
+		if held = rest; len(held) == 0 {
+			return
+		}
+	}
 	c.st.leaseWaits.Add(uint64(len(held)))
-	b.load(ctx, b.waitFills(ctx, held), nil)
+	rest, won, wonTokens := b.waitFills(ctx, held)
+	c.st.leasesWon.Add(uint64(len(won)))
+	b.load(ctx, won, wonTokens)
+	b.load(ctx, rest, nil)
 }
 
 // fromStore delivers what the Store has fresh and leases the rest. It
@@ -228,41 +273,61 @@ func (b *manyLoad[V]) fromStore(ctx context.Context, idx []int) (pending []int, 
 }
 
 // waitFills polls the Store for the fills of keys other instances are
-// loading, delivering each as it lands, and returns those still missing
-// after 2 x LeaseTTL (or when the Store fails).
-func (b *manyLoad[V]) waitFills(ctx context.Context, idx []int) []int {
+// loading, delivering each as it lands, and takes over the lease of a key
+// whose holder gave it back or let it expire (or whose value a Delete
+// removed meanwhile): those it returns in won, with their tokens, to load
+// and fill. It returns in rest those still missing after fillWait (or
+// when the Store fails), to load without filling.
+func (b *manyLoad[V]) waitFills(ctx context.Context, idx []int) (rest, won []int, wonTokens []string) {
 	c := b.c
-	deadline := c.now() + 2*int64(c.o.LeaseTTL) // the holder's lease, then a takeover's
+	start := c.now()
+	deadline := start + int64(c.fillWait())
 	wait := c.o.PollInterval
 	for len(idx) > 0 && c.now() < deadline {
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return idx
+			return idx, won, wonTokens
 		case <-t.C:
 		}
 		es, err := c.storeGet(ctx, b.pick(idx))
 		if err != nil {
-			return idx
+			return idx, won, wonTokens
 		}
 		now := c.now()
-		var rest []int
+		var missing []int
 		for j, i := range idx {
-			if e := es[j]; e != nil && now < e.recFresh {
+			// fresh, or filled during the wait and still servable
+			if e := es[j]; e != nil && (now < e.recFresh || e.recFresh > start && now < e.hard) {
 				c.keep(b.keys[i], b.calls[i], e)
 				c.finish(b.keys[i], b.calls[i], e, nil)
 				continue
 			}
-			rest = append(rest, i)
+			missing = append(missing, i)
 		}
-		idx = rest
+		if len(missing) == 0 {
+			return nil, won, wonTokens
+		}
+		tokens, err := c.lease(ctx, b.pick(missing))
+		if err != nil {
+			return missing, won, wonTokens
+		}
+		idx = idx[:0:0]
+		for j, i := range missing {
+			if tokens[j] != "" {
+				won = append(won, i)
+				wonTokens = append(wonTokens, tokens[j])
+			} else {
+				idx = append(idx, i)
+			}
+		}
 		wait = min(wait*3/2, 100*time.Millisecond)
 	}
 	if len(idx) > 0 {
 		c.st.leaseTimeouts.Add(uint64(len(idx)))
 	}
-	return idx
+	return idx, won, wonTokens
 }
 
 func (b *manyLoad[V]) pick(idx []int) []string {
@@ -294,9 +359,16 @@ func (b *manyLoad[V]) load(ctx context.Context, idx []int, tokens []string) {
 			return
 		}
 	}
+	lctx, cancel := context.WithTimeout(ctx, c.o.LoadTimeout)
+	defer cancel()
+	var rn *renew.Renewer
+	if tokens != nil {
+		rn = c.renewLeases(ctx, b.pick(idx), tokens)
+	}
 	c.st.loads.Add(1)
 	start := c.now()
-	m, err := b.call(ctx, ids)
+	m, err := b.call(lctx, ids)
+	rn.Stop()
 	now := c.now()
 	if err != nil {
 		c.st.loadErrors.Add(1)

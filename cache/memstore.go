@@ -149,6 +149,22 @@ func (s *MemoryStore) Release(_ context.Context, key, token string) error {
 	return nil
 }
 
+// RenewLeases extends the leases its tokens hold; see LeaseRenewer.
+func (s *MemoryStore) RenewLeases(_ context.Context, keys, tokens []string, ttl time.Duration) ([]bool, error) {
+	now := s.now().UnixNano()
+	out := make([]bool, len(keys))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, key := range keys {
+		if it, held := s.live(s.leases, key, now); held && string(it.data) == tokens[i] {
+			it.expires = now + int64(ttl)
+			s.leases[key] = it
+			out[i] = true
+		}
+	}
+	return out, nil
+}
+
 func (s *MemoryStore) counter(name string) int64 {
 	v, ok := s.counters[name]
 	if !ok {
@@ -202,4 +218,7 @@ func (s *MemoryStore) Subscribe(fn func(msg string)) (func(), error) {
 	}, nil
 }
 
-var _ Store = (*MemoryStore)(nil)
+var (
+	_ Store        = (*MemoryStore)(nil)
+	_ LeaseRenewer = (*MemoryStore)(nil)
+)

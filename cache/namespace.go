@@ -127,12 +127,15 @@ func (n *Namespace[V]) Invalidate(ctx context.Context) error {
 	}
 	var v int64
 	if err := c.l2(ctx, func(ctx context.Context) (err error) { v, err = c.store.Incr(ctx, n.name); return err }); err != nil {
+		c.pend(n.name, true) // delivered when the Store answers again
 		return fmt.Errorf("cache: Invalidate %q: the Store: %w", n.name, err)
 	}
 	nv.mu.Lock()
 	nv.v = max(nv.v, v)
 	nv.until = c.now() + int64(c.o.VersionTTL)
 	nv.mu.Unlock()
-	c.publish(ctx, "n", n.name)
+	if c.publish(ctx, "n", n.name) != nil {
+		c.pend(n.name, true)
+	}
 	return nil
 }

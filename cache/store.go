@@ -51,6 +51,33 @@ type Store interface {
 	Subscribe(fn func(msg string)) (stop func(), err error)
 }
 
+// LeaseRenewer is implemented by a Store that can extend fill leases
+// while their holder loads (cacheredis.Store and MemoryStore do). The
+// cache finds it by type assertion: with it, a load slower than LeaseTTL
+// keeps its lease (renewed every LeaseTTL/3) and fills, and the other
+// instances wait for that fill instead of taking the lease over and
+// running the same slow load again. Without it a lease lasts LeaseTTL.
+type LeaseRenewer interface {
+	// RenewLeases extends, for ttl from now, the lease of each key that
+	// its token still holds, in one round trip where the engine allows,
+	// and reports per key whether the token held it.
+	RenewLeases(ctx context.Context, keys, tokens []string, ttl time.Duration) (held []bool, err error)
+}
+
+// ReconnectSubscriber is implemented by a Store whose subscription may
+// lose messages while it reconnects and that can tell when it has
+// reconnected (cacheredis.Store does). The cache finds it by type
+// assertion and, on every reconnect, drops its whole L1 and rereads its
+// namespace versions: an invalidation published while the subscription
+// was down cannot leave an old copy behind. Without it, a lost message
+// leaves an L1 copy for at most L1TTL.
+type ReconnectSubscriber interface {
+	// SubscribeReconnects is Subscribe that also calls reconnected, on the
+	// subscription's goroutine, each time the subscription is established
+	// again after losing its connection (not for the first time).
+	SubscribeReconnects(fn func(msg string), reconnected func()) (stop func(), err error)
+}
+
 // Fill is one token-fenced write of Store.Fill.
 type Fill struct {
 	Key, Token string

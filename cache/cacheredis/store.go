@@ -10,12 +10,17 @@
 // PUBLISH channel prefix+":invalidate" (classic pub/sub reaches every
 // node of a cluster).
 //
+// A fill lease is renewed by its holder while its load runs
+// (RenewLeases, a compare-token-and-PEXPIRE script: cache.LeaseRenewer),
+// so a load slower than the lease still fills.
+//
 // Every call is bounded by Options.Timeout. When Redis is down, slow or
 // flapping, calls return errors quickly; cache.Cache puts a circuit
 // breaker in front of its Store and keeps serving from its L1 and the
 // loader. A subscription that loses its connection is re-established by
-// go-redis; messages published meanwhile are lost, which is why cache
-// bounds how long an L1 copy is trusted (cache.Options.L1TTL).
+// go-redis; messages published meanwhile are lost, so the Store reports
+// each reconnect (cache.ReconnectSubscriber) and cache drops its L1 then;
+// cache also bounds how long an L1 copy is trusted (cache.Options.L1TTL).
 package cacheredis
 
 import (
@@ -239,6 +244,43 @@ func (s *Store) Release(ctx context.Context, key, token string) error {
 	return releaseScript.Run(ctx, s.c, []string{s.lease(key)}, token).Err()
 }
 
+var renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+`)
+
+// RenewLeases extends each lease its token holds (a compare-and-PEXPIRE
+// script per key: one EVALSHA for one key, pipelined EVALs for several);
+// see cache.LeaseRenewer.
+func (s *Store) RenewLeases(ctx context.Context, keys, tokens []string, ttl time.Duration) ([]bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	out := make([]bool, len(keys))
+	if len(keys) == 1 {
+		n, err := renewScript.Run(ctx, s.c, []string{s.lease(keys[0])}, tokens[0], ms(ttl)).Int()
+		out[0] = n == 1
+		return out, err
+	}
+	cmds := make([]*redis.Cmd, len(keys))
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = renewScript.Eval(ctx, p, []string{s.lease(k)}, tokens[i], ms(ttl))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range cmds {
+		n, err := c.Int()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = n == 1
+	}
+	return out, nil
+}
+
 // counterScript returns (creating it at Redis TIME in ms when missing, so
 // no incarnation of it reuses a value) and with ARGV[1] == "1" increments
 // the counter.
@@ -277,6 +319,14 @@ func (s *Store) Publish(ctx context.Context, msg string) error {
 // missed while the connection holds. fn runs on the subscription's
 // goroutine; stop closes the subscription and waits for that goroutine.
 func (s *Store) Subscribe(fn func(msg string)) (func(), error) {
+	return s.SubscribeReconnects(fn, nil)
+}
+
+// SubscribeReconnects is Subscribe that also calls reconnected (when not
+// nil) each time go-redis re-establishes the subscription after losing
+// its connection: messages published in between are lost, and cache
+// drops its L1 then. See cache.ReconnectSubscriber.
+func (s *Store) SubscribeReconnects(fn func(msg string), reconnected func()) (func(), error) {
 	ps := s.c.Subscribe(context.Background(), s.channel)
 	ctx, cancel := context.WithTimeout(context.Background(), max(s.timeout, time.Second))
 	defer cancel()
@@ -284,13 +334,26 @@ func (s *Store) Subscribe(fn func(msg string)) (func(), error) {
 		ps.Close()
 		return nil, fmt.Errorf("cacheredis: subscribing to %q: %w", s.channel, err)
 	}
-	ch := ps.Channel()
+	// With subscriptions, the channel also carries go-redis's
+	// resubscription after a reconnect (the first confirmation was read
+	// above): that is how a lost connection shows.
+	ch := ps.ChannelWithSubscriptions()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for m := range ch {
-			fn(m.Payload)
+			switch m := m.(type) {
+			case *redis.Message:
+				fn(m.Payload)
+			case *redis.Subscription:
+				if m.Kind == "subscribe" {
+					s.log.Info("cacheredis: the invalidation subscription reconnected", slog.String("channel", m.Channel))
+					if reconnected != nil {
+						reconnected()
+					}
+				}
+			}
 		}
 	}()
 	var once sync.Once
@@ -304,4 +367,9 @@ func (s *Store) Subscribe(fn func(msg string)) (func(), error) {
 
 func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 
-var _ cache.Store = (*Store)(nil)
+var (
+	_ cache.Store        = (*Store)(nil)
+	_ cache.LeaseRenewer = (*Store)(nil)
+
+	_ cache.ReconnectSubscriber = (*Store)(nil)
+)

@@ -3,6 +3,7 @@ package cacheredis
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,12 @@ import (
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 )
 
-func TestMain(m *testing.M) { testinfra.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(fleetEnv) != "" {
+		os.Exit(fleetChild())
+	}
+	testinfra.Main(m)
+}
 
 // newStore is New for tests, with testinfra.CallTimeout unless set.
 func newStore(t testing.TB, o Options) *Store {

@@ -2,6 +2,7 @@ package cachetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -25,6 +26,10 @@ func RunCache(t *testing.T, newStore StoreFactory) {
 	t.Run("GetManyAcrossInstances", func(t *testing.T) { getManyAcross(t, newStore(t)) })
 	t.Run("FillFencedBySet", func(t *testing.T) { fillFenced(t, newStore(t)) })
 	t.Run("LeaseHolderDies", func(t *testing.T) { holderDies(t, newStore(t)) })
+	t.Run("LoadSlowerThanLeaseTTL", func(t *testing.T) { slowLoad(t, newStore(t)) })
+	t.Run("GetManyRefreshesStaleKeysInOneBatch", func(t *testing.T) { getManyStale(t, newStore(t)) })
+	t.Run("InvalidationsKeptWhileStoreDown", func(t *testing.T) { keptWhileDown(t, newStore(t)) })
+	t.Run("PendingInvalidationsOverflow", func(t *testing.T) { pendingOverflow(t, newStore(t)) })
 }
 
 // Instances returns n caches over store with options o (Store set), closed
@@ -335,4 +340,296 @@ func holderDies(t *testing.T, store cache.Store) {
 	if calls.Load() != 1 {
 		t.Fatalf("%d loads after the holder died, want 1", calls.Load())
 	}
+}
+
+// A load that takes 3 x LeaseTTL on one of 4 instances keeps its lease
+// (renewed while it runs) and fills: the loader runs once, the value
+// lands in the Store, and every instance holds it in its L1.
+func slowLoad(t *testing.T, store cache.Store) {
+	const leaseTTL = 300 * time.Millisecond
+	caches := Instances(t, 4, store, cache.Options{TTL: time.Hour, LeaseTTL: leaseTTL})
+	key := Key(t, "slow")
+	var calls atomic.Int64
+	load := counting(&calls, 3*leaseTTL)
+	var wg sync.WaitGroup
+	for i, c := range caches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i > 0 { // the first instance takes the lease
+				eventually(t, "instance 0's load starts", func() bool { return calls.Load() > 0 })
+			}
+			if v, err := c.Get(context.Background(), key, load); err != nil || v != key+"#1" {
+				t.Errorf("instance %d: Get = %q, %v; want the one load's value", i, v, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("a load taking 3 x LeaseTTL ran %d times on 4 instances, want 1 (its lease renewed while it runs)", n)
+	}
+	if rec := get1(t, store, key); rec == nil {
+		t.Fatal("the slow load's value is not in the Store: its fill was refused")
+	}
+	never := func(context.Context, string) (string, error) { return "", fmt.Errorf("must not load") }
+	for i, c := range caches {
+		before := c.Stats()
+		if v := mustGet(t, c, key, never); v != key+"#1" {
+			t.Fatalf("instance %d: %q", i, v)
+		}
+		if st := c.Stats(); st.Hits != before.Hits+1 {
+			t.Fatalf("instance %d did not serve the value from its L1: %+v", i, st)
+		}
+	}
+	var refused uint64
+	for _, c := range caches {
+		refused += c.Stats().FillsRefused
+	}
+	if refused != 0 {
+		t.Fatalf("%d fills refused, want 0", refused)
+	}
+}
+
+// GetMany over a page of stale keys serves them at once and refreshes
+// them in the background with one BatchLoader call, not one per key.
+func getManyStale(t *testing.T, store cache.Store) {
+	const n = 50
+	caches := Instances(t, 2, store, cache.Options{TTL: 200 * time.Millisecond, StaleFor: time.Minute, NoJitter: true, NoEarlyRefresh: true})
+	p := Key(t, "")
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = p + strconv.Itoa(i)
+	}
+	var batches atomic.Int64
+	var sizes sync.Map // batch number -> number of keys
+	batch := func(ctx context.Context, ks []string) (map[string]string, error) {
+		b := batches.Add(1)
+		sizes.Store(b, len(ks))
+		m := map[string]string{}
+		for _, k := range ks {
+			m[k] = k + "#" + strconv.FormatInt(b, 10)
+		}
+		return m, nil
+	}
+	ctx := context.Background()
+	for _, c := range caches {
+		if got, err := c.GetMany(ctx, keys, batch); err != nil || len(got) != n {
+			t.Fatalf("warm-up: %d values, %v", len(got), err)
+		}
+	}
+	if batches.Load() != 1 {
+		t.Fatalf("warm-up: %d batch calls on 2 instances, want 1", batches.Load())
+	}
+	time.Sleep(250 * time.Millisecond) // past the TTL, within StaleFor
+	for _, c := range caches {
+		got, err := c.GetMany(ctx, keys, batch)
+		if err != nil || len(got) != n {
+			t.Fatalf("stale page: %d values, %v", len(got), err)
+		}
+		for _, k := range keys {
+			if v := got[k]; v != k+"#1" && v != k+"#2" {
+				t.Fatalf("stale page: %q = %q", k, v)
+			}
+		}
+	}
+	eventually(t, "the refreshed values reach both instances", func() bool {
+		for _, c := range caches {
+			got, err := c.GetMany(ctx, keys, batch)
+			if err != nil {
+				return false
+			}
+			for _, k := range keys {
+				if got[k] == "" || got[k] == k+"#1" {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	if b := batches.Load(); b != 2 {
+		t.Fatalf("%d batch calls: a page of %d stale keys must be refreshed with one batch call for the fleet, not one per key", b, n)
+	}
+	if size, _ := sizes.Load(int64(2)); size != n {
+		t.Fatalf("the refresh batch had %v keys, want %d", size, n)
+	}
+}
+
+// Outage wraps a Store for one instance: while Down is set, every call
+// of that instance fails (as when its network to the Store is cut); the
+// Store itself and the other instances go on.
+type Outage struct {
+	cache.Store
+	Down atomic.Bool
+}
+
+var errDown = errors.New("cachetest: the Store is unreachable (Outage.Down)")
+
+func (o *Outage) err() error {
+	if o.Down.Load() {
+		return errDown
+	}
+	return nil
+}
+
+// Get fails while Down.
+func (o *Outage) Get(ctx context.Context, keys []string) ([][]byte, error) {
+	if err := o.err(); err != nil {
+		return nil, err
+	}
+	return o.Store.Get(ctx, keys)
+}
+
+// Set fails while Down.
+func (o *Outage) Set(ctx context.Context, key string, data []byte, ttl time.Duration) error {
+	if err := o.err(); err != nil {
+		return err
+	}
+	return o.Store.Set(ctx, key, data, ttl)
+}
+
+// Delete fails while Down.
+func (o *Outage) Delete(ctx context.Context, keys ...string) error {
+	if err := o.err(); err != nil {
+		return err
+	}
+	return o.Store.Delete(ctx, keys...)
+}
+
+// Lease fails while Down.
+func (o *Outage) Lease(ctx context.Context, keys []string, ttl time.Duration) ([]string, error) {
+	if err := o.err(); err != nil {
+		return nil, err
+	}
+	return o.Store.Lease(ctx, keys, ttl)
+}
+
+// Fill fails while Down.
+func (o *Outage) Fill(ctx context.Context, fills []cache.Fill) ([]bool, error) {
+	if err := o.err(); err != nil {
+		return nil, err
+	}
+	return o.Store.Fill(ctx, fills)
+}
+
+// Release fails while Down.
+func (o *Outage) Release(ctx context.Context, key, token string) error {
+	if err := o.err(); err != nil {
+		return err
+	}
+	return o.Store.Release(ctx, key, token)
+}
+
+// Version fails while Down.
+func (o *Outage) Version(ctx context.Context, name string) (int64, error) {
+	if err := o.err(); err != nil {
+		return 0, err
+	}
+	return o.Store.Version(ctx, name)
+}
+
+// Incr fails while Down.
+func (o *Outage) Incr(ctx context.Context, name string) (int64, error) {
+	if err := o.err(); err != nil {
+		return 0, err
+	}
+	return o.Store.Incr(ctx, name)
+}
+
+// Publish fails while Down.
+func (o *Outage) Publish(ctx context.Context, msg string) error {
+	if err := o.err(); err != nil {
+		return err
+	}
+	return o.Store.Publish(ctx, msg)
+}
+
+// A Set and a Delete on an instance that cannot reach the Store (its
+// breaker open) are kept and delivered when the Store answers again: the
+// other instance stops serving its old copies.
+func keptWhileDown(t *testing.T, store cache.Store) {
+	out := &Outage{Store: store}
+	o := cache.Options{TTL: time.Hour, PollInterval: time.Millisecond}
+	b := Instances(t, 1, store, o)[0]
+	a := Instances(t, 1, out, o)[0]
+	set, del := Key(t, "set"), Key(t, "del")
+	var db sync.Map
+	db.Store(set, "old")
+	db.Store(del, "old")
+	load := func(_ context.Context, k string) (string, error) {
+		if v, ok := db.Load(k); ok {
+			return v.(string), nil
+		}
+		return "", cache.ErrNotFound
+	}
+	ctx := context.Background()
+	for _, c := range []*cache.Cache[string]{a, b} {
+		for _, k := range []string{set, del} {
+			if v, err := c.Get(ctx, k, load); err != nil || v != "old" {
+				t.Fatalf("warm-up %s: %q, %v", k, v, err)
+			}
+		}
+	}
+	out.Down.Store(true)
+	for range 5 { // enough failures to open the default breaker
+		_, _ = a.Namespace(Key(t, "probe")).Get(ctx, "x", load)
+	}
+	db.Store(set, "new")
+	db.Delete(del)
+	if err := a.Set(ctx, set, "new"); err == nil {
+		t.Fatal("Set with the Store down returned no error")
+	}
+	if err := a.Delete(ctx, del); err == nil {
+		t.Fatal("Delete with the Store down returned no error")
+	}
+	if st := a.Stats(); st.PendingInvalidations != 2 {
+		t.Fatalf("%d invalidations pending with the Store down, want 2: %+v", st.PendingInvalidations, st)
+	}
+	out.Down.Store(false)
+	eventually(t, "the other instance serves the new value and forgets the deleted key", func() bool {
+		v, err := b.Get(ctx, set, load)
+		_, derr := b.Get(ctx, del, load)
+		return err == nil && v == "new" && errors.Is(derr, cache.ErrNotFound)
+	})
+	eventually(t, "nothing is pending", func() bool { return a.Stats().PendingInvalidations == 0 })
+}
+
+// Past MaxPendingInvalidations the kept keys collapse into one flush:
+// the namespace is bumped and every instance drops its L1, so nothing old
+// is served, and Stats counts the overflow.
+func pendingOverflow(t *testing.T, store cache.Store) {
+	out := &Outage{Store: store}
+	o := cache.Options{TTL: time.Hour, VersionTTL: time.Hour, PollInterval: time.Millisecond, MaxPendingInvalidations: 2}
+	b := Instances(t, 1, store, o)[0]
+	a := Instances(t, 1, out, o)[0]
+	name := Key(t, "user")
+	var gen atomic.Int64
+	gen.Store(1)
+	load := func(_ context.Context, id string) (string, error) { return fmt.Sprintf("%s@%d", id, gen.Load()), nil }
+	ctx := context.Background()
+	ids := []string{"1", "2", "3", "4"}
+	for _, c := range []*cache.Cache[string]{a, b} {
+		for _, id := range ids {
+			if v, err := c.Namespace(name).Get(ctx, id, load); err != nil || v != id+"@1" {
+				t.Fatalf("warm-up: %q, %v", v, err)
+			}
+		}
+	}
+	out.Down.Store(true)
+	gen.Store(2)
+	for _, id := range ids {
+		_ = a.Namespace(name).Delete(ctx, id)
+	}
+	if st := a.Stats(); st.PendingOverflows != 1 {
+		t.Fatalf("4 Deletes with MaxPendingInvalidations 2: %d overflows, want 1", st.PendingOverflows)
+	}
+	out.Down.Store(false)
+	eventually(t, "the other instance serves nothing from before the Deletes", func() bool {
+		for _, id := range ids {
+			if v, err := b.Namespace(name).Get(ctx, id, load); err != nil || v != id+"@2" {
+				return false
+			}
+		}
+		return true
+	})
+	eventually(t, "nothing is pending", func() bool { return a.Stats().PendingInvalidations == 0 })
 }

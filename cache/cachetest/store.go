@@ -181,6 +181,34 @@ func RunStore(t *testing.T, newStore StoreFactory) {
 			t.Fatal("the current holder's fill was not stored")
 		}
 	})
+	t.Run("RenewLeases", func(t *testing.T) {
+		s := newStore(t)
+		r, ok := s.(cache.LeaseRenewer)
+		if !ok {
+			t.Skip("the Store does not implement cache.LeaseRenewer")
+		}
+		k1, k2 := Key(t, "a"), Key(t, "b")
+		toks, err := s.Lease(ctx, []string{k1, k2}, 100*time.Millisecond)
+		must(t, err)
+		held, err := r.RenewLeases(ctx, []string{k1, k2}, []string{toks[0], "not-the-token"}, time.Minute)
+		must(t, err)
+		if len(held) != 2 || !held[0] || held[1] {
+			t.Fatalf("RenewLeases with the token and a wrong one = %v, want [true false]", held)
+		}
+		if one, err := r.RenewLeases(ctx, []string{k1}, []string{toks[0]}, time.Minute); err != nil || !one[0] {
+			t.Fatalf("RenewLeases of one key = %v, %v", one, err)
+		}
+		time.Sleep(150 * time.Millisecond) // past the leases' first TTL
+		if lease(t, s, k1, time.Minute) != "" {
+			t.Fatal("a renewed lease expired at its first TTL")
+		}
+		if lease(t, s, k2, time.Minute) == "" {
+			t.Fatal("a lease renewed with a wrong token did not expire")
+		}
+		if !fill(t, s, k1, toks[0], []byte("v")) {
+			t.Fatal("the holder of a renewed lease cannot fill")
+		}
+	})
 	t.Run("FillNeedsTheToken", func(t *testing.T) {
 		s := newStore(t)
 		k := Key(t, "k")
