@@ -12,6 +12,7 @@ type cacheDescs struct {
 	l2Errors, l2Skipped, l2Circuit                               *prometheus.Desc
 	leasesWon, leaseWaits, leaseBusy, leaseTimeouts, fillRefused *prometheus.Desc
 	codecErrors, invalidations, entries                          *prometheus.Desc
+	pending, delayed, overflows, resubscribes                    *prometheus.Desc
 }
 
 func newCacheDescs(b *builder) cacheDescs {
@@ -36,6 +37,10 @@ func newCacheDescs(b *builder) cacheDescs {
 		codecErrors:   b.desc("scalekit_cache_codec_errors_total", "Values that could not be encoded or decoded."),
 		invalidations: b.desc("scalekit_cache_invalidations_total", "Invalidation messages from other instances applied."),
 		entries:       b.desc("scalekit_cache_l1_entries", "Entries held in the in-process tier now (an estimate)."),
+		pending:       b.desc("scalekit_cache_pending_invalidations", "Invalidations (Set, Delete, Namespace.Invalidate) kept while the Store could not take them, waiting to be delivered."),
+		delayed:       b.desc("scalekit_cache_delayed_invalidations_total", "Kept invalidations delivered once the Store answered again."),
+		overflows:     b.desc("scalekit_cache_pending_overflows_total", "Times the kept invalidations passed MaxPendingInvalidations and collapsed into a flush of every L1 and a bump of every namespace."),
+		resubscribes:  b.desc("scalekit_cache_resubscribes_total", "Times the invalidation subscription came back after a lost connection (the L1 was dropped: messages may have been missed)."),
 	}
 }
 
@@ -70,5 +75,9 @@ func (c *Collector) AddCache(name string, cc interface{ Stats() cache.Stats }) e
 		counter(ch, d.codecErrors, st.CodecErrors, name)
 		counter(ch, d.invalidations, st.Invalidations, name)
 		gauge(ch, d.entries, float64(st.Entries), name)
+		gauge(ch, d.pending, float64(st.PendingInvalidations), name)
+		counter(ch, d.delayed, st.DelayedInvalidations, name)
+		counter(ch, d.overflows, st.PendingOverflows, name)
+		counter(ch, d.resubscribes, st.Resubscribes, name)
 	})
 }

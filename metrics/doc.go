@@ -116,6 +116,10 @@
 //	scalekit_cache_codec_errors_total                                       counter    values that could not be encoded or decoded
 //	scalekit_cache_invalidations_total                                      counter    invalidation messages applied
 //	scalekit_cache_l1_entries                                               gauge      in-process entries (estimate)
+//	scalekit_cache_pending_invalidations                                    gauge      invalidations kept while the Store is down
+//	scalekit_cache_delayed_invalidations_total                              counter    kept invalidations delivered late
+//	scalekit_cache_pending_overflows_total                                  counter    kept invalidations collapsed into a full flush
+//	scalekit_cache_resubscribes_total                                       counter    subscription came back after a lost connection (L1 dropped)
 //	batch (AddBatch)
 //	scalekit_batch_loads_total                                              counter    keys asked for
 //	scalekit_batch_deduped_total                                            counter    loads that joined a key in the open batch

@@ -503,6 +503,9 @@ func TestCache(t *testing.T) {
 			# TYPE scalekit_cache_codec_errors_total counter
 			scalekit_cache_codec_errors_total{instance_name="api-1",name="users"} 0
 			scalekit_cache_codec_errors_total{instance_name="api-1",name="users-b"} 0
+			# TYPE scalekit_cache_delayed_invalidations_total counter
+			scalekit_cache_delayed_invalidations_total{instance_name="api-1",name="users"} 0
+			scalekit_cache_delayed_invalidations_total{instance_name="api-1",name="users-b"} 0
 			# TYPE scalekit_cache_fills_refused_total counter
 			scalekit_cache_fills_refused_total{instance_name="api-1",name="users"} 0
 			scalekit_cache_fills_refused_total{instance_name="api-1",name="users-b"} 0
@@ -559,11 +562,20 @@ func TestCache(t *testing.T) {
 			# TYPE scalekit_cache_negative_hits_total counter
 			scalekit_cache_negative_hits_total{instance_name="api-1",name="users"} 2
 			scalekit_cache_negative_hits_total{instance_name="api-1",name="users-b"} 0
+			# TYPE scalekit_cache_pending_invalidations gauge
+			scalekit_cache_pending_invalidations{instance_name="api-1",name="users"} 0
+			scalekit_cache_pending_invalidations{instance_name="api-1",name="users-b"} 0
+			# TYPE scalekit_cache_pending_overflows_total counter
+			scalekit_cache_pending_overflows_total{instance_name="api-1",name="users"} 0
+			scalekit_cache_pending_overflows_total{instance_name="api-1",name="users-b"} 0
 			# TYPE scalekit_cache_refreshes_total counter
 			scalekit_cache_refreshes_total{instance_name="api-1",name="users",trigger="early"} 0
 			scalekit_cache_refreshes_total{instance_name="api-1",name="users",trigger="stale"} 1
 			scalekit_cache_refreshes_total{instance_name="api-1",name="users-b",trigger="early"} 0
 			scalekit_cache_refreshes_total{instance_name="api-1",name="users-b",trigger="stale"} 0
+			# TYPE scalekit_cache_resubscribes_total counter
+			scalekit_cache_resubscribes_total{instance_name="api-1",name="users"} 0
+			scalekit_cache_resubscribes_total{instance_name="api-1",name="users-b"} 0
 			# TYPE scalekit_cache_stale_served_total counter
 			scalekit_cache_stale_served_total{instance_name="api-1",name="users"} 1
 			scalekit_cache_stale_served_total{instance_name="api-1",name="users-b"} 0
