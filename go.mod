@@ -2,6 +2,8 @@ module github.com/scalekit-go/scalekit
 
 go 1.26.0
 
+toolchain go1.26.11
+
 require (
 	github.com/dunglas/httpsfv v1.1.2
 	github.com/jackc/pgx/v5 v5.12.0
