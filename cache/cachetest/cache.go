@@ -450,11 +450,23 @@ func getManyStale(t *testing.T, store cache.Store) {
 		}
 		return true
 	})
-	if b := batches.Load(); b != 2 {
-		t.Fatalf("%d batch calls: a page of %d stale keys must be refreshed with one batch call for the fleet, not one per key", b, n)
-	}
-	if size, _ := sizes.Load(int64(2)); size != n {
-		t.Fatalf("the refresh batch had %v keys, want %d", size, n)
+	// One refresh batch per instance at most, each key refreshed once for
+	// the fleet. On a Store that leases many keys atomically (memory, one
+	// Redis) one instance wins them all: 2 calls in all. On Redis Cluster
+	// leases are taken per node, so the two instances' refreshes may split
+	// the page between them; a key is still loaded once.
+	b := batches.Load()
+	refreshed := 0
+	var got []string
+	sizes.Range(func(k, v any) bool {
+		got = append(got, fmt.Sprintf("#%d: %d keys", k, v))
+		if k.(int64) > 1 {
+			refreshed += v.(int)
+		}
+		return true
+	})
+	if b < 2 || b > 1+int64(len(caches)) || refreshed != n {
+		t.Fatalf("%d batch calls (%v), %d keys refreshed: a page of %d stale keys must be refreshed with one batch call per instance, each key once, not one call per key", b, got, refreshed, n)
 	}
 }
 
