@@ -28,7 +28,6 @@ import (
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/idempotency/idempotencypg"
 	"github.com/scalekit-go/scalekit/idempotency/idempotencyredis"
-	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/metrics"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/queue/queuepg"
@@ -36,6 +35,7 @@ import (
 	"github.com/scalekit-go/scalekit/ratelimit"
 	"github.com/scalekit-go/scalekit/ratelimit/ratelimitredis"
 	"github.com/scalekit-go/scalekit/retry"
+	"github.com/scalekit-go/scalekit/scalekittest"
 	"github.com/scalekit-go/scalekit/shutdown"
 	"github.com/scalekit-go/scalekit/slo"
 )
@@ -652,7 +652,7 @@ func (a *app) toggle(ctx context.Context, action, target string) error {
 			return errors.New("the service did not start the replica itself")
 		}
 		if action == "stop" {
-			return a.in.pg.Replica.Stop(testinfra.StopImmediate)
+			return a.in.pg.Replica.Stop(scalekittest.StopImmediate)
 		}
 		return a.in.pg.Replica.Start(ctx)
 	case "redis":

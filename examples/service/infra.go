@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/scalekit-go/scalekit/internal/testinfra"
+	"github.com/scalekit-go/scalekit/scalekittest"
 )
 
 // infra is what the service runs on: URLs, and the throwaway servers it
@@ -14,8 +14,8 @@ import (
 type infra struct {
 	redisURL, dbURL string
 	replicaURLs     []string
-	redis           *testinfra.RedisServer
-	pg              *testinfra.PostgresCluster
+	redis           *scalekittest.RedisServer
+	pg              *scalekittest.PostgresCluster
 }
 
 // startInfra fills in what cfg leaves empty by starting local servers
@@ -30,7 +30,7 @@ func startInfra(ctx context.Context, cfg Config, out io.Writer) (*infra, error) 
 	if in.redisURL == "" {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		r, err := testinfra.StartRedis(sctx, testinfra.RedisOptions{})
+		r, err := scalekittest.StartRedis(sctx, scalekittest.RedisOptions{})
 		if err != nil {
 			fmt.Fprintf(out, "no Redis (%v)\n  install redis-server (apt-get install redis-server) or set REDIS_URL; using in-process rate limits, cache, idempotency and queue\n", err)
 		} else {
@@ -41,7 +41,7 @@ func startInfra(ctx context.Context, cfg Config, out io.Writer) (*infra, error) 
 	if in.dbURL == "" {
 		sctx, cancel := context.WithTimeout(ctx, 120*time.Second)
 		defer cancel()
-		pg, err := testinfra.StartPostgres(sctx, testinfra.PostgresOptions{})
+		pg, err := scalekittest.StartPostgres(sctx, scalekittest.PostgresOptions{})
 		if err != nil {
 			fmt.Fprintf(out, "no PostgreSQL (%v)\n  install PostgreSQL (apt-get install postgresql) or set DATABASE_URL; keeping users, posts and payments in memory\n", err)
 		} else {
