@@ -294,7 +294,7 @@ type Cache[V any] struct {
 
 	versions sync.Map // namespace name -> *nsVersion
 
-	pend_    pending
+	kept     pending
 	flushers sync.WaitGroup
 
 	subMu   sync.Mutex
@@ -828,7 +828,7 @@ func (c *Cache[V]) delivered(ctx context.Context, key string, err error) {
 	switch {
 	case err != nil:
 		c.pend(key, false)
-	case c.pend_.n.Load() > 0:
+	case c.kept.n.Load() > 0:
 		c.unpend(key)
 	}
 }
@@ -873,18 +873,18 @@ func (c *Cache[V]) Close() error {
 	if stop != nil {
 		stop()
 	}
-	// A barrier: a flusher registers in c.flushers under pend_.mu after
+	// A barrier: a flusher registers in c.flushers under kept.mu after
 	// checking closed, so once the lock is free none is left to start.
-	c.pend_.mu.Lock()
+	c.kept.mu.Lock()
 	//lint:ignore SA2001 the empty critical section is the barrier
-	c.pend_.mu.Unlock()
+	c.kept.mu.Unlock()
 	c.flushers.Wait()
-	c.pend_.mu.Lock()
-	left := len(c.pend_.keys)+len(c.pend_.names) > 0 || c.pend_.overflow
-	c.pend_.mu.Unlock()
+	c.kept.mu.Lock()
+	left := len(c.kept.keys)+len(c.kept.names) > 0 || c.kept.overflow
+	c.kept.mu.Unlock()
 	if left && !c.deliverPending(context.Background()) {
 		c.o.Logger.Warn("cache: closed with invalidations the Store did not take; other instances may serve the old values until their TTL",
-			slog.Int64("pending", c.pend_.n.Load()))
+			slog.Int64("pending", c.kept.n.Load()))
 	}
 	c.l1.StopAllGoroutines()
 	return nil
@@ -946,6 +946,6 @@ func (c *Cache[V]) Stats() Stats {
 		Coalesced: s.coalesced.Load(), L2Hits: s.l2Hits.Load(), L2Misses: s.l2Misses.Load(), L2Errors: s.l2Errors.Load(), L2Skipped: s.l2Skipped.Load(),
 		LeasesWon: s.leasesWon.Load(), LeaseWaits: s.leaseWaits.Load(), LeaseBusy: s.leaseBusy.Load(), LeaseTimeouts: s.leaseTimeouts.Load(),
 		FillsRefused: s.fillsRefused.Load(), CodecErrors: s.codecErrors.Load(), Invalidations: s.invalidations.Load(), Resubscribes: s.resubscribes.Load(),
-		PendingInvalidations: int(c.pend_.n.Load()), DelayedInvalidations: s.pendingDelivered.Load(), PendingOverflows: s.pendingOverflows.Load(),
+		PendingInvalidations: int(c.kept.n.Load()), DelayedInvalidations: s.pendingDelivered.Load(), PendingOverflows: s.pendingOverflows.Load(),
 		Circuit: c.br.State(), Entries: c.l1.EstimatedSize()}
 }

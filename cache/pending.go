@@ -26,7 +26,7 @@ type pending struct {
 // pend keeps an invalidation of key (or, with ns, of namespace name) for
 // later delivery and makes sure a flusher runs.
 func (c *Cache[V]) pend(name string, ns bool) {
-	p := &c.pend_
+	p := &c.kept
 	p.mu.Lock()
 	if ns {
 		if p.names == nil {
@@ -67,7 +67,7 @@ func (c *Cache[V]) pend(name string, ns bool) {
 // unpend forgets a pending invalidation of key that a later Set or Delete
 // delivered itself.
 func (c *Cache[V]) unpend(key string) {
-	p := &c.pend_
+	p := &c.kept
 	p.mu.Lock()
 	if _, ok := p.keys[key]; ok {
 		delete(p.keys, key)
@@ -101,7 +101,7 @@ func (c *Cache[V]) flushPending() {
 // fails goes back. It reports true when nothing is left (and the flusher
 // stops).
 func (c *Cache[V]) deliverPending(ctx context.Context) bool {
-	p := &c.pend_
+	p := &c.kept
 	p.mu.Lock()
 	keys, names, overflow := p.keys, p.names, p.overflow
 	p.keys, p.names, p.overflow = nil, nil, false
