@@ -222,6 +222,11 @@ func (s *Store) Fill(ctx context.Context, fills []cache.Fill) ([]bool, error) {
 	if err != nil {
 		return nil, err
 	}
+	return scriptResults(cmds, out)
+}
+
+// scriptResults fills out with whether each pipelined script returned 1.
+func scriptResults(cmds []*redis.Cmd, out []bool) ([]bool, error) {
 	for i, c := range cmds {
 		n, err := c.Int()
 		if err != nil {
@@ -271,14 +276,7 @@ func (s *Store) RenewLeases(ctx context.Context, keys, tokens []string, ttl time
 	if err != nil {
 		return nil, err
 	}
-	for i, c := range cmds {
-		n, err := c.Int()
-		if err != nil {
-			return nil, err
-		}
-		out[i] = n == 1
-	}
-	return out, nil
+	return scriptResults(cmds, out)
 }
 
 // counterScript returns (creating it at Redis TIME in ms when missing, so
