@@ -227,13 +227,17 @@ func (a *app) wire(ctx context.Context) error {
 		return err
 	}
 	a.userNS = a.users.Namespace("user")
-	a.metrics.AddCache("users", a.users)
+	if err := a.metrics.AddCache("users", a.users); err != nil {
+		return err
+	}
 
 	// Authors of a page of posts: one query for all of them.
 	if a.authors, err = batch.New(a.repo.authors, batch.Options{Wait: time.Millisecond, MaxBatch: 500}); err != nil {
 		return err
 	}
-	a.metrics.AddBatch("authors", a.authors)
+	if err := a.metrics.AddBatch("authors", a.authors); err != nil {
+		return err
+	}
 
 	// The payment provider, deliberately flaky, behind a breaker and a
 	// retry budget.
@@ -254,8 +258,12 @@ func (a *app) wire(ctx context.Context) error {
 	if err := a.metrics.AddBreaker(a.payBr); err != nil {
 		return err
 	}
-	a.metrics.AddRetrier("provider", a.payRetry)
-	a.metrics.AddRetryBudget("provider", budget)
+	if err := a.metrics.AddRetrier("provider", a.payRetry); err != nil {
+		return err
+	}
+	if err := a.metrics.AddRetryBudget("provider", budget); err != nil {
+		return err
+	}
 
 	// Jobs: PostgreSQL (enqueued in the payment's transaction) or Redis or
 	// memory.
@@ -283,18 +291,22 @@ func (a *app) wire(ctx context.Context) error {
 		Queues: map[string]queue.QueueOptions{"emails": {Concurrency: 8}, "receipts": {Concurrency: 4}}}); err != nil {
 		return err
 	}
-	queue.Handle(a.worker, "email:send", func(ctx context.Context, j *queue.Job[Email]) error {
+	if err := queue.Handle(a.worker, "email:send", func(ctx context.Context, j *queue.Job[Email]) error {
 		time.Sleep(2 * time.Millisecond) // the SMTP call
 		a.emails.Add(1)
 		return nil
-	})
-	queue.Handle(a.worker, "payment:receipt", func(ctx context.Context, j *queue.Job[Payment]) error {
+	}); err != nil {
+		return err
+	}
+	if err := queue.Handle(a.worker, "payment:receipt", func(ctx context.Context, j *queue.Job[Payment]) error {
 		_, err := a.jobs.Enqueue(ctx, "emails", "email:send", Email{To: fmt.Sprintf("user-%d@example.com", j.Args.UserID), Subject: "Your receipt " + j.Args.ID}, queue.EnqueueOptions{UniqueKey: "receipt:" + j.Args.ID})
 		if errors.Is(err, queue.ErrDuplicate) {
 			return nil // a redelivery: the email is already queued
 		}
 		return err
-	})
+	}); err != nil {
+		return err
+	}
 	if err := a.metrics.AddQueueWorker("worker", a.worker); err != nil {
 		return err
 	}
@@ -323,7 +335,9 @@ func (a *app) wire(ctx context.Context) error {
 	if a.idem, err = idempotency.NewMiddleware(io); err != nil {
 		return err
 	}
-	a.metrics.AddIdempotency("payments", a.idem)
+	if err := a.metrics.AddIdempotency("payments", a.idem); err != nil {
+		return err
+	}
 
 	// Rate limits per client: across the fleet on Redis, else in process.
 	policy := ratelimit.Policy{{Name: "client", Rate: int(a.cfg.RatePerClient), Burst: 2 * int(a.cfg.RatePerClient)}}
@@ -337,25 +351,35 @@ func (a *app) wire(ctx context.Context) error {
 			return err
 		}
 		a.limiter = rl
-		a.metrics.AddRedisLimiter("clients", rl)
+		if err := a.metrics.AddRedisLimiter("clients", rl); err != nil {
+			return err
+		}
 	} else {
 		local, err := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: policy})
 		if err != nil {
 			return err
 		}
 		a.limiter = local
-		a.metrics.AddLimiter("clients", local)
+		if err := a.metrics.AddLimiter("clients", local); err != nil {
+			return err
+		}
 	}
 	if a.rl, err = ratelimit.NewMiddleware(ratelimit.MiddlewareOptions{Limiter: a.limiter, Key: ratelimit.ClientIP(), Logger: a.log}); err != nil {
 		return err
 	}
-	a.metrics.AddRateLimitMiddleware("clients", a.rl)
+	if err := a.metrics.AddRateLimitMiddleware("clients", a.rl); err != nil {
+		return err
+	}
 
 	if a.tracker, err = slo.NewTracker(slo.TrackerOptions{Availability: 0.999, Latency: 0.99, LatencyThreshold: 250 * time.Millisecond, Logger: a.log}); err != nil {
 		return err
 	}
-	a.metrics.AddSLOTracker(a.tracker)
-	a.metrics.AddHealth("service", a.health)
+	if err := a.metrics.AddSLOTracker(a.tracker); err != nil {
+		return err
+	}
+	if err := a.metrics.AddHealth("service", a.health); err != nil {
+		return err
+	}
 	if a.router != nil {
 		if err := a.metrics.AddDBRouter("db", a.router); err != nil {
 			return err
