@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -109,13 +110,23 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	defer in.close()
 	a := &app{cfg: cfg, log: cfg.Logger, in: in}
-	defer a.closeAll()
+	// Until the coordinator runs, an error closes what wire opened here;
+	// from then on the coordinator closes it, after the servers stopped.
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			a.closeAll()
+		}
+	}()
 	if err := a.wire(ctx); err != nil {
 		return err
 	}
 	coord, err := shutdown.New(shutdown.Options{Readiness: a.health, DrainDelay: cfg.DrainDelay, Logger: cfg.Logger})
 	if err != nil {
 		return err
+	}
+	for _, r := range a.resources() { // the first registered closes last
+		coord.Close(r.name, r.close)
 	}
 	if a.cfg.Role != "api" {
 		if err := a.worker.Start(ctx); err != nil {
@@ -139,29 +150,53 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		}
 	}
 	a.health.MarkStarted()
+	handedOver = true
 	err = coord.Wait(ctx)
 	fmt.Fprintln(out, "stopped")
 	return err
 }
 
-func (a *app) closeAll() {
-	if a.provider != nil {
-		a.provider.close()
-	}
-	if a.users != nil {
-		a.users.Close()
-	}
-	if a.idemPG != nil {
-		a.idemPG.Close()
-	}
-	if b, ok := a.backend.(*queuepg.Backend); ok {
-		b.Close()
-	}
-	if a.router != nil {
-		a.router.Close()
+// resource is something wire opened, with how to close it.
+type resource struct {
+	name  string
+	close func(context.Context) error
+}
+
+// resources are what wire opened, in the order they were opened: what
+// others depend on first (Redis, the database), so it closes last.
+func (a *app) resources() []resource {
+	var rs []resource
+	add := func(name string, close func() error) {
+		rs = append(rs, resource{name, func(context.Context) error { return close() }})
 	}
 	if a.rdb != nil {
-		a.rdb.Close()
+		add("redis", a.rdb.Close)
+	}
+	if a.router != nil {
+		add("db", a.router.Close)
+	}
+	if b, ok := a.backend.(*queuepg.Backend); ok {
+		add("queue-backend", b.Close)
+	}
+	if a.idemPG != nil {
+		add("idempotency-store", a.idemPG.Close)
+	}
+	if a.users != nil {
+		add("user-cache", a.users.Close)
+	}
+	if a.provider != nil {
+		add("provider", func() error { a.provider.close(); return nil })
+	}
+	return rs
+}
+
+// closeAll closes what wire opened, last opened first, without the
+// coordinator (when start-up failed before it could run).
+func (a *app) closeAll() {
+	for _, r := range slices.Backward(a.resources()) {
+		if err := r.close(context.Background()); err != nil {
+			a.log.Warn("closing "+r.name, slog.Any("error", err))
+		}
 	}
 }
 
