@@ -2,6 +2,12 @@
 // enough, calls to it are rejected at once (ErrOpen) instead of piling up
 // on timeouts, and a few probe calls later test whether it recovered.
 //
+//	br, err := breaker.New(breaker.Options{Name: "payments", FailureRateThreshold: 0.5})
+//	err = br.Do(ctx, func(ctx context.Context) error { return provider.Charge(ctx, p) })
+//	if errors.Is(err, breaker.ErrOpen) { ... } // rejected at once: answer 503, or fall back
+//	resp, err := breaker.CallResult(ctx, br, fetch,
+//		func(r *http.Response) bool { return r.StatusCode >= 500 }) // a 503 counts as a failure
+//
 // States: Closed (calls go through and their outcomes are counted), Open
 // (calls are rejected until OpenTimeout passes, growing by
 // OpenTimeoutMultiplier after each failed probe, capped at MaxOpenTimeout),

@@ -3,6 +3,18 @@
 // from an optional L2 Store shared by every instance (cacheredis on Redis,
 // or MemoryStore), and calls loader on a miss.
 //
+//	users, err := cache.New[User](cache.Options{TTL: time.Minute,
+//		Store: redisStore}) // cacheredis.New(...); nil: in-process only
+//	if err != nil { ... }
+//	defer users.Close()
+//	u, err := users.Get(ctx, id, func(ctx context.Context, id string) (User, error) {
+//		return repo.User(ctx, id) // runs once per key across the fleet on a miss
+//	})
+//	if errors.Is(err, cache.ErrNotFound) { ... } // remembered for NegativeTTL
+//	err = users.Set(ctx, id, updated) // every instance's L1 copy is dropped
+//
+// # How it works
+//
 //   - Concurrent misses of one key run the loader once per process; every
 //     caller waits on its own ctx, and one giving up does not cancel the
 //     load for the others. A loader panic becomes a *PanicError for every

@@ -2,6 +2,15 @@
 // streaming replicas, with health checks, lag awareness and
 // read-your-writes by WAL position (LSN).
 //
+//	db, err := dbrouter.Open(ctx, primaryURL, []string{replicaURL}, dbrouter.Options{})
+//	defer db.Close()
+//	row := db.QueryRow(ctx, "SELECT name FROM users WHERE id = $1", id) // a healthy replica
+//	_, err = db.Exec(ctx, "UPDATE users SET name = $1 WHERE id = $2", name, id) // the primary
+//	mw, err := db.Middleware(dbrouter.HTTPOptions{}) // the user's next reads see their write
+//	http.ListenAndServe(addr, mw(mux))
+//
+// # How it works
+//
 // A Router offers the pgx query surface (Query, QueryRow, Exec, SendBatch,
 // Begin, BeginTx, CopyFrom), so code written against Querier takes the
 // router, a *pgxpool.Pool, a pgx.Tx or a *pgx.Conn.

@@ -2,6 +2,19 @@
 // an Idempotency-Key middleware for HTTP (draft-ietf-httpapi-idempotency-
 // key-header, with Stripe's semantics) and a Guard for job consumers.
 //
+//	mw, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{
+//		Store: store, // idempotencyredis or idempotencypg; nil: in-process MemoryStore
+//		Scope: func(r *http.Request) string { return userID(r) }, // whose keys these are
+//	})
+//	http.Handle("POST /payments", mw.Handler(payHandler)) // replays, 409s and 422s for you
+//
+//	guard, err := idempotency.NewGuard(idempotency.GuardOptions{Store: store})
+//	_, err = guard.Do(ctx, "receipt:"+paymentID, func(ctx context.Context) ([]byte, error) {
+//		return nil, sendReceipt(ctx) // at most once to completion, whatever the redeliveries
+//	})
+//
+// # How it works
+//
 // The middleware keys a request by (caller scope, method, route,
 // Idempotency-Key) and fingerprints it (method, path, chosen headers,
 // body). The first request runs and its response (status, chosen headers,

@@ -6,6 +6,20 @@
 // PostgreSQL (with enqueue in the caller's transaction), queueredis on
 // Redis. queuetest is the conformance suite every backend passes.
 //
+//	jobs, _ := queue.NewClient(queue.ClientOptions{Backend: backend}) // queuepg, queueredis or NewMemoryBackend
+//	id, err := jobs.Enqueue(ctx, "emails", "email:welcome", Welcome{UserID: 42},
+//		queue.EnqueueOptions{UniqueKey: "welcome:42", MaxAttempts: 5})
+//
+//	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: backend,
+//		Queues: map[string]queue.QueueOptions{"emails": {Concurrency: 8}}})
+//	queue.Handle(w, "email:welcome", func(ctx context.Context, j *queue.Job[Welcome]) error {
+//		return send(ctx, j.Args) // an error retries with backoff, then dead-letters
+//	})
+//	w.Start(ctx)
+//	defer w.Shutdown(ctx) // in-flight jobs finish or go back to the queue
+//
+// # How it works
+//
 // # Semantics
 //
 // A worker leases a job for QueueOptions.Lease (the visibility timeout)

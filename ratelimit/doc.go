@@ -4,6 +4,17 @@
 // on Redis (package ratelimitredis), plus HTTP middleware that answers 429
 // with Retry-After and the IETF RateLimit headers.
 //
+//	lim, err := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: ratelimit.Policy{
+//		{Name: "client", Rate: 100, Burst: 200}, // 100/s, bursts of 200
+//	}}) // ratelimitredis.New(...) for one limit across a fleet
+//	d, err := lim.Allow(ctx, userID)
+//	if !d.Allowed { retryIn := d.RetryAfter; ... }
+//
+//	mw, err := ratelimit.Middleware(ratelimit.MiddlewareOptions{Limiter: lim}) // 429 + RateLimit headers
+//	http.ListenAndServe(addr, mw(mux))
+//
+// # How it works
+//
 // A Limit is Rate events per Period with bursts of up to Burst; a Policy is
 // several Limits that must all admit an event (10/s burst 20 AND 1000/hour).
 // Every Limiter returns a Decision: allowed or not, the binding limit, how

@@ -3,6 +3,12 @@
 // by the callers of a dependency, an http.RoundTripper, and hedged
 // requests.
 //
+//	budget, _ := retry.NewBudget(retry.BudgetOptions{Ratio: 0.1}) // retries <= 10% of calls
+//	r, err := retry.New(retry.Options{MaxAttempts: 3, Budget: budget})
+//	err = r.Do(ctx, func(ctx context.Context) error { return callInventory(ctx) })
+//	user, err := retry.DoValue(ctx, r, func(ctx context.Context) (User, error) { return fetch(ctx) })
+//	client := &http.Client{Transport: &retry.Transport{Retrier: r}} // idempotent requests, Retry-After
+//
 // # Retrying
 //
 // A Retrier, from New(Options), runs a func(ctx) error with Do, or a
