@@ -1,6 +1,14 @@
 // Package health serves liveness, readiness and startup probes as
 // application/health+json (draft-inadarei-api-health-check).
 //
+//	h, err := health.New(health.Options{ServiceID: "orders"})
+//	h.Add(health.Check{Name: "postgres", Kind: health.Readiness, Timeout: time.Second,
+//		Func: func(ctx context.Context) error { return pool.Ping(ctx) }})
+//	mux.Handle("GET /health/live", h.Handler(health.Liveness))
+//	mux.Handle("GET /health/ready", h.Handler(health.Readiness)) // 503 while a critical check fails
+//
+// # How it works
+//
 // Checks are func(ctx) error with a name, a timeout and a criticality: a
 // failing critical check makes its probe "fail" (503), a failing Optional one
 // "warn" (degraded, still 200). Checks of a probe run in parallel, so a

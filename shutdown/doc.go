@@ -7,6 +7,12 @@
 // below the orchestrator's grace period. A second signal exits at once.
 // Every step is logged with its duration; errors are joined and returned.
 //
+//	c, err := shutdown.New(shutdown.Options{Readiness: probes, DrainDelay: 5 * time.Second})
+//	c.Server("http", srv)   // http.Server, queue workers: Shutdown(ctx) in parallel
+//	c.Close("db", func(ctx context.Context) error { pool.Close(); return nil })
+//	c.Close("cache", func(ctx context.Context) error { return users.Close() }) // closes before db
+//	err = c.Wait(ctx) // blocks until SIGTERM, then runs the whole sequence
+//
 // Anything with Shutdown(ctx) error, Close() error, Close(ctx) error or
 // Close() can be registered with Add.
 package shutdown

@@ -2,6 +2,13 @@
 // error) and latency (good = within a threshold), each a Target share of
 // events over a rolling Window (e.g. 99.9% over 30 days).
 //
+//	tr, err := slo.NewTracker(slo.TrackerOptions{Availability: 0.999,
+//		Latency: 0.99, LatencyThreshold: 250 * time.Millisecond}) // per route, 30-day window
+//	http.ListenAndServe(addr, tr.Middleware(mux))
+//	mux.Handle("GET /slo", tr.StatusHandler()) // budgets, burn rates, alerts as JSON
+//
+// # How it works
+//
 // Recording is O(1) with no allocation and constant memory: events are
 // counted into two rings of time buckets, fine ones (Window/43200, 1 minute
 // for 30 days) covering Window/120 for alert windows and coarse ones
