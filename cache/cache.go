@@ -17,6 +17,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/internal/logx"
+	"github.com/scalekit-go/scalekit/internal/pause"
 	"github.com/scalekit-go/scalekit/internal/renew"
 	"github.com/scalekit-go/scalekit/internal/stripe"
 )
@@ -380,14 +381,7 @@ func New[V any](o Options) (*Cache[V], error) {
 func (c *Cache[V]) resubscribe() {
 	defer close(c.subDone)
 	wait := time.Second
-	for {
-		t := time.NewTimer(wait)
-		select {
-		case <-c.closed:
-			t.Stop()
-			return
-		case <-t.C:
-		}
+	for pause.For(c.closed, wait) {
 		if stop, err := c.subscribe(); err == nil {
 			c.subMu.Lock()
 			select {

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/pause"
 )
 
 // pending holds the invalidations the Store could not take (a Set or
@@ -82,14 +84,7 @@ func (c *Cache[V]) unpend(key string) {
 func (c *Cache[V]) flushPending() {
 	defer c.flushers.Done()
 	wait := c.o.PollInterval
-	for {
-		t := time.NewTimer(wait)
-		select {
-		case <-c.closed:
-			t.Stop()
-			return
-		case <-t.C:
-		}
+	for pause.For(c.closed, wait) {
 		if c.deliverPending(context.Background()) {
 			return
 		}

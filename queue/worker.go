@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/scalekit-go/scalekit/internal/logx"
+	"github.com/scalekit-go/scalekit/internal/pause"
 	"github.com/scalekit-go/scalekit/internal/renew"
 	"github.com/scalekit-go/scalekit/ratelimit"
 	"github.com/scalekit-go/scalekit/retry"
@@ -232,21 +233,17 @@ func (w *Worker) fetch(ctx context.Context, q *workerQueue) {
 				return
 			}
 			w.o.Logger.Warn("queue: fetch failed", slog.String("queue", q.name), slog.Any("error", err))
-			t := time.NewTimer(errWait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !pause.For(ctx.Done(), errWait) {
 				return
-			case <-t.C:
 			}
 			errWait = min(2*errWait, 5*time.Second)
 			continue
 		}
 		errWait = 100 * time.Millisecond
 		q.st.fetched.Add(uint64(len(leases)))
-		var pause time.Duration
+		var wait time.Duration
 		if q.o.Limiter != nil {
-			leases, pause = w.admit(ctx, q, leases)
+			leases, wait = w.admit(ctx, q, leases)
 		}
 		for _, l := range leases {
 			w.jobs.Add(1)
@@ -256,14 +253,8 @@ func (w *Worker) fetch(ctx context.Context, q *workerQueue) {
 			w.leaseMu.Unlock()
 			go w.run(q, l, ls)
 		}
-		if pause > 0 { // the rate limit is reached: wait, holding no lease
-			t := time.NewTimer(pause)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
+		if wait > 0 && !pause.For(ctx.Done(), wait) { // the rate limit is reached: wait, holding no lease
+			return
 		}
 	}
 }

@@ -48,6 +48,7 @@ import (
 	"github.com/scalekit-go/scalekit/batch"
 	"github.com/scalekit-go/scalekit/internal/every"
 	"github.com/scalekit-go/scalekit/internal/logx"
+	"github.com/scalekit-go/scalekit/internal/pause"
 	"github.com/scalekit-go/scalekit/queue"
 )
 
@@ -717,7 +718,7 @@ func (b *Backend) listen() {
 		<-b.stop
 		cancel()
 	}()
-	pause := 100 * time.Millisecond
+	wait := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := b.listenOnce(ctx)
 		b.wakeAll("")
@@ -725,14 +726,10 @@ func (b *Backend) listen() {
 			return
 		}
 		b.log.Warn("queuepg: LISTEN connection lost; reconnecting", slog.Any("error", err))
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pause.For(ctx.Done(), wait) {
 			return
-		case <-t.C:
 		}
-		pause = min(2*pause, 5*time.Second)
+		wait = min(2*wait, 5*time.Second)
 	}
 }
 
