@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"slices"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scalekit-go/scalekit/breaker"
@@ -12,8 +14,8 @@ import (
 var circuitStates = []string{breaker.Closed.String(), breaker.Open.String(), breaker.HalfOpen.String()}
 
 // breakerStates adds the states a user's breaker can be set to by hand.
-var breakerStates = append(circuitStates[:len(circuitStates):len(circuitStates)],
-	breaker.ForcedOpen.String(), breaker.ForcedClosed.String(), breaker.MetricsOnly.String())
+var breakerStates = slices.Concat(circuitStates,
+	[]string{breaker.ForcedOpen.String(), breaker.ForcedClosed.String(), breaker.MetricsOnly.String()})
 
 type breakerDescs struct {
 	state, calls, slow, transitions, probeTimeouts, wouldTrips, consecutive, windowCalls, windowFailures, windowSlow, openUntil *prometheus.Desc
