@@ -17,3 +17,25 @@ func For(done <-chan struct{}, d time.Duration) bool {
 		return true
 	}
 }
+
+// Growing is the pause of a loop that retries a failing server: each Wait
+// waits the current pause, then doubles it up to Max. Reset starts over
+// from Min after a success. The zero value is not usable; set Min and Max.
+type Growing struct {
+	Min, Max time.Duration
+	cur      time.Duration
+}
+
+// Wait waits the current pause unless done closes first (For), then grows
+// it. It reports whether the full wait passed: false means stop.
+func (g *Growing) Wait(done <-chan struct{}) bool {
+	if g.cur < g.Min {
+		g.cur = g.Min
+	}
+	ok := For(done, g.cur)
+	g.cur = min(2*g.cur, g.Max)
+	return ok
+}
+
+// Reset makes the next Wait wait Min again.
+func (g *Growing) Reset() { g.cur = 0 }

@@ -2,6 +2,7 @@ package serverclock_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -32,7 +33,7 @@ return {now_us(ARGV[1]), now_ms(ARGV[2]), us, ns}`)
 		return v
 	}
 	at := time.Unix(1_700_000_000, 123_456_789)
-	if got, want := run(clock.NewManual(at)), []int64{at.UnixMicro(), at.UnixMilli(), at.UnixMicro(), 789}; !equal(got, want) {
+	if got, want := run(clock.NewManual(at)), []int64{at.UnixMicro(), at.UnixMilli(), at.UnixMicro(), 789}; !slices.Equal(got, want) {
 		t.Fatalf("set clock: got %v, want %v", got, want)
 	}
 	before := time.Now()
@@ -43,16 +44,4 @@ return {now_us(ARGV[1]), now_ms(ARGV[2]), us, ns}`)
 		got[2] < before.UnixMicro()-1000 || got[2] > after.UnixMicro()+1000 || got[3] != 0 {
 		t.Fatalf("server clock: got %v, want Redis TIME between %v and %v", got, before, after)
 	}
-}
-
-func equal(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
