@@ -23,9 +23,9 @@ func ExampleBreaker_Do() {
 	// 4 open true
 }
 
-func ExampleCall() {
+func ExampleDoValue() {
 	br, _ := breaker.New(breaker.Options{})
-	price, err := breaker.Call(context.Background(), br, func(ctx context.Context) (int, error) { return 42, nil })
+	price, err := breaker.DoValue(context.Background(), br, func(ctx context.Context) (int, error) { return 42, nil })
 	fmt.Println(price, err)
 	// Output: 42 <nil>
 }
@@ -42,13 +42,13 @@ func ExampleGroup() {
 	// <nil>
 }
 
-func ExampleCallResult() {
+func ExampleDoValueJudged() {
 	br, _ := breaker.New(breaker.Options{ConsecutiveFailures: 2})
 	type response struct{ Status int }
 	is5xx := func(r response) bool { return r.Status >= 500 }
 	unavailable := func(ctx context.Context) (response, error) { return response{503}, nil }
 	for i := 0; i < 3; i++ {
-		r, err := breaker.CallResult(context.Background(), br, unavailable, is5xx)
+		r, err := breaker.DoValueJudged(context.Background(), br, unavailable, is5xx)
 		fmt.Println(r.Status, err, br.State())
 	}
 	// Output:

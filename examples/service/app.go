@@ -593,7 +593,7 @@ func (a *app) createPayment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	charge, err := retry.DoValue(r.Context(), a.payRetry, func(ctx context.Context) (string, error) {
-		return breaker.Call(ctx, a.payBr, a.provider.charge)
+		return breaker.DoValue(ctx, a.payBr, a.provider.charge)
 	})
 	switch {
 	case errors.Is(err, breaker.ErrOpen):
