@@ -126,13 +126,13 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		return err
 	}
 	for _, r := range a.resources() { // the first registered closes last
-		coord.Close(r.name, r.close)
+		coord.RegisterCloseFunc(r.name, r.close)
 	}
 	if a.cfg.Role != "api" {
 		if err := a.worker.Start(ctx); err != nil {
 			return err
 		}
-		coord.Add("worker", a.worker)
+		coord.RegisterServer("worker", a.worker)
 	}
 	var srv *http.Server
 	if a.cfg.Role != "worker" {
@@ -142,7 +142,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		}
 		srv = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
-		coord.Server("http", srv)
+		coord.RegisterServer("http", srv)
 		fmt.Fprintf(out, "serving on http://%s (role %s)\n  try: curl http://%s/users/1 ; curl http://%s/posts?limit=5 ; curl http://%s/metrics\n",
 			ln.Addr(), cfg.Role, ln.Addr(), ln.Addr(), ln.Addr())
 		if cfg.Ready != nil {
