@@ -54,11 +54,11 @@ func TestMiddlewareBadHeaderKeepsCookie(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mw, err := r.Middleware(HTTPOptions{})
+	hl, err := NewHTTP(HTTPOptions{Router: r})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := notesHandler(t, r, mw)
+	h := notesHandler(t, r, hl.Middleware)
 	f.PauseReplay()
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/notes", nil))
@@ -367,7 +367,7 @@ func TestReplayRegressionDetected(t *testing.T) {
 // little ahead (another instance's clock) still holds reads on the primary.
 func TestForgedWindowTokenClamped(t *testing.T) {
 	clk := testclock.New()
-	r, _ := newFake(t, Options{Consistency: ConsistencyWindow, Window: 2 * time.Second, Now: clk.Now}, 1)
+	r, _ := newFake(t, Options{Consistency: ConsistencyWindow, Window: 2 * time.Second, Clock: clk}, 1)
 	defer r.Close()
 	ctx := WithToken(context.Background(), Token{Time: clk.Now().Add(24 * time.Hour)})
 	if got := routeName(r, ctx); got != "r0" {

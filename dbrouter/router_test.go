@@ -369,11 +369,11 @@ func TestMiddlewareReadYourWrites(t *testing.T) {
 	r := newReal(t, f, Options{})
 	mustExec(t, r, "CREATE TABLE notes (id int PRIMARY KEY)")
 	f.WaitReplicaCaughtUp()
-	mw, err := r.Middleware(HTTPOptions{})
+	hl, err := NewHTTP(HTTPOptions{Router: r})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := mw(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	h := hl.Middleware(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		ctx := req.Context()
 		if req.Method == http.MethodPost {
 			if _, err := r.Exec(ctx, "INSERT INTO notes VALUES (1)"); err != nil {

@@ -452,9 +452,9 @@ func (a *app) routes() http.Handler {
 	api = a.tracker.Middleware(api)
 	api = a.rl.Handler(api)
 	if a.router != nil {
-		mw, err := a.router.Middleware(dbrouter.HTTPOptions{Insecure: true})
+		tokens, err := dbrouter.NewHTTP(dbrouter.HTTPOptions{Router: a.router, Insecure: true})
 		if err == nil {
-			api = mw(api)
+			api = tokens.Middleware(api)
 		}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
