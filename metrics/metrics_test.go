@@ -129,7 +129,7 @@ func expect(t testing.TB, c prometheus.Collector, prefix, want string) {
 // lines included, with testutil.CollectAndCompare.
 func TestBreaker(t *testing.T) {
 	clk := testclock.New() // 2026-01-01 00:00 UTC, Unix 1767225600
-	br := must[*breaker.Breaker](t)(breaker.New(breaker.Options{Name: "payments", ConsecutiveFailures: 2, Now: clk.Now}))
+	br := must[*breaker.Breaker](t)(breaker.New(breaker.Options{Name: "payments", ConsecutiveFailures: 2, Clock: clk}))
 	ctx := context.Background()
 	br.Do(ctx, ok)
 	br.Do(ctx, fail)
@@ -737,7 +737,7 @@ func TestIdempotency(t *testing.T) {
 
 func TestSLO(t *testing.T) {
 	clk := testclock.New()
-	s := must[*slo.SLO](t)(slo.New(slo.Options{Name: "checkout", Target: 0.75, Now: clk.Now}))
+	s := must[*slo.SLO](t)(slo.New(slo.Options{Name: "checkout", Target: 0.75, Clock: clk}))
 	for i := range 100 {
 		s.Record(i%5 > 1) // 40 bad of 100: burn rate 0.4 / 0.25 = 1.6
 	}
@@ -775,7 +775,7 @@ func TestSLO(t *testing.T) {
 
 func TestSLOTracker(t *testing.T) {
 	clk := testclock.New()
-	tr := must[*slo.Tracker](t)(slo.NewTracker(slo.TrackerOptions{Availability: 0.75, Latency: 0.5, LatencyThreshold: 100 * time.Millisecond, Now: clk.Now}))
+	tr := must[*slo.Tracker](t)(slo.NewTracker(slo.TrackerOptions{Availability: 0.75, Latency: 0.5, LatencyThreshold: 100 * time.Millisecond, Clock: clk}))
 	tr.Observe("GET /users/{id}", 200, 10*time.Millisecond)
 	tr.Observe("GET /users/{id}", 503, 300*time.Millisecond)
 	m := newCollector(t, metrics.Options{})
