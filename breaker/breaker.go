@@ -225,8 +225,8 @@ func (o Options) withDefaults() (Options, error) {
 type Breaker struct {
 	o             Options
 	now           func() time.Time // Options.Clock's, or time.Now
-	consecutiveOn bool   // the consecutive-failures rule applies
-	w             window // nil when no rate is tracked
+	consecutiveOn bool             // the consecutive-failures rule applies
+	w             window           // nil when no rate is tracked
 
 	// sg packs the state (low 2 bits) and the generation (the rest); a
 	// result recorded under an older generation is ignored.

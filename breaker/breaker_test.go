@@ -224,7 +224,7 @@ func TestStaleGenerationIgnored(t *testing.T) {
 	}
 	run(b, 1, fail) // trips
 	clk.Add(5 * time.Second)
-	run(b, 1, ok) // probe closes it: a new generation
+	run(b, 1, ok)    // probe closes it: a new generation
 	release(errBoom) // the old call's failure must not trip the new closed state
 	release(errBoom) // twice: harmless
 	if b.State() != Closed {
