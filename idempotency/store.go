@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/scalekit-go/scalekit/internal/expiring"
 	"github.com/scalekit-go/scalekit/internal/token"
 )
 
@@ -122,10 +123,9 @@ type MemoryStoreOptions struct {
 // tests. Expired records are dropped when touched and by a sweep every
 // 1024 writes.
 type MemoryStore struct {
-	now    func() time.Time
-	mu     sync.Mutex
-	recs   map[string]*memRecord
-	writes int
+	now  func() time.Time
+	mu   sync.Mutex
+	recs expiring.Map[*memRecord]
 }
 
 type memRecord struct {
@@ -133,7 +133,6 @@ type memRecord struct {
 	done       bool
 	result     []byte
 	leaseUntil time.Time
-	expires    time.Time
 }
 
 // NewMemoryStore returns an empty MemoryStore.
@@ -141,27 +140,7 @@ func NewMemoryStore(o MemoryStoreOptions) *MemoryStore {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &MemoryStore{now: o.Now, recs: map[string]*memRecord{}}
-}
-
-func (s *MemoryStore) live(key string, now time.Time) *memRecord {
-	r := s.recs[key]
-	if r != nil && !now.Before(r.expires) {
-		delete(s.recs, key)
-		return nil
-	}
-	return r
-}
-
-func (s *MemoryStore) wrote(now time.Time) {
-	if s.writes++; s.writes%1024 != 0 {
-		return
-	}
-	for k, r := range s.recs {
-		if !now.Before(r.expires) {
-			delete(s.recs, k)
-		}
-	}
+	return &MemoryStore{now: o.Now}
 }
 
 // Begin is Store.Begin.
@@ -169,11 +148,11 @@ func (s *MemoryStore) Begin(_ context.Context, key, fingerprint string, lease, t
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.live(key, now)
+	r, _ := s.recs.Get(key, now)
 	switch {
 	case r == nil:
-		r = &memRecord{fp: fingerprint, expires: now.Add(ttl)}
-		s.recs[key] = r
+		r = &memRecord{fp: fingerprint}
+		s.recs.Set(key, r, now, ttl)
 	case r.fp != fingerprint:
 		return Outcome{Status: Mismatch}, nil
 	case r.done:
@@ -183,12 +162,11 @@ func (s *MemoryStore) Begin(_ context.Context, key, fingerprint string, lease, t
 	}
 	r.token = token.New()
 	r.leaseUntil = now.Add(lease)
-	s.wrote(now)
 	return Outcome{Status: Started, Token: r.token}, nil
 }
 
 func (s *MemoryStore) held(key, token string, now time.Time) (*memRecord, error) {
-	r := s.live(key, now)
+	r, _ := s.recs.Get(key, now)
 	if r == nil || r.done || r.token != token {
 		return nil, ErrLeaseLost
 	}
@@ -204,7 +182,8 @@ func (s *MemoryStore) Complete(_ context.Context, key, token string, result []by
 	if err != nil {
 		return err
 	}
-	r.done, r.result, r.expires = true, append([]byte(nil), result...), now.Add(ttl)
+	r.done, r.result = true, append([]byte(nil), result...)
+	s.recs.Set(key, r, now, ttl)
 	return nil
 }
 
@@ -216,7 +195,7 @@ func (s *MemoryStore) Abandon(_ context.Context, key, token string) error {
 	if _, err := s.held(key, token, now); err != nil {
 		return err
 	}
-	delete(s.recs, key)
+	s.recs.Delete(key)
 	return nil
 }
 
