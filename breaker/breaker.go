@@ -144,7 +144,7 @@ type Options struct {
 	Logger *slog.Logger
 
 	// rand is the random source for OpenTimeoutJitter: a number in [0, 1).
-	// Default: math/rand/v2's Float64. Tests set it (export_test.go).
+	// Default: math/rand/v2's Float64. The package's tests set it.
 	rand func() float64
 }
 

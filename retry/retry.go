@@ -58,7 +58,7 @@ type Options struct {
 
 	// rand returns a uniform random number in [0, 1) for the jitter; it
 	// must be safe for concurrent use. Default: math/rand/v2's Float64
-	// (per-thread state, no lock). Tests set it (export_test.go).
+	// (per-thread state, no lock). The package's tests set it.
 	rand func() float64
 }
 
