@@ -131,10 +131,10 @@ func (c *Coordinator) RegisterCloser(name string, cl io.Closer) {
 // with a ctx that ends after StepTimeout. For a Close(ctx) error method,
 // pass the method value; for a Close() with no result (pgxpool.Pool), wrap
 // it: func(context.Context) error { pool.Close(); return nil }.
-func (c *Coordinator) RegisterCloseFunc(name string, close func(ctx context.Context) error) {
+func (c *Coordinator) RegisterCloseFunc(name string, fn func(ctx context.Context) error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.closers = append(c.closers, named[func(context.Context) error]{name, close})
+	c.closers = append(c.closers, named[func(context.Context) error]{name, fn})
 }
 
 // Trigger starts the sequence as a signal would. Later calls do nothing.
