@@ -74,11 +74,12 @@ func stack(t *testing.T, h http.Handler, router *dbrouter.Router) http.Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := dbrouter.NewHTTP(dbrouter.HTTPOptions{Router: router, Insecure: true})
+	dbHTTP, err := dbrouter.NewHTTP(dbrouter.HTTPOptions{Router: router, Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tracker.Middleware(rl.Handler(shed.Shed(idem.Handler(tokens.Middleware(batch.MemoMiddleware(h))))))
+	tokens := dbHTTP.Middleware
+	return tracker.Middleware(rl.Handler(shed.Shed(idem.Handler(tokens(batch.MemoMiddleware(h))))))
 }
 
 func websocketAccept(key string) string {
