@@ -71,3 +71,18 @@ func ExampleBreaker_MetricsOnly() {
 	// metrics-only 4 0 2
 	// closed
 }
+
+// Acquire is for code that cannot pass a function, such as a call that
+// starts in one callback and ends in another: release records the outcome.
+func ExampleBreaker_Acquire() {
+	br, _ := breaker.New(breaker.Options{ConsecutiveFailures: 1})
+	release, err := br.Acquire()
+	if err != nil {
+		return // rejected: breaker.ErrOpen
+	}
+	release(errors.New("timeout")) // the call failed
+	release(nil)                   // a second call is harmless: it is not counted
+	_, err = br.Acquire()
+	fmt.Println(br.State(), err)
+	// Output: open breaker: open
+}
