@@ -1,31 +1,3 @@
-// Package queuepg is a queue.Backend on PostgreSQL: one jobs table fetched
-// with FOR UPDATE SKIP LOCKED in batches, LISTEN/NOTIFY to wake waiting
-// workers at once, and EnqueueTx to add a job in the same transaction as
-// the business write, so a job exists if and only if that write
-// committed (the transactional outbox, without the outbox).
-//
-// Migrate creates the tables (queue_jobs and queue_unique by default).
-// Done jobs are kept for Options.Retention for status queries, dead jobs
-// for Options.DeadRetention (14 days by default), and removed by Sweep
-// (or Options.SweepInterval).
-//
-// Workers are woken by NOTIFY, sent after the enqueue committed from the
-// backend's own connection, coalesced per queue: never inside the
-// enqueuing transaction, because PostgreSQL serialises the commits of
-// transactions that notified (a global lock held through the commit),
-// which would cap the caller's whole write path. EnqueueTx learns of its
-// transaction's commit with pg_xact_status (PostgreSQL 13 or later).
-//
-// PgBouncer (and other poolers) in transaction mode do not keep a session
-// for LISTEN: set Options.PollOnly there (or point the workers' pool at
-// PostgreSQL directly, or at a session-mode pool); waiting workers then
-// poll every Options.PollInterval.
-//
-// When PostgreSQL is down, Enqueue returns its error and workers keep
-// retrying their fetches with a growing pause; leases run on the
-// database's clock, so a worker that cannot reach the database cannot
-// keep its jobs past their lease, and they are redelivered once it is
-// back. Committed jobs are as durable as the database.
 package queuepg
 
 import (
