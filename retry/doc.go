@@ -24,7 +24,7 @@
 //
 // An attempt's error decides what happens next: Permanent(err) stops at
 // once, and so does an error Options.Retryable rejects, both returned as
-// they are; a AfterError asks for a longer wait, which Do honours up
+// they are; an AfterError asks for a longer wait, which Do honours up
 // to Options.MaxRetryAfter: one asking for more ends the retries at once
 // (ReasonRetryAfter) instead of sleeping, say, the hour a server's
 // "Retry-After: 3600" asks for, or retrying before the server said it

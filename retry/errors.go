@@ -36,7 +36,7 @@ const (
 	ReasonContext Reason = "ctx done"
 	// ReasonBudget: the Budget refused the retry.
 	ReasonBudget Reason = "retry budget exhausted"
-	// ReasonRetryAfter: the attempt asked, with a AfterError (a
+	// ReasonRetryAfter: the attempt asked, with an AfterError (a
 	// server's Retry-After), for a wait longer than MaxRetryAfter.
 	ReasonRetryAfter Reason = "Retry-After over MaxRetryAfter"
 )
@@ -136,7 +136,7 @@ func (e *AfterError) Error() string {
 // Unwrap returns Err.
 func (e *AfterError) Unwrap() error { return e.Err }
 
-// cappedRetryAfter is a AfterError from a Transport with its own
+// cappedRetryAfter is an AfterError from a Transport with its own
 // MaxRetryAfter, which replaces the Retrier's for it. (A field on
 // AfterError would break callers' unkeyed literals.)
 type cappedRetryAfter struct {

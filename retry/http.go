@@ -67,7 +67,7 @@ func ParseRetryAfter(value string, now time.Time) (time.Duration, bool) {
 // bytes and strings readers). Other requests make one round trip.
 //
 // A Retry-After is honoured up to the Retrier's Options.MaxRetryAfter
-// (default 30s), the cap Do applies to a AfterError: a longer one
+// (default 30s), the cap Do applies to an AfterError: a longer one
 // ends the retries with that response, at once.
 //
 // Responses it discards are drained (up to 64 KiB, so the connection can

@@ -32,7 +32,7 @@ type Options struct {
 	// Backoff gives the wait before each retry. Default: Exponential{}
 	// (full jitter, base 100ms, cap 10s).
 	Backoff Backoff
-	// MaxRetryAfter caps the wait a AfterError (a server's
+	// MaxRetryAfter caps the wait an AfterError (a server's
 	// Retry-After) may ask for: when an attempt asks for a longer one, Do
 	// gives up at once (ReasonRetryAfter) with that attempt's error rather
 	// than sleep that long, or retry before the server said it would
@@ -161,7 +161,7 @@ func enterBudget(ctx context.Context, b *Budget) context.Context {
 }
 
 // Do calls fn until it succeeds, returns an error not worth retrying, or a
-// limit is reached, waiting Backoff (at least a AfterError's After)
+// limit is reached, waiting Backoff (at least an AfterError's After)
 // between attempts. It returns:
 //
 //   - nil when an attempt succeeds;
@@ -177,7 +177,7 @@ func enterBudget(ctx context.Context, b *Budget) context.Context {
 //     (ReasonMaxAttempts), when the next attempt would start after
 //     MaxElapsed (ReasonMaxElapsed) or after the ctx deadline
 //     (ReasonDeadline: Do returns at once rather than sleep in vain),
-//     when a AfterError asks for more than MaxRetryAfter
+//     when an AfterError asks for more than MaxRetryAfter
 //     (ReasonRetryAfter), or when the Budget refuses the retry
 //     (ReasonBudget).
 //
