@@ -196,8 +196,14 @@ func TestRunInterrupted(t *testing.T) {
 	if got, want := f.chaosCalls(), []string{"stop=replica", "start=replica"}; !slices.Equal(got, want) {
 		t.Errorf("chaos calls %q, want %q", got, want)
 	}
-	if !strings.Contains(out.String(), "INTERRUPTED after 0.3s") {
-		t.Errorf("the report does not say it was interrupted:\n%s", out.String())
+	// The run was cut by the 300ms ctx: what it scheduled until then is at
+	// most that (less the start-up), and the report says so. (Asserting
+	// "0.3s" to the letter failed on a loaded machine: 0.2s and 0.4s.)
+	if sum.Scheduled <= 0 || sum.Scheduled > time.Since(began) {
+		t.Errorf("scheduled %v of a run interrupted after %v", sum.Scheduled, time.Since(began))
+	}
+	if want := fmt.Sprintf("INTERRUPTED after %.1fs", sum.Scheduled.Seconds()); !strings.Contains(out.String(), want) {
+		t.Errorf("the report does not say %q:\n%s", want, out.String())
 	}
 }
 
