@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/httpx"
 )
 
@@ -28,10 +29,10 @@ type ConcurrencyLimiter interface {
 type ConcurrencyOptions struct {
 	// Limit is the most holders one key may have at once; required, >= 1.
 	Limit int
-	// Now is the clock that times how long slots are held, for the
-	// RetryAfter of a refusal (see ConcurrencyRetryAfter). Default:
-	// time.Now.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the real
+	// time. It times how long slots are held, for the RetryAfter of a
+	// refusal (see ConcurrencyRetryAfter).
+	Clock clock.Clock
 }
 
 // Concurrency is an in-process ConcurrencyLimiter. Memory is proportional
@@ -41,7 +42,7 @@ type ConcurrencyOptions struct {
 // holders keeps nothing) and the key's Limit holders.
 type Concurrency struct {
 	limit    int
-	now      func() time.Time
+	clk      clock.Clock
 	meanHold atomic.Int64 // ns, 0: nothing measured
 	seed     maphash.Seed
 	shards   [32]concShard
@@ -61,10 +62,7 @@ func NewConcurrency(opts ConcurrencyOptions) (*Concurrency, error) {
 	if opts.Limit < 1 {
 		return nil, fmt.Errorf("%w: ConcurrencyOptions.Limit must be >= 1, got %d", ErrInvalid, opts.Limit)
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	c := &Concurrency{limit: opts.Limit, now: opts.Now, seed: maphash.MakeSeed()}
+	c := &Concurrency{limit: opts.Limit, clk: opts.Clock, seed: maphash.MakeSeed()}
 	for i := range c.shards {
 		c.shards[i].n = make(map[string]int)
 	}
@@ -91,13 +89,13 @@ func (c *Concurrency) Acquire(_ context.Context, key string) (func(), error) {
 	s.n[key] = held + 1
 	s.mu.Unlock()
 	c.acquired.Add(1)
-	start := c.now()
+	start := clock.Now(c.clk)
 	var once atomic.Bool
 	return func() {
 		if !once.CompareAndSwap(false, true) {
 			return
 		}
-		c.timeHold(c.now().Sub(start))
+		c.timeHold(clock.Now(c.clk).Sub(start))
 		s.mu.Lock()
 		if s.n[key] <= 1 {
 			delete(s.n, key)
@@ -147,8 +145,9 @@ type AdaptiveOptions struct {
 	TargetLatency time.Duration
 	// Backoff multiplies the limit on overload, in (0, 1). Default: 0.9.
 	Backoff float64
-	// Now is the clock used to measure latency. Default: time.Now.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the real
+	// time. It measures the calls' latency.
+	Clock clock.Clock
 }
 
 // Adaptive is a load-shedding concurrency limit that finds its own level
@@ -193,9 +192,6 @@ func NewAdaptive(o AdaptiveOptions) (*Adaptive, error) {
 	if o.Backoff == 0 {
 		o.Backoff = 0.9
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
 	switch {
 	case o.Min < 1:
 		return nil, fmt.Errorf("%w: AdaptiveOptions.Min must be >= 1, got %d", ErrInvalid, o.Min)
@@ -212,11 +208,12 @@ func NewAdaptive(o AdaptiveOptions) (*Adaptive, error) {
 }
 
 // Acquire admits a call or sheds it with a *LimitedError (errors.Is
-// ErrLimited) when the in-flight limit is reached. done must be called once
+// ErrLimited) when the in-flight limit is reached. release must be called
 // when the call ends, with overloaded true when the call failed in a way
 // that signals overload (a timeout, a 503 from downstream); the latency is
-// measured between Acquire and done.
-func (a *Adaptive) Acquire() (done func(overloaded bool), err error) {
+// measured between Acquire and release. Only the first call of release
+// counts: calling it again does nothing.
+func (a *Adaptive) Acquire() (release func(overloaded bool), err error) {
 	a.mu.Lock()
 	if a.inflight >= int(a.limit) {
 		lim := int(a.limit)
@@ -230,13 +227,13 @@ func (a *Adaptive) Acquire() (done func(overloaded bool), err error) {
 	busy := 2*a.inflight >= int(a.limit)
 	a.mu.Unlock()
 	a.admitted.Add(1)
-	start := a.o.Now()
+	start := clock.Now(a.o.Clock)
 	var once atomic.Bool
 	return func(overloaded bool) {
 		if !once.CompareAndSwap(false, true) {
 			return
 		}
-		now := a.o.Now()
+		now := clock.Now(a.o.Clock)
 		slow := now.Sub(start) > a.o.TargetLatency
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -276,19 +273,19 @@ func (a *Adaptive) Stats() AdaptiveStats {
 	return AdaptiveStats{Limit: lim, InFlight: in, Admitted: a.admitted.Load(), Shed: a.shed.Load(), Cuts: a.cuts.Load()}
 }
 
-// Shed is HTTP middleware that sheds load with a: over the limit it answers
+// Middleware wraps next to shed load with a: over the limit it answers
 // 503 with Retry-After: 1 instead of queueing; a response with status 503
 // or 504 from next counts as overload.
-func (a *Adaptive) Shed(next http.Handler) http.Handler {
+func (a *Adaptive) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		done, err := a.Acquire()
+		release, err := a.Acquire()
 		if err != nil {
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, "overloaded, retry later", http.StatusServiceUnavailable)
 			return
 		}
 		sw, ww := httpx.Wrap(w)
-		defer func() { done(sw.Status() == http.StatusServiceUnavailable || sw.Status() == http.StatusGatewayTimeout) }()
+		defer func() { release(sw.Status() == http.StatusServiceUnavailable || sw.Status() == http.StatusGatewayTimeout) }()
 		next.ServeHTTP(ww, r)
 	})
 }

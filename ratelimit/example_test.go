@@ -42,10 +42,10 @@ func ExampleNewLocal_badOptions() {
 	// ratelimit: invalid argument: Limits[0].Burst must be >= 1, got -1
 }
 
-func ExampleMiddleware() {
+func ExampleHTTP_Middleware() {
 	lim, _ := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: ratelimit.Policy{{Name: "api", Rate: 1, Burst: 1}}})
-	mw, _ := ratelimit.Middleware(ratelimit.MiddlewareOptions{Limiter: lim})
-	h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello") }))
+	mw, _ := ratelimit.NewHTTP(ratelimit.HTTPOptions{Limiter: lim})
+	h := mw.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello") }))
 
 	for i := 0; i < 2; i++ {
 		r := httptest.NewRequest("GET", "/", nil)

@@ -221,8 +221,8 @@ func TestGodocStatesCapAndClockClamp(t *testing.T) {
 	if d := field("Limit", "Burst"); !contains(d, "100 years") {
 		t.Errorf("Limit.Burst doc does not state the 100-year cap on Burst*Interval:\n%s", d)
 	}
-	if d := field("LocalOptions", "Now"); !contains(d, "backwards") {
-		t.Errorf("LocalOptions.Now doc does not say what a clock going backwards does:\n%s", d)
+	if d := field("LocalOptions", "Clock"); !contains(d, "backwards") {
+		t.Errorf("LocalOptions.Clock doc does not say what a clock going backwards does:\n%s", d)
 	}
 	for _, ty := range pkg.Types {
 		if ty.Name == "Local" && !contains(ty.Doc, "backwards") {

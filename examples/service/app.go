@@ -76,9 +76,9 @@ type app struct {
 	backend  queue.Backend
 	worker   *queue.Worker
 	idemPG   *idempotencypg.Store
-	idem     *idempotency.Middleware
+	idem     *idempotency.HTTP
 	limiter  ratelimit.Limiter
-	rl       *ratelimit.RateLimiter
+	rl       *ratelimit.HTTP
 	tracker  *slo.Tracker
 	health   *health.Health
 	metrics  *metrics.Collector
@@ -351,7 +351,7 @@ func (a *app) wire(ctx context.Context) error {
 
 	// Idempotency keys: in PostgreSQL (exactly-once payments) or Redis or
 	// memory.
-	io := idempotency.MiddlewareOptions{Required: true, Logger: a.log,
+	io := idempotency.HTTPOptions{Required: true, Logger: a.log,
 		Scope: func(r *http.Request) string { return r.Header.Get("X-User") + "|" + clientHost(r) }}
 	switch {
 	case a.router != nil:
@@ -367,7 +367,7 @@ func (a *app) wire(ctx context.Context) error {
 			return err
 		}
 	}
-	if a.idem, err = idempotency.NewMiddleware(io); err != nil {
+	if a.idem, err = idempotency.NewHTTP(io); err != nil {
 		return err
 	}
 	if err := a.metrics.AddIdempotency("payments", a.idem); err != nil {
@@ -399,7 +399,7 @@ func (a *app) wire(ctx context.Context) error {
 			return err
 		}
 	}
-	if a.rl, err = ratelimit.NewMiddleware(ratelimit.MiddlewareOptions{Limiter: a.limiter, Key: ratelimit.ClientIP(), Logger: a.log}); err != nil {
+	if a.rl, err = ratelimit.NewHTTP(ratelimit.HTTPOptions{Limiter: a.limiter, Key: ratelimit.ClientIP(), Logger: a.log}); err != nil {
 		return err
 	}
 	if err := a.metrics.AddRateLimitMiddleware("clients", a.rl); err != nil {
@@ -436,7 +436,7 @@ func (a *app) routes() http.Handler {
 	mux.HandleFunc("GET /users/{id}", a.getUser)
 	mux.HandleFunc("PUT /users/{id}", a.putUser)
 	mux.HandleFunc("GET /posts", a.listPosts)
-	mux.Handle("POST /payments", a.idem.Handler(http.HandlerFunc(a.createPayment)))
+	mux.Handle("POST /payments", a.idem.Middleware(http.HandlerFunc(a.createPayment)))
 	mux.HandleFunc("POST /emails", a.sendEmail)
 	mux.HandleFunc("GET /jobs/{id}", a.getJob)
 	mux.Handle("GET /slo", a.tracker.StatusHandler())
@@ -450,7 +450,7 @@ func (a *app) routes() http.Handler {
 	// Probes and metrics are neither rate-limited nor part of the SLO.
 	var api http.Handler = mux
 	api = a.tracker.Middleware(api)
-	api = a.rl.Handler(api)
+	api = a.rl.Middleware(api)
 	if a.router != nil {
 		mw, err := a.router.Middleware(dbrouter.HTTPOptions{Insecure: true})
 		if err == nil {

@@ -90,14 +90,14 @@ func TestExactlyOnceEffects(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newStore(t, f, Options{})
-	m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: s, Unscoped: true})
+	m, err := idempotency.NewHTTP(idempotency.HTTPOptions{Store: s, Unscoped: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var crash atomic.Value // "", "inside", "after"
 	crash.Store("")
 	var runs atomic.Int64
-	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		runs.Add(1)
 		resp, err := s.InTx(r.Context(), func(ctx context.Context, tx pgx.Tx) (idempotency.Response, error) {
 			var id int
@@ -361,11 +361,11 @@ func TestPausedDatabaseFailsClosed(t *testing.T) {
 	s := newStore(t, f, Options{})
 	s.timeout = 300 * time.Millisecond
 	var runs atomic.Int64
-	m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: s, Unscoped: true})
+	m, err := idempotency.NewHTTP(idempotency.HTTPOptions{Store: s, Unscoped: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { runs.Add(1); w.WriteHeader(201) }))
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { runs.Add(1); w.WriteHeader(201) }))
 	send := func() int {
 		req := httptest.NewRequest("POST", "/pay", strings.NewReader("x"))
 		req.Header.Set("Idempotency-Key", "k")

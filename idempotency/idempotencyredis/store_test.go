@@ -81,11 +81,11 @@ func TestRedisDownFailsClosed(t *testing.T) {
 	r := testinfra.Redis(t)
 	s := newStore(t, Options{Client: r.Client, Timeout: 100 * time.Millisecond})
 	var runs atomic.Int64
-	m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: s, Unscoped: true})
+	m, err := idempotency.NewHTTP(idempotency.HTTPOptions{Store: s, Unscoped: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { runs.Add(1); w.WriteHeader(201) }))
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { runs.Add(1); w.WriteHeader(201) }))
 	send := func() *httptest.ResponseRecorder {
 		req := httptest.NewRequest("POST", "/pay", strings.NewReader("x"))
 		req.Header.Set("Idempotency-Key", "k-1")
@@ -169,11 +169,11 @@ func BenchmarkMiddleware(b *testing.B) {
 	hook := &roundTrips{}
 	c.AddHook(hook)
 	s := newStore(b, Options{Client: c})
-	m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: s, Unscoped: true})
+	m, err := idempotency.NewHTTP(idempotency.HTTPOptions{Store: s, Unscoped: true})
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(201)
 		w.Write([]byte(`{"id":"pay_123","amount":100}`))

@@ -11,7 +11,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/renew"
+	"github.com/scalekit-go/scalekit/internal/serverclock"
 	"github.com/scalekit-go/scalekit/internal/token"
 	"github.com/scalekit-go/scalekit/ratelimit"
 )
@@ -40,12 +42,8 @@ import (
 // -1: TIME), lease (µs), limit, token. Reply: {acquired (0/1), held, then
 // when refused: µs until the oldest lease expires, the live leases (expiry
 // more than Lease/2 away), the mean hold in µs (0: none timed yet)}.
-var acquireScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+var acquireScript = redis.NewScript(serverclock.Lua + `
+local now = now_us(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
 local held = redis.call('ZCARD', KEYS[1])
 if held >= tonumber(ARGV[3]) then
@@ -62,12 +60,8 @@ return {1, held + 1, 0}
 
 // renewScript: KEYS[1] the set. ARGV: now, lease, token. Reply: 1 when the
 // lease was still held and now runs until now+lease, 0 when it was lost.
-var renewScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+var renewScript = redis.NewScript(serverclock.Lua + `
+local now = now_us(ARGV[1])
 local score = redis.call('ZSCORE', KEYS[1], ARGV[3])
 if not score then return 0 end
 if tonumber(score) <= now then
@@ -126,9 +120,9 @@ type ConcurrencyOptions struct {
 	Fallback ratelimit.ConcurrencyLimiter
 	// Breaker is the circuit around Redis; see Options.Breaker.
 	Breaker *breaker.Breaker
-	// Now is the clock the leases are scored with. Default: nil, Redis
-	// TIME. Set it for simulated time in tests.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the
+	// server's clock (Redis TIME). It scores the leases.
+	Clock clock.Clock
 	// Logger receives Redis failures (Debug), lost leases (Warn) and
 	// circuit changes. Default: discard.
 	Logger *slog.Logger
@@ -173,7 +167,7 @@ func NewConcurrency(o ConcurrencyOptions) (*Concurrency, error) {
 		return nil, fmt.Errorf("%w: ConcurrencyOptions.Lease must be >= 30ms, got %v", ratelimit.ErrInvalid, o.Lease)
 	}
 	b, err := newBackend(backendOptions{client: o.Client, prefix: o.Prefix, timeout: o.Timeout, mode: o.Failure,
-		br: o.Breaker, log: o.Logger, now: o.Now, name: "ConcurrencyOptions"})
+		br: o.Breaker, log: o.Logger, clk: o.Clock, name: "ConcurrencyOptions"})
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +196,7 @@ func (c *Concurrency) Acquire(ctx context.Context, key string) (func(), error) {
 		held, oldest, live, mean int64
 	)
 	err := c.b.run(ctx, func(ctx context.Context) error {
-		vals, err := acquireScript.Run(ctx, c.b.client, []string{l.key, l.hold}, c.b.nowArg(), c.lease.Microseconds(), c.limit, l.token).Slice()
+		vals, err := acquireScript.Run(ctx, c.b.client, []string{l.key, l.hold}, serverclock.Micros(c.b.clk), c.lease.Microseconds(), c.limit, l.token).Slice()
 		if err != nil {
 			return err
 		}
@@ -239,7 +233,7 @@ func (c *Concurrency) Acquire(ctx context.Context, key string) (func(), error) {
 		}
 		return nil, c.limited(key, int(held), retry)
 	}
-	l.start = c.clock()
+	l.start = c.now()
 	c.acquired.Add(1)
 	c.mu.Lock()
 	if !c.closed {
@@ -275,7 +269,7 @@ func (l *lease) renew() bool {
 	var ok int64
 	err := c.b.run(context.Background(), func(ctx context.Context) error {
 		var err error
-		ok, err = renewScript.Run(ctx, c.b.client, []string{l.key}, c.b.nowArg(), c.lease.Microseconds(), l.token).Int64()
+		ok, err = renewScript.Run(ctx, c.b.client, []string{l.key}, serverclock.Micros(c.b.clk), c.lease.Microseconds(), l.token).Int64()
 		return err
 	})
 	switch {
@@ -300,7 +294,7 @@ func (l *lease) release() {
 	c.drop(l)
 	l.rn.Stop()
 	c.released.Add(1)
-	hold := c.clock().Sub(l.start)
+	hold := c.now().Sub(l.start)
 	ctx, cancel := context.WithTimeout(context.Background(), c.b.timeout)
 	defer cancel()
 	if err := releaseScript.Run(ctx, c.b.client, []string{l.key, l.hold}, l.token, hold.Microseconds(), (holdTTL * c.lease).Milliseconds()).Err(); err != nil {
@@ -309,14 +303,9 @@ func (l *lease) release() {
 	}
 }
 
-// clock times holds: Options.Now, or time.Now (monotonic) when Redis TIME
+// now times holds: Options.Clock, or time.Now (monotonic) when Redis TIME
 // scores the leases.
-func (c *Concurrency) clock() time.Time {
-	if c.b.now != nil {
-		return c.b.now()
-	}
-	return time.Now()
-}
+func (c *Concurrency) now() time.Time { return clock.Now(c.b.clk) }
 
 // drop takes l out of the held set.
 func (c *Concurrency) drop(l *lease) {

@@ -10,6 +10,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/clock"
+	"github.com/scalekit-go/scalekit/internal/serverclock"
 	"github.com/scalekit-go/scalekit/ratelimit"
 )
 
@@ -37,8 +39,9 @@ import (
 // form as a fractional µs count (Lua's tonumber), off by under 1µs. A
 // rolling upgrade thus needs no migration either way.
 
-// gcraLib is the arithmetic the GCRA scripts share.
-const gcraLib = `
+// gcraLib is the arithmetic the GCRA scripts share, after serverclock.Lua
+// (now_us_ns reads the time arguments).
+const gcraLib = serverclock.Lua + `
 local function readtat(v)
   if not v then return 0, 0 end
   local us, ns = string.match(v, '^(%d+)%.(%d%d%d)$')
@@ -48,14 +51,6 @@ end
 local function fmttat(us, ns)
   if ns == 0 then return string.format('%.0f', us) end
   return string.format('%.0f.%03d', us, ns)
-end
-local function now()
-  local us, ns = tonumber(ARGV[1]), tonumber(ARGV[2])
-  if us < 0 then
-    local t = redis.call('TIME')
-    us, ns = tonumber(t[1]) * 1000000 + tonumber(t[2]), 0
-  end
-  return us, ns
 end
 -- limit returns the limit's TAT relative to now (0 when past), as Decide
 -- sees it, and that plus n intervals, and whether n events fit in its
@@ -94,7 +89,7 @@ end
 // admission writes every limit and sets the hash to expire when its last
 // limit is full again.
 var gcraScript = redis.NewScript(gcraLib + `
-local nowus, nowns = now()
+local nowus, nowns = now_us_ns(ARGV[1], ARGV[2])
 local nl = (#ARGV - 2) / 5
 local fields = {}
 for i = 1, nl do fields[i] = ARGV[5 * i - 2] end
@@ -187,9 +182,9 @@ type Options struct {
 	// Default: opens after 3 consecutive failures, for 1s growing to 10s
 	// while probes fail.
 	Breaker *breaker.Breaker
-	// Now is the clock. Default: nil, Redis TIME, so the fleet's clocks do
-	// not matter. Set it for simulated time in tests.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the
+	// server's clock (Redis TIME), so the fleet's clocks do not matter.
+	Clock clock.Clock
 	// Logger receives Redis failures (Debug) and circuit changes. Default:
 	// discard.
 	Logger *slog.Logger
@@ -238,7 +233,7 @@ func New(o Options) (*Limiter, error) {
 		}
 	}
 	l.b, err = newBackend(backendOptions{client: o.Client, prefix: o.Prefix, timeout: o.Timeout, mode: o.Failure,
-		br: o.Breaker, log: o.Logger, now: o.Now, name: "Options"})
+		br: o.Breaker, log: o.Logger, clk: o.Clock, name: "Options"})
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +260,7 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (ratelimit.Deci
 		return ratelimit.Decision{}, err
 	}
 	argv := make([]any, 0, 2+len(l.args))
-	nowUS, nowNS := l.b.nowArgs()
+	nowUS, nowNS := serverclock.MicrosNanos(l.b.clk)
 	argv = append(argv, nowUS, nowNS)
 	argv = append(argv, l.args...)
 	if n > 1 {

@@ -4,12 +4,12 @@
 // can run it too:
 //
 //	func TestMine(t *testing.T) {
-//		ratelimittest.Run(t, func(t *testing.T, p ratelimit.Policy, now func() time.Time) ratelimit.Limiter {
-//			return mine.New(p, now)
+//		ratelimittest.Run(t, func(t *testing.T, p ratelimit.Policy, clk clock.Clock) ratelimit.Limiter {
+//			return mine.New(p, clk)
 //		})
 //	}
 //
-// Run drives simulated time through the factory's now and checks exact
+// Run drives simulated time through the factory's clock and checks exact
 // admission counts: a burst admits exactly Burst events, a sustained run
 // admits Burst plus one per interval, a denial consumes nothing from any
 // limit of a policy, RetryAfter is exact to the microsecond, a key is
@@ -28,15 +28,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/testclock"
 	"github.com/scalekit-go/scalekit/ratelimit"
 )
 
 // Factory returns the Limiter under test for policy p, reading the time
-// from now (simulated: it only moves when the suite moves it). It is
+// from clk (simulated: it only moves when the suite moves it). It is
 // called once per subtest; the suite's keys are unique per subtest, so a
 // factory may share one backend across calls.
-type Factory func(t *testing.T, p ratelimit.Policy, now func() time.Time) ratelimit.Limiter
+type Factory func(t *testing.T, p ratelimit.Policy, clk clock.Clock) ratelimit.Limiter
 
 // Run runs the Limiter conformance suite as subtests of t.
 func Run(t *testing.T, newLimiter Factory) {
@@ -60,7 +61,7 @@ type suite struct{ newLimiter Factory }
 func (s *suite) setup(t *testing.T, p ratelimit.Policy) (ratelimit.Limiter, *testclock.Clock, string) {
 	t.Helper()
 	clk := testclock.New()
-	return s.newLimiter(t, p, clk.Now), clk, Key(t)
+	return s.newLimiter(t, p, clk), clk, Key(t)
 }
 
 // Key is a key unique to this test and run, for limiters whose state
