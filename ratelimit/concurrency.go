@@ -285,7 +285,9 @@ func (a *Adaptive) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		sw, ww := httpx.Wrap(w)
-		defer func() { release(sw.Status() == http.StatusServiceUnavailable || sw.Status() == http.StatusGatewayTimeout) }()
+		defer func() {
+			release(sw.Status() == http.StatusServiceUnavailable || sw.Status() == http.StatusGatewayTimeout)
+		}()
 		next.ServeHTTP(ww, r)
 	})
 }
