@@ -476,7 +476,7 @@ func DefaultStoreStatus(code int) bool {
 
 func (m *HTTP) release(ctx context.Context, key, token string) {
 	m.released.Add(1)
-	if err := m.o.Store.Abandon(ctx, key, token); err != nil && !errors.Is(err, ErrLeaseLost) {
+	if err := m.o.Store.Release(ctx, key, token); err != nil && !errors.Is(err, ErrLeaseLost) {
 		m.o.Logger.LogAttrs(ctx, slog.LevelWarn, "idempotency: cannot release a key; it is retried once its lease expires", slog.Any("error", err))
 	}
 }

@@ -396,7 +396,7 @@ func (failing) Begin(context.Context, string, string, time.Duration, time.Durati
 func (failing) Complete(context.Context, string, string, []byte, time.Duration) error {
 	return errors.New("connection refused")
 }
-func (failing) Abandon(context.Context, string, string) error {
+func (failing) Release(context.Context, string, string) error {
 	return errors.New("connection refused")
 }
 func (failing) Extend(context.Context, string, string, time.Duration) error {

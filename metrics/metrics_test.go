@@ -654,7 +654,7 @@ func (failingStore) Begin(context.Context, string, string, time.Duration, time.D
 func (failingStore) Complete(context.Context, string, string, []byte, time.Duration) error {
 	return errors.New("connection refused")
 }
-func (failingStore) Abandon(context.Context, string, string) error {
+func (failingStore) Release(context.Context, string, string) error {
 	return errors.New("connection refused")
 }
 func (failingStore) Extend(context.Context, string, string, time.Duration) error {

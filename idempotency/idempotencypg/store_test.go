@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/idempotency/idempotencytest"
 	"github.com/scalekit-go/scalekit/internal/poll"
@@ -41,8 +42,8 @@ func newStore(t testing.TB, f *testinfra.PostgresFixture, o Options) *Store {
 
 func TestConformance(t *testing.T) {
 	f := testinfra.Postgres(t)
-	idempotencytest.Run(t, func(t *testing.T, now func() time.Time) idempotency.Store {
-		return newStore(t, f, Options{Now: now})
+	idempotencytest.Run(t, func(t *testing.T, clk clock.Clock) idempotency.Store {
+		return newStore(t, f, Options{Clock: clk})
 	})
 }
 
@@ -51,7 +52,7 @@ func TestConcurrentDuplicates(t *testing.T) {
 	idempotencytest.ConcurrentDuplicates(t, newStore(t, f, Options{}))
 }
 
-// The database's own clock (no injected Now): leases and TTLs run on
+// The database's own clock (no Clock set): leases and TTLs run on
 // now(), and Sweep removes what expired.
 func TestDatabaseTimeAndSweep(t *testing.T) {
 	f := testinfra.Postgres(t)
@@ -253,7 +254,7 @@ func TestGuardTxLostLeaseAndPanic(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk := testclock.New()
-	s := newStore(t, f, Options{Now: clk.Now})
+	s := newStore(t, f, Options{Clock: clk})
 	const lease = 300 * time.Millisecond
 	started := make(chan struct{})
 	cause := make(chan error, 1)

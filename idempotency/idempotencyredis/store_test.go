@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/idempotency/idempotencytest"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
@@ -35,15 +36,15 @@ func newStore(t testing.TB, o Options) *Store {
 
 func TestConformanceStandalone(t *testing.T) {
 	r := testinfra.Redis(t)
-	idempotencytest.Run(t, func(t *testing.T, now func() time.Time) idempotency.Store {
-		return newStore(t, Options{Client: r.Client, Now: now})
+	idempotencytest.Run(t, func(t *testing.T, clk clock.Clock) idempotency.Store {
+		return newStore(t, Options{Client: r.Client, Clock: clk})
 	})
 }
 
 func TestConformanceCluster(t *testing.T) {
 	c := testinfra.RedisCluster(t)
-	idempotencytest.Run(t, func(t *testing.T, now func() time.Time) idempotency.Store {
-		return newStore(t, Options{Client: c.Client, Now: now, Prefix: c.Prefix + "idem"})
+	idempotencytest.Run(t, func(t *testing.T, clk clock.Clock) idempotency.Store {
+		return newStore(t, Options{Client: c.Client, Clock: clk, Prefix: c.Prefix + "idem"})
 	})
 }
 
