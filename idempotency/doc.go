@@ -28,9 +28,11 @@
 // in the draft's examples.
 //
 // The Idempotency-Key header is parsed as the draft defines it, a
-// structured-field String ("a key", with \" and \\ escapes), and the bare
-// form most clients send (a UUID without quotes) is accepted as the same
-// key; see ValidateKey.
+// structured-field String (RFC 8941: "a key", printable ASCII in double
+// quotes with \" and \\ as the only escapes, no parameters after it), and
+// the bare form most clients send (printable ASCII without spaces, quotes
+// or backslashes: a UUID without quotes) is accepted as the same key.
+// Spaces around the value are ignored; a key has 1 to 255 characters.
 //
 // 5xx responses are not stored (the client may retry); below 500
 // HTTPOptions.StoreStatus decides, by default storing every status

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/scalekit-go/scalekit/internal/logx"
+	"github.com/scalekit-go/scalekit/internal/pause"
 	"github.com/scalekit-go/scalekit/internal/renew"
 )
 
@@ -111,12 +112,8 @@ func (g *Guard) Do(ctx context.Context, key string, fn func(ctx context.Context)
 			if !g.o.Wait {
 				return nil, &InProgressError{Key: key, RetryAfter: out.RetryAfter}
 			}
-			t := time.NewTimer(min(g.o.PollInterval, max(out.RetryAfter, time.Millisecond)))
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !pause.For(ctx.Done(), min(g.o.PollInterval, max(out.RetryAfter, time.Millisecond))) {
 				return nil, ctx.Err()
-			case <-t.C:
 			}
 			continue
 		}

@@ -61,8 +61,8 @@ func appendString(b []byte, s string) []byte {
 
 var errResponse = errors.New("idempotency: stored result is not a response")
 
-// DecodeResponse reverses EncodeResponse.
-func DecodeResponse(b []byte) (Response, error) {
+// decodeResponse reverses EncodeResponse.
+func decodeResponse(b []byte) (Response, error) {
 	var r Response
 	if len(b) < 1 || b[0] != responseV1 {
 		return r, errResponse
@@ -242,7 +242,7 @@ func NewHTTP(o HTTPOptions) (*HTTP, error) {
 	return m, nil
 }
 
-// ValidateKey parses an Idempotency-Key header value and returns the key,
+// parseKey parses an Idempotency-Key header value and returns the key,
 // or an error saying what is wrong. Two forms are accepted:
 //
 //   - the draft's form, a structured-field String (RFC 8941 section 3.3.3):
@@ -255,7 +255,7 @@ func NewHTTP(o HTTPOptions) (*HTTP, error) {
 //
 // Both forms of the same characters are the same key. Spaces around the
 // value are ignored. The key has 1 to 255 characters (after unescaping).
-func ValidateKey(v string) (string, error) {
+func parseKey(v string) (string, error) {
 	v = strings.Trim(v, " \t")
 	var key string
 	if strings.HasPrefix(v, `"`) {
@@ -351,7 +351,7 @@ func (m *HTTP) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		raw := vals[0]
-		key, err := ValidateKey(raw)
+		key, err := parseKey(raw)
 		if err != nil {
 			m.badKeys.Add(1)
 			problem(w, http.StatusBadRequest, ProblemKeyInvalid, err.Error())
@@ -378,7 +378,7 @@ func (m *HTTP) Middleware(next http.Handler) http.Handler {
 		}
 		switch out.Status {
 		case Completed:
-			resp, err := DecodeResponse(out.Result)
+			resp, err := decodeResponse(out.Result)
 			if err != nil {
 				problem(w, http.StatusInternalServerError, ProblemStoredResponseUnreadable, "the stored response for this key is unreadable")
 				return
@@ -522,7 +522,8 @@ const (
 	// header and the request has none.
 	ProblemKeyMissing = "https://scalekit.dev/problems/idempotency-key-missing"
 	// ProblemKeyInvalid (400): the Idempotency-Key header is malformed,
-	// too long, or sent more than once (see ValidateKey).
+	// too long, or sent more than once (see the package doc for the forms
+	// accepted).
 	ProblemKeyInvalid = "https://scalekit.dev/problems/idempotency-key-invalid"
 	// ProblemKeyReused (422): the key was used with a different request.
 	ProblemKeyReused = "https://scalekit.dev/problems/idempotency-key-reused"

@@ -182,13 +182,13 @@ func TestBodyLimitAndPanic(t *testing.T) {
 
 func TestResponseCodec(t *testing.T) {
 	r := Response{Status: 201, Header: http.Header{"Content-Type": {"a/b"}, "Set-Cookie": {"x=1", "y=2"}}, Body: []byte{0, 1, 2}}
-	got, err := DecodeResponse(EncodeResponse(r))
+	got, err := decodeResponse(EncodeResponse(r))
 	if err != nil || got.Status != 201 || got.Header.Get("Content-Type") != "a/b" || len(got.Header["Set-Cookie"]) != 2 || string(got.Body) != string(r.Body) {
 		t.Fatalf("round trip: %+v %v", got, err)
 	}
 	for _, bad := range [][]byte{nil, {2}, {responseV1}, {responseV1, 0xc8, 1, 5}} {
-		if _, err := DecodeResponse(bad); err == nil {
-			t.Errorf("DecodeResponse(%v) accepted garbage", bad)
+		if _, err := decodeResponse(bad); err == nil {
+			t.Errorf("decodeResponse(%v) accepted garbage", bad)
 		}
 	}
 }
@@ -292,13 +292,13 @@ func TestKeyForms(t *testing.T) {
 		{`"` + strings.Repeat("a", 255) + `"`, strings.Repeat("a", 255)},
 		{`"` + strings.Repeat(`\"`, 255) + `"`, strings.Repeat(`"`, 255)},
 	} {
-		if got, err := ValidateKey(c.header); err != nil || got != c.key {
-			t.Errorf("ValidateKey(%s) = %q, %v; want %q", c.header, got, err, c.key)
+		if got, err := parseKey(c.header); err != nil || got != c.key {
+			t.Errorf("parseKey(%s) = %q, %v; want %q", c.header, got, err, c.key)
 		}
 	}
 	for _, bad := range []string{`""`, `"abc`, `"a"b"`, `"a\xb"`, `"a\"`, `"é"`, "\"a\x01b\"", `a b`, `a"b`, `a\b`, `"` + strings.Repeat("a", 256) + `"`, `"a";p=1`} {
-		if got, err := ValidateKey(bad); err == nil || !strings.Contains(err.Error(), "Idempotency-Key") {
-			t.Errorf("ValidateKey(%s) = %q, %v; want an error about the Idempotency-Key", bad, got, err)
+		if got, err := parseKey(bad); err == nil || !strings.Contains(err.Error(), "Idempotency-Key") {
+			t.Errorf("parseKey(%s) = %q, %v; want an error about the Idempotency-Key", bad, got, err)
 		}
 	}
 	var runs atomic.Int64

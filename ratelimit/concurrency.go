@@ -12,6 +12,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/httpx"
+	"github.com/scalekit-go/scalekit/internal/ratelimitx"
 )
 
 // ConcurrencyLimiter admits at most a fixed number of holders per key at
@@ -20,7 +21,9 @@ import (
 type ConcurrencyLimiter interface {
 	// Acquire takes a slot for key, or returns a *LimitedError (errors.Is
 	// ErrLimited) at once when every slot is held, whose RetryAfter is
-	// how long until a slot is expected to free (ConcurrencyRetryAfter).
+	// how long until a slot is expected to free: short (the limiters of
+	// this module say 100ms before any hold was timed, then the mean hold
+	// over the holders), never the time a live holder could keep it.
 	// release gives the slot back; calling it more than once is harmless.
 	Acquire(ctx context.Context, key string) (release func(), err error)
 }
@@ -37,9 +40,10 @@ type ConcurrencyOptions struct {
 
 // Concurrency is an in-process ConcurrencyLimiter. Memory is proportional
 // to the keys in use right now: a key with no holders is forgotten. A
-// refusal's RetryAfter is ConcurrencyRetryAfter of the limiter's moving
-// average of hold durations (one average for all keys, since a key with no
-// holders keeps nothing) and the key's Limit holders.
+// refusal's RetryAfter is the expected wait for a slot: the limiter's
+// moving average of hold durations (each new hold weighs 1/8; one average
+// for all keys, since a key with no holders keeps nothing) over the key's
+// Limit holders, at least 1ms, or 100ms before any hold was timed.
 type Concurrency struct {
 	limit    int
 	clk      clock.Clock
@@ -81,7 +85,7 @@ func (c *Concurrency) Acquire(_ context.Context, key string) (func(), error) {
 		s.mu.Unlock()
 		c.rejected.Add(1)
 		return nil, &LimitedError{Key: key, Decision: Decision{Limit: Limit{Name: "concurrency", Rate: c.limit, Burst: c.limit},
-			RetryAfter: ConcurrencyRetryAfter(time.Duration(c.meanHold.Load()), held)}}
+			RetryAfter: ratelimitx.ConcurrencyRetryAfter(time.Duration(c.meanHold.Load()), held)}}
 	}
 	if held == 0 {
 		key = strings.Clone(key)
@@ -106,11 +110,11 @@ func (c *Concurrency) Acquire(_ context.Context, key string) (func(), error) {
 	}, nil
 }
 
-// timeHold folds one hold into the moving average (NextMeanHold).
+// timeHold folds one hold into the moving average (ratelimitx.NextMeanHold).
 func (c *Concurrency) timeHold(hold time.Duration) {
 	for {
 		old := c.meanHold.Load()
-		if c.meanHold.CompareAndSwap(old, int64(NextMeanHold(time.Duration(old), hold))) {
+		if c.meanHold.CompareAndSwap(old, int64(ratelimitx.NextMeanHold(time.Duration(old), hold))) {
 			return
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalekit-go/scalekit/internal/ratelimitx"
 	"github.com/scalekit-go/scalekit/internal/testclock"
 )
 
@@ -342,8 +343,8 @@ func TestConcurrencyRetryAfter(t *testing.T) {
 		}
 		return le.Decision.RetryAfter
 	}
-	if got := retry(); got != ConcurrencyRetryHint {
-		t.Fatalf("nothing timed yet: RetryAfter %v, want %v", got, ConcurrencyRetryHint)
+	if got := retry(); got != ratelimitx.ConcurrencyRetryHint {
+		t.Fatalf("nothing timed yet: RetryAfter %v, want %v", got, ratelimitx.ConcurrencyRetryHint)
 	}
 	if got := retry(); got != 250*time.Millisecond {
 		t.Fatalf("holds of 1s, 4 holders: RetryAfter %v, want 250ms", got)
@@ -353,16 +354,16 @@ func TestConcurrencyRetryAfter(t *testing.T) {
 		holders int
 		want    time.Duration
 	}{
-		{0, 3, ConcurrencyRetryHint},
-		{time.Second, 0, ConcurrencyRetryHint},
+		{0, 3, ratelimitx.ConcurrencyRetryHint},
+		{time.Second, 0, ratelimitx.ConcurrencyRetryHint},
 		{time.Microsecond, 1, time.Millisecond},
 		{3 * time.Second, 2, 1500 * time.Millisecond},
 	} {
-		if got := ConcurrencyRetryAfter(c.mean, c.holders); got != c.want {
+		if got := ratelimitx.ConcurrencyRetryAfter(c.mean, c.holders); got != c.want {
 			t.Errorf("ConcurrencyRetryAfter(%v, %d) = %v, want %v", c.mean, c.holders, got, c.want)
 		}
 	}
-	if got := NextMeanHold(NextMeanHold(0, 40*time.Millisecond), 80*time.Millisecond); got != 45*time.Millisecond {
+	if got := ratelimitx.NextMeanHold(ratelimitx.NextMeanHold(0, 40*time.Millisecond), 80*time.Millisecond); got != 45*time.Millisecond {
 		t.Errorf("mean of holds 40ms then 80ms = %v, want 45ms", got)
 	}
 }

@@ -389,12 +389,7 @@ func TestPausedDatabaseFailsClosed(t *testing.T) {
 	if took > 5*time.Second {
 		t.Fatalf("the request hung %v (Timeout 300ms)", took)
 	}
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		if send() == 201 {
-			return
-		}
-	}
-	t.Fatal("no recovery within 10s of resume")
+	poll.Until(t, 10*time.Second, "recovery after the resume", func() bool { return send() == 201 })
 }
 
 func TestBadOptions(t *testing.T) {
@@ -421,14 +416,11 @@ func TestBackgroundSweep(t *testing.T) {
 	if _, err := s.Begin(ctx, "gone", "fp", time.Millisecond, 5*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+	poll.Until(t, 5*time.Second, "the background sweep deleting the expired record", func() bool {
 		var n int
 		if err := f.Primary.QueryRow(ctx, `SELECT count(*) FROM idempotency_keys`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		if n == 0 {
-			return
-		}
-	}
-	t.Fatal("the background sweep did not delete the expired record within 5s")
+		return n == 0
+	})
 }

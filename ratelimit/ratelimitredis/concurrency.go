@@ -12,6 +12,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/clock"
+	"github.com/scalekit-go/scalekit/internal/ratelimitx"
 	"github.com/scalekit-go/scalekit/internal/renew"
 	"github.com/scalekit-go/scalekit/internal/serverclock"
 	"github.com/scalekit-go/scalekit/internal/token"
@@ -28,8 +29,8 @@ import (
 //     the last Lease/2 (holders renew every Lease/3): its holder is live
 //     and frees the slot when done. The key's moving average of hold
 //     durations ({prefix:key}:hold, µs, updated by every release) gives
-//     ratelimit.ConcurrencyRetryAfter(mean, live holders): the expected
-//     wait until one of them is done, or ratelimit.ConcurrencyRetryHint
+//     ratelimitx.ConcurrencyRetryAfter(mean, live holders): the expected
+//     wait until one of them is done, or ratelimitx.ConcurrencyRetryHint
 //     before any hold was timed;
 //   - a lease that missed its renewals belongs to a holder that is likely
 //     dead: it frees when it expires.
@@ -77,7 +78,7 @@ return 1
 // releaseScript: KEYS[1] the set, KEYS[2] the mean hold. ARGV: token, the
 // hold in µs, the mean's TTL in ms. It drops the lease and, when the lease
 // was still held, folds the hold into the key's mean as
-// ratelimit.NextMeanHold does: floor((7*mean + hold) / 8). Reply: 1 when
+// ratelimitx.NextMeanHold does: floor((7*mean + hold) / 8). Reply: 1 when
 // the lease was held.
 var releaseScript = redis.NewScript(`
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
@@ -177,7 +178,7 @@ func NewConcurrency(o ConcurrencyOptions) (*Concurrency, error) {
 // Acquire takes a slot for key in one round trip, or returns a
 // *ratelimit.LimitedError (errors.Is ratelimit.ErrLimited) at once when
 // every slot is held; its RetryAfter is when a slot is expected to free:
-// ratelimit.ConcurrencyRetryAfter of the key's mean hold and its live
+// ratelimitx.ConcurrencyRetryAfter of the key's mean hold and its live
 // holders, bounded by the oldest lease's expiry (see the package's
 // Concurrency notes). release gives the slot back and times the hold (one
 // more round trip, bounded by Timeout); calling it more than once is
@@ -229,7 +230,7 @@ func (c *Concurrency) Acquire(ctx context.Context, key string) (func(), error) {
 		c.rejected.Add(1)
 		retry := time.Duration(oldest) * time.Microsecond
 		if live > 0 {
-			retry = min(retry, ratelimit.ConcurrencyRetryAfter(time.Duration(mean)*time.Microsecond, int(live)))
+			retry = min(retry, ratelimitx.ConcurrencyRetryAfter(time.Duration(mean)*time.Microsecond, int(live)))
 		}
 		return nil, c.limited(key, int(held), retry)
 	}

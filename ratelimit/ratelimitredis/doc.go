@@ -23,7 +23,7 @@
 // expiry; a holder renews it every Lease/3 while it runs, and a holder that
 // dies frees its slot when the lease runs out (30s by default). A refusal's
 // RetryAfter is when a slot is expected to free, as ratelimit.Concurrency
-// reports it: ratelimit.ConcurrencyRetryAfter of the key's moving average
+// reports it: ratelimitx.ConcurrencyRetryAfter of the key's moving average
 // of hold durations (timed by each release, kept in {prefix:key}:hold for
 // ten leases after the last release) and its live holders, bounded by the
 // expiry of a lease whose holder stopped renewing it.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/clock"
+	"github.com/scalekit-go/scalekit/internal/ratelimitx"
 	"github.com/scalekit-go/scalekit/internal/serverclock"
 	"github.com/scalekit-go/scalekit/ratelimit"
 )
@@ -208,6 +209,7 @@ type Limiter struct {
 	script   *redis.Script
 	suffix   string
 	binding  ratelimit.Limit
+	maxBurst int // the smallest Burst: the most one call may ask for
 	fallback ratelimit.Limiter
 
 	allowed, denied atomic.Uint64
@@ -219,7 +221,7 @@ func New(o Options) (*Limiter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ratelimitredis: Options: %w", err)
 	}
-	l := &Limiter{p: p, fallback: o.Fallback, binding: p[0], script: gcraScript, suffix: "limit"}
+	l := &Limiter{p: p, fallback: o.Fallback, binding: p[0], maxBurst: p.MaxBurst(), script: gcraScript, suffix: "limit"}
 	if len(p) == 1 {
 		l.script, l.suffix = gcra1Script, "gcra"
 	}
@@ -259,7 +261,7 @@ func (l *Limiter) Allow(ctx context.Context, key string) (ratelimit.Decision, er
 // for bad arguments (ratelimit.ErrInvalid) and ctx's error when ctx ends
 // first.
 func (l *Limiter) AllowN(ctx context.Context, key string, n int) (ratelimit.Decision, error) {
-	if err := ratelimit.CheckArgs(l.p, key, n); err != nil {
+	if err := ratelimitx.CheckArgs(l.maxBurst, key, n); err != nil {
 		return ratelimit.Decision{}, err
 	}
 	argv := make([]any, 0, 2+len(l.args))

@@ -17,6 +17,8 @@ import (
 
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/clock"
+	"github.com/scalekit-go/scalekit/internal/poll"
+	"github.com/scalekit-go/scalekit/internal/ratelimitx"
 	"github.com/scalekit-go/scalekit/internal/testclock"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/ratelimit"
@@ -283,15 +285,12 @@ func TestOutageFailOpen(t *testing.T) {
 func waitFromRedis(t *testing.T, l *Limiter, counter func(Stats) uint64) {
 	t.Helper()
 	before := counter(l.Stats())
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+	poll.Until(t, 10*time.Second, "a decision from Redis after the restart", func() bool {
 		if _, err := l.Allow(context.Background(), "probe"); err != nil {
 			t.Fatal(err)
 		}
-		if counter(l.Stats()) > before {
-			return
-		}
-	}
-	t.Fatalf("no decision came from Redis within 10s of the restart: %+v", l.Stats())
+		return counter(l.Stats()) > before
+	})
 }
 
 func TestOutageFailClosed(t *testing.T) {
@@ -500,17 +499,14 @@ func TestConcurrencyOutage(t *testing.T) {
 		t.Fatalf("fail-closed stats %+v", st)
 	}
 	r.Start()
-	var err error
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		var release func()
-		if release, err = closed.Acquire(ctx, "k"); err == nil {
-			release()
-			if closed.Stats().Acquired == 1 {
-				return
-			}
+	poll.Until(t, 10*time.Second, "a slot from Redis after the restart", func() bool {
+		release, err := closed.Acquire(ctx, "k")
+		if err != nil {
+			return false
 		}
-	}
-	t.Fatalf("no slot from Redis within 10s of the restart: %v %+v", err, closed.Stats())
+		release()
+		return closed.Stats().Acquired == 1
+	})
 }
 
 // The middleware over the Redis limiter announces its policy and answers
@@ -677,8 +673,8 @@ func TestConcurrencyRetryAfterAgreesWithLocal(t *testing.T) {
 	rc := newConcurrency(t, ConcurrencyOptions{Client: r.Client, Limit: 2, Lease: time.Minute, Clock: clk, Prefix: "retry"})
 	for name, c := range map[string]ratelimit.ConcurrencyLimiter{"redis": rc, "local": newLocalConcurrency(t, clk)} {
 		key := ratelimittest.Key(t)
-		if got, release := refusal(t, c, key, 2); got != ratelimit.ConcurrencyRetryHint {
-			t.Fatalf("%s: before any hold was timed: RetryAfter %v, want the hint %v", name, got, ratelimit.ConcurrencyRetryHint)
+		if got, release := refusal(t, c, key, 2); got != ratelimitx.ConcurrencyRetryHint {
+			t.Fatalf("%s: before any hold was timed: RetryAfter %v, want the hint %v", name, got, ratelimitx.ConcurrencyRetryHint)
 		} else {
 			release()
 		}

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/scalekit-go/scalekit/clock"
+	"github.com/scalekit-go/scalekit/internal/ratelimitx"
 	"github.com/scalekit-go/scalekit/internal/testclock"
 	"github.com/scalekit-go/scalekit/ratelimit"
 )
@@ -356,7 +357,10 @@ func (s *suite) highRateAccuracy(t *testing.T) {
 type ConcurrencyFactory func(t *testing.T, limit int) ratelimit.ConcurrencyLimiter
 
 // RunConcurrency runs the ConcurrencyLimiter conformance suite as subtests
-// of t.
+// of t: at most limit holders per key, keys independent, an empty key
+// refused with ratelimit.ErrInvalid, and, with every slot of a key held, a
+// refusal whose RetryAfter is short, in (0, 100ms], both before any slot
+// was released and after holds of microseconds.
 func RunConcurrency(t *testing.T, newLimiter ConcurrencyFactory) {
 	t.Run("AtMostLimit", func(t *testing.T) {
 		c, key := newLimiter(t, 3), Key(t)
@@ -407,7 +411,7 @@ func RunConcurrency(t *testing.T, newLimiter ConcurrencyFactory) {
 	})
 	t.Run("RetryAfterIsShort", func(t *testing.T) {
 		// A refusal's RetryAfter is what a client should wait: when a
-		// slot is expected to free (ratelimit.ConcurrencyRetryAfter),
+		// slot is expected to free (at most the 100ms hint here),
 		// not when a live holder's lease would expire (tens of seconds).
 		c, key := newLimiter(t, 2), Key(t)
 		full := func(when string, most time.Duration) {
@@ -429,7 +433,7 @@ func RunConcurrency(t *testing.T, newLimiter ConcurrencyFactory) {
 				r()
 			}
 		}
-		full("before any release", ratelimit.ConcurrencyRetryHint)
+		full("before any release", ratelimitx.ConcurrencyRetryHint)
 		for i := 0; i < 5; i++ { // holds of microseconds
 			r, err := c.Acquire(context.Background(), key)
 			if err != nil {
@@ -437,7 +441,7 @@ func RunConcurrency(t *testing.T, newLimiter ConcurrencyFactory) {
 			}
 			r()
 		}
-		full("after short holds", ratelimit.ConcurrencyRetryHint)
+		full("after short holds", ratelimitx.ConcurrencyRetryHint)
 	})
 	t.Run("Hammer", func(t *testing.T) {
 		const limit = 4
