@@ -49,15 +49,15 @@ func (e *InProgressError) Is(target error) bool { return target == ErrInProgress
 type Status int
 
 const (
-	// Started: the caller holds the key's lease (Outcome.Token) and runs
-	// the work, then calls Complete or Release.
+	// Started means the caller holds the key's lease (Outcome.Token) and
+	// runs the work, then calls Complete or Release.
 	Started Status = iota + 1
-	// Running: another caller holds the lease; Outcome.RetryAfter is when
-	// it expires.
+	// Running means another caller holds the lease; Outcome.RetryAfter is
+	// when it expires.
 	Running
-	// Completed: the work ran; Outcome.Result is what it stored.
+	// Completed means the work ran; Outcome.Result is what it stored.
 	Completed
-	// Mismatch: the key was used with another fingerprint.
+	// Mismatch means the key was used with another fingerprint.
 	Mismatch
 )
 

@@ -34,7 +34,7 @@ type ConcurrencyOptions struct {
 	Limit int
 	// Clock replaces the system clock (see package clock); nil is the real
 	// time. It times how long slots are held, for the RetryAfter of a
-	// refusal (see ConcurrencyRetryAfter).
+	// refusal.
 	Clock clock.Clock
 }
 

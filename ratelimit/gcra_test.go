@@ -155,11 +155,11 @@ func TestCheckArgs(t *testing.T) {
 		{"k", 0, "n must be >= 1"},
 		{"k", 4, "smallest Burst is 3"},
 	} {
-		if err := ratelimitx.CheckArgs(p.MaxBurst(), c.key, c.n); !errors.Is(err, ErrInvalid) || !contains(err.Error(), c.want) {
+		if err := ratelimitx.CheckArgs(ErrInvalid, p.MaxBurst(), c.key, c.n); !errors.Is(err, ErrInvalid) || !contains(err.Error(), c.want) {
 			t.Errorf("CheckArgs(%q, %d) = %v, want %q", c.key, c.n, err, c.want)
 		}
 	}
-	if err := ratelimitx.CheckArgs(p.MaxBurst(), "k", 3); err != nil {
+	if err := ratelimitx.CheckArgs(ErrInvalid, p.MaxBurst(), "k", 3); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/scalekit-go/scalekit/internal/pause"
-	"github.com/scalekit-go/scalekit/internal/ratelimitx"
 )
 
 // ErrLimited is what a denied event is: Wait returns it (wrapped in a
@@ -17,7 +16,7 @@ var ErrLimited = errors.New("ratelimit: limited")
 
 // ErrInvalid is wrapped by every error about bad configuration or arguments
 // (zero rate, burst < 1, empty key, n < 1, n above a burst).
-var ErrInvalid = ratelimitx.ErrInvalid
+var ErrInvalid = errors.New("ratelimit: invalid argument")
 
 // LimitedError is a denial with its Decision; errors.Is(err, ErrLimited).
 type LimitedError struct {

@@ -142,7 +142,7 @@ func (l *Local) Allow(ctx context.Context, key string) (Decision, error) {
 // so. It never blocks and never fails except on bad arguments.
 func (l *Local) AllowN(_ context.Context, key string, n int) (Decision, error) {
 	if key == "" || n < 1 || n > l.maxBurst {
-		return Decision{}, ratelimitx.CheckArgs(l.maxBurst, key, n)
+		return Decision{}, ratelimitx.CheckArgs(ErrInvalid, l.maxBurst, key, n)
 	}
 	now := l.nowNS()
 	s := &l.shards[maphash.String(l.seed, key)&l.mask]

@@ -411,7 +411,11 @@ type HTTPOptions struct {
 
 // HTTPStats counts what the middleware did.
 type HTTPStats struct {
-	Allowed, Denied, BadKey, Errors uint64
+	// Allowed counts requests served; Denied those answered 429.
+	Allowed, Denied uint64
+	// BadKey counts requests answered 400 for their key; Errors the
+	// Limiter's failures (served or answered 503 per DenyOnError).
+	BadKey, Errors uint64
 }
 
 // HTTP is the rate-limiting HTTP middleware (its Middleware method),

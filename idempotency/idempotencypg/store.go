@@ -1,21 +1,3 @@
-// Package idempotencypg is an idempotency.Store on PostgreSQL, and the
-// way to exactly-once effects: InTx (HTTP) and GuardTx (jobs) run the
-// business write and the completion of the idempotency record in ONE
-// transaction, so a crash either loses both (a retry runs again) or keeps
-// both (a retry replays the stored response): an effect is never applied
-// twice. This is the single-transaction form of Brandur Leach's
-// "Implementing Stripe-like idempotency keys in Postgres".
-//
-// Records live in one table (Migrate creates it) keyed by the scoped key.
-// Begin is one INSERT ... ON CONFLICT ... DO UPDATE ... WHERE statement
-// that checks the fingerprint and the lease on the conflict path and
-// reports the existing record in the same statement. Expired records are
-// removed by Sweep (call it periodically, or set Options.SweepInterval);
-// until then an expired record is treated as absent.
-//
-// When PostgreSQL is down or slower than Options.Timeout every call
-// returns an error: the middleware answers 503 and the Guard returns
-// ErrUnavailable (fail closed: never run a request twice).
 package idempotencypg
 
 import (

@@ -1,17 +1,3 @@
-// Package idempotencyredis is an idempotency.Store on Redis (standalone,
-// Sentinel or Cluster): one hash per key at {prefix:key} holding the
-// fingerprint, the state, the lease token and deadline and the stored
-// result, with a TTL. Begin, Complete, Release and Extend are each one
-// Lua script, so the fingerprint and lease checks are atomic with the
-// write: a replay costs one round trip, a first request two (Begin and
-// Complete).
-//
-// When Redis is down or slower than Options.Timeout, every call returns an
-// error; the middleware then answers 503 and the Guard returns
-// ErrUnavailable: an idempotency layer that cannot tell whether a request
-// ran must not run it (fail closed). Without persistence a Redis restart
-// forgets every key (a retry after it runs again); use AOF or an RDB
-// schedule that matches your TTL, or idempotencypg, when that matters.
 package idempotencyredis
 
 import (

@@ -5,27 +5,23 @@
 package ratelimitx
 
 import (
-	"errors"
 	"fmt"
 	"time"
 )
 
-// ErrInvalid is ratelimit.ErrInvalid (defined here so that CheckArgs can
-// wrap it without importing ratelimit).
-var ErrInvalid = errors.New("ratelimit: invalid argument")
-
 // CheckArgs validates the arguments of an AllowN call against a policy
 // whose smallest Burst is maxBurst, with the errors every Limiter of the
-// module returns.
-func CheckArgs(maxBurst int, key string, n int) error {
+// module returns, each wrapping invalid (ratelimit.ErrInvalid, passed in
+// since this package cannot import ratelimit).
+func CheckArgs(invalid error, maxBurst int, key string, n int) error {
 	if key == "" {
-		return fmt.Errorf("%w: key must not be empty", ErrInvalid)
+		return fmt.Errorf("%w: key must not be empty", invalid)
 	}
 	if n < 1 {
-		return fmt.Errorf("%w: n must be >= 1, got %d", ErrInvalid, n)
+		return fmt.Errorf("%w: n must be >= 1, got %d", invalid, n)
 	}
 	if n > maxBurst {
-		return fmt.Errorf("%w: n = %d can never be admitted: the smallest Burst is %d", ErrInvalid, n, maxBurst)
+		return fmt.Errorf("%w: n = %d can never be admitted: the smallest Burst is %d", invalid, n, maxBurst)
 	}
 	return nil
 }

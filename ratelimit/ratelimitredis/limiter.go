@@ -34,11 +34,11 @@ import (
 // the very Decision Local would make.
 //
 // A stored TAT is the decimal µs, followed by "." and three digits of ns
-// when those are not 0: "1767225600100000" or "1767225600103333.333". The
-// previous version of this package stored whole µs, which reads here
-// exactly as before; a process still running that version reads the new
-// form as a fractional µs count (Lua's tonumber), off by under 1µs. A
-// rolling upgrade thus needs no migration either way.
+// when those are not 0: "1767225600100000" or "1767225600103333.333". A
+// TAT of whole µs (no fraction) reads as that many µs, and a reader that
+// takes the whole string as a number (Lua's tonumber) reads the
+// fractional form off by under 1µs, so state written in either form needs
+// no migration.
 
 // gcraLib is the arithmetic the GCRA scripts share, after serverclock.Lua
 // (now_us_ns reads the time arguments).
@@ -261,7 +261,7 @@ func (l *Limiter) Allow(ctx context.Context, key string) (ratelimit.Decision, er
 // for bad arguments (ratelimit.ErrInvalid) and ctx's error when ctx ends
 // first.
 func (l *Limiter) AllowN(ctx context.Context, key string, n int) (ratelimit.Decision, error) {
-	if err := ratelimitx.CheckArgs(l.maxBurst, key, n); err != nil {
+	if err := ratelimitx.CheckArgs(ratelimit.ErrInvalid, l.maxBurst, key, n); err != nil {
 		return ratelimit.Decision{}, err
 	}
 	argv := make([]any, 0, 2+len(l.args))
