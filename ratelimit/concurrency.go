@@ -74,7 +74,7 @@ func NewConcurrency(opts ConcurrencyOptions) (*Concurrency, error) {
 }
 
 // Acquire takes a slot for key; see ConcurrencyLimiter.
-func (c *Concurrency) Acquire(_ context.Context, key string) (func(), error) {
+func (c *Concurrency) Acquire(_ context.Context, key string) (release func(), err error) {
 	if key == "" {
 		return nil, fmt.Errorf("%w: key must not be empty", ErrInvalid)
 	}

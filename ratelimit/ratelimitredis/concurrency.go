@@ -178,16 +178,16 @@ func NewConcurrency(o ConcurrencyOptions) (*Concurrency, error) {
 // Acquire takes a slot for key in one round trip, or returns a
 // *ratelimit.LimitedError (errors.Is ratelimit.ErrLimited) at once when
 // every slot is held; its RetryAfter is when a slot is expected to free:
-// ratelimitx.ConcurrencyRetryAfter of the key's mean hold and its live
-// holders, bounded by the oldest lease's expiry (see the package's
-// Concurrency notes). release gives the slot back and times the hold (one
+// the key's mean hold over its live holders (at least 1ms; 100ms before
+// any hold was timed), bounded by the oldest lease's expiry, as
+// ratelimit.Concurrency reports it (see the package doc). release gives the slot back and times the hold (one
 // more round trip, bounded by Timeout); calling it more than once is
 // harmless.
 //
 // While Redis is unavailable it asks Options.Fallback, or grants a slot
 // that is counted nowhere (FailOpen) or refuses with RetryAfter 1s
 // (FailClosed). It returns ctx's error when ctx ends first.
-func (c *Concurrency) Acquire(ctx context.Context, key string) (func(), error) {
+func (c *Concurrency) Acquire(ctx context.Context, key string) (release func(), err error) {
 	if key == "" {
 		return nil, fmt.Errorf("%w: key must not be empty", ratelimit.ErrInvalid)
 	}
@@ -196,7 +196,7 @@ func (c *Concurrency) Acquire(ctx context.Context, key string) (func(), error) {
 		got                      bool
 		held, oldest, live, mean int64
 	)
-	err := c.b.run(ctx, func(ctx context.Context) error {
+	err = c.b.run(ctx, func(ctx context.Context) error {
 		vals, err := acquireScript.Run(ctx, c.b.client, []string{l.key, l.hold}, serverclock.Micros(c.b.clk), c.lease.Microseconds(), c.limit, l.token).Slice()
 		if err != nil {
 			return err
