@@ -323,7 +323,7 @@ func (a *app) wire(ctx context.Context) error {
 		return err
 	}
 	if a.worker, err = queue.NewWorker(queue.WorkerOptions{Backend: a.backend, Logger: a.log,
-		Queues: map[string]queue.QueueOptions{"emails": {Concurrency: 8}, "receipts": {Concurrency: 4}}}); err != nil {
+		Queues: map[string]queue.Options{"emails": {Concurrency: 8}, "receipts": {Concurrency: 4}}}); err != nil {
 		return err
 	}
 	if err := queue.Handle(a.worker, "email:send", func(ctx context.Context, j *queue.Job[Email]) error {
