@@ -317,7 +317,7 @@ func TestTokenRouting(t *testing.T) {
 }
 
 // ConsistencyWindow sends token reads to the primary for Window after the
-// write, by Options.Now.
+// write, by Options.Clock.
 func TestWindowMode(t *testing.T) {
 	clk := testclock.New()
 	r, fp := newFake(t, Options{Consistency: ConsistencyWindow, Window: 2 * time.Second, Clock: clk}, 1)

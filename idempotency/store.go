@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/expiring"
 	"github.com/scalekit-go/scalekit/internal/token"
 )
@@ -22,7 +23,7 @@ var ErrInProgress = errors.New("idempotency: in progress")
 // (another fingerprint): a client bug, never executed.
 var ErrMismatch = errors.New("idempotency: key reused with a different request")
 
-// ErrLeaseLost is returned by Complete, Abandon and Extend when the token
+// ErrLeaseLost is returned by Complete, Release and Extend when the token
 // no longer holds the key: the lease expired and another caller took over
 // (or the record expired).
 var ErrLeaseLost = errors.New("idempotency: lease lost")
@@ -49,15 +50,15 @@ func (e *InProgressError) Is(target error) bool { return target == ErrInProgress
 type Status int
 
 const (
-	// Started: the caller holds the key's lease (Outcome.Token) and runs
-	// the work, then calls Complete or Abandon.
+	// Started means the caller holds the key's lease (Outcome.Token) and
+	// runs the work, then calls Complete or Release.
 	Started Status = iota + 1
-	// Running: another caller holds the lease; Outcome.RetryAfter is when
-	// it expires.
+	// Running means another caller holds the lease; Outcome.RetryAfter is
+	// when it expires.
 	Running
-	// Completed: the work ran; Outcome.Result is what it stored.
+	// Completed means the work ran; Outcome.Result is what it stored.
 	Completed
-	// Mismatch: the key was used with another fingerprint.
+	// Mismatch means the key was used with another fingerprint.
 	Mismatch
 )
 
@@ -105,9 +106,9 @@ type Store interface {
 	// Complete stores result for key and marks it completed for ttl, if
 	// token still holds the lease (else ErrLeaseLost).
 	Complete(ctx context.Context, key, token string, result []byte, ttl time.Duration) error
-	// Abandon deletes key's record if token holds the lease, so a retry
-	// runs the work again (else ErrLeaseLost).
-	Abandon(ctx context.Context, key, token string) error
+	// Release gives the lease back: it deletes key's record if token
+	// holds the lease, so a retry runs the work again (else ErrLeaseLost).
+	Release(ctx context.Context, key, token string) error
 	// Extend renews the lease of a running key to lease from now, if token
 	// holds it (else ErrLeaseLost).
 	Extend(ctx context.Context, key, token string, lease time.Duration) error
@@ -115,15 +116,16 @@ type Store interface {
 
 // MemoryStoreOptions configures NewMemoryStore. The zero value works.
 type MemoryStoreOptions struct {
-	// Now is the clock. Default: time.Now.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the real
+	// time.
+	Clock clock.Clock
 }
 
 // MemoryStore is a Store in process memory, for a single instance and for
 // tests. Expired records are dropped when touched and by a sweep every
 // 1024 writes.
 type MemoryStore struct {
-	now  func() time.Time
+	clk  clock.Clock
 	mu   sync.Mutex
 	recs expiring.Map[*memRecord]
 }
@@ -137,15 +139,12 @@ type memRecord struct {
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore(o MemoryStoreOptions) *MemoryStore {
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	return &MemoryStore{now: o.Now}
+	return &MemoryStore{clk: o.Clock}
 }
 
 // Begin is Store.Begin.
 func (s *MemoryStore) Begin(_ context.Context, key, fingerprint string, lease, ttl time.Duration) (Outcome, error) {
-	now := s.now()
+	now := clock.Now(s.clk)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, _ := s.recs.Get(key, now)
@@ -175,7 +174,7 @@ func (s *MemoryStore) held(key, token string, now time.Time) (*memRecord, error)
 
 // Complete is Store.Complete.
 func (s *MemoryStore) Complete(_ context.Context, key, token string, result []byte, ttl time.Duration) error {
-	now := s.now()
+	now := clock.Now(s.clk)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, err := s.held(key, token, now)
@@ -187,9 +186,9 @@ func (s *MemoryStore) Complete(_ context.Context, key, token string, result []by
 	return nil
 }
 
-// Abandon is Store.Abandon.
-func (s *MemoryStore) Abandon(_ context.Context, key, token string) error {
-	now := s.now()
+// Release is Store.Release.
+func (s *MemoryStore) Release(_ context.Context, key, token string) error {
+	now := clock.Now(s.clk)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, err := s.held(key, token, now); err != nil {
@@ -201,7 +200,7 @@ func (s *MemoryStore) Abandon(_ context.Context, key, token string) error {
 
 // Extend is Store.Extend.
 func (s *MemoryStore) Extend(_ context.Context, key, token string, lease time.Duration) error {
-	now := s.now()
+	now := clock.Now(s.clk)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, err := s.held(key, token, now)

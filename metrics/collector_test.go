@@ -57,7 +57,7 @@ func everything(t testing.TB, o metrics.Options) *metrics.Collector {
 	noErr(t, m.AddConcurrency("reports", conc))
 	ad := must[*ratelimit.Adaptive](t)(ratelimit.NewAdaptive(ratelimit.AdaptiveOptions{}))
 	noErr(t, m.AddAdaptive("shed", ad))
-	mw := must[*ratelimit.RateLimiter](t)(ratelimit.NewMiddleware(ratelimit.MiddlewareOptions{Limiter: local}))
+	mw := must[*ratelimit.HTTP](t)(ratelimit.NewHTTP(ratelimit.HTTPOptions{Limiter: local}))
 	noErr(t, m.AddRateLimitMiddleware("api", mw))
 
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true})
@@ -77,7 +77,7 @@ func everything(t testing.TB, o metrics.Options) *metrics.Collector {
 	l.Load(ctx, 1)
 	noErr(t, m.AddBatch("authors", l))
 
-	idem := must[*idempotency.Middleware](t)(idempotency.NewMiddleware(idempotency.MiddlewareOptions{Unscoped: true}))
+	idem := must[*idempotency.HTTP](t)(idempotency.NewHTTP(idempotency.HTTPOptions{Unscoped: true}))
 	noErr(t, m.AddIdempotency("payments", idem))
 
 	s := must[*slo.SLO](t)(slo.New(slo.Options{Name: "checkout", Target: 0.999}))

@@ -72,9 +72,9 @@ type app struct {
 	backend  queue.Backend
 	worker   *queue.Worker
 	idemPG   *idempotencypg.Store
-	idem     *idempotency.Middleware
+	idem     *idempotency.HTTP
 	limiter  ratelimit.Limiter
-	rl       *ratelimit.RateLimiter
+	rl       *ratelimit.HTTP
 	tracker  *slo.Tracker
 	health   *health.Health
 	metrics  *metrics.Collector
@@ -213,7 +213,7 @@ func (a *app) routes() http.Handler {
 	mux.HandleFunc("GET /users/{id}", a.getUser)
 	mux.HandleFunc("PUT /users/{id}", a.putUser)
 	mux.HandleFunc("GET /posts", a.listPosts)
-	mux.Handle("POST /payments", a.idem.Handler(http.HandlerFunc(a.createPayment)))
+	mux.Handle("POST /payments", a.idem.Middleware(http.HandlerFunc(a.createPayment)))
 	mux.HandleFunc("POST /emails", a.sendEmail)
 	mux.HandleFunc("GET /jobs/{id}", a.getJob)
 	mux.Handle("GET /slo", a.tracker.StatusHandler())
@@ -227,7 +227,7 @@ func (a *app) routes() http.Handler {
 	// Probes and metrics are neither rate-limited nor part of the SLO.
 	var api http.Handler = mux
 	api = a.tracker.Middleware(api)
-	api = a.rl.Handler(api)
+	api = a.rl.Middleware(api)
 	if a.readYourWrites != nil {
 		api = a.readYourWrites(api)
 	}

@@ -246,7 +246,7 @@ func (a *app) handleJobs() error {
 // /payments, its keys in PostgreSQL (exactly-once payments), or Redis, or
 // memory.
 func (a *app) buildIdempotency(ctx context.Context) error {
-	opts := idempotency.MiddlewareOptions{Required: true, Logger: a.log,
+	opts := idempotency.HTTPOptions{Required: true, Logger: a.log,
 		Scope: func(r *http.Request) string { return r.Header.Get("X-User") + "|" + clientHost(r) }}
 	var err error
 	switch {
@@ -263,7 +263,7 @@ func (a *app) buildIdempotency(ctx context.Context) error {
 			return err
 		}
 	}
-	if a.idem, err = idempotency.NewMiddleware(opts); err != nil {
+	if a.idem, err = idempotency.NewHTTP(opts); err != nil {
 		return err
 	}
 	return a.metrics.AddIdempotency("payments", a.idem)
@@ -292,7 +292,7 @@ func (a *app) buildRateLimits(context.Context) error {
 			return err
 		}
 	}
-	if a.rl, err = ratelimit.NewMiddleware(ratelimit.MiddlewareOptions{Limiter: a.limiter, Key: ratelimit.ClientIP(), Logger: a.log}); err != nil {
+	if a.rl, err = ratelimit.NewHTTP(ratelimit.HTTPOptions{Limiter: a.limiter, Key: ratelimit.ClientIP(), Logger: a.log}); err != nil {
 		return err
 	}
 	return a.metrics.AddRateLimitMiddleware("clients", a.rl)
