@@ -1,0 +1,141 @@
+package queuepg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/scalekit-go/scalekit/internal/poll"
+	"github.com/scalekit-go/scalekit/internal/testinfra"
+	"github.com/scalekit-go/scalekit/queue"
+)
+
+// roundTrips counts the statements a pool sends, prepares included: with
+// pgx's statement cache each is one round trip.
+type roundTrips struct{ n atomic.Int64 }
+
+func (c *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+func (c *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (c *roundTrips) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+func (c *roundTrips) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}
+
+// tracedPool is a pool on f's primary whose statements rt counts.
+func tracedPool(t *testing.T, f *testinfra.PostgresFixture, rt *roundTrips) *pgxpool.Pool {
+	cfg, err := pgxpool.ParseConfig(f.PrimaryURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.Tracer = rt
+	cfg.MaxConns = 1 // one connection: its statement cache is warm after the first batch
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func jobBatch(q string, n int, o queue.EnqueueOptions) []queue.EnqueueRequest {
+	out := make([]queue.EnqueueRequest, n)
+	for i := range out {
+		out[i] = queue.EnqueueRequest{Queue: q, Kind: "k", Args: i, Options: o}
+	}
+	return out
+}
+
+// EnqueueMany of 1,000 jobs, with unique keys and a duplicate, is one
+// round trip, on the pool and inside the caller's transaction.
+func TestEnqueueManyOneRoundTrip(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	rt := &roundTrips{}
+	b := newBackend(t, tracedPool(t, f, rt), Options{PollOnly: true}) // PollOnly: no NOTIFY on the pool
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	if _, err := c.EnqueueMany(ctx, jobBatch("warm", 2, queue.EnqueueOptions{})...); err != nil { // prepares the statement
+		t.Fatal(err)
+	}
+	jobs := jobBatch("q", 1000, queue.EnqueueOptions{})
+	for i := range jobs {
+		jobs[i].Options.UniqueKey = fmt.Sprint("u", i%999) // the last one is a duplicate of the first
+	}
+	rt.n.Store(0)
+	res, err := c.EnqueueMany(ctx, jobs...)
+	if err != nil || !errors.Is(res[999].Err, queue.ErrDuplicate) || res[999].ID != res[0].ID || res[998].Err != nil {
+		t.Fatalf("EnqueueMany: %v, last results %+v", err, res[998:])
+	}
+	if n := rt.n.Load(); n != 1 {
+		t.Fatalf("EnqueueMany of 1,000 jobs took %d round trips, want 1", n)
+	}
+	for _, commit := range []bool{false, true} {
+		tx, err := b.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt.n.Store(0)
+		res, err := b.EnqueueManyTx(ctx, tx, jobBatch("tx", 500, queue.EnqueueOptions{})...)
+		if n := rt.n.Load(); err != nil || n != 1 || len(res) != 500 {
+			t.Fatalf("EnqueueManyTx: %d results, %v, %d round trips, want 500, 1", len(res), err, n)
+		}
+		if commit {
+			err = tx.Commit(ctx)
+		} else {
+			err = tx.Rollback(ctx)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Job(ctx, "tx", res[0].ID)
+		if commit != (err == nil) {
+			t.Fatalf("commit %v: the batch's job: %v", commit, err)
+		}
+	}
+	if cnt, _ := c.Counts(ctx, "tx"); cnt.Pending != 500 {
+		t.Fatalf("counts %+v, want the committed batch only", cnt)
+	}
+	if _, err := b.EnqueueManyTx(ctx, nil, queue.EnqueueRequest{Queue: "tx", Kind: "bad kind"}); !errors.Is(err, queue.ErrInvalid) {
+		t.Fatalf("a bad job: %v, want ErrInvalid before anything is sent", err)
+	}
+}
+
+// Workers waiting on a queue are woken after an EnqueueManyTx commits,
+// by the NOTIFY (they poll only every 30s).
+func TestEnqueueManyTxNotifies(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{PollInterval: 30 * time.Second})
+	got := make(chan int, 1)
+	go func() {
+		ls, _ := b.Fetch(ctx, queue.FetchRequest{Queue: "woken", Max: 10, Lease: time.Minute, Wait: time.Minute, Order: highFirst})
+		got <- len(ls)
+	}()
+	poll.Until(t, 20*time.Second, "the fetch waiting and the listener listening", func() bool {
+		return b.idle.Load() >= 1 && b.listening.Load()
+	})
+	err := pgx.BeginFunc(ctx, f.Primary, func(tx pgx.Tx) error {
+		_, err := b.EnqueueManyTx(ctx, tx, jobBatch("woken", 3, queue.EnqueueOptions{})...)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case n := <-got:
+		if n != 3 {
+			t.Fatalf("the waiting fetch got %d jobs, want the 3 of the batch", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting fetch was not woken by the committed batch")
+	}
+}
