@@ -135,7 +135,8 @@ const insertManySQL = `WITH b AS (
     $9::int8[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::bool[])
   WITH ORDINALITY AS b(queue, id, kind, payload, priority, run_at, max_attempts, timeout_ms, unique_key, unique_until,
     enqueued_at, unique_active, ord)),
-used AS (SELECT b.ord, j.kind = b.kind AND j.payload = b.payload AS same FROM b JOIN {jobs} j ON j.queue = b.queue AND j.id = b.id),
+used AS (SELECT b.ord FROM b, LATERAL (SELECT 1 FROM {jobs} j WHERE j.queue = b.queue AND j.id = b.id LIMIT 1) x
+  WHERE b.unique_key <> ''),
 cand AS (SELECT DISTINCT ON (b.queue, b.unique_key) b.queue, b.unique_key, b.id, b.unique_until, b.unique_active FROM b
   WHERE b.unique_key <> '' AND b.ord NOT IN (SELECT ord FROM used) ORDER BY b.queue, b.unique_key, b.ord),
 u AS (INSERT INTO {unique} AS u (queue, unique_key, job_id, until)
@@ -149,18 +150,21 @@ ins AS (INSERT INTO {jobs} (queue, id, kind, payload, priority, state, attempt, 
     unique_key, unique_until, enqueued_at, unique_active)
   SELECT b.queue, b.id, b.kind, b.payload, b.priority, CASE WHEN b.run_at > {now} THEN 'scheduled' ELSE 'pending' END,
     0, b.max_attempts, b.run_at, b.timeout_ms, nullif(b.unique_key, ''), b.unique_until, b.enqueued_at, b.unique_active
-  FROM b WHERE b.ord NOT IN (SELECT ord FROM used)
-    AND (b.unique_key = '' OR EXISTS (SELECT 1 FROM u WHERE u.queue = b.queue AND u.unique_key = b.unique_key AND u.job_id = b.id))
+  FROM b LEFT JOIN u ON u.queue = b.queue AND u.unique_key = b.unique_key
+  WHERE b.unique_key = '' OR u.job_id = b.id
   ORDER BY b.ord
   ON CONFLICT (queue, id) DO NOTHING
   RETURNING queue, id)
-SELECT CASE WHEN ins.id IS NOT NULL THEN 'ok' WHEN used.same THEN 'again' WHEN used.ord IS NOT NULL THEN 'exists'
-    WHEN b.unique_key <> '' AND NOT EXISTS (SELECT 1 FROM u WHERE u.queue = b.queue AND u.unique_key = b.unique_key AND u.job_id = b.id)
-    THEN 'dup' ELSE 'race' END,
-  coalesce((SELECT job_id FROM u WHERE u.queue = b.queue AND u.unique_key = b.unique_key),
-    (SELECT job_id FROM {unique} x WHERE x.queue = b.queue AND x.unique_key = b.unique_key), ''),
+SELECT CASE WHEN ins.id IS NOT NULL THEN 'ok'
+    WHEN j.kind IS NOT NULL THEN CASE WHEN j.kind = b.kind AND j.payload = b.payload THEN 'again' ELSE 'exists' END
+    WHEN b.unique_key <> '' AND u.job_id IS DISTINCT FROM b.id THEN 'dup'
+    ELSE 'race' END,
+  CASE WHEN b.unique_key = '' OR ins.id IS NOT NULL THEN '' ELSE coalesce(u.job_id,
+    (SELECT job_id FROM {unique} x WHERE x.queue = b.queue AND x.unique_key = b.unique_key), '') END,
   CASE WHEN ins.id IS NOT NULL THEN pg_current_xact_id()::text ELSE '' END
-FROM b LEFT JOIN ins ON ins.queue = b.queue AND ins.id = b.id LEFT JOIN used ON used.ord = b.ord
+FROM b LEFT JOIN ins ON ins.queue = b.queue AND ins.id = b.id
+  LEFT JOIN u ON u.queue = b.queue AND u.unique_key = b.unique_key
+  LEFT JOIN LATERAL (SELECT j.kind, j.payload FROM {jobs} j WHERE ins.id IS NULL AND j.queue = b.queue AND j.id = b.id LIMIT 1) j ON true
 ORDER BY b.ord`
 
 // uniqueHolderSQL reads the job holding a unique key. $1 queue,
