@@ -124,11 +124,11 @@ RETURNING job_id`
 // row per job, in batch order: status ('ok' stored, 'again' the same job
 // is there, 'exists' another job has the id, 'dup' the key is held,
 // 'race' the id was taken by a transaction that committed during the
-// statement: the caller looks again), the key's holder ('' if not
+// statement: the caller looks again), the key's holder (empty if not
 // visible to the statement) and the transaction's id for stored jobs.
 // $1 now, then arrays, one element a job: $2 queue, $3 id, $4 kind,
 // $5 payload, $6 priority, $7 run_at, $8 max_attempts, $9 timeout_ms,
-// $10 unique_key ('' for none), $11 unique_until (NULL for none or
+// $10 unique_key (empty for none), $11 unique_until (NULL for none or
 // while-active), $12 enqueued_at, $13 unique_active.
 const insertManySQL = `WITH b AS (
   SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::int2[], $7::timestamptz[], $8::int4[],

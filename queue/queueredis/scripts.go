@@ -176,7 +176,7 @@ return r
 // as enqueueScript would (a later job sees the unique keys an earlier one
 // took), and wakes the fetches once. ARGV[3..]: the jobs' fields, 13 per
 // job. Reply: two elements per job, enqueue's status and its state or
-// holder id ('' for 'exists').
+// holder id (empty for 'exists').
 var enqueueManyScript = script(false, enqueueLua+`
 local now = now_us(ARGV[2])
 local out, stored = {}, false

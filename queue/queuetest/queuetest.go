@@ -4,9 +4,11 @@
 //
 // Run checks, among the rest, that an Enqueue retried with the same ID
 // and content returns the job already there, that a refused Enqueue takes
-// no unique key, the unique-while-active holds, Delete, and the default
-// dead retention (queue.DefaultDeadRetention); a backend that removes old
-// jobs only when asked implements Sweeper, which Run calls first.
+// no unique key, EnqueueMany's result per job (duplicates of existing
+// jobs and within the batch, a retried job, a used id), the
+// unique-while-active holds, Delete, and the default dead retention
+// (queue.DefaultDeadRetention); a backend that removes old jobs only
+// when asked implements Sweeper, which Run calls first.
 package queuetest
 
 import (
