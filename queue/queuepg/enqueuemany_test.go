@@ -109,33 +109,43 @@ func TestEnqueueManyOneRoundTrip(t *testing.T) {
 	}
 }
 
-// Workers waiting on a queue are woken after an EnqueueManyTx commits,
-// by the NOTIFY (they poll only every 30s).
-func TestEnqueueManyTxNotifies(t *testing.T) {
+// Workers waiting on a queue are woken after an EnqueueMany, and after
+// an EnqueueManyTx commits, by the NOTIFY (they poll only every 30s).
+func TestEnqueueManyNotifies(t *testing.T) {
 	f := testinfra.Postgres(t)
 	ctx := context.Background()
 	b := newBackend(t, f.Primary, Options{PollInterval: 30 * time.Second})
-	got := make(chan int, 1)
-	go func() {
-		ls, _ := b.Fetch(ctx, queue.FetchRequest{Queue: "woken", Max: 10, Lease: time.Minute, Wait: time.Minute, Order: highFirst})
-		got <- len(ls)
-	}()
-	poll.Until(t, 20*time.Second, "the fetch waiting and the listener listening", func() bool {
-		return b.idle.Load() >= 1 && b.listening.Load()
-	})
-	err := pgx.BeginFunc(ctx, f.Primary, func(tx pgx.Tx) error {
-		_, err := b.EnqueueManyTx(ctx, tx, jobBatch("woken", 3, queue.EnqueueOptions{})...)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case n := <-got:
-		if n != 3 {
-			t.Fatalf("the waiting fetch got %d jobs, want the 3 of the batch", n)
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	for _, inTx := range []bool{false, true} {
+		q := fmt.Sprint("woken-", inTx)
+		idle := b.idle.Load()
+		got := make(chan int, 1)
+		go func() {
+			ls, _ := b.Fetch(ctx, queue.FetchRequest{Queue: q, Max: 10, Lease: time.Minute, Wait: time.Minute, Order: highFirst})
+			got <- len(ls)
+		}()
+		poll.Until(t, 20*time.Second, "the fetch waiting and the listener listening", func() bool {
+			return b.idle.Load() > idle && b.listening.Load()
+		})
+		var err error
+		if inTx {
+			err = pgx.BeginFunc(ctx, f.Primary, func(tx pgx.Tx) error {
+				_, err := b.EnqueueManyTx(ctx, tx, jobBatch(q, 3, queue.EnqueueOptions{})...)
+				return err
+			})
+		} else {
+			_, err = c.EnqueueMany(ctx, jobBatch(q, 3, queue.EnqueueOptions{})...)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the waiting fetch was not woken by the committed batch")
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case n := <-got:
+			if n != 3 {
+				t.Fatalf("in a transaction %v: the waiting fetch got %d jobs, want the 3 of the batch", inTx, n)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("in a transaction %v: the waiting fetch was not woken by the batch", inTx)
+		}
 	}
 }
