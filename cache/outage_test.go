@@ -8,8 +8,8 @@ import (
 
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/cache"
-	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/cache/cachetest"
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/poll"
 )
 
