@@ -159,10 +159,10 @@ func (c *Cache[V]) Get(ctx context.Context, key string, loader Loader[V]) (V, er
 
 // get is Get for the cache key key, loaded as id (a namespace's keys are
 // versioned; its loader sees the plain id).
-func (c *Cache[V]) get(ctx context.Context, key, id string, loader Loader[V]) (V, error) {
+func (c *Cache[V]) get(ctx context.Context, key, id string, load Loader[V]) (V, error) {
 	if e, now, u := c.peek(key); u != useNone {
 		if mode, ok := c.refresh(e, now, u); ok {
-			c.refreshOne(ctx, mode, key, id, e, loader)
+			c.refreshOne(ctx, mode, key, id, e, load)
 		}
 		return c.serve(e, u)
 	}
@@ -172,7 +172,7 @@ func (c *Cache[V]) get(ctx context.Context, key, id string, loader Loader[V]) (V
 	if id != key {
 		ids = []string{id}
 	}
-	calls, _ := c.fetch(ctx, modeMiss, keys, ids, nil, one(loader))
+	calls, _ := c.fetch(ctx, modeMiss, keys, ids, nil, loader[V]{one: load})
 	cl := calls[0]
 	select {
 	case <-cl.done:
@@ -188,13 +188,13 @@ func (c *Cache[V]) get(ctx context.Context, key, id string, loader Loader[V]) (V
 }
 
 // refreshOne starts Get's background refresh of key's L1 copy e.
-func (c *Cache[V]) refreshOne(ctx context.Context, mode loadMode, key, id string, e *entry[V], loader Loader[V]) {
-	c.refreshAll(ctx, mode, []string{key}, []string{id}, []*entry[V]{e}, one(loader))
+func (c *Cache[V]) refreshOne(ctx context.Context, mode loadMode, key, id string, e *entry[V], load Loader[V]) {
+	c.refreshAll(ctx, mode, []string{key}, []string{id}, []*entry[V]{e}, loader[V]{one: load})
 }
 
 // refreshAll starts the background refresh of the L1 copies cur of keys
 // and counts the refreshes it started.
-func (c *Cache[V]) refreshAll(ctx context.Context, mode loadMode, keys, ids []string, cur []*entry[V], load BatchLoader[V]) {
+func (c *Cache[V]) refreshAll(ctx context.Context, mode loadMode, keys, ids []string, cur []*entry[V], load loader[V]) {
 	_, started := c.fetch(ctx, mode, keys, ids, cur, load)
 	if mode == modeEarly {
 		c.st.earlyRefreshes.Add(uint64(started))
@@ -277,7 +277,7 @@ func (c *Cache[V]) getMany(ctx context.Context, keys, ids []string, batch BatchL
 	}
 	for mode, r := range refresh {
 		if len(r.keys) > 0 {
-			c.refreshAll(ctx, loadMode(mode), r.keys, r.ids, r.cur, batch)
+			c.refreshAll(ctx, loadMode(mode), r.keys, r.ids, r.cur, loader[V]{batch: batch})
 		}
 	}
 	if len(miss) == 0 {
@@ -288,7 +288,7 @@ func (c *Cache[V]) getMany(ctx context.Context, keys, ids []string, batch BatchL
 	for j, i := range miss {
 		mkeys[j], mids[j] = keys[i], ids[i]
 	}
-	calls, _ := c.fetch(ctx, modeMiss, mkeys, mids, nil, batch)
+	calls, _ := c.fetch(ctx, modeMiss, mkeys, mids, nil, loader[V]{batch: batch})
 	var firstErr error
 	for j, cl := range calls {
 		select {

@@ -52,7 +52,7 @@ func (cl *call[V]) deliver(e *entry[V], err error) {
 // claimed for one reason (mode).
 type fill[V any] struct {
 	c     *Cache[V]
-	load  BatchLoader[V]
+	load  loader[V]
 	mode  loadMode
 	keys  []string // cache keys
 	ids   []string // what load sees: the keys, or a namespace's plain ids
@@ -60,16 +60,24 @@ type fill[V any] struct {
 	cur   []*entry[V] // refreshes: the L1 copies being refreshed; nil for misses
 }
 
-// one adapts a Loader to the batch shape of the protocol: a key it
-// reports ErrNotFound for is absent from the result.
-func one[V any](load Loader[V]) BatchLoader[V] {
-	return func(ctx context.Context, ids []string) (map[string]V, error) {
-		v, err := load(ctx, ids[0])
-		if err != nil {
-			return nil, err
-		}
-		return map[string]V{ids[0]: v}, nil
+// loader is what a fill calls: Get's Loader (one key) or GetMany's
+// BatchLoader, which the protocol calls in the batch shape.
+type loader[V any] struct {
+	one   Loader[V]
+	batch BatchLoader[V]
+}
+
+// call calls the loader for ids: a key Get's Loader reports ErrNotFound
+// for is absent from the result, as a BatchLoader reports it.
+func (l loader[V]) call(ctx context.Context, ids []string) (map[string]V, error) {
+	if l.one == nil {
+		return l.batch(ctx, ids)
 	}
+	v, err := l.one(ctx, ids[0])
+	if err != nil {
+		return nil, err
+	}
+	return map[string]V{ids[0]: v}, nil
 }
 
 // fetch runs the protocol for keys (ids what load sees; cur, for a
@@ -80,7 +88,7 @@ func one[V any](load Loader[V]) BatchLoader[V] {
 // read); the rest runs in the background, with the caller's values but
 // not its cancellation, bounded by fillWait + LoadTimeout. fetch returns
 // each key's call and how many keys it claimed.
-func (c *Cache[V]) fetch(ctx context.Context, mode loadMode, keys, ids []string, cur []*entry[V], load BatchLoader[V]) ([]*call[V], int) {
+func (c *Cache[V]) fetch(ctx context.Context, mode loadMode, keys, ids []string, cur []*entry[V], load loader[V]) ([]*call[V], int) {
 	calls := make([]*call[V], len(keys))
 	var own []int // the positions claimed; nil while every key so far is
 	c.mu.Lock()
@@ -103,56 +111,47 @@ func (c *Cache[V]) fetch(ctx context.Context, mode loadMode, keys, ids []string,
 		}
 	}
 	c.mu.Unlock()
-	f := &fill[V]{c: c, load: load, mode: mode, keys: keys, ids: ids, calls: calls, cur: cur}
+	all := calls
 	if own != nil {
 		if len(own) == 0 {
-			return calls, 0
+			return all, 0
 		}
-		f = f.only(own)
+		keys, ids, calls = pick(keys, own), pick(ids, own), pick(calls, own)
+		if cur != nil {
+			cur = pick(cur, own)
+		}
 	}
 	ctx = context.WithoutCancel(ctx)
 	var todo []int
 	var pre []*entry[V]
 	var preErr error
 	if c.store != nil && mode == modeMiss {
-		pre, preErr = c.storeGet(ctx, f.keys)
+		// The common L2 hit is served here, without a fill or a goroutine.
+		pre, preErr = c.storeGet(ctx, keys)
 		if preErr == nil {
 			now := c.now()
 			for i, e := range pre {
-				if f.usable(i, e, now) {
-					f.deliver(i, e)
+				if e != nil && now < e.recFresh {
+					c.keep(keys[i], calls[i], e)
+					c.finish(keys[i], calls[i], e, nil)
 					continue
 				}
 				todo = append(todo, i)
 			}
 			if len(todo) == 0 {
-				return calls, len(f.keys)
+				return all, len(keys)
 			}
 		}
 	}
+	f := &fill[V]{c: c, load: load, mode: mode, keys: keys, ids: ids, calls: calls, cur: cur}
 	if todo == nil {
-		todo = make([]int, len(f.keys))
+		todo = make([]int, len(keys))
 		for i := range todo {
 			todo[i] = i
 		}
 	}
 	go f.run(ctx, todo, pre, preErr)
-	return calls, len(f.keys)
-}
-
-// only is f over the keys at idx.
-func (f *fill[V]) only(idx []int) *fill[V] {
-	g := &fill[V]{c: f.c, load: f.load, mode: f.mode, keys: f.pick(f.keys, idx), ids: f.pick(f.ids, idx), calls: make([]*call[V], len(idx))}
-	if f.cur != nil {
-		g.cur = make([]*entry[V], len(idx))
-	}
-	for j, i := range idx {
-		g.calls[j] = f.calls[i]
-		if f.cur != nil {
-			g.cur[j] = f.cur[i]
-		}
-	}
-	return g
+	return all, len(keys)
 }
 
 // run is the background part of a fill, for the keys at todo (pre and
@@ -200,8 +199,9 @@ func (f *fill[V]) deliver(i int, e *entry[V]) {
 	f.c.finish(f.keys[i], f.calls[i], e, nil)
 }
 
-func (f *fill[V]) pick(from []string, idx []int) []string {
-	out := make([]string, len(idx))
+// pick is the elements of from at idx.
+func pick[T any](from []T, idx []int) []T {
+	out := make([]T, len(idx))
 	for j, i := range idx {
 		out[j] = from[i]
 	}
@@ -210,7 +210,7 @@ func (f *fill[V]) pick(from []string, idx []int) []string {
 
 // read reads the keys at idx from the Store, aligned with idx.
 func (f *fill[V]) read(ctx context.Context, idx []int) ([]*entry[V], error) {
-	return f.c.storeGet(ctx, f.pick(f.keys, idx))
+	return f.c.storeGet(ctx, pick(f.keys, idx))
 }
 
 // fromStore is the Store's half of a fill for the keys at idx: it
@@ -252,7 +252,7 @@ func (f *fill[V]) fromStore(ctx context.Context, idx []int, pre []*entry[V], pre
 	if len(rest) == 0 {
 		return nil, nil, nil, nil
 	}
-	toks, err := c.lease(ctx, f.pick(f.keys, rest))
+	toks, err := c.lease(ctx, pick(f.keys, rest))
 	if err != nil {
 		return nil, nil, nil, rest
 	}
@@ -379,7 +379,7 @@ func (f *fill[V]) waitFills(ctx context.Context, idx []int) (won []int, tokens [
 		if len(missing) == 0 {
 			return won, tokens, nil
 		}
-		toks, err := c.lease(ctx, f.pick(f.keys, missing))
+		toks, err := c.lease(ctx, pick(f.keys, missing))
 		if err != nil {
 			return won, tokens, missing
 		}
@@ -404,7 +404,7 @@ func (f *fill[V]) loadAndFill(ctx context.Context, idx []int, tokens []string) {
 		return
 	}
 	c := f.c
-	keys := f.pick(f.keys, idx)
+	keys := pick(f.keys, idx)
 	var rn *renew.Renewer
 	if tokens != nil {
 		rn = c.renewLeases(ctx, keys, tokens)
@@ -438,7 +438,7 @@ func (f *fill[V]) loadAndFill(ctx context.Context, idx []int, tokens []string) {
 // *PanicError with its stack.
 func (f *fill[V]) call(ctx context.Context, idx []int) ([]*entry[V], error) {
 	c := f.c
-	ids := f.pick(f.ids, idx)
+	ids := pick(f.ids, idx)
 	if c.sem != nil {
 		select {
 		case c.sem <- struct{}{}:
@@ -478,7 +478,7 @@ func (f *fill[V]) protected(ctx context.Context, ids []string) (m map[string]V, 
 			err = &PanicError{Key: label(ids), Value: r, Stack: debug.Stack()}
 		}
 	}()
-	m, err = f.load(ctx, ids)
+	m, err = f.load.call(ctx, ids)
 	if errors.Is(err, ErrNotFound) { // every key absent
 		return nil, nil
 	}
