@@ -49,7 +49,7 @@ type Loader[V any] func(ctx context.Context, key string) (V, error)
 // is safe for concurrent use.
 type Cache[V any] struct {
 	o     Options
-	base  time.Time // with Options.Now nil: now = base + time.Since(base)
+	base  time.Time // with Options.Clock nil: now = base + time.Since(base)
 	early int64     // EarlyWindow x TTL, ns: no early refresh before recFresh - early
 	l1    *otter.Cache[string, *entry[V]]
 	sem   chan struct{}
