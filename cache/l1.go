@@ -73,13 +73,10 @@ func (c *Cache[V]) peek(key string) (*entry[V], int64, use) {
 // fresh one early when XFetch draws it; neither while retryAt holds
 // refreshes back.
 func (c *Cache[V]) refresh(e *entry[V], now int64, u use) (loadMode, bool) {
-	switch {
-	case u == useStale:
+	if u == useStale {
 		return modeStale, now >= e.retryAt.Load()
-	case c.o.NoEarlyRefresh || e.negative || !c.xfetch(now, e):
-		return 0, false
 	}
-	return modeEarly, now >= e.retryAt.Load()
+	return modeEarly, !c.o.NoEarlyRefresh && !e.negative && c.xfetch(now, e) && now >= e.retryAt.Load()
 }
 
 // xfetch reports whether a hit should refresh early: now - delta*beta*ln(r)
