@@ -2,10 +2,15 @@
 // many goroutines calling Load(ctx, key) within a short window become one
 // fetch(ctx, keys).
 //
-//	authors, _ := batch.New(func(ctx context.Context, ids []int64) (map[int64]Author, error) {
+//	authors, err := batch.New(func(ctx context.Context, ids []int64) (map[int64]Author, error) {
 //		return db.AuthorsByID(ctx, ids) // one query: WHERE id = ANY($1)
 //	}, batch.Options{})
 //	a, err := authors.Load(ctx, post.AuthorID) // from 100 goroutines: 1 query
+//	if errors.Is(err, batch.ErrNotFound) { ... } // the fetch did not return that id
+//
+//	http.ListenAndServe(addr, batch.MemoMiddleware(mux)) // each key once per request
+//
+// # How it works
 //
 // A batch is fetched Wait after its first key (or, with Idle, as soon as
 // callers go quiet), at once when it holds MaxBatch keys, or on Flush; at

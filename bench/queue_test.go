@@ -157,7 +157,7 @@ func scalekitThroughput(b *testing.B, be queue.Backend) {
 		}
 	}
 	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: be, FetchWait: 100 * time.Millisecond,
-		Queues: map[string]queue.QueueOptions{"bench": {Concurrency: queueWorkers}}})
+		Queues: map[string]queue.Options{"bench": {Concurrency: queueWorkers}}})
 	var done atomic.Int64
 	all := make(chan struct{})
 	queue.Handle(w, "noop", func(ctx context.Context, j *queue.Job[any]) error {

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/logx"
 	"github.com/scalekit-go/scalekit/internal/stripe"
 )
@@ -103,9 +104,6 @@ type Options struct {
 	// breakers, tripped by the same outage, do not all probe at the same
 	// instant. It applies after MaxOpenTimeout's cap. Default: 0, none.
 	OpenTimeoutJitter float64
-	// Rand is the random source for OpenTimeoutJitter: a number in [0, 1).
-	// Default: math/rand/v2's Float64.
-	Rand func() float64
 	// OpenTimeoutMultiplier grows the open time on every trip that follows
 	// a failed probe (1 keeps it constant). Default: 1.
 	OpenTimeoutMultiplier float64
@@ -116,7 +114,7 @@ type Options struct {
 	// state; others get ErrTooManyProbes. Default: 1.
 	HalfOpenProbes int
 	// HalfOpenMaxWait is how long a half-open probe may run: a probe
-	// unfinished past it (a hung call, or an Allow whose done is never
+	// unfinished past it (a hung call, or an Acquire whose release is never
 	// called) counts as a failed probe, reopening the breaker, and frees its
 	// slot; its own outcome, if it ever comes, is then not counted. It is
 	// checked when a call arrives in half-open state. Set it above your
@@ -139,10 +137,15 @@ type Options struct {
 	// OnStateChange is called on every transition, in order, from a
 	// goroutine of its own so it never blocks calls. Default: none.
 	OnStateChange func(name string, from, to State)
-	// Now is the clock. Default: time.Now.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the real
+	// time.
+	Clock clock.Clock
 	// Logger receives transitions. Default: discard.
 	Logger *slog.Logger
+
+	// rand is the random source for OpenTimeoutJitter: a number in [0, 1).
+	// Default: math/rand/v2's Float64. The package's tests set it.
+	rand func() float64
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -176,11 +179,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.HalfOpenSuccesses == 0 {
 		o.HalfOpenSuccesses = o.HalfOpenProbes
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Rand == nil {
-		o.Rand = rand.Float64
+	if o.rand == nil {
+		o.rand = rand.Float64
 	}
 	o.Logger = logx.Or(o.Logger)
 	bad := func(f string, args ...any) (Options, error) {
@@ -224,8 +224,9 @@ func (o Options) withDefaults() (Options, error) {
 // concurrent use.
 type Breaker struct {
 	o             Options
-	consecutiveOn bool   // the consecutive-failures rule applies
-	w             window // nil when no rate is tracked
+	now           func() time.Time // Options.Clock's, or time.Now
+	consecutiveOn bool             // the consecutive-failures rule applies
+	w             window           // nil when no rate is tracked
 
 	// sg packs the state (low 2 bits) and the generation (the rest); a
 	// result recorded under an older generation is ignored.
@@ -263,10 +264,13 @@ func New(o Options) (*Breaker, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Breaker{o: o, consecutiveOn: consecutive, probes: make([]atomic.Pointer[probe], o.HalfOpenProbes)}
+	b := &Breaker{o: o, now: time.Now, consecutiveOn: consecutive, probes: make([]atomic.Pointer[probe], o.HalfOpenProbes)}
+	if o.Clock != nil {
+		b.now = o.Clock.Now
+	}
 	if o.FailureRateThreshold > 0 || o.SlowCallThreshold > 0 {
 		if o.WindowDuration > 0 {
-			b.w = newTimeWindow(o.WindowDuration, o.Now)
+			b.w = newTimeWindow(o.WindowDuration, b.now)
 		} else {
 			b.w = newCountWindow(o.WindowSize)
 		}
@@ -298,7 +302,7 @@ func (b *Breaker) Do(ctx context.Context, fn func(ctx context.Context) error) er
 	}
 	var start int64
 	if b.o.SlowCallThreshold > 0 {
-		start = b.o.Now().UnixNano()
+		start = b.now().UnixNano()
 	}
 	returned := false
 	defer func() {
@@ -316,18 +320,18 @@ func (b *Breaker) Do(ctx context.Context, fn func(ctx context.Context) error) er
 	return err
 }
 
-// Call is Do for functions that return a value; a panic in fn is handled
-// as in Do.
-func Call[T any](ctx context.Context, b *Breaker, fn func(ctx context.Context) (T, error)) (T, error) {
-	return CallResult(ctx, b, fn, nil)
+// DoValue is Do for functions that return a value; a panic in fn is
+// handled as in Do.
+func DoValue[T any](ctx context.Context, b *Breaker, fn func(ctx context.Context) (T, error)) (T, error) {
+	return DoValueJudged(ctx, b, fn, nil)
 }
 
-// CallResult is Call that also judges the value fn returns: when fn
+// DoValueJudged is DoValue that also judges the value fn returns: when fn
 // returns a nil error and isFailure(v) is true (an HTTP response with
-// status 503, say), the call counts as a failure, though CallResult still
-// returns v and a nil error. Errors are judged by Options.IsFailure and
-// Ignore as in Do. A nil isFailure judges no value.
-func CallResult[T any](ctx context.Context, b *Breaker, fn func(ctx context.Context) (T, error), isFailure func(v T) bool) (T, error) {
+// status 503, say), the call counts as a failure, though DoValueJudged
+// still returns v and a nil error. Errors are judged by Options.IsFailure
+// and Ignore as in Do. A nil isFailure judges no value.
+func DoValueJudged[T any](ctx context.Context, b *Breaker, fn func(ctx context.Context) (T, error), isFailure func(v T) bool) (T, error) {
 	gen, pr, err := b.admit()
 	if err != nil {
 		var zero T
@@ -335,7 +339,7 @@ func CallResult[T any](ctx context.Context, b *Breaker, fn func(ctx context.Cont
 	}
 	var start int64
 	if b.o.SlowCallThreshold > 0 {
-		start = b.o.Now().UnixNano()
+		start = b.now().UnixNano()
 	}
 	returned := false
 	defer func() {
@@ -355,20 +359,21 @@ func CallResult[T any](ctx context.Context, b *Breaker, fn func(ctx context.Cont
 	return v, err
 }
 
-// Allow is the two-step form for callers that cannot pass a function: it
+// Acquire is the two-step form for callers that cannot pass a function: it
 // admits a call (or returns ErrOpen, ErrTooManyProbes or ErrForcedOpen)
-// and returns done, to be called with the call's error when it ends.
-// Calling done more than once is harmless. Unlike Do it allocates (the
-// done closure). A half-open probe whose done is never called holds its
-// slot until HalfOpenMaxWait, then counts as a failure.
-func (b *Breaker) Allow() (done func(err error), err error) {
+// and returns release, to be called with the call's error when it ends.
+// Calling release more than once is harmless: only the first call counts.
+// Unlike Do it allocates (the release closure). A half-open probe whose
+// release is never called holds its slot until HalfOpenMaxWait, then
+// counts as a failure.
+func (b *Breaker) Acquire() (release func(err error), err error) {
 	gen, pr, err := b.admit()
 	if err != nil {
 		return nil, err
 	}
 	var start int64
 	if b.o.SlowCallThreshold > 0 {
-		start = b.o.Now().UnixNano()
+		start = b.now().UnixNano()
 	}
 	var once atomic.Bool
 	return func(err error) {
@@ -387,13 +392,13 @@ func (b *Breaker) admit() (gen uint64, pr *probe, err error) {
 		case Closed:
 			return g, nil, nil
 		case Open:
-			if b.o.Now().UnixNano() < b.openUntil.Load() {
+			if b.now().UnixNano() < b.openUntil.Load() {
 				b.rejected.Add(1)
 				return 0, nil, ErrOpen
 			}
 			b.transition(sg, HalfOpen) // then loop: admit as a probe
 		case HalfOpen:
-			now := b.o.Now().UnixNano()
+			now := b.now().UnixNano()
 			b.expireProbes(now)
 			pr := b.claimProbe(g, now)
 			if pr == nil {
@@ -482,7 +487,7 @@ func (b *Breaker) recordOutcome(gen uint64, pr *probe, start int64, outcome outc
 	}
 	slow := false
 	if start != 0 {
-		slow = b.o.Now().UnixNano()-start > int64(b.o.SlowCallThreshold)
+		slow = b.now().UnixNano()-start > int64(b.o.SlowCallThreshold)
 	}
 	if slow {
 		b.slow.Add(1)
@@ -608,7 +613,7 @@ func (b *Breaker) transition(seen uint64, to State) bool {
 		return false
 	}
 	from, g := unpack(seen)
-	now := b.o.Now()
+	now := b.now()
 	switch to {
 	case Open:
 		timeout := b.o.OpenTimeout
@@ -623,7 +628,7 @@ func (b *Breaker) transition(seen uint64, to State) bool {
 			b.trips = 0
 		}
 		if j := b.o.OpenTimeoutJitter; j > 0 {
-			r := min(max(b.o.Rand(), 0), 1) // a source out of range cannot make it negative
+			r := min(max(b.o.rand(), 0), 1) // a source out of range cannot make it negative
 			timeout = time.Duration(float64(timeout) * (1 - j + 2*j*r))
 		}
 		b.openUntil.Store(now.Add(timeout).UnixNano())

@@ -41,7 +41,7 @@ func TestConsecutiveTripProbeAndClose(t *testing.T) {
 	var changes []string
 	var mu sync.Mutex
 	done := make(chan struct{}, 10)
-	b := newB(t, Options{Name: "db", Now: clk.Now, OnStateChange: func(name string, from, to State) {
+	b := newB(t, Options{Name: "db", Clock: clk, OnStateChange: func(name string, from, to State) {
 		mu.Lock()
 		changes = append(changes, name+":"+from.String()+"->"+to.String())
 		mu.Unlock()
@@ -80,7 +80,7 @@ func TestConsecutiveTripProbeAndClose(t *testing.T) {
 
 func TestFailedProbeReopensWithGrowingTimeout(t *testing.T) {
 	clk := testclock.New()
-	b := newB(t, Options{ConsecutiveFailures: 1, OpenTimeout: time.Second, OpenTimeoutMultiplier: 2, MaxOpenTimeout: 5 * time.Second, Now: clk.Now})
+	b := newB(t, Options{ConsecutiveFailures: 1, OpenTimeout: time.Second, OpenTimeoutMultiplier: 2, MaxOpenTimeout: 5 * time.Second, Clock: clk})
 	run(b, 1, fail)
 	for i, want := range []time.Duration{2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second} {
 		prevWait := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second}[i]
@@ -108,7 +108,7 @@ func TestFailedProbeReopensWithGrowingTimeout(t *testing.T) {
 
 func TestProbeLimit(t *testing.T) {
 	clk := testclock.New()
-	b := newB(t, Options{ConsecutiveFailures: 1, HalfOpenProbes: 2, HalfOpenSuccesses: 2, Now: clk.Now})
+	b := newB(t, Options{ConsecutiveFailures: 1, HalfOpenProbes: 2, HalfOpenSuccesses: 2, Clock: clk})
 	run(b, 1, fail)
 	clk.Add(5 * time.Second)
 	release := make(chan struct{})
@@ -155,7 +155,7 @@ func TestCountWindowRateTrip(t *testing.T) {
 
 func TestTimeWindowAgesOut(t *testing.T) {
 	clk := testclock.New()
-	b := newB(t, Options{NoConsecutive: true, FailureRateThreshold: 0.5, WindowDuration: 10 * time.Second, MinimumCalls: 4, Now: clk.Now})
+	b := newB(t, Options{NoConsecutive: true, FailureRateThreshold: 0.5, WindowDuration: 10 * time.Second, MinimumCalls: 4, Clock: clk})
 	run(b, 3, fail)
 	clk.Add(11 * time.Second) // those failures leave the window
 	run(b, 3, ok)
@@ -171,7 +171,7 @@ func TestTimeWindowAgesOut(t *testing.T) {
 
 func TestSlowCalls(t *testing.T) {
 	clk := testclock.New()
-	b := newB(t, Options{NoConsecutive: true, SlowCallThreshold: 100 * time.Millisecond, SlowCallRateThreshold: 0.5, WindowSize: 4, MinimumCalls: 4, Now: clk.Now})
+	b := newB(t, Options{NoConsecutive: true, SlowCallThreshold: 100 * time.Millisecond, SlowCallRateThreshold: 0.5, WindowSize: 4, MinimumCalls: 4, Clock: clk})
 	slow := func(context.Context) error { clk.Add(200 * time.Millisecond); return nil }
 	run(b, 2, ok)
 	run(b, 1, slow)
@@ -217,18 +217,45 @@ func TestClassification(t *testing.T) {
 
 func TestStaleGenerationIgnored(t *testing.T) {
 	clk := testclock.New()
-	b := newB(t, Options{ConsecutiveFailures: 1, Now: clk.Now})
-	done, err := b.Allow() // starts while closed
+	b := newB(t, Options{ConsecutiveFailures: 1, Clock: clk})
+	release, err := b.Acquire() // starts while closed
 	if err != nil {
 		t.Fatal(err)
 	}
 	run(b, 1, fail) // trips
 	clk.Add(5 * time.Second)
-	run(b, 1, ok) // probe closes it: a new generation
-	done(errBoom) // the old call's failure must not trip the new closed state
-	done(errBoom) // twice: harmless
+	run(b, 1, ok)    // probe closes it: a new generation
+	release(errBoom) // the old call's failure must not trip the new closed state
+	release(errBoom) // twice: harmless
 	if b.State() != Closed {
 		t.Fatal("a result from before the trip tripped the breaker again")
+	}
+}
+
+// A release called more than once counts its call once, in closed state
+// and for a half-open probe.
+func TestReleaseTwiceCountsOnce(t *testing.T) {
+	clk := testclock.New()
+	b := newB(t, Options{ConsecutiveFailures: 2, HalfOpenProbes: 2, HalfOpenSuccesses: 2, Clock: clk})
+	release, err := b.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	release(errBoom)
+	release(errBoom) // a second failure would trip the breaker
+	if st := b.Stats(); st.State != Closed || st.Failures != 1 || st.ConsecutiveFailures != 1 {
+		t.Fatalf("after one call released twice: %+v, want closed with 1 failure", st)
+	}
+	run(b, 1, fail) // trips
+	clk.Add(5 * time.Second)
+	probe, err := b.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe(nil)
+	probe(nil) // a second success would close the breaker (HalfOpenSuccesses 2)
+	if st := b.Stats(); st.State != HalfOpen || st.Successes != 1 {
+		t.Fatalf("after one probe released twice: %+v, want half-open with 1 success", st)
 	}
 }
 
@@ -238,14 +265,14 @@ func TestClosedPathAllocatesNothing(t *testing.T) {
 	if a := testing.AllocsPerRun(1000, func() { b.Do(ctx, ok) }); a != 0 {
 		t.Fatalf("Do closed: %v allocs", a)
 	}
-	if a := testing.AllocsPerRun(1000, func() { Call(ctx, b, func(context.Context) (int, error) { return 1, nil }) }); a != 0 {
-		t.Fatalf("Call closed: %v allocs", a)
+	if a := testing.AllocsPerRun(1000, func() { DoValue(ctx, b, func(context.Context) (int, error) { return 1, nil }) }); a != 0 {
+		t.Fatalf("DoValue closed: %v allocs", a)
 	}
 }
 
 func TestHammer(t *testing.T) {
 	clk := testclock.New()
-	b := newB(t, Options{ConsecutiveFailures: 3, FailureRateThreshold: 0.5, WindowSize: 20, MinimumCalls: 10, HalfOpenProbes: 3, OpenTimeout: time.Millisecond, Now: clk.Now})
+	b := newB(t, Options{ConsecutiveFailures: 3, FailureRateThreshold: 0.5, WindowSize: 20, MinimumCalls: 10, HalfOpenProbes: 3, OpenTimeout: time.Millisecond, Clock: clk})
 	var inProbe, peak atomic.Int64
 	var wg sync.WaitGroup
 	for g := 0; g < 64; g++ {

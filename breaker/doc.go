@@ -5,7 +5,7 @@
 //	br, err := breaker.New(breaker.Options{Name: "payments", FailureRateThreshold: 0.5})
 //	err = br.Do(ctx, func(ctx context.Context) error { return provider.Charge(ctx, p) })
 //	if errors.Is(err, breaker.ErrOpen) { ... } // rejected at once: answer 503, or fall back
-//	resp, err := breaker.CallResult(ctx, br, fetch,
+//	resp, err := breaker.DoValueJudged(ctx, br, fetch,
 //		func(r *http.Response) bool { return r.StatusCode >= 500 }) // a 503 counts as a failure
 //
 // States: Closed (calls go through and their outcomes are counted), Open
@@ -14,10 +14,10 @@
 // HalfOpen (up to HalfOpenProbes calls probe at once, others get
 // ErrTooManyProbes, which matches ErrOpen; HalfOpenSuccesses successes
 // close it, one failure reopens it). OpenTimeoutJitter spreads the open
-// time at random (from Options.Rand) so that a fleet's breakers tripped by
+// time at random so that a fleet's breakers tripped by
 // one outage do not all probe at once. A probe still running after
-// HalfOpenMaxWait (default 60s; a hung call, or an Allow whose done is
-// never called) counts as a failed probe and frees its slot.
+// HalfOpenMaxWait (default 60s; a hung call, or an Acquire whose release
+// is never called) counts as a failed probe and frees its slot.
 //
 // Manual control, as resilience4j's special states: ForceOpen rejects
 // every call (ErrForcedOpen, which matches ErrOpen); ForceClosed lets every
@@ -54,13 +54,13 @@
 // counts as nothing; a call whose ctx the caller cancelled is ignored; an
 // ErrOpen from a nested breaker is ignored unless CountNestedOpen. A call
 // whose function panics counts as a failure whatever those say, and the
-// panic goes on to the caller (as in gobreaker). CallResult also judges the
-// returned value, so an HTTP 503 returned with a nil error can count as a
+// panic goes on to the caller (as in gobreaker). DoValueJudged also judges
+// the returned value, so an HTTP 503 returned with a nil error can count as a
 // failure.
 //
-// Use Do(ctx, fn), Call[T] or CallResult[T] for values, or Allow() for code
-// that cannot pass a function. In closed state Do, Call and CallResult are
-// lock-free and allocate nothing. Group
+// Use Do(ctx, fn), DoValue[T] or DoValueJudged[T] for values, or
+// Acquire() for code that cannot pass a function. In closed state Do,
+// DoValue and DoValueJudged are lock-free and allocate nothing. Group
 // keeps one breaker per downstream name. State changes are logged, counted
 // in Stats and sent to OnStateChange (never blocking calls).
 //

@@ -23,9 +23,9 @@ func ExampleBreaker_Do() {
 	// 4 open true
 }
 
-func ExampleCall() {
+func ExampleDoValue() {
 	br, _ := breaker.New(breaker.Options{})
-	price, err := breaker.Call(context.Background(), br, func(ctx context.Context) (int, error) { return 42, nil })
+	price, err := breaker.DoValue(context.Background(), br, func(ctx context.Context) (int, error) { return 42, nil })
 	fmt.Println(price, err)
 	// Output: 42 <nil>
 }
@@ -42,13 +42,13 @@ func ExampleGroup() {
 	// <nil>
 }
 
-func ExampleCallResult() {
+func ExampleDoValueJudged() {
 	br, _ := breaker.New(breaker.Options{ConsecutiveFailures: 2})
 	type response struct{ Status int }
 	is5xx := func(r response) bool { return r.Status >= 500 }
 	unavailable := func(ctx context.Context) (response, error) { return response{503}, nil }
 	for i := 0; i < 3; i++ {
-		r, err := breaker.CallResult(context.Background(), br, unavailable, is5xx)
+		r, err := breaker.DoValueJudged(context.Background(), br, unavailable, is5xx)
 		fmt.Println(r.Status, err, br.State())
 	}
 	// Output:
@@ -70,4 +70,19 @@ func ExampleBreaker_MetricsOnly() {
 	// Output:
 	// metrics-only 4 0 2
 	// closed
+}
+
+// Acquire is for code that cannot pass a function, such as a call that
+// starts in one callback and ends in another: release records the outcome.
+func ExampleBreaker_Acquire() {
+	br, _ := breaker.New(breaker.Options{ConsecutiveFailures: 1})
+	release, err := br.Acquire()
+	if err != nil {
+		return // rejected: breaker.ErrOpen
+	}
+	release(errors.New("timeout")) // the call failed
+	release(nil)                   // a second call is harmless: it is not counted
+	_, err = br.Acquire()
+	fmt.Println(br.State(), err)
+	// Output: open breaker: open
 }

@@ -24,7 +24,7 @@ type logBuf struct {
 func (l *logBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
 func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
-// seq returns a Rand that yields vs in turn.
+// seq returns a rand source that yields vs in turn.
 func seq(vs ...float64) func() float64 {
 	var i atomic.Int64
 	return func() float64 { return vs[int(i.Add(1)-1)%len(vs)] }
@@ -34,7 +34,7 @@ func seq(vs ...float64) func() float64 {
 // the injected random source, after MaxOpenTimeout's cap.
 func TestOpenTimeoutJitter(t *testing.T) {
 	clk := testclock.New()
-	b := newB(t, Options{ConsecutiveFailures: 1, OpenTimeout: 10 * time.Second, OpenTimeoutJitter: 0.2, Rand: seq(0, 0.5, 0.75), Now: clk.Now})
+	b := newB(t, Options{ConsecutiveFailures: 1, OpenTimeout: 10 * time.Second, OpenTimeoutJitter: 0.2, rand: seq(0, 0.5, 0.75), Clock: clk})
 	run(b, 1, fail)
 	for i, want := range []time.Duration{8 * time.Second, 10 * time.Second, 11 * time.Second} {
 		if d := b.Stats().OpenUntil.Sub(clk.Now()); d != want {
@@ -48,7 +48,7 @@ func TestOpenTimeoutJitter(t *testing.T) {
 	at := map[time.Time]bool{}
 	for i := range 20 {
 		r := rand.New(rand.NewPCG(uint64(i), 15))
-		fb := newB(t, Options{ConsecutiveFailures: 1, OpenTimeout: 10 * time.Second, OpenTimeoutJitter: 0.2, Rand: r.Float64, Now: clk.Now})
+		fb := newB(t, Options{ConsecutiveFailures: 1, OpenTimeout: 10 * time.Second, OpenTimeoutJitter: 0.2, rand: r.Float64, Clock: clk})
 		run(fb, 1, fail)
 		u := fb.Stats().OpenUntil
 		if d := u.Sub(clk.Now()); d < 8*time.Second || d >= 12*time.Second {
@@ -75,7 +75,7 @@ func TestForceOpen(t *testing.T) {
 	clk := testclock.New()
 	var logs logBuf
 	events := make(chan string, 10)
-	b := newB(t, Options{Name: "pay", Now: clk.Now, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	b := newB(t, Options{Name: "pay", Clock: clk, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		OnStateChange: func(_ string, from, to State) { events <- from.String() + "->" + to.String() }})
 	b.ForceOpen()
 	b.ForceOpen() // already forced open: no second transition
@@ -110,7 +110,7 @@ func TestForceOpen(t *testing.T) {
 
 func TestForceClosed(t *testing.T) {
 	clk := testclock.New()
-	b := newB(t, Options{ConsecutiveFailures: 1, Now: clk.Now})
+	b := newB(t, Options{ConsecutiveFailures: 1, Clock: clk})
 	run(b, 1, fail) // open
 	b.ForceClosed()
 	if r := run(b, 100, fail); r != 0 {
@@ -162,15 +162,15 @@ type response struct{ status int }
 // Result-based failure: a value can be a failure (failsafe-go's HandleIf,
 // resilience4j's recordResult predicate): a 503 answered without a
 // transport error counts as one.
-func TestCallResult(t *testing.T) {
+func TestDoValueJudged(t *testing.T) {
 	b := newB(t, Options{ConsecutiveFailures: 2})
 	is5xx := func(r *response) bool { return r.status >= 500 }
 	call := func(status int) (*response, error) {
-		return CallResult(context.Background(), b, func(context.Context) (*response, error) { return &response{status}, nil }, is5xx)
+		return DoValueJudged(context.Background(), b, func(context.Context) (*response, error) { return &response{status}, nil }, is5xx)
 	}
 	r, err := call(503)
 	if err != nil || r.status != 503 {
-		t.Fatalf("CallResult returned %v, %v; want the 503 and a nil error", r, err)
+		t.Fatalf("DoValueJudged returned %v, %v; want the 503 and a nil error", r, err)
 	}
 	if st := b.Stats(); st.Failures != 1 || st.ConsecutiveFailures != 1 {
 		t.Fatalf("a 503 did not count as a failure: %+v", st)
@@ -189,13 +189,13 @@ func TestCallResult(t *testing.T) {
 	}
 }
 
-func TestCallResultAllocatesNothing(t *testing.T) {
+func TestDoValueJudgedAllocatesNothing(t *testing.T) {
 	b := newB(t, Options{FailureRateThreshold: 0.5})
 	ctx := context.Background()
 	fn := func(context.Context) (int, error) { return 200, nil }
 	isFailure := func(v int) bool { return v >= 500 }
-	if a := testing.AllocsPerRun(1000, func() { CallResult(ctx, b, fn, isFailure) }); a != 0 {
-		t.Fatalf("CallResult closed: %v allocs", a)
+	if a := testing.AllocsPerRun(1000, func() { DoValueJudged(ctx, b, fn, isFailure) }); a != 0 {
+		t.Fatalf("DoValueJudged closed: %v allocs", a)
 	}
 }
 
@@ -204,7 +204,7 @@ func TestCallResultAllocatesNothing(t *testing.T) {
 func TestHammerManualStates(t *testing.T) {
 	clk := testclock.New()
 	b := newB(t, Options{ConsecutiveFailures: 3, FailureRateThreshold: 0.5, WindowSize: 20, MinimumCalls: 10, HalfOpenProbes: 2,
-		OpenTimeout: time.Millisecond, OpenTimeoutJitter: 0.5, Now: clk.Now})
+		OpenTimeout: time.Millisecond, OpenTimeoutJitter: 0.5, Clock: clk})
 	stop := make(chan struct{})
 	flipped := make(chan struct{})
 	go func() {

@@ -25,10 +25,10 @@ func mustPanic(t *testing.T, f func()) (v any) {
 // half-open slot for ever: every later call got ErrTooManyProbes, an hour of
 // simulated time later still.
 func TestPanicInProbeFreesSlotAndCountsAsFailure(t *testing.T) {
-	for _, how := range []string{"Do", "Call"} {
+	for _, how := range []string{"Do", "DoValue"} {
 		t.Run(how, func(t *testing.T) {
 			clk := testclock.New()
-			b := newB(t, Options{ConsecutiveFailures: 1, OpenTimeout: time.Second, Now: clk.Now})
+			b := newB(t, Options{ConsecutiveFailures: 1, OpenTimeout: time.Second, Clock: clk})
 			run(b, 1, fail)
 			clk.Add(time.Second)
 			boom := func(ctx context.Context) error { panic("probe blew up") }
@@ -36,7 +36,7 @@ func TestPanicInProbeFreesSlotAndCountsAsFailure(t *testing.T) {
 				if how == "Do" {
 					b.Do(context.Background(), boom)
 				} else {
-					Call(context.Background(), b, func(ctx context.Context) (int, error) { return 0, boom(ctx) })
+					DoValue(context.Background(), b, func(ctx context.Context) (int, error) { return 0, boom(ctx) })
 				}
 			})
 			if got != "probe blew up" {
@@ -70,7 +70,7 @@ func TestPanicInClosedCountsAsFailure(t *testing.T) {
 	// A panic counts as a failure whatever IsFailure says about errors.
 	b2 := newB(t, Options{ConsecutiveFailures: 1, IsFailure: func(error) bool { return false }})
 	mustPanic(t, func() {
-		Call(context.Background(), b2, func(context.Context) (int, error) { panic(errors.New("x")) })
+		DoValue(context.Background(), b2, func(context.Context) (int, error) { panic(errors.New("x")) })
 	})
 	if b2.State() != Open {
 		t.Fatalf("a panic with IsFailure always false left the breaker %v", b2.State())

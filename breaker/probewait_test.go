@@ -16,14 +16,14 @@ import (
 // maximum wait duration which controls the longest amount of time a
 // CircuitBreaker could stay in Half Open state, before it switches to
 // open." Here an unfinished probe past HalfOpenMaxWait (default 60s)
-// counts as a failed probe and frees its slot. Before the fix a probe from
-// Allow whose done was never called held the only slot for ever.
+// counts as a failed probe and frees its slot, so a probe from Acquire
+// whose release is never called cannot hold the only slot for ever.
 func TestUnfinishedProbeExpires(t *testing.T) {
 	clk := testclock.New()
-	b := newB(t, Options{ConsecutiveFailures: 1, Now: clk.Now})
+	b := newB(t, Options{ConsecutiveFailures: 1, Clock: clk})
 	run(b, 1, fail)
 	clk.Add(5 * time.Second)
-	done, err := b.Allow() // the probe; its caller forgets done
+	release, err := b.Acquire() // the probe; its caller forgets release
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,22 +45,22 @@ func TestUnfinishedProbeExpires(t *testing.T) {
 	}
 	// The expired probe's late outcome is not counted a second time.
 	before := b.Stats()
-	done(errBoom)
+	release(errBoom)
 	if after := b.Stats(); after.Failures != before.Failures || after.State != Closed {
-		t.Fatalf("late done of an expired probe counted: before %+v after %+v", before, after)
+		t.Fatalf("late release of an expired probe counted: before %+v after %+v", before, after)
 	}
 }
 
 func TestHalfOpenMaxWaitOption(t *testing.T) {
 	clk := testclock.New()
-	b := newB(t, Options{ConsecutiveFailures: 1, OpenTimeout: time.Second, HalfOpenProbes: 2, HalfOpenSuccesses: 1, HalfOpenMaxWait: 3 * time.Second, Now: clk.Now})
+	b := newB(t, Options{ConsecutiveFailures: 1, OpenTimeout: time.Second, HalfOpenProbes: 2, HalfOpenSuccesses: 1, HalfOpenMaxWait: 3 * time.Second, Clock: clk})
 	run(b, 1, fail)
 	clk.Add(time.Second)
-	if _, err := b.Allow(); err != nil {
+	if _, err := b.Acquire(); err != nil {
 		t.Fatal(err)
 	}
 	clk.Add(time.Second)
-	if _, err := b.Allow(); err != nil {
+	if _, err := b.Acquire(); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Do(context.Background(), ok); !errors.Is(err, ErrTooManyProbes) {
@@ -85,12 +85,12 @@ func TestHalfOpenMaxWaitOption(t *testing.T) {
 	}
 }
 
-// Many goroutines probe, some abandoning their probes (Allow without done)
+// Many goroutines probe, some abandoning their probes (Acquire without release)
 // and some panicking: the breaker never wedges, and every call is counted
 // once, but an abandoned one only when it expired as a probe.
 func TestHammerAbandonedProbes(t *testing.T) {
 	clk := testclock.New()
-	b := newB(t, Options{ConsecutiveFailures: 2, HalfOpenProbes: 3, OpenTimeout: time.Millisecond, HalfOpenMaxWait: 5 * time.Millisecond, Now: clk.Now})
+	b := newB(t, Options{ConsecutiveFailures: 2, HalfOpenProbes: 3, OpenTimeout: time.Millisecond, HalfOpenMaxWait: 5 * time.Millisecond, Clock: clk})
 	var calls, abandoned atomic.Int64
 	var wg sync.WaitGroup
 	for g := 0; g < 32; g++ {
@@ -101,7 +101,7 @@ func TestHammerAbandonedProbes(t *testing.T) {
 				calls.Add(1)
 				switch (g + i) % 5 {
 				case 0:
-					if _, err := b.Allow(); err == nil {
+					if _, err := b.Acquire(); err == nil {
 						abandoned.Add(1) // counted only if it expires as a probe
 					}
 				case 1:

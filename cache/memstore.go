@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/scalekit-go/scalekit/clock"
+	"github.com/scalekit-go/scalekit/internal/expiring"
 	"github.com/scalekit-go/scalekit/internal/token"
 )
 
@@ -24,58 +25,29 @@ type MemoryStore struct {
 	clk clock.Clock
 
 	mu       sync.Mutex
-	vals     map[string]memItem
-	leases   map[string]memItem // data holds the token
+	vals     expiring.Map[[]byte]
+	leases   expiring.Map[string] // the token
 	counters map[string]int64
 	subs     map[int]func(string)
 	nextSub  int
-	writes   int
-}
-
-type memItem struct {
-	data    []byte
-	expires int64 // Unix ns
 }
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore(o MemoryStoreOptions) *MemoryStore {
-	return &MemoryStore{clk: o.Clock, vals: map[string]memItem{}, leases: map[string]memItem{}, counters: map[string]int64{}, subs: map[int]func(string){}}
+	return &MemoryStore{clk: o.Clock, counters: map[string]int64{}, subs: map[int]func(string){}}
 }
 
 func (s *MemoryStore) now() time.Time { return clock.Now(s.clk) }
 
-func (s *MemoryStore) live(m map[string]memItem, key string, now int64) (memItem, bool) {
-	it, ok := m[key]
-	if ok && now >= it.expires {
-		delete(m, key)
-		return memItem{}, false
-	}
-	return it, ok
-}
-
-func (s *MemoryStore) wrote(now int64) {
-	s.writes++
-	if s.writes%1024 != 0 {
-		return
-	}
-	for _, m := range []map[string]memItem{s.vals, s.leases} {
-		for k, it := range m {
-			if now >= it.expires {
-				delete(m, k)
-			}
-		}
-	}
-}
-
 // Get returns copies of the stored data; see Store.
 func (s *MemoryStore) Get(_ context.Context, keys []string) ([][]byte, error) {
-	now := s.now().UnixNano()
+	now := s.now()
 	out := make([][]byte, len(keys))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, k := range keys {
-		if it, ok := s.live(s.vals, k, now); ok {
-			out[i] = append([]byte(nil), it.data...)
+		if data, ok := s.vals.Get(k, now); ok {
+			out[i] = append([]byte(nil), data...)
 		}
 	}
 	return out, nil
@@ -83,12 +55,11 @@ func (s *MemoryStore) Get(_ context.Context, keys []string) ([][]byte, error) {
 
 // Set stores data and voids the lease; see Store.
 func (s *MemoryStore) Set(_ context.Context, key string, data []byte, ttl time.Duration) error {
-	now := s.now().UnixNano()
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.vals[key] = memItem{data: append([]byte(nil), data...), expires: now + int64(ttl)}
-	delete(s.leases, key)
-	s.wrote(now)
+	s.vals.Set(key, append([]byte(nil), data...), now, ttl)
+	s.leases.Delete(key)
 	return nil
 }
 
@@ -97,42 +68,40 @@ func (s *MemoryStore) Delete(_ context.Context, keys ...string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, k := range keys {
-		delete(s.vals, k)
-		delete(s.leases, k)
+		s.vals.Delete(k)
+		s.leases.Delete(k)
 	}
 	return nil
 }
 
 // Lease takes the fill leases of keys; see Store.
 func (s *MemoryStore) Lease(_ context.Context, keys []string, ttl time.Duration) ([]string, error) {
-	now := s.now().UnixNano()
+	now := s.now()
 	out := make([]string, len(keys))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, key := range keys {
-		if _, held := s.live(s.leases, key, now); held {
+		if _, held := s.leases.Get(key, now); held {
 			continue
 		}
 		out[i] = token.New()
-		s.leases[key] = memItem{data: []byte(out[i]), expires: now + int64(ttl)}
-		s.wrote(now)
+		s.leases.Set(key, out[i], now, ttl)
 	}
 	return out, nil
 }
 
 // Fill stores each fill whose token holds its lease; see Store.
 func (s *MemoryStore) Fill(_ context.Context, fills []Fill) ([]bool, error) {
-	now := s.now().UnixNano()
+	now := s.now()
 	out := make([]bool, len(fills))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, f := range fills {
-		if it, held := s.live(s.leases, f.Key, now); !held || string(it.data) != f.Token {
+		if tok, held := s.leases.Get(f.Key, now); !held || tok != f.Token {
 			continue
 		}
-		delete(s.leases, f.Key)
-		s.vals[f.Key] = memItem{data: append([]byte(nil), f.Data...), expires: now + int64(f.TTL)}
-		s.wrote(now)
+		s.leases.Delete(f.Key)
+		s.vals.Set(f.Key, append([]byte(nil), f.Data...), now, f.TTL)
 		out[i] = true
 	}
 	return out, nil
@@ -140,25 +109,24 @@ func (s *MemoryStore) Fill(_ context.Context, fills []Fill) ([]bool, error) {
 
 // Release gives the lease back if token holds it; see Store.
 func (s *MemoryStore) Release(_ context.Context, key, token string) error {
-	now := s.now().UnixNano()
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if it, held := s.live(s.leases, key, now); held && string(it.data) == token {
-		delete(s.leases, key)
+	if tok, held := s.leases.Get(key, now); held && tok == token {
+		s.leases.Delete(key)
 	}
 	return nil
 }
 
 // RenewLeases extends the leases its tokens hold; see LeaseRenewer.
 func (s *MemoryStore) RenewLeases(_ context.Context, keys, tokens []string, ttl time.Duration) ([]bool, error) {
-	now := s.now().UnixNano()
+	now := s.now()
 	out := make([]bool, len(keys))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, key := range keys {
-		if it, held := s.live(s.leases, key, now); held && string(it.data) == tokens[i] {
-			it.expires = now + int64(ttl)
-			s.leases[key] = it
+		if tok, held := s.leases.Get(key, now); held && tok == tokens[i] {
+			s.leases.Set(key, tok, now, ttl)
 			out[i] = true
 		}
 	}

@@ -6,8 +6,8 @@
 //	defer db.Close()
 //	row := db.QueryRow(ctx, "SELECT name FROM users WHERE id = $1", id) // a healthy replica
 //	_, err = db.Exec(ctx, "UPDATE users SET name = $1 WHERE id = $2", name, id) // the primary
-//	mw, err := db.Middleware(dbrouter.HTTPOptions{}) // the user's next reads see their write
-//	http.ListenAndServe(addr, mw(mux))
+//	tokens, err := dbrouter.NewHTTP(dbrouter.HTTPOptions{Router: db}) // the user's next reads see their write
+//	http.ListenAndServe(addr, tokens.Middleware(mux))
 //
 // # How it works
 //
@@ -91,7 +91,7 @@
 // WithSession does this by itself: writes through the router on the
 // session's ctx advance its token, reads on it carry the token, and the
 // primary's LSN is read once, when first needed after any number of
-// writes. Router.Middleware gives each HTTP request a session that starts
+// writes. HTTP.Middleware gives each HTTP request a session that starts
 // from the token the client sent (a cookie or a header) and returns the
 // new token after a write, so a user reads their own writes on the next
 // request too. ConsistencyWindow is the simpler Rails-style alternative:
@@ -145,7 +145,7 @@
 // must go to the primary (Primary(ctx), an unreached token, no healthy
 // replica) fail. WriteToken and the session's LSN read fail; a session
 // then sends its user's reads to the primary rather than risk a stale one
-// (with Middleware, until the cookie expires).
+// (with HTTP.Middleware, until the cookie expires).
 // The outage and the recovery are logged.
 //
 // # Observability

@@ -95,9 +95,9 @@ func ExampleQuerier() {
 	fmt.Println(name, err)
 }
 
-func ExampleRouter_Middleware() {
+func ExampleHTTP_Middleware() {
 	var r *dbrouter.Router // from New or Open
-	mw, err := r.Middleware(dbrouter.HTTPOptions{})
+	tokens, err := dbrouter.NewHTTP(dbrouter.HTTPOptions{Router: r})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func ExampleRouter_Middleware() {
 		}
 		fmt.Fprintln(w, name)
 	})
-	log.Fatal(http.ListenAndServe(":8080", mw(mux)))
+	log.Fatal(http.ListenAndServe(":8080", tokens.Middleware(mux)))
 }
 
 func ExampleWithSession() {

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/scalekit-go/scalekit/internal/poll"
 	"github.com/scalekit-go/scalekit/internal/testclock"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 )
@@ -54,11 +55,11 @@ func TestMiddlewareBadHeaderKeepsCookie(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mw, err := r.Middleware(HTTPOptions{})
+	hl, err := NewHTTP(HTTPOptions{Router: r})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := notesHandler(t, r, mw)
+	h := notesHandler(t, r, hl.Middleware)
 	f.PauseReplay()
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/notes", nil))
@@ -86,7 +87,7 @@ func TestMiddlewareBadHeaderKeepsCookie(t *testing.T) {
 		t.Fatalf("GET with a bad cookie and the good header: %q", got)
 	}
 	f.ResumeReplay()
-	eventually(t, 10*time.Second, "the cookie's reads back on the replica", func() bool {
+	poll.Until(t, 10*time.Second, "the cookie's reads back on the replica", func() bool {
 		req := httptest.NewRequest(http.MethodGet, "/notes", nil)
 		req.AddCookie(cookies[0])
 		req.Header.Set("X-DB-Token", "garbage")
@@ -265,8 +266,8 @@ func TestStartFloor(t *testing.T) {
 		}
 	}
 	f.ResumeReplay()
-	eventually(t, 15*time.Second, "Ready", func() bool { return r.Ready(ctx) == nil })
-	eventually(t, 15*time.Second, "reads back on the replica", func() bool {
+	poll.Until(t, 15*time.Second, "Ready", func() bool { return r.Ready(ctx) == nil })
+	poll.Until(t, 15*time.Second, "reads back on the replica", func() bool {
 		if err := r.QueryRow(ctx, "SELECT pg_is_in_recovery(), count(*) FROM users").Scan(&rec, &n); err != nil {
 			t.Fatal(err)
 		}
@@ -291,8 +292,8 @@ func TestStartFloor(t *testing.T) {
 		}
 	}
 	f.ResumeReplay()
-	eventually(t, 15*time.Second, "Ready after the fence", func() bool { return r.Ready(ctx) == nil })
-	eventually(t, 15*time.Second, "reads back on the replica after the fence", func() bool {
+	poll.Until(t, 15*time.Second, "Ready after the fence", func() bool { return r.Ready(ctx) == nil })
+	poll.Until(t, 15*time.Second, "reads back on the replica after the fence", func() bool {
 		if err := r.QueryRow(ctx, "SELECT pg_is_in_recovery(), count(*) FROM posts").Scan(&rec, &n); err != nil {
 			t.Fatal(err)
 		}
@@ -367,7 +368,7 @@ func TestReplayRegressionDetected(t *testing.T) {
 // little ahead (another instance's clock) still holds reads on the primary.
 func TestForgedWindowTokenClamped(t *testing.T) {
 	clk := testclock.New()
-	r, _ := newFake(t, Options{Consistency: ConsistencyWindow, Window: 2 * time.Second, Now: clk.Now}, 1)
+	r, _ := newFake(t, Options{Consistency: ConsistencyWindow, Window: 2 * time.Second, Clock: clk}, 1)
 	defer r.Close()
 	ctx := WithToken(context.Background(), Token{Time: clk.Now().Add(24 * time.Hour)})
 	if got := routeName(r, ctx); got != "r0" {

@@ -8,9 +8,12 @@ import (
 	"github.com/scalekit-go/scalekit/internal/httpx"
 )
 
-// HTTPOptions configures Router.Middleware. The zero value carries the
-// token in both a cookie and a header.
+// HTTPOptions configures NewHTTP. Router is required; the other fields'
+// zero values carry the token in both a cookie and a header.
 type HTTPOptions struct {
+	// Router is the router whose read-your-writes sessions the middleware
+	// carries between requests. Required.
+	Router *Router
 	// Cookie is the cookie that carries the token between a browser's
 	// requests. Default: "dbrouter_token".
 	Cookie string
@@ -48,6 +51,8 @@ func (o HTTPOptions) withDefaults() (HTTPOptions, error) {
 		o.Path = "/"
 	}
 	switch {
+	case o.Router == nil:
+		return o, invalid("HTTPOptions.Router is required")
 	case o.NoCookie && o.NoHeader:
 		return o, invalid("HTTPOptions.NoCookie and HTTPOptions.NoHeader leave nothing to carry the token")
 	case o.MaxAge < time.Second:
@@ -56,32 +61,44 @@ func (o HTTPOptions) withDefaults() (HTTPOptions, error) {
 	return o, nil
 }
 
-// Middleware returns HTTP middleware that gives each request a
-// read-your-writes session (WithSession) starting from the token the client
-// sent (the newest valid one of the header and the cookie; a malformed
-// one is ignored and never discards the other). When the
-// handler writes through the router, the response carries the new token
-// (in the header and the cookie, set just before the status is written), so
-// the user's next requests read their writes wherever they land. Responses
-// of requests that wrote nothing carry no token. In ConsistencyLSN mode the
+// HTTP is the router's HTTP layer: its Middleware gives each request a
+// read-your-writes session (WithSession) starting from the token the
+// client sent (the newest valid one of the header and the cookie; a
+// malformed one is ignored and never discards the other). When the handler
+// writes through the router, the response carries the new token (in the
+// header and the cookie, set just before the status is written), so the
+// user's next requests read their writes wherever they land. Responses of
+// requests that wrote nothing carry no token. In ConsistencyLSN mode the
 // first response after a write costs one round trip to the primary for its
-// LSN.
-func (r *Router) Middleware(opts HTTPOptions) (func(http.Handler) http.Handler, error) {
-	o, err := opts.withDefaults()
+// LSN. It is safe for concurrent use.
+type HTTP struct {
+	r *Router
+	o HTTPOptions
+}
+
+// NewHTTP returns the HTTP layer of o.Router, or an error naming the bad
+// option.
+func NewHTTP(o HTTPOptions) (*HTTP, error) {
+	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			tok := r.requestToken(req, &o)
-			ctx := WithSession(req.Context(), tok)
-			x, ww := httpx.Wrap(w)
-			tw := &tokenWriter{w: x, r: r, o: &o, ctx: ctx, sess: intentOf(ctx).sess}
-			x.BeforeHeader = func(int) { tw.setToken() }
-			next.ServeHTTP(ww, req.WithContext(ctx))
-			tw.setToken()
-		})
-	}, nil
+	return &HTTP{r: o.Router, o: o}, nil
+}
+
+// Middleware wraps next: each request gets a session from the client's
+// token, and a response after a write carries the new one.
+func (h *HTTP) Middleware(next http.Handler) http.Handler {
+	r, o := h.r, &h.o
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		tok := r.requestToken(req, o)
+		ctx := WithSession(req.Context(), tok)
+		x, ww := httpx.Wrap(w)
+		tw := &tokenWriter{w: x, r: r, o: o, ctx: ctx, sess: intentOf(ctx).sess}
+		x.BeforeHeader = func(int) { tw.setToken() }
+		next.ServeHTTP(ww, req.WithContext(ctx))
+		tw.setToken()
+	})
 }
 
 // requestToken is the newest valid token of the header and the cookie: a

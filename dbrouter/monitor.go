@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/scalekit-go/scalekit/clock"
 )
 
 // replicaStatus is one reading of a replica.
@@ -249,7 +250,7 @@ func (r *Router) check(ctx context.Context) {
 	if ctx.Err() != nil {
 		return // closing, or New's ctx ended: no verdict
 	}
-	now := r.o.Now()
+	now := clock.Now(r.o.Clock)
 	var evs []event
 
 	r.mu.Lock()

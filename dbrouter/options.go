@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/logx"
 )
 
@@ -152,8 +153,9 @@ type Options struct {
 	// inside a multitracer). Default: nil.
 	ConfigurePool func(name string, cfg *pgxpool.Config) error
 
-	// Now is the clock, for Window and check times. Default: time.Now.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the real
+	// time. It dates Window tokens and health checks.
+	Clock clock.Clock
 	// Logger receives ejections, readmissions, primary outages, routing
 	// bugs and slow queries. Default: discard.
 	Logger *slog.Logger
@@ -205,9 +207,6 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.TokenMargin == 0 {
 		o.TokenMargin = defaultTokenMargin
-	}
-	if o.Now == nil {
-		o.Now = time.Now
 	}
 	o.Logger = logx.Or(o.Logger)
 	switch {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalekit-go/scalekit/internal/poll"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 )
 
@@ -33,7 +34,7 @@ func TestOutages(t *testing.T) {
 		t.Fatalf("read with the replica down: %s, %+v", got, r.Stats())
 	}
 	f.StartReplica()
-	d := eventually(t, 10*time.Second, "the replica to join", func() bool { return r.Stats().Replicas[0].Healthy })
+	d := poll.Until(t, 10*time.Second, "the replica to join", func() bool { return r.Stats().Replicas[0].Healthy })
 	t.Logf("joined %v after it started", d)
 	if got := served(t, ctx, r); got != "replica" || buf.count("replica joined") != 1 {
 		t.Fatalf("after joining: %s\n%s", got, buf)
@@ -82,11 +83,11 @@ func TestOutages(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	before := r.Stats().Replicas[0].Reads
 	f.StopReplica(testinfra.StopImmediate)
-	d = eventually(t, 10*time.Second, "ejection", func() bool { return !r.Stats().Replicas[0].Healthy })
+	d = poll.Until(t, 10*time.Second, "ejection", func() bool { return !r.Stats().Replicas[0].Healthy })
 	t.Logf("ejected %v after the kill", d)
 	time.Sleep(300 * time.Millisecond) // load on the primary alone
 	f.StartReplica()
-	d = eventually(t, 10*time.Second, "readmission", func() bool { return r.Stats().Replicas[0].Healthy })
+	d = poll.Until(t, 10*time.Second, "readmission", func() bool { return r.Stats().Replicas[0].Healthy })
 	t.Logf("readmitted %v after it accepted connections again (ReadmitAfter %d x Interval %v)", d, o.ReadmitAfter, o.Interval)
 	if d > time.Duration(o.ReadmitAfter+1)*o.Interval+2*time.Second {
 		t.Errorf("readmission took %v", d)
@@ -123,12 +124,12 @@ func TestOutages(t *testing.T) {
 	} else {
 		t.Logf("Exec with the primary down failed in %v: %v", time.Since(start), err)
 	}
-	eventually(t, 10*time.Second, "the primary reported down", func() bool { return !r.Stats().Primary.Up })
+	poll.Until(t, 10*time.Second, "the primary reported down", func() bool { return !r.Stats().Primary.Up })
 	if buf.count("primary check failed") != 1 || !r.Stats().Replicas[0].Healthy {
 		t.Fatalf("primary down: %+v\n%s", r.Stats(), buf)
 	}
 	f.StartPrimary()
-	eventually(t, 10*time.Second, "the primary back", func() bool { return r.Stats().Primary.Up })
+	poll.Until(t, 10*time.Second, "the primary back", func() bool { return r.Stats().Primary.Up })
 	if buf.count("primary is back") != 1 {
 		t.Fatalf("log:\n%s", buf)
 	}

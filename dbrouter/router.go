@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/scalekit-go/scalekit/clock"
 )
 
 // Querier is the query surface shared by *pgxpool.Pool, *Router, pgx.Tx and
@@ -379,7 +380,7 @@ func (r *Router) WriteToken(ctx context.Context) (Token, error) {
 	if r.closed.Load() {
 		return Token{}, ErrClosed
 	}
-	now := r.o.Now()
+	now := clock.Now(r.o.Clock)
 	if r.o.Consistency == ConsistencyWindow {
 		return Token{Time: now}, nil
 	}
@@ -535,7 +536,7 @@ func (r *Router) noteWrite(ctx context.Context, err error) {
 	if err != nil && (isPgError(err) || pgconn.SafeToRetry(err)) {
 		return
 	}
-	in.sess.wrote(r.o.Now(), r.o.Consistency == ConsistencyLSN)
+	in.sess.wrote(clock.Now(r.o.Clock), r.o.Consistency == ConsistencyLSN)
 }
 
 // route picks where a read goes: a replica, or nil for the primary.
@@ -573,7 +574,7 @@ func (r *Router) route(ctx context.Context) (*replica, error) {
 		return r.chooseAny(hs, floor)
 	}
 	if r.o.Consistency == ConsistencyWindow {
-		now := r.o.Now()
+		now := clock.Now(r.o.Clock)
 		if tok.Time.After(now.Add(r.o.Window)) {
 			// A write more than Window in the future: forged (instances'
 			// clocks differ by less). Trusted, it would hold the client's

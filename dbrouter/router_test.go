@@ -58,11 +58,6 @@ func mustExec(t testing.TB, q Querier, sql string, args ...any) {
 	}
 }
 
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	return poll.Until(t, timeout, what, cond)
-}
-
 // Reads land on the replica; writes, transactions, batches and
 // Primary(ctx) reads on the primary; a read-only BeginTx on the replica.
 // Code written against Querier takes the router, a pool or a transaction.
@@ -247,7 +242,7 @@ func TestLagReadYourWrites(t *testing.T) {
 	}
 
 	f.ResumeReplay()
-	d := eventually(t, 10*time.Second, "token reads back on the replica", func() bool {
+	d := poll.Until(t, 10*time.Second, "token reads back on the replica", func() bool {
 		where, found := read(WithToken(ctx, tok), r)
 		if where == "replica" && !found {
 			t.Fatal("stale read with a token")
@@ -369,11 +364,11 @@ func TestMiddlewareReadYourWrites(t *testing.T) {
 	r := newReal(t, f, Options{})
 	mustExec(t, r, "CREATE TABLE notes (id int PRIMARY KEY)")
 	f.WaitReplicaCaughtUp()
-	mw, err := r.Middleware(HTTPOptions{})
+	hl, err := NewHTTP(HTTPOptions{Router: r})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := mw(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	h := hl.Middleware(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		ctx := req.Context()
 		if req.Method == http.MethodPost {
 			if _, err := r.Exec(ctx, "INSERT INTO notes VALUES (1)"); err != nil {
@@ -412,7 +407,7 @@ func TestMiddlewareReadYourWrites(t *testing.T) {
 		t.Fatalf("GET with the cookie: %q", got)
 	}
 	f.ResumeReplay()
-	eventually(t, 10*time.Second, "the cookie's reads back on the replica", func() bool {
+	poll.Until(t, 10*time.Second, "the cookie's reads back on the replica", func() bool {
 		got := get(true)
 		if got == "replica missing" {
 			t.Fatal("stale read with the cookie")
@@ -454,7 +449,7 @@ func TestLagEjection(t *testing.T) {
 	})
 	stopWrites := sync.OnceFunc(func() { close(stop); wg.Wait() })
 	defer stopWrites()
-	d := eventually(t, 15*time.Second, "ejection for lag", func() bool { return !r.Stats().Replicas[0].Healthy })
+	d := poll.Until(t, 15*time.Second, "ejection for lag", func() bool { return !r.Stats().Replicas[0].Healthy })
 	st := r.Stats()
 	t.Logf("ejected %v after pausing replay: %s", d, st.Replicas[0].Reason)
 	if !strings.Contains(st.Replicas[0].Reason, "MaxLagBytes") || st.Replicas[0].LagBytes <= 256<<10 || buf.count("replica ejected") != 1 {
@@ -465,7 +460,7 @@ func TestLagEjection(t *testing.T) {
 	}
 	stopWrites()
 	f.ResumeReplay()
-	d = eventually(t, 15*time.Second, "readmission", func() bool { return r.Stats().Replicas[0].Healthy })
+	d = poll.Until(t, 15*time.Second, "readmission", func() bool { return r.Stats().Replicas[0].Healthy })
 	t.Logf("readmitted %v after resuming replay", d)
 	if got := served(t, ctx, r); got != "replica" || r.Stats().Replicas[0].Readmissions != 1 || buf.count("replica readmitted") != 1 {
 		t.Fatalf("after readmission: %s, %+v", got, r.Stats().Replicas[0])

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/scalekit-go/scalekit/clock"
 )
 
 // replica is one replica's routing state. The hot path reads only atomics;
@@ -227,7 +228,7 @@ type sessionTx struct {
 func (t *sessionTx) Commit(ctx context.Context) error {
 	err := t.Tx.Commit(ctx)
 	if err == nil || !(errors.Is(err, pgx.ErrTxClosed) || errors.Is(err, pgx.ErrTxCommitRollback) || isPgError(err)) {
-		t.sess.wrote(t.r.o.Now(), t.r.o.Consistency == ConsistencyLSN)
+		t.sess.wrote(clock.Now(t.r.o.Clock), t.r.o.Consistency == ConsistencyLSN)
 	}
 	return err
 }
@@ -243,7 +244,7 @@ type sessionBatch struct {
 func (b *sessionBatch) Close() error {
 	err := b.BatchResults.Close()
 	if b.once.CompareAndSwap(false, true) && (err == nil || !(isPgError(err) || pgconn.SafeToRetry(err))) {
-		b.sess.wrote(b.r.o.Now(), b.r.o.Consistency == ConsistencyLSN)
+		b.sess.wrote(clock.Now(b.r.o.Clock), b.r.o.Consistency == ConsistencyLSN)
 	}
 	return err
 }

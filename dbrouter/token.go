@@ -36,14 +36,14 @@ const unknownLSN = ^LSN(0)
 // or a session) is served only by a replica that has replayed LSN, or by the
 // primary (with ConsistencyWindow: by the primary until Options.Window after
 // Time). The zero Token is no constraint. Tokens travel between requests in
-// their String form (see Router.Middleware and ParseToken). A client can forge
+// their String form (see HTTP.Middleware and ParseToken). A client can forge
 // a token; one beyond the primary's WAL position is clamped to it (see
 // Options.TokenMargin), so the worst a forged one does is send that
 // client's reads to the primary until the replicas reach that position.
 type Token struct {
 	// LSN is the primary's WAL insert position after the write. Zero: none.
 	LSN LSN
-	// Time is when the write was made, by Options.Now. Zero: none.
+	// Time is when the write was made, by Options.Clock. Zero: none.
 	Time time.Time
 }
 
@@ -146,7 +146,7 @@ func WithToken(ctx context.Context, tok Token) context.Context {
 // made through a Router on this ctx, or a ctx derived from it, advances the
 // session's token, and every read on it carries the token: the user reads
 // their own writes without passing tokens by hand. Router.SessionToken reads
-// the token at the end, to hand to the next request; Router.Middleware does
+// the token at the end, to hand to the next request; HTTP.Middleware does
 // all of this for HTTP. A session belongs to one database cluster: use it
 // with one Router. It is safe for concurrent use.
 func WithSession(ctx context.Context, tok Token) context.Context {

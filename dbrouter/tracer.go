@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/dbrouter/routerstats"
 	"github.com/scalekit-go/scalekit/internal/logx"
 )
@@ -20,8 +21,9 @@ type TracerOptions struct {
 	// the duration, the SQL cut to 500 bytes and the error; never the
 	// arguments). Default: 500ms.
 	SlowThreshold time.Duration
-	// Now is the clock for durations. Default: time.Now.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the real
+	// time. It times the queries.
+	Clock clock.Clock
 	// Logger receives slow queries. Default: discard.
 	Logger *slog.Logger
 }
@@ -51,9 +53,6 @@ func NewTracer(o TracerOptions) (*Tracer, error) {
 	if o.SlowThreshold < 0 {
 		return nil, invalid("TracerOptions.SlowThreshold must be > 0, got %v", o.SlowThreshold)
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
 	o.Logger = logx.Or(o.Logger)
 	return &Tracer{o: o}, nil
 }
@@ -70,7 +69,7 @@ func (t *Tracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.Trac
 	if ctx.Value(untracedKey{}) != nil {
 		return ctx
 	}
-	return context.WithValue(ctx, traceKey{}, &traceStart{sql: data.SQL, start: t.o.Now()})
+	return context.WithValue(ctx, traceKey{}, &traceStart{sql: data.SQL, start: clock.Now(t.o.Clock)})
 }
 
 // TraceQueryEnd counts the query and logs it when slow.
@@ -79,7 +78,7 @@ func (t *Tracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQ
 	if !ok {
 		return
 	}
-	d := t.o.Now().Sub(s.start)
+	d := clock.Now(t.o.Clock).Sub(s.start)
 	t.queries.Add(1)
 	t.nanos.Add(int64(d))
 	if data.Err != nil {

@@ -317,10 +317,10 @@ func TestTokenRouting(t *testing.T) {
 }
 
 // ConsistencyWindow sends token reads to the primary for Window after the
-// write, by Options.Now.
+// write, by Options.Clock.
 func TestWindowMode(t *testing.T) {
 	clk := testclock.New()
-	r, fp := newFake(t, Options{Consistency: ConsistencyWindow, Window: 2 * time.Second, Now: clk.Now}, 1)
+	r, fp := newFake(t, Options{Consistency: ConsistencyWindow, Window: 2 * time.Second, Clock: clk}, 1)
 	defer r.Close()
 	tok, err := r.WriteToken(context.Background())
 	if err != nil || tok.LSN != 0 || !tok.Time.Equal(clk.Now()) || fp.inserts.Load() != 0 {
@@ -562,23 +562,26 @@ func TestHammer(t *testing.T) {
 
 func TestMiddleware(t *testing.T) {
 	clk := testclock.New()
-	r, fp := newFake(t, Options{Now: clk.Now}, 1)
+	r, fp := newFake(t, Options{Clock: clk}, 1)
 	defer r.Close()
 	fp.mu.Lock()
 	fp.insert = 0x5000
 	fp.mu.Unlock()
-	if _, err := r.Middleware(HTTPOptions{NoCookie: true, NoHeader: true}); !errors.Is(err, ErrInvalid) {
+	if _, err := NewHTTP(HTTPOptions{}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "Router") {
+		t.Fatalf("no Router: %v", err)
+	}
+	if _, err := NewHTTP(HTTPOptions{Router: r, NoCookie: true, NoHeader: true}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("NoCookie+NoHeader: %v", err)
 	}
-	if _, err := r.Middleware(HTTPOptions{MaxAge: time.Millisecond}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "MaxAge") {
+	if _, err := NewHTTP(HTTPOptions{Router: r, MaxAge: time.Millisecond}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "MaxAge") {
 		t.Fatalf("MaxAge: %v", err)
 	}
-	mw, err := r.Middleware(HTTPOptions{})
+	hl, err := NewHTTP(HTTPOptions{Router: r})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var routed string
-	h := mw(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	h := hl.Middleware(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if req.Method == http.MethodPost {
 			r.noteWrite(req.Context(), nil) // as Exec does after a write
 			w.WriteHeader(http.StatusCreated)
@@ -636,7 +639,7 @@ func TestMiddleware(t *testing.T) {
 		t.Fatalf("read with a bad token went to %s", routed)
 	}
 	// A handler that writes and returns without writing a body still sets it.
-	h2 := mw(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { r.noteWrite(req.Context(), nil) }))
+	h2 := hl.Middleware(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { r.noteWrite(req.Context(), nil) }))
 	rec = httptest.NewRecorder()
 	h2.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", nil))
 	if rec.Header().Get("X-DB-Token") == "" {
@@ -647,7 +650,7 @@ func TestMiddleware(t *testing.T) {
 func TestTracer(t *testing.T) {
 	clk := testclock.New()
 	log, buf := newLog()
-	tr, err := NewTracer(TracerOptions{Target: "replica-1", SlowThreshold: 100 * time.Millisecond, Now: clk.Now, Logger: log})
+	tr, err := NewTracer(TracerOptions{Target: "replica-1", SlowThreshold: 100 * time.Millisecond, Clock: clk, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

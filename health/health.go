@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/logx"
 )
 
@@ -92,8 +93,9 @@ type Options struct {
 	Interval time.Duration
 	// ServiceID and Version go into the JSON body. Default: empty.
 	ServiceID, Version string
-	// Now is the clock. Default: time.Now.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the real
+	// time.
+	Clock clock.Clock
 	// Logger receives check state changes. Default: discard.
 	Logger *slog.Logger
 }
@@ -145,9 +147,6 @@ func New(o Options) (*Health, error) {
 	}
 	if o.Interval < 0 {
 		return nil, fmt.Errorf("%w: Options.Interval must be >= 0, got %v", ErrInvalid, o.Interval)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
 	}
 	o.Logger = logx.Or(o.Logger)
 	return &Health{o: o, checks: map[Kind][]*checkState{}}, nil
@@ -235,7 +234,7 @@ func (h *Health) Run(ctx context.Context, kind Kind) Report {
 		}
 	}
 	extra := func(name string, err error) {
-		rep.Results = append(rep.Results, Result{Name: name, Status: Fail, Time: h.o.Now(), Err: err})
+		rep.Results = append(rep.Results, Result{Name: name, Status: Fail, Time: clock.Now(h.o.Clock), Err: err})
 		rep.Status = Fail
 	}
 	if kind == Readiness && h.draining.Load() {
@@ -251,7 +250,7 @@ func (h *Health) Run(ctx context.Context, kind Kind) Report {
 // concurrent callers.
 func (s *checkState) get(h *Health, ctx context.Context) Result {
 	s.mu.Lock()
-	if s.have && h.o.Now().Sub(s.at) < h.o.CacheTTL {
+	if s.have && clock.Now(h.o.Clock).Sub(s.at) < h.o.CacheTTL {
 		r := s.result
 		s.mu.Unlock()
 		return r
@@ -271,7 +270,7 @@ func (s *checkState) get(h *Health, ctx context.Context) Result {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		return Result{Name: s.c.Name, Status: Fail, Time: h.o.Now(), Err: ctx.Err(), Optional: s.c.Optional}
+		return Result{Name: s.c.Name, Status: Fail, Time: clock.Now(h.o.Clock), Err: ctx.Err(), Optional: s.c.Optional}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -283,7 +282,7 @@ func (s *checkState) latest(h *Health, _ context.Context) Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.have {
-		return Result{Name: s.c.Name, Status: Fail, Time: h.o.Now(), Err: errors.New("health: not checked yet"), Optional: s.c.Optional}
+		return Result{Name: s.c.Name, Status: Fail, Time: clock.Now(h.o.Clock), Err: errors.New("health: not checked yet"), Optional: s.c.Optional}
 	}
 	return s.result
 }
@@ -293,7 +292,7 @@ func (s *checkState) run(h *Health) {
 	h.runs.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), s.c.Timeout)
 	defer cancel()
-	start := h.o.Now()
+	start := clock.Now(h.o.Clock)
 	errc := make(chan error, 1)
 	go func() {
 		defer func() {
@@ -309,7 +308,7 @@ func (s *checkState) run(h *Health) {
 	case <-ctx.Done(): // a check that ignores its ctx cannot hold the probe
 		err = fmt.Errorf("health: check %q timed out after %v", s.c.Name, s.c.Timeout)
 	}
-	now := h.o.Now()
+	now := clock.Now(h.o.Clock)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	prev := s.result.Status

@@ -2,11 +2,11 @@
 // an Idempotency-Key middleware for HTTP (draft-ietf-httpapi-idempotency-
 // key-header, with Stripe's semantics) and a Guard for job consumers.
 //
-//	mw, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{
+//	mw, err := idempotency.NewHTTP(idempotency.HTTPOptions{
 //		Store: store, // idempotencyredis or idempotencypg; nil: in-process MemoryStore
 //		Scope: func(r *http.Request) string { return userID(r) }, // whose keys these are
 //	})
-//	http.Handle("POST /payments", mw.Handler(payHandler)) // replays, 409s and 422s for you
+//	http.Handle("POST /payments", mw.Middleware(payHandler)) // replays, 409s and 422s for you
 //
 //	guard, err := idempotency.NewGuard(idempotency.GuardOptions{Store: store})
 //	_, err = guard.Do(ctx, "receipt:"+paymentID, func(ctx context.Context) ([]byte, error) {
@@ -28,18 +28,20 @@
 // in the draft's examples.
 //
 // The Idempotency-Key header is parsed as the draft defines it, a
-// structured-field String ("a key", with \" and \\ escapes), and the bare
-// form most clients send (a UUID without quotes) is accepted as the same
-// key; see ValidateKey.
+// structured-field String (RFC 8941: "a key", printable ASCII in double
+// quotes with \" and \\ as the only escapes, no parameters after it), and
+// the bare form most clients send (printable ASCII without spaces, quotes
+// or backslashes: a UUID without quotes) is accepted as the same key.
+// Spaces around the value are ignored; a key has 1 to 255 characters.
 //
 // 5xx responses are not stored (the client may retry); below 500
-// MiddlewareOptions.StoreStatus decides, by default storing every status
+// HTTPOptions.StoreStatus decides, by default storing every status
 // but 408, 409, 425 and 429 (answers about the attempt: a client retrying
 // after a 429 must run, not be replayed the 429). Records expire after TTL
 // (24h).
 //
-// The caller scope is required: MiddlewareOptions.Scope returns the
-// caller's identity, or MiddlewareOptions.Unscoped declares, in so many
+// The caller scope is required: HTTPOptions.Scope returns the
+// caller's identity, or HTTPOptions.Unscoped declares, in so many
 // words, that all callers share one key space (and can read each other's
 // stored responses by sending the same key and body).
 //

@@ -10,8 +10,8 @@ import (
 	"github.com/scalekit-go/scalekit/idempotency"
 )
 
-func ExampleMiddleware() {
-	mw, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{
+func ExampleHTTP_Middleware() {
+	mw, err := idempotency.NewHTTP(idempotency.HTTPOptions{
 		Required: true,
 		Scope:    func(r *http.Request) string { return r.Header.Get("X-User") }, // the caller
 	})
@@ -19,7 +19,7 @@ func ExampleMiddleware() {
 		panic(err)
 	}
 	charges := 0
-	h := mw.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := mw.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		charges++ // charge the card
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"charge":%d}`, charges)

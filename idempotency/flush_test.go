@@ -34,8 +34,8 @@ func (l *lockedBuffer) String() string {
 // "superfluous response.WriteHeader call". The stored response must still
 // be the one the client saw.
 func TestFlushBeforeFirstWrite(t *testing.T) {
-	m := newMW(t, MiddlewareOptions{Unscoped: true})
-	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	m := newMW(t, HTTPOptions{Unscoped: true})
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := http.NewResponseController(w).Flush(); err != nil {
 			t.Errorf("Flush: %v", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/scalekit-go/scalekit/internal/logx"
+	"github.com/scalekit-go/scalekit/internal/pause"
 	"github.com/scalekit-go/scalekit/internal/renew"
 )
 
@@ -111,12 +112,8 @@ func (g *Guard) Do(ctx context.Context, key string, fn func(ctx context.Context)
 			if !g.o.Wait {
 				return nil, &InProgressError{Key: key, RetryAfter: out.RetryAfter}
 			}
-			t := time.NewTimer(min(g.o.PollInterval, max(out.RetryAfter, time.Millisecond)))
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !pause.For(ctx.Done(), min(g.o.PollInterval, max(out.RetryAfter, time.Millisecond))) {
 				return nil, ctx.Err()
-			case <-t.C:
 			}
 			continue
 		}
@@ -148,7 +145,7 @@ func (g *Guard) run(ctx context.Context, key, token string, fn func(ctx context.
 		if returned && err == nil {
 			return
 		}
-		if aerr := g.o.Store.Abandon(context.WithoutCancel(ctx), key, token); aerr != nil && !errors.Is(aerr, ErrLeaseLost) {
+		if aerr := g.o.Store.Release(context.WithoutCancel(ctx), key, token); aerr != nil && !errors.Is(aerr, ErrLeaseLost) {
 			g.o.Logger.Warn("idempotency: cannot release a failed key; it is retried once its lease expires", slog.String("key", key), slog.Any("error", aerr))
 		}
 		if lost && err != nil && !errors.Is(err, ErrLeaseLost) {

@@ -61,8 +61,8 @@ func appendString(b []byte, s string) []byte {
 
 var errResponse = errors.New("idempotency: stored result is not a response")
 
-// DecodeResponse reverses EncodeResponse.
-func DecodeResponse(b []byte) (Response, error) {
+// decodeResponse reverses EncodeResponse.
+func decodeResponse(b []byte) (Response, error) {
 	var r Response
 	if len(b) < 1 || b[0] != responseV1 {
 		return r, errResponse
@@ -116,10 +116,10 @@ func DecodeResponse(b []byte) (Response, error) {
 	return r, nil
 }
 
-// MiddlewareOptions configures NewMiddleware. Scope (or, explicitly,
+// HTTPOptions configures NewHTTP. Scope (or, explicitly,
 // Unscoped) is required; every other field has a default: keys optional,
 // POST and PATCH, an in-process MemoryStore.
-type MiddlewareOptions struct {
+type HTTPOptions struct {
 	// Store keeps the records. Default: a new MemoryStore (one process
 	// only).
 	Store Store
@@ -135,7 +135,7 @@ type MiddlewareOptions struct {
 	// from something the caller cannot forge (the authenticated
 	// principal, not a header the client sets freely). Requests for which
 	// it returns "" share one key space. Required unless Unscoped is set:
-	// NewMiddleware refuses Options with neither.
+	// NewHTTP refuses Options with neither.
 	Scope func(*http.Request) string
 	// Unscoped declares that keys are NOT scoped by caller: every client
 	// of the route shares one key space, so a client that sends (or
@@ -186,21 +186,21 @@ type MiddlewareOptions struct {
 	Logger *slog.Logger
 }
 
-// Middleware is the Idempotency-Key middleware (draft-ietf-httpapi-
-// idempotency-key-header, with Stripe's semantics). It is safe for
-// concurrent use.
-type Middleware struct {
-	o       MiddlewareOptions
+// HTTP is the Idempotency-Key middleware (draft-ietf-httpapi-
+// idempotency-key-header, with Stripe's semantics): its Middleware method
+// wraps a handler. It is safe for concurrent use.
+type HTTP struct {
+	o       HTTPOptions
 	methods map[string]bool
 	stored  map[string]bool
 
 	executed, replayed, conflicts, mismatches, badKeys, unavailable, released, leaseLost atomic.Uint64
 }
 
-// NewMiddleware returns the middleware, or an error naming the bad option.
-func NewMiddleware(o MiddlewareOptions) (*Middleware, error) {
+// NewHTTP returns the middleware, or an error naming the bad option.
+func NewHTTP(o HTTPOptions) (*HTTP, error) {
 	g := GuardOptions{Store: o.Store, TTL: o.TTL, Lease: o.Lease, Logger: o.Logger}
-	if err := g.defaults("MiddlewareOptions"); err != nil {
+	if err := g.defaults("HTTPOptions"); err != nil {
 		return nil, err
 	}
 	o.Store, o.TTL, o.Lease, o.Logger = g.Store, g.TTL, g.Lease, g.Logger
@@ -224,15 +224,15 @@ func NewMiddleware(o MiddlewareOptions) (*Middleware, error) {
 	}
 	switch {
 	case o.Scope == nil && !o.Unscoped:
-		return nil, fmt.Errorf("%w: MiddlewareOptions.Scope is required (a func returning the caller's identity, which becomes part of every key); set MiddlewareOptions.Unscoped to share one key space between all callers instead", ErrInvalid)
+		return nil, fmt.Errorf("%w: HTTPOptions.Scope is required (a func returning the caller's identity, which becomes part of every key); set HTTPOptions.Unscoped to share one key space between all callers instead", ErrInvalid)
 	case o.Scope != nil && o.Unscoped:
-		return nil, fmt.Errorf("%w: MiddlewareOptions.Scope and MiddlewareOptions.Unscoped are both set; keep one", ErrInvalid)
+		return nil, fmt.Errorf("%w: HTTPOptions.Scope and HTTPOptions.Unscoped are both set; keep one", ErrInvalid)
 	case o.MaxBodyBytes < 0:
-		return nil, fmt.Errorf("%w: MiddlewareOptions.MaxBodyBytes must be > 0, got %d", ErrInvalid, o.MaxBodyBytes)
+		return nil, fmt.Errorf("%w: HTTPOptions.MaxBodyBytes must be > 0, got %d", ErrInvalid, o.MaxBodyBytes)
 	case o.MaxResponseBytes < 0:
-		return nil, fmt.Errorf("%w: MiddlewareOptions.MaxResponseBytes must be > 0, got %d", ErrInvalid, o.MaxResponseBytes)
+		return nil, fmt.Errorf("%w: HTTPOptions.MaxResponseBytes must be > 0, got %d", ErrInvalid, o.MaxResponseBytes)
 	}
-	m := &Middleware{o: o, methods: map[string]bool{}, stored: map[string]bool{}}
+	m := &HTTP{o: o, methods: map[string]bool{}, stored: map[string]bool{}}
 	for _, meth := range o.Methods {
 		m.methods[meth] = true
 	}
@@ -242,7 +242,7 @@ func NewMiddleware(o MiddlewareOptions) (*Middleware, error) {
 	return m, nil
 }
 
-// ValidateKey parses an Idempotency-Key header value and returns the key,
+// parseKey parses an Idempotency-Key header value and returns the key,
 // or an error saying what is wrong. Two forms are accepted:
 //
 //   - the draft's form, a structured-field String (RFC 8941 section 3.3.3):
@@ -255,7 +255,7 @@ func NewMiddleware(o MiddlewareOptions) (*Middleware, error) {
 //
 // Both forms of the same characters are the same key. Spaces around the
 // value are ignored. The key has 1 to 255 characters (after unescaping).
-func ValidateKey(v string) (string, error) {
+func parseKey(v string) (string, error) {
 	v = strings.Trim(v, " \t")
 	var key string
 	if strings.HasPrefix(v, `"`) {
@@ -331,8 +331,10 @@ func ExecutionFrom(ctx context.Context) (*Execution, bool) {
 	return e, ok
 }
 
-// Handler wraps next.
-func (m *Middleware) Handler(next http.Handler) http.Handler {
+// Middleware wraps next: a request of a keyed method with an
+// Idempotency-Key runs next once; its repeats get the stored response, a
+// 409, 422 or 400 (see the package doc).
+func (m *HTTP) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		vals := r.Header.Values("Idempotency-Key")
 		if !m.methods[r.Method] || (len(vals) == 0 && !m.o.Required) {
@@ -349,7 +351,7 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 			return
 		}
 		raw := vals[0]
-		key, err := ValidateKey(raw)
+		key, err := parseKey(raw)
 		if err != nil {
 			m.badKeys.Add(1)
 			problem(w, http.StatusBadRequest, ProblemKeyInvalid, err.Error())
@@ -376,7 +378,7 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 		}
 		switch out.Status {
 		case Completed:
-			resp, err := DecodeResponse(out.Result)
+			resp, err := decodeResponse(out.Result)
 			if err != nil {
 				problem(w, http.StatusInternalServerError, ProblemStoredResponseUnreadable, "the stored response for this key is unreadable")
 				return
@@ -399,7 +401,7 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 	})
 }
 
-func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handler, key, token string) {
+func (m *HTTP) run(w http.ResponseWriter, r *http.Request, next http.Handler, key, token string) {
 	m.executed.Add(1)
 	exec := &Execution{Key: key, Token: token, TTL: m.o.TTL}
 	// The handler's ctx ends, with cause ErrLeaseLost, if the heartbeat
@@ -448,8 +450,8 @@ func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handl
 }
 
 // stores reports whether a response with status is stored (see
-// MiddlewareOptions.StoreStatus).
-func (m *Middleware) stores(status int) bool {
+// HTTPOptions.StoreStatus).
+func (m *HTTP) stores(status int) bool {
 	switch {
 	case status >= 500:
 		return false
@@ -459,7 +461,7 @@ func (m *Middleware) stores(status int) bool {
 	return m.o.StoreStatus(status)
 }
 
-// DefaultStoreStatus is the default MiddlewareOptions.StoreStatus: it
+// DefaultStoreStatus is the default HTTPOptions.StoreStatus: it
 // stores every status below 500 except 408 Request Timeout, 409 Conflict,
 // 425 Too Early and 429 Too Many Requests, which say the attempt was
 // not processed (timed out, conflicted, came too early, was throttled)
@@ -472,9 +474,9 @@ func DefaultStoreStatus(code int) bool {
 	return code < 500
 }
 
-func (m *Middleware) release(ctx context.Context, key, token string) {
+func (m *HTTP) release(ctx context.Context, key, token string) {
 	m.released.Add(1)
-	if err := m.o.Store.Abandon(ctx, key, token); err != nil && !errors.Is(err, ErrLeaseLost) {
+	if err := m.o.Store.Release(ctx, key, token); err != nil && !errors.Is(err, ErrLeaseLost) {
 		m.o.Logger.LogAttrs(ctx, slog.LevelWarn, "idempotency: cannot release a key; it is retried once its lease expires", slog.Any("error", err))
 	}
 }
@@ -482,7 +484,7 @@ func (m *Middleware) release(ctx context.Context, key, token string) {
 // scopedKey is a hash of the caller, method, route and key, so keys of
 // different callers or operations never meet and any key is safe in any
 // Store.
-func (m *Middleware) scopedKey(r *http.Request, key string) string {
+func (m *HTTP) scopedKey(r *http.Request, key string) string {
 	h := sha256.New()
 	scope := ""
 	if m.o.Scope != nil {
@@ -497,7 +499,7 @@ func (m *Middleware) scopedKey(r *http.Request, key string) string {
 
 // fingerprint is a hash of the method, path and query, the chosen headers
 // and the body.
-func (m *Middleware) fingerprint(r *http.Request, body []byte) string {
+func (m *HTTP) fingerprint(r *http.Request, body []byte) string {
 	h := sha256.New()
 	h.Write([]byte(r.Method + "\x00" + r.URL.RequestURI() + "\x00"))
 	for _, name := range m.o.FingerprintHeaders {
@@ -520,7 +522,8 @@ const (
 	// header and the request has none.
 	ProblemKeyMissing = "https://scalekit.dev/problems/idempotency-key-missing"
 	// ProblemKeyInvalid (400): the Idempotency-Key header is malformed,
-	// too long, or sent more than once (see ValidateKey).
+	// too long, or sent more than once (see the package doc for the forms
+	// accepted).
 	ProblemKeyInvalid = "https://scalekit.dev/problems/idempotency-key-invalid"
 	// ProblemKeyReused (422): the key was used with a different request.
 	ProblemKeyReused = "https://scalekit.dev/problems/idempotency-key-reused"
@@ -531,7 +534,7 @@ const (
 	// request was not run (fail closed).
 	ProblemUnavailable = "https://scalekit.dev/problems/idempotency-unavailable"
 	// ProblemBodyTooLarge (413): the request body is over
-	// MiddlewareOptions.MaxBodyBytes.
+	// HTTPOptions.MaxBodyBytes.
 	ProblemBodyTooLarge = "https://scalekit.dev/problems/idempotency-body-too-large"
 	// ProblemBodyUnreadable (400): the request body could not be read.
 	ProblemBodyUnreadable = "https://scalekit.dev/problems/idempotency-body-unreadable"
@@ -609,8 +612,8 @@ func (c *recorder) headers() http.Header {
 	return c.header
 }
 
-// MiddlewareStats is a snapshot of the middleware's counters.
-type MiddlewareStats struct {
+// HTTPStats is a snapshot of the middleware's counters.
+type HTTPStats struct {
 	// Executed counts first runs; Replayed stored responses served.
 	Executed, Replayed uint64
 	// Conflicts (409), Mismatches (422) and BadKeys (400) count refusals;
@@ -625,7 +628,7 @@ type MiddlewareStats struct {
 }
 
 // Stats returns a snapshot of the counters.
-func (m *Middleware) Stats() MiddlewareStats {
-	return MiddlewareStats{Executed: m.executed.Load(), Replayed: m.replayed.Load(), Conflicts: m.conflicts.Load(), Mismatches: m.mismatches.Load(),
+func (m *HTTP) Stats() HTTPStats {
+	return HTTPStats{Executed: m.executed.Load(), Replayed: m.replayed.Load(), Conflicts: m.conflicts.Load(), Mismatches: m.mismatches.Load(),
 		BadKeys: m.badKeys.Load(), Unavailable: m.unavailable.Load(), Released: m.released.Load(), LeaseLost: m.leaseLost.Load()}
 }

@@ -18,14 +18,14 @@ import (
 	"time"
 )
 
-// newMW is NewMiddleware for tests; without a Scope the keys are
+// newMW is NewHTTP for tests; without a Scope the keys are
 // explicitly Unscoped (the tests send one caller's requests).
-func newMW(t testing.TB, o MiddlewareOptions) *Middleware {
+func newMW(t testing.TB, o HTTPOptions) *HTTP {
 	t.Helper()
 	if o.Scope == nil {
 		o.Unscoped = true
 	}
-	m, err := NewMiddleware(o)
+	m, err := NewHTTP(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func payments(runs *atomic.Int64, status int) http.Handler {
 
 func TestReplayAndMismatch(t *testing.T) {
 	var runs atomic.Int64
-	h := newMW(t, MiddlewareOptions{}).Handler(payments(&runs, http.StatusCreated))
+	h := newMW(t, HTTPOptions{}).Middleware(payments(&runs, http.StatusCreated))
 	first := do(h, "POST", "k1", `{"amount":100}`)
 	again := do(h, "POST", "k1", `{"amount":100}`)
 	if runs.Load() != 1 {
@@ -88,7 +88,7 @@ func TestReplayAndMismatch(t *testing.T) {
 
 func TestBadKeys(t *testing.T) {
 	var runs atomic.Int64
-	h := newMW(t, MiddlewareOptions{Required: true}).Handler(payments(&runs, 200))
+	h := newMW(t, HTTPOptions{Required: true}).Middleware(payments(&runs, 200))
 	for name, w := range map[string]*httptest.ResponseRecorder{
 		"missing":  do(h, "POST", "", "x"),
 		"empty":    do(h, "POST", "", "x", "Idempotency-Key", ""),
@@ -115,29 +115,29 @@ func TestWhatIsStored(t *testing.T) {
 	for _, c := range []struct {
 		name      string
 		status    int
-		o         MiddlewareOptions
+		o         HTTPOptions
 		wantRuns  int64
 		wantCodes [2]int
 	}{
-		{"5xx is not stored: a retry runs again", 503, MiddlewareOptions{}, 2, [2]int{503, 503}},
-		{"4xx is stored", 400, MiddlewareOptions{}, 1, [2]int{400, 400}},
-		{"4xx with NoStore4xx runs again", 400, MiddlewareOptions{NoStore4xx: true}, 2, [2]int{400, 400}},
-		{"an oversized response is not stored", 200, MiddlewareOptions{MaxResponseBytes: 10}, 2, [2]int{200, 200}},
+		{"5xx is not stored: a retry runs again", 503, HTTPOptions{}, 2, [2]int{503, 503}},
+		{"4xx is stored", 400, HTTPOptions{}, 1, [2]int{400, 400}},
+		{"4xx with NoStore4xx runs again", 400, HTTPOptions{NoStore4xx: true}, 2, [2]int{400, 400}},
+		{"an oversized response is not stored", 200, HTTPOptions{MaxResponseBytes: 10}, 2, [2]int{200, 200}},
 		// Answers about the attempt, not results (issue 16 item 9).
-		{"429 is not stored", 429, MiddlewareOptions{}, 2, [2]int{429, 429}},
-		{"408 is not stored", 408, MiddlewareOptions{}, 2, [2]int{408, 408}},
-		{"409 is not stored", 409, MiddlewareOptions{}, 2, [2]int{409, 409}},
-		{"425 is not stored", 425, MiddlewareOptions{}, 2, [2]int{425, 425}},
-		{"404 is stored", 404, MiddlewareOptions{}, 1, [2]int{404, 404}},
-		{"302 is stored", 302, MiddlewareOptions{}, 1, [2]int{302, 302}},
-		{"StoreStatus decides below 500", 400, MiddlewareOptions{StoreStatus: func(code int) bool { return code < 300 }}, 2, [2]int{400, 400}},
-		{"StoreStatus may store 429", 429, MiddlewareOptions{StoreStatus: func(int) bool { return true }}, 1, [2]int{429, 429}},
-		{"StoreStatus cannot store 5xx", 500, MiddlewareOptions{StoreStatus: func(int) bool { return true }}, 2, [2]int{500, 500}},
-		{"NoStore4xx overrides StoreStatus", 404, MiddlewareOptions{NoStore4xx: true, StoreStatus: func(int) bool { return true }}, 2, [2]int{404, 404}},
+		{"429 is not stored", 429, HTTPOptions{}, 2, [2]int{429, 429}},
+		{"408 is not stored", 408, HTTPOptions{}, 2, [2]int{408, 408}},
+		{"409 is not stored", 409, HTTPOptions{}, 2, [2]int{409, 409}},
+		{"425 is not stored", 425, HTTPOptions{}, 2, [2]int{425, 425}},
+		{"404 is stored", 404, HTTPOptions{}, 1, [2]int{404, 404}},
+		{"302 is stored", 302, HTTPOptions{}, 1, [2]int{302, 302}},
+		{"StoreStatus decides below 500", 400, HTTPOptions{StoreStatus: func(code int) bool { return code < 300 }}, 2, [2]int{400, 400}},
+		{"StoreStatus may store 429", 429, HTTPOptions{StoreStatus: func(int) bool { return true }}, 1, [2]int{429, 429}},
+		{"StoreStatus cannot store 5xx", 500, HTTPOptions{StoreStatus: func(int) bool { return true }}, 2, [2]int{500, 500}},
+		{"NoStore4xx overrides StoreStatus", 404, HTTPOptions{NoStore4xx: true, StoreStatus: func(int) bool { return true }}, 2, [2]int{404, 404}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var runs atomic.Int64
-			h := newMW(t, c.o).Handler(payments(&runs, c.status))
+			h := newMW(t, c.o).Middleware(payments(&runs, c.status))
 			a, b := do(h, "POST", "k", "x"), do(h, "POST", "k", "x")
 			if runs.Load() != c.wantRuns || a.Code != c.wantCodes[0] || b.Code != c.wantCodes[1] {
 				t.Fatalf("runs %d codes %d %d; want %d runs, codes %v", runs.Load(), a.Code, b.Code, c.wantRuns, c.wantCodes)
@@ -148,7 +148,7 @@ func TestWhatIsStored(t *testing.T) {
 
 func TestScopeSeparatesCallers(t *testing.T) {
 	var runs atomic.Int64
-	h := newMW(t, MiddlewareOptions{Scope: func(r *http.Request) string { return r.Header.Get("X-User") }}).Handler(payments(&runs, 201))
+	h := newMW(t, HTTPOptions{Scope: func(r *http.Request) string { return r.Header.Get("X-User") }}).Middleware(payments(&runs, 201))
 	a := do(h, "POST", "same", "x", "X-User", "alice")
 	b := do(h, "POST", "same", "x", "X-User", "bob")
 	if runs.Load() != 2 || a.Body.String() == b.Body.String() {
@@ -158,12 +158,12 @@ func TestScopeSeparatesCallers(t *testing.T) {
 
 func TestBodyLimitAndPanic(t *testing.T) {
 	var runs atomic.Int64
-	h := newMW(t, MiddlewareOptions{MaxBodyBytes: 8}).Handler(payments(&runs, 201))
+	h := newMW(t, HTTPOptions{MaxBodyBytes: 8}).Middleware(payments(&runs, 201))
 	if w := do(h, "POST", "k", "123456789"); w.Code != http.StatusRequestEntityTooLarge || runs.Load() != 0 {
 		t.Fatalf("9-byte body with an 8-byte limit: %d, runs %d", w.Code, runs.Load())
 	}
 	panics := true
-	ph := newMW(t, MiddlewareOptions{}).Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ph := newMW(t, HTTPOptions{}).Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		runs.Add(1)
 		if panics {
 			panic("boom")
@@ -182,13 +182,13 @@ func TestBodyLimitAndPanic(t *testing.T) {
 
 func TestResponseCodec(t *testing.T) {
 	r := Response{Status: 201, Header: http.Header{"Content-Type": {"a/b"}, "Set-Cookie": {"x=1", "y=2"}}, Body: []byte{0, 1, 2}}
-	got, err := DecodeResponse(EncodeResponse(r))
+	got, err := decodeResponse(EncodeResponse(r))
 	if err != nil || got.Status != 201 || got.Header.Get("Content-Type") != "a/b" || len(got.Header["Set-Cookie"]) != 2 || string(got.Body) != string(r.Body) {
 		t.Fatalf("round trip: %+v %v", got, err)
 	}
 	for _, bad := range [][]byte{nil, {2}, {responseV1}, {responseV1, 0xc8, 1, 5}} {
-		if _, err := DecodeResponse(bad); err == nil {
-			t.Errorf("DecodeResponse(%v) accepted garbage", bad)
+		if _, err := decodeResponse(bad); err == nil {
+			t.Errorf("decodeResponse(%v) accepted garbage", bad)
 		}
 	}
 }
@@ -251,26 +251,26 @@ func TestGuard(t *testing.T) {
 }
 
 func TestOptions(t *testing.T) {
-	for _, o := range []MiddlewareOptions{{TTL: -1}, {Lease: time.Millisecond}, {Lease: 2 * time.Hour, TTL: time.Hour}, {MaxBodyBytes: -1}, {MaxResponseBytes: -1}} {
-		if _, err := NewMiddleware(o); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "MiddlewareOptions.") {
-			t.Errorf("NewMiddleware(%+v) = %v", o, err)
+	for _, o := range []HTTPOptions{{TTL: -1}, {Lease: time.Millisecond}, {Lease: 2 * time.Hour, TTL: time.Hour}, {MaxBodyBytes: -1}, {MaxResponseBytes: -1}} {
+		if _, err := NewHTTP(o); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "HTTPOptions.") {
+			t.Errorf("NewHTTP(%+v) = %v", o, err)
 		}
 	}
 	// Keys must be scoped, or explicitly not (issue 16 item 10).
 	for _, c := range []struct {
-		o    MiddlewareOptions
+		o    HTTPOptions
 		want string
 	}{
-		{MiddlewareOptions{}, "MiddlewareOptions.Scope is required"},
-		{MiddlewareOptions{Scope: func(*http.Request) string { return "" }, Unscoped: true}, "MiddlewareOptions.Unscoped are both set"},
+		{HTTPOptions{}, "HTTPOptions.Scope is required"},
+		{HTTPOptions{Scope: func(*http.Request) string { return "" }, Unscoped: true}, "HTTPOptions.Unscoped are both set"},
 	} {
-		if _, err := NewMiddleware(c.o); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("NewMiddleware(%+v) = %v; want ErrInvalid saying %q", c.o, err, c.want)
+		if _, err := NewHTTP(c.o); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("NewHTTP(%+v) = %v; want ErrInvalid saying %q", c.o, err, c.want)
 		}
 	}
-	for _, o := range []MiddlewareOptions{{Unscoped: true}, {Scope: func(*http.Request) string { return "u" }}} {
-		if _, err := NewMiddleware(o); err != nil {
-			t.Errorf("NewMiddleware(%+v): %v", o, err)
+	for _, o := range []HTTPOptions{{Unscoped: true}, {Scope: func(*http.Request) string { return "u" }}} {
+		if _, err := NewHTTP(o); err != nil {
+			t.Errorf("NewHTTP(%+v): %v", o, err)
 		}
 	}
 	if _, err := NewGuard(GuardOptions{PollInterval: -1}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "GuardOptions.PollInterval") {
@@ -292,17 +292,17 @@ func TestKeyForms(t *testing.T) {
 		{`"` + strings.Repeat("a", 255) + `"`, strings.Repeat("a", 255)},
 		{`"` + strings.Repeat(`\"`, 255) + `"`, strings.Repeat(`"`, 255)},
 	} {
-		if got, err := ValidateKey(c.header); err != nil || got != c.key {
-			t.Errorf("ValidateKey(%s) = %q, %v; want %q", c.header, got, err, c.key)
+		if got, err := parseKey(c.header); err != nil || got != c.key {
+			t.Errorf("parseKey(%s) = %q, %v; want %q", c.header, got, err, c.key)
 		}
 	}
 	for _, bad := range []string{`""`, `"abc`, `"a"b"`, `"a\xb"`, `"a\"`, `"é"`, "\"a\x01b\"", `a b`, `a"b`, `a\b`, `"` + strings.Repeat("a", 256) + `"`, `"a";p=1`} {
-		if got, err := ValidateKey(bad); err == nil || !strings.Contains(err.Error(), "Idempotency-Key") {
-			t.Errorf("ValidateKey(%s) = %q, %v; want an error about the Idempotency-Key", bad, got, err)
+		if got, err := parseKey(bad); err == nil || !strings.Contains(err.Error(), "Idempotency-Key") {
+			t.Errorf("parseKey(%s) = %q, %v; want an error about the Idempotency-Key", bad, got, err)
 		}
 	}
 	var runs atomic.Int64
-	h := newMW(t, MiddlewareOptions{Required: true}).Handler(payments(&runs, 201))
+	h := newMW(t, HTTPOptions{Required: true}).Middleware(payments(&runs, 201))
 	if w := do(h, "POST", `"a b"`, "x"); w.Code != 201 || runs.Load() != 1 {
 		t.Fatalf(`key "a b": %d %q, want it accepted`, w.Code, w.Body)
 	}
@@ -321,8 +321,8 @@ func TestKeyForms(t *testing.T) {
 func TestProblemDetails(t *testing.T) {
 	var runs atomic.Int64
 	block, started := make(chan struct{}), make(chan struct{}, 1)
-	m := newMW(t, MiddlewareOptions{Required: true, MaxBodyBytes: 8})
-	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	m := newMW(t, HTTPOptions{Required: true, MaxBodyBytes: 8})
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		runs.Add(1)
 		if r.URL.Query().Get("block") != "" {
 			started <- struct{}{}
@@ -349,7 +349,7 @@ func TestProblemDetails(t *testing.T) {
 	close(block)
 	<-done
 	send("/p", "used", "a")
-	down := newMW(t, MiddlewareOptions{Store: failing{}}).Handler(http.NotFoundHandler())
+	down := newMW(t, HTTPOptions{Store: failing{}}).Middleware(http.NotFoundHandler())
 	unavailable := httptest.NewRecorder()
 	r := httptest.NewRequest("POST", "/p", strings.NewReader("x"))
 	r.Header.Set("Idempotency-Key", "k")
@@ -396,7 +396,7 @@ func (failing) Begin(context.Context, string, string, time.Duration, time.Durati
 func (failing) Complete(context.Context, string, string, []byte, time.Duration) error {
 	return errors.New("connection refused")
 }
-func (failing) Abandon(context.Context, string, string) error {
+func (failing) Release(context.Context, string, string) error {
 	return errors.New("connection refused")
 }
 func (failing) Extend(context.Context, string, string, time.Duration) error {

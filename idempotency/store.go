@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
+	"github.com/scalekit-go/scalekit/internal/expiring"
 	"github.com/scalekit-go/scalekit/internal/token"
 )
 
@@ -21,7 +23,7 @@ var ErrInProgress = errors.New("idempotency: in progress")
 // (another fingerprint): a client bug, never executed.
 var ErrMismatch = errors.New("idempotency: key reused with a different request")
 
-// ErrLeaseLost is returned by Complete, Abandon and Extend when the token
+// ErrLeaseLost is returned by Complete, Release and Extend when the token
 // no longer holds the key: the lease expired and another caller took over
 // (or the record expired).
 var ErrLeaseLost = errors.New("idempotency: lease lost")
@@ -48,15 +50,15 @@ func (e *InProgressError) Is(target error) bool { return target == ErrInProgress
 type Status int
 
 const (
-	// Started: the caller holds the key's lease (Outcome.Token) and runs
-	// the work, then calls Complete or Abandon.
+	// Started means the caller holds the key's lease (Outcome.Token) and
+	// runs the work, then calls Complete or Release.
 	Started Status = iota + 1
-	// Running: another caller holds the lease; Outcome.RetryAfter is when
-	// it expires.
+	// Running means another caller holds the lease; Outcome.RetryAfter is
+	// when it expires.
 	Running
-	// Completed: the work ran; Outcome.Result is what it stored.
+	// Completed means the work ran; Outcome.Result is what it stored.
 	Completed
-	// Mismatch: the key was used with another fingerprint.
+	// Mismatch means the key was used with another fingerprint.
 	Mismatch
 )
 
@@ -104,9 +106,9 @@ type Store interface {
 	// Complete stores result for key and marks it completed for ttl, if
 	// token still holds the lease (else ErrLeaseLost).
 	Complete(ctx context.Context, key, token string, result []byte, ttl time.Duration) error
-	// Abandon deletes key's record if token holds the lease, so a retry
-	// runs the work again (else ErrLeaseLost).
-	Abandon(ctx context.Context, key, token string) error
+	// Release gives the lease back: it deletes key's record if token
+	// holds the lease, so a retry runs the work again (else ErrLeaseLost).
+	Release(ctx context.Context, key, token string) error
 	// Extend renews the lease of a running key to lease from now, if token
 	// holds it (else ErrLeaseLost).
 	Extend(ctx context.Context, key, token string, lease time.Duration) error
@@ -114,18 +116,18 @@ type Store interface {
 
 // MemoryStoreOptions configures NewMemoryStore. The zero value works.
 type MemoryStoreOptions struct {
-	// Now is the clock. Default: time.Now.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the real
+	// time.
+	Clock clock.Clock
 }
 
 // MemoryStore is a Store in process memory, for a single instance and for
 // tests. Expired records are dropped when touched and by a sweep every
 // 1024 writes.
 type MemoryStore struct {
-	now    func() time.Time
-	mu     sync.Mutex
-	recs   map[string]*memRecord
-	writes int
+	clk  clock.Clock
+	mu   sync.Mutex
+	recs expiring.Map[*memRecord]
 }
 
 type memRecord struct {
@@ -133,47 +135,23 @@ type memRecord struct {
 	done       bool
 	result     []byte
 	leaseUntil time.Time
-	expires    time.Time
 }
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore(o MemoryStoreOptions) *MemoryStore {
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	return &MemoryStore{now: o.Now, recs: map[string]*memRecord{}}
-}
-
-func (s *MemoryStore) live(key string, now time.Time) *memRecord {
-	r := s.recs[key]
-	if r != nil && !now.Before(r.expires) {
-		delete(s.recs, key)
-		return nil
-	}
-	return r
-}
-
-func (s *MemoryStore) wrote(now time.Time) {
-	if s.writes++; s.writes%1024 != 0 {
-		return
-	}
-	for k, r := range s.recs {
-		if !now.Before(r.expires) {
-			delete(s.recs, k)
-		}
-	}
+	return &MemoryStore{clk: o.Clock}
 }
 
 // Begin is Store.Begin.
 func (s *MemoryStore) Begin(_ context.Context, key, fingerprint string, lease, ttl time.Duration) (Outcome, error) {
-	now := s.now()
+	now := clock.Now(s.clk)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.live(key, now)
+	r, _ := s.recs.Get(key, now)
 	switch {
 	case r == nil:
-		r = &memRecord{fp: fingerprint, expires: now.Add(ttl)}
-		s.recs[key] = r
+		r = &memRecord{fp: fingerprint}
+		s.recs.Set(key, r, now, ttl)
 	case r.fp != fingerprint:
 		return Outcome{Status: Mismatch}, nil
 	case r.done:
@@ -183,12 +161,11 @@ func (s *MemoryStore) Begin(_ context.Context, key, fingerprint string, lease, t
 	}
 	r.token = token.New()
 	r.leaseUntil = now.Add(lease)
-	s.wrote(now)
 	return Outcome{Status: Started, Token: r.token}, nil
 }
 
 func (s *MemoryStore) held(key, token string, now time.Time) (*memRecord, error) {
-	r := s.live(key, now)
+	r, _ := s.recs.Get(key, now)
 	if r == nil || r.done || r.token != token {
 		return nil, ErrLeaseLost
 	}
@@ -197,32 +174,33 @@ func (s *MemoryStore) held(key, token string, now time.Time) (*memRecord, error)
 
 // Complete is Store.Complete.
 func (s *MemoryStore) Complete(_ context.Context, key, token string, result []byte, ttl time.Duration) error {
-	now := s.now()
+	now := clock.Now(s.clk)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, err := s.held(key, token, now)
 	if err != nil {
 		return err
 	}
-	r.done, r.result, r.expires = true, append([]byte(nil), result...), now.Add(ttl)
+	r.done, r.result = true, append([]byte(nil), result...)
+	s.recs.Set(key, r, now, ttl)
 	return nil
 }
 
-// Abandon is Store.Abandon.
-func (s *MemoryStore) Abandon(_ context.Context, key, token string) error {
-	now := s.now()
+// Release is Store.Release.
+func (s *MemoryStore) Release(_ context.Context, key, token string) error {
+	now := clock.Now(s.clk)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, err := s.held(key, token, now); err != nil {
 		return err
 	}
-	delete(s.recs, key)
+	s.recs.Delete(key)
 	return nil
 }
 
 // Extend is Store.Extend.
 func (s *MemoryStore) Extend(_ context.Context, key, token string, lease time.Duration) error {
-	now := s.now()
+	now := clock.Now(s.clk)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, err := s.held(key, token, now)

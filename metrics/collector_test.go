@@ -57,7 +57,7 @@ func everything(t testing.TB, o metrics.Options) *metrics.Collector {
 	noErr(t, m.AddConcurrency("reports", conc))
 	ad := must[*ratelimit.Adaptive](t)(ratelimit.NewAdaptive(ratelimit.AdaptiveOptions{}))
 	noErr(t, m.AddAdaptive("shed", ad))
-	mw := must[*ratelimit.RateLimiter](t)(ratelimit.NewMiddleware(ratelimit.MiddlewareOptions{Limiter: local}))
+	mw := must[*ratelimit.HTTP](t)(ratelimit.NewHTTP(ratelimit.HTTPOptions{Limiter: local}))
 	noErr(t, m.AddRateLimitMiddleware("api", mw))
 
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true})
@@ -77,7 +77,7 @@ func everything(t testing.TB, o metrics.Options) *metrics.Collector {
 	l.Load(ctx, 1)
 	noErr(t, m.AddBatch("authors", l))
 
-	idem := must[*idempotency.Middleware](t)(idempotency.NewMiddleware(idempotency.MiddlewareOptions{Unscoped: true}))
+	idem := must[*idempotency.HTTP](t)(idempotency.NewHTTP(idempotency.HTTPOptions{Unscoped: true}))
 	noErr(t, m.AddIdempotency("payments", idem))
 
 	s := must[*slo.SLO](t)(slo.New(slo.Options{Name: "checkout", Target: 0.999}))
@@ -95,7 +95,7 @@ func everything(t testing.TB, o metrics.Options) *metrics.Collector {
 	qb := queue.NewMemoryBackend(queue.MemoryBackendOptions{})
 	qc := must[*queue.Client](t)(queue.NewClient(queue.ClientOptions{Backend: qb}))
 	must[string](t)(qc.Enqueue(ctx, "emails", "welcome", nil, queue.EnqueueOptions{}))
-	w := must[*queue.Worker](t)(queue.NewWorker(queue.WorkerOptions{Backend: qb, Queues: map[string]queue.QueueOptions{"emails": {}}}))
+	w := must[*queue.Worker](t)(queue.NewWorker(queue.WorkerOptions{Backend: qb, Queues: map[string]queue.Options{"emails": {}}}))
 	noErr(t, m.AddQueueWorker("jobs", w))
 	noErr(t, m.AddQueue("jobs", qc, "emails"))
 
@@ -219,7 +219,7 @@ func TestAddErrors(t *testing.T) {
 	local := must[*ratelimit.Local](t)(ratelimit.NewLocal(ratelimit.LocalOptions{Limits: ratelimit.Policy{ratelimit.PerSecond(1, 1)}}))
 	qb := queue.NewMemoryBackend(queue.MemoryBackendOptions{})
 	qc := must[*queue.Client](t)(queue.NewClient(queue.ClientOptions{Backend: qb}))
-	w := must[*queue.Worker](t)(queue.NewWorker(queue.WorkerOptions{Backend: qb, Queues: map[string]queue.QueueOptions{"emails": {}}}))
+	w := must[*queue.Worker](t)(queue.NewWorker(queue.WorkerOptions{Backend: qb, Queues: map[string]queue.Options{"emails": {}}}))
 	noErr(t, m.AddQueueWorker("jobs", w))
 	noErr(t, m.AddQueue("jobs", qc, "emails"))
 	ctx := context.Background()
@@ -341,7 +341,7 @@ func TestHammer(t *testing.T) {
 	qb := queue.NewMemoryBackend(queue.MemoryBackendOptions{})
 	qc := must[*queue.Client](t)(queue.NewClient(queue.ClientOptions{Backend: qb}))
 	w := must[*queue.Worker](t)(queue.NewWorker(queue.WorkerOptions{Backend: qb, FetchWait: 10 * time.Millisecond,
-		Queues: map[string]queue.QueueOptions{"emails": {Concurrency: 4}}}))
+		Queues: map[string]queue.Options{"emails": {Concurrency: 4}}}))
 	noErr(t, queue.Handle(w, "send", handle))
 	noErr(t, w.Start(context.Background()))
 	defer w.Close()

@@ -1,18 +1,24 @@
-// Package metrics provides Prometheus collectors for scalekit's primitives.
-// They read each primitive's Stats snapshot at scrape time, so recording
-// costs the primitives nothing beyond the atomic counters they keep anyway,
-// and nothing runs between scrapes.
+// Package metrics provides Prometheus collectors for scalekit's primitives:
+// add the primitives to a Collector and register it on your registry.
 //
-//	m, _ := metrics.New(metrics.Options{Instance: "api-1"})
-//	m.AddBreaker(payments)               // a *breaker.Breaker, named by its Options.Name
-//	m.AddCache("users", usersCache)      // any *cache.Cache[V]
-//	m.AddSLOTracker(tracker)
-//	m.AddQueueWorker("jobs", worker)     // a *queue.Worker: what it did
-//	m.AddQueue("jobs", client, "emails") // the queue's counts, read from its backend
-//	m.AddDBRouter("main", router)        // a *dbrouter.Router
+//	m, err := metrics.New(metrics.Options{Instance: "api-1"})
+//	err = errors.Join(
+//		m.AddBreaker(payments),               // a *breaker.Breaker, named by its Options.Name
+//		m.AddCache("users", usersCache),      // any *cache.Cache[V]
+//		m.AddSLOTracker(tracker),             // every route's objectives
+//		m.AddQueueWorker("jobs", worker),     // a *queue.Worker: what it did
+//		m.AddQueue("jobs", client, "emails"), // the queue's counts, read from its backend
+//		m.AddDBRouter("main", router),        // a *dbrouter.Router
+//	) // ErrDuplicate: a name added twice; ErrInvalid: a nil primitive
 //	reg := prometheus.NewRegistry()
 //	reg.MustRegister(m)
 //	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+//
+// # How it works
+//
+// The collectors read each primitive's Stats snapshot at scrape time, so
+// recording costs the primitives nothing beyond the atomic counters they
+// keep anyway, and nothing runs between scrapes.
 //
 // The package never registers anything on the global registry
 // (prometheus.DefaultRegisterer): register the Collector on a registry of

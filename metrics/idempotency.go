@@ -20,9 +20,9 @@ func newIdempotencyDescs(b *builder) idempotencyDescs {
 
 // AddIdempotency reports the Stats of the Idempotency-Key middleware m
 // under name.
-func (c *Collector) AddIdempotency(name string, m *idempotency.Middleware) error {
+func (c *Collector) AddIdempotency(name string, m *idempotency.HTTP) error {
 	if m == nil {
-		return nilArg("AddIdempotency", "the *idempotency.Middleware")
+		return nilArg("AddIdempotency", "the *idempotency.HTTP")
 	}
 	d := &c.idem
 	return c.add("AddIdempotency", named{"idempotency middleware", name}, func(ch chan<- prometheus.Metric) {

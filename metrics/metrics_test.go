@@ -129,7 +129,7 @@ func expect(t testing.TB, c prometheus.Collector, prefix, want string) {
 // lines included, with testutil.CollectAndCompare.
 func TestBreaker(t *testing.T) {
 	clk := testclock.New() // 2026-01-01 00:00 UTC, Unix 1767225600
-	br := must[*breaker.Breaker](t)(breaker.New(breaker.Options{Name: "payments", ConsecutiveFailures: 2, Now: clk.Now}))
+	br := must[*breaker.Breaker](t)(breaker.New(breaker.Options{Name: "payments", ConsecutiveFailures: 2, Clock: clk}))
 	ctx := context.Background()
 	br.Do(ctx, ok)
 	br.Do(ctx, fail)
@@ -308,7 +308,7 @@ func TestRetry(t *testing.T) {
 func TestRateLimit(t *testing.T) {
 	clk := testclock.New()
 	ctx := context.Background()
-	local := must[*ratelimit.Local](t)(ratelimit.NewLocal(ratelimit.LocalOptions{Limits: ratelimit.Policy{ratelimit.PerSecond(1, 2)}, Now: clk.Now}))
+	local := must[*ratelimit.Local](t)(ratelimit.NewLocal(ratelimit.LocalOptions{Limits: ratelimit.Policy{ratelimit.PerSecond(1, 2)}, Clock: clk}))
 	for range 3 {
 		local.Allow(ctx, "alice") // burst 2: the third is denied
 	}
@@ -321,7 +321,7 @@ func TestRateLimit(t *testing.T) {
 	}
 	release()
 
-	ad := must[*ratelimit.Adaptive](t)(ratelimit.NewAdaptive(ratelimit.AdaptiveOptions{Initial: 2, Min: 1, Backoff: 0.5, Now: clk.Now}))
+	ad := must[*ratelimit.Adaptive](t)(ratelimit.NewAdaptive(ratelimit.AdaptiveOptions{Initial: 2, Min: 1, Backoff: 0.5, Clock: clk}))
 	done1 := must[func(bool)](t)(ad.Acquire())
 	done2 := must[func(bool)](t)(ad.Acquire())
 	if _, err := ad.Acquire(); !errors.Is(err, ratelimit.ErrLimited) {
@@ -330,9 +330,9 @@ func TestRateLimit(t *testing.T) {
 	done1(true) // overloaded: the limit is cut to 1
 	// done2 is still in flight.
 
-	mwLimiter := must[*ratelimit.Local](t)(ratelimit.NewLocal(ratelimit.LocalOptions{Limits: ratelimit.Policy{ratelimit.PerSecond(1, 1)}, Now: clk.Now}))
-	mw := must[*ratelimit.RateLimiter](t)(ratelimit.NewMiddleware(ratelimit.MiddlewareOptions{Limiter: mwLimiter, Key: ratelimit.Header("X-Api-Key")}))
-	h := mw.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	mwLimiter := must[*ratelimit.Local](t)(ratelimit.NewLocal(ratelimit.LocalOptions{Limits: ratelimit.Policy{ratelimit.PerSecond(1, 1)}, Clock: clk}))
+	mw := must[*ratelimit.HTTP](t)(ratelimit.NewHTTP(ratelimit.HTTPOptions{Limiter: mwLimiter, Key: ratelimit.Header("X-Api-Key")}))
+	h := mw.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	for _, key := range []string{"k1", "k1", ""} { // allowed, denied (429), bad key (400)
 		r := httptest.NewRequest("GET", "/", nil)
 		if key != "" {
@@ -383,7 +383,7 @@ func TestRedis(t *testing.T) {
 	r := testinfra.Redis(t)
 	clk := testclock.New()
 	ctx := context.Background()
-	lim := must[*ratelimitredis.Limiter](t)(ratelimitredis.New(ratelimitredis.Options{Client: r.Client, Limits: ratelimit.Policy{ratelimit.PerSecond(1, 1)}, Now: clk.Now, Timeout: 2 * time.Second}))
+	lim := must[*ratelimitredis.Limiter](t)(ratelimitredis.New(ratelimitredis.Options{Client: r.Client, Limits: ratelimit.Policy{ratelimit.PerSecond(1, 1)}, Clock: clk, Timeout: 2 * time.Second}))
 	conc := must[*ratelimitredis.Concurrency](t)(ratelimitredis.NewConcurrency(ratelimitredis.ConcurrencyOptions{Client: r.Client, Limit: 1, Timeout: 2 * time.Second}))
 	t.Cleanup(func() { conc.Close() })
 	m := newCollector(t, metrics.Options{Instance: "api-1"})
@@ -654,7 +654,7 @@ func (failingStore) Begin(context.Context, string, string, time.Duration, time.D
 func (failingStore) Complete(context.Context, string, string, []byte, time.Duration) error {
 	return errors.New("connection refused")
 }
-func (failingStore) Abandon(context.Context, string, string) error {
+func (failingStore) Release(context.Context, string, string) error {
 	return errors.New("connection refused")
 }
 func (failingStore) Extend(context.Context, string, string, time.Duration) error {
@@ -674,13 +674,13 @@ func TestIdempotency(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusCreated)
 	})
-	mw := must[*idempotency.Middleware](t)(idempotency.NewMiddleware(idempotency.MiddlewareOptions{Unscoped: true}))
-	down := must[*idempotency.Middleware](t)(idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: failingStore{}, Unscoped: true}))
-	send := func(m *idempotency.Middleware, path, key, body string) int {
+	mw := must[*idempotency.HTTP](t)(idempotency.NewHTTP(idempotency.HTTPOptions{Unscoped: true}))
+	down := must[*idempotency.HTTP](t)(idempotency.NewHTTP(idempotency.HTTPOptions{Store: failingStore{}, Unscoped: true}))
+	send := func(m *idempotency.HTTP, path, key, body string) int {
 		r := httptest.NewRequest("POST", path, strings.NewReader(body))
 		r.Header.Set("Idempotency-Key", key)
 		w := httptest.NewRecorder()
-		m.Handler(h).ServeHTTP(w, r)
+		m.Middleware(h).ServeHTTP(w, r)
 		return w.Code
 	}
 	for _, c := range []struct {
@@ -737,7 +737,7 @@ func TestIdempotency(t *testing.T) {
 
 func TestSLO(t *testing.T) {
 	clk := testclock.New()
-	s := must[*slo.SLO](t)(slo.New(slo.Options{Name: "checkout", Target: 0.75, Now: clk.Now}))
+	s := must[*slo.SLO](t)(slo.New(slo.Options{Name: "checkout", Target: 0.75, Clock: clk}))
 	for i := range 100 {
 		s.Record(i%5 > 1) // 40 bad of 100: burn rate 0.4 / 0.25 = 1.6
 	}
@@ -775,7 +775,7 @@ func TestSLO(t *testing.T) {
 
 func TestSLOTracker(t *testing.T) {
 	clk := testclock.New()
-	tr := must[*slo.Tracker](t)(slo.NewTracker(slo.TrackerOptions{Availability: 0.75, Latency: 0.5, LatencyThreshold: 100 * time.Millisecond, Now: clk.Now}))
+	tr := must[*slo.Tracker](t)(slo.NewTracker(slo.TrackerOptions{Availability: 0.75, Latency: 0.5, LatencyThreshold: 100 * time.Millisecond, Clock: clk}))
 	tr.Observe("GET /users/{id}", 200, 10*time.Millisecond)
 	tr.Observe("GET /users/{id}", 503, 300*time.Millisecond)
 	m := newCollector(t, metrics.Options{})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scalekit-go/scalekit/internal/queuex"
 	"github.com/scalekit-go/scalekit/queue"
 )
 
@@ -87,8 +88,8 @@ const countsTimeout = 2 * time.Second
 // primitives one after another, so each AddQueue may add up to 2s to a
 // scrape: list a backend's queues in one call.
 //
-// queues must name at least one queue, each valid for queue.CheckName and
-// listed once.
+// queues must name at least one queue, each a valid queue name (1 to 100
+// letters, digits, '_', '.', ':' or '-') listed once.
 func (c *Collector) AddQueue(name string, cl *queue.Client, queues ...string) error {
 	if cl == nil {
 		return nilArg("AddQueue", "the *queue.Client")
@@ -97,7 +98,7 @@ func (c *Collector) AddQueue(name string, cl *queue.Client, queues ...string) er
 		return fmt.Errorf("%w: AddQueue: name at least one queue to count", ErrInvalid)
 	}
 	for i, q := range queues {
-		if err := queue.CheckName("queue", q); err != nil {
+		if err := queuex.CheckName(queue.ErrInvalid, "queue", q); err != nil {
 			return fmt.Errorf("%w: AddQueue: %v", ErrInvalid, err)
 		}
 		if slices.Contains(queues[:i], q) {

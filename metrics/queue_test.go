@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/metrics"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/retry"
@@ -48,11 +49,11 @@ func TestQueue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		var skew atomic.Int64 // moves the queue's clock ahead, to expire a lease
-		now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
-		b := queue.NewMemoryBackend(queue.MemoryBackendOptions{Now: now})
-		c := must[*queue.Client](t)(queue.NewClient(queue.ClientOptions{Backend: b, Now: now}))
-		w := must[*queue.Worker](t)(queue.NewWorker(queue.WorkerOptions{Backend: b, Now: now, Backoff: retry.Constant{D: time.Minute},
-			Queues: map[string]queue.QueueOptions{"emails": {Lease: 30 * time.Second}, "reports": {}}}))
+		clk := clock.Func(func() time.Time { return time.Now().Add(time.Duration(skew.Load())) })
+		b := queue.NewMemoryBackend(queue.MemoryBackendOptions{Clock: clk})
+		c := must[*queue.Client](t)(queue.NewClient(queue.ClientOptions{Backend: b, Clock: clk}))
+		w := must[*queue.Worker](t)(queue.NewWorker(queue.WorkerOptions{Backend: b, Clock: clk, Backoff: retry.Constant{D: time.Minute},
+			Queues: map[string]queue.Options{"emails": {Lease: 30 * time.Second}, "reports": {}}}))
 		noErr(t, queue.Handle(w, "send", handle))
 		enqueue := func(mode string, o queue.EnqueueOptions) string {
 			t.Helper()
@@ -81,7 +82,7 @@ func TestQueue(t *testing.T) {
 			scalekit_queue_in_flight{instance_name="api-1",name="mailer",queue="reports"} 0
 		`)
 		skew.Store(int64(time.Hour))
-		leases := must[[]*queue.Lease](t)(b.Fetch(ctx, queue.FetchRequest{Queue: "emails", Max: 1, Lease: 24 * time.Hour, Order: queue.FetchOrder(0)}))
+		leases := must[[]*queue.Lease](t)(b.Fetch(ctx, queue.FetchRequest{Queue: "emails", Max: 1, Lease: 24 * time.Hour, Order: [3]queue.Priority{queue.High, queue.Default, queue.Low}}))
 		if len(leases) != 1 || leases[0].Msg.ID != stolen {
 			t.Fatalf("took %v, want the job whose lease expired", leases)
 		}

@@ -98,11 +98,11 @@ func newHTTPLimitDescs(b *builder) httpLimitDescs {
 }
 
 // AddRateLimitMiddleware reports the Stats of the rate limit middleware m
-// (from ratelimit.NewMiddleware) under name. Its limiter is reported on its
+// (from ratelimit.NewHTTP) under name. Its limiter is reported on its
 // own, by AddLimiter or AddRedisLimiter.
-func (c *Collector) AddRateLimitMiddleware(name string, m *ratelimit.RateLimiter) error {
+func (c *Collector) AddRateLimitMiddleware(name string, m *ratelimit.HTTP) error {
 	if m == nil {
-		return nilArg("AddRateLimitMiddleware", "the *ratelimit.RateLimiter")
+		return nilArg("AddRateLimitMiddleware", "the *ratelimit.HTTP")
 	}
 	d := &c.httpLimit
 	return c.add("AddRateLimitMiddleware", named{"rate limit middleware", name}, func(ch chan<- prometheus.Metric) {

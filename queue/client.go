@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"time"
+
+	"github.com/scalekit-go/scalekit/clock"
+	"github.com/scalekit-go/scalekit/internal/queuex"
 )
 
 // EnqueueOptions are per-job options; the zero value runs the job now at
@@ -47,14 +49,15 @@ type EnqueueOptions struct {
 type ClientOptions struct {
 	// Backend stores the jobs; required.
 	Backend Backend
-	// Now is the clock. Default: time.Now.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the real
+	// time. It dates the jobs it enqueues (run-at, unique holds).
+	Clock clock.Clock
 }
 
 // Client enqueues and inspects jobs. It is safe for concurrent use.
 type Client struct {
 	b   Backend
-	now func() time.Time
+	clk clock.Clock
 }
 
 // NewClient returns a Client, or an error naming the bad option.
@@ -62,30 +65,22 @@ func NewClient(o ClientOptions) (*Client, error) {
 	if o.Backend == nil {
 		return nil, fmt.Errorf("%w: ClientOptions.Backend is required", ErrInvalid)
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	return &Client{b: o.Backend, now: o.Now}, nil
+	return &Client{b: o.Backend, clk: o.Clock}, nil
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,100}$`)
-
-// CheckName validates a queue name or job kind: 1 to 100 letters, digits
+// checkName validates a queue name or job kind: 1 to 100 letters, digits
 // and _ . : -.
-func CheckName(what, name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("%w: %s %q must be 1 to 100 letters, digits, '_', '.', ':' or '-'", ErrInvalid, what, name)
-	}
-	return nil
-}
+func checkName(what, name string) error { return queuex.CheckName(ErrInvalid, what, name) }
 
-// NewMessage builds the stored form of a job, validating everything; it
-// is what Enqueue stores and what transactional enqueues (queuepg) use.
+// NewMessage builds the stored form of a job, validating everything: it
+// is what Client.Enqueue passes to Backend.Enqueue, and what a backend's
+// own enqueue inside the caller's transaction (queuepg.EnqueueTx) builds,
+// with now read from its clock.
 func NewMessage(now time.Time, queue, kind string, args any, o EnqueueOptions) (*Message, error) {
-	if err := CheckName("queue", queue); err != nil {
+	if err := checkName("queue", queue); err != nil {
 		return nil, err
 	}
-	if err := CheckName("kind", kind); err != nil {
+	if err := checkName("kind", kind); err != nil {
 		return nil, err
 	}
 	payload, err := json.Marshal(args)
@@ -107,13 +102,13 @@ func NewMessage(now time.Time, queue, kind string, args any, o EnqueueOptions) (
 		return nil, fmt.Errorf("%w: EnqueueOptions.UniqueWhileActive needs a UniqueKey", ErrInvalid)
 	case o.UniqueWhileActive && o.UniqueFor != 0:
 		return nil, fmt.Errorf("%w: EnqueueOptions.UniqueFor must be 0 with UniqueWhileActive (the key is held until the job finishes), got %v", ErrInvalid, o.UniqueFor)
-	case o.ID != "" && !nameRE.MatchString(o.ID):
+	case o.ID != "" && !queuex.ValidName(o.ID):
 		return nil, fmt.Errorf("%w: EnqueueOptions.ID %q must be 1 to 100 letters, digits, '_', '.', ':' or '-'", ErrInvalid, o.ID)
 	}
 	m := &Message{ID: o.ID, Queue: queue, Kind: kind, Payload: payload, Priority: o.Priority, State: Pending,
 		MaxAttempts: o.MaxAttempts, RunAt: now.Add(o.Delay), Timeout: o.Timeout, EnqueuedAt: now}
 	if m.ID == "" {
-		m.ID = NewID()
+		m.ID = newID()
 	}
 	if m.MaxAttempts == 0 {
 		m.MaxAttempts = 10
@@ -139,7 +134,7 @@ func NewMessage(now time.Time, queue, kind string, args any, o EnqueueOptions) (
 // returns its id. With a UniqueKey already held it returns the holder's id
 // and a *DuplicateError (errors.Is ErrDuplicate).
 func (c *Client) Enqueue(ctx context.Context, queue, kind string, args any, o EnqueueOptions) (string, error) {
-	m, err := NewMessage(c.now(), queue, kind, args, o)
+	m, err := NewMessage(clock.Now(c.clk), queue, kind, args, o)
 	if err != nil {
 		return "", err
 	}

@@ -11,7 +11,7 @@
 //		queue.EnqueueOptions{UniqueKey: "welcome:42", MaxAttempts: 5})
 //
 //	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: backend,
-//		Queues: map[string]queue.QueueOptions{"emails": {Concurrency: 8}}})
+//		Queues: map[string]queue.Options{"emails": {Concurrency: 8}}})
 //	queue.Handle(w, "email:welcome", func(ctx context.Context, j *queue.Job[Welcome]) error {
 //		return send(ctx, j.Args) // an error retries with backoff, then dead-letters
 //	})
@@ -20,9 +20,7 @@
 //
 // # How it works
 //
-// # Semantics
-//
-// A worker leases a job for QueueOptions.Lease (the visibility timeout)
+// A worker leases a job for Options.Lease (the visibility timeout)
 // and renews the lease every Lease/3 while the handler runs. A worker
 // that dies (even by SIGKILL) stops renewing, and the job is redelivered
 // once the lease runs out: seconds, not hours. Every outcome carries the
@@ -42,7 +40,7 @@
 // finished. Retrying an Enqueue with the same EnqueueOptions.ID and
 // content is safe: it returns the job already there.
 //
-// A queue's rate limit (QueueOptions.Limiter) is asked before an attempt
+// A queue's rate limit (Options.Limiter) is asked before an attempt
 // starts: a job the limiter refuses goes back to the queue at once, its
 // attempt not counted, and the worker leases again after the limiter's
 // RetryAfter, so a strict limit over a backlog delays jobs and never

@@ -18,7 +18,7 @@ func Example() {
 	client, _ := queue.NewClient(queue.ClientOptions{Backend: backend})
 	worker, _ := queue.NewWorker(queue.WorkerOptions{
 		Backend: backend,
-		Queues:  map[string]queue.QueueOptions{"emails": {Concurrency: 4}},
+		Queues:  map[string]queue.Options{"emails": {Concurrency: 4}},
 	})
 	done := make(chan struct{})
 	queue.Handle(worker, "email:welcome", func(ctx context.Context, j *queue.Job[Welcome]) error {

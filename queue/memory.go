@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/token"
 )
 
@@ -20,8 +21,9 @@ type MemoryBackendOptions struct {
 	// DeadRetention is how long dead jobs are kept for Dead and Requeue.
 	// Default: DefaultDeadRetention (14 days).
 	DeadRetention time.Duration
-	// Now is the clock. Default: time.Now.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the real
+	// time. Due times, leases and retentions follow it.
+	Clock clock.Clock
 }
 
 // MemoryBackend is a Backend in process memory: jobs survive neither a
@@ -115,9 +117,6 @@ func NewMemoryBackend(o MemoryBackendOptions) *MemoryBackend {
 	if o.DeadRetention <= 0 {
 		o.DeadRetention = DefaultDeadRetention
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
 	return &MemoryBackend{o: o, queues: map[string]*memQueue{}, unique: map[string]uniqueHold{}, uniqueCap: 1024}
 }
 
@@ -149,7 +148,7 @@ func (q *memQueue) place(j *memJob, now time.Time) {
 
 // Enqueue is Backend.Enqueue.
 func (b *MemoryBackend) Enqueue(_ context.Context, m *Message) error {
-	now := b.o.Now()
+	now := clock.Now(b.o.Clock)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	q := b.queue(m.Queue)
@@ -209,7 +208,7 @@ func (b *MemoryBackend) Fetch(ctx context.Context, r FetchRequest) ([]*Lease, er
 		}
 	}()
 	for {
-		now := b.o.Now()
+		now := clock.Now(b.o.Clock)
 		b.mu.Lock()
 		q := b.queue(r.Queue)
 		b.due(q, now)
@@ -263,7 +262,7 @@ func (b *MemoryBackend) Fetch(ctx context.Context, r FetchRequest) ([]*Lease, er
 // withLease runs fn on l's job under the lock if l still holds it, else
 // returns ErrLeaseLost. Every fenced outcome goes through it.
 func (b *MemoryBackend) withLease(l *Lease, fn func(q *memQueue, j *memJob, now time.Time)) error {
-	now := b.o.Now()
+	now := clock.Now(b.o.Clock)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	q := b.queues[l.Msg.Queue]
@@ -352,7 +351,7 @@ func (b *MemoryBackend) Job(_ context.Context, queue, id string) (*Message, erro
 
 // Counts is Backend.Counts.
 func (b *MemoryBackend) Counts(_ context.Context, queue string) (Counts, error) {
-	now := b.o.Now()
+	now := clock.Now(b.o.Clock)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var c Counts
@@ -394,7 +393,7 @@ func (b *MemoryBackend) Dead(_ context.Context, queue string, limit int) ([]*Mes
 
 // Requeue is Backend.Requeue.
 func (b *MemoryBackend) Requeue(_ context.Context, queue, id string) error {
-	now := b.o.Now()
+	now := clock.Now(b.o.Clock)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	q := b.queues[queue]

@@ -13,8 +13,8 @@ import (
 // dropped: the map does not grow with every key ever used.
 func TestMemoryBackendDropsDeadUniqueHolds(t *testing.T) {
 	clk := testclock.New()
-	b := NewMemoryBackend(MemoryBackendOptions{Now: clk.Now})
-	c, _ := NewClient(ClientOptions{Backend: b, Now: clk.Now})
+	b := NewMemoryBackend(MemoryBackendOptions{Clock: clk})
+	c, _ := NewClient(ClientOptions{Backend: b, Clock: clk})
 	ctx := context.Background()
 	for i := 0; i < 1000; i++ {
 		if _, err := c.Enqueue(ctx, "q", "k", nil, EnqueueOptions{UniqueKey: "old" + strconv.Itoa(i), UniqueFor: time.Minute}); err != nil {
@@ -38,7 +38,7 @@ func TestMemoryBackendDropsDeadUniqueHolds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ls, _ := b.Fetch(ctx, FetchRequest{Queue: "w", Max: 1, Lease: time.Minute, Order: FetchOrder(0)})
+	ls, _ := b.Fetch(ctx, FetchRequest{Queue: "w", Max: 1, Lease: time.Minute, Order: fetchOrder(0)})
 	if len(ls) != 1 || ls[0].Msg.ID != id {
 		t.Fatalf("fetch %v", ls)
 	}

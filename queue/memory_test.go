@@ -2,15 +2,15 @@ package queue_test
 
 import (
 	"testing"
-	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/queue/queuetest"
 )
 
 func TestMemoryBackendConformance(t *testing.T) {
-	queuetest.Run(t, func(t *testing.T, now func() time.Time) queue.Backend {
-		return queue.NewMemoryBackend(queue.MemoryBackendOptions{Now: now})
+	queuetest.Run(t, func(t *testing.T, clk clock.Clock) queue.Backend {
+		return queue.NewMemoryBackend(queue.MemoryBackendOptions{Clock: clk})
 	})
 }
 

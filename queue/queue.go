@@ -68,10 +68,10 @@ func (p Priority) String() string {
 	return "Priority(" + strconv.Itoa(int(p)) + ")"
 }
 
-// FetchOrder returns the order in which one fetch looks at the
+// fetchOrder returns the order in which one fetch looks at the
 // priorities: High, Default, Low drawn by weights 6:3:1 for the first
 // place (r in [0, 1)), the others after it in their natural order.
-func FetchOrder(r float64) [3]Priority {
+func fetchOrder(r float64) [3]Priority {
 	switch {
 	case r < 0.6:
 		return [3]Priority{High, Default, Low}
@@ -156,7 +156,10 @@ type FetchRequest struct {
 	// Wait is how long the backend may block for a job to arrive when none
 	// is due (0: answer at once).
 	Wait time.Duration
-	// Order is the priorities to look at, in order (see FetchOrder).
+	// Order is the priorities to look at, in order: the backend leases
+	// jobs of Order[0] first, then Order[1], then Order[2]. A Worker draws
+	// it for each fetch, High first 60% of the time, Default 30% and Low
+	// 10% (see Priority).
 	Order [3]Priority
 }
 
@@ -214,8 +217,8 @@ func SameJob(a, b *Message) bool {
 	return a.Queue == b.Queue && a.ID == b.ID && a.Kind == b.Kind && bytes.Equal(a.Payload, b.Payload)
 }
 
-// NewID returns a new job id: time-ordered, 26 characters.
-func NewID() string {
+// newID returns a new job id: time-ordered, 26 characters.
+func newID() string {
 	return fmt.Sprintf("%013x%013x", time.Now().UnixNano()>>8, rand.Uint64()>>12)
 }
 

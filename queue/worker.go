@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/logx"
 	"github.com/scalekit-go/scalekit/internal/pause"
 	"github.com/scalekit-go/scalekit/internal/renew"
@@ -32,8 +33,9 @@ type Job[T any] struct {
 	LastError string
 }
 
-// QueueOptions configure how a Worker consumes one queue.
-type QueueOptions struct {
+// Options configure how a Worker consumes one queue
+// (WorkerOptions.Queues).
+type Options struct {
 	// Concurrency is how many jobs of the queue run at once in this
 	// worker. Default: 10.
 	Concurrency int
@@ -59,15 +61,16 @@ type WorkerOptions struct {
 	// Backend holds the jobs.
 	Backend Backend
 	// Queues are the queues to consume, by name.
-	Queues map[string]QueueOptions
+	Queues map[string]Options
 	// Backoff spaces a failed job's retries by its attempt number.
 	// Default: retry.Exponential{Base: 1s, Cap: 1h} with full jitter.
 	Backoff retry.Backoff
 	// FetchWait is how long one fetch may wait for a job to arrive.
 	// Default: 1s.
 	FetchWait time.Duration
-	// Now is the clock. Default: time.Now.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the real
+	// time. It dates the retries of failed jobs.
+	Clock clock.Clock
 	// Logger receives failures, lost leases and backend errors. Default:
 	// discard.
 	Logger *slog.Logger
@@ -99,7 +102,7 @@ type leaseState struct{ released atomic.Bool }
 
 type workerQueue struct {
 	name string
-	o    QueueOptions
+	o    Options
 	sem  chan struct{}
 	st   queueCounters
 }
@@ -126,13 +129,10 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 	if o.FetchWait < 0 {
 		return nil, fmt.Errorf("%w: WorkerOptions.FetchWait must be > 0, got %v", ErrInvalid, o.FetchWait)
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
 	o.Logger = logx.Or(o.Logger)
 	w := &Worker{o: o, handlers: map[string]handler{}, queues: map[string]*workerQueue{}, inflight: map[*Lease]*leaseState{}}
 	for name, q := range o.Queues {
-		if err := CheckName("WorkerOptions.Queues key", name); err != nil {
+		if err := checkName("WorkerOptions.Queues key", name); err != nil {
 			return nil, err
 		}
 		if q.Concurrency == 0 {
@@ -164,7 +164,7 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 // T (a payload that does not decode is a permanent failure). It must be
 // called before Start.
 func Handle[T any](w *Worker, kind string, fn func(ctx context.Context, j *Job[T]) error) error {
-	if err := CheckName("kind", kind); err != nil {
+	if err := checkName("kind", kind); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -207,7 +207,7 @@ func (w *Worker) Start(ctx context.Context) error {
 // fetch leases jobs for q while there are free slots.
 func (w *Worker) fetch(ctx context.Context, q *workerQueue) {
 	defer w.fetchers.Done()
-	errWait := 100 * time.Millisecond
+	errWait := pause.Growing{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		select { // one free slot at least
 		case q.sem <- struct{}{}:
@@ -224,7 +224,7 @@ func (w *Worker) fetch(ctx context.Context, q *workerQueue) {
 			}
 			break
 		}
-		leases, err := w.o.Backend.Fetch(ctx, FetchRequest{Queue: q.name, Max: free, Lease: q.o.Lease, Wait: w.o.FetchWait, Order: FetchOrder(rand.Float64())})
+		leases, err := w.o.Backend.Fetch(ctx, FetchRequest{Queue: q.name, Max: free, Lease: q.o.Lease, Wait: w.o.FetchWait, Order: fetchOrder(rand.Float64())})
 		for i := len(leases); i < free; i++ {
 			<-q.sem
 		}
@@ -233,13 +233,12 @@ func (w *Worker) fetch(ctx context.Context, q *workerQueue) {
 				return
 			}
 			w.o.Logger.Warn("queue: fetch failed", slog.String("queue", q.name), slog.Any("error", err))
-			if !pause.For(ctx.Done(), errWait) {
+			if !errWait.Wait(ctx.Done()) {
 				return
 			}
-			errWait = min(2*errWait, 5*time.Second)
 			continue
 		}
-		errWait = 100 * time.Millisecond
+		errWait.Reset()
 		q.st.fetched.Add(uint64(len(leases)))
 		var wait time.Duration
 		if q.o.Limiter != nil {
@@ -346,7 +345,7 @@ func (w *Worker) run(q *workerQueue, l *Lease, ls *leaseState) {
 	}
 	q.st.failed.Add(1)
 	dead := IsPermanent(err) || m.Attempt >= m.MaxAttempts
-	retryAt := w.o.Now().Add(w.o.Backoff.Next(m.Attempt, 0, rand.Float64()))
+	retryAt := clock.Now(w.o.Clock).Add(w.o.Backoff.Next(m.Attempt, 0, rand.Float64()))
 	if ferr := w.o.Backend.Fail(bg, l, err.Error(), retryAt, dead); ferr != nil {
 		w.ackFailed(q, m, ferr)
 		return
@@ -467,8 +466,8 @@ func (w *Worker) releaseAll() {
 	}
 }
 
-// QueueStats is a snapshot of one queue's counters in a Worker.
-type QueueStats struct {
+// Stats is a snapshot of one queue's counters in a Worker.
+type Stats struct {
 	Queue string
 	// Fetched counts leased jobs; Processed those completed; Failed the
 	// failed attempts, of which Retried were scheduled again and Dead
@@ -485,11 +484,11 @@ type QueueStats struct {
 }
 
 // Stats returns a snapshot per queue, sorted by name.
-func (w *Worker) Stats() []QueueStats {
-	out := make([]QueueStats, 0, len(w.queues))
+func (w *Worker) Stats() []Stats {
+	out := make([]Stats, 0, len(w.queues))
 	for _, q := range w.queues {
 		s := &q.st
-		out = append(out, QueueStats{Queue: q.name, Fetched: s.fetched.Load(), Processed: s.processed.Load(), Failed: s.failed.Load(),
+		out = append(out, Stats{Queue: q.name, Fetched: s.fetched.Load(), Processed: s.processed.Load(), Failed: s.failed.Load(),
 			Retried: s.retried.Load(), Dead: s.dead.Load(), Released: s.released.Load(), Lost: s.lost.Load(), Panics: s.panics.Load(), Limited: s.limited.Load(), InFlight: s.inflight.Load()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Queue < out[j].Queue })

@@ -18,11 +18,11 @@ import (
 // nothing: the job belongs to the new holder.
 func TestLostLeaseCancelsTheHandler(t *testing.T) {
 	clk := testclock.New()
-	b := NewMemoryBackend(MemoryBackendOptions{Now: clk.Now})
-	c, _ := NewClient(ClientOptions{Backend: b, Now: clk.Now})
+	b := NewMemoryBackend(MemoryBackendOptions{Clock: clk})
+	c, _ := NewClient(ClientOptions{Backend: b, Clock: clk})
 	ctx := context.Background()
 	id, _ := c.Enqueue(ctx, "q", "slow", nil, EnqueueOptions{})
-	w, err := NewWorker(WorkerOptions{Backend: b, Now: clk.Now, FetchWait: 10 * time.Millisecond, Queues: map[string]QueueOptions{"q": {Lease: 60 * time.Millisecond}}})
+	w, err := NewWorker(WorkerOptions{Backend: b, Clock: clk, FetchWait: 10 * time.Millisecond, Queues: map[string]Options{"q": {Lease: 60 * time.Millisecond}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestLostLeaseCancelsTheHandler(t *testing.T) {
 	defer w.Close()
 	<-running
 	clk.Add(time.Hour)
-	stolen, err := b.Fetch(ctx, FetchRequest{Queue: "q", Max: 1, Lease: time.Hour, Order: FetchOrder(0)})
+	stolen, err := b.Fetch(ctx, FetchRequest{Queue: "q", Max: 1, Lease: time.Hour, Order: fetchOrder(0)})
 	if err != nil || len(stolen) != 1 || stolen[0].Msg.ID != id {
 		t.Fatalf("taking the expired job: %v %v", stolen, err)
 	}
@@ -46,8 +46,7 @@ func TestLostLeaseCancelsTheHandler(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the handler was not cancelled after its lease was lost")
 	}
-	for end := time.Now().Add(5 * time.Second); w.Stats()[0].Lost == 0 && time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
-	}
+	poll.Until(t, 5*time.Second, "the lost lease counted", func() bool { return w.Stats()[0].Lost != 0 })
 	if st := w.Stats()[0]; st.Lost != 1 || st.Processed != 0 || st.Failed != 0 {
 		t.Fatalf("stats %+v: want the lost lease counted and no outcome recorded", st)
 	}
@@ -68,7 +67,7 @@ func TestRateLimitedQueue(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		c.Enqueue(ctx, "mail", "send", nil, EnqueueOptions{})
 	}
-	w, _ := NewWorker(WorkerOptions{Backend: b, FetchWait: 10 * time.Millisecond, Queues: map[string]QueueOptions{"mail": {Concurrency: 5, Limiter: lim}}})
+	w, _ := NewWorker(WorkerOptions{Backend: b, FetchWait: 10 * time.Millisecond, Queues: map[string]Options{"mail": {Concurrency: 5, Limiter: lim}}})
 	var times []time.Time
 	done := make(chan struct{}, 5)
 	Handle(w, "send", func(ctx context.Context, j *Job[any]) error {
@@ -98,15 +97,15 @@ func TestWorkerOptions(t *testing.T) {
 	}{
 		{WorkerOptions{}, "Backend is required"},
 		{WorkerOptions{Backend: b}, "at least one queue"},
-		{WorkerOptions{Backend: b, Queues: map[string]QueueOptions{"q": {Concurrency: -1}}}, `Queues["q"].Concurrency`},
-		{WorkerOptions{Backend: b, Queues: map[string]QueueOptions{"q": {Lease: time.Millisecond}}}, `Queues["q"].Lease`},
-		{WorkerOptions{Backend: b, Queues: map[string]QueueOptions{"bad name": {}}}, "bad name"},
+		{WorkerOptions{Backend: b, Queues: map[string]Options{"q": {Concurrency: -1}}}, `Queues["q"].Concurrency`},
+		{WorkerOptions{Backend: b, Queues: map[string]Options{"q": {Lease: time.Millisecond}}}, `Queues["q"].Lease`},
+		{WorkerOptions{Backend: b, Queues: map[string]Options{"bad name": {}}}, "bad name"},
 	} {
 		if _, err := NewWorker(c.o); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("NewWorker: %v, want ErrInvalid saying %q", err, c.want)
 		}
 	}
-	w, _ := NewWorker(WorkerOptions{Backend: b, Queues: map[string]QueueOptions{"q": {}}})
+	w, _ := NewWorker(WorkerOptions{Backend: b, Queues: map[string]Options{"q": {}}})
 	if err := Handle(w, "k", func(ctx context.Context, j *Job[int]) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +122,7 @@ func TestWorkerOptions(t *testing.T) {
 func TestFetchOrderWeights(t *testing.T) {
 	firsts := map[Priority]int{}
 	for i := 0; i < 1000; i++ {
-		firsts[FetchOrder(float64(i) / 1000)[0]]++
+		firsts[fetchOrder(float64(i) / 1000)[0]]++
 	}
 	if firsts[High] != 600 || firsts[Default] != 300 || firsts[Low] != 100 {
 		t.Fatalf("first places %v, want 600/300/100 for high/default/low", firsts)
@@ -157,7 +156,7 @@ func TestRateLimitDoesNotBurnAttempts(t *testing.T) {
 		ids = append(ids, id)
 	}
 	lim := &stingyLimiter{}
-	w, err := NewWorker(WorkerOptions{Backend: b, FetchWait: 10 * time.Millisecond, Queues: map[string]QueueOptions{"strict": {Concurrency: 3, Limiter: lim}}})
+	w, err := NewWorker(WorkerOptions{Backend: b, FetchWait: 10 * time.Millisecond, Queues: map[string]Options{"strict": {Concurrency: 3, Limiter: lim}}})
 	if err != nil {
 		t.Fatal(err)
 	}

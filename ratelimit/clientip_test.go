@@ -19,8 +19,8 @@ import (
 // a 10-request limit 100 times over; keyed by /64 it is limited like one
 // client, while another /64 keeps its own bucket.
 func TestClientIPv6KeyedBySlash64(t *testing.T) {
-	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 10, Burst: 10}}, Now: testclock.New().Now})
-	mw, err := Middleware(MiddlewareOptions{Limiter: l})
+	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 10, Burst: 10}}, Clock: testclock.New()})
+	mw, err := middleware(HTTPOptions{Limiter: l})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestKeyLengthBounded(t *testing.T) {
 	long2 := strings.Repeat("k", 10<<10) + "2"
 	hashed := BoundKey(long1)
 	for _, kf := range []KeyFunc{Header("X-API-Key"), func(r *http.Request) (string, error) { return r.Header.Get("X-API-Key"), nil }} {
-		mw, err := Middleware(MiddlewareOptions{Limiter: rec, Key: kf})
+		mw, err := middleware(HTTPOptions{Limiter: rec, Key: kf})
 		if err != nil {
 			t.Fatal(err)
 		}

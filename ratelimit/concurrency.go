@@ -10,7 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/httpx"
+	"github.com/scalekit-go/scalekit/internal/ratelimitx"
 )
 
 // ConcurrencyLimiter admits at most a fixed number of holders per key at
@@ -19,7 +21,9 @@ import (
 type ConcurrencyLimiter interface {
 	// Acquire takes a slot for key, or returns a *LimitedError (errors.Is
 	// ErrLimited) at once when every slot is held, whose RetryAfter is
-	// how long until a slot is expected to free (ConcurrencyRetryAfter).
+	// how long until a slot is expected to free: short (the limiters of
+	// this module say 100ms before any hold was timed, then the mean hold
+	// over the holders), never the time a live holder could keep it.
 	// release gives the slot back; calling it more than once is harmless.
 	Acquire(ctx context.Context, key string) (release func(), err error)
 }
@@ -28,20 +32,21 @@ type ConcurrencyLimiter interface {
 type ConcurrencyOptions struct {
 	// Limit is the most holders one key may have at once; required, >= 1.
 	Limit int
-	// Now is the clock that times how long slots are held, for the
-	// RetryAfter of a refusal (see ConcurrencyRetryAfter). Default:
-	// time.Now.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the real
+	// time. It times how long slots are held, for the RetryAfter of a
+	// refusal.
+	Clock clock.Clock
 }
 
 // Concurrency is an in-process ConcurrencyLimiter. Memory is proportional
 // to the keys in use right now: a key with no holders is forgotten. A
-// refusal's RetryAfter is ConcurrencyRetryAfter of the limiter's moving
-// average of hold durations (one average for all keys, since a key with no
-// holders keeps nothing) and the key's Limit holders.
+// refusal's RetryAfter is the expected wait for a slot: the limiter's
+// moving average of hold durations (each new hold weighs 1/8; one average
+// for all keys, since a key with no holders keeps nothing) over the key's
+// Limit holders, at least 1ms, or 100ms before any hold was timed.
 type Concurrency struct {
 	limit    int
-	now      func() time.Time
+	clk      clock.Clock
 	meanHold atomic.Int64 // ns, 0: nothing measured
 	seed     maphash.Seed
 	shards   [32]concShard
@@ -61,10 +66,7 @@ func NewConcurrency(opts ConcurrencyOptions) (*Concurrency, error) {
 	if opts.Limit < 1 {
 		return nil, fmt.Errorf("%w: ConcurrencyOptions.Limit must be >= 1, got %d", ErrInvalid, opts.Limit)
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	c := &Concurrency{limit: opts.Limit, now: opts.Now, seed: maphash.MakeSeed()}
+	c := &Concurrency{limit: opts.Limit, clk: opts.Clock, seed: maphash.MakeSeed()}
 	for i := range c.shards {
 		c.shards[i].n = make(map[string]int)
 	}
@@ -72,7 +74,7 @@ func NewConcurrency(opts ConcurrencyOptions) (*Concurrency, error) {
 }
 
 // Acquire takes a slot for key; see ConcurrencyLimiter.
-func (c *Concurrency) Acquire(_ context.Context, key string) (func(), error) {
+func (c *Concurrency) Acquire(_ context.Context, key string) (release func(), err error) {
 	if key == "" {
 		return nil, fmt.Errorf("%w: key must not be empty", ErrInvalid)
 	}
@@ -83,7 +85,7 @@ func (c *Concurrency) Acquire(_ context.Context, key string) (func(), error) {
 		s.mu.Unlock()
 		c.rejected.Add(1)
 		return nil, &LimitedError{Key: key, Decision: Decision{Limit: Limit{Name: "concurrency", Rate: c.limit, Burst: c.limit},
-			RetryAfter: ConcurrencyRetryAfter(time.Duration(c.meanHold.Load()), held)}}
+			RetryAfter: ratelimitx.ConcurrencyRetryAfter(time.Duration(c.meanHold.Load()), held)}}
 	}
 	if held == 0 {
 		key = strings.Clone(key)
@@ -91,13 +93,13 @@ func (c *Concurrency) Acquire(_ context.Context, key string) (func(), error) {
 	s.n[key] = held + 1
 	s.mu.Unlock()
 	c.acquired.Add(1)
-	start := c.now()
+	start := clock.Now(c.clk)
 	var once atomic.Bool
 	return func() {
 		if !once.CompareAndSwap(false, true) {
 			return
 		}
-		c.timeHold(c.now().Sub(start))
+		c.timeHold(clock.Now(c.clk).Sub(start))
 		s.mu.Lock()
 		if s.n[key] <= 1 {
 			delete(s.n, key)
@@ -108,11 +110,11 @@ func (c *Concurrency) Acquire(_ context.Context, key string) (func(), error) {
 	}, nil
 }
 
-// timeHold folds one hold into the moving average (NextMeanHold).
+// timeHold folds one hold into the moving average (ratelimitx.NextMeanHold).
 func (c *Concurrency) timeHold(hold time.Duration) {
 	for {
 		old := c.meanHold.Load()
-		if c.meanHold.CompareAndSwap(old, int64(NextMeanHold(time.Duration(old), hold))) {
+		if c.meanHold.CompareAndSwap(old, int64(ratelimitx.NextMeanHold(time.Duration(old), hold))) {
 			return
 		}
 	}
@@ -147,8 +149,9 @@ type AdaptiveOptions struct {
 	TargetLatency time.Duration
 	// Backoff multiplies the limit on overload, in (0, 1). Default: 0.9.
 	Backoff float64
-	// Now is the clock used to measure latency. Default: time.Now.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the real
+	// time. It measures the calls' latency.
+	Clock clock.Clock
 }
 
 // Adaptive is a load-shedding concurrency limit that finds its own level
@@ -193,9 +196,6 @@ func NewAdaptive(o AdaptiveOptions) (*Adaptive, error) {
 	if o.Backoff == 0 {
 		o.Backoff = 0.9
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
 	switch {
 	case o.Min < 1:
 		return nil, fmt.Errorf("%w: AdaptiveOptions.Min must be >= 1, got %d", ErrInvalid, o.Min)
@@ -212,11 +212,12 @@ func NewAdaptive(o AdaptiveOptions) (*Adaptive, error) {
 }
 
 // Acquire admits a call or sheds it with a *LimitedError (errors.Is
-// ErrLimited) when the in-flight limit is reached. done must be called once
+// ErrLimited) when the in-flight limit is reached. release must be called
 // when the call ends, with overloaded true when the call failed in a way
 // that signals overload (a timeout, a 503 from downstream); the latency is
-// measured between Acquire and done.
-func (a *Adaptive) Acquire() (done func(overloaded bool), err error) {
+// measured between Acquire and release. Only the first call of release
+// counts: calling it again does nothing.
+func (a *Adaptive) Acquire() (release func(overloaded bool), err error) {
 	a.mu.Lock()
 	if a.inflight >= int(a.limit) {
 		lim := int(a.limit)
@@ -230,13 +231,13 @@ func (a *Adaptive) Acquire() (done func(overloaded bool), err error) {
 	busy := 2*a.inflight >= int(a.limit)
 	a.mu.Unlock()
 	a.admitted.Add(1)
-	start := a.o.Now()
+	start := clock.Now(a.o.Clock)
 	var once atomic.Bool
 	return func(overloaded bool) {
 		if !once.CompareAndSwap(false, true) {
 			return
 		}
-		now := a.o.Now()
+		now := clock.Now(a.o.Clock)
 		slow := now.Sub(start) > a.o.TargetLatency
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -276,19 +277,21 @@ func (a *Adaptive) Stats() AdaptiveStats {
 	return AdaptiveStats{Limit: lim, InFlight: in, Admitted: a.admitted.Load(), Shed: a.shed.Load(), Cuts: a.cuts.Load()}
 }
 
-// Shed is HTTP middleware that sheds load with a: over the limit it answers
+// Middleware wraps next to shed load with a: over the limit it answers
 // 503 with Retry-After: 1 instead of queueing; a response with status 503
 // or 504 from next counts as overload.
-func (a *Adaptive) Shed(next http.Handler) http.Handler {
+func (a *Adaptive) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		done, err := a.Acquire()
+		release, err := a.Acquire()
 		if err != nil {
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, "overloaded, retry later", http.StatusServiceUnavailable)
 			return
 		}
 		sw, ww := httpx.Wrap(w)
-		defer func() { done(sw.Status() == http.StatusServiceUnavailable || sw.Status() == http.StatusGatewayTimeout) }()
+		defer func() {
+			release(sw.Status() == http.StatusServiceUnavailable || sw.Status() == http.StatusGatewayTimeout)
+		}()
 		next.ServeHTTP(ww, r)
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalekit-go/scalekit/internal/ratelimitx"
 	"github.com/scalekit-go/scalekit/internal/testclock"
 )
 
@@ -83,25 +84,25 @@ func TestConcurrencyHammer(t *testing.T) {
 
 func TestAdaptiveAIMD(t *testing.T) {
 	clk := testclock.New()
-	a, err := NewAdaptive(AdaptiveOptions{Initial: 10, Min: 2, Max: 12, TargetLatency: 100 * time.Millisecond, Now: clk.Now})
+	a, err := NewAdaptive(AdaptiveOptions{Initial: 10, Min: 2, Max: 12, TargetLatency: 100 * time.Millisecond, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Fill to the limit: the 11th is shed.
-	var dones []func(bool)
+	var releases []func(bool)
 	for i := 0; i < 10; i++ {
 		d, err := a.Acquire()
 		if err != nil {
 			t.Fatalf("call %d shed: %v", i, err)
 		}
-		dones = append(dones, d)
+		releases = append(releases, d)
 	}
 	if _, err := a.Acquire(); !errors.Is(err, ErrLimited) {
 		t.Fatalf("11th call: %v, want shed", err)
 	}
 	// Fast successes under demand (at least half the limit in flight when
 	// they start) raise the limit by about one per limit's worth.
-	for _, d := range dones {
+	for _, d := range releases {
 		d(false)
 	}
 	for i := 0; i < 30; i++ {
@@ -147,17 +148,17 @@ func TestAdaptiveAIMD(t *testing.T) {
 // runWave admits up to n calls at once (the rest are shed), lets lat pass
 // on clk and finishes them all; it returns how many were shed.
 func runWave(a *Adaptive, clk *testclock.Clock, n int, lat time.Duration) (shed int) {
-	var dones []func(bool)
+	var releases []func(bool)
 	for range n {
 		d, err := a.Acquire()
 		if err != nil {
 			shed++
 			continue
 		}
-		dones = append(dones, d)
+		releases = append(releases, d)
 	}
 	clk.Add(lat)
-	for _, d := range dones {
+	for _, d := range releases {
 		d(false)
 	}
 	return shed
@@ -173,7 +174,7 @@ func runWave(a *Adaptive, clk *testclock.Clock, n int, lat time.Duration) (shed 
 // climbs.
 func TestAdaptiveTracksDemand(t *testing.T) {
 	clk := testclock.New()
-	a, err := NewAdaptive(AdaptiveOptions{Initial: 20, Min: 1, Max: 1000, TargetLatency: 100 * time.Millisecond, Now: clk.Now})
+	a, err := NewAdaptive(AdaptiveOptions{Initial: 20, Min: 1, Max: 1000, TargetLatency: 100 * time.Millisecond, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +236,7 @@ func TestAdaptiveHammer(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 2000 {
-				done, err := a.Acquire()
+				release, err := a.Acquire()
 				if err != nil {
 					continue
 				}
@@ -243,7 +244,7 @@ func TestAdaptiveHammer(t *testing.T) {
 				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
 				}
 				held.Add(-1)
-				done((g+i)%50 == 0) // some overload signals
+				release((g+i)%50 == 0) // some overload signals
 			}
 		}()
 	}
@@ -254,21 +255,48 @@ func TestAdaptiveHammer(t *testing.T) {
 	}
 }
 
-func TestAdaptiveShedMiddleware(t *testing.T) {
+func TestAdaptiveMiddleware(t *testing.T) {
 	a, _ := NewAdaptive(AdaptiveOptions{Initial: 1, Max: 1})
-	release := make(chan struct{})
+	unblock := make(chan struct{})
 	entered := make(chan struct{})
-	h := a.Shed(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(entered)
-		<-release
+		<-unblock
 	}))
 	go h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
 	<-entered
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
-	close(release)
+	close(unblock)
 	if w.Code != 503 || w.Header().Get("Retry-After") != "1" {
 		t.Fatalf("over the limit: %d %v, want 503 with Retry-After", w.Code, w.Header())
+	}
+}
+
+// Calling release a second time gives nothing back twice and measures
+// nothing again: the in-flight count and the limit move once.
+func TestAdaptiveReleaseTwice(t *testing.T) {
+	clk := testclock.New()
+	a, err := NewAdaptive(AdaptiveOptions{Initial: 4, Min: 1, Max: 8, TargetLatency: 100 * time.Millisecond, Backoff: 0.5, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, _ := a.Acquire()
+	release, err := a.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Second)
+	release(true) // overload: the limit is cut once, 4 -> 2
+	clk.Add(time.Second)
+	release(true) // no second cut, no second decrement
+	if st := a.Stats(); st.InFlight != 1 || st.Limit != 2 || st.Cuts != 1 {
+		t.Fatalf("after releasing twice: %+v, want InFlight 1, Limit 2, Cuts 1", st)
+	}
+	held(false)
+	held(false)
+	if st := a.Stats(); st.InFlight != 0 {
+		t.Fatalf("in flight after the last release: %d", st.InFlight)
 	}
 }
 
@@ -289,7 +317,7 @@ func TestAdaptiveOptionsErrors(t *testing.T) {
 // over the holders (at least 1ms), or the hint before any hold was timed.
 func TestConcurrencyRetryAfter(t *testing.T) {
 	clk := testclock.New()
-	c, err := NewConcurrency(ConcurrencyOptions{Limit: 4, Now: clk.Now})
+	c, err := NewConcurrency(ConcurrencyOptions{Limit: 4, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,8 +343,8 @@ func TestConcurrencyRetryAfter(t *testing.T) {
 		}
 		return le.Decision.RetryAfter
 	}
-	if got := retry(); got != ConcurrencyRetryHint {
-		t.Fatalf("nothing timed yet: RetryAfter %v, want %v", got, ConcurrencyRetryHint)
+	if got := retry(); got != ratelimitx.ConcurrencyRetryHint {
+		t.Fatalf("nothing timed yet: RetryAfter %v, want %v", got, ratelimitx.ConcurrencyRetryHint)
 	}
 	if got := retry(); got != 250*time.Millisecond {
 		t.Fatalf("holds of 1s, 4 holders: RetryAfter %v, want 250ms", got)
@@ -326,16 +354,16 @@ func TestConcurrencyRetryAfter(t *testing.T) {
 		holders int
 		want    time.Duration
 	}{
-		{0, 3, ConcurrencyRetryHint},
-		{time.Second, 0, ConcurrencyRetryHint},
+		{0, 3, ratelimitx.ConcurrencyRetryHint},
+		{time.Second, 0, ratelimitx.ConcurrencyRetryHint},
 		{time.Microsecond, 1, time.Millisecond},
 		{3 * time.Second, 2, 1500 * time.Millisecond},
 	} {
-		if got := ConcurrencyRetryAfter(c.mean, c.holders); got != c.want {
+		if got := ratelimitx.ConcurrencyRetryAfter(c.mean, c.holders); got != c.want {
 			t.Errorf("ConcurrencyRetryAfter(%v, %d) = %v, want %v", c.mean, c.holders, got, c.want)
 		}
 	}
-	if got := NextMeanHold(NextMeanHold(0, 40*time.Millisecond), 80*time.Millisecond); got != 45*time.Millisecond {
+	if got := ratelimitx.NextMeanHold(ratelimitx.NextMeanHold(0, 40*time.Millisecond), 80*time.Millisecond); got != 45*time.Millisecond {
 		t.Errorf("mean of holds 40ms then 80ms = %v, want 45ms", got)
 	}
 }

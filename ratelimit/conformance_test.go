@@ -2,15 +2,15 @@ package ratelimit_test
 
 import (
 	"testing"
-	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/ratelimit"
 	"github.com/scalekit-go/scalekit/ratelimit/ratelimittest"
 )
 
 func TestLocalConformance(t *testing.T) {
-	ratelimittest.Run(t, func(t *testing.T, p ratelimit.Policy, now func() time.Time) ratelimit.Limiter {
-		l, err := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: p, Now: now})
+	ratelimittest.Run(t, func(t *testing.T, p ratelimit.Policy, clk clock.Clock) ratelimit.Limiter {
+		l, err := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: p, Clock: clk})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,8 +10,8 @@
 //	d, err := lim.Allow(ctx, userID)
 //	if !d.Allowed { retryIn := d.RetryAfter; ... }
 //
-//	mw, err := ratelimit.Middleware(ratelimit.MiddlewareOptions{Limiter: lim}) // 429 + RateLimit headers
-//	http.ListenAndServe(addr, mw(mux))
+//	rl, err := ratelimit.NewHTTP(ratelimit.HTTPOptions{Limiter: lim}) // 429 + RateLimit headers
+//	http.ListenAndServe(addr, rl.Middleware(mux))
 //
 // # How it works
 //
@@ -26,7 +26,7 @@
 // Redis standalone and Cluster): exact admission counts over simulated
 // time.
 //
-// HTTP: NewMiddleware answers 429 with the fields of
+// HTTP: the middleware of NewHTTP answers 429 with the fields of
 // draft-ietf-httpapi-ratelimit-headers-10. RateLimit-Policy announces each
 // Limit as a quota q per window w whole seconds with q/w exactly the rate
 // and q covering the burst (2000/s burst 4000 is q=4000;w=2, 5 per 100ms is
@@ -43,7 +43,8 @@
 // ones are replaced by their SHA-256 (BoundKey), never truncated.
 //
 // Adaptive is a load-shedding in-flight limit (AIMD) that raises its limit
-// only while at least half of it is in use, so it follows demand.
+// only while at least half of it is in use, so it follows demand; its
+// Middleware answers 503 over the limit.
 //
 // Bad arguments (an empty key, n < 1, n above the smallest burst, a zero
 // rate) return errors wrapping ErrInvalid that name what to fix; denials

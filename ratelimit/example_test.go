@@ -42,10 +42,10 @@ func ExampleNewLocal_badOptions() {
 	// ratelimit: invalid argument: Limits[0].Burst must be >= 1, got -1
 }
 
-func ExampleMiddleware() {
+func ExampleHTTP_Middleware() {
 	lim, _ := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: ratelimit.Policy{{Name: "api", Rate: 1, Burst: 1}}})
-	mw, _ := ratelimit.Middleware(ratelimit.MiddlewareOptions{Limiter: lim})
-	h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello") }))
+	mw, _ := ratelimit.NewHTTP(ratelimit.HTTPOptions{Limiter: lim})
+	h := mw.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello") }))
 
 	for i := 0; i < 2; i++ {
 		r := httptest.NewRequest("GET", "/", nil)
@@ -108,4 +108,33 @@ func ExamplePolicyHeader() {
 	})
 	fmt.Println(h)
 	// Output: "client";q=4000;w=2, "fast";q=50;w=1
+}
+
+// A handler that decides itself (a cost known only after parsing the
+// request, say) sends the same headers the middleware would.
+func ExampleSetHeaders() {
+	lim, _ := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: ratelimit.Policy{{Name: "export", Rate: 10, Period: time.Minute}}})
+	policy, _ := ratelimit.PolicyHeader(lim.Policy())
+	export := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d, err := lim.AllowN(r.Context(), "tenant-7", 4) // this export costs 4
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		ratelimit.SetHeaders(w.Header(), policy, d)
+		if !d.Allowed {
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		fmt.Fprint(w, "exported")
+	})
+	for i := 0; i < 3; i++ {
+		w := httptest.NewRecorder()
+		export.ServeHTTP(w, httptest.NewRequest("POST", "/export", nil))
+		fmt.Printf("%d RateLimit: %s Retry-After: %q\n", w.Code, w.Header().Get("RateLimit"), w.Header().Get("Retry-After"))
+	}
+	// Output:
+	// 200 RateLimit: "export";r=6;t=6 Retry-After: ""
+	// 200 RateLimit: "export";r=2;t=6 Retry-After: ""
+	// 429 RateLimit: "export";r=2;t=6 Retry-After: "12"
 }

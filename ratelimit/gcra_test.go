@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/ratelimitx"
 )
 
 func mustPolicy(t *testing.T, ls ...Limit) Policy {
@@ -153,11 +155,11 @@ func TestCheckArgs(t *testing.T) {
 		{"k", 0, "n must be >= 1"},
 		{"k", 4, "smallest Burst is 3"},
 	} {
-		if err := CheckArgs(p, c.key, c.n); !errors.Is(err, ErrInvalid) || !contains(err.Error(), c.want) {
+		if err := ratelimitx.CheckArgs(ErrInvalid, p.MaxBurst(), c.key, c.n); !errors.Is(err, ErrInvalid) || !contains(err.Error(), c.want) {
 			t.Errorf("CheckArgs(%q, %d) = %v, want %q", c.key, c.n, err, c.want)
 		}
 	}
-	if err := CheckArgs(p, "k", 3); err != nil {
+	if err := ratelimitx.CheckArgs(ErrInvalid, p.MaxBurst(), "k", 3); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -221,8 +223,8 @@ func TestGodocStatesCapAndClockClamp(t *testing.T) {
 	if d := field("Limit", "Burst"); !contains(d, "100 years") {
 		t.Errorf("Limit.Burst doc does not state the 100-year cap on Burst*Interval:\n%s", d)
 	}
-	if d := field("LocalOptions", "Now"); !contains(d, "backwards") {
-		t.Errorf("LocalOptions.Now doc does not say what a clock going backwards does:\n%s", d)
+	if d := field("LocalOptions", "Clock"); !contains(d, "backwards") {
+		t.Errorf("LocalOptions.Clock doc does not say what a clock going backwards does:\n%s", d)
 	}
 	for _, ty := range pkg.Types {
 		if ty.Name == "Local" && !contains(ty.Doc, "backwards") {

@@ -123,8 +123,8 @@ func retryAfter(t testing.TB, h http.Header) int64 {
 // t=2 (t was the time until the bucket is full).
 func TestRateLimitHeadersAgree(t *testing.T) {
 	clk := testclock.New()
-	l := newLocal(t, LocalOptions{Limits: Policy{{Name: "client", Rate: 2000, Burst: 4000}}, Now: clk.Now})
-	mw, err := Middleware(MiddlewareOptions{Limiter: l})
+	l := newLocal(t, LocalOptions{Limits: Policy{{Name: "client", Rate: 2000, Burst: 4000}}, Clock: clk})
+	mw, err := middleware(HTTPOptions{Limiter: l})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestRateLimitHeadersProperty(t *testing.T) {
 		clk := testclock.New()
 		lim := &decideLimiter{p: p, tats: make([]int64, len(p)), now: clk.Now}
 		maxCost := min(p.MaxBurst(), 3)
-		mw, err := Middleware(MiddlewareOptions{Limiter: lim, Cost: func(r *http.Request) int {
+		mw, err := middleware(HTTPOptions{Limiter: lim, Cost: func(r *http.Request) int {
 			n, _ := strconv.Atoi(r.Header.Get("X-Cost"))
 			return n
 		}})

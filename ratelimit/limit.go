@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/pause"
 )
 
 // ErrLimited is what a denied event is: Wait returns it (wrapped in a
@@ -170,64 +172,8 @@ func Wait(ctx context.Context, l Limiter, key string, n int) (Decision, error) {
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d.RetryAfter {
 			return d, &LimitedError{Key: key, Decision: d}
 		}
-		t := time.NewTimer(d.RetryAfter)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pause.For(ctx.Done(), d.RetryAfter) {
 			return d, ctx.Err()
-		case <-t.C:
 		}
 	}
-}
-
-// CheckArgs validates the arguments of an AllowN call against policy p (as
-// returned by Normalize), with the errors every Limiter returns. Limiter
-// implementations outside this package call it first.
-func CheckArgs(p Policy, key string, n int) error {
-	if key == "" {
-		return fmt.Errorf("%w: key must not be empty", ErrInvalid)
-	}
-	if n < 1 {
-		return fmt.Errorf("%w: n must be >= 1, got %d", ErrInvalid, n)
-	}
-	if b := p.MaxBurst(); n > b {
-		return fmt.Errorf("%w: n = %d can never be admitted: the smallest Burst is %d", ErrInvalid, n, b)
-	}
-	return nil
-}
-
-// ConcurrencyRetryHint is the RetryAfter a ConcurrencyLimiter of this
-// module reports for a key whose slots are all held before any slot has
-// been released and timed: with nothing measured, a short hint, 100ms.
-const ConcurrencyRetryHint = 100 * time.Millisecond
-
-// ConcurrencyRetryAfter is the RetryAfter every ConcurrencyLimiter of this
-// module reports when all slots of a key are held: the expected time until
-// one of them frees. With holders holding a slot meanHold on average (a
-// moving average of the holds released lately: each new hold weighs 1/8)
-// and releasing independently, one of holders frees in about
-// meanHold/holders. It is at least 1ms, so refused callers that retry at
-// once do not spin, and ConcurrencyRetryHint when nothing was measured
-// yet (meanHold <= 0) or holders < 1. A limiter whose slots can outlive a
-// dead holder bounds it further by when such a slot surely frees
-// (ratelimitredis: a lease that stopped being renewed frees at its
-// expiry).
-func ConcurrencyRetryAfter(meanHold time.Duration, holders int) time.Duration {
-	if meanHold <= 0 || holders < 1 {
-		return ConcurrencyRetryHint
-	}
-	return max(time.Millisecond, meanHold/time.Duration(holders))
-}
-
-// NextMeanHold folds one measured hold into the moving average of hold
-// durations that ConcurrencyRetryAfter takes: (7*mean + hold) / 8, or hold
-// itself as the first measurement (mean <= 0). Every ConcurrencyLimiter of
-// this module averages with it, so they report the same RetryAfter for
-// the same holds.
-func NextMeanHold(mean, hold time.Duration) time.Duration {
-	hold = max(hold, 0)
-	if mean <= 0 {
-		return max(hold, 1)
-	}
-	return max((7*mean+hold)/8, 1)
 }

@@ -9,6 +9,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/scalekit-go/scalekit/clock"
+	"github.com/scalekit-go/scalekit/internal/ratelimitx"
 )
 
 // LocalOptions configures NewLocal. Only Limits is required.
@@ -29,26 +32,26 @@ type LocalOptions struct {
 	// SweepInterval is how often a shard drops its full keys when a new key
 	// arrives. Default: 1m.
 	SweepInterval time.Duration
-	// Now is the clock. Default: time.Now (read through the monotonic
-	// clock, so wall clock steps change nothing). A clock that goes
-	// backwards is clamped: each shard decides with the latest time it
-	// has already used whenever Now reads earlier, so until Now catches
-	// up no tokens are refilled, and none are given back or taken twice.
-	// The same clamp covers a goroutine that read the time and then
-	// waited for a shard's lock.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the real
+	// time, read through the monotonic clock, so wall clock steps change
+	// nothing. A clock that goes backwards is clamped: each shard decides
+	// with the latest time it has already used whenever Clock reads
+	// earlier, so until Clock catches up no tokens are refilled, and none
+	// are given back or taken twice. The same clamp covers a goroutine
+	// that read the time and then waited for a shard's lock.
+	Clock clock.Clock
 }
 
 // Local is an in-process Limiter: per-key GCRA state in a sharded map with
 // bounded memory. Deciding for a key already held takes one shard lock and
 // allocates nothing. Time never runs backwards for a shard: a reading
 // older than the latest one the shard used is taken as that latest one
-// (see LocalOptions.Now). It is safe for concurrent use.
+// (see LocalOptions.Clock). It is safe for concurrent use.
 type Local struct {
 	p        Policy
 	iv       []int64 // each limit's interval in ns
 	nl       int
-	now      func() time.Time // nil: base + time.Since(base)
+	clk      clock.Clock // nil: base + time.Since(base)
 	base     time.Time
 	maxBurst int // the smallest Burst: the most one call may ask for
 	seed     maphash.Seed
@@ -104,7 +107,7 @@ func NewLocal(opts LocalOptions) (*Local, error) {
 		n &= n - 1
 	}
 	l := &Local{
-		p: p, nl: len(p), now: opts.Now, base: time.Now(), maxBurst: p.MaxBurst(), seed: maphash.MakeSeed(),
+		p: p, nl: len(p), clk: opts.Clock, base: time.Now(), maxBurst: p.MaxBurst(), seed: maphash.MakeSeed(),
 		shards: make([]localShard, n), mask: uint64(n - 1),
 		maxKeys: int64(opts.MaxKeys), sweepNS: int64(opts.SweepInterval),
 	}
@@ -121,8 +124,8 @@ func NewLocal(opts LocalOptions) (*Local, error) {
 // monotonic clock (time.Since), cheaper than time.Now and immune to wall
 // clock steps.
 func (l *Local) nowNS() int64 {
-	if l.now != nil {
-		return l.now().UnixNano()
+	if l.clk != nil {
+		return l.clk.Now().UnixNano()
 	}
 	return l.base.UnixNano() + int64(time.Since(l.base))
 }
@@ -139,7 +142,7 @@ func (l *Local) Allow(ctx context.Context, key string) (Decision, error) {
 // so. It never blocks and never fails except on bad arguments.
 func (l *Local) AllowN(_ context.Context, key string, n int) (Decision, error) {
 	if key == "" || n < 1 || n > l.maxBurst {
-		return Decision{}, CheckArgs(l.p, key, n)
+		return Decision{}, ratelimitx.CheckArgs(ErrInvalid, l.maxBurst, key, n)
 	}
 	now := l.nowNS()
 	s := &l.shards[maphash.String(l.seed, key)&l.mask]

@@ -24,7 +24,7 @@ func newLocal(t testing.TB, o LocalOptions) *Local {
 
 func TestLocalBurstRetryAndKeys(t *testing.T) {
 	clk := testclock.New()
-	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 2, Burst: 3}}, Now: clk.Now})
+	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 2, Burst: 3}}, Clock: clk})
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
 		if d, err := l.Allow(ctx, "a"); err != nil || !d.Allowed {
@@ -77,7 +77,7 @@ func TestLocalOptionsErrors(t *testing.T) {
 
 func TestLocalMemoryIsBounded(t *testing.T) {
 	clk := testclock.New()
-	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 1, Period: time.Minute}}, MaxKeys: 1000, Shards: 4, Now: clk.Now})
+	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 1, Period: time.Minute}}, MaxKeys: 1000, Shards: 4, Clock: clk})
 	ctx := context.Background()
 	for i := 0; i < 5000; i++ {
 		if _, err := l.Allow(ctx, fmt.Sprint("k", i)); err != nil {
@@ -101,7 +101,7 @@ func TestLocalMemoryIsBounded(t *testing.T) {
 
 func TestLocalSweepIsLossless(t *testing.T) {
 	clk := testclock.New()
-	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 10, Burst: 2}}, Shards: 1, SweepInterval: time.Second, Now: clk.Now})
+	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 10, Burst: 2}}, Shards: 1, SweepInterval: time.Second, Clock: clk})
 	ctx := context.Background()
 	l.Allow(ctx, "a")
 	l.Allow(ctx, "a")
@@ -132,7 +132,7 @@ func TestLocalHotPathAllocatesNothing(t *testing.T) {
 func TestLocalHammer(t *testing.T) {
 	// 64 goroutines on one key at a frozen time: exactly Burst admitted.
 	clk := testclock.New()
-	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 10, Burst: 100}}, Now: clk.Now})
+	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 10, Burst: 100}}, Clock: clk})
 	var admitted atomic.Int64
 	var wg sync.WaitGroup
 	for g := 0; g < 64; g++ {
@@ -191,7 +191,7 @@ func TestLocalWait(t *testing.T) {
 // it can neither be denied for being "early" nor admit against an old TAT.
 func TestLocalStaleClockNeverGoesBack(t *testing.T) {
 	clk := testclock.New()
-	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 10, Burst: 1}}, Shards: 1, Now: clk.Now})
+	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 10, Burst: 1}}, Shards: 1, Clock: clk})
 	ctx := context.Background()
 	l.Allow(ctx, "k")
 	clk.Add(time.Second)

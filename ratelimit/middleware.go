@@ -383,8 +383,8 @@ func Header(name string) KeyFunc {
 	}
 }
 
-// MiddlewareOptions configures Middleware. Only Limiter is required.
-type MiddlewareOptions struct {
+// HTTPOptions configures NewHTTP. Only Limiter is required.
+type HTTPOptions struct {
 	// Limiter decides; required.
 	Limiter Limiter
 	// Key derives each request's key; whatever it returns goes through
@@ -409,25 +409,30 @@ type MiddlewareOptions struct {
 	Logger *slog.Logger
 }
 
-// MiddlewareStats counts what the middleware did.
-type MiddlewareStats struct {
-	Allowed, Denied, BadKey, Errors uint64
+// HTTPStats counts what the middleware did.
+type HTTPStats struct {
+	// Allowed counts requests served; Denied those answered 429.
+	Allowed, Denied uint64
+	// BadKey counts requests answered 400 for their key; Errors the
+	// Limiter's failures (served or answered 503 per DenyOnError).
+	BadKey, Errors uint64
 }
 
-// RateLimiter is the HTTP middleware built by NewMiddleware.
-type RateLimiter struct {
-	o                               MiddlewareOptions
+// HTTP is the rate-limiting HTTP middleware (its Middleware method),
+// built by NewHTTP. It is safe for concurrent use.
+type HTTP struct {
+	o                               HTTPOptions
 	policyHeader                    string
 	allowed, denied, badKey, errors atomic.Uint64
 }
 
-// NewMiddleware returns the middleware for opts, or an error naming the
-// option to fix. Every response carries the RateLimit header (and
+// NewHTTP returns the middleware for opts, or an error naming the option
+// to fix. Every response carries the RateLimit header (and
 // RateLimit-Policy when a policy is known); a denied request gets 429 with
 // Retry-After and the handler is not called.
-func NewMiddleware(opts MiddlewareOptions) (*RateLimiter, error) {
+func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	if opts.Limiter == nil {
-		return nil, fmt.Errorf("%w: MiddlewareOptions.Limiter is required", ErrInvalid)
+		return nil, fmt.Errorf("%w: HTTPOptions.Limiter is required", ErrInvalid)
 	}
 	if opts.Key == nil {
 		opts.Key = ClientIP()
@@ -443,7 +448,7 @@ func NewMiddleware(opts MiddlewareOptions) (*RateLimiter, error) {
 	if opts.Policy != nil {
 		p, err := opts.Policy.Normalize()
 		if err != nil {
-			return nil, fmt.Errorf("MiddlewareOptions.Policy: %w", err)
+			return nil, fmt.Errorf("HTTPOptions.Policy: %w", err)
 		}
 		opts.Policy = p
 	}
@@ -455,24 +460,16 @@ func NewMiddleware(opts MiddlewareOptions) (*RateLimiter, error) {
 		})
 	}
 	opts.Logger = logx.Or(opts.Logger)
-	m := &RateLimiter{o: opts}
+	m := &HTTP{o: opts}
 	if opts.Policy != nil {
 		m.policyHeader = policyHeader(opts.Policy)
 	}
 	return m, nil
 }
 
-// Middleware is NewMiddleware(opts) as a func(http.Handler) http.Handler.
-func Middleware(opts MiddlewareOptions) (func(http.Handler) http.Handler, error) {
-	m, err := NewMiddleware(opts)
-	if err != nil {
-		return nil, err
-	}
-	return m.Handler, nil
-}
-
-// Handler wraps next.
-func (m *RateLimiter) Handler(next http.Handler) http.Handler {
+// Middleware wraps next: each request is keyed (a bad key gets 400),
+// decided by the Limiter, and either served or answered 429 by Denied.
+func (m *HTTP) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, err := m.o.Key(r)
 		key = BoundKey(key)
@@ -511,8 +508,8 @@ func (m *RateLimiter) Handler(next http.Handler) http.Handler {
 }
 
 // Stats returns a snapshot of the middleware's counters.
-func (m *RateLimiter) Stats() MiddlewareStats {
-	return MiddlewareStats{Allowed: m.allowed.Load(), Denied: m.denied.Load(), BadKey: m.badKey.Load(), Errors: m.errors.Load()}
+func (m *HTTP) Stats() HTTPStats {
+	return HTTPStats{Allowed: m.allowed.Load(), Denied: m.denied.Load(), BadKey: m.badKey.Load(), Errors: m.errors.Load()}
 }
 
 // PolicyHeader returns the RateLimit-Policy field value announcing p (see

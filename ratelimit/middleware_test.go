@@ -14,6 +14,16 @@ import (
 
 var okHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
 
+// middleware is NewHTTP(o)'s Middleware, for tests that build one
+// middleware from options and wrap several handlers with it.
+func middleware(o HTTPOptions) (func(http.Handler) http.Handler, error) {
+	m, err := NewHTTP(o)
+	if err != nil {
+		return nil, err
+	}
+	return m.Middleware, nil
+}
+
 func serve(h http.Handler, remote string, hdr map[string]string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest("GET", "/x", nil)
 	r.RemoteAddr = remote
@@ -27,8 +37,8 @@ func serve(h http.Handler, remote string, hdr map[string]string) *httptest.Respo
 
 func TestMiddlewareHeadersAnd429(t *testing.T) {
 	clk := testclock.New()
-	l := newLocal(t, LocalOptions{Limits: Policy{{Name: "api", Rate: 2, Burst: 2}, {Name: "hour", Rate: 100, Period: time.Hour}}, Now: clk.Now})
-	mw, err := Middleware(MiddlewareOptions{Limiter: l})
+	l := newLocal(t, LocalOptions{Limits: Policy{{Name: "api", Rate: 2, Burst: 2}, {Name: "hour", Rate: 100, Period: time.Hour}}, Clock: clk})
+	mw, err := middleware(HTTPOptions{Limiter: l})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +122,7 @@ func TestClientIP(t *testing.T) {
 
 func TestMiddlewareBadKeyAndErrors(t *testing.T) {
 	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 1}}})
-	mw, _ := Middleware(MiddlewareOptions{Limiter: l, Key: Header("X-API-Key")})
+	mw, _ := middleware(HTTPOptions{Limiter: l, Key: Header("X-API-Key")})
 	w := serve(mw(okHandler), "1.1.1.1:1", nil)
 	if w.Code != 400 || !contains(w.Body.String(), "X-API-Key header is required") {
 		t.Fatalf("missing key: %d %q", w.Code, w.Body)
@@ -122,15 +132,15 @@ func TestMiddlewareBadKeyAndErrors(t *testing.T) {
 	}
 
 	broken := failingLimiter{errors.New("backend down")}
-	open, _ := Middleware(MiddlewareOptions{Limiter: broken})
+	open, _ := middleware(HTTPOptions{Limiter: broken})
 	if w := serve(open(okHandler), "1.1.1.1:1", nil); w.Code != 200 {
 		t.Fatalf("fail-open default: %d", w.Code)
 	}
-	closed, _ := Middleware(MiddlewareOptions{Limiter: broken, DenyOnError: true})
+	closed, _ := middleware(HTTPOptions{Limiter: broken, DenyOnError: true})
 	if w := serve(closed(okHandler), "1.1.1.1:1", nil); w.Code != 503 {
 		t.Fatalf("DenyOnError: %d", w.Code)
 	}
-	if _, err := Middleware(MiddlewareOptions{}); !errors.Is(err, ErrInvalid) || !contains(err.Error(), "MiddlewareOptions.Limiter is required") {
+	if _, err := middleware(HTTPOptions{}); !errors.Is(err, ErrInvalid) || !contains(err.Error(), "HTTPOptions.Limiter is required") {
 		t.Fatalf("no limiter: %v", err)
 	}
 }

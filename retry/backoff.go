@@ -113,7 +113,7 @@ func (e Exponential) Next(attempt int, prev time.Duration, r float64) time.Durat
 }
 
 // unit clamps r into [0, 1): NaN and negatives give 0, 1 and more give the
-// largest float64 below 1. A Rand that keeps its contract passes through.
+// largest float64 below 1. A source that keeps its contract passes through.
 func unit(r float64) float64 {
 	switch {
 	case r >= 0 && r < 1:

@@ -178,7 +178,7 @@ func TestBackoffValidation(t *testing.T) {
 }
 
 // TestBackoffNextSaturates (issue 15 item 5): Next multiplies r by a
-// duration; with a Rand that breaks its contract ([0, 1)) and a cap near
+// duration; with a random source that breaks its contract ([0, 1)) and a cap near
 // math.MaxInt64 the float product used to overflow time.Duration (a
 // negative or wrapped wait), and with an ordinary cap it passed the cap.
 // Whatever r, every wait stays in [0, Cap] (decorrelated: [Base, Cap]).

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/stripe"
 )
 
@@ -30,8 +31,9 @@ type BudgetOptions struct {
 	// save up a retry storm for the next outage. In [1, 1e9].
 	// Default: 100.
 	MaxTokens float64
-	// Now is the clock the floor refills by. Default: time.Now.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the real
+	// time. The floor refills by it.
+	Clock clock.Clock
 }
 
 func (o BudgetOptions) withDefaults() (BudgetOptions, error) {
@@ -43,9 +45,6 @@ func (o BudgetOptions) withDefaults() (BudgetOptions, error) {
 	}
 	if o.MaxTokens == 0 {
 		o.MaxTokens = 100
-	}
-	if o.Now == nil {
-		o.Now = time.Now
 	}
 	bad := func(f string, args ...any) (BudgetOptions, error) {
 		return o, fmt.Errorf("%w: "+f, append([]any{ErrInvalid}, args...)...)
@@ -82,7 +81,7 @@ func (o BudgetOptions) withDefaults() (BudgetOptions, error) {
 // exact thousandths, so ten deposits of 0.1 pay for exactly one retry. A
 // Budget is safe for concurrent use.
 type Budget struct {
-	now              func() time.Time
+	clock            clock.Clock
 	ratio, cap, rate int64 // in milli-tokens; rate per second, 0: no floor
 
 	tokens atomic.Int64 // deposits, milli-tokens, up to cap
@@ -104,11 +103,11 @@ func NewBudget(o BudgetOptions) (*Budget, error) {
 		return nil, err
 	}
 	toMilli := func(f float64) int64 { return int64(math.Round(f * milli)) }
-	b := &Budget{now: o.Now, ratio: toMilli(o.Ratio), cap: toMilli(o.MaxTokens)}
+	b := &Budget{clock: o.Clock, ratio: toMilli(o.Ratio), cap: toMilli(o.MaxTokens)}
 	if !o.NoMinRetries {
 		b.rate = toMilli(o.MinRetriesPerSecond)
 		b.floor = b.rate // the floor starts full
-		b.last = o.Now()
+		b.last = clock.Now(o.Clock)
 	}
 	return b, nil
 }
@@ -161,7 +160,7 @@ func (b *Budget) Withdraw() bool {
 
 // refill adds the floor's tokens earned since last; b.mu is held.
 func (b *Budget) refill() {
-	now := b.now()
+	now := clock.Now(b.clock)
 	el := now.Sub(b.last)
 	switch {
 	case el < 0: // the clock went back: start again from now

@@ -11,20 +11,9 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/testclock"
 )
-
-// fakeClock is an injected clock for pure budget arithmetic.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 func newBudget(t testing.TB, o BudgetOptions) *Budget {
 	t.Helper()
@@ -46,8 +35,8 @@ func withdrawN(b *Budget, limit int) int {
 }
 
 func TestBudgetDeposits(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1000, 0)}
-	b := newBudget(t, BudgetOptions{NoMinRetries: true, MaxTokens: 3, Now: clk.Now})
+	clk := testclock.New()
+	b := newBudget(t, BudgetOptions{NoMinRetries: true, MaxTokens: 3, Clock: clk})
 	if b.Withdraw() {
 		t.Fatal("an empty budget with no floor allowed a retry")
 	}
@@ -67,7 +56,7 @@ func TestBudgetDeposits(t *testing.T) {
 	if st := b.Stats(); st.Tokens != 3 {
 		t.Fatalf("tokens %v after 1000 deposits, want the cap 3", st.Tokens)
 	}
-	clk.Advance(time.Hour) // no floor: time pays for nothing
+	clk.Add(time.Hour) // no floor: time pays for nothing
 	if n := withdrawN(b, 100); n != 3 {
 		t.Fatalf("%d withdrawals from a full bucket of 3", n)
 	}
@@ -77,26 +66,26 @@ func TestBudgetDeposits(t *testing.T) {
 }
 
 func TestBudgetFloor(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1000, 0)}
-	b := newBudget(t, BudgetOptions{Ratio: 0.5, MinRetriesPerSecond: 2, MaxTokens: 10, Now: clk.Now})
+	clk := testclock.New()
+	b := newBudget(t, BudgetOptions{Ratio: 0.5, MinRetriesPerSecond: 2, MaxTokens: 10, Clock: clk})
 	// The floor starts full: one second's worth.
 	if n := withdrawN(b, 100); n != 2 {
 		t.Fatalf("%d retries from a fresh floor of 2/s", n)
 	}
-	clk.Advance(250 * ms) // half a token
+	clk.Add(250 * ms) // half a token
 	if b.Withdraw() {
 		t.Fatal("250ms at 2/s paid for a retry")
 	}
-	clk.Advance(250 * ms) // the remainder was kept: one token now
+	clk.Add(250 * ms) // the remainder was kept: one token now
 	if n := withdrawN(b, 100); n != 1 {
 		t.Fatalf("500ms at 2/s paid for %d retries, want 1", n)
 	}
-	clk.Advance(time.Hour) // the floor holds one second's worth at most
+	clk.Add(time.Hour) // the floor holds one second's worth at most
 	if n := withdrawN(b, 100); n != 2 {
 		t.Fatalf("after an hour: %d retries, want the floor's 2", n)
 	}
 	// Deposits are spent before the floor.
-	clk.Advance(time.Second)
+	clk.Add(time.Second)
 	b.Deposit()
 	b.Deposit()
 	if st := b.Stats(); st.Tokens != 3 {
@@ -106,20 +95,20 @@ func TestBudgetFloor(t *testing.T) {
 		t.Fatalf("%d retries, want 3", n)
 	}
 	// A clock going back pays nothing and does not break the floor.
-	clk.Advance(-time.Minute)
+	clk.Add(-time.Minute)
 	if b.Withdraw() {
 		t.Fatal("a clock going back paid for a retry")
 	}
-	clk.Advance(time.Second)
+	clk.Add(time.Second)
 	if n := withdrawN(b, 100); n != 2 {
 		t.Fatalf("%d retries a second after the clock went back, want 2", n)
 	}
 	// Fractional rates keep their remainder exactly: 3/s in steps of 100ms.
-	b3 := newBudget(t, BudgetOptions{MinRetriesPerSecond: 3, Now: clk.Now})
+	b3 := newBudget(t, BudgetOptions{MinRetriesPerSecond: 3, Clock: clk})
 	withdrawN(b3, 100)
 	got := 0
 	for range 50 { // 5s
-		clk.Advance(100 * ms)
+		clk.Add(100 * ms)
 		got += withdrawN(b3, 100)
 	}
 	if got != 15 {
@@ -177,8 +166,8 @@ func TestBudgetRefusal(t *testing.T) {
 }
 
 func TestBudgetHammer(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(0, 0)}
-	b := newBudget(t, BudgetOptions{Ratio: 0.25, MinRetriesPerSecond: 5, MaxTokens: 1e6, Now: clk.Now})
+	clk := testclock.New()
+	b := newBudget(t, BudgetOptions{Ratio: 0.25, MinRetriesPerSecond: 5, MaxTokens: 1e6, Clock: clk})
 	const goroutines, ops = 16, 2000
 	var allowed, deposits atomic.Int64
 	var wg sync.WaitGroup
@@ -187,7 +176,7 @@ func TestBudgetHammer(t *testing.T) {
 			for i := range ops {
 				switch {
 				case g == 0 && i%500 == 0:
-					clk.Advance(200 * ms) // 4 x 200ms at 5/s: 4 floor tokens at most
+					clk.Add(200 * ms) // 4 x 200ms at 5/s: 4 floor tokens at most
 				case (g+i)%2 == 0:
 					b.Deposit()
 					deposits.Add(1)
@@ -258,7 +247,7 @@ func TestAmplification(t *testing.T) {
 				dependency := func(context.Context) error { bottom.Add(1); return errBoom }
 				budgets := s.budgets() // created in the bubble: they read its clock
 				layer := func(b *Budget, next func(context.Context) error) func(context.Context) error {
-					r := newR(t, Options{MaxAttempts: 3, Budget: b, Rand: rnd})
+					r := newR(t, Options{MaxAttempts: 3, Budget: b, rand: rnd})
 					return func(ctx context.Context) error {
 						if s.cutCtx {
 							ctx = context.Background() // another process: no ctx values

@@ -24,7 +24,7 @@
 //
 // An attempt's error decides what happens next: Permanent(err) stops at
 // once, and so does an error Options.Retryable rejects, both returned as
-// they are; a RetryAfterError asks for a longer wait, which Do honours up
+// they are; an AfterError asks for a longer wait, which Do honours up
 // to Options.MaxRetryAfter: one asking for more ends the retries at once
 // (ReasonRetryAfter) instead of sleeping, say, the hour a server's
 // "Retry-After: 3600" asks for, or retrying before the server said it
@@ -74,7 +74,7 @@
 // Transport is an http.RoundTripper that retries 429, 502, 503, 504 and
 // connection errors, honours Retry-After (ParseRetryAfter) up to its
 // Retrier's Options.MaxRetryAfter (the cap and the rule Do applies to a
-// RetryAfterError: a longer one ends the retries with that response),
+// AfterError: a longer one ends the retries with that response),
 // replays bodies through GetBody, and retries POST or
 // PATCH only with an Idempotency-Key header or RetryNonIdempotent.
 //

@@ -36,7 +36,7 @@ const (
 	ReasonContext Reason = "ctx done"
 	// ReasonBudget: the Budget refused the retry.
 	ReasonBudget Reason = "retry budget exhausted"
-	// ReasonRetryAfter: the attempt asked, with a RetryAfterError (a
+	// ReasonRetryAfter: the attempt asked, with an AfterError (a
 	// server's Retry-After), for a wait longer than MaxRetryAfter.
 	ReasonRetryAfter Reason = "Retry-After over MaxRetryAfter"
 )
@@ -113,11 +113,12 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
-// RetryAfterError asks for the next attempt no sooner than After (a
-// server's Retry-After, say): Do waits the longer of After and its backoff,
-// and gives up at once when After is longer than Options.MaxRetryAfter
-// (ReasonRetryAfter) or the wait would pass MaxElapsed or the ctx deadline.
-type RetryAfterError struct {
+// AfterError (read retry.AfterError: "retry after") asks for the next
+// attempt no sooner than After (a server's Retry-After, say): Do waits the
+// longer of After and its backoff, and gives up at once when After is
+// longer than Options.MaxRetryAfter (ReasonRetryAfter) or the wait would
+// pass MaxElapsed or the ctx deadline.
+type AfterError struct {
 	// Err is the attempt's error.
 	Err error
 	// After is the shortest wait before the next attempt.
@@ -125,7 +126,7 @@ type RetryAfterError struct {
 }
 
 // Error returns Err's text.
-func (e *RetryAfterError) Error() string {
+func (e *AfterError) Error() string {
 	if e.Err == nil {
 		return "retry: retry after " + e.After.String()
 	}
@@ -133,13 +134,13 @@ func (e *RetryAfterError) Error() string {
 }
 
 // Unwrap returns Err.
-func (e *RetryAfterError) Unwrap() error { return e.Err }
+func (e *AfterError) Unwrap() error { return e.Err }
 
-// cappedRetryAfter is a RetryAfterError from a Transport with its own
+// cappedRetryAfter is an AfterError from a Transport with its own
 // MaxRetryAfter, which replaces the Retrier's for it. (A field on
-// RetryAfterError would break callers' unkeyed literals.)
+// AfterError would break callers' unkeyed literals.)
 type cappedRetryAfter struct {
-	ra    *RetryAfterError
+	ra    *AfterError
 	limit time.Duration // > 0
 }
 

@@ -148,14 +148,14 @@ func ExampleHedge() {
 	// Output: from the hedge <nil>
 }
 
-func ExampleRetryAfterError() {
+func ExampleAfterError() {
 	// A server asks for an hour; Options.MaxRetryAfter (default 30s) caps
 	// what Do honours, so it gives up at once with the server's answer
 	// instead of sleeping an hour.
 	r, _ := retry.New(retry.Options{})
 	errBusy := errors.New("503 busy")
 	err := r.Do(context.Background(), func(ctx context.Context) error {
-		return &retry.RetryAfterError{Err: errBusy, After: time.Hour}
+		return &retry.AfterError{Err: errBusy, After: time.Hour}
 	})
 	var ee *retry.ExhaustedError
 	fmt.Println(errors.As(err, &ee) && ee.Reason == retry.ReasonRetryAfter, errors.Is(err, errBusy))

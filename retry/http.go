@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/scalekit-go/scalekit/clock"
 )
 
 // maxRetryAfterValue bounds what ParseRetryAfter returns, so no value can
@@ -65,7 +67,7 @@ func ParseRetryAfter(value string, now time.Time) (time.Duration, bool) {
 // bytes and strings readers). Other requests make one round trip.
 //
 // A Retry-After is honoured up to the Retrier's Options.MaxRetryAfter
-// (default 30s), the cap Do applies to a RetryAfterError: a longer one
+// (default 30s), the cap Do applies to an AfterError: a longer one
 // ends the retries with that response, at once.
 //
 // Responses it discards are drained (up to 64 KiB, so the connection can
@@ -77,7 +79,7 @@ func ParseRetryAfter(value string, now time.Time) (time.Duration, bool) {
 type Transport struct {
 	// Base makes the round trips. Default: http.DefaultTransport.
 	Base http.RoundTripper
-	// Retrier decides attempts, backoff and budget; its Now reads
+	// Retrier decides attempts, backoff and budget; its Clock reads
 	// Retry-After dates. Default: nil, the default Retrier (3 attempts).
 	Retrier *Retrier
 	// RetryNonIdempotent retries every method, POST and PATCH included.
@@ -193,12 +195,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil
 		}
 		se := &statusError{resp.StatusCode}
-		if ra, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), r.o.Now()); ok {
+		if ra, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), clock.Now(r.o.Clock)); ok {
 			// Do gives up on one over the cap (ReasonRetryAfter).
 			if t.MaxRetryAfter > 0 {
-				return &cappedRetryAfter{&RetryAfterError{Err: se, After: ra}, t.MaxRetryAfter}
+				return &cappedRetryAfter{&AfterError{Err: se, After: ra}, t.MaxRetryAfter}
 			}
-			return &RetryAfterError{Err: se, After: ra}
+			return &AfterError{Err: se, After: ra}
 		}
 		return se
 	})

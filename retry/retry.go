@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/stripe"
 )
 
@@ -31,7 +32,7 @@ type Options struct {
 	// Backoff gives the wait before each retry. Default: Exponential{}
 	// (full jitter, base 100ms, cap 10s).
 	Backoff Backoff
-	// MaxRetryAfter caps the wait a RetryAfterError (a server's
+	// MaxRetryAfter caps the wait an AfterError (a server's
 	// Retry-After) may ask for: when an attempt asks for a longer one, Do
 	// gives up at once (ReasonRetryAfter) with that attempt's error rather
 	// than sleep that long, or retry before the server said it would
@@ -47,20 +48,22 @@ type Options struct {
 	Budget *Budget
 	// OnRetry is called before each wait, on the calling goroutine: it
 	// must not block (it delays the retry). Default: nil.
-	OnRetry func(ctx context.Context, ev RetryEvent)
-	// Rand returns a uniform random number in [0, 1) for the jitter; it
-	// must be safe for concurrent use. Default: math/rand/v2's Float64
-	// (per-thread state, no lock).
-	Rand func() float64
-	// Now is the clock MaxElapsed is measured by. Waits use the runtime's
-	// timers (test them in a testing/synctest bubble). Default: time.Now.
-	Now func() time.Time
+	OnRetry func(ctx context.Context, ev Event)
+	// Clock replaces the system clock (see package clock); nil is the real
+	// time. It measures MaxElapsed; waits use the runtime's timers (test
+	// them in a testing/synctest bubble).
+	Clock clock.Clock
 	// Logger receives give-ups, at Debug level. Default: discard.
 	Logger *slog.Logger
+
+	// rand returns a uniform random number in [0, 1) for the jitter; it
+	// must be safe for concurrent use. Default: math/rand/v2's Float64
+	// (per-thread state, no lock). The package's tests set it.
+	rand func() float64
 }
 
-// RetryEvent describes a retry about to happen, for Options.OnRetry.
-type RetryEvent struct {
+// Event describes a retry about to happen, for Options.OnRetry.
+type Event struct {
 	// Attempt is the attempt that failed, from 1.
 	Attempt int
 	// Err is its error.
@@ -79,11 +82,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxRetryAfter == 0 {
 		o.MaxRetryAfter = defaultMaxRetryAfter
 	}
-	if o.Rand == nil {
-		o.Rand = rand.Float64
-	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if o.rand == nil {
+		o.rand = rand.Float64
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -161,7 +161,7 @@ func enterBudget(ctx context.Context, b *Budget) context.Context {
 }
 
 // Do calls fn until it succeeds, returns an error not worth retrying, or a
-// limit is reached, waiting Backoff (at least a RetryAfterError's After)
+// limit is reached, waiting Backoff (at least an AfterError's After)
 // between attempts. It returns:
 //
 //   - nil when an attempt succeeds;
@@ -177,7 +177,7 @@ func enterBudget(ctx context.Context, b *Budget) context.Context {
 //     (ReasonMaxAttempts), when the next attempt would start after
 //     MaxElapsed (ReasonMaxElapsed) or after the ctx deadline
 //     (ReasonDeadline: Do returns at once rather than sleep in vain),
-//     when a RetryAfterError asks for more than MaxRetryAfter
+//     when an AfterError asks for more than MaxRetryAfter
 //     (ReasonRetryAfter), or when the Budget refuses the retry
 //     (ReasonBudget).
 //
@@ -193,7 +193,7 @@ func (r *Retrier) Do(ctx context.Context, fn func(ctx context.Context) error) er
 	}
 	var start time.Time
 	if r.o.MaxElapsed > 0 {
-		start = r.o.Now()
+		start = clock.Now(r.o.Clock)
 	}
 	err := fn(ctx)
 	if err == nil {
@@ -224,9 +224,9 @@ func (r *Retrier) retry(ctx context.Context, fn func(ctx context.Context) error,
 		if attempt >= r.o.MaxAttempts {
 			return r.giveUp(ctx, attempt, ReasonMaxAttempts, err, nil)
 		}
-		wait := max(0, r.o.Backoff.Next(attempt, prev, r.o.Rand()))
+		wait := max(0, r.o.Backoff.Next(attempt, prev, r.o.rand()))
 		prev = wait
-		if ra := (*RetryAfterError)(nil); errors.As(err, &ra) {
+		if ra := (*AfterError)(nil); errors.As(err, &ra) {
 			limit := r.o.MaxRetryAfter
 			if c := (*cappedRetryAfter)(nil); errors.As(err, &c) {
 				limit = c.limit // a Transport with its own MaxRetryAfter
@@ -238,7 +238,7 @@ func (r *Retrier) retry(ctx context.Context, fn func(ctx context.Context) error,
 		}
 		// elapsed+wait > MaxElapsed, written so that it cannot overflow:
 		// MaxElapsed > 0 and elapsed >= 0 (a clock gone back counts as 0).
-		if r.o.MaxElapsed > 0 && wait > r.o.MaxElapsed-max(0, r.o.Now().Sub(start)) {
+		if r.o.MaxElapsed > 0 && wait > r.o.MaxElapsed-max(0, clock.Now(r.o.Clock).Sub(start)) {
 			return r.giveUp(ctx, attempt, ReasonMaxElapsed, err, nil)
 		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
@@ -250,7 +250,7 @@ func (r *Retrier) retry(ctx context.Context, fn func(ctx context.Context) error,
 		}
 		r.retries.Add(1)
 		if r.o.OnRetry != nil {
-			r.o.OnRetry(ctx, RetryEvent{Attempt: attempt, Err: err, Wait: wait})
+			r.o.OnRetry(ctx, Event{Attempt: attempt, Err: err, Wait: wait})
 		}
 		if wait > 0 {
 			t := time.NewTimer(wait)

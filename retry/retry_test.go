@@ -14,6 +14,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/testclock"
 )
 
 var errBoom = errors.New("boom")
@@ -42,7 +44,7 @@ func TestDefaults(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// Options{}: 3 attempts, full jitter from 100ms: with r = 0.5 the
 		// waits are 50ms and 100ms.
-		r := newR(t, Options{Rand: func() float64 { return 0.5 }})
+		r := newR(t, Options{rand: func() float64 { return 0.5 }})
 		start := time.Now()
 		calls := 0
 		err := r.Do(context.Background(), failing(100, &calls))
@@ -226,10 +228,10 @@ func TestContext(t *testing.T) {
 
 func TestMaxElapsed(t *testing.T) {
 	// An injected clock that each attempt moves 1s forward; no waits.
-	now := time.Unix(1000, 0)
-	r := newR(t, Options{MaxAttempts: 100, MaxElapsed: 2500 * ms, Backoff: Constant{}, Now: func() time.Time { return now }})
+	clk := testclock.New()
+	r := newR(t, Options{MaxAttempts: 100, MaxElapsed: 2500 * ms, Backoff: Constant{}, Clock: clk})
 	calls := 0
-	err := r.Do(context.Background(), func(context.Context) error { calls++; now = now.Add(time.Second); return errBoom })
+	err := r.Do(context.Background(), func(context.Context) error { calls++; clk.Add(time.Second); return errBoom })
 	var ee *ExhaustedError
 	// Attempts at 0s, 1s, 2s; the next would start at 3s > 2.5s.
 	if !errors.As(err, &ee) || ee.Reason != ReasonMaxElapsed || ee.Attempts != 3 || calls != 3 {
@@ -246,7 +248,7 @@ func TestMaxElapsed(t *testing.T) {
 	})
 }
 
-func TestRetryAfterError(t *testing.T) {
+func TestAfterError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newR(t, Options{Backoff: Constant{D: 10 * ms}})
 		calls := 0
@@ -254,7 +256,7 @@ func TestRetryAfterError(t *testing.T) {
 		err := r.Do(context.Background(), func(context.Context) error {
 			calls++
 			if calls == 1 {
-				return &RetryAfterError{Err: errBoom, After: 2 * time.Second}
+				return &AfterError{Err: errBoom, After: 2 * time.Second}
 			}
 			return nil
 		})
@@ -266,7 +268,7 @@ func TestRetryAfterError(t *testing.T) {
 		r.Do(context.Background(), func(context.Context) error {
 			calls++
 			if calls == 1 {
-				return &RetryAfterError{Err: errBoom, After: ms}
+				return &AfterError{Err: errBoom, After: ms}
 			}
 			return nil
 		})
@@ -277,24 +279,24 @@ func TestRetryAfterError(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		start = time.Now()
-		err = r.Do(ctx, func(context.Context) error { return &RetryAfterError{Err: errBoom, After: 5 * time.Second} })
+		err = r.Do(ctx, func(context.Context) error { return &AfterError{Err: errBoom, After: 5 * time.Second} })
 		var ee *ExhaustedError
 		if !errors.As(err, &ee) || ee.Reason != ReasonDeadline || time.Since(start) != 0 || !errors.Is(err, errBoom) {
 			t.Fatalf("%v after %v", err, time.Since(start))
 		}
-		if (&RetryAfterError{After: time.Second}).Error() != "retry: retry after 1s" {
-			t.Fatal("RetryAfterError without Err")
+		if (&AfterError{After: time.Second}).Error() != "retry: retry after 1s" {
+			t.Fatal("AfterError without Err")
 		}
 	})
 }
 
 func TestOnRetryStatsAndLogger(t *testing.T) {
-	var events []RetryEvent
+	var events []Event
 	var logs bytes.Buffer
 	r := newR(t, Options{
 		MaxAttempts: 3,
 		Backoff:     Exponential{Base: ms, Jitter: NoJitter},
-		OnRetry:     func(_ context.Context, ev RetryEvent) { events = append(events, ev) },
+		OnRetry:     func(_ context.Context, ev Event) { events = append(events, ev) },
 		Logger:      slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	synctest.Test(t, func(t *testing.T) {
@@ -304,7 +306,7 @@ func TestOnRetryStatsAndLogger(t *testing.T) {
 		r.Do(context.Background(), failing(1, &calls)) // 2 attempts
 		r.Do(context.Background(), func(context.Context) error { return nil })
 	})
-	want := []RetryEvent{{1, errBoom, ms}, {2, errBoom, 2 * ms}, {1, errBoom, ms}}
+	want := []Event{{1, errBoom, ms}, {2, errBoom, 2 * ms}, {1, errBoom, ms}}
 	if fmt.Sprint(events) != fmt.Sprint(want) {
 		t.Fatalf("events %v, want %v", events, want)
 	}
@@ -437,7 +439,7 @@ func TestHammer(t *testing.T) {
 // used to compute elapsed+wait, which wraps negative for a wait near
 // math.MaxInt64, so Do started a 292-year sleep instead of giving up. Do
 // must give up at once, for a huge Backoff wait and for a huge
-// RetryAfterError alike. cenkalti/backoff documents the same rule ("stops
+// AfterError alike. cenkalti/backoff documents the same rule ("stops
 // retrying when the elapsed time plus the next interval exceeds
 // MaxElapsedTime"), and a wait that cannot fit must count as exceeding it.
 //
@@ -454,8 +456,8 @@ func TestMaxElapsedDoesNotOverflow(t *testing.T) {
 		{"Constant MaxInt64", Constant{D: huge}, errBoom},
 		{"BackoffFunc MaxInt64-1", BackoffFunc(func(int, time.Duration, float64) time.Duration { return huge - 1 }), errBoom},
 		{"Exponential Base MaxInt64", Exponential{Base: huge, Cap: huge, Jitter: NoJitter}, errBoom},
-		{"RetryAfterError MaxInt64", Constant{}, &RetryAfterError{Err: errBoom, After: huge}},
-		{"RetryAfterError MaxInt64-500µs", Constant{D: ms}, &RetryAfterError{Err: errBoom, After: huge - 500*time.Microsecond}},
+		{"AfterError MaxInt64", Constant{}, &AfterError{Err: errBoom, After: huge}},
+		{"AfterError MaxInt64-500µs", Constant{D: ms}, &AfterError{Err: errBoom, After: huge - 500*time.Microsecond}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -485,7 +487,7 @@ func TestMaxElapsedDoesNotOverflow(t *testing.T) {
 }
 
 // TestMaxRetryAfter (issue 15 item 6): Do used to honour any
-// RetryAfterError, so a server's "Retry-After: 3600" without a ctx
+// AfterError, so a server's "Retry-After: 3600" without a ctx
 // deadline slept an hour; only Transport capped it. Options.MaxRetryAfter
 // (default 30s, Transport's old default) is now the one cap, and the rule
 // is Transport's: a longer Retry-After ends the retries at once with that
@@ -498,7 +500,7 @@ func TestMaxRetryAfter(t *testing.T) {
 		return func(context.Context) error {
 			*calls++
 			if *calls == 1 {
-				return &RetryAfterError{Err: errBoom, After: after}
+				return &AfterError{Err: errBoom, After: after}
 			}
 			return nil
 		}
@@ -515,7 +517,7 @@ func TestMaxRetryAfter(t *testing.T) {
 		calls := 0
 		err := newR(t, Options{}).Do(ctx, askOnce(time.Hour, &calls))
 		var ee *ExhaustedError
-		var ra *RetryAfterError
+		var ra *AfterError
 		if !errors.As(err, &ee) || ee.Reason != ReasonRetryAfter || ee.Attempts != 1 || calls != 1 ||
 			!errors.As(err, &ra) || ra.After != time.Hour || !errors.Is(err, errBoom) || !errors.Is(err, ErrExhausted) {
 			t.Fatalf("%v after %d calls in %v; want ReasonRetryAfter after 1 call, at once", err, calls, time.Since(start))

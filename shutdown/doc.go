@@ -8,11 +8,13 @@
 // Every step is logged with its duration; errors are joined and returned.
 //
 //	c, err := shutdown.New(shutdown.Options{Readiness: probes, DrainDelay: 5 * time.Second})
-//	c.Server("http", srv)   // http.Server, queue workers: Shutdown(ctx) in parallel
-//	c.Close("db", func(ctx context.Context) error { pool.Close(); return nil })
-//	c.Close("cache", func(ctx context.Context) error { return users.Close() }) // closes before db
+//	c.RegisterServer("http", srv) // http.Server, queue workers: Shutdown(ctx) in parallel
+//	c.RegisterCloseFunc("db", func(ctx context.Context) error { pool.Close(); return nil })
+//	c.RegisterCloser("cache", users) // an io.Closer; closes before db
 //	err = c.Wait(ctx) // blocks until SIGTERM, then runs the whole sequence
 //
-// Anything with Shutdown(ctx) error, Close() error, Close(ctx) error or
-// Close() can be registered with Add.
+// Register with RegisterServer what has Shutdown(ctx) error, with
+// RegisterCloser what has Close() error, and with RegisterCloseFunc any
+// other way to close (a Close(ctx) error method value, or a Close() with
+// no result wrapped in a func).
 package shutdown

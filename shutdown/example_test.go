@@ -20,8 +20,8 @@ func Example() {
 	go srv.ListenAndServe()
 
 	c, _ := shutdown.New(shutdown.Options{Readiness: h, DrainDelay: 5 * time.Second, Timeout: 25 * time.Second})
-	c.Add("http", srv)
-	c.Close("db", func(ctx context.Context) error { return nil /* pool.Close() */ })
+	c.RegisterServer("http", srv)
+	c.RegisterCloseFunc("db", func(ctx context.Context) error { return nil /* pool.Close() */ })
 	if err := c.Wait(context.Background()); err != nil {
 		log.Print(err)
 	}
@@ -37,9 +37,9 @@ func ExampleCoordinator_Trigger() {
 	go srv.Serve(ln)
 
 	c, _ := shutdown.New(shutdown.Options{Readiness: h, DrainDelay: 10 * time.Millisecond, Timeout: 5 * time.Second})
-	c.Server("http", srv)
-	c.Close("db", func(context.Context) error { fmt.Println("db closed"); return nil })
-	c.Close("cache", func(context.Context) error { fmt.Println("cache closed"); return nil })
+	c.RegisterServer("http", srv)
+	c.RegisterCloseFunc("db", func(context.Context) error { fmt.Println("db closed"); return nil })
+	c.RegisterCloseFunc("cache", func(context.Context) error { fmt.Println("cache closed"); return nil })
 
 	c.Trigger()
 	err := c.Wait(context.Background())

@@ -111,40 +111,30 @@ func New(o Options) (*Coordinator, error) {
 	return &Coordinator{o: o, notify: signal.Notify, trigger: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
-// Server registers something to Shutdown after the drain delay (an
-// *http.Server, a queue worker). Servers stop in parallel.
-func (c *Coordinator) Server(name string, s Shutdowner) {
+// RegisterServer registers something to Shutdown after the drain delay
+// (an *http.Server, a queue worker). Servers stop in parallel.
+func (c *Coordinator) RegisterServer(name string, s Shutdowner) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.servers = append(c.servers, named[Shutdowner]{name, s})
 }
 
-// Close registers a resource (a pool, a client) to close after the servers
-// stopped, in reverse registration order: register what others depend on
-// first, and it closes last.
-func (c *Coordinator) Close(name string, close func(ctx context.Context) error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closers = append(c.closers, named[func(context.Context) error]{name, close})
+// RegisterCloser registers a resource (a client, a file) whose Close runs
+// after the servers stopped, in reverse registration order: register what
+// others depend on first, and it closes last.
+func (c *Coordinator) RegisterCloser(name string, cl io.Closer) {
+	c.RegisterCloseFunc(name, func(context.Context) error { return cl.Close() })
 }
 
-// Add registers v by what it exposes: Shutdown(ctx) error makes it a
-// server, Close() error or Close(ctx) error a resource, Close() (as on
-// pgxpool.Pool) too. Anything else is an error.
-func (c *Coordinator) Add(name string, v any) error {
-	switch x := v.(type) {
-	case Shutdowner:
-		c.Server(name, x)
-	case interface{ Close(context.Context) error }:
-		c.Close(name, x.Close)
-	case io.Closer:
-		c.Close(name, func(context.Context) error { return x.Close() })
-	case interface{ Close() }:
-		c.Close(name, func(context.Context) error { x.Close(); return nil })
-	default:
-		return fmt.Errorf("%w: %q (%T) has neither Shutdown(ctx) error nor Close", ErrInvalid, name, v)
-	}
-	return nil
+// RegisterCloseFunc registers a function that closes a resource, run after
+// the servers stopped, in reverse registration order like RegisterCloser,
+// with a ctx that ends after StepTimeout. For a Close(ctx) error method,
+// pass the method value; for a Close() with no result (pgxpool.Pool), wrap
+// it: func(context.Context) error { pool.Close(); return nil }.
+func (c *Coordinator) RegisterCloseFunc(name string, fn func(ctx context.Context) error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closers = append(c.closers, named[func(context.Context) error]{name, fn})
 }
 
 // Trigger starts the sequence as a signal would. Later calls do nothing.

@@ -42,12 +42,12 @@ func TestSequenceOrderAndErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Server("http", fakeServer{&mu, &log, nil})
-		c.Close("db", rec("db"))
+		c.RegisterServer("http", fakeServer{&mu, &log, nil})
+		c.RegisterCloseFunc("db", rec("db"))
 		release := make(chan struct{}) // a Close that ignores its ctx
 		defer close(release)
-		c.Close("stuck", func(context.Context) error { <-release; return nil })
-		c.Close("cache", func(context.Context) error { return errors.New("flush failed") })
+		c.RegisterCloseFunc("stuck", func(context.Context) error { <-release; return nil })
+		c.RegisterCloseFunc("cache", func(context.Context) error { return errors.New("flush failed") })
 		start := time.Now()
 		go func() { time.Sleep(time.Second); c.Trigger(); c.Trigger() }()
 		err = c.wait(context.Background(), nil) // signal.Notify cannot run in a bubble
@@ -122,24 +122,52 @@ func TestSecondSignalForcesExit(t *testing.T) {
 	}
 }
 
-func TestOptionsAndAdd(t *testing.T) {
+func TestOptions(t *testing.T) {
 	for _, o := range []Options{{DrainDelay: -1}, {DrainDelay: time.Minute, Timeout: time.Second}, {StepTimeout: -1}} {
 		if _, err := New(o); !errors.Is(err, ErrInvalid) {
 			t.Errorf("New(%+v) = %v", o, err)
 		}
 	}
-	c, _ := New(Options{})
-	if err := c.Add("thing", 42); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `"thing" (int)`) {
-		t.Fatalf("Add(int) = %v", err)
-	}
-	if err := c.Add("pool", poolLike{}); err != nil {
-		t.Fatal(err)
-	}
-	if len(c.closers) != 1 {
-		t.Fatal("Close() without error not registered as a resource")
-	}
 }
 
-type poolLike struct{}
+// Each registration method takes what it says (a value that fits none does
+// not compile), and every resource registered closes, in reverse order: an
+// io.Closer, a Close(ctx) error method value, and a pgxpool-like Close()
+// with no result through a one-line adapter.
+func TestRegister(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var log []string
+		c, err := New(Options{DrainDelay: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := &poolLike{log: &log}
+		c.RegisterCloseFunc("pool", func(context.Context) error { pool.Close(); return nil })
+		c.RegisterCloseFunc("client", ctxCloser{&log}.Close)
+		c.RegisterCloser("file", closer{&log})
+		c.RegisterServer("http", fakeServer{&mu, &log, nil})
+		if len(c.servers) != 1 || len(c.closers) != 3 {
+			t.Fatalf("registered %d servers and %d closers, want 1 and 3", len(c.servers), len(c.closers))
+		}
+		c.Trigger()
+		if err := c.wait(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(log, ","); got != "shutdown,file,client,pool" {
+			t.Fatalf("steps %v, want shutdown,file,client,pool", got)
+		}
+	})
+}
 
-func (poolLike) Close() {}
+type poolLike struct{ log *[]string }
+
+func (p *poolLike) Close() { *p.log = append(*p.log, "pool") }
+
+type ctxCloser struct{ log *[]string }
+
+func (c ctxCloser) Close(context.Context) error { *c.log = append(*c.log, "client"); return nil }
+
+type closer struct{ log *[]string }
+
+func (c closer) Close() error { *c.log = append(*c.log, "file"); return nil }

@@ -47,9 +47,9 @@ func runChild(mode string) {
 		os.Exit(0)
 	}
 	c, _ := shutdown.New(shutdown.Options{Readiness: h, DrainDelay: 300 * time.Millisecond, Timeout: 10 * time.Second})
-	c.Add("http", srv)
+	c.RegisterServer("http", srv)
 	for _, name := range []string{"db", "cache", "queue-client"} {
-		c.Close(name, func(context.Context) error { fmt.Printf("closed %s\n", name); return nil })
+		c.RegisterCloseFunc(name, func(context.Context) error { fmt.Printf("closed %s\n", name); return nil })
 	}
 	if err := c.Wait(context.Background()); err != nil {
 		fmt.Printf("error %v\n", err)

@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/slo"
 )
 
 func Example() {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	s, _ := slo.New(slo.Options{Name: "checkout", Target: 0.999, Now: func() time.Time { return now }})
+	clk := clock.NewManual(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) // records all land at one instant
+	s, _ := slo.New(slo.Options{Name: "checkout", Target: 0.999, Clock: clk})
 	for i := 0; i < 100_000; i++ {
 		s.Record(i%2000 != 0) // 50 failures in 100k requests
 	}

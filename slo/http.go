@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/httpx"
 )
 
@@ -25,12 +26,12 @@ type TrackerOptions struct {
 	// LatencyThreshold is the latency objective's bound; required with
 	// Latency.
 	LatencyThreshold time.Duration
-	// Window, Alerts, OnAlert, Now and Logger are passed to every SLO (see
-	// Options). Defaults as there.
+	// Window, Alerts, OnAlert, Clock and Logger are passed to every SLO
+	// (see Options). Defaults as there.
 	Window  time.Duration
 	Alerts  []AlertRule
 	OnAlert func(AlertEvent)
-	Now     func() time.Time
+	Clock   clock.Clock
 	Logger  *slog.Logger
 	// Route names a request's route. Default: the ServeMux pattern that
 	// matched (r.Pattern), or "other".
@@ -86,7 +87,7 @@ func (t *Tracker) newRoute(name string) (*routeSLOs, error) {
 		if target == 0 {
 			return nil, nil
 		}
-		return New(Options{Name: name + " " + kind, Target: target, Window: t.o.Window, Alerts: t.o.Alerts, OnAlert: t.o.OnAlert, Now: t.o.Now, Logger: t.o.Logger})
+		return New(Options{Name: name + " " + kind, Target: target, Window: t.o.Window, Alerts: t.o.Alerts, OnAlert: t.o.OnAlert, Clock: t.o.Clock, Logger: t.o.Logger})
 	}
 	rs := &routeSLOs{}
 	var err error
@@ -132,16 +133,13 @@ func (t *Tracker) Observe(route string, status int, took time.Duration) {
 
 // Middleware records every request into its route's objectives.
 func (t *Tracker) Middleware(next http.Handler) http.Handler {
-	now := t.o.Now
-	if now == nil {
-		now = time.Now
-	}
+	clk := t.o.Clock
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := now()
+		start := clock.Now(clk)
 		sw, ww := httpx.Wrap(w)
 		defer func() {
 			// The route is known only after the mux matched (r.Pattern).
-			t.Observe(t.o.Route(r), sw.Status(), now().Sub(start))
+			t.Observe(t.o.Route(r), sw.Status(), clock.Now(clk).Sub(start))
 		}()
 		next.ServeHTTP(ww, r)
 	})

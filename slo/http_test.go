@@ -12,7 +12,7 @@ import (
 
 func TestTrackerMiddlewareAndStatus(t *testing.T) {
 	clk := testclock.New()
-	tr, err := NewTracker(TrackerOptions{Availability: 0.99, Latency: 0.9, LatencyThreshold: 100 * time.Millisecond, Now: clk.Now})
+	tr, err := NewTracker(TrackerOptions{Availability: 0.99, Latency: 0.9, LatencyThreshold: 100 * time.Millisecond, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}

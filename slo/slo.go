@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/logx"
 )
 
@@ -62,8 +63,9 @@ type Options struct {
 	// OnAlert is called (in its own goroutine, so it never blocks
 	// recording) when an alert starts or stops firing. Default: none.
 	OnAlert func(AlertEvent)
-	// Now is the clock. Default: time.Now.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the real
+	// time.
+	Clock clock.Clock
 	// Logger receives alert changes. Default: discard.
 	Logger *slog.Logger
 }
@@ -128,9 +130,6 @@ func New(o Options) (*SLO, error) {
 			o.Alerts[i].Name = fmt.Sprintf("burn-%gx-%v", a.BurnRate, a.LongWindow)
 		}
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
 	o.Logger = logx.Or(o.Logger)
 	o.Alerts = append([]AlertRule(nil), o.Alerts...)
 	fineRes := o.Window / 43200 // 1m for 30d
@@ -192,7 +191,7 @@ func (r *ring) sum(now int64, d time.Duration) (good, total uint64, ok bool) {
 }
 
 // Record counts one event, good or bad, at the current time.
-func (s *SLO) Record(good bool) { s.RecordAt(s.o.Now(), good) }
+func (s *SLO) Record(good bool) { s.RecordAt(clock.Now(s.o.Clock), good) }
 
 // RecordAt counts one event at t. Events older than the window are
 // dropped.
@@ -206,7 +205,7 @@ func (s *SLO) RecordAt(t time.Time, good bool) {
 // Window; beyond the fine ring's span the count has the coarse ring's
 // bucket granularity, Window/720).
 func (s *SLO) Counts(d time.Duration) (good, total uint64) {
-	now := s.o.Now().UnixNano()
+	now := clock.Now(s.o.Clock).UnixNano()
 	if g, t, ok := s.fine.sum(now, d); ok {
 		return g, t
 	}
@@ -267,7 +266,7 @@ type AlertState struct {
 // Evaluate computes every alert rule now, reports changes to OnAlert and the
 // logger, and returns the states.
 func (s *SLO) Evaluate() []AlertState {
-	now := s.o.Now()
+	now := clock.Now(s.o.Clock)
 	out := make([]AlertState, len(s.o.Alerts))
 	for i, a := range s.o.Alerts {
 		lb, sb := s.BurnRate(a.LongWindow), s.BurnRate(a.ShortWindow)

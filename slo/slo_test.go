@@ -32,7 +32,7 @@ func record(s *SLO, n, bad int) {
 
 func TestBudgetMath(t *testing.T) {
 	clk := testclock.New()
-	s := newSLO(t, Options{Name: "api", Target: 0.999, Now: clk.Now})
+	s := newSLO(t, Options{Name: "api", Target: 0.999, Clock: clk})
 	if b := s.Budget(); b.Total != 0 || b.RemainingFraction != 1 {
 		t.Fatalf("empty budget %+v", b)
 	}
@@ -60,7 +60,7 @@ func TestWorkbookBurnRates(t *testing.T) {
 		{14.4, time.Hour, 2}, {6, 6 * time.Hour, 5}, {1, 72 * time.Hour, 10},
 	} {
 		clk := testclock.New()
-		s := newSLO(t, Options{Name: "api", Target: 0.999, Now: clk.Now})
+		s := newSLO(t, Options{Name: "api", Target: 0.999, Clock: clk})
 		// 30 days of 1000 good events an hour, then d at the burn rate.
 		for h := 0; h < 720-int(c.d/time.Hour); h++ {
 			record(s, 1000, 0)
@@ -91,7 +91,7 @@ func TestWorkbookBurnRates(t *testing.T) {
 
 func TestBurnRateExact(t *testing.T) {
 	clk := testclock.New()
-	s := newSLO(t, Options{Name: "api", Target: 0.99, Now: clk.Now})
+	s := newSLO(t, Options{Name: "api", Target: 0.99, Clock: clk})
 	record(s, 1000, 30) // 3% errors against 1% allowed: 3x
 	if b := s.BurnRate(5 * time.Minute); !near(b, 3) {
 		t.Fatalf("burn = %v, want 3", b)
@@ -108,7 +108,7 @@ func TestBurnRateExact(t *testing.T) {
 
 func TestWindowRollover(t *testing.T) {
 	clk := testclock.New()
-	s := newSLO(t, Options{Name: "api", Target: 0.999, Window: 24 * time.Hour, Now: clk.Now})
+	s := newSLO(t, Options{Name: "api", Target: 0.999, Window: 24 * time.Hour, Clock: clk})
 	record(s, 100, 10)
 	clk.Add(12 * time.Hour)
 	record(s, 100, 0)
@@ -133,7 +133,7 @@ func TestWindowRollover(t *testing.T) {
 func TestAlertsFireAndResolve(t *testing.T) {
 	clk := testclock.New()
 	events := make(chan AlertEvent, 10)
-	s := newSLO(t, Options{Name: "api", Target: 0.999, Now: clk.Now, OnAlert: func(e AlertEvent) { events <- e }})
+	s := newSLO(t, Options{Name: "api", Target: 0.999, Clock: clk, OnAlert: func(e AlertEvent) { events <- e }})
 	// Three days of healthy traffic, so only the fast window reacts.
 	for m := 0; m < 3*24*60; m++ {
 		record(s, 100, 0)
@@ -191,7 +191,7 @@ func TestRecordAllocatesNothing(t *testing.T) {
 
 func TestMemoryIndependentOfEvents(t *testing.T) {
 	clk := testclock.New()
-	s := newSLO(t, Options{Name: "api", Target: 0.999, Now: clk.Now})
+	s := newSLO(t, Options{Name: "api", Target: 0.999, Clock: clk})
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)

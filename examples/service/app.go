@@ -23,18 +23,14 @@ import (
 	"github.com/scalekit-go/scalekit/batch"
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/cache"
-	"github.com/scalekit-go/scalekit/cache/cacheredis"
 	"github.com/scalekit-go/scalekit/dbrouter"
 	"github.com/scalekit-go/scalekit/health"
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/idempotency/idempotencypg"
-	"github.com/scalekit-go/scalekit/idempotency/idempotencyredis"
 	"github.com/scalekit-go/scalekit/metrics"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/queue/queuepg"
-	"github.com/scalekit-go/scalekit/queue/queueredis"
 	"github.com/scalekit-go/scalekit/ratelimit"
-	"github.com/scalekit-go/scalekit/ratelimit/ratelimitredis"
 	"github.com/scalekit-go/scalekit/retry"
 	"github.com/scalekit-go/scalekit/scalekittest"
 	"github.com/scalekit-go/scalekit/shutdown"
@@ -76,84 +72,36 @@ type app struct {
 	backend  queue.Backend
 	worker   *queue.Worker
 	idemPG   *idempotencypg.Store
-	idem     *idempotency.Middleware
+	idem     *idempotency.HTTP
 	limiter  ratelimit.Limiter
-	rl       *ratelimit.RateLimiter
+	rl       *ratelimit.HTTP
 	tracker  *slo.Tracker
 	health   *health.Health
 	metrics  *metrics.Collector
 	registry *prometheus.Registry
-	emails   atomic.Int64
+	// readYourWrites is the router's middleware (nil without a database).
+	readYourWrites func(http.Handler) http.Handler
+	emails         atomic.Int64
 	// readThrough counts user reads whose read-your-writes token was newer
 	// than the cached copy, which were read from the database instead.
 	readThrough atomic.Int64
 }
 
-// Run starts the service and blocks until a signal (or ctx) shuts it down
-// gracefully.
-func Run(ctx context.Context, cfg Config, out io.Writer) error {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+// withDefaults fills what c leaves empty and checks Role.
+func (c Config) withDefaults() (Config, error) {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Role == "" {
-		cfg.Role = "all"
+	if c.Role == "" {
+		c.Role = "all"
 	}
-	if cfg.Role != "all" && cfg.Role != "api" && cfg.Role != "worker" {
-		return fmt.Errorf("-role must be api, worker or all, got %q", cfg.Role)
+	if c.Role != "all" && c.Role != "api" && c.Role != "worker" {
+		return c, fmt.Errorf("-role must be api, worker or all, got %q", c.Role)
 	}
-	if cfg.RatePerClient <= 0 {
-		cfg.RatePerClient = 2000
+	if c.RatePerClient <= 0 {
+		c.RatePerClient = 2000
 	}
-	in, err := startInfra(ctx, cfg, out)
-	if err != nil {
-		return err
-	}
-	defer in.close()
-	a := &app{cfg: cfg, log: cfg.Logger, in: in}
-	// Until the coordinator runs, an error closes what wire opened here;
-	// from then on the coordinator closes it, after the servers stopped.
-	handedOver := false
-	defer func() {
-		if !handedOver {
-			a.closeAll()
-		}
-	}()
-	if err := a.wire(ctx); err != nil {
-		return err
-	}
-	coord, err := shutdown.New(shutdown.Options{Readiness: a.health, DrainDelay: cfg.DrainDelay, Logger: cfg.Logger})
-	if err != nil {
-		return err
-	}
-	for _, r := range a.resources() { // the first registered closes last
-		coord.Close(r.name, r.close)
-	}
-	if a.cfg.Role != "api" {
-		if err := a.worker.Start(ctx); err != nil {
-			return err
-		}
-		coord.Add("worker", a.worker)
-	}
-	var srv *http.Server
-	if a.cfg.Role != "worker" {
-		ln, err := net.Listen("tcp", cfg.Addr)
-		if err != nil {
-			return err
-		}
-		srv = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 5 * time.Second}
-		go srv.Serve(ln)
-		coord.Server("http", srv)
-		fmt.Fprintf(out, "serving on http://%s (role %s)\n  try: curl http://%s/users/1 ; curl http://%s/posts?limit=5 ; curl http://%s/metrics\n",
-			ln.Addr(), cfg.Role, ln.Addr(), ln.Addr(), ln.Addr())
-		if cfg.Ready != nil {
-			cfg.Ready <- ln.Addr().String()
-		}
-	}
-	a.health.MarkStarted()
-	handedOver = true
-	err = coord.Wait(ctx)
-	fmt.Fprintln(out, "stopped")
-	return err
+	return c, nil
 }
 
 // resource is something wire opened, with how to close it.
@@ -200,225 +148,54 @@ func (a *app) closeAll() {
 	}
 }
 
-func (a *app) wire(ctx context.Context) error {
-	var err error
-	a.registry = prometheus.NewRegistry()
-	if a.metrics, err = metrics.New(metrics.Options{Instance: a.cfg.Addr}); err != nil {
-		return err
-	}
-	a.registry.MustRegister(a.metrics)
-	if a.health, err = health.New(health.Options{ServiceID: "scalekit-example", Logger: a.log}); err != nil {
-		return err
-	}
-
-	// Redis: the rate limiter, the cache's L2, idempotency keys (without
-	// PostgreSQL) and the queue (without PostgreSQL).
-	if a.in.redisURL != "" {
-		opt, err := redis.ParseURL(a.in.redisURL)
-		if err != nil {
-			return fmt.Errorf("REDIS_URL: %w", err)
-		}
-		opt.ContextTimeoutEnabled = true
-		a.rdb = redis.NewClient(opt)
-		a.health.Add(health.Check{Name: "redis", Optional: true, Timeout: time.Second,
-			Func: func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() }})
-	}
-
-	// PostgreSQL through the router: reads on the replica, writes on the
-	// primary, read-your-writes tokens in a cookie.
-	if a.in.dbURL != "" {
-		if a.router, err = dbrouter.Open(ctx, a.in.dbURL, a.in.replicaURLs, dbrouter.Options{Logger: a.log, SlowQuery: 200 * time.Millisecond, TokenWait: 50 * time.Millisecond}); err != nil {
-			return fmt.Errorf("DATABASE_URL: %w", err)
-		}
-		if err := migrate(ctx, a.router.PrimaryPool()); err != nil {
-			return err
-		}
-		// No replica takes reads before it has replayed the migrations
-		// (else "relation users does not exist"), and readiness waits
-		// for that.
-		if err := a.router.Fence(ctx); err != nil {
-			return err
-		}
-		a.repo = &pgRepo{db: a.router}
-		a.health.Add(health.Check{Name: "postgres", Timeout: time.Second,
-			Func: func(ctx context.Context) error {
-				if err := a.router.PrimaryPool().Ping(ctx); err != nil {
-					return err
-				}
-				return a.router.Ready(ctx)
-			}})
-	} else {
-		a.repo = newMemRepo()
-	}
-
-	// The user cache: L1 + Redis L2 with fill leases, versioned namespace.
-	co := cache.Options{TTL: time.Minute, MaxEntries: 50_000, MaxConcurrentLoads: 32, Logger: a.log}
-	if a.rdb != nil {
-		if co.Store, err = cacheredis.New(cacheredis.Options{Client: a.rdb, Prefix: "example:cache"}); err != nil {
-			return err
-		}
-	}
-	if a.users, err = cache.New[userCopy](co); err != nil {
-		return err
-	}
-	a.userNS = a.users.Namespace("user")
-	if err := a.metrics.AddCache("users", a.users); err != nil {
-		return err
-	}
-
-	// Authors of a page of posts: one query for all of them.
-	if a.authors, err = batch.New(a.repo.authors, batch.Options{Wait: time.Millisecond, MaxBatch: 500}); err != nil {
-		return err
-	}
-	if err := a.metrics.AddBatch("authors", a.authors); err != nil {
-		return err
-	}
-
-	// The payment provider, deliberately flaky, behind a breaker and a
-	// retry budget.
-	if a.provider, err = startProvider(); err != nil {
-		return err
-	}
-	if a.payBr, err = breaker.New(breaker.Options{Name: "provider", FailureRateThreshold: 0.5, MinimumCalls: 20, OpenTimeout: 2 * time.Second, Logger: a.log}); err != nil {
-		return err
-	}
-	budget, err := retry.NewBudget(retry.BudgetOptions{Ratio: 0.2})
+// shutdownCoordinator returns the graceful shutdown with every resource
+// wire opened registered, the first opened closing last; serve registers
+// the HTTP server and the worker.
+func (a *app) shutdownCoordinator() (*shutdown.Coordinator, error) {
+	coord, err := shutdown.New(shutdown.Options{Readiness: a.health, DrainDelay: a.cfg.DrainDelay, Logger: a.log})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if a.payRetry, err = retry.New(retry.Options{MaxAttempts: 3, Backoff: retry.Exponential{Base: 5 * time.Millisecond, Cap: 50 * time.Millisecond}, Budget: budget,
-		Retryable: func(err error) bool { return !errors.Is(err, breaker.ErrOpen) }}); err != nil {
-		return err
+	for _, r := range a.resources() { // the first registered closes last
+		coord.RegisterCloseFunc(r.name, r.close)
 	}
-	if err := a.metrics.AddBreaker(a.payBr); err != nil {
-		return err
-	}
-	if err := a.metrics.AddRetrier("provider", a.payRetry); err != nil {
-		return err
-	}
-	if err := a.metrics.AddRetryBudget("provider", budget); err != nil {
-		return err
-	}
+	return coord, nil
+}
 
-	// Jobs: PostgreSQL (enqueued in the payment's transaction) or Redis or
-	// memory.
-	switch {
-	case a.router != nil:
-		b, err := queuepg.New(queuepg.Options{Pool: a.router.PrimaryPool(), SweepInterval: time.Minute, Logger: a.log})
-		if err != nil {
+// serve starts what the role asks for, the job worker and the HTTP API,
+// and registers them with coord, which stops them on shutdown. It listens
+// first, so nothing has started when the address is taken.
+func (a *app) serve(ctx context.Context, coord *shutdown.Coordinator, out io.Writer) error {
+	var ln net.Listener
+	if a.cfg.Role != "worker" {
+		var err error
+		if ln, err = net.Listen("tcp", a.cfg.Addr); err != nil {
 			return err
 		}
-		if err := b.Migrate(ctx); err != nil {
+	}
+	if a.cfg.Role != "api" {
+		if err := a.worker.Start(ctx); err != nil {
+			if ln != nil {
+				err = errors.Join(err, ln.Close())
+			}
 			return err
 		}
-		a.backend = b
-	case a.rdb != nil:
-		if a.backend, err = queueredis.New(queueredis.Options{Client: a.rdb, Prefix: "example:queue"}); err != nil {
-			return err
-		}
-	default:
-		a.backend = queue.NewMemoryBackend(queue.MemoryBackendOptions{})
+		coord.RegisterServer("worker", a.worker)
 	}
-	if a.jobs, err = queue.NewClient(queue.ClientOptions{Backend: a.backend}); err != nil {
-		return err
-	}
-	if a.worker, err = queue.NewWorker(queue.WorkerOptions{Backend: a.backend, Logger: a.log,
-		Queues: map[string]queue.QueueOptions{"emails": {Concurrency: 8}, "receipts": {Concurrency: 4}}}); err != nil {
-		return err
-	}
-	if err := queue.Handle(a.worker, "email:send", func(ctx context.Context, j *queue.Job[Email]) error {
-		time.Sleep(2 * time.Millisecond) // the SMTP call
-		a.emails.Add(1)
+	if ln == nil {
 		return nil
-	}); err != nil {
-		return err
 	}
-	if err := queue.Handle(a.worker, "payment:receipt", func(ctx context.Context, j *queue.Job[Payment]) error {
-		_, err := a.jobs.Enqueue(ctx, "emails", "email:send", Email{To: fmt.Sprintf("user-%d@example.com", j.Args.UserID), Subject: "Your receipt " + j.Args.ID}, queue.EnqueueOptions{UniqueKey: "receipt:" + j.Args.ID})
-		if errors.Is(err, queue.ErrDuplicate) {
-			return nil // a redelivery: the email is already queued
+	srv := &http.Server{Handler: a.routes(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("http server", slog.Any("error", err))
 		}
-		return err
-	}); err != nil {
-		return err
-	}
-	if err := a.metrics.AddQueueWorker("worker", a.worker); err != nil {
-		return err
-	}
-	if err := a.metrics.AddQueue("jobs", a.jobs, "emails", "receipts"); err != nil {
-		return err
-	}
-
-	// Idempotency keys: in PostgreSQL (exactly-once payments) or Redis or
-	// memory.
-	io := idempotency.MiddlewareOptions{Required: true, Logger: a.log,
-		Scope: func(r *http.Request) string { return r.Header.Get("X-User") + "|" + clientHost(r) }}
-	switch {
-	case a.router != nil:
-		if a.idemPG, err = idempotencypg.New(idempotencypg.Options{Pool: a.router.PrimaryPool(), SweepInterval: time.Minute, Logger: a.log}); err != nil {
-			return err
-		}
-		if err := a.idemPG.Migrate(ctx); err != nil {
-			return err
-		}
-		io.Store = a.idemPG
-	case a.rdb != nil:
-		if io.Store, err = idempotencyredis.New(idempotencyredis.Options{Client: a.rdb, Prefix: "example:idem"}); err != nil {
-			return err
-		}
-	}
-	if a.idem, err = idempotency.NewMiddleware(io); err != nil {
-		return err
-	}
-	if err := a.metrics.AddIdempotency("payments", a.idem); err != nil {
-		return err
-	}
-
-	// Rate limits per client: across the fleet on Redis, else in process.
-	policy := ratelimit.Policy{{Name: "client", Rate: int(a.cfg.RatePerClient), Burst: 2 * int(a.cfg.RatePerClient)}}
-	if a.rdb != nil {
-		local, err := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: policy})
-		if err != nil {
-			return err
-		}
-		rl, err := ratelimitredis.New(ratelimitredis.Options{Client: a.rdb, Prefix: "example:rl", Limits: policy, Fallback: local, Logger: a.log})
-		if err != nil {
-			return err
-		}
-		a.limiter = rl
-		if err := a.metrics.AddRedisLimiter("clients", rl); err != nil {
-			return err
-		}
-	} else {
-		local, err := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: policy})
-		if err != nil {
-			return err
-		}
-		a.limiter = local
-		if err := a.metrics.AddLimiter("clients", local); err != nil {
-			return err
-		}
-	}
-	if a.rl, err = ratelimit.NewMiddleware(ratelimit.MiddlewareOptions{Limiter: a.limiter, Key: ratelimit.ClientIP(), Logger: a.log}); err != nil {
-		return err
-	}
-	if err := a.metrics.AddRateLimitMiddleware("clients", a.rl); err != nil {
-		return err
-	}
-
-	if a.tracker, err = slo.NewTracker(slo.TrackerOptions{Availability: 0.999, Latency: 0.99, LatencyThreshold: 250 * time.Millisecond, Logger: a.log}); err != nil {
-		return err
-	}
-	if err := a.metrics.AddSLOTracker(a.tracker); err != nil {
-		return err
-	}
-	if err := a.metrics.AddHealth("service", a.health); err != nil {
-		return err
-	}
-	if a.router != nil {
-		if err := a.metrics.AddDBRouter("db", a.router); err != nil {
-			return err
-		}
+	}()
+	coord.RegisterServer("http", srv)
+	fmt.Fprintf(out, "serving on http://%s (role %s)\n  try: curl http://%s/users/1 ; curl http://%s/posts?limit=5 ; curl http://%s/metrics\n",
+		ln.Addr(), a.cfg.Role, ln.Addr(), ln.Addr(), ln.Addr())
+	if a.cfg.Ready != nil {
+		a.cfg.Ready <- ln.Addr().String()
 	}
 	return nil
 }
@@ -436,7 +213,7 @@ func (a *app) routes() http.Handler {
 	mux.HandleFunc("GET /users/{id}", a.getUser)
 	mux.HandleFunc("PUT /users/{id}", a.putUser)
 	mux.HandleFunc("GET /posts", a.listPosts)
-	mux.Handle("POST /payments", a.idem.Handler(http.HandlerFunc(a.createPayment)))
+	mux.Handle("POST /payments", a.idem.Middleware(http.HandlerFunc(a.createPayment)))
 	mux.HandleFunc("POST /emails", a.sendEmail)
 	mux.HandleFunc("GET /jobs/{id}", a.getJob)
 	mux.Handle("GET /slo", a.tracker.StatusHandler())
@@ -450,12 +227,9 @@ func (a *app) routes() http.Handler {
 	// Probes and metrics are neither rate-limited nor part of the SLO.
 	var api http.Handler = mux
 	api = a.tracker.Middleware(api)
-	api = a.rl.Handler(api)
-	if a.router != nil {
-		mw, err := a.router.Middleware(dbrouter.HTTPOptions{Insecure: true})
-		if err == nil {
-			api = mw(api)
-		}
+	api = a.rl.Middleware(api)
+	if a.readYourWrites != nil {
+		api = a.readYourWrites(api)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -593,7 +367,7 @@ func (a *app) createPayment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	charge, err := retry.DoValue(r.Context(), a.payRetry, func(ctx context.Context) (string, error) {
-		return breaker.Call(ctx, a.payBr, a.provider.charge)
+		return breaker.DoValue(ctx, a.payBr, a.provider.charge)
 	})
 	switch {
 	case errors.Is(err, breaker.ErrOpen):

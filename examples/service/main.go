@@ -13,12 +13,20 @@
 // the machine (redis-server, PostgreSQL's initdb/postgres/pg_basebackup),
 // or, when they are missing, says what to install and runs on in-memory
 // backends. Ctrl-C drains and stops everything.
+//
+// To copy it, read in this order: Run (main.go) starts, serves and stops
+// in four steps; wire (wire.go) builds each primitive in a small step that
+// handles every error and registers its metrics and health checks;
+// app.go holds what start-up opened, the shutdown registration and the
+// HTTP handlers; repo.go the SQL; infra.go the throwaway servers (package
+// scalekittest).
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -26,6 +34,67 @@ import (
 )
 
 func main() {
+	cfg := configFromFlags()
+	// SIGINT and SIGTERM start the graceful shutdown (package shutdown
+	// catches them); a second one exits at once.
+	if err := Run(context.Background(), cfg, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "service:", err)
+		os.Exit(1)
+	}
+}
+
+// Run starts the service and blocks until a signal (or ctx) shuts it down
+// gracefully.
+func Run(ctx context.Context, cfg Config, out io.Writer) error {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+
+	// 1. The servers it runs on: Redis and PostgreSQL at cfg's URLs, or
+	// throwaway local ones (infra.go), stopped when Run returns.
+	in, err := startInfra(ctx, cfg, out)
+	if err != nil {
+		return err
+	}
+	defer in.close()
+
+	// 2. Every primitive, wired from the stores up (wire.go). Until the
+	// service serves, a failure closes here what was opened; from then on
+	// the shutdown coordinator closes it.
+	a := &app{cfg: cfg, log: cfg.Logger, in: in}
+	serving := false
+	defer func() {
+		if !serving {
+			a.closeAll()
+		}
+	}()
+	if err := a.wire(ctx); err != nil {
+		return err
+	}
+
+	// 3. The graceful shutdown: readiness off, the drain delay, the HTTP
+	// server and the worker stopped, then every resource closed, the
+	// first opened last.
+	coord, err := a.shutdownCoordinator()
+	if err != nil {
+		return err
+	}
+
+	// 4. Serve: the HTTP API and the job worker, as cfg.Role says, until
+	// SIGINT, SIGTERM or the end of ctx starts the shutdown.
+	if err := a.serve(ctx, coord, out); err != nil {
+		return err
+	}
+	serving = true
+	a.health.MarkStarted()
+	err = coord.Wait(ctx)
+	fmt.Fprintln(out, "stopped")
+	return err
+}
+
+// configFromFlags reads the command line and the environment.
+func configFromFlags() Config {
 	cfg := Config{}
 	flag.StringVar(&cfg.Addr, "addr", envOr("ADDR", "127.0.0.1:8080"), "listen address (env ADDR)")
 	flag.StringVar(&cfg.RedisURL, "redis", os.Getenv("REDIS_URL"), "Redis URL (env REDIS_URL); empty: start one")
@@ -40,12 +109,7 @@ func main() {
 		cfg.ReplicaURLs = strings.Split(*replicas, ",")
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	// SIGINT and SIGTERM start the graceful shutdown (package shutdown
-	// catches them); a second one exits at once.
-	if err := Run(context.Background(), cfg, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "service:", err)
-		os.Exit(1)
-	}
+	return cfg
 }
 
 func envOr(name, def string) string {

@@ -10,21 +10,19 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-
-	"github.com/scalekit-go/scalekit/internal/testinfra"
 )
 
-// Issue 16 item 24: two writes of one user whose cache write-throughs land
+// Two writes of one user whose cache write-throughs land
 // out of order leave the older copy cached. The client that made the newer
 // write must still read it: its token bounds the cache as it bounds
 // replicas. (The race is reproduced by setting the older write's copy back
 // after the newer write, as the losing write-through does.)
 func TestOwnWriteNotHiddenByOlderCachedCopy(t *testing.T) {
-	rf := testinfra.Redis(t)
-	pg := testinfra.Postgres(t)
+	rf := startRedis(t)
+	pg := startPostgres(t)
 	ctx := context.Background()
 	a := &app{cfg: Config{Addr: "test", RatePerClient: 100000, Logger: slog.New(slog.DiscardHandler)}, log: slog.New(slog.DiscardHandler),
-		in: &infra{redisURL: rf.Server.URL(), dbURL: pg.PrimaryURL, replicaURLs: []string{pg.ReplicaURL}}}
+		in: &infra{redisURL: rf.URL(), dbURL: pg.PrimaryURL, replicaURLs: []string{pg.ReplicaURL}}}
 	defer a.closeAll()
 	if err := a.wire(ctx); err != nil {
 		t.Fatal(err)

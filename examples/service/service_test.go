@@ -10,23 +10,19 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/scalekit-go/scalekit/internal/testinfra"
 )
-
-func TestMain(m *testing.M) { testinfra.Main(m) }
 
 // TestEndToEnd starts the service on real servers (Redis, PostgreSQL
 // primary + streaming replica) and walks every endpoint.
 func TestEndToEnd(t *testing.T) {
-	r := testinfra.Redis(t)
-	pg := testinfra.Postgres(t)
+	r := startRedis(t)
+	pg := startPostgres(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	var out strings.Builder
 	go func() {
-		done <- Run(ctx, Config{Addr: "127.0.0.1:0", RedisURL: r.Server.URL(), DatabaseURL: pg.PrimaryURL, ReplicaURLs: []string{pg.ReplicaURL},
+		done <- Run(ctx, Config{Addr: "127.0.0.1:0", RedisURL: r.URL(), DatabaseURL: pg.PrimaryURL, ReplicaURLs: []string{pg.ReplicaURL},
 			RatePerClient: 200, DrainDelay: 10 * time.Millisecond, Ready: ready}, &out)
 	}()
 	var base string
@@ -119,17 +115,10 @@ func TestEndToEnd(t *testing.T) {
 	if code != 202 || json.Unmarshal([]byte(body), &accepted) != nil {
 		t.Fatalf("POST /emails: %d %s", code, body)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	eventually(t, 20*time.Second, "the email job done", func() bool {
 		_, _, st := call(plain, "GET", accepted.StatusURL, "")
-		if strings.Contains(st, `"state":"done"`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the email job is not done: %s", st)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return strings.Contains(st, `"state":"done"`)
+	})
 
 	// Probes, SLO, admin stats.
 	for _, p := range []string{"/health/live", "/health/ready", "/health/startup", "/slo", "/admin/stats"} {

@@ -8,18 +8,15 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/scalekit-go/scalekit/internal/poll"
-	"github.com/scalekit-go/scalekit/internal/testinfra"
 )
 
-// Issue 16 item 23: started while the replica has not replayed the
+// Started while the replica has not replayed the
 // migrations (replay paused), the service must not send reads to it
 // ("relation users does not exist", 503) and must not report ready; once
 // replay resumes it turns ready and reads go on working.
 func TestStartupWaitsForReplicaToReplayMigrations(t *testing.T) {
-	r := testinfra.Redis(t)
-	pg := testinfra.Postgres(t)
+	r := startRedis(t)
+	pg := startPostgres(t)
 	pg.WaitReplicaCaughtUp()
 	pg.PauseReplay()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -27,7 +24,7 @@ func TestStartupWaitsForReplicaToReplayMigrations(t *testing.T) {
 	done := make(chan error, 1)
 	var out strings.Builder
 	go func() {
-		done <- Run(ctx, Config{Addr: "127.0.0.1:0", RedisURL: r.Server.URL(), DatabaseURL: pg.PrimaryURL, ReplicaURLs: []string{pg.ReplicaURL},
+		done <- Run(ctx, Config{Addr: "127.0.0.1:0", RedisURL: r.URL(), DatabaseURL: pg.PrimaryURL, ReplicaURLs: []string{pg.ReplicaURL},
 			RatePerClient: 10000, DrainDelay: 10 * time.Millisecond, Ready: ready}, &out)
 	}()
 	defer func() {
@@ -67,7 +64,7 @@ func TestStartupWaitsForReplicaToReplayMigrations(t *testing.T) {
 		t.Fatalf("ready while the replica has not replayed the migrations: %s", body)
 	}
 	pg.ResumeReplay()
-	poll.Until(t, 30*time.Second, "ready after replay resumed", func() bool {
+	eventually(t, 30*time.Second, "ready after replay resumed", func() bool {
 		code, _ := get("/health/ready")
 		return code == 200
 	})

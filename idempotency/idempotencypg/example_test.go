@@ -31,7 +31,7 @@ func Example() {
 	if err := store.Migrate(ctx); err != nil { // once, at deploy time
 		log.Fatal(err)
 	}
-	mw, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{
+	mw, err := idempotency.NewHTTP(idempotency.HTTPOptions{
 		Store: store,
 		Scope: func(r *http.Request) string { return r.Header.Get("X-Api-Client") }, // who is asking
 	})
@@ -52,5 +52,5 @@ func Example() {
 		w.WriteHeader(resp.Status)
 		w.Write(resp.Body)
 	})
-	log.Fatal(http.ListenAndServe("127.0.0.1:8080", mw.Handler(pay)))
+	log.Fatal(http.ListenAndServe("127.0.0.1:8080", mw.Middleware(pay)))
 }

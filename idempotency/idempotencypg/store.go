@@ -1,21 +1,3 @@
-// Package idempotencypg is an idempotency.Store on PostgreSQL, and the
-// way to exactly-once effects: InTx (HTTP) and GuardTx (jobs) run the
-// business write and the completion of the idempotency record in ONE
-// transaction, so a crash either loses both (a retry runs again) or keeps
-// both (a retry replays the stored response): an effect is never applied
-// twice. This is the single-transaction form of Brandur Leach's
-// "Implementing Stripe-like idempotency keys in Postgres".
-//
-// Records live in one table (Migrate creates it) keyed by the scoped key.
-// Begin is one INSERT ... ON CONFLICT ... DO UPDATE ... WHERE statement
-// that checks the fingerprint and the lease on the conflict path and
-// reports the existing record in the same statement. Expired records are
-// removed by Sweep (call it periodically, or set Options.SweepInterval);
-// until then an expired record is treated as absent.
-//
-// When PostgreSQL is down or slower than Options.Timeout every call
-// returns an error: the middleware answers 503 and the Guard returns
-// ErrUnavailable (fail closed: never run a request twice).
 package idempotencypg
 
 import (
@@ -31,10 +13,12 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/internal/every"
 	"github.com/scalekit-go/scalekit/internal/logx"
 	"github.com/scalekit-go/scalekit/internal/renew"
+	"github.com/scalekit-go/scalekit/internal/serverclock"
 	"github.com/scalekit-go/scalekit/internal/token"
 )
 
@@ -50,9 +34,9 @@ type Options struct {
 	// SweepInterval, when set, deletes expired records in the background
 	// every interval until Close. Default: 0 (call Sweep yourself).
 	SweepInterval time.Duration
-	// Now is the clock. Default: nil, the database's now(). Set it for
-	// simulated time in tests.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the
+	// server's clock (PostgreSQL now()).
+	Clock clock.Clock
 	// Logger receives sweep failures. Default: discard.
 	Logger *slog.Logger
 }
@@ -63,10 +47,10 @@ type Store struct {
 	pool    *pgxpool.Pool
 	table   string
 	timeout time.Duration
-	now     func() time.Time
+	clk     clock.Clock
 	log     *slog.Logger
 
-	begin, complete, abandon, extend string
+	begin, complete, release, extend string
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -100,7 +84,7 @@ func New(o Options) (*Store, error) {
 		return bad("SweepInterval must be >= 0, got %v", o.SweepInterval)
 	}
 	o.Logger = logx.Or(o.Logger)
-	s := &Store{pool: o.Pool, table: o.Table, timeout: o.Timeout, now: o.Now, log: o.Logger, stop: make(chan struct{})}
+	s := &Store{pool: o.Pool, table: o.Table, timeout: o.Timeout, clk: o.Clock, log: o.Logger, stop: make(chan struct{})}
 	s.prepare()
 	if o.SweepInterval > 0 {
 		s.done.Add(1)
@@ -109,35 +93,37 @@ func New(o Options) (*Store, error) {
 	return s, nil
 }
 
-// The statements take the time as $now (NULL: the database's now()).
+// The statements take the time as a parameter (serverclock.Param: NULL
+// for the database's now()).
 func (s *Store) prepare() {
 	t := s.table
+	now6, now3 := serverclock.SQL(6), serverclock.SQL(3)
 	s.begin = `WITH ins AS (
   INSERT INTO ` + t + ` AS k (key, fingerprint, state, token, lease_until, result, expires_at)
-  VALUES ($1, $2, 'run', $3, coalesce($6::timestamptz, now()) + $4 * interval '1 millisecond', NULL,
-          coalesce($6::timestamptz, now()) + $5 * interval '1 millisecond')
+  VALUES ($1, $2, 'run', $3, ` + now6 + ` + $4 * interval '1 millisecond', NULL,
+          ` + now6 + ` + $5 * interval '1 millisecond')
   ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, state = 'run', token = EXCLUDED.token,
      lease_until = EXCLUDED.lease_until, result = NULL,
-     expires_at = CASE WHEN k.expires_at <= coalesce($6::timestamptz, now()) THEN EXCLUDED.expires_at ELSE k.expires_at END
-  WHERE k.expires_at <= coalesce($6::timestamptz, now())
-     OR (k.state = 'run' AND k.fingerprint = EXCLUDED.fingerprint AND k.lease_until <= coalesce($6::timestamptz, now()))
+     expires_at = CASE WHEN k.expires_at <= ` + now6 + ` THEN EXCLUDED.expires_at ELSE k.expires_at END
+  WHERE k.expires_at <= ` + now6 + `
+     OR (k.state = 'run' AND k.fingerprint = EXCLUDED.fingerprint AND k.lease_until <= ` + now6 + `)
   RETURNING 1
 )
 SELECT 'started', NULL::bytea, 0::bigint FROM ins
 UNION ALL
 SELECT CASE WHEN k.fingerprint <> $2 THEN 'mismatch' WHEN k.state = 'done' THEN 'done' ELSE 'running' END,
        CASE WHEN k.fingerprint = $2 AND k.state = 'done' THEN k.result END,
-       greatest(0, ceil(extract(epoch FROM k.lease_until - coalesce($6::timestamptz, now())) * 1000))::bigint
-FROM ` + t + ` k WHERE k.key = $1 AND k.expires_at > coalesce($6::timestamptz, now()) AND NOT EXISTS (SELECT 1 FROM ins)`
-	held := ` WHERE key = $1 AND token = $2 AND state = 'run' AND expires_at > coalesce($3::timestamptz, now())`
-	s.complete = `UPDATE ` + t + ` SET state = 'done', result = $4, expires_at = coalesce($3::timestamptz, now()) + $5 * interval '1 millisecond'` + held
-	s.abandon = `DELETE FROM ` + t + held
+       greatest(0, ceil(extract(epoch FROM k.lease_until - ` + now6 + `) * 1000))::bigint
+FROM ` + t + ` k WHERE k.key = $1 AND k.expires_at > ` + now6 + ` AND NOT EXISTS (SELECT 1 FROM ins)`
+	held := ` WHERE key = $1 AND token = $2 AND state = 'run' AND expires_at > ` + now3
+	s.complete = `UPDATE ` + t + ` SET state = 'done', result = $4, expires_at = ` + now3 + ` + $5 * interval '1 millisecond'` + held
+	s.release = `DELETE FROM ` + t + held
 	// A renewal does not wait on the row: its lock is held by a Begin (a
 	// moment) or by the transaction completing the key (InTx, GuardTx),
 	// after whose commit the renewal would find the key completed and
 	// report the lease lost. NOWAIT fails it at once instead (SQLSTATE
 	// 55P03, not ErrLeaseLost); the heartbeat renews at the next beat.
-	s.extend = `UPDATE ` + t + ` SET lease_until = coalesce($3::timestamptz, now()) + $4 * interval '1 millisecond'` + held +
+	s.extend = `UPDATE ` + t + ` SET lease_until = ` + now3 + ` + $4 * interval '1 millisecond'` + held +
 		` AND key = (SELECT key FROM ` + t + ` WHERE key = $1 FOR UPDATE NOWAIT)`
 }
 
@@ -169,13 +155,6 @@ func indexName(table string) string {
 	return table + "_expires_at"
 }
 
-func (s *Store) nowArg() any {
-	if s.now == nil {
-		return nil
-	}
-	return s.now()
-}
-
 func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 
 // Begin is idempotency.Store.Begin: one statement.
@@ -192,7 +171,7 @@ func (s *Store) Begin(ctx context.Context, key, fingerprint string, lease, ttl t
 			result []byte
 			left   int64
 		)
-		err := s.pool.QueryRow(ctx, s.begin, key, fingerprint, token, ms(lease), ms(ttl), s.nowArg()).Scan(&status, &result, &left)
+		err := s.pool.QueryRow(ctx, s.begin, key, fingerprint, token, ms(lease), ms(ttl), serverclock.Param(s.clk)).Scan(&status, &result, &left)
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue
 		}
@@ -232,20 +211,20 @@ func (s *Store) fenced(ctx context.Context, db execer, sql string, args ...any) 
 func (s *Store) Complete(ctx context.Context, key, token string, result []byte, ttl time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	return s.fenced(ctx, s.pool, s.complete, key, token, s.nowArg(), result, ms(ttl))
+	return s.fenced(ctx, s.pool, s.complete, key, token, serverclock.Param(s.clk), result, ms(ttl))
 }
 
 // CompleteTx is Complete inside tx: commit tx and the key is completed
 // with it, roll it back and it is not.
 func (s *Store) CompleteTx(ctx context.Context, tx pgx.Tx, key, token string, result []byte, ttl time.Duration) error {
-	return s.fenced(ctx, tx, s.complete, key, token, s.nowArg(), result, ms(ttl))
+	return s.fenced(ctx, tx, s.complete, key, token, serverclock.Param(s.clk), result, ms(ttl))
 }
 
-// Abandon is idempotency.Store.Abandon.
-func (s *Store) Abandon(ctx context.Context, key, token string) error {
+// Release is idempotency.Store.Release.
+func (s *Store) Release(ctx context.Context, key, token string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	return s.fenced(ctx, s.pool, s.abandon, key, token, s.nowArg())
+	return s.fenced(ctx, s.pool, s.release, key, token, serverclock.Param(s.clk))
 }
 
 // Extend is idempotency.Store.Extend. It does not wait for the key's row
@@ -255,7 +234,7 @@ func (s *Store) Abandon(ctx context.Context, key, token string) error {
 func (s *Store) Extend(ctx context.Context, key, token string, lease time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	return s.fenced(ctx, s.pool, s.extend, key, token, s.nowArg(), ms(lease))
+	return s.fenced(ctx, s.pool, s.extend, key, token, serverclock.Param(s.clk), ms(lease))
 }
 
 // InTx runs fn in a transaction and completes the request's idempotency
@@ -331,7 +310,7 @@ func (s *Store) GuardTx(ctx context.Context, key string, lease, ttl time.Duratio
 		}
 		// fn failed or panicked (the transaction rolled back): release
 		// the key so a retry runs again.
-		if aerr := s.Abandon(context.WithoutCancel(ctx), key, out.Token); aerr != nil && !errors.Is(aerr, idempotency.ErrLeaseLost) {
+		if aerr := s.Release(context.WithoutCancel(ctx), key, out.Token); aerr != nil && !errors.Is(aerr, idempotency.ErrLeaseLost) {
 			s.log.Warn("idempotencypg: cannot release a failed key; it runs again once its lease expires", slog.String("key", key), slog.Any("error", aerr))
 		}
 		if lost && err != nil && !errors.Is(err, idempotency.ErrLeaseLost) {
@@ -364,7 +343,7 @@ func (s *Store) Sweep(ctx context.Context, limit int) (int64, error) {
 		limit = 10_000
 	}
 	tag, err := s.pool.Exec(ctx, `DELETE FROM `+s.table+` WHERE key IN (SELECT key FROM `+s.table+
-		` WHERE expires_at <= coalesce($1::timestamptz, now()) LIMIT $2)`, s.nowArg(), limit)
+		` WHERE expires_at <= `+serverclock.SQL(1)+` LIMIT $2)`, serverclock.Param(s.clk), limit)
 	if err != nil {
 		return 0, fmt.Errorf("idempotencypg: Sweep: %w", err)
 	}

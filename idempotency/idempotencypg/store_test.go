@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/idempotency/idempotencytest"
 	"github.com/scalekit-go/scalekit/internal/poll"
@@ -41,8 +42,8 @@ func newStore(t testing.TB, f *testinfra.PostgresFixture, o Options) *Store {
 
 func TestConformance(t *testing.T) {
 	f := testinfra.Postgres(t)
-	idempotencytest.Run(t, func(t *testing.T, now func() time.Time) idempotency.Store {
-		return newStore(t, f, Options{Now: now})
+	idempotencytest.Run(t, func(t *testing.T, clk clock.Clock) idempotency.Store {
+		return newStore(t, f, Options{Clock: clk})
 	})
 }
 
@@ -51,7 +52,7 @@ func TestConcurrentDuplicates(t *testing.T) {
 	idempotencytest.ConcurrentDuplicates(t, newStore(t, f, Options{}))
 }
 
-// The database's own clock (no injected Now): leases and TTLs run on
+// The database's own clock (no Clock set): leases and TTLs run on
 // now(), and Sweep removes what expired.
 func TestDatabaseTimeAndSweep(t *testing.T) {
 	f := testinfra.Postgres(t)
@@ -90,14 +91,14 @@ func TestExactlyOnceEffects(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newStore(t, f, Options{})
-	m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: s, Unscoped: true})
+	m, err := idempotency.NewHTTP(idempotency.HTTPOptions{Store: s, Unscoped: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var crash atomic.Value // "", "inside", "after"
 	crash.Store("")
 	var runs atomic.Int64
-	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		runs.Add(1)
 		resp, err := s.InTx(r.Context(), func(ctx context.Context, tx pgx.Tx) (idempotency.Response, error) {
 			var id int
@@ -253,7 +254,7 @@ func TestGuardTxLostLeaseAndPanic(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk := testclock.New()
-	s := newStore(t, f, Options{Now: clk.Now})
+	s := newStore(t, f, Options{Clock: clk})
 	const lease = 300 * time.Millisecond
 	started := make(chan struct{})
 	cause := make(chan error, 1)
@@ -361,11 +362,11 @@ func TestPausedDatabaseFailsClosed(t *testing.T) {
 	s := newStore(t, f, Options{})
 	s.timeout = 300 * time.Millisecond
 	var runs atomic.Int64
-	m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: s, Unscoped: true})
+	m, err := idempotency.NewHTTP(idempotency.HTTPOptions{Store: s, Unscoped: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { runs.Add(1); w.WriteHeader(201) }))
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { runs.Add(1); w.WriteHeader(201) }))
 	send := func() int {
 		req := httptest.NewRequest("POST", "/pay", strings.NewReader("x"))
 		req.Header.Set("Idempotency-Key", "k")
@@ -388,12 +389,7 @@ func TestPausedDatabaseFailsClosed(t *testing.T) {
 	if took > 5*time.Second {
 		t.Fatalf("the request hung %v (Timeout 300ms)", took)
 	}
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		if send() == 201 {
-			return
-		}
-	}
-	t.Fatal("no recovery within 10s of resume")
+	poll.Until(t, 10*time.Second, "recovery after the resume", func() bool { return send() == 201 })
 }
 
 func TestBadOptions(t *testing.T) {
@@ -420,14 +416,11 @@ func TestBackgroundSweep(t *testing.T) {
 	if _, err := s.Begin(ctx, "gone", "fp", time.Millisecond, 5*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+	poll.Until(t, 5*time.Second, "the background sweep deleting the expired record", func() bool {
 		var n int
 		if err := f.Primary.QueryRow(ctx, `SELECT count(*) FROM idempotency_keys`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		if n == 0 {
-			return
-		}
-	}
-	t.Fatal("the background sweep did not delete the expired record within 5s")
+		return n == 0
+	})
 }

@@ -21,7 +21,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	mw, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{
+	mw, err := idempotency.NewHTTP(idempotency.HTTPOptions{
 		Store: store,
 		Scope: func(r *http.Request) string { return r.Header.Get("X-Api-Client") }, // who is asking
 	})
@@ -32,5 +32,5 @@ func Example() {
 		w.WriteHeader(http.StatusCreated)
 		w.Write([]byte(`{"order":"created"}`))
 	})
-	log.Fatal(http.ListenAndServe("127.0.0.1:8080", mw.Handler(orders)))
+	log.Fatal(http.ListenAndServe("127.0.0.1:8080", mw.Middleware(orders)))
 }

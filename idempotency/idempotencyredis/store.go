@@ -1,17 +1,3 @@
-// Package idempotencyredis is an idempotency.Store on Redis (standalone,
-// Sentinel or Cluster): one hash per key at {prefix:key} holding the
-// fingerprint, the state, the lease token and deadline and the stored
-// result, with a TTL. Begin, Complete, Abandon and Extend are each one
-// Lua script, so the fingerprint and lease checks are atomic with the
-// write: a replay costs one round trip, a first request two (Begin and
-// Complete).
-//
-// When Redis is down or slower than Options.Timeout, every call returns an
-// error; the middleware then answers 503 and the Guard returns
-// ErrUnavailable: an idempotency layer that cannot tell whether a request
-// ran must not run it (fail closed). Without persistence a Redis restart
-// forgets every key (a retry after it runs again); use AOF or an RDB
-// schedule that matches your TTL, or idempotencypg, when that matters.
 package idempotencyredis
 
 import (
@@ -22,8 +8,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/internal/redisx"
+	"github.com/scalekit-go/scalekit/internal/serverclock"
 	"github.com/scalekit-go/scalekit/internal/token"
 )
 
@@ -36,9 +24,9 @@ type Options struct {
 	Prefix string
 	// Timeout bounds each call. Default: 100ms.
 	Timeout time.Duration
-	// Now is the clock. Default: nil, Redis TIME. Set it for simulated
-	// time in tests.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the
+	// server's clock (Redis TIME).
+	Clock clock.Clock
 }
 
 // Store is an idempotency.Store on Redis. It is safe for concurrent use.
@@ -46,7 +34,7 @@ type Store struct {
 	c       redis.UniversalClient
 	prefix  string
 	timeout time.Duration
-	now     func() time.Time
+	clk     clock.Clock
 }
 
 // New returns a Store, or an error naming the option to fix.
@@ -66,31 +54,21 @@ func New(o Options) (*Store, error) {
 	if err := redisx.CheckClientTimeouts(o.Client, o.Timeout); err != nil {
 		return nil, fmt.Errorf("%w: idempotencyredis: Options.Client: %v", idempotency.ErrInvalid, err)
 	}
-	return &Store{c: o.Client, prefix: o.Prefix, timeout: o.Timeout, now: o.Now}, nil
+	return &Store{c: o.Client, prefix: o.Prefix, timeout: o.Timeout, clk: o.Clock}, nil
 }
 
 func (s *Store) key(k string) string { return "{" + s.prefix + ":" + k + "}" }
 
-// nowArg is the scripts' time: Unix ms, or -1 for Redis TIME.
-func (s *Store) nowArg() int64 {
-	if s.now == nil {
-		return -1
-	}
-	return s.now().UnixMilli()
-}
-
-const clock = `
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+// nowLua starts every script: now is ARGV[1] in Unix ms
+// (serverclock.Millis), or Redis TIME.
+const nowLua = serverclock.Lua + `
+local now = now_ms(ARGV[1])
 `
 
 // A record is a hash: fp, st (run|done), tok, lease (Unix ms), exp (Unix
 // ms), res. exp repeats the TTL so that simulated time expires records
 // too; PEXPIRE frees the memory.
-var beginScript = redis.NewScript(clock + `
+var beginScript = redis.NewScript(nowLua + `
 local r = redis.call('HMGET', KEYS[1], 'fp', 'st', 'lease', 'res', 'exp')
 if r[1] and tonumber(r[5]) <= now then
   redis.call('DEL', KEYS[1])
@@ -116,18 +94,18 @@ local r = redis.call('HMGET', KEYS[1], 'tok', 'st', 'exp')
 if not r[1] or r[1] ~= ARGV[2] or r[2] ~= 'run' or tonumber(r[3]) <= now then return 0 end
 `
 
-var completeScript = redis.NewScript(clock + held + `
+var completeScript = redis.NewScript(nowLua + held + `
 redis.call('HSET', KEYS[1], 'st', 'done', 'res', ARGV[3], 'exp', string.format('%.0f', now + tonumber(ARGV[4])))
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 `)
 
-var abandonScript = redis.NewScript(clock + held + `
+var releaseScript = redis.NewScript(nowLua + held + `
 redis.call('DEL', KEYS[1])
 return 1
 `)
 
-var extendScript = redis.NewScript(clock + held + `
+var extendScript = redis.NewScript(nowLua + held + `
 redis.call('HSET', KEYS[1], 'lease', string.format('%.0f', now + tonumber(ARGV[3])))
 return 1
 `)
@@ -139,7 +117,7 @@ func (s *Store) Begin(ctx context.Context, key, fingerprint string, lease, ttl t
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	token := token.New()
-	vals, err := beginScript.Run(ctx, s.c, []string{s.key(key)}, s.nowArg(), fingerprint, token, ms(lease), ms(ttl)).Slice()
+	vals, err := beginScript.Run(ctx, s.c, []string{s.key(key)}, serverclock.Millis(s.clk), fingerprint, token, ms(lease), ms(ttl)).Slice()
 	if err != nil {
 		return idempotency.Outcome{}, err
 	}
@@ -171,7 +149,7 @@ func (s *Store) Begin(ctx context.Context, key, fingerprint string, lease, ttl t
 func (s *Store) fenced(ctx context.Context, script *redis.Script, key string, args ...any) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	n, err := script.Run(ctx, s.c, []string{s.key(key)}, append([]any{s.nowArg()}, args...)...).Int()
+	n, err := script.Run(ctx, s.c, []string{s.key(key)}, append([]any{serverclock.Millis(s.clk)}, args...)...).Int()
 	if err != nil {
 		return err
 	}
@@ -186,9 +164,9 @@ func (s *Store) Complete(ctx context.Context, key, token string, result []byte, 
 	return s.fenced(ctx, completeScript, key, token, result, ms(ttl))
 }
 
-// Abandon is idempotency.Store.Abandon, in one round trip.
-func (s *Store) Abandon(ctx context.Context, key, token string) error {
-	return s.fenced(ctx, abandonScript, key, token)
+// Release is idempotency.Store.Release, in one round trip.
+func (s *Store) Release(ctx context.Context, key, token string) error {
+	return s.fenced(ctx, releaseScript, key, token)
 }
 
 // Extend is idempotency.Store.Extend, in one round trip.

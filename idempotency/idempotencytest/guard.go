@@ -101,13 +101,13 @@ func runHolders(t *testing.T, setup func(t *testing.T) (idempotency.Store, *test
 
 	t.Run("MiddlewareLostLeaseCancelsHandler", func(t *testing.T) {
 		s, clk, key := setup(t)
-		m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: s, Lease: heartbeatLease, TTL: ttl, Unscoped: true})
+		m, err := idempotency.NewHTTP(idempotency.HTTPOptions{Store: s, Lease: heartbeatLease, TTL: ttl, Unscoped: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		scoped := make(chan string, 1)
 		cause := make(chan error, 1)
-		h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			exec, _ := idempotency.ExecutionFrom(r.Context())
 			scoped <- exec.Key
 			select {

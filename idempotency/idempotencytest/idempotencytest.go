@@ -14,14 +14,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/internal/testclock"
 )
 
-// Factory returns the Store under test reading the time from now
+// Factory returns the Store under test reading the time from clk
 // (simulated: it moves only when the suite moves it). It is called once
 // per subtest; keys are unique per subtest.
-type Factory func(t *testing.T, now func() time.Time) idempotency.Store
+type Factory func(t *testing.T, clk clock.Clock) idempotency.Store
 
 // Key is a key unique to this test and run.
 func Key(t testing.TB) string {
@@ -42,7 +43,7 @@ func Run(t *testing.T, newStore Factory) {
 	ctx := context.Background()
 	setup := func(t *testing.T) (idempotency.Store, *testclock.Clock, string) {
 		clk := testclock.New()
-		return newStore(t, clk.Now), clk, Key(t)
+		return newStore(t, clk), clk, Key(t)
 	}
 	begin := func(t *testing.T, s idempotency.Store, key, fp string) idempotency.Outcome {
 		t.Helper()
@@ -99,7 +100,7 @@ func Run(t *testing.T, newStore Factory) {
 		out := begin(t, s, key, "fp")
 		for name, err := range map[string]error{
 			"Complete": s.Complete(ctx, key, out.Token+"x", []byte("r"), ttl),
-			"Abandon":  s.Abandon(ctx, key, out.Token+"x"),
+			"Release":  s.Release(ctx, key, out.Token+"x"),
 			"Extend":   s.Extend(ctx, key, out.Token+"x", lease),
 		} {
 			if !errors.Is(err, idempotency.ErrLeaseLost) {
@@ -113,15 +114,15 @@ func Run(t *testing.T, newStore Factory) {
 			t.Fatalf("Complete of an unknown key: %v, want ErrLeaseLost", err)
 		}
 	})
-	t.Run("AbandonLetsARetryRun", func(t *testing.T) {
+	t.Run("ReleaseLetsARetryRun", func(t *testing.T) {
 		s, _, key := setup(t)
 		out := begin(t, s, key, "fp")
-		if err := s.Abandon(ctx, key, out.Token); err != nil {
+		if err := s.Release(ctx, key, out.Token); err != nil {
 			t.Fatal(err)
 		}
 		again := begin(t, s, key, "fp2") // the record is gone: any request may use the key
 		if again.Status != idempotency.Started || again.Token == out.Token {
-			t.Fatalf("Begin after Abandon: %+v, want Started with a new token", again)
+			t.Fatalf("Begin after Release: %+v, want Started with a new token", again)
 		}
 	})
 	t.Run("ExpiredLeaseIsTakenOver", func(t *testing.T) {

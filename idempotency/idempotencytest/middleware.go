@@ -29,11 +29,11 @@ func ConcurrentDuplicates(t *testing.T, store idempotency.Store) {
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"payment":%d,"request":%q}`, n, body)
 	})
-	m, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Store: store, Unscoped: true})
+	m, err := idempotency.NewHTTP(idempotency.HTTPOptions{Store: store, Unscoped: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := m.Handler(handler)
+	h := m.Middleware(handler)
 	key := Key(t)
 	send := func() *httptest.ResponseRecorder {
 		r := httptest.NewRequest("POST", "/payments", strings.NewReader(`{"amount":5}`))

@@ -86,3 +86,28 @@ func TestCheckKeepsEnginesOutOfMetrics(t *testing.T) {
 		t.Errorf("Check found %d violations, want 2: %v", len(got), got)
 	}
 }
+
+// TestExamplesUsePublicAPI fails when an example (its code or its tests)
+// imports a package under internal/: a user copies examples, and cannot
+// import what is internal to this module.
+func TestExamplesUsePublicAPI(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}} {{join .TestImports \" \"}} {{join .XTestImports \" \"}}", module+"/examples/...").Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			t.Fatalf("go list: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatalf("go list: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("go list found %d example packages, want the service and the load generator", len(lines))
+	}
+	for _, line := range lines {
+		f := strings.Fields(line)
+		for _, imp := range f[1:] {
+			if strings.HasPrefix(imp, module+"/internal/") {
+				t.Errorf("%s imports %s; examples use only public packages (scalekittest starts the servers)", f[0], imp)
+			}
+		}
+	}
+}

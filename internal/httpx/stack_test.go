@@ -62,7 +62,7 @@ func stack(t *testing.T, h http.Handler, router *dbrouter.Router) http.Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rl, err := ratelimit.NewMiddleware(ratelimit.MiddlewareOptions{Limiter: lim})
+	rl, err := ratelimit.NewHTTP(ratelimit.HTTPOptions{Limiter: lim})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,15 +70,15 @@ func stack(t *testing.T, h http.Handler, router *dbrouter.Router) http.Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	idem, err := idempotency.NewMiddleware(idempotency.MiddlewareOptions{Scope: func(*http.Request) string { return "test-client" }})
+	idem, err := idempotency.NewHTTP(idempotency.HTTPOptions{Scope: func(*http.Request) string { return "test-client" }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := router.Middleware(dbrouter.HTTPOptions{Insecure: true})
+	dbHTTP, err := dbrouter.NewHTTP(dbrouter.HTTPOptions{Router: router, Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tracker.Middleware(rl.Handler(shed.Shed(idem.Handler(tokens(batch.MemoMiddleware(h))))))
+	return tracker.Middleware(rl.Middleware(shed.Middleware(idem.Middleware(dbHTTP.Middleware(batch.MemoMiddleware(h))))))
 }
 
 func websocketAccept(key string) string {

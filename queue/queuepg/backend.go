@@ -1,31 +1,3 @@
-// Package queuepg is a queue.Backend on PostgreSQL: one jobs table fetched
-// with FOR UPDATE SKIP LOCKED in batches, LISTEN/NOTIFY to wake waiting
-// workers at once, and EnqueueTx to add a job in the same transaction as
-// the business write, so a job exists if and only if that write
-// committed (the transactional outbox, without the outbox).
-//
-// Migrate creates the tables (queue_jobs and queue_unique by default).
-// Done jobs are kept for Options.Retention for status queries, dead jobs
-// for Options.DeadRetention (14 days by default), and removed by Sweep
-// (or Options.SweepInterval).
-//
-// Workers are woken by NOTIFY, sent after the enqueue committed from the
-// backend's own connection, coalesced per queue: never inside the
-// enqueuing transaction, because PostgreSQL serialises the commits of
-// transactions that notified (a global lock held through the commit),
-// which would cap the caller's whole write path. EnqueueTx learns of its
-// transaction's commit with pg_xact_status (PostgreSQL 13 or later).
-//
-// PgBouncer (and other poolers) in transaction mode do not keep a session
-// for LISTEN: set Options.PollOnly there (or point the workers' pool at
-// PostgreSQL directly, or at a session-mode pool); waiting workers then
-// poll every Options.PollInterval.
-//
-// When PostgreSQL is down, Enqueue returns its error and workers keep
-// retrying their fetches with a growing pause; leases run on the
-// database's clock, so a worker that cannot reach the database cannot
-// keep its jobs past their lease, and they are redelivered once it is
-// back. Committed jobs are as durable as the database.
 package queuepg
 
 import (
@@ -36,7 +8,6 @@ import (
 	"log/slog"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,9 +17,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/scalekit-go/scalekit/batch"
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/every"
 	"github.com/scalekit-go/scalekit/internal/logx"
 	"github.com/scalekit-go/scalekit/internal/pause"
+	"github.com/scalekit-go/scalekit/internal/serverclock"
 	"github.com/scalekit-go/scalekit/queue"
 )
 
@@ -77,9 +50,10 @@ type Options struct {
 	// in transaction mode (PgBouncer pool_mode=transaction), where LISTEN
 	// does not work: the listener's session is not kept. Default: false.
 	PollOnly bool
-	// Now is the clock. Default: nil, the database's now(). Set it for
-	// simulated time in tests.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the
+	// server's clock (PostgreSQL now()), so that the clocks of the fleet
+	// do not matter for leases and due times.
+	Clock clock.Clock
 	// Logger receives listener and sweep problems. Default: discard.
 	Logger *slog.Logger
 }
@@ -88,13 +62,13 @@ type Options struct {
 // Close it to stop its listener.
 type Backend struct {
 	pool      *pgxpool.Pool
-	jobs, unq string
-	counts    string // per queue: how many done jobs the jobs table holds
+	sql       statements
+	counts    string // the table of the done counters (Migrate)
 	channel   string
 	retention time.Duration
 	deadRet   time.Duration
 	poll      time.Duration
-	now       func() time.Time
+	clk       clock.Clock
 	log       *slog.Logger
 
 	completer *batch.Loader[leaseKey, bool]
@@ -150,9 +124,9 @@ func New(o Options) (*Backend, error) {
 		return nil, fmt.Errorf("%w: queuepg: Options.PollInterval must be >= 1ms, got %v", queue.ErrInvalid, o.PollInterval)
 	}
 	o.Logger = logx.Or(o.Logger)
-	b := &Backend{pool: o.Pool, jobs: o.Prefix + "_jobs", unq: o.Prefix + "_unique", counts: o.Prefix + "_counts", channel: o.Prefix + "_jobs",
+	b := &Backend{pool: o.Pool, sql: sqlFor(o.Prefix), counts: o.Prefix + "_counts", channel: o.Prefix + "_jobs",
 		retention: o.Retention, deadRet: o.DeadRetention, poll: o.PollInterval, pollOnly: o.PollOnly,
-		dirty: map[string]bool{}, nkick: make(chan struct{}, 1), now: o.Now, log: o.Logger, waiters: map[string]chan struct{}{}, stop: make(chan struct{})}
+		dirty: map[string]bool{}, nkick: make(chan struct{}, 1), clk: o.Clock, log: o.Logger, waiters: map[string]chan struct{}{}, stop: make(chan struct{})}
 	var err error
 	if b.completer, err = batch.New(b.completeMany, batch.Options{Wait: time.Millisecond, MaxBatch: 1000, MaxConcurrent: 4}); err != nil {
 		return nil, err
@@ -167,38 +141,7 @@ func New(o Options) (*Backend, error) {
 // Migrate creates the tables and indexes if they do not exist, and adds
 // the columns a newer version needs to tables an older one created.
 func (b *Backend) Migrate(ctx context.Context) error {
-	_, err := b.pool.Exec(ctx, `
-CREATE TABLE IF NOT EXISTS `+b.jobs+` (
-  queue        text NOT NULL,
-  id           text NOT NULL,
-  kind         text NOT NULL,
-  payload      bytea NOT NULL,
-  priority     smallint NOT NULL,
-  state        text NOT NULL,
-  attempt      int NOT NULL DEFAULT 0,
-  max_attempts int NOT NULL,
-  run_at       timestamptz NOT NULL,
-  timeout_ms   bigint NOT NULL DEFAULT 0,
-  unique_key   text,
-  unique_until timestamptz,
-  enqueued_at  timestamptz NOT NULL,
-  last_error   text NOT NULL DEFAULT '',
-  finished_at  timestamptz,
-  token        text,
-  lease_until  timestamptz,
-  PRIMARY KEY (queue, id)
-);
-CREATE INDEX IF NOT EXISTS `+b.jobs+`_due ON `+b.jobs+` (queue, priority, run_at, id) WHERE state IN ('pending', 'scheduled', 'retry');
-CREATE INDEX IF NOT EXISTS `+b.jobs+`_leases ON `+b.jobs+` (queue, lease_until) WHERE state = 'active';
-CREATE INDEX IF NOT EXISTS `+b.jobs+`_finished ON `+b.jobs+` (queue, state, finished_at) WHERE state IN ('done', 'dead');
-ALTER TABLE `+b.jobs+` ADD COLUMN IF NOT EXISTS unique_active bool NOT NULL DEFAULT false;
-CREATE TABLE IF NOT EXISTS `+b.unq+` (
-  queue      text NOT NULL,
-  unique_key text NOT NULL,
-  job_id     text NOT NULL,
-  until      timestamptz NOT NULL,
-  PRIMARY KEY (queue, unique_key)
-)`)
+	_, err := b.pool.Exec(ctx, b.sql.migrate)
 	if err != nil {
 		return fmt.Errorf("queuepg: Migrate: %w", err)
 	}
@@ -208,13 +151,7 @@ CREATE TABLE IF NOT EXISTS `+b.unq+` (
 		return fmt.Errorf("queuepg: Migrate: %w", err)
 	}
 	if !existed {
-		_, err := b.pool.Exec(ctx, `
-CREATE TABLE IF NOT EXISTS `+b.counts+` (
-  queue text PRIMARY KEY,
-  done  bigint NOT NULL DEFAULT 0
-);
-INSERT INTO `+b.counts+` (queue, done) SELECT queue, count(*) FROM `+b.jobs+` WHERE state = 'done' GROUP BY queue
-ON CONFLICT (queue) DO NOTHING`)
+		_, err := b.pool.Exec(ctx, b.sql.migrateCounts)
 		if err != nil {
 			return fmt.Errorf("queuepg: Migrate: %w", err)
 		}
@@ -222,15 +159,8 @@ ON CONFLICT (queue) DO NOTHING`)
 	return nil
 }
 
-func (b *Backend) nowArg() any {
-	if b.now == nil {
-		return nil
-	}
-	return b.now()
-}
-
-// now is the SQL for "now" given the time argument $n.
-func now(n int) string { return fmt.Sprintf("coalesce($%d::timestamptz, now())", n) }
+// now is the time parameter ($1) of the statements that read the clock.
+func (b *Backend) now() any { return serverclock.Param(b.clk) }
 
 // Enqueue is queue.Backend.Enqueue, in one transaction; the waiting
 // workers are notified after it committed.
@@ -255,8 +185,8 @@ func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
 // stays open longer than that).
 func (b *Backend) EnqueueTx(ctx context.Context, tx pgx.Tx, queueName, kind string, args any, o queue.EnqueueOptions) (string, error) {
 	t := time.Now()
-	if b.now != nil {
-		t = b.now()
+	if b.clk != nil {
+		t = b.clk.Now()
 	} else if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&t); err != nil {
 		return "", err
 	}
@@ -283,7 +213,7 @@ func (b *Backend) EnqueueTx(ctx context.Context, tx pgx.Tx, queueName, kind stri
 func (b *Backend) existing(ctx context.Context, tx pgx.Tx, m *queue.Message) (found bool, err error) {
 	var kind string
 	var payload []byte
-	err = tx.QueryRow(ctx, `SELECT kind, payload FROM `+b.jobs+` WHERE queue = $1 AND id = $2`, m.Queue, m.ID).Scan(&kind, &payload)
+	err = tx.QueryRow(ctx, b.sql.existing, m.Queue, m.ID).Scan(&kind, &payload)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
@@ -306,11 +236,8 @@ func (b *Backend) insert(ctx context.Context, tx pgx.Tx, m *queue.Message) (stri
 		uniqueUntil = m.UniqueUntil
 	}
 	var xid string
-	err := tx.QueryRow(ctx, `INSERT INTO `+b.jobs+` (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms, unique_key, unique_until, enqueued_at, unique_active)
-VALUES ($1, $2, $3, $4, $5, CASE WHEN $6::timestamptz > `+now(12)+` THEN 'scheduled' ELSE 'pending' END, 0, $7, $6, $8, nullif($9, ''), $10, $11, $13)
-ON CONFLICT (queue, id) DO NOTHING
-RETURNING pg_current_xact_id()::text`,
-		m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), m.RunAt, m.MaxAttempts, m.Timeout.Milliseconds(), m.UniqueKey, uniqueUntil, m.EnqueuedAt, b.nowArg(), m.UniqueWhileActive).Scan(&xid)
+	err := tx.QueryRow(ctx, b.sql.insertJob, b.now(), m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), m.RunAt,
+		m.MaxAttempts, m.Timeout.Milliseconds(), m.UniqueKey, uniqueUntil, m.EnqueuedAt, m.UniqueWhileActive).Scan(&xid)
 	if errors.Is(err, pgx.ErrNoRows) { // the id is used: the same job again, or another
 		_, err := b.existing(ctx, tx, m)
 		return "", err
@@ -320,20 +247,13 @@ RETURNING pg_current_xact_id()::text`,
 	}
 	if m.UniqueKey != "" {
 		var holder string
-		// A while-active hold's until is infinity: it holds while its
-		// job is neither done nor dead (nor deleted).
-		err := tx.QueryRow(ctx, `INSERT INTO `+b.unq+` AS u (queue, unique_key, job_id, until)
-VALUES ($1, $2, $3, CASE WHEN $6 THEN 'infinity'::timestamptz ELSE $4 END)
-ON CONFLICT (queue, unique_key) DO UPDATE SET job_id = EXCLUDED.job_id, until = EXCLUDED.until
-WHERE u.until <= `+now(5)+` OR (u.until = 'infinity' AND NOT EXISTS (SELECT 1 FROM `+b.jobs+` h
-  WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))
-RETURNING job_id`, m.Queue, m.UniqueKey, m.ID, m.UniqueUntil, b.nowArg(), m.UniqueWhileActive).Scan(&holder)
+		err := tx.QueryRow(ctx, b.sql.insertUnique, b.now(), m.Queue, m.UniqueKey, m.ID, m.UniqueUntil, m.UniqueWhileActive).Scan(&holder)
 		if errors.Is(err, pgx.ErrNoRows) {
-			if err := tx.QueryRow(ctx, `SELECT job_id FROM `+b.unq+` WHERE queue = $1 AND unique_key = $2`, m.Queue, m.UniqueKey).Scan(&holder); err != nil {
+			if err := tx.QueryRow(ctx, b.sql.uniqueHolder, m.Queue, m.UniqueKey).Scan(&holder); err != nil {
 				return "", err
 			}
 			// Take the job row back: EnqueueTx's caller may still commit.
-			if _, err := tx.Exec(ctx, `DELETE FROM `+b.jobs+` WHERE queue = $1 AND id = $2`, m.Queue, m.ID); err != nil {
+			if _, err := tx.Exec(ctx, b.sql.takeBack, m.Queue, m.ID); err != nil {
 				return "", err
 			}
 			return "", &queue.DuplicateError{UniqueKey: m.UniqueKey, ID: holder}
@@ -344,9 +264,6 @@ RETURNING job_id`, m.Queue, m.UniqueKey, m.ID, m.UniqueUntil, b.nowArg(), m.Uniq
 	}
 	return xid, nil
 }
-
-const jobColumns = `j.queue, j.id, j.kind, j.payload, j.priority, j.state, j.attempt, j.max_attempts, j.run_at, j.timeout_ms,
-coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until, j.unique_active`
 
 func scanJob(row pgx.Row) (*queue.Message, string, time.Time, error) {
 	var (
@@ -415,24 +332,8 @@ func (b *Backend) Fetch(ctx context.Context, r queue.FetchRequest) ([]*queue.Lea
 }
 
 func (b *Backend) fetch(ctx context.Context, r queue.FetchRequest) ([]*queue.Lease, error) {
-	// One index range per priority (and one for expired leases), each
-	// locked with SKIP LOCKED, then the first Max by the fetch order.
-	due := func(p int) string {
-		return `SELECT queue, id, run_at FROM ` + b.jobs + ` WHERE queue = $1 AND state IN ('pending', 'scheduled', 'retry')
-  AND priority = $` + strconv.Itoa(p) + ` AND run_at <= ` + now(3) + ` ORDER BY run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED`
-	}
-	rows, err := b.pool.Query(ctx, `WITH
-  expired AS (SELECT queue, id, run_at FROM `+b.jobs+` WHERE queue = $1 AND state = 'active' AND lease_until <= `+now(3)+`
-              ORDER BY lease_until LIMIT $2 FOR UPDATE SKIP LOCKED),
-  p0 AS (`+due(5)+`), p1 AS (`+due(6)+`), p2 AS (`+due(7)+`),
-  picked AS (SELECT queue, id FROM (
-      SELECT queue, id, 0 AS r, run_at FROM expired UNION ALL SELECT queue, id, 1, run_at FROM p0
-      UNION ALL SELECT queue, id, 2, run_at FROM p1 UNION ALL SELECT queue, id, 3, run_at FROM p2) x
-    ORDER BY r, run_at, id LIMIT $2)
-UPDATE `+b.jobs+` j SET state = 'active', attempt = j.attempt + 1,
-  token = gen_random_uuid()::text, lease_until = `+now(3)+` + $4 * interval '1 millisecond'
-FROM picked WHERE j.queue = picked.queue AND j.id = picked.id
-RETURNING `+jobColumns, r.Queue, r.Max, b.nowArg(), r.Lease.Milliseconds(), int16(r.Order[0]), int16(r.Order[1]), int16(r.Order[2]))
+	rows, err := b.pool.Query(ctx, b.sql.fetch, b.now(), r.Queue, r.Max, r.Lease.Milliseconds(),
+		int16(r.Order[0]), int16(r.Order[1]), int16(r.Order[2]))
 	if err != nil {
 		return nil, err
 	}
@@ -456,12 +357,11 @@ RETURNING `+jobColumns, r.Queue, r.Max, b.nowArg(), r.Lease.Milliseconds(), int1
 	return out, nil
 }
 
-// held is the WHERE clause of the fenced updates: $1 queue, $2 id, $3
-// token, $4 the time.
-const held = ` WHERE queue = $1 AND id = $2 AND token = $3 AND state = 'active' AND lease_until > coalesce($4::timestamptz, now())`
-
+// fenced runs a fenced statement (extend, release: $1 now, $2 queue,
+// $3 id, $4 token, then args) and reports ErrLeaseLost if the lease is
+// not held.
 func (b *Backend) fenced(ctx context.Context, sql string, l *queue.Lease, args ...any) error {
-	tag, err := b.pool.Exec(ctx, sql, append([]any{l.Msg.Queue, l.Msg.ID, l.Token, b.nowArg()}, args...)...)
+	tag, err := b.pool.Exec(ctx, sql, append([]any{b.now(), l.Msg.Queue, l.Msg.ID, l.Token}, args...)...)
 	if err != nil {
 		return err
 	}
@@ -473,7 +373,7 @@ func (b *Backend) fenced(ctx context.Context, sql string, l *queue.Lease, args .
 
 // Extend is queue.Backend.Extend.
 func (b *Backend) Extend(ctx context.Context, l *queue.Lease, d time.Duration) error {
-	return b.fenced(ctx, `UPDATE `+b.jobs+` SET lease_until = coalesce($4::timestamptz, now()) + $5 * interval '1 millisecond'`+held, l, d.Milliseconds())
+	return b.fenced(ctx, b.sql.extend, l, d.Milliseconds())
 }
 
 // Complete is queue.Backend.Complete. Completions arriving within 1ms of
@@ -495,14 +395,7 @@ func (b *Backend) completeMany(ctx context.Context, keys []leaseKey) (map[leaseK
 	for i, k := range keys {
 		qs[i], ids[i], toks[i] = k.queue, k.id, k.token
 	}
-	rows, err := b.pool.Query(ctx, `WITH c AS (UPDATE `+b.jobs+` j SET state = 'done', finished_at = `+now(4)+`, token = NULL, lease_until = NULL
-  FROM unnest($1::text[], $2::text[], $3::text[]) AS c(queue, id, token)
-  WHERE j.queue = c.queue AND j.id = c.id AND j.token = c.token AND j.state = 'active' AND j.lease_until > `+now(4)+`
-  RETURNING c.queue, c.id, c.token, j.unique_key, j.unique_active),
-n AS (INSERT INTO `+b.counts+` AS k (queue, done) SELECT queue, count(*) FROM c GROUP BY queue ORDER BY queue
-  ON CONFLICT (queue) DO UPDATE SET done = k.done + EXCLUDED.done),
-u AS (DELETE FROM `+b.unq+` h USING c WHERE c.unique_active AND h.queue = c.queue AND h.unique_key = c.unique_key AND h.job_id = c.id)
-SELECT queue, id, token FROM c`, qs, ids, toks, b.nowArg())
+	rows, err := b.pool.Query(ctx, b.sql.complete, b.now(), qs, ids, toks)
 	if err != nil {
 		return nil, err
 	}
@@ -523,13 +416,7 @@ SELECT queue, id, token FROM c`, qs, ids, toks, b.nowArg())
 // statement.
 func (b *Backend) Fail(ctx context.Context, l *queue.Lease, errMsg string, retryAt time.Time, dead bool) error {
 	var n int
-	err := b.pool.QueryRow(ctx, `WITH f AS (UPDATE `+b.jobs+` SET
-  state = CASE WHEN $7 OR attempt >= max_attempts THEN 'dead' WHEN $6::timestamptz <= coalesce($4::timestamptz, now()) THEN 'pending' ELSE 'retry' END,
-  finished_at = CASE WHEN $7 OR attempt >= max_attempts THEN coalesce($4::timestamptz, now()) END,
-  run_at = $6, last_error = $5, token = NULL, lease_until = NULL`+held+`
-  RETURNING queue, id, state, unique_key, unique_active),
-u AS (DELETE FROM `+b.unq+` h USING f WHERE f.state = 'dead' AND f.unique_active AND h.queue = f.queue AND h.unique_key = f.unique_key AND h.job_id = f.id)
-SELECT count(*) FROM f`, l.Msg.Queue, l.Msg.ID, l.Token, b.nowArg(), errMsg, retryAt, dead).Scan(&n)
+	err := b.pool.QueryRow(ctx, b.sql.fail, b.now(), l.Msg.Queue, l.Msg.ID, l.Token, errMsg, retryAt, dead).Scan(&n)
 	if err != nil {
 		return err
 	}
@@ -541,21 +428,16 @@ SELECT count(*) FROM f`, l.Msg.Queue, l.Msg.ID, l.Token, b.nowArg(), errMsg, ret
 
 // Release is queue.Backend.Release.
 func (b *Backend) Release(ctx context.Context, l *queue.Lease) error {
-	err := b.fenced(ctx, `UPDATE `+b.jobs+` SET state = 'pending', attempt = attempt - 1, token = NULL, lease_until = NULL`+held, l)
+	err := b.fenced(ctx, b.sql.release, l)
 	if err == nil {
 		b.notify(l.Msg.Queue)
 	}
 	return err
 }
 
-// jobByID reads one job, reporting a scheduled or retry job whose time
-// has come as pending (it waits only for a worker), like Counts does.
-var jobByID = `SELECT ` + strings.Replace(jobColumns, "j.state,",
-	"CASE WHEN j.state IN ('scheduled', 'retry') AND j.run_at <= "+now(3)+" THEN 'pending' ELSE j.state END,", 1)
-
 // Job is queue.Backend.Job: one query.
 func (b *Backend) Job(ctx context.Context, queueName, id string) (*queue.Message, error) {
-	m, _, _, err := scanJob(b.pool.QueryRow(ctx, jobByID+` FROM `+b.jobs+` j WHERE j.queue = $1 AND j.id = $2`, queueName, id, b.nowArg()))
+	m, _, _, err := scanJob(b.pool.QueryRow(ctx, b.sql.job, b.now(), queueName, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s in queue %s", queue.ErrNotFound, id, queueName)
 	}
@@ -570,20 +452,7 @@ func (b *Backend) Job(ctx context.Context, queueName, id string) (*queue.Message
 func (b *Backend) Counts(ctx context.Context, queueName string) (queue.Counts, error) {
 	var c queue.Counts
 	var oldestMS float64
-	count := func(where string) string {
-		return `(SELECT count(*) FROM ` + b.jobs + ` WHERE queue = $1 AND ` + where + `)`
-	}
-	n := now(2)
-	err := b.pool.QueryRow(ctx, `SELECT
-  `+count(`state IN ('pending', 'scheduled', 'retry') AND run_at <= `+n)+` + `+count(`state = 'active' AND lease_until <= `+n)+`,
-  `+count(`state IN ('pending', 'scheduled', 'retry') AND state = 'scheduled' AND run_at > `+n)+`,
-  `+count(`state = 'active' AND lease_until > `+n)+`,
-  `+count(`state IN ('pending', 'scheduled', 'retry') AND state = 'retry' AND run_at > `+n)+`,
-  `+count(`state IN ('done', 'dead') AND state = 'dead'`)+`,
-  coalesce((SELECT done FROM `+b.counts+` WHERE queue = $1), 0),
-  coalesce(extract(epoch FROM `+n+` - (SELECT min(run_at) FROM `+b.jobs+`
-    WHERE queue = $1 AND state IN ('pending', 'scheduled', 'retry') AND run_at <= `+n+`)) * 1000, 0)`,
-		queueName, b.nowArg()).Scan(&c.Pending, &c.Scheduled, &c.Active, &c.Retry, &c.Dead, &c.Done, &oldestMS)
+	err := b.pool.QueryRow(ctx, b.sql.counts, b.now(), queueName).Scan(&c.Pending, &c.Scheduled, &c.Active, &c.Retry, &c.Dead, &c.Done, &oldestMS)
 	c.OldestPending = time.Duration(oldestMS * float64(time.Millisecond))
 	return c, err
 }
@@ -593,7 +462,7 @@ func (b *Backend) Dead(ctx context.Context, queueName string, limit int) ([]*que
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := b.pool.Query(ctx, `SELECT `+jobColumns+` FROM `+b.jobs+` j WHERE j.queue = $1 AND j.state = 'dead' ORDER BY j.finished_at DESC, j.id DESC LIMIT $2`, queueName, limit)
+	rows, err := b.pool.Query(ctx, b.sql.dead, queueName, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -611,8 +480,7 @@ func (b *Backend) Dead(ctx context.Context, queueName string, limit int) ([]*que
 
 // Requeue is queue.Backend.Requeue.
 func (b *Backend) Requeue(ctx context.Context, queueName, id string) error {
-	tag, err := b.pool.Exec(ctx, `UPDATE `+b.jobs+` SET state = 'pending', attempt = 0, run_at = `+now(3)+`, finished_at = NULL
-WHERE queue = $1 AND id = $2 AND state = 'dead'`, queueName, id, b.nowArg())
+	tag, err := b.pool.Exec(ctx, b.sql.requeue, b.now(), queueName, id)
 	if err != nil {
 		return err
 	}
@@ -627,10 +495,7 @@ WHERE queue = $1 AND id = $2 AND state = 'dead'`, queueName, id, b.nowArg())
 // one statement.
 func (b *Backend) Delete(ctx context.Context, queueName, id string) error {
 	var n int
-	err := b.pool.QueryRow(ctx, `WITH d AS (DELETE FROM `+b.jobs+` WHERE queue = $1 AND id = $2 RETURNING queue, id, unique_key, state),
-  u AS (DELETE FROM `+b.unq+` h USING d WHERE h.queue = d.queue AND h.unique_key = d.unique_key AND h.job_id = d.id),
-  n AS (UPDATE `+b.counts+` k SET done = k.done - 1 FROM d WHERE d.state = 'done' AND k.queue = d.queue)
-SELECT count(*) FROM d`, queueName, id).Scan(&n)
+	err := b.pool.QueryRow(ctx, b.sql.delete, queueName, id).Scan(&n)
 	if err != nil {
 		return err
 	}
@@ -645,17 +510,11 @@ SELECT count(*) FROM d`, queueName, id).Scan(&n)
 // a finished job); it returns how many jobs it deleted.
 func (b *Backend) Sweep(ctx context.Context) (int64, error) {
 	var deleted int64
-	err := b.pool.QueryRow(ctx, `WITH d AS (DELETE FROM `+b.jobs+` WHERE (state = 'done' AND finished_at <= `+now(1)+` - $2 * interval '1 millisecond')
-    OR (state = 'dead' AND finished_at <= `+now(1)+` - $3 * interval '1 millisecond')
-  RETURNING queue, state),
-n AS (UPDATE `+b.counts+` k SET done = k.done - x.n
-  FROM (SELECT queue, count(*) AS n FROM d WHERE state = 'done' GROUP BY queue) x WHERE k.queue = x.queue)
-SELECT count(*) FROM d`, b.nowArg(), b.retention.Milliseconds(), b.deadRet.Milliseconds()).Scan(&deleted)
+	err := b.pool.QueryRow(ctx, b.sql.sweepJobs, b.now(), b.retention.Milliseconds(), b.deadRet.Milliseconds()).Scan(&deleted)
 	if err != nil {
 		return 0, fmt.Errorf("queuepg: Sweep: %w", err)
 	}
-	if _, err := b.pool.Exec(ctx, `DELETE FROM `+b.unq+` u WHERE until <= `+now(1)+` OR (until = 'infinity' AND NOT EXISTS (
-  SELECT 1 FROM `+b.jobs+` h WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))`, b.nowArg()); err != nil {
+	if _, err := b.pool.Exec(ctx, b.sql.sweepUnique, b.now()); err != nil {
 		return deleted, fmt.Errorf("queuepg: Sweep: %w", err)
 	}
 	return deleted, nil
@@ -718,7 +577,7 @@ func (b *Backend) listen() {
 		<-b.stop
 		cancel()
 	}()
-	wait := 100 * time.Millisecond
+	wait := pause.Growing{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for ctx.Err() == nil {
 		err := b.listenOnce(ctx)
 		b.wakeAll("")
@@ -726,10 +585,9 @@ func (b *Backend) listen() {
 			return
 		}
 		b.log.Warn("queuepg: LISTEN connection lost; reconnecting", slog.Any("error", err))
-		if !pause.For(ctx.Done(), wait) {
+		if !wait.Wait(ctx.Done()) {
 			return
 		}
-		wait = min(2*wait, 5*time.Second)
 	}
 }
 

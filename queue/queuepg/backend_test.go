@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/poll"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/queue"
@@ -24,6 +25,9 @@ func TestMain(m *testing.M) {
 	}
 	testinfra.Main(m)
 }
+
+// highFirst is the fetch order of the tests: High, Default, Low.
+var highFirst = [3]queue.Priority{queue.High, queue.Default, queue.Low}
 
 func newBackend(t testing.TB, pool *pgxpool.Pool, o Options) *Backend {
 	t.Helper()
@@ -41,8 +45,8 @@ func newBackend(t testing.TB, pool *pgxpool.Pool, o Options) *Backend {
 
 func TestConformance(t *testing.T) {
 	f := testinfra.Postgres(t)
-	queuetest.Run(t, func(t *testing.T, now func() time.Time) queue.Backend {
-		return newBackend(t, f.Primary, Options{Now: now})
+	queuetest.Run(t, func(t *testing.T, clk clock.Clock) queue.Backend {
+		return newBackend(t, f.Primary, Options{Clock: clk})
 	})
 }
 
@@ -86,7 +90,7 @@ func TestEnqueueTx(t *testing.T) {
 	if _, err := c.Job(ctx, "emails", rolledBack); !errors.Is(err, queue.ErrNotFound) {
 		t.Fatalf("the rolled-back transaction's job: %v, want ErrNotFound", err)
 	}
-	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: b, Queues: map[string]queue.QueueOptions{"emails": {}}})
+	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: b, Queues: map[string]queue.Options{"emails": {}}})
 	sent := make(chan int, 2)
 	queue.Handle(w, "welcome", func(ctx context.Context, j *queue.Job[map[string]int]) error { sent <- j.Args["user"]; return nil })
 	w.Start(ctx)
@@ -99,11 +103,10 @@ func TestEnqueueTx(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the committed job was not processed")
 	}
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		if m, _ := c.Job(ctx, "emails", committed); m != nil && m.State == queue.Done {
-			break
-		}
-	}
+	poll.Until(t, 5*time.Second, "the committed job done", func() bool {
+		m, _ := c.Job(ctx, "emails", committed)
+		return m != nil && m.State == queue.Done
+	})
 	if cnt, _ := c.Counts(ctx, "emails"); cnt.Done != 1 || cnt.Pending+cnt.Active+cnt.Scheduled != 0 {
 		t.Fatalf("counts %+v, want exactly the committed job, done", cnt)
 	}
@@ -125,7 +128,7 @@ func TestNotifyWakesFetch(t *testing.T) {
 	}
 	got := make(chan result, 1)
 	go func() {
-		ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "wake", Max: 1, Lease: time.Minute, Wait: time.Minute, Order: queue.FetchOrder(0)})
+		ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "wake", Max: 1, Lease: time.Minute, Wait: time.Minute, Order: highFirst})
 		got <- result{ls, err, time.Now()}
 	}()
 	// The fetch found nothing and waits, and the listener is in LISTEN:
@@ -262,7 +265,7 @@ func TestPollOnly(t *testing.T) {
 	b := newBackend(t, f.Primary, Options{PollOnly: true, PollInterval: 50 * time.Millisecond})
 	got := make(chan []*queue.Lease, 1)
 	go func() {
-		ls, _ := b.Fetch(ctx, queue.FetchRequest{Queue: "pollonly", Max: 1, Lease: time.Minute, Wait: 20 * time.Second, Order: queue.FetchOrder(0)})
+		ls, _ := b.Fetch(ctx, queue.FetchRequest{Queue: "pollonly", Max: 1, Lease: time.Minute, Wait: 20 * time.Second, Order: highFirst})
 		got <- ls
 	}()
 	poll.Until(t, 20*time.Second, "the fetch waiting", func() bool { return b.idle.Load() >= 1 })
@@ -348,7 +351,7 @@ FROM pg_statio_user_tables WHERE relname = 'countscan_jobs'`).Scan(&n)
 			t.Fatal(err)
 		}
 	}
-	ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "big", Max: 3, Lease: time.Minute, Order: queue.FetchOrder(0)})
+	ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "big", Max: 3, Lease: time.Minute, Order: highFirst})
 	if err != nil || len(ls) != 3 {
 		t.Fatal(ls, err)
 	}
@@ -390,7 +393,7 @@ func TestEnqueueTxHammer(t *testing.T) {
 	go func() {
 		for {
 			// A wait longer than the test: only NOTIFYs bring jobs in time.
-			ls, err := b.Fetch(cctx, queue.FetchRequest{Queue: "hammer", Max: 50, Lease: time.Minute, Wait: time.Minute, Order: queue.FetchOrder(0)})
+			ls, err := b.Fetch(cctx, queue.FetchRequest{Queue: "hammer", Max: 50, Lease: time.Minute, Wait: time.Minute, Order: highFirst})
 			if cctx.Err() != nil {
 				consumerDone <- nil
 				return
@@ -491,7 +494,7 @@ func TestCloseRacesEnqueue(t *testing.T) {
 						return
 					}
 					fctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
-					b.Fetch(fctx, queue.FetchRequest{Queue: "closing-empty", Max: 1, Lease: time.Minute, Wait: time.Millisecond, Order: queue.FetchOrder(0)})
+					b.Fetch(fctx, queue.FetchRequest{Queue: "closing-empty", Max: 1, Lease: time.Minute, Wait: time.Millisecond, Order: highFirst})
 					cancel()
 				}
 			}()

@@ -45,7 +45,7 @@ func Example() {
 	}
 
 	// A worker (usually another process) runs the jobs.
-	worker, err := queue.NewWorker(queue.WorkerOptions{Backend: backend, Queues: map[string]queue.QueueOptions{"receipts": {Concurrency: 8}}})
+	worker, err := queue.NewWorker(queue.WorkerOptions{Backend: backend, Queues: map[string]queue.Options{"receipts": {Concurrency: 8}}})
 	if err != nil {
 		log.Fatal(err)
 	}

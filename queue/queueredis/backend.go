@@ -10,7 +10,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/scalekit-go/scalekit/clock"
+	"github.com/scalekit-go/scalekit/internal/queuex"
 	"github.com/scalekit-go/scalekit/internal/redisx"
+	"github.com/scalekit-go/scalekit/internal/serverclock"
 	"github.com/scalekit-go/scalekit/internal/token"
 	"github.com/scalekit-go/scalekit/queue"
 )
@@ -48,10 +51,10 @@ type Options struct {
 	// a Fetch on the queue removes those past it. Default:
 	// queue.DefaultDeadRetention (14 days).
 	DeadRetention time.Duration
-	// Now is the clock. Default: nil, Redis TIME, so the clocks of the
-	// fleet do not matter for leases and due times. Set it for simulated
-	// time in tests.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the
+	// server's clock (Redis TIME), so that the clocks of the fleet do not
+	// matter for leases and due times.
+	Clock clock.Clock
 }
 
 // Backend is a queue.Backend on Redis. It is safe for concurrent use and
@@ -64,7 +67,7 @@ type Backend struct {
 	timeout   time.Duration
 	retention time.Duration
 	deadRet   time.Duration
-	now       func() time.Time
+	clk       clock.Clock
 }
 
 // New returns a Backend, or an error naming the option to fix. It does
@@ -103,17 +106,11 @@ func New(o Options) (*Backend, error) {
 	if err := redisx.CheckClientTimeouts(o.Client, o.Timeout); err != nil {
 		return bad("Client: %v", err)
 	}
-	return &Backend{c: o.Client, prefix: o.Prefix, timeout: o.Timeout, retention: o.Retention, deadRet: o.DeadRetention, now: o.Now}, nil
+	return &Backend{c: o.Client, prefix: o.Prefix, timeout: o.Timeout, retention: o.Retention, deadRet: o.DeadRetention, clk: o.Clock}, nil
 }
 
-// nowArg is the scripts' time argument: Unix µs from Options.Now, or -1
-// for Redis TIME.
-func (b *Backend) nowArg() int64 {
-	if b.now == nil {
-		return -1
-	}
-	return b.now().UnixMicro()
-}
+// now is the scripts' time argument (ARGV[2], read by now_us).
+func (b *Backend) now() int64 { return serverclock.Micros(b.clk) }
 
 // tag is the hash-tagged start of every key of queue q.
 func (b *Backend) tag(q string) string { return "{" + b.prefix + ":" + q + "}:" }
@@ -166,7 +163,7 @@ func fromMicro(us int64) time.Time {
 // without a second job; another message with a used id is
 // queue.ErrInvalid.
 func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
-	if err := queue.CheckName("queue", m.Queue); err != nil {
+	if err := queuex.CheckName(queue.ErrInvalid, "queue", m.Queue); err != nil {
 		return err
 	}
 	switch {
@@ -183,7 +180,7 @@ func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
 		uniqueUntil = micro(m.UniqueUntil)
 	}
 	v, err := b.run(ctx, "Enqueue", enqueueScript, b.keys(m.Queue, m.ID, m.UniqueKey),
-		b.tag(m.Queue)+"job:", b.nowArg(), m.ID, m.Kind, m.Payload, int(m.Priority), micro(m.RunAt), int64(m.Timeout),
+		b.tag(m.Queue)+"job:", b.now(), m.ID, m.Kind, m.Payload, int(m.Priority), micro(m.RunAt), int64(m.Timeout),
 		m.UniqueKey, uniqueUntil, micro(m.EnqueuedAt), m.MaxAttempts, m.Attempt, m.LastError, active)
 	if err != nil {
 		return err
@@ -235,7 +232,7 @@ func (b *Backend) Fetch(ctx context.Context, r queue.FetchRequest) ([]*queue.Lea
 	deadline := time.Now().Add(r.Wait)
 	keys := b.keys(r.Queue, "", "")
 	for {
-		v, err := b.run(ctx, "Fetch", fetchScript, keys, b.tag(r.Queue)+"job:", b.nowArg(), r.Max,
+		v, err := b.run(ctx, "Fetch", fetchScript, keys, b.tag(r.Queue)+"job:", b.now(), r.Max,
 			r.Lease.Microseconds(), b.retention.Microseconds(), token.New(), order[0], order[1], order[2], b.deadRet.Microseconds())
 		if err != nil {
 			return nil, err
@@ -299,7 +296,7 @@ func (b *Backend) wait(ctx context.Context, stream, lastID string, d time.Durati
 // fenced runs an outcome script whose integer reply 0 means the lease is
 // no longer held.
 func (b *Backend) fenced(ctx context.Context, op string, s *redis.Script, l *queue.Lease, args ...any) (any, error) {
-	base := []any{b.tag(l.Msg.Queue) + "job:", b.nowArg(), l.Msg.ID, l.Token}
+	base := []any{b.tag(l.Msg.Queue) + "job:", b.now(), l.Msg.ID, l.Token}
 	v, err := b.run(ctx, op, s, b.keys(l.Msg.Queue, l.Msg.ID, ""), append(base, args...)...)
 	if err != nil {
 		return nil, err
@@ -354,7 +351,7 @@ func (b *Backend) Release(ctx context.Context, l *queue.Lease) error {
 // an active job whose lease ran out, are reported as pending: that is
 // what the next Fetch sees.
 func (b *Backend) Job(ctx context.Context, queueName, id string) (*queue.Message, error) {
-	v, err := b.run(ctx, "Job", jobScript, b.keys(queueName, id, ""), b.tag(queueName)+"job:", b.nowArg(), id)
+	v, err := b.run(ctx, "Job", jobScript, b.keys(queueName, id, ""), b.tag(queueName)+"job:", b.now(), id)
 	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("%w: %s in queue %s", queue.ErrNotFound, id, queueName)
 	}
@@ -371,7 +368,7 @@ func (b *Backend) Job(ctx context.Context, queueName, id string) (*queue.Message
 // of the earliest due job, which is the oldest job unless a scheduled
 // job became due while younger jobs were already waiting.
 func (b *Backend) Counts(ctx context.Context, queueName string) (queue.Counts, error) {
-	v, err := b.run(ctx, "Counts", countsScript, b.keys(queueName, "", ""), b.tag(queueName)+"job:", b.nowArg(), b.retention.Microseconds())
+	v, err := b.run(ctx, "Counts", countsScript, b.keys(queueName, "", ""), b.tag(queueName)+"job:", b.now(), b.retention.Microseconds())
 	if err != nil {
 		return queue.Counts{}, err
 	}
@@ -392,7 +389,7 @@ func (b *Backend) Dead(ctx context.Context, queueName string, limit int) ([]*que
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
-	v, err := b.run(ctx, "Dead", deadScript, b.keys(queueName, "", ""), b.tag(queueName)+"job:", b.nowArg(), limit)
+	v, err := b.run(ctx, "Dead", deadScript, b.keys(queueName, "", ""), b.tag(queueName)+"job:", b.now(), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -410,7 +407,7 @@ func (b *Backend) Dead(ctx context.Context, queueName string, limit int) ([]*que
 
 // Requeue is queue.Backend.Requeue.
 func (b *Backend) Requeue(ctx context.Context, queueName, id string) error {
-	v, err := b.run(ctx, "Requeue", requeueScript, b.keys(queueName, id, ""), b.tag(queueName)+"job:", b.nowArg(), id)
+	v, err := b.run(ctx, "Requeue", requeueScript, b.keys(queueName, id, ""), b.tag(queueName)+"job:", b.now(), id)
 	if err != nil {
 		return err
 	}
@@ -423,7 +420,7 @@ func (b *Backend) Requeue(ctx context.Context, queueName, id string) error {
 // Delete is queue.Backend.Delete: one script removes the job from every
 // list and set of its queue, its hash and the unique hold it has.
 func (b *Backend) Delete(ctx context.Context, queueName, id string) error {
-	v, err := b.run(ctx, "Delete", deleteScript, b.keys(queueName, id, ""), b.tag(queueName)+"job:", b.nowArg(), id)
+	v, err := b.run(ctx, "Delete", deleteScript, b.keys(queueName, id, ""), b.tag(queueName)+"job:", b.now(), id)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/poll"
 	"github.com/scalekit-go/scalekit/internal/testclock"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
@@ -29,6 +30,9 @@ func TestMain(m *testing.M) {
 }
 
 // newBackend is New for tests, with testinfra.CallTimeout unless set.
+// highFirst is the fetch order of the tests: High, Default, Low.
+var highFirst = [3]queue.Priority{queue.High, queue.Default, queue.Low}
+
 func newBackend(t testing.TB, o Options) *Backend {
 	t.Helper()
 	if o.Timeout == 0 {
@@ -43,15 +47,15 @@ func newBackend(t testing.TB, o Options) *Backend {
 
 func TestConformanceStandalone(t *testing.T) {
 	r := testinfra.Redis(t)
-	queuetest.Run(t, func(t *testing.T, now func() time.Time) queue.Backend {
-		return newBackend(t, Options{Client: r.Client, Now: now})
+	queuetest.Run(t, func(t *testing.T, clk clock.Clock) queue.Backend {
+		return newBackend(t, Options{Client: r.Client, Clock: clk})
 	})
 }
 
 func TestConformanceCluster(t *testing.T) {
 	c := testinfra.RedisCluster(t)
-	queuetest.Run(t, func(t *testing.T, now func() time.Time) queue.Backend {
-		return newBackend(t, Options{Client: c.Client, Prefix: c.Prefix + "queue", Now: now})
+	queuetest.Run(t, func(t *testing.T, clk clock.Clock) queue.Backend {
+		return newBackend(t, Options{Client: c.Client, Prefix: c.Prefix + "queue", Clock: clk})
 	})
 }
 
@@ -72,8 +76,8 @@ func TestWorkersCluster(t *testing.T) {
 func TestKeyLayout(t *testing.T) {
 	r := testinfra.Redis(t)
 	clk := testclock.New()
-	b := newBackend(t, Options{Client: r.Client, Now: clk.Now})
-	c, _ := queue.NewClient(queue.ClientOptions{Backend: b, Now: clk.Now})
+	b := newBackend(t, Options{Client: r.Client, Clock: clk})
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b, Clock: clk})
 	ctx := context.Background()
 	now, _ := c.Enqueue(ctx, "emails", "welcome", map[string]int{"user": 7}, queue.EnqueueOptions{Priority: queue.High, UniqueKey: "u7"})
 	later, _ := c.Enqueue(ctx, "emails", "digest", nil, queue.EnqueueOptions{Delay: time.Minute})
@@ -92,7 +96,7 @@ func TestKeyLayout(t *testing.T) {
 	if h, _ := r.Client.HGet(ctx, "{queue:emails}:unique:u7", "id").Result(); h != now {
 		t.Fatalf("unique hold names %q, want %s", h, now)
 	}
-	ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "emails", Max: 5, Lease: 30 * time.Second, Order: queue.FetchOrder(0)})
+	ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "emails", Max: 5, Lease: 30 * time.Second, Order: highFirst})
 	if err != nil || len(ls) != 1 {
 		t.Fatalf("fetch %v %v", ls, err)
 	}
@@ -119,12 +123,12 @@ func TestKeyLayout(t *testing.T) {
 func TestRetention(t *testing.T) {
 	r := testinfra.Redis(t)
 	clk := testclock.New()
-	b := newBackend(t, Options{Client: r.Client, Now: clk.Now, Retention: time.Hour})
-	c, _ := queue.NewClient(queue.ClientOptions{Backend: b, Now: clk.Now})
+	b := newBackend(t, Options{Client: r.Client, Clock: clk, Retention: time.Hour})
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b, Clock: clk})
 	ctx := context.Background()
 	done, _ := c.Enqueue(ctx, "q", "k", nil, queue.EnqueueOptions{})
 	dead, _ := c.Enqueue(ctx, "q", "k", nil, queue.EnqueueOptions{})
-	ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "q", Max: 2, Lease: time.Minute, Order: queue.FetchOrder(0)})
+	ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "q", Max: 2, Lease: time.Minute, Order: highFirst})
 	if err != nil || len(ls) != 2 {
 		t.Fatal(ls, err)
 	}
@@ -142,7 +146,7 @@ func TestRetention(t *testing.T) {
 	if cnt, _ := c.Counts(ctx, "q"); cnt.Done != 0 || cnt.Dead != 1 {
 		t.Fatalf("past the retention: %+v, want 0 done, 1 dead", cnt)
 	}
-	if _, err := b.Fetch(ctx, queue.FetchRequest{Queue: "q", Max: 1, Lease: time.Minute, Order: queue.FetchOrder(0)}); err != nil {
+	if _, err := b.Fetch(ctx, queue.FetchRequest{Queue: "q", Max: 1, Lease: time.Minute, Order: highFirst}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Job(ctx, "q", done); !errors.Is(err, queue.ErrNotFound) {
@@ -186,7 +190,7 @@ func TestRetriedCallsAreSafe(t *testing.T) {
 	}
 	fetch := func() *queue.Lease {
 		t.Helper()
-		ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "again", Max: 1, Lease: time.Minute, Order: queue.FetchOrder(0)})
+		ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "again", Max: 1, Lease: time.Minute, Order: highFirst})
 		if err != nil || len(ls) != 1 {
 			t.Fatalf("fetch %v %v", ls, err)
 		}
@@ -242,7 +246,7 @@ func TestFetchWaitWakesOnEnqueue(t *testing.T) {
 	}
 	got := make(chan result, 1)
 	go func() {
-		ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "wake", Max: 1, Lease: time.Minute, Wait: 30 * time.Second, Order: queue.FetchOrder(0)})
+		ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "wake", Max: 1, Lease: time.Minute, Wait: 30 * time.Second, Order: highFirst})
 		got <- result{ls, err, time.Now()}
 	}()
 	time.Sleep(150 * time.Millisecond) // the fetch is blocked in XREAD
@@ -276,7 +280,7 @@ func TestFetchWaitDueAndCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "due", Max: 1, Lease: time.Minute, Wait: 10 * time.Second, Order: queue.FetchOrder(0)})
+	ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "due", Max: 1, Lease: time.Minute, Wait: 10 * time.Second, Order: highFirst})
 	if err != nil || len(ls) != 1 {
 		t.Fatalf("fetch %v %v", ls, err)
 	}
@@ -287,14 +291,14 @@ func TestFetchWaitDueAndCancel(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	time.AfterFunc(100*time.Millisecond, cancel)
 	start = time.Now()
-	_, err = b.Fetch(cctx, queue.FetchRequest{Queue: "empty", Max: 1, Lease: time.Minute, Wait: 10 * time.Second, Order: queue.FetchOrder(0)})
+	_, err = b.Fetch(cctx, queue.FetchRequest{Queue: "empty", Max: 1, Lease: time.Minute, Wait: 10 * time.Second, Order: highFirst})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled fetch: %v, want context.Canceled", err)
 	}
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Fatalf("a fetch cancelled after 100ms returned after %v", d)
 	}
-	if ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "due", Max: 1, Lease: time.Minute, Order: queue.FetchOrder(0)}); err != nil || len(ls) != 0 {
+	if ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "due", Max: 1, Lease: time.Minute, Order: highFirst}); err != nil || len(ls) != 0 {
 		t.Fatalf("Wait 0 on a queue with nothing due: %v %v", ls, err)
 	}
 }
@@ -311,7 +315,7 @@ func TestTwoWorkersShareAQueue(t *testing.T) {
 		cl := r.Server.NewClient(0)
 		defer cl.Close()
 		w, err := queue.NewWorker(queue.WorkerOptions{Backend: newBackend(t, Options{Client: cl}), FetchWait: 200 * time.Millisecond,
-			Queues: map[string]queue.QueueOptions{"shared": {Concurrency: 4}}})
+			Queues: map[string]queue.Options{"shared": {Concurrency: 4}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -381,7 +385,7 @@ func TestRedisDown(t *testing.T) {
 	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
 	logs := &logBuffer{}
 	w, err := queue.NewWorker(queue.WorkerOptions{Backend: b, FetchWait: 100 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(logs, nil)), Queues: map[string]queue.QueueOptions{"down": {Concurrency: 2}}})
+		Logger: slog.New(slog.NewTextHandler(logs, nil)), Queues: map[string]queue.Options{"down": {Concurrency: 2}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,7 +448,7 @@ func TestPausedRedis(t *testing.T) {
 	for name, call := range map[string]func() error{
 		"Enqueue": func() error { _, err := c.Enqueue(ctx, "p", "k", nil, queue.EnqueueOptions{}); return err },
 		"Fetch": func() error {
-			_, err := b.Fetch(ctx, queue.FetchRequest{Queue: "p", Max: 1, Lease: time.Minute, Wait: time.Second, Order: queue.FetchOrder(0)})
+			_, err := b.Fetch(ctx, queue.FetchRequest{Queue: "p", Max: 1, Lease: time.Minute, Wait: time.Second, Order: highFirst})
 			return err
 		},
 		"Counts": func() error { _, err := c.Counts(ctx, "p"); return err },
@@ -489,7 +493,7 @@ func TestRestartWithPersistence(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "durable", Max: 10, Lease: time.Second, Order: queue.FetchOrder(0)})
+	ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "durable", Max: 10, Lease: time.Second, Order: highFirst})
 	if err != nil || len(ls) != 10 {
 		t.Fatal(ls, err)
 	}
@@ -515,7 +519,7 @@ func TestRestartWithPersistence(t *testing.T) {
 	var mu sync.Mutex
 	ran := map[int]int{}
 	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: b, FetchWait: 100 * time.Millisecond,
-		Queues: map[string]queue.QueueOptions{"durable": {Concurrency: 8, Lease: time.Second}}})
+		Queues: map[string]queue.Options{"durable": {Concurrency: 8, Lease: time.Second}}})
 	queue.Handle(w, "k", func(ctx context.Context, j *queue.Job[int]) error {
 		mu.Lock()
 		ran[j.Args]++
@@ -576,7 +580,7 @@ func TestFullRedis(t *testing.T) {
 		t.Fatalf("counts on a full Redis: %+v %v, want %d pending", cnt, err, len(ids))
 	}
 	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: b, FetchWait: 100 * time.Millisecond,
-		Queues: map[string]queue.QueueOptions{"full": {Concurrency: 4}}})
+		Queues: map[string]queue.Options{"full": {Concurrency: 4}}})
 	queue.Handle(w, "k", func(ctx context.Context, j *queue.Job[string]) error { return nil })
 	w.Start(ctx)
 	defer w.Close()
@@ -648,7 +652,7 @@ func TestUniqueWhileActiveHoldIsDeleted(t *testing.T) {
 		if ttl, _ := r.Client.PTTL(ctx, "{queue:wa}:unique:u").Result(); ttl != -1 {
 			t.Fatalf("while-active hold TTL %v, want none (-1)", ttl)
 		}
-		ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "wa", Max: 1, Lease: time.Minute, Order: queue.FetchOrder(0)})
+		ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "wa", Max: 1, Lease: time.Minute, Order: highFirst})
 		if err != nil || len(ls) != 1 {
 			t.Fatal(ls, err)
 		}

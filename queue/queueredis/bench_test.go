@@ -40,7 +40,7 @@ func BenchmarkFetchComplete(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for done := 0; done < b.N; {
-		ls, err := be.Fetch(ctx, queue.FetchRequest{Queue: "bench", Max: 10, Lease: time.Minute, Order: queue.FetchOrder(0)})
+		ls, err := be.Fetch(ctx, queue.FetchRequest{Queue: "bench", Max: 10, Lease: time.Minute, Order: highFirst})
 		if err != nil || len(ls) == 0 {
 			b.Fatal(ls, err)
 		}

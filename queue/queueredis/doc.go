@@ -1,11 +1,29 @@
 // Package queueredis is a queue.Backend on Redis (standalone, Sentinel or
-// Cluster, Redis 7.0 or later): every operation is one Lua script, so it
-// is atomic and one round trip, and every key of one queue shares the
-// hash tag {prefix:queue}, so the scripts run on Redis Cluster.
+// Cluster, Redis 7.0 or later):
 //
-// # Keys
+//	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379", ContextTimeoutEnabled: true})
+//	backend, err := queueredis.New(queueredis.Options{Client: rdb})
+//	if err != nil {
+//		return err
+//	}
+//	jobs, _ := queue.NewClient(queue.ClientOptions{Backend: backend})
+//	_, err = jobs.Enqueue(ctx, "emails", "email:welcome", Welcome{UserID: 42}, queue.EnqueueOptions{})
 //
-// For queue q under Options.Prefix p (default "queue"):
+//	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: backend, Queues: map[string]queue.Options{"emails": {}}})
+//	queue.Handle(w, "email:welcome", sendWelcome)
+//	w.Start(ctx) // every worker on the same Redis and Options.Prefix shares the queues
+//
+// Run Redis with maxmemory-policy noeviction, and with AOF (appendfsync
+// always) if no acknowledged job may be lost to a crash: see "When Redis
+// is down, slow or restarted" below. The backend has no Close: close the
+// client when done.
+//
+// # How it works
+//
+// Every operation is one Lua script, so it is atomic and one round trip,
+// and every key of one queue shares the hash tag {prefix:queue}, so the
+// scripts run on Redis Cluster. For queue q under Options.Prefix p
+// (default "queue") the keys are:
 //
 //	{p:q}:job:<id>         hash: kind, payload, priority, state, attempt, max_attempts,
 //	                       run_at, timeout, unique_key, unique_until, enqueued_at,
@@ -28,9 +46,7 @@
 //
 // Times are Unix microseconds. They come from Redis TIME inside each
 // script, so the clocks of the fleet do not matter for leases and due
-// times; Options.Now replaces TIME (tests move simulated time with it).
-//
-// # Operations
+// times; Options.Clock replaces TIME (tests move simulated time with it).
 //
 // Enqueue stores the hash and puts the id on its ready list (or in
 // scheduled), taking the unique key in the same script: a key still held
@@ -46,8 +62,7 @@
 // Release gives the attempt back and puts the job at the front of its
 // list. Done hashes get the retention as their TTL; dead jobs stay until
 // Requeue, Delete or their DeadRetention (14 days by default), past which
-// a Fetch deletes them (up to 1000 per call). Dead jobs from a version
-// before DeadRetention are not in deadat and stay until deleted.
+// a Fetch deletes them (up to 1000 per call).
 //
 // A Fetch with Wait that finds nothing blocks in XREAD BLOCK on the wake
 // stream, from the entry id its script saw, so a job enqueued between the
@@ -67,7 +82,7 @@
 //
 //   - A consumer group's lease is the pending entry's idle time, counted
 //     on the server's clock from the last delivery. Each fetch asks for
-//     its own lease (FetchRequest.Lease), expiry must follow Options.Now
+//     its own lease (FetchRequest.Lease), expiry must follow Options.Clock
 //     in the conformance suite, and XAUTOCLAIM's min-idle-time can do
 //     neither.
 //   - XACK does not check who holds the entry, so a worker whose lease

@@ -49,7 +49,7 @@ func Example() {
 	// and prefix shares the queue.
 	worker, _ := queue.NewWorker(queue.WorkerOptions{
 		Backend: backend,
-		Queues:  map[string]queue.QueueOptions{"emails": {Concurrency: 4}},
+		Queues:  map[string]queue.Options{"emails": {Concurrency: 4}},
 	})
 	done := make(chan struct{})
 	queue.Handle(worker, "email:welcome", func(ctx context.Context, j *queue.Job[Welcome]) error {

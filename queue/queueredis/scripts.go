@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/scalekit-go/scalekit/internal/serverclock"
 )
 
 // fields are a job hash's fields in the order every script returns them,
@@ -25,21 +27,14 @@ var fields = []string{
 //
 // ARGV[1] is the key prefix of the queue's job hashes ("{prefix:queue}:job:"),
 // for the scripts that touch jobs other than KEYS[11]; ARGV[2] is now in
-// Unix microseconds, or -1 to read Redis TIME. Times are stored as Unix
+// Unix microseconds, or -1 to read Redis TIME (serverclock.Micros, read
+// with now_us of serverclock.Lua). Times are stored as Unix
 // microseconds: Lua numbers are doubles, exact for integers up to 2^53,
 // and string.format('%.0f') keeps them out of exponent notation.
-var preamble = `
+var preamble = serverclock.Lua + `
 local FIELDS = {'` + strings.Join(fields, `', '`) + `'}
 local IDX = {}
 for i, f in ipairs(FIELDS) do IDX[f] = i + 1 end
-local function clock(arg)
-  local n = tonumber(arg)
-  if n < 0 then
-    local t = redis.call('TIME')
-    n = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  end
-  return n
-end
 local function fmt(n) return string.format('%.0f', n) end
 -- record is a job as the scripts return it: its id, then FIELDS.
 local function record(key, id)
@@ -118,7 +113,7 @@ func readScript(body string) *redis.Script {
 // retry of an Enqueue that timed out but landed) is {'ok', 'again'}, not
 // a duplicate of itself.
 var enqueueScript = script(false, `
-local now = clock(ARGV[2])
+local now = now_us(ARGV[2])
 local id, ukey, uuntil = ARGV[3], ARGV[9], tonumber(ARGV[10])
 if redis.call('EXISTS', KEYS[11]) == 1 then
   local v = redis.call('HMGET', KEYS[11], 'kind', 'payload')
@@ -173,7 +168,7 @@ return {'ok', state}
 // retry or lease deadline (-1: none), the wake stream's last id, jobs...};
 // the first two only when no job was leased.
 var fetchScript = script(true, `
-local base, now = ARGV[1], clock(ARGV[2])
+local base, now = ARGV[1], now_us(ARGV[2])
 local max, lease, retention, tok = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local nowf = fmt(now)
 local due = {}
@@ -265,7 +260,7 @@ return out
 // extendScript renews a held lease. ARGV[3..]: id, token, duration (µs).
 // Reply: the new deadline (µs, a string), or 0 when the lease is lost.
 var extendScript = script(true, `
-local now = clock(ARGV[2])
+local now = now_us(ARGV[2])
 if not held(KEYS[11], ARGV[4], now) then return 0 end
 local u = fmt(now + tonumber(ARGV[5]))
 redis.call('HSET', KEYS[11], 'lease_until', u)
@@ -278,7 +273,7 @@ return u
 // lease is lost. The token stays on the job until its next lease, so a
 // retried call finds its own completion and answers 1 again.
 var completeScript = script(true, `
-local now = clock(ARGV[2])
+local now = now_us(ARGV[2])
 if not held(KEYS[11], ARGV[4], now) then
   if recorded(KEYS[11], ARGV[4], {done = true}) then return 1 end
   return 0
@@ -299,7 +294,7 @@ return 1
 // (0/1). Reply: 1, or 0 when the lease is lost. As with Complete, the
 // token stays, so a retried call answers 1 again.
 var failScript = script(true, `
-local now = clock(ARGV[2])
+local now = now_us(ARGV[2])
 local k, id = KEYS[11], ARGV[3]
 if not held(k, ARGV[4], now) then
   if recorded(k, ARGV[4], {retry = true, dead = true, pending = true}) then return 1 end
@@ -330,7 +325,7 @@ return 1
 // the attempt not counted. ARGV[3..]: id, token. Reply: 1, or 0 when the
 // lease is lost.
 var releaseScript = script(true, `
-local now = clock(ARGV[2])
+local now = now_us(ARGV[2])
 local k, id = KEYS[11], ARGV[3]
 if not held(k, ARGV[4], now) then return 0 end
 redis.call('HINCRBY', k, 'attempt', -1)
@@ -345,7 +340,7 @@ return 1
 // jobScript reads a job, reporting as pending a job that Fetch would take
 // now (due, or its lease expired). ARGV[3]: id. Reply: the record, or nil.
 var jobScript = readScript(`
-local now = clock(ARGV[2])
+local now = now_us(ARGV[2])
 local v = record(KEYS[11], ARGV[3])
 if not v then return false end
 local st = v[IDX.state]
@@ -360,7 +355,7 @@ return v
 // retention (µs). Reply: {pending, scheduled, active, retry, dead, done,
 // lag}.
 var countsScript = readScript(`
-local base, now = ARGV[1], clock(ARGV[2])
+local base, now = ARGV[1], now_us(ARGV[2])
 local nowf, later = fmt(now), '(' .. fmt(now)
 local oldest = -1
 local function candidate(runAt)
@@ -409,7 +404,7 @@ return out
 var requeueScript = script(false, `
 local k, id = KEYS[11], ARGV[3]
 if redis.call('HGET', k, 'state') ~= 'dead' then return 0 end
-local now = clock(ARGV[2])
+local now = now_us(ARGV[2])
 redis.call('ZREM', KEYS[8], id)
 redis.call('ZREM', KEYS[13], id)
 redis.call('HSET', k, 'state', 'pending', 'attempt', 0, 'run_at', fmt(now))

@@ -30,7 +30,7 @@ const crashQueue = "crash"
 
 func crashWorkerOptions(b queue.Backend) queue.WorkerOptions {
 	return queue.WorkerOptions{Backend: b, FetchWait: 100 * time.Millisecond,
-		Queues: map[string]queue.QueueOptions{crashQueue: {Concurrency: 8, Lease: time.Second}}}
+		Queues: map[string]queue.Options{crashQueue: {Concurrency: 8, Lease: time.Second}}}
 }
 
 // CrashWorker is the child process of RunCrash: it consumes the crash
@@ -89,15 +89,10 @@ func RunCrash(t *testing.T, b queue.Backend, target string, held func(ctx contex
 	if n, _ := out.Read(buf); !strings.Contains(string(buf[:n]), "worker started") {
 		t.Fatalf("child: %q", buf[:n])
 	}
-	for end := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	waitFor(t, "the child holding at least 8 leases, one job done", func() bool {
 		cnt, _ := c.Counts(ctx, crashQueue)
-		if cnt.Active >= 8 && cnt.Done > 0 {
-			break
-		}
-		if time.Now().After(end) {
-			t.Fatalf("the child never held jobs: %+v", cnt)
-		}
-	}
+		return cnt.Active >= 8 && cnt.Done > 0
+	})
 	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,8 @@ package queuetest_test
 
 import (
 	"testing"
-	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/queue/queuetest"
 )
@@ -14,12 +14,12 @@ import (
 //	func TestConformance(t *testing.T) { queuetest.Run(t, newBackend) }
 //	func TestWorker(t *testing.T)      { queuetest.RunWorker(t, newRealTimeBackend) }
 //
-// Run drives the backend on a simulated clock (now), so the factory must
+// Run drives the backend on a simulated clock (clk), so the factory must
 // make the backend read time from it.
 func Example() {
 	var t *testing.T // the *testing.T of your TestXxx function
-	queuetest.Run(t, func(t *testing.T, now func() time.Time) queue.Backend {
-		return queue.NewMemoryBackend(queue.MemoryBackendOptions{Now: now})
+	queuetest.Run(t, func(t *testing.T, clk clock.Clock) queue.Backend {
+		return queue.NewMemoryBackend(queue.MemoryBackendOptions{Clock: clk})
 	})
 	queuetest.RunWorker(t, func(t *testing.T) queue.Backend {
 		return queue.NewMemoryBackend(queue.MemoryBackendOptions{})

@@ -19,13 +19,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/testclock"
 	"github.com/scalekit-go/scalekit/queue"
 )
 
-// Factory returns the Backend under test reading the time from now. It
-// is called once per subtest; queue names are unique per subtest.
-type Factory func(t *testing.T, now func() time.Time) queue.Backend
+// Factory returns the Backend under test reading the time from clk (its
+// Options.Clock). It is called once per subtest; queue names are unique
+// per subtest.
+type Factory func(t *testing.T, clk clock.Clock) queue.Backend
 
 // Name is a queue name unique to this test run.
 func Name(t testing.TB) string {
@@ -44,8 +46,8 @@ type env struct {
 
 func setup(t *testing.T, f Factory) *env {
 	clk := testclock.New()
-	b := f(t, clk.Now)
-	c, err := queue.NewClient(queue.ClientOptions{Backend: b, Now: clk.Now})
+	b := f(t, clk)
+	c, err := queue.NewClient(queue.ClientOptions{Backend: b, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,9 +20,9 @@ type RealTimeFactory func(t *testing.T) queue.Backend
 
 type args struct{ N int }
 
-func worker(t *testing.T, b queue.Backend, q string, o queue.QueueOptions) *queue.Worker {
+func worker(t *testing.T, b queue.Backend, q string, o queue.Options) *queue.Worker {
 	t.Helper()
-	w, err := queue.NewWorker(queue.WorkerOptions{Backend: b, Queues: map[string]queue.QueueOptions{q: o},
+	w, err := queue.NewWorker(queue.WorkerOptions{Backend: b, Queues: map[string]queue.Options{q: o},
 		Backoff: retry.Constant{D: time.Millisecond}, FetchWait: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +49,7 @@ func RunWorker(t *testing.T, f RealTimeFactory) {
 		}
 		var mu sync.Mutex
 		seen := map[int]int{}
-		w := worker(t, b, q, queue.QueueOptions{Concurrency: 4})
+		w := worker(t, b, q, queue.Options{Concurrency: 4})
 		if err := queue.Handle(w, "count", func(ctx context.Context, j *queue.Job[args]) error {
 			mu.Lock()
 			seen[j.Args.N]++
@@ -78,7 +78,7 @@ func RunWorker(t *testing.T, f RealTimeFactory) {
 		panicky, _ := c.Enqueue(ctx, q, "panicky", args{}, queue.EnqueueOptions{MaxAttempts: 1})
 		final, _ := c.Enqueue(ctx, q, "final", args{}, queue.EnqueueOptions{MaxAttempts: 5})
 		badArgs, _ := c.Enqueue(ctx, q, "typed", "not an object", queue.EnqueueOptions{MaxAttempts: 5})
-		w := worker(t, b, q, queue.QueueOptions{Concurrency: 2})
+		w := worker(t, b, q, queue.Options{Concurrency: 2})
 		var flakyRuns, finalRuns atomic.Int64
 		queue.Handle(w, "flaky", func(ctx context.Context, j *queue.Job[args]) error {
 			if flakyRuns.Add(1) < 3 {
@@ -122,7 +122,7 @@ func RunWorker(t *testing.T, f RealTimeFactory) {
 				t.Fatal(err)
 			}
 		}
-		w := worker(t, b, q, queue.QueueOptions{Concurrency: 3, Limiter: &admitOnce{}})
+		w := worker(t, b, q, queue.Options{Concurrency: 3, Limiter: &admitOnce{}})
 		var ran atomic.Int64
 		queue.Handle(w, "send", func(ctx context.Context, j *queue.Job[args]) error { ran.Add(1); return nil })
 		if err := w.Start(ctx); err != nil {
@@ -143,7 +143,7 @@ func RunWorker(t *testing.T, f RealTimeFactory) {
 		for i := 0; i < 3; i++ {
 			c.Enqueue(ctx, q, "short", args{i}, queue.EnqueueOptions{})
 		}
-		w := worker(t, b, q, queue.QueueOptions{Concurrency: 3})
+		w := worker(t, b, q, queue.Options{Concurrency: 3})
 		started := make(chan struct{}, 3)
 		queue.Handle(w, "short", func(ctx context.Context, j *queue.Job[args]) error {
 			started <- struct{}{}
@@ -168,7 +168,7 @@ func RunWorker(t *testing.T, f RealTimeFactory) {
 		for i := 0; i < 2; i++ {
 			c.Enqueue(ctx, q2, "stuck", args{i}, queue.EnqueueOptions{})
 		}
-		w2 := worker(t, b, q2, queue.QueueOptions{Concurrency: 2})
+		w2 := worker(t, b, q2, queue.Options{Concurrency: 2})
 		running := make(chan struct{}, 2)
 		queue.Handle(w2, "stuck", func(ctx context.Context, j *queue.Job[args]) error {
 			running <- struct{}{}

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/logx"
 	"github.com/scalekit-go/scalekit/internal/redisx"
 	"github.com/scalekit-go/scalekit/ratelimit"
@@ -55,7 +56,7 @@ type backend struct {
 	mode    FailureMode
 	br      *breaker.Breaker
 	log     *slog.Logger
-	now     func() time.Time // nil: Redis TIME
+	clk     clock.Clock // nil: Redis TIME
 
 	// Counted by degrade: Redis failures, calls the open circuit skipped,
 	// and the decisions made without Redis.
@@ -100,7 +101,7 @@ type backendOptions struct {
 	mode    FailureMode
 	br      *breaker.Breaker
 	log     *slog.Logger
-	now     func() time.Time
+	clk     clock.Clock
 	name    string // the options type, for errors: "Options" or "ConcurrencyOptions"
 }
 
@@ -141,27 +142,7 @@ func newBackend(o backendOptions) (*backend, error) {
 		}
 		o.br = br
 	}
-	return &backend{client: o.client, prefix: o.prefix, timeout: o.timeout, mode: o.mode, br: o.br, log: o.log, now: o.now}, nil
-}
-
-// nowArg is the time argument of the scripts: Unix microseconds from the
-// injected clock, or -1 to make the script read Redis TIME.
-func (b *backend) nowArg() int64 {
-	if b.now == nil {
-		return -1
-	}
-	return b.now().UnixMicro()
-}
-
-// nowArgs is the time argument pair of the GCRA scripts: Unix µs and the
-// ns past it from the injected clock, or -1, 0 to make the script read
-// Redis TIME.
-func (b *backend) nowArgs() (us, ns int64) {
-	if b.now == nil {
-		return -1, 0
-	}
-	t := b.now().UnixNano()
-	return t / 1000, t % 1000
+	return &backend{client: o.client, prefix: o.prefix, timeout: o.timeout, mode: o.mode, br: o.br, log: o.log, clk: o.clk}, nil
 }
 
 // key is the hash-tagged Redis key of a limiter key: every key of one

@@ -11,7 +11,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/clock"
+	"github.com/scalekit-go/scalekit/internal/ratelimitx"
 	"github.com/scalekit-go/scalekit/internal/renew"
+	"github.com/scalekit-go/scalekit/internal/serverclock"
 	"github.com/scalekit-go/scalekit/internal/token"
 	"github.com/scalekit-go/scalekit/ratelimit"
 )
@@ -26,8 +29,8 @@ import (
 //     the last Lease/2 (holders renew every Lease/3): its holder is live
 //     and frees the slot when done. The key's moving average of hold
 //     durations ({prefix:key}:hold, µs, updated by every release) gives
-//     ratelimit.ConcurrencyRetryAfter(mean, live holders): the expected
-//     wait until one of them is done, or ratelimit.ConcurrencyRetryHint
+//     ratelimitx.ConcurrencyRetryAfter(mean, live holders): the expected
+//     wait until one of them is done, or ratelimitx.ConcurrencyRetryHint
 //     before any hold was timed;
 //   - a lease that missed its renewals belongs to a holder that is likely
 //     dead: it frees when it expires.
@@ -40,12 +43,8 @@ import (
 // -1: TIME), lease (µs), limit, token. Reply: {acquired (0/1), held, then
 // when refused: µs until the oldest lease expires, the live leases (expiry
 // more than Lease/2 away), the mean hold in µs (0: none timed yet)}.
-var acquireScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+var acquireScript = redis.NewScript(serverclock.Lua + `
+local now = now_us(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
 local held = redis.call('ZCARD', KEYS[1])
 if held >= tonumber(ARGV[3]) then
@@ -62,12 +61,8 @@ return {1, held + 1, 0}
 
 // renewScript: KEYS[1] the set. ARGV: now, lease, token. Reply: 1 when the
 // lease was still held and now runs until now+lease, 0 when it was lost.
-var renewScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+var renewScript = redis.NewScript(serverclock.Lua + `
+local now = now_us(ARGV[1])
 local score = redis.call('ZSCORE', KEYS[1], ARGV[3])
 if not score then return 0 end
 if tonumber(score) <= now then
@@ -83,7 +78,7 @@ return 1
 // releaseScript: KEYS[1] the set, KEYS[2] the mean hold. ARGV: token, the
 // hold in µs, the mean's TTL in ms. It drops the lease and, when the lease
 // was still held, folds the hold into the key's mean as
-// ratelimit.NextMeanHold does: floor((7*mean + hold) / 8). Reply: 1 when
+// ratelimitx.NextMeanHold does: floor((7*mean + hold) / 8). Reply: 1 when
 // the lease was held.
 var releaseScript = redis.NewScript(`
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
@@ -126,9 +121,9 @@ type ConcurrencyOptions struct {
 	Fallback ratelimit.ConcurrencyLimiter
 	// Breaker is the circuit around Redis; see Options.Breaker.
 	Breaker *breaker.Breaker
-	// Now is the clock the leases are scored with. Default: nil, Redis
-	// TIME. Set it for simulated time in tests.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the
+	// server's clock (Redis TIME). It scores the leases.
+	Clock clock.Clock
 	// Logger receives Redis failures (Debug), lost leases (Warn) and
 	// circuit changes. Default: discard.
 	Logger *slog.Logger
@@ -173,7 +168,7 @@ func NewConcurrency(o ConcurrencyOptions) (*Concurrency, error) {
 		return nil, fmt.Errorf("%w: ConcurrencyOptions.Lease must be >= 30ms, got %v", ratelimit.ErrInvalid, o.Lease)
 	}
 	b, err := newBackend(backendOptions{client: o.Client, prefix: o.Prefix, timeout: o.Timeout, mode: o.Failure,
-		br: o.Breaker, log: o.Logger, now: o.Now, name: "ConcurrencyOptions"})
+		br: o.Breaker, log: o.Logger, clk: o.Clock, name: "ConcurrencyOptions"})
 	if err != nil {
 		return nil, err
 	}
@@ -183,16 +178,16 @@ func NewConcurrency(o ConcurrencyOptions) (*Concurrency, error) {
 // Acquire takes a slot for key in one round trip, or returns a
 // *ratelimit.LimitedError (errors.Is ratelimit.ErrLimited) at once when
 // every slot is held; its RetryAfter is when a slot is expected to free:
-// ratelimit.ConcurrencyRetryAfter of the key's mean hold and its live
-// holders, bounded by the oldest lease's expiry (see the package's
-// Concurrency notes). release gives the slot back and times the hold (one
+// the key's mean hold over its live holders (at least 1ms; 100ms before
+// any hold was timed), bounded by the oldest lease's expiry, as
+// ratelimit.Concurrency reports it (see the package doc). release gives the slot back and times the hold (one
 // more round trip, bounded by Timeout); calling it more than once is
 // harmless.
 //
 // While Redis is unavailable it asks Options.Fallback, or grants a slot
 // that is counted nowhere (FailOpen) or refuses with RetryAfter 1s
 // (FailClosed). It returns ctx's error when ctx ends first.
-func (c *Concurrency) Acquire(ctx context.Context, key string) (func(), error) {
+func (c *Concurrency) Acquire(ctx context.Context, key string) (release func(), err error) {
 	if key == "" {
 		return nil, fmt.Errorf("%w: key must not be empty", ratelimit.ErrInvalid)
 	}
@@ -201,8 +196,8 @@ func (c *Concurrency) Acquire(ctx context.Context, key string) (func(), error) {
 		got                      bool
 		held, oldest, live, mean int64
 	)
-	err := c.b.run(ctx, func(ctx context.Context) error {
-		vals, err := acquireScript.Run(ctx, c.b.client, []string{l.key, l.hold}, c.b.nowArg(), c.lease.Microseconds(), c.limit, l.token).Slice()
+	err = c.b.run(ctx, func(ctx context.Context) error {
+		vals, err := acquireScript.Run(ctx, c.b.client, []string{l.key, l.hold}, serverclock.Micros(c.b.clk), c.lease.Microseconds(), c.limit, l.token).Slice()
 		if err != nil {
 			return err
 		}
@@ -235,11 +230,11 @@ func (c *Concurrency) Acquire(ctx context.Context, key string) (func(), error) {
 		c.rejected.Add(1)
 		retry := time.Duration(oldest) * time.Microsecond
 		if live > 0 {
-			retry = min(retry, ratelimit.ConcurrencyRetryAfter(time.Duration(mean)*time.Microsecond, int(live)))
+			retry = min(retry, ratelimitx.ConcurrencyRetryAfter(time.Duration(mean)*time.Microsecond, int(live)))
 		}
 		return nil, c.limited(key, int(held), retry)
 	}
-	l.start = c.clock()
+	l.start = c.now()
 	c.acquired.Add(1)
 	c.mu.Lock()
 	if !c.closed {
@@ -275,7 +270,7 @@ func (l *lease) renew() bool {
 	var ok int64
 	err := c.b.run(context.Background(), func(ctx context.Context) error {
 		var err error
-		ok, err = renewScript.Run(ctx, c.b.client, []string{l.key}, c.b.nowArg(), c.lease.Microseconds(), l.token).Int64()
+		ok, err = renewScript.Run(ctx, c.b.client, []string{l.key}, serverclock.Micros(c.b.clk), c.lease.Microseconds(), l.token).Int64()
 		return err
 	})
 	switch {
@@ -300,7 +295,7 @@ func (l *lease) release() {
 	c.drop(l)
 	l.rn.Stop()
 	c.released.Add(1)
-	hold := c.clock().Sub(l.start)
+	hold := c.now().Sub(l.start)
 	ctx, cancel := context.WithTimeout(context.Background(), c.b.timeout)
 	defer cancel()
 	if err := releaseScript.Run(ctx, c.b.client, []string{l.key, l.hold}, l.token, hold.Microseconds(), (holdTTL * c.lease).Milliseconds()).Err(); err != nil {
@@ -309,14 +304,9 @@ func (l *lease) release() {
 	}
 }
 
-// clock times holds: Options.Now, or time.Now (monotonic) when Redis TIME
+// now times holds: Options.Clock, or time.Now (monotonic) when Redis TIME
 // scores the leases.
-func (c *Concurrency) clock() time.Time {
-	if c.b.now != nil {
-		return c.b.now()
-	}
-	return time.Now()
-}
+func (c *Concurrency) now() time.Time { return clock.Now(c.b.clk) }
 
 // drop takes l out of the held set.
 func (c *Concurrency) drop(l *lease) {

@@ -1,17 +1,28 @@
 // Package ratelimitredis is the fleet-wide ratelimit.Limiter and
-// ratelimit.ConcurrencyLimiter: state in Redis, shared by every process
-// that points at the same Redis and prefix.
+// ratelimit.ConcurrencyLimiter: state in Redis (standalone or Cluster),
+// shared by every process that points at the same Redis and prefix.
 //
-// # Decisions
+//	client := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+//	lim, err := ratelimitredis.New(ratelimitredis.Options{Client: client, Limits: ratelimit.Policy{
+//		{Name: "client", Rate: 100, Burst: 200}, // 100/s, bursts of 200, across the fleet
+//	}})
+//	d, err := lim.Allow(ctx, userID) // one round trip; no error while Redis is down (FailOpen)
+//	mw, err := ratelimit.NewHTTP(ratelimit.HTTPOptions{Limiter: lim}) // 429 + RateLimit headers
+//
+//	exports, err := ratelimitredis.NewConcurrency(ratelimitredis.ConcurrencyOptions{Client: client, Limit: 2})
+//	release, err := exports.Acquire(ctx, tenantID) // at most 2 per tenant at once, fleet-wide
+//	defer release()
+//
+// # How it works
 //
 // Limiter runs ratelimit's GCRA (the same math as ratelimit.Decide) in a
 // Lua script: one EVALSHA per decision, whatever the number of limits in
 // the policy, so "10/s burst 20 AND 1000/hour" is checked and counted
 // atomically. The script reads Redis TIME, so the fleet's clocks do not
-// matter (Options.Now replaces it in tests), and computes in nanoseconds,
-// exactly as ratelimit.Local does, so the two admit the same events (each
-// time is a pair of µs and ns in the script, exact in Lua's doubles; the
-// Decision itself is computed in Go by ratelimit.Decide).
+// matter (Options.Clock replaces it in tests), and computes in
+// nanoseconds, exactly as ratelimit.Local does, so the two admit the same
+// events (each time is a pair of µs and ns in the script, exact in Lua's
+// doubles; the Decision itself is computed in Go by ratelimit.Decide).
 // A key's state is one hash, {prefix:key}:limit, with a field per limit;
 // it expires as soon as every limit is full again, so idle keys cost
 // nothing. The braces are a hash tag: on Redis Cluster every key of one
@@ -23,10 +34,10 @@
 // expiry; a holder renews it every Lease/3 while it runs, and a holder that
 // dies frees its slot when the lease runs out (30s by default). A refusal's
 // RetryAfter is when a slot is expected to free, as ratelimit.Concurrency
-// reports it: ratelimit.ConcurrencyRetryAfter of the key's moving average
-// of hold durations (timed by each release, kept in {prefix:key}:hold for
-// ten leases after the last release) and its live holders, bounded by the
-// expiry of a lease whose holder stopped renewing it.
+// reports it: the key's moving average of hold durations (timed by each
+// release, kept in {prefix:key}:hold for ten leases after the last
+// release) over its live holders, bounded by the expiry of a lease whose
+// holder stopped renewing it.
 //
 // # When Redis is down, slow or flapping
 //

@@ -16,6 +16,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/clock"
+	"github.com/scalekit-go/scalekit/internal/poll"
+	"github.com/scalekit-go/scalekit/internal/ratelimitx"
 	"github.com/scalekit-go/scalekit/internal/testclock"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/ratelimit"
@@ -39,15 +42,15 @@ func newLimiter(t testing.TB, o Options) *Limiter {
 
 func TestConformanceStandalone(t *testing.T) {
 	r := testinfra.Redis(t)
-	ratelimittest.Run(t, func(t *testing.T, p ratelimit.Policy, now func() time.Time) ratelimit.Limiter {
-		return newLimiter(t, Options{Client: r.Client, Limits: p, Now: now})
+	ratelimittest.Run(t, func(t *testing.T, p ratelimit.Policy, clk clock.Clock) ratelimit.Limiter {
+		return newLimiter(t, Options{Client: r.Client, Limits: p, Clock: clk})
 	})
 }
 
 func TestConformanceCluster(t *testing.T) {
 	c := testinfra.RedisCluster(t)
-	ratelimittest.Run(t, func(t *testing.T, p ratelimit.Policy, now func() time.Time) ratelimit.Limiter {
-		return newLimiter(t, Options{Client: c.Client, Limits: p, Now: now, Prefix: c.Prefix + "rl"})
+	ratelimittest.Run(t, func(t *testing.T, p ratelimit.Policy, clk clock.Clock) ratelimit.Limiter {
+		return newLimiter(t, Options{Client: c.Client, Limits: p, Clock: clk, Prefix: c.Prefix + "rl"})
 	})
 }
 
@@ -101,7 +104,7 @@ func TestClusterKeysSpreadOverMasters(t *testing.T) {
 func TestKeyLayoutAndTTL(t *testing.T) {
 	r := testinfra.Redis(t)
 	clk := testclock.New()
-	l := newLimiter(t, Options{Client: r.Client, Now: clk.Now, Limits: ratelimit.Policy{
+	l := newLimiter(t, Options{Client: r.Client, Clock: clk, Limits: ratelimit.Policy{
 		{Name: "sec", Rate: 10, Burst: 5},            // tau 500ms
 		{Name: "min", Rate: 60, Period: time.Minute}, // tau 60s
 	}})
@@ -154,7 +157,7 @@ func TestScriptFlushRecovered(t *testing.T) {
 	}
 }
 
-// With Now nil the limiter reads Redis TIME: decisions need no client
+// With Clock nil the limiter reads Redis TIME: decisions need no client
 // clock, and the timings come out of the server's.
 func TestRedisTime(t *testing.T) {
 	r := testinfra.Redis(t)
@@ -282,15 +285,12 @@ func TestOutageFailOpen(t *testing.T) {
 func waitFromRedis(t *testing.T, l *Limiter, counter func(Stats) uint64) {
 	t.Helper()
 	before := counter(l.Stats())
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+	poll.Until(t, 10*time.Second, "a decision from Redis after the restart", func() bool {
 		if _, err := l.Allow(context.Background(), "probe"); err != nil {
 			t.Fatal(err)
 		}
-		if counter(l.Stats()) > before {
-			return
-		}
-	}
-	t.Fatalf("no decision came from Redis within 10s of the restart: %+v", l.Stats())
+		return counter(l.Stats()) > before
+	})
 }
 
 func TestOutageFailClosed(t *testing.T) {
@@ -426,8 +426,8 @@ func newConcurrency(t testing.TB, o ConcurrencyOptions) *Concurrency {
 func TestLeaseExpiresWhenHolderDies(t *testing.T) {
 	r := testinfra.Redis(t)
 	clk := testclock.New()
-	dead := newConcurrency(t, ConcurrencyOptions{Client: r.Client, Limit: 1, Lease: time.Minute, Now: clk.Now})
-	alive := newConcurrency(t, ConcurrencyOptions{Client: r.Client, Limit: 1, Lease: time.Minute, Now: clk.Now})
+	dead := newConcurrency(t, ConcurrencyOptions{Client: r.Client, Limit: 1, Lease: time.Minute, Clock: clk})
+	alive := newConcurrency(t, ConcurrencyOptions{Client: r.Client, Limit: 1, Lease: time.Minute, Clock: clk})
 	ctx := context.Background()
 	if _, err := dead.Acquire(ctx, "job"); err != nil {
 		t.Fatal(err)
@@ -499,17 +499,14 @@ func TestConcurrencyOutage(t *testing.T) {
 		t.Fatalf("fail-closed stats %+v", st)
 	}
 	r.Start()
-	var err error
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		var release func()
-		if release, err = closed.Acquire(ctx, "k"); err == nil {
-			release()
-			if closed.Stats().Acquired == 1 {
-				return
-			}
+	poll.Until(t, 10*time.Second, "a slot from Redis after the restart", func() bool {
+		release, err := closed.Acquire(ctx, "k")
+		if err != nil {
+			return false
 		}
-	}
-	t.Fatalf("no slot from Redis within 10s of the restart: %v %+v", err, closed.Stats())
+		release()
+		return closed.Stats().Acquired == 1
+	})
 }
 
 // The middleware over the Redis limiter announces its policy and answers
@@ -517,11 +514,11 @@ func TestConcurrencyOutage(t *testing.T) {
 func TestMiddlewareOverRedis(t *testing.T) {
 	r := testinfra.Redis(t)
 	l := newLimiter(t, Options{Client: r.Client, Limits: ratelimit.Policy{{Name: "api", Rate: 1, Period: time.Minute, Burst: 1}}})
-	mw, err := ratelimit.Middleware(ratelimit.MiddlewareOptions{Limiter: l})
+	mw, err := ratelimit.NewHTTP(ratelimit.HTTPOptions{Limiter: l})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	h := mw.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	codes := []int{}
 	var last http.Header
 	for i := 0; i < 2; i++ {
@@ -563,11 +560,11 @@ func TestAgreesWithLocal(t *testing.T) {
 	for pi, p := range policies {
 		clk := testclock.New()
 		clk.Add(time.Duration(rng.Int64N(1000))) // a time off the µs grid
-		local, err := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: p, Now: clk.Now})
+		local, err := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: p, Clock: clk})
 		if err != nil {
 			t.Fatal(err)
 		}
-		rl := newLimiter(t, Options{Client: r.Client, Limits: p, Now: clk.Now, Prefix: "agree"})
+		rl := newLimiter(t, Options{Client: r.Client, Limits: p, Clock: clk, Prefix: "agree"})
 		key := ratelimittest.Key(t)
 		most := local.Policy().MaxBurst()
 		for i := 0; i < 300; i++ {
@@ -605,8 +602,8 @@ func TestStateFormat(t *testing.T) {
 	if err := r.Client.HSet(ctx, "{fmt:two}:limit", "sec", old, "min", itoa(nowUS)).Err(); err != nil {
 		t.Fatal(err)
 	}
-	one := newLimiter(t, Options{Client: r.Client, Prefix: "fmt", Now: clk.Now, Limits: ratelimit.Policy{{Name: "sec", Rate: 10, Burst: 5}}})
-	two := newLimiter(t, Options{Client: r.Client, Prefix: "fmt", Now: clk.Now, Limits: ratelimit.Policy{{Name: "sec", Rate: 10, Burst: 5}, {Name: "min", Rate: 60, Period: time.Minute}}})
+	one := newLimiter(t, Options{Client: r.Client, Prefix: "fmt", Clock: clk, Limits: ratelimit.Policy{{Name: "sec", Rate: 10, Burst: 5}}})
+	two := newLimiter(t, Options{Client: r.Client, Prefix: "fmt", Clock: clk, Limits: ratelimit.Policy{{Name: "sec", Rate: 10, Burst: 5}, {Name: "min", Rate: 60, Period: time.Minute}}})
 	for name, l := range map[string]*Limiter{"one": one, "two": two} {
 		d, err := l.Allow(ctx, name)
 		if err != nil || !d.Allowed || d.Remaining != 0 || d.ResetAfter != 500*time.Millisecond {
@@ -617,7 +614,7 @@ func TestStateFormat(t *testing.T) {
 		}
 	}
 	// 3 per 10s: one interval is 3333333333ns, stored as µs with a fraction.
-	frac := newLimiter(t, Options{Client: r.Client, Prefix: "fmt", Now: clk.Now, Limits: ratelimit.Policy{{Rate: 3, Period: 10 * time.Second}}})
+	frac := newLimiter(t, Options{Client: r.Client, Prefix: "fmt", Clock: clk, Limits: ratelimit.Policy{{Rate: 3, Period: 10 * time.Second}}})
 	if _, err := frac.AllowN(ctx, "frac", 2); err != nil {
 		t.Fatal(err)
 	}
@@ -673,11 +670,11 @@ func refusal(t *testing.T, c ratelimit.ConcurrencyLimiter, key string, free int)
 func TestConcurrencyRetryAfterAgreesWithLocal(t *testing.T) {
 	r := testinfra.Redis(t)
 	clk := testclock.New()
-	rc := newConcurrency(t, ConcurrencyOptions{Client: r.Client, Limit: 2, Lease: time.Minute, Now: clk.Now, Prefix: "retry"})
+	rc := newConcurrency(t, ConcurrencyOptions{Client: r.Client, Limit: 2, Lease: time.Minute, Clock: clk, Prefix: "retry"})
 	for name, c := range map[string]ratelimit.ConcurrencyLimiter{"redis": rc, "local": newLocalConcurrency(t, clk)} {
 		key := ratelimittest.Key(t)
-		if got, release := refusal(t, c, key, 2); got != ratelimit.ConcurrencyRetryHint {
-			t.Fatalf("%s: before any hold was timed: RetryAfter %v, want the hint %v", name, got, ratelimit.ConcurrencyRetryHint)
+		if got, release := refusal(t, c, key, 2); got != ratelimitx.ConcurrencyRetryHint {
+			t.Fatalf("%s: before any hold was timed: RetryAfter %v, want the hint %v", name, got, ratelimitx.ConcurrencyRetryHint)
 		} else {
 			release()
 		}
@@ -695,7 +692,7 @@ func TestConcurrencyRetryAfterAgreesWithLocal(t *testing.T) {
 }
 
 func newLocalConcurrency(t *testing.T, clk *testclock.Clock) *ratelimit.Concurrency {
-	lc, err := ratelimit.NewConcurrency(ratelimit.ConcurrencyOptions{Limit: 2, Now: clk.Now})
+	lc, err := ratelimit.NewConcurrency(ratelimit.ConcurrencyOptions{Limit: 2, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -708,7 +705,7 @@ func newLocalConcurrency(t *testing.T, clk *testclock.Clock) *ratelimit.Concurre
 func TestConcurrencyRetryAfterDeadHolders(t *testing.T) {
 	r := testinfra.Redis(t)
 	clk := testclock.New()
-	o := ConcurrencyOptions{Client: r.Client, Limit: 2, Lease: time.Minute, Now: clk.Now, Prefix: "dead"}
+	o := ConcurrencyOptions{Client: r.Client, Limit: 2, Lease: time.Minute, Clock: clk, Prefix: "dead"}
 	alive, dead := newConcurrency(t, o), newConcurrency(t, o)
 	key := ratelimittest.Key(t)
 	holdFor(t, alive, clk, key, 3*time.Second) // a mean hold of 3s

@@ -4,12 +4,12 @@
 // can run it too:
 //
 //	func TestMine(t *testing.T) {
-//		ratelimittest.Run(t, func(t *testing.T, p ratelimit.Policy, now func() time.Time) ratelimit.Limiter {
-//			return mine.New(p, now)
+//		ratelimittest.Run(t, func(t *testing.T, p ratelimit.Policy, clk clock.Clock) ratelimit.Limiter {
+//			return mine.New(p, clk)
 //		})
 //	}
 //
-// Run drives simulated time through the factory's now and checks exact
+// Run drives simulated time through the factory's clock and checks exact
 // admission counts: a burst admits exactly Burst events, a sustained run
 // admits Burst plus one per interval, a denial consumes nothing from any
 // limit of a policy, RetryAfter is exact to the microsecond, a key is
@@ -28,15 +28,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
+	"github.com/scalekit-go/scalekit/internal/ratelimitx"
 	"github.com/scalekit-go/scalekit/internal/testclock"
 	"github.com/scalekit-go/scalekit/ratelimit"
 )
 
 // Factory returns the Limiter under test for policy p, reading the time
-// from now (simulated: it only moves when the suite moves it). It is
+// from clk (simulated: it only moves when the suite moves it). It is
 // called once per subtest; the suite's keys are unique per subtest, so a
 // factory may share one backend across calls.
-type Factory func(t *testing.T, p ratelimit.Policy, now func() time.Time) ratelimit.Limiter
+type Factory func(t *testing.T, p ratelimit.Policy, clk clock.Clock) ratelimit.Limiter
 
 // Run runs the Limiter conformance suite as subtests of t.
 func Run(t *testing.T, newLimiter Factory) {
@@ -60,7 +62,7 @@ type suite struct{ newLimiter Factory }
 func (s *suite) setup(t *testing.T, p ratelimit.Policy) (ratelimit.Limiter, *testclock.Clock, string) {
 	t.Helper()
 	clk := testclock.New()
-	return s.newLimiter(t, p, clk.Now), clk, Key(t)
+	return s.newLimiter(t, p, clk), clk, Key(t)
 }
 
 // Key is a key unique to this test and run, for limiters whose state
@@ -355,7 +357,10 @@ func (s *suite) highRateAccuracy(t *testing.T) {
 type ConcurrencyFactory func(t *testing.T, limit int) ratelimit.ConcurrencyLimiter
 
 // RunConcurrency runs the ConcurrencyLimiter conformance suite as subtests
-// of t.
+// of t: at most limit holders per key, keys independent, an empty key
+// refused with ratelimit.ErrInvalid, and, with every slot of a key held, a
+// refusal whose RetryAfter is short, in (0, 100ms], both before any slot
+// was released and after holds of microseconds.
 func RunConcurrency(t *testing.T, newLimiter ConcurrencyFactory) {
 	t.Run("AtMostLimit", func(t *testing.T) {
 		c, key := newLimiter(t, 3), Key(t)
@@ -406,7 +411,7 @@ func RunConcurrency(t *testing.T, newLimiter ConcurrencyFactory) {
 	})
 	t.Run("RetryAfterIsShort", func(t *testing.T) {
 		// A refusal's RetryAfter is what a client should wait: when a
-		// slot is expected to free (ratelimit.ConcurrencyRetryAfter),
+		// slot is expected to free (at most the 100ms hint here),
 		// not when a live holder's lease would expire (tens of seconds).
 		c, key := newLimiter(t, 2), Key(t)
 		full := func(when string, most time.Duration) {
@@ -428,7 +433,7 @@ func RunConcurrency(t *testing.T, newLimiter ConcurrencyFactory) {
 				r()
 			}
 		}
-		full("before any release", ratelimit.ConcurrencyRetryHint)
+		full("before any release", ratelimitx.ConcurrencyRetryHint)
 		for i := 0; i < 5; i++ { // holds of microseconds
 			r, err := c.Acquire(context.Background(), key)
 			if err != nil {
@@ -436,7 +441,7 @@ func RunConcurrency(t *testing.T, newLimiter ConcurrencyFactory) {
 			}
 			r()
 		}
-		full("after short holds", ratelimit.ConcurrencyRetryHint)
+		full("after short holds", ratelimitx.ConcurrencyRetryHint)
 	})
 	t.Run("Hammer", func(t *testing.T) {
 		const limit = 4

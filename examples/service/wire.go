@@ -1,0 +1,324 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/scalekit-go/scalekit/batch"
+	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/cache"
+	"github.com/scalekit-go/scalekit/cache/cacheredis"
+	"github.com/scalekit-go/scalekit/dbrouter"
+	"github.com/scalekit-go/scalekit/health"
+	"github.com/scalekit-go/scalekit/idempotency"
+	"github.com/scalekit-go/scalekit/idempotency/idempotencypg"
+	"github.com/scalekit-go/scalekit/idempotency/idempotencyredis"
+	"github.com/scalekit-go/scalekit/metrics"
+	"github.com/scalekit-go/scalekit/queue"
+	"github.com/scalekit-go/scalekit/queue/queuepg"
+	"github.com/scalekit-go/scalekit/queue/queueredis"
+	"github.com/scalekit-go/scalekit/ratelimit"
+	"github.com/scalekit-go/scalekit/ratelimit/ratelimitredis"
+	"github.com/scalekit-go/scalekit/retry"
+	"github.com/scalekit-go/scalekit/slo"
+)
+
+// wire builds every primitive the service uses, from the stores up, and
+// stops at the first error. Each step registers the Prometheus collectors
+// and health checks of what it built; what it opens is listed by
+// resources, for the shutdown coordinator to close (closeAll, when
+// start-up fails).
+func (a *app) wire(ctx context.Context) error {
+	for _, step := range []func(context.Context) error{
+		a.newProbesAndMetrics, // health probes and the Prometheus collector, for the steps below
+		a.connectRedis,        // rate limits, the cache's L2; idempotency keys and jobs without PostgreSQL
+		a.connectDatabase,     // users, posts and payments: replica reads, primary writes
+		a.buildUserCache,      // cache-aside: L1 + Redis L2 with fill leases
+		a.buildAuthorLoader,   // a page's authors in one query
+		a.buildPayments,       // the flaky provider behind a breaker and a retry budget
+		a.buildQueue,          // jobs: the backend, the client, the worker and its handlers
+		a.buildIdempotency,    // Idempotency-Key on POST /payments
+		a.buildRateLimits,     // per client, across the fleet on Redis
+		a.buildSLO,            // per-route availability and latency objectives
+		a.buildReadYourWrites, // the router's token cookie
+	} {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newProbesAndMetrics creates the Prometheus registry with the metrics
+// collector the other steps register with, and the health probes, whose
+// own metrics it registers.
+func (a *app) newProbesAndMetrics(context.Context) error {
+	var err error
+	a.registry = prometheus.NewRegistry()
+	if a.metrics, err = metrics.New(metrics.Options{Instance: a.cfg.Addr}); err != nil {
+		return err
+	}
+	if err := a.registry.Register(a.metrics); err != nil {
+		return err
+	}
+	if a.health, err = health.New(health.Options{ServiceID: "scalekit-example", Logger: a.log}); err != nil {
+		return err
+	}
+	return a.metrics.AddHealth("service", a.health)
+}
+
+// connectRedis opens the Redis client, when there is a Redis, with an
+// optional health check: without Redis the service degrades, it does not
+// stop.
+func (a *app) connectRedis(context.Context) error {
+	if a.in.redisURL == "" {
+		return nil
+	}
+	opt, err := redis.ParseURL(a.in.redisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	opt.ContextTimeoutEnabled = true
+	a.rdb = redis.NewClient(opt)
+	a.health.Add(health.Check{Name: "redis", Optional: true, Timeout: time.Second,
+		Func: func(ctx context.Context) error { return a.rdb.Ping(ctx).Err() }})
+	return nil
+}
+
+// connectDatabase opens PostgreSQL through the router (reads on the
+// replica, writes on the primary, read-your-writes tokens), creates the
+// schema, and waits until the replicas have it. Without a database the
+// users, posts and payments live in memory.
+func (a *app) connectDatabase(ctx context.Context) error {
+	if a.in.dbURL == "" {
+		a.repo = newMemRepo()
+		return nil
+	}
+	var err error
+	if a.router, err = dbrouter.Open(ctx, a.in.dbURL, a.in.replicaURLs, dbrouter.Options{Logger: a.log, SlowQuery: 200 * time.Millisecond, TokenWait: 50 * time.Millisecond}); err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	if err := migrate(ctx, a.router.PrimaryPool()); err != nil {
+		return err
+	}
+	// No replica takes reads before it has replayed the migrations (else
+	// "relation users does not exist"), and readiness waits for that.
+	if err := a.router.Fence(ctx); err != nil {
+		return err
+	}
+	a.repo = &pgRepo{db: a.router}
+	a.health.Add(health.Check{Name: "postgres", Timeout: time.Second,
+		Func: func(ctx context.Context) error {
+			if err := a.router.PrimaryPool().Ping(ctx); err != nil {
+				return err
+			}
+			return a.router.Ready(ctx)
+		}})
+	return a.metrics.AddDBRouter("db", a.router)
+}
+
+// buildUserCache builds the user cache: L1 + Redis L2 with fill leases,
+// in a versioned namespace.
+func (a *app) buildUserCache(context.Context) error {
+	var err error
+	co := cache.Options{TTL: time.Minute, MaxEntries: 50_000, MaxConcurrentLoads: 32, Logger: a.log}
+	if a.rdb != nil {
+		if co.Store, err = cacheredis.New(cacheredis.Options{Client: a.rdb, Prefix: "example:cache"}); err != nil {
+			return err
+		}
+	}
+	if a.users, err = cache.New[userCopy](co); err != nil {
+		return err
+	}
+	a.userNS = a.users.Namespace("user")
+	return a.metrics.AddCache("users", a.users)
+}
+
+// buildAuthorLoader batches the authors of a page of posts into one query.
+func (a *app) buildAuthorLoader(context.Context) error {
+	var err error
+	if a.authors, err = batch.New(a.repo.authors, batch.Options{Wait: time.Millisecond, MaxBatch: 500}); err != nil {
+		return err
+	}
+	return a.metrics.AddBatch("authors", a.authors)
+}
+
+// buildPayments starts the payment provider, deliberately flaky, and puts
+// it behind a breaker and a retry budget.
+func (a *app) buildPayments(context.Context) error {
+	var err error
+	if a.provider, err = startProvider(); err != nil {
+		return err
+	}
+	if a.payBr, err = breaker.New(breaker.Options{Name: "provider", FailureRateThreshold: 0.5, MinimumCalls: 20, OpenTimeout: 2 * time.Second, Logger: a.log}); err != nil {
+		return err
+	}
+	budget, err := retry.NewBudget(retry.BudgetOptions{Ratio: 0.2})
+	if err != nil {
+		return err
+	}
+	if a.payRetry, err = retry.New(retry.Options{MaxAttempts: 3, Backoff: retry.Exponential{Base: 5 * time.Millisecond, Cap: 50 * time.Millisecond}, Budget: budget,
+		Retryable: func(err error) bool { return !errors.Is(err, breaker.ErrOpen) }}); err != nil {
+		return err
+	}
+	if err := a.metrics.AddBreaker(a.payBr); err != nil {
+		return err
+	}
+	if err := a.metrics.AddRetrier("provider", a.payRetry); err != nil {
+		return err
+	}
+	return a.metrics.AddRetryBudget("provider", budget)
+}
+
+// buildQueue builds the jobs: the backend, a client to enqueue and a
+// worker with its handlers (started by Run, as -role says).
+func (a *app) buildQueue(ctx context.Context) error {
+	if err := a.openQueueBackend(ctx); err != nil {
+		return err
+	}
+	var err error
+	if a.jobs, err = queue.NewClient(queue.ClientOptions{Backend: a.backend}); err != nil {
+		return err
+	}
+	if a.worker, err = queue.NewWorker(queue.WorkerOptions{Backend: a.backend, Logger: a.log,
+		Queues: map[string]queue.Options{"emails": {Concurrency: 8}, "receipts": {Concurrency: 4}}}); err != nil {
+		return err
+	}
+	if err := a.handleJobs(); err != nil {
+		return err
+	}
+	if err := a.metrics.AddQueueWorker("worker", a.worker); err != nil {
+		return err
+	}
+	return a.metrics.AddQueue("jobs", a.jobs, "emails", "receipts")
+}
+
+// openQueueBackend opens the jobs' backend: PostgreSQL (a payment's
+// receipt job is enqueued in the payment's transaction), or Redis, or
+// memory.
+func (a *app) openQueueBackend(ctx context.Context) error {
+	switch {
+	case a.router != nil:
+		b, err := queuepg.New(queuepg.Options{Pool: a.router.PrimaryPool(), SweepInterval: time.Minute, Logger: a.log})
+		if err != nil {
+			return err
+		}
+		a.backend = b // from here on resources closes it, if Migrate fails too
+		return b.Migrate(ctx)
+	case a.rdb != nil:
+		b, err := queueredis.New(queueredis.Options{Client: a.rdb, Prefix: "example:queue"})
+		if err != nil {
+			return err
+		}
+		a.backend = b
+	default:
+		a.backend = queue.NewMemoryBackend(queue.MemoryBackendOptions{})
+	}
+	return nil
+}
+
+// handleJobs registers the worker's handlers: sending an email, and
+// queueing a payment's receipt email once.
+func (a *app) handleJobs() error {
+	if err := queue.Handle(a.worker, "email:send", func(ctx context.Context, j *queue.Job[Email]) error {
+		time.Sleep(2 * time.Millisecond) // the SMTP call
+		a.emails.Add(1)
+		return nil
+	}); err != nil {
+		return err
+	}
+	return queue.Handle(a.worker, "payment:receipt", func(ctx context.Context, j *queue.Job[Payment]) error {
+		_, err := a.jobs.Enqueue(ctx, "emails", "email:send", Email{To: fmt.Sprintf("user-%d@example.com", j.Args.UserID), Subject: "Your receipt " + j.Args.ID}, queue.EnqueueOptions{UniqueKey: "receipt:" + j.Args.ID})
+		if errors.Is(err, queue.ErrDuplicate) {
+			return nil // a redelivery: the email is already queued
+		}
+		return err
+	})
+}
+
+// buildIdempotency builds the Idempotency-Key middleware of POST
+// /payments, its keys in PostgreSQL (exactly-once payments), or Redis, or
+// memory.
+func (a *app) buildIdempotency(ctx context.Context) error {
+	opts := idempotency.HTTPOptions{Required: true, Logger: a.log,
+		Scope: func(r *http.Request) string { return r.Header.Get("X-User") + "|" + clientHost(r) }}
+	var err error
+	switch {
+	case a.router != nil:
+		if a.idemPG, err = idempotencypg.New(idempotencypg.Options{Pool: a.router.PrimaryPool(), SweepInterval: time.Minute, Logger: a.log}); err != nil {
+			return err
+		}
+		if err := a.idemPG.Migrate(ctx); err != nil {
+			return err
+		}
+		opts.Store = a.idemPG
+	case a.rdb != nil:
+		if opts.Store, err = idempotencyredis.New(idempotencyredis.Options{Client: a.rdb, Prefix: "example:idem"}); err != nil {
+			return err
+		}
+	}
+	if a.idem, err = idempotency.NewHTTP(opts); err != nil {
+		return err
+	}
+	return a.metrics.AddIdempotency("payments", a.idem)
+}
+
+// buildRateLimits builds the per-client rate limit middleware: across the
+// fleet on Redis (in process while Redis is down), else in process.
+func (a *app) buildRateLimits(context.Context) error {
+	policy := ratelimit.Policy{{Name: "client", Rate: int(a.cfg.RatePerClient), Burst: 2 * int(a.cfg.RatePerClient)}}
+	local, err := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: policy})
+	if err != nil {
+		return err
+	}
+	if a.rdb != nil {
+		rl, err := ratelimitredis.New(ratelimitredis.Options{Client: a.rdb, Prefix: "example:rl", Limits: policy, Fallback: local, Logger: a.log})
+		if err != nil {
+			return err
+		}
+		a.limiter = rl
+		if err := a.metrics.AddRedisLimiter("clients", rl); err != nil {
+			return err
+		}
+	} else {
+		a.limiter = local
+		if err := a.metrics.AddLimiter("clients", local); err != nil {
+			return err
+		}
+	}
+	if a.rl, err = ratelimit.NewHTTP(ratelimit.HTTPOptions{Limiter: a.limiter, Key: ratelimit.ClientIP(), Logger: a.log}); err != nil {
+		return err
+	}
+	return a.metrics.AddRateLimitMiddleware("clients", a.rl)
+}
+
+// buildSLO builds the tracker of the per-route availability and latency
+// objectives.
+func (a *app) buildSLO(context.Context) error {
+	var err error
+	if a.tracker, err = slo.NewTracker(slo.TrackerOptions{Availability: 0.999, Latency: 0.99, LatencyThreshold: 250 * time.Millisecond, Logger: a.log}); err != nil {
+		return err
+	}
+	return a.metrics.AddSLOTracker(a.tracker)
+}
+
+// buildReadYourWrites builds the router's middleware, which gives a
+// client that wrote a token (a cookie) and routes its later reads to a
+// server that has its write. Without a database there is none.
+func (a *app) buildReadYourWrites(context.Context) error {
+	if a.router == nil {
+		return nil
+	}
+	tokens, err := dbrouter.NewHTTP(dbrouter.HTTPOptions{Router: a.router, Insecure: true})
+	if err != nil {
+		return err
+	}
+	a.readYourWrites = tokens.Middleware
+	return nil
+}

@@ -1,0 +1,47 @@
+// Package queuepg is a queue.Backend on PostgreSQL (13 or later), with
+// EnqueueTx to add a job in the same transaction as the business write:
+//
+//	backend, err := queuepg.New(queuepg.Options{Pool: pool}) // a *pgxpool.Pool
+//	if err != nil {
+//		return err
+//	}
+//	defer backend.Close()
+//	if err := backend.Migrate(ctx); err != nil { // creates queue_jobs and queue_unique
+//		return err
+//	}
+//	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+//		// ... the business write in tx, then:
+//		_, err := backend.EnqueueTx(ctx, tx, "receipts", "receipt:send", Receipt{PaymentID: id}, queue.EnqueueOptions{})
+//		return err
+//	})
+//
+// The job exists if and only if the transaction commits (the
+// transactional outbox, without the outbox). queue.NewClient and
+// queue.NewWorker take the backend like any other. Done jobs are kept for
+// Options.Retention for status queries, dead jobs for
+// Options.DeadRetention (14 days by default), and removed by Sweep (or
+// Options.SweepInterval). Behind PgBouncer in transaction mode, set
+// Options.PollOnly (see below).
+//
+// # How it works
+//
+// One jobs table is fetched with FOR UPDATE SKIP LOCKED in batches, and
+// LISTEN/NOTIFY wakes waiting workers at once. Workers are woken by
+// NOTIFY, sent after the enqueue committed from the backend's own
+// connection, coalesced per queue: never inside the enqueuing
+// transaction, because PostgreSQL serialises the commits of transactions
+// that notified (a global lock held through the commit), which would cap
+// the caller's whole write path. EnqueueTx learns of its transaction's
+// commit with pg_xact_status.
+//
+// PgBouncer (and other poolers) in transaction mode do not keep a session
+// for LISTEN: set Options.PollOnly there (or point the workers' pool at
+// PostgreSQL directly, or at a session-mode pool); waiting workers then
+// poll every Options.PollInterval.
+//
+// When PostgreSQL is down, Enqueue returns its error and workers keep
+// retrying their fetches with a growing pause; leases run on the
+// database's clock, so a worker that cannot reach the database cannot
+// keep its jobs past their lease, and they are redelivered once it is
+// back. Committed jobs are as durable as the database.
+package queuepg

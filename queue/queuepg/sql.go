@@ -1,0 +1,241 @@
+package queuepg
+
+import (
+	"strings"
+
+	"github.com/scalekit-go/scalekit/internal/serverclock"
+)
+
+// The backend's statements, each written whole with its parameters listed
+// above it. Three kinds of names are filled in once, by New (sqlFor):
+//
+//	{jobs}, {unique}, {counts}  the tables <Prefix>_jobs, <Prefix>_unique, <Prefix>_counts
+//	{job_columns}               the job columns scanJob reads (jobColumns)
+//	{now}                       "now": parameter $1 when Options.Clock is set, else the
+//	                            database's now() (serverclock.SQL(1); $1 is serverclock.Param)
+//
+// Every statement that reads the clock takes the time as $1. Nothing else
+// is spliced into them: the rest of the values are parameters.
+
+// statements are the statements of one Backend, its names filled in.
+type statements struct {
+	migrate, migrateCounts                          string
+	existing, insertJob, insertUnique, uniqueHolder string
+	takeBack, fetch, extend, complete, fail         string
+	release, job, counts, dead, requeue, delete     string
+	sweepJobs, sweepUnique                          string
+}
+
+// sqlFor fills in the tables of prefix.
+func sqlFor(prefix string) statements {
+	r := strings.NewReplacer("{jobs}", prefix+"_jobs", "{unique}", prefix+"_unique", "{counts}", prefix+"_counts",
+		"{job_columns}", jobColumns, "{now}", serverclock.SQL(1))
+	return statements{
+		migrate: r.Replace(migrateSQL), migrateCounts: r.Replace(migrateCountsSQL),
+		existing: r.Replace(existingSQL), insertJob: r.Replace(insertJobSQL), insertUnique: r.Replace(insertUniqueSQL),
+		uniqueHolder: r.Replace(uniqueHolderSQL), takeBack: r.Replace(takeBackSQL), fetch: r.Replace(fetchSQL),
+		extend: r.Replace(extendSQL), complete: r.Replace(completeSQL), fail: r.Replace(failSQL),
+		release: r.Replace(releaseSQL), job: r.Replace(jobSQL), counts: r.Replace(countsSQL), dead: r.Replace(deadSQL),
+		requeue: r.Replace(requeueSQL), delete: r.Replace(deleteSQL), sweepJobs: r.Replace(sweepJobsSQL),
+		sweepUnique: r.Replace(sweepUniqueSQL),
+	}
+}
+
+// migrateSQL creates the tables and indexes, and adds the columns of later
+// versions. No parameters.
+const migrateSQL = `
+CREATE TABLE IF NOT EXISTS {jobs} (
+  queue        text NOT NULL,
+  id           text NOT NULL,
+  kind         text NOT NULL,
+  payload      bytea NOT NULL,
+  priority     smallint NOT NULL,
+  state        text NOT NULL,
+  attempt      int NOT NULL DEFAULT 0,
+  max_attempts int NOT NULL,
+  run_at       timestamptz NOT NULL,
+  timeout_ms   bigint NOT NULL DEFAULT 0,
+  unique_key   text,
+  unique_until timestamptz,
+  enqueued_at  timestamptz NOT NULL,
+  last_error   text NOT NULL DEFAULT '',
+  finished_at  timestamptz,
+  token        text,
+  lease_until  timestamptz,
+  PRIMARY KEY (queue, id)
+);
+CREATE INDEX IF NOT EXISTS {jobs}_due ON {jobs} (queue, priority, run_at, id) WHERE state IN ('pending', 'scheduled', 'retry');
+CREATE INDEX IF NOT EXISTS {jobs}_leases ON {jobs} (queue, lease_until) WHERE state = 'active';
+CREATE INDEX IF NOT EXISTS {jobs}_finished ON {jobs} (queue, state, finished_at) WHERE state IN ('done', 'dead');
+ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS unique_active bool NOT NULL DEFAULT false;
+CREATE TABLE IF NOT EXISTS {unique} (
+  queue      text NOT NULL,
+  unique_key text NOT NULL,
+  job_id     text NOT NULL,
+  until      timestamptz NOT NULL,
+  PRIMARY KEY (queue, unique_key)
+)`
+
+// migrateCountsSQL creates the done counters and seeds them from the jobs
+// table (once: Migrate runs it when the table does not exist). No
+// parameters.
+const migrateCountsSQL = `
+CREATE TABLE IF NOT EXISTS {counts} (
+  queue text PRIMARY KEY,
+  done  bigint NOT NULL DEFAULT 0
+);
+INSERT INTO {counts} (queue, done) SELECT queue, count(*) FROM {jobs} WHERE state = 'done' GROUP BY queue
+ON CONFLICT (queue) DO NOTHING`
+
+// existingSQL reads the job that holds an id. $1 queue, $2 id.
+const existingSQL = `SELECT kind, payload FROM {jobs} WHERE queue = $1 AND id = $2`
+
+// insertJobSQL adds a job unless its id is used, and returns the
+// transaction's id. $1 now, $2 queue, $3 id, $4 kind, $5 payload,
+// $6 priority, $7 run_at, $8 max_attempts, $9 timeout_ms, $10 unique_key
+// (” for none), $11 unique_until (NULL for none), $12 enqueued_at,
+// $13 unique_active.
+const insertJobSQL = `INSERT INTO {jobs} (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms, unique_key, unique_until, enqueued_at, unique_active)
+VALUES ($2, $3, $4, $5, $6, CASE WHEN $7::timestamptz > {now} THEN 'scheduled' ELSE 'pending' END, 0, $8, $7, $9, nullif($10, ''), $11, $12, $13)
+ON CONFLICT (queue, id) DO NOTHING
+RETURNING pg_current_xact_id()::text`
+
+// insertUniqueSQL takes a unique key for a job, or takes it over from a
+// hold that no longer holds (expired, or while-active of a finished job);
+// no row comes back when the key is held. A while-active hold's until is
+// infinity. $1 now, $2 queue, $3 unique_key, $4 job id, $5 until,
+// $6 while-active.
+const insertUniqueSQL = `INSERT INTO {unique} AS u (queue, unique_key, job_id, until)
+VALUES ($2, $3, $4, CASE WHEN $6 THEN 'infinity'::timestamptz ELSE $5 END)
+ON CONFLICT (queue, unique_key) DO UPDATE SET job_id = EXCLUDED.job_id, until = EXCLUDED.until
+WHERE u.until <= {now} OR (u.until = 'infinity' AND NOT EXISTS (SELECT 1 FROM {jobs} h
+  WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))
+RETURNING job_id`
+
+// uniqueHolderSQL reads the job holding a unique key. $1 queue,
+// $2 unique_key.
+const uniqueHolderSQL = `SELECT job_id FROM {unique} WHERE queue = $1 AND unique_key = $2`
+
+// takeBackSQL deletes the job row of an enqueue refused as a duplicate.
+// $1 queue, $2 id.
+const takeBackSQL = `DELETE FROM {jobs} WHERE queue = $1 AND id = $2`
+
+// jobColumns are the columns scanJob reads, of the jobs table as j.
+const jobColumns = `j.queue, j.id, j.kind, j.payload, j.priority, j.state, j.attempt, j.max_attempts, j.run_at, j.timeout_ms,
+coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until, j.unique_active`
+
+// fetchSQL leases up to $3 jobs: one index range per priority (and one
+// for expired leases), each locked with SKIP LOCKED, then the first $3 by
+// the fetch order, each given a fresh token and an attempt. $1 now,
+// $2 queue, $3 max, $4 lease (ms), $5, $6, $7 the priorities in the
+// order to look at them.
+const fetchSQL = `WITH
+  expired AS (SELECT queue, id, run_at FROM {jobs} WHERE queue = $2 AND state = 'active' AND lease_until <= {now}
+              ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED),
+  p0 AS (SELECT queue, id, run_at FROM {jobs} WHERE queue = $2 AND state IN ('pending', 'scheduled', 'retry')
+  AND priority = $5 AND run_at <= {now} ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED),
+  p1 AS (SELECT queue, id, run_at FROM {jobs} WHERE queue = $2 AND state IN ('pending', 'scheduled', 'retry')
+  AND priority = $6 AND run_at <= {now} ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED),
+  p2 AS (SELECT queue, id, run_at FROM {jobs} WHERE queue = $2 AND state IN ('pending', 'scheduled', 'retry')
+  AND priority = $7 AND run_at <= {now} ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED),
+  picked AS (SELECT queue, id FROM (
+      SELECT queue, id, 0 AS r, run_at FROM expired UNION ALL SELECT queue, id, 1, run_at FROM p0
+      UNION ALL SELECT queue, id, 2, run_at FROM p1 UNION ALL SELECT queue, id, 3, run_at FROM p2) x
+    ORDER BY r, run_at, id LIMIT $3)
+UPDATE {jobs} j SET state = 'active', attempt = j.attempt + 1,
+  token = gen_random_uuid()::text, lease_until = {now} + $4 * interval '1 millisecond'
+FROM picked WHERE j.queue = picked.queue AND j.id = picked.id
+RETURNING {job_columns}`
+
+// The fenced statements (extend, release, fail) change a job only while
+// the lease is held: active under this token, its deadline not passed.
+
+// extendSQL renews a lease. $1 now, $2 queue, $3 id, $4 token,
+// $5 lease (ms).
+const extendSQL = `UPDATE {jobs} SET lease_until = {now} + $5 * interval '1 millisecond'
+WHERE queue = $2 AND id = $3 AND token = $4 AND state = 'active' AND lease_until > {now}`
+
+// releaseSQL gives a leased job back, due now, its attempt not counted.
+// $1 now, $2 queue, $3 id, $4 token.
+const releaseSQL = `UPDATE {jobs} SET state = 'pending', attempt = attempt - 1, token = NULL, lease_until = NULL
+WHERE queue = $2 AND id = $3 AND token = $4 AND state = 'active' AND lease_until > {now}`
+
+// completeSQL marks a batch of leased jobs done, counts them, and drops
+// their while-active unique holds; it returns the leases it completed.
+// $1 now, $2 queues, $3 ids, $4 tokens (text arrays, one element a lease).
+const completeSQL = `WITH c AS (UPDATE {jobs} j SET state = 'done', finished_at = {now}, token = NULL, lease_until = NULL
+  FROM unnest($2::text[], $3::text[], $4::text[]) AS c(queue, id, token)
+  WHERE j.queue = c.queue AND j.id = c.id AND j.token = c.token AND j.state = 'active' AND j.lease_until > {now}
+  RETURNING c.queue, c.id, c.token, j.unique_key, j.unique_active),
+n AS (INSERT INTO {counts} AS k (queue, done) SELECT queue, count(*) FROM c GROUP BY queue ORDER BY queue
+  ON CONFLICT (queue) DO UPDATE SET done = k.done + EXCLUDED.done),
+u AS (DELETE FROM {unique} h USING c WHERE c.unique_active AND h.queue = c.queue AND h.unique_key = c.unique_key AND h.job_id = c.id)
+SELECT queue, id, token FROM c`
+
+// failSQL records a failed attempt: the job dies ($7, or out of
+// attempts, giving up its while-active unique hold) or is retried at $6;
+// it returns 1 if the lease was held. $1 now, $2 queue, $3 id, $4 token,
+// $5 the error, $6 retry at, $7 dead.
+const failSQL = `WITH f AS (UPDATE {jobs} SET
+  state = CASE WHEN $7 OR attempt >= max_attempts THEN 'dead' WHEN $6::timestamptz <= {now} THEN 'pending' ELSE 'retry' END,
+  finished_at = CASE WHEN $7 OR attempt >= max_attempts THEN {now} END,
+  run_at = $6, last_error = $5, token = NULL, lease_until = NULL
+  WHERE queue = $2 AND id = $3 AND token = $4 AND state = 'active' AND lease_until > {now}
+  RETURNING queue, id, state, unique_key, unique_active),
+u AS (DELETE FROM {unique} h USING f WHERE f.state = 'dead' AND f.unique_active AND h.queue = f.queue AND h.unique_key = f.unique_key AND h.job_id = f.id)
+SELECT count(*) FROM f`
+
+// jobSQL reads one job, reporting a scheduled or retry job whose time has
+// come as pending (it waits only for a worker), like Counts does; the
+// columns are jobColumns'. $1 now, $2 queue, $3 id.
+const jobSQL = `SELECT j.queue, j.id, j.kind, j.payload, j.priority,
+CASE WHEN j.state IN ('scheduled', 'retry') AND j.run_at <= {now} THEN 'pending' ELSE j.state END,
+j.attempt, j.max_attempts, j.run_at, j.timeout_ms,
+coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until, j.unique_active
+FROM {jobs} j WHERE j.queue = $2 AND j.id = $3`
+
+// countsSQL counts a queue's jobs per state on the partial indexes (each
+// state IN (...) repeats an index's predicate so the planner uses it),
+// the done ones from the counter, and the age of the oldest due job (ms).
+// Columns: due (pending), scheduled, active, retry, dead, done, oldest.
+// $1 now, $2 queue.
+const countsSQL = `SELECT
+  (SELECT count(*) FROM {jobs} WHERE queue = $2 AND state IN ('pending', 'scheduled', 'retry') AND run_at <= {now})
+    + (SELECT count(*) FROM {jobs} WHERE queue = $2 AND state = 'active' AND lease_until <= {now}),
+  (SELECT count(*) FROM {jobs} WHERE queue = $2 AND state IN ('pending', 'scheduled', 'retry') AND state = 'scheduled' AND run_at > {now}),
+  (SELECT count(*) FROM {jobs} WHERE queue = $2 AND state = 'active' AND lease_until > {now}),
+  (SELECT count(*) FROM {jobs} WHERE queue = $2 AND state IN ('pending', 'scheduled', 'retry') AND state = 'retry' AND run_at > {now}),
+  (SELECT count(*) FROM {jobs} WHERE queue = $2 AND state IN ('done', 'dead') AND state = 'dead'),
+  coalesce((SELECT done FROM {counts} WHERE queue = $2), 0),
+  coalesce(extract(epoch FROM {now} - (SELECT min(run_at) FROM {jobs}
+    WHERE queue = $2 AND state IN ('pending', 'scheduled', 'retry') AND run_at <= {now})) * 1000, 0)`
+
+// deadSQL lists dead jobs, most recent first. $1 queue, $2 limit.
+const deadSQL = `SELECT {job_columns} FROM {jobs} j WHERE j.queue = $1 AND j.state = 'dead' ORDER BY j.finished_at DESC, j.id DESC LIMIT $2`
+
+// requeueSQL makes a dead job pending again with a fresh attempt count.
+// $1 now, $2 queue, $3 id.
+const requeueSQL = `UPDATE {jobs} SET state = 'pending', attempt = 0, run_at = {now}, finished_at = NULL
+WHERE queue = $2 AND id = $3 AND state = 'dead'`
+
+// deleteSQL removes a job with its unique hold, keeping the done counter;
+// it returns how many jobs it deleted. $1 queue, $2 id.
+const deleteSQL = `WITH d AS (DELETE FROM {jobs} WHERE queue = $1 AND id = $2 RETURNING queue, id, unique_key, state),
+  u AS (DELETE FROM {unique} h USING d WHERE h.queue = d.queue AND h.unique_key = d.unique_key AND h.job_id = d.id),
+  n AS (UPDATE {counts} k SET done = k.done - 1 FROM d WHERE d.state = 'done' AND k.queue = d.queue)
+SELECT count(*) FROM d`
+
+// sweepJobsSQL deletes the done and dead jobs past their retention,
+// keeping the done counters; it returns how many it deleted. $1 now,
+// $2 retention (ms), $3 dead retention (ms).
+const sweepJobsSQL = `WITH d AS (DELETE FROM {jobs} WHERE (state = 'done' AND finished_at <= {now} - $2 * interval '1 millisecond')
+    OR (state = 'dead' AND finished_at <= {now} - $3 * interval '1 millisecond')
+  RETURNING queue, state),
+n AS (UPDATE {counts} k SET done = k.done - x.n
+  FROM (SELECT queue, count(*) AS n FROM d WHERE state = 'done' GROUP BY queue) x WHERE k.queue = x.queue)
+SELECT count(*) FROM d`
+
+// sweepUniqueSQL deletes the unique holds that no longer hold: expired,
+// or while-active of a finished (or deleted) job. $1 now.
+const sweepUniqueSQL = `DELETE FROM {unique} u WHERE until <= {now} OR (until = 'infinity' AND NOT EXISTS (
+  SELECT 1 FROM {jobs} h WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))`
