@@ -82,33 +82,41 @@ func (l loader[V]) call(ctx context.Context, ids []string) (map[string]V, error)
 
 // fetch runs the protocol for keys (ids what load sees; cur, for a
 // refresh, the L1 copies being replaced). Keys another load of this
-// instance has in flight are joined (Stats.Coalesced); the others are
-// claimed by one fill. A miss reads the Store in the caller's goroutine
+// instance has in flight are joined (Stats.Coalesced), a refresh of a
+// copy the L1 no longer holds is dropped, and the others are claimed by
+// one fill. A miss reads the Store in the caller's goroutine
 // first, so the common L2 hit needs no goroutine (the Store bounds the
 // read); the rest runs in the background, with the caller's values but
 // not its cancellation, bounded by fillWait + LoadTimeout. fetch returns
-// each key's call and how many keys it claimed.
+// each key's call (nil for a dropped refresh) and how many keys it
+// claimed.
 func (c *Cache[V]) fetch(ctx context.Context, mode loadMode, keys, ids []string, cur []*entry[V], load loader[V]) ([]*call[V], int) {
 	calls := make([]*call[V], len(keys))
 	var own []int // the positions claimed; nil while every key so far is
 	c.mu.Lock()
 	for i, k := range keys {
-		if cl := c.calls[k]; cl != nil {
-			if own == nil {
-				own = make([]int, i, len(keys))
-				for j := range own {
-					own[j] = j
-				}
-			}
-			calls[i] = cl
+		cl := c.calls[k]
+		switch {
+		case cl != nil:
 			c.st.coalesced.Add(1)
+		case cur != nil && !c.holds(k, cur[i]):
+			// The copy was replaced (a refresh just landed, a Set) or
+			// dropped since the caller read it: nothing to refresh.
+		default:
+			calls[i] = &call[V]{done: make(chan struct{})}
+			c.calls[k] = calls[i]
+			if own != nil {
+				own = append(own, i)
+			}
 			continue
 		}
-		calls[i] = &call[V]{done: make(chan struct{})}
-		c.calls[k] = calls[i]
-		if own != nil {
-			own = append(own, i)
+		if own == nil {
+			own = make([]int, i, len(keys))
+			for j := range own {
+				own[j] = j
+			}
 		}
+		calls[i] = cl
 	}
 	c.mu.Unlock()
 	all := calls
@@ -191,6 +199,13 @@ func (f *fill[V]) end() {
 // and for an early refresh one newer than the copy being refreshed.
 func (f *fill[V]) usable(i int, se *entry[V], now int64) bool {
 	return se != nil && now < se.recFresh && (f.mode != modeEarly || se.recFresh > f.cur[i].recFresh)
+}
+
+// holds says whether the L1 holds e for key (under c.mu, where keep
+// replaces entries).
+func (c *Cache[V]) holds(key string, e *entry[V]) bool {
+	got, ok := c.l1.GetIfPresent(key)
+	return ok && got == e
 }
 
 // deliver ends key i's fill with e: into the L1, out to its callers.
