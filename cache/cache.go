@@ -26,7 +26,10 @@ var ErrNotFound = errors.New("cache: not found")
 // ErrInvalid is wrapped by errors about bad options.
 var ErrInvalid = errors.New("cache: invalid")
 
-// PanicError is what every waiter of a load gets when the loader panics.
+// PanicError is what every waiter of a load gets when the loader panics:
+// Key is the key loaded (for a BatchLoader call of several keys, the
+// batch as fmt.Sprint prints it), Value what the loader panicked with and
+// Stack the loader's stack.
 type PanicError struct {
 	Key   string
 	Value any
