@@ -246,9 +246,9 @@ type BatchLoader[V any] func(ctx context.Context, keys []string) (map[string]V, 
 // lease another instance holds are waited for, then loaded in a second
 // batch call if no fill lands within LoadTimeout + 2 x LeaseTTL). Keys
 // another Get or GetMany of this instance is loading already are joined,
-// not loaded twice. The error is the first key's, in the order of keys,
-// whose load failed (a panic is a *PanicError with the stack); the other
-// keys' values are returned with it. A caller whose ctx ends gets what is
+// not loaded twice. The error is that of the first key, in the order of
+// keys, whose load failed (a panic is a *PanicError with the stack); the
+// other keys' values are returned with it. A caller whose ctx ends gets what is
 // ready and ctx.Err().
 func (c *Cache[V]) GetMany(ctx context.Context, keys []string, batch BatchLoader[V]) (map[string]V, error) {
 	return c.getMany(ctx, keys, keys, batch)
@@ -287,11 +287,8 @@ func (c *Cache[V]) getMany(ctx context.Context, keys, ids []string, batch BatchL
 		return res, nil
 	}
 	c.st.misses.Add(uint64(len(miss)))
-	mkeys, mids := make([]string, len(miss)), make([]string, len(miss))
-	for j, i := range miss {
-		mkeys[j], mids[j] = keys[i], ids[i]
-	}
-	calls, _ := c.fetch(ctx, modeMiss, mkeys, mids, nil, loader[V]{batch: batch})
+	mids := pick(ids, miss)
+	calls, _ := c.fetch(ctx, modeMiss, pick(keys, miss), mids, nil, loader[V]{batch: batch})
 	var firstErr error
 	for j, cl := range calls {
 		select {
