@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
@@ -43,7 +42,7 @@ func BenchmarkEnqueueMany(b *testing.B) {
 	ctx := context.Background()
 	b.Run("pg", func(b *testing.B) {
 		f := testinfra.Postgres(b)
-		rt := &pgRoundTrips{}
+		rt := &testinfra.RoundTrips{}
 		pool := tracedPool(b, f.PrimaryURL, rt)
 		pid := postmasterPID(b, pool)
 		be, err := queuepg.New(queuepg.Options{Pool: pool})
@@ -73,7 +72,7 @@ func BenchmarkEnqueueMany(b *testing.B) {
 				for i := range reqs {
 					reqs[i] = queue.EnqueueRequest{Queue: "bench", Kind: "noop"}
 				}
-				measureEnqueue(b, rt.load, func() uint64 { return procTreeCPU(pid) }, func() error {
+				measureEnqueue(b, rt.Load, func() uint64 { return procTreeCPU(pid) }, func() error {
 					for n := 0; n < enqueueJobs; n += size {
 						if _, err := c.EnqueueMany(ctx, reqs...); err != nil {
 							return err
@@ -85,7 +84,7 @@ func BenchmarkEnqueueMany(b *testing.B) {
 			b.Run(fmt.Sprintf("scalekit-pg-unique/batch%d", size), func(b *testing.B) {
 				reqs := make([]queue.EnqueueRequest, size)
 				var seq int
-				measureEnqueue(b, rt.load, func() uint64 { return procTreeCPU(pid) }, func() error {
+				measureEnqueue(b, rt.Load, func() uint64 { return procTreeCPU(pid) }, func() error {
 					for n := 0; n < enqueueJobs; n += size {
 						for i := range reqs {
 							seq++
@@ -104,7 +103,7 @@ func BenchmarkEnqueueMany(b *testing.B) {
 				for i := range params {
 					params[i] = river.InsertManyParams{Args: noopArgs{}}
 				}
-				measureEnqueue(b, rt.load, func() uint64 { return procTreeCPU(pid) }, func() error {
+				measureEnqueue(b, rt.Load, func() uint64 { return procTreeCPU(pid) }, func() error {
 					for n := 0; n < enqueueJobs; n += size {
 						if _, err := rc.InsertMany(ctx, params); err != nil {
 							return err
@@ -117,7 +116,7 @@ func BenchmarkEnqueueMany(b *testing.B) {
 	})
 	b.Run("redis", func(b *testing.B) {
 		r := testinfra.Redis(b)
-		rt := &redisRoundTrips{}
+		rt := &testinfra.RoundTrips{}
 		r.Client.AddHook(rt)
 		pid := redisPID(b, r.Client)
 		cpu := func() uint64 { return procTreeCPU(pid) }
@@ -132,7 +131,7 @@ func BenchmarkEnqueueMany(b *testing.B) {
 				for i := range reqs {
 					reqs[i] = queue.EnqueueRequest{Queue: "bench", Kind: "noop"}
 				}
-				measureEnqueue(b, rt.n.Load, cpu, func() error {
+				measureEnqueue(b, rt.Load, cpu, func() error {
 					for n := 0; n < enqueueJobs; n += size {
 						if _, err := c.EnqueueMany(ctx, reqs...); err != nil {
 							return err
@@ -145,7 +144,7 @@ func BenchmarkEnqueueMany(b *testing.B) {
 		}
 		ac := asynq.NewClientFromRedisClient(r.Client)
 		b.Run("asynq/one-by-one", func(b *testing.B) {
-			measureEnqueue(b, rt.n.Load, cpu, func() error {
+			measureEnqueue(b, rt.Load, cpu, func() error {
 				for n := 0; n < enqueueJobs; n++ {
 					if _, err := ac.EnqueueContext(ctx, asynq.NewTask("noop", nil)); err != nil {
 						return err
@@ -156,7 +155,7 @@ func BenchmarkEnqueueMany(b *testing.B) {
 			r.Client.FlushDB(ctx)
 		})
 		b.Run("asynq/16-goroutines", func(b *testing.B) {
-			measureEnqueue(b, rt.n.Load, cpu, func() error {
+			measureEnqueue(b, rt.Load, cpu, func() error {
 				var wg sync.WaitGroup
 				var failed atomic.Pointer[error]
 				for g := range 16 {
@@ -269,24 +268,8 @@ func redisPID(b *testing.B, c *redis.Client) int {
 	return 0
 }
 
-// pgRoundTrips counts a pool's statements and prepares: one round trip
-// each.
-type pgRoundTrips struct{ n atomic.Int64 }
-
-func (c *pgRoundTrips) load() int64 { return c.n.Load() }
-func (c *pgRoundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	c.n.Add(1)
-	return ctx
-}
-func (c *pgRoundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (c *pgRoundTrips) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
-	c.n.Add(1)
-	return ctx
-}
-func (c *pgRoundTrips) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}
-
 // tracedPool is a pool on url whose statements rt counts.
-func tracedPool(b *testing.B, url string, rt *pgRoundTrips) *pgxpool.Pool {
+func tracedPool(b *testing.B, url string, rt *testinfra.RoundTrips) *pgxpool.Pool {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		b.Fatal(err)
@@ -298,21 +281,4 @@ func tracedPool(b *testing.B, url string, rt *pgRoundTrips) *pgxpool.Pool {
 	}
 	b.Cleanup(pool.Close)
 	return pool
-}
-
-// redisRoundTrips is a go-redis hook counting commands and pipelines.
-type redisRoundTrips struct{ n atomic.Int64 }
-
-func (h *redisRoundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *redisRoundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-func (h *redisRoundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmds)
-	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,23 +15,8 @@ import (
 	"github.com/scalekit-go/scalekit/queue"
 )
 
-// roundTrips counts the statements a pool sends, prepares included: with
-// pgx's statement cache each is one round trip.
-type roundTrips struct{ n atomic.Int64 }
-
-func (c *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	c.n.Add(1)
-	return ctx
-}
-func (c *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (c *roundTrips) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
-	c.n.Add(1)
-	return ctx
-}
-func (c *roundTrips) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}
-
 // tracedPool is a pool on f's primary whose statements rt counts.
-func tracedPool(t *testing.T, f *testinfra.PostgresFixture, rt *roundTrips) *pgxpool.Pool {
+func tracedPool(t *testing.T, f *testinfra.PostgresFixture, rt *testinfra.RoundTrips) *pgxpool.Pool {
 	cfg, err := pgxpool.ParseConfig(f.PrimaryURL)
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +44,7 @@ func jobBatch(q string, n int, o queue.EnqueueOptions) []queue.EnqueueRequest {
 func TestEnqueueManyOneRoundTrip(t *testing.T) {
 	f := testinfra.Postgres(t)
 	ctx := context.Background()
-	rt := &roundTrips{}
+	rt := &testinfra.RoundTrips{}
 	b := newBackend(t, tracedPool(t, f, rt), Options{PollOnly: true}) // PollOnly: no NOTIFY on the pool
 	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
 	if _, err := c.EnqueueMany(ctx, jobBatch("warm", 2, queue.EnqueueOptions{})...); err != nil { // prepares the statement
@@ -70,12 +54,12 @@ func TestEnqueueManyOneRoundTrip(t *testing.T) {
 	for i := range jobs {
 		jobs[i].Options.UniqueKey = fmt.Sprint("u", i%999) // the last one is a duplicate of the first
 	}
-	rt.n.Store(0)
+	rt.Reset()
 	res, err := c.EnqueueMany(ctx, jobs...)
 	if err != nil || !errors.Is(res[999].Err, queue.ErrDuplicate) || res[999].ID != res[0].ID || res[998].Err != nil {
 		t.Fatalf("EnqueueMany: %v, last results %+v", err, res[998:])
 	}
-	if n := rt.n.Load(); n != 1 {
+	if n := rt.Load(); n != 1 {
 		t.Fatalf("EnqueueMany of 1,000 jobs took %d round trips, want 1", n)
 	}
 	for _, commit := range []bool{false, true} {
@@ -83,9 +67,9 @@ func TestEnqueueManyOneRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rt.n.Store(0)
+		rt.Reset()
 		res, err := b.EnqueueManyTx(ctx, tx, jobBatch("tx", 500, queue.EnqueueOptions{})...)
-		if n := rt.n.Load(); err != nil || n != 1 || len(res) != 500 {
+		if n := rt.Load(); err != nil || n != 1 || len(res) != 500 {
 			t.Fatalf("EnqueueManyTx: %d results, %v, %d round trips, want 500, 1", len(res), err, n)
 		}
 		if commit {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -12,24 +11,6 @@ import (
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/queue"
 )
-
-// roundTrips is a go-redis hook counting the commands and pipelines a
-// client sends: each is one round trip (to one node).
-type roundTrips struct{ n atomic.Int64 }
-
-func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmds)
-	}
-}
 
 // EnqueueMany is one script (one round trip) per queue of the batch,
 // however many jobs, on Redis and on Redis Cluster.
@@ -44,7 +25,7 @@ func TestEnqueueManyRoundTrips(t *testing.T) {
 			} else {
 				client = testinfra.Redis(t).Client
 			}
-			rt := &roundTrips{}
+			rt := &testinfra.RoundTrips{}
 			client.AddHook(rt)
 			b := newBackend(t, Options{Client: client, Prefix: prefix})
 			c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
@@ -63,7 +44,7 @@ func TestEnqueueManyRoundTrips(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, qs := range [][]string{{"a"}, {"b", "c", "d"}} {
-				rt.n.Store(0)
+				rt.Reset()
 				res, err := c.EnqueueMany(ctx, jobs(qs, 999)...)
 				if err != nil || res[997].Err != nil {
 					t.Fatalf("EnqueueMany: %v %+v", err, res[997])
@@ -71,7 +52,7 @@ func TestEnqueueManyRoundTrips(t *testing.T) {
 				if len(qs) == 1 && (!errors.Is(res[998].Err, queue.ErrDuplicate) || res[998].ID != res[0].ID) {
 					t.Fatalf("the last job: %+v, want a duplicate of %s", res[998], res[0].ID)
 				}
-				if n := rt.n.Load(); n != int64(len(qs)) {
+				if n := rt.Load(); n != int64(len(qs)) {
 					t.Fatalf("EnqueueMany of 999 jobs on %d queues took %d round trips, want %d", len(qs), n, len(qs))
 				}
 			}
