@@ -133,3 +133,62 @@ func TestEnqueueManyNotifies(t *testing.T) {
 		}
 	}
 }
+
+// A batch that meets a transaction committing the same job id, or the
+// same unique key, while its statement runs (it waits for that
+// transaction's row, which its snapshot does not show) settles those jobs
+// with a look after the statement: the same job is found, the key's
+// holder named.
+func TestEnqueueManyRacesACommit(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{})
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	for _, sameKey := range []bool{false, true} {
+		q := fmt.Sprint("race-", sameKey)
+		o := queue.EnqueueOptions{ID: "x"}
+		if sameKey {
+			o = queue.EnqueueOptions{UniqueKey: "k"}
+		}
+		tx, err := f.Primary.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, err := b.EnqueueManyTx(ctx, tx, queue.EnqueueRequest{Queue: q, Kind: "k", Args: 1, Options: o})
+		if err != nil || first[0].Err != nil {
+			t.Fatalf("EnqueueManyTx: %v %+v", err, first)
+		}
+		done := make(chan []queue.EnqueueResult, 1)
+		go func() {
+			res, err := c.EnqueueMany(ctx, queue.EnqueueRequest{Queue: q, Kind: "k", Args: 1, Options: o},
+				queue.EnqueueRequest{Queue: q, Kind: "other", Args: 2})
+			if err != nil {
+				t.Error(err)
+			}
+			done <- res
+		}()
+		poll.Until(t, 10*time.Second, "the batch waiting for the transaction's row", func() bool {
+			var n int
+			_ = f.Primary.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n)
+			return n > 0
+		})
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		res := <-done
+		if len(res) != 2 || res[1].Err != nil {
+			t.Fatalf("same key %v: %+v", sameKey, res)
+		}
+		if sameKey {
+			var d *queue.DuplicateError
+			if !errors.As(res[0].Err, &d) || d.ID != first[0].ID || res[0].ID != first[0].ID {
+				t.Fatalf("the same key: %+v, want a duplicate of %s", res[0], first[0].ID)
+			}
+		} else if res[0].Err != nil || res[0].ID != "x" {
+			t.Fatalf("the same job: %+v, want x and no error", res[0])
+		}
+		if cnt, _ := c.Counts(ctx, q); cnt.Pending != 2 {
+			t.Fatalf("same key %v: counts %+v, want the transaction's job and the batch's other", sameKey, cnt)
+		}
+	}
+}
