@@ -66,6 +66,7 @@ func BenchmarkEnqueueMany(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		seq := 0 // the unique keys: fresh across runs, so every job is stored
 		for _, size := range []int{100, 1000} {
 			b.Run(fmt.Sprintf("scalekit-pg/batch%d", size), func(b *testing.B) {
 				reqs := make([]queue.EnqueueRequest, size)
@@ -74,7 +75,7 @@ func BenchmarkEnqueueMany(b *testing.B) {
 				}
 				measureEnqueue(b, rt.Load, func() uint64 { return procTreeCPU(pid) }, func() error {
 					for n := 0; n < enqueueJobs; n += size {
-						if _, err := c.EnqueueMany(ctx, reqs...); err != nil {
+						if err := enqueueAll(ctx, c, reqs); err != nil {
 							return err
 						}
 					}
@@ -83,7 +84,6 @@ func BenchmarkEnqueueMany(b *testing.B) {
 			})
 			b.Run(fmt.Sprintf("scalekit-pg-unique/batch%d", size), func(b *testing.B) {
 				reqs := make([]queue.EnqueueRequest, size)
-				var seq int
 				measureEnqueue(b, rt.Load, func() uint64 { return procTreeCPU(pid) }, func() error {
 					for n := 0; n < enqueueJobs; n += size {
 						for i := range reqs {
@@ -91,7 +91,7 @@ func BenchmarkEnqueueMany(b *testing.B) {
 							reqs[i] = queue.EnqueueRequest{Queue: "bench", Kind: "noop",
 								Options: queue.EnqueueOptions{UniqueKey: strconv.Itoa(seq)}}
 						}
-						if _, err := c.EnqueueMany(ctx, reqs...); err != nil {
+						if err := enqueueAll(ctx, c, reqs); err != nil {
 							return err
 						}
 					}
@@ -133,7 +133,7 @@ func BenchmarkEnqueueMany(b *testing.B) {
 				}
 				measureEnqueue(b, rt.Load, cpu, func() error {
 					for n := 0; n < enqueueJobs; n += size {
-						if _, err := c.EnqueueMany(ctx, reqs...); err != nil {
+						if err := enqueueAll(ctx, c, reqs); err != nil {
 							return err
 						}
 					}
@@ -177,6 +177,17 @@ func BenchmarkEnqueueMany(b *testing.B) {
 			r.Client.FlushDB(ctx)
 		})
 	})
+}
+
+// enqueueAll is c.EnqueueMany(reqs), every job stored.
+func enqueueAll(ctx context.Context, c *queue.Client, reqs []queue.EnqueueRequest) error {
+	res, err := c.EnqueueMany(ctx, reqs...)
+	for _, r := range res {
+		if err == nil {
+			err = r.Err
+		}
+	}
+	return err
 }
 
 // measureEnqueue runs op (10,000 enqueues) b.N times and reports jobs/s,
