@@ -6,7 +6,10 @@
 // and content returns the job already there, that a refused Enqueue takes
 // no unique key, the unique-while-active holds, Delete, and the default
 // dead retention (queue.DefaultDeadRetention); a backend that removes old
-// jobs only when asked implements Sweeper, which Run calls first.
+// jobs only when asked implements Sweeper, which Run calls first. Its
+// Periodic cases run queue.Schedulers on the backend: three instances
+// with skewed clocks and restarts enqueue each of 10 ticks once, and the
+// missed-tick and overlap policies hold.
 package queuetest
 
 import (
@@ -543,4 +546,5 @@ func Run(t *testing.T, f Factory) {
 			t.Errorf("args that are not JSON: %v", err)
 		}
 	})
+	runPeriodic(t, f)
 }
