@@ -443,6 +443,7 @@ func (s *Scheduler) handle(ctx context.Context, e *entry, now time.Time) error {
 	if now.Sub(due) > s.o.MaxCatchUp {
 		missed++
 		due = time.Time{}
+		e.failures = 0 // the next tick starts with a short pause again
 	}
 	if missed > 0 {
 		s.count(e, func(c *schedulerCounters) *atomic.Uint64 { return &c.missed }, uint64(missed))
