@@ -78,6 +78,7 @@ type Collector struct {
 	health      healthDescs
 	queueWorker queueWorkerDescs
 	queueCounts queueCountsDescs
+	scheduler   schedulerDescs
 	dbrouter    dbrouterDescs
 
 	mu      sync.Mutex
@@ -120,6 +121,7 @@ func New(o Options) (*Collector, error) {
 		health:      newHealthDescs(b),
 		queueWorker: newQueueWorkerDescs(b),
 		queueCounts: newQueueCountsDescs(b),
+		scheduler:   newSchedulerDescs(b),
 		dbrouter:    newDBRouterDescs(b),
 		seen:        map[any]bool{},
 	}

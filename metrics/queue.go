@@ -134,3 +134,37 @@ func (c *Collector) AddQueue(name string, cl *queue.Client, queues ...string) er
 		}
 	})
 }
+
+type schedulerDescs struct {
+	ticks, next *prometheus.Desc
+}
+
+func newSchedulerDescs(b *builder) schedulerDescs {
+	return schedulerDescs{
+		ticks: b.desc("scalekit_queue_periodic_ticks_total", "Ticks of a periodic schedule this scheduler handled, by outcome: emitted (it enqueued the job), duplicate (the job was already enqueued, by another instance), overlapped (skipped: the previous run was not finished), missed (let go: nobody enqueued it before the start, or it passed while the scheduler was held up), failed (enqueue attempts that failed, each retried).", "schedule", "outcome"),
+		next:  b.desc("scalekit_queue_periodic_next_tick_timestamp_seconds", "When the schedule's next tick is due (Unix time); a value in the past means the scheduler is behind.", "schedule"),
+	}
+}
+
+// AddScheduler reports s's Stats under name: one series per registered
+// schedule (the schedule label), read at scrape time. Every instance of
+// a fleet counts the ticks it saw, so sum emitted across instances for
+// the jobs enqueued.
+func (c *Collector) AddScheduler(name string, s interface{ Stats() queue.SchedulerStats }) error {
+	if isNil(s) {
+		return nilArg("AddScheduler", "the scheduler")
+	}
+	d := &c.scheduler
+	return c.add("AddScheduler", named{"scheduler", name}, func(ch chan<- prometheus.Metric) {
+		for _, st := range s.Stats().Schedules {
+			counter(ch, d.ticks, st.Emitted, name, st.Name, "emitted")
+			counter(ch, d.ticks, st.Duplicates, name, st.Name, "duplicate")
+			counter(ch, d.ticks, st.Overlapped, name, st.Name, "overlapped")
+			counter(ch, d.ticks, st.Missed, name, st.Name, "missed")
+			counter(ch, d.ticks, st.Failed, name, st.Name, "failed")
+			if !st.Next.IsZero() {
+				gauge(ch, d.next, float64(st.Next.UnixNano())/1e9, name, st.Name)
+			}
+		}
+	})
+}
