@@ -23,7 +23,7 @@ func TestEndToEnd(t *testing.T) {
 	var out strings.Builder
 	go func() {
 		done <- Run(ctx, Config{Addr: "127.0.0.1:0", RedisURL: r.URL(), DatabaseURL: pg.PrimaryURL, ReplicaURLs: []string{pg.ReplicaURL},
-			RatePerClient: 200, DrainDelay: 10 * time.Millisecond, Ready: ready}, &out)
+			RatePerClient: 200, DrainDelay: 10 * time.Millisecond, StatsRefresh: 200 * time.Millisecond, Ready: ready}, &out)
 	}()
 	var base string
 	select {
@@ -105,6 +105,16 @@ func TestEndToEnd(t *testing.T) {
 	if err := pg.Primary.QueryRow(ctx, `SELECT count(*) FROM payments`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("%d payments, %v; want exactly 1", n, err)
 	}
+	// The periodic job refreshes the payment totals (REFRESH MATERIALIZED
+	// VIEW CONCURRENTLY): the payment shows in the view.
+	eventually(t, 20*time.Second, "the payment in the refreshed user_payment_totals view", func() bool {
+		var payments, cents int64
+		err := pg.Primary.QueryRow(ctx, `SELECT payments, amount_cents FROM user_payment_totals WHERE user_id = 1`).Scan(&payments, &cents)
+		return err == nil && payments == 1 && cents == 500
+	})
+	if _, _, body := call(plain, "GET", "/admin/stats", ""); !strings.Contains(body, `"payment_totals_refreshes":`) || strings.Contains(body, `"payment_totals_refreshes":0`) {
+		t.Fatalf("/admin/stats: %s, want payment-totals refreshes done", body)
+	}
 
 	// Emails: 202 and a job that completes.
 	code, _, body = call(plain, "POST", "/emails", `{"to":"ada@example.com","subject":"hi"}`)
@@ -176,7 +186,7 @@ func TestInMemory(t *testing.T) {
 	done := make(chan error, 1)
 	var out strings.Builder
 	go func() {
-		done <- Run(ctx, Config{Addr: "127.0.0.1:0", Memory: true, DrainDelay: time.Millisecond, Ready: ready}, &out)
+		done <- Run(ctx, Config{Addr: "127.0.0.1:0", Memory: true, DrainDelay: time.Millisecond, StatsRefresh: 20 * time.Millisecond, Ready: ready}, &out)
 	}()
 	var base string
 	select {
@@ -218,6 +228,10 @@ func TestInMemory(t *testing.T) {
 	if code, body := call("GET", "/metrics", ""); code != 200 || !strings.Contains(body, "scalekit_ratelimit_decisions_total") {
 		t.Fatalf("metrics: %d", code)
 	}
+	eventually(t, 10*time.Second, "a periodic refresh of the payment totals", func() bool {
+		_, body := call("GET", "/admin/stats", "")
+		return strings.Contains(body, `"payment_totals_refreshes":`) && !strings.Contains(body, `"payment_totals_refreshes":0`)
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
