@@ -71,7 +71,7 @@ func TestSchedulerFleet(t *testing.T) {
 		stats.Emitted, stats.Duplicates = insts[1].Stats().Emitted, insts[1].Stats().Duplicates
 		time.Sleep(10 * time.Second)
 		insts[1] = start(0, queue.MissedRunOnce) // restarted at 4:50: the tick at 4:00 is found, not run again
-		time.Sleep(first.Add(10*time.Minute + 15*time.Second).Sub(time.Now()))
+		time.Sleep(time.Until(first.Add(10*time.Minute + 15*time.Second)))
 		for _, s := range insts {
 			if err := s.Shutdown(ctx); err != nil {
 				t.Fatal(err)

@@ -52,7 +52,7 @@ type Config struct {
 	// are refreshed, by a periodic job. Default: every minute, on the
 	// minute (cron "* * * * *").
 	StatsRefresh time.Duration
-	Logger     *slog.Logger
+	Logger       *slog.Logger
 	// Ready, when set, receives the listening address once the service
 	// serves (tests use it).
 	Ready chan<- string
