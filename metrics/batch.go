@@ -45,8 +45,5 @@ func fetchKeys(o out, st batch.Stats) {
 // AddBatch reports the Stats of a batcher (any *batch.Loader[K, V]) under
 // name.
 func (c *Collector) AddBatch(name string, l interface{ Stats() batch.Stats }) error {
-	if isNil(l) {
-		return nilArg("AddBatch", "the loader")
-	}
-	return addStats(c, "AddBatch", named{"batch loader", name}, &c.batch, l.Stats)
+	return addStats(c, "AddBatch", "the loader", l, named{"batch loader", name}, &c.batch)
 }

@@ -60,8 +60,5 @@ var cacheFamilies = []family[cache.Stats]{
 
 // AddCache reports the Stats of a cache (any *cache.Cache[V]) under name.
 func (c *Collector) AddCache(name string, cc interface{ Stats() cache.Stats }) error {
-	if isNil(cc) {
-		return nilArg("AddCache", "the cache")
-	}
-	return addStats(c, "AddCache", named{"cache", name}, &c.cache, cc.Stats)
+	return addStats(c, "AddCache", "the cache", cc, named{"cache", name}, &c.cache)
 }

@@ -183,10 +183,14 @@ func isNil(v any) bool {
 	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
 
-// addStats adds a primitive whose metrics are t's families of its stats(),
-// under key (whose name is the name label).
-func addStats[S any](c *Collector, method string, key named, t *table[S], stats func() S) error {
-	return c.add(method, key, func(ch chan<- prometheus.Metric) { t.collect(ch, stats(), key.name) })
+// addStats adds p, a primitive whose metrics are t's families of its
+// Stats, under key (whose name is the name label); what names p in the
+// error for a nil p.
+func addStats[S any, P interface{ Stats() S }](c *Collector, method, what string, p P, key named, t *table[S]) error {
+	if isNil(p) {
+		return nilArg(method, what)
+	}
+	return c.add(method, key, func(ch chan<- prometheus.Metric) { t.collect(ch, p.Stats(), key.name) })
 }
 
 // nilArg is the error for a nil primitive.

@@ -21,8 +21,5 @@ var idempotencyFamilies = []family[idempotency.HTTPStats]{
 // AddIdempotency reports the Stats of the Idempotency-Key middleware m
 // under name.
 func (c *Collector) AddIdempotency(name string, m *idempotency.HTTP) error {
-	if m == nil {
-		return nilArg("AddIdempotency", "the *idempotency.HTTP")
-	}
-	return addStats(c, "AddIdempotency", named{"idempotency middleware", name}, &c.idem, m.Stats)
+	return addStats(c, "AddIdempotency", "the *idempotency.HTTP", m, named{"idempotency middleware", name}, &c.idem)
 }

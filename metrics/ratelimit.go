@@ -18,10 +18,7 @@ var localFamilies = []family[ratelimit.LocalStats]{
 
 // AddLimiter reports l's Stats under name.
 func (c *Collector) AddLimiter(name string, l *ratelimit.Local) error {
-	if l == nil {
-		return nilArg("AddLimiter", "the *ratelimit.Local")
-	}
-	return addStats(c, "AddLimiter", named{"limiter", name}, &c.local, l.Stats)
+	return addStats(c, "AddLimiter", "the *ratelimit.Local", l, named{"limiter", name}, &c.local)
 }
 
 var concurrencyFamilies = []family[ratelimit.ConcurrencyStats]{
@@ -32,10 +29,7 @@ var concurrencyFamilies = []family[ratelimit.ConcurrencyStats]{
 
 // AddConcurrency reports l's Stats under name.
 func (c *Collector) AddConcurrency(name string, l *ratelimit.Concurrency) error {
-	if l == nil {
-		return nilArg("AddConcurrency", "the *ratelimit.Concurrency")
-	}
-	return addStats(c, "AddConcurrency", named{"concurrency limiter", name}, &c.concurrency, l.Stats)
+	return addStats(c, "AddConcurrency", "the *ratelimit.Concurrency", l, named{"concurrency limiter", name}, &c.concurrency)
 }
 
 var adaptiveFamilies = []family[ratelimit.AdaptiveStats]{
@@ -52,10 +46,7 @@ var adaptiveFamilies = []family[ratelimit.AdaptiveStats]{
 
 // AddAdaptive reports a's Stats under name.
 func (c *Collector) AddAdaptive(name string, a *ratelimit.Adaptive) error {
-	if a == nil {
-		return nilArg("AddAdaptive", "the *ratelimit.Adaptive")
-	}
-	return addStats(c, "AddAdaptive", named{"adaptive limiter", name}, &c.adaptive, a.Stats)
+	return addStats(c, "AddAdaptive", "the *ratelimit.Adaptive", a, named{"adaptive limiter", name}, &c.adaptive)
 }
 
 var httpLimitFamilies = []family[ratelimit.HTTPStats]{
@@ -70,10 +61,7 @@ var httpLimitFamilies = []family[ratelimit.HTTPStats]{
 // (from ratelimit.NewHTTP) under name. Its limiter is reported on its
 // own, by AddLimiter or AddRedisLimiter.
 func (c *Collector) AddRateLimitMiddleware(name string, m *ratelimit.HTTP) error {
-	if m == nil {
-		return nilArg("AddRateLimitMiddleware", "the *ratelimit.HTTP")
-	}
-	return addStats(c, "AddRateLimitMiddleware", named{"rate limit middleware", name}, &c.httpLimit, m.Stats)
+	return addStats(c, "AddRateLimitMiddleware", "the *ratelimit.HTTP", m, named{"rate limit middleware", name}, &c.httpLimit)
 }
 
 // degradedModes are the values of the mode label: how a decision was made
@@ -103,10 +91,7 @@ var redisLimitFamilies = []family[ratelimit.RemoteStats]{
 // AddRedisLimiter reports the Stats of l, a *ratelimitredis.Limiter (or any
 // limiter that decides on a server), under name.
 func (c *Collector) AddRedisLimiter(name string, l interface{ Stats() ratelimit.RemoteStats }) error {
-	if isNil(l) {
-		return nilArg("AddRedisLimiter", "the *ratelimitredis.Limiter")
-	}
-	return addStats(c, "AddRedisLimiter", named{"redis limiter", name}, &c.redisLimit, l.Stats)
+	return addStats(c, "AddRedisLimiter", "the *ratelimitredis.Limiter", l, named{"redis limiter", name}, &c.redisLimit)
 }
 
 var redisConcFamilies = []family[ratelimit.RemoteConcurrencyStats]{
@@ -138,8 +123,5 @@ var redisConcFamilies = []family[ratelimit.RemoteConcurrencyStats]{
 func (c *Collector) AddRedisConcurrency(name string, l interface {
 	Stats() ratelimit.RemoteConcurrencyStats
 }) error {
-	if isNil(l) {
-		return nilArg("AddRedisConcurrency", "the *ratelimitredis.Concurrency")
-	}
-	return addStats(c, "AddRedisConcurrency", named{"redis concurrency limiter", name}, &c.redisConc, l.Stats)
+	return addStats(c, "AddRedisConcurrency", "the *ratelimitredis.Concurrency", l, named{"redis concurrency limiter", name}, &c.redisConc)
 }

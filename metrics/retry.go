@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/scalekit-go/scalekit/retry"
 )
 
@@ -20,7 +21,9 @@ var retrierFamilies = []family[retry.Stats]{
 // AddRetrier reports r's Stats under name. A nil r reports the default
 // Retrier, the one the package-level retry.Do uses.
 func (c *Collector) AddRetrier(name string, r *retry.Retrier) error {
-	return addStats(c, "AddRetrier", named{"retrier", name}, &c.retrier, r.Stats)
+	return c.add("AddRetrier", named{"retrier", name}, func(ch chan<- prometheus.Metric) {
+		c.retrier.collect(ch, r.Stats(), name)
+	})
 }
 
 var budgetFamilies = []family[retry.BudgetStats]{
@@ -37,8 +40,5 @@ var budgetFamilies = []family[retry.BudgetStats]{
 // AddRetryBudget reports b's Stats under name (a Budget is shared by the
 // retriers of one dependency: name it after the dependency).
 func (c *Collector) AddRetryBudget(name string, b *retry.Budget) error {
-	if b == nil {
-		return nilArg("AddRetryBudget", "the *retry.Budget")
-	}
-	return addStats(c, "AddRetryBudget", named{"retry budget", name}, &c.budget, b.Stats)
+	return addStats(c, "AddRetryBudget", "the *retry.Budget", b, named{"retry budget", name}, &c.budget)
 }
