@@ -7,20 +7,14 @@ import (
 )
 
 var batchFamilies = []family[batch.Stats]{
-	counter("scalekit_batch_loads_total", "Keys asked of the batcher (LoadMany counts each key).",
-		func(s batch.Stats) uint64 { return s.Loads }),
-	counter("scalekit_batch_deduped_total", "Loads that joined a key already in the open batch.",
-		func(s batch.Stats) uint64 { return s.Deduped }),
-	counter("scalekit_batch_cancelled_total", "Callers that left because their ctx ended.",
-		func(s batch.Stats) uint64 { return s.Cancelled }),
+	counter("scalekit_batch_loads_total", "Keys asked of the batcher (LoadMany counts each key).", func(s batch.Stats) uint64 { return s.Loads }),
+	counter("scalekit_batch_deduped_total", "Loads that joined a key already in the open batch.", func(s batch.Stats) uint64 { return s.Deduped }),
+	counter("scalekit_batch_cancelled_total", "Callers that left because their ctx ended.", func(s batch.Stats) uint64 { return s.Cancelled }),
 	{name: "scalekit_batch_fetch_keys", help: "Keys per fetch (batch size); _count is the fetches started and _sum the keys they got.",
 		send: fetchKeys},
-	counter("scalekit_batch_fetch_errors_total", "Fetches that returned an error.",
-		func(s batch.Stats) uint64 { return s.FetchErrors }),
-	counter("scalekit_batch_fetch_panics_total", "Fetches that panicked.",
-		func(s batch.Stats) uint64 { return s.Panics }),
-	counter("scalekit_batch_wait_seconds_total", "Total time batches spent open before their fetch began; divided by the fetches, the mean latency batching adds.",
-		func(s batch.Stats) float64 { return s.Wait.Seconds() }),
+	counter("scalekit_batch_fetch_errors_total", "Fetches that returned an error.", func(s batch.Stats) uint64 { return s.FetchErrors }),
+	counter("scalekit_batch_fetch_panics_total", "Fetches that panicked.", func(s batch.Stats) uint64 { return s.Panics }),
+	counter("scalekit_batch_wait_seconds_total", "Total time batches spent open before their fetch began; divided by the fetches, the mean latency batching adds.", func(s batch.Stats) float64 { return s.Wait.Seconds() }),
 }
 
 // fetchKeys sends the histogram of batch sizes. BatchSizes is per bucket,

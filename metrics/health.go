@@ -24,10 +24,8 @@ type healthScrape struct {
 }
 
 var healthFamilies = []family[healthScrape]{
-	counter("scalekit_health_check_runs_total", "Health check executions (results reused from the cache are not runs).",
-		func(s healthScrape) uint64 { return s.stats.Runs }),
-	gauge("scalekit_health_draining", "1 while readiness is forced to fail for a graceful shutdown, else 0.",
-		func(s healthScrape) float64 { return boolf(s.stats.Draining) }),
+	counter("scalekit_health_check_runs_total", "Health check executions (results reused from the cache are not runs).", func(s healthScrape) uint64 { return s.stats.Runs }),
+	gauge("scalekit_health_draining", "1 while readiness is forced to fail for a graceful shutdown, else 0.", func(s healthScrape) float64 { return boolf(s.stats.Draining) }),
 	gaugeFunc("scalekit_health_probe_status", "Status of a probe (liveness, readiness, startup): 1 for the current status (pass, warn, fail), 0 for the others.", []string{"probe", "status"},
 		func(o out, s healthScrape) {
 			for i, k := range s.probes {

@@ -12,10 +12,8 @@ var idempotencyFamilies = []family[idempotency.HTTPStats]{
 		with("mismatch", func(s idempotency.HTTPStats) uint64 { return s.Mismatches }),
 		with("bad_key", func(s idempotency.HTTPStats) uint64 { return s.BadKeys }),
 		with("unavailable", func(s idempotency.HTTPStats) uint64 { return s.Unavailable })),
-	counter("scalekit_idempotency_released_total", "Keys given back after a 5xx, a panic or an oversized response, so a retry runs again.",
-		func(s idempotency.HTTPStats) uint64 { return s.Released }),
-	counter("scalekit_idempotency_lease_lost_total", "Requests whose key's lease was lost while the handler ran (its ctx was cancelled with ErrLeaseLost).",
-		func(s idempotency.HTTPStats) uint64 { return s.LeaseLost }),
+	counter("scalekit_idempotency_released_total", "Keys given back after a 5xx, a panic or an oversized response, so a retry runs again.", func(s idempotency.HTTPStats) uint64 { return s.Released }),
+	counter("scalekit_idempotency_lease_lost_total", "Requests whose key's lease was lost while the handler ran (its ctx was cancelled with ErrLeaseLost).", func(s idempotency.HTTPStats) uint64 { return s.LeaseLost }),
 }
 
 // AddIdempotency reports the Stats of the Idempotency-Key middleware m

@@ -14,26 +14,16 @@ import (
 )
 
 var queueWorkerFamilies = []family[queue.Stats]{
-	counter("scalekit_queue_fetched_total", "Jobs the worker leased from the backend (each attempt counts).",
-		func(s queue.Stats) uint64 { return s.Fetched }),
-	counter("scalekit_queue_processed_total", "Jobs the worker completed (their handler returned nil and the backend recorded it).",
-		func(s queue.Stats) uint64 { return s.Processed }),
-	counter("scalekit_queue_failed_total", "Failed attempts (handler errors and panics), of which retried were scheduled again and dead_lettered went to the dead letters.",
-		func(s queue.Stats) uint64 { return s.Failed }),
-	counter("scalekit_queue_retried_total", "Failed attempts scheduled again after the backoff.",
-		func(s queue.Stats) uint64 { return s.Retried }),
-	counter("scalekit_queue_dead_lettered_total", "Jobs that went to the dead letters: out of attempts, or failed with queue.Permanent.",
-		func(s queue.Stats) uint64 { return s.Dead }),
-	counter("scalekit_queue_released_total", "Jobs given back to the backend at shutdown, due at once, the attempt not counted.",
-		func(s queue.Stats) uint64 { return s.Released }),
-	counter("scalekit_queue_leases_lost_total", "Leases that expired under the worker (another worker took the job): the handler was cancelled and no outcome recorded.",
-		func(s queue.Stats) uint64 { return s.Lost }),
-	counter("scalekit_queue_handler_panics_total", "Handler panics (each also a failed attempt).",
-		func(s queue.Stats) uint64 { return s.Panics }),
-	counter("scalekit_queue_rate_limited_total", "Jobs given back unrun because the queue's Limiter refused them (the attempt not counted).",
-		func(s queue.Stats) uint64 { return s.Limited }),
-	gauge("scalekit_queue_in_flight", "Jobs whose handler runs in the worker now.",
-		func(s queue.Stats) int64 { return s.InFlight }),
+	counter("scalekit_queue_fetched_total", "Jobs the worker leased from the backend (each attempt counts).", func(s queue.Stats) uint64 { return s.Fetched }),
+	counter("scalekit_queue_processed_total", "Jobs the worker completed (their handler returned nil and the backend recorded it).", func(s queue.Stats) uint64 { return s.Processed }),
+	counter("scalekit_queue_failed_total", "Failed attempts (handler errors and panics), of which retried were scheduled again and dead_lettered went to the dead letters.", func(s queue.Stats) uint64 { return s.Failed }),
+	counter("scalekit_queue_retried_total", "Failed attempts scheduled again after the backoff.", func(s queue.Stats) uint64 { return s.Retried }),
+	counter("scalekit_queue_dead_lettered_total", "Jobs that went to the dead letters: out of attempts, or failed with queue.Permanent.", func(s queue.Stats) uint64 { return s.Dead }),
+	counter("scalekit_queue_released_total", "Jobs given back to the backend at shutdown, due at once, the attempt not counted.", func(s queue.Stats) uint64 { return s.Released }),
+	counter("scalekit_queue_leases_lost_total", "Leases that expired under the worker (another worker took the job): the handler was cancelled and no outcome recorded.", func(s queue.Stats) uint64 { return s.Lost }),
+	counter("scalekit_queue_handler_panics_total", "Handler panics (each also a failed attempt).", func(s queue.Stats) uint64 { return s.Panics }),
+	counter("scalekit_queue_rate_limited_total", "Jobs given back unrun because the queue's Limiter refused them (the attempt not counted).", func(s queue.Stats) uint64 { return s.Limited }),
+	gauge("scalekit_queue_in_flight", "Jobs whose handler runs in the worker now.", func(s queue.Stats) int64 { return s.InFlight }),
 }
 
 // AddQueueWorker reports w's Stats under name, one series per queue the
@@ -58,8 +48,7 @@ type queueCount struct {
 }
 
 var queueCountFamilies = []family[queueCount]{
-	gauge("scalekit_queue_counts_up", "1 when the backend answered the scrape's count of the queue's jobs, 0 when the count failed or ran out of its 2s; the queue's jobs and oldest_pending series are then left out.",
-		func(n queueCount) float64 { return boolf(n.err == nil) }),
+	gauge("scalekit_queue_counts_up", "1 when the backend answered the scrape's count of the queue's jobs, 0 when the count failed or ran out of its 2s; the queue's jobs and oldest_pending series are then left out.", func(n queueCount) float64 { return boolf(n.err == nil) }),
 	gaugeFunc("scalekit_queue_jobs", "Jobs of the queue in the backend, by state: pending, scheduled, active, retry, dead, done (done jobs for the backend's retention).", []string{"state"},
 		func(o out, n queueCount) {
 			if n.err != nil {

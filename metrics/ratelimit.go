@@ -8,12 +8,9 @@ var localFamilies = []family[ratelimit.LocalStats]{
 	counterBy("scalekit_ratelimit_decisions_total", "Rate limit decisions of an in-process limiter, by result: allowed or denied.", "result",
 		with("allowed", func(s ratelimit.LocalStats) uint64 { return s.Allowed }),
 		with("denied", func(s ratelimit.LocalStats) uint64 { return s.Denied })),
-	gauge("scalekit_ratelimit_keys", "Keys the in-process limiter holds now.",
-		func(s ratelimit.LocalStats) int { return s.Keys }),
-	counter("scalekit_ratelimit_keys_swept_total", "Keys dropped because their buckets were full again (lossless).",
-		func(s ratelimit.LocalStats) uint64 { return s.Swept }),
-	counter("scalekit_ratelimit_keys_evicted_total", "Active keys dropped because MaxKeys was reached (such a key may burst again).",
-		func(s ratelimit.LocalStats) uint64 { return s.Evicted }),
+	gauge("scalekit_ratelimit_keys", "Keys the in-process limiter holds now.", func(s ratelimit.LocalStats) int { return s.Keys }),
+	counter("scalekit_ratelimit_keys_swept_total", "Keys dropped because their buckets were full again (lossless).", func(s ratelimit.LocalStats) uint64 { return s.Swept }),
+	counter("scalekit_ratelimit_keys_evicted_total", "Active keys dropped because MaxKeys was reached (such a key may burst again).", func(s ratelimit.LocalStats) uint64 { return s.Evicted }),
 }
 
 // AddLimiter reports l's Stats under name.
@@ -33,15 +30,12 @@ func (c *Collector) AddConcurrency(name string, l *ratelimit.Concurrency) error 
 }
 
 var adaptiveFamilies = []family[ratelimit.AdaptiveStats]{
-	gauge("scalekit_ratelimit_adaptive_limit", "Current in-flight limit of an adaptive (AIMD) limiter.",
-		func(s ratelimit.AdaptiveStats) int { return s.Limit }),
-	gauge("scalekit_ratelimit_adaptive_in_flight", "Calls in flight through an adaptive limiter now.",
-		func(s ratelimit.AdaptiveStats) int { return s.InFlight }),
+	gauge("scalekit_ratelimit_adaptive_limit", "Current in-flight limit of an adaptive (AIMD) limiter.", func(s ratelimit.AdaptiveStats) int { return s.Limit }),
+	gauge("scalekit_ratelimit_adaptive_in_flight", "Calls in flight through an adaptive limiter now.", func(s ratelimit.AdaptiveStats) int { return s.InFlight }),
 	counterBy("scalekit_ratelimit_adaptive_calls_total", "Calls to an adaptive limiter, by result: admitted or shed.", "result",
 		with("admitted", func(s ratelimit.AdaptiveStats) uint64 { return s.Admitted }),
 		with("shed", func(s ratelimit.AdaptiveStats) uint64 { return s.Shed })),
-	counter("scalekit_ratelimit_adaptive_cuts_total", "Times an adaptive limiter cut its limit on overload.",
-		func(s ratelimit.AdaptiveStats) uint64 { return s.Cuts }),
+	counter("scalekit_ratelimit_adaptive_cuts_total", "Times an adaptive limiter cut its limit on overload.", func(s ratelimit.AdaptiveStats) uint64 { return s.Cuts }),
 }
 
 // AddAdaptive reports a's Stats under name.
@@ -80,12 +74,9 @@ var redisLimitFamilies = []family[ratelimit.RemoteStats]{
 		with(modeFailOpen, func(s ratelimit.RemoteStats) uint64 { return s.FailOpen }),
 		with(modeFailClosed, func(s ratelimit.RemoteStats) uint64 { return s.FailClosed }),
 		with(modeFallback, func(s ratelimit.RemoteStats) uint64 { return s.Fallbacks })),
-	counter("scalekit_ratelimit_redis_errors_total", "Failed round trips to Redis.",
-		func(s ratelimit.RemoteStats) uint64 { return s.Errors }),
-	counter("scalekit_ratelimit_redis_skipped_total", "Decisions the open circuit kept away from Redis.",
-		func(s ratelimit.RemoteStats) uint64 { return s.Skipped }),
-	stateSet("scalekit_ratelimit_redis_circuit_state", "State of the circuit breaker around Redis: 1 for the current state (closed, open, half-open), 0 for the others.",
-		circuitStates, func(s ratelimit.RemoteStats) string { return s.Circuit.String() }),
+	counter("scalekit_ratelimit_redis_errors_total", "Failed round trips to Redis.", func(s ratelimit.RemoteStats) uint64 { return s.Errors }),
+	counter("scalekit_ratelimit_redis_skipped_total", "Decisions the open circuit kept away from Redis.", func(s ratelimit.RemoteStats) uint64 { return s.Skipped }),
+	stateSet("scalekit_ratelimit_redis_circuit_state", "State of the circuit breaker around Redis: 1 for the current state (closed, open, half-open), 0 for the others.", circuitStates, func(s ratelimit.RemoteStats) string { return s.Circuit.String() }),
 }
 
 // AddRedisLimiter reports the Stats of l, a *ratelimitredis.Limiter (or any
@@ -102,20 +93,13 @@ var redisConcFamilies = []family[ratelimit.RemoteConcurrencyStats]{
 		with(modeFailOpen, func(s ratelimit.RemoteConcurrencyStats) uint64 { return s.FailOpen }),
 		with(modeFailClosed, func(s ratelimit.RemoteConcurrencyStats) uint64 { return s.FailClosed }),
 		with(modeFallback, func(s ratelimit.RemoteConcurrencyStats) uint64 { return s.Fallbacks })),
-	counter("scalekit_ratelimit_redis_concurrency_releases_total", "Slots released.",
-		func(s ratelimit.RemoteConcurrencyStats) uint64 { return s.Released }),
-	counter("scalekit_ratelimit_redis_concurrency_renewals_total", "Lease renewals.",
-		func(s ratelimit.RemoteConcurrencyStats) uint64 { return s.Renewals }),
-	counter("scalekit_ratelimit_redis_concurrency_leases_lost_total", "Leases found gone when renewing (Redis lost them, or the holder stalled past its lease).",
-		func(s ratelimit.RemoteConcurrencyStats) uint64 { return s.Lost }),
-	counter("scalekit_ratelimit_redis_concurrency_errors_total", "Failed round trips to Redis.",
-		func(s ratelimit.RemoteConcurrencyStats) uint64 { return s.Errors }),
-	counter("scalekit_ratelimit_redis_concurrency_skipped_total", "Slot requests the open circuit kept away from Redis.",
-		func(s ratelimit.RemoteConcurrencyStats) uint64 { return s.Skipped }),
-	gauge("scalekit_ratelimit_redis_concurrency_leases_held", "Leases this process holds now.",
-		func(s ratelimit.RemoteConcurrencyStats) int { return s.Held }),
-	stateSet("scalekit_ratelimit_redis_concurrency_circuit_state", "State of the circuit breaker around Redis: 1 for the current state (closed, open, half-open), 0 for the others.",
-		circuitStates, func(s ratelimit.RemoteConcurrencyStats) string { return s.Circuit.String() }),
+	counter("scalekit_ratelimit_redis_concurrency_releases_total", "Slots released.", func(s ratelimit.RemoteConcurrencyStats) uint64 { return s.Released }),
+	counter("scalekit_ratelimit_redis_concurrency_renewals_total", "Lease renewals.", func(s ratelimit.RemoteConcurrencyStats) uint64 { return s.Renewals }),
+	counter("scalekit_ratelimit_redis_concurrency_leases_lost_total", "Leases found gone when renewing (Redis lost them, or the holder stalled past its lease).", func(s ratelimit.RemoteConcurrencyStats) uint64 { return s.Lost }),
+	counter("scalekit_ratelimit_redis_concurrency_errors_total", "Failed round trips to Redis.", func(s ratelimit.RemoteConcurrencyStats) uint64 { return s.Errors }),
+	counter("scalekit_ratelimit_redis_concurrency_skipped_total", "Slot requests the open circuit kept away from Redis.", func(s ratelimit.RemoteConcurrencyStats) uint64 { return s.Skipped }),
+	gauge("scalekit_ratelimit_redis_concurrency_leases_held", "Leases this process holds now.", func(s ratelimit.RemoteConcurrencyStats) int { return s.Held }),
+	stateSet("scalekit_ratelimit_redis_concurrency_circuit_state", "State of the circuit breaker around Redis: 1 for the current state (closed, open, half-open), 0 for the others.", circuitStates, func(s ratelimit.RemoteConcurrencyStats) string { return s.Circuit.String() }),
 }
 
 // AddRedisConcurrency reports the Stats of l, a *ratelimitredis.Concurrency

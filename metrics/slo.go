@@ -8,22 +8,14 @@ import (
 )
 
 var sloFamilies = []family[slo.Stats]{
-	gauge("scalekit_slo_target_ratio", "The objective's target: the share of good events promised (0.999).",
-		func(s slo.Stats) float64 { return s.Target }),
-	gauge("scalekit_slo_window_seconds", "The objective's rolling window.",
-		func(s slo.Stats) float64 { return s.Window.Seconds() }),
-	gauge("scalekit_slo_window_events", "Events recorded in the rolling window.",
-		func(s slo.Stats) uint64 { return s.Budget.Total }),
-	gauge("scalekit_slo_window_good_events", "Good events recorded in the rolling window.",
-		func(s slo.Stats) uint64 { return s.Budget.Good }),
-	gauge("scalekit_slo_error_budget_allowed_events", "Bad events the objective allows for the window's events: (1 - target) * events.",
-		func(s slo.Stats) float64 { return s.Budget.Allowed }),
-	gauge("scalekit_slo_error_budget_consumed_events", "Bad events in the rolling window.",
-		func(s slo.Stats) uint64 { return s.Budget.Consumed }),
-	gauge("scalekit_slo_error_budget_remaining_events", "Allowed minus consumed bad events (negative when the budget is blown).",
-		func(s slo.Stats) float64 { return s.Budget.Remaining }),
-	gauge("scalekit_slo_error_budget_remaining_ratio", "Share of the error budget left: 1 untouched (or no events), 0 spent, negative blown.",
-		func(s slo.Stats) float64 { return s.Budget.RemainingFraction }),
+	gauge("scalekit_slo_target_ratio", "The objective's target: the share of good events promised (0.999).", func(s slo.Stats) float64 { return s.Target }),
+	gauge("scalekit_slo_window_seconds", "The objective's rolling window.", func(s slo.Stats) float64 { return s.Window.Seconds() }),
+	gauge("scalekit_slo_window_events", "Events recorded in the rolling window.", func(s slo.Stats) uint64 { return s.Budget.Total }),
+	gauge("scalekit_slo_window_good_events", "Good events recorded in the rolling window.", func(s slo.Stats) uint64 { return s.Budget.Good }),
+	gauge("scalekit_slo_error_budget_allowed_events", "Bad events the objective allows for the window's events: (1 - target) * events.", func(s slo.Stats) float64 { return s.Budget.Allowed }),
+	gauge("scalekit_slo_error_budget_consumed_events", "Bad events in the rolling window.", func(s slo.Stats) uint64 { return s.Budget.Consumed }),
+	gauge("scalekit_slo_error_budget_remaining_events", "Allowed minus consumed bad events (negative when the budget is blown).", func(s slo.Stats) float64 { return s.Budget.Remaining }),
+	gauge("scalekit_slo_error_budget_remaining_ratio", "Share of the error budget left: 1 untouched (or no events), 0 spent, negative blown.", func(s slo.Stats) float64 { return s.Budget.RemainingFraction }),
 	gaugeFunc("scalekit_slo_burn_rate", "Error rate over the window label's trailing window divided by the rate the objective allows; 1 spends the budget exactly over the objective's window. One series per window of the alert rules.", []string{"window"},
 		func(o out, s slo.Stats) {
 			for w, r := range s.BurnRates {
