@@ -10,7 +10,12 @@ import (
 // snapshot S (breakerFamilies, cacheFamilies, ...), with one row per metric
 // family: its name, help, kind and labels, and where its value comes from.
 // New makes the Describe descriptors from the rows (newTable), and a scrape
-// sends every row's samples of the snapshot it read (table.collect).
+// sends every row's samples of the snapshot it read (table.collect). A new
+// metric is one more row, e.g.
+//
+//	counter("scalekit_queue_snoozed_total", "Jobs ...", func(s queue.Stats) uint64 { return s.Snoozed }),
+//
+// and one more line in doc.go's list.
 
 // family is one metric family of a primitive whose snapshot is S: a row of
 // that primitive's table. Rows are made with counter, gauge, counterBy,
