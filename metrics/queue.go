@@ -14,7 +14,7 @@ import (
 )
 
 type queueWorkerDescs struct {
-	fetched, processed, failed, retried, dead, released, lost, panics, limited, inFlight *prometheus.Desc
+	fetched, processed, failed, retried, dead, released, lost, panics, limited, snoozed, inFlight *prometheus.Desc
 }
 
 func newQueueWorkerDescs(b *builder) queueWorkerDescs {
@@ -28,6 +28,7 @@ func newQueueWorkerDescs(b *builder) queueWorkerDescs {
 		lost:      b.desc("scalekit_queue_leases_lost_total", "Leases that expired under the worker (another worker took the job): the handler was cancelled and no outcome recorded.", "queue"),
 		panics:    b.desc("scalekit_queue_handler_panics_total", "Handler panics (each also a failed attempt).", "queue"),
 		limited:   b.desc("scalekit_queue_rate_limited_total", "Jobs given back unrun because the queue's Limiter refused them (the attempt not counted).", "queue"),
+		snoozed:   b.desc("scalekit_queue_snoozed_total", "Jobs whose handler returned queue.Snooze: given back to run later, the attempt not counted.", "queue"),
 		inFlight:  b.desc("scalekit_queue_in_flight", "Jobs whose handler runs in the worker now.", "queue"),
 	}
 }
@@ -52,6 +53,7 @@ func (c *Collector) AddQueueWorker(name string, w *queue.Worker) error {
 			counter(ch, d.lost, st.Lost, name, q)
 			counter(ch, d.panics, st.Panics, name, q)
 			counter(ch, d.limited, st.Limited, name, q)
+			counter(ch, d.snoozed, st.Snoozed, name, q)
 			gauge(ch, d.inFlight, float64(st.InFlight), name, q)
 		}
 	})

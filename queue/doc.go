@@ -33,6 +33,10 @@
 // (Client.Requeue). A handler panic is a failed attempt whose error holds
 // the panic and its stack.
 //
+// A handler that cannot do its work yet returns Snooze(d): the job runs
+// again d from now without spending an attempt (Job.Attempt stays, the
+// job's Snoozes count grows). Snoozes are not capped; see Snooze.
+//
 // Unique jobs: EnqueueOptions.UniqueKey is held for UniqueFor (1h by
 // default) from the enqueue, even once the job finished; with
 // UniqueWhileActive it is held instead until the job is done or dead, so

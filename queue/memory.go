@@ -326,12 +326,19 @@ func (b *MemoryBackend) Fail(_ context.Context, l *Lease, errMsg string, retryAt
 }
 
 // Release is Backend.Release.
-func (b *MemoryBackend) Release(_ context.Context, l *Lease) error {
-	return b.withLease(l, func(q *memQueue, j *memJob, _ time.Time) {
+func (b *MemoryBackend) Release(_ context.Context, l *Lease, snoozeUntil time.Time) error {
+	return b.withLease(l, func(q *memQueue, j *memJob, now time.Time) {
 		delete(q.active, j.m.ID)
 		j.m.Attempt--
-		j.m.State, j.token = Pending, ""
-		q.ready[j.m.Priority] = append([]*memJob{j}, q.ready[j.m.Priority]...)
+		j.token = ""
+		if snoozeUntil.IsZero() {
+			j.m.State = Pending
+			q.ready[j.m.Priority] = append([]*memJob{j}, q.ready[j.m.Priority]...)
+		} else {
+			j.m.Snoozes++
+			j.m.State, j.m.RunAt = Scheduled, snoozeUntil
+			q.place(j, now)
+		}
 		q.signal()
 	})
 }

@@ -31,6 +31,8 @@ type Job[T any] struct {
 	EnqueuedAt           time.Time
 	// LastError is the previous attempt's error ("" on the first).
 	LastError string
+	// Snoozes counts the times a handler snoozed this job (see Snooze).
+	Snoozes int
 }
 
 // Options configure how a Worker consumes one queue
@@ -108,8 +110,8 @@ type workerQueue struct {
 }
 
 type queueCounters struct {
-	fetched, processed, failed, retried, dead, released, lost, panics, limited atomic.Uint64
-	inflight                                                                   atomic.Int64
+	fetched, processed, failed, retried, dead, released, lost, panics, limited, snoozed atomic.Uint64
+	inflight                                                                            atomic.Int64
 }
 
 // NewWorker returns a Worker, or an error naming the bad option.
@@ -176,7 +178,7 @@ func Handle[T any](w *Worker, kind string, fn func(ctx context.Context, j *Job[T
 		return fmt.Errorf("%w: kind %q already has a handler", ErrInvalid, kind)
 	}
 	w.handlers[kind] = func(ctx context.Context, m *Message) error {
-		j := &Job[T]{ID: m.ID, Queue: m.Queue, Kind: m.Kind, Attempt: m.Attempt, MaxAttempts: m.MaxAttempts, EnqueuedAt: m.EnqueuedAt, LastError: m.LastError}
+		j := &Job[T]{ID: m.ID, Queue: m.Queue, Kind: m.Kind, Attempt: m.Attempt, MaxAttempts: m.MaxAttempts, EnqueuedAt: m.EnqueuedAt, LastError: m.LastError, Snoozes: m.Snoozes}
 		if err := json.Unmarshal(m.Payload, &j.Args); err != nil {
 			return Permanent(fmt.Errorf("queue: job %s: args do not decode into %T: %w", m.ID, j.Args, err))
 		}
@@ -284,7 +286,7 @@ func (w *Worker) admit(ctx context.Context, q *workerQueue, leases []*Lease) ([]
 			}
 		}
 		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		if err := w.o.Backend.Release(bg, l); err != nil {
+		if err := w.o.Backend.Release(bg, l, time.Time{}); err != nil {
 			w.o.Logger.Warn("queue: cannot give back a rate-limited job; it is redelivered after its lease", slog.String("queue", q.name), slog.String("id", l.Msg.ID), slog.Any("error", err))
 		}
 		cancel()
@@ -326,12 +328,23 @@ func (w *Worker) run(q *workerQueue, l *Lease, ls *leaseState) {
 	freeSlot() // recording the outcome does not hold the slot
 	bg, cancelBG := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancelBG()
+	var snooze *snoozeError
 	switch {
 	case ls.released.Load() || lost.Load():
 		return // given back at shutdown, or taken by another worker
+	case errors.As(err, &snooze):
+		// Snoozed (even while stopping): due later, the attempt not counted.
+		until := clock.Now(w.o.Clock).Add(snooze.d)
+		if rerr := w.o.Backend.Release(bg, l, until); rerr != nil {
+			w.ackFailed(q, m, rerr)
+			return
+		}
+		q.st.snoozed.Add(1)
+		w.o.Logger.Info("queue: job snoozed", slog.String("queue", q.name), slog.String("id", m.ID), slog.Int("attempt", m.Attempt), slog.Int("snoozes", m.Snoozes+1), slog.Time("run_at", until))
+		return
 	case w.hardCtx.Err() != nil && err != nil:
 		// Stopping: the attempt did not finish; give the job back.
-		if rerr := w.o.Backend.Release(bg, l); rerr == nil {
+		if rerr := w.o.Backend.Release(bg, l, time.Time{}); rerr == nil {
 			q.st.released.Add(1)
 		}
 		return
@@ -459,7 +472,7 @@ func (w *Worker) releaseAll() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for l, s := range held {
-		if err := w.o.Backend.Release(ctx, l); err == nil {
+		if err := w.o.Backend.Release(ctx, l, time.Time{}); err == nil {
 			s.released.Store(true)
 			w.queues[l.Msg.Queue].st.released.Add(1)
 		}
@@ -479,6 +492,9 @@ type Stats struct {
 	// Limited counts jobs given back unrun because the queue's Limiter
 	// refused them (they run later; no attempt is counted).
 	Limited uint64
+	// Snoozed counts jobs whose handler returned Snooze: given back to
+	// run later, no attempt counted.
+	Snoozed uint64
 	// InFlight is how many jobs run now.
 	InFlight int64
 }
@@ -489,7 +505,7 @@ func (w *Worker) Stats() []Stats {
 	for _, q := range w.queues {
 		s := &q.st
 		out = append(out, Stats{Queue: q.name, Fetched: s.fetched.Load(), Processed: s.processed.Load(), Failed: s.failed.Load(),
-			Retried: s.retried.Load(), Dead: s.dead.Load(), Released: s.released.Load(), Lost: s.lost.Load(), Panics: s.panics.Load(), Limited: s.limited.Load(), InFlight: s.inflight.Load()})
+			Retried: s.retried.Load(), Dead: s.dead.Load(), Released: s.released.Load(), Lost: s.lost.Load(), Panics: s.panics.Load(), Limited: s.limited.Load(), Snoozed: s.snoozed.Load(), InFlight: s.inflight.Load()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Queue < out[j].Queue })
 	return out

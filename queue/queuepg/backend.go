@@ -277,7 +277,8 @@ func scanJob(row pgx.Row) (*queue.Message, string, time.Time, error) {
 		leaseUntil  *time.Time
 	)
 	err := row.Scan(&m.Queue, &m.ID, &m.Kind, &m.Payload, &prio, &state, &m.Attempt, &m.MaxAttempts, &m.RunAt, &timeoutMS,
-		&m.UniqueKey, &uniqueUntil, &m.EnqueuedAt, &m.LastError, &finished, &token, &leaseUntil, &m.UniqueWhileActive)
+		&m.UniqueKey, &uniqueUntil, &m.EnqueuedAt, &m.LastError, &finished, &token, &leaseUntil, &m.UniqueWhileActive,
+		&m.Snoozes)
 	if err != nil {
 		return nil, "", time.Time{}, err
 	}
@@ -427,8 +428,12 @@ func (b *Backend) Fail(ctx context.Context, l *queue.Lease, errMsg string, retry
 }
 
 // Release is queue.Backend.Release.
-func (b *Backend) Release(ctx context.Context, l *queue.Lease) error {
-	err := b.fenced(ctx, b.sql.release, l)
+func (b *Backend) Release(ctx context.Context, l *queue.Lease, snoozeUntil time.Time) error {
+	var until *time.Time
+	if !snoozeUntil.IsZero() {
+		until = &snoozeUntil
+	}
+	err := b.fenced(ctx, b.sql.release, l, until)
 	if err == nil {
 		b.notify(l.Msg.Queue)
 	}

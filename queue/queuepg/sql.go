@@ -68,6 +68,7 @@ CREATE INDEX IF NOT EXISTS {jobs}_due ON {jobs} (queue, priority, run_at, id) WH
 CREATE INDEX IF NOT EXISTS {jobs}_leases ON {jobs} (queue, lease_until) WHERE state = 'active';
 CREATE INDEX IF NOT EXISTS {jobs}_finished ON {jobs} (queue, state, finished_at) WHERE state IN ('done', 'dead');
 ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS unique_active bool NOT NULL DEFAULT false;
+ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS snoozes int NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS {unique} (
   queue      text NOT NULL,
   unique_key text NOT NULL,
@@ -122,7 +123,8 @@ const takeBackSQL = `DELETE FROM {jobs} WHERE queue = $1 AND id = $2`
 
 // jobColumns are the columns scanJob reads, of the jobs table as j.
 const jobColumns = `j.queue, j.id, j.kind, j.payload, j.priority, j.state, j.attempt, j.max_attempts, j.run_at, j.timeout_ms,
-coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until, j.unique_active`
+coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until, j.unique_active,
+j.snoozes`
 
 // fetchSQL leases up to $3 jobs: one index range per priority (and one
 // for expired leases), each locked with SKIP LOCKED, then the first $3 by
@@ -155,9 +157,14 @@ RETURNING {job_columns}`
 const extendSQL = `UPDATE {jobs} SET lease_until = {now} + $5 * interval '1 millisecond'
 WHERE queue = $2 AND id = $3 AND token = $4 AND state = 'active' AND lease_until > {now}`
 
-// releaseSQL gives a leased job back, due now, its attempt not counted.
-// $1 now, $2 queue, $3 id, $4 token.
-const releaseSQL = `UPDATE {jobs} SET state = 'pending', attempt = attempt - 1, token = NULL, lease_until = NULL
+// releaseSQL gives a leased job back, its attempt not counted: due now
+// (its run_at kept, so it goes first) when $5 is NULL, else snoozed until
+// $5 (scheduled, or pending when $5 has come), its snoozes counted.
+// $1 now, $2 queue, $3 id, $4 token, $5 snooze until (NULL for none).
+const releaseSQL = `UPDATE {jobs} SET attempt = attempt - 1, token = NULL, lease_until = NULL,
+  state = CASE WHEN $5::timestamptz > {now} THEN 'scheduled' ELSE 'pending' END,
+  run_at = coalesce($5::timestamptz, run_at),
+  snoozes = snoozes + CASE WHEN $5::timestamptz IS NULL THEN 0 ELSE 1 END
 WHERE queue = $2 AND id = $3 AND token = $4 AND state = 'active' AND lease_until > {now}`
 
 // completeSQL marks a batch of leased jobs done, counts them, and drops
@@ -191,7 +198,8 @@ SELECT count(*) FROM f`
 const jobSQL = `SELECT j.queue, j.id, j.kind, j.payload, j.priority,
 CASE WHEN j.state IN ('scheduled', 'retry') AND j.run_at <= {now} THEN 'pending' ELSE j.state END,
 j.attempt, j.max_attempts, j.run_at, j.timeout_ms,
-coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until, j.unique_active
+coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until, j.unique_active,
+j.snoozes
 FROM {jobs} j WHERE j.queue = $2 AND j.id = $3`
 
 // countsSQL counts a queue's jobs per state on the partial indexes (each

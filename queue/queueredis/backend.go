@@ -341,9 +341,13 @@ func (b *Backend) Fail(ctx context.Context, l *queue.Lease, errMsg string, retry
 }
 
 // Release is queue.Backend.Release: the job goes back to the front of its
-// ready list.
-func (b *Backend) Release(ctx context.Context, l *queue.Lease) error {
-	_, err := b.fenced(ctx, "Release", releaseScript, l)
+// ready list, or, snoozed, to the scheduled jobs.
+func (b *Backend) Release(ctx context.Context, l *queue.Lease, snoozeUntil time.Time) error {
+	until := ""
+	if !snoozeUntil.IsZero() {
+		until = strconv.FormatInt(micro(snoozeUntil), 10)
+	}
+	_, err := b.fenced(ctx, "Release", releaseScript, l, until)
 	return err
 }
 
@@ -464,7 +468,7 @@ func parseRecord(queueName string, rec any) (*queue.Message, string, time.Time, 
 		ID: str(0), Queue: queueName, Kind: str(1), Payload: []byte(str(2)), Priority: queue.Priority(num(3)),
 		State: queue.State(str(4)), Attempt: int(num(5)), MaxAttempts: int(num(6)), RunAt: fromMicro(num(7)),
 		Timeout: time.Duration(num(8)), UniqueKey: str(9), UniqueUntil: fromMicro(num(10)), EnqueuedAt: fromMicro(num(11)),
-		LastError: str(12), FinishedAt: fromMicro(num(13)), UniqueWhileActive: str(16) == "1",
+		LastError: str(12), FinishedAt: fromMicro(num(13)), UniqueWhileActive: str(16) == "1", Snoozes: int(num(17)),
 	}
 	until := fromMicro(num(15))
 	if bad != nil {

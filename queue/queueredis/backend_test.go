@@ -197,7 +197,7 @@ func TestRetriedCallsAreSafe(t *testing.T) {
 		return ls[0]
 	}
 	l := fetch()
-	if err := b.Release(ctx, l); err != nil {
+	if err := b.Release(ctx, l, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Complete(ctx, l); !errors.Is(err, queue.ErrLeaseLost) {

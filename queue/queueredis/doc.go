@@ -60,7 +60,7 @@
 // deadline before they write (the fence): a worker whose lease ran out
 // gets queue.ErrLeaseLost, even before another worker took the job.
 // Release gives the attempt back and puts the job at the front of its
-// list. Done hashes get the retention as their TTL; dead jobs stay until
+// list, or, for a snooze, in the scheduled ZSET until its due time. Done hashes get the retention as their TTL; dead jobs stay until
 // Requeue, Delete or their DeadRetention (14 days by default), past which
 // a Fetch deletes them (up to 1000 per call).
 //

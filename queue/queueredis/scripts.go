@@ -13,7 +13,7 @@ import (
 var fields = []string{
 	"kind", "payload", "priority", "state", "attempt", "max_attempts", "run_at", "timeout",
 	"unique_key", "unique_until", "enqueued_at", "last_error", "finished_at", "token", "lease_until",
-	"unique_active",
+	"unique_active", "snoozes",
 }
 
 // The scripts share one calling convention. KEYS are always the same 13
@@ -321,18 +321,32 @@ wake()
 return 1
 `)
 
-// releaseScript gives a held job back to the front of its ready list,
-// the attempt not counted. ARGV[3..]: id, token. Reply: 1, or 0 when the
-// lease is lost.
+// releaseScript gives a held job back, the attempt not counted: to the
+// front of its ready list, or, snoozed, to the scheduled ZSET until
+// snooze_until (the back of its ready list when that time has come) with
+// its snoozes counted. ARGV[3..]: id, token, snooze_until (µs; '' for
+// none). Reply: 1, or 0 when the lease is lost.
 var releaseScript = script(true, `
 local now = now_us(ARGV[2])
 local k, id = KEYS[11], ARGV[3]
 if not held(k, ARGV[4], now) then return 0 end
 redis.call('HINCRBY', k, 'attempt', -1)
-redis.call('HSET', k, 'state', 'pending')
 redis.call('HDEL', k, 'token', 'lease_until')
 redis.call('ZREM', KEYS[6], id)
-redis.call('LPUSH', ready(redis.call('HGET', k, 'priority')), id)
+local p = redis.call('HGET', k, 'priority')
+if ARGV[5] == '' then
+  redis.call('HSET', k, 'state', 'pending')
+  redis.call('LPUSH', ready(p), id)
+else
+  redis.call('HINCRBY', k, 'snoozes', 1)
+  if tonumber(ARGV[5]) > now then
+    redis.call('HSET', k, 'state', 'scheduled', 'run_at', ARGV[5])
+    redis.call('ZADD', KEYS[4], ARGV[5], id)
+  else
+    redis.call('HSET', k, 'state', 'pending', 'run_at', ARGV[5])
+    redis.call('RPUSH', ready(p), id)
+  end
+end
 wake()
 return 1
 `)

@@ -470,12 +470,65 @@ func Run(t *testing.T, f Factory) {
 		e := setup(t, f)
 		e.enqueue("x", queue.EnqueueOptions{})
 		l := e.fetch(1, time.Minute)[0]
-		if err := e.b.Release(ctx, l); err != nil {
+		if err := e.b.Release(ctx, l, time.Time{}); err != nil {
 			t.Fatal(err)
 		}
 		again := e.fetch(1, time.Minute)
 		if len(again) != 1 || again[0].Msg.Attempt != 1 {
 			t.Fatalf("after Release: %v, want the job at attempt 1", again)
+		}
+	})
+	t.Run("SnoozeSpendsNoAttempt", func(t *testing.T) {
+		e := setup(t, f)
+		id := e.enqueue("x", queue.EnqueueOptions{MaxAttempts: 1})
+		l := e.fetch(1, time.Minute)[0]
+		for i := 1; i <= 3; i++ {
+			if err := e.b.Release(ctx, l, e.clk.Now().Add(5*time.Second)); err != nil {
+				t.Fatalf("snooze %d: %v", i, err)
+			}
+			if err := e.b.Release(ctx, l, e.clk.Now().Add(5*time.Second)); !errors.Is(err, queue.ErrLeaseLost) {
+				t.Fatalf("snoozing a lease given back: %v, want ErrLeaseLost", err)
+			}
+			m := e.state(id)
+			if m.State != queue.Scheduled || m.Attempt != 0 || m.MaxAttempts != 1 || m.Snoozes != i || !m.RunAt.Equal(e.clk.Now().Add(5*time.Second)) {
+				t.Fatalf("after snooze %d: %+v, want scheduled in 5s, attempt 0 of 1, %d snoozes", i, m, i)
+			}
+			e.clk.Add(4 * time.Second)
+			if ls := e.fetch(1, time.Minute); len(ls) != 0 {
+				t.Fatalf("snoozed job fetched 1s before its time")
+			}
+			e.clk.Add(time.Second)
+			ls := e.fetch(1, time.Minute)
+			if len(ls) != 1 || ls[0].Msg.ID != id || ls[0].Msg.Attempt != 1 || ls[0].Msg.Snoozes != i {
+				t.Fatalf("after snooze %d: fetched %v, want the job at attempt 1 with %d snoozes", i, ls, i)
+			}
+			l = ls[0]
+		}
+		c, err := e.c.Counts(ctx, e.q)
+		if err != nil || c.Active != 1 || c.Scheduled != 0 || c.Retry != 0 {
+			t.Fatalf("counts %+v %v, want the job active", c, err)
+		}
+		// A snooze whose time has come makes the job pending at once,
+		// behind the jobs already waiting.
+		other := e.enqueue("y", queue.EnqueueOptions{})
+		e.clk.Add(time.Second)
+		if err := e.b.Release(ctx, l, e.clk.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if m := e.state(id); m.State != queue.Pending || m.Snoozes != 4 || m.Attempt != 0 {
+			t.Fatalf("after a snooze due now: %+v, want pending, 4 snoozes, attempt 0", m)
+		}
+		ls := e.fetch(2, time.Minute)
+		if len(ls) != 2 || ls[0].Msg.ID != other || ls[1].Msg.ID != id || ls[1].Msg.Attempt != 1 {
+			t.Fatalf("fetched %v, want %s then the snoozed job at attempt 1", ls, other)
+		}
+		// Its one attempt is still there: completing it works, and a
+		// failure now is the last one.
+		if err := e.b.Fail(ctx, ls[1], "boom", e.clk.Now(), false); err != nil {
+			t.Fatal(err)
+		}
+		if m := e.state(id); m.State != queue.Dead || m.Attempt != 1 || m.Snoozes != 4 {
+			t.Fatalf("after failing its one attempt: %+v, want dead at attempt 1", m)
 		}
 	})
 	t.Run("ConcurrentFetchLeasesEachJobOnce", func(t *testing.T) {

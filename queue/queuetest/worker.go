@@ -111,6 +111,42 @@ func RunWorker(t *testing.T, f RealTimeFactory) {
 			t.Fatalf("stats %+v", st)
 		}
 	})
+	t.Run("HandlerSnoozes", func(t *testing.T) {
+		// MaxAttempts 1: two snoozes spend no attempt, the third run
+		// completes; a negative snooze is a failed attempt that says why.
+		b, q := f(t), Name(t)
+		c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+		sleepy, _ := c.Enqueue(ctx, q, "sleepy", args{}, queue.EnqueueOptions{MaxAttempts: 1})
+		bad, _ := c.Enqueue(ctx, q, "bad", args{}, queue.EnqueueOptions{MaxAttempts: 1})
+		w := worker(t, b, q, queue.Options{Concurrency: 2})
+		var runs atomic.Int64
+		queue.Handle(w, "sleepy", func(ctx context.Context, j *queue.Job[args]) error {
+			n := runs.Add(1)
+			if j.Attempt != 1 || j.MaxAttempts != 1 || j.Snoozes != int(n-1) {
+				t.Errorf("run %d sees attempt %d of %d, %d snoozes; want attempt 1 of 1, %d snoozes", n, j.Attempt, j.MaxAttempts, j.Snoozes, n-1)
+			}
+			if n < 3 {
+				return queue.Snooze(20 * time.Millisecond)
+			}
+			return nil
+		})
+		queue.Handle(w, "bad", func(ctx context.Context, j *queue.Job[args]) error { return queue.Snooze(-time.Second) })
+		w.Start(ctx)
+		defer w.Close()
+		state := func(id string) *queue.Message { m, _ := c.Job(ctx, q, id); return m }
+		waitFor(t, "both jobs settled", func() bool {
+			return state(sleepy).State == queue.Done && state(bad).State == queue.Dead
+		})
+		if m := state(sleepy); runs.Load() != 3 || m.Attempt != 1 || m.Snoozes != 2 {
+			t.Fatalf("snoozed job: %d runs, %+v; want 3 runs, attempt 1, 2 snoozes", runs.Load(), m)
+		}
+		if m := state(bad); !strings.Contains(m.LastError, "Snooze(-1s)") || m.Snoozes != 0 {
+			t.Fatalf("a negative snooze: %+v, want a failed attempt naming Snooze(-1s)", m)
+		}
+		if st := w.Stats()[0]; st.Snoozed != 2 || st.Processed != 1 || st.Dead != 1 {
+			t.Fatalf("stats %+v, want 2 snoozed, 1 processed, 1 dead", st)
+		}
+	})
 	t.Run("RateLimitDoesNotBurnAttempts", func(t *testing.T) {
 		// A limiter that admits one job and refuses the rest for an hour:
 		// the refused jobs go back to the queue with no attempt counted
