@@ -324,7 +324,7 @@ return 1
 // releaseScript gives a held job back, the attempt not counted: to the
 // front of its ready list, or, snoozed, to the scheduled ZSET until
 // snooze_until (the back of its ready list when that time has come) with
-// its snoozes counted. ARGV[3..]: id, token, snooze_until (µs; '' for
+// its snoozes counted. ARGV[3..]: id, token, snooze_until (µs, empty for
 // none). Reply: 1, or 0 when the lease is lost.
 var releaseScript = script(true, `
 local now = now_us(ARGV[2])
