@@ -132,7 +132,38 @@ type Message struct {
 	// gave it back without spending an attempt. There is no cap; a
 	// handler that wants one reads Job.Snoozes.
 	Snoozes int
+	// StartedAt is when the last attempt started (zero before the first).
+	StartedAt time.Time
+	// Progress is the last progress a handler reported (Job.Progress),
+	// by this attempt or an earlier one; zero when none did.
+	Progress Progress
+	// Output is the job's result, JSON, stored with its completion (a
+	// HandleResult handler's value); nil when it has none.
+	Output []byte
 }
+
+// Progress is how far a running job is, as its handler last reported it
+// (Job.Progress).
+type Progress struct {
+	// Percent is 0 to 100.
+	Percent int
+	// Message is a short note, at most MaxProgressMessage bytes.
+	Message string
+	// UpdatedAt is when it was reported (the backend's clock); zero when
+	// never.
+	UpdatedAt time.Time
+}
+
+// MaxProgressMessage is the longest Progress.Message, in bytes.
+const MaxProgressMessage = 200
+
+// DefaultMaxOutput is the largest job output (JSON bytes) a Worker
+// stores unless WorkerOptions.MaxOutput says otherwise: 64 KiB.
+const DefaultMaxOutput = 64 << 10
+
+// ErrOutputTooLarge fails an attempt whose output is longer than
+// WorkerOptions.MaxOutput (permanently: the job goes to the dead letters).
+var ErrOutputTooLarge = errors.New("queue: job output too large")
 
 // Lease is a worker's claim on an Active job; Token fences it, so a worker
 // whose lease expired cannot complete a job another worker now holds.
@@ -183,8 +214,14 @@ type Backend interface {
 	Fetch(ctx context.Context, r FetchRequest) ([]*Lease, error)
 	// Extend renews a lease until now+d, or returns ErrLeaseLost.
 	Extend(ctx context.Context, l *Lease, d time.Duration) error
-	// Complete marks the job done, or returns ErrLeaseLost.
-	Complete(ctx context.Context, l *Lease) error
+	// Complete marks the job done and stores its output (JSON; nil for
+	// none) in the same write, or returns ErrLeaseLost.
+	Complete(ctx context.Context, l *Lease, output []byte) error
+	// Progress records a running job's progress (percent 0 to 100, a
+	// message of at most MaxProgressMessage bytes, both checked by the
+	// caller), dated by the backend's clock, or returns ErrLeaseLost: a
+	// worker that lost its lease cannot overwrite it.
+	Progress(ctx context.Context, l *Lease, percent int, msg string) error
 	// Fail records a failed attempt with errMsg: the job dies when dead is
 	// true, else it is retried at retryAt. ErrLeaseLost if the lease is
 	// gone.

@@ -45,7 +45,7 @@ func BenchmarkFetchComplete(b *testing.B) {
 			b.Fatal(ls, err)
 		}
 		for _, l := range ls {
-			if err := be.Complete(ctx, l); err != nil {
+			if err := be.Complete(ctx, l, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -56,7 +56,7 @@
 // drops done jobs past the retention, up to 1000 of each per call; then it
 // pops up to Max ids from the ready lists in the request's priority order,
 // counts an attempt on each and leases it: a fresh token and a deadline in
-// active. Extend, Complete, Fail and Release check the token and the
+// active. Extend, Progress, Complete, Fail and Release check the token and the
 // deadline before they write (the fence): a worker whose lease ran out
 // gets queue.ErrLeaseLost, even before another worker took the job.
 // Release gives the attempt back and puts the job at the front of its
