@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/scalekit-go/scalekit/clock"
 )
 
 func newCache(t testing.TB, o Options) *Cache[string] {
@@ -195,7 +197,9 @@ func TestXFetchHotKey(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(1, 2)) // deterministic XFetch draws
 		var rmu sync.Mutex
-		c := newCache(t, Options{TTL: time.Second, NoJitter: true, Rand: func() float64 { rmu.Lock(); defer rmu.Unlock(); return rng.Float64() }})
+		o := Options{TTL: time.Second, NoJitter: true}
+		SetRand(&o, func() float64 { rmu.Lock(); defer rmu.Unlock(); return rng.Float64() })
+		c := newCache(t, o)
 		var calls atomic.Int32
 		load := slowLoader(&calls, 50*time.Millisecond)
 		c.Get(context.Background(), "hot", load) // warm-up
@@ -322,29 +326,31 @@ func TestHammer(t *testing.T) {
 // XFetch never refreshes earlier than EarlyWindow x TTL before expiry,
 // however large its draw (the lead a busy fleet's hit rate produces).
 func TestEarlyRefreshBoundedByEarlyWindow(t *testing.T) {
-	var clock atomic.Int64
-	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	c := newCache(t, Options{TTL: time.Second, NoJitter: true, Now: now, Rand: func() float64 { return 1e-300 }})
+	var at atomic.Int64
+	at.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, at.Load()) }
+	o := Options{TTL: time.Second, NoJitter: true, Clock: clock.Func(now)}
+	SetRand(&o, func() float64 { return 1e-300 })
+	c := newCache(t, o)
 	ctx := context.Background()
 	var loads atomic.Int32
 	load := func(ctx context.Context, k string) (string, error) {
 		loads.Add(1)
-		clock.Add(int64(10 * time.Millisecond)) // a 10ms load: -ln(1e-300) x 10ms is a 6.9s lead
+		at.Add(int64(10 * time.Millisecond)) // a 10ms load: -ln(1e-300) x 10ms is a 6.9s lead
 		return "v", nil
 	}
 	if _, err := c.Get(ctx, "k", load); err != nil {
 		t.Fatal(err)
 	}
-	expiry := clock.Load() + int64(time.Second)
-	clock.Store(expiry - int64(60*time.Millisecond)) // outside the default 5% window
+	expiry := at.Load() + int64(time.Second)
+	at.Store(expiry - int64(60*time.Millisecond)) // outside the default 5% window
 	if _, err := c.Get(ctx, "k", load); err != nil {
 		t.Fatal(err)
 	}
 	if st := c.Stats(); st.EarlyRefreshes != 0 || loads.Load() != 1 {
 		t.Fatalf("60ms before expiry (window 50ms): %d early refreshes, %d loads; want none", st.EarlyRefreshes, loads.Load())
 	}
-	clock.Store(expiry - int64(40*time.Millisecond)) // inside it
+	at.Store(expiry - int64(40*time.Millisecond)) // inside it
 	if _, err := c.Get(ctx, "k", load); err != nil {
 		t.Fatal(err)
 	}

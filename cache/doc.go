@@ -17,8 +17,8 @@
 //
 //   - Concurrent misses of one key run the loader once per process; every
 //     caller waits on its own ctx, and one giving up does not cancel the
-//     load for the others. A loader panic becomes a *PanicError for every
-//     waiter.
+//     load for the others. A loader panic becomes a *PanicError, with the
+//     loader's stack, for every waiter.
 //   - Across processes, a miss in the Store takes the key's fill lease (a
 //     SET NX PX with a token on Redis): one instance loads, the others
 //     wait for its fill, or take the lease over when its holder dies. A
@@ -26,7 +26,9 @@
 //     slow load that read the old row cannot write it back. 8 instances x
 //     100 goroutines on one expired key run the loader once (cachetest).
 //   - Past TTL a value is served stale for StaleFor while one background
-//     refresh runs (stale-while-revalidate), one for the whole fleet.
+//     refresh runs (stale-while-revalidate), one for the whole fleet. A
+//     miss that finds a stale value in the Store (another instance wrote
+//     it) is served it at once in the same way, while the refresh runs.
 //   - XFetch probabilistic early refresh (Vattani et al., VLDB 2015): a hit
 //     close to expiry refreshes in the background with a probability that
 //     grows with the measured load time, never more than EarlyWindow (5%)
@@ -38,8 +40,14 @@
 //   - TTL jitter spreads the expiry of keys written together;
 //     MaxConcurrentLoads caps loader calls so a burst of misses (or a
 //     Store outage) cannot become a database stampede.
-//   - GetMany reads the Store in one round trip and loads what is missing
-//     with one BatchLoader call.
+//   - Get and GetMany run one protocol, over a set of keys; Get is its
+//     one-key case. GetMany reads the L1 for every key, the Store for the
+//     rest in one round trip, takes their leases in one, and loads what
+//     is missing with one BatchLoader call; each of its keys is served,
+//     refreshed (stale or early), waited for, loaded, failed or
+//     remembered as missing exactly as a Get of that key would be, with
+//     the same Stats (cachetest checks it on every Store). A key a
+//     BatchLoader leaves out of its result is ErrNotFound.
 //   - Namespaces: Namespace("user") keys are "user:v<N>:<id>";
 //     Invalidate is one INCR that retires every key of the namespace on
 //     every instance. For one entity, Delete does the same job: it voids

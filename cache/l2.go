@@ -110,10 +110,10 @@ func (c *Cache[V]) release(ctx context.Context, key, token string) {
 	_ = c.l2(ctx, func(ctx context.Context) error { return c.store.Release(ctx, key, token) })
 }
 
-// fill writes loaded entries under their lease tokens and reports per key
+// storeFill writes loaded entries under their lease tokens and reports per key
 // whether the Store took it. A key that cannot be encoded is not written
 // (its lease is released).
-func (c *Cache[V]) fill(ctx context.Context, keys, tokens []string, es []*entry[V]) []bool {
+func (c *Cache[V]) storeFill(ctx context.Context, keys, tokens []string, es []*entry[V]) []bool {
 	now := c.now()
 	out := make([]bool, len(keys))
 	fills := make([]Fill, 0, len(keys))

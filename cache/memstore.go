@@ -5,14 +5,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/expiring"
 	"github.com/scalekit-go/scalekit/internal/token"
 )
 
 // MemoryStoreOptions configures NewMemoryStore. The zero value works.
 type MemoryStoreOptions struct {
-	// Now is the clock TTLs are measured with. Default: time.Now.
-	Now func() time.Time
+	// Clock replaces the system clock (see package clock); nil is the real time.
+	Clock clock.Clock
 }
 
 // MemoryStore is a Store in process memory: several Caches sharing one
@@ -21,7 +22,7 @@ type MemoryStoreOptions struct {
 // that run several caches in one process. Expired keys are dropped when
 // read and by a sweep every 1024 writes.
 type MemoryStore struct {
-	now func() time.Time
+	clk clock.Clock
 
 	mu       sync.Mutex
 	vals     expiring.Map[[]byte]
@@ -33,11 +34,10 @@ type MemoryStore struct {
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore(o MemoryStoreOptions) *MemoryStore {
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	return &MemoryStore{now: o.Now, counters: map[string]int64{}, subs: map[int]func(string){}}
+	return &MemoryStore{clk: o.Clock, counters: map[string]int64{}, subs: map[int]func(string){}}
 }
+
+func (s *MemoryStore) now() time.Time { return clock.Now(s.clk) }
 
 // Get returns copies of the stored data; see Store.
 func (s *MemoryStore) Get(_ context.Context, keys []string) ([][]byte, error) {

@@ -9,6 +9,7 @@ import (
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/cache"
 	"github.com/scalekit-go/scalekit/cache/cachetest"
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/poll"
 )
 
@@ -16,11 +17,11 @@ import (
 // out but whose value is still fresh is kept, not loaded again every
 // L1TTL for as long as the outage lasts.
 func TestStoreDownKeepsFreshCopyPastL1TTL(t *testing.T) {
-	var clock atomic.Int64
-	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	out := &cachetest.Outage{Store: cache.NewMemoryStore(cache.MemoryStoreOptions{Now: now})}
-	c, err := cache.New[string](cache.Options{Store: out, TTL: time.Hour, L1TTL: time.Minute, NoJitter: true, NoEarlyRefresh: true, Now: now})
+	var at atomic.Int64
+	at.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, at.Load()) }
+	out := &cachetest.Outage{Store: cache.NewMemoryStore(cache.MemoryStoreOptions{Clock: clock.Func(now)})}
+	c, err := cache.New[string](cache.Options{Store: out, TTL: time.Hour, L1TTL: time.Minute, NoJitter: true, NoEarlyRefresh: true, Clock: clock.Func(now)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +33,7 @@ func TestStoreDownKeepsFreshCopyPastL1TTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	out.Down.Store(true)
-	clock.Add(int64(2 * time.Minute)) // past L1TTL, well within TTL
+	at.Add(int64(2 * time.Minute)) // past L1TTL, well within TTL
 	if v, err := c.Get(ctx, "k", load); err != nil || v != "v" {
 		t.Fatalf("Get past L1TTL with the Store down: %q, %v", v, err)
 	}
@@ -175,11 +176,12 @@ func TestHammerPendingInvalidations(t *testing.T) {
 // another instance just refreshed) takes it instead of loading: the
 // fleet refreshes a hot key once.
 func TestEarlyRefreshTakesNewerStoreValue(t *testing.T) {
-	var clock atomic.Int64
-	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	store := cache.NewMemoryStore(cache.MemoryStoreOptions{Now: now})
-	o := cache.Options{Store: store, TTL: time.Second, L1TTL: time.Second, NoJitter: true, Now: now, Rand: func() float64 { return 1e-300 }}
+	var at atomic.Int64
+	at.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, at.Load()) }
+	store := cache.NewMemoryStore(cache.MemoryStoreOptions{Clock: clock.Func(now)})
+	o := cache.Options{Store: store, TTL: time.Second, L1TTL: time.Second, NoJitter: true, Clock: clock.Func(now)}
+	cache.SetRand(&o, func() float64 { return 1e-300 })
 	a, err := cache.New[string](o)
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +196,7 @@ func TestEarlyRefreshTakesNewerStoreValue(t *testing.T) {
 	var loads atomic.Int32
 	load := func(context.Context, string) (string, error) {
 		n := loads.Add(1)
-		clock.Add(int64(10 * time.Millisecond))
+		at.Add(int64(10 * time.Millisecond))
 		return string(rune('0' + n)), nil
 	}
 	for _, c := range []*cache.Cache[string]{a, b} {
@@ -202,7 +204,7 @@ func TestEarlyRefreshTakesNewerStoreValue(t *testing.T) {
 			t.Fatalf("warm-up: %q, %v", v, err)
 		}
 	}
-	clock.Add(int64(980 * time.Millisecond)) // inside the early window of both copies
+	at.Add(int64(980 * time.Millisecond)) // inside the early window of both copies
 	_, _ = a.Get(ctx, "k", load)
 	poll.Until(t, 5*time.Second, "A's early refresh lands", func() bool {
 		v, _ := a.Get(ctx, "k", load)

@@ -83,12 +83,11 @@ func (c *Cache[V]) unpend(key string) {
 // the cache is closed.
 func (c *Cache[V]) flushPending() {
 	defer c.flushers.Done()
-	wait := c.o.PollInterval
-	for pause.For(c.closed, wait) {
+	g := pause.Growing{Min: c.o.PollInterval, Max: max(c.o.PollInterval, time.Second)}
+	for g.Wait(c.closed) {
 		if c.deliverPending(context.Background()) {
 			return
 		}
-		wait = min(2*wait, time.Second)
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/poll"
 )
 
 func TestEnvelopeRoundTrip(t *testing.T) {
@@ -197,6 +199,34 @@ func TestMissServedStaleWhileAnotherRefreshes(t *testing.T) {
 	}
 	time.Sleep(20 * time.Millisecond) // the background part finishes without crashing
 	if st := b.Stats(); st.LeaseBusy != 1 || st.StaleServed != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// GetMany serves a miss a stale Store value at once while the refresh is
+// left to the instance holding the lease, as Get does (it used to wait
+// for a load of its own).
+func TestGetManyMissServedStaleWhileAnotherRefreshes(t *testing.T) {
+	store := NewMemoryStore(MemoryStoreOptions{})
+	ctx := context.Background()
+	o := Options{Store: store, TTL: 10 * time.Millisecond, StaleFor: time.Hour, NoJitter: true, NoEarlyRefresh: true}
+	a := newCache(t, o)
+	if err := a.Set(ctx, "k", "old"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // stale in the Store now
+	if toks, err := store.Lease(ctx, []string{"k"}, time.Minute); err != nil || toks[0] == "" {
+		t.Fatalf("another instance's lease: %v %v", toks, err)
+	}
+	b := newCache(t, o)
+	got, err := b.GetMany(ctx, []string{"k"}, func(context.Context, []string) (map[string]string, error) {
+		return nil, errors.New("must not load")
+	})
+	if err != nil || got["k"] != "old" {
+		t.Fatalf("GetMany = %v, %v; want the stale value while the other instance refreshes", got, err)
+	}
+	poll.Until(t, 5*time.Second, "the background part leaves the key to the lease holder", func() bool { return b.Stats().LeaseBusy == 1 })
+	if st := b.Stats(); st.StaleServed != 1 || st.Loads != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -69,10 +68,7 @@ type PGServer struct {
 	args    []string
 	timeout time.Duration
 
-	mu     sync.Mutex
-	port   int
-	p      *proc
-	closed bool
+	daemon
 }
 
 // Name is "primary" or "replica".
@@ -139,7 +135,7 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (_ *PostgresCluste
 		"-D", primaryDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"); err != nil {
 		return nil, err
 	}
-	c.Primary = &PGServer{name: "primary", binDir: binDir, dataDir: primaryDir, sockDir: base, acct: acct, args: args, timeout: opts.StartTimeout}
+	c.Primary = &PGServer{daemon: daemon{what: "postgres primary"}, name: "primary", binDir: binDir, dataDir: primaryDir, sockDir: base, acct: acct, args: args, timeout: opts.StartTimeout}
 	if err := c.Primary.startFresh(ctx); err != nil {
 		return nil, err
 	}
@@ -154,7 +150,7 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (_ *PostgresCluste
 		"--checkpoint=fast", "--no-sync"); err != nil {
 		return nil, err
 	}
-	c.Replica = &PGServer{name: "replica", binDir: binDir, dataDir: replicaDir, sockDir: base, acct: acct, args: args, timeout: opts.StartTimeout}
+	c.Replica = &PGServer{daemon: daemon{what: "postgres replica"}, name: "replica", binDir: binDir, dataDir: replicaDir, sockDir: base, acct: acct, args: args, timeout: opts.StartTimeout}
 	if err := c.Replica.startFresh(ctx); err != nil {
 		return nil, err
 	}
@@ -234,13 +230,6 @@ func connQuery(ctx context.Context, connURL string, fn func(*pgx.Conn) error) er
 	return fn(conn)
 }
 
-// Port is the server's TCP port.
-func (s *PGServer) Port() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.port
-}
-
 // Addr is the server's host:port.
 func (s *PGServer) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port())) }
 
@@ -252,69 +241,22 @@ func pgURL(port int, db string) string {
 	return u.String()
 }
 
-// Running reports whether the server process is up (a paused one counts).
-func (s *PGServer) Running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.p != nil && s.p.alive()
-}
-
 // Stop shuts the server down in the given mode and waits for it to exit
 // (forcing a kill after 30s). Stopping a stopped server is a no-op.
 func (s *PGServer) Stop(mode StopMode) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.p == nil {
-		return nil
-	}
 	sig := syscall.SIGINT
 	if mode == StopImmediate {
 		sig = syscall.SIGQUIT
 	}
-	s.p.stop(sig, 30*time.Second)
-	s.p = nil
+	s.halt(sig, 30*time.Second, false)
 	return nil
 }
 
 // Start starts a stopped server on the same port and data directory and
 // waits until it accepts queries. Starting a running server is a no-op.
-func (s *PGServer) Start(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return errors.New("scalekittest: Start on a closed PostgreSQL server")
-	}
-	if s.p != nil && s.p.alive() {
-		return nil
-	}
-	return s.start(ctx)
-}
+func (s *PGServer) Start(ctx context.Context) error { return s.restart(ctx, s.start) }
 
-// Pause freezes the server and all its backends (SIGSTOP to the process
-// group): connections stay open but nothing answers, as with a hung host.
-func (s *PGServer) Pause() error { return s.signal(syscall.SIGSTOP) }
-
-// Resume continues a paused server.
-func (s *PGServer) Resume() error { return s.signal(syscall.SIGCONT) }
-
-func (s *PGServer) signal(sig syscall.Signal) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.p == nil || !s.p.alive() {
-		return fmt.Errorf("scalekittest: postgres %s is not running", s.name)
-	}
-	return s.p.signalGroup(sig)
-}
-
-func (s *PGServer) close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closed = true
-	if s.p != nil {
-		s.p.stop(syscall.SIGQUIT, 10*time.Second)
-		s.p = nil
-	}
-}
+func (s *PGServer) close() { s.halt(syscall.SIGQUIT, 10*time.Second, true) }
 
 // Close stops both servers and removes their files. It is idempotent.
 func (c *PostgresCluster) Close() error {

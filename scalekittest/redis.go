@@ -2,14 +2,12 @@ package scalekittest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -39,10 +37,7 @@ type RedisServer struct {
 	args    []string
 	timeout time.Duration
 
-	mu     sync.Mutex
-	port   int
-	p      *proc
-	closed bool
+	daemon
 }
 
 // StartRedis starts a redis-server and waits until it answers PING. Close
@@ -57,7 +52,7 @@ func StartRedis(ctx context.Context, opts RedisOptions) (*RedisServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scalekittest: temp dir: %w", err)
 	}
-	s := &RedisServer{bin: bin, dir: dir, args: opts.Args, timeout: opts.StartTimeout, port: opts.Port}
+	s := &RedisServer{daemon: daemon{what: "redis-server", port: opts.Port}, bin: bin, dir: dir, args: opts.Args, timeout: opts.StartTimeout}
 	if s.timeout <= 0 {
 		s.timeout = 15 * time.Second
 	}
@@ -139,13 +134,6 @@ func (s *RedisServer) Addr() string {
 	return s.addr()
 }
 
-// Port is the server's TCP port.
-func (s *RedisServer) Port() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.port
-}
-
 // URL is a redis:// URL for database 0.
 func (s *RedisServer) URL() string { return "redis://" + s.Addr() + "/0" }
 
@@ -155,67 +143,22 @@ func (s *RedisServer) NewClient(db int) *redis.Client {
 	return redis.NewClient(&redis.Options{Addr: s.Addr(), DB: db, ContextTimeoutEnabled: true})
 }
 
-// Running reports whether the process is up (a paused one counts as up).
-func (s *RedisServer) Running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.p != nil && s.p.alive()
-}
-
 // Stop shuts the server down (SIGTERM; nothing is saved), dropping every
 // connection. Start brings it back on the same port, empty.
 func (s *RedisServer) Stop() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.p == nil {
-		return nil
-	}
-	s.p.stop(syscall.SIGTERM, 5*time.Second)
-	s.p = nil
+	s.halt(syscall.SIGTERM, 5*time.Second, false)
 	return nil
 }
 
 // Kill stops the server with SIGKILL, as a crash would.
 func (s *RedisServer) Kill() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.p == nil {
-		return nil
-	}
-	s.p.stop(syscall.SIGKILL, 5*time.Second)
-	s.p = nil
+	s.halt(syscall.SIGKILL, 5*time.Second, false)
 	return nil
 }
 
 // Start restarts a stopped server on the same port and waits for PING.
 // Starting a running server is a no-op.
-func (s *RedisServer) Start(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return errors.New("scalekittest: Start on a closed RedisServer")
-	}
-	if s.p != nil && s.p.alive() {
-		return nil
-	}
-	return s.start(ctx)
-}
-
-// Pause freezes the process (SIGSTOP): connections stay open but nothing is
-// answered, as with a hung or overloaded server. Resume undoes it.
-func (s *RedisServer) Pause() error { return s.signal(syscall.SIGSTOP) }
-
-// Resume continues a paused server (SIGCONT).
-func (s *RedisServer) Resume() error { return s.signal(syscall.SIGCONT) }
-
-func (s *RedisServer) signal(sig syscall.Signal) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.p == nil || !s.p.alive() {
-		return errors.New("scalekittest: redis-server is not running")
-	}
-	return s.p.signalGroup(sig)
-}
+func (s *RedisServer) Start(ctx context.Context) error { return s.restart(ctx, s.start) }
 
 // Close stops the server and removes its files. It is idempotent.
 func (s *RedisServer) Close() error {

@@ -1,5 +1,16 @@
 // Package cacheredis is the Redis L2 for package cache: a cache.Store on
-// a *redis.Client, *redis.ClusterClient or any redis.UniversalClient.
+// a *redis.Client, *redis.ClusterClient or any redis.UniversalClient,
+// shared by every instance of a service.
+//
+//	client := redis.NewClient(&redis.Options{Addr: "localhost:6379", ContextTimeoutEnabled: true})
+//	store, err := cacheredis.New(cacheredis.Options{Client: client, Prefix: "myapp"})
+//	if err != nil { ... }
+//	users, err := cache.New[User](cache.Options{Store: store, TTL: 5 * time.Minute})
+//	if err != nil { ... }
+//	defer users.Close()
+//	u, err := users.Get(ctx, id, loadUser) // L1, then Redis, then loadUser once per fleet
+//
+// # How it works
 //
 // Keys: a value lives at {prefix:key} and its fill lease at
 // {prefix:key}:lease; the braces are a hash tag, so on Redis Cluster a
@@ -13,6 +24,8 @@
 // A fill lease is renewed by its holder while its load runs
 // (RenewLeases, a compare-token-and-PEXPIRE script: cache.LeaseRenewer),
 // so a load slower than the lease still fills.
+//
+// # When Redis is down
 //
 // Every call is bounded by Options.Timeout. When Redis is down, slow or
 // flapping, calls return errors quickly; cache.Cache puts a circuit

@@ -30,6 +30,7 @@ func RunCache(t *testing.T, newStore StoreFactory) {
 	t.Run("GetManyRefreshesStaleKeysInOneBatch", func(t *testing.T) { getManyStale(t, newStore(t)) })
 	t.Run("InvalidationsKeptWhileStoreDown", func(t *testing.T) { keptWhileDown(t, newStore(t)) })
 	t.Run("PendingInvalidationsOverflow", func(t *testing.T) { pendingOverflow(t, newStore(t)) })
+	t.Run("GetAndGetManyAgree", func(t *testing.T) { agree(t, newStore) })
 }
 
 // Instances returns n caches over store with options o (Store set), closed
