@@ -11,6 +11,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/queue"
+	"github.com/scalekit-go/scalekit/queue/queuetest"
 )
 
 // BenchmarkEnqueueTxConcurrent measures the user's write path with a job
@@ -110,23 +111,8 @@ FROM generate_series(1, 1000000) AS i`)
 }
 
 // BenchmarkProgress is one progress write of a leased job per op: one
-// fenced UPDATE of one row (a Worker sends at most 4 per second per job).
+// fenced UPDATE of one row.
 func BenchmarkProgress(b *testing.B) {
 	f := testinfra.Postgres(b)
-	ctx := context.Background()
-	be := newBackend(b, f.Primary, Options{})
-	c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
-	if _, err := c.Enqueue(ctx, "bench-progress", "k", nil, queue.EnqueueOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	ls, err := be.Fetch(ctx, queue.FetchRequest{Queue: "bench-progress", Max: 1, Lease: time.Hour, Order: highFirst})
-	if err != nil || len(ls) != 1 {
-		b.Fatal(ls, err)
-	}
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		if err := be.Progress(ctx, ls[0], i%100, "rendering"); err != nil {
-			b.Fatal(err)
-		}
-	}
+	queuetest.BenchProgress(b, newBackend(b, f.Primary, Options{}))
 }

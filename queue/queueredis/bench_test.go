@@ -7,6 +7,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/queue"
+	"github.com/scalekit-go/scalekit/queue/queuetest"
 )
 
 // BenchmarkEnqueue is one job per op: one EVALSHA.
@@ -54,23 +55,8 @@ func BenchmarkFetchComplete(b *testing.B) {
 }
 
 // BenchmarkProgress is one progress write of a leased job per op: one
-// EVALSHA (a Worker sends at most 4 per second per job).
+// EVALSHA.
 func BenchmarkProgress(b *testing.B) {
 	r := testinfra.Redis(b)
-	be := newBackend(b, Options{Client: r.Client})
-	c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
-	ctx := context.Background()
-	if _, err := c.Enqueue(ctx, "bench-progress", "k", nil, queue.EnqueueOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	ls, err := be.Fetch(ctx, queue.FetchRequest{Queue: "bench-progress", Max: 1, Lease: time.Hour, Order: highFirst})
-	if err != nil || len(ls) != 1 {
-		b.Fatal(ls, err)
-	}
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		if err := be.Progress(ctx, ls[0], i%100, "rendering"); err != nil {
-			b.Fatal(err)
-		}
-	}
+	queuetest.BenchProgress(b, newBackend(b, Options{Client: r.Client}))
 }
