@@ -23,6 +23,7 @@ var queueWorkerFamilies = []family[queue.Stats]{
 	counter("scalekit_queue_leases_lost_total", "Leases that expired under the worker (another worker took the job): the handler was cancelled and no outcome recorded.", func(s queue.Stats) uint64 { return s.Lost }),
 	counter("scalekit_queue_handler_panics_total", "Handler panics (each also a failed attempt).", func(s queue.Stats) uint64 { return s.Panics }),
 	counter("scalekit_queue_rate_limited_total", "Jobs given back unrun because the queue's Limiter refused them (the attempt not counted).", func(s queue.Stats) uint64 { return s.Limited }),
+	counter("scalekit_queue_snoozed_total", "Jobs whose handler returned queue.Snooze: given back to run later, the attempt not counted.", func(s queue.Stats) uint64 { return s.Snoozed }),
 	gauge("scalekit_queue_in_flight", "Jobs whose handler runs in the worker now.", func(s queue.Stats) int64 { return s.InFlight }),
 }
 
