@@ -166,6 +166,7 @@
 //	scalekit_queue_leases_lost_total{queue}                                 counter    leases lost to expiry (no outcome recorded)
 //	scalekit_queue_handler_panics_total{queue}                              counter    handler panics
 //	scalekit_queue_rate_limited_total{queue}                                counter    jobs given back unrun: the queue's Limiter refused them
+//	scalekit_queue_snoozed_total{queue}                                     counter    jobs given back to run later by queue.Snooze (no attempt spent)
 //	scalekit_queue_in_flight{queue}                                         gauge      jobs running in the worker
 //	queue (AddQueue: the backend's counts, read during the scrape)
 //	scalekit_queue_counts_up{queue}                                         gauge      1 when the count succeeded; 0 and no series below when not

@@ -35,6 +35,18 @@
 // (Client.Requeue). A handler panic is a failed attempt whose error holds
 // the panic and its stack.
 //
+// A handler that cannot do its work yet returns Snooze(d): the job runs
+// again d from now without spending an attempt (Job.Attempt stays, the
+// job's Snoozes count grows). Snoozes are not capped; see Snooze.
+//
+// Results and progress: a handler reports how far it is with
+// Job.Progress (0 to 100 and a short message; one small write, at most
+// every 250ms per attempt, fenced by the lease), and a handler registered
+// with HandleResult returns a value stored as JSON with the job's
+// completion (bounded by WorkerOptions.MaxOutput). Client.Job returns
+// them with the job's state, attempt, last error and times (enqueued,
+// started, finished): a status endpoint needs nothing else.
+//
 // Unique jobs: EnqueueOptions.UniqueKey is held for UniqueFor (1h by
 // default) from the enqueue, even once the job finished; with
 // UniqueWhileActive it is held instead until the job is done or dead, so

@@ -436,7 +436,49 @@ func (a *app) sendEmail(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, map[string]string{"job_id": id, "status_url": "/jobs/" + id})
 }
 
-// GET /jobs/{id}: an email job's state.
+// jobStatus is what GET /jobs/{id} serves: everything Client.Job knows.
+type jobStatus struct {
+	ID    string      `json:"id"`
+	State queue.State `json:"state"`
+	// Attempts is how many attempts started (the current one included).
+	Attempts    int `json:"attempts"`
+	MaxAttempts int `json:"max_attempts"`
+	// Progress is null until the handler reports some.
+	Progress *jobProgress `json:"progress"`
+	// Output is the handler's result (JSON), null until the job is done.
+	Output     json.RawMessage `json:"output"`
+	LastError  string          `json:"last_error"`
+	EnqueuedAt time.Time       `json:"enqueued_at"`
+	StartedAt  *time.Time      `json:"started_at"`
+	FinishedAt *time.Time      `json:"finished_at"`
+}
+
+type jobProgress struct {
+	Percent   int       `json:"percent"`
+	Message   string    `json:"message"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// newJobStatus turns a job's record into its status document.
+func newJobStatus(m *queue.Message) jobStatus {
+	st := jobStatus{ID: m.ID, State: m.State, Attempts: m.Attempt, MaxAttempts: m.MaxAttempts, LastError: m.LastError, EnqueuedAt: m.EnqueuedAt}
+	if !m.Progress.UpdatedAt.IsZero() {
+		st.Progress = &jobProgress{Percent: m.Progress.Percent, Message: m.Progress.Message, UpdatedAt: m.Progress.UpdatedAt}
+	}
+	if m.Output != nil {
+		st.Output = json.RawMessage(m.Output)
+	}
+	if !m.StartedAt.IsZero() {
+		st.StartedAt = &m.StartedAt
+	}
+	if !m.FinishedAt.IsZero() {
+		st.FinishedAt = &m.FinishedAt
+	}
+	return st
+}
+
+// GET /jobs/{id}: an email job's state, attempts, progress, output, last
+// error and times.
 func (a *app) getJob(w http.ResponseWriter, r *http.Request) {
 	m, err := a.jobs.Job(r.Context(), "emails", r.PathValue("id"))
 	if errors.Is(err, queue.ErrNotFound) {
@@ -447,7 +489,7 @@ func (a *app) getJob(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot read the job", http.StatusServiceUnavailable)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": m.ID, "state": m.State, "attempts": m.Attempt, "last_error": m.LastError})
+	writeJSON(w, http.StatusOK, newJobStatus(m))
 }
 
 // GET /admin/stats: a summary for the load generator.

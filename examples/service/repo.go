@@ -59,6 +59,11 @@ type Email struct {
 	Subject string `json:"subject"`
 }
 
+// EmailSent is an email job's output: the id the mail server gave it.
+type EmailSent struct {
+	MessageID string `json:"message_id"`
+}
+
 // repo is the data the API serves: PostgreSQL through the router, or
 // memory when there is no database.
 type repo interface {

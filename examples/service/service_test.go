@@ -129,6 +129,40 @@ func TestEndToEnd(t *testing.T) {
 		_, _, st := call(plain, "GET", accepted.StatusURL, "")
 		return strings.Contains(st, `"state":"done"`)
 	})
+	// The done job's status: its progress, output, attempts and times.
+	code, _, body = call(plain, "GET", accepted.StatusURL, "")
+	var job struct {
+		ID       string `json:"id"`
+		State    string `json:"state"`
+		Attempts int    `json:"attempts"`
+		Progress *struct {
+			Percent   int       `json:"percent"`
+			Message   string    `json:"message"`
+			UpdatedAt time.Time `json:"updated_at"`
+		} `json:"progress"`
+		Output *struct {
+			MessageID string `json:"message_id"`
+		} `json:"output"`
+		LastError  *string    `json:"last_error"`
+		EnqueuedAt time.Time  `json:"enqueued_at"`
+		StartedAt  *time.Time `json:"started_at"`
+		FinishedAt *time.Time `json:"finished_at"`
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &job) != nil {
+		t.Fatalf("GET %s: %d %s", accepted.StatusURL, code, body)
+	}
+	if job.ID != accepted.JobID || job.State != "done" || job.Attempts != 1 || job.LastError == nil || *job.LastError != "" {
+		t.Fatalf("job status %s: want done at attempt 1 with no error", body)
+	}
+	if job.Progress == nil || job.Progress.Percent != 100 || job.Progress.Message != "sent" || job.Progress.UpdatedAt.IsZero() {
+		t.Fatalf("job status %s: want progress 100, sent", body)
+	}
+	if job.Output == nil || job.Output.MessageID != "<"+accepted.JobID+"@mail.example.com>" {
+		t.Fatalf("job status %s: want the output's message id", body)
+	}
+	if job.EnqueuedAt.IsZero() || job.StartedAt == nil || job.FinishedAt == nil || job.StartedAt.Before(job.EnqueuedAt.Add(-time.Second)) || job.FinishedAt.Before(*job.StartedAt) {
+		t.Fatalf("job status %s: want enqueued <= started <= finished", body)
+	}
 
 	// Probes, SLO, admin stats.
 	for _, p := range []string{"/health/live", "/health/ready", "/health/startup", "/slo", "/admin/stats"} {

@@ -240,14 +240,21 @@ func (a *app) openQueueBackend(ctx context.Context) error {
 	return nil
 }
 
-// handleJobs registers the worker's handlers: sending an email,
-// refreshing the payment totals, and queueing a payment's receipt email
-// once.
+// handleJobs registers the worker's handlers: sending an email (it
+// reports its progress and returns the message id, which GET /jobs/{id}
+// shows), refreshing the payment totals, and queueing a payment's
+// receipt email once.
 func (a *app) handleJobs() error {
-	if err := queue.Handle(a.worker, "email:send", func(ctx context.Context, j *queue.Job[Email]) error {
+	if err := queue.HandleResult(a.worker, "email:send", func(ctx context.Context, j *queue.Job[Email]) (EmailSent, error) {
+		// Progress is best effort, but a lost lease means another worker
+		// has the job: stop before sending.
+		if err := j.Progress(ctx, 10, "connecting to the mail server"); errors.Is(err, queue.ErrLeaseLost) {
+			return EmailSent{}, err
+		}
 		time.Sleep(2 * time.Millisecond) // the SMTP call
 		a.emails.Add(1)
-		return nil
+		_ = j.Progress(ctx, 100, "sent")
+		return EmailSent{MessageID: "<" + j.ID + "@mail.example.com>"}, nil
 	}); err != nil {
 		return err
 	}

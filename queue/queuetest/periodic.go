@@ -114,7 +114,7 @@ func (fl *fleet) runJobs(keep func(*queue.Lease) bool) []string {
 			if keep != nil && keep(l) {
 				continue
 			}
-			if err := fl.b.Complete(context.Background(), l); err != nil {
+			if err := fl.b.Complete(context.Background(), l, nil); err != nil {
 				fl.t.Fatalf("Complete: %v", err)
 			}
 		}
@@ -228,7 +228,7 @@ func runPeriodic(t *testing.T, f Factory) {
 			return false
 		}
 		ids := fl.advance(day.Add(3*time.Minute+30*time.Second), keep)
-		if err := fl.b.Complete(context.Background(), running); err != nil {
+		if err := fl.b.Complete(context.Background(), running, nil); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, fl.advance(day.Add(5*time.Minute+30*time.Second), keep)...)
