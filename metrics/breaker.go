@@ -17,42 +17,22 @@ var circuitStates = []string{breaker.Closed.String(), breaker.Open.String(), bre
 var breakerStates = slices.Concat(circuitStates,
 	[]string{breaker.ForcedOpen.String(), breaker.ForcedClosed.String(), breaker.MetricsOnly.String()})
 
-type breakerDescs struct {
-	state, calls, slow, transitions, probeTimeouts, wouldTrips, consecutive, windowCalls, windowFailures, windowSlow, openUntil *prometheus.Desc
-}
-
-func newBreakerDescs(b *builder) breakerDescs {
-	return breakerDescs{
-		state:          b.desc("scalekit_breaker_state", "Circuit breaker state: 1 for the current state (closed, open, half-open, or one set by hand: forced-open, forced-closed, metrics-only), 0 for the others.", "state"),
-		calls:          b.desc("scalekit_breaker_calls_total", "Calls through the circuit breaker by result: success, failure and ignored are recorded outcomes, rejected were refused (open, or half-open with every probe taken).", "result"),
-		slow:           b.desc("scalekit_breaker_slow_calls_total", "Calls slower than the breaker's SlowCallThreshold (a subset of the recorded calls)."),
-		transitions:    b.desc("scalekit_breaker_transitions_total", "Circuit breaker state changes."),
-		probeTimeouts:  b.desc("scalekit_breaker_probe_timeouts_total", "Half-open probes that ran past HalfOpenMaxWait (hung, or an Allow never finished) and counted as failed probes."),
-		wouldTrips:     b.desc("scalekit_breaker_would_trips_total", "Trips a breaker in metrics-only mode would have made (it rejects nothing)."),
-		consecutive:    b.desc("scalekit_breaker_consecutive_failures", "Current run of consecutive failures (closed state)."),
-		windowCalls:    b.desc("scalekit_breaker_window_calls", "Calls in the breaker's current rate window (0 without a rate threshold)."),
-		windowFailures: b.desc("scalekit_breaker_window_failures", "Failed calls in the breaker's current rate window (0 without a rate threshold)."),
-		windowSlow:     b.desc("scalekit_breaker_window_slow_calls", "Slow calls in the breaker's current rate window (0 without a rate threshold)."),
-		openUntil:      b.desc("scalekit_breaker_open_until_timestamp_seconds", "When an open breaker starts probing, in Unix seconds; 0 unless open."),
-	}
-}
-
-func (d *breakerDescs) collect(ch chan<- prometheus.Metric, st breaker.Stats) {
-	n := st.Name
-	stateSet(ch, d.state, breakerStates, st.State.String(), n)
-	counter(ch, d.calls, st.Successes, n, "success")
-	counter(ch, d.calls, st.Failures, n, "failure")
-	counter(ch, d.calls, st.Ignored, n, "ignored")
-	counter(ch, d.calls, st.Rejected, n, "rejected")
-	counter(ch, d.slow, st.Slow, n)
-	counter(ch, d.transitions, st.Transitions, n)
-	counter(ch, d.probeTimeouts, st.ProbeTimeouts, n)
-	counter(ch, d.wouldTrips, st.WouldTrips, n)
-	gauge(ch, d.consecutive, float64(st.ConsecutiveFailures), n)
-	gauge(ch, d.windowCalls, float64(st.WindowCalls), n)
-	gauge(ch, d.windowFailures, float64(st.WindowFailures), n)
-	gauge(ch, d.windowSlow, float64(st.WindowSlow), n)
-	gauge(ch, d.openUntil, unixSeconds(st.OpenUntil), n)
+var breakerFamilies = []family[breaker.Stats]{
+	stateSet("scalekit_breaker_state", "Circuit breaker state: 1 for the current state (closed, open, half-open, or one set by hand: forced-open, forced-closed, metrics-only), 0 for the others.", breakerStates, func(s breaker.Stats) string { return s.State.String() }),
+	counterBy("scalekit_breaker_calls_total", "Calls through the circuit breaker by result: success, failure and ignored are recorded outcomes, rejected were refused (open, or half-open with every probe taken).", "result",
+		with("success", func(s breaker.Stats) uint64 { return s.Successes }),
+		with("failure", func(s breaker.Stats) uint64 { return s.Failures }),
+		with("ignored", func(s breaker.Stats) uint64 { return s.Ignored }),
+		with("rejected", func(s breaker.Stats) uint64 { return s.Rejected })),
+	counter("scalekit_breaker_slow_calls_total", "Calls slower than the breaker's SlowCallThreshold (a subset of the recorded calls).", func(s breaker.Stats) uint64 { return s.Slow }),
+	counter("scalekit_breaker_transitions_total", "Circuit breaker state changes.", func(s breaker.Stats) uint64 { return s.Transitions }),
+	counter("scalekit_breaker_probe_timeouts_total", "Half-open probes that ran past HalfOpenMaxWait (hung, or an Allow never finished) and counted as failed probes.", func(s breaker.Stats) uint64 { return s.ProbeTimeouts }),
+	counter("scalekit_breaker_would_trips_total", "Trips a breaker in metrics-only mode would have made (it rejects nothing).", func(s breaker.Stats) uint64 { return s.WouldTrips }),
+	gauge("scalekit_breaker_consecutive_failures", "Current run of consecutive failures (closed state).", func(s breaker.Stats) int64 { return s.ConsecutiveFailures }),
+	gauge("scalekit_breaker_window_calls", "Calls in the breaker's current rate window (0 without a rate threshold).", func(s breaker.Stats) int64 { return s.WindowCalls }),
+	gauge("scalekit_breaker_window_failures", "Failed calls in the breaker's current rate window (0 without a rate threshold).", func(s breaker.Stats) int64 { return s.WindowFailures }),
+	gauge("scalekit_breaker_window_slow_calls", "Slow calls in the breaker's current rate window (0 without a rate threshold).", func(s breaker.Stats) int64 { return s.WindowSlow }),
+	gauge("scalekit_breaker_open_until_timestamp_seconds", "When an open breaker starts probing, in Unix seconds; 0 unless open.", func(s breaker.Stats) float64 { return unixSeconds(s.OpenUntil) }),
 }
 
 // AddBreaker reports b's Stats under its own name (breaker.Options.Name) as
@@ -63,7 +43,8 @@ func (c *Collector) AddBreaker(b *breaker.Breaker) error {
 		return nilArg("AddBreaker", "the *breaker.Breaker")
 	}
 	return c.add("AddBreaker", named{"breaker", b.Name()}, func(ch chan<- prometheus.Metric) {
-		c.breaker.collect(ch, b.Stats())
+		st := b.Stats()
+		c.breaker.collect(ch, st, st.Name)
 	})
 }
 
@@ -78,7 +59,7 @@ func (c *Collector) AddBreakerGroup(g *breaker.Group) error {
 	}
 	return c.add("AddBreakerGroup", g, func(ch chan<- prometheus.Metric) {
 		for _, st := range g.Stats() {
-			c.breaker.collect(ch, st)
+			c.breaker.collect(ch, st, st.Name)
 		}
 	})
 }

@@ -10,6 +10,15 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scalekit-go/scalekit/batch"
+	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/cache"
+	"github.com/scalekit-go/scalekit/idempotency"
+	"github.com/scalekit-go/scalekit/queue"
+	"github.com/scalekit-go/scalekit/ratelimit"
+	"github.com/scalekit-go/scalekit/retry"
+	"github.com/scalekit-go/scalekit/slo"
 )
 
 // ErrInvalid is wrapped by errors about bad options or arguments (a nil
@@ -62,23 +71,24 @@ type Options struct {
 type Collector struct {
 	descs []*prometheus.Desc // every family, in the order they were made
 
-	breaker     breakerDescs
-	retrier     retrierDescs
-	budget      budgetDescs
-	local       localDescs
-	concurrency concurrencyDescs
-	adaptive    adaptiveDescs
-	httpLimit   httpLimitDescs
-	redisLimit  redisLimitDescs
-	redisConc   redisConcDescs
-	cache       cacheDescs
-	batch       batchDescs
-	idem        idempotencyDescs
-	slo         sloDescs
-	health      healthDescs
-	queueWorker queueWorkerDescs
-	queueCounts queueCountsDescs
-	dbrouter    dbrouterDescs
+	breaker     table[breaker.Stats]
+	retrier     table[retry.Stats]
+	budget      table[retry.BudgetStats]
+	local       table[ratelimit.LocalStats]
+	concurrency table[ratelimit.ConcurrencyStats]
+	adaptive    table[ratelimit.AdaptiveStats]
+	httpLimit   table[ratelimit.HTTPStats]
+	redisLimit  table[ratelimit.RemoteStats]
+	redisConc   table[ratelimit.RemoteConcurrencyStats]
+	cache       table[cache.Stats]
+	batch       table[batch.Stats]
+	idem        table[idempotency.HTTPStats]
+	slo         table[slo.Stats]
+	health      table[healthScrape]
+	queueWorker table[queue.Stats]
+	queueCounts table[queueCount]
+	scheduler   table[queue.ScheduleStats]
+	dbrouter    dbrouterTables
 
 	mu      sync.Mutex
 	sources []source
@@ -104,23 +114,24 @@ func New(o Options) (*Collector, error) {
 		b.constLabels = prometheus.Labels{InstanceLabel: o.Instance}
 	}
 	c := &Collector{
-		breaker:     newBreakerDescs(b),
-		retrier:     newRetrierDescs(b),
-		budget:      newBudgetDescs(b),
-		local:       newLocalDescs(b),
-		concurrency: newConcurrencyDescs(b),
-		adaptive:    newAdaptiveDescs(b),
-		httpLimit:   newHTTPLimitDescs(b),
-		redisLimit:  newRedisLimitDescs(b),
-		redisConc:   newRedisConcDescs(b),
-		cache:       newCacheDescs(b),
-		batch:       newBatchDescs(b),
-		idem:        newIdempotencyDescs(b),
-		slo:         newSLODescs(b),
-		health:      newHealthDescs(b),
-		queueWorker: newQueueWorkerDescs(b),
-		queueCounts: newQueueCountsDescs(b),
-		dbrouter:    newDBRouterDescs(b),
+		breaker:     newTable(b, breakerFamilies),
+		retrier:     newTable(b, retrierFamilies),
+		budget:      newTable(b, budgetFamilies),
+		local:       newTable(b, localFamilies),
+		concurrency: newTable(b, concurrencyFamilies),
+		adaptive:    newTable(b, adaptiveFamilies),
+		httpLimit:   newTable(b, httpLimitFamilies),
+		redisLimit:  newTable(b, redisLimitFamilies),
+		redisConc:   newTable(b, redisConcFamilies),
+		cache:       newTable(b, cacheFamilies),
+		batch:       newTable(b, batchFamilies),
+		idem:        newTable(b, idempotencyFamilies),
+		slo:         newTable(b, sloFamilies),
+		health:      newTable(b, healthFamilies),
+		queueWorker: newTable(b, queueWorkerFamilies, "queue"),
+		queueCounts: newTable(b, queueCountFamilies, "queue"),
+		scheduler:   newTable(b, schedulerFamilies, "schedule"),
+		dbrouter:    newDBRouterTables(b),
 		seen:        map[any]bool{},
 	}
 	c.descs = b.all
@@ -165,7 +176,6 @@ func (c *Collector) add(method string, key any, collect func(ch chan<- prometheu
 	return nil
 }
 
-// nilArg is the error for a nil primitive.
 // isNil reports whether v is nil or a nil pointer in an interface (which
 // would panic at the first scrape).
 func isNil(v any) bool {
@@ -176,6 +186,17 @@ func isNil(v any) bool {
 	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
 
+// addStats adds p, a primitive whose metrics are t's families of its
+// Stats, under key (whose name is the name label); what names p in the
+// error for a nil p.
+func addStats[S any, P interface{ Stats() S }](c *Collector, method, what string, p P, key named, t *table[S]) error {
+	if isNil(p) {
+		return nilArg(method, what)
+	}
+	return c.add(method, key, func(ch chan<- prometheus.Metric) { t.collect(ch, p.Stats(), key.name) })
+}
+
+// nilArg is the error for a nil primitive.
 func nilArg(method, what string) error {
 	return fmt.Errorf("%w: %s: %s is nil", ErrInvalid, method, what)
 }
@@ -202,22 +223,6 @@ func emit(ch chan<- prometheus.Metric, d *prometheus.Desc, t prometheus.ValueTyp
 		m = prometheus.NewInvalidMetric(d, err)
 	}
 	ch <- m
-}
-
-func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, labels ...string) {
-	emit(ch, d, prometheus.CounterValue, float64(v), labels...)
-}
-
-func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
-	emit(ch, d, prometheus.GaugeValue, v, labels...)
-}
-
-// stateSet sends one gauge per state, 1 for current and 0 for the others,
-// the state being the last label.
-func stateSet(ch chan<- prometheus.Metric, d *prometheus.Desc, states []string, current string, labels ...string) {
-	for _, s := range states {
-		gauge(ch, d, boolf(s == current), append(slices.Clip(labels), s)...)
-	}
 }
 
 func boolf(b bool) float64 {

@@ -15,18 +15,39 @@ import (
 // healthStatuses are the values of the status label.
 var healthStatuses = []string{string(health.Pass), string(health.Warn), string(health.Fail)}
 
-type healthDescs struct {
-	runs, draining, probeStatus, checkUp, checkLatency *prometheus.Desc
+// healthScrape is what a scrape of AddHealth reads: the report of each
+// probe, then the Stats.
+type healthScrape struct {
+	probes  []health.Kind
+	reports []health.Report // one per probe
+	stats   health.Stats
 }
 
-func newHealthDescs(b *builder) healthDescs {
-	return healthDescs{
-		runs:         b.desc("scalekit_health_check_runs_total", "Health check executions (results reused from the cache are not runs)."),
-		draining:     b.desc("scalekit_health_draining", "1 while readiness is forced to fail for a graceful shutdown, else 0."),
-		probeStatus:  b.desc("scalekit_health_probe_status", "Status of a probe (liveness, readiness, startup): 1 for the current status (pass, warn, fail), 0 for the others.", "probe", "status"),
-		checkUp:      b.desc("scalekit_health_check_up", "1 when a check of a probe passes, 0 when it fails (after flap damping).", "probe", "check"),
-		checkLatency: b.desc("scalekit_health_check_latency_seconds", "How long the latest run of a check took.", "probe", "check"),
-	}
+var healthFamilies = []family[healthScrape]{
+	counter("scalekit_health_check_runs_total", "Health check executions (results reused from the cache are not runs).", func(s healthScrape) uint64 { return s.stats.Runs }),
+	gauge("scalekit_health_draining", "1 while readiness is forced to fail for a graceful shutdown, else 0.", func(s healthScrape) float64 { return boolf(s.stats.Draining) }),
+	gaugeFunc("scalekit_health_probe_status", "Status of a probe (liveness, readiness, startup): 1 for the current status (pass, warn, fail), 0 for the others.", []string{"probe", "status"},
+		func(o out, s healthScrape) {
+			for i, k := range s.probes {
+				o.stateSet(healthStatuses, string(s.reports[i].Status), k.String())
+			}
+		}),
+	gaugeFunc("scalekit_health_check_up", "1 when a check of a probe passes, 0 when it fails (after flap damping).", []string{"probe", "check"},
+		func(o out, s healthScrape) {
+			for i, k := range s.probes {
+				for _, r := range s.reports[i].Results {
+					o.send(boolf(r.Status == health.Pass), k.String(), r.Name)
+				}
+			}
+		}),
+	gaugeFunc("scalekit_health_check_latency_seconds", "How long the latest run of a check took.", []string{"probe", "check"},
+		func(o out, s healthScrape) {
+			for i, k := range s.probes {
+				for _, r := range s.reports[i].Results {
+					o.send(r.Latency.Seconds(), k.String(), r.Name)
+				}
+			}
+		}),
 }
 
 // probeTimeout bounds the evaluation of the probes during a scrape: a
@@ -58,26 +79,16 @@ func (c *Collector) AddHealth(name string, h *health.Health, probes ...health.Ki
 		seen[k] = true
 	}
 	probes = slices.Clone(probes)
-	d := &c.health
 	return c.add("AddHealth", named{"health", name}, func(ch chan<- prometheus.Metric) {
-		reports := make([]health.Report, len(probes))
+		s := healthScrape{probes: probes, reports: make([]health.Report, len(probes))}
 		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 		defer cancel()
 		var wg sync.WaitGroup
 		for i, k := range probes {
-			wg.Go(func() { reports[i] = h.Run(ctx, k) })
+			wg.Go(func() { s.reports[i] = h.Run(ctx, k) })
 		}
 		wg.Wait()
-		for i, k := range probes {
-			probe := k.String()
-			stateSet(ch, d.probeStatus, healthStatuses, string(reports[i].Status), name, probe)
-			for _, r := range reports[i].Results {
-				gauge(ch, d.checkUp, boolf(r.Status == health.Pass), name, probe, r.Name)
-				gauge(ch, d.checkLatency, r.Latency.Seconds(), name, probe, r.Name)
-			}
-		}
-		st := h.Stats() // after the probes, so it counts the runs they caused
-		counter(ch, d.runs, st.Runs, name)
-		gauge(ch, d.draining, boolf(st.Draining), name)
+		s.stats = h.Stats() // after the probes, so it counts the runs they caused
+		c.health.collect(ch, s, name)
 	})
 }

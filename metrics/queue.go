@@ -13,23 +13,18 @@ import (
 	"github.com/scalekit-go/scalekit/queue"
 )
 
-type queueWorkerDescs struct {
-	fetched, processed, failed, retried, dead, released, lost, panics, limited, inFlight *prometheus.Desc
-}
-
-func newQueueWorkerDescs(b *builder) queueWorkerDescs {
-	return queueWorkerDescs{
-		fetched:   b.desc("scalekit_queue_fetched_total", "Jobs the worker leased from the backend (each attempt counts).", "queue"),
-		processed: b.desc("scalekit_queue_processed_total", "Jobs the worker completed (their handler returned nil and the backend recorded it).", "queue"),
-		failed:    b.desc("scalekit_queue_failed_total", "Failed attempts (handler errors and panics), of which retried were scheduled again and dead_lettered went to the dead letters.", "queue"),
-		retried:   b.desc("scalekit_queue_retried_total", "Failed attempts scheduled again after the backoff.", "queue"),
-		dead:      b.desc("scalekit_queue_dead_lettered_total", "Jobs that went to the dead letters: out of attempts, or failed with queue.Permanent.", "queue"),
-		released:  b.desc("scalekit_queue_released_total", "Jobs given back to the backend at shutdown, due at once, the attempt not counted.", "queue"),
-		lost:      b.desc("scalekit_queue_leases_lost_total", "Leases that expired under the worker (another worker took the job): the handler was cancelled and no outcome recorded.", "queue"),
-		panics:    b.desc("scalekit_queue_handler_panics_total", "Handler panics (each also a failed attempt).", "queue"),
-		limited:   b.desc("scalekit_queue_rate_limited_total", "Jobs given back unrun because the queue's Limiter refused them (the attempt not counted).", "queue"),
-		inFlight:  b.desc("scalekit_queue_in_flight", "Jobs whose handler runs in the worker now.", "queue"),
-	}
+var queueWorkerFamilies = []family[queue.Stats]{
+	counter("scalekit_queue_fetched_total", "Jobs the worker leased from the backend (each attempt counts).", func(s queue.Stats) uint64 { return s.Fetched }),
+	counter("scalekit_queue_processed_total", "Jobs the worker completed (their handler returned nil and the backend recorded it).", func(s queue.Stats) uint64 { return s.Processed }),
+	counter("scalekit_queue_failed_total", "Failed attempts (handler errors and panics), of which retried were scheduled again and dead_lettered went to the dead letters.", func(s queue.Stats) uint64 { return s.Failed }),
+	counter("scalekit_queue_retried_total", "Failed attempts scheduled again after the backoff.", func(s queue.Stats) uint64 { return s.Retried }),
+	counter("scalekit_queue_dead_lettered_total", "Jobs that went to the dead letters: out of attempts, or failed with queue.Permanent.", func(s queue.Stats) uint64 { return s.Dead }),
+	counter("scalekit_queue_released_total", "Jobs given back to the backend at shutdown, due at once, the attempt not counted.", func(s queue.Stats) uint64 { return s.Released }),
+	counter("scalekit_queue_leases_lost_total", "Leases that expired under the worker (another worker took the job): the handler was cancelled and no outcome recorded.", func(s queue.Stats) uint64 { return s.Lost }),
+	counter("scalekit_queue_handler_panics_total", "Handler panics (each also a failed attempt).", func(s queue.Stats) uint64 { return s.Panics }),
+	counter("scalekit_queue_rate_limited_total", "Jobs given back unrun because the queue's Limiter refused them (the attempt not counted).", func(s queue.Stats) uint64 { return s.Limited }),
+	counter("scalekit_queue_snoozed_total", "Jobs whose handler returned queue.Snooze: given back to run later, the attempt not counted.", func(s queue.Stats) uint64 { return s.Snoozed }),
+	gauge("scalekit_queue_in_flight", "Jobs whose handler runs in the worker now.", func(s queue.Stats) int64 { return s.InFlight }),
 }
 
 // AddQueueWorker reports w's Stats under name, one series per queue the
@@ -39,34 +34,40 @@ func (c *Collector) AddQueueWorker(name string, w *queue.Worker) error {
 	if w == nil {
 		return nilArg("AddQueueWorker", "the *queue.Worker")
 	}
-	d := &c.queueWorker
 	return c.add("AddQueueWorker", named{"queue worker", name}, func(ch chan<- prometheus.Metric) {
 		for _, st := range w.Stats() {
-			q := st.Queue
-			counter(ch, d.fetched, st.Fetched, name, q)
-			counter(ch, d.processed, st.Processed, name, q)
-			counter(ch, d.failed, st.Failed, name, q)
-			counter(ch, d.retried, st.Retried, name, q)
-			counter(ch, d.dead, st.Dead, name, q)
-			counter(ch, d.released, st.Released, name, q)
-			counter(ch, d.lost, st.Lost, name, q)
-			counter(ch, d.panics, st.Panics, name, q)
-			counter(ch, d.limited, st.Limited, name, q)
-			gauge(ch, d.inFlight, float64(st.InFlight), name, q)
+			c.queueWorker.collect(ch, st, name, st.Queue)
 		}
 	})
 }
 
-type queueCountsDescs struct {
-	up, jobs, oldestPending *prometheus.Desc
+// queueCount is a queue's counts as a scrape of AddQueue read them, or
+// the error that kept it from reading them.
+type queueCount struct {
+	queue.Counts
+	err error
 }
 
-func newQueueCountsDescs(b *builder) queueCountsDescs {
-	return queueCountsDescs{
-		up:            b.desc("scalekit_queue_counts_up", "1 when the backend answered the scrape's count of the queue's jobs, 0 when the count failed or ran out of its 2s; the queue's jobs and oldest_pending series are then left out.", "queue"),
-		jobs:          b.desc("scalekit_queue_jobs", "Jobs of the queue in the backend, by state: pending, scheduled, active, retry, dead, done (done jobs for the backend's retention).", "queue", "state"),
-		oldestPending: b.desc("scalekit_queue_oldest_pending_seconds", "Age of the oldest job due to run and not yet taken (the queue's lag); 0 when none waits.", "queue"),
-	}
+var queueCountFamilies = []family[queueCount]{
+	gauge("scalekit_queue_counts_up", "1 when the backend answered the scrape's count of the queue's jobs, 0 when the count failed or ran out of its 2s; the queue's jobs and oldest_pending series are then left out.", func(n queueCount) float64 { return boolf(n.err == nil) }),
+	gaugeFunc("scalekit_queue_jobs", "Jobs of the queue in the backend, by state: pending, scheduled, active, retry, dead, done (done jobs for the backend's retention).", []string{"state"},
+		func(o out, n queueCount) {
+			if n.err != nil {
+				return
+			}
+			o.send(float64(n.Pending), string(queue.Pending))
+			o.send(float64(n.Scheduled), string(queue.Scheduled))
+			o.send(float64(n.Active), string(queue.Active))
+			o.send(float64(n.Retry), string(queue.Retry))
+			o.send(float64(n.Dead), string(queue.Dead))
+			o.send(float64(n.Done), string(queue.Done))
+		}),
+	gaugeFunc("scalekit_queue_oldest_pending_seconds", "Age of the oldest job due to run and not yet taken (the queue's lag); 0 when none waits.", nil,
+		func(o out, n queueCount) {
+			if n.err == nil {
+				o.send(n.OldestPending.Seconds())
+			}
+		}),
 }
 
 // countsTimeout bounds the backend reads of one scrape (all queues of an
@@ -106,31 +107,47 @@ func (c *Collector) AddQueue(name string, cl *queue.Client, queues ...string) er
 		}
 	}
 	queues = slices.Clone(queues)
-	d := &c.queueCounts
 	return c.add("AddQueue", named{"queue client", name}, func(ch chan<- prometheus.Metric) {
-		counts := make([]queue.Counts, len(queues))
-		errs := make([]error, len(queues))
+		counts := make([]queueCount, len(queues))
 		ctx, cancel := context.WithTimeout(context.Background(), countsTimeout)
 		defer cancel()
 		var wg sync.WaitGroup
 		for i, q := range queues {
-			wg.Go(func() { counts[i], errs[i] = cl.Counts(ctx, q) })
+			wg.Go(func() { counts[i].Counts, counts[i].err = cl.Counts(ctx, q) })
 		}
 		wg.Wait()
 		for i, q := range queues {
-			if errs[i] != nil {
-				gauge(ch, d.up, 0, name, q)
-				continue
+			c.queueCounts.collect(ch, counts[i], name, q)
+		}
+	})
+}
+
+var schedulerFamilies = []family[queue.ScheduleStats]{
+	counterBy("scalekit_queue_periodic_ticks_total", "Ticks of a periodic schedule this scheduler handled, by outcome: emitted (it enqueued the job), duplicate (the job was already enqueued, by another instance), overlapped (skipped: the previous run was not finished), missed (let go: nobody enqueued it before the start, or it passed while the scheduler was held up), failed (enqueue attempts that failed, each retried).", "outcome",
+		with("emitted", func(s queue.ScheduleStats) uint64 { return s.Emitted }),
+		with("duplicate", func(s queue.ScheduleStats) uint64 { return s.Duplicates }),
+		with("overlapped", func(s queue.ScheduleStats) uint64 { return s.Overlapped }),
+		with("missed", func(s queue.ScheduleStats) uint64 { return s.Missed }),
+		with("failed", func(s queue.ScheduleStats) uint64 { return s.Failed })),
+	gaugeFunc("scalekit_queue_periodic_next_tick_timestamp_seconds", "When the schedule's next tick is due (Unix time); a value in the past means the scheduler is behind.", nil,
+		func(o out, s queue.ScheduleStats) {
+			if !s.Next.IsZero() {
+				o.send(float64(s.Next.UnixNano()) / 1e9)
 			}
-			gauge(ch, d.up, 1, name, q)
-			n := counts[i]
-			gauge(ch, d.jobs, float64(n.Pending), name, q, string(queue.Pending))
-			gauge(ch, d.jobs, float64(n.Scheduled), name, q, string(queue.Scheduled))
-			gauge(ch, d.jobs, float64(n.Active), name, q, string(queue.Active))
-			gauge(ch, d.jobs, float64(n.Retry), name, q, string(queue.Retry))
-			gauge(ch, d.jobs, float64(n.Dead), name, q, string(queue.Dead))
-			gauge(ch, d.jobs, float64(n.Done), name, q, string(queue.Done))
-			gauge(ch, d.oldestPending, n.OldestPending.Seconds(), name, q)
+		}),
+}
+
+// AddScheduler reports s's Stats under name: one series per registered
+// schedule (the schedule label), read at scrape time. Every instance of
+// a fleet counts the ticks it saw, so sum emitted across instances for
+// the jobs enqueued.
+func (c *Collector) AddScheduler(name string, s interface{ Stats() queue.SchedulerStats }) error {
+	if isNil(s) {
+		return nilArg("AddScheduler", "the scheduler")
+	}
+	return c.add("AddScheduler", named{"scheduler", name}, func(ch chan<- prometheus.Metric) {
+		for _, st := range s.Stats().Schedules {
+			c.scheduler.collect(ch, st, name, st.Name)
 		}
 	})
 }

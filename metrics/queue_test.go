@@ -33,6 +33,10 @@ func handle(ctx context.Context, j *queue.Job[job]) error {
 		return queue.Permanent(errBoom)
 	case "panic":
 		panic("boom")
+	case "snooze": // snoozes its first run for 10s
+		if j.Snoozes == 0 {
+			return queue.Snooze(10 * time.Second)
+		}
 	case "block": // runs until its ctx ends
 		<-ctx.Done()
 		return ctx.Err()
@@ -67,6 +71,7 @@ func TestQueue(t *testing.T) {
 		enqueue("flaky", queue.EnqueueOptions{MaxAttempts: 3})
 		enqueue("permanent", queue.EnqueueOptions{})
 		enqueue("panic", queue.EnqueueOptions{MaxAttempts: 1})
+		enqueue("snooze", queue.EnqueueOptions{MaxAttempts: 1})
 		noErr(t, w.Start(ctx))
 		synctest.Wait()
 		time.Sleep(time.Minute + time.Second) // flaky's retry runs
@@ -109,7 +114,7 @@ scalekit_queue_failed_total{instance_name="api-1",name="mailer",queue="emails"} 
 scalekit_queue_failed_total{instance_name="api-1",name="mailer",queue="reports"} 0
 # HELP scalekit_queue_fetched_total Jobs the worker leased from the backend (each attempt counts).
 # TYPE scalekit_queue_fetched_total counter
-scalekit_queue_fetched_total{instance_name="api-1",name="mailer",queue="emails"} 8
+scalekit_queue_fetched_total{instance_name="api-1",name="mailer",queue="emails"} 10
 scalekit_queue_fetched_total{instance_name="api-1",name="mailer",queue="reports"} 0
 # HELP scalekit_queue_handler_panics_total Handler panics (each also a failed attempt).
 # TYPE scalekit_queue_handler_panics_total counter
@@ -125,7 +130,7 @@ scalekit_queue_leases_lost_total{instance_name="api-1",name="mailer",queue="emai
 scalekit_queue_leases_lost_total{instance_name="api-1",name="mailer",queue="reports"} 0
 # HELP scalekit_queue_processed_total Jobs the worker completed (their handler returned nil and the backend recorded it).
 # TYPE scalekit_queue_processed_total counter
-scalekit_queue_processed_total{instance_name="api-1",name="mailer",queue="emails"} 2
+scalekit_queue_processed_total{instance_name="api-1",name="mailer",queue="emails"} 3
 scalekit_queue_processed_total{instance_name="api-1",name="mailer",queue="reports"} 0
 # HELP scalekit_queue_rate_limited_total Jobs given back unrun because the queue's Limiter refused them (the attempt not counted).
 # TYPE scalekit_queue_rate_limited_total counter
@@ -139,10 +144,15 @@ scalekit_queue_released_total{instance_name="api-1",name="mailer",queue="reports
 # TYPE scalekit_queue_retried_total counter
 scalekit_queue_retried_total{instance_name="api-1",name="mailer",queue="emails"} 2
 scalekit_queue_retried_total{instance_name="api-1",name="mailer",queue="reports"} 0
+# HELP scalekit_queue_snoozed_total Jobs whose handler returned queue.Snooze: given back to run later, the attempt not counted.
+# TYPE scalekit_queue_snoozed_total counter
+scalekit_queue_snoozed_total{instance_name="api-1",name="mailer",queue="emails"} 1
+scalekit_queue_snoozed_total{instance_name="api-1",name="mailer",queue="reports"} 0
 `
 		workerFamilies := []string{"scalekit_queue_dead_lettered_total", "scalekit_queue_failed_total", "scalekit_queue_fetched_total",
 			"scalekit_queue_handler_panics_total", "scalekit_queue_in_flight", "scalekit_queue_leases_lost_total",
-			"scalekit_queue_processed_total", "scalekit_queue_rate_limited_total", "scalekit_queue_released_total", "scalekit_queue_retried_total"}
+			"scalekit_queue_processed_total", "scalekit_queue_rate_limited_total", "scalekit_queue_released_total", "scalekit_queue_retried_total",
+			"scalekit_queue_snoozed_total"}
 		if err := testutil.CollectAndCompare(m, strings.NewReader(want), workerFamilies...); err != nil {
 			t.Error(err)
 		}
@@ -159,7 +169,7 @@ scalekit_queue_retried_total{instance_name="api-1",name="mailer",queue="reports"
 			# TYPE scalekit_queue_jobs gauge
 			scalekit_queue_jobs{instance_name="api-1",name="mailer",queue="emails",state="active"} 1
 			scalekit_queue_jobs{instance_name="api-1",name="mailer",queue="emails",state="dead"} 2
-			scalekit_queue_jobs{instance_name="api-1",name="mailer",queue="emails",state="done"} 2
+			scalekit_queue_jobs{instance_name="api-1",name="mailer",queue="emails",state="done"} 3
 			scalekit_queue_jobs{instance_name="api-1",name="mailer",queue="emails",state="pending"} 1
 			scalekit_queue_jobs{instance_name="api-1",name="mailer",queue="emails",state="retry"} 1
 			scalekit_queue_jobs{instance_name="api-1",name="mailer",queue="emails",state="scheduled"} 1

@@ -211,8 +211,9 @@ func (c *Client) EnqueueMany(ctx context.Context, jobs ...EnqueueRequest) ([]Enq
 	return c.b.EnqueueMany(ctx, ms)
 }
 
-// Job returns a job's record (state, attempts, last error), or
-// ErrNotFound.
+// Job returns a job's record, or ErrNotFound: its state, attempt, last
+// error, progress (Job.Progress), output (HandleResult) and times
+// (EnqueuedAt, StartedAt, FinishedAt).
 func (c *Client) Job(ctx context.Context, queue, id string) (*Message, error) {
 	return c.b.Job(ctx, queue, id)
 }

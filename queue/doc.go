@@ -4,7 +4,9 @@
 // (Handle[T]) with per-queue concurrency and optional rate limits, and a
 // Backend stores the jobs: MemoryBackend in process, queuepg on
 // PostgreSQL (with enqueue in the caller's transaction), queueredis on
-// Redis. queuetest is the conformance suite every backend passes.
+// Redis. queuetest is the conformance suite every backend passes. A
+// Scheduler enqueues periodic jobs (cron or intervals), once per tick
+// across a fleet.
 //
 //	jobs, _ := queue.NewClient(queue.ClientOptions{Backend: backend}) // queuepg, queueredis or NewMemoryBackend
 //	id, err := jobs.Enqueue(ctx, "emails", "email:welcome", Welcome{UserID: 42},
@@ -32,6 +34,18 @@
 // letters with its last error, to be listed (Client.Dead) and requeued
 // (Client.Requeue). A handler panic is a failed attempt whose error holds
 // the panic and its stack.
+//
+// A handler that cannot do its work yet returns Snooze(d): the job runs
+// again d from now without spending an attempt (Job.Attempt stays, the
+// job's Snoozes count grows). Snoozes are not capped; see Snooze.
+//
+// Results and progress: a handler reports how far it is with
+// Job.Progress (0 to 100 and a short message; one small write, at most
+// every 250ms per attempt, fenced by the lease), and a handler registered
+// with HandleResult returns a value stored as JSON with the job's
+// completion (bounded by WorkerOptions.MaxOutput). Client.Job returns
+// them with the job's state, attempt, last error and times (enqueued,
+// started, finished): a status endpoint needs nothing else.
 //
 // Unique jobs: EnqueueOptions.UniqueKey is held for UniqueFor (1h by
 // default) from the enqueue, even once the job finished; with
@@ -62,6 +76,53 @@
 // ends, then releases the rest back to the backend (due at once, the
 // attempt not counted) and cancels their handlers; Close does so at once.
 // Nothing in flight is lost either way.
+//
+// # Periodic jobs
+//
+// A Scheduler enqueues a job at every tick of each Schedule: a cron
+// expression (five fields or @daily..., read in SchedulerOptions.Location,
+// UTC by default) or a fixed interval (Every). Schedules are registered
+// with NewScheduler or at run time (Register, Remove).
+//
+//	s, _ := queue.NewScheduler(queue.SchedulerOptions{Backend: backend, Schedules: []queue.Schedule{
+//		{Name: "refresh-stats", Cron: "*/5 * * * *", Queue: "maintenance", Kind: "stats:refresh",
+//			Overlap: queue.OverlapSkip},
+//	}})
+//	s.Start(ctx)
+//	defer s.Shutdown(ctx)
+//
+// Every instance of a service runs the same Scheduler, and each tick is
+// enqueued once however many run: the job of the tick at t has the id
+// periodic:<name>:<t in Unix ms>, computed alike everywhere, and a
+// Backend stores an id once (an Enqueue of the same id, kind and args
+// stores nothing: SameJob). That id stays taken while the backend keeps
+// the job: until it finishes, then for the backend's Retention of done
+// jobs (24h by default on every backend here) or its DeadRetention. A
+// Scheduler enqueues a tick at most SchedulerOptions.MaxCatchUp (1h)
+// after its time, so an instance that is late (its clock behind, its
+// process paused) or that starts just after a tick finds the tick's job
+// and adds none, on every backend. Keep MaxCatchUp below the Retention;
+// a job deleted by hand (Client.Delete) frees its tick's id. Before
+// enqueueing, a Scheduler looks the tick's job up, which tells its Stats
+// whether it enqueued the tick or found it there (two instances that
+// race may both count it as theirs; the backend still holds one job).
+//
+// An instance that starts between two ticks does not enqueue the tick
+// before it (River's issue 283) unless that tick's Schedule.Missed is
+// MissedRunOnce, and then only if no instance enqueued it: every
+// instance was down. MissedSkip (the default) counts it as missed.
+// Ticks that pass while a Scheduler's loop is held up (the backend
+// down: failed enqueues are retried with a pause growing to 5s) are
+// missed but the last, which is enqueued late if within MaxCatchUp.
+//
+// Schedule.Overlap OverlapSkip skips a tick while the schedule's
+// previous job is not finished: its jobs hold the unique key
+// periodic:<name> while active (EnqueueOptions.UniqueWhileActive), so
+// the enqueue of the next tick meets a *DuplicateError instead of adding
+// a job. Stats counts ticks emitted, found already enqueued
+// (Duplicates), skipped for overlap and missed; metrics.AddScheduler
+// exports them. RunDue runs one pass at the clock's time, for tests
+// with a clock.Manual.
 //
 // # When the backend is down
 //

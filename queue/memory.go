@@ -237,7 +237,7 @@ func (b *MemoryBackend) Fetch(ctx context.Context, r FetchRequest) ([]*Lease, er
 			for len(out) < r.Max && len(q.ready[p]) > 0 {
 				j := q.ready[p][0]
 				q.ready[p] = q.ready[p][1:]
-				j.m.State = Active
+				j.m.State, j.m.StartedAt = Active, now
 				j.m.Attempt++
 				j.token = token.New()
 				j.leaseUntil = now.Add(r.Lease)
@@ -306,12 +306,20 @@ func (b *MemoryBackend) Extend(_ context.Context, l *Lease, d time.Duration) err
 }
 
 // Complete is Backend.Complete.
-func (b *MemoryBackend) Complete(_ context.Context, l *Lease) error {
+func (b *MemoryBackend) Complete(_ context.Context, l *Lease, output []byte) error {
 	return b.withLease(l, func(q *memQueue, j *memJob, now time.Time) {
 		delete(q.active, j.m.ID)
 		j.m.State, j.m.FinishedAt, j.token = Done, now, ""
+		j.m.Output = slices.Clone(output)
 		q.done = append(q.done, j)
 		b.releaseUnique(j)
+	})
+}
+
+// Progress is Backend.Progress.
+func (b *MemoryBackend) Progress(_ context.Context, l *Lease, percent int, msg string) error {
+	return b.withLease(l, func(_ *memQueue, j *memJob, now time.Time) {
+		j.m.Progress = Progress{Percent: percent, Message: msg, UpdatedAt: now}
 	})
 }
 
@@ -346,12 +354,19 @@ func (b *MemoryBackend) Fail(_ context.Context, l *Lease, errMsg string, retryAt
 }
 
 // Release is Backend.Release.
-func (b *MemoryBackend) Release(_ context.Context, l *Lease) error {
-	return b.withLease(l, func(q *memQueue, j *memJob, _ time.Time) {
+func (b *MemoryBackend) Release(_ context.Context, l *Lease, snoozeUntil time.Time) error {
+	return b.withLease(l, func(q *memQueue, j *memJob, now time.Time) {
 		delete(q.active, j.m.ID)
 		j.m.Attempt--
-		j.m.State, j.token = Pending, ""
-		q.ready[j.m.Priority] = append([]*memJob{j}, q.ready[j.m.Priority]...)
+		j.token = ""
+		if snoozeUntil.IsZero() {
+			j.m.State = Pending
+			q.ready[j.m.Priority] = append([]*memJob{j}, q.ready[j.m.Priority]...)
+		} else {
+			j.m.Snoozes++
+			j.m.State, j.m.RunAt = Scheduled, snoozeUntil
+			q.place(j, now)
+		}
 		q.signal()
 	})
 }
@@ -363,6 +378,7 @@ func (b *MemoryBackend) Job(_ context.Context, queue, id string) (*Message, erro
 	if q := b.queues[queue]; q != nil {
 		if j := q.jobs[id]; j != nil {
 			m := j.m
+			m.Output = slices.Clone(m.Output)
 			return &m, nil
 		}
 	}

@@ -42,7 +42,7 @@ func TestMemoryBackendDropsDeadUniqueHolds(t *testing.T) {
 	if len(ls) != 1 || ls[0].Msg.ID != id {
 		t.Fatalf("fetch %v", ls)
 	}
-	if err := b.Complete(ctx, ls[0]); err != nil {
+	if err := b.Complete(ctx, ls[0], nil); err != nil {
 		t.Fatal(err)
 	}
 	b.mu.Lock()

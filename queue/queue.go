@@ -129,7 +129,42 @@ type Message struct {
 	LastError string
 	// FinishedAt is when the job completed or died.
 	FinishedAt time.Time
+	// Snoozes counts the times a handler snoozed the job (Snooze): each
+	// gave it back without spending an attempt. There is no cap; a
+	// handler that wants one reads Job.Snoozes.
+	Snoozes int
+	// StartedAt is when the last attempt started (zero before the first).
+	StartedAt time.Time
+	// Progress is the last progress a handler reported (Job.Progress),
+	// by this attempt or an earlier one; zero when none did.
+	Progress Progress
+	// Output is the job's result, JSON, stored with its completion (a
+	// HandleResult handler's value); nil when it has none.
+	Output []byte
 }
+
+// Progress is how far a running job is, as its handler last reported it
+// (Job.Progress).
+type Progress struct {
+	// Percent is 0 to 100.
+	Percent int
+	// Message is a short note, at most MaxProgressMessage bytes.
+	Message string
+	// UpdatedAt is when it was reported (the backend's clock); zero when
+	// never.
+	UpdatedAt time.Time
+}
+
+// MaxProgressMessage is the longest Progress.Message, in bytes.
+const MaxProgressMessage = 200
+
+// DefaultMaxOutput is the largest job output (JSON bytes) a Worker
+// stores unless WorkerOptions.MaxOutput says otherwise: 64 KiB.
+const DefaultMaxOutput = 64 << 10
+
+// ErrOutputTooLarge fails an attempt whose output is longer than
+// WorkerOptions.MaxOutput (permanently: the job goes to the dead letters).
+var ErrOutputTooLarge = errors.New("queue: job output too large")
 
 // Lease is a worker's claim on an Active job; Token fences it, so a worker
 // whose lease expired cannot complete a job another worker now holds.
@@ -192,15 +227,25 @@ type Backend interface {
 	Fetch(ctx context.Context, r FetchRequest) ([]*Lease, error)
 	// Extend renews a lease until now+d, or returns ErrLeaseLost.
 	Extend(ctx context.Context, l *Lease, d time.Duration) error
-	// Complete marks the job done, or returns ErrLeaseLost.
-	Complete(ctx context.Context, l *Lease) error
+	// Complete marks the job done and stores its output (JSON; nil for
+	// none) in the same write, or returns ErrLeaseLost.
+	Complete(ctx context.Context, l *Lease, output []byte) error
+	// Progress records a running job's progress (percent 0 to 100, a
+	// message of at most MaxProgressMessage bytes, both checked by the
+	// caller), dated by the backend's clock, or returns ErrLeaseLost: a
+	// worker that lost its lease cannot overwrite it.
+	Progress(ctx context.Context, l *Lease, percent int, msg string) error
 	// Fail records a failed attempt with errMsg: the job dies when dead is
 	// true, else it is retried at retryAt. ErrLeaseLost if the lease is
 	// gone.
 	Fail(ctx context.Context, l *Lease, errMsg string, retryAt time.Time, dead bool) error
-	// Release gives an active job back, due now, without counting the
-	// attempt (a worker shutting down).
-	Release(ctx context.Context, l *Lease) error
+	// Release gives an active job back without counting the attempt, or
+	// returns ErrLeaseLost. With a zero snoozeUntil the job is due now, at
+	// the front of its priority (a worker shutting down, a rate-limited
+	// job); otherwise it is a snooze: the job is due at snoozeUntil
+	// (scheduled, or pending when that time has come) and its Snoozes
+	// count grows by one.
+	Release(ctx context.Context, l *Lease, snoozeUntil time.Time) error
 	// Job returns a job by id, or ErrNotFound.
 	Job(ctx context.Context, queue, id string) (*Message, error)
 	// Counts counts a queue's jobs per state.
@@ -254,6 +299,38 @@ func newID() string {
 // letters at once, without more attempts. It is retry.Permanent, so an
 // error marked for a retry loop inside the handler means the same here.
 func Permanent(err error) error { return retry.Permanent(err) }
+
+// Snooze returns the error a handler returns to run its job again d from
+// now without spending an attempt: the Worker gives the job back
+// (Backend.Release with a due time), the next run sees the same Attempt,
+// MaxAttempts is not consumed, the job's Snoozes count grows by one and
+// the worker's Stats count it in Snoozed. A negative d returns an
+// ErrInvalid error instead, which fails the attempt like any handler
+// error.
+//
+// Snoozes are not capped (as in River, where a snooze gives the attempt
+// back and only counts the snoozes): a job that waits for something
+// outside may need to snooze for as long as that takes, and a cap would
+// turn a slow dependency into a dead job. A snooze loop is not silent:
+// every snooze is logged (Info), counted in Stats.Snoozed (the
+// scalekit_queue_snoozed_total metric) and on the job (Message.Snoozes,
+// Job.Snoozes), so a handler that wants a cap writes it:
+//
+//	if j.Snoozes >= 20 {
+//		return queue.Permanent(errors.New("still not ready after 20 snoozes"))
+//	}
+//	return queue.Snooze(time.Minute)
+func Snooze(d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("%w: queue.Snooze(%v): the delay must be >= 0", ErrInvalid, d)
+	}
+	return &snoozeError{d: d}
+}
+
+// snoozeError is the error Snooze returns.
+type snoozeError struct{ d time.Duration }
+
+func (e *snoozeError) Error() string { return "queue: job snoozed for " + e.d.String() }
 
 // IsPermanent reports whether err was marked with Permanent.
 func IsPermanent(err error) bool { return retry.IsPermanent(err) }

@@ -31,6 +31,62 @@ type Job[T any] struct {
 	EnqueuedAt           time.Time
 	// LastError is the previous attempt's error ("" on the first).
 	LastError string
+	// Snoozes counts the times a handler snoozed this job (see Snooze).
+	Snoozes int
+
+	p *reporter // the attempt's progress writer; nil outside a Worker
+}
+
+// Progress reports how far the job is, for Client.Job: percent from 0 to
+// 100 and a short message (at most MaxProgressMessage bytes). It is one
+// small write to the backend, fenced by the lease: a worker that lost
+// its lease gets ErrLeaseLost and changes nothing. Writes are
+// rate-limited per attempt: a report within 250ms of the last one
+// written is dropped (Progress returns nil), except at 100 percent,
+// which is always written, so a handler may report from a hot loop.
+// Bad arguments return an ErrInvalid error. On a Job not made by a
+// Worker (a handler's unit test) it checks its arguments and writes
+// nothing.
+func (j *Job[T]) Progress(ctx context.Context, percent int, msg string) error {
+	if percent < 0 || percent > 100 {
+		return fmt.Errorf("%w: Job.Progress: percent must be 0 to 100, got %d", ErrInvalid, percent)
+	}
+	if len(msg) > MaxProgressMessage {
+		return fmt.Errorf("%w: Job.Progress: the message must be at most %d bytes, got %d", ErrInvalid, MaxProgressMessage, len(msg))
+	}
+	if j.p == nil {
+		return nil
+	}
+	return j.p.report(ctx, percent, msg)
+}
+
+// progressEvery is the least time between two progress writes of one
+// attempt (below 100 percent).
+const progressEvery = 250 * time.Millisecond
+
+// reporter writes one attempt's progress, at most once per
+// progressEvery.
+type reporter struct {
+	b   Backend
+	l   *Lease
+	clk clock.Clock
+
+	mu   sync.Mutex
+	last time.Time // of the last write; zero before the first
+}
+
+func (r *reporter) report(ctx context.Context, percent int, msg string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := clock.Now(r.clk)
+	if percent < 100 && !r.last.IsZero() && now.Sub(r.last) < progressEvery {
+		return nil
+	}
+	if err := r.b.Progress(ctx, r.l, percent, msg); err != nil {
+		return err
+	}
+	r.last = now
+	return nil
 }
 
 // Options configure how a Worker consumes one queue
@@ -74,9 +130,15 @@ type WorkerOptions struct {
 	// Logger receives failures, lost leases and backend errors. Default:
 	// discard.
 	Logger *slog.Logger
+	// MaxOutput is the largest output (JSON bytes) a HandleResult handler
+	// may return: a larger one fails its attempt permanently with
+	// ErrOutputTooLarge. Default: DefaultMaxOutput (64 KiB).
+	MaxOutput int
 }
 
-type handler func(ctx context.Context, m *Message) error
+// handler runs one attempt of a job and returns its output (JSON; nil
+// for none).
+type handler func(ctx context.Context, m *Message, p *reporter) ([]byte, error)
 
 // Worker runs handlers for the jobs of its queues: at-least-once, each job
 // leased and its lease renewed while its handler runs. It is safe for
@@ -108,8 +170,8 @@ type workerQueue struct {
 }
 
 type queueCounters struct {
-	fetched, processed, failed, retried, dead, released, lost, panics, limited atomic.Uint64
-	inflight                                                                   atomic.Int64
+	fetched, processed, failed, retried, dead, released, lost, panics, limited, snoozed atomic.Uint64
+	inflight                                                                            atomic.Int64
 }
 
 // NewWorker returns a Worker, or an error naming the bad option.
@@ -128,6 +190,12 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 	}
 	if o.FetchWait < 0 {
 		return nil, fmt.Errorf("%w: WorkerOptions.FetchWait must be > 0, got %v", ErrInvalid, o.FetchWait)
+	}
+	if o.MaxOutput == 0 {
+		o.MaxOutput = DefaultMaxOutput
+	}
+	if o.MaxOutput < 0 {
+		return nil, fmt.Errorf("%w: WorkerOptions.MaxOutput must be > 0 bytes (0: the default 64 KiB), got %d", ErrInvalid, o.MaxOutput)
 	}
 	o.Logger = logx.Or(o.Logger)
 	w := &Worker{o: o, handlers: map[string]handler{}, queues: map[string]*workerQueue{}, inflight: map[*Lease]*leaseState{}}
@@ -162,8 +230,36 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 
 // Handle registers fn for jobs of kind; their JSON args are decoded into
 // T (a payload that does not decode is a permanent failure). It must be
-// called before Start.
+// called before Start. The jobs have no output; see HandleResult.
 func Handle[T any](w *Worker, kind string, fn func(ctx context.Context, j *Job[T]) error) error {
+	return register(w, kind, func(ctx context.Context, j *Job[T]) ([]byte, error) { return nil, fn(ctx, j) })
+}
+
+// HandleResult is Handle for jobs with a result: fn's R is encoded as JSON
+// and stored with the job's completion, in the same backend write, for
+// Client.Job (Message.Output). An R that does not encode, or whose JSON is
+// longer than WorkerOptions.MaxOutput, fails the attempt permanently (a
+// retry would give the same), the latter with ErrOutputTooLarge.
+func HandleResult[T, R any](w *Worker, kind string, fn func(ctx context.Context, j *Job[T]) (R, error)) error {
+	return register(w, kind, func(ctx context.Context, j *Job[T]) ([]byte, error) {
+		r, err := fn(ctx, j)
+		if err != nil {
+			return nil, err
+		}
+		out, err := json.Marshal(r)
+		if err != nil {
+			return nil, Permanent(fmt.Errorf("queue: job %s: its output %T does not encode as JSON: %w", j.ID, r, err))
+		}
+		if len(out) > w.o.MaxOutput {
+			return nil, Permanent(fmt.Errorf("%w: job %s: its output is %d bytes of JSON, more than WorkerOptions.MaxOutput (%d)", ErrOutputTooLarge, j.ID, len(out), w.o.MaxOutput))
+		}
+		return out, nil
+	})
+}
+
+// register adds the handler of kind: it decodes the args into a Job[T]
+// and runs fn, which returns the output.
+func register[T any](w *Worker, kind string, fn func(ctx context.Context, j *Job[T]) ([]byte, error)) error {
 	if err := checkName("kind", kind); err != nil {
 		return err
 	}
@@ -175,10 +271,10 @@ func Handle[T any](w *Worker, kind string, fn func(ctx context.Context, j *Job[T
 	if _, dup := w.handlers[kind]; dup {
 		return fmt.Errorf("%w: kind %q already has a handler", ErrInvalid, kind)
 	}
-	w.handlers[kind] = func(ctx context.Context, m *Message) error {
-		j := &Job[T]{ID: m.ID, Queue: m.Queue, Kind: m.Kind, Attempt: m.Attempt, MaxAttempts: m.MaxAttempts, EnqueuedAt: m.EnqueuedAt, LastError: m.LastError}
+	w.handlers[kind] = func(ctx context.Context, m *Message, p *reporter) ([]byte, error) {
+		j := &Job[T]{ID: m.ID, Queue: m.Queue, Kind: m.Kind, Attempt: m.Attempt, MaxAttempts: m.MaxAttempts, EnqueuedAt: m.EnqueuedAt, LastError: m.LastError, Snoozes: m.Snoozes, p: p}
 		if err := json.Unmarshal(m.Payload, &j.Args); err != nil {
-			return Permanent(fmt.Errorf("queue: job %s: args do not decode into %T: %w", m.ID, j.Args, err))
+			return nil, Permanent(fmt.Errorf("queue: job %s: args do not decode into %T: %w", m.ID, j.Args, err))
 		}
 		return fn(ctx, j)
 	}
@@ -284,7 +380,7 @@ func (w *Worker) admit(ctx context.Context, q *workerQueue, leases []*Lease) ([]
 			}
 		}
 		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		if err := w.o.Backend.Release(bg, l); err != nil {
+		if err := w.o.Backend.Release(bg, l, time.Time{}); err != nil {
 			w.o.Logger.Warn("queue: cannot give back a rate-limited job; it is redelivered after its lease", slog.String("queue", q.name), slog.String("id", l.Msg.ID), slog.Any("error", err))
 		}
 		cancel()
@@ -321,22 +417,33 @@ func (w *Worker) run(q *workerQueue, l *Lease, ls *leaseState) {
 	defer cancel()
 	var lost atomic.Bool
 	hb := w.heartbeat(ctx, q, l, &lost, cancel)
-	err := w.call(ctx, q, m)
+	out, err := w.call(ctx, q, l)
 	hb.Stop()
 	freeSlot() // recording the outcome does not hold the slot
 	bg, cancelBG := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancelBG()
+	var snooze *snoozeError
 	switch {
 	case ls.released.Load() || lost.Load():
 		return // given back at shutdown, or taken by another worker
+	case errors.As(err, &snooze):
+		// Snoozed (even while stopping): due later, the attempt not counted.
+		until := clock.Now(w.o.Clock).Add(snooze.d)
+		if rerr := w.o.Backend.Release(bg, l, until); rerr != nil {
+			w.ackFailed(q, m, rerr)
+			return
+		}
+		q.st.snoozed.Add(1)
+		w.o.Logger.Info("queue: job snoozed", slog.String("queue", q.name), slog.String("id", m.ID), slog.Int("attempt", m.Attempt), slog.Int("snoozes", m.Snoozes+1), slog.Time("run_at", until))
+		return
 	case w.hardCtx.Err() != nil && err != nil:
 		// Stopping: the attempt did not finish; give the job back.
-		if rerr := w.o.Backend.Release(bg, l); rerr == nil {
+		if rerr := w.o.Backend.Release(bg, l, time.Time{}); rerr == nil {
 			q.st.released.Add(1)
 		}
 		return
 	case err == nil:
-		if cerr := w.o.Backend.Complete(bg, l); cerr != nil {
+		if cerr := w.o.Backend.Complete(bg, l, out); cerr != nil {
 			w.ackFailed(q, m, cerr)
 			return
 		}
@@ -370,12 +477,13 @@ func (w *Worker) ackFailed(q *workerQueue, m *Message, err error) {
 
 // call runs the handler of m's kind, turning a panic
 // into an error with its stack.
-func (w *Worker) call(ctx context.Context, q *workerQueue, m *Message) (err error) {
+func (w *Worker) call(ctx context.Context, q *workerQueue, l *Lease) (out []byte, err error) {
+	m := l.Msg
 	w.mu.Lock()
 	h := w.handlers[m.Kind]
 	w.mu.Unlock()
 	if h == nil {
-		return fmt.Errorf("queue: no handler for kind %q in this worker", m.Kind)
+		return nil, fmt.Errorf("queue: no handler for kind %q in this worker", m.Kind)
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -383,7 +491,7 @@ func (w *Worker) call(ctx context.Context, q *workerQueue, m *Message) (err erro
 			err = fmt.Errorf("queue: handler for %q panicked: %v\n%s", m.Kind, r, debug.Stack())
 		}
 	}()
-	return h(ctx, m)
+	return h(ctx, m, &reporter{b: w.o.Backend, l: l, clk: w.o.Clock})
 }
 
 // heartbeat renews l every Lease/3 until stopped or the handler's ctx
@@ -459,7 +567,7 @@ func (w *Worker) releaseAll() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for l, s := range held {
-		if err := w.o.Backend.Release(ctx, l); err == nil {
+		if err := w.o.Backend.Release(ctx, l, time.Time{}); err == nil {
 			s.released.Store(true)
 			w.queues[l.Msg.Queue].st.released.Add(1)
 		}
@@ -479,6 +587,9 @@ type Stats struct {
 	// Limited counts jobs given back unrun because the queue's Limiter
 	// refused them (they run later; no attempt is counted).
 	Limited uint64
+	// Snoozed counts jobs whose handler returned Snooze: given back to
+	// run later, no attempt counted.
+	Snoozed uint64
 	// InFlight is how many jobs run now.
 	InFlight int64
 }
@@ -489,7 +600,7 @@ func (w *Worker) Stats() []Stats {
 	for _, q := range w.queues {
 		s := &q.st
 		out = append(out, Stats{Queue: q.name, Fetched: s.fetched.Load(), Processed: s.processed.Load(), Failed: s.failed.Load(),
-			Retried: s.retried.Load(), Dead: s.dead.Load(), Released: s.released.Load(), Lost: s.lost.Load(), Panics: s.panics.Load(), Limited: s.limited.Load(), InFlight: s.inflight.Load()})
+			Retried: s.retried.Load(), Dead: s.dead.Load(), Released: s.released.Load(), Lost: s.lost.Load(), Panics: s.panics.Load(), Limited: s.limited.Load(), Snoozed: s.snoozed.Load(), InFlight: s.inflight.Load()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Queue < out[j].Queue })
 	return out

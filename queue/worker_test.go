@@ -100,6 +100,7 @@ func TestWorkerOptions(t *testing.T) {
 		{WorkerOptions{Backend: b, Queues: map[string]Options{"q": {Concurrency: -1}}}, `Queues["q"].Concurrency`},
 		{WorkerOptions{Backend: b, Queues: map[string]Options{"q": {Lease: time.Millisecond}}}, `Queues["q"].Lease`},
 		{WorkerOptions{Backend: b, Queues: map[string]Options{"bad name": {}}}, "bad name"},
+		{WorkerOptions{Backend: b, Queues: map[string]Options{"q": {}}, MaxOutput: -1}, "MaxOutput"},
 	} {
 		if _, err := NewWorker(c.o); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("NewWorker: %v, want ErrInvalid saying %q", err, c.want)
@@ -112,11 +113,32 @@ func TestWorkerOptions(t *testing.T) {
 	if err := Handle(w, "k", func(ctx context.Context, j *Job[int]) error { return nil }); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("second handler for a kind: %v", err)
 	}
+	if err := HandleResult(w, "k", func(ctx context.Context, j *Job[int]) (int, error) { return 0, nil }); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("HandleResult for a kind with a handler: %v", err)
+	}
 	w.Start(context.Background())
 	if err := Handle(w, "late", func(ctx context.Context, j *Job[int]) error { return nil }); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("Handle after Start: %v", err)
 	}
 	w.Close()
+}
+
+// TestJobProgressOutsideAWorker: a Job made by hand (a handler's unit
+// test) checks Progress's arguments and writes nothing.
+func TestJobProgressOutsideAWorker(t *testing.T) {
+	j := &Job[int]{ID: "x"}
+	ctx := context.Background()
+	if err := j.Progress(ctx, 50, "half"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		pct int
+		msg string
+	}{{-1, ""}, {101, ""}, {50, strings.Repeat("é", 101)}} {
+		if err := j.Progress(ctx, c.pct, c.msg); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Progress(%d, %d bytes): %v, want ErrInvalid", c.pct, len(c.msg), err)
+		}
+	}
 }
 
 func TestFetchOrderWeights(t *testing.T) {

@@ -48,7 +48,11 @@ type Config struct {
 	// (what the service does when the binaries are missing).
 	Memory     bool
 	DrainDelay time.Duration
-	Logger     *slog.Logger
+	// StatsRefresh is how often the payment totals (a materialized view)
+	// are refreshed, by a periodic job. Default: every minute, on the
+	// minute (cron "* * * * *").
+	StatsRefresh time.Duration
+	Logger       *slog.Logger
 	// Ready, when set, receives the listening address once the service
 	// serves (tests use it).
 	Ready chan<- string
@@ -71,6 +75,7 @@ type app struct {
 	jobs     *queue.Client
 	backend  queue.Backend
 	worker   *queue.Worker
+	cron     *queue.Scheduler
 	idemPG   *idempotencypg.Store
 	idem     *idempotency.HTTP
 	limiter  ratelimit.Limiter
@@ -82,6 +87,7 @@ type app struct {
 	// readYourWrites is the router's middleware (nil without a database).
 	readYourWrites func(http.Handler) http.Handler
 	emails         atomic.Int64
+	refreshes      atomic.Int64 // payment-totals refreshes done
 	// readThrough counts user reads whose read-your-writes token was newer
 	// than the cached copy, which were read from the database instead.
 	readThrough atomic.Int64
@@ -181,6 +187,15 @@ func (a *app) serve(ctx context.Context, coord *shutdown.Coordinator, out io.Wri
 			return err
 		}
 		coord.RegisterServer("worker", a.worker)
+		// Every worker instance runs the schedules: each tick is enqueued
+		// once however many do.
+		if err := a.cron.Start(ctx); err != nil {
+			if ln != nil {
+				err = errors.Join(err, ln.Close())
+			}
+			return err
+		}
+		coord.RegisterServer("scheduler", a.cron)
 	}
 	if ln == nil {
 		return nil
@@ -421,7 +436,49 @@ func (a *app) sendEmail(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, map[string]string{"job_id": id, "status_url": "/jobs/" + id})
 }
 
-// GET /jobs/{id}: an email job's state.
+// jobStatus is what GET /jobs/{id} serves: everything Client.Job knows.
+type jobStatus struct {
+	ID    string      `json:"id"`
+	State queue.State `json:"state"`
+	// Attempts is how many attempts started (the current one included).
+	Attempts    int `json:"attempts"`
+	MaxAttempts int `json:"max_attempts"`
+	// Progress is null until the handler reports some.
+	Progress *jobProgress `json:"progress"`
+	// Output is the handler's result (JSON), null until the job is done.
+	Output     json.RawMessage `json:"output"`
+	LastError  string          `json:"last_error"`
+	EnqueuedAt time.Time       `json:"enqueued_at"`
+	StartedAt  *time.Time      `json:"started_at"`
+	FinishedAt *time.Time      `json:"finished_at"`
+}
+
+type jobProgress struct {
+	Percent   int       `json:"percent"`
+	Message   string    `json:"message"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// newJobStatus turns a job's record into its status document.
+func newJobStatus(m *queue.Message) jobStatus {
+	st := jobStatus{ID: m.ID, State: m.State, Attempts: m.Attempt, MaxAttempts: m.MaxAttempts, LastError: m.LastError, EnqueuedAt: m.EnqueuedAt}
+	if !m.Progress.UpdatedAt.IsZero() {
+		st.Progress = &jobProgress{Percent: m.Progress.Percent, Message: m.Progress.Message, UpdatedAt: m.Progress.UpdatedAt}
+	}
+	if m.Output != nil {
+		st.Output = json.RawMessage(m.Output)
+	}
+	if !m.StartedAt.IsZero() {
+		st.StartedAt = &m.StartedAt
+	}
+	if !m.FinishedAt.IsZero() {
+		st.FinishedAt = &m.FinishedAt
+	}
+	return st
+}
+
+// GET /jobs/{id}: an email job's state, attempts, progress, output, last
+// error and times.
 func (a *app) getJob(w http.ResponseWriter, r *http.Request) {
 	m, err := a.jobs.Job(r.Context(), "emails", r.PathValue("id"))
 	if errors.Is(err, queue.ErrNotFound) {
@@ -432,7 +489,7 @@ func (a *app) getJob(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot read the job", http.StatusServiceUnavailable)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": m.ID, "state": m.State, "attempts": m.Attempt, "last_error": m.LastError})
+	writeJSON(w, http.StatusOK, newJobStatus(m))
 }
 
 // GET /admin/stats: a summary for the load generator.
@@ -446,7 +503,7 @@ func (a *app) stats(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{
 		"cache_hit_ratio": ratio, "cache": cs, "breaker": a.payBr.Stats().State.String(),
 		"emails_sent": a.emails.Load(), "provider_fail_rate": a.provider.failRate(),
-		"user_reads_past_cache_for_token": a.readThrough.Load(),
+		"user_reads_past_cache_for_token": a.readThrough.Load(), "payment_totals_refreshes": a.refreshes.Load(),
 	}
 	if a.router != nil {
 		out["dbrouter"] = a.router.Stats()

@@ -402,9 +402,12 @@ func scanJob(row pgx.Row) (*queue.Message, string, time.Time, error) {
 		finished    *time.Time
 		token       *string
 		leaseUntil  *time.Time
+		started     *time.Time
+		progressAt  *time.Time
 	)
 	err := row.Scan(&m.Queue, &m.ID, &m.Kind, &m.Payload, &prio, &state, &m.Attempt, &m.MaxAttempts, &m.RunAt, &timeoutMS,
-		&m.UniqueKey, &uniqueUntil, &m.EnqueuedAt, &m.LastError, &finished, &token, &leaseUntil, &m.UniqueWhileActive)
+		&m.UniqueKey, &uniqueUntil, &m.EnqueuedAt, &m.LastError, &finished, &token, &leaseUntil, &m.UniqueWhileActive,
+		&m.Snoozes, &started, &m.Progress.Percent, &m.Progress.Message, &progressAt, &m.Output)
 	if err != nil {
 		return nil, "", time.Time{}, err
 	}
@@ -414,6 +417,12 @@ func scanJob(row pgx.Row) (*queue.Message, string, time.Time, error) {
 	}
 	if finished != nil {
 		m.FinishedAt = *finished
+	}
+	if started != nil {
+		m.StartedAt = *started
+	}
+	if progressAt != nil {
+		m.Progress.UpdatedAt = *progressAt
 	}
 	var tok string
 	var until time.Time
@@ -503,37 +512,49 @@ func (b *Backend) Extend(ctx context.Context, l *queue.Lease, d time.Duration) e
 	return b.fenced(ctx, b.sql.extend, l, d.Milliseconds())
 }
 
+// Progress is queue.Backend.Progress: one fenced UPDATE.
+func (b *Backend) Progress(ctx context.Context, l *queue.Lease, percent int, msg string) error {
+	return b.fenced(ctx, b.sql.progress, l, percent, msg)
+}
+
 // Complete is queue.Backend.Complete. Completions arriving within 1ms of
-// each other share one UPDATE (package batch): at high throughput a
-// worker's acknowledgements cost one statement per batch, not per job.
-func (b *Backend) Complete(ctx context.Context, l *queue.Lease) error {
-	_, err := b.completer.Load(ctx, leaseKey{l.Msg.Queue, l.Msg.ID, l.Token})
+// each other share one UPDATE (package batch), outputs included: at high
+// throughput a worker's acknowledgements cost one statement per batch,
+// not per job.
+func (b *Backend) Complete(ctx context.Context, l *queue.Lease, output []byte) error {
+	_, err := b.completer.Load(ctx, leaseKey{l.Msg.Queue, l.Msg.ID, l.Token, string(output)})
 	if errors.Is(err, batch.ErrNotFound) {
 		return queue.ErrLeaseLost
 	}
 	return err
 }
 
-// leaseKey names one lease for the batched completion.
-type leaseKey struct{ queue, id, token string }
+// leaseKey names one lease for the batched completion, with the output
+// to store ("" for none: a JSON output is never empty).
+type leaseKey struct{ queue, id, token, output string }
 
 func (b *Backend) completeMany(ctx context.Context, keys []leaseKey) (map[leaseKey]bool, error) {
-	qs, ids, toks := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys))
+	qs, ids, toks, outs := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys)), make([][]byte, len(keys))
+	byLease := make(map[[3]string]leaseKey, len(keys))
 	for i, k := range keys {
 		qs[i], ids[i], toks[i] = k.queue, k.id, k.token
+		if k.output != "" {
+			outs[i] = []byte(k.output)
+		}
+		byLease[[3]string{k.queue, k.id, k.token}] = k
 	}
-	rows, err := b.pool.Query(ctx, b.sql.complete, b.now(), qs, ids, toks)
+	rows, err := b.pool.Query(ctx, b.sql.complete, b.now(), qs, ids, toks, outs)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	out := make(map[leaseKey]bool, len(keys))
 	for rows.Next() {
-		var k leaseKey
-		if err := rows.Scan(&k.queue, &k.id, &k.token); err != nil {
+		var l [3]string
+		if err := rows.Scan(&l[0], &l[1], &l[2]); err != nil {
 			return nil, err
 		}
-		out[k] = true
+		out[byLease[l]] = true
 	}
 	return out, rows.Err()
 }
@@ -554,8 +575,12 @@ func (b *Backend) Fail(ctx context.Context, l *queue.Lease, errMsg string, retry
 }
 
 // Release is queue.Backend.Release.
-func (b *Backend) Release(ctx context.Context, l *queue.Lease) error {
-	err := b.fenced(ctx, b.sql.release, l)
+func (b *Backend) Release(ctx context.Context, l *queue.Lease, snoozeUntil time.Time) error {
+	var until *time.Time
+	if !snoozeUntil.IsZero() {
+		until = &snoozeUntil
+	}
+	err := b.fenced(ctx, b.sql.release, l, until)
 	if err == nil {
 		b.notify(l.Msg.Queue)
 	}

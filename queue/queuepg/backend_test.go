@@ -356,7 +356,7 @@ FROM pg_statio_user_tables WHERE relname = 'countscan_jobs'`).Scan(&n)
 		t.Fatal(ls, err)
 	}
 	for _, l := range ls {
-		if err := b.Complete(ctx, l); err != nil {
+		if err := b.Complete(ctx, l, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -524,5 +524,52 @@ func TestCloseRacesEnqueue(t *testing.T) {
 		if after := queued(); after != before {
 			t.Fatalf("enqueues after Close queued %d notifications for a notifier that no longer runs", after-before)
 		}
+	}
+}
+
+// TestMigrateAddsTheNewColumns: Migrate upgrades a jobs table made by
+// the version before snoozes, progress and outputs, keeping its jobs,
+// which then snooze, report progress and complete with an output.
+func TestMigrateAddsTheNewColumns(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	prefix := fmt.Sprintf("upg%d", time.Now().UnixNano())
+	_, err := f.Primary.Exec(ctx, `CREATE TABLE `+prefix+`_jobs (
+  queue text NOT NULL, id text NOT NULL, kind text NOT NULL, payload bytea NOT NULL, priority smallint NOT NULL,
+  state text NOT NULL, attempt int NOT NULL DEFAULT 0, max_attempts int NOT NULL, run_at timestamptz NOT NULL,
+  timeout_ms bigint NOT NULL DEFAULT 0, unique_key text, unique_until timestamptz, enqueued_at timestamptz NOT NULL,
+  last_error text NOT NULL DEFAULT '', finished_at timestamptz, token text, lease_until timestamptz,
+  unique_active bool NOT NULL DEFAULT false, PRIMARY KEY (queue, id));
+INSERT INTO `+prefix+`_jobs (queue, id, kind, payload, priority, state, max_attempts, run_at, enqueued_at)
+VALUES ('q', 'old', 'k', '{}', 0, 'pending', 3, now(), now())`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBackend(t, f.Primary, Options{Prefix: prefix})
+	m, err := b.Job(ctx, "q", "old")
+	if err != nil || m.Snoozes != 0 || m.Progress != (queue.Progress{}) || m.Output != nil || !m.StartedAt.IsZero() {
+		t.Fatalf("the old job after Migrate: %+v %v", m, err)
+	}
+	fetch := func() *queue.Lease {
+		t.Helper()
+		ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "q", Max: 1, Lease: time.Minute, Order: highFirst})
+		if err != nil || len(ls) != 1 {
+			t.Fatalf("fetch %v %v", ls, err)
+		}
+		return ls[0]
+	}
+	if err := b.Release(ctx, fetch(), time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	l := fetch()
+	if err := b.Progress(ctx, l, 30, "a third"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Complete(ctx, l, []byte(`{"ok":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	m, err = b.Job(ctx, "q", "old")
+	if err != nil || m.State != queue.Done || m.Attempt != 1 || m.Snoozes != 1 || m.Progress.Percent != 30 || string(m.Output) != `{"ok":true}` || m.StartedAt.IsZero() {
+		t.Fatalf("the old job once done: %+v %v", m, err)
 	}
 }

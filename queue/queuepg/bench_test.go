@@ -11,6 +11,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/queue"
+	"github.com/scalekit-go/scalekit/queue/queuetest"
 )
 
 // BenchmarkEnqueueTxConcurrent measures the user's write path with a job
@@ -107,4 +108,11 @@ FROM generate_series(1, 1000000) AS i`)
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkProgress is one progress write of a leased job per op: one
+// fenced UPDATE of one row.
+func BenchmarkProgress(b *testing.B) {
+	f := testinfra.Postgres(b)
+	queuetest.BenchProgress(b, newBackend(b, f.Primary, Options{}))
 }

@@ -23,6 +23,7 @@ type statements struct {
 	existing, insertJob, insertUnique, uniqueHolder string
 	insertMany                                      string
 	takeBack, fetch, extend, complete, fail         string
+	progress                                        string
 	release, job, counts, dead, requeue, delete     string
 	sweepJobs, sweepUnique                          string
 }
@@ -35,7 +36,7 @@ func sqlFor(prefix string) statements {
 		migrate: r.Replace(migrateSQL), migrateCounts: r.Replace(migrateCountsSQL),
 		existing: r.Replace(existingSQL), insertJob: r.Replace(insertJobSQL), insertUnique: r.Replace(insertUniqueSQL),
 		uniqueHolder: r.Replace(uniqueHolderSQL), insertMany: r.Replace(insertManySQL), takeBack: r.Replace(takeBackSQL), fetch: r.Replace(fetchSQL),
-		extend: r.Replace(extendSQL), complete: r.Replace(completeSQL), fail: r.Replace(failSQL),
+		extend: r.Replace(extendSQL), progress: r.Replace(progressSQL), complete: r.Replace(completeSQL), fail: r.Replace(failSQL),
 		release: r.Replace(releaseSQL), job: r.Replace(jobSQL), counts: r.Replace(countsSQL), dead: r.Replace(deadSQL),
 		requeue: r.Replace(requeueSQL), delete: r.Replace(deleteSQL), sweepJobs: r.Replace(sweepJobsSQL),
 		sweepUnique: r.Replace(sweepUniqueSQL),
@@ -69,6 +70,12 @@ CREATE INDEX IF NOT EXISTS {jobs}_due ON {jobs} (queue, priority, run_at, id) WH
 CREATE INDEX IF NOT EXISTS {jobs}_leases ON {jobs} (queue, lease_until) WHERE state = 'active';
 CREATE INDEX IF NOT EXISTS {jobs}_finished ON {jobs} (queue, state, finished_at) WHERE state IN ('done', 'dead');
 ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS unique_active bool NOT NULL DEFAULT false;
+ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS snoozes int NOT NULL DEFAULT 0;
+ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS started_at timestamptz,
+  ADD COLUMN IF NOT EXISTS progress_pct smallint NOT NULL DEFAULT 0,
+  ADD COLUMN IF NOT EXISTS progress_msg text NOT NULL DEFAULT '',
+  ADD COLUMN IF NOT EXISTS progress_at timestamptz,
+  ADD COLUMN IF NOT EXISTS output bytea;
 CREATE TABLE IF NOT EXISTS {unique} (
   queue      text NOT NULL,
   unique_key text NOT NULL,
@@ -177,7 +184,8 @@ const takeBackSQL = `DELETE FROM {jobs} WHERE queue = $1 AND id = $2`
 
 // jobColumns are the columns scanJob reads, of the jobs table as j.
 const jobColumns = `j.queue, j.id, j.kind, j.payload, j.priority, j.state, j.attempt, j.max_attempts, j.run_at, j.timeout_ms,
-coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until, j.unique_active`
+coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until, j.unique_active,
+j.snoozes, j.started_at, j.progress_pct, j.progress_msg, j.progress_at, j.output`
 
 // fetchSQL leases up to $3 jobs: one index range per priority (and one
 // for expired leases), each locked with SKIP LOCKED, then the first $3 by
@@ -197,7 +205,7 @@ const fetchSQL = `WITH
       SELECT queue, id, 0 AS r, run_at FROM expired UNION ALL SELECT queue, id, 1, run_at FROM p0
       UNION ALL SELECT queue, id, 2, run_at FROM p1 UNION ALL SELECT queue, id, 3, run_at FROM p2) x
     ORDER BY r, run_at, id LIMIT $3)
-UPDATE {jobs} j SET state = 'active', attempt = j.attempt + 1,
+UPDATE {jobs} j SET state = 'active', attempt = j.attempt + 1, started_at = {now},
   token = gen_random_uuid()::text, lease_until = {now} + $4 * interval '1 millisecond'
 FROM picked WHERE j.queue = picked.queue AND j.id = picked.id
 RETURNING {job_columns}`
@@ -210,16 +218,27 @@ RETURNING {job_columns}`
 const extendSQL = `UPDATE {jobs} SET lease_until = {now} + $5 * interval '1 millisecond'
 WHERE queue = $2 AND id = $3 AND token = $4 AND state = 'active' AND lease_until > {now}`
 
-// releaseSQL gives a leased job back, due now, its attempt not counted.
-// $1 now, $2 queue, $3 id, $4 token.
-const releaseSQL = `UPDATE {jobs} SET state = 'pending', attempt = attempt - 1, token = NULL, lease_until = NULL
+// releaseSQL gives a leased job back, its attempt not counted: due now
+// (its run_at kept, so it goes first) when $5 is NULL, else snoozed until
+// $5 (scheduled, or pending when $5 has come), its snoozes counted.
+// $1 now, $2 queue, $3 id, $4 token, $5 snooze until (NULL for none).
+const releaseSQL = `UPDATE {jobs} SET attempt = attempt - 1, token = NULL, lease_until = NULL,
+  state = CASE WHEN $5::timestamptz > {now} THEN 'scheduled' ELSE 'pending' END,
+  run_at = coalesce($5::timestamptz, run_at),
+  snoozes = snoozes + CASE WHEN $5::timestamptz IS NULL THEN 0 ELSE 1 END
 WHERE queue = $2 AND id = $3 AND token = $4 AND state = 'active' AND lease_until > {now}`
 
-// completeSQL marks a batch of leased jobs done, counts them, and drops
-// their while-active unique holds; it returns the leases it completed.
-// $1 now, $2 queues, $3 ids, $4 tokens (text arrays, one element a lease).
-const completeSQL = `WITH c AS (UPDATE {jobs} j SET state = 'done', finished_at = {now}, token = NULL, lease_until = NULL
-  FROM unnest($2::text[], $3::text[], $4::text[]) AS c(queue, id, token)
+// progressSQL records a held job's progress. $1 now, $2 queue, $3 id,
+// $4 token, $5 percent, $6 message.
+const progressSQL = `UPDATE {jobs} SET progress_pct = $5, progress_msg = $6, progress_at = {now}
+WHERE queue = $2 AND id = $3 AND token = $4 AND state = 'active' AND lease_until > {now}`
+
+// completeSQL marks a batch of leased jobs done with their outputs,
+// counts them, and drops their while-active unique holds; it returns the
+// leases it completed. $1 now, $2 queues, $3 ids, $4 tokens (text
+// arrays, one element a lease), $5 outputs (bytea array, NULL for none).
+const completeSQL = `WITH c AS (UPDATE {jobs} j SET state = 'done', finished_at = {now}, token = NULL, lease_until = NULL, output = c.output
+  FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[]) AS c(queue, id, token, output)
   WHERE j.queue = c.queue AND j.id = c.id AND j.token = c.token AND j.state = 'active' AND j.lease_until > {now}
   RETURNING c.queue, c.id, c.token, j.unique_key, j.unique_active),
 n AS (INSERT INTO {counts} AS k (queue, done) SELECT queue, count(*) FROM c GROUP BY queue ORDER BY queue
@@ -246,7 +265,8 @@ SELECT count(*) FROM f`
 const jobSQL = `SELECT j.queue, j.id, j.kind, j.payload, j.priority,
 CASE WHEN j.state IN ('scheduled', 'retry') AND j.run_at <= {now} THEN 'pending' ELSE j.state END,
 j.attempt, j.max_attempts, j.run_at, j.timeout_ms,
-coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until, j.unique_active
+coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until, j.unique_active,
+j.snoozes, j.started_at, j.progress_pct, j.progress_msg, j.progress_at, j.output
 FROM {jobs} j WHERE j.queue = $2 AND j.id = $3`
 
 // countsSQL counts a queue's jobs per state on the partial indexes (each

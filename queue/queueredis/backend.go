@@ -398,8 +398,14 @@ func (b *Backend) Extend(ctx context.Context, l *queue.Lease, d time.Duration) e
 // Complete is queue.Backend.Complete. The done job's hash expires after
 // Options.Retention. Completing the same lease again succeeds (a retried
 // call), as does failing it again in Fail.
-func (b *Backend) Complete(ctx context.Context, l *queue.Lease) error {
-	_, err := b.fenced(ctx, "Complete", completeScript, l, max(1, b.retention.Milliseconds()))
+func (b *Backend) Complete(ctx context.Context, l *queue.Lease, output []byte) error {
+	_, err := b.fenced(ctx, "Complete", completeScript, l, max(1, b.retention.Milliseconds()), output)
+	return err
+}
+
+// Progress is queue.Backend.Progress: one fenced script.
+func (b *Backend) Progress(ctx context.Context, l *queue.Lease, percent int, msg string) error {
+	_, err := b.fenced(ctx, "Progress", progressScript, l, percent, msg)
 	return err
 }
 
@@ -414,9 +420,13 @@ func (b *Backend) Fail(ctx context.Context, l *queue.Lease, errMsg string, retry
 }
 
 // Release is queue.Backend.Release: the job goes back to the front of its
-// ready list.
-func (b *Backend) Release(ctx context.Context, l *queue.Lease) error {
-	_, err := b.fenced(ctx, "Release", releaseScript, l)
+// ready list, or, snoozed, to the scheduled jobs.
+func (b *Backend) Release(ctx context.Context, l *queue.Lease, snoozeUntil time.Time) error {
+	until := ""
+	if !snoozeUntil.IsZero() {
+		until = strconv.FormatInt(micro(snoozeUntil), 10)
+	}
+	_, err := b.fenced(ctx, "Release", releaseScript, l, until)
 	return err
 }
 
@@ -503,6 +513,14 @@ func (b *Backend) Delete(ctx context.Context, queueName, id string) error {
 	return nil
 }
 
+// bytesOrNil is s as bytes, nil when empty.
+func bytesOrNil(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	return []byte(s)
+}
+
 // at reads element i of a script's array reply as a T.
 func at[T any](r []any, i int) (T, bool) {
 	var zero T
@@ -537,7 +555,9 @@ func parseRecord(queueName string, rec any) (*queue.Message, string, time.Time, 
 		ID: str(0), Queue: queueName, Kind: str(1), Payload: []byte(str(2)), Priority: queue.Priority(num(3)),
 		State: queue.State(str(4)), Attempt: int(num(5)), MaxAttempts: int(num(6)), RunAt: fromMicro(num(7)),
 		Timeout: time.Duration(num(8)), UniqueKey: str(9), UniqueUntil: fromMicro(num(10)), EnqueuedAt: fromMicro(num(11)),
-		LastError: str(12), FinishedAt: fromMicro(num(13)), UniqueWhileActive: str(16) == "1",
+		LastError: str(12), FinishedAt: fromMicro(num(13)), UniqueWhileActive: str(16) == "1", Snoozes: int(num(17)),
+		StartedAt: fromMicro(num(18)), Output: bytesOrNil(str(22)),
+		Progress: queue.Progress{Percent: int(num(19)), Message: str(20), UpdatedAt: fromMicro(num(21))},
 	}
 	until := fromMicro(num(15))
 	if bad != nil {

@@ -104,7 +104,7 @@ func TestKeyLayout(t *testing.T) {
 		!ls[0].Until.Equal(clk.Now().Add(30*time.Second)) {
 		t.Fatalf("active score %v, lease until %v: want the lease deadline", s, ls[0].Until)
 	}
-	if err := b.Complete(ctx, ls[0]); err != nil {
+	if err := b.Complete(ctx, ls[0], nil); err != nil {
 		t.Fatal(err)
 	}
 	if ttl, _ := r.Client.PTTL(ctx, "{queue:emails}:job:"+now).Result(); ttl <= 23*time.Hour || ttl > 24*time.Hour {
@@ -132,7 +132,7 @@ func TestRetention(t *testing.T) {
 	if err != nil || len(ls) != 2 {
 		t.Fatal(ls, err)
 	}
-	if err := b.Complete(ctx, ls[0]); err != nil {
+	if err := b.Complete(ctx, ls[0], nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Fail(ctx, ls[1], "bad", time.Time{}, true); err != nil {
@@ -197,10 +197,10 @@ func TestRetriedCallsAreSafe(t *testing.T) {
 		return ls[0]
 	}
 	l := fetch()
-	if err := b.Release(ctx, l); err != nil {
+	if err := b.Release(ctx, l, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Complete(ctx, l); !errors.Is(err, queue.ErrLeaseLost) {
+	if err := b.Complete(ctx, l, nil); !errors.Is(err, queue.ErrLeaseLost) {
 		t.Fatalf("Complete after Release: %v, want ErrLeaseLost", err)
 	}
 	l = fetch()
@@ -210,7 +210,7 @@ func TestRetriedCallsAreSafe(t *testing.T) {
 	if err := b.Fail(ctx, l, "boom", time.Time{}, false); err != nil {
 		t.Fatalf("the same Fail again: %v", err)
 	}
-	if err := b.Complete(ctx, l); !errors.Is(err, queue.ErrLeaseLost) {
+	if err := b.Complete(ctx, l, nil); !errors.Is(err, queue.ErrLeaseLost) {
 		t.Fatalf("Complete of a failed lease: %v, want ErrLeaseLost", err)
 	}
 	l2 := fetch()
@@ -221,7 +221,7 @@ func TestRetriedCallsAreSafe(t *testing.T) {
 		t.Fatalf("the old lease's Fail once the job is leased again: %v, want ErrLeaseLost", err)
 	}
 	for i := 0; i < 2; i++ {
-		if err := b.Complete(ctx, l2); err != nil {
+		if err := b.Complete(ctx, l2, nil); err != nil {
 			t.Fatalf("Complete #%d of the same lease: %v", i+1, err)
 		}
 	}
@@ -498,7 +498,7 @@ func TestRestartWithPersistence(t *testing.T) {
 		t.Fatal(ls, err)
 	}
 	for _, l := range ls[:5] {
-		if err := b.Complete(ctx, l); err != nil {
+		if err := b.Complete(ctx, l, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -659,7 +659,7 @@ func TestUniqueWhileActiveHoldIsDeleted(t *testing.T) {
 		if dead {
 			err = b.Fail(ctx, ls[0], "x", time.Time{}, true)
 		} else {
-			err = b.Complete(ctx, ls[0])
+			err = b.Complete(ctx, ls[0], nil)
 		}
 		if err != nil {
 			t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/queue"
+	"github.com/scalekit-go/scalekit/queue/queuetest"
 )
 
 // BenchmarkEnqueue is one job per op: one EVALSHA.
@@ -45,10 +46,17 @@ func BenchmarkFetchComplete(b *testing.B) {
 			b.Fatal(ls, err)
 		}
 		for _, l := range ls {
-			if err := be.Complete(ctx, l); err != nil {
+			if err := be.Complete(ctx, l, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
 		done += len(ls)
 	}
+}
+
+// BenchmarkProgress is one progress write of a leased job per op: one
+// EVALSHA.
+func BenchmarkProgress(b *testing.B) {
+	r := testinfra.Redis(b)
+	queuetest.BenchProgress(b, newBackend(b, Options{Client: r.Client}))
 }

@@ -28,7 +28,9 @@
 //	{p:q}:job:<id>         hash: kind, payload, priority, state, attempt, max_attempts,
 //	                       run_at, timeout, unique_key, unique_until, enqueued_at,
 //	                       last_error, finished_at, token (the last lease's), lease_until,
-//	                       unique_active (1: its unique key is held while it is not finished)
+//	                       unique_active (1: its unique key is held while it is not finished),
+//	                       snoozes, started_at, progress_pct, progress_msg, progress_at,
+//	                       output (the JSON stored by Complete)
 //	{p:q}:ready:high       list of due job ids, FIFO (one list per priority;
 //	{p:q}:ready:default    a fetch pops them in its FetchRequest.Order)
 //	{p:q}:ready:low
@@ -60,11 +62,11 @@
 // drops done jobs past the retention, up to 1000 of each per call; then it
 // pops up to Max ids from the ready lists in the request's priority order,
 // counts an attempt on each and leases it: a fresh token and a deadline in
-// active. Extend, Complete, Fail and Release check the token and the
+// active. Extend, Progress, Complete, Fail and Release check the token and the
 // deadline before they write (the fence): a worker whose lease ran out
 // gets queue.ErrLeaseLost, even before another worker took the job.
 // Release gives the attempt back and puts the job at the front of its
-// list. Done hashes get the retention as their TTL; dead jobs stay until
+// list, or, for a snooze, in the scheduled ZSET until its due time. Done hashes get the retention as their TTL; dead jobs stay until
 // Requeue, Delete or their DeadRetention (14 days by default), past which
 // a Fetch deletes them (up to 1000 per call).
 //

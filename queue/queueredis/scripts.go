@@ -13,7 +13,7 @@ import (
 var fields = []string{
 	"kind", "payload", "priority", "state", "attempt", "max_attempts", "run_at", "timeout",
 	"unique_key", "unique_until", "enqueued_at", "last_error", "finished_at", "token", "lease_until",
-	"unique_active",
+	"unique_active", "snoozes", "started_at", "progress_pct", "progress_msg", "progress_at", "output",
 }
 
 // The scripts share one calling convention. KEYS are always the same 13
@@ -268,7 +268,7 @@ for o = 7, 9 do
       if redis.call('HEXISTS', k, 'state') == 1 then
         n = n + 1
         redis.call('HINCRBY', k, 'attempt', 1)
-        redis.call('HSET', k, 'state', 'active', 'token', tok .. '.' .. n, 'lease_until', untilf)
+        redis.call('HSET', k, 'state', 'active', 'token', tok .. '.' .. n, 'lease_until', untilf, 'started_at', nowf)
         redis.call('ZADD', KEYS[6], untilf, id)
         out[#out + 1] = record(k, id)
       end
@@ -301,9 +301,18 @@ redis.call('ZADD', KEYS[6], u, ARGV[3])
 return u
 `)
 
-// completeScript marks a held job done and gives its hash the retention
-// as a TTL. ARGV[3..]: id, token, retention (ms). Reply: 1, or 0 when the
-// lease is lost. The token stays on the job until its next lease, so a
+// progressScript records a held job's progress. ARGV[3..]: id, token,
+// percent, message. Reply: 1, or 0 when the lease is lost.
+var progressScript = script(true, `
+local now = now_us(ARGV[2])
+if not held(KEYS[11], ARGV[4], now) then return 0 end
+redis.call('HSET', KEYS[11], 'progress_pct', ARGV[5], 'progress_msg', ARGV[6], 'progress_at', fmt(now))
+return 1
+`)
+
+// completeScript marks a held job done, stores its output and gives its
+// hash the retention as a TTL. ARGV[3..]: id, token, retention (ms),
+// output (empty for none). Reply: 1, or 0 when the lease is lost. The token stays on the job until its next lease, so a
 // retried call finds its own completion and answers 1 again.
 var completeScript = script(true, `
 local now = now_us(ARGV[2])
@@ -313,6 +322,7 @@ if not held(KEYS[11], ARGV[4], now) then
 end
 local f = fmt(now)
 redis.call('HSET', KEYS[11], 'state', 'done', 'finished_at', f)
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[11], 'output', ARGV[6]) end
 redis.call('HDEL', KEYS[11], 'lease_until')
 redis.call('ZREM', KEYS[6], ARGV[3])
 redis.call('ZADD', KEYS[7], f, ARGV[3])
@@ -354,18 +364,32 @@ wake()
 return 1
 `)
 
-// releaseScript gives a held job back to the front of its ready list,
-// the attempt not counted. ARGV[3..]: id, token. Reply: 1, or 0 when the
-// lease is lost.
+// releaseScript gives a held job back, the attempt not counted: to the
+// front of its ready list, or, snoozed, to the scheduled ZSET until
+// snooze_until (the back of its ready list when that time has come) with
+// its snoozes counted. ARGV[3..]: id, token, snooze_until (µs, empty for
+// none). Reply: 1, or 0 when the lease is lost.
 var releaseScript = script(true, `
 local now = now_us(ARGV[2])
 local k, id = KEYS[11], ARGV[3]
 if not held(k, ARGV[4], now) then return 0 end
 redis.call('HINCRBY', k, 'attempt', -1)
-redis.call('HSET', k, 'state', 'pending')
 redis.call('HDEL', k, 'token', 'lease_until')
 redis.call('ZREM', KEYS[6], id)
-redis.call('LPUSH', ready(redis.call('HGET', k, 'priority')), id)
+local p = redis.call('HGET', k, 'priority')
+if ARGV[5] == '' then
+  redis.call('HSET', k, 'state', 'pending')
+  redis.call('LPUSH', ready(p), id)
+else
+  redis.call('HINCRBY', k, 'snoozes', 1)
+  if tonumber(ARGV[5]) > now then
+    redis.call('HSET', k, 'state', 'scheduled', 'run_at', ARGV[5])
+    redis.call('ZADD', KEYS[4], ARGV[5], id)
+  else
+    redis.call('HSET', k, 'state', 'pending', 'run_at', ARGV[5])
+    redis.call('RPUSH', ready(p), id)
+  end
+end
 wake()
 return 1
 `)

@@ -8,7 +8,10 @@
 // jobs and within the batch, a retried job, a used id), the
 // unique-while-active holds, Delete, and the default dead retention
 // (queue.DefaultDeadRetention); a backend that removes old jobs only
-// when asked implements Sweeper, which Run calls first.
+// when asked implements Sweeper, which Run calls first. Its
+// Periodic cases run queue.Schedulers on the backend: three instances
+// with skewed clocks and restarts enqueue each of 10 ticks once, and the
+// missed-tick and overlap policies hold.
 package queuetest
 
 import (
@@ -130,7 +133,7 @@ func Run(t *testing.T, f Factory) {
 		if more := e.fetch(10, time.Minute); len(more) != 0 {
 			t.Fatalf("leased jobs fetched again: %v", kinds(more))
 		}
-		if err := e.b.Complete(ctx, ls[0]); err != nil {
+		if err := e.b.Complete(ctx, ls[0], nil); err != nil {
 			t.Fatal(err)
 		}
 		if m := e.state(ids[0]); m.State != queue.Done || m.FinishedAt.IsZero() {
@@ -177,7 +180,7 @@ func Run(t *testing.T, f Factory) {
 		if len(ls) != 1 {
 			t.Fatal("the delayed job did not run once due")
 		}
-		if err := e.b.Complete(ctx, ls[0]); err != nil {
+		if err := e.b.Complete(ctx, ls[0], nil); err != nil {
 			t.Fatal(err)
 		}
 		at := e.enqueue("at", queue.EnqueueOptions{RunAt: e.clk.Now().Add(time.Hour)})
@@ -283,7 +286,7 @@ func Run(t *testing.T, f Factory) {
 		}
 		// The job is leased and done: a late retry still finds it.
 		for _, l := range e.fetch(10, time.Minute) {
-			if err := e.b.Complete(ctx, l); err != nil {
+			if err := e.b.Complete(ctx, l, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -430,7 +433,7 @@ func Run(t *testing.T, f Factory) {
 		}
 		dup(first, "while waiting for a retry")
 		e.clk.Add(time.Second)
-		if err := e.b.Complete(ctx, e.fetch(1, time.Minute)[0]); err != nil {
+		if err := e.b.Complete(ctx, e.fetch(1, time.Minute)[0], nil); err != nil {
 			t.Fatal(err)
 		}
 		second := free("once the job is done")
@@ -463,7 +466,7 @@ func Run(t *testing.T, f Factory) {
 			t.Fatal(err)
 		}
 		done := e.enqueue("done", queue.EnqueueOptions{})
-		if err := e.b.Complete(ctx, e.fetch(1, time.Minute)[0]); err != nil {
+		if err := e.b.Complete(ctx, e.fetch(1, time.Minute)[0], nil); err != nil {
 			t.Fatal(err)
 		}
 		retry := e.enqueue("retry", queue.EnqueueOptions{})
@@ -483,7 +486,7 @@ func Run(t *testing.T, f Factory) {
 				t.Fatalf("Delete(%s) again: %v, want ErrNotFound", id, err)
 			}
 		}
-		if err := e.b.Complete(ctx, l); !errors.Is(err, queue.ErrLeaseLost) {
+		if err := e.b.Complete(ctx, l, nil); !errors.Is(err, queue.ErrLeaseLost) {
 			t.Fatalf("Complete of a deleted active job: %v, want ErrLeaseLost", err)
 		}
 		e.clk.Add(2 * time.Minute)
@@ -541,7 +544,7 @@ func Run(t *testing.T, f Factory) {
 		if len(cur) != 1 || cur[0].Msg.ID != id || cur[0].Msg.Attempt != 2 || cur[0].Token == old.Token {
 			t.Fatalf("after the lease expired: %v, want the job again as attempt 2 with a new token", cur)
 		}
-		if err := e.b.Complete(ctx, old); !errors.Is(err, queue.ErrLeaseLost) {
+		if err := e.b.Complete(ctx, old, nil); !errors.Is(err, queue.ErrLeaseLost) {
 			t.Fatalf("the old holder's Complete: %v, want ErrLeaseLost", err)
 		}
 		if err := e.b.Extend(ctx, old, time.Minute); !errors.Is(err, queue.ErrLeaseLost) {
@@ -558,7 +561,7 @@ func Run(t *testing.T, f Factory) {
 		if ls := e.fetch(1, 30*time.Second); len(ls) != 0 {
 			t.Fatal("redelivered although the lease was renewed")
 		}
-		if err := e.b.Complete(ctx, cur[0]); err != nil {
+		if err := e.b.Complete(ctx, cur[0], nil); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -566,12 +569,128 @@ func Run(t *testing.T, f Factory) {
 		e := setup(t, f)
 		e.enqueue("x", queue.EnqueueOptions{})
 		l := e.fetch(1, time.Minute)[0]
-		if err := e.b.Release(ctx, l); err != nil {
+		if err := e.b.Release(ctx, l, time.Time{}); err != nil {
 			t.Fatal(err)
 		}
 		again := e.fetch(1, time.Minute)
 		if len(again) != 1 || again[0].Msg.Attempt != 1 {
 			t.Fatalf("after Release: %v, want the job at attempt 1", again)
+		}
+	})
+	t.Run("SnoozeSpendsNoAttempt", func(t *testing.T) {
+		e := setup(t, f)
+		id := e.enqueue("x", queue.EnqueueOptions{MaxAttempts: 1})
+		l := e.fetch(1, time.Minute)[0]
+		for i := 1; i <= 3; i++ {
+			if err := e.b.Release(ctx, l, e.clk.Now().Add(5*time.Second)); err != nil {
+				t.Fatalf("snooze %d: %v", i, err)
+			}
+			if err := e.b.Release(ctx, l, e.clk.Now().Add(5*time.Second)); !errors.Is(err, queue.ErrLeaseLost) {
+				t.Fatalf("snoozing a lease given back: %v, want ErrLeaseLost", err)
+			}
+			m := e.state(id)
+			if m.State != queue.Scheduled || m.Attempt != 0 || m.MaxAttempts != 1 || m.Snoozes != i || !m.RunAt.Equal(e.clk.Now().Add(5*time.Second)) {
+				t.Fatalf("after snooze %d: %+v, want scheduled in 5s, attempt 0 of 1, %d snoozes", i, m, i)
+			}
+			e.clk.Add(4 * time.Second)
+			if ls := e.fetch(1, time.Minute); len(ls) != 0 {
+				t.Fatalf("snoozed job fetched 1s before its time")
+			}
+			e.clk.Add(time.Second)
+			ls := e.fetch(1, time.Minute)
+			if len(ls) != 1 || ls[0].Msg.ID != id || ls[0].Msg.Attempt != 1 || ls[0].Msg.Snoozes != i {
+				t.Fatalf("after snooze %d: fetched %v, want the job at attempt 1 with %d snoozes", i, ls, i)
+			}
+			l = ls[0]
+		}
+		c, err := e.c.Counts(ctx, e.q)
+		if err != nil || c.Active != 1 || c.Scheduled != 0 || c.Retry != 0 {
+			t.Fatalf("counts %+v %v, want the job active", c, err)
+		}
+		// A snooze whose time has come makes the job pending at once,
+		// behind the jobs already waiting.
+		other := e.enqueue("y", queue.EnqueueOptions{})
+		e.clk.Add(time.Second)
+		if err := e.b.Release(ctx, l, e.clk.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if m := e.state(id); m.State != queue.Pending || m.Snoozes != 4 || m.Attempt != 0 {
+			t.Fatalf("after a snooze due now: %+v, want pending, 4 snoozes, attempt 0", m)
+		}
+		ls := e.fetch(2, time.Minute)
+		if len(ls) != 2 || ls[0].Msg.ID != other || ls[1].Msg.ID != id || ls[1].Msg.Attempt != 1 {
+			t.Fatalf("fetched %v, want %s then the snoozed job at attempt 1", ls, other)
+		}
+		// Its one attempt is still there: completing it works, and a
+		// failure now is the last one.
+		if err := e.b.Fail(ctx, ls[1], "boom", e.clk.Now(), false); err != nil {
+			t.Fatal(err)
+		}
+		if m := e.state(id); m.State != queue.Dead || m.Attempt != 1 || m.Snoozes != 4 {
+			t.Fatalf("after failing its one attempt: %+v, want dead at attempt 1", m)
+		}
+	})
+	t.Run("ResultsAndProgress", func(t *testing.T) {
+		e := setup(t, f)
+		id := e.enqueue("report", queue.EnqueueOptions{})
+		enqueued := e.clk.Now()
+		if m := e.state(id); m.Progress != (queue.Progress{}) || m.Output != nil || !m.StartedAt.IsZero() || !m.EnqueuedAt.Equal(enqueued) {
+			t.Fatalf("a new job: %+v, want no progress, output or start", m)
+		}
+		e.clk.Add(time.Second)
+		old := e.fetch(1, 30*time.Second)[0]
+		if !old.Msg.StartedAt.Equal(e.clk.Now()) {
+			t.Fatalf("leased job started at %v, want %v", old.Msg.StartedAt, e.clk.Now())
+		}
+		e.clk.Add(time.Second)
+		if err := e.b.Progress(ctx, old, 40, "rendering page 4 of 10"); err != nil {
+			t.Fatal(err)
+		}
+		want := queue.Progress{Percent: 40, Message: "rendering page 4 of 10", UpdatedAt: e.clk.Now()}
+		if m := e.state(id); m.State != queue.Active || !m.Progress.UpdatedAt.Equal(want.UpdatedAt) || m.Progress.Percent != 40 || m.Progress.Message != want.Message || !m.StartedAt.Equal(old.Msg.StartedAt) {
+			t.Fatalf("after a progress report: %+v, want active with %+v", m, want)
+		}
+		// A worker whose lease ran out cannot overwrite the progress, even
+		// once another one holds the job.
+		e.clk.Add(30 * time.Second)
+		if err := e.b.Progress(ctx, old, 50, "late"); !errors.Is(err, queue.ErrLeaseLost) {
+			t.Fatalf("progress on an expired lease: %v, want ErrLeaseLost", err)
+		}
+		cur := e.fetch(1, 30*time.Second)
+		if len(cur) != 1 || cur[0].Msg.Attempt != 2 || !cur[0].Msg.StartedAt.Equal(e.clk.Now()) {
+			t.Fatalf("after the lease expired: %v, want attempt 2 started now", cur)
+		}
+		started := e.clk.Now()
+		if err := e.b.Progress(ctx, old, 60, "late"); !errors.Is(err, queue.ErrLeaseLost) {
+			t.Fatalf("progress on a lease another worker took: %v, want ErrLeaseLost", err)
+		}
+		if m := e.state(id); m.Progress.Percent != 40 || m.Progress.Message != want.Message {
+			t.Fatalf("a lost lease overwrote the progress: %+v", m.Progress)
+		}
+		e.clk.Add(time.Second)
+		if err := e.b.Progress(ctx, cur[0], 100, ""); err != nil {
+			t.Fatal(err)
+		}
+		output := []byte(`{"pages":10,"url":"https://files.example.com/r/1.pdf"}`)
+		if err := e.b.Complete(ctx, old, []byte(`{"stale":true}`)); !errors.Is(err, queue.ErrLeaseLost) {
+			t.Fatalf("the old holder's Complete: %v, want ErrLeaseLost", err)
+		}
+		e.clk.Add(time.Second)
+		if err := e.b.Complete(ctx, cur[0], output); err != nil {
+			t.Fatal(err)
+		}
+		m := e.state(id)
+		if m.State != queue.Done || string(m.Output) != string(output) || m.Attempt != 2 || m.Progress.Percent != 100 || m.Progress.Message != "" ||
+			!m.Progress.UpdatedAt.Equal(started.Add(time.Second)) || !m.StartedAt.Equal(started) || !m.FinishedAt.Equal(e.clk.Now()) || !m.EnqueuedAt.Equal(enqueued) {
+			t.Fatalf("completed job: %+v, want done at attempt 2 with its output, progress 100 and its times", m)
+		}
+		// A job completed without an output has none.
+		plain := e.enqueue("plain", queue.EnqueueOptions{})
+		if err := e.b.Complete(ctx, e.fetch(1, time.Minute)[0], nil); err != nil {
+			t.Fatal(err)
+		}
+		if m := e.state(plain); m.State != queue.Done || m.Output != nil || m.Progress != (queue.Progress{}) {
+			t.Fatalf("a job completed with no output: %+v", m)
 		}
 	})
 	t.Run("ConcurrentFetchLeasesEachJobOnce", func(t *testing.T) {
@@ -639,4 +758,5 @@ func Run(t *testing.T, f Factory) {
 			t.Errorf("args that are not JSON: %v", err)
 		}
 	})
+	runPeriodic(t, f)
 }

@@ -111,6 +111,97 @@ func RunWorker(t *testing.T, f RealTimeFactory) {
 			t.Fatalf("stats %+v", st)
 		}
 	})
+	t.Run("HandlerSnoozes", func(t *testing.T) {
+		// MaxAttempts 1: two snoozes spend no attempt, the third run
+		// completes; a negative snooze is a failed attempt that says why.
+		b, q := f(t), Name(t)
+		c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+		sleepy, _ := c.Enqueue(ctx, q, "sleepy", args{}, queue.EnqueueOptions{MaxAttempts: 1})
+		bad, _ := c.Enqueue(ctx, q, "bad", args{}, queue.EnqueueOptions{MaxAttempts: 1})
+		w := worker(t, b, q, queue.Options{Concurrency: 2})
+		var runs atomic.Int64
+		queue.Handle(w, "sleepy", func(ctx context.Context, j *queue.Job[args]) error {
+			n := runs.Add(1)
+			if j.Attempt != 1 || j.MaxAttempts != 1 || j.Snoozes != int(n-1) {
+				t.Errorf("run %d sees attempt %d of %d, %d snoozes; want attempt 1 of 1, %d snoozes", n, j.Attempt, j.MaxAttempts, j.Snoozes, n-1)
+			}
+			if n < 3 {
+				return queue.Snooze(20 * time.Millisecond)
+			}
+			return nil
+		})
+		queue.Handle(w, "bad", func(ctx context.Context, j *queue.Job[args]) error { return queue.Snooze(-time.Second) })
+		w.Start(ctx)
+		defer w.Close()
+		state := func(id string) *queue.Message { m, _ := c.Job(ctx, q, id); return m }
+		waitFor(t, "both jobs settled", func() bool {
+			return state(sleepy).State == queue.Done && state(bad).State == queue.Dead
+		})
+		if m := state(sleepy); runs.Load() != 3 || m.Attempt != 1 || m.Snoozes != 2 {
+			t.Fatalf("snoozed job: %d runs, %+v; want 3 runs, attempt 1, 2 snoozes", runs.Load(), m)
+		}
+		if m := state(bad); !strings.Contains(m.LastError, "Snooze(-1s)") || m.Snoozes != 0 {
+			t.Fatalf("a negative snooze: %+v, want a failed attempt naming Snooze(-1s)", m)
+		}
+		if st := w.Stats()[0]; st.Snoozed != 2 || st.Processed != 1 || st.Dead != 1 {
+			t.Fatalf("stats %+v, want 2 snoozed, 1 processed, 1 dead", st)
+		}
+	})
+	t.Run("ResultsAndProgress", func(t *testing.T) {
+		// A HandleResult handler reports progress (rate-limited, checked)
+		// and returns an output, stored with the completion; an output
+		// over MaxOutput fails the job; a Handle job has no output.
+		b, q := f(t), Name(t)
+		c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+		report, _ := c.Enqueue(ctx, q, "report", args{N: 3}, queue.EnqueueOptions{})
+		huge, _ := c.Enqueue(ctx, q, "huge", args{N: 100}, queue.EnqueueOptions{MaxAttempts: 5})
+		plain, _ := c.Enqueue(ctx, q, "plain", args{}, queue.EnqueueOptions{})
+		w, err := queue.NewWorker(queue.WorkerOptions{Backend: b, Queues: map[string]queue.Options{q: {Concurrency: 3}},
+			Backoff: retry.Constant{D: time.Millisecond}, FetchWait: 50 * time.Millisecond, MaxOutput: 64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		type result struct {
+			Pages int    `json:"pages"`
+			URL   string `json:"url"`
+		}
+		var checks []error
+		queue.HandleResult(w, "report", func(ctx context.Context, j *queue.Job[args]) (result, error) {
+			checks = append(checks,
+				j.Progress(ctx, 10, "started"),
+				j.Progress(ctx, 101, "too far"),
+				j.Progress(ctx, 50, strings.Repeat("x", queue.MaxProgressMessage+1)),
+				j.Progress(ctx, 20, "dropped: within 250ms of the last"),
+				j.Progress(ctx, 100, "rendered"))
+			return result{Pages: j.Args.N, URL: "https://files.example.com/r.pdf"}, nil
+		})
+		var hugeRuns atomic.Int64
+		queue.HandleResult(w, "huge", func(ctx context.Context, j *queue.Job[args]) (string, error) {
+			hugeRuns.Add(1)
+			return strings.Repeat("y", j.Args.N), nil
+		})
+		queue.Handle(w, "plain", func(ctx context.Context, j *queue.Job[args]) error { return nil })
+		w.Start(ctx)
+		defer w.Close()
+		state := func(id string) *queue.Message { m, _ := c.Job(ctx, q, id); return m }
+		waitFor(t, "the three jobs settled", func() bool {
+			return state(report).State == queue.Done && state(huge).State == queue.Dead && state(plain).State == queue.Done
+		})
+		if len(checks) != 5 || checks[0] != nil || !errors.Is(checks[1], queue.ErrInvalid) || !errors.Is(checks[2], queue.ErrInvalid) || checks[3] != nil || checks[4] != nil {
+			t.Fatalf("Progress returned %v; want nil, ErrInvalid, ErrInvalid, nil, nil", checks)
+		}
+		m := state(report)
+		if string(m.Output) != `{"pages":3,"url":"https://files.example.com/r.pdf"}` || m.Progress.Percent != 100 || m.Progress.Message != "rendered" ||
+			m.Progress.UpdatedAt.IsZero() || m.StartedAt.IsZero() || m.FinishedAt.Before(m.StartedAt) || m.StartedAt.Before(m.EnqueuedAt.Add(-time.Second)) {
+			t.Fatalf("report job: %+v, want its output, 100%% rendered and its times", m)
+		}
+		if m := state(huge); hugeRuns.Load() != 1 || m.Output != nil || !strings.Contains(m.LastError, "MaxOutput (64)") || !strings.Contains(m.LastError, "102 bytes") {
+			t.Fatalf("a too large output: %d runs, %+v; want one run, dead, the error naming MaxOutput", hugeRuns.Load(), m)
+		}
+		if m := state(plain); m.Output != nil {
+			t.Fatalf("a Handle job has output %q", m.Output)
+		}
+	})
 	t.Run("RateLimitDoesNotBurnAttempts", func(t *testing.T) {
 		// A limiter that admits one job and refuses the rest for an hour:
 		// the refused jobs go back to the queue with no attempt counted
