@@ -3,6 +3,8 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"slices"
@@ -189,6 +191,20 @@ func TestDocListsEveryMetric(t *testing.T) {
 	go func() { newCollector(t, metrics.Options{}).Describe(ch); close(ch) }()
 	for d := range ch {
 		described = append(described, descName(d))
+	}
+	// and the families NewHTTP registers, once a request made them all.
+	reg := prometheus.NewRegistry()
+	red, err := metrics.NewHTTP(metrics.HTTPOptions{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	red.Middleware(http.NotFoundHandler()).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) != 3 {
+		t.Fatalf("NewHTTP registered %d families (%v), want 3", len(mfs), err)
+	}
+	for _, mf := range mfs {
+		described = append(described, mf.GetName())
 	}
 	doc, err := os.ReadFile("doc.go")
 	if err != nil {

@@ -224,6 +224,24 @@
 // The probe metrics of health exist for the probes given to AddHealth,
 // which reads them with health.Health.Run during the scrape (see AddHealth).
 //
+// # HTTP requests (RED)
+//
+// NewHTTP is the other kind of thing here: middleware that records every
+// request as it is served (rate, errors, duration), since those numbers
+// exist nowhere to be read at scrape time. It registers its own metrics on
+// the registry given in HTTPOptions.Registerer:
+//
+//	scalekit_http_requests_total{route,method,status_class}             counter    requests served
+//	scalekit_http_request_duration_seconds{route,method,status_class}   histogram  time to serve them: native, with classic buckets, exemplars trace_id and request_id
+//	scalekit_http_requests_in_flight                                    gauge      requests being served
+//
+// route is the http.ServeMux pattern that matched ("GET /users/{id}"), or
+// "unmatched": never the raw path. Wrap the mux itself and put middleware
+// that copy the request (requestid's) outside, as Middleware explains:
+//
+//	red, err := metrics.NewHTTP(metrics.HTTPOptions{Registerer: reg})
+//	handler := ids.Middleware(red.Middleware(mux))
+//
 // # Reads during the scrape
 //
 // Two Add methods do I/O when scraped rather than read a snapshot only:
