@@ -237,10 +237,11 @@
 //
 // route is the http.ServeMux pattern that matched ("GET /users/{id}"), or
 // "unmatched": never the raw path. Wrap the mux itself and put middleware
-// that copy the request (requestid's) outside, as Middleware explains:
+// that copy the request (requestid's) or answer for the mux (a 429)
+// outside, or give the mux as HTTPOptions.Mux, as Middleware explains:
 //
-//	red, err := metrics.NewHTTP(metrics.HTTPOptions{Registerer: reg})
-//	handler := ids.Middleware(red.Middleware(mux))
+//	red, err := metrics.NewHTTP(metrics.HTTPOptions{Registerer: reg, Mux: mux})
+//	handler := ids.Middleware(red.Middleware(limits.Middleware(mux)))
 //
 // # Reads during the scrape
 //

@@ -47,10 +47,17 @@ type HTTPOptions struct {
 	// buckets (NativeHistogramBucketFactor in client_golang), more than 1.
 	// Default: 1.1 (at most 10% error), with at most 160 buckets.
 	NativeBucketFactor float64
+	// Mux is the ServeMux behind the middleware, if any. With it, a
+	// request the mux did not route itself (a middleware in between
+	// answered it, a 429 say, or passed the mux a copy of the request) is
+	// labelled by the pattern Mux would match (Mux.Handler): the matching
+	// runs again for those requests only. Default: nil, and they are
+	// labelled "unmatched" (see Middleware).
+	Mux *http.ServeMux
 	// Route names a request's route. It runs after the handler returned.
-	// Default: the ServeMux pattern that matched (r.Pattern), or
-	// "unmatched". Never the raw path, whose IDs would make a series per
-	// user.
+	// Default: the ServeMux pattern that matched (r.Pattern), else the one
+	// Mux would match, else "unmatched". Never the raw path, whose IDs
+	// would make a series per user.
 	Route func(*http.Request) string
 	// MaxRoutes bounds the route label's values; later routes are
 	// labelled "other". Default: 100.
@@ -147,7 +154,7 @@ func NewHTTP(o HTTPOptions) (*HTTP, error) {
 		return nil, fmt.Errorf("%w: HTTPOptions.MaxRoutes must be >= 1, got %d", ErrInvalid, o.MaxRoutes)
 	}
 	if o.Route == nil {
-		o.Route = patternRoute
+		o.Route = patternRoute(o.Mux)
 	}
 	constLabels := prometheus.Labels{NameLabel: o.Name}
 	if o.Instance != "" {
@@ -201,22 +208,35 @@ func hasDup(b []float64) bool {
 }
 
 // patternRoute is the default HTTPOptions.Route.
-func patternRoute(r *http.Request) string {
-	if r.Pattern != "" {
-		return r.Pattern
+func patternRoute(mux *http.ServeMux) func(r *http.Request) string {
+	return func(r *http.Request) string {
+		if r.Pattern != "" {
+			return r.Pattern
+		}
+		if mux != nil {
+			if _, p := mux.Handler(r); p != "" {
+				return p
+			}
+		}
+		return UnmatchedRoute
 	}
-	return UnmatchedRoute
 }
 
 // Middleware counts and times every request next serves.
 //
 // The route is read after next returns, from the request next was given:
-// a ServeMux sets r.Pattern on that request when it matches. So wrap the
-// mux itself, with nothing between that passes the mux a different
-// request (r.WithContext makes a copy, whose Pattern this middleware never
-// sees): put such middleware, requestid's included, outside this one:
+// a ServeMux sets r.Pattern on that request when it matches. So either
+// wrap the mux itself, with nothing between that passes the mux a
+// different request (r.WithContext makes a copy, whose Pattern this
+// middleware never sees) or answers for it, putting such middleware,
+// requestid's included, outside this one:
 //
 //	handler := ids.Middleware(red.Middleware(mux))
+//
+// or set HTTPOptions.Mux, and the middleware in between may do either:
+//
+//	red, err := metrics.NewHTTP(metrics.HTTPOptions{Registerer: reg, Mux: mux})
+//	handler := ids.Middleware(red.Middleware(limits.Middleware(mux)))
 //
 // Wrapping each handler instead (mux.Handle(p, red.Middleware(h))) also
 // works, r.Pattern being set before the handler runs, but then requests no

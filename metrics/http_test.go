@@ -22,12 +22,17 @@ import (
 
 // redServer starts a real server whose mux has a few patterns, every
 // handler taking took on clk, wrapped as ids.Middleware(red.Middleware(mux)).
-func redServer(t testing.TB, o metrics.HTTPOptions, clk *clock.Manual, took time.Duration) (*httptest.Server, *prometheus.Registry) {
+// With withMux, HTTPOptions.Mux is the mux.
+func redServer(t testing.TB, o metrics.HTTPOptions, clk *clock.Manual, took time.Duration, withMux bool) (*httptest.Server, *prometheus.Registry) {
 	t.Helper()
+	mux := http.NewServeMux()
 	reg := prometheus.NewPedanticRegistry()
 	o.Registerer = reg
 	if clk != nil {
 		o.Clock = clk
+	}
+	if withMux {
+		o.Mux = mux
 	}
 	red, err := metrics.NewHTTP(o)
 	if err != nil {
@@ -37,7 +42,6 @@ func redServer(t testing.TB, o metrics.HTTPOptions, clk *clock.Manual, took time
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
 	step := func(w http.ResponseWriter) {
 		if clk != nil {
 			clk.Add(took)
@@ -85,7 +89,7 @@ func do(t testing.TB, srv *httptest.Server, method, path string, hdr ...string) 
 
 func TestHTTPSeries(t *testing.T) {
 	clk := clock.NewManual(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	srv, reg := redServer(t, metrics.HTTPOptions{Instance: "api-1", Buckets: []float64{0.01, 0.1, 1}}, clk, 30*time.Millisecond)
+	srv, reg := redServer(t, metrics.HTTPOptions{Instance: "api-1", Buckets: []float64{0.01, 0.1, 1}}, clk, 30*time.Millisecond, false)
 	for _, c := range []struct {
 		method, path string
 		status       int
@@ -206,7 +210,13 @@ func (g *gathered) Collect(ch chan<- prometheus.Metric) {
 // TestHTTPRawPathNeverALabel sends paths full of IDs and checks that no
 // label value holds any of them.
 func TestHTTPRawPathNeverALabel(t *testing.T) {
-	srv, reg := redServer(t, metrics.HTTPOptions{}, nil, 0)
+	for _, withMux := range []bool{false, true} {
+		t.Run(fmt.Sprint("Mux set ", withMux), func(t *testing.T) { testRawPath(t, withMux) })
+	}
+}
+
+func testRawPath(t *testing.T, withMux bool) {
+	srv, reg := redServer(t, metrics.HTTPOptions{}, nil, 0, withMux)
 	ids := []string{"12345", "3f2504e0-4f89-11d3-9a0c-0305e82c3301", "alice@example.com", "ZZZunmatched999"}
 	for _, id := range ids[:3] {
 		do(t, srv, "GET", "/users/"+id)
@@ -238,7 +248,8 @@ func TestHTTPRawPathNeverALabel(t *testing.T) {
 
 // TestHTTPRouteNeedsTheMuxRequest shows why the request-ID middleware goes
 // outside: inside, the mux sees a copy of the request and sets the
-// pattern on it, where the RED middleware cannot read it.
+// pattern on it, where the RED middleware cannot read it, unless
+// HTTPOptions.Mux lets it match the request again.
 func TestHTTPRouteNeedsTheMuxRequest(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -251,6 +262,12 @@ func TestHTTPRouteNeedsTheMuxRequest(t *testing.T) {
 		{"ids inside: the pattern is lost", func(ids *requestid.HTTP, red *metrics.HTTP, mux *http.ServeMux) http.Handler {
 			return red.Middleware(ids.Middleware(mux))
 		}, metrics.UnmatchedRoute},
+		{"ids inside, Mux set", func(ids *requestid.HTTP, red *metrics.HTTP, mux *http.ServeMux) http.Handler {
+			return red.Middleware(ids.Middleware(mux))
+		}, "GET /a/{x}"},
+		{"a middleware in between answers, Mux set", func(ids *requestid.HTTP, red *metrics.HTTP, mux *http.ServeMux) http.Handler {
+			return red.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})) // never calls the mux
+		}, "GET /a/{x}"},
 		{"per handler", func(ids *requestid.HTTP, red *metrics.HTTP, mux *http.ServeMux) http.Handler {
 			inner := http.NewServeMux()
 			inner.Handle("GET /a/{x}", red.Middleware(mux))
@@ -259,10 +276,14 @@ func TestHTTPRouteNeedsTheMuxRequest(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := prometheus.NewRegistry()
-			red, _ := metrics.NewHTTP(metrics.HTTPOptions{Registerer: reg})
-			ids, _ := requestid.NewHTTP(requestid.HTTPOptions{})
 			mux := http.NewServeMux()
 			mux.HandleFunc("GET /a/{x}", func(http.ResponseWriter, *http.Request) {})
+			o := metrics.HTTPOptions{Registerer: reg}
+			if strings.Contains(tc.name, "Mux set") {
+				o.Mux = mux
+			}
+			red, _ := metrics.NewHTTP(o)
+			ids, _ := requestid.NewHTTP(requestid.HTTPOptions{})
 			tc.order(ids, red, mux).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/a/1", nil))
 			want := fmt.Sprintf(`
 # HELP scalekit_http_requests_total HTTP requests served, by ServeMux pattern, method and status class (1xx to 5xx).
@@ -278,7 +299,7 @@ scalekit_http_requests_total{method="GET",name="http",route=%q,status_class="2xx
 
 func TestHTTPExemplars(t *testing.T) {
 	clk := clock.NewManual(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	srv, reg := redServer(t, metrics.HTTPOptions{Buckets: []float64{0.01, 0.1, 1}}, clk, 30*time.Millisecond)
+	srv, reg := redServer(t, metrics.HTTPOptions{Buckets: []float64{0.01, 0.1, 1}}, clk, 30*time.Millisecond, false)
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	do(t, srv, "GET", "/users/1", "traceparent", tp, "X-Request-ID", "req-1")
 	do(t, srv, "GET", "/users/2", "X-Request-ID", "req-2") // same second, same bucket: no new exemplar
@@ -403,7 +424,7 @@ func TestHTTPOptionsErrors(t *testing.T) {
 // TestHTTPHammer serves many requests on many routes from many goroutines
 // through a real server, scraping meanwhile.
 func TestHTTPHammer(t *testing.T) {
-	srv, reg := redServer(t, metrics.HTTPOptions{}, nil, 0)
+	srv, reg := redServer(t, metrics.HTTPOptions{}, nil, 0, true)
 	const goroutines, each = 8, 100
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
