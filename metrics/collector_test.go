@@ -27,6 +27,7 @@ import (
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/ratelimit"
 	"github.com/scalekit-go/scalekit/ratelimit/ratelimitredis"
+	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
 	"github.com/scalekit-go/scalekit/slo"
 )
@@ -81,6 +82,8 @@ func everything(t testing.TB, o metrics.Options) *metrics.Collector {
 
 	idem := must[*idempotency.HTTP](t)(idempotency.NewHTTP(idempotency.HTTPOptions{Unscoped: true}))
 	noErr(t, m.AddIdempotency("payments", idem))
+	ids := must[*requestid.HTTP](t)(requestid.NewHTTP(requestid.HTTPOptions{}))
+	noErr(t, m.AddRequestID("api", ids))
 
 	s := must[*slo.SLO](t)(slo.New(slo.Options{Name: "checkout", Target: 0.999}))
 	s.Record(true)
@@ -274,6 +277,7 @@ func TestAddErrors(t *testing.T) {
 		"nil cache":            {m.AddCache("c", nil), metrics.ErrInvalid},
 		"nil batch":            {m.AddBatch("b", nil), metrics.ErrInvalid},
 		"nil idempotency":      {m.AddIdempotency("i", nil), metrics.ErrInvalid},
+		"nil requestid":        {m.AddRequestID("r", nil), metrics.ErrInvalid},
 		"nil slo":              {m.AddSLO(nil), metrics.ErrInvalid},
 		"nil tracker":          {m.AddSLOTracker(nil), metrics.ErrInvalid},
 		"nil health":           {m.AddHealth("h", nil), metrics.ErrInvalid},

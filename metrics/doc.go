@@ -10,6 +10,7 @@
 //		m.AddQueue("jobs", client, "emails"), // the queue's counts, read from its backend
 //		m.AddScheduler("cron", scheduler),    // a *queue.Scheduler: ticks per schedule
 //		m.AddDBRouter("main", router),        // a *dbrouter.Router
+//		m.AddRequestID("api", ids),           // a *requestid.HTTP
 //	) // ErrDuplicate: a name added twice; ErrInvalid: a nil primitive
 //	reg := prometheus.NewRegistry()
 //	reg.MustRegister(m)
@@ -139,6 +140,9 @@
 //	scalekit_idempotency_requests_total{result}                             counter    keyed requests: executed, replayed, conflict, mismatch, bad_key, unavailable
 //	scalekit_idempotency_released_total                                     counter    keys given back (5xx, panic, oversized response)
 //	scalekit_idempotency_lease_lost_total                                   counter    requests whose lease was lost while the handler ran
+//	requestid (AddRequestID)
+//	scalekit_requestid_requests_total{source}                               counter    requests given an ID: header, traceparent, generated
+//	scalekit_requestid_replaced_total                                       counter    incoming IDs refused (too long, bad characters) and replaced
 //	slo (AddSLO, AddSLOTracker)
 //	scalekit_slo_target_ratio                                               gauge      target share of good events
 //	scalekit_slo_window_seconds                                             gauge      rolling window

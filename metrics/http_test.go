@@ -472,3 +472,33 @@ func TestHTTPHammer(t *testing.T) {
 		t.Errorf("counted %v requests, want %d", total, goroutines*each)
 	}
 }
+
+func TestRequestIDStats(t *testing.T) {
+	ids, _ := requestid.NewHTTP(requestid.HTTPOptions{})
+	h := ids.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	for _, hdr := range [][]string{
+		{"X-Request-ID", "ok-1"},
+		{"X-Request-ID", "not ok"},
+		{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		nil,
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		if hdr != nil {
+			r.Header.Set(hdr[0], hdr[1])
+		}
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	m := newCollector(t, metrics.Options{Instance: "api-1"})
+	noErr(t, m.AddRequestID("api", ids))
+	expect(t, m, "scalekit_requestid_", `
+		# TYPE scalekit_requestid_replaced_total counter
+		scalekit_requestid_replaced_total{instance_name="api-1",name="api"} 1
+		# TYPE scalekit_requestid_requests_total counter
+		scalekit_requestid_requests_total{instance_name="api-1",name="api",source="generated"} 2
+		scalekit_requestid_requests_total{instance_name="api-1",name="api",source="header"} 1
+		scalekit_requestid_requests_total{instance_name="api-1",name="api",source="traceparent"} 1
+	`)
+	if err := m.AddRequestID("api", ids); !errors.Is(err, metrics.ErrDuplicate) {
+		t.Errorf("adding twice: %v, want ErrDuplicate", err)
+	}
+}

@@ -233,7 +233,7 @@ func TestEndToEnd(t *testing.T) {
 	// Go runtime and the process.
 	for _, series := range []string{`method="GET",name="http",route="GET /users/{id}",status_class="2xx"`,
 		`method="GET",name="http",route="GET /users/{id}",status_class="4xx"`, "scalekit_http_request_duration_seconds_bucket",
-		"scalekit_http_requests_in_flight", "go_goroutines ", "process_cpu_seconds_total "} {
+		"scalekit_http_requests_in_flight", "scalekit_requestid_requests_total", "go_goroutines ", "process_cpu_seconds_total "} {
 		if !strings.Contains(m, series) {
 			t.Errorf("/metrics has no %s series", series)
 		}

@@ -369,6 +369,9 @@ func (a *app) buildHTTPMetrics(context.Context) error {
 	if a.ids, err = requestid.NewHTTP(requestid.HTTPOptions{}); err != nil {
 		return err
 	}
+	if err := a.metrics.AddRequestID("api", a.ids); err != nil {
+		return err
+	}
 	a.mux = http.NewServeMux()
 	if a.red, err = metrics.NewHTTP(metrics.HTTPOptions{Registerer: a.registry, Instance: a.cfg.Addr, Mux: a.mux}); err != nil {
 		return err
