@@ -19,7 +19,8 @@
 //     HTTPStats.Replaced; an empty header counts as none);
 //  2. the trace ID of a valid W3C traceparent header (Trace Context Level
 //     1: lowercase hex, version ff and all-zero IDs rejected, later
-//     versions read forward-compatibly), so logs and traces share one ID;
+//     versions read forward-compatibly; a request with several
+//     traceparent headers has none), so logs and traces share one ID;
 //  3. a new 128-bit random ID, 32 lowercase hex digits.
 //
 // A valid traceparent is kept in the context too (TraceFromContext), and

@@ -100,7 +100,11 @@ func (m *HTTP) Stats() HTTPStats {
 func (m *HTTP) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := &idCtx{Context: r.Context()}
-		tp, hasTrace := ParseTraceparent(headerValue(r.Header, "Traceparent"))
+		var tp Trace
+		var hasTrace bool
+		if v := r.Header["Traceparent"]; len(v) == 1 { // several: ambiguous, ignored
+			tp, hasTrace = ParseTraceparent(v[0])
+		}
 		if hasTrace {
 			c.trace, c.hasTrace = tp, true
 		}

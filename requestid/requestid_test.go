@@ -37,7 +37,14 @@ func serve(t *testing.T, m *requestid.HTTP, headers map[string]string) (ctxID, r
 	}))
 	r := httptest.NewRequest("GET", "/", nil)
 	for k, v := range headers {
-		r.Header.Set(k, v)
+		if !strings.HasPrefix(k, "+") {
+			r.Header.Set(k, v)
+		}
+	}
+	for k, v := range headers {
+		if k, ok := strings.CutPrefix(k, "+"); ok {
+			r.Header.Add(k, v) // "+name": one more header of that name
+		}
 	}
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
@@ -155,6 +162,7 @@ func TestIDSources(t *testing.T) {
 		{"bad own ID replaced by traceparent", map[string]string{"X-Request-ID": "a b", "traceparent": validTP}, traceID, true, requestid.HTTPStats{FromTraceparent: 1, Replaced: 1}, ""},
 		{"invalid traceparent ignored", map[string]string{"traceparent": strings.ToUpper(validTP)}, "", false, requestid.HTTPStats{Generated: 1}, ""},
 		{"nothing", nil, "", false, requestid.HTTPStats{Generated: 1}, ""},
+		{"two traceparents ignored", map[string]string{"traceparent": validTP, "+traceparent": validTP}, "", false, requestid.HTTPStats{Generated: 1}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, _ := requestid.NewHTTP(requestid.HTTPOptions{})
