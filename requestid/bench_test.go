@@ -52,7 +52,7 @@ func BenchmarkMiddleware(b *testing.B) {
 // BenchmarkLogHandler measures the handler on a disabled level (the cost
 // of a suppressed line) and on an enabled one with an ID to add.
 func BenchmarkLogHandler(b *testing.B) {
-	ctx := requestid.NewContext(context.Background(), requestid.New())
+	ctx := requestid.NewContext(context.Background(), requestid.Generate())
 	logger := slog.New(requestid.NewLogHandler(slog.DiscardHandler))
 	b.Run("disabled", func(b *testing.B) {
 		b.ReportAllocs()

@@ -173,9 +173,9 @@ var safe = func() (t [256]bool) {
 	return t
 }()
 
-// New returns a new random ID: 128 bits from math/rand/v2's
+// Generate returns a new random ID: 128 bits from math/rand/v2's
 // runtime-seeded ChaCha8 source, as 32 lowercase hex digits.
-func New() string {
+func Generate() string {
 	var c idCtx
 	c.generate()
 	return string(c.buf[:]) // a copy: c does not escape

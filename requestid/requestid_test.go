@@ -261,9 +261,9 @@ func TestGeneratedIDsUniqueUnderConcurrency(t *testing.T) {
 	if len(seen) != goroutines*each || m.Stats().Generated != goroutines*each {
 		t.Fatalf("%d IDs, stats %+v, want %d", len(seen), m.Stats(), goroutines*each)
 	}
-	a, b := requestid.New(), requestid.New()
+	a, b := requestid.Generate(), requestid.Generate()
 	if !isGenerated(a) || a == b {
-		t.Errorf("New() = %q, %q", a, b)
+		t.Errorf("Generate() = %q, %q", a, b)
 	}
 }
 
