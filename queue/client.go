@@ -228,9 +228,22 @@ func (c *Client) Dead(ctx context.Context, queue string, limit int) ([]*Message,
 	return c.b.Dead(ctx, queue, limit)
 }
 
-// Requeue makes a dead job pending again with its attempts reset.
+// Requeue makes a dead or cancelled job pending again, to run now, with
+// its attempts reset, or returns ErrNotFound. It does not take the job's
+// while-active unique key again.
 func (c *Client) Requeue(ctx context.Context, queue, id string) error {
 	return c.b.Requeue(ctx, queue, id)
+}
+
+// Cancel stops a job that has not finished; its state becomes Cancelled.
+// A pending, scheduled or retry-waiting job never runs. A running job's
+// handler has its ctx cancelled by its worker at the next lease renewal
+// at the latest (every Options.Lease/3), and its outcome is not recorded:
+// it stays cancelled, never retried. Cancelling a cancelled job does
+// nothing; a done or dead job returns an error wrapping ErrFinished, an
+// unknown one ErrNotFound. Requeue runs a cancelled job again.
+func (c *Client) Cancel(ctx context.Context, queue, id string) error {
+	return c.b.Cancel(ctx, queue, id)
 }
 
 // Delete removes a job in any state (and the unique key it holds), or

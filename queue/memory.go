@@ -18,7 +18,8 @@ type MemoryBackendOptions struct {
 	// Retention is how long done jobs are kept for status queries.
 	// Default: 24h.
 	Retention time.Duration
-	// DeadRetention is how long dead jobs are kept for Dead and Requeue.
+	// DeadRetention is how long dead and cancelled jobs are kept for Dead
+	// and Requeue.
 	// Default: DefaultDeadRetention (14 days).
 	DeadRetention time.Duration
 	// Clock replaces the system clock (see package clock); nil is the real
@@ -57,7 +58,7 @@ func (b *MemoryBackend) holds(queue string, h uniqueHold, now time.Time) bool {
 		return false
 	}
 	j := q.jobs[h.id]
-	return j != nil && j.m.State != Done && j.m.State != Dead
+	return j != nil && j.m.State != Done && j.m.State != Dead && j.m.State != Cancelled
 }
 
 // sweepUnique drops the holds that no longer hold, once their number
@@ -83,6 +84,8 @@ type memQueue struct {
 	jobs   map[string]*memJob
 	dead   []*memJob
 	done   []*memJob // in finish order, for retention
+	// cancelled are in cancel order, for the dead retention.
+	cancelled []*memJob
 	wake   chan struct{}
 }
 
@@ -216,6 +219,10 @@ func (b *MemoryBackend) due(q *memQueue, now time.Time) {
 	for len(q.dead) > 0 && now.Sub(q.dead[0].m.FinishedAt) > b.o.DeadRetention {
 		delete(q.jobs, q.dead[0].m.ID)
 		q.dead = q.dead[1:]
+	}
+	for len(q.cancelled) > 0 && now.Sub(q.cancelled[0].m.FinishedAt) > b.o.DeadRetention {
+		delete(q.jobs, q.cancelled[0].m.ID)
+		q.cancelled = q.cancelled[1:]
 	}
 }
 
@@ -410,6 +417,7 @@ func (b *MemoryBackend) Counts(_ context.Context, queue string) (Counts, error) 
 		}
 	}
 	c.Active, c.Dead, c.Done = int64(len(q.active)), int64(len(q.dead)), int64(len(q.done))
+	c.Cancelled = int64(len(q.cancelled))
 	return c, nil
 }
 
@@ -433,11 +441,13 @@ func (b *MemoryBackend) Requeue(_ context.Context, queue, id string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	q := b.queues[queue]
-	if q == nil || q.jobs[id] == nil || q.jobs[id].m.State != Dead {
-		return fmt.Errorf("%w: no dead job %s in queue %s", ErrNotFound, id, queue)
+	if q == nil || q.jobs[id] == nil || (q.jobs[id].m.State != Dead && q.jobs[id].m.State != Cancelled) {
+		return fmt.Errorf("%w: no dead or cancelled job %s in queue %s", ErrNotFound, id, queue)
 	}
 	j := q.jobs[id]
-	q.dead = slices.DeleteFunc(q.dead, func(d *memJob) bool { return d == j })
+	is := func(d *memJob) bool { return d == j }
+	q.dead = slices.DeleteFunc(q.dead, is)
+	q.cancelled = slices.DeleteFunc(q.cancelled, is)
 	j.m.Attempt, j.m.RunAt, j.m.FinishedAt = 0, now, time.Time{}
 	q.place(j, now)
 	q.signal()
@@ -454,23 +464,54 @@ func (b *MemoryBackend) Delete(_ context.Context, queue, id string) error {
 	}
 	j := q.jobs[id]
 	is := func(o *memJob) bool { return o == j }
-	for p := range q.ready {
-		q.ready[p] = slices.DeleteFunc(q.ready[p], is)
-	}
-	if j.idx >= 0 {
-		heap.Remove(&q.timed, j.idx)
-	}
-	delete(q.active, id)
+	b.unqueue(q, j)
 	q.dead = slices.DeleteFunc(q.dead, is)
 	q.done = slices.DeleteFunc(q.done, is)
+	q.cancelled = slices.DeleteFunc(q.cancelled, is)
 	delete(q.jobs, id)
-	j.token = ""
 	if j.m.UniqueKey != "" {
 		uk := queue + "\x00" + j.m.UniqueKey
 		if h, ok := b.unique[uk]; ok && h.id == id {
 			delete(b.unique, uk)
 		}
 	}
+	return nil
+}
+
+// unqueue takes j out of the ready lists, the timed heap and the
+// leases (b.mu held): no worker can fetch it or keep its lease.
+func (b *MemoryBackend) unqueue(q *memQueue, j *memJob) {
+	is := func(o *memJob) bool { return o == j }
+	for p := range q.ready {
+		q.ready[p] = slices.DeleteFunc(q.ready[p], is)
+	}
+	if j.idx >= 0 {
+		heap.Remove(&q.timed, j.idx)
+	}
+	delete(q.active, j.m.ID)
+	j.token = ""
+}
+
+// Cancel is Backend.Cancel.
+func (b *MemoryBackend) Cancel(_ context.Context, queue, id string) error {
+	now := clock.Now(b.o.Clock)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.queues[queue]
+	if q == nil || q.jobs[id] == nil {
+		return fmt.Errorf("%w: %s in queue %s", ErrNotFound, id, queue)
+	}
+	j := q.jobs[id]
+	switch j.m.State {
+	case Cancelled:
+		return nil
+	case Done, Dead:
+		return fmt.Errorf("%w: job %s in queue %s is %s", ErrFinished, id, queue, j.m.State)
+	}
+	b.unqueue(q, j)
+	j.m.State, j.m.FinishedAt = Cancelled, now
+	q.cancelled = append(q.cancelled, j)
+	b.releaseUnique(j)
 	return nil
 }
 

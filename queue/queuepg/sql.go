@@ -25,6 +25,7 @@ type statements struct {
 	takeBack, fetch, extend, complete, fail         string
 	progress                                        string
 	release, job, counts, dead, requeue, delete     string
+	cancel, cancelState                             string
 	sweepJobs, sweepUnique                          string
 }
 
@@ -39,7 +40,7 @@ func sqlFor(prefix string) statements {
 		extend: r.Replace(extendSQL), progress: r.Replace(progressSQL), complete: r.Replace(completeSQL), fail: r.Replace(failSQL),
 		release: r.Replace(releaseSQL), job: r.Replace(jobSQL), counts: r.Replace(countsSQL), dead: r.Replace(deadSQL),
 		requeue: r.Replace(requeueSQL), delete: r.Replace(deleteSQL), sweepJobs: r.Replace(sweepJobsSQL),
-		sweepUnique: r.Replace(sweepUniqueSQL),
+		sweepUnique: r.Replace(sweepUniqueSQL), cancel: r.Replace(cancelSQL), cancelState: r.Replace(cancelStateSQL),
 	}
 }
 
@@ -69,6 +70,7 @@ CREATE TABLE IF NOT EXISTS {jobs} (
 CREATE INDEX IF NOT EXISTS {jobs}_due ON {jobs} (queue, priority, run_at, id) WHERE state IN ('pending', 'scheduled', 'retry');
 CREATE INDEX IF NOT EXISTS {jobs}_leases ON {jobs} (queue, lease_until) WHERE state = 'active';
 CREATE INDEX IF NOT EXISTS {jobs}_finished ON {jobs} (queue, state, finished_at) WHERE state IN ('done', 'dead');
+CREATE INDEX IF NOT EXISTS {jobs}_cancelled ON {jobs} (queue, finished_at) WHERE state = 'cancelled';
 ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS unique_active bool NOT NULL DEFAULT false;
 ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS snoozes int NOT NULL DEFAULT 0;
 ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS started_at timestamptz,
@@ -117,7 +119,7 @@ const insertUniqueSQL = `INSERT INTO {unique} AS u (queue, unique_key, job_id, u
 VALUES ($2, $3, $4, CASE WHEN $6 THEN 'infinity'::timestamptz ELSE $5 END)
 ON CONFLICT (queue, unique_key) DO UPDATE SET job_id = EXCLUDED.job_id, until = EXCLUDED.until
 WHERE u.until <= {now} OR (u.until = 'infinity' AND NOT EXISTS (SELECT 1 FROM {jobs} h
-  WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))
+  WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead', 'cancelled')))
 RETURNING job_id`
 
 // insertManySQL adds a batch of jobs in one statement, each as
@@ -151,7 +153,7 @@ u AS (INSERT INTO {unique} AS u (queue, unique_key, job_id, until)
   FROM cand ORDER BY queue, unique_key
   ON CONFLICT (queue, unique_key) DO UPDATE SET job_id = EXCLUDED.job_id, until = EXCLUDED.until
   WHERE u.until <= {now} OR (u.until = 'infinity' AND NOT EXISTS (SELECT 1 FROM {jobs} h
-    WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))
+    WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead', 'cancelled')))
   RETURNING queue, unique_key, job_id),
 ins AS (INSERT INTO {jobs} (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms,
     unique_key, unique_until, enqueued_at, unique_active)
@@ -272,7 +274,8 @@ FROM {jobs} j WHERE j.queue = $2 AND j.id = $3`
 // countsSQL counts a queue's jobs per state on the partial indexes (each
 // state IN (...) repeats an index's predicate so the planner uses it),
 // the done ones from the counter, and the age of the oldest due job (ms).
-// Columns: due (pending), scheduled, active, retry, dead, done, oldest.
+// Columns: due (pending), scheduled, active, retry, dead, done, oldest,
+// cancelled.
 // $1 now, $2 queue.
 const countsSQL = `SELECT
   (SELECT count(*) FROM {jobs} WHERE queue = $2 AND state IN ('pending', 'scheduled', 'retry') AND run_at <= {now})
@@ -283,15 +286,30 @@ const countsSQL = `SELECT
   (SELECT count(*) FROM {jobs} WHERE queue = $2 AND state IN ('done', 'dead') AND state = 'dead'),
   coalesce((SELECT done FROM {counts} WHERE queue = $2), 0),
   coalesce(extract(epoch FROM {now} - (SELECT min(run_at) FROM {jobs}
-    WHERE queue = $2 AND state IN ('pending', 'scheduled', 'retry') AND run_at <= {now})) * 1000, 0)`
+    WHERE queue = $2 AND state IN ('pending', 'scheduled', 'retry') AND run_at <= {now})) * 1000, 0),
+  (SELECT count(*) FROM {jobs} WHERE queue = $2 AND state = 'cancelled')`
 
 // deadSQL lists dead jobs, most recent first. $1 queue, $2 limit.
 const deadSQL = `SELECT {job_columns} FROM {jobs} j WHERE j.queue = $1 AND j.state = 'dead' ORDER BY j.finished_at DESC, j.id DESC LIMIT $2`
 
-// requeueSQL makes a dead job pending again with a fresh attempt count.
-// $1 now, $2 queue, $3 id.
+// requeueSQL makes a dead or cancelled job pending again with a fresh
+// attempt count. $1 now, $2 queue, $3 id.
 const requeueSQL = `UPDATE {jobs} SET state = 'pending', attempt = 0, run_at = {now}, finished_at = NULL
-WHERE queue = $2 AND id = $3 AND state = 'dead'`
+WHERE queue = $2 AND id = $3 AND state IN ('dead', 'cancelled')`
+
+// cancelSQL cancels a job that has not finished (an active one loses its
+// lease: the fenced statements no longer match it) and drops its
+// while-active unique hold; it returns how many jobs it cancelled.
+// $1 now, $2 queue, $3 id.
+const cancelSQL = `WITH c AS (UPDATE {jobs} SET state = 'cancelled', finished_at = {now}, token = NULL, lease_until = NULL
+  WHERE queue = $2 AND id = $3 AND state IN ('pending', 'scheduled', 'retry', 'active')
+  RETURNING queue, id, unique_key, unique_active),
+u AS (DELETE FROM {unique} h USING c WHERE c.unique_active AND h.queue = c.queue AND h.unique_key = c.unique_key AND h.job_id = c.id)
+SELECT count(*) FROM c`
+
+// cancelStateSQL reads the state of a job cancelSQL did not cancel.
+// $1 queue, $2 id.
+const cancelStateSQL = `SELECT state FROM {jobs} WHERE queue = $1 AND id = $2`
 
 // deleteSQL removes a job with its unique hold, keeping the done counter;
 // it returns how many jobs it deleted. $1 queue, $2 id.
@@ -300,11 +318,13 @@ const deleteSQL = `WITH d AS (DELETE FROM {jobs} WHERE queue = $1 AND id = $2 RE
   n AS (UPDATE {counts} k SET done = k.done - 1 FROM d WHERE d.state = 'done' AND k.queue = d.queue)
 SELECT count(*) FROM d`
 
-// sweepJobsSQL deletes the done and dead jobs past their retention,
+// sweepJobsSQL deletes the done, dead and cancelled jobs past their
+// retention (cancelled ones: the dead retention),
 // keeping the done counters; it returns how many it deleted. $1 now,
 // $2 retention (ms), $3 dead retention (ms).
 const sweepJobsSQL = `WITH d AS (DELETE FROM {jobs} WHERE (state = 'done' AND finished_at <= {now} - $2 * interval '1 millisecond')
     OR (state = 'dead' AND finished_at <= {now} - $3 * interval '1 millisecond')
+    OR (state = 'cancelled' AND finished_at <= {now} - $3 * interval '1 millisecond')
   RETURNING queue, state),
 n AS (UPDATE {counts} k SET done = k.done - x.n
   FROM (SELECT queue, count(*) AS n FROM d WHERE state = 'done' GROUP BY queue) x WHERE k.queue = x.queue)
@@ -313,4 +333,4 @@ SELECT count(*) FROM d`
 // sweepUniqueSQL deletes the unique holds that no longer hold: expired,
 // or while-active of a finished (or deleted) job. $1 now.
 const sweepUniqueSQL = `DELETE FROM {unique} u WHERE until <= {now} OR (until = 'infinity' AND NOT EXISTS (
-  SELECT 1 FROM {jobs} h WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))`
+  SELECT 1 FROM {jobs} h WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead', 'cancelled')))`

@@ -758,5 +758,6 @@ func Run(t *testing.T, f Factory) {
 			t.Errorf("args that are not JSON: %v", err)
 		}
 	})
+	runControl(t, f)
 	runPeriodic(t, f)
 }

@@ -228,6 +228,7 @@ func RunWorker(t *testing.T, f RealTimeFactory) {
 			t.Fatalf("counts %+v, %d runs: want the 2 refused jobs pending (not dead) and 1 run", cnt, ran.Load())
 		}
 	})
+	runControlWorker(t, f)
 	t.Run("ShutdownFinishesThenReleases", func(t *testing.T) {
 		b, q := f(t), Name(t)
 		c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
