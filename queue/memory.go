@@ -86,7 +86,7 @@ type memQueue struct {
 	done   []*memJob // in finish order, for retention
 	// cancelled are in cancel order, for the dead retention.
 	cancelled []*memJob
-	wake   chan struct{}
+	wake      chan struct{}
 }
 
 type memJob struct {
