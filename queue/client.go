@@ -235,6 +235,31 @@ func (c *Client) Requeue(ctx context.Context, queue, id string) error {
 	return c.b.Requeue(ctx, queue, id)
 }
 
+// Pause stops every Worker of the fleet fetching from queue within a
+// second (each asks the backend at most once a second per queue); jobs
+// already running finish, enqueues still land. Resume undoes it. Pausing
+// a paused queue does nothing.
+func (c *Client) Pause(ctx context.Context, queue string) error {
+	if err := checkName("queue", queue); err != nil {
+		return err
+	}
+	return c.b.Pause(ctx, queue)
+}
+
+// Resume lets the Workers fetch from a paused queue again, within a
+// second. Resuming a queue that is not paused does nothing.
+func (c *Client) Resume(ctx context.Context, queue string) error {
+	if err := checkName("queue", queue); err != nil {
+		return err
+	}
+	return c.b.Resume(ctx, queue)
+}
+
+// Paused reports whether queue is paused (Pause).
+func (c *Client) Paused(ctx context.Context, queue string) (bool, error) {
+	return c.b.Paused(ctx, queue)
+}
+
 // Cancel stops a job that has not finished; its state becomes Cancelled.
 // A pending, scheduled or retry-waiting job never runs. A running job's
 // handler has its ctx cancelled by its worker at the next lease renewal

@@ -137,6 +137,14 @@
 // runs a dead or cancelled job again now, its attempts reset.
 // Client.Delete removes a job in any state.
 //
+// Client.Pause stops a queue fleet-wide: every Worker asks the backend
+// whether a queue is paused at most once a second (one key or primary-key
+// read per queue, not one per fetch) and fetches nothing from a paused
+// queue, so the whole fleet stops fetching from it within a second. Jobs
+// already running finish; enqueues still land and wait. Client.Resume
+// lets the workers fetch again within a second; Worker.Stats shows each
+// queue's Paused as the worker last read it.
+//
 // # When the backend is down
 //
 // Fetches that fail are retried with a growing pause (100ms to 5s) and

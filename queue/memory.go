@@ -38,6 +38,7 @@ type MemoryBackend struct {
 	// uniqueCap is the size of unique at which Enqueue next drops the
 	// holds that no longer hold.
 	uniqueCap int
+	paused    map[string]bool
 }
 
 // uniqueHold is a unique key's holder: until a time, or while its job is
@@ -120,7 +121,7 @@ func NewMemoryBackend(o MemoryBackendOptions) *MemoryBackend {
 	if o.DeadRetention <= 0 {
 		o.DeadRetention = DefaultDeadRetention
 	}
-	return &MemoryBackend{o: o, queues: map[string]*memQueue{}, unique: map[string]uniqueHold{}, uniqueCap: 1024}
+	return &MemoryBackend{o: o, queues: map[string]*memQueue{}, unique: map[string]uniqueHold{}, uniqueCap: 1024, paused: map[string]bool{}}
 }
 
 func (b *MemoryBackend) queue(name string) *memQueue {
@@ -513,6 +514,29 @@ func (b *MemoryBackend) Cancel(_ context.Context, queue, id string) error {
 	q.cancelled = append(q.cancelled, j)
 	b.releaseUnique(j)
 	return nil
+}
+
+// Pause is Backend.Pause.
+func (b *MemoryBackend) Pause(_ context.Context, queue string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.paused[queue] = true
+	return nil
+}
+
+// Resume is Backend.Resume.
+func (b *MemoryBackend) Resume(_ context.Context, queue string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.paused, queue)
+	return nil
+}
+
+// Paused is Backend.Paused.
+func (b *MemoryBackend) Paused(_ context.Context, queue string) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.paused[queue], nil
 }
 
 var _ Backend = (*MemoryBackend)(nil)

@@ -272,6 +272,16 @@ type Backend interface {
 	// Cancelling a cancelled job does nothing; a done or dead one returns
 	// ErrFinished; an unknown one ErrNotFound.
 	Cancel(ctx context.Context, queue, id string) error
+	// Pause marks a queue paused for every Worker of the fleet: they stop
+	// fetching from it (they ask Paused at most once a second). Enqueues
+	// still land and Fetch itself ignores the mark. Pausing a paused
+	// queue does nothing.
+	Pause(ctx context.Context, queue string) error
+	// Resume removes a queue's pause mark; resuming a queue that is not
+	// paused does nothing.
+	Resume(ctx context.Context, queue string) error
+	// Paused reports whether a queue is paused.
+	Paused(ctx context.Context, queue string) (bool, error)
 	// Delete removes a job in any state, with the unique hold it has,
 	// or returns ErrNotFound. A deleted active job's worker gets
 	// ErrLeaseLost for its outcome (and its handler's ctx is cancelled

@@ -644,6 +644,25 @@ func (b *Backend) Requeue(ctx context.Context, queueName, id string) error {
 	return nil
 }
 
+// Pause is queue.Backend.Pause: a row in <Prefix>_paused.
+func (b *Backend) Pause(ctx context.Context, queueName string) error {
+	_, err := b.pool.Exec(ctx, b.sql.pause, queueName)
+	return err
+}
+
+// Resume is queue.Backend.Resume.
+func (b *Backend) Resume(ctx context.Context, queueName string) error {
+	_, err := b.pool.Exec(ctx, b.sql.resume, queueName)
+	return err
+}
+
+// Paused is queue.Backend.Paused: one primary-key lookup.
+func (b *Backend) Paused(ctx context.Context, queueName string) (bool, error) {
+	var p bool
+	err := b.pool.QueryRow(ctx, b.sql.paused, queueName).Scan(&p)
+	return p, err
+}
+
 // Cancel is queue.Backend.Cancel: one statement cancels the job and drops
 // its unique hold; a second reads why when it cancelled nothing.
 func (b *Backend) Cancel(ctx context.Context, queueName, id string) error {

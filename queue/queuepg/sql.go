@@ -10,6 +10,7 @@ import (
 // above it. Three kinds of names are filled in once, by New (sqlFor):
 //
 //	{jobs}, {unique}, {counts}  the tables <Prefix>_jobs, <Prefix>_unique, <Prefix>_counts
+//	{paused}                    the table <Prefix>_paused
 //	{job_columns}               the job columns scanJob reads (jobColumns)
 //	{now}                       "now": parameter $1 when Options.Clock is set, else the
 //	                            database's now() (serverclock.SQL(1); $1 is serverclock.Param)
@@ -26,12 +27,13 @@ type statements struct {
 	progress                                        string
 	release, job, counts, dead, requeue, delete     string
 	cancel, cancelState                             string
+	pause, resume, paused                           string
 	sweepJobs, sweepUnique                          string
 }
 
 // sqlFor fills in the tables of prefix.
 func sqlFor(prefix string) statements {
-	r := strings.NewReplacer("{jobs}", prefix+"_jobs", "{unique}", prefix+"_unique", "{counts}", prefix+"_counts",
+	r := strings.NewReplacer("{jobs}", prefix+"_jobs", "{unique}", prefix+"_unique", "{counts}", prefix+"_counts", "{paused}", prefix+"_paused",
 		"{job_columns}", jobColumns, "{now}", serverclock.SQL(1))
 	return statements{
 		migrate: r.Replace(migrateSQL), migrateCounts: r.Replace(migrateCountsSQL),
@@ -41,6 +43,7 @@ func sqlFor(prefix string) statements {
 		release: r.Replace(releaseSQL), job: r.Replace(jobSQL), counts: r.Replace(countsSQL), dead: r.Replace(deadSQL),
 		requeue: r.Replace(requeueSQL), delete: r.Replace(deleteSQL), sweepJobs: r.Replace(sweepJobsSQL),
 		sweepUnique: r.Replace(sweepUniqueSQL), cancel: r.Replace(cancelSQL), cancelState: r.Replace(cancelStateSQL),
+		pause: r.Replace(pauseSQL), resume: r.Replace(resumeSQL), paused: r.Replace(pausedSQL),
 	}
 }
 
@@ -84,6 +87,10 @@ CREATE TABLE IF NOT EXISTS {unique} (
   job_id     text NOT NULL,
   until      timestamptz NOT NULL,
   PRIMARY KEY (queue, unique_key)
+);
+CREATE TABLE IF NOT EXISTS {paused} (
+  queue     text PRIMARY KEY,
+  paused_at timestamptz NOT NULL DEFAULT now()
 )`
 
 // migrateCountsSQL creates the done counters and seeds them from the jobs
@@ -306,6 +313,15 @@ const cancelSQL = `WITH c AS (UPDATE {jobs} SET state = 'cancelled', finished_at
   RETURNING queue, id, unique_key, unique_active),
 u AS (DELETE FROM {unique} h USING c WHERE c.unique_active AND h.queue = c.queue AND h.unique_key = c.unique_key AND h.job_id = c.id)
 SELECT count(*) FROM c`
+
+// pauseSQL marks a queue paused. $1 queue.
+const pauseSQL = `INSERT INTO {paused} (queue) VALUES ($1) ON CONFLICT (queue) DO NOTHING`
+
+// resumeSQL removes a queue's pause mark. $1 queue.
+const resumeSQL = `DELETE FROM {paused} WHERE queue = $1`
+
+// pausedSQL reads whether a queue is paused. $1 queue.
+const pausedSQL = `SELECT EXISTS (SELECT 1 FROM {paused} WHERE queue = $1)`
 
 // cancelStateSQL reads the state of a job cancelSQL did not cancel.
 // $1 queue, $2 id.

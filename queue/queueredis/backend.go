@@ -501,6 +501,36 @@ func (b *Backend) Requeue(ctx context.Context, queueName, id string) error {
 	return nil
 }
 
+// Pause is queue.Backend.Pause: the key {p:q}:paused.
+func (b *Backend) Pause(ctx context.Context, queueName string) error {
+	return b.cmd(ctx, "Pause", func(ctx context.Context) error { return b.c.Set(ctx, b.tag(queueName)+"paused", "1", 0).Err() })
+}
+
+// Resume is queue.Backend.Resume.
+func (b *Backend) Resume(ctx context.Context, queueName string) error {
+	return b.cmd(ctx, "Resume", func(ctx context.Context) error { return b.c.Del(ctx, b.tag(queueName)+"paused").Err() })
+}
+
+// Paused is queue.Backend.Paused.
+func (b *Backend) Paused(ctx context.Context, queueName string) (bool, error) {
+	var n int64
+	err := b.cmd(ctx, "Paused", func(ctx context.Context) (err error) {
+		n, err = b.c.Exists(ctx, b.tag(queueName)+"paused").Result()
+		return err
+	})
+	return n == 1, err
+}
+
+// cmd runs one command under Timeout; its error names op.
+func (b *Backend) cmd(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+	tctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	if err := fn(tctx); err != nil {
+		return fmt.Errorf("queueredis: %s: %w", op, err)
+	}
+	return nil
+}
+
 // Cancel is queue.Backend.Cancel: one script takes the job out of its
 // queue's lists and sets, drops its lease and while-active unique hold
 // and marks it cancelled.

@@ -47,6 +47,7 @@
 //	                       nor dead nor cancelled; Complete, a dying Fail and Cancel
 //	                       delete it
 //	{p:q}:wake             a stream of at most one entry, the wake-up signal
+//	{p:q}:paused           set while the queue is paused (Pause; workers read it each second)
 //
 // Times are Unix microseconds. They come from Redis TIME inside each
 // script, so the clocks of the fleet do not matter for leases and due

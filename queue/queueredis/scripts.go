@@ -498,8 +498,7 @@ return 1
 // token, so its lease is lost), state cancelled, in the cancelled set,
 // its while-active unique hold dropped. ARGV[3]: id. Reply: 'ok', the
 // state of a job it did not cancel (done, dead or cancelled), or an empty
-// string when
-// there is no such job.
+// string when there is no such job.
 var cancelScript = script(true, `
 local k, id = KEYS[11], ARGV[3]
 local st = redis.call('HGET', k, 'state')

@@ -9,9 +9,50 @@ import (
 	"github.com/scalekit-go/scalekit/queue"
 )
 
-// runControl checks Cancel and the Requeue of a cancelled job.
+// runControl checks Cancel, the Requeue of a cancelled job and the pause
+// mark.
 func runControl(t *testing.T, f Factory) {
 	ctx := context.Background()
+	t.Run("PauseMark", func(t *testing.T) {
+		// The mark is per queue, Pause and Resume are idempotent, and an
+		// enqueue lands in a paused queue.
+		e := setup(t, f)
+		other := Name(t)
+		paused := func(q string) bool {
+			t.Helper()
+			p, err := e.c.Paused(ctx, q)
+			if err != nil {
+				t.Fatalf("Paused(%s): %v", q, err)
+			}
+			return p
+		}
+		if paused(e.q) {
+			t.Fatal("a new queue is paused")
+		}
+		for range 2 {
+			if err := e.c.Pause(ctx, e.q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !paused(e.q) || paused(other) {
+			t.Fatalf("after Pause: paused %v, another queue %v; want true, false", paused(e.q), paused(other))
+		}
+		e.enqueue("lands", queue.EnqueueOptions{})
+		if c, _ := e.c.Counts(ctx, e.q); c.Pending != 1 {
+			t.Fatalf("counts %+v after an enqueue into a paused queue, want 1 pending", c)
+		}
+		for range 2 {
+			if err := e.c.Resume(ctx, e.q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if paused(e.q) {
+			t.Fatal("paused after Resume")
+		}
+		if err := e.c.Pause(ctx, "bad name"); !errors.Is(err, queue.ErrInvalid) {
+			t.Fatalf("Pause of a bad queue name: %v, want ErrInvalid", err)
+		}
+	})
 	t.Run("CancelPending", func(t *testing.T) {
 		// Pending, scheduled and retry-waiting jobs never run once
 		// cancelled; they count as cancelled, free their while-active
@@ -138,9 +179,65 @@ func runControl(t *testing.T, f Factory) {
 	})
 }
 
-// runControlWorker cancels a job its Worker runs.
+// runControlWorker cancels a job its Worker runs and pauses its queue.
 func runControlWorker(t *testing.T, f RealTimeFactory) {
 	ctx := context.Background()
+	t.Run("PauseResume", func(t *testing.T) {
+		// A running worker stops fetching from a queue paused elsewhere
+		// within a second; the enqueue lands; Resume lets it run.
+		b, q := f(t), Name(t)
+		c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+		w := worker(t, b, q, queue.Options{})
+		ran := make(chan int, 10)
+		queue.Handle(w, "job", func(ctx context.Context, j *queue.Job[args]) error {
+			ran <- j.Args.N
+			return nil
+		})
+		w.Start(ctx)
+		defer w.Close()
+		if _, err := c.Enqueue(ctx, q, "job", args{1}, queue.EnqueueOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if n := <-ran; n != 1 {
+			t.Fatalf("ran job %d, want 1", n)
+		}
+		if err := c.Pause(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1100 * time.Millisecond) // the worker's pause check, at most a second old
+		if _, err := c.Enqueue(ctx, q, "job", args{2}, queue.EnqueueOptions{}); err != nil {
+			t.Fatalf("Enqueue into a paused queue: %v", err)
+		}
+		if cnt, _ := c.Counts(ctx, q); cnt.Pending != 1 {
+			t.Fatalf("counts %+v in a paused queue, want the job pending", cnt)
+		}
+		select {
+		case n := <-ran:
+			t.Fatalf("job %d ran in a paused queue", n)
+		case <-time.After(1500 * time.Millisecond):
+		}
+		if st := w.Stats()[0]; !st.Paused || st.Fetched != 1 {
+			t.Fatalf("stats %+v while paused, want Paused and 1 fetched", st)
+		}
+		at := time.Now()
+		if err := c.Resume(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case n := <-ran:
+			if n != 2 {
+				t.Fatalf("ran job %d, want 2", n)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the job did not run after Resume")
+		}
+		if took := time.Since(at); took > 2*time.Second {
+			t.Errorf("the job ran %v after Resume, want within about a second", took)
+		}
+		if st := w.Stats()[0]; st.Paused {
+			t.Fatalf("stats %+v after Resume, want not paused", st)
+		}
+	})
 	t.Run("CancelRunning", func(t *testing.T) {
 		// The handler's ctx is cancelled within a lease (renewed every
 		// Lease/3) and the job stays cancelled: not retried, not dead.
