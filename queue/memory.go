@@ -459,11 +459,10 @@ func (b *MemoryBackend) Requeue(_ context.Context, queue, id string) error {
 func (b *MemoryBackend) Delete(_ context.Context, queue, id string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	q := b.queues[queue]
-	if q == nil || q.jobs[id] == nil {
-		return fmt.Errorf("%w: %s in queue %s", ErrNotFound, id, queue)
+	q, j, err := b.job(queue, id)
+	if err != nil {
+		return err
 	}
-	j := q.jobs[id]
 	is := func(o *memJob) bool { return o == j }
 	b.unqueue(q, j)
 	q.dead = slices.DeleteFunc(q.dead, is)
@@ -477,6 +476,14 @@ func (b *MemoryBackend) Delete(_ context.Context, queue, id string) error {
 		}
 	}
 	return nil
+}
+
+// job finds a job (b.mu held), or returns ErrNotFound.
+func (b *MemoryBackend) job(queue, id string) (*memQueue, *memJob, error) {
+	if q := b.queues[queue]; q != nil && q.jobs[id] != nil {
+		return q, q.jobs[id], nil
+	}
+	return nil, nil, fmt.Errorf("%w: %s in queue %s", ErrNotFound, id, queue)
 }
 
 // unqueue takes j out of the ready lists, the timed heap and the
@@ -498,11 +505,10 @@ func (b *MemoryBackend) Cancel(_ context.Context, queue, id string) error {
 	now := clock.Now(b.o.Clock)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	q := b.queues[queue]
-	if q == nil || q.jobs[id] == nil {
-		return fmt.Errorf("%w: %s in queue %s", ErrNotFound, id, queue)
+	q, j, err := b.job(queue, id)
+	if err != nil {
+		return err
 	}
-	j := q.jobs[id]
 	switch j.m.State {
 	case Cancelled:
 		return nil

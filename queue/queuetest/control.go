@@ -89,19 +89,7 @@ func runControl(t *testing.T, f Factory) {
 		if err := e.c.Delete(ctx, e.q, again); err != nil {
 			t.Fatal(err)
 		}
-		e.clk.Add(queue.DefaultDeadRetention - time.Hour)
-		e.sweep()
-		if m := e.state(pending); m.State != queue.Cancelled {
-			t.Fatalf("a cancelled job within the dead retention: %s, want cancelled", m.State)
-		}
-		e.clk.Add(2 * time.Hour)
-		e.sweep()
-		if _, err := e.c.Job(ctx, e.q, pending); !errors.Is(err, queue.ErrNotFound) {
-			t.Fatalf("a cancelled job past the %v dead retention: %v, want ErrNotFound", queue.DefaultDeadRetention, err)
-		}
-		if c, _ := e.c.Counts(ctx, e.q); c.Cancelled != 0 {
-			t.Fatalf("counts %+v past the dead retention, want 0 cancelled", c)
-		}
+		e.deadRetention(pending, queue.Cancelled, func(c queue.Counts) int64 { return c.Cancelled })
 	})
 	t.Run("CancelActiveLosesItsLease", func(t *testing.T) {
 		// A leased job cancelled: every fenced call of its worker gets
