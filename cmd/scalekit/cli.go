@@ -184,7 +184,7 @@ func (cmd *command) checkArgs(pos []string) error {
 	}
 	for i, a := range pos {
 		what := strings.TrimSuffix(cmd.args[min(i, len(cmd.args)-1)], "...")
-		if err := queuex.CheckName(errors.New("invalid"), what, a); err != nil {
+		if !queuex.ValidName(a) {
 			return usagef("%s %q: must be 1 to 100 letters, digits, '_', '.', ':' or '-'", what, a)
 		}
 	}
