@@ -147,6 +147,70 @@ func (c *Client) Enqueue(ctx context.Context, queue, kind string, args any, o En
 	return m.ID, nil
 }
 
+// EnqueueRequest is one job of Client.EnqueueMany: what Enqueue takes.
+type EnqueueRequest struct {
+	Queue, Kind string
+	// Args are the job's arguments, encoded as JSON.
+	Args    any
+	Options EnqueueOptions
+}
+
+// EnqueueResult is the outcome of one job of an EnqueueMany: its id, or
+// with a *DuplicateError (errors.Is ErrDuplicate) the id of the job
+// holding its unique key; Err is ErrInvalid when its EnqueueOptions.ID
+// is used by another job.
+type EnqueueResult struct {
+	ID  string
+	Err error
+}
+
+// NewMessages is NewMessage for a batch: it builds every job's stored
+// form, or returns an error naming the first bad job's index and field.
+// Two jobs of the batch with the same queue and EnqueueOptions.ID are an
+// error too. It is what Client.EnqueueMany passes to Backend.EnqueueMany.
+func NewMessages(now time.Time, jobs []EnqueueRequest) ([]*Message, error) {
+	ms := make([]*Message, len(jobs))
+	var ids map[[2]string]int // explicit ids: the index that has each
+	for i, r := range jobs {
+		m, err := NewMessage(now, r.Queue, r.Kind, r.Args, r.Options)
+		if err != nil {
+			return nil, fmt.Errorf("queue: EnqueueMany: jobs[%d]: %w", i, err)
+		}
+		if r.Options.ID != "" {
+			if ids == nil {
+				ids = map[[2]string]int{}
+			}
+			k := [2]string{r.Queue, r.Options.ID}
+			if j, ok := ids[k]; ok {
+				return nil, fmt.Errorf("%w: queue: EnqueueMany: jobs[%d].Options.ID %q is jobs[%d]'s too (queue %q)", ErrInvalid, i, r.Options.ID, j, r.Queue)
+			}
+			ids[k] = i
+		}
+		ms[i] = m
+	}
+	return ms, nil
+}
+
+// EnqueueMany adds jobs in one round trip to the backend (queueredis
+// takes one per queue of the batch) and returns one result per job, in
+// order: its id, or the holder's id and a *DuplicateError when its
+// unique key is held, by an existing job or an earlier job of the batch.
+// A duplicate never fails the rest of the batch. Invalid jobs (a bad
+// name or option, args that do not encode) are reported before anything
+// is sent, naming the job's index and field, and nothing is stored. With
+// an error from the backend, some jobs may be stored: set
+// EnqueueOptions.ID on each to make the batch safe to retry.
+func (c *Client) EnqueueMany(ctx context.Context, jobs ...EnqueueRequest) ([]EnqueueResult, error) {
+	ms, err := NewMessages(clock.Now(c.clk), jobs)
+	if err != nil {
+		return nil, err
+	}
+	if len(ms) == 0 {
+		return nil, nil
+	}
+	return c.b.EnqueueMany(ctx, ms)
+}
+
 // Job returns a job's record, or ErrNotFound: its state, attempt, last
 // error, progress (Job.Progress), output (HandleResult) and times
 // (EnqueuedAt, StartedAt, FinishedAt).

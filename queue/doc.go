@@ -54,6 +54,15 @@
 // finished. Retrying an Enqueue with the same EnqueueOptions.ID and
 // content is safe: it returns the job already there.
 //
+// Batches: Client.EnqueueMany adds many jobs in one round trip (one
+// statement on queuepg, also inside the caller's transaction with
+// queuepg's EnqueueManyTx; one script per queue of the batch on
+// queueredis) and returns a result per job: its id, or the holder's id
+// and a *DuplicateError when its unique key is held, by an existing job
+// or an earlier job of the batch. A duplicate fails only itself; an
+// invalid job (a bad name or option, args that do not encode) fails the
+// whole call before anything is sent, its index and field named.
+//
 // A queue's rate limit (Options.Limiter) is asked before an attempt
 // starts: a job the limiter refuses goes back to the queue at once, its
 // attempt not counted, and the worker leases again after the limiter's
