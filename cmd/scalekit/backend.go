@@ -95,22 +95,14 @@ func (c *config) openRedis(raw string) (queue.Backend, func(), error) {
 		if err != nil {
 			return nil, nil, usagef("Redis Cluster URL: %v", urlErr(err))
 		}
-		o.ContextTimeoutEnabled = true
-		o.DialTimeout = min(o.DialTimeout, c.timeout)
-		if o.DialTimeout == 0 {
-			o.DialTimeout = c.timeout
-		}
+		o.ContextTimeoutEnabled, o.DialTimeout = true, c.dialTimeout(o.DialTimeout)
 		client = redis.NewClusterClient(o)
 	} else {
 		o, err := redis.ParseURL(raw)
 		if err != nil {
 			return nil, nil, usagef("Redis URL: %v", urlErr(err))
 		}
-		o.ContextTimeoutEnabled = true
-		o.DialTimeout = min(o.DialTimeout, c.timeout)
-		if o.DialTimeout == 0 {
-			o.DialTimeout = c.timeout
-		}
+		o.ContextTimeoutEnabled, o.DialTimeout = true, c.dialTimeout(o.DialTimeout)
 		client = redis.NewClient(o)
 	}
 	b, err := queueredis.New(queueredis.Options{Client: client, Prefix: c.prefix, Timeout: c.timeout})
@@ -119,6 +111,15 @@ func (c *config) openRedis(raw string) (queue.Backend, func(), error) {
 		return nil, nil, usagef("%v", err)
 	}
 	return b, func() { client.Close() }, nil
+}
+
+// dialTimeout is the URL's dial timeout (d; 0 when it sets none, then
+// go-redis's default, 5s) within -timeout.
+func (c *config) dialTimeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		d = 5 * time.Second
+	}
+	return min(d, c.timeout)
 }
 
 // clusterURL rewrites a URL with several comma-separated hosts

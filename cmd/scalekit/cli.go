@@ -50,8 +50,10 @@ var queueCommands = []command{
 	{name: "stats", args: []string{"queue..."}, summary: "count each queue's jobs per state", setup: setupStats},
 	{name: "show", args: []string{"queue", "id"}, summary: "show one job: state, attempts, progress, output, last error, times", setup: setupShow},
 	{name: "dead", args: []string{"queue"}, summary: "list a queue's dead jobs, most recent first", setup: setupDead},
-	{name: "requeue", args: []string{"queue", "id"}, summary: "make a dead job pending again with fresh attempts", setup: setupRequeue},
-	{name: "delete", args: []string{"queue", "id"}, summary: "remove a job in any state", setup: setupDelete},
+	{name: "requeue", args: []string{"queue", "id"}, summary: "make a dead job pending again with fresh attempts",
+		setup: setupChange("requeued", (*queue.Client).Requeue, "no dead job %[2]s in queue %[1]s (requeue takes dead jobs only: see `scalekit queue show %[1]s %[2]s`)")},
+	{name: "delete", args: []string{"queue", "id"}, summary: "remove a job in any state",
+		setup: setupChange("deleted", (*queue.Client).Delete, "job %[2]s not found in queue %[1]s")},
 }
 
 // usageError is a bad command line (exit code 2).

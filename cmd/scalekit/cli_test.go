@@ -79,7 +79,9 @@ func postgresTarget(t *testing.T) target {
 	if err := b.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return target{b: b, env: map[string]string{"DATABASE_URL": pg.PrimaryURL}, args: []string{"-prefix", "jobs"}}
+	// Both variables set: -backend picks one.
+	return target{b: b, env: map[string]string{"DATABASE_URL": pg.PrimaryURL, "REDIS_URL": "redis://127.0.0.1:1"},
+		args: []string{"-backend", "postgres", "-prefix", "jobs"}}
 }
 
 var order = [3]queue.Priority{queue.High, queue.Default, queue.Low}

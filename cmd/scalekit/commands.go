@@ -228,24 +228,20 @@ func (r deadResult) table(w io.Writer) error {
 	return tw.Flush()
 }
 
-func setupRequeue(*flag.FlagSet) (action, func() error) {
-	return func(ctx context.Context, c *queue.Client, args []string) (result, error) {
-		err := c.Requeue(ctx, args[0], args[1])
-		if errors.Is(err, queue.ErrNotFound) {
-			return nil, fmt.Errorf("no dead job %s in queue %s (requeue takes dead jobs only: see `scalekit queue show %[2]s %[1]s`)", args[1], args[0])
-		}
-		return done{Queue: args[0], ID: args[1], Action: "requeued"}, err
-	}, nil
-}
-
-func setupDelete(*flag.FlagSet) (action, func() error) {
-	return func(ctx context.Context, c *queue.Client, args []string) (result, error) {
-		err := c.Delete(ctx, args[0], args[1])
-		if errors.Is(err, queue.ErrNotFound) {
-			return nil, fmt.Errorf("job %s not found in queue %s", args[1], args[0])
-		}
-		return done{Queue: args[0], ID: args[1], Action: "deleted"}, err
-	}, nil
+// setupChange is the setup of a command that changes one job by queue
+// and id (requeue, delete; cancel when the Client has it): it calls op
+// and prints what was done (verb). notFound is the message for
+// queue.ErrNotFound, a format of the queue (%[1]s) and the id (%[2]s).
+func setupChange(verb string, op func(*queue.Client, context.Context, string, string) error, notFound string) func(*flag.FlagSet) (action, func() error) {
+	return func(*flag.FlagSet) (action, func() error) {
+		return func(ctx context.Context, c *queue.Client, args []string) (result, error) {
+			err := op(c, ctx, args[0], args[1])
+			if errors.Is(err, queue.ErrNotFound) {
+				return nil, fmt.Errorf(notFound, args[0], args[1])
+			}
+			return done{Queue: args[0], ID: args[1], Action: verb}, err
+		}, nil
+	}
 }
 
 func (d done) table(w io.Writer) error {
