@@ -152,6 +152,7 @@ func TestQueueCommands(t *testing.T) {
 
 			// stats: a table with a header and a row per queue.
 			out := mustCLI(t, env, cmd("stats", "emails", "reports")...)
+			t.Logf("stats:\n%s", out)
 			rows := checkTable(t, out, "QUEUE", "PENDING", "SCHEDULED", "ACTIVE", "RETRY", "DEAD", "DONE", "OLDEST PENDING")
 			if len(rows) != 2 {
 				t.Fatalf("stats: %d rows, want 2:\n%s", len(rows), out)
@@ -162,8 +163,10 @@ func TestQueueCommands(t *testing.T) {
 			if got, want := rows[1][:7], []string{"reports", "1", "0", "0", "0", "0", "0"}; !slices.Equal(got, want) {
 				t.Errorf("stats reports row = %q, want %q\n%s", got, want, out)
 			}
-			if rows[0][7] == "" {
-				t.Errorf("stats: no oldest pending age:\n%s", out)
+			for _, r := range rows {
+				if d, err := time.ParseDuration(strings.TrimPrefix(r[7], "<")); err != nil || d > time.Minute {
+					t.Errorf("stats %s: oldest pending %q, want a short age:\n%s", r[0], r[7], out)
+				}
 			}
 
 			// stats -json.
@@ -185,6 +188,7 @@ func TestQueueCommands(t *testing.T) {
 
 			// show: the done job, with its progress and output.
 			out = mustCLI(t, env, cmd("show", "emails", f.done)...)
+			t.Logf("show:\n%s", out)
 			kv := keyValues(t, out)
 			for k, v := range map[string]string{
 				"ID": f.done, "QUEUE": "emails", "KIND": "send", "STATE": "done", "PRIORITY": "default",
@@ -243,6 +247,7 @@ func TestQueueCommands(t *testing.T) {
 
 			// dead: flags after the argument.
 			out = mustCLI(t, env, cmd("dead", "emails", "-limit", "5")...)
+			t.Logf("dead:\n%s", out)
 			rows = checkTable(t, out, "ID", "KIND", "ATTEMPT", "FINISHED", "LAST ERROR")
 			if len(rows) != 1 || rows[0][0] != f.dead || rows[0][1] != "send" || rows[0][2] != "1/3" || rows[0][4] != "smtp: 550 mailbox unavailable" {
 				t.Errorf("dead = %q\n%s", rows, out)
@@ -291,7 +296,7 @@ func TestQueueCommands(t *testing.T) {
 			}
 
 			rows = checkTable(t, mustCLI(t, env, cmd("stats", "emails")...), "QUEUE", "PENDING", "SCHEDULED", "ACTIVE", "RETRY", "DEAD", "DONE", "OLDEST PENDING")
-			if got, want := rows[0][:7], []string{"emails", "1", "0", "0", "0", "0", "1"}; !slices.Equal(got, want) {
+			if got, want := rows[0], []string{"emails", "1", "0", "0", "0", "0", "1", rows[0][7]}; !slices.Equal(got, want) || rows[0][7] == "-" {
 				t.Errorf("stats at the end = %q, want %q", got, want)
 			}
 		})
@@ -528,5 +533,27 @@ func checkKeys(t *testing.T, what string, m map[string]any, keys ...string) {
 	slices.Sort(keys)
 	if !slices.Equal(got, keys) {
 		t.Errorf("%s -json keys = %q, want %q", what, got, keys)
+	}
+}
+
+func TestFormatting(t *testing.T) {
+	for _, tc := range []struct {
+		d       time.Duration
+		waiting bool
+		want    string
+	}{
+		{0, false, "-"}, {0, true, "<1ms"}, {250 * time.Millisecond, true, "250ms"}, {1500 * time.Millisecond, true, "2s"}, {90 * time.Minute, true, "1h30m0s"},
+	} {
+		if got := age(tc.d, tc.waiting); got != tc.want {
+			t.Errorf("age(%v, %v) = %q, want %q", tc.d, tc.waiting, got, tc.want)
+		}
+	}
+	if got := oneLine("a\n\tb  cé"+strings.Repeat("x", 100), 10); got != "a b céx..." {
+		t.Errorf("oneLine = %q", got)
+	}
+	for in, want := range map[string]string{"": "null", `{ "a": 1 }`: `{"a":1}`, "not json": `"not json"`} {
+		if got, err := json.Marshal(rawJSON(in)); err != nil || string(got) != want {
+			t.Errorf("rawJSON(%q) = %s, %v; want %s", in, got, err, want)
+		}
 	}
 }

@@ -30,6 +30,8 @@ type queueStats struct {
 	// OldestPendingMS is the age of the oldest job due to run, in
 	// milliseconds (the queue's lag); 0 when none waits.
 	OldestPendingMS int64 `json:"oldest_pending_ms"`
+
+	oldest time.Duration // for the table, which shows less than 1ms
 }
 
 // job is a job's record, as `show` prints it and `dead` lists it.
@@ -115,7 +117,7 @@ func setupStats(*flag.FlagSet) (action, func() error) {
 				return nil, fmt.Errorf("queue %s: %w", q, err)
 			}
 			out = append(out, queueStats{Queue: q, Pending: n.Pending, Scheduled: n.Scheduled, Active: n.Active,
-				Retry: n.Retry, Dead: n.Dead, Done: n.Done, OldestPendingMS: n.OldestPending.Milliseconds()})
+				Retry: n.Retry, Dead: n.Dead, Done: n.Done, OldestPendingMS: n.OldestPending.Milliseconds(), oldest: n.OldestPending})
 		}
 		return out, nil
 	}, nil
@@ -126,7 +128,7 @@ func (r statsResult) table(w io.Writer) error {
 	fmt.Fprintln(tw, "QUEUE\tPENDING\tSCHEDULED\tACTIVE\tRETRY\tDEAD\tDONE\tOLDEST PENDING")
 	for _, s := range r {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", s.Queue, s.Pending, s.Scheduled, s.Active, s.Retry, s.Dead, s.Done,
-			age(time.Duration(s.OldestPendingMS)*time.Millisecond))
+			age(s.oldest, s.Pending > 0))
 	}
 	return tw.Flush()
 }
@@ -267,11 +269,14 @@ func stamp(t *time.Time) string {
 	return t.UTC().Format("2006-01-02T15:04:05.000Z")
 }
 
-// age prints a duration rounded for reading, "-" for zero.
-func age(d time.Duration) string {
+// age prints the oldest pending job's age rounded for reading, "-" when
+// no job waits.
+func age(d time.Duration, waiting bool) string {
 	switch {
-	case d <= 0:
+	case d <= 0 && !waiting:
 		return "-"
+	case d < time.Millisecond:
+		return "<1ms"
 	case d < time.Second:
 		return d.Round(time.Millisecond).String()
 	}
