@@ -85,6 +85,9 @@ func (c *config) open(env func(string) string) (queue.Backend, func(), error) {
 
 func (c *config) openRedis(raw string) (queue.Backend, func(), error) {
 	c.engine = "Redis"
+	if !strings.Contains(raw, "://") {
+		return nil, nil, usagef("Redis URL: want redis://[user:password@]host:port[/db] (rediss:// for TLS, unix:///path for a socket)")
+	}
 	addrs, several, err := clusterURL(raw)
 	if err != nil {
 		return nil, nil, usagef("Redis URL: %v", err)
@@ -129,7 +132,7 @@ func (c *config) dialTimeout(d time.Duration) time.Duration {
 func clusterURL(raw string) (cluster string, several bool, err error) {
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
-		return raw, false, nil // ParseURL says what is wrong
+		return raw, false, errors.New("no scheme")
 	}
 	end := strings.IndexAny(rest, "/?#")
 	if end < 0 {

@@ -403,6 +403,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad backend", redis, []string{"queue", "stats", "-backend", "mysql", "q"}, []string{`-backend "mysql": must be redis or postgres`}},
 		{"backend not set", redis, []string{"queue", "stats", "-backend", "postgres", "q"}, []string{"-backend postgres: DATABASE_URL is not set"}},
 		{"bad redis url", nil, []string{"queue", "stats", "-redis", "http://u:secret@x", "q"}, []string{"Redis URL: ", "invalid URL scheme"}},
+		{"redis address without a scheme", map[string]string{"REDIS_URL": "127.0.0.1:6379"}, []string{"queue", "stats", "q"}, []string{"Redis URL: want redis://[user:password@]host:port[/db]"}},
 		{"cluster on postgres", nil, []string{"queue", "stats", "-cluster", "-database", "postgres://x/y", "q"}, []string{"-cluster is for Redis"}},
 		{"bad prefix", redis, []string{"queue", "stats", "-prefix", "a{b}", "q"}, []string{"Options.Prefix"}},
 	} {
