@@ -199,8 +199,9 @@ func (c *config) openPostgres(raw string) (queue.Backend, func(), error) {
 // are not there.
 func (c *config) explain(ctx context.Context, err error) string {
 	var pe *pgconn.PgError
+	var nf *notFound
 	switch {
-	case errors.Is(err, queue.ErrNotFound):
+	case errors.As(err, &nf):
 		return err.Error()
 	case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return fmt.Sprintf("%s did not answer within %v (-timeout): %v", c.engine, c.timeout, err)

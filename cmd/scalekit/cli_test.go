@@ -273,7 +273,7 @@ func TestQueueCommands(t *testing.T) {
 				t.Errorf("after requeue: state %v attempt %v, want pending 0", j["state"], j["attempt"])
 			}
 			code, out, errs := cli(t, env, cmd("requeue", "emails", f.dead)...)
-			if code != exitError || out != "" || !strings.Contains(errs, "no dead job "+f.dead+" in queue emails") {
+			if code != exitError || out != "" || !strings.HasPrefix(errs, "scalekit queue requeue: no dead job "+f.dead+" in queue emails (requeue takes dead jobs only") {
 				t.Errorf("requeue of a pending job: exit %d, stdout %q, stderr %q", code, out, errs)
 			}
 
@@ -290,7 +290,7 @@ func TestQueueCommands(t *testing.T) {
 			for _, c := range [][]string{cmd("show", "emails", f.pending), cmd("delete", "emails", f.pending), cmd("show", "-json", "emails", "nope")} {
 				code, out, errs := cli(t, env, c...)
 				id := c[len(c)-1]
-				if code != exitError || out != "" || !strings.Contains(errs, "job "+id+" not found in queue emails") {
+				if code != exitError || out != "" || !strings.HasPrefix(errs, "scalekit queue "+c[1]+": job "+id+" not found in queue emails") {
 					t.Errorf("%s: exit %d, stdout %q, stderr %q; want 1 and job %s not found", strings.Join(c, " "), code, out, errs, id)
 				}
 			}

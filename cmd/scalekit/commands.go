@@ -139,7 +139,7 @@ func setupShow(*flag.FlagSet) (action, func() error) {
 	return func(ctx context.Context, c *queue.Client, args []string) (result, error) {
 		m, err := c.Job(ctx, args[0], args[1])
 		if errors.Is(err, queue.ErrNotFound) {
-			return nil, fmt.Errorf("job %s not found in queue %s (never enqueued, deleted, or past its retention)", args[1], args[0])
+			return nil, notFoundf("job %s not found in queue %s (never enqueued, deleted, or past its retention)", args[1], args[0])
 		}
 		if err != nil {
 			return nil, err
@@ -239,7 +239,7 @@ func setupChange(verb string, op func(*queue.Client, context.Context, string, st
 		return func(ctx context.Context, c *queue.Client, args []string) (result, error) {
 			err := op(c, ctx, args[0], args[1])
 			if errors.Is(err, queue.ErrNotFound) {
-				return nil, fmt.Errorf(notFound, args[0], args[1])
+				return nil, notFoundf(notFound, args[0], args[1])
 			}
 			return done{Queue: args[0], ID: args[1], Action: verb}, err
 		}, nil
@@ -250,6 +250,14 @@ func (d done) table(w io.Writer) error {
 	_, err := fmt.Fprintf(w, "%s job %s in queue %s\n", d.Action, d.ID, d.Queue)
 	return err
 }
+
+// notFound is a job the command was asked about that is not there; its
+// message says so in the command's words (exit code 1).
+type notFound struct{ msg string }
+
+func (e *notFound) Error() string { return e.msg }
+
+func notFoundf(format string, args ...any) error { return &notFound{fmt.Sprintf(format, args...)} }
 
 // Formatting helpers.
 
