@@ -75,6 +75,7 @@ ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS started_at timestamptz,
   ADD COLUMN IF NOT EXISTS progress_msg text NOT NULL DEFAULT '',
   ADD COLUMN IF NOT EXISTS progress_at timestamptz,
   ADD COLUMN IF NOT EXISTS output bytea;
+ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS metadata jsonb;
 CREATE TABLE IF NOT EXISTS {unique} (
   queue      text NOT NULL,
   unique_key text NOT NULL,
@@ -101,9 +102,9 @@ const existingSQL = `SELECT kind, payload FROM {jobs} WHERE queue = $1 AND id = 
 // transaction's id. $1 now, $2 queue, $3 id, $4 kind, $5 payload,
 // $6 priority, $7 run_at, $8 max_attempts, $9 timeout_ms, $10 unique_key
 // (” for none), $11 unique_until (NULL for none), $12 enqueued_at,
-// $13 unique_active.
-const insertJobSQL = `INSERT INTO {jobs} (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms, unique_key, unique_until, enqueued_at, unique_active)
-VALUES ($2, $3, $4, $5, $6, CASE WHEN $7::timestamptz > {now} THEN 'scheduled' ELSE 'pending' END, 0, $8, $7, $9, nullif($10, ''), $11, $12, $13)
+// $13 unique_active, $14 metadata (JSON object, NULL for none).
+const insertJobSQL = `INSERT INTO {jobs} (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms, unique_key, unique_until, enqueued_at, unique_active, metadata)
+VALUES ($2, $3, $4, $5, $6, CASE WHEN $7::timestamptz > {now} THEN 'scheduled' ELSE 'pending' END, 0, $8, $7, $9, nullif($10, ''), $11, $12, $13, $14::jsonb)
 ON CONFLICT (queue, id) DO NOTHING
 RETURNING pg_current_xact_id()::text`
 
@@ -130,7 +131,7 @@ const takeBackSQL = `DELETE FROM {jobs} WHERE queue = $1 AND id = $2`
 // jobColumns are the columns scanJob reads, of the jobs table as j.
 const jobColumns = `j.queue, j.id, j.kind, j.payload, j.priority, j.state, j.attempt, j.max_attempts, j.run_at, j.timeout_ms,
 coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until, j.unique_active,
-j.snoozes, j.started_at, j.progress_pct, j.progress_msg, j.progress_at, j.output`
+j.snoozes, j.started_at, j.progress_pct, j.progress_msg, j.progress_at, j.output, j.metadata`
 
 // fetchSQL leases up to $3 jobs: one index range per priority (and one
 // for expired leases), each locked with SKIP LOCKED, then the first $3 by
@@ -211,7 +212,7 @@ const jobSQL = `SELECT j.queue, j.id, j.kind, j.payload, j.priority,
 CASE WHEN j.state IN ('scheduled', 'retry') AND j.run_at <= {now} THEN 'pending' ELSE j.state END,
 j.attempt, j.max_attempts, j.run_at, j.timeout_ms,
 coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until, j.unique_active,
-j.snoozes, j.started_at, j.progress_pct, j.progress_msg, j.progress_at, j.output
+j.snoozes, j.started_at, j.progress_pct, j.progress_msg, j.progress_at, j.output, j.metadata
 FROM {jobs} j WHERE j.queue = $2 AND j.id = $3`
 
 // countsSQL counts a queue's jobs per state on the partial indexes (each

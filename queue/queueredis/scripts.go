@@ -14,6 +14,7 @@ var fields = []string{
 	"kind", "payload", "priority", "state", "attempt", "max_attempts", "run_at", "timeout",
 	"unique_key", "unique_until", "enqueued_at", "last_error", "finished_at", "token", "lease_until",
 	"unique_active", "snoozes", "started_at", "progress_pct", "progress_msg", "progress_at", "output",
+	"metadata",
 }
 
 // The scripts share one calling convention. KEYS are always the same 13
@@ -107,7 +108,8 @@ func readScript(body string) *redis.Script {
 
 // enqueueScript stores a new job. ARGV[3..]: id, kind, payload, priority,
 // run_at, timeout (ns), unique_key, unique_until, enqueued_at,
-// max_attempts, attempt, last_error, unique_active (0/1). Reply: {'ok', state}, {'dup',
+// max_attempts, attempt, last_error, unique_active (0/1), metadata (a
+// JSON object, empty for none). Reply: {'ok', state}, {'dup',
 // holder id} or {'exists'}. The same job again (same id, kind and
 // payload: a call go-redis retried after a lost reply, or the caller's
 // retry of an Enqueue that timed out but landed) is {'ok', 'again'}, not
@@ -148,6 +150,7 @@ redis.call('HSET', KEYS[11], 'kind', ARGV[4], 'payload', ARGV[5], 'priority', AR
 if ukey ~= '' then redis.call('HSET', KEYS[11], 'unique_key', ukey, 'unique_until', ARGV[10]) end
 if ukey ~= '' and active then redis.call('HSET', KEYS[11], 'unique_active', '1') end
 if ARGV[14] ~= '' then redis.call('HSET', KEYS[11], 'last_error', ARGV[14]) end
+if ARGV[16] ~= '' then redis.call('HSET', KEYS[11], 'metadata', ARGV[16]) end
 redis.call('ZREM', KEYS[7], id) -- a done entry left by an expired hash of the same id
 if state == 'scheduled' then
   redis.call('ZADD', KEYS[4], ARGV[7], id)

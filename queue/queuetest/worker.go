@@ -3,6 +3,7 @@ package queuetest
 import (
 	"context"
 	"errors"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -200,6 +201,88 @@ func RunWorker(t *testing.T, f RealTimeFactory) {
 		}
 		if m := state(plain); m.Output != nil {
 			t.Fatalf("a Handle job has output %q", m.Output)
+		}
+	})
+	t.Run("MetadataTravels", func(t *testing.T) {
+		// Metadata given at enqueue and added by a client middleware is
+		// stored with the job (Client.Job), reaches the worker middleware
+		// (Attempt.Metadata) and the handler (Job.Metadata), exactly,
+		// any UTF-8 included; a job without any has nil everywhere.
+		b, q := f(t), Name(t)
+		type ridKey struct{}
+		c, err := queue.NewClient(queue.ClientOptions{Backend: b, Middleware: []func(queue.EnqueueFunc) queue.EnqueueFunc{
+			func(next queue.EnqueueFunc) queue.EnqueueFunc {
+				return func(ctx context.Context, m *queue.Message) error {
+					if rid, ok := ctx.Value(ridKey{}).(string); ok {
+						if m.Metadata == nil {
+							m.Metadata = map[string]string{}
+						}
+						m.Metadata["request_id"] = rid
+					}
+					return next(ctx, m)
+				}
+			},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		given := map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+			"tenant": "acme", "note": `quotes " and \ and ünïcödé ✓`, "empty": ""}
+		want := map[string]string{"request_id": "req-7"}
+		for k, v := range given {
+			want[k] = v
+		}
+		withMD, err := c.Enqueue(context.WithValue(ctx, ridKey{}, "req-7"), q, "md", args{N: 1}, queue.EnqueueOptions{Metadata: given})
+		if err != nil {
+			t.Fatal(err)
+		}
+		given["tenant"] = "changed after the enqueue" // the options' map is copied
+		plain, err := c.Enqueue(ctx, q, "md", args{N: 2}, queue.EnqueueOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		inMW, inHandler := map[int]map[string]string{}, map[int]map[string]string{}
+		w, err := queue.NewWorker(queue.WorkerOptions{Backend: b, Queues: map[string]queue.Options{q: {Concurrency: 2}},
+			FetchWait: 50 * time.Millisecond, Middleware: []func(queue.AttemptFunc) queue.AttemptFunc{
+				func(next queue.AttemptFunc) queue.AttemptFunc {
+					return func(ctx context.Context, a queue.Attempt) error {
+						mu.Lock()
+						inMW[len(inMW)] = a.Metadata()
+						mu.Unlock()
+						return next(ctx, a)
+					}
+				},
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		queue.Handle(w, "md", func(ctx context.Context, j *queue.Job[args]) error {
+			mu.Lock()
+			inHandler[j.Args.N] = j.Metadata
+			mu.Unlock()
+			return nil
+		})
+		w.Start(ctx)
+		defer w.Close()
+		waitFor(t, "both jobs done", func() bool {
+			a, _ := c.Job(ctx, q, withMD)
+			p, _ := c.Job(ctx, q, plain)
+			return a != nil && p != nil && a.State == queue.Done && p.State == queue.Done
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		if !maps.Equal(inHandler[1], want) || inHandler[2] != nil {
+			t.Fatalf("the handlers saw %v and %v, want %v and nil", inHandler[1], inHandler[2], want)
+		}
+		if len(inMW) != 2 || !(maps.Equal(inMW[0], want) && inMW[1] == nil || maps.Equal(inMW[1], want) && inMW[0] == nil) {
+			t.Fatalf("the worker middleware saw %v, want %v once and nil once", inMW, want)
+		}
+		if m, _ := c.Job(ctx, q, withMD); !maps.Equal(m.Metadata, want) {
+			t.Fatalf("Client.Job: Metadata %v, want %v", m.Metadata, want)
+		}
+		if m, _ := c.Job(ctx, q, plain); m.Metadata != nil {
+			t.Fatalf("Client.Job of a job without metadata: %v, want nil", m.Metadata)
 		}
 	})
 	t.Run("RateLimitDoesNotBurnAttempts", func(t *testing.T) {
