@@ -52,6 +52,29 @@
 // finished. Retrying an Enqueue with the same EnqueueOptions.ID and
 // content is safe: it returns the job already there.
 //
+// # Middleware and metadata
+//
+// EnqueueOptions.Metadata is a small map of strings (MaxMetadata pairs)
+// stored with the job and handed to its handler (Job.Metadata), so a
+// trace context, a request id or a tenant id travels from the code that
+// enqueued to the code that runs the job. Client.Job shows it
+// (Message.Metadata).
+//
+// ClientOptions.Middleware wraps every Client.Enqueue: an EnqueueFunc
+// gets the job as it will be stored (*Message) and may add metadata
+// taken from ctx (inject a trace context or request id) or refuse the
+// enqueue by returning an error without calling next.
+// WorkerOptions.Middleware wraps every attempt: an AttemptFunc gets the
+// handler's ctx and a read-only Attempt (id, queue, kind, attempt
+// number, metadata), and may put values into ctx for the handler and
+// its logger (the request id, a span), time the attempt, or convert its
+// error. In both slices the first middleware is the outermost: it runs
+// first and sees the result last. A middleware's error is the
+// operation's: an enqueue refused, an attempt failed (retried, or dead
+// for Permanent), and a panic in worker middleware is a failed attempt
+// like a handler panic. Package idempotency's WorkerMiddleware makes a
+// job's effects run once even when the job is delivered twice.
+//
 // A queue's rate limit (Options.Limiter) is asked before an attempt
 // starts: a job the limiter refuses goes back to the queue at once, its
 // attempt not counted, and the worker leases again after the limiter's
