@@ -87,6 +87,7 @@ type Collector struct {
 	health      table[healthScrape]
 	queueWorker table[queue.Stats]
 	queueCounts table[queueCount]
+	scheduler   table[queue.ScheduleStats]
 	dbrouter    dbrouterTables
 
 	mu      sync.Mutex
@@ -129,6 +130,7 @@ func New(o Options) (*Collector, error) {
 		health:      newTable(b, healthFamilies),
 		queueWorker: newTable(b, queueWorkerFamilies, "queue"),
 		queueCounts: newTable(b, queueCountFamilies, "queue"),
+		scheduler:   newTable(b, schedulerFamilies, "schedule"),
 		dbrouter:    newDBRouterTables(b),
 		seen:        map[any]bool{},
 	}

@@ -98,6 +98,11 @@ func everything(t testing.TB, o metrics.Options) *metrics.Collector {
 	w := must[*queue.Worker](t)(queue.NewWorker(queue.WorkerOptions{Backend: qb, Queues: map[string]queue.Options{"emails": {}}}))
 	noErr(t, m.AddQueueWorker("jobs", w))
 	noErr(t, m.AddQueue("jobs", qc, "emails"))
+	sched := must[*queue.Scheduler](t)(queue.NewScheduler(queue.SchedulerOptions{Backend: qb,
+		Schedules: []queue.Schedule{{Name: "refresh", Every: time.Minute, Queue: "emails", Kind: "refresh"}}}))
+	noErr(t, sched.RunDue(context.Background()))
+	t.Cleanup(func() { sched.Close() })
+	noErr(t, m.AddScheduler("cron", sched))
 
 	// A router on a closed port, like the Redis limiters: its checks fail
 	// at once and Stats needs no server. Open gives its pools Tracers.
@@ -222,6 +227,11 @@ func TestAddErrors(t *testing.T) {
 	w := must[*queue.Worker](t)(queue.NewWorker(queue.WorkerOptions{Backend: qb, Queues: map[string]queue.Options{"emails": {}}}))
 	noErr(t, m.AddQueueWorker("jobs", w))
 	noErr(t, m.AddQueue("jobs", qc, "emails"))
+	sched := must[*queue.Scheduler](t)(queue.NewScheduler(queue.SchedulerOptions{Backend: qb,
+		Schedules: []queue.Schedule{{Name: "refresh", Every: time.Minute, Queue: "emails", Kind: "refresh"}}}))
+	noErr(t, sched.RunDue(context.Background()))
+	t.Cleanup(func() { sched.Close() })
+	noErr(t, m.AddScheduler("cron", sched))
 	ctx := context.Background()
 	router := must[*dbrouter.Router](t)(dbrouter.Open(ctx, closedPG, []string{closedPG}, dbrouter.Options{ReplicaNames: []string{"replica-1"}}))
 	t.Cleanup(func() { router.Close() })

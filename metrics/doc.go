@@ -8,6 +8,7 @@
 //		m.AddSLOTracker(tracker),             // every route's objectives
 //		m.AddQueueWorker("jobs", worker),     // a *queue.Worker: what it did
 //		m.AddQueue("jobs", client, "emails"), // the queue's counts, read from its backend
+//		m.AddScheduler("cron", scheduler),    // a *queue.Scheduler: ticks per schedule
 //		m.AddDBRouter("main", router),        // a *dbrouter.Router
 //	) // ErrDuplicate: a name added twice; ErrInvalid: a nil primitive
 //	reg := prometheus.NewRegistry()
@@ -171,6 +172,9 @@
 //	scalekit_queue_counts_up{queue}                                         gauge      1 when the count succeeded; 0 and no series below when not
 //	scalekit_queue_jobs{queue,state}                                        gauge      jobs per state: pending, scheduled, active, retry, dead, done
 //	scalekit_queue_oldest_pending_seconds{queue}                            gauge      age of the oldest due job (lag); 0 when none waits
+//	queue (AddScheduler: a queue.Scheduler's periodic schedules)
+//	scalekit_queue_periodic_ticks_total{schedule,outcome}                   counter    ticks handled: emitted, duplicate, overlapped, missed, failed
+//	scalekit_queue_periodic_next_tick_timestamp_seconds{schedule}           gauge      when the next tick is due (Unix time)
 //	dbrouter (AddDBRouter)
 //	scalekit_dbrouter_fallbacks_total                                       counter    reads sent to the primary as every replica was ejected (or behind the floor)
 //	scalekit_dbrouter_token_primary_reads_total                             counter    reads sent to the primary by their token

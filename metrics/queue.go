@@ -121,3 +121,33 @@ func (c *Collector) AddQueue(name string, cl *queue.Client, queues ...string) er
 		}
 	})
 }
+
+var schedulerFamilies = []family[queue.ScheduleStats]{
+	counterBy("scalekit_queue_periodic_ticks_total", "Ticks of a periodic schedule this scheduler handled, by outcome: emitted (it enqueued the job), duplicate (the job was already enqueued, by another instance), overlapped (skipped: the previous run was not finished), missed (let go: nobody enqueued it before the start, or it passed while the scheduler was held up), failed (enqueue attempts that failed, each retried).", "outcome",
+		with("emitted", func(s queue.ScheduleStats) uint64 { return s.Emitted }),
+		with("duplicate", func(s queue.ScheduleStats) uint64 { return s.Duplicates }),
+		with("overlapped", func(s queue.ScheduleStats) uint64 { return s.Overlapped }),
+		with("missed", func(s queue.ScheduleStats) uint64 { return s.Missed }),
+		with("failed", func(s queue.ScheduleStats) uint64 { return s.Failed })),
+	gaugeFunc("scalekit_queue_periodic_next_tick_timestamp_seconds", "When the schedule's next tick is due (Unix time); a value in the past means the scheduler is behind.", nil,
+		func(o out, s queue.ScheduleStats) {
+			if !s.Next.IsZero() {
+				o.send(float64(s.Next.UnixNano()) / 1e9)
+			}
+		}),
+}
+
+// AddScheduler reports s's Stats under name: one series per registered
+// schedule (the schedule label), read at scrape time. Every instance of
+// a fleet counts the ticks it saw, so sum emitted across instances for
+// the jobs enqueued.
+func (c *Collector) AddScheduler(name string, s interface{ Stats() queue.SchedulerStats }) error {
+	if isNil(s) {
+		return nilArg("AddScheduler", "the scheduler")
+	}
+	return c.add("AddScheduler", named{"scheduler", name}, func(ch chan<- prometheus.Metric) {
+		for _, st := range s.Stats().Schedules {
+			c.scheduler.collect(ch, st, name, st.Name)
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/scalekit-go/scalekit/clock"
@@ -74,8 +75,10 @@ type ClientOptions struct {
 	// Middleware wraps every Enqueue, the first in the slice outermost:
 	// Middleware[0] runs first and calls Middleware[1], ..., and the last
 	// calls the backend. A middleware must be safe for concurrent use.
-	// It does not run for an enqueue made without the Client (queuepg's
-	// EnqueueTx). Default: none.
+	// EnqueueMany passes each job of the batch through it (next returns
+	// nil once the job is accepted into the batch, which is stored after
+	// every job passed). It does not run for an enqueue made without the
+	// Client (queuepg's EnqueueTx and EnqueueManyTx). Default: none.
 	Middleware []func(next EnqueueFunc) EnqueueFunc
 }
 
@@ -84,6 +87,7 @@ type Client struct {
 	b       Backend
 	clk     clock.Clock
 	enqueue EnqueueFunc // the middleware around store
+	mw      []func(next EnqueueFunc) EnqueueFunc
 }
 
 // NewClient returns a Client, or an error naming the bad option.
@@ -91,7 +95,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 	if o.Backend == nil {
 		return nil, fmt.Errorf("%w: ClientOptions.Backend is required", ErrInvalid)
 	}
-	c := &Client{b: o.Backend, clk: o.Clock}
+	c := &Client{b: o.Backend, clk: o.Clock, mw: slices.Clone(o.Middleware)}
 	c.enqueue = c.store
 	for i := len(o.Middleware) - 1; i >= 0; i-- {
 		if o.Middleware[i] == nil {
@@ -107,13 +111,22 @@ func NewClient(o ClientOptions) (*Client, error) {
 // store is the innermost EnqueueFunc: it checks the metadata the
 // middleware left and hands m to the backend.
 func (c *Client) store(ctx context.Context, m *Message) error {
+	if err := c.check(m); err != nil {
+		return err
+	}
+	return c.b.Enqueue(ctx, m)
+}
+
+// check checks the metadata the client middleware left on m (nil when
+// empty).
+func (c *Client) check(m *Message) error {
 	if err := checkMetadata("Message.Metadata (after the client middleware)", m.Metadata); err != nil {
 		return err
 	}
 	if len(m.Metadata) == 0 {
 		m.Metadata = nil
 	}
-	return c.b.Enqueue(ctx, m)
+	return nil
 }
 
 // checkName validates a queue name or job kind: 1 to 100 letters, digits
@@ -200,6 +213,106 @@ func (c *Client) Enqueue(ctx context.Context, queue, kind string, args any, o En
 		return "", err
 	}
 	return m.ID, nil
+}
+
+// EnqueueRequest is one job of Client.EnqueueMany: what Enqueue takes.
+type EnqueueRequest struct {
+	Queue, Kind string
+	// Args are the job's arguments, encoded as JSON.
+	Args    any
+	Options EnqueueOptions
+}
+
+// EnqueueResult is the outcome of one job of an EnqueueMany: its id, or
+// with a *DuplicateError (errors.Is ErrDuplicate) the id of the job
+// holding its unique key; Err is ErrInvalid when its EnqueueOptions.ID
+// is used by another job.
+type EnqueueResult struct {
+	ID  string
+	Err error
+}
+
+// NewMessages is NewMessage for a batch: it builds every job's stored
+// form, or returns an error naming the first bad job's index and field.
+// Two jobs of the batch with the same queue and EnqueueOptions.ID are an
+// error too. It is what Client.EnqueueMany passes to Backend.EnqueueMany.
+func NewMessages(now time.Time, jobs []EnqueueRequest) ([]*Message, error) {
+	ms := make([]*Message, len(jobs))
+	var ids map[[2]string]int // explicit ids: the index that has each
+	for i, r := range jobs {
+		m, err := NewMessage(now, r.Queue, r.Kind, r.Args, r.Options)
+		if err != nil {
+			return nil, fmt.Errorf("queue: EnqueueMany: jobs[%d]: %w", i, err)
+		}
+		if r.Options.ID != "" {
+			if ids == nil {
+				ids = map[[2]string]int{}
+			}
+			k := [2]string{r.Queue, r.Options.ID}
+			if j, ok := ids[k]; ok {
+				return nil, fmt.Errorf("%w: queue: EnqueueMany: jobs[%d].Options.ID %q is jobs[%d]'s too (queue %q)", ErrInvalid, i, r.Options.ID, j, r.Queue)
+			}
+			ids[k] = i
+		}
+		ms[i] = m
+	}
+	return ms, nil
+}
+
+// EnqueueMany adds jobs in one round trip to the backend (queueredis
+// takes one per queue of the batch) and returns one result per job, in
+// order: its id, or the holder's id and a *DuplicateError when its
+// unique key is held, by an existing job or an earlier job of the batch.
+// A duplicate never fails the rest of the batch. Invalid jobs (a bad
+// name or option, args that do not encode) are reported before anything
+// is sent, naming the job's index and field, and nothing is stored. With
+// an error from the backend, some jobs may be stored: set
+// EnqueueOptions.ID on each to make the batch safe to retry.
+func (c *Client) EnqueueMany(ctx context.Context, jobs ...EnqueueRequest) ([]EnqueueResult, error) {
+	ms, err := NewMessages(clock.Now(c.clk), jobs)
+	if err != nil {
+		return nil, err
+	}
+	if len(ms) == 0 {
+		return nil, nil
+	}
+	if len(c.mw) > 0 {
+		if ms, err = c.admit(ctx, ms); err != nil {
+			return nil, err
+		}
+	}
+	return c.b.EnqueueMany(ctx, ms)
+}
+
+// admit passes each job of a batch through the client middleware, in
+// order, and returns the messages their innermost next received. That
+// next stores nothing: it checks the metadata and returns nil, so a
+// middleware sees its job accepted into the batch, which is stored once
+// every job passed. A middleware that refuses a job (or leaves metadata
+// out of bounds) fails the whole batch, the job's index named, before
+// anything is stored.
+func (c *Client) admit(ctx context.Context, ms []*Message) ([]*Message, error) {
+	out := make([]*Message, len(ms))
+	var i int
+	var f EnqueueFunc = func(_ context.Context, m *Message) error {
+		if err := c.check(m); err != nil {
+			return err
+		}
+		out[i] = m
+		return nil
+	}
+	for k := len(c.mw) - 1; k >= 0; k-- {
+		f = c.mw[k](f)
+	}
+	for i = range ms {
+		if err := f(ctx, ms[i]); err != nil {
+			return nil, fmt.Errorf("queue: EnqueueMany: jobs[%d]: %w", i, err)
+		}
+		if out[i] == nil {
+			return nil, fmt.Errorf("%w: queue: EnqueueMany: jobs[%d]: a client middleware returned nil without calling next", ErrInvalid, i)
+		}
+	}
+	return out, nil
 }
 
 // Job returns a job's record, or ErrNotFound: its state, attempt, last

@@ -4,7 +4,9 @@
 // (Handle[T]) with per-queue concurrency and optional rate limits, and a
 // Backend stores the jobs: MemoryBackend in process, queuepg on
 // PostgreSQL (with enqueue in the caller's transaction), queueredis on
-// Redis. queuetest is the conformance suite every backend passes.
+// Redis. queuetest is the conformance suite every backend passes. A
+// Scheduler enqueues periodic jobs (cron or intervals), once per tick
+// across a fleet.
 //
 //	jobs, _ := queue.NewClient(queue.ClientOptions{Backend: backend}) // queuepg, queueredis or NewMemoryBackend
 //	id, err := jobs.Enqueue(ctx, "emails", "email:welcome", Welcome{UserID: 42},
@@ -52,6 +54,76 @@
 // finished. Retrying an Enqueue with the same EnqueueOptions.ID and
 // content is safe: it returns the job already there.
 //
+// Batches: Client.EnqueueMany adds many jobs in one round trip (one
+// statement on queuepg, also inside the caller's transaction with
+// queuepg's EnqueueManyTx; one script per queue of the batch on
+// queueredis) and returns a result per job: its id, or the holder's id
+// and a *DuplicateError when its unique key is held, by an existing job
+// or an earlier job of the batch. A duplicate fails only itself; an
+// invalid job (a bad name or option, args that do not encode) fails the
+// whole call before anything is sent, its index and field named.
+//
+// A queue's rate limit (Options.Limiter) is asked before an attempt
+// starts: a job the limiter refuses goes back to the queue at once, its
+// attempt not counted, and the worker leases again after the limiter's
+// RetryAfter, so a strict limit over a backlog delays jobs and never
+// kills them.
+//
+// Priorities: one fetch looks at High first 60% of the time, Default 30%
+// and Low 10%, so lower priorities slow down under load but never starve.
+//
+// Shutdown(ctx) stops fetching, lets the jobs in flight finish until ctx
+// ends, then releases the rest back to the backend (due at once, the
+// attempt not counted) and cancels their handlers; Close does so at once.
+// Nothing in flight is lost either way.
+//
+// # Periodic jobs
+//
+// A Scheduler enqueues a job at every tick of each Schedule: a cron
+// expression (five fields or @daily..., read in SchedulerOptions.Location,
+// UTC by default) or a fixed interval (Every). Schedules are registered
+// with NewScheduler or at run time (Register, Remove).
+//
+//	s, _ := queue.NewScheduler(queue.SchedulerOptions{Backend: backend, Schedules: []queue.Schedule{
+//		{Name: "refresh-stats", Cron: "*/5 * * * *", Queue: "maintenance", Kind: "stats:refresh",
+//			Overlap: queue.OverlapSkip},
+//	}})
+//	s.Start(ctx)
+//	defer s.Shutdown(ctx)
+//
+// Every instance of a service runs the same Scheduler, and each tick is
+// enqueued once however many run: the job of the tick at t has the id
+// periodic:<name>:<t in Unix ms>, computed alike everywhere, and a
+// Backend stores an id once (an Enqueue of the same id, kind and args
+// stores nothing: SameJob). That id stays taken while the backend keeps
+// the job: until it finishes, then for the backend's Retention of done
+// jobs (24h by default on every backend here) or its DeadRetention. A
+// Scheduler enqueues a tick at most SchedulerOptions.MaxCatchUp (1h)
+// after its time, so an instance that is late (its clock behind, its
+// process paused) or that starts just after a tick finds the tick's job
+// and adds none, on every backend. Keep MaxCatchUp below the Retention;
+// a job deleted by hand (Client.Delete) frees its tick's id. Before
+// enqueueing, a Scheduler looks the tick's job up, which tells its Stats
+// whether it enqueued the tick or found it there (two instances that
+// race may both count it as theirs; the backend still holds one job).
+//
+// An instance that starts between two ticks does not enqueue the tick
+// before it (River's issue 283) unless that tick's Schedule.Missed is
+// MissedRunOnce, and then only if no instance enqueued it: every
+// instance was down. MissedSkip (the default) counts it as missed.
+// Ticks that pass while a Scheduler's loop is held up (the backend
+// down: failed enqueues are retried with a pause growing to 5s) are
+// missed but the last, which is enqueued late if within MaxCatchUp.
+//
+// Schedule.Overlap OverlapSkip skips a tick while the schedule's
+// previous job is not finished: its jobs hold the unique key
+// periodic:<name> while active (EnqueueOptions.UniqueWhileActive), so
+// the enqueue of the next tick meets a *DuplicateError instead of adding
+// a job. Stats counts ticks emitted, found already enqueued
+// (Duplicates), skipped for overlap and missed; metrics.AddScheduler
+// exports them. RunDue runs one pass at the clock's time, for tests
+// with a clock.Manual.
+//
 // # Middleware and metadata
 //
 // EnqueueOptions.Metadata is a small map of strings (MaxMetadata pairs)
@@ -72,22 +144,9 @@
 // first and sees the result last. A middleware's error is the
 // operation's: an enqueue refused, an attempt failed (retried, or dead
 // for Permanent), and a panic in worker middleware is a failed attempt
-// like a handler panic. Package idempotency's WorkerMiddleware makes a
-// job's effects run once even when the job is delivered twice.
-//
-// A queue's rate limit (Options.Limiter) is asked before an attempt
-// starts: a job the limiter refuses goes back to the queue at once, its
-// attempt not counted, and the worker leases again after the limiter's
-// RetryAfter, so a strict limit over a backlog delays jobs and never
-// kills them.
-//
-// Priorities: one fetch looks at High first 60% of the time, Default 30%
-// and Low 10%, so lower priorities slow down under load but never starve.
-//
-// Shutdown(ctx) stops fetching, lets the jobs in flight finish until ctx
-// ends, then releases the rest back to the backend (due at once, the
-// attempt not counted) and cancels their handlers; Close does so at once.
-// Nothing in flight is lost either way.
+// like a handler panic. The Middleware of package idempotency's Worker
+// runs a job's handler once to completion however often the job is
+// delivered.
 //
 // # When the backend is down
 //

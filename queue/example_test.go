@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -110,4 +111,40 @@ func Example_middleware() {
 	// welcome ada@example.com: request req-7f3a, tenant acme
 	// attempt 1 of email:welcome: error <nil>
 	// stored: map[request_id:req-7f3a tenant:acme]
+}
+
+func ExampleClient_EnqueueMany() {
+	backend := queue.NewMemoryBackend(queue.MemoryBackendOptions{}) // queuepg or queueredis in production
+	client, _ := queue.NewClient(queue.ClientOptions{Backend: backend})
+	ctx := context.Background()
+	_, _ = client.Enqueue(ctx, "emails", "email:welcome", Welcome{UserID: 1}, queue.EnqueueOptions{UniqueKey: "welcome:1", ID: "w1"})
+
+	// One round trip for the whole batch; a duplicate fails only itself.
+	results, err := client.EnqueueMany(ctx,
+		queue.EnqueueRequest{Queue: "emails", Kind: "email:welcome", Args: Welcome{UserID: 1},
+			Options: queue.EnqueueOptions{UniqueKey: "welcome:1"}},
+		queue.EnqueueRequest{Queue: "emails", Kind: "email:welcome", Args: Welcome{UserID: 2},
+			Options: queue.EnqueueOptions{UniqueKey: "welcome:2", ID: "w2"}},
+		queue.EnqueueRequest{Queue: "emails", Kind: "email:welcome", Args: Welcome{UserID: 2},
+			Options: queue.EnqueueOptions{UniqueKey: "welcome:2"}},
+	)
+	if err != nil {
+		panic(err) // a bad job (nothing stored) or the backend failed
+	}
+	for i, r := range results {
+		if errors.Is(r.Err, queue.ErrDuplicate) {
+			fmt.Printf("job %d: duplicate of %s\n", i, r.ID)
+			continue
+		}
+		fmt.Printf("job %d: %v\n", i, r.Err)
+	}
+
+	_, err = client.EnqueueMany(ctx, queue.EnqueueRequest{Queue: "emails", Kind: "email:welcome", Args: Welcome{UserID: 3}},
+		queue.EnqueueRequest{Queue: "emails", Kind: "bad kind"})
+	fmt.Println(err)
+	// Output:
+	// job 0: duplicate of w1
+	// job 1: <nil>
+	// job 2: duplicate of w2
+	// queue: EnqueueMany: jobs[1]: queue: invalid: kind "bad kind" must be 1 to 100 letters, digits, '_', '.', ':' or '-'
 }

@@ -152,6 +152,26 @@ func (b *MemoryBackend) Enqueue(_ context.Context, m *Message) error {
 	now := clock.Now(b.o.Clock)
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.enqueue(m, now)
+}
+
+// EnqueueMany is Backend.EnqueueMany, under one lock.
+func (b *MemoryBackend) EnqueueMany(_ context.Context, ms []*Message) ([]EnqueueResult, error) {
+	now := clock.Now(b.o.Clock)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]EnqueueResult, len(ms))
+	for i, m := range ms {
+		out[i] = EnqueueResult{ID: m.ID, Err: b.enqueue(m, now)}
+		if d, ok := out[i].Err.(*DuplicateError); ok {
+			out[i].ID = d.ID
+		}
+	}
+	return out, nil
+}
+
+// enqueue stores m (b.mu held).
+func (b *MemoryBackend) enqueue(m *Message, now time.Time) error {
 	q := b.queue(m.Queue)
 	if j, ok := q.jobs[m.ID]; ok {
 		if SameJob(&j.m, m) {

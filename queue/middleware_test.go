@@ -152,6 +152,41 @@ func TestClientMiddleware(t *testing.T) {
 			t.Fatalf("Enqueue = %q, %v; counts %+v: want the middleware's error and nothing stored", id, err, cnt)
 		}
 	})
+	t.Run("EnqueueMany", func(t *testing.T) {
+		// Each job of a batch passes through the middleware, in order; a
+		// refused one fails the whole batch, its index named, and nothing
+		// is stored.
+		var tr trail
+		b := queue.NewMemoryBackend(queue.MemoryBackendOptions{})
+		c, _ := queue.NewClient(queue.ClientOptions{Backend: b, Middleware: []func(queue.EnqueueFunc) queue.EnqueueFunc{
+			tr.client("a"), injectRequestID,
+			func(next queue.EnqueueFunc) queue.EnqueueFunc {
+				return func(ctx context.Context, m *queue.Message) error {
+					if m.Kind == "forbidden" {
+						return errors.New("kind not allowed for this tenant")
+					}
+					return next(ctx, m)
+				}
+			},
+		}})
+		rctx := context.WithValue(ctx, ridKey{}, "req-9")
+		rs, err := c.EnqueueMany(rctx, queue.EnqueueRequest{Queue: "q", Kind: "k"}, queue.EnqueueRequest{Queue: "q", Kind: "k", Args: 2})
+		if err != nil || rs[0].Err != nil || rs[1].Err != nil {
+			t.Fatal(err, rs)
+		}
+		for _, r := range rs {
+			if m, _ := c.Job(ctx, "q", r.ID); m.Metadata["request_id"] != "req-9" {
+				t.Fatalf("job %s: metadata %v", r.ID, m.Metadata)
+			}
+		}
+		if got := strings.Join(tr.list(), " "); got != "a> <a a> <a" {
+			t.Fatalf("order %q", got)
+		}
+		_, err = c.EnqueueMany(rctx, queue.EnqueueRequest{Queue: "q", Kind: "k", Args: 3}, queue.EnqueueRequest{Queue: "q", Kind: "forbidden"})
+		if cnt, _ := c.Counts(ctx, "q"); err == nil || !strings.Contains(err.Error(), "jobs[1]: kind not allowed") || cnt.Pending != 2 {
+			t.Fatalf("err %v, counts %+v: want jobs[1] named and nothing more stored", err, cnt)
+		}
+	})
 	t.Run("bad options", func(t *testing.T) {
 		b := queue.NewMemoryBackend(queue.MemoryBackendOptions{})
 		for _, tc := range []struct {

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -252,6 +253,18 @@ type Backend interface {
 	// same job (SameJob: a retried enqueue that landed) it succeeds and
 	// stores nothing; by another job it returns ErrInvalid.
 	Enqueue(ctx context.Context, m *Message) error
+	// EnqueueMany stores ms in one round trip (a backend that shards by
+	// queue may take one per queue), each as Enqueue would, in order:
+	// results[i] is ms[i].ID with a nil Err when it is stored or was
+	// already there (SameJob); the holder's id with a *DuplicateError
+	// when its UniqueKey is held (by an earlier message of the batch,
+	// too); ErrInvalid when its ID is used by another job. A refused
+	// message never fails the others. err is for the whole call (bad
+	// messages, or the backend failed; results are then nil): after a
+	// failure some messages may be stored, and storing the same messages
+	// again is safe. The messages' (Queue, ID) pairs are distinct
+	// (NewMessages ensures it).
+	EnqueueMany(ctx context.Context, ms []*Message) (results []EnqueueResult, err error)
 	// Fetch leases up to Max due jobs (pending, scheduled or retry jobs
 	// whose time came, and active jobs whose lease expired), counting an
 	// attempt on each.
@@ -307,9 +320,24 @@ func SameJob(a, b *Message) bool {
 	return a.Queue == b.Queue && a.ID == b.ID && a.Kind == b.Kind && bytes.Equal(a.Payload, b.Payload)
 }
 
-// newID returns a new job id: time-ordered, 26 characters.
+// lastIDTime is the time part of the last id newID made.
+var lastIDTime atomic.Int64
+
+// newID returns a new job id: time-ordered, 26 characters. Its time part
+// grows strictly in this process, so the jobs of one EnqueueMany keep
+// their order however fast they are built.
 func newID() string {
-	return fmt.Sprintf("%013x%013x", time.Now().UnixNano()>>8, rand.Uint64()>>12)
+	t := time.Now().UnixNano() >> 8
+	for {
+		last := lastIDTime.Load()
+		if t <= last {
+			t = last + 1
+		}
+		if lastIDTime.CompareAndSwap(last, t) {
+			break
+		}
+	}
+	return fmt.Sprintf("%013x%013x", t, rand.Uint64()>>12)
 }
 
 // Permanent marks a handler error as final: the job goes to the dead

@@ -48,7 +48,11 @@ type Config struct {
 	// (what the service does when the binaries are missing).
 	Memory     bool
 	DrainDelay time.Duration
-	Logger     *slog.Logger
+	// StatsRefresh is how often the payment totals (a materialized view)
+	// are refreshed, by a periodic job. Default: every minute, on the
+	// minute (cron "* * * * *").
+	StatsRefresh time.Duration
+	Logger       *slog.Logger
 	// Ready, when set, receives the listening address once the service
 	// serves (tests use it).
 	Ready chan<- string
@@ -71,6 +75,7 @@ type app struct {
 	jobs     *queue.Client
 	backend  queue.Backend
 	worker   *queue.Worker
+	cron     *queue.Scheduler
 	idemPG   *idempotencypg.Store
 	idem     *idempotency.HTTP
 	limiter  ratelimit.Limiter
@@ -82,6 +87,7 @@ type app struct {
 	// readYourWrites is the router's middleware (nil without a database).
 	readYourWrites func(http.Handler) http.Handler
 	emails         atomic.Int64
+	refreshes      atomic.Int64 // payment-totals refreshes done
 	// readThrough counts user reads whose read-your-writes token was newer
 	// than the cached copy, which were read from the database instead.
 	readThrough atomic.Int64
@@ -181,6 +187,15 @@ func (a *app) serve(ctx context.Context, coord *shutdown.Coordinator, out io.Wri
 			return err
 		}
 		coord.RegisterServer("worker", a.worker)
+		// Every worker instance runs the schedules: each tick is enqueued
+		// once however many do.
+		if err := a.cron.Start(ctx); err != nil {
+			if ln != nil {
+				err = errors.Join(err, ln.Close())
+			}
+			return err
+		}
+		coord.RegisterServer("scheduler", a.cron)
 	}
 	if ln == nil {
 		return nil
@@ -488,7 +503,7 @@ func (a *app) stats(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{
 		"cache_hit_ratio": ratio, "cache": cs, "breaker": a.payBr.Stats().State.String(),
 		"emails_sent": a.emails.Load(), "provider_fail_rate": a.provider.failRate(),
-		"user_reads_past_cache_for_token": a.readThrough.Load(),
+		"user_reads_past_cache_for_token": a.readThrough.Load(), "payment_totals_refreshes": a.refreshes.Load(),
 	}
 	if a.router != nil {
 		out["dbrouter"] = a.router.Stats()

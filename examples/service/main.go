@@ -3,7 +3,8 @@
 // read-your-writes tokens, batched author loads, idempotent payments that
 // call a flaky provider through a breaker and a retry budget and commit the
 // payment, its idempotency record and its receipt job in one transaction,
-// background jobs, per-client rate limits, SLOs, Prometheus metrics,
+// background jobs, a periodic job refreshing a materialized view
+// CONCURRENTLY, per-client rate limits, SLOs, Prometheus metrics,
 // health probes and a graceful shutdown.
 //
 //	go run ./examples/service              # starts its own Redis and PostgreSQL (primary + replica)

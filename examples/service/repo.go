@@ -72,6 +72,9 @@ type repo interface {
 	posts(ctx context.Context, limit int) ([]Post, error)
 	authors(ctx context.Context, ids []int64) (map[int64]Author, error)
 	insertPayment(ctx context.Context, p Payment) error
+	// refreshPaymentTotals recomputes the per-user payment totals (a
+	// periodic job).
+	refreshPaymentTotals(ctx context.Context) error
 }
 
 const seedUsers, seedPosts = 1000, 5000
@@ -83,7 +86,12 @@ CREATE TABLE IF NOT EXISTS users (id bigint PRIMARY KEY, name text NOT NULL, ema
 CREATE TABLE IF NOT EXISTS posts (id bigint PRIMARY KEY, author_id bigint NOT NULL REFERENCES users, title text NOT NULL);
 CREATE TABLE IF NOT EXISTS payments (id text PRIMARY KEY, user_id bigint NOT NULL, amount_cents bigint NOT NULL, status text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
 INSERT INTO users (id, name, email) SELECT i, 'User ' || i, 'user' || i || '@example.com' FROM generate_series(1, 1000) i ON CONFLICT DO NOTHING;
-INSERT INTO posts (id, author_id, title) SELECT i, 1 + (i * 7919) % 1000, 'Post ' || i FROM generate_series(1, 5000) i ON CONFLICT DO NOTHING;`)
+INSERT INTO posts (id, author_id, title) SELECT i, 1 + (i * 7919) % 1000, 'Post ' || i FROM generate_series(1, 5000) i ON CONFLICT DO NOTHING;
+CREATE MATERIALIZED VIEW IF NOT EXISTS user_payment_totals AS
+  SELECT u.id AS user_id, count(p.id) AS payments, coalesce(sum(p.amount_cents), 0)::bigint AS amount_cents
+  FROM users u LEFT JOIN payments p ON p.user_id = u.id GROUP BY u.id;
+-- REFRESH ... CONCURRENTLY needs a unique index on the view.
+CREATE UNIQUE INDEX IF NOT EXISTS user_payment_totals_user_id ON user_payment_totals (user_id);`)
 	if err != nil {
 		return fmt.Errorf("schema: %w", err)
 	}
@@ -179,6 +187,14 @@ func (p *pgRepo) insertPayment(ctx context.Context, x Payment) error {
 	return err
 }
 
+// refreshPaymentTotals refreshes the view without blocking its readers
+// (CONCURRENTLY: the new rows are computed aside and merged, by the
+// view's unique index), on the primary.
+func (p *pgRepo) refreshPaymentTotals(ctx context.Context) error {
+	_, err := p.db.Exec(ctx, `REFRESH MATERIALIZED VIEW CONCURRENTLY user_payment_totals`)
+	return err
+}
+
 // memRepo is the data in memory, for machines without PostgreSQL.
 type memRepo struct {
 	mu       sync.RWMutex
@@ -245,3 +261,6 @@ func (m *memRepo) insertPayment(_ context.Context, p Payment) error {
 	m.payments[p.ID] = p
 	return nil
 }
+
+// refreshPaymentTotals has nothing to refresh: memory has no views.
+func (m *memRepo) refreshPaymentTotals(context.Context) error { return nil }

@@ -43,6 +43,7 @@ func (a *app) wire(ctx context.Context) error {
 		a.buildAuthorLoader,   // a page's authors in one query
 		a.buildPayments,       // the flaky provider behind a breaker and a retry budget
 		a.buildQueue,          // jobs: the backend, the client, the worker and its handlers
+		a.buildSchedules,      // periodic jobs: the payment totals' refresh
 		a.buildIdempotency,    // Idempotency-Key on POST /payments
 		a.buildRateLimits,     // per client, across the fleet on Redis
 		a.buildSLO,            // per-route availability and latency objectives
@@ -187,7 +188,7 @@ func (a *app) buildQueue(ctx context.Context) error {
 		return err
 	}
 	if a.worker, err = queue.NewWorker(queue.WorkerOptions{Backend: a.backend, Logger: a.log,
-		Queues: map[string]queue.Options{"emails": {Concurrency: 8}, "receipts": {Concurrency: 4}}}); err != nil {
+		Queues: map[string]queue.Options{"emails": {Concurrency: 8}, "receipts": {Concurrency: 4}, "maintenance": {Concurrency: 1}}}); err != nil {
 		return err
 	}
 	if err := a.handleJobs(); err != nil {
@@ -196,7 +197,23 @@ func (a *app) buildQueue(ctx context.Context) error {
 	if err := a.metrics.AddQueueWorker("worker", a.worker); err != nil {
 		return err
 	}
-	return a.metrics.AddQueue("jobs", a.jobs, "emails", "receipts")
+	return a.metrics.AddQueue("jobs", a.jobs, "emails", "receipts", "maintenance")
+}
+
+// buildSchedules builds the scheduler of the periodic jobs (started with
+// the worker, as -role says): the refresh of the payment totals, one at
+// a time (a tick that comes while the last refresh runs is skipped).
+func (a *app) buildSchedules(context.Context) error {
+	refresh := queue.Schedule{Name: "refresh-payment-totals", Cron: "* * * * *", Queue: "maintenance", Kind: "stats:refresh",
+		MaxAttempts: 3, Timeout: time.Minute, Overlap: queue.OverlapSkip}
+	if a.cfg.StatsRefresh > 0 {
+		refresh.Cron, refresh.Every = "", a.cfg.StatsRefresh
+	}
+	var err error
+	if a.cron, err = queue.NewScheduler(queue.SchedulerOptions{Backend: a.backend, Logger: a.log, Schedules: []queue.Schedule{refresh}}); err != nil {
+		return err
+	}
+	return a.metrics.AddScheduler("scheduler", a.cron)
 }
 
 // openQueueBackend opens the jobs' backend: PostgreSQL (a payment's
@@ -225,7 +242,8 @@ func (a *app) openQueueBackend(ctx context.Context) error {
 
 // handleJobs registers the worker's handlers: sending an email (it
 // reports its progress and returns the message id, which GET /jobs/{id}
-// shows), and queueing a payment's receipt email once.
+// shows), refreshing the payment totals, and queueing a payment's
+// receipt email once.
 func (a *app) handleJobs() error {
 	if err := queue.HandleResult(a.worker, "email:send", func(ctx context.Context, j *queue.Job[Email]) (EmailSent, error) {
 		// Progress is best effort, but a lost lease means another worker
@@ -237,6 +255,15 @@ func (a *app) handleJobs() error {
 		a.emails.Add(1)
 		_ = j.Progress(ctx, 100, "sent")
 		return EmailSent{MessageID: "<" + j.ID + "@mail.example.com>"}, nil
+	}); err != nil {
+		return err
+	}
+	if err := queue.Handle(a.worker, "stats:refresh", func(ctx context.Context, _ *queue.Job[any]) error {
+		if err := a.repo.refreshPaymentTotals(ctx); err != nil {
+			return err
+		}
+		a.refreshes.Add(1)
+		return nil
 	}); err != nil {
 		return err
 	}

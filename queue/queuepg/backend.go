@@ -209,9 +209,141 @@ func (b *Backend) EnqueueTx(ctx context.Context, tx pgx.Tx, queueName, kind stri
 	return m.ID, nil
 }
 
+// EnqueueMany is queue.Backend.EnqueueMany: one statement (one round
+// trip) stores the batch, in one transaction of its own; the waiting
+// workers of its queues are notified after it committed.
+func (b *Backend) EnqueueMany(ctx context.Context, ms []*queue.Message) ([]queue.EnqueueResult, error) {
+	res, queues, _, err := b.insertMany(ctx, b.pool, ms)
+	if err != nil {
+		return nil, err
+	}
+	for _, q := range queues {
+		b.notify(q)
+	}
+	return res, nil
+}
+
+// EnqueueManyTx enqueues a batch inside tx in one round trip, as
+// queue.Client.EnqueueMany does (a result per job: its id, or the
+// holder's id and a *queue.DuplicateError; invalid jobs are reported
+// before anything is sent): the jobs exist, and workers are woken (as
+// for EnqueueTx), only if tx commits. The jobs' times (enqueued, run
+// at, unique until) are read from Options.Clock, or the local clock when
+// it is nil, as a Client does: EnqueueTx reads the database's now() in
+// tx instead, which would cost a second round trip.
+func (b *Backend) EnqueueManyTx(ctx context.Context, tx pgx.Tx, jobs ...queue.EnqueueRequest) ([]queue.EnqueueResult, error) {
+	ms, err := queue.NewMessages(clock.Now(b.clk), jobs)
+	if err != nil || len(ms) == 0 {
+		return nil, err
+	}
+	res, queues, xid, err := b.insertMany(ctx, tx, ms)
+	if err != nil {
+		return nil, err
+	}
+	if xid != "" {
+		for _, q := range queues {
+			b.notifyAfter(xid, q)
+		}
+	}
+	return res, nil
+}
+
+// querier is what insertMany needs of a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// insertMany stores ms with insertManySQL and returns a result per
+// message, the queues that got a job and the transaction's id (empty
+// when nothing was stored). The rare jobs the statement could not settle
+// (an id or key taken by a transaction that committed while it ran) are
+// looked up with one more query each.
+func (b *Backend) insertMany(ctx context.Context, q querier, ms []*queue.Message) ([]queue.EnqueueResult, []string, string, error) {
+	n := len(ms)
+	var (
+		queues, ids, kinds, ukeys = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		payloads                  = make([][]byte, n)
+		prios                     = make([]int16, n)
+		runAt, enqueuedAt         = make([]time.Time, n), make([]time.Time, n)
+		uuntil                    = make([]*time.Time, n)
+		maxAttempts               = make([]int32, n)
+		timeouts                  = make([]int64, n)
+		active                    = make([]bool, n)
+		metadata                  = make([]*string, n) // nil for none
+	)
+	for i, m := range ms {
+		queues[i], ids[i], kinds[i], payloads[i], prios[i] = m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority)
+		runAt[i], maxAttempts[i], timeouts[i], ukeys[i] = m.RunAt, int32(m.MaxAttempts), m.Timeout.Milliseconds(), m.UniqueKey
+		enqueuedAt[i], active[i] = m.EnqueuedAt, m.UniqueKey != "" && m.UniqueWhileActive
+		if m.UniqueKey != "" && !m.UniqueWhileActive {
+			uuntil[i] = &m.UniqueUntil
+		}
+		if len(m.Metadata) > 0 {
+			js, _ := json.Marshal(m.Metadata) // a map of strings always encodes
+			metadata[i] = new(string(js))
+		}
+	}
+	rows, err := q.Query(ctx, b.sql.insertMany, b.now(), queues, ids, kinds, payloads, prios, runAt, maxAttempts, timeouts,
+		ukeys, uuntil, enqueuedAt, active, metadata)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	out := make([]queue.EnqueueResult, 0, n)
+	status := make([]string, 0, n)
+	var xid string
+	for rows.Next() {
+		var st, holder, x string
+		if err := rows.Scan(&st, &holder, &x); err != nil {
+			rows.Close()
+			return nil, nil, "", err
+		}
+		status = append(status, st)
+		out = append(out, queue.EnqueueResult{ID: holder})
+		xid = cmp.Or(xid, x)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, "", err
+	}
+	if len(out) != n {
+		return nil, nil, "", fmt.Errorf("queuepg: EnqueueMany: %d results for %d jobs", len(out), n)
+	}
+	var stored []string
+	for i, m := range ms {
+		r := &out[i]
+		switch status[i] {
+		case "ok":
+			r.ID = m.ID
+			if !slices.Contains(stored, m.Queue) {
+				stored = append(stored, m.Queue)
+			}
+		case "again":
+			r.ID = m.ID
+		case "exists":
+			r.ID, r.Err = "", fmt.Errorf("%w: job id %q is already used in queue %q by another job", queue.ErrInvalid, m.ID, m.Queue)
+		case "dup":
+			if r.ID == "" { // the holder committed while the statement ran
+				if err := q.QueryRow(ctx, b.sql.uniqueHolder, m.Queue, m.UniqueKey).Scan(&r.ID); err != nil {
+					return nil, nil, "", err
+				}
+			}
+			r.Err = &queue.DuplicateError{UniqueKey: m.UniqueKey, ID: r.ID}
+		default: // "race": the id was taken while the statement ran
+			r.ID = m.ID
+			if _, err := b.existing(ctx, q, m); err != nil {
+				r.ID, r.Err = "", err
+				if !errors.Is(err, queue.ErrInvalid) {
+					return nil, nil, "", err
+				}
+			}
+		}
+	}
+	return out, stored, xid, nil
+}
+
 // existing answers an enqueue whose id is used: nil when it is the same
 // job (queue.SameJob: a retried enqueue that landed), else ErrInvalid.
-func (b *Backend) existing(ctx context.Context, tx pgx.Tx, m *queue.Message) (found bool, err error) {
+func (b *Backend) existing(ctx context.Context, tx querier, m *queue.Message) (found bool, err error) {
 	var kind string
 	var payload []byte
 	err = tx.QueryRow(ctx, b.sql.existing, m.Queue, m.ID).Scan(&kind, &payload)

@@ -16,7 +16,12 @@
 //	})
 //
 // The job exists if and only if the transaction commits (the
-// transactional outbox, without the outbox). queue.NewClient and
+// transactional outbox, without the outbox). EnqueueManyTx does the same
+// for a batch of jobs in one round trip, as queue.Client.EnqueueMany does
+// outside a transaction: one INSERT ... SELECT FROM unnest(...) that
+// takes the jobs' unique keys (the first job of the batch with a key
+// wins; the others are reported as duplicates) and stores the jobs that
+// took theirs, each reported on its own. queue.NewClient and
 // queue.NewWorker take the backend like any other. Done jobs are kept for
 // Options.Retention for status queries, dead jobs for
 // Options.DeadRetention (14 days by default), and removed by Sweep (or

@@ -21,6 +21,7 @@ import (
 type statements struct {
 	migrate, migrateCounts                          string
 	existing, insertJob, insertUnique, uniqueHolder string
+	insertMany                                      string
 	takeBack, fetch, extend, complete, fail         string
 	progress                                        string
 	release, job, counts, dead, requeue, delete     string
@@ -34,7 +35,7 @@ func sqlFor(prefix string) statements {
 	return statements{
 		migrate: r.Replace(migrateSQL), migrateCounts: r.Replace(migrateCountsSQL),
 		existing: r.Replace(existingSQL), insertJob: r.Replace(insertJobSQL), insertUnique: r.Replace(insertUniqueSQL),
-		uniqueHolder: r.Replace(uniqueHolderSQL), takeBack: r.Replace(takeBackSQL), fetch: r.Replace(fetchSQL),
+		uniqueHolder: r.Replace(uniqueHolderSQL), insertMany: r.Replace(insertManySQL), takeBack: r.Replace(takeBackSQL), fetch: r.Replace(fetchSQL),
 		extend: r.Replace(extendSQL), progress: r.Replace(progressSQL), complete: r.Replace(completeSQL), fail: r.Replace(failSQL),
 		release: r.Replace(releaseSQL), job: r.Replace(jobSQL), counts: r.Replace(countsSQL), dead: r.Replace(deadSQL),
 		requeue: r.Replace(requeueSQL), delete: r.Replace(deleteSQL), sweepJobs: r.Replace(sweepJobsSQL),
@@ -119,6 +120,62 @@ ON CONFLICT (queue, unique_key) DO UPDATE SET job_id = EXCLUDED.job_id, until = 
 WHERE u.until <= {now} OR (u.until = 'infinity' AND NOT EXISTS (SELECT 1 FROM {jobs} h
   WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))
 RETURNING job_id`
+
+// insertManySQL adds a batch of jobs in one statement, each as
+// insertJobSQL and insertUniqueSQL would one after the other: a job whose
+// id is used is not stored; of the jobs of one queue and unique key whose
+// ids are free, the first takes the key (a hold that no longer holds is
+// taken over, as in insertUniqueSQL) and the others are duplicates; a job
+// with a key is stored only if it took it. The holds are taken before the
+// jobs are stored (a statement's parts do not see each other's rows), in
+// key order, so concurrent batches lock keys in one order. It returns one
+// row per job, in batch order: status ('ok' stored, 'again' the same job
+// is there, 'exists' another job has the id, 'dup' the key is held,
+// 'race' the id was taken by a transaction that committed during the
+// statement: the caller looks again), the key's holder (empty if not
+// visible to the statement) and the transaction's id for stored jobs.
+// $1 now, then arrays, one element a job: $2 queue, $3 id, $4 kind,
+// $5 payload, $6 priority, $7 run_at, $8 max_attempts, $9 timeout_ms,
+// $10 unique_key (empty for none), $11 unique_until (NULL for none or
+// while-active), $12 enqueued_at, $13 unique_active, $14 metadata (JSON
+// object text, NULL for none).
+const insertManySQL = `WITH b AS (
+  SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::int2[], $7::timestamptz[], $8::int4[],
+    $9::int8[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::bool[], $14::text[])
+  WITH ORDINALITY AS b(queue, id, kind, payload, priority, run_at, max_attempts, timeout_ms, unique_key, unique_until,
+    enqueued_at, unique_active, metadata, ord)),
+used AS (SELECT b.ord FROM b, LATERAL (SELECT 1 FROM {jobs} j WHERE j.queue = b.queue AND j.id = b.id LIMIT 1) x
+  WHERE b.unique_key <> ''),
+cand AS (SELECT DISTINCT ON (b.queue, b.unique_key) b.queue, b.unique_key, b.id, b.unique_until, b.unique_active FROM b
+  WHERE b.unique_key <> '' AND b.ord NOT IN (SELECT ord FROM used) ORDER BY b.queue, b.unique_key, b.ord),
+u AS (INSERT INTO {unique} AS u (queue, unique_key, job_id, until)
+  SELECT queue, unique_key, id, CASE WHEN unique_active THEN 'infinity'::timestamptz ELSE unique_until END
+  FROM cand ORDER BY queue, unique_key
+  ON CONFLICT (queue, unique_key) DO UPDATE SET job_id = EXCLUDED.job_id, until = EXCLUDED.until
+  WHERE u.until <= {now} OR (u.until = 'infinity' AND NOT EXISTS (SELECT 1 FROM {jobs} h
+    WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))
+  RETURNING queue, unique_key, job_id),
+ins AS (INSERT INTO {jobs} (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms,
+    unique_key, unique_until, enqueued_at, unique_active, metadata)
+  SELECT b.queue, b.id, b.kind, b.payload, b.priority, CASE WHEN b.run_at > {now} THEN 'scheduled' ELSE 'pending' END,
+    0, b.max_attempts, b.run_at, b.timeout_ms, nullif(b.unique_key, ''), b.unique_until, b.enqueued_at, b.unique_active,
+    b.metadata::jsonb
+  FROM b LEFT JOIN u ON u.queue = b.queue AND u.unique_key = b.unique_key
+  WHERE b.unique_key = '' OR u.job_id = b.id
+  ORDER BY b.ord
+  ON CONFLICT (queue, id) DO NOTHING
+  RETURNING queue, id)
+SELECT CASE WHEN ins.id IS NOT NULL THEN 'ok'
+    WHEN j.kind IS NOT NULL THEN CASE WHEN j.kind = b.kind AND j.payload = b.payload THEN 'again' ELSE 'exists' END
+    WHEN b.unique_key <> '' AND u.job_id IS DISTINCT FROM b.id THEN 'dup'
+    ELSE 'race' END,
+  CASE WHEN b.unique_key = '' OR ins.id IS NOT NULL THEN '' ELSE coalesce(u.job_id,
+    (SELECT job_id FROM {unique} x WHERE x.queue = b.queue AND x.unique_key = b.unique_key), '') END,
+  CASE WHEN ins.id IS NOT NULL THEN pg_current_xact_id()::text ELSE '' END
+FROM b LEFT JOIN ins ON ins.queue = b.queue AND ins.id = b.id
+  LEFT JOIN u ON u.queue = b.queue AND u.unique_key = b.unique_key
+  LEFT JOIN LATERAL (SELECT j.kind, j.payload FROM {jobs} j WHERE ins.id IS NULL AND j.queue = b.queue AND j.id = b.id LIMIT 1) j ON true
+ORDER BY b.ord`
 
 // uniqueHolderSQL reads the job holding a unique key. $1 queue,
 // $2 unique_key.

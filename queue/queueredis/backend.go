@@ -164,6 +164,71 @@ func fromMicro(us int64) time.Time {
 // without a second job; another message with a used id is
 // queue.ErrInvalid.
 func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
+	if err := checkMessage(m); err != nil {
+		return err
+	}
+	v, err := b.run(ctx, "Enqueue", enqueueScript, b.keys(m.Queue, m.ID, m.UniqueKey), append(b.base(m.Queue), jobArgs(m)...)...)
+	if err != nil {
+		return err
+	}
+	r, _ := v.([]any)
+	status, _ := at[string](r, 0)
+	detail, _ := at[string](r, 1)
+	res, ok := enqueueResult(m, status, detail)
+	if !ok {
+		return fmt.Errorf("queueredis: Enqueue: unexpected reply %v", v)
+	}
+	return res.Err
+}
+
+// EnqueueMany is queue.Backend.EnqueueMany: one script per queue of the
+// batch (the keys of one queue share a hash slot; a batch spanning
+// several queues takes one round trip per queue, in the order the queues
+// first appear), each storing its jobs in order as Enqueue would and
+// waking the queue's fetches once. A script runs alone on its Redis
+// while it stores its batch: keep batches to a few thousand jobs.
+func (b *Backend) EnqueueMany(ctx context.Context, ms []*queue.Message) ([]queue.EnqueueResult, error) {
+	var order []string
+	byQueue := map[string][]int{}
+	for i, m := range ms {
+		if err := checkMessage(m); err != nil {
+			return nil, fmt.Errorf("queueredis: EnqueueMany: message %d: %w", i, err)
+		}
+		if _, ok := byQueue[m.Queue]; !ok {
+			order = append(order, m.Queue)
+		}
+		byQueue[m.Queue] = append(byQueue[m.Queue], i)
+	}
+	out := make([]queue.EnqueueResult, len(ms))
+	for _, q := range order {
+		idx := byQueue[q]
+		args := make([]any, 0, 2+enqueueFields*len(idx))
+		args = append(args, b.base(q)...)
+		for _, i := range idx {
+			args = append(args, jobArgs(ms[i])...)
+		}
+		v, err := b.run(ctx, "EnqueueMany", enqueueManyScript, b.keys(q, "", ""), args...)
+		if err != nil {
+			return nil, err
+		}
+		r, _ := v.([]any)
+		if len(r) != 2*len(idx) {
+			return nil, fmt.Errorf("queueredis: EnqueueMany: %d replies for %d jobs", len(r)/2, len(idx))
+		}
+		for k, i := range idx {
+			status, _ := at[string](r, 2*k)
+			detail, _ := at[string](r, 2*k+1)
+			var ok bool
+			if out[i], ok = enqueueResult(ms[i], status, detail); !ok {
+				return nil, fmt.Errorf("queueredis: EnqueueMany: unexpected reply %v %v", status, detail)
+			}
+		}
+	}
+	return out, nil
+}
+
+// checkMessage refuses a message the scripts cannot store.
+func checkMessage(m *queue.Message) error {
 	if err := queuex.CheckName(queue.ErrInvalid, "queue", m.Queue); err != nil {
 		return err
 	}
@@ -173,6 +238,15 @@ func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
 	case m.Priority < queue.Default || m.Priority > queue.Low:
 		return fmt.Errorf("%w: queueredis: Message.Priority must be High, Default or Low, got %d", queue.ErrInvalid, m.Priority)
 	}
+	return nil
+}
+
+// base is the first two ARGV of a script on queue q: its job hashes'
+// prefix and now.
+func (b *Backend) base(q string) []any { return []any{b.tag(q) + "job:", b.now()} }
+
+// jobArgs are m's fields as the enqueue scripts take them (enqueueLua).
+func jobArgs(m *queue.Message) []any {
 	var uniqueUntil int64
 	active := 0
 	if m.UniqueKey != "" && m.UniqueWhileActive {
@@ -182,28 +256,24 @@ func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
 	}
 	var metadata []byte // empty for none
 	if len(m.Metadata) > 0 {
-		var err error
-		if metadata, err = json.Marshal(m.Metadata); err != nil {
-			return err
-		}
+		metadata, _ = json.Marshal(m.Metadata) // a map of strings always encodes
 	}
-	v, err := b.run(ctx, "Enqueue", enqueueScript, b.keys(m.Queue, m.ID, m.UniqueKey),
-		b.tag(m.Queue)+"job:", b.now(), m.ID, m.Kind, m.Payload, int(m.Priority), micro(m.RunAt), int64(m.Timeout),
-		m.UniqueKey, uniqueUntil, micro(m.EnqueuedAt), m.MaxAttempts, m.Attempt, m.LastError, active, metadata)
-	if err != nil {
-		return err
-	}
-	r, _ := v.([]any)
-	switch status, _ := at[string](r, 0); status {
+	return []any{m.ID, m.Kind, m.Payload, int(m.Priority), micro(m.RunAt), int64(m.Timeout),
+		m.UniqueKey, uniqueUntil, micro(m.EnqueuedAt), m.MaxAttempts, m.Attempt, m.LastError, active, metadata}
+}
+
+// enqueueResult reads enqueue's reply for m (status and its state or
+// holder); ok is false for a reply it does not know.
+func enqueueResult(m *queue.Message, status, detail string) (r queue.EnqueueResult, ok bool) {
+	switch status {
 	case "ok":
-		return nil
+		return queue.EnqueueResult{ID: m.ID}, true
 	case "dup":
-		holder, _ := at[string](r, 1)
-		return &queue.DuplicateError{UniqueKey: m.UniqueKey, ID: holder}
+		return queue.EnqueueResult{ID: detail, Err: &queue.DuplicateError{UniqueKey: m.UniqueKey, ID: detail}}, true
 	case "exists":
-		return fmt.Errorf("%w: job id %q is already used in queue %q", queue.ErrInvalid, m.ID, m.Queue)
+		return queue.EnqueueResult{Err: fmt.Errorf("%w: job id %q is already used in queue %q", queue.ErrInvalid, m.ID, m.Queue)}, true
 	}
-	return fmt.Errorf("queueredis: Enqueue: unexpected reply %v", v)
+	return r, false
 }
 
 // fullOrder is o without repeats, followed by the priorities it left out:

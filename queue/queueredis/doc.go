@@ -53,7 +53,11 @@
 //
 // Enqueue stores the hash and puts the id on its ready list (or in
 // scheduled), taking the unique key in the same script: a key still held
-// returns a *queue.DuplicateError naming the holder. Fetch first moves due
+// returns a *queue.DuplicateError naming the holder. EnqueueMany runs one
+// script per queue of the batch (a queue's keys share a slot), which
+// stores that queue's jobs in order as Enqueue would and wakes the
+// fetches once: a batch on one queue is one round trip, a batch over n
+// queues n of them, one after the other. Fetch first moves due
 // scheduled and retry jobs to the back of their ready lists (in run-at
 // order), jobs whose lease ran out to the front (they were due first), and
 // drops done jobs past the retention, up to 1000 of each per call; then it

@@ -1,6 +1,7 @@
 package queueredis
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -106,59 +107,92 @@ func readScript(body string) *redis.Script {
 	return redis.NewScript("#!lua flags=no-writes\n" + preamble + body)
 }
 
-// enqueueScript stores a new job. ARGV[3..]: id, kind, payload, priority,
-// run_at, timeout (ns), unique_key, unique_until, enqueued_at,
-// max_attempts, attempt, last_error, unique_active (0/1), metadata (a
-// JSON object, empty for none). Reply: {'ok', state}, {'dup',
-// holder id} or {'exists'}. The same job again (same id, kind and
-// payload: a call go-redis retried after a lost reply, or the caller's
-// retry of an Enqueue that timed out but landed) is {'ok', 'again'}, not
-// a duplicate of itself.
-var enqueueScript = script(false, `
-local now = now_us(ARGV[2])
-local id, ukey, uuntil = ARGV[3], ARGV[9], tonumber(ARGV[10])
-if redis.call('EXISTS', KEYS[11]) == 1 then
-  local v = redis.call('HMGET', KEYS[11], 'kind', 'payload')
-  if v[1] == ARGV[4] and v[2] == ARGV[5] then return {'ok', 'again'} end
-  return {'exists'}
-end
-local active = ARGV[15] == '1'
-if ukey ~= '' then
-  local h = redis.call('HMGET', KEYS[12], 'id', 'until', 'active')
-  if h[1] and h[1] ~= id then
-    if h[3] == '1' then
-      -- held while its job is neither done nor dead (nor gone)
-      local st = redis.call('HGET', ARGV[1] .. h[1], 'state')
-      if st and st ~= 'done' and st ~= 'dead' then return {'dup', h[1]} end
-    elseif (tonumber(h[2]) or 0) > now then
-      return {'dup', h[1]}
+// enqueueLua defines enqueue, the body of enqueueScript and
+// enqueueManyScript: it stores one job whose fields are a[o+1..o+14]: id,
+// kind, payload, priority, run_at, timeout (ns), unique_key,
+// unique_until, enqueued_at, max_attempts, attempt, last_error,
+// unique_active (0/1), metadata (a JSON object, empty for none)
+// (enqueueFields in all); jk is its hash, uk its unique hold. It returns
+// {'ok', state}, {'dup', holder id} or {'exists'} and wakes nobody. The
+// same job again (same id, kind and payload: a call go-redis retried
+// after a lost reply, or the caller's retry of an Enqueue that timed out
+// but landed) is {'ok', 'again'}, not a duplicate of itself.
+const enqueueLua = `
+local function enqueue(jk, uk, a, o, now)
+  local id, kind, payload, prio, runat = a[o + 1], a[o + 2], a[o + 3], a[o + 4], a[o + 5]
+  local ukey, uuntil = a[o + 7], tonumber(a[o + 8])
+  if redis.call('EXISTS', jk) == 1 then
+    local v = redis.call('HMGET', jk, 'kind', 'payload')
+    if v[1] == kind and v[2] == payload then return {'ok', 'again'} end
+    return {'exists'}
+  end
+  local active = a[o + 13] == '1'
+  if ukey ~= '' then
+    local h = redis.call('HMGET', uk, 'id', 'until', 'active')
+    if h[1] and h[1] ~= id then
+      if h[3] == '1' then
+        -- held while its job is neither done nor dead (nor gone)
+        local st = redis.call('HGET', ARGV[1] .. h[1], 'state')
+        if st and st ~= 'done' and st ~= 'dead' then return {'dup', h[1]} end
+      elseif (tonumber(h[2]) or 0) > now then
+        return {'dup', h[1]}
+      end
     end
   end
+  if ukey ~= '' and active then
+    redis.call('DEL', uk)
+    redis.call('HSET', uk, 'id', id, 'until', 0, 'active', '1')
+  elseif ukey ~= '' and uuntil > now then
+    redis.call('DEL', uk)
+    redis.call('HSET', uk, 'id', id, 'until', a[o + 8])
+    redis.call('PEXPIRE', uk, math.max(1, math.ceil((uuntil - now) / 1000)))
+  end
+  local state = 'pending'
+  if tonumber(runat) > now then state = 'scheduled' end
+  redis.call('HSET', jk, 'kind', kind, 'payload', payload, 'priority', prio, 'state', state,
+    'attempt', a[o + 11], 'max_attempts', a[o + 10], 'run_at', runat, 'timeout', a[o + 6], 'enqueued_at', a[o + 9])
+  if ukey ~= '' then redis.call('HSET', jk, 'unique_key', ukey, 'unique_until', a[o + 8]) end
+  if ukey ~= '' and active then redis.call('HSET', jk, 'unique_active', '1') end
+  if a[o + 12] ~= '' then redis.call('HSET', jk, 'last_error', a[o + 12]) end
+  if a[o + 14] ~= '' then redis.call('HSET', jk, 'metadata', a[o + 14]) end
+  redis.call('ZREM', KEYS[7], id) -- a done entry left by an expired hash of the same id
+  if state == 'scheduled' then
+    redis.call('ZADD', KEYS[4], runat, id)
+  else
+    redis.call('RPUSH', ready(prio), id)
+  end
+  return {'ok', state}
 end
-if ukey ~= '' and active then
-  redis.call('DEL', KEYS[12])
-  redis.call('HSET', KEYS[12], 'id', id, 'until', 0, 'active', '1')
-elseif ukey ~= '' and uuntil > now then
-  redis.call('DEL', KEYS[12])
-  redis.call('HSET', KEYS[12], 'id', id, 'until', ARGV[10])
-  redis.call('PEXPIRE', KEYS[12], math.max(1, math.ceil((uuntil - now) / 1000)))
+`
+
+// enqueueFields is how many ARGV one job takes in the enqueue scripts.
+const enqueueFields = 14
+
+// enqueueScript stores a new job (see enqueueLua). ARGV[3..16]: the job's
+// fields. Reply: enqueue's.
+var enqueueScript = script(false, enqueueLua+`
+local r = enqueue(KEYS[11], KEYS[12], ARGV, 2, now_us(ARGV[2]))
+if r[1] == 'ok' and r[2] ~= 'again' then wake() end
+return r
+`)
+
+// enqueueManyScript stores a batch of jobs of this queue, in order, each
+// as enqueueScript would (a later job sees the unique keys an earlier one
+// took), and wakes the fetches once. ARGV[3..]: the jobs' fields,
+// enqueueFields per job. Reply: two elements per job, enqueue's status and its state or
+// holder id (empty for 'exists').
+var enqueueManyScript = script(false, enqueueLua+`
+local now = now_us(ARGV[2])
+local out, stored = {}, false
+for o = 2, #ARGV - 1, `+strconv.Itoa(enqueueFields)+` do
+  local id, ukey = ARGV[o + 1], ARGV[o + 7]
+  local r = enqueue(ARGV[1] .. id, uniqueKey(ukey), ARGV, o, now)
+  out[#out + 1] = r[1]
+  out[#out + 1] = r[2] or ''
+  if r[1] == 'ok' and r[2] ~= 'again' then stored = true end
 end
-local state = 'pending'
-if tonumber(ARGV[7]) > now then state = 'scheduled' end
-redis.call('HSET', KEYS[11], 'kind', ARGV[4], 'payload', ARGV[5], 'priority', ARGV[6], 'state', state,
-  'attempt', ARGV[13], 'max_attempts', ARGV[12], 'run_at', ARGV[7], 'timeout', ARGV[8], 'enqueued_at', ARGV[11])
-if ukey ~= '' then redis.call('HSET', KEYS[11], 'unique_key', ukey, 'unique_until', ARGV[10]) end
-if ukey ~= '' and active then redis.call('HSET', KEYS[11], 'unique_active', '1') end
-if ARGV[14] ~= '' then redis.call('HSET', KEYS[11], 'last_error', ARGV[14]) end
-if ARGV[16] ~= '' then redis.call('HSET', KEYS[11], 'metadata', ARGV[16]) end
-redis.call('ZREM', KEYS[7], id) -- a done entry left by an expired hash of the same id
-if state == 'scheduled' then
-  redis.call('ZADD', KEYS[4], ARGV[7], id)
-else
-  redis.call('RPUSH', ready(ARGV[6]), id)
-end
-wake()
-return {'ok', state}
+if stored then wake() end
+return out
 `)
 
 // fetchScript moves due scheduled and retry jobs to the back of their

@@ -4,9 +4,14 @@
 //
 // Run checks, among the rest, that an Enqueue retried with the same ID
 // and content returns the job already there, that a refused Enqueue takes
-// no unique key, the unique-while-active holds, Delete, and the default
-// dead retention (queue.DefaultDeadRetention); a backend that removes old
-// jobs only when asked implements Sweeper, which Run calls first.
+// no unique key, EnqueueMany's result per job (duplicates of existing
+// jobs and within the batch, a retried job, a used id), the
+// unique-while-active holds, Delete, and the default dead retention
+// (queue.DefaultDeadRetention); a backend that removes old jobs only
+// when asked implements Sweeper, which Run calls first. Its
+// Periodic cases run queue.Schedulers on the backend: three instances
+// with skewed clocks and restarts enqueue each of 10 ticks once, and the
+// missed-tick and overlap policies hold.
 package queuetest
 
 import (
@@ -15,6 +20,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -289,6 +295,99 @@ func Run(t *testing.T, f Factory) {
 		}
 		if m := e.state(first); m.State != queue.Done {
 			t.Fatalf("the done job after a retried enqueue: %s, want done (not run again)", m.State)
+		}
+	})
+	t.Run("EnqueueManyWithDuplicates", func(t *testing.T) {
+		e := setup(t, f)
+		other := e.q + "-b" // a batch may span queues
+		args := func(kind string) map[string]string { return map[string]string{"kind": kind} }
+		req := func(q, kind string, o queue.EnqueueOptions) queue.EnqueueRequest {
+			return queue.EnqueueRequest{Queue: q, Kind: kind, Args: args(kind), Options: o}
+		}
+		holder := e.enqueue("holder", queue.EnqueueOptions{UniqueKey: "held"})
+		retried := e.enqueue("retried", queue.EnqueueOptions{ID: "job-7"})
+		e.enqueue("taken", queue.EnqueueOptions{ID: "job-8"})
+		e.clk.Add(time.Second)
+		res, err := e.c.EnqueueMany(ctx,
+			req(e.q, "fresh1", queue.EnqueueOptions{}),
+			req(e.q, "dup-held", queue.EnqueueOptions{UniqueKey: "held"}),
+			req(e.q, "twin-a", queue.EnqueueOptions{UniqueKey: "twin"}),
+			req(other, "other", queue.EnqueueOptions{UniqueKey: "twin"}), // another queue: another key
+			req(e.q, "twin-b", queue.EnqueueOptions{UniqueKey: "twin", UniqueWhileActive: true}),
+			req(e.q, "retried", queue.EnqueueOptions{ID: "job-7"}), // a retry that landed: SameJob
+			req(e.q, "not-job-8", queue.EnqueueOptions{ID: "job-8", UniqueKey: "k8"}),
+			req(e.q, "later", queue.EnqueueOptions{Delay: time.Minute, UniqueKey: "later"}),
+			req(e.q, "fresh2", queue.EnqueueOptions{Priority: queue.High}),
+		)
+		if err != nil || len(res) != 9 {
+			t.Fatalf("EnqueueMany: %v %v, want 9 results", res, err)
+		}
+		isDup := func(i int, want string) {
+			t.Helper()
+			var d *queue.DuplicateError
+			if !errors.As(res[i].Err, &d) || !errors.Is(res[i].Err, queue.ErrDuplicate) || d.ID != want || res[i].ID != want {
+				t.Fatalf("result %d: %+v, want a *DuplicateError naming %s", i, res[i], want)
+			}
+		}
+		for _, i := range []int{0, 2, 3, 5, 7, 8} {
+			if res[i].Err != nil || res[i].ID == "" {
+				t.Fatalf("result %d: %+v, want an id and no error", i, res[i])
+			}
+		}
+		isDup(1, holder)
+		isDup(4, res[2].ID) // the key went to the batch's first job with it
+		if res[5].ID != retried {
+			t.Fatalf("the retried job: %+v, want %s", res[5], retried)
+		}
+		if !errors.Is(res[6].Err, queue.ErrInvalid) {
+			t.Fatalf("a used id with other content: %+v, want ErrInvalid", res[6])
+		}
+		if res[3].ID == res[2].ID || res[0].ID == res[8].ID {
+			t.Fatal("two jobs of a batch got one id")
+		}
+		if m := e.state(res[7].ID); m.State != queue.Scheduled || m.Kind != "later" || string(m.Payload) != `{"kind":"later"}` {
+			t.Fatalf("the delayed job: %+v", m)
+		}
+		if m, err := e.c.Job(ctx, other, res[3].ID); err != nil || m.Kind != "other" {
+			t.Fatalf("the other queue's job: %+v %v", m, err)
+		}
+		// Refused jobs took nothing: k8 is free; the held keys stay held.
+		if _, err := e.c.Enqueue(ctx, e.q, "k8", nil, queue.EnqueueOptions{UniqueKey: "k8"}); err != nil {
+			t.Fatalf("the key of a refused job: %v, want it free", err)
+		}
+		if id, err := e.c.Enqueue(ctx, e.q, "again", nil, queue.EnqueueOptions{UniqueKey: "twin"}); !errors.Is(err, queue.ErrDuplicate) || id != res[2].ID {
+			t.Fatalf("the twin key after the batch: %q %v, want held by %s", id, err, res[2].ID)
+		}
+		c, err := e.c.Counts(ctx, e.q)
+		if err != nil || c.Pending != 7 || c.Scheduled != 1 {
+			t.Fatalf("counts %+v %v, want 7 pending (4 before, 3 of the batch) and 1 scheduled", c, err)
+		}
+		// The batch keeps its order within a priority.
+		ls := e.fetch(10, time.Minute)
+		if got := fmt.Sprint(kinds(ls)); got != "[fresh2 holder retried taken fresh1 twin-a k8]" {
+			t.Fatalf("fetched %s", got)
+		}
+		// Bad jobs are reported before anything is sent, naming the index
+		// and the field; nothing of the batch is stored.
+		for _, c := range []struct {
+			bad  queue.EnqueueRequest
+			want string
+		}{
+			{req(e.q, "bad kind", queue.EnqueueOptions{}), "jobs[1]"},
+			{queue.EnqueueRequest{Queue: e.q, Kind: "k", Args: func() {}}, "jobs[1]"},
+			{req(e.q, "k", queue.EnqueueOptions{Delay: -1}), "Delay"},
+			{req(e.q, "k", queue.EnqueueOptions{ID: "twice"}), "jobs[1].Options.ID"},
+		} {
+			_, err := e.c.EnqueueMany(ctx, req(e.q, "good", queue.EnqueueOptions{ID: "twice"}), c.bad)
+			if !errors.Is(err, queue.ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("a batch with %+v: %v, want ErrInvalid naming %s", c.bad, err, c.want)
+			}
+		}
+		if _, err := e.c.Job(ctx, e.q, "twice"); !errors.Is(err, queue.ErrNotFound) {
+			t.Fatalf("the good job of a refused batch: %v, want ErrNotFound", err)
+		}
+		if res, err := e.c.EnqueueMany(ctx); res != nil || err != nil {
+			t.Fatalf("an empty batch: %v %v", res, err)
 		}
 	})
 	t.Run("RejectedEnqueueTakesNoUniqueKey", func(t *testing.T) {
@@ -659,4 +758,5 @@ func Run(t *testing.T, f Factory) {
 			t.Errorf("args that are not JSON: %v", err)
 		}
 	})
+	runPeriodic(t, f)
 }

@@ -3,7 +3,9 @@ package queuetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -241,14 +243,22 @@ func RunWorker(t *testing.T, f RealTimeFactory) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		wantBatch := map[string]string{"batch": "yes", "request_id": "req-8"}
+		rs, err := c.EnqueueMany(context.WithValue(ctx, ridKey{}, "req-8"),
+			queue.EnqueueRequest{Queue: q, Kind: "md", Args: args{N: 3}, Options: queue.EnqueueOptions{Metadata: map[string]string{"batch": "yes"}}})
+		if err != nil || rs[0].Err != nil {
+			t.Fatal(err, rs)
+		}
+		batched := rs[0].ID
 		var mu sync.Mutex
-		inMW, inHandler := map[int]map[string]string{}, map[int]map[string]string{}
+		var inMW []string
+		inHandler := map[int]map[string]string{}
 		w, err := queue.NewWorker(queue.WorkerOptions{Backend: b, Queues: map[string]queue.Options{q: {Concurrency: 2}},
 			FetchWait: 50 * time.Millisecond, Middleware: []func(queue.AttemptFunc) queue.AttemptFunc{
 				func(next queue.AttemptFunc) queue.AttemptFunc {
 					return func(ctx context.Context, a queue.Attempt) error {
 						mu.Lock()
-						inMW[len(inMW)] = a.Metadata()
+						inMW = append(inMW, fmt.Sprint(a.Metadata()))
 						mu.Unlock()
 						return next(ctx, a)
 					}
@@ -265,24 +275,28 @@ func RunWorker(t *testing.T, f RealTimeFactory) {
 		})
 		w.Start(ctx)
 		defer w.Close()
-		waitFor(t, "both jobs done", func() bool {
-			a, _ := c.Job(ctx, q, withMD)
-			p, _ := c.Job(ctx, q, plain)
-			return a != nil && p != nil && a.State == queue.Done && p.State == queue.Done
+		waitFor(t, "the three jobs done", func() bool {
+			for _, id := range []string{withMD, plain, batched} {
+				if m, _ := c.Job(ctx, q, id); m == nil || m.State != queue.Done {
+					return false
+				}
+			}
+			return true
 		})
 		mu.Lock()
 		defer mu.Unlock()
-		if !maps.Equal(inHandler[1], want) || inHandler[2] != nil {
-			t.Fatalf("the handlers saw %v and %v, want %v and nil", inHandler[1], inHandler[2], want)
+		if !maps.Equal(inHandler[1], want) || inHandler[2] != nil || !maps.Equal(inHandler[3], wantBatch) {
+			t.Fatalf("the handlers saw %v, %v and %v; want %v, nil and %v", inHandler[1], inHandler[2], inHandler[3], want, wantBatch)
 		}
-		if len(inMW) != 2 || !(maps.Equal(inMW[0], want) && inMW[1] == nil || maps.Equal(inMW[1], want) && inMW[0] == nil) {
-			t.Fatalf("the worker middleware saw %v, want %v once and nil once", inMW, want)
+		slices.Sort(inMW)
+		wantMW := []string{fmt.Sprint(wantBatch), fmt.Sprint(want), fmt.Sprint(map[string]string(nil))}
+		if slices.Sort(wantMW); !slices.Equal(inMW, wantMW) {
+			t.Fatalf("the worker middleware saw %q, want %q", inMW, wantMW)
 		}
-		if m, _ := c.Job(ctx, q, withMD); !maps.Equal(m.Metadata, want) {
-			t.Fatalf("Client.Job: Metadata %v, want %v", m.Metadata, want)
-		}
-		if m, _ := c.Job(ctx, q, plain); m.Metadata != nil {
-			t.Fatalf("Client.Job of a job without metadata: %v, want nil", m.Metadata)
+		for id, md := range map[string]map[string]string{withMD: want, plain: nil, batched: wantBatch} {
+			if m, _ := c.Job(ctx, q, id); !maps.Equal(m.Metadata, md) || (md == nil) != (m.Metadata == nil) {
+				t.Fatalf("Client.Job(%s): Metadata %v, want %v", id, m.Metadata, md)
+			}
 		}
 	})
 	t.Run("RateLimitDoesNotBurnAttempts", func(t *testing.T) {
