@@ -257,6 +257,19 @@ func startWorker(t *testing.T, b queue.Backend, conc int, mw ...func(queue.Attem
 	}
 }
 
+// oneJob returns a memory backend, its client and the id of a job of kind
+// "k" in queue "q" with maxAttempts.
+func oneJob(t *testing.T, maxAttempts int) (queue.Backend, *queue.Client, string) {
+	t.Helper()
+	b := queue.NewMemoryBackend(queue.MemoryBackendOptions{})
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	id, err := c.Enqueue(context.Background(), "q", "k", n{1}, queue.EnqueueOptions{MaxAttempts: maxAttempts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, c, id
+}
+
 func TestWorkerMiddleware(t *testing.T) {
 	ctx := context.Background()
 	t.Run("order and metadata", func(t *testing.T) {
@@ -324,9 +337,7 @@ func TestWorkerMiddleware(t *testing.T) {
 	t.Run("panic in a middleware", func(t *testing.T) {
 		// A panic in a middleware is a failed attempt holding the panic
 		// and its stack, counted in Panics, like a handler panic.
-		b := queue.NewMemoryBackend(queue.MemoryBackendOptions{})
-		c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
-		id, _ := c.Enqueue(ctx, "q", "k", n{1}, queue.EnqueueOptions{MaxAttempts: 2})
+		b, c, id := oneJob(t, 2)
 		w, start := startWorker(t, b, 1, func(next queue.AttemptFunc) queue.AttemptFunc {
 			return func(ctx context.Context, a queue.Attempt) error {
 				if a.Attempt == 1 {
@@ -352,9 +363,7 @@ func TestWorkerMiddleware(t *testing.T) {
 		}
 	})
 	t.Run("next needs the Attempt it was given", func(t *testing.T) {
-		b := queue.NewMemoryBackend(queue.MemoryBackendOptions{})
-		c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
-		id, _ := c.Enqueue(ctx, "q", "k", n{1}, queue.EnqueueOptions{MaxAttempts: 1})
+		b, c, id := oneJob(t, 1)
 		w, start := startWorker(t, b, 1, func(next queue.AttemptFunc) queue.AttemptFunc {
 			return func(ctx context.Context, a queue.Attempt) error { return next(ctx, queue.Attempt{ID: a.ID}) }
 		})
