@@ -17,6 +17,7 @@ import (
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/ratelimit"
+	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
 	"github.com/scalekit-go/scalekit/slo"
 )
@@ -83,6 +84,7 @@ type Collector struct {
 	cache       table[cache.Stats]
 	batch       table[batch.Stats]
 	idem        table[idempotency.HTTPStats]
+	requestID   table[requestid.HTTPStats]
 	slo         table[slo.Stats]
 	health      table[healthScrape]
 	queueWorker table[queue.Stats]
@@ -126,6 +128,7 @@ func New(o Options) (*Collector, error) {
 		cache:       newTable(b, cacheFamilies),
 		batch:       newTable(b, batchFamilies),
 		idem:        newTable(b, idempotencyFamilies),
+		requestID:   newTable(b, requestIDFamilies),
 		slo:         newTable(b, sloFamilies),
 		health:      newTable(b, healthFamilies),
 		queueWorker: newTable(b, queueWorkerFamilies, "queue"),

@@ -3,6 +3,8 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"slices"
@@ -25,6 +27,7 @@ import (
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/ratelimit"
 	"github.com/scalekit-go/scalekit/ratelimit/ratelimitredis"
+	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
 	"github.com/scalekit-go/scalekit/slo"
 )
@@ -79,6 +82,8 @@ func everything(t testing.TB, o metrics.Options) *metrics.Collector {
 
 	idem := must[*idempotency.HTTP](t)(idempotency.NewHTTP(idempotency.HTTPOptions{Unscoped: true}))
 	noErr(t, m.AddIdempotency("payments", idem))
+	ids := must[*requestid.HTTP](t)(requestid.NewHTTP(requestid.HTTPOptions{}))
+	noErr(t, m.AddRequestID("api", ids))
 
 	s := must[*slo.SLO](t)(slo.New(slo.Options{Name: "checkout", Target: 0.999}))
 	s.Record(true)
@@ -190,6 +195,20 @@ func TestDocListsEveryMetric(t *testing.T) {
 	for d := range ch {
 		described = append(described, descName(d))
 	}
+	// and the families NewHTTP registers, once a request made them all.
+	reg := prometheus.NewRegistry()
+	red, err := metrics.NewHTTP(metrics.HTTPOptions{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	red.Middleware(http.NotFoundHandler()).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) != 3 {
+		t.Fatalf("NewHTTP registered %d families (%v), want 3", len(mfs), err)
+	}
+	for _, mf := range mfs {
+		described = append(described, mf.GetName())
+	}
 	doc, err := os.ReadFile("doc.go")
 	if err != nil {
 		t.Fatal(err)
@@ -258,6 +277,7 @@ func TestAddErrors(t *testing.T) {
 		"nil cache":            {m.AddCache("c", nil), metrics.ErrInvalid},
 		"nil batch":            {m.AddBatch("b", nil), metrics.ErrInvalid},
 		"nil idempotency":      {m.AddIdempotency("i", nil), metrics.ErrInvalid},
+		"nil requestid":        {m.AddRequestID("r", nil), metrics.ErrInvalid},
 		"nil slo":              {m.AddSLO(nil), metrics.ErrInvalid},
 		"nil tracker":          {m.AddSLOTracker(nil), metrics.ErrInvalid},
 		"nil health":           {m.AddHealth("h", nil), metrics.ErrInvalid},

@@ -10,6 +10,7 @@
 //		m.AddQueue("jobs", client, "emails"), // the queue's counts, read from its backend
 //		m.AddScheduler("cron", scheduler),    // a *queue.Scheduler: ticks per schedule
 //		m.AddDBRouter("main", router),        // a *dbrouter.Router
+//		m.AddRequestID("api", ids),           // a *requestid.HTTP
 //	) // ErrDuplicate: a name added twice; ErrInvalid: a nil primitive
 //	reg := prometheus.NewRegistry()
 //	reg.MustRegister(m)
@@ -139,6 +140,9 @@
 //	scalekit_idempotency_requests_total{result}                             counter    keyed requests: executed, replayed, conflict, mismatch, bad_key, unavailable
 //	scalekit_idempotency_released_total                                     counter    keys given back (5xx, panic, oversized response)
 //	scalekit_idempotency_lease_lost_total                                   counter    requests whose lease was lost while the handler ran
+//	requestid (AddRequestID)
+//	scalekit_requestid_requests_total{source}                               counter    requests given an ID: header, traceparent, generated
+//	scalekit_requestid_replaced_total                                       counter    incoming IDs refused (too long, bad characters) and replaced
 //	slo (AddSLO, AddSLOTracker)
 //	scalekit_slo_target_ratio                                               gauge      target share of good events
 //	scalekit_slo_window_seconds                                             gauge      rolling window
@@ -223,6 +227,25 @@
 //
 // The probe metrics of health exist for the probes given to AddHealth,
 // which reads them with health.Health.Run during the scrape (see AddHealth).
+//
+// # HTTP requests (RED)
+//
+// NewHTTP is the other kind of thing here: middleware that records every
+// request as it is served (rate, errors, duration), since those numbers
+// exist nowhere to be read at scrape time. It registers its own metrics on
+// the registry given in HTTPOptions.Registerer:
+//
+//	scalekit_http_requests_total{route,method,status_class}             counter    requests served
+//	scalekit_http_request_duration_seconds{route,method,status_class}   histogram  time to serve them: native, with classic buckets, exemplars trace_id and request_id
+//	scalekit_http_requests_in_flight                                    gauge      requests being served
+//
+// route is the http.ServeMux pattern that matched ("GET /users/{id}"), or
+// "unmatched": never the raw path. Wrap the mux itself and put middleware
+// that copy the request (requestid's) or answer for the mux (a 429)
+// outside, or give the mux as HTTPOptions.Mux, as Middleware explains:
+//
+//	red, err := metrics.NewHTTP(metrics.HTTPOptions{Registerer: reg, Mux: mux})
+//	handler := ids.Middleware(red.Middleware(limits.Middleware(mux)))
 //
 // # Reads during the scrape
 //

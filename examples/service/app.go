@@ -31,6 +31,7 @@ import (
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/queue/queuepg"
 	"github.com/scalekit-go/scalekit/ratelimit"
+	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
 	"github.com/scalekit-go/scalekit/scalekittest"
 	"github.com/scalekit-go/scalekit/shutdown"
@@ -86,6 +87,9 @@ type app struct {
 	registry *prometheus.Registry
 	// readYourWrites is the router's middleware (nil without a database).
 	readYourWrites func(http.Handler) http.Handler
+	ids            *requestid.HTTP // request IDs in ctx, response and logs
+	red            *metrics.HTTP   // rate, errors, duration per route
+	mux            *http.ServeMux  // made by wire, filled by routes
 	emails         atomic.Int64
 	refreshes      atomic.Int64 // payment-totals refreshes done
 	// readThrough counts user reads whose read-your-writes token was newer
@@ -224,7 +228,7 @@ func clientHost(r *http.Request) string {
 }
 
 func (a *app) routes() http.Handler {
-	mux := http.NewServeMux()
+	mux := a.mux
 	mux.HandleFunc("GET /users/{id}", a.getUser)
 	mux.HandleFunc("PUT /users/{id}", a.putUser)
 	mux.HandleFunc("GET /posts", a.listPosts)
@@ -239,21 +243,24 @@ func (a *app) routes() http.Handler {
 	mux.HandleFunc("GET /admin/stats", a.stats)
 	mux.HandleFunc("POST /admin/chaos", a.chaos)
 
-	// Probes and metrics are neither rate-limited nor part of the SLO.
+	// Probes and metrics are neither rate-limited nor part of the SLO or
+	// the RED metrics. Every response carries a request ID, and every log
+	// line logged with the request's context too.
 	var api http.Handler = mux
 	api = a.tracker.Middleware(api)
 	api = a.rl.Middleware(api)
+	api = a.red.Middleware(api) // outside the 429s: HTTPOptions.Mux names their route
 	if a.readYourWrites != nil {
 		api = a.readYourWrites(api)
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return a.ids.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/health/live", "/health/ready", "/health/startup", "/metrics":
 			mux.ServeHTTP(w, r)
 		default:
 			api.ServeHTTP(w, r)
 		}
-	})
+	}))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

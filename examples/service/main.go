@@ -32,6 +32,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/scalekit-go/scalekit/requestid"
 )
 
 func main() {
@@ -109,7 +111,8 @@ func configFromFlags() Config {
 	if *replicas != "" {
 		cfg.ReplicaURLs = strings.Split(*replicas, ",")
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Every line logged with a request's context carries its request_id.
+	cfg.Logger = slog.New(requestid.NewLogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	return cfg
 }
 

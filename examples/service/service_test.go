@@ -229,6 +229,25 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	extraMetrics(t, m)
+	// RED per ServeMux pattern, the 429s included, never the raw path; the
+	// Go runtime and the process.
+	for _, series := range []string{`method="GET",name="http",route="GET /users/{id}",status_class="2xx"`,
+		`method="GET",name="http",route="GET /users/{id}",status_class="4xx"`, "scalekit_http_request_duration_seconds_bucket",
+		"scalekit_http_requests_in_flight", "scalekit_requestid_requests_total", "go_goroutines ", "process_cpu_seconds_total "} {
+		if !strings.Contains(m, series) {
+			t.Errorf("/metrics has no %s series", series)
+		}
+	}
+	if strings.Contains(m, `route="/users/3"`) {
+		t.Error("/metrics has a raw path as a route label")
+	}
+	// Request IDs: an incoming one is echoed, else one is made.
+	if _, h, _ := call(plain, "GET", "/health/live", "", "X-Request-ID", "req-e2e-1"); h.Get("X-Request-ID") != "req-e2e-1" {
+		t.Errorf("X-Request-ID %q, want the incoming req-e2e-1", h.Get("X-Request-ID"))
+	}
+	if _, h, _ := call(plain, "GET", "/health/live", ""); len(h.Get("X-Request-ID")) != 32 {
+		t.Errorf("X-Request-ID %q, want a generated 32-digit ID", h.Get("X-Request-ID"))
+	}
 
 	// Graceful shutdown.
 	cancel()

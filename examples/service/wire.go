@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/scalekit-go/scalekit/batch"
@@ -25,6 +26,7 @@ import (
 	"github.com/scalekit-go/scalekit/queue/queueredis"
 	"github.com/scalekit-go/scalekit/ratelimit"
 	"github.com/scalekit-go/scalekit/ratelimit/ratelimitredis"
+	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
 	"github.com/scalekit-go/scalekit/slo"
 )
@@ -48,6 +50,7 @@ func (a *app) wire(ctx context.Context) error {
 		a.buildRateLimits,     // per client, across the fleet on Redis
 		a.buildSLO,            // per-route availability and latency objectives
 		a.buildReadYourWrites, // the router's token cookie
+		a.buildHTTPMetrics,    // request IDs, RED metrics per route, Go runtime and process metrics
 	} {
 		if err := step(ctx); err != nil {
 			return err
@@ -355,4 +358,24 @@ func (a *app) buildReadYourWrites(context.Context) error {
 	}
 	a.readYourWrites = tokens.Middleware
 	return nil
+}
+
+// buildHTTPMetrics builds the request-ID middleware and the RED metrics of
+// the API (per ServeMux pattern: the mux is made here for routes to fill,
+// so that requests a middleware answers, a 429, still get their route),
+// and adds the Go runtime and process collectors to /metrics.
+func (a *app) buildHTTPMetrics(context.Context) error {
+	var err error
+	if a.ids, err = requestid.NewHTTP(requestid.HTTPOptions{}); err != nil {
+		return err
+	}
+	if err := a.metrics.AddRequestID("api", a.ids); err != nil {
+		return err
+	}
+	a.mux = http.NewServeMux()
+	if a.red, err = metrics.NewHTTP(metrics.HTTPOptions{Registerer: a.registry, Instance: a.cfg.Addr, Mux: a.mux}); err != nil {
+		return err
+	}
+	return errors.Join(a.registry.Register(collectors.NewGoCollector()),
+		a.registry.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})))
 }
