@@ -166,23 +166,35 @@ const (
 
 // checkMetadata returns an ErrInvalid error naming the first key (in
 // sorted order) of md that breaks a bound, where says whose metadata it
-// is (EnqueueOptions.Metadata, or a client middleware's result).
+// is (EnqueueOptions.Metadata, or a client middleware's result). Valid
+// metadata is checked without sorting.
 func checkMetadata(where string, md map[string]string) error {
 	if len(md) > MaxMetadata {
 		return fmt.Errorf("%w: %s has %d entries, at most %d are allowed", ErrInvalid, where, len(md), MaxMetadata)
 	}
-	for _, k := range slices.Sorted(maps.Keys(md)) {
-		v := md[k]
-		switch {
-		case k == "" || len(k) > MaxMetadataKey:
-			return fmt.Errorf("%w: %s key %q must be 1 to %d bytes, got %d", ErrInvalid, where, k, MaxMetadataKey, len(k))
-		case !utf8.ValidString(k):
-			return fmt.Errorf("%w: %s key %q is not valid UTF-8", ErrInvalid, where, k)
-		case len(v) > MaxMetadataValue:
-			return fmt.Errorf("%w: %s[%q] must be at most %d bytes, got %d", ErrInvalid, where, k, MaxMetadataValue, len(v))
-		case !utf8.ValidString(v):
-			return fmt.Errorf("%w: %s[%q] is not valid UTF-8", ErrInvalid, where, k)
+	for k, v := range md {
+		if metadataError(where, k, v) != nil {
+			for _, k := range slices.Sorted(maps.Keys(md)) {
+				if err := metadataError(where, k, md[k]); err != nil {
+					return err
+				}
+			}
 		}
+	}
+	return nil
+}
+
+// metadataError is the error of one metadata pair out of bounds, or nil.
+func metadataError(where, k, v string) error {
+	switch {
+	case k == "" || len(k) > MaxMetadataKey:
+		return fmt.Errorf("%w: %s key %q must be 1 to %d bytes, got %d", ErrInvalid, where, k, MaxMetadataKey, len(k))
+	case !utf8.ValidString(k):
+		return fmt.Errorf("%w: %s key %q is not valid UTF-8", ErrInvalid, where, k)
+	case len(v) > MaxMetadataValue:
+		return fmt.Errorf("%w: %s[%q] must be at most %d bytes, got %d", ErrInvalid, where, k, MaxMetadataValue, len(v))
+	case !utf8.ValidString(v):
+		return fmt.Errorf("%w: %s[%q] is not valid UTF-8", ErrInvalid, where, k)
 	}
 	return nil
 }
