@@ -9,12 +9,21 @@ import (
 	"github.com/scalekit-go/scalekit/queue"
 )
 
+// KeyGuard runs fn at most once to completion per key and returns its
+// result, or the stored result of the run that completed: *Guard, or
+// idempotencypg's TxGuard, which commits fn's database writes with the
+// key's completion (exactly once). A key another caller is running
+// returns an *InProgressError.
+type KeyGuard interface {
+	Do(ctx context.Context, key string, fn func(ctx context.Context) ([]byte, error)) ([]byte, error)
+}
+
 // WorkerOptions configures NewWorker. Guard is required.
 type WorkerOptions struct {
-	// Guard runs each attempt under its key; required. Its Store must be
+	// Guard runs each attempt under its key; required. Its store must be
 	// shared by every worker of the queue (idempotencyredis or
 	// idempotencypg), and its TTL outlast the job's redeliveries.
-	Guard *Guard
+	Guard KeyGuard
 	// Key names the effect an attempt performs. Jobs with the same key
 	// run their handler once to completion between them, so a key
 	// taken from the job's metadata (a business key such as
@@ -37,11 +46,12 @@ type WorkerOptions struct {
 // expired) completes without running its handler twice. Build it with
 // NewWorker. It is safe for concurrent use.
 //
-// What the handler does and the key's completion are two writes: a
-// worker that dies between the end of the handler and the completion
-// leaves the key to run again after its lease (at least once). For
-// exactly once, the handler's effect and the key's completion share a
-// transaction: idempotencypg's GuardTx, called by the handler.
+// With a *Guard, what the handler does and the key's completion are two
+// writes: a worker that dies between the end of the handler and the
+// completion leaves the key to run again after its lease (at least
+// once). For exactly once, the handler's effect and the key's completion
+// share a transaction: make the Guard an idempotencypg.TxGuard and write
+// through the transaction it puts in the handler's ctx.
 type Worker struct {
 	o WorkerOptions
 }
@@ -63,7 +73,7 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 	return &Worker{o: o}, nil
 }
 
-// Middleware wraps next, the rest of a job attempt, in Guard.Do under
+// Middleware wraps next, the rest of a job attempt, in the Guard's Do under
 // the attempt's key (WorkerOptions.Key):
 //
 //   - a key that completed: the handler does not run, and the attempt
