@@ -10,23 +10,10 @@ import (
 
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/internal/poll"
+	"github.com/scalekit-go/scalekit/internal/queuefault"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/retry"
 )
-
-// lossyBackend loses the first Complete's write: the job's effect is done
-// but the queue does not know it, and redelivers the job after its lease.
-type lossyBackend struct {
-	queue.Backend
-	lost atomic.Bool
-}
-
-func (b *lossyBackend) Complete(ctx context.Context, l *queue.Lease, out []byte) error {
-	if b.lost.CompareAndSwap(false, true) {
-		return errors.New("connection reset (the completion was lost)")
-	}
-	return b.Backend.Complete(ctx, l, out)
-}
 
 type charge struct{ Order string }
 
@@ -65,7 +52,7 @@ func waitState(t *testing.T, c *queue.Client, id string, s queue.State) *queue.M
 // A job redelivered after its handler completed (the queue lost the
 // completion) completes without running its effect again.
 func TestWorkerMiddlewareRedeliveredJobRunsOnce(t *testing.T) {
-	b := &lossyBackend{Backend: queue.NewMemoryBackend(queue.MemoryBackendOptions{})}
+	b := &queuefault.LoseComplete{Backend: queue.NewMemoryBackend(queue.MemoryBackendOptions{})}
 	var charged atomic.Int64
 	c, w := setup(t, b, idempotency.WorkerOptions{}, func(ctx context.Context, j *queue.Job[charge]) error {
 		charged.Add(1)
@@ -73,7 +60,7 @@ func TestWorkerMiddlewareRedeliveredJobRunsOnce(t *testing.T) {
 	})
 	id, _ := c.Enqueue(context.Background(), "q", "charge", charge{"o-1"}, queue.EnqueueOptions{})
 	m := waitState(t, c, id, queue.Done)
-	if charged.Load() != 1 || m.Attempt != 2 || !b.lost.Load() {
+	if charged.Load() != 1 || m.Attempt != 2 || !b.Lost() {
 		t.Fatalf("charged %d times, job %+v; want once, done at its second delivery", charged.Load(), m)
 	}
 	if st := w.Stats()[0]; st.Processed != 1 || st.Fetched != 2 {

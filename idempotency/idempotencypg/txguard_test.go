@@ -5,31 +5,16 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/internal/poll"
+	"github.com/scalekit-go/scalekit/internal/queuefault"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/retry"
 )
-
-// lossyBackend loses the first Complete's write of the job of order
-// o-lost-completion: its effect is committed but the queue does not know
-// it, and redelivers the job.
-type lossyBackend struct {
-	queue.Backend
-	lost atomic.Bool
-}
-
-func (b *lossyBackend) Complete(ctx context.Context, l *queue.Lease, out []byte) error {
-	if l.Msg.Metadata["order"] == "o-lost-completion" && b.lost.CompareAndSwap(false, true) {
-		return errors.New("connection reset (the completion was lost)")
-	}
-	return b.Backend.Complete(ctx, l, out)
-}
 
 // A job's database effect, written through the TxGuard's transaction
 // behind idempotency.Worker's middleware, is applied exactly once: not
@@ -53,7 +38,10 @@ func TestTxGuardJobEffectExactlyOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &lossyBackend{Backend: queue.NewMemoryBackend(queue.MemoryBackendOptions{})}
+	// The first completion of o-lost-completion's job is lost: its effect
+	// is committed, but the queue redelivers it.
+	b := &queuefault.LoseComplete{Backend: queue.NewMemoryBackend(queue.MemoryBackendOptions{}),
+		Match: func(m *queue.Message) bool { return m.Metadata["order"] == "o-lost-completion" }}
 	w, err := queue.NewWorker(queue.WorkerOptions{Backend: b, Queues: map[string]queue.Options{"q": {Concurrency: 2, Lease: 100 * time.Millisecond}},
 		Backoff: retry.Constant{D: time.Millisecond}, FetchWait: 20 * time.Millisecond,
 		Middleware: []func(queue.AttemptFunc) queue.AttemptFunc{iw.Middleware}})
@@ -103,7 +91,7 @@ func TestTxGuardJobEffectExactlyOnce(t *testing.T) {
 			t.Errorf("job %+v: want it done on its second attempt", m)
 		}
 	}
-	if !b.lost.Load() {
+	if !b.Lost() {
 		t.Fatal("no completion was lost")
 	}
 }
