@@ -48,7 +48,7 @@ type command struct {
 // queueCommands is the table of `scalekit queue <command>`.
 var queueCommands = []command{
 	{name: "stats", args: []string{"queue..."}, summary: "count each queue's jobs per state", setup: setupStats},
-	{name: "show", args: []string{"queue", "id"}, summary: "show one job: state, attempts, progress, output, last error, times", setup: setupShow},
+	{name: "show", args: []string{"queue", "id"}, summary: "show one job: state, attempts, progress, output, last error, metadata, times", setup: setupShow},
 	{name: "dead", args: []string{"queue"}, summary: "list a queue's dead jobs, most recent first", setup: setupDead},
 	{name: "requeue", args: []string{"queue", "id"}, summary: "make a dead job pending again with fresh attempts",
 		setup: setupChange("requeued", (*queue.Client).Requeue, "no dead job %[2]s in queue %[1]s (requeue takes dead jobs only: see `scalekit queue show %[1]s %[2]s`)")},

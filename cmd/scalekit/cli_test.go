@@ -115,7 +115,7 @@ func fill(t *testing.T, b queue.Backend) fixture {
 		return ls[0]
 	}
 	var f fixture
-	f.done = enqueue("emails", "c", queue.EnqueueOptions{UniqueKey: "welcome-c"})
+	f.done = enqueue("emails", "c", queue.EnqueueOptions{UniqueKey: "welcome-c", Metadata: map[string]string{"tenant": "acme", "note": "a b"}})
 	l := lease(f.done)
 	if err := b.Progress(ctx, l, 40, "half\tway"); err != nil {
 		t.Fatal(err)
@@ -193,7 +193,7 @@ func TestQueueCommands(t *testing.T) {
 			for k, v := range map[string]string{
 				"ID": f.done, "QUEUE": "emails", "KIND": "send", "STATE": "done", "PRIORITY": "default",
 				"ATTEMPT": "1/10", "PAYLOAD": `{"to":"c"}`, "OUTPUT": `{"sent":true}`, "LAST ERROR": "-",
-				"UNIQUE KEY": "welcome-c",
+				"UNIQUE KEY": "welcome-c", "METADATA": `note="a b" tenant=acme`,
 			} {
 				if kv[k] != v {
 					t.Errorf("show %s = %q, want %q\n%s", k, kv[k], v, out)
@@ -212,9 +212,12 @@ func TestQueueCommands(t *testing.T) {
 			var j map[string]any
 			decode(t, mustCLI(t, env, cmd("show", "-json", "emails", f.done)...), &j)
 			checkKeys(t, "show", j, "id", "queue", "kind", "state", "priority", "attempt", "max_attempts", "snoozes",
-				"payload", "progress", "output", "last_error", "unique_key", "enqueued_at", "run_at", "started_at", "finished_at")
+				"payload", "progress", "output", "last_error", "unique_key", "metadata", "enqueued_at", "run_at", "started_at", "finished_at")
 			if j["id"] != f.done || j["state"] != "done" || j["attempt"] != 1.0 || j["max_attempts"] != 10.0 || j["last_error"] != "" {
 				t.Errorf("show -json = %v", j)
+			}
+			if md, _ := j["metadata"].(map[string]any); len(md) != 2 || md["tenant"] != "acme" || md["note"] != "a b" {
+				t.Errorf("show -json metadata = %v", j["metadata"])
 			}
 			if out, _ := j["output"].(map[string]any); out["sent"] != true {
 				t.Errorf("show -json output = %v, want {sent: true}", j["output"])
@@ -237,11 +240,11 @@ func TestQueueCommands(t *testing.T) {
 
 			// show: a pending job has no progress, output or finish time.
 			decode(t, mustCLI(t, env, cmd("show", "-json", "emails", f.pending)...), &j)
-			if j["state"] != "pending" || j["priority"] != "high" || j["progress"] != nil || j["output"] != nil || j["finished_at"] != nil || j["started_at"] != nil {
+			if j["state"] != "pending" || j["priority"] != "high" || j["progress"] != nil || j["output"] != nil || j["metadata"] != nil || j["finished_at"] != nil || j["started_at"] != nil {
 				t.Errorf("show -json pending = %v", j)
 			}
 			kv = keyValues(t, mustCLI(t, env, cmd("show", "emails", f.pending)...))
-			if kv["PROGRESS"] != "-" || kv["OUTPUT"] != "-" || kv["FINISHED"] != "-" || kv["STATE"] != "pending" {
+			if kv["PROGRESS"] != "-" || kv["OUTPUT"] != "-" || kv["METADATA"] != "-" || kv["FINISHED"] != "-" || kv["STATE"] != "pending" {
 				t.Errorf("show pending = %v", kv)
 			}
 

@@ -8,6 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -36,23 +39,26 @@ type queueStats struct {
 
 // job is a job's record, as `show` prints it and `dead` lists it.
 type job struct {
-	ID          string     `json:"id"`
-	Queue       string     `json:"queue"`
-	Kind        string     `json:"kind"`
-	State       string     `json:"state"`
-	Priority    string     `json:"priority"`
-	Attempt     int        `json:"attempt"`
-	MaxAttempts int        `json:"max_attempts"`
-	Snoozes     int        `json:"snoozes"`
-	Payload     rawJSON    `json:"payload"`
-	Progress    *progress  `json:"progress"` // null when never reported
-	Output      rawJSON    `json:"output"`   // null when none
-	LastError   string     `json:"last_error"`
-	UniqueKey   string     `json:"unique_key"`
-	EnqueuedAt  *time.Time `json:"enqueued_at"` // times are null when not yet
-	RunAt       *time.Time `json:"run_at"`
-	StartedAt   *time.Time `json:"started_at"`
-	FinishedAt  *time.Time `json:"finished_at"`
+	ID          string    `json:"id"`
+	Queue       string    `json:"queue"`
+	Kind        string    `json:"kind"`
+	State       string    `json:"state"`
+	Priority    string    `json:"priority"`
+	Attempt     int       `json:"attempt"`
+	MaxAttempts int       `json:"max_attempts"`
+	Snoozes     int       `json:"snoozes"`
+	Payload     rawJSON   `json:"payload"`
+	Progress    *progress `json:"progress"` // null when never reported
+	Output      rawJSON   `json:"output"`   // null when none
+	LastError   string    `json:"last_error"`
+	UniqueKey   string    `json:"unique_key"`
+	// Metadata is the job's metadata (queue.EnqueueOptions.Metadata);
+	// null when it has none.
+	Metadata   map[string]string `json:"metadata"`
+	EnqueuedAt *time.Time        `json:"enqueued_at"` // times are null when not yet
+	RunAt      *time.Time        `json:"run_at"`
+	StartedAt  *time.Time        `json:"started_at"`
+	FinishedAt *time.Time        `json:"finished_at"`
 }
 
 type progress struct {
@@ -86,7 +92,7 @@ func jobOf(m *queue.Message) job {
 	j := job{
 		ID: m.ID, Queue: m.Queue, Kind: m.Kind, State: string(m.State), Priority: m.Priority.String(),
 		Attempt: m.Attempt, MaxAttempts: m.MaxAttempts, Snoozes: m.Snoozes,
-		Payload: m.Payload, Output: m.Output, LastError: m.LastError, UniqueKey: m.UniqueKey,
+		Payload: m.Payload, Output: m.Output, LastError: m.LastError, UniqueKey: m.UniqueKey, Metadata: m.Metadata,
 		EnqueuedAt: timeOrNil(m.EnqueuedAt), RunAt: timeOrNil(m.RunAt),
 		StartedAt: timeOrNil(m.StartedAt), FinishedAt: timeOrNil(m.FinishedAt),
 	}
@@ -178,6 +184,7 @@ func (r showResult) table(w io.Writer) error {
 	if j.UniqueKey != "" {
 		row("UNIQUE KEY", j.UniqueKey)
 	}
+	row("METADATA", dash(pairs(j.Metadata)))
 	row("ENQUEUED", stamp(j.EnqueuedAt))
 	row("RUN AT", stamp(j.RunAt))
 	row("STARTED", stamp(j.StartedAt))
@@ -289,6 +296,26 @@ func age(d time.Duration, waiting bool) string {
 		return d.Round(time.Millisecond).String()
 	}
 	return d.Round(time.Second).String()
+}
+
+// pairs prints metadata as k=v pairs sorted by key, quoting what would
+// not read as one pair.
+func pairs(md map[string]string) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(md)) {
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(quoteIf(k) + "=" + quoteIf(md[k]))
+	}
+	return b.String()
+}
+
+func quoteIf(s string) string {
+	if s == "" || strings.ContainsAny(s, " =\"\t\n\\") {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 func dash(s string) string {

@@ -6,7 +6,7 @@
 // The commands:
 //
 //	stats   <queue>...    count each queue's jobs per state, and the age of the oldest due job
-//	show    <queue> <id>  one job: state, attempts, progress, output, last error, times
+//	show    <queue> <id>  one job: state, attempts, progress, output, last error, metadata, times
 //	dead    <queue>       a queue's dead jobs, most recent first (-limit N, default 20, at most 1000)
 //	requeue <queue> <id>  make a dead job pending again with fresh attempts
 //	delete  <queue> <id>  remove a job in any state, with the unique key it holds
@@ -37,7 +37,7 @@
 //	stats:   [{"queue", "pending", "scheduled", "active", "retry", "dead", "done", "oldest_pending_ms"}]
 //	show:    {"id", "queue", "kind", "state", "priority", "attempt", "max_attempts", "snoozes",
 //	          "payload", "progress": {"percent", "message", "updated_at"} or null,
-//	          "output", "last_error", "unique_key",
+//	          "output", "last_error", "unique_key", "metadata": {"key": "value"} or null,
 //	          "enqueued_at", "run_at", "started_at", "finished_at"}
 //	dead:    [job as in show, ...]
 //	requeue, delete: {"queue", "id", "action": "requeued" | "deleted"}
