@@ -3,6 +3,7 @@ package queuepg
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -270,6 +271,7 @@ func (b *Backend) insertMany(ctx context.Context, q querier, ms []*queue.Message
 		maxAttempts               = make([]int32, n)
 		timeouts                  = make([]int64, n)
 		active                    = make([]bool, n)
+		metadata                  = make([]*string, n) // nil for none
 	)
 	for i, m := range ms {
 		queues[i], ids[i], kinds[i], payloads[i], prios[i] = m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority)
@@ -278,9 +280,13 @@ func (b *Backend) insertMany(ctx context.Context, q querier, ms []*queue.Message
 		if m.UniqueKey != "" && !m.UniqueWhileActive {
 			uuntil[i] = &m.UniqueUntil
 		}
+		if len(m.Metadata) > 0 {
+			js, _ := json.Marshal(m.Metadata) // a map of strings always encodes
+			metadata[i] = new(string(js))
+		}
 	}
 	rows, err := q.Query(ctx, b.sql.insertMany, b.now(), queues, ids, kinds, payloads, prios, runAt, maxAttempts, timeouts,
-		ukeys, uuntil, enqueuedAt, active)
+		ukeys, uuntil, enqueuedAt, active, metadata)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -363,9 +369,16 @@ func (b *Backend) insert(ctx context.Context, tx pgx.Tx, m *queue.Message) (stri
 	if m.UniqueKey != "" && !m.UniqueWhileActive {
 		uniqueUntil = m.UniqueUntil
 	}
+	var metadata []byte // NULL for none
+	if len(m.Metadata) > 0 {
+		var err error
+		if metadata, err = json.Marshal(m.Metadata); err != nil {
+			return "", err
+		}
+	}
 	var xid string
 	err := tx.QueryRow(ctx, b.sql.insertJob, b.now(), m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), m.RunAt,
-		m.MaxAttempts, m.Timeout.Milliseconds(), m.UniqueKey, uniqueUntil, m.EnqueuedAt, m.UniqueWhileActive).Scan(&xid)
+		m.MaxAttempts, m.Timeout.Milliseconds(), m.UniqueKey, uniqueUntil, m.EnqueuedAt, m.UniqueWhileActive, metadata).Scan(&xid)
 	if errors.Is(err, pgx.ErrNoRows) { // the id is used: the same job again, or another
 		_, err := b.existing(ctx, tx, m)
 		return "", err
@@ -408,7 +421,7 @@ func scanJob(row pgx.Row) (*queue.Message, string, time.Time, error) {
 	)
 	err := row.Scan(&m.Queue, &m.ID, &m.Kind, &m.Payload, &prio, &state, &m.Attempt, &m.MaxAttempts, &m.RunAt, &timeoutMS,
 		&m.UniqueKey, &uniqueUntil, &m.EnqueuedAt, &m.LastError, &finished, &token, &leaseUntil, &m.UniqueWhileActive,
-		&m.Snoozes, &started, &m.Progress.Percent, &m.Progress.Message, &progressAt, &m.Output)
+		&m.Snoozes, &started, &m.Progress.Percent, &m.Progress.Message, &progressAt, &m.Output, &m.Metadata)
 	if err != nil {
 		return nil, "", time.Time{}, err
 	}
