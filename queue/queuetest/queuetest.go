@@ -6,7 +6,9 @@
 // and content returns the job already there, that a refused Enqueue takes
 // no unique key, EnqueueMany's result per job (duplicates of existing
 // jobs and within the batch, a retried job, a used id), the
-// unique-while-active holds, Delete, and the default dead retention
+// unique-while-active holds, Delete, Cancel (of a pending, scheduled,
+// retry-waiting or leased job; refused for a finished one), the Requeue
+// of a cancelled job, the pause mark, and the default dead retention
 // (queue.DefaultDeadRetention); a backend that removes old jobs only
 // when asked implements Sweeper, which Run calls first. Its
 // Periodic cases run queue.Schedulers on the backend: three instances
