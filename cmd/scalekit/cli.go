@@ -50,10 +50,16 @@ var queueCommands = []command{
 	{name: "stats", args: []string{"queue..."}, summary: "count each queue's jobs per state", setup: setupStats},
 	{name: "show", args: []string{"queue", "id"}, summary: "show one job: state, attempts, progress, output, last error, metadata, times", setup: setupShow},
 	{name: "dead", args: []string{"queue"}, summary: "list a queue's dead jobs, most recent first", setup: setupDead},
-	{name: "requeue", args: []string{"queue", "id"}, summary: "make a dead job pending again with fresh attempts",
-		setup: setupChange("requeued", (*queue.Client).Requeue, "no dead job %[2]s in queue %[1]s (requeue takes dead jobs only: see `scalekit queue show %[1]s %[2]s`)")},
+	{name: "requeue", args: []string{"queue", "id"}, summary: "make a dead or cancelled job pending again with fresh attempts",
+		setup: setupChange("requeued", (*queue.Client).Requeue, "no dead or cancelled job %[2]s in queue %[1]s (requeue takes dead and cancelled jobs only: see `scalekit queue show %[1]s %[2]s`)")},
 	{name: "delete", args: []string{"queue", "id"}, summary: "remove a job in any state",
 		setup: setupChange("deleted", (*queue.Client).Delete, "job %[2]s not found in queue %[1]s")},
+	{name: "cancel", args: []string{"queue", "id"}, summary: "cancel a job: a waiting one never runs, a running one's handler is cancelled",
+		setup: setupChange("cancelled", (*queue.Client).Cancel, "job %[2]s not found in queue %[1]s")},
+	{name: "pause", args: []string{"queue"}, summary: "stop every worker fetching from a queue (enqueues still land)",
+		setup: setupQueueChange("paused", (*queue.Client).Pause)},
+	{name: "resume", args: []string{"queue"}, summary: "let the workers fetch from a paused queue again",
+		setup: setupQueueChange("resumed", (*queue.Client).Resume)},
 }
 
 // usageError is a bad command line (exit code 2).

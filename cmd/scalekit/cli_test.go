@@ -153,19 +153,19 @@ func TestQueueCommands(t *testing.T) {
 			// stats: a table with a header and a row per queue.
 			out := mustCLI(t, env, cmd("stats", "emails", "reports")...)
 			t.Logf("stats:\n%s", out)
-			rows := checkTable(t, out, "QUEUE", "PENDING", "SCHEDULED", "ACTIVE", "RETRY", "DEAD", "DONE", "OLDEST PENDING")
+			rows := checkTable(t, out, "QUEUE", "PENDING", "SCHEDULED", "ACTIVE", "RETRY", "DEAD", "CANCELLED", "DONE", "OLDEST PENDING", "PAUSED")
 			if len(rows) != 2 {
 				t.Fatalf("stats: %d rows, want 2:\n%s", len(rows), out)
 			}
-			if got, want := rows[0][:7], []string{"emails", "1", "1", "0", "0", "1", "1"}; !slices.Equal(got, want) {
-				t.Errorf("stats emails row = %q, want %q\n%s", got, want, out)
+			if got, want := rows[0][:8], []string{"emails", "1", "1", "0", "0", "1", "0", "1"}; !slices.Equal(got, want) || rows[0][9] != "no" {
+				t.Errorf("stats emails row = %q, want %q and not paused\n%s", got, want, out)
 			}
-			if got, want := rows[1][:7], []string{"reports", "1", "0", "0", "0", "0", "0"}; !slices.Equal(got, want) {
-				t.Errorf("stats reports row = %q, want %q\n%s", got, want, out)
+			if got, want := rows[1][:8], []string{"reports", "1", "0", "0", "0", "0", "0", "0"}; !slices.Equal(got, want) || rows[1][9] != "no" {
+				t.Errorf("stats reports row = %q, want %q and not paused\n%s", got, want, out)
 			}
 			for _, r := range rows {
-				if d, err := time.ParseDuration(strings.TrimPrefix(r[7], "<")); err != nil || d > time.Minute {
-					t.Errorf("stats %s: oldest pending %q, want a short age:\n%s", r[0], r[7], out)
+				if d, err := time.ParseDuration(strings.TrimPrefix(r[8], "<")); err != nil || d > time.Minute {
+					t.Errorf("stats %s: oldest pending %q, want a short age:\n%s", r[0], r[8], out)
 				}
 			}
 
@@ -175,8 +175,8 @@ func TestQueueCommands(t *testing.T) {
 			if len(stats) != 2 {
 				t.Fatalf("stats -json: %d queues, want 2", len(stats))
 			}
-			checkKeys(t, "stats", stats[0], "queue", "pending", "scheduled", "active", "retry", "dead", "done", "oldest_pending_ms")
-			want := map[string]any{"queue": "emails", "pending": 1.0, "scheduled": 1.0, "active": 0.0, "retry": 0.0, "dead": 1.0, "done": 1.0}
+			checkKeys(t, "stats", stats[0], "queue", "pending", "scheduled", "active", "retry", "dead", "cancelled", "done", "oldest_pending_ms", "paused")
+			want := map[string]any{"queue": "emails", "pending": 1.0, "scheduled": 1.0, "active": 0.0, "retry": 0.0, "dead": 1.0, "cancelled": 0.0, "done": 1.0, "paused": false}
 			for k, v := range want {
 				if stats[0][k] != v {
 					t.Errorf("stats -json emails %s = %v, want %v", k, stats[0][k], v)
@@ -276,8 +276,55 @@ func TestQueueCommands(t *testing.T) {
 				t.Errorf("after requeue: state %v attempt %v, want pending 0", j["state"], j["attempt"])
 			}
 			code, out, errs := cli(t, env, cmd("requeue", "emails", f.dead)...)
-			if code != exitError || out != "" || !strings.HasPrefix(errs, "scalekit queue requeue: no dead job "+f.dead+" in queue emails (requeue takes dead jobs only") {
+			if code != exitError || out != "" || !strings.HasPrefix(errs, "scalekit queue requeue: no dead or cancelled job "+f.dead+" in queue emails (requeue takes dead and cancelled jobs only") {
 				t.Errorf("requeue of a pending job: exit %d, stdout %q, stderr %q", code, out, errs)
+			}
+
+			// cancel: the pending job is cancelled (and counted), requeue runs
+			// it again; a finished job cannot be cancelled (exit 1).
+			if out := mustCLI(t, env, cmd("cancel", "emails", f.dead)...); out != "cancelled job "+f.dead+" in queue emails\n" {
+				t.Errorf("cancel = %q", out)
+			}
+			decode(t, mustCLI(t, env, cmd("show", "-json", "emails", f.dead)...), &j)
+			if j["state"] != "cancelled" {
+				t.Errorf("after cancel: state %v, want cancelled", j["state"])
+			}
+			var cs []map[string]any
+			decode(t, mustCLI(t, env, cmd("stats", "-json", "emails")...), &cs)
+			if len(cs) != 1 || cs[0]["cancelled"] != 1.0 || cs[0]["pending"] != 1.0 {
+				t.Errorf("stats after cancel = %v, want 1 cancelled and 1 pending", cs)
+			}
+			var cd map[string]any
+			decode(t, mustCLI(t, env, cmd("requeue", "-json", "emails", f.dead)...), &cd)
+			if cd["action"] != "requeued" {
+				t.Errorf("requeue of a cancelled job = %v", cd)
+			}
+			code, out, errs = cli(t, env, cmd("cancel", "emails", f.done)...)
+			if code != exitError || out != "" || !strings.Contains(errs, "already finished") {
+				t.Errorf("cancel of a done job: exit %d, stdout %q, stderr %q", code, out, errs)
+			}
+			code, _, errs = cli(t, env, cmd("cancel", "emails", "nope")...)
+			if code != exitError || !strings.HasPrefix(errs, "scalekit queue cancel: job nope not found in queue emails") {
+				t.Errorf("cancel of a missing job: exit %d, stderr %q", code, errs)
+			}
+
+			// pause and resume: the mark shows in stats.
+			if out := mustCLI(t, env, cmd("pause", "emails")...); out != "paused queue emails\n" {
+				t.Errorf("pause = %q", out)
+			}
+			decode(t, mustCLI(t, env, cmd("stats", "-json", "emails")...), &cs)
+			if cs[0]["paused"] != true {
+				t.Errorf("stats after pause: paused %v", cs[0]["paused"])
+			}
+			var pr map[string]any
+			decode(t, mustCLI(t, env, cmd("resume", "-json", "emails")...), &pr)
+			checkKeys(t, "resume", pr, "queue", "action")
+			if pr["queue"] != "emails" || pr["action"] != "resumed" {
+				t.Errorf("resume -json = %v", pr)
+			}
+			decode(t, mustCLI(t, env, cmd("stats", "-json", "emails")...), &cs)
+			if cs[0]["paused"] != false {
+				t.Errorf("stats after resume: paused %v", cs[0]["paused"])
 			}
 
 			// delete, then show is "not found" (exit 1).
@@ -298,8 +345,8 @@ func TestQueueCommands(t *testing.T) {
 				}
 			}
 
-			rows = checkTable(t, mustCLI(t, env, cmd("stats", "emails")...), "QUEUE", "PENDING", "SCHEDULED", "ACTIVE", "RETRY", "DEAD", "DONE", "OLDEST PENDING")
-			if got, want := rows[0], []string{"emails", "1", "0", "0", "0", "0", "1", rows[0][7]}; !slices.Equal(got, want) || rows[0][7] == "-" {
+			rows = checkTable(t, mustCLI(t, env, cmd("stats", "emails")...), "QUEUE", "PENDING", "SCHEDULED", "ACTIVE", "RETRY", "DEAD", "CANCELLED", "DONE", "OLDEST PENDING", "PAUSED")
+			if got, want := rows[0], []string{"emails", "1", "0", "0", "0", "0", "0", "1", rows[0][8], "no"}; !slices.Equal(got, want) || rows[0][8] == "-" {
 				t.Errorf("stats at the end = %q, want %q", got, want)
 			}
 		})
@@ -390,7 +437,7 @@ func TestUsageErrors(t *testing.T) {
 		{"no command", nil, nil, []string{"usage: scalekit <command>"}},
 		{"unknown command", nil, []string{"jobs"}, []string{`unknown command "jobs"`, "queue"}},
 		{"no queue command", nil, []string{"queue"}, []string{"usage: scalekit queue <command>", "stats", "show", "dead", "requeue", "delete"}},
-		{"unknown queue command", nil, []string{"queue", "cancel", "q", "1"}, []string{`unknown command "cancel"`, "requeue"}},
+		{"unknown queue command", nil, []string{"queue", "purge", "q", "1"}, []string{`unknown command "purge"`, "requeue", "cancel", "pause", "resume"}},
 		{"flag before the command", nil, []string{"queue", "-json", "stats", "q"}, []string{`flags come after the command; unknown command "-json"`}},
 		{"unknown flag", redis, []string{"queue", "dead", "emails", "-limt", "5"}, []string{"scalekit queue dead: flag provided but not defined: -limt", "usage: scalekit queue dead [flags] <queue>", "-limit"}},
 		{"bad flag value", redis, []string{"queue", "dead", "-limit", "x", "emails"}, []string{`invalid value "x" for flag -limit`}},

@@ -29,7 +29,10 @@ type queueStats struct {
 	Active    int64  `json:"active"`
 	Retry     int64  `json:"retry"`
 	Dead      int64  `json:"dead"`
+	Cancelled int64  `json:"cancelled"`
 	Done      int64  `json:"done"`
+	// Paused is whether the queue is paused fleet-wide (pause, resume).
+	Paused bool `json:"paused"`
 	// OldestPendingMS is the age of the oldest job due to run, in
 	// milliseconds (the queue's lag); 0 when none waits.
 	OldestPendingMS int64 `json:"oldest_pending_ms"`
@@ -67,11 +70,11 @@ type progress struct {
 	UpdatedAt *time.Time `json:"updated_at"`
 }
 
-// done is what requeue and delete print.
+// done is what requeue, delete, cancel, pause and resume print.
 type done struct {
 	Queue  string `json:"queue"`
-	ID     string `json:"id"`
-	Action string `json:"action"` // "requeued", "deleted"
+	ID     string `json:"id,omitempty"` // none for pause and resume
+	Action string `json:"action"`       // "requeued", "deleted", "cancelled", "paused", "resumed"
 }
 
 // rawJSON is stored JSON printed as it is: null when empty, a string
@@ -122,8 +125,13 @@ func setupStats(*flag.FlagSet) (action, func() error) {
 			if err != nil {
 				return nil, fmt.Errorf("queue %s: %w", q, err)
 			}
+			paused, err := c.Paused(ctx, q)
+			if err != nil {
+				return nil, fmt.Errorf("queue %s: %w", q, err)
+			}
 			out = append(out, queueStats{Queue: q, Pending: n.Pending, Scheduled: n.Scheduled, Active: n.Active,
-				Retry: n.Retry, Dead: n.Dead, Done: n.Done, OldestPendingMS: n.OldestPending.Milliseconds(), oldest: n.OldestPending})
+				Retry: n.Retry, Dead: n.Dead, Cancelled: n.Cancelled, Done: n.Done, Paused: paused,
+				OldestPendingMS: n.OldestPending.Milliseconds(), oldest: n.OldestPending})
 		}
 		return out, nil
 	}, nil
@@ -131,10 +139,14 @@ func setupStats(*flag.FlagSet) (action, func() error) {
 
 func (r statsResult) table(w io.Writer) error {
 	tw := newTable(w)
-	fmt.Fprintln(tw, "QUEUE\tPENDING\tSCHEDULED\tACTIVE\tRETRY\tDEAD\tDONE\tOLDEST PENDING")
+	fmt.Fprintln(tw, "QUEUE\tPENDING\tSCHEDULED\tACTIVE\tRETRY\tDEAD\tCANCELLED\tDONE\tOLDEST PENDING\tPAUSED")
 	for _, s := range r {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", s.Queue, s.Pending, s.Scheduled, s.Active, s.Retry, s.Dead, s.Done,
-			age(s.oldest, s.Pending > 0))
+		paused := "no"
+		if s.Paused {
+			paused = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", s.Queue, s.Pending, s.Scheduled, s.Active, s.Retry, s.Dead, s.Cancelled, s.Done,
+			age(s.oldest, s.Pending > 0), paused)
 	}
 	return tw.Flush()
 }
@@ -253,7 +265,20 @@ func setupChange(verb string, op func(*queue.Client, context.Context, string, st
 	}
 }
 
+// setupQueueChange is a command that changes a whole queue (pause, resume).
+func setupQueueChange(verb string, op func(*queue.Client, context.Context, string) error) func(*flag.FlagSet) (action, func() error) {
+	return func(*flag.FlagSet) (action, func() error) {
+		return func(ctx context.Context, c *queue.Client, args []string) (result, error) {
+			return done{Queue: args[0], Action: verb}, op(c, ctx, args[0])
+		}, nil
+	}
+}
+
 func (d done) table(w io.Writer) error {
+	if d.ID == "" {
+		_, err := fmt.Fprintf(w, "%s queue %s\n", d.Action, d.Queue)
+		return err
+	}
 	_, err := fmt.Fprintf(w, "%s job %s in queue %s\n", d.Action, d.ID, d.Queue)
 	return err
 }

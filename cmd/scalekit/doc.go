@@ -8,8 +8,11 @@
 //	stats   <queue>...    count each queue's jobs per state, and the age of the oldest due job
 //	show    <queue> <id>  one job: state, attempts, progress, output, last error, metadata, times
 //	dead    <queue>       a queue's dead jobs, most recent first (-limit N, default 20, at most 1000)
-//	requeue <queue> <id>  make a dead job pending again with fresh attempts
+//	requeue <queue> <id>  make a dead or cancelled job pending again with fresh attempts
 //	delete  <queue> <id>  remove a job in any state, with the unique key it holds
+//	cancel  <queue> <id>  a waiting job never runs; a running job's handler is cancelled
+//	pause   <queue>       every worker stops fetching from the queue within a second
+//	resume  <queue>       the workers fetch from it again
 //
 // Flags go after the command, before or after the arguments
 // (`scalekit queue dead emails -limit 5 -json`). The backends cannot list
@@ -34,13 +37,15 @@
 // for none), JSON with -json. The JSON field names are stable (fields may
 // be added, never renamed):
 //
-//	stats:   [{"queue", "pending", "scheduled", "active", "retry", "dead", "done", "oldest_pending_ms"}]
+//	stats:   [{"queue", "pending", "scheduled", "active", "retry", "dead", "cancelled", "done",
+//	           "oldest_pending_ms", "paused"}]
 //	show:    {"id", "queue", "kind", "state", "priority", "attempt", "max_attempts", "snoozes",
 //	          "payload", "progress": {"percent", "message", "updated_at"} or null,
 //	          "output", "last_error", "unique_key", "metadata": {"key": "value"} or null,
 //	          "enqueued_at", "run_at", "started_at", "finished_at"}
 //	dead:    [job as in show, ...]
-//	requeue, delete: {"queue", "id", "action": "requeued" | "deleted"}
+//	requeue, delete, cancel: {"queue", "id", "action": "requeued" | "deleted" | "cancelled"}
+//	pause, resume: {"queue", "action": "paused" | "resumed"}
 //
 // payload and output are the job's JSON as stored (output null when none);
 // times are RFC 3339 in UTC, null when not yet.
