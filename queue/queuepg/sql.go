@@ -98,9 +98,7 @@ ON CONFLICT (queue) DO NOTHING`
 const existingSQL = `SELECT kind, payload FROM {jobs} WHERE queue = $1 AND id = $2`
 
 // enqueueSQL adds one job in one statement, as insertManySQL does a
-// batch (same rules, same result row: status, holder, transaction id),
-// and notifies the job's queue on channel $16 when it stored the job and
-// $16 is not empty (the NOTIFY goes out when the transaction commits).
+// batch (same rules, same result row: status, holder, transaction id).
 // The unique hold is taken first, unless the id is used; the job row is
 // stored only if the hold was taken (or there is no key), so nothing is
 // taken back. The times are absolute, except those left NULL, which are
@@ -131,16 +129,14 @@ ins AS (INSERT INTO {jobs} (queue, id, kind, payload, priority, state, attempt, 
     0, $8::int4, t.run_at, $9::int8, nullif($10, ''), t.unique_until, t.enqueued_at, $13
   FROM t WHERE $10 = '' OR EXISTS (SELECT FROM u)
   ON CONFLICT (queue, id) DO NOTHING
-  RETURNING id),
-woken AS (SELECT pg_notify($16::text, $2) FROM ins WHERE $16 <> '')
+  RETURNING id)
 SELECT CASE WHEN ins.id IS NOT NULL THEN 'ok'
     WHEN j.kind IS NOT NULL THEN CASE WHEN j.kind = $4 AND j.payload = $5 THEN 'again' ELSE 'exists' END
     WHEN $10 <> '' AND NOT EXISTS (SELECT FROM u) THEN 'dup'
     ELSE 'race' END,
   CASE WHEN $10 = '' OR ins.id IS NOT NULL THEN ''
     ELSE coalesce((SELECT job_id FROM {unique} x WHERE x.queue = $2 AND x.unique_key = $10), '') END,
-  CASE WHEN ins.id IS NOT NULL THEN pg_current_xact_id()::text ELSE '' END,
-  (SELECT count(*) FROM woken)
+  CASE WHEN ins.id IS NOT NULL THEN pg_current_xact_id()::text ELSE '' END
 FROM (SELECT 1) one LEFT JOIN ins ON true
   LEFT JOIN LATERAL (SELECT j.kind, j.payload FROM {jobs} j WHERE ins.id IS NULL AND j.queue = $2 AND j.id = $3) j ON true`
 
