@@ -220,7 +220,8 @@ type enqueueTimes struct {
 	delay, uniqueFor time.Duration
 }
 
-// enqueue stores m with enqueueSQL (on the pool or in a transaction) and
+// enqueue stores m with one statement (insertJobSQL, or enqueueUniqueSQL
+// for a job with a unique key) on the pool or in a transaction, and
 // returns its result and the transaction's id (empty when nothing was
 // stored).
 func (b *Backend) enqueue(ctx context.Context, q querier, m *queue.Message, times enqueueTimes) (queue.EnqueueResult, string, error) {
@@ -235,11 +236,24 @@ func (b *Backend) enqueue(ctx context.Context, q querier, m *queue.Message, time
 		}
 	}
 	var status, holder, xid string
-	err := q.QueryRow(ctx, b.sql.enqueue, b.now(), m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), runAt,
-		m.MaxAttempts, m.Timeout.Milliseconds(), m.UniqueKey, uniqueUntil, enqueuedAt, m.UniqueWhileActive,
-		times.delay.Microseconds(), times.uniqueFor.Microseconds()).Scan(&status, &holder, &xid)
-	if err != nil {
-		return queue.EnqueueResult{}, "", err
+	if m.UniqueKey == "" {
+		// A used id is found by the conflict, without a read on the
+		// common path.
+		status = "ok"
+		err := q.QueryRow(ctx, b.sql.insertJob, b.now(), m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), runAt,
+			m.MaxAttempts, m.Timeout.Milliseconds(), enqueuedAt, times.delay.Microseconds()).Scan(&xid)
+		if errors.Is(err, pgx.ErrNoRows) {
+			status = "race" // the id is used: the same job again, or another
+		} else if err != nil {
+			return queue.EnqueueResult{}, "", err
+		}
+	} else {
+		err := q.QueryRow(ctx, b.sql.enqueueUnique, b.now(), m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), runAt,
+			m.MaxAttempts, m.Timeout.Milliseconds(), m.UniqueKey, uniqueUntil, enqueuedAt, m.UniqueWhileActive,
+			times.delay.Microseconds(), times.uniqueFor.Microseconds()).Scan(&status, &holder, &xid)
+		if err != nil {
+			return queue.EnqueueResult{}, "", err
+		}
 	}
 	r, err := b.settle(ctx, q, m, status, holder)
 	return r, xid, err

@@ -19,12 +19,12 @@ import (
 
 // statements are the statements of one Backend, its names filled in.
 type statements struct {
-	migrate, migrateCounts                      string
-	existing, enqueue, uniqueHolder             string
-	insertMany                                  string
-	fetch, extend, complete, fail, progress     string
-	release, job, counts, dead, requeue, delete string
-	sweepJobs, sweepUnique                      string
+	migrate, migrateCounts                           string
+	existing, insertJob, enqueueUnique, uniqueHolder string
+	insertMany                                       string
+	fetch, extend, complete, fail, progress          string
+	release, job, counts, dead, requeue, delete      string
+	sweepJobs, sweepUnique                           string
 }
 
 // sqlFor fills in the tables of prefix.
@@ -33,7 +33,7 @@ func sqlFor(prefix string) statements {
 		"{job_columns}", jobColumns, "{now}", serverclock.SQL(1))
 	return statements{
 		migrate: r.Replace(migrateSQL), migrateCounts: r.Replace(migrateCountsSQL),
-		existing: r.Replace(existingSQL), enqueue: r.Replace(enqueueSQL),
+		existing: r.Replace(existingSQL), insertJob: r.Replace(insertJobSQL), enqueueUnique: r.Replace(enqueueUniqueSQL),
 		uniqueHolder: r.Replace(uniqueHolderSQL), insertMany: r.Replace(insertManySQL), fetch: r.Replace(fetchSQL),
 		extend: r.Replace(extendSQL), progress: r.Replace(progressSQL), complete: r.Replace(completeSQL), fail: r.Replace(failSQL),
 		release: r.Replace(releaseSQL), job: r.Replace(jobSQL), counts: r.Replace(countsSQL), dead: r.Replace(deadSQL),
@@ -97,28 +97,41 @@ ON CONFLICT (queue) DO NOTHING`
 // existingSQL reads the job that holds an id. $1 queue, $2 id.
 const existingSQL = `SELECT kind, payload FROM {jobs} WHERE queue = $1 AND id = $2`
 
-// enqueueSQL adds one job in one statement, as insertManySQL does a
-// batch (same rules, same result row: status, holder, transaction id).
-// The unique hold is taken first, unless the id is used; the job row is
-// stored only if the hold was taken (or there is no key), so nothing is
-// taken back. The times are absolute, except those left NULL, which are
-// counted from {now}: $7 run_at (NULL: {now} + $14 µs), $11
-// unique_until (NULL: {now} + $15 µs, for a job with a key that is not
-// while-active), $12 enqueued_at (NULL: {now}); EnqueueTx leaves them
-// NULL to read the transaction's clock without a round trip.
+// insertJobSQL adds one job without a unique key unless its id is used,
+// and returns the transaction's id (no row when the id is used). Its
+// times are absolute, except those left NULL, which are counted from
+// {now}: $7 run_at (NULL: {now} + $11 µs) and $10 enqueued_at (NULL:
+// {now}); EnqueueTx leaves them NULL to read the transaction's clock
+// without a round trip. $1 now, $2 queue, $3 id, $4 kind, $5 payload,
+// $6 priority, $7 run_at, $8 max_attempts, $9 timeout_ms,
+// $10 enqueued_at, $11 delay (µs).
+const insertJobSQL = `INSERT INTO {jobs} (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms,
+  enqueued_at)
+SELECT $2, $3, $4, $5, $6, CASE WHEN t.run_at > {now} THEN 'scheduled' ELSE 'pending' END, 0, $8, t.run_at, $9, t.enqueued_at
+FROM (SELECT coalesce($7::timestamptz, {now} + $11::int8 * interval '1 microsecond') AS run_at,
+  coalesce($10::timestamptz, {now}) AS enqueued_at) t
+ON CONFLICT (queue, id) DO NOTHING
+RETURNING pg_current_xact_id()::text`
+
+// enqueueUniqueSQL adds one job with a unique key in one statement, as
+// insertManySQL does a batch (same rules, same result row: status,
+// holder, transaction id). The hold is taken first, unless the id is
+// used; the job row is stored only if the hold was taken, so nothing is
+// taken back. The times are absolute, except those left NULL, counted
+// from {now}: $7 run_at (NULL: {now} + $14 µs), $12 enqueued_at (NULL:
+// {now}) and $11 unique_until (NULL: {now} + $15 µs, for a key that is
+// not while-active).
 // $1 now, $2 queue, $3 id, $4 kind, $5 payload, $6 priority, $7 run_at,
-// $8 max_attempts, $9 timeout_ms, $10 unique_key (” for none),
-// $11 unique_until, $12 enqueued_at, $13 unique_active, $14 delay (µs),
-// $15 unique for (µs), $16 channel (” for none).
-const enqueueSQL = `WITH t AS (
+// $8 max_attempts, $9 timeout_ms, $10 unique_key, $11 unique_until,
+// $12 enqueued_at, $13 unique_active, $14 delay (µs), $15 unique for (µs).
+const enqueueUniqueSQL = `WITH t AS (
   SELECT coalesce($12::timestamptz, {now}) AS enqueued_at,
     coalesce($7::timestamptz, {now} + $14::int8 * interval '1 microsecond') AS run_at,
-    CASE WHEN $10::text <> '' AND NOT $13::bool
-      THEN coalesce($11::timestamptz, {now} + $15::int8 * interval '1 microsecond') END AS unique_until),
-used AS (SELECT 1 FROM {jobs} WHERE $10 <> '' AND queue = $2::text AND id = $3::text),
+    CASE WHEN NOT $13::bool THEN coalesce($11::timestamptz, {now} + $15::int8 * interval '1 microsecond') END AS unique_until),
+used AS (SELECT 1 FROM {jobs} WHERE queue = $2::text AND id = $3::text),
 u AS (INSERT INTO {unique} AS u (queue, unique_key, job_id, until)
-  SELECT $2, $10, $3, CASE WHEN $13 THEN 'infinity'::timestamptz ELSE t.unique_until END FROM t
-  WHERE $10 <> '' AND NOT EXISTS (SELECT FROM used)
+  SELECT $2, $10::text, $3, CASE WHEN $13 THEN 'infinity'::timestamptz ELSE t.unique_until END FROM t
+  WHERE NOT EXISTS (SELECT FROM used)
   ON CONFLICT (queue, unique_key) DO UPDATE SET job_id = EXCLUDED.job_id, until = EXCLUDED.until
   WHERE u.until <= {now} OR (u.until = 'infinity' AND NOT EXISTS (SELECT 1 FROM {jobs} h
     WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))
@@ -126,15 +139,15 @@ u AS (INSERT INTO {unique} AS u (queue, unique_key, job_id, until)
 ins AS (INSERT INTO {jobs} (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms,
     unique_key, unique_until, enqueued_at, unique_active)
   SELECT $2, $3, $4::text, $5::bytea, $6::int2, CASE WHEN t.run_at > {now} THEN 'scheduled' ELSE 'pending' END,
-    0, $8::int4, t.run_at, $9::int8, nullif($10, ''), t.unique_until, t.enqueued_at, $13
-  FROM t WHERE $10 = '' OR EXISTS (SELECT FROM u)
+    0, $8::int4, t.run_at, $9::int8, $10, t.unique_until, t.enqueued_at, $13
+  FROM t WHERE EXISTS (SELECT FROM u)
   ON CONFLICT (queue, id) DO NOTHING
   RETURNING id)
 SELECT CASE WHEN ins.id IS NOT NULL THEN 'ok'
     WHEN j.kind IS NOT NULL THEN CASE WHEN j.kind = $4 AND j.payload = $5 THEN 'again' ELSE 'exists' END
-    WHEN $10 <> '' AND NOT EXISTS (SELECT FROM u) THEN 'dup'
+    WHEN NOT EXISTS (SELECT FROM u) THEN 'dup'
     ELSE 'race' END,
-  CASE WHEN $10 = '' OR ins.id IS NOT NULL THEN ''
+  CASE WHEN ins.id IS NOT NULL THEN ''
     ELSE coalesce((SELECT job_id FROM {unique} x WHERE x.queue = $2 AND x.unique_key = $10), '') END,
   CASE WHEN ins.id IS NOT NULL THEN pg_current_xact_id()::text ELSE '' END
 FROM (SELECT 1) one LEFT JOIN ins ON true
