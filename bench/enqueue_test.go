@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,7 +23,7 @@ import (
 // and from 16 goroutines: scalekit-pg (Client.Enqueue) and river
 // (Client.Insert) on one real PostgreSQL (a pool of 20 connections),
 // scalekit-redis (Client.Enqueue) and asynq (Client.Enqueue) on one real
-// redis-server. It reports jobs/s, round trips per job and the server's
+// redis-server; scalekit-pg-unique gives each job a unique key. It reports jobs/s, round trips per job and the server's
 // CPU per job, as BenchmarkEnqueueMany does; scalekit-pg's round trips
 // include its notifier's coalesced NOTIFYs, sent on the same pool.
 func BenchmarkEnqueue(b *testing.B) {
@@ -54,10 +55,18 @@ func BenchmarkEnqueue(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		var seq atomic.Int64 // the unique keys: fresh across runs, so every job is stored
 		for _, g := range []int{1, 16} {
 			b.Run(fmt.Sprintf("scalekit-pg/%d", g), func(b *testing.B) {
 				measureEnqueue(b, rt.Load, cpu, oneByOne(g, func() error {
 					_, err := c.Enqueue(ctx, "bench", "noop", nil, queue.EnqueueOptions{})
+					return err
+				}))
+			})
+			b.Run(fmt.Sprintf("scalekit-pg-unique/%d", g), func(b *testing.B) {
+				measureEnqueue(b, rt.Load, cpu, oneByOne(g, func() error {
+					o := queue.EnqueueOptions{UniqueKey: strconv.FormatInt(seq.Add(1), 10)}
+					_, err := c.Enqueue(ctx, "bench", "noop", nil, o)
 					return err
 				}))
 			})
