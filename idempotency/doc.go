@@ -13,6 +13,10 @@
 //		return nil, sendReceipt(ctx) // at most once to completion, whatever the redeliveries
 //	})
 //
+//	jobs, err := idempotency.NewWorker(idempotency.WorkerOptions{Guard: guard}) // keyed by job id
+//	w, err := queue.NewWorker(queue.WorkerOptions{Backend: backend, Queues: queues,
+//		Middleware: []func(queue.AttemptFunc) queue.AttemptFunc{jobs.Middleware}}) // every attempt through guard.Do
+//
 // # How it works
 //
 // The middleware keys a request by (caller scope, method, route,

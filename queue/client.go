@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/scalekit-go/scalekit/clock"
@@ -43,7 +45,25 @@ type EnqueueOptions struct {
 	// returns that id without adding a second job; the same ID with other
 	// kind or args is ErrInvalid.
 	ID string
+	// Metadata travels with the job to its handler (Job.Metadata) and
+	// worker middleware (Attempt.Metadata): a trace context, a request
+	// id, a tenant id. At most MaxMetadata pairs, keys of 1 to
+	// MaxMetadataKey bytes, values of at most MaxMetadataValue bytes,
+	// valid UTF-8; anything else is an ErrInvalid error naming the key,
+	// and nothing is stored. The map is copied. Default: none.
+	Metadata map[string]string
 }
+
+// EnqueueFunc stores a job: the step of Client.Enqueue that client
+// middleware wraps. m is the job NewMessage built (its ID, queue,
+// kind, payload, times and options set); a middleware may read and
+// change it before calling next, above all m.Metadata (nil when the job
+// has none: assign a new map to add to it; the map is the job's own
+// copy), for example to add a trace context or a request id taken from
+// ctx. A middleware refuses an enqueue by returning an error without
+// calling next: nothing is stored and Enqueue returns that error.
+// Metadata is checked against its bounds after the middleware ran.
+type EnqueueFunc func(ctx context.Context, m *Message) error
 
 // ClientOptions configures NewClient.
 type ClientOptions struct {
@@ -52,12 +72,22 @@ type ClientOptions struct {
 	// Clock replaces the system clock (see package clock); nil is the real
 	// time. It dates the jobs it enqueues (run-at, unique holds).
 	Clock clock.Clock
+	// Middleware wraps every Enqueue, the first in the slice outermost:
+	// Middleware[0] runs first and calls Middleware[1], ..., and the last
+	// calls the backend. A middleware must be safe for concurrent use.
+	// EnqueueMany passes each job of the batch through it (next returns
+	// nil once the job is accepted into the batch, which is stored after
+	// every job passed). It does not run for an enqueue made without the
+	// Client (queuepg's EnqueueTx and EnqueueManyTx). Default: none.
+	Middleware []func(next EnqueueFunc) EnqueueFunc
 }
 
 // Client enqueues and inspects jobs. It is safe for concurrent use.
 type Client struct {
-	b   Backend
-	clk clock.Clock
+	b       Backend
+	clk     clock.Clock
+	enqueue EnqueueFunc // the middleware around store
+	mw      []func(next EnqueueFunc) EnqueueFunc
 }
 
 // NewClient returns a Client, or an error naming the bad option.
@@ -65,7 +95,38 @@ func NewClient(o ClientOptions) (*Client, error) {
 	if o.Backend == nil {
 		return nil, fmt.Errorf("%w: ClientOptions.Backend is required", ErrInvalid)
 	}
-	return &Client{b: o.Backend, clk: o.Clock}, nil
+	c := &Client{b: o.Backend, clk: o.Clock, mw: slices.Clone(o.Middleware)}
+	c.enqueue = c.store
+	for i := len(o.Middleware) - 1; i >= 0; i-- {
+		if o.Middleware[i] == nil {
+			return nil, fmt.Errorf("%w: ClientOptions.Middleware[%d] is nil", ErrInvalid, i)
+		}
+		if c.enqueue = o.Middleware[i](c.enqueue); c.enqueue == nil {
+			return nil, fmt.Errorf("%w: ClientOptions.Middleware[%d] returned a nil EnqueueFunc", ErrInvalid, i)
+		}
+	}
+	return c, nil
+}
+
+// store is the innermost EnqueueFunc: it checks the metadata the
+// middleware left and hands m to the backend.
+func (c *Client) store(ctx context.Context, m *Message) error {
+	if err := c.check(m); err != nil {
+		return err
+	}
+	return c.b.Enqueue(ctx, m)
+}
+
+// check checks the metadata the client middleware left on m (nil when
+// empty).
+func (c *Client) check(m *Message) error {
+	if err := checkMetadata("Message.Metadata (after the client middleware)", m.Metadata); err != nil {
+		return err
+	}
+	if len(m.Metadata) == 0 {
+		m.Metadata = nil
+	}
+	return nil
 }
 
 // checkName validates a queue name or job kind: 1 to 100 letters, digits
@@ -105,8 +166,14 @@ func NewMessage(now time.Time, queue, kind string, args any, o EnqueueOptions) (
 	case o.ID != "" && !queuex.ValidName(o.ID):
 		return nil, fmt.Errorf("%w: EnqueueOptions.ID %q must be 1 to 100 letters, digits, '_', '.', ':' or '-'", ErrInvalid, o.ID)
 	}
+	if err := checkMetadata("EnqueueOptions.Metadata", o.Metadata); err != nil {
+		return nil, err
+	}
 	m := &Message{ID: o.ID, Queue: queue, Kind: kind, Payload: payload, Priority: o.Priority, State: Pending,
 		MaxAttempts: o.MaxAttempts, RunAt: now.Add(o.Delay), Timeout: o.Timeout, EnqueuedAt: now}
+	if len(o.Metadata) > 0 {
+		m.Metadata = maps.Clone(o.Metadata)
+	}
 	if m.ID == "" {
 		m.ID = newID()
 	}
@@ -132,13 +199,14 @@ func NewMessage(now time.Time, queue, kind string, args any, o EnqueueOptions) (
 
 // Enqueue adds a job of kind with args (encoded as JSON) to queue and
 // returns its id. With a UniqueKey already held it returns the holder's id
-// and a *DuplicateError (errors.Is ErrDuplicate).
+// and a *DuplicateError (errors.Is ErrDuplicate). The job passes through
+// ClientOptions.Middleware on its way to the backend.
 func (c *Client) Enqueue(ctx context.Context, queue, kind string, args any, o EnqueueOptions) (string, error) {
 	m, err := NewMessage(clock.Now(c.clk), queue, kind, args, o)
 	if err != nil {
 		return "", err
 	}
-	if err := c.b.Enqueue(ctx, m); err != nil {
+	if err := c.enqueue(ctx, m); err != nil {
 		if d, ok := err.(*DuplicateError); ok {
 			return d.ID, err
 		}
@@ -208,7 +276,43 @@ func (c *Client) EnqueueMany(ctx context.Context, jobs ...EnqueueRequest) ([]Enq
 	if len(ms) == 0 {
 		return nil, nil
 	}
+	if len(c.mw) > 0 {
+		if ms, err = c.admit(ctx, ms); err != nil {
+			return nil, err
+		}
+	}
 	return c.b.EnqueueMany(ctx, ms)
+}
+
+// admit passes each job of a batch through the client middleware, in
+// order, and returns the messages their innermost next received. That
+// next stores nothing: it checks the metadata and returns nil, so a
+// middleware sees its job accepted into the batch, which is stored once
+// every job passed. A middleware that refuses a job (or leaves metadata
+// out of bounds) fails the whole batch, the job's index named, before
+// anything is stored.
+func (c *Client) admit(ctx context.Context, ms []*Message) ([]*Message, error) {
+	out := make([]*Message, len(ms))
+	var i int
+	var f EnqueueFunc = func(_ context.Context, m *Message) error {
+		if err := c.check(m); err != nil {
+			return err
+		}
+		out[i] = m
+		return nil
+	}
+	for k := len(c.mw) - 1; k >= 0; k-- {
+		f = c.mw[k](f)
+	}
+	for i = range ms {
+		if err := f(ctx, ms[i]); err != nil {
+			return nil, fmt.Errorf("queue: EnqueueMany: jobs[%d]: %w", i, err)
+		}
+		if out[i] == nil {
+			return nil, fmt.Errorf("%w: queue: EnqueueMany: jobs[%d]: a client middleware returned nil without calling next", ErrInvalid, i)
+		}
+	}
+	return out, nil
 }
 
 // Job returns a job's record, or ErrNotFound: its state, attempt, last

@@ -124,6 +124,30 @@
 // exports them. RunDue runs one pass at the clock's time, for tests
 // with a clock.Manual.
 //
+// # Middleware and metadata
+//
+// EnqueueOptions.Metadata is a small map of strings (MaxMetadata pairs)
+// stored with the job and handed to its handler (Job.Metadata), so a
+// trace context, a request id or a tenant id travels from the code that
+// enqueued to the code that runs the job. Client.Job shows it
+// (Message.Metadata).
+//
+// ClientOptions.Middleware wraps every Client.Enqueue: an EnqueueFunc
+// gets the job as it will be stored (*Message) and may add metadata
+// taken from ctx (inject a trace context or request id) or refuse the
+// enqueue by returning an error without calling next.
+// WorkerOptions.Middleware wraps every attempt: an AttemptFunc gets the
+// handler's ctx and a read-only Attempt (id, queue, kind, attempt
+// number, metadata), and may put values into ctx for the handler and
+// its logger (the request id, a span), time the attempt, or convert its
+// error. In both slices the first middleware is the outermost: it runs
+// first and sees the result last. A middleware's error is the
+// operation's: an enqueue refused, an attempt failed (retried, or dead
+// for Permanent), and a panic in worker middleware is a failed attempt
+// like a handler panic. The Middleware of package idempotency's Worker
+// runs a job's handler once to completion however often the job is
+// delivered.
+//
 // # When the backend is down
 //
 // Fetches that fail are retried with a growing pause (100ms to 5s) and

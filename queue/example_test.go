@@ -49,6 +49,70 @@ func Example() {
 	// state: done
 }
 
+type requestIDKey struct{}
+
+// A client middleware copies the request id of the enqueueing request into
+// the job's metadata; a worker middleware puts it back into the
+// handler's ctx (for its logger, say). The first middleware is the
+// outermost.
+func Example_middleware() {
+	backend := queue.NewMemoryBackend(queue.MemoryBackendOptions{})
+	client, _ := queue.NewClient(queue.ClientOptions{Backend: backend, Middleware: []func(queue.EnqueueFunc) queue.EnqueueFunc{
+		func(next queue.EnqueueFunc) queue.EnqueueFunc {
+			return func(ctx context.Context, m *queue.Message) error {
+				if rid, ok := ctx.Value(requestIDKey{}).(string); ok {
+					if m.Metadata == nil {
+						m.Metadata = map[string]string{}
+					}
+					m.Metadata["request_id"] = rid
+				}
+				return next(ctx, m)
+			}
+		},
+	}})
+	worker, _ := queue.NewWorker(queue.WorkerOptions{
+		Backend: backend,
+		Queues:  map[string]queue.Options{"emails": {}},
+		Middleware: []func(queue.AttemptFunc) queue.AttemptFunc{
+			func(next queue.AttemptFunc) queue.AttemptFunc { // outermost: sees every attempt's outcome
+				return func(ctx context.Context, a queue.Attempt) error {
+					err := next(ctx, a)
+					fmt.Printf("attempt %d of %s: error %v\n", a.Attempt, a.Kind, err)
+					return err
+				}
+			},
+			func(next queue.AttemptFunc) queue.AttemptFunc {
+				return func(ctx context.Context, a queue.Attempt) error {
+					return next(context.WithValue(ctx, requestIDKey{}, a.Metadata()["request_id"]), a)
+				}
+			},
+		},
+	})
+	done := make(chan struct{})
+	queue.Handle(worker, "email:welcome", func(ctx context.Context, j *queue.Job[Welcome]) error {
+		fmt.Printf("welcome %s: request %v, tenant %s\n", j.Args.Email, ctx.Value(requestIDKey{}), j.Metadata["tenant"])
+		close(done)
+		return nil
+	})
+	ctx := context.WithValue(context.Background(), requestIDKey{}, "req-7f3a")
+	id, err := client.Enqueue(ctx, "emails", "email:welcome", Welcome{UserID: 42, Email: "ada@example.com"},
+		queue.EnqueueOptions{Metadata: map[string]string{"tenant": "acme"}})
+	if err != nil {
+		panic(err)
+	}
+	worker.Start(context.Background())
+	<-done
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	worker.Shutdown(sctx)
+	job, _ := client.Job(context.Background(), "emails", id)
+	fmt.Println("stored:", job.Metadata)
+	// Output:
+	// welcome ada@example.com: request req-7f3a, tenant acme
+	// attempt 1 of email:welcome: error <nil>
+	// stored: map[request_id:req-7f3a tenant:acme]
+}
+
 func ExampleClient_EnqueueMany() {
 	backend := queue.NewMemoryBackend(queue.MemoryBackendOptions{}) // queuepg or queueredis in production
 	client, _ := queue.NewClient(queue.ClientOptions{Backend: backend})

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -188,6 +189,7 @@ func (b *MemoryBackend) enqueue(m *Message, now time.Time) error {
 	}
 	j := &memJob{m: *m, idx: -1}
 	j.m.Payload = slices.Clone(m.Payload)
+	j.m.Metadata = maps.Clone(m.Metadata)
 	q.jobs[m.ID] = j
 	q.place(j, now)
 	q.signal()
@@ -243,6 +245,7 @@ func (b *MemoryBackend) Fetch(ctx context.Context, r FetchRequest) ([]*Lease, er
 				j.leaseUntil = now.Add(r.Lease)
 				q.active[j.m.ID] = j
 				m := j.m
+				m.Metadata = maps.Clone(m.Metadata) // the handler's own
 				out = append(out, &Lease{Msg: &m, Token: j.token, Until: j.leaseUntil})
 			}
 		}
@@ -379,6 +382,7 @@ func (b *MemoryBackend) Job(_ context.Context, queue, id string) (*Message, erro
 		if j := q.jobs[id]; j != nil {
 			m := j.m
 			m.Output = slices.Clone(m.Output)
+			m.Metadata = maps.Clone(m.Metadata)
 			return &m, nil
 		}
 	}
@@ -421,6 +425,7 @@ func (b *MemoryBackend) Dead(_ context.Context, queue string, limit int) ([]*Mes
 	if q := b.queues[queue]; q != nil {
 		for i := len(q.dead) - 1; i >= 0 && (limit <= 0 || len(out) < limit); i-- {
 			m := q.dead[i].m
+			m.Metadata = maps.Clone(m.Metadata)
 			out = append(out, &m)
 		}
 	}

@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/scalekit-go/scalekit/retry"
 )
@@ -141,6 +144,59 @@ type Message struct {
 	// Output is the job's result, JSON, stored with its completion (a
 	// HandleResult handler's value); nil when it has none.
 	Output []byte
+	// Metadata is the job's metadata (EnqueueOptions.Metadata and what
+	// client middleware added): small string pairs such as a trace
+	// context, a request id or a tenant id, carried from the enqueue to
+	// the handler (Job.Metadata) and its worker middleware
+	// (Attempt.Metadata); nil when it has none. Bounded by
+	// MaxMetadata, MaxMetadataKey and MaxMetadataValue.
+	Metadata map[string]string
+}
+
+// The bounds of a job's metadata (EnqueueOptions.Metadata,
+// Message.Metadata): at most MaxMetadata pairs, each key 1 to
+// MaxMetadataKey bytes and each value at most MaxMetadataValue bytes,
+// both valid UTF-8. A W3C traceparent is 55 bytes; a tracestate at most
+// 512.
+const (
+	MaxMetadata      = 32
+	MaxMetadataKey   = 64
+	MaxMetadataValue = 1024
+)
+
+// checkMetadata returns an ErrInvalid error naming the first key (in
+// sorted order) of md that breaks a bound, where says whose metadata it
+// is (EnqueueOptions.Metadata, or a client middleware's result). Valid
+// metadata is checked without sorting.
+func checkMetadata(where string, md map[string]string) error {
+	if len(md) > MaxMetadata {
+		return fmt.Errorf("%w: %s has %d entries, at most %d are allowed", ErrInvalid, where, len(md), MaxMetadata)
+	}
+	for k, v := range md {
+		if metadataError(where, k, v) != nil {
+			for _, k := range slices.Sorted(maps.Keys(md)) {
+				if err := metadataError(where, k, md[k]); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// metadataError is the error of one metadata pair out of bounds, or nil.
+func metadataError(where, k, v string) error {
+	switch {
+	case k == "" || len(k) > MaxMetadataKey:
+		return fmt.Errorf("%w: %s key %q must be 1 to %d bytes, got %d", ErrInvalid, where, k, MaxMetadataKey, len(k))
+	case !utf8.ValidString(k):
+		return fmt.Errorf("%w: %s key %q is not valid UTF-8", ErrInvalid, where, k)
+	case len(v) > MaxMetadataValue:
+		return fmt.Errorf("%w: %s[%q] must be at most %d bytes, got %d", ErrInvalid, where, k, MaxMetadataValue, len(v))
+	case !utf8.ValidString(v):
+		return fmt.Errorf("%w: %s[%q] is not valid UTF-8", ErrInvalid, where, k)
+	}
+	return nil
 }
 
 // Progress is how far a running job is, as its handler last reported it
@@ -266,7 +322,8 @@ type Backend interface {
 const DefaultDeadRetention = 14 * 24 * time.Hour
 
 // SameJob reports whether b is the same job as a for an enqueue retried
-// with the same EnqueueOptions.ID: same queue, id, kind and payload. A
+// with the same EnqueueOptions.ID: same queue, id, kind and payload
+// (metadata aside: a retry may carry another trace context). A
 // Backend's Enqueue of a message that SameJob matches with the job it
 // already holds succeeds without storing a second one (the first call
 // landed, its reply was lost); any other message with a used id is

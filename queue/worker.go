@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"runtime/debug"
 	"sort"
@@ -33,6 +34,9 @@ type Job[T any] struct {
 	LastError string
 	// Snoozes counts the times a handler snoozed this job (see Snooze).
 	Snoozes int
+	// Metadata is the job's metadata (EnqueueOptions.Metadata and what
+	// client middleware added), the handler's own copy; nil when none.
+	Metadata map[string]string
 
 	p *reporter // the attempt's progress writer; nil outside a Worker
 }
@@ -89,6 +93,46 @@ func (r *reporter) report(ctx context.Context, percent int, msg string) error {
 	return nil
 }
 
+// Attempt is one attempt of a job as worker middleware sees it. It is a
+// read-only view: a middleware that changes its copy changes nothing for
+// the handler (which sees the job as Job[T]).
+type Attempt struct {
+	ID, Queue, Kind string
+	// Attempt counts from 1; MaxAttempts is when the job dies.
+	Attempt, MaxAttempts int
+	// Snoozes counts the times a handler snoozed the job.
+	Snoozes    int
+	EnqueuedAt time.Time
+	// LastError is the previous attempt's error ("" on the first).
+	LastError string
+
+	md  map[string]string // the job's metadata, shared: Metadata copies it
+	run *attemptRun       // what the handler needs; nil in an Attempt not made by a Worker
+}
+
+// Metadata returns a copy of the job's metadata (nil when it has none),
+// for example to take a trace context or a request id out of it.
+func (a Attempt) Metadata() map[string]string { return maps.Clone(a.md) }
+
+// AttemptFunc runs one attempt of a job: the step of a Worker that
+// worker middleware wraps. The innermost one decodes the job's args and
+// runs its handler. Its error is the attempt's outcome, as a handler's
+// is: nil completes the job, Snooze(d) snoozes it, Permanent(err) kills
+// it, another error retries it. A middleware can put values into ctx
+// (a request id for slog, a span) before calling next, time the attempt,
+// convert the error next returns, or fail the attempt without running the
+// handler by returning an error without calling next. It must pass
+// next the Attempt it was given.
+type AttemptFunc func(ctx context.Context, a Attempt) error
+
+// attemptRun is what the innermost AttemptFunc needs to run a handler,
+// and the output it returned.
+type attemptRun struct {
+	m   *Message
+	rep reporter
+	out []byte
+}
+
 // Options configure how a Worker consumes one queue
 // (WorkerOptions.Queues).
 type Options struct {
@@ -134,6 +178,13 @@ type WorkerOptions struct {
 	// may return: a larger one fails its attempt permanently with
 	// ErrOutputTooLarge. Default: DefaultMaxOutput (64 KiB).
 	MaxOutput int
+	// Middleware wraps every attempt, the first in the slice outermost:
+	// Middleware[0] runs first and calls Middleware[1], ..., and the last
+	// calls the handler. It runs inside the attempt's Timeout and lease
+	// (its ctx is the handler's), and a panic in it is handled like a
+	// handler panic: the attempt fails with the panic and its stack. A
+	// middleware must be safe for concurrent use. Default: none.
+	Middleware []func(next AttemptFunc) AttemptFunc
 }
 
 // handler runs one attempt of a job and returns its output (JSON; nil
@@ -158,6 +209,8 @@ type Worker struct {
 
 	leaseMu  sync.Mutex
 	inflight map[*Lease]*leaseState
+
+	attempt AttemptFunc // the middleware around handle
 }
 
 type leaseState struct{ released atomic.Bool }
@@ -199,6 +252,15 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 	}
 	o.Logger = logx.Or(o.Logger)
 	w := &Worker{o: o, handlers: map[string]handler{}, queues: map[string]*workerQueue{}, inflight: map[*Lease]*leaseState{}}
+	w.attempt = w.handle
+	for i := len(o.Middleware) - 1; i >= 0; i-- {
+		if o.Middleware[i] == nil {
+			return nil, fmt.Errorf("%w: WorkerOptions.Middleware[%d] is nil", ErrInvalid, i)
+		}
+		if w.attempt = o.Middleware[i](w.attempt); w.attempt == nil {
+			return nil, fmt.Errorf("%w: WorkerOptions.Middleware[%d] returned a nil AttemptFunc", ErrInvalid, i)
+		}
+	}
 	for name, q := range o.Queues {
 		if err := checkName("WorkerOptions.Queues key", name); err != nil {
 			return nil, err
@@ -272,7 +334,7 @@ func register[T any](w *Worker, kind string, fn func(ctx context.Context, j *Job
 		return fmt.Errorf("%w: kind %q already has a handler", ErrInvalid, kind)
 	}
 	w.handlers[kind] = func(ctx context.Context, m *Message, p *reporter) ([]byte, error) {
-		j := &Job[T]{ID: m.ID, Queue: m.Queue, Kind: m.Kind, Attempt: m.Attempt, MaxAttempts: m.MaxAttempts, EnqueuedAt: m.EnqueuedAt, LastError: m.LastError, Snoozes: m.Snoozes, p: p}
+		j := &Job[T]{ID: m.ID, Queue: m.Queue, Kind: m.Kind, Attempt: m.Attempt, MaxAttempts: m.MaxAttempts, EnqueuedAt: m.EnqueuedAt, LastError: m.LastError, Snoozes: m.Snoozes, Metadata: m.Metadata, p: p}
 		if err := json.Unmarshal(m.Payload, &j.Args); err != nil {
 			return nil, Permanent(fmt.Errorf("queue: job %s: args do not decode into %T: %w", m.ID, j.Args, err))
 		}
@@ -475,23 +537,44 @@ func (w *Worker) ackFailed(q *workerQueue, m *Message, err error) {
 	w.o.Logger.Error("queue: cannot record a job's outcome; it is redelivered after its lease", slog.String("queue", q.name), slog.String("id", m.ID), slog.Any("error", err))
 }
 
-// call runs the handler of m's kind, turning a panic
-// into an error with its stack.
+// call runs one attempt of l's job through the worker middleware,
+// turning a panic (in the handler or a middleware) into an error with
+// its stack.
 func (w *Worker) call(ctx context.Context, q *workerQueue, l *Lease) (out []byte, err error) {
 	m := l.Msg
-	w.mu.Lock()
-	h := w.handlers[m.Kind]
-	w.mu.Unlock()
-	if h == nil {
-		return nil, fmt.Errorf("queue: no handler for kind %q in this worker", m.Kind)
-	}
+	r := &attemptRun{m: m, rep: reporter{b: w.o.Backend, l: l, clk: w.o.Clock}}
 	defer func() {
-		if r := recover(); r != nil {
+		if p := recover(); p != nil {
 			q.st.panics.Add(1)
-			err = fmt.Errorf("queue: handler for %q panicked: %v\n%s", m.Kind, r, debug.Stack())
+			who := "handler"
+			if len(w.o.Middleware) > 0 {
+				who = "handler or worker middleware"
+			}
+			out, err = nil, fmt.Errorf("queue: %s for %q panicked: %v\n%s", who, m.Kind, p, debug.Stack())
 		}
 	}()
-	return h(ctx, m, &reporter{b: w.o.Backend, l: l, clk: w.o.Clock})
+	a := Attempt{ID: m.ID, Queue: m.Queue, Kind: m.Kind, Attempt: m.Attempt, MaxAttempts: m.MaxAttempts, Snoozes: m.Snoozes,
+		EnqueuedAt: m.EnqueuedAt, LastError: m.LastError, md: m.Metadata, run: r}
+	err = w.attempt(ctx, a)
+	return r.out, err
+}
+
+// handle is the innermost AttemptFunc: it runs the handler of the job's
+// kind and keeps its output.
+func (w *Worker) handle(ctx context.Context, a Attempt) error {
+	r := a.run
+	if r == nil {
+		return fmt.Errorf("%w: a worker middleware called next with an Attempt the Worker did not make (pass on the one it got)", ErrInvalid)
+	}
+	w.mu.Lock()
+	h := w.handlers[r.m.Kind]
+	w.mu.Unlock()
+	if h == nil {
+		return fmt.Errorf("queue: no handler for kind %q in this worker", r.m.Kind)
+	}
+	out, err := h(ctx, r.m, &r.rep)
+	r.out = out
+	return err
 }
 
 // heartbeat renews l every Lease/3 until stopped or the handler's ctx

@@ -16,6 +16,18 @@
 //	}
 //	http.Handle("POST /payments", mw.Middleware(http.HandlerFunc(pay)))
 //
+// For queue jobs, a TxGuard behind idempotency.Worker's middleware runs
+// each attempt in GuardTx; the handler writes through the key's
+// transaction, so a redelivered job never applies its effect twice:
+//
+//	g, err := idempotencypg.NewTxGuard(idempotencypg.TxGuardOptions{Store: store})
+//	jobs, err := idempotency.NewWorker(idempotency.WorkerOptions{Guard: g}) // WorkerOptions.Middleware: jobs.Middleware
+//	queue.Handle(w, "charge", func(ctx context.Context, j *queue.Job[Charge]) error {
+//		tx, _ := idempotencypg.TxFromContext(ctx)
+//		_, err := tx.Exec(ctx, "INSERT INTO charges ...") // commits with the job's key
+//		return err
+//	})
+//
 // # How it works
 //
 // A crash either loses the effect and the completion together (a retry

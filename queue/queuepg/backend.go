@@ -3,6 +3,7 @@ package queuepg
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -235,13 +236,20 @@ func (b *Backend) enqueue(ctx context.Context, q querier, m *queue.Message, time
 			runAt = nil
 		}
 	}
+	var metadata []byte // NULL for none
+	if len(m.Metadata) > 0 {
+		var err error
+		if metadata, err = json.Marshal(m.Metadata); err != nil {
+			return queue.EnqueueResult{}, "", err
+		}
+	}
 	var status, holder, xid string
 	if m.UniqueKey == "" {
 		// A used id is found by the conflict, without a read on the
 		// common path.
 		status = "ok"
 		err := q.QueryRow(ctx, b.sql.insertJob, b.now(), m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), runAt,
-			m.MaxAttempts, m.Timeout.Milliseconds(), enqueuedAt, times.delay.Microseconds()).Scan(&xid)
+			m.MaxAttempts, m.Timeout.Milliseconds(), enqueuedAt, times.delay.Microseconds(), metadata).Scan(&xid)
 		if errors.Is(err, pgx.ErrNoRows) {
 			status = "race" // the id is used: the same job again, or another
 		} else if err != nil {
@@ -250,7 +258,7 @@ func (b *Backend) enqueue(ctx context.Context, q querier, m *queue.Message, time
 	} else {
 		err := q.QueryRow(ctx, b.sql.enqueueUnique, b.now(), m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), runAt,
 			m.MaxAttempts, m.Timeout.Milliseconds(), m.UniqueKey, uniqueUntil, enqueuedAt, m.UniqueWhileActive,
-			times.delay.Microseconds(), times.uniqueFor.Microseconds()).Scan(&status, &holder, &xid)
+			times.delay.Microseconds(), times.uniqueFor.Microseconds(), metadata).Scan(&status, &holder, &xid)
 		if err != nil {
 			return queue.EnqueueResult{}, "", err
 		}
@@ -320,6 +328,7 @@ func (b *Backend) insertMany(ctx context.Context, q querier, ms []*queue.Message
 		maxAttempts               = make([]int32, n)
 		timeouts                  = make([]int64, n)
 		active                    = make([]bool, n)
+		metadata                  = make([]*string, n) // nil for none
 	)
 	for i, m := range ms {
 		queues[i], ids[i], kinds[i], payloads[i], prios[i] = m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority)
@@ -328,9 +337,13 @@ func (b *Backend) insertMany(ctx context.Context, q querier, ms []*queue.Message
 		if m.UniqueKey != "" && !m.UniqueWhileActive {
 			uuntil[i] = &m.UniqueUntil
 		}
+		if len(m.Metadata) > 0 {
+			js, _ := json.Marshal(m.Metadata) // a map of strings always encodes
+			metadata[i] = new(string(js))
+		}
 	}
 	rows, err := q.Query(ctx, b.sql.insertMany, b.now(), queues, ids, kinds, payloads, prios, runAt, maxAttempts, timeouts,
-		ukeys, uuntil, enqueuedAt, active)
+		ukeys, uuntil, enqueuedAt, active, metadata)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -426,7 +439,7 @@ func scanJob(row pgx.Row) (*queue.Message, string, time.Time, error) {
 	)
 	err := row.Scan(&m.Queue, &m.ID, &m.Kind, &m.Payload, &prio, &state, &m.Attempt, &m.MaxAttempts, &m.RunAt, &timeoutMS,
 		&m.UniqueKey, &uniqueUntil, &m.EnqueuedAt, &m.LastError, &finished, &token, &leaseUntil, &m.UniqueWhileActive,
-		&m.Snoozes, &started, &m.Progress.Percent, &m.Progress.Message, &progressAt, &m.Output)
+		&m.Snoozes, &started, &m.Progress.Percent, &m.Progress.Message, &progressAt, &m.Output, &m.Metadata)
 	if err != nil {
 		return nil, "", time.Time{}, err
 	}

@@ -75,6 +75,7 @@ ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS started_at timestamptz,
   ADD COLUMN IF NOT EXISTS progress_msg text NOT NULL DEFAULT '',
   ADD COLUMN IF NOT EXISTS progress_at timestamptz,
   ADD COLUMN IF NOT EXISTS output bytea;
+ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS metadata jsonb;
 CREATE TABLE IF NOT EXISTS {unique} (
   queue      text NOT NULL,
   unique_key text NOT NULL,
@@ -104,10 +105,12 @@ const existingSQL = `SELECT kind, payload FROM {jobs} WHERE queue = $1 AND id = 
 // {now}); EnqueueTx leaves them NULL to read the transaction's clock
 // without a round trip. $1 now, $2 queue, $3 id, $4 kind, $5 payload,
 // $6 priority, $7 run_at, $8 max_attempts, $9 timeout_ms,
-// $10 enqueued_at, $11 delay (µs).
+// $10 enqueued_at, $11 delay (µs), $12 metadata (JSON object, NULL for
+// none).
 const insertJobSQL = `INSERT INTO {jobs} (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms,
-  enqueued_at)
-SELECT $2, $3, $4, $5, $6, CASE WHEN t.run_at > {now} THEN 'scheduled' ELSE 'pending' END, 0, $8, t.run_at, $9, t.enqueued_at
+  enqueued_at, metadata)
+SELECT $2, $3, $4, $5, $6, CASE WHEN t.run_at > {now} THEN 'scheduled' ELSE 'pending' END, 0, $8, t.run_at, $9, t.enqueued_at,
+  $12::jsonb
 FROM (SELECT coalesce($7::timestamptz, {now} + $11::int8 * interval '1 microsecond') AS run_at,
   coalesce($10::timestamptz, {now}) AS enqueued_at) t
 ON CONFLICT (queue, id) DO NOTHING
@@ -123,7 +126,8 @@ RETURNING pg_current_xact_id()::text`
 // not while-active).
 // $1 now, $2 queue, $3 id, $4 kind, $5 payload, $6 priority, $7 run_at,
 // $8 max_attempts, $9 timeout_ms, $10 unique_key, $11 unique_until,
-// $12 enqueued_at, $13 unique_active, $14 delay (µs), $15 unique for (µs).
+// $12 enqueued_at, $13 unique_active, $14 delay (µs), $15 unique for (µs),
+// $16 metadata (JSON object, NULL for none).
 const enqueueUniqueSQL = `WITH t AS (
   SELECT coalesce($12::timestamptz, {now}) AS enqueued_at,
     coalesce($7::timestamptz, {now} + $14::int8 * interval '1 microsecond') AS run_at,
@@ -137,9 +141,9 @@ u AS (INSERT INTO {unique} AS u (queue, unique_key, job_id, until)
     WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))
   RETURNING job_id),
 ins AS (INSERT INTO {jobs} (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms,
-    unique_key, unique_until, enqueued_at, unique_active)
+    unique_key, unique_until, enqueued_at, unique_active, metadata)
   SELECT $2, $3, $4::text, $5::bytea, $6::int2, CASE WHEN t.run_at > {now} THEN 'scheduled' ELSE 'pending' END,
-    0, $8::int4, t.run_at, $9::int8, $10, t.unique_until, t.enqueued_at, $13
+    0, $8::int4, t.run_at, $9::int8, $10, t.unique_until, t.enqueued_at, $13, $16::jsonb
   FROM t WHERE EXISTS (SELECT FROM u)
   ON CONFLICT (queue, id) DO NOTHING
   RETURNING id)
@@ -169,12 +173,13 @@ FROM (SELECT 1) one LEFT JOIN ins ON true
 // $1 now, then arrays, one element a job: $2 queue, $3 id, $4 kind,
 // $5 payload, $6 priority, $7 run_at, $8 max_attempts, $9 timeout_ms,
 // $10 unique_key (empty for none), $11 unique_until (NULL for none or
-// while-active), $12 enqueued_at, $13 unique_active.
+// while-active), $12 enqueued_at, $13 unique_active, $14 metadata (JSON
+// object text, NULL for none).
 const insertManySQL = `WITH b AS (
   SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::int2[], $7::timestamptz[], $8::int4[],
-    $9::int8[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::bool[])
+    $9::int8[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::bool[], $14::text[])
   WITH ORDINALITY AS b(queue, id, kind, payload, priority, run_at, max_attempts, timeout_ms, unique_key, unique_until,
-    enqueued_at, unique_active, ord)),
+    enqueued_at, unique_active, metadata, ord)),
 used AS (SELECT b.ord FROM b, LATERAL (SELECT 1 FROM {jobs} j WHERE j.queue = b.queue AND j.id = b.id LIMIT 1) x
   WHERE b.unique_key <> ''),
 cand AS (SELECT DISTINCT ON (b.queue, b.unique_key) b.queue, b.unique_key, b.id, b.unique_until, b.unique_active FROM b
@@ -187,9 +192,10 @@ u AS (INSERT INTO {unique} AS u (queue, unique_key, job_id, until)
     WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))
   RETURNING queue, unique_key, job_id),
 ins AS (INSERT INTO {jobs} (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms,
-    unique_key, unique_until, enqueued_at, unique_active)
+    unique_key, unique_until, enqueued_at, unique_active, metadata)
   SELECT b.queue, b.id, b.kind, b.payload, b.priority, CASE WHEN b.run_at > {now} THEN 'scheduled' ELSE 'pending' END,
-    0, b.max_attempts, b.run_at, b.timeout_ms, nullif(b.unique_key, ''), b.unique_until, b.enqueued_at, b.unique_active
+    0, b.max_attempts, b.run_at, b.timeout_ms, nullif(b.unique_key, ''), b.unique_until, b.enqueued_at, b.unique_active,
+    b.metadata::jsonb
   FROM b LEFT JOIN u ON u.queue = b.queue AND u.unique_key = b.unique_key
   WHERE b.unique_key = '' OR u.job_id = b.id
   ORDER BY b.ord
@@ -214,7 +220,7 @@ const uniqueHolderSQL = `SELECT job_id FROM {unique} WHERE queue = $1 AND unique
 // jobColumns are the columns scanJob reads, of the jobs table as j.
 const jobColumns = `j.queue, j.id, j.kind, j.payload, j.priority, j.state, j.attempt, j.max_attempts, j.run_at, j.timeout_ms,
 coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until, j.unique_active,
-j.snoozes, j.started_at, j.progress_pct, j.progress_msg, j.progress_at, j.output`
+j.snoozes, j.started_at, j.progress_pct, j.progress_msg, j.progress_at, j.output, j.metadata`
 
 // fetchSQL leases up to $3 jobs: one index range per priority (and one
 // for expired leases), each locked with SKIP LOCKED, then the first $3 by
@@ -295,7 +301,7 @@ const jobSQL = `SELECT j.queue, j.id, j.kind, j.payload, j.priority,
 CASE WHEN j.state IN ('scheduled', 'retry') AND j.run_at <= {now} THEN 'pending' ELSE j.state END,
 j.attempt, j.max_attempts, j.run_at, j.timeout_ms,
 coalesce(j.unique_key, ''), j.unique_until, j.enqueued_at, j.last_error, j.finished_at, j.token, j.lease_until, j.unique_active,
-j.snoozes, j.started_at, j.progress_pct, j.progress_msg, j.progress_at, j.output
+j.snoozes, j.started_at, j.progress_pct, j.progress_msg, j.progress_at, j.output, j.metadata
 FROM {jobs} j WHERE j.queue = $2 AND j.id = $3`
 
 // countsSQL counts a queue's jobs per state on the partial indexes (each

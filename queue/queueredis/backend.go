@@ -2,6 +2,7 @@ package queueredis
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -253,8 +254,12 @@ func jobArgs(m *queue.Message) []any {
 	} else if m.UniqueKey != "" {
 		uniqueUntil = micro(m.UniqueUntil)
 	}
+	var metadata []byte // empty for none
+	if len(m.Metadata) > 0 {
+		metadata, _ = json.Marshal(m.Metadata) // a map of strings always encodes
+	}
 	return []any{m.ID, m.Kind, m.Payload, int(m.Priority), micro(m.RunAt), int64(m.Timeout),
-		m.UniqueKey, uniqueUntil, micro(m.EnqueuedAt), m.MaxAttempts, m.Attempt, m.LastError, active}
+		m.UniqueKey, uniqueUntil, micro(m.EnqueuedAt), m.MaxAttempts, m.Attempt, m.LastError, active, metadata}
 }
 
 // enqueueResult reads enqueue's reply for m (status and its state or
@@ -558,6 +563,11 @@ func parseRecord(queueName string, rec any) (*queue.Message, string, time.Time, 
 		LastError: str(12), FinishedAt: fromMicro(num(13)), UniqueWhileActive: str(16) == "1", Snoozes: int(num(17)),
 		StartedAt: fromMicro(num(18)), Output: bytesOrNil(str(22)),
 		Progress: queue.Progress{Percent: int(num(19)), Message: str(20), UpdatedAt: fromMicro(num(21))},
+	}
+	if md := str(23); md != "" {
+		if err := json.Unmarshal([]byte(md), &m.Metadata); err != nil && bad == nil {
+			bad = fmt.Errorf("queueredis: job %s: field metadata is %q, want a JSON object of strings: %w", str(0), md, err)
+		}
 	}
 	until := fromMicro(num(15))
 	if bad != nil {

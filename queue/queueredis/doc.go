@@ -30,7 +30,8 @@
 //	                       last_error, finished_at, token (the last lease's), lease_until,
 //	                       unique_active (1: its unique key is held while it is not finished),
 //	                       snoozes, started_at, progress_pct, progress_msg, progress_at,
-//	                       output (the JSON stored by Complete)
+//	                       output (the JSON stored by Complete), metadata (the
+//	                       job's metadata as a JSON object; absent when none)
 //	{p:q}:ready:high       list of due job ids, FIFO (one list per priority;
 //	{p:q}:ready:default    a fetch pops them in its FetchRequest.Order)
 //	{p:q}:ready:low

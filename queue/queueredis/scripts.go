@@ -1,6 +1,7 @@
 package queueredis
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -14,6 +15,7 @@ var fields = []string{
 	"kind", "payload", "priority", "state", "attempt", "max_attempts", "run_at", "timeout",
 	"unique_key", "unique_until", "enqueued_at", "last_error", "finished_at", "token", "lease_until",
 	"unique_active", "snoozes", "started_at", "progress_pct", "progress_msg", "progress_at", "output",
+	"metadata",
 }
 
 // The scripts share one calling convention. KEYS are always the same 13
@@ -106,10 +108,11 @@ func readScript(body string) *redis.Script {
 }
 
 // enqueueLua defines enqueue, the body of enqueueScript and
-// enqueueManyScript: it stores one job whose fields are a[o+1..o+13]: id,
+// enqueueManyScript: it stores one job whose fields are a[o+1..o+14]: id,
 // kind, payload, priority, run_at, timeout (ns), unique_key,
 // unique_until, enqueued_at, max_attempts, attempt, last_error,
-// unique_active (0/1); jk is its hash, uk its unique hold. It returns
+// unique_active (0/1), metadata (a JSON object, empty for none)
+// (enqueueFields in all); jk is its hash, uk its unique hold. It returns
 // {'ok', state}, {'dup', holder id} or {'exists'} and wakes nobody. The
 // same job again (same id, kind and payload: a call go-redis retried
 // after a lost reply, or the caller's retry of an Enqueue that timed out
@@ -151,6 +154,7 @@ local function enqueue(jk, uk, a, o, now)
   if ukey ~= '' then redis.call('HSET', jk, 'unique_key', ukey, 'unique_until', a[o + 8]) end
   if ukey ~= '' and active then redis.call('HSET', jk, 'unique_active', '1') end
   if a[o + 12] ~= '' then redis.call('HSET', jk, 'last_error', a[o + 12]) end
+  if a[o + 14] ~= '' then redis.call('HSET', jk, 'metadata', a[o + 14]) end
   redis.call('ZREM', KEYS[7], id) -- a done entry left by an expired hash of the same id
   if state == 'scheduled' then
     redis.call('ZADD', KEYS[4], runat, id)
@@ -162,9 +166,9 @@ end
 `
 
 // enqueueFields is how many ARGV one job takes in the enqueue scripts.
-const enqueueFields = 13
+const enqueueFields = 14
 
-// enqueueScript stores a new job (see enqueueLua). ARGV[3..15]: the job's
+// enqueueScript stores a new job (see enqueueLua). ARGV[3..16]: the job's
 // fields. Reply: enqueue's.
 var enqueueScript = script(false, enqueueLua+`
 local r = enqueue(KEYS[11], KEYS[12], ARGV, 2, now_us(ARGV[2]))
@@ -174,13 +178,13 @@ return r
 
 // enqueueManyScript stores a batch of jobs of this queue, in order, each
 // as enqueueScript would (a later job sees the unique keys an earlier one
-// took), and wakes the fetches once. ARGV[3..]: the jobs' fields, 13 per
-// job. Reply: two elements per job, enqueue's status and its state or
+// took), and wakes the fetches once. ARGV[3..]: the jobs' fields,
+// enqueueFields per job. Reply: two elements per job, enqueue's status and its state or
 // holder id (empty for 'exists').
 var enqueueManyScript = script(false, enqueueLua+`
 local now = now_us(ARGV[2])
 local out, stored = {}, false
-for o = 2, #ARGV - 1, 13 do
+for o = 2, #ARGV - 1, `+strconv.Itoa(enqueueFields)+` do
   local id, ukey = ARGV[o + 1], ARGV[o + 7]
   local r = enqueue(ARGV[1] .. id, uniqueKey(ukey), ARGV, o, now)
   out[#out + 1] = r[1]

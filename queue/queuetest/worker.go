@@ -3,6 +3,9 @@ package queuetest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -200,6 +203,100 @@ func RunWorker(t *testing.T, f RealTimeFactory) {
 		}
 		if m := state(plain); m.Output != nil {
 			t.Fatalf("a Handle job has output %q", m.Output)
+		}
+	})
+	t.Run("MetadataTravels", func(t *testing.T) {
+		// Metadata given at enqueue and added by a client middleware is
+		// stored with the job (Client.Job), reaches the worker middleware
+		// (Attempt.Metadata) and the handler (Job.Metadata), exactly,
+		// any UTF-8 included; a job without any has nil everywhere.
+		b, q := f(t), Name(t)
+		type ridKey struct{}
+		c, err := queue.NewClient(queue.ClientOptions{Backend: b, Middleware: []func(queue.EnqueueFunc) queue.EnqueueFunc{
+			func(next queue.EnqueueFunc) queue.EnqueueFunc {
+				return func(ctx context.Context, m *queue.Message) error {
+					if rid, ok := ctx.Value(ridKey{}).(string); ok {
+						if m.Metadata == nil {
+							m.Metadata = map[string]string{}
+						}
+						m.Metadata["request_id"] = rid
+					}
+					return next(ctx, m)
+				}
+			},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		given := map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+			"tenant": "acme", "note": `quotes " and \ and ünïcödé ✓`, "empty": ""}
+		want := map[string]string{"request_id": "req-7"}
+		for k, v := range given {
+			want[k] = v
+		}
+		withMD, err := c.Enqueue(context.WithValue(ctx, ridKey{}, "req-7"), q, "md", args{N: 1}, queue.EnqueueOptions{Metadata: given})
+		if err != nil {
+			t.Fatal(err)
+		}
+		given["tenant"] = "changed after the enqueue" // the options' map is copied
+		plain, err := c.Enqueue(ctx, q, "md", args{N: 2}, queue.EnqueueOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantBatch := map[string]string{"batch": "yes", "request_id": "req-8"}
+		rs, err := c.EnqueueMany(context.WithValue(ctx, ridKey{}, "req-8"),
+			queue.EnqueueRequest{Queue: q, Kind: "md", Args: args{N: 3}, Options: queue.EnqueueOptions{Metadata: map[string]string{"batch": "yes"}}})
+		if err != nil || rs[0].Err != nil {
+			t.Fatal(err, rs)
+		}
+		batched := rs[0].ID
+		var mu sync.Mutex
+		var inMW []string
+		inHandler := map[int]map[string]string{}
+		w, err := queue.NewWorker(queue.WorkerOptions{Backend: b, Queues: map[string]queue.Options{q: {Concurrency: 2}},
+			FetchWait: 50 * time.Millisecond, Middleware: []func(queue.AttemptFunc) queue.AttemptFunc{
+				func(next queue.AttemptFunc) queue.AttemptFunc {
+					return func(ctx context.Context, a queue.Attempt) error {
+						mu.Lock()
+						inMW = append(inMW, fmt.Sprint(a.Metadata()))
+						mu.Unlock()
+						return next(ctx, a)
+					}
+				},
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		queue.Handle(w, "md", func(ctx context.Context, j *queue.Job[args]) error {
+			mu.Lock()
+			inHandler[j.Args.N] = j.Metadata
+			mu.Unlock()
+			return nil
+		})
+		w.Start(ctx)
+		defer w.Close()
+		waitFor(t, "the three jobs done", func() bool {
+			for _, id := range []string{withMD, plain, batched} {
+				if m, _ := c.Job(ctx, q, id); m == nil || m.State != queue.Done {
+					return false
+				}
+			}
+			return true
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		if !maps.Equal(inHandler[1], want) || inHandler[2] != nil || !maps.Equal(inHandler[3], wantBatch) {
+			t.Fatalf("the handlers saw %v, %v and %v; want %v, nil and %v", inHandler[1], inHandler[2], inHandler[3], want, wantBatch)
+		}
+		slices.Sort(inMW)
+		wantMW := []string{fmt.Sprint(wantBatch), fmt.Sprint(want), fmt.Sprint(map[string]string(nil))}
+		if slices.Sort(wantMW); !slices.Equal(inMW, wantMW) {
+			t.Fatalf("the worker middleware saw %q, want %q", inMW, wantMW)
+		}
+		for id, md := range map[string]map[string]string{withMD: want, plain: nil, batched: wantBatch} {
+			if m, _ := c.Job(ctx, q, id); !maps.Equal(m.Metadata, md) || (md == nil) != (m.Metadata == nil) {
+				t.Fatalf("Client.Job(%s): Metadata %v, want %v", id, m.Metadata, md)
+			}
 		}
 	})
 	t.Run("RateLimitDoesNotBurnAttempts", func(t *testing.T) {
