@@ -287,8 +287,7 @@ func (b *Backend) EnqueueMany(ctx context.Context, ms []*queue.Message) ([]queue
 // before anything is sent): the jobs exist, and workers are woken (as
 // for EnqueueTx), only if tx commits. The jobs' times (enqueued, run
 // at, unique until) are read from Options.Clock, or the local clock when
-// it is nil, as a Client does: EnqueueTx reads the database's now() in
-// tx instead, which would cost a second round trip.
+// it is nil, as a Client does (EnqueueTx counts them from tx's now()).
 func (b *Backend) EnqueueManyTx(ctx context.Context, tx pgx.Tx, jobs ...queue.EnqueueRequest) ([]queue.EnqueueResult, error) {
 	ms, err := queue.NewMessages(clock.Now(b.clk), jobs)
 	if err != nil || len(ms) == 0 {
