@@ -9,14 +9,9 @@ import (
 	"testing"
 
 	"github.com/hibiken/asynq"
-	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-	"github.com/riverqueue/river/rivermigrate"
 
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/queue"
-	"github.com/scalekit-go/scalekit/queue/queuepg"
-	"github.com/scalekit-go/scalekit/queue/queueredis"
 )
 
 // BenchmarkEnqueue: one op enqueues 10,000 no-op jobs one by one, from 1
@@ -29,32 +24,9 @@ import (
 func BenchmarkEnqueue(b *testing.B) {
 	ctx := context.Background()
 	b.Run("pg", func(b *testing.B) {
-		f := testinfra.Postgres(b)
 		rt := &testinfra.RoundTrips{}
-		pool := tracedPool(b, f.PrimaryURL+"&pool_max_conns=20", rt)
-		pid := postmasterPID(b, pool)
+		pid, c, rc := pgInserters(b, "&pool_max_conns=20", rt)
 		cpu := func() uint64 { return procTreeCPU(pid) }
-		be, err := queuepg.New(queuepg.Options{Pool: pool})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer be.Close()
-		if err := be.Migrate(ctx); err != nil {
-			b.Fatal(err)
-		}
-		c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
-		driver := riverpgxv5.New(pool)
-		m, err := rivermigrate.New(driver, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-			b.Fatal(err)
-		}
-		rc, err := river.NewClient(driver, &river.Config{})
-		if err != nil {
-			b.Fatal(err)
-		}
 		var seq atomic.Int64 // the unique keys: fresh across runs, so every job is stored
 		for _, g := range []int{1, 16} {
 			b.Run(fmt.Sprintf("scalekit-pg/%d", g), func(b *testing.B) {
@@ -79,16 +51,7 @@ func BenchmarkEnqueue(b *testing.B) {
 		}
 	})
 	b.Run("redis", func(b *testing.B) {
-		r := testinfra.Redis(b)
-		rt := &testinfra.RoundTrips{}
-		r.Client.AddHook(rt)
-		pid := redisPID(b, r.Client)
-		cpu := func() uint64 { return procTreeCPU(pid) }
-		be, err := queueredis.New(queueredis.Options{Client: r.Client})
-		if err != nil {
-			b.Fatal(err)
-		}
-		c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
+		r, rt, cpu, c := redisInserter(b)
 		ac := asynq.NewClientFromRedisClient(r.Client)
 		for _, g := range []int{1, 16} {
 			b.Run(fmt.Sprintf("scalekit-redis/%d", g), func(b *testing.B) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
@@ -39,31 +40,8 @@ const enqueueJobs = 10_000
 func BenchmarkEnqueueMany(b *testing.B) {
 	ctx := context.Background()
 	b.Run("pg", func(b *testing.B) {
-		f := testinfra.Postgres(b)
 		rt := &testinfra.RoundTrips{}
-		pool := tracedPool(b, f.PrimaryURL, rt)
-		pid := postmasterPID(b, pool)
-		be, err := queuepg.New(queuepg.Options{Pool: pool})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer be.Close()
-		if err := be.Migrate(ctx); err != nil {
-			b.Fatal(err)
-		}
-		c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
-		driver := riverpgxv5.New(pool)
-		m, err := rivermigrate.New(driver, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-			b.Fatal(err)
-		}
-		rc, err := river.NewClient(driver, &river.Config{})
-		if err != nil {
-			b.Fatal(err)
-		}
+		pid, c, rc := pgInserters(b, "", rt)
 		seq := 0 // the unique keys: fresh across runs, so every job is stored
 		for _, size := range []int{100, 1000} {
 			b.Run(fmt.Sprintf("scalekit-pg/batch%d", size), func(b *testing.B) {
@@ -113,16 +91,7 @@ func BenchmarkEnqueueMany(b *testing.B) {
 		}
 	})
 	b.Run("redis", func(b *testing.B) {
-		r := testinfra.Redis(b)
-		rt := &testinfra.RoundTrips{}
-		r.Client.AddHook(rt)
-		pid := redisPID(b, r.Client)
-		cpu := func() uint64 { return procTreeCPU(pid) }
-		be, err := queueredis.New(queueredis.Options{Client: r.Client})
-		if err != nil {
-			b.Fatal(err)
-		}
-		c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
+		r, rt, cpu, c := redisInserter(b)
 		for _, size := range []int{100, 1000} {
 			b.Run(fmt.Sprintf("scalekit-redis/batch%d", size), func(b *testing.B) {
 				reqs := make([]queue.EnqueueRequest, size)
@@ -154,6 +123,53 @@ func BenchmarkEnqueueMany(b *testing.B) {
 			})
 		}
 	})
+}
+
+// pgInserters starts PostgreSQL and returns its postmaster's pid, a
+// scalekit-pg Client and a River client (migrated, insert-only) on one
+// pool whose statements rt counts; query is added to the pool's URL.
+func pgInserters(b *testing.B, query string, rt *testinfra.RoundTrips) (int, *queue.Client, *river.Client[pgx.Tx]) {
+	ctx := context.Background()
+	f := testinfra.Postgres(b)
+	pool := tracedPool(b, f.PrimaryURL+query, rt)
+	be, err := queuepg.New(queuepg.Options{Pool: pool})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { be.Close() })
+	if err := be.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
+	driver := riverpgxv5.New(pool)
+	m, err := rivermigrate.New(driver, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		b.Fatal(err)
+	}
+	rc, err := river.NewClient(driver, &river.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return postmasterPID(b, pool), c, rc
+}
+
+// redisInserter starts redis-server and returns it, a counter of the
+// round trips of its client, the server's CPU time (clock ticks) and a
+// scalekit-redis Client.
+func redisInserter(b *testing.B) (*testinfra.RedisFixture, *testinfra.RoundTrips, func() uint64, *queue.Client) {
+	r := testinfra.Redis(b)
+	rt := &testinfra.RoundTrips{}
+	r.Client.AddHook(rt)
+	pid := redisPID(b, r.Client)
+	be, err := queueredis.New(queueredis.Options{Client: r.Client})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
+	return r, rt, func() uint64 { return procTreeCPU(pid) }, c
 }
 
 // enqueueAll is c.EnqueueMany(reqs), every job stored.
