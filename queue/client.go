@@ -332,9 +332,47 @@ func (c *Client) Dead(ctx context.Context, queue string, limit int) ([]*Message,
 	return c.b.Dead(ctx, queue, limit)
 }
 
-// Requeue makes a dead job pending again with its attempts reset.
+// Requeue makes a dead or cancelled job pending again, to run now, with
+// its attempts reset, or returns ErrNotFound. It does not take the job's
+// while-active unique key again.
 func (c *Client) Requeue(ctx context.Context, queue, id string) error {
 	return c.b.Requeue(ctx, queue, id)
+}
+
+// Pause stops every Worker of the fleet fetching from queue within a
+// second (each asks the backend at most once a second per queue); jobs
+// already running finish, enqueues still land. Resume undoes it. Pausing
+// a paused queue does nothing.
+func (c *Client) Pause(ctx context.Context, queue string) error {
+	if err := checkName("queue", queue); err != nil {
+		return err
+	}
+	return c.b.Pause(ctx, queue)
+}
+
+// Resume lets the Workers fetch from a paused queue again, within a
+// second. Resuming a queue that is not paused does nothing.
+func (c *Client) Resume(ctx context.Context, queue string) error {
+	if err := checkName("queue", queue); err != nil {
+		return err
+	}
+	return c.b.Resume(ctx, queue)
+}
+
+// Paused reports whether queue is paused (Pause).
+func (c *Client) Paused(ctx context.Context, queue string) (bool, error) {
+	return c.b.Paused(ctx, queue)
+}
+
+// Cancel stops a job that has not finished; its state becomes Cancelled.
+// A pending, scheduled or retry-waiting job never runs. A running job's
+// handler has its ctx cancelled by its worker at the next lease renewal
+// at the latest (every Options.Lease/3), and its outcome is not recorded:
+// it stays cancelled, never retried. Cancelling a cancelled job does
+// nothing; a done or dead job returns an error wrapping ErrFinished, an
+// unknown one ErrNotFound. Requeue runs a cancelled job again.
+func (c *Client) Cancel(ctx context.Context, queue, id string) error {
+	return c.b.Cancel(ctx, queue, id)
 }
 
 // Delete removes a job in any state (and the unique key it holds), or

@@ -124,6 +124,27 @@
 // exports them. RunDue runs one pass at the clock's time, for tests
 // with a clock.Manual.
 //
+// # Control
+//
+// Client.Cancel stops a job that has not finished; its state becomes
+// Cancelled. A pending, scheduled or retry-waiting job never runs. A
+// running job loses its lease: its worker learns it at its next renewal
+// (every Options.Lease/3) at the latest, cancels the handler's ctx and
+// records no outcome, so the job stays cancelled and is not retried. A
+// done or dead job cannot be cancelled (ErrFinished). Cancelled jobs are
+// counted (Counts.Cancelled), drop a while-active unique key, and are
+// kept like dead ones for the backend's dead retention; Client.Requeue
+// runs a dead or cancelled job again now, its attempts reset.
+// Client.Delete removes a job in any state.
+//
+// Client.Pause stops a queue fleet-wide: every Worker asks the backend
+// whether a queue is paused at most once a second (one key or primary-key
+// read per queue, not one per fetch) and fetches nothing from a paused
+// queue, so the whole fleet stops fetching from it within a second. Jobs
+// already running finish; enqueues still land and wait. Client.Resume
+// lets the workers fetch again within a second; Worker.Stats shows each
+// queue's Paused as the worker last read it.
+//
 // # Middleware and metadata
 //
 // EnqueueOptions.Metadata is a small map of strings (MaxMetadata pairs)

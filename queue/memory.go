@@ -19,7 +19,8 @@ type MemoryBackendOptions struct {
 	// Retention is how long done jobs are kept for status queries.
 	// Default: 24h.
 	Retention time.Duration
-	// DeadRetention is how long dead jobs are kept for Dead and Requeue.
+	// DeadRetention is how long dead and cancelled jobs are kept for Dead
+	// and Requeue.
 	// Default: DefaultDeadRetention (14 days).
 	DeadRetention time.Duration
 	// Clock replaces the system clock (see package clock); nil is the real
@@ -38,6 +39,7 @@ type MemoryBackend struct {
 	// uniqueCap is the size of unique at which Enqueue next drops the
 	// holds that no longer hold.
 	uniqueCap int
+	paused    map[string]bool
 }
 
 // uniqueHold is a unique key's holder: until a time, or while its job is
@@ -58,7 +60,7 @@ func (b *MemoryBackend) holds(queue string, h uniqueHold, now time.Time) bool {
 		return false
 	}
 	j := q.jobs[h.id]
-	return j != nil && j.m.State != Done && j.m.State != Dead
+	return j != nil && j.m.State != Done && j.m.State != Dead && j.m.State != Cancelled
 }
 
 // sweepUnique drops the holds that no longer hold, once their number
@@ -84,7 +86,9 @@ type memQueue struct {
 	jobs   map[string]*memJob
 	dead   []*memJob
 	done   []*memJob // in finish order, for retention
-	wake   chan struct{}
+	// cancelled are in cancel order, for the dead retention.
+	cancelled []*memJob
+	wake      chan struct{}
 }
 
 type memJob struct {
@@ -118,7 +122,7 @@ func NewMemoryBackend(o MemoryBackendOptions) *MemoryBackend {
 	if o.DeadRetention <= 0 {
 		o.DeadRetention = DefaultDeadRetention
 	}
-	return &MemoryBackend{o: o, queues: map[string]*memQueue{}, unique: map[string]uniqueHold{}, uniqueCap: 1024}
+	return &MemoryBackend{o: o, queues: map[string]*memQueue{}, unique: map[string]uniqueHold{}, uniqueCap: 1024, paused: map[string]bool{}}
 }
 
 func (b *MemoryBackend) queue(name string) *memQueue {
@@ -218,6 +222,10 @@ func (b *MemoryBackend) due(q *memQueue, now time.Time) {
 	for len(q.dead) > 0 && now.Sub(q.dead[0].m.FinishedAt) > b.o.DeadRetention {
 		delete(q.jobs, q.dead[0].m.ID)
 		q.dead = q.dead[1:]
+	}
+	for len(q.cancelled) > 0 && now.Sub(q.cancelled[0].m.FinishedAt) > b.o.DeadRetention {
+		delete(q.jobs, q.cancelled[0].m.ID)
+		q.cancelled = q.cancelled[1:]
 	}
 }
 
@@ -414,6 +422,7 @@ func (b *MemoryBackend) Counts(_ context.Context, queue string) (Counts, error) 
 		}
 	}
 	c.Active, c.Dead, c.Done = int64(len(q.active)), int64(len(q.dead)), int64(len(q.done))
+	c.Cancelled = int64(len(q.cancelled))
 	return c, nil
 }
 
@@ -438,11 +447,13 @@ func (b *MemoryBackend) Requeue(_ context.Context, queue, id string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	q := b.queues[queue]
-	if q == nil || q.jobs[id] == nil || q.jobs[id].m.State != Dead {
-		return fmt.Errorf("%w: no dead job %s in queue %s", ErrNotFound, id, queue)
+	if q == nil || q.jobs[id] == nil || (q.jobs[id].m.State != Dead && q.jobs[id].m.State != Cancelled) {
+		return fmt.Errorf("%w: no dead or cancelled job %s in queue %s", ErrNotFound, id, queue)
 	}
 	j := q.jobs[id]
-	q.dead = slices.DeleteFunc(q.dead, func(d *memJob) bool { return d == j })
+	is := func(d *memJob) bool { return d == j }
+	q.dead = slices.DeleteFunc(q.dead, is)
+	q.cancelled = slices.DeleteFunc(q.cancelled, is)
 	j.m.Attempt, j.m.RunAt, j.m.FinishedAt = 0, now, time.Time{}
 	q.place(j, now)
 	q.signal()
@@ -453,23 +464,16 @@ func (b *MemoryBackend) Requeue(_ context.Context, queue, id string) error {
 func (b *MemoryBackend) Delete(_ context.Context, queue, id string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	q := b.queues[queue]
-	if q == nil || q.jobs[id] == nil {
-		return fmt.Errorf("%w: %s in queue %s", ErrNotFound, id, queue)
+	q, j, err := b.job(queue, id)
+	if err != nil {
+		return err
 	}
-	j := q.jobs[id]
 	is := func(o *memJob) bool { return o == j }
-	for p := range q.ready {
-		q.ready[p] = slices.DeleteFunc(q.ready[p], is)
-	}
-	if j.idx >= 0 {
-		heap.Remove(&q.timed, j.idx)
-	}
-	delete(q.active, id)
+	b.unqueue(q, j)
 	q.dead = slices.DeleteFunc(q.dead, is)
 	q.done = slices.DeleteFunc(q.done, is)
+	q.cancelled = slices.DeleteFunc(q.cancelled, is)
 	delete(q.jobs, id)
-	j.token = ""
 	if j.m.UniqueKey != "" {
 		uk := queue + "\x00" + j.m.UniqueKey
 		if h, ok := b.unique[uk]; ok && h.id == id {
@@ -477,6 +481,73 @@ func (b *MemoryBackend) Delete(_ context.Context, queue, id string) error {
 		}
 	}
 	return nil
+}
+
+// job finds a job (b.mu held), or returns ErrNotFound.
+func (b *MemoryBackend) job(queue, id string) (*memQueue, *memJob, error) {
+	if q := b.queues[queue]; q != nil && q.jobs[id] != nil {
+		return q, q.jobs[id], nil
+	}
+	return nil, nil, fmt.Errorf("%w: %s in queue %s", ErrNotFound, id, queue)
+}
+
+// unqueue takes j out of the ready lists, the timed heap and the
+// leases (b.mu held): no worker can fetch it or keep its lease.
+func (b *MemoryBackend) unqueue(q *memQueue, j *memJob) {
+	is := func(o *memJob) bool { return o == j }
+	for p := range q.ready {
+		q.ready[p] = slices.DeleteFunc(q.ready[p], is)
+	}
+	if j.idx >= 0 {
+		heap.Remove(&q.timed, j.idx)
+	}
+	delete(q.active, j.m.ID)
+	j.token = ""
+}
+
+// Cancel is Backend.Cancel.
+func (b *MemoryBackend) Cancel(_ context.Context, queue, id string) error {
+	now := clock.Now(b.o.Clock)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q, j, err := b.job(queue, id)
+	if err != nil {
+		return err
+	}
+	switch j.m.State {
+	case Cancelled:
+		return nil
+	case Done, Dead:
+		return fmt.Errorf("%w: job %s in queue %s is %s", ErrFinished, id, queue, j.m.State)
+	}
+	b.unqueue(q, j)
+	j.m.State, j.m.FinishedAt = Cancelled, now
+	q.cancelled = append(q.cancelled, j)
+	b.releaseUnique(j)
+	return nil
+}
+
+// Pause is Backend.Pause.
+func (b *MemoryBackend) Pause(_ context.Context, queue string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.paused[queue] = true
+	return nil
+}
+
+// Resume is Backend.Resume.
+func (b *MemoryBackend) Resume(_ context.Context, queue string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.paused, queue)
+	return nil
+}
+
+// Paused is Backend.Paused.
+func (b *MemoryBackend) Paused(_ context.Context, queue string) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.paused[queue], nil
 }
 
 var _ Backend = (*MemoryBackend)(nil)

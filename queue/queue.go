@@ -28,8 +28,13 @@ var ErrDuplicate = errors.New("queue: duplicate job")
 var ErrNotFound = errors.New("queue: job not found")
 
 // ErrLeaseLost is returned by a Backend when a lease token no longer holds
-// its job: the lease expired and another worker took the job.
+// its job: the lease expired and another worker took the job (or the job
+// was cancelled or deleted).
 var ErrLeaseLost = errors.New("queue: lease lost")
+
+// ErrFinished is returned by Cancel for a job that already finished
+// (done or dead): there is nothing left to cancel.
+var ErrFinished = errors.New("queue: job already finished")
 
 // DuplicateError is ErrDuplicate with the id of the job already held.
 type DuplicateError struct {
@@ -105,6 +110,10 @@ const (
 	// Done jobs completed; they are kept for status queries for the
 	// backend's retention.
 	Done State = "done"
+	// Cancelled jobs were cancelled (Client.Cancel) before they finished:
+	// they never run again unless requeued (Client.Requeue). They are kept
+	// like dead jobs, for the backend's dead retention.
+	Cancelled State = "cancelled"
 )
 
 // Message is a job as a Backend stores it.
@@ -130,7 +139,7 @@ type Message struct {
 	EnqueuedAt        time.Time
 	// LastError is the error of the last failed attempt.
 	LastError string
-	// FinishedAt is when the job completed or died.
+	// FinishedAt is when the job completed, died or was cancelled.
 	FinishedAt time.Time
 	// Snoozes counts the times a handler snoozed the job (Snooze): each
 	// gave it back without spending an attempt. There is no cap; a
@@ -232,7 +241,7 @@ type Lease struct {
 
 // Counts is how many jobs of a queue are in each state.
 type Counts struct {
-	Pending, Scheduled, Active, Retry, Dead, Done int64
+	Pending, Scheduled, Active, Retry, Dead, Done, Cancelled int64
 	// OldestPending is the age of the oldest job due to run (the queue's
 	// lag); 0 when none waits.
 	OldestPending time.Duration
@@ -308,8 +317,27 @@ type Backend interface {
 	Counts(ctx context.Context, queue string) (Counts, error)
 	// Dead lists up to limit dead jobs of a queue, most recent first.
 	Dead(ctx context.Context, queue string, limit int) ([]*Message, error)
-	// Requeue makes a dead job pending again with a fresh attempt count.
+	// Requeue makes a dead or cancelled job pending again with a fresh
+	// attempt count, or returns ErrNotFound.
 	Requeue(ctx context.Context, queue, id string) error
+	// Cancel makes a job that has not finished cancelled: a pending,
+	// scheduled or retry job is never fetched again; an active job's
+	// lease ends, so its worker gets ErrLeaseLost at its next renewal
+	// (cancelling its handler's ctx) and for its outcome. The job drops
+	// its while-active unique hold and is kept for the dead retention.
+	// Cancelling a cancelled job does nothing; a done or dead one returns
+	// ErrFinished; an unknown one ErrNotFound.
+	Cancel(ctx context.Context, queue, id string) error
+	// Pause marks a queue paused for every Worker of the fleet: they stop
+	// fetching from it (they ask Paused at most once a second). Enqueues
+	// still land and Fetch itself ignores the mark. Pausing a paused
+	// queue does nothing.
+	Pause(ctx context.Context, queue string) error
+	// Resume removes a queue's pause mark; resuming a queue that is not
+	// paused does nothing.
+	Resume(ctx context.Context, queue string) error
+	// Paused reports whether a queue is paused.
+	Paused(ctx context.Context, queue string) (bool, error)
 	// Delete removes a job in any state, with the unique hold it has,
 	// or returns ErrNotFound. A deleted active job's worker gets
 	// ErrLeaseLost for its outcome (and its handler's ctx is cancelled
@@ -318,7 +346,7 @@ type Backend interface {
 }
 
 // DefaultDeadRetention is how long the backends of this module keep dead
-// jobs (for Dead and Requeue) unless told otherwise: 14 days.
+// and cancelled jobs (for Dead and Requeue) unless told otherwise: 14 days.
 const DefaultDeadRetention = 14 * 24 * time.Hour
 
 // SameJob reports whether b is the same job as a for an enqueue retried

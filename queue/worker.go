@@ -220,7 +220,15 @@ type workerQueue struct {
 	o    Options
 	sem  chan struct{}
 	st   queueCounters
+	// paused is the backend's pause mark as last read, at checked (only
+	// the queue's fetch loop reads and writes checked).
+	paused  atomic.Bool
+	checked time.Time
 }
+
+// pauseCheck is how often a Worker asks the backend whether a queue is
+// paused: a paused queue stops being fetched within it.
+const pauseCheck = time.Second
 
 type queueCounters struct {
 	fetched, processed, failed, retried, dead, released, lost, panics, limited, snoozed atomic.Uint64
@@ -382,7 +390,17 @@ func (w *Worker) fetch(ctx context.Context, q *workerQueue) {
 			}
 			break
 		}
-		leases, err := w.o.Backend.Fetch(ctx, FetchRequest{Queue: q.name, Max: free, Lease: q.o.Lease, Wait: w.o.FetchWait, Order: fetchOrder(rand.Float64())})
+		paused, fresh := w.checkPaused(ctx, q)
+		if paused { // hold no slot while paused; look again when the mark is due
+			for range free {
+				<-q.sem
+			}
+			if !pause.For(ctx.Done(), fresh) {
+				return
+			}
+			continue
+		}
+		leases, err := w.o.Backend.Fetch(ctx, FetchRequest{Queue: q.name, Max: free, Lease: q.o.Lease, Wait: min(w.o.FetchWait, fresh), Order: fetchOrder(rand.Float64())})
 		for i := len(leases); i < free; i++ {
 			<-q.sem
 		}
@@ -414,6 +432,27 @@ func (w *Worker) fetch(ctx context.Context, q *workerQueue) {
 			return
 		}
 	}
+}
+
+// checkPaused reports whether q is paused, asking the backend when the
+// last answer is pauseCheck old, and how long that answer stays fresh: a
+// fetch waits no longer, so a queue paused anywhere in the fleet stops
+// being fetched within pauseCheck. A failed check keeps the last answer
+// (the fetch that follows most likely fails too, and is retried).
+func (w *Worker) checkPaused(ctx context.Context, q *workerQueue) (bool, time.Duration) {
+	if q.checked.IsZero() || time.Since(q.checked) >= pauseCheck {
+		p, err := w.o.Backend.Paused(ctx, q.name)
+		switch {
+		case err == nil:
+			if q.paused.Swap(p) != p {
+				w.o.Logger.Info("queue: paused state changed", slog.String("queue", q.name), slog.Bool("paused", p))
+			}
+		case ctx.Err() == nil:
+			w.o.Logger.Warn("queue: cannot read whether the queue is paused", slog.String("queue", q.name), slog.Any("error", err))
+		}
+		q.checked = time.Now()
+	}
+	return q.paused.Load(), max(pauseCheck-time.Since(q.checked), time.Millisecond)
 }
 
 // admit asks q's Limiter for each leased job before its attempt starts:
@@ -675,6 +714,10 @@ type Stats struct {
 	Snoozed uint64
 	// InFlight is how many jobs run now.
 	InFlight int64
+	// Paused is whether the queue was paused (Client.Pause) when the
+	// worker last asked the backend, at most a second ago: it fetches
+	// nothing from a paused queue.
+	Paused bool
 }
 
 // Stats returns a snapshot per queue, sorted by name.
@@ -683,7 +726,7 @@ func (w *Worker) Stats() []Stats {
 	for _, q := range w.queues {
 		s := &q.st
 		out = append(out, Stats{Queue: q.name, Fetched: s.fetched.Load(), Processed: s.processed.Load(), Failed: s.failed.Load(),
-			Retried: s.retried.Load(), Dead: s.dead.Load(), Released: s.released.Load(), Lost: s.lost.Load(), Panics: s.panics.Load(), Limited: s.limited.Load(), Snoozed: s.snoozed.Load(), InFlight: s.inflight.Load()})
+			Retried: s.retried.Load(), Dead: s.dead.Load(), Released: s.released.Load(), Lost: s.lost.Load(), Panics: s.panics.Load(), Limited: s.limited.Load(), Snoozed: s.snoozed.Load(), InFlight: s.inflight.Load(), Paused: q.paused.Load()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Queue < out[j].Queue })
 	return out

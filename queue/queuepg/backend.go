@@ -35,10 +35,11 @@ type Options struct {
 	Prefix string
 	// Retention is how long done jobs are kept. Default: 24h.
 	Retention time.Duration
-	// DeadRetention is how long dead jobs are kept for Dead and Requeue.
+	// DeadRetention is how long dead and cancelled jobs are kept for Dead
+	// and Requeue.
 	// Default: queue.DefaultDeadRetention (14 days).
 	DeadRetention time.Duration
-	// SweepInterval, when set, removes done and dead jobs past their
+	// SweepInterval, when set, removes done, dead and cancelled jobs past their
 	// retention in the background until Close. Default: 0 (call Sweep
 	// yourself).
 	SweepInterval time.Duration
@@ -635,7 +636,7 @@ func (b *Backend) Job(ctx context.Context, queueName, id string) (*queue.Message
 func (b *Backend) Counts(ctx context.Context, queueName string) (queue.Counts, error) {
 	var c queue.Counts
 	var oldestMS float64
-	err := b.pool.QueryRow(ctx, b.sql.counts, b.now(), queueName).Scan(&c.Pending, &c.Scheduled, &c.Active, &c.Retry, &c.Dead, &c.Done, &oldestMS)
+	err := b.pool.QueryRow(ctx, b.sql.counts, b.now(), queueName).Scan(&c.Pending, &c.Scheduled, &c.Active, &c.Retry, &c.Dead, &c.Done, &oldestMS, &c.Cancelled)
 	c.OldestPending = time.Duration(oldestMS * float64(time.Millisecond))
 	return c, err
 }
@@ -668,10 +669,49 @@ func (b *Backend) Requeue(ctx context.Context, queueName, id string) error {
 		return err
 	}
 	if tag.RowsAffected() != 1 {
-		return fmt.Errorf("%w: no dead job %s in queue %s", queue.ErrNotFound, id, queueName)
+		return fmt.Errorf("%w: no dead or cancelled job %s in queue %s", queue.ErrNotFound, id, queueName)
 	}
 	b.notify(queueName)
 	return nil
+}
+
+// Pause is queue.Backend.Pause: a row in <Prefix>_paused.
+func (b *Backend) Pause(ctx context.Context, queueName string) error {
+	_, err := b.pool.Exec(ctx, b.sql.pause, queueName)
+	return err
+}
+
+// Resume is queue.Backend.Resume.
+func (b *Backend) Resume(ctx context.Context, queueName string) error {
+	_, err := b.pool.Exec(ctx, b.sql.resume, queueName)
+	return err
+}
+
+// Paused is queue.Backend.Paused: one primary-key lookup.
+func (b *Backend) Paused(ctx context.Context, queueName string) (bool, error) {
+	var p bool
+	err := b.pool.QueryRow(ctx, b.sql.paused, queueName).Scan(&p)
+	return p, err
+}
+
+// Cancel is queue.Backend.Cancel: one statement cancels the job and drops
+// its unique hold; a second reads why when it cancelled nothing.
+func (b *Backend) Cancel(ctx context.Context, queueName, id string) error {
+	var n int
+	if err := b.pool.QueryRow(ctx, b.sql.cancel, b.now(), queueName, id).Scan(&n); err != nil || n == 1 {
+		return err
+	}
+	var state string
+	err := b.pool.QueryRow(ctx, b.sql.cancelState, queueName, id).Scan(&state)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("%w: %s in queue %s", queue.ErrNotFound, id, queueName)
+	case err != nil:
+		return err
+	case state == string(queue.Cancelled):
+		return nil
+	}
+	return fmt.Errorf("%w: job %s in queue %s is %s", queue.ErrFinished, id, queueName, state)
 }
 
 // Delete is queue.Backend.Delete: the job's row and its unique hold go in
@@ -688,9 +728,9 @@ func (b *Backend) Delete(ctx context.Context, queueName, id string) error {
 	return nil
 }
 
-// Sweep deletes done jobs past Retention, dead jobs past DeadRetention
-// and the unique holds that no longer hold (expired, or while-active of
-// a finished job); it returns how many jobs it deleted.
+// Sweep deletes done jobs past Retention, dead and cancelled jobs past
+// DeadRetention and the unique holds that no longer hold (expired, or
+// while-active of a finished job); it returns how many jobs it deleted.
 func (b *Backend) Sweep(ctx context.Context) (int64, error) {
 	var deleted int64
 	err := b.pool.QueryRow(ctx, b.sql.sweepJobs, b.now(), b.retention.Milliseconds(), b.deadRet.Milliseconds()).Scan(&deleted)

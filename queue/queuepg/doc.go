@@ -6,7 +6,7 @@
 //		return err
 //	}
 //	defer backend.Close()
-//	if err := backend.Migrate(ctx); err != nil { // creates queue_jobs and queue_unique
+//	if err := backend.Migrate(ctx); err != nil { // creates the queue_* tables
 //		return err
 //	}
 //	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {

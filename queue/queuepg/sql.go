@@ -10,6 +10,7 @@ import (
 // above it. Three kinds of names are filled in once, by New (sqlFor):
 //
 //	{jobs}, {unique}, {counts}  the tables <Prefix>_jobs, <Prefix>_unique, <Prefix>_counts
+//	{paused}                    the table <Prefix>_paused
 //	{job_columns}               the job columns scanJob reads (jobColumns)
 //	{now}                       "now": parameter $1 when Options.Clock is set, else the
 //	                            database's now() (serverclock.SQL(1); $1 is serverclock.Param)
@@ -24,12 +25,14 @@ type statements struct {
 	insertMany                                       string
 	fetch, extend, complete, fail, progress          string
 	release, job, counts, dead, requeue, delete      string
+	cancel, cancelState                              string
+	pause, resume, paused                            string
 	sweepJobs, sweepUnique                           string
 }
 
 // sqlFor fills in the tables of prefix.
 func sqlFor(prefix string) statements {
-	r := strings.NewReplacer("{jobs}", prefix+"_jobs", "{unique}", prefix+"_unique", "{counts}", prefix+"_counts",
+	r := strings.NewReplacer("{jobs}", prefix+"_jobs", "{unique}", prefix+"_unique", "{counts}", prefix+"_counts", "{paused}", prefix+"_paused",
 		"{job_columns}", jobColumns, "{now}", serverclock.SQL(1))
 	return statements{
 		migrate: r.Replace(migrateSQL), migrateCounts: r.Replace(migrateCountsSQL),
@@ -38,7 +41,8 @@ func sqlFor(prefix string) statements {
 		extend: r.Replace(extendSQL), progress: r.Replace(progressSQL), complete: r.Replace(completeSQL), fail: r.Replace(failSQL),
 		release: r.Replace(releaseSQL), job: r.Replace(jobSQL), counts: r.Replace(countsSQL), dead: r.Replace(deadSQL),
 		requeue: r.Replace(requeueSQL), delete: r.Replace(deleteSQL), sweepJobs: r.Replace(sweepJobsSQL),
-		sweepUnique: r.Replace(sweepUniqueSQL),
+		sweepUnique: r.Replace(sweepUniqueSQL), cancel: r.Replace(cancelSQL), cancelState: r.Replace(cancelStateSQL),
+		pause: r.Replace(pauseSQL), resume: r.Replace(resumeSQL), paused: r.Replace(pausedSQL),
 	}
 }
 
@@ -68,6 +72,7 @@ CREATE TABLE IF NOT EXISTS {jobs} (
 CREATE INDEX IF NOT EXISTS {jobs}_due ON {jobs} (queue, priority, run_at, id) WHERE state IN ('pending', 'scheduled', 'retry');
 CREATE INDEX IF NOT EXISTS {jobs}_leases ON {jobs} (queue, lease_until) WHERE state = 'active';
 CREATE INDEX IF NOT EXISTS {jobs}_finished ON {jobs} (queue, state, finished_at) WHERE state IN ('done', 'dead');
+CREATE INDEX IF NOT EXISTS {jobs}_cancelled ON {jobs} (queue, finished_at) WHERE state = 'cancelled';
 ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS unique_active bool NOT NULL DEFAULT false;
 ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS snoozes int NOT NULL DEFAULT 0;
 ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS started_at timestamptz,
@@ -82,6 +87,10 @@ CREATE TABLE IF NOT EXISTS {unique} (
   job_id     text NOT NULL,
   until      timestamptz NOT NULL,
   PRIMARY KEY (queue, unique_key)
+);
+CREATE TABLE IF NOT EXISTS {paused} (
+  queue     text PRIMARY KEY,
+  paused_at timestamptz NOT NULL DEFAULT now()
 )`
 
 // migrateCountsSQL creates the done counters and seeds them from the jobs
@@ -138,7 +147,7 @@ u AS (INSERT INTO {unique} AS u (queue, unique_key, job_id, until)
   WHERE NOT EXISTS (SELECT FROM used)
   ON CONFLICT (queue, unique_key) DO UPDATE SET job_id = EXCLUDED.job_id, until = EXCLUDED.until
   WHERE u.until <= {now} OR (u.until = 'infinity' AND NOT EXISTS (SELECT 1 FROM {jobs} h
-    WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))
+    WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead', 'cancelled')))
   RETURNING job_id),
 ins AS (INSERT INTO {jobs} (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms,
     unique_key, unique_until, enqueued_at, unique_active, metadata)
@@ -158,10 +167,10 @@ FROM (SELECT 1) one LEFT JOIN ins ON true
   LEFT JOIN LATERAL (SELECT j.kind, j.payload FROM {jobs} j WHERE ins.id IS NULL AND j.queue = $2 AND j.id = $3) j ON true`
 
 // insertManySQL adds a batch of jobs in one statement, each as
-// insertJobSQL and insertUniqueSQL would one after the other: a job whose
+// insertJobSQL or enqueueUniqueSQL would one after the other: a job whose
 // id is used is not stored; of the jobs of one queue and unique key whose
 // ids are free, the first takes the key (a hold that no longer holds is
-// taken over, as in insertUniqueSQL) and the others are duplicates; a job
+// taken over, as in enqueueUniqueSQL) and the others are duplicates; a job
 // with a key is stored only if it took it. The holds are taken before the
 // jobs are stored (a statement's parts do not see each other's rows), in
 // key order, so concurrent batches lock keys in one order. It returns one
@@ -189,7 +198,7 @@ u AS (INSERT INTO {unique} AS u (queue, unique_key, job_id, until)
   FROM cand ORDER BY queue, unique_key
   ON CONFLICT (queue, unique_key) DO UPDATE SET job_id = EXCLUDED.job_id, until = EXCLUDED.until
   WHERE u.until <= {now} OR (u.until = 'infinity' AND NOT EXISTS (SELECT 1 FROM {jobs} h
-    WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))
+    WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead', 'cancelled')))
   RETURNING queue, unique_key, job_id),
 ins AS (INSERT INTO {jobs} (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms,
     unique_key, unique_until, enqueued_at, unique_active, metadata)
@@ -307,7 +316,8 @@ FROM {jobs} j WHERE j.queue = $2 AND j.id = $3`
 // countsSQL counts a queue's jobs per state on the partial indexes (each
 // state IN (...) repeats an index's predicate so the planner uses it),
 // the done ones from the counter, and the age of the oldest due job (ms).
-// Columns: due (pending), scheduled, active, retry, dead, done, oldest.
+// Columns: due (pending), scheduled, active, retry, dead, done, oldest,
+// cancelled.
 // $1 now, $2 queue.
 const countsSQL = `SELECT
   (SELECT count(*) FROM {jobs} WHERE queue = $2 AND state IN ('pending', 'scheduled', 'retry') AND run_at <= {now})
@@ -318,15 +328,39 @@ const countsSQL = `SELECT
   (SELECT count(*) FROM {jobs} WHERE queue = $2 AND state IN ('done', 'dead') AND state = 'dead'),
   coalesce((SELECT done FROM {counts} WHERE queue = $2), 0),
   coalesce(extract(epoch FROM {now} - (SELECT min(run_at) FROM {jobs}
-    WHERE queue = $2 AND state IN ('pending', 'scheduled', 'retry') AND run_at <= {now})) * 1000, 0)`
+    WHERE queue = $2 AND state IN ('pending', 'scheduled', 'retry') AND run_at <= {now})) * 1000, 0),
+  (SELECT count(*) FROM {jobs} WHERE queue = $2 AND state = 'cancelled')`
 
 // deadSQL lists dead jobs, most recent first. $1 queue, $2 limit.
 const deadSQL = `SELECT {job_columns} FROM {jobs} j WHERE j.queue = $1 AND j.state = 'dead' ORDER BY j.finished_at DESC, j.id DESC LIMIT $2`
 
-// requeueSQL makes a dead job pending again with a fresh attempt count.
-// $1 now, $2 queue, $3 id.
+// requeueSQL makes a dead or cancelled job pending again with a fresh
+// attempt count. $1 now, $2 queue, $3 id.
 const requeueSQL = `UPDATE {jobs} SET state = 'pending', attempt = 0, run_at = {now}, finished_at = NULL
-WHERE queue = $2 AND id = $3 AND state = 'dead'`
+WHERE queue = $2 AND id = $3 AND state IN ('dead', 'cancelled')`
+
+// cancelSQL cancels a job that has not finished (an active one loses its
+// lease: the fenced statements no longer match it) and drops its
+// while-active unique hold; it returns how many jobs it cancelled.
+// $1 now, $2 queue, $3 id.
+const cancelSQL = `WITH c AS (UPDATE {jobs} SET state = 'cancelled', finished_at = {now}, token = NULL, lease_until = NULL
+  WHERE queue = $2 AND id = $3 AND state IN ('pending', 'scheduled', 'retry', 'active')
+  RETURNING queue, id, unique_key, unique_active),
+u AS (DELETE FROM {unique} h USING c WHERE c.unique_active AND h.queue = c.queue AND h.unique_key = c.unique_key AND h.job_id = c.id)
+SELECT count(*) FROM c`
+
+// pauseSQL marks a queue paused. $1 queue.
+const pauseSQL = `INSERT INTO {paused} (queue) VALUES ($1) ON CONFLICT (queue) DO NOTHING`
+
+// resumeSQL removes a queue's pause mark. $1 queue.
+const resumeSQL = `DELETE FROM {paused} WHERE queue = $1`
+
+// pausedSQL reads whether a queue is paused. $1 queue.
+const pausedSQL = `SELECT EXISTS (SELECT 1 FROM {paused} WHERE queue = $1)`
+
+// cancelStateSQL reads the state of a job cancelSQL did not cancel.
+// $1 queue, $2 id.
+const cancelStateSQL = `SELECT state FROM {jobs} WHERE queue = $1 AND id = $2`
 
 // deleteSQL removes a job with its unique hold, keeping the done counter;
 // it returns how many jobs it deleted. $1 queue, $2 id.
@@ -335,11 +369,13 @@ const deleteSQL = `WITH d AS (DELETE FROM {jobs} WHERE queue = $1 AND id = $2 RE
   n AS (UPDATE {counts} k SET done = k.done - 1 FROM d WHERE d.state = 'done' AND k.queue = d.queue)
 SELECT count(*) FROM d`
 
-// sweepJobsSQL deletes the done and dead jobs past their retention,
+// sweepJobsSQL deletes the done, dead and cancelled jobs past their
+// retention (cancelled ones: the dead retention),
 // keeping the done counters; it returns how many it deleted. $1 now,
 // $2 retention (ms), $3 dead retention (ms).
 const sweepJobsSQL = `WITH d AS (DELETE FROM {jobs} WHERE (state = 'done' AND finished_at <= {now} - $2 * interval '1 millisecond')
     OR (state = 'dead' AND finished_at <= {now} - $3 * interval '1 millisecond')
+    OR (state = 'cancelled' AND finished_at <= {now} - $3 * interval '1 millisecond')
   RETURNING queue, state),
 n AS (UPDATE {counts} k SET done = k.done - x.n
   FROM (SELECT queue, count(*) AS n FROM d WHERE state = 'done' GROUP BY queue) x WHERE k.queue = x.queue)
@@ -348,4 +384,4 @@ SELECT count(*) FROM d`
 // sweepUniqueSQL deletes the unique holds that no longer hold: expired,
 // or while-active of a finished (or deleted) job. $1 now.
 const sweepUniqueSQL = `DELETE FROM {unique} u WHERE until <= {now} OR (until = 'infinity' AND NOT EXISTS (
-  SELECT 1 FROM {jobs} h WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead')))`
+  SELECT 1 FROM {jobs} h WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead', 'cancelled')))`

@@ -48,7 +48,8 @@ type Options struct {
 	// Retention is how long done jobs are kept for Job and Counts.
 	// Default: 24h.
 	Retention time.Duration
-	// DeadRetention is how long dead jobs are kept for Dead and Requeue;
+	// DeadRetention is how long dead and cancelled jobs are kept for Dead
+	// and Requeue;
 	// a Fetch on the queue removes those past it. Default:
 	// queue.DefaultDeadRetention (14 days).
 	DeadRetention time.Duration
@@ -116,14 +117,14 @@ func (b *Backend) now() int64 { return serverclock.Micros(b.clk) }
 // tag is the hash-tagged start of every key of queue q.
 func (b *Backend) tag(q string) string { return "{" + b.prefix + ":" + q + "}:" }
 
-// keys are the 13 keys every script gets (see scripts.go); id and
+// keys are the 14 keys every script gets (see scripts.go); id and
 // uniqueKey may be empty when the script does not use them.
 func (b *Backend) keys(q, id, uniqueKey string) []string {
 	t := b.tag(q)
 	return []string{
 		t + "ready:default", t + "ready:high", t + "ready:low",
 		t + "scheduled", t + "retry", t + "active", t + "done", t + "dead",
-		t + "wake", t + "deadseq", t + "job:" + id, t + "unique:" + uniqueKey, t + "deadat",
+		t + "wake", t + "deadseq", t + "job:" + id, t + "unique:" + uniqueKey, t + "deadat", t + "cancelled",
 	}
 }
 
@@ -461,14 +462,14 @@ func (b *Backend) Counts(ctx context.Context, queueName string) (queue.Counts, e
 		return queue.Counts{}, err
 	}
 	r, _ := v.([]any)
-	var n [7]int64
+	var n [8]int64
 	for i := range n {
 		var ok bool
 		if n[i], ok = at[int64](r, i); !ok {
 			return queue.Counts{}, fmt.Errorf("queueredis: Counts: unexpected reply %v", v)
 		}
 	}
-	return queue.Counts{Pending: n[0], Scheduled: n[1], Active: n[2], Retry: n[3], Dead: n[4], Done: n[5],
+	return queue.Counts{Pending: n[0], Scheduled: n[1], Active: n[2], Retry: n[3], Dead: n[4], Done: n[5], Cancelled: n[7],
 		OldestPending: time.Duration(n[6]) * time.Microsecond}, nil
 }
 
@@ -500,9 +501,57 @@ func (b *Backend) Requeue(ctx context.Context, queueName, id string) error {
 		return err
 	}
 	if n, _ := v.(int64); n != 1 {
-		return fmt.Errorf("%w: no dead job %s in queue %s", queue.ErrNotFound, id, queueName)
+		return fmt.Errorf("%w: no dead or cancelled job %s in queue %s", queue.ErrNotFound, id, queueName)
 	}
 	return nil
+}
+
+// Pause is queue.Backend.Pause: the key {p:q}:paused.
+func (b *Backend) Pause(ctx context.Context, queueName string) error {
+	return b.cmd(ctx, "Pause", func(ctx context.Context) error { return b.c.Set(ctx, b.tag(queueName)+"paused", "1", 0).Err() })
+}
+
+// Resume is queue.Backend.Resume.
+func (b *Backend) Resume(ctx context.Context, queueName string) error {
+	return b.cmd(ctx, "Resume", func(ctx context.Context) error { return b.c.Del(ctx, b.tag(queueName)+"paused").Err() })
+}
+
+// Paused is queue.Backend.Paused.
+func (b *Backend) Paused(ctx context.Context, queueName string) (bool, error) {
+	var n int64
+	err := b.cmd(ctx, "Paused", func(ctx context.Context) (err error) {
+		n, err = b.c.Exists(ctx, b.tag(queueName)+"paused").Result()
+		return err
+	})
+	return n == 1, err
+}
+
+// cmd runs one command under Timeout; its error names op.
+func (b *Backend) cmd(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+	tctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	if err := fn(tctx); err != nil {
+		return fmt.Errorf("queueredis: %s: %w", op, err)
+	}
+	return nil
+}
+
+// Cancel is queue.Backend.Cancel: one script takes the job out of its
+// queue's lists and sets, drops its lease and while-active unique hold
+// and marks it cancelled.
+func (b *Backend) Cancel(ctx context.Context, queueName, id string) error {
+	v, err := b.run(ctx, "Cancel", cancelScript, b.keys(queueName, id, ""), b.tag(queueName)+"job:", b.now(), id)
+	if err != nil {
+		return err
+	}
+	switch st, _ := v.(string); st {
+	case "ok", string(queue.Cancelled):
+		return nil
+	case "":
+		return fmt.Errorf("%w: %s in queue %s", queue.ErrNotFound, id, queueName)
+	default:
+		return fmt.Errorf("%w: job %s in queue %s is %s", queue.ErrFinished, id, queueName, st)
+	}
 }
 
 // Delete is queue.Backend.Delete: one script removes the job from every

@@ -42,10 +42,13 @@
 //	{p:q}:dead             ZSET of dead jobs by death order (newest listed first)
 //	{p:q}:deadseq          the counter that orders them
 //	{p:q}:deadat           ZSET of dead jobs by death time (for the dead retention)
+//	{p:q}:cancelled        ZSET of cancelled jobs by cancel time (for the dead retention)
 //	{p:q}:unique:<key>     hash: the id holding the unique key, and until when (with a
 //	                       TTL), or active=1 (no TTL): while that job is neither done
-//	                       nor dead; Complete and a dying Fail delete it
+//	                       nor dead nor cancelled; Complete, a dying Fail and Cancel
+//	                       delete it
 //	{p:q}:wake             a stream of at most one entry, the wake-up signal
+//	{p:q}:paused           set while the queue is paused (Pause; workers read it each second)
 //
 // Times are Unix microseconds. They come from Redis TIME inside each
 // script, so the clocks of the fleet do not matter for leases and due

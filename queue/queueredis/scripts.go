@@ -18,14 +18,15 @@ var fields = []string{
 	"metadata",
 }
 
-// The scripts share one calling convention. KEYS are always the same 13
+// The scripts share one calling convention. KEYS are always the same 14
 // keys of one queue, all under its hash tag (see Backend.keys):
 //
 //	1-3 ready lists of Default, High and Low jobs (index = priority + 1)
 //	4 scheduled ZSET, 5 retry ZSET (by run-at), 6 active ZSET (by lease
 //	deadline), 7 done ZSET (by finish time), 8 dead ZSET (by death order),
 //	9 wake stream, 10 death sequence, 11 the job's hash, 12 its unique hold,
-//	13 deadat ZSET (dead jobs by death time, for the dead retention)
+//	13 deadat ZSET (dead jobs by death time, for the dead retention),
+//	14 cancelled ZSET (cancelled jobs by cancel time, for the dead retention)
 //
 // ARGV[1] is the key prefix of the queue's job hashes ("{prefix:queue}:job:"),
 // for the scripts that touch jobs other than KEYS[11]; ARGV[2] is now in
@@ -131,9 +132,9 @@ local function enqueue(jk, uk, a, o, now)
     local h = redis.call('HMGET', uk, 'id', 'until', 'active')
     if h[1] and h[1] ~= id then
       if h[3] == '1' then
-        -- held while its job is neither done nor dead (nor gone)
+        -- held while its job is neither done, dead nor cancelled (nor gone)
         local st = redis.call('HGET', ARGV[1] .. h[1], 'state')
-        if st and st ~= 'done' and st ~= 'dead' then return {'dup', h[1]} end
+        if st and st ~= 'done' and st ~= 'dead' and st ~= 'cancelled' then return {'dup', h[1]} end
       elseif (tonumber(h[2]) or 0) > now then
         return {'dup', h[1]}
       end
@@ -200,8 +201,8 @@ return out
 // drops done jobs past the retention, then leases up to max jobs from the
 // ready lists in the given priority order, counting an attempt on each.
 // ARGV[3..]: max, lease (µs), retention (µs), token base, the three
-// priorities in fetch order, dead retention (µs): dead jobs past it are
-// deleted. Reply: {µs until the next scheduled job,
+// priorities in fetch order, dead retention (µs): dead and cancelled
+// jobs past it are deleted. Reply: {µs until the next scheduled job,
 // retry or lease deadline (-1: none), the wake stream's last id, jobs...};
 // the first two only when no job was leased.
 var fetchScript = script(true, `
@@ -258,6 +259,11 @@ for _, id in ipairs(oldDead) do
   end
 end
 if #oldDead > 0 then redis.call('ZREM', KEYS[13], unpack(oldDead)) end
+local oldCancelled = redis.call('ZRANGEBYSCORE', KEYS[14], '-inf', '(' .. fmt(now - tonumber(ARGV[10])), 'LIMIT', 0, 1000)
+for _, id in ipairs(oldCancelled) do
+  if redis.call('HGET', base .. id, 'state') == 'cancelled' then redis.call('DEL', base .. id) end
+end
+if #oldCancelled > 0 then redis.call('ZREM', KEYS[14], unpack(oldCancelled)) end
 
 local out = {-1, ''}
 local n = 0
@@ -414,7 +420,7 @@ return v
 // now, and the age of the oldest due job (µs): the heads of the ready
 // lists and the earliest due scheduled, retry and expired jobs. ARGV[3]:
 // retention (µs). Reply: {pending, scheduled, active, retry, dead, done,
-// lag}.
+// lag, cancelled}.
 var countsScript = readScript(`
 local base, now = ARGV[1], now_us(ARGV[2])
 local nowf, later = fmt(now), '(' .. fmt(now)
@@ -445,7 +451,8 @@ return {pending,
   redis.call('ZCOUNT', KEYS[5], later, '+inf'),
   redis.call('ZCARD', KEYS[8]),
   redis.call('ZCOUNT', KEYS[7], fmt(now - tonumber(ARGV[3])), '+inf'),
-  lag}
+  lag,
+  redis.call('ZCARD', KEYS[14])}
 `)
 
 // deadScript lists up to limit dead jobs, most recent first. ARGV[3]:
@@ -460,14 +467,16 @@ end
 return out
 `)
 
-// requeueScript makes a dead job pending again, attempts reset. ARGV[3]:
-// id. Reply: 1, or 0 when the job is not dead.
+// requeueScript makes a dead or cancelled job pending again, attempts
+// reset. ARGV[3]: id. Reply: 1, or 0 when the job is neither.
 var requeueScript = script(false, `
 local k, id = KEYS[11], ARGV[3]
-if redis.call('HGET', k, 'state') ~= 'dead' then return 0 end
+local st = redis.call('HGET', k, 'state')
+if st ~= 'dead' and st ~= 'cancelled' then return 0 end
 local now = now_us(ARGV[2])
 redis.call('ZREM', KEYS[8], id)
 redis.call('ZREM', KEYS[13], id)
+redis.call('ZREM', KEYS[14], id)
 redis.call('HSET', k, 'state', 'pending', 'attempt', 0, 'run_at', fmt(now))
 redis.call('HDEL', k, 'finished_at', 'token')
 redis.call('RPUSH', ready(redis.call('HGET', k, 'priority')), id)
@@ -483,7 +492,28 @@ local k, id = KEYS[11], ARGV[3]
 if redis.call('EXISTS', k) == 0 then return 0 end
 dropHold(k, id)
 for i = 1, 3 do redis.call('LREM', KEYS[i], 0, id) end
-for _, z in ipairs({4, 5, 6, 7, 8, 13}) do redis.call('ZREM', KEYS[z], id) end
+for _, z in ipairs({4, 5, 6, 7, 8, 13, 14}) do redis.call('ZREM', KEYS[z], id) end
 redis.call('DEL', k)
 return 1
+`)
+
+// cancelScript cancels a job that has not finished: out of the ready
+// lists and the scheduled, retry and active sets (an active job loses its
+// token, so its lease is lost), state cancelled, in the cancelled set,
+// its while-active unique hold dropped. ARGV[3]: id. Reply: 'ok', the
+// state of a job it did not cancel (done, dead or cancelled), or an empty
+// string when there is no such job.
+var cancelScript = script(true, `
+local k, id = KEYS[11], ARGV[3]
+local st = redis.call('HGET', k, 'state')
+if not st then return '' end
+if st == 'done' or st == 'dead' or st == 'cancelled' then return st end
+local now = fmt(now_us(ARGV[2]))
+for i = 1, 3 do redis.call('LREM', KEYS[i], 0, id) end
+for z = 4, 6 do redis.call('ZREM', KEYS[z], id) end
+redis.call('HSET', k, 'state', 'cancelled', 'finished_at', now)
+redis.call('HDEL', k, 'token', 'lease_until')
+redis.call('ZADD', KEYS[14], now, id)
+releaseUnique(k, id)
+return 'ok'
 `)

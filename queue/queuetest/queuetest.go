@@ -6,7 +6,9 @@
 // and content returns the job already there, that a refused Enqueue takes
 // no unique key, EnqueueMany's result per job (duplicates of existing
 // jobs and within the batch, a retried job, a used id), the
-// unique-while-active holds, Delete, and the default dead retention
+// unique-while-active holds, Delete, Cancel (of a pending, scheduled,
+// retry-waiting or leased job; refused for a finished one), the Requeue
+// of a cancelled job, the pause mark, and the default dead retention
 // (queue.DefaultDeadRetention); a backend that removes old jobs only
 // when asked implements Sweeper, which Run calls first. Its
 // Periodic cases run queue.Schedulers on the backend: three instances
@@ -111,6 +113,25 @@ func (e *env) sweep() {
 		}
 	}
 	e.fetch(1, time.Minute)
+}
+
+// deadRetention checks that job id, in state want, is kept for the dead
+// retention and removed past it, its count (counted) back to 0.
+func (e *env) deadRetention(id string, want queue.State, counted func(queue.Counts) int64) {
+	e.t.Helper()
+	e.clk.Add(queue.DefaultDeadRetention - time.Hour)
+	e.sweep()
+	if m := e.state(id); m.State != want {
+		e.t.Fatalf("a %s job within the dead retention: %s, want %s", want, m.State, want)
+	}
+	e.clk.Add(2 * time.Hour)
+	e.sweep()
+	if _, err := e.c.Job(context.Background(), e.q, id); !errors.Is(err, queue.ErrNotFound) {
+		e.t.Fatalf("a %s job past the %v dead retention: %v, want ErrNotFound", want, queue.DefaultDeadRetention, err)
+	}
+	if c, _ := e.c.Counts(context.Background(), e.q); counted(c) != 0 {
+		e.t.Fatalf("counts %+v past the dead retention, want no %s job", c, want)
+	}
 }
 
 // Run runs the Backend conformance suite as subtests of t. The Factory's
@@ -514,19 +535,7 @@ func Run(t *testing.T, f Factory) {
 		if err := e.b.Fail(ctx, e.fetch(1, time.Minute)[0], "x", e.clk.Now(), true); err != nil {
 			t.Fatal(err)
 		}
-		e.clk.Add(queue.DefaultDeadRetention - time.Hour)
-		e.sweep()
-		if m := e.state(id); m.State != queue.Dead {
-			t.Fatalf("a dead job within the retention: %s, want dead", m.State)
-		}
-		e.clk.Add(2 * time.Hour)
-		e.sweep()
-		if _, err := e.c.Job(ctx, e.q, id); !errors.Is(err, queue.ErrNotFound) {
-			t.Fatalf("a dead job past the %v retention: %v, want ErrNotFound", queue.DefaultDeadRetention, err)
-		}
-		if c, _ := e.c.Counts(ctx, e.q); c.Dead != 0 {
-			t.Fatalf("counts %+v past the dead retention, want 0 dead", c)
-		}
+		e.deadRetention(id, queue.Dead, func(c queue.Counts) int64 { return c.Dead })
 		if d, err := e.c.Dead(ctx, e.q, 10); err != nil || len(d) != 0 {
 			t.Fatalf("Dead past the retention: %v %v, want none", d, err)
 		}
@@ -758,5 +767,6 @@ func Run(t *testing.T, f Factory) {
 			t.Errorf("args that are not JSON: %v", err)
 		}
 	})
+	runControl(t, f)
 	runPeriodic(t, f)
 }

@@ -38,7 +38,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	poll.Until(t, 20*time.Second, what, cond)
 }
 
-// RunWorker runs Workers on the backend (real time) as subtests of t.
+// RunWorker runs Workers on the backend (real time) as subtests of t,
+// among them CancelRunning (a running job's handler ctx cancelled within
+// a lease, the job not retried) and PauseResume (a paused queue not
+// fetched, its enqueues landing, until Resume).
 func RunWorker(t *testing.T, f RealTimeFactory) {
 	ctx := context.Background()
 	t.Run("ProcessesEveryJobOnce", func(t *testing.T) {
@@ -325,6 +328,7 @@ func RunWorker(t *testing.T, f RealTimeFactory) {
 			t.Fatalf("counts %+v, %d runs: want the 2 refused jobs pending (not dead) and 1 run", cnt, ran.Load())
 		}
 	})
+	runControlWorker(t, f)
 	t.Run("ShutdownFinishesThenReleases", func(t *testing.T) {
 		b, q := f(t), Name(t)
 		c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
