@@ -7,12 +7,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
@@ -41,31 +40,8 @@ const enqueueJobs = 10_000
 func BenchmarkEnqueueMany(b *testing.B) {
 	ctx := context.Background()
 	b.Run("pg", func(b *testing.B) {
-		f := testinfra.Postgres(b)
 		rt := &testinfra.RoundTrips{}
-		pool := tracedPool(b, f.PrimaryURL, rt)
-		pid := postmasterPID(b, pool)
-		be, err := queuepg.New(queuepg.Options{Pool: pool})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer be.Close()
-		if err := be.Migrate(ctx); err != nil {
-			b.Fatal(err)
-		}
-		c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
-		driver := riverpgxv5.New(pool)
-		m, err := rivermigrate.New(driver, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-			b.Fatal(err)
-		}
-		rc, err := river.NewClient(driver, &river.Config{})
-		if err != nil {
-			b.Fatal(err)
-		}
+		pid, c, rc := pgInserters(b, "", rt)
 		seq := 0 // the unique keys: fresh across runs, so every job is stored
 		for _, size := range []int{100, 1000} {
 			b.Run(fmt.Sprintf("scalekit-pg/batch%d", size), func(b *testing.B) {
@@ -115,16 +91,7 @@ func BenchmarkEnqueueMany(b *testing.B) {
 		}
 	})
 	b.Run("redis", func(b *testing.B) {
-		r := testinfra.Redis(b)
-		rt := &testinfra.RoundTrips{}
-		r.Client.AddHook(rt)
-		pid := redisPID(b, r.Client)
-		cpu := func() uint64 { return procTreeCPU(pid) }
-		be, err := queueredis.New(queueredis.Options{Client: r.Client})
-		if err != nil {
-			b.Fatal(err)
-		}
-		c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
+		r, rt, cpu, c := redisInserter(b)
 		for _, size := range []int{100, 1000} {
 			b.Run(fmt.Sprintf("scalekit-redis/batch%d", size), func(b *testing.B) {
 				reqs := make([]queue.EnqueueRequest, size)
@@ -143,40 +110,66 @@ func BenchmarkEnqueueMany(b *testing.B) {
 			})
 		}
 		ac := asynq.NewClientFromRedisClient(r.Client)
-		b.Run("asynq/one-by-one", func(b *testing.B) {
-			measureEnqueue(b, rt.Load, cpu, func() error {
-				for n := 0; n < enqueueJobs; n++ {
-					if _, err := ac.EnqueueContext(ctx, asynq.NewTask("noop", nil)); err != nil {
-						return err
-					}
-				}
-				return nil
+		for _, g := range []int{1, 16} {
+			// asynq has no batch call: one by one, and from 16
+			// goroutines (its fastest here).
+			name := map[int]string{1: "asynq/one-by-one", 16: "asynq/16-goroutines"}[g]
+			b.Run(name, func(b *testing.B) {
+				measureEnqueue(b, rt.Load, cpu, oneByOne(g, func() error {
+					_, err := ac.EnqueueContext(ctx, asynq.NewTask("noop", nil))
+					return err
+				}))
+				r.Client.FlushDB(ctx)
 			})
-			r.Client.FlushDB(ctx)
-		})
-		b.Run("asynq/16-goroutines", func(b *testing.B) {
-			measureEnqueue(b, rt.Load, cpu, func() error {
-				var wg sync.WaitGroup
-				var failed atomic.Pointer[error]
-				for g := range 16 {
-					wg.Go(func() {
-						for n := g; n < enqueueJobs; n += 16 {
-							if _, err := ac.EnqueueContext(ctx, asynq.NewTask("noop", nil)); err != nil {
-								failed.Store(&err)
-								return
-							}
-						}
-					})
-				}
-				wg.Wait()
-				if err := failed.Load(); err != nil {
-					return *err
-				}
-				return nil
-			})
-			r.Client.FlushDB(ctx)
-		})
+		}
 	})
+}
+
+// pgInserters starts PostgreSQL and returns its postmaster's pid, a
+// scalekit-pg Client and a River client (migrated, insert-only) on one
+// pool whose statements rt counts; query is added to the pool's URL.
+func pgInserters(b *testing.B, query string, rt *testinfra.RoundTrips) (int, *queue.Client, *river.Client[pgx.Tx]) {
+	ctx := context.Background()
+	f := testinfra.Postgres(b)
+	pool := tracedPool(b, f.PrimaryURL+query, rt)
+	be, err := queuepg.New(queuepg.Options{Pool: pool})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { be.Close() })
+	if err := be.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
+	driver := riverpgxv5.New(pool)
+	m, err := rivermigrate.New(driver, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		b.Fatal(err)
+	}
+	rc, err := river.NewClient(driver, &river.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return postmasterPID(b, pool), c, rc
+}
+
+// redisInserter starts redis-server and returns it, a counter of the
+// round trips of its client, the server's CPU time (clock ticks) and a
+// scalekit-redis Client.
+func redisInserter(b *testing.B) (*testinfra.RedisFixture, *testinfra.RoundTrips, func() uint64, *queue.Client) {
+	r := testinfra.Redis(b)
+	rt := &testinfra.RoundTrips{}
+	r.Client.AddHook(rt)
+	pid := redisPID(b, r.Client)
+	be, err := queueredis.New(queueredis.Options{Client: r.Client})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
+	return r, rt, func() uint64 { return procTreeCPU(pid) }, c
 }
 
 // enqueueAll is c.EnqueueMany(reqs), every job stored.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -190,5 +191,201 @@ func TestEnqueueManyRacesACommit(t *testing.T) {
 		if cnt, _ := c.Counts(ctx, q); cnt.Pending != 2 {
 			t.Fatalf("same key %v: counts %+v, want the transaction's job and the batch's other", sameKey, cnt)
 		}
+	}
+}
+
+// Enqueue is one statement on the pool, and EnqueueTx one statement in
+// the caller's transaction (no BEGIN/COMMIT of its own, no SELECT now()),
+// with or without a unique key or an id, a duplicate included; the notifier's
+// NOTIFYs are not counted (PollOnly turns them off).
+func TestEnqueueOneRoundTrip(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	rt := &testinfra.RoundTrips{}
+	b := newBackend(t, tracedPool(t, f, rt), Options{PollOnly: true})
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	enqueueTx := func(q string, o queue.EnqueueOptions) (string, error) {
+		tx, err := b.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		rt.Reset()
+		id, err := b.EnqueueTx(ctx, tx, q, "k", 1, o)
+		if n := rt.Load(); n != 1 {
+			t.Fatalf("EnqueueTx %+v took %d round trips inside the transaction, want 1", o, n)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return id, err
+	}
+	enqueue := func(q string, o queue.EnqueueOptions) (string, error) {
+		rt.Reset()
+		id, err := c.Enqueue(ctx, q, "k", 1, o)
+		if n := rt.Load(); n != 1 {
+			t.Fatalf("Enqueue %+v took %d round trips, want 1", o, n)
+		}
+		return id, err
+	}
+	again := func(q string, o queue.EnqueueOptions) (string, error) {
+		rt.Reset()
+		id, err := c.Enqueue(ctx, q, "k", 1, o)
+		if n := rt.Load(); n > 3 { // the insert, then the lookup of the id's job (prepared once)
+			t.Fatalf("Enqueue of the same job again took %d round trips, want at most 3", n)
+		}
+		return id, err
+	}
+	for name, enq := range map[string]func(string, queue.EnqueueOptions) (string, error){"Enqueue": enqueue, "EnqueueTx": enqueueTx} {
+		// Warm: the statements (with and without a key) are prepared on
+		// the pool's one connection.
+		for _, o := range []queue.EnqueueOptions{{}, {UniqueKey: "warm"}} {
+			if _, err := c.Enqueue(ctx, "warm", "k", 1, o); err != nil && !errors.Is(err, queue.ErrDuplicate) {
+				t.Fatal(err)
+			}
+		}
+		if _, err := enq("q-"+name, queue.EnqueueOptions{}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		first, err := enq("q-"+name, queue.EnqueueOptions{UniqueKey: "u"})
+		if err != nil {
+			t.Fatalf("%s with a key: %v", name, err)
+		}
+		id, err := enq("q-"+name, queue.EnqueueOptions{UniqueKey: "u"})
+		var d *queue.DuplicateError
+		if !errors.As(err, &d) || d.ID != first || id != first {
+			t.Fatalf("%s of a held key: %q %v, want a duplicate of %s", name, id, err, first)
+		}
+		if id, err := enq("q-"+name, queue.EnqueueOptions{ID: "x"}); err != nil || id != "x" {
+			t.Fatalf("%s with an id: %q %v", name, id, err)
+		}
+		// The same job again (a retried enqueue that landed) is rare: its
+		// conflict costs a lookup after the insert.
+		if id, err := again("q-"+name, queue.EnqueueOptions{ID: "x"}); err != nil || id != "x" {
+			t.Fatalf("%s of the same job again: %q %v, want x and no error", name, id, err)
+		}
+	}
+}
+
+// EnqueueTx counts the job's times from the transaction's now(): its
+// start, not the local clock.
+func TestEnqueueTxTimesFromTheTransaction(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{})
+	tx, err := f.Primary.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var start time.Time
+	if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&start); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // the local clock moves on; the transaction's does not
+	id, err := b.EnqueueTx(ctx, tx, "times", "k", nil, queue.EnqueueOptions{Delay: time.Minute, UniqueKey: "u", UniqueFor: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := b.EnqueueTx(ctx, tx, "times", "k", nil, queue.EnqueueOptions{RunAt: start.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m, err := b.Job(ctx, "times", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.EnqueuedAt.Equal(start) || !m.RunAt.Equal(start.Add(time.Minute)) || !m.UniqueUntil.Equal(start.Add(time.Hour)) || m.State != queue.Scheduled {
+		t.Fatalf("enqueued %v, run at %v, unique until %v, %s; want the transaction's start %v, +1m, +1h, scheduled",
+			m.EnqueuedAt, m.RunAt, m.UniqueUntil, m.State, start)
+	}
+	if m, err := b.Job(ctx, "times", at); err != nil || !m.RunAt.Equal(start.Add(time.Hour)) {
+		t.Fatalf("an explicit RunAt: %+v %v, want it kept", m, err)
+	}
+}
+
+// Many goroutines enqueue jobs over a few unique keys, with Enqueue and
+// EnqueueTx, some with explicit ids enqueued twice: each key has one
+// holder, every duplicate names it, every same-id retry finds its job.
+func TestEnqueueUniqueHammer(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{})
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	const goroutines, each, keys = 16, 30, 5
+	var mu sync.Mutex
+	holders := map[string]map[string]bool{} // key -> the ids that stored it or were named
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				key := fmt.Sprint("k", (g+i)%keys)
+				o := queue.EnqueueOptions{UniqueKey: key, UniqueWhileActive: i%2 == 0}
+				if i%3 == 0 {
+					o = queue.EnqueueOptions{ID: fmt.Sprintf("g%d-%d", g/2, i)} // two goroutines share each id
+				}
+				var id string
+				var err error
+				if g%2 == 0 {
+					id, err = c.Enqueue(ctx, "hammer-u", "k", i, o)
+				} else {
+					err = pgx.BeginFunc(ctx, f.Primary, func(tx pgx.Tx) error {
+						var err error
+						id, err = b.EnqueueTx(ctx, tx, "hammer-u", "k", i, o)
+						if errors.Is(err, queue.ErrDuplicate) {
+							return nil // commit; keep the duplicate below
+						}
+						return err
+					})
+					if err == nil && o.UniqueKey != "" {
+						m, _ := b.Job(ctx, "hammer-u", id)
+						if m == nil {
+							err = fmt.Errorf("EnqueueTx returned %s, which does not exist", id)
+						}
+					}
+				}
+				if err != nil && !errors.Is(err, queue.ErrDuplicate) {
+					t.Errorf("goroutine %d, job %d (%+v): %v", g, i, o, err)
+					return
+				}
+				if o.ID != "" && id != o.ID {
+					t.Errorf("the same job %s again: got id %q", o.ID, id)
+				}
+				if o.UniqueKey != "" {
+					mu.Lock()
+					if holders[key] == nil {
+						holders[key] = map[string]bool{}
+					}
+					holders[key][id] = true
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	rows, err := f.Primary.Query(ctx, `SELECT unique_key, count(*) FROM queue_jobs WHERE queue = 'hammer-u' AND unique_key IS NOT NULL GROUP BY unique_key`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perKey, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct {
+		Key string
+		N   int
+	}])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range perKey {
+		if k.N != 1 || len(holders[k.Key]) != 1 {
+			t.Fatalf("key %s: %d jobs stored, ids returned %v; want one holder named by every enqueue", k.Key, k.N, holders[k.Key])
+		}
+	}
+	if len(perKey) != keys {
+		t.Fatalf("%d keys stored, want %d", len(perKey), keys)
+	}
+	if n, _ := c.Counts(ctx, "hammer-u"); n.Pending != keys+goroutines/2*(each/3) {
+		t.Fatalf("counts %+v, want %d pending: a job per key and per explicit id", n, keys+goroutines/2*(each/3))
 	}
 }

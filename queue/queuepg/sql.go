@@ -20,15 +20,14 @@ import (
 
 // statements are the statements of one Backend, its names filled in.
 type statements struct {
-	migrate, migrateCounts                          string
-	existing, insertJob, insertUnique, uniqueHolder string
-	insertMany                                      string
-	takeBack, fetch, extend, complete, fail         string
-	progress                                        string
-	release, job, counts, dead, requeue, delete     string
-	cancel, cancelState                             string
-	pause, resume, paused                           string
-	sweepJobs, sweepUnique                          string
+	migrate, migrateCounts                           string
+	existing, insertJob, enqueueUnique, uniqueHolder string
+	insertMany                                       string
+	fetch, extend, complete, fail, progress          string
+	release, job, counts, dead, requeue, delete      string
+	cancel, cancelState                              string
+	pause, resume, paused                            string
+	sweepJobs, sweepUnique                           string
 }
 
 // sqlFor fills in the tables of prefix.
@@ -37,8 +36,8 @@ func sqlFor(prefix string) statements {
 		"{job_columns}", jobColumns, "{now}", serverclock.SQL(1))
 	return statements{
 		migrate: r.Replace(migrateSQL), migrateCounts: r.Replace(migrateCountsSQL),
-		existing: r.Replace(existingSQL), insertJob: r.Replace(insertJobSQL), insertUnique: r.Replace(insertUniqueSQL),
-		uniqueHolder: r.Replace(uniqueHolderSQL), insertMany: r.Replace(insertManySQL), takeBack: r.Replace(takeBackSQL), fetch: r.Replace(fetchSQL),
+		existing: r.Replace(existingSQL), insertJob: r.Replace(insertJobSQL), enqueueUnique: r.Replace(enqueueUniqueSQL),
+		uniqueHolder: r.Replace(uniqueHolderSQL), insertMany: r.Replace(insertManySQL), fetch: r.Replace(fetchSQL),
 		extend: r.Replace(extendSQL), progress: r.Replace(progressSQL), complete: r.Replace(completeSQL), fail: r.Replace(failSQL),
 		release: r.Replace(releaseSQL), job: r.Replace(jobSQL), counts: r.Replace(countsSQL), dead: r.Replace(deadSQL),
 		requeue: r.Replace(requeueSQL), delete: r.Replace(deleteSQL), sweepJobs: r.Replace(sweepJobsSQL),
@@ -108,33 +107,70 @@ ON CONFLICT (queue) DO NOTHING`
 // existingSQL reads the job that holds an id. $1 queue, $2 id.
 const existingSQL = `SELECT kind, payload FROM {jobs} WHERE queue = $1 AND id = $2`
 
-// insertJobSQL adds a job unless its id is used, and returns the
-// transaction's id. $1 now, $2 queue, $3 id, $4 kind, $5 payload,
-// $6 priority, $7 run_at, $8 max_attempts, $9 timeout_ms, $10 unique_key
-// (” for none), $11 unique_until (NULL for none), $12 enqueued_at,
-// $13 unique_active, $14 metadata (JSON object, NULL for none).
-const insertJobSQL = `INSERT INTO {jobs} (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms, unique_key, unique_until, enqueued_at, unique_active, metadata)
-VALUES ($2, $3, $4, $5, $6, CASE WHEN $7::timestamptz > {now} THEN 'scheduled' ELSE 'pending' END, 0, $8, $7, $9, nullif($10, ''), $11, $12, $13, $14::jsonb)
+// insertJobSQL adds one job without a unique key unless its id is used,
+// and returns the transaction's id (no row when the id is used). Its
+// times are absolute, except those left NULL, which are counted from
+// {now}: $7 run_at (NULL: {now} + $11 µs) and $10 enqueued_at (NULL:
+// {now}); EnqueueTx leaves them NULL to read the transaction's clock
+// without a round trip. $1 now, $2 queue, $3 id, $4 kind, $5 payload,
+// $6 priority, $7 run_at, $8 max_attempts, $9 timeout_ms,
+// $10 enqueued_at, $11 delay (µs), $12 metadata (JSON object, NULL for
+// none).
+const insertJobSQL = `INSERT INTO {jobs} (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms,
+  enqueued_at, metadata)
+SELECT $2, $3, $4, $5, $6, CASE WHEN t.run_at > {now} THEN 'scheduled' ELSE 'pending' END, 0, $8, t.run_at, $9, t.enqueued_at,
+  $12::jsonb
+FROM (SELECT coalesce($7::timestamptz, {now} + $11::int8 * interval '1 microsecond') AS run_at,
+  coalesce($10::timestamptz, {now}) AS enqueued_at) t
 ON CONFLICT (queue, id) DO NOTHING
 RETURNING pg_current_xact_id()::text`
 
-// insertUniqueSQL takes a unique key for a job, or takes it over from a
-// hold that no longer holds (expired, or while-active of a finished job);
-// no row comes back when the key is held. A while-active hold's until is
-// infinity. $1 now, $2 queue, $3 unique_key, $4 job id, $5 until,
-// $6 while-active.
-const insertUniqueSQL = `INSERT INTO {unique} AS u (queue, unique_key, job_id, until)
-VALUES ($2, $3, $4, CASE WHEN $6 THEN 'infinity'::timestamptz ELSE $5 END)
-ON CONFLICT (queue, unique_key) DO UPDATE SET job_id = EXCLUDED.job_id, until = EXCLUDED.until
-WHERE u.until <= {now} OR (u.until = 'infinity' AND NOT EXISTS (SELECT 1 FROM {jobs} h
-  WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead', 'cancelled')))
-RETURNING job_id`
+// enqueueUniqueSQL adds one job with a unique key in one statement, as
+// insertManySQL does a batch (same rules, same result row: status,
+// holder, transaction id). The hold is taken first, unless the id is
+// used; the job row is stored only if the hold was taken, so nothing is
+// taken back. The times are absolute, except those left NULL, counted
+// from {now}: $7 run_at (NULL: {now} + $14 µs), $12 enqueued_at (NULL:
+// {now}) and $11 unique_until (NULL: {now} + $15 µs, for a key that is
+// not while-active).
+// $1 now, $2 queue, $3 id, $4 kind, $5 payload, $6 priority, $7 run_at,
+// $8 max_attempts, $9 timeout_ms, $10 unique_key, $11 unique_until,
+// $12 enqueued_at, $13 unique_active, $14 delay (µs), $15 unique for (µs),
+// $16 metadata (JSON object, NULL for none).
+const enqueueUniqueSQL = `WITH t AS (
+  SELECT coalesce($12::timestamptz, {now}) AS enqueued_at,
+    coalesce($7::timestamptz, {now} + $14::int8 * interval '1 microsecond') AS run_at,
+    CASE WHEN NOT $13::bool THEN coalesce($11::timestamptz, {now} + $15::int8 * interval '1 microsecond') END AS unique_until),
+used AS (SELECT 1 FROM {jobs} WHERE queue = $2::text AND id = $3::text),
+u AS (INSERT INTO {unique} AS u (queue, unique_key, job_id, until)
+  SELECT $2, $10::text, $3, CASE WHEN $13 THEN 'infinity'::timestamptz ELSE t.unique_until END FROM t
+  WHERE NOT EXISTS (SELECT FROM used)
+  ON CONFLICT (queue, unique_key) DO UPDATE SET job_id = EXCLUDED.job_id, until = EXCLUDED.until
+  WHERE u.until <= {now} OR (u.until = 'infinity' AND NOT EXISTS (SELECT 1 FROM {jobs} h
+    WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead', 'cancelled')))
+  RETURNING job_id),
+ins AS (INSERT INTO {jobs} (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms,
+    unique_key, unique_until, enqueued_at, unique_active, metadata)
+  SELECT $2, $3, $4::text, $5::bytea, $6::int2, CASE WHEN t.run_at > {now} THEN 'scheduled' ELSE 'pending' END,
+    0, $8::int4, t.run_at, $9::int8, $10, t.unique_until, t.enqueued_at, $13, $16::jsonb
+  FROM t WHERE EXISTS (SELECT FROM u)
+  ON CONFLICT (queue, id) DO NOTHING
+  RETURNING id)
+SELECT CASE WHEN ins.id IS NOT NULL THEN 'ok'
+    WHEN j.kind IS NOT NULL THEN CASE WHEN j.kind = $4 AND j.payload = $5 THEN 'again' ELSE 'exists' END
+    WHEN NOT EXISTS (SELECT FROM u) THEN 'dup'
+    ELSE 'race' END,
+  CASE WHEN ins.id IS NOT NULL THEN ''
+    ELSE coalesce((SELECT job_id FROM {unique} x WHERE x.queue = $2 AND x.unique_key = $10), '') END,
+  CASE WHEN ins.id IS NOT NULL THEN pg_current_xact_id()::text ELSE '' END
+FROM (SELECT 1) one LEFT JOIN ins ON true
+  LEFT JOIN LATERAL (SELECT j.kind, j.payload FROM {jobs} j WHERE ins.id IS NULL AND j.queue = $2 AND j.id = $3) j ON true`
 
 // insertManySQL adds a batch of jobs in one statement, each as
-// insertJobSQL and insertUniqueSQL would one after the other: a job whose
+// insertJobSQL or enqueueUniqueSQL would one after the other: a job whose
 // id is used is not stored; of the jobs of one queue and unique key whose
 // ids are free, the first takes the key (a hold that no longer holds is
-// taken over, as in insertUniqueSQL) and the others are duplicates; a job
+// taken over, as in enqueueUniqueSQL) and the others are duplicates; a job
 // with a key is stored only if it took it. The holds are taken before the
 // jobs are stored (a statement's parts do not see each other's rows), in
 // key order, so concurrent batches lock keys in one order. It returns one
@@ -189,10 +225,6 @@ ORDER BY b.ord`
 // uniqueHolderSQL reads the job holding a unique key. $1 queue,
 // $2 unique_key.
 const uniqueHolderSQL = `SELECT job_id FROM {unique} WHERE queue = $1 AND unique_key = $2`
-
-// takeBackSQL deletes the job row of an enqueue refused as a duplicate.
-// $1 queue, $2 id.
-const takeBackSQL = `DELETE FROM {jobs} WHERE queue = $1 AND id = $2`
 
 // jobColumns are the columns scanJob reads, of the jobs table as j.
 const jobColumns = `j.queue, j.id, j.kind, j.payload, j.priority, j.state, j.attempt, j.max_attempts, j.run_at, j.timeout_ms,
