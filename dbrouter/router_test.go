@@ -368,22 +368,7 @@ func TestMiddlewareReadYourWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := hl.Middleware(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		ctx := req.Context()
-		if req.Method == http.MethodPost {
-			if _, err := r.Exec(ctx, "INSERT INTO notes VALUES (1)"); err != nil {
-				http.Error(w, err.Error(), 500)
-			}
-			return
-		}
-		var rec, found bool
-		if err := r.QueryRow(ctx, "SELECT pg_is_in_recovery(), EXISTS (SELECT 1 FROM notes)").Scan(&rec, &found); err != nil {
-			http.Error(w, err.Error(), 500)
-			return
-		}
-		where := map[bool]string{true: "replica", false: "primary"}[rec]
-		w.Write([]byte(where + map[bool]string{true: " found", false: " missing"}[found]))
-	}))
+	h := notesHandler(t, r, hl.Middleware)
 	f.PauseReplay()
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/notes", nil))

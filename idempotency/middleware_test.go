@@ -33,7 +33,13 @@ func newMW(t testing.TB, o HTTPOptions) *HTTP {
 }
 
 func do(h http.Handler, method, key, body string, hdr ...string) *httptest.ResponseRecorder {
-	r := httptest.NewRequest(method, "/payments", strings.NewReader(body))
+	return doPath(h, method, "/payments", key, body, hdr...)
+}
+
+// doPath sends one request with an Idempotency-Key (unless key is "") and
+// extra header pairs.
+func doPath(h http.Handler, method, path, key, body string, hdr ...string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, path, strings.NewReader(body))
 	if key != "" {
 		r.Header.Set("Idempotency-Key", key)
 	}
@@ -331,16 +337,7 @@ func TestProblemDetails(t *testing.T) {
 		w.WriteHeader(201)
 	}))
 	send := func(path, key, body string, hdr ...string) *httptest.ResponseRecorder {
-		r := httptest.NewRequest("POST", path, strings.NewReader(body))
-		if key != "" {
-			r.Header.Set("Idempotency-Key", key)
-		}
-		for i := 0; i+1 < len(hdr); i += 2 {
-			r.Header.Add(hdr[i], hdr[i+1])
-		}
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		return w
+		return doPath(h, "POST", path, key, body, hdr...)
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); send("/p?block=1", "busy", "x") }()
