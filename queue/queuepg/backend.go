@@ -66,7 +66,6 @@ type Options struct {
 type Backend struct {
 	pool      *pgxpool.Pool
 	sql       statements
-	ev        eventStatements // events.go
 	counts    string // the table of the done counters (Migrate)
 	channel   string
 	retention time.Duration
@@ -96,6 +95,8 @@ type Backend struct {
 	// and started waiting.
 	listening atomic.Bool
 	idle      atomic.Int64
+
+	ev eventStatements // the events' statements (events.go)
 }
 
 var prefixRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,40}$`)

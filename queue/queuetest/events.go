@@ -130,12 +130,15 @@ func runEvents(t *testing.T, f Factory) {
 	t.Run("PublishBadArguments", func(t *testing.T) {
 		e := setup(t, f)
 		for name, call := range map[string]func() error{
-			"a bad topic":          func() error { _, err := e.c.Publish(ctx, "bad topic", 1, queue.PublishOptions{}); return err },
-			"an event not JSON":    func() error { _, err := e.c.Publish(ctx, "t", func() {}, queue.PublishOptions{}); return err },
-			"a bad id":             func() error { _, err := e.c.Publish(ctx, "t", 1, queue.PublishOptions{ID: "a b"}); return err },
-			"a bad priority":       func() error { _, err := e.c.Publish(ctx, "t", 1, queue.PublishOptions{Priority: 7}); return err },
-			"negative attempts":    func() error { _, err := e.c.Publish(ctx, "t", 1, queue.PublishOptions{MaxAttempts: -1}); return err },
-			"the reserved key":     func() error { _, err := e.c.Publish(ctx, "t", 1, queue.PublishOptions{Metadata: map[string]string{queue.MetadataEventKey: "k"}}); return err },
+			"a bad topic":       func() error { _, err := e.c.Publish(ctx, "bad topic", 1, queue.PublishOptions{}); return err },
+			"an event not JSON": func() error { _, err := e.c.Publish(ctx, "t", func() {}, queue.PublishOptions{}); return err },
+			"a bad id":          func() error { _, err := e.c.Publish(ctx, "t", 1, queue.PublishOptions{ID: "a b"}); return err },
+			"a bad priority":    func() error { _, err := e.c.Publish(ctx, "t", 1, queue.PublishOptions{Priority: 7}); return err },
+			"negative attempts": func() error { _, err := e.c.Publish(ctx, "t", 1, queue.PublishOptions{MaxAttempts: -1}); return err },
+			"the reserved key": func() error {
+				_, err := e.c.Publish(ctx, "t", 1, queue.PublishOptions{Metadata: map[string]string{queue.MetadataEventKey: "k"}})
+				return err
+			},
 			"Subscribe bad topic":  func() error { return e.c.Subscribe(ctx, "", e.q) },
 			"Subscribe bad queue":  func() error { return e.c.Subscribe(ctx, "t", "a/b") },
 			"Unsubscribe bad name": func() error { return e.c.Unsubscribe(ctx, "t", "") },
