@@ -13,12 +13,15 @@
 // when asked implements Sweeper, which Run calls first. Its
 // Periodic cases run queue.Schedulers on the backend: three instances
 // with skewed clocks and restarts enqueue each of 10 ticks once, and the
-// missed-tick and overlap policies hold. Its Publish cases check the
-// events: a fan-out to 3 subscriber queues, each getting the event once
-// with the same id and retrying or dead-lettering it on its own; a
-// retried publish delivering no duplicate; Unsubscribe; a topic with no
-// subscriber storing nothing; concurrent publishers; and, on a backend
-// that implements TxPublisher, a rolled-back publish delivering nothing.
+// missed-tick and overlap policies hold. RunPeriodicFleet does the same
+// across operating-system processes on the real clock: three processes
+// with skewed clocks, one leaving and one joining, run each of ten ticks
+// exactly once. Its Publish cases check the events: a fan-out to 3
+// subscriber queues, each getting the event once with the same id and
+// retrying or dead-lettering it on its own; a retried publish delivering
+// no duplicate; Unsubscribe; a topic with no subscriber storing nothing;
+// concurrent publishers; and, on a backend that implements TxPublisher,
+// a rolled-back publish delivering nothing.
 package queuetest
 
 import (
