@@ -55,8 +55,9 @@ type PublishOptions struct {
 // subscriber queues that hold it.
 type Published struct {
 	// ID is the event's id (PublishOptions.ID or the new one), also when
-	// Publish fails: publish again with it (PublishOptions.ID) to finish
-	// a delivery that failed part way without delivering twice.
+	// the backend or a middleware failed (it is empty only for invalid
+	// arguments): publish again with it (PublishOptions.ID) to finish a
+	// delivery that failed part way without delivering twice.
 	ID string
 	// Queues are the queues subscribed to the topic that hold the event
 	// (stored by this call, or already there from an earlier call with
