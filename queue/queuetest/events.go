@@ -151,8 +151,9 @@ func runEvents(t *testing.T, f Factory) {
 	})
 	t.Run("PublishConcurrent", func(t *testing.T) {
 		// Many goroutines publish, half of the events twice (a retry
-		// racing the first publish): every subscriber gets each event
-		// once.
+		// racing the first publish), while another queue subscribes and
+		// unsubscribes: every subscriber gets each event once, and the
+		// other queue holds exactly the events whose Published listed it.
 		e := setup(t, f)
 		topic := Name(t)
 		qs := []string{Name(t), Name(t), Name(t)}
@@ -161,24 +162,65 @@ func runEvents(t *testing.T, f Factory) {
 				t.Fatal(err)
 			}
 		}
+		flappy := Name(t)
 		const goroutines, each = 8, 10
 		var wg sync.WaitGroup
-		errs := make(chan error, goroutines*each)
+		errs := make(chan error, goroutines*each+1)
+		var mu sync.Mutex
+		listed := map[string]bool{} // event id -> some Published of it listed flappy
+		stop := make(chan struct{})
+		flapped := make(chan struct{})
+		go func() {
+			defer close(flapped)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var err error
+				if i%2 == 0 {
+					err = e.c.Subscribe(ctx, topic, flappy)
+				} else {
+					err = e.c.Unsubscribe(ctx, topic, flappy)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
 		for g := range goroutines {
 			wg.Go(func() {
 				for i := range each {
 					n := (g/2)*each + i // goroutines 2k and 2k+1 publish the same events
 					id := "e" + strconv.Itoa(n)
-					if p, err := e.c.Publish(ctx, topic, event{n}, queue.PublishOptions{ID: id}); err != nil || len(p.Queues) != len(qs) {
+					p, err := e.c.Publish(ctx, topic, event{n}, queue.PublishOptions{ID: id})
+					others := slices.DeleteFunc(slices.Clone(p.Queues), func(q string) bool { return q == flappy })
+					if err != nil || !slices.Equal(others, sortedCopy(qs)) {
 						errs <- fmt.Errorf("Publish(%s) = %+v %v", id, p, err)
+					}
+					if slices.Contains(p.Queues, flappy) {
+						mu.Lock()
+						listed[id] = true
+						mu.Unlock()
 					}
 				}
 			})
 		}
 		wg.Wait()
+		close(stop)
+		<-flapped
 		close(errs)
 		for err := range errs {
 			t.Fatal(err)
+		}
+		for n := range goroutines / 2 * each {
+			id := "e" + strconv.Itoa(n)
+			_, err := e.c.Job(ctx, flappy, id)
+			if held := err == nil; held != listed[id] {
+				t.Fatalf("event %s in the flapping subscriber: %v, listed by a Publish: %v", id, err, listed[id])
+			}
 		}
 		for _, q := range qs {
 			if c, err := e.c.Counts(ctx, q); err != nil || c.Pending != goroutines/2*each {
@@ -220,3 +262,6 @@ func runEvents(t *testing.T, f Factory) {
 		}
 	})
 }
+
+// sortedCopy is qs sorted, qs untouched.
+func sortedCopy(qs []string) []string { return slices.Sorted(slices.Values(qs)) }
