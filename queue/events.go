@@ -168,7 +168,10 @@ func (e *PublishError) Is(target error) bool { return target == ErrInvalid }
 // not others. Publishing again with the same PublishOptions.ID (the
 // Published.ID returned with the error) completes the delivery without
 // duplicates on every backend: a queue that holds the event already
-// stores nothing (SameJob).
+// stores nothing (SameJob). A queue where the id is another job's (an
+// id reused for another event) does not get the event: Publish returns a
+// *PublishError (errors.Is ErrInvalid) naming it, with the queues that
+// did get it in Published.Queues.
 //
 // The event passes once through ClientOptions.Middleware on its way to
 // the backend, as the *Message NewEvent built: Queue empty (it goes to
