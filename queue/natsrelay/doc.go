@@ -21,7 +21,8 @@
 // payload as the data, the header Nats-Msg-Id set to the event id, the
 // key in the header Scalekit-Event-Key (HeaderKey), and every other
 // metadata pair (a trace context, a request id) as a header of its own
-// name. The job is completed only after JetStream acknowledged the
+// name (a pair that cannot be a NATS header, a name with ':' or a space,
+// a value with a line break, is left out). The job is completed only after JetStream acknowledged the
 // event.
 //
 // # At least once
@@ -37,8 +38,10 @@
 // default; keep it longer than 2×Lease) JetStream stores it once and
 // Stats.Duplicates counts it; past the window the stream holds a second
 // copy with the same id, and consumers deduplicate by it. Only an event
-// whose subject is not a valid literal subject (Options.Subject) is
-// dead-lettered.
+// that can never be published is dead-lettered, its reason as its last
+// error: its subject is not a valid literal subject (Options.Subject), or
+// it is larger than NATS's max_payload or the stream's MaxMsgSize. The
+// other events of its key go on.
 //
 // # In order per key
 //

@@ -65,7 +65,8 @@ type Options struct {
 	// Subject names the subject of an event (its job: Kind is the topic,
 	// ID the event id, Payload the event's JSON, Metadata its key and
 	// metadata). An event whose subject is empty or not a valid literal
-	// subject is dead-lettered (queue.Client.Dead lists it).
+	// subject is dead-lettered (queue.Client.Dead lists it), as is one
+	// larger than NATS's max_payload or the stream's MaxMsgSize.
 	// Default: DefaultSubjectPrefix + m.Kind.
 	Subject func(m *queue.Message) string
 	// Batch is how many events one fetch takes, 1 to MaxBatch.
@@ -113,7 +114,8 @@ type Stats struct {
 	// Failures counts publishes that failed (NATS down, a timeout); each
 	// event went back to the queue to be sent again.
 	Failures int64
-	// DeadLettered counts events dead-lettered for a bad subject.
+	// DeadLettered counts events dead-lettered because they can never be
+	// published: a bad subject, or too large for NATS or the stream.
 	DeadLettered int64
 	// Batches counts batches fetched with at least one event.
 	Batches int64
@@ -125,7 +127,8 @@ type Stats struct {
 	// is not relayed until it is resumed.
 	Paused bool
 	// Lag is the age of the oldest event of the last batch when it was
-	// fetched (by Options.Clock); 0 before the first.
+	// fetched (by Options.Clock); 0 before the first and while the queue
+	// is empty.
 	Lag time.Duration
 }
 
@@ -370,6 +373,7 @@ func (r *Relay) run(soft, hard context.Context) {
 		}
 		gather = false
 		if len(leases) == 0 {
+			r.lag.Store(0)
 			continue
 		}
 		r.batches.Add(1)
@@ -491,6 +495,7 @@ func (r *Relay) relay(ctx context.Context, h *hold, leases []*queue.Lease) (ok b
 		groups[g] = append(groups[g], i)
 	}
 	out := make([]outcome, len(leases))
+	why := make([]string, len(leases)) // why a dead-lettered event is
 	var failed atomic.Bool
 	sem := make(chan struct{}, r.o.Concurrency)
 	var wg sync.WaitGroup
@@ -505,6 +510,10 @@ func (r *Relay) relay(ctx context.Context, h *hold, leases []*queue.Lease) (ok b
 				}
 				o, err := r.publish(ctx, leases[i].Msg)
 				out[i] = o
+				if o == deadLetter {
+					why[i] = err.Error()
+					continue
+				}
 				if err != nil {
 					failed.Store(true)
 					r.failures.Add(1)
@@ -515,26 +524,31 @@ func (r *Relay) relay(ctx context.Context, h *hold, leases []*queue.Lease) (ok b
 		}(idx)
 	}
 	wg.Wait()
-	return !failed.Load(), r.resolve(leases, out)
+	return !failed.Load(), r.resolve(leases, out, why)
 }
 
-// publish sends one event and waits for its acknowledgement.
+// publish sends one event and waits for its acknowledgement. An event
+// that can never be published (deadLetter) comes with the reason.
 func (r *Relay) publish(ctx context.Context, m *queue.Message) (outcome, error) {
 	subj := r.o.Subject(m)
 	if !validSubject(subj) {
-		return deadLetter, nil
+		return deadLetter, fmt.Errorf("natsrelay: subject %q is not a valid NATS subject", subj)
 	}
 	msg := &nats.Msg{Subject: subj, Data: m.Payload, Header: nats.Header{}}
 	for k, v := range m.Metadata {
 		if k == metadataEventKey {
-			msg.Header.Set(HeaderKey, v)
-			continue
+			k = HeaderKey
 		}
-		msg.Header.Set(k, v)
+		if validHeader(k, v) {
+			msg.Header.Set(k, v)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.o.PublishTimeout)
 	defer cancel()
 	ack, err := r.o.JetStream.PublishMsg(ctx, msg, jetstream.WithMsgID(m.ID))
+	if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum) {
+		return deadLetter, fmt.Errorf("natsrelay: the event (%d bytes) is too large for NATS or the stream: %w", len(m.Payload), err)
+	}
 	if err != nil {
 		return unsent, err
 	}
@@ -560,10 +574,22 @@ func validSubject(s string) bool {
 	return true
 }
 
+// validHeader reports whether a metadata pair can be a NATS header: a
+// name of printable ASCII without ':', a value without a line break.
+func validHeader(k, v string) bool {
+	for i := 0; i < len(k); i++ {
+		if k[i] <= ' ' || k[i] >= 0x7f || k[i] == ':' {
+			return false
+		}
+	}
+	return !strings.ContainsAny(v, "\r\n")
+}
+
 // resolve completes the acknowledged events (at once: PostgreSQL batches
-// concurrent completions), dead-letters those with a bad subject and
-// releases the rest in reverse order. It reports how they went back.
-func (r *Relay) resolve(leases []*queue.Lease, out []outcome) giveBack {
+// concurrent completions), dead-letters those that can never be published
+// (why[i] says why) and releases the rest in reverse order. It reports
+// how they went back.
+func (r *Relay) resolve(leases []*queue.Lease, out []outcome, why []string) giveBack {
 	ctx, cancel := context.WithTimeout(context.Background(), r.o.Lease/2)
 	defer cancel()
 	sem := make(chan struct{}, 32)
@@ -583,9 +609,8 @@ func (r *Relay) resolve(leases []*queue.Lease, out []outcome) giveBack {
 			}()
 		case deadLetter:
 			r.dead.Add(1)
-			subj := r.o.Subject(l.Msg)
-			r.log.Error("natsrelay: event dead-lettered: its subject is not valid", "queue", r.o.Queue, "id", l.Msg.ID, "subject", subj)
-			if err := r.o.Backend.Fail(ctx, l, fmt.Sprintf("natsrelay: subject %q is not a valid NATS subject", subj), time.Time{}, true); err != nil {
+			r.log.Error("natsrelay: event dead-lettered", "queue", r.o.Queue, "id", l.Msg.ID, "err", why[i])
+			if err := r.o.Backend.Fail(ctx, l, why[i], time.Time{}, true); err != nil {
 				r.log.Warn("natsrelay: dead-lettering failed", "queue", r.o.Queue, "id", l.Msg.ID, "err", err)
 			}
 		}

@@ -623,3 +623,44 @@ func TestBadOptions(t *testing.T) {
 func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
+
+// An event larger than the stream's MaxMsgSize is dead-lettered with the
+// reason; metadata travels as headers, but for pairs that cannot be one.
+func TestTooLargeAndHeaders(t *testing.T) {
+	b := queue.NewMemoryBackend(queue.MemoryBackendOptions{})
+	nf := startNATS(t)
+	ctx := context.Background()
+	if _, err := nf.js.UpdateStream(ctx, jetstream.StreamConfig{Name: streamName, Subjects: []string{natsrelay.DefaultSubjectPrefix + ">"},
+		Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute, MaxMsgSize: 2048}); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	md := map[string]string{eventKey: "k", "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+		"bad name": "x", "bad-value": "a\r\nb"}
+	if _, err := c.Enqueue(ctx, relayQueue, topic, strings.Repeat("x", 4096), queue.EnqueueOptions{ID: "big", Metadata: md}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Enqueue(ctx, relayQueue, topic, "small", queue.EnqueueOptions{ID: "small", Metadata: md}); err != nil {
+		t.Fatal(err)
+	}
+	r := newRelay(t, natsrelay.Options{Backend: b, Queue: relayQueue, JetStream: nf.js})
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, time.Minute, "both events done or dead", func() bool { c := counts(t, b); return c.Done+c.Dead == 2 })
+	r.Close()
+	dead, _ := b.Dead(ctx, relayQueue, 10)
+	if len(dead) != 1 || dead[0].ID != "big" || !strings.Contains(dead[0].LastError, "too large") || r.Stats().DeadLettered != 1 {
+		t.Fatalf("dead letters %+v, stats %+v", dead, r.Stats())
+	}
+	s, _ := nf.js.Stream(ctx, streamName)
+	m, err := s.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := m.Header
+	if string(m.Data) != `"small"` || h.Get(jetstream.MsgIDHeader) != "small" || h.Get(natsrelay.HeaderKey) != "k" ||
+		h.Get("traceparent") != md["traceparent"] || h.Get("bad name") != "" || h.Get("bad-value") != "" || h.Get(eventKey) != "" {
+		t.Fatalf("message %q, headers %v", m.Data, h)
+	}
+}
