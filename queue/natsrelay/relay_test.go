@@ -495,29 +495,51 @@ func TestTwoRelaysHammer(t *testing.T) {
 	checkStream(t, readStream(t, nf.js), ids)
 }
 
-// The backend stalls mid-stream (Redis frozen): fetches and outcomes
-// fail, the relay waits for the leases a lost reply may have granted,
-// and once Redis answers everything arrives, in order.
-func TestBackendPaused(t *testing.T) {
-	f := testinfra.Redis(t)
-	b, err := queueredis.New(queueredis.Options{Client: f.Client, Timeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
+// The backend fails mid-stream (Redis frozen, PostgreSQL stopped):
+// fetches and outcomes fail, the relay waits for the leases a lost reply
+// may have granted, and once the backend answers everything arrives, in
+// order, nothing dead-lettered.
+func TestBackendDown(t *testing.T) {
+	run := func(t *testing.T, b queue.Backend, down, up func()) {
+		nf := startNATS(t)
+		ids := produce(t, b, 10, 100)
+		r := newRelay(t, natsrelay.Options{Backend: b, Queue: relayQueue, JetStream: nf.js, Batch: 20, Lease: time.Second,
+			MaxBackoff: 200 * time.Millisecond, Logger: testLogger()})
+		if err := r.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		poll.Until(t, time.Minute, "some events relayed", func() bool { return r.Stats().Relayed >= 100 })
+		down()
+		time.Sleep(time.Second) // the outage: no condition to wait for
+		up()
+		poll.Until(t, 2*time.Minute, "every event relayed", func() bool { return counts(t, b).Done == int64(len(ids)) })
+		r.Close()
+		dups := checkStream(t, readStream(t, nf.js), ids)
+		if c := counts(t, b); c.Dead != 0 {
+			t.Fatalf("counts %+v", c)
+		}
+		t.Logf("stats %+v, %d duplicates in the stream", r.Stats(), dups)
 	}
-	nf := startNATS(t)
-	ids := produce(t, b, 10, 100)
-	r := newRelay(t, natsrelay.Options{Backend: b, Queue: relayQueue, JetStream: nf.js, Batch: 20, Lease: time.Second, MaxBackoff: 200 * time.Millisecond, Logger: testLogger()})
-	if err := r.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	poll.Until(t, time.Minute, "some events relayed", func() bool { return r.Stats().Relayed >= 100 })
-	f.Pause()
-	time.Sleep(time.Second) // the outage: no condition to wait for
-	f.Resume()
-	poll.Until(t, 2*time.Minute, "every event relayed", func() bool { return counts(t, b).Done == int64(len(ids)) })
-	r.Close()
-	dups := checkStream(t, readStream(t, nf.js), ids)
-	t.Logf("stats %+v, %d duplicates in the stream", r.Stats(), dups)
+	t.Run("redis paused", func(t *testing.T) {
+		f := testinfra.Redis(t)
+		b, err := queueredis.New(queueredis.Options{Client: f.Client, Timeout: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(t, b, f.Pause, f.Resume)
+	})
+	t.Run("postgres stopped", func(t *testing.T) {
+		f := testinfra.Postgres(t)
+		b, err := queuepg.New(queuepg.Options{Pool: f.Primary})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		if err := b.Migrate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		run(t, b, func() { f.StopPrimary(testinfra.StopFast) }, f.StartPrimary)
+	})
 }
 
 // An event whose subject is not valid is dead-lettered; the others of
