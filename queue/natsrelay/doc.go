@@ -74,16 +74,24 @@
 //     front of the queue, in order (Backend.Release puts a job at the
 //     front of its priority).
 //
-// The order rests on two things outside the relay. Events of one key
-// must be enqueued with increasing EnqueuedAt, ties broken by an
-// increasing id (Publish stamps them with the publisher's clock, and
-// the default ids are time-ordered): events of one key published from
-// several hosts are ordered by their clocks. And a relay that stalls
-// (a stopped process, a long GC pause) for longer than its hold after
-// checking it may publish once more after a successor started; the
-// hold check before every publish keeps that window to the stall.
+// The order rests on three things outside the relay:
 //
-// Stats reports events relayed, duplicates, failures, dead letters,
-// batches, whether the relay holds the queue, and the lag (the age of
-// the oldest event of the last batch).
+//   - Events of one key are enqueued with increasing EnqueuedAt, ties
+//     broken by an increasing id. Publish stamps them with the
+//     publisher's clock (and the default ids are time-ordered), so the
+//     events of one key published from several hosts are ordered by
+//     their clocks.
+//   - A relay does not stall (a stopped process, a long GC pause) for
+//     longer than its hold between checking the hold and publishing:
+//     such a relay may publish once more after a successor started. The
+//     check before every publish keeps that window to the stall.
+//   - On Redis Cluster the hold's job and the events may live on two
+//     nodes, whose clocks must agree within Lease/4 (NTP does far
+//     better).
+//
+// Pausing the queue (queue.Client.Pause, `scalekit queue pause`) pauses
+// the relay within a second; Resume lets it go on. Stats reports events
+// relayed, duplicates, failures, dead letters, batches, whether the
+// relay holds the queue and sees it paused, and the lag (the age of the
+// oldest event of the last batch).
 package natsrelay
