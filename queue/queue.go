@@ -288,7 +288,10 @@ type Backend interface {
 	EnqueueMany(ctx context.Context, ms []*Message) (results []EnqueueResult, err error)
 	// Fetch leases up to Max due jobs (pending, scheduled or retry jobs
 	// whose time came, and active jobs whose lease expired), counting an
-	// attempt on each.
+	// attempt on each. Within a priority, jobs whose lease expired and
+	// jobs given back by Release (due now) come first (the expired ones
+	// in no set order among themselves), then the others in due order,
+	// those due at once in enqueue order.
 	Fetch(ctx context.Context, r FetchRequest) ([]*Lease, error)
 	// Extend renews a lease until now+d, or returns ErrLeaseLost.
 	Extend(ctx context.Context, l *Lease, d time.Duration) error
