@@ -768,5 +768,6 @@ func Run(t *testing.T, f Factory) {
 		}
 	})
 	runControl(t, f)
+	runList(t, f)
 	runPeriodic(t, f)
 }
