@@ -120,6 +120,12 @@ type statsResult []queueStats
 func setupStats(*flag.FlagSet) (action, func() error) {
 	return func(ctx context.Context, c *queue.Client, queues []string) (result, error) {
 		out := statsResult{}
+		if len(queues) == 0 {
+			var err error
+			if queues, err = statsAll(ctx, c); err != nil {
+				return nil, err
+			}
+		}
 		for _, q := range queues {
 			n, err := c.Counts(ctx, q)
 			if err != nil {
@@ -138,6 +144,10 @@ func setupStats(*flag.FlagSet) (action, func() error) {
 }
 
 func (r statsResult) table(w io.Writer) error {
+	if len(r) == 0 {
+		_, err := fmt.Fprintln(w, "no queues (none holds a job or is paused)")
+		return err
+	}
 	tw := newTable(w)
 	fmt.Fprintln(tw, "QUEUE\tPENDING\tSCHEDULED\tACTIVE\tRETRY\tDEAD\tCANCELLED\tDONE\tOLDEST PENDING\tPAUSED")
 	for _, s := range r {
