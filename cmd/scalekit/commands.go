@@ -23,14 +23,8 @@ import (
 
 // queueStats is one queue's line of `stats`.
 type queueStats struct {
-	Queue     string `json:"queue"`
-	Pending   int64  `json:"pending"`
-	Scheduled int64  `json:"scheduled"`
-	Active    int64  `json:"active"`
-	Retry     int64  `json:"retry"`
-	Dead      int64  `json:"dead"`
-	Cancelled int64  `json:"cancelled"`
-	Done      int64  `json:"done"`
+	Queue string `json:"queue"`
+	totals
 	// Paused is whether the queue is paused fleet-wide (pause, resume).
 	Paused bool `json:"paused"`
 	// OldestPendingMS is the age of the oldest job due to run, in
@@ -135,8 +129,7 @@ func setupStats(*flag.FlagSet) (action, func() error) {
 			if err != nil {
 				return nil, fmt.Errorf("queue %s: %w", q, err)
 			}
-			out = append(out, queueStats{Queue: q, Pending: n.Pending, Scheduled: n.Scheduled, Active: n.Active,
-				Retry: n.Retry, Dead: n.Dead, Cancelled: n.Cancelled, Done: n.Done, Paused: paused,
+			out = append(out, queueStats{Queue: q, totals: totalsOf(n), Paused: paused,
 				OldestPendingMS: n.OldestPending.Milliseconds(), oldest: n.OldestPending})
 		}
 		return out, nil

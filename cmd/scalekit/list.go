@@ -12,7 +12,7 @@ import (
 	"github.com/scalekit-go/scalekit/queue"
 )
 
-// totals is a queue's count per state, as `list` prints it.
+// totals is a queue's count per state, as `list` and `stats` print it.
 type totals struct {
 	Pending   int64 `json:"pending"`
 	Scheduled int64 `json:"scheduled"`
@@ -21,6 +21,10 @@ type totals struct {
 	Dead      int64 `json:"dead"`
 	Cancelled int64 `json:"cancelled"`
 	Done      int64 `json:"done"`
+}
+
+func totalsOf(n queue.Counts) totals {
+	return totals{Pending: n.Pending, Scheduled: n.Scheduled, Active: n.Active, Retry: n.Retry, Dead: n.Dead, Cancelled: n.Cancelled, Done: n.Done}
 }
 
 // listResult is what `list` prints: one page of jobs.
@@ -61,9 +65,7 @@ func setupList(fs *flag.FlagSet) (action, func() error) {
 		if err != nil {
 			return nil, err
 		}
-		r := listResult{Queue: args[0], State: *state, Kind: *kind, Jobs: []job{}, Next: p.Next, limit: *limit,
-			Totals: totals{Pending: p.Totals.Pending, Scheduled: p.Totals.Scheduled, Active: p.Totals.Active, Retry: p.Totals.Retry,
-				Dead: p.Totals.Dead, Cancelled: p.Totals.Cancelled, Done: p.Totals.Done}}
+		r := listResult{Queue: args[0], State: *state, Kind: *kind, Jobs: []job{}, Next: p.Next, limit: *limit, Totals: totalsOf(p.Totals)}
 		for _, m := range p.Jobs {
 			r.Jobs = append(r.Jobs, jobOf(m))
 		}

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/queue"
 )
@@ -17,15 +15,8 @@ import (
 // not, and Queues probes the index once per queue: with 100,000 done
 // jobs each touches a bounded number of blocks.
 func TestListReadsABoundedRange(t *testing.T) {
-	f := testinfra.Postgres(t)
 	ctx := context.Background()
-	cfg := f.Primary.Config().Copy()
-	cfg.MaxConns = 1 // one connection: the block counters it flushes are the ones read
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := oneConnPool(t)
 	b := newBackend(t, pool, Options{Prefix: "listscan"})
 	if _, err := pool.Exec(ctx, `INSERT INTO listscan_jobs (queue, id, kind, payload, priority, state, max_attempts, run_at, enqueued_at, finished_at)
 SELECT 'big', 'd' || lpad(i::text, 6, '0'), 'k', '{}'::bytea, 0, 'done', 10, now(), now(), now() FROM generate_series(1, 100000) AS i`); err != nil {
@@ -64,19 +55,7 @@ SELECT q, 'p', 'k', '{}'::bytea, 0, 'pending', 10, now(), now() FROM unnest(ARRA
 			t.Logf("plan:\n%s", p)
 		}
 	}
-	blocks := func() int64 {
-		t.Helper()
-		if _, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
-			t.Fatal(err)
-		}
-		var n int64
-		err := pool.QueryRow(ctx, `SELECT coalesce(heap_blks_read, 0) + coalesce(heap_blks_hit, 0) + coalesce(idx_blks_read, 0) + coalesce(idx_blks_hit, 0)
-FROM pg_statio_user_tables WHERE relname = 'listscan_jobs'`).Scan(&n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	blocks := func() int64 { return tableBlocks(t, pool, "listscan_jobs") }
 	for _, q := range []queue.ListQuery{
 		{Queue: "big", Limit: 50},
 		{Queue: "big", Limit: 50, Before: "d050000"},
