@@ -77,11 +77,15 @@ type ListQuery struct {
 	Limit int
 }
 
-// States are the states a job can be in, in the order of their life.
-var States = []State{Pending, Scheduled, Active, Retry, Done, Dead, Cancelled}
+// states are the states a job can be in, in the order of their life.
+var states = []State{Pending, Scheduled, Active, Retry, Done, Dead, Cancelled}
+
+// States returns the states a job can be in, in the order of their life:
+// pending, scheduled, active, retry, done, dead, cancelled.
+func States() []State { return slices.Clone(states) }
 
 // validState reports whether s is one of States.
-func validState(s State) bool { return slices.Contains(States, s) }
+func validState(s State) bool { return slices.Contains(states, s) }
 
 // cursorVersion starts every cursor, so that a later encoding can tell
 // its own from these.
@@ -115,7 +119,7 @@ func checkList(r *ListRequest) error {
 		return err
 	}
 	if r.State != "" && !validState(r.State) {
-		return fmt.Errorf("%w: ListRequest.State %q must be empty (every state) or one of %v", ErrInvalid, r.State, States)
+		return fmt.Errorf("%w: ListRequest.State %q must be empty (every state) or one of %v", ErrInvalid, r.State, states)
 	}
 	if r.Kind != "" {
 		if err := checkName("ListRequest.Kind", r.Kind); err != nil {

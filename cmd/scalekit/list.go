@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/scalekit-go/scalekit/internal/queuex"
@@ -73,19 +74,12 @@ func setupList(fs *flag.FlagSet) (action, func() error) {
 	}, check
 }
 
-func isState(s string) bool {
-	for _, st := range queue.States {
-		if string(st) == s {
-			return true
-		}
-	}
-	return false
-}
+func isState(s string) bool { return slices.Contains(queue.States(), queue.State(s)) }
 
 func stateNames() string {
-	names := make([]string, len(queue.States))
-	for i, s := range queue.States {
-		names[i] = string(s)
+	var names []string
+	for _, s := range queue.States() {
+		names = append(names, string(s))
 	}
 	return strings.Join(names, ", ")
 }

@@ -166,7 +166,7 @@ func runList(t *testing.T, f Factory) {
 		if len(all) != 9 {
 			t.Fatalf("listed %d jobs, want 9", len(all))
 		}
-		for _, st := range queue.States {
+		for _, st := range queue.States() {
 			for _, kind := range []string{"", "a", "b"} {
 				var want []string
 				for _, id := range byState[st] {
