@@ -231,8 +231,8 @@ type workerQueue struct {
 const pauseCheck = time.Second
 
 type queueCounters struct {
-	fetched, processed, failed, retried, dead, released, lost, panics, limited, snoozed atomic.Uint64
-	inflight                                                                            atomic.Int64
+	fetched, processed, failed, retried, dead, released, lost, cancelled, panics, limited, snoozed atomic.Uint64
+	inflight                                                                                       atomic.Int64
 }
 
 // NewWorker returns a Worker, or an error naming the bad option.
@@ -569,7 +569,10 @@ func (w *Worker) run(q *workerQueue, l *Lease, ls *leaseState) {
 
 func (w *Worker) ackFailed(q *workerQueue, m *Message, err error) {
 	if errors.Is(err, ErrLeaseLost) {
-		q.st.lost.Add(1)
+		if w.leaseGone(q, m) {
+			w.o.Logger.Info("queue: job cancelled or deleted before its outcome was recorded", slog.String("queue", q.name), slog.String("id", m.ID))
+			return
+		}
 		w.o.Logger.Warn("queue: lease lost before the outcome was recorded; the job runs again elsewhere", slog.String("queue", q.name), slog.String("id", m.ID))
 		return
 	}
@@ -628,13 +631,33 @@ func (w *Worker) heartbeat(ctx context.Context, q *workerQueue, l *Lease, lost *
 		rcancel()
 		if errors.Is(err, ErrLeaseLost) {
 			lost.Store(true)
-			q.st.lost.Add(1)
-			w.o.Logger.Warn("queue: lease lost while running; cancelling the handler", slog.String("queue", q.name), slog.String("id", l.Msg.ID))
 			cancel()
+			if w.leaseGone(q, l.Msg) {
+				w.o.Logger.Info("queue: job cancelled or deleted while running; its handler is cancelled", slog.String("queue", q.name), slog.String("id", l.Msg.ID))
+			} else {
+				w.o.Logger.Warn("queue: lease lost while running; its handler is cancelled", slog.String("queue", q.name), slog.String("id", l.Msg.ID))
+			}
 			return false
 		}
 		return true
 	})
+}
+
+// leaseGone counts a lease the backend refused (ErrLeaseLost) and
+// reports whether the job was cancelled or deleted: it asks the backend
+// for the job (one read, on this rare path only), counts Cancelled when
+// it is cancelled or gone, and Lost otherwise (its lease ran out and
+// another worker may hold it), or when the backend cannot tell.
+func (w *Worker) leaseGone(q *workerQueue, m *Message) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), max(q.o.Lease/3, time.Second))
+	defer cancel()
+	cur, err := w.o.Backend.Job(ctx, q.name, m.ID)
+	if errors.Is(err, ErrNotFound) || (err == nil && cur.State == Cancelled) {
+		q.st.cancelled.Add(1)
+		return true
+	}
+	q.st.lost.Add(1)
+	return false
 }
 
 // Shutdown stops fetching, lets the jobs in flight finish until ctx ends,
@@ -704,8 +727,13 @@ type Stats struct {
 	// went to the dead letters.
 	Fetched, Processed, Failed, Retried, Dead uint64
 	// Released counts jobs given back at shutdown; Lost the leases lost
-	// to expiry; Panics the handler panics.
+	// to expiry (another worker may run the job); Panics the handler
+	// panics.
 	Released, Lost, Panics uint64
+	// Cancelled counts jobs stopped while they ran because they were
+	// cancelled (Client.Cancel) or deleted (Client.Delete): their handler's
+	// ctx was cancelled, or their outcome refused, and nothing recorded.
+	Cancelled uint64
 	// Limited counts jobs given back unrun because the queue's Limiter
 	// refused them (they run later; no attempt is counted).
 	Limited uint64
@@ -726,7 +754,7 @@ func (w *Worker) Stats() []Stats {
 	for _, q := range w.queues {
 		s := &q.st
 		out = append(out, Stats{Queue: q.name, Fetched: s.fetched.Load(), Processed: s.processed.Load(), Failed: s.failed.Load(),
-			Retried: s.retried.Load(), Dead: s.dead.Load(), Released: s.released.Load(), Lost: s.lost.Load(), Panics: s.panics.Load(), Limited: s.limited.Load(), Snoozed: s.snoozed.Load(), InFlight: s.inflight.Load(), Paused: q.paused.Load()})
+			Retried: s.retried.Load(), Dead: s.dead.Load(), Released: s.released.Load(), Lost: s.lost.Load(), Cancelled: s.cancelled.Load(), Panics: s.panics.Load(), Limited: s.limited.Load(), Snoozed: s.snoozed.Load(), InFlight: s.inflight.Load(), Paused: q.paused.Load()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Queue < out[j].Queue })
 	return out
