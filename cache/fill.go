@@ -470,7 +470,7 @@ func (f *fill[V]) call(ctx context.Context, idx []int) ([]*entry[V], error) {
 	now := c.now()
 	if err != nil {
 		c.st.loadErrors.Add(1)
-		c.o.Logger.Warn("cache: load failed", slog.String("key", label(ids)), slog.Any("error", err))
+		c.o.Logger.LogAttrs(ctx, slog.LevelWarn, "cache: load failed", slog.String("key", label(ids)), slog.Any("error", err))
 		return nil, err
 	}
 	es := make([]*entry[V], len(ids))
