@@ -482,6 +482,9 @@ func (f *fill[V]) call(ctx context.Context, idx []int) ([]*entry[V], error) {
 			es[j] = c.negativeEntry(now)
 		}
 	}
+	if c.o.Logger.Enabled(ctx, slog.LevelDebug) {
+		c.o.Logger.LogAttrs(ctx, slog.LevelDebug, "cache: loaded", slog.String("key", label(ids)), slog.Int("found", len(m)), slog.Duration("took", time.Duration(now-start)))
+	}
 	return es, nil
 }
 
