@@ -2,15 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 )
 
@@ -73,5 +76,33 @@ func TestMetricsLint(t *testing.T) {
 	}
 	if err != nil || strings.TrimSpace(string(out)) != "" {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// TestRegistryLint wires the service on its in-memory backends, serves a
+// few requests and lints its registry with testutil.GatherAndLint: no
+// servers needed, so it runs everywhere.
+func TestRegistryLint(t *testing.T) {
+	cfg, err := Config{Addr: "127.0.0.1:0", Memory: true}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &app{cfg: cfg, log: cfg.Logger, in: &infra{}}
+	t.Cleanup(a.closeAll)
+	if err := a.wire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h := a.routes()
+	for _, r := range []struct{ method, path string }{
+		{"GET", "/users/3"}, {"GET", "/posts?limit=5"}, {"POST", "/users/4/welcome"}, {"GET", "/nowhere"}, {"GET", "/metrics"},
+	} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(r.method, r.path, nil))
+	}
+	problems, err := testutil.GatherAndLint(a.registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
 	}
 }
