@@ -408,7 +408,7 @@ func (a *app) createPayment(w http.ResponseWriter, r *http.Request) {
 			if _, err := tx.Exec(ctx, `INSERT INTO payments (id, user_id, amount_cents, status) VALUES ($1, $2, $3, $4)`, p.ID, p.UserID, p.AmountCents, p.Status); err != nil {
 				return idempotency.Response{}, err
 			}
-			if _, err := a.backend.(*queuepg.Backend).EnqueueTx(ctx, tx, "receipts", "payment:receipt", p, queue.EnqueueOptions{}); err != nil {
+			if _, err := a.backend.(*queuepg.Backend).EnqueueTx(ctx, tx, "receipts", "payment:receipt", p, queue.EnqueueOptions{Metadata: requestMetadata(ctx)}); err != nil {
 				return idempotency.Response{}, err
 			}
 			body, _ := json.Marshal(p)
@@ -428,6 +428,16 @@ func (a *app) createPayment(w http.ResponseWriter, r *http.Request) {
 	}
 	a.jobs.Enqueue(r.Context(), "receipts", "payment:receipt", p, queue.EnqueueOptions{})
 	writeJSON(w, http.StatusCreated, p)
+}
+
+// requestMetadata is the job metadata queue.RequestIDClient would add
+// from ctx, for an enqueue made without the Client (EnqueueTx runs no
+// client middleware): the request's ID.
+func requestMetadata(ctx context.Context) map[string]string {
+	if id, ok := requestid.FromContext(ctx); ok && requestid.Valid(id) {
+		return map[string]string{queue.RequestIDKey: id}
+	}
+	return nil
 }
 
 // POST /users/{id}/welcome: the user read through the cache (a miss loads

@@ -167,4 +167,28 @@ func TestRequestIDOnEveryLogLine(t *testing.T) {
 		}
 	}
 	t.Logf("%d lines carry request_id %s; per part: %v", n, rid, seen)
+
+	// A payment's receipt job is enqueued in the payment's transaction
+	// (EnqueueTx, no client middleware: the service adds the ID itself);
+	// its handler enqueues the email through the Client from the job's
+	// ctx: the email's line carries the payment request's ID, two jobs on.
+	const payID = "e2e-payment-1"
+	req, _ = http.NewRequest("POST", base+"/payments", strings.NewReader(`{"user_id":2,"amount_cents":100}`))
+	req.Header.Set("X-Request-ID", payID)
+	req.Header.Set("Idempotency-Key", "pay-rid-1")
+	if resp, err = client.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /payments: %d", resp.StatusCode)
+	}
+	eventually(t, 20*time.Second, "the receipt email's line with the payment request's ID", func() bool {
+		for _, rec := range sink.lines(t) {
+			if rec["msg"] == "email sent" && rec["request_id"] == payID && strings.HasPrefix(fmt.Sprint(rec["subject"]), "Your receipt") {
+				return true
+			}
+		}
+		return false
+	})
 }
