@@ -16,7 +16,12 @@
 // missed-tick and overlap policies hold. RunPeriodicFleet does the same
 // across operating-system processes on the real clock: three processes
 // with skewed clocks, one leaving and one joining, run each of ten ticks
-// exactly once.
+// exactly once. Its Publish cases check the events: a fan-out to 3
+// subscriber queues, each getting the event once with the same id and
+// retrying or dead-lettering it on its own; a retried publish delivering
+// no duplicate; Unsubscribe; a topic with no subscriber storing nothing;
+// concurrent publishers; and, on a backend that implements TxPublisher,
+// a rolled-back publish delivering nothing.
 package queuetest
 
 import (
@@ -772,4 +777,5 @@ func Run(t *testing.T, f Factory) {
 	})
 	runControl(t, f)
 	runPeriodic(t, f)
+	runEvents(t, f)
 }
