@@ -248,6 +248,14 @@
 //	red, err := metrics.NewHTTP(metrics.HTTPOptions{Registerer: reg, Mux: mux})
 //	handler := ids.Middleware(red.Middleware(limits.Middleware(mux)))
 //
+// Cost: the middleware allocates nothing per request (its response
+// wrapper comes from a pool, and keeps the writer's http.Flusher,
+// http.Hijacker and io.ReaderFrom exactly when it has them); with
+// requestid's in front the pair makes 2 allocations (the context and the
+// request copy) and costs a few hundred ns over a bare handler:
+// BenchmarkMiddleware in bench/ compares it with otelhttp and
+// slok/go-http-metrics.
+//
 // # Reads during the scrape
 //
 // Two Add methods do I/O when scraped rather than read a snapshot only:

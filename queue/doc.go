@@ -192,6 +192,17 @@
 // runs a job's handler once to completion however often the job is
 // delivered.
 //
+// RequestIDClient and RequestIDWorker are such a pair for package
+// requestid: the request ID (and W3C trace) of the enqueue's ctx goes
+// into the job's metadata and back into the attempt's ctx, so with a
+// requestid.NewLogHandler logger the handler's lines, and the Worker's
+// lines about the attempt's outcome, carry the request's ID:
+//
+//	c, _ := queue.NewClient(queue.ClientOptions{Backend: b,
+//		Middleware: []func(queue.EnqueueFunc) queue.EnqueueFunc{queue.RequestIDClient()}})
+//	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: b, Logger: logger, Queues: qs,
+//		Middleware: []func(queue.AttemptFunc) queue.AttemptFunc{queue.RequestIDWorker()}})
+//
 // # Events
 //
 // Client.Publish(ctx, topic, event, opts) delivers one event durably to
