@@ -26,9 +26,14 @@ func newCache(t *testing.T, tr *scalekitotel.Tracer, store cache.Store) *cache.C
 }
 
 // cacheSpans are the ended spans of the "users" cache.
-func cacheSpans(sr *tracetest.SpanRecorder) []sdktrace.ReadOnlySpan { return named(sr, "cache get users") }
+func cacheSpans(sr *tracetest.SpanRecorder) []sdktrace.ReadOnlySpan {
+	return named(sr, "cache get users")
+}
 
-func str(s sdktrace.ReadOnlySpan, k string) string { v, _ := attr(s, attributeKey(k)); return v.String() }
+func str(s sdktrace.ReadOnlySpan, k string) string {
+	v, _ := attr(s, attributeKey(k))
+	return v.String()
+}
 
 // A Get that loads is one span, the loader's span its child, saying
 // the loader answered; a hit makes no span and marks the caller's.
