@@ -5,9 +5,13 @@ import (
 	"fmt"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/cache"
 	scalekitotel "github.com/scalekit-go/scalekit/otel"
 	"github.com/scalekit-go/scalekit/queue"
 )
@@ -48,4 +52,56 @@ func Example_queue() {
 	// Output:
 	// send emails true
 	// process emails true
+}
+
+// Export a breaker's Stats through the OpenTelemetry metric API.
+func ExampleMetrics() {
+	reader := sdkmetric.NewManualReader() // a periodic reader and an exporter in a real program
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	m, _ := scalekitotel.NewMetrics(scalekitotel.MetricsOptions{MeterProvider: mp})
+	defer m.Close()
+
+	b, _ := breaker.New(breaker.Options{Name: "payments"})
+	_ = m.AddBreaker(b)
+	_ = b.Do(context.Background(), func(context.Context) error { return nil })
+
+	var rm metricdata.ResourceMetrics
+	_ = reader.Collect(context.Background(), &rm)
+	for _, sm := range rm.ScopeMetrics {
+		for _, mt := range sm.Metrics {
+			if sum, ok := mt.Data.(metricdata.Sum[float64]); ok && mt.Name == "scalekit_breaker_calls" {
+				for _, p := range sum.DataPoints {
+					if r, _ := p.Attributes.Value("result"); r.AsString() == "success" {
+						fmt.Println(mt.Name, r.AsString(), p.Value)
+					}
+				}
+			}
+		}
+	}
+	// Output:
+	// scalekit_breaker_calls success 1
+}
+
+// Trace a cache: a Get that loads is a span, parent of the loader's.
+func ExampleTracer_Cache() {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	tr, _ := scalekitotel.New(scalekitotel.Options{TracerProvider: tp})
+	users, _ := cache.New[string](cache.Options{TTL: time.Minute, Tracer: tr.Cache("users")})
+	defer users.Close()
+
+	load := func(context.Context, string) (string, error) { return "Ada", nil }
+	_, _ = users.Get(context.Background(), "u1", load) // a miss: loads, one span
+	_, _ = users.Get(context.Background(), "u1", load) // a hit: no span
+	for _, s := range rec.Ended() {
+		for _, kv := range s.Attributes() {
+			if kv.Key == scalekitotel.CacheTier {
+				fmt.Println(s.Name(), kv.Value.AsString())
+			}
+		}
+	}
+	// Output:
+	// cache get users loader
 }

@@ -51,9 +51,12 @@ type Options struct {
 	QueueNewTrace bool
 }
 
-// Tracer makes the spans of scalekit's primitives: queue enqueues and
-// attempts (EnqueueMiddleware, AttemptMiddleware). It is safe for
-// concurrent use; one Tracer serves every primitive of a program.
+// Tracer makes the spans and span events of scalekit's primitives:
+// queue enqueues and attempts (EnqueueMiddleware, AttemptMiddleware),
+// cache loads (Cache), batch fetches (Batch), retries (OnRetry), limiter
+// denials (Limiter) and breaker state changes (OnStateChange). It is
+// safe for concurrent use; one Tracer serves every primitive of a
+// program.
 type Tracer struct {
 	tracer   trace.Tracer
 	prop     propagation.TextMapPropagator
