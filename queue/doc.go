@@ -122,7 +122,9 @@
 // a job. Stats counts ticks emitted, found already enqueued
 // (Duplicates), skipped for overlap and missed; metrics.AddScheduler
 // exports them. RunDue runs one pass at the clock's time, for tests
-// with a clock.Manual.
+// with a clock.Manual. SchedulerOptions.Middleware wraps each tick's
+// enqueue as ClientOptions.Middleware wraps a Client's (pass the same
+// slice, and periodic jobs carry the same tenant or trace metadata).
 //
 // # Control
 //

@@ -105,6 +105,15 @@ type SchedulerOptions struct {
 	// Logger receives enqueue failures, missed and skipped ticks.
 	// Default: discard.
 	Logger *slog.Logger
+	// Middleware wraps the enqueue of every tick's job, as
+	// ClientOptions.Middleware wraps a Client's (the first in the slice
+	// outermost; pass the same slice to give periodic jobs the tenant,
+	// request or trace metadata a Client's jobs get). The ctx it sees is
+	// the one given to Start or RunDue. A middleware that refuses a tick
+	// (returns an error without calling next) fails its enqueue, which is
+	// retried as a backend failure is. A tick's id is fixed by the
+	// schedule, so a middleware must not change m.ID. Default: none.
+	Middleware []func(next EnqueueFunc) EnqueueFunc
 }
 
 // Scheduler enqueues periodic jobs: at each tick of each Schedule, one
@@ -123,6 +132,33 @@ type Scheduler struct {
 
 	runMu sync.Mutex // one pass over the schedules at a time
 	st    schedulerCounters
+}
+
+// errBadTick marks a tick job the scheduler middleware left unfit to
+// store: a failed enqueue (logged, retried), not a duplicate.
+var errBadTick = errors.New("the scheduler middleware left a bad tick job")
+
+// store returns o.Middleware around the backend's Enqueue of the tick
+// job whose id is id: it refuses a job a middleware gave another id (the
+// tick's id is what keeps it single across the fleet) or metadata out of
+// bounds. Ticks are rare, so the chain is built for each.
+func (s *Scheduler) store(id string) EnqueueFunc {
+	var f EnqueueFunc = func(ctx context.Context, m *Message) error {
+		if m.ID != id {
+			return fmt.Errorf("%w: %w: a SchedulerOptions.Middleware changed the tick job's id from %q to %q", ErrInvalid, errBadTick, id, m.ID)
+		}
+		if err := checkMetadata("Message.Metadata (after the scheduler middleware)", m.Metadata); err != nil {
+			return fmt.Errorf("%w: %w", errBadTick, err)
+		}
+		if len(m.Metadata) == 0 {
+			m.Metadata = nil
+		}
+		return s.o.Backend.Enqueue(ctx, m)
+	}
+	for i := len(s.o.Middleware) - 1; i >= 0; i-- {
+		f = s.o.Middleware[i](f)
+	}
+	return f
 }
 
 type schedulerCounters struct {
@@ -165,6 +201,15 @@ func NewScheduler(o SchedulerOptions) (*Scheduler, error) {
 	}
 	o.Logger = logx.Or(o.Logger)
 	s := &Scheduler{o: o, entries: map[string]*entry{}, wake: make(chan struct{}, 1)}
+	for i, mw := range o.Middleware {
+		if mw == nil {
+			return nil, fmt.Errorf("%w: SchedulerOptions.Middleware[%d] is nil", ErrInvalid, i)
+		}
+		if mw(s.store("")) == nil {
+			return nil, fmt.Errorf("%w: SchedulerOptions.Middleware[%d] returned a nil EnqueueFunc", ErrInvalid, i)
+		}
+	}
+	s.o.Middleware = slices.Clone(o.Middleware)
 	for i, sc := range o.Schedules {
 		if err := s.Register(sc); err != nil {
 			return nil, fmt.Errorf("SchedulerOptions.Schedules[%d]: %w", i, err)
@@ -492,12 +537,14 @@ func (s *Scheduler) enqueue(ctx context.Context, e *entry, t, now time.Time) err
 	} else if !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	err = s.o.Backend.Enqueue(ctx, m)
+	err = s.store(m.ID)(ctx, m)
 	var d *DuplicateError
 	switch {
 	case err == nil:
 		s.count(e, func(c *schedulerCounters) *atomic.Uint64 { return &c.emitted }, 1)
 		s.o.Logger.Debug("queue: periodic job enqueued", slog.String("schedule", e.s.Name), slog.String("id", m.ID))
+	case errors.Is(err, errBadTick):
+		return err
 	case errors.As(err, &d): // OverlapSkip: the previous run holds the schedule's key
 		s.count(e, func(c *schedulerCounters) *atomic.Uint64 { return &c.overlapped }, 1)
 		s.o.Logger.Info("queue: periodic tick skipped, the previous run is not finished (Overlap: OverlapSkip)",

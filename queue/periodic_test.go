@@ -282,3 +282,69 @@ func TestSchedulerHammer(t *testing.T) {
 		}
 	})
 }
+
+// The scheduler middleware runs around each tick's enqueue, as a Client's
+// does: its metadata reaches the job; a refusal or a changed id is a
+// failed enqueue (retried), never a job stored under another id.
+func TestSchedulerMiddleware(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b := queue.NewMemoryBackend(queue.MemoryBackendOptions{})
+		var refuse, rename atomic.Bool
+		var seen atomic.Int32
+		tenant := func(next queue.EnqueueFunc) queue.EnqueueFunc {
+			return func(ctx context.Context, m *queue.Message) error {
+				seen.Add(1)
+				if refuse.Load() {
+					return errors.New("refused")
+				}
+				if rename.Load() {
+					m.ID += "-renamed"
+				}
+				m.Metadata = map[string]string{"tenant": "acme"}
+				return next(ctx, m)
+			}
+		}
+		s, err := queue.NewScheduler(queue.SchedulerOptions{Backend: b, Middleware: []func(queue.EnqueueFunc) queue.EnqueueFunc{tenant},
+			Schedules: []queue.Schedule{{Name: "s", Every: time.Minute, Queue: "q", Kind: "k"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RunDue(ctx); err != nil { // joins the schedule at 0:00
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute) // 1:00, a tick
+		if err := s.RunDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		id := "periodic:s:" + fmt.Sprint(time.Now().UnixMilli())
+		m, err := b.Job(ctx, "q", id)
+		if err != nil || m.Metadata["tenant"] != "acme" {
+			t.Fatalf("tick job %s: %+v %v, want the middleware's metadata", id, m, err)
+		}
+		for _, c := range []struct {
+			name string
+			flag *atomic.Bool
+		}{{"refused", &refuse}, {"renamed", &rename}} {
+			c.flag.Store(true)
+			time.Sleep(time.Minute)
+			if err := s.RunDue(ctx); err == nil {
+				t.Fatalf("%s tick: RunDue succeeded", c.name)
+			}
+			id := "periodic:s:" + fmt.Sprint(time.Now().UnixMilli())
+			if _, err := b.Job(ctx, "q", id); !errors.Is(err, queue.ErrNotFound) {
+				t.Fatalf("%s tick stored: %v", c.name, err)
+			}
+			if _, err := b.Job(ctx, "q", id+"-renamed"); !errors.Is(err, queue.ErrNotFound) {
+				t.Fatalf("%s tick stored under another id: %v", c.name, err)
+			}
+			c.flag.Store(false)
+		}
+		if st := s.Stats(); st.Emitted != 1 || st.Failed != 2 || st.Duplicates != 0 {
+			t.Fatalf("stats %+v, want 1 emitted and 2 failed", st)
+		}
+		if _, err := queue.NewScheduler(queue.SchedulerOptions{Backend: b, Middleware: []func(queue.EnqueueFunc) queue.EnqueueFunc{nil}}); !errors.Is(err, queue.ErrInvalid) {
+			t.Fatalf("nil middleware: %v", err)
+		}
+	})
+}

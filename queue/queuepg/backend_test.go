@@ -23,6 +23,9 @@ func TestMain(m *testing.M) {
 	if url := os.Getenv(queuetest.CrashEnv); url != "" {
 		os.Exit(queuetest.CrashWorker(crashBackend(url)))
 	}
+	if url := os.Getenv(queuetest.FleetEnv); url != "" {
+		os.Exit(queuetest.FleetProcess(crashBackend(url)))
+	}
 	testinfra.Main(m)
 }
 
@@ -572,4 +575,11 @@ VALUES ('q', 'old', 'k', '{}', 0, 'pending', 3, now(), now())`)
 	if err != nil || m.State != queue.Done || m.Attempt != 1 || m.Snoozes != 1 || m.Progress.Percent != 30 || string(m.Output) != `{"ok":true}` || m.StartedAt.IsZero() {
 		t.Fatalf("the old job once done: %+v %v", m, err)
 	}
+}
+
+// TestPeriodicFleet is queuetest.RunPeriodicFleet: three processes, one
+// schedule, each tick's job run exactly once.
+func TestPeriodicFleet(t *testing.T) {
+	f := testinfra.Postgres(t)
+	queuetest.RunPeriodicFleet(t, newBackend(t, f.Primary, Options{}), f.PrimaryURL)
 }

@@ -26,6 +26,9 @@ func TestMain(m *testing.M) {
 	if addr := os.Getenv(queuetest.CrashEnv); addr != "" {
 		os.Exit(queuetest.CrashWorker(crashBackend(addr)))
 	}
+	if addr := os.Getenv(queuetest.FleetEnv); addr != "" {
+		os.Exit(queuetest.FleetProcess(crashBackend(addr)))
+	}
 	testinfra.Main(m)
 }
 
@@ -668,4 +671,11 @@ func TestUniqueWhileActiveHoldIsDeleted(t *testing.T) {
 			t.Fatalf("the hold of a finished job (dead=%v) is still in Redis", dead)
 		}
 	}
+}
+
+// TestPeriodicFleet is queuetest.RunPeriodicFleet: three processes, one
+// schedule, each tick's job run exactly once.
+func TestPeriodicFleet(t *testing.T) {
+	r := testinfra.Redis(t)
+	queuetest.RunPeriodicFleet(t, newBackend(t, Options{Client: r.Client}), r.Addr())
 }

@@ -13,7 +13,10 @@
 // when asked implements Sweeper, which Run calls first. Its
 // Periodic cases run queue.Schedulers on the backend: three instances
 // with skewed clocks and restarts enqueue each of 10 ticks once, and the
-// missed-tick and overlap policies hold.
+// missed-tick and overlap policies hold. RunPeriodicFleet does the same
+// across operating-system processes on the real clock: three processes
+// with skewed clocks, one leaving and one joining, run each of ten ticks
+// exactly once.
 package queuetest
 
 import (
