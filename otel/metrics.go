@@ -3,7 +3,6 @@ package scalekitotel
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"sync"
 
 	"go.opentelemetry.io/otel"
@@ -13,6 +12,7 @@ import (
 	"github.com/scalekit-go/scalekit/batch"
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/cache"
+	"github.com/scalekit-go/scalekit/internal/added"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/ratelimit"
 	"github.com/scalekit-go/scalekit/retry"
@@ -66,7 +66,7 @@ type Metrics struct {
 
 	mu      sync.Mutex
 	sources []func(o metric.Observer)
-	seen    map[any]bool
+	seen    added.Set
 }
 
 // NewMetrics makes every instrument the package defines on o's
@@ -87,7 +87,6 @@ func NewMetrics(o MetricsOptions) (*Metrics, error) {
 		cache:       newTable(b, cacheFamilies),
 		batch:       newTable(b, batchFamilies),
 		queueWorker: newTable(b, queueWorkerFamilies),
-		seen:        map[any]bool{},
 	}
 	if b.err != nil {
 		return nil, b.err
@@ -126,18 +125,17 @@ func (m *Metrics) observe(_ context.Context, o metric.Observer) error {
 // named is the duplicate-check key of a primitive added under a name.
 type named struct{ kind, name string }
 
+// AddedAs implements added.Named.
+func (n named) AddedAs() (kind, name string) { return n.kind, n.name }
+
 // add registers a source under key (a named or the primitive itself),
 // refusing a key seen before.
 func (m *Metrics) add(method string, key any, observe func(o metric.Observer)) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.seen[key] {
-		if n, ok := key.(named); ok {
-			return fmt.Errorf("%w: %s: a %s named %q was added already", ErrDuplicate, method, n.kind, n.name)
-		}
-		return fmt.Errorf("%w: %s: this %T was added already", ErrDuplicate, method, key)
+	if err := m.seen.Add(ErrDuplicate, method, key); err != nil {
+		return err
 	}
-	m.seen[key] = true
 	// Copy on write: a collection in progress keeps the slice it read.
 	m.sources = append(m.sources[:len(m.sources):len(m.sources)], observe)
 	return nil
@@ -146,20 +144,11 @@ func (m *Metrics) add(method string, key any, observe func(o metric.Observer)) e
 // addStats adds p, whose metrics are t's families of its Stats, under
 // key, whose name is the name attribute.
 func addStats[S any, P interface{ Stats() S }](m *Metrics, method, what string, p P, key named, t *table[S]) error {
-	if isNil(p) {
+	if added.IsNil(p) {
 		return nilArg(method, what)
 	}
 	attrs := []attribute.KeyValue{NameKey.String(key.name)}
 	return m.add(method, key, func(o metric.Observer) { t.observe(o, p.Stats(), attrs) })
-}
-
-// isNil reports whether v is nil or a nil pointer in an interface.
-func isNil(v any) bool {
-	if v == nil {
-		return true
-	}
-	rv := reflect.ValueOf(v)
-	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
 
 func nilArg(method, what string) error {
