@@ -196,3 +196,51 @@ func TestCacheSpanJoinedErrorAndMany(t *testing.T) {
 		t.Fatalf("request span hit = %q (one key answered by the L1)", str(r, "scalekit.cache.hit"))
 	}
 }
+
+// A caller whose ctx ends while the load runs ends its span with the
+// ctx's error and no tier; the load goes on for the others. GetMany too.
+func TestCacheSpanCallerLeaves(t *testing.T) {
+	tp, sr := recorder(t)
+	tr := newTracer(t, scalekitotel.Options{TracerProvider: tp})
+	c := newCache(t, tr, nil)
+	release := make(chan struct{})
+	defer close(release)
+	ctx, cancel := context.WithCancel(context.Background())
+	loading := make(chan struct{})
+	go cancelWhen(loading, cancel)
+	_, err := c.Get(ctx, "slow", func(context.Context, string) (string, error) {
+		close(loading)
+		<-release
+		return "v", nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get = %v, want context.Canceled", err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	loading2 := make(chan struct{})
+	go cancelWhen(loading2, cancel2)
+	_, err = c.GetMany(ctx2, []string{"slow2", "slow3"}, func(context.Context, []string) (map[string]string, error) {
+		close(loading2)
+		<-release
+		return nil, nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("GetMany = %v, want context.Canceled", err)
+	}
+	spans := cacheSpans(sr)
+	if len(spans) != 2 {
+		t.Fatalf("%d spans, want 2", len(spans))
+	}
+	for _, s := range spans {
+		if s.Status().Code != codes.Error || (str(s, "scalekit.cache.keys") == "1" && str(s, "scalekit.cache.tier") != "none") ||
+			(str(s, "scalekit.cache.keys") == "2" && str(s, "scalekit.cache.keys.loader") != "0") {
+			t.Fatalf("span %s: status %v attributes %v", s.Name(), s.Status(), s.Attributes())
+		}
+	}
+}
+
+// cancelWhen calls cancel once ch is closed.
+func cancelWhen(ch <-chan struct{}, cancel context.CancelFunc) {
+	<-ch
+	cancel()
+}

@@ -26,6 +26,8 @@
 // child of and linked to that span (Options.QueueNewTrace: a new trace,
 // linked), with the queue, kind, job id, attempt number and outcome
 // (completed, snoozed, retry, dead). Retries are one span each.
+// EnqueueMiddleware serves queue.SchedulerOptions.Middleware too, so
+// periodic jobs carry a trace context (each tick's enqueue a root span).
 //
 // # Cache and batch
 //
