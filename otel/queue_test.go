@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/poll"
 	scalekitotel "github.com/scalekit-go/scalekit/otel"
 	"github.com/scalekit-go/scalekit/queue"
@@ -268,4 +269,32 @@ func contains(ss []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// A Scheduler with EnqueueMiddleware enqueues each tick's job with a
+// send span and its trace context in the metadata.
+func TestQueueSchedulerTicksCarryTraceContext(t *testing.T) {
+	tp, sr := recorder(t)
+	tr := newTracer(t, scalekitotel.Options{TracerProvider: tp})
+	ctx := context.Background()
+	clk := clock.NewManual(time.Date(2026, 1, 5, 13, 59, 0, 0, time.UTC))
+	b := queue.NewMemoryBackend(queue.MemoryBackendOptions{Clock: clk})
+	s, err := queue.NewScheduler(queue.SchedulerOptions{Backend: b, Clock: clk,
+		Middleware: []func(queue.EnqueueFunc) queue.EnqueueFunc{tr.EnqueueMiddleware},
+		Schedules:  []queue.Schedule{{Name: "hourly", Every: time.Hour, Queue: "q", Kind: "report"}}})
+	check(t, err)
+	defer s.Close()
+	check(t, s.RunDue(ctx))
+	clk.Add(time.Minute)
+	check(t, s.RunDue(ctx))
+	sends := named(sr, "send q")
+	if len(sends) != 1 {
+		t.Fatalf("%d send spans, want 1", len(sends))
+	}
+	id := str(sends[0], "messaging.message.id")
+	job, err := b.Job(ctx, "q", id)
+	check(t, err)
+	if !strings.Contains(job.Metadata["traceparent"], sends[0].SpanContext().TraceID().String()) {
+		t.Fatalf("tick job %s metadata %v", id, job.Metadata)
+	}
 }
