@@ -6,7 +6,8 @@
 // PostgreSQL (with enqueue in the caller's transaction), queueredis on
 // Redis. queuetest is the conformance suite every backend passes. A
 // Scheduler enqueues periodic jobs (cron or intervals), once per tick
-// across a fleet.
+// across a fleet. Client.Publish fans an event out to every queue
+// subscribed to its topic (see Events).
 //
 //	jobs, _ := queue.NewClient(queue.ClientOptions{Backend: backend}) // queuepg, queueredis or NewMemoryBackend
 //	id, err := jobs.Enqueue(ctx, "emails", "email:welcome", Welcome{UserID: 42},
@@ -173,6 +174,47 @@
 // IsSnooze tells middleware a snoozed attempt from a failed one. The
 // otel module's Tracer.EnqueueMiddleware and AttemptMiddleware carry a
 // trace context this way.
+//
+// # Events
+//
+// Client.Publish(ctx, topic, event, opts) delivers one event durably to
+// every queue subscribed to topic (Client.Subscribe): each subscriber
+// queue gets its own job, so it has its own attempts, retries and dead
+// letters, and one subscriber failing never holds back the others.
+//
+//	jobs.Subscribe(ctx, "note.created", "search") // durable, fleet-wide, idempotent
+//	jobs.Subscribe(ctx, "note.created", "notify")
+//	queue.Handle(searchWorker, "note.created", func(ctx context.Context, j *queue.Job[NoteCreated]) error { ... })
+//	p, err := jobs.Publish(ctx, "note.created", NoteCreated{ID: 7}, queue.PublishOptions{Key: "note-7"})
+//
+// The job an event becomes is the same in every subscriber queue: Kind
+// is the topic (a subscriber registers Handle(w, topic, fn)), ID is the
+// event's id (PublishOptions.ID, or a new one), Payload is the event as
+// JSON, Metadata is PublishOptions.Metadata plus the ordering key
+// (PublishOptions.Key) under MetadataEventKey. Topics follow the rules
+// of kinds. Subscriptions are stored in the backend (a table on queuepg,
+// a set per topic on queueredis), so they hold for the whole fleet and
+// across restarts; Subscribe and Unsubscribe are idempotent, and
+// Subscribers lists a topic's queues. A publish to a topic with no
+// subscriber stores nothing and succeeds.
+//
+// Publish stores the copies atomically where the engine can:
+// MemoryBackend under its lock; queuepg in one statement (INSERT ...
+// SELECT from the subscriptions), also inside the caller's transaction
+// with its PublishTx: the event exists exactly when the business change
+// it announces commits, a transactional outbox with no relay process;
+// queueredis in one script on one Redis. On a Redis Cluster the
+// subscriber queues live in different slots, so each gets its own
+// script, and an error may leave the event in some queues only. There is
+// no unique key: the event's id is its dedupe key, and publishing again
+// with the same PublishOptions.ID (Published.ID is returned with the
+// error) completes a delivery that failed part way, on every backend,
+// without a duplicate (a queue that holds the event stores nothing).
+//
+// The client middleware runs once per Publish, on the event's message
+// (Queue empty, Kind the topic), so a trace context it adds travels to
+// every subscriber's job. queuepg's PublishTx, like EnqueueTx, runs
+// without it.
 //
 // # When the backend is down
 //

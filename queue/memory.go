@@ -40,6 +40,8 @@ type MemoryBackend struct {
 	// holds that no longer hold.
 	uniqueCap int
 	paused    map[string]bool
+	// subs are the subscriptions: topic -> queue (events.go).
+	subs map[string]map[string]bool
 }
 
 // uniqueHold is a unique key's holder: until a time, or while its job is

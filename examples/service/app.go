@@ -92,6 +92,7 @@ type app struct {
 	mux            *http.ServeMux  // made by wire, filled by routes
 	emails         atomic.Int64
 	refreshes      atomic.Int64 // payment-totals refreshes done
+	ledgered       atomic.Int64 // payment.captured events the ledger subscriber handled
 	// readThrough counts user reads whose read-your-writes token was newer
 	// than the cached copy, which were read from the database instead.
 	readThrough atomic.Int64
@@ -409,6 +410,11 @@ func (a *app) createPayment(w http.ResponseWriter, r *http.Request) {
 			if _, err := a.backend.(*queuepg.Backend).EnqueueTx(ctx, tx, "receipts", "payment:receipt", p, queue.EnqueueOptions{}); err != nil {
 				return idempotency.Response{}, err
 			}
+			// The domain event, to every subscriber queue, in the same
+			// transaction: published if and only if the payment commits.
+			if _, err := a.backend.(*queuepg.Backend).PublishTx(ctx, tx, topicPaymentCaptured, p, queue.PublishOptions{ID: "payment-" + p.ID, Key: p.ID}); err != nil {
+				return idempotency.Response{}, err
+			}
 			body, _ := json.Marshal(p)
 			return idempotency.Response{Status: http.StatusCreated, Header: http.Header{"Content-Type": {"application/json"}}, Body: append(body, '\n')}, nil
 		})
@@ -425,6 +431,7 @@ func (a *app) createPayment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.jobs.Enqueue(r.Context(), "receipts", "payment:receipt", p, queue.EnqueueOptions{})
+	a.jobs.Publish(r.Context(), topicPaymentCaptured, p, queue.PublishOptions{ID: "payment-" + p.ID, Key: p.ID})
 	writeJSON(w, http.StatusCreated, p)
 }
 
@@ -511,6 +518,7 @@ func (a *app) stats(w http.ResponseWriter, r *http.Request) {
 		"cache_hit_ratio": ratio, "cache": cs, "breaker": a.payBr.Stats().State.String(),
 		"emails_sent": a.emails.Load(), "provider_fail_rate": a.provider.failRate(),
 		"user_reads_past_cache_for_token": a.readThrough.Load(), "payment_totals_refreshes": a.refreshes.Load(),
+		"payment_events_ledgered": a.ledgered.Load(),
 	}
 	if a.router != nil {
 		out["dbrouter"] = a.router.Stats()

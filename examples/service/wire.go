@@ -180,6 +180,10 @@ func (a *app) buildPayments(context.Context) error {
 	return a.metrics.AddRetryBudget("provider", budget)
 }
 
+// topicPaymentCaptured is the domain event of a recorded payment
+// (queue.Client.Publish), delivered to the queues subscribed to it.
+const topicPaymentCaptured = "payment.captured"
+
 // buildQueue builds the jobs: the backend, a client to enqueue and a
 // worker with its handlers (started by Run, as -role says).
 func (a *app) buildQueue(ctx context.Context) error {
@@ -191,16 +195,22 @@ func (a *app) buildQueue(ctx context.Context) error {
 		return err
 	}
 	if a.worker, err = queue.NewWorker(queue.WorkerOptions{Backend: a.backend, Logger: a.log,
-		Queues: map[string]queue.Options{"emails": {Concurrency: 8}, "receipts": {Concurrency: 4}, "maintenance": {Concurrency: 1}}}); err != nil {
+		Queues: map[string]queue.Options{"emails": {Concurrency: 8}, "receipts": {Concurrency: 4}, "maintenance": {Concurrency: 1},
+			"ledger": {Concurrency: 2}}}); err != nil {
 		return err
 	}
 	if err := a.handleJobs(); err != nil {
 		return err
 	}
+	// The ledger queue subscribes to the payments' domain event: durable
+	// and fleet-wide, so every instance subscribing again is harmless.
+	if err := a.jobs.Subscribe(ctx, topicPaymentCaptured, "ledger"); err != nil {
+		return err
+	}
 	if err := a.metrics.AddQueueWorker("worker", a.worker); err != nil {
 		return err
 	}
-	return a.metrics.AddQueue("jobs", a.jobs, "emails", "receipts", "maintenance")
+	return a.metrics.AddQueue("jobs", a.jobs, "emails", "receipts", "maintenance", "ledger")
 }
 
 // buildSchedules builds the scheduler of the periodic jobs (started with
@@ -245,8 +255,8 @@ func (a *app) openQueueBackend(ctx context.Context) error {
 
 // handleJobs registers the worker's handlers: sending an email (it
 // reports its progress and returns the message id, which GET /jobs/{id}
-// shows), refreshing the payment totals, and queueing a payment's
-// receipt email once.
+// shows), refreshing the payment totals, queueing a payment's receipt
+// email once, and the ledger's handling of the payment.captured event.
 func (a *app) handleJobs() error {
 	if err := queue.HandleResult(a.worker, "email:send", func(ctx context.Context, j *queue.Job[Email]) (EmailSent, error) {
 		// Progress is best effort, but a lost lease means another worker
@@ -266,6 +276,14 @@ func (a *app) handleJobs() error {
 			return err
 		}
 		a.refreshes.Add(1)
+		return nil
+	}); err != nil {
+		return err
+	}
+	// The subscriber of the payment.captured event (the job's kind is the
+	// topic): one job per payment in the ledger queue.
+	if err := queue.Handle(a.worker, topicPaymentCaptured, func(ctx context.Context, j *queue.Job[Payment]) error {
+		a.ledgered.Add(1)
 		return nil
 	}); err != nil {
 		return err

@@ -49,7 +49,7 @@ func newBackend(t testing.TB, pool *pgxpool.Pool, o Options) *Backend {
 func TestConformance(t *testing.T) {
 	f := testinfra.Postgres(t)
 	queuetest.Run(t, func(t *testing.T, clk clock.Clock) queue.Backend {
-		return newBackend(t, f.Primary, Options{Clock: clk})
+		return txBackend{newBackend(t, f.Primary, Options{Clock: clk}), f.Primary}
 	})
 }
 

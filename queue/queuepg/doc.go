@@ -28,6 +28,18 @@
 // Options.SweepInterval). Behind PgBouncer in transaction mode, set
 // Options.PollOnly (see below).
 //
+// PublishTx publishes an event (queue.Client.Publish) inside the
+// caller's transaction: one INSERT ... SELECT from the <Prefix>_subscriptions
+// table stores a job in every subscribed queue, so every subscriber
+// gets the event if and only if the transaction commits, with no relay
+// process:
+//
+//	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+//		// ... insert the note in tx, then:
+//		_, err := backend.PublishTx(ctx, tx, "note.created", NoteCreated{ID: id}, queue.PublishOptions{Key: noteKey})
+//		return err
+//	})
+//
 // # How it works
 //
 // One jobs table is fetched with FOR UPDATE SKIP LOCKED in batches, and

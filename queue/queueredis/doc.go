@@ -50,6 +50,10 @@
 //	{p:q}:wake             a stream of at most one entry, the wake-up signal
 //	{p:q}:paused           set while the queue is paused (Pause; workers read it each second)
 //
+// and for topic t (queue.Client.Publish), in a hash tag of its own:
+//
+//	{p:topic:t}:subscribers  set of the queues subscribed to t (Subscribe, Unsubscribe)
+//
 // Times are Unix microseconds. They come from Redis TIME inside each
 // script, so the clocks of the fleet do not matter for leases and due
 // times; Options.Clock replaces TIME (tests move simulated time with it).
@@ -73,6 +77,16 @@
 // list, or, for a snooze, in the scheduled ZSET until its due time. Done hashes get the retention as their TTL; dead jobs stay until
 // Requeue, Delete or their DeadRetention (14 days by default), past which
 // a Fetch deletes them (up to 1000 per call).
+//
+// Publish on one Redis (a *redis.Client, Sentinel's included) is one
+// script: it reads the topic's set and stores the event in every
+// subscriber queue as Enqueue would, atomically. On a Redis Cluster (any
+// other client) the queues' keys live in other slots than the set and
+// than each other, so Publish reads the set, then runs the enqueue
+// script once per queue, in queue order, stopping at the first error:
+// delivery is per queue there. Publishing the same event again (same
+// id: Published.ID is returned with the error) completes it; a queue
+// that holds it already stores nothing.
 //
 // A Fetch with Wait that finds nothing blocks in XREAD BLOCK on the wake
 // stream, from the entry id its script saw, so a job enqueued between the

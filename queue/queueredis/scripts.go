@@ -39,6 +39,10 @@ local FIELDS = {'` + strings.Join(fields, `', '`) + `'}
 local IDX = {}
 for i, f in ipairs(FIELDS) do IDX[f] = i + 1 end
 local function fmt(n) return string.format('%.0f', n) end
+-- K are the keys of the queue that wake, ready and enqueue work on:
+-- KEYS, except in publishScript, which points K at each subscriber
+-- queue's keys in turn.
+local K = KEYS
 -- record is a job as the scripts return it: its id, then FIELDS.
 local function record(key, id)
   local v = redis.call('HMGET', key, unpack(FIELDS))
@@ -61,10 +65,10 @@ local function recorded(key, token, states)
 end
 -- wake ends the XREAD BLOCK of every Fetch waiting on this queue.
 local function wake()
-  redis.call('XADD', KEYS[9], 'MAXLEN', '1', '*', 'w', '1')
-  redis.call('PEXPIRE', KEYS[9], 86400000)
+  redis.call('XADD', K[9], 'MAXLEN', '1', '*', 'w', '1')
+  redis.call('PEXPIRE', K[9], 86400000)
 end
-local function ready(priority) return KEYS[tonumber(priority) + 1] end
+local function ready(priority) return K[tonumber(priority) + 1] end
 -- uniqueKey is the key of a unique hold of this queue (KEYS[12] names
 -- only the enqueued job's): the queue's hash tag from ARGV[1] ("...job:").
 local function uniqueKey(ukey) return string.sub(ARGV[1], 1, -5) .. 'unique:' .. ukey end
@@ -156,9 +160,9 @@ local function enqueue(jk, uk, a, o, now)
   if ukey ~= '' and active then redis.call('HSET', jk, 'unique_active', '1') end
   if a[o + 12] ~= '' then redis.call('HSET', jk, 'last_error', a[o + 12]) end
   if a[o + 14] ~= '' then redis.call('HSET', jk, 'metadata', a[o + 14]) end
-  redis.call('ZREM', KEYS[7], id) -- a done entry left by an expired hash of the same id
+  redis.call('ZREM', K[7], id) -- a done entry left by an expired hash of the same id
   if state == 'scheduled' then
-    redis.call('ZADD', KEYS[4], runat, id)
+    redis.call('ZADD', K[4], runat, id)
   else
     redis.call('RPUSH', ready(prio), id)
   end
