@@ -26,14 +26,10 @@ const (
 // the first caller's span, with the number of keys, callers, keys not
 // found and keys failed; a failed fetch records its error.
 func (t *Tracer) Batch(name string) batch.Tracer {
-	return &batchTracer{t: t, name: BatchName.String(name), spanName: "batch fetch " + name}
+	return &batchTracer{t.scoped(BatchName.String(name), "batch fetch "+name)}
 }
 
-type batchTracer struct {
-	t        *Tracer
-	name     attribute.KeyValue
-	spanName string
-}
+type batchTracer struct{ scope }
 
 func (b *batchTracer) TraceFetchStart(ctx context.Context, d batch.TraceFetchStartData) context.Context {
 	links := make([]trace.Link, 0, len(d.Callers))

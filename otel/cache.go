@@ -50,14 +50,10 @@ const (
 // of sets scalekit.cache.hits and the stale and refresh counts instead.
 // The last hit's attributes win on a span that sees several.
 func (t *Tracer) Cache(name string) cache.Tracer {
-	return &cacheTracer{t: t, name: CacheName.String(name), spanName: "cache get " + name}
+	return &cacheTracer{t.scoped(CacheName.String(name), "cache get "+name)}
 }
 
-type cacheTracer struct {
-	t        *Tracer
-	name     attribute.KeyValue
-	spanName string
-}
+type cacheTracer struct{ scope }
 
 func (c *cacheTracer) TraceHit(ctx context.Context, d cache.TraceHitData) {
 	span := trace.SpanFromContext(ctx)

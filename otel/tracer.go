@@ -77,3 +77,15 @@ func New(o Options) (*Tracer, error) {
 	}
 	return &Tracer{tracer: tp.Tracer(ScopeName), prop: prop, newTrace: o.QueueNewTrace}, nil
 }
+
+// scope is a Tracer for one named primitive: the attribute naming it
+// and the name of its spans.
+type scope struct {
+	t        *Tracer
+	name     attribute.KeyValue
+	spanName string
+}
+
+func (t *Tracer) scoped(name attribute.KeyValue, spanName string) scope {
+	return scope{t: t, name: name, spanName: spanName}
+}
