@@ -22,7 +22,7 @@ func (c *Cache[V]) l2(ctx context.Context, fn func(ctx context.Context) error) e
 		c.st.l2Skipped.Add(1)
 	case ctx.Err() == nil:
 		c.st.l2Errors.Add(1)
-		c.o.Logger.Debug("cache: the Store failed", slog.Any("error", err))
+		c.o.Logger.LogAttrs(ctx, slog.LevelDebug, "cache: the Store failed", slog.Any("error", err))
 	}
 	return err
 }
@@ -49,7 +49,7 @@ func (c *Cache[V]) storeGet(ctx context.Context, keys []string) ([]*entry[V], er
 		if err != nil {
 			c.st.codecErrors.Add(1)
 			c.st.l2Misses.Add(1)
-			c.o.Logger.Warn("cache: cannot decode a Store record; treating it as missing", slog.String("key", keys[i]), slog.Any("error", err))
+			c.o.Logger.LogAttrs(ctx, slog.LevelWarn, "cache: cannot decode a Store record; treating it as missing", slog.String("key", keys[i]), slog.Any("error", err))
 			continue
 		}
 		c.st.l2Hits.Add(1)
@@ -121,7 +121,7 @@ func (c *Cache[V]) storeFill(ctx context.Context, keys, tokens []string, es []*e
 	for i, e := range es {
 		data, err := c.encode(e)
 		if err != nil {
-			c.o.Logger.Warn("cache: cannot encode a value for the Store", slog.String("key", keys[i]), slog.Any("error", err))
+			c.o.Logger.LogAttrs(ctx, slog.LevelWarn, "cache: cannot encode a value for the Store", slog.String("key", keys[i]), slog.Any("error", err))
 			c.release(ctx, keys[i], tokens[i])
 			out[i] = true // kept in L1 all the same
 			continue

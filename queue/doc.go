@@ -138,7 +138,27 @@
 // counted (Counts.Cancelled), drop a while-active unique key, and are
 // kept like dead ones for the backend's dead retention; Client.Requeue
 // runs a dead or cancelled job again now, its attempts reset.
-// Client.Delete removes a job in any state.
+// Client.Delete removes a job in any state. A Worker counts a running
+// job that was cancelled or deleted in Stats.Cancelled, not as a lost
+// lease (Stats.Lost).
+//
+// Client.List reads a queue's jobs a page at a time, filtered by state
+// (as Job reports it) and kind, by id from the highest (newest first for
+// the ids Enqueue makes), with the queue's Counts as the page's Totals:
+//
+//	page, err := jobs.List(ctx, queue.ListRequest{Queue: "emails", State: queue.Retry, Limit: 20})
+//	for page.Next != "" && err == nil { // ... show page.Jobs, then:
+//		page, err = jobs.List(ctx, queue.ListRequest{Queue: "emails", State: queue.Retry, Limit: 20, Cursor: page.Next})
+//	}
+//
+// The cursor is a position by id, not a snapshot: jobs added or removed
+// between pages never make a job appear twice or hide one that stayed.
+// Every backend reads a page from an ordered index of ids (queuepg its
+// primary key, queueredis a sorted set of ids per queue) and examines at
+// most ListScanBudget jobs per call when filtering, so a page never costs
+// a scan of the queue. Client.Queues lists the queues a backend holds
+// (those with jobs, and the paused ones), which the command-line tool's
+// `scalekit queue stats` reads when no queue is named.
 //
 // Client.Pause stops a queue fleet-wide: every Worker asks the backend
 // whether a queue is paused at most once a second (one key or primary-key
@@ -174,6 +194,17 @@
 // IsSnooze tells middleware a snoozed attempt from a failed one. The
 // otel module's Tracer.EnqueueMiddleware and AttemptMiddleware carry a
 // trace context this way.
+//
+// RequestIDClient and RequestIDWorker are such a pair for package
+// requestid: the request ID (and W3C trace) of the enqueue's ctx goes
+// into the job's metadata and back into the attempt's ctx, so with a
+// requestid.NewLogHandler logger the handler's lines, and the Worker's
+// lines about the attempt's outcome, carry the request's ID:
+//
+//	c, _ := queue.NewClient(queue.ClientOptions{Backend: b,
+//		Middleware: []func(queue.EnqueueFunc) queue.EnqueueFunc{queue.RequestIDClient()}})
+//	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: b, Logger: logger, Queues: qs,
+//		Middleware: []func(queue.AttemptFunc) queue.AttemptFunc{queue.RequestIDWorker()}})
 //
 // # Events
 //

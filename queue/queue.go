@@ -346,6 +346,22 @@ type Backend interface {
 	// ErrLeaseLost for its outcome (and its handler's ctx is cancelled
 	// at its next renewal).
 	Delete(ctx context.Context, queue, id string) error
+	// List returns up to q.Limit jobs of q.Queue whose id is below
+	// q.Before (any id when empty) and that match q.State (as Job reports
+	// it) and q.Kind (empty: any), by id from the highest, and next: the
+	// id to pass as Before for the rest, empty when nothing is left. The
+	// ids compare as the backend stores them (byte order, or the
+	// PostgreSQL table's collation), the same order for every call. A
+	// backend may bound the work of one call (the backends of this
+	// module examine at most ListScanBudget jobs of a filtered listing)
+	// and return fewer than Limit jobs with a next; Client.List calls
+	// again. Its cost must not grow with the size of the queue.
+	List(ctx context.Context, q ListQuery) (jobs []*Message, next string, err error)
+	// Queues returns the backend's queue names, sorted, each once:
+	// every queue that holds a job or is paused; a queue whose jobs are
+	// all gone may stay listed. It must cost nothing on the enqueue path
+	// beyond O(1).
+	Queues(ctx context.Context) ([]string, error)
 
 	// Events (see Client.Publish).
 

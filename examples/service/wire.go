@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -191,10 +192,15 @@ func (a *app) buildQueue(ctx context.Context) error {
 		return err
 	}
 	var err error
-	if a.jobs, err = queue.NewClient(queue.ClientOptions{Backend: a.backend}); err != nil {
+	// A job carries the request ID of the request that enqueued it (in its
+	// metadata), and the worker puts it back into the attempt's ctx: the
+	// job's log lines share the request's ID.
+	if a.jobs, err = queue.NewClient(queue.ClientOptions{Backend: a.backend,
+		Middleware: []func(queue.EnqueueFunc) queue.EnqueueFunc{queue.RequestIDClient()}}); err != nil {
 		return err
 	}
 	if a.worker, err = queue.NewWorker(queue.WorkerOptions{Backend: a.backend, Logger: a.log,
+		Middleware: []func(queue.AttemptFunc) queue.AttemptFunc{queue.RequestIDWorker()},
 		Queues: map[string]queue.Options{"emails": {Concurrency: 8}, "receipts": {Concurrency: 4}, "maintenance": {Concurrency: 1},
 			"ledger": {Concurrency: 2}}}); err != nil {
 		return err
@@ -266,6 +272,7 @@ func (a *app) handleJobs() error {
 		}
 		time.Sleep(2 * time.Millisecond) // the SMTP call
 		a.emails.Add(1)
+		a.log.LogAttrs(ctx, slog.LevelInfo, "email sent", slog.String("job_id", j.ID), slog.String("subject", j.Args.Subject))
 		_ = j.Progress(ctx, 100, "sent")
 		return EmailSent{MessageID: "<" + j.ID + "@mail.example.com>"}, nil
 	}); err != nil {

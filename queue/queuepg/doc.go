@@ -56,6 +56,16 @@
 // PostgreSQL directly, or at a session-mode pool); waiting workers then
 // poll every Options.PollInterval.
 //
+// List (queue.Client.List) reads a backward range of the primary key
+// (queue, id) below the cursor, no other index and no scan of the
+// queue: an unfiltered page reads Limit+1 rows, a page filtered by state
+// or kind examines at most queue.ListScanBudget (1000) rows per call (and
+// Client.List calls again while the page is short). Ids compare in the
+// table's collation: byte order under the C locale, and for the ids
+// Enqueue makes (lower-case hex) in every locale. Queues is a skip scan
+// of the same index (one probe per queue) with the paused queues and
+// those with a done counter: nothing is added to the enqueue path.
+//
 // When PostgreSQL is down, Enqueue returns its error and workers keep
 // retrying their fetches with a growing pause; leases run on the
 // database's clock, so a worker that cannot reach the database cannot

@@ -18,9 +18,14 @@ func (b *Backend) topicKey(topic string) string {
 	return "{" + b.prefix + ":topic:" + topic + "}:subscribers"
 }
 
-// Subscribe is queue.Backend.Subscribe: SADD to the topic's set.
+// Subscribe is queue.Backend.Subscribe: SADD to the topic's set. The
+// queue joins the set of queue names (Queues) too: a publish's script
+// cannot add it there.
 func (b *Backend) Subscribe(ctx context.Context, topic, queueName string) error {
 	if err := checkSubscription(topic, queueName); err != nil {
+		return err
+	}
+	if err := b.register(ctx, queueName); err != nil {
 		return err
 	}
 	return b.cmd(ctx, "Subscribe", func(ctx context.Context) error { return b.c.SAdd(ctx, b.topicKey(topic), queueName).Err() })
@@ -137,7 +142,8 @@ local out = {}
 for _, q in ipairs(queues) do
   local t = ARGV[1] .. q .. '}:'
   K = {t .. 'ready:default', t .. 'ready:high', t .. 'ready:low', t .. 'scheduled', t .. 'retry', t .. 'active',
-    t .. 'done', t .. 'dead', t .. 'wake', t .. 'deadseq', t .. 'job:' .. ARGV[3], t .. 'unique:', t .. 'deadat', t .. 'cancelled'}
+    t .. 'done', t .. 'dead', t .. 'wake', t .. 'deadseq', t .. 'job:' .. ARGV[3], t .. 'unique:', t .. 'deadat', t .. 'cancelled',
+    t .. 'ids', t .. 'ids:built'}
   local r = enqueue(K[11], K[12], ARGV, 2, now)
   if r[1] == 'ok' and r[2] ~= 'again' then wake() end
   out[#out + 1] = q

@@ -67,6 +67,21 @@ func runEvents(t *testing.T, f Factory) {
 		if p, err := e.c.Publish(ctx, topic, event{1}, o); err != nil || !slices.Equal(p.Queues, qs) {
 			t.Fatalf("the same Publish again = %+v %v, want evt-1 in %v", p, err, qs)
 		}
+		// The subscriber queues are queues like any other: listed, with
+		// the event among their jobs.
+		names, err := e.c.Queues(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range qs {
+			if !slices.Contains(names, q) {
+				t.Fatalf("Queues = %v, want the subscriber queue %s among them", names, q)
+			}
+			pg, err := e.c.List(ctx, queue.ListRequest{Queue: q})
+			if err != nil || len(pg.Jobs) != 1 || pg.Jobs[0].ID != "evt-1" || pg.Totals.Pending != 1 {
+				t.Fatalf("List(%s) = %+v %v, want the one pending event", q, pg, err)
+			}
+		}
 		leases := make([]*queue.Lease, len(qs))
 		for i, q := range qs {
 			ls, err := e.b.Fetch(ctx, queue.FetchRequest{Queue: q, Max: 10, Lease: time.Minute, Order: order})

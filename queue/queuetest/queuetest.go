@@ -8,7 +8,11 @@
 // jobs and within the batch, a retried job, a used id), the
 // unique-while-active holds, Delete, Cancel (of a pending, scheduled,
 // retry-waiting or leased job; refused for a finished one), the Requeue
-// of a cancelled job, the pause mark, and the default dead retention
+// of a cancelled job, the pause mark, List (full pages by id with a
+// cursor that survives jobs added and removed between pages and
+// concurrent writers, state and kind filters with the queue's totals, a
+// rare kind past queue.ListScanBudget, bad cursors and limits), Queues,
+// and the default dead retention
 // (queue.DefaultDeadRetention); a backend that removes old jobs only
 // when asked implements Sweeper, which Run calls first. Its
 // Periodic cases run queue.Schedulers on the backend: three instances
@@ -803,6 +807,7 @@ func Run(t *testing.T, f Factory) {
 		}
 	})
 	runControl(t, f)
+	runList(t, f)
 	runPeriodic(t, f)
 	runEvents(t, f)
 }
