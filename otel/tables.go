@@ -140,6 +140,7 @@ var queueWorkerFamilies = []family[qs]{
 	counter("scalekit_queue_dead_lettered", "", "Jobs sent to the dead letters.", func(s qs) uint64 { return s.Dead }),
 	counter("scalekit_queue_released", "", "Jobs given back at shutdown.", func(s qs) uint64 { return s.Released }),
 	counter("scalekit_queue_leases_lost", "", "Leases lost under the worker.", func(s qs) uint64 { return s.Lost }),
+	counter("scalekit_queue_cancelled", "", "Running jobs stopped by Cancel or Delete.", func(s qs) uint64 { return s.Cancelled }),
 	counter("scalekit_queue_handler_panics", "", "Handler panics.", func(s qs) uint64 { return s.Panics }),
 	counter("scalekit_queue_rate_limited", "", "Jobs given back by the queue's Limiter.", func(s qs) uint64 { return s.Limited }),
 	counter("scalekit_queue_snoozed", "", "Jobs snoozed.", func(s qs) uint64 { return s.Snoozed }),
