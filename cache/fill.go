@@ -38,13 +38,18 @@ type call[V any] struct {
 	err        error
 	delivered  bool // touched by the fill's goroutine only (and by its starter before it)
 	superseded bool // a Set or Delete came during the load; under Cache.mu
+	// src is where the answer came from and waited whether the fill
+	// waited on another instance's lease first (for Options.Tracer): set
+	// by the fill's goroutine before done is closed, read after.
+	src    source
+	waited bool
 }
 
-func (cl *call[V]) deliver(e *entry[V], err error) {
+func (cl *call[V]) deliver(e *entry[V], err error, src source) {
 	if cl.delivered {
 		return
 	}
-	cl.e, cl.err, cl.delivered = e, err, true
+	cl.e, cl.err, cl.src, cl.delivered = e, err, src, true
 	close(cl.done)
 }
 
@@ -141,7 +146,7 @@ func (c *Cache[V]) fetch(ctx context.Context, mode loadMode, keys, ids []string,
 			for i, e := range pre {
 				if e != nil && now < e.recFresh {
 					c.keep(keys[i], calls[i], e)
-					c.finish(keys[i], calls[i], e, nil)
+					c.finish(keys[i], calls[i], e, nil, fromStore)
 					continue
 				}
 				todo = append(todo, i)
@@ -191,7 +196,7 @@ func (f *fill[V]) end() {
 		if !cl.delivered {
 			err = fmt.Errorf("cache: the load of %q ended without a result", f.keys[i])
 		}
-		f.c.finish(f.keys[i], cl, nil, err)
+		f.c.finish(f.keys[i], cl, nil, err, fromNone)
 	}
 }
 
@@ -209,9 +214,9 @@ func (c *Cache[V]) holds(key string, e *entry[V]) bool {
 }
 
 // deliver ends key i's fill with e: into the L1, out to its callers.
-func (f *fill[V]) deliver(i int, e *entry[V]) {
+func (f *fill[V]) deliver(i int, e *entry[V], src source) {
 	f.c.keep(f.keys[i], f.calls[i], e)
-	f.c.finish(f.keys[i], f.calls[i], e, nil)
+	f.c.finish(f.keys[i], f.calls[i], e, nil, src)
 }
 
 // pick is the elements of from at idx.
@@ -255,12 +260,12 @@ func (f *fill[V]) fromStore(ctx context.Context, idx []int, pre []*entry[V], pre
 		se := recs[j]
 		switch {
 		case f.usable(i, se, now):
-			f.deliver(i, se)
+			f.deliver(i, se, fromStore)
 			continue
 		case se != nil && f.mode == modeMiss && now < se.hard && !se.negative:
 			c.st.staleServed.Add(1)
 			c.keep(f.keys[i], f.calls[i], se)
-			f.calls[i].deliver(se, nil)
+			f.calls[i].deliver(se, nil, fromStoreStale)
 		}
 		rest = append(rest, i)
 	}
@@ -299,7 +304,7 @@ func (f *fill[V]) recheck(ctx context.Context, idx []int, toks []string) (won []
 	for j, i := range got {
 		if err == nil && f.usable(i, recs[j], now) {
 			c.release(ctx, f.keys[i], gotToks[j])
-			f.deliver(i, recs[j])
+			f.deliver(i, recs[j], fromStore)
 			continue
 		}
 		won = append(won, i)
@@ -331,7 +336,7 @@ func (f *fill[V]) held(idx []int) (wait, noFill []int) {
 			// A Get that joined this refresh (its L1 lookup missed
 			// meanwhile) gets the copy too.
 			cur.retryAt.Store(now + max(cur.loadNS, int64(c.o.PollInterval)))
-			c.finish(f.keys[i], f.calls[i], cur, nil)
+			c.finish(f.keys[i], f.calls[i], cur, nil, fromCopy)
 			continue
 		}
 		noFill = append(noFill, i)
@@ -348,7 +353,7 @@ func (f *fill[V]) storeFailed(idx []int) (load []int) {
 	now := c.now()
 	for _, i := range idx {
 		if f.mode == modeStale && now < f.cur[i].recFresh {
-			f.deliver(i, f.cur[i].relisted(now, c.o.L1TTL))
+			f.deliver(i, f.cur[i].relisted(now, c.o.L1TTL), fromCopy)
 			continue
 		}
 		load = append(load, i)
@@ -371,6 +376,9 @@ func (f *fill[V]) waitFills(ctx context.Context, idx []int) (won []int, tokens [
 	}
 	c := f.c
 	c.st.leaseWaits.Add(uint64(len(idx)))
+	for _, i := range idx {
+		f.calls[i].waited = true // not delivered yet: held() sends only those here
+	}
 	start := c.now()
 	deadline := start + int64(c.fillWait())
 	wait := c.o.PollInterval
@@ -386,7 +394,7 @@ func (f *fill[V]) waitFills(ctx context.Context, idx []int) (won []int, tokens [
 		var missing []int
 		for j, i := range idx {
 			if se := recs[j]; f.usable(i, se, now) || se != nil && se.recFresh > start && now < se.hard {
-				f.deliver(i, se)
+				f.deliver(i, se, fromFill)
 				continue
 			}
 			missing = append(missing, i)
@@ -431,7 +439,7 @@ func (f *fill[V]) loadAndFill(ctx context.Context, idx []int, tokens []string) {
 			if tokens != nil {
 				c.release(ctx, keys[j], tokens[j])
 			}
-			c.finish(keys[j], f.calls[i], nil, err)
+			c.finish(keys[j], f.calls[i], nil, err, fromNone)
 		}
 		return
 	}
@@ -439,11 +447,15 @@ func (f *fill[V]) loadAndFill(ctx context.Context, idx []int, tokens []string) {
 	if tokens != nil {
 		kept = c.storeFill(ctx, keys, tokens, es)
 	}
+	src := fromLoad
+	if tokens != nil {
+		src = fromLeasedLoad
+	}
 	for j, i := range idx {
 		if kept == nil || kept[j] { // else a Set or Delete voided the fill: the callers asked before it
 			c.keep(keys[j], f.calls[i], es[j])
 		}
-		c.finish(keys[j], f.calls[i], es[j], nil)
+		c.finish(keys[j], f.calls[i], es[j], nil, src)
 	}
 }
 
@@ -516,13 +528,13 @@ func label(ids []string) string {
 // first, so a Get that comes after sees the L1 (or loads again after an
 // error) instead of joining a call that is over, then delivers to its
 // waiters. Later calls are no-ops.
-func (c *Cache[V]) finish(key string, cl *call[V], e *entry[V], err error) {
+func (c *Cache[V]) finish(key string, cl *call[V], e *entry[V], err error, src source) {
 	c.mu.Lock()
 	if c.calls[key] == cl {
 		delete(c.calls, key)
 	}
 	c.mu.Unlock()
-	cl.deliver(e, err)
+	cl.deliver(e, err, src)
 }
 
 // keep puts e in the L1 unless a Set or Delete of key came during its
