@@ -129,7 +129,7 @@ func (c *Cache[V]) fetch(ctx context.Context, mode loadMode, keys, ids []string,
 			cur = pick(cur, own)
 		}
 	}
-	ctx = context.WithoutCancel(ctx)
+	ctx = detached(ctx)
 	var todo []int
 	var pre []*entry[V]
 	var preErr error
@@ -140,8 +140,7 @@ func (c *Cache[V]) fetch(ctx context.Context, mode loadMode, keys, ids []string,
 			now := c.now()
 			for i, e := range pre {
 				if e != nil && now < e.recFresh {
-					c.keep(keys[i], calls[i], e)
-					c.finish(keys[i], calls[i], e, nil)
+					c.settle(keys[i], calls[i], e)
 					continue
 				}
 				todo = append(todo, i)
@@ -160,6 +159,48 @@ func (c *Cache[V]) fetch(ctx context.Context, mode loadMode, keys, ids []string,
 	}
 	go f.run(ctx, todo, pre, preErr)
 	return all, len(keys)
+}
+
+// fetchOne is fetch for Get's miss of one key (mode modeMiss), without
+// the slices: key is joined if a load of it is in flight, else claimed;
+// the Store is read in the caller's goroutine and a fresh value there
+// ends the miss (the common L2 hit: no fill, no goroutine); anything
+// else goes on as fetch's fill would, with the Store's answer.
+func (c *Cache[V]) fetchOne(ctx context.Context, key, id string, load Loader[V]) *call[V] {
+	c.mu.Lock()
+	if cl := c.calls[key]; cl != nil {
+		c.mu.Unlock()
+		c.st.coalesced.Add(1)
+		return cl
+	}
+	cl := &call[V]{done: make(chan struct{})}
+	c.calls[key] = cl
+	c.mu.Unlock()
+	ctx = detached(ctx)
+	var pre []*entry[V]
+	var preErr error
+	if c.store != nil {
+		e, err := c.storeGetOne(ctx, key)
+		if err == nil && e != nil && c.now() < e.recFresh {
+			c.settle(key, cl, e)
+			return cl
+		}
+		if pre, preErr = []*entry[V]{e}, err; err != nil {
+			pre = nil
+		}
+	}
+	f := &fill[V]{c: c, load: loader[V]{one: load}, mode: modeMiss, keys: []string{key}, ids: []string{id}, calls: []*call[V]{cl}}
+	go f.run(ctx, []int{0}, pre, preErr)
+	return cl
+}
+
+// detached is ctx without its cancellation and deadline, for the part of
+// a load that outlives its first caller; ctx itself when it has neither.
+func detached(ctx context.Context) context.Context {
+	if _, ok := ctx.Deadline(); !ok && ctx.Done() == nil {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
 }
 
 // run is the background part of a fill, for the keys at todo (pre and
@@ -210,8 +251,7 @@ func (c *Cache[V]) holds(key string, e *entry[V]) bool {
 
 // deliver ends key i's fill with e: into the L1, out to its callers.
 func (f *fill[V]) deliver(i int, e *entry[V]) {
-	f.c.keep(f.keys[i], f.calls[i], e)
-	f.c.finish(f.keys[i], f.calls[i], e, nil)
+	f.c.settle(f.keys[i], f.calls[i], e)
 }
 
 // pick is the elements of from at idx.
@@ -520,6 +560,20 @@ func (c *Cache[V]) finish(key string, cl *call[V], e *entry[V], err error) {
 	}
 	c.mu.Unlock()
 	cl.deliver(e, err)
+}
+
+// settle ends key's load cl with e: keep then finish, under one hold of
+// c.mu.
+func (c *Cache[V]) settle(key string, cl *call[V], e *entry[V]) {
+	c.mu.Lock()
+	if !cl.superseded {
+		c.l1.Set(key, e)
+	}
+	if c.calls[key] == cl {
+		delete(c.calls, key)
+	}
+	c.mu.Unlock()
+	cl.deliver(e, nil)
 }
 
 // keep puts e in the L1 unless a Set or Delete of key came during its
