@@ -570,7 +570,7 @@ func (l *Loader[K, V]) fetchInto(b *pendingBatch[K, V]) {
 		if r := recover(); r != nil {
 			l.st.panics.Add(1)
 			b.err = &PanicError{Value: r, Stack: debug.Stack()}
-			l.o.Logger.Error("batch: fetch panicked", slog.Any("panic", r), slog.Int("keys", len(b.keys)))
+			l.o.Logger.LogAttrs(b.ctx, slog.LevelError, "batch: fetch panicked", slog.Any("panic", r), slog.Int("keys", len(b.keys)))
 		}
 	}()
 	var err error

@@ -510,7 +510,7 @@ func (f *fill[V]) call(ctx context.Context, idx []int) ([]*entry[V], error) {
 	now := c.now()
 	if err != nil {
 		c.st.loadErrors.Add(1)
-		c.o.Logger.Warn("cache: load failed", slog.String("key", label(ids)), slog.Any("error", err))
+		c.o.Logger.LogAttrs(ctx, slog.LevelWarn, "cache: load failed", slog.String("key", label(ids)), slog.Any("error", err))
 		return nil, err
 	}
 	es := make([]*entry[V], len(ids))
@@ -521,6 +521,9 @@ func (f *fill[V]) call(ctx context.Context, idx []int) ([]*entry[V], error) {
 		} else {
 			es[j] = c.negativeEntry(now)
 		}
+	}
+	if c.o.Logger.Enabled(ctx, slog.LevelDebug) {
+		c.o.Logger.LogAttrs(ctx, slog.LevelDebug, "cache: loaded", slog.String("key", label(ids)), slog.Int("found", len(m)), slog.Duration("took", time.Duration(now-start)))
 	}
 	return es, nil
 }

@@ -22,7 +22,7 @@ func (c *Cache[V]) l2(ctx context.Context, fn func(ctx context.Context) error) e
 		c.st.l2Skipped.Add(1)
 	case ctx.Err() == nil:
 		c.st.l2Errors.Add(1)
-		c.o.Logger.Debug("cache: the Store failed", slog.Any("error", err))
+		c.o.Logger.LogAttrs(ctx, slog.LevelDebug, "cache: the Store failed", slog.Any("error", err))
 	}
 	return err
 }
@@ -37,7 +37,7 @@ func (c *Cache[V]) storeGet(ctx context.Context, keys []string) ([]*entry[V], er
 	now := c.now()
 	out := make([]*entry[V], len(keys))
 	for i, rec := range recs {
-		out[i] = c.storeEntry(keys[i], rec, now)
+		out[i] = c.storeEntry(ctx, keys[i], rec, now)
 	}
 	return out, nil
 }
@@ -48,7 +48,7 @@ func (c *Cache[V]) storeGetOne(ctx context.Context, key string) (*entry[V], erro
 	if err != nil {
 		return nil, err
 	}
-	return c.storeEntry(key, recs[0], c.now()), nil
+	return c.storeEntry(ctx, key, recs[0], c.now()), nil
 }
 
 // storeRead is the Store's Get of keys, through the circuit, one record
@@ -67,7 +67,7 @@ func (c *Cache[V]) storeRead(ctx context.Context, keys []string) ([][]byte, erro
 
 // storeEntry decodes key's Store record rec (read at now) and counts it:
 // nil for a missing record or one that cannot be decoded.
-func (c *Cache[V]) storeEntry(key string, rec []byte, now int64) *entry[V] {
+func (c *Cache[V]) storeEntry(ctx context.Context, key string, rec []byte, now int64) *entry[V] {
 	if rec == nil {
 		c.st.l2Misses.Add(1)
 		return nil
@@ -76,7 +76,7 @@ func (c *Cache[V]) storeEntry(key string, rec []byte, now int64) *entry[V] {
 	if err != nil {
 		c.st.codecErrors.Add(1)
 		c.st.l2Misses.Add(1)
-		c.o.Logger.Warn("cache: cannot decode a Store record; treating it as missing", slog.String("key", key), slog.Any("error", err))
+		c.o.Logger.LogAttrs(ctx, slog.LevelWarn, "cache: cannot decode a Store record; treating it as missing", slog.String("key", key), slog.Any("error", err))
 		return nil
 	}
 	c.st.l2Hits.Add(1)
@@ -146,7 +146,7 @@ func (c *Cache[V]) storeFill(ctx context.Context, keys, tokens []string, es []*e
 	for i, e := range es {
 		data, err := c.encode(e)
 		if err != nil {
-			c.o.Logger.Warn("cache: cannot encode a value for the Store", slog.String("key", keys[i]), slog.Any("error", err))
+			c.o.Logger.LogAttrs(ctx, slog.LevelWarn, "cache: cannot encode a value for the Store", slog.String("key", keys[i]), slog.Any("error", err))
 			c.release(ctx, keys[i], tokens[i])
 			out[i] = true // kept in L1 all the same
 			continue

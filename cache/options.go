@@ -116,7 +116,10 @@ type Options struct {
 	Breaker *breaker.Breaker
 	// Clock replaces the system clock (see package clock); nil is the real time.
 	Clock clock.Clock
-	// Logger receives background refresh failures. Default: discard.
+	// Logger receives load failures, Store failures (Debug) and codec
+	// errors, and at Debug each load ("cache: loaded"), logged with the
+	// caller's ctx where there is one (so a requestid.NewLogHandler logger
+	// adds its request_id). Default: discard.
 	Logger *slog.Logger
 
 	// random returns a uniform float in [0, 1) for jitter and XFetch

@@ -113,7 +113,7 @@ func (r *Router) requestToken(req *http.Request, o *HTTPOptions) Token {
 		}
 		t, err := ParseToken(s)
 		if err != nil {
-			r.o.Logger.Debug("dbrouter: ignoring a malformed token", "from", from, "err", err)
+			r.o.Logger.DebugContext(req.Context(), "dbrouter: ignoring a malformed token", "from", from, "err", err)
 			return
 		}
 		tok = tok.Merge(t)
@@ -150,7 +150,7 @@ func (w *tokenWriter) setToken() {
 	}
 	tok, err := w.sess.token(w.ctx, w.r.insertLSN)
 	if err != nil {
-		w.r.o.Logger.Warn("dbrouter: reading the write LSN for the response token failed; the user's reads go to the primary until the token expires", "err", err)
+		w.r.o.Logger.WarnContext(w.ctx, "dbrouter: reading the write LSN for the response token failed; the user's reads go to the primary until the token expires", "err", err)
 	}
 	v := tok.String()
 	if !w.o.NoHeader {

@@ -428,7 +428,7 @@ func (r *Router) clamp(ctx context.Context, l LSN) LSN {
 			return l // a write this router had not heard of yet
 		}
 		r.forged.Add(1)
-		r.o.Logger.Debug("dbrouter: a token beyond the primary's WAL position is forged; clamped", "token", l.String(), "primary", ins.String())
+		r.o.Logger.DebugContext(ctx, "dbrouter: a token beyond the primary's WAL position is forged; clamped", "token", l.String(), "primary", ins.String())
 		return pageStart(ins)
 	}
 	known = LSN(r.known.Load())
@@ -436,7 +436,7 @@ func (r *Router) clamp(ctx context.Context, l LSN) LSN {
 		return l
 	}
 	r.forged.Add(1)
-	r.o.Logger.Debug("dbrouter: a token beyond the primary's known WAL position plus TokenMargin is forged; clamped", "token", l.String(), "known", known.String(), "err", err)
+	r.o.Logger.DebugContext(ctx, "dbrouter: a token beyond the primary's known WAL position plus TokenMargin is forged; clamped", "token", l.String(), "known", known.String(), "err", err)
 	return known + margin
 }
 
@@ -564,7 +564,7 @@ func (r *Router) route(ctx context.Context) (*replica, error) {
 	if in.sess != nil {
 		st, err := in.sess.token(ctx, r.insertLSN)
 		if err != nil {
-			r.o.Logger.Warn("dbrouter: reading the session's write LSN failed; the read goes to the primary", "err", err)
+			r.o.Logger.WarnContext(ctx, "dbrouter: reading the session's write LSN failed; the read goes to the primary", "err", err)
 			r.tokenPrimary.Add(1)
 			return nil, nil
 		}

@@ -79,7 +79,7 @@ func (r *Router) retryOnPrimary(ctx context.Context, rep *replica, sql string, e
 		switch {
 		case pe.Code == "25006": // read_only_sql_transaction
 			r.readOnlyRetries.Add(1)
-			r.o.Logger.Error("dbrouter: routing bug: a statement sent to a replica as a read writes; retried on the primary (use Exec, a read-write BeginTx or dbrouter.Primary(ctx))",
+			r.o.Logger.ErrorContext(ctx, "dbrouter: routing bug: a statement sent to a replica as a read writes; retried on the primary (use Exec, a read-write BeginTx or dbrouter.Primary(ctx))",
 				"replica", rep.name, "sql", truncate(sql, 200), "err", pe.Message)
 			return true
 		case pe.Code == "40001" || pe.Code == "40P01": // recovery conflict on a standby

@@ -24,7 +24,11 @@ type TracerOptions struct {
 	// Clock replaces the system clock (see package clock); nil is the real
 	// time. It times the queries.
 	Clock clock.Clock
-	// Logger receives slow queries. Default: discard.
+	// Logger receives slow queries (Warn) and, when it is enabled at
+	// Debug, every other query too (Debug: "dbrouter: query", with the
+	// target, duration and SQL), each with the query's ctx, so a
+	// requestid.NewLogHandler logger adds the request's ID. Default:
+	// discard.
 	Logger *slog.Logger
 }
 
@@ -72,7 +76,8 @@ func (t *Tracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.Trac
 	return context.WithValue(ctx, traceKey{}, &traceStart{sql: data.SQL, start: clock.Now(t.o.Clock)})
 }
 
-// TraceQueryEnd counts the query and logs it when slow.
+// TraceQueryEnd counts the query and logs it: at Warn when slow, else at
+// Debug.
 func (t *Tracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
 	s, ok := ctx.Value(traceKey{}).(*traceStart)
 	if !ok {
@@ -90,7 +95,15 @@ func (t *Tracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQ
 		if data.Err != nil {
 			args = append(args, "err", data.Err)
 		}
-		t.o.Logger.Warn("dbrouter: slow query", args...)
+		t.o.Logger.WarnContext(ctx, "dbrouter: slow query", args...)
+		return
+	}
+	if t.o.Logger.Enabled(ctx, slog.LevelDebug) {
+		attrs := []slog.Attr{slog.String("target", t.o.Target), slog.Duration("duration", d), slog.String("sql", truncate(s.sql, 500))}
+		if data.Err != nil {
+			attrs = append(attrs, slog.Any("err", data.Err))
+		}
+		t.o.Logger.LogAttrs(ctx, slog.LevelDebug, "dbrouter: query", attrs...)
 	}
 }
 

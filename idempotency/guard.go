@@ -146,7 +146,7 @@ func (g *Guard) run(ctx context.Context, key, token string, fn func(ctx context.
 			return
 		}
 		if aerr := g.o.Store.Release(context.WithoutCancel(ctx), key, token); aerr != nil && !errors.Is(aerr, ErrLeaseLost) {
-			g.o.Logger.Warn("idempotency: cannot release a failed key; it is retried once its lease expires", slog.String("key", key), slog.Any("error", aerr))
+			g.o.Logger.WarnContext(ctx, "idempotency: cannot release a failed key; it is retried once its lease expires", slog.String("key", key), slog.Any("error", aerr))
 		}
 		if lost && err != nil && !errors.Is(err, ErrLeaseLost) {
 			err = fmt.Errorf("%w (%w while running)", err, ErrLeaseLost)

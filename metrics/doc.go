@@ -168,13 +168,14 @@
 //	scalekit_queue_dead_lettered_total{queue}                               counter    jobs sent to the dead letters
 //	scalekit_queue_released_total{queue}                                    counter    jobs given back at shutdown
 //	scalekit_queue_leases_lost_total{queue}                                 counter    leases lost to expiry (no outcome recorded)
+//	scalekit_queue_cancelled_total{queue}                                   counter    running jobs cancelled or deleted (no outcome recorded)
 //	scalekit_queue_handler_panics_total{queue}                              counter    handler panics
 //	scalekit_queue_rate_limited_total{queue}                                counter    jobs given back unrun: the queue's Limiter refused them
 //	scalekit_queue_snoozed_total{queue}                                     counter    jobs given back to run later by queue.Snooze (no attempt spent)
 //	scalekit_queue_in_flight{queue}                                         gauge      jobs running in the worker
 //	queue (AddQueue: the backend's counts, read during the scrape)
 //	scalekit_queue_counts_up{queue}                                         gauge      1 when the count succeeded; 0 and no series below when not
-//	scalekit_queue_jobs{queue,state}                                        gauge      jobs per state: pending, scheduled, active, retry, dead, done
+//	scalekit_queue_jobs{queue,state}                                        gauge      jobs per state: pending, scheduled, active, retry, dead, done, cancelled
 //	scalekit_queue_oldest_pending_seconds{queue}                            gauge      age of the oldest due job (lag); 0 when none waits
 //	queue (AddScheduler: a queue.Scheduler's periodic schedules)
 //	scalekit_queue_periodic_ticks_total{schedule,outcome}                   counter    ticks handled: emitted, duplicate, overlapped, missed, failed
@@ -246,6 +247,14 @@
 //
 //	red, err := metrics.NewHTTP(metrics.HTTPOptions{Registerer: reg, Mux: mux})
 //	handler := ids.Middleware(red.Middleware(limits.Middleware(mux)))
+//
+// Cost: the middleware allocates nothing per request (its response
+// wrapper comes from a pool, and keeps the writer's http.Flusher,
+// http.Hijacker and io.ReaderFrom exactly when it has them); with
+// requestid's in front the pair makes 2 allocations (the context and the
+// request copy) and costs a few hundred ns over a bare handler:
+// BenchmarkMiddleware in bench/ compares it with otelhttp and
+// slok/go-http-metrics.
 //
 // # Reads during the scrape
 //

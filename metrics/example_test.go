@@ -84,6 +84,7 @@ func ExampleCollector_AddQueue() {
 	// Output:
 	// scalekit_queue_counts_up{name="jobs",queue="emails"} 1
 	// scalekit_queue_jobs{name="jobs",queue="emails",state="active"} 0
+	// scalekit_queue_jobs{name="jobs",queue="emails",state="cancelled"} 0
 	// scalekit_queue_jobs{name="jobs",queue="emails",state="dead"} 0
 	// scalekit_queue_jobs{name="jobs",queue="emails",state="done"} 0
 	// scalekit_queue_jobs{name="jobs",queue="emails",state="pending"} 1

@@ -249,7 +249,7 @@ func (h *HTTP) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := clock.Now(h.clk)
 		h.inFlight.Inc()
-		sw, ww := httpx.Wrap(w)
+		sw, ww := httpx.Get(w) // pooled: no allocation per request
 		returned := false
 		defer func() {
 			h.inFlight.Dec()
@@ -260,6 +260,7 @@ func (h *HTTP) Middleware(next http.Handler) http.Handler {
 			case sw.Hijacked() && !sw.Wrote():
 				status = http.StatusSwitchingProtocols // an upgrade the handler answered itself
 			}
+			httpx.Put(sw)
 			h.observe(r, status, start)
 		}()
 		next.ServeHTTP(ww, r)

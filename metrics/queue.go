@@ -21,6 +21,7 @@ var queueWorkerFamilies = []family[queue.Stats]{
 	counter("scalekit_queue_dead_lettered_total", "Jobs that went to the dead letters: out of attempts, or failed with queue.Permanent.", func(s queue.Stats) uint64 { return s.Dead }),
 	counter("scalekit_queue_released_total", "Jobs given back to the backend at shutdown, due at once, the attempt not counted.", func(s queue.Stats) uint64 { return s.Released }),
 	counter("scalekit_queue_leases_lost_total", "Leases that expired under the worker (another worker took the job): the handler was cancelled and no outcome recorded.", func(s queue.Stats) uint64 { return s.Lost }),
+	counter("scalekit_queue_cancelled_total", "Jobs stopped while they ran because they were cancelled (Client.Cancel) or deleted (Client.Delete): the handler was cancelled and no outcome recorded.", func(s queue.Stats) uint64 { return s.Cancelled }),
 	counter("scalekit_queue_handler_panics_total", "Handler panics (each also a failed attempt).", func(s queue.Stats) uint64 { return s.Panics }),
 	counter("scalekit_queue_rate_limited_total", "Jobs given back unrun because the queue's Limiter refused them (the attempt not counted).", func(s queue.Stats) uint64 { return s.Limited }),
 	counter("scalekit_queue_snoozed_total", "Jobs whose handler returned queue.Snooze: given back to run later, the attempt not counted.", func(s queue.Stats) uint64 { return s.Snoozed }),
@@ -50,7 +51,7 @@ type queueCount struct {
 
 var queueCountFamilies = []family[queueCount]{
 	gauge("scalekit_queue_counts_up", "1 when the backend answered the scrape's count of the queue's jobs, 0 when the count failed or ran out of its 2s; the queue's jobs and oldest_pending series are then left out.", func(n queueCount) float64 { return boolf(n.err == nil) }),
-	gaugeFunc("scalekit_queue_jobs", "Jobs of the queue in the backend, by state: pending, scheduled, active, retry, dead, done (done jobs for the backend's retention).", []string{"state"},
+	gaugeFunc("scalekit_queue_jobs", "Jobs of the queue in the backend, by state: pending, scheduled, active, retry, dead, done, cancelled (done jobs for the backend's retention, dead and cancelled ones for its dead retention).", []string{"state"},
 		func(o out, n queueCount) {
 			if n.err != nil {
 				return
@@ -61,6 +62,7 @@ var queueCountFamilies = []family[queueCount]{
 			o.send(float64(n.Retry), string(queue.Retry))
 			o.send(float64(n.Dead), string(queue.Dead))
 			o.send(float64(n.Done), string(queue.Done))
+			o.send(float64(n.Cancelled), string(queue.Cancelled))
 		}),
 	gaugeFunc("scalekit_queue_oldest_pending_seconds", "Age of the oldest job due to run and not yet taken (the queue's lag); 0 when none waits.", nil,
 		func(o out, n queueCount) {

@@ -94,6 +94,14 @@ func TestQueue(t *testing.T) {
 		time.Sleep(10 * time.Second) // the renewal (every Lease/3)
 		synctest.Wait()
 
+		// A running job cancelled: the renewal finds its lease gone and
+		// the job cancelled, which is not a lost lease.
+		cancelled := enqueue("block", queue.EnqueueOptions{})
+		synctest.Wait()
+		noErr(t, c.Cancel(ctx, "emails", cancelled))
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+
 		// One job left to retry, one running when the worker closes: it is
 		// released, and waits 30s.
 		enqueue("failing", queue.EnqueueOptions{MaxAttempts: 5})
@@ -104,6 +112,10 @@ func TestQueue(t *testing.T) {
 		time.Sleep(30 * time.Second)
 
 		const want = `
+# HELP scalekit_queue_cancelled_total Jobs stopped while they ran because they were cancelled (Client.Cancel) or deleted (Client.Delete): the handler was cancelled and no outcome recorded.
+# TYPE scalekit_queue_cancelled_total counter
+scalekit_queue_cancelled_total{instance_name="api-1",name="mailer",queue="emails"} 1
+scalekit_queue_cancelled_total{instance_name="api-1",name="mailer",queue="reports"} 0
 # HELP scalekit_queue_dead_lettered_total Jobs that went to the dead letters: out of attempts, or failed with queue.Permanent.
 # TYPE scalekit_queue_dead_lettered_total counter
 scalekit_queue_dead_lettered_total{instance_name="api-1",name="mailer",queue="emails"} 2
@@ -114,7 +126,7 @@ scalekit_queue_failed_total{instance_name="api-1",name="mailer",queue="emails"} 
 scalekit_queue_failed_total{instance_name="api-1",name="mailer",queue="reports"} 0
 # HELP scalekit_queue_fetched_total Jobs the worker leased from the backend (each attempt counts).
 # TYPE scalekit_queue_fetched_total counter
-scalekit_queue_fetched_total{instance_name="api-1",name="mailer",queue="emails"} 10
+scalekit_queue_fetched_total{instance_name="api-1",name="mailer",queue="emails"} 11
 scalekit_queue_fetched_total{instance_name="api-1",name="mailer",queue="reports"} 0
 # HELP scalekit_queue_handler_panics_total Handler panics (each also a failed attempt).
 # TYPE scalekit_queue_handler_panics_total counter
@@ -149,7 +161,7 @@ scalekit_queue_retried_total{instance_name="api-1",name="mailer",queue="reports"
 scalekit_queue_snoozed_total{instance_name="api-1",name="mailer",queue="emails"} 1
 scalekit_queue_snoozed_total{instance_name="api-1",name="mailer",queue="reports"} 0
 `
-		workerFamilies := []string{"scalekit_queue_dead_lettered_total", "scalekit_queue_failed_total", "scalekit_queue_fetched_total",
+		workerFamilies := []string{"scalekit_queue_cancelled_total", "scalekit_queue_dead_lettered_total", "scalekit_queue_failed_total", "scalekit_queue_fetched_total",
 			"scalekit_queue_handler_panics_total", "scalekit_queue_in_flight", "scalekit_queue_leases_lost_total",
 			"scalekit_queue_processed_total", "scalekit_queue_rate_limited_total", "scalekit_queue_released_total", "scalekit_queue_retried_total",
 			"scalekit_queue_snoozed_total"}
@@ -168,12 +180,14 @@ scalekit_queue_snoozed_total{instance_name="api-1",name="mailer",queue="reports"
 		expect(t, m, "scalekit_queue_jobs", `
 			# TYPE scalekit_queue_jobs gauge
 			scalekit_queue_jobs{instance_name="api-1",name="mailer",queue="emails",state="active"} 1
+			scalekit_queue_jobs{instance_name="api-1",name="mailer",queue="emails",state="cancelled"} 1
 			scalekit_queue_jobs{instance_name="api-1",name="mailer",queue="emails",state="dead"} 2
 			scalekit_queue_jobs{instance_name="api-1",name="mailer",queue="emails",state="done"} 3
 			scalekit_queue_jobs{instance_name="api-1",name="mailer",queue="emails",state="pending"} 1
 			scalekit_queue_jobs{instance_name="api-1",name="mailer",queue="emails",state="retry"} 1
 			scalekit_queue_jobs{instance_name="api-1",name="mailer",queue="emails",state="scheduled"} 1
 			scalekit_queue_jobs{instance_name="api-1",name="mailer",queue="reports",state="active"} 0
+			scalekit_queue_jobs{instance_name="api-1",name="mailer",queue="reports",state="cancelled"} 0
 			scalekit_queue_jobs{instance_name="api-1",name="mailer",queue="reports",state="dead"} 0
 			scalekit_queue_jobs{instance_name="api-1",name="mailer",queue="reports",state="done"} 0
 			scalekit_queue_jobs{instance_name="api-1",name="mailer",queue="reports",state="pending"} 0
@@ -229,6 +243,7 @@ func TestQueueBackendDown(t *testing.T) {
 			scalekit_queue_counts_up{name="up",queue="emails"} 1
 			# TYPE scalekit_queue_jobs gauge
 			scalekit_queue_jobs{name="up",queue="emails",state="active"} 0
+			scalekit_queue_jobs{name="up",queue="emails",state="cancelled"} 0
 			scalekit_queue_jobs{name="up",queue="emails",state="dead"} 0
 			scalekit_queue_jobs{name="up",queue="emails",state="done"} 0
 			scalekit_queue_jobs{name="up",queue="emails",state="pending"} 1

@@ -77,8 +77,11 @@ type ClientOptions struct {
 	// calls the backend. A middleware must be safe for concurrent use.
 	// EnqueueMany passes each job of the batch through it (next returns
 	// nil once the job is accepted into the batch, which is stored after
-	// every job passed). It does not run for an enqueue made without the
-	// Client (queuepg's EnqueueTx and EnqueueManyTx). Default: none.
+	// every job passed). Publish passes each event through it once (Queue
+	// empty, Kind the topic), before the backend copies it to every
+	// subscriber. It does not run for an enqueue made without the
+	// Client (queuepg's EnqueueTx, EnqueueManyTx and PublishTx).
+	// Default: none.
 	Middleware []func(next EnqueueFunc) EnqueueFunc
 }
 

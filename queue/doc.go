@@ -6,7 +6,8 @@
 // PostgreSQL (with enqueue in the caller's transaction), queueredis on
 // Redis. queuetest is the conformance suite every backend passes. A
 // Scheduler enqueues periodic jobs (cron or intervals), once per tick
-// across a fleet.
+// across a fleet. Client.Publish fans an event out to every queue
+// subscribed to its topic (see Events).
 //
 //	jobs, _ := queue.NewClient(queue.ClientOptions{Backend: backend}) // queuepg, queueredis or NewMemoryBackend
 //	id, err := jobs.Enqueue(ctx, "emails", "email:welcome", Welcome{UserID: 42},
@@ -137,7 +138,27 @@
 // counted (Counts.Cancelled), drop a while-active unique key, and are
 // kept like dead ones for the backend's dead retention; Client.Requeue
 // runs a dead or cancelled job again now, its attempts reset.
-// Client.Delete removes a job in any state.
+// Client.Delete removes a job in any state. A Worker counts a running
+// job that was cancelled or deleted in Stats.Cancelled, not as a lost
+// lease (Stats.Lost).
+//
+// Client.List reads a queue's jobs a page at a time, filtered by state
+// (as Job reports it) and kind, by id from the highest (newest first for
+// the ids Enqueue makes), with the queue's Counts as the page's Totals:
+//
+//	page, err := jobs.List(ctx, queue.ListRequest{Queue: "emails", State: queue.Retry, Limit: 20})
+//	for page.Next != "" && err == nil { // ... show page.Jobs, then:
+//		page, err = jobs.List(ctx, queue.ListRequest{Queue: "emails", State: queue.Retry, Limit: 20, Cursor: page.Next})
+//	}
+//
+// The cursor is a position by id, not a snapshot: jobs added or removed
+// between pages never make a job appear twice or hide one that stayed.
+// Every backend reads a page from an ordered index of ids (queuepg its
+// primary key, queueredis a sorted set of ids per queue) and examines at
+// most ListScanBudget jobs per call when filtering, so a page never costs
+// a scan of the queue. Client.Queues lists the queues a backend holds
+// (those with jobs, and the paused ones), which the command-line tool's
+// `scalekit queue stats` reads when no queue is named.
 //
 // Client.Pause stops a queue fleet-wide: every Worker asks the backend
 // whether a queue is paused at most once a second (one key or primary-key
@@ -170,6 +191,58 @@
 // like a handler panic. The Middleware of package idempotency's Worker
 // runs a job's handler once to completion however often the job is
 // delivered.
+//
+// RequestIDClient and RequestIDWorker are such a pair for package
+// requestid: the request ID (and W3C trace) of the enqueue's ctx goes
+// into the job's metadata and back into the attempt's ctx, so with a
+// requestid.NewLogHandler logger the handler's lines, and the Worker's
+// lines about the attempt's outcome, carry the request's ID:
+//
+//	c, _ := queue.NewClient(queue.ClientOptions{Backend: b,
+//		Middleware: []func(queue.EnqueueFunc) queue.EnqueueFunc{queue.RequestIDClient()}})
+//	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: b, Logger: logger, Queues: qs,
+//		Middleware: []func(queue.AttemptFunc) queue.AttemptFunc{queue.RequestIDWorker()}})
+//
+// # Events
+//
+// Client.Publish(ctx, topic, event, opts) delivers one event durably to
+// every queue subscribed to topic (Client.Subscribe): each subscriber
+// queue gets its own job, so it has its own attempts, retries and dead
+// letters, and one subscriber failing never holds back the others.
+//
+//	jobs.Subscribe(ctx, "note.created", "search") // durable, fleet-wide, idempotent
+//	jobs.Subscribe(ctx, "note.created", "notify")
+//	queue.Handle(searchWorker, "note.created", func(ctx context.Context, j *queue.Job[NoteCreated]) error { ... })
+//	p, err := jobs.Publish(ctx, "note.created", NoteCreated{ID: 7}, queue.PublishOptions{Key: "note-7"})
+//
+// The job an event becomes is the same in every subscriber queue: Kind
+// is the topic (a subscriber registers Handle(w, topic, fn)), ID is the
+// event's id (PublishOptions.ID, or a new one), Payload is the event as
+// JSON, Metadata is PublishOptions.Metadata plus the ordering key
+// (PublishOptions.Key) under MetadataEventKey. Topics follow the rules
+// of kinds. Subscriptions are stored in the backend (a table on queuepg,
+// a set per topic on queueredis), so they hold for the whole fleet and
+// across restarts; Subscribe and Unsubscribe are idempotent, and
+// Subscribers lists a topic's queues. A publish to a topic with no
+// subscriber stores nothing and succeeds.
+//
+// Publish stores the copies atomically where the engine can:
+// MemoryBackend under its lock; queuepg in one statement (INSERT ...
+// SELECT from the subscriptions), also inside the caller's transaction
+// with its PublishTx: the event exists exactly when the business change
+// it announces commits, a transactional outbox with no relay process;
+// queueredis in one script on one Redis. On a Redis Cluster the
+// subscriber queues live in different slots, so each gets its own
+// script, and an error may leave the event in some queues only. There is
+// no unique key: the event's id is its dedupe key, and publishing again
+// with the same PublishOptions.ID (Published.ID is returned with the
+// error) completes a delivery that failed part way, on every backend,
+// without a duplicate (a queue that holds the event stores nothing).
+//
+// The client middleware runs once per Publish, on the event's message
+// (Queue empty, Kind the topic), so a trace context it adds travels to
+// every subscriber's job. queuepg's PublishTx, like EnqueueTx, runs
+// without it.
 //
 // # When the backend is down
 //

@@ -148,3 +148,43 @@ func ExampleClient_EnqueueMany() {
 	// job 2: duplicate of w2
 	// queue: EnqueueMany: jobs[1]: queue: invalid: kind "bad kind" must be 1 to 100 letters, digits, '_', '.', ':' or '-'
 }
+
+// List reads a queue's jobs a page at a time, newest first, with the
+// queue's totals per state; Next continues where the page ended.
+func ExampleClient_List() {
+	backend := queue.NewMemoryBackend(queue.MemoryBackendOptions{})
+	client, _ := queue.NewClient(queue.ClientOptions{Backend: backend})
+	ctx := context.Background()
+	for i := range 5 {
+		kind := "email:welcome"
+		if i%2 == 1 {
+			kind = "email:digest"
+		}
+		if _, err := client.Enqueue(ctx, "emails", kind, Welcome{UserID: i}, queue.EnqueueOptions{}); err != nil {
+			panic(err)
+		}
+	}
+	r := queue.ListRequest{Queue: "emails", Kind: "email:welcome", Limit: 2}
+	for {
+		page, err := client.List(ctx, r)
+		if err != nil {
+			panic(err)
+		}
+		for _, m := range page.Jobs {
+			fmt.Println(m.Kind, m.State, string(m.Payload))
+		}
+		if page.Next == "" {
+			fmt.Println("pending in the queue:", page.Totals.Pending)
+			break
+		}
+		r.Cursor = page.Next
+	}
+	queues, _ := client.Queues(ctx)
+	fmt.Println("queues:", queues)
+	// Output:
+	// email:welcome pending {"UserID":4,"Email":""}
+	// email:welcome pending {"UserID":2,"Email":""}
+	// email:welcome pending {"UserID":0,"Email":""}
+	// pending in the queue: 5
+	// queues: [emails]
+}

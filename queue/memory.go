@@ -40,6 +40,10 @@ type MemoryBackend struct {
 	// holds that no longer hold.
 	uniqueCap int
 	paused    map[string]bool
+	// subs are the subscriptions: topic -> queue (events.go).
+	subs map[string]map[string]bool
+	// named are the queues that received a job (Queues).
+	named map[string]bool
 }
 
 // uniqueHold is a unique key's holder: until a time, or while its job is
@@ -122,7 +126,7 @@ func NewMemoryBackend(o MemoryBackendOptions) *MemoryBackend {
 	if o.DeadRetention <= 0 {
 		o.DeadRetention = DefaultDeadRetention
 	}
-	return &MemoryBackend{o: o, queues: map[string]*memQueue{}, unique: map[string]uniqueHold{}, uniqueCap: 1024, paused: map[string]bool{}}
+	return &MemoryBackend{o: o, queues: map[string]*memQueue{}, unique: map[string]uniqueHold{}, uniqueCap: 1024, paused: map[string]bool{}, named: map[string]bool{}}
 }
 
 func (b *MemoryBackend) queue(name string) *memQueue {
@@ -191,6 +195,7 @@ func (b *MemoryBackend) enqueue(m *Message, now time.Time) error {
 		b.sweepUnique(now)
 		b.unique[uk] = uniqueHold{id: m.ID, until: m.UniqueUntil, whileActive: m.UniqueWhileActive}
 	}
+	b.named[m.Queue] = true
 	j := &memJob{m: *m, idx: -1}
 	j.m.Payload = slices.Clone(m.Payload)
 	j.m.Metadata = maps.Clone(m.Metadata)

@@ -288,7 +288,10 @@ type Backend interface {
 	EnqueueMany(ctx context.Context, ms []*Message) (results []EnqueueResult, err error)
 	// Fetch leases up to Max due jobs (pending, scheduled or retry jobs
 	// whose time came, and active jobs whose lease expired), counting an
-	// attempt on each.
+	// attempt on each. Within a priority, jobs whose lease expired and
+	// jobs given back by Release (due now) come first (the expired ones
+	// in no set order among themselves), then the others in due order,
+	// those due at once in enqueue order.
 	Fetch(ctx context.Context, r FetchRequest) ([]*Lease, error)
 	// Extend renews a lease until now+d, or returns ErrLeaseLost.
 	Extend(ctx context.Context, l *Lease, d time.Duration) error
@@ -343,6 +346,46 @@ type Backend interface {
 	// ErrLeaseLost for its outcome (and its handler's ctx is cancelled
 	// at its next renewal).
 	Delete(ctx context.Context, queue, id string) error
+	// List returns up to q.Limit jobs of q.Queue whose id is below
+	// q.Before (any id when empty) and that match q.State (as Job reports
+	// it) and q.Kind (empty: any), by id from the highest, and next: the
+	// id to pass as Before for the rest, empty when nothing is left. The
+	// ids compare as the backend stores them (byte order, or the
+	// PostgreSQL table's collation), the same order for every call. A
+	// backend may bound the work of one call (the backends of this
+	// module examine at most ListScanBudget jobs of a filtered listing)
+	// and return fewer than Limit jobs with a next; Client.List calls
+	// again. Its cost must not grow with the size of the queue.
+	List(ctx context.Context, q ListQuery) (jobs []*Message, next string, err error)
+	// Queues returns the backend's queue names, sorted, each once:
+	// every queue that holds a job or is paused; a queue whose jobs are
+	// all gone may stay listed. It must cost nothing on the enqueue path
+	// beyond O(1).
+	Queues(ctx context.Context) ([]string, error)
+
+	// Events (see Client.Publish).
+
+	// Subscribe stores a subscription of queue to topic, for the whole
+	// fleet; subscribing again does nothing.
+	Subscribe(ctx context.Context, topic, queue string) error
+	// Unsubscribe removes a subscription; removing one that does not
+	// exist does nothing.
+	Unsubscribe(ctx context.Context, topic, queue string) error
+	// Subscribers lists the queues subscribed to topic, sorted.
+	Subscribers(ctx context.Context, topic string) ([]string, error)
+	// Publish stores a copy of m (a NewEvent message: Queue empty, Kind
+	// the topic) in every queue subscribed to topic, each as Enqueue
+	// would store EventCopy(m, queue) (a queue that holds the same job,
+	// SameJob, stores nothing), atomically where the engine can (one
+	// lock, statement or script), and returns the subscribed queues that
+	// hold the event, sorted; none, and no error, when topic has no
+	// subscriber. A queue whose job with m.ID is another job does not
+	// get it: Publish returns a *PublishError (ErrInvalid) naming those
+	// queues, with the queues that did. After an error from the
+	// backend, some queues may hold the event (where a publish takes
+	// more than one write): publishing the same message again completes
+	// the delivery.
+	Publish(ctx context.Context, topic string, m *Message) (queues []string, err error)
 }
 
 // DefaultDeadRetention is how long the backends of this module keep dead

@@ -131,6 +131,11 @@ type attemptRun struct {
 	m   *Message
 	rep reporter
 	out []byte
+	// logCtx is the ctx the handler ran with (what the worker middleware
+	// made of the attempt's), kept for its values only: the Worker's log
+	// lines about the attempt's outcome are made with it, so a request ID
+	// a middleware put there (RequestIDWorker) is on them too.
+	logCtx context.Context
 }
 
 // Options configure how a Worker consumes one queue
@@ -231,8 +236,8 @@ type workerQueue struct {
 const pauseCheck = time.Second
 
 type queueCounters struct {
-	fetched, processed, failed, retried, dead, released, lost, panics, limited, snoozed atomic.Uint64
-	inflight                                                                            atomic.Int64
+	fetched, processed, failed, retried, dead, released, lost, cancelled, panics, limited, snoozed atomic.Uint64
+	inflight                                                                                       atomic.Int64
 }
 
 // NewWorker returns a Worker, or an error naming the bad option.
@@ -518,7 +523,7 @@ func (w *Worker) run(q *workerQueue, l *Lease, ls *leaseState) {
 	defer cancel()
 	var lost atomic.Bool
 	hb := w.heartbeat(ctx, q, l, &lost, cancel)
-	out, err := w.call(ctx, q, l)
+	out, lctx, err := w.call(ctx, q, l)
 	hb.Stop()
 	freeSlot() // recording the outcome does not hold the slot
 	bg, cancelBG := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -531,11 +536,11 @@ func (w *Worker) run(q *workerQueue, l *Lease, ls *leaseState) {
 		// Snoozed (even while stopping): due later, the attempt not counted.
 		until := clock.Now(w.o.Clock).Add(snooze.d)
 		if rerr := w.o.Backend.Release(bg, l, until); rerr != nil {
-			w.ackFailed(q, m, rerr)
+			w.ackFailed(lctx, q, m, rerr)
 			return
 		}
 		q.st.snoozed.Add(1)
-		w.o.Logger.Info("queue: job snoozed", slog.String("queue", q.name), slog.String("id", m.ID), slog.Int("attempt", m.Attempt), slog.Int("snoozes", m.Snoozes+1), slog.Time("run_at", until))
+		w.o.Logger.LogAttrs(lctx, slog.LevelInfo, "queue: job snoozed", slog.String("queue", q.name), slog.String("id", m.ID), slog.Int("attempt", m.Attempt), slog.Int("snoozes", m.Snoozes+1), slog.Time("run_at", until))
 		return
 	case w.hardCtx.Err() != nil && err != nil:
 		// Stopping: the attempt did not finish; give the job back.
@@ -545,7 +550,7 @@ func (w *Worker) run(q *workerQueue, l *Lease, ls *leaseState) {
 		return
 	case err == nil:
 		if cerr := w.o.Backend.Complete(bg, l, out); cerr != nil {
-			w.ackFailed(q, m, cerr)
+			w.ackFailed(lctx, q, m, cerr)
 			return
 		}
 		q.st.processed.Add(1)
@@ -555,33 +560,40 @@ func (w *Worker) run(q *workerQueue, l *Lease, ls *leaseState) {
 	dead := IsPermanent(err) || m.Attempt >= m.MaxAttempts
 	retryAt := clock.Now(w.o.Clock).Add(w.o.Backoff.Next(m.Attempt, 0, rand.Float64()))
 	if ferr := w.o.Backend.Fail(bg, l, err.Error(), retryAt, dead); ferr != nil {
-		w.ackFailed(q, m, ferr)
+		w.ackFailed(lctx, q, m, ferr)
 		return
 	}
 	if dead {
 		q.st.dead.Add(1)
-		w.o.Logger.Warn("queue: job dead", slog.String("queue", q.name), slog.String("id", m.ID), slog.String("kind", m.Kind), slog.Int("attempt", m.Attempt), slog.Any("error", err))
+		w.o.Logger.LogAttrs(lctx, slog.LevelWarn, "queue: job dead", slog.String("queue", q.name), slog.String("id", m.ID), slog.String("kind", m.Kind), slog.Int("attempt", m.Attempt), slog.Any("error", err))
 	} else {
 		q.st.retried.Add(1)
-		w.o.Logger.Info("queue: job failed, will retry", slog.String("queue", q.name), slog.String("id", m.ID), slog.Int("attempt", m.Attempt), slog.Time("retry_at", retryAt), slog.Any("error", err))
+		w.o.Logger.LogAttrs(lctx, slog.LevelInfo, "queue: job failed, will retry", slog.String("queue", q.name), slog.String("id", m.ID), slog.Int("attempt", m.Attempt), slog.Time("retry_at", retryAt), slog.Any("error", err))
 	}
 }
 
-func (w *Worker) ackFailed(q *workerQueue, m *Message, err error) {
+func (w *Worker) ackFailed(ctx context.Context, q *workerQueue, m *Message, err error) {
 	if errors.Is(err, ErrLeaseLost) {
-		q.st.lost.Add(1)
-		w.o.Logger.Warn("queue: lease lost before the outcome was recorded; the job runs again elsewhere", slog.String("queue", q.name), slog.String("id", m.ID))
+		if w.leaseGone(q, m) {
+			w.o.Logger.LogAttrs(ctx, slog.LevelInfo, "queue: job cancelled or deleted before its outcome was recorded", slog.String("queue", q.name), slog.String("id", m.ID))
+			return
+		}
+		w.o.Logger.LogAttrs(ctx, slog.LevelWarn, "queue: lease lost before the outcome was recorded; the job runs again elsewhere", slog.String("queue", q.name), slog.String("id", m.ID))
 		return
 	}
-	w.o.Logger.Error("queue: cannot record a job's outcome; it is redelivered after its lease", slog.String("queue", q.name), slog.String("id", m.ID), slog.Any("error", err))
+	w.o.Logger.LogAttrs(ctx, slog.LevelError, "queue: cannot record a job's outcome; it is redelivered after its lease", slog.String("queue", q.name), slog.String("id", m.ID), slog.Any("error", err))
 }
 
 // call runs one attempt of l's job through the worker middleware,
 // turning a panic (in the handler or a middleware) into an error with
 // its stack.
-func (w *Worker) call(ctx context.Context, q *workerQueue, l *Lease) (out []byte, err error) {
+//
+// It returns the handler's output and error, and the ctx to log the
+// outcome with: the handler's (see attemptRun.logCtx), or ctx when the
+// handler did not run.
+func (w *Worker) call(ctx context.Context, q *workerQueue, l *Lease) (out []byte, logCtx context.Context, err error) {
 	m := l.Msg
-	r := &attemptRun{m: m, rep: reporter{b: w.o.Backend, l: l, clk: w.o.Clock}}
+	r := &attemptRun{m: m, rep: reporter{b: w.o.Backend, l: l, clk: w.o.Clock}, logCtx: ctx}
 	defer func() {
 		if p := recover(); p != nil {
 			q.st.panics.Add(1)
@@ -589,13 +601,13 @@ func (w *Worker) call(ctx context.Context, q *workerQueue, l *Lease) (out []byte
 			if len(w.o.Middleware) > 0 {
 				who = "handler or worker middleware"
 			}
-			out, err = nil, fmt.Errorf("queue: %s for %q panicked: %v\n%s", who, m.Kind, p, debug.Stack())
+			out, logCtx, err = nil, r.logCtx, fmt.Errorf("queue: %s for %q panicked: %v\n%s", who, m.Kind, p, debug.Stack())
 		}
 	}()
 	a := Attempt{ID: m.ID, Queue: m.Queue, Kind: m.Kind, Attempt: m.Attempt, MaxAttempts: m.MaxAttempts, Snoozes: m.Snoozes,
 		EnqueuedAt: m.EnqueuedAt, LastError: m.LastError, md: m.Metadata, run: r}
 	err = w.attempt(ctx, a)
-	return r.out, err
+	return r.out, r.logCtx, err
 }
 
 // handle is the innermost AttemptFunc: it runs the handler of the job's
@@ -611,6 +623,7 @@ func (w *Worker) handle(ctx context.Context, a Attempt) error {
 	if h == nil {
 		return fmt.Errorf("queue: no handler for kind %q in this worker", r.m.Kind)
 	}
+	r.logCtx = ctx
 	out, err := h(ctx, r.m, &r.rep)
 	r.out = out
 	return err
@@ -628,13 +641,33 @@ func (w *Worker) heartbeat(ctx context.Context, q *workerQueue, l *Lease, lost *
 		rcancel()
 		if errors.Is(err, ErrLeaseLost) {
 			lost.Store(true)
-			q.st.lost.Add(1)
-			w.o.Logger.Warn("queue: lease lost while running; cancelling the handler", slog.String("queue", q.name), slog.String("id", l.Msg.ID))
 			cancel()
+			if w.leaseGone(q, l.Msg) {
+				w.o.Logger.LogAttrs(ctx, slog.LevelInfo, "queue: job cancelled or deleted while running; its handler is cancelled", slog.String("queue", q.name), slog.String("id", l.Msg.ID))
+			} else {
+				w.o.Logger.LogAttrs(ctx, slog.LevelWarn, "queue: lease lost while running; its handler is cancelled", slog.String("queue", q.name), slog.String("id", l.Msg.ID))
+			}
 			return false
 		}
 		return true
 	})
+}
+
+// leaseGone counts a lease the backend refused (ErrLeaseLost) and
+// reports whether the job was cancelled or deleted: it asks the backend
+// for the job (one read, on this rare path only), counts Cancelled when
+// it is cancelled or gone, and Lost otherwise (its lease ran out and
+// another worker may hold it), or when the backend cannot tell.
+func (w *Worker) leaseGone(q *workerQueue, m *Message) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), max(q.o.Lease/3, time.Second))
+	defer cancel()
+	cur, err := w.o.Backend.Job(ctx, q.name, m.ID)
+	if errors.Is(err, ErrNotFound) || (err == nil && cur.State == Cancelled) {
+		q.st.cancelled.Add(1)
+		return true
+	}
+	q.st.lost.Add(1)
+	return false
 }
 
 // Shutdown stops fetching, lets the jobs in flight finish until ctx ends,
@@ -704,8 +737,13 @@ type Stats struct {
 	// went to the dead letters.
 	Fetched, Processed, Failed, Retried, Dead uint64
 	// Released counts jobs given back at shutdown; Lost the leases lost
-	// to expiry; Panics the handler panics.
+	// to expiry (another worker may run the job); Panics the handler
+	// panics.
 	Released, Lost, Panics uint64
+	// Cancelled counts jobs stopped while they ran because they were
+	// cancelled (Client.Cancel) or deleted (Client.Delete): their handler's
+	// ctx was cancelled, or their outcome refused, and nothing recorded.
+	Cancelled uint64
 	// Limited counts jobs given back unrun because the queue's Limiter
 	// refused them (they run later; no attempt is counted).
 	Limited uint64
@@ -726,7 +764,7 @@ func (w *Worker) Stats() []Stats {
 	for _, q := range w.queues {
 		s := &q.st
 		out = append(out, Stats{Queue: q.name, Fetched: s.fetched.Load(), Processed: s.processed.Load(), Failed: s.failed.Load(),
-			Retried: s.retried.Load(), Dead: s.dead.Load(), Released: s.released.Load(), Lost: s.lost.Load(), Panics: s.panics.Load(), Limited: s.limited.Load(), Snoozed: s.snoozed.Load(), InFlight: s.inflight.Load(), Paused: q.paused.Load()})
+			Retried: s.retried.Load(), Dead: s.dead.Load(), Released: s.released.Load(), Lost: s.lost.Load(), Cancelled: s.cancelled.Load(), Panics: s.panics.Load(), Limited: s.limited.Load(), Snoozed: s.snoozed.Load(), InFlight: s.inflight.Load(), Paused: q.paused.Load()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Queue < out[j].Queue })
 	return out

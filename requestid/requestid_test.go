@@ -461,3 +461,17 @@ func (w withCtx) WithGroup(name string) slog.Handler {
 }
 
 var timeZero time.Time
+
+func TestTraceString(t *testing.T) {
+	for _, in := range []string{validTP, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ab"} {
+		tr, ok := requestid.ParseTraceparent(in)
+		if !ok || tr.String() != in {
+			t.Errorf("ParseTraceparent(%q).String() = %q (ok %v)", in, tr.String(), ok)
+		}
+	}
+	// A later version is written back as version 00.
+	tr, _ := requestid.ParseTraceparent("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more")
+	if tr.String() != validTP {
+		t.Errorf("got %q", tr.String())
+	}
+}

@@ -71,3 +71,10 @@ func unhex(c byte) byte {
 	}
 	return c - 'a' + 10
 }
+
+// String returns t as a version 00 traceparent header value, which
+// ParseTraceparent reads back: "00-<trace-id>-<span-id>-<flags>".
+func (t Trace) String() string {
+	const hexDigits = "0123456789abcdef"
+	return "00-" + t.TraceID + "-" + t.SpanID + "-" + string([]byte{hexDigits[t.Flags>>4], hexDigits[t.Flags&15]})
+}

@@ -3,6 +3,11 @@ package scalekittest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -79,4 +84,92 @@ func (d *daemon) restart(ctx context.Context, start func(context.Context) error)
 		return nil
 	}
 	return start(ctx)
+}
+
+// bind runs start on port, or when port is 0 on a free port, trying
+// another free port (three in all) when the one picked was taken by
+// someone else before the server bound it. It sets d.port.
+func (d *daemon) bind(port int, start func() error) error {
+	d.port = port
+	var err error
+	for attempt := 0; ; attempt++ {
+		if port == 0 {
+			if d.port, err = freePort(); err != nil {
+				return err
+			}
+		}
+		if err = start(); err == nil || port != 0 || attempt == 2 || !strings.Contains(err.Error(), "in use") {
+			return err
+		}
+	}
+}
+
+// closeDir stops the server for good (SIGKILL) and removes dir, its
+// files: the Close of a server with one temp dir. It is idempotent.
+func (d *daemon) closeDir(dir string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	if d.p != nil {
+		d.p.stop(syscall.SIGKILL, 5*time.Second)
+		d.p = nil
+	}
+	return os.RemoveAll(dir)
+}
+
+// launch starts bin (as the current user, its output in logPath) and
+// waits up to timeout for ready to succeed, then makes it d's process;
+// a process that never gets ready is killed.
+func (d *daemon) launch(ctx context.Context, timeout time.Duration, bin, logPath string, args []string, ready func(context.Context) error) error {
+	p, err := runAs{}.startProc(bin, logPath, args...)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := waitFor(ctx, p, d.what+" on port "+strconv.Itoa(d.port), ready); err != nil {
+		p.stop(syscall.SIGKILL, time.Second)
+		return err
+	}
+	d.p = p
+	return nil
+}
+
+// probe opens a fresh connection to addr for a readiness check, without a
+// client library (so readiness never depends on a client's reconnect
+// back-off), with a 1s deadline for the exchange.
+func probe(ctx context.Context, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: 500 * time.Millisecond}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	return c, nil
+}
+
+// addr is the server's 127.0.0.1 host:port; the caller holds d.mu or
+// owns d alone.
+func (d *daemon) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(d.port)) }
+
+// Addr is the server's host:port.
+func (d *daemon) Addr() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.addr()
+}
+
+// prepare finds a server's binary (on PATH, then in extra) and makes its
+// temp dir (pattern as for os.MkdirTemp).
+func prepare(name, pattern string, extra ...string) (bin, dir string, err error) {
+	if bin, err = lookBinary(name, extra...); err != nil {
+		return "", "", err
+	}
+	if dir, err = os.MkdirTemp("", pattern); err != nil {
+		return "", "", fmt.Errorf("scalekittest: temp dir: %w", err)
+	}
+	return bin, dir, nil
 }

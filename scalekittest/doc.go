@@ -1,8 +1,8 @@
 // Package scalekittest starts real servers for integration tests and local
 // runs, as net/http/httptest does for HTTP: a throwaway redis-server, a Redis
-// Cluster of three masters, and a PostgreSQL primary with a real streaming
-// replica, from the binaries on the machine, in temp dirs, on free
-// 127.0.0.1 ports.
+// Cluster of three masters, a PostgreSQL primary with a real streaming
+// replica, and a nats-server with JetStream (StartNATS), from the binaries
+// on the machine, in temp dirs, on free 127.0.0.1 ports.
 //
 //	pg, err := scalekittest.StartPostgres(ctx, scalekittest.PostgresOptions{})
 //	if err != nil { ... }            // errors.Is(err, ErrMissingBinary): install postgresql
@@ -19,6 +19,7 @@
 // PostgreSQL refuses to run as root: when this process is root, initdb,
 // pg_basebackup and postgres run as the "postgres" user. The binaries come
 // from $SCALEKIT_PG_BINDIR, `pg_config --bindir` or
-// /usr/lib/postgresql/*/bin; redis-server and redis-cli from PATH. A missing
+// /usr/lib/postgresql/*/bin; redis-server and redis-cli from PATH;
+// nats-server from PATH or /usr/sbin. A missing
 // binary gives an error wrapping ErrMissingBinary that says what to install.
 package scalekittest

@@ -40,6 +40,8 @@ func packageFor(name string) string {
 	switch name {
 	case "redis-server", "redis-cli":
 		return "redis-server"
+	case "nats-server":
+		return "nats-server"
 	default:
 		return "postgresql"
 	}

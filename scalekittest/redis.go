@@ -3,7 +3,6 @@ package scalekittest
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -44,31 +43,15 @@ type RedisServer struct {
 // stops it and removes its files. It returns an error wrapping
 // ErrMissingBinary when redis-server is not installed.
 func StartRedis(ctx context.Context, opts RedisOptions) (*RedisServer, error) {
-	bin, err := lookBinary("redis-server")
+	bin, dir, err := prepare("redis-server", "scalekit-redis-*")
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "scalekit-redis-*")
-	if err != nil {
-		return nil, fmt.Errorf("scalekittest: temp dir: %w", err)
-	}
-	s := &RedisServer{daemon: daemon{what: "redis-server", port: opts.Port}, bin: bin, dir: dir, args: opts.Args, timeout: opts.StartTimeout}
+	s := &RedisServer{daemon: daemon{what: "redis-server"}, bin: bin, dir: dir, args: opts.Args, timeout: opts.StartTimeout}
 	if s.timeout <= 0 {
 		s.timeout = 15 * time.Second
 	}
-	// A free port can be taken by someone else before the server binds it:
-	// try a few ports before giving up.
-	for attempt := 0; ; attempt++ {
-		if opts.Port == 0 {
-			if s.port, err = freePort(); err != nil {
-				break
-			}
-		}
-		if err = s.start(ctx); err == nil || opts.Port != 0 || attempt == 2 || !strings.Contains(err.Error(), "in use") {
-			break
-		}
-	}
-	if err != nil {
+	if err := s.bind(opts.Port, func() error { return s.start(ctx) }); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -87,30 +70,17 @@ func (s *RedisServer) start(ctx context.Context) error {
 		"--logfile", "",
 	}
 	args = append(args, s.args...)
-	p, err := runAs{}.startProc(s.bin, filepath.Join(s.dir, "redis.log"), args...)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	if err := waitFor(ctx, p, "redis-server on "+s.addr(), func(ctx context.Context) error { return rawPing(ctx, s.addr()) }); err != nil {
-		p.stop(syscall.SIGKILL, time.Second)
-		return err
-	}
-	s.p = p
-	return nil
+	return s.launch(ctx, s.timeout, s.bin, filepath.Join(s.dir, "redis.log"), args, func(ctx context.Context) error { return rawPing(ctx, s.addr()) })
 }
 
 // rawPing sends PING over a fresh connection, without a client library, so
 // readiness never depends on a client's reconnect back-off.
 func rawPing(ctx context.Context, addr string) error {
-	d := net.Dialer{Timeout: 500 * time.Millisecond}
-	c, err := d.DialContext(ctx, "tcp", addr)
+	c, err := probe(ctx, addr)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
 	if _, err := c.Write([]byte("PING\r\n")); err != nil {
 		return err
 	}
@@ -123,15 +93,6 @@ func rawPing(ctx context.Context, addr string) error {
 		return fmt.Errorf("PING answered %q", strings.TrimSpace(got))
 	}
 	return nil
-}
-
-func (s *RedisServer) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
-
-// Addr is the server's host:port.
-func (s *RedisServer) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr()
 }
 
 // URL is a redis:// URL for database 0.
@@ -161,16 +122,4 @@ func (s *RedisServer) Kill() error {
 func (s *RedisServer) Start(ctx context.Context) error { return s.restart(ctx, s.start) }
 
 // Close stops the server and removes its files. It is idempotent.
-func (s *RedisServer) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	if s.p != nil {
-		s.p.stop(syscall.SIGKILL, 5*time.Second)
-		s.p = nil
-	}
-	return os.RemoveAll(s.dir)
-}
+func (s *RedisServer) Close() error { return s.closeDir(s.dir) }

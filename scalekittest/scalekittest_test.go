@@ -57,3 +57,39 @@ func TestStartersHaveAPlainAPI(t *testing.T) {
 		t.Fatal("Start after Close succeeded")
 	}
 }
+
+func TestStartNATS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := scalekittest.StartNATS(ctx, scalekittest.NATSOptions{})
+	if err != nil {
+		if errors.Is(err, scalekittest.ErrMissingBinary) && os.Getenv("SCALEKIT_REQUIRE_SERVERS") != "1" {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !strings.HasPrefix(s.URL(), "nats://127.0.0.1:") || !s.Running() {
+		t.Fatalf("URL %q, running %v", s.URL(), s.Running())
+	}
+	port := s.Port()
+	if err := s.Stop(); err != nil || s.Running() {
+		t.Fatalf("Stop: %v, running %v", err, s.Running())
+	}
+	if err := s.Start(ctx); err != nil || !s.Running() || s.Port() != port {
+		t.Fatalf("Start: %v, running %v, port %d (was %d)", err, s.Running(), s.Port(), port)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(ctx); err == nil {
+		t.Fatal("Start after Close succeeded")
+	}
+
+	t.Setenv("PATH", t.TempDir())
+	if _, err := os.Stat("/usr/sbin/nats-server"); err != nil {
+		if _, err := scalekittest.StartNATS(ctx, scalekittest.NATSOptions{}); !errors.Is(err, scalekittest.ErrMissingBinary) {
+			t.Fatalf("StartNATS without nats-server: err = %v, want ErrMissingBinary", err)
+		}
+	}
+}

@@ -37,7 +37,7 @@ type action func(ctx context.Context, c *queue.Client, args []string) (result, e
 // pause, resume, list) is one more entry.
 type command struct {
 	name    string
-	args    []string // the positional arguments' names; a name ending in "..." takes one or more
+	args    []string // the positional arguments' names; a last name ending in "..." takes one or more, "[name...]" zero or more
 	summary string
 	// setup declares the command's own flags on fs and returns the action,
 	// which reads them once they are parsed. check, when set, validates
@@ -47,7 +47,8 @@ type command struct {
 
 // queueCommands is the table of `scalekit queue <command>`.
 var queueCommands = []command{
-	{name: "stats", args: []string{"queue..."}, summary: "count each queue's jobs per state", setup: setupStats},
+	{name: "stats", args: []string{"[queue...]"}, summary: "count each queue's jobs per state (every queue when none is named)", setup: setupStats},
+	{name: "list", args: []string{"queue"}, summary: "list a queue's jobs, newest first, by state and kind, a page at a time", setup: setupList},
 	{name: "show", args: []string{"queue", "id"}, summary: "show one job: state, attempts, progress, output, last error, metadata, times", setup: setupShow},
 	{name: "dead", args: []string{"queue"}, summary: "list a queue's dead jobs, most recent first", setup: setupDead},
 	{name: "requeue", args: []string{"queue", "id"}, summary: "make a dead or cancelled job pending again with fresh attempts",
@@ -164,6 +165,10 @@ func (cmd *command) exec(ctx context.Context, args []string, env func(string) st
 		return exitError
 	}
 	res, err := act(ctx, c, pos)
+	var ue *usageError
+	if errors.As(err, &ue) { // an argument only the backend could judge (a cursor)
+		return usage(err)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %s\n", name, conf.explain(ctx, err))
 		return exitError
@@ -183,15 +188,19 @@ func (cmd *command) exec(ctx context.Context, args []string, env func(string) st
 // checkArgs counts the positional arguments and checks each as a queue
 // name or job id.
 func (cmd *command) checkArgs(pos []string) error {
-	variadic := len(cmd.args) > 0 && strings.HasSuffix(cmd.args[len(cmd.args)-1], "...")
+	variadic := len(cmd.args) > 0 && strings.HasSuffix(strings.TrimSuffix(cmd.args[len(cmd.args)-1], "]"), "...")
+	required := len(cmd.args)
+	if variadic && strings.HasPrefix(cmd.args[len(cmd.args)-1], "[") {
+		required-- // zero or more
+	}
 	switch {
-	case len(pos) < len(cmd.args):
+	case len(pos) < required:
 		return usagef("missing <%s>", strings.TrimSuffix(cmd.args[len(pos)], "..."))
 	case len(pos) > len(cmd.args) && !variadic:
 		return usagef("unexpected argument %q (takes %s)", pos[len(cmd.args)], cmd.argsUsage())
 	}
 	for i, a := range pos {
-		what := strings.TrimSuffix(cmd.args[min(i, len(cmd.args)-1)], "...")
+		what := strings.TrimSuffix(strings.Trim(cmd.args[min(i, len(cmd.args)-1)], "[]"), "...")
 		if !queuex.ValidName(a) {
 			return usagef("%s %q: must be 1 to 100 letters, digits, '_', '.', ':' or '-'", what, a)
 		}
@@ -205,7 +214,9 @@ func (cmd *command) argsUsage() string {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		if n, ok := strings.CutSuffix(a, "..."); ok {
+		if n, ok := strings.CutSuffix(a, "...]"); ok {
+			fmt.Fprintf(&b, "[<%s>...]", strings.TrimPrefix(n, "["))
+		} else if n, ok := strings.CutSuffix(a, "..."); ok {
 			fmt.Fprintf(&b, "<%s>...", n)
 		} else {
 			fmt.Fprintf(&b, "<%s>", a)

@@ -186,6 +186,73 @@ func TestQueueCommands(t *testing.T) {
 				t.Errorf("stats -json reports = %v", stats[1])
 			}
 
+			// stats with no queue: every queue the backend knows.
+			decode(t, mustCLI(t, env, cmd("stats", "-json")...), &stats)
+			var names []string
+			for _, st := range stats {
+				names = append(names, st["queue"].(string))
+			}
+			if !slices.Contains(names, "emails") || !slices.Contains(names, "reports") || !slices.IsSorted(names) {
+				t.Errorf("stats with no queue lists %q, want emails and reports among them, sorted", names)
+			}
+			rows = checkTable(t, mustCLI(t, env, cmd("stats")...), "QUEUE", "PENDING", "SCHEDULED", "ACTIVE", "RETRY", "DEAD", "CANCELLED", "DONE", "OLDEST PENDING", "PAUSED")
+			if len(rows) != len(names) {
+				t.Errorf("stats with no queue: %d rows, -json %d queues", len(rows), len(names))
+			}
+
+			// list: every job, newest first, with the queue's totals.
+			out = mustCLI(t, env, cmd("list", "emails")...)
+			t.Logf("list:\n%s", out)
+			table, foot, _ := strings.Cut(out, "\n\n")
+			rows = checkTable(t, table+"\n", "ID", "KIND", "STATE", "PRIORITY", "ATTEMPT", "ENQUEUED", "LAST ERROR")
+			var listed []string
+			for _, r := range rows {
+				listed = append(listed, r[0]+" "+r[2])
+			}
+			if want := []string{f.scheduled + " scheduled", f.pending + " pending", f.dead + " dead", f.done + " done"}; !slices.Equal(listed, want) {
+				t.Errorf("list = %q, want %q (newest first)", listed, want)
+			}
+			if foot != "queue emails: 1 pending, 1 scheduled, 0 active, 0 retry, 1 dead, 0 cancelled, 1 done\n" {
+				t.Errorf("list footer = %q", foot)
+			}
+			// Two pages of two; the first says how to get the next.
+			out = mustCLI(t, env, cmd("list", "emails", "-limit", "2")...)
+			_, next, ok := strings.Cut(out, "next page: scalekit queue list emails -limit 2 -cursor ")
+			if !ok || strings.Count(out, f.scheduled) != 1 || strings.Count(out, f.pending) != 1 {
+				t.Fatalf("list -limit 2 = %q, want the two newest jobs and the next page's command", out)
+			}
+			next = strings.TrimSpace(next)
+			var page map[string]any
+			decode(t, mustCLI(t, env, cmd("list", "emails", "-json", "-limit", "2", "-cursor", next)...), &page)
+			checkKeys(t, "list", page, "queue", "state", "kind", "jobs", "next", "totals")
+			jobs, _ := page["jobs"].([]any)
+			if len(jobs) != 2 || jobs[0].(map[string]any)["id"] != f.dead || jobs[1].(map[string]any)["id"] != f.done || page["next"] != "" {
+				t.Errorf("list -cursor = %v, want the dead and done jobs and no next", page)
+			}
+			checkKeys(t, "list job", jobs[1].(map[string]any), "id", "queue", "kind", "state", "priority", "attempt", "max_attempts", "snoozes",
+				"payload", "progress", "output", "last_error", "unique_key", "metadata", "enqueued_at", "run_at", "started_at", "finished_at")
+			tot, _ := page["totals"].(map[string]any)
+			checkKeys(t, "list totals", tot, "pending", "scheduled", "active", "retry", "dead", "cancelled", "done")
+			if tot["dead"] != 1.0 || tot["done"] != 1.0 || tot["pending"] != 1.0 {
+				t.Errorf("list -json totals = %v", tot)
+			}
+			// Filters.
+			decode(t, mustCLI(t, env, cmd("list", "emails", "-json", "-state", "dead", "-kind", "send")...), &page)
+			if jobs, _ := page["jobs"].([]any); len(jobs) != 1 || jobs[0].(map[string]any)["id"] != f.dead || page["state"] != "dead" || page["kind"] != "send" {
+				t.Errorf("list -state dead -kind send = %v", page)
+			}
+			if out := mustCLI(t, env, cmd("list", "emails", "-state", "retry")...); !strings.HasPrefix(out, "no retry jobs in queue emails\n\nqueue emails: ") {
+				t.Errorf("list -state retry = %q", out)
+			}
+			if out := mustCLI(t, env, cmd("list", "-json", "emails", "-kind", "nope")...); !strings.Contains(out, `"jobs": []`) {
+				t.Errorf("list -json -kind nope = %q, want an empty list", out)
+			}
+			// A cursor of another listing is a usage error.
+			code, out, errs := cli(t, env, cmd("list", "emails", "-state", "dead", "-cursor", next)...)
+			if code != exitUsage || out != "" || !strings.Contains(errs, "-cursor \""+next+"\": not a cursor of this listing") {
+				t.Errorf("list with another listing's cursor: exit %d, stdout %q, stderr %q", code, out, errs)
+			}
+
 			// show: the done job, with its progress and output.
 			out = mustCLI(t, env, cmd("show", "emails", f.done)...)
 			t.Logf("show:\n%s", out)
@@ -275,7 +342,7 @@ func TestQueueCommands(t *testing.T) {
 			if j["state"] != "pending" || j["attempt"] != 0.0 {
 				t.Errorf("after requeue: state %v attempt %v, want pending 0", j["state"], j["attempt"])
 			}
-			code, out, errs := cli(t, env, cmd("requeue", "emails", f.dead)...)
+			code, out, errs = cli(t, env, cmd("requeue", "emails", f.dead)...)
 			if code != exitError || out != "" || !strings.HasPrefix(errs, "scalekit queue requeue: no dead or cancelled job "+f.dead+" in queue emails (requeue takes dead and cancelled jobs only") {
 				t.Errorf("requeue of a pending job: exit %d, stdout %q, stderr %q", code, out, errs)
 			}
@@ -395,6 +462,10 @@ func TestServerDown(t *testing.T) {
 		if d := time.Since(start); d > 4*time.Second {
 			t.Errorf("took %v with -timeout 2s", d)
 		}
+		code, out, errs = cli(t, env, "queue", "stats", "-timeout", "2s")
+		if code != exitError || out != "" || !strings.Contains(errs, "scalekit queue stats: Redis: listing the queues: ") {
+			t.Errorf("stats of every queue: exit %d, stdout %q, stderr %q", code, out, errs)
+		}
 	})
 	t.Run("redis paused", func(t *testing.T) {
 		r.Pause()
@@ -403,6 +474,10 @@ func TestServerDown(t *testing.T) {
 		code, _, errs := cli(t, env, "queue", "show", "-timeout", "1s", "emails", "x")
 		if code != exitError || !strings.Contains(errs, "Redis did not answer within 1s (-timeout)") {
 			t.Errorf("exit %d, stderr %q", code, errs)
+		}
+		code, _, errs = cli(t, env, "queue", "list", "-timeout", "1s", "emails")
+		if code != exitError || !strings.Contains(errs, "Redis did not answer within 1s (-timeout)") {
+			t.Errorf("list: exit %d, stderr %q", code, errs)
 		}
 		if d := time.Since(start); d > 3*time.Second {
 			t.Errorf("took %v with -timeout 1s", d)
@@ -443,7 +518,10 @@ func TestUsageErrors(t *testing.T) {
 		{"bad flag value", redis, []string{"queue", "dead", "-limit", "x", "emails"}, []string{`invalid value "x" for flag -limit`}},
 		{"limit out of range", redis, []string{"queue", "dead", "-limit", "0", "emails"}, []string{"-limit 0: must be 1 to 1000"}},
 		{"missing id", redis, []string{"queue", "show", "emails"}, []string{"scalekit queue show: missing <id>", "usage: scalekit queue show [flags] <queue> <id>"}},
-		{"missing queue", redis, []string{"queue", "stats"}, []string{"missing <queue>"}},
+		{"missing queue", redis, []string{"queue", "list"}, []string{"missing <queue>"}},
+		{"list limit out of range", redis, []string{"queue", "list", "emails", "-limit", "1001"}, []string{"-limit 1001: must be 1 to 1000"}},
+		{"list bad state", redis, []string{"queue", "list", "emails", "-state", "running"}, []string{`-state "running": must be one of pending, scheduled, active, retry, done, dead, cancelled`}},
+		{"list bad kind", redis, []string{"queue", "list", "emails", "-kind", "a b"}, []string{`-kind "a b": must be 1 to 100 letters`}},
 		{"extra argument", redis, []string{"queue", "delete", "emails", "1", "2"}, []string{`unexpected argument "2" (takes <queue> <id>)`}},
 		{"bad queue name", redis, []string{"queue", "stats", "a b"}, []string{`queue "a b": must be 1 to 100 letters`}},
 		{"bad timeout", redis, []string{"queue", "stats", "-timeout", "0s", "q"}, []string{"-timeout 0s: must be > 0"}},

@@ -23,14 +23,8 @@ import (
 
 // queueStats is one queue's line of `stats`.
 type queueStats struct {
-	Queue     string `json:"queue"`
-	Pending   int64  `json:"pending"`
-	Scheduled int64  `json:"scheduled"`
-	Active    int64  `json:"active"`
-	Retry     int64  `json:"retry"`
-	Dead      int64  `json:"dead"`
-	Cancelled int64  `json:"cancelled"`
-	Done      int64  `json:"done"`
+	Queue string `json:"queue"`
+	totals
 	// Paused is whether the queue is paused fleet-wide (pause, resume).
 	Paused bool `json:"paused"`
 	// OldestPendingMS is the age of the oldest job due to run, in
@@ -120,6 +114,12 @@ type statsResult []queueStats
 func setupStats(*flag.FlagSet) (action, func() error) {
 	return func(ctx context.Context, c *queue.Client, queues []string) (result, error) {
 		out := statsResult{}
+		if len(queues) == 0 {
+			var err error
+			if queues, err = statsAll(ctx, c); err != nil {
+				return nil, err
+			}
+		}
 		for _, q := range queues {
 			n, err := c.Counts(ctx, q)
 			if err != nil {
@@ -129,8 +129,7 @@ func setupStats(*flag.FlagSet) (action, func() error) {
 			if err != nil {
 				return nil, fmt.Errorf("queue %s: %w", q, err)
 			}
-			out = append(out, queueStats{Queue: q, Pending: n.Pending, Scheduled: n.Scheduled, Active: n.Active,
-				Retry: n.Retry, Dead: n.Dead, Cancelled: n.Cancelled, Done: n.Done, Paused: paused,
+			out = append(out, queueStats{Queue: q, totals: totalsOf(n), Paused: paused,
 				OldestPendingMS: n.OldestPending.Milliseconds(), oldest: n.OldestPending})
 		}
 		return out, nil
@@ -138,6 +137,10 @@ func setupStats(*flag.FlagSet) (action, func() error) {
 }
 
 func (r statsResult) table(w io.Writer) error {
+	if len(r) == 0 {
+		_, err := fmt.Fprintln(w, "no queues (none holds a job or is paused)")
+		return err
+	}
 	tw := newTable(w)
 	fmt.Fprintln(tw, "QUEUE\tPENDING\tSCHEDULED\tACTIVE\tRETRY\tDEAD\tCANCELLED\tDONE\tOLDEST PENDING\tPAUSED")
 	for _, s := range r {

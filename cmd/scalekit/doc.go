@@ -5,7 +5,10 @@
 //
 // The commands:
 //
-//	stats   <queue>...    count each queue's jobs per state, and the age of the oldest due job
+//	stats   [<queue>...]  count each queue's jobs per state, and the age of the oldest due job;
+//	                      with no queue named, every queue the backend knows
+//	list    <queue>       a queue's jobs, newest first, a page at a time (-state S, -kind K,
+//	                      -limit N (default 50, at most 1000), -cursor C), with its totals per state
 //	show    <queue> <id>  one job: state, attempts, progress, output, last error, metadata, times
 //	dead    <queue>       a queue's dead jobs, most recent first (-limit N, default 20, at most 1000)
 //	requeue <queue> <id>  make a dead or cancelled job pending again with fresh attempts
@@ -15,8 +18,17 @@
 //	resume  <queue>       the workers fetch from it again
 //
 // Flags go after the command, before or after the arguments
-// (`scalekit queue dead emails -limit 5 -json`). The backends cannot list
-// their queues, so stats takes the queue names.
+// (`scalekit queue dead emails -limit 5 -json`). `scalekit queue stats`
+// alone counts every queue the backend knows (queue.Client.Queues: the
+// queues that hold a job or are paused).
+//
+// list prints a page and, when there is more, the command for the next
+// page (its -cursor, an opaque string valid for the same queue, -state
+// and -kind): the cursor is a position by job id, so jobs added or
+// removed between pages are neither listed twice nor skip the others. A
+// job whose time came is listed as pending, as show says. A -kind or
+// -state filter over a large queue costs several bounded round trips
+// (see queue.Client.List).
 //
 // # Backend
 //
@@ -43,6 +55,8 @@
 //	          "payload", "progress": {"percent", "message", "updated_at"} or null,
 //	          "output", "last_error", "unique_key", "metadata": {"key": "value"} or null,
 //	          "enqueued_at", "run_at", "started_at", "finished_at"}
+//	list:    {"queue", "state", "kind", "jobs": [job as in show, ...], "next": cursor or "",
+//	          "totals": {"pending", "scheduled", "active", "retry", "dead", "cancelled", "done"}}
 //	dead:    [job as in show, ...]
 //	requeue, delete, cancel: {"queue", "id", "action": "requeued" | "deleted" | "cancelled"}
 //	pause, resume: {"queue", "action": "paused" | "resumed"}
@@ -55,6 +69,6 @@
 // 0 when the command did what was asked; 1 when the operation failed (the
 // job does not exist, the server is down or did not answer within
 // -timeout), with the reason on stderr; 2 for a usage error (an unknown
-// command or flag, a missing or bad argument, no backend configured), with
-// what is allowed.
+// command or flag, a missing or bad argument or cursor, no backend
+// configured), with what is allowed.
 package main

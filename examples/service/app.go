@@ -92,6 +92,7 @@ type app struct {
 	mux            *http.ServeMux  // made by wire, filled by routes
 	emails         atomic.Int64
 	refreshes      atomic.Int64 // payment-totals refreshes done
+	ledgered       atomic.Int64 // payment.captured events the ledger subscriber handled
 	// readThrough counts user reads whose read-your-writes token was newer
 	// than the cached copy, which were read from the database instead.
 	readThrough atomic.Int64
@@ -234,6 +235,7 @@ func (a *app) routes() http.Handler {
 	mux.HandleFunc("GET /posts", a.listPosts)
 	mux.Handle("POST /payments", a.idem.Middleware(http.HandlerFunc(a.createPayment)))
 	mux.HandleFunc("POST /emails", a.sendEmail)
+	mux.HandleFunc("POST /users/{id}/welcome", a.welcomeUser)
 	mux.HandleFunc("GET /jobs/{id}", a.getJob)
 	mux.Handle("GET /slo", a.tracker.StatusHandler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
@@ -247,6 +249,7 @@ func (a *app) routes() http.Handler {
 	// the RED metrics. Every response carries a request ID, and every log
 	// line logged with the request's context too.
 	var api http.Handler = mux
+	api = a.accessLog(api)
 	api = a.tracker.Middleware(api)
 	api = a.rl.Middleware(api)
 	api = a.red.Middleware(api) // outside the 429s: HTTPOptions.Mux names their route
@@ -299,7 +302,7 @@ func (a *app) getUser(w http.ResponseWriter, r *http.Request) {
 			a.readThrough.Add(1)
 			if c, err = a.repo.user(r.Context(), id); err == nil {
 				if err := a.userNS.Set(r.Context(), key, c); err != nil {
-					a.log.Warn("cache write of a read-through copy failed", slog.Any("error", err))
+					a.log.WarnContext(r.Context(), "cache write of a read-through copy failed", slog.Any("error", err))
 				}
 			}
 		}
@@ -308,7 +311,7 @@ func (a *app) getUser(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, cache.ErrNotFound):
 		http.Error(w, "no such user", http.StatusNotFound)
 	case err != nil:
-		a.log.Error("get user", slog.Any("error", err))
+		a.log.ErrorContext(r.Context(), "get user", slog.Any("error", err))
 		http.Error(w, "cannot load the user", http.StatusServiceUnavailable)
 	default:
 		writeJSON(w, http.StatusOK, c.User)
@@ -334,7 +337,7 @@ func (a *app) putUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		a.log.Error("put user", slog.Any("error", err))
+		a.log.ErrorContext(r.Context(), "put user", slog.Any("error", err))
 		http.Error(w, "cannot save the user", http.StatusServiceUnavailable)
 		return
 	}
@@ -342,7 +345,7 @@ func (a *app) putUser(w http.ResponseWriter, r *http.Request) {
 	// copy cached; its LSN makes getUser read past it for the clients whose
 	// token is newer.
 	if err := a.userNS.Set(r.Context(), strconv.FormatInt(id, 10), c); err != nil {
-		a.log.Warn("cache write-through failed; the old value expires with its TTL", slog.Any("error", err))
+		a.log.WarnContext(r.Context(), "cache write-through failed; the old value expires with its TTL", slog.Any("error", err))
 	}
 	writeJSON(w, http.StatusOK, c.User)
 }
@@ -406,14 +409,19 @@ func (a *app) createPayment(w http.ResponseWriter, r *http.Request) {
 			if _, err := tx.Exec(ctx, `INSERT INTO payments (id, user_id, amount_cents, status) VALUES ($1, $2, $3, $4)`, p.ID, p.UserID, p.AmountCents, p.Status); err != nil {
 				return idempotency.Response{}, err
 			}
-			if _, err := a.backend.(*queuepg.Backend).EnqueueTx(ctx, tx, "receipts", "payment:receipt", p, queue.EnqueueOptions{}); err != nil {
+			if _, err := a.backend.(*queuepg.Backend).EnqueueTx(ctx, tx, "receipts", "payment:receipt", p, queue.EnqueueOptions{Metadata: requestMetadata(ctx)}); err != nil {
+				return idempotency.Response{}, err
+			}
+			// The domain event, to every subscriber queue, in the same
+			// transaction: published if and only if the payment commits.
+			if _, err := a.backend.(*queuepg.Backend).PublishTx(ctx, tx, topicPaymentCaptured, p, queue.PublishOptions{ID: "payment-" + p.ID, Key: p.ID}); err != nil {
 				return idempotency.Response{}, err
 			}
 			body, _ := json.Marshal(p)
 			return idempotency.Response{Status: http.StatusCreated, Header: http.Header{"Content-Type": {"application/json"}}, Body: append(body, '\n')}, nil
 		})
 		if err != nil {
-			a.log.Error("record payment", slog.Any("error", err))
+			a.log.ErrorContext(r.Context(), "record payment", slog.Any("error", err))
 			http.Error(w, "cannot record the payment", http.StatusServiceUnavailable)
 			return
 		}
@@ -425,8 +433,83 @@ func (a *app) createPayment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.jobs.Enqueue(r.Context(), "receipts", "payment:receipt", p, queue.EnqueueOptions{})
+	a.jobs.Publish(r.Context(), topicPaymentCaptured, p, queue.PublishOptions{ID: "payment-" + p.ID, Key: p.ID})
 	writeJSON(w, http.StatusCreated, p)
 }
+
+// requestMetadata is the job metadata queue.RequestIDClient would add
+// from ctx, for an enqueue made without the Client (EnqueueTx runs no
+// client middleware): the request's ID.
+func requestMetadata(ctx context.Context) map[string]string {
+	if id, ok := requestid.FromContext(ctx); ok && requestid.Valid(id) {
+		return map[string]string{queue.RequestIDKey: id}
+	}
+	return nil
+}
+
+// POST /users/{id}/welcome: the user read through the cache (a miss loads
+// it from a replica), a welcome email queued to their address, 202 with
+// the job id. Every line logged for it, the email job's included, carries
+// the request's ID.
+func (a *app) welcomeUser(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	c, err := a.userNS.Get(r.Context(), strconv.FormatInt(id, 10), func(ctx context.Context, key string) (userCopy, error) {
+		return a.repo.user(ctx, id)
+	})
+	switch {
+	case errors.Is(err, cache.ErrNotFound):
+		http.Error(w, "no such user", http.StatusNotFound)
+		return
+	case err != nil:
+		a.log.ErrorContext(r.Context(), "get user", slog.Any("error", err))
+		http.Error(w, "cannot load the user", http.StatusServiceUnavailable)
+		return
+	}
+	jobID, err := a.jobs.Enqueue(r.Context(), "emails", "email:send", Email{To: c.User.Email, Subject: "Welcome, " + c.User.Name}, queue.EnqueueOptions{})
+	if err != nil {
+		http.Error(w, "cannot queue the email", http.StatusServiceUnavailable)
+		return
+	}
+	a.log.LogAttrs(r.Context(), slog.LevelDebug, "welcome email queued", slog.Int64("user", id), slog.String("job_id", jobID))
+	writeJSON(w, http.StatusAccepted, map[string]string{"job_id": jobID, "status_url": "/jobs/" + jobID})
+}
+
+// accessLog logs every API request once it is served (Info: method,
+// route, status, duration), with its ctx: the line carries its request ID.
+func (a *app) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		a.log.LogAttrs(r.Context(), slog.LevelInfo, "http request", slog.String("method", r.Method), slog.String("route", r.Pattern),
+			slog.String("path", r.URL.Path), slog.Int("status", sw.status), slog.Duration("took", time.Since(start)))
+	})
+}
+
+// statusWriter notes the status a handler sends. Unwrap lets
+// http.ResponseController reach the server's writer (Flush, deadlines).
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote && code >= 200 {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // POST /emails: 202 with a job id and a status URL.
 func (a *app) sendEmail(w http.ResponseWriter, r *http.Request) {
@@ -511,6 +594,7 @@ func (a *app) stats(w http.ResponseWriter, r *http.Request) {
 		"cache_hit_ratio": ratio, "cache": cs, "breaker": a.payBr.Stats().State.String(),
 		"emails_sent": a.emails.Load(), "provider_fail_rate": a.provider.failRate(),
 		"user_reads_past_cache_for_token": a.readThrough.Load(), "payment_totals_refreshes": a.refreshes.Load(),
+		"payment_events_ledgered": a.ledgered.Load(),
 	}
 	if a.router != nil {
 		out["dbrouter"] = a.router.Stats()

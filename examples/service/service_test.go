@@ -116,6 +116,12 @@ func TestEndToEnd(t *testing.T) {
 	if _, _, body := call(plain, "GET", "/admin/stats", ""); !strings.Contains(body, `"payment_totals_refreshes":`) || strings.Contains(body, `"payment_totals_refreshes":0`) {
 		t.Fatalf("/admin/stats: %s, want payment-totals refreshes done", body)
 	}
+	// The payment's domain event, published in its transaction, reached
+	// the ledger subscriber once (the replay published nothing).
+	eventually(t, 20*time.Second, "the payment.captured event handled by the ledger queue", func() bool {
+		_, _, body := call(plain, "GET", "/admin/stats", "")
+		return strings.Contains(body, `"payment_events_ledgered":1`)
+	})
 
 	// Emails: 202 and a job that completes.
 	code, _, body = call(plain, "POST", "/emails", `{"to":"ada@example.com","subject":"hi"}`)
@@ -319,6 +325,10 @@ func TestInMemory(t *testing.T) {
 	eventually(t, 10*time.Second, "a periodic refresh of the payment totals", func() bool {
 		_, body := call("GET", "/admin/stats", "")
 		return strings.Contains(body, `"payment_totals_refreshes":`) && !strings.Contains(body, `"payment_totals_refreshes":0`)
+	})
+	eventually(t, 10*time.Second, "the payment.captured event handled by the ledger queue", func() bool {
+		_, body := call("GET", "/admin/stats", "")
+		return strings.Contains(body, `"payment_events_ledgered":1`)
 	})
 	cancel()
 	if err := <-done; err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -180,6 +181,10 @@ func (a *app) buildPayments(context.Context) error {
 	return a.metrics.AddRetryBudget("provider", budget)
 }
 
+// topicPaymentCaptured is the domain event of a recorded payment
+// (queue.Client.Publish), delivered to the queues subscribed to it.
+const topicPaymentCaptured = "payment.captured"
+
 // buildQueue builds the jobs: the backend, a client to enqueue and a
 // worker with its handlers (started by Run, as -role says).
 func (a *app) buildQueue(ctx context.Context) error {
@@ -187,20 +192,31 @@ func (a *app) buildQueue(ctx context.Context) error {
 		return err
 	}
 	var err error
-	if a.jobs, err = queue.NewClient(queue.ClientOptions{Backend: a.backend}); err != nil {
+	// A job carries the request ID of the request that enqueued it (in its
+	// metadata), and the worker puts it back into the attempt's ctx: the
+	// job's log lines share the request's ID.
+	if a.jobs, err = queue.NewClient(queue.ClientOptions{Backend: a.backend,
+		Middleware: []func(queue.EnqueueFunc) queue.EnqueueFunc{queue.RequestIDClient()}}); err != nil {
 		return err
 	}
 	if a.worker, err = queue.NewWorker(queue.WorkerOptions{Backend: a.backend, Logger: a.log,
-		Queues: map[string]queue.Options{"emails": {Concurrency: 8}, "receipts": {Concurrency: 4}, "maintenance": {Concurrency: 1}}}); err != nil {
+		Middleware: []func(queue.AttemptFunc) queue.AttemptFunc{queue.RequestIDWorker()},
+		Queues: map[string]queue.Options{"emails": {Concurrency: 8}, "receipts": {Concurrency: 4}, "maintenance": {Concurrency: 1},
+			"ledger": {Concurrency: 2}}}); err != nil {
 		return err
 	}
 	if err := a.handleJobs(); err != nil {
 		return err
 	}
+	// The ledger queue subscribes to the payments' domain event: durable
+	// and fleet-wide, so every instance subscribing again is harmless.
+	if err := a.jobs.Subscribe(ctx, topicPaymentCaptured, "ledger"); err != nil {
+		return err
+	}
 	if err := a.metrics.AddQueueWorker("worker", a.worker); err != nil {
 		return err
 	}
-	return a.metrics.AddQueue("jobs", a.jobs, "emails", "receipts", "maintenance")
+	return a.metrics.AddQueue("jobs", a.jobs, "emails", "receipts", "maintenance", "ledger")
 }
 
 // buildSchedules builds the scheduler of the periodic jobs (started with
@@ -245,8 +261,8 @@ func (a *app) openQueueBackend(ctx context.Context) error {
 
 // handleJobs registers the worker's handlers: sending an email (it
 // reports its progress and returns the message id, which GET /jobs/{id}
-// shows), refreshing the payment totals, and queueing a payment's
-// receipt email once.
+// shows), refreshing the payment totals, queueing a payment's receipt
+// email once, and the ledger's handling of the payment.captured event.
 func (a *app) handleJobs() error {
 	if err := queue.HandleResult(a.worker, "email:send", func(ctx context.Context, j *queue.Job[Email]) (EmailSent, error) {
 		// Progress is best effort, but a lost lease means another worker
@@ -256,6 +272,7 @@ func (a *app) handleJobs() error {
 		}
 		time.Sleep(2 * time.Millisecond) // the SMTP call
 		a.emails.Add(1)
+		a.log.LogAttrs(ctx, slog.LevelInfo, "email sent", slog.String("job_id", j.ID), slog.String("subject", j.Args.Subject))
 		_ = j.Progress(ctx, 100, "sent")
 		return EmailSent{MessageID: "<" + j.ID + "@mail.example.com>"}, nil
 	}); err != nil {
@@ -266,6 +283,14 @@ func (a *app) handleJobs() error {
 			return err
 		}
 		a.refreshes.Add(1)
+		return nil
+	}); err != nil {
+		return err
+	}
+	// The subscriber of the payment.captured event (the job's kind is the
+	// topic): one job per payment in the ledger queue.
+	if err := queue.Handle(a.worker, topicPaymentCaptured, func(ctx context.Context, j *queue.Job[Payment]) error {
+		a.ledgered.Add(1)
 		return nil
 	}); err != nil {
 		return err

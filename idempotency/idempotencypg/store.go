@@ -294,7 +294,7 @@ func (s *Store) GuardTx(ctx context.Context, key string, lease, ttl time.Duratio
 		rctx, rcancel := context.WithTimeout(context.Background(), lease/3)
 		defer rcancel()
 		if err := s.Extend(rctx, key, out.Token, lease); errors.Is(err, idempotency.ErrLeaseLost) {
-			s.log.Warn("idempotencypg: lease lost while running; cancelling the work, another caller may run the key", slog.String("key", key))
+			s.log.WarnContext(ctx, "idempotencypg: lease lost while running; cancelling the work, another caller may run the key", slog.String("key", key))
 			cancel(idempotency.ErrLeaseLost)
 			return false
 		}
@@ -311,7 +311,7 @@ func (s *Store) GuardTx(ctx context.Context, key string, lease, ttl time.Duratio
 		// fn failed or panicked (the transaction rolled back): release
 		// the key so a retry runs again.
 		if aerr := s.Release(context.WithoutCancel(ctx), key, out.Token); aerr != nil && !errors.Is(aerr, idempotency.ErrLeaseLost) {
-			s.log.Warn("idempotencypg: cannot release a failed key; it runs again once its lease expires", slog.String("key", key), slog.Any("error", aerr))
+			s.log.WarnContext(ctx, "idempotencypg: cannot release a failed key; it runs again once its lease expires", slog.String("key", key), slog.Any("error", aerr))
 		}
 		if lost && err != nil && !errors.Is(err, idempotency.ErrLeaseLost) {
 			err = fmt.Errorf("%w (%w while running)", err, idempotency.ErrLeaseLost)

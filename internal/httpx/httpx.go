@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 )
 
 // Writer watches one response. Set its hooks before the handler runs; read
@@ -32,40 +33,65 @@ type Writer struct {
 	status   int
 	written  int64
 	hijacked bool
+	pooled   *wFHR // what Put gives back: set by Get
 }
 
 // Wrap wraps w. The returned ResponseWriter implements http.Flusher,
 // http.Hijacker and io.ReaderFrom exactly when w does, so handlers behind
 // the middleware see the writer they would see without it.
 func Wrap(w http.ResponseWriter) (*Writer, http.ResponseWriter) {
+	return wrap(&wFHR{}, w)
+}
+
+// pool holds the writers of Get. Every combination of optional interfaces
+// is a struct{ Writer }, so one pooled *wFHR serves them all, converted.
+var pool = sync.Pool{New: func() any { return new(wFHR) }}
+
+// Get is Wrap with a Writer from a pool, for middleware on the hot path:
+// no allocation. Give it back with Put once the handler has returned, and
+// use neither it nor the ResponseWriter after that (a handler may not use
+// its ResponseWriter after returning either: see http.Handler).
+func Get(w http.ResponseWriter) (*Writer, http.ResponseWriter) {
+	p := pool.Get().(*wFHR)
+	x, ww := wrap(p, w)
+	x.pooled = p
+	return x, ww
+}
+
+// Put gives a Writer of Get back to the pool. Put of a Writer of Wrap, or
+// of nil, does nothing.
+func Put(x *Writer) {
+	if x == nil || x.pooled == nil {
+		return
+	}
+	p := x.pooled
+	*x = Writer{}
+	pool.Put(p)
+}
+
+// wrap makes p (zeroed) the wrapper of w.
+func wrap(p *wFHR, w http.ResponseWriter) (*Writer, http.ResponseWriter) {
+	p.Writer = Writer{w: w}
 	_, f := w.(http.Flusher)
 	_, h := w.(http.Hijacker)
 	_, r := w.(io.ReaderFrom)
 	switch {
 	case f && h && r:
-		x := &wFHR{Writer{w: w}}
-		return &x.Writer, x
+		return &p.Writer, p
 	case f && h:
-		x := &wFH{Writer{w: w}}
-		return &x.Writer, x
+		return &p.Writer, (*wFH)(p)
 	case f && r:
-		x := &wFR{Writer{w: w}}
-		return &x.Writer, x
+		return &p.Writer, (*wFR)(p)
 	case h && r:
-		x := &wHR{Writer{w: w}}
-		return &x.Writer, x
+		return &p.Writer, (*wHR)(p)
 	case f:
-		x := &wF{Writer{w: w}}
-		return &x.Writer, x
+		return &p.Writer, (*wF)(p)
 	case h:
-		x := &wH{Writer{w: w}}
-		return &x.Writer, x
+		return &p.Writer, (*wH)(p)
 	case r:
-		x := &wR{Writer{w: w}}
-		return &x.Writer, x
+		return &p.Writer, (*wR)(p)
 	}
-	x := &Writer{w: w}
-	return x, x
+	return &p.Writer, &p.Writer
 }
 
 // Status is the status sent: 200 when the handler sent none (net/http's
@@ -167,7 +193,9 @@ type bodyFunc func([]byte)
 
 func (f bodyFunc) Write(p []byte) (int, error) { f(p); return len(p), nil }
 
-// One type per combination of optional interfaces, each one allocation.
+// One type per combination of optional interfaces, each one allocation (or
+// none, from the pool). They are all struct{ Writer }, so a *wFHR converts
+// to any of them.
 type (
 	wF   struct{ Writer }
 	wH   struct{ Writer }

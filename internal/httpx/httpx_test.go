@@ -186,3 +186,53 @@ func BenchmarkWrap(b *testing.B) {
 		_ = x.Status()
 	}
 }
+
+// Get and Put: a pooled Writer keeps exactly the optional interfaces, starts
+// clean however the last user left it, and costs no allocation.
+func TestGetPut(t *testing.T) {
+	f := &full{ResponseRecorder: httptest.NewRecorder()}
+	for _, inner := range []http.ResponseWriter{f, onlyWriter{f}, struct {
+		http.ResponseWriter
+		http.Flusher
+	}{onlyWriter{f}, f}} {
+		for range 3 {
+			x, w := Get(inner)
+			_, gf := w.(http.Flusher)
+			_, gh := w.(http.Hijacker)
+			_, gr := w.(io.ReaderFrom)
+			_, wf := inner.(http.Flusher)
+			_, wh := inner.(http.Hijacker)
+			_, wr := inner.(io.ReaderFrom)
+			if gf != wf || gh != wh || gr != wr {
+				t.Fatalf("%T: Flusher %v Hijacker %v ReaderFrom %v; want %v %v %v", inner, gf, gh, gr, wf, wh, wr)
+			}
+			if x.Wrote() || x.Written() != 0 || x.Hijacked() || x.BeforeHeader != nil || x.Body != nil {
+				t.Fatalf("a pooled Writer starts dirty: %+v", x)
+			}
+			x.BeforeHeader = func(int) {}
+			x.Body = func([]byte) {}
+			w.WriteHeader(http.StatusTeapot)
+			w.Write([]byte("x"))
+			if x.Status() != http.StatusTeapot || x.Written() != 1 {
+				t.Fatalf("status %d, written %d", x.Status(), x.Written())
+			}
+			Put(x)
+		}
+	}
+	Put(nil)
+	x, _ := Wrap(f)
+	Put(x) // not pooled: nothing happens
+	if x.Unwrap() != f {
+		t.Fatal("Put changed a Writer of Wrap")
+	}
+	if raceEnabled {
+		return
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		x, w := Get(f)
+		w.WriteHeader(http.StatusNoContent)
+		Put(x)
+	}); n != 0 {
+		t.Errorf("Get+Put: %v allocations, want 0", n)
+	}
+}

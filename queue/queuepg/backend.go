@@ -30,7 +30,8 @@ import (
 type Options struct {
 	// Pool is the database.
 	Pool *pgxpool.Pool
-	// Prefix names the tables: <Prefix>_jobs and <Prefix>_unique, and the
+	// Prefix names the tables (<Prefix>_jobs, <Prefix>_unique,
+	// <Prefix>_counts, <Prefix>_paused, <Prefix>_subscriptions) and the
 	// NOTIFY channel. Default: "queue".
 	Prefix string
 	// Retention is how long done jobs are kept. Default: 24h.
@@ -94,6 +95,8 @@ type Backend struct {
 	// and started waiting.
 	listening atomic.Bool
 	idle      atomic.Int64
+
+	ev eventStatements // the events' statements (events.go)
 }
 
 var prefixRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,40}$`)
@@ -126,7 +129,7 @@ func New(o Options) (*Backend, error) {
 		return nil, fmt.Errorf("%w: queuepg: Options.PollInterval must be >= 1ms, got %v", queue.ErrInvalid, o.PollInterval)
 	}
 	o.Logger = logx.Or(o.Logger)
-	b := &Backend{pool: o.Pool, sql: sqlFor(o.Prefix), counts: o.Prefix + "_counts", channel: o.Prefix + "_jobs",
+	b := &Backend{pool: o.Pool, sql: sqlFor(o.Prefix), ev: eventSQLFor(o.Prefix), counts: o.Prefix + "_counts", channel: o.Prefix + "_jobs",
 		retention: o.Retention, deadRet: o.DeadRetention, poll: o.PollInterval, pollOnly: o.PollOnly,
 		dirty: map[string]bool{}, nkick: make(chan struct{}, 1), clk: o.Clock, log: o.Logger, waiters: map[string]chan struct{}{}, stop: make(chan struct{})}
 	var err error
@@ -145,6 +148,9 @@ func New(o Options) (*Backend, error) {
 func (b *Backend) Migrate(ctx context.Context) error {
 	_, err := b.pool.Exec(ctx, b.sql.migrate)
 	if err != nil {
+		return fmt.Errorf("queuepg: Migrate: %w", err)
+	}
+	if _, err := b.pool.Exec(ctx, b.ev.migrate); err != nil {
 		return fmt.Errorf("queuepg: Migrate: %w", err)
 	}
 	// The done counters: created, and seeded from the jobs table, once.

@@ -49,7 +49,7 @@ func newBackend(t testing.TB, pool *pgxpool.Pool, o Options) *Backend {
 func TestConformance(t *testing.T) {
 	f := testinfra.Postgres(t)
 	queuetest.Run(t, func(t *testing.T, clk clock.Clock) queue.Backend {
-		return newBackend(t, f.Primary, Options{Clock: clk})
+		return txBackend{newBackend(t, f.Primary, Options{Clock: clk}), f.Primary}
 	})
 }
 
@@ -300,16 +300,8 @@ func TestPollOnly(t *testing.T) {
 // blocks of the jobs table, heap and indexes together. Its done count
 // follows completions, Delete and Sweep.
 func TestCountsDoesNotScanDoneJobs(t *testing.T) {
-	f := testinfra.Postgres(t)
 	ctx := context.Background()
-	// One connection: the block counters it flushes are the ones read.
-	cfg := f.Primary.Config().Copy()
-	cfg.MaxConns = 1
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := oneConnPool(t)
 	b := newBackend(t, pool, Options{Prefix: "countscan"})
 	if _, err := pool.Exec(ctx, `INSERT INTO countscan_jobs (queue, id, kind, payload, priority, state, max_attempts, run_at, enqueued_at, finished_at)
 SELECT 'big', 'd' || i, 'k', '{}'::bytea, 0, 'done', 10, now(), now(), now() FROM generate_series(1, 100000) AS i`); err != nil {
@@ -324,19 +316,7 @@ SELECT 'big', 'd' || i, 'k', '{}'::bytea, 0, 'done', 10, now(), now(), now() FRO
 	if _, err := pool.Exec(ctx, `VACUUM ANALYZE countscan_jobs`); err != nil {
 		t.Fatal(err)
 	}
-	blocks := func() int64 {
-		t.Helper()
-		if _, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
-			t.Fatal(err)
-		}
-		var n int64
-		err := pool.QueryRow(ctx, `SELECT coalesce(heap_blks_read, 0) + coalesce(heap_blks_hit, 0) + coalesce(idx_blks_read, 0) + coalesce(idx_blks_hit, 0)
-FROM pg_statio_user_tables WHERE relname = 'countscan_jobs'`).Scan(&n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	blocks := func() int64 { return tableBlocks(t, pool, "countscan_jobs") }
 	before := blocks()
 	cnt, err := b.Counts(ctx, "big")
 	if err != nil || cnt.Done != 100000 {
@@ -378,6 +358,37 @@ FROM pg_statio_user_tables WHERE relname = 'countscan_jobs'`).Scan(&n)
 	if cnt, _ := b.Counts(ctx, "big"); cnt.Done != 3 {
 		t.Fatalf("done after the sweep: %d, want 3", cnt.Done)
 	}
+}
+
+// oneConnPool is a pool of one connection on a fresh database: the block
+// counters it flushes (tableBlocks) are the ones read.
+func oneConnPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	cfg := testinfra.Postgres(t).Primary.Config().Copy()
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// tableBlocks is how many blocks of table (heap and indexes) the
+// database read or found in its buffers so far.
+func tableBlocks(t *testing.T, pool *pgxpool.Pool, table string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	err := pool.QueryRow(ctx, `SELECT coalesce(heap_blks_read, 0) + coalesce(heap_blks_hit, 0) + coalesce(idx_blks_read, 0) + coalesce(idx_blks_hit, 0)
+FROM pg_statio_user_tables WHERE relname = $1`, table).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // Many concurrent business transactions enqueue with EnqueueTx, a third

@@ -116,3 +116,10 @@ func BenchmarkProgress(b *testing.B) {
 	f := testinfra.Postgres(b)
 	queuetest.BenchProgress(b, newBackend(b, f.Primary, Options{}))
 }
+
+// BenchmarkPublish is one event per op to 3 subscriber queues: one
+// INSERT ... SELECT from the subscriptions.
+func BenchmarkPublish(b *testing.B) {
+	f := testinfra.Postgres(b)
+	queuetest.BenchPublish(b, newBackend(b, f.Primary, Options{}), 3)
+}

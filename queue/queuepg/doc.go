@@ -28,6 +28,18 @@
 // Options.SweepInterval). Behind PgBouncer in transaction mode, set
 // Options.PollOnly (see below).
 //
+// PublishTx publishes an event (queue.Client.Publish) inside the
+// caller's transaction: one INSERT ... SELECT from the <Prefix>_subscriptions
+// table stores a job in every subscribed queue, so every subscriber
+// gets the event if and only if the transaction commits, with no relay
+// process:
+//
+//	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+//		// ... insert the note in tx, then:
+//		_, err := backend.PublishTx(ctx, tx, "note.created", NoteCreated{ID: id}, queue.PublishOptions{Key: noteKey})
+//		return err
+//	})
+//
 // # How it works
 //
 // One jobs table is fetched with FOR UPDATE SKIP LOCKED in batches, and
@@ -43,6 +55,16 @@
 // for LISTEN: set Options.PollOnly there (or point the workers' pool at
 // PostgreSQL directly, or at a session-mode pool); waiting workers then
 // poll every Options.PollInterval.
+//
+// List (queue.Client.List) reads a backward range of the primary key
+// (queue, id) below the cursor, no other index and no scan of the
+// queue: an unfiltered page reads Limit+1 rows, a page filtered by state
+// or kind examines at most queue.ListScanBudget (1000) rows per call (and
+// Client.List calls again while the page is short). Ids compare in the
+// table's collation: byte order under the C locale, and for the ids
+// Enqueue makes (lower-case hex) in every locale. Queues is a skip scan
+// of the same index (one probe per queue) with the paused queues and
+// those with a done counter: nothing is added to the enqueue path.
 //
 // When PostgreSQL is down, Enqueue returns its error and workers keep
 // retrying their fetches with a growing pause; leases run on the

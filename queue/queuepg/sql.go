@@ -28,13 +28,14 @@ type statements struct {
 	cancel, cancelState                              string
 	pause, resume, paused                            string
 	sweepJobs, sweepUnique                           string
+	list, listBefore, queues                         string // list.go
 }
 
 // sqlFor fills in the tables of prefix.
 func sqlFor(prefix string) statements {
 	r := strings.NewReplacer("{jobs}", prefix+"_jobs", "{unique}", prefix+"_unique", "{counts}", prefix+"_counts", "{paused}", prefix+"_paused",
 		"{job_columns}", jobColumns, "{now}", serverclock.SQL(1))
-	return statements{
+	st := statements{
 		migrate: r.Replace(migrateSQL), migrateCounts: r.Replace(migrateCountsSQL),
 		existing: r.Replace(existingSQL), insertJob: r.Replace(insertJobSQL), enqueueUnique: r.Replace(enqueueUniqueSQL),
 		uniqueHolder: r.Replace(uniqueHolderSQL), insertMany: r.Replace(insertManySQL), fetch: r.Replace(fetchSQL),
@@ -44,6 +45,8 @@ func sqlFor(prefix string) statements {
 		sweepUnique: r.Replace(sweepUniqueSQL), cancel: r.Replace(cancelSQL), cancelState: r.Replace(cancelStateSQL),
 		pause: r.Replace(pauseSQL), resume: r.Replace(resumeSQL), paused: r.Replace(pausedSQL),
 	}
+	st.list, st.listBefore, st.queues = listStatements(r)
+	return st
 }
 
 // migrateSQL creates the tables and indexes, and adds the columns of later

@@ -70,6 +70,7 @@ type Backend struct {
 	retention time.Duration
 	deadRet   time.Duration
 	clk       clock.Clock
+	reg       registry // the queues added to the set of names (list.go)
 }
 
 // New returns a Backend, or an error naming the option to fix. It does
@@ -117,7 +118,7 @@ func (b *Backend) now() int64 { return serverclock.Micros(b.clk) }
 // tag is the hash-tagged start of every key of queue q.
 func (b *Backend) tag(q string) string { return "{" + b.prefix + ":" + q + "}:" }
 
-// keys are the 14 keys every script gets (see scripts.go); id and
+// keys are the 16 keys every script gets (see scripts.go); id and
 // uniqueKey may be empty when the script does not use them.
 func (b *Backend) keys(q, id, uniqueKey string) []string {
 	t := b.tag(q)
@@ -125,6 +126,7 @@ func (b *Backend) keys(q, id, uniqueKey string) []string {
 		t + "ready:default", t + "ready:high", t + "ready:low",
 		t + "scheduled", t + "retry", t + "active", t + "done", t + "dead",
 		t + "wake", t + "deadseq", t + "job:" + id, t + "unique:" + uniqueKey, t + "deadat", t + "cancelled",
+		t + "ids", t + "ids:built",
 	}
 }
 
@@ -157,7 +159,9 @@ func fromMicro(us int64) time.Time {
 	return time.UnixMicro(us)
 }
 
-// Enqueue is queue.Backend.Enqueue: one script stores the job, takes its
+// Enqueue is queue.Backend.Enqueue: one script (and, at a Backend's
+// first enqueue to a queue, one SADD to the set of queue names: see
+// Queues) stores the job, takes its
 // unique key (or returns the *queue.DuplicateError naming the holder)
 // and wakes the waiting fetches. Storing the same job again (queue.SameJob:
 // same id, kind and payload, as when go-redis retries a call whose reply
@@ -166,6 +170,9 @@ func fromMicro(us int64) time.Time {
 // queue.ErrInvalid.
 func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
 	if err := checkMessage(m); err != nil {
+		return err
+	}
+	if err := b.register(ctx, m.Queue); err != nil {
 		return err
 	}
 	v, err := b.run(ctx, "Enqueue", enqueueScript, b.keys(m.Queue, m.ID, m.UniqueKey), append(b.base(m.Queue), jobArgs(m)...)...)
@@ -202,6 +209,9 @@ func (b *Backend) EnqueueMany(ctx context.Context, ms []*queue.Message) ([]queue
 	}
 	out := make([]queue.EnqueueResult, len(ms))
 	for _, q := range order {
+		if err := b.register(ctx, q); err != nil {
+			return nil, err
+		}
 		idx := byQueue[q]
 		args := make([]any, 0, 2+enqueueFields*len(idx))
 		args = append(args, b.base(q)...)
@@ -506,8 +516,12 @@ func (b *Backend) Requeue(ctx context.Context, queueName, id string) error {
 	return nil
 }
 
-// Pause is queue.Backend.Pause: the key {p:q}:paused.
+// Pause is queue.Backend.Pause: the key {p:q}:paused (and the queue in
+// the set of names, see Queues).
 func (b *Backend) Pause(ctx context.Context, queueName string) error {
+	if err := b.register(ctx, queueName); err != nil {
+		return err
+	}
 	return b.cmd(ctx, "Pause", func(ctx context.Context) error { return b.c.Set(ctx, b.tag(queueName)+"paused", "1", 0).Err() })
 }
 
@@ -526,11 +540,15 @@ func (b *Backend) Paused(ctx context.Context, queueName string) (bool, error) {
 	return n == 1, err
 }
 
-// cmd runs one command under Timeout; its error names op.
+// cmd runs one command under Timeout; its error names op, and whether
+// Redis was too slow, as run's do.
 func (b *Backend) cmd(ctx context.Context, op string, fn func(ctx context.Context) error) error {
 	tctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 	if err := fn(tctx); err != nil {
+		if ctx.Err() == nil && tctx.Err() != nil {
+			return fmt.Errorf("queueredis: %s: Redis did not answer within %v: %w", op, b.timeout, err)
+		}
 		return fmt.Errorf("queueredis: %s: %w", op, err)
 	}
 	return nil

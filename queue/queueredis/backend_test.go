@@ -113,11 +113,18 @@ func TestKeyLayout(t *testing.T) {
 	if ttl, _ := r.Client.PTTL(ctx, "{queue:emails}:job:"+now).Result(); ttl <= 23*time.Hour || ttl > 24*time.Hour {
 		t.Fatalf("done job TTL %v, want the 24h retention", ttl)
 	}
+	if ids, _ := r.Client.ZRangeWithScores(ctx, "{queue:emails}:ids", 0, -1).Result(); len(ids) != 2 || ids[0].Score != 0 || ids[1].Score != 0 {
+		t.Fatalf("ids = %v, want both jobs' ids at score 0", ids)
+	}
 	keys, _ := r.Client.Keys(ctx, "*").Result()
 	for _, k := range keys {
-		if !strings.HasPrefix(k, "{queue:emails}:") {
+		// The set of queue names is the prefix's own, outside every queue's.
+		if !strings.HasPrefix(k, "{queue:emails}:") && k != "{queue}:queues" {
 			t.Fatalf("key %q outside the queue's hash tag", k)
 		}
+	}
+	if qs, _ := r.Client.SMembers(ctx, "{queue}:queues").Result(); len(qs) != 1 || qs[0] != "emails" {
+		t.Fatalf("the set of queue names = %v, want [emails]", qs)
 	}
 }
 
@@ -160,6 +167,9 @@ func TestRetention(t *testing.T) {
 	}
 	if n, _ := r.Client.ZCard(ctx, "{queue:q}:done").Result(); n != 0 {
 		t.Fatalf("done ZSET holds %d entries after the sweep", n)
+	}
+	if ids, _ := r.Client.ZRange(ctx, "{queue:q}:ids", 0, -1).Result(); len(ids) != 1 || ids[0] != dead {
+		t.Fatalf("ids = %v after the sweep, want only the dead job", ids)
 	}
 }
 
@@ -455,6 +465,10 @@ func TestPausedRedis(t *testing.T) {
 			return err
 		},
 		"Counts": func() error { _, err := c.Counts(ctx, "p"); return err },
+		"List":   func() error { _, err := c.List(ctx, queue.ListRequest{Queue: "p"}); return err },
+		// The first enqueue to a queue adds it to the set of names first.
+		"Enqueue to a new queue": func() error { _, err := c.Enqueue(ctx, "p2", "k", nil, queue.EnqueueOptions{}); return err },
+		"Queues":                 func() error { _, err := c.Queues(ctx); return err },
 	} {
 		start := time.Now()
 		err := call()

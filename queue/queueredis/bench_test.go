@@ -60,3 +60,17 @@ func BenchmarkProgress(b *testing.B) {
 	r := testinfra.Redis(b)
 	queuetest.BenchProgress(b, newBackend(b, Options{Client: r.Client}))
 }
+
+// BenchmarkPublish is one event per op to 3 subscriber queues: one
+// EVALSHA on one Redis; on a Cluster an SMEMBERS and one EVALSHA per
+// queue.
+func BenchmarkPublish(b *testing.B) {
+	b.Run("standalone", func(b *testing.B) {
+		r := testinfra.Redis(b)
+		queuetest.BenchPublish(b, newBackend(b, Options{Client: r.Client}), 3)
+	})
+	b.Run("cluster", func(b *testing.B) {
+		c := testinfra.RedisCluster(b)
+		queuetest.BenchPublish(b, newBackend(b, Options{Client: c.Client, Prefix: c.Prefix + "queue"}), 3)
+	})
+}

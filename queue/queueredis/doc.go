@@ -49,6 +49,17 @@
 //	                       delete it
 //	{p:q}:wake             a stream of at most one entry, the wake-up signal
 //	{p:q}:paused           set while the queue is paused (Pause; workers read it each second)
+//	{p:q}:ids              ZSET of every job's id at score 0, in byte order: List's order
+//	                       (enqueue adds, Delete and the retention remove)
+//	{p:q}:ids:built        set once ids holds the jobs an older version stored (List)
+//	{p}:queues             set of the queue names (Queues), the one key outside a queue's
+//	                       slot: a Backend adds a queue at its first enqueue to it (one SADD
+//	                       per queue and process, not in the script: in a Cluster the set
+//	                       lives in another slot) and at Pause
+//
+// and for topic t (queue.Client.Publish), in a hash tag of its own:
+//
+//	{p:topic:t}:subscribers  set of the queues subscribed to t (Subscribe, Unsubscribe)
 //
 // Times are Unix microseconds. They come from Redis TIME inside each
 // script, so the clocks of the fleet do not matter for leases and due
@@ -73,6 +84,27 @@
 // list, or, for a snooze, in the scheduled ZSET until its due time. Done hashes get the retention as their TTL; dead jobs stay until
 // Requeue, Delete or their DeadRetention (14 days by default), past which
 // a Fetch deletes them (up to 1000 per call).
+//
+// List (queue.Client.List) is one script: ZREVRANGEBYLEX on ids below
+// the cursor, each id's state and kind read from its hash. An unfiltered
+// page reads Limit+1 ids; a page filtered by state or kind examines at
+// most queue.ListScanBudget (1000) ids per call, O(log n + 1000) for a
+// queue of n jobs, and Client.List calls again while the page is short,
+// so a filter that few jobs match costs one such call per 1000 jobs of
+// the queue. The ids ZSET costs one ZADD per enqueue (about 100 bytes
+// per job); the first List of a queue that an older version filled adds
+// its jobs to it, once (O(n) in one script). A done job whose hash
+// expired before a Fetch swept it leaves a stale id, which List skips.
+//
+// Publish on one Redis (a *redis.Client, Sentinel's included) is one
+// script: it reads the topic's set and stores the event in every
+// subscriber queue as Enqueue would, atomically. On a Redis Cluster (any
+// other client) the queues' keys live in other slots than the set and
+// than each other, so Publish reads the set, then runs the enqueue
+// script once per queue, in queue order, stopping at the first error:
+// delivery is per queue there. Publishing the same event again (same
+// id: Published.ID is returned with the error) completes it; a queue
+// that holds it already stores nothing.
 //
 // A Fetch with Wait that finds nothing blocks in XREAD BLOCK on the wake
 // stream, from the entry id its script saw, so a job enqueued between the
@@ -114,9 +146,9 @@
 //
 // Every round trip is bounded by Options.Timeout (500ms by default; New
 // refuses a client that would ignore it). While Redis is down or slower
-// than that, Enqueue, Job, Counts, Dead and Requeue return the error (it
-// says when Redis did not answer in time) and the caller decides; nothing
-// is buffered in process. A Worker logs its failed fetches and tries
+// than that, Enqueue, Job, Counts, Dead, Requeue, List and Queues return
+// the error (it says when Redis did not answer in time) and the caller
+// decides; nothing is buffered in process. A Worker logs its failed fetches and tries
 // again with a growing pause (100ms to 5s), so it picks up where it left
 // off once Redis answers. A job whose outcome cannot be recorded (its
 // Complete fails) stays active until its lease runs out and is then run

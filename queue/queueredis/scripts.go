@@ -18,7 +18,7 @@ var fields = []string{
 	"metadata",
 }
 
-// The scripts share one calling convention. KEYS are always the same 14
+// The scripts share one calling convention. KEYS are always the same 16
 // keys of one queue, all under its hash tag (see Backend.keys):
 //
 //	1-3 ready lists of Default, High and Low jobs (index = priority + 1)
@@ -26,7 +26,9 @@ var fields = []string{
 //	deadline), 7 done ZSET (by finish time), 8 dead ZSET (by death order),
 //	9 wake stream, 10 death sequence, 11 the job's hash, 12 its unique hold,
 //	13 deadat ZSET (dead jobs by death time, for the dead retention),
-//	14 cancelled ZSET (cancelled jobs by cancel time, for the dead retention)
+//	14 cancelled ZSET (cancelled jobs by cancel time, for the dead retention),
+//	15 ids ZSET (every job's id, score 0: List's order, see list.go),
+//	16 the mark that ids holds the jobs enqueued before it existed (list.go)
 //
 // ARGV[1] is the key prefix of the queue's job hashes ("{prefix:queue}:job:"),
 // for the scripts that touch jobs other than KEYS[11]; ARGV[2] is now in
@@ -39,6 +41,10 @@ local FIELDS = {'` + strings.Join(fields, `', '`) + `'}
 local IDX = {}
 for i, f in ipairs(FIELDS) do IDX[f] = i + 1 end
 local function fmt(n) return string.format('%.0f', n) end
+-- K are the keys of the queue that wake, ready and enqueue work on:
+-- KEYS, except in publishScript, which points K at each subscriber
+-- queue's keys in turn.
+local K = KEYS
 -- record is a job as the scripts return it: its id, then FIELDS.
 local function record(key, id)
   local v = redis.call('HMGET', key, unpack(FIELDS))
@@ -61,10 +67,10 @@ local function recorded(key, token, states)
 end
 -- wake ends the XREAD BLOCK of every Fetch waiting on this queue.
 local function wake()
-  redis.call('XADD', KEYS[9], 'MAXLEN', '1', '*', 'w', '1')
-  redis.call('PEXPIRE', KEYS[9], 86400000)
+  redis.call('XADD', K[9], 'MAXLEN', '1', '*', 'w', '1')
+  redis.call('PEXPIRE', K[9], 86400000)
 end
-local function ready(priority) return KEYS[tonumber(priority) + 1] end
+local function ready(priority) return K[tonumber(priority) + 1] end
 -- uniqueKey is the key of a unique hold of this queue (KEYS[12] names
 -- only the enqueued job's): the queue's hash tag from ARGV[1] ("...job:").
 local function uniqueKey(ukey) return string.sub(ARGV[1], 1, -5) .. 'unique:' .. ukey end
@@ -156,9 +162,10 @@ local function enqueue(jk, uk, a, o, now)
   if ukey ~= '' and active then redis.call('HSET', jk, 'unique_active', '1') end
   if a[o + 12] ~= '' then redis.call('HSET', jk, 'last_error', a[o + 12]) end
   if a[o + 14] ~= '' then redis.call('HSET', jk, 'metadata', a[o + 14]) end
-  redis.call('ZREM', KEYS[7], id) -- a done entry left by an expired hash of the same id
+  redis.call('ZREM', K[7], id) -- a done entry left by an expired hash of the same id
+  redis.call('ZADD', K[15], 0, id)
   if state == 'scheduled' then
-    redis.call('ZADD', KEYS[4], runat, id)
+    redis.call('ZADD', K[4], runat, id)
   else
     redis.call('RPUSH', ready(prio), id)
   end
@@ -246,7 +253,9 @@ end
 if #expired > 0 then redis.call('ZREM', KEYS[6], unpack(expired)) end
 local old = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', '(' .. fmt(now - retention), 'LIMIT', 0, 1000)
 for _, id in ipairs(old) do
-  if redis.call('HGET', base .. id, 'state') == 'done' then redis.call('DEL', base .. id) end
+  local st = redis.call('HGET', base .. id, 'state')
+  if st == 'done' then redis.call('DEL', base .. id) end
+  if st == 'done' or not st then redis.call('ZREM', KEYS[15], id) end
 end
 if #old > 0 then redis.call('ZREM', KEYS[7], unpack(old)) end
 local oldDead = redis.call('ZRANGEBYSCORE', KEYS[13], '-inf', '(' .. fmt(now - tonumber(ARGV[10])), 'LIMIT', 0, 1000)
@@ -256,12 +265,16 @@ for _, id in ipairs(oldDead) do
     dropHold(k, id)
     redis.call('DEL', k)
     redis.call('ZREM', KEYS[8], id)
+    redis.call('ZREM', KEYS[15], id)
   end
 end
 if #oldDead > 0 then redis.call('ZREM', KEYS[13], unpack(oldDead)) end
 local oldCancelled = redis.call('ZRANGEBYSCORE', KEYS[14], '-inf', '(' .. fmt(now - tonumber(ARGV[10])), 'LIMIT', 0, 1000)
 for _, id in ipairs(oldCancelled) do
-  if redis.call('HGET', base .. id, 'state') == 'cancelled' then redis.call('DEL', base .. id) end
+  if redis.call('HGET', base .. id, 'state') == 'cancelled' then
+    redis.call('DEL', base .. id)
+    redis.call('ZREM', KEYS[15], id)
+  end
 end
 if #oldCancelled > 0 then redis.call('ZREM', KEYS[14], unpack(oldCancelled)) end
 
@@ -492,7 +505,7 @@ local k, id = KEYS[11], ARGV[3]
 if redis.call('EXISTS', k) == 0 then return 0 end
 dropHold(k, id)
 for i = 1, 3 do redis.call('LREM', KEYS[i], 0, id) end
-for _, z in ipairs({4, 5, 6, 7, 8, 13, 14}) do redis.call('ZREM', KEYS[z], id) end
+for _, z in ipairs({4, 5, 6, 7, 8, 13, 14, 15}) do redis.call('ZREM', KEYS[z], id) end
 redis.call('DEL', k)
 return 1
 `)

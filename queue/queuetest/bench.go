@@ -28,3 +28,26 @@ func BenchProgress(b *testing.B, be queue.Backend) {
 		}
 	}
 }
+
+// BenchPublish measures Client.Publish on be to a topic with subscribers
+// subscriber queues, from parallel goroutines: one event per op (a job
+// stored in every subscriber queue).
+func BenchPublish(b *testing.B, be queue.Backend, subscribers int) {
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
+	ctx := context.Background()
+	topic := Name(b)
+	for range subscribers {
+		if err := c.Subscribe(ctx, topic, Name(b)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if p, err := c.Publish(ctx, topic, map[string]int{"n": 1}, queue.PublishOptions{}); err != nil || len(p.Queues) != subscribers {
+				b.Error(p, err)
+				return
+			}
+		}
+	})
+}

@@ -274,5 +274,38 @@ func runControlWorker(t *testing.T, f RealTimeFactory) {
 		if cnt, _ := c.Counts(ctx, q); cnt != (queue.Counts{Cancelled: 1}) {
 			t.Fatalf("counts %+v, want 1 cancelled and nothing else", cnt)
 		}
+		// Stopped by a Cancel, not lost to an expired lease.
+		if st := w.Stats()[0]; st.Lost != 0 || st.Cancelled != 1 {
+			t.Fatalf("worker stats %+v, want the job counted as cancelled, no lease lost", st)
+		}
+	})
+	t.Run("DeleteRunning", func(t *testing.T) {
+		// A running job deleted: the handler returns before the next
+		// renewal, its completion is refused, and the worker counts the
+		// job as cancelled, not as a lost lease.
+		b, q := f(t), Name(t)
+		c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+		id, err := c.Enqueue(ctx, q, "long", args{}, queue.EnqueueOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := worker(t, b, q, queue.Options{Lease: time.Minute})
+		started, finish := make(chan struct{}), make(chan struct{})
+		queue.Handle(w, "long", func(ctx context.Context, j *queue.Job[args]) error {
+			close(started)
+			<-finish
+			return nil
+		})
+		w.Start(ctx)
+		defer w.Close()
+		<-started
+		if err := c.Delete(ctx, q, id); err != nil {
+			t.Fatal(err)
+		}
+		close(finish)
+		waitFor(t, "the worker counts the deleted job", func() bool { st := w.Stats()[0]; return st.Cancelled+st.Lost+st.Processed > 0 })
+		if st := w.Stats()[0]; st.Cancelled != 1 || st.Lost != 0 || st.Processed != 0 {
+			t.Fatalf("worker stats %+v, want the deleted job counted as cancelled", st)
+		}
 	})
 }

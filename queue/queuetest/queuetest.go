@@ -8,7 +8,11 @@
 // jobs and within the batch, a retried job, a used id), the
 // unique-while-active holds, Delete, Cancel (of a pending, scheduled,
 // retry-waiting or leased job; refused for a finished one), the Requeue
-// of a cancelled job, the pause mark, and the default dead retention
+// of a cancelled job, the pause mark, List (full pages by id with a
+// cursor that survives jobs added and removed between pages and
+// concurrent writers, state and kind filters with the queue's totals, a
+// rare kind past queue.ListScanBudget, bad cursors and limits), Queues,
+// and the default dead retention
 // (queue.DefaultDeadRetention); a backend that removes old jobs only
 // when asked implements Sweeper, which Run calls first. Its
 // Periodic cases run queue.Schedulers on the backend: three instances
@@ -16,7 +20,12 @@
 // missed-tick and overlap policies hold. RunPeriodicFleet does the same
 // across operating-system processes on the real clock: three processes
 // with skewed clocks, one leaving and one joining, run each of ten ticks
-// exactly once.
+// exactly once. Its Publish cases check the events: a fan-out to 3
+// subscriber queues, each getting the event once with the same id and
+// retrying or dead-lettering it on its own; a retried publish delivering
+// no duplicate; Unsubscribe; a topic with no subscriber storing nothing;
+// concurrent publishers; and, on a backend that implements TxPublisher,
+// a rolled-back publish delivering nothing.
 package queuetest
 
 import (
@@ -24,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -589,6 +599,32 @@ func Run(t *testing.T, f Factory) {
 			t.Fatalf("after Release: %v, want the job at attempt 1", again)
 		}
 	})
+	t.Run("RedeliveredComeFirst", func(t *testing.T) {
+		// Jobs given back by Release (due now) and jobs whose lease ran
+		// out come before the jobs that waited behind them (natsrelay
+		// keeps its order per key on it).
+		e := setup(t, f)
+		for _, k := range []string{"a", "b", "c", "d"} {
+			e.enqueue(k, queue.EnqueueOptions{})
+		}
+		ls := e.fetch(2, time.Minute)
+		for i := len(ls) - 1; i >= 0; i-- { // in reverse: each goes to the front
+			if err := e.b.Release(ctx, ls[i], time.Time{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ls = e.fetch(3, 30*time.Second)
+		if got := fmt.Sprint(kinds(ls)); got != "[a b c]" {
+			t.Fatalf("after releasing a and b: fetched %s, want [a b c]", got)
+		}
+		e.enqueue("e", queue.EnqueueOptions{})
+		e.clk.Add(31 * time.Second)
+		got := kinds(e.fetch(10, time.Minute))
+		slices.Sort(got[:min(3, len(got))])
+		if fmt.Sprint(got) != "[a b c d e]" {
+			t.Fatalf("after the leases of a, b and c ran out: fetched %v (the first three sorted), want a, b and c, then d and e", got)
+		}
+	})
 	t.Run("SnoozeSpendsNoAttempt", func(t *testing.T) {
 		e := setup(t, f)
 		id := e.enqueue("x", queue.EnqueueOptions{MaxAttempts: 1})
@@ -771,5 +807,7 @@ func Run(t *testing.T, f Factory) {
 		}
 	})
 	runControl(t, f)
+	runList(t, f)
 	runPeriodic(t, f)
+	runEvents(t, f)
 }

@@ -40,8 +40,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // RunWorker runs Workers on the backend (real time) as subtests of t,
 // among them CancelRunning (a running job's handler ctx cancelled within
-// a lease, the job not retried) and PauseResume (a paused queue not
-// fetched, its enqueues landing, until Resume).
+// a lease, the job not retried, the worker counting it in
+// Stats.Cancelled, not Lost), DeleteRunning (the same for a job deleted
+// while it runs) and PauseResume (a paused queue not fetched, its
+// enqueues landing, until Resume).
 func RunWorker(t *testing.T, f RealTimeFactory) {
 	ctx := context.Background()
 	t.Run("ProcessesEveryJobOnce", func(t *testing.T) {
