@@ -56,6 +56,11 @@ type Options struct {
 	Partition func(ctx context.Context) string
 	// Logger receives fetch panics. Default: discard.
 	Logger *slog.Logger
+	// Tracer sees each fetch with the ctx of every caller whose key it
+	// fetches (the otel module's Tracer.Batch makes a span per fetch
+	// linked to each caller's span). Default: none (one nil check per
+	// Load).
+	Tracer Tracer
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -163,6 +168,9 @@ type pendingBatch[K comparable, V any] struct {
 	// decrement it (leave). Callers of a completed batch do not.
 	waiters atomic.Int32
 	flushed bool // guarded by Loader.mu
+	// callers are the ctxs of the Loads of the batch's keys while it was
+	// open, kept only with Options.Tracer; guarded by Loader.mu.
+	callers []context.Context
 
 	// The results, written before done closes and read-only after: err
 	// is the whole batch's (fetch error, panic, cancellation); otherwise
@@ -362,6 +370,9 @@ func (l *Loader[K, V]) enqueue(ctx context.Context, key K) (b *pendingBatch[K, V
 		if b := sl.j.b.Load(); b != nil {
 			b.waiters.Add(1)
 			l.deduped++
+			if l.o.Tracer != nil && !b.flushed {
+				b.callers = append(b.callers, ctx)
+			}
 			l.mu.Unlock()
 			return b, sl.i, false
 		}
@@ -385,6 +396,9 @@ func (l *Loader[K, V]) enqueue(ctx context.Context, key K) (b *pendingBatch[K, V
 	b.waiters.Add(1)
 	i = len(b.keys)
 	b.keys = append(b.keys, key)
+	if l.o.Tracer != nil {
+		b.callers = append(b.callers, ctx)
+	}
 	p.where[key] = slot[K, V]{b.join, i}
 	if len(b.keys) >= l.o.MaxBatch {
 		l.detach(b)
@@ -532,7 +546,11 @@ func (l *Loader[K, V]) run(b *pendingBatch[K, V]) {
 		b.err = context.Canceled // nobody is waiting for it
 	} else {
 		l.st.record(len(b.keys))
-		l.fetchInto(b)
+		if l.o.Tracer != nil {
+			l.traceFetch(b)
+		} else {
+			l.fetchInto(b.ctx, b)
+		}
 	}
 	// Results are in place before done closes. No lock: a Load that still
 	// finds b joinable joins a batch about to complete, which is as good
@@ -565,7 +583,7 @@ func (l *Loader[K, V]) acquire(b *pendingBatch[K, V]) bool {
 
 // fetchInto runs the fetch for b, turning a panic into a *PanicError for
 // every key.
-func (l *Loader[K, V]) fetchInto(b *pendingBatch[K, V]) {
+func (l *Loader[K, V]) fetchInto(ctx context.Context, b *pendingBatch[K, V]) {
 	defer func() {
 		if r := recover(); r != nil {
 			l.st.panics.Add(1)
@@ -576,7 +594,7 @@ func (l *Loader[K, V]) fetchInto(b *pendingBatch[K, V]) {
 	var err error
 	if l.fetchMap != nil {
 		var m map[K]V
-		if m, err = l.fetchMap(b.ctx, b.keys); err == nil {
+		if m, err = l.fetchMap(ctx, b.keys); err == nil {
 			b.vals = make([]V, len(b.keys))
 			for i, k := range b.keys {
 				if v, ok := m[k]; ok {
@@ -588,7 +606,7 @@ func (l *Loader[K, V]) fetchInto(b *pendingBatch[K, V]) {
 		}
 	} else {
 		var m map[K]Result[V]
-		if m, err = l.fetchRes(b.ctx, b.keys); err == nil {
+		if m, err = l.fetchRes(ctx, b.keys); err == nil {
 			b.vals = make([]V, len(b.keys))
 			for i, k := range b.keys {
 				r, ok := m[k]

@@ -4,6 +4,8 @@ import (
 	"context"
 	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,4 +84,79 @@ func BenchmarkLocalManyKeys(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkLocalKeys: parallel decisions spread over 1, 1k and 1M keys
+// already held, every call admitted, against what a service writes
+// without a library: a sync.Map of x/time/rate limiters, one per key.
+func BenchmarkLocalKeys(b *testing.B) {
+	ctx := context.Background()
+	for _, n := range []int{1, 1_000, 1_000_000} {
+		keys := func() []string {
+			names := make([]string, n)
+			for i := range names {
+				names[i] = "user:" + strconv.Itoa(i)
+			}
+			return names
+		}
+		// A stride prime to every n walks all the keys in an order the
+		// caches cannot predict.
+		const stride = 7919
+		b.Run(strconv.Itoa(n)+"/scalekit", func(b *testing.B) {
+			names := keys()
+			// The default MaxKeys (1M) holds every key: no key is swept or
+			// evicted while the benchmark runs.
+			l, err := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: ratelimit.Policy{{Rate: 1_000_000_000, Burst: 1_000_000}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, k := range names {
+				l.Allow(ctx, k)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			var start atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(start.Add(1)) * 104_729
+				for pb.Next() {
+					if d, _ := l.Allow(ctx, names[i%n]); !d.Allowed {
+						b.Error("denied")
+						return
+					}
+					i += stride
+				}
+			})
+			b.StopTimer()
+			if st := l.Stats(); st.Keys != n || st.Swept+st.Evicted != 0 {
+				b.Fatalf("stats %+v: the benchmark did not measure %d held keys", st, n)
+			}
+		})
+		b.Run(strconv.Itoa(n)+"/syncmap-xrate", func(b *testing.B) {
+			names := keys()
+			var m sync.Map
+			for _, k := range names {
+				m.Store(k, rate.NewLimiter(rate.Limit(1_000_000_000), 1_000_000))
+			}
+			get := func(k string) *rate.Limiter {
+				if v, ok := m.Load(k); ok {
+					return v.(*rate.Limiter)
+				}
+				v, _ := m.LoadOrStore(k, rate.NewLimiter(rate.Limit(1_000_000_000), 1_000_000))
+				return v.(*rate.Limiter)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			var start atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(start.Add(1)) * 104_729
+				for pb.Next() {
+					if !get(names[i%n]).Allow() {
+						b.Error("denied")
+						return
+					}
+					i += stride
+				}
+			})
+		})
+	}
 }

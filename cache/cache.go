@@ -51,15 +51,16 @@ type Loader[V any] func(ctx context.Context, key string) (V, error)
 // refresh runs, and hot keys are refreshed early by about one caller. It
 // is safe for concurrent use.
 type Cache[V any] struct {
-	o     Options
-	base  time.Time // with Options.Clock nil: now = base + time.Since(base)
-	early int64     // EarlyWindow x TTL, ns: no early refresh before recFresh - early
-	l1    *otter.Cache[string, *entry[V]]
-	sem   chan struct{}
-	store Store
-	rn    LeaseRenewer // store's, when it renews leases
-	br    *breaker.Breaker
-	id    string // this instance, in invalidation messages
+	o      Options
+	base   time.Time // with Options.Clock nil: now = base + time.Since(base)
+	early  int64     // EarlyWindow x TTL, ns: no early refresh before recFresh - early
+	l1     *otter.Cache[string, *entry[V]]
+	sem    chan struct{}
+	store  Store
+	rn     LeaseRenewer // store's, when it renews leases
+	tracer Tracer       // Options.Tracer; nil: none
+	br     *breaker.Breaker
+	id     string // this instance, in invalidation messages
 
 	mu    sync.Mutex
 	calls map[string]*call[V]
@@ -106,7 +107,7 @@ func New[V any](o Options) (*Cache[V], error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	c := &Cache[V]{o: o, early: int64(o.EarlyWindow * float64(o.TTL)), l1: l1, calls: map[string]*call[V]{}, base: time.Now(), store: o.Store, br: o.Breaker,
+	c := &Cache[V]{o: o, tracer: o.Tracer, early: int64(o.EarlyWindow * float64(o.TTL)), l1: l1, calls: map[string]*call[V]{}, base: time.Now(), store: o.Store, br: o.Breaker,
 		id: strconv.FormatUint(rand.Uint64(), 36), closed: make(chan struct{})}
 	if o.MaxConcurrentLoads > 0 {
 		c.sem = make(chan struct{}, o.MaxConcurrentLoads)
@@ -164,24 +165,57 @@ func (c *Cache[V]) Get(ctx context.Context, key string, loader Loader[V]) (V, er
 // versioned; its loader sees the plain id).
 func (c *Cache[V]) get(ctx context.Context, key, id string, load Loader[V]) (V, error) {
 	if e, now, u := c.peek(key); u != useNone {
-		if mode, ok := c.refresh(e, now, u); ok {
+		mode, ok := c.refresh(e, now, u)
+		if ok {
 			c.refreshOne(ctx, mode, key, id, e, load)
+		}
+		if c.tracer != nil {
+			c.traceHit(ctx, u, mode, ok)
 		}
 		return c.serve(e, u)
 	}
 	c.st.misses.Add(1)
-	cl := c.fetchOne(ctx, key, id, load)
+	if c.tracer != nil {
+		ctx = c.tracer.TraceLoadStart(ctx, TraceLoadStartData{Keys: []string{id}})
+	}
+	cl, started := c.fetchOne(ctx, key, id, load)
 	select {
 	case <-cl.done:
 	case <-ctx.Done():
+		if c.tracer != nil {
+			c.tracer.TraceLoadEnd(ctx, TraceLoadEndData{Keys: 1, Joined: 1 - started, Err: ctx.Err()})
+		}
 		var zero V
 		return zero, ctx.Err()
 	}
-	if cl.err != nil {
-		var zero V
-		return zero, cl.err
+	var val V
+	err := cl.err
+	if err == nil {
+		val, err = c.answer(cl.e)
 	}
-	return c.answer(cl.e)
+	if c.tracer != nil {
+		d := TraceLoadEndData{Keys: 1, Joined: 1 - started, Err: err}
+		d.count(cl.src, cl.waited)
+		c.tracer.TraceLoadEnd(ctx, d)
+	}
+	return val, err
+}
+
+// traceHit tells the Tracer of an L1 answer to a Get: u how it was used,
+// mode and refreshed the refresh it started, if any.
+func (c *Cache[V]) traceHit(ctx context.Context, u use, mode loadMode, refreshed bool) {
+	d := TraceHitData{Keys: 1}
+	if u == useStale {
+		d.Stale = 1
+	}
+	if refreshed {
+		if mode == modeEarly {
+			d.EarlyRefreshes = 1
+		} else {
+			d.StaleRefreshes = 1
+		}
+	}
+	c.tracer.TraceHit(ctx, d)
 }
 
 // refreshOne starts Get's background refresh of key's L1 copy e.
@@ -259,11 +293,15 @@ func (c *Cache[V]) getMany(ctx context.Context, keys, ids []string, batch BatchL
 	var miss []int
 	var refresh [modeEarly + 1]refreshes[V]
 	var hits uint64 // counted once for the batch
+	var stale int
 	for i, k := range keys {
 		e, now, u := c.peek(k)
 		if u == useNone {
 			miss = append(miss, i)
 			continue
+		}
+		if u == useStale {
+			stale++
 		}
 		if mode, ok := c.refresh(e, now, u); ok {
 			r := &refresh[mode]
@@ -282,18 +320,39 @@ func (c *Cache[V]) getMany(ctx context.Context, keys, ids []string, batch BatchL
 			c.refreshAll(ctx, loadMode(mode), r.keys, r.ids, r.cur, loader[V]{batch: batch})
 		}
 	}
+	if c.tracer != nil && len(miss) < len(keys) {
+		c.tracer.TraceHit(ctx, TraceHitData{Keys: len(keys) - len(miss), Stale: stale,
+			EarlyRefreshes: len(refresh[modeEarly].keys), StaleRefreshes: len(refresh[modeStale].keys)})
+	}
 	if len(miss) == 0 {
 		return res, nil
 	}
 	c.st.misses.Add(uint64(len(miss)))
 	mids := pick(ids, miss)
-	calls, _ := c.fetch(ctx, modeMiss, pick(keys, miss), mids, nil, loader[V]{batch: batch})
+	if c.tracer != nil {
+		ctx = c.tracer.TraceLoadStart(ctx, TraceLoadStartData{Keys: mids})
+	}
+	calls, started := c.fetch(ctx, modeMiss, pick(keys, miss), mids, nil, loader[V]{batch: batch})
 	var firstErr error
+	if c.tracer != nil {
+		defer func() {
+			d := TraceLoadEndData{Keys: len(calls), Joined: len(calls) - started, Err: firstErr}
+			for _, cl := range calls {
+				select {
+				case <-cl.done:
+					d.count(cl.src, cl.waited)
+				default:
+				}
+			}
+			c.tracer.TraceLoadEnd(ctx, d)
+		}()
+	}
 	for j, cl := range calls {
 		select {
 		case <-cl.done:
 		case <-ctx.Done():
-			return res, ctx.Err()
+			firstErr = ctx.Err()
+			return res, firstErr
 		}
 		switch {
 		case cl.err != nil:

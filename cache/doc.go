@@ -80,4 +80,13 @@
 // Stats counts hits and misses per tier, loads, coalesced waiters, early
 // and stale refreshes, lease waits and contention, refused fills, Store
 // errors and skipped calls.
+//
+// # Tracing
+//
+// Options.Tracer (a cache.Tracer: TraceHit, TraceLoadStart,
+// TraceLoadEnd with data structs) is told of L1 hits and of each Get or
+// GetMany that waits, with where each key's answer came from (the Store,
+// a stale Store value, this instance's loader under a lease or not,
+// another instance's fill) and whether it waited on a lease; the otel
+// module's Tracer.Cache makes spans of it. No Tracer costs one nil check.
 package cache

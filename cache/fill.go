@@ -38,13 +38,18 @@ type call[V any] struct {
 	err        error
 	delivered  bool // touched by the fill's goroutine only (and by its starter before it)
 	superseded bool // a Set or Delete came during the load; under Cache.mu
+	// src is where the answer came from and waited whether the fill
+	// waited on another instance's lease first (for Options.Tracer): set
+	// by the fill's goroutine before done is closed, read after.
+	src    source
+	waited bool
 }
 
-func (cl *call[V]) deliver(e *entry[V], err error) {
+func (cl *call[V]) deliver(e *entry[V], err error, src source) {
 	if cl.delivered {
 		return
 	}
-	cl.e, cl.err, cl.delivered = e, err, true
+	cl.e, cl.err, cl.src, cl.delivered = e, err, src, true
 	close(cl.done)
 }
 
@@ -140,7 +145,7 @@ func (c *Cache[V]) fetch(ctx context.Context, mode loadMode, keys, ids []string,
 			now := c.now()
 			for i, e := range pre {
 				if e != nil && now < e.recFresh {
-					c.settle(keys[i], calls[i], e)
+					c.settle(keys[i], calls[i], e, fromStore)
 					continue
 				}
 				todo = append(todo, i)
@@ -165,13 +170,14 @@ func (c *Cache[V]) fetch(ctx context.Context, mode loadMode, keys, ids []string,
 // the slices: key is joined if a load of it is in flight, else claimed;
 // the Store is read in the caller's goroutine and a fresh value there
 // ends the miss (the common L2 hit: no fill, no goroutine); anything
-// else goes on as fetch's fill would, with the Store's answer.
-func (c *Cache[V]) fetchOne(ctx context.Context, key, id string, load Loader[V]) *call[V] {
+// else goes on as fetch's fill would, with the Store's answer. It
+// returns key's call and 1 if it claimed the key (0: joined).
+func (c *Cache[V]) fetchOne(ctx context.Context, key, id string, load Loader[V]) (*call[V], int) {
 	c.mu.Lock()
 	if cl := c.calls[key]; cl != nil {
 		c.mu.Unlock()
 		c.st.coalesced.Add(1)
-		return cl
+		return cl, 0
 	}
 	cl := &call[V]{done: make(chan struct{})}
 	c.calls[key] = cl
@@ -182,8 +188,8 @@ func (c *Cache[V]) fetchOne(ctx context.Context, key, id string, load Loader[V])
 	if c.store != nil {
 		e, err := c.storeGetOne(ctx, key)
 		if err == nil && e != nil && c.now() < e.recFresh {
-			c.settle(key, cl, e)
-			return cl
+			c.settle(key, cl, e, fromStore)
+			return cl, 1
 		}
 		if pre, preErr = []*entry[V]{e}, err; err != nil {
 			pre = nil
@@ -191,7 +197,7 @@ func (c *Cache[V]) fetchOne(ctx context.Context, key, id string, load Loader[V])
 	}
 	f := &fill[V]{c: c, load: loader[V]{one: load}, mode: modeMiss, keys: []string{key}, ids: []string{id}, calls: []*call[V]{cl}}
 	go f.run(ctx, []int{0}, pre, preErr)
-	return cl
+	return cl, 1
 }
 
 // detached is ctx without its cancellation and deadline, for the part of
@@ -232,7 +238,7 @@ func (f *fill[V]) end() {
 		if !cl.delivered {
 			err = fmt.Errorf("cache: the load of %q ended without a result", f.keys[i])
 		}
-		f.c.finish(f.keys[i], cl, nil, err)
+		f.c.finish(f.keys[i], cl, nil, err, fromNone)
 	}
 }
 
@@ -250,8 +256,8 @@ func (c *Cache[V]) holds(key string, e *entry[V]) bool {
 }
 
 // deliver ends key i's fill with e: into the L1, out to its callers.
-func (f *fill[V]) deliver(i int, e *entry[V]) {
-	f.c.settle(f.keys[i], f.calls[i], e)
+func (f *fill[V]) deliver(i int, e *entry[V], src source) {
+	f.c.settle(f.keys[i], f.calls[i], e, src)
 }
 
 // pick is the elements of from at idx.
@@ -295,12 +301,12 @@ func (f *fill[V]) fromStore(ctx context.Context, idx []int, pre []*entry[V], pre
 		se := recs[j]
 		switch {
 		case f.usable(i, se, now):
-			f.deliver(i, se)
+			f.deliver(i, se, fromStore)
 			continue
 		case se != nil && f.mode == modeMiss && now < se.hard && !se.negative:
 			c.st.staleServed.Add(1)
 			c.keep(f.keys[i], f.calls[i], se)
-			f.calls[i].deliver(se, nil)
+			f.calls[i].deliver(se, nil, fromStoreStale)
 		}
 		rest = append(rest, i)
 	}
@@ -339,7 +345,7 @@ func (f *fill[V]) recheck(ctx context.Context, idx []int, toks []string) (won []
 	for j, i := range got {
 		if err == nil && f.usable(i, recs[j], now) {
 			c.release(ctx, f.keys[i], gotToks[j])
-			f.deliver(i, recs[j])
+			f.deliver(i, recs[j], fromStore)
 			continue
 		}
 		won = append(won, i)
@@ -371,7 +377,7 @@ func (f *fill[V]) held(idx []int) (wait, noFill []int) {
 			// A Get that joined this refresh (its L1 lookup missed
 			// meanwhile) gets the copy too.
 			cur.retryAt.Store(now + max(cur.loadNS, int64(c.o.PollInterval)))
-			c.finish(f.keys[i], f.calls[i], cur, nil)
+			c.finish(f.keys[i], f.calls[i], cur, nil, fromCopy)
 			continue
 		}
 		noFill = append(noFill, i)
@@ -388,7 +394,7 @@ func (f *fill[V]) storeFailed(idx []int) (load []int) {
 	now := c.now()
 	for _, i := range idx {
 		if f.mode == modeStale && now < f.cur[i].recFresh {
-			f.deliver(i, f.cur[i].relisted(now, c.o.L1TTL))
+			f.deliver(i, f.cur[i].relisted(now, c.o.L1TTL), fromCopy)
 			continue
 		}
 		load = append(load, i)
@@ -411,6 +417,9 @@ func (f *fill[V]) waitFills(ctx context.Context, idx []int) (won []int, tokens [
 	}
 	c := f.c
 	c.st.leaseWaits.Add(uint64(len(idx)))
+	for _, i := range idx {
+		f.calls[i].waited = true // not delivered yet: held() sends only those here
+	}
 	start := c.now()
 	deadline := start + int64(c.fillWait())
 	wait := c.o.PollInterval
@@ -426,7 +435,7 @@ func (f *fill[V]) waitFills(ctx context.Context, idx []int) (won []int, tokens [
 		var missing []int
 		for j, i := range idx {
 			if se := recs[j]; f.usable(i, se, now) || se != nil && se.recFresh > start && now < se.hard {
-				f.deliver(i, se)
+				f.deliver(i, se, fromFill)
 				continue
 			}
 			missing = append(missing, i)
@@ -471,7 +480,7 @@ func (f *fill[V]) loadAndFill(ctx context.Context, idx []int, tokens []string) {
 			if tokens != nil {
 				c.release(ctx, keys[j], tokens[j])
 			}
-			c.finish(keys[j], f.calls[i], nil, err)
+			c.finish(keys[j], f.calls[i], nil, err, fromNone)
 		}
 		return
 	}
@@ -479,11 +488,15 @@ func (f *fill[V]) loadAndFill(ctx context.Context, idx []int, tokens []string) {
 	if tokens != nil {
 		kept = c.storeFill(ctx, keys, tokens, es)
 	}
+	src := fromLoad
+	if tokens != nil {
+		src = fromLeasedLoad
+	}
 	for j, i := range idx {
 		if kept == nil || kept[j] { // else a Set or Delete voided the fill: the callers asked before it
 			c.keep(keys[j], f.calls[i], es[j])
 		}
-		c.finish(keys[j], f.calls[i], es[j], nil)
+		c.finish(keys[j], f.calls[i], es[j], nil, src)
 	}
 }
 
@@ -556,18 +569,18 @@ func label(ids []string) string {
 // first, so a Get that comes after sees the L1 (or loads again after an
 // error) instead of joining a call that is over, then delivers to its
 // waiters. Later calls are no-ops.
-func (c *Cache[V]) finish(key string, cl *call[V], e *entry[V], err error) {
+func (c *Cache[V]) finish(key string, cl *call[V], e *entry[V], err error, src source) {
 	c.mu.Lock()
 	if c.calls[key] == cl {
 		delete(c.calls, key)
 	}
 	c.mu.Unlock()
-	cl.deliver(e, err)
+	cl.deliver(e, err, src)
 }
 
-// settle ends key's load cl with e: keep then finish, under one hold of
-// c.mu.
-func (c *Cache[V]) settle(key string, cl *call[V], e *entry[V]) {
+// settle ends key's load cl with e (from src): keep then finish, under
+// one hold of c.mu.
+func (c *Cache[V]) settle(key string, cl *call[V], e *entry[V], src source) {
 	c.mu.Lock()
 	if !cl.superseded {
 		c.l1.Set(key, e)
@@ -576,7 +589,7 @@ func (c *Cache[V]) settle(key string, cl *call[V], e *entry[V]) {
 		delete(c.calls, key)
 	}
 	c.mu.Unlock()
-	cl.deliver(e, nil)
+	cl.deliver(e, nil, src)
 }
 
 // keep puts e in the L1 unless a Set or Delete of key came during its

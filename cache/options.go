@@ -121,6 +121,12 @@ type Options struct {
 	// caller's ctx where there is one (so a requestid.NewLogHandler logger
 	// adds its request_id). Default: discard.
 	Logger *slog.Logger
+	// Tracer sees each Get and GetMany: the L1 hits, and the loads
+	// (where each key's answer came from: the Store, a stale Store value,
+	// this instance's loader under a lease or not, another instance's
+	// fill). The otel module's Tracer.Cache makes spans of them.
+	// Default: none (one nil check per call).
+	Tracer Tracer
 
 	// random returns a uniform float in [0, 1) for jitter and XFetch
 	// (math/rand/v2; tests set it through export_test.go).

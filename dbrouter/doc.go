@@ -158,4 +158,9 @@
 // pgx's multitracer with any tracer Options.ConfigurePool set (otelpgx,
 // say), never replacing it, and Stats includes the counts of any pool whose
 // ConnConfig.Tracer is a *Tracer or a multitracer holding one.
+//
+// Options.RouteTracer (a dbrouter.RouteTracer) is told of every routing
+// decision, the primary or which replica and why (RouteReason), with the
+// statement's ctx before it reaches the pool; the otel module's
+// dbrouterotel sets it on the query span of otelpgx.
 package dbrouter

@@ -153,6 +153,13 @@ type Options struct {
 	// inside a multitracer). Default: nil.
 	ConfigurePool func(name string, cfg *pgxpool.Config) error
 
+	// RouteTracer sees every routing decision (primary or which replica,
+	// and why: a write, a token, a token wait, a fallback) with the
+	// statement's ctx, which it may return changed for the pool's query:
+	// the otel module's dbrouterotel sets the decision on the query's span.
+	// Default: none.
+	RouteTracer RouteTracer
+
 	// Clock replaces the system clock (see package clock); nil is the real
 	// time. It dates Window tokens and health checks.
 	Clock clock.Clock

@@ -248,6 +248,9 @@ func (r *Router) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comm
 		return pgconn.CommandTag{}, ErrClosed
 	}
 	r.primaryWrites.Add(1)
+	if r.o.RouteTracer != nil {
+		ctx = r.traceRoute(ctx, nil, RouteWrite)
+	}
 	tag, err := r.primary.Exec(ctx, sql, args...)
 	r.noteWrite(ctx, err)
 	return tag, err
@@ -259,6 +262,9 @@ func (r *Router) CopyFrom(ctx context.Context, table pgx.Identifier, columns []s
 		return 0, ErrClosed
 	}
 	r.primaryWrites.Add(1)
+	if r.o.RouteTracer != nil {
+		ctx = r.traceRoute(ctx, nil, RouteWrite)
+	}
 	n, err := r.primary.CopyFrom(ctx, table, columns, src)
 	r.noteWrite(ctx, err)
 	return n, err
@@ -272,6 +278,9 @@ func (r *Router) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 		return pgx.FailedBatchResults(b, ErrClosed)
 	}
 	r.primaryWrites.Add(1)
+	if r.o.RouteTracer != nil {
+		ctx = r.traceRoute(ctx, nil, RouteWrite)
+	}
 	br := r.primary.SendBatch(ctx, b)
 	if in := intentOf(ctx); in != nil && in.sess != nil {
 		return &sessionBatch{BatchResults: br, r: r, sess: in.sess}
@@ -294,9 +303,12 @@ func (r *Router) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error
 		return nil, ErrClosed
 	}
 	if opts.AccessMode == pgx.ReadOnly && opts.IsoLevel != pgx.Serializable {
-		rep, err := r.route(ctx)
+		rep, why, err := r.routeWhy(ctx)
 		if err != nil {
 			return nil, err
+		}
+		if r.o.RouteTracer != nil {
+			ctx = r.traceRoute(ctx, rep, why)
 		}
 		if rep != nil {
 			rep.acquire()
@@ -308,11 +320,15 @@ func (r *Router) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error
 			if !r.retryOnPrimary(ctx, rep, "BEGIN READ ONLY", err) {
 				return nil, err
 			}
+			ctx = r.retryRoute(ctx)
 		}
 		r.primaryReads.Add(1)
 		return r.primary.BeginTx(ctx, opts)
 	}
 	r.primaryWrites.Add(1)
+	if r.o.RouteTracer != nil {
+		ctx = r.traceRoute(ctx, nil, RouteWrite)
+	}
 	tx, err := r.primary.BeginTx(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -331,9 +347,12 @@ func (r *Router) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, 
 	if r.closed.Load() {
 		return errRows{err: ErrClosed}, ErrClosed
 	}
-	rep, err := r.route(ctx)
+	rep, why, err := r.routeWhy(ctx)
 	if err != nil {
 		return errRows{err: err}, err
+	}
+	if r.o.RouteTracer != nil {
+		ctx = r.traceRoute(ctx, rep, why)
 	}
 	if rep == nil {
 		r.primaryReads.Add(1)
@@ -345,7 +364,7 @@ func (r *Router) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, 
 		rep.release()
 		if r.retryOnPrimary(ctx, rep, sql, err) {
 			r.primaryReads.Add(1)
-			return r.primary.Query(ctx, sql, args...)
+			return r.primary.Query(r.retryRoute(ctx), sql, args...)
 		}
 		return rows, err
 	}
@@ -358,9 +377,12 @@ func (r *Router) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row 
 	if r.closed.Load() {
 		return errRow{err: ErrClosed}
 	}
-	rep, err := r.route(ctx)
+	rep, why, err := r.routeWhy(ctx)
 	if err != nil {
 		return errRow{err: err}
+	}
+	if r.o.RouteTracer != nil {
+		ctx = r.traceRoute(ctx, rep, why)
 	}
 	if rep == nil {
 		r.primaryReads.Add(1)
@@ -541,24 +563,31 @@ func (r *Router) noteWrite(ctx context.Context, err error) {
 
 // route picks where a read goes: a replica, or nil for the primary.
 func (r *Router) route(ctx context.Context) (*replica, error) {
+	rep, _, err := r.routeWhy(ctx)
+	return rep, err
+}
+
+// routeWhy is route, saying why (for Options.RouteTracer).
+func (r *Router) routeWhy(ctx context.Context) (*replica, RouteReason, error) {
 	in := intentOf(ctx)
 	if in != nil && in.primary {
-		return nil, nil
+		return nil, RouteIntent, nil
 	}
 	hs := *r.healthy.Load()
 	if len(hs) == 0 {
 		if r.o.NoFallback && len(r.replicas) > 0 {
 			r.noReplica.Add(1)
-			return nil, ErrNoReplica
+			return nil, RouteNoReplica, ErrNoReplica
 		}
 		if len(r.replicas) > 0 {
 			r.fallbacks.Add(1)
+			return nil, RouteFallback, nil
 		}
-		return nil, nil
+		return nil, RoutePrimaryOnly, nil
 	}
 	floor := LSN(r.floor.Load())
 	if in == nil || (in.tok.IsZero() && in.sess == nil) {
-		return r.chooseAny(hs, floor)
+		return r.chooseAnyWhy(hs, floor)
 	}
 	tok := in.tok
 	if in.sess != nil {
@@ -566,12 +595,12 @@ func (r *Router) route(ctx context.Context) (*replica, error) {
 		if err != nil {
 			r.o.Logger.WarnContext(ctx, "dbrouter: reading the session's write LSN failed; the read goes to the primary", "err", err)
 			r.tokenPrimary.Add(1)
-			return nil, nil
+			return nil, RouteToken, nil
 		}
 		tok = tok.Merge(st)
 	}
 	if tok.IsZero() {
-		return r.chooseAny(hs, floor)
+		return r.chooseAnyWhy(hs, floor)
 	}
 	if r.o.Consistency == ConsistencyWindow {
 		now := clock.Now(r.o.Clock)
@@ -584,25 +613,39 @@ func (r *Router) route(ctx context.Context) (*replica, error) {
 		}
 		if !tok.Time.IsZero() && now.Sub(tok.Time) < r.o.Window {
 			r.tokenPrimary.Add(1)
-			return nil, nil
+			return nil, RouteToken, nil
 		}
-		return r.chooseAny(hs, floor)
+		return r.chooseAnyWhy(hs, floor)
 	}
 	if tok.LSN == 0 {
-		return r.chooseAny(hs, floor)
+		return r.chooseAnyWhy(hs, floor)
 	}
 	min := max(r.clamp(ctx, tok.LSN), floor)
 	if rep := r.choose(hs, min, true); rep != nil {
-		return rep, nil
+		return rep, RouteToken, nil
 	}
 	if r.o.TokenWait > 0 {
 		if rep := r.waitFor(ctx, min); rep != nil {
 			r.tokenWaits.Add(1)
-			return rep, nil
+			return rep, RouteTokenWait, nil
 		}
+		r.tokenPrimary.Add(1)
+		return nil, RouteTokenWait, nil
 	}
 	r.tokenPrimary.Add(1)
-	return nil, nil
+	return nil, RouteToken, nil
+}
+
+// chooseAnyWhy is chooseAny saying why.
+func (r *Router) chooseAnyWhy(hs []*replica, floor LSN) (*replica, RouteReason, error) {
+	rep, err := r.chooseAny(hs, floor)
+	switch {
+	case err != nil:
+		return nil, RouteNoReplica, err
+	case rep == nil:
+		return nil, RouteFallback, nil
+	}
+	return rep, RouteAny, nil
 }
 
 // chooseAny picks a replica for a read without a token: any healthy one

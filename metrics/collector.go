@@ -3,7 +3,6 @@ package metrics
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/cache"
 	"github.com/scalekit-go/scalekit/idempotency"
+	"github.com/scalekit-go/scalekit/internal/added"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/ratelimit"
 	"github.com/scalekit-go/scalekit/requestid"
@@ -94,7 +94,7 @@ type Collector struct {
 
 	mu      sync.Mutex
 	sources []source
-	seen    map[any]bool
+	seen    added.Set
 }
 
 // source is one added primitive: collect sends its metrics.
@@ -104,6 +104,9 @@ type source struct {
 
 // named is the duplicate-check key of a primitive added under a name.
 type named struct{ kind, name string }
+
+// AddedAs implements added.Named.
+func (n named) AddedAs() (kind, name string) { return n.kind, n.name }
 
 // New returns a Collector with no primitives, or an error naming the bad
 // option.
@@ -135,7 +138,6 @@ func New(o Options) (*Collector, error) {
 		queueCounts: newTable(b, queueCountFamilies, "queue"),
 		scheduler:   newTable(b, schedulerFamilies, "schedule"),
 		dbrouter:    newDBRouterTables(b),
-		seen:        map[any]bool{},
 	}
 	c.descs = b.all
 	return c, nil
@@ -168,26 +170,15 @@ func (c *Collector) add(method string, key any, collect func(ch chan<- prometheu
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.seen[key] {
-		if n, ok := key.(named); ok {
-			return fmt.Errorf("%w: %s: a %s named %q was added already", ErrDuplicate, method, n.kind, n.name)
-		}
-		return fmt.Errorf("%w: %s: this %T was added already", ErrDuplicate, method, key)
+	if err := c.seen.Add(ErrDuplicate, method, key); err != nil {
+		return err
 	}
-	c.seen[key] = true
 	c.sources = append(c.sources, source{collect: collect})
 	return nil
 }
 
-// isNil reports whether v is nil or a nil pointer in an interface (which
-// would panic at the first scrape).
-func isNil(v any) bool {
-	if v == nil {
-		return true
-	}
-	rv := reflect.ValueOf(v)
-	return rv.Kind() == reflect.Pointer && rv.IsNil()
-}
+// isNil reports whether v is nil or a nil pointer in an interface.
+func isNil(v any) bool { return added.IsNil(v) }
 
 // addStats adds p, a primitive whose metrics are t's families of its
 // Stats, under key (whose name is the name label); what names p in the

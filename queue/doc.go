@@ -191,6 +191,9 @@
 // like a handler panic. The Middleware of package idempotency's Worker
 // runs a job's handler once to completion however often the job is
 // delivered.
+// IsSnooze tells middleware a snoozed attempt from a failed one. The
+// otel module's Tracer.EnqueueMiddleware and AttemptMiddleware carry a
+// trace context this way.
 //
 // RequestIDClient and RequestIDWorker are such a pair for package
 // requestid: the request ID (and W3C trace) of the enqueue's ctx goes

@@ -437,3 +437,16 @@ func TestMiddlewareHammer(t *testing.T) {
 		}
 	}
 }
+
+// IsSnooze tells a Snooze error from others, through wrapping, with its
+// delay; worker middleware uses it to name a snoozed attempt's outcome.
+func TestIsSnooze(t *testing.T) {
+	if d, ok := queue.IsSnooze(fmt.Errorf("wrapped: %w", queue.Snooze(3*time.Second))); !ok || d != 3*time.Second {
+		t.Fatalf("IsSnooze(wrapped Snooze(3s)) = %v, %v", d, ok)
+	}
+	for _, err := range []error{nil, errors.New("x"), queue.Permanent(errors.New("x")), queue.Snooze(-1)} {
+		if _, ok := queue.IsSnooze(err); ok {
+			t.Fatalf("IsSnooze(%v) = true", err)
+		}
+	}
+}

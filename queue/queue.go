@@ -462,3 +462,14 @@ func (e *snoozeError) Error() string { return "queue: job snoozed for " + e.d.St
 
 // IsPermanent reports whether err was marked with Permanent.
 func IsPermanent(err error) bool { return retry.IsPermanent(err) }
+
+// IsSnooze reports whether err (or an error it wraps) is one Snooze
+// returned, and its delay: what worker middleware needs to tell a
+// snoozed attempt from a failed one.
+func IsSnooze(err error) (time.Duration, bool) {
+	var s *snoozeError
+	if errors.As(err, &s) {
+		return s.d, true
+	}
+	return 0, false
+}

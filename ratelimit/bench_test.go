@@ -34,3 +34,28 @@ func BenchmarkLocalAllowManyKeys(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkLocalFullNewKeys: a limiter full of 1M active keys (each used
+// its bucket within the hour) meets a flood of keys it has never seen, as
+// under a scan or an attack with random keys: each costs a bounded look
+// at 16 held keys and one eviction, not a sweep of its shard.
+func BenchmarkLocalFullNewKeys(b *testing.B) {
+	const held = 1_000_000
+	l, err := NewLocal(LocalOptions{Limits: Policy{{Rate: 10, Period: time.Hour}}, MaxKeys: held})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range held {
+		l.Allow(ctx, "held:"+strconv.Itoa(i))
+	}
+	names := make([]string, 1<<20)
+	for i := range names {
+		names[i] = "new:" + strconv.Itoa(i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		l.Allow(ctx, names[i%len(names)])
+	}
+}

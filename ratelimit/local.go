@@ -18,13 +18,16 @@ import (
 type LocalOptions struct {
 	// Limits is the policy every key gets; required.
 	Limits Policy
-	// MaxKeys caps the keys held in memory. Keys whose buckets are full
-	// again are dropped first, which changes nothing (such a key behaves
-	// exactly like a new one); only when the held keys are all still active
-	// is a key evicted early, counted in Stats.Evicted, and that key may
-	// burst again. The cap is exact but for a shard with no key to evict,
-	// which may go over by one key per concurrent insert until the next
-	// sweep. Default: 1,000,000.
+	// MaxKeys caps the keys held in memory. When the limiter is full, a
+	// new key looks at up to 16 held keys of its shard, from a random
+	// place: those whose buckets are full again are dropped, which changes
+	// nothing (such a key behaves exactly like a new one); when none of
+	// them is, the one nearest to full is evicted early, counted in
+	// Stats.Evicted, and may burst again by what it had used. A new key
+	// costs that bounded look, never a sweep of its shard, however many
+	// new keys arrive. The cap is exact but for a shard with no key to
+	// evict, which may go over by one key per insert until another
+	// shard's insert or sweep makes room. Default: 1,000,000.
 	MaxKeys int
 	// Shards is the number of independently locked partitions of the key
 	// space, rounded up to a power of two, 1 to 4096. Default: 64.
@@ -73,6 +76,7 @@ type localShard struct {
 	lastNow   int64 // the latest time a decision in this shard used
 	// Counted under mu: no shared atomic on the hot path.
 	allowed, denied uint64
+	scanned         uint64   // keys looked at by sweeps and makeRoom (tests)
 	_               [64]byte // keep shards' locks on separate cache lines
 }
 
@@ -185,22 +189,13 @@ func (l *Local) Wait(ctx context.Context, key string) (Decision, error) {
 
 // insert adds key to s (locked) and returns its zeroed slot.
 func (l *Local) insert(s *localShard, key string, now int64) []int64 {
-	full := l.keys.Load() >= l.maxKeys
-	if full || now-s.lastSweep >= l.sweepNS {
+	if now-s.lastSweep >= l.sweepNS {
 		l.sweep(s, now)
 	}
-	if l.keys.Add(1) > l.maxKeys {
-		// Every key of this shard is active and the limiter is full: evict
-		// one (it may burst again), or, with none here, evict nothing and
-		// go over by this one key until a sweep elsewhere catches up.
-		for k, i := range s.idx {
-			delete(s.idx, k)
-			s.free = append(s.free, i)
-			l.keys.Add(-1)
-			l.evicted.Add(1)
-			break
-		}
+	if l.keys.Load() >= l.maxKeys {
+		l.makeRoom(s, now)
 	}
+	l.keys.Add(1)
 	var i int32
 	if n := len(s.free); n > 0 {
 		i = s.free[n-1]
@@ -221,20 +216,67 @@ func (l *Local) insert(s *localShard, key string, now int64) []int64 {
 func (l *Local) sweep(s *localShard, now int64) {
 	s.lastSweep = now
 	for k, i := range s.idx {
-		full := true
-		for _, tat := range s.tats[int(i)*l.nl : (int(i)+1)*l.nl] {
-			if tat > now {
-				full = false
-				break
-			}
-		}
-		if full {
-			delete(s.idx, k)
-			s.free = append(s.free, i)
-			l.keys.Add(-1)
-			l.swept.Add(1)
+		s.scanned++
+		if l.latest(s, i) <= now {
+			l.drop(s, k, i, &l.swept)
 		}
 	}
+}
+
+// fullSample is how many held keys of its shard a new key looks at when
+// the limiter is full (makeRoom): a bounded cost per new key, where a
+// sweep of the shard would cost O(MaxKeys/Shards) and, under a flood of
+// new keys, hold the shard's lock for that long on every one.
+const fullSample = 16
+
+// makeRoom, the limiter being full, looks at up to fullSample keys of s
+// (locked), from a random place in its map: it drops those whose buckets
+// are full (lossless, counted in Swept) and, when none of them is,
+// evicts the one whose bucket is nearest to full (counted in Evicted: it
+// may burst again, by the least of the keys seen). With no key in s it
+// evicts nothing: the limiter goes over MaxKeys by this key until another
+// shard's insert or sweep makes room.
+func (l *Local) makeRoom(s *localShard, now int64) {
+	var (
+		victim    string
+		victimIdx int32
+		victimTAT int64
+		seen      int
+		dropped   bool
+	)
+	for k, i := range s.idx {
+		s.scanned++
+		if t := l.latest(s, i); t <= now {
+			l.drop(s, k, i, &l.swept)
+			dropped = true
+		} else if victim == "" || t < victimTAT {
+			victim, victimIdx, victimTAT = k, i, t
+		}
+		if seen++; seen == fullSample {
+			break
+		}
+	}
+	if !dropped && victim != "" {
+		l.drop(s, victim, victimIdx, &l.evicted)
+	}
+}
+
+// latest is the latest arrival time of slot i's limits: its bucket is
+// full from then on.
+func (l *Local) latest(s *localShard, i int32) int64 {
+	var t int64
+	for _, tat := range s.tats[int(i)*l.nl : (int(i)+1)*l.nl] {
+		t = max(t, tat)
+	}
+	return t
+}
+
+// drop removes key k (slot i) from s (locked), counted in c.
+func (l *Local) drop(s *localShard, k string, i int32, c *atomic.Uint64) {
+	delete(s.idx, k)
+	s.free = append(s.free, i)
+	l.keys.Add(-1)
+	c.Add(1)
 }
 
 // LocalStats is a snapshot of a Local limiter's counters.

@@ -347,7 +347,9 @@ func holderDies(t *testing.T, store cache.Store) {
 // (renewed while it runs) and fills: the loader runs once, the value
 // lands in the Store, and every instance holds it in its L1.
 func slowLoad(t *testing.T, store cache.Store) {
-	const leaseTTL = 300 * time.Millisecond
+	// A lease of 1s, renewed every 333ms, survives a renewal held up by
+	// 600ms on a loaded machine (300ms did not, on a loaded 2-core CI).
+	const leaseTTL = time.Second
 	caches := Instances(t, 4, store, cache.Options{TTL: time.Hour, LeaseTTL: leaseTTL})
 	key := Key(t, "slow")
 	var calls atomic.Int64

@@ -46,6 +46,8 @@ func TestCheckCatchesViolations(t *testing.T) {
 		module + "/dbrouter/internal": {"github.com/prometheus/common/model"},
 		module + "/metrics":           {"github.com/prometheus/client_golang/prometheus"},
 		module + "/examples/service":  {"github.com/prometheus/client_golang/prometheus"},
+		module + "/cache/cacheredis2": {"go.opentelemetry.io/otel/trace"},
+		module + "/metrics/x":         {"go.opentelemetry.io/otel/metric"},
 	}
 	got := map[string]bool{}
 	for _, v := range Check(module, deps) {
@@ -56,6 +58,8 @@ func TestCheckCatchesViolations(t *testing.T) {
 		"queue -> github.com/jackc/pgx/v5/pgconn",
 		"slo -> github.com/prometheus/client_golang/prometheus",
 		"dbrouter/internal -> github.com/prometheus/common/model",
+		"cache/cacheredis2 -> go.opentelemetry.io/otel/trace",
+		"metrics/x -> go.opentelemetry.io/otel/metric",
 	}
 	for _, w := range want {
 		if !got[w] {
@@ -84,6 +88,28 @@ func TestCheckKeepsEnginesOutOfMetrics(t *testing.T) {
 	}
 	if len(got) != 2 {
 		t.Errorf("Check found %d violations, want 2: %v", len(got), got)
+	}
+}
+
+// TestCoreHasNoOpenTelemetry lists, with `go list -deps`, what the core
+// packages compile, and fails on any OpenTelemetry package: the otel
+// module is the only place it lives.
+func TestCoreHasNoOpenTelemetry(t *testing.T) {
+	pkgs := make([]string, len(Core))
+	for i, c := range Core {
+		pkgs[i] = module + "/" + c
+	}
+	out, err := exec.Command("go", append([]string{"list", "-deps"}, pkgs...)...).Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			t.Fatalf("go list -deps: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatalf("go list -deps: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if strings.HasPrefix(p, OpenTelemetry) {
+			t.Errorf("the core packages compile %s", p)
+		}
 	}
 }
 

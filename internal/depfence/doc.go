@@ -17,6 +17,11 @@ var Heavy = []string{"github.com/redis/go-redis", "github.com/jackc/pgx", "githu
 // compiling any engine: importing metrics must not drag in go-redis or pgx.
 var EngineFree = []string{"metrics", "dbrouter/routerstats"}
 
+// OpenTelemetry is the module prefix no package of this module may
+// depend on: OpenTelemetry lives in the otel module of its own (otel/,
+// with its own go.mod), so the core module's go.mod gains none of it.
+const OpenTelemetry = "go.opentelemetry.io/"
+
 // Engines lists the module prefixes of the engines' client libraries.
 var Engines = []string{"github.com/redis/go-redis", "github.com/jackc/pgx"}
 
@@ -30,7 +35,9 @@ type Violation struct {
 //   - a core package depending on anything in Heavy;
 //   - a package in EngineFree depending on anything in Engines;
 //   - any package outside metrics/, examples/ and bench/ depending on
-//     Prometheus (library code never drags it in).
+//     Prometheus (library code never drags it in);
+//   - any package at all depending on OpenTelemetry (the otel module,
+//     nested in the repository, is not part of this module).
 func Check(module string, deps map[string][]string) []Violation {
 	var out []Violation
 	core := map[string]bool{}
@@ -58,6 +65,9 @@ func Check(module string, deps map[string][]string) []Violation {
 						out = append(out, Violation{pkg, d, "collectors read Stats without compiling an engine"})
 					}
 				}
+			}
+			if strings.HasPrefix(d, OpenTelemetry) {
+				out = append(out, Violation{pkg, d, "OpenTelemetry lives in the otel module of its own"})
 			}
 			if !promOK && !core[pkg] && strings.HasPrefix(d, "github.com/prometheus/") {
 				out = append(out, Violation{pkg, d, "Prometheus lives in metrics alone"})
