@@ -175,16 +175,10 @@ func (c *Cache[V]) get(ctx context.Context, key, id string, load Loader[V]) (V, 
 		return c.serve(e, u)
 	}
 	c.st.misses.Add(1)
-	keys := []string{key}
-	ids := keys
-	if id != key {
-		ids = []string{id}
-	}
 	if c.tracer != nil {
-		ctx = c.tracer.TraceLoadStart(ctx, TraceLoadStartData{Keys: ids})
+		ctx = c.tracer.TraceLoadStart(ctx, TraceLoadStartData{Keys: []string{id}})
 	}
-	calls, started := c.fetch(ctx, modeMiss, keys, ids, nil, loader[V]{one: load})
-	cl := calls[0]
+	cl, started := c.fetchOne(ctx, key, id, load)
 	select {
 	case <-cl.done:
 	case <-ctx.Done():
@@ -298,6 +292,7 @@ func (c *Cache[V]) getMany(ctx context.Context, keys, ids []string, batch BatchL
 	res := make(map[string]V, len(keys))
 	var miss []int
 	var refresh [modeEarly + 1]refreshes[V]
+	var hits uint64 // counted once for the batch
 	var stale int
 	for i, k := range keys {
 		e, now, u := c.peek(k)
@@ -312,10 +307,14 @@ func (c *Cache[V]) getMany(ctx context.Context, keys, ids []string, batch BatchL
 			r := &refresh[mode]
 			r.keys, r.ids, r.cur = append(r.keys, k), append(r.ids, ids[i]), append(r.cur, e)
 		}
-		if v, err := c.serve(e, u); err == nil {
+		if u == useFresh && !e.negative {
+			hits++
+			res[ids[i]] = e.val
+		} else if v, err := c.serve(e, u); err == nil {
 			res[ids[i]] = v
 		}
 	}
+	c.st.hits.Add(hits)
 	for mode, r := range refresh {
 		if len(r.keys) > 0 {
 			c.refreshAll(ctx, loadMode(mode), r.keys, r.ids, r.cur, loader[V]{batch: batch})

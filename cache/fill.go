@@ -134,7 +134,7 @@ func (c *Cache[V]) fetch(ctx context.Context, mode loadMode, keys, ids []string,
 			cur = pick(cur, own)
 		}
 	}
-	ctx = context.WithoutCancel(ctx)
+	ctx = detached(ctx)
 	var todo []int
 	var pre []*entry[V]
 	var preErr error
@@ -145,8 +145,7 @@ func (c *Cache[V]) fetch(ctx context.Context, mode loadMode, keys, ids []string,
 			now := c.now()
 			for i, e := range pre {
 				if e != nil && now < e.recFresh {
-					c.keep(keys[i], calls[i], e)
-					c.finish(keys[i], calls[i], e, nil, fromStore)
+					c.settle(keys[i], calls[i], e, fromStore)
 					continue
 				}
 				todo = append(todo, i)
@@ -165,6 +164,49 @@ func (c *Cache[V]) fetch(ctx context.Context, mode loadMode, keys, ids []string,
 	}
 	go f.run(ctx, todo, pre, preErr)
 	return all, len(keys)
+}
+
+// fetchOne is fetch for Get's miss of one key (mode modeMiss), without
+// the slices: key is joined if a load of it is in flight, else claimed;
+// the Store is read in the caller's goroutine and a fresh value there
+// ends the miss (the common L2 hit: no fill, no goroutine); anything
+// else goes on as fetch's fill would, with the Store's answer. It
+// returns key's call and 1 if it claimed the key (0: joined).
+func (c *Cache[V]) fetchOne(ctx context.Context, key, id string, load Loader[V]) (*call[V], int) {
+	c.mu.Lock()
+	if cl := c.calls[key]; cl != nil {
+		c.mu.Unlock()
+		c.st.coalesced.Add(1)
+		return cl, 0
+	}
+	cl := &call[V]{done: make(chan struct{})}
+	c.calls[key] = cl
+	c.mu.Unlock()
+	ctx = detached(ctx)
+	var pre []*entry[V]
+	var preErr error
+	if c.store != nil {
+		e, err := c.storeGetOne(ctx, key)
+		if err == nil && e != nil && c.now() < e.recFresh {
+			c.settle(key, cl, e, fromStore)
+			return cl, 1
+		}
+		if pre, preErr = []*entry[V]{e}, err; err != nil {
+			pre = nil
+		}
+	}
+	f := &fill[V]{c: c, load: loader[V]{one: load}, mode: modeMiss, keys: []string{key}, ids: []string{id}, calls: []*call[V]{cl}}
+	go f.run(ctx, []int{0}, pre, preErr)
+	return cl, 1
+}
+
+// detached is ctx without its cancellation and deadline, for the part of
+// a load that outlives its first caller; ctx itself when it has neither.
+func detached(ctx context.Context) context.Context {
+	if _, ok := ctx.Deadline(); !ok && ctx.Done() == nil {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
 }
 
 // run is the background part of a fill, for the keys at todo (pre and
@@ -215,8 +257,7 @@ func (c *Cache[V]) holds(key string, e *entry[V]) bool {
 
 // deliver ends key i's fill with e: into the L1, out to its callers.
 func (f *fill[V]) deliver(i int, e *entry[V], src source) {
-	f.c.keep(f.keys[i], f.calls[i], e)
-	f.c.finish(f.keys[i], f.calls[i], e, nil, src)
+	f.c.settle(f.keys[i], f.calls[i], e, src)
 }
 
 // pick is the elements of from at idx.
@@ -535,6 +576,20 @@ func (c *Cache[V]) finish(key string, cl *call[V], e *entry[V], err error, src s
 	}
 	c.mu.Unlock()
 	cl.deliver(e, err, src)
+}
+
+// settle ends key's load cl with e (from src): keep then finish, under
+// one hold of c.mu.
+func (c *Cache[V]) settle(key string, cl *call[V], e *entry[V], src source) {
+	c.mu.Lock()
+	if !cl.superseded {
+		c.l1.Set(key, e)
+	}
+	if c.calls[key] == cl {
+		delete(c.calls, key)
+	}
+	c.mu.Unlock()
+	cl.deliver(e, nil, src)
 }
 
 // keep puts e in the L1 unless a Set or Delete of key came during its

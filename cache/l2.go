@@ -30,6 +30,30 @@ func (c *Cache[V]) l2(ctx context.Context, fn func(ctx context.Context) error) e
 // storeGet reads keys from the Store and decodes them; an entry is nil
 // for a missing key or one that cannot be decoded.
 func (c *Cache[V]) storeGet(ctx context.Context, keys []string) ([]*entry[V], error) {
+	recs, err := c.storeRead(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	now := c.now()
+	out := make([]*entry[V], len(keys))
+	for i, rec := range recs {
+		out[i] = c.storeEntry(ctx, keys[i], rec, now)
+	}
+	return out, nil
+}
+
+// storeGetOne is storeGet of one key, without the slice of entries.
+func (c *Cache[V]) storeGetOne(ctx context.Context, key string) (*entry[V], error) {
+	recs, err := c.storeRead(ctx, []string{key})
+	if err != nil {
+		return nil, err
+	}
+	return c.storeEntry(ctx, key, recs[0], c.now()), nil
+}
+
+// storeRead is the Store's Get of keys, through the circuit, one record
+// per key.
+func (c *Cache[V]) storeRead(ctx context.Context, keys []string) ([][]byte, error) {
 	var recs [][]byte
 	if err := c.l2(ctx, func(ctx context.Context) (err error) { recs, err = c.store.Get(ctx, keys); return err }); err != nil {
 		return nil, err
@@ -38,24 +62,25 @@ func (c *Cache[V]) storeGet(ctx context.Context, keys []string) ([]*entry[V], er
 		c.st.l2Errors.Add(1)
 		return nil, fmt.Errorf("cache: the Store returned %d records for %d keys", len(recs), len(keys))
 	}
-	now := c.now()
-	out := make([]*entry[V], len(keys))
-	for i, rec := range recs {
-		if rec == nil {
-			c.st.l2Misses.Add(1)
-			continue
-		}
-		e, err := c.decode(rec, now)
-		if err != nil {
-			c.st.codecErrors.Add(1)
-			c.st.l2Misses.Add(1)
-			c.o.Logger.LogAttrs(ctx, slog.LevelWarn, "cache: cannot decode a Store record; treating it as missing", slog.String("key", keys[i]), slog.Any("error", err))
-			continue
-		}
-		c.st.l2Hits.Add(1)
-		out[i] = e
+	return recs, nil
+}
+
+// storeEntry decodes key's Store record rec (read at now) and counts it:
+// nil for a missing record or one that cannot be decoded.
+func (c *Cache[V]) storeEntry(ctx context.Context, key string, rec []byte, now int64) *entry[V] {
+	if rec == nil {
+		c.st.l2Misses.Add(1)
+		return nil
 	}
-	return out, nil
+	e, err := c.decode(rec, now)
+	if err != nil {
+		c.st.codecErrors.Add(1)
+		c.st.l2Misses.Add(1)
+		c.o.Logger.LogAttrs(ctx, slog.LevelWarn, "cache: cannot decode a Store record; treating it as missing", slog.String("key", key), slog.Any("error", err))
+		return nil
+	}
+	c.st.l2Hits.Add(1)
+	return e
 }
 
 func (c *Cache[V]) lease(ctx context.Context, keys []string) ([]string, error) {

@@ -1,16 +1,21 @@
 // Package stripe is a striped counter for hot paths: one atomic shared by
 // all cores bounces its cache line on every increment; a Counter spreads
-// increments over padded stripes, each goroutine keeping to the stripe of
-// the P it runs on (a sync.Pool token, since pools cache per P; tokens are
-// numbered, so up to 16 Ps get a stripe each).
+// increments over padded stripes, each goroutine picking its stripe by a
+// hash of its stack address (goroutines running at the same time have
+// different stacks, so they mostly count on different stripes; two that
+// share one only share its cache line). The hash costs a multiply, where
+// the per-P sync.Pool token used before cost a Get and a Put.
 package stripe
 
 import (
-	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
-const stripes = 16 // power of two
+const (
+	stripeBits = 4
+	stripes    = 1 << stripeBits
+)
 
 type padded struct {
 	n atomic.Uint64
@@ -23,19 +28,21 @@ type Counter struct {
 	s [stripes]padded
 }
 
-type token struct{ idx uint32 }
-
-// next numbers the tokens, so the first stripes Ps ask for get stripes of
-// their own.
-var next atomic.Uint32
-
-var tokens = sync.Pool{New: func() any { return &token{idx: next.Add(1)} }}
-
 // Add adds d.
 func (c *Counter) Add(d uint64) {
-	t := tokens.Get().(*token)
-	c.s[t.idx&(stripes-1)].n.Add(d)
-	tokens.Put(t)
+	c.s[stackStripe()].n.Add(d)
+}
+
+// stackStripe is the calling goroutine's stripe: a hash of its stack
+// address. The bits below 2 KiB (the smallest stack) depend on the call
+// depth, not the goroutine, so they are dropped; the multiply mixes the
+// stack's upper bits into the top bits, which pick the stripe. A stack
+// that grows moves, and the goroutine moves to another stripe: harmless.
+//
+//go:nosplit
+func stackStripe() uint64 {
+	var x byte
+	return uint64(uintptr(unsafe.Pointer(&x))>>11) * 0x9e3779b97f4a7c15 >> (64 - stripeBits)
 }
 
 // Load returns the sum of the stripes (not an atomic snapshot of them all).
