@@ -21,4 +21,10 @@
 // ctx holds, the caller's; Options.CallerSpan sets them there at routing
 // time for pools that have no pgx tracer at all. It lives in a package of
 // its own so that scalekitotel does not compile pgx.
+//
+// QueryTracer is a minimal span-making pgx tracer (one span per query,
+// database semantic conventions) for programs without otelpgx: put it
+// first, multitracer.New(qt, rt). By default it traces only queries made
+// within a span (QueryTracerOptions.RootSpans), so a pool's background
+// statements make no traces.
 package dbrouterotel
