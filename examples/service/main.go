@@ -65,7 +65,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	// 2. Every primitive, wired from the stores up (wire.go). Until the
 	// service serves, a failure closes here what was opened; from then on
 	// the shutdown coordinator closes it.
-	a := &app{cfg: cfg, log: cfg.Logger, in: in}
+	a := &app{cfg: cfg, log: cfg.Logger, in: in, out: out}
 	serving := false
 	defer func() {
 		if !serving {

@@ -128,4 +128,3 @@ func operation(sql string) string {
 	}
 	return strings.ToUpper(sql[:end])
 }
-

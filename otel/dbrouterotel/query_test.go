@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/codes"
@@ -33,8 +34,9 @@ func TestQueryTracerSpans(t *testing.T) {
 	}
 	rt, _ := dbrouterotel.New(dbrouterotel.Options{})
 	mt := multitracer.New(qt, rt)
+	replica := pool(t, f.ReplicaURL, mt)
 	r, err := dbrouter.New(context.Background(), dbrouter.Options{Primary: pool(t, f.PrimaryURL, mt),
-		Replicas: []*pgxpool.Pool{pool(t, f.ReplicaURL, mt)}, ReplicaNames: []string{"r1"}, RouteTracer: rt,
+		Replicas: []*pgxpool.Pool{replica}, ReplicaNames: []string{"r1"}, RouteTracer: rt,
 		Interval: 50 * time.Millisecond, CheckTimeout: testinfra.CallTimeout})
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +52,24 @@ func TestQueryTracerSpans(t *testing.T) {
 	_, err = r.Exec(ctx, "INSERT INTO no_such_table VALUES (1)")
 	if err == nil {
 		t.Fatal("the insert into a missing table succeeded")
+	}
+	// A read-only transaction: the Router routes its BEGIN; its
+	// statements, which reach the pool with ctx as it is, get BEGIN's
+	// decision too, until COMMIT.
+	tx, err := r.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRow(ctx, "SELECT 'in tx'").Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// After it, a statement on the replica's pool that the Router did not
+	// route has no decision.
+	if err := replica.QueryRow(ctx, "SELECT 'unrouted'").Scan(&s); err != nil {
+		t.Fatal(err)
 	}
 	parent.End()
 	if err := r.QueryRow(context.Background(), "SELECT 'no parent'").Scan(&s); err != nil {
@@ -102,6 +122,15 @@ func TestQueryTracerSpans(t *testing.T) {
 	}
 	if read.Name() != "SELECT" || a["db.namespace"] == "" || a["server.port"] == "" {
 		t.Errorf("read span %q: %v", read.Name(), a)
+	}
+	for _, q := range []string{"SELECT 'in tx'", "commit"} {
+		sp, ok := byText[q]
+		if a := attrs(sp); !ok || a["scalekit.dbrouter.target"] != "replica" || a["scalekit.dbrouter.reason"] != "any" {
+			t.Errorf("%s in the routed transaction: %v", q, a)
+		}
+	}
+	if a := attrs(byText["SELECT 'unrouted'"]); a["db.query.text"] == "" || a["scalekit.dbrouter.target"] != "" {
+		t.Errorf("the unrouted statement after the transaction: %v", a)
 	}
 	failed, ok := byText["INSERT INTO no_such_table VALUES (1)"]
 	if !ok {
