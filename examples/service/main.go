@@ -7,8 +7,8 @@
 // CONCURRENTLY, per-client rate limits, SLOs, Prometheus metrics,
 // health probes and a graceful shutdown.
 //
-//	go run ./examples/service              # starts its own Redis and PostgreSQL (primary + replica)
-//	REDIS_URL=redis://127.0.0.1:6379/0 DATABASE_URL=postgres://... DATABASE_REPLICA_URLS=postgres://... go run ./examples/service
+//	go run -C examples ./service              # starts its own Redis and PostgreSQL (primary + replica)
+//	REDIS_URL=redis://127.0.0.1:6379/0 DATABASE_URL=postgres://... DATABASE_REPLICA_URLS=postgres://... go run -C examples ./service
 //
 // With nothing configured it starts throwaway servers from the binaries on
 // the machine (redis-server, PostgreSQL's initdb/postgres/pg_basebackup),
