@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -28,7 +30,10 @@ func TestOneTracePerRequest(t *testing.T) {
 	sr := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
 	t.Cleanup(func() { tp.Shutdown(context.Background()) })
-	base, _ := startService(t, io.Discard, func(c *Config) { c.TracerProvider = tp })
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { mp.Shutdown(context.Background()) })
+	base, _ := startService(t, io.Discard, func(c *Config) { c.TracerProvider, c.MeterProvider = tp, mp })
 	client := &http.Client{Timeout: 10 * time.Second}
 	waitReplicaReads(t, client, base)
 
@@ -142,6 +147,28 @@ func TestOneTracePerRequest(t *testing.T) {
 		t.Errorf("attempt outcome %q", got)
 	}
 	t.Logf("one trace %s, %d spans", server.SpanContext().TraceID(), len(spans))
+
+	// The MeterProvider gets the primitives' Stats: the user cache's L1
+	// miss of this request among them.
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	misses := 0.0
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if sum, ok := m.Data.(metricdata.Sum[float64]); ok && m.Name == "scalekit_cache_misses" {
+				for _, dp := range sum.DataPoints {
+					if v, _ := dp.Attributes.Value("name"); v.AsString() == "users" {
+						misses += dp.Value
+					}
+				}
+			}
+		}
+	}
+	if misses < 1 {
+		t.Errorf("the OpenTelemetry metrics show %v misses of the users cache, want at least 1", misses)
+	}
 
 	// No trace for the probes.
 	for _, s := range sr.Ended() {
