@@ -59,7 +59,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: go run ./examples/loadgen [flags]\n\nOpen-loop load against examples/service; exits 1 on unexpected errors.\n\n")
+		fmt.Fprintf(stderr, "usage: go run -C examples ./loadgen [flags]\n\nOpen-loop load against examples/service; exits 1 on unexpected errors.\n\n")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.URL, "url", cfg.URL, "the service's base URL (loopback only unless -allow-remote)")

@@ -97,7 +97,7 @@ func (g *generator) preflight(ctx context.Context) error {
 	defer cancel()
 	r := g.send(ctx, g.admin, http.MethodGet, "/health/live", nil)
 	if r.err != nil {
-		return fmt.Errorf("cannot reach the service at %s (%s); start it with: go run ./examples/service", g.base, errClass(r.err))
+		return fmt.Errorf("cannot reach the service at %s (%s); start it with: go run -C examples ./service", g.base, errClass(r.err))
 	}
 	return nil
 }

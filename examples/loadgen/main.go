@@ -4,9 +4,9 @@
 // start, so a slow service cannot hide the queueing it causes (no
 // coordinated omission).
 //
-//	go run ./examples/service &
-//	go run ./examples/loadgen -url http://127.0.0.1:8080 -duration 30s -rate 500 -mix reads=80,writes=10,payments=10
-//	go run ./examples/loadgen -mix reads=70,posts=10,writes=5,payments=10,emails=5 -chaos-provider-fail 0.5 -chaos-stop redis
+//	go run -C examples ./service &
+//	go run -C examples ./loadgen -url http://127.0.0.1:8080 -duration 30s -rate 500 -mix reads=80,writes=10,payments=10
+//	go run -C examples ./loadgen -mix reads=70,posts=10,writes=5,payments=10,emails=5 -chaos-provider-fail 0.5 -chaos-stop redis
 //
 // It prints a progress line every second and, at the end: throughput;
 // latency percentiles overall and per kind of request; status codes;

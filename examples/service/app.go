@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/scalekit-go/scalekit/batch"
 	"github.com/scalekit-go/scalekit/breaker"
@@ -57,34 +59,46 @@ type Config struct {
 	// Ready, when set, receives the listening address once the service
 	// serves (tests use it).
 	Ready chan<- string
+	// TracerProvider, when set, traces the service (a test's SDK provider
+	// with a span recorder). Default: nil, the provider the OTEL_*
+	// environment asks for (telemetry.go), none unless it asks.
+	TracerProvider trace.TracerProvider
+	// MeterProvider, when set, gets the primitives' Stats as
+	// OpenTelemetry metrics (scalekitotel.Metrics), beside /metrics.
+	// Default: nil, none.
+	MeterProvider metric.MeterProvider
 }
 
 // app holds the wired primitives.
 type app struct {
-	cfg      Config
-	log      *slog.Logger
-	in       *infra
-	rdb      *redis.Client
-	router   *dbrouter.Router
-	repo     repo
-	users    *cache.Cache[userCopy]
-	userNS   *cache.Namespace[userCopy]
-	authors  *batch.Loader[int64, Author]
-	provider *provider
-	payBr    *breaker.Breaker
-	payRetry *retry.Retrier
-	jobs     *queue.Client
-	backend  queue.Backend
-	worker   *queue.Worker
-	cron     *queue.Scheduler
-	idemPG   *idempotencypg.Store
-	idem     *idempotency.HTTP
-	limiter  ratelimit.Limiter
-	rl       *ratelimit.HTTP
-	tracker  *slo.Tracker
-	health   *health.Health
-	metrics  *metrics.Collector
-	registry *prometheus.Registry
+	cfg          Config
+	log          *slog.Logger
+	out          io.Writer  // Run's output: the console trace exporter prints there
+	tel          *telemetry // nil: tracing off
+	in           *infra
+	rdb          *redis.Client
+	router       *dbrouter.Router
+	repo         repo
+	users        *cache.Cache[userCopy]
+	userNS       *cache.Namespace[userCopy]
+	authors      *batch.Loader[int64, Author]
+	provider     *provider
+	payBr        *breaker.Breaker
+	payRetry     *retry.Retrier
+	payBudget    *retry.Budget
+	jobs         *queue.Client
+	backend      queue.Backend
+	worker       *queue.Worker
+	cron         *queue.Scheduler
+	idemPG       *idempotencypg.Store
+	idem         *idempotency.HTTP
+	limiter      ratelimit.Limiter
+	localLimiter *ratelimit.Local // the limiter without Redis (nil with Redis)
+	rl           *ratelimit.HTTP
+	tracker      *slo.Tracker
+	health       *health.Health
+	metrics      *metrics.Collector
+	registry     *prometheus.Registry
 	// readYourWrites is the router's middleware (nil without a database).
 	readYourWrites func(http.Handler) http.Handler
 	ids            *requestid.HTTP // request IDs in ctx, response and logs
@@ -127,6 +141,9 @@ func (a *app) resources() []resource {
 	var rs []resource
 	add := func(name string, close func() error) {
 		rs = append(rs, resource{name, func(context.Context) error { return close() }})
+	}
+	if a.tel != nil { // closes last: it flushes the spans of the others' shutdown
+		rs = append(rs, resource{"telemetry", a.tel.close})
 	}
 	if a.rdb != nil {
 		add("redis", a.rdb.Close)
@@ -230,6 +247,7 @@ func clientHost(r *http.Request) string {
 
 func (a *app) routes() http.Handler {
 	mux := a.mux
+	routed := a.tel.nameSpan(mux) // the server span named by the route
 	mux.HandleFunc("GET /users/{id}", a.getUser)
 	mux.HandleFunc("PUT /users/{id}", a.putUser)
 	mux.HandleFunc("GET /posts", a.listPosts)
@@ -248,7 +266,7 @@ func (a *app) routes() http.Handler {
 	// Probes and metrics are neither rate-limited nor part of the SLO or
 	// the RED metrics. Every response carries a request ID, and every log
 	// line logged with the request's context too.
-	var api http.Handler = mux
+	var api http.Handler = routed
 	api = a.accessLog(api)
 	api = a.tracker.Middleware(api)
 	api = a.rl.Middleware(api)
@@ -256,14 +274,14 @@ func (a *app) routes() http.Handler {
 	if a.readYourWrites != nil {
 		api = a.readYourWrites(api)
 	}
-	return a.ids.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/health/live", "/health/ready", "/health/startup", "/metrics":
+	// Outermost, with tracing: the server span (none for the probes).
+	return a.tel.handler(a.ids.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isProbe(r.URL.Path) {
 			mux.ServeHTTP(w, r)
-		default:
-			api.ServeHTTP(w, r)
+			return
 		}
-	}))
+		api.ServeHTTP(w, r)
+	})))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -7,8 +7,8 @@
 // CONCURRENTLY, per-client rate limits, SLOs, Prometheus metrics,
 // health probes and a graceful shutdown.
 //
-//	go run ./examples/service              # starts its own Redis and PostgreSQL (primary + replica)
-//	REDIS_URL=redis://127.0.0.1:6379/0 DATABASE_URL=postgres://... DATABASE_REPLICA_URLS=postgres://... go run ./examples/service
+//	go run -C examples ./service              # starts its own Redis and PostgreSQL (primary + replica)
+//	REDIS_URL=redis://127.0.0.1:6379/0 DATABASE_URL=postgres://... DATABASE_REPLICA_URLS=postgres://... go run -C examples ./service
 //
 // With nothing configured it starts throwaway servers from the binaries on
 // the machine (redis-server, PostgreSQL's initdb/postgres/pg_basebackup),
@@ -65,7 +65,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	// 2. Every primitive, wired from the stores up (wire.go). Until the
 	// service serves, a failure closes here what was opened; from then on
 	// the shutdown coordinator closes it.
-	a := &app{cfg: cfg, log: cfg.Logger, in: in}
+	a := &app{cfg: cfg, log: cfg.Logger, in: in, out: out}
 	serving := false
 	defer func() {
 		if !serving {

@@ -46,7 +46,8 @@ func (l *jsonLog) lines(t *testing.T) []map[string]any {
 // startService runs the service on a real Redis and PostgreSQL primary +
 // replica, logging JSON at Debug through requestid.NewLogHandler into
 // sink, and returns its base URL.
-func startService(t *testing.T, sink io.Writer) (string, *testDB) {
+// Each of with changes the service's Config (a tracer provider).
+func startService(t *testing.T, sink io.Writer, with ...func(*Config)) (string, *testDB) {
 	t.Helper()
 	r := startRedis(t)
 	pg := startPostgres(t)
@@ -54,10 +55,12 @@ func startService(t *testing.T, sink io.Writer) (string, *testDB) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	logger := slog.New(requestid.NewLogHandler(slog.NewJSONHandler(sink, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	go func() {
-		done <- Run(ctx, Config{Addr: "127.0.0.1:0", RedisURL: r.URL(), DatabaseURL: pg.PrimaryURL, ReplicaURLs: []string{pg.ReplicaURL},
-			RatePerClient: 200, DrainDelay: 10 * time.Millisecond, Logger: logger, Ready: ready}, io.Discard)
-	}()
+	cfg := Config{Addr: "127.0.0.1:0", RedisURL: r.URL(), DatabaseURL: pg.PrimaryURL, ReplicaURLs: []string{pg.ReplicaURL},
+		RatePerClient: 200, DrainDelay: 10 * time.Millisecond, Logger: logger, Ready: ready}
+	for _, w := range with {
+		w(&cfg)
+	}
+	go func() { done <- Run(ctx, cfg, io.Discard) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -86,23 +89,8 @@ func startService(t *testing.T, sink io.Writer) (string, *testDB) {
 func TestRequestIDOnEveryLogLine(t *testing.T) {
 	var sink jsonLog
 	base, _ := startService(t, &sink)
-	// Reads go to the replica once the router has seen it replay the
-	// start-up writes: wait for a read routed there.
 	client := &http.Client{Timeout: 10 * time.Second}
-	eventually(t, 30*time.Second, "a read on the replica", func() bool {
-		if resp, err := client.Get(base + "/posts?limit=1"); err == nil {
-			resp.Body.Close()
-		}
-		resp, err := client.Get(base + "/admin/stats")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		var st struct {
-			DBRouter struct{ Replicas []struct{ Reads uint64 } } `json:"dbrouter"`
-		}
-		return json.NewDecoder(resp.Body).Decode(&st) == nil && len(st.DBRouter.Replicas) > 0 && st.DBRouter.Replicas[0].Reads > 0
-	})
+	waitReplicaReads(t, client, base)
 	const rid = "e2e-welcome-5"
 	req, _ := http.NewRequest("POST", base+"/users/5/welcome", nil)
 	req.Header.Set("X-Request-ID", rid)
@@ -190,5 +178,25 @@ func TestRequestIDOnEveryLogLine(t *testing.T) {
 			}
 		}
 		return false
+	})
+}
+
+// waitReplicaReads waits until the router sends reads to the replica,
+// which it does once it has seen the replica replay the start-up writes.
+func waitReplicaReads(t *testing.T, client *http.Client, base string) {
+	t.Helper()
+	eventually(t, 30*time.Second, "a read on the replica", func() bool {
+		if resp, err := client.Get(base + "/posts?limit=1"); err == nil {
+			resp.Body.Close()
+		}
+		resp, err := client.Get(base + "/admin/stats")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var st struct {
+			DBRouter struct{ Replicas []struct{ Reads uint64 } } `json:"dbrouter"`
+		}
+		return json.NewDecoder(resp.Body).Decode(&st) == nil && len(st.DBRouter.Replicas) > 0 && st.DBRouter.Replicas[0].Reads > 0
 	})
 }

@@ -40,6 +40,7 @@ import (
 func (a *app) wire(ctx context.Context) error {
 	for _, step := range []func(context.Context) error{
 		a.newProbesAndMetrics, // health probes and the Prometheus collector, for the steps below
+		a.buildTelemetry,      // OpenTelemetry: traces (off unless Config or OTEL_* env asks), for the steps below
 		a.connectRedis,        // rate limits, the cache's L2; idempotency keys and jobs without PostgreSQL
 		a.connectDatabase,     // users, posts and payments: replica reads, primary writes
 		a.buildUserCache,      // cache-aside: L1 + Redis L2 with fill leases
@@ -52,6 +53,7 @@ func (a *app) wire(ctx context.Context) error {
 		a.buildSLO,            // per-route availability and latency objectives
 		a.buildReadYourWrites, // the router's token cookie
 		a.buildHTTPMetrics,    // request IDs, RED metrics per route, Go runtime and process metrics
+		a.addOTelMetrics,      // the primitives' Stats as OpenTelemetry metrics, with a MeterProvider
 	} {
 		if err := step(ctx); err != nil {
 			return err
@@ -76,6 +78,50 @@ func (a *app) newProbesAndMetrics(context.Context) error {
 		return err
 	}
 	return a.metrics.AddHealth("service", a.health)
+}
+
+// buildTelemetry builds the service's OpenTelemetry: Config's
+// TracerProvider and MeterProvider, or else the tracer provider the
+// OTEL_* environment asks for (telemetry.go); none, by default, leaves
+// a.tel nil and every primitive untraced. The steps below put its spans
+// on each primitive: the pgx queries with dbrouter's decision, the
+// cache loads, the author batches, the queue's enqueues and attempts
+// (one trace from the request to its jobs), the breaker's state
+// changes, the retries and the rate limiter's denials; routes puts the
+// HTTP server spans around the API.
+func (a *app) buildTelemetry(ctx context.Context) error {
+	tp, mp := a.cfg.TracerProvider, a.cfg.MeterProvider
+	var shutdown func(context.Context) error
+	if tp == nil && mp == nil {
+		var err error
+		if tp, shutdown, err = telemetryFromEnv(ctx, a.out); err != nil {
+			return err
+		}
+	}
+	var err error
+	if a.tel, err = newTelemetry(tp, mp, shutdown); err != nil {
+		if shutdown != nil {
+			err = errors.Join(err, shutdown(ctx))
+		}
+		return err
+	}
+	return nil
+}
+
+// addOTelMetrics adds the primitives built above to the OpenTelemetry
+// Metrics, when Config has a MeterProvider: the same series as the
+// Prometheus collector's, for an OpenTelemetry pipeline.
+func (a *app) addOTelMetrics(context.Context) error {
+	if a.tel == nil || a.tel.metrics == nil {
+		return nil
+	}
+	m := a.tel.metrics
+	errs := []error{m.AddCache("users", a.users), m.AddBatch("authors", a.authors), m.AddBreaker(a.payBr),
+		m.AddRetrier("provider", a.payRetry), m.AddRetryBudget("provider", a.payBudget), m.AddQueueWorker("worker", a.worker)}
+	if a.localLimiter != nil {
+		errs = append(errs, m.AddLimiter("clients", a.localLimiter))
+	}
+	return errors.Join(errs...)
 }
 
 // connectRedis opens the Redis client, when there is a Redis, with an
@@ -106,7 +152,8 @@ func (a *app) connectDatabase(ctx context.Context) error {
 		return nil
 	}
 	var err error
-	if a.router, err = dbrouter.Open(ctx, a.in.dbURL, a.in.replicaURLs, dbrouter.Options{Logger: a.log, SlowQuery: 200 * time.Millisecond, TokenWait: 50 * time.Millisecond}); err != nil {
+	if a.router, err = dbrouter.Open(ctx, a.in.dbURL, a.in.replicaURLs, dbrouter.Options{Logger: a.log, SlowQuery: 200 * time.Millisecond, TokenWait: 50 * time.Millisecond,
+		RouteTracer: a.tel.routeTracer(), ConfigurePool: a.tel.configurePool}); err != nil {
 		return fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	if err := migrate(ctx, a.router.PrimaryPool()); err != nil {
@@ -132,7 +179,7 @@ func (a *app) connectDatabase(ctx context.Context) error {
 // in a versioned namespace.
 func (a *app) buildUserCache(context.Context) error {
 	var err error
-	co := cache.Options{TTL: time.Minute, MaxEntries: 50_000, MaxConcurrentLoads: 32, Logger: a.log}
+	co := cache.Options{TTL: time.Minute, MaxEntries: 50_000, MaxConcurrentLoads: 32, Logger: a.log, Tracer: a.tel.cache("users")}
 	if a.rdb != nil {
 		if co.Store, err = cacheredis.New(cacheredis.Options{Client: a.rdb, Prefix: "example:cache"}); err != nil {
 			return err
@@ -148,7 +195,7 @@ func (a *app) buildUserCache(context.Context) error {
 // buildAuthorLoader batches the authors of a page of posts into one query.
 func (a *app) buildAuthorLoader(context.Context) error {
 	var err error
-	if a.authors, err = batch.New(a.repo.authors, batch.Options{Wait: time.Millisecond, MaxBatch: 500}); err != nil {
+	if a.authors, err = batch.New(a.repo.authors, batch.Options{Wait: time.Millisecond, MaxBatch: 500, Tracer: a.tel.batch("authors")}); err != nil {
 		return err
 	}
 	return a.metrics.AddBatch("authors", a.authors)
@@ -161,14 +208,14 @@ func (a *app) buildPayments(context.Context) error {
 	if a.provider, err = startProvider(); err != nil {
 		return err
 	}
-	if a.payBr, err = breaker.New(breaker.Options{Name: "provider", FailureRateThreshold: 0.5, MinimumCalls: 20, OpenTimeout: 2 * time.Second, Logger: a.log}); err != nil {
+	if a.payBr, err = breaker.New(breaker.Options{Name: "provider", FailureRateThreshold: 0.5, MinimumCalls: 20, OpenTimeout: 2 * time.Second, Logger: a.log,
+		OnStateChange: a.tel.onStateChange()}); err != nil {
 		return err
 	}
-	budget, err := retry.NewBudget(retry.BudgetOptions{Ratio: 0.2})
-	if err != nil {
+	if a.payBudget, err = retry.NewBudget(retry.BudgetOptions{Ratio: 0.2}); err != nil {
 		return err
 	}
-	if a.payRetry, err = retry.New(retry.Options{MaxAttempts: 3, Backoff: retry.Exponential{Base: 5 * time.Millisecond, Cap: 50 * time.Millisecond}, Budget: budget,
+	if a.payRetry, err = retry.New(retry.Options{MaxAttempts: 3, Backoff: retry.Exponential{Base: 5 * time.Millisecond, Cap: 50 * time.Millisecond}, Budget: a.payBudget, OnRetry: a.tel.onRetry(),
 		Retryable: func(err error) bool { return !errors.Is(err, breaker.ErrOpen) }}); err != nil {
 		return err
 	}
@@ -178,7 +225,7 @@ func (a *app) buildPayments(context.Context) error {
 	if err := a.metrics.AddRetrier("provider", a.payRetry); err != nil {
 		return err
 	}
-	return a.metrics.AddRetryBudget("provider", budget)
+	return a.metrics.AddRetryBudget("provider", a.payBudget)
 }
 
 // topicPaymentCaptured is the domain event of a recorded payment
@@ -194,13 +241,14 @@ func (a *app) buildQueue(ctx context.Context) error {
 	var err error
 	// A job carries the request ID of the request that enqueued it (in its
 	// metadata), and the worker puts it back into the attempt's ctx: the
-	// job's log lines share the request's ID.
+	// job's log lines share the request's ID. With tracing, it carries
+	// the trace context too: the attempt's span is in the request's trace.
 	if a.jobs, err = queue.NewClient(queue.ClientOptions{Backend: a.backend,
-		Middleware: []func(queue.EnqueueFunc) queue.EnqueueFunc{queue.RequestIDClient()}}); err != nil {
+		Middleware: append([]func(queue.EnqueueFunc) queue.EnqueueFunc{queue.RequestIDClient()}, a.tel.enqueue()...)}); err != nil {
 		return err
 	}
 	if a.worker, err = queue.NewWorker(queue.WorkerOptions{Backend: a.backend, Logger: a.log,
-		Middleware: []func(queue.AttemptFunc) queue.AttemptFunc{queue.RequestIDWorker()},
+		Middleware: append([]func(queue.AttemptFunc) queue.AttemptFunc{queue.RequestIDWorker()}, a.tel.attempt()...),
 		Queues: map[string]queue.Options{"emails": {Concurrency: 8}, "receipts": {Concurrency: 4}, "maintenance": {Concurrency: 1},
 			"ledger": {Concurrency: 2}}}); err != nil {
 		return err
@@ -229,7 +277,8 @@ func (a *app) buildSchedules(context.Context) error {
 		refresh.Cron, refresh.Every = "", a.cfg.StatsRefresh
 	}
 	var err error
-	if a.cron, err = queue.NewScheduler(queue.SchedulerOptions{Backend: a.backend, Logger: a.log, Schedules: []queue.Schedule{refresh}}); err != nil {
+	if a.cron, err = queue.NewScheduler(queue.SchedulerOptions{Backend: a.backend, Logger: a.log, Schedules: []queue.Schedule{refresh},
+		Middleware: a.tel.enqueue()}); err != nil {
 		return err
 	}
 	return a.metrics.AddScheduler("scheduler", a.cron)
@@ -344,17 +393,17 @@ func (a *app) buildRateLimits(context.Context) error {
 		if err != nil {
 			return err
 		}
-		a.limiter = rl
+		a.limiter = a.tel.limiter("clients", rl)
 		if err := a.metrics.AddRedisLimiter("clients", rl); err != nil {
 			return err
 		}
 	} else {
-		a.limiter = local
+		a.limiter, a.localLimiter = a.tel.limiter("clients", local), local
 		if err := a.metrics.AddLimiter("clients", local); err != nil {
 			return err
 		}
 	}
-	if a.rl, err = ratelimit.NewHTTP(ratelimit.HTTPOptions{Limiter: a.limiter, Key: ratelimit.ClientIP(), Logger: a.log}); err != nil {
+	if a.rl, err = ratelimit.NewHTTP(ratelimit.HTTPOptions{Limiter: a.limiter, Policy: policy, Key: ratelimit.ClientIP(), Logger: a.log}); err != nil {
 		return err
 	}
 	return a.metrics.AddRateLimitMiddleware("clients", a.rl)

@@ -19,6 +19,15 @@
 // (the replica's name) and scalekit.dbrouter.reason (dbrouter.RouteReason)
 // on it. With no span-making pgx tracer the attributes land on the span
 // ctx holds, the caller's; Options.CallerSpan sets them there at routing
-// time for pools that have no pgx tracer at all. It lives in a package of
+// time for pools that have no pgx tracer at all. A transaction's
+// statements reach the pool with the caller's ctx, which holds no
+// decision: the Tracer keeps the decision of a routed BEGIN for its
+// connection and puts it on each statement until COMMIT or ROLLBACK. It lives in a package of
 // its own so that scalekitotel does not compile pgx.
+//
+// QueryTracer is a minimal span-making pgx tracer (one span per query,
+// database semantic conventions) for programs without otelpgx: put it
+// first, multitracer.New(qt, rt). By default it traces only queries made
+// within a span (QueryTracerOptions.RootSpans), so a pool's background
+// statements make no traces.
 package dbrouterotel

@@ -2,6 +2,10 @@ package dbrouterotel
 
 import (
 	"context"
+	"runtime"
+	"strings"
+	"sync"
+	"weak"
 
 	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/attribute"
@@ -37,6 +41,18 @@ type Options struct {
 // for concurrent use.
 type Tracer struct {
 	callerSpan bool
+	// txs holds, per connection, the decision of the transaction it is
+	// in: the Router routes a transaction's BEGIN, and its statements
+	// reach the connection with the caller's ctx, which has no decision.
+	// Keys are weak: an entry goes when its connection is collected.
+	txs sync.Map // weak.Pointer[pgx.Conn] -> *connTx
+}
+
+// connTx is the routed transaction a connection is in, if any.
+type connTx struct {
+	mu     sync.Mutex
+	active bool
+	d      dbrouter.RouteData
 }
 
 var (
@@ -83,13 +99,87 @@ func fromCtx(ctx context.Context) context.Context {
 	return ctx
 }
 
-// TraceQueryStart sets the decision on the query's span.
-func (t *Tracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	return fromCtx(ctx)
+// TraceQueryStart sets the decision on the query's span: the one ctx
+// holds, or, for a statement in a transaction the Router routed, the
+// transaction's (BEGIN's).
+func (t *Tracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	if conn == nil {
+		return fromCtx(ctx)
+	}
+	if dec, ok := ctx.Value(decisionKey{}).(dbrouter.RouteData); ok {
+		annotate(ctx, dec)
+		if txStatement(d.SQL) == "begin" {
+			tx := t.connTx(conn, true)
+			tx.mu.Lock()
+			tx.active, tx.d = true, dec
+			tx.mu.Unlock()
+			return context.WithValue(ctx, beginKey{}, tx) // a failed BEGIN ends it
+		}
+		return ctx
+	}
+	if tx := t.connTx(conn, false); tx != nil {
+		tx.mu.Lock()
+		active, dec := tx.active, tx.d
+		if end := txStatement(d.SQL); end == "commit" || end == "rollback" {
+			tx.active = false
+		}
+		tx.mu.Unlock()
+		if active {
+			annotate(ctx, dec)
+		}
+	}
+	return ctx
 }
 
-// TraceQueryEnd does nothing.
-func (t *Tracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+// connTx returns conn's transaction state, creating it when create.
+func (t *Tracer) connTx(conn *pgx.Conn, create bool) *connTx {
+	key := weak.Make(conn)
+	if v, ok := t.txs.Load(key); ok {
+		return v.(*connTx)
+	}
+	if !create {
+		return nil
+	}
+	v, loaded := t.txs.LoadOrStore(key, &connTx{})
+	if !loaded {
+		runtime.AddCleanup(conn, func(k weak.Pointer[pgx.Conn]) { t.txs.Delete(k) }, key)
+	}
+	return v.(*connTx)
+}
+
+// txStatement says whether sql begins (begin, start transaction) or ends
+// (commit, rollback, end, abort) a transaction, or neither ("").
+func txStatement(sql string) string {
+	sql = strings.TrimSpace(sql)
+	word := sql
+	if i := strings.IndexAny(sql, " \t\r\n;"); i >= 0 {
+		word = sql[:i]
+	}
+	switch strings.ToLower(word) {
+	case "begin", "start":
+		return "begin"
+	case "commit", "end":
+		return "commit"
+	case "rollback", "abort":
+		if strings.Contains(strings.ToLower(sql), " to ") { // ROLLBACK TO SAVEPOINT: still in it
+			return ""
+		}
+		return "rollback"
+	}
+	return ""
+}
+
+// beginKey marks the ctx of a routed BEGIN, holding its connTx.
+type beginKey struct{}
+
+// TraceQueryEnd ends the transaction's decision when its BEGIN failed.
+func (t *Tracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryEndData) {
+	if tx, ok := ctx.Value(beginKey{}).(*connTx); ok && d.Err != nil {
+		tx.mu.Lock()
+		tx.active = false
+		tx.mu.Unlock()
+	}
+}
 
 // TraceBatchStart sets the decision on the batch's span.
 func (t *Tracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
