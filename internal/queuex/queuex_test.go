@@ -2,6 +2,7 @@ package queuex
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -19,4 +20,33 @@ func TestCheckName(t *testing.T) {
 			t.Fatalf("%q: %v, want an error wrapping the sentinel and naming what was checked", bad, err)
 		}
 	}
+}
+
+// ValidName agrees with the rule written as a regular expression, on
+// every string of the fuzzer's and on the edges.
+func FuzzValidName(f *testing.F) {
+	re := regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,100}$`)
+	for _, s := range []string{"", "a", "a b", "é", "A-Z_0.9:", strings.Repeat("x", 100), strings.Repeat("x", 101), "\x00", "a\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := ValidName(s), re.MatchString(s); got != want {
+			t.Fatalf("ValidName(%q) = %v, the rule says %v", s, got, want)
+		}
+	})
+}
+
+func BenchmarkValidName(b *testing.B) {
+	re := regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,100}$`)
+	name := "email:welcome-digest.v2"
+	b.Run("loop", func(b *testing.B) {
+		for b.Loop() {
+			ValidName(name)
+		}
+	})
+	b.Run("regexp", func(b *testing.B) {
+		for b.Loop() {
+			re.MatchString(name)
+		}
+	})
 }

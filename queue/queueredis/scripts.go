@@ -67,7 +67,7 @@ local function recorded(key, token, states)
 end
 -- wake ends the XREAD BLOCK of every Fetch waiting on this queue.
 local function wake()
-  redis.call('XADD', K[9], 'MAXLEN', '1', '*', 'w', '1')
+  redis.call('XADD', K[9], 'MAXLEN', '~', '1', '*', 'w', '1') -- '~': no trim but of whole nodes, a fraction of the cost
   redis.call('PEXPIRE', K[9], 86400000)
 end
 local function ready(priority) return K[tonumber(priority) + 1] end
