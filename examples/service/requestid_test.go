@@ -92,20 +92,7 @@ func TestRequestIDOnEveryLogLine(t *testing.T) {
 	client := &http.Client{Timeout: 10 * time.Second}
 	waitReplicaReads(t, client, base)
 	const rid = "e2e-welcome-5"
-	req, _ := http.NewRequest("POST", base+"/users/5/welcome", nil)
-	req.Header.Set("X-Request-ID", rid)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var accepted struct {
-		JobID string `json:"job_id"`
-	}
-	err = json.NewDecoder(resp.Body).Decode(&accepted)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted || err != nil || resp.Header.Get("X-Request-ID") != rid {
-		t.Fatalf("POST /users/5/welcome: %d %v (X-Request-ID %q)", resp.StatusCode, err, resp.Header.Get("X-Request-ID"))
-	}
+	accepted := welcome(t, client, base, rid)
 	// The parts: which line of the request each is.
 	parts := map[string]func(rec map[string]any) bool{
 		"http access": func(rec map[string]any) bool {
@@ -161,10 +148,11 @@ func TestRequestIDOnEveryLogLine(t *testing.T) {
 	// its handler enqueues the email through the Client from the job's
 	// ctx: the email's line carries the payment request's ID, two jobs on.
 	const payID = "e2e-payment-1"
-	req, _ = http.NewRequest("POST", base+"/payments", strings.NewReader(`{"user_id":2,"amount_cents":100}`))
+	req, _ := http.NewRequest("POST", base+"/payments", strings.NewReader(`{"user_id":2,"amount_cents":100}`))
 	req.Header.Set("X-Request-ID", payID)
 	req.Header.Set("Idempotency-Key", "pay-rid-1")
-	if resp, err = client.Do(req); err != nil {
+	resp, err := client.Do(req)
+	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
@@ -199,4 +187,24 @@ func waitReplicaReads(t *testing.T, client *http.Client, base string) {
 		}
 		return json.NewDecoder(resp.Body).Decode(&st) == nil && len(st.DBRouter.Replicas) > 0 && st.DBRouter.Replicas[0].Reads > 0
 	})
+}
+
+// welcome sends POST /users/5/welcome with the request ID rid, checks the
+// job was accepted and the ID echoed, and returns the job's id.
+func welcome(t *testing.T, client *http.Client, base, rid string) (accepted struct {
+	JobID string `json:"job_id"`
+}) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/users/5/welcome", nil)
+	req.Header.Set("X-Request-ID", rid)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&accepted)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || err != nil || resp.Header.Get("X-Request-ID") != rid {
+		t.Fatalf("POST /users/5/welcome: %d %v (X-Request-ID %q)", resp.StatusCode, err, resp.Header.Get("X-Request-ID"))
+	}
+	return accepted
 }

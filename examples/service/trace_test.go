@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -38,20 +37,7 @@ func TestOneTracePerRequest(t *testing.T) {
 	waitReplicaReads(t, client, base)
 
 	const rid = "e2e-trace-5"
-	req, _ := http.NewRequest("POST", base+"/users/5/welcome", nil)
-	req.Header.Set("X-Request-ID", rid)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var accepted struct {
-		JobID string `json:"job_id"`
-	}
-	err = json.NewDecoder(resp.Body).Decode(&accepted)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted || err != nil {
-		t.Fatalf("POST /users/5/welcome: %d %v", resp.StatusCode, err)
-	}
+	accepted := welcome(t, client, base, rid)
 
 	// The request's server span; then, once the job has run, its trace.
 	var server sdktrace.ReadOnlySpan
