@@ -1,9 +1,9 @@
 package breaker
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"github.com/scalekit-go/scalekit/internal/testlog"
 	"log/slog"
 	"math/rand/v2"
 	"strings"
@@ -16,13 +16,7 @@ import (
 )
 
 // logBuf is a concurrency-safe log sink.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
-func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+type logBuf = testlog.Buffer
 
 // seq returns a rand source that yields vs in turn.
 func seq(vs ...float64) func() float64 {

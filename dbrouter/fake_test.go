@@ -1,12 +1,11 @@
 package dbrouter
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/scalekit-go/scalekit/internal/testlog"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -79,24 +78,7 @@ func up(lsn LSN) replicaStatus { return replicaStatus{lsn: lsn, inRecovery: true
 var errDown = errors.New("connection refused")
 
 // logBuf is a concurrency-safe log sink.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuf) count(s string) int { return strings.Count(l.String(), s) }
+type logBuf = testlog.Buffer
 
 func newLog() (*slog.Logger, *logBuf) {
 	b := &logBuf{}

@@ -323,7 +323,7 @@ func TestReplayRegressionDetected(t *testing.T) {
 	r.check(bg)
 	fp.set(0, up(300))
 	r.check(bg)
-	if st := r.Stats(); st.Replicas[0].ReplayRegressions != 0 || buf.count("went backwards") != 0 {
+	if st := r.Stats(); st.Replicas[0].ReplayRegressions != 0 || buf.Count("went backwards") != 0 {
 		t.Fatalf("a restart counted as a regression: %+v", st.Replicas[0])
 	}
 	// Behind a balancer: readings alternate between two standbys.
@@ -334,7 +334,7 @@ func TestReplayRegressionDetected(t *testing.T) {
 	fp.set(0, up(300))
 	r.check(bg)
 	st := r.Stats()
-	if st.Replicas[0].ReplayRegressions != 2 || st.Replicas[1].ReplayRegressions != 0 || buf.count("went backwards") != 1 {
+	if st.Replicas[0].ReplayRegressions != 2 || st.Replicas[1].ReplayRegressions != 0 || buf.Count("went backwards") != 1 {
 		t.Fatalf("regressions %+v\nlog:\n%s", st.Replicas, buf)
 	}
 	// Both replicas report 300: token reads go only to r1, others to both.

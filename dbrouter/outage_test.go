@@ -36,7 +36,7 @@ func TestOutages(t *testing.T) {
 	f.StartReplica()
 	d := poll.Until(t, 10*time.Second, "the replica to join", func() bool { return r.Stats().Replicas[0].Healthy })
 	t.Logf("joined %v after it started", d)
-	if got := served(t, ctx, r); got != "replica" || buf.count("replica joined") != 1 {
+	if got := served(t, ctx, r); got != "replica" || buf.Count("replica joined") != 1 {
 		t.Fatalf("after joining: %s\n%s", got, buf)
 	}
 
@@ -102,7 +102,7 @@ func TestOutages(t *testing.T) {
 	if failed.Load() != 0 {
 		t.Fatalf("%d failed reads: %v", failed.Load(), errs[:min(len(errs), 5)])
 	}
-	if st.Replicas[0].Ejections < 1 || buf.count("replica ejected") < 1 || st.Replicas[0].Readmissions < 1 || before == 0 || st.Replicas[0].Reads <= afterReadmit || st.Fallbacks == 0 {
+	if st.Replicas[0].Ejections < 1 || buf.Count("replica ejected") < 1 || st.Replicas[0].Readmissions < 1 || before == 0 || st.Replicas[0].Reads <= afterReadmit || st.Fallbacks == 0 {
 		t.Fatalf("stats %+v\nlog:\n%s", st, buf)
 	}
 	if st.Replicas[0].InFlight != 0 {
@@ -125,12 +125,12 @@ func TestOutages(t *testing.T) {
 		t.Logf("Exec with the primary down failed in %v: %v", time.Since(start), err)
 	}
 	poll.Until(t, 10*time.Second, "the primary reported down", func() bool { return !r.Stats().Primary.Up })
-	if buf.count("primary check failed") != 1 || !r.Stats().Replicas[0].Healthy {
+	if buf.Count("primary check failed") != 1 || !r.Stats().Replicas[0].Healthy {
 		t.Fatalf("primary down: %+v\n%s", r.Stats(), buf)
 	}
 	f.StartPrimary()
 	poll.Until(t, 10*time.Second, "the primary back", func() bool { return r.Stats().Primary.Up })
-	if buf.count("primary is back") != 1 {
+	if buf.Count("primary is back") != 1 {
 		t.Fatalf("log:\n%s", buf)
 	}
 }

@@ -173,7 +173,7 @@ func TestReadOnlyErrorRetriedOnPrimary(t *testing.T) {
 		t.Fatalf("Query INSERT: %v %v", ids, err)
 	}
 	st := r.Stats()
-	if st.ReadOnlyRetries != 2 || st.Replicas[0].InFlight != 0 || !st.Replicas[0].Healthy || buf.count("routing bug") != 2 {
+	if st.ReadOnlyRetries != 2 || st.Replicas[0].InFlight != 0 || !st.Replicas[0].Healthy || buf.Count("routing bug") != 2 {
 		t.Fatalf("stats %+v\nlog:\n%s", st, buf)
 	}
 	primaryReads := st.Primary.Reads
@@ -437,7 +437,7 @@ func TestLagEjection(t *testing.T) {
 	d := poll.Until(t, 15*time.Second, "ejection for lag", func() bool { return !r.Stats().Replicas[0].Healthy })
 	st := r.Stats()
 	t.Logf("ejected %v after pausing replay: %s", d, st.Replicas[0].Reason)
-	if !strings.Contains(st.Replicas[0].Reason, "MaxLagBytes") || st.Replicas[0].LagBytes <= 256<<10 || buf.count("replica ejected") != 1 {
+	if !strings.Contains(st.Replicas[0].Reason, "MaxLagBytes") || st.Replicas[0].LagBytes <= 256<<10 || buf.Count("replica ejected") != 1 {
 		t.Fatalf("stats %+v\nlog:\n%s", st.Replicas[0], buf)
 	}
 	if got := served(t, ctx, r); got != "primary" || r.Stats().Fallbacks == 0 {
@@ -447,7 +447,7 @@ func TestLagEjection(t *testing.T) {
 	f.ResumeReplay()
 	d = poll.Until(t, 15*time.Second, "readmission", func() bool { return r.Stats().Replicas[0].Healthy })
 	t.Logf("readmitted %v after resuming replay", d)
-	if got := served(t, ctx, r); got != "replica" || r.Stats().Replicas[0].Readmissions != 1 || buf.count("replica readmitted") != 1 {
+	if got := served(t, ctx, r); got != "replica" || r.Stats().Replicas[0].Readmissions != 1 || buf.Count("replica readmitted") != 1 {
 		t.Fatalf("after readmission: %s, %+v", got, r.Stats().Replicas[0])
 	}
 }

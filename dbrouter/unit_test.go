@@ -152,7 +152,7 @@ func TestHysteresis(t *testing.T) {
 		if st.Replicas[0].Healthy || st.Replicas[0].Ejections != 1 || !strings.Contains(st.Replicas[0].Reason, "connection refused") || st.Fallbacks != 1 {
 			t.Fatalf("stats after ejection: %+v", st)
 		}
-		if buf.count("replica ejected") != 1 {
+		if buf.Count("replica ejected") != 1 {
 			t.Fatalf("ejection not logged once:\n%s", buf)
 		}
 		fp.set(0, up(100))
@@ -165,7 +165,7 @@ func TestHysteresis(t *testing.T) {
 		if got := routeName(r, ctx); got != "r0" {
 			t.Fatalf("not readmitted after three good checks (read went to %s)", got)
 		}
-		if st := r.Stats(); st.Replicas[0].Readmissions != 1 || buf.count("replica readmitted") != 1 {
+		if st := r.Stats(); st.Replicas[0].Readmissions != 1 || buf.Count("replica readmitted") != 1 {
 			t.Fatalf("readmission not counted and logged: %+v\n%s", st, buf)
 		}
 	})

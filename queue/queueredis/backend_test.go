@@ -1,10 +1,10 @@
 package queueredis
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/scalekit-go/scalekit/internal/testlog"
 	"log/slog"
 	"os"
 	"strings"
@@ -370,22 +370,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // logBuffer is a concurrency-safe sink for a worker's logs.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.buf.String(), s)
-}
+type logBuffer = testlog.Buffer
 
 // Redis stops under a running worker: Enqueue fails within Timeout, the
 // worker logs its failed fetches and keeps trying, and once Redis is back
@@ -415,7 +400,7 @@ func TestRedisDown(t *testing.T) {
 				t.Fatalf("ran job %d, want %d", got, want)
 			}
 		case <-time.After(20 * time.Second):
-			t.Fatalf("job %d did not run within 20s; logs:\n%s", want, logs.buf.String())
+			t.Fatalf("job %d did not run within 20s; logs:\n%s", want, logs.String())
 		}
 	}
 	if _, err := c.Enqueue(ctx, "down", "k", 1, queue.EnqueueOptions{}); err != nil {
@@ -433,7 +418,7 @@ func TestRedisDown(t *testing.T) {
 		t.Fatalf("Enqueue with Redis down took %v, Timeout is %v", d, timeout)
 	}
 	t.Logf("Enqueue with Redis down: %v after %v", err, time.Since(start))
-	waitFor(t, "the worker logs at least 2 failed fetches", func() bool { return logs.count("queue: fetch failed") >= 2 })
+	waitFor(t, "the worker logs at least 2 failed fetches", func() bool { return logs.Count("queue: fetch failed") >= 2 })
 
 	r.Start()
 	waitFor(t, "Enqueue succeeds again", func() bool {
@@ -441,7 +426,7 @@ func TestRedisDown(t *testing.T) {
 		return err == nil
 	})
 	receive(3)
-	t.Logf("the worker logged %d failed fetches while Redis was down", logs.count("queue: fetch failed"))
+	t.Logf("the worker logged %d failed fetches while Redis was down", logs.Count("queue: fetch failed"))
 	waitFor(t, "both jobs recorded as processed", func() bool { return w.Stats()[0].Processed == 2 })
 }
 
