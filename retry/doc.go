@@ -17,7 +17,7 @@
 // full jitter (rand(0, min(10s, 100ms*2^n)), as defined in the AWS
 // Architecture Blog's "Exponential Backoff And Jitter"), every error
 // retried except Permanent ones, a Retry-After honoured up to 30s
-// (MaxRetryAfter), no MaxElapsed, no budget. Backoff can be
+// (MaxRetryAfter), no MaxElapsed, no timeouts, no budget. Backoff can be
 // Exponential with FullJitter, EqualJitter, DecorrelatedJitter or
 // NoJitter, Constant, or any Backoff (a pure func of the attempt, the
 // previous wait and a random number).
@@ -44,6 +44,21 @@
 // too (errors.Is(err, yourCause) for a ctx from context.WithCancelCause or
 // WithTimeoutCause); either way errors.Is(err, ctx.Err()) holds. The
 // caller's cancellation is never retried.
+//
+// # Timeouts
+//
+// Options.AttemptTimeout bounds each attempt and Options.Timeout the whole
+// call (package timeout): an attempt that fails past its AttemptTimeout
+// returns a *timeout.Error matching timeout.ErrAttempt, retried like any
+// error; when the total Timeout ends the retries (it cuts the attempt in
+// flight, or the next wait would end after it), Do returns a
+// *timeout.Error matching timeout.ErrTotal, wrapping what Do would have
+// returned. A deadline of the caller's ctx that comes first is the
+// caller's: neither timeout claims it. Attempts run on the calling
+// goroutine, so an attempt that ignores its ctx is waited for, never left
+// running in a goroutine of its own (see package timeout). Transport
+// applies both per try and per round trip, the response body included:
+// they end when the body is read to its end or closed.
 //
 // # The budget
 //

@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/scalekit-go/scalekit/clock"
+	"github.com/scalekit-go/scalekit/timeout"
 )
 
 // maxRetryAfterValue bounds what ParseRetryAfter returns, so no value can
@@ -158,34 +160,69 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("%w: Transport.MaxRetryAfter must be >= 0 (0: the Retrier's Options.MaxRetryAfter), got %v", ErrInvalid, t.MaxRetryAfter)
 	}
 	hasBody := req.Body != nil && req.Body != http.NoBody
-	if !(idempotentMethod(req.Method) || t.RetryNonIdempotent || req.Header.Get("Idempotency-Key") != "") ||
-		(hasBody && req.GetBody == nil) {
-		return base.RoundTrip(req)
-	}
 	r := t.Retrier
 	if r == nil {
 		r = defaultRetrier()
 	}
+	// The timeouts end the ctx of the round trip; their cancel funcs run
+	// when the body of the response returned is closed (or at once, for an
+	// error or a response discarded).
+	parent := req.Context()
+	ctx, cancelTotal := parent, context.CancelFunc(nil)
+	if r.o.Timeout > 0 {
+		ctx, cancelTotal = context.WithTimeoutCause(parent, r.o.Timeout, timeout.ErrTotal)
+	}
+	var cancelTry context.CancelFunc // the last try's
+	cancel := func() {
+		if cancelTry != nil {
+			cancelTry()
+		}
+		if cancelTotal != nil {
+			cancelTotal()
+		}
+	}
+	// try makes one round trip of out under ctx, with the per-try timeout.
+	try := func(ctx context.Context, out *http.Request) (*http.Response, error) {
+		if cancelTry != nil {
+			cancelTry()
+			cancelTry = nil
+		}
+		tctx := ctx
+		if r.o.AttemptTimeout > 0 {
+			tctx, cancelTry = context.WithTimeoutCause(ctx, r.o.AttemptTimeout, timeout.ErrAttempt)
+		}
+		if tctx != out.Context() {
+			out = out.WithContext(tctx) // a shallow copy: req stays as it was
+		}
+		resp, err := base.RoundTrip(out)
+		if err != nil && ctx.Err() == nil && context.Cause(tctx) == timeout.ErrAttempt {
+			err = &timeout.Error{Kind: timeout.Attempt, Timeout: r.o.AttemptTimeout, Err: err}
+		}
+		return resp, err
+	}
+	if !(idempotentMethod(req.Method) || t.RetryNonIdempotent || req.Header.Get("Idempotency-Key") != "") ||
+		(hasBody && req.GetBody == nil) {
+		resp, err := try(ctx, req) // one round trip, under both timeouts
+		return t.finish(r, parent, ctx, resp, err, cancel)
+	}
 	var last *http.Response
 	first := true
-	err := r.Do(req.Context(), func(ctx context.Context) error {
+	err := r.do(ctx, func(ctx context.Context) error {
 		drain(last) // a retry: the previous answer is not needed
 		last = nil
 		out := req
-		if !first || r.o.Budget != nil { // Do may have given a new ctx
-			out = req.WithContext(ctx) // a shallow copy: req stays as it was
-		}
 		if !first && hasBody {
 			body, err := req.GetBody()
 			if err != nil {
 				return Permanent(err)
 			}
+			out = req.WithContext(ctx)
 			out.Body = body
 		}
 		first = false
-		resp, err := base.RoundTrip(out)
+		resp, err := try(ctx, out)
 		if err != nil {
-			if connError(err) {
+			if timeout.IsTimeout(err) || connError(err) {
 				return err
 			}
 			return Permanent(err)
@@ -203,13 +240,71 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return &AfterError{Err: se, After: ra}
 		}
 		return se
-	})
+	}, nil)
 	if err == nil {
-		return last, nil
+		return t.finish(r, parent, ctx, last, nil, cancel)
 	}
-	if se := (*statusError)(nil); last != nil && errors.As(err, &se) && req.Context().Err() == nil {
-		return last, nil // gave up on a retryable status: the server's answer
+	if se := (*statusError)(nil); last != nil && errors.As(err, &se) && parent.Err() == nil && ctx.Err() == nil {
+		return t.finish(r, parent, ctx, last, nil, cancel) // gave up on a retryable status: the server's answer
 	}
 	drain(last)
-	return nil, err
+	return t.finish(r, parent, ctx, nil, err, cancel)
+}
+
+// finish returns resp, whose body's Close runs cancel (the timeouts'
+// cancel funcs), or err, the total timeout's *timeout.Error when it ended
+// the round trip (ctx, under parent, being its ctx).
+func (t *Transport) finish(r *Retrier, parent, ctx context.Context, resp *http.Response, err error, cancel func()) (*http.Response, error) {
+	if err != nil {
+		cancel()
+		if r.o.Timeout > 0 && parent.Err() == nil && (context.Cause(ctx) == timeout.ErrTotal || totalDeadline(parent, ctx, err)) {
+			return nil, &timeout.Error{Kind: timeout.Total, Timeout: r.o.Timeout, Err: err}
+		}
+		return nil, err
+	}
+	if r.o.Timeout == 0 && r.o.AttemptTimeout == 0 {
+		return resp, nil
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The body is the connection (an io.ReadWriteCloser): it is left as
+		// it is, and the timeouts' ctx ends at its deadline.
+		return resp, nil
+	}
+	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// totalDeadline reports whether err is a give-up because the next try
+// would start after ctx's deadline, the total timeout's rather than
+// parent's.
+func totalDeadline(parent, ctx context.Context, err error) bool {
+	var ee *ExhaustedError
+	if !errors.As(err, &ee) || ee.Reason != ReasonDeadline {
+		return false
+	}
+	own, _ := ctx.Deadline()
+	pd, ok := parent.Deadline()
+	return !ok || own.Before(pd)
+}
+
+// cancelBody runs cancel when the body is closed or read to its end: the
+// timeouts cover the whole response, as http.Client.Timeout does.
+type cancelBody struct {
+	io.ReadCloser
+	cancel func()
+	once   sync.Once
+}
+
+func (b *cancelBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.once.Do(b.cancel)
+	}
+	return n, err
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.cancel)
+	return err
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/stripe"
+	"github.com/scalekit-go/scalekit/timeout"
 )
 
 // defaultMaxRetryAfter is Options.MaxRetryAfter's default.
@@ -39,6 +40,22 @@ type Options struct {
 	// answer. Transport applies the same cap to the Retry-After header.
 	// Must be >= 0. Default: 30s.
 	MaxRetryAfter time.Duration
+	// AttemptTimeout bounds each attempt: it runs with a ctx that ends
+	// after AttemptTimeout, and an attempt that fails past it returns a
+	// *timeout.Error of Kind Attempt (errors.Is(err, timeout.ErrAttempt)),
+	// which is retried like any error (Retryable sees it). The attempt
+	// runs on the calling goroutine: one that ignores its ctx is waited
+	// for (package timeout). Transport applies it per try, the response
+	// body included. Must be >= 0. Default: 0, none.
+	AttemptTimeout time.Duration
+	// Timeout bounds the whole call, attempts and waits included: Do runs
+	// under a ctx that ends after it, and when that ends the retries (an
+	// attempt failing past it, or a wait that would end after it), Do
+	// returns a *timeout.Error of Kind Total (errors.Is(err,
+	// timeout.ErrTotal)) wrapping what it would have returned. Transport
+	// applies it to the round trip, the response body included. Must be
+	// >= 0. Default: 0, none (the ctx deadline still applies).
+	Timeout time.Duration
 	// Retryable decides whether an error is worth another attempt.
 	// Default: every error. Whatever it says, a Permanent error is not
 	// retried, and neither is anything once the caller's ctx has ended.
@@ -95,6 +112,10 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("%w: Options.MaxElapsed must be >= 0 (0: no limit), got %v", ErrInvalid, o.MaxElapsed)
 	case o.MaxRetryAfter < 0:
 		return o, fmt.Errorf("%w: Options.MaxRetryAfter must be >= 0 (0: 30s), got %v", ErrInvalid, o.MaxRetryAfter)
+	case o.AttemptTimeout < 0:
+		return o, fmt.Errorf("%w: Options.AttemptTimeout must be >= 0 (0: none), got %v", ErrInvalid, o.AttemptTimeout)
+	case o.Timeout < 0:
+		return o, fmt.Errorf("%w: Options.Timeout must be >= 0 (0: none), got %v", ErrInvalid, o.Timeout)
 	}
 	if err := validateBackoff(o.Backoff); err != nil {
 		return o, err
@@ -108,6 +129,8 @@ func (o Options) withDefaults() (Options, error) {
 type Retrier struct {
 	o Options
 
+	attempt, total *timeout.Timeout // nil: none
+
 	calls                       stripe.Counter // bumped on every call: striped
 	retries, exhausted, refused atomic.Uint64
 }
@@ -118,7 +141,14 @@ func New(o Options) (*Retrier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Retrier{o: o}, nil
+	r := &Retrier{o: o}
+	if o.AttemptTimeout > 0 {
+		r.attempt, _ = timeout.New(timeout.Options{Timeout: o.AttemptTimeout, Kind: timeout.Attempt, Logger: o.Logger})
+	}
+	if o.Timeout > 0 {
+		r.total, _ = timeout.New(timeout.Options{Timeout: o.Timeout, Kind: timeout.Total, Logger: o.Logger})
+	}
+	return r, nil
 }
 
 var defaultRetrier = sync.OnceValue(func() *Retrier {
@@ -179,7 +209,11 @@ func enterBudget(ctx context.Context, b *Budget) context.Context {
 //     (ReasonDeadline: Do returns at once rather than sleep in vain),
 //     when an AfterError asks for more than MaxRetryAfter
 //     (ReasonRetryAfter), or when the Budget refuses the retry
-//     (ReasonBudget).
+//     (ReasonBudget);
+//   - with Options.Timeout, when it ends the retries: a *timeout.Error
+//     of Kind Total (errors.Is(err, timeout.ErrTotal)) wrapping what Do
+//     would have returned. An attempt cut by Options.AttemptTimeout
+//     fails with a *timeout.Error of Kind Attempt, retried like any error.
 //
 // The first attempt always runs, even with ctx already done; fn must
 // respect its ctx.
@@ -187,9 +221,22 @@ func (r *Retrier) Do(ctx context.Context, fn func(ctx context.Context) error) er
 	if r == nil {
 		r = defaultRetrier()
 	}
+	if r.total != nil {
+		return r.total.Do(ctx, func(ctx context.Context) error { return r.do(ctx, fn, r.attempt) })
+	}
+	return r.do(ctx, fn, r.attempt)
+}
+
+// do is Do under the total timeout, with attempt (nil: none) as the
+// per-attempt timeout.
+func (r *Retrier) do(ctx context.Context, fn func(ctx context.Context) error, attempt *timeout.Timeout) error {
 	r.calls.Add(1)
 	if r.o.Budget != nil {
 		ctx = enterBudget(ctx, r.o.Budget)
+	}
+	if attempt != nil {
+		inner := fn
+		fn = func(ctx context.Context) error { return attempt.Do(ctx, inner) }
 	}
 	var start time.Time
 	if r.o.MaxElapsed > 0 {
