@@ -12,6 +12,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/batch"
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/bulkhead"
 	"github.com/scalekit-go/scalekit/cache"
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/internal/added"
@@ -20,6 +21,7 @@ import (
 	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
 	"github.com/scalekit-go/scalekit/slo"
+	"github.com/scalekit-go/scalekit/timeout"
 )
 
 // ErrInvalid is wrapped by errors about bad options or arguments (a nil
@@ -78,6 +80,8 @@ type Collector struct {
 	local       table[ratelimit.LocalStats]
 	concurrency table[ratelimit.ConcurrencyStats]
 	adaptive    table[ratelimit.AdaptiveStats]
+	bulkhead    table[bulkhead.Stats]
+	timeout     table[timeout.Stats]
 	httpLimit   table[ratelimit.HTTPStats]
 	redisLimit  table[ratelimit.RemoteStats]
 	redisConc   table[ratelimit.RemoteConcurrencyStats]
@@ -125,6 +129,8 @@ func New(o Options) (*Collector, error) {
 		local:       newTable(b, localFamilies),
 		concurrency: newTable(b, concurrencyFamilies),
 		adaptive:    newTable(b, adaptiveFamilies),
+		bulkhead:    newTable(b, bulkheadFamilies),
+		timeout:     newTable(b, timeoutFamilies),
 		httpLimit:   newTable(b, httpLimitFamilies),
 		redisLimit:  newTable(b, redisLimitFamilies),
 		redisConc:   newTable(b, redisConcFamilies),

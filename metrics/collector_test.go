@@ -19,6 +19,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/batch"
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/bulkhead"
 	"github.com/scalekit-go/scalekit/cache"
 	"github.com/scalekit-go/scalekit/dbrouter"
 	"github.com/scalekit-go/scalekit/health"
@@ -30,6 +31,7 @@ import (
 	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
 	"github.com/scalekit-go/scalekit/slo"
+	"github.com/scalekit-go/scalekit/timeout"
 )
 
 // everything returns a Collector with one primitive of every kind added,
@@ -108,6 +110,12 @@ func everything(t testing.TB, o metrics.Options) *metrics.Collector {
 	noErr(t, sched.RunDue(context.Background()))
 	t.Cleanup(func() { sched.Close() })
 	noErr(t, m.AddScheduler("cron", sched))
+	bh := must[*bulkhead.Bulkhead](t)(bulkhead.New(bulkhead.Options{Name: "inventory"}))
+	noErr(t, bh.Do(ctx, ok))
+	noErr(t, m.AddBulkhead(bh))
+	tm := must[*timeout.Timeout](t)(timeout.New(timeout.Options{Timeout: time.Minute}))
+	noErr(t, tm.Do(ctx, ok))
+	noErr(t, m.AddTimeout("inventory", tm))
 
 	// A router on a closed port, like the Redis limiters: its checks fail
 	// at once and Stats needs no server. Open gives its pools Tracers.

@@ -88,6 +88,19 @@
 //	scalekit_ratelimit_adaptive_calls_total{result}                         counter    calls: admitted, shed
 //	scalekit_ratelimit_adaptive_cuts_total                                  counter    limit cuts on overload
 //	scalekit_ratelimit_http_requests_total{result}                          counter    middleware requests: allowed, denied, bad_key, error
+//	bulkhead (AddBulkhead)
+//	scalekit_bulkhead_max_concurrent                                        gauge      Options.MaxConcurrent
+//	scalekit_bulkhead_max_waiting                                           gauge      Options.MaxWaiting
+//	scalekit_bulkhead_in_flight                                             gauge      calls holding a slot
+//	scalekit_bulkhead_waiting                                               gauge      calls waiting for a slot
+//	scalekit_bulkhead_admitted_total                                        counter    calls given a slot
+//	scalekit_bulkhead_waited_total                                          counter    calls given a slot after waiting
+//	scalekit_bulkhead_rejections_total{reason}                              counter    rejections: queue_full, max_wait, shed
+//	scalekit_bulkhead_rejections_by_class_total{class}                      counter    rejections by priority: sheddable, default, critical
+//	scalekit_bulkhead_cancelled_total                                       counter    waiting calls whose ctx ended
+//	timeout (AddTimeout)
+//	scalekit_timeout_calls_total                                            counter    calls under the timeout
+//	scalekit_timeout_timeouts_total                                         counter    calls failed past the deadline
 //	ratelimitredis (AddRedisLimiter, AddRedisConcurrency)
 //	scalekit_ratelimit_redis_decisions_total{result}                        counter    decisions Redis made: allowed, denied
 //	scalekit_ratelimit_redis_degraded_decisions_total{mode}                 counter    decisions without Redis: fail_open, fail_closed, fallback
