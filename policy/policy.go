@@ -1,0 +1,172 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+
+	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/bulkhead"
+	"github.com/scalekit-go/scalekit/ratelimit"
+	"github.com/scalekit-go/scalekit/throttle"
+)
+
+// Policy wraps a call: Do runs fn (or refuses to) and returns its error
+// or the policy's own. *breaker.Breaker, *retry.Retrier,
+// *timeout.Timeout, *bulkhead.Bulkhead and *throttle.Throttler implement
+// it.
+type Policy interface {
+	Do(ctx context.Context, fn func(ctx context.Context) error) error
+}
+
+// Func adapts a function to a Policy.
+type Func func(ctx context.Context, fn func(ctx context.Context) error) error
+
+// Do calls f.
+func (f Func) Do(ctx context.Context, fn func(ctx context.Context) error) error { return f(ctx, fn) }
+
+// ErrInvalid is wrapped by errors about bad arguments.
+var ErrInvalid = errors.New("policy: invalid")
+
+// Compose returns the Policy that runs fn through ps, ps[0] outermost:
+// Compose(a, b, c).Do(ctx, fn) is a.Do(ctx, b.Do(ctx, c.Do(ctx, fn))).
+// Nil policies (a nil interface or a nil pointer in one) are left out;
+// with none, Do calls fn. Pass them in the standard order (see the
+// package doc).
+func Compose(ps ...Policy) Policy {
+	var out pipeline
+	for _, p := range ps {
+		if !isNil(p) {
+			out = append(out, p)
+		}
+	}
+	switch len(out) {
+	case 0:
+		return Func(func(ctx context.Context, fn func(ctx context.Context) error) error { return fn(ctx) })
+	case 1:
+		return out[0]
+	}
+	return out
+}
+
+// isNil reports whether p is nil or holds a nil pointer or func.
+func isNil(p Policy) bool {
+	if p == nil {
+		return true
+	}
+	if pl, ok := p.(pipeline); ok {
+		return len(pl) == 0
+	}
+	v := reflect.ValueOf(p)
+	return (v.Kind() == reflect.Pointer || v.Kind() == reflect.Func) && v.IsNil()
+}
+
+// pipeline is Compose's result, outermost first, at least two.
+type pipeline []Policy
+
+// Do runs fn through the pipeline.
+func (p pipeline) Do(ctx context.Context, fn func(ctx context.Context) error) error {
+	return p.do(ctx, 0, fn)
+}
+
+func (p pipeline) do(ctx context.Context, i int, fn func(ctx context.Context) error) error {
+	if i == len(p)-1 {
+		return p[i].Do(ctx, fn)
+	}
+	return p[i].Do(ctx, func(ctx context.Context) error { return p.do(ctx, i+1, fn) })
+}
+
+// DoValue runs fn through p and returns the value of its successful
+// call.
+func DoValue[T any](ctx context.Context, p Policy, fn func(ctx context.Context) (T, error)) (T, error) {
+	var out T
+	err := p.Do(ctx, func(ctx context.Context) error {
+		v, err := fn(ctx)
+		if err == nil {
+			out = v
+		}
+		return err
+	})
+	return out, err
+}
+
+// Retryable reports whether an error is worth another attempt: false for
+// the refusals of a policy that were not the dependency's answer — an open
+// breaker (breaker.ErrOpen), a full bulkhead (bulkhead.ErrRejected), a
+// rate limit (ratelimit.ErrLimited) and a local throttle
+// (throttle.ErrThrottled) — true for anything else. Use it as
+// retry.Options.Retryable, or in your own.
+func Retryable(err error) bool {
+	return !errors.Is(err, breaker.ErrOpen) && !errors.Is(err, bulkhead.ErrRejected) &&
+		!errors.Is(err, ratelimit.ErrLimited) && !errors.Is(err, throttle.ErrThrottled)
+}
+
+// Limit is the Policy that asks l for one event of key per call, and
+// refuses a call it denies with a *ratelimit.LimitedError (errors.Is
+// ratelimit.ErrLimited) at once, without waiting; l's own errors are
+// returned as they are. key must not be empty.
+func Limit(l ratelimit.Limiter, key string) Policy {
+	return Func(func(ctx context.Context, fn func(ctx context.Context) error) error {
+		d, err := l.AllowN(ctx, key, 1)
+		if err != nil {
+			return err
+		}
+		if !d.Allowed {
+			return &ratelimit.LimitedError{Key: key, Decision: d}
+		}
+		return fn(ctx)
+	})
+}
+
+// Wait is Limit that waits for the event to be admitted (ratelimit.Wait):
+// it fails fast when the admission would come after ctx's deadline.
+func Wait(l ratelimit.Limiter, key string) Policy {
+	return Func(func(ctx context.Context, fn func(ctx context.Context) error) error {
+		if _, err := ratelimit.Wait(ctx, l, key, 1); err != nil {
+			return err
+		}
+		return fn(ctx)
+	})
+}
+
+// Concurrency is the Policy that holds a slot of l for key while fn runs,
+// and refuses a call when every slot is held (ratelimit.ErrLimited).
+func Concurrency(l ratelimit.ConcurrencyLimiter, key string) Policy {
+	return Func(func(ctx context.Context, fn func(ctx context.Context) error) error {
+		release, err := l.Acquire(ctx, key)
+		if err != nil {
+			return err
+		}
+		defer release()
+		return fn(ctx)
+	})
+}
+
+// Adaptive is the Policy that runs fn within a's in-flight limit, shedding
+// a call over it (ratelimit.ErrLimited); overloaded decides which errors
+// of fn signal overload and cut the limit (nil: a *timeout.Error or
+// context.DeadlineExceeded, see Overloaded).
+func Adaptive(a *ratelimit.Adaptive, overloaded func(error) bool) (Policy, error) {
+	if a == nil {
+		return nil, fmt.Errorf("%w: Adaptive needs a *ratelimit.Adaptive, got nil", ErrInvalid)
+	}
+	if overloaded == nil {
+		overloaded = Overloaded
+	}
+	return Func(func(ctx context.Context, fn func(ctx context.Context) error) error {
+		release, err := a.Acquire()
+		if err != nil {
+			return err
+		}
+		over := true // a panic counts as overload
+		defer func() { release(over) }()
+		err = fn(ctx)
+		over = err != nil && ctx.Err() == nil && overloaded(err)
+		return err
+	}), nil
+}
+
+// Overloaded is the default test of overload for Adaptive: a deadline
+// passed (a *timeout.Error matches context.DeadlineExceeded).
+func Overloaded(err error) bool { return errors.Is(err, context.DeadlineExceeded) }
