@@ -184,7 +184,9 @@ func TestLimiters(t *testing.T) {
 
 	ad := must[*ratelimit.Adaptive](t)(ratelimit.NewAdaptive(ratelimit.AdaptiveOptions{Initial: 10, Min: 1, Backoff: 0.5}))
 	ap := must[policy.Policy](t)(policy.Adaptive(ad, nil))
-	_ = ap.Do(ctx, func(context.Context) error { return &timeout.Error{Kind: timeout.Attempt, Err: context.DeadlineExceeded} })
+	_ = ap.Do(ctx, func(context.Context) error {
+		return &timeout.Error{Kind: timeout.Attempt, Err: context.DeadlineExceeded}
+	})
 	if ad.Limit() != 5 {
 		t.Fatalf("an attempt timeout did not cut the limit: %d", ad.Limit())
 	}
@@ -263,7 +265,11 @@ func TestHammer(t *testing.T) {
 		}
 		wg.Wait()
 		total := int64(0)
-		outcomes.Range(func(k, v any) bool { total += v.(*atomic.Int64).Load(); t.Logf("%v: %d", k, v.(*atomic.Int64).Load()); return true })
+		outcomes.Range(func(k, v any) bool {
+			total += v.(*atomic.Int64).Load()
+			t.Logf("%v: %d", k, v.(*atomic.Int64).Load())
+			return true
+		})
 		if total != 64*20 || loaded(&outcomes, "ok") == 0 {
 			t.Fatalf("%d outcomes, want %d", total, 64*20)
 		}
