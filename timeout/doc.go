@@ -41,8 +41,10 @@
 // ignores its ctx: make it honour the ctx (every standard library client
 // does) rather than leave it running.
 //
-// The timer is the runtime's (context.WithTimeout); Options has no Clock:
-// tests run in a testing/synctest bubble. A Timeout is safe for
-// concurrent use; its success path costs a context.WithTimeout (three
-// allocations) and two atomic adds.
+// The timer is the runtime's; Options has no Clock: tests run in a
+// testing/synctest bubble. The ctx the call gets makes its timer only when
+// asked for Done (or for Err, Value or a derived ctx once it has ended):
+// a call that never waits on it (a cache hit, a computation) costs one
+// allocation and no timer; from the first Done on, it is a
+// context.WithDeadlineCause. A Timeout is safe for concurrent use.
 package timeout

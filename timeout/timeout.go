@@ -129,15 +129,14 @@ func (t *Timeout) Kind() Kind { return t.kind }
 // respect its ctx for the Timeout to bound it.
 func (t *Timeout) Do(ctx context.Context, fn func(ctx context.Context) error) error {
 	t.calls.Add(1)
-	tctx, cancel := context.WithTimeoutCause(ctx, t.d, t.cause)
-	err := fn(tctx)
-	if err == nil {
-		cancel()
-		return nil
+	deadline := now().Add(t.d)
+	if pd, ok := ctx.Deadline(); ok && !deadline.Before(pd) {
+		return fn(ctx) // the caller's deadline comes first: this Timeout cannot fire
 	}
-	fired := tctx.Err() != nil
-	cancel()
-	if !t.fired(ctx, tctx, fired, err) {
+	c := &lazyCtx{Context: ctx, deadline: deadline, cause: t.cause}
+	err := fn(c)
+	fired := c.finish(err != nil)
+	if err == nil || ctx.Err() != nil || !fired && !bareDeadline(err) {
 		return err
 	}
 	t.timeouts.Add(1)
@@ -146,26 +145,6 @@ func (t *Timeout) Do(ctx context.Context, fn func(ctx context.Context) error) er
 			slog.String("kind", t.kind.String()), slog.Duration("timeout", t.d), slog.Any("error", err))
 	}
 	return &Error{Kind: t.kind, Timeout: t.d, Err: err}
-}
-
-// fired reports whether err, returned by a call under tctx, is this
-// Timeout's doing: ctx (the caller's) is live, and either tctx has ended
-// by this Timeout's deadline, or tctx's deadline is this Timeout's own
-// (not an earlier one of ctx) and err is a deadline error that no nested
-// Timeout claimed: a retry loop that gave up because its next attempt
-// would start past the deadline.
-func (t *Timeout) fired(ctx, tctx context.Context, ended bool, err error) bool {
-	if ctx.Err() != nil {
-		return false
-	}
-	if ended {
-		return context.Cause(tctx) == t.cause
-	}
-	own, _ := tctx.Deadline()
-	if parent, ok := ctx.Deadline(); ok && !own.Before(parent) {
-		return false
-	}
-	return bareDeadline(err)
 }
 
 // bareDeadline reports whether err is or wraps context.DeadlineExceeded
