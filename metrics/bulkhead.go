@@ -3,6 +3,7 @@ package metrics
 import (
 	"github.com/scalekit-go/scalekit/bulkhead"
 	"github.com/scalekit-go/scalekit/priority"
+	"github.com/scalekit-go/scalekit/throttle"
 	"github.com/scalekit-go/scalekit/timeout"
 )
 
@@ -47,4 +48,22 @@ var timeoutFamilies = []family[timeout.Stats]{
 // AddTimeout reports t's Stats under name.
 func (c *Collector) AddTimeout(name string, t *timeout.Timeout) error {
 	return addStats(c, "AddTimeout", "the *timeout.Timeout", t, named{"timeout", name}, &c.timeout)
+}
+
+var throttleFamilies = []family[throttle.Stats]{
+	counter("scalekit_throttle_calls_total", "Calls to the adaptive throttler.", func(s throttle.Stats) uint64 { return s.Calls }),
+	counterBy("scalekit_throttle_throttled_total", "Calls refused locally (ErrThrottled), by the caller's priority class: sheddable, default or critical.", "class",
+		byClass(func(s throttle.Stats) priority.Counts { return s.Throttled })...),
+	counter("scalekit_throttle_rejected_total", "Calls the backend refused (Options.Rejected).", func(s throttle.Stats) uint64 { return s.Rejected }),
+	gauge("scalekit_throttle_window_requests", "Requests counted in the sliding window now.", func(s throttle.Stats) uint64 { return s.Requests }),
+	gauge("scalekit_throttle_window_accepts", "Accepts counted in the sliding window now.", func(s throttle.Stats) uint64 { return s.Accepts }),
+	gauge("scalekit_throttle_probability_ratio", "Probability that a call of the default class is refused locally now.", func(s throttle.Stats) float64 { return s.Probability }),
+}
+
+// AddThrottler reports t's Stats under its Options.Name.
+func (c *Collector) AddThrottler(t *throttle.Throttler) error {
+	if isNil(t) {
+		return nilArg("AddThrottler", "the *throttle.Throttler")
+	}
+	return addStats(c, "AddThrottler", "the *throttle.Throttler", t, named{"throttler", t.Name()}, &c.throttle)
 }

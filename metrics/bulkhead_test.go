@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/scalekit-go/scalekit/bulkhead"
+	"github.com/scalekit-go/scalekit/internal/testclock"
 	"github.com/scalekit-go/scalekit/metrics"
 	"github.com/scalekit-go/scalekit/priority"
+	"github.com/scalekit-go/scalekit/throttle"
 	"github.com/scalekit-go/scalekit/timeout"
 )
 
@@ -68,4 +70,35 @@ func TestBulkheadAndTimeout(t *testing.T) {
 		scalekit_timeout_timeouts_total{name="inventory-attempt"} 1
 	`)
 	release()
+
+	clk := testclock.New()
+	th := must[*throttle.Throttler](t)(throttle.New(throttle.Options{Name: "inventory", Clock: clk}))
+	for range 3 {
+		_ = th.Do(ctx, fail)
+	}
+	_ = th.Do(ctx, ok)
+	noErr(t, m.AddThrottler(th))
+	if err := m.AddThrottler(nil); !errors.Is(err, metrics.ErrInvalid) {
+		t.Errorf("AddThrottler(nil) = %v", err)
+	}
+	// Which calls were refused locally depends on the draw; the counts
+	// of calls and of the window's requests do not.
+	expect(t, m, "scalekit_throttle_calls_", `
+		# TYPE scalekit_throttle_calls_total counter
+		scalekit_throttle_calls_total{name="inventory"} 4
+	`)
+	expect(t, m, "scalekit_throttle_window_requests", `
+		# TYPE scalekit_throttle_window_requests gauge
+		scalekit_throttle_window_requests{name="inventory"} 4
+	`)
+	if s := th.Stats(); s.Rejected+s.Throttled.Default != 3+boolToUint(s.Accepts == 0) {
+		t.Errorf("throttler Stats %+v: the 3 failures are either rejected or throttled", s)
+	}
+}
+
+func boolToUint(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
 }

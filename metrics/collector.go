@@ -21,6 +21,7 @@ import (
 	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
 	"github.com/scalekit-go/scalekit/slo"
+	"github.com/scalekit-go/scalekit/throttle"
 	"github.com/scalekit-go/scalekit/timeout"
 )
 
@@ -82,6 +83,7 @@ type Collector struct {
 	adaptive    table[ratelimit.AdaptiveStats]
 	bulkhead    table[bulkhead.Stats]
 	timeout     table[timeout.Stats]
+	throttle    table[throttle.Stats]
 	httpLimit   table[ratelimit.HTTPStats]
 	redisLimit  table[ratelimit.RemoteStats]
 	redisConc   table[ratelimit.RemoteConcurrencyStats]
@@ -131,6 +133,7 @@ func New(o Options) (*Collector, error) {
 		adaptive:    newTable(b, adaptiveFamilies),
 		bulkhead:    newTable(b, bulkheadFamilies),
 		timeout:     newTable(b, timeoutFamilies),
+		throttle:    newTable(b, throttleFamilies),
 		httpLimit:   newTable(b, httpLimitFamilies),
 		redisLimit:  newTable(b, redisLimitFamilies),
 		redisConc:   newTable(b, redisConcFamilies),

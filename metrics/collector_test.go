@@ -31,6 +31,7 @@ import (
 	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
 	"github.com/scalekit-go/scalekit/slo"
+	"github.com/scalekit-go/scalekit/throttle"
 	"github.com/scalekit-go/scalekit/timeout"
 )
 
@@ -116,6 +117,9 @@ func everything(t testing.TB, o metrics.Options) *metrics.Collector {
 	tm := must[*timeout.Timeout](t)(timeout.New(timeout.Options{Timeout: time.Minute}))
 	noErr(t, tm.Do(ctx, ok))
 	noErr(t, m.AddTimeout("inventory", tm))
+	th := must[*throttle.Throttler](t)(throttle.New(throttle.Options{Name: "inventory"}))
+	noErr(t, th.Do(ctx, ok))
+	noErr(t, m.AddThrottler(th))
 
 	// A router on a closed port, like the Redis limiters: its checks fail
 	// at once and Stats needs no server. Open gives its pools Tracers.

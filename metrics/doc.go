@@ -98,6 +98,13 @@
 //	scalekit_bulkhead_rejections_total{reason}                              counter    rejections: queue_full, max_wait, shed
 //	scalekit_bulkhead_rejections_by_class_total{class}                      counter    rejections by priority: sheddable, default, critical
 //	scalekit_bulkhead_cancelled_total                                       counter    waiting calls whose ctx ended
+//	throttle (AddThrottler)
+//	scalekit_throttle_calls_total                                           counter    calls to the throttler
+//	scalekit_throttle_throttled_total{class}                                counter    calls refused locally: sheddable, default, critical
+//	scalekit_throttle_rejected_total                                        counter    calls the backend refused
+//	scalekit_throttle_window_requests                                       gauge      requests in the window
+//	scalekit_throttle_window_accepts                                        gauge      accepts in the window
+//	scalekit_throttle_probability_ratio                                     gauge      refusal probability of a default call
 //	timeout (AddTimeout)
 //	scalekit_timeout_calls_total                                            counter    calls under the timeout
 //	scalekit_timeout_timeouts_total                                         counter    calls failed past the deadline
