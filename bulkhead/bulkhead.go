@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/scalekit-go/scalekit/internal/logx"
+	"github.com/scalekit-go/scalekit/internal/valuecall"
 	"github.com/scalekit-go/scalekit/priority"
 )
 
@@ -130,13 +131,7 @@ func (b *Bulkhead) Do(ctx context.Context, fn func(ctx context.Context) error) e
 
 // DoValue is Do for calls that return a value.
 func DoValue[T any](ctx context.Context, b *Bulkhead, fn func(ctx context.Context) (T, error)) (T, error) {
-	var out T
-	err := b.Do(ctx, func(ctx context.Context) error {
-		v, err := fn(ctx)
-		out = v
-		return err
-	})
-	return out, err
+	return valuecall.Do(ctx, b.Do, fn)
 }
 
 // Acquire is the two-step form of Do for code that cannot pass a

@@ -8,6 +8,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/bulkhead"
+	"github.com/scalekit-go/scalekit/internal/valuecall"
 	"github.com/scalekit-go/scalekit/ratelimit"
 	"github.com/scalekit-go/scalekit/throttle"
 )
@@ -80,15 +81,7 @@ func (p pipeline) do(ctx context.Context, i int, fn func(ctx context.Context) er
 // DoValue runs fn through p and returns the value of its successful
 // call.
 func DoValue[T any](ctx context.Context, p Policy, fn func(ctx context.Context) (T, error)) (T, error) {
-	var out T
-	err := p.Do(ctx, func(ctx context.Context) error {
-		v, err := fn(ctx)
-		if err == nil {
-			out = v
-		}
-		return err
-	})
-	return out, err
+	return valuecall.Do(ctx, p.Do, fn)
 }
 
 // Retryable reports whether an error is worth another attempt: false for

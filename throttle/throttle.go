@@ -12,6 +12,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/logx"
+	"github.com/scalekit-go/scalekit/internal/valuecall"
 	"github.com/scalekit-go/scalekit/priority"
 )
 
@@ -186,13 +187,7 @@ func (t *Throttler) Do(ctx context.Context, fn func(ctx context.Context) error) 
 
 // DoValue is Do for calls that return a value.
 func DoValue[T any](ctx context.Context, t *Throttler, fn func(ctx context.Context) (T, error)) (T, error) {
-	var out T
-	err := t.Do(ctx, func(ctx context.Context) error {
-		v, err := fn(ctx)
-		out = v
-		return err
-	})
-	return out, err
+	return valuecall.Do(ctx, t.Do, fn)
 }
 
 // Stats is a snapshot of a Throttler.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/internal/logx"
 	"github.com/scalekit-go/scalekit/internal/stripe"
+	"github.com/scalekit-go/scalekit/internal/valuecall"
 )
 
 // ErrTimeout is matched by every *Error: a call failed after a Timeout's
@@ -177,15 +178,7 @@ func IsTimeout(err error) bool {
 // DoValue is Do for calls that return a value: it returns the value fn
 // returned with a nil error, even past the deadline.
 func DoValue[T any](ctx context.Context, t *Timeout, fn func(ctx context.Context) (T, error)) (T, error) {
-	var out T
-	err := t.Do(ctx, func(ctx context.Context) error {
-		v, err := fn(ctx)
-		if err == nil {
-			out = v
-		}
-		return err
-	})
-	return out, err
+	return valuecall.Do(ctx, t.Do, fn)
 }
 
 // Stats is a snapshot of a Timeout's counters.
