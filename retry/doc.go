@@ -93,6 +93,19 @@
 // replays bodies through GetBody, and retries POST or
 // PATCH only with an Idempotency-Key header or RetryNonIdempotent.
 //
+// # Pacing by the server's RateLimit fields
+//
+// Pacer is an http.RoundTripper that reads a server's RateLimit field
+// (draft-ietf-httpapi-ratelimit-headers-10: "policy";r=<remaining>;t=<seconds>)
+// and Retry-After, per host, and holds back the requests the server
+// would refuse: with r=0 none before t, otherwise at most r more before t,
+// and none before a 429's or 503's Retry-After. A held request waits up
+// to Pacer.MaxWait (and never past its ctx deadline) or is not sent at
+// all (*RateLimitedError, errors.Is ErrRateLimited), so a client of a
+// limited API does not get the 429 in the first place. Put it under a
+// Transport (Transport{Base: &Pacer{}}): retries are paced, and its
+// refusals are not retried.
+//
 // # Hedging
 //
 // Hedge fires another attempt when the first has not answered after a

@@ -164,3 +164,19 @@ func ExampleAfterError() {
 	// true true
 	// retry: gave up after 1 attempt (Retry-After over MaxRetryAfter): 503 busy
 }
+
+func ExamplePacer() {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("RateLimit", `"default";r=0;t=30`) // quota spent for 30s
+	}))
+	defer srv.Close()
+	client := &http.Client{Transport: &retry.Pacer{}}
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		panic(err)
+	}
+	resp.Body.Close()
+	_, err = client.Get(srv.URL) // not sent: the server would refuse it
+	fmt.Println(errors.Is(err, retry.ErrRateLimited))
+	// Output: true
+}
