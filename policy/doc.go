@@ -1,8 +1,9 @@
 // Package policy composes the resilience policies into one pipeline: a
 // Policy is anything with Do(ctx, fn) error — *breaker.Breaker,
-// *retry.Retrier, *timeout.Timeout, *bulkhead.Bulkhead and
-// *throttle.Throttler are, and Limit, Concurrency and Adaptive adapt the
-// ratelimit limiters — and Compose nests them, the first outermost.
+// *retry.Retrier, *timeout.Timeout, *bulkhead.Bulkhead,
+// *throttle.Throttler and *slo.Shedder are, and Limit, Concurrency and
+// Adaptive adapt the ratelimit limiters — and Compose nests them, the
+// first outermost.
 //
 //	total, _ := timeout.New(timeout.Options{Timeout: 5 * time.Second, Kind: timeout.Total})
 //	attempt, _ := timeout.New(timeout.Options{Timeout: time.Second, Kind: timeout.Attempt})
@@ -16,9 +17,9 @@
 // Polly, resilience4j and failsafe-go users compose policies in one order,
 // outermost first, and Compose expects it:
 //
-//  1. rate limit (Limit, Concurrency, Adaptive, a *bulkhead.Bulkhead, a
-//     *throttle.Throttler): a call refused here costs nothing downstream,
-//     and is never retried;
+//  1. rate limit and load shedding (Limit, Concurrency, Adaptive, a
+//     *bulkhead.Bulkhead, a *throttle.Throttler, an *slo.Shedder): a call
+//     refused here costs nothing downstream, and is never retried;
 //  2. total timeout (a *timeout.Timeout of Kind Total): bounds the whole
 //     call, retries and waits included, and ends the retries;
 //  3. retry (a *retry.Retrier): each attempt goes through what follows;

@@ -10,6 +10,7 @@ import (
 	"github.com/scalekit-go/scalekit/bulkhead"
 	"github.com/scalekit-go/scalekit/internal/valuecall"
 	"github.com/scalekit-go/scalekit/ratelimit"
+	"github.com/scalekit-go/scalekit/slo"
 	"github.com/scalekit-go/scalekit/throttle"
 )
 
@@ -87,12 +88,13 @@ func DoValue[T any](ctx context.Context, p Policy, fn func(ctx context.Context) 
 // Retryable reports whether an error is worth another attempt: false for
 // the refusals of a policy that were not the dependency's answer — an open
 // breaker (breaker.ErrOpen), a full bulkhead (bulkhead.ErrRejected), a
-// rate limit (ratelimit.ErrLimited) and a local throttle
-// (throttle.ErrThrottled) — true for anything else. Use it as
+// rate limit (ratelimit.ErrLimited), a local throttle
+// (throttle.ErrThrottled) and an SLO shedder (slo.ErrShed) — true for
+// anything else. Use it as
 // retry.Options.Retryable, or in your own.
 func Retryable(err error) bool {
 	return !errors.Is(err, breaker.ErrOpen) && !errors.Is(err, bulkhead.ErrRejected) &&
-		!errors.Is(err, ratelimit.ErrLimited) && !errors.Is(err, throttle.ErrThrottled)
+		!errors.Is(err, ratelimit.ErrLimited) && !errors.Is(err, throttle.ErrThrottled) && !errors.Is(err, slo.ErrShed)
 }
 
 // Limit is the Policy that asks l for one event of key per call, and

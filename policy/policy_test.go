@@ -16,6 +16,7 @@ import (
 	"github.com/scalekit-go/scalekit/policy"
 	"github.com/scalekit-go/scalekit/ratelimit"
 	"github.com/scalekit-go/scalekit/retry"
+	"github.com/scalekit-go/scalekit/slo"
 	"github.com/scalekit-go/scalekit/throttle"
 	"github.com/scalekit-go/scalekit/timeout"
 )
@@ -41,6 +42,7 @@ var (
 	_ policy.Policy = (*timeout.Timeout)(nil)
 	_ policy.Policy = (*bulkhead.Bulkhead)(nil)
 	_ policy.Policy = (*throttle.Throttler)(nil)
+	_ policy.Policy = (*slo.Shedder)(nil)
 )
 
 func hang(ctx context.Context) error {
@@ -197,7 +199,7 @@ func TestLimiters(t *testing.T) {
 	if _, err := policy.Adaptive(nil, nil); !errors.Is(err, policy.ErrInvalid) {
 		t.Fatalf("Adaptive(nil): %v", err)
 	}
-	for _, e := range []error{breaker.ErrOpen, bulkhead.ErrShed, throttle.ErrThrottled} {
+	for _, e := range []error{breaker.ErrOpen, bulkhead.ErrShed, throttle.ErrThrottled, slo.ErrShed} {
 		if policy.Retryable(e) {
 			t.Errorf("Retryable(%v) = true", e)
 		}

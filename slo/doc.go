@@ -24,4 +24,14 @@
 //
 // Tracker keeps objectives per HTTP route (Middleware) and serves their
 // budgets, burn rates and alerts as JSON (StatusHandler).
+//
+// # Shedding to save the budget
+//
+// A Shedder (NewShedder) is a policy (Do(ctx, fn) error) that sheds load
+// by priority class (package priority) while objectives burn their budget
+// too fast: while a Page alert fires, sheddable calls are shed (ErrShed);
+// when that objective's budget is spent too, default calls as well; so
+// what budget is left goes to critical calls. It evaluates the objectives
+// at most every ShedderOptions.Every (1s), and costs an atomic load per
+// call in between.
 package slo
