@@ -206,20 +206,24 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.finish(r, parent, ctx, resp, err, cancel)
 	}
 	var last *http.Response
-	first := true
+	attempt := 0
 	err := r.do(ctx, func(ctx context.Context) error {
 		drain(last) // a retry: the previous answer is not needed
 		last = nil
 		out := req
-		if !first && hasBody {
-			body, err := req.GetBody()
-			if err != nil {
-				return Permanent(err)
-			}
+		attempt++
+		if attempt > 1 {
 			out = req.WithContext(ctx)
-			out.Body = body
+			out.Header = req.Header.Clone() // req is the caller's: not written
+			out.Header.Set(AttemptHeader, strconv.Itoa(attempt))
+			if hasBody {
+				body, err := req.GetBody()
+				if err != nil {
+					return Permanent(err)
+				}
+				out.Body = body
+			}
 		}
-		first = false
 		resp, err := try(ctx, out)
 		if err != nil {
 			if timeout.IsTimeout(err) || connError(err) {

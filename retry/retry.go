@@ -133,6 +133,7 @@ type Retrier struct {
 
 	calls                       stripe.Counter // bumped on every call: striped
 	retries, exhausted, refused atomic.Uint64
+	notRetried                  atomic.Uint64
 }
 
 // New returns a Retrier, or an error naming the invalid option.
@@ -197,6 +198,8 @@ func enterBudget(ctx context.Context, b *Budget) context.Context {
 //   - nil when an attempt succeeds;
 //   - a Permanent error as is, at once;
 //   - an error Retryable rejects, as is, at once;
+//   - the first attempt's error as is, when ctx serves a request that is
+//     itself a retry (WithRetried, Middleware): one layer retries;
 //   - when ctx has ended: the attempt's error as is if it is ctx's own
 //     (context.Canceled or DeadlineExceeded), else an *ExhaustedError
 //     with ReasonContext, which also matches context.Cause(ctx). Either
@@ -267,6 +270,10 @@ func (r *Retrier) retry(ctx context.Context, fn func(ctx context.Context) error,
 		}
 		if r.o.Retryable != nil && !r.o.Retryable(err) {
 			return err
+		}
+		if attempt == 1 && IsRetried(ctx) {
+			r.notRetried.Add(1)
+			return err // serving a retry: the client retries, not this layer
 		}
 		if attempt >= r.o.MaxAttempts {
 			return r.giveUp(ctx, attempt, ReasonMaxAttempts, err, nil)
@@ -340,6 +347,9 @@ type Stats struct {
 	Exhausted uint64
 	// BudgetRefusals counts the give-ups caused by the Budget.
 	BudgetRefusals uint64
+	// NotRetried counts failed calls not retried because their ctx serves
+	// a request that is itself a retry (WithRetried, Middleware).
+	NotRetried uint64
 }
 
 // Stats returns a snapshot. A nil r reports the default Retrier.
@@ -349,5 +359,5 @@ func (r *Retrier) Stats() Stats {
 	}
 	retries := r.retries.Load()
 	calls := r.calls.Load()
-	return Stats{Calls: calls, Attempts: calls + retries, Retries: retries, Exhausted: r.exhausted.Load(), BudgetRefusals: r.refused.Load()}
+	return Stats{Calls: calls, Attempts: calls + retries, Retries: retries, Exhausted: r.exhausted.Load(), BudgetRefusals: r.refused.Load(), NotRetried: r.notRetried.Load()}
 }
