@@ -2,11 +2,11 @@ package metrics
 
 import (
 	"fmt"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scalekit-go/scalekit/dbrouter/routerstats"
+	"github.com/scalekit-go/scalekit/internal/added"
 )
 
 // tracerFamilies are the families of a pool's dbrouter.Tracer counts, the
@@ -130,15 +130,8 @@ func (c *Collector) AddDBRouter(name string, r interface{ Stats() routerstats.St
 	if isNil(r) {
 		return nilArg("AddDBRouter", "the *dbrouter.Router")
 	}
-	seen := map[string]int{}
-	for i, rep := range r.Stats().Replicas { // the names are fixed by New
-		if !utf8.ValidString(rep.Name) {
-			return fmt.Errorf("%w: AddDBRouter: replica %d's name %q is not valid UTF-8", ErrInvalid, i, rep.Name)
-		}
-		if j, dup := seen[rep.Name]; dup {
-			return fmt.Errorf("%w: AddDBRouter: replicas %d and %d are both named %q; name them with dbrouter.Options.ReplicaNames", ErrInvalid, j, i, rep.Name)
-		}
-		seen[rep.Name] = i
+	if err := added.CheckReplicaNames(r.Stats().Replicas); err != nil { // the names are fixed by New
+		return fmt.Errorf("%w: AddDBRouter: %v", ErrInvalid, err)
 	}
 	t := &c.dbrouter
 	return c.add("AddDBRouter", named{"dbrouter", name}, func(ch chan<- prometheus.Metric) {
