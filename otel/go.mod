@@ -7,6 +7,7 @@ toolchain go1.26.11
 replace github.com/scalekit-go/scalekit => ../
 
 require (
+	github.com/exaring/otelpgx v0.13.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/scalekit-go/scalekit v0.0.0-00010101000000-000000000000
