@@ -17,7 +17,7 @@ type healthScrape = added.HealthRead
 
 var healthFamilies = []family[healthScrape]{
 	counter("scalekit_health_check_runs_total", "Health check executions (results reused from the cache are not runs).", func(s healthScrape) uint64 { return s.Stats.Runs }),
-	gauge("scalekit_health_draining", "1 while readiness is forced to fail for a graceful shutdown, else 0.", func(s healthScrape) float64 { return boolf(s.Stats.Draining) }),
+	gauge("scalekit_health_draining", "1 while readiness is forced to fail for a graceful shutdown, else 0.", func(s healthScrape) float64 { return added.Boolf(s.Stats.Draining) }),
 	gaugeFunc("scalekit_health_probe_status", "Status of a probe (liveness, readiness, startup): 1 for the current status (pass, warn, fail), 0 for the others.", []string{"probe", "status"},
 		func(o out, s healthScrape) {
 			for i, k := range s.Probes {
@@ -28,7 +28,7 @@ var healthFamilies = []family[healthScrape]{
 		func(o out, s healthScrape) {
 			for i, k := range s.Probes {
 				for _, r := range s.Reports[i].Results {
-					o.send(boolf(r.Status == health.Pass), k.String(), r.Name)
+					o.send(added.Boolf(r.Status == health.Pass), k.String(), r.Name)
 				}
 			}
 		}),

@@ -43,7 +43,7 @@ func (c *Collector) AddQueueWorker(name string, w *queue.Worker) error {
 type queueCount = added.QueueCount
 
 var queueCountFamilies = []family[queueCount]{
-	gauge("scalekit_queue_counts_up", "1 when the backend answered the scrape's count of the queue's jobs, 0 when the count failed or ran out of its 2s; the queue's jobs and oldest_pending series are then left out.", func(n queueCount) float64 { return boolf(n.Err == nil) }),
+	gauge("scalekit_queue_counts_up", "1 when the backend answered the scrape's count of the queue's jobs, 0 when the count failed or ran out of its 2s; the queue's jobs and oldest_pending series are then left out.", func(n queueCount) float64 { return added.Boolf(n.Err == nil) }),
 	gaugeFunc("scalekit_queue_jobs", "Jobs of the queue in the backend, by state: pending, scheduled, active, retry, dead, done, cancelled (done jobs for the backend's retention, dead and cancelled ones for its dead retention).", []string{"state"},
 		func(o out, n queueCount) {
 			if n.Err != nil {

@@ -44,21 +44,6 @@ const (
 	ratio   = "1"
 )
 
-func boolf(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// unixSeconds is t in Unix seconds, 0 for the zero time.
-func unixSeconds(t time.Time) float64 {
-	if t.IsZero() {
-		return 0
-	}
-	return float64(t.UnixNano()) / 1e9
-}
-
 // circuitStates are the states of the circuits inside engines;
 // breakerStates adds those set by hand.
 var (
@@ -81,7 +66,7 @@ var breakerFamilies = []family[bs]{
 	gauge("scalekit_breaker_window_calls", "", "Calls in the current rate window.", func(s bs) int64 { return s.WindowCalls }),
 	gauge("scalekit_breaker_window_failures", "", "Failures in the current rate window.", func(s bs) int64 { return s.WindowFailures }),
 	gauge("scalekit_breaker_window_slow_calls", "", "Slow calls in the current rate window.", func(s bs) int64 { return s.WindowSlow }),
-	gauge("scalekit_breaker_open_until_timestamp", seconds, "When an open breaker starts probing (Unix time); 0 unless open.", func(s bs) float64 { return unixSeconds(s.OpenUntil) }),
+	gauge("scalekit_breaker_open_until_timestamp", seconds, "When an open breaker starts probing (Unix time); 0 unless open.", func(s bs) float64 { return added.UnixSeconds(s.OpenUntil) }),
 }
 
 var retrierFamilies = []family[retry.Stats]{
@@ -256,7 +241,7 @@ var sloFamilies = []family[slo.Stats]{
 	gaugeFunc("scalekit_slo_alert_firing", "", "Whether a multi-window burn-rate alert rule fires: 1 or 0.",
 		func(o obs, s slo.Stats) {
 			for _, a := range s.Alerts {
-				o.observe(boolf(a.Firing), attribute.String("alert", a.Rule.Name), attribute.String("severity", string(a.Rule.Severity)))
+				o.observe(added.Boolf(a.Firing), attribute.String("alert", a.Rule.Name), attribute.String("severity", string(a.Rule.Severity)))
 			}
 		}),
 }
@@ -298,7 +283,7 @@ type hr = added.HealthRead
 
 var healthFamilies = []family[hr]{
 	counter("scalekit_health_check_runs", "", "Health check executions (cached results are not runs).", func(s hr) uint64 { return s.Stats.Runs }),
-	gauge("scalekit_health_draining", "", "1 while readiness is forced to fail for a graceful shutdown, else 0.", func(s hr) float64 { return boolf(s.Stats.Draining) }),
+	gauge("scalekit_health_draining", "", "1 while readiness is forced to fail for a graceful shutdown, else 0.", func(s hr) float64 { return added.Boolf(s.Stats.Draining) }),
 	gaugeFunc("scalekit_health_probe_status", "", "Status of a probe: 1 for the current status (pass, warn, fail), 0 for the others.",
 		func(o obs, s hr) {
 			for i, k := range s.Probes {
@@ -309,7 +294,7 @@ var healthFamilies = []family[hr]{
 		func(o obs, s hr) {
 			for i, k := range s.Probes {
 				for _, r := range s.Reports[i].Results {
-					o.observe(boolf(r.Status == health.Pass), probe.String(k.String()), check.String(r.Name))
+					o.observe(added.Boolf(r.Status == health.Pass), probe.String(k.String()), check.String(r.Name))
 				}
 			}
 		}),
@@ -326,7 +311,7 @@ var healthFamilies = []family[hr]{
 type qc = added.QueueCount
 
 var queueCountFamilies = []family[qc]{
-	gauge("scalekit_queue_counts_up", "", "1 when the backend answered the count of the queue's jobs, 0 when it failed or ran out of its 2s.", func(n qc) float64 { return boolf(n.Err == nil) }),
+	gauge("scalekit_queue_counts_up", "", "1 when the backend answered the count of the queue's jobs, 0 when it failed or ran out of its 2s.", func(n qc) float64 { return added.Boolf(n.Err == nil) }),
 	gaugeFunc("scalekit_queue_jobs", "", "Jobs of the queue in the backend by state (pending, scheduled, active, retry, dead, done, cancelled).",
 		func(o obs, n qc) {
 			if n.Err != nil {
@@ -358,7 +343,7 @@ var schedulerFamilies = []family[ss]{
 	gaugeFunc("scalekit_queue_periodic_next_tick_timestamp", seconds, "When the schedule's next tick is due (Unix time).",
 		func(o obs, s ss) {
 			if !s.Next.IsZero() {
-				o.observe(unixSeconds(s.Next))
+				o.observe(added.UnixSeconds(s.Next))
 			}
 		}),
 }
@@ -413,19 +398,19 @@ func succeeded(all, failures uint64) uint64 { return all - min(failures, all) }
 type prs = routerstats.PrimaryStats
 
 var primaryFamilies = []family[prs]{
-	gauge("scalekit_dbrouter_primary_up", "", "1 when the monitor's last check of the primary succeeded, else 0.", func(p prs) float64 { return boolf(p.Up) }),
+	gauge("scalekit_dbrouter_primary_up", "", "1 when the monitor's last check of the primary succeeded, else 0.", func(p prs) float64 { return added.Boolf(p.Up) }),
 	gauge("scalekit_dbrouter_primary_wal_lsn", bytes, "The primary's WAL position at the last good check; 0 before one.", func(p prs) routerstats.LSN { return p.LSN }),
 	counterBy("scalekit_dbrouter_primary_calls", "Calls routed to the primary by intent (read, write).", intent,
 		with("read", func(p prs) uint64 { return p.Reads }), with("write", func(p prs) uint64 { return p.Writes })),
 	counterBy("scalekit_dbrouter_primary_checks", "The monitor's checks of the primary by result (success, failure).", result,
 		with("success", func(p prs) uint64 { return succeeded(p.Checks, p.CheckFailures) }), with("failure", func(p prs) uint64 { return p.CheckFailures })),
-	gauge("scalekit_dbrouter_primary_last_check_timestamp", seconds, "When the monitor last checked the primary (Unix time); 0 before.", func(p prs) float64 { return unixSeconds(p.LastCheck) }),
+	gauge("scalekit_dbrouter_primary_last_check_timestamp", seconds, "When the monitor last checked the primary (Unix time); 0 before.", func(p prs) float64 { return added.UnixSeconds(p.LastCheck) }),
 }
 
 type reps = routerstats.ReplicaStats
 
 var replicaFamilies = []family[reps]{
-	gauge("scalekit_dbrouter_replica_healthy", "", "1 while reads may go to the replica, else 0.", func(r reps) float64 { return boolf(r.Healthy) }),
+	gauge("scalekit_dbrouter_replica_healthy", "", "1 while reads may go to the replica, else 0.", func(r reps) float64 { return added.Boolf(r.Healthy) }),
 	gauge("scalekit_dbrouter_replica_replay_lsn", bytes, "The replica's replayed WAL position at the last check; 0 before one.", func(r reps) routerstats.LSN { return r.ReplayLSN }),
 	gaugeFunc("scalekit_dbrouter_replica_lag", bytes, "Bytes of WAL the replica's replay was behind the primary; left out when unknown.",
 		func(o obs, r reps) {
@@ -440,6 +425,6 @@ var replicaFamilies = []family[reps]{
 	counter("scalekit_dbrouter_replica_readmissions", "", "Moves of the replica back into the healthy set.", func(r reps) uint64 { return r.Readmissions }),
 	counterBy("scalekit_dbrouter_replica_checks", "The monitor's checks of the replica by result (success, failure).", result,
 		with("success", func(r reps) uint64 { return succeeded(r.Checks, r.CheckFailures) }), with("failure", func(r reps) uint64 { return r.CheckFailures })),
-	gauge("scalekit_dbrouter_replica_last_check_timestamp", seconds, "When the monitor last checked the replica (Unix time); 0 before.", func(r reps) float64 { return unixSeconds(r.LastCheck) }),
+	gauge("scalekit_dbrouter_replica_last_check_timestamp", seconds, "When the monitor last checked the replica (Unix time); 0 before.", func(r reps) float64 { return added.UnixSeconds(r.LastCheck) }),
 	counter("scalekit_dbrouter_replica_replay_regressions", "", "Readings of the replica's replay LSN lower than the one before.", func(r reps) uint64 { return r.ReplayRegressions }),
 }

@@ -124,3 +124,20 @@ func CheckReplicaNames(replicas []routerstats.ReplicaStats) error {
 	}
 	return nil
 }
+
+// Boolf is b as a sample value: 1 or 0.
+func Boolf(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// UnixSeconds is t in Unix seconds as a sample value, 0 for the zero
+// time.
+func UnixSeconds(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
+}

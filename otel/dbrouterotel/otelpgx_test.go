@@ -12,7 +12,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/scalekit-go/scalekit/dbrouter"
@@ -40,9 +39,7 @@ func isQuery(a map[string]string) bool {
 // own parent.
 func TestOtelpgxSpans(t *testing.T) {
 	f := testinfra.Postgres(t)
-	sr := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
-	defer tp.Shutdown(context.Background())
+	tp, sr := recorder(t)
 	rt, _ := dbrouterotel.New(dbrouterotel.Options{})
 	mt := rt.Compose(newOtelpgx(tp))
 	replica := pool(t, f.ReplicaURL, mt)

@@ -18,6 +18,14 @@ import (
 // TestMain shares the PostgreSQL primary + replica and checks for leaks.
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
+// recorder is a real SDK TracerProvider recording every ended span.
+func recorder(t *testing.T) (*sdktrace.TracerProvider, *tracetest.SpanRecorder) {
+	sr := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return tp, sr
+}
+
 // pool opens a pool on url whose tracer is t.
 func pool(t *testing.T, url string, tr pgx.QueryTracer) *pgxpool.Pool {
 	t.Helper()
@@ -47,9 +55,7 @@ func attrs(s sdktrace.ReadOnlySpan) map[string]string {
 // (write); the router's own queries (replay checks) have none.
 func TestRouteOnQuerySpans(t *testing.T) {
 	f := testinfra.Postgres(t)
-	sr := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
-	defer tp.Shutdown(context.Background())
+	tp, sr := recorder(t)
 	rt, err := dbrouterotel.New(dbrouterotel.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -108,9 +114,7 @@ func TestRouteOnQuerySpans(t *testing.T) {
 // the caller's span.
 func TestRouteOnCallerSpan(t *testing.T) {
 	f := testinfra.Postgres(t)
-	sr := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
-	defer tp.Shutdown(context.Background())
+	tp, sr := recorder(t)
 	rt, _ := dbrouterotel.New(dbrouterotel.Options{CallerSpan: true})
 	r, err := dbrouter.New(context.Background(), dbrouter.Options{Primary: f.Primary, RouteTracer: rt})
 	if err != nil {
