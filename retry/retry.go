@@ -224,22 +224,34 @@ func (r *Retrier) Do(ctx context.Context, fn func(ctx context.Context) error) er
 	if r == nil {
 		r = defaultRetrier()
 	}
+	if r.total != nil || r.attempt != nil {
+		return r.timed(ctx, fn)
+	}
+	return r.run(ctx, fn)
+}
+
+// timed is Do with a total or attempt timeout.
+func (r *Retrier) timed(ctx context.Context, fn func(ctx context.Context) error) error {
 	if r.total != nil {
 		return r.total.Do(ctx, func(ctx context.Context) error { return r.do(ctx, fn, r.attempt) })
 	}
 	return r.do(ctx, fn, r.attempt)
 }
 
-// do is Do under the total timeout, with attempt (nil: none) as the
-// per-attempt timeout.
+// do is run with attempt (nil: none) as the per-attempt timeout.
 func (r *Retrier) do(ctx context.Context, fn func(ctx context.Context) error, attempt *timeout.Timeout) error {
-	r.calls.Add(1)
-	if r.o.Budget != nil {
-		ctx = enterBudget(ctx, r.o.Budget)
-	}
 	if attempt != nil {
 		inner := fn
 		fn = func(ctx context.Context) error { return attempt.Do(ctx, inner) }
+	}
+	return r.run(ctx, fn)
+}
+
+// run is Do without timeouts: the first attempt, then retry.
+func (r *Retrier) run(ctx context.Context, fn func(ctx context.Context) error) error {
+	r.calls.Add(1)
+	if r.o.Budget != nil {
+		ctx = enterBudget(ctx, r.o.Budget)
 	}
 	var start time.Time
 	if r.o.MaxElapsed > 0 {
