@@ -3,6 +3,8 @@ package metrics
 import (
 	"github.com/scalekit-go/scalekit/bulkhead"
 	"github.com/scalekit-go/scalekit/priority"
+	"github.com/scalekit-go/scalekit/retry"
+	"github.com/scalekit-go/scalekit/slo"
 	"github.com/scalekit-go/scalekit/throttle"
 	"github.com/scalekit-go/scalekit/timeout"
 )
@@ -66,4 +68,30 @@ func (c *Collector) AddThrottler(t *throttle.Throttler) error {
 		return nilArg("AddThrottler", "the *throttle.Throttler")
 	}
 	return addStats(c, "AddThrottler", "the *throttle.Throttler", t, named{"throttler", t.Name()}, &c.throttle)
+}
+
+var pacerFamilies = []family[retry.PacerStats]{
+	counterBy("scalekit_retry_pacer_requests_total", "Requests through a pacer, by result: sent, waited (sent after waiting for the server's quota) or refused (not sent: the quota was spent).", "result",
+		with("sent", func(s retry.PacerStats) uint64 { return s.Sent - s.Waited }),
+		with("waited", func(s retry.PacerStats) uint64 { return s.Waited }),
+		with("refused", func(s retry.PacerStats) uint64 { return s.Refused })),
+}
+
+// AddRetryPacer reports p's Stats under name.
+func (c *Collector) AddRetryPacer(name string, p *retry.Pacer) error {
+	return addStats(c, "AddRetryPacer", "the *retry.Pacer", p, named{"pacer", name}, &c.pacer)
+}
+
+var shedderFamilies = []family[slo.ShedderStats]{
+	stateSet("scalekit_slo_shed_level", "What an SLO shedder sheds now: 1 for the current level (none, sheddable, default), 0 for the others.", shedLevels, func(s slo.ShedderStats) string { return s.Level.String() }),
+	counterBy("scalekit_slo_shed_total", "Calls an SLO shedder shed, by priority class: sheddable, default or critical.", "class",
+		byClass(func(s slo.ShedderStats) priority.Counts { return s.Shed })...),
+}
+
+// shedLevels are the values of scalekit_slo_shed_level's state label.
+var shedLevels = []string{slo.ShedNone.String(), slo.ShedSheddable.String(), slo.ShedDefault.String()}
+
+// AddSLOShedder reports s's Stats under name.
+func (c *Collector) AddSLOShedder(name string, s *slo.Shedder) error {
+	return addStats(c, "AddSLOShedder", "the *slo.Shedder", s, named{"slo shedder", name}, &c.shedder)
 }

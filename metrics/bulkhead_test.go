@@ -3,6 +3,8 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -10,6 +12,8 @@ import (
 	"github.com/scalekit-go/scalekit/internal/testclock"
 	"github.com/scalekit-go/scalekit/metrics"
 	"github.com/scalekit-go/scalekit/priority"
+	"github.com/scalekit-go/scalekit/retry"
+	"github.com/scalekit-go/scalekit/slo"
 	"github.com/scalekit-go/scalekit/throttle"
 	"github.com/scalekit-go/scalekit/timeout"
 )
@@ -101,4 +105,52 @@ func boolToUint(b bool) uint64 {
 		return 1
 	}
 	return 0
+}
+
+// TestPacerAndShedder: a pacer's refusals and an SLO shedder's level and
+// sheds, compared in exposition.
+func TestPacerAndShedder(t *testing.T) {
+	ctx := context.Background()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("RateLimit", `"default";r=0;t=60`)
+	}))
+	defer srv.Close()
+	p := &retry.Pacer{Base: srv.Client().Transport}
+	c := &http.Client{Transport: p}
+	for range 2 {
+		if resp, err := c.Get(srv.URL); err == nil {
+			resp.Body.Close()
+		}
+	}
+	clk := testclock.New()
+	o := must[*slo.SLO](t)(slo.New(slo.Options{Name: "api", Target: 0.99, Clock: clk}))
+	for range 100 {
+		o.Record(false)
+	}
+	sh := must[*slo.Shedder](t)(slo.NewShedder(slo.ShedderOptions{Objectives: []*slo.SLO{o}, Clock: clk}))
+	_ = sh.Do(priority.With(ctx, priority.Sheddable), ok)
+	_ = sh.Do(priority.With(ctx, priority.Critical), ok)
+
+	m := newCollector(t, metrics.Options{})
+	noErr(t, m.AddRetryPacer("inventory", p))
+	noErr(t, m.AddSLOShedder("api", sh))
+	if err := m.AddSLOShedder("x", nil); !errors.Is(err, metrics.ErrInvalid) {
+		t.Errorf("AddSLOShedder(nil) = %v", err)
+	}
+	expect(t, m, "scalekit_retry_pacer_", `
+		# TYPE scalekit_retry_pacer_requests_total counter
+		scalekit_retry_pacer_requests_total{name="inventory",result="refused"} 1
+		scalekit_retry_pacer_requests_total{name="inventory",result="sent"} 1
+		scalekit_retry_pacer_requests_total{name="inventory",result="waited"} 0
+	`)
+	expect(t, m, "scalekit_slo_shed_", `
+		# TYPE scalekit_slo_shed_level gauge
+		scalekit_slo_shed_level{name="api",state="default"} 1
+		scalekit_slo_shed_level{name="api",state="none"} 0
+		scalekit_slo_shed_level{name="api",state="sheddable"} 0
+		# TYPE scalekit_slo_shed_total counter
+		scalekit_slo_shed_total{class="critical",name="api"} 0
+		scalekit_slo_shed_total{class="default",name="api"} 0
+		scalekit_slo_shed_total{class="sheddable",name="api"} 1
+	`)
 }

@@ -83,6 +83,8 @@ type Collector struct {
 	bulkhead    table[bulkhead.Stats]
 	timeout     table[timeout.Stats]
 	throttle    table[throttle.Stats]
+	pacer       table[retry.PacerStats]
+	shedder     table[slo.ShedderStats]
 	httpLimit   table[ratelimit.HTTPStats]
 	redisLimit  table[ratelimit.RemoteStats]
 	redisConc   table[ratelimit.RemoteConcurrencyStats]
@@ -133,6 +135,8 @@ func New(o Options) (*Collector, error) {
 		bulkhead:    newTable(b, bulkheadFamilies),
 		timeout:     newTable(b, timeoutFamilies),
 		throttle:    newTable(b, throttleFamilies),
+		pacer:       newTable(b, pacerFamilies),
+		shedder:     newTable(b, shedderFamilies),
 		httpLimit:   newTable(b, httpLimitFamilies),
 		redisLimit:  newTable(b, redisLimitFamilies),
 		redisConc:   newTable(b, redisConcFamilies),

@@ -120,6 +120,10 @@ func everything(t testing.TB, o metrics.Options) *metrics.Collector {
 	th := must[*throttle.Throttler](t)(throttle.New(throttle.Options{Name: "inventory"}))
 	noErr(t, th.Do(ctx, ok))
 	noErr(t, m.AddThrottler(th))
+	noErr(t, m.AddRetryPacer("inventory", &retry.Pacer{}))
+	sh := must[*slo.Shedder](t)(slo.NewShedder(slo.ShedderOptions{Objectives: []*slo.SLO{s}}))
+	noErr(t, sh.Do(ctx, ok))
+	noErr(t, m.AddSLOShedder("api", sh))
 
 	// A router on a closed port, like the Redis limiters: its checks fail
 	// at once and Stats needs no server. Open gives its pools Tracers.

@@ -98,6 +98,9 @@
 //	scalekit_bulkhead_rejections_total{reason}                              counter    rejections: queue_full, max_wait, shed
 //	scalekit_bulkhead_rejections_by_class_total{class}                      counter    rejections by priority: sheddable, default, critical
 //	scalekit_bulkhead_cancelled_total                                       counter    waiting calls whose ctx ended
+//	scalekit_retry_pacer_requests_total{result}                             counter    pacer requests: sent, waited, refused (AddRetryPacer)
+//	scalekit_slo_shed_level{state}                                          gauge      what an SLO shedder sheds: none, sheddable, default (AddSLOShedder)
+//	scalekit_slo_shed_total{class}                                          counter    calls shed: sheddable, default, critical
 //	throttle (AddThrottler)
 //	scalekit_throttle_calls_total                                           counter    calls to the throttler
 //	scalekit_throttle_throttled_total{class}                                counter    calls refused locally: sheddable, default, critical
