@@ -1,0 +1,65 @@
+package httpcache_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"time"
+
+	"github.com/scalekit-go/scalekit/cache"
+	"github.com/scalekit-go/scalekit/clock"
+	"github.com/scalekit-go/scalekit/httpcache"
+)
+
+type user struct {
+	ID      string
+	Name    string
+	Version int
+}
+
+// A handler whose caching headers follow its cache entry: max-age is what
+// is left of the value's freshness, stale-while-revalidate its stale
+// window, and a revalidation with the current ETag is answered 304.
+func Example() {
+	clk := clock.NewManual(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
+	users, _ := cache.New[user](cache.Options{TTL: time.Minute, StaleFor: 30 * time.Second, NoJitter: true, Clock: clk})
+	defer users.Close()
+	policy := httpcache.Policy{BrowserMaxAge: 10 * time.Second} // CDN: the whole freshness; browsers: 10s
+
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, info, err := users.GetInfo(r.Context(), r.PathValue("id"), func(ctx context.Context, id string) (user, error) {
+			return user{ID: id, Name: "Ada", Version: 3}, nil // the database read
+		})
+		if err != nil {
+			http.Error(w, "unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		if err := policy.Write(w.Header(), info, clk.Now()); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if httpcache.Conditional(w, r, httpcache.Validators{ETag: httpcache.VersionETag(fmt.Sprint(u.Version))}) {
+			return // 304: no body
+		}
+		fmt.Fprintf(w, `{"id":%q,"name":%q}`, u.ID, u.Name)
+	})
+	mux := http.NewServeMux()
+	mux.Handle("GET /users/{id}", handler)
+
+	serve := func(etag string) {
+		r := httptest.NewRequest("GET", "/users/1", nil)
+		if etag != "" {
+			r.Header.Set("If-None-Match", etag)
+		}
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		fmt.Println(w.Code, w.Header().Get("Cache-Control"), w.Header().Get("Etag"), w.Body.Len())
+	}
+	serve("")
+	clk.Add(48 * time.Second) // 12s of freshness left
+	serve(`"3"`)
+	// Output:
+	// 200 public, max-age=10, s-maxage=60, stale-while-revalidate=30 "3" 23
+	// 304 public, max-age=10, s-maxage=12, stale-while-revalidate=30 "3" 0
+}
