@@ -37,4 +37,18 @@
 // Conditional writes the validators and the 304 or 412: a 304 keeps
 // Cache-Control, Expires, Date, ETag and Vary, drops the representation's
 // metadata and has no body.
+//
+// # Surrogate keys and purges
+//
+// Keys.Middleware (NewKeys) gives each request a set of keys: the handler,
+// and anything it calls with the request's ctx, adds to it with AddKeys
+// ("user:1", "posts"), and the middleware writes them as one field before
+// the header goes out: Surrogate-Key (Fastly, Varnish with
+// scalekittest.VarnishVCL), Cache-Tag (Cloudflare) or xkey. When the data
+// changes, a Purger removes every cached response tagged with a key:
+// HTTPPurger (NewHTTPPurger) sends a POST or PURGE with the keys in a
+// field or a JSON body, split into batches, each through a breaker and a
+// retrier paid for by a retry budget, so a dead CDN costs callers
+// nothing but a fast error; NewVarnishPurger configures one for Varnish's
+// xkey module (hard or soft purges).
 package httpcache

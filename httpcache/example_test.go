@@ -63,3 +63,32 @@ func Example() {
 	// 200 public, max-age=10, s-maxage=60, stale-while-revalidate=30 "3" 23
 	// 304 public, max-age=10, s-maxage=12, stale-while-revalidate=30 "3" 0
 }
+
+// Responses tagged with the data they show, and a purge of one key when
+// that data changes (an in-process stand-in for the CDN's purge API).
+func ExampleKeys() {
+	keys, _ := httpcache.NewKeys(httpcache.KeysOptions{}) // Surrogate-Key
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /posts", func(w http.ResponseWriter, r *http.Request) {
+		httpcache.AddKeys(r.Context(), "posts")
+		for _, author := range []string{"1", "2", "1"} {
+			httpcache.AddKeys(r.Context(), "user:"+author) // sent once each
+		}
+		fmt.Fprint(w, "[...]")
+	})
+	w := httptest.NewRecorder()
+	keys.Middleware(mux).ServeHTTP(w, httptest.NewRequest("GET", "/posts", nil))
+	fmt.Println("Surrogate-Key:", w.Header().Get("Surrogate-Key"))
+
+	cdn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Println(r.Method, r.URL.Path, "Surrogate-Key:", r.Header.Get("Surrogate-Key"))
+	}))
+	defer cdn.Close()
+	purger, _ := httpcache.NewHTTPPurger(httpcache.HTTPPurgerOptions{URL: cdn.URL + "/purge"})
+	if err := purger.Purge(context.Background(), []string{"user:1"}); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// Surrogate-Key: posts user:1 user:2
+	// POST /purge Surrogate-Key: user:1
+}
