@@ -40,14 +40,13 @@ func (o KeysOptions) withDefaults() (KeysOptions, error) {
 		return o, fmt.Errorf("%w: KeysOptions.Header %q is not a field name", ErrInvalid, o.Header)
 	}
 	o.Header = http.CanonicalHeaderKey(o.Header)
-	if o.Separator == "" {
-		o.Separator = " "
-		if o.Header == "Cache-Tag" {
-			o.Separator = ","
-		}
+	def := " "
+	if o.Header == "Cache-Tag" {
+		def = ","
 	}
-	if o.Separator != " " && o.Separator != "," {
-		return o, fmt.Errorf(`%w: KeysOptions.Separator must be " " or ",", got %q`, ErrInvalid, o.Separator)
+	var err error
+	if o.Separator, err = separator("KeysOptions.Separator", o.Separator, def); err != nil {
+		return o, err
 	}
 	if o.MaxBytes == 0 {
 		o.MaxBytes = 16384
@@ -61,6 +60,20 @@ func (o KeysOptions) withDefaults() (KeysOptions, error) {
 	return o, nil
 }
 
+// separator is sep, or def when empty: " " or ",", the separators of
+// key lists; field names the option in the error.
+func separator(field, sep, def string) (string, error) {
+	if sep == "" {
+		sep = def
+	}
+	if sep != " " && sep != "," {
+		return "", fmt.Errorf(`%w: %s must be " " or ",", got %q`, ErrInvalid, field, sep)
+	}
+	return sep, nil
+}
+
+// isTokenField reports whether s is an RFC 9110 token (a field name or
+// a method).
 func isTokenField(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {

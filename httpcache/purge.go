@@ -115,11 +115,8 @@ func (o HTTPPurgerOptions) withDefaults() (HTTPPurgerOptions, error) {
 	if o.KeysHeader != "" && !isTokenField(o.KeysHeader) {
 		return o, fmt.Errorf("%w: HTTPPurgerOptions.KeysHeader %q is not a field name", ErrInvalid, o.KeysHeader)
 	}
-	if o.Separator == "" {
-		o.Separator = " "
-	}
-	if o.Separator != " " && o.Separator != "," {
-		return o, fmt.Errorf(`%w: HTTPPurgerOptions.Separator must be " " or ",", got %q`, ErrInvalid, o.Separator)
+	if o.Separator, err = separator("HTTPPurgerOptions.Separator", o.Separator, " "); err != nil {
+		return o, err
 	}
 	if o.MaxKeysPerRequest == 0 {
 		o.MaxKeysPerRequest = 256

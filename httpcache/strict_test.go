@@ -37,7 +37,7 @@ func parseCacheControl(t testing.TB, values []string) cacheControl {
 	for _, part := range strings.Split(v, ",") {
 		part = strings.Trim(part, " \t")
 		name, arg, hasArg := strings.Cut(part, "=")
-		if name == "" || !isToken(name) || name != strings.ToLower(name) {
+		if name == "" || !isTokenField(name) || name != strings.ToLower(name) {
 			t.Fatalf("Cache-Control %q: directive %q is not a lower-case token", v, part)
 		}
 		numeric, known := responseDirectives[name]
@@ -98,16 +98,6 @@ func parseCacheControl(t testing.TB, values []string) cacheControl {
 		}
 	}
 	return cc
-}
-
-func isToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return s != ""
 }
 
 // httpDate parses a field that must be an IMF-fixdate (RFC 9110 5.6.7),
