@@ -51,4 +51,10 @@
 // retrier paid for by a retry budget, so a dead CDN costs callers
 // nothing but a fast error; NewVarnishPurger configures one for Varnish's
 // xkey module (hard or soft purges).
+//
+// Purges that cannot be lost go through the queue: enqueue PurgeArgs as a
+// PurgeKind job in the transaction that changes the data (queuepg's
+// EnqueueTx) and run them with HandlePurges. The purge then commits
+// exactly when the data does, and is delivered at least once, retried
+// with the queue's backoff and dead letters while the edge is down.
 package httpcache

@@ -10,6 +10,7 @@ import (
 	"github.com/scalekit-go/scalekit/cache"
 	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/httpcache"
+	"github.com/scalekit-go/scalekit/queue"
 )
 
 type user struct {
@@ -91,4 +92,34 @@ func ExampleKeys() {
 	// Output:
 	// Surrogate-Key: posts user:1 user:2
 	// POST /purge Surrogate-Key: user:1
+}
+
+// Purges that go through the queue: enqueued where the data changes (in
+// its transaction with queuepg's EnqueueTx) and retried until the CDN
+// takes them.
+func ExampleHandlePurges() {
+	purged := make(chan string, 1)
+	cdn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		purged <- r.Header.Get("Surrogate-Key")
+	}))
+	defer cdn.Close()
+	purger, _ := httpcache.NewHTTPPurger(httpcache.HTTPPurgerOptions{URL: cdn.URL})
+
+	backend := queue.NewMemoryBackend(queue.MemoryBackendOptions{}) // queuepg in production
+	worker, _ := queue.NewWorker(queue.WorkerOptions{Backend: backend, Queues: map[string]queue.Options{"purges": {}}})
+	if err := httpcache.HandlePurges(worker, purger); err != nil {
+		fmt.Println(err)
+	}
+	ctx := context.Background()
+	worker.Start(ctx)
+	defer worker.Close()
+
+	client, _ := queue.NewClient(queue.ClientOptions{Backend: backend})
+	// With queuepg: pg.EnqueueTx(ctx, tx, "purges", httpcache.PurgeKind, ...) before tx.Commit.
+	if _, err := client.Enqueue(ctx, "purges", httpcache.PurgeKind, httpcache.PurgeArgs{Keys: []string{"user:1", "posts"}}, queue.EnqueueOptions{}); err != nil {
+		fmt.Println(err)
+	}
+	fmt.Println("purged:", <-purged)
+	// Output:
+	// purged: user:1 posts
 }
