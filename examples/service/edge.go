@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/scalekit-go/scalekit/cache"
+	"github.com/scalekit-go/scalekit/cache/cachequeue"
 	"github.com/scalekit-go/scalekit/httpcache"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/queue/queuepg"
@@ -19,10 +20,10 @@ import (
 // The edge cache (a CDN, or Varnish with the xkey module): GET /users/{id}
 // and GET /posts say exactly how long they may be cached, from the user
 // cache's own instants, carry ETags (304s) and surrogate keys ("user:<id>",
-// "posts"); PUT /users/{id} honours If-Match (412) and purges "user:<id>"
-// through a queue job enqueued in its own transaction, so the purge is
-// sent exactly when the write commits, at least once (retried while the
-// edge is down).
+// "posts"); PUT /users/{id} honours If-Match (412) and enqueues, in its own
+// transaction, the job that deletes the user's cached copy and then
+// purges "user:<id>": both happen exactly when the write commits, at least
+// once (retried while Redis or the edge is down), in that order.
 
 // userPolicy: the edge keeps a user as long as the cache would (s-maxage
 // = the entry's freshness left, stale-while-revalidate = its stale
@@ -94,8 +95,8 @@ func (a *app) writePosts(w http.ResponseWriter, r *http.Request, posts []Post) {
 var errPrecondition = errors.New("precondition failed")
 
 // userUpdateFor is what PUT /users/{id} runs with its write: r's
-// preconditions against the row as it is, and the purge of the user's key
-// enqueued in the write's transaction (after it in memory).
+// preconditions against the row as it is, and the user's invalidation
+// (a userChanged job) enqueued in the write's transaction.
 func (a *app) userUpdateFor(r *http.Request, id int64) userUpdate {
 	return userUpdate{
 		check: func(old User) error {
@@ -105,24 +106,42 @@ func (a *app) userUpdateFor(r *http.Request, id int64) userUpdate {
 			return nil
 		},
 		inTx: func(ctx context.Context, tx pgx.Tx) error {
-			if a.purger == nil {
-				return nil
-			}
-			args := httpcache.PurgeArgs{Keys: []string{"user:" + strconv.FormatInt(id, 10)}}
+			args := userChanged{ID: id}
 			if pg, ok := a.backend.(*queuepg.Backend); ok && tx != nil {
-				_, err := pg.EnqueueTx(ctx, tx, "purges", httpcache.PurgeKind, args, queue.EnqueueOptions{Metadata: requestMetadata(ctx)})
+				_, err := pg.EnqueueTx(ctx, tx, "invalidations", userChangedKind, args, queue.EnqueueOptions{Metadata: requestMetadata(ctx)})
 				return err
 			}
-			_, err := a.jobs.Enqueue(ctx, "purges", httpcache.PurgeKind, args, queue.EnqueueOptions{})
+			_, err := a.jobs.Enqueue(ctx, "invalidations", userChangedKind, args, queue.EnqueueOptions{})
 			return err
 		},
 	}
 }
 
-// handlePurges registers the purge jobs' handler (with a purger).
-func (a *app) handlePurges() error {
-	if a.purger == nil {
-		return nil
-	}
-	return httpcache.HandlePurges(a.worker, a.purger)
+// userChangedKind is the kind of the job a user's write enqueues in its
+// transaction: it deletes the user's cached copy (cachequeue.Apply: L1 and
+// Redis), then purges "user:<id>" from the edge. It commits exactly when
+// the write does and runs at least once: while Redis is down the
+// deletion fails and the queue retries the job, and the edge is purged
+// only after the cache let go of the old copy, so the edge's refetch
+// cannot take the old copy back from the cache. The handler's write-through
+// (putUser) keeps the cache warm when Redis is up; this job is what holds
+// when it was not.
+const userChangedKind = "user.changed"
+
+type userChanged struct {
+	ID int64 `json:"id"`
+}
+
+// handleUserChanged registers the userChanged jobs' handler.
+func (a *app) handleUserChanged() error {
+	return queue.Handle(a.worker, userChangedKind, func(ctx context.Context, j *queue.Job[userChanged]) error {
+		id := strconv.FormatInt(j.Args.ID, 10)
+		if err := cachequeue.Apply(ctx, a.users, cachequeue.Args{IDs: map[string][]string{"user": {id}}}); err != nil {
+			return err
+		}
+		if a.purger == nil {
+			return nil
+		}
+		return a.purger.Purge(ctx, []string{"user:" + id})
+	})
 }

@@ -18,9 +18,10 @@ import (
 // TestThroughVarnish runs the service behind a real Varnish (with xkey):
 // GET /users/{id} and GET /posts are cached at the edge for exactly what
 // the headers say, a revalidation is a 304, a PUT with a stale If-Match
-// is refused, and a PUT purges the user's key (its page and the posts
+// is refused, a PUT purges the user's key (its page and the posts
 // page it appears on) through the job its transaction enqueued, while
-// other users stay cached.
+// other users stay cached, and a write made while Redis is stopped reaches
+// the edge once Redis is back.
 func TestThroughVarnish(t *testing.T) {
 	r := startRedis(t)
 	pg := startPostgres(t)
@@ -147,6 +148,26 @@ func TestThroughVarnish(t *testing.T) {
 	if got := cached(otherPath); got != "HIT" {
 		t.Fatalf("%s after purging user:%d: %s, want HIT (another key)", otherPath, author, got)
 	}
+
+	// A write while Redis is down commits, and its invalidation job (the
+	// cache's copy, then the edge's) is retried until Redis is back: the
+	// edge then serves the new name.
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, body := call("PUT", otherPath, `{"name":"Ada Lovelace","email":"ada@example.com"}`); code != 200 {
+		t.Fatalf("PUT with Redis stopped: %d %s", code, body)
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer rcancel()
+	if err := r.Start(rctx); err != nil {
+		t.Fatal(err)
+	}
+	pg.WaitReplicaCaughtUp()
+	eventually(t, 60*time.Second, "the edge to serve the write made while Redis was down", func() bool {
+		_, _, body := call("GET", otherPath, "")
+		return strings.Contains(body, "Ada Lovelace")
+	})
 }
 
 func onPage(posts []Post, user int64) bool {

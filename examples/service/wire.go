@@ -260,7 +260,7 @@ func (a *app) buildQueue(ctx context.Context) error {
 	}
 	if a.worker, err = queue.NewWorker(queue.WorkerOptions{Backend: a.backend, Logger: a.log,
 		Middleware: append([]func(queue.AttemptFunc) queue.AttemptFunc{queue.RequestIDWorker()}, a.tel.attempt()...),
-		Queues: map[string]queue.Options{"emails": {Concurrency: 8}, "receipts": {Concurrency: 4}, "maintenance": {Concurrency: 1}, "purges": {Concurrency: 2},
+		Queues: map[string]queue.Options{"emails": {Concurrency: 8}, "receipts": {Concurrency: 4}, "maintenance": {Concurrency: 1}, "invalidations": {Concurrency: 2},
 			"ledger": {Concurrency: 2}}}); err != nil {
 		return err
 	}
@@ -324,7 +324,7 @@ func (a *app) openQueueBackend(ctx context.Context) error {
 // shows), refreshing the payment totals, queueing a payment's receipt
 // email once, and the ledger's handling of the payment.captured event.
 func (a *app) handleJobs() error {
-	if err := a.handlePurges(); err != nil {
+	if err := a.handleUserChanged(); err != nil {
 		return err
 	}
 	if err := queue.HandleResult(a.worker, "email:send", func(ctx context.Context, j *queue.Job[Email]) (EmailSent, error) {
