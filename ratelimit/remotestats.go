@@ -10,6 +10,14 @@ import "github.com/scalekit-go/scalekit/breaker"
 type RemoteStats struct {
 	// Allowed and Denied count decisions Redis made.
 	Allowed, Denied uint64
+	// RoundTrips counts the calls to the server made to decide: one per
+	// AllowN without coalescing, one per coalesced batch or AllowMany (a
+	// Cluster sends it as one pipeline per node, counted once).
+	RoundTrips uint64
+	// Batches counts the round trips that carried a batch (coalesced calls
+	// or an AllowMany), Batched the decisions they carried:
+	// Batched/Batches is the mean batch size.
+	Batches, Batched uint64
 	// Errors counts failed round trips; Skipped the decisions the open
 	// circuit kept away from Redis.
 	Errors, Skipped uint64

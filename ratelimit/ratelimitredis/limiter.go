@@ -192,6 +192,22 @@ type Options struct {
 	// Logger receives Redis failures (Debug) and circuit changes. Default:
 	// discard.
 	Logger *slog.Logger
+	// Coalesce sends the decisions that concurrent AllowN calls of this
+	// Limiter ask for at once in one round trip. A call that finds fewer
+	// than MaxInFlight round trips out goes at once, alone (no timer, no
+	// added latency when idle); calls arriving while MaxInFlight are out
+	// queue and leave together, up to MaxBatch in one script, as soon as
+	// one returns. Decisions are exactly those of separate calls, in the
+	// order the calls queued; each call waits at most Timeout from when it
+	// queued, then gets the degraded decision. Default: false (one round
+	// trip per call).
+	Coalesce bool
+	// MaxBatch bounds the decisions one coalesced round trip carries.
+	// Default: DefaultMaxBatch (128). Used with Coalesce.
+	MaxBatch int
+	// MaxInFlight bounds the coalesced round trips out at once. Default:
+	// DefaultMaxInFlight (2). Used with Coalesce.
+	MaxInFlight int
 }
 
 // Limiter is a ratelimit.Limiter whose state lives in Redis, shared by
@@ -212,7 +228,9 @@ type Limiter struct {
 	maxBurst int // the smallest Burst: the most one call may ask for
 	fallback ratelimit.Limiter
 
-	allowed, denied atomic.Uint64
+	co *coalescer // nil without Options.Coalesce
+
+	allowed, denied, trips, batches, batched atomic.Uint64
 }
 
 // New returns a Limiter, or an error naming the option to fix.
@@ -242,6 +260,21 @@ func New(o Options) (*Limiter, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.MaxBatch == 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.MaxInFlight == 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.MaxBatch < 1 || o.MaxBatch > 10_000 {
+		return nil, fmt.Errorf("%w: Options.MaxBatch must be between 1 and 10000, got %d", ratelimit.ErrInvalid, o.MaxBatch)
+	}
+	if o.MaxInFlight < 1 {
+		return nil, fmt.Errorf("%w: Options.MaxInFlight must be >= 1, got %d", ratelimit.ErrInvalid, o.MaxInFlight)
+	}
+	if o.Coalesce {
+		l.co = &coalescer{l: l, maxBatch: o.MaxBatch, maxInFlight: o.MaxInFlight}
+	}
 	return l, nil
 }
 
@@ -264,6 +297,15 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (ratelimit.Deci
 	if err := ratelimitx.CheckArgs(ratelimit.ErrInvalid, l.maxBurst, key, n); err != nil {
 		return ratelimit.Decision{}, err
 	}
+	if l.co != nil {
+		return l.co.allow(ctx, key, n)
+	}
+	return l.allowDirect(ctx, key, n)
+}
+
+// allowDirect decides for one call in a round trip of its own.
+func (l *Limiter) allowDirect(ctx context.Context, key string, n int) (ratelimit.Decision, error) {
+	l.trips.Add(1)
 	argv := make([]any, 0, 2+len(l.args))
 	nowUS, nowNS := serverclock.MicrosNanos(l.b.clk)
 	argv = append(argv, nowUS, nowNS)
@@ -283,11 +325,7 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (ratelimit.Deci
 		return err
 	})
 	if err == nil {
-		if d.Allowed {
-			l.allowed.Add(1)
-		} else {
-			l.denied.Add(1)
-		}
+		l.count(d)
 		return d, nil
 	}
 	if !unavailable(ctx, err) {
@@ -329,7 +367,17 @@ func (l *Limiter) decision(vals []any, n int) (ratelimit.Decision, error) {
 
 // degraded decides while Redis is unavailable.
 func (l *Limiter) degraded(ctx context.Context, key string, n int, cause error) (ratelimit.Decision, error) {
-	switch l.b.degrade(ctx, key, cause, l.fallback != nil) {
+	return l.decideInstead(ctx, key, n, l.b.degrade(ctx, key, cause, l.fallback != nil))
+}
+
+// degradedOne decides for one key of a batch whose failure fail counted.
+func (l *Limiter) degradedOne(ctx context.Context, key string, n int) (ratelimit.Decision, error) {
+	return l.decideInstead(ctx, key, n, l.b.instead(l.fallback != nil))
+}
+
+// decideInstead is the decision made without Redis, by who.
+func (l *Limiter) decideInstead(ctx context.Context, key string, n int, who degradedBy) (ratelimit.Decision, error) {
+	switch who {
 	case byFallback:
 		return l.fallback.AllowN(ctx, key, n)
 	case byFailClosed:
@@ -349,6 +397,6 @@ type Stats = ratelimit.RemoteStats
 
 // Stats returns a snapshot of the counters.
 func (l *Limiter) Stats() Stats {
-	return Stats{Allowed: l.allowed.Load(), Denied: l.denied.Load(), Errors: l.b.errors.Load(), Skipped: l.b.skipped.Load(),
-		FailOpen: l.b.failOpen.Load(), FailClosed: l.b.failClosed.Load(), Fallbacks: l.b.fallbacks.Load(), Circuit: l.b.br.State()}
+	return Stats{Allowed: l.allowed.Load(), Denied: l.denied.Load(), RoundTrips: l.trips.Load(), Batches: l.batches.Load(),
+		Batched: l.batched.Load(), Errors: l.b.errors.Load(), Skipped: l.b.skipped.Load(), FailOpen: l.b.failOpen.Load(), FailClosed: l.b.failClosed.Load(), Fallbacks: l.b.fallbacks.Load(), Circuit: l.b.br.State()}
 }
