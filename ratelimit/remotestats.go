@@ -18,6 +18,12 @@ type RemoteStats struct {
 	// or an AllowMany), Batched the decisions they carried:
 	// Batched/Batches is the mean batch size.
 	Batches, Batched uint64
+	// Leases counts the leases taken (round trips of the lease mode, also
+	// in RoundTrips), Leased the events they took, LeaseSpent the events
+	// spent from them (the first of each lease included) and LeaseExpired
+	// those that went unspent (LeaseTTL passed, or the lease was too small
+	// for a call). Leased - LeaseSpent - LeaseExpired are in hand.
+	Leases, Leased, LeaseSpent, LeaseExpired uint64
 	// Errors counts failed round trips; Skipped the decisions the open
 	// circuit kept away from Redis.
 	Errors, Skipped uint64

@@ -3,6 +3,7 @@ package ratelimitredis
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -208,6 +209,21 @@ type Options struct {
 	// MaxInFlight bounds the coalesced round trips out at once. Default:
 	// DefaultMaxInFlight (2). Used with Coalesce.
 	MaxInFlight int
+	// Lease turns on token leases: AllowN of at most Lease events takes up
+	// to Lease events of its key from Redis in one round trip (as many as
+	// fit, fewer near the limit) and spends them in this process until
+	// they run out or LeaseTTL passes. Decisions from a lease cost no round
+	// trip; the price is that events are counted in Redis when leased,
+	// not when spent, so over any window the fleet admits at most
+	// Processes x (Lease - 1) events per key more than the exact limit
+	// (burst + rate x window), and up to that many leased events may go
+	// unspent (Stats.LeaseExpired). Keep Lease x Processes a small share
+	// of what a key may do in a window. Between 0 (off, the default: every
+	// decision exact) and 1,000,000; not with Coalesce.
+	Lease int
+	// LeaseTTL is how long leased events may be spent after they were
+	// taken. Default: DefaultLeaseTTL (1s). Used with Lease.
+	LeaseTTL time.Duration
 }
 
 // Limiter is a ratelimit.Limiter whose state lives in Redis, shared by
@@ -229,6 +245,7 @@ type Limiter struct {
 	fallback ratelimit.Limiter
 
 	co *coalescer // nil without Options.Coalesce
+	ls *leaser    // nil without Options.Lease
 
 	allowed, denied, trips, batches, batched atomic.Uint64
 }
@@ -272,8 +289,23 @@ func New(o Options) (*Limiter, error) {
 	if o.MaxInFlight < 1 {
 		return nil, fmt.Errorf("%w: Options.MaxInFlight must be >= 1, got %d", ratelimit.ErrInvalid, o.MaxInFlight)
 	}
+	if o.Lease < 0 || o.Lease > 1_000_000 {
+		return nil, fmt.Errorf("%w: Options.Lease must be between 0 (off) and 1000000, got %d", ratelimit.ErrInvalid, o.Lease)
+	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = DefaultLeaseTTL
+	}
+	if o.LeaseTTL < 0 {
+		return nil, fmt.Errorf("%w: Options.LeaseTTL must be > 0, got %v", ratelimit.ErrInvalid, o.LeaseTTL)
+	}
+	if o.Lease > 0 && o.Coalesce {
+		return nil, fmt.Errorf("%w: Options.Lease and Options.Coalesce cannot both be set: leases already take a round trip per Lease events", ratelimit.ErrInvalid)
+	}
 	if o.Coalesce {
 		l.co = &coalescer{l: l, maxBatch: o.MaxBatch, maxInFlight: o.MaxInFlight}
+	}
+	if o.Lease > 0 {
+		l.ls = &leaser{l: l, size: o.Lease, ttl: o.LeaseTTL, clk: o.Clock, seed: maphash.MakeSeed()}
 	}
 	return l, nil
 }
@@ -299,6 +331,9 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (ratelimit.Deci
 	}
 	if l.co != nil {
 		return l.co.allow(ctx, key, n)
+	}
+	if l.ls != nil && n <= l.ls.size {
+		return l.ls.allow(ctx, key, n)
 	}
 	return l.allowDirect(ctx, key, n)
 }
@@ -397,6 +432,10 @@ type Stats = ratelimit.RemoteStats
 
 // Stats returns a snapshot of the counters.
 func (l *Limiter) Stats() Stats {
-	return Stats{Allowed: l.allowed.Load(), Denied: l.denied.Load(), RoundTrips: l.trips.Load(), Batches: l.batches.Load(),
+	st := Stats{Allowed: l.allowed.Load(), Denied: l.denied.Load(), RoundTrips: l.trips.Load(), Batches: l.batches.Load(),
 		Batched: l.batched.Load(), Errors: l.b.errors.Load(), Skipped: l.b.skipped.Load(), FailOpen: l.b.failOpen.Load(), FailClosed: l.b.failClosed.Load(), Fallbacks: l.b.fallbacks.Load(), Circuit: l.b.br.State()}
+	if l.ls != nil {
+		st.Leases, st.Leased, st.LeaseSpent, st.LeaseExpired = l.ls.leases.Load(), l.ls.leased.Load(), l.ls.spent.Load(), l.ls.expired.Load()
+	}
+	return st
 }
