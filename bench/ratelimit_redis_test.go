@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/ratelimit"
@@ -19,21 +20,51 @@ import (
 // over 1000 keys, at 1, 32 and 256 goroutines (g1, g32, g256), with a
 // limit so high every call is admitted (every implementation runs its
 // whole script and writes). ns/op is the inverse of decisions per second
-// at that parallelism; trips/op counts go-redis commands and pipelines
-// per decision (a hook on the client), srv-µs/op is redis-server's CPU
-// per decision (/proc/<pid>/stat), cli-µs/op this process's.
+// at that parallelism (dec/s says it directly); trips/op counts go-redis
+// commands and pipelines per decision (a hook on the client), srv-µs/op
+// is redis-server's CPU per decision (/proc/<pid>/stat), cli-µs/op this
+// process's.
 //
 //   - scalekit: one script per AllowN (Options.Coalesce off).
 //   - scalekit-coalesce: Options.Coalesce: concurrent AllowN calls share
 //     round trips (exact decisions).
 //   - scalekit-many: AllowMany of 32 keys per call (a caller with many
 //     keys to decide at once: an op is one key's decision).
+//   - scalekit-lease: Options.Lease 64 (not exact: see its bound).
 //   - redis_rate: go-redis/redis_rate/v10, one script per decision.
 func BenchmarkRedisAllow(b *testing.B) {
 	r := testinfra.Redis(b)
 	rt := &testinfra.RoundTrips{}
 	r.Client.AddHook(rt)
 	pid := redisPID(b, r.Client)
+	benchAllow(b, r.Client, "", rt, func() uint64 { return procTreeCPU(pid) }, []int{1, 32, 256})
+}
+
+// BenchmarkRedisClusterAllow is BenchmarkRedisAllow on a 3-master Redis
+// Cluster (srv-µs/op: the three masters' CPU), at 32 and 256 goroutines.
+func BenchmarkRedisClusterAllow(b *testing.B) {
+	c := testinfra.RedisCluster(b)
+	rt := &testinfra.RoundTrips{}
+	c.Client.AddHook(rt)
+	var pids []int
+	err := c.Client.ForEachMaster(context.Background(), func(ctx context.Context, m *redis.Client) error {
+		pids = append(pids, redisPID(b, m))
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cpu := func() uint64 {
+		var sum uint64
+		for _, pid := range pids {
+			sum += procTreeCPU(pid)
+		}
+		return sum
+	}
+	benchAllow(b, c.Client, c.Prefix, rt, cpu, []int{32, 256})
+}
+
+func benchAllow(b *testing.B, client redis.UniversalClient, prefix string, rt *testinfra.RoundTrips, cpu func() uint64, goroutines []int) {
 	ctx := context.Background()
 	keys := make([]string, 1000)
 	for i := range keys {
@@ -41,33 +72,32 @@ func BenchmarkRedisAllow(b *testing.B) {
 	}
 	policy := ratelimit.Policy{{Rate: 1_000_000, Burst: 1_000_000}}
 	newLimiter := func(b *testing.B, o ratelimitredis.Options) *ratelimitredis.Limiter {
-		o.Client, o.Limits, o.Timeout = r.Client, policy, testinfra.CallTimeout // not the 100ms default: a loaded CI box would measure fallbacks
+		o.Client, o.Limits, o.Prefix, o.Timeout = client, policy, prefix+"ratelimit", testinfra.CallTimeout // not the 100ms default: a loaded CI box would measure fallbacks
 		l, err := ratelimitredis.New(o)
 		if err != nil {
 			b.Fatal(err)
 		}
 		return l
 	}
-	exact := func(b *testing.B, l *ratelimitredis.Limiter) {
+	fromRedis := func(b *testing.B, l *ratelimitredis.Limiter) {
 		if st := l.Stats(); st.Errors+st.FailOpen > 0 {
 			b.Fatalf("decisions that did not come from Redis: %+v", st)
 		}
 	}
-	for _, g := range []int{1, 32, 256} {
+	for _, g := range goroutines {
 		b.Run(fmt.Sprintf("g%d", g), func(b *testing.B) {
 			measure := func(b *testing.B, per int, allow func(i int) error) {
-				measureParallel(b, g, per, rt.Load, func() uint64 { return procTreeCPU(pid) }, allow)
+				measureParallel(b, g, per, rt.Load, cpu, allow)
 			}
-			b.Run("scalekit", func(b *testing.B) {
-				l := newLimiter(b, ratelimitredis.Options{})
-				measure(b, 1, func(i int) error { return allowed(l.Allow(ctx, keys[i%len(keys)])) })
-				exact(b, l)
-			})
-			b.Run("scalekit-coalesce", func(b *testing.B) {
-				l := newLimiter(b, ratelimitredis.Options{Coalesce: true})
-				measure(b, 1, func(i int) error { return allowed(l.Allow(ctx, keys[i%len(keys)])) })
-				exact(b, l)
-			})
+			single := func(o ratelimitredis.Options) func(b *testing.B) {
+				return func(b *testing.B) {
+					l := newLimiter(b, o)
+					measure(b, 1, func(i int) error { return allowed(l.Allow(ctx, keys[i%len(keys)])) })
+					fromRedis(b, l)
+				}
+			}
+			b.Run("scalekit", single(ratelimitredis.Options{}))
+			b.Run("scalekit-coalesce", single(ratelimitredis.Options{Coalesce: true}))
 			b.Run("scalekit-many", func(b *testing.B) {
 				const batch = 32
 				l := newLimiter(b, ratelimitredis.Options{})
@@ -84,13 +114,14 @@ func BenchmarkRedisAllow(b *testing.B) {
 					}
 					return nil
 				})
-				exact(b, l)
+				fromRedis(b, l)
 			})
+			b.Run("scalekit-lease", single(ratelimitredis.Options{Lease: 64}))
 			b.Run("redis_rate", func(b *testing.B) {
-				l := redis_rate.NewLimiter(r.Client)
+				l := redis_rate.NewLimiter(client)
 				lim := redis_rate.Limit{Rate: 1_000_000, Burst: 1_000_000, Period: time.Second}
 				measure(b, 1, func(i int) error {
-					res, err := l.Allow(ctx, keys[i%len(keys)], lim)
+					res, err := l.Allow(ctx, prefix+keys[i%len(keys)], lim)
 					if err != nil || res.Allowed != 1 {
 						return fmt.Errorf("Allow = %+v, %v", res, err)
 					}

@@ -340,7 +340,6 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (ratelimit.Deci
 
 // allowDirect decides for one call in a round trip of its own.
 func (l *Limiter) allowDirect(ctx context.Context, key string, n int) (ratelimit.Decision, error) {
-	l.trips.Add(1)
 	argv := make([]any, 0, 2+len(l.args))
 	nowUS, nowNS := serverclock.MicrosNanos(l.b.clk)
 	argv = append(argv, nowUS, nowNS)
@@ -352,6 +351,7 @@ func (l *Limiter) allowDirect(ctx context.Context, key string, n int) (ratelimit
 	}
 	var d ratelimit.Decision
 	err := l.b.run(ctx, func(ctx context.Context) error {
+		l.trips.Add(1)
 		vals, err := l.script.Run(ctx, l.b.client, []string{l.b.key(key, l.suffix)}, argv...).Slice()
 		if err != nil {
 			return err

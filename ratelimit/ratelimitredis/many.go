@@ -137,10 +137,10 @@ func (l *Limiter) count(d ratelimit.Decision) {
 // which the others are left undecided. A failed batch counts once in
 // Stats.Errors (and once in the circuit), whatever its size.
 func (l *Limiter) decideItems(ctx context.Context, items []*item, deadline time.Time) error {
-	l.trips.Add(1)
-	l.batches.Add(1)
-	l.batched.Add(uint64(len(items)))
 	err := l.b.br.Do(ctx, func(ctx context.Context) error {
+		l.trips.Add(1)
+		l.batches.Add(1)
+		l.batched.Add(uint64(len(items)))
 		tctx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
 		err := l.runItems(tctx, items)

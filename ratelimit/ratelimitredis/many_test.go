@@ -326,7 +326,7 @@ func TestAllowManyOutage(t *testing.T) {
 		}
 	}
 	st := l.Stats()
-	if st.FailClosed != 12 || st.Errors != 2 || st.Skipped != 4 || st.Batches != 3 || st.Batched != 12 {
+	if st.FailClosed != 12 || st.Errors != 2 || st.Skipped != 4 || st.Batches != 2 || st.Batched != 8 || st.RoundTrips != 2 {
 		t.Fatalf("stats %+v: want 12 fail-closed decisions, 2 failed round trips (the circuit opens after 2), then 4 skipped", st)
 	}
 	r.Start()

@@ -227,8 +227,6 @@ func (s *leaser) sweep(sh *leaseShard, now int64) {
 // now.
 func (s *leaser) take(ctx context.Context, key string, n int) (ratelimit.Decision, int, []int64, error) {
 	l := s.l
-	l.trips.Add(1)
-	s.leases.Add(1)
 	nowUS, nowNS := serverclock.MicrosNanos(l.b.clk)
 	argv := make([]any, 0, 5+len(l.args))
 	argv = append(argv, nowUS, nowNS, max(s.size, n), n, len(l.p))
@@ -242,6 +240,8 @@ func (s *leaser) take(ctx context.Context, key string, n int) (ratelimit.Decisio
 		tats []int64
 	)
 	err := l.b.run(ctx, func(ctx context.Context) error {
+		l.trips.Add(1)
+		s.leases.Add(1)
 		vals, err := gcraLeaseScript.Run(ctx, l.b.client, []string{l.b.key(key, l.suffix)}, argv...).Slice()
 		if err != nil {
 			return err
