@@ -340,15 +340,8 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (ratelimit.Deci
 
 // allowDirect decides for one call in a round trip of its own.
 func (l *Limiter) allowDirect(ctx context.Context, key string, n int) (ratelimit.Decision, error) {
-	argv := make([]any, 0, 2+len(l.args))
 	nowUS, nowNS := serverclock.MicrosNanos(l.b.clk)
-	argv = append(argv, nowUS, nowNS)
-	argv = append(argv, l.args...)
-	if n > 1 {
-		for i, iv := range l.iv {
-			argv[2+5*i+1], argv[2+5*i+2] = int64(n)*iv/1000, int64(n)*iv%1000
-		}
-	}
+	argv := l.argv(n, nowUS, nowNS)
 	var d ratelimit.Decision
 	err := l.b.run(ctx, func(ctx context.Context) error {
 		l.trips.Add(1)
@@ -367,6 +360,19 @@ func (l *Limiter) allowDirect(ctx context.Context, key string, n int) (ratelimit
 		return ratelimit.Decision{}, ctx.Err()
 	}
 	return l.degraded(ctx, key, n, err)
+}
+
+// argv is the arguments of l.script deciding n events at now.
+func (l *Limiter) argv(n int, nowUS, nowNS int64) []any {
+	argv := make([]any, 0, 2+len(l.args))
+	argv = append(argv, nowUS, nowNS)
+	argv = append(argv, l.args...)
+	if n > 1 {
+		for i, iv := range l.iv {
+			argv[2+5*i+1], argv[2+5*i+2] = int64(n)*iv/1000, int64(n)*iv%1000
+		}
+	}
+	return argv
 }
 
 // decision makes the Decision from the script's reply: ratelimit.Decide

@@ -15,9 +15,9 @@ import (
 )
 
 // gcraManyScript decides for several limiter keys in one call, each as
-// gcraScript (a hash) or gcra1Script (a plain string, nl = 1) decides for
-// one, in the order of KEYS: a key named twice sees its first decision's
-// write.
+// gcraScript (a hash) or gcra1Script (a plain string, nl = 1, with
+// gcra1Script's loop written out: it is the hot path) decides for one, in
+// the order of KEYS: a key named twice sees its first decision's write.
 //
 // KEYS: the keys (one slot on a Cluster). ARGV: now µs and ns (as
 // gcraScript), the number of limits nl, per limit its field, tolerance µs
@@ -33,9 +33,44 @@ for i = 1, nl do
 end
 local base = 4 + 3 * nl
 local reply, r = {}, 0
+if nl == 1 then
+  -- one limit, a string per key: gcra1Script's loop, written out
+  local tu, tn = tus[1], tns[1]
+  for k = 1, #KEYS do
+    local v = redis.call('GET', KEYS[k])
+    local us, ns = 0, 0
+    if v then
+      local dot = string.find(v, '.', 1, true)
+      if dot then
+        us, ns = tonumber(string.sub(v, 1, dot - 1)) or 0, tonumber(string.sub(v, dot + 1)) or 0
+      else
+        us = math.floor(tonumber(v) or 0)
+      end
+    end
+    us, ns = us - nowus, ns - nowns
+    if ns < 0 then us, ns = us - 1, ns + 1000 end
+    if us < 0 then us, ns = 0, 0 end
+    local a = base + 2 * k - 2
+    local aus, ans = us + tonumber(ARGV[a]), ns + tonumber(ARGV[a + 1])
+    if ans >= 1000 then aus, ans = aus + 1, ans - 1000 end
+    reply[r + 2], reply[r + 3] = us, ns
+    if aus > tu or (aus == tu and ans > tn) then
+      reply[r + 1] = 0
+    else
+      reply[r + 1] = 1
+      local wus, wns = nowus + aus, nowns + ans
+      if wns >= 1000 then wus, wns = wus + 1, wns - 1000 end
+      local w
+      if wns == 0 then w = string.format('%.0f', wus) else w = string.format('%.0f.%03d', wus, wns) end
+      if ans > 0 then aus = aus + 1 end
+      redis.call('SET', KEYS[k], w, 'PX', math.max(1, math.ceil(aus / 1000)))
+    end
+    r = r + 3
+  end
+  return reply
+end
 for k = 1, #KEYS do
-  local stored
-  if nl == 1 then stored = {redis.call('GET', KEYS[k])} else stored = redis.call('HMGET', KEYS[k], unpack(fields)) end
+  local stored = redis.call('HMGET', KEYS[k], unpack(fields))
   local set, ttlus, ttlns, ok = {}, 0, 0, 1
   for i = 1, nl do
     local us, ns = readtat(stored[i])
@@ -52,12 +87,8 @@ for k = 1, #KEYS do
   end
   reply[r + 1] = ok
   if ok == 1 then
-    if nl == 1 then
-      redis.call('SET', KEYS[k], set[2], 'PX', ttlms(ttlus, ttlns))
-    else
-      redis.call('HSET', KEYS[k], unpack(set))
-      redis.call('PEXPIRE', KEYS[k], ttlms(ttlus, ttlns))
-    end
+    redis.call('HSET', KEYS[k], unpack(set))
+    redis.call('PEXPIRE', KEYS[k], ttlms(ttlus, ttlns))
   end
   r = r + 1 + 2 * nl
 end
@@ -157,7 +188,8 @@ func (l *Limiter) decideItems(ctx context.Context, items []*item, deadline time.
 
 // runItems sends the scripts deciding items: one gcraManyScript for a
 // single Redis, one per hash slot on a Cluster (one call per key on any
-// other client), at most maxScriptKeys keys each, pipelined.
+// other client), at most maxScriptKeys keys each, pipelined. A group of
+// one key runs the one-key script.
 func (l *Limiter) runItems(ctx context.Context, items []*item) error {
 	var groups [][]*item
 	switch l.b.client.(type) {
@@ -190,7 +222,7 @@ func (l *Limiter) runItems(ctx context.Context, items []*item) error {
 		calls[i] = l.call(g, nowUS, nowNS)
 	}
 	if len(calls) == 1 {
-		vals, err := gcraManyScript.Run(ctx, l.b.client, calls[0].keys, calls[0].argv...).Slice()
+		vals, err := calls[0].script.Run(ctx, l.b.client, calls[0].keys, calls[0].argv...).Slice()
 		if err != nil {
 			return err
 		}
@@ -204,7 +236,7 @@ func (l *Limiter) runItems(ctx context.Context, items []*item) error {
 		cmds := make([]*redis.Cmd, len(todo))
 		_, _ = l.b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for j, i := range todo {
-				cmds[j] = gcraManyScript.EvalSha(ctx, p, calls[i].keys, calls[i].argv...)
+				cmds[j] = calls[i].script.EvalSha(ctx, p, calls[i].keys, calls[i].argv...)
 			}
 			return nil
 		})
@@ -226,25 +258,34 @@ func (l *Limiter) runItems(ctx context.Context, items []*item) error {
 		if len(again) == 0 || first != nil {
 			return first
 		}
-		// A SCRIPT FLUSH, restart or failover dropped the script: load it
-		// (on every master of a Cluster) and send what it refused again.
-		if err := gcraManyScript.Load(ctx, l.b.client).Err(); err != nil {
-			return err
+		// A SCRIPT FLUSH, restart or failover dropped the scripts: load
+		// them (on every master of a Cluster) and send what was refused.
+		for _, sc := range []*redis.Script{gcraManyScript, l.script} {
+			if err := sc.Load(ctx, l.b.client).Err(); err != nil {
+				return err
+			}
 		}
 		todo = again
 	}
 }
 
-// scriptCall is one gcraManyScript call's keys and arguments.
+// scriptCall is one script call: the script, its keys and arguments.
 type scriptCall struct {
-	keys []string
-	argv []any
+	script *redis.Script
+	keys   []string
+	argv   []any
 }
 
-// call makes the gcraManyScript call deciding group.
+// call makes the script call deciding group: l.script for one key (the
+// one-key scripts skip the batch script's setup, so a Cluster batch of
+// keys in distinct slots costs no more than separate calls), else
+// gcraManyScript. Both reply alike for each key.
 func (l *Limiter) call(group []*item, nowUS, nowNS int64) scriptCall {
+	if len(group) == 1 {
+		return scriptCall{script: l.script, keys: []string{l.b.key(group[0].key, l.suffix)}, argv: l.argv(group[0].n, nowUS, nowNS)}
+	}
 	nl := len(l.p)
-	c := scriptCall{keys: make([]string, len(group)), argv: make([]any, 0, 3+3*nl+2*nl*len(group))}
+	c := scriptCall{script: gcraManyScript, keys: make([]string, len(group)), argv: make([]any, 0, 3+3*nl+2*nl*len(group))}
 	c.argv = append(c.argv, nowUS, nowNS, nl)
 	for i := range l.p {
 		a := l.args[5*i:]

@@ -336,3 +336,48 @@ func TestAllowManyOutage(t *testing.T) {
 		t.Fatalf("after restart: %+v %v, want decisions from Redis", ds, err)
 	}
 }
+
+// After SCRIPT FLUSH on every master, AllowMany loads its scripts again
+// (a Cluster pipeline answers NOSCRIPT per call) and no decision fails.
+func TestAllowManyScriptFlush(t *testing.T) {
+	for name, c := range clients(t) {
+		t.Run(name, func(t *testing.T) {
+			l := newLimiter(t, Options{Client: c.c, Prefix: c.prefix + "flush", Limits: ratelimit.Policy{{Rate: 1, Period: time.Hour, Burst: 3}}})
+			ctx := context.Background()
+			keys := make([]string, 50)
+			base := ratelimittest.Key(t)
+			for i := range keys {
+				keys[i] = base + strconv.Itoa(i%25) // each twice
+			}
+			flush := func() {
+				var err error
+				if cc, ok := c.c.(*redis.ClusterClient); ok {
+					err = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return m.ScriptFlush(ctx).Err() })
+				} else {
+					err = c.c.ScriptFlush(ctx).Err()
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			for round, want := range []int{2, 0} { // remaining after each key's two events: 3-2, then denied (0)
+				flush()
+				ds, err := l.AllowMany(ctx, keys, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := 25; i < 50; i++ {
+					if round == 0 && (!ds[i].Allowed || ds[i].Remaining != 1 || ds[i-25].Remaining != want) {
+						t.Fatalf("round %d, key %d: %+v then %+v", round, i-25, ds[i-25], ds[i])
+					}
+					if round == 1 && (!ds[i-25].Allowed || ds[i].Allowed) {
+						t.Fatalf("round %d, key %d: %+v then %+v, want the third event allowed, the fourth denied", round, i-25, ds[i-25], ds[i])
+					}
+				}
+			}
+			if st := l.Stats(); st.Errors != 0 || st.FailOpen != 0 {
+				t.Fatalf("the flush showed as a failure: %+v", st)
+			}
+		})
+	}
+}
