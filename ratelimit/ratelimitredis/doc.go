@@ -71,8 +71,11 @@
 // Options.Lease trades exactness for throughput: AllowN takes up to Lease
 // events of its key from Redis in one round trip (only as many as fit:
 // near the limit leases shrink to one event) and spends them in the
-// process until they run out or LeaseTTL (1s) passes; a denial of one
-// event is remembered until its RetryAfter. Events are counted in Redis
+// process until they run out or LeaseTTL (1s) passes. A denial of one
+// event is held in the process until a lease's worth of events is back
+// (Lease intervals, at most half the burst's refill time; RetryAfter says
+// so), so a saturated key also costs a round trip per lease rather than
+// per call. Events are counted in Redis
 // when leased, so the total never exceeds what Redis admitted, but they
 // may be spent later: over any window W the fleet admits at most
 //

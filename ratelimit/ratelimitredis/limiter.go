@@ -217,7 +217,9 @@ type Options struct {
 	// not when spent, so over any window the fleet admits at most
 	// Processes x (Lease - 1) events per key more than the exact limit
 	// (burst + rate x window), and up to that many leased events may go
-	// unspent (Stats.LeaseExpired). Keep Lease x Processes a small share
+	// unspent (Stats.LeaseExpired). A denial is held in the process until
+	// Lease events are back (at most half the burst's refill time), and
+	// its RetryAfter says so. Keep Lease x Processes a small share
 	// of what a key may do in a window. Between 0 (off, the default: every
 	// decision exact) and 1,000,000; not with Coalesce.
 	Lease int

@@ -116,9 +116,10 @@ type item struct {
 // made at that moment; a key named twice is decided twice, in order. While
 // Redis (or one Cluster node) is unavailable, the keys it could not decide
 // get the degraded decision AllowN gives (Options.Fallback, else the
-// failure mode) and no error. It returns an error for bad arguments (an
-// empty key, naming its index; n < 1; n above the smallest burst) and ctx's
-// error when ctx ends first.
+// failure mode) and no error. AllowMany is exact whatever Options.Coalesce
+// and Options.Lease say: it is its own round trip and spends no lease. It
+// returns an error for bad arguments (an empty key, naming its index;
+// n < 1; n above the smallest burst) and ctx's error when ctx ends first.
 func (l *Limiter) AllowMany(ctx context.Context, keys []string, n int) ([]ratelimit.Decision, error) {
 	items := make([]item, len(keys))
 	ptrs := make([]*item, len(keys))

@@ -147,17 +147,19 @@ func (s *leaser) allow(ctx context.Context, key string, n int) (ratelimit.Decisi
 		}
 		if e != nil && now < e.until && e.stock >= n {
 			e.stock -= n
-			d := ratelimit.Decide(now-e.at, s.l.p, e.tats, n)
+			d := ratelimit.Decide(max(0, now-e.at), s.l.p, e.tats, n)
 			sh.mu.Unlock()
 			s.spent.Add(uint64(n))
 			s.l.allowed.Add(1)
 			return d, nil
 		}
 		if e != nil && now < e.deniedUntil {
-			// A denial of one event holds until its RetryAfter, as Redis
-			// would repeat it: nothing frees a GCRA limit earlier.
-			d := ratelimit.Decide(now-e.at, s.l.p, e.tats, n)
+			// A denial of one event is held (see hold): nothing frees a
+			// GCRA limit before its RetryAfter, and until a lease's worth
+			// has come back a round trip would bring back little.
+			d := ratelimit.Decide(max(0, now-e.at), s.l.p, e.tats, n)
 			sh.mu.Unlock()
+			d.Allowed, d.RetryAfter = false, max(d.RetryAfter, time.Duration(e.deniedUntil-now))
 			s.l.denied.Add(1)
 			return d, nil
 		}
@@ -188,6 +190,7 @@ func (s *leaser) allow(ctx context.Context, key string, n int) (ratelimit.Decisi
 			if d.Allowed {
 				e.stock, e.until, e.deniedUntil = m-n, now+int64(s.ttl), 0
 			} else if n == 1 {
+				d.RetryAfter = s.hold(d)
 				e.deniedUntil = now + int64(d.RetryAfter)
 			}
 		}
@@ -201,6 +204,16 @@ func (s *leaser) allow(ctx context.Context, key string, n int) (ratelimit.Decisi
 		}
 		return s.l.degraded(ctx, key, n, err)
 	}
+}
+
+// hold is how long this process keeps denying a key after Redis denied
+// it one event: until Lease events have come back (so a saturated key
+// costs a round trip per lease, not per interval), but never more than
+// half the time the key takes to refill its burst (so no event a lease
+// could take is lost to a full bucket), and never less than RetryAfter.
+func (s *leaser) hold(d ratelimit.Decision) time.Duration {
+	h := d.RetryAfter + time.Duration(s.size-1)*d.Limit.Interval()
+	return max(d.RetryAfter, min(h, d.ResetAfter/2))
 }
 
 // sweep drops the leases of a shard that have nothing left to give once

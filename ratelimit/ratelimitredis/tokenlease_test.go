@@ -24,8 +24,9 @@ var leaseRun = flag.Duration("lease-run", 2*time.Second, "how long TestLeaseOver
 
 // One process alone, the clock still: a burst admits exactly Burst events
 // in about Burst/Lease round trips (the last lease smaller: only what
-// fits), then the denial is repeated from the process's memory until its
-// RetryAfter, and exactly one event fits one interval later.
+// fits), then the denial is repeated from the process's memory until a
+// lease's worth of events is back (Lease intervals), and then exactly
+// that many are admitted.
 func TestLeaseBurstExactAlone(t *testing.T) {
 	for name, c := range clients(t) {
 		t.Run(name, func(t *testing.T) {
@@ -39,25 +40,46 @@ func TestLeaseBurstExactAlone(t *testing.T) {
 					t.Fatalf("event %d of the burst: %+v %v, want allowed with %d remaining, reset after %v", i, d, err, 99-i, time.Duration(i+1)*100*time.Millisecond)
 				}
 			}
+			// The denial is held until a lease's worth (8 intervals) is back.
 			for i := 0; i < 5; i++ {
 				d, err := l.Allow(ctx, key)
-				if err != nil || d.Allowed || d.RetryAfter != 100*time.Millisecond || d.Remaining != 0 {
-					t.Fatalf("over the burst: %+v %v, want denied, retry after 100ms", d, err)
+				if err != nil || d.Allowed || d.RetryAfter != 800*time.Millisecond || d.Remaining != 0 {
+					t.Fatalf("over the burst: %+v %v, want denied, retry after 800ms (8 intervals: a lease)", d, err)
 				}
 			}
 			st := l.Stats()
 			if st.Leases != 14 || st.Leased != 100 || st.LeaseSpent != 100 || st.Allowed != 100 || st.Denied != 5 || st.RoundTrips != 14 {
 				t.Fatalf("stats %+v: want 13 leases of 8 or fewer (100 events) and one denial, the 4 next denials from memory", st)
 			}
-			clk.Add(100 * time.Millisecond)
-			if d, err := l.Allow(ctx, key); err != nil || !d.Allowed {
-				t.Fatalf("one interval later: %+v %v, want one admitted", d, err)
+			clk.Add(700 * time.Millisecond)
+			if d, err := l.Allow(ctx, key); err != nil || d.Allowed || d.RetryAfter != 100*time.Millisecond {
+				t.Fatalf("7 intervals later: %+v %v, want still denied, retry after 100ms", d, err)
 			}
-			if d, err := l.Allow(ctx, key); err != nil || d.Allowed {
-				t.Fatalf("and a second: %+v %v, want denied", d, err)
+			clk.Add(100 * time.Millisecond)
+			if n, _ := drainN(t, l, key, 20); n != 8 {
+				t.Fatalf("8 intervals later: %d admitted, want exactly 8 (one lease)", n)
+			}
+			if st := l.Stats(); st.RoundTrips != 16 {
+				t.Fatalf("stats %+v: want one lease and one denial more", st)
 			}
 		})
 	}
+}
+
+// drainN admits single events of key until one is denied.
+func drainN(t *testing.T, l *Limiter, key string, most int) (int, ratelimit.Decision) {
+	t.Helper()
+	for i := 0; i <= most; i++ {
+		d, err := l.Allow(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !d.Allowed {
+			return i, d
+		}
+	}
+	t.Fatalf("more than %d admitted", most)
+	return 0, ratelimit.Decision{}
 }
 
 // The over-admission bound, with the injected clock: three processes
