@@ -127,7 +127,19 @@ if nowus < 0 then
   local t = redis.call('TIME')
   nowus, nowns = tonumber(t[1]) * 1000000 + tonumber(t[2]), 0
 end
-local v = redis.call('GET', KEYS[1])
+local K, A, tu, tn = KEYS[1], 4, tonumber(ARGV[6]), tonumber(ARGV[7])
+` + gcra1Decide + `
+return {ok, us, ns}
+`)
+
+// gcra1Decide is the one-limit decision for one key, written out (no
+// function: it is the hot path) for the two scripts that run it,
+// gcra1Script and gcraManyScript's one-limit loop. It reads the key K, now
+// (nowus, nowns), n*interval at ARGV[A] and ARGV[A+1] (µs, ns) and the
+// tolerance (tu, tn); it sets ok (0/1) and the TAT minus now (us, ns),
+// and writes the new TAT when ok.
+const gcra1Decide = `
+local v = redis.call('GET', K)
 local us, ns = 0, 0
 if v then
   local dot = string.find(v, '.', 1, true)
@@ -140,18 +152,19 @@ end
 us, ns = us - nowus, ns - nowns
 if ns < 0 then us, ns = us - 1, ns + 1000 end
 if us < 0 then us, ns = 0, 0 end
-local aus, ans = us + tonumber(ARGV[4]), ns + tonumber(ARGV[5])
+local aus, ans = us + tonumber(ARGV[A]), ns + tonumber(ARGV[A + 1])
 if ans >= 1000 then aus, ans = aus + 1, ans - 1000 end
-local tus = tonumber(ARGV[6])
-if aus > tus or (aus == tus and ans > tonumber(ARGV[7])) then return {0, us, ns} end
-local wus, wns = nowus + aus, nowns + ans
-if wns >= 1000 then wus, wns = wus + 1, wns - 1000 end
-local w
-if wns == 0 then w = string.format('%.0f', wus) else w = string.format('%.0f.%03d', wus, wns) end
-if ans > 0 then aus = aus + 1 end
-redis.call('SET', KEYS[1], w, 'PX', math.max(1, math.ceil(aus / 1000)))
-return {1, us, ns}
-`)
+local ok = 0
+if aus < tu or (aus == tu and ans <= tn) then
+  ok = 1
+  local wus, wns = nowus + aus, nowns + ans
+  if wns >= 1000 then wus, wns = wus + 1, wns - 1000 end
+  local w
+  if wns == 0 then w = string.format('%.0f', wus) else w = string.format('%.0f.%03d', wus, wns) end
+  if ans > 0 then aus = aus + 1 end
+  redis.call('SET', K, w, 'PX', math.max(1, math.ceil(aus / 1000)))
+end
+`
 
 // Options configures New. Client and Limits are required.
 type Options struct {

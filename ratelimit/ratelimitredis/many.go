@@ -34,37 +34,12 @@ end
 local base = 4 + 3 * nl
 local reply, r = {}, 0
 if nl == 1 then
-  -- one limit, a string per key: gcra1Script's loop, written out
+  -- one limit, a string per key: gcra1Script's decision in a loop
   local tu, tn = tus[1], tns[1]
   for k = 1, #KEYS do
-    local v = redis.call('GET', KEYS[k])
-    local us, ns = 0, 0
-    if v then
-      local dot = string.find(v, '.', 1, true)
-      if dot then
-        us, ns = tonumber(string.sub(v, 1, dot - 1)) or 0, tonumber(string.sub(v, dot + 1)) or 0
-      else
-        us = math.floor(tonumber(v) or 0)
-      end
-    end
-    us, ns = us - nowus, ns - nowns
-    if ns < 0 then us, ns = us - 1, ns + 1000 end
-    if us < 0 then us, ns = 0, 0 end
-    local a = base + 2 * k - 2
-    local aus, ans = us + tonumber(ARGV[a]), ns + tonumber(ARGV[a + 1])
-    if ans >= 1000 then aus, ans = aus + 1, ans - 1000 end
-    reply[r + 2], reply[r + 3] = us, ns
-    if aus > tu or (aus == tu and ans > tn) then
-      reply[r + 1] = 0
-    else
-      reply[r + 1] = 1
-      local wus, wns = nowus + aus, nowns + ans
-      if wns >= 1000 then wus, wns = wus + 1, wns - 1000 end
-      local w
-      if wns == 0 then w = string.format('%.0f', wus) else w = string.format('%.0f.%03d', wus, wns) end
-      if ans > 0 then aus = aus + 1 end
-      redis.call('SET', KEYS[k], w, 'PX', math.max(1, math.ceil(aus / 1000)))
-    end
+    local K, A = KEYS[k], base + 2 * k - 2
+` + gcra1Decide + `
+    reply[r + 1], reply[r + 2], reply[r + 3] = ok, us, ns
     r = r + 3
   end
   return reply
