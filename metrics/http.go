@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -79,7 +80,11 @@ type HTTP struct {
 	duration *prometheus.HistogramVec
 	inFlight prometheus.Gauge
 
-	routes  sync.Map // route name -> *routeSeries
+	routes sync.Map // route name -> *routeSeries
+	// recent caches routes by their string's address: a ServeMux's
+	// r.Pattern is the same string on every request, so a hit costs a
+	// pointer comparison instead of hashing the route for routes.
+	recent  [64]atomic.Pointer[routeSeries]
 	nRoutes atomic.Int64
 	mu      sync.Mutex // serializes making routes
 }
@@ -312,8 +317,18 @@ func exemplar(r *http.Request) prometheus.Labels {
 // routeSeries returns the series of route, making them on first use:
 // route itself while fewer than MaxRoutes are known, "other" past that.
 func (h *HTTP) routeSeries(route string) *routeSeries {
+	slot := &h.recent[uintptr(unsafe.Pointer(unsafe.StringData(route)))>>4%uintptr(len(h.recent))]
+	// == compares the lengths, then the addresses, and the bytes only
+	// when those differ: always right, cheap when it is the same string.
+	if rs := slot.Load(); rs != nil && rs.name == route {
+		return rs
+	}
 	if rs, ok := h.routes.Load(route); ok {
-		return rs.(*routeSeries)
+		rs := rs.(*routeSeries)
+		if rs.name == route {
+			slot.Store(rs)
+		}
+		return rs
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -500,5 +501,81 @@ func TestRequestIDStats(t *testing.T) {
 	`)
 	if err := m.AddRequestID("api", ids); !errors.Is(err, metrics.ErrDuplicate) {
 		t.Errorf("adding twice: %v, want ErrDuplicate", err)
+	}
+}
+
+// Routes are counted under their own names whether the Route func returns
+// the same string every time (a ServeMux pattern) or a new copy of it, from
+// many goroutines at once, with more routes than the middleware's cache of
+// recent routes has slots.
+func TestHTTPRoutesCountedExactly(t *testing.T) {
+	const routes, goroutines, each = 200, 16, 400
+	names := make([]string, routes)
+	for i := range names {
+		names[i] = fmt.Sprintf("GET /r%d", i)
+	}
+	reg := prometheus.NewRegistry()
+	red, err := metrics.NewHTTP(metrics.HTTPOptions{Registerer: reg, MaxRoutes: routes, Route: func(r *http.Request) string {
+		var i int
+		fmt.Sscanf(r.URL.Path, "/r%d", &i)
+		if r.Method == "POST" { // a new string of the same bytes
+			return strings.Clone(names[i])
+		}
+		return names[i]
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := red.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	reqs := make([]*http.Request, 2*routes)
+	for i := range routes {
+		reqs[2*i] = httptest.NewRequest("GET", fmt.Sprintf("/r%d", i), nil)
+		reqs[2*i+1] = httptest.NewRequest("POST", fmt.Sprintf("/r%d", i), nil)
+	}
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			w := httptest.NewRecorder()
+			for i := range each {
+				h.ServeHTTP(w, reqs[(g*7+i*13)%len(reqs)])
+			}
+		})
+	}
+	wg.Wait()
+	want := map[string]float64{}
+	for g := range goroutines {
+		for i := range each {
+			r := reqs[(g*7+i*13)%len(reqs)]
+			var n int
+			fmt.Sscanf(r.URL.Path, "/r%d", &n)
+			want[names[n]+" "+r.Method]++
+		}
+	}
+	got := map[string]float64{}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "scalekit_http_requests_total" {
+			continue
+		}
+		for _, m := range mf.Metric {
+			var route, method string
+			for _, l := range m.Label {
+				switch l.GetName() {
+				case "route":
+					route = l.GetValue()
+				case "method":
+					method = l.GetValue()
+				}
+			}
+			got[route+" "+method] += m.GetCounter().GetValue()
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("counts by route and method differ: %d series, want %d", len(got), len(want))
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%s: %v, want %v", k, got[k], v)
+			}
+		}
 	}
 }

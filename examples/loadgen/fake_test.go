@@ -221,14 +221,17 @@ func startFake(t testing.TB, f *fake) *httptest.Server {
 	return srv
 }
 
-// testConfig is a short, quiet run at 200 req/s against url.
+// testConfig is a short, quiet run at 200 req/s against url. Its requests
+// may take up to a minute: the tests check what the fake answers, not how
+// fast, and CI once saw a 2 s timeout pass for 275 requests on a machine
+// loaded far past its 2 cores (TestRunCarriesNewestToken).
 func testConfig(url string, mixSpec string) config {
 	cfg := defaultConfig()
 	cfg.URL = url
 	cfg.Duration = time.Second
 	cfg.Rate = 200
 	cfg.Quiet = true
-	cfg.Timeout = 2 * time.Second
+	cfg.Timeout = time.Minute
 	m, err := parseMix(mixSpec)
 	if err != nil {
 		panic(err)

@@ -257,13 +257,20 @@ UPDATE {jobs} j SET state = 'active', attempt = j.attempt + 1, started_at = {now
 FROM picked WHERE j.queue = picked.queue AND j.id = picked.id
 RETURNING {job_columns}`
 
-// The fenced statements (extend, release, fail) change a job only while
-// the lease is held: active under this token, its deadline not passed.
+// The fenced statements (extend, release, progress, fail, complete)
+// change a job only while the lease is held: active under this token, its
+// deadline not passed. They say "active" as (state || '') = 'active' so
+// that the planner cannot use the leases index, whose predicate is
+// state = 'active': it prefers that small index to the primary key, and
+// then walks every active job of the queue and the dead entries of every
+// job finished since the last vacuum, once per job, a cost that grows with
+// the queue's history (TestFencedStatementsUsePrimaryKey checks the
+// plans). The primary key finds the one row.
 
 // extendSQL renews a lease. $1 now, $2 queue, $3 id, $4 token,
 // $5 lease (ms).
 const extendSQL = `UPDATE {jobs} SET lease_until = {now} + $5 * interval '1 millisecond'
-WHERE queue = $2 AND id = $3 AND token = $4 AND state = 'active' AND lease_until > {now}`
+WHERE queue = $2 AND id = $3 AND token = $4 AND (state || '') = 'active' AND lease_until > {now}`
 
 // releaseSQL gives a leased job back, its attempt not counted: due now
 // (its run_at kept, so it goes first) when $5 is NULL, else snoozed until
@@ -273,12 +280,12 @@ const releaseSQL = `UPDATE {jobs} SET attempt = attempt - 1, token = NULL, lease
   state = CASE WHEN $5::timestamptz > {now} THEN 'scheduled' ELSE 'pending' END,
   run_at = coalesce($5::timestamptz, run_at),
   snoozes = snoozes + CASE WHEN $5::timestamptz IS NULL THEN 0 ELSE 1 END
-WHERE queue = $2 AND id = $3 AND token = $4 AND state = 'active' AND lease_until > {now}`
+WHERE queue = $2 AND id = $3 AND token = $4 AND (state || '') = 'active' AND lease_until > {now}`
 
 // progressSQL records a held job's progress. $1 now, $2 queue, $3 id,
 // $4 token, $5 percent, $6 message.
 const progressSQL = `UPDATE {jobs} SET progress_pct = $5, progress_msg = $6, progress_at = {now}
-WHERE queue = $2 AND id = $3 AND token = $4 AND state = 'active' AND lease_until > {now}`
+WHERE queue = $2 AND id = $3 AND token = $4 AND (state || '') = 'active' AND lease_until > {now}`
 
 // completeSQL marks a batch of leased jobs done with their outputs,
 // counts them, and drops their while-active unique holds; it returns the
@@ -286,7 +293,7 @@ WHERE queue = $2 AND id = $3 AND token = $4 AND state = 'active' AND lease_until
 // arrays, one element a lease), $5 outputs (bytea array, NULL for none).
 const completeSQL = `WITH c AS (UPDATE {jobs} j SET state = 'done', finished_at = {now}, token = NULL, lease_until = NULL, output = c.output
   FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[]) AS c(queue, id, token, output)
-  WHERE j.queue = c.queue AND j.id = c.id AND j.token = c.token AND j.state = 'active' AND j.lease_until > {now}
+  WHERE j.queue = c.queue AND j.id = c.id AND j.token = c.token AND (j.state || '') = 'active' AND j.lease_until > {now}
   RETURNING c.queue, c.id, c.token, j.unique_key, j.unique_active),
 n AS (INSERT INTO {counts} AS k (queue, done) SELECT queue, count(*) FROM c GROUP BY queue ORDER BY queue
   ON CONFLICT (queue) DO UPDATE SET done = k.done + EXCLUDED.done),
@@ -301,7 +308,7 @@ const failSQL = `WITH f AS (UPDATE {jobs} SET
   state = CASE WHEN $7 OR attempt >= max_attempts THEN 'dead' WHEN $6::timestamptz <= {now} THEN 'pending' ELSE 'retry' END,
   finished_at = CASE WHEN $7 OR attempt >= max_attempts THEN {now} END,
   run_at = $6, last_error = $5, token = NULL, lease_until = NULL
-  WHERE queue = $2 AND id = $3 AND token = $4 AND state = 'active' AND lease_until > {now}
+  WHERE queue = $2 AND id = $3 AND token = $4 AND (state || '') = 'active' AND lease_until > {now}
   RETURNING queue, id, state, unique_key, unique_active),
 u AS (DELETE FROM {unique} h USING f WHERE f.state = 'dead' AND f.unique_active AND h.queue = f.queue AND h.unique_key = f.unique_key AND h.job_id = f.id)
 SELECT count(*) FROM f`
