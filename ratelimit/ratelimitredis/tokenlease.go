@@ -157,9 +157,10 @@ func (s *leaser) allow(ctx context.Context, key string, n int) (ratelimit.Decisi
 			// A denial of one event is held (see hold): nothing frees a
 			// GCRA limit before its RetryAfter, and until a lease's worth
 			// has come back a round trip would bring back little.
-			d := ratelimit.Decide(max(0, now-e.at), s.l.p, e.tats, n)
+			var buf [8]int64
+			d := ratelimit.Decide(max(0, now-e.at), s.l.p, append(buf[:0], e.tats...), n) // a copy: a held denial moves nothing
+			d.Allowed, d.Remaining, d.RetryAfter = false, 0, max(d.RetryAfter, time.Duration(e.deniedUntil-now))
 			sh.mu.Unlock()
-			d.Allowed, d.RetryAfter = false, max(d.RetryAfter, time.Duration(e.deniedUntil-now))
 			s.l.denied.Add(1)
 			return d, nil
 		}
