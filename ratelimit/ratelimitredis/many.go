@@ -220,6 +220,13 @@ func (l *Limiter) runItems(ctx context.Context, items []*item) error {
 		var again []int
 		for j, i := range todo {
 			vals, err := cmds[j].Slice()
+			if v, ok := cmds[j].Val().([]any); err != nil && ok {
+				// A Cluster pipeline whose retry of one node is cut
+				// short by ctx sets that error on every command, those
+				// the other nodes answered too; an answer read stays in
+				// Val, and it is a decision Redis made (and counted).
+				vals, err = v, nil
+			}
 			if err == nil {
 				err = l.fill(groups[i], vals)
 			}

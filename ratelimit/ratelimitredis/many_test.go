@@ -381,3 +381,66 @@ func TestAllowManyScriptFlush(t *testing.T) {
 		})
 	}
 }
+
+// One Cluster master paused: AllowMany returns within about Timeout, the
+// keys on the other masters get Redis's decisions, those on the paused one
+// the failure mode's (here: fail closed), and the batch counts one error.
+func TestAllowManyClusterNodePaused(t *testing.T) {
+	c := testinfra.RedisCluster(t)
+	br, err := breaker.New(breaker.Options{ConsecutiveFailures: 1_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const timeout = 300 * time.Millisecond
+	l := newLimiter(t, Options{Client: c.Client, Prefix: c.Prefix + "paused", Breaker: br, Timeout: timeout, Failure: FailClosed, Limits: ratelimit.Policy{{Rate: 10}}})
+	ctx := context.Background()
+	node := c.Server.Nodes[0]
+	base := ratelimittest.Key(t)
+	var keys []string
+	onPaused := map[int]bool{}
+	for i := 0; i < 30; i++ {
+		k := base + strconv.Itoa(i)
+		m, err := c.Client.MasterForKey(ctx, "{"+c.Prefix+"paused:"+k+"}:gcra")
+		if err != nil {
+			t.Fatal(err)
+		}
+		onPaused[i] = m.Options().Addr == node.Addr()
+		keys = append(keys, k)
+	}
+	if _, err := l.AllowMany(ctx, keys, 1); err != nil { // warm: connections to every master
+		t.Fatal(err)
+	}
+	if err := node.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ds, err := l.AllowMany(ctx, keys, 1)
+	elapsed := time.Since(start)
+	if rerr := node.Resume(); rerr != nil {
+		t.Fatal(rerr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	paused := 0
+	for i, d := range ds {
+		switch {
+		case onPaused[i]:
+			paused++
+			if d.Allowed || d.RetryAfter != time.Second {
+				t.Errorf("key %d on the paused master: %+v, want the fail-closed denial", i, d)
+			}
+		case !d.Allowed || d.Remaining != 8:
+			t.Errorf("key %d on a live master: %+v, want Redis's decision (second event of 10)", i, d)
+		}
+	}
+	if paused == 0 || paused == len(keys) {
+		t.Fatalf("%d of %d keys on the paused master: want some on each side", paused, len(keys))
+	}
+	if elapsed > timeout+3*time.Second {
+		t.Fatalf("AllowMany took %v with a master paused, want about Timeout (%v)", elapsed, timeout)
+	}
+	if st := l.Stats(); st.Errors != 1 || st.FailClosed != uint64(paused) || st.Allowed != uint64(len(keys)+len(keys)-paused) {
+		t.Fatalf("stats %+v: want one failed round trip, %d fail-closed decisions", st, paused)
+	}
+}
