@@ -4,11 +4,13 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
@@ -23,33 +25,57 @@ const queueWorkers = 8
 
 // BenchmarkQueueThroughput: b.N no-op jobs are enqueued before the timer
 // (river with InsertMany, the others one enqueue each); the timer measures
-// processing them all with 8 workers, and reports jobs/s: scalekit-pg and
-// river on one real PostgreSQL (a database each), scalekit-redis and asynq
-// on one real redis-server (flushed between them).
+// processing them all with 8 workers, and reports jobs/s, the server's CPU
+// per job (srv-µs/job: the PostgreSQL or Redis processes, from /proc) and
+// the client's round trips per job: scalekit-pg and river on one real
+// PostgreSQL (a database each), scalekit-redis and asynq on one real
+// redis-server (flushed between them). scalekit-pg-history-1k and -100k
+// first run that many jobs through the table (enqueued, leased, done, as
+// a worker leaves them) and VACUUM it, as autovacuum does on queuepg's
+// settings: the cost per job should not grow with the jobs kept.
+// scalekit-pg-unvacuumed-100k skips the VACUUM: its fetches walk 100k
+// dead index entries (the cost between two autovacuum runs).
 func BenchmarkQueueThroughput(b *testing.B) {
 	ctx := context.Background()
-	b.Run("scalekit-pg", func(b *testing.B) {
-		f := testinfra.Postgres(b)
-		be, err := queuepg.New(queuepg.Options{Pool: f.Primary})
-		if err != nil {
-			b.Fatal(err)
+	pg := func(history int, vacuum bool) func(b *testing.B) {
+		return func(b *testing.B) {
+			f := testinfra.Postgres(b)
+			rt := &testinfra.RoundTrips{}
+			pool := tracedPool(b, f.PrimaryURL, rt)
+			be, err := queuepg.New(queuepg.Options{Pool: pool})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer be.Close()
+			if err := be.Migrate(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if history > 0 {
+				fillHistory(b, pool, history)
+			}
+			if vacuum {
+				if _, err := pool.Exec(ctx, "VACUUM ANALYZE queue_jobs"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			pid := postmasterPID(b, pool)
+			scalekitThroughput(b, be, rt.Load, func() uint64 { return procTreeCPU(pid) })
 		}
-		defer be.Close()
-		if err := be.Migrate(ctx); err != nil {
-			b.Fatal(err)
-		}
-		scalekitThroughput(b, be)
-	})
+	}
+	b.Run("scalekit-pg", pg(0, false))
+	b.Run("scalekit-pg-history-1k", pg(1_000, true))
+	b.Run("scalekit-pg-history-100k", pg(100_000, true))
+	b.Run("scalekit-pg-unvacuumed-100k", pg(100_000, false))
 	b.Run("scalekit-redis", func(b *testing.B) {
-		r := testinfra.Redis(b)
+		r, rt, cpu, _ := redisInserter(b)
 		be, err := queueredis.New(queueredis.Options{Client: r.Client})
 		if err != nil {
 			b.Fatal(err)
 		}
-		scalekitThroughput(b, be)
+		scalekitThroughput(b, be, rt.Load, cpu)
 	})
 	b.Run("asynq", func(b *testing.B) {
-		r := testinfra.Redis(b)
+		r, rt, cpu, _ := redisInserter(b)
 		client := asynq.NewClientFromRedisClient(r.Client)
 		for i := 0; i < b.N; i++ {
 			if _, err := client.Enqueue(asynq.NewTask("noop", nil)); err != nil {
@@ -67,20 +93,19 @@ func BenchmarkQueueThroughput(b *testing.B) {
 		})
 		srv := asynq.NewServerFromRedisClient(r.Client, asynq.Config{Concurrency: queueWorkers, LogLevel: asynq.FatalLevel,
 			TaskCheckInterval: 100 * time.Millisecond})
-		b.ResetTimer()
-		start := time.Now()
+		m := startProcessing(b, rt.Load, cpu)
 		if err := srv.Start(mux); err != nil {
 			b.Fatal(err)
 		}
 		<-all
-		elapsed := time.Since(start)
-		b.StopTimer()
+		m.stop()
 		srv.Shutdown()
-		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "jobs/s")
 	})
 	b.Run("river", func(b *testing.B) {
 		f := testinfra.Postgres(b)
-		driver := riverpgxv5.New(f.Primary)
+		rt := &testinfra.RoundTrips{}
+		pool := tracedPool(b, f.PrimaryURL, rt)
+		driver := riverpgxv5.New(pool)
 		m, err := rivermigrate.New(driver, nil)
 		if err != nil {
 			b.Fatal(err)
@@ -113,19 +138,69 @@ func BenchmarkQueueThroughput(b *testing.B) {
 			}
 			params = params[n:]
 		}
-		b.ResetTimer()
-		start := time.Now()
+		pid := postmasterPID(b, pool)
+		pm := startProcessing(b, rt.Load, func() uint64 { return procTreeCPU(pid) })
 		if err := client.Start(ctx); err != nil {
 			b.Fatal(err)
 		}
 		<-all
-		elapsed := time.Since(start)
-		b.StopTimer()
+		pm.stop()
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		client.Stop(sctx)
-		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "jobs/s")
 	})
+}
+
+// processing measures a run of b.N jobs: from startProcessing, which
+// starts the timer, to stop, which reports jobs/s, the server's CPU per
+// job and round trips per job.
+type processing struct {
+	b     *testing.B
+	trips func() int64
+	cpu   func() uint64
+	t0    int64
+	c0    uint64
+	start time.Time
+}
+
+func startProcessing(b *testing.B, trips func() int64, cpu func() uint64) *processing {
+	p := &processing{b: b, trips: trips, cpu: cpu, t0: trips(), c0: cpu()}
+	b.ResetTimer()
+	p.start = time.Now()
+	return p
+}
+
+func (p *processing) stop() {
+	elapsed := time.Since(p.start)
+	p.b.StopTimer()
+	jobs := float64(p.b.N)
+	p.b.ReportMetric(jobs/elapsed.Seconds(), "jobs/s")
+	p.b.ReportMetric(float64(p.trips()-p.t0)/jobs, "trips/job")
+	p.b.ReportMetric(float64(p.cpu()-p.c0)*1e6/clockTicks/jobs, "srv-µs/job")
+}
+
+// fillHistory runs n jobs through queuepg's table in queue "history" as a
+// worker leaves them: enqueued, then leased (active), then done, in three
+// statements, so the table and its indexes hold the dead versions a busy
+// queue's history leaves until vacuum.
+func fillHistory(b *testing.B, pool *pgxpool.Pool, n int) {
+	ctx := context.Background()
+	for _, q := range []string{
+		`INSERT INTO queue_jobs (queue, id, kind, payload, priority, state, max_attempts, run_at, enqueued_at)
+		 SELECT 'bench', 'h' || i, 'noop', '\x', 1, 'pending', 25, now(), now() FROM generate_series(1, $1::int) i`,
+		`UPDATE queue_jobs SET state = 'active', attempt = 1, token = id, lease_until = now() + interval '1 hour', started_at = now()
+		 WHERE queue = 'bench' AND id LIKE 'h%'`,
+		`UPDATE queue_jobs SET state = 'done', token = NULL, lease_until = NULL, finished_at = now()
+		 WHERE queue = 'bench' AND id LIKE 'h%'`,
+	} {
+		args := []any{}
+		if strings.Contains(q, "$1") {
+			args = append(args, n)
+		}
+		if _, err := pool.Exec(ctx, q, args...); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 type noopArgs struct{}
@@ -148,7 +223,7 @@ func (w *noopRiver) Work(ctx context.Context, j *river.Job[noopArgs]) error {
 
 // scalekitThroughput enqueues b.N no-op jobs on be, then times 8 workers
 // processing them.
-func scalekitThroughput(b *testing.B, be queue.Backend) {
+func scalekitThroughput(b *testing.B, be queue.Backend, trips func() int64, cpu func() uint64) {
 	ctx := context.Background()
 	c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
 	for i := 0; i < b.N; i++ {
@@ -166,12 +241,9 @@ func scalekitThroughput(b *testing.B, be queue.Backend) {
 		}
 		return nil
 	})
-	b.ResetTimer()
-	start := time.Now()
+	p := startProcessing(b, trips, cpu)
 	w.Start(ctx)
 	<-all
-	elapsed := time.Since(start)
-	b.StopTimer()
+	p.stop()
 	w.Shutdown(ctx)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "jobs/s")
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/internal/added"
 )
 
 // circuitStates are the values of the state label of the circuits inside
@@ -32,7 +33,7 @@ var breakerFamilies = []family[breaker.Stats]{
 	gauge("scalekit_breaker_window_calls", "Calls in the breaker's current rate window (0 without a rate threshold).", func(s breaker.Stats) int64 { return s.WindowCalls }),
 	gauge("scalekit_breaker_window_failures", "Failed calls in the breaker's current rate window (0 without a rate threshold).", func(s breaker.Stats) int64 { return s.WindowFailures }),
 	gauge("scalekit_breaker_window_slow_calls", "Slow calls in the breaker's current rate window (0 without a rate threshold).", func(s breaker.Stats) int64 { return s.WindowSlow }),
-	gauge("scalekit_breaker_open_until_timestamp_seconds", "When an open breaker starts probing, in Unix seconds; 0 unless open.", func(s breaker.Stats) float64 { return unixSeconds(s.OpenUntil) }),
+	gauge("scalekit_breaker_open_until_timestamp_seconds", "When an open breaker starts probing, in Unix seconds; 0 unless open.", func(s breaker.Stats) float64 { return added.UnixSeconds(s.OpenUntil) }),
 }
 
 // AddBreaker reports b's Stats under its own name (breaker.Options.Name) as

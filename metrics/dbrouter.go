@@ -2,11 +2,11 @@ package metrics
 
 import (
 	"fmt"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scalekit-go/scalekit/dbrouter/routerstats"
+	"github.com/scalekit-go/scalekit/internal/added"
 )
 
 // tracerFamilies are the families of a pool's dbrouter.Tracer counts, the
@@ -50,7 +50,7 @@ var dbrouterFamilies = []family[routerstats.Stats]{
 }
 
 var primaryFamilies = []family[routerstats.PrimaryStats]{
-	gauge("scalekit_dbrouter_primary_up", "1 when the monitor's last check of the primary succeeded, else 0.", func(p routerstats.PrimaryStats) float64 { return boolf(p.Up) }),
+	gauge("scalekit_dbrouter_primary_up", "1 when the monitor's last check of the primary succeeded, else 0.", func(p routerstats.PrimaryStats) float64 { return added.Boolf(p.Up) }),
 	gauge("scalekit_dbrouter_primary_wal_lsn_bytes", "The primary's pg_current_wal_lsn() at the last good check, as a byte position in the WAL; 0 before one.", func(p routerstats.PrimaryStats) routerstats.LSN { return p.LSN }),
 	counterBy("scalekit_dbrouter_primary_calls_total", "Calls routed to the primary, by intent: read (Primary(ctx), a token, a fallback, a retry, or no replica configured) or write (Exec, CopyFrom, SendBatch, read-write transactions).", "intent",
 		with("read", func(p routerstats.PrimaryStats) uint64 { return p.Reads }),
@@ -58,11 +58,11 @@ var primaryFamilies = []family[routerstats.PrimaryStats]{
 	counterBy("scalekit_dbrouter_primary_checks_total", "The monitor's checks of the primary, by result: success, failure.", "result",
 		with("success", func(p routerstats.PrimaryStats) uint64 { return succeeded(p.Checks, p.CheckFailures) }),
 		with("failure", func(p routerstats.PrimaryStats) uint64 { return p.CheckFailures })),
-	gauge("scalekit_dbrouter_primary_last_check_timestamp_seconds", "When the monitor last checked the primary, in Unix seconds; 0 before the first check.", func(p routerstats.PrimaryStats) float64 { return unixSeconds(p.LastCheck) }),
+	gauge("scalekit_dbrouter_primary_last_check_timestamp_seconds", "When the monitor last checked the primary, in Unix seconds; 0 before the first check.", func(p routerstats.PrimaryStats) float64 { return added.UnixSeconds(p.LastCheck) }),
 }
 
 var replicaFamilies = []family[routerstats.ReplicaStats]{
-	gauge("scalekit_dbrouter_replica_healthy", "1 while reads may go to the replica, 0 while it is ejected (or has not joined yet).", func(r routerstats.ReplicaStats) float64 { return boolf(r.Healthy) }),
+	gauge("scalekit_dbrouter_replica_healthy", "1 while reads may go to the replica, 0 while it is ejected (or has not joined yet).", func(r routerstats.ReplicaStats) float64 { return added.Boolf(r.Healthy) }),
 	gauge("scalekit_dbrouter_replica_replay_lsn_bytes", "The replica's pg_last_wal_replay_lsn() at the last check or token poll, as a byte position in the WAL; 0 before one.", func(r routerstats.ReplicaStats) routerstats.LSN { return r.ReplayLSN }),
 	gaugeFunc("scalekit_dbrouter_replica_lag_bytes", "Bytes of WAL the replica's replay was behind the primary at the monitor's last check; left out when that check could not measure it (either server unreachable).", nil,
 		func(o out, r routerstats.ReplicaStats) {
@@ -78,7 +78,7 @@ var replicaFamilies = []family[routerstats.ReplicaStats]{
 	counterBy("scalekit_dbrouter_replica_checks_total", "The monitor's checks of the replica, by result: success, failure (a lagging replica's check succeeds).", "result",
 		with("success", func(r routerstats.ReplicaStats) uint64 { return succeeded(r.Checks, r.CheckFailures) }),
 		with("failure", func(r routerstats.ReplicaStats) uint64 { return r.CheckFailures })),
-	gauge("scalekit_dbrouter_replica_last_check_timestamp_seconds", "When the monitor last checked the replica, in Unix seconds; 0 before the first check.", func(r routerstats.ReplicaStats) float64 { return unixSeconds(r.LastCheck) }),
+	gauge("scalekit_dbrouter_replica_last_check_timestamp_seconds", "When the monitor last checked the replica, in Unix seconds; 0 before the first check.", func(r routerstats.ReplicaStats) float64 { return added.UnixSeconds(r.LastCheck) }),
 	counter("scalekit_dbrouter_replica_replay_regressions_total", "Readings of the replica's replay LSN lower than the one before: its URL reaches several servers (a load balancer), so reads carrying a token avoid it.", func(r routerstats.ReplicaStats) uint64 { return r.ReplayRegressions }),
 }
 
@@ -130,15 +130,8 @@ func (c *Collector) AddDBRouter(name string, r interface{ Stats() routerstats.St
 	if isNil(r) {
 		return nilArg("AddDBRouter", "the *dbrouter.Router")
 	}
-	seen := map[string]int{}
-	for i, rep := range r.Stats().Replicas { // the names are fixed by New
-		if !utf8.ValidString(rep.Name) {
-			return fmt.Errorf("%w: AddDBRouter: replica %d's name %q is not valid UTF-8", ErrInvalid, i, rep.Name)
-		}
-		if j, dup := seen[rep.Name]; dup {
-			return fmt.Errorf("%w: AddDBRouter: replicas %d and %d are both named %q; name them with dbrouter.Options.ReplicaNames", ErrInvalid, j, i, rep.Name)
-		}
-		seen[rep.Name] = i
+	if err := added.CheckReplicaNames(r.Stats().Replicas); err != nil { // the names are fixed by New
+		return fmt.Errorf("%w: AddDBRouter: %v", ErrInvalid, err)
 	}
 	t := &c.dbrouter
 	return c.add("AddDBRouter", named{"dbrouter", name}, func(ch chan<- prometheus.Metric) {

@@ -4,6 +4,8 @@ import (
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scalekit-go/scalekit/internal/added"
 )
 
 // Each kind of primitive has one table, a []family[S] over its Stats
@@ -140,6 +142,6 @@ func (o out) send(v float64, own ...string) {
 func (o out) stateSet(states []string, current string, own ...string) {
 	labels := append(o.labels[:o.n], own...)
 	for _, s := range states {
-		emit(o.ch, o.desc, o.kind, boolf(s == current), append(labels, s)...)
+		emit(o.ch, o.desc, o.kind, added.Boolf(s == current), append(labels, s)...)
 	}
 }

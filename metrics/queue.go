@@ -1,15 +1,11 @@
 package metrics
 
 import (
-	"context"
 	"fmt"
-	"slices"
-	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/scalekit-go/scalekit/internal/queuex"
+	"github.com/scalekit-go/scalekit/internal/added"
 	"github.com/scalekit-go/scalekit/queue"
 )
 
@@ -44,16 +40,13 @@ func (c *Collector) AddQueueWorker(name string, w *queue.Worker) error {
 
 // queueCount is a queue's counts as a scrape of AddQueue read them, or
 // the error that kept it from reading them.
-type queueCount struct {
-	queue.Counts
-	err error
-}
+type queueCount = added.QueueCount
 
 var queueCountFamilies = []family[queueCount]{
-	gauge("scalekit_queue_counts_up", "1 when the backend answered the scrape's count of the queue's jobs, 0 when the count failed or ran out of its 2s; the queue's jobs and oldest_pending series are then left out.", func(n queueCount) float64 { return boolf(n.err == nil) }),
+	gauge("scalekit_queue_counts_up", "1 when the backend answered the scrape's count of the queue's jobs, 0 when the count failed or ran out of its 2s; the queue's jobs and oldest_pending series are then left out.", func(n queueCount) float64 { return added.Boolf(n.Err == nil) }),
 	gaugeFunc("scalekit_queue_jobs", "Jobs of the queue in the backend, by state: pending, scheduled, active, retry, dead, done, cancelled (done jobs for the backend's retention, dead and cancelled ones for its dead retention).", []string{"state"},
 		func(o out, n queueCount) {
-			if n.err != nil {
+			if n.Err != nil {
 				return
 			}
 			o.send(float64(n.Pending), string(queue.Pending))
@@ -66,15 +59,11 @@ var queueCountFamilies = []family[queueCount]{
 		}),
 	gaugeFunc("scalekit_queue_oldest_pending_seconds", "Age of the oldest job due to run and not yet taken (the queue's lag); 0 when none waits.", nil,
 		func(o out, n queueCount) {
-			if n.err == nil {
+			if n.Err == nil {
 				o.send(n.OldestPending.Seconds())
 			}
 		}),
 }
-
-// countsTimeout bounds the backend reads of one scrape (all queues of an
-// AddQueue at once).
-const countsTimeout = 2 * time.Second
 
 // AddQueue reports, under name, each of queues as the backend behind c
 // counts it: jobs per state and the age of the oldest pending job. These
@@ -97,29 +86,13 @@ func (c *Collector) AddQueue(name string, cl *queue.Client, queues ...string) er
 	if cl == nil {
 		return nilArg("AddQueue", "the *queue.Client")
 	}
-	if len(queues) == 0 {
-		return fmt.Errorf("%w: AddQueue: name at least one queue to count", ErrInvalid)
+	queues, err := added.CheckQueues(queues)
+	if err != nil {
+		return fmt.Errorf("%w: AddQueue: %v", ErrInvalid, err)
 	}
-	for i, q := range queues {
-		if err := queuex.CheckName(queue.ErrInvalid, "queue", q); err != nil {
-			return fmt.Errorf("%w: AddQueue: %v", ErrInvalid, err)
-		}
-		if slices.Contains(queues[:i], q) {
-			return fmt.Errorf("%w: AddQueue: queue %q is listed twice", ErrInvalid, q)
-		}
-	}
-	queues = slices.Clone(queues)
 	return c.add("AddQueue", named{"queue client", name}, func(ch chan<- prometheus.Metric) {
-		counts := make([]queueCount, len(queues))
-		ctx, cancel := context.WithTimeout(context.Background(), countsTimeout)
-		defer cancel()
-		var wg sync.WaitGroup
-		for i, q := range queues {
-			wg.Go(func() { counts[i].Counts, counts[i].err = cl.Counts(ctx, q) })
-		}
-		wg.Wait()
-		for i, q := range queues {
-			c.queueCounts.collect(ch, counts[i], name, q)
+		for _, n := range added.ReadCounts(cl, queues) {
+			c.queueCounts.collect(ch, n, name, n.Queue)
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 
+	"github.com/scalekit-go/scalekit/internal/added"
 	"github.com/scalekit-go/scalekit/slo"
 )
 
@@ -25,7 +26,7 @@ var sloFamilies = []family[slo.Stats]{
 	gaugeFunc("scalekit_slo_alert_firing", "Whether a multi-window burn-rate alert rule fires (burn rate at least its threshold over both its windows): 1 or 0.", []string{"alert", "severity"},
 		func(o out, s slo.Stats) {
 			for _, a := range s.Alerts {
-				o.send(boolf(a.Firing), a.Rule.Name, string(a.Rule.Severity))
+				o.send(added.Boolf(a.Firing), a.Rule.Name, string(a.Rule.Severity))
 			}
 		}),
 }

@@ -50,26 +50,33 @@ func with[S any, N number](value string, v func(S) N) series[S] {
 
 // counterBy is a counter split by the attribute key, one per series.
 func counterBy[S any](name, desc string, key attribute.Key, ss ...series[S]) family[S] {
-	return family[S]{name: name, desc: desc, counter: true, observe: func(o obs, s S) {
+	return by(true, name, desc, key, ss)
+}
+
+// gaugeBy is a gauge split by the attribute key, one per series.
+func gaugeBy[S any](name, desc string, key attribute.Key, ss ...series[S]) family[S] {
+	return by(false, name, desc, key, ss)
+}
+
+func by[S any](counter bool, name, desc string, key attribute.Key, ss []series[S]) family[S] {
+	return family[S]{name: name, desc: desc, counter: counter, observe: func(o obs, s S) {
 		for _, x := range ss {
 			o.observe(x.v(s), key.String(x.value))
 		}
 	}}
 }
 
+// gaugeFunc is a gauge whose values observe reports itself: for values
+// that are left out, or one per element of a map or slice of the
+// snapshot, each with its own attributes.
+func gaugeFunc[S any](name, unit, desc string, observe func(o obs, s S)) family[S] {
+	return family[S]{name: name, unit: unit, desc: desc, observe: observe}
+}
+
 // stateSet is one gauge per state, 1 for the one current(s) returns and
 // 0 for the others, the state attribute naming it.
 func stateSet[S any](name, desc string, states []string, current func(S) string) family[S] {
-	return family[S]{name: name, desc: desc, observe: func(o obs, s S) {
-		c := current(s)
-		for _, st := range states {
-			v := 0.0
-			if st == c {
-				v = 1
-			}
-			o.observe(v, attribute.String("state", st))
-		}
-	}}
+	return family[S]{name: name, desc: desc, observe: func(o obs, s S) { o.stateSet("state", states, current(s)) }}
 }
 
 // builder makes the instruments of NewMetrics and remembers them for the
@@ -128,4 +135,17 @@ type obs struct {
 
 func (o obs) observe(v float64, own ...attribute.KeyValue) {
 	o.o.ObserveFloat64(o.inst, v, metric.WithAttributes(append(slices.Clip(o.attrs), own...)...))
+}
+
+// stateSet reports one value per state, 1 for current and 0 for the
+// others, the attribute key naming the state, after own.
+func (o obs) stateSet(key attribute.Key, states []string, current string, own ...attribute.KeyValue) {
+	own = slices.Clip(own)
+	for _, st := range states {
+		v := 0.0
+		if st == current {
+			v = 1
+		}
+		o.observe(v, append(own, key.String(st))...)
+	}
 }

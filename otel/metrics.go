@@ -12,10 +12,15 @@ import (
 	"github.com/scalekit-go/scalekit/batch"
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/cache"
+	"github.com/scalekit-go/scalekit/dbrouter/routerstats"
+	"github.com/scalekit-go/scalekit/health"
+	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/internal/added"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/ratelimit"
+	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
+	"github.com/scalekit-go/scalekit/slo"
 )
 
 // ErrDuplicate is wrapped by the error an Add method returns when the same
@@ -45,10 +50,12 @@ type MetricsOptions struct {
 // instrument is its Prometheus family's without the _total of counters
 // and without the unit's suffix (_seconds, unit "s"), which is how the
 // OpenTelemetry Prometheus exporter writes them back, so a dashboard
-// reads the same series either way. Attributes are the families' labels
-// (name, queue, result, tier, state...); instance_name is left to the
-// Resource (service.instance.id). Histograms (batch sizes) are not
-// exported: an observable instrument cannot be a histogram.
+// reads the same series either way (bytes are unit "By", ratios "1").
+// Attributes are the families' labels (name, queue, replica, schedule,
+// result, tier, state...); instance_name is left to the Resource
+// (service.instance.id). Histograms (batch sizes) are not exported: an
+// observable instrument cannot be a histogram; nor is package metrics's
+// HTTP middleware (RED metrics), which otelhttp covers.
 //
 // It is safe for concurrent use: Add methods may run during a collection.
 type Metrics struct {
@@ -63,6 +70,16 @@ type Metrics struct {
 	cache       table[cache.Stats]
 	batch       table[batch.Stats]
 	queueWorker table[queue.Stats]
+	httpLimit   table[ratelimit.HTTPStats]
+	redisLimit  table[ratelimit.RemoteStats]
+	redisConc   table[ratelimit.RemoteConcurrencyStats]
+	idem        table[idempotency.HTTPStats]
+	requestID   table[requestid.HTTPStats]
+	slo         table[slo.Stats]
+	health      table[added.HealthRead]
+	queueCounts table[added.QueueCount]
+	scheduler   table[queue.ScheduleStats]
+	dbrouter    dbrouterTables
 
 	mu      sync.Mutex
 	sources []func(o metric.Observer)
@@ -87,6 +104,16 @@ func NewMetrics(o MetricsOptions) (*Metrics, error) {
 		cache:       newTable(b, cacheFamilies),
 		batch:       newTable(b, batchFamilies),
 		queueWorker: newTable(b, queueWorkerFamilies),
+		httpLimit:   newTable(b, httpLimitFamilies),
+		redisLimit:  newTable(b, redisLimitFamilies),
+		redisConc:   newTable(b, redisConcFamilies),
+		idem:        newTable(b, idempotencyFamilies),
+		requestID:   newTable(b, requestIDFamilies),
+		slo:         newTable(b, sloFamilies),
+		health:      newTable(b, healthFamilies),
+		queueCounts: newTable(b, queueCountFamilies),
+		scheduler:   newTable(b, schedulerFamilies),
+		dbrouter:    newDBRouterTables(b),
 	}
 	if b.err != nil {
 		return nil, b.err
@@ -228,4 +255,184 @@ func (m *Metrics) AddQueueWorker(name string, w *queue.Worker) error {
 // name.
 func (m *Metrics) AddBatch(name string, l interface{ Stats() batch.Stats }) error {
 	return addStats(m, "AddBatch", "the loader", l, named{"batch loader", name}, &m.batch)
+}
+
+// AddRateLimitMiddleware reports the Stats of the rate limit middleware
+// m (from ratelimit.NewHTTP) under name. Its limiter is reported on its
+// own, by AddLimiter or AddRedisLimiter.
+func (m *Metrics) AddRateLimitMiddleware(name string, mw *ratelimit.HTTP) error {
+	return addStats(m, "AddRateLimitMiddleware", "the *ratelimit.HTTP", mw, named{"rate limit middleware", name}, &m.httpLimit)
+}
+
+// AddRedisLimiter reports the Stats of l, a *ratelimitredis.Limiter (or
+// any limiter that decides on a server), under name.
+func (m *Metrics) AddRedisLimiter(name string, l interface{ Stats() ratelimit.RemoteStats }) error {
+	return addStats(m, "AddRedisLimiter", "the *ratelimitredis.Limiter", l, named{"redis limiter", name}, &m.redisLimit)
+}
+
+// AddRedisConcurrency reports the Stats of l, a
+// *ratelimitredis.Concurrency (or any concurrency limiter leasing slots
+// on a server), under name.
+func (m *Metrics) AddRedisConcurrency(name string, l interface {
+	Stats() ratelimit.RemoteConcurrencyStats
+}) error {
+	return addStats(m, "AddRedisConcurrency", "the *ratelimitredis.Concurrency", l, named{"redis concurrency limiter", name}, &m.redisConc)
+}
+
+// AddIdempotency reports the Stats of the Idempotency-Key middleware mw
+// under name.
+func (m *Metrics) AddIdempotency(name string, mw *idempotency.HTTP) error {
+	return addStats(m, "AddIdempotency", "the *idempotency.HTTP", mw, named{"idempotency middleware", name}, &m.idem)
+}
+
+// AddRequestID reports the Stats of the request-ID middleware mw under
+// name.
+func (m *Metrics) AddRequestID(name string, mw *requestid.HTTP) error {
+	return addStats(m, "AddRequestID", "the *requestid.HTTP", mw, named{"request-ID middleware", name}, &m.requestID)
+}
+
+// AddSLO reports s's Stats under its own name (slo.Options.Name).
+// Reading them evaluates the alert rules, so OnAlert hooks may fire
+// during a collection, as they would on any Stats call.
+func (m *Metrics) AddSLO(s *slo.SLO) error {
+	if s == nil {
+		return nilArg("AddSLO", "the *slo.SLO")
+	}
+	return m.add("AddSLO", named{"SLO", s.Name()}, func(o metric.Observer) { m.observeSLO(o, s) })
+}
+
+// AddSLOTracker reports every objective t tracks at collection time, as
+// AddSLO would, each under its own name ("<route> availability",
+// "<route> latency"). The names share the name space of AddSLO.
+func (m *Metrics) AddSLOTracker(t *slo.Tracker) error {
+	if t == nil {
+		return nilArg("AddSLOTracker", "the *slo.Tracker")
+	}
+	return m.add("AddSLOTracker", t, func(o metric.Observer) {
+		for _, s := range t.SLOs() {
+			m.observeSLO(o, s)
+		}
+	})
+}
+
+func (m *Metrics) observeSLO(o metric.Observer, s *slo.SLO) {
+	st := s.Stats()
+	m.slo.observe(o, st, []attribute.KeyValue{NameKey.String(st.Name)})
+}
+
+// AddHealth reports h's Stats under name and, for each of probes, the
+// probe's status and each of its checks' result, read with h.Run during
+// the collection, as package metrics's AddHealth does: the probes are
+// evaluated at once, for at most 5s (with health.Options.Interval only
+// the results of the background runs are read). With no probes only the
+// Stats are reported. probes lists each of Readiness, Liveness and
+// Startup at most once.
+func (m *Metrics) AddHealth(name string, h *health.Health, probes ...health.Kind) error {
+	if h == nil {
+		return nilArg("AddHealth", "the *health.Health")
+	}
+	probes, err := added.CheckProbes(probes)
+	if err != nil {
+		return fmt.Errorf("%w: AddHealth: %v", ErrInvalid, err)
+	}
+	attrs := []attribute.KeyValue{NameKey.String(name)}
+	return m.add("AddHealth", named{"health", name}, func(o metric.Observer) {
+		m.health.observe(o, added.ReadHealth(h, probes), attrs)
+	})
+}
+
+// AddQueue reports, under name, each of queues as the backend behind c
+// counts it: jobs per state and the age of the oldest pending job, the
+// queue's numbers across every worker and producer. Like package
+// metrics's AddQueue it does I/O during the collection: one
+// Client.Counts per queue, all at once, bounded by 2s; a queue whose
+// count fails has scalekit_queue_counts_up 0 and no other series for
+// that collection. queues must name at least one valid queue name, each
+// once.
+func (m *Metrics) AddQueue(name string, c *queue.Client, queues ...string) error {
+	if c == nil {
+		return nilArg("AddQueue", "the *queue.Client")
+	}
+	queues, err := added.CheckQueues(queues)
+	if err != nil {
+		return fmt.Errorf("%w: AddQueue: %v", ErrInvalid, err)
+	}
+	return m.add("AddQueue", named{"queue client", name}, func(o metric.Observer) {
+		for _, n := range added.ReadCounts(c, queues) {
+			m.queueCounts.observe(o, n, []attribute.KeyValue{NameKey.String(name), attribute.String("queue", n.Queue)})
+		}
+	})
+}
+
+// AddScheduler reports s's Stats under name: one series per registered
+// schedule (the schedule attribute).
+func (m *Metrics) AddScheduler(name string, s interface{ Stats() queue.SchedulerStats }) error {
+	if added.IsNil(s) {
+		return nilArg("AddScheduler", "the scheduler")
+	}
+	return m.add("AddScheduler", named{"scheduler", name}, func(o metric.Observer) {
+		for _, st := range s.Stats().Schedules {
+			m.scheduler.observe(o, st, []attribute.KeyValue{NameKey.String(name), attribute.String("schedule", st.Name)})
+		}
+	})
+}
+
+// dbrouterTables are a router's tables: its own, the primary's, each
+// replica's, and each pool's and its Tracer's.
+type dbrouterTables struct {
+	router         table[routerstats.Stats]
+	primary        table[routerstats.PrimaryStats]
+	primaryQueries table[routerstats.TracerStats]
+	primaryPool    table[routerstats.PoolStats]
+	replica        table[routerstats.ReplicaStats]
+	replicaQueries table[routerstats.TracerStats]
+	replicaPool    table[routerstats.PoolStats]
+}
+
+func newDBRouterTables(b *builder) dbrouterTables {
+	return dbrouterTables{
+		router:         newTable(b, dbrouterFamilies),
+		primary:        newTable(b, primaryFamilies),
+		primaryQueries: newTable(b, tracerFamilies("primary")),
+		primaryPool:    newTable(b, poolFamilies("primary")),
+		replica:        newTable(b, replicaFamilies),
+		replicaQueries: newTable(b, tracerFamilies("replica")),
+		replicaPool:    newTable(b, poolFamilies("replica")),
+	}
+}
+
+// AddDBRouter reports the Stats of r, a *dbrouter.Router, under name, as
+// package metrics's AddDBRouter does: the router's fallbacks, token
+// reads and retries; the primary's state, calls and checks; per replica
+// (the replica attribute, its name in Stats) its health, WAL position
+// and lag, reads and checks; each pool's connections and acquires, and
+// the query counts of a pool with a dbrouter.Tracer. It returns an error
+// wrapping ErrInvalid if two replicas share a name (set
+// dbrouter.Options.ReplicaNames) or a name is not valid UTF-8.
+func (m *Metrics) AddDBRouter(name string, r interface{ Stats() routerstats.Stats }) error {
+	if added.IsNil(r) {
+		return nilArg("AddDBRouter", "the *dbrouter.Router")
+	}
+	if err := added.CheckReplicaNames(r.Stats().Replicas); err != nil {
+		return fmt.Errorf("%w: AddDBRouter: %v", ErrInvalid, err)
+	}
+	t := &m.dbrouter
+	attrs := []attribute.KeyValue{NameKey.String(name)}
+	return m.add("AddDBRouter", named{"dbrouter", name}, func(o metric.Observer) {
+		st := r.Stats()
+		t.router.observe(o, st, attrs)
+		t.primary.observe(o, st.Primary, attrs)
+		if st.Primary.Queries.Target != "" { // the pool has a Tracer
+			t.primaryQueries.observe(o, st.Primary.Queries, attrs)
+		}
+		t.primaryPool.observe(o, st.Primary.Pool, attrs)
+		for _, rep := range st.Replicas {
+			ra := []attribute.KeyValue{NameKey.String(name), attribute.String("replica", rep.Name)}
+			t.replica.observe(o, rep, ra)
+			if rep.Queries.Target != "" {
+				t.replicaQueries.observe(o, rep.Queries, ra)
+			}
+			t.replicaPool.observe(o, rep.Pool, ra)
+		}
+	})
 }

@@ -1,21 +1,47 @@
 package scalekitotel
 
 import (
+	"fmt"
+	"time"
+
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/scalekit-go/scalekit/batch"
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/cache"
+	"github.com/scalekit-go/scalekit/dbrouter/routerstats"
+	"github.com/scalekit-go/scalekit/health"
+	"github.com/scalekit-go/scalekit/idempotency"
+	"github.com/scalekit-go/scalekit/internal/added"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/ratelimit"
+	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
+	"github.com/scalekit-go/scalekit/slo"
 )
 
 // The attributes splitting a counter, as package metrics's labels.
 const (
-	result  = attribute.Key("result")
-	tier    = attribute.Key("tier")
-	trigger = attribute.Key("trigger")
+	result      = attribute.Key("result")
+	tier        = attribute.Key("tier")
+	trigger     = attribute.Key("trigger")
+	mode        = attribute.Key("mode")
+	source      = attribute.Key("source")
+	tickOutcome = attribute.Key("outcome")
+	reason      = attribute.Key("reason")
+	intent      = attribute.Key("intent")
+	stateK      = attribute.Key("state")
+	probe       = attribute.Key("probe")
+	check       = attribute.Key("check")
+)
+
+// Units of the instruments whose Prometheus names end in a unit, which
+// the OpenTelemetry Prometheus exporter appends back: seconds, bytes, a
+// ratio (gauges only).
+const (
+	seconds = "s"
+	bytes   = "By"
+	ratio   = "1"
 )
 
 // circuitStates are the states of the circuits inside engines;
@@ -40,12 +66,7 @@ var breakerFamilies = []family[bs]{
 	gauge("scalekit_breaker_window_calls", "", "Calls in the current rate window.", func(s bs) int64 { return s.WindowCalls }),
 	gauge("scalekit_breaker_window_failures", "", "Failures in the current rate window.", func(s bs) int64 { return s.WindowFailures }),
 	gauge("scalekit_breaker_window_slow_calls", "", "Slow calls in the current rate window.", func(s bs) int64 { return s.WindowSlow }),
-	gauge("scalekit_breaker_open_until_timestamp", "s", "When an open breaker starts probing (Unix time); 0 unless open.", func(s bs) float64 {
-		if s.OpenUntil.IsZero() {
-			return 0
-		}
-		return float64(s.OpenUntil.UnixNano()) / 1e9
-	}),
+	gauge("scalekit_breaker_open_until_timestamp", seconds, "When an open breaker starts probing (Unix time); 0 unless open.", func(s bs) float64 { return added.UnixSeconds(s.OpenUntil) }),
 }
 
 var retrierFamilies = []family[retry.Stats]{
@@ -145,4 +166,265 @@ var queueWorkerFamilies = []family[qs]{
 	counter("scalekit_queue_rate_limited", "", "Jobs given back by the queue's Limiter.", func(s qs) uint64 { return s.Limited }),
 	counter("scalekit_queue_snoozed", "", "Jobs snoozed.", func(s qs) uint64 { return s.Snoozed }),
 	gauge("scalekit_queue_in_flight", "", "Jobs running now.", func(s qs) int64 { return s.InFlight }),
+}
+
+var httpLimitFamilies = []family[ratelimit.HTTPStats]{
+	counterBy("scalekit_ratelimit_http_requests", "Requests through the rate limit middleware by result (allowed, denied, bad_key, error).", result,
+		with("allowed", func(s ratelimit.HTTPStats) uint64 { return s.Allowed }), with("denied", func(s ratelimit.HTTPStats) uint64 { return s.Denied }),
+		with("bad_key", func(s ratelimit.HTTPStats) uint64 { return s.BadKey }), with("error", func(s ratelimit.HTTPStats) uint64 { return s.Errors })),
+}
+
+type rs = ratelimit.RemoteStats
+
+var redisLimitFamilies = []family[rs]{
+	counterBy("scalekit_ratelimit_redis_decisions", "Decisions Redis made by result (allowed, denied).", result,
+		with("allowed", func(s rs) uint64 { return s.Allowed }), with("denied", func(s rs) uint64 { return s.Denied })),
+	counterBy("scalekit_ratelimit_redis_degraded_decisions", "Decisions made without Redis by mode (fail_open, fail_closed, fallback).", mode,
+		with("fail_open", func(s rs) uint64 { return s.FailOpen }), with("fail_closed", func(s rs) uint64 { return s.FailClosed }),
+		with("fallback", func(s rs) uint64 { return s.Fallbacks })),
+	counter("scalekit_ratelimit_redis_errors", "", "Failed round trips to Redis.", func(s rs) uint64 { return s.Errors }),
+	counter("scalekit_ratelimit_redis_skipped", "", "Decisions the open circuit kept away from Redis.", func(s rs) uint64 { return s.Skipped }),
+	stateSet("scalekit_ratelimit_redis_circuit_state", "1 for the Redis circuit's current state, 0 for the others.", circuitStates, func(s rs) string { return s.Circuit.String() }),
+}
+
+type rcs = ratelimit.RemoteConcurrencyStats
+
+var redisConcFamilies = []family[rcs]{
+	counterBy("scalekit_ratelimit_redis_concurrency_acquisitions", "Slot requests Redis decided by result (acquired, rejected).", result,
+		with("acquired", func(s rcs) uint64 { return s.Acquired }), with("rejected", func(s rcs) uint64 { return s.Rejected })),
+	counterBy("scalekit_ratelimit_redis_concurrency_degraded_acquisitions", "Slot requests decided without Redis by mode (fail_open, fail_closed, fallback).", mode,
+		with("fail_open", func(s rcs) uint64 { return s.FailOpen }), with("fail_closed", func(s rcs) uint64 { return s.FailClosed }),
+		with("fallback", func(s rcs) uint64 { return s.Fallbacks })),
+	counter("scalekit_ratelimit_redis_concurrency_releases", "", "Slots released.", func(s rcs) uint64 { return s.Released }),
+	counter("scalekit_ratelimit_redis_concurrency_renewals", "", "Lease renewals.", func(s rcs) uint64 { return s.Renewals }),
+	counter("scalekit_ratelimit_redis_concurrency_leases_lost", "", "Leases found gone when renewing.", func(s rcs) uint64 { return s.Lost }),
+	counter("scalekit_ratelimit_redis_concurrency_errors", "", "Failed round trips to Redis.", func(s rcs) uint64 { return s.Errors }),
+	counter("scalekit_ratelimit_redis_concurrency_skipped", "", "Slot requests the open circuit kept away from Redis.", func(s rcs) uint64 { return s.Skipped }),
+	gauge("scalekit_ratelimit_redis_concurrency_leases_held", "", "Leases this process holds now.", func(s rcs) int { return s.Held }),
+	stateSet("scalekit_ratelimit_redis_concurrency_circuit_state", "1 for the Redis circuit's current state, 0 for the others.", circuitStates, func(s rcs) string { return s.Circuit.String() }),
+}
+
+type is = idempotency.HTTPStats
+
+var idempotencyFamilies = []family[is]{
+	counterBy("scalekit_idempotency_requests", "Keyed requests by result (executed, replayed, conflict, mismatch, bad_key, unavailable).", result,
+		with("executed", func(s is) uint64 { return s.Executed }), with("replayed", func(s is) uint64 { return s.Replayed }),
+		with("conflict", func(s is) uint64 { return s.Conflicts }), with("mismatch", func(s is) uint64 { return s.Mismatches }),
+		with("bad_key", func(s is) uint64 { return s.BadKeys }), with("unavailable", func(s is) uint64 { return s.Unavailable })),
+	counter("scalekit_idempotency_released", "", "Keys given back so a retry runs again.", func(s is) uint64 { return s.Released }),
+	counter("scalekit_idempotency_lease_lost", "", "Requests whose key's lease was lost while the handler ran.", func(s is) uint64 { return s.LeaseLost }),
+}
+
+var requestIDFamilies = []family[requestid.HTTPStats]{
+	counterBy("scalekit_requestid_requests", "Requests given an ID by source (header, traceparent, generated).", source,
+		with("header", func(s requestid.HTTPStats) uint64 { return s.Accepted }),
+		with("traceparent", func(s requestid.HTTPStats) uint64 { return s.FromTraceparent }),
+		with("generated", func(s requestid.HTTPStats) uint64 { return s.Generated })),
+	counter("scalekit_requestid_replaced", "", "Incoming request IDs refused and replaced.", func(s requestid.HTTPStats) uint64 { return s.Replaced }),
+}
+
+var sloFamilies = []family[slo.Stats]{
+	gauge("scalekit_slo_target", ratio, "The objective's target: the share of good events promised.", func(s slo.Stats) float64 { return s.Target }),
+	gauge("scalekit_slo_window", seconds, "The objective's rolling window.", func(s slo.Stats) float64 { return s.Window.Seconds() }),
+	gauge("scalekit_slo_window_events", "", "Events recorded in the rolling window.", func(s slo.Stats) uint64 { return s.Budget.Total }),
+	gauge("scalekit_slo_window_good_events", "", "Good events recorded in the rolling window.", func(s slo.Stats) uint64 { return s.Budget.Good }),
+	gauge("scalekit_slo_error_budget_allowed_events", "", "Bad events the objective allows for the window's events.", func(s slo.Stats) float64 { return s.Budget.Allowed }),
+	gauge("scalekit_slo_error_budget_consumed_events", "", "Bad events in the rolling window.", func(s slo.Stats) uint64 { return s.Budget.Consumed }),
+	gauge("scalekit_slo_error_budget_remaining_events", "", "Allowed minus consumed bad events.", func(s slo.Stats) float64 { return s.Budget.Remaining }),
+	gauge("scalekit_slo_error_budget_remaining", ratio, "Share of the error budget left (negative: blown).", func(s slo.Stats) float64 { return s.Budget.RemainingFraction }),
+	gaugeFunc("scalekit_slo_burn_rate", "", "Error rate over the window attribute's trailing window divided by the rate the objective allows.",
+		func(o obs, s slo.Stats) {
+			for w, r := range s.BurnRates {
+				o.observe(r, attribute.String("window", windowLabel(w)))
+			}
+		}),
+	gaugeFunc("scalekit_slo_alert_firing", "", "Whether a multi-window burn-rate alert rule fires: 1 or 0.",
+		func(o obs, s slo.Stats) {
+			for _, a := range s.Alerts {
+				o.observe(added.Boolf(a.Firing), attribute.String("alert", a.Rule.Name), attribute.String("severity", string(a.Rule.Severity)))
+			}
+		}),
+}
+
+// windowLabel is d as Prometheus writes a duration (model.Duration:
+// "5m", "1h30m", "3d", "1w"), the value of the burn rate's window
+// attribute, written out here so that the package compiles no
+// Prometheus code.
+func windowLabel(d time.Duration) string {
+	ms := d.Milliseconds()
+	if ms == 0 {
+		return "0s"
+	}
+	sign, out := "", ""
+	if ms < 0 {
+		sign, ms = "-", -ms
+	}
+	for _, u := range []struct {
+		unit  string
+		mult  int64
+		exact bool
+	}{{"y", 365 * 24 * 3600e3, true}, {"w", 7 * 24 * 3600e3, true}, {"d", 24 * 3600e3, false},
+		{"h", 3600e3, false}, {"m", 60e3, false}, {"s", 1e3, false}, {"ms", 1, false}} {
+		if u.exact && ms%u.mult != 0 {
+			continue
+		}
+		if v := ms / u.mult; v > 0 {
+			out += fmt.Sprintf("%d%s", v, u.unit)
+			ms -= v * u.mult
+		}
+	}
+	return sign + out
+}
+
+// healthStatuses are the values of the status attribute.
+var healthStatuses = []string{string(health.Pass), string(health.Warn), string(health.Fail)}
+
+type hr = added.HealthRead
+
+var healthFamilies = []family[hr]{
+	counter("scalekit_health_check_runs", "", "Health check executions (cached results are not runs).", func(s hr) uint64 { return s.Stats.Runs }),
+	gauge("scalekit_health_draining", "", "1 while readiness is forced to fail for a graceful shutdown, else 0.", func(s hr) float64 { return added.Boolf(s.Stats.Draining) }),
+	gaugeFunc("scalekit_health_probe_status", "", "Status of a probe: 1 for the current status (pass, warn, fail), 0 for the others.",
+		func(o obs, s hr) {
+			for i, k := range s.Probes {
+				o.stateSet("status", healthStatuses, string(s.Reports[i].Status), probe.String(k.String()))
+			}
+		}),
+	gaugeFunc("scalekit_health_check_up", "", "1 when a check of a probe passes, 0 when it fails.",
+		func(o obs, s hr) {
+			for i, k := range s.Probes {
+				for _, r := range s.Reports[i].Results {
+					o.observe(added.Boolf(r.Status == health.Pass), probe.String(k.String()), check.String(r.Name))
+				}
+			}
+		}),
+	gaugeFunc("scalekit_health_check_latency", seconds, "How long the latest run of a check took.",
+		func(o obs, s hr) {
+			for i, k := range s.Probes {
+				for _, r := range s.Reports[i].Results {
+					o.observe(r.Latency.Seconds(), probe.String(k.String()), check.String(r.Name))
+				}
+			}
+		}),
+}
+
+type qc = added.QueueCount
+
+var queueCountFamilies = []family[qc]{
+	gauge("scalekit_queue_counts_up", "", "1 when the backend answered the count of the queue's jobs, 0 when it failed or ran out of its 2s.", func(n qc) float64 { return added.Boolf(n.Err == nil) }),
+	gaugeFunc("scalekit_queue_jobs", "", "Jobs of the queue in the backend by state (pending, scheduled, active, retry, dead, done, cancelled).",
+		func(o obs, n qc) {
+			if n.Err != nil {
+				return
+			}
+			for _, x := range []struct {
+				st queue.State
+				n  int64
+			}{{queue.Pending, n.Pending}, {queue.Scheduled, n.Scheduled}, {queue.Active, n.Active}, {queue.Retry, n.Retry},
+				{queue.Dead, n.Dead}, {queue.Done, n.Done}, {queue.Cancelled, n.Cancelled}} {
+				o.observe(float64(x.n), stateK.String(string(x.st)))
+			}
+		}),
+	gaugeFunc("scalekit_queue_oldest_pending", seconds, "Age of the oldest job due to run and not yet taken; 0 when none waits.",
+		func(o obs, n qc) {
+			if n.Err == nil {
+				o.observe(n.OldestPending.Seconds())
+			}
+		}),
+}
+
+type ss = queue.ScheduleStats
+
+var schedulerFamilies = []family[ss]{
+	counterBy("scalekit_queue_periodic_ticks", "Ticks of a periodic schedule by outcome (emitted, duplicate, overlapped, missed, failed).", tickOutcome,
+		with("emitted", func(s ss) uint64 { return s.Emitted }), with("duplicate", func(s ss) uint64 { return s.Duplicates }),
+		with("overlapped", func(s ss) uint64 { return s.Overlapped }), with("missed", func(s ss) uint64 { return s.Missed }),
+		with("failed", func(s ss) uint64 { return s.Failed })),
+	gaugeFunc("scalekit_queue_periodic_next_tick_timestamp", seconds, "When the schedule's next tick is due (Unix time).",
+		func(o obs, s ss) {
+			if !s.Next.IsZero() {
+				o.observe(added.UnixSeconds(s.Next))
+			}
+		}),
+}
+
+// tracerFamilies are the families of a pool's dbrouter.Tracer counts, the
+// server being primary or replica.
+func tracerFamilies(server string) []family[routerstats.TracerStats] {
+	type t = routerstats.TracerStats
+	p := "scalekit_dbrouter_" + server
+	return []family[t]{
+		counter(p+"_queries", "", "Queries the pool's dbrouter.Tracer saw finish.", func(s t) uint64 { return s.Queries }),
+		counter(p+"_query_errors", "", "Queries on the pool that failed.", func(s t) uint64 { return s.Errors }),
+		counter(p+"_slow_queries", "", "Queries on the pool at or over the Tracer's SlowThreshold.", func(s t) uint64 { return s.Slow }),
+		counter(p+"_query_duration", seconds, "Total time of the queries on the pool.", func(s t) float64 { return s.Duration.Seconds() }),
+	}
+}
+
+// poolFamilies are the families of a pool's pgxpool.Stat, the server being
+// primary or replica (a negative count, which pgxpool never gives, reads
+// as 0).
+func poolFamilies(server string) []family[routerstats.PoolStats] {
+	type ps = routerstats.PoolStats
+	p := "scalekit_dbrouter_" + server + "_pool"
+	return []family[ps]{
+		gaugeBy(p+"_connections", "Connections of the pool by state (acquired, idle, constructing).", stateK,
+			with("acquired", func(s ps) int32 { return s.AcquiredConns }), with("idle", func(s ps) int32 { return s.IdleConns }),
+			with("constructing", func(s ps) int32 { return s.ConstructingConns })),
+		gauge(p+"_max_connections", "", "The pool's size (MaxConns).", func(s ps) int32 { return s.MaxConns }),
+		counter(p+"_acquires", "", "Connections the pool handed out.", func(s ps) int64 { return max(s.Acquires, 0) }),
+		counter(p+"_acquire", seconds, "Total time callers waited to acquire a connection.", func(s ps) float64 { return s.AcquireDuration.Seconds() }),
+		counter(p+"_empty_acquires", "", "Acquires that found no idle connection and had to wait.", func(s ps) int64 { return max(s.EmptyAcquires, 0) }),
+		counter(p+"_empty_acquire_wait", seconds, "Total time the empty acquires waited.", func(s ps) float64 { return s.EmptyAcquireWait.Seconds() }),
+		counter(p+"_canceled_acquires", "", "Acquires whose ctx ended while they waited.", func(s ps) int64 { return max(s.CanceledAcquires, 0) }),
+	}
+}
+
+type drs = routerstats.Stats
+
+var dbrouterFamilies = []family[drs]{
+	counter("scalekit_dbrouter_fallbacks", "", "Reads sent to the primary because no replica was healthy and caught up.", func(s drs) uint64 { return s.Fallbacks }),
+	counter("scalekit_dbrouter_token_primary_reads", "", "Reads sent to the primary because of their read-your-writes token.", func(s drs) uint64 { return s.TokenPrimary }),
+	counter("scalekit_dbrouter_token_waits", "", "Reads that waited for a replica to replay their token and got one.", func(s drs) uint64 { return s.TokenWaits }),
+	counterBy("scalekit_dbrouter_retries", "Reads that failed on a replica and ran again on the primary by reason (replica_failed, read_only).", reason,
+		with("replica_failed", func(s drs) uint64 { return s.ReplicaRetries }), with("read_only", func(s drs) uint64 { return s.ReadOnlyRetries })),
+	counter("scalekit_dbrouter_no_replica_errors", "", "Reads refused with ErrNoReplica.", func(s drs) uint64 { return s.NoReplicaErrors }),
+	counter("scalekit_dbrouter_forged_tokens", "", "Reads whose token was beyond anything the primary had written.", func(s drs) uint64 { return s.ForgedTokens }),
+}
+
+// succeeded is the checks of all that did not fail.
+func succeeded(all, failures uint64) uint64 { return all - min(failures, all) }
+
+type prs = routerstats.PrimaryStats
+
+var primaryFamilies = []family[prs]{
+	gauge("scalekit_dbrouter_primary_up", "", "1 when the monitor's last check of the primary succeeded, else 0.", func(p prs) float64 { return added.Boolf(p.Up) }),
+	gauge("scalekit_dbrouter_primary_wal_lsn", bytes, "The primary's WAL position at the last good check; 0 before one.", func(p prs) routerstats.LSN { return p.LSN }),
+	counterBy("scalekit_dbrouter_primary_calls", "Calls routed to the primary by intent (read, write).", intent,
+		with("read", func(p prs) uint64 { return p.Reads }), with("write", func(p prs) uint64 { return p.Writes })),
+	counterBy("scalekit_dbrouter_primary_checks", "The monitor's checks of the primary by result (success, failure).", result,
+		with("success", func(p prs) uint64 { return succeeded(p.Checks, p.CheckFailures) }), with("failure", func(p prs) uint64 { return p.CheckFailures })),
+	gauge("scalekit_dbrouter_primary_last_check_timestamp", seconds, "When the monitor last checked the primary (Unix time); 0 before.", func(p prs) float64 { return added.UnixSeconds(p.LastCheck) }),
+}
+
+type reps = routerstats.ReplicaStats
+
+var replicaFamilies = []family[reps]{
+	gauge("scalekit_dbrouter_replica_healthy", "", "1 while reads may go to the replica, else 0.", func(r reps) float64 { return added.Boolf(r.Healthy) }),
+	gauge("scalekit_dbrouter_replica_replay_lsn", bytes, "The replica's replayed WAL position at the last check; 0 before one.", func(r reps) routerstats.LSN { return r.ReplayLSN }),
+	gaugeFunc("scalekit_dbrouter_replica_lag", bytes, "Bytes of WAL the replica's replay was behind the primary; left out when unknown.",
+		func(o obs, r reps) {
+			if r.LagKnown {
+				o.observe(float64(r.LagBytes))
+			}
+		}),
+	gauge("scalekit_dbrouter_replica_in_flight", "", "The router's reads running on the replica now.", func(r reps) int64 { return r.InFlight }),
+	counter("scalekit_dbrouter_replica_reads", "", "Reads routed to the replica.", func(r reps) uint64 { return r.Reads }),
+	counter("scalekit_dbrouter_replica_failed_reads", "", "Reads that failed on the replica for want of the server.", func(r reps) uint64 { return r.FailedReads }),
+	counter("scalekit_dbrouter_replica_ejections", "", "Moves of the replica out of the healthy set.", func(r reps) uint64 { return r.Ejections }),
+	counter("scalekit_dbrouter_replica_readmissions", "", "Moves of the replica back into the healthy set.", func(r reps) uint64 { return r.Readmissions }),
+	counterBy("scalekit_dbrouter_replica_checks", "The monitor's checks of the replica by result (success, failure).", result,
+		with("success", func(r reps) uint64 { return succeeded(r.Checks, r.CheckFailures) }), with("failure", func(r reps) uint64 { return r.CheckFailures })),
+	gauge("scalekit_dbrouter_replica_last_check_timestamp", seconds, "When the monitor last checked the replica (Unix time); 0 before.", func(r reps) float64 { return added.UnixSeconds(r.LastCheck) }),
+	counter("scalekit_dbrouter_replica_replay_regressions", "", "Readings of the replica's replay LSN lower than the one before.", func(r reps) uint64 { return r.ReplayRegressions }),
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/queue/queuepg"
 	"github.com/scalekit-go/scalekit/ratelimit"
+	"github.com/scalekit-go/scalekit/ratelimit/ratelimitredis"
 	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
 	"github.com/scalekit-go/scalekit/scalekittest"
@@ -65,7 +66,9 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// MeterProvider, when set, gets the primitives' Stats as
 	// OpenTelemetry metrics (scalekitotel.Metrics), beside /metrics.
-	// Default: nil, none.
+	// Default: nil, the provider the OTEL_* environment asks for
+	// (OTEL_METRICS_EXPORTER), none unless it asks; with TracerProvider
+	// set and MeterProvider not, none.
 	MeterProvider metric.MeterProvider
 }
 
@@ -93,7 +96,8 @@ type app struct {
 	idemPG       *idempotencypg.Store
 	idem         *idempotency.HTTP
 	limiter      ratelimit.Limiter
-	localLimiter *ratelimit.Local // the limiter without Redis (nil with Redis)
+	localLimiter *ratelimit.Local        // the limiter without Redis (nil with Redis)
+	redisLimiter *ratelimitredis.Limiter // the limiter with Redis (nil without)
 	rl           *ratelimit.HTTP
 	tracker      *slo.Tracker
 	health       *health.Health

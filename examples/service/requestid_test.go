@@ -28,6 +28,13 @@ func (l *jsonLog) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 
+// String is everything written so far.
+func (l *jsonLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
 func (l *jsonLog) lines(t *testing.T) []map[string]any {
 	t.Helper()
 	l.mu.Lock()
@@ -49,6 +56,13 @@ func (l *jsonLog) lines(t *testing.T) []map[string]any {
 // Each of with changes the service's Config (a tracer provider).
 func startService(t *testing.T, sink io.Writer, with ...func(*Config)) (string, *testDB) {
 	t.Helper()
+	return startServiceOut(t, sink, io.Discard, with...)
+}
+
+// startServiceOut is startService with Run's output (the console
+// exporters') written to out.
+func startServiceOut(t *testing.T, sink, out io.Writer, with ...func(*Config)) (string, *testDB) {
+	t.Helper()
 	r := startRedis(t)
 	pg := startPostgres(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -60,7 +74,7 @@ func startService(t *testing.T, sink io.Writer, with ...func(*Config)) (string, 
 	for _, w := range with {
 		w(&cfg)
 	}
-	go func() { done <- Run(ctx, cfg, io.Discard) }()
+	go func() { done <- Run(ctx, cfg, out) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

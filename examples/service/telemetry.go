@@ -9,15 +9,18 @@ import (
 	"os"
 	"strings"
 
-	"github.com/jackc/pgx/v5/multitracer"
+	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/exporters/stdout/stdoutmetric"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdkresource "go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -49,65 +52,135 @@ type telemetry struct {
 	mp       metric.MeterProvider // nil: no OpenTelemetry metrics
 	tracer   *scalekitotel.Tracer
 	route    *dbrouterotel.Tracer
-	query    *dbrouterotel.QueryTracer
+	query    *otelpgx.Tracer // makes the query spans, route puts its decisions on them
 	metrics  *scalekitotel.Metrics
 	shutdown func(context.Context) error // flushes and stops the exporter (nil: the caller's provider)
 }
 
-// telemetryFromEnv builds the tracer provider the environment asks for,
-// with the OpenTelemetry SDK's variables:
+// telemetryFromEnv builds the tracer and meter providers the environment
+// asks for, with the OpenTelemetry SDK's variables:
 //
 //	OTEL_TRACES_EXPORTER=console            spans printed to out as JSON, as each ends
 //	OTEL_TRACES_EXPORTER=otlp               OTLP over HTTP to OTEL_EXPORTER_OTLP_ENDPOINT
 //	                                        (default http://localhost:4318), or _TRACES_ENDPOINT,
 //	                                        with OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT...
+//	OTEL_METRICS_EXPORTER=console           the primitives' metrics (scalekitotel.Metrics) and
+//	                                        otelpgx's printed to out as JSON, every
+//	                                        OTEL_METRIC_EXPORT_INTERVAL ms (default 60000) and at shutdown
+//	OTEL_METRICS_EXPORTER=otlp              OTLP over HTTP to OTEL_EXPORTER_OTLP_ENDPOINT, or
+//	                                        _METRICS_ENDPOINT, as often
 //	OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_*
 //	OTEL_SDK_DISABLED=true                  off, whatever else is set
 //
 // Unlike the SDK's default (otlp), no OTEL_TRACES_EXPORTER means no
-// tracing, unless an OTLP endpoint is set (then otlp): it returns nil.
-// OTEL_METRICS_EXPORTER may only be none: the service's metrics are
-// Prometheus's, on /metrics (Config.MeterProvider adds OpenTelemetry's).
-func telemetryFromEnv(ctx context.Context, out io.Writer) (trace.TracerProvider, func(context.Context) error, error) {
+// tracing and no OTEL_METRICS_EXPORTER no OpenTelemetry metrics (the
+// service's metrics are Prometheus's, on /metrics), unless an OTLP
+// endpoint is set for them (then otlp): with nothing set it returns nil
+// providers. OTEL_METRICS_EXPORTER=prometheus is refused: /metrics is
+// that already. The shutdown func flushes and stops both.
+func telemetryFromEnv(ctx context.Context, out io.Writer) (trace.TracerProvider, metric.MeterProvider, func(context.Context) error, error) {
 	if strings.EqualFold(os.Getenv("OTEL_SDK_DISABLED"), "true") {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
-	if m := os.Getenv("OTEL_METRICS_EXPORTER"); m != "" && m != "none" {
-		return nil, nil, fmt.Errorf("OTEL_METRICS_EXPORTER=%q: this example exports no OpenTelemetry metrics from the environment (only none); its metrics are on /metrics", m)
-	}
-	exporter := os.Getenv("OTEL_TRACES_EXPORTER")
-	if exporter == "" && (os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "") {
-		exporter = "otlp"
-	}
-	var opt sdktrace.TracerProviderOption
-	switch exporter {
-	case "", "none":
-		return nil, nil, nil
-	case "console":
-		exp, err := stdouttrace.New(stdouttrace.WithWriter(out))
-		if err != nil {
-			return nil, nil, fmt.Errorf("OTEL_TRACES_EXPORTER=console: %w", err)
+	anyEndpoint := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != ""
+	traces := exporterFromEnv("OTEL_TRACES_EXPORTER", anyEndpoint || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "")
+	metrics := exporterFromEnv("OTEL_METRICS_EXPORTER", anyEndpoint || os.Getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") != "")
+	for _, e := range []struct{ name, value string }{{"OTEL_TRACES_EXPORTER", traces}, {"OTEL_METRICS_EXPORTER", metrics}} {
+		switch e.value {
+		case "none", "console", "otlp":
+		default:
+			return nil, nil, nil, fmt.Errorf("%s=%q: use none, console or otlp", e.name, e.value)
 		}
-		opt = sdktrace.WithSyncer(exp) // printed as each span ends
-	case "otlp":
+	}
+	if traces == "none" && metrics == "none" {
+		return nil, nil, nil, nil
+	}
+	if traces == "otlp" || metrics == "otlp" {
 		if p := os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL"); p != "" && p != "http/protobuf" {
-			return nil, nil, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%q: this example speaks http/protobuf only", p)
+			return nil, nil, nil, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%q: this example speaks http/protobuf only", p)
 		}
-		exp, err := otlptracehttp.New(ctx) // reads OTEL_EXPORTER_OTLP_* itself
-		if err != nil {
-			return nil, nil, fmt.Errorf("OTEL_TRACES_EXPORTER=otlp: %w", err)
-		}
-		opt = sdktrace.WithBatcher(exp)
-	default:
-		return nil, nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: use none, console or otlp", exporter)
 	}
 	res, err := sdkresource.New(ctx, sdkresource.WithAttributes(attribute.String("service.name", serviceName)),
 		sdkresource.WithFromEnv(), sdkresource.WithTelemetrySDK())
 	if err != nil {
-		return nil, nil, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES: %w", err)
+		return nil, nil, nil, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES: %w", err)
 	}
-	tp := sdktrace.NewTracerProvider(opt, sdktrace.WithResource(res)) // the sampler from OTEL_TRACES_SAMPLER
-	return tp, tp.Shutdown, nil
+	var (
+		tp        trace.TracerProvider
+		mp        metric.MeterProvider
+		shutdowns []func(context.Context) error
+	)
+	shutdown := func(ctx context.Context) error {
+		var errs []error
+		for _, f := range shutdowns {
+			errs = append(errs, f(ctx))
+		}
+		return errors.Join(errs...)
+	}
+	if traces != "none" {
+		p, err := newTracerProvider(ctx, traces, out, res)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		tp, shutdowns = p, append(shutdowns, p.Shutdown)
+	}
+	if metrics != "none" {
+		p, err := newMeterProvider(ctx, metrics, out, res)
+		if err != nil {
+			return nil, nil, nil, errors.Join(err, shutdown(ctx))
+		}
+		mp, shutdowns = p, append(shutdowns, p.Shutdown)
+	}
+	return tp, mp, shutdown, nil
+}
+
+// exporterFromEnv is the exporter the variable key names: none when
+// unset, unless endpoint (an OTLP endpoint is set for that signal).
+func exporterFromEnv(key string, endpoint bool) string {
+	switch e := os.Getenv(key); {
+	case e != "":
+		return e
+	case endpoint:
+		return "otlp"
+	}
+	return "none"
+}
+
+// newTracerProvider is a tracer provider exporting to exporter (console
+// or otlp), with the sampler from OTEL_TRACES_SAMPLER.
+func newTracerProvider(ctx context.Context, exporter string, out io.Writer, res *sdkresource.Resource) (*sdktrace.TracerProvider, error) {
+	var opt sdktrace.TracerProviderOption
+	if exporter == "console" {
+		exp, err := stdouttrace.New(stdouttrace.WithWriter(out))
+		if err != nil {
+			return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=console: %w", err)
+		}
+		opt = sdktrace.WithSyncer(exp) // printed as each span ends
+	} else {
+		exp, err := otlptracehttp.New(ctx) // reads OTEL_EXPORTER_OTLP_* itself
+		if err != nil {
+			return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=otlp: %w", err)
+		}
+		opt = sdktrace.WithBatcher(exp)
+	}
+	return sdktrace.NewTracerProvider(opt, sdktrace.WithResource(res)), nil
+}
+
+// newMeterProvider is a meter provider whose periodic reader (every
+// OTEL_METRIC_EXPORT_INTERVAL, and at shutdown) exports to exporter
+// (console or otlp).
+func newMeterProvider(ctx context.Context, exporter string, out io.Writer, res *sdkresource.Resource) (*sdkmetric.MeterProvider, error) {
+	var exp sdkmetric.Exporter
+	var err error
+	if exporter == "console" {
+		exp, err = stdoutmetric.New(stdoutmetric.WithWriter(out))
+	} else {
+		exp, err = otlpmetrichttp.New(ctx) // reads OTEL_EXPORTER_OTLP_* itself
+	}
+	if err != nil {
+		return nil, fmt.Errorf("OTEL_METRICS_EXPORTER=%s: %w", exporter, err)
+	}
+	return sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp)), sdkmetric.WithResource(res)), nil
 }
 
 // newTelemetry builds the service's telemetry on tp (and mp, if not
@@ -127,9 +200,11 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider, shutdown fun
 	if t.route, err = dbrouterotel.New(dbrouterotel.Options{}); err != nil {
 		return nil, err
 	}
-	if t.query, err = dbrouterotel.NewQueryTracer(dbrouterotel.QueryTracerOptions{TracerProvider: tp}); err != nil {
-		return nil, err
+	pgxMeters := mp
+	if pgxMeters == nil {
+		pgxMeters = metricnoop.NewMeterProvider() // not the global one
 	}
+	t.query = otelpgx.NewTracer(otelpgx.WithTracerProvider(tp), otelpgx.WithMeterProvider(pgxMeters))
 	if mp != nil {
 		if t.metrics, err = scalekitotel.NewMetrics(scalekitotel.MetricsOptions{MeterProvider: mp}); err != nil {
 			return nil, err
@@ -150,9 +225,10 @@ func (t *telemetry) close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// configurePool is dbrouter.Options.ConfigurePool: a span per query
-// made within a span, with the routing decision on it (the span maker
-// first in the multitracer).
+// configurePool is dbrouter.Options.ConfigurePool: otelpgx's span per
+// query made within a span, with the routing decision on it (Compose:
+// otelpgx first, then the route Tracer), and otelpgx's query metrics
+// when a MeterProvider is set.
 func (t *telemetry) configurePool(_ string, cfg *pgxpool.Config) error {
 	if t == nil {
 		return nil
@@ -160,7 +236,7 @@ func (t *telemetry) configurePool(_ string, cfg *pgxpool.Config) error {
 	if cfg.ConnConfig.Tracer != nil {
 		return errors.New("the pool has a pgx tracer already")
 	}
-	cfg.ConnConfig.Tracer = multitracer.New(t.query, t.route)
+	cfg.ConnConfig.Tracer = t.route.Compose(t.query)
 	return nil
 }
 

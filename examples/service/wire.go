@@ -81,8 +81,8 @@ func (a *app) newProbesAndMetrics(context.Context) error {
 }
 
 // buildTelemetry builds the service's OpenTelemetry: Config's
-// TracerProvider and MeterProvider, or else the tracer provider the
-// OTEL_* environment asks for (telemetry.go); none, by default, leaves
+// TracerProvider and MeterProvider, or else the providers the OTEL_*
+// environment asks for (telemetry.go); none, by default, leaves
 // a.tel nil and every primitive untraced. The steps below put its spans
 // on each primitive: the pgx queries with dbrouter's decision, the
 // cache loads, the author batches, the queue's enqueues and attempts
@@ -94,7 +94,7 @@ func (a *app) buildTelemetry(ctx context.Context) error {
 	var shutdown func(context.Context) error
 	if tp == nil && mp == nil {
 		var err error
-		if tp, shutdown, err = telemetryFromEnv(ctx, a.out); err != nil {
+		if tp, mp, shutdown, err = telemetryFromEnv(ctx, a.out); err != nil {
 			return err
 		}
 	}
@@ -109,15 +109,25 @@ func (a *app) buildTelemetry(ctx context.Context) error {
 }
 
 // addOTelMetrics adds the primitives built above to the OpenTelemetry
-// Metrics, when Config has a MeterProvider: the same series as the
-// Prometheus collector's, for an OpenTelemetry pipeline.
+// Metrics, when there is a MeterProvider (Config's or OTEL_METRICS_EXPORTER's):
+// the same series as the Prometheus collector's, for an OpenTelemetry
+// pipeline.
 func (a *app) addOTelMetrics(context.Context) error {
 	if a.tel == nil || a.tel.metrics == nil {
 		return nil
 	}
 	m := a.tel.metrics
-	errs := []error{m.AddCache("users", a.users), m.AddBatch("authors", a.authors), m.AddBreaker(a.payBr),
-		m.AddRetrier("provider", a.payRetry), m.AddRetryBudget("provider", a.payBudget), m.AddQueueWorker("worker", a.worker)}
+	errs := []error{m.AddHealth("service", a.health), m.AddCache("users", a.users), m.AddBatch("authors", a.authors),
+		m.AddBreaker(a.payBr), m.AddRetrier("provider", a.payRetry), m.AddRetryBudget("provider", a.payBudget),
+		m.AddQueueWorker("worker", a.worker), m.AddQueue("jobs", a.jobs, "emails", "receipts", "maintenance", "ledger"),
+		m.AddScheduler("scheduler", a.cron), m.AddIdempotency("payments", a.idem), m.AddRateLimitMiddleware("clients", a.rl),
+		m.AddSLOTracker(a.tracker), m.AddRequestID("api", a.ids)}
+	if a.router != nil {
+		errs = append(errs, m.AddDBRouter("db", a.router))
+	}
+	if a.redisLimiter != nil {
+		errs = append(errs, m.AddRedisLimiter("clients", a.redisLimiter))
+	}
 	if a.localLimiter != nil {
 		errs = append(errs, m.AddLimiter("clients", a.localLimiter))
 	}
@@ -393,7 +403,7 @@ func (a *app) buildRateLimits(context.Context) error {
 		if err != nil {
 			return err
 		}
-		a.limiter = a.tel.limiter("clients", rl)
+		a.limiter, a.redisLimiter = a.tel.limiter("clients", rl), rl
 		if err := a.metrics.AddRedisLimiter("clients", rl); err != nil {
 			return err
 		}

@@ -1,7 +1,9 @@
 // Package added is what the collectors of package metrics and of the
 // otel module share about the primitives added to them: the key of a
-// primitive added under a name, the duplicate check, and the nil check
-// of an Add argument.
+// primitive added under a name, the duplicate check, the nil check of
+// an Add argument, and how both read the primitives whose collection
+// runs probes or I/O (health, queue counts) or whose arguments need more
+// checks (dbrouter replicas).
 package added
 
 import (

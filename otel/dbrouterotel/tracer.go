@@ -8,6 +8,7 @@ import (
 	"weak"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/multitracer"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
@@ -37,8 +38,8 @@ type Options struct {
 }
 
 // Tracer is a dbrouter.RouteTracer and a pgx tracer (pgx.QueryTracer,
-// pgx.BatchTracer, pgx.CopyFromTracer): see the package doc. It is safe
-// for concurrent use.
+// pgx.BatchTracer, pgx.CopyFromTracer, pgx.PrepareTracer): see the
+// package doc. It is safe for concurrent use.
 type Tracer struct {
 	callerSpan bool
 	// txs holds, per connection, the decision of the transaction it is
@@ -60,11 +61,20 @@ var (
 	_ pgx.QueryTracer      = (*Tracer)(nil)
 	_ pgx.BatchTracer      = (*Tracer)(nil)
 	_ pgx.CopyFromTracer   = (*Tracer)(nil)
+	_ pgx.PrepareTracer    = (*Tracer)(nil)
 )
 
 // New returns a Tracer.
 func New(o Options) (*Tracer, error) {
 	return &Tracer{callerSpan: o.CallerSpan}, nil
+}
+
+// Compose returns the pgx tracer of a pool (pgx.ConnConfig.Tracer):
+// spanMaker, the span-making tracer (otelpgx.NewTracer()), then t, so
+// that t's attributes land on the spans spanMaker starts. spanMaker's
+// other hooks (batch, copy, prepare, connect, pool acquire) are kept.
+func (t *Tracer) Compose(spanMaker pgx.QueryTracer) *multitracer.Tracer {
+	return multitracer.New(spanMaker, t)
 }
 
 type decisionKey struct{}
@@ -117,19 +127,45 @@ func (t *Tracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, d pgx.Trac
 		}
 		return ctx
 	}
-	if tx := t.connTx(conn, false); tx != nil {
-		tx.mu.Lock()
-		active, dec := tx.active, tx.d
-		if end := txStatement(d.SQL); end == "commit" || end == "rollback" {
-			tx.active = false
-		}
-		tx.mu.Unlock()
-		if active {
-			annotate(ctx, dec)
-		}
+	end := txStatement(d.SQL)
+	if dec, ok := t.inTx(conn, end == "commit" || end == "rollback"); ok {
+		annotate(ctx, dec)
 	}
 	return ctx
 }
+
+// inTx returns the decision of the routed transaction conn is in, if
+// any; ending marks the transaction over (the statement is its COMMIT or
+// ROLLBACK).
+func (t *Tracer) inTx(conn *pgx.Conn, ending bool) (dbrouter.RouteData, bool) {
+	tx := t.connTx(conn, false)
+	if tx == nil {
+		return dbrouter.RouteData{}, false
+	}
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	active, dec := tx.active, tx.d
+	if ending {
+		tx.active = false
+	}
+	return dec, active
+}
+
+// TracePrepareStart sets the decision on the span of a statement's
+// preparation (pgx prepares a statement on its first run on a
+// connection), as TraceQueryStart does on the query's.
+func (t *Tracer) TracePrepareStart(ctx context.Context, conn *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
+	if _, ok := ctx.Value(decisionKey{}).(dbrouter.RouteData); ok || conn == nil {
+		return fromCtx(ctx)
+	}
+	if dec, ok := t.inTx(conn, false); ok {
+		annotate(ctx, dec)
+	}
+	return ctx
+}
+
+// TracePrepareEnd does nothing.
+func (t *Tracer) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}
 
 // connTx returns conn's transaction state, creating it when create.
 func (t *Tracer) connTx(conn *pgx.Conn, create bool) *connTx {

@@ -6,12 +6,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/scalekit-go/scalekit/dbrouter"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
@@ -21,17 +18,12 @@ import (
 // TestMain shares the PostgreSQL primary + replica and checks for leaks.
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
-// spanTracer is a span-making pgx tracer, as otelpgx is (which the
-// module proxy does not serve here): a span "db" per query.
-type spanTracer struct{ tr trace.Tracer }
-
-func (s spanTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	ctx, _ = s.tr.Start(ctx, "db", trace.WithAttributes(attribute.String("db.query.text", d.SQL)))
-	return ctx
-}
-
-func (s spanTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryEndData) {
-	trace.SpanFromContext(ctx).End()
+// recorder is a real SDK TracerProvider recording every ended span.
+func recorder(t *testing.T) (*sdktrace.TracerProvider, *tracetest.SpanRecorder) {
+	sr := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return tp, sr
 }
 
 // pool opens a pool on url whose tracer is t.
@@ -58,19 +50,17 @@ func attrs(s sdktrace.ReadOnlySpan) map[string]string {
 	return m
 }
 
-// Composed after a span-making pgx tracer, the decision lands on each
-// query's span: a read on the replica (any), Primary(ctx) (intent), a
-// write (write).
+// Composed after otelpgx's tracer, the decision lands on each query's
+// span: a read on the replica (any), Primary(ctx) (intent), a write
+// (write); the router's own queries (replay checks) have none.
 func TestRouteOnQuerySpans(t *testing.T) {
 	f := testinfra.Postgres(t)
-	sr := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
-	defer tp.Shutdown(context.Background())
+	tp, sr := recorder(t)
 	rt, err := dbrouterotel.New(dbrouterotel.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mt := multitracer.New(spanTracer{tp.Tracer("pgx")}, rt)
+	mt := rt.Compose(newOtelpgx(tp))
 	r, err := dbrouter.New(context.Background(), dbrouter.Options{Primary: pool(t, f.PrimaryURL, mt),
 		Replicas: []*pgxpool.Pool{pool(t, f.ReplicaURL, mt)}, ReplicaNames: []string{"r1"}, RouteTracer: rt,
 		Interval: 50 * time.Millisecond, CheckTimeout: testinfra.CallTimeout})
@@ -78,7 +68,8 @@ func TestRouteOnQuerySpans(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	ctx := context.Background()
+	ctx, parent := tp.Tracer("test").Start(context.Background(), "request") // otelpgx traces queries within a span
+	defer parent.End()
 	if _, err := r.Exec(ctx, "SELECT 'write'"); err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +88,9 @@ func TestRouteOnQuerySpans(t *testing.T) {
 	seen := 0
 	for _, sp := range sr.Ended() {
 		a := attrs(sp)
+		if !isQuery(a) {
+			continue
+		}
 		w, ok := want[a["db.query.text"]]
 		if !ok {
 			if a["scalekit.dbrouter.reason"] != "" {
@@ -120,9 +114,7 @@ func TestRouteOnQuerySpans(t *testing.T) {
 // the caller's span.
 func TestRouteOnCallerSpan(t *testing.T) {
 	f := testinfra.Postgres(t)
-	sr := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
-	defer tp.Shutdown(context.Background())
+	tp, sr := recorder(t)
 	rt, _ := dbrouterotel.New(dbrouterotel.Options{CallerSpan: true})
 	r, err := dbrouter.New(context.Background(), dbrouter.Options{Primary: f.Primary, RouteTracer: rt})
 	if err != nil {

@@ -109,3 +109,19 @@ ANALYZE plans_jobs`
 func compact(b []byte) string {
 	return strings.Join(strings.Fields(fmt.Sprint(string(b))), " ")
 }
+
+// Migrate creates the jobs table with autovacuum set to clean it after a
+// fixed number of changed rows, whatever its size (see the package doc's
+// Vacuum section).
+func TestMigrateSetsAutovacuum(t *testing.T) {
+	f := testinfra.Postgres(t)
+	newBackend(t, f.Primary, Options{Prefix: "vac"})
+	var opts []string
+	if err := f.Primary.QueryRow(context.Background(), `SELECT reloptions FROM pg_class WHERE relname = 'vac_jobs'`).Scan(&opts); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=10000"}
+	if strings.Join(opts, ",") != strings.Join(want, ",") {
+		t.Errorf("vac_jobs reloptions = %q, want %q", opts, want)
+	}
+}

@@ -71,7 +71,7 @@ CREATE TABLE IF NOT EXISTS {jobs} (
   token        text,
   lease_until  timestamptz,
   PRIMARY KEY (queue, id)
-);
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000);
 CREATE INDEX IF NOT EXISTS {jobs}_due ON {jobs} (queue, priority, run_at, id) WHERE state IN ('pending', 'scheduled', 'retry');
 CREATE INDEX IF NOT EXISTS {jobs}_leases ON {jobs} (queue, lease_until) WHERE state = 'active';
 CREATE INDEX IF NOT EXISTS {jobs}_finished ON {jobs} (queue, state, finished_at) WHERE state IN ('done', 'dead');

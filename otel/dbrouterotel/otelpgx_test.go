@@ -6,34 +6,42 @@ import (
 	"testing"
 	"time"
 
+	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/codes"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/scalekit-go/scalekit/dbrouter"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/otel/dbrouterotel"
 )
 
-// The QueryTracer, first in a multitracer with the route Tracer, makes a
-// span per query under the caller's span, holding the routing decision;
-// queries made outside any span (the router's replay checks) make none;
-// a failed query's span has the error and its SQLSTATE. Many goroutines
-// at once each get their own span under their own parent.
-func TestQueryTracerSpans(t *testing.T) {
+// newOtelpgx is otelpgx's tracer on tp, its metrics off.
+func newOtelpgx(tp trace.TracerProvider) *otelpgx.Tracer {
+	return otelpgx.NewTracer(otelpgx.WithTracerProvider(tp), otelpgx.WithMeterProvider(metricnoop.NewMeterProvider()))
+}
+
+// isQuery reports an otelpgx query span (not its prepare, acquire or
+// connect spans).
+func isQuery(a map[string]string) bool {
+	_, prepare := a[string(otelpgx.PrepareStmtNameKey)]
+	return a["db.query.text"] != "" && !prepare
+}
+
+// otelpgx's tracer composed with the route Tracer (Compose) makes a span
+// per query under the caller's span, holding the routing decision (its
+// prepare spans too); queries made outside any span (the router's replay
+// checks) make none; a failed query's span has the error and its
+// SQLSTATE. Many goroutines at once each get their own span under their
+// own parent.
+func TestOtelpgxSpans(t *testing.T) {
 	f := testinfra.Postgres(t)
-	sr := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
-	defer tp.Shutdown(context.Background())
-	qt, err := dbrouterotel.NewQueryTracer(dbrouterotel.QueryTracerOptions{TracerProvider: tp})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tp, sr := recorder(t)
 	rt, _ := dbrouterotel.New(dbrouterotel.Options{})
-	mt := multitracer.New(qt, rt)
+	mt := rt.Compose(newOtelpgx(tp))
 	replica := pool(t, f.ReplicaURL, mt)
 	r, err := dbrouter.New(context.Background(), dbrouter.Options{Primary: pool(t, f.PrimaryURL, mt),
 		Replicas: []*pgxpool.Pool{replica}, ReplicaNames: []string{"r1"}, RouteTracer: rt,
@@ -93,21 +101,37 @@ func TestQueryTracerSpans(t *testing.T) {
 	wg.Wait()
 
 	byText := map[string]sdktrace.ReadOnlySpan{}
-	workerQueries := 0
+	workerQueries, prepares := 0, 0
 	for _, sp := range sr.Ended() {
 		a := attrs(sp)
 		if sp.Name() == "request" || sp.Name() == "worker" {
+			continue
+		}
+		if !sp.Parent().IsValid() {
+			t.Errorf("a span outside any caller's span: %q %v", sp.Name(), a)
+			continue
+		}
+		if !isQuery(a) {
+			if a[string(otelpgx.PrepareStmtNameKey)] != "" && a["db.query.text"] == "SELECT 'read'" {
+				prepares++
+				if a["scalekit.dbrouter.target"] != "replica" || a["scalekit.dbrouter.replica"] != "r1" {
+					t.Errorf("the read's prepare span has no decision: %v", a)
+				}
+			}
 			continue
 		}
 		if sp.Parent().SpanID() == parent.SpanContext().SpanID() {
 			byText[a["db.query.text"]] = sp
 			continue
 		}
-		if a["db.query.text"] == "SELECT 1" && sp.Parent().IsValid() {
+		if a["db.query.text"] == "SELECT 1" {
 			workerQueries++
 			continue
 		}
-		t.Errorf("a query span outside any caller's span: %q %v", sp.Name(), a)
+		t.Errorf("an unexpected query span: %q %v", sp.Name(), a)
+	}
+	if prepares != 1 {
+		t.Errorf("%d prepare spans for the read, want 1", prepares)
 	}
 	read, ok := byText["SELECT 'read'"]
 	if !ok {
@@ -136,28 +160,10 @@ func TestQueryTracerSpans(t *testing.T) {
 	if !ok {
 		t.Fatal("no span for the failed insert")
 	}
-	if a := attrs(failed); failed.Status().Code != codes.Error || a["db.response.status_code"] != "42P01" || a["scalekit.dbrouter.target"] != "primary" {
+	if a := attrs(failed); failed.Status().Code != codes.Error || a[string(otelpgx.SQLStateKey)] != "42P01" || a["scalekit.dbrouter.target"] != "primary" {
 		t.Errorf("failed insert span: status %v, attributes %v", failed.Status(), a)
 	}
 	if workerQueries != workers*each {
 		t.Errorf("%d query spans under the workers' spans, want %d", workerQueries, workers*each)
-	}
-}
-
-// With RootSpans a query outside any span gets a span of its own.
-func TestQueryTracerRootSpans(t *testing.T) {
-	f := testinfra.Postgres(t)
-	sr := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
-	defer tp.Shutdown(context.Background())
-	qt, _ := dbrouterotel.NewQueryTracer(dbrouterotel.QueryTracerOptions{TracerProvider: tp, RootSpans: true})
-	p := pool(t, f.PrimaryURL, qt)
-	var n int
-	if err := p.QueryRow(context.Background(), "  select 42").Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	spans := sr.Ended()
-	if len(spans) != 1 || spans[0].Name() != "SELECT" || spans[0].Parent().IsValid() {
-		t.Fatalf("spans %v", spans)
 	}
 }
