@@ -158,12 +158,46 @@ func (c *Cache[V]) resubscribe() {
 // loader panic is a *PanicError (with the stack) for every waiter. Get
 // is the one-key case of GetMany.
 func (c *Cache[V]) Get(ctx context.Context, key string, loader Loader[V]) (V, error) {
-	return c.get(ctx, key, key, loader)
+	v, _, err := c.get(ctx, key, key, loader)
+	return v, err
+}
+
+// Info is what the cache knows of the value GetInfo answered with: the
+// instants an HTTP response built from it can state (package httpcache
+// turns them into Cache-Control, Expires and Age).
+type Info struct {
+	// FreshUntil is the value's own fresh-until: TTL (less jitter) after
+	// it was loaded or Set, wherever it was loaded (this instance, another
+	// one through the Store). Past it the value is stale.
+	FreshUntil time.Time
+	// StaleUntil is when the value stops being servable at all:
+	// FreshUntil + StaleFor (FreshUntil with NoStale, and for a
+	// remembered ErrNotFound).
+	StaleUntil time.Time
+}
+
+// info is e's Info; zero for no entry.
+func (e *entry[V]) info() Info {
+	if e == nil {
+		return Info{}
+	}
+	return Info{FreshUntil: time.Unix(0, e.recFresh), StaleUntil: time.Unix(0, e.hard)}
+}
+
+// GetInfo is Get that also returns the answer's Info: when the value
+// stops being fresh and servable, so a response built from it can say
+// exactly how long it may be cached. A remembered ErrNotFound has the
+// Info of the negative entry (cacheable as a 404 for NegativeTTL); any
+// other error has the zero Info. It costs what Get costs.
+func (c *Cache[V]) GetInfo(ctx context.Context, key string, loader Loader[V]) (V, Info, error) {
+	v, e, err := c.get(ctx, key, key, loader)
+	return v, e.info(), err
 }
 
 // get is Get for the cache key key, loaded as id (a namespace's keys are
-// versioned; its loader sees the plain id).
-func (c *Cache[V]) get(ctx context.Context, key, id string, load Loader[V]) (V, error) {
+// versioned; its loader sees the plain id), with the entry it answered
+// from (nil when there is none).
+func (c *Cache[V]) get(ctx context.Context, key, id string, load Loader[V]) (V, *entry[V], error) {
 	if e, now, u := c.peek(key); u != useNone {
 		mode, ok := c.refresh(e, now, u)
 		if ok {
@@ -172,7 +206,8 @@ func (c *Cache[V]) get(ctx context.Context, key, id string, load Loader[V]) (V, 
 		if c.tracer != nil {
 			c.traceHit(ctx, u, mode, ok)
 		}
-		return c.serve(e, u)
+		v, err := c.serve(e, u)
+		return v, e, err
 	}
 	c.st.misses.Add(1)
 	if c.tracer != nil {
@@ -186,7 +221,7 @@ func (c *Cache[V]) get(ctx context.Context, key, id string, load Loader[V]) (V, 
 			c.tracer.TraceLoadEnd(ctx, TraceLoadEndData{Keys: 1, Joined: 1 - started, Err: ctx.Err()})
 		}
 		var zero V
-		return zero, ctx.Err()
+		return zero, nil, ctx.Err()
 	}
 	var val V
 	err := cl.err
@@ -198,7 +233,10 @@ func (c *Cache[V]) get(ctx context.Context, key, id string, load Loader[V]) (V, 
 		d.count(cl.src, cl.waited)
 		c.tracer.TraceLoadEnd(ctx, d)
 	}
-	return val, err
+	if cl.err != nil {
+		return val, nil, err
+	}
+	return val, cl.e, err
 }
 
 // traceHit tells the Tracer of an L1 answer to a Get: u how it was used,

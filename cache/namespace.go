@@ -85,7 +85,14 @@ func (n *Namespace[V]) version(ctx context.Context) int64 {
 
 // Get is Cache.Get of id in the namespace; loader sees id.
 func (n *Namespace[V]) Get(ctx context.Context, id string, loader Loader[V]) (V, error) {
-	return n.c.get(ctx, n.Key(ctx, id), id, loader)
+	v, _, err := n.c.get(ctx, n.Key(ctx, id), id, loader)
+	return v, err
+}
+
+// GetInfo is Cache.GetInfo of id in the namespace; loader sees id.
+func (n *Namespace[V]) GetInfo(ctx context.Context, id string, loader Loader[V]) (V, Info, error) {
+	v, e, err := n.c.get(ctx, n.Key(ctx, id), id, loader)
+	return v, e.info(), err
 }
 
 // GetMany is Cache.GetMany of ids in the namespace; batch sees the ids and

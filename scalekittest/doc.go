@@ -1,7 +1,8 @@
 // Package scalekittest starts real servers for integration tests and local
 // runs, as net/http/httptest does for HTTP: a throwaway redis-server, a Redis
 // Cluster of three masters, a PostgreSQL primary with a real streaming
-// replica, and a nats-server with JetStream (StartNATS), from the binaries
+// replica, a nats-server with JetStream (StartNATS) and a varnishd with the
+// xkey module in front of an origin (StartVarnish), from the binaries
 // on the machine, in temp dirs, on free 127.0.0.1 ports.
 //
 //	pg, err := scalekittest.StartPostgres(ctx, scalekittest.PostgresOptions{})
@@ -20,6 +21,8 @@
 // pg_basebackup and postgres run as the "postgres" user. The binaries come
 // from $SCALEKIT_PG_BINDIR, `pg_config --bindir` or
 // /usr/lib/postgresql/*/bin; redis-server and redis-cli from PATH;
-// nats-server from PATH or /usr/sbin. A missing
+// nats-server from PATH or /usr/sbin; varnishd from PATH or /usr/sbin (run
+// with -j none, which it needs under root, and no management port), with
+// the xkey module of varnish-modules. A missing
 // binary gives an error wrapping ErrMissingBinary that says what to install.
 package scalekittest

@@ -42,6 +42,8 @@ func packageFor(name string) string {
 		return "redis-server"
 	case "nats-server":
 		return "nats-server"
+	case "varnishd":
+		return "varnish varnish-modules"
 	default:
 		return "postgresql"
 	}

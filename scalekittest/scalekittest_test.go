@@ -93,3 +93,11 @@ func TestStartNATS(t *testing.T) {
 		}
 	}
 }
+
+func TestStartVarnishBadBackend(t *testing.T) {
+	for _, b := range []string{"", "localhost:80", "127.0.0.1"} {
+		if _, err := scalekittest.StartVarnish(context.Background(), scalekittest.VarnishOptions{Backend: b}); err == nil || !strings.Contains(err.Error(), "Backend") {
+			t.Errorf("Backend %q: %v, want an error naming Backend", b, err)
+		}
+	}
+}

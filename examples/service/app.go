@@ -27,6 +27,7 @@ import (
 	"github.com/scalekit-go/scalekit/cache"
 	"github.com/scalekit-go/scalekit/dbrouter"
 	"github.com/scalekit-go/scalekit/health"
+	"github.com/scalekit-go/scalekit/httpcache"
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/idempotency/idempotencypg"
 	"github.com/scalekit-go/scalekit/metrics"
@@ -70,6 +71,11 @@ type Config struct {
 	// (OTEL_METRICS_EXPORTER), none unless it asks; with TracerProvider
 	// set and MeterProvider not, none.
 	MeterProvider metric.MeterProvider
+	// PurgeURL is the edge cache's address (a Varnish with the xkey
+	// module, see edge.go): PUT /users/{id} purges the user's surrogate
+	// key there, through a job enqueued in its transaction. Default: "",
+	// no purges.
+	PurgeURL string
 }
 
 // app holds the wired primitives.
@@ -91,6 +97,8 @@ type app struct {
 	payBudget    *retry.Budget
 	jobs         *queue.Client
 	backend      queue.Backend
+	keys         *httpcache.Keys  // surrogate keys on the responses
+	purger       httpcache.Purger // nil without Config.PurgeURL
 	worker       *queue.Worker
 	cron         *queue.Scheduler
 	idemPG       *idempotencypg.Store
@@ -252,9 +260,11 @@ func clientHost(r *http.Request) string {
 func (a *app) routes() http.Handler {
 	mux := a.mux
 	routed := a.tel.nameSpan(mux) // the server span named by the route
-	mux.HandleFunc("GET /users/{id}", a.getUser)
+	// Surrogate keys on the edge-cacheable routes (inside the mux, which
+	// names the route on the request the outer middleware logs).
+	mux.Handle("GET /users/{id}", a.keys.Middleware(http.HandlerFunc(a.getUser)))
 	mux.HandleFunc("PUT /users/{id}", a.putUser)
-	mux.HandleFunc("GET /posts", a.listPosts)
+	mux.Handle("GET /posts", a.keys.Middleware(http.HandlerFunc(a.listPosts)))
 	mux.Handle("POST /payments", a.idem.Middleware(http.HandlerFunc(a.createPayment)))
 	mux.HandleFunc("POST /emails", a.sendEmail)
 	mux.HandleFunc("POST /users/{id}/welcome", a.welcomeUser)
@@ -315,13 +325,15 @@ func (a *app) getUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := strconv.FormatInt(id, 10)
-	c, err := a.userNS.Get(r.Context(), key, func(ctx context.Context, key string) (userCopy, error) {
+	c, info, err := a.userNS.GetInfo(r.Context(), key, func(ctx context.Context, key string) (userCopy, error) {
 		return a.repo.user(ctx, id)
 	})
+	readThrough := false
 	if err == nil && a.router != nil {
 		// A GET writes nothing: this is the client's token, no round trip.
 		if tok, _ := a.router.SessionToken(r.Context()); tok.LSN > dbrouter.LSN(c.LSN) {
 			a.readThrough.Add(1)
+			readThrough = true
 			if c, err = a.repo.user(r.Context(), id); err == nil {
 				if err := a.userNS.Set(r.Context(), key, c); err != nil {
 					a.log.WarnContext(r.Context(), "cache write of a read-through copy failed", slog.Any("error", err))
@@ -331,12 +343,15 @@ func (a *app) getUser(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case errors.Is(err, cache.ErrNotFound):
+		// Cacheable for as long as the cache remembers the miss.
+		httpcache.AddKeys(r.Context(), "user:"+key)
+		userPolicy.Write(w.Header(), info, time.Now())
 		http.Error(w, "no such user", http.StatusNotFound)
 	case err != nil:
 		a.log.ErrorContext(r.Context(), "get user", slog.Any("error", err))
 		http.Error(w, "cannot load the user", http.StatusServiceUnavailable)
 	default:
-		writeJSON(w, http.StatusOK, c.User)
+		a.writeUser(w, r, c, info, readThrough)
 	}
 }
 
@@ -353,9 +368,13 @@ func (a *app) putUser(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `send JSON {"name": ..., "email": ...}, both non-empty`, http.StatusBadRequest)
 		return
 	}
-	c, err := a.repo.updateUser(r.Context(), id, in.Name, in.Email)
+	c, err := a.repo.updateUser(r.Context(), id, in.Name, in.Email, a.userUpdateFor(r, id))
 	if errors.Is(err, cache.ErrNotFound) {
 		http.Error(w, "no such user", http.StatusNotFound)
+		return
+	}
+	if errors.Is(err, errPrecondition) {
+		http.Error(w, "the user changed: GET it again for its current ETag", http.StatusPreconditionFailed)
 		return
 	}
 	if err != nil {
@@ -369,6 +388,7 @@ func (a *app) putUser(w http.ResponseWriter, r *http.Request) {
 	if err := a.userNS.Set(r.Context(), strconv.FormatInt(id, 10), c); err != nil {
 		a.log.WarnContext(r.Context(), "cache write-through failed; the old value expires with its TTL", slog.Any("error", err))
 	}
+	w.Header().Set("Etag", userETag(c.User).String())
 	writeJSON(w, http.StatusOK, c.User)
 }
 
@@ -398,7 +418,7 @@ func (a *app) listPosts(w http.ResponseWriter, r *http.Request) {
 			posts[i].Author = authors[i]
 		}
 	}
-	writeJSON(w, http.StatusOK, posts)
+	a.writePosts(w, r, posts)
 }
 
 // POST /payments (Idempotency-Key required): charge through the breaker

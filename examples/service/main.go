@@ -5,7 +5,10 @@
 // payment, its idempotency record and its receipt job in one transaction,
 // background jobs, a periodic job refreshing a materialized view
 // CONCURRENTLY, per-client rate limits, SLOs, Prometheus metrics,
-// health probes and a graceful shutdown.
+// health probes and a graceful shutdown. Its GETs are edge-cacheable
+// (edge.go: Cache-Control from the cache's own instants, ETags and 304s,
+// surrogate keys), and with PURGE_URL (a Varnish with xkey) PUT /users/{id}
+// purges the user's key through a job enqueued in its transaction.
 //
 //	go run -C examples ./service              # starts its own Redis and PostgreSQL (primary + replica)
 //	REDIS_URL=redis://127.0.0.1:6379/0 DATABASE_URL=postgres://... DATABASE_REPLICA_URLS=postgres://... go run -C examples ./service
@@ -19,8 +22,8 @@
 // in four steps; wire (wire.go) builds each primitive in a small step that
 // handles every error and registers its metrics and health checks;
 // app.go holds what start-up opened, the shutdown registration and the
-// HTTP handlers; repo.go the SQL; infra.go the throwaway servers (package
-// scalekittest).
+// HTTP handlers; edge.go the edge caching; repo.go the SQL; infra.go the
+// throwaway servers (package scalekittest).
 package main
 
 import (
@@ -107,6 +110,7 @@ func configFromFlags() Config {
 	flag.BoolVar(&cfg.Memory, "memory", false, "run on in-memory backends only (no Redis, no PostgreSQL)")
 	flag.Float64Var(&cfg.RatePerClient, "rate-per-client", 2000, "requests per second allowed per client address")
 	flag.DurationVar(&cfg.DrainDelay, "drain-delay", 2*time.Second, "time between failing readiness and stopping the server")
+	flag.StringVar(&cfg.PurgeURL, "purge-url", os.Getenv("PURGE_URL"), "the edge cache's purge address, a Varnish with xkey (env PURGE_URL); empty: no purges")
 	flag.Parse()
 	if *replicas != "" {
 		cfg.ReplicaURLs = strings.Split(*replicas, ",")

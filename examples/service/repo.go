@@ -68,7 +68,7 @@ type EmailSent struct {
 // memory when there is no database.
 type repo interface {
 	user(ctx context.Context, id int64) (userCopy, error) // cache.ErrNotFound when missing
-	updateUser(ctx context.Context, id int64, name, email string) (userCopy, error)
+	updateUser(ctx context.Context, id int64, name, email string, up userUpdate) (userCopy, error)
 	posts(ctx context.Context, limit int) ([]Post, error)
 	authors(ctx context.Context, ids []int64) (map[int64]Author, error)
 	insertPayment(ctx context.Context, p Payment) error
@@ -96,6 +96,15 @@ CREATE UNIQUE INDEX IF NOT EXISTS user_payment_totals_user_id ON user_payment_to
 		return fmt.Errorf("schema: %w", err)
 	}
 	return nil
+}
+
+// userUpdate is what updateUser runs with the write: check sees the row
+// as it is (locked) and may refuse the write (a failed If-Match); inTx
+// runs in the write's transaction (tx is nil in memory), to enqueue the
+// write's purge there.
+type userUpdate struct {
+	check func(old User) error
+	inTx  func(ctx context.Context, tx pgx.Tx) error
 }
 
 type pgRepo struct{ db *dbrouter.Router }
@@ -130,7 +139,7 @@ func (p *pgRepo) user(ctx context.Context, id int64) (userCopy, error) {
 	return c, err
 }
 
-func (p *pgRepo) updateUser(ctx context.Context, id int64, name, email string) (userCopy, error) {
+func (p *pgRepo) updateUser(ctx context.Context, id int64, name, email string, up userUpdate) (userCopy, error) {
 	var c userCopy
 	u := &c.User
 	// A transaction through the router: the primary, and the request's
@@ -139,6 +148,15 @@ func (p *pgRepo) updateUser(ctx context.Context, id int64, name, email string) (
 	// insert position read while the row is locked: every earlier write of
 	// the row is below it, every later one (it waits for the lock) above.
 	err := pgx.BeginFunc(ctx, p.db, func(tx pgx.Tx) error {
+		if up.check != nil {
+			var old User
+			if err := tx.QueryRow(ctx, `SELECT id, name, email, version FROM users WHERE id = $1 FOR UPDATE`, id).Scan(&old.ID, &old.Name, &old.Email, &old.Version); err != nil {
+				return err
+			}
+			if err := up.check(old); err != nil {
+				return err
+			}
+		}
 		var lsn string
 		err := tx.QueryRow(ctx, `UPDATE users SET name = $2, email = $3, version = version + 1 WHERE id = $1 RETURNING id, name, email, version, pg_current_wal_insert_lsn()::text`,
 			id, name, email).Scan(&u.ID, &u.Name, &u.Email, &u.Version, &lsn)
@@ -147,6 +165,9 @@ func (p *pgRepo) updateUser(ctx context.Context, id int64, name, email string) (
 		}
 		l, err := dbrouter.ParseLSN(lsn)
 		c.LSN = uint64(l)
+		if err == nil && up.inTx != nil {
+			err = up.inTx(ctx, tx)
+		}
 		return err
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -225,15 +246,25 @@ func (m *memRepo) user(_ context.Context, id int64) (userCopy, error) {
 	return userCopy{User: u}, nil
 }
 
-func (m *memRepo) updateUser(_ context.Context, id int64, name, email string) (userCopy, error) {
+func (m *memRepo) updateUser(ctx context.Context, id int64, name, email string, up userUpdate) (userCopy, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	u, ok := m.users[id]
 	if !ok {
 		return userCopy{}, cache.ErrNotFound
 	}
+	if up.check != nil {
+		if err := up.check(u); err != nil {
+			return userCopy{}, err
+		}
+	}
 	u.Name, u.Email, u.Version = name, email, u.Version+1
 	m.users[id] = u
+	if up.inTx != nil {
+		if err := up.inTx(ctx, nil); err != nil { // no transaction in memory
+			return userCopy{}, err
+		}
+	}
 	return userCopy{User: u}, nil
 }
 

@@ -46,6 +46,7 @@ func (a *app) wire(ctx context.Context) error {
 		a.buildUserCache,      // cache-aside: L1 + Redis L2 with fill leases
 		a.buildAuthorLoader,   // a page's authors in one query
 		a.buildPayments,       // the flaky provider behind a breaker and a retry budget
+		a.buildEdgeCache,      // surrogate keys; the edge's purger (Config.PurgeURL)
 		a.buildQueue,          // jobs: the backend, the client, the worker and its handlers
 		a.buildSchedules,      // periodic jobs: the payment totals' refresh
 		a.buildIdempotency,    // Idempotency-Key on POST /payments
@@ -259,7 +260,7 @@ func (a *app) buildQueue(ctx context.Context) error {
 	}
 	if a.worker, err = queue.NewWorker(queue.WorkerOptions{Backend: a.backend, Logger: a.log,
 		Middleware: append([]func(queue.AttemptFunc) queue.AttemptFunc{queue.RequestIDWorker()}, a.tel.attempt()...),
-		Queues: map[string]queue.Options{"emails": {Concurrency: 8}, "receipts": {Concurrency: 4}, "maintenance": {Concurrency: 1},
+		Queues: map[string]queue.Options{"emails": {Concurrency: 8}, "receipts": {Concurrency: 4}, "maintenance": {Concurrency: 1}, "purges": {Concurrency: 2},
 			"ledger": {Concurrency: 2}}}); err != nil {
 		return err
 	}
@@ -323,6 +324,9 @@ func (a *app) openQueueBackend(ctx context.Context) error {
 // shows), refreshing the payment totals, queueing a payment's receipt
 // email once, and the ledger's handling of the payment.captured event.
 func (a *app) handleJobs() error {
+	if err := a.handlePurges(); err != nil {
+		return err
+	}
 	if err := queue.HandleResult(a.worker, "email:send", func(ctx context.Context, j *queue.Job[Email]) (EmailSent, error) {
 		// Progress is best effort, but a lost lease means another worker
 		// has the job: stop before sending.

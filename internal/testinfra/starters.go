@@ -22,6 +22,10 @@ type (
 	PGServer = scalekittest.PGServer
 	// StopMode is how PGServer.Stop stops a server.
 	StopMode = scalekittest.StopMode
+	// VarnishOptions configures StartVarnish.
+	VarnishOptions = scalekittest.VarnishOptions
+	// VarnishServer is a running varnishd.
+	VarnishServer = scalekittest.VarnishServer
 )
 
 // The stop modes and the replica's slot, as in scalekittest.
@@ -42,3 +46,6 @@ var StartRedisCluster = scalekittest.StartRedisCluster
 
 // StartPostgres is scalekittest.StartPostgres.
 var StartPostgres = scalekittest.StartPostgres
+
+// StartVarnish is scalekittest.StartVarnish.
+var StartVarnish = scalekittest.StartVarnish

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -328,5 +331,60 @@ func TestMainFailsOnLeakedGoroutine(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "goroutines left after the tests") {
 		t.Fatalf("a leaked goroutine went unreported: err %v\n%s", err, out)
+	}
+}
+
+// TestVarnish: varnishd caches what the origin allows, tags it with the
+// origin's Surrogate-Key, purges by key from 127.0.0.1, and comes back
+// empty after a restart.
+func TestVarnish(t *testing.T) {
+	var calls atomic.Int32
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		w.Header().Set("Surrogate-Key", "k"+r.URL.Path)
+		fmt.Fprint(w, r.URL.Path)
+	}))
+	defer origin.Close()
+	v := testinfra.Varnish(t, origin.Listener.Addr().String())
+	get := func(path string) string {
+		t.Helper()
+		resp, err := http.Get(v.URL() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Xkey") != "" {
+			t.Fatalf("GET %s: %s %v", path, resp.Status, resp.Header)
+		}
+		return resp.Header.Get("X-Cache")
+	}
+	if got := []string{get("a"), get("a"), get("b")}; strings.Join(got, " ") != "MISS HIT MISS" || calls.Load() != 2 {
+		t.Fatalf("X-Cache %v, origin called %d times", got, calls.Load())
+	}
+	req, _ := http.NewRequest("PURGE", v.URL(), nil)
+	req.Header.Set("xkey-purge", "k/a")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("PURGE: %s", resp.Status)
+	}
+	if a, b := get("a"), get("b"); a != "MISS" || b != "HIT" {
+		t.Fatalf("after purging k/a: a %s (want MISS), b %s (want HIT)", a, b)
+	}
+	if err := v.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Get(v.URL() + "a"); err == nil {
+		t.Fatal("GET answered while Varnish is stopped")
+	}
+	if err := v.Start(ctxT(t, 60*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got := get("b"); got != "MISS" {
+		t.Fatalf("after a restart: %s, want MISS (storage is in memory)", got)
 	}
 }

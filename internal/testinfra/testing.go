@@ -373,3 +373,20 @@ func (f *PostgresFixture) do(fn func(context.Context) error) {
 		f.t.Fatal(err)
 	}
 }
+
+// Varnish starts a throwaway varnishd (with the xkey module and
+// scalekittest.VarnishVCL) in front of backend (an origin's ip:port, an
+// httptest.Server's Listener.Addr()), stopped at cleanup. A missing
+// varnishd or xkey module skips the test with the reason, or fails it
+// under SCALEKIT_REQUIRE_SERVERS=1.
+func Varnish(t testing.TB, backend string) *VarnishServer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := StartVarnish(ctx, VarnishOptions{Backend: backend})
+	if err != nil {
+		skipOrFail(t, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
