@@ -117,6 +117,11 @@
 //	scalekit_ratelimit_redis_errors_total                                   counter    failed round trips
 //	scalekit_ratelimit_redis_skipped_total                                  counter    decisions the open circuit kept from Redis
 //	scalekit_ratelimit_redis_circuit_state{state}                           gauge      circuit around Redis: closed, open, half-open
+//	scalekit_ratelimit_redis_round_trips_total                              counter    calls sent to Redis to decide
+//	scalekit_ratelimit_redis_batches_total                                  counter    round trips carrying a batch (coalesced calls, AllowMany)
+//	scalekit_ratelimit_redis_batched_decisions_total                        counter    decisions in batches (/ batches: mean size)
+//	scalekit_ratelimit_redis_token_leases_total                             counter    token leases asked of Redis
+//	scalekit_ratelimit_redis_token_lease_events_total{result}               counter    leased events: leased, spent, expired
 //	scalekit_ratelimit_redis_concurrency_acquisitions_total{result}         counter    slot requests Redis decided: acquired, rejected
 //	scalekit_ratelimit_redis_concurrency_degraded_acquisitions_total{mode}  counter    slot requests without Redis: fail_open, fail_closed, fallback
 //	scalekit_ratelimit_redis_concurrency_releases_total                     counter    slots released

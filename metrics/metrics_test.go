@@ -414,6 +414,10 @@ func TestRedis(t *testing.T) {
 		}
 	}
 	expect(t, m, "scalekit_ratelimit_redis_", `
+		# TYPE scalekit_ratelimit_redis_batched_decisions_total counter
+		scalekit_ratelimit_redis_batched_decisions_total{instance_name="api-1",name="api"} 0
+		# TYPE scalekit_ratelimit_redis_batches_total counter
+		scalekit_ratelimit_redis_batches_total{instance_name="api-1",name="api"} 0
 		# TYPE scalekit_ratelimit_redis_circuit_state gauge
 		scalekit_ratelimit_redis_circuit_state{instance_name="api-1",name="api",state="closed"} 0
 		scalekit_ratelimit_redis_circuit_state{instance_name="api-1",name="api",state="half-open"} 0
@@ -450,8 +454,16 @@ func TestRedis(t *testing.T) {
 		scalekit_ratelimit_redis_degraded_decisions_total{instance_name="api-1",mode="fallback",name="api"} 0
 		# TYPE scalekit_ratelimit_redis_errors_total counter
 		scalekit_ratelimit_redis_errors_total{instance_name="api-1",name="api"} 3
+		# TYPE scalekit_ratelimit_redis_round_trips_total counter
+		scalekit_ratelimit_redis_round_trips_total{instance_name="api-1",name="api"} 5
 		# TYPE scalekit_ratelimit_redis_skipped_total counter
 		scalekit_ratelimit_redis_skipped_total{instance_name="api-1",name="api"} 1
+		# TYPE scalekit_ratelimit_redis_token_lease_events_total counter
+		scalekit_ratelimit_redis_token_lease_events_total{instance_name="api-1",name="api",result="expired"} 0
+		scalekit_ratelimit_redis_token_lease_events_total{instance_name="api-1",name="api",result="leased"} 0
+		scalekit_ratelimit_redis_token_lease_events_total{instance_name="api-1",name="api",result="spent"} 0
+		# TYPE scalekit_ratelimit_redis_token_leases_total counter
+		scalekit_ratelimit_redis_token_leases_total{instance_name="api-1",name="api"} 0
 	`)
 }
 

@@ -77,6 +77,14 @@ var redisLimitFamilies = []family[ratelimit.RemoteStats]{
 	counter("scalekit_ratelimit_redis_errors_total", "Failed round trips to Redis.", func(s ratelimit.RemoteStats) uint64 { return s.Errors }),
 	counter("scalekit_ratelimit_redis_skipped_total", "Decisions the open circuit kept away from Redis.", func(s ratelimit.RemoteStats) uint64 { return s.Skipped }),
 	stateSet("scalekit_ratelimit_redis_circuit_state", "State of the circuit breaker around Redis: 1 for the current state (closed, open, half-open), 0 for the others.", circuitStates, func(s ratelimit.RemoteStats) string { return s.Circuit.String() }),
+	counter("scalekit_ratelimit_redis_round_trips_total", "Calls sent to Redis to decide (one per decision, coalesced batch, AllowMany or token lease).", func(s ratelimit.RemoteStats) uint64 { return s.RoundTrips }),
+	counter("scalekit_ratelimit_redis_batches_total", "Round trips that carried a batch of decisions (coalesced calls or an AllowMany).", func(s ratelimit.RemoteStats) uint64 { return s.Batches }),
+	counter("scalekit_ratelimit_redis_batched_decisions_total", "Decisions carried by batches; over batches_total, the mean batch size.", func(s ratelimit.RemoteStats) uint64 { return s.Batched }),
+	counter("scalekit_ratelimit_redis_token_leases_total", "Token leases asked of Redis (Options.Lease).", func(s ratelimit.RemoteStats) uint64 { return s.Leases }),
+	counterBy("scalekit_ratelimit_redis_token_lease_events_total", "Events of token leases, by result: leased (taken from Redis), spent (admitted from a lease) or expired (left unspent).", "result",
+		with("leased", func(s ratelimit.RemoteStats) uint64 { return s.Leased }),
+		with("spent", func(s ratelimit.RemoteStats) uint64 { return s.LeaseSpent }),
+		with("expired", func(s ratelimit.RemoteStats) uint64 { return s.LeaseExpired })),
 }
 
 // AddRedisLimiter reports the Stats of l, a *ratelimitredis.Limiter (or any

@@ -185,6 +185,13 @@ var redisLimitFamilies = []family[rs]{
 	counter("scalekit_ratelimit_redis_errors", "", "Failed round trips to Redis.", func(s rs) uint64 { return s.Errors }),
 	counter("scalekit_ratelimit_redis_skipped", "", "Decisions the open circuit kept away from Redis.", func(s rs) uint64 { return s.Skipped }),
 	stateSet("scalekit_ratelimit_redis_circuit_state", "1 for the Redis circuit's current state, 0 for the others.", circuitStates, func(s rs) string { return s.Circuit.String() }),
+	counter("scalekit_ratelimit_redis_round_trips", "", "Calls sent to Redis to decide (one per decision, coalesced batch, AllowMany or token lease).", func(s rs) uint64 { return s.RoundTrips }),
+	counter("scalekit_ratelimit_redis_batches", "", "Round trips that carried a batch of decisions (coalesced calls or an AllowMany).", func(s rs) uint64 { return s.Batches }),
+	counter("scalekit_ratelimit_redis_batched_decisions", "", "Decisions carried by batches; over batches, the mean batch size.", func(s rs) uint64 { return s.Batched }),
+	counter("scalekit_ratelimit_redis_token_leases", "", "Token leases asked of Redis (Options.Lease).", func(s rs) uint64 { return s.Leases }),
+	counterBy("scalekit_ratelimit_redis_token_lease_events", "Events of token leases by result (leased, spent, expired).", result,
+		with("leased", func(s rs) uint64 { return s.Leased }), with("spent", func(s rs) uint64 { return s.LeaseSpent }),
+		with("expired", func(s rs) uint64 { return s.LeaseExpired })),
 }
 
 type rcs = ratelimit.RemoteConcurrencyStats

@@ -10,6 +10,22 @@ import "github.com/scalekit-go/scalekit/breaker"
 type RemoteStats struct {
 	// Allowed and Denied count decisions Redis made.
 	Allowed, Denied uint64
+	// RoundTrips counts the calls sent to the server to decide (failed
+	// ones included, those the open circuit skipped not): one per AllowN
+	// without coalescing, one per coalesced batch, AllowMany or lease (a
+	// Cluster sends a batch as one pipeline per node, counted once).
+	RoundTrips uint64
+	// Batches counts the round trips that carried a batch (coalesced calls
+	// or an AllowMany), Batched the decisions they carried:
+	// Batched/Batches is the mean batch size. A coalesced call that went
+	// alone (nothing else was waiting) is not a batch.
+	Batches, Batched uint64
+	// Leases counts the leases asked for (round trips of the lease mode,
+	// also in RoundTrips), Leased the events they took, LeaseSpent the events
+	// spent from them (the first of each lease included) and LeaseExpired
+	// those that went unspent (LeaseTTL passed, or the lease was too small
+	// for a call). Leased - LeaseSpent - LeaseExpired are in hand.
+	Leases, Leased, LeaseSpent, LeaseExpired uint64
 	// Errors counts failed round trips; Skipped the decisions the open
 	// circuit kept away from Redis.
 	Errors, Skipped uint64

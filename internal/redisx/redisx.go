@@ -3,6 +3,7 @@ package redisx
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -35,4 +36,28 @@ func CheckClientTimeouts(c redis.UniversalClient, timeout time.Duration) error {
 		rt = read.String()
 	}
 	return fmt.Errorf("ContextTimeoutEnabled is false, so a slow or paused Redis would hold every call for the client's ReadTimeout (%s) instead of %v; set ContextTimeoutEnabled: true in the client's options", rt, timeout)
+}
+
+// Slot is the Redis Cluster hash slot of key (0-16383): CRC16 (XMODEM) of
+// its hash tag, the part between the first "{" and the next "}" when that
+// part is not empty, else of the whole key, modulo 16384. Keys of one slot
+// may share a script or a multi-key command on a Cluster.
+func Slot(key string) int {
+	if s := strings.IndexByte(key, '{'); s >= 0 {
+		if e := strings.IndexByte(key[s+1:], '}'); e > 0 {
+			key = key[s+1 : s+1+e]
+		}
+	}
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc) % 16384
 }

@@ -82,6 +82,24 @@ func (b *backend) degrade(ctx context.Context, key string, cause error, fallback
 		b.log.LogAttrs(ctx, slog.LevelDebug, "ratelimitredis: Redis failed", slog.String("key", key), slog.Any("error", cause),
 			slog.String("failure_mode", b.mode.String()), slog.Bool("fallback", fallback))
 	}
+	return b.instead(fallback)
+}
+
+// fail counts and logs a batch of decisions Redis could not make: one
+// failed round trip, or decisions the open circuit skipped. Each decision
+// is then made by instead.
+func (b *backend) fail(ctx context.Context, cause error, decisions int) {
+	if errors.Is(cause, breaker.ErrOpen) {
+		b.skipped.Add(uint64(decisions))
+		return
+	}
+	b.errors.Add(1)
+	b.log.LogAttrs(ctx, slog.LevelDebug, "ratelimitredis: Redis failed", slog.Int("decisions", decisions), slog.Any("error", cause),
+		slog.String("failure_mode", b.mode.String()))
+}
+
+// instead counts a decision made without Redis and says who makes it.
+func (b *backend) instead(fallback bool) degradedBy {
 	switch {
 	case fallback:
 		b.fallbacks.Add(1)

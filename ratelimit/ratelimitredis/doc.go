@@ -8,6 +8,10 @@
 //	}})
 //	d, err := lim.Allow(ctx, userID) // one round trip; no error while Redis is down (FailOpen)
 //	mw, err := ratelimit.NewHTTP(ratelimit.HTTPOptions{Limiter: lim}) // 429 + RateLimit headers
+//	ds, err := lim.AllowMany(ctx, []string{userID, tenantID}, 1) // many keys, one round trip
+//
+//	// Options.Coalesce: concurrent Allow calls share round trips (exact);
+//	// Options.Lease: a process spends leased events locally (bounded over-admission).
 //
 //	exports, err := ratelimitredis.NewConcurrency(ratelimitredis.ConcurrencyOptions{Client: client, Limit: 2})
 //	release, err := exports.Acquire(ctx, tenantID) // at most 2 per tenant at once, fleet-wide
@@ -38,6 +42,56 @@
 // release, kept in {prefix:key}:hold for ten leases after the last
 // release) over its live holders, bounded by the expiry of a lease whose
 // holder stopped renewing it.
+//
+// # Batches, coalescing and leases
+//
+// One decision per round trip caps a process at what one script per call
+// costs the server and the client (about 10-20k decisions/s on a 2-core
+// machine shared with Redis). Three ways past it:
+//
+// AllowMany decides many keys in one round trip: one script decides them
+// in order (a key named twice is decided twice, the second seeing the
+// first), exactly as separate AllowN calls would. On a Cluster the keys
+// are grouped by hash slot, one script per slot, pipelined per node.
+//
+// Options.Coalesce makes concurrent AllowN calls of one Limiter share
+// round trips, with the same exact decisions. There is no linger timer:
+// a call that finds fewer than MaxInFlight (2) round trips out goes at
+// once, alone, as it would without coalescing, so an idle or lightly
+// loaded process pays no added latency; calls that arrive while
+// MaxInFlight are out queue, and the queue (up to MaxBatch, 128) leaves in
+// one script as soon as a round trip returns. Under load, round trips
+// carry as many calls as arrived during one, and the server's and the
+// client's CPU per decision fall several-fold. A queued call waits at
+// most Timeout from when it queued: its batch's deadline is its oldest
+// caller's queue time plus Timeout; a failed batch degrades each of its
+// calls (counted as one error), and a caller whose ctx ends while queued
+// is dropped from the batch before it is sent.
+//
+// Options.Lease trades exactness for throughput: AllowN takes up to Lease
+// events of its key from Redis in one round trip (only as many as fit:
+// near the limit leases shrink to one event) and spends them in the
+// process until they run out or LeaseTTL (1s) passes. A denial of one
+// event is held in the process until a lease's worth of events is back
+// (Lease intervals, at most half the burst's refill time; RetryAfter says
+// so), so a saturated key also costs a round trip per lease rather than
+// per call. Events are counted in Redis
+// when leased, so the total never exceeds what Redis admitted, but they
+// may be spent later: over any window W the fleet admits at most
+//
+//	Burst + Rate x W + Processes x (Lease - 1)
+//
+// events per key, where an exact limiter admits Burst + Rate x W. Pick
+// Lease so that Processes x (Lease - 1) is a small share of Rate x W for
+// the windows you care about (4 processes with Lease 16 against 5,000/s
+// over 2s: 60 events, 0.6%). Events leased and not spent before LeaseTTL
+// are lost (Stats.LeaseExpired), at most Processes x (Lease - 1) per key
+// per LeaseTTL. Decisions from a lease report Remaining and ResetAfter as
+// the process alone would see them. Calls with n above Lease decide
+// exactly, in a round trip of their own.
+//
+// Stats counts RoundTrips, Batches and Batched (mean batch size), and
+// the leases' events, and package metrics exports them.
 //
 // # When Redis is down, slow or flapping
 //

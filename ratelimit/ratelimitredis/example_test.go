@@ -75,3 +75,59 @@ func ExampleConcurrency() {
 	// third: true
 	// after a release: <nil>
 }
+
+func ExampleLimiter_AllowMany() {
+	client := redis.NewClient(&redis.Options{Addr: redisAddr(), ContextTimeoutEnabled: true})
+	defer client.Close()
+
+	lim, err := ratelimitredis.New(ratelimitredis.Options{
+		Client: client,
+		Prefix: "example-many",
+		Limits: ratelimit.Policy{{Rate: 10, Burst: 2}},
+	})
+	if err != nil {
+		panic(err)
+	}
+	// Three keys' decisions in one round trip; "a" is decided twice, in order.
+	ds, err := lim.AllowMany(context.Background(), []string{"a", "b", "a", "a"}, 1)
+	if err != nil {
+		panic(err)
+	}
+	for i, d := range ds {
+		fmt.Printf("%d: allowed=%v remaining=%d\n", i, d.Allowed, d.Remaining)
+	}
+	fmt.Println("round trips:", lim.Stats().RoundTrips)
+	// Output:
+	// 0: allowed=true remaining=1
+	// 1: allowed=true remaining=1
+	// 2: allowed=true remaining=0
+	// 3: allowed=false remaining=0
+	// round trips: 1
+}
+
+func ExampleOptions_lease() {
+	client := redis.NewClient(&redis.Options{Addr: redisAddr(), ContextTimeoutEnabled: true})
+	defer client.Close()
+
+	// Each process takes up to 10 events of a key per round trip and
+	// spends them locally: over any window the fleet may admit
+	// Processes x 9 events more than the limit.
+	lim, err := ratelimitredis.New(ratelimitredis.Options{
+		Client: client,
+		Prefix: "example-lease",
+		Limits: ratelimit.Policy{{Rate: 1000, Period: time.Minute}},
+		Lease:  10,
+	})
+	if err != nil {
+		panic(err)
+	}
+	for i := 0; i < 25; i++ {
+		if _, err := lim.Allow(context.Background(), "user-42"); err != nil {
+			panic(err)
+		}
+	}
+	st := lim.Stats()
+	fmt.Printf("decisions=%d round trips=%d leased=%d spent=%d\n", st.Allowed, st.RoundTrips, st.Leased, st.LeaseSpent)
+	// Output:
+	// decisions=25 round trips=3 leased=30 spent=25
+}

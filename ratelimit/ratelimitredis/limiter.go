@@ -3,6 +3,7 @@ package ratelimitredis
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -126,7 +127,19 @@ if nowus < 0 then
   local t = redis.call('TIME')
   nowus, nowns = tonumber(t[1]) * 1000000 + tonumber(t[2]), 0
 end
-local v = redis.call('GET', KEYS[1])
+local K, A, tu, tn = KEYS[1], 4, tonumber(ARGV[6]), tonumber(ARGV[7])
+` + gcra1Decide + `
+return {ok, us, ns}
+`)
+
+// gcra1Decide is the one-limit decision for one key, written out (no
+// function: it is the hot path) for the two scripts that run it,
+// gcra1Script and gcraManyScript's one-limit loop. It reads the key K, now
+// (nowus, nowns), n*interval at ARGV[A] and ARGV[A+1] (µs, ns) and the
+// tolerance (tu, tn); it sets ok (0/1) and the TAT minus now (us, ns),
+// and writes the new TAT when ok.
+const gcra1Decide = `
+local v = redis.call('GET', K)
 local us, ns = 0, 0
 if v then
   local dot = string.find(v, '.', 1, true)
@@ -139,18 +152,19 @@ end
 us, ns = us - nowus, ns - nowns
 if ns < 0 then us, ns = us - 1, ns + 1000 end
 if us < 0 then us, ns = 0, 0 end
-local aus, ans = us + tonumber(ARGV[4]), ns + tonumber(ARGV[5])
+local aus, ans = us + tonumber(ARGV[A]), ns + tonumber(ARGV[A + 1])
 if ans >= 1000 then aus, ans = aus + 1, ans - 1000 end
-local tus = tonumber(ARGV[6])
-if aus > tus or (aus == tus and ans > tonumber(ARGV[7])) then return {0, us, ns} end
-local wus, wns = nowus + aus, nowns + ans
-if wns >= 1000 then wus, wns = wus + 1, wns - 1000 end
-local w
-if wns == 0 then w = string.format('%.0f', wus) else w = string.format('%.0f.%03d', wus, wns) end
-if ans > 0 then aus = aus + 1 end
-redis.call('SET', KEYS[1], w, 'PX', math.max(1, math.ceil(aus / 1000)))
-return {1, us, ns}
-`)
+local ok = 0
+if aus < tu or (aus == tu and ans <= tn) then
+  ok = 1
+  local wus, wns = nowus + aus, nowns + ans
+  if wns >= 1000 then wus, wns = wus + 1, wns - 1000 end
+  local w
+  if wns == 0 then w = string.format('%.0f', wus) else w = string.format('%.0f.%03d', wus, wns) end
+  if ans > 0 then aus = aus + 1 end
+  redis.call('SET', K, w, 'PX', math.max(1, math.ceil(aus / 1000)))
+end
+`
 
 // Options configures New. Client and Limits are required.
 type Options struct {
@@ -192,6 +206,39 @@ type Options struct {
 	// Logger receives Redis failures (Debug) and circuit changes. Default:
 	// discard.
 	Logger *slog.Logger
+	// Coalesce sends the decisions that concurrent AllowN calls of this
+	// Limiter ask for at once in one round trip. A call that finds fewer
+	// than MaxInFlight round trips out goes at once, alone (no timer, no
+	// added latency when idle); calls arriving while MaxInFlight are out
+	// queue and leave together, up to MaxBatch in one script, as soon as
+	// one returns. Decisions are exactly those of separate calls, in the
+	// order the calls queued; each call waits at most Timeout from when it
+	// queued, then gets the degraded decision. Default: false (one round
+	// trip per call).
+	Coalesce bool
+	// MaxBatch bounds the decisions one coalesced round trip carries.
+	// Default: DefaultMaxBatch (128). Used with Coalesce.
+	MaxBatch int
+	// MaxInFlight bounds the coalesced round trips out at once. Default:
+	// DefaultMaxInFlight (2). Used with Coalesce.
+	MaxInFlight int
+	// Lease turns on token leases: AllowN of at most Lease events takes up
+	// to Lease events of its key from Redis in one round trip (as many as
+	// fit, fewer near the limit) and spends them in this process until
+	// they run out or LeaseTTL passes. Decisions from a lease cost no round
+	// trip; the price is that events are counted in Redis when leased,
+	// not when spent, so over any window the fleet admits at most
+	// Processes x (Lease - 1) events per key more than the exact limit
+	// (burst + rate x window), and up to that many leased events may go
+	// unspent (Stats.LeaseExpired). A denial is held in the process until
+	// Lease events are back (at most half the burst's refill time), and
+	// its RetryAfter says so. Keep Lease x Processes a small share
+	// of what a key may do in a window. Between 0 (off, the default: every
+	// decision exact) and 1,000,000; not with Coalesce.
+	Lease int
+	// LeaseTTL is how long leased events may be spent after they were
+	// taken. Default: DefaultLeaseTTL (1s). Used with Lease.
+	LeaseTTL time.Duration
 }
 
 // Limiter is a ratelimit.Limiter whose state lives in Redis, shared by
@@ -212,7 +259,10 @@ type Limiter struct {
 	maxBurst int // the smallest Burst: the most one call may ask for
 	fallback ratelimit.Limiter
 
-	allowed, denied atomic.Uint64
+	co *coalescer // nil without Options.Coalesce
+	ls *leaser    // nil without Options.Lease
+
+	allowed, denied, trips, batches, batched atomic.Uint64
 }
 
 // New returns a Limiter, or an error naming the option to fix.
@@ -242,6 +292,36 @@ func New(o Options) (*Limiter, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.MaxBatch == 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.MaxInFlight == 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.MaxBatch < 1 || o.MaxBatch > 10_000 {
+		return nil, fmt.Errorf("%w: Options.MaxBatch must be between 1 and 10000, got %d", ratelimit.ErrInvalid, o.MaxBatch)
+	}
+	if o.MaxInFlight < 1 {
+		return nil, fmt.Errorf("%w: Options.MaxInFlight must be >= 1, got %d", ratelimit.ErrInvalid, o.MaxInFlight)
+	}
+	if o.Lease < 0 || o.Lease > 1_000_000 {
+		return nil, fmt.Errorf("%w: Options.Lease must be between 0 (off) and 1000000, got %d", ratelimit.ErrInvalid, o.Lease)
+	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = DefaultLeaseTTL
+	}
+	if o.LeaseTTL < 0 {
+		return nil, fmt.Errorf("%w: Options.LeaseTTL must be > 0, got %v", ratelimit.ErrInvalid, o.LeaseTTL)
+	}
+	if o.Lease > 0 && o.Coalesce {
+		return nil, fmt.Errorf("%w: Options.Lease and Options.Coalesce cannot both be set: leases already take a round trip per Lease events", ratelimit.ErrInvalid)
+	}
+	if o.Coalesce {
+		l.co = &coalescer{l: l, maxBatch: o.MaxBatch, maxInFlight: o.MaxInFlight}
+	}
+	if o.Lease > 0 {
+		l.ls = &leaser{l: l, size: o.Lease, ttl: o.LeaseTTL, clk: o.Clock, seed: maphash.MakeSeed()}
+	}
 	return l, nil
 }
 
@@ -264,17 +344,22 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (ratelimit.Deci
 	if err := ratelimitx.CheckArgs(ratelimit.ErrInvalid, l.maxBurst, key, n); err != nil {
 		return ratelimit.Decision{}, err
 	}
-	argv := make([]any, 0, 2+len(l.args))
-	nowUS, nowNS := serverclock.MicrosNanos(l.b.clk)
-	argv = append(argv, nowUS, nowNS)
-	argv = append(argv, l.args...)
-	if n > 1 {
-		for i, iv := range l.iv {
-			argv[2+5*i+1], argv[2+5*i+2] = int64(n)*iv/1000, int64(n)*iv%1000
-		}
+	if l.co != nil {
+		return l.co.allow(ctx, key, n)
 	}
+	if l.ls != nil && n <= l.ls.size {
+		return l.ls.allow(ctx, key, n)
+	}
+	return l.allowDirect(ctx, key, n)
+}
+
+// allowDirect decides for one call in a round trip of its own.
+func (l *Limiter) allowDirect(ctx context.Context, key string, n int) (ratelimit.Decision, error) {
+	nowUS, nowNS := serverclock.MicrosNanos(l.b.clk)
+	argv := l.argv(n, nowUS, nowNS)
 	var d ratelimit.Decision
 	err := l.b.run(ctx, func(ctx context.Context) error {
+		l.trips.Add(1)
 		vals, err := l.script.Run(ctx, l.b.client, []string{l.b.key(key, l.suffix)}, argv...).Slice()
 		if err != nil {
 			return err
@@ -283,17 +368,26 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (ratelimit.Deci
 		return err
 	})
 	if err == nil {
-		if d.Allowed {
-			l.allowed.Add(1)
-		} else {
-			l.denied.Add(1)
-		}
+		l.count(d)
 		return d, nil
 	}
 	if !unavailable(ctx, err) {
 		return ratelimit.Decision{}, ctx.Err()
 	}
 	return l.degraded(ctx, key, n, err)
+}
+
+// argv is the arguments of l.script deciding n events at now.
+func (l *Limiter) argv(n int, nowUS, nowNS int64) []any {
+	argv := make([]any, 0, 2+len(l.args))
+	argv = append(argv, nowUS, nowNS)
+	argv = append(argv, l.args...)
+	if n > 1 {
+		for i, iv := range l.iv {
+			argv[2+5*i+1], argv[2+5*i+2] = int64(n)*iv/1000, int64(n)*iv%1000
+		}
+	}
+	return argv
 }
 
 // decision makes the Decision from the script's reply: ratelimit.Decide
@@ -329,7 +423,17 @@ func (l *Limiter) decision(vals []any, n int) (ratelimit.Decision, error) {
 
 // degraded decides while Redis is unavailable.
 func (l *Limiter) degraded(ctx context.Context, key string, n int, cause error) (ratelimit.Decision, error) {
-	switch l.b.degrade(ctx, key, cause, l.fallback != nil) {
+	return l.decideInstead(ctx, key, n, l.b.degrade(ctx, key, cause, l.fallback != nil))
+}
+
+// degradedOne decides for one key of a batch whose failure fail counted.
+func (l *Limiter) degradedOne(ctx context.Context, key string, n int) (ratelimit.Decision, error) {
+	return l.decideInstead(ctx, key, n, l.b.instead(l.fallback != nil))
+}
+
+// decideInstead is the decision made without Redis, by who.
+func (l *Limiter) decideInstead(ctx context.Context, key string, n int, who degradedBy) (ratelimit.Decision, error) {
+	switch who {
 	case byFallback:
 		return l.fallback.AllowN(ctx, key, n)
 	case byFailClosed:
@@ -349,6 +453,10 @@ type Stats = ratelimit.RemoteStats
 
 // Stats returns a snapshot of the counters.
 func (l *Limiter) Stats() Stats {
-	return Stats{Allowed: l.allowed.Load(), Denied: l.denied.Load(), Errors: l.b.errors.Load(), Skipped: l.b.skipped.Load(),
-		FailOpen: l.b.failOpen.Load(), FailClosed: l.b.failClosed.Load(), Fallbacks: l.b.fallbacks.Load(), Circuit: l.b.br.State()}
+	st := Stats{Allowed: l.allowed.Load(), Denied: l.denied.Load(), RoundTrips: l.trips.Load(), Batches: l.batches.Load(),
+		Batched: l.batched.Load(), Errors: l.b.errors.Load(), Skipped: l.b.skipped.Load(), FailOpen: l.b.failOpen.Load(), FailClosed: l.b.failClosed.Load(), Fallbacks: l.b.fallbacks.Load(), Circuit: l.b.br.State()}
+	if l.ls != nil {
+		st.Leases, st.Leased, st.LeaseSpent, st.LeaseExpired = l.ls.leases.Load(), l.ls.leased.Load(), l.ls.spent.Load(), l.ls.expired.Load()
+	}
+	return st
 }
