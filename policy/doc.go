@@ -39,6 +39,8 @@
 // retrying cannot help: an open breaker, a full bulkhead, a rate limit, a
 // local throttle (the dependency was not even called).
 //
-// A Policy must not call fn after its Do returned, nor keep it. A
-// pipeline of n policies allocates n-1 small closures per call.
+// A Policy must not call fn after its Do returned, nor keep it (nor
+// leave a call of it running): a pipeline reuses the closures it hands
+// its policies from one call to the next, so a composed call allocates
+// nothing of its own.
 package policy

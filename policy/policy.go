@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/bulkhead"
@@ -37,7 +38,7 @@ var ErrInvalid = errors.New("policy: invalid")
 // with none, Do calls fn. Pass them in the standard order (see the
 // package doc).
 func Compose(ps ...Policy) Policy {
-	var out pipeline
+	var out []Policy
 	for _, p := range ps {
 		if !isNil(p) {
 			out = append(out, p)
@@ -49,7 +50,9 @@ func Compose(ps ...Policy) Policy {
 	case 1:
 		return out[0]
 	}
-	return out
+	pl := &pipeline{ps: out}
+	pl.frames.New = func() any { return pl.newFrame() }
+	return pl
 }
 
 // isNil reports whether p is nil or holds a nil pointer or func.
@@ -57,26 +60,54 @@ func isNil(p Policy) bool {
 	if p == nil {
 		return true
 	}
-	if pl, ok := p.(pipeline); ok {
-		return len(pl) == 0
-	}
 	v := reflect.ValueOf(p)
 	return (v.Kind() == reflect.Pointer || v.Kind() == reflect.Func) && v.IsNil()
 }
 
-// pipeline is Compose's result, outermost first, at least two.
-type pipeline []Policy
-
-// Do runs fn through the pipeline.
-func (p pipeline) Do(ctx context.Context, fn func(ctx context.Context) error) error {
-	return p.do(ctx, 0, fn)
+// pipeline is Compose's result: ps, outermost first, at least two.
+//
+// Nesting ps[i].Do(ctx, func(ctx) error { return ps[i+1].Do(ctx, ...) })
+// would allocate a closure per inner policy and call, since each captures
+// that call's fn. Instead each call borrows a frame from a pool: its
+// closures, made once per frame, read fn from the frame, which Do fills
+// in and clears. This relies on the Policy contract (a Policy does not
+// call fn after its Do returned): a frame is reused only once the call
+// that borrowed it has returned.
+type pipeline struct {
+	ps     []Policy
+	frames sync.Pool // of *frame
 }
 
-func (p pipeline) do(ctx context.Context, i int, fn func(ctx context.Context) error) error {
-	if i == len(p)-1 {
-		return p[i].Do(ctx, fn)
+// frame is one call's state: fn, and the closures that run the inner
+// policies around it.
+type frame struct {
+	fn func(ctx context.Context) error
+	// next[i] is the fn given to ps[i]: it runs ps[i+1] (with next[i+1],
+	// or with fn for the innermost).
+	next []func(ctx context.Context) error
+}
+
+// newFrame makes a frame with its closures.
+func (p *pipeline) newFrame() *frame {
+	last := len(p.ps) - 1
+	f := &frame{next: make([]func(ctx context.Context) error, last)}
+	innermost := p.ps[last]
+	f.next[last-1] = func(ctx context.Context) error { return innermost.Do(ctx, f.fn) }
+	for i := last - 2; i >= 0; i-- {
+		inner, next := p.ps[i+1], f.next[i+1]
+		f.next[i] = func(ctx context.Context) error { return inner.Do(ctx, next) }
 	}
-	return p[i].Do(ctx, func(ctx context.Context) error { return p.do(ctx, i+1, fn) })
+	return f
+}
+
+// Do runs fn through the pipeline.
+func (p *pipeline) Do(ctx context.Context, fn func(ctx context.Context) error) error {
+	f := p.frames.Get().(*frame)
+	f.fn = fn
+	err := p.ps[0].Do(ctx, f.next[0])
+	f.fn = nil // keep no reference to fn; a panic drops the frame instead
+	p.frames.Put(f)
+	return err
 }
 
 // DoValue runs fn through p and returns the value of its successful
