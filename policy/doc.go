@@ -40,7 +40,11 @@
 // local throttle (the dependency was not even called).
 //
 // A Policy must not call fn after its Do returned, nor keep it (nor
-// leave a call of it running): a pipeline reuses the closures it hands
-// its policies from one call to the next, so a composed call allocates
-// nothing of its own.
+// leave a call of it running). A pipeline of the package's own policies
+// (breaker, retry, timeout, bulkhead, throttle, slo.Shedder and the
+// limiter adapters here) reuses the closures it hands them from one call
+// to the next, so a composed call allocates nothing of its own; a
+// pipeline holding any other Policy (a Func, a type of yours) makes them
+// afresh on every call, so even a policy that breaks the rule never runs
+// another call's fn.
 package policy

@@ -11,8 +11,10 @@ import (
 	"github.com/scalekit-go/scalekit/bulkhead"
 	"github.com/scalekit-go/scalekit/internal/valuecall"
 	"github.com/scalekit-go/scalekit/ratelimit"
+	"github.com/scalekit-go/scalekit/retry"
 	"github.com/scalekit-go/scalekit/slo"
 	"github.com/scalekit-go/scalekit/throttle"
+	"github.com/scalekit-go/scalekit/timeout"
 )
 
 // Policy wraps a call: Do runs fn (or refuses to) and returns its error
@@ -50,7 +52,10 @@ func Compose(ps ...Policy) Policy {
 	case 1:
 		return out[0]
 	}
-	pl := &pipeline{ps: out}
+	pl := &pipeline{ps: out, pooled: true}
+	for _, p := range out {
+		pl.pooled = pl.pooled && inline(p)
+	}
 	pl.frames.New = func() any { return pl.newFrame() }
 	return pl
 }
@@ -72,11 +77,34 @@ func isNil(p Policy) bool {
 // closures, made once per frame, read fn from the frame, which Do fills
 // in and clears. This relies on the Policy contract (a Policy does not
 // call fn after its Do returned): a frame is reused only once the call
-// that borrowed it has returned.
+// that borrowed it has returned. Only the package's own policies are
+// trusted to keep it (inline): a pipeline holding any other (a Func, a
+// type of the caller's) nests fresh closures on every call, so a policy
+// that runs fn on a goroutine of its own and returns before it starts
+// can never run another call's fn.
 type pipeline struct {
 	ps     []Policy
+	pooled bool      // every one of ps is inline
 	frames sync.Pool // of *frame
 }
+
+// inline reports whether p is one of the scalekit policies known to call
+// fn only on the goroutine of its Do, before Do returns.
+func inline(p Policy) bool {
+	switch p.(type) {
+	case *breaker.Breaker, *retry.Retrier, *timeout.Timeout, *bulkhead.Bulkhead, *throttle.Throttler,
+		*slo.Shedder, adapter, *pipeline:
+		return true
+	}
+	return false
+}
+
+// adapter is the Policy of Limit, Wait, Concurrency and Adaptive: a Func
+// of this package's own, which calls fn inline.
+type adapter func(ctx context.Context, fn func(ctx context.Context) error) error
+
+// Do calls a.
+func (a adapter) Do(ctx context.Context, fn func(ctx context.Context) error) error { return a(ctx, fn) }
 
 // frame is one call's state: fn, and the closures that run the inner
 // policies around it.
@@ -102,12 +130,23 @@ func (p *pipeline) newFrame() *frame {
 
 // Do runs fn through the pipeline.
 func (p *pipeline) Do(ctx context.Context, fn func(ctx context.Context) error) error {
+	if !p.pooled {
+		return p.nest(ctx, 0, fn)
+	}
 	f := p.frames.Get().(*frame)
 	f.fn = fn
 	err := p.ps[0].Do(ctx, f.next[0])
 	f.fn = nil // keep no reference to fn; a panic drops the frame instead
 	p.frames.Put(f)
 	return err
+}
+
+// nest runs fn through ps[i:], a closure per policy and call.
+func (p *pipeline) nest(ctx context.Context, i int, fn func(ctx context.Context) error) error {
+	if i == len(p.ps)-1 {
+		return p.ps[i].Do(ctx, fn)
+	}
+	return p.ps[i].Do(ctx, func(ctx context.Context) error { return p.nest(ctx, i+1, fn) })
 }
 
 // DoValue runs fn through p and returns the value of its successful
@@ -133,7 +172,7 @@ func Retryable(err error) bool {
 // ratelimit.ErrLimited) at once, without waiting; l's own errors are
 // returned as they are. key must not be empty.
 func Limit(l ratelimit.Limiter, key string) Policy {
-	return Func(func(ctx context.Context, fn func(ctx context.Context) error) error {
+	return adapter(func(ctx context.Context, fn func(ctx context.Context) error) error {
 		d, err := l.AllowN(ctx, key, 1)
 		if err != nil {
 			return err
@@ -148,7 +187,7 @@ func Limit(l ratelimit.Limiter, key string) Policy {
 // Wait is Limit that waits for the event to be admitted (ratelimit.Wait):
 // it fails fast when the admission would come after ctx's deadline.
 func Wait(l ratelimit.Limiter, key string) Policy {
-	return Func(func(ctx context.Context, fn func(ctx context.Context) error) error {
+	return adapter(func(ctx context.Context, fn func(ctx context.Context) error) error {
 		if _, err := ratelimit.Wait(ctx, l, key, 1); err != nil {
 			return err
 		}
@@ -159,7 +198,7 @@ func Wait(l ratelimit.Limiter, key string) Policy {
 // Concurrency is the Policy that holds a slot of l for key while fn runs,
 // and refuses a call when every slot is held (ratelimit.ErrLimited).
 func Concurrency(l ratelimit.ConcurrencyLimiter, key string) Policy {
-	return Func(func(ctx context.Context, fn func(ctx context.Context) error) error {
+	return adapter(func(ctx context.Context, fn func(ctx context.Context) error) error {
 		release, err := l.Acquire(ctx, key)
 		if err != nil {
 			return err
@@ -180,7 +219,7 @@ func Adaptive(a *ratelimit.Adaptive, overloaded func(error) bool) (Policy, error
 	if overloaded == nil {
 		overloaded = Overloaded
 	}
-	return Func(func(ctx context.Context, fn func(ctx context.Context) error) error {
+	return adapter(func(ctx context.Context, fn func(ctx context.Context) error) error {
 		release, err := a.Acquire()
 		if err != nil {
 			return err

@@ -286,8 +286,8 @@ func TestHammer(t *testing.T) {
 func TestComposeAllocatesNothing(t *testing.T) {
 	r := must[*retry.Retrier](t)(retry.New(retry.Options{MaxAttempts: 3, Retryable: policy.Retryable}))
 	br := must[*breaker.Breaker](t)(breaker.New(breaker.Options{ConsecutiveFailures: 5}))
-	pass := policy.Func(func(ctx context.Context, fn func(ctx context.Context) error) error { return fn(ctx) })
-	p := policy.Compose(r, br, pass, br)
+	bh := must[*bulkhead.Bulkhead](t)(bulkhead.New(bulkhead.Options{MaxConcurrent: 8}))
+	p := policy.Compose(r, br, bh, br)
 	ctx := context.Background()
 	calls := 0
 	fn := func(context.Context) error { calls++; return nil }
@@ -311,8 +311,10 @@ func TestComposeAllocatesNothing(t *testing.T) {
 // a panicking fn leaves the pipeline working.
 func TestComposeFramesAreNotShared(t *testing.T) {
 	r := must[*retry.Retrier](t)(retry.New(retry.Options{MaxAttempts: 3, Backoff: retry.Constant{}}))
-	inner := policy.Compose(r, policy.Func(func(ctx context.Context, fn func(ctx context.Context) error) error { return fn(ctx) }))
-	p := policy.Compose(inner, policy.Func(func(ctx context.Context, fn func(ctx context.Context) error) error { return fn(ctx) }))
+	bh := must[*bulkhead.Bulkhead](t)(bulkhead.New(bulkhead.Options{MaxConcurrent: 64}))
+	br := must[*breaker.Breaker](t)(breaker.New(breaker.Options{ConsecutiveFailures: 1 << 20}))
+	inner := policy.Compose(r, bh) // the package's own policies: pooled frames
+	p := policy.Compose(inner, br)
 	func() {
 		defer func() {
 			if recover() != errBoom {
@@ -342,4 +344,38 @@ func TestComposeFramesAreNotShared(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// A policy of the caller's that runs fn on a goroutine of its own, after
+// its Do returned (against the Policy contract, but easy to write), still
+// runs each call's own fn: a pipeline holding a policy it does not know
+// nests fresh closures per call instead of reusing pooled frames. With
+// pooled frames the late goroutines found fn cleared (or another call's).
+func TestComposeForeignPolicyGetsItsOwnFn(t *testing.T) {
+	release := make(chan struct{})
+	var late sync.WaitGroup
+	async := policy.Func(func(ctx context.Context, fn func(ctx context.Context) error) error {
+		late.Add(1)
+		go func() {
+			defer late.Done()
+			<-release
+			_ = fn(ctx)
+		}()
+		return nil
+	})
+	br := must[*breaker.Breaker](t)(breaker.New(breaker.Options{}))
+	p := policy.Compose(async, br)
+	var ran [2]atomic.Int64
+	for i := range ran {
+		if err := p.Do(context.Background(), func(context.Context) error { ran[i].Add(1); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	late.Wait()
+	for i := range ran {
+		if n := ran[i].Load(); n != 1 {
+			t.Errorf("call %d's fn ran %d times, want once", i, n)
+		}
+	}
 }
