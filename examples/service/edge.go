@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/scalekit-go/scalekit/cache"
-	"github.com/scalekit-go/scalekit/cache/cachequeue"
+	"github.com/scalekit-go/scalekit/dbrouter"
 	"github.com/scalekit-go/scalekit/httpcache"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/queue/queuepg"
@@ -21,9 +21,10 @@ import (
 // and GET /posts say exactly how long they may be cached, from the user
 // cache's own instants, carry ETags (304s) and surrogate keys ("user:<id>",
 // "posts"); PUT /users/{id} honours If-Match (412) and enqueues, in its own
-// transaction, the job that deletes the user's cached copy and then
-// purges "user:<id>": both happen exactly when the write commits, at least
-// once (retried while Redis or the edge is down), in that order.
+// transaction, the job that writes the user's new copy through to the
+// cache and then purges "user:<id>": both happen exactly when the write
+// commits, at least once (retried while Redis or the edge is down), in
+// that order.
 
 // userPolicy: the edge keeps a user as long as the cache would (s-maxage
 // = the entry's freshness left, stale-while-revalidate = its stale
@@ -118,14 +119,16 @@ func (a *app) userUpdateFor(r *http.Request, id int64) userUpdate {
 }
 
 // userChangedKind is the kind of the job a user's write enqueues in its
-// transaction: it deletes the user's cached copy (cachequeue.Apply: L1 and
-// Redis), then purges "user:<id>" from the edge. It commits exactly when
-// the write does and runs at least once: while Redis is down the
-// deletion fails and the queue retries the job, and the edge is purged
-// only after the cache let go of the old copy, so the edge's refetch
-// cannot take the old copy back from the cache. The handler's write-through
-// (putUser) keeps the cache warm when Redis is up; this job is what holds
-// when it was not.
+// transaction: it reads the user as the primary has it now and writes it
+// through to the cache (L1 and Redis), then purges "user:<id>" from the
+// edge. It commits exactly when the write does and runs at least once:
+// while Redis is down the cache write fails and the queue retries the job,
+// and the edge is purged only once the cache holds the new copy, so the
+// edge's refetch cannot take the old one back. The primary, not a
+// replica: a replica that has not replayed the write yet would put the old
+// row back into the cache (deleting the copy instead would let the next
+// reader do just that). putUser's own write-through keeps the cache right
+// at once when Redis is up; this job is what holds when it was not.
 const userChangedKind = "user.changed"
 
 type userChanged struct {
@@ -136,7 +139,14 @@ type userChanged struct {
 func (a *app) handleUserChanged() error {
 	return queue.Handle(a.worker, userChangedKind, func(ctx context.Context, j *queue.Job[userChanged]) error {
 		id := strconv.FormatInt(j.Args.ID, 10)
-		if err := cachequeue.Apply(ctx, a.users, cachequeue.Args{IDs: map[string][]string{"user": {id}}}); err != nil {
+		c, err := a.repo.user(dbrouter.Primary(ctx), j.Args.ID)
+		switch {
+		case errors.Is(err, cache.ErrNotFound):
+			err = a.userNS.Delete(ctx, id)
+		case err == nil:
+			err = a.userNS.Set(ctx, id, c)
+		}
+		if err != nil {
 			return err
 		}
 		if a.purger == nil {
