@@ -73,6 +73,7 @@
 //	scalekit_retry_retries_total                                            counter    attempts after the first
 //	scalekit_retry_exhausted_total                                          counter    give-ups, any reason
 //	scalekit_retry_exhausted_by_budget_total                                counter    give-ups because the budget was empty
+//	scalekit_retry_not_retried_total                                        counter    failed calls left to the layer above (a retried request)
 //	scalekit_retry_budget_deposits_total                                    counter    calls recorded by the budget
 //	scalekit_retry_budget_withdrawals_total                                 counter    retries the budget allowed
 //	scalekit_retry_budget_refusals_total                                    counter    retries the budget refused

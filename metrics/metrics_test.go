@@ -280,11 +280,19 @@ func TestRetry(t *testing.T) {
 	if err := r.Do(ctx, fail); !errors.Is(err, retry.ErrBudgetExhausted) {
 		t.Fatalf("Do = %v, want a budget give-up", err)
 	}
+	// A request that is itself a retry: inner makes one attempt and
+	// leaves the retrying to the layer above.
+	inner := must[*retry.Retrier](t)(retry.New(retry.Options{MaxAttempts: 3, Backoff: retry.Constant{}}))
+	if err := inner.Do(retry.WithRetried(ctx), fail); err == nil {
+		t.Fatal("Do of a failing call under WithRetried = nil")
+	}
 	m := newCollector(t, metrics.Options{Instance: "api-1"})
 	noErr(t, m.AddRetrier("payments", r))
+	noErr(t, m.AddRetrier("inner", inner))
 	noErr(t, m.AddRetryBudget("payments-provider", budget))
 	expect(t, m, "scalekit_retry_", `
 		# TYPE scalekit_retry_attempts_total counter
+		scalekit_retry_attempts_total{instance_name="api-1",name="inner"} 1
 		scalekit_retry_attempts_total{instance_name="api-1",name="payments"} 3
 		# TYPE scalekit_retry_budget_deposits_total counter
 		scalekit_retry_budget_deposits_total{instance_name="api-1",name="payments-provider"} 2
@@ -295,12 +303,19 @@ func TestRetry(t *testing.T) {
 		# TYPE scalekit_retry_budget_withdrawals_total counter
 		scalekit_retry_budget_withdrawals_total{instance_name="api-1",name="payments-provider"} 1
 		# TYPE scalekit_retry_calls_total counter
+		scalekit_retry_calls_total{instance_name="api-1",name="inner"} 1
 		scalekit_retry_calls_total{instance_name="api-1",name="payments"} 2
 		# TYPE scalekit_retry_exhausted_by_budget_total counter
+		scalekit_retry_exhausted_by_budget_total{instance_name="api-1",name="inner"} 0
 		scalekit_retry_exhausted_by_budget_total{instance_name="api-1",name="payments"} 1
 		# TYPE scalekit_retry_exhausted_total counter
+		scalekit_retry_exhausted_total{instance_name="api-1",name="inner"} 0
 		scalekit_retry_exhausted_total{instance_name="api-1",name="payments"} 1
+		# TYPE scalekit_retry_not_retried_total counter
+		scalekit_retry_not_retried_total{instance_name="api-1",name="inner"} 1
+		scalekit_retry_not_retried_total{instance_name="api-1",name="payments"} 0
 		# TYPE scalekit_retry_retries_total counter
+		scalekit_retry_retries_total{instance_name="api-1",name="inner"} 0
 		scalekit_retry_retries_total{instance_name="api-1",name="payments"} 1
 	`)
 }

@@ -12,6 +12,7 @@ var retrierFamilies = []family[retry.Stats]{
 	counter("scalekit_retry_retries_total", "Attempts after the first.", func(s retry.Stats) uint64 { return s.Retries }),
 	counter("scalekit_retry_exhausted_total", "Calls the retrier gave up on (an ExhaustedError returned), whatever the reason.", func(s retry.Stats) uint64 { return s.Exhausted }),
 	counter("scalekit_retry_exhausted_by_budget_total", "Give-ups caused by an empty retry budget (a subset of scalekit_retry_exhausted_total).", func(s retry.Stats) uint64 { return s.BudgetRefusals }),
+	counter("scalekit_retry_not_retried_total", "Failed calls not retried because their request is itself a retry (retry.WithRetried, retry.Middleware): the layer above retries.", func(s retry.Stats) uint64 { return s.NotRetried }),
 }
 
 // AddRetrier reports r's Stats under name. A nil r reports the default

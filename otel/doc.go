@@ -56,9 +56,10 @@
 // families once the OpenTelemetry Prometheus exporter maps them back (no
 // _total, the unit instead of _seconds or _bytes): an alternative to the
 // Prometheus Collector with the same series, for every primitive it
-// covers (breakers, retries, limiters local and on Redis, caches,
-// batchers, idempotency, request-ID and rate limit middlewares, SLOs,
-// health probes, queue workers, queue counts, schedulers, dbrouter
-// routers and their pools). The HTTP RED middleware and the batch size
+// covers (breakers, retries, retry budgets and pacers, limiters local
+// and on Redis, bulkheads, timeouts, adaptive throttlers, caches,
+// batchers, idempotency, request-ID and rate limit middlewares, SLOs and
+// SLO shedders, health probes, queue workers, queue counts, schedulers,
+// dbrouter routers and their pools). The HTTP RED middleware and the batch size
 // histogram are left to otelhttp and Prometheus.
 package scalekitotel

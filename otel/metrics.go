@@ -11,6 +11,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/batch"
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/bulkhead"
 	"github.com/scalekit-go/scalekit/cache"
 	"github.com/scalekit-go/scalekit/dbrouter/routerstats"
 	"github.com/scalekit-go/scalekit/health"
@@ -21,6 +22,8 @@ import (
 	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
 	"github.com/scalekit-go/scalekit/slo"
+	"github.com/scalekit-go/scalekit/throttle"
+	"github.com/scalekit-go/scalekit/timeout"
 )
 
 // ErrDuplicate is wrapped by the error an Add method returns when the same
@@ -80,6 +83,11 @@ type Metrics struct {
 	queueCounts table[added.QueueCount]
 	scheduler   table[queue.ScheduleStats]
 	dbrouter    dbrouterTables
+	bulkhead    table[bulkhead.Stats]
+	timeout     table[timeout.Stats]
+	throttle    table[throttle.Stats]
+	pacer       table[retry.PacerStats]
+	shedder     table[slo.ShedderStats]
 
 	mu      sync.Mutex
 	sources []func(o metric.Observer)
@@ -114,6 +122,11 @@ func NewMetrics(o MetricsOptions) (*Metrics, error) {
 		queueCounts: newTable(b, queueCountFamilies),
 		scheduler:   newTable(b, schedulerFamilies),
 		dbrouter:    newDBRouterTables(b),
+		bulkhead:    newTable(b, bulkheadFamilies),
+		timeout:     newTable(b, timeoutFamilies),
+		throttle:    newTable(b, throttleFamilies),
+		pacer:       newTable(b, pacerFamilies),
+		shedder:     newTable(b, shedderFamilies),
 	}
 	if b.err != nil {
 		return nil, b.err
@@ -221,6 +234,41 @@ func (m *Metrics) AddRetrier(name string, r *retry.Retrier) error {
 // AddRetryBudget reports b's Stats under name.
 func (m *Metrics) AddRetryBudget(name string, b *retry.Budget) error {
 	return addStats(m, "AddRetryBudget", "the *retry.Budget", b, named{"retry budget", name}, &m.budget)
+}
+
+// AddBulkhead reports b's Stats under its own name
+// (bulkhead.Options.Name).
+func (m *Metrics) AddBulkhead(b *bulkhead.Bulkhead) error {
+	if b == nil {
+		return nilArg("AddBulkhead", "the *bulkhead.Bulkhead")
+	}
+	return addStats(m, "AddBulkhead", "the *bulkhead.Bulkhead", b, named{"bulkhead", b.Name()}, &m.bulkhead)
+}
+
+// AddTimeout reports t's Stats under name.
+func (m *Metrics) AddTimeout(name string, t *timeout.Timeout) error {
+	return addStats(m, "AddTimeout", "the *timeout.Timeout", t, named{"timeout", name}, &m.timeout)
+}
+
+// AddThrottler reports t's Stats under its own name
+// (throttle.Options.Name).
+func (m *Metrics) AddThrottler(t *throttle.Throttler) error {
+	if t == nil {
+		return nilArg("AddThrottler", "the *throttle.Throttler")
+	}
+	return addStats(m, "AddThrottler", "the *throttle.Throttler", t, named{"throttler", t.Name()}, &m.throttle)
+}
+
+// AddRetryPacer reports p's Stats under name: its requests sent at
+// once, sent after waiting for the server's quota, and refused.
+func (m *Metrics) AddRetryPacer(name string, p *retry.Pacer) error {
+	return addStats(m, "AddRetryPacer", "the *retry.Pacer", p, named{"pacer", name}, &m.pacer)
+}
+
+// AddSLOShedder reports s's Stats under name: what it sheds now and the
+// calls it shed by priority class.
+func (m *Metrics) AddSLOShedder(name string, s *slo.Shedder) error {
+	return addStats(m, "AddSLOShedder", "the *slo.Shedder", s, named{"slo shedder", name}, &m.shedder)
 }
 
 // AddLimiter reports l's Stats under name.

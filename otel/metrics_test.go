@@ -21,6 +21,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/batch"
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/bulkhead"
 	"github.com/scalekit-go/scalekit/cache"
 	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/dbrouter/routerstats"
@@ -35,6 +36,8 @@ import (
 	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
 	"github.com/scalekit-go/scalekit/slo"
+	"github.com/scalekit-go/scalekit/throttle"
+	"github.com/scalekit-go/scalekit/timeout"
 )
 
 // adder is what metrics.Collector and scalekitotel.Metrics share: each
@@ -63,6 +66,11 @@ type adder interface {
 	AddQueue(string, *queue.Client, ...string) error
 	AddScheduler(string, interface{ Stats() queue.SchedulerStats }) error
 	AddDBRouter(string, interface{ Stats() routerstats.Stats }) error
+	AddBulkhead(*bulkhead.Bulkhead) error
+	AddTimeout(string, *timeout.Timeout) error
+	AddThrottler(*throttle.Throttler) error
+	AddRetryPacer(string, *retry.Pacer) error
+	AddSLOShedder(string, *slo.Shedder) error
 }
 
 var (
@@ -108,6 +116,7 @@ func primitives(t *testing.T) func(a adder) {
 	r, err := retry.New(retry.Options{Backoff: retry.Constant{}})
 	check(t, err)
 	_ = r.Do(ctx, func(context.Context) error { return nil })
+	_ = r.Do(retry.WithRetried(ctx), func(context.Context) error { return errors.New("x") }) // not retried
 	bud, err := retry.NewBudget(retry.BudgetOptions{})
 	check(t, err)
 	lim, err := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: ratelimit.Policy{{Rate: 1, Period: time.Hour}}})
@@ -126,9 +135,10 @@ func primitives(t *testing.T) func(a adder) {
 	}
 	w, err := queue.NewWorker(queue.WorkerOptions{Backend: queue.NewMemoryBackend(queue.MemoryBackendOptions{}), Queues: map[string]queue.Options{"emails": {}, "reports": {}}})
 	check(t, err)
-	more := morePrimitives(t)
+	more, policies := morePrimitives(t), policyPrimitives(t)
 	return func(a adder) {
 		more(a)
+		policies(a)
 		check(t, a.AddBreaker(br))
 		check(t, a.AddBreakerGroup(g))
 		check(t, a.AddCache("users", c))
@@ -247,6 +257,19 @@ func TestMetricsMatchPrometheus(t *testing.T) {
 		`scalekit_queue_periodic_ticks_total{name=cron,outcome=emitted,schedule=refresh}`: 1,
 		`scalekit_queue_periodic_next_tick_timestamp_seconds{name=cron,schedule=refresh}`: 1767225720,
 		`scalekit_queue_counts_up{name=jobs,queue=reports}`:                               1,
+		`scalekit_retry_not_retried_total{name=api}`:                                      1,
+		`scalekit_bulkhead_in_flight{name=inventory}`:                                     1,
+		`scalekit_bulkhead_rejections_total{name=inventory,reason=queue_full}`:            1,
+		`scalekit_bulkhead_rejections_by_class_total{class=sheddable,name=inventory}`:     1,
+		`scalekit_timeout_calls_total{name=inventory-attempt}`:                            2,
+		`scalekit_timeout_timeouts_total{name=inventory-attempt}`:                         1,
+		`scalekit_throttle_calls_total{name=inventory}`:                                   4,
+		`scalekit_throttle_window_requests{name=inventory}`:                               4,
+		`scalekit_retry_pacer_requests_total{name=inventory,result=sent}`:                 1,
+		`scalekit_retry_pacer_requests_total{name=inventory,result=refused}`:              1,
+		`scalekit_slo_shed_level{name=api,state=default}`:                                 1,
+		`scalekit_slo_shed_total{class=sheddable,name=api}`:                               1,
+		`scalekit_slo_shed_total{class=critical,name=api}`:                                0,
 	} {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %v", k, got[k], v)

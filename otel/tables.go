@@ -8,16 +8,20 @@ import (
 
 	"github.com/scalekit-go/scalekit/batch"
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/bulkhead"
 	"github.com/scalekit-go/scalekit/cache"
 	"github.com/scalekit-go/scalekit/dbrouter/routerstats"
 	"github.com/scalekit-go/scalekit/health"
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/internal/added"
+	"github.com/scalekit-go/scalekit/priority"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/ratelimit"
 	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
 	"github.com/scalekit-go/scalekit/slo"
+	"github.com/scalekit-go/scalekit/throttle"
+	"github.com/scalekit-go/scalekit/timeout"
 )
 
 // The attributes splitting a counter, as package metrics's labels.
@@ -33,6 +37,7 @@ const (
 	stateK      = attribute.Key("state")
 	probe       = attribute.Key("probe")
 	check       = attribute.Key("check")
+	class       = attribute.Key("class")
 )
 
 // Units of the instruments whose Prometheus names end in a unit, which
@@ -75,6 +80,69 @@ var retrierFamilies = []family[retry.Stats]{
 	counter("scalekit_retry_retries", "", "Attempts after the first.", func(s retry.Stats) uint64 { return s.Retries }),
 	counter("scalekit_retry_exhausted", "", "Calls the retrier gave up on.", func(s retry.Stats) uint64 { return s.Exhausted }),
 	counter("scalekit_retry_exhausted_by_budget", "", "Give-ups for an empty retry budget.", func(s retry.Stats) uint64 { return s.BudgetRefusals }),
+	counter("scalekit_retry_not_retried", "", "Failed calls not retried because their request is itself a retry (retry.WithRetried, retry.Middleware).", func(s retry.Stats) uint64 { return s.NotRetried }),
+}
+
+// byClass is the series of a priority.Counts, one per class.
+func byClass[S any](v func(S) priority.Counts) []series[S] {
+	var ss []series[S]
+	for _, c := range priority.Classes {
+		ss = append(ss, with(c.String(), func(s S) uint64 { return v(s).Of(c) }))
+	}
+	return ss
+}
+
+type bhs = bulkhead.Stats
+
+var bulkheadFamilies = []family[bhs]{
+	gauge("scalekit_bulkhead_max_concurrent", "", "Most calls a bulkhead runs at once (Options.MaxConcurrent).", func(s bhs) int { return s.MaxConcurrent }),
+	gauge("scalekit_bulkhead_max_waiting", "", "Most calls a bulkhead queues (Options.MaxWaiting).", func(s bhs) int { return s.MaxWaiting }),
+	gauge("scalekit_bulkhead_in_flight", "", "Calls holding a slot of the bulkhead now.", func(s bhs) int { return s.InFlight }),
+	gauge("scalekit_bulkhead_waiting", "", "Calls waiting for a slot of the bulkhead now.", func(s bhs) int { return s.Waiting }),
+	counter("scalekit_bulkhead_admitted", "", "Calls given a slot, at once or after waiting.", func(s bhs) uint64 { return s.Admitted }),
+	counter("scalekit_bulkhead_waited", "", "Calls given a slot after waiting in the queue.", func(s bhs) uint64 { return s.Waited }),
+	counterBy("scalekit_bulkhead_rejections", "Calls rejected by reason (queue_full, max_wait, shed).", reason,
+		with("queue_full", func(s bhs) uint64 { return s.QueueFull }), with("max_wait", func(s bhs) uint64 { return s.MaxWait }),
+		with("shed", func(s bhs) uint64 { return s.Shed })),
+	counterBy("scalekit_bulkhead_rejections_by_class", "Calls rejected by the caller's priority class (sheddable, default, critical).", class,
+		byClass(func(s bhs) priority.Counts { return s.Rejected })...),
+	counter("scalekit_bulkhead_cancelled", "", "Waiting calls whose ctx ended before they got a slot.", func(s bhs) uint64 { return s.Cancelled }),
+}
+
+var timeoutFamilies = []family[timeout.Stats]{
+	counter("scalekit_timeout_calls", "", "Calls run under the timeout.", func(s timeout.Stats) uint64 { return s.Calls }),
+	counter("scalekit_timeout_timeouts", "", "Calls that failed past the timeout's deadline.", func(s timeout.Stats) uint64 { return s.Timeouts }),
+}
+
+type ths = throttle.Stats
+
+var throttleFamilies = []family[ths]{
+	counter("scalekit_throttle_calls", "", "Calls to the adaptive throttler.", func(s ths) uint64 { return s.Calls }),
+	counterBy("scalekit_throttle_throttled", "Calls refused locally (ErrThrottled) by the caller's priority class (sheddable, default, critical).", class,
+		byClass(func(s ths) priority.Counts { return s.Throttled })...),
+	counter("scalekit_throttle_rejected", "", "Calls the backend refused (Options.Rejected).", func(s ths) uint64 { return s.Rejected }),
+	gauge("scalekit_throttle_window_requests", "", "Requests counted in the sliding window now.", func(s ths) uint64 { return s.Requests }),
+	gauge("scalekit_throttle_window_accepts", "", "Accepts counted in the sliding window now.", func(s ths) uint64 { return s.Accepts }),
+	gauge("scalekit_throttle_probability", ratio, "Probability that a call of the default class is refused locally now.", func(s ths) float64 { return s.Probability }),
+}
+
+type pcs = retry.PacerStats
+
+var pacerFamilies = []family[pcs]{
+	counterBy("scalekit_retry_pacer_requests", "Requests through a pacer by result (sent, waited: sent after waiting for the server's quota, refused: not sent).", result,
+		with("sent", func(s pcs) uint64 { return s.Sent - s.Waited }), with("waited", func(s pcs) uint64 { return s.Waited }),
+		with("refused", func(s pcs) uint64 { return s.Refused })),
+}
+
+// shedLevels are the values of scalekit_slo_shed_level's state attribute.
+var shedLevels = []string{slo.ShedNone.String(), slo.ShedSheddable.String(), slo.ShedDefault.String()}
+
+type shs = slo.ShedderStats
+
+var shedderFamilies = []family[shs]{
+	stateSet("scalekit_slo_shed_level", "What an SLO shedder sheds now: 1 for the current level (none, sheddable, default), 0 for the others.", shedLevels, func(s shs) string { return s.Level.String() }),
+	counterBy("scalekit_slo_shed", "Calls an SLO shedder shed by priority class (sheddable, default, critical).", class,
+		byClass(func(s shs) priority.Counts { return s.Shed })...),
 }
 
 var budgetFamilies = []family[retry.BudgetStats]{
