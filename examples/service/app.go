@@ -44,6 +44,7 @@ import (
 	"github.com/scalekit-go/scalekit/shutdown"
 	"github.com/scalekit-go/scalekit/slo"
 	"github.com/scalekit-go/scalekit/throttle"
+	"github.com/scalekit-go/scalekit/timeout"
 )
 
 // Config is the service's configuration.
@@ -116,6 +117,8 @@ type app struct {
 	payBudget    *retry.Budget
 	payBulkhead  *bulkhead.Bulkhead  // nil with Config.NoPipeline
 	payThrottle  *throttle.Throttler // nil with Config.NoPipeline
+	payTotal     *timeout.Timeout    // nil with Config.NoPipeline
+	payAttempt   *timeout.Timeout    // nil with Config.NoPipeline
 	payPolicy    policy.Policy       // every provider call goes through it
 	jobs         *queue.Client
 	backend      queue.Backend

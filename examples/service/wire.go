@@ -130,6 +130,10 @@ func (a *app) addOTelMetrics(context.Context) error {
 	if a.router != nil {
 		errs = append(errs, m.AddDBRouter("db", a.router))
 	}
+	if a.payBulkhead != nil { // the pipeline (not with Config.NoPipeline)
+		errs = append(errs, m.AddBulkhead(a.payBulkhead), m.AddThrottler(a.payThrottle),
+			m.AddTimeout("provider_total", a.payTotal), m.AddTimeout("provider_attempt", a.payAttempt))
+	}
 	if a.redisLimiter != nil {
 		errs = append(errs, m.AddRedisLimiter("clients", a.redisLimiter))
 	}
@@ -263,17 +267,15 @@ func (a *app) buildPayments(context.Context) error {
 	if a.payThrottle, err = throttle.New(throttle.Options{Name: "provider", Window: 30 * time.Second, Logger: a.log}); err != nil {
 		return err
 	}
-	total, err := timeout.New(timeout.Options{Timeout: time.Second, Kind: timeout.Total})
-	if err != nil {
+	if a.payTotal, err = timeout.New(timeout.Options{Timeout: time.Second, Kind: timeout.Total}); err != nil {
 		return err
 	}
-	attempt, err := timeout.New(timeout.Options{Timeout: 300 * time.Millisecond, Kind: timeout.Attempt})
-	if err != nil {
+	if a.payAttempt, err = timeout.New(timeout.Options{Timeout: 300 * time.Millisecond, Kind: timeout.Attempt}); err != nil {
 		return err
 	}
-	a.payPolicy = policy.Compose(a.payBulkhead, a.payThrottle, total, a.payRetry, a.payBr, attempt)
+	a.payPolicy = policy.Compose(a.payBulkhead, a.payThrottle, a.payTotal, a.payRetry, a.payBr, a.payAttempt)
 	return errors.Join(a.metrics.AddBulkhead(a.payBulkhead), a.metrics.AddThrottler(a.payThrottle),
-		a.metrics.AddTimeout("provider_total", total), a.metrics.AddTimeout("provider_attempt", attempt))
+		a.metrics.AddTimeout("provider_total", a.payTotal), a.metrics.AddTimeout("provider_attempt", a.payAttempt))
 }
 
 // topicPaymentCaptured is the domain event of a recorded payment
