@@ -39,6 +39,12 @@
 // retrying cannot help: an open breaker, a full bulkhead, a rate limit, a
 // local throttle (the dependency was not even called).
 //
-// A Policy must not call fn after its Do returned, nor keep it. A
-// pipeline of n policies allocates n-1 small closures per call.
+// A Policy must not call fn after its Do returned, nor keep it (nor
+// leave a call of it running). A pipeline of the package's own policies
+// (breaker, retry, timeout, bulkhead, throttle, slo.Shedder and the
+// limiter adapters here) reuses the closures it hands them from one call
+// to the next, so a composed call allocates nothing of its own; a
+// pipeline holding any other Policy (a Func, a type of yours) makes them
+// afresh on every call, so even a policy that breaks the rule never runs
+// another call's fn.
 package policy

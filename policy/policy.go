@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/bulkhead"
 	"github.com/scalekit-go/scalekit/internal/valuecall"
 	"github.com/scalekit-go/scalekit/ratelimit"
+	"github.com/scalekit-go/scalekit/retry"
 	"github.com/scalekit-go/scalekit/slo"
 	"github.com/scalekit-go/scalekit/throttle"
+	"github.com/scalekit-go/scalekit/timeout"
 )
 
 // Policy wraps a call: Do runs fn (or refuses to) and returns its error
@@ -37,7 +40,7 @@ var ErrInvalid = errors.New("policy: invalid")
 // with none, Do calls fn. Pass them in the standard order (see the
 // package doc).
 func Compose(ps ...Policy) Policy {
-	var out pipeline
+	var out []Policy
 	for _, p := range ps {
 		if !isNil(p) {
 			out = append(out, p)
@@ -49,7 +52,12 @@ func Compose(ps ...Policy) Policy {
 	case 1:
 		return out[0]
 	}
-	return out
+	pl := &pipeline{ps: out, pooled: true}
+	for _, p := range out {
+		pl.pooled = pl.pooled && inline(p)
+	}
+	pl.frames.New = func() any { return pl.newFrame() }
+	return pl
 }
 
 // isNil reports whether p is nil or holds a nil pointer or func.
@@ -57,26 +65,88 @@ func isNil(p Policy) bool {
 	if p == nil {
 		return true
 	}
-	if pl, ok := p.(pipeline); ok {
-		return len(pl) == 0
-	}
 	v := reflect.ValueOf(p)
 	return (v.Kind() == reflect.Pointer || v.Kind() == reflect.Func) && v.IsNil()
 }
 
-// pipeline is Compose's result, outermost first, at least two.
-type pipeline []Policy
-
-// Do runs fn through the pipeline.
-func (p pipeline) Do(ctx context.Context, fn func(ctx context.Context) error) error {
-	return p.do(ctx, 0, fn)
+// pipeline is Compose's result: ps, outermost first, at least two.
+//
+// Nesting ps[i].Do(ctx, func(ctx) error { return ps[i+1].Do(ctx, ...) })
+// would allocate a closure per inner policy and call, since each captures
+// that call's fn. Instead each call borrows a frame from a pool: its
+// closures, made once per frame, read fn from the frame, which Do fills
+// in and clears. This relies on the Policy contract (a Policy does not
+// call fn after its Do returned): a frame is reused only once the call
+// that borrowed it has returned. Only the package's own policies are
+// trusted to keep it (inline): a pipeline holding any other (a Func, a
+// type of the caller's) nests fresh closures on every call, so a policy
+// that runs fn on a goroutine of its own and returns before it starts
+// can never run another call's fn.
+type pipeline struct {
+	ps     []Policy
+	pooled bool      // every one of ps is inline
+	frames sync.Pool // of *frame
 }
 
-func (p pipeline) do(ctx context.Context, i int, fn func(ctx context.Context) error) error {
-	if i == len(p)-1 {
-		return p[i].Do(ctx, fn)
+// inline reports whether p is one of the scalekit policies known to call
+// fn only on the goroutine of its Do, before Do returns.
+func inline(p Policy) bool {
+	switch p.(type) {
+	case *breaker.Breaker, *retry.Retrier, *timeout.Timeout, *bulkhead.Bulkhead, *throttle.Throttler,
+		*slo.Shedder, adapter, *pipeline:
+		return true
 	}
-	return p[i].Do(ctx, func(ctx context.Context) error { return p.do(ctx, i+1, fn) })
+	return false
+}
+
+// adapter is the Policy of Limit, Wait, Concurrency and Adaptive: a Func
+// of this package's own, which calls fn inline.
+type adapter func(ctx context.Context, fn func(ctx context.Context) error) error
+
+// Do calls a.
+func (a adapter) Do(ctx context.Context, fn func(ctx context.Context) error) error { return a(ctx, fn) }
+
+// frame is one call's state: fn, and the closures that run the inner
+// policies around it.
+type frame struct {
+	fn func(ctx context.Context) error
+	// next[i] is the fn given to ps[i]: it runs ps[i+1] (with next[i+1],
+	// or with fn for the innermost).
+	next []func(ctx context.Context) error
+}
+
+// newFrame makes a frame with its closures.
+func (p *pipeline) newFrame() *frame {
+	last := len(p.ps) - 1
+	f := &frame{next: make([]func(ctx context.Context) error, last)}
+	innermost := p.ps[last]
+	f.next[last-1] = func(ctx context.Context) error { return innermost.Do(ctx, f.fn) }
+	for i := last - 2; i >= 0; i-- {
+		inner, next := p.ps[i+1], f.next[i+1]
+		f.next[i] = func(ctx context.Context) error { return inner.Do(ctx, next) }
+	}
+	return f
+}
+
+// Do runs fn through the pipeline.
+func (p *pipeline) Do(ctx context.Context, fn func(ctx context.Context) error) error {
+	if !p.pooled {
+		return p.nest(ctx, 0, fn)
+	}
+	f := p.frames.Get().(*frame)
+	f.fn = fn
+	err := p.ps[0].Do(ctx, f.next[0])
+	f.fn = nil // keep no reference to fn; a panic drops the frame instead
+	p.frames.Put(f)
+	return err
+}
+
+// nest runs fn through ps[i:], a closure per policy and call.
+func (p *pipeline) nest(ctx context.Context, i int, fn func(ctx context.Context) error) error {
+	if i == len(p.ps)-1 {
+		return p.ps[i].Do(ctx, fn)
+	}
+	return p.ps[i].Do(ctx, func(ctx context.Context) error { return p.nest(ctx, i+1, fn) })
 }
 
 // DoValue runs fn through p and returns the value of its successful
@@ -102,7 +172,7 @@ func Retryable(err error) bool {
 // ratelimit.ErrLimited) at once, without waiting; l's own errors are
 // returned as they are. key must not be empty.
 func Limit(l ratelimit.Limiter, key string) Policy {
-	return Func(func(ctx context.Context, fn func(ctx context.Context) error) error {
+	return adapter(func(ctx context.Context, fn func(ctx context.Context) error) error {
 		d, err := l.AllowN(ctx, key, 1)
 		if err != nil {
 			return err
@@ -117,7 +187,7 @@ func Limit(l ratelimit.Limiter, key string) Policy {
 // Wait is Limit that waits for the event to be admitted (ratelimit.Wait):
 // it fails fast when the admission would come after ctx's deadline.
 func Wait(l ratelimit.Limiter, key string) Policy {
-	return Func(func(ctx context.Context, fn func(ctx context.Context) error) error {
+	return adapter(func(ctx context.Context, fn func(ctx context.Context) error) error {
 		if _, err := ratelimit.Wait(ctx, l, key, 1); err != nil {
 			return err
 		}
@@ -128,7 +198,7 @@ func Wait(l ratelimit.Limiter, key string) Policy {
 // Concurrency is the Policy that holds a slot of l for key while fn runs,
 // and refuses a call when every slot is held (ratelimit.ErrLimited).
 func Concurrency(l ratelimit.ConcurrencyLimiter, key string) Policy {
-	return Func(func(ctx context.Context, fn func(ctx context.Context) error) error {
+	return adapter(func(ctx context.Context, fn func(ctx context.Context) error) error {
 		release, err := l.Acquire(ctx, key)
 		if err != nil {
 			return err
@@ -149,7 +219,7 @@ func Adaptive(a *ratelimit.Adaptive, overloaded func(error) bool) (Policy, error
 	if overloaded == nil {
 		overloaded = Overloaded
 	}
-	return Func(func(ctx context.Context, fn func(ctx context.Context) error) error {
+	return adapter(func(ctx context.Context, fn func(ctx context.Context) error) error {
 		release, err := a.Acquire()
 		if err != nil {
 			return err

@@ -3,6 +3,8 @@ package timeout_test
 import (
 	"context"
 	"errors"
+	"math"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -97,4 +99,52 @@ func TestQuickCallAllocatesOnce(t *testing.T) {
 	if a := testing.AllocsPerRun(1000, func() { _ = tm.Do(ctx, fn) }); a > 1 {
 		t.Fatalf("Do allocates %v times, want 1", a)
 	}
+}
+
+// TestHugeTimeout: a Timeout of the longest Duration does not overflow
+// into a deadline in the past.
+func TestHugeTimeout(t *testing.T) {
+	tm := mustNew(t, timeout.Options{Timeout: math.MaxInt64})
+	err := tm.Do(context.Background(), func(ctx context.Context) error {
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) < 100*365*24*time.Hour {
+			t.Errorf("Deadline = %v, %v, want centuries away", dl, ok)
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMadeAsTheCallReturns: a ctx whose real ctx is made by another
+// goroutine while the call returns ends all the same, whichever wins.
+func TestMadeAsTheCallReturns(t *testing.T) {
+	tm := mustNew(t, timeout.Options{Timeout: time.Hour})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				done := make(chan (<-chan struct{}))
+				var kept context.Context
+				_ = tm.Do(context.Background(), func(ctx context.Context) error {
+					kept = ctx
+					go func() { done <- ctx.Done() }()
+					return nil
+				})
+				select {
+				case <-<-done:
+				case <-time.After(time.Minute):
+					t.Errorf("goroutine %d call %d: a ctx made as its call returned never ended", g, i)
+					return
+				}
+				if kept.Err() != context.Canceled {
+					t.Errorf("goroutine %d call %d: Err %v, want Canceled", g, i, kept.Err())
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

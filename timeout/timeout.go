@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -130,11 +131,15 @@ func (t *Timeout) Kind() Kind { return t.kind }
 // respect its ctx for the Timeout to bound it.
 func (t *Timeout) Do(ctx context.Context, fn func(ctx context.Context) error) error {
 	t.calls.Add(1)
-	deadline := now().Add(t.d)
-	if pd, ok := ctx.Deadline(); ok && !deadline.Before(pd) {
+	s := since() // negative in a synctest bubble, whose clock is behind epoch
+	deadline := s + t.d
+	if deadline < s {
+		deadline = math.MaxInt64 // overflow: a Timeout of about math.MaxInt64
+	}
+	if pd, ok := ctx.Deadline(); ok && !epoch.Add(deadline).Before(pd) {
 		return fn(ctx) // the caller's deadline comes first: this Timeout cannot fire
 	}
-	c := &lazyCtx{Context: ctx, deadline: deadline, cause: t.cause}
+	c := &lazyCtx{Context: ctx, t: t, deadline: deadline}
 	err := fn(c)
 	fired := c.finish(err != nil)
 	if err == nil || ctx.Err() != nil || !fired && !bareDeadline(err) {
