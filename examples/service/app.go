@@ -24,6 +24,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/batch"
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/bulkhead"
 	"github.com/scalekit-go/scalekit/cache"
 	"github.com/scalekit-go/scalekit/dbrouter"
 	"github.com/scalekit-go/scalekit/health"
@@ -31,6 +32,8 @@ import (
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/idempotency/idempotencypg"
 	"github.com/scalekit-go/scalekit/metrics"
+	"github.com/scalekit-go/scalekit/policy"
+	"github.com/scalekit-go/scalekit/priority"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/queue/queuepg"
 	"github.com/scalekit-go/scalekit/ratelimit"
@@ -40,6 +43,8 @@ import (
 	"github.com/scalekit-go/scalekit/scalekittest"
 	"github.com/scalekit-go/scalekit/shutdown"
 	"github.com/scalekit-go/scalekit/slo"
+	"github.com/scalekit-go/scalekit/throttle"
+	"github.com/scalekit-go/scalekit/timeout"
 )
 
 // Config is the service's configuration.
@@ -71,6 +76,21 @@ type Config struct {
 	// (OTEL_METRICS_EXPORTER), none unless it asks; with TracerProvider
 	// set and MeterProvider not, none.
 	MeterProvider metric.MeterProvider
+	// NoPipeline calls the payment provider through the retry and the
+	// breaker only, nested by hand, without the policy pipeline's
+	// bulkhead, adaptive throttler and timeouts (wire.go, buildPayments):
+	// the comparison of the load-shedding test (shed_test.go). Default:
+	// false, the pipeline.
+	NoPipeline bool
+	// ProviderLatency is how long the fake payment provider takes per
+	// charge, before chaos slows it (POST /admin/chaos?provider_slow=5).
+	// Default: 5ms.
+	ProviderLatency time.Duration
+	// ProviderConcurrency is how many charges the provider serves at once;
+	// more wait in its queue, as a real provider's worker pool does, so a
+	// slower provider serves fewer per second. The pipeline's bulkhead
+	// admits as many. Default: 4.
+	ProviderConcurrency int
 	// PurgeURL is the edge cache's address (a Varnish with the xkey
 	// module, see edge.go): PUT /users/{id} purges the user's surrogate
 	// key there, through a job enqueued in its transaction. Default: "",
@@ -95,6 +115,11 @@ type app struct {
 	payBr        *breaker.Breaker
 	payRetry     *retry.Retrier
 	payBudget    *retry.Budget
+	payBulkhead  *bulkhead.Bulkhead  // nil with Config.NoPipeline
+	payThrottle  *throttle.Throttler // nil with Config.NoPipeline
+	payTotal     *timeout.Timeout    // nil with Config.NoPipeline
+	payAttempt   *timeout.Timeout    // nil with Config.NoPipeline
+	payPolicy    policy.Policy       // every provider call goes through it
 	jobs         *queue.Client
 	backend      queue.Backend
 	keys         *httpcache.Keys  // surrogate keys on the responses
@@ -137,6 +162,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RatePerClient <= 0 {
 		c.RatePerClient = 2000
+	}
+	if c.ProviderLatency <= 0 {
+		c.ProviderLatency = 5 * time.Millisecond
+	}
+	if c.ProviderConcurrency <= 0 {
+		c.ProviderConcurrency = 4
 	}
 	return c, nil
 }
@@ -265,7 +296,7 @@ func (a *app) routes() http.Handler {
 	mux.Handle("GET /users/{id}", a.keys.Middleware(http.HandlerFunc(a.getUser)))
 	mux.HandleFunc("PUT /users/{id}", a.putUser)
 	mux.Handle("GET /posts", a.keys.Middleware(http.HandlerFunc(a.listPosts)))
-	mux.Handle("POST /payments", a.idem.Middleware(http.HandlerFunc(a.createPayment)))
+	mux.Handle("POST /payments", withPriority(priority.Critical, a.idem.Middleware(http.HandlerFunc(a.createPayment))))
 	mux.HandleFunc("POST /emails", a.sendEmail)
 	mux.HandleFunc("POST /users/{id}/welcome", a.welcomeUser)
 	mux.HandleFunc("GET /jobs/{id}", a.getJob)
@@ -421,8 +452,25 @@ func (a *app) listPosts(w http.ResponseWriter, r *http.Request) {
 	a.writePosts(w, r, posts)
 }
 
-// POST /payments (Idempotency-Key required): charge through the breaker
-// and the retry budget, then record the payment, its idempotency record
+// withPriority puts the request's priority class in its ctx (package
+// priority), for the policies that shed by class: the route's class, or a
+// lower one the caller asks for in the X-Priority header ("sheddable" for
+// a batch job's or a prefetch's request). A caller can lower its
+// request's class, never raise it: a gateway that trusts some callers
+// would set it there instead.
+func withPriority(class priority.Class, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := class
+		if asked, ok := priority.Parse(r.Header.Get("X-Priority")); ok && asked < class {
+			c = asked
+		}
+		h.ServeHTTP(w, r.WithContext(priority.With(r.Context(), c)))
+	})
+}
+
+// POST /payments (Idempotency-Key required): charge through the policy
+// pipeline (buildPayments: the bulkhead sheds by the request's priority
+// class, see withPriority), then record the payment, its idempotency record
 // and its receipt job in one transaction.
 func (a *app) createPayment(w http.ResponseWriter, r *http.Request) {
 	var in struct {
@@ -433,13 +481,21 @@ func (a *app) createPayment(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `send JSON {"user_id": >0, "amount_cents": >0}`, http.StatusBadRequest)
 		return
 	}
-	charge, err := retry.DoValue(r.Context(), a.payRetry, func(ctx context.Context) (string, error) {
-		return breaker.DoValue(ctx, a.payBr, a.provider.charge)
+	var charge string
+	err := a.payPolicy.Do(r.Context(), func(ctx context.Context) (err error) {
+		charge, err = a.provider.charge(ctx)
+		return err
 	})
 	switch {
 	case errors.Is(err, breaker.ErrOpen):
 		w.Header().Set("Retry-After", "2")
 		http.Error(w, "the payment provider is unavailable (circuit open); retry with the same Idempotency-Key", http.StatusServiceUnavailable)
+		return
+	case errors.Is(err, bulkhead.ErrRejected), errors.Is(err, throttle.ErrThrottled):
+		// Shed: the provider is saturated (the bulkhead is full, lower
+		// classes first) or refusing (the throttler refuses locally).
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "the payment provider is saturated, "+priority.From(r.Context()).String()+" payments are shed; retry with the same Idempotency-Key", http.StatusServiceUnavailable)
 		return
 	case err != nil:
 		http.Error(w, "the payment provider failed: "+err.Error(), http.StatusBadGateway)
@@ -636,7 +692,11 @@ func (a *app) stats(w http.ResponseWriter, r *http.Request) {
 		"cache_hit_ratio": ratio, "cache": cs, "breaker": a.payBr.Stats().State.String(),
 		"emails_sent": a.emails.Load(), "provider_fail_rate": a.provider.failRate(),
 		"user_reads_past_cache_for_token": a.readThrough.Load(), "payment_totals_refreshes": a.refreshes.Load(),
-		"payment_events_ledgered": a.ledgered.Load(),
+		"payment_events_ledgered": a.ledgered.Load(), "provider_slowdown": a.provider.slowdown(),
+	}
+	if a.payBulkhead != nil {
+		out["provider_bulkhead"] = a.payBulkhead.Stats()
+		out["provider_throttle"] = a.payThrottle.Stats()
 	}
 	if a.router != nil {
 		out["dbrouter"] = a.router.Stats()
@@ -644,9 +704,19 @@ func (a *app) stats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// POST /admin/chaos?provider_fail=0.5 | stop=replica|redis | start=replica|redis
+// POST /admin/chaos?provider_fail=0.5 | provider_slow=5 | stop=replica|redis | start=replica|redis
+//
+// provider_slow multiplies the provider's latency (1: its normal speed).
 func (a *app) chaos(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if s := q.Get("provider_slow"); s != "" {
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || !(f >= 1 && f <= 1000) {
+			http.Error(w, "provider_slow must be in [1, 1000] (1: normal speed)", http.StatusBadRequest)
+			return
+		}
+		a.provider.setSlowdown(f)
+	}
 	if s := q.Get("provider_fail"); s != "" {
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil || f < 0 || f > 1 {
@@ -691,31 +761,60 @@ func (a *app) toggle(ctx context.Context, action, target string) error {
 }
 
 // provider is a local HTTP payment provider that fails a settable share
-// of its charges.
+// of its charges. It serves concurrency charges at once, each taking
+// latency times a settable slowdown; more wait in its queue, so a slower
+// provider serves fewer charges per second (as a real one does) and,
+// called without a bulkhead, makes every caller wait.
 type provider struct {
-	srv    *http.Server
-	url    string
-	client *http.Client
-	fail   atomic.Uint64 // math.Float64bits
-	seq    atomic.Int64
+	srv     *http.Server
+	url     string
+	client  *http.Client
+	fail    atomic.Uint64 // the failing share, in millionths
+	slow    atomic.Uint64 // the slowdown factor, in millionths (1e6: none)
+	latency time.Duration
+	slots   chan struct{} // one per charge served at once
+	seq     atomic.Int64
 }
 
-func startProvider() (*provider, error) {
+func startProvider(latency time.Duration, concurrency int) (*provider, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	p := &provider{url: "http://" + ln.Addr().String() + "/charge", client: &http.Client{Timeout: 2 * time.Second}}
-	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rand.Float64() < p.failRate() {
-			http.Error(w, "provider overloaded", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintf(w, "ch_%d_%d", time.Now().UnixNano(), p.seq.Add(1))
-	})}
+	p := &provider{url: "http://" + ln.Addr().String() + "/charge", latency: latency, slots: make(chan struct{}, concurrency),
+		client: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
+	p.slow.Store(1e6)
+	p.srv = &http.Server{Handler: http.HandlerFunc(p.serveCharge)}
 	go p.srv.Serve(ln)
 	return p, nil
 }
+
+// serveCharge waits for one of the provider's slots, takes its latency,
+// and answers a charge ID or, for the failing share, 503.
+func (p *provider) serveCharge(w http.ResponseWriter, r *http.Request) {
+	select {
+	case p.slots <- struct{}{}:
+		defer func() { <-p.slots }()
+	case <-r.Context().Done():
+		return
+	}
+	t := time.NewTimer(time.Duration(float64(p.latency) * p.slowdown()))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+		return
+	}
+	if rand.Float64() < p.failRate() {
+		http.Error(w, "provider overloaded", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintf(w, "ch_%d_%d", time.Now().UnixNano(), p.seq.Add(1))
+}
+
+func (p *provider) slowdown() float64 { return float64(p.slow.Load()) / 1e6 }
+
+func (p *provider) setSlowdown(f float64) { p.slow.Store(uint64(f * 1e6)) }
 
 func (p *provider) failRate() float64 {
 	return float64(p.fail.Load()) / 1e6

@@ -1,7 +1,9 @@
 // Command service is a small "users, posts and payments" API wired from
 // every scalekit package: a cache over replica reads through dbrouter,
 // read-your-writes tokens, batched author loads, idempotent payments that
-// call a flaky provider through a breaker and a retry budget and commit the
+// call a flaky provider through a policy pipeline (a bulkhead shedding by
+// priority class, an adaptive throttler, timeouts, retries within a
+// budget, a breaker) and commit the
 // payment, its idempotency record and its receipt job in one transaction,
 // background jobs, a periodic job refreshing a materialized view
 // CONCURRENTLY, per-client rate limits, SLOs, Prometheus metrics,
@@ -110,6 +112,9 @@ func configFromFlags() Config {
 	flag.BoolVar(&cfg.Memory, "memory", false, "run on in-memory backends only (no Redis, no PostgreSQL)")
 	flag.Float64Var(&cfg.RatePerClient, "rate-per-client", 2000, "requests per second allowed per client address")
 	flag.DurationVar(&cfg.DrainDelay, "drain-delay", 2*time.Second, "time between failing readiness and stopping the server")
+	flag.BoolVar(&cfg.NoPipeline, "no-pipeline", false, "call the payment provider through the retries and the breaker only, without the bulkhead, throttler and timeouts (for comparison)")
+	flag.DurationVar(&cfg.ProviderLatency, "provider-latency", 5*time.Millisecond, "the fake payment provider's latency per charge (POST /admin/chaos?provider_slow=5 slows it)")
+	flag.IntVar(&cfg.ProviderConcurrency, "provider-concurrency", 4, "charges the fake payment provider serves at once (and the pipeline's bulkhead admits)")
 	flag.StringVar(&cfg.PurgeURL, "purge-url", os.Getenv("PURGE_URL"), "the edge cache's purge address, a Varnish with xkey (env PURGE_URL); empty: no purges")
 	flag.Parse()
 	if *replicas != "" {

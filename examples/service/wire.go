@@ -14,6 +14,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/batch"
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/bulkhead"
 	"github.com/scalekit-go/scalekit/cache"
 	"github.com/scalekit-go/scalekit/cache/cacheredis"
 	"github.com/scalekit-go/scalekit/dbrouter"
@@ -22,6 +23,7 @@ import (
 	"github.com/scalekit-go/scalekit/idempotency/idempotencypg"
 	"github.com/scalekit-go/scalekit/idempotency/idempotencyredis"
 	"github.com/scalekit-go/scalekit/metrics"
+	"github.com/scalekit-go/scalekit/policy"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/queue/queuepg"
 	"github.com/scalekit-go/scalekit/queue/queueredis"
@@ -30,6 +32,8 @@ import (
 	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
 	"github.com/scalekit-go/scalekit/slo"
+	"github.com/scalekit-go/scalekit/throttle"
+	"github.com/scalekit-go/scalekit/timeout"
 )
 
 // wire builds every primitive the service uses, from the stores up, and
@@ -45,7 +49,7 @@ func (a *app) wire(ctx context.Context) error {
 		a.connectDatabase,     // users, posts and payments: replica reads, primary writes
 		a.buildUserCache,      // cache-aside: L1 + Redis L2 with fill leases
 		a.buildAuthorLoader,   // a page's authors in one query
-		a.buildPayments,       // the flaky provider behind a breaker and a retry budget
+		a.buildPayments,       // the flaky provider behind a policy pipeline: bulkhead, throttler, timeouts, retries, breaker
 		a.buildEdgeCache,      // surrogate keys; the edge's purger (Config.PurgeURL)
 		a.buildQueue,          // jobs: the backend, the client, the worker and its handlers
 		a.buildSchedules,      // periodic jobs: the payment totals' refresh
@@ -125,6 +129,10 @@ func (a *app) addOTelMetrics(context.Context) error {
 		m.AddSLOTracker(a.tracker), m.AddRequestID("api", a.ids)}
 	if a.router != nil {
 		errs = append(errs, m.AddDBRouter("db", a.router))
+	}
+	if a.payBulkhead != nil { // the pipeline (not with Config.NoPipeline)
+		errs = append(errs, m.AddBulkhead(a.payBulkhead), m.AddThrottler(a.payThrottle),
+			m.AddTimeout("provider_total", a.payTotal), m.AddTimeout("provider_attempt", a.payAttempt))
 	}
 	if a.redisLimiter != nil {
 		errs = append(errs, m.AddRedisLimiter("clients", a.redisLimiter))
@@ -213,10 +221,26 @@ func (a *app) buildAuthorLoader(context.Context) error {
 }
 
 // buildPayments starts the payment provider, deliberately flaky, and puts
-// it behind a breaker and a retry budget.
+// it behind a policy pipeline in the standard order (package policy):
+//
+//  1. a bulkhead: at most ProviderConcurrency charges at once, as many
+//     more waiting up to 500ms, the waiting ones of a lower priority
+//     class shed first (withPriority: payments are critical unless the
+//     caller lowers them), so a slow provider holds a fixed share of the
+//     service and critical payments wait behind critical ones only;
+//  2. an adaptive throttler: when the provider refuses charges, refuse
+//     some locally, sheddable ones first;
+//  3. a total timeout (1s) over
+//  4. the retries (3 attempts, within a retry budget) of
+//  5. the breaker, and
+//  6. an attempt timeout (300ms, 60 times the provider's normal latency).
+//
+// With Config.NoPipeline, only the retries and the breaker, nested by
+// hand (what the service did before the pipeline): the comparison of
+// shed_test.go.
 func (a *app) buildPayments(context.Context) error {
 	var err error
-	if a.provider, err = startProvider(); err != nil {
+	if a.provider, err = startProvider(a.cfg.ProviderLatency, a.cfg.ProviderConcurrency); err != nil {
 		return err
 	}
 	if a.payBr, err = breaker.New(breaker.Options{Name: "provider", FailureRateThreshold: 0.5, MinimumCalls: 20, OpenTimeout: 2 * time.Second, Logger: a.log,
@@ -227,16 +251,31 @@ func (a *app) buildPayments(context.Context) error {
 		return err
 	}
 	if a.payRetry, err = retry.New(retry.Options{MaxAttempts: 3, Backoff: retry.Exponential{Base: 5 * time.Millisecond, Cap: 50 * time.Millisecond}, Budget: a.payBudget, OnRetry: a.tel.onRetry(),
-		Retryable: func(err error) bool { return !errors.Is(err, breaker.ErrOpen) }}); err != nil {
+		Retryable: policy.Retryable}); err != nil { // not an open breaker
 		return err
 	}
-	if err := a.metrics.AddBreaker(a.payBr); err != nil {
+	if err := errors.Join(a.metrics.AddBreaker(a.payBr), a.metrics.AddRetrier("provider", a.payRetry), a.metrics.AddRetryBudget("provider", a.payBudget)); err != nil {
 		return err
 	}
-	if err := a.metrics.AddRetrier("provider", a.payRetry); err != nil {
+	if a.cfg.NoPipeline {
+		a.payPolicy = policy.Compose(a.payRetry, a.payBr)
+		return nil
+	}
+	if a.payBulkhead, err = bulkhead.New(bulkhead.Options{Name: "provider", MaxConcurrent: a.cfg.ProviderConcurrency, MaxWait: 500 * time.Millisecond, Logger: a.log}); err != nil {
 		return err
 	}
-	return a.metrics.AddRetryBudget("provider", a.payBudget)
+	if a.payThrottle, err = throttle.New(throttle.Options{Name: "provider", Window: 30 * time.Second, Logger: a.log}); err != nil {
+		return err
+	}
+	if a.payTotal, err = timeout.New(timeout.Options{Timeout: time.Second, Kind: timeout.Total}); err != nil {
+		return err
+	}
+	if a.payAttempt, err = timeout.New(timeout.Options{Timeout: 300 * time.Millisecond, Kind: timeout.Attempt}); err != nil {
+		return err
+	}
+	a.payPolicy = policy.Compose(a.payBulkhead, a.payThrottle, a.payTotal, a.payRetry, a.payBr, a.payAttempt)
+	return errors.Join(a.metrics.AddBulkhead(a.payBulkhead), a.metrics.AddThrottler(a.payThrottle),
+		a.metrics.AddTimeout("provider_total", a.payTotal), a.metrics.AddTimeout("provider_attempt", a.payAttempt))
 }
 
 // topicPaymentCaptured is the domain event of a recorded payment
