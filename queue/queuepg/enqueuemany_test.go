@@ -389,3 +389,61 @@ func TestEnqueueUniqueHammer(t *testing.T) {
 		t.Fatalf("counts %+v, want %d pending: a job per key and per explicit id", n, keys+goroutines/2*(each/3))
 	}
 }
+
+// An Enqueue that waits on a while-active hold a transaction is taking
+// finds, once that transaction commits, the hold held: a duplicate naming
+// the holder, not a second job under the key. The waiting statement's
+// snapshot predates the commit, so it cannot see the holder's job; the
+// hold was taken over when its job was not seen, and two jobs held the key
+// (TestEnqueueUniqueHammer found it in CI).
+func TestEnqueueUniqueWaitsForHolderCommit(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{Prefix: "uwait"})
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	for _, many := range []bool{false, true} {
+		key := fmt.Sprint("k-", many)
+		o := queue.EnqueueOptions{UniqueKey: key, UniqueWhileActive: true}
+		tx, err := f.Primary.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		holder, err := b.EnqueueTx(ctx, tx, "uw", "k", 1, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		var got string
+		go func() {
+			if many {
+				res, err := c.EnqueueMany(ctx, queue.EnqueueRequest{Queue: "uw", Kind: "k", Args: 2, Options: o})
+				if err == nil {
+					got, err = res[0].ID, res[0].Err
+				}
+				done <- err
+				return
+			}
+			var err error
+			got, err = c.Enqueue(ctx, "uw", "k", 2, o)
+			done <- err
+		}()
+		// The second enqueue waits on the hold's row lock.
+		poll.Until(t, 10*time.Second, "the second enqueue waiting on the hold", func() bool {
+			var n int
+			_ = f.Primary.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%uwait_unique%'`).Scan(&n)
+			return n > 0
+		})
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		err = <-done
+		var dup *queue.DuplicateError
+		if !errors.As(err, &dup) || got != holder {
+			t.Fatalf("many=%v: the enqueue that waited got id %q, %v; want a duplicate naming %s", many, got, err, holder)
+		}
+		var n int
+		if err := f.Primary.QueryRow(ctx, `SELECT count(*) FROM uwait_jobs WHERE unique_key = $1`, key).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("many=%v: %d jobs hold %s (%v), want 1", many, n, key, err)
+		}
+	}
+}

@@ -136,6 +136,17 @@ RETURNING pg_current_xact_id()::text`
 // from {now}: $7 run_at (NULL: {now} + $14 µs), $12 enqueued_at (NULL:
 // {now}) and $11 unique_until (NULL: {now} + $15 µs, for a key that is
 // not while-active).
+//
+// A while-active hold is taken over only when its job is seen finished,
+// never when its job is not seen at all: ON CONFLICT DO UPDATE judges the
+// newest version of the hold, which a transaction may have committed
+// after this statement's snapshot was taken, together with a job the
+// snapshot does not show; "not seen" then meant "gone", and two jobs held
+// one key (TestEnqueueUniqueHammer, in CI). A hold whose job really is
+// gone (finishing, cancelling and deleting a job drop its hold in the
+// same statement, so only a row deleted by hand) is removed by the
+// sweeper (sweepUniqueSQL, whose DELETE sees hold and job in one
+// snapshot).
 // $1 now, $2 queue, $3 id, $4 kind, $5 payload, $6 priority, $7 run_at,
 // $8 max_attempts, $9 timeout_ms, $10 unique_key, $11 unique_until,
 // $12 enqueued_at, $13 unique_active, $14 delay (µs), $15 unique for (µs),
@@ -149,8 +160,8 @@ u AS (INSERT INTO {unique} AS u (queue, unique_key, job_id, until)
   SELECT $2, $10::text, $3, CASE WHEN $13 THEN 'infinity'::timestamptz ELSE t.unique_until END FROM t
   WHERE NOT EXISTS (SELECT FROM used)
   ON CONFLICT (queue, unique_key) DO UPDATE SET job_id = EXCLUDED.job_id, until = EXCLUDED.until
-  WHERE u.until <= {now} OR (u.until = 'infinity' AND NOT EXISTS (SELECT 1 FROM {jobs} h
-    WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead', 'cancelled')))
+  WHERE u.until <= {now} OR (u.until = 'infinity' AND EXISTS (SELECT 1 FROM {jobs} h
+    WHERE h.queue = u.queue AND h.id = u.job_id AND h.state IN ('done', 'dead', 'cancelled')))
   RETURNING job_id),
 ins AS (INSERT INTO {jobs} (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms,
     unique_key, unique_until, enqueued_at, unique_active, metadata)
@@ -200,8 +211,8 @@ u AS (INSERT INTO {unique} AS u (queue, unique_key, job_id, until)
   SELECT queue, unique_key, id, CASE WHEN unique_active THEN 'infinity'::timestamptz ELSE unique_until END
   FROM cand ORDER BY queue, unique_key
   ON CONFLICT (queue, unique_key) DO UPDATE SET job_id = EXCLUDED.job_id, until = EXCLUDED.until
-  WHERE u.until <= {now} OR (u.until = 'infinity' AND NOT EXISTS (SELECT 1 FROM {jobs} h
-    WHERE h.queue = u.queue AND h.id = u.job_id AND h.state NOT IN ('done', 'dead', 'cancelled')))
+  WHERE u.until <= {now} OR (u.until = 'infinity' AND EXISTS (SELECT 1 FROM {jobs} h
+    WHERE h.queue = u.queue AND h.id = u.job_id AND h.state IN ('done', 'dead', 'cancelled')))
   RETURNING queue, unique_key, job_id),
 ins AS (INSERT INTO {jobs} (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, timeout_ms,
     unique_key, unique_until, enqueued_at, unique_active, metadata)
