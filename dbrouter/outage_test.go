@@ -124,12 +124,18 @@ func TestOutages(t *testing.T) {
 	} else {
 		t.Logf("Exec with the primary down failed in %v: %v", time.Since(start), err)
 	}
-	poll.Until(t, 10*time.Second, "the primary reported down", func() bool { return !r.Stats().Primary.Up })
+	// The monitor logs a change after it made it visible in Stats: wait
+	// for both (CI once read the log between the two).
+	poll.Until(t, 10*time.Second, "the primary reported down", func() bool {
+		return !r.Stats().Primary.Up && buf.Count("primary check failed") >= 1
+	})
 	if buf.Count("primary check failed") != 1 || !r.Stats().Replicas[0].Healthy {
 		t.Fatalf("primary down: %+v\n%s", r.Stats(), buf)
 	}
 	f.StartPrimary()
-	poll.Until(t, 10*time.Second, "the primary back", func() bool { return r.Stats().Primary.Up })
+	poll.Until(t, 10*time.Second, "the primary back", func() bool {
+		return r.Stats().Primary.Up && buf.Count("primary is back") >= 1
+	})
 	if buf.Count("primary is back") != 1 {
 		t.Fatalf("log:\n%s", buf)
 	}
