@@ -158,7 +158,7 @@ func (c *Console) AddSLOTracker(t *slo.Tracker) error {
 
 // read collects every source's items, in the order they were added; the
 // sources doing I/O run concurrently.
-func (c *Console) read(now time.Time) (*view, []item) {
+func (c *Console) read(now time.Time) []item {
 	c.mu.RLock()
 	srcs := slices.Clone(c.sources)
 	c.mu.RUnlock()
@@ -173,5 +173,5 @@ func (c *Console) read(now time.Time) (*view, []item) {
 		}
 	}
 	wg.Wait()
-	return v, slices.Concat(parts...)
+	return slices.Concat(parts...)
 }

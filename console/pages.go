@@ -52,13 +52,13 @@ func (c *Console) render(w http.ResponseWriter, name string, p *page) {
 
 func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	now := clock.Now(c.o.Clock)
-	_, items := c.read(now)
+	items := c.read(now)
 	c.render(w, "overview.tmpl", c.newPage(items, now))
 }
 
 func (c *Console) breakerPage(w http.ResponseWriter, r *http.Request) {
 	now := clock.Now(c.o.Clock)
-	_, items := c.read(now)
+	items := c.read(now)
 	var bs []item
 	for _, it := range items {
 		if it.Kind == "breaker" {
