@@ -10,6 +10,7 @@ import (
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/cache"
 	"github.com/scalekit-go/scalekit/dbrouter/routerstats"
+	"github.com/scalekit-go/scalekit/health"
 	"github.com/scalekit-go/scalekit/internal/added"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/slo"
@@ -151,6 +152,30 @@ func (c *Console) AddSLOTracker(t *slo.Tracker) error {
 		var items []item
 		for _, s := range t.SLOs() {
 			items = append(items, v.sloItem(s.Stats()))
+		}
+		return items
+	}})
+}
+
+// AddHealth shows, under name, each of probes as h.Run reports it when
+// a page renders (checks whose cached result is older than CacheTTL run,
+// bounded by their Timeout and by 5s in all; the health sources of a page
+// are read concurrently): red when the probe fails, amber when it warns (an
+// optional check failed). probes must list each of Readiness, Liveness
+// and Startup at most once; with none, nothing is shown.
+func (c *Console) AddHealth(name string, h *health.Health, probes ...health.Kind) error {
+	if h == nil {
+		return nilArg("AddHealth", "the *health.Health")
+	}
+	probes, err := added.CheckProbes(probes)
+	if err != nil {
+		return fmt.Errorf("%w: AddHealth: %v", ErrInvalid, err)
+	}
+	return c.add("AddHealth", named{"health", name}, source{io: true, read: func(v *view) []item {
+		rd := added.ReadHealth(h, probes)
+		items := make([]item, len(rd.Probes))
+		for i, k := range rd.Probes {
+			items[i] = v.healthItem(name, k, rd.Reports[i], rd.Stats)
 		}
 		return items
 	}})

@@ -18,6 +18,7 @@ import (
 	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/console"
 	"github.com/scalekit-go/scalekit/dbrouter/routerstats"
+	"github.com/scalekit-go/scalekit/health"
 	"github.com/scalekit-go/scalekit/queue"
 	"github.com/scalekit-go/scalekit/slo"
 )
@@ -452,5 +453,45 @@ func TestHammer(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+func TestHealth(t *testing.T) {
+	c := newConsole(t, console.Options{})
+	h, err := health.New(health.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ck := range []health.Check{
+		{Name: "db", Kind: health.Readiness, Func: func(context.Context) error {
+			return errors.New("dial postgres://app:hunter2@db:5432: refused " + xss)
+		}},
+		{Name: "search", Kind: health.Liveness, Optional: true, Func: func(context.Context) error { return errors.New("slow") }},
+		{Name: "config", Kind: health.Startup, Func: func(context.Context) error { return nil }},
+	} {
+		if err := h.Add(ck); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.MarkStarted()
+	if err := c.AddHealth("api", h, health.Readiness, health.Liveness, health.Startup); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddHealth("again", h, health.Readiness, health.Readiness); !errors.Is(err, console.ErrInvalid) {
+		t.Errorf("a probe listed twice: %v", err)
+	}
+	body := do(t, c, "GET", "/", nil, nil).Body.String()
+	for _, tc := range []struct{ name, level, reason string }{
+		{"api / readiness", "red", "failing: db (dial postgres://app:[redacted]@db:5432: refused &lt;script&gt;"},
+		{"api / liveness", "amber", "degraded: search (slow)"},
+		{"api / startup", "green", "every check passes"},
+	} {
+		r := row(t, body, tc.name)
+		if !strings.Contains(r, `class="state `+tc.level+`"`) || !strings.Contains(r, tc.reason) {
+			t.Errorf("%s: want %s with %q, got row\n%s", tc.name, tc.level, tc.reason, r)
+		}
+	}
+	if strings.Contains(body, "hunter2") || strings.Contains(body, "<script") {
+		t.Errorf("a password or markup was rendered:\n%s", body)
 	}
 }

@@ -1,7 +1,7 @@
 // Package console is one operations page for a service's scalekit
 // primitives: an http.Handler showing every breaker, cache, queue,
-// database router and SLO added to it, each green, amber or red with the
-// reason, and the breakers' manual controls.
+// database router, SLO and health probe added to it, each green, amber or
+// red with the reason, and the breakers' manual controls.
 //
 //	con, err := console.New(console.Options{
 //		Authorize: func(r *http.Request) bool { // required: 401 otherwise
@@ -24,7 +24,8 @@
 // dbrouter whose primary is down or whose every replica is ejected red,
 // one with an ejected replica or one lagging Options.LagAmber or more
 // amber; an SLO with a page-severity burn-rate alert firing (burning
-// fast) or a blown budget red, a ticket-severity one amber. The breakers
+// fast) or a blown budget red, a ticket-severity one amber; a health
+// probe that fails red, one that warns amber. The breakers
 // page ("/admin/breakers") shows each breaker's state, failure rate and
 // calls, with buttons to force it open, force it closed, put it in
 // metrics-only mode or reset it (breakers added with AddBreaker only: a
@@ -56,5 +57,6 @@
 //     Cache-Control: no-store.
 //
 // Reading the page costs what the primitives' Stats cost; AddQueue's
-// counts are I/O (up to 2s, the queue clients read concurrently).
+// counts are I/O (up to 2s) and AddHealth runs the probes' checks (up to
+// 5s); those sources are read concurrently.
 package console

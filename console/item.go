@@ -11,6 +11,7 @@ import (
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/cache"
 	"github.com/scalekit-go/scalekit/dbrouter/routerstats"
+	"github.com/scalekit-go/scalekit/health"
 	"github.com/scalekit-go/scalekit/internal/added"
 	"github.com/scalekit-go/scalekit/slo"
 )
@@ -228,6 +229,37 @@ func (v *view) sloItem(st slo.Stats) item {
 	slices.Sort(ws)
 	for _, w := range ws {
 		it.Facts = append(it.Facts, fact{Label: "burn over " + duration(w), Value: burn(st.BurnRates[w])})
+	}
+	return it
+}
+
+func (v *view) healthItem(name string, k health.Kind, rep health.Report, st health.Stats) item {
+	it := item{Kind: "health", Name: name + " / " + k.String(), Reason: "every check passes"}
+	var failing []string
+	for _, r := range rep.Results {
+		if r.Status == health.Pass {
+			continue
+		}
+		why := string(r.Status)
+		if r.Err != nil {
+			why = redact(r.Err.Error())
+		}
+		failing = append(failing, r.Name+" ("+why+")")
+	}
+	switch rep.Status {
+	case health.Fail:
+		it.Level, it.Reason = red, "failing: "+strings.Join(failing, "; ")
+	case health.Warn:
+		it.Level, it.Reason = amber, "degraded: "+strings.Join(failing, "; ")
+	}
+	it.Facts = []fact{{Label: "checks", Value: fmt.Sprintf("%d, %d not passing", len(rep.Results), len(failing))}}
+	if st.Draining {
+		it.Facts = append(it.Facts, fact{Label: "draining", Value: "yes"})
+	}
+	for _, r := range rep.Results {
+		if !r.Time.IsZero() {
+			it.Facts = append(it.Facts, fact{Label: r.Name, Value: duration(r.Latency)})
+		}
 	}
 	return it
 }
