@@ -162,6 +162,19 @@ func row(t *testing.T, body, name string) string {
 	return ""
 }
 
+// wantRow is a primitive's expected state and (part of) its reason.
+type wantRow struct{ name, level, reason string }
+
+func wantRows(t *testing.T, body string, want []wantRow) {
+	t.Helper()
+	for _, w := range want {
+		r := row(t, body, w.name)
+		if !strings.Contains(r, `class="state `+w.level+`"`) || !strings.Contains(r, w.reason) {
+			t.Errorf("%s: want %s with %q, got row\n%s", w.name, w.level, w.reason, r)
+		}
+	}
+}
+
 func TestOverviewStates(t *testing.T) {
 	ctx := context.Background()
 	clk := clock.NewManual(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
@@ -236,7 +249,7 @@ func TestOverviewStates(t *testing.T) {
 		t.Fatalf("GET /: %d %s", w.Code, w.Body)
 	}
 	body := w.Body.String()
-	for _, tc := range []struct{ name, level, reason string }{
+	wantRows(t, body, []wantRow{
 		{"closed-one", "green", "closed"},
 		{"open-one", "red", "open: calls rejected"},
 		{"half-one", "amber", "half-open"},
@@ -252,12 +265,7 @@ func TestOverviewStates(t *testing.T) {
 		{"db-down", "red", "primary down: failed to connect to postgres://app:[redacted]@db:5432/app password=[redacted]"},
 		{"api-availability", "green", "no alert firing"},
 		{"checkout-availability", "red", "burning fast: fast-burn"},
-	} {
-		r := row(t, body, tc.name)
-		if !strings.Contains(r, `class="state `+tc.level+`"`) || !strings.Contains(r, tc.reason) {
-			t.Errorf("%s: want %s with %q, got row\n%s", tc.name, tc.level, tc.reason, r)
-		}
-	}
+	})
 	if strings.Contains(body, "hunter") {
 		t.Error("a password was rendered")
 	}
@@ -481,16 +489,11 @@ func TestHealth(t *testing.T) {
 		t.Errorf("a probe listed twice: %v", err)
 	}
 	body := do(t, c, "GET", "/", nil, nil).Body.String()
-	for _, tc := range []struct{ name, level, reason string }{
+	wantRows(t, body, []wantRow{
 		{"api / readiness", "red", "failing: db (dial postgres://app:[redacted]@db:5432: refused &lt;script&gt;"},
 		{"api / liveness", "amber", "degraded: search (slow)"},
 		{"api / startup", "green", "every check passes"},
-	} {
-		r := row(t, body, tc.name)
-		if !strings.Contains(r, `class="state `+tc.level+`"`) || !strings.Contains(r, tc.reason) {
-			t.Errorf("%s: want %s with %q, got row\n%s", tc.name, tc.level, tc.reason, r)
-		}
-	}
+	})
 	if strings.Contains(body, "hunter2") || strings.Contains(body, "<script") {
 		t.Errorf("a password or markup was rendered:\n%s", body)
 	}
