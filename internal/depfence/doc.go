@@ -8,7 +8,7 @@ import "strings"
 
 // Core lists the packages that may import only the standard library and
 // golang.org/x/sync (their engine sub-packages are not core).
-var Core = []string{"clock", "timeout", "priority", "bulkhead", "throttle", "policy", "breaker", "retry", "ratelimit", "cache", "batch", "slo", "health", "shutdown", "queue", "idempotency", "requestid", "httpcache", "cache/cachequeue"}
+var Core = []string{"clock", "timeout", "priority", "bulkhead", "throttle", "policy", "breaker", "retry", "ratelimit", "cache", "batch", "slo", "health", "shutdown", "queue", "idempotency", "requestid", "httpcache", "cache/cachequeue", "console"}
 
 // Heavy lists the module prefixes core packages must not depend on.
 var Heavy = []string{"github.com/redis/go-redis", "github.com/jackc/pgx", "github.com/prometheus/"}

@@ -1,0 +1,62 @@
+// Package console is one operations page for a service's scalekit
+// primitives: an http.Handler showing every breaker, cache, queue,
+// database router, SLO and health probe added to it, each green, amber or
+// red with the reason, and the breakers' manual controls.
+//
+//	con, err := console.New(console.Options{
+//		Authorize: func(r *http.Request) bool { // required: 401 otherwise
+//			want := "Bearer " + os.Getenv("ADMIN_TOKEN")
+//			return subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte(want)) == 1
+//		},
+//	})
+//	if err != nil { ... }
+//	con.AddBreaker(paymentsBreaker)
+//	con.AddQueue("jobs", queueClient, "mail", "billing")
+//	con.AddSLOTracker(tracker)
+//	mux.Handle("/admin/", http.StripPrefix("/admin", con))
+//
+// # Pages
+//
+// The overview ("/admin/") lists every primitive in the order added, with
+// its state and why: a breaker open or forced open is red, half-open,
+// forced closed or metrics-only amber; a cache whose Store circuit is open
+// red; a queue with dead jobs amber, one whose count failed red; a
+// dbrouter whose primary is down or whose every replica is ejected red,
+// one with an ejected replica or one lagging Options.LagAmber or more
+// amber; an SLO with a page-severity burn-rate alert firing (burning
+// fast) or a blown budget red, a ticket-severity one amber; a health
+// probe that fails red, one that warns amber. The breakers
+// page ("/admin/breakers") shows each breaker's state, failure rate and
+// calls, with buttons to force it open, force it closed, put it in
+// metrics-only mode or reset it (breakers added with AddBreaker only: a
+// Group creates a breaker on lookup).
+//
+// Pages are server-rendered with html/template from embedded files: every
+// name, reason and error is escaped (a name "<script>" shows as text),
+// numbers keep their units, times are relative ("in 28 s") with the
+// absolute UTC time in the title attribute (on hover). They need no
+// JavaScript and reload themselves every Options.Refresh (a meta
+// refresh). Links are relative, so the console mounts under any prefix
+// with http.StripPrefix.
+//
+// # Safe to mount
+//
+//   - New fails without Options.Authorize, unless
+//     Options.InsecureLoopbackOnly is set, which serves requests from a
+//     loopback address only (a developer's machine; never behind a proxy on
+//     the same host). A refused request gets 401 and no content.
+//   - Actions are POSTs checked by http.CrossOriginProtection (Fetch
+//     metadata, then Origin against Host): a cross-site POST gets 403. They
+//     redirect back (303), so a reload repeats nothing, and are logged to
+//     Options.Logger.
+//   - Options.ReadOnly hides every action and refuses every POST with 403.
+//   - No connection string is read: the console sees Stats snapshots only;
+//     passwords inside error texts (URL user info, password=... pairs) are
+//     masked.
+//   - Responses carry a Content-Security-Policy allowing no script, and
+//     Cache-Control: no-store.
+//
+// Reading the page costs what the primitives' Stats cost; AddQueue's
+// counts are I/O (up to 2s) and AddHealth runs the probes' checks (up to
+// 5s); those sources are read concurrently.
+package console
