@@ -41,10 +41,11 @@
 //
 // For(key) returns a Route: the cluster's dbrouter.Router (writes go to its
 // primary, reads to its replicas, with read-your-writes tokens of that
-// cluster), its name, the key's virtual shard and the map version. It takes
-// no lock and allocates nothing (13-27 ns, BenchmarkShardRoute). A call without a key
-// (the zero Key, or ForContext on a ctx WithKey never touched) returns
-// ErrNoShardKey: there is no default cluster to fall back to.
+// cluster), its name, the key's virtual shard and the map version. It
+// takes no lock and allocates nothing (13-27 ns, BenchmarkShardRoute). A
+// call without a key (the zero Key, or ForContext on a ctx WithKey never
+// touched) returns ErrNoShardKey: there is no default cluster to fall back
+// to.
 //
 // # Not yet
 //
