@@ -26,6 +26,7 @@ import (
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/bulkhead"
 	"github.com/scalekit-go/scalekit/cache"
+	"github.com/scalekit-go/scalekit/console"
 	"github.com/scalekit-go/scalekit/dbrouter"
 	"github.com/scalekit-go/scalekit/health"
 	"github.com/scalekit-go/scalekit/httpcache"
@@ -96,6 +97,11 @@ type Config struct {
 	// key there, through a job enqueued in its transaction. Default: "",
 	// no purges.
 	PurgeURL string
+	// ConsoleToken, when set, mounts the operations page (package
+	// console) at /admin/console/ for requests carrying
+	// "Authorization: Bearer <ConsoleToken>" (401 otherwise). Default: "",
+	// no console.
+	ConsoleToken string
 }
 
 // app holds the wired primitives.
@@ -136,6 +142,7 @@ type app struct {
 	health       *health.Health
 	metrics      *metrics.Collector
 	registry     *prometheus.Registry
+	console      *console.Console // nil without Config.ConsoleToken
 	// readYourWrites is the router's middleware (nil without a database).
 	readYourWrites func(http.Handler) http.Handler
 	ids            *requestid.HTTP // request IDs in ctx, response and logs
@@ -307,6 +314,9 @@ func (a *app) routes() http.Handler {
 	mux.Handle("GET /health/startup", a.health.Started())
 	mux.HandleFunc("GET /admin/stats", a.stats)
 	mux.HandleFunc("POST /admin/chaos", a.chaos)
+	if a.console != nil { // its links are relative: it serves "/" and "/breakers" under the prefix
+		mux.Handle("/admin/console/", http.StripPrefix("/admin/console", a.console))
+	}
 
 	// Probes and metrics are neither rate-limited nor part of the SLO or
 	// the RED metrics. Every response carries a request ID, and every log

@@ -322,6 +322,9 @@ func TestInMemory(t *testing.T) {
 	if code, body := call("GET", "/metrics", ""); code != 200 || !strings.Contains(body, "scalekit_ratelimit_decisions_total") {
 		t.Fatalf("metrics: %d", code)
 	}
+	if code, _ := call("GET", "/admin/console/", ""); code != 404 { // no Config.ConsoleToken, no console
+		t.Fatalf("GET /admin/console/ without a ConsoleToken: %d, want 404", code)
+	}
 	eventually(t, 10*time.Second, "a periodic refresh of the payment totals", func() bool {
 		_, body := call("GET", "/admin/stats", "")
 		return strings.Contains(body, `"payment_totals_refreshes":`) && !strings.Contains(body, `"payment_totals_refreshes":0`)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"github.com/scalekit-go/scalekit/bulkhead"
 	"github.com/scalekit-go/scalekit/cache"
 	"github.com/scalekit-go/scalekit/cache/cacheredis"
+	"github.com/scalekit-go/scalekit/console"
 	"github.com/scalekit-go/scalekit/dbrouter"
 	"github.com/scalekit-go/scalekit/health"
 	"github.com/scalekit-go/scalekit/idempotency"
@@ -59,6 +61,7 @@ func (a *app) wire(ctx context.Context) error {
 		a.buildReadYourWrites, // the router's token cookie
 		a.buildHTTPMetrics,    // request IDs, RED metrics per route, Go runtime and process metrics
 		a.addOTelMetrics,      // the primitives' Stats as OpenTelemetry metrics, with a MeterProvider
+		a.buildConsole,        // the operations page at /admin/console/, with Config.ConsoleToken
 	} {
 		if err := step(ctx); err != nil {
 			return err
@@ -124,7 +127,7 @@ func (a *app) addOTelMetrics(context.Context) error {
 	m := a.tel.metrics
 	errs := []error{m.AddHealth("service", a.health), m.AddCache("users", a.users), m.AddBatch("authors", a.authors),
 		m.AddBreaker(a.payBr), m.AddRetrier("provider", a.payRetry), m.AddRetryBudget("provider", a.payBudget),
-		m.AddQueueWorker("worker", a.worker), m.AddQueue("jobs", a.jobs, "emails", "receipts", "maintenance", "ledger"),
+		m.AddQueueWorker("worker", a.worker), m.AddQueue("jobs", a.jobs, countedQueues...),
 		m.AddScheduler("scheduler", a.cron), m.AddIdempotency("payments", a.idem), m.AddRateLimitMiddleware("clients", a.rl),
 		m.AddSLOTracker(a.tracker), m.AddRequestID("api", a.ids)}
 	if a.router != nil {
@@ -139,6 +142,34 @@ func (a *app) addOTelMetrics(context.Context) error {
 	}
 	if a.localLimiter != nil {
 		errs = append(errs, m.AddLimiter("clients", a.localLimiter))
+	}
+	return errors.Join(errs...)
+}
+
+// buildConsole builds the operations page (package console) when
+// Config.ConsoleToken is set, and adds the primitives an operator looks
+// at: the provider's breaker, the users cache, the jobs' queues, the
+// database router, the SLOs and the health probes. routes mounts it at
+// /admin/console/, where a request without "Authorization: Bearer
+// <token>" gets 401. Without a token there is no console (404): its
+// breaker actions are not for anyone who can reach the port.
+func (a *app) buildConsole(context.Context) error {
+	if a.cfg.ConsoleToken == "" {
+		return nil
+	}
+	want := []byte("Bearer " + a.cfg.ConsoleToken)
+	var err error
+	if a.console, err = console.New(console.Options{Title: "scalekit example", Logger: a.log,
+		Authorize: func(r *http.Request) bool {
+			return subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) == 1
+		}}); err != nil {
+		return err
+	}
+	c := a.console
+	errs := []error{c.AddHealth("service", a.health, health.Readiness, health.Liveness), c.AddBreaker(a.payBr),
+		c.AddCache("users", a.users), c.AddQueue("jobs", a.jobs, countedQueues...), c.AddSLOTracker(a.tracker)}
+	if a.router != nil {
+		errs = append(errs, c.AddDBRouter("db", a.router))
 	}
 	return errors.Join(errs...)
 }
@@ -278,6 +309,10 @@ func (a *app) buildPayments(context.Context) error {
 		a.metrics.AddTimeout("provider_total", a.payTotal), a.metrics.AddTimeout("provider_attempt", a.payAttempt))
 }
 
+// countedQueues are the queues whose jobs the metrics and the console
+// count (Client.Counts).
+var countedQueues = []string{"emails", "receipts", "maintenance", "ledger"}
+
 // topicPaymentCaptured is the domain event of a recorded payment
 // (queue.Client.Publish), delivered to the queues subscribed to it.
 const topicPaymentCaptured = "payment.captured"
@@ -314,7 +349,7 @@ func (a *app) buildQueue(ctx context.Context) error {
 	if err := a.metrics.AddQueueWorker("worker", a.worker); err != nil {
 		return err
 	}
-	return a.metrics.AddQueue("jobs", a.jobs, "emails", "receipts", "maintenance", "ledger")
+	return a.metrics.AddQueue("jobs", a.jobs, countedQueues...)
 }
 
 // buildSchedules builds the scheduler of the periodic jobs (started with
