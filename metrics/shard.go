@@ -3,16 +3,16 @@ package metrics
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/scalekit-go/scalekit/shard"
+	"github.com/scalekit-go/scalekit/shard/shardstats"
 )
 
-var shardFamilies = []family[shard.Stats]{
-	gauge("scalekit_shard_virtual_shards", "Virtual shards keys hash to (Options.VirtualShards).", func(s shard.Stats) int { return s.VirtualShards }),
-	gauge("scalekit_shard_clusters", "Clusters the router knows (Options.Clusters), holding virtual shards or not.", func(s shard.Stats) int { return s.Clusters }),
-	gauge("scalekit_shard_map_version", "Version of the shard map in use: routers of one fleet that disagree are mid-rollout.", func(s shard.Stats) int64 { return s.MapVersion }),
-	counter("scalekit_shard_map_swaps_total", "Shard maps SetMap installed.", func(s shard.Stats) int64 { return s.MapSwaps }),
-	counter("scalekit_shard_maps_refused_total", "Shard maps SetMap refused: stale (a version not newer than the one in use) or invalid.", func(s shard.Stats) int64 { return s.MapRefused }),
-	counter("scalekit_shard_no_key_total", "For and ForContext calls refused with ErrNoShardKey (no shard key: a routing bug in the caller).", func(s shard.Stats) int64 { return s.NoShardKey }),
+var shardFamilies = []family[shardstats.Stats]{
+	gauge("scalekit_shard_virtual_shards", "Virtual shards keys hash to (Options.VirtualShards).", func(s shardstats.Stats) int { return s.VirtualShards }),
+	gauge("scalekit_shard_clusters", "Clusters the router knows (Options.Clusters), holding virtual shards or not.", func(s shardstats.Stats) int { return s.Clusters }),
+	gauge("scalekit_shard_map_version", "Version of the shard map in use: routers of one fleet that disagree are mid-rollout.", func(s shardstats.Stats) int64 { return s.MapVersion }),
+	counter("scalekit_shard_map_swaps_total", "Shard maps SetMap installed.", func(s shardstats.Stats) int64 { return s.MapSwaps }),
+	counter("scalekit_shard_maps_refused_total", "Shard maps SetMap refused: stale (a version not newer than the one in use) or invalid.", func(s shardstats.Stats) int64 { return s.MapRefused }),
+	counter("scalekit_shard_no_key_total", "For and ForContext calls refused with ErrNoShardKey (no shard key: a routing bug in the caller).", func(s shardstats.Stats) int64 { return s.NoShardKey }),
 }
 
 // shardCluster is one cluster's share of the map in use.
@@ -25,7 +25,7 @@ var shardClusterFamilies = []family[shardCluster]{
 // shardTables are a shard router's tables: its own and each cluster's
 // (labelled cluster).
 type shardTables struct {
-	router  table[shard.Stats]
+	router  table[shardstats.Stats]
 	cluster table[shardCluster]
 }
 
@@ -41,16 +41,21 @@ func newShardTables(b *builder) shardTables {
 // per cluster (the cluster label, its name in Options.Clusters) the
 // virtual shards the map in use assigns it. The clusters' own routers are
 // not included: add each with AddDBRouter.
-func (c *Collector) AddShard(name string, r *shard.Router) error {
+//
+// r is a *shard.Router: the parameter names only its methods, so that
+// package metrics does not compile dbrouter and pgx.
+func (c *Collector) AddShard(name string, r interface {
+	Stats() shardstats.Stats
+	VShards() map[string]int
+}) error {
 	if isNil(r) {
 		return nilArg("AddShard", "the *shard.Router")
 	}
 	t := &c.shard
 	return c.add("AddShard", named{"shard", name}, func(ch chan<- prometheus.Metric) {
 		t.router.collect(ch, r.Stats(), name)
-		counts := r.Map().Counts()
-		for _, cl := range r.Clusters() {
-			t.cluster.collect(ch, shardCluster{vshards: counts[cl]}, name, cl)
+		for cl, n := range r.VShards() {
+			t.cluster.collect(ch, shardCluster{vshards: n}, name, cl)
 		}
 	})
 }
