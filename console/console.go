@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/added"
+	"github.com/scalekit-go/scalekit/internal/logx"
 )
 
 // ErrInvalid is wrapped by errors about bad options or arguments (no
@@ -104,7 +104,7 @@ func New(o Options) (*Console, error) {
 		o.LagAmber = DefaultLagAmber
 	}
 	if o.Logger == nil {
-		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		o.Logger = logx.Discard
 	}
 	c := &Console{o: o, pages: pages, breakers: map[string]breakerRef{}}
 	mux := http.NewServeMux()

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"sync/atomic"
 
 	"github.com/scalekit-go/scalekit/dbrouter"
+	"github.com/scalekit-go/scalekit/internal/logx"
 	"github.com/scalekit-go/scalekit/shard/shardstats"
 )
 
@@ -138,7 +138,7 @@ func New(o Options) (*Router, error) {
 		r.index[name] = uint16(i)
 	}
 	if r.log == nil {
-		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		r.log = logx.Discard
 	}
 	st, err := r.resolve(o.Map, "Options.Map")
 	if err != nil {
