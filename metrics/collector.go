@@ -98,6 +98,7 @@ type Collector struct {
 	queueCounts table[queueCount]
 	scheduler   table[queue.ScheduleStats]
 	dbrouter    dbrouterTables
+	shard       shardTables
 
 	mu      sync.Mutex
 	sources []source
@@ -150,6 +151,7 @@ func New(o Options) (*Collector, error) {
 		queueCounts: newTable(b, queueCountFamilies, "queue"),
 		scheduler:   newTable(b, schedulerFamilies, "schedule"),
 		dbrouter:    newDBRouterTables(b),
+		shard:       newShardTables(b),
 	}
 	c.descs = b.all
 	return c, nil

@@ -130,6 +130,7 @@ func everything(t testing.TB, o metrics.Options) *metrics.Collector {
 	router := must[*dbrouter.Router](t)(dbrouter.Open(ctx, closedPG, []string{closedPG}, dbrouter.Options{ReplicaNames: []string{"replica-1"}}))
 	t.Cleanup(func() { router.Close() })
 	noErr(t, m.AddDBRouter("main", router))
+	noErr(t, m.AddShard("orders", newShardRouter(t)))
 	return m
 }
 

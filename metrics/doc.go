@@ -10,6 +10,7 @@
 //		m.AddQueue("jobs", client, "emails"), // the queue's counts, read from its backend
 //		m.AddScheduler("cron", scheduler),    // a *queue.Scheduler: ticks per schedule
 //		m.AddDBRouter("main", router),        // a *dbrouter.Router
+//		m.AddShard("orders", shards),         // a *shard.Router: its map, not its clusters
 //		m.AddRequestID("api", ids),           // a *requestid.HTTP
 //	) // ErrDuplicate: a name added twice; ErrInvalid: a nil primitive
 //	reg := prometheus.NewRegistry()
@@ -254,6 +255,14 @@
 //	scalekit_dbrouter_replica_query_errors_total{replica}                   counter    failed queries (Tracer)
 //	scalekit_dbrouter_replica_slow_queries_total{replica}                   counter    queries at or over SlowThreshold (Tracer)
 //	scalekit_dbrouter_replica_query_duration_seconds_total{replica}         counter    total query time (Tracer)
+//	shard (AddShard)
+//	scalekit_shard_virtual_shards                                           gauge      Options.VirtualShards
+//	scalekit_shard_clusters                                                 gauge      clusters known, holding vshards or not
+//	scalekit_shard_map_version                                              gauge      version of the map in use
+//	scalekit_shard_map_swaps_total                                          counter    maps SetMap installed
+//	scalekit_shard_maps_refused_total                                       counter    maps SetMap refused: stale or invalid
+//	scalekit_shard_no_key_total                                             counter    calls refused with ErrNoShardKey
+//	scalekit_shard_cluster_vshards{cluster}                                 gauge      virtual shards the map in use gives the cluster
 //
 // The probe metrics of health exist for the probes given to AddHealth,
 // which reads them with health.Health.Run during the scrape (see AddHealth).

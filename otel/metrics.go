@@ -21,6 +21,7 @@ import (
 	"github.com/scalekit-go/scalekit/ratelimit"
 	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
+	"github.com/scalekit-go/scalekit/shard/shardstats"
 	"github.com/scalekit-go/scalekit/slo"
 	"github.com/scalekit-go/scalekit/throttle"
 	"github.com/scalekit-go/scalekit/timeout"
@@ -88,6 +89,8 @@ type Metrics struct {
 	throttle    table[throttle.Stats]
 	pacer       table[retry.PacerStats]
 	shedder     table[slo.ShedderStats]
+	shard       table[shardstats.Stats]
+	shardVS     table[shardCluster]
 
 	mu      sync.Mutex
 	sources []func(o metric.Observer)
@@ -127,6 +130,8 @@ func NewMetrics(o MetricsOptions) (*Metrics, error) {
 		throttle:    newTable(b, throttleFamilies),
 		pacer:       newTable(b, pacerFamilies),
 		shedder:     newTable(b, shedderFamilies),
+		shard:       newTable(b, shardFamilies),
+		shardVS:     newTable(b, shardClusterFamilies),
 	}
 	if b.err != nil {
 		return nil, b.err
@@ -481,6 +486,28 @@ func (m *Metrics) AddDBRouter(name string, r interface{ Stats() routerstats.Stat
 				t.replicaQueries.observe(o, rep.Queries, ra)
 			}
 			t.replicaPool.observe(o, rep.Pool, ra)
+		}
+	})
+}
+
+// AddShard reports r's Stats under name, as package metrics's AddShard
+// does: its map's version, the maps SetMap installed and refused, the
+// calls refused for want of a key, and per cluster (the cluster
+// attribute) the virtual shards the map in use assigns it. The clusters'
+// own routers are not included: add each with AddDBRouter.
+// r is a *shard.Router.
+func (m *Metrics) AddShard(name string, r interface {
+	Stats() shardstats.Stats
+	VShards() map[string]int
+}) error {
+	if added.IsNil(r) {
+		return nilArg("AddShard", "the *shard.Router")
+	}
+	attrs := []attribute.KeyValue{NameKey.String(name)}
+	return m.add("AddShard", named{"shard", name}, func(o metric.Observer) {
+		m.shard.observe(o, r.Stats(), attrs)
+		for cl, n := range r.VShards() {
+			m.shardVS.observe(o, shardCluster{vshards: n}, []attribute.KeyValue{NameKey.String(name), attribute.String("cluster", cl)})
 		}
 	})
 }

@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/scalekit-go/scalekit/bulkhead"
+	"github.com/scalekit-go/scalekit/dbrouter"
 	"github.com/scalekit-go/scalekit/internal/testclock"
 	scalekitotel "github.com/scalekit-go/scalekit/otel"
 	"github.com/scalekit-go/scalekit/priority"
 	"github.com/scalekit-go/scalekit/retry"
+	"github.com/scalekit-go/scalekit/shard"
 	"github.com/scalekit-go/scalekit/slo"
 	"github.com/scalekit-go/scalekit/throttle"
 	"github.com/scalekit-go/scalekit/timeout"
@@ -85,13 +87,40 @@ func policyPrimitives(t *testing.T) func(a adder) {
 	check(t, err)
 	_ = sh.Do(priority.With(ctx, priority.Sheddable), okCall)
 	_ = sh.Do(priority.With(ctx, priority.Critical), okCall)
+
+	sr := newShardRouter(t)
+	next := sr.Map()
+	next.Version = 2
+	next.Assign[0], next.Assign[7] = "c", "c"
+	check(t, sr.SetMap(next))
+	if err := sr.SetMap(shard.EvenMap(2, 8, "a")); !errors.Is(err, shard.ErrStaleMap) {
+		t.Fatalf("a stale map: %v", err)
+	}
+	if _, err := sr.For(shard.Key{}); !errors.Is(err, shard.ErrNoShardKey) {
+		t.Fatalf("a call without a key: %v", err)
+	}
 	return func(a adder) {
+		check(t, a.AddShard("orders", sr))
 		check(t, a.AddBulkhead(bh))
 		check(t, a.AddTimeout("inventory-attempt", tm))
 		check(t, a.AddThrottler(th))
 		check(t, a.AddRetryPacer("inventory", p))
 		check(t, a.AddSLOShedder("api", sh))
 	}
+}
+
+// newShardRouter is a shard.Router over stand-in clusters (routing never
+// calls into a cluster's dbrouter.Router): 8 virtual shards on a and b, c
+// holding none.
+func newShardRouter(t testing.TB) *shard.Router {
+	t.Helper()
+	r, err := shard.New(shard.Options{
+		VirtualShards: 8,
+		Map:           shard.EvenMap(1, 8, "a", "b"),
+		Clusters:      map[string]*dbrouter.Router{"a": new(dbrouter.Router), "b": new(dbrouter.Router), "c": new(dbrouter.Router)},
+	})
+	check(t, err)
+	return r
 }
 
 // The policies' Add methods refuse what package metrics refuses: nil
@@ -117,6 +146,7 @@ func TestMetricsAddPolicyErrors(t *testing.T) {
 	check(t, m.AddThrottler(th))
 	check(t, m.AddRetryPacer("p", &retry.Pacer{}))
 	check(t, m.AddSLOShedder("s", sh))
+	check(t, m.AddShard("orders", newShardRouter(t)))
 	for name, c := range map[string]struct {
 		err, want error
 		method    string
@@ -132,6 +162,8 @@ func TestMetricsAddPolicyErrors(t *testing.T) {
 		"same throttle name": {m.AddThrottler(th2), scalekitotel.ErrDuplicate, "AddThrottler"},
 		"same pacer name":    {m.AddRetryPacer("p", &retry.Pacer{}), scalekitotel.ErrDuplicate, "AddRetryPacer"},
 		"same shedder name":  {m.AddSLOShedder("s", sh), scalekitotel.ErrDuplicate, "AddSLOShedder"},
+		"nil shard router":   {m.AddShard("x", nil), scalekitotel.ErrInvalid, "AddShard"},
+		"same shard name":    {m.AddShard("orders", newShardRouter(t)), scalekitotel.ErrDuplicate, "AddShard"},
 	} {
 		if !errors.Is(c.err, c.want) || !strings.Contains(fmt.Sprint(c.err), c.method) {
 			t.Errorf("%s: %v, want %v from %s", name, c.err, c.want, c.method)

@@ -35,6 +35,7 @@ import (
 	"github.com/scalekit-go/scalekit/ratelimit/ratelimitredis"
 	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
+	"github.com/scalekit-go/scalekit/shard/shardstats"
 	"github.com/scalekit-go/scalekit/slo"
 	"github.com/scalekit-go/scalekit/throttle"
 	"github.com/scalekit-go/scalekit/timeout"
@@ -71,6 +72,10 @@ type adder interface {
 	AddThrottler(*throttle.Throttler) error
 	AddRetryPacer(string, *retry.Pacer) error
 	AddSLOShedder(string, *slo.Shedder) error
+	AddShard(string, interface {
+		Stats() shardstats.Stats
+		VShards() map[string]int
+	}) error
 }
 
 var (
@@ -258,6 +263,10 @@ func TestMetricsMatchPrometheus(t *testing.T) {
 		`scalekit_queue_periodic_next_tick_timestamp_seconds{name=cron,schedule=refresh}`: 1767225720,
 		`scalekit_queue_counts_up{name=jobs,queue=reports}`:                               1,
 		`scalekit_retry_not_retried_total{name=api}`:                                      1,
+		`scalekit_shard_cluster_vshards{cluster=c,name=orders}`:                           2,
+		`scalekit_shard_map_version{name=orders}`:                                         2,
+		`scalekit_shard_maps_refused_total{name=orders}`:                                  1,
+		`scalekit_shard_no_key_total{name=orders}`:                                        1,
 		`scalekit_bulkhead_in_flight{name=inventory}`:                                     1,
 		`scalekit_bulkhead_rejections_total{name=inventory,reason=queue_full}`:            1,
 		`scalekit_bulkhead_rejections_by_class_total{class=sheddable,name=inventory}`:     1,

@@ -19,6 +19,7 @@ import (
 	"github.com/scalekit-go/scalekit/ratelimit"
 	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
+	"github.com/scalekit-go/scalekit/shard/shardstats"
 	"github.com/scalekit-go/scalekit/slo"
 	"github.com/scalekit-go/scalekit/throttle"
 	"github.com/scalekit-go/scalekit/timeout"
@@ -502,4 +503,22 @@ var replicaFamilies = []family[reps]{
 		with("success", func(r reps) uint64 { return succeeded(r.Checks, r.CheckFailures) }), with("failure", func(r reps) uint64 { return r.CheckFailures })),
 	gauge("scalekit_dbrouter_replica_last_check_timestamp", seconds, "When the monitor last checked the replica (Unix time); 0 before.", func(r reps) float64 { return added.UnixSeconds(r.LastCheck) }),
 	counter("scalekit_dbrouter_replica_replay_regressions", "", "Readings of the replica's replay LSN lower than the one before.", func(r reps) uint64 { return r.ReplayRegressions }),
+}
+
+type shrs = shardstats.Stats
+
+var shardFamilies = []family[shrs]{
+	gauge("scalekit_shard_virtual_shards", "", "Virtual shards keys hash to (Options.VirtualShards).", func(s shrs) int { return s.VirtualShards }),
+	gauge("scalekit_shard_clusters", "", "Clusters the router knows, holding virtual shards or not.", func(s shrs) int { return s.Clusters }),
+	gauge("scalekit_shard_map_version", "", "Version of the shard map in use.", func(s shrs) int64 { return s.MapVersion }),
+	counter("scalekit_shard_map_swaps", "", "Shard maps SetMap installed.", func(s shrs) int64 { return s.MapSwaps }),
+	counter("scalekit_shard_maps_refused", "", "Shard maps SetMap refused: stale or invalid.", func(s shrs) int64 { return s.MapRefused }),
+	counter("scalekit_shard_no_key", "", "For and ForContext calls refused with ErrNoShardKey.", func(s shrs) int64 { return s.NoShardKey }),
+}
+
+// shardCluster is one cluster's share of the map in use.
+type shardCluster struct{ vshards int }
+
+var shardClusterFamilies = []family[shardCluster]{
+	gauge("scalekit_shard_cluster_vshards", "", "Virtual shards the map in use assigns to the cluster.", func(c shardCluster) int { return c.vshards }),
 }

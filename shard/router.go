@@ -10,6 +10,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/dbrouter"
 	"github.com/scalekit-go/scalekit/internal/logx"
+	"github.com/scalekit-go/scalekit/shard/shardstats"
 )
 
 // ErrNoShardKey is returned by For for the zero Key and by ForContext for a
@@ -250,18 +251,9 @@ func (r *Router) Cluster(name string) (*dbrouter.Router, bool) {
 	return c, ok
 }
 
-// Stats is a snapshot of a Router's counters.
-type Stats struct {
-	// VirtualShards and Clusters are the configured counts.
-	VirtualShards, Clusters int
-	// MapVersion is the installed map's version.
-	MapVersion int64
-	// MapSwaps counts maps installed by SetMap; MapRefused counts maps it
-	// refused (stale or invalid).
-	MapSwaps, MapRefused int64
-	// NoShardKey counts For and ForContext calls refused for want of a key.
-	NoShardKey int64
-}
+// Stats is a snapshot of a Router's counters. It lives in package
+// shardstats, which collectors import without compiling dbrouter or pgx.
+type Stats = shardstats.Stats
 
 // Stats returns a snapshot of the Router's counters.
 func (r *Router) Stats() Stats {
@@ -273,6 +265,19 @@ func (r *Router) Stats() Stats {
 		MapRefused:    r.refused.Load(),
 		NoShardKey:    r.noKey.Load(),
 	}
+}
+
+// VShards returns the number of virtual shards the map in use assigns to
+// each cluster, every cluster included (0 for one holding none).
+func (r *Router) VShards() map[string]int {
+	out := make(map[string]int, len(r.names))
+	for _, n := range r.names {
+		out[n] = 0
+	}
+	for _, n := range r.cur.Load().m.Assign {
+		out[n]++
+	}
+	return out
 }
 
 type keyCtx struct{}

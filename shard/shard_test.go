@@ -259,6 +259,9 @@ func TestSetMap(t *testing.T) {
 	if st != (Stats{VirtualShards: 8, Clusters: 2, MapVersion: 6, MapSwaps: 1, MapRefused: 4}) {
 		t.Fatalf("Stats = %+v", st)
 	}
+	if vs := r.VShards(); len(vs) != 2 || vs["a"] != 0 || vs["b"] != 8 {
+		t.Fatalf("VShards = %v, want a:0 b:8 (a cluster holding none included)", vs)
+	}
 }
 
 // 64 goroutines: half route keys, half install maps of rising versions

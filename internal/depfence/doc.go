@@ -15,7 +15,7 @@ var Heavy = []string{"github.com/redis/go-redis", "github.com/jackc/pgx", "githu
 
 // EngineFree lists the packages that read the primitives' Stats without
 // compiling any engine: importing metrics must not drag in go-redis or pgx.
-var EngineFree = []string{"metrics", "dbrouter/routerstats"}
+var EngineFree = []string{"metrics", "dbrouter/routerstats", "shard/shardstats"}
 
 // OpenTelemetry is the module prefix no package of this module may
 // depend on: OpenTelemetry lives in the otel module of its own (otel/,

@@ -1,0 +1,61 @@
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scalekit-go/scalekit/shard/shardstats"
+)
+
+var shardFamilies = []family[shardstats.Stats]{
+	gauge("scalekit_shard_virtual_shards", "Virtual shards keys hash to (Options.VirtualShards).", func(s shardstats.Stats) int { return s.VirtualShards }),
+	gauge("scalekit_shard_clusters", "Clusters the router knows (Options.Clusters), holding virtual shards or not.", func(s shardstats.Stats) int { return s.Clusters }),
+	gauge("scalekit_shard_map_version", "Version of the shard map in use: routers of one fleet that disagree are mid-rollout.", func(s shardstats.Stats) int64 { return s.MapVersion }),
+	counter("scalekit_shard_map_swaps_total", "Shard maps SetMap installed.", func(s shardstats.Stats) int64 { return s.MapSwaps }),
+	counter("scalekit_shard_maps_refused_total", "Shard maps SetMap refused: stale (a version not newer than the one in use) or invalid.", func(s shardstats.Stats) int64 { return s.MapRefused }),
+	counter("scalekit_shard_no_key_total", "For and ForContext calls refused with ErrNoShardKey (no shard key: a routing bug in the caller).", func(s shardstats.Stats) int64 { return s.NoShardKey }),
+}
+
+// shardCluster is one cluster's share of the map in use.
+type shardCluster struct{ vshards int }
+
+var shardClusterFamilies = []family[shardCluster]{
+	gauge("scalekit_shard_cluster_vshards", "Virtual shards the map in use assigns to the cluster (0 for a cluster holding none).", func(c shardCluster) int { return c.vshards }),
+}
+
+// shardTables are a shard router's tables: its own and each cluster's
+// (labelled cluster).
+type shardTables struct {
+	router  table[shardstats.Stats]
+	cluster table[shardCluster]
+}
+
+func newShardTables(b *builder) shardTables {
+	return shardTables{
+		router:  newTable(b, shardFamilies),
+		cluster: newTable(b, shardClusterFamilies, "cluster"),
+	}
+}
+
+// AddShard reports r's Stats under name: its map's version, the maps
+// SetMap installed and refused, the calls refused for want of a key, and
+// per cluster (the cluster label, its name in Options.Clusters) the
+// virtual shards the map in use assigns it. The clusters' own routers are
+// not included: add each with AddDBRouter.
+//
+// r is a *shard.Router: the parameter names only its methods, so that
+// package metrics does not compile dbrouter and pgx.
+func (c *Collector) AddShard(name string, r interface {
+	Stats() shardstats.Stats
+	VShards() map[string]int
+}) error {
+	if isNil(r) {
+		return nilArg("AddShard", "the *shard.Router")
+	}
+	t := &c.shard
+	return c.add("AddShard", named{"shard", name}, func(ch chan<- prometheus.Metric) {
+		t.router.collect(ch, r.Stats(), name)
+		for cl, n := range r.VShards() {
+			t.cluster.collect(ch, shardCluster{vshards: n}, name, cl)
+		}
+	})
+}

@@ -1,0 +1,113 @@
+package metrics_test
+
+import (
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/scalekit-go/scalekit/dbrouter"
+	"github.com/scalekit-go/scalekit/metrics"
+	"github.com/scalekit-go/scalekit/shard"
+)
+
+// newShardRouter builds a shard.Router over stand-in clusters (routing
+// never calls into a cluster's dbrouter.Router), 8 virtual shards on a
+// and b, c holding none yet.
+func newShardRouter(t testing.TB) *shard.Router {
+	t.Helper()
+	return must[*shard.Router](t)(shard.New(shard.Options{
+		VirtualShards: 8,
+		Map:           shard.EvenMap(1, 8, "a", "b"),
+		Clusters:      map[string]*dbrouter.Router{"a": new(dbrouter.Router), "b": new(dbrouter.Router), "c": new(dbrouter.Router)},
+	}))
+}
+
+// TestShard moves virtual shards to c, has a stale map refused and a call
+// without a key, then compares the exposition.
+func TestShard(t *testing.T) {
+	r := newShardRouter(t)
+	m := newCollector(t, metrics.Options{})
+	noErr(t, m.AddShard("orders", r))
+	if err := m.AddShard("x", nil); !errors.Is(err, metrics.ErrInvalid) {
+		t.Errorf("AddShard(nil) = %v", err)
+	}
+	if err := m.AddShard("orders", newShardRouter(t)); !errors.Is(err, metrics.ErrDuplicate) {
+		t.Errorf("AddShard under a name taken = %v", err)
+	}
+	expect(t, m, "scalekit_shard_", `
+		# TYPE scalekit_shard_cluster_vshards gauge
+		scalekit_shard_cluster_vshards{cluster="a",name="orders"} 4
+		scalekit_shard_cluster_vshards{cluster="b",name="orders"} 4
+		scalekit_shard_cluster_vshards{cluster="c",name="orders"} 0
+		# TYPE scalekit_shard_clusters gauge
+		scalekit_shard_clusters{name="orders"} 3
+		# TYPE scalekit_shard_map_swaps_total counter
+		scalekit_shard_map_swaps_total{name="orders"} 0
+		# TYPE scalekit_shard_map_version gauge
+		scalekit_shard_map_version{name="orders"} 1
+		# TYPE scalekit_shard_maps_refused_total counter
+		scalekit_shard_maps_refused_total{name="orders"} 0
+		# TYPE scalekit_shard_no_key_total counter
+		scalekit_shard_no_key_total{name="orders"} 0
+		# TYPE scalekit_shard_virtual_shards gauge
+		scalekit_shard_virtual_shards{name="orders"} 8
+	`)
+
+	next := r.Map()
+	next.Version = 2
+	next.Assign[0], next.Assign[7] = "c", "c"
+	noErr(t, r.SetMap(next))
+	if err := r.SetMap(shard.EvenMap(2, 8, "a")); !errors.Is(err, shard.ErrStaleMap) {
+		t.Fatalf("SetMap(stale) = %v", err)
+	}
+	if _, err := r.For(shard.Key{}); !errors.Is(err, shard.ErrNoShardKey) {
+		t.Fatalf("For(zero Key) = %v", err)
+	}
+	expect(t, m, "scalekit_shard_", `
+		# TYPE scalekit_shard_cluster_vshards gauge
+		scalekit_shard_cluster_vshards{cluster="a",name="orders"} 3
+		scalekit_shard_cluster_vshards{cluster="b",name="orders"} 3
+		scalekit_shard_cluster_vshards{cluster="c",name="orders"} 2
+		# TYPE scalekit_shard_clusters gauge
+		scalekit_shard_clusters{name="orders"} 3
+		# TYPE scalekit_shard_map_swaps_total counter
+		scalekit_shard_map_swaps_total{name="orders"} 1
+		# TYPE scalekit_shard_map_version gauge
+		scalekit_shard_map_version{name="orders"} 2
+		# TYPE scalekit_shard_maps_refused_total counter
+		scalekit_shard_maps_refused_total{name="orders"} 1
+		# TYPE scalekit_shard_no_key_total counter
+		scalekit_shard_no_key_total{name="orders"} 1
+		# TYPE scalekit_shard_virtual_shards gauge
+		scalekit_shard_virtual_shards{name="orders"} 8
+	`)
+}
+
+// TestShardScrapesDuringSwaps scrapes while goroutines swap maps, under
+// -race: every scrape sees one cluster_vshards series per cluster.
+func TestShardScrapesDuringSwaps(t *testing.T) {
+	r := newShardRouter(t)
+	m := newCollector(t, metrics.Options{})
+	noErr(t, m.AddShard("orders", r))
+	var wg sync.WaitGroup
+	for g := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for v := range 50 {
+				_ = r.SetMap(shard.EvenMap(int64(2+2*v+g), 8, "a", "b", "c")) // some are stale: fine
+			}
+		}()
+	}
+	for range 20 {
+		if n := testutil.CollectAndCount(m, "scalekit_shard_cluster_vshards"); n != 3 {
+			t.Fatalf("cluster_vshards series = %d, want 3", n)
+		}
+	}
+	wg.Wait()
+	if st := r.Stats(); st.MapSwaps+st.MapRefused != 100 {
+		t.Errorf("Stats %+v: swaps + refused should be 100", st)
+	}
+}
