@@ -3,6 +3,8 @@ package scalekittest_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -99,5 +101,48 @@ func TestStartVarnishBadBackend(t *testing.T) {
 		if _, err := scalekittest.StartVarnish(context.Background(), scalekittest.VarnishOptions{Backend: b}); err == nil || !strings.Contains(err.Error(), "Backend") {
 			t.Errorf("Backend %q: %v, want an error naming Backend", b, err)
 		}
+	}
+}
+
+func TestStartChromium(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := scalekittest.StartChromium(ctx, scalekittest.ChromiumOptions{})
+	if err != nil {
+		if errors.Is(err, scalekittest.ErrMissingBinary) && os.Getenv("SCALEKIT_REQUIRE_SERVERS") != "1" {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !strings.HasPrefix(s.DevToolsURL(), "ws://"+s.Addr()+"/devtools/browser/") || !s.Running() {
+		t.Fatalf("DevToolsURL %q (addr %s), running %v", s.DevToolsURL(), s.Addr(), s.Running())
+	}
+	// The endpoint lists the blank page it opened.
+	resp, err := http.Get("http://" + s.Addr() + "/json/list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `"url": "about:blank"`) {
+		t.Fatalf("GET /json/list: %s, want the about:blank page", b)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Running() {
+		t.Fatal("Chromium runs after Close")
+	}
+	if _, err := http.Get("http://" + s.Addr() + "/json/version"); err == nil {
+		t.Fatal("the DevTools endpoint answers after Close")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+
+	t.Setenv(scalekittest.ChromiumEnv, "/nonexistent/chromium")
+	if _, err := scalekittest.StartChromium(ctx, scalekittest.ChromiumOptions{}); !errors.Is(err, scalekittest.ErrMissingBinary) || !strings.Contains(err.Error(), scalekittest.ChromiumEnv) {
+		t.Fatalf("StartChromium with %s naming nothing: err = %v, want ErrMissingBinary naming the variable", scalekittest.ChromiumEnv, err)
 	}
 }

@@ -395,7 +395,8 @@ func (a *app) openQueueBackend(ctx context.Context) error {
 
 // handleJobs registers the worker's handlers: sending an email (it
 // reports its progress and returns the message id, which GET /jobs/{id}
-// shows), refreshing the payment totals, queueing a payment's receipt
+// shows; it fails for good while chaos has the mail server reject
+// messages), refreshing the payment totals, queueing a payment's receipt
 // email once, and the ledger's handling of the payment.captured event.
 func (a *app) handleJobs() error {
 	if err := a.handleUserChanged(); err != nil {
@@ -408,6 +409,9 @@ func (a *app) handleJobs() error {
 			return EmailSent{}, err
 		}
 		time.Sleep(2 * time.Millisecond) // the SMTP call
+		if a.mailReject.Load() { // a 5xx reply: retrying the same message cannot help
+			return EmailSent{}, queue.Permanent(fmt.Errorf("mail server rejected %s: 550 mailbox unavailable", j.Args.To))
+		}
 		a.emails.Add(1)
 		a.log.LogAttrs(ctx, slog.LevelInfo, "email sent", slog.String("job_id", j.ID), slog.String("subject", j.Args.Subject))
 		_ = j.Progress(ctx, 100, "sent")
