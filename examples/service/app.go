@@ -149,11 +149,11 @@ type app struct {
 	red            *metrics.HTTP   // rate, errors, duration per route
 	mux            *http.ServeMux  // made by wire, filled by routes
 	emails         atomic.Int64
+	refreshes      atomic.Int64 // payment-totals refreshes done
+	ledgered       atomic.Int64 // payment.captured events the ledger subscriber handled
 	// mailReject makes the mail server reject every message (POST
 	// /admin/chaos?mail_reject=1): the email jobs die at once.
 	mailReject atomic.Bool
-	refreshes      atomic.Int64 // payment-totals refreshes done
-	ledgered       atomic.Int64 // payment.captured events the ledger subscriber handled
 	// readThrough counts user reads whose read-your-writes token was newer
 	// than the cached copy, which were read from the database instead.
 	readThrough atomic.Int64

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,39 +35,64 @@ type browserTab struct {
 	shot  int
 }
 
-// startBrowser starts Chromium and opens a tab sending the given header
-// with every request, its page 1280 CSS pixels wide. Everything stops at
-// the test's cleanup.
-func startBrowser(t *testing.T, header, value string) *browserTab {
+// startBrowser starts Chromium in the background (it takes a second or
+// two, as long as a test's servers: start it first) and returns the func
+// that waits for it and opens a tab sending header: value with every
+// request, its page 1280x800 CSS pixels. A missing Chromium skips the
+// test there (fails it under SCALEKIT_REQUIRE_SERVERS=1). Everything
+// stops at the test's cleanup.
+func startBrowser(t *testing.T) (openTab func(header, value string) *browserTab) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := scalekittest.StartChromium(ctx, scalekittest.ChromiumOptions{})
-	if err != nil {
-		skipOrFail(t, err)
+	type started struct {
+		s   *scalekittest.ChromiumServer
+		err error
 	}
-	t.Cleanup(func() { s.Close() })
-	actx, acancel := remote.NewAllocator(context.Background(), s.DevToolsURL(), remote.NoModifyURL)
-	tctx, tcancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { tcancel(); acancel() }) // before Close (cleanups run last first)
-	b := &browserTab{t: t, ctx: tctx}
-	if err := chromedp.Listen(tctx, func(ev any) {
-		if _, ok := ev.(*page.EventLoadEventFired); ok {
-			b.loads.Add(1)
+	ch := make(chan started, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		s, err := scalekittest.StartChromium(ctx, scalekittest.ChromiumOptions{})
+		ch <- started{s, err}
+	}()
+	var once sync.Once
+	var got started
+	wait := func() started {
+		once.Do(func() { got = <-ch })
+		return got
+	}
+	t.Cleanup(func() {
+		if r := wait(); r.s != nil {
+			r.s.Close()
 		}
-	}); err != nil {
-		t.Fatalf("open a tab: %v", err)
-	}
-	b.do("set up the tab", 30*time.Second,
-		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
-				return err
+	})
+	return func(header, value string) *browserTab {
+		t.Helper()
+		r := wait()
+		if r.err != nil {
+			skipOrFail(t, r.err)
+		}
+		actx, acancel := remote.NewAllocator(context.Background(), r.s.DevToolsURL(), remote.NoModifyURL)
+		tctx, tcancel := chromedp.NewContext(actx)
+		t.Cleanup(func() { tcancel(); acancel() }) // before Close: cleanups run last registered first
+		b := &browserTab{t: t, ctx: tctx}
+		if err := chromedp.Listen(tctx, func(ev any) {
+			if _, ok := ev.(*page.EventLoadEventFired); ok {
+				b.loads.Add(1)
 			}
-			_, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: network.Headers{header: value}})
-			return err
-		}),
-		chromedp.EmulateViewport(1280, 800))
-	return b
+		}); err != nil {
+			t.Fatalf("open a tab: %v", err)
+		}
+		b.do("set up the tab", 30*time.Second,
+			chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+				if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+					return err
+				}
+				_, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: network.Headers{header: value}})
+				return err
+			}),
+			chromedp.EmulateViewport(1280, 800))
+		return b
+	}
 }
 
 // do runs steps in the tab within timeout, failing the test with what

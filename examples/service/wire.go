@@ -409,7 +409,8 @@ func (a *app) handleJobs() error {
 			return EmailSent{}, err
 		}
 		time.Sleep(2 * time.Millisecond) // the SMTP call
-		if a.mailReject.Load() { // a 5xx reply: retrying the same message cannot help
+		// A 5xx reply (chaos): retrying the same message cannot help.
+		if a.mailReject.Load() {
 			return EmailSent{}, queue.Permanent(fmt.Errorf("mail server rejected %s: 550 mailbox unavailable", j.Args.To))
 		}
 		a.emails.Add(1)
