@@ -124,6 +124,15 @@ func eval[T any](b *browserTab, js string) T {
 	return run(b, "evaluate "+js, 10*time.Second, chromedp.Evaluate[T](js))
 }
 
+// clickFresh loads url and clicks the element sel selects, at once: a
+// page reloads itself (a meta refresh), and a reload racing the click
+// could cancel the form's POST, so the click comes right after a load,
+// seconds before the next reload.
+func (b *browserTab) clickFresh(url, sel string) {
+	b.t.Helper()
+	b.do("open "+url+" and click "+sel, 30*time.Second, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel)))
+}
+
 // waitJS waits until the JavaScript expression js is true in the page,
 // across navigations and the page's own reloads (an evaluation in a page
 // being replaced fails and is tried again), and fails the test naming

@@ -110,7 +110,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	// Requeue it with a click: the post/redirect/get lands on
 	// queues?done=requeue, the job leaves the dead letters and, the mail
 	// server accepting again, completes.
-	b.do("click requeue", 10*time.Second, chromedp.Click(chromedp.CSS(requeue)))
+	b.clickFresh(console+"queues", requeue)
 	b.waitJS("the requeue done and the job gone from the dead letters", 30*time.Second,
 		`location.search.includes("done=requeue") && document.readyState == "complete" && !document.querySelector(`+jsString(requeue)+`)`)
 	eventually(t, 20*time.Second, "the requeued job done", func() bool { return jobState(t, client, base, dead) == "done" })
@@ -120,7 +120,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	// a click on resume lets it run.
 	pauseSel := `#queue-jobs-emails form[data-queue="emails"] [data-action="pause"]`
 	resumeSel := `#queue-jobs-emails form[data-queue="emails"] [data-action="resume"]`
-	b.do("click pause", 10*time.Second, chromedp.WaitVisible(chromedp.CSS(pauseSel)), chromedp.Click(chromedp.CSS(pauseSel)))
+	b.clickFresh(console+"queues", pauseSel)
 	b.waitJS("the pause done and a resume button shown", 30*time.Second,
 		`location.search.includes("done=pause") && !!document.querySelector(`+jsString(resumeSel)+`)`)
 	eventually(t, 20*time.Second, "the worker logging the emails queue paused", func() bool { return pausedLogged(&logs, true) })
@@ -130,7 +130,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if st := jobState(t, client, base, held); st != "pending" {
 		t.Fatalf("an email enqueued to the paused queue is %s, want pending", st)
 	}
-	b.do("click resume", 10*time.Second, chromedp.Click(chromedp.CSS(resumeSel)))
+	b.clickFresh(console+"queues", resumeSel)
 	b.waitJS("the resume done and a pause button shown", 30*time.Second,
 		`location.search.includes("done=resume") && !!document.querySelector(`+jsString(pauseSel)+`)`)
 	eventually(t, 20*time.Second, "the held email done after resume", func() bool { return jobState(t, client, base, held) == "done" })
