@@ -60,7 +60,7 @@ type ChromiumServer struct {
 // ErrMissingBinary when no Chromium is installed (apt-get install
 // chromium) or $SCALEKIT_CHROMIUM names no executable.
 func StartChromium(ctx context.Context, opts ChromiumOptions) (*ChromiumServer, error) {
-	bin, err := chromiumBinary()
+	bin, err := ChromiumBinary()
 	if err != nil {
 		return nil, err
 	}
@@ -108,9 +108,12 @@ func StartChromium(ctx context.Context, opts ChromiumOptions) (*ChromiumServer, 
 	return s, nil
 }
 
-// chromiumBinary finds the browser: $SCALEKIT_CHROMIUM, then the usual
-// names on PATH and in /usr/bin.
-func chromiumBinary() (string, error) {
+// ChromiumBinary returns the browser StartChromium runs: $SCALEKIT_CHROMIUM,
+// or the first of chromium, chromium-browser, google-chrome and
+// google-chrome-stable on PATH or in /usr/bin; or an error wrapping
+// ErrMissingBinary saying what to install. A test can call it first, to
+// skip before it starts anything else.
+func ChromiumBinary() (string, error) {
 	if bin := os.Getenv(ChromiumEnv); bin != "" {
 		if st, err := os.Stat(bin); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
 			return bin, nil

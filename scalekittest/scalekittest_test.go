@@ -17,6 +17,16 @@ import (
 // The fixtures built on these starters (internal/testinfra) are tested
 // there: outages, pauses, the replica, the cluster's slots.
 
+// skipOrFatal skips the test when err says a server binary is missing,
+// unless SCALEKIT_REQUIRE_SERVERS=1 (CI), and fails it otherwise.
+func skipOrFatal(t *testing.T, err error) {
+	t.Helper()
+	if errors.Is(err, scalekittest.ErrMissingBinary) && os.Getenv("SCALEKIT_REQUIRE_SERVERS") != "1" {
+		t.Skip(err)
+	}
+	t.Fatal(err)
+}
+
 func TestMissingBinaryIsReported(t *testing.T) {
 	t.Setenv("SCALEKIT_PG_BINDIR", t.TempDir())
 	_, err := scalekittest.StartPostgres(context.Background(), scalekittest.PostgresOptions{})
@@ -38,10 +48,7 @@ func TestStartersHaveAPlainAPI(t *testing.T) {
 	defer cancel()
 	s, err := scalekittest.StartRedis(ctx, scalekittest.RedisOptions{Args: []string{"--maxmemory", "16mb"}})
 	if err != nil {
-		if errors.Is(err, scalekittest.ErrMissingBinary) && os.Getenv("SCALEKIT_REQUIRE_SERVERS") != "1" {
-			t.Skip(err)
-		}
-		t.Fatal(err)
+		skipOrFatal(t, err)
 	}
 	rc := s.NewClient(0)
 	got, err := rc.ConfigGet(ctx, "maxmemory").Result()
@@ -65,10 +72,7 @@ func TestStartNATS(t *testing.T) {
 	defer cancel()
 	s, err := scalekittest.StartNATS(ctx, scalekittest.NATSOptions{})
 	if err != nil {
-		if errors.Is(err, scalekittest.ErrMissingBinary) && os.Getenv("SCALEKIT_REQUIRE_SERVERS") != "1" {
-			t.Skip(err)
-		}
-		t.Fatal(err)
+		skipOrFatal(t, err)
 	}
 	defer s.Close()
 	if !strings.HasPrefix(s.URL(), "nats://127.0.0.1:") || !s.Running() {
@@ -109,10 +113,7 @@ func TestStartChromium(t *testing.T) {
 	defer cancel()
 	s, err := scalekittest.StartChromium(ctx, scalekittest.ChromiumOptions{})
 	if err != nil {
-		if errors.Is(err, scalekittest.ErrMissingBinary) && os.Getenv("SCALEKIT_REQUIRE_SERVERS") != "1" {
-			t.Skip(err)
-		}
-		t.Fatal(err)
+		skipOrFatal(t, err)
 	}
 	defer s.Close()
 	if !strings.HasPrefix(s.DevToolsURL(), "ws://"+s.Addr()+"/devtools/browser/") || !s.Running() {
@@ -142,6 +143,9 @@ func TestStartChromium(t *testing.T) {
 	}
 
 	t.Setenv(scalekittest.ChromiumEnv, "/nonexistent/chromium")
+	if _, err := scalekittest.ChromiumBinary(); !errors.Is(err, scalekittest.ErrMissingBinary) {
+		t.Fatalf("ChromiumBinary with %s naming nothing: err = %v, want ErrMissingBinary", scalekittest.ChromiumEnv, err)
+	}
 	if _, err := scalekittest.StartChromium(ctx, scalekittest.ChromiumOptions{}); !errors.Is(err, scalekittest.ErrMissingBinary) || !strings.Contains(err.Error(), scalekittest.ChromiumEnv) {
 		t.Fatalf("StartChromium with %s naming nothing: err = %v, want ErrMissingBinary naming the variable", scalekittest.ChromiumEnv, err)
 	}

@@ -39,10 +39,13 @@ type browserTab struct {
 // two, as long as a test's servers: start it first) and returns the func
 // that waits for it and opens a tab sending header: value with every
 // request, its page 1280x800 CSS pixels. A missing Chromium skips the
-// test there (fails it under SCALEKIT_REQUIRE_SERVERS=1). Everything
+// test at once (fails it under SCALEKIT_REQUIRE_SERVERS=1). Everything
 // stops at the test's cleanup.
 func startBrowser(t *testing.T) (openTab func(header, value string) *browserTab) {
 	t.Helper()
+	if _, err := scalekittest.ChromiumBinary(); err != nil {
+		skipOrFail(t, err) // before the test starts its servers
+	}
 	type started struct {
 		s   *scalekittest.ChromiumServer
 		err error
