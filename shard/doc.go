@@ -77,12 +77,13 @@
 // entry or one naming an unknown cluster is ignored alone, header and
 // cookie are merged. A response after a write carries the merged set:
 // the tokens received, each written cluster's advanced. At most
-// HTTPOptions.MaxTokens (8) clusters are kept, the newest by token time;
-// a user whose token for a cluster was dropped may read there from a
-// replica that has not replayed that write, stale by at most that
-// replica's lag (which dbrouter bounds with MaxLagBytes). Tokens are only
-// needed until the replicas catch up (seconds), so only a user writing on
-// more than MaxTokens clusters within that time is affected.
+// HTTPOptions.MaxTokens (8) clusters are kept: of more, the tokens every
+// replica of their cluster has replayed go first (they hold no read
+// back), then the oldest by token time. A user whose pending token for a
+// cluster was dropped may read there from a replica that has not
+// replayed that write, stale by at most that replica's lag (which
+// dbrouter bounds with MaxLagBytes): only a user writing on more than
+// MaxTokens clusters before their replicas catch up (seconds).
 //
 // # Fan-out
 //

@@ -40,12 +40,14 @@ type HTTPOptions struct {
 	// HTTP in development. Default: false (Secure; HttpOnly and
 	// SameSite=Lax always).
 	Insecure bool
-	// MaxTokens bounds the clusters a user carries tokens for: of more,
-	// the newest MaxTokens (by token time) are kept, in the request and in
-	// the response. A user whose cluster's token was dropped may read
-	// from a replica that has not replayed that write (their staleness is
-	// bounded by the replica's lag, which dbrouter bounds with
-	// MaxLagBytes). Default: DefaultMaxTokens (8); 1..256.
+	// MaxTokens bounds the clusters a user carries tokens for, in the
+	// request and in the response. Of more, the tokens every replica of
+	// their cluster has replayed (by its monitor's last readings) are
+	// dropped first, oldest first: they hold no read back; then the
+	// oldest by token time. A user whose cluster's token was dropped that
+	// way may read from a replica that has not replayed that write (their
+	// staleness is bounded by the replica's lag, which dbrouter bounds
+	// with MaxLagBytes). Default: DefaultMaxTokens (8); 1..256.
 	MaxTokens int
 }
 
@@ -150,7 +152,7 @@ func (h *HTTP) requestTokens(req *http.Request) Tokens {
 			delete(all, n) // before the bound: an unknown name must not push a real token out
 		}
 	}
-	return all.Newest(h.o.MaxTokens)
+	return h.r.bound(all, h.o.MaxTokens)
 }
 
 // setTokens puts the request's tokens on the response when it wrote.
@@ -162,7 +164,7 @@ func (h *HTTP) setTokens(ctx context.Context, x *httpx.Writer) {
 	if !changed {
 		return
 	}
-	v := t.Newest(h.o.MaxTokens).String()
+	v := h.r.bound(t, h.o.MaxTokens).String()
 	if !h.o.NoHeader {
 		x.Header().Set(h.o.Header, v)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -180,6 +181,58 @@ func TestRealServersReadYourWritesPerShard(t *testing.T) {
 		t.Fatalf("read without token routed %+v, want a's replica", d)
 	}
 
+	// Many goroutines of one request (WithSessions, no HTTP) write on a
+	// and read their rows back at once, while others read on b: every
+	// read of a write sees it (a's replica is still paused), b's reads
+	// stay on b's replica, and the session's token covers every write.
+	sctx := db.WithSessions(ctx, nil)
+	b0 = readsOf(b)
+	const G, N = 8, 5
+	var wg sync.WaitGroup
+	next := idB3
+	ids := make([][]int64, G)
+	for g := range G {
+		for range N {
+			next = keyOn(t, db, "a", next+1)
+			ids[g] = append(ids[g], next)
+		}
+	}
+	for g := range G {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for _, id := range ids[g] {
+				rt, _ := db.For(Int64(id))
+				if _, err := rt.Router.Exec(rt.Context(sctx), "INSERT INTO users VALUES ($1, $2, 'h')", id, rt.VShard); err != nil {
+					t.Error(err)
+					return
+				}
+				var name string // through a ctx of its own: the cluster's session is shared
+				if err := rt.Router.QueryRow(rt.Context(sctx), "SELECT name FROM users WHERE id = $1", id).Scan(&name); err != nil {
+					t.Errorf("user %d read back in the same session: %v", id, err)
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for range N {
+				rt, _ := db.For(Int64(idB))
+				var name string
+				if err := rt.Router.QueryRow(rt.Context(sctx), "SELECT name FROM users WHERE id = $1", idB).Scan(&name); err != nil || name != "bob" {
+					t.Errorf("read on b: %q, %v", name, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if d := readsOf(b).minus(b0); d != (reads{0, G * N}) {
+		t.Errorf("b's reads during the hammer routed %+v, want all %d on its replica", d, G*N)
+	}
+	st, changed, err := db.SessionTokens(sctx)
+	if err != nil || !changed || len(st) != 1 || st["a"].LSN < sent["a"].LSN {
+		t.Fatalf("SessionTokens after the hammer: %v, %v, %v", st, changed, err)
+	}
+
 	// Caught up, a's replica serves the token read.
 	fa.ResumeReplay()
 	replicaServing(t, a, fa)
@@ -194,6 +247,16 @@ func TestRealServersReadYourWritesPerShard(t *testing.T) {
 		t.Fatalf("token read after catch-up routed %+v, want a's replica", d)
 	}
 
+	// Over MaxTokens, a token every replica has replayed goes first, even
+	// the newest: a's (replayed) is dropped, b's older one (beyond b's
+	// replica) is kept.
+	h1, _ := NewHTTP(HTTPOptions{Router: db, MaxTokens: 1})
+	req := httptest.NewRequestWithContext(ctx, "GET", "/", nil)
+	req.Header.Set("X-Shard-Tokens", tokens+"&b=FFFFFFF/0@1000")
+	if kept := h1.requestTokens(req); len(kept) != 1 || kept["b"].LSN != 0xFFFFFFF00000000 {
+		t.Fatalf("MaxTokens 1 over a's replayed token and b's pending one kept %v, want b's", kept)
+	}
+
 	// A write on b merges b's token into the set; with MaxTokens 1 only
 	// the newest (b's) is kept.
 	code, body, resp = do("POST", fmt.Sprintf("/users/%d?name=bob2", idB2), tokens)
@@ -204,13 +267,50 @@ func TestRealServersReadYourWritesPerShard(t *testing.T) {
 	if len(both) != 2 || both["a"] != sent["a"] || both["b"].IsZero() {
 		t.Fatalf("after a write on b: tokens %v, want a's kept and b's", both)
 	}
-	h1, _ := NewHTTP(HTTPOptions{Router: db, MaxTokens: 1})
 	rec := httptest.NewRecorder()
-	req := httptest.NewRequestWithContext(ctx, "POST", fmt.Sprintf("/users/%d?name=bob3", idB3), nil)
+	req = httptest.NewRequestWithContext(ctx, "POST", fmt.Sprintf("/users/%d?name=bob3", idB3), nil)
 	req.Header.Set("X-Shard-Tokens", tokens)
 	h1.Middleware(mux).ServeHTTP(rec, req)
 	one, _ := ParseTokens(rec.Header().Get("X-Shard-Tokens"))
 	if rec.Code != 200 || len(one) != 1 || one["b"].IsZero() {
 		t.Fatalf("MaxTokens 1 after a write on b: %d, tokens %v; want b's only", rec.Code, one)
+	}
+}
+
+// When a's primary goes down between the handler's write and the
+// response, the write position cannot be read: the response still
+// carries a token for a, one that sends the user's reads there to the
+// primary (dbrouter's choice: never a stale read), and b's token passes
+// through unchanged.
+func TestRealServersTokensPrimaryDown(t *testing.T) {
+	fa := testinfra.PostgresExclusive(t) // stopped: servers of its own
+	a := clusterOn(t, fa)
+	b, _ := realCluster(t)
+	const vs = 64
+	db := mustNew(t, Options{VirtualShards: vs, Map: EvenMap(1, vs, "a", "b"), Clusters: map[string]*dbrouter.Router{"a": a, "b": b}})
+	idA := keyOn(t, db, "a", 1)
+	h, err := NewHTTP(HTTPOptions{Router: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler := h.Middleware(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		rt, _ := db.For(Int64(idA))
+		if _, err := rt.Router.Exec(rt.Context(req.Context()), "INSERT INTO users VALUES ($1, $2, 'x')", idA, rt.VShard); err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		fa.StopPrimary(testinfra.StopFast)
+		w.WriteHeader(http.StatusCreated)
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), testinfra.CallTimeout)
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, "POST", "/", nil)
+	bTok := "b=0/100@1767225600000"
+	req.Header.Set("X-Shard-Tokens", bTok)
+	rec := httptest.NewRecorder()
+	handler.ServeHTTP(rec, req)
+	got, err := ParseTokens(rec.Header().Get("X-Shard-Tokens"))
+	if rec.Code != http.StatusCreated || err != nil || len(got) != 2 || got["a"].LSN != ^dbrouter.LSN(0) || got["b"].String() != "0/100@1767225600000" {
+		t.Fatalf("response %d with tokens %v (%v); want a's pinned to the primary (LSN FFFFFFFF/FFFFFFFF) and b's as sent", rec.Code, got, err)
 	}
 }

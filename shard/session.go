@@ -129,11 +129,11 @@ func (t Tokens) Merge(u Tokens) Tokens {
 }
 
 // Newest returns the max tokens of t with the latest Time (ties: the
-// higher LSN, then the cluster name), all of t when it has no more: the
-// bound a cookie or header set keeps. A dropped cluster's token is
-// forgotten, so its user's next reads there may come from a replica that
-// has not replayed their write (bounded by the replicas' lag). t is not
-// changed.
+// higher LSN, then the cluster name), all of t when it has no more. A
+// dropped cluster's token is forgotten, so its user's next reads there
+// may come from a replica that has not replayed their write (bounded by
+// the replicas' lag). t is not changed. (HTTP drops tokens every replica
+// has replayed before it drops by age.)
 func (t Tokens) Newest(max int) Tokens {
 	if len(t) <= max {
 		return t.Merge(nil)
@@ -271,4 +271,47 @@ func (r *Router) SessionTokens(ctx context.Context) (t Tokens, changed bool, err
 		}
 	}
 	return t, changed, errors.Join(errs...)
+}
+
+// bound keeps at most max of t: it first drops, oldest first, tokens every
+// replica of their cluster has replayed (they hold nothing back: a read
+// without them sees the write on any replica), then keeps the newest
+// (Tokens.Newest). A token without an LSN (ConsistencyWindow) is never
+// counted as replayed, nor is any token on a cluster with a replica whose
+// replay position went backwards (a load balancer, see dbrouter).
+func (r *Router) bound(t Tokens, max int) Tokens {
+	if len(t) <= max {
+		return t
+	}
+	var done []string
+	for n, tok := range t {
+		if c, ok := r.clusters[n]; ok && replayedEverywhere(c, tok) {
+			done = append(done, n)
+		}
+	}
+	slices.SortFunc(done, func(a, b string) int {
+		return cmp.Or(t[a].Time.Compare(t[b].Time), cmp.Compare(t[a].LSN, t[b].LSN), strings.Compare(a, b))
+	})
+	t = t.Merge(nil)
+	for _, n := range done {
+		if len(t) <= max {
+			break
+		}
+		delete(t, n)
+	}
+	return t.Newest(max)
+}
+
+// replayedEverywhere reports whether every replica of c has replayed
+// tok's LSN, by its monitor's last readings.
+func replayedEverywhere(c *dbrouter.Router, tok dbrouter.Token) bool {
+	if tok.LSN == 0 {
+		return false
+	}
+	for _, rep := range c.Stats().Replicas {
+		if rep.ReplayLSN < tok.LSN || rep.ReplayRegressions > 0 {
+			return false
+		}
+	}
+	return true
 }
