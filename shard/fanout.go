@@ -267,6 +267,11 @@ func (r *Router) Each(ctx context.Context, o EachOptions, fn func(ctx context.Co
 			r.fo.clusters[ts[i].Cluster].errors.Add(1)
 			continue
 		}
+		if i == len(ts)-1 { // the last call runs here: one goroutine and one hand-off fewer
+			errs[i] = r.call(ctx, o.Timeout, ts[i], fn)
+			<-sem
+			break
+		}
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()

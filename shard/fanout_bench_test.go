@@ -97,3 +97,33 @@ func median(ds []time.Duration) time.Duration {
 	slices.Sort(s)
 	return s[len(s)/2]
 }
+
+// BenchmarkEachOverhead is what a fan-out adds to its calls: Each and
+// GatherSorted over 3 clusters whose calls return at once.
+func BenchmarkEachOverhead(b *testing.B) {
+	r := mustNew(b, Options{VirtualShards: 64, Map: EvenMap(1, 64, "a", "b", "c"), Clusters: fakeClusters("a", "b", "c")})
+	ctx := context.Background()
+	b.Run("Each", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := r.Each(ctx, EachOptions{}, func(context.Context, Target) error { return nil }); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	pages := map[string][]post{}
+	for i := range 150 {
+		n := []string{"a", "b", "c"}[i%3]
+		pages[n] = append(pages[n], post{ID: int64(i), CreatedAt: time.Unix(int64(i), 0)})
+	}
+	b.Run("GatherSorted50", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := GatherSorted(ctx, r, EachOptions{Timeout: time.Second}, 50, byCreated, func(_ context.Context, t Target) ([]post, error) {
+				return pages[t.Cluster], nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
