@@ -212,9 +212,12 @@ func (s *sessions) session(name string) context.Context {
 // rt, the returned ctx carries that cluster's session, so writes through
 // rt.Router advance the cluster's token and reads see them (the primary,
 // or a replica that has replayed them); reads on other clusters are not
-// held back. Without sessions it returns ctx. Every value of ctx but
-// dbrouter's (dbrouter.Primary, WithToken, WithSession) stays visible:
-// apply those to the returned ctx, not before.
+// held back. Use the returned ctx with rt.Router only: another cluster's
+// Router would take this cluster's session for its own (a dbrouter
+// session belongs to one cluster). Without sessions it returns ctx.
+// Every value of ctx but dbrouter's (dbrouter.Primary, WithToken,
+// WithSession) stays visible: apply those to the returned ctx, not
+// before.
 func (rt Route) Context(ctx context.Context) context.Context {
 	s := sessionsOf(ctx)
 	if s == nil || rt.Router == nil || s.r.clusters[rt.Cluster] != rt.Router {
