@@ -55,4 +55,29 @@
 // middleware and failover handling are not built. SetMap moves no data:
 // install a map that changes a virtual shard's cluster only once its rows
 // are there and writes to it are stopped.
+//
+// # The map in PostgreSQL
+//
+// A MapStore (OpenPGMap, then Migrate once) keeps every version of the
+// map as a row of a small table on a config database and announces each
+// new one with NOTIFY on a channel named like the table:
+//
+//	store, _ := shard.OpenPGMap(ctx, configPool, shard.StoreOptions{})
+//	_ = store.Migrate(ctx)
+//	go store.Watch(ctx, db)   // db follows every published version
+//	next := db.Map(); next.Version++; next.Assign[17] = "c"
+//	err := store.Publish(ctx, next) // ErrVersionConflict unless current+1
+//
+// Publish is a compare-and-set in one transaction: the version must be the
+// current one + 1, and of concurrent publishers of a version exactly one
+// wins (the version is the table's primary key). Watch holds a connection
+// in LISTEN and installs each notified version within milliseconds; it
+// also re-reads the current map every StoreOptions.PollInterval (5s by
+// default) in case a notification was lost, and after losing its
+// connection (the config database restarted) it reconnects with a growing
+// pause of up to PollInterval and re-reads the current map at once, since
+// the notifications sent meanwhile were missed. Until then Routers keep
+// the map they have. A stored map a Router refuses (a cluster it does not
+// know) is logged and skipped. LoadMap and static maps remain for tests
+// and small setups.
 package shard
