@@ -608,3 +608,134 @@ func maps(a, b map[int64]int64) bool {
 	}
 	return true
 }
+
+// The source's primary stopped in the middle of a move (after the copy):
+// Move fails, saying at which step; the fence never went up, so writes
+// to the vshard on the source go on once it is back; Move called again
+// resumes and finishes, with every row on the target.
+func TestMoveSourceDownThenResume(t *testing.T) {
+	const vs = 8
+	e := newMoveEnv(t, 2, false, vs, EvenMap(1, vs, "c1", "c2"))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const v = 2 // on c1
+	want := map[int64]int64{}
+	for id := int64(0); id < 200; id++ {
+		rt, _ := e.router.For(Int64(id))
+		if _, err := rt.Router.Exec(ctx, "INSERT INTO items VALUES ($1, $2, 1)", id, rt.VShard); err != nil {
+			t.Fatal(err)
+		}
+		if rt.VShard == v {
+			want[id] = 1
+		}
+	}
+	src := e.clusters["c1"].pg.Primary
+	moveHook = func(step string) {
+		if step == stepCopied {
+			if err := src.Stop(testinfra.StopFast); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	_, err := e.mover.Move(ctx, v, "c2")
+	moveHook = nil
+	if err == nil || !contains(err.Error(), "step") {
+		t.Fatalf("Move with the source down: %v, want an error naming the step", err)
+	}
+	if st, _, _ := e.mover.State(ctx, v); st.Step != stepCopied {
+		t.Fatalf("state %+v, want step copied saved", st)
+	}
+	if err := src.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Not fenced yet: the source still takes writes to the vshard.
+	var k int64 = 1000
+	for ; Int64(k).VShard(vs) != v; k++ {
+	}
+	poll.Until(t, 30*time.Second, "a write to the vshard on the restarted source", func() bool {
+		_, err := e.clusters["c1"].router.Exec(ctx, "INSERT INTO items VALUES ($1, $2, 7)", k, v)
+		return err == nil
+	})
+	want[k] = 7
+	res, err := e.mover.Move(ctx, v, "c2")
+	if err != nil || !res.Resumed || res.Version != 2 {
+		t.Fatalf("resumed Move: %+v, %v", res, err)
+	}
+	if got := e.rows(t, "c2", v); !maps(got, want) {
+		t.Errorf("target holds %v, want %v", got, want)
+	}
+	if got := e.rows(t, "c1", v); len(got) != 0 {
+		t.Errorf("source holds %d rows of the moved vshard", len(got))
+	}
+	if n := e.leftovers(t); n != 0 {
+		t.Errorf("%d replication objects left", n)
+	}
+}
+
+// NewMover names the bad field; Migrate refuses a table whose replica
+// identity lacks the vshard column (a row-filtered publication could not
+// replicate its updates) or that lacks a declared column.
+func TestMoverRefusesBadOptions(t *testing.T) {
+	r := mustNew(t, Options{VirtualShards: 8, Map: EvenMap(1, 8, "a"), Clusters: fakeClusters("a")})
+	s := &MapStore{table: DefaultMapTable}
+	for _, c := range []struct {
+		o    MoverOptions
+		want string
+	}{
+		{MoverOptions{Router: r, Tables: []Table{{Name: "t"}}}, "MoverOptions.Store"},
+		{MoverOptions{Store: s, Tables: []Table{{Name: "t"}}}, "MoverOptions.Router"},
+		{MoverOptions{Store: s, Router: r}, "MoverOptions.Tables"},
+		{MoverOptions{Store: s, Router: r, Tables: []Table{{Name: "T x"}}}, "MoverOptions.Tables[0].Name"},
+		{MoverOptions{Store: s, Router: r, Tables: []Table{{Name: "t", VShardColumn: "v;drop"}}}, "MoverOptions.Tables[0]"},
+		{MoverOptions{Store: s, Router: r, Tables: []Table{{Name: "t"}, {Name: "t"}}}, "given twice"},
+		{MoverOptions{Store: s, Router: r, Tables: []Table{{Name: "t"}}, ConnStrings: map[string]string{"zz": "x"}}, `ConnStrings["zz"]`},
+	} {
+		if _, err := NewMover(c.o); err == nil || !contains(err.Error(), c.want) {
+			t.Errorf("NewMover: %v, want an error naming %s", err, c.want)
+		}
+	}
+
+	f := testinfra.Postgres(t)
+	c := clusterOn(t, f) // users (id PRIMARY KEY, vshard, name)
+	ctx := context.Background()
+	r = mustNew(t, Options{VirtualShards: 8, Map: EvenMap(1, 8, "a"), Clusters: map[string]*dbrouter.Router{"a": c}})
+	s = openStore(t, f.Primary, StoreOptions{})
+	for _, c := range []struct {
+		t    Table
+		want string
+	}{
+		{Table{Name: "users"}, "replica identity"},
+		{Table{Name: "users", KeyColumns: []string{"user_id"}}, `no column "user_id"`},
+		{Table{Name: "nosuch"}, "nosuch"},
+	} {
+		m, err := NewMover(MoverOptions{Store: s, Router: r, Tables: []Table{c.t}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Migrate(ctx); err == nil || !contains(err.Error(), c.want) {
+			t.Errorf("Migrate with %+v: %v, want an error naming %s", c.t, err, c.want)
+		}
+	}
+	if _, err := f.Primary.Exec(ctx, "ALTER TABLE users REPLICA IDENTITY FULL"); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := NewMover(MoverOptions{Store: s, Router: r, Tables: []Table{{Name: "users", KeyColumns: []string{"id"}}}})
+	if err := m.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate with REPLICA IDENTITY FULL: %v", err)
+	}
+	if _, err := m.Move(ctx, 8, "a"); err == nil || !contains(err.Error(), "vshard 8") {
+		t.Errorf("Move(8): %v, want an error naming the vshard", err)
+	}
+	if _, err := m.Move(ctx, 1, "b"); err == nil || !contains(err.Error(), `"b"`) {
+		t.Errorf("Move to b: %v, want an error naming the cluster", err)
+	}
+	if _, err := m.Move(ctx, 1, "a"); !errors.Is(err, ErrNoMap) {
+		t.Errorf("Move with no stored map: %v, want ErrNoMap", err)
+	}
+	if err := s.Publish(ctx, EvenMap(1, 8, "a")); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := m.Move(ctx, 1, "a"); err != nil || res.From != "a" || res.Version != 1 {
+		t.Errorf("Move to its own cluster: %+v, %v; want nothing done", res, err)
+	}
+}
