@@ -49,12 +49,10 @@
 //
 // # Not yet
 //
-// This is the first part of the design: moving a virtual shard between
-// clusters while traffic runs, fan-out queries over clusters, a map stored
-// in PostgreSQL with change notification, per-shard tokens in the HTTP
-// middleware and failover handling are not built. SetMap moves no data:
-// install a map that changes a virtual shard's cluster only once its rows
-// are there and writes to it are stopped.
+// Fan-out queries over clusters, per-shard tokens in the HTTP middleware
+// and failover handling are not built. SetMap moves no data: install a map
+// that changes a virtual shard's cluster only once its rows are there and
+// writes to it are stopped, which is what a Mover does (below).
 //
 // # The map in PostgreSQL
 //
