@@ -102,7 +102,8 @@
 // create publications and subscriptions (a superuser, or on PostgreSQL 16
 // pg_create_subscription). Migrate checks the tables and installs, on
 // every cluster, a BEFORE INSERT OR UPDATE OR DELETE trigger on each
-// (its cost: an advisory lock and a primary-key lookup per written row).
+// (its cost: an advisory lock and a primary-key lookup per written row,
+// plus a row lock outside READ COMMITTED).
 //
 // The steps, each saved in the config database (table <map table>_move)
 // once done and each safe to repeat, so Move resumes after a crash of the
@@ -120,7 +121,11 @@
 //     waits for the writes in flight (each fenced write holds its shared
 //     form until commit), inserts the fence row and a marker row. The
 //     trigger raises SQLSTATE SKM01 (AsMoved, ErrMoved) for any row of a
-//     fenced virtual shard, whatever map the writer had.
+//     fenced virtual shard, whatever map the writer had. A REPEATABLE
+//     READ or SERIALIZABLE transaction whose snapshot predates the fence
+//     cannot see it: its write fails with a serialization error (40001,
+//     retry the transaction) since the trigger locks the fence row
+//     (FOR SHARE) in those isolation levels.
 //  5. caught_up: the marker row arrived on B, so every write A accepted
 //     has been applied on B (changes apply in commit order).
 //  6. flipped: the next map version, with the virtual shard on B, is
@@ -142,9 +147,7 @@
 // rows nobody reads; it is lifted when the virtual shard moves back to A
 // (step 1 of that move). Limits: the fence sees writes by their rows, so
 // TRUNCATE, and writes run with session_replication_role = replica, pass
-// it; a REPEATABLE READ or SERIALIZABLE transaction whose snapshot
-// predates the fence does not see the fence row (write sharded tables in
-// READ COMMITTED, PostgreSQL's default); a move that fails after step 4
+// it; a move that fails after step 4
 // leaves the virtual shard's writes refused until Move is called again;
 // reads right after the flip may go to B's replicas before they replayed
 // the last copied changes (read-your-writes across a move needs a read

@@ -195,7 +195,11 @@ func (m *Mover) pool(cluster string) *pgxpool.Pool {
 func (m *Mover) install(ctx context.Context, cluster string) error {
 	p := m.pool(cluster)
 	stmts := []string{
-		`CREATE TABLE IF NOT EXISTS scalekit_shard_fence (vshard int PRIMARY KEY, moved_to text NOT NULL, fenced_at timestamptz NOT NULL DEFAULT now())`,
+		// One row per virtual shard, made once and only updated, so that
+		// a REPEATABLE READ writer whose snapshot predates a fence fails to
+		// lock the updated row instead of missing the fence.
+		`CREATE TABLE IF NOT EXISTS scalekit_shard_fence (vshard int PRIMARY KEY, active bool NOT NULL DEFAULT false, moved_to text NOT NULL DEFAULT '', changed_at timestamptz NOT NULL DEFAULT now())`,
+		fmt.Sprintf(`INSERT INTO scalekit_shard_fence (vshard) SELECT generate_series(0, %d) ON CONFLICT (vshard) DO NOTHING`, m.o.Router.VirtualShards()-1),
 		`CREATE TABLE IF NOT EXISTS scalekit_shard_marker (vshard int PRIMARY KEY, token text NOT NULL)`,
 		fmt.Sprintf(`CREATE OR REPLACE FUNCTION scalekit_shard_fence() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -216,8 +220,15 @@ BEGIN
 		END IF;
 		-- Held until commit: the fence waits for the writes in flight.
 		PERFORM pg_advisory_xact_lock_shared(%d, v);
-		SELECT moved_to INTO dest FROM scalekit_shard_fence WHERE vshard = v;
-		IF FOUND THEN
+		IF current_setting('transaction_isolation') = 'read committed' THEN
+			-- A fresh snapshot, taken after the lock: it sees the fence.
+			SELECT moved_to INTO dest FROM scalekit_shard_fence WHERE vshard = v AND active;
+		ELSE
+			-- The transaction's snapshot may predate the fence: locking a
+			-- row updated since fails with a serialization error.
+			SELECT CASE WHEN active THEN moved_to END INTO dest FROM scalekit_shard_fence WHERE vshard = v FOR SHARE;
+		END IF;
+		IF dest IS NOT NULL THEN
 			RAISE EXCEPTION 'scalekit: virtual shard %% moved to cluster %%', v, dest
 				USING ERRCODE = '%s', DETAIL = v || ' ' || dest;
 		END IF;
@@ -471,7 +482,7 @@ func (m *Mover) do(ctx context.Context, st *moveState, step string, res *MoveRes
 			if _, err := tx.Exec(ctx, `SET LOCAL scalekit.fence_bypass = 'on'`); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `DELETE FROM scalekit_shard_fence WHERE vshard = $1`, st.vshard); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE scalekit_shard_fence SET active = false, changed_at = now() WHERE vshard = $1 AND active`, st.vshard); err != nil {
 				return err
 			}
 			if _, err := tx.Exec(ctx, `DELETE FROM scalekit_shard_marker WHERE vshard = $1`, st.vshard); err != nil {
@@ -541,7 +552,8 @@ func (m *Mover) do(ctx context.Context, st *moveState, step string, res *MoveRes
 			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, fenceLockSpace, st.vshard); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO scalekit_shard_fence (vshard, moved_to) VALUES ($1, $2) ON CONFLICT (vshard) DO UPDATE SET moved_to = $2`, st.vshard, st.to); err != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO scalekit_shard_fence (vshard, active, moved_to) VALUES ($1, true, $2)
+				ON CONFLICT (vshard) DO UPDATE SET active = true, moved_to = $2, changed_at = now()`, st.vshard, st.to); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, `INSERT INTO scalekit_shard_marker (vshard, token) VALUES ($1, $2) ON CONFLICT (vshard) DO UPDATE SET token = $2`, st.vshard, st.token)

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/scalekit-go/scalekit/dbrouter"
@@ -657,7 +659,36 @@ func TestMoveSourceDownThenResume(t *testing.T) {
 		return err == nil
 	})
 	want[k] = 7
+	// A REPEATABLE READ transaction whose snapshot predates the fence
+	// cannot write past it: its write fails with a serialization error
+	// (it did not see the fence row, but cannot lock it either); a READ
+	// COMMITTED write gets ErrMoved.
+	rr, err := e.clusters["c1"].router.PrimaryPool().BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rr.Rollback(ctx)
+	var n int
+	if err := rr.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	var rrErr, rcErr error
+	moveHook = func(step string) {
+		if step == stepFenced {
+			_, rrErr = rr.Exec(ctx, "UPDATE items SET val = 9 WHERE id = $1 AND vshard = $2", k, v)
+			_ = rr.Rollback(ctx)
+			_, rcErr = e.clusters["c1"].router.Exec(ctx, "UPDATE items SET val = 9 WHERE id = $1 AND vshard = $2", k, v)
+		}
+	}
 	res, err := e.mover.Move(ctx, v, "c2")
+	moveHook = nil
+	var pe *pgconn.PgError
+	if !errors.As(rrErr, &pe) || pe.Code != "40001" {
+		t.Errorf("a REPEATABLE READ write from before the fence: %v, want SQLSTATE 40001", rrErr)
+	}
+	if me, ok := AsMoved(rcErr); !ok || me.To != "c2" || me.VShard != v {
+		t.Errorf("a READ COMMITTED write after the fence: %v, want ErrMoved to c2", rcErr)
+	}
 	if err != nil || !res.Resumed || res.Version != 2 {
 		t.Fatalf("resumed Move: %+v, %v", res, err)
 	}
