@@ -597,6 +597,50 @@ func TestMoveResumesAfterKill(t *testing.T) {
 			t.Errorf("after the kill at %s: state %+v, want done", step, st)
 		}
 	}
+
+	// An unfinished move is finished before another starts: a Move of the
+	// vshard elsewhere is refused, naming the unfinished one...
+	from := e.router.Map().Assign[v]
+	to := "c1"
+	if from == "c1" {
+		to = "c2"
+	}
+	spec.To, spec.KillAt = to, stepFenced
+	raw, _ := json.Marshal(spec)
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestMoveChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Fatalf("the mover was not killed:\n%s", out)
+	}
+	if _, err := e.mover.Move(ctx, v, from); !errors.Is(err, ErrMoveConflict) || !contains(err.Error(), "unfinished") {
+		t.Errorf("Move back while a move is unfinished: %v, want ErrMoveConflict naming it", err)
+	}
+	// ...and two Movers never run the same move at once.
+	release := make(chan struct{})
+	reached := make(chan struct{})
+	moveHook = func(step string) {
+		if step == stepCaughtUp {
+			close(reached)
+			<-release
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.mover.Move(ctx, v, to)
+		done <- err
+	}()
+	<-reached
+	if _, err := e.mover.Move(ctx, v, to); !errors.Is(err, ErrMoveConflict) || !contains(err.Error(), "another Mover") {
+		t.Errorf("a second Move while one runs: %v, want ErrMoveConflict", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	moveHook = nil
+	if got := e.rows(t, to, v); !maps(got, want) {
+		t.Errorf("after the concurrent Move: target holds %d rows, want %d", len(got), len(want))
+	}
 }
 
 func maps(a, b map[int64]int64) bool {
