@@ -90,6 +90,7 @@ func (s *MapStore) Do(ctx context.Context, r *Router, k Key, fn func(ctx context
 		if !ok {
 			return err
 		}
+		s.retried.Add(1)
 		wait := pause.Growing{Min: 500 * time.Microsecond, Max: 5 * time.Millisecond}
 		for lastSync := (time.Time{}); ; {
 			if now, _ := r.For(k); now.Cluster != rt.Cluster {

@@ -370,6 +370,8 @@ func (m *Mover) Move(ctx context.Context, vshard int, to string) (MoveResult, er
 		log.Info("shard: move step done", "step", next, "took", time.Since(t0))
 	}
 	res.Version = st.version
+	m.o.Store.moves.Add(1)
+	m.o.Store.lastFence.Store(int64(res.Fenced))
 	log.Info("shard: virtual shard moved", "version", res.Version, "resumed", res.Resumed, "copy", res.Copy, "fenced", res.Fenced)
 	// Resumed after the flip, the Router has not seen the new map yet.
 	if err := m.o.Store.Sync(ctx, m.o.Router); err != nil {

@@ -446,6 +446,9 @@ func TestMoveUnderTraffic(t *testing.T) {
 		median(base), p99(base), len(base), median(during), p99(during), slices.Max(append(during, 0)), len(during))
 	t.Logf("other vshards writes: baseline p50 %v p99 %v (%d), during the move p50 %v p99 %v (%d)",
 		median(baseOther), p99(baseOther), len(baseOther), median(duringOther), p99(duringOther), len(duringOther))
+	if st := e.store.Stats(); st.Moves != 1 || st.LastFence != res.Fenced || st.Retried != refused.Load() {
+		t.Errorf("store stats %+v; want 1 move, its fence %v, %d writes retried", st, res.Fenced, refused.Load())
+	}
 	if duringMoved == 0 {
 		t.Error("no write on the moved vshard during the move")
 	}

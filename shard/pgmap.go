@@ -17,6 +17,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/internal/logx"
 	"github.com/scalekit-go/scalekit/internal/pause"
+	"github.com/scalekit-go/scalekit/shard/shardstats"
 )
 
 // DefaultMapTable is the table of a MapStore when StoreOptions.Table is
@@ -77,6 +78,7 @@ type MapStore struct {
 	log     *slog.Logger
 
 	notified, polls, reconnects atomic.Int64
+	retried, moves, lastFence   atomic.Int64
 }
 
 var tableName = regexp.MustCompile(`^([a-z_][a-z0-9_]*\.)?[a-z_][a-z0-9_]*$`)
@@ -301,14 +303,14 @@ func (s *MapStore) watchOnce(ctx context.Context, rs []*Router, wait *pause.Grow
 	}
 }
 
-// StoreStats counts a MapStore's watch events.
-type StoreStats struct {
-	// Notifications received, polls made for want of one, and reconnects
-	// of the LISTEN connection.
-	Notifications, Polls, Reconnects int64
-}
+// StoreStats is a snapshot of a MapStore's counters. It lives in package
+// shardstats, which collectors import without compiling dbrouter or pgx.
+type StoreStats = shardstats.StoreStats
 
 // Stats returns the MapStore's counters.
 func (s *MapStore) Stats() StoreStats {
-	return StoreStats{Notifications: s.notified.Load(), Polls: s.polls.Load(), Reconnects: s.reconnects.Load()}
+	return StoreStats{
+		Notifications: s.notified.Load(), Polls: s.polls.Load(), Reconnects: s.reconnects.Load(),
+		Retried: s.retried.Load(), Moves: s.moves.Load(), LastFence: time.Duration(s.lastFence.Load()),
+	}
 }
