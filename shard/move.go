@@ -60,8 +60,9 @@ type MoverOptions struct {
 	// Default: 10 minutes.
 	CopyTimeout time.Duration
 	// CatchUpTimeout bounds the wait, writes fenced, for the target to
-	// apply the source's last changes; past it the move fails (resume it
-	// with Move). Default: 30s.
+	// apply the source's last changes: past it the Mover lifts the fence
+	// (writes go on at the source, the subscription keeps streaming) and
+	// Move fails; call it again to fence anew. Default: 5s.
 	CatchUpTimeout time.Duration
 	// Logger receives each step of a move (Info). Default: discard.
 	Logger *slog.Logger
@@ -151,7 +152,7 @@ func NewMover(o MoverOptions) (*Mover, error) {
 		m.o.CopyTimeout = 10 * time.Minute
 	}
 	if m.o.CatchUpTimeout == 0 {
-		m.o.CatchUpTimeout = 30 * time.Second
+		m.o.CatchUpTimeout = 5 * time.Second
 	}
 	if m.o.Logger == nil {
 		m.o.Logger = logx.Discard
@@ -359,6 +360,9 @@ func (m *Mover) Move(ctx context.Context, vshard int, to string) (MoveResult, er
 		next := moveSteps[i+1]
 		t0 := time.Now()
 		if err := m.do(ctx, st, next, &res); err != nil {
+			if next == stepCaughtUp && ctx.Err() == nil {
+				err = m.unfence(st, err)
+			}
 			return res, fmt.Errorf("shard: Move vshard %d from %s to %s: step %s: %w", vshard, st.from, st.to, next, err)
 		}
 		if moveHook != nil {
@@ -544,7 +548,9 @@ func (m *Mover) do(ctx context.Context, st *moveState, step string, res *MoveRes
 		// The exclusive lock waits for the writes in flight (each holds
 		// the shared lock until it commits); the marker commits with the
 		// fence, after every write the source accepted.
-		now := time.Now()
+		// Each fence has a marker of its own: one left by an earlier
+		// fence (lifted after a catch-up timeout) must not count.
+		now := time.Now().Truncate(time.Microsecond) // timestamptz keeps µs
 		err := pgx.BeginFunc(ctx, src, func(tx pgx.Tx) error {
 			// Flushed at commit, with the writes before it: the walsender
 			// sends only flushed WAL.
@@ -558,10 +564,10 @@ func (m *Mover) do(ctx context.Context, st *moveState, step string, res *MoveRes
 				ON CONFLICT (vshard) DO UPDATE SET active = true, moved_to = $2, changed_at = now()`, st.vshard, st.to); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, `INSERT INTO scalekit_shard_marker (vshard, token) VALUES ($1, $2) ON CONFLICT (vshard) DO UPDATE SET token = $2`, st.vshard, st.token)
+			_, err := tx.Exec(ctx, `INSERT INTO scalekit_shard_marker (vshard, token) VALUES ($1, $2) ON CONFLICT (vshard) DO UPDATE SET token = $2`, st.vshard, marker(st.token, now))
 			return err
 		})
-		if err == nil && st.fencedAt == nil {
+		if err == nil {
 			st.fencedAt = &now
 		}
 		return err
@@ -575,7 +581,7 @@ func (m *Mover) do(ctx context.Context, st *moveState, step string, res *MoveRes
 			if errors.Is(err, pgx.ErrNoRows) {
 				return false, nil
 			}
-			return tok == st.token, err
+			return st.fencedAt != nil && tok == marker(st.token, *st.fencedAt), err
 		})
 
 	case stepFlipped:
@@ -640,6 +646,27 @@ func (m *Mover) do(ctx context.Context, st *moveState, step string, res *MoveRes
 		})
 	}
 	return fmt.Errorf("unknown step %q", step)
+}
+
+// marker is the marker row's value of the fence installed at fenced.
+func marker(token string, fenced time.Time) string {
+	return fmt.Sprintf("%s-%d", token, fenced.UnixMicro())
+}
+
+// unfence lifts the fence of a move whose catch-up timed out and takes
+// its state back to copied, so that Move fences anew; cause is the
+// timeout.
+func (m *Mover) unfence(st *moveState, cause error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := m.pool(st.from).Exec(ctx, `UPDATE scalekit_shard_fence SET active = false, changed_at = now() WHERE vshard = $1`, st.vshard); err != nil {
+		return fmt.Errorf("%w; lifting the fence on %s failed (%v): writes to the virtual shard are refused until Move resumes", cause, st.from, err)
+	}
+	st.fencedAt = nil
+	if err := m.save(ctx, st, stepCopied); err != nil {
+		return fmt.Errorf("%w; the fence was lifted but %v", cause, err)
+	}
+	return fmt.Errorf("%w; the fence was lifted, writes go on at %s: call Move again", cause, st.from)
 }
 
 // flipped installs the new map in the Mover's Router and measures the

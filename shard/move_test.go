@@ -748,6 +748,60 @@ func TestMoveSourceDownThenResume(t *testing.T) {
 	if n := e.leftovers(t); n != 0 {
 		t.Errorf("%d replication objects left", n)
 	}
+
+	// Back to c1, with the target's subscription stopped after the copy:
+	// the catch-up times out, the fence is lifted (writes go on at c2),
+	// and the next Move fences anew and finishes.
+	o := e.mover.o
+	o.CatchUpTimeout = 300 * time.Millisecond
+	short, err := NewMover(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sub string
+	moveHook = func(step string) {
+		if step != stepCopied {
+			return
+		}
+		c1 := e.clusters["c1"].router
+		if err := c1.QueryRow(dbrouter.Primary(ctx), "SELECT subname FROM pg_subscription").Scan(&sub); err != nil {
+			t.Error(err)
+		}
+		if _, err := c1.Exec(ctx, "ALTER SUBSCRIPTION "+sub+" DISABLE"); err != nil {
+			t.Error(err)
+		}
+	}
+	_, err = short.Move(ctx, v, "c1")
+	moveHook = nil
+	if err == nil || !contains(err.Error(), "fence was lifted") {
+		t.Fatalf("Move with the subscription stopped: %v, want a catch-up timeout with the fence lifted", err)
+	}
+	if st, _, _ := e.mover.State(ctx, v); st.Step != stepCopied {
+		t.Errorf("state after the timeout: %+v, want step copied", st)
+	}
+	if _, err := e.clusters["c2"].router.Exec(ctx, "UPDATE items SET val = 8 WHERE id = $1 AND vshard = $2", k, v); err != nil {
+		t.Fatalf("a write on the source after the fence was lifted: %v", err)
+	}
+	want[k] = 8
+	if _, err := e.clusters["c1"].router.Exec(ctx, "ALTER SUBSCRIPTION "+sub+" ENABLE"); err != nil {
+		t.Fatal(err)
+	}
+	// The launcher restarts the worker after wal_retrieve_retry_interval
+	// (5s).
+	poll.Until(t, time.Minute, "the subscription's worker running again", func() bool {
+		var n int
+		err := e.clusters["c1"].router.QueryRow(dbrouter.Primary(ctx), "SELECT count(*) FROM pg_stat_subscription WHERE pid IS NOT NULL").Scan(&n)
+		return err == nil && n > 0
+	})
+	if res, err = e.mover.Move(ctx, v, "c1"); err != nil || res.Version != 3 {
+		t.Fatalf("Move after the timeout: %+v, %v", res, err)
+	}
+	if got := e.rows(t, "c1", v); !maps(got, want) {
+		t.Errorf("back on c1: %v, want %v", got, want)
+	}
+	if n := e.leftovers(t); n != 0 {
+		t.Errorf("%d replication objects left", n)
+	}
 }
 
 // NewMover names the bad field; Migrate refuses a table whose replica
