@@ -149,10 +149,10 @@
 // (step 1 of that move). Limits: the fence sees writes by their rows, so
 // TRUNCATE, and writes run with session_replication_role = replica, pass
 // it; a move that fails between steps 4 and 6 leaves the virtual shard's
-// writes refused until Move is called again, unless it is the catch-up that timed out
-// (MoverOptions.CatchUpTimeout, 5s): then the Mover lifts the fence and
-// takes the move back to step 3;
-// reads right after the flip may go to B's replicas before they replayed
-// the last copied changes (read-your-writes across a move needs a read
-// on B's primary); the rows are deleted from A in one statement per table.
+// writes refused until Move is called again, unless it is the catch-up
+// that timed out (MoverOptions.CatchUpTimeout, 5s): then the Mover lifts
+// the fence and takes the move back to step 3; reads right after the flip
+// may go to B's replicas before they replayed the last copied changes
+// (read-your-writes across a move needs a read on B's primary); the rows
+// are deleted from A in one statement per table.
 package shard
