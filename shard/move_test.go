@@ -197,14 +197,6 @@ func p99(ds []time.Duration) time.Duration {
 	return ds[(len(ds)*99)/100]
 }
 
-func median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	slices.Sort(ds)
-	return ds[len(ds)/2]
-}
-
 // The test: three clusters (c1 with a replica), inserts and
 // updates over all keys with read-your-writes reads through tokens, and
 // one virtual shard moved from c1 to c3 while they run. Afterwards: every
