@@ -198,10 +198,10 @@
 // The write pause is the time from step 4 to the Routers' new map (the
 // fence to the flip, MoveResult.Fenced): a write to the moving virtual
 // shard is refused by A meanwhile and MapStore.Do runs it again on B once
-// the map says so. In seven runs of TestMoveUnderTraffic on a 2-core host
-// under a load of 13 to 21, the fence held 10 to 39ms (median 30ms), and
+// the map says so. In eight runs of TestMoveUnderTraffic on a 2-core host
+// under a load of 13 to 21, the fence held 10 to 39ms (median 29ms), and
 // the moved virtual shard's p99 write latency during the move was 34 to
-// 70ms against 15 to 61ms before it (at most 31ms more; other virtual
+// 70ms against 15 to 61ms before it (at most 36ms more; other virtual
 // shards unaffected). Reads are not paused: until the flip they go to A,
 // which has every row.
 //

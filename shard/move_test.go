@@ -544,9 +544,10 @@ func TestMoveResumesAfterKill(t *testing.T) {
 	for name, c := range e.clusters {
 		spec.Clusters[name] = c.primaryURL
 	}
-	for i, step := range moveSteps[1:] {
-		from := e.router.Map().Assign[v]
-		to := "c1"
+	// killedMove runs a mover process moving v to the other cluster, which
+	// SIGKILLs itself at step, and returns the clusters.
+	killedMove := func(step string) (from, to string) {
+		from, to = e.router.Map().Assign[v], "c1"
 		if from == "c1" {
 			to = "c2"
 		}
@@ -559,6 +560,10 @@ func TestMoveResumesAfterKill(t *testing.T) {
 		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 			t.Fatalf("mover killed at %s: %v, want SIGKILL\n%s", step, err, out)
 		}
+		return from, to
+	}
+	for i, step := range moveSteps[1:] {
+		from, to := killedMove(step)
 		st, ok, err := e.mover.State(ctx, v)
 		if err != nil || !ok || st.Step != moveSteps[i] || st.To != to {
 			t.Fatalf("state after the kill at %s: %+v %v %v, want step %s to %s", step, st, ok, err, moveSteps[i], to)
@@ -595,18 +600,7 @@ func TestMoveResumesAfterKill(t *testing.T) {
 
 	// An unfinished move is finished before another starts: a Move of the
 	// vshard elsewhere is refused, naming the unfinished one...
-	from := e.router.Map().Assign[v]
-	to := "c1"
-	if from == "c1" {
-		to = "c2"
-	}
-	spec.To, spec.KillAt = to, stepFenced
-	raw, _ := json.Marshal(spec)
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestMoveChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
-	if out, err := cmd.CombinedOutput(); err == nil {
-		t.Fatalf("the mover was not killed:\n%s", out)
-	}
+	from, to := killedMove(stepFenced)
 	if _, err := e.mover.Move(ctx, v, from); !errors.Is(err, ErrMoveConflict) || !contains(err.Error(), "unfinished") {
 		t.Errorf("Move back while a move is unfinished: %v, want ErrMoveConflict naming it", err)
 	}
