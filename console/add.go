@@ -46,14 +46,19 @@ func nilArg(method, what string) error {
 }
 
 // AddBreaker shows b under its own name (breaker.Options.Name); its
-// breakers-page row has the actions (unless ReadOnly). It returns an error
+// breakers-page row has its last transitions (breaker.Transitions) and
+// the actions (unless ReadOnly). It returns an error
 // wrapping ErrDuplicate if a breaker of that name was added already.
 func (c *Console) AddBreaker(b *breaker.Breaker) error {
 	if b == nil {
 		return nilArg("AddBreaker", "the *breaker.Breaker")
 	}
 	if err := c.add("AddBreaker", named{"breaker", b.Name()}, source{read: func(v *view) []item {
-		return []item{v.breakerItem(b.Stats(), true)}
+		it := v.breakerItem(b.Stats(), true)
+		for _, tr := range b.Transitions() {
+			it.Transitions = append(it.Transitions, transition{From: tr.From.String(), To: tr.To.String(), When: v.at("", tr.At)})
+		}
+		return []item{it}
 	}}); err != nil {
 		return err
 	}

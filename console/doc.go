@@ -27,8 +27,9 @@
 // amber; an SLO with a page-severity burn-rate alert firing (burning
 // fast) or a blown budget red, a ticket-severity one amber; a health
 // probe that fails red, one that warns amber. The breakers
-// page ("/admin/breakers") shows each breaker's state, failure rate and
-// calls, with buttons to force it open, force it closed, put it in
+// page ("/admin/breakers") shows each breaker's state, failure rate,
+// calls and last transitions (breaker.Transitions, AddBreaker only), with
+// buttons to force it open, force it closed, put it in
 // metrics-only mode or reset it (breakers added with AddBreaker only: a
 // Group creates a breaker on lookup).
 //

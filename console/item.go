@@ -46,6 +46,14 @@ type item struct {
 	// Forceable: a breaker added by AddBreaker (actions allowed).
 	Forceable bool
 	State     string // the breaker's state, for the actions shown
+	// Transitions are a breaker's last state changes, newest first.
+	Transitions []transition
+}
+
+// transition is one state change of a breaker.
+type transition struct {
+	From, To string
+	When     fact
 }
 
 // fact is one number with its unit, or a time (At, shown relative).
