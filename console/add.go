@@ -21,6 +21,8 @@ import (
 type source struct {
 	read func(v *view) []item
 	io   bool
+	// sample returns the numbers Start records for the charts (nil: none).
+	sample func() []metric
 }
 
 type breakerRef struct {
@@ -95,7 +97,7 @@ func (c *Console) AddCache(name string, cc interface{ Stats() cache.Stats }) err
 	}
 	return c.add("AddCache", named{"cache", name}, source{read: func(v *view) []item {
 		return []item{v.cacheItem(name, cc.Stats())}
-	}})
+	}, sample: func() []metric { return cacheMetrics(name, cc.Stats()) }})
 }
 
 // AddQueue shows, under name, each of queues as the backend behind cl
@@ -118,6 +120,12 @@ func (c *Console) AddQueue(name string, cl *queue.Client, queues ...string) erro
 			items[i] = v.queueItem(name, n)
 		}
 		return items
+	}, sample: func() []metric {
+		var ms []metric
+		for _, n := range added.ReadCounts(cl, queues) {
+			ms = append(ms, queueMetrics(name, n)...)
+		}
+		return ms
 	}}); err != nil {
 		return err
 	}
@@ -139,7 +147,7 @@ func (c *Console) AddDBRouter(name string, r interface{ Stats() routerstats.Stat
 	}
 	return c.add("AddDBRouter", named{"dbrouter", name}, source{read: func(v *view) []item {
 		return []item{v.routerItem(name, r.Stats())}
-	}})
+	}, sample: func() []metric { return routerMetrics(name, r.Stats()) }})
 }
 
 // AddSLO shows s under its own name (slo.Options.Name): red when a
@@ -152,7 +160,7 @@ func (c *Console) AddSLO(s *slo.SLO) error {
 	}
 	return c.add("AddSLO", named{"SLO", s.Name()}, source{read: func(v *view) []item {
 		return []item{v.sloItem(s.Stats())}
-	}})
+	}, sample: func() []metric { return sloMetrics(s.Stats()) }})
 }
 
 // AddSLOTracker shows every objective t tracks when a page renders, as
@@ -167,6 +175,12 @@ func (c *Console) AddSLOTracker(t *slo.Tracker) error {
 			items = append(items, v.sloItem(s.Stats()))
 		}
 		return items
+	}, sample: func() []metric {
+		var ms []metric
+		for _, s := range t.SLOs() {
+			ms = append(ms, sloMetrics(s.Stats())...)
+		}
+		return ms
 	}})
 }
 
@@ -200,7 +214,7 @@ func (c *Console) read(now time.Time) []item {
 	c.mu.RLock()
 	srcs := slices.Clone(c.sources)
 	c.mu.RUnlock()
-	v := &view{now: now, lagAmber: c.o.LagAmber}
+	v := c.newView(now)
 	parts := make([][]item, len(srcs))
 	var wg sync.WaitGroup
 	for i, s := range srcs {

@@ -405,10 +405,15 @@ func TestReadOnly(t *testing.T) {
 	}
 }
 
-// 64 goroutines render both pages while others change the breakers'
-// states and add primitives; run with -race.
+// 64 goroutines render the pages while others change the breakers'
+// states and add primitives, and the console samples them (every 100ms,
+// and by hand); run with -race.
 func TestHammer(t *testing.T) {
-	c := newConsole(t, console.Options{})
+	c := newConsole(t, console.Options{Sample: 100 * time.Millisecond})
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	var bs []*breaker.Breaker
 	for i := range 8 {
 		b := newBreaker(t, fmt.Sprint("b", i))
@@ -422,10 +427,18 @@ func TestHammer(t *testing.T) {
 	errs := make(chan error, 128)
 	for i := range 64 {
 		wg.Go(func() {
-			for j := range 20 {
+			for j := range 12 {
 				path := "/"
 				if (i+j)%2 == 0 {
 					path = "/breakers"
+				}
+				if j%5 == 4 {
+					detail := []string{"/limiters", "/caches", "/slos", "/dbrouters", "/queues"}[(i+j)%5]
+					if w := do(t, c, "GET", detail, nil, nil); w.Code != 200 {
+						errs <- fmt.Errorf("%s: %d %s", detail, w.Code, w.Body)
+						return
+					}
+					continue
 				}
 				w := do(t, c, "GET", path, nil, nil)
 				if w.Code != 200 || len(stateRE.FindAllString(w.Body.String(), -1)) < 9 {
@@ -455,6 +468,8 @@ func TestHammer(t *testing.T) {
 	wg.Go(func() {
 		for i := range 20 {
 			c.AddCache(fmt.Sprint("c", i), fakeCache{})
+			c.AddLimiter(fmt.Sprint("l", i), &fakeLimiter{})
+			console.SampleNow(c)
 		}
 	})
 	wg.Wait()
