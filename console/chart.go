@@ -124,7 +124,7 @@ func (v *view) newChart(title, unit string, format func(float64) string, lines [
 			sum, n, lastV = sum+p.v, n+1, p.v
 		}
 		flush()
-		last := ""
+		last := "no samples"
 		if !math.IsNaN(lastV) {
 			last = format(lastV)
 		}
