@@ -18,40 +18,26 @@ import (
 	"github.com/scalekit-go/scalekit/slo"
 )
 
-// fakeLimiter is a rate limit middleware's Stats, changed by the test.
-type fakeLimiter struct {
+// mutStats is a primitive's Stats that the test changes between samples
+// (under mu): a *mutStats[cache.Stats] stands in for a cache.
+type mutStats[T any] struct {
 	mu sync.Mutex
-	st ratelimit.HTTPStats
+	st T
 }
 
-func (f *fakeLimiter) Stats() ratelimit.HTTPStats {
+func (f *mutStats[T]) Stats() T {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.st
 }
 
-// mutCache and mutRouter are Stats the test changes between samples.
-type mutCache struct {
-	mu sync.Mutex
-	st cache.Stats
-}
-
-func (f *mutCache) Stats() cache.Stats {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.st
-}
-
-type mutRouter struct {
-	mu sync.Mutex
-	st routerstats.Stats
-}
-
-func (f *mutRouter) Stats() routerstats.Stats {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.st
-}
+// fakeLimiter is a rate limit middleware's Stats; mutCache a cache's,
+// mutRouter a dbrouter's.
+type (
+	fakeLimiter = mutStats[ratelimit.HTTPStats]
+	mutCache    = mutStats[cache.Stats]
+	mutRouter   = mutStats[routerstats.Stats]
+)
 
 var pointsRE = regexp.MustCompile(`<polyline class="l(\d)" points="([^"]*)"><title>([^<]*)</title>`)
 
