@@ -88,7 +88,7 @@ func (c *Console) AddLimiter(name string, l any) error {
 	if !ok {
 		return fmt.Errorf("%w: AddLimiter: %T has no Stats method returning ratelimit.LocalStats, HTTPStats, RemoteStats, AdaptiveStats, ConcurrencyStats or RemoteConcurrencyStats", ErrInvalid, l)
 	}
-	return c.add("AddLimiter", named{"limiter", name}, source{read: func(v *view) []item {
+	return c.add("AddLimiter", named{"limiter", name}, source{kind: "limiter", read: func(v *view) []item {
 		return []item{v.limiterItem(name, read())}
 	}, sample: func() []metric {
 		st := read()

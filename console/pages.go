@@ -62,14 +62,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 
 func (c *Console) breakerPage(w http.ResponseWriter, r *http.Request) {
 	now := clock.Now(c.o.Clock)
-	items := c.read(now)
-	var bs []item
-	for _, it := range items {
-		if it.Kind == "breaker" {
-			bs = append(bs, it)
-		}
-	}
-	p := c.newPage(bs, now)
+	p := c.newPage(c.readKind(now, "breaker"), now)
 	p.Message = r.URL.Query().Get("done")
 	c.render(w, "breakers.tmpl", p)
 }
@@ -120,13 +113,11 @@ var kindPages = []kindPage{
 func (c *Console) kindPage(w http.ResponseWriter, k kindPage) {
 	now := clock.Now(c.o.Clock)
 	var its []item
-	for _, it := range c.read(now) {
-		if it.Kind == k.kind {
-			if it.charts != nil {
-				it.Charts = it.charts()
-			}
-			its = append(its, it)
+	for _, it := range c.readKind(now, k.kind) {
+		if it.charts != nil {
+			it.Charts = it.charts()
 		}
+		its = append(its, it)
 	}
 	p := c.newPage(its, now)
 	p.Heading, p.None = k.heading, k.none
