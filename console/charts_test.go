@@ -124,7 +124,7 @@ func TestHistoryCharts(t *testing.T) {
 	if !strings.Contains(body, "in-process limiter: denying 0.1/s") || !strings.Contains(body, "1 allowed, 5 denied") {
 		t.Errorf("the local limiter:\n%s", body)
 	}
-	if strings.Contains(body, "<script") || !strings.Contains(body, `<text class="x" x="630" y="180" dy="-6">now</text>`) ||
+	if injected(body) || !strings.Contains(body, `<text class="x" x="630" y="180" dy="-6">now</text>`) ||
 		!strings.Contains(body, `dx="-4" dy="4">5/s</text>`) {
 		t.Errorf("markup, or no time axis or unit on the y axis:\n%s", body)
 	}

@@ -52,8 +52,9 @@ type Options struct {
 	ReadOnly bool
 	// Title heads every page. Default: "scalekit".
 	Title string
-	// Refresh is how often a page reloads itself (a meta refresh: it
-	// needs no JavaScript); negative turns reloading off.
+	// Refresh is how often a page reloads itself (by its script, which
+	// waits while someone types in a form, or without JavaScript by a
+	// meta refresh); negative turns reloading off.
 	// Default: DefaultRefresh (5s).
 	Refresh time.Duration
 	// LagAmber is the replay lag, in bytes of WAL, from which a healthy
@@ -151,7 +152,8 @@ func New(o Options) (*Console, error) {
 	for _, k := range kindPages {
 		mux.HandleFunc("GET /"+k.path, func(w http.ResponseWriter, r *http.Request) { c.kindPage(w, k) })
 	}
-	mux.HandleFunc("GET /style.css", serveCSS)
+	mux.HandleFunc("GET /style.css", serveAsset("style.css", "text/css; charset=utf-8"))
+	mux.HandleFunc("GET /console.js", serveAsset("console.js", "text/javascript; charset=utf-8"))
 	c.mux = mux
 	return c, nil
 }
@@ -176,7 +178,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "403 forbidden: the console is read-only", http.StatusForbidden)
 		return
 	}
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; script-src 'self'; form-action 'self'; frame-ancestors 'none'")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
 	c.mux.ServeHTTP(w, r)
@@ -198,8 +200,11 @@ func isLoopback(remote string) bool {
 	return err == nil && ip.Unmap().IsLoopback()
 }
 
-func serveCSS(w http.ResponseWriter, _ *http.Request) {
-	css, _ := assets.ReadFile("assets/style.css")
-	w.Header().Set("Content-Type", "text/css; charset=utf-8")
-	w.Write(css)
+// serveAsset serves the embedded file assets/name.
+func serveAsset(name, contentType string) http.HandlerFunc {
+	body, _ := assets.ReadFile("assets/" + name)
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", contentType)
+		w.Write(body)
+	}
 }

@@ -77,10 +77,11 @@
 // name, reason and error is escaped (a name "<script>" shows as text),
 // numbers keep their units, times are relative ("in 28 s") with the
 // absolute UTC time in the title attribute (on hover). They need no
-// JavaScript and reload themselves every Options.Refresh (a meta
-// refresh: the console serves no script at all, so the
-// Content-Security-Policy allows none). Links are relative, so the console mounts under any prefix
-// with http.StripPrefix.
+// JavaScript and reload themselves every Options.Refresh: with
+// JavaScript on, the console's one embedded script (console.js) reloads
+// them, waiting while someone types in a form; without it, a meta
+// refresh in <noscript> does. Links are relative, so the console mounts
+// under any prefix with http.StripPrefix.
 //
 // # Safe to mount
 //
@@ -98,8 +99,9 @@
 //   - No connection string is read: the console sees Stats snapshots only;
 //     passwords inside error texts (URL user info, password=... pairs) are
 //     masked.
-//   - Responses carry a Content-Security-Policy allowing no script, and
-//     Cache-Control: no-store.
+//   - Responses carry a Content-Security-Policy allowing the console's
+//     own script and style sheet only (no inline script, no other
+//     origin), and Cache-Control: no-store.
 //
 // Reading the page costs what the primitives' Stats cost; AddQueue's
 // counts are I/O (up to 2s) and AddHealth runs the probes' checks (up to
