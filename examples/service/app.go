@@ -216,6 +216,9 @@ func (a *app) resources() []resource {
 	if a.provider != nil {
 		add("provider", func() error { a.provider.close(); return nil })
 	}
+	if a.console != nil { // closes first: its sampler reads the others
+		add("console", a.console.Close)
+	}
 	return rs
 }
 

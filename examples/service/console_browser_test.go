@@ -49,7 +49,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	for _, q := range countedQueues {
 		want = append(want, []string{"queue", "jobs / " + q})
 	}
-	want = append(want, []string{"SLO", "other availability"}, []string{"SLO", "other latency"}, []string{"dbrouter", "db"})
+	want = append(want, []string{"SLO", "other availability"}, []string{"SLO", "other latency"}, []string{"dbrouter", "db"}, []string{"limiter", "clients"})
 	b.do("open the overview", 30*time.Second, chromedp.Navigate(console), chromedp.WaitVisible(chromedp.CSS("main table tbody tr")))
 	rows := eval[[][]string](b, `Array.from(document.querySelectorAll("main tbody tr")).map(r => [r.cells[1].textContent, r.cells[2].textContent, r.className])`)
 	var got [][]string

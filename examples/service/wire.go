@@ -153,7 +153,7 @@ func (a *app) addOTelMetrics(context.Context) error {
 // /admin/console/, where a request without "Authorization: Bearer
 // <token>" gets 401. Without a token there is no console (404): its
 // breaker actions are not for anyone who can reach the port.
-func (a *app) buildConsole(context.Context) error {
+func (a *app) buildConsole(ctx context.Context) error {
 	if a.cfg.ConsoleToken == "" {
 		return nil
 	}
@@ -171,7 +171,18 @@ func (a *app) buildConsole(context.Context) error {
 	if a.router != nil {
 		errs = append(errs, c.AddDBRouter("db", a.router))
 	}
-	return errors.Join(errs...)
+	if a.redisLimiter != nil {
+		errs = append(errs, c.AddLimiter("clients", a.redisLimiter))
+	} else if a.localLimiter != nil {
+		errs = append(errs, c.AddLimiter("clients", a.localLimiter))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// The sampler behind the pages' charts runs until the shutdown
+	// coordinator closes the console (resources), not for ctx: that is
+	// start-up's.
+	return c.Start(context.WithoutCancel(ctx))
 }
 
 // connectRedis opens the Redis client, when there is a Redis, with an
