@@ -68,11 +68,26 @@ type Options struct {
 	Timeout time.Duration
 	// Logger receives subscription problems. Default: discard.
 	Logger *slog.Logger
+	// Tracking makes Redis itself invalidate the instances' L1 copies
+	// (server-assisted client-side caching, CLIENT TRACKING in BCAST
+	// mode): each subscriber holds one dedicated connection on which
+	// Redis reports every change of a key under the prefix, whoever makes
+	// it (this Store, another program writing the keys directly, an
+	// expiry, an eviction, FLUSHALL), and the cache drops its L1 copy of
+	// that key. When that connection is lost (or stops answering its
+	// pings) the cache drops its whole L1 at once and again when tracking
+	// is back, so no write made meanwhile is served from an old copy; an
+	// L1 copy is then kept for its whole freshness (cache.Options.L1TTL
+	// defaults to TTL) and a repeated read is an L1 hit. It needs
+	// Redis >= 6 and a *redis.Client (standalone, or Sentinel's failover
+	// client): Redis Cluster tracks per node and is refused.
+	Tracking bool
 }
 
 // Store is a cache.Store on Redis. It is safe for concurrent use.
 type Store struct {
 	c       redis.UniversalClient
+	tc      *redis.Client // Options.Tracking: the client tracking connections are made from
 	prefix  string
 	channel string
 	timeout time.Duration
@@ -100,7 +115,15 @@ func New(o Options) (*Store, error) {
 		return nil, fmt.Errorf("%w: cacheredis: Options.Client: %v", ErrInvalid, err)
 	}
 	o.Logger = logx.Or(o.Logger)
-	return &Store{c: o.Client, prefix: o.Prefix, channel: o.Channel, timeout: o.Timeout, log: o.Logger}, nil
+	s := &Store{c: o.Client, prefix: o.Prefix, channel: o.Channel, timeout: o.Timeout, log: o.Logger}
+	if o.Tracking {
+		c, ok := o.Client.(*redis.Client)
+		if !ok {
+			return nil, fmt.Errorf("%w: cacheredis: Options.Tracking needs a *redis.Client (standalone Redis or a failover client), not %T: Redis Cluster tracks keys per node, which this Store does not support", ErrInvalid, o.Client)
+		}
+		s.tc = c
+	}
+	return s, nil
 }
 
 func (s *Store) key(k string) string   { return "{" + s.prefix + ":" + k + "}" }
@@ -338,6 +361,9 @@ func (s *Store) Subscribe(fn func(msg string)) (func(), error) {
 // its connection: messages published in between are lost, and cache
 // drops its L1 then. See cache.ReconnectSubscriber.
 func (s *Store) SubscribeReconnects(fn func(msg string), reconnected func()) (func(), error) {
+	if s.tc != nil {
+		return s.SubscribeTracking(fn, reconnected, reconnected)
+	}
 	ps := s.c.Subscribe(context.Background(), s.channel)
 	ctx, cancel := context.WithTimeout(context.Background(), max(s.timeout, time.Second))
 	defer cancel()
@@ -383,4 +409,5 @@ var (
 	_ cache.LeaseRenewer = (*Store)(nil)
 
 	_ cache.ReconnectSubscriber = (*Store)(nil)
+	_ cache.Tracker             = (*Store)(nil)
 )

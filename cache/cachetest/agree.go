@@ -35,6 +35,15 @@ func agree(t *testing.T, newStore StoreFactory) {
 			t.Logf("attempt %d: a Store call failed during %q; running the events again", attempt, ev)
 			continue
 		}
+		if tracks(newStore(t)) {
+			// The server's invalidations of this instance's own writes
+			// arrive when they arrive: not a count the paths can agree on.
+			for _, run := range [][]outcome{get, each, all} {
+				for _, ev := range run {
+					delete(ev.stats, "Invalidations")
+				}
+			}
+		}
 		for i, ev := range get {
 			for _, p := range append(append(ev.problems, each[i].problems...), all[i].problems...) {
 				t.Errorf("%s: %s", ev.name, p)
