@@ -25,6 +25,40 @@
 // (RenewLeases, a compare-token-and-PEXPIRE script: cache.LeaseRenewer),
 // so a load slower than the lease still fills.
 //
+// # Redis invalidates the L1s (Options.Tracking)
+//
+// With Options.Tracking, the L1 coherence comes from Redis itself
+// (server-assisted client-side caching): each instance keeps one
+// dedicated connection that turns on CLIENT TRACKING in BCAST mode for
+// "{prefix:" (redirected to itself, listening on __redis__:invalidate),
+// and Redis reports on it every change of a key under the prefix,
+// whoever makes it: another instance, a program writing the keys with a
+// plain client, an expiry, an eviction, FLUSHALL. The instance drops its
+// copy of that key (a namespace's counter key re-reads the namespace);
+// measured on one local Redis, the slowest of 3 instances heard of a
+// plain client's write within 0.13 ms at the median, 0.25 ms at p99. An
+// L1 copy is then trusted for its whole freshness (cache.Options.L1TTL
+// defaults to TTL) and Set and Delete publish no message of their own.
+// When that connection breaks or stops answering pings (2 x 1s), the
+// instance drops its whole L1, keeps new copies for the non-tracking
+// L1TTL (TTL/10) while it reconnects, and drops them again when tracking
+// holds once more, so no write made meanwhile is served from an old
+// copy (cache.Stats.FeedLosses, Resubscribes). Fill leases and fencing
+// are unchanged.
+//
+// Why BCAST rather than per-key tracking: Redis tracks a key for the
+// connection that read it, so with go-redis's pool every pooled
+// connection would need tracking on, would forget its keys silently
+// when closed (idle reaping, a read cut by a timeout) and would need its
+// REDIRECT reissued after each reconnect of the invalidation connection,
+// none of which the pool allows. BCAST ties tracking to the one
+// connection the Store watches; its price is that every instance hears
+// of every write under the prefix (leases and counters too), not only of
+// the keys it holds, and that an instance's own writes drop its own copy
+// (the next read is an L2 hit). Tracking needs Redis >= 6 and a
+// *redis.Client (standalone or failover): Redis Cluster tracks per node
+// and New refuses a cluster client with Tracking.
+//
 // # When Redis is down
 //
 // Every call is bounded by Options.Timeout. When Redis is down, slow or

@@ -381,7 +381,6 @@ func TestTrackingRefusesCluster(t *testing.T) {
 	}
 }
 
-
 // An instance created while Redis is down serves without tracking
 // (copies kept for the default L1TTL) and, once Redis is up and its
 // subscription holds, drops those copies and is tracked like any other.
