@@ -236,16 +236,8 @@ func BenchmarkCacheHitL2(b *testing.B) {
 	r.Client.AddHook(rt)
 	pid := redisPID(b, r.Client)
 	ctx := context.Background()
-	workers := parallelism * runtime.GOMAXPROCS(0)
-	keys := make([][]string, workers)
-	var all []string
-	for w := range keys {
-		for j := 0; j < perWorker; j++ {
-			keys[w] = append(keys[w], "user:"+strconv.Itoa(w)+":"+strconv.Itoa(j))
-		}
-		all = append(all, keys[w]...)
-	}
-	want := user{ID: 4242, Name: "Ada Lovelace", Email: "ada.lovelace@example.com", Bio: "Wrote the first published program, for the Analytical Engine."}
+	workers, keys, all := workerKeys(parallelism, perWorker)
+	want := adaUser
 	// RunParallel starts workers goroutines each time; each takes the next
 	// key set.
 	var next atomic.Int64
@@ -257,20 +249,8 @@ func BenchmarkCacheHitL2(b *testing.B) {
 	// than wall time: with server and client on the same two cores,
 	// throughput follows their sum).
 	measure := func(b *testing.B, trips bool, get func(k string) error) {
-		b.ReportAllocs()
-		b.SetParallelism(parallelism)
 		t0, c0, u0 := rt.Load(), procTreeCPU(pid), selfCPU()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			ks := mine()
-			for i := 0; pb.Next(); i++ {
-				if err := get(ks[i%len(ks)]); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-		b.StopTimer()
+		runOverKeys(b, parallelism, mine, get)
 		n := float64(b.N)
 		if trips {
 			got := float64(rt.Load() - t0)
@@ -400,33 +380,13 @@ func BenchmarkCacheHitTracked(b *testing.B) {
 	rt := &testinfra.RoundTrips{}
 	r.Client.AddHook(rt)
 	ctx := context.Background()
-	workers := parallelism * runtime.GOMAXPROCS(0)
-	keys := make([][]string, workers)
-	var all []string
-	for w := range keys {
-		for j := 0; j < perWorker; j++ {
-			keys[w] = append(keys[w], "user:"+strconv.Itoa(w)+":"+strconv.Itoa(j))
-		}
-		all = append(all, keys[w]...)
-	}
-	want := user{ID: 4242, Name: "Ada Lovelace", Email: "ada.lovelace@example.com", Bio: "Wrote the first published program, for the Analytical Engine."}
+	workers, keys, all := workerKeys(parallelism, perWorker)
+	want := adaUser
 	var next atomic.Int64
 	mine := func() []string { return keys[int(next.Add(1)-1)%workers] }
 	measure := func(b *testing.B, get func(k string) error) {
-		b.ReportAllocs()
-		b.SetParallelism(parallelism)
 		t0, u0 := rt.Load(), selfCPU()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			ks := mine()
-			for i := 0; pb.Next(); i++ {
-				if err := get(ks[i%len(ks)]); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-		b.StopTimer()
+		runOverKeys(b, parallelism, mine, get)
 		n := float64(b.N)
 		b.ReportMetric(float64(rt.Load()-t0)/n, "trips/op")
 		b.ReportMetric(float64(selfCPU()-u0)/1e3/n, "cli-µs/op")
@@ -504,4 +464,41 @@ func BenchmarkCacheHitTracked(b *testing.B) {
 			return nil
 		})
 	})
+}
+
+// adaUser is the value the Redis cache benchmarks read.
+var adaUser = user{ID: 4242, Name: "Ada Lovelace", Email: "ada.lovelace@example.com", Bio: "Wrote the first published program, for the Analytical Engine."}
+
+// workerKeys gives each of parallelism x GOMAXPROCS goroutines its own
+// perWorker keys (disjoint sets: no get can join another in flight):
+// the number of sets, the sets, and every key.
+func workerKeys(parallelism, perWorker int) (int, [][]string, []string) {
+	workers := parallelism * runtime.GOMAXPROCS(0)
+	keys := make([][]string, workers)
+	var all []string
+	for w := range keys {
+		for j := 0; j < perWorker; j++ {
+			keys[w] = append(keys[w], "user:"+strconv.Itoa(w)+":"+strconv.Itoa(j))
+		}
+		all = append(all, keys[w]...)
+	}
+	return workers, keys, all
+}
+
+// runOverKeys times get over b.N keys in parallel, each goroutine going
+// round its own key set (mine).
+func runOverKeys(b *testing.B, parallelism int, mine func() []string, get func(k string) error) {
+	b.ReportAllocs()
+	b.SetParallelism(parallelism)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ks := mine()
+		for i := 0; pb.Next(); i++ {
+			if err := get(ks[i%len(ks)]); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
 }
