@@ -55,9 +55,12 @@
 // connection the Store watches; its price is that every instance hears
 // of every write under the prefix (leases and counters too), not only of
 // the keys it holds, and that an instance's own writes drop its own copy
-// (the next read is an L2 hit). Tracking needs Redis >= 6 and a
-// *redis.Client (standalone or failover): Redis Cluster tracks per node
-// and New refuses a cluster client with Tracking.
+// (the next read is an L2 hit). Every instance of a fleet must use the
+// same mode: a tracking instance's Set publishes no message, so an
+// instance without tracking hears of it only after its L1TTL (during a
+// rolling switch, as when a message is lost). Tracking needs Redis >= 6
+// and a *redis.Client (standalone or failover): Redis Cluster tracks per
+// node and New refuses a cluster client with Tracking.
 //
 // # When Redis is down
 //
@@ -114,7 +117,9 @@ type Options struct {
 	// L1 copy is then kept for its whole freshness (cache.Options.L1TTL
 	// defaults to TTL) and a repeated read is an L1 hit. It needs
 	// Redis >= 6 and a *redis.Client (standalone, or Sentinel's failover
-	// client): Redis Cluster tracks per node and is refused.
+	// client): Redis Cluster tracks per node and is refused. Turn it on
+	// for every instance of a fleet: with it Set and Delete publish no
+	// message, which instances without it rely on.
 	Tracking bool
 }
 

@@ -407,3 +407,31 @@ func TestTrackingStartsWithRedisDown(t *testing.T) {
 		return err == nil && v == "new"
 	})
 }
+
+// FLUSHALL by a plain client: Redis's invalidation names no key, so the
+// instance treats it as a lost feed (drops its whole L1) and tracks
+// again afterwards.
+func TestTrackingFlushAll(t *testing.T) {
+	r := testinfra.Redis(t)
+	plain := plainClient(t, r)
+	b := tracked(t, 1, r.Client, "tf")[0]
+	env := envelopes(t, b, plain, "tf", "old")
+	ctx := context.Background()
+	load := constLoader("loaded")
+	if err := plain.Set(ctx, "{tf:k}", env["old"], 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the seed writes reach the instance", func() bool { return b.Stats().Invalidations >= 2 })
+	hold(t, b, "k", "old", load)
+	if err := plain.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the instance forgets what FLUSHALL removed", func() bool {
+		v, err := b.Get(ctx, "k", load)
+		return err == nil && v == "loaded"
+	})
+	eventually(t, "tracking is back after FLUSHALL", func() bool { return b.Stats().Resubscribes >= 1 })
+	if st := b.Stats(); st.FeedLosses < 1 {
+		t.Fatalf("FLUSHALL did not count as a lost feed: %+v", st)
+	}
+}
