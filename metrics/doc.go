@@ -159,6 +159,7 @@
 //	scalekit_cache_delayed_invalidations_total                              counter    kept invalidations delivered late
 //	scalekit_cache_pending_overflows_total                                  counter    kept invalidations collapsed into a full flush
 //	scalekit_cache_resubscribes_total                                       counter    subscription came back after a lost connection (L1 dropped)
+//	scalekit_cache_feed_losses_total                                        counter    a tracking Store's invalidation feed was lost (L1 dropped)
 //	batch (AddBatch)
 //	scalekit_batch_loads_total                                              counter    keys asked for
 //	scalekit_batch_deduped_total                                            counter    loads that joined a key in the open batch

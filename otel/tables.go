@@ -209,6 +209,7 @@ var cacheFamilies = []family[cs]{
 	counter("scalekit_cache_delayed_invalidations", "", "Kept invalidations delivered later.", func(s cs) uint64 { return s.DelayedInvalidations }),
 	counter("scalekit_cache_pending_overflows", "", "Overflows of the kept invalidations.", func(s cs) uint64 { return s.PendingOverflows }),
 	counter("scalekit_cache_resubscribes", "", "Invalidation subscriptions restored.", func(s cs) uint64 { return s.Resubscribes }),
+	counter("scalekit_cache_feed_losses", "", "Losses of a tracking Store's invalidation feed.", func(s cs) uint64 { return s.FeedLosses }),
 }
 
 var batchFamilies = []family[batch.Stats]{
