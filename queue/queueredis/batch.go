@@ -39,7 +39,8 @@ type lane struct {
 	keys  []string
 
 	mu        sync.Mutex
-	running   bool // a goroutine runs rounds (drain) until the lane is empty
+	running   bool   // a goroutine runs rounds (drain) until the lane is empty
+	rounds    uint64 // rounds taken so far
 	completes []*pendingComplete
 	fetches   []*pendingFetch
 }
@@ -160,6 +161,7 @@ func (b *Backend) drain(ln *lane) {
 			ln.mu.Unlock()
 			return
 		}
+		ln.rounds++
 		ln.mu.Unlock()
 		if f != nil && f.r.Grow != nil && f.r.Max < maxRoundFetch {
 			f.r.Max += max(0, min(f.r.Grow(maxRoundFetch-f.r.Max), maxRoundFetch-f.r.Max))

@@ -185,9 +185,10 @@ func TestConcurrentCompletions(t *testing.T) {
 	}
 }
 
-// Redis paused (SIGSTOP) while a batch of completions is in flight, or
-// killed then (and restarted; AOF, appendfsync always): every Complete returns
-// within Timeout (with an error, or nil when it landed), nothing is lost
+// Redis paused (SIGSTOP) while a batch of completions is in flight and
+// more wait behind it, or killed then (and restarted; AOF, appendfsync
+// always): every Complete returns within about Timeout (with an error,
+// or nil when it landed), nothing is lost
 // and no job is completed twice: a worker then runs exactly the jobs
 // whose completion did not land, once each.
 func TestCompletionsWhenRedisFails(t *testing.T) {
@@ -204,21 +205,33 @@ func TestCompletionsWhenRedisFails(t *testing.T) {
 			t.Cleanup(func() { s.Close() })
 			client := s.NewClient(0)
 			defer client.Close()
-			const timeout = 300 * time.Millisecond
+			const timeout = 2 * time.Second // the window in which the test sees the round stuck
 			b := newBackend(t, Options{Client: client, Timeout: timeout})
 			const n = 64
 			ls := enqueueN(t, b, "fail", n, 2*time.Second)
+			pid, err := client.InfoMap(ctx, "server").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := strconv.Atoi(pid["Server"]["process_id"])
+			if err != nil {
+				t.Fatal(pid, err)
+			}
 			var wg sync.WaitGroup
 			var okN, errN atomic.Int64
-			start := make(chan struct{})
-			for _, l := range ls {
+			first, second := make(chan struct{}), make(chan struct{})
+			for i, l := range ls {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					<-start
+					if i < n/2 {
+						<-first
+					} else {
+						<-second
+					}
 					t0 := time.Now()
 					err := b.Complete(ctx, l, nil)
-					if d := time.Since(t0); d > 2*timeout+500*time.Millisecond {
+					if d := time.Since(t0); d > 2*timeout+time.Second {
 						t.Errorf("Complete took %v with Timeout %v", d, timeout)
 					}
 					if err != nil {
@@ -228,12 +241,29 @@ func TestCompletionsWhenRedisFails(t *testing.T) {
 					}
 				}()
 			}
+			// A round is in flight on the paused Redis (taken after the
+			// pause: it cannot answer), then the second half waits
+			// behind it.
+			if err := s.Pause(); err != nil {
+				t.Fatal(err)
+			}
+			ln := b.lane("fail")
+			lane := func(cond func() bool) func() bool {
+				return func() bool {
+					ln.mu.Lock()
+					defer ln.mu.Unlock()
+					return cond()
+				}
+			}
+			ln.mu.Lock()
+			r0 := ln.rounds // the fetches' before
+			ln.mu.Unlock()
+			close(first)
+			waitFor(t, "a round in flight", lane(func() bool { return ln.rounds > r0 }))
+			close(second)
+			waitFor(t, "completions waiting behind it", lane(func() bool { return len(ln.completes) >= n/2 }))
 			switch mode {
 			case "pause":
-				if err := s.Pause(); err != nil {
-					t.Fatal(err)
-				}
-				close(start)
 				wg.Wait()
 				if err := s.Resume(); err != nil {
 					t.Fatal(err)
@@ -242,27 +272,8 @@ func TestCompletionsWhenRedisFails(t *testing.T) {
 					t.Fatalf("%d completions succeeded on a paused Redis", okN.Load())
 				}
 			case "restart":
-				// Killed (SIGKILL to its pid: scalekittest's Kill would
-				// resume it first) while a round is in flight (paused
-				// first, so that it is) and others wait behind it.
-				pid, err := client.InfoMap(ctx, "server").Result()
-				if err != nil {
-					t.Fatal(err)
-				}
-				p, err := strconv.Atoi(pid["Server"]["process_id"])
-				if err != nil {
-					t.Fatal(pid, err)
-				}
-				if err := s.Pause(); err != nil {
-					t.Fatal(err)
-				}
-				close(start)
-				ln := b.lane("fail")
-				waitFor(t, "a round in flight with completions waiting", func() bool {
-					ln.mu.Lock()
-					defer ln.mu.Unlock()
-					return ln.running && len(ln.completes) > 0
-				})
+				// SIGKILL to its pid: scalekittest's Kill would resume it
+				// first, and it would answer the round.
 				if err := syscall.Kill(p, syscall.SIGKILL); err != nil {
 					t.Fatal(err)
 				}
