@@ -476,16 +476,8 @@ func TestPausedRedis(t *testing.T) {
 // worker then finishes them all.
 func TestRestartWithPersistence(t *testing.T) {
 	ctx := context.Background()
-	s, err := testinfra.StartRedis(ctx, testinfra.RedisOptions{Args: []string{"--appendonly", "yes", "--appendfsync", "always"}})
-	if err != nil {
-		if errors.Is(err, testinfra.ErrMissingBinary) && !testinfra.RequireServers() {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	client := s.NewClient(0)
-	defer client.Close()
+	s, client := ownRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	var err error
 	b := newBackend(t, Options{Client: client})
 	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
 	const n = 50
@@ -538,16 +530,7 @@ func TestRestartWithPersistence(t *testing.T) {
 // every job already queued.
 func TestFullRedis(t *testing.T) {
 	ctx := context.Background()
-	s, err := testinfra.StartRedis(ctx, testinfra.RedisOptions{Args: []string{"--maxmemory", "3mb", "--maxmemory-policy", "noeviction"}})
-	if err != nil {
-		if errors.Is(err, testinfra.ErrMissingBinary) && !testinfra.RequireServers() {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	client := s.NewClient(0)
-	defer client.Close()
+	_, client := ownRedis(t, "--maxmemory", "3mb", "--maxmemory-policy", "noeviction")
 	b := newBackend(t, Options{Client: client})
 	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
 	payload := strings.Repeat("x", 32<<10)

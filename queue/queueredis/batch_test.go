@@ -195,16 +195,7 @@ func TestCompletionsWhenRedisFails(t *testing.T) {
 	for _, mode := range []string{"pause", "restart"} {
 		t.Run(mode, func(t *testing.T) {
 			ctx := context.Background()
-			s, err := testinfra.StartRedis(ctx, testinfra.RedisOptions{Args: []string{"--appendonly", "yes", "--appendfsync", "always"}})
-			if err != nil {
-				if errors.Is(err, testinfra.ErrMissingBinary) && !testinfra.RequireServers() {
-					t.Skip(err)
-				}
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			client := s.NewClient(0)
-			defer client.Close()
+			s, client := ownRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 			const timeout = 2 * time.Second // the window in which the test sees the round stuck
 			b := newBackend(t, Options{Client: client, Timeout: timeout})
 			const n = 64
@@ -332,4 +323,22 @@ func drainQueue(t *testing.T, b *Backend, q string, n int64) map[string]int {
 	mu.Lock()
 	defer mu.Unlock()
 	return ran
+}
+
+// ownRedis starts a redis-server of the test's own with args (skipped
+// when the binary is missing, unless servers are required) and a client
+// of it; both end with the test.
+func ownRedis(t *testing.T, args ...string) (*testinfra.RedisServer, *redis.Client) {
+	t.Helper()
+	s, err := testinfra.StartRedis(context.Background(), testinfra.RedisOptions{Args: args})
+	if err != nil {
+		if errors.Is(err, testinfra.ErrMissingBinary) && !testinfra.RequireServers() {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	client := s.NewClient(0)
+	t.Cleanup(func() { client.Close() })
+	return s, client
 }
