@@ -1,10 +1,13 @@
 package metrics_test
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/scalekit-go/scalekit/dbrouter"
@@ -37,12 +40,28 @@ func TestShard(t *testing.T) {
 		t.Errorf("AddShard under a name taken = %v", err)
 	}
 	expect(t, m, "scalekit_shard_", `
+		# TYPE scalekit_shard_cluster_fanout_calls_total counter
+		scalekit_shard_cluster_fanout_calls_total{cluster="a",name="orders"} 0
+		scalekit_shard_cluster_fanout_calls_total{cluster="b",name="orders"} 0
+		scalekit_shard_cluster_fanout_calls_total{cluster="c",name="orders"} 0
+		# TYPE scalekit_shard_cluster_fanout_errors_total counter
+		scalekit_shard_cluster_fanout_errors_total{cluster="a",name="orders"} 0
+		scalekit_shard_cluster_fanout_errors_total{cluster="b",name="orders"} 0
+		scalekit_shard_cluster_fanout_errors_total{cluster="c",name="orders"} 0
+		# TYPE scalekit_shard_cluster_fanout_timeouts_total counter
+		scalekit_shard_cluster_fanout_timeouts_total{cluster="a",name="orders"} 0
+		scalekit_shard_cluster_fanout_timeouts_total{cluster="b",name="orders"} 0
+		scalekit_shard_cluster_fanout_timeouts_total{cluster="c",name="orders"} 0
 		# TYPE scalekit_shard_cluster_vshards gauge
 		scalekit_shard_cluster_vshards{cluster="a",name="orders"} 4
 		scalekit_shard_cluster_vshards{cluster="b",name="orders"} 4
 		scalekit_shard_cluster_vshards{cluster="c",name="orders"} 0
 		# TYPE scalekit_shard_clusters gauge
 		scalekit_shard_clusters{name="orders"} 3
+		# TYPE scalekit_shard_fanouts_failed_total counter
+		scalekit_shard_fanouts_failed_total{name="orders"} 0
+		# TYPE scalekit_shard_fanouts_total counter
+		scalekit_shard_fanouts_total{name="orders"} 0
 		# TYPE scalekit_shard_map_swaps_total counter
 		scalekit_shard_map_swaps_total{name="orders"} 0
 		# TYPE scalekit_shard_map_version gauge
@@ -65,13 +84,43 @@ func TestShard(t *testing.T) {
 	if _, err := r.For(shard.Key{}); !errors.Is(err, shard.ErrNoShardKey) {
 		t.Fatalf("For(zero Key) = %v", err)
 	}
+	// A fan-out in which b fails and c times out.
+	err := r.Each(context.Background(), shard.EachOptions{Timeout: time.Millisecond}, func(ctx context.Context, tg shard.Target) error {
+		switch tg.Cluster {
+		case "b":
+			return errors.New("down")
+		case "c":
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	})
+	if !errors.Is(err, shard.ErrClusterTimeout) {
+		t.Fatalf("Each = %v", err)
+	}
 	expect(t, m, "scalekit_shard_", `
+		# TYPE scalekit_shard_cluster_fanout_calls_total counter
+		scalekit_shard_cluster_fanout_calls_total{cluster="a",name="orders"} 1
+		scalekit_shard_cluster_fanout_calls_total{cluster="b",name="orders"} 1
+		scalekit_shard_cluster_fanout_calls_total{cluster="c",name="orders"} 1
+		# TYPE scalekit_shard_cluster_fanout_errors_total counter
+		scalekit_shard_cluster_fanout_errors_total{cluster="a",name="orders"} 0
+		scalekit_shard_cluster_fanout_errors_total{cluster="b",name="orders"} 1
+		scalekit_shard_cluster_fanout_errors_total{cluster="c",name="orders"} 1
+		# TYPE scalekit_shard_cluster_fanout_timeouts_total counter
+		scalekit_shard_cluster_fanout_timeouts_total{cluster="a",name="orders"} 0
+		scalekit_shard_cluster_fanout_timeouts_total{cluster="b",name="orders"} 0
+		scalekit_shard_cluster_fanout_timeouts_total{cluster="c",name="orders"} 1
 		# TYPE scalekit_shard_cluster_vshards gauge
 		scalekit_shard_cluster_vshards{cluster="a",name="orders"} 3
 		scalekit_shard_cluster_vshards{cluster="b",name="orders"} 3
 		scalekit_shard_cluster_vshards{cluster="c",name="orders"} 2
 		# TYPE scalekit_shard_clusters gauge
 		scalekit_shard_clusters{name="orders"} 3
+		# TYPE scalekit_shard_fanouts_failed_total counter
+		scalekit_shard_fanouts_failed_total{name="orders"} 1
+		# TYPE scalekit_shard_fanouts_total counter
+		scalekit_shard_fanouts_total{name="orders"} 1
 		# TYPE scalekit_shard_map_swaps_total counter
 		scalekit_shard_map_swaps_total{name="orders"} 1
 		# TYPE scalekit_shard_map_version gauge
@@ -110,4 +159,41 @@ func TestShardScrapesDuringSwaps(t *testing.T) {
 	if st := r.Stats(); st.MapSwaps+st.MapRefused != 100 {
 		t.Errorf("Stats %+v: swaps + refused should be 100", st)
 	}
+}
+
+// TestShardStore reports a MapStore's counters (Stats reads no server: the
+// pool points at a closed port).
+func TestShardStore(t *testing.T) {
+	s := newShardStore(t)
+	m := newCollector(t, metrics.Options{})
+	noErr(t, m.AddShardStore("orders", s))
+	if err := m.AddShardStore("x", nil); !errors.Is(err, metrics.ErrInvalid) {
+		t.Errorf("AddShardStore(nil) = %v", err)
+	}
+	if err := m.AddShardStore("orders", s); !errors.Is(err, metrics.ErrDuplicate) {
+		t.Errorf("AddShardStore under a name taken = %v", err)
+	}
+	expect(t, m, "scalekit_shard_store_", `
+		# TYPE scalekit_shard_store_last_move_fence_seconds gauge
+		scalekit_shard_store_last_move_fence_seconds{name="orders"} 0
+		# TYPE scalekit_shard_store_moves_total counter
+		scalekit_shard_store_moves_total{name="orders"} 0
+		# TYPE scalekit_shard_store_notifications_total counter
+		scalekit_shard_store_notifications_total{name="orders"} 0
+		# TYPE scalekit_shard_store_polls_total counter
+		scalekit_shard_store_polls_total{name="orders"} 0
+		# TYPE scalekit_shard_store_reconnects_total counter
+		scalekit_shard_store_reconnects_total{name="orders"} 0
+		# TYPE scalekit_shard_store_retried_writes_total counter
+		scalekit_shard_store_retried_writes_total{name="orders"} 0
+	`)
+}
+
+// newShardStore is a shard.MapStore on a pool to a closed port: Stats
+// needs no server.
+func newShardStore(t testing.TB) *shard.MapStore {
+	t.Helper()
+	pool := must[*pgxpool.Pool](t)(pgxpool.New(context.Background(), closedPG))
+	t.Cleanup(pool.Close)
+	return must[*shard.MapStore](t)(shard.OpenPGMap(context.Background(), pool, shard.StoreOptions{}))
 }

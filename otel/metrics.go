@@ -91,6 +91,7 @@ type Metrics struct {
 	shedder     table[slo.ShedderStats]
 	shard       table[shardstats.Stats]
 	shardVS     table[shardCluster]
+	shardStore  table[shardstats.StoreStats]
 
 	mu      sync.Mutex
 	sources []func(o metric.Observer)
@@ -132,6 +133,7 @@ func NewMetrics(o MetricsOptions) (*Metrics, error) {
 		shedder:     newTable(b, shedderFamilies),
 		shard:       newTable(b, shardFamilies),
 		shardVS:     newTable(b, shardClusterFamilies),
+		shardStore:  newTable(b, shardStoreFamilies),
 	}
 	if b.err != nil {
 		return nil, b.err
@@ -493,8 +495,9 @@ func (m *Metrics) AddDBRouter(name string, r interface{ Stats() routerstats.Stat
 // AddShard reports r's Stats under name, as package metrics's AddShard
 // does: its map's version, the maps SetMap installed and refused, the
 // calls refused for want of a key, and per cluster (the cluster
-// attribute) the virtual shards the map in use assigns it. The clusters'
-// own routers are not included: add each with AddDBRouter.
+// attribute) the virtual shards the map in use assigns it and its fan-out
+// calls, errors and timeouts. The clusters' own routers are not included:
+// add each with AddDBRouter.
 // r is a *shard.Router.
 func (m *Metrics) AddShard(name string, r interface {
 	Stats() shardstats.Stats
@@ -506,8 +509,28 @@ func (m *Metrics) AddShard(name string, r interface {
 	attrs := []attribute.KeyValue{NameKey.String(name)}
 	return m.add("AddShard", named{"shard", name}, func(o metric.Observer) {
 		m.shard.observe(o, r.Stats(), attrs)
-		for cl, n := range r.VShards() {
-			m.shardVS.observe(o, shardCluster{vshards: n}, []attribute.KeyValue{NameKey.String(name), attribute.String("cluster", cl)})
+		var fan map[string]shardstats.FanOutStats
+		if f, ok := r.(interface {
+			FanOutStats() map[string]shardstats.FanOutStats
+		}); ok {
+			fan = f.FanOutStats()
 		}
+		for cl, n := range r.VShards() {
+			m.shardVS.observe(o, shardCluster{vshards: n, fan: fan[cl]}, []attribute.KeyValue{NameKey.String(name), attribute.String("cluster", cl)})
+		}
+	})
+}
+
+// AddShardStore reports s's Stats under name, as package metrics's
+// AddShardStore does: the notifications, polls and reconnects of its
+// Watch, the writes its Do retried after a move's fence refused them, and
+// the moves finished with the last one's fence. s is a *shard.MapStore.
+func (m *Metrics) AddShardStore(name string, s interface{ Stats() shardstats.StoreStats }) error {
+	if added.IsNil(s) {
+		return nilArg("AddShardStore", "the *shard.MapStore")
+	}
+	attrs := []attribute.KeyValue{NameKey.String(name)}
+	return m.add("AddShardStore", named{"shard store", name}, func(o metric.Observer) {
+		m.shardStore.observe(o, s.Stats(), attrs)
 	})
 }

@@ -76,6 +76,7 @@ type adder interface {
 		Stats() shardstats.Stats
 		VShards() map[string]int
 	}) error
+	AddShardStore(string, interface{ Stats() shardstats.StoreStats }) error
 }
 
 var (
@@ -267,6 +268,10 @@ func TestMetricsMatchPrometheus(t *testing.T) {
 		`scalekit_shard_map_version{name=orders}`:                                         2,
 		`scalekit_shard_maps_refused_total{name=orders}`:                                  1,
 		`scalekit_shard_no_key_total{name=orders}`:                                        1,
+		`scalekit_shard_fanouts_failed_total{name=orders}`:                                1,
+		`scalekit_shard_cluster_fanout_calls_total{cluster=a,name=orders}`:                1,
+		`scalekit_shard_cluster_fanout_timeouts_total{cluster=c,name=orders}`:             1,
+		`scalekit_shard_cluster_fanout_errors_total{cluster=c,name=orders}`:               1,
 		`scalekit_bulkhead_in_flight{name=inventory}`:                                     1,
 		`scalekit_bulkhead_rejections_total{name=inventory,reason=queue_full}`:            1,
 		`scalekit_bulkhead_rejections_by_class_total{class=sheddable,name=inventory}`:     1,

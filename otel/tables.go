@@ -514,11 +514,31 @@ var shardFamilies = []family[shrs]{
 	counter("scalekit_shard_map_swaps", "", "Shard maps SetMap installed.", func(s shrs) int64 { return s.MapSwaps }),
 	counter("scalekit_shard_maps_refused", "", "Shard maps SetMap refused: stale or invalid.", func(s shrs) int64 { return s.MapRefused }),
 	counter("scalekit_shard_no_key", "", "For and ForContext calls refused with ErrNoShardKey.", func(s shrs) int64 { return s.NoShardKey }),
+	counter("scalekit_shard_fanouts", "", "Fan-outs over clusters (Each, Gather, GatherSorted) that ran.", func(s shrs) int64 { return s.FanOuts }),
+	counter("scalekit_shard_fanouts_failed", "", "Fan-outs in which at least one cluster's call failed.", func(s shrs) int64 { return s.FanOutsFailed }),
 }
 
-// shardCluster is one cluster's share of the map in use.
-type shardCluster struct{ vshards int }
+// shardCluster is one cluster's share of the map in use and its fan-out
+// counters.
+type shardCluster struct {
+	vshards int
+	fan     shardstats.FanOutStats
+}
 
 var shardClusterFamilies = []family[shardCluster]{
 	gauge("scalekit_shard_cluster_vshards", "", "Virtual shards the map in use assigns to the cluster.", func(c shardCluster) int { return c.vshards }),
+	counter("scalekit_shard_cluster_fanout_calls", "", "Fan-out calls made on the cluster.", func(c shardCluster) int64 { return c.fan.Calls }),
+	counter("scalekit_shard_cluster_fanout_errors", "", "Fan-out calls on the cluster that failed or never started.", func(c shardCluster) int64 { return c.fan.Errors }),
+	counter("scalekit_shard_cluster_fanout_timeouts", "", "Fan-out calls on the cluster that ran past EachOptions.Timeout.", func(c shardCluster) int64 { return c.fan.Timeouts }),
+}
+
+type shrss = shardstats.StoreStats
+
+var shardStoreFamilies = []family[shrss]{
+	counter("scalekit_shard_store_notifications", "", "Map change notifications (LISTEN/NOTIFY) the store's Watch received.", func(s shrss) int64 { return s.Notifications }),
+	counter("scalekit_shard_store_polls", "", "Re-reads of the stored map for want of a notification within PollInterval.", func(s shrss) int64 { return s.Polls }),
+	counter("scalekit_shard_store_reconnects", "", "Reconnects of Watch's LISTEN connection to the config database.", func(s shrss) int64 { return s.Reconnects }),
+	counter("scalekit_shard_store_retried_writes", "", "Writes Do ran again on a virtual shard's new cluster after the old cluster's fence refused them.", func(s shrss) int64 { return s.Retried }),
+	counter("scalekit_shard_store_moves", "", "Virtual shard moves finished by Movers on the store.", func(s shrss) int64 { return s.Moves }),
+	gauge("scalekit_shard_store_last_move_fence", seconds, "How long the last finished move fenced writes to its virtual shard (the write pause); 0 before any.", func(s shrss) float64 { return s.LastFence.Seconds() }),
 }
