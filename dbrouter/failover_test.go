@@ -2,9 +2,12 @@ package dbrouter
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/scalekit-go/scalekit/internal/poll"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
@@ -96,6 +99,9 @@ func (w *ackWriter) halt() []int64 {
 // it, tokens carry timeline 2, a token from before the failover is
 // satisfied (its write is before the switch point, which matches the
 // timeline history file) and one past the switch point is counted lost.
+// A second router connected as a role that may not read the history file
+// finds the same switch point from the promoted server's last replayed
+// LSN.
 // The old primary restarted as it was (not demoted: a split brain, both
 // writable) gets no writes, and the split is logged once; stopped for good,
 // writes go on.
@@ -112,20 +118,55 @@ func TestFailover(t *testing.T) {
 	}
 	f.WaitReplicaCaughtUp()
 
+	// A second router as a role that may not read the timeline history
+	// file: it takes the switch point from the promoted server's last
+	// replayed LSN, having watched the promotion.
+	mustExec(t, r, "CREATE ROLE app LOGIN; GRANT ALL ON acked TO app")
+	appPool := func(u string) *pgxpool.Pool {
+		p, err := pgxpool.New(ctx, strings.Replace(u, "//postgres@", "//app@", 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		return p
+	}
+	f.WaitReplicaCaughtUp()
+	logB, bufB := newLog()
+	rb, err := New(ctx, Options{Primary: appPool(f.PrimaryURL), Replicas: []*pgxpool.Pool{appPool(f.ReplicaURL)}, Failover: true,
+		Interval: 100 * time.Millisecond, CheckTimeout: testinfra.CallTimeout, Logger: logB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+
 	w := startWriter(r, 1)
 	poll.Until(t, 10*time.Second, "acknowledged writes", func() bool { return w.count() >= 50 })
 	f.StopPrimary(testinfra.StopFast)
 	ackedBefore := w.count()
+	// When the server became writable, by a 10ms poll of its own.
+	writable := make(chan time.Time, 1)
+	go func() {
+		for {
+			var rec bool
+			err := f.Replica.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec)
+			if err == nil && !rec {
+				writable <- time.Now()
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // a poll, not synchronisation
+		}
+	}()
 	promote := time.Now()
 	w.markAfter(promote)
 	f.PromoteReplica()
 	promoted := time.Since(promote)
 	poll.Until(t, 10*time.Second, "a write through the router after the promotion", func() bool { return !w.resumed().IsZero() })
 	resume := w.resumed().Sub(promote)
+	detect := w.resumed().Sub(<-writable)
 	poll.Until(t, 10*time.Second, "more writes", func() bool { return w.count() >= ackedBefore+50 })
 	acked := w.halt()
-	t.Logf("failover: pg_ctl promote took %v; first write through the router acknowledged %v after the promote began; %d writes acknowledged, %d failed (%v)",
-		promoted, resume, len(acked), w.failures, w.errs)
+	t.Logf("failover: pg_ctl promote took %v; first write through the router acknowledged %v after the promote began, %v after the server was writable; %d writes acknowledged, %d failed (%v)",
+		promoted, resume, detect, len(acked), w.failures, w.errs)
 	if resume > 2*time.Second {
 		t.Errorf("writes resumed %v after the promote, want <= 2s", resume)
 	}
@@ -158,6 +199,10 @@ func TestFailover(t *testing.T) {
 	end := r.tl.Load().ends[1]
 	if end.String() != replay || before.LSN > end {
 		t.Fatalf("switch point %s; replay LSN %s, history %q; token before %s", end, replay, history, before)
+	}
+	poll.Until(t, 10*time.Second, "the unprivileged router's failover", func() bool { return rb.Stats().Failovers == 1 })
+	if endB := rb.tl.Load().ends[1]; endB != end || bufB.Count(`switch_points_from="last replayed LSN at promotion"`) != 1 {
+		t.Fatalf("unprivileged router: switch point %s, want %s (history file)\n%s", endB, end, bufB)
 	}
 	var n int
 	if err := r.QueryRow(WithToken(ctx, before), "SELECT count(*) FROM acked WHERE id = -1").Scan(&n); err != nil || n != 1 {

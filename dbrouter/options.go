@@ -93,8 +93,11 @@ type Options struct {
 	// timeline), writes go to it once the primary is unreachable, a
 	// standby, read-only, or on an earlier timeline; an old primary back
 	// without being demoted (a split brain) is never written to. See the
-	// package doc, "Failover". Default: false, writes always go to
-	// Primary and a promoted replica is only ejected from reads.
+	// package doc, "Failover". After a failover the writes use the
+	// promoted replica's pool: size replica pools for it, and a pool
+	// whose sessions are read-only (default_transaction_read_only) is
+	// never a candidate. Default: false, writes always go to Primary and
+	// a promoted replica is only ejected from reads.
 	Failover bool
 
 	// Interval is how often the monitor checks the primary's and every

@@ -60,7 +60,7 @@ type Router struct {
 
 	primaryReads, primaryWrites, fallbacks, tokenPrimary, tokenWaits atomic.Uint64
 	readOnlyRetries, replicaRetries, noReplica, forged               atomic.Uint64
-	failovers, lostTokens, splitBrain, timelineUnknown               atomic.Uint64
+	failovers, lostTokens, splitBrain                                atomic.Uint64
 
 	// floor is the LSN every replica must have replayed before it takes
 	// reads: the primary's insert position at the router's first good
