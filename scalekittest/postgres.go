@@ -121,9 +121,9 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (_ *PostgresCluste
 		// After its primary goes away a standby retries every this long;
 		// the default 5s can hold up a promotion (Promote) as long.
 		"wal_retrieve_retry_interval": "100ms",
-		"shared_buffers":               "32MB",
-		"max_connections":              "200",
-		"logging_collector":            "off",
+		"shared_buffers":              "32MB",
+		"max_connections":             "200",
+		"logging_collector":           "off",
 	}
 	for k, v := range opts.Settings {
 		settings[k] = v
