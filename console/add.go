@@ -106,14 +106,22 @@ func (c *Console) AddQueue(name string, cl *queue.Client, queues ...string) erro
 	if err != nil {
 		return fmt.Errorf("%w: AddQueue: %v", ErrInvalid, err)
 	}
-	return c.add("AddQueue", named{"queue client", name}, source{io: true, read: func(v *view) []item {
+	if err := c.add("AddQueue", named{"queue client", name}, source{io: true, read: func(v *view) []item {
 		counts := added.ReadCounts(cl, queues)
 		items := make([]item, len(counts))
 		for i, n := range counts {
 			items[i] = v.queueItem(name, n)
 		}
 		return items
-	}})
+	}}); err != nil {
+		return err
+	}
+	ref := queueRef{name: name, cl: cl, queues: queues}
+	c.mu.Lock()
+	c.queueRefs = append(c.queueRefs, ref)
+	c.queueClients[name] = ref
+	c.mu.Unlock()
+	return nil
 }
 
 // AddDBRouter shows r's Stats under name (a *dbrouter.Router): red when

@@ -76,6 +76,10 @@ type Console struct {
 	seen     added.Set
 	sources  []source
 	breakers map[string]breakerRef // forceable breakers, by name
+	// queueRefs are the AddQueue clients in the order added, queueClients
+	// the same by name.
+	queueRefs    []queueRef
+	queueClients map[string]queueRef
 }
 
 //go:embed assets
@@ -106,11 +110,13 @@ func New(o Options) (*Console, error) {
 	if o.Logger == nil {
 		o.Logger = logx.Discard
 	}
-	c := &Console{o: o, pages: pages, breakers: map[string]breakerRef{}}
+	c := &Console{o: o, pages: pages, breakers: map[string]breakerRef{}, queueClients: map[string]queueRef{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", c.overview)
 	mux.HandleFunc("GET /breakers", c.breakerPage)
 	mux.HandleFunc("POST /breakers", c.breakerAction)
+	mux.HandleFunc("GET /queues", c.queuePage)
+	mux.HandleFunc("POST /queues/action", c.queueAction)
 	mux.HandleFunc("GET /style.css", serveCSS)
 	c.mux = mux
 	return c, nil

@@ -99,7 +99,7 @@ func TestUnauthorized(t *testing.T) {
 	}
 	for _, tc := range []struct{ method, path, auth string }{
 		{"GET", "/", ""}, {"GET", "/", "Bearer wrong"}, {"GET", "/breakers", ""},
-		{"POST", "/breakers", ""}, {"GET", "/style.css", ""},
+		{"POST", "/breakers", ""}, {"GET", "/style.css", ""}, {"GET", "/queues", ""}, {"POST", "/queues/action", ""},
 	} {
 		w := do(t, c, tc.method, tc.path, url.Values{"name": {"payments"}, "action": {"force-open"}}, map[string]string{"Authorization": tc.auth})
 		if w.Code != http.StatusUnauthorized || strings.Contains(w.Body.String(), "payments") {

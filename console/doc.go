@@ -1,7 +1,8 @@
 // Package console is one operations page for a service's scalekit
 // primitives: an http.Handler showing every breaker, cache, queue,
 // database router, SLO and health probe added to it, each green, amber or
-// red with the reason, and the breakers' manual controls.
+// red with the reason, the breakers' manual controls and the queues' dead
+// letters and controls.
 //
 //	con, err := console.New(console.Options{
 //		Authorize: func(r *http.Request) bool { // required: 401 otherwise
@@ -31,6 +32,20 @@
 // metrics-only mode or reset it (breakers added with AddBreaker only: a
 // Group creates a breaker on lookup).
 //
+// The queues page ("/admin/queues") has a section per queue added with
+// AddQueue (id "queue-<client>-<queue>"): its counts by state, its lag,
+// whether it is paused, and its newest DeadShown dead jobs with their id,
+// kind, attempts, args and last error. Its actions are POSTs to
+// "queues/action" with the form fields client (the AddQueue name),
+// queue, action (requeue, cancel, delete, pause or resume) and id (the
+// job's; required by requeue, cancel and delete). They answer 303 to
+// "../queues?done=<action>" (the queues page); 400 for a bad action or a
+// missing id, 404 for a client or queue not added or an unknown job, 409
+// for cancelling a finished job, 502 with the error (passwords masked)
+// when the backend fails. A dead job's row has requeue and delete
+// buttons (data-action, data-job), a queue a Pause or Resume button
+// (data-queue) and a form taking any job id.
+//
 // Pages are server-rendered with html/template from embedded files: every
 // name, reason and error is escaped (a name "<script>" shows as text),
 // numbers keep their units, times are relative ("in 28 s") with the
@@ -50,6 +65,8 @@
 //     redirect back (303), so a reload repeats nothing, and are logged to
 //     Options.Logger.
 //   - Options.ReadOnly hides every action and refuses every POST with 403.
+//   - Redirects after an action are relative, so they stay under the
+//     prefix the console is mounted at.
 //   - No connection string is read: the console sees Stats snapshots only;
 //     passwords inside error texts (URL user info, password=... pairs) are
 //     masked.

@@ -136,7 +136,7 @@ func (v *view) cacheItem(name string, st cache.Stats) item {
 }
 
 func (v *view) queueItem(client string, n added.QueueCount) item {
-	it := item{Kind: "queue", Name: client + " / " + n.Queue, Reason: "no dead jobs"}
+	it := item{Kind: "queue", Name: client + " / " + n.Queue, Reason: "no dead jobs", Page: "queues#" + queueAnchor(client, n.Queue)}
 	if n.Err != nil {
 		it.Level, it.Reason = red, "counting failed: "+redact(n.Err.Error())
 		return it

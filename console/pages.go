@@ -20,11 +20,13 @@ type page struct {
 	Items    []item
 	ReadOnly bool
 	Message  string
+	Queues   []queueView // the queues page
 }
 
 var funcs = template.FuncMap{
 	"abs":         func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"actionNames": func() []string { return actionNames },
+	"jobActions":  func() []string { return jobActionNames },
 }
 
 func (c *Console) newPage(items []item, now time.Time) *page {
@@ -97,6 +99,5 @@ func (c *Console) breakerAction(w http.ResponseWriter, r *http.Request) {
 	}
 	do(ref.b)
 	c.o.Logger.Info("console: breaker action", "breaker", name, "action", action, "state", ref.b.State().String(), "remote", r.RemoteAddr)
-	// Post/redirect/get: a reload does not repeat the action.
-	http.Redirect(w, r, "breakers?done="+action, http.StatusSeeOther)
+	seeOther(w, "breakers?done="+action)
 }
