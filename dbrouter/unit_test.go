@@ -504,7 +504,7 @@ func TestHammer(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { // the world changes
-		var replayed [3]LSN // each replica's replay only grows, as on a real standby
+		replayed := [3]LSN{100, 100, 100} // newFake's start; each replica's replay only grows, as on a real standby
 		for {
 			select {
 			case <-stop:
