@@ -33,8 +33,10 @@
 // One goroutine checks every Options.Interval (1s), each server on a
 // connection of its own (so a replica pool saturated by slow reads is not
 // mistaken for a dead server), all servers at once, each bounded by
-// Options.CheckTimeout: pg_current_wal_lsn() on the primary,
-// pg_last_wal_replay_lsn() and pg_is_in_recovery() on each replica. Lag is
+// Options.CheckTimeout, one query reading each server's role and
+// position: pg_is_in_recovery(), transaction_read_only, its timeline, and
+// pg_current_wal_lsn() on the primary, pg_last_wal_replay_lsn() on each
+// replica. Lag is
 // the difference in bytes of WAL, not replay timestamps (an idle replica
 // that is fully caught up reports a growing time lag). A replica is
 // ejected after Options.EjectAfter (2) bad observations in a row: a failed
