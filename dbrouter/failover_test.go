@@ -248,3 +248,58 @@ func TestFailover(t *testing.T) {
 	}
 	t.Logf("log:\n%s", buf)
 }
+
+// A switchover by a cluster manager that fences the old primary by making
+// it read-only (default_transaction_read_only, reloaded) rather than
+// stopping it, then promotes the replica: writes move to the promoted
+// replica, none reach the old primary (still up, read-only: not a split
+// brain), and a write token taken before is satisfied.
+func TestFailoverReadOnlyOldPrimary(t *testing.T) {
+	f := testinfra.PostgresExclusive(t)
+	log, buf := newLog()
+	ctx := context.Background()
+	r := newReal(t, f, Options{Failover: true, Interval: 100 * time.Millisecond, Logger: log})
+	mustExec(t, r, "CREATE TABLE acked (id bigint PRIMARY KEY)")
+	mustExec(t, r, "INSERT INTO acked VALUES (-1)")
+	before, err := r.WriteToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Primary.Exec(ctx, "ALTER SYSTEM SET default_transaction_read_only = on"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // before the fixture's, which drops the database
+		if _, err := f.Primary.Exec(ctx, "ALTER SYSTEM RESET default_transaction_read_only"); err == nil {
+			_, _ = f.Primary.Exec(ctx, "SELECT pg_reload_conf()")
+		}
+	})
+	if _, err := f.Primary.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 10*time.Second, "the read-only primary reported down", func() bool {
+		st := r.Stats().Primary
+		return !st.Up && strings.Contains(st.LastError, "read_only")
+	})
+	f.WaitReplicaCaughtUp()
+	f.PromoteReplica()
+	poll.Until(t, 10*time.Second, "the failover", func() bool { return r.Stats().Failovers == 1 })
+	for id := int64(1); id <= 50; id++ {
+		if _, err := r.Exec(ctx, "INSERT INTO acked (id) VALUES ($1)", id); err != nil {
+			t.Fatalf("write after the failover: %v", err)
+		}
+	}
+	var onOld, onNew int
+	if err := f.Primary.QueryRow(ctx, "SELECT count(*) FROM acked WHERE id > 0").Scan(&onOld); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Replica.QueryRow(ctx, "SELECT count(*) FROM acked WHERE id > 0").Scan(&onNew); err != nil {
+		t.Fatal(err)
+	}
+	st := r.Stats()
+	if onOld != 0 || onNew != 50 || st.SplitBrains != 0 || st.Primary.Timeline != 2 || !strings.Contains(buf.String(), "old_primary_state=read-only") {
+		t.Fatalf("%d writes on the old primary, %d on the new; %+v\n%s", onOld, onNew, st, buf)
+	}
+	if !r.survived(ctx, before) || r.Stats().LostTokens != 0 {
+		t.Fatalf("token from before not satisfied: %+v", r.Stats())
+	}
+}
