@@ -238,6 +238,10 @@ type Breaker struct {
 
 	mu    sync.Mutex
 	trips int // consecutive trips without closing, for the growing timeout
+	// history is a ring of the last TransitionsKept transitions (guarded by
+	// mu); histN counts every transition recorded.
+	history [TransitionsKept]Transition
+	histN   uint64
 
 	hookMu      sync.Mutex
 	hookQueue   []stateEvent
@@ -642,6 +646,8 @@ func (b *Breaker) transition(seen uint64, to State) bool {
 		b.w.reset()
 	}
 	b.sg.Store((g+1)<<stateBits | uint64(to))
+	b.history[b.histN%TransitionsKept] = Transition{From: from, To: to, At: now}
+	b.histN++
 	b.mu.Unlock()
 	b.transitions.Add(1)
 	lvl := slog.LevelInfo
@@ -653,6 +659,33 @@ func (b *Breaker) transition(seen uint64, to State) bool {
 		b.notify(stateEvent{from, to})
 	}
 	return true
+}
+
+// TransitionsKept is how many transitions Transitions returns at most.
+const TransitionsKept = 8
+
+// Transition is one state change of a breaker.
+type Transition struct {
+	From, To State
+	// At is when it happened (Options.Clock's time).
+	At time.Time
+}
+
+// Transitions returns the breaker's last TransitionsKept state changes,
+// newest first: what a dashboard shows as its recent history, whenever it
+// starts looking (OnStateChange, set at construction, sees every one as
+// it happens). The changes are recorded as they are made, under the lock
+// a transition takes, so none is missed however short the state lasted;
+// calls in closed state pay nothing for it.
+func (b *Breaker) Transitions() []Transition {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := min(b.histN, TransitionsKept)
+	out := make([]Transition, n)
+	for i := range n {
+		out[i] = b.history[(b.histN-1-i)%TransitionsKept]
+	}
+	return out
 }
 
 type stateEvent struct{ from, to State }

@@ -62,7 +62,8 @@
 // Acquire() for code that cannot pass a function. In closed state Do,
 // DoValue and DoValueJudged are lock-free and allocate nothing. Group
 // keeps one breaker per downstream name. State changes are logged, counted
-// in Stats and sent to OnStateChange (never blocking calls).
+// in Stats, sent to OnStateChange (never blocking calls) and the last
+// TransitionsKept kept for Transitions (a dashboard's recent history).
 //
 // With retry, put the breaker inside the retry loop and stop retrying when
 // it is open:

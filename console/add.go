@@ -19,8 +19,11 @@ import (
 // A source is one Add call: read returns its items now. io marks reads
 // that do I/O (queue counts): the overview runs those concurrently.
 type source struct {
+	kind string // the items' Kind
 	read func(v *view) []item
 	io   bool
+	// sample returns the numbers Start records for the charts (nil: none).
+	sample func() []metric
 }
 
 type breakerRef struct {
@@ -46,14 +49,19 @@ func nilArg(method, what string) error {
 }
 
 // AddBreaker shows b under its own name (breaker.Options.Name); its
-// breakers-page row has the actions (unless ReadOnly). It returns an error
+// breakers-page row has its last transitions (breaker.Transitions) and
+// the actions (unless ReadOnly). It returns an error
 // wrapping ErrDuplicate if a breaker of that name was added already.
 func (c *Console) AddBreaker(b *breaker.Breaker) error {
 	if b == nil {
 		return nilArg("AddBreaker", "the *breaker.Breaker")
 	}
-	if err := c.add("AddBreaker", named{"breaker", b.Name()}, source{read: func(v *view) []item {
-		return []item{v.breakerItem(b.Stats(), true)}
+	if err := c.add("AddBreaker", named{"breaker", b.Name()}, source{kind: "breaker", read: func(v *view) []item {
+		it := v.breakerItem(b.Stats(), true)
+		for _, tr := range b.Transitions() {
+			it.Transitions = append(it.Transitions, transition{From: tr.From.String(), To: tr.To.String(), When: v.at("", tr.At)})
+		}
+		return []item{it}
 	}}); err != nil {
 		return err
 	}
@@ -70,7 +78,7 @@ func (c *Console) AddBreakerGroup(g *breaker.Group) error {
 	if g == nil {
 		return nilArg("AddBreakerGroup", "the *breaker.Group")
 	}
-	return c.add("AddBreakerGroup", g, source{read: func(v *view) []item {
+	return c.add("AddBreakerGroup", g, source{kind: "breaker", read: func(v *view) []item {
 		sts := g.Stats()
 		slices.SortFunc(sts, func(a, b breaker.Stats) int { return cmp.Compare(a.Name, b.Name) })
 		items := make([]item, len(sts))
@@ -88,9 +96,9 @@ func (c *Console) AddCache(name string, cc interface{ Stats() cache.Stats }) err
 	if added.IsNil(cc) {
 		return nilArg("AddCache", "the cache")
 	}
-	return c.add("AddCache", named{"cache", name}, source{read: func(v *view) []item {
+	return c.add("AddCache", named{"cache", name}, source{kind: "cache", read: func(v *view) []item {
 		return []item{v.cacheItem(name, cc.Stats())}
-	}})
+	}, sample: func() []metric { return cacheMetrics(name, cc.Stats()) }})
 }
 
 // AddQueue shows, under name, each of queues as the backend behind cl
@@ -106,13 +114,19 @@ func (c *Console) AddQueue(name string, cl *queue.Client, queues ...string) erro
 	if err != nil {
 		return fmt.Errorf("%w: AddQueue: %v", ErrInvalid, err)
 	}
-	if err := c.add("AddQueue", named{"queue client", name}, source{io: true, read: func(v *view) []item {
+	if err := c.add("AddQueue", named{"queue client", name}, source{kind: "queue", io: true, read: func(v *view) []item {
 		counts := added.ReadCounts(cl, queues)
 		items := make([]item, len(counts))
 		for i, n := range counts {
 			items[i] = v.queueItem(name, n)
 		}
 		return items
+	}, sample: func() []metric {
+		var ms []metric
+		for _, n := range added.ReadCounts(cl, queues) {
+			ms = append(ms, queueMetrics(name, n)...)
+		}
+		return ms
 	}}); err != nil {
 		return err
 	}
@@ -132,9 +146,9 @@ func (c *Console) AddDBRouter(name string, r interface{ Stats() routerstats.Stat
 	if added.IsNil(r) {
 		return nilArg("AddDBRouter", "the *dbrouter.Router")
 	}
-	return c.add("AddDBRouter", named{"dbrouter", name}, source{read: func(v *view) []item {
+	return c.add("AddDBRouter", named{"dbrouter", name}, source{kind: "dbrouter", read: func(v *view) []item {
 		return []item{v.routerItem(name, r.Stats())}
-	}})
+	}, sample: func() []metric { return routerMetrics(name, r.Stats()) }})
 }
 
 // AddSLO shows s under its own name (slo.Options.Name): red when a
@@ -145,9 +159,9 @@ func (c *Console) AddSLO(s *slo.SLO) error {
 	if s == nil {
 		return nilArg("AddSLO", "the *slo.SLO")
 	}
-	return c.add("AddSLO", named{"SLO", s.Name()}, source{read: func(v *view) []item {
+	return c.add("AddSLO", named{"SLO", s.Name()}, source{kind: "SLO", read: func(v *view) []item {
 		return []item{v.sloItem(s.Stats())}
-	}})
+	}, sample: func() []metric { return sloMetrics(s.Stats()) }})
 }
 
 // AddSLOTracker shows every objective t tracks when a page renders, as
@@ -156,12 +170,18 @@ func (c *Console) AddSLOTracker(t *slo.Tracker) error {
 	if t == nil {
 		return nilArg("AddSLOTracker", "the *slo.Tracker")
 	}
-	return c.add("AddSLOTracker", t, source{read: func(v *view) []item {
+	return c.add("AddSLOTracker", t, source{kind: "SLO", read: func(v *view) []item {
 		var items []item
 		for _, s := range t.SLOs() {
 			items = append(items, v.sloItem(s.Stats()))
 		}
 		return items
+	}, sample: func() []metric {
+		var ms []metric
+		for _, s := range t.SLOs() {
+			ms = append(ms, sloMetrics(s.Stats())...)
+		}
+		return ms
 	}})
 }
 
@@ -179,7 +199,7 @@ func (c *Console) AddHealth(name string, h *health.Health, probes ...health.Kind
 	if err != nil {
 		return fmt.Errorf("%w: AddHealth: %v", ErrInvalid, err)
 	}
-	return c.add("AddHealth", named{"health", name}, source{io: true, read: func(v *view) []item {
+	return c.add("AddHealth", named{"health", name}, source{kind: "health", io: true, read: func(v *view) []item {
 		rd := added.ReadHealth(h, probes)
 		items := make([]item, len(rd.Probes))
 		for i, k := range rd.Probes {
@@ -191,11 +211,18 @@ func (c *Console) AddHealth(name string, h *health.Health, probes ...health.Kind
 
 // read collects every source's items, in the order they were added; the
 // sources doing I/O run concurrently.
-func (c *Console) read(now time.Time) []item {
+func (c *Console) read(now time.Time) []item { return c.readKind(now, "") }
+
+// readKind is read for the sources of kind only ("": all): a detail page
+// runs no other source's I/O or probes.
+func (c *Console) readKind(now time.Time, kind string) []item {
 	c.mu.RLock()
 	srcs := slices.Clone(c.sources)
 	c.mu.RUnlock()
-	v := &view{now: now, lagAmber: c.o.LagAmber}
+	if kind != "" {
+		srcs = slices.DeleteFunc(srcs, func(s source) bool { return s.kind != kind })
+	}
+	v := c.newView(now)
 	parts := make([][]item, len(srcs))
 	var wg sync.WaitGroup
 	for i, s := range srcs {

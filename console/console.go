@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/scalekit-go/scalekit/clock"
@@ -50,15 +52,25 @@ type Options struct {
 	ReadOnly bool
 	// Title heads every page. Default: "scalekit".
 	Title string
-	// Refresh is how often a page reloads itself (a meta refresh: it
-	// needs no JavaScript); negative turns reloading off.
+	// Refresh is how often a page reloads itself (by its script, which
+	// waits while someone types in a form, or without JavaScript by a
+	// meta refresh); negative turns reloading off.
 	// Default: DefaultRefresh (5s).
 	Refresh time.Duration
 	// LagAmber is the replay lag, in bytes of WAL, from which a healthy
 	// dbrouter replica shows amber. Default: DefaultLagAmber (16 MiB).
 	LagAmber int64
+	// Sample is how often Start samples the primitives' numbers for the
+	// charts. Default: DefaultSample (10s).
+	Sample time.Duration
+	// History is how far back the charts go: the samples kept, in memory
+	// (16 bytes a sample per series, a few series per primitive: about
+	// 17 KiB per series at the defaults), at most 4096 per series.
+	// Default: DefaultHistory (3h).
+	History time.Duration
 	// Clock replaces the system clock (see package clock) for the relative
-	// times shown ("3 s ago"); nil is the real time.
+	// times shown ("3 s ago") and the times of the samples; nil is the
+	// real time.
 	Clock clock.Clock
 	// Logger receives the actions taken from the console (who forced
 	// which breaker) at Info. Default: discard.
@@ -80,6 +92,13 @@ type Console struct {
 	// the same by name.
 	queueRefs    []queueRef
 	queueClients map[string]queueRef
+
+	hist *history
+	// runMu guards the sampling's stop and done (set by Start).
+	runMu   sync.Mutex
+	stop    context.CancelFunc
+	done    chan struct{}
+	started atomic.Bool
 }
 
 //go:embed assets
@@ -97,6 +116,19 @@ func New(o Options) (*Console, error) {
 		return nil, fmt.Errorf("%w: set either Options.Authorize or Options.InsecureLoopbackOnly, not both", ErrInvalid)
 	case o.LagAmber < 0:
 		return nil, fmt.Errorf("%w: Options.LagAmber must be >= 0 bytes, got %d", ErrInvalid, o.LagAmber)
+	case o.Sample < 0 || (o.Sample > 0 && o.Sample < 100*time.Millisecond):
+		return nil, fmt.Errorf("%w: Options.Sample must be >= 100ms (0: the default 10s), got %v", ErrInvalid, o.Sample)
+	case o.History < 0:
+		return nil, fmt.Errorf("%w: Options.History must be > 0 (0: the default 3h), got %v", ErrInvalid, o.History)
+	}
+	if o.Sample == 0 {
+		o.Sample = DefaultSample
+	}
+	if o.History == 0 {
+		o.History = DefaultHistory
+	}
+	if o.History < o.Sample {
+		return nil, fmt.Errorf("%w: Options.History (%v) must be >= Options.Sample (%v)", ErrInvalid, o.History, o.Sample)
 	}
 	if o.Title == "" {
 		o.Title = "scalekit"
@@ -110,14 +142,18 @@ func New(o Options) (*Console, error) {
 	if o.Logger == nil {
 		o.Logger = logx.Discard
 	}
-	c := &Console{o: o, pages: pages, breakers: map[string]breakerRef{}, queueClients: map[string]queueRef{}}
+	c := &Console{o: o, pages: pages, breakers: map[string]breakerRef{}, queueClients: map[string]queueRef{}, hist: newHistory(o.History, o.Sample)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", c.overview)
 	mux.HandleFunc("GET /breakers", c.breakerPage)
 	mux.HandleFunc("POST /breakers", c.breakerAction)
 	mux.HandleFunc("GET /queues", c.queuePage)
 	mux.HandleFunc("POST /queues/action", c.queueAction)
-	mux.HandleFunc("GET /style.css", serveCSS)
+	for _, k := range kindPages {
+		mux.HandleFunc("GET /"+k.path, func(w http.ResponseWriter, r *http.Request) { c.kindPage(w, k) })
+	}
+	mux.HandleFunc("GET /style.css", serveAsset("style.css", "text/css; charset=utf-8"))
+	mux.HandleFunc("GET /console.js", serveAsset("console.js", "text/javascript; charset=utf-8"))
 	c.mux = mux
 	return c, nil
 }
@@ -142,7 +178,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "403 forbidden: the console is read-only", http.StatusForbidden)
 		return
 	}
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; script-src 'self'; form-action 'self'; frame-ancestors 'none'")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
 	c.mux.ServeHTTP(w, r)
@@ -164,8 +200,11 @@ func isLoopback(remote string) bool {
 	return err == nil && ip.Unmap().IsLoopback()
 }
 
-func serveCSS(w http.ResponseWriter, _ *http.Request) {
-	css, _ := assets.ReadFile("assets/style.css")
-	w.Header().Set("Content-Type", "text/css; charset=utf-8")
-	w.Write(css)
+// serveAsset serves the embedded file assets/name.
+func serveAsset(name, contentType string) http.HandlerFunc {
+	body, _ := assets.ReadFile("assets/" + name)
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", contentType)
+		w.Write(body)
+	}
 }

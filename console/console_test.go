@@ -273,8 +273,9 @@ func TestOverviewStates(t *testing.T) {
 	if r := row(t, body, "open-one"); !strings.Contains(r, `title="2026-01-01T12:00:30Z">in 28 s</time>`) {
 		t.Errorf("open-one's probe time: %s", r)
 	}
-	if !strings.Contains(body, `<meta http-equiv="refresh" content="5">`) {
-		t.Error("no meta refresh")
+	if !strings.Contains(body, `<html lang="en" data-refresh="5">`) || !strings.Contains(body, `<noscript><meta http-equiv="refresh" content="5"></noscript>`) ||
+		!strings.Contains(body, ownScript) {
+		t.Error("no reload: neither the script's data-refresh nor the meta refresh without JavaScript")
 	}
 	if !strings.Contains(body, `<span class="state red">red</span></h1>`) {
 		t.Error("the page's worst state is not red")
@@ -321,7 +322,7 @@ func TestEscaping(t *testing.T) {
 	}
 	for _, path := range []string{"/", "/breakers"} {
 		body := do(t, c, "GET", path, nil, nil).Body.String()
-		if strings.Contains(body, "<script") || strings.Contains(body, "<img") {
+		if injected(body) || strings.Contains(body, "<img") {
 			t.Errorf("%s renders markup from a name:\n%s", path, body)
 		}
 		if !strings.Contains(body, "&lt;script&gt;alert(1)&lt;/script&gt;") {
@@ -405,10 +406,15 @@ func TestReadOnly(t *testing.T) {
 	}
 }
 
-// 64 goroutines render both pages while others change the breakers'
-// states and add primitives; run with -race.
+// 64 goroutines render the pages while others change the breakers'
+// states and add primitives, and the console samples them (every 100ms,
+// and by hand); run with -race.
 func TestHammer(t *testing.T) {
-	c := newConsole(t, console.Options{})
+	c := newConsole(t, console.Options{Sample: 100 * time.Millisecond})
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	var bs []*breaker.Breaker
 	for i := range 8 {
 		b := newBreaker(t, fmt.Sprint("b", i))
@@ -422,10 +428,18 @@ func TestHammer(t *testing.T) {
 	errs := make(chan error, 128)
 	for i := range 64 {
 		wg.Go(func() {
-			for j := range 20 {
+			for j := range 12 {
 				path := "/"
 				if (i+j)%2 == 0 {
 					path = "/breakers"
+				}
+				if j%5 == 4 {
+					detail := []string{"/limiters", "/caches", "/slos", "/dbrouters", "/queues"}[(i+j)%5]
+					if w := do(t, c, "GET", detail, nil, nil); w.Code != 200 {
+						errs <- fmt.Errorf("%s: %d %s", detail, w.Code, w.Body)
+						return
+					}
+					continue
 				}
 				w := do(t, c, "GET", path, nil, nil)
 				if w.Code != 200 || len(stateRE.FindAllString(w.Body.String(), -1)) < 9 {
@@ -455,6 +469,8 @@ func TestHammer(t *testing.T) {
 	wg.Go(func() {
 		for i := range 20 {
 			c.AddCache(fmt.Sprint("c", i), fakeCache{})
+			c.AddLimiter(fmt.Sprint("l", i), &fakeLimiter{})
+			console.SampleNow(c)
 		}
 	})
 	wg.Wait()
@@ -494,7 +510,37 @@ func TestHealth(t *testing.T) {
 		{"api / liveness", "amber", "degraded: search (slow)"},
 		{"api / startup", "green", "every check passes"},
 	})
-	if strings.Contains(body, "hunter2") || strings.Contains(body, "<script") {
+	if strings.Contains(body, "hunter2") || injected(body) {
 		t.Errorf("a password or markup was rendered:\n%s", body)
 	}
+}
+
+// The one script is the console's own file; the policy allows no other
+// (no inline script, no other origin); with Refresh off there is none.
+func TestScriptAndPolicy(t *testing.T) {
+	c := newConsole(t, console.Options{})
+	w := do(t, c, "GET", "/console.js", nil, nil)
+	if w.Code != 200 || w.Header().Get("Content-Type") != "text/javascript; charset=utf-8" || !strings.Contains(w.Body.String(), "location.reload()") {
+		t.Fatalf("GET /console.js: %d %q %.80s", w.Code, w.Header().Get("Content-Type"), w.Body)
+	}
+	csp := do(t, c, "GET", "/", nil, nil).Header().Get("Content-Security-Policy")
+	if !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "script-src 'self';") || strings.Contains(csp, "unsafe") {
+		t.Errorf("Content-Security-Policy %q", csp)
+	}
+	if w := do(t, c, "GET", "/console.js", nil, map[string]string{"Authorization": ""}); w.Code != http.StatusUnauthorized {
+		t.Errorf("the script without authorization: %d", w.Code)
+	}
+	off := newConsole(t, console.Options{Refresh: -1})
+	if body := do(t, off, "GET", "/", nil, nil).Body.String(); strings.Contains(body, "<script") || strings.Contains(body, "refresh") {
+		t.Errorf("Refresh off still reloads:\n%s", body)
+	}
+}
+
+// ownScript is the one script element a page has (in its head).
+const ownScript = `<script src="console.js" defer></script>`
+
+// injected reports whether body has a script element other than the
+// console's own: markup from a name, an error or a payload.
+func injected(body string) bool {
+	return strings.Contains(strings.Replace(body, ownScript, "", 1), "<script")
 }

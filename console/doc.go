@@ -1,8 +1,9 @@
 // Package console is one operations page for a service's scalekit
-// primitives: an http.Handler showing every breaker, cache, queue,
-// database router, SLO and health probe added to it, each green, amber or
-// red with the reason, the breakers' manual controls and the queues' dead
-// letters and controls.
+// primitives: an http.Handler showing every breaker, limiter, cache,
+// queue, database router, SLO and health probe added to it, each green,
+// amber or red with the reason, their numbers charted over the last
+// hours, the breakers' manual controls and the queues' dead letters and
+// controls.
 //
 //	con, err := console.New(console.Options{
 //		Authorize: func(r *http.Request) bool { // required: 401 otherwise
@@ -14,6 +15,7 @@
 //	con.AddBreaker(paymentsBreaker)
 //	con.AddQueue("jobs", queueClient, "mail", "billing")
 //	con.AddSLOTracker(tracker)
+//	con.Start(ctx); defer con.Close() // samples for the charts
 //	mux.Handle("/admin/", http.StripPrefix("/admin", con))
 //
 // # Pages
@@ -25,10 +27,13 @@
 // dbrouter whose primary is down or whose every replica is ejected red,
 // one with an ejected replica or one lagging Options.LagAmber or more
 // amber; an SLO with a page-severity burn-rate alert firing (burning
-// fast) or a blown budget red, a ticket-severity one amber; a health
+// fast) or a blown budget red, a ticket-severity one amber; a limiter
+// whose Redis circuit is open red, one that denied in the last sampled
+// interval amber; a health
 // probe that fails red, one that warns amber. The breakers
-// page ("/admin/breakers") shows each breaker's state, failure rate and
-// calls, with buttons to force it open, force it closed, put it in
+// page ("/admin/breakers") shows each breaker's state, failure rate,
+// calls and last transitions (breaker.Transitions, AddBreaker only), with
+// buttons to force it open, force it closed, put it in
 // metrics-only mode or reset it (breakers added with AddBreaker only: a
 // Group creates a breaker on lookup).
 //
@@ -46,13 +51,37 @@
 // buttons (data-action, data-job), a queue a Pause or Resume button
 // (data-queue) and a form taking any job id.
 //
+// The limiters page ("/admin/limiters", AddLimiter: in-process, Redis,
+// adaptive and concurrency limiters and the rate limit middleware) shows
+// decisions and denials, in total and per second; the caches page
+// ("/admin/caches") the hit ratio per tier (L1 in memory, L2 the Store),
+// loads, lease waits and stale serves; the dbrouters page
+// ("/admin/dbrouters") each replica's lag in bytes of WAL, with its
+// ejections marked; the SLOs page ("/admin/slos") the error budget left
+// and the burn rate over each alert window; the queues page, each
+// queue's throughput (completed jobs per second), lag and jobs by state.
+//
+// # History and charts
+//
+// Start samples every primitive's numbers every Options.Sample (10s)
+// into an in-memory history of Options.History (3h), bounded per series;
+// Close stops it. The pages chart it as server-side SVG (no script),
+// units on both axes; rates (decisions/s, completed/s, loads/s) and
+// ratios (hit ratio) come from consecutive samples of the counters.
+// Without Start the pages show the numbers of the moment only. Start is
+// explicit, not lazy: a console started by its first page view would
+// chart nothing from before someone looked, and a goroutine started by a
+// request would outlive it with no owner to stop it.
+//
 // Pages are server-rendered with html/template from embedded files: every
 // name, reason and error is escaped (a name "<script>" shows as text),
 // numbers keep their units, times are relative ("in 28 s") with the
 // absolute UTC time in the title attribute (on hover). They need no
-// JavaScript and reload themselves every Options.Refresh (a meta
-// refresh). Links are relative, so the console mounts under any prefix
-// with http.StripPrefix.
+// JavaScript and reload themselves every Options.Refresh: with
+// JavaScript on, the console's one embedded script (console.js) reloads
+// them, waiting while someone types in a form; without it, a meta
+// refresh in <noscript> does. Links are relative, so the console mounts
+// under any prefix with http.StripPrefix.
 //
 // # Safe to mount
 //
@@ -70,10 +99,12 @@
 //   - No connection string is read: the console sees Stats snapshots only;
 //     passwords inside error texts (URL user info, password=... pairs) are
 //     masked.
-//   - Responses carry a Content-Security-Policy allowing no script, and
-//     Cache-Control: no-store.
+//   - Responses carry a Content-Security-Policy allowing the console's
+//     own script and style sheet only (no inline script, no other
+//     origin), and Cache-Control: no-store.
 //
 // Reading the page costs what the primitives' Stats cost; AddQueue's
 // counts are I/O (up to 2s) and AddHealth runs the probes' checks (up to
-// 5s); those sources are read concurrently.
+// 5s); those sources are read concurrently. With 50 primitives and a full
+// history a page renders in a few milliseconds (BenchmarkPages).
 package console

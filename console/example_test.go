@@ -7,9 +7,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"time"
 
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/console"
+	"github.com/scalekit-go/scalekit/ratelimit"
 )
 
 // A console mounted at /admin/ behind a token: a request without it gets
@@ -45,4 +47,28 @@ func Example() {
 	// without the token: 401
 	// with the token: 200 true
 	// console: invalid: Options.Authorize is required (or set InsecureLoopbackOnly to serve loopback requests without authorization)
+}
+
+// Start samples the primitives for the charts until Close; the limiters
+// page then draws decisions and denials per second as SVG.
+func ExampleConsole_Start() {
+	con, err := console.New(console.Options{InsecureLoopbackOnly: true})
+	if err != nil {
+		panic(err)
+	}
+	lim, _ := ratelimit.NewLocal(ratelimit.LocalOptions{Limits: ratelimit.Policy{{Rate: 10, Period: time.Second}}})
+	if err := con.AddLimiter("api", lim); err != nil {
+		panic(err)
+	}
+	if err := con.Start(context.Background()); err != nil {
+		panic(err)
+	}
+	defer con.Close()
+
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest("GET", "/limiters", nil)
+	r.RemoteAddr = "127.0.0.1:1234"
+	con.ServeHTTP(w, r)
+	fmt.Println(w.Code, strings.Contains(w.Body.String(), "decisions per second"))
+	// Output: 200 true
 }

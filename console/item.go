@@ -46,6 +46,18 @@ type item struct {
 	// Forceable: a breaker added by AddBreaker (actions allowed).
 	Forceable bool
 	State     string // the breaker's state, for the actions shown
+	// Transitions are a breaker's last state changes, newest first.
+	Transitions []transition
+	// charts draws the item's history (detail pages only); nil for none.
+	charts func() []chart
+	// Charts are what charts drew, on the detail pages.
+	Charts []chart
+}
+
+// transition is one state change of a breaker.
+type transition struct {
+	From, To string
+	When     fact
 }
 
 // fact is one number with its unit, or a time (At, shown relative).
@@ -63,6 +75,14 @@ func (v *view) at(label string, t time.Time) fact {
 type view struct {
 	now      time.Time
 	lagAmber int64
+	// h is the history, span its length; span is 0 when not started.
+	h    *history
+	span time.Duration
+}
+
+// series returns the sampled points of a primitive's metric.
+func (v *view) series(kind, name, metric string) []point {
+	return v.h.get(skey(kind, name, metric))
 }
 
 func (v *view) breakerItem(st breaker.Stats, forceable bool) item {
@@ -112,7 +132,7 @@ func failureRate(st breaker.Stats) (rate, of string) {
 }
 
 func (v *view) cacheItem(name string, st cache.Stats) item {
-	it := item{Kind: "cache", Name: name, Reason: "store reachable"}
+	it := item{Kind: "cache", Name: name, Reason: "store reachable", Page: "caches"}
 	switch {
 	case st.Circuit == breaker.Open || st.Circuit == breaker.ForcedOpen:
 		it.Level, it.Reason = red, "store circuit "+st.Circuit.String()+": L1 only"
@@ -131,12 +151,18 @@ func (v *view) cacheItem(name string, st cache.Stats) item {
 		{Label: "entries", Value: fmt.Sprint(st.Entries)},
 		{Label: "loads", Value: fmt.Sprintf("%d (%d failed)", st.Loads, st.LoadErrors)},
 		{Label: "stale served", Value: fmt.Sprint(st.StaleServed)},
+		{Label: "lease waits", Value: fmt.Sprint(st.LeaseWaits)},
 	}
+	if l2 := st.L2Hits + st.L2Misses; l2 > 0 {
+		it.Facts = slices.Insert(it.Facts, 1, fact{Label: "L2 hit ratio", Value: percent(float64(st.L2Hits) / float64(l2))})
+	}
+	it.charts = func() []chart { return v.cacheCharts(name) }
 	return it
 }
 
 func (v *view) queueItem(client string, n added.QueueCount) item {
 	it := item{Kind: "queue", Name: client + " / " + n.Queue, Reason: "no dead jobs", Page: "queues#" + queueAnchor(client, n.Queue)}
+	it.charts = func() []chart { return v.queueCharts(client, n.Queue) }
 	if n.Err != nil {
 		it.Level, it.Reason = red, "counting failed: "+redact(n.Err.Error())
 		return it
@@ -152,11 +178,14 @@ func (v *view) queueItem(client string, n added.QueueCount) item {
 		{Label: "dead", Value: fmt.Sprint(n.Dead)},
 		{Label: "oldest pending", Value: duration(n.OldestPending)},
 	}
+	if r, ok := v.h.lastRate(skey("queue", client+"\x00"+n.Queue, "done")); ok {
+		it.Facts = append(it.Facts, fact{Label: "completed", Value: perSecond(r)})
+	}
 	return it
 }
 
 func (v *view) routerItem(name string, st routerstats.Stats) item {
-	it := item{Kind: "dbrouter", Name: name, Reason: "primary up, every replica healthy"}
+	it := item{Kind: "dbrouter", Name: name, Reason: "primary up, every replica healthy", Page: "dbrouters"}
 	var ejected, lagging []string
 	for _, r := range st.Replicas {
 		switch {
@@ -189,14 +218,24 @@ func (v *view) routerItem(name string, st routerstats.Stats) item {
 		it.Facts = append(it.Facts, fact{Label: r.Name + " lag", Value: lag})
 	}
 	it.Facts = append(it.Facts, fact{Label: "fallbacks to primary", Value: fmt.Sprint(st.Fallbacks)})
+	var ejections uint64
+	for _, r := range st.Replicas {
+		ejections += r.Ejections
+	}
+	it.Facts = append(it.Facts, fact{Label: "ejections", Value: fmt.Sprint(ejections)})
 	if !st.Primary.LastCheck.IsZero() {
 		it.Facts = append(it.Facts, v.at("primary checked", st.Primary.LastCheck))
 	}
+	replicas := make([]string, len(st.Replicas))
+	for i, r := range st.Replicas {
+		replicas[i] = r.Name
+	}
+	it.charts = func() []chart { return v.routerCharts(name, replicas) }
 	return it
 }
 
 func (v *view) sloItem(st slo.Stats) item {
-	it := item{Kind: "SLO", Name: st.Name, Reason: "no alert firing"}
+	it := item{Kind: "SLO", Name: st.Name, Reason: "no alert firing", Page: "slos"}
 	var page, ticket []string
 	for _, a := range st.Alerts {
 		if !a.Firing {
@@ -230,6 +269,7 @@ func (v *view) sloItem(st slo.Stats) item {
 	for _, w := range ws {
 		it.Facts = append(it.Facts, fact{Label: "burn over " + duration(w), Value: burn(st.BurnRates[w])})
 	}
+	it.charts = func() []chart { return v.sloCharts(st.Name, ws) }
 	return it
 }
 

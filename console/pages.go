@@ -21,6 +21,8 @@ type page struct {
 	ReadOnly bool
 	Message  string
 	Queues   []queueView // the queues page
+	// Heading and None head a detail page and say it has no item.
+	Heading, None string
 }
 
 var funcs = template.FuncMap{
@@ -60,14 +62,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 
 func (c *Console) breakerPage(w http.ResponseWriter, r *http.Request) {
 	now := clock.Now(c.o.Clock)
-	items := c.read(now)
-	var bs []item
-	for _, it := range items {
-		if it.Kind == "breaker" {
-			bs = append(bs, it)
-		}
-	}
-	p := c.newPage(bs, now)
+	p := c.newPage(c.readKind(now, "breaker"), now)
 	p.Message = r.URL.Query().Get("done")
 	c.render(w, "breakers.tmpl", p)
 }
@@ -100,4 +95,31 @@ func (c *Console) breakerAction(w http.ResponseWriter, r *http.Request) {
 	do(ref.b)
 	c.o.Logger.Info("console: breaker action", "breaker", name, "action", action, "state", ref.b.State().String(), "remote", r.RemoteAddr)
 	seeOther(w, "breakers?done="+action)
+}
+
+// kindPage is a detail page listing the primitives of one kind with their
+// numbers and charts.
+type kindPage struct {
+	path, kind, heading, none string
+}
+
+var kindPages = []kindPage{
+	{"limiters", "limiter", "Limiters", "No limiter added (AddLimiter)."},
+	{"caches", "cache", "Caches", "No cache added (AddCache)."},
+	{"dbrouters", "dbrouter", "Database routers", "No router added (AddDBRouter)."},
+	{"slos", "SLO", "SLOs", "No SLO added (AddSLO, AddSLOTracker)."},
+}
+
+func (c *Console) kindPage(w http.ResponseWriter, k kindPage) {
+	now := clock.Now(c.o.Clock)
+	var its []item
+	for _, it := range c.readKind(now, k.kind) {
+		if it.charts != nil {
+			it.Charts = it.charts()
+		}
+		its = append(its, it)
+	}
+	p := c.newPage(its, now)
+	p.Heading, p.None = k.heading, k.none
+	c.render(w, "detail.tmpl", p)
 }

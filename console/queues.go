@@ -68,6 +68,7 @@ func (v *view) readQueue(ref queueRef, q string) queueView {
 	wg.Go(func() { dead, deadErr = ref.cl.Dead(ctx, q, DeadShown) })
 	wg.Wait()
 	qv.Item = v.queueItem(ref.name, n)
+	qv.Item.Charts = qv.Item.charts()
 	if qv.Paused {
 		qv.Item.Facts = append([]fact{{Label: "paused", Value: "yes: workers fetch nothing"}}, qv.Item.Facts...)
 		qv.Item.Level = max(qv.Item.Level, amber)
@@ -107,7 +108,7 @@ func (c *Console) readQueues(now time.Time) []queueView {
 	c.mu.RLock()
 	refs := slices.Clone(c.queueRefs)
 	c.mu.RUnlock()
-	v := &view{now: now, lagAmber: c.o.LagAmber}
+	v := c.newView(now)
 	var out [][]queueView
 	var wg sync.WaitGroup
 	for _, ref := range refs {

@@ -149,7 +149,7 @@ func TestQueueDeadRequeue(t *testing.T) {
 			t.Errorf("the queues page lacks %q:\n%s", want, body)
 		}
 	}
-	if strings.Contains(body, "<script") || strings.Contains(body, "hunter2") {
+	if injected(body) || strings.Contains(body, "hunter2") {
 		t.Errorf("markup or a password rendered:\n%s", body)
 	}
 	if ov := do(t, rq.con, "GET", "/", nil, nil).Body.String(); !strings.Contains(ov, `<a href="queues#queue-jobs-mail">jobs / mail</a>`) {
@@ -291,6 +291,8 @@ func TestQueueActionRefusals(t *testing.T) {
 // an action answers 502 with the error, logged.
 func TestQueueBackendDown(t *testing.T) {
 	rq := newRedisQueue(t, console.Options{})
+	must(t, rq.con.Start(context.Background())) // one sample, Redis up
+	defer rq.con.Close()
 	rq.r.Stop()
 	start := time.Now()
 	w := do(t, rq.con, "GET", "/queues", nil, nil)
@@ -309,6 +311,34 @@ func TestQueueBackendDown(t *testing.T) {
 	}
 	if !strings.Contains(rq.log.String(), "console: queue action failed") {
 		t.Errorf("the failure was not logged:\n%s", rq.log)
+	}
+	// A sample with Redis down records no queue numbers, in bounded time:
+	// each queue's lag chart keeps the one point sampled by Start.
+	start = time.Now()
+	console.SampleNow(rq.con)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("a sample with Redis down took %v", took)
+	}
+	if ls := lines(do(t, rq.con, "GET", "/queues", nil, nil).Body.String()); ls["lag"] != 2 {
+		t.Errorf("lag points of the 2 queues: %v, want the one sample each taken while Redis was up", ls)
+	}
+}
+
+// With Redis paused (a hung server), the page and an action answer
+// within the backend's timeouts: the page red, the action 502.
+func TestQueueBackendPaused(t *testing.T) {
+	rq := newRedisQueue(t, console.Options{})
+	rq.r.Pause()
+	defer rq.r.Resume()
+	start := time.Now()
+	body := do(t, rq.con, "GET", "/queues", nil, nil).Body.String()
+	if took := time.Since(start); took > 5*time.Second || !strings.Contains(body, `class="state red">red</span> jobs / mail`) {
+		t.Errorf("GET /queues with Redis paused, after %v:\n%s", took, body)
+	}
+	start = time.Now()
+	w := rq.post(t, action("resume", "mail", ""), sameOrigin)
+	if took := time.Since(start); w.Code != http.StatusBadGateway || took > 10*time.Second {
+		t.Errorf("resume with Redis paused: %d after %v: %s", w.Code, took, w.Body)
 	}
 }
 

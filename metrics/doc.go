@@ -266,7 +266,12 @@
 //	scalekit_shard_map_swaps_total                                          counter    maps SetMap installed
 //	scalekit_shard_maps_refused_total                                       counter    maps SetMap refused: stale or invalid
 //	scalekit_shard_no_key_total                                             counter    calls refused with ErrNoShardKey
+//	scalekit_shard_fanouts_total                                            counter    fan-outs (Each, Gather, GatherSorted) that ran
+//	scalekit_shard_fanouts_failed_total                                     counter    fan-outs in which a cluster's call failed
 //	scalekit_shard_cluster_vshards{cluster}                                 gauge      virtual shards the map in use gives the cluster
+//	scalekit_shard_cluster_fanout_calls_total{cluster}                      counter    fan-out calls on the cluster
+//	scalekit_shard_cluster_fanout_errors_total{cluster}                     counter    of those, failed or never started
+//	scalekit_shard_cluster_fanout_timeouts_total{cluster}                   counter    of those errors, past EachOptions.Timeout
 //
 // The probe metrics of health exist for the probes given to AddHealth,
 // which reads them with health.Health.Run during the scrape (see AddHealth).

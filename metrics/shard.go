@@ -13,13 +13,28 @@ var shardFamilies = []family[shardstats.Stats]{
 	counter("scalekit_shard_map_swaps_total", "Shard maps SetMap installed.", func(s shardstats.Stats) int64 { return s.MapSwaps }),
 	counter("scalekit_shard_maps_refused_total", "Shard maps SetMap refused: stale (a version not newer than the one in use) or invalid.", func(s shardstats.Stats) int64 { return s.MapRefused }),
 	counter("scalekit_shard_no_key_total", "For and ForContext calls refused with ErrNoShardKey (no shard key: a routing bug in the caller).", func(s shardstats.Stats) int64 { return s.NoShardKey }),
+	counter("scalekit_shard_fanouts_total", "Fan-outs over clusters (Each, Gather, GatherSorted) that ran.", func(s shardstats.Stats) int64 { return s.FanOuts }),
+	counter("scalekit_shard_fanouts_failed_total", "Fan-outs in which at least one cluster's call failed.", func(s shardstats.Stats) int64 { return s.FanOutsFailed }),
 }
 
-// shardCluster is one cluster's share of the map in use.
-type shardCluster struct{ vshards int }
+// shardCluster is one cluster's share of the map in use and its fan-out
+// counters.
+type shardCluster struct {
+	vshards int
+	fan     shardstats.FanOutStats
+}
 
 var shardClusterFamilies = []family[shardCluster]{
 	gauge("scalekit_shard_cluster_vshards", "Virtual shards the map in use assigns to the cluster (0 for a cluster holding none).", func(c shardCluster) int { return c.vshards }),
+	counter("scalekit_shard_cluster_fanout_calls_total", "Fan-out calls made on the cluster.", func(c shardCluster) int64 { return c.fan.Calls }),
+	counter("scalekit_shard_cluster_fanout_errors_total", "Fan-out calls on the cluster that failed or never started (the fan-out's ctx ended first).", func(c shardCluster) int64 { return c.fan.Errors }),
+	counter("scalekit_shard_cluster_fanout_timeouts_total", "Fan-out calls on the cluster that ran past EachOptions.Timeout (also counted as errors).", func(c shardCluster) int64 { return c.fan.Timeouts }),
+}
+
+// shardFanOut is the optional per-cluster fan-out method of a
+// *shard.Router.
+type shardFanOut interface {
+	FanOutStats() map[string]shardstats.FanOutStats
 }
 
 // shardTables are a shard router's tables: its own and each cluster's
@@ -39,7 +54,8 @@ func newShardTables(b *builder) shardTables {
 // AddShard reports r's Stats under name: its map's version, the maps
 // SetMap installed and refused, the calls refused for want of a key, and
 // per cluster (the cluster label, its name in Options.Clusters) the
-// virtual shards the map in use assigns it. The clusters' own routers are
+// virtual shards the map in use assigns it, and its fan-out calls, errors
+// and timeouts (with the fan-outs in all). The clusters' own routers are
 // not included: add each with AddDBRouter.
 //
 // r is a *shard.Router: the parameter names only its methods, so that
@@ -54,8 +70,12 @@ func (c *Collector) AddShard(name string, r interface {
 	t := &c.shard
 	return c.add("AddShard", named{"shard", name}, func(ch chan<- prometheus.Metric) {
 		t.router.collect(ch, r.Stats(), name)
+		var fan map[string]shardstats.FanOutStats
+		if f, ok := r.(shardFanOut); ok {
+			fan = f.FanOutStats()
+		}
 		for cl, n := range r.VShards() {
-			t.cluster.collect(ch, shardCluster{vshards: n}, name, cl)
+			t.cluster.collect(ch, shardCluster{vshards: n, fan: fan[cl]}, name, cl)
 		}
 	})
 }

@@ -1,9 +1,11 @@
 package metrics_test
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -37,12 +39,28 @@ func TestShard(t *testing.T) {
 		t.Errorf("AddShard under a name taken = %v", err)
 	}
 	expect(t, m, "scalekit_shard_", `
+		# TYPE scalekit_shard_cluster_fanout_calls_total counter
+		scalekit_shard_cluster_fanout_calls_total{cluster="a",name="orders"} 0
+		scalekit_shard_cluster_fanout_calls_total{cluster="b",name="orders"} 0
+		scalekit_shard_cluster_fanout_calls_total{cluster="c",name="orders"} 0
+		# TYPE scalekit_shard_cluster_fanout_errors_total counter
+		scalekit_shard_cluster_fanout_errors_total{cluster="a",name="orders"} 0
+		scalekit_shard_cluster_fanout_errors_total{cluster="b",name="orders"} 0
+		scalekit_shard_cluster_fanout_errors_total{cluster="c",name="orders"} 0
+		# TYPE scalekit_shard_cluster_fanout_timeouts_total counter
+		scalekit_shard_cluster_fanout_timeouts_total{cluster="a",name="orders"} 0
+		scalekit_shard_cluster_fanout_timeouts_total{cluster="b",name="orders"} 0
+		scalekit_shard_cluster_fanout_timeouts_total{cluster="c",name="orders"} 0
 		# TYPE scalekit_shard_cluster_vshards gauge
 		scalekit_shard_cluster_vshards{cluster="a",name="orders"} 4
 		scalekit_shard_cluster_vshards{cluster="b",name="orders"} 4
 		scalekit_shard_cluster_vshards{cluster="c",name="orders"} 0
 		# TYPE scalekit_shard_clusters gauge
 		scalekit_shard_clusters{name="orders"} 3
+		# TYPE scalekit_shard_fanouts_failed_total counter
+		scalekit_shard_fanouts_failed_total{name="orders"} 0
+		# TYPE scalekit_shard_fanouts_total counter
+		scalekit_shard_fanouts_total{name="orders"} 0
 		# TYPE scalekit_shard_map_swaps_total counter
 		scalekit_shard_map_swaps_total{name="orders"} 0
 		# TYPE scalekit_shard_map_version gauge
@@ -65,13 +83,43 @@ func TestShard(t *testing.T) {
 	if _, err := r.For(shard.Key{}); !errors.Is(err, shard.ErrNoShardKey) {
 		t.Fatalf("For(zero Key) = %v", err)
 	}
+	// A fan-out in which b fails and c times out.
+	err := r.Each(context.Background(), shard.EachOptions{Timeout: time.Millisecond}, func(ctx context.Context, tg shard.Target) error {
+		switch tg.Cluster {
+		case "b":
+			return errors.New("down")
+		case "c":
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	})
+	if !errors.Is(err, shard.ErrClusterTimeout) {
+		t.Fatalf("Each = %v", err)
+	}
 	expect(t, m, "scalekit_shard_", `
+		# TYPE scalekit_shard_cluster_fanout_calls_total counter
+		scalekit_shard_cluster_fanout_calls_total{cluster="a",name="orders"} 1
+		scalekit_shard_cluster_fanout_calls_total{cluster="b",name="orders"} 1
+		scalekit_shard_cluster_fanout_calls_total{cluster="c",name="orders"} 1
+		# TYPE scalekit_shard_cluster_fanout_errors_total counter
+		scalekit_shard_cluster_fanout_errors_total{cluster="a",name="orders"} 0
+		scalekit_shard_cluster_fanout_errors_total{cluster="b",name="orders"} 1
+		scalekit_shard_cluster_fanout_errors_total{cluster="c",name="orders"} 1
+		# TYPE scalekit_shard_cluster_fanout_timeouts_total counter
+		scalekit_shard_cluster_fanout_timeouts_total{cluster="a",name="orders"} 0
+		scalekit_shard_cluster_fanout_timeouts_total{cluster="b",name="orders"} 0
+		scalekit_shard_cluster_fanout_timeouts_total{cluster="c",name="orders"} 1
 		# TYPE scalekit_shard_cluster_vshards gauge
 		scalekit_shard_cluster_vshards{cluster="a",name="orders"} 3
 		scalekit_shard_cluster_vshards{cluster="b",name="orders"} 3
 		scalekit_shard_cluster_vshards{cluster="c",name="orders"} 2
 		# TYPE scalekit_shard_clusters gauge
 		scalekit_shard_clusters{name="orders"} 3
+		# TYPE scalekit_shard_fanouts_failed_total counter
+		scalekit_shard_fanouts_failed_total{name="orders"} 1
+		# TYPE scalekit_shard_fanouts_total counter
+		scalekit_shard_fanouts_total{name="orders"} 1
 		# TYPE scalekit_shard_map_swaps_total counter
 		scalekit_shard_map_swaps_total{name="orders"} 1
 		# TYPE scalekit_shard_map_version gauge

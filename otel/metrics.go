@@ -493,8 +493,9 @@ func (m *Metrics) AddDBRouter(name string, r interface{ Stats() routerstats.Stat
 // AddShard reports r's Stats under name, as package metrics's AddShard
 // does: its map's version, the maps SetMap installed and refused, the
 // calls refused for want of a key, and per cluster (the cluster
-// attribute) the virtual shards the map in use assigns it. The clusters'
-// own routers are not included: add each with AddDBRouter.
+// attribute) the virtual shards the map in use assigns it and its fan-out
+// calls, errors and timeouts. The clusters' own routers are not included:
+// add each with AddDBRouter.
 // r is a *shard.Router.
 func (m *Metrics) AddShard(name string, r interface {
 	Stats() shardstats.Stats
@@ -506,8 +507,14 @@ func (m *Metrics) AddShard(name string, r interface {
 	attrs := []attribute.KeyValue{NameKey.String(name)}
 	return m.add("AddShard", named{"shard", name}, func(o metric.Observer) {
 		m.shard.observe(o, r.Stats(), attrs)
+		var fan map[string]shardstats.FanOutStats
+		if f, ok := r.(interface {
+			FanOutStats() map[string]shardstats.FanOutStats
+		}); ok {
+			fan = f.FanOutStats()
+		}
 		for cl, n := range r.VShards() {
-			m.shardVS.observe(o, shardCluster{vshards: n}, []attribute.KeyValue{NameKey.String(name), attribute.String("cluster", cl)})
+			m.shardVS.observe(o, shardCluster{vshards: n, fan: fan[cl]}, []attribute.KeyValue{NameKey.String(name), attribute.String("cluster", cl)})
 		}
 	})
 }

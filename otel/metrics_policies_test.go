@@ -99,6 +99,15 @@ func policyPrimitives(t *testing.T) func(a adder) {
 	if _, err := sr.For(shard.Key{}); !errors.Is(err, shard.ErrNoShardKey) {
 		t.Fatalf("a call without a key: %v", err)
 	}
+	if err := sr.Each(ctx, shard.EachOptions{Timeout: time.Millisecond}, func(ctx context.Context, tg shard.Target) error {
+		if tg.Cluster == "c" {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}); !errors.Is(err, shard.ErrClusterTimeout) {
+		t.Fatalf("a fan-out with c timing out: %v", err)
+	}
 	return func(a adder) {
 		check(t, a.AddShard("orders", sr))
 		check(t, a.AddBulkhead(bh))

@@ -518,11 +518,20 @@ var shardFamilies = []family[shrs]{
 	counter("scalekit_shard_map_swaps", "", "Shard maps SetMap installed.", func(s shrs) int64 { return s.MapSwaps }),
 	counter("scalekit_shard_maps_refused", "", "Shard maps SetMap refused: stale or invalid.", func(s shrs) int64 { return s.MapRefused }),
 	counter("scalekit_shard_no_key", "", "For and ForContext calls refused with ErrNoShardKey.", func(s shrs) int64 { return s.NoShardKey }),
+	counter("scalekit_shard_fanouts", "", "Fan-outs over clusters (Each, Gather, GatherSorted) that ran.", func(s shrs) int64 { return s.FanOuts }),
+	counter("scalekit_shard_fanouts_failed", "", "Fan-outs in which at least one cluster's call failed.", func(s shrs) int64 { return s.FanOutsFailed }),
 }
 
-// shardCluster is one cluster's share of the map in use.
-type shardCluster struct{ vshards int }
+// shardCluster is one cluster's share of the map in use and its fan-out
+// counters.
+type shardCluster struct {
+	vshards int
+	fan     shardstats.FanOutStats
+}
 
 var shardClusterFamilies = []family[shardCluster]{
 	gauge("scalekit_shard_cluster_vshards", "", "Virtual shards the map in use assigns to the cluster.", func(c shardCluster) int { return c.vshards }),
+	counter("scalekit_shard_cluster_fanout_calls", "", "Fan-out calls made on the cluster.", func(c shardCluster) int64 { return c.fan.Calls }),
+	counter("scalekit_shard_cluster_fanout_errors", "", "Fan-out calls on the cluster that failed or never started.", func(c shardCluster) int64 { return c.fan.Errors }),
+	counter("scalekit_shard_cluster_fanout_timeouts", "", "Fan-out calls on the cluster that ran past EachOptions.Timeout.", func(c shardCluster) int64 { return c.fan.Timeouts }),
 }

@@ -101,6 +101,7 @@ type Router struct {
 	cur      atomic.Pointer[state]
 
 	swaps, refused, noKey atomic.Int64
+	fo                    fanOut
 }
 
 // New validates o and returns a Router with o.Map installed.
@@ -137,6 +138,7 @@ func New(o Options) (*Router, error) {
 	for i, name := range r.names {
 		r.index[name] = uint16(i)
 	}
+	r.fo.init(r.names)
 	if r.log == nil {
 		r.log = logx.Discard
 	}
@@ -257,7 +259,7 @@ type Stats = shardstats.Stats
 
 // Stats returns a snapshot of the Router's counters.
 func (r *Router) Stats() Stats {
-	return Stats{
+	s := Stats{
 		VirtualShards: r.n,
 		Clusters:      len(r.names),
 		MapVersion:    r.cur.Load().m.Version,
@@ -265,6 +267,8 @@ func (r *Router) Stats() Stats {
 		MapRefused:    r.refused.Load(),
 		NoShardKey:    r.noKey.Load(),
 	}
+	r.fo.fill(&s)
+	return s
 }
 
 // VShards returns the number of virtual shards the map in use assigns to

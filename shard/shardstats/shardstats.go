@@ -19,4 +19,20 @@ type Stats struct {
 	MapSwaps, MapRefused int64
 	// NoShardKey counts For and ForContext calls refused for want of a key.
 	NoShardKey int64
+
+	// FanOuts counts fan-outs (Each, Gather, GatherSorted) that ran;
+	// FanOutsFailed those in which at least one cluster failed.
+	FanOuts, FanOutsFailed int64
+	// FanOut sums every cluster's fan-out counters; shard.Router's
+	// FanOutStats has them per cluster.
+	FanOut FanOutStats
+}
+
+// FanOutStats are a cluster's fan-out counters (or their sum over the
+// clusters).
+type FanOutStats struct {
+	// Calls counts the calls made on the cluster; Errors those that failed
+	// or never started (the fan-out's ctx ended first), Timeouts those of
+	// Errors that ran past EachOptions.Timeout.
+	Calls, Errors, Timeouts int64
 }
