@@ -284,3 +284,16 @@ func TestFailoverHammer(t *testing.T) {
 		t.Fatalf("%d failovers, want 6", st.Failovers)
 	}
 }
+
+// A zero Router (packages above use one in tests) answers Stats and its
+// accessors as before failover state existed, without panicking.
+func TestZeroRouterStats(t *testing.T) {
+	r := new(Router)
+	st := r.Stats()
+	if st.Primary.Server != "primary" || st.Primary.Timeline != 0 || r.PrimaryPool() != nil {
+		t.Fatalf("zero Router: %+v", st.Primary)
+	}
+	if tok, err := r.SessionToken(WithSession(context.Background(), Token{LSN: 5, Timeline: 1})); err != nil || tok.LSN != 5 {
+		t.Fatalf("zero Router session token %+v, %v", tok, err)
+	}
+}

@@ -335,7 +335,7 @@ func (r *Router) check(ctx context.Context) {
 		perr = errors.New("transaction_read_only is on: it takes no writes")
 	}
 	plsn, pins := ws.write, ws.insert
-	tl := r.tl.Load()
+	tl := r.timelines()
 	now := clock.Now(r.o.Clock)
 
 	r.mu.Lock()
@@ -485,7 +485,7 @@ type timelines struct {
 func (r *Router) failover(ctx context.Context, sts []replicaStatus) ([]event, bool) {
 	var evs []event
 	cur := r.w()
-	tl := r.tl.Load()
+	tl := r.timelines()
 	pick := cur.idx
 	if r.o.Failover {
 		var cands, stale []int

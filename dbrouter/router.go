@@ -248,8 +248,28 @@ type writer struct {
 	tracer *Tracer
 }
 
+// noWriter and noTimelines stand for a Router's state before New sets
+// it (a zero Router, as tests of packages above use).
+var (
+	noWriter    = &writer{name: "primary"}
+	noTimelines = &timelines{}
+)
+
 // w is the current write target.
-func (r *Router) w() *writer { return r.wr.Load() }
+func (r *Router) w() *writer {
+	if w := r.wr.Load(); w != nil {
+		return w
+	}
+	return noWriter
+}
+
+// timelines is the write server's timeline and history.
+func (r *Router) timelines() *timelines {
+	if tl := r.tl.Load(); tl != nil {
+		return tl
+	}
+	return noTimelines
+}
 
 // PrimaryPool is the pool writes go to, for what the router does not offer
 // (LISTEN, Acquire): Options.Primary's, or after a failover
@@ -705,7 +725,7 @@ func (r *Router) routeWhy(ctx context.Context) (*replica, RouteReason, error) {
 // unknown switch point or of a later timeline than the router knows
 // cannot be judged: false, their reads go to the primary.
 func (r *Router) survived(ctx context.Context, tok Token) bool {
-	tl := r.tl.Load()
+	tl := r.timelines()
 	if tl.cur == 0 || tok.Timeline == tl.cur {
 		return true
 	}

@@ -45,7 +45,7 @@ func (r *Router) Stats() Stats {
 	w := r.w()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s.Primary = PrimaryStats{Server: w.name, Timeline: r.tl.Load().cur, Up: r.ps.up, LSN: r.ps.lsn, Reads: r.primaryReads.Load(), Writes: r.primaryWrites.Load(),
+	s.Primary = PrimaryStats{Server: w.name, Timeline: r.timelines().cur, Up: r.ps.up, LSN: r.ps.lsn, Reads: r.primaryReads.Load(), Writes: r.primaryWrites.Load(),
 		Checks: r.ps.checks, CheckFailures: r.ps.failures, LastCheck: r.ps.lastCheck, LastError: r.ps.lastErr,
 		Queries: w.tracer.Stats(), Pool: poolStats(w.pool)}
 	for _, rep := range r.replicas {
