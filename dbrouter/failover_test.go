@@ -65,6 +65,27 @@ func startWriter(r *Router, from int64) *ackWriter {
 	return w
 }
 
+// writeAndCount inserts ids from, from+1, ... (n of them) through r and
+// counts them on the old primary's and on the promoted replica's copy.
+func writeAndCount(t *testing.T, r *Router, f *testinfra.PostgresFixture, from int64, n int) (onOld, onNew int) {
+	t.Helper()
+	ctx := context.Background()
+	for id := from; id < from+int64(n); id++ {
+		if _, err := r.Exec(ctx, "INSERT INTO acked (id) VALUES ($1)", id); err != nil {
+			t.Fatalf("write %d after the failover: %v", id, err)
+		}
+	}
+	for _, c := range []struct {
+		p *pgxpool.Pool
+		n *int
+	}{{f.Primary, &onOld}, {f.Replica, &onNew}} {
+		if err := c.p.QueryRow(ctx, "SELECT count(*) FROM acked WHERE id BETWEEN $1 AND $2", from, from+int64(n)-1).Scan(c.n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return onOld, onNew
+}
+
 func (w *ackWriter) markAfter(t time.Time) {
 	w.mu.Lock()
 	w.after = t
@@ -219,18 +240,7 @@ func TestFailover(t *testing.T) {
 	// The old primary back as it was: writable on timeline 1.
 	f.StartPrimary()
 	poll.Until(t, 10*time.Second, "the split brain seen", func() bool { return r.Stats().SplitBrains > 0 })
-	for id := int64(1_000_000); id < 1_000_100; id++ {
-		if _, err := r.Exec(ctx, "INSERT INTO acked (id) VALUES ($1)", id); err != nil {
-			t.Fatalf("write during the split brain: %v", err)
-		}
-	}
-	var onOld, onNew int
-	if err := f.Primary.QueryRow(ctx, "SELECT count(*) FROM acked WHERE id >= 1000000").Scan(&onOld); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Replica.QueryRow(ctx, "SELECT count(*) FROM acked WHERE id >= 1000000").Scan(&onNew); err != nil {
-		t.Fatal(err)
-	}
+	onOld, onNew := writeAndCount(t, r, f, 1_000_000, 100)
 	if onOld != 0 || onNew != 100 || r.Stats().Failovers != 1 || buf.Count("split brain") != 1 {
 		t.Fatalf("split brain: %d writes on the old primary, %d on the new; %+v\n%s", onOld, onNew, r.Stats(), buf)
 	}
@@ -283,18 +293,7 @@ func TestFailoverReadOnlyOldPrimary(t *testing.T) {
 	f.WaitReplicaCaughtUp()
 	f.PromoteReplica()
 	poll.Until(t, 10*time.Second, "the failover", func() bool { return r.Stats().Failovers == 1 })
-	for id := int64(1); id <= 50; id++ {
-		if _, err := r.Exec(ctx, "INSERT INTO acked (id) VALUES ($1)", id); err != nil {
-			t.Fatalf("write after the failover: %v", err)
-		}
-	}
-	var onOld, onNew int
-	if err := f.Primary.QueryRow(ctx, "SELECT count(*) FROM acked WHERE id > 0").Scan(&onOld); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Replica.QueryRow(ctx, "SELECT count(*) FROM acked WHERE id > 0").Scan(&onNew); err != nil {
-		t.Fatal(err)
-	}
+	onOld, onNew := writeAndCount(t, r, f, 1, 50)
 	st := r.Stats()
 	if onOld != 0 || onNew != 50 || st.SplitBrains != 0 || st.Primary.Timeline != 2 || !strings.Contains(buf.String(), "old_primary_state=read-only") {
 		t.Fatalf("%d writes on the old primary, %d on the new; %+v\n%s", onOld, onNew, st, buf)
