@@ -166,7 +166,7 @@
 // (1s) of the promotion, sooner while writes fail, as a write that fails
 // for want of the server (a connection error, a shutdown, SQLSTATE 25006)
 // asks for a check at once (at most one per Interval/4). The tests
-// measure 0.1 to 0.3s from pg_ctl promote to the first write acknowledged
+// measure 0.06 to 0.4s from pg_ctl promote to the first write acknowledged
 // through the router, with the default Interval. Until then writes fail
 // with the pool's errors and are not retried (a write whose connection
 // broke may have committed): the caller retries. The failover is logged
