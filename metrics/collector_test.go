@@ -131,6 +131,7 @@ func everything(t testing.TB, o metrics.Options) *metrics.Collector {
 	t.Cleanup(func() { router.Close() })
 	noErr(t, m.AddDBRouter("main", router))
 	noErr(t, m.AddShard("orders", newShardRouter(t)))
+	noErr(t, m.AddShardStore("orders", newShardStore(t)))
 	return m
 }
 

@@ -11,6 +11,7 @@
 //		m.AddScheduler("cron", scheduler),    // a *queue.Scheduler: ticks per schedule
 //		m.AddDBRouter("main", router),        // a *dbrouter.Router
 //		m.AddShard("orders", shards),         // a *shard.Router: its map, not its clusters
+//		m.AddShardStore("orders", store),     // a *shard.MapStore: watch, fenced retries, moves
 //		m.AddRequestID("api", ids),           // a *requestid.HTTP
 //	) // ErrDuplicate: a name added twice; ErrInvalid: a nil primitive
 //	reg := prometheus.NewRegistry()
@@ -272,6 +273,13 @@
 //	scalekit_shard_cluster_fanout_calls_total{cluster}                      counter    fan-out calls on the cluster
 //	scalekit_shard_cluster_fanout_errors_total{cluster}                     counter    of those, failed or never started
 //	scalekit_shard_cluster_fanout_timeouts_total{cluster}                   counter    of those errors, past EachOptions.Timeout
+//	shard map store (AddShardStore)
+//	scalekit_shard_store_notifications_total                                counter    map change notifications Watch received
+//	scalekit_shard_store_polls_total                                        counter    re-reads of the map for want of a notification
+//	scalekit_shard_store_reconnects_total                                   counter    reconnects of Watch's LISTEN connection
+//	scalekit_shard_store_retried_writes_total                               counter    writes Do ran again after a move's fence refused them
+//	scalekit_shard_store_moves_total                                        counter    virtual shard moves finished
+//	scalekit_shard_store_last_move_fence_seconds                            gauge      the last move's write pause
 //
 // The probe metrics of health exist for the probes given to AddHealth,
 // which reads them with health.Health.Run during the scrape (see AddHealth).

@@ -38,16 +38,18 @@ type shardFanOut interface {
 }
 
 // shardTables are a shard router's tables: its own and each cluster's
-// (labelled cluster).
+// (labelled cluster), and a map store's.
 type shardTables struct {
 	router  table[shardstats.Stats]
 	cluster table[shardCluster]
+	store   table[shardstats.StoreStats]
 }
 
 func newShardTables(b *builder) shardTables {
 	return shardTables{
 		router:  newTable(b, shardFamilies),
 		cluster: newTable(b, shardClusterFamilies, "cluster"),
+		store:   newTable(b, shardStoreFamilies),
 	}
 }
 
@@ -77,5 +79,30 @@ func (c *Collector) AddShard(name string, r interface {
 		for cl, n := range r.VShards() {
 			t.cluster.collect(ch, shardCluster{vshards: n, fan: fan[cl]}, name, cl)
 		}
+	})
+}
+
+var shardStoreFamilies = []family[shardstats.StoreStats]{
+	counter("scalekit_shard_store_notifications_total", "Map change notifications (LISTEN/NOTIFY) the store's Watch received.", func(s shardstats.StoreStats) int64 { return s.Notifications }),
+	counter("scalekit_shard_store_polls_total", "Re-reads of the stored map for want of a notification within PollInterval.", func(s shardstats.StoreStats) int64 { return s.Polls }),
+	counter("scalekit_shard_store_reconnects_total", "Reconnects of Watch's LISTEN connection to the config database.", func(s shardstats.StoreStats) int64 { return s.Reconnects }),
+	counter("scalekit_shard_store_retried_writes_total", "Writes Do ran again on a virtual shard's new cluster after the old cluster's fence refused them.", func(s shardstats.StoreStats) int64 { return s.Retried }),
+	counter("scalekit_shard_store_moves_total", "Virtual shard moves finished by Movers on the store.", func(s shardstats.StoreStats) int64 { return s.Moves }),
+	gauge("scalekit_shard_store_last_move_fence_seconds", "How long the last finished move fenced writes to its virtual shard (the write pause); 0 before any.", func(s shardstats.StoreStats) float64 { return s.LastFence.Seconds() }),
+}
+
+// AddShardStore reports s's Stats under name: the notifications, polls
+// and reconnects of its Watch, the writes its Do retried after a move's
+// fence refused them, and the moves finished with the last one's fence.
+//
+// s is a *shard.MapStore: the parameter names only its method, so that
+// package metrics does not compile pgx.
+func (c *Collector) AddShardStore(name string, s interface{ Stats() shardstats.StoreStats }) error {
+	if isNil(s) {
+		return nilArg("AddShardStore", "the *shard.MapStore")
+	}
+	t := &c.shard.store
+	return c.add("AddShardStore", named{"shard store", name}, func(ch chan<- prometheus.Metric) {
+		t.collect(ch, s.Stats(), name)
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/scalekit-go/scalekit/dbrouter"
@@ -158,4 +159,41 @@ func TestShardScrapesDuringSwaps(t *testing.T) {
 	if st := r.Stats(); st.MapSwaps+st.MapRefused != 100 {
 		t.Errorf("Stats %+v: swaps + refused should be 100", st)
 	}
+}
+
+// TestShardStore reports a MapStore's counters (Stats reads no server: the
+// pool points at a closed port).
+func TestShardStore(t *testing.T) {
+	s := newShardStore(t)
+	m := newCollector(t, metrics.Options{})
+	noErr(t, m.AddShardStore("orders", s))
+	if err := m.AddShardStore("x", nil); !errors.Is(err, metrics.ErrInvalid) {
+		t.Errorf("AddShardStore(nil) = %v", err)
+	}
+	if err := m.AddShardStore("orders", s); !errors.Is(err, metrics.ErrDuplicate) {
+		t.Errorf("AddShardStore under a name taken = %v", err)
+	}
+	expect(t, m, "scalekit_shard_store_", `
+		# TYPE scalekit_shard_store_last_move_fence_seconds gauge
+		scalekit_shard_store_last_move_fence_seconds{name="orders"} 0
+		# TYPE scalekit_shard_store_moves_total counter
+		scalekit_shard_store_moves_total{name="orders"} 0
+		# TYPE scalekit_shard_store_notifications_total counter
+		scalekit_shard_store_notifications_total{name="orders"} 0
+		# TYPE scalekit_shard_store_polls_total counter
+		scalekit_shard_store_polls_total{name="orders"} 0
+		# TYPE scalekit_shard_store_reconnects_total counter
+		scalekit_shard_store_reconnects_total{name="orders"} 0
+		# TYPE scalekit_shard_store_retried_writes_total counter
+		scalekit_shard_store_retried_writes_total{name="orders"} 0
+	`)
+}
+
+// newShardStore is a shard.MapStore on a pool to a closed port: Stats
+// needs no server.
+func newShardStore(t testing.TB) *shard.MapStore {
+	t.Helper()
+	pool := must[*pgxpool.Pool](t)(pgxpool.New(context.Background(), closedPG))
+	t.Cleanup(pool.Close)
+	return must[*shard.MapStore](t)(shard.OpenPGMap(context.Background(), pool, shard.StoreOptions{}))
 }

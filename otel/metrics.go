@@ -91,6 +91,7 @@ type Metrics struct {
 	shedder     table[slo.ShedderStats]
 	shard       table[shardstats.Stats]
 	shardVS     table[shardCluster]
+	shardStore  table[shardstats.StoreStats]
 
 	mu      sync.Mutex
 	sources []func(o metric.Observer)
@@ -132,6 +133,7 @@ func NewMetrics(o MetricsOptions) (*Metrics, error) {
 		shedder:     newTable(b, shedderFamilies),
 		shard:       newTable(b, shardFamilies),
 		shardVS:     newTable(b, shardClusterFamilies),
+		shardStore:  newTable(b, shardStoreFamilies),
 	}
 	if b.err != nil {
 		return nil, b.err
@@ -516,5 +518,19 @@ func (m *Metrics) AddShard(name string, r interface {
 		for cl, n := range r.VShards() {
 			m.shardVS.observe(o, shardCluster{vshards: n, fan: fan[cl]}, []attribute.KeyValue{NameKey.String(name), attribute.String("cluster", cl)})
 		}
+	})
+}
+
+// AddShardStore reports s's Stats under name, as package metrics's
+// AddShardStore does: the notifications, polls and reconnects of its
+// Watch, the writes its Do retried after a move's fence refused them, and
+// the moves finished with the last one's fence. s is a *shard.MapStore.
+func (m *Metrics) AddShardStore(name string, s interface{ Stats() shardstats.StoreStats }) error {
+	if added.IsNil(s) {
+		return nilArg("AddShardStore", "the *shard.MapStore")
+	}
+	attrs := []attribute.KeyValue{NameKey.String(name)}
+	return m.add("AddShardStore", named{"shard store", name}, func(o metric.Observer) {
+		m.shardStore.observe(o, s.Stats(), attrs)
 	})
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/scalekit-go/scalekit/bulkhead"
 	"github.com/scalekit-go/scalekit/dbrouter"
 	"github.com/scalekit-go/scalekit/internal/testclock"
@@ -89,6 +91,7 @@ func policyPrimitives(t *testing.T) func(a adder) {
 	_ = sh.Do(priority.With(ctx, priority.Critical), okCall)
 
 	sr := newShardRouter(t)
+	ss := newShardStore(t)
 	next := sr.Map()
 	next.Version = 2
 	next.Assign[0], next.Assign[7] = "c", "c"
@@ -110,12 +113,25 @@ func policyPrimitives(t *testing.T) func(a adder) {
 	}
 	return func(a adder) {
 		check(t, a.AddShard("orders", sr))
+		check(t, a.AddShardStore("orders", ss))
 		check(t, a.AddBulkhead(bh))
 		check(t, a.AddTimeout("inventory-attempt", tm))
 		check(t, a.AddThrottler(th))
 		check(t, a.AddRetryPacer("inventory", p))
 		check(t, a.AddSLOShedder("api", sh))
 	}
+}
+
+// newShardStore is a shard.MapStore on a pool to a closed port: Stats
+// needs no server.
+func newShardStore(t testing.TB) *shard.MapStore {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), "postgres://postgres@127.0.0.1:1/app?sslmode=disable")
+	check(t, err)
+	t.Cleanup(pool.Close)
+	s, err := shard.OpenPGMap(context.Background(), pool, shard.StoreOptions{})
+	check(t, err)
+	return s
 }
 
 // newShardRouter is a shard.Router over stand-in clusters (routing never
@@ -173,6 +189,7 @@ func TestMetricsAddPolicyErrors(t *testing.T) {
 		"same shedder name":  {m.AddSLOShedder("s", sh), scalekitotel.ErrDuplicate, "AddSLOShedder"},
 		"nil shard router":   {m.AddShard("x", nil), scalekitotel.ErrInvalid, "AddShard"},
 		"same shard name":    {m.AddShard("orders", newShardRouter(t)), scalekitotel.ErrDuplicate, "AddShard"},
+		"nil shard store":    {m.AddShardStore("x", nil), scalekitotel.ErrInvalid, "AddShardStore"},
 	} {
 		if !errors.Is(c.err, c.want) || !strings.Contains(fmt.Sprint(c.err), c.method) {
 			t.Errorf("%s: %v, want %v from %s", name, c.err, c.want, c.method)

@@ -76,6 +76,7 @@ type adder interface {
 		Stats() shardstats.Stats
 		VShards() map[string]int
 	}) error
+	AddShardStore(string, interface{ Stats() shardstats.StoreStats }) error
 }
 
 var (

@@ -535,3 +535,14 @@ var shardClusterFamilies = []family[shardCluster]{
 	counter("scalekit_shard_cluster_fanout_errors", "", "Fan-out calls on the cluster that failed or never started.", func(c shardCluster) int64 { return c.fan.Errors }),
 	counter("scalekit_shard_cluster_fanout_timeouts", "", "Fan-out calls on the cluster that ran past EachOptions.Timeout.", func(c shardCluster) int64 { return c.fan.Timeouts }),
 }
+
+type shrss = shardstats.StoreStats
+
+var shardStoreFamilies = []family[shrss]{
+	counter("scalekit_shard_store_notifications", "", "Map change notifications (LISTEN/NOTIFY) the store's Watch received.", func(s shrss) int64 { return s.Notifications }),
+	counter("scalekit_shard_store_polls", "", "Re-reads of the stored map for want of a notification within PollInterval.", func(s shrss) int64 { return s.Polls }),
+	counter("scalekit_shard_store_reconnects", "", "Reconnects of Watch's LISTEN connection to the config database.", func(s shrss) int64 { return s.Reconnects }),
+	counter("scalekit_shard_store_retried_writes", "", "Writes Do ran again on a virtual shard's new cluster after the old cluster's fence refused them.", func(s shrss) int64 { return s.Retried }),
+	counter("scalekit_shard_store_moves", "", "Virtual shard moves finished by Movers on the store.", func(s shrss) int64 { return s.Moves }),
+	gauge("scalekit_shard_store_last_move_fence", seconds, "How long the last finished move fenced writes to its virtual shard (the write pause); 0 before any.", func(s shrss) float64 { return s.LastFence.Seconds() }),
+}

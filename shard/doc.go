@@ -112,9 +112,109 @@
 //
 // # Not yet
 //
-// This is the first part of the design: moving a virtual shard between
-// clusters while traffic runs, a map stored in PostgreSQL with change
-// notification, and failover handling are not built. SetMap moves no data:
-// install a map that changes a virtual shard's cluster only once its rows
-// are there and writes to it are stopped.
+// Failover handling is not built. SetMap moves no data: install a map
+// that changes a virtual shard's cluster only once its rows are there and
+// writes to it are stopped, which is what a Mover does (below).
+//
+// # The map in PostgreSQL
+//
+// A MapStore (OpenPGMap, then Migrate once) keeps every version of the
+// map as a row of a small table on a config database and announces each
+// new one with NOTIFY on a channel named like the table:
+//
+//	store, _ := shard.OpenPGMap(ctx, configPool, shard.StoreOptions{})
+//	_ = store.Migrate(ctx)
+//	go store.Watch(ctx, db)   // db follows every published version
+//	next := db.Map(); next.Version++; next.Assign[17] = "c"
+//	err := store.Publish(ctx, next) // ErrVersionConflict unless current+1
+//
+// Publish is a compare-and-set in one transaction: the version must be the
+// current one + 1, and of concurrent publishers of a version exactly one
+// wins (the version is the table's primary key). Watch holds a connection
+// in LISTEN and installs each notified version within milliseconds; it
+// also re-reads the current map every StoreOptions.PollInterval (5s by
+// default) in case a notification was lost, and after losing its
+// connection (the config database restarted) it reconnects with a growing
+// pause of up to PollInterval and re-reads the current map at once, since
+// the notifications sent meanwhile were missed. Until then Routers keep
+// the map they have. A stored map a Router refuses (a cluster it does not
+// know) is logged and skipped. LoadMap and static maps remain for tests
+// and small setups.
+//
+// # Moving a virtual shard
+//
+// A Mover moves one virtual shard from cluster A to cluster B while
+// traffic runs, and Move returns once A holds none of its rows:
+//
+//	mv, _ := shard.NewMover(shard.MoverOptions{Store: store, Router: db,
+//	    ConnStrings: map[string]string{"a": "host=pg-a dbname=app ..."},
+//	    Tables: []shard.Table{{Name: "posts", KeyColumns: []string{"user_id"}}}})
+//	_ = mv.Migrate(ctx)                  // once: the fence on every cluster
+//	res, err := mv.Move(ctx, 17, "b")    // resumes an unfinished move of 17
+//	err = store.Do(ctx, db, key, write)  // a write the fence refused runs again on b
+//
+// Requirements. Every sharded table stores its row's virtual shard
+// (Route.VShard, filled in by the application: PostgreSQL cannot compute
+// xxHash64) in an indexed int column, "vshard" by default, which its
+// replica identity includes (PRIMARY KEY (id, vshard), or a unique index
+// with REPLICA IDENTITY USING INDEX, or REPLICA IDENTITY FULL): a
+// row-filtered publication needs it to replicate updates and deletes.
+// The tables exist on every cluster. Sources run PostgreSQL 15 or later
+// with wal_level=logical, and the mover connects as a user that may
+// create publications and subscriptions (a superuser, or on PostgreSQL 16
+// pg_create_subscription). Migrate checks the tables and installs, on
+// every cluster, a BEFORE INSERT OR UPDATE OR DELETE trigger on each
+// (its cost: an advisory lock and a primary-key lookup per written row,
+// plus a row lock outside READ COMMITTED).
+//
+// The steps, each saved in the config database (table <map table>_move)
+// once done and each safe to repeat, so Move resumes after a crash of the
+// mover at any point (TestMoveResumesAfterKill SIGKILLs it at each one):
+//
+//  1. prepared: the fence is installed on A and B; B's fence for the
+//     virtual shard (left by an earlier move away from B) is lifted and
+//     rows of it B may hold from a failed attempt are deleted.
+//  2. subscribed: a publication on A of the virtual shard's rows
+//     (FOR TABLE t WHERE (vshard = N)) and a subscription on B with
+//     copy_data: B copies the rows, then streams every later change.
+//  3. copied: B's subscription reports every table synchronised.
+//  4. fenced: writes to the virtual shard are refused on A from now on.
+//     In one transaction on A the mover takes an advisory lock that
+//     waits for the writes in flight (each fenced write holds its shared
+//     form until commit), inserts the fence row and a marker row. The
+//     trigger raises SQLSTATE SKM01 (AsMoved, ErrMoved) for any row of a
+//     fenced virtual shard, whatever map the writer had. A REPEATABLE
+//     READ or SERIALIZABLE transaction whose snapshot predates the fence
+//     cannot see it: its write fails with a serialization error (40001,
+//     retry the transaction) since the trigger locks the fence row
+//     (FOR SHARE) in those isolation levels.
+//  5. caught_up: the marker row arrived on B, so every write A accepted
+//     has been applied on B (changes apply in commit order).
+//  6. flipped: the next map version, with the virtual shard on B, is
+//     published (the Watchers install it within milliseconds).
+//  7. done: subscription, publication and slot dropped; the virtual
+//     shard's rows deleted on A.
+//
+// The write pause is the time from step 4 to the Routers' new map (the
+// fence to the flip, MoveResult.Fenced): a write to the moving virtual
+// shard is refused by A meanwhile and MapStore.Do runs it again on B once
+// the map says so. In eight runs of TestMoveUnderTraffic on a 2-core host
+// under a load of 13 to 21, the fence held 10 to 39ms (median 29ms), and
+// the moved virtual shard's p99 write latency during the move was 34 to
+// 70ms against 15 to 61ms before it (at most 36ms more; other virtual
+// shards unaffected). Reads are not paused: until the flip they go to A,
+// which has every row.
+//
+// The fence on A stays after the move, so a Router that missed the new
+// map is refused there (and retries on B through Do) instead of writing
+// rows nobody reads; it is lifted when the virtual shard moves back to A
+// (step 1 of that move). Limits: the fence sees writes by their rows, so
+// TRUNCATE, and writes run with session_replication_role = replica, pass
+// it; a move that fails between steps 4 and 6 leaves the virtual shard's
+// writes refused until Move is called again, unless it is the catch-up
+// that timed out (MoverOptions.CatchUpTimeout, 5s): then the Mover lifts
+// the fence and takes the move back to step 3; reads right after the flip
+// may go to B's replicas before they replayed the last copied changes
+// (read-your-writes across a move needs a read on B's primary); the rows
+// are deleted from A in one statement per table.
 package shard
