@@ -95,7 +95,18 @@ func TestLSNAndToken(t *testing.T) {
 			t.Fatalf("round trip %+v -> %q -> %+v %v", in, in.String(), out, err)
 		}
 	}
-	for _, s := range []string{"0/1", "0/1@x", "zz@1", "0/1@-5"} {
+	// With a timeline; the form without one (older tokens) still parses.
+	tt := Token{LSN: 0x3000148, Time: time.UnixMilli(1767225600123), Timeline: 2}
+	if tt.String() != "0/3000148@1767225600123@2" {
+		t.Fatalf("String %q", tt.String())
+	}
+	if out, err := ParseToken(tt.String()); err != nil || out != (Token{LSN: tt.LSN, Time: out.Time, Timeline: 2}) || !out.Time.Equal(tt.Time) {
+		t.Fatalf("round trip %+v -> %+v %v", tt, out, err)
+	}
+	if out, err := ParseToken("0/3000148@1767225600123"); err != nil || out.Timeline != 0 || out.LSN != 0x3000148 {
+		t.Fatalf("old form: %+v %v", out, err)
+	}
+	for _, s := range []string{"0/1", "0/1@x", "zz@1", "0/1@-5", "0/1@5@0", "0/1@5@", "0/1@5@x", "0/1@5@4294967296", "0/1@5@2@3", "0/1@5@-2"} {
 		if _, err := ParseToken(s); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("ParseToken(%q) err = %v", s, err)
 		}
@@ -103,6 +114,17 @@ func TestLSNAndToken(t *testing.T) {
 	m := Token{LSN: 10, Time: time.UnixMilli(5)}.Merge(Token{LSN: 7, Time: time.UnixMilli(9)})
 	if m.LSN != 10 || m.Time.UnixMilli() != 9 {
 		t.Fatalf("Merge %+v", m)
+	}
+	// Different timelines: the later one's LSN (written after the fork).
+	for _, c := range [][3]Token{
+		{{LSN: 10, Timeline: 1}, {LSN: 7, Timeline: 2}, {LSN: 7, Timeline: 2}},
+		{{LSN: 7, Timeline: 2}, {LSN: 10, Timeline: 1}, {LSN: 7, Timeline: 2}},
+		{{LSN: 10, Timeline: 2}, {LSN: 7, Timeline: 2}, {LSN: 10, Timeline: 2}},
+		{{LSN: 10}, {LSN: 7, Timeline: 2}, {LSN: 10, Timeline: 2}},
+	} {
+		if got := c[0].Merge(c[1]); got != c[2] {
+			t.Fatalf("%+v.Merge(%+v) = %+v, want %+v", c[0], c[1], got, c[2])
+		}
 	}
 	if !(Token{}).IsZero() || tok.IsZero() {
 		t.Fatal("IsZero")
@@ -482,7 +504,7 @@ func TestHammer(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { // the world changes
-		var replayed [3]LSN // each replica's replay only grows, as on a real standby
+		replayed := [3]LSN{100, 100, 100} // newFake's start; each replica's replay only grows, as on a real standby
 		for {
 			select {
 			case <-stop:
