@@ -192,6 +192,21 @@ func WithSession(ctx context.Context, tok Token) context.Context {
 	return withIntent(ctx, func(in *intent) { in.sess = &session{tok: tok} })
 }
 
+// ShareSession returns ctx carrying the read-your-writes session that from
+// carries (WithSession, on from or a ctx it derives from): writes and reads
+// on either ctx advance and carry the same token. Everything else ctx says
+// is kept: Primary, WithToken, its deadline, cancellation and values. It
+// returns ctx when from carries no session. A package holding one session
+// per cluster for a request (shard) hands each cluster's session to the
+// caller's ctx this way.
+func ShareSession(ctx, from context.Context) context.Context {
+	src := intentOf(from)
+	if src == nil || src.sess == nil {
+		return ctx
+	}
+	return withIntent(ctx, func(in *intent) { in.sess = src.sess })
+}
+
 // session is the mutable state WithSession puts in a ctx. A write marks it
 // dirty; the primary's LSN is read once, when a read or SessionToken needs
 // it, however many writes came before.

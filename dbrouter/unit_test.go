@@ -698,3 +698,36 @@ func TestTracer(t *testing.T) {
 		t.Fatal("nil tracer stats")
 	}
 }
+
+// ShareSession hands one ctx's session to another, keeping what the other
+// says: a write through either advances the one token; Primary on the
+// receiving ctx still sends its reads to the primary.
+func TestShareSession(t *testing.T) {
+	r, fp := newFake(t, Options{}, 1)
+	defer r.Close()
+	bg := context.Background()
+	if ShareSession(bg, bg) != bg {
+		t.Fatal("ShareSession from a ctx without a session changed ctx")
+	}
+	from := WithSession(bg, Token{LSN: 50})
+	type k struct{}
+	ctx := ShareSession(context.WithValue(bg, k{}, "v"), from)
+	if ctx.Value(k{}) != "v" {
+		t.Fatal("ShareSession lost ctx's values")
+	}
+	fp.mu.Lock()
+	fp.insert = 500
+	fp.mu.Unlock()
+	r.noteWrite(ctx, nil) // a write on the receiving ctx...
+	if tok, err := r.SessionToken(from); err != nil || tok.LSN != 500 {
+		t.Fatalf("...advances the sharing ctx's token: %+v %v", tok, err)
+	}
+	fp.set(0, up(500))
+	r.check(bg)
+	if got := routeName(r, ctx); got != "r0" {
+		t.Fatalf("read after the replica caught up went to %s", got)
+	}
+	if got := routeName(r, ShareSession(Primary(bg), from)); got != "primary" {
+		t.Fatalf("ShareSession dropped Primary: read went to %s", got)
+	}
+}
