@@ -45,11 +45,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	// The overview: one row per primitive buildConsole added, in the
 	// order added (the SLO tracker's rows are its objectives for the
 	// routes seen so far: none but "other").
-	want := [][]string{{"health", "service / readiness"}, {"health", "service / liveness"}, {"breaker", "provider"}, {"cache", "users"}}
+	want := [][]string{{"health", "service / readiness"}, {"health", "service / liveness"}, {"breaker", "provider"}, {"cache", "users"}, {"batch", "authors"}}
+	for _, q := range []string{"emails", "invalidations", "ledger", "maintenance", "receipts"} { // the worker's queues, by name
+		want = append(want, []string{"worker", "worker / " + q})
+	}
 	for _, q := range countedQueues {
 		want = append(want, []string{"queue", "jobs / " + q})
 	}
-	want = append(want, []string{"SLO", "other availability"}, []string{"SLO", "other latency"}, []string{"dbrouter", "db"}, []string{"limiter", "clients"})
+	want = append(want, []string{"idempotency", "payments"}, []string{"SLO", "other availability"}, []string{"SLO", "other latency"}, []string{"dbrouter", "db"}, []string{"limiter", "clients"})
 	b.do("open the overview", 30*time.Second, chromedp.Navigate(console), chromedp.WaitVisible(chromedp.CSS("main table tbody tr")))
 	rows := eval[[][]string](b, `Array.from(document.querySelectorAll("main tbody tr")).map(r => [r.cells[1].textContent, r.cells[2].textContent, r.className])`)
 	var got [][]string

@@ -167,7 +167,8 @@ func (a *app) buildConsole(ctx context.Context) error {
 	}
 	c := a.console
 	errs := []error{c.AddHealth("service", a.health, health.Readiness, health.Liveness), c.AddBreaker(a.payBr),
-		c.AddCache("users", a.users), c.AddQueue("jobs", a.jobs, countedQueues...), c.AddSLOTracker(a.tracker)}
+		c.AddCache("users", a.users), c.AddBatch("authors", a.authors), c.AddQueueWorker("worker", a.worker),
+		c.AddQueue("jobs", a.jobs, countedQueues...), c.AddIdempotency("payments", a.idem), c.AddSLOTracker(a.tracker)}
 	if a.router != nil {
 		errs = append(errs, c.AddDBRouter("db", a.router))
 	}
