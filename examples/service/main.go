@@ -12,7 +12,7 @@
 // surrogate keys), and with PURGE_URL (a Varnish with xkey) PUT /users/{id}
 // purges the user's key through a job enqueued in its transaction. With
 // CONSOLE_TOKEN, the operations page (package console) is at
-// /admin/console/, for requests with "Authorization: Bearer $CONSOLE_TOKEN".
+// /admin/, for requests with "Authorization: Bearer $CONSOLE_TOKEN".
 //
 //	go run -C examples ./service              # starts its own Redis and PostgreSQL (primary + replica)
 //	REDIS_URL=redis://127.0.0.1:6379/0 DATABASE_URL=postgres://... DATABASE_REPLICA_URLS=postgres://... go run -C examples ./service
@@ -118,7 +118,7 @@ func configFromFlags() Config {
 	flag.DurationVar(&cfg.ProviderLatency, "provider-latency", 5*time.Millisecond, "the fake payment provider's latency per charge (POST /admin/chaos?provider_slow=5 slows it)")
 	flag.IntVar(&cfg.ProviderConcurrency, "provider-concurrency", 4, "charges the fake payment provider serves at once (and the pipeline's bulkhead admits)")
 	flag.StringVar(&cfg.PurgeURL, "purge-url", os.Getenv("PURGE_URL"), "the edge cache's purge address, a Varnish with xkey (env PURGE_URL); empty: no purges")
-	flag.StringVar(&cfg.ConsoleToken, "console-token", os.Getenv("CONSOLE_TOKEN"), "bearer token of the operations page at /admin/console/ (env CONSOLE_TOKEN); empty: no console")
+	flag.StringVar(&cfg.ConsoleToken, "console-token", os.Getenv("CONSOLE_TOKEN"), "bearer token of the operations page at /admin/ (env CONSOLE_TOKEN); empty: no console")
 	flag.Parse()
 	if *replicas != "" {
 		cfg.ReplicaURLs = strings.Split(*replicas, ",")
