@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -22,8 +23,11 @@ import (
 // once, so an idle queue pays no delay; requests that come while a round
 // is in flight wait for it and leave together in the next one, so the
 // batches grow with the load and the completions ride on the fetches.
-// Fencing is per job as before: completeSQL completes a lease only while
-// it is held.
+// A drain with completions but no fetch waiting yields once before its
+// round (runtime.Gosched, no timer): a Worker frees a handler's slot
+// before it completes the job, so its fetch loop is about to ask, and the
+// completions then ride on that fetch. Fencing is per job as before:
+// completeSQL completes a lease only while it is held.
 
 // maxRoundCompletions bounds the completions of one round, maxRoundFetch
 // what FetchRequest.Grow may add to a fetch.
@@ -120,8 +124,19 @@ func (b *Backend) fetch(ctx context.Context, r *queue.FetchRequest) ([]*queue.Le
 // error, and a fetch for nobody would lease jobs to nobody (a dropped
 // completion leaves its lease to expire, as a Complete that failed does).
 func (b *Backend) drain(ln *lane) {
+	yielded := false
 	for {
 		ln.mu.Lock()
+		if len(ln.fetches) == 0 && len(ln.completes) > 0 && !yielded {
+			// A worker frees a handler's slot before it completes the job,
+			// so its fetch loop is most likely about to ask: let it run
+			// once, so the completions ride on its fetch.
+			yielded = true
+			ln.mu.Unlock()
+			runtime.Gosched()
+			continue
+		}
+		yielded = false
 		var cs []*pendingComplete
 		n := 0
 		for _, p := range ln.completes {
