@@ -119,9 +119,17 @@ func configFromFlags() Config {
 	flag.IntVar(&cfg.ProviderConcurrency, "provider-concurrency", 4, "charges the fake payment provider serves at once (and the pipeline's bulkhead admits)")
 	flag.StringVar(&cfg.PurgeURL, "purge-url", os.Getenv("PURGE_URL"), "the edge cache's purge address, a Varnish with xkey (env PURGE_URL); empty: no purges")
 	flag.StringVar(&cfg.ConsoleToken, "console-token", os.Getenv("CONSOLE_TOKEN"), "bearer token of the operations page at /admin/console/ (env CONSOLE_TOKEN); empty: no console")
+	flag.IntVar(&cfg.Shards, "shards", 1, "PostgreSQL clusters the users and their posts are sharded over by user ID; more than 1 starts that many primaries with a replica each, unless -database is set")
+	shardDBs := flag.String("shard-databases", os.Getenv("SHARD_DATABASE_URLS"), "with -shards N and -database: the other N-1 clusters, ';' between clusters, each 'primary,replica,...' (env SHARD_DATABASE_URLS)")
 	flag.Parse()
 	if *replicas != "" {
 		cfg.ReplicaURLs = strings.Split(*replicas, ",")
+	}
+	if *shardDBs != "" {
+		for _, c := range strings.Split(*shardDBs, ";") {
+			urls := strings.Split(c, ",")
+			cfg.ShardDatabases = append(cfg.ShardDatabases, Database{URL: urls[0], ReplicaURLs: urls[1:]})
+		}
 	}
 	// Every line logged with a request's context carries its request_id.
 	cfg.Logger = slog.New(requestid.NewLogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
