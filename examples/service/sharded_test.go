@@ -49,7 +49,7 @@ func TestShardedEndToEnd(t *testing.T) {
 	ready := make(chan string, 1)
 	cfg, err := Config{Addr: "127.0.0.1:0", RedisURL: r.URL(), DatabaseURL: pg.PrimaryURL, ReplicaURLs: []string{pg.ReplicaURL},
 		Shards: 2, ShardDatabases: []Database{{URL: c2.Primary.URL("postgres"), ReplicaURLs: []string{c2.Replica.URL("postgres")}}},
-		RatePerClient: 100000, DrainDelay: 10 * time.Millisecond, Ready: ready}.withDefaults()
+		RatePerClient: 100000, DrainDelay: 10 * time.Millisecond, Ready: ready, ConsoleToken: "t"}.withDefaults()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,5 +280,39 @@ func TestShardedEndToEnd(t *testing.T) {
 	if seen["shard1"] == 0 || seen["shard2"] == 0 {
 		t.Fatalf("the page's posts by cluster: %v", seen)
 	}
+
+	// Each cluster's router on /metrics and on the console, and the
+	// shard router's series.
+	_, b := call(plain, "GET", "/metrics", "")
+	for _, series := range []string{`scalekit_dbrouter_primary_up{instance_name="127.0.0.1:0",name="shard1"} 1`,
+		`scalekit_dbrouter_primary_up{instance_name="127.0.0.1:0",name="shard2"} 1`, `scalekit_shard_map_version{instance_name="127.0.0.1:0",name="users"} 1`} {
+		if !strings.Contains(string(b), series) {
+			t.Errorf("/metrics has no %s:\n%s", series, grep(string(b), "primary_up", "map_version"))
+		}
+	}
+	req, _ := http.NewRequest("GET", base+"/admin/console/", nil)
+	req.Header.Set("Authorization", "Bearer t")
+	resp, err := plain.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "shard1") || !strings.Contains(string(b), "shard2") {
+		t.Errorf("the console (%d) does not show both clusters' routers:\n%.2000s", resp.StatusCode, b)
+	}
 }
 
+// grep returns the lines of s that contain one of words.
+func grep(s string, words ...string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		for _, w := range words {
+			if strings.Contains(l, w) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
