@@ -13,9 +13,13 @@
 // purges the user's key through a job enqueued in its transaction. With
 // CONSOLE_TOKEN, the operations page (package console) is at
 // /admin/console/, for requests with "Authorization: Bearer $CONSOLE_TOKEN".
+// With -shards 2 the users and their posts are spread over two PostgreSQL
+// clusters by user ID (package shard, shards.go), with one read-your-writes
+// token per cluster and the feed merged from both.
 //
 //	go run -C examples ./service              # starts its own Redis and PostgreSQL (primary + replica)
 //	REDIS_URL=redis://127.0.0.1:6379/0 DATABASE_URL=postgres://... DATABASE_REPLICA_URLS=postgres://... go run -C examples ./service
+//	go run -C examples ./service -shards 2    # two PostgreSQL clusters (primary + replica each), users sharded by ID
 //
 // With nothing configured it starts throwaway servers from the binaries on
 // the machine (redis-server, PostgreSQL's initdb/postgres/pg_basebackup),
@@ -26,7 +30,8 @@
 // in four steps; wire (wire.go) builds each primitive in a small step that
 // handles every error and registers its metrics and health checks;
 // app.go holds what start-up opened, the shutdown registration and the
-// HTTP handlers; edge.go the edge caching; repo.go the SQL; infra.go the
+// HTTP handlers; edge.go the edge caching; repo.go the SQL; shards.go the
+// sharded mode; infra.go the
 // throwaway servers (package scalekittest).
 package main
 
