@@ -236,16 +236,8 @@ func BenchmarkCacheHitL2(b *testing.B) {
 	r.Client.AddHook(rt)
 	pid := redisPID(b, r.Client)
 	ctx := context.Background()
-	workers := parallelism * runtime.GOMAXPROCS(0)
-	keys := make([][]string, workers)
-	var all []string
-	for w := range keys {
-		for j := 0; j < perWorker; j++ {
-			keys[w] = append(keys[w], "user:"+strconv.Itoa(w)+":"+strconv.Itoa(j))
-		}
-		all = append(all, keys[w]...)
-	}
-	want := user{ID: 4242, Name: "Ada Lovelace", Email: "ada.lovelace@example.com", Bio: "Wrote the first published program, for the Analytical Engine."}
+	workers, keys, all := workerKeys(parallelism, perWorker)
+	want := adaUser
 	// RunParallel starts workers goroutines each time; each takes the next
 	// key set.
 	var next atomic.Int64
@@ -257,20 +249,8 @@ func BenchmarkCacheHitL2(b *testing.B) {
 	// than wall time: with server and client on the same two cores,
 	// throughput follows their sum).
 	measure := func(b *testing.B, trips bool, get func(k string) error) {
-		b.ReportAllocs()
-		b.SetParallelism(parallelism)
 		t0, c0, u0 := rt.Load(), procTreeCPU(pid), selfCPU()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			ks := mine()
-			for i := 0; pb.Next(); i++ {
-				if err := get(ks[i%len(ks)]); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-		b.StopTimer()
+		runOverKeys(b, parallelism, mine, get)
 		n := float64(b.N)
 		if trips {
 			got := float64(rt.Load() - t0)
@@ -384,4 +364,141 @@ func BenchmarkCacheHitL2(b *testing.B) {
 			return nil
 		})
 	})
+}
+
+// BenchmarkCacheHitTracked is a repeated read of keys Redis tracks for
+// the reader (server-assisted client-side caching): scalekit with
+// cacheredis Options.Tracking (its L1 copies live until Redis
+// invalidates them, so a repeated Get is an L1 hit) against rueidis's
+// DoCache (a GET answered from rueidis's own tracked cache, then
+// JSON-decoded as scalekit's value is). 16 goroutines per CPU, each on
+// its own 256 keys, all read once before the timer starts. trips/op
+// (scalekit: 0) shows no Get reached Redis.
+func BenchmarkCacheHitTracked(b *testing.B) {
+	const parallelism, perWorker = 16, 256
+	r := testinfra.Redis(b)
+	rt := &testinfra.RoundTrips{}
+	r.Client.AddHook(rt)
+	ctx := context.Background()
+	workers, keys, all := workerKeys(parallelism, perWorker)
+	want := adaUser
+	var next atomic.Int64
+	mine := func() []string { return keys[int(next.Add(1)-1)%workers] }
+	measure := func(b *testing.B, get func(k string) error) {
+		t0, u0 := rt.Load(), selfCPU()
+		runOverKeys(b, parallelism, mine, get)
+		n := float64(b.N)
+		b.ReportMetric(float64(rt.Load()-t0)/n, "trips/op")
+		b.ReportMetric(float64(selfCPU()-u0)/1e3/n, "cli-µs/op")
+	}
+	b.Run("scalekit", func(b *testing.B) {
+		store, err := cacheredis.New(cacheredis.Options{Client: r.Client, Timeout: testinfra.CallTimeout, Tracking: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := cache.New[user](cache.Options{Store: store, TTL: time.Hour, MaxEntries: 2 * len(all), NoEarlyRefresh: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		for _, k := range all {
+			if err := c.Set(ctx, k, want); err != nil {
+				b.Fatal(err)
+			}
+		}
+		load := func(context.Context, string) (user, error) { return user{}, errMiss }
+		// Each Set's own invalidation drops its copy when it arrives:
+		// read every key until a whole pass is L1 hits.
+		for pass := 0; ; pass++ {
+			before := c.Stats().Hits
+			for _, k := range all {
+				if _, err := c.Get(ctx, k, load); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if c.Stats().Hits-before == uint64(len(all)) {
+				break
+			}
+			if pass == 100 {
+				b.Fatalf("the keys do not stay in the L1: %+v", c.Stats())
+			}
+		}
+		before := c.Stats()
+		measure(b, func(k string) error {
+			if v, err := c.Get(ctx, k, load); err != nil || v != want {
+				return fmt.Errorf("Get(%q) = %+v, %v", k, v, err)
+			}
+			return nil
+		})
+		if st := c.Stats(); st.Hits-before.Hits != uint64(b.N) {
+			b.Fatalf("%d of %d Gets were L1 hits: %+v", st.Hits-before.Hits, b.N, st)
+		}
+	})
+	b.Run("rueidis", func(b *testing.B) {
+		rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{r.Server.Addr()}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer rc.Close()
+		raw, err := json.Marshal(want)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, k := range all {
+			if err := rc.Do(ctx, rc.B().Set().Key("json:"+k).Value(rueidis.BinaryString(raw)).Build()).Error(); err != nil {
+				b.Fatal(err)
+			}
+			if err := rc.DoCache(ctx, rc.B().Get().Key("json:"+k).Cache(), time.Hour).Error(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		measure(b, func(k string) error {
+			var v user
+			data, err := rc.DoCache(ctx, rc.B().Get().Key("json:"+k).Cache(), time.Hour).AsBytes()
+			if err == nil {
+				err = json.Unmarshal(data, &v)
+			}
+			if err != nil || v != want {
+				return fmt.Errorf("GET %q = %+v, %v", k, v, err)
+			}
+			return nil
+		})
+	})
+}
+
+// adaUser is the value the Redis cache benchmarks read.
+var adaUser = user{ID: 4242, Name: "Ada Lovelace", Email: "ada.lovelace@example.com", Bio: "Wrote the first published program, for the Analytical Engine."}
+
+// workerKeys gives each of parallelism x GOMAXPROCS goroutines its own
+// perWorker keys (disjoint sets: no get can join another in flight):
+// the number of sets, the sets, and every key.
+func workerKeys(parallelism, perWorker int) (int, [][]string, []string) {
+	workers := parallelism * runtime.GOMAXPROCS(0)
+	keys := make([][]string, workers)
+	var all []string
+	for w := range keys {
+		for j := 0; j < perWorker; j++ {
+			keys[w] = append(keys[w], "user:"+strconv.Itoa(w)+":"+strconv.Itoa(j))
+		}
+		all = append(all, keys[w]...)
+	}
+	return workers, keys, all
+}
+
+// runOverKeys times get over b.N keys in parallel, each goroutine going
+// round its own key set (mine).
+func runOverKeys(b *testing.B, parallelism int, mine func() []string, get func(k string) error) {
+	b.ReportAllocs()
+	b.SetParallelism(parallelism)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ks := mine()
+		for i := 0; pb.Next(); i++ {
+			if err := get(ks[i%len(ks)]); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
 }

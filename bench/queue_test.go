@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -29,7 +30,8 @@ const queueWorkers = 8
 // per job (srv-µs/job: the PostgreSQL or Redis processes, from /proc) and
 // the client's round trips per job: scalekit-pg and river on one real
 // PostgreSQL (a database each), scalekit-redis and asynq on one real
-// redis-server (flushed between them). scalekit-pg-history-1k and -100k
+// redis-server (flushed between them), each with 8 and with 32 workers
+// (scalekit-redis/w8, asynq/w32, ...). scalekit-pg-history-1k and -100k
 // first run that many jobs through the table (enqueued, leased, done, as
 // a worker leaves them) and VACUUM it, as autovacuum does on queuepg's
 // settings: the cost per job should not grow with the jobs kept.
@@ -66,41 +68,44 @@ func BenchmarkQueueThroughput(b *testing.B) {
 	b.Run("scalekit-pg-history-1k", pg(1_000, true))
 	b.Run("scalekit-pg-history-100k", pg(100_000, true))
 	b.Run("scalekit-pg-unvacuumed-100k", pg(100_000, false))
-	b.Run("scalekit-redis", func(b *testing.B) {
-		r, rt, cpu, _ := redisInserter(b)
-		be, err := queueredis.New(queueredis.Options{Client: r.Client})
-		if err != nil {
-			b.Fatal(err)
-		}
-		scalekitThroughput(b, be, rt.Load, cpu)
-	})
-	b.Run("asynq", func(b *testing.B) {
-		r, rt, cpu, _ := redisInserter(b)
-		client := asynq.NewClientFromRedisClient(r.Client)
-		for i := 0; i < b.N; i++ {
-			if _, err := client.Enqueue(asynq.NewTask("noop", nil)); err != nil {
+	for _, workers := range []int{queueWorkers, 32} {
+		w := fmt.Sprintf("w%d", workers)
+		b.Run("scalekit-redis/"+w, func(b *testing.B) {
+			r, rt, cpu, _ := redisInserter(b)
+			be, err := queueredis.New(queueredis.Options{Client: r.Client})
+			if err != nil {
 				b.Fatal(err)
 			}
-		}
-		var done atomic.Int64
-		all := make(chan struct{})
-		mux := asynq.NewServeMux()
-		mux.HandleFunc("noop", func(ctx context.Context, t *asynq.Task) error {
-			if done.Add(1) == int64(b.N) {
-				close(all)
-			}
-			return nil
+			scalekitThroughputN(b, be, workers, rt.Load, cpu)
 		})
-		srv := asynq.NewServerFromRedisClient(r.Client, asynq.Config{Concurrency: queueWorkers, LogLevel: asynq.FatalLevel,
-			TaskCheckInterval: 100 * time.Millisecond})
-		m := startProcessing(b, rt.Load, cpu)
-		if err := srv.Start(mux); err != nil {
-			b.Fatal(err)
-		}
-		<-all
-		m.stop()
-		srv.Shutdown()
-	})
+		b.Run("asynq/"+w, func(b *testing.B) {
+			r, rt, cpu, _ := redisInserter(b)
+			client := asynq.NewClientFromRedisClient(r.Client)
+			for i := 0; i < b.N; i++ {
+				if _, err := client.Enqueue(asynq.NewTask("noop", nil)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var done atomic.Int64
+			all := make(chan struct{})
+			mux := asynq.NewServeMux()
+			mux.HandleFunc("noop", func(ctx context.Context, t *asynq.Task) error {
+				if done.Add(1) == int64(b.N) {
+					close(all)
+				}
+				return nil
+			})
+			srv := asynq.NewServerFromRedisClient(r.Client, asynq.Config{Concurrency: workers, LogLevel: asynq.FatalLevel,
+				TaskCheckInterval: 100 * time.Millisecond})
+			m := startProcessing(b, rt.Load, cpu)
+			if err := srv.Start(mux); err != nil {
+				b.Fatal(err)
+			}
+			<-all
+			m.stop()
+			srv.Shutdown()
+		})
+	}
 	b.Run("river", func(b *testing.B) {
 		f := testinfra.Postgres(b)
 		rt := &testinfra.RoundTrips{}
@@ -224,6 +229,12 @@ func (w *noopRiver) Work(ctx context.Context, j *river.Job[noopArgs]) error {
 // scalekitThroughput enqueues b.N no-op jobs on be, then times 8 workers
 // processing them.
 func scalekitThroughput(b *testing.B, be queue.Backend, trips func() int64, cpu func() uint64) {
+	scalekitThroughputN(b, be, queueWorkers, trips, cpu)
+}
+
+// scalekitThroughputN is scalekitThroughput with that many workers (the
+// queue's Concurrency).
+func scalekitThroughputN(b *testing.B, be queue.Backend, workers int, trips func() int64, cpu func() uint64) {
 	ctx := context.Background()
 	c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
 	for i := 0; i < b.N; i++ {
@@ -232,7 +243,7 @@ func scalekitThroughput(b *testing.B, be queue.Backend, trips func() int64, cpu 
 		}
 	}
 	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: be, FetchWait: 100 * time.Millisecond,
-		Queues: map[string]queue.Options{"bench": {Concurrency: queueWorkers}}})
+		Queues: map[string]queue.Options{"bench": {Concurrency: workers}}})
 	var done atomic.Int64
 	all := make(chan struct{})
 	queue.Handle(w, "noop", func(ctx context.Context, j *queue.Job[any]) error {

@@ -61,9 +61,18 @@ type Cache[V any] struct {
 	tracer Tracer       // Options.Tracer; nil: none
 	br     *breaker.Breaker
 	id     string // this instance, in invalidation messages
+	// tracked: the Store's subscription carries the server's own
+	// invalidations (Tracker), so Set and Delete publish none and L1
+	// copies are made fresh for o.L1TTL (TTL by default); gapL1TTL is the
+	// L1TTL a copy kept while the feed is lost gets.
+	tracked  bool
+	gapL1TTL time.Duration
 
 	mu    sync.Mutex
 	calls map[string]*call[V]
+	// untracked: the Store's invalidation feed is lost (Tracker): copies
+	// put in the L1 get gapL1TTL.
+	untracked bool
 
 	versions sync.Map // namespace name -> *nsVersion
 
@@ -82,12 +91,13 @@ type stats struct {
 	hits                                                                                                    stripe.Counter // striped: one shared atomic would bounce between cores on every hit
 	misses, negativeHits, staleServed, staleRefreshes, earlyRefreshes, loads, loadErrors, coalesced, panics atomic.Uint64
 	l2Hits, l2Misses, l2Errors, l2Skipped, leasesWon, leaseWaits, leaseBusy, leaseTimeouts, fillsRefused    atomic.Uint64
-	codecErrors, invalidations, resubscribes, pendingDelivered, pendingOverflows                            atomic.Uint64
+	codecErrors, invalidations, resubscribes, pendingDelivered, pendingOverflows, feedLosses                atomic.Uint64
 }
 
 // New returns a Cache, or an error naming the bad option. With a Store it
 // subscribes to the Store's invalidation messages; Close stops that.
 func New[V any](o Options) (*Cache[V], error) {
+	defaultL1TTL := o.L1TTL == 0
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
@@ -113,10 +123,20 @@ func New[V any](o Options) (*Cache[V], error) {
 		c.sem = make(chan struct{}, o.MaxConcurrentLoads)
 	}
 	c.rn, _ = o.Store.(LeaseRenewer)
+	c.gapL1TTL = o.L1TTL
+	if t, ok := o.Store.(Tracker); ok && t.Tracking() {
+		c.tracked = true
+		if defaultL1TTL {
+			// The server invalidates every copy, and the L1 is dropped
+			// whenever its feed is lost: trust a copy while it is fresh.
+			c.o.L1TTL = max(c.o.L1TTL, c.o.TTL)
+		}
+	}
 	if c.store != nil {
 		if stop, err := c.subscribe(); err == nil {
 			c.stopSub = stop
 		} else {
+			c.untracked = c.tracked
 			o.Logger.Warn("cache: cannot subscribe to invalidations; retrying in the background (L1 copies are trusted for L1TTL meanwhile)", slog.Any("error", err))
 			c.subDone = make(chan struct{})
 			go c.resubscribe()
@@ -140,6 +160,9 @@ func (c *Cache[V]) resubscribe() {
 				c.stopSub = stop
 			}
 			c.subMu.Unlock()
+			if c.tracked {
+				c.onTrackingBack()
+			}
 			return
 		}
 	}
@@ -429,7 +452,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
 	if cl := c.calls[key]; cl != nil {
 		cl.superseded = true
 	}
-	c.l1.Set(key, e)
+	c.hold(key, e)
 	c.mu.Unlock()
 	if c.store == nil {
 		return nil
@@ -450,7 +473,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
 // its outcome); when either failed, the invalidation is kept and
 // delivered later (Options.MaxPendingInvalidations).
 func (c *Cache[V]) delivered(ctx context.Context, key string, err error) {
-	if err == nil {
+	if err == nil && !c.tracked {
 		err = c.publish(ctx, "k", key)
 	}
 	switch {
@@ -558,8 +581,10 @@ type Stats struct {
 	DelayedInvalidations, PendingOverflows uint64
 	// Resubscribes counts the times the invalidation subscription came
 	// back after losing its connection (messages may have been lost
-	// meanwhile): each dropped the whole L1.
-	Resubscribes uint64
+	// meanwhile): each dropped the whole L1. FeedLosses counts, with a
+	// Tracker Store, the times the server's invalidation feed was lost:
+	// each dropped the whole L1 too.
+	Resubscribes, FeedLosses uint64
 	// Circuit is the state of the breaker around the Store.
 	Circuit breaker.State
 	// Entries is the number of entries held now (estimated).
@@ -573,7 +598,7 @@ func (c *Cache[V]) Stats() Stats {
 		EarlyRefreshes: s.earlyRefreshes.Load(), StaleRefreshes: s.staleRefreshes.Load(), Loads: s.loads.Load(), LoadErrors: s.loadErrors.Load(), Panics: s.panics.Load(),
 		Coalesced: s.coalesced.Load(), L2Hits: s.l2Hits.Load(), L2Misses: s.l2Misses.Load(), L2Errors: s.l2Errors.Load(), L2Skipped: s.l2Skipped.Load(),
 		LeasesWon: s.leasesWon.Load(), LeaseWaits: s.leaseWaits.Load(), LeaseBusy: s.leaseBusy.Load(), LeaseTimeouts: s.leaseTimeouts.Load(),
-		FillsRefused: s.fillsRefused.Load(), CodecErrors: s.codecErrors.Load(), Invalidations: s.invalidations.Load(), Resubscribes: s.resubscribes.Load(),
+		FillsRefused: s.fillsRefused.Load(), CodecErrors: s.codecErrors.Load(), Invalidations: s.invalidations.Load(), Resubscribes: s.resubscribes.Load(), FeedLosses: s.feedLosses.Load(),
 		PendingInvalidations: int(c.kept.n.Load()), DelayedInvalidations: s.pendingDelivered.Load(), PendingOverflows: s.pendingOverflows.Load(),
 		Circuit: c.br.State(), Entries: c.l1.EstimatedSize()}
 }

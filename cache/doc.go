@@ -58,7 +58,12 @@
 //     reconnects (ReconnectSubscriber; cacheredis does) makes every
 //     instance drop its whole L1 then, and in any case an L1 copy is
 //     trusted for at most L1TTL (default TTL/10) before the Store is read
-//     again.
+//     again. With a Store whose server invalidates the copies itself (a
+//     Tracker: cacheredis with Options.Tracking, Redis CLIENT TRACKING),
+//     every change of a Store key reaches every instance, including
+//     writes by other programs, expiries and evictions; a copy is kept
+//     for its whole freshness, and the L1 is dropped when that feed is
+//     lost and again when it is back.
 //
 // # When the Store is down, slow or flapping
 //

@@ -583,7 +583,7 @@ func (c *Cache[V]) finish(key string, cl *call[V], e *entry[V], err error, src s
 func (c *Cache[V]) settle(key string, cl *call[V], e *entry[V], src source) {
 	c.mu.Lock()
 	if !cl.superseded {
-		c.l1.Set(key, e)
+		c.hold(key, e)
 	}
 	if c.calls[key] == cl {
 		delete(c.calls, key)
@@ -597,7 +597,7 @@ func (c *Cache[V]) settle(key string, cl *call[V], e *entry[V], src source) {
 func (c *Cache[V]) keep(key string, cl *call[V], e *entry[V]) {
 	c.mu.Lock()
 	if !cl.superseded {
-		c.l1.Set(key, e)
+		c.hold(key, e)
 	}
 	c.mu.Unlock()
 }

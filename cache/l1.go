@@ -26,6 +26,16 @@ func (e *entry[V]) relisted(now int64, l1TTL time.Duration) *entry[V] {
 	return &entry[V]{val: e.val, negative: e.negative, fresh: min(e.recFresh, now+int64(l1TTL)), recFresh: e.recFresh, hard: e.hard, loadNS: e.loadNS}
 }
 
+// hold puts e in the L1 as key's copy; while the Store's invalidation
+// feed is lost (Tracker) the copy is fresh for gapL1TTL at most. The
+// caller holds c.mu.
+func (c *Cache[V]) hold(key string, e *entry[V]) {
+	if c.untracked {
+		e = e.relisted(c.now(), c.gapL1TTL)
+	}
+	c.l1.Set(key, e)
+}
+
 // now is the current time in Unix ns. Without a Clock it reads only the
 // monotonic clock (time.Since), about half the cost of time.Now on the
 // hit path.

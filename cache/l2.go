@@ -209,6 +209,9 @@ func (c *Cache[V]) publish(ctx context.Context, kind, name string) error {
 // subscribe subscribes to the Store's invalidation messages, and to its
 // reconnects when it reports them.
 func (c *Cache[V]) subscribe() (func(), error) {
+	if t, ok := c.store.(Tracker); ok && c.tracked {
+		return t.SubscribeTracking(c.onMessage, c.onTrackingLost, c.onTrackingBack)
+	}
 	if rs, ok := c.store.(ReconnectSubscriber); ok {
 		return rs.SubscribeReconnects(c.onMessage, c.onReconnect)
 	}
@@ -223,6 +226,23 @@ func (c *Cache[V]) onReconnect() {
 	c.flushL1()
 	c.st.resubscribes.Add(1)
 	c.o.Logger.Info("cache: the invalidation subscription reconnected; dropped the L1 (messages may have been lost)")
+}
+
+// onTrackingLost runs when the Store's feed of the server's
+// invalidations is lost: changes may go unseen from now on, so every L1
+// copy goes and copies kept until the feed is back get gapL1TTL.
+func (c *Cache[V]) onTrackingLost() {
+	c.flushL1Then(func() { c.untracked = true })
+	c.st.feedLosses.Add(1)
+	c.o.Logger.Warn("cache: lost the Store's invalidation feed; dropped the L1 (copies are kept for L1TTL until it is back)")
+}
+
+// onTrackingBack runs when the feed holds again: the copies read while it
+// was lost were not tracked, so they go too.
+func (c *Cache[V]) onTrackingBack() {
+	c.flushL1Then(func() { c.untracked = false })
+	c.st.resubscribes.Add(1)
+	c.o.Logger.Info("cache: the Store's invalidation feed is back; dropped the L1 again")
 }
 
 func (c *Cache[V]) onMessage(msg string) {

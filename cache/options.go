@@ -78,7 +78,9 @@ type Options struct {
 	// Delete when the invalidation message is lost without the
 	// subscription noticing (a Store that is a ReconnectSubscriber, as
 	// cacheredis is, drops the whole L1 when its subscription reconnects).
-	// Default: TTL/10.
+	// Default: TTL/10; TTL with a Store whose server invalidates the L1
+	// copies itself (a Tracker: cacheredis with Options.Tracking), when
+	// its subscription holds at New.
 	L1TTL time.Duration
 	// LeaseTTL is how long an instance's fill lease on a key lasts without
 	// renewal. The holder renews it every LeaseTTL/3 while its loader runs

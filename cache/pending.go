@@ -194,8 +194,15 @@ func (c *Cache[V]) deliverPending(ctx context.Context) bool {
 
 // flushL1 drops every L1 copy and namespace version of this instance
 // (loads in flight keep their result out of the L1).
-func (c *Cache[V]) flushL1() {
+func (c *Cache[V]) flushL1() { c.flushL1Then(nil) }
+
+// flushL1Then is flushL1 that also runs under (when not nil) while it
+// holds c.mu for the flush.
+func (c *Cache[V]) flushL1Then(under func()) {
 	c.mu.Lock()
+	if under != nil {
+		under()
+	}
 	for _, cl := range c.calls {
 		cl.superseded = true
 	}

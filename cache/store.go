@@ -78,6 +78,29 @@ type ReconnectSubscriber interface {
 	SubscribeReconnects(fn func(msg string), reconnected func()) (stop func(), err error)
 }
 
+// Tracker is implemented by a Store that can make its server invalidate
+// the L1 copies itself (cacheredis.Store with Options.Tracking, Redis
+// CLIENT TRACKING). The cache finds it by type assertion and, when
+// Tracking reports true, subscribes with SubscribeTracking: every change
+// of a key in the Store, whoever makes it (this cache, another instance,
+// another program; an expiry, an eviction), arrives as the message
+// "|k|<key>", a namespace's version counter as "|n|<name>". Set and
+// Delete then publish no message of their own (the Store write is the
+// message) and, unless Options.L1TTL is set, an L1 copy is trusted for
+// its whole freshness (L1TTL = TTL). While the feed is lost the cache
+// drops its L1 and keeps new copies for the L1TTL it would have without
+// tracking (TTL/10 by default); when the feed is back it drops them too.
+type Tracker interface {
+	// Tracking reports whether SubscribeTracking carries the server's
+	// invalidations.
+	Tracking() bool
+	// SubscribeTracking is Subscribe carrying the server's invalidations
+	// too; it also calls lost when the feed is lost (changes may go
+	// unseen from then on) and back when it holds again, on the
+	// subscription's goroutine.
+	SubscribeTracking(fn func(msg string), lost, back func()) (stop func(), err error)
+}
+
 // Fill is one token-fenced write of Store.Fill.
 type Fill struct {
 	Key, Token string

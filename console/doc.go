@@ -29,8 +29,13 @@
 // amber; an SLO with a page-severity burn-rate alert firing (burning
 // fast) or a blown budget red, a ticket-severity one amber; a limiter
 // whose Redis circuit is open red, one that denied in the last sampled
-// interval amber; a health
-// probe that fails red, one that warns amber. The breakers
+// interval amber; a batch loader whose fetches failed in the last sampled
+// interval amber (AddBatch); an idempotency middleware whose Store
+// answered 503s in the last interval red, one whose handlers lost their
+// leases amber (AddIdempotency); a worker's queue that is paused, or whose
+// handlers panicked or lost leases in the last interval, amber
+// (AddQueueWorker); a health probe that fails red, one that warns amber.
+// Those three have no page of their own. The breakers
 // page ("/admin/breakers") shows each breaker's state, failure rate,
 // calls and last transitions (breaker.Transitions, AddBreaker only), with
 // buttons to force it open, force it closed, put it in

@@ -39,6 +39,10 @@ func TestUnits(t *testing.T) {
 		{percent(0.75), "75 %"},
 		{percent(0.999), "99.9 %"},
 		{burn(14.4), "14.4x"},
+		{budgetLeft(0.25), "25 %"},
+		{budgetLeft(0), "0 %"},
+		{budgetLeft(-999), "none: 1000x the budget spent"},
+		{budgetLeft(-1.5), "none: 2.5x the budget spent"},
 	} {
 		if got, want := tc[0], tc[1]; got != want {
 			t.Errorf("got %q, want %q", got, want)

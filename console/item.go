@@ -258,7 +258,7 @@ func (v *view) sloItem(st slo.Stats) item {
 	}
 	it.Facts = []fact{
 		{Label: "target", Value: percent(st.Target)},
-		{Label: "budget left", Value: percent(st.Budget.RemainingFraction)},
+		{Label: "budget left", Value: budgetLeft(st.Budget.RemainingFraction)},
 		{Label: "events", Value: fmt.Sprintf("%d (%d bad) over %s", st.Budget.Total, st.Budget.Consumed, duration(st.Window))},
 	}
 	ws := make([]time.Duration, 0, len(st.BurnRates))
@@ -311,7 +311,22 @@ func percent(f float64) string {
 	return fmt.Sprintf("%.4g %%", f*100)
 }
 
-func burn(f float64) string { return fmt.Sprintf("%.3gx", f) }
+// budgetLeft is an error budget's remaining fraction for reading: a
+// percentage, or once blown how many budgets were spent ("none: 1000x
+// the budget spent" rather than "-99900 %").
+func budgetLeft(f float64) string {
+	if f >= 0 || math.IsNaN(f) || math.IsInf(f, 0) {
+		return percent(f)
+	}
+	return "none: " + burn(1-f) + " the budget spent"
+}
+
+func burn(f float64) string {
+	if math.Abs(f) >= 1000 { // not 1e+03x
+		return fmt.Sprintf("%.0fx", f)
+	}
+	return fmt.Sprintf("%.3gx", f)
+}
 
 func byteSize(n int64) string {
 	const unit = 1024

@@ -33,8 +33,10 @@
 // One goroutine checks every Options.Interval (1s), each server on a
 // connection of its own (so a replica pool saturated by slow reads is not
 // mistaken for a dead server), all servers at once, each bounded by
-// Options.CheckTimeout: pg_current_wal_lsn() on the primary,
-// pg_last_wal_replay_lsn() and pg_is_in_recovery() on each replica. Lag is
+// Options.CheckTimeout, one query reading each server's role and
+// position: pg_is_in_recovery(), transaction_read_only, its timeline, and
+// pg_current_wal_lsn() on the primary, pg_last_wal_replay_lsn() on each
+// replica. Lag is
 // the difference in bytes of WAL, not replay timestamps (an idle replica
 // that is fully caught up reports a growing time lag). A replica is
 // ejected after Options.EjectAfter (2) bad observations in a row: a failed
@@ -67,7 +69,7 @@
 // # Read-your-writes
 //
 // After a write, Router.WriteToken returns a Token: the primary's
-// pg_current_wal_insert_lsn() (one round trip). The insert position, not
+// pg_current_wal_insert_lsn() and timeline (one round trip). The insert position, not
 // the flush or write position: with synchronous_commit off a commit returns
 // before its WAL is flushed, so only the insert position surely covers it
 // (the tests show a flush-position token letting stale reads through).
@@ -138,7 +140,8 @@
 // lower lag threshold, so a replica flapping faster than that stays out,
 // and reads stay on the others or on the primary.
 //
-// Primary down or slow: the router does not fail over. Writes and
+// Primary down or slow, without Options.Failover: the router does not
+// move the writes. Writes and
 // read-write transactions fail (or wait) with the pool's errors, bounded by
 // the caller's ctx; reads without a token keep going to healthy replicas
 // (lag cannot be measured, so replicas are not ejected for it); reads that
@@ -147,6 +150,78 @@
 // then sends its user's reads to the primary rather than risk a stale one
 // (with HTTP.Middleware, until the cookie expires).
 // The outage and the recovery are logged.
+//
+// # Failover
+//
+// With Options.Failover (what pgx's target_session_attrs=read-write and
+// hasql give) every configured server, Primary and each replica, is a
+// candidate for the primary: the monitor's check reads each one's
+// pg_is_in_recovery(), transaction_read_only and timeline. The router
+// promotes nothing (a cluster manager or an operator's pg_ctl promote
+// does); it follows.
+//
+// Detection: writes move to a promoted replica (answering, not in
+// recovery, not read-only) at the first check that sees it while the
+// write server is unreachable, in recovery or read-only: within Interval
+// (1s) of the promotion, sooner while writes fail, as a write that fails
+// for want of the server (a connection error, a shutdown, SQLSTATE 25006)
+// asks for a check at once (at most one per Interval/4). The tests
+// measure 0.06 to 0.4s from pg_ctl promote to the first write acknowledged
+// through the router, with the default Interval. Until then writes fail
+// with the pool's errors and are not retried (a write whose connection
+// broke may have committed): the caller retries. The failover is logged
+// and counted (Stats.Failovers); Stats.Primary names the write server and
+// its timeline; PrimaryPool returns its pool. The promoted replica leaves
+// the read set at once; the old primary takes no reads or writes even
+// when it comes back as a standby.
+//
+// What is lost: with asynchronous replication, whatever the old primary
+// committed but had not streamed to the promoted replica before the
+// promotion (the writes past the switch point). A fast shutdown of the old
+// primary first streams everything (the tests lose 0 acknowledged
+// writes); a crash or a partition can lose the tail. Nothing brings those
+// writes back (synchronous replication prevents it); the router makes sure
+// no read carrying their token is served as fresh (below).
+//
+// What is refused: an old primary that comes back writable without being
+// demoted (a split brain: two servers claim to be the primary) is never
+// written to. Of several writable servers the one on the latest timeline
+// takes the writes (a promotion always starts a new timeline; the old
+// primary's writes since the fork are not in its history), and a server on
+// an earlier timeline than the write server's is never chosen, even while
+// the write server is unreachable: writes then fail rather than land on a
+// dead history. Two writable servers on one timeline (not a promotion: a
+// misconfiguration) leave the writes where they were. Each check that
+// sees more than one primary is counted in Stats.SplitBrains and the
+// first of a run is logged at Error: fence or demote the old primary. The
+// router picks rather than refuses all writes because the latest timeline
+// is where the cluster manager and the other clients write; refusing would
+// turn a fencing mistake into an outage, and the loser's writes are lost
+// either way.
+//
+// Timelines in tokens: WriteToken and sessions record the write server's
+// timeline with its LSN, in the same round trip (the timeline of the WAL
+// file of pg_current_wal_insert_lsn(); not pg_control_checkpoint(), whose
+// timeline is the last checkpoint's, the old one until the checkpoint a
+// promotion requests is done). A token of the write server's timeline, or
+// without one (made before tokens carried it), is compared by LSN as
+// before. A token of an earlier timeline is satisfied by a server that
+// replayed its LSN only if that LSN is at or before the timeline's switch
+// point, which the router reads when it sees a new timeline: from the
+// history file (pg_read_file, for superusers, pg_read_server_files or an
+// explicit grant), else, when it watched the promotion, from the promoted
+// server's pg_last_wal_replay_lsn(), which stays at the last record
+// replayed, where the new timeline forked (the tests check that the two
+// agree). Without either, tokens of earlier timelines go to the primary. A
+// token past its switch point marks a write the failover lost: its reads
+// go to the primary (the newest data there is; the write is gone), are
+// counted in Stats.LostTokens, and the first after each timeline change is
+// logged at Warn. A replica on an earlier timeline that replayed past its
+// switch point (it followed the old primary after the fork) is ejected as
+// diverged until rebuilt; a replica's timeline is its WAL receiver's
+// (pg_stat_wal_receiver, visible with pg_read_all_stats; unknown, it is
+// not judged). Timelines are tracked without Failover too, for a Primary
+// URL that follows the primary (a virtual IP, a DNS name).
 //
 // # Observability
 //

@@ -150,6 +150,33 @@ func ExampleParseToken() {
 	// 16/B374D848 2026-01-01T00:00:00.123Z <nil>
 }
 
+// A token carries the timeline of the write's server; the form without one
+// (tokens from before) still parses, timeline unknown.
+func ExampleParseToken_timeline() {
+	tok, err := dbrouter.ParseToken("16/B374D848@1767225600123@2")
+	fmt.Println(tok.LSN, tok.Timeline, err)
+	old, err := dbrouter.ParseToken("16/B374D848@1767225600123")
+	fmt.Println(old.LSN, old.Timeline, err)
+	// Output:
+	// 16/B374D848 2 <nil>
+	// 16/B374D848 0 <nil>
+}
+
+// With Failover, the replica's URL is also a candidate for the primary:
+// when it is promoted (pg_ctl promote, a cluster manager) and the primary
+// is gone or read-only, writes go to it; Stats names the write server.
+func ExampleOptions_failover() {
+	ctx := context.Background()
+	r, err := dbrouter.Open(ctx, os.Getenv("DATABASE_URL"), []string{os.Getenv("DATABASE_REPLICA_URL")},
+		dbrouter.Options{Failover: true, Logger: slog.Default()})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	st := r.Stats()
+	fmt.Println(st.Primary.Server, st.Primary.Timeline, st.Failovers, st.LostTokens, st.SplitBrains)
+}
+
 // After migrations, Fence keeps reads off replicas that have not replayed
 // them, and Ready (in the readiness probe) says when they have. A tracer of
 // the user's (otelpgx, say) set in ConfigurePool is kept beside the

@@ -25,12 +25,36 @@ type fakeProber struct {
 	onPoll     func(i int, st *replicaStatus) // may change a poll's answer
 	inserts    atomic.Int64
 	polls      atomic.Int64
+	// pst, when set, is the primary's answer instead of primary and
+	// primaryErr (a standby, read-only, another timeline).
+	pst *replicaStatus
+	// tli is the primary's timeline (insertLSN, and primary without pst).
+	tli uint32
+	// hist is each server's timeline history files; histErr fails them.
+	hist    map[uint32]map[uint32]LSN
+	histErr error
 }
 
-func (f *fakeProber) primaryLSN(context.Context) (LSN, LSN, error) {
+func (f *fakeProber) primaryStatus(context.Context) replicaStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.primary, f.primary, f.primaryErr
+	if f.pst != nil {
+		return *f.pst
+	}
+	return replicaStatus{write: f.primary, insert: f.primary, tli: f.tli, err: f.primaryErr}
+}
+
+func (f *fakeProber) history(_ context.Context, _ int, tli uint32) (map[uint32]LSN, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.histErr != nil {
+		return nil, f.histErr
+	}
+	h, ok := f.hist[tli]
+	if !ok {
+		return nil, fmt.Errorf("no history file for timeline %d", tli)
+	}
+	return h, nil
 }
 
 func (f *fakeProber) check(_ context.Context, i int) replicaStatus {
@@ -50,11 +74,11 @@ func (f *fakeProber) poll(_ context.Context, i int) replicaStatus {
 	return st
 }
 
-func (f *fakeProber) insertLSN(context.Context) (LSN, error) {
+func (f *fakeProber) insertLSN(context.Context, int) (LSN, uint32, error) {
 	f.inserts.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.insert, f.insertErr
+	return f.insert, f.tli, f.insertErr
 }
 
 func (f *fakeProber) close() {}

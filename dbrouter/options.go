@@ -87,6 +87,18 @@ type Options struct {
 	ReplicaNames []string
 	// Balance picks among healthy replicas. Default: LeastInFlight.
 	Balance Balance
+	// Failover makes every configured server a candidate for the primary,
+	// as pgx's target_session_attrs=read-write and hasql do: when a
+	// replica is promoted (not in recovery, not read-only, on a new
+	// timeline), writes go to it once the primary is unreachable, a
+	// standby, read-only, or on an earlier timeline; an old primary back
+	// without being demoted (a split brain) is never written to. See the
+	// package doc, "Failover". After a failover the writes use the
+	// promoted replica's pool: size replica pools for it, and a pool
+	// whose sessions are read-only (default_transaction_read_only) is
+	// never a candidate. Default: false, writes always go to Primary and
+	// a promoted replica is only ejected from reads.
+	Failover bool
 
 	// Interval is how often the monitor checks the primary's and every
 	// replica's WAL position. Default: 1s; at least 10ms.

@@ -2,9 +2,12 @@ package dbrouter
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,18 +45,22 @@ var (
 // replica's health and replayed LSN. It is safe for concurrent use.
 type Router struct {
 	o        Options
-	primary  *pgxpool.Pool
+	primary  *pgxpool.Pool // Options.Primary; writes go to wr
 	replicas []*replica
 	probe    prober
 	owned    []*pgxpool.Pool // pools Open made; Close closes them
 	pTracer  *Tracer
 
 	healthy atomic.Pointer[[]*replica] // in index order; replaced, never mutated
+	wr      atomic.Pointer[writer]     // where writes go; replaced on a failover
+	tl      atomic.Pointer[timelines]  // the write server's timeline and history
+	kicks   chan struct{}              // a failed write asks the monitor for a check now
 	rr      atomic.Uint64
 	closed  atomic.Bool
 
 	primaryReads, primaryWrites, fallbacks, tokenPrimary, tokenWaits atomic.Uint64
 	readOnlyRetries, replicaRetries, noReplica, forged               atomic.Uint64
+	failovers, lostTokens, splitBrain                                atomic.Uint64
 
 	// floor is the LSN every replica must have replayed before it takes
 	// reads: the primary's insert position at the router's first good
@@ -79,6 +86,12 @@ type Router struct {
 
 	mu sync.Mutex // the monitor's state below and each replica's mu-guarded fields
 	ps primaryState
+
+	// mon is the monitor goroutine's own state.
+	mon struct {
+		standby []bool // per server ([0] primary): in recovery at its last answer
+		split   bool   // the last check saw more than one primary
+	}
 }
 
 // New returns a Router over opts.Primary and opts.Replicas, after one check
@@ -103,6 +116,7 @@ func New(ctx context.Context, opts Options) (*Router, error) {
 	r := newRouter(o, names, newPoolProber(o.Primary, o.Replicas))
 	r.primary = o.Primary
 	r.pTracer = tracerOf(o.Primary)
+	r.wr.Store(&writer{name: "primary", pool: o.Primary, tracer: r.pTracer})
 	for i, rep := range r.replicas {
 		rep.pool = o.Replicas[i]
 		rep.tracer = tracerOf(rep.pool)
@@ -214,17 +228,53 @@ func composeTracer(user pgx.QueryTracer, ours *Tracer) pgx.QueryTracer {
 // newRouter builds a router without pools; New fills them in. Tests give it
 // a fake prober.
 func newRouter(o Options, names []string, p prober) *Router {
-	r := &Router{o: o, probe: p, done: make(chan struct{})}
+	r := &Router{o: o, probe: p, done: make(chan struct{}), kicks: make(chan struct{}, 1)}
 	for i, n := range names {
 		r.replicas = append(r.replicas, &replica{idx: i, name: n})
 	}
 	r.healthy.Store(&[]*replica{})
+	r.mon.standby = make([]bool, 1+len(names))
+	r.wr.Store(&writer{name: "primary"})
+	r.tl.Store(&timelines{})
 	return r
 }
 
-// PrimaryPool is the primary's pool, for what the router does not offer
-// (LISTEN, Acquire).
-func (r *Router) PrimaryPool() *pgxpool.Pool { return r.primary }
+// writer is where writes go: the configured primary (idx 0) or, after a
+// failover (Options.Failover), the promoted replica idx-1.
+type writer struct {
+	idx    int
+	name   string
+	pool   *pgxpool.Pool
+	tracer *Tracer
+}
+
+// noWriter and noTimelines stand for a Router's state before New sets
+// it (a zero Router, as tests of packages above use).
+var (
+	noWriter    = &writer{name: "primary"}
+	noTimelines = &timelines{}
+)
+
+// w is the current write target.
+func (r *Router) w() *writer {
+	if w := r.wr.Load(); w != nil {
+		return w
+	}
+	return noWriter
+}
+
+// timelines is the write server's timeline and history.
+func (r *Router) timelines() *timelines {
+	if tl := r.tl.Load(); tl != nil {
+		return tl
+	}
+	return noTimelines
+}
+
+// PrimaryPool is the pool writes go to, for what the router does not offer
+// (LISTEN, Acquire): Options.Primary's, or after a failover
+// (Options.Failover) the promoted replica's.
+func (r *Router) PrimaryPool() *pgxpool.Pool { return r.w().pool }
 
 // Close stops the monitor and, for a Router made by Open, closes its pools.
 // Calls after Close return ErrClosed. It is idempotent and returns nil.
@@ -251,8 +301,9 @@ func (r *Router) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comm
 	if r.o.RouteTracer != nil {
 		ctx = r.traceRoute(ctx, nil, RouteWrite)
 	}
-	tag, err := r.primary.Exec(ctx, sql, args...)
+	tag, err := r.w().pool.Exec(ctx, sql, args...)
 	r.noteWrite(ctx, err)
+	r.writeFailed(err)
 	return tag, err
 }
 
@@ -265,8 +316,9 @@ func (r *Router) CopyFrom(ctx context.Context, table pgx.Identifier, columns []s
 	if r.o.RouteTracer != nil {
 		ctx = r.traceRoute(ctx, nil, RouteWrite)
 	}
-	n, err := r.primary.CopyFrom(ctx, table, columns, src)
+	n, err := r.w().pool.CopyFrom(ctx, table, columns, src)
 	r.noteWrite(ctx, err)
+	r.writeFailed(err)
 	return n, err
 }
 
@@ -281,7 +333,7 @@ func (r *Router) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if r.o.RouteTracer != nil {
 		ctx = r.traceRoute(ctx, nil, RouteWrite)
 	}
-	br := r.primary.SendBatch(ctx, b)
+	br := r.w().pool.SendBatch(ctx, b)
 	if in := intentOf(ctx); in != nil && in.sess != nil {
 		return &sessionBatch{BatchResults: br, r: r, sess: in.sess}
 	}
@@ -323,14 +375,15 @@ func (r *Router) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error
 			ctx = r.retryRoute(ctx)
 		}
 		r.primaryReads.Add(1)
-		return r.primary.BeginTx(ctx, opts)
+		return r.w().pool.BeginTx(ctx, opts)
 	}
 	r.primaryWrites.Add(1)
 	if r.o.RouteTracer != nil {
 		ctx = r.traceRoute(ctx, nil, RouteWrite)
 	}
-	tx, err := r.primary.BeginTx(ctx, opts)
+	tx, err := r.w().pool.BeginTx(ctx, opts)
 	if err != nil {
+		r.writeFailed(err)
 		return nil, err
 	}
 	if in := intentOf(ctx); in != nil && in.sess != nil && opts.AccessMode != pgx.ReadOnly {
@@ -356,7 +409,7 @@ func (r *Router) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, 
 	}
 	if rep == nil {
 		r.primaryReads.Add(1)
-		return r.primary.Query(ctx, sql, args...)
+		return r.w().pool.Query(ctx, sql, args...)
 	}
 	rep.acquire()
 	rows, err := rep.pool.Query(ctx, sql, args...)
@@ -364,7 +417,7 @@ func (r *Router) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, 
 		rep.release()
 		if r.retryOnPrimary(ctx, rep, sql, err) {
 			r.primaryReads.Add(1)
-			return r.primary.Query(r.retryRoute(ctx), sql, args...)
+			return r.w().pool.Query(r.retryRoute(ctx), sql, args...)
 		}
 		return rows, err
 	}
@@ -386,7 +439,7 @@ func (r *Router) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row 
 	}
 	if rep == nil {
 		r.primaryReads.Add(1)
-		return r.primary.QueryRow(ctx, sql, args...)
+		return r.w().pool.QueryRow(ctx, sql, args...)
 	}
 	rep.acquire()
 	return &replicaRow{row: rep.pool.QueryRow(ctx, sql, args...), r: r, rep: rep, ctx: ctx, sql: sql, args: args}
@@ -406,19 +459,20 @@ func (r *Router) WriteToken(ctx context.Context) (Token, error) {
 	if r.o.Consistency == ConsistencyWindow {
 		return Token{Time: now}, nil
 	}
-	lsn, err := r.insertLSN(ctx)
+	lsn, tli, err := r.insertLSN(ctx)
 	if err != nil {
 		return Token{}, fmt.Errorf("dbrouter: write token: %w", err)
 	}
-	return Token{LSN: lsn, Time: now}, nil
+	return Token{LSN: lsn, Time: now, Timeline: tli}, nil
 }
 
-func (r *Router) insertLSN(ctx context.Context) (LSN, error) {
-	l, err := r.probe.insertLSN(ctx)
+// insertLSN reads the write server's WAL insert position and timeline.
+func (r *Router) insertLSN(ctx context.Context) (LSN, uint32, error) {
+	l, tli, err := r.probe.insertLSN(ctx, r.w().idx)
 	if err == nil {
 		r.raiseKnown(l)
 	}
-	return l, err
+	return l, tli, err
 }
 
 func (r *Router) raiseKnown(l LSN) {
@@ -472,7 +526,7 @@ func (r *Router) refreshInsert(ctx context.Context) (LSN, error) {
 	defer r.refresh.mu.Unlock()
 	if r.refresh.started.Load() == arrived {
 		r.refresh.started.Add(1)
-		r.refresh.lsn, r.refresh.err = r.insertLSN(context.WithValue(ctx, untracedKey{}, true))
+		r.refresh.lsn, _, r.refresh.err = r.insertLSN(context.WithValue(ctx, untracedKey{}, true))
 	}
 	return r.refresh.lsn, r.refresh.err
 }
@@ -492,7 +546,7 @@ func (r *Router) Fence(ctx context.Context) error {
 	if len(r.replicas) == 0 {
 		return nil
 	}
-	l, err := r.insertLSN(context.WithValue(ctx, untracedKey{}, true))
+	l, _, err := r.insertLSN(context.WithValue(ctx, untracedKey{}, true))
 	if err != nil {
 		return fmt.Errorf("dbrouter: fence: %w", err)
 	}
@@ -548,6 +602,25 @@ func (r *Router) SessionToken(ctx context.Context) (Token, error) {
 	return in.sess.token(ctx, r.insertLSN)
 }
 
+// writeFailed asks the monitor for a check now (Options.Failover) when a
+// write failed for want of the server (a connection error, a shutdown) or
+// because it no longer takes writes (SQLSTATE 25006: read-only, a
+// standby), so a promotion is found within Interval/4 of the first write it
+// fails rather than at the next Interval.
+func (r *Router) writeFailed(err error) {
+	if err == nil || !r.o.Failover {
+		return
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code != "25006" && !strings.HasPrefix(pe.Code, "57P") && !strings.HasPrefix(pe.Code, "08") {
+		return // a SQL error: the server is fine
+	}
+	select {
+	case r.kicks <- struct{}{}:
+	default:
+	}
+}
+
 // noteWrite advances ctx's session after a write, unless the write surely
 // did not happen (a SQL error, or a failure before anything was sent).
 func (r *Router) noteWrite(ctx context.Context, err error) {
@@ -575,6 +648,9 @@ func (r *Router) routeWhy(ctx context.Context) (*replica, RouteReason, error) {
 	}
 	hs := *r.healthy.Load()
 	if len(hs) == 0 {
+		if in != nil && r.o.Consistency == ConsistencyLSN {
+			r.noteLost(ctx, in)
+		}
 		if r.o.NoFallback && len(r.replicas) > 0 {
 			r.noReplica.Add(1)
 			return nil, RouteNoReplica, ErrNoReplica
@@ -620,6 +696,10 @@ func (r *Router) routeWhy(ctx context.Context) (*replica, RouteReason, error) {
 	if tok.LSN == 0 {
 		return r.chooseAnyWhy(hs, floor)
 	}
+	if tok.Timeline != 0 && tok.LSN != unknownLSN && !r.survived(ctx, tok) {
+		r.tokenPrimary.Add(1)
+		return nil, RouteToken, nil
+	}
 	min := max(r.clamp(ctx, tok.LSN), floor)
 	if rep := r.choose(hs, min, true); rep != nil {
 		return rep, RouteToken, nil
@@ -634,6 +714,51 @@ func (r *Router) routeWhy(ctx context.Context) (*replica, RouteReason, error) {
 	}
 	r.tokenPrimary.Add(1)
 	return nil, RouteToken, nil
+}
+
+// survived reports whether tok's write is in the history of the write
+// server's timeline, so a replica on it that replayed tok.LSN has it:
+// tok's timeline is the write server's, or an earlier one that ended (its
+// switch point) at or after tok.LSN. A write past its timeline's switch
+// point was lost in a failover: counted in Stats.LostTokens and logged
+// (at Warn the first time after each timeline change). Tokens of an
+// unknown switch point or of a later timeline than the router knows
+// cannot be judged: false, their reads go to the primary.
+func (r *Router) survived(ctx context.Context, tok Token) bool {
+	tl := r.timelines()
+	if tl.cur == 0 || tok.Timeline == tl.cur {
+		return true
+	}
+	end, ok := tl.ends[tok.Timeline]
+	switch {
+	case tok.Timeline > tl.cur || !ok:
+		return false
+	case tok.LSN <= end:
+		return true
+	}
+	r.lostTokens.Add(1)
+	level := slog.LevelDebug
+	if !tl.warned.Swap(true) {
+		level = slog.LevelWarn
+	}
+	r.o.Logger.Log(ctx, level, "dbrouter: a token's write is past its timeline's switch point: it was lost in a failover (the new primary never had it); the read goes to the primary",
+		"token", tok.String(), "switch_lsn", end.String(), "timeline", tl.cur)
+	return false
+}
+
+// noteLost counts and logs (survived) a read whose token, or session token
+// as it stands (not refreshed), was lost in a failover, when no replica
+// is healthy and the read goes to the primary anyway.
+func (r *Router) noteLost(ctx context.Context, in *intent) {
+	tok := in.tok
+	if in.sess != nil {
+		in.sess.mu.Lock()
+		tok = tok.Merge(in.sess.tok)
+		in.sess.mu.Unlock()
+	}
+	if tok.Timeline != 0 && tok.LSN != 0 && tok.LSN != unknownLSN {
+		r.survived(ctx, tok)
+	}
 }
 
 // chooseAnyWhy is chooseAny saying why.

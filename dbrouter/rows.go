@@ -157,7 +157,7 @@ func (x *replicaRows) Next() bool {
 	x.started = true
 	if err := x.Rows.Err(); err != nil && x.r.retryOnPrimary(x.ctx, x.rep, x.sql, err) {
 		x.r.primaryReads.Add(1)
-		x.Rows, _ = x.r.primary.Query(x.r.retryRoute(x.ctx), x.sql, x.args...)
+		x.Rows, _ = x.r.w().pool.Query(x.r.retryRoute(x.ctx), x.sql, x.args...)
 		return x.Rows.Next()
 	}
 	return false
@@ -187,7 +187,7 @@ func (x *replicaRow) Scan(dest ...any) error {
 	}
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) && x.r.retryOnPrimary(x.ctx, x.rep, x.sql, err) {
 		x.r.primaryReads.Add(1)
-		return x.r.primary.QueryRow(x.r.retryRoute(x.ctx), x.sql, x.args...).Scan(dest...)
+		return x.r.w().pool.QueryRow(x.r.retryRoute(x.ctx), x.sql, x.args...).Scan(dest...)
 	}
 	return err
 }

@@ -38,12 +38,16 @@ func (r *Router) Stats() Stats {
 		ReadOnlyRetries: r.readOnlyRetries.Load(),
 		NoReplicaErrors: r.noReplica.Load(),
 		ForgedTokens:    r.forged.Load(),
+		Failovers:       r.failovers.Load(),
+		LostTokens:      r.lostTokens.Load(),
+		SplitBrains:     r.splitBrain.Load(),
 	}
+	w := r.w()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s.Primary = PrimaryStats{Up: r.ps.up, LSN: r.ps.lsn, Reads: r.primaryReads.Load(), Writes: r.primaryWrites.Load(),
+	s.Primary = PrimaryStats{Server: w.name, Timeline: r.timelines().cur, Up: r.ps.up, LSN: r.ps.lsn, Reads: r.primaryReads.Load(), Writes: r.primaryWrites.Load(),
 		Checks: r.ps.checks, CheckFailures: r.ps.failures, LastCheck: r.ps.lastCheck, LastError: r.ps.lastErr,
-		Queries: r.pTracer.Stats(), Pool: poolStats(r.primary)}
+		Queries: w.tracer.Stats(), Pool: poolStats(w.pool)}
 	for _, rep := range r.replicas {
 		s.Replicas = append(s.Replicas, ReplicaStats{
 			Name: rep.name, Healthy: rep.healthy, Reason: rep.reason, ReplayLSN: LSN(rep.replay.Load()),

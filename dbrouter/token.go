@@ -40,18 +40,32 @@ const unknownLSN = ^LSN(0)
 // a token; one beyond the primary's WAL position is clamped to it (see
 // Options.TokenMargin), so the worst a forged one does is send that
 // client's reads to the primary until the replicas reach that position.
+//
+// Timeline is the write server's timeline: after a failover (a standby
+// promoted, a new timeline forked from the old one at its switch point),
+// LSN alone no longer says whether a server has the write. A token of an
+// earlier timeline is satisfied only if its LSN is at or before that
+// timeline's switch point in the current primary's history; past it, the
+// write was lost in the failover, and the read goes to the primary and is
+// counted in Stats.LostTokens (see the package doc, "Failover").
 type Token struct {
 	// LSN is the primary's WAL insert position after the write. Zero: none.
 	LSN LSN
 	// Time is when the write was made, by Options.Clock. Zero: none.
 	Time time.Time
+	// Timeline is the timeline of the server that made the write. Zero:
+	// unknown (a token from a version without timelines, or a
+	// ConsistencyWindow token): the LSN is compared as it is.
+	Timeline uint32
 }
 
-// IsZero reports whether t carries no constraint.
+// IsZero reports whether t carries no constraint (a Timeline alone is
+// none).
 func (t Token) IsZero() bool { return t.LSN == 0 && t.Time.IsZero() }
 
-// String encodes t as "LSN@unix-milliseconds" ("16/B374D848@1767225600123"),
-// safe in a cookie or header; the zero Token encodes as "".
+// String encodes t as "LSN@unix-milliseconds@timeline"
+// ("16/B374D848@1767225600123@2"), or without "@timeline" when Timeline is
+// 0, safe in a cookie or header; the zero Token encodes as "".
 func (t Token) String() string {
 	if t.IsZero() {
 		return ""
@@ -60,15 +74,21 @@ func (t Token) String() string {
 	if !t.Time.IsZero() {
 		ms = t.Time.UnixMilli()
 	}
-	return t.LSN.String() + "@" + strconv.FormatInt(ms, 10)
+	s := t.LSN.String() + "@" + strconv.FormatInt(ms, 10)
+	if t.Timeline != 0 {
+		s += "@" + strconv.FormatUint(uint64(t.Timeline), 10)
+	}
+	return s
 }
 
-// ParseToken decodes Token.String's form; "" is the zero Token.
+// ParseToken decodes Token.String's form; "" is the zero Token. The form
+// without a timeline (written before tokens carried one) parses with
+// Timeline 0.
 func ParseToken(s string) (Token, error) {
 	if s == "" {
 		return Token{}, nil
 	}
-	l, ms, ok := strings.Cut(s, "@")
+	l, rest, ok := strings.Cut(s, "@")
 	if !ok {
 		return Token{}, fmt.Errorf("%w: token %q has no @", ErrInvalid, s)
 	}
@@ -76,6 +96,7 @@ func ParseToken(s string) (Token, error) {
 	if err != nil {
 		return Token{}, fmt.Errorf("%w: token %q: bad LSN", ErrInvalid, s)
 	}
+	ms, tl, hasTL := strings.Cut(rest, "@")
 	n, err := strconv.ParseInt(ms, 10, 64)
 	if err != nil || n < 0 {
 		return Token{}, fmt.Errorf("%w: token %q: bad time", ErrInvalid, s)
@@ -84,14 +105,32 @@ func ParseToken(s string) (Token, error) {
 	if n > 0 {
 		t.Time = time.UnixMilli(n)
 	}
+	if hasTL {
+		tli, err := strconv.ParseUint(tl, 10, 32)
+		if err != nil || tli == 0 {
+			return Token{}, fmt.Errorf("%w: token %q: bad timeline (a decimal number from 1 to %d)", ErrInvalid, s, uint32(1<<32-1))
+		}
+		t.Timeline = uint32(tli)
+	}
 	return t, nil
 }
 
 // Merge is the later of t and u in each field: a read carrying it sees the
-// writes of both.
+// writes of both. Of two tokens of different known timelines the later
+// timeline's LSN is kept: it was written after the fork, at or past the
+// earlier timeline's switch point, so it covers every write of the earlier
+// one that survived the failover.
 func (t Token) Merge(u Token) Token {
-	if u.LSN > t.LSN {
-		t.LSN = u.LSN
+	switch {
+	case t.Timeline != 0 && u.Timeline != 0 && t.Timeline != u.Timeline:
+		if u.Timeline > t.Timeline {
+			t.LSN, t.Timeline = u.LSN, u.Timeline
+		}
+	default:
+		if u.LSN > t.LSN {
+			t.LSN = u.LSN
+		}
+		t.Timeline = max(t.Timeline, u.Timeline)
 	}
 	if u.Time.After(t.Time) {
 		t.Time = u.Time
@@ -153,6 +192,21 @@ func WithSession(ctx context.Context, tok Token) context.Context {
 	return withIntent(ctx, func(in *intent) { in.sess = &session{tok: tok} })
 }
 
+// ShareSession returns ctx carrying the read-your-writes session that from
+// carries (WithSession, on from or a ctx it derives from): writes and reads
+// on either ctx advance and carry the same token. Everything else ctx says
+// is kept: Primary, WithToken, its deadline, cancellation and values. It
+// returns ctx when from carries no session. A package holding one session
+// per cluster for a request (shard) hands each cluster's session to the
+// caller's ctx this way.
+func ShareSession(ctx, from context.Context) context.Context {
+	src := intentOf(from)
+	if src == nil || src.sess == nil {
+		return ctx
+	}
+	return withIntent(ctx, func(in *intent) { in.sess = src.sess })
+}
+
 // session is the mutable state WithSession puts in a ctx. A write marks it
 // dirty; the primary's LSN is read once, when a read or SessionToken needs
 // it, however many writes came before.
@@ -176,7 +230,7 @@ func (s *session) wrote(now time.Time, needLSN bool) {
 // token returns the session's token, reading the primary's LSN first when a
 // write made it dirty. When that read fails the token sends reads to the
 // primary (unknownLSN) and err says why.
-func (s *session) token(ctx context.Context, insertLSN func(context.Context) (LSN, error)) (Token, error) {
+func (s *session) token(ctx context.Context, insertLSN func(context.Context) (LSN, uint32, error)) (Token, error) {
 	s.mu.Lock()
 	if !s.dirty {
 		t := s.tok
@@ -185,7 +239,7 @@ func (s *session) token(ctx context.Context, insertLSN func(context.Context) (LS
 	}
 	gen := s.gen
 	s.mu.Unlock()
-	lsn, err := insertLSN(ctx)
+	lsn, tli, err := insertLSN(ctx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
@@ -193,9 +247,7 @@ func (s *session) token(ctx context.Context, insertLSN func(context.Context) (LS
 		t.LSN = unknownLSN
 		return t, err
 	}
-	if lsn > s.tok.LSN {
-		s.tok.LSN = lsn
-	}
+	s.tok = s.tok.Merge(Token{LSN: lsn, Timeline: tli})
 	if s.gen == gen {
 		// No write finished after the LSN was read: it covers them all.
 		s.dirty = false

@@ -95,7 +95,18 @@ func TestLSNAndToken(t *testing.T) {
 			t.Fatalf("round trip %+v -> %q -> %+v %v", in, in.String(), out, err)
 		}
 	}
-	for _, s := range []string{"0/1", "0/1@x", "zz@1", "0/1@-5"} {
+	// With a timeline; the form without one (older tokens) still parses.
+	tt := Token{LSN: 0x3000148, Time: time.UnixMilli(1767225600123), Timeline: 2}
+	if tt.String() != "0/3000148@1767225600123@2" {
+		t.Fatalf("String %q", tt.String())
+	}
+	if out, err := ParseToken(tt.String()); err != nil || out != (Token{LSN: tt.LSN, Time: out.Time, Timeline: 2}) || !out.Time.Equal(tt.Time) {
+		t.Fatalf("round trip %+v -> %+v %v", tt, out, err)
+	}
+	if out, err := ParseToken("0/3000148@1767225600123"); err != nil || out.Timeline != 0 || out.LSN != 0x3000148 {
+		t.Fatalf("old form: %+v %v", out, err)
+	}
+	for _, s := range []string{"0/1", "0/1@x", "zz@1", "0/1@-5", "0/1@5@0", "0/1@5@", "0/1@5@x", "0/1@5@4294967296", "0/1@5@2@3", "0/1@5@-2"} {
 		if _, err := ParseToken(s); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("ParseToken(%q) err = %v", s, err)
 		}
@@ -103,6 +114,17 @@ func TestLSNAndToken(t *testing.T) {
 	m := Token{LSN: 10, Time: time.UnixMilli(5)}.Merge(Token{LSN: 7, Time: time.UnixMilli(9)})
 	if m.LSN != 10 || m.Time.UnixMilli() != 9 {
 		t.Fatalf("Merge %+v", m)
+	}
+	// Different timelines: the later one's LSN (written after the fork).
+	for _, c := range [][3]Token{
+		{{LSN: 10, Timeline: 1}, {LSN: 7, Timeline: 2}, {LSN: 7, Timeline: 2}},
+		{{LSN: 7, Timeline: 2}, {LSN: 10, Timeline: 1}, {LSN: 7, Timeline: 2}},
+		{{LSN: 10, Timeline: 2}, {LSN: 7, Timeline: 2}, {LSN: 10, Timeline: 2}},
+		{{LSN: 10}, {LSN: 7, Timeline: 2}, {LSN: 10, Timeline: 2}},
+	} {
+		if got := c[0].Merge(c[1]); got != c[2] {
+			t.Fatalf("%+v.Merge(%+v) = %+v, want %+v", c[0], c[1], got, c[2])
+		}
 	}
 	if !(Token{}).IsZero() || tok.IsZero() {
 		t.Fatal("IsZero")
@@ -482,7 +504,7 @@ func TestHammer(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { // the world changes
-		var replayed [3]LSN // each replica's replay only grows, as on a real standby
+		replayed := [3]LSN{100, 100, 100} // newFake's start; each replica's replay only grows, as on a real standby
 		for {
 			select {
 			case <-stop:
@@ -674,5 +696,38 @@ func TestTracer(t *testing.T) {
 	}
 	if (*Tracer)(nil).Stats() != (TracerStats{}) {
 		t.Fatal("nil tracer stats")
+	}
+}
+
+// ShareSession hands one ctx's session to another, keeping what the other
+// says: a write through either advances the one token; Primary on the
+// receiving ctx still sends its reads to the primary.
+func TestShareSession(t *testing.T) {
+	r, fp := newFake(t, Options{}, 1)
+	defer r.Close()
+	bg := context.Background()
+	if ShareSession(bg, bg) != bg {
+		t.Fatal("ShareSession from a ctx without a session changed ctx")
+	}
+	from := WithSession(bg, Token{LSN: 50})
+	type k struct{}
+	ctx := ShareSession(context.WithValue(bg, k{}, "v"), from)
+	if ctx.Value(k{}) != "v" {
+		t.Fatal("ShareSession lost ctx's values")
+	}
+	fp.mu.Lock()
+	fp.insert = 500
+	fp.mu.Unlock()
+	r.noteWrite(ctx, nil) // a write on the receiving ctx...
+	if tok, err := r.SessionToken(from); err != nil || tok.LSN != 500 {
+		t.Fatalf("...advances the sharing ctx's token: %+v %v", tok, err)
+	}
+	fp.set(0, up(500))
+	r.check(bg)
+	if got := routeName(r, ctx); got != "r0" {
+		t.Fatalf("read after the replica caught up went to %s", got)
+	}
+	if got := routeName(r, ShareSession(Primary(bg), from)); got != "primary" {
+		t.Fatalf("ShareSession dropped Primary: read went to %s", got)
 	}
 }

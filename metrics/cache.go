@@ -35,6 +35,7 @@ var cacheFamilies = []family[cache.Stats]{
 	counter("scalekit_cache_delayed_invalidations_total", "Kept invalidations delivered once the Store answered again.", func(s cache.Stats) uint64 { return s.DelayedInvalidations }),
 	counter("scalekit_cache_pending_overflows_total", "Times the kept invalidations passed MaxPendingInvalidations and collapsed into a flush of every L1 and a bump of every namespace.", func(s cache.Stats) uint64 { return s.PendingOverflows }),
 	counter("scalekit_cache_resubscribes_total", "Times the invalidation subscription came back after a lost connection (the L1 was dropped: messages may have been missed).", func(s cache.Stats) uint64 { return s.Resubscribes }),
+	counter("scalekit_cache_feed_losses_total", "Times a tracking Store's feed of server invalidations was lost (the L1 was dropped).", func(s cache.Stats) uint64 { return s.FeedLosses }),
 }
 
 // AddCache reports the Stats of a cache (any *cache.Cache[V]) under name.

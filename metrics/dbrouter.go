@@ -47,10 +47,14 @@ var dbrouterFamilies = []family[routerstats.Stats]{
 		with("read_only", func(s routerstats.Stats) uint64 { return s.ReadOnlyRetries })),
 	counter("scalekit_dbrouter_no_replica_errors_total", "Reads refused with ErrNoReplica (every replica ejected, with NoFallback).", func(s routerstats.Stats) uint64 { return s.NoReplicaErrors }),
 	counter("scalekit_dbrouter_forged_tokens_total", "Reads whose read-your-writes token was beyond anything the primary had written (forged): clamped to the primary's position.", func(s routerstats.Stats) uint64 { return s.ForgedTokens }),
+	counter("scalekit_dbrouter_failovers_total", "Moves of the writes to another server (Options.Failover): a promoted replica, or back.", func(s routerstats.Stats) uint64 { return s.Failovers }),
+	counter("scalekit_dbrouter_lost_tokens_total", "Reads whose token's write was past its timeline's switch point: lost in a failover; the read went to the primary.", func(s routerstats.Stats) uint64 { return s.LostTokens }),
+	counter("scalekit_dbrouter_split_brain_checks_total", "Monitor checks that saw more than one server claim to be the primary (Options.Failover): writes go only to the latest timeline's.", func(s routerstats.Stats) uint64 { return s.SplitBrains }),
 }
 
 var primaryFamilies = []family[routerstats.PrimaryStats]{
 	gauge("scalekit_dbrouter_primary_up", "1 when the monitor's last check of the primary succeeded, else 0.", func(p routerstats.PrimaryStats) float64 { return added.Boolf(p.Up) }),
+	gauge("scalekit_dbrouter_primary_timeline", "The write server's timeline at the monitor's last reading (it rises with each promotion); 0 before one.", func(p routerstats.PrimaryStats) uint64 { return uint64(p.Timeline) }),
 	gauge("scalekit_dbrouter_primary_wal_lsn_bytes", "The primary's pg_current_wal_lsn() at the last good check, as a byte position in the WAL; 0 before one.", func(p routerstats.PrimaryStats) routerstats.LSN { return p.LSN }),
 	counterBy("scalekit_dbrouter_primary_calls_total", "Calls routed to the primary, by intent: read (Primary(ctx), a token, a fallback, a retry, or no replica configured) or write (Exec, CopyFrom, SendBatch, read-write transactions).", "intent",
 		with("read", func(p routerstats.PrimaryStats) uint64 { return p.Reads }),

@@ -155,10 +155,14 @@ func TestDBRouter(t *testing.T) {
 	// primary's 8 queries: 3 Execs, 2 WriteTokens, the Primary(ctx) read,
 	// the INSERT again and the token read that gave up on the replica.
 	expectExcept(t, m, "scalekit_dbrouter_", varying, `
+		# TYPE scalekit_dbrouter_failovers_total counter
+		scalekit_dbrouter_failovers_total{instance_name="api-1",name="main"} 0
 		# TYPE scalekit_dbrouter_fallbacks_total counter
 		scalekit_dbrouter_fallbacks_total{instance_name="api-1",name="main"} 0
 		# TYPE scalekit_dbrouter_forged_tokens_total counter
 		scalekit_dbrouter_forged_tokens_total{instance_name="api-1",name="main"} 0
+		# TYPE scalekit_dbrouter_lost_tokens_total counter
+		scalekit_dbrouter_lost_tokens_total{instance_name="api-1",name="main"} 0
 		# TYPE scalekit_dbrouter_no_replica_errors_total counter
 		scalekit_dbrouter_no_replica_errors_total{instance_name="api-1",name="main"} 0
 		# TYPE scalekit_dbrouter_primary_calls_total counter
@@ -173,6 +177,8 @@ func TestDBRouter(t *testing.T) {
 		scalekit_dbrouter_primary_query_errors_total{instance_name="api-1",name="main"} 0
 		# TYPE scalekit_dbrouter_primary_slow_queries_total counter
 		scalekit_dbrouter_primary_slow_queries_total{instance_name="api-1",name="main"} 0
+		# TYPE scalekit_dbrouter_primary_timeline gauge
+		scalekit_dbrouter_primary_timeline{instance_name="api-1",name="main"} 1
 		# TYPE scalekit_dbrouter_primary_up gauge
 		scalekit_dbrouter_primary_up{instance_name="api-1",name="main"} 1
 		# TYPE scalekit_dbrouter_replica_checks_total counter
@@ -201,6 +207,8 @@ func TestDBRouter(t *testing.T) {
 		# TYPE scalekit_dbrouter_retries_total counter
 		scalekit_dbrouter_retries_total{instance_name="api-1",name="main",reason="read_only"} 1
 		scalekit_dbrouter_retries_total{instance_name="api-1",name="main",reason="replica_failed"} 0
+		# TYPE scalekit_dbrouter_split_brain_checks_total counter
+		scalekit_dbrouter_split_brain_checks_total{instance_name="api-1",name="main"} 0
 		# TYPE scalekit_dbrouter_token_primary_reads_total counter
 		scalekit_dbrouter_token_primary_reads_total{instance_name="api-1",name="main"} 1
 		# TYPE scalekit_dbrouter_token_waits_total counter
@@ -244,12 +252,18 @@ func TestDBRouter(t *testing.T) {
 	// dead pooled connection does, a refused new one does not).
 	varying = append(varying, "scalekit_dbrouter_replica_queries_total", "scalekit_dbrouter_replica_query_errors_total")
 	expectExcept(t, m, "scalekit_dbrouter_", varying, `
+		# TYPE scalekit_dbrouter_failovers_total counter
+		scalekit_dbrouter_failovers_total{instance_name="api-1",name="main"} 0
+		scalekit_dbrouter_failovers_total{instance_name="api-1",name="strict"} 0
 		# TYPE scalekit_dbrouter_fallbacks_total counter
 		scalekit_dbrouter_fallbacks_total{instance_name="api-1",name="main"} 1
 		scalekit_dbrouter_fallbacks_total{instance_name="api-1",name="strict"} 0
 		# TYPE scalekit_dbrouter_forged_tokens_total counter
 		scalekit_dbrouter_forged_tokens_total{instance_name="api-1",name="main"} 0
 		scalekit_dbrouter_forged_tokens_total{instance_name="api-1",name="strict"} 0
+		# TYPE scalekit_dbrouter_lost_tokens_total counter
+		scalekit_dbrouter_lost_tokens_total{instance_name="api-1",name="main"} 0
+		scalekit_dbrouter_lost_tokens_total{instance_name="api-1",name="strict"} 0
 		# TYPE scalekit_dbrouter_no_replica_errors_total counter
 		scalekit_dbrouter_no_replica_errors_total{instance_name="api-1",name="main"} 0
 		scalekit_dbrouter_no_replica_errors_total{instance_name="api-1",name="strict"} 1
@@ -272,6 +286,9 @@ func TestDBRouter(t *testing.T) {
 		# TYPE scalekit_dbrouter_primary_slow_queries_total counter
 		scalekit_dbrouter_primary_slow_queries_total{instance_name="api-1",name="main"} 0
 		scalekit_dbrouter_primary_slow_queries_total{instance_name="api-1",name="strict"} 0
+		# TYPE scalekit_dbrouter_primary_timeline gauge
+		scalekit_dbrouter_primary_timeline{instance_name="api-1",name="main"} 1
+		scalekit_dbrouter_primary_timeline{instance_name="api-1",name="strict"} 1
 		# TYPE scalekit_dbrouter_primary_up gauge
 		scalekit_dbrouter_primary_up{instance_name="api-1",name="main"} 1
 		scalekit_dbrouter_primary_up{instance_name="api-1",name="strict"} 1
@@ -309,6 +326,9 @@ func TestDBRouter(t *testing.T) {
 		scalekit_dbrouter_retries_total{instance_name="api-1",name="main",reason="replica_failed"} 2
 		scalekit_dbrouter_retries_total{instance_name="api-1",name="strict",reason="read_only"} 0
 		scalekit_dbrouter_retries_total{instance_name="api-1",name="strict",reason="replica_failed"} 0
+		# TYPE scalekit_dbrouter_split_brain_checks_total counter
+		scalekit_dbrouter_split_brain_checks_total{instance_name="api-1",name="main"} 0
+		scalekit_dbrouter_split_brain_checks_total{instance_name="api-1",name="strict"} 0
 		# TYPE scalekit_dbrouter_token_primary_reads_total counter
 		scalekit_dbrouter_token_primary_reads_total{instance_name="api-1",name="main"} 1
 		scalekit_dbrouter_token_primary_reads_total{instance_name="api-1",name="strict"} 0

@@ -159,6 +159,7 @@
 //	scalekit_cache_delayed_invalidations_total                              counter    kept invalidations delivered late
 //	scalekit_cache_pending_overflows_total                                  counter    kept invalidations collapsed into a full flush
 //	scalekit_cache_resubscribes_total                                       counter    subscription came back after a lost connection (L1 dropped)
+//	scalekit_cache_feed_losses_total                                        counter    a tracking Store's invalidation feed was lost (L1 dropped)
 //	batch (AddBatch)
 //	scalekit_batch_loads_total                                              counter    keys asked for
 //	scalekit_batch_deduped_total                                            counter    loads that joined a key in the open batch
@@ -218,7 +219,11 @@
 //	scalekit_dbrouter_retries_total{reason}                                 counter    replica reads run again on the primary: replica_failed, read_only
 //	scalekit_dbrouter_no_replica_errors_total                               counter    reads refused with ErrNoReplica
 //	scalekit_dbrouter_forged_tokens_total                                   counter    reads whose token was beyond the primary's WAL (forged): clamped
+//	scalekit_dbrouter_failovers_total                                       counter    moves of the writes to a promoted server (Options.Failover)
+//	scalekit_dbrouter_lost_tokens_total                                     counter    reads whose token's write was lost in a failover (past the switch point)
+//	scalekit_dbrouter_split_brain_checks_total                              counter    checks that saw more than one server claim to be the primary
 //	scalekit_dbrouter_primary_up                                            gauge      1 when the last check of the primary succeeded
+//	scalekit_dbrouter_primary_timeline                                      gauge      the write server's timeline (rises with each promotion)
 //	scalekit_dbrouter_primary_wal_lsn_bytes                                 gauge      pg_current_wal_lsn() at the last good check
 //	scalekit_dbrouter_primary_calls_total{intent}                           counter    calls routed to the primary: read, write
 //	scalekit_dbrouter_primary_checks_total{result}                          counter    monitor checks: success, failure

@@ -533,6 +533,9 @@ func TestCache(t *testing.T) {
 			# TYPE scalekit_cache_delayed_invalidations_total counter
 			scalekit_cache_delayed_invalidations_total{instance_name="api-1",name="users"} 0
 			scalekit_cache_delayed_invalidations_total{instance_name="api-1",name="users-b"} 0
+			# TYPE scalekit_cache_feed_losses_total counter
+			scalekit_cache_feed_losses_total{instance_name="api-1",name="users"} 0
+			scalekit_cache_feed_losses_total{instance_name="api-1",name="users-b"} 0
 			# TYPE scalekit_cache_fills_refused_total counter
 			scalekit_cache_fills_refused_total{instance_name="api-1",name="users"} 0
 			scalekit_cache_fills_refused_total{instance_name="api-1",name="users-b"} 0

@@ -209,6 +209,7 @@ var cacheFamilies = []family[cs]{
 	counter("scalekit_cache_delayed_invalidations", "", "Kept invalidations delivered later.", func(s cs) uint64 { return s.DelayedInvalidations }),
 	counter("scalekit_cache_pending_overflows", "", "Overflows of the kept invalidations.", func(s cs) uint64 { return s.PendingOverflows }),
 	counter("scalekit_cache_resubscribes", "", "Invalidation subscriptions restored.", func(s cs) uint64 { return s.Resubscribes }),
+	counter("scalekit_cache_feed_losses", "", "Losses of a tracking Store's invalidation feed.", func(s cs) uint64 { return s.FeedLosses }),
 }
 
 var batchFamilies = []family[batch.Stats]{
@@ -466,6 +467,9 @@ var dbrouterFamilies = []family[drs]{
 		with("replica_failed", func(s drs) uint64 { return s.ReplicaRetries }), with("read_only", func(s drs) uint64 { return s.ReadOnlyRetries })),
 	counter("scalekit_dbrouter_no_replica_errors", "", "Reads refused with ErrNoReplica.", func(s drs) uint64 { return s.NoReplicaErrors }),
 	counter("scalekit_dbrouter_forged_tokens", "", "Reads whose token was beyond anything the primary had written.", func(s drs) uint64 { return s.ForgedTokens }),
+	counter("scalekit_dbrouter_failovers", "", "Moves of the writes to another server (Options.Failover).", func(s drs) uint64 { return s.Failovers }),
+	counter("scalekit_dbrouter_lost_tokens", "", "Reads whose token's write was lost in a failover (past its timeline's switch point).", func(s drs) uint64 { return s.LostTokens }),
+	counter("scalekit_dbrouter_split_brain_checks", "", "Monitor checks that saw more than one server claim to be the primary.", func(s drs) uint64 { return s.SplitBrains }),
 }
 
 // succeeded is the checks of all that did not fail.
@@ -475,6 +479,7 @@ type prs = routerstats.PrimaryStats
 
 var primaryFamilies = []family[prs]{
 	gauge("scalekit_dbrouter_primary_up", "", "1 when the monitor's last check of the primary succeeded, else 0.", func(p prs) float64 { return added.Boolf(p.Up) }),
+	gauge("scalekit_dbrouter_primary_timeline", "", "The write server's timeline (rises with each promotion); 0 before a reading.", func(p prs) uint64 { return uint64(p.Timeline) }),
 	gauge("scalekit_dbrouter_primary_wal_lsn", bytes, "The primary's WAL position at the last good check; 0 before one.", func(p prs) routerstats.LSN { return p.LSN }),
 	counterBy("scalekit_dbrouter_primary_calls", "Calls routed to the primary by intent (read, write).", intent,
 		with("read", func(p prs) uint64 { return p.Reads }), with("write", func(p prs) uint64 { return p.Writes })),

@@ -262,6 +262,15 @@ type FetchRequest struct {
 	// it for each fetch, High first 60% of the time, Default 30% and Low
 	// 10% (see Priority).
 	Order [3]Priority
+	// Grow, when not nil, lets a backend that holds a fetch back to batch
+	// it with other work (queueredis sends it in the next round trip of
+	// its queue) lease more than Max: called during Fetch, just before
+	// the backend leases, it returns how many more jobs (0 to n) the fetch
+	// may lease now, on top of Max and of what earlier calls returned. A
+	// Worker's Grow takes the handler slots freed while the fetch waited,
+	// so the fetch leases jobs only for slots that are free. Backends may
+	// ignore it.
+	Grow func(n int) int
 }
 
 // Backend stores jobs: MemoryBackend in process, queueredis on Redis

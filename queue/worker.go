@@ -405,8 +405,9 @@ func (w *Worker) fetch(ctx context.Context, q *workerQueue) {
 			}
 			continue
 		}
-		leases, err := w.o.Backend.Fetch(ctx, FetchRequest{Queue: q.name, Max: free, Lease: q.o.Lease, Wait: min(w.o.FetchWait, fresh), Order: fetchOrder(rand.Float64())})
-		for i := len(leases); i < free; i++ {
+		g := &growth{sem: q.sem}
+		leases, err := w.o.Backend.Fetch(ctx, FetchRequest{Queue: q.name, Max: free, Lease: q.o.Lease, Wait: min(w.o.FetchWait, fresh), Order: fetchOrder(rand.Float64()), Grow: g.grow})
+		for i, taken := len(leases), free+g.close(); i < taken; i++ {
 			<-q.sem
 		}
 		if err != nil {
@@ -437,6 +438,42 @@ func (w *Worker) fetch(ctx context.Context, q *workerQueue) {
 			return
 		}
 	}
+}
+
+// growth is a fetch's FetchRequest.Grow: it takes the slots of q.sem
+// that are free when the backend asks, until the fetch returns (close).
+// A backend that called Grow late (its caller gone) gets 0, so no slot
+// is taken that the fetch loop does not give back.
+type growth struct {
+	sem    chan struct{}
+	mu     sync.Mutex
+	n      int
+	closed bool
+}
+
+func (g *growth) grow(n int) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	k := 0
+	for !g.closed && k < n {
+		select {
+		case g.sem <- struct{}{}:
+			k++
+			continue
+		default:
+		}
+		break
+	}
+	g.n += k
+	return k
+}
+
+// close ends the growth and returns the slots it took.
+func (g *growth) close() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+	return g.n
 }
 
 // checkPaused reports whether q is paused, asking the backend when the

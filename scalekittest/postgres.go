@@ -118,9 +118,12 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (_ *PostgresCluste
 		"hot_standby":                  "on",
 		"hot_standby_feedback":         "on",
 		"wal_receiver_status_interval": "1s",
-		"shared_buffers":               "32MB",
-		"max_connections":              "200",
-		"logging_collector":            "off",
+		// After its primary goes away a standby retries every this long;
+		// the default 5s can hold up a promotion (Promote) as long.
+		"wal_retrieve_retry_interval": "100ms",
+		"shared_buffers":              "32MB",
+		"max_connections":             "200",
+		"logging_collector":           "off",
 	}
 	for k, v := range opts.Settings {
 		settings[k] = v
@@ -427,4 +430,49 @@ func (c *PostgresCluster) NewPools(ctx context.Context, db string) (primary, rep
 		return nil, nil, fmt.Errorf("scalekittest: replica pool: %w", err)
 	}
 	return primary, replica, nil
+}
+
+// Promote promotes the server, a standby, to a primary (pg_ctl promote -w)
+// and waits until it accepts writes: pg_is_in_recovery() is false and the
+// server is on a new timeline, forked from the old primary's at the last
+// WAL record it replayed. The old primary is left as it is: stop it first
+// (StopFast, so every commit it acknowledged has been streamed) to fail
+// over without losing acknowledged writes, or leave it running to make a
+// split brain.
+func (s *PGServer) Promote(ctx context.Context) error {
+	if !s.Running() {
+		return fmt.Errorf("scalekittest: promote %s: the server is not running", s.name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := s.acct.runTool(ctx, filepath.Join(s.binDir, "pg_ctl"), "promote", "-w", "-t", strconv.Itoa(int(s.timeout/time.Second)+1), "-D", s.dataDir); err != nil {
+		return err
+	}
+	return waitFor(ctx, nil, "postgres "+s.name+" promoted", func(ctx context.Context) error {
+		var rec bool
+		err := s.queryRow(ctx, "postgres", func(conn *pgx.Conn) error {
+			return conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec)
+		})
+		if err == nil && rec {
+			err = errors.New("still in recovery")
+		}
+		return err
+	})
+}
+
+// Timeline is the server's current timeline: on a primary, the timeline of
+// its WAL insert position (the first 8 hex digits of its WAL file name); on
+// a standby, the timeline it receives from its primary (0 while its WAL
+// receiver is not running).
+func (s *PGServer) Timeline(ctx context.Context) (uint32, error) {
+	var tli int64
+	err := s.queryRow(ctx, "postgres", func(conn *pgx.Conn) error {
+		return conn.QueryRow(ctx, `SELECT CASE WHEN pg_is_in_recovery()
+			THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), 0)::bigint
+			ELSE ('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::bigint END`).Scan(&tli)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("scalekittest: timeline of %s: %w", s.name, err)
+	}
+	return uint32(tli), nil
 }

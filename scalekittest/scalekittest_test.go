@@ -3,6 +3,8 @@ package scalekittest_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -14,6 +16,16 @@ import (
 
 // The fixtures built on these starters (internal/testinfra) are tested
 // there: outages, pauses, the replica, the cluster's slots.
+
+// skipOrFatal skips the test when err says a server binary is missing,
+// unless SCALEKIT_REQUIRE_SERVERS=1 (CI), and fails it otherwise.
+func skipOrFatal(t *testing.T, err error) {
+	t.Helper()
+	if errors.Is(err, scalekittest.ErrMissingBinary) && os.Getenv("SCALEKIT_REQUIRE_SERVERS") != "1" {
+		t.Skip(err)
+	}
+	t.Fatal(err)
+}
 
 func TestMissingBinaryIsReported(t *testing.T) {
 	t.Setenv("SCALEKIT_PG_BINDIR", t.TempDir())
@@ -36,10 +48,7 @@ func TestStartersHaveAPlainAPI(t *testing.T) {
 	defer cancel()
 	s, err := scalekittest.StartRedis(ctx, scalekittest.RedisOptions{Args: []string{"--maxmemory", "16mb"}})
 	if err != nil {
-		if errors.Is(err, scalekittest.ErrMissingBinary) && os.Getenv("SCALEKIT_REQUIRE_SERVERS") != "1" {
-			t.Skip(err)
-		}
-		t.Fatal(err)
+		skipOrFatal(t, err)
 	}
 	rc := s.NewClient(0)
 	got, err := rc.ConfigGet(ctx, "maxmemory").Result()
@@ -63,10 +72,7 @@ func TestStartNATS(t *testing.T) {
 	defer cancel()
 	s, err := scalekittest.StartNATS(ctx, scalekittest.NATSOptions{})
 	if err != nil {
-		if errors.Is(err, scalekittest.ErrMissingBinary) && os.Getenv("SCALEKIT_REQUIRE_SERVERS") != "1" {
-			t.Skip(err)
-		}
-		t.Fatal(err)
+		skipOrFatal(t, err)
 	}
 	defer s.Close()
 	if !strings.HasPrefix(s.URL(), "nats://127.0.0.1:") || !s.Running() {
@@ -99,5 +105,48 @@ func TestStartVarnishBadBackend(t *testing.T) {
 		if _, err := scalekittest.StartVarnish(context.Background(), scalekittest.VarnishOptions{Backend: b}); err == nil || !strings.Contains(err.Error(), "Backend") {
 			t.Errorf("Backend %q: %v, want an error naming Backend", b, err)
 		}
+	}
+}
+
+func TestStartChromium(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := scalekittest.StartChromium(ctx, scalekittest.ChromiumOptions{})
+	if err != nil {
+		skipOrFatal(t, err)
+	}
+	defer s.Close()
+	if !strings.HasPrefix(s.DevToolsURL(), "ws://"+s.Addr()+"/devtools/browser/") || !s.Running() {
+		t.Fatalf("DevToolsURL %q (addr %s), running %v", s.DevToolsURL(), s.Addr(), s.Running())
+	}
+	// The endpoint lists the blank page it opened.
+	resp, err := http.Get("http://" + s.Addr() + "/json/list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `"url": "about:blank"`) {
+		t.Fatalf("GET /json/list: %s, want the about:blank page", b)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Running() {
+		t.Fatal("Chromium runs after Close")
+	}
+	if _, err := http.Get("http://" + s.Addr() + "/json/version"); err == nil {
+		t.Fatal("the DevTools endpoint answers after Close")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+
+	t.Setenv(scalekittest.ChromiumEnv, "/nonexistent/chromium")
+	if _, err := scalekittest.ChromiumBinary(); !errors.Is(err, scalekittest.ErrMissingBinary) {
+		t.Fatalf("ChromiumBinary with %s naming nothing: err = %v, want ErrMissingBinary", scalekittest.ChromiumEnv, err)
+	}
+	if _, err := scalekittest.StartChromium(ctx, scalekittest.ChromiumOptions{}); !errors.Is(err, scalekittest.ErrMissingBinary) || !strings.Contains(err.Error(), scalekittest.ChromiumEnv) {
+		t.Fatalf("StartChromium with %s naming nothing: err = %v, want ErrMissingBinary naming the variable", scalekittest.ChromiumEnv, err)
 	}
 }

@@ -215,31 +215,15 @@ func (s *sessions) session(name string) context.Context {
 // held back. Use the returned ctx with rt.Router only: another cluster's
 // Router would take this cluster's session for its own (a dbrouter
 // session belongs to one cluster). Without sessions it returns ctx.
-// Every value of ctx but dbrouter's (dbrouter.Primary, WithToken,
-// WithSession) stays visible: apply those to the returned ctx, not
-// before.
+// Everything else ctx says is kept (dbrouter.Primary, WithToken, its
+// deadline and values): the cluster's session is handed to it with
+// dbrouter.ShareSession.
 func (rt Route) Context(ctx context.Context) context.Context {
 	s := sessionsOf(ctx)
 	if s == nil || rt.Router == nil || s.r.clusters[rt.Cluster] != rt.Router {
 		return ctx
 	}
-	return &clusterCtx{Context: ctx, sess: s.session(rt.Cluster)}
-}
-
-// clusterCtx is a ctx whose dbrouter intent (the cluster's session) comes
-// from sess, a ctx made from context.Background() holding nothing else;
-// deadline, cancellation and every other value come from the embedded
-// ctx.
-type clusterCtx struct {
-	context.Context
-	sess context.Context
-}
-
-func (c *clusterCtx) Value(key any) any {
-	if v := c.sess.Value(key); v != nil {
-		return v
-	}
-	return c.Context.Value(key)
+	return dbrouter.ShareSession(ctx, s.session(rt.Cluster))
 }
 
 // SessionTokens returns the tokens of ctx's sessions (WithSessions) after
@@ -264,7 +248,7 @@ func (r *Router) SessionTokens(ctx context.Context) (t Tokens, changed bool, err
 	s.mu.Unlock()
 	var errs []error
 	for n, c := range used {
-		tok, terr := r.clusters[n].SessionToken(&clusterCtx{Context: ctx, sess: c})
+		tok, terr := r.clusters[n].SessionToken(dbrouter.ShareSession(ctx, c))
 		if terr != nil {
 			errs = append(errs, fmt.Errorf("shard: cluster %s: %w", n, terr))
 		}

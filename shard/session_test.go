@@ -155,3 +155,22 @@ func TestHTTPRequestTokens(t *testing.T) {
 		t.Error("a foreign Route picked up a session")
 	}
 }
+
+// Route.Context hands the cluster's session to the caller's ctx (and
+// keeps the rest of it: dbrouter's TestShareSession checks Primary).
+func TestRouteContextSharesTheClustersSession(t *testing.T) {
+	r := fanRouter(t, "a", "b", "c")
+	rt, err := r.For(Int64(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type k struct{}
+	sctx := r.WithSessions(context.Background(), Tokens{rt.Cluster: tok(7, 1)})
+	ctx := rt.Context(context.WithValue(dbrouter.Primary(sctx), k{}, "v"))
+	if ctx.Value(k{}) != "v" {
+		t.Fatal("Route.Context lost the caller's values")
+	}
+	if tk, err := rt.Router.SessionToken(ctx); err != nil || tk.String() != tok(7, 1).String() {
+		t.Fatalf("the cluster's session: %v %v", tk, err)
+	}
+}

@@ -54,3 +54,41 @@ func Example() {
 	// {42 Ada} <nil>
 	// {42 Ada} <nil>
 }
+
+// With Tracking, Redis tells every instance when a key it may hold
+// changes, even when another program writes it: here a plain client
+// deletes the cached key and the next Get loads it again instead of
+// serving the L1 copy.
+func ExampleOptions_tracking() {
+	client := redis.NewClient(&redis.Options{Addr: redisAddr(), ContextTimeoutEnabled: true})
+	defer client.Close()
+	store, err := cacheredis.New(cacheredis.Options{Client: client, Prefix: "example-tracking", Tracking: true})
+	if err != nil {
+		panic(err)
+	}
+	users, err := cache.New[User](cache.Options{Store: store, TTL: time.Hour}) // L1 copies live until Redis invalidates them
+	if err != nil {
+		panic(err)
+	}
+	defer users.Close()
+	loads := 0
+	loadUser := func(ctx context.Context, id string) (User, error) {
+		loads++
+		return User{ID: 42, Name: "Ada"}, nil
+	}
+	ctx := context.Background()
+	if _, err := users.Get(ctx, "42", loadUser); err != nil {
+		panic(err)
+	}
+	other := redis.NewClient(&redis.Options{Addr: redisAddr()}) // not scalekit
+	defer other.Close()
+	other.Del(ctx, "{example-tracking:42}")
+	for loads < 2 { // the invalidation arrives within a millisecond
+		if _, err := users.Get(ctx, "42", loadUser); err != nil {
+			panic(err)
+		}
+	}
+	fmt.Println("loaded", loads, "times")
+	// Output:
+	// loaded 2 times
+}

@@ -3,13 +3,10 @@ package cacheredis
 import (
 	"context"
 	"errors"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/cache"
@@ -26,16 +23,7 @@ func TestRedisRestartBetweenSetAndGet(t *testing.T) {
 	r := testinfra.Redis(t)
 	// B reaches Redis through a dialer the test can cut, so that B's
 	// subscription is still down when A publishes after the restart.
-	var cut atomic.Bool
-	bClient := redis.NewClient(&redis.Options{Addr: r.Addr(), ContextTimeoutEnabled: true,
-		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if cut.Load() {
-				return nil, errors.New("test: instance B's network is cut")
-			}
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		}})
-	t.Cleanup(func() { bClient.Close() })
+	bClient, cut := cuttable(t, r)
 	o := cache.Options{TTL: time.Hour, L1TTL: time.Hour}
 	a := cachetest.Instances(t, 1, newStore(t, Options{Client: r.Client}), o)[0]
 	b := cachetest.Instances(t, 1, newStore(t, Options{Client: bClient}), o)[0]

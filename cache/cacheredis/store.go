@@ -25,6 +25,43 @@
 // (RenewLeases, a compare-token-and-PEXPIRE script: cache.LeaseRenewer),
 // so a load slower than the lease still fills.
 //
+// # Redis invalidates the L1s (Options.Tracking)
+//
+// With Options.Tracking, the L1 coherence comes from Redis itself
+// (server-assisted client-side caching): each instance keeps one
+// dedicated connection that turns on CLIENT TRACKING in BCAST mode for
+// "{prefix:" (redirected to itself, listening on __redis__:invalidate),
+// and Redis reports on it every change of a key under the prefix,
+// whoever makes it: another instance, a program writing the keys with a
+// plain client, an expiry, an eviction, FLUSHALL. The instance drops its
+// copy of that key (a namespace's counter key re-reads the namespace);
+// measured on one local Redis, the slowest of 3 instances heard of a
+// plain client's write within 0.13 ms at the median, 0.25 ms at p99. An
+// L1 copy is then trusted for its whole freshness (cache.Options.L1TTL
+// defaults to TTL) and Set and Delete publish no message of their own.
+// When that connection breaks or stops answering pings (2 x 1s), the
+// instance drops its whole L1, keeps new copies for the non-tracking
+// L1TTL (TTL/10) while it reconnects, and drops them again when tracking
+// holds once more, so no write made meanwhile is served from an old
+// copy (cache.Stats.FeedLosses, Resubscribes). Fill leases and fencing
+// are unchanged.
+//
+// Why BCAST rather than per-key tracking: Redis tracks a key for the
+// connection that read it, so with go-redis's pool every pooled
+// connection would need tracking on, would forget its keys silently
+// when closed (idle reaping, a read cut by a timeout) and would need its
+// REDIRECT reissued after each reconnect of the invalidation connection,
+// none of which the pool allows. BCAST ties tracking to the one
+// connection the Store watches; its price is that every instance hears
+// of every write under the prefix (leases and counters too), not only of
+// the keys it holds, and that an instance's own writes drop its own copy
+// (the next read is an L2 hit). Every instance of a fleet must use the
+// same mode: a tracking instance's Set publishes no message, so an
+// instance without tracking hears of it only after its L1TTL (during a
+// rolling switch, as when a message is lost). Tracking needs Redis >= 6
+// and a *redis.Client (standalone or failover): Redis Cluster tracks per
+// node and New refuses a cluster client with Tracking.
+//
 // # When Redis is down
 //
 // Every call is bounded by Options.Timeout. When Redis is down, slow or
@@ -68,11 +105,28 @@ type Options struct {
 	Timeout time.Duration
 	// Logger receives subscription problems. Default: discard.
 	Logger *slog.Logger
+	// Tracking makes Redis itself invalidate the instances' L1 copies
+	// (server-assisted client-side caching, CLIENT TRACKING in BCAST
+	// mode): each subscriber holds one dedicated connection on which
+	// Redis reports every change of a key under the prefix, whoever makes
+	// it (this Store, another program writing the keys directly, an
+	// expiry, an eviction, FLUSHALL), and the cache drops its L1 copy of
+	// that key. When that connection is lost (or stops answering its
+	// pings) the cache drops its whole L1 at once and again when tracking
+	// is back, so no write made meanwhile is served from an old copy; an
+	// L1 copy is then kept for its whole freshness (cache.Options.L1TTL
+	// defaults to TTL) and a repeated read is an L1 hit. It needs
+	// Redis >= 6 and a *redis.Client (standalone, or Sentinel's failover
+	// client): Redis Cluster tracks per node and is refused. Turn it on
+	// for every instance of a fleet: with it Set and Delete publish no
+	// message, which instances without it rely on.
+	Tracking bool
 }
 
 // Store is a cache.Store on Redis. It is safe for concurrent use.
 type Store struct {
 	c       redis.UniversalClient
+	tc      *redis.Client // Options.Tracking: the client tracking connections are made from
 	prefix  string
 	channel string
 	timeout time.Duration
@@ -100,7 +154,15 @@ func New(o Options) (*Store, error) {
 		return nil, fmt.Errorf("%w: cacheredis: Options.Client: %v", ErrInvalid, err)
 	}
 	o.Logger = logx.Or(o.Logger)
-	return &Store{c: o.Client, prefix: o.Prefix, channel: o.Channel, timeout: o.Timeout, log: o.Logger}, nil
+	s := &Store{c: o.Client, prefix: o.Prefix, channel: o.Channel, timeout: o.Timeout, log: o.Logger}
+	if o.Tracking {
+		c, ok := o.Client.(*redis.Client)
+		if !ok {
+			return nil, fmt.Errorf("%w: cacheredis: Options.Tracking needs a *redis.Client (standalone Redis or a failover client), not %T: Redis Cluster tracks keys per node, which this Store does not support", ErrInvalid, o.Client)
+		}
+		s.tc = c
+	}
+	return s, nil
 }
 
 func (s *Store) key(k string) string   { return "{" + s.prefix + ":" + k + "}" }
@@ -338,6 +400,9 @@ func (s *Store) Subscribe(fn func(msg string)) (func(), error) {
 // its connection: messages published in between are lost, and cache
 // drops its L1 then. See cache.ReconnectSubscriber.
 func (s *Store) SubscribeReconnects(fn func(msg string), reconnected func()) (func(), error) {
+	if s.tc != nil {
+		return s.SubscribeTracking(fn, reconnected, reconnected)
+	}
 	ps := s.c.Subscribe(context.Background(), s.channel)
 	ctx, cancel := context.WithTimeout(context.Background(), max(s.timeout, time.Second))
 	defer cancel()
@@ -383,4 +448,5 @@ var (
 	_ cache.LeaseRenewer = (*Store)(nil)
 
 	_ cache.ReconnectSubscriber = (*Store)(nil)
+	_ cache.Tracker             = (*Store)(nil)
 )

@@ -24,6 +24,14 @@ import (
 // GetMany over every key at once (where a batch call and a Store call
 // count once for all its keys).
 func agree(t *testing.T, newStore StoreFactory) {
+	if tracks(newStore(t)) {
+		// The script compares every counter, so it needs an L1 that only
+		// its events change; with a tracking Store an instance's own
+		// writes drop its copies whenever their invalidation arrives. The
+		// protocol compared here does not depend on the Store: the same
+		// Store without tracking runs it.
+		t.Skip("the Store tracks: the instance's own writes drop its L1 copies asynchronously")
+	}
 	const keys = 3
 	for attempt := 1; ; attempt++ {
 		get := script(t, newStore(t), keys, viaGet)

@@ -60,6 +60,14 @@ func counting(calls *atomic.Int64, d time.Duration) cache.Loader[string] {
 	}
 }
 
+// tracks reports whether store's server invalidates the L1 copies
+// itself (cache.Tracker): then an instance's own writes drop its own copy
+// too, whenever their invalidation arrives.
+func tracks(store cache.Store) bool {
+	tr, ok := store.(cache.Tracker)
+	return ok && tr.Tracking()
+}
+
 func mustGet(t testing.TB, c *cache.Cache[string], key string, load cache.Loader[string]) string {
 	t.Helper()
 	v, err := c.Get(context.Background(), key, load)
@@ -380,7 +388,9 @@ func slowLoad(t *testing.T, store cache.Store) {
 		if v := mustGet(t, c, key, never); v != key+"#1" {
 			t.Fatalf("instance %d: %q", i, v)
 		}
-		if st := c.Stats(); st.Hits != before.Hits+1 {
+		// With a tracking Store, the server's invalidation of the fill
+		// may have dropped the copy: an L2 hit is as good.
+		if st := c.Stats(); st.Hits != before.Hits+1 && !(tracks(store) && st.L2Hits == before.L2Hits+1) {
 			t.Fatalf("instance %d did not serve the value from its L1: %+v", i, st)
 		}
 	}

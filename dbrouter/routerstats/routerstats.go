@@ -51,11 +51,27 @@ type Stats struct {
 	// with ConsistencyWindow, whose token's time was more than Window in
 	// the future: ignored.
 	ForgedTokens uint64
+	// Failovers counts moves of the writes to another server
+	// (Options.Failover): a promoted replica, or back.
+	Failovers uint64
+	// LostTokens counts reads whose token's write was past its timeline's
+	// switch point: lost in a failover, so the read went to the primary.
+	LostTokens uint64
+	// SplitBrains counts the monitor's checks that saw more than one
+	// server claim to be the primary (Options.Failover).
+	SplitBrains uint64
 }
 
 // PrimaryStats is the primary's part of Stats.
 type PrimaryStats struct {
-	// Up is whether the last check succeeded.
+	// Server is the write server: "primary" (Options.Primary), or after a
+	// failover the promoted replica's name.
+	Server string
+	// Timeline is the write server's timeline at the monitor's last
+	// reading; 0 before one.
+	Timeline uint32
+	// Up is whether the last check succeeded (it answered, not in
+	// recovery, not read-only).
 	Up bool
 	// LSN is pg_current_wal_lsn() at the last good check.
 	LSN LSN

@@ -172,6 +172,9 @@ type app struct {
 	emails         atomic.Int64
 	refreshes      atomic.Int64 // payment-totals refreshes done
 	ledgered       atomic.Int64 // payment.captured events the ledger subscriber handled
+	// mailReject makes the mail server reject every message (POST
+	// /admin/chaos?mail_reject=1): the email jobs die at once.
+	mailReject atomic.Bool
 	// readThrough counts user reads whose read-your-writes token was newer
 	// than the cached copy, which were read from the database instead.
 	readThrough atomic.Int64
@@ -262,6 +265,9 @@ func (a *app) resources() []resource {
 	}
 	if a.provider != nil {
 		add("provider", func() error { a.provider.close(); return nil })
+	}
+	if a.console != nil { // closes first: its sampler reads the others
+		add("console", a.console.Close)
 	}
 	return rs
 }
@@ -764,7 +770,7 @@ func (a *app) stats(w http.ResponseWriter, r *http.Request) {
 		"cache_hit_ratio": ratio, "cache": cs, "breaker": a.payBr.Stats().State.String(),
 		"emails_sent": a.emails.Load(), "provider_fail_rate": a.provider.failRate(),
 		"user_reads_past_cache_for_token": a.readThrough.Load(), "payment_totals_refreshes": a.refreshes.Load(),
-		"payment_events_ledgered": a.ledgered.Load(), "provider_slowdown": a.provider.slowdown(),
+		"payment_events_ledgered": a.ledgered.Load(), "provider_slowdown": a.provider.slowdown(), "mail_reject": a.mailReject.Load(),
 	}
 	if a.payBulkhead != nil {
 		out["provider_bulkhead"] = a.payBulkhead.Stats()
@@ -784,9 +790,13 @@ func (a *app) stats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// POST /admin/chaos?provider_fail=0.5 | provider_slow=5 | stop=replica|redis | start=replica|redis
+// POST /admin/chaos?provider_fail=0.5 | provider_slow=5 | mail_reject=1 | stop=replica|redis | start=replica|redis
 //
 // provider_slow multiplies the provider's latency (1: its normal speed).
+// mail_reject=1 makes the mail server reject every message with a
+// permanent error naming the recipient: each email job goes to the dead
+// letters at its first attempt (requeue it from the console once
+// mail_reject=0).
 func (a *app) chaos(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if s := q.Get("provider_slow"); s != "" {
@@ -804,6 +814,13 @@ func (a *app) chaos(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		a.provider.setFailRate(f)
+	}
+	if s := q.Get("mail_reject"); s != "" {
+		if s != "0" && s != "1" {
+			http.Error(w, "mail_reject must be 0 or 1", http.StatusBadRequest)
+			return
+		}
+		a.mailReject.Store(s == "1")
 	}
 	for _, action := range []string{"stop", "start"} {
 		target := q.Get(action)

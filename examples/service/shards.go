@@ -221,8 +221,7 @@ func (s *shardRepo) on(ctx context.Context, id int64) (*pgRepo, context.Context,
 }
 
 // user reads user id on its cluster. A ctx with dbrouter.Primary (the
-// user.changed job's) keeps it: a job's ctx has no sessions, so
-// Route.Context returns it as it is.
+// user.changed job's) keeps it: Route.Context keeps dbrouter's intents.
 func (s *shardRepo) user(ctx context.Context, id int64) (userCopy, error) {
 	p, ctx, err := s.on(ctx, id)
 	if err != nil {

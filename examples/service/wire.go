@@ -163,7 +163,7 @@ func (a *app) addOTelMetrics(context.Context) error {
 // /admin/console/, where a request without "Authorization: Bearer
 // <token>" gets 401. Without a token there is no console (404): its
 // breaker actions are not for anyone who can reach the port.
-func (a *app) buildConsole(context.Context) error {
+func (a *app) buildConsole(ctx context.Context) error {
 	if a.cfg.ConsoleToken == "" {
 		return nil
 	}
@@ -177,16 +177,31 @@ func (a *app) buildConsole(context.Context) error {
 	}
 	c := a.console
 	errs := []error{c.AddHealth("service", a.health, health.Readiness, health.Liveness), c.AddBreaker(a.payBr),
-		c.AddCache("users", a.users), c.AddQueue("jobs", a.jobs, countedQueues...), c.AddSLOTracker(a.tracker)}
+		c.AddCache("users", a.users), c.AddBatch("authors", a.authors), c.AddQueueWorker("worker", a.worker),
+		c.AddQueue("jobs", a.jobs, countedQueues...), c.AddIdempotency("payments", a.idem), c.AddSLOTracker(a.tracker)}
 	switch {
-	case a.shards != nil: // each cluster's router
+	case a.shards != nil: // each cluster's router, and its worker after the first
 		for _, cl := range a.clusters {
 			errs = append(errs, c.AddDBRouter(cl.name, cl.router))
+			if cl.worker != nil {
+				errs = append(errs, c.AddQueueWorker("worker_"+cl.name, cl.worker))
+			}
 		}
 	case a.router != nil:
 		errs = append(errs, c.AddDBRouter("db", a.router))
 	}
-	return errors.Join(errs...)
+	if a.redisLimiter != nil {
+		errs = append(errs, c.AddLimiter("clients", a.redisLimiter))
+	} else if a.localLimiter != nil {
+		errs = append(errs, c.AddLimiter("clients", a.localLimiter))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// The sampler behind the pages' charts runs until the shutdown
+	// coordinator closes the console (resources), not for ctx: that is
+	// start-up's.
+	return c.Start(context.WithoutCancel(ctx))
 }
 
 // connectRedis opens the Redis client, when there is a Redis, with an
@@ -416,7 +431,8 @@ func (a *app) openQueueBackend(ctx context.Context) error {
 
 // handleJobs registers the worker's handlers: sending an email (it
 // reports its progress and returns the message id, which GET /jobs/{id}
-// shows), refreshing the payment totals, queueing a payment's receipt
+// shows; it fails for good while chaos has the mail server reject
+// messages), refreshing the payment totals, queueing a payment's receipt
 // email once, and the ledger's handling of the payment.captured event.
 func (a *app) handleJobs() error {
 	if err := a.handleUserChanged(a.worker); err != nil {
@@ -429,6 +445,10 @@ func (a *app) handleJobs() error {
 			return EmailSent{}, err
 		}
 		time.Sleep(2 * time.Millisecond) // the SMTP call
+		// A 5xx reply (chaos): retrying the same message cannot help.
+		if a.mailReject.Load() {
+			return EmailSent{}, queue.Permanent(fmt.Errorf("mail server rejected %s: 550 mailbox unavailable", j.Args.To))
+		}
 		a.emails.Add(1)
 		a.log.LogAttrs(ctx, slog.LevelInfo, "email sent", slog.String("job_id", j.ID), slog.String("subject", j.Args.Subject))
 		_ = j.Progress(ctx, 100, "sent")

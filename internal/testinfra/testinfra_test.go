@@ -388,3 +388,48 @@ func TestVarnish(t *testing.T) {
 		t.Fatalf("after a restart: %s, want MISS (storage is in memory)", got)
 	}
 }
+
+// TestPostgresPromote fails over by hand: the primary stopped (fast, so
+// every commit has been streamed), the replica promoted. The replica
+// accepts writes on timeline 2 with every committed row, and the switch
+// point its timeline history file records is the last WAL position it
+// replayed (pg_last_wal_replay_lsn(), static after promotion): what
+// dbrouter reads when the history file is not readable.
+func TestPostgresPromote(t *testing.T) {
+	pg := testinfra.PostgresExclusive(t)
+	ctx := ctxT(t, 120*time.Second)
+	if _, err := pg.Primary.Exec(ctx, "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100)"); err != nil {
+		t.Fatal(err)
+	}
+	if tli, err := pg.Cluster.Primary.Timeline(ctx); err != nil || tli != 1 {
+		t.Fatalf("primary timeline %d, %v; want 1", tli, err)
+	}
+	pg.WaitReplicaCaughtUp()
+	if tli, err := pg.Cluster.Replica.Timeline(ctx); err != nil || tli != 1 {
+		t.Fatalf("replica timeline %d, %v; want 1 (received)", tli, err)
+	}
+	pg.StopPrimary(testinfra.StopFast)
+	pg.PromoteReplica()
+	if tli, err := pg.Cluster.Replica.Timeline(ctx); err != nil || tli != 2 {
+		t.Fatalf("promoted replica's timeline %d, %v; want 2", tli, err)
+	}
+	if _, err := pg.Replica.Exec(ctx, "INSERT INTO t VALUES (101)"); err != nil {
+		t.Fatalf("write on the promoted replica: %v", err)
+	}
+	var n int
+	if err := pg.Replica.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil || n != 101 {
+		t.Fatalf("promoted replica has %d rows, %v; want 101", n, err)
+	}
+	var history, replay string
+	if err := pg.Replica.QueryRow(ctx, "SELECT pg_read_file('pg_wal/00000002.history'), pg_last_wal_replay_lsn()::text").Scan(&history, &replay); err != nil {
+		t.Fatal(err)
+	}
+	// "1\t0/3000148\tno recovery target specified\n"
+	fields := strings.Fields(history)
+	if len(fields) < 2 || fields[0] != "1" || fields[1] != replay {
+		t.Fatalf("history %q, replay LSN %s: want timeline 1 switching at the replay LSN", history, replay)
+	}
+	if err := pg.Cluster.Replica.Promote(ctx); err == nil {
+		t.Fatal("promoting a primary succeeded")
+	}
+}

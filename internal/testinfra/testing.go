@@ -358,6 +358,10 @@ func (f *PostgresFixture) StopReplica(mode StopMode) { f.stop(f.Cluster.Replica,
 // StartReplica starts a stopped replica on the same port.
 func (f *PostgresFixture) StartReplica() { f.do(f.Cluster.Replica.Start) }
 
+// PromoteReplica promotes the replica to a primary (pg_ctl promote); see
+// PGServer.Promote.
+func (f *PostgresFixture) PromoteReplica() { f.do(f.Cluster.Replica.Promote) }
+
 func (f *PostgresFixture) stop(s *PGServer, mode StopMode) {
 	f.t.Helper()
 	if err := s.Stop(mode); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -15,7 +16,6 @@ import (
 	"github.com/scalekit-go/scalekit/internal/queuex"
 	"github.com/scalekit-go/scalekit/internal/redisx"
 	"github.com/scalekit-go/scalekit/internal/serverclock"
-	"github.com/scalekit-go/scalekit/internal/token"
 	"github.com/scalekit-go/scalekit/queue"
 )
 
@@ -60,9 +60,10 @@ type Options struct {
 }
 
 // Backend is a queue.Backend on Redis. It is safe for concurrent use and
-// holds no goroutines of its own (a Fetch that waits uses one for its
-// XREAD BLOCK; see the package doc), so it has no Close; close the client
-// when done.
+// keeps no goroutine past the requests it serves (a Fetch that waits
+// uses one for its XREAD BLOCK, and a queue's batch of completions and
+// fetches one while requests wait; see the package doc), so it has no
+// Close; close the client when done.
 type Backend struct {
 	c         redis.UniversalClient
 	prefix    string
@@ -71,6 +72,7 @@ type Backend struct {
 	deadRet   time.Duration
 	clk       clock.Clock
 	reg       registry // the queues added to the set of names (list.go)
+	lanes     sync.Map // queue name -> *lane: its batch of completions and fetches (batch.go)
 }
 
 // New returns a Backend, or an error naming the option to fix. It does
@@ -303,8 +305,10 @@ func fullOrder(o [3]queue.Priority) [3]int {
 	return out
 }
 
-// Fetch is queue.Backend.Fetch: one script moves due and expired jobs to
-// the ready lists and leases up to Max in the request's priority order.
+// Fetch is queue.Backend.Fetch: one script, in its queue's batch (with
+// the completions waiting, Max raised by r.Grow; see the package doc),
+// moves due and expired jobs to the ready lists and leases up to Max in
+// the request's priority order.
 // With Wait, when nothing is due, it blocks on the queue's wake stream
 // (XREAD BLOCK from the id the script saw, so no signal between the
 // script and the wait is missed) until an enqueue, the next due time or
@@ -319,38 +323,12 @@ func (b *Backend) Fetch(ctx context.Context, r queue.FetchRequest) ([]*queue.Lea
 	}
 	order := fullOrder(r.Order)
 	deadline := time.Now().Add(r.Wait)
-	keys := b.keys(r.Queue, "", "")
 	for {
-		v, err := b.run(ctx, "Fetch", fetchScript, keys, b.tag(r.Queue)+"job:", b.now(), r.Max,
-			r.Lease.Microseconds(), b.retention.Microseconds(), token.New(), order[0], order[1], order[2], b.deadRet.Microseconds())
-		if err != nil {
-			return nil, err
+		rep := b.fetchOnce(ctx, r, order)
+		if rep.err != nil || len(rep.leases) > 0 || r.Wait <= 0 || !time.Now().Before(deadline) {
+			return rep.leases, rep.err
 		}
-		reply, _ := v.([]any)
-		if len(reply) < 2 {
-			return nil, fmt.Errorf("queueredis: Fetch: unexpected reply %v", v)
-		}
-		leases := make([]*queue.Lease, 0, len(reply)-2)
-		for _, rec := range reply[2:] {
-			m, tok, until, err := parseRecord(r.Queue, rec)
-			if err != nil {
-				return nil, err
-			}
-			leases = append(leases, &queue.Lease{Msg: m, Token: tok, Until: until})
-		}
-		if len(leases) > 0 || r.Wait <= 0 {
-			return leases, nil
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			return leases, nil
-		}
-		block := min(left, maxBlock)
-		if next, _ := at[int64](reply, 0); next >= 0 {
-			block = min(block, time.Duration(next)*time.Microsecond)
-		}
-		lastID, _ := at[string](reply, 1)
-		if err := b.wait(ctx, keys[8], lastID, max(block, time.Millisecond)); err != nil {
+		if err := b.wait(ctx, b.tag(r.Queue)+"wake", rep.lastID, fetchWait(deadline, rep.next)); err != nil {
 			return nil, err
 		}
 	}
@@ -411,12 +389,12 @@ func (b *Backend) Extend(ctx context.Context, l *queue.Lease, d time.Duration) e
 	return nil
 }
 
-// Complete is queue.Backend.Complete. The done job's hash expires after
-// Options.Retention. Completing the same lease again succeeds (a retried
-// call), as does failing it again in Fail.
+// Complete is queue.Backend.Complete, batched with the other completions
+// and the fetches of its queue (see the package doc). The done job's
+// hash expires after Options.Retention. Completing the same lease again
+// succeeds (a retried call), as does failing it again in Fail.
 func (b *Backend) Complete(ctx context.Context, l *queue.Lease, output []byte) error {
-	_, err := b.fenced(ctx, "Complete", completeScript, l, max(1, b.retention.Milliseconds()), output)
-	return err
+	return b.complete(ctx, l, output)
 }
 
 // Progress is queue.Backend.Progress: one fenced script.

@@ -407,6 +407,10 @@ func TestRedisDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	receive(1)
+	// Its completion may share a round trip with the worker's next fetch:
+	// wait for it to land before Redis stops (or it fails with the fetch,
+	// and the job, gone with the restart, is never done).
+	waitFor(t, "job 1 recorded as processed", func() bool { return w.Stats()[0].Processed == 1 })
 
 	r.Stop()
 	start := time.Now()
@@ -472,16 +476,8 @@ func TestPausedRedis(t *testing.T) {
 // worker then finishes them all.
 func TestRestartWithPersistence(t *testing.T) {
 	ctx := context.Background()
-	s, err := testinfra.StartRedis(ctx, testinfra.RedisOptions{Args: []string{"--appendonly", "yes", "--appendfsync", "always"}})
-	if err != nil {
-		if errors.Is(err, testinfra.ErrMissingBinary) && !testinfra.RequireServers() {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	client := s.NewClient(0)
-	defer client.Close()
+	s, client := ownRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	var err error
 	b := newBackend(t, Options{Client: client})
 	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
 	const n = 50
@@ -518,26 +514,12 @@ func TestRestartWithPersistence(t *testing.T) {
 	}
 	t.Logf("before the kill %+v; after the restart %+v", before, after)
 
-	var mu sync.Mutex
-	ran := map[int]int{}
-	w, _ := queue.NewWorker(queue.WorkerOptions{Backend: b, FetchWait: 100 * time.Millisecond,
-		Queues: map[string]queue.Options{"durable": {Concurrency: 8, Lease: time.Second}}})
-	queue.Handle(w, "k", func(ctx context.Context, j *queue.Job[int]) error {
-		mu.Lock()
-		ran[j.Args]++
-		mu.Unlock()
-		return nil
-	})
-	w.Start(ctx)
-	defer w.Close()
-	waitFor(t, "every job done", func() bool { cnt, _ := c.Counts(ctx, "durable"); return cnt.Done == n })
+	ran := drainQueue(t, b, "durable", n)
 	for i, id := range ids {
 		if m, err := c.Job(ctx, "durable", id); err != nil || m.State != queue.Done {
 			t.Fatalf("job %d after the restart: %+v %v", i, m, err)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	if len(ran) != n-5 {
 		t.Fatalf("the worker ran %d distinct jobs, want the %d not completed before the kill", len(ran), n-5)
 	}
@@ -548,16 +530,7 @@ func TestRestartWithPersistence(t *testing.T) {
 // every job already queued.
 func TestFullRedis(t *testing.T) {
 	ctx := context.Background()
-	s, err := testinfra.StartRedis(ctx, testinfra.RedisOptions{Args: []string{"--maxmemory", "3mb", "--maxmemory-policy", "noeviction"}})
-	if err != nil {
-		if errors.Is(err, testinfra.ErrMissingBinary) && !testinfra.RequireServers() {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	client := s.NewClient(0)
-	defer client.Close()
+	_, client := ownRedis(t, "--maxmemory", "3mb", "--maxmemory-policy", "noeviction")
 	b := newBackend(t, Options{Client: client})
 	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
 	payload := strings.Repeat("x", 32<<10)

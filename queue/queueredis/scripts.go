@@ -40,8 +40,7 @@ var preamble = []luaPiece{
 	{"", serverclock.Lua}, // "": in every script
 	{"FIELDS", `
 local FIELDS = {'` + strings.Join(fields, `', '`) + `'}
-local IDX = {}
-for i, f in ipairs(FIELDS) do IDX[f] = i + 1 end`},
+local IDX = {` + fieldIndex() + `}`},
 	{"fmt", `
 local function fmt(n) return string.format('%.0f', n) end`},
 	{"K", `
@@ -59,10 +58,11 @@ local function record(key, id)
 end`},
 	{"held", `
 -- held is the fence of every outcome: the job is active under this token
--- and its lease has not run out.
-local function held(key, token, now)
-  local v = redis.call('HMGET', key, 'state', 'token', 'lease_until')
-  return v[1] == 'active' and v[2] == token and (tonumber(v[3]) or 0) > now
+-- and its lease has not run out. It also returns the fields read: state,
+-- token, lease_until, then those named in ... (in the same HMGET).
+local function held(key, token, now, ...)
+  local v = redis.call('HMGET', key, 'state', 'token', 'lease_until', ...)
+  return v[1] == 'active' and v[2] == token and (tonumber(v[3]) or 0) > now, v
 end`},
 	{"recorded", `
 -- recorded: this lease's outcome is already stored (the job left active
@@ -96,14 +96,30 @@ local function dropHold(k, id)
 end`},
 	{"releaseUnique", `
 -- releaseUnique drops the while-active hold of job id (hash k), which
--- finished or is deleted.
-local function releaseUnique(k, id)
-  local v = redis.call('HMGET', k, 'unique_active', 'unique_key')
-  if v[1] == '1' and v[2] then
-    local uk = uniqueKey(v[2])
+-- finished or is deleted. active and ukey are its unique_active and
+-- unique_key fields when the caller read them (false when absent), nil
+-- to read them here.
+local function releaseUnique(k, id, active, ukey)
+  if active == nil then
+    local v = redis.call('HMGET', k, 'unique_active', 'unique_key')
+    active, ukey = v[1], v[2]
+  end
+  if active == '1' and ukey then
+    local uk = uniqueKey(ukey)
     if redis.call('HGET', uk, 'id') == id then redis.call('DEL', uk) end
   end
 end`},
+}
+
+// fieldIndex is the Lua table constructor of IDX: each field's index in
+// a record (the id is 1), a constant table instead of a loop run on
+// every call.
+func fieldIndex() string {
+	parts := make([]string, len(fields))
+	for i, f := range fields {
+		parts[i] = f + " = " + strconv.Itoa(i+2)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // luaPiece is a part of the preamble: Lua code defining name (and, for
@@ -269,115 +285,127 @@ if stored then wake() end
 return out
 `)
 
-// fetchScript moves due scheduled and retry jobs to the back of their
-// ready lists (in run-at order) and jobs whose lease expired to the front,
-// drops done jobs past the retention, then leases up to max jobs from the
-// ready lists in the given priority order, counting an attempt on each.
-// ARGV[3..]: max, lease (µs), retention (µs), token base, the three
-// priorities in fetch order, dead retention (µs): dead and cancelled
-// jobs past it are deleted. Reply: {µs until the next scheduled job,
-// retry or lease deadline (-1: none), the wake stream's last id, jobs...};
-// the first two only when no job was leased.
-var fetchScript = script(true, `
-local base, now = ARGV[1], now_us(ARGV[2])
-local max, lease, retention, tok = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
-local nowf = fmt(now)
-local due = {}
-for z = 4, 5 do
-  local r = redis.call('ZRANGEBYSCORE', KEYS[z], '-inf', nowf, 'WITHSCORES', 'LIMIT', 0, 1000)
-  local ids = {}
-  for i = 1, #r, 2 do
-    ids[#ids + 1] = r[i]
-    due[#due + 1] = {r[i], tonumber(r[i + 1]), z, i}
+// fetchLua defines fetch, the body of fetchScript and roundScript: it
+// moves due scheduled and retry jobs to the back of their ready lists (in
+// run-at order) and jobs whose lease expired to the front, drops done
+// jobs past the retention and dead and cancelled jobs past the dead
+// retention, then leases up to max jobs from the ready lists in the given
+// priority order, counting an attempt on each. Its arguments are
+// a[f+1..f+8]: max, lease (µs), retention (µs), token base, the three
+// priorities in fetch order, dead retention (µs) (fetchFields in all);
+// base is the job hashes' key prefix. It returns {µs until the next
+// scheduled job, retry or lease deadline (-1: none), the wake stream's
+// last id, jobs...}, the first two only when no job was leased.
+const fetchLua = `
+local function fetch(base, now, a, f)
+  local max, lease, retention, tok = tonumber(a[f + 1]), tonumber(a[f + 2]), tonumber(a[f + 3]), a[f + 4]
+  local deadRet = tonumber(a[f + 8])
+  local nowf = fmt(now)
+  local due = {}
+  for z = 4, 5 do
+    local r = redis.call('ZRANGEBYSCORE', KEYS[z], '-inf', nowf, 'WITHSCORES', 'LIMIT', 0, 1000)
+    local ids = {}
+    for i = 1, #r, 2 do
+      ids[#ids + 1] = r[i]
+      due[#due + 1] = {r[i], tonumber(r[i + 1]), z, i}
+    end
+    if #ids > 0 then redis.call('ZREM', KEYS[z], unpack(ids)) end
   end
-  if #ids > 0 then redis.call('ZREM', KEYS[z], unpack(ids)) end
-end
-table.sort(due, function(a, b)
-  if a[2] ~= b[2] then return a[2] < b[2] end
-  if a[3] ~= b[3] then return a[3] < b[3] end
-  return a[4] < b[4]
-end)
-for _, d in ipairs(due) do
-  local k = base .. d[1]
-  local p = redis.call('HGET', k, 'priority')
-  if p then
-    redis.call('HSET', k, 'state', 'pending')
-    redis.call('RPUSH', ready(p), d[1])
+  table.sort(due, function(a, b)
+    if a[2] ~= b[2] then return a[2] < b[2] end
+    if a[3] ~= b[3] then return a[3] < b[3] end
+    return a[4] < b[4]
+  end)
+  for _, d in ipairs(due) do
+    local k = base .. d[1]
+    local p = redis.call('HGET', k, 'priority')
+    if p then
+      redis.call('HSET', k, 'state', 'pending')
+      redis.call('RPUSH', ready(p), d[1])
+    end
   end
-end
-local expired = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', nowf, 'LIMIT', 0, 1000)
-for i = #expired, 1, -1 do
-  local id = expired[i]
-  local k = base .. id
-  local v = redis.call('HMGET', k, 'state', 'priority')
-  if v[1] == 'active' then
-    redis.call('HSET', k, 'state', 'pending')
-    redis.call('HDEL', k, 'token', 'lease_until')
-    redis.call('LPUSH', ready(v[2]), id)
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', nowf, 'LIMIT', 0, 1000)
+  for i = #expired, 1, -1 do
+    local id = expired[i]
+    local k = base .. id
+    local v = redis.call('HMGET', k, 'state', 'priority')
+    if v[1] == 'active' then
+      redis.call('HSET', k, 'state', 'pending')
+      redis.call('HDEL', k, 'token', 'lease_until')
+      redis.call('LPUSH', ready(v[2]), id)
+    end
   end
-end
-if #expired > 0 then redis.call('ZREM', KEYS[6], unpack(expired)) end
-local old = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', '(' .. fmt(now - retention), 'LIMIT', 0, 1000)
-for _, id in ipairs(old) do
-  local st = redis.call('HGET', base .. id, 'state')
-  if st == 'done' then redis.call('DEL', base .. id) end
-  if st == 'done' or not st then redis.call('ZREM', KEYS[15], id) end
-end
-if #old > 0 then redis.call('ZREM', KEYS[7], unpack(old)) end
-local oldDead = redis.call('ZRANGEBYSCORE', KEYS[13], '-inf', '(' .. fmt(now - tonumber(ARGV[10])), 'LIMIT', 0, 1000)
-for _, id in ipairs(oldDead) do
-  local k = base .. id
-  if redis.call('HGET', k, 'state') == 'dead' then
-    dropHold(k, id)
-    redis.call('DEL', k)
-    redis.call('ZREM', KEYS[8], id)
-    redis.call('ZREM', KEYS[15], id)
+  if #expired > 0 then redis.call('ZREM', KEYS[6], unpack(expired)) end
+  local old = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', '(' .. fmt(now - retention), 'LIMIT', 0, 1000)
+  for _, id in ipairs(old) do
+    local st = redis.call('HGET', base .. id, 'state')
+    if st == 'done' then redis.call('DEL', base .. id) end
+    if st == 'done' or not st then redis.call('ZREM', KEYS[15], id) end
   end
-end
-if #oldDead > 0 then redis.call('ZREM', KEYS[13], unpack(oldDead)) end
-local oldCancelled = redis.call('ZRANGEBYSCORE', KEYS[14], '-inf', '(' .. fmt(now - tonumber(ARGV[10])), 'LIMIT', 0, 1000)
-for _, id in ipairs(oldCancelled) do
-  if redis.call('HGET', base .. id, 'state') == 'cancelled' then
-    redis.call('DEL', base .. id)
-    redis.call('ZREM', KEYS[15], id)
+  if #old > 0 then redis.call('ZREM', KEYS[7], unpack(old)) end
+  local oldDead = redis.call('ZRANGEBYSCORE', KEYS[13], '-inf', '(' .. fmt(now - deadRet), 'LIMIT', 0, 1000)
+  for _, id in ipairs(oldDead) do
+    local k = base .. id
+    if redis.call('HGET', k, 'state') == 'dead' then
+      dropHold(k, id)
+      redis.call('DEL', k)
+      redis.call('ZREM', KEYS[8], id)
+      redis.call('ZREM', KEYS[15], id)
+    end
   end
-end
-if #oldCancelled > 0 then redis.call('ZREM', KEYS[14], unpack(oldCancelled)) end
+  if #oldDead > 0 then redis.call('ZREM', KEYS[13], unpack(oldDead)) end
+  local oldCancelled = redis.call('ZRANGEBYSCORE', KEYS[14], '-inf', '(' .. fmt(now - deadRet), 'LIMIT', 0, 1000)
+  for _, id in ipairs(oldCancelled) do
+    if redis.call('HGET', base .. id, 'state') == 'cancelled' then
+      redis.call('DEL', base .. id)
+      redis.call('ZREM', KEYS[15], id)
+    end
+  end
+  if #oldCancelled > 0 then redis.call('ZREM', KEYS[14], unpack(oldCancelled)) end
 
-local out = {-1, ''}
-local n = 0
-local untilf = fmt(now + lease)
-for o = 7, 9 do
-  local need = max - n
-  if need <= 0 then break end
-  local ids = redis.call('LPOP', ready(ARGV[o]), need)
-  if ids then
-    for _, id in ipairs(ids) do
-      local k = base .. id
-      if redis.call('HEXISTS', k, 'state') == 1 then
-        n = n + 1
-        redis.call('HINCRBY', k, 'attempt', 1)
-        redis.call('HSET', k, 'state', 'active', 'token', tok .. '.' .. n, 'lease_until', untilf, 'started_at', nowf)
-        redis.call('ZADD', KEYS[6], untilf, id)
-        out[#out + 1] = record(k, id)
+  local out = {-1, ''}
+  local n = 0
+  local untilf = fmt(now + lease)
+  local leased = {} -- ZADD's arguments: deadline, id, ...
+  for o = f + 5, f + 7 do
+    local need = max - n
+    if need <= 0 then break end
+    local ids = redis.call('LPOP', ready(a[o]), need)
+    if ids then
+      for _, id in ipairs(ids) do
+        local k = base .. id
+        local v = record(k, id) -- false: the hash is gone (a deleted job)
+        if v then
+          n = n + 1
+          local attempt, t = (tonumber(v[IDX.attempt]) or 0) + 1, tok .. '.' .. n
+          redis.call('HSET', k, 'attempt', attempt, 'state', 'active', 'token', t, 'lease_until', untilf, 'started_at', nowf)
+          v[IDX.attempt], v[IDX.state], v[IDX.token], v[IDX.lease_until], v[IDX.started_at] = tostring(attempt), 'active', t, untilf, nowf
+          leased[#leased + 1] = untilf
+          leased[#leased + 1] = id
+          out[#out + 1] = v
+        end
       end
     end
   end
-end
-if n == 0 then
-  for z = 4, 6 do
-    local f = redis.call('ZRANGE', KEYS[z], 0, 0, 'WITHSCORES')
-    if f[2] then
-      local d = math.max(0, tonumber(f[2]) - now)
-      if out[1] < 0 or d < out[1] then out[1] = d end
+  if n > 0 then redis.call('ZADD', KEYS[6], unpack(leased)) end
+  if n == 0 then
+    for z = 4, 6 do
+      local first = redis.call('ZRANGE', KEYS[z], 0, 0, 'WITHSCORES')
+      if first[2] then
+        local d = math.max(0, tonumber(first[2]) - now)
+        if out[1] < 0 or d < out[1] then out[1] = d end
+      end
     end
+    local last = redis.call('XREVRANGE', KEYS[9], '+', '-', 'COUNT', 1)
+    out[2] = '0-0'
+    if last[1] then out[2] = last[1][1] end
   end
-  local last = redis.call('XREVRANGE', KEYS[9], '+', '-', 'COUNT', 1)
-  out[2] = '0-0'
-  if last[1] then out[2] = last[1][1] end
+  return out
 end
-return out
-`)
+`
+
+// fetchFields is how many ARGV a fetch takes (fetchLua).
+const fetchFields = 8
 
 // extendScript renews a held lease. ARGV[3..]: id, token, duration (µs).
 // Reply: the new deadline (µs, a string), or 0 when the lease is lost.
@@ -399,25 +427,59 @@ redis.call('HSET', KEYS[11], 'progress_pct', ARGV[5], 'progress_msg', ARGV[6], '
 return 1
 `)
 
-// completeScript marks a held job done, stores its output and gives its
-// hash the retention as a TTL. ARGV[3..]: id, token, retention (ms),
-// output (empty for none). Reply: 1, or 0 when the lease is lost. The token stays on the job until its next lease, so a
-// retried call finds its own completion and answers 1 again.
-var completeScript = script(true, `
-local now = now_us(ARGV[2])
-if not held(KEYS[11], ARGV[4], now) then
-  if recorded(KEYS[11], ARGV[4], {done = true}) then return 1 end
-  return 0
+// completeLua defines complete, the body of roundScript's completions:
+// it marks job id (hash k) done at f (now, formatted) if the lease of
+// token holds, stores its output (empty for none) and gives its hash ttl
+// (ms) as a TTL; the caller moves the ids it appends to done (and takes
+// them out of active) in one ZREM and one ZADD for the batch. It returns
+// 1, or 0 when the lease is lost. The token stays on the job until its
+// next lease, so a retried call finds its own completion and answers 1
+// again.
+const completeLua = `
+local function complete(k, id, token, now, f, ttl, output, done)
+  local ok, v = held(k, token, now, 'unique_active', 'unique_key')
+  if not ok then
+    if recorded(k, token, {done = true}) then return 1 end
+    return 0
+  end
+  if output ~= '' then
+    redis.call('HSET', k, 'state', 'done', 'finished_at', f, 'output', output)
+  else
+    redis.call('HSET', k, 'state', 'done', 'finished_at', f)
+  end
+  redis.call('PEXPIRE', k, ttl) -- lease_until stays: nothing reads it once the job is done
+  releaseUnique(k, id, v[4], v[5])
+  done[#done + 1] = id
+  return 1
 end
-local f = fmt(now)
-redis.call('HSET', KEYS[11], 'state', 'done', 'finished_at', f)
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[11], 'output', ARGV[6]) end
-redis.call('HDEL', KEYS[11], 'lease_until')
-redis.call('ZREM', KEYS[6], ARGV[3])
-redis.call('ZADD', KEYS[7], f, ARGV[3])
-redis.call('PEXPIRE', KEYS[11], ARGV[5])
-releaseUnique(KEYS[11], ARGV[3])
-return 1
+`
+
+// roundScript is one round trip of a queue's batch (see batch.go): it
+// completes jobs (completeLua) and then, when asked, fetches (fetchLua).
+// ARGV[3]: the done hashes' TTL (ms); ARGV[4]: n, the completions; then
+// n triples id, token, output; then, for a fetch, fetch's arguments.
+// Reply: {a string of n '1' (completed) or '0' (lease lost), then, for a
+// fetch, fetch's reply}.
+var roundScript = script(true, completeLua+fetchLua+`
+local base, now = ARGV[1], now_us(ARGV[2])
+local n, nowf = tonumber(ARGV[4]), fmt(now)
+local res, done = {}, {}
+for i = 1, n do
+  local o = 4 + 3 * (i - 1)
+  res[i] = complete(base .. ARGV[o + 1], ARGV[o + 1], ARGV[o + 2], now, nowf, ARGV[3], ARGV[o + 3], done)
+end
+if #done > 0 then
+  redis.call('ZREM', KEYS[6], unpack(done))
+  local z = {}
+  for i, id in ipairs(done) do z[2 * i - 1], z[2 * i] = nowf, id end
+  redis.call('ZADD', KEYS[7], unpack(z))
+end
+local out = {table.concat(res)}
+local f = 4 + 3 * n
+if #ARGV >= f + `+strconv.Itoa(fetchFields)+` then
+  for _, v in ipairs(fetch(base, now, ARGV, f)) do out[#out + 1] = v end
+end
+return out
 `)
 
 // failScript records a failed attempt of a held job: dead (when asked, or
