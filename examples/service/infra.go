@@ -29,6 +29,9 @@ func startInfra(ctx context.Context, cfg Config, out io.Writer) (*infra, error) 
 	in := &infra{redisURL: cfg.RedisURL, dbURL: cfg.DatabaseURL, replicaURLs: cfg.ReplicaURLs, shards: cfg.ShardDatabases}
 	if cfg.Memory {
 		fmt.Fprintln(out, "-memory: in-process rate limits, cache, idempotency keys and queue; users, posts and payments in memory")
+		if cfg.Shards > 1 {
+			fmt.Fprintln(out, "-shards needs PostgreSQL: one store in memory")
+		}
 		return in, nil
 	}
 	if in.redisURL == "" {
@@ -48,6 +51,9 @@ func startInfra(ctx context.Context, cfg Config, out io.Writer) (*infra, error) 
 		pg, err := scalekittest.StartPostgres(sctx, scalekittest.PostgresOptions{})
 		if err != nil {
 			fmt.Fprintf(out, "no PostgreSQL (%v)\n  install PostgreSQL (apt-get install postgresql) or set DATABASE_URL; keeping users, posts and payments in memory\n", err)
+			if cfg.Shards > 1 {
+				fmt.Fprintln(out, "  -shards needs PostgreSQL: one store in memory")
+			}
 		} else {
 			in.pg, in.dbURL = pg, pg.Primary.URL("postgres")
 			in.replicaURLs = []string{pg.Replica.URL("postgres")}

@@ -301,6 +301,58 @@ func TestShardedEndToEnd(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "shard1") || !strings.Contains(string(b), "shard2") {
 		t.Errorf("the console (%d) does not show both clusters' routers:\n%.2000s", resp.StatusCode, b)
 	}
+
+	// shard2's primary down: its users' writes fail, shard1's users' do
+	// not, and the feed is still read from shard2's replica.
+	if err := c2.Primary.Stop(scalekittest.StopImmediate); err != nil {
+		t.Fatal(err)
+	}
+	status := func(method, path, body string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		resp, err := plain.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := status("PUT", fmt.Sprintf("/users/%d", writer), `{"name":"Down","email":"d@example.com"}`); code != http.StatusServiceUnavailable {
+		t.Errorf("a write on shard2 with its primary down: %d, want 503", code)
+	}
+	if code := status("PUT", fmt.Sprintf("/users/%d", other), `{"name":"Still Up","email":"up@example.com"}`); code != http.StatusOK {
+		t.Errorf("a write on shard1 with shard2's primary down: %d, want 200", code)
+	}
+	// Reads need shard2's replica only (200), until its monitor ejects it
+	// (then 503: the feed is not served without a cluster's posts).
+	t.Logf("GET /posts with shard2's primary down: %d", status("GET", "/posts?limit=20", ""))
+}
+
+// TestShardsConfig checks the sharding options' errors: each names the
+// option and what is allowed.
+func TestShardsConfig(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Shards: -1}, "-shards must be 1..8, got -1"},
+		{Config{Shards: 9}, "-shards must be 1..8, got 9"},
+		{Config{Shards: 2, DatabaseURL: "postgres://a"}, "-shards 2 with -database needs the other 1 clusters in -shard-databases, got 0"},
+		{Config{Shards: 2, ShardDatabases: []Database{{URL: "postgres://b"}}}, "ShardDatabases (-shard-databases) need DatabaseURL (-database)"},
+		{Config{Shards: 2, DatabaseURL: "postgres://a", ShardDatabases: []Database{{}}}, "ShardDatabases[0]: the primary URL is empty"},
+	} {
+		if _, err := tc.cfg.withDefaults(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+	cfg, err := Config{}.withDefaults()
+	if err != nil || cfg.Shards != 1 {
+		t.Fatalf("default: Shards %d (%v), want 1", cfg.Shards, err)
+	}
+	if _, err := (Config{Shards: 2, DatabaseURL: "postgres://a", ShardDatabases: []Database{{URL: "postgres://b"}}}).withDefaults(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // grep returns the lines of s that contain one of words.
