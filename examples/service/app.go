@@ -99,7 +99,7 @@ type Config struct {
 	// no purges.
 	PurgeURL string
 	// ConsoleToken, when set, mounts the operations page (package
-	// console) at /admin/console/ for requests carrying
+	// console) at /admin/ for requests carrying
 	// "Authorization: Bearer <ConsoleToken>" (401 otherwise). Default: "",
 	// no console.
 	ConsoleToken string
@@ -383,7 +383,7 @@ func (a *app) routes() http.Handler {
 	mux.HandleFunc("GET /admin/stats", a.stats)
 	mux.HandleFunc("POST /admin/chaos", a.chaos)
 	if a.console != nil { // its links are relative: it serves "/" and "/breakers" under the prefix
-		mux.Handle("/admin/console/", http.StripPrefix("/admin/console", a.console))
+		mux.Handle("/admin/", http.StripPrefix("/admin", a.console)) // GET /admin/stats and POST /admin/chaos above are more specific
 	}
 
 	// Probes and metrics are neither rate-limited nor part of the SLO or

@@ -37,7 +37,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	// breaker opens after its first 20 failing calls.
 	base, _ := startService(t, &logs, func(c *Config) { c.ConsoleToken, c.NoPipeline = token, true })
 	t.Logf("service up after %v", time.Since(start).Round(time.Millisecond))
-	console := base + "/admin/console/"
+	console := base + "/admin/"
 	b := openTab("Authorization", "Bearer "+token)
 	client := &http.Client{Timeout: 10 * time.Second}
 	t.Logf("service and browser up after %v", time.Since(start).Round(time.Millisecond))
@@ -200,7 +200,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusUnauthorized {
-			t.Errorf("GET /admin/console/%s without the token: %d, want 401", page, resp.StatusCode)
+			t.Errorf("GET /admin/%s without the token: %d, want 401", page, resp.StatusCode)
 		}
 	}
 	t.Logf("took %v", time.Since(start).Round(time.Millisecond))

@@ -22,13 +22,13 @@ func TestConsole(t *testing.T) {
 	client := &http.Client{Timeout: 10 * time.Second}
 	get := func(auth string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest("GET", base+"/admin/console/", nil)
+		req, _ := http.NewRequest("GET", base+"/admin/", nil)
 		if auth != "" {
 			req.Header.Set("Authorization", auth)
 		}
 		resp, err := client.Do(req)
 		if err != nil {
-			t.Fatalf("GET /admin/console/: %v", err)
+			t.Fatalf("GET /admin/: %v", err)
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
@@ -45,7 +45,7 @@ func TestConsole(t *testing.T) {
 	}
 	code, body := get("Bearer " + token)
 	if code != http.StatusOK || !row("green").MatchString(body) {
-		t.Fatalf("GET /admin/console/ with the token: %d, want 200 with the provider's breaker closed (green):\n%s", code, body)
+		t.Fatalf("GET /admin/ with the token: %d, want 200 with the provider's breaker closed (green):\n%s", code, body)
 	}
 	for _, want := range []string{`>users</`, `>jobs / emails</`, `>service / readiness</`, `>db</`} {
 		if !regexp.MustCompile(regexp.QuoteMeta(want)).MatchString(body) {

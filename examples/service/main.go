@@ -12,7 +12,7 @@
 // surrogate keys), and with PURGE_URL (a Varnish with xkey) PUT /users/{id}
 // purges the user's key through a job enqueued in its transaction. With
 // CONSOLE_TOKEN, the operations page (package console) is at
-// /admin/console/, for requests with "Authorization: Bearer $CONSOLE_TOKEN".
+// /admin/, for requests with "Authorization: Bearer $CONSOLE_TOKEN".
 // With -shards 2 the users and their posts are spread over two PostgreSQL
 // clusters by user ID (package shard, shards.go), with one read-your-writes
 // token per cluster and the feed merged from both.
@@ -123,7 +123,7 @@ func configFromFlags() Config {
 	flag.DurationVar(&cfg.ProviderLatency, "provider-latency", 5*time.Millisecond, "the fake payment provider's latency per charge (POST /admin/chaos?provider_slow=5 slows it)")
 	flag.IntVar(&cfg.ProviderConcurrency, "provider-concurrency", 4, "charges the fake payment provider serves at once (and the pipeline's bulkhead admits)")
 	flag.StringVar(&cfg.PurgeURL, "purge-url", os.Getenv("PURGE_URL"), "the edge cache's purge address, a Varnish with xkey (env PURGE_URL); empty: no purges")
-	flag.StringVar(&cfg.ConsoleToken, "console-token", os.Getenv("CONSOLE_TOKEN"), "bearer token of the operations page at /admin/console/ (env CONSOLE_TOKEN); empty: no console")
+	flag.StringVar(&cfg.ConsoleToken, "console-token", os.Getenv("CONSOLE_TOKEN"), "bearer token of the operations page at /admin/ (env CONSOLE_TOKEN); empty: no console")
 	flag.IntVar(&cfg.Shards, "shards", 1, "PostgreSQL clusters the users and their posts are sharded over by user ID; more than 1 starts that many primaries with a replica each, unless -database is set")
 	shardDBs := flag.String("shard-databases", os.Getenv("SHARD_DATABASE_URLS"), "with -shards N and -database: the other N-1 clusters, ';' between clusters, each 'primary,replica,...' (env SHARD_DATABASE_URLS)")
 	flag.Parse()

@@ -322,8 +322,8 @@ func TestInMemory(t *testing.T) {
 	if code, body := call("GET", "/metrics", ""); code != 200 || !strings.Contains(body, "scalekit_ratelimit_decisions_total") {
 		t.Fatalf("metrics: %d", code)
 	}
-	if code, _ := call("GET", "/admin/console/", ""); code != 404 { // no Config.ConsoleToken, no console
-		t.Fatalf("GET /admin/console/ without a ConsoleToken: %d, want 404", code)
+	if code, _ := call("GET", "/admin/", ""); code != 404 { // no Config.ConsoleToken, no console
+		t.Fatalf("GET /admin/ without a ConsoleToken: %d, want 404", code)
 	}
 	eventually(t, 10*time.Second, "a periodic refresh of the payment totals", func() bool {
 		_, body := call("GET", "/admin/stats", "")

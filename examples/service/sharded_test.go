@@ -290,7 +290,7 @@ func TestShardedEndToEnd(t *testing.T) {
 			t.Errorf("/metrics has no %s:\n%s", series, grep(string(b), "primary_up", "map_version"))
 		}
 	}
-	req, _ := http.NewRequest("GET", base+"/admin/console/", nil)
+	req, _ := http.NewRequest("GET", base+"/admin/", nil)
 	req.Header.Set("Authorization", "Bearer t")
 	resp, err := plain.Do(req)
 	if err != nil {

@@ -62,7 +62,7 @@ func (a *app) wire(ctx context.Context) error {
 		a.buildReadYourWrites, // the router's token cookie
 		a.buildHTTPMetrics,    // request IDs, RED metrics per route, Go runtime and process metrics
 		a.addOTelMetrics,      // the primitives' Stats as OpenTelemetry metrics, with a MeterProvider
-		a.buildConsole,        // the operations page at /admin/console/, with Config.ConsoleToken
+		a.buildConsole,        // the operations page at /admin/, with Config.ConsoleToken
 	} {
 		if err := step(ctx); err != nil {
 			return err
@@ -160,7 +160,7 @@ func (a *app) addOTelMetrics(context.Context) error {
 // Config.ConsoleToken is set, and adds the primitives an operator looks
 // at: the provider's breaker, the users cache, the jobs' queues, the
 // database router, the SLOs and the health probes. routes mounts it at
-// /admin/console/, where a request without "Authorization: Bearer
+// /admin/, where a request without "Authorization: Bearer
 // <token>" gets 401. Without a token there is no console (404): its
 // breaker actions are not for anyone who can reach the port.
 func (a *app) buildConsole(ctx context.Context) error {
