@@ -74,6 +74,10 @@ type Route struct {
 	VShard int
 	// MapVersion is the Version of the map that routed the key.
 	MapVersion int64
+	// Floor is the virtual shard's read floor (Map.Floors): zero unless a
+	// Mover moved it. Route.Context applies it, so that reads of a moved
+	// virtual shard see every row the move copied.
+	Floor dbrouter.Token
 }
 
 type cluster struct {
@@ -87,6 +91,8 @@ type state struct {
 	m        Map
 	assign   []uint16 // vshard -> index in clusters
 	clusters []cluster
+	floors   []dbrouter.Token // vshard -> Map.Floors[vshard]; nil when there are none
+	cfloors  []dbrouter.Token // cluster index -> its virtual shards' floors merged (fan-outs); nil when none
 }
 
 // Router routes shard keys to clusters through a versioned map of virtual
@@ -173,6 +179,21 @@ func (r *Router) resolve(m Map, field string) (*state, error) {
 		}
 		st.assign[v] = i
 	}
+	if err := checkFloors(m.Floors, r.n, field); err != nil {
+		return nil, err
+	}
+	for v, tok := range m.Floors {
+		if tok.IsZero() {
+			continue
+		}
+		if st.floors == nil {
+			st.floors = make([]dbrouter.Token, r.n)
+			st.cfloors = make([]dbrouter.Token, len(st.clusters))
+		}
+		st.floors[v] = tok
+		i := st.assign[v]
+		st.cfloors[i] = st.cfloors[i].Merge(tok)
+	}
 	return st, nil
 }
 
@@ -186,7 +207,11 @@ func (r *Router) For(k Key) (Route, error) {
 	st := r.cur.Load()
 	v := int(k.h % uint64(r.n))
 	c := &st.clusters[st.assign[v]]
-	return Route{Router: c.r, Cluster: c.name, VShard: v, MapVersion: st.m.Version}, nil
+	rt := Route{Router: c.r, Cluster: c.name, VShard: v, MapVersion: st.m.Version}
+	if st.floors != nil {
+		rt.Floor = st.floors[v]
+	}
+	return rt, nil
 }
 
 // ForContext is For with the key WithKey put in ctx: ErrNoShardKey when
