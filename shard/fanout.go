@@ -189,11 +189,7 @@ func (r *Router) targets(o EachOptions) ([]Target, error) {
 	st := r.cur.Load()
 	route := func(i uint16) Route {
 		c := &st.clusters[i]
-		rt := Route{Router: c.r, Cluster: c.name, VShard: -1, MapVersion: st.m.Version}
-		if st.cfloors != nil {
-			rt.Floor = st.cfloors[i] // the floors of the cluster's virtual shards
-		}
-		return rt
+		return Route{Router: c.r, Cluster: c.name, VShard: -1, MapVersion: st.m.Version, floor: st.cfloors[i]}
 	}
 	var ts []Target
 	switch {

@@ -68,8 +68,8 @@ func TestRouteFloor(t *testing.T) {
 	r := mustNew(t, Options{VirtualShards: 8, Map: EvenMap(1, 8, "a", "b"), Clusters: cs})
 	k := Int64(42)
 	v := k.VShard(8)
-	if rt, _ := r.For(k); !rt.Floor.IsZero() {
-		t.Fatalf("For without floors: %+v", rt.Floor)
+	if rt, _ := r.For(k); !rt.Floor().IsZero() {
+		t.Fatalf("For without floors: %+v", rt.Floor())
 	}
 	lo, hi := mustToken(t, "0/100@0@1"), mustToken(t, "0/200@0@1")
 	next := r.Map()
@@ -93,12 +93,12 @@ func TestRouteFloor(t *testing.T) {
 		t.Fatal(err)
 	}
 	rt, err := r.For(k)
-	if err != nil || rt.Cluster != "b" || rt.Floor != hi {
+	if err != nil || rt.Cluster != "b" || rt.Floor() != hi {
 		t.Fatalf("For(moved) = %+v, %v", rt, err)
 	}
 	for i := range int64(200) {
-		if rt, _ := r.For(Int64(i)); rt.VShard != v && rt.VShard != other && !rt.Floor.IsZero() {
-			t.Fatalf("vshard %d has floor %v", rt.VShard, rt.Floor)
+		if rt, _ := r.For(Int64(i)); rt.VShard != v && rt.VShard != other && !rt.Floor().IsZero() {
+			t.Fatalf("vshard %d has floor %v", rt.VShard, rt.Floor())
 		}
 	}
 	if got := r.Map().Floors; len(got) != 2 || got[v] != hi {
@@ -116,13 +116,13 @@ func TestRouteFloor(t *testing.T) {
 		t.Fatalf("Each: %d targets, %v", len(ts), err)
 	}
 	for _, tg := range ts {
-		if want := map[string]dbrouter.Token{"a": {}, "b": hi}[tg.Cluster]; tg.Floor != want {
-			t.Errorf("Target %s: Floor %v, want %v", tg.Cluster, tg.Floor, want)
+		if want := map[string]dbrouter.Token{"a": {}, "b": hi}[tg.Cluster]; tg.Floor() != want {
+			t.Errorf("Target %s: Floor %v, want %v", tg.Cluster, tg.Floor(), want)
 		}
 	}
 	// Route.Context: the zero floor leaves ctx as it is.
 	ctx := context.Background()
-	if rt, _ := r.For(Int64(1)); rt.Floor.IsZero() && rt.Context(ctx) != ctx {
+	if rt, _ := r.For(Int64(1)); rt.Floor().IsZero() && rt.Context(ctx) != ctx {
 		t.Fatal("Route.Context without floor or sessions changed ctx")
 	}
 }
@@ -139,7 +139,7 @@ func TestForAllocsWithFloors(t *testing.T) {
 	r := mustNew(t, Options{Map: m, Clusters: fakeClusters("a", "b", "c")})
 	var sink dbrouter.Token
 	var i int64
-	if a := testing.AllocsPerRun(1000, func() { i++; rt, _ := r.For(Int64(i)); sink = sink.Merge(rt.Floor) }); a != 0 {
+	if a := testing.AllocsPerRun(1000, func() { i++; rt, _ := r.For(Int64(i)); sink = sink.Merge(rt.Floor()) }); a != 0 {
 		t.Errorf("%v allocs per For with floors", a)
 	}
 	if sink.IsZero() {

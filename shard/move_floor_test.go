@@ -29,7 +29,7 @@ func TestMoveFloorReadsTarget(t *testing.T) {
 	k := Int64(7)
 	sctx := e.router.WithSessions(ctx, nil)
 	rt, err := e.router.For(k)
-	if err != nil || rt.Cluster != "c2" || !rt.Floor.IsZero() {
+	if err != nil || rt.Cluster != "c2" || !rt.Floor().IsZero() {
 		t.Fatalf("before the move: %+v, %v", rt, err)
 	}
 	if _, err := rt.Router.Exec(rt.Context(sctx), "INSERT INTO items VALUES ($1, $2, 41)", int64(7), rt.VShard); err != nil {
@@ -66,7 +66,7 @@ func TestMoveFloorReadsTarget(t *testing.T) {
 		t.Fatalf("stored map version %d (moved at %d), floors %v: want the moved vshard's floor", stored.Version, res.Version, stored.Floors)
 	}
 	rt2, err := e.router.For(k)
-	if err != nil || rt2.Cluster != "c1" || rt2.Floor.String() != floor.String() {
+	if err != nil || rt2.Cluster != "c1" || rt2.Floor().String() != floor.String() {
 		t.Fatalf("after the move: %+v, %v (floor %v)", rt2, err, floor)
 	}
 	// dbrouter's monitor has seen the paused replica behind the floor.

@@ -225,7 +225,9 @@ func (s *sessions) session(name string) context.Context {
 // primary. Reads of a moved virtual shard made without Route.Context may
 // miss rows on a lagging replica of the new cluster.
 func (rt Route) Context(ctx context.Context) context.Context {
-	ctx = dbrouter.WithToken(ctx, rt.Floor) // ctx itself for the zero Floor
+	if rt.floor != nil {
+		ctx = dbrouter.WithToken(ctx, *rt.floor)
+	}
 	s := sessionsOf(ctx)
 	if s == nil || rt.Router == nil || s.r.clusters[rt.Cluster] != rt.Router {
 		return ctx
