@@ -196,7 +196,9 @@
 //  5. caught_up: the marker row arrived on B, so every write A accepted
 //     has been applied on B (changes apply in commit order).
 //  6. flipped: the next map version, with the virtual shard on B, is
-//     published (the Watchers install it within milliseconds).
+//     published (the Watchers install it within milliseconds). It
+//     carries B's WAL insert position, read after the catch-up, as the
+//     virtual shard's read floor (Map.Floors, Route.Floor).
 //  7. done: subscription, publication and slot dropped; the virtual
 //     shard's rows deleted on A.
 //
@@ -210,6 +212,19 @@
 // shards unaffected). Reads are not paused: until the flip they go to A,
 // which has every row.
 //
+// Reads after the flip. B's replicas may not have replayed the rows B's
+// primary received by the copy and catch-up, and a user who wrote on A
+// carries a token of A only. The read floor closes this: Route.Context
+// applies the moved virtual shard's floor (dbrouter.WithToken, with or
+// without sessions), so its reads go only to B's replicas that have
+// replayed the floor, else to B's primary; a fan-out's Target carries the
+// floors of its cluster's virtual shards merged. Once every replica has
+// passed the floor it costs nothing, and the next move drops it from the
+// map. Route reads through Route.Context for this guarantee: a read of a
+// moved virtual shard on rt.Router with a ctx that did not pass through
+// it may miss rows on a lagging replica (TestMoveFloorReadsTarget pauses
+// B's replica across a move and reads the moved rows).
+//
 // The fence on A stays after the move, so a Router that missed the new
 // map is refused there (and retries on B through Do) instead of writing
 // rows nobody reads; it is lifted when the virtual shard moves back to A
@@ -218,8 +233,8 @@
 // it; a move that fails between steps 4 and 6 leaves the virtual shard's
 // writes refused until Move is called again, unless it is the catch-up
 // that timed out (MoverOptions.CatchUpTimeout, 5s): then the Mover lifts
-// the fence and takes the move back to step 3; reads right after the flip
-// may go to B's replicas before they replayed the last copied changes
-// (read-your-writes across a move needs a read on B's primary); the rows
-// are deleted from A in one statement per table.
+// the fence and takes the move back to step 3; a map that moves a
+// virtual shard by hand (SetMap, Publish) must drop its floor, which is a
+// position on the cluster it names; the rows are deleted from A in one
+// statement per table.
 package shard

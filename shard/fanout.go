@@ -43,7 +43,8 @@ type EachOptions struct {
 }
 
 // Target is one cluster of a fan-out: its Route (Router, Cluster name, the
-// map version; VShard is -1, a fan-out is per cluster) and, with
+// map version; VShard is -1, a fan-out is per cluster; Floor is the floors
+// of the cluster's moved virtual shards merged) and, with
 // EachOptions.Keys, which of the keys it holds.
 type Target struct {
 	Route
@@ -188,7 +189,7 @@ func (r *Router) targets(o EachOptions) ([]Target, error) {
 	st := r.cur.Load()
 	route := func(i uint16) Route {
 		c := &st.clusters[i]
-		return Route{Router: c.r, Cluster: c.name, VShard: -1, MapVersion: st.m.Version}
+		return Route{Router: c.r, Cluster: c.name, VShard: -1, MapVersion: st.m.Version, floor: st.cfloors[i]}
 	}
 	var ts []Target
 	switch {

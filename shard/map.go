@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+
+	"github.com/scalekit-go/scalekit/dbrouter"
 )
 
 // Map assigns every virtual shard to a cluster. Maps are values: For reads
@@ -19,7 +22,10 @@ import (
 //	  {"first": 512, "last": 1023, "cluster": "b"}]}
 //
 // ParseMap also accepts {"version": 2, "assign": ["a", "a", ..., "b"]}, one
-// name per virtual shard.
+// name per virtual shard. Either form may carry "floors", the Floors by
+// virtual shard in dbrouter.Token's string form:
+//
+//	"floors": {"17": "0/3000148@1767225600123@1"}
 type Map struct {
 	// Version orders maps: SetMap refuses a map whose Version is not
 	// greater than the installed one's. At least 1.
@@ -28,6 +34,17 @@ type Map struct {
 	// cluster of virtual shard v. Its length is the number of virtual
 	// shards; every entry names a cluster of Options.Clusters.
 	Assign []string
+	// Floors are read floors of moved virtual shards: a read of virtual
+	// shard v carries Floors[v] (Route.Floor, applied by Route.Context),
+	// so it goes only to replicas of v's cluster that have replayed it,
+	// else to the primary. A Mover sets the floor of the virtual shard it
+	// moves to the target's WAL position after the catch-up, so reads
+	// right after the flip never miss a copied row on a lagging replica;
+	// once every replica has passed it a floor holds nothing back. A
+	// floor is a position on the cluster the map puts the virtual shard
+	// on: a map that moves a virtual shard by hand drops its floor.
+	// Optional.
+	Floors map[int]dbrouter.Token
 }
 
 // EvenMap returns a Map of version that splits vshards virtual shards into
@@ -49,6 +66,13 @@ func EvenMap(version int64, vshards int, clusters ...string) Map {
 // Clone returns a copy of m that shares nothing with it.
 func (m Map) Clone() Map {
 	m.Assign = append([]string(nil), m.Assign...)
+	if m.Floors != nil {
+		f := make(map[int]dbrouter.Token, len(m.Floors))
+		for v, tok := range m.Floors {
+			f[v] = tok
+		}
+		m.Floors = f
+	}
 	return m
 }
 
@@ -84,15 +108,60 @@ func (m Map) Ranges() []Range {
 }
 
 type mapJSON struct {
-	Version       int64    `json:"version"`
-	VirtualShards int      `json:"virtual_shards,omitempty"`
-	Ranges        []Range  `json:"ranges,omitempty"`
-	Assign        []string `json:"assign,omitempty"`
+	Version       int64             `json:"version"`
+	VirtualShards int               `json:"virtual_shards,omitempty"`
+	Ranges        []Range           `json:"ranges,omitempty"`
+	Assign        []string          `json:"assign,omitempty"`
+	Floors        map[string]string `json:"floors,omitempty"`
 }
 
-// MarshalJSON writes m in the ranges form.
+// MarshalJSON writes m in the ranges form; zero Floors are left out.
 func (m Map) MarshalJSON() ([]byte, error) {
-	return json.Marshal(mapJSON{Version: m.Version, VirtualShards: len(m.Assign), Ranges: m.Ranges()})
+	j := mapJSON{Version: m.Version, VirtualShards: len(m.Assign), Ranges: m.Ranges()}
+	for v, tok := range m.Floors {
+		if tok.IsZero() {
+			continue
+		}
+		if j.Floors == nil {
+			j.Floors = make(map[string]string, len(m.Floors))
+		}
+		j.Floors[strconv.Itoa(v)] = tok.String()
+	}
+	return json.Marshal(j)
+}
+
+// checkFloors reports a floor of a virtual shard outside [0, n); field
+// names the map in the error.
+func checkFloors(floors map[int]dbrouter.Token, n int, field string) error {
+	for v := range floors {
+		if v < 0 || v >= n {
+			return fmt.Errorf("%s.Floors[%d]: no such virtual shard, want 0..%d", field, v, n-1)
+		}
+	}
+	return nil
+}
+
+// parseFloors decodes the JSON form's floors of a map of n virtual shards.
+func parseFloors(in map[string]string, n int) (map[int]dbrouter.Token, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := make(map[int]dbrouter.Token, len(in))
+	for k, s := range in {
+		v, err := strconv.Atoi(k)
+		if err != nil || v < 0 || v >= n {
+			return nil, fmt.Errorf("shard: map JSON: floors key %q is not a virtual shard, want 0..%d", k, n-1)
+		}
+		tok, err := dbrouter.ParseToken(s)
+		if err != nil {
+			return nil, fmt.Errorf("shard: map JSON: floors[%q]: %w", k, err)
+		}
+		if tok.IsZero() {
+			return nil, fmt.Errorf("shard: map JSON: floors[%q] is empty, want a token (\"LSN@unix-milliseconds[@timeline]\")", k)
+		}
+		out[v] = tok
+	}
+	return out, nil
 }
 
 // UnmarshalJSON reads either JSON form (see Map); ranges must lie within
@@ -112,7 +181,11 @@ func (m *Map) UnmarshalJSON(data []byte) error {
 		if j.VirtualShards != 0 && j.VirtualShards != len(j.Assign) {
 			return fmt.Errorf("shard: map JSON: virtual_shards is %d but assign has %d entries", j.VirtualShards, len(j.Assign))
 		}
-		*m = Map{Version: j.Version, Assign: j.Assign}
+		floors, err := parseFloors(j.Floors, len(j.Assign))
+		if err != nil {
+			return err
+		}
+		*m = Map{Version: j.Version, Assign: j.Assign, Floors: floors}
 		return nil
 	}
 	if j.VirtualShards < 1 || j.VirtualShards > MaxVirtualShards {
@@ -133,7 +206,11 @@ func (m *Map) UnmarshalJSON(data []byte) error {
 			assign[v] = r.Cluster
 		}
 	}
-	*m = Map{Version: j.Version, Assign: assign}
+	floors, err := parseFloors(j.Floors, j.VirtualShards)
+	if err != nil {
+		return err
+	}
+	*m = Map{Version: j.Version, Assign: assign, Floors: floors}
 	return nil
 }
 

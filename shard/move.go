@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/scalekit-go/scalekit/dbrouter"
 	"github.com/scalekit-go/scalekit/internal/logx"
 	"github.com/scalekit-go/scalekit/internal/pause"
 )
@@ -604,6 +605,17 @@ func (m *Mover) do(ctx context.Context, st *moveState, step string, res *MoveRes
 			next := cur.Clone()
 			next.Version++
 			next.Assign[st.vshard] = st.to
+			// The read floor: B's WAL insert position now, after the
+			// marker arrived, covers every row the move applied on B.
+			floor, err := m.o.Router.clusters[st.to].WriteToken(ctx)
+			if err != nil {
+				return fmt.Errorf("reading the read floor on %s: %w", st.to, err)
+			}
+			next.Floors = m.liveFloors(next)
+			if next.Floors == nil {
+				next.Floors = make(map[int]dbrouter.Token, 1)
+			}
+			next.Floors[st.vshard] = floor
 			err = m.o.Store.Publish(ctx, next)
 			if errors.Is(err, ErrVersionConflict) {
 				continue // another map was published: build on it
@@ -678,6 +690,23 @@ func (m *Mover) flipped(st *moveState, next Map, res *MoveResult) {
 	if st.fencedAt != nil && res.Fenced == 0 {
 		res.Fenced = time.Since(*st.fencedAt)
 	}
+}
+
+// liveFloors returns next's floors without those every replica of their
+// cluster has replayed (by its monitor's last readings): they hold
+// nothing back any more, and the map would grow with every move.
+func (m *Mover) liveFloors(next Map) map[int]dbrouter.Token {
+	var out map[int]dbrouter.Token
+	for v, tok := range next.Floors {
+		if c, ok := m.o.Router.clusters[next.Assign[v]]; ok && replayedEverywhere(c, tok) {
+			continue
+		}
+		if out == nil {
+			out = make(map[int]dbrouter.Token, len(next.Floors))
+		}
+		out[v] = tok
+	}
+	return out
 }
 
 func dropSlot(ctx context.Context, p *pgxpool.Pool, name string) error {

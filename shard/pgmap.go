@@ -141,6 +141,9 @@ func (s *MapStore) Publish(ctx context.Context, m Map) error {
 			return fmt.Errorf("shard: Publish: invalid map.Assign[%d]: virtual shard %d is not assigned, want a cluster name", v, v)
 		}
 	}
+	if err := checkFloors(m.Floors, len(m.Assign), "map"); err != nil {
+		return fmt.Errorf("shard: Publish: invalid %w", err)
+	}
 	data, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("shard: Publish: %w", err)

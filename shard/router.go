@@ -74,6 +74,19 @@ type Route struct {
 	VShard int
 	// MapVersion is the Version of the map that routed the key.
 	MapVersion int64
+
+	floor *dbrouter.Token // Floor's; nil for none
+}
+
+// Floor returns the virtual shard's read floor (Map.Floors): zero unless a
+// Mover moved it. Route.Context applies it, so that reads of a moved
+// virtual shard see every row the move copied. A fan-out's Target has the
+// floors of its cluster's virtual shards merged.
+func (rt Route) Floor() dbrouter.Token {
+	if rt.floor == nil {
+		return dbrouter.Token{}
+	}
+	return *rt.floor
 }
 
 type cluster struct {
@@ -87,6 +100,8 @@ type state struct {
 	m        Map
 	assign   []uint16 // vshard -> index in clusters
 	clusters []cluster
+	floors   []*dbrouter.Token // vshard -> Map.Floors[vshard]; nil entry for none
+	cfloors  []*dbrouter.Token // cluster index -> its virtual shards' floors merged (fan-outs)
 }
 
 // Router routes shard keys to clusters through a versioned map of virtual
@@ -159,7 +174,8 @@ func (r *Router) resolve(m Map, field string) (*state, error) {
 	if len(m.Assign) != r.n {
 		return nil, fmt.Errorf("%s.Assign: %d entries, want one per virtual shard (%d)", field, len(m.Assign), r.n)
 	}
-	st := &state{m: m.Clone(), assign: make([]uint16, r.n), clusters: make([]cluster, len(r.names))}
+	st := &state{m: m.Clone(), assign: make([]uint16, r.n), clusters: make([]cluster, len(r.names)),
+		floors: make([]*dbrouter.Token, r.n), cfloors: make([]*dbrouter.Token, len(r.names))}
 	for i, name := range r.names {
 		st.clusters[i] = cluster{name: name, r: r.clusters[name]}
 	}
@@ -172,6 +188,20 @@ func (r *Router) resolve(m Map, field string) (*state, error) {
 			return nil, fmt.Errorf("%s.Assign[%d]: cluster %q is not in Options.Clusters (have %v)", field, v, name, r.names)
 		}
 		st.assign[v] = i
+	}
+	if err := checkFloors(m.Floors, r.n, field); err != nil {
+		return nil, err
+	}
+	for v, tok := range st.m.Floors {
+		if tok.IsZero() {
+			continue
+		}
+		st.floors[v] = &tok
+		i := st.assign[v]
+		if st.cfloors[i] == nil {
+			st.cfloors[i] = new(dbrouter.Token)
+		}
+		*st.cfloors[i] = st.cfloors[i].Merge(tok)
 	}
 	return st, nil
 }
@@ -186,7 +216,7 @@ func (r *Router) For(k Key) (Route, error) {
 	st := r.cur.Load()
 	v := int(k.h % uint64(r.n))
 	c := &st.clusters[st.assign[v]]
-	return Route{Router: c.r, Cluster: c.name, VShard: v, MapVersion: st.m.Version}, nil
+	return Route{Router: c.r, Cluster: c.name, VShard: v, MapVersion: st.m.Version, floor: st.floors[v]}, nil
 }
 
 // ForContext is For with the key WithKey put in ctx: ErrNoShardKey when

@@ -218,7 +218,16 @@ func (s *sessions) session(name string) context.Context {
 // Everything else ctx says is kept (dbrouter.Primary, WithToken, its
 // deadline and values): the cluster's session is handed to it with
 // dbrouter.ShareSession.
+//
+// When rt has a Floor (its virtual shard was moved), the returned ctx also
+// carries it (dbrouter.WithToken), with or without sessions: reads go only
+// to replicas that have replayed the rows the move copied, else to the
+// primary. Reads of a moved virtual shard made without Route.Context may
+// miss rows on a lagging replica of the new cluster.
 func (rt Route) Context(ctx context.Context) context.Context {
+	if rt.floor != nil {
+		ctx = dbrouter.WithToken(ctx, *rt.floor)
+	}
 	s := sessionsOf(ctx)
 	if s == nil || rt.Router == nil || s.r.clusters[rt.Cluster] != rt.Router {
 		return ctx
