@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/scalekit-go/scalekit/internal/testinfra"
 )
 
 type ctxKey struct{}
@@ -97,4 +99,28 @@ func TestCallCtxRace(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestTimeoutPausedRedis: with Redis paused, a read made without a
+// deadline (the cache's own, through the pooled call contexts) fails
+// after the Store's Timeout, not later, and the next read after Redis is
+// back succeeds on a ctx from the same pool.
+func TestTimeoutPausedRedis(t *testing.T) {
+	r := testinfra.Redis(t)
+	s := newStore(t, Options{Client: r.Client, Timeout: 100 * time.Millisecond})
+	ctx := context.Background()
+	if err := s.Set(ctx, "k", []byte("v"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	r.Pause()
+	start := time.Now()
+	_, err := s.GetOne(ctx, "k")
+	took := time.Since(start)
+	r.Resume()
+	if err == nil || took < 100*time.Millisecond || took > 2*time.Second {
+		t.Fatalf("GetOne with Redis paused: %v after %v; want a timeout after about 100ms", err, took)
+	}
+	if got, err := s.GetOne(ctx, "k"); err != nil || string(got) != "v" {
+		t.Fatalf("GetOne after Resume = %q, %v", got, err)
+	}
 }

@@ -64,7 +64,13 @@
 //
 // # When Redis is down
 //
-// Every call is bounded by Options.Timeout. When Redis is down, slow or
+// Every call is bounded by Options.Timeout (or by the caller's deadline
+// when it comes first). A call whose ctx has neither a deadline nor a
+// cancellation (the cache's own reads and fills) gets its timeout from a
+// pooled context rather than context.WithTimeout's five allocations; a
+// go-redis Hook must not keep a command's ctx after the command returns
+// (go-redis itself keeps none). A one-key read is a plain GET
+// (cache.OneGetter). When Redis is down, slow or
 // flapping, calls return errors quickly; cache.Cache puts a circuit
 // breaker in front of its Store and keeps serving from its L1 and the
 // loader. A subscription that loses its connection is re-established by
