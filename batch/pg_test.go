@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -89,6 +90,11 @@ func TestNPlusOneAgainstPostgres(t *testing.T) {
 	})
 	naiveQueries := tracer.authorQueries.Swap(0)
 
+	seen := map[int64]bool{}
+	for _, p := range posts {
+		seen[p.authorID] = true
+	}
+	distinct := len(seen)
 	authors, err := batch.New(func(ctx context.Context, ids []int64) (map[int64]string, error) {
 		rows, _ := pool.Query(ctx, "SELECT id, name FROM authors WHERE id = ANY($1)", ids)
 		out := map[int64]string{}
@@ -96,7 +102,7 @@ func TestNPlusOneAgainstPostgres(t *testing.T) {
 		var name string
 		_, err := pgx.ForEachRow(rows, []any{&id, &name}, func() error { out[id] = name; return nil })
 		return out, err
-	}, batch.Options{})
+	}, batch.Options{Wait: time.Minute, MaxBatch: distinct}) // fetched once every author has joined: one batch however slowly the goroutines start
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -350,15 +350,19 @@ func (c *PostgresCluster) ResumeReplay(ctx context.Context) error {
 }
 
 // ReplicaLagBytes is how many bytes of WAL the replica has yet to replay:
-// the primary's pg_current_wal_lsn() minus the replica's
-// pg_last_wal_replay_lsn().
+// the primary's pg_current_wal_insert_lsn() minus the replica's
+// pg_last_wal_replay_lsn(). The insert position, not pg_current_wal_lsn()
+// (the position written out): the throwaway servers run with
+// synchronous_commit=off, so a commit can sit in the WAL buffers, behind
+// the write position, for up to wal_writer_delay; a replica paused before
+// it would read as caught up.
 func (c *PostgresCluster) ReplicaLagBytes(ctx context.Context) (int64, error) {
 	if err := c.needReplica(); err != nil {
 		return 0, err
 	}
 	var primaryLSN string
 	err := c.Primary.queryRow(ctx, "postgres", func(conn *pgx.Conn) error {
-		return conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&primaryLSN)
+		return conn.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&primaryLSN)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("scalekittest: primary LSN: %w", err)

@@ -13,6 +13,11 @@
 //	rt, err = db.ForContext(ctx)                    // ...ErrNoShardKey if none was set
 //	err = db.SetMap(newMap) // a newer version, installed atomically
 //
+// The example service runs on two clusters with "-shards 2"
+// (examples/service/shards.go): users and their posts by user ID, the
+// HTTP middleware's tokens, a feed merged with GatherSorted, and the jobs
+// written with a user in its cluster's queue.
+//
 // # Virtual shards
 //
 // A key never maps to a cluster directly ("id % clusters" moves almost

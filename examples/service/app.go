@@ -42,6 +42,7 @@ import (
 	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
 	"github.com/scalekit-go/scalekit/scalekittest"
+	"github.com/scalekit-go/scalekit/shard"
 	"github.com/scalekit-go/scalekit/shutdown"
 	"github.com/scalekit-go/scalekit/slo"
 	"github.com/scalekit-go/scalekit/throttle"
@@ -102,6 +103,24 @@ type Config struct {
 	// "Authorization: Bearer <ConsoleToken>" (401 otherwise). Default: "",
 	// no console.
 	ConsoleToken string
+	// Shards is how many PostgreSQL clusters (each a primary with its
+	// replicas) the users and their posts are spread over, by user ID
+	// (package shard; shards.go). Payments, idempotency keys and the jobs
+	// not written with a user stay on the first cluster. Default: 1, one
+	// cluster, no package shard; at most 8. With more and no DatabaseURL,
+	// the service starts Shards clusters itself; with DatabaseURL,
+	// ShardDatabases names the others.
+	Shards int
+	// ShardDatabases are the clusters after the first (DatabaseURL and
+	// ReplicaURLs) when Shards > 1 and DatabaseURL is set: Shards-1 of
+	// them. Default: none.
+	ShardDatabases []Database
+}
+
+// Database is a PostgreSQL cluster's primary URL and its replicas' URLs.
+type Database struct {
+	URL         string
+	ReplicaURLs []string
 }
 
 // app holds the wired primitives.
@@ -112,7 +131,9 @@ type app struct {
 	tel          *telemetry // nil: tracing off
 	in           *infra
 	rdb          *redis.Client
-	router       *dbrouter.Router
+	router       *dbrouter.Router // the first cluster's when sharded
+	shards       *shard.Router    // nil unless Config.Shards > 1
+	clusters     []*shardCluster  // the clusters of shards, in map order
 	repo         repo
 	users        *cache.Cache[userCopy]
 	userNS       *cache.Namespace[userCopy]
@@ -157,6 +178,8 @@ type app struct {
 	// readThrough counts user reads whose read-your-writes token was newer
 	// than the cached copy, which were read from the database instead.
 	readThrough atomic.Int64
+	// usersChanged counts the user.changed jobs done (edge.go).
+	usersChanged atomic.Int64
 }
 
 // withDefaults fills what c leaves empty and checks Role.
@@ -178,6 +201,23 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ProviderConcurrency <= 0 {
 		c.ProviderConcurrency = 4
+	}
+	if c.Shards == 0 {
+		c.Shards = 1
+	}
+	if c.Shards < 1 || c.Shards > maxShards {
+		return c, fmt.Errorf("-shards must be 1..%d, got %d", maxShards, c.Shards)
+	}
+	switch {
+	case c.DatabaseURL == "" && len(c.ShardDatabases) > 0:
+		return c, errors.New("ShardDatabases (-shard-databases) need DatabaseURL (-database) for the first cluster")
+	case c.DatabaseURL != "" && len(c.ShardDatabases) != c.Shards-1:
+		return c, fmt.Errorf("-shards %d with -database needs the other %d clusters in -shard-databases, got %d", c.Shards, c.Shards-1, len(c.ShardDatabases))
+	}
+	for i, d := range c.ShardDatabases {
+		if d.URL == "" {
+			return c, fmt.Errorf("ShardDatabases[%d]: the primary URL is empty", i)
+		}
 	}
 	return c, nil
 }
@@ -201,11 +241,21 @@ func (a *app) resources() []resource {
 	if a.rdb != nil {
 		add("redis", a.rdb.Close)
 	}
-	if a.router != nil {
+	switch {
+	case len(a.clusters) > 0:
+		for _, c := range a.clusters {
+			add("db-"+c.name, c.router.Close)
+		}
+	case a.router != nil:
 		add("db", a.router.Close)
 	}
 	if b, ok := a.backend.(*queuepg.Backend); ok {
 		add("queue-backend", b.Close)
+	}
+	for _, c := range a.clusters[min(1, len(a.clusters)):] { // the first's is a.backend
+		if c.backend != nil {
+			add("queue-backend-"+c.name, c.backend.Close)
+		}
 	}
 	if a.idemPG != nil {
 		add("idempotency-store", a.idemPG.Close)
@@ -265,6 +315,18 @@ func (a *app) serve(ctx context.Context, coord *shutdown.Coordinator, out io.Wri
 			return err
 		}
 		coord.RegisterServer("worker", a.worker)
+		for _, c := range a.clusters {
+			if c.worker == nil {
+				continue
+			}
+			if err := c.worker.Start(ctx); err != nil {
+				if ln != nil {
+					err = errors.Join(err, ln.Close())
+				}
+				return err
+			}
+			coord.RegisterServer("worker-"+c.name, c.worker)
+		}
 		// Every worker instance runs the schedules: each tick is enqueued
 		// once however many do.
 		if err := a.cron.Start(ctx); err != nil {
@@ -377,8 +439,8 @@ func (a *app) getUser(w http.ResponseWriter, r *http.Request) {
 	})
 	readThrough := false
 	if err == nil && a.router != nil {
-		// A GET writes nothing: this is the client's token, no round trip.
-		if tok, _ := a.router.SessionToken(r.Context()); tok.LSN > dbrouter.LSN(c.LSN) {
+		// The client's token of the user's database (cluster).
+		if tok := a.sessionToken(r.Context(), id); tok.LSN > dbrouter.LSN(c.LSN) {
 			a.readThrough.Add(1)
 			readThrough = true
 			if c, err = a.repo.user(r.Context(), id); err == nil {
@@ -714,9 +776,17 @@ func (a *app) stats(w http.ResponseWriter, r *http.Request) {
 		out["provider_bulkhead"] = a.payBulkhead.Stats()
 		out["provider_throttle"] = a.payThrottle.Stats()
 	}
-	if a.router != nil {
+	switch {
+	case a.shards != nil:
+		dbs := map[string]any{}
+		for _, c := range a.clusters {
+			dbs[c.name] = c.router.Stats()
+		}
+		out["dbrouter"], out["shard"] = dbs, a.shards.Stats()
+	case a.router != nil:
 		out["dbrouter"] = a.router.Stats()
 	}
+	out["user_changes_applied"] = a.usersChanged.Load()
 	writeJSON(w, http.StatusOK, out)
 }
 

@@ -14,7 +14,6 @@ import (
 	"github.com/scalekit-go/scalekit/dbrouter"
 	"github.com/scalekit-go/scalekit/httpcache"
 	"github.com/scalekit-go/scalekit/queue"
-	"github.com/scalekit-go/scalekit/queue/queuepg"
 )
 
 // The edge cache (a CDN, or Varnish with the xkey module): GET /users/{id}
@@ -108,7 +107,7 @@ func (a *app) userUpdateFor(r *http.Request, id int64) userUpdate {
 		},
 		inTx: func(ctx context.Context, tx pgx.Tx) error {
 			args := userChanged{ID: id}
-			if pg, ok := a.backend.(*queuepg.Backend); ok && tx != nil {
+			if pg, ok := a.userQueue(id); ok && tx != nil { // the user's cluster's queue when sharded
 				_, err := pg.EnqueueTx(ctx, tx, "invalidations", userChangedKind, args, queue.EnqueueOptions{Metadata: requestMetadata(ctx)})
 				return err
 			}
@@ -135,9 +134,10 @@ type userChanged struct {
 	ID int64 `json:"id"`
 }
 
-// handleUserChanged registers the userChanged jobs' handler.
-func (a *app) handleUserChanged() error {
-	return queue.Handle(a.worker, userChangedKind, func(ctx context.Context, j *queue.Job[userChanged]) error {
+// handleUserChanged registers the userChanged jobs' handler with w (the
+// worker, and each other cluster's when sharded).
+func (a *app) handleUserChanged(w *queue.Worker) error {
+	return queue.Handle(w, userChangedKind, func(ctx context.Context, j *queue.Job[userChanged]) error {
 		id := strconv.FormatInt(j.Args.ID, 10)
 		c, err := a.repo.user(dbrouter.Primary(ctx), j.Args.ID)
 		switch {
@@ -149,9 +149,12 @@ func (a *app) handleUserChanged() error {
 		if err != nil {
 			return err
 		}
-		if a.purger == nil {
-			return nil
+		if a.purger != nil {
+			if err := a.purger.Purge(ctx, []string{"user:" + id}); err != nil {
+				return err
+			}
 		}
-		return a.purger.Purge(ctx, []string{"user:" + id})
+		a.usersChanged.Add(1)
+		return nil
 	})
 }

@@ -13,9 +13,13 @@
 // purges the user's key through a job enqueued in its transaction. With
 // CONSOLE_TOKEN, the operations page (package console) is at
 // /admin/, for requests with "Authorization: Bearer $CONSOLE_TOKEN".
+// With -shards 2 the users and their posts are spread over two PostgreSQL
+// clusters by user ID (package shard, shards.go), with one read-your-writes
+// token per cluster and the feed merged from both.
 //
 //	go run -C examples ./service              # starts its own Redis and PostgreSQL (primary + replica)
 //	REDIS_URL=redis://127.0.0.1:6379/0 DATABASE_URL=postgres://... DATABASE_REPLICA_URLS=postgres://... go run -C examples ./service
+//	go run -C examples ./service -shards 2    # two PostgreSQL clusters (primary + replica each), users sharded by ID
 //
 // With nothing configured it starts throwaway servers from the binaries on
 // the machine (redis-server, PostgreSQL's initdb/postgres/pg_basebackup),
@@ -26,7 +30,8 @@
 // in four steps; wire (wire.go) builds each primitive in a small step that
 // handles every error and registers its metrics and health checks;
 // app.go holds what start-up opened, the shutdown registration and the
-// HTTP handlers; edge.go the edge caching; repo.go the SQL; infra.go the
+// HTTP handlers; edge.go the edge caching; repo.go the SQL; shards.go the
+// sharded mode; infra.go the
 // throwaway servers (package scalekittest).
 package main
 
@@ -119,9 +124,17 @@ func configFromFlags() Config {
 	flag.IntVar(&cfg.ProviderConcurrency, "provider-concurrency", 4, "charges the fake payment provider serves at once (and the pipeline's bulkhead admits)")
 	flag.StringVar(&cfg.PurgeURL, "purge-url", os.Getenv("PURGE_URL"), "the edge cache's purge address, a Varnish with xkey (env PURGE_URL); empty: no purges")
 	flag.StringVar(&cfg.ConsoleToken, "console-token", os.Getenv("CONSOLE_TOKEN"), "bearer token of the operations page at /admin/ (env CONSOLE_TOKEN); empty: no console")
+	flag.IntVar(&cfg.Shards, "shards", 1, "PostgreSQL clusters the users and their posts are sharded over by user ID; more than 1 starts that many primaries with a replica each, unless -database is set")
+	shardDBs := flag.String("shard-databases", os.Getenv("SHARD_DATABASE_URLS"), "with -shards N and -database: the other N-1 clusters, ';' between clusters, each 'primary,replica,...' (env SHARD_DATABASE_URLS)")
 	flag.Parse()
 	if *replicas != "" {
 		cfg.ReplicaURLs = strings.Split(*replicas, ",")
+	}
+	if *shardDBs != "" {
+		for _, c := range strings.Split(*shardDBs, ";") {
+			urls := strings.Split(c, ",")
+			cfg.ShardDatabases = append(cfg.ShardDatabases, Database{URL: urls[0], ReplicaURLs: urls[1:]})
+		}
 	}
 	// Every line logged with a request's context carries its request_id.
 	cfg.Logger = slog.New(requestid.NewLogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))

@@ -79,12 +79,19 @@ type repo interface {
 
 const seedUsers, seedPosts = 1000, 5000
 
+// The tables: users and their posts (on the user's cluster when sharded),
+// and payments (on the first cluster).
+const (
+	sqlUsersAndPosts = `
+CREATE TABLE IF NOT EXISTS users (id bigint PRIMARY KEY, name text NOT NULL, email text NOT NULL, version bigint NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS posts (id bigint PRIMARY KEY, author_id bigint NOT NULL REFERENCES users, title text NOT NULL);`
+	sqlPayments = `
+CREATE TABLE IF NOT EXISTS payments (id text PRIMARY KEY, user_id bigint NOT NULL, amount_cents bigint NOT NULL, status text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());`
+)
+
 // migrate creates the schema and the seed data (idempotent).
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	_, err := pool.Exec(ctx, `
-CREATE TABLE IF NOT EXISTS users (id bigint PRIMARY KEY, name text NOT NULL, email text NOT NULL, version bigint NOT NULL DEFAULT 1);
-CREATE TABLE IF NOT EXISTS posts (id bigint PRIMARY KEY, author_id bigint NOT NULL REFERENCES users, title text NOT NULL);
-CREATE TABLE IF NOT EXISTS payments (id text PRIMARY KEY, user_id bigint NOT NULL, amount_cents bigint NOT NULL, status text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+	_, err := pool.Exec(ctx, sqlUsersAndPosts+sqlPayments+`
 INSERT INTO users (id, name, email) SELECT i, 'User ' || i, 'user' || i || '@example.com' FROM generate_series(1, 1000) i ON CONFLICT DO NOTHING;
 INSERT INTO posts (id, author_id, title) SELECT i, 1 + (i * 7919) % 1000, 'Post ' || i FROM generate_series(1, 5000) i ON CONFLICT DO NOTHING;
 CREATE MATERIALIZED VIEW IF NOT EXISTS user_payment_totals AS

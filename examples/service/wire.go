@@ -33,6 +33,7 @@ import (
 	"github.com/scalekit-go/scalekit/ratelimit/ratelimitredis"
 	"github.com/scalekit-go/scalekit/requestid"
 	"github.com/scalekit-go/scalekit/retry"
+	"github.com/scalekit-go/scalekit/shard"
 	"github.com/scalekit-go/scalekit/slo"
 	"github.com/scalekit-go/scalekit/throttle"
 	"github.com/scalekit-go/scalekit/timeout"
@@ -130,7 +131,16 @@ func (a *app) addOTelMetrics(context.Context) error {
 		m.AddQueueWorker("worker", a.worker), m.AddQueue("jobs", a.jobs, countedQueues...),
 		m.AddScheduler("scheduler", a.cron), m.AddIdempotency("payments", a.idem), m.AddRateLimitMiddleware("clients", a.rl),
 		m.AddSLOTracker(a.tracker), m.AddRequestID("api", a.ids)}
-	if a.router != nil {
+	switch {
+	case a.shards != nil:
+		for _, c := range a.clusters {
+			errs = append(errs, m.AddDBRouter(c.name, c.router))
+			if c.worker != nil {
+				errs = append(errs, m.AddQueueWorker("worker_"+c.name, c.worker))
+			}
+		}
+		errs = append(errs, m.AddShard("users", a.shards))
+	case a.router != nil:
 		errs = append(errs, m.AddDBRouter("db", a.router))
 	}
 	if a.payBulkhead != nil { // the pipeline (not with Config.NoPipeline)
@@ -169,7 +179,15 @@ func (a *app) buildConsole(ctx context.Context) error {
 	errs := []error{c.AddHealth("service", a.health, health.Readiness, health.Liveness), c.AddBreaker(a.payBr),
 		c.AddCache("users", a.users), c.AddBatch("authors", a.authors), c.AddQueueWorker("worker", a.worker),
 		c.AddQueue("jobs", a.jobs, countedQueues...), c.AddIdempotency("payments", a.idem), c.AddSLOTracker(a.tracker)}
-	if a.router != nil {
+	switch {
+	case a.shards != nil: // each cluster's router, and its worker after the first
+		for _, cl := range a.clusters {
+			errs = append(errs, c.AddDBRouter(cl.name, cl.router))
+			if cl.worker != nil {
+				errs = append(errs, c.AddQueueWorker("worker_"+cl.name, cl.worker))
+			}
+		}
+	case a.router != nil:
 		errs = append(errs, c.AddDBRouter("db", a.router))
 	}
 	if a.redisLimiter != nil {
@@ -212,6 +230,9 @@ func (a *app) connectDatabase(ctx context.Context) error {
 	if a.in.dbURL == "" {
 		a.repo = newMemRepo()
 		return nil
+	}
+	if len(a.in.shards) > 0 {
+		return a.connectShards(ctx) // users and posts by user ID over several clusters (shards.go)
 	}
 	var err error
 	if a.router, err = dbrouter.Open(ctx, a.in.dbURL, a.in.replicaURLs, dbrouter.Options{Logger: a.log, SlowQuery: 200 * time.Millisecond, TokenWait: 50 * time.Millisecond,
@@ -353,6 +374,9 @@ func (a *app) buildQueue(ctx context.Context) error {
 	if err := a.handleJobs(); err != nil {
 		return err
 	}
+	if err := a.buildShardQueues(ctx); err != nil { // sharded: each cluster's queue and worker
+		return err
+	}
 	// The ledger queue subscribes to the payments' domain event: durable
 	// and fleet-wide, so every instance subscribing again is harmless.
 	if err := a.jobs.Subscribe(ctx, topicPaymentCaptured, "ledger"); err != nil {
@@ -411,7 +435,7 @@ func (a *app) openQueueBackend(ctx context.Context) error {
 // messages), refreshing the payment totals, queueing a payment's receipt
 // email once, and the ledger's handling of the payment.captured event.
 func (a *app) handleJobs() error {
-	if err := a.handleUserChanged(); err != nil {
+	if err := a.handleUserChanged(a.worker); err != nil {
 		return err
 	}
 	if err := queue.HandleResult(a.worker, "email:send", func(ctx context.Context, j *queue.Job[Email]) (EmailSent, error) {
@@ -528,6 +552,16 @@ func (a *app) buildSLO(context.Context) error {
 // client that wrote a token (a cookie) and routes its later reads to a
 // server that has its write. Without a database there is none.
 func (a *app) buildReadYourWrites(context.Context) error {
+	if a.shards != nil {
+		// One token per cluster written, in X-Shard-Tokens and the
+		// shard_tokens cookie.
+		tokens, err := shard.NewHTTP(shard.HTTPOptions{Router: a.shards, Insecure: true})
+		if err != nil {
+			return err
+		}
+		a.readYourWrites = tokens.Middleware
+		return nil
+	}
 	if a.router == nil {
 		return nil
 	}
