@@ -31,7 +31,8 @@ const queueWorkers = 8
 // the client's round trips per job: scalekit-pg and river on one real
 // PostgreSQL (a database each), scalekit-redis and asynq on one real
 // redis-server (flushed between them), each with 8 and with 32 workers
-// (scalekit-redis/w8, asynq/w32, ...). scalekit-pg-history-1k and -100k
+// (scalekit-redis/w8, asynq/w32, ...); scalekit-pg and river run 8
+// workers, scalekit-pg/w32 and river/w32 32. scalekit-pg-history-1k and -100k
 // first run that many jobs through the table (enqueued, leased, done, as
 // a worker leaves them) and VACUUM it, as autovacuum does on queuepg's
 // settings: the cost per job should not grow with the jobs kept.
@@ -39,7 +40,7 @@ const queueWorkers = 8
 // dead index entries (the cost between two autovacuum runs).
 func BenchmarkQueueThroughput(b *testing.B) {
 	ctx := context.Background()
-	pg := func(history int, vacuum bool) func(b *testing.B) {
+	pg := func(history int, vacuum bool, workers int) func(b *testing.B) {
 		return func(b *testing.B) {
 			f := testinfra.Postgres(b)
 			rt := &testinfra.RoundTrips{}
@@ -61,13 +62,14 @@ func BenchmarkQueueThroughput(b *testing.B) {
 				}
 			}
 			pid := postmasterPID(b, pool)
-			scalekitThroughput(b, be, rt.Load, func() uint64 { return procTreeCPU(pid) })
+			scalekitThroughputN(b, be, workers, rt.Load, func() uint64 { return procTreeCPU(pid) })
 		}
 	}
-	b.Run("scalekit-pg", pg(0, false))
-	b.Run("scalekit-pg-history-1k", pg(1_000, true))
-	b.Run("scalekit-pg-history-100k", pg(100_000, true))
-	b.Run("scalekit-pg-unvacuumed-100k", pg(100_000, false))
+	b.Run("scalekit-pg", pg(0, false, queueWorkers))
+	b.Run("scalekit-pg/w32", pg(0, false, 32))
+	b.Run("scalekit-pg-history-1k", pg(1_000, true, queueWorkers))
+	b.Run("scalekit-pg-history-100k", pg(100_000, true, queueWorkers))
+	b.Run("scalekit-pg-unvacuumed-100k", pg(100_000, false, queueWorkers))
 	for _, workers := range []int{queueWorkers, 32} {
 		w := fmt.Sprintf("w%d", workers)
 		b.Run("scalekit-redis/"+w, func(b *testing.B) {
@@ -106,54 +108,58 @@ func BenchmarkQueueThroughput(b *testing.B) {
 			srv.Shutdown()
 		})
 	}
-	b.Run("river", func(b *testing.B) {
-		f := testinfra.Postgres(b)
-		rt := &testinfra.RoundTrips{}
-		pool := tracedPool(b, f.PrimaryURL, rt)
-		driver := riverpgxv5.New(pool)
-		m, err := rivermigrate.New(driver, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-			b.Fatal(err)
-		}
-		var done atomic.Int64
-		all := make(chan struct{})
-		workers := river.NewWorkers()
-		river.AddWorker(workers, &noopRiver{done: &done, all: all, n: int64(b.N)})
-		client, err := river.NewClient(driver, &river.Config{
-			Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: queueWorkers}},
-			Workers:           workers,
-			FetchCooldown:     time.Millisecond, // the default (100ms) caps river at MaxWorkers jobs per 100ms
-			FetchPollInterval: 100 * time.Millisecond,
-			Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		params := make([]river.InsertManyParams, b.N)
-		for i := range params {
-			params[i] = river.InsertManyParams{Args: noopArgs{}}
-		}
-		for len(params) > 0 {
-			n := min(len(params), 10_000)
-			if _, err := client.InsertMany(ctx, params[:n]); err != nil {
+	riverRun := func(n int) func(b *testing.B) {
+		return func(b *testing.B) {
+			f := testinfra.Postgres(b)
+			rt := &testinfra.RoundTrips{}
+			pool := tracedPool(b, f.PrimaryURL, rt)
+			driver := riverpgxv5.New(pool)
+			m, err := rivermigrate.New(driver, nil)
+			if err != nil {
 				b.Fatal(err)
 			}
-			params = params[n:]
+			if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+				b.Fatal(err)
+			}
+			var done atomic.Int64
+			all := make(chan struct{})
+			workers := river.NewWorkers()
+			river.AddWorker(workers, &noopRiver{done: &done, all: all, n: int64(b.N)})
+			client, err := river.NewClient(driver, &river.Config{
+				Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: n}},
+				Workers:           workers,
+				FetchCooldown:     time.Millisecond, // the default (100ms) caps river at MaxWorkers jobs per 100ms
+				FetchPollInterval: 100 * time.Millisecond,
+				Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			params := make([]river.InsertManyParams, b.N)
+			for i := range params {
+				params[i] = river.InsertManyParams{Args: noopArgs{}}
+			}
+			for len(params) > 0 {
+				n := min(len(params), 10_000)
+				if _, err := client.InsertMany(ctx, params[:n]); err != nil {
+					b.Fatal(err)
+				}
+				params = params[n:]
+			}
+			pid := postmasterPID(b, pool)
+			pm := startProcessing(b, rt.Load, func() uint64 { return procTreeCPU(pid) })
+			if err := client.Start(ctx); err != nil {
+				b.Fatal(err)
+			}
+			<-all
+			pm.stop()
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			client.Stop(sctx)
 		}
-		pid := postmasterPID(b, pool)
-		pm := startProcessing(b, rt.Load, func() uint64 { return procTreeCPU(pid) })
-		if err := client.Start(ctx); err != nil {
-			b.Fatal(err)
-		}
-		<-all
-		pm.stop()
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		client.Stop(sctx)
-	})
+	}
+	b.Run("river", riverRun(queueWorkers))
+	b.Run("river/w32", riverRun(32))
 }
 
 // processing measures a run of b.N jobs: from startProcessing, which

@@ -9,7 +9,7 @@ import (
 )
 
 // RoundTrips counts what a client sends: set as a pgx tracer
-// (ConnConfig.Tracer) it counts statements and prepares, added as a
+// (ConnConfig.Tracer) it counts statements, batches and prepares, added as a
 // go-redis hook (AddHook) commands and pipelines; each is one round trip
 // (to one node). Tests prove a batch is one round trip with it; the
 // benchmarks report round trips per operation.
@@ -38,6 +38,19 @@ func (c *RoundTrips) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.T
 
 // TracePrepareEnd is part of pgx.PrepareTracer.
 func (c *RoundTrips) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}
+
+// TraceBatchStart counts a batch (pgx.BatchTracer): its statements go
+// out together, one round trip.
+func (c *RoundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+
+// TraceBatchQuery is part of pgx.BatchTracer.
+func (c *RoundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+
+// TraceBatchEnd is part of pgx.BatchTracer.
+func (c *RoundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
 // DialHook is part of redis.Hook.
 func (c *RoundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }

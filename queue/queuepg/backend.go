@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"regexp"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/scalekit-go/scalekit/batch"
 	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/every"
 	"github.com/scalekit-go/scalekit/internal/logx"
@@ -74,7 +72,7 @@ type Backend struct {
 	clk       clock.Clock
 	log       *slog.Logger
 
-	completer *batch.Loader[leaseKey, bool]
+	lanes sync.Map // queue name -> *lane (lane.go)
 
 	lmu      sync.Mutex
 	waiters  map[string]chan struct{} // per queue, closed on NOTIFY
@@ -132,10 +130,6 @@ func New(o Options) (*Backend, error) {
 	b := &Backend{pool: o.Pool, sql: sqlFor(o.Prefix), ev: eventSQLFor(o.Prefix), counts: o.Prefix + "_counts", channel: o.Prefix + "_jobs",
 		retention: o.Retention, deadRet: o.DeadRetention, poll: o.PollInterval, pollOnly: o.PollOnly,
 		dirty: map[string]bool{}, nkick: make(chan struct{}, 1), clk: o.Clock, log: o.Logger, waiters: map[string]chan struct{}{}, stop: make(chan struct{})}
-	var err error
-	if b.completer, err = batch.New(b.completeMany, batch.Options{Wait: time.Millisecond, MaxBatch: 1000, MaxConcurrent: 4}); err != nil {
-		return nil, err
-	}
 	if o.SweepInterval > 0 {
 		b.bg.Add(1)
 		go b.sweeper(o.SweepInterval)
@@ -475,7 +469,8 @@ func scanJob(row pgx.Row) (*queue.Message, string, time.Time, error) {
 
 // Fetch is queue.Backend.Fetch: one UPDATE ... FROM (SELECT ... FOR
 // UPDATE SKIP LOCKED) per attempt, so concurrent workers never lease one
-// job twice; with Wait it sleeps until a NOTIFY for the queue (or
+// job twice, sent with the queue's waiting completions in one round trip
+// (lane.go) and grown by r.Grow to the slots freed meanwhile; with Wait it sleeps until a NOTIFY for the queue (or
 // PollInterval, or Wait) when nothing is due.
 func (b *Backend) Fetch(ctx context.Context, r queue.FetchRequest) ([]*queue.Lease, error) {
 	deadline := time.Now().Add(r.Wait)
@@ -484,7 +479,7 @@ func (b *Backend) Fetch(ctx context.Context, r queue.FetchRequest) ([]*queue.Lea
 		if r.Wait > 0 {
 			wake = b.waiter(r.Queue) // before the query: a NOTIFY after it is not missed
 		}
-		ls, err := b.fetch(ctx, r)
+		ls, err := b.fetch(ctx, &r)
 		if err != nil || len(ls) > 0 || r.Wait <= 0 {
 			return ls, err
 		}
@@ -503,32 +498,6 @@ func (b *Backend) Fetch(ctx context.Context, r queue.FetchRequest) ([]*queue.Lea
 		case <-t.C:
 		}
 	}
-}
-
-func (b *Backend) fetch(ctx context.Context, r queue.FetchRequest) ([]*queue.Lease, error) {
-	rows, err := b.pool.Query(ctx, b.sql.fetch, b.now(), r.Queue, r.Max, r.Lease.Milliseconds(),
-		int16(r.Order[0]), int16(r.Order[1]), int16(r.Order[2]))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*queue.Lease
-	for rows.Next() {
-		m, tok, until, err := scanJob(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, &queue.Lease{Msg: m, Token: tok, Until: until})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	// RETURNING does not keep the ORDER BY: put the batch back in order.
-	rank := map[queue.Priority]int{r.Order[0]: 0, r.Order[1]: 1, r.Order[2]: 2}
-	slices.SortFunc(out, func(a, b *queue.Lease) int {
-		return cmp.Or(cmp.Compare(rank[a.Msg.Priority], rank[b.Msg.Priority]), a.Msg.RunAt.Compare(b.Msg.RunAt), strings.Compare(a.Msg.ID, b.Msg.ID))
-	})
-	return out, nil
 }
 
 // fenced runs a fenced statement (extend, release: $1 now, $2 queue,
@@ -555,46 +524,13 @@ func (b *Backend) Progress(ctx context.Context, l *queue.Lease, percent int, msg
 	return b.fenced(ctx, b.sql.progress, l, percent, msg)
 }
 
-// Complete is queue.Backend.Complete. Completions arriving within 1ms of
-// each other share one UPDATE (package batch), outputs included: at high
-// throughput a worker's acknowledgements cost one statement per batch,
-// not per job.
+// Complete is queue.Backend.Complete. A queue's completions and fetches
+// share one round trip at a time (see lane.go): the completions that
+// wait while a round is in flight leave together, with the next fetch,
+// in one batch, so a busy worker pays about one round trip per batch of
+// jobs, not per job.
 func (b *Backend) Complete(ctx context.Context, l *queue.Lease, output []byte) error {
-	_, err := b.completer.Load(ctx, leaseKey{l.Msg.Queue, l.Msg.ID, l.Token, string(output)})
-	if errors.Is(err, batch.ErrNotFound) {
-		return queue.ErrLeaseLost
-	}
-	return err
-}
-
-// leaseKey names one lease for the batched completion, with the output
-// to store ("" for none: a JSON output is never empty).
-type leaseKey struct{ queue, id, token, output string }
-
-func (b *Backend) completeMany(ctx context.Context, keys []leaseKey) (map[leaseKey]bool, error) {
-	qs, ids, toks, outs := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys)), make([][]byte, len(keys))
-	byLease := make(map[[3]string]leaseKey, len(keys))
-	for i, k := range keys {
-		qs[i], ids[i], toks[i] = k.queue, k.id, k.token
-		if k.output != "" {
-			outs[i] = []byte(k.output)
-		}
-		byLease[[3]string{k.queue, k.id, k.token}] = k
-	}
-	rows, err := b.pool.Query(ctx, b.sql.complete, b.now(), qs, ids, toks, outs)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := make(map[leaseKey]bool, len(keys))
-	for rows.Next() {
-		var l [3]string
-		if err := rows.Scan(&l[0], &l[1], &l[2]); err != nil {
-			return nil, err
-		}
-		out[byLease[l]] = true
-	}
-	return out, rows.Err()
+	return b.complete(ctx, l, output)
 }
 
 // Fail is queue.Backend.Fail.

@@ -43,7 +43,14 @@
 // # How it works
 //
 // One jobs table is fetched with FOR UPDATE SKIP LOCKED in batches, and
-// LISTEN/NOTIFY wakes waiting workers at once. Workers are woken by
+// LISTEN/NOTIFY wakes waiting workers at once. A queue's completions and
+// fetches from one Backend share one round trip at a time: the
+// completions that wait while one is in flight leave together with the
+// next fetch in one pipelined batch (one implicit transaction; each
+// completion still fenced by its lease's token), the fetch grown to the
+// worker's handler slots freed meanwhile (queue.FetchRequest.Grow). An
+// idle queue's calls leave at once (no linger timer); a busy worker pays
+// about one round trip per batch of jobs. Workers are woken by
 // NOTIFY, sent after the enqueue committed from the backend's own
 // connection, coalesced per queue: never inside the enqueuing
 // transaction, because PostgreSQL serialises the commits of transactions

@@ -115,6 +115,9 @@ func RunWorker(t *testing.T, f RealTimeFactory) {
 		if finalRuns.Load() != 1 || state(final).Attempt != 1 {
 			t.Fatalf("a Permanent error ran %d times, want 1", finalRuns.Load())
 		}
+		// The worker counts a job after the backend answered its
+		// completion, which may be after the job shows done.
+		waitFor(t, "the stats to count the four jobs", func() bool { st := w.Stats()[0]; return st.Processed+st.Dead >= 4 })
 		if st := w.Stats()[0]; st.Processed != 1 || st.Dead != 3 || st.Retried != 2 || st.Panics != 1 {
 			t.Fatalf("stats %+v", st)
 		}
@@ -151,6 +154,9 @@ func RunWorker(t *testing.T, f RealTimeFactory) {
 		if m := state(bad); !strings.Contains(m.LastError, "Snooze(-1s)") || m.Snoozes != 0 {
 			t.Fatalf("a negative snooze: %+v, want a failed attempt naming Snooze(-1s)", m)
 		}
+		// The worker counts a job after the backend answered its
+		// completion, which may be after the job shows done.
+		waitFor(t, "the stats to count both jobs", func() bool { st := w.Stats()[0]; return st.Processed+st.Dead >= 2 })
 		if st := w.Stats()[0]; st.Snoozed != 2 || st.Processed != 1 || st.Dead != 1 {
 			t.Fatalf("stats %+v, want 2 snoozed, 1 processed, 1 dead", st)
 		}
