@@ -58,6 +58,7 @@ type Cache[V any] struct {
 	sem    chan struct{}
 	store  Store
 	rn     LeaseRenewer // store's, when it renews leases
+	one    OneGetter    // store's, when it reads one key by itself
 	tracer Tracer       // Options.Tracer; nil: none
 	br     *breaker.Breaker
 	id     string // this instance, in invalidation messages
@@ -123,6 +124,7 @@ func New[V any](o Options) (*Cache[V], error) {
 		c.sem = make(chan struct{}, o.MaxConcurrentLoads)
 	}
 	c.rn, _ = o.Store.(LeaseRenewer)
+	c.one, _ = o.Store.(OneGetter)
 	c.gapL1TTL = o.L1TTL
 	if t, ok := o.Store.(Tracker); ok && t.Tracking() {
 		c.tracked = true

@@ -42,13 +42,21 @@ func (c *Cache[V]) storeGet(ctx context.Context, keys []string) ([]*entry[V], er
 	return out, nil
 }
 
-// storeGetOne is storeGet of one key, without the slice of entries.
+// storeGetOne is storeGet of one key, without the slices: through the
+// Store's GetOne when it has one (OneGetter).
 func (c *Cache[V]) storeGetOne(ctx context.Context, key string) (*entry[V], error) {
-	recs, err := c.storeRead(ctx, []string{key})
-	if err != nil {
+	if c.one == nil {
+		recs, err := c.storeRead(ctx, []string{key})
+		if err != nil {
+			return nil, err
+		}
+		return c.storeEntry(ctx, key, recs[0], c.now()), nil
+	}
+	var rec []byte
+	if err := c.l2(ctx, func(ctx context.Context) (err error) { rec, err = c.one.GetOne(ctx, key); return err }); err != nil {
 		return nil, err
 	}
-	return c.storeEntry(ctx, key, recs[0], c.now()), nil
+	return c.storeEntry(ctx, key, rec, c.now()), nil
 }
 
 // storeRead is the Store's Get of keys, through the circuit, one record

@@ -53,6 +53,17 @@ func (s *MemoryStore) Get(_ context.Context, keys []string) ([][]byte, error) {
 	return out, nil
 }
 
+// GetOne is Get of one key; see OneGetter.
+func (s *MemoryStore) GetOne(_ context.Context, key string) ([]byte, error) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if data, ok := s.vals.Get(key, now); ok {
+		return append([]byte(nil), data...), nil
+	}
+	return nil, nil
+}
+
 // Set stores data and voids the lease; see Store.
 func (s *MemoryStore) Set(_ context.Context, key string, data []byte, ttl time.Duration) error {
 	now := s.now()
@@ -189,4 +200,5 @@ func (s *MemoryStore) Subscribe(fn func(msg string)) (func(), error) {
 var (
 	_ Store        = (*MemoryStore)(nil)
 	_ LeaseRenewer = (*MemoryStore)(nil)
+	_ OneGetter    = (*MemoryStore)(nil)
 )

@@ -64,6 +64,17 @@ type LeaseRenewer interface {
 	RenewLeases(ctx context.Context, keys, tokens []string, ttl time.Duration) (held []bool, err error)
 }
 
+// OneGetter is implemented by a Store that reads a single key more
+// cheaply than Get of a one-key slice (cacheredis.Store and MemoryStore
+// do). The cache finds it by type assertion and uses it for a Get that
+// misses its L1: no slice in, no slice out. Without it the cache calls Get
+// with one key.
+type OneGetter interface {
+	// GetOne returns the data stored for key, nil when it is missing or
+	// expired: Get of one key.
+	GetOne(ctx context.Context, key string) ([]byte, error)
+}
+
 // ReconnectSubscriber is implemented by a Store whose subscription may
 // lose messages while it reconnects and that can tell when it has
 // reconnected (cacheredis.Store does). The cache finds it by type

@@ -64,7 +64,13 @@
 //
 // # When Redis is down
 //
-// Every call is bounded by Options.Timeout. When Redis is down, slow or
+// Every call is bounded by Options.Timeout (or by the caller's deadline
+// when it comes first). A call whose ctx has neither a deadline nor a
+// cancellation (the cache's own reads and fills) gets its timeout from a
+// pooled context rather than context.WithTimeout's five allocations; a
+// go-redis Hook must not keep a command's ctx after the command returns
+// (go-redis itself keeps none). A one-key read is a plain GET
+// (cache.OneGetter). When Redis is down, slow or
 // flapping, calls return errors quickly; cache.Cache puts a circuit
 // breaker in front of its Store and keeps serving from its L1 and the
 // loader. A subscription that loses its connection is re-established by
@@ -168,8 +174,21 @@ func New(o Options) (*Store, error) {
 func (s *Store) key(k string) string   { return "{" + s.prefix + ":" + k + "}" }
 func (s *Store) lease(k string) string { return "{" + s.prefix + ":" + k + "}:lease" }
 
-func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, s.timeout)
+// ctx bounds a call by the Store's timeout (see callCtx); the caller
+// calls end on the second result when the call is over.
+func (s *Store) ctx(ctx context.Context) (context.Context, *callCtx) {
+	return bound(ctx, s.timeout)
+}
+
+// GetOne reads one key (GET); see cache.OneGetter.
+func (s *Store) GetOne(ctx context.Context, key string) ([]byte, error) {
+	ctx, cc := s.ctx(ctx)
+	defer cc.end()
+	b, err := s.c.Get(ctx, s.key(key)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	return b, err
 }
 
 // Get reads keys in one pipelined round trip (one per node on a cluster).
@@ -178,16 +197,13 @@ func (s *Store) Get(ctx context.Context, keys []string) ([][]byte, error) {
 	if len(keys) == 0 {
 		return out, nil
 	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
 	if len(keys) == 1 {
-		b, err := s.c.Get(ctx, s.key(keys[0])).Bytes()
-		if errors.Is(err, redis.Nil) {
-			return out, nil
-		}
+		b, err := s.GetOne(ctx, keys[0])
 		out[0] = b
 		return out, err
 	}
+	ctx, cc := s.ctx(ctx)
+	defer cc.end()
 	cmds := make([]*redis.StringCmd, len(keys))
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
@@ -219,8 +235,8 @@ return 1
 
 // Set stores data and voids the key's lease, in one script.
 func (s *Store) Set(ctx context.Context, key string, data []byte, ttl time.Duration) error {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
+	ctx, cc := s.ctx(ctx)
+	defer cc.end()
 	return setScript.Run(ctx, s.c, []string{s.key(key), s.lease(key)}, data, ms(ttl)).Err()
 }
 
@@ -229,8 +245,8 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
+	ctx, cc := s.ctx(ctx)
+	defer cc.end()
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, k := range keys {
 			p.Del(ctx, s.key(k), s.lease(k))
@@ -243,8 +259,8 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 // Lease is SET {prefix:key}:lease token NX PX ttl for each key, in one
 // pipelined round trip (one per node on a cluster).
 func (s *Store) Lease(ctx context.Context, keys []string, ttl time.Duration) ([]string, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
+	ctx, cc := s.ctx(ctx)
+	defer cc.end()
 	tokens := make([]string, len(keys))
 	cmds := make([]*redis.StatusCmd, len(keys))
 	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -278,8 +294,8 @@ return 1
 // Fill runs a compare-token-and-set script per fill: one EVALSHA for a
 // single fill, pipelined EVALs (one round trip per node) for several.
 func (s *Store) Fill(ctx context.Context, fills []cache.Fill) ([]bool, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
+	ctx, cc := s.ctx(ctx)
+	defer cc.end()
 	out := make([]bool, len(fills))
 	if len(fills) == 1 {
 		f := fills[0]
@@ -319,8 +335,8 @@ return 0
 
 // Release deletes the lease if token holds it.
 func (s *Store) Release(ctx context.Context, key, token string) error {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
+	ctx, cc := s.ctx(ctx)
+	defer cc.end()
 	return releaseScript.Run(ctx, s.c, []string{s.lease(key)}, token).Err()
 }
 
@@ -333,8 +349,8 @@ return 0
 // script per key: one EVALSHA for one key, pipelined EVALs for several);
 // see cache.LeaseRenewer.
 func (s *Store) RenewLeases(ctx context.Context, keys, tokens []string, ttl time.Duration) ([]bool, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
+	ctx, cc := s.ctx(ctx)
+	defer cc.end()
 	out := make([]bool, len(keys))
 	if len(keys) == 1 {
 		n, err := renewScript.Run(ctx, s.c, []string{s.lease(keys[0])}, tokens[0], ms(ttl)).Int()
@@ -368,22 +384,22 @@ return tonumber(redis.call('GET', KEYS[1]))
 
 // Version reads counter name.
 func (s *Store) Version(ctx context.Context, name string) (int64, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
+	ctx, cc := s.ctx(ctx)
+	defer cc.end()
 	return counterScript.Run(ctx, s.c, []string{s.key(name) + ":version"}, "0").Int64()
 }
 
 // Incr increments counter name.
 func (s *Store) Incr(ctx context.Context, name string) (int64, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
+	ctx, cc := s.ctx(ctx)
+	defer cc.end()
 	return counterScript.Run(ctx, s.c, []string{s.key(name) + ":version"}, "1").Int64()
 }
 
 // Publish sends msg on the invalidation channel.
 func (s *Store) Publish(ctx context.Context, msg string) error {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
+	ctx, cc := s.ctx(ctx)
+	defer cc.end()
 	return s.c.Publish(ctx, s.channel, msg).Err()
 }
 
@@ -446,6 +462,7 @@ func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 var (
 	_ cache.Store        = (*Store)(nil)
 	_ cache.LeaseRenewer = (*Store)(nil)
+	_ cache.OneGetter    = (*Store)(nil)
 
 	_ cache.ReconnectSubscriber = (*Store)(nil)
 	_ cache.Tracker             = (*Store)(nil)

@@ -508,6 +508,25 @@ func (o *Outage) Get(ctx context.Context, keys []string) ([][]byte, error) {
 	return o.Store.Get(ctx, keys)
 }
 
+// GetOne fails while Down; it is the Store's GetOne when it has one
+// (cache.OneGetter), else its Get of one key.
+func (o *Outage) GetOne(ctx context.Context, key string) ([]byte, error) {
+	if err := o.err(); err != nil {
+		return nil, err
+	}
+	if g, ok := o.Store.(cache.OneGetter); ok {
+		return g.GetOne(ctx, key)
+	}
+	recs, err := o.Store.Get(ctx, []string{key})
+	switch {
+	case err != nil:
+		return nil, err
+	case len(recs) != 1:
+		return nil, fmt.Errorf("cachetest: the Store returned %d records for 1 key", len(recs))
+	}
+	return recs[0], nil
+}
+
 // Set fails while Down.
 func (o *Outage) Set(ctx context.Context, key string, data []byte, ttl time.Duration) error {
 	if err := o.err(); err != nil {

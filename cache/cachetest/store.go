@@ -181,6 +181,25 @@ func RunStore(t *testing.T, newStore StoreFactory) {
 			t.Fatal("the current holder's fill was not stored")
 		}
 	})
+	t.Run("GetOne", func(t *testing.T) {
+		s := newStore(t)
+		g, ok := s.(cache.OneGetter)
+		if !ok {
+			t.Skip("the Store does not implement cache.OneGetter")
+		}
+		k, missing := Key(t, "a"), Key(t, "missing")
+		must(t, s.Set(ctx, k, []byte("v1"), time.Minute))
+		if got, err := g.GetOne(ctx, k); err != nil || string(got) != "v1" {
+			t.Fatalf("GetOne(present) = %q, %v; want \"v1\"", got, err)
+		}
+		if got, err := g.GetOne(ctx, missing); err != nil || got != nil {
+			t.Fatalf("GetOne(missing) = %q, %v; want nil", got, err)
+		}
+		must(t, s.Delete(ctx, k))
+		if got, err := g.GetOne(ctx, k); err != nil || got != nil {
+			t.Fatalf("GetOne(deleted) = %q, %v; want nil", got, err)
+		}
+	})
 	t.Run("RenewLeases", func(t *testing.T) {
 		s := newStore(t)
 		r, ok := s.(cache.LeaseRenewer)
