@@ -8,7 +8,7 @@
 //	db, err := shard.New(shard.Options{Map: m, Clusters: map[string]*dbrouter.Router{"a": a, "b": b}})
 //	rt, err := db.For(shard.Int64(userID)) // the user's cluster and virtual shard
 //	_, err = rt.Router.Exec(ctx, "INSERT INTO posts (user_id, body) VALUES ($1, $2)", userID, body)
-//	row := rt.Router.QueryRow(ctx, "SELECT count(*) FROM posts WHERE user_id = $1", userID) // its replica
+//	row := rt.Router.QueryRow(rt.Context(ctx), "SELECT count(*) FROM posts WHERE user_id = $1", userID) // its replica (tokens, floors)
 //	ctx = shard.WithKey(ctx, shard.String(tenant)) // or carry the key down...
 //	rt, err = db.ForContext(ctx)                    // ...ErrNoShardKey if none was set
 //	err = db.SetMap(newMap) // a newer version, installed atomically
