@@ -109,17 +109,19 @@
 // parameters, so Gather, GatherSorted and Merge are functions taking the
 // Router. Each adds about 4 µs to its calls and GatherSorted of a
 // 50-row page about 16 µs (BenchmarkEachOverhead): a fan-out over 3
-// clusters takes 1.08-1.11x the slowest cluster's query alone for a query
-// that waits (5 ms), more when the clusters' queries compete for the same
+// clusters takes 1.03-1.11x the slowest cluster's query alone for a query
+// that waits (5 ms; clusters on their own machines), more when the clusters' queries compete for the same
 // CPU, as on a loaded 2-core test host (BenchmarkFanOut).
 // Stats counts fan-outs; FanOutStats counts each cluster's calls, errors
 // and timeouts (metrics and otel AddShard export both).
 //
-// # Not yet
+// # Failover
 //
-// Failover handling is not built. SetMap moves no data: install a map
-// that changes a virtual shard's cluster only once its rows are there and
-// writes to it are stopped, which is what a Mover does (below).
+// Each cluster is a dbrouter.Router: with dbrouter.Options.Failover its
+// writes follow a promoted replica and its tokens carry the timeline (see
+// dbrouter's "Failover"). SetMap moves no data: install a map that changes
+// a virtual shard's cluster only once its rows are there and writes to it
+// are stopped, which is what a Mover does (below).
 //
 // # The map in PostgreSQL
 //
