@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	lanes "github.com/scalekit-go/scalekit/internal/lane"
 	"github.com/scalekit-go/scalekit/queue"
 )
 
@@ -37,15 +38,7 @@ const (
 )
 
 // lane is a queue's batch (see above).
-type lane struct {
-	queue string
-
-	mu        sync.Mutex
-	running   bool   // a goroutine runs rounds (drain) until the lane is empty
-	rounds    uint64 // rounds taken so far (for tests)
-	completes []*pendingComplete
-	fetches   []*pendingFetch
-}
+type lane = lanes.Lane[*pendingComplete, *pendingFetch]
 
 // pendingComplete is one Complete waiting for its round.
 type pendingComplete struct {
@@ -55,6 +48,9 @@ type pendingComplete struct {
 	done   chan error // buffered: a round never blocks on a caller that left
 }
 
+func (p *pendingComplete) Context() context.Context { return p.ctx }
+func (p *pendingComplete) Drop(err error)           { p.done <- err }
+
 // pendingFetch is one fetch waiting for its round. The round grows r.Max
 // in place (r is the Fetch's own request, so a grown fetch that found
 // nothing keeps its slots for its next attempt).
@@ -63,6 +59,10 @@ type pendingFetch struct {
 	r    *queue.FetchRequest
 	done chan fetchReply // buffered
 }
+
+func (p *pendingFetch) Context() context.Context          { return p.ctx }
+func (p *pendingFetch) Drop(err error)                    { p.done <- fetchReply{err: err} }
+func (p *pendingFetch) FetchRequest() *queue.FetchRequest { return p.r }
 
 type fetchReply struct {
 	leases []*queue.Lease
@@ -74,107 +74,40 @@ func (b *Backend) lane(q string) *lane {
 	if ln, ok := b.lanes.Load(q); ok {
 		return ln.(*lane)
 	}
-	ln, _ := b.lanes.LoadOrStore(q, &lane{queue: q})
+	ln, _ := b.lanes.LoadOrStore(q, lanes.New(lanes.Config[*pendingComplete, *pendingFetch]{
+		MaxCompletions: maxRoundCompletions,
+		MaxFetch:       maxRoundFetch,
+		// A worker frees a handler's slot before it completes the job, so
+		// its fetch loop is most likely about to ask: let it run once, so
+		// the completions ride on its fetch.
+		Yield: runtime.Gosched,
+		Round: b.round,
+	}))
 	return ln.(*lane)
-}
-
-// submit adds work to ln (under its lock, by add) and starts a drain if
-// none runs.
-func (b *Backend) submit(ln *lane, add func()) {
-	ln.mu.Lock()
-	add()
-	start := !ln.running
-	ln.running = true
-	ln.mu.Unlock()
-	if start {
-		go b.drain(ln)
-	}
 }
 
 // complete waits for l's completion in its queue's next round, or for
 // ctx to end.
 func (b *Backend) complete(ctx context.Context, l *queue.Lease, output []byte) error {
 	p := &pendingComplete{ctx: ctx, l: l, output: output, done: make(chan error, 1)}
-	ln := b.lane(l.Msg.Queue)
-	b.submit(ln, func() { ln.completes = append(ln.completes, p) })
-	select {
-	case err := <-p.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
+	b.lane(l.Msg.Queue).Complete(p)
+	err, cerr := lanes.Wait(ctx, p.done)
+	if cerr != nil {
+		return cerr
 	}
+	return err
 }
 
 // fetch leases jobs for r in r.Queue's next round, waiting as complete
 // does.
 func (b *Backend) fetch(ctx context.Context, r *queue.FetchRequest) ([]*queue.Lease, error) {
 	p := &pendingFetch{ctx: ctx, r: r, done: make(chan fetchReply, 1)}
-	ln := b.lane(r.Queue)
-	b.submit(ln, func() { ln.fetches = append(ln.fetches, p) })
-	select {
-	case rep := <-p.done:
-		return rep.leases, rep.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	b.lane(r.Queue).Fetch(p)
+	rep, err := lanes.Wait(ctx, p.done)
+	if err != nil {
+		return nil, err
 	}
-}
-
-// drain runs ln's rounds until nothing waits. Requests whose caller left
-// (its ctx ended) before their round are dropped: their caller got an
-// error, and a fetch for nobody would lease jobs to nobody (a dropped
-// completion leaves its lease to expire, as a Complete that failed does).
-func (b *Backend) drain(ln *lane) {
-	yielded := false
-	for {
-		ln.mu.Lock()
-		if len(ln.fetches) == 0 && len(ln.completes) > 0 && !yielded {
-			// A worker frees a handler's slot before it completes the job,
-			// so its fetch loop is most likely about to ask: let it run
-			// once, so the completions ride on its fetch.
-			yielded = true
-			ln.mu.Unlock()
-			runtime.Gosched()
-			continue
-		}
-		yielded = false
-		var cs []*pendingComplete
-		n := 0
-		for _, p := range ln.completes {
-			if len(cs) == maxRoundCompletions {
-				ln.completes[n] = p
-				n++
-				continue
-			}
-			if p.ctx.Err() != nil {
-				p.done <- p.ctx.Err()
-				continue
-			}
-			cs = append(cs, p)
-		}
-		clear(ln.completes[n:])
-		ln.completes = ln.completes[:n]
-		var f *pendingFetch
-		for f == nil && len(ln.fetches) > 0 {
-			f = ln.fetches[0]
-			ln.fetches[0] = nil
-			ln.fetches = ln.fetches[1:]
-			if f.ctx.Err() != nil {
-				f.done <- fetchReply{err: f.ctx.Err()}
-				f = nil
-			}
-		}
-		if len(cs) == 0 && f == nil { // (a completion left over means cs is not empty)
-			ln.running = false
-			ln.mu.Unlock()
-			return
-		}
-		ln.rounds++
-		ln.mu.Unlock()
-		if f != nil && f.r.Grow != nil && f.r.Max < maxRoundFetch {
-			f.r.Max += max(0, min(f.r.Grow(maxRoundFetch-f.r.Max), maxRoundFetch-f.r.Max))
-		}
-		b.round(cs, f)
-	}
+	return rep.leases, rep.err
 }
 
 // roundCtx is a round's context: cancelled once every caller in it has

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
+	lanes "github.com/scalekit-go/scalekit/internal/lane"
 	"github.com/scalekit-go/scalekit/internal/token"
 	"github.com/scalekit-go/scalekit/queue"
 )
@@ -33,16 +33,11 @@ const (
 // maxRoundFetch bounds what FetchRequest.Grow may add to a fetch.
 const maxRoundFetch = 256
 
-// lane is a queue's batch (see above).
+// lane is a queue's batch (see above): its keys and its lanes.Lane.
 type lane struct {
 	queue string
 	keys  []string
-
-	mu        sync.Mutex
-	running   bool   // a goroutine runs rounds (drain) until the lane is empty
-	rounds    uint64 // rounds taken so far
-	completes []*pendingComplete
-	fetches   []*pendingFetch
+	*lanes.Lane[*pendingComplete, *pendingFetch]
 }
 
 // pendingComplete is one Complete waiting for its round.
@@ -53,6 +48,9 @@ type pendingComplete struct {
 	done   chan error // buffered: drain never blocks on a caller that left
 }
 
+func (p *pendingComplete) Context() context.Context { return p.ctx }
+func (p *pendingComplete) Drop(err error)           { p.done <- err }
+
 // pendingFetch is one fetch script waiting for its round.
 type pendingFetch struct {
 	ctx   context.Context
@@ -60,6 +58,10 @@ type pendingFetch struct {
 	order [3]int
 	done  chan fetchReply // buffered
 }
+
+func (p *pendingFetch) Context() context.Context          { return p.ctx }
+func (p *pendingFetch) Drop(err error)                    { p.done <- fetchReply{err: err} }
+func (p *pendingFetch) FetchRequest() *queue.FetchRequest { return &p.r }
 
 // fetchReply is fetch's reply: the leases, or, when there are none, the
 // µs until the next due time (-1: none) and the wake stream's last id.
@@ -75,21 +77,16 @@ func (b *Backend) lane(q string) *lane {
 	if ln, ok := b.lanes.Load(q); ok {
 		return ln.(*lane)
 	}
-	ln, _ := b.lanes.LoadOrStore(q, &lane{queue: q, keys: b.keys(q, "", "")})
-	return ln.(*lane)
-}
-
-// submit adds work to ln (under its lock, by add) and starts a drain if
-// none runs.
-func (b *Backend) submit(ln *lane, add func()) {
-	ln.mu.Lock()
-	add()
-	start := !ln.running
-	ln.running = true
-	ln.mu.Unlock()
-	if start {
-		go b.drain(ln)
-	}
+	ln := &lane{queue: q, keys: b.keys(q, "", "")}
+	ln.Lane = lanes.New(lanes.Config[*pendingComplete, *pendingFetch]{
+		MaxCompletions: maxRoundCompletions,
+		MaxBytes:       maxRoundBytes,
+		Size:           func(p *pendingComplete) int { return len(p.output) },
+		MaxFetch:       maxRoundFetch,
+		Round:          func(cs []*pendingComplete, f *pendingFetch) { b.round(ln, cs, f) },
+	})
+	got, _ := b.lanes.LoadOrStore(q, ln)
+	return got.(*lane)
 }
 
 // complete waits for l's completion in its queue's next round. The wait
@@ -98,76 +95,24 @@ func (b *Backend) submit(ln *lane, add func()) {
 // behind it fail with it (see round).
 func (b *Backend) complete(ctx context.Context, l *queue.Lease, output []byte) error {
 	p := &pendingComplete{ctx: ctx, l: l, output: output, done: make(chan error, 1)}
-	ln := b.lane(l.Msg.Queue)
-	b.submit(ln, func() { ln.completes = append(ln.completes, p) })
-	select {
-	case err := <-p.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
+	b.lane(l.Msg.Queue).Complete(p)
+	err, cerr := lanes.Wait(ctx, p.done)
+	if cerr != nil {
+		return cerr
 	}
+	return err
 }
 
 // fetchOnce runs one fetch script in r.Queue's next round, waiting as
 // complete does.
 func (b *Backend) fetchOnce(ctx context.Context, r queue.FetchRequest, order [3]int) fetchReply {
 	p := &pendingFetch{ctx: ctx, r: r, order: order, done: make(chan fetchReply, 1)}
-	ln := b.lane(r.Queue)
-	b.submit(ln, func() { ln.fetches = append(ln.fetches, p) })
-	select {
-	case rep := <-p.done:
-		return rep
-	case <-ctx.Done():
-		return fetchReply{err: ctx.Err()}
+	b.lane(r.Queue).Fetch(p)
+	rep, err := lanes.Wait(ctx, p.done)
+	if err != nil {
+		return fetchReply{err: err}
 	}
-}
-
-// drain runs ln's rounds until nothing waits. Requests whose caller left
-// (its ctx ended) before their round are dropped: their caller got an
-// error, and a fetch for nobody would lease jobs to nobody.
-func (b *Backend) drain(ln *lane) {
-	for {
-		ln.mu.Lock()
-		var cs []*pendingComplete
-		size := 0
-		n := 0
-		for _, p := range ln.completes {
-			if len(cs) == maxRoundCompletions || (size+len(p.output) > maxRoundBytes && len(cs) > 0) {
-				ln.completes[n] = p
-				n++
-				continue
-			}
-			if p.ctx.Err() != nil {
-				p.done <- p.ctx.Err()
-				continue
-			}
-			cs = append(cs, p)
-			size += len(p.output)
-		}
-		clear(ln.completes[n:])
-		ln.completes = ln.completes[:n]
-		var f *pendingFetch
-		for f == nil && len(ln.fetches) > 0 {
-			f = ln.fetches[0]
-			ln.fetches[0] = nil
-			ln.fetches = ln.fetches[1:]
-			if f.ctx.Err() != nil {
-				f.done <- fetchReply{err: f.ctx.Err()}
-				f = nil
-			}
-		}
-		if len(cs) == 0 && f == nil { // (a completion left over means cs is not empty)
-			ln.running = false
-			ln.mu.Unlock()
-			return
-		}
-		ln.rounds++
-		ln.mu.Unlock()
-		if f != nil && f.r.Grow != nil && f.r.Max < maxRoundFetch {
-			f.r.Max += max(0, min(f.r.Grow(maxRoundFetch-f.r.Max), maxRoundFetch-f.r.Max))
-		}
-		b.round(ln, cs, f)
-	}
+	return rep
 }
 
 // round runs one roundScript: the completions cs and the fetch f (nil:
@@ -197,13 +142,9 @@ func (b *Backend) round(ln *lane, cs []*pendingComplete, f *pendingFetch) {
 		// not answer within Timeout, they would wait for another Timeout
 		// (each caller gets its error within Timeout), and after another
 		// error they would most likely meet it again.
-		ln.mu.Lock()
-		cs = append(cs, ln.completes...)
-		clear(ln.completes)
-		ln.completes = ln.completes[:0]
-		fs := append(ln.fetches, f)
-		ln.fetches = nil
-		ln.mu.Unlock()
+		more, fs := ln.TakeAll()
+		cs = append(cs, more...)
+		fs = append(fs, f)
 		for _, p := range cs {
 			p.done <- fail("Complete")
 		}

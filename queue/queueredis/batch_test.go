@@ -239,20 +239,11 @@ func TestCompletionsWhenRedisFails(t *testing.T) {
 				t.Fatal(err)
 			}
 			ln := b.lane("fail")
-			lane := func(cond func() bool) func() bool {
-				return func() bool {
-					ln.mu.Lock()
-					defer ln.mu.Unlock()
-					return cond()
-				}
-			}
-			ln.mu.Lock()
-			r0 := ln.rounds // the fetches' before
-			ln.mu.Unlock()
+			r0 := ln.Rounds() // the fetches' before
 			close(first)
-			waitFor(t, "a round in flight", lane(func() bool { return ln.rounds > r0 }))
+			waitFor(t, "a round in flight", func() bool { return ln.Rounds() > r0 })
 			close(second)
-			waitFor(t, "completions waiting behind it", lane(func() bool { return len(ln.completes) >= n/2 }))
+			waitFor(t, "completions waiting behind it", func() bool { cs, _ := ln.Waiting(); return cs >= n/2 })
 			switch mode {
 			case "pause":
 				wg.Wait()
