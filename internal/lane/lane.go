@@ -116,6 +116,16 @@ func Wait[T any](ctx context.Context, done <-chan T) (T, error) {
 	}
 }
 
+// WaitErr is Wait for a reply that is an error: the reply, or ctx's
+// error once ctx ended.
+func WaitErr(ctx context.Context, done <-chan error) error {
+	err, cerr := Wait(ctx, done)
+	if cerr != nil {
+		return cerr
+	}
+	return err
+}
+
 // TakeAll removes and returns every request waiting (not those of the
 // round in flight), for a round that fails them too.
 func (l *Lane[C, F]) TakeAll() ([]C, []F) {

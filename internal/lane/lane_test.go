@@ -437,4 +437,12 @@ func TestWait(t *testing.T) {
 	if v, err := lane.Wait(ctx, done); v != 0 || !errors.Is(err, context.Canceled) {
 		t.Errorf("Wait on an ended ctx: %v %v", v, err)
 	}
+	errs := make(chan error, 1)
+	errs <- errOK
+	if err := lane.WaitErr(context.Background(), errs); err != errOK {
+		t.Errorf("WaitErr: %v", err)
+	}
+	if err := lane.WaitErr(ctx, errs); !errors.Is(err, context.Canceled) {
+		t.Errorf("WaitErr on an ended ctx: %v", err)
+	}
 }

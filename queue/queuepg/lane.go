@@ -91,11 +91,7 @@ func (b *Backend) lane(q string) *lane {
 func (b *Backend) complete(ctx context.Context, l *queue.Lease, output []byte) error {
 	p := &pendingComplete{ctx: ctx, l: l, output: output, done: make(chan error, 1)}
 	b.lane(l.Msg.Queue).Complete(p)
-	err, cerr := lanes.Wait(ctx, p.done)
-	if cerr != nil {
-		return cerr
-	}
-	return err
+	return lanes.WaitErr(ctx, p.done)
 }
 
 // fetch leases jobs for r in r.Queue's next round, waiting as complete
