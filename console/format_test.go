@@ -39,6 +39,8 @@ func TestUnits(t *testing.T) {
 		{percent(0.75), "75 %"},
 		{percent(0.999), "99.9 %"},
 		{burn(14.4), "14.4x"},
+		{burn(999.9), "1000x"},
+		{burn(123.4), "123x"},
 		{budgetLeft(0.25), "25 %"},
 		{budgetLeft(0), "0 %"},
 		{budgetLeft(-999), "none: 1000x the budget spent"},

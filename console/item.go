@@ -322,7 +322,7 @@ func budgetLeft(f float64) string {
 }
 
 func burn(f float64) string {
-	if math.Abs(f) >= 1000 { // not 1e+03x
+	if math.Abs(f) >= 100 { // "999x", "1000x": %.3g prints 1e+03x from 999.5 up
 		return fmt.Sprintf("%.0fx", f)
 	}
 	return fmt.Sprintf("%.3gx", f)
