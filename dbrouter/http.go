@@ -37,26 +37,18 @@ type HTTPOptions struct {
 	Insecure bool
 }
 
+func (o HTTPOptions) carrier() httpx.Carrier {
+	return httpx.Carrier{Cookie: o.Cookie, Header: o.Header, Path: o.Path, MaxAge: o.MaxAge, NoCookie: o.NoCookie, NoHeader: o.NoHeader, Insecure: o.Insecure}
+}
+
 func (o HTTPOptions) withDefaults() (HTTPOptions, error) {
-	if o.Cookie == "" {
-		o.Cookie = "dbrouter_token"
-	}
-	if o.Header == "" {
-		o.Header = "X-DB-Token"
-	}
-	if o.MaxAge == 0 {
-		o.MaxAge = 5 * time.Minute
-	}
-	if o.Path == "" {
-		o.Path = "/"
-	}
+	c, problem := o.carrier().WithDefaults("dbrouter_token", "X-DB-Token")
+	o.Cookie, o.Header, o.MaxAge, o.Path = c.Cookie, c.Header, c.MaxAge, c.Path
 	switch {
 	case o.Router == nil:
 		return o, invalid("HTTPOptions.Router is required")
-	case o.NoCookie && o.NoHeader:
-		return o, invalid("HTTPOptions.NoCookie and HTTPOptions.NoHeader leave nothing to carry the token")
-	case o.MaxAge < time.Second:
-		return o, invalid("HTTPOptions.MaxAge must be >= 1s, got %v", o.MaxAge)
+	case problem != "":
+		return o, invalid("HTTPOptions: %s", problem)
 	}
 	return o, nil
 }
@@ -152,12 +144,5 @@ func (w *tokenWriter) setToken() {
 	if err != nil {
 		w.r.o.Logger.WarnContext(w.ctx, "dbrouter: reading the write LSN for the response token failed; the user's reads go to the primary until the token expires", "err", err)
 	}
-	v := tok.String()
-	if !w.o.NoHeader {
-		w.w.Header().Set(w.o.Header, v)
-	}
-	if !w.o.NoCookie {
-		http.SetCookie(w.w, &http.Cookie{Name: w.o.Cookie, Value: v, Path: w.o.Path,
-			MaxAge: int(w.o.MaxAge / time.Second), HttpOnly: true, Secure: !w.o.Insecure, SameSite: http.SameSiteLaxMode})
-	}
+	w.o.carrier().Write(w.w, tok.String())
 }

@@ -51,29 +51,21 @@ type HTTPOptions struct {
 	MaxTokens int
 }
 
+func (o HTTPOptions) carrier() httpx.Carrier {
+	return httpx.Carrier{Cookie: o.Cookie, Header: o.Header, Path: o.Path, MaxAge: o.MaxAge, NoCookie: o.NoCookie, NoHeader: o.NoHeader, Insecure: o.Insecure}
+}
+
 func (o HTTPOptions) withDefaults() (HTTPOptions, error) {
-	if o.Cookie == "" {
-		o.Cookie = "shard_tokens"
-	}
-	if o.Header == "" {
-		o.Header = "X-Shard-Tokens"
-	}
-	if o.MaxAge == 0 {
-		o.MaxAge = 5 * time.Minute
-	}
-	if o.Path == "" {
-		o.Path = "/"
-	}
+	c, problem := o.carrier().WithDefaults("shard_tokens", "X-Shard-Tokens")
+	o.Cookie, o.Header, o.MaxAge, o.Path = c.Cookie, c.Header, c.MaxAge, c.Path
 	if o.MaxTokens == 0 {
 		o.MaxTokens = DefaultMaxTokens
 	}
 	switch {
 	case o.Router == nil:
 		return o, fmt.Errorf("shard: invalid HTTPOptions.Router: nil, want the *shard.Router")
-	case o.NoCookie && o.NoHeader:
-		return o, fmt.Errorf("shard: invalid HTTPOptions: NoCookie and NoHeader leave nothing to carry the tokens")
-	case o.MaxAge < time.Second:
-		return o, fmt.Errorf("shard: invalid HTTPOptions.MaxAge: %v, want at least 1s", o.MaxAge)
+	case problem != "":
+		return o, fmt.Errorf("shard: invalid HTTPOptions: %s", problem)
 	case o.MaxTokens < 1 || o.MaxTokens > 256:
 		return o, fmt.Errorf("shard: invalid HTTPOptions.MaxTokens: %d, want 1..256 (0 for %d)", o.MaxTokens, DefaultMaxTokens)
 	}
@@ -164,12 +156,5 @@ func (h *HTTP) setTokens(ctx context.Context, x *httpx.Writer) {
 	if !changed {
 		return
 	}
-	v := h.r.bound(t, h.o.MaxTokens).String()
-	if !h.o.NoHeader {
-		x.Header().Set(h.o.Header, v)
-	}
-	if !h.o.NoCookie {
-		http.SetCookie(x, &http.Cookie{Name: h.o.Cookie, Value: v, Path: h.o.Path,
-			MaxAge: int(h.o.MaxAge / time.Second), HttpOnly: true, Secure: !h.o.Insecure, SameSite: http.SameSiteLaxMode})
-	}
+	h.o.carrier().Write(x, h.r.bound(t, h.o.MaxTokens).String())
 }
