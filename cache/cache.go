@@ -51,10 +51,13 @@ type Loader[V any] func(ctx context.Context, key string) (V, error)
 // refresh runs, and hot keys are refreshed early by about one caller. It
 // is safe for concurrent use.
 type Cache[V any] struct {
-	o      Options
-	base   time.Time // with Options.Clock nil: now = base + time.Since(base)
-	early  int64     // EarlyWindow x TTL, ns: no early refresh before recFresh - early
-	l1     *otter.Cache[string, *entry[V]]
+	o     Options
+	base  time.Time // with Options.Clock nil: now = base + time.Since(base)
+	early int64     // EarlyWindow x TTL, ns: no early refresh before recFresh - early
+	l1    *otter.Cache[string, *entry[V]]
+	// inline is set while hold writes the L1 (under mu): the drain
+	// that write asks for runs in the writer's goroutine (see New).
+	inline *atomic.Bool
 	sem    chan struct{}
 	store  Store
 	rn     LeaseRenewer // store's, when it renews leases
@@ -109,16 +112,35 @@ func New[V any](o Options) (*Cache[V], error) {
 			return nil, err
 		}
 	}
+	inline := new(atomic.Bool)
 	l1, err := otter.New(&otter.Options[string, *entry[V]]{
 		MaximumSize: o.MaxEntries,
 		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, *entry[V]]) time.Duration {
 			return time.Duration(e.Value.hard - clock.Now(o.Clock).UnixNano())
 		}),
+		// The maintenance a write of the cache asks for (applying writes
+		// to the eviction policy, evicting) runs in the writing goroutine
+		// (see hold), not in a new goroutine each time: a goroutine per
+		// drain costs more than the drain (its stack grows through the
+		// policy every time), and a full L1 drains on every refill. The
+		// drains reads ask for stay in their own goroutine: reads are
+		// many, and a busy drain lets otter's lossy read buffer drop
+		// them. otter takes the drain's lock with TryLock, so no caller
+		// waits on another's drain; the cache has no OnDeletion and no
+		// Compute function, the callbacks a synchronous executor could
+		// deadlock.
+		Executor: func(fn func()) {
+			if inline.Load() {
+				fn()
+				return
+			}
+			go fn()
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	c := &Cache[V]{o: o, tracer: o.Tracer, early: int64(o.EarlyWindow * float64(o.TTL)), l1: l1, calls: map[string]*call[V]{}, base: time.Now(), store: o.Store, br: o.Breaker,
+	c := &Cache[V]{o: o, inline: inline, tracer: o.Tracer, early: int64(o.EarlyWindow * float64(o.TTL)), l1: l1, calls: map[string]*call[V]{}, base: time.Now(), store: o.Store, br: o.Breaker,
 		id: strconv.FormatUint(rand.Uint64(), 36), closed: make(chan struct{})}
 	if o.MaxConcurrentLoads > 0 {
 		c.sem = make(chan struct{}, o.MaxConcurrentLoads)
@@ -183,7 +205,13 @@ func (c *Cache[V]) resubscribe() {
 // loader panic is a *PanicError (with the stack) for every waiter. Get
 // is the one-key case of GetMany.
 func (c *Cache[V]) Get(ctx context.Context, key string, loader Loader[V]) (V, error) {
-	v, _, err := c.get(ctx, key, key, loader)
+	e, now, u := c.peek(key)
+	if now < e.quietUntil() && c.tracer == nil {
+		// The common hit: fresh, and too far from expiry for XFetch.
+		c.st.hits.Add(1)
+		return e.val, nil
+	}
+	v, _, err := c.got(ctx, key, key, loader, e, now, u)
 	return v, err
 }
 
@@ -223,7 +251,13 @@ func (c *Cache[V]) GetInfo(ctx context.Context, key string, loader Loader[V]) (V
 // versioned; its loader sees the plain id), with the entry it answered
 // from (nil when there is none).
 func (c *Cache[V]) get(ctx context.Context, key, id string, load Loader[V]) (V, *entry[V], error) {
-	if e, now, u := c.peek(key); u != useNone {
+	e, now, u := c.peek(key)
+	return c.got(ctx, key, id, load, e, now, u)
+}
+
+// got is get once the L1 was looked up: e, now and u are peek's answer.
+func (c *Cache[V]) got(ctx context.Context, key, id string, load Loader[V], e *entry[V], now int64, u use) (V, *entry[V], error) {
+	if u != useNone {
 		mode, ok := c.refresh(e, now, u)
 		if ok {
 			c.refreshOne(ctx, mode, key, id, e, load)
@@ -342,7 +376,58 @@ type BatchLoader[V any] func(ctx context.Context, keys []string) (map[string]V, 
 // other keys' values are returned with it. A caller whose ctx ends gets what is
 // ready and ctx.Err().
 func (c *Cache[V]) GetMany(ctx context.Context, keys []string, batch BatchLoader[V]) (map[string]V, error) {
-	return c.getMany(ctx, keys, keys, batch)
+	res := make(map[string]V, len(keys))
+	err := c.getMany(ctx, keys, keys, batch, manyOut[V]{m: res})
+	return res, err
+}
+
+// GetManyInto is GetMany answering into slices the caller owns instead
+// of a new map: vals[i] is keys[i]'s value and found[i] reports whether
+// it has one (false, with the zero value, for a key that does not exist,
+// whose load failed or that was not ready when ctx ended). found may be
+// nil when the zero value tells enough (a pointer V, say). vals and a
+// non-nil found must be at least len(keys) long (it panics otherwise);
+// their first len(keys) elements are overwritten, the rest untouched.
+// The protocol, the loads and the error are GetMany's. Building GetMany's
+// map costs more than reading the keys from the L1: with slices reused
+// across calls, a GetManyInto whose keys are all fresh in the L1
+// allocates nothing and costs less than a Get per key.
+func (c *Cache[V]) GetManyInto(ctx context.Context, keys []string, vals []V, found []bool, batch BatchLoader[V]) error {
+	return c.getMany(ctx, keys, keys, batch, intoOut(len(keys), vals, found))
+}
+
+// manyOut is where getMany answers: a map keyed by id (GetMany), or
+// slices aligned with the keys (GetManyInto).
+type manyOut[V any] struct {
+	m     map[string]V
+	vals  []V
+	found []bool
+}
+
+// intoOut is GetManyInto's manyOut for n keys, cleared.
+func intoOut[V any](n int, vals []V, found []bool) manyOut[V] {
+	if len(vals) < n || found != nil && len(found) < n {
+		panic(fmt.Sprintf("cache: GetManyInto: %d keys, but %d vals and %d found", n, len(vals), len(found)))
+	}
+	vals = vals[:n]
+	clear(vals)
+	if found != nil {
+		found = found[:n]
+		clear(found)
+	}
+	return manyOut[V]{vals: vals, found: found}
+}
+
+// put answers key i (id its id) with v.
+func (o manyOut[V]) put(i int, id string, v V) {
+	if o.m != nil {
+		o.m[id] = v
+		return
+	}
+	o.vals[i] = v
+	if o.found != nil {
+		o.found[i] = true
+	}
 }
 
 // refreshes are the L1 copies one GetMany refreshes, of one kind.
@@ -351,14 +436,25 @@ type refreshes[V any] struct {
 	cur       []*entry[V]
 }
 
-func (c *Cache[V]) getMany(ctx context.Context, keys, ids []string, batch BatchLoader[V]) (map[string]V, error) {
-	res := make(map[string]V, len(keys))
+func (c *Cache[V]) getMany(ctx context.Context, keys, ids []string, batch BatchLoader[V], res manyOut[V]) error {
 	var miss []int
 	var refresh [modeEarly + 1]refreshes[V]
 	var hits uint64 // counted once for the batch
 	var stale int
 	for i, k := range keys {
 		e, now, u := c.peek(k)
+		if now < e.quietUntil() { // Get's common hit; put, by hand
+			hits++
+			switch {
+			case res.m != nil:
+				res.m[ids[i]] = e.val
+			case res.found != nil:
+				res.vals[i], res.found[i] = e.val, true
+			default:
+				res.vals[i] = e.val
+			}
+			continue
+		}
 		if u == useNone {
 			miss = append(miss, i)
 			continue
@@ -372,9 +468,9 @@ func (c *Cache[V]) getMany(ctx context.Context, keys, ids []string, batch BatchL
 		}
 		if u == useFresh && !e.negative {
 			hits++
-			res[ids[i]] = e.val
+			res.put(i, ids[i], e.val)
 		} else if v, err := c.serve(e, u); err == nil {
-			res[ids[i]] = v
+			res.put(i, ids[i], v)
 		}
 	}
 	c.st.hits.Add(hits)
@@ -388,7 +484,7 @@ func (c *Cache[V]) getMany(ctx context.Context, keys, ids []string, batch BatchL
 			EarlyRefreshes: len(refresh[modeEarly].keys), StaleRefreshes: len(refresh[modeStale].keys)})
 	}
 	if len(miss) == 0 {
-		return res, nil
+		return nil
 	}
 	c.st.misses.Add(uint64(len(miss)))
 	mids := pick(ids, miss)
@@ -415,7 +511,7 @@ func (c *Cache[V]) getMany(ctx context.Context, keys, ids []string, batch BatchL
 		case <-cl.done:
 		case <-ctx.Done():
 			firstErr = ctx.Err()
-			return res, firstErr
+			return firstErr
 		}
 		switch {
 		case cl.err != nil:
@@ -425,10 +521,10 @@ func (c *Cache[V]) getMany(ctx context.Context, keys, ids []string, batch BatchL
 		case cl.e.negative:
 			c.st.negativeHits.Add(1)
 		default:
-			res[mids[j]] = cl.e.val
+			res.put(miss[j], mids[j], cl.e.val)
 		}
 	}
-	return res, firstErr
+	return firstErr
 }
 
 // supersede marks a load of key in flight as overtaken by a Set or Delete:

@@ -325,13 +325,19 @@ func TestHammer(t *testing.T) {
 
 // XFetch never refreshes earlier than EarlyWindow x TTL before expiry,
 // however large its draw (the lead a busy fleet's hit rate produces).
-func TestEarlyRefreshBoundedByEarlyWindow(t *testing.T) {
-	var at atomic.Int64
+// earlyCache is a cache with TTL 1s on a clock the test moves (at) whose
+// XFetch draws are all 1e-300: a hit allowed to refresh early does.
+func earlyCache(t *testing.T) (*Cache[string], *atomic.Int64) {
+	at := new(atomic.Int64)
 	at.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	now := func() time.Time { return time.Unix(0, at.Load()) }
 	o := Options{TTL: time.Second, NoJitter: true, Clock: clock.Func(now)}
 	SetRand(&o, func() float64 { return 1e-300 })
-	c := newCache(t, o)
+	return newCache(t, o), at
+}
+
+func TestEarlyRefreshBoundedByEarlyWindow(t *testing.T) {
+	c, at := earlyCache(t)
 	ctx := context.Background()
 	var loads atomic.Int32
 	load := func(ctx context.Context, k string) (string, error) {

@@ -47,7 +47,10 @@
 //     refreshed (stale or early), waited for, loaded, failed or
 //     remembered as missing exactly as a Get of that key would be, with
 //     the same Stats (cachetest checks it on every Store). A key a
-//     BatchLoader leaves out of its result is ErrNotFound.
+//     BatchLoader leaves out of its result is ErrNotFound. GetManyInto
+//     is GetMany answering into slices the caller owns (aligned with the
+//     keys, with a found flag each) instead of a new map: a page all in
+//     the L1 allocates nothing and costs less than a Get per key.
 //   - Namespaces: Namespace("user") keys are "user:v<N>:<id>";
 //     Invalidate is one INCR that retires every key of the namespace on
 //     every instance. For one entity, Delete does the same job: it voids

@@ -80,3 +80,29 @@ func Example_sharedStore() {
 	// user 42 v2 | loads: 2
 	// 2 post 1 post 2 | loads: 3
 }
+
+// GetManyInto answers a page of keys into slices the caller reuses: no
+// map is built, and a page all in the L1 allocates nothing.
+func ExampleCache_GetManyInto() {
+	posts, err := cache.New[string](cache.Options{TTL: time.Minute})
+	if err != nil {
+		panic(err)
+	}
+	defer posts.Close()
+	loadPosts := func(ctx context.Context, ids []string) (map[string]string, error) {
+		// SELECT id, title FROM posts WHERE id = ANY($1)
+		return map[string]string{"p1": "post 1", "p2": "post 2"}, nil
+	}
+	ids := []string{"p1", "p2", "gone"}
+	titles, found := make([]string, len(ids)), make([]bool, len(ids))
+	if err := posts.GetManyInto(context.Background(), ids, titles, found, loadPosts); err != nil {
+		panic(err)
+	}
+	for i, id := range ids {
+		fmt.Printf("%s: %q %v\n", id, titles[i], found[i])
+	}
+	// Output:
+	// p1: "post 1" true
+	// p2: "post 2" true
+	// gone: "" false
+}

@@ -394,7 +394,7 @@ func (f *fill[V]) storeFailed(idx []int) (load []int) {
 	now := c.now()
 	for _, i := range idx {
 		if f.mode == modeStale && now < f.cur[i].recFresh {
-			f.deliver(i, f.cur[i].relisted(now, c.o.L1TTL), fromCopy)
+			f.deliver(i, c.relisted(f.cur[i], now, c.o.L1TTL), fromCopy)
 			continue
 		}
 		load = append(load, i)
@@ -531,6 +531,7 @@ func (f *fill[V]) call(ctx context.Context, idx []int) ([]*entry[V], error) {
 		if v, ok := m[id]; ok {
 			es[j] = c.newEntry(v, now)
 			es[j].loadNS = now - start
+			c.seal(es[j])
 		} else {
 			es[j] = c.negativeEntry(now)
 		}

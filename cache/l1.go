@@ -8,7 +8,12 @@ import (
 
 // entry is what the cache holds for a key.
 type entry[V any] struct {
-	val      V
+	val V
+	// quiet (unix ns): before it a hit needs no more thought than a
+	// lookup: fresh, not negative, and too far from expiry for XFetch to
+	// draw an early refresh (see seal); 0 for a negative entry. Next to
+	// val: a hit reads these two.
+	quiet    int64
 	negative bool
 	fresh    int64 // unix ns: fresh in L1 until (at most recFresh)
 	recFresh int64 // unix ns: the value's own fresh-until
@@ -20,10 +25,35 @@ type entry[V any] struct {
 	retryAt atomic.Int64
 }
 
+// quietUntil is e.quiet, 0 for no entry.
+func (e *entry[V]) quietUntil() int64 {
+	if e == nil {
+		return 0
+	}
+	return e.quiet
+}
+
 // relisted is a copy of e fresh in the L1 for l1TTL more (at most until
 // the value's own expiry).
-func (e *entry[V]) relisted(now int64, l1TTL time.Duration) *entry[V] {
-	return &entry[V]{val: e.val, negative: e.negative, fresh: min(e.recFresh, now+int64(l1TTL)), recFresh: e.recFresh, hard: e.hard, loadNS: e.loadNS}
+func (c *Cache[V]) relisted(e *entry[V], now int64, l1TTL time.Duration) *entry[V] {
+	return c.seal(&entry[V]{val: e.val, negative: e.negative, fresh: min(e.recFresh, now+int64(l1TTL)), recFresh: e.recFresh, hard: e.hard, loadNS: e.loadNS})
+}
+
+// seal sets e.quiet from its other fields, once they are final: before
+// min(fresh, the first instant xfetch could draw an early refresh) a
+// hit is just the value. xfetch refreshes only when recFresh - now <=
+// min(early, 30 x loadNS x Beta); int64 truncates that bound down, so
+// quiet is never past it.
+func (c *Cache[V]) seal(e *entry[V]) *entry[V] {
+	switch {
+	case e.negative:
+		e.quiet = 0
+	case c.o.NoEarlyRefresh || e.loadNS <= 0:
+		e.quiet = e.fresh
+	default:
+		e.quiet = min(e.fresh, e.recFresh-int64(min(float64(c.early), 30*float64(e.loadNS)*c.o.Beta)))
+	}
+	return e
 }
 
 // hold puts e in the L1 as key's copy; while the Store's invalidation
@@ -31,9 +61,11 @@ func (e *entry[V]) relisted(now int64, l1TTL time.Duration) *entry[V] {
 // caller holds c.mu.
 func (c *Cache[V]) hold(key string, e *entry[V]) {
 	if c.untracked {
-		e = e.relisted(c.now(), c.gapL1TTL)
+		e = c.relisted(e, c.now(), c.gapL1TTL)
 	}
+	c.inline.Store(true)
 	c.l1.Set(key, e)
+	c.inline.Store(false)
 }
 
 // now is the current time in Unix ns. Without a Clock it reads only the
@@ -56,19 +88,15 @@ const (
 )
 
 // peek looks key up in the L1: the entry, the time of the lookup and
-// what the entry allows. It is the whole of a hit's work.
+// what the entry allows. It is the whole of a hit's work. (otter's
+// GetEntry would hand over the time it read for its own expiry check,
+// but building its Entry costs more than reading the clock again.)
 func (c *Cache[V]) peek(key string) (*entry[V], int64, use) {
-	ent, ok := c.l1.GetEntry(key)
+	e, ok := c.l1.GetIfPresent(key)
 	if !ok {
 		return nil, 0, useNone
 	}
-	e := ent.Value
-	// otter read the clock for its own expiry check: with the default
-	// clock its snapshot is this lookup's now, one clock read saved.
-	now := ent.SnapshotAtNano
-	if c.o.Clock != nil || now == 0 {
-		now = c.now()
-	}
+	now := c.now()
 	switch {
 	case now < e.fresh:
 		return e, now, useFresh
@@ -119,7 +147,7 @@ func (c *Cache[V]) newEntry(v V, now int64) *entry[V] {
 	if c.store != nil {
 		e.fresh = min(fresh, now+int64(c.o.L1TTL))
 	}
-	return e
+	return c.seal(e)
 }
 
 // negativeEntry is a remembered ErrNotFound, for NegativeTTL.

@@ -204,7 +204,7 @@ func (c *Cache[V]) decode(rec []byte, now int64) (*entry[V], error) {
 			return nil, err
 		}
 	}
-	return e, nil
+	return c.seal(e), nil
 }
 
 // Invalidation messages are "<instance>|k|<key>" (drop an L1 copy),

@@ -98,12 +98,26 @@ func (n *Namespace[V]) GetInfo(ctx context.Context, id string, loader Loader[V])
 // GetMany is Cache.GetMany of ids in the namespace; batch sees the ids and
 // the result is keyed by id.
 func (n *Namespace[V]) GetMany(ctx context.Context, ids []string, batch BatchLoader[V]) (map[string]V, error) {
+	res := make(map[string]V, len(ids))
+	err := n.c.getMany(ctx, n.keys(ctx, ids), ids, batch, manyOut[V]{m: res})
+	return res, err
+}
+
+// GetManyInto is Cache.GetManyInto of ids in the namespace: vals[i] and
+// found[i] answer ids[i]; batch sees the ids.
+func (n *Namespace[V]) GetManyInto(ctx context.Context, ids []string, vals []V, found []bool, batch BatchLoader[V]) error {
+	out := intoOut(len(ids), vals, found)
+	return n.c.getMany(ctx, n.keys(ctx, ids), ids, batch, out)
+}
+
+// keys are the cache keys of ids at the namespace's current version.
+func (n *Namespace[V]) keys(ctx context.Context, ids []string) []string {
 	v := n.version(ctx)
 	keys := make([]string, len(ids))
 	for i, id := range ids {
 		keys[i] = n.key(v, id)
 	}
-	return n.c.getMany(ctx, keys, ids, batch)
+	return keys
 }
 
 // Set is Cache.Set of id in the namespace.
