@@ -173,7 +173,7 @@ func measure(f figure, res results) row {
 	peerTrips, okPT := res.get(peerName, tripUnits...)
 	r.trips = pair(skTrips, okT, peerTrips, okPT && hasPeer, "%.3g")
 	if f.ceiling != "" {
-		if c, _, ok := res.rate(f.ceiling); ok && c > 0 {
+		if c, ok := res.peak(f.ceiling); ok && c > 0 {
 			r.share = fmt.Sprintf("%.0f%% of %s", 100*sk/c, number(c))
 		} else {
 			r.share = "ceiling not run"

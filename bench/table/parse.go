@@ -94,6 +94,26 @@ func (res results) rate(name string) (v float64, unit string, ok bool) {
 	return 0, "", false
 }
 
+// peak is name's highest throughput over the repetitions, for a ceiling:
+// other load on the machine only ever lowers a ceiling's throughput, so
+// its best repetition is the closest to the machine's.
+func (res results) peak(name string) (v float64, ok bool) {
+	for _, u := range rateUnits {
+		for _, x := range res[name][u] {
+			v, ok = max(v, x), true
+		}
+		if ok {
+			return v, true
+		}
+	}
+	for _, ns := range res[name]["ns/op"] {
+		if ns > 0 {
+			v, ok = max(v, 1e9/ns), true
+		}
+	}
+	return v, ok
+}
+
 // best is the peer of peers with the highest throughput in res; ok is
 // false when none of them ran.
 func (res results) best(peers []string) (name string, v float64, ok bool) {

@@ -81,6 +81,20 @@ func TestMedian(t *testing.T) {
 	}
 }
 
+func TestPeak(t *testing.T) {
+	res := parsed(t)
+	// A ceiling is its best repetition (9000 of 9000, 7000, 8000).
+	if v, ok := res.peak("Ceiling/pg-queue"); !ok || v != 9000 {
+		t.Errorf("peak = %v, %v; want 9000", v, ok)
+	}
+	if v, ok := res.peak("CacheHitL1/otter"); !ok || math.Abs(v-1e9/58) > 1e-6 {
+		t.Errorf("peak from ns/op = %v, %v", v, ok)
+	}
+	if _, ok := res.peak("Ceiling/missing"); ok {
+		t.Error("a ceiling that did not run has a peak")
+	}
+}
+
 func TestBestPeer(t *testing.T) {
 	res := parsed(t)
 	// Lower ns/op is the higher throughput: gorediscache-json is the best.
@@ -98,7 +112,7 @@ func TestMeasure(t *testing.T) {
 	pg := measure(figure{label: "pg", sk: "QueueThroughput/scalekit-pg", peers: []string{"QueueThroughput/river"},
 		ceiling: "Ceiling/pg-queue", goal: goal{minRatio: 1, maxSrv: 200, maxTrips: 0.3}}, res)
 	want := row{figure: "pg", scalekit: "3,164 jobs/s", peer: "river 2,865 jobs/s", ratio: "1.10x",
-		srv: "188.0 / 130.0", trips: "0.25 / 0.17", share: "40% of 8,000", met: "yes"}
+		srv: "188.0 / 130.0", trips: "0.25 / 0.17", share: "35% of 9,000", met: "yes"}
 	if pg != want {
 		t.Errorf("measure =\n%+v, want\n%+v", pg, want)
 	}
