@@ -11,12 +11,9 @@ import (
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 )
 
-// BenchmarkQueryRow is one primary-key read of a small row from the real
-// streaming replica on loopback, from parallel goroutines: straight
-// through the replica's pgxpool, and through a dbrouter.Router over the
-// same pools (routing to the replica by least in-flight, the monitor
-// running at its default 1s). The difference is the router's overhead.
-func BenchmarkQueryRow(b *testing.B) {
+// usersRouter is a router over the fixture's primary and replica, with a
+// table of 1,000 users the replica has replayed; closed by b's cleanup.
+func usersRouter(b *testing.B) (*testinfra.PostgresFixture, *dbrouter.Router) {
 	f := testinfra.Postgres(b)
 	ctx := context.Background()
 	if _, err := f.Primary.Exec(ctx, `CREATE TABLE users (id int PRIMARY KEY, name text NOT NULL);
@@ -28,10 +25,21 @@ func BenchmarkQueryRow(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer r.Close()
+	b.Cleanup(func() { r.Close() })
 	if !r.Stats().Replicas[0].Healthy {
 		b.Fatal("replica not healthy")
 	}
+	return f, r
+}
+
+// BenchmarkQueryRow is one primary-key read of a small row from the real
+// streaming replica on loopback, from parallel goroutines: straight
+// through the replica's pgxpool, and through a dbrouter.Router over the
+// same pools (routing to the replica by least in-flight, the monitor
+// running at its default 1s). The difference is the router's overhead.
+func BenchmarkQueryRow(b *testing.B) {
+	f, r := usersRouter(b)
+	ctx := context.Background()
 	for _, impl := range []struct {
 		name string
 		q    dbrouter.Querier
@@ -66,18 +74,8 @@ func BenchmarkQueryRow(b *testing.B) {
 // one ReadBatch (one round trip), from parallel goroutines. srv-µs/op is
 // the replica's CPU per read (its postmaster and backends, /proc stat).
 func BenchmarkReadWithLSN(b *testing.B) {
-	f := testinfra.Postgres(b)
+	f, r := usersRouter(b)
 	ctx := context.Background()
-	if _, err := f.Primary.Exec(ctx, `CREATE TABLE users (id int PRIMARY KEY, name text NOT NULL);
-		INSERT INTO users SELECT g, 'user-' || g FROM generate_series(1, 1000) g`); err != nil {
-		b.Fatal(err)
-	}
-	f.WaitReplicaCaughtUp()
-	r, err := dbrouter.New(ctx, dbrouter.Options{Primary: f.Primary, Replicas: []*pgxpool.Pool{f.Replica}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
 	const lsnSQL = `SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text`
 	const rowSQL = `SELECT name FROM users WHERE id = $1`
 	server := postmasterPID(b, f.Replica)
