@@ -115,7 +115,7 @@ end`},
 -- most one PEXPIRE per millisecond instead of one per call.
 local function wake(w)
   local id = redis.call('XADD', w, 'MAXLEN', '~', '1', '*', 'w', '1') -- '~': no trim but of whole nodes, a fraction of the cost
-  if string.sub(id, -2) == '-0' then redis.call('PEXPIRE', w, 86400000) end
+  if string.sub(id, -2) == '-0' then redis.call('PEXPIRE', w, '86400000') end
 end`},
 	{"ready", `
 local function ready(priority) return K[tonumber(priority) + 1] end`},
@@ -260,7 +260,7 @@ local function enqueue(jk, uk, rk, sk, dk, ik, a, o, now)
     elseif uuntil > now then
       redis.call('DEL', uk)
       redis.call('HSET', uk, 'id', id, 'until', a[o + 10])
-      redis.call('PEXPIRE', uk, math.max(1, math.ceil((uuntil - now) / 1000)))
+      redis.call('PEXPIRE', uk, fmt(math.max(1, math.ceil((uuntil - now) / 1000))))
     end
   end
   local state = 'pending'
