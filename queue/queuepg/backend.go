@@ -72,7 +72,8 @@ type Backend struct {
 	clk       clock.Clock
 	log       *slog.Logger
 
-	lanes sync.Map // queue name -> *lane (lane.go)
+	lanes  sync.Map // queue name -> *lane (lane.go)
+	floors sync.Map // queue name -> *fetchFloor (floor.go)
 
 	lmu      sync.Mutex
 	waiters  map[string]chan struct{} // per queue, closed on NOTIFY
@@ -545,6 +546,7 @@ func (b *Backend) Fail(ctx context.Context, l *queue.Lease, errMsg string, retry
 	if n != 1 {
 		return queue.ErrLeaseLost
 	}
+	b.lowerFloor(l.Msg.Queue) // a retry's run_at is this process's clock
 	return nil
 }
 
@@ -556,6 +558,7 @@ func (b *Backend) Release(ctx context.Context, l *queue.Lease, snoozeUntil time.
 	}
 	err := b.fenced(ctx, b.sql.release, l, until)
 	if err == nil {
+		b.lowerFloor(l.Msg.Queue)
 		b.notify(l.Msg.Queue)
 	}
 	return err
@@ -613,6 +616,7 @@ func (b *Backend) Requeue(ctx context.Context, queueName, id string) error {
 	if tag.RowsAffected() != 1 {
 		return fmt.Errorf("%w: no dead or cancelled job %s in queue %s", queue.ErrNotFound, id, queueName)
 	}
+	b.lowerFloor(queueName)
 	b.notify(queueName)
 	return nil
 }

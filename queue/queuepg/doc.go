@@ -76,9 +76,16 @@
 // # Vacuum
 //
 // Every job leaves its waiting version's entry in the fetch index when a
-// worker takes it, and a fetch walks past those dead entries (they sort
-// before the jobs still waiting) until vacuum removes them: the cost of
-// a job grows with the dead entries, not with the jobs kept. Migrate
+// worker takes it, dead until vacuum removes it, and those entries sort
+// before the jobs still waiting. A Backend's fetches therefore start each
+// priority's range at a floor, the last job it took there, and read below
+// it only when the range above does not fill the fetch and every 16th
+// round of the queue (a job that comes due below the floor while the
+// queue stays busy, such as one enqueued by a transaction that committed
+// long after it began, or given back by another process, waits at most
+// that long; one given back by this Backend resets the floor). The
+// completions are planned once per connection (a generic plan) rather
+// than per batch. Migrate
 // creates the jobs table with autovacuum_vacuum_scale_factor = 0 and
 // autovacuum_vacuum_threshold = 10000, so autovacuum cleans it after every
 // 10,000 changed rows (checked every autovacuum_naptime, one minute by

@@ -10,15 +10,52 @@ import (
 
 	"github.com/scalekit-go/scalekit/internal/serverclock"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
+	"github.com/scalekit-go/scalekit/queue"
 )
 
 // planNode is the part of EXPLAIN (FORMAT JSON)'s output the plan checks
 // read.
 type planNode struct {
-	NodeType  string     `json:"Node Type"`
-	Relation  string     `json:"Relation Name"`
-	IndexName string     `json:"Index Name"`
-	Plans     []planNode `json:"Plans"`
+	NodeType    string     `json:"Node Type"`
+	Relation    string     `json:"Relation Name"`
+	IndexName   string     `json:"Index Name"`
+	IndexCond   string     `json:"Index Cond"`
+	OneTime     string     `json:"One-Time Filter"`
+	SubplanName string     `json:"Subplan Name"`
+	Parent      string     `json:"Parent Relationship"`
+	Loops       *int       `json:"Actual Loops"`
+	Plans       []planNode `json:"Plans"`
+}
+
+// find returns the node of the plan named name (a CTE: "CTE p0").
+func (n planNode) find(name string) (planNode, bool) {
+	if n.SubplanName == name {
+		return n, true
+	}
+	for _, c := range n.Plans {
+		if f, ok := c.find(name); ok {
+			return f, true
+		}
+	}
+	return planNode{}, false
+}
+
+// gated reports whether a One-Time Filter sits above the first scan of
+// n (not counting its subplans: the filter's own), and returns that scan.
+func (n planNode) gated() (scan planNode, gate bool) {
+	if strings.Contains(n.NodeType, "Scan") {
+		return n, false
+	}
+	for _, c := range n.Plans {
+		if c.Parent == "InitPlan" || c.Parent == "SubPlan" {
+			continue
+		}
+		s, g := c.gated()
+		if s.NodeType != "" {
+			return s, g || n.OneTime != ""
+		}
+	}
+	return planNode{}, false
 }
 
 // scans lists every scan of relation in the plan as "<node type> <index>".
@@ -123,5 +160,115 @@ func TestMigrateSetsAutovacuum(t *testing.T) {
 	want := []string{"autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=10000"}
 	if strings.Join(opts, ",") != strings.Join(want, ",") {
 		t.Errorf("vac_jobs reloptions = %q, want %q", opts, want)
+	}
+}
+
+// The fetch starts each priority's range past its floor, as an index
+// condition on the due index (a filter would still walk the index entries
+// the taken jobs left), and reads below the floor only when the range
+// above falls short: a scan behind a one-time filter, not run when the
+// range above filled the fetch. Both plans, custom and generic.
+func TestFetchStartsPastTheFloor(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{Prefix: "floorplan"})
+	setup := `
+INSERT INTO floorplan_jobs (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, enqueued_at)
+SELECT 'q', 'j' || lpad(i::text, 6, '0'), 'k', '\x00', 0, CASE WHEN i <= 5000 THEN 'done' ELSE 'pending' END, 0, 25,
+  now() - interval '1 hour' + i * interval '1 millisecond', now() - interval '1 hour'
+FROM generate_series(1, 10000) i;
+ANALYZE floorplan_jobs`
+	if _, err := f.Primary.Exec(ctx, setup); err != nil {
+		t.Fatal(err)
+	}
+	var floorAt time.Time
+	if err := f.Primary.QueryRow(ctx, `SELECT run_at FROM floorplan_jobs WHERE id = 'j005000'`).Scan(&floorAt); err != nil {
+		t.Fatal(err)
+	}
+	fl := &fetchFloor{at: map[queue.Priority]floorKey{queue.Default: {floorAt, "j005000"}}}
+	fl.rounds = 1 // not a round from the bottom
+	order := [3]queue.Priority{queue.Default, queue.High, queue.Low}
+	args := append([]any{serverclock.Param(nil), "q", 4, 60000, int16(order[0]), int16(order[1]), int16(order[2])}, fl.args(order)...)
+	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+		t.Run(mode, func(t *testing.T) {
+			tx, err := f.Primary.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = "+mode); err != nil {
+				t.Fatal(err)
+			}
+			var out []byte
+			if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+b.sql.fetch, args...).Scan(&out); err != nil {
+				t.Fatal(err)
+			}
+			var plans []struct{ Plan planNode }
+			if err := json.Unmarshal(out, &plans); err != nil || len(plans) != 1 {
+				t.Fatalf("EXPLAIN output %s: %v", out, err)
+			}
+			for _, cte := range []string{"p0", "p1", "p2", "b0", "b1", "b2"} {
+				n, ok := plans[0].Plan.find("CTE " + cte)
+				if !ok {
+					t.Fatalf("no CTE %s in the plan: %s", cte, compact(out))
+				}
+				scan, gate := n.gated()
+				if scan.NodeType != "Index Scan" || scan.IndexName != "floorplan_jobs_due" || !strings.Contains(scan.IndexCond, "ROW(run_at, id)") {
+					t.Errorf("CTE %s scans with %s %s on %q, want the due index with the floor in its condition; plan: %s",
+						cte, scan.NodeType, scan.IndexName, scan.IndexCond, compact(out))
+				}
+				if below := cte[0] == 'b'; below != gate {
+					t.Errorf("CTE %s: behind a one-time filter %v, want %v; plan: %s", cte, gate, below, compact(out))
+				}
+				if cte == "b0" && (scan.Loops == nil || *scan.Loops != 0) {
+					t.Errorf("CTE b0 scanned below the floor though p0 filled the fetch; plan: %s", compact(out))
+				}
+			}
+		})
+	}
+}
+
+// completeSQL, prepared as pgx prepares it, settles on its generic plan:
+// with the arrays in plain sight the planner counted their elements, each
+// custom plan looked cheaper than the generic one, and every round was
+// planned again (about 200 µs of server CPU, most of the statement's).
+func TestCompleteKeepsItsGenericPlan(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{Prefix: "generic"})
+	setup := `
+INSERT INTO generic_jobs (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, enqueued_at, token, lease_until)
+SELECT 'q', 'j' || i, 'k', '\x00', 0, CASE WHEN i <= 20000 THEN 'done' ELSE 'active' END, 1, 25, now(), now(),
+  CASE WHEN i > 20000 THEN 'tok' END, CASE WHEN i > 20000 THEN now() + interval '1 hour' END
+FROM generate_series(1, 21000) i;
+ANALYZE generic_jobs`
+	if _, err := f.Primary.Exec(ctx, setup); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := f.Primary.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Conn().Prepare(ctx, "complete_generic", b.sql.complete); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		n := 1 + i%8
+		qs, ids, toks := make([]string, n), make([]string, n), make([]string, n)
+		for j := range n {
+			qs[j], ids[j], toks[j] = "q", fmt.Sprint("j", 20001+i*8+j), "tok"
+		}
+		if _, err := conn.Exec(ctx, "complete_generic", serverclock.Param(nil), qs, ids, toks, make([][]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var generic, custom int64
+	if err := conn.QueryRow(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'complete_generic'`).Scan(&generic, &custom); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d generic plans, %d custom", generic, custom)
+	if generic < 5 {
+		t.Errorf("completeSQL ran 10 times with %d generic and %d custom plans, want the generic plan from the sixth run on", generic, custom)
 	}
 }
