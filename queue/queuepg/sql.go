@@ -256,9 +256,11 @@ j.snoozes, j.started_at, j.progress_pct, j.progress_msg, j.progress_at, j.output
 // last vacuum). The range below the floor (jobs that came due there since:
 // released, retried, enqueued by a transaction that committed late, left
 // by another fetch that rolled back) is read too when the range above it
-// falls short of $3 (a one-time filter: not scanned otherwise), and every
-// fetchFloorRounds-th round starts from the bottom (the floors at
-// -infinity).
+// falls short of $3, and every fetchFloorRounds-th round starts from the
+// bottom (the floors at -infinity). Each range is read only when the
+// ranges before it in the fetch order left room (a one-time filter: not
+// scanned otherwise), so the fetch neither reads nor locks jobs it would
+// not take.
 // It returns the job columns and the rank r of the range each job came
 // from (0 expired, 1, 2, 3 the priorities $5, $6, $7).
 // $1 now, $2 queue, $3 max, $4 lease (ms), $5, $6, $7 the priorities in
@@ -269,21 +271,29 @@ const fetchSQL = `WITH
               ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED),
   p0 AS (SELECT queue, id, run_at FROM {jobs} WHERE queue = $2 AND state IN ('pending', 'scheduled', 'retry')
   AND priority = $5 AND run_at <= {now} AND (run_at, id) > ($8::timestamptz, $9::text)
+  AND (SELECT count(*) FROM expired) < $3
   ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED),
   b0 AS (SELECT queue, id, run_at FROM {jobs} WHERE queue = $2 AND state IN ('pending', 'scheduled', 'retry')
-  AND priority = $5 AND run_at <= {now} AND (run_at, id) <= ($8::timestamptz, $9::text) AND (SELECT count(*) FROM p0) < $3
+  AND priority = $5 AND run_at <= {now} AND (run_at, id) <= ($8::timestamptz, $9::text)
+  AND (SELECT count(*) FROM expired) + (SELECT count(*) FROM p0) < $3
   ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED),
   p1 AS (SELECT queue, id, run_at FROM {jobs} WHERE queue = $2 AND state IN ('pending', 'scheduled', 'retry')
   AND priority = $6 AND run_at <= {now} AND (run_at, id) > ($10::timestamptz, $11::text)
+  AND (SELECT count(*) FROM expired) + (SELECT count(*) FROM p0) + (SELECT count(*) FROM b0) < $3
   ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED),
   b1 AS (SELECT queue, id, run_at FROM {jobs} WHERE queue = $2 AND state IN ('pending', 'scheduled', 'retry')
-  AND priority = $6 AND run_at <= {now} AND (run_at, id) <= ($10::timestamptz, $11::text) AND (SELECT count(*) FROM p1) < $3
+  AND priority = $6 AND run_at <= {now} AND (run_at, id) <= ($10::timestamptz, $11::text)
+  AND (SELECT count(*) FROM expired) + (SELECT count(*) FROM p0) + (SELECT count(*) FROM b0) + (SELECT count(*) FROM p1) < $3
   ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED),
   p2 AS (SELECT queue, id, run_at FROM {jobs} WHERE queue = $2 AND state IN ('pending', 'scheduled', 'retry')
   AND priority = $7 AND run_at <= {now} AND (run_at, id) > ($12::timestamptz, $13::text)
+  AND (SELECT count(*) FROM expired) + (SELECT count(*) FROM p0) + (SELECT count(*) FROM b0) + (SELECT count(*) FROM p1)
+    + (SELECT count(*) FROM b1) < $3
   ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED),
   b2 AS (SELECT queue, id, run_at FROM {jobs} WHERE queue = $2 AND state IN ('pending', 'scheduled', 'retry')
-  AND priority = $7 AND run_at <= {now} AND (run_at, id) <= ($12::timestamptz, $13::text) AND (SELECT count(*) FROM p2) < $3
+  AND priority = $7 AND run_at <= {now} AND (run_at, id) <= ($12::timestamptz, $13::text)
+  AND (SELECT count(*) FROM expired) + (SELECT count(*) FROM p0) + (SELECT count(*) FROM b0) + (SELECT count(*) FROM p1)
+    + (SELECT count(*) FROM b1) + (SELECT count(*) FROM p2) < $3
   ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED),
   picked AS (SELECT queue, id, r FROM (
       SELECT queue, id, 0 AS r, run_at FROM expired
