@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/scalekit-go/scalekit/internal/serverclock"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/queue"
@@ -111,25 +113,10 @@ ANALYZE plans_jobs`
 	} {
 		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
 			t.Run(st.name+"/"+mode, func(t *testing.T) {
-				var out []byte
 				// EXPLAIN without ANALYZE plans the statement and runs nothing.
 				// The generic plan is the one a prepared statement settles on.
-				tx, err := f.Primary.Begin(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer tx.Rollback(ctx)
-				if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = "+mode); err != nil {
-					t.Fatal(err)
-				}
-				if err := tx.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+st.sql, st.args...).Scan(&out); err != nil {
-					t.Fatal(err)
-				}
-				var plans []struct{ Plan planNode }
-				if err := json.Unmarshal(out, &plans); err != nil || len(plans) != 1 {
-					t.Fatalf("EXPLAIN output %s: %v", out, err)
-				}
-				scans := plans[0].Plan.scans("plans_jobs", nil)
+				plan, out := explainPlan(t, f.Primary, mode, "EXPLAIN (FORMAT JSON) "+st.sql, st.args...)
+				scans := plan.scans("plans_jobs", nil)
 				for _, s := range scans {
 					if s != "Index Scan plans_jobs_pkey" {
 						t.Errorf("%s scans plans_jobs with %q, want the primary key only; plan: %s", st.name, s, compact(out))
@@ -141,6 +128,31 @@ ANALYZE plans_jobs`
 			})
 		}
 	}
+}
+
+// explainPlan runs explain (an EXPLAIN (FORMAT JSON) statement) with
+// args under plan_cache_mode = mode in a transaction it rolls back, and
+// returns the plan and EXPLAIN's output.
+func explainPlan(t *testing.T, pool *pgxpool.Pool, mode, explain string, args ...any) (planNode, []byte) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = "+mode); err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	if err := tx.QueryRow(ctx, explain, args...).Scan(&out); err != nil {
+		t.Fatal(err)
+	}
+	var plans []struct{ Plan planNode }
+	if err := json.Unmarshal(out, &plans); err != nil || len(plans) != 1 {
+		t.Fatalf("EXPLAIN output %s: %v", out, err)
+	}
+	return plans[0].Plan, out
 }
 
 func compact(b []byte) string {
@@ -192,24 +204,9 @@ ANALYZE floorplan_jobs`
 	args := append([]any{serverclock.Param(nil), "q", 4, 60000, int16(order[0]), int16(order[1]), int16(order[2])}, fl.args(order)...)
 	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
 		t.Run(mode, func(t *testing.T) {
-			tx, err := f.Primary.Begin(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tx.Rollback(ctx)
-			if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = "+mode); err != nil {
-				t.Fatal(err)
-			}
-			var out []byte
-			if err := tx.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+b.sql.fetch, args...).Scan(&out); err != nil {
-				t.Fatal(err)
-			}
-			var plans []struct{ Plan planNode }
-			if err := json.Unmarshal(out, &plans); err != nil || len(plans) != 1 {
-				t.Fatalf("EXPLAIN output %s: %v", out, err)
-			}
+			plan, out := explainPlan(t, f.Primary, mode, "EXPLAIN (ANALYZE, FORMAT JSON) "+b.sql.fetch, args...)
 			for _, cte := range []string{"p0", "p1", "p2", "b0", "b1", "b2"} {
-				n, ok := plans[0].Plan.find("CTE " + cte)
+				n, ok := plan.find("CTE " + cte)
 				if !ok {
 					t.Fatalf("no CTE %s in the plan: %s", cte, compact(out))
 				}
