@@ -83,7 +83,9 @@
 // round of the queue (a job that comes due below the floor while the
 // queue stays busy, such as one enqueued by a transaction that committed
 // long after it began, or given back by another process, waits at most
-// that long; one given back by this Backend resets the floor). The
+// that long; one given back by this Backend resets the floor; a fetch
+// with queue.FetchRequest.Strict, natsrelay's, always starts from the
+// bottom). The
 // completions are planned once per connection (a generic plan) rather
 // than per batch. Migrate
 // creates the jobs table with autovacuum_vacuum_scale_factor = 0 and

@@ -55,9 +55,13 @@ func (b *Backend) lowerFloor(q string) {
 }
 
 // args are fetchSQL's floor parameters ($8 to $13) for the priorities in
-// order, counting a round: at -infinity every fetchFloorRounds rounds and
-// for a priority without a floor.
+// order, counting a round: at -infinity every fetchFloorRounds rounds, for
+// a priority without a floor, and for all with a nil f (a strict fetch).
 func (f *fetchFloor) args(order [3]queue.Priority) []any {
+	if f == nil {
+		bottom := pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true}
+		return []any{bottom, "", bottom, "", bottom, ""}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.rounds%fetchFloorRounds == 0 {
@@ -81,6 +85,9 @@ func (f *fetchFloor) args(order [3]queue.Priority) []any {
 // nothing about the due index). Any job taken is a safe floor (see
 // fetchFloor), so the order of ids here need not be the database's.
 func (f *fetchFloor) advance(leases []*queue.Lease, ranks []int) {
+	if f == nil {
+		return // a strict fetch leaves the floors as they are
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, l := range leases {

@@ -159,9 +159,11 @@ func (b *Backend) round(cs []*pendingComplete, f *pendingFetch) {
 		}
 		batch.Queue(b.sql.complete, b.now(), qs, ids, toks, outs)
 	}
-	var floor *fetchFloor
+	var floor *fetchFloor // nil: from the bottom of every range
 	if f != nil {
-		floor = b.floor(f.r.Queue)
+		if !f.r.Strict {
+			floor = b.floor(f.r.Queue)
+		}
 		args := append([]any{b.now(), f.r.Queue, f.r.Max, f.r.Lease.Milliseconds(),
 			int16(f.r.Order[0]), int16(f.r.Order[1]), int16(f.r.Order[2])}, floor.args(f.r.Order)...)
 		batch.Queue(b.sql.fetch, args...)

@@ -312,3 +312,39 @@ func ids(ls []*queue.Lease) []string {
 	}
 	return out
 }
+
+// A strict fetch (natsrelay's) takes a job that came due below the floor
+// first, even while the range above fills every fetch: the floor would
+// leave it for up to fetchFloorRounds fetches (as
+// TestFetchFindsJobsBelowTheFloor shows), behind later jobs of its key.
+func TestStrictFetchIgnoresTheFloor(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{Prefix: "strict"})
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	const q = "strict"
+	fetch := func(max int, strict bool) []*queue.Lease {
+		t.Helper()
+		ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: q, Max: max, Lease: time.Minute, Order: highFirst, Strict: strict})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ls
+	}
+	for i := range 50 {
+		if _, err := c.Enqueue(ctx, q, "k", nil, queue.EnqueueOptions{ID: fmt.Sprintf("b%03d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fetch(1, false) // a floor at b000
+	fetch(1, false) // and b001: the round counter is past its reset
+	if _, err := c.Enqueue(ctx, q, "k", nil, queue.EnqueueOptions{ID: "old", RunAt: time.Now().Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if ls := fetch(1, true); len(ls) != 1 || ls[0].Msg.ID != "old" {
+		t.Fatalf("strict fetch: %v, want [old]", ids(ls))
+	}
+	if ls := fetch(1, true); len(ls) != 1 || ls[0].Msg.ID != "b002" {
+		t.Fatalf("next strict fetch: %v, want [b002]", ids(ls))
+	}
+}
