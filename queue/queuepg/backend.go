@@ -141,23 +141,33 @@ func New(o Options) (*Backend, error) {
 // Migrate creates the tables and indexes if they do not exist, and adds
 // the columns a newer version needs to tables an older one created.
 func (b *Backend) Migrate(ctx context.Context) error {
-	_, err := b.pool.Exec(ctx, b.sql.migrate)
+	// One transaction behind an advisory lock per table prefix: instances
+	// starting at once would otherwise race on CREATE ... IF NOT EXISTS
+	// (a unique violation in the catalog) or deadlock.
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "scalekit.queuepg.migrate:"+b.counts); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, b.sql.migrate); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, b.ev.migrate); err != nil {
+			return err
+		}
+		// The done counters: created, and seeded from the jobs table, once.
+		var existed bool
+		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, b.counts).Scan(&existed); err != nil {
+			return err
+		}
+		if !existed {
+			if _, err := tx.Exec(ctx, b.sql.migrateCounts); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("queuepg: Migrate: %w", err)
-	}
-	if _, err := b.pool.Exec(ctx, b.ev.migrate); err != nil {
-		return fmt.Errorf("queuepg: Migrate: %w", err)
-	}
-	// The done counters: created, and seeded from the jobs table, once.
-	var existed bool
-	if err := b.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, b.counts).Scan(&existed); err != nil {
-		return fmt.Errorf("queuepg: Migrate: %w", err)
-	}
-	if !existed {
-		_, err := b.pool.Exec(ctx, b.sql.migrateCounts)
-		if err != nil {
-			return fmt.Errorf("queuepg: Migrate: %w", err)
-		}
 	}
 	return nil
 }
