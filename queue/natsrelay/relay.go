@@ -368,8 +368,10 @@ func (r *Relay) run(soft, hard context.Context) {
 		// The fetch runs on hard, not soft: a fetch cut short may have
 		// leased events to nobody, so Shutdown lets it finish (at most
 		// FetchWait) and relays what it took.
+		// Strict: a backend must not take an event of a key ahead of an
+		// earlier one that became visible late (queuepg's fetch floor).
 		leases, err := r.o.Backend.Fetch(hard, queue.FetchRequest{Queue: r.o.Queue, Max: n, Lease: r.o.Lease,
-			Wait: r.o.FetchWait, Order: [3]queue.Priority{queue.Default, queue.High, queue.Low}})
+			Wait: r.o.FetchWait, Order: [3]queue.Priority{queue.Default, queue.High, queue.Low}, Strict: true})
 		fetched := time.Now()
 		if err != nil {
 			// The fetch may have leased events whose reply was lost: they
