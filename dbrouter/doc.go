@@ -13,14 +13,15 @@
 //
 // A Router offers the pgx query surface (Query, QueryRow, Exec, SendBatch,
 // Begin, BeginTx, CopyFrom), so code written against Querier takes the
-// router, a *pgxpool.Pool, a pgx.Tx or a *pgx.Conn.
+// router, a *pgxpool.Pool, a pgx.Tx or a *pgx.Conn. ReadBatch, its own,
+// sends a batch of reads to one replica in one round trip.
 //
 // # Routing by intent
 //
 // The router never reads SQL. Exec, CopyFrom, SendBatch, Begin and
 // read-write BeginTx go to the primary, and so does everything in those
-// transactions. Query, QueryRow and read-only BeginTx (AccessMode ReadOnly,
-// not Serializable, which a hot standby refuses) go to a healthy replica,
+// transactions. Query, QueryRow, ReadBatch and read-only BeginTx (AccessMode
+// ReadOnly, not Serializable, which a hot standby refuses) go to a healthy replica,
 // picked by Options.Balance (least reads in flight through the router, or
 // round-robin), unless the ctx says otherwise: Primary(ctx) sends reads to
 // the primary, and a token (below) restricts them to replicas that have
@@ -228,8 +229,9 @@
 // Stats returns a snapshot: per replica its health and the reason, replayed
 // LSN, lag, reads in flight, routed and failed reads, ejections; the
 // primary's state; fallbacks, token-forced primary reads, waits and
-// retries. Tracer is a pgx.QueryTracer that counts queries per target and
-// logs slow ones; Open installs one on each pool it makes, composed by
+// retries. Tracer is a pgx.QueryTracer (and BatchTracer: each statement of
+// a batch counts as a query) that counts queries per target and logs slow
+// ones; Open installs one on each pool it makes, composed by
 // pgx's multitracer with any tracer Options.ConfigurePool set (otelpgx,
 // say), never replacing it, and Stats includes the counts of any pool whose
 // ConnConfig.Tracer is a *Tracer or a multitracer holding one.

@@ -32,8 +32,9 @@ type TracerOptions struct {
 	Logger *slog.Logger
 }
 
-// Tracer is a pgx.QueryTracer that counts the queries, errors and slow
-// queries of one target and logs the slow ones. Set it as the
+// Tracer is a pgx.QueryTracer and pgx.BatchTracer that counts the queries
+// (each statement of a batch as one), errors and slow queries of one
+// target and logs the slow ones. Set it as the
 // ConnConfig.Tracer of the target's pool (Open does); a Router reports the
 // counts of its pools' Tracers in Stats. It skips the router's own health
 // checks. Use pgx's multitracer to combine it with another tracer. It is
@@ -44,7 +45,10 @@ type Tracer struct {
 	nanos                 atomic.Int64
 }
 
-var _ pgx.QueryTracer = (*Tracer)(nil)
+var (
+	_ pgx.QueryTracer = (*Tracer)(nil)
+	_ pgx.BatchTracer = (*Tracer)(nil)
+)
 
 // NewTracer returns a Tracer, or an error naming the option to fix.
 func NewTracer(o TracerOptions) (*Tracer, error) {
@@ -83,25 +87,57 @@ func (t *Tracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQ
 	if !ok {
 		return
 	}
-	d := clock.Now(t.o.Clock).Sub(s.start)
+	t.end(ctx, s.sql, clock.Now(t.o.Clock).Sub(s.start), data.Err)
+}
+
+// TraceBatchStart notes the start of a batch (pgx.BatchTracer): its
+// statements are counted and logged one by one, as queries are.
+func (t *Tracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	if ctx.Value(untracedKey{}) != nil {
+		return ctx
+	}
+	return context.WithValue(ctx, traceKey{}, &traceStart{start: clock.Now(t.o.Clock)})
+}
+
+// TraceBatchQuery counts and logs one statement of a batch, as
+// TraceQueryEnd does a query. Its duration is the time since the batch's
+// previous result (or its start): the statements of a batch share one round
+// trip, so the first carries it.
+func (t *Tracer) TraceBatchQuery(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
+	s, ok := ctx.Value(traceKey{}).(*traceStart)
+	if !ok {
+		return
+	}
+	now := clock.Now(t.o.Clock)
+	d := now.Sub(s.start)
+	s.start = now // a batch's results are read by one goroutine, in order
+	t.end(ctx, data.SQL, d, data.Err)
+}
+
+// TraceBatchEnd ends a batch: its statements were counted as they came.
+func (t *Tracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// end counts a finished statement and logs it: at Warn when slow, else at
+// Debug.
+func (t *Tracer) end(ctx context.Context, sql string, d time.Duration, err error) {
 	t.queries.Add(1)
 	t.nanos.Add(int64(d))
-	if data.Err != nil {
+	if err != nil {
 		t.errors.Add(1)
 	}
 	if d >= t.o.SlowThreshold {
 		t.slow.Add(1)
-		args := []any{"target", t.o.Target, "duration", d, "sql", truncate(s.sql, 500)}
-		if data.Err != nil {
-			args = append(args, "err", data.Err)
+		args := []any{"target", t.o.Target, "duration", d, "sql", truncate(sql, 500)}
+		if err != nil {
+			args = append(args, "err", err)
 		}
 		t.o.Logger.WarnContext(ctx, "dbrouter: slow query", args...)
 		return
 	}
 	if t.o.Logger.Enabled(ctx, slog.LevelDebug) {
-		attrs := []slog.Attr{slog.String("target", t.o.Target), slog.Duration("duration", d), slog.String("sql", truncate(s.sql, 500))}
-		if data.Err != nil {
-			attrs = append(attrs, slog.Any("err", data.Err))
+		attrs := []slog.Attr{slog.String("target", t.o.Target), slog.Duration("duration", d), slog.String("sql", truncate(sql, 500))}
+		if err != nil {
+			attrs = append(attrs, slog.Any("err", err))
 		}
 		t.o.Logger.LogAttrs(ctx, slog.LevelDebug, "dbrouter: query", attrs...)
 	}

@@ -271,6 +271,15 @@ type FetchRequest struct {
 	// so the fetch leases jobs only for slots that are free. Backends may
 	// ignore it.
 	Grow func(n int) int
+	// Strict asks for the due jobs in exactly their order (run_at, then
+	// id, within each priority), a job that became visible late (its
+	// enqueuing transaction committed long after it began) included. Without
+	// it a backend may take such a job a few fetches late while the queue
+	// is busy: queuepg starts each fetch past the jobs it took last (its
+	// fetch floor) and looks below only now and then. natsrelay sets it:
+	// its per-key order rests on it. Redis and memory backends are always
+	// strict.
+	Strict bool
 }
 
 // Backend stores jobs: MemoryBackend in process, queueredis on Redis

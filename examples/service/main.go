@@ -126,6 +126,8 @@ func configFromFlags() Config {
 	flag.StringVar(&cfg.ConsoleToken, "console-token", os.Getenv("CONSOLE_TOKEN"), "bearer token of the operations page at /admin/ (env CONSOLE_TOKEN); empty: no console")
 	flag.IntVar(&cfg.Shards, "shards", 1, "PostgreSQL clusters the users and their posts are sharded over by user ID; more than 1 starts that many primaries with a replica each, unless -database is set")
 	shardDBs := flag.String("shard-databases", os.Getenv("SHARD_DATABASE_URLS"), "with -shards N and -database: the other N-1 clusters, ';' between clusters, each 'primary,replica,...' (env SHARD_DATABASE_URLS)")
+	flag.StringVar(&cfg.PprofAddr, "pprof", os.Getenv("PPROF_ADDR"), "serve net/http/pprof on this loopback address, e.g. 127.0.0.1:6060 (env PPROF_ADDR); empty: off")
+	flag.IntVar(&cfg.DBPoolSize, "db-pool-size", 0, "connections each PostgreSQL pool opens at most, unless its URL sets pool_max_conns; 0: pgxpool's default")
 	flag.Parse()
 	if *replicas != "" {
 		cfg.ReplicaURLs = strings.Split(*replicas, ",")

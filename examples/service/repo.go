@@ -126,20 +126,21 @@ const sqlCopyLSN = `SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_repla
 func (p *pgRepo) user(ctx context.Context, id int64) (userCopy, error) {
 	var c userCopy
 	u := &c.User
-	// A read-only transaction: both statements on one server (a replica
-	// chosen as for any read, or the primary).
-	err := pgx.BeginTxFunc(ctx, p.db, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		var lsn string
-		if err := tx.QueryRow(ctx, sqlCopyLSN).Scan(&lsn); err != nil {
-			return err
-		}
-		l, err := dbrouter.ParseLSN(lsn)
-		if err != nil {
-			return err
-		}
-		c.LSN = uint64(l)
-		return tx.QueryRow(ctx, `SELECT id, name, email, version FROM users WHERE id = $1`, id).Scan(&u.ID, &u.Name, &u.Email, &u.Version)
+	// Both statements on one server (a replica chosen as for any read, or
+	// the primary) in one round trip: a read batch runs them in order,
+	// each with its own snapshot, so the LSN is read before the row.
+	var lsn string
+	b := &pgx.Batch{}
+	b.Queue(sqlCopyLSN).QueryRow(func(row pgx.Row) error { return row.Scan(&lsn) })
+	b.Queue(`SELECT id, name, email, version FROM users WHERE id = $1`, id).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&u.ID, &u.Name, &u.Email, &u.Version)
 	})
+	err := p.db.ReadBatch(ctx, b)
+	if err == nil {
+		var l dbrouter.LSN
+		l, err = dbrouter.ParseLSN(lsn)
+		c.LSN = uint64(l)
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, cache.ErrNotFound
 	}

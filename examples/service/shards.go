@@ -63,7 +63,7 @@ func (a *app) connectShards(ctx context.Context) error {
 	for i, db := range dbs {
 		names[i] = shardName(i)
 		r, err := dbrouter.Open(ctx, db.URL, db.ReplicaURLs, dbrouter.Options{Logger: a.log, SlowQuery: 200 * time.Millisecond, TokenWait: 50 * time.Millisecond,
-			RouteTracer: a.tel.routeTracer(), ConfigurePool: a.tel.configurePool})
+			RouteTracer: a.tel.routeTracer(), ConfigurePool: a.configurePool})
 		if err != nil {
 			return fmt.Errorf("database of %s: %w", names[i], err)
 		}

@@ -116,7 +116,15 @@ func TestOneTracePerRequest(t *testing.T) {
 	if !under(query, load) {
 		t.Error("the query span is not under the cache load span")
 	}
-	if got := fmt.Sprint(attr(query, "scalekit.dbrouter.target"), " ", attr(query, "scalekit.dbrouter.reason")); got != "replica any" {
+	// The user is read in a batch (dbrouter's ReadBatch): the routing is on
+	// the batch's span, the query span's parent.
+	routed := query
+	for _, s := range spans {
+		if s.SpanContext().SpanID() == query.Parent().SpanID() && attr(s, "db.operation.batch.size") != "" {
+			routed = s
+		}
+	}
+	if got := fmt.Sprint(attr(routed, "scalekit.dbrouter.target"), " ", attr(routed, "scalekit.dbrouter.reason")); got != "replica any" {
 		t.Errorf("query span routing: %q, want replica any", got)
 	}
 	if attempt.Parent().SpanID() != enqueue.SpanContext().SpanID() {

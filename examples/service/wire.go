@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
@@ -236,7 +238,7 @@ func (a *app) connectDatabase(ctx context.Context) error {
 	}
 	var err error
 	if a.router, err = dbrouter.Open(ctx, a.in.dbURL, a.in.replicaURLs, dbrouter.Options{Logger: a.log, SlowQuery: 200 * time.Millisecond, TokenWait: 50 * time.Millisecond,
-		RouteTracer: a.tel.routeTracer(), ConfigurePool: a.tel.configurePool}); err != nil {
+		RouteTracer: a.tel.routeTracer(), ConfigurePool: a.configurePool}); err != nil {
 		return fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	if err := migrate(ctx, a.router.PrimaryPool()); err != nil {
@@ -256,6 +258,16 @@ func (a *app) connectDatabase(ctx context.Context) error {
 			return a.router.Ready(ctx)
 		}})
 	return a.metrics.AddDBRouter("db", a.router)
+}
+
+// configurePool is dbrouter.Options.ConfigurePool: Config.DBPoolSize
+// connections at most when set, unless the URL says (pool_max_conns), and
+// the tracing hooks when tracing is on.
+func (a *app) configurePool(target string, cfg *pgxpool.Config) error {
+	if a.cfg.DBPoolSize > 0 && !strings.Contains(cfg.ConnString(), "pool_max_conns") {
+		cfg.MaxConns = int32(a.cfg.DBPoolSize)
+	}
+	return a.tel.configurePool(target, cfg)
 }
 
 // buildUserCache builds the user cache: L1 + Redis L2 with fill leases,
@@ -509,6 +521,13 @@ func (a *app) buildIdempotency(ctx context.Context) error {
 	return a.metrics.AddIdempotency("payments", a.idem)
 }
 
+// rateLease is how many requests of a client an instance takes from Redis
+// at once: 1% of the per-second limit (at least 1, exact decisions), so
+// the over-admission stays within 1% of a second's requests per instance.
+func rateLease(perSecond float64) int {
+	return max(1, int(perSecond/100))
+}
+
 // buildRateLimits builds the per-client rate limit middleware: across the
 // fleet on Redis (in process while Redis is down), else in process.
 func (a *app) buildRateLimits(context.Context) error {
@@ -518,7 +537,11 @@ func (a *app) buildRateLimits(context.Context) error {
 		return err
 	}
 	if a.rdb != nil {
-		rl, err := ratelimitredis.New(ratelimitredis.Options{Client: a.rdb, Prefix: "example:rl", Limits: policy, Fallback: local, Logger: a.log})
+		// Token leases: a decision costs a Redis round trip once per
+		// rateLease requests of a client, not on every request; each
+		// instance may admit rateLease-1 more than the limit per window.
+		rl, err := ratelimitredis.New(ratelimitredis.Options{Client: a.rdb, Prefix: "example:rl", Limits: policy, Fallback: local, Logger: a.log,
+			Lease: rateLease(a.cfg.RatePerClient)})
 		if err != nil {
 			return err
 		}

@@ -223,6 +223,24 @@ func RedisCluster(t testing.TB) *ClusterFixture {
 		}
 		t.Cleanup(func() { srv.Close() })
 	}
+	return clusterFixture(t, srv)
+}
+
+// OwnRedisCluster returns a client on a 3-master Redis Cluster started for
+// this test alone, for a test that changes the Cluster (moves a slot).
+func OwnRedisCluster(t testing.TB) *ClusterFixture {
+	t.Helper()
+	srv, err := StartRedisCluster(context.Background(), ClusterOptions{})
+	if err != nil {
+		skipOrFail(t, err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return clusterFixture(t, srv)
+}
+
+// clusterFixture is srv's fixture: a client and a prefix, the prefix's
+// keys deleted at cleanup.
+func clusterFixture(t testing.TB, srv *RedisClusterServer) *ClusterFixture {
 	f := &ClusterFixture{Server: srv, Client: srv.NewClient(), Prefix: fmt.Sprintf("t%d:", seq.Add(1))}
 	t.Cleanup(func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

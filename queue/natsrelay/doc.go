@@ -54,7 +54,10 @@
 //     2×Lease, renewed every Lease/3. A second relay on the same queue
 //     waits (Stats.Owner false) and takes over when the first shuts down
 //     (it gives the lease back) or dies (after the lease ran out, 2×Lease
-//     at most). Run two for availability; they never publish at once.
+//     at most). A relay stopped while events may be leased to nobody (a
+//     fetch cut short by Close, an event it could not give back) keeps
+//     the lease until it runs out, as if it had died. Run two for
+//     availability; they never publish at once.
 //   - The holder fetches a batch only while its hold is sure to outlast
 //     the batch's leases, so a successor finds every event its
 //     predecessor held due again, never still leased. Its first fetch

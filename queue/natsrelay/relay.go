@@ -229,11 +229,15 @@ func (r *Relay) Start(ctx context.Context) error {
 	return nil
 }
 
-// Shutdown stops fetching, lets the batch in flight be published until
-// ctx ends, then gives the events not yet acknowledged back to the queue
-// and the queue's hold too, so another relay takes over at once. It
-// returns ctx.Err() if the batch had to be cut short. Calls after the
-// first return nil.
+// Shutdown stops fetching, lets the fetch in flight finish (at most
+// Options.FetchWait) and the batch in flight be published until ctx ends,
+// then gives the events not yet acknowledged back to the queue and the
+// queue's hold too, so another relay takes over at once. It returns
+// ctx.Err() if the batch had to be cut short. When ctx ends during a
+// fetch, or an event could not be given back, the events may be leased
+// to nobody for up to Lease: the hold is then not given back but runs
+// out (2×Lease), so a successor still publishes them first. Calls after
+// the first return nil.
 func (r *Relay) Shutdown(ctx context.Context) error {
 	r.mu.Lock()
 	if r.closed {
@@ -259,7 +263,8 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 }
 
 // Close stops at once: publishing ends, the events not yet acknowledged
-// and the queue's hold go back to the queue. It is idempotent.
+// and the queue's hold go back to the queue (the hold runs out instead
+// when a fetch was cut short: see Shutdown). It is idempotent.
 func (r *Relay) Close() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -303,7 +308,12 @@ func (r *Relay) run(soft, hard context.Context) {
 	defer close(r.done)
 	back := pause.Growing{Min: 100 * time.Millisecond, Max: r.o.MaxBackoff}
 	var h *hold
-	defer func() { r.let(h) }()
+	// orphans is until when events of this queue may be leased to nobody
+	// (a fetch whose reply was lost, an event that could not be given
+	// back): the hold is not given back before then, or a successor
+	// would publish the events behind them first.
+	var orphans time.Time
+	defer func() { r.let(h, orphans) }()
 	// gather makes the next fetch take MaxBatch events, not before
 	// notBefore: after a takeover, a fetch whose reply was lost or a
 	// release that failed, events of this queue may be leased to nobody
@@ -315,7 +325,7 @@ func (r *Relay) run(soft, hard context.Context) {
 		if h == nil || h.left() <= 0 {
 			if h != nil {
 				r.log.Warn("natsrelay: lost the queue's hold", "queue", r.o.Queue)
-				r.let(h)
+				r.let(h, time.Time{})
 				h = nil
 			}
 			var err error
@@ -355,15 +365,21 @@ func (r *Relay) run(soft, hard context.Context) {
 		if gather {
 			n = MaxBatch
 		}
-		leases, err := r.o.Backend.Fetch(soft, queue.FetchRequest{Queue: r.o.Queue, Max: n, Lease: r.o.Lease,
-			Wait: r.o.FetchWait, Order: [3]queue.Priority{queue.Default, queue.High, queue.Low}})
+		// The fetch runs on hard, not soft: a fetch cut short may have
+		// leased events to nobody, so Shutdown lets it finish (at most
+		// FetchWait) and relays what it took.
+		// Strict: a backend must not take an event of a key ahead of an
+		// earlier one that became visible late (queuepg's fetch floor).
+		leases, err := r.o.Backend.Fetch(hard, queue.FetchRequest{Queue: r.o.Queue, Max: n, Lease: r.o.Lease,
+			Wait: r.o.FetchWait, Order: [3]queue.Priority{queue.Default, queue.High, queue.Low}, Strict: true})
 		fetched := time.Now()
 		if err != nil {
-			if soft.Err() == nil {
-				// The fetch may have leased events whose reply was lost:
-				// they are due again once their lease ran out.
+			// The fetch may have leased events whose reply was lost: they
+			// are due again once their lease ran out.
+			gather, notBefore = true, fetched.Add(r.o.Lease+r.o.Lease/4)
+			orphans = notBefore
+			if hard.Err() == nil {
 				r.log.Warn("natsrelay: fetch failed", "queue", r.o.Queue, "err", err)
-				gather, notBefore = true, fetched.Add(r.o.Lease+r.o.Lease/4)
 			}
 			continue
 		}
@@ -379,6 +395,7 @@ func (r *Relay) run(soft, hard context.Context) {
 			gather = true
 		case stillLeased:
 			gather, notBefore = true, fetched.Add(r.o.Lease+r.o.Lease/4)
+			orphans = notBefore
 		}
 		if ok {
 			back.Reset()
@@ -431,14 +448,18 @@ func (r *Relay) acquire(ctx context.Context) (*hold, error) {
 }
 
 // let gives the hold back (if it still holds), so a waiting relay takes
-// over at once.
-func (r *Relay) let(h *hold) {
+// over at once; but not before orphans (events may be leased to nobody
+// until then): the hold then runs out by itself, after them, as when a
+// relay dies.
+func (r *Relay) let(h *hold, orphans time.Time) {
 	if h == nil {
 		return
 	}
 	h.renewer.Stop()
 	r.owner.Store(false)
-	if h.left() > 0 {
+	if time.Now().Before(orphans) {
+		r.log.Info("natsrelay: leaving the queue's hold to run out: events may be leased to nobody", "queue", r.o.Queue, "until", orphans)
+	} else if h.left() > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), r.o.Lease/2)
 		defer cancel()
 		if err := r.o.Backend.Release(ctx, h.lease, time.Time{}); err != nil {

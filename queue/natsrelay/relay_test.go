@@ -689,3 +689,76 @@ func TestTooLargeAndHeaders(t *testing.T) {
 		t.Fatalf("message %q, headers %v", m.Data, h)
 	}
 }
+
+// orphaning is a Backend whose first fetch of relayQueue loses its reply
+// when the caller gives up: it waits until the caller's ctx ends (or
+// FetchWait passes), then leases up to 5 events with a ctx of its own and,
+// if the caller had given up, returns the ctx's error, the events leased
+// to nobody, as when a reply is lost to a cancelled call.
+type orphaning struct {
+	queue.Backend
+	wait    time.Duration
+	once    sync.Once
+	entered chan struct{}
+}
+
+func (o *orphaning) Fetch(ctx context.Context, req queue.FetchRequest) ([]*queue.Lease, error) {
+	first := false
+	if req.Queue == relayQueue {
+		o.once.Do(func() { first = true })
+	}
+	if !first {
+		return o.Backend.Fetch(ctx, req)
+	}
+	close(o.entered)
+	select {
+	case <-ctx.Done():
+	case <-time.After(o.wait):
+	}
+	req.Max, req.Wait = 5, 0
+	ls, err := o.Backend.Fetch(context.WithoutCancel(ctx), req)
+	if err == nil && ctx.Err() != nil {
+		return nil, ctx.Err() // the leases are orphaned
+	}
+	return ls, err
+}
+
+// A relay stopped while its fetch is in flight must not hand the queue
+// over while that fetch may have leased events to nobody: the successor
+// would publish the events behind them first. Shutdown lets the fetch
+// finish and relays its batch; Close (the fetch cut short) leaves the
+// hold to run out after the orphaned leases. Both fail when the relay
+// gives the hold back at once (the order broken, as TestTwoRelaysHammer
+// saw now and then).
+func TestStopDuringFetch(t *testing.T) {
+	for _, how := range []string{"shutdown", "close"} {
+		t.Run(how, func(t *testing.T) {
+			backends(t, func(t *testing.T, b queue.Backend, _ string) {
+				nf := startNATS(t)
+				ids := produce(t, b, 1, 20)
+				const lease = 2 * time.Second
+				o := &orphaning{Backend: b, wait: lease / 4, entered: make(chan struct{})}
+				r1 := newRelay(t, natsrelay.Options{Backend: o, Queue: relayQueue, JetStream: nf.js, Batch: 5, Lease: lease})
+				r2 := newRelay(t, natsrelay.Options{Backend: b, Queue: relayQueue, JetStream: nf.js, Batch: 5, Lease: lease})
+				ctx := context.Background()
+				if err := r1.Start(ctx); err != nil {
+					t.Fatal(err)
+				}
+				<-o.entered
+				if err := r2.Start(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if how == "shutdown" {
+					if err := r1.Shutdown(ctx); err != nil {
+						t.Fatal(err)
+					}
+				} else {
+					r1.Close()
+				}
+				poll.Until(t, time.Minute, "every event relayed", func() bool { return counts(t, b).Done == int64(len(ids)) })
+				t.Logf("first relay %+v, second %+v", r1.Stats(), r2.Stats())
+				checkStream(t, readStream(t, nf.js), ids)
+			})
+		})
+	}
+}

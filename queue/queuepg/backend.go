@@ -72,7 +72,8 @@ type Backend struct {
 	clk       clock.Clock
 	log       *slog.Logger
 
-	lanes sync.Map // queue name -> *lane (lane.go)
+	lanes  sync.Map // queue name -> *lane (lane.go)
+	floors sync.Map // queue name -> *fetchFloor (floor.go)
 
 	lmu      sync.Mutex
 	waiters  map[string]chan struct{} // per queue, closed on NOTIFY
@@ -140,23 +141,33 @@ func New(o Options) (*Backend, error) {
 // Migrate creates the tables and indexes if they do not exist, and adds
 // the columns a newer version needs to tables an older one created.
 func (b *Backend) Migrate(ctx context.Context) error {
-	_, err := b.pool.Exec(ctx, b.sql.migrate)
+	// One transaction behind an advisory lock per table prefix: instances
+	// starting at once would otherwise race on CREATE ... IF NOT EXISTS
+	// (a unique violation in the catalog) or deadlock.
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "scalekit.queuepg.migrate:"+b.counts); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, b.sql.migrate); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, b.ev.migrate); err != nil {
+			return err
+		}
+		// The done counters: created, and seeded from the jobs table, once.
+		var existed bool
+		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, b.counts).Scan(&existed); err != nil {
+			return err
+		}
+		if !existed {
+			if _, err := tx.Exec(ctx, b.sql.migrateCounts); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("queuepg: Migrate: %w", err)
-	}
-	if _, err := b.pool.Exec(ctx, b.ev.migrate); err != nil {
-		return fmt.Errorf("queuepg: Migrate: %w", err)
-	}
-	// The done counters: created, and seeded from the jobs table, once.
-	var existed bool
-	if err := b.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, b.counts).Scan(&existed); err != nil {
-		return fmt.Errorf("queuepg: Migrate: %w", err)
-	}
-	if !existed {
-		_, err := b.pool.Exec(ctx, b.sql.migrateCounts)
-		if err != nil {
-			return fmt.Errorf("queuepg: Migrate: %w", err)
-		}
 	}
 	return nil
 }
@@ -545,6 +556,7 @@ func (b *Backend) Fail(ctx context.Context, l *queue.Lease, errMsg string, retry
 	if n != 1 {
 		return queue.ErrLeaseLost
 	}
+	b.lowerFloor(l.Msg.Queue) // a retry's run_at is this process's clock
 	return nil
 }
 
@@ -556,6 +568,7 @@ func (b *Backend) Release(ctx context.Context, l *queue.Lease, snoozeUntil time.
 	}
 	err := b.fenced(ctx, b.sql.release, l, until)
 	if err == nil {
+		b.lowerFloor(l.Msg.Queue)
 		b.notify(l.Msg.Queue)
 	}
 	return err
@@ -613,6 +626,7 @@ func (b *Backend) Requeue(ctx context.Context, queueName, id string) error {
 	if tag.RowsAffected() != 1 {
 		return fmt.Errorf("%w: no dead or cancelled job %s in queue %s", queue.ErrNotFound, id, queueName)
 	}
+	b.lowerFloor(queueName)
 	b.notify(queueName)
 	return nil
 }

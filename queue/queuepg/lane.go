@@ -159,18 +159,28 @@ func (b *Backend) round(cs []*pendingComplete, f *pendingFetch) {
 		}
 		batch.Queue(b.sql.complete, b.now(), qs, ids, toks, outs)
 	}
+	var floor *fetchFloor // nil: from the bottom of every range
 	if f != nil {
-		batch.Queue(b.sql.fetch, b.now(), f.r.Queue, f.r.Max, f.r.Lease.Milliseconds(),
-			int16(f.r.Order[0]), int16(f.r.Order[1]), int16(f.r.Order[2]))
+		if !f.r.Strict {
+			floor = b.floor(f.r.Queue)
+		}
+		args := append([]any{b.now(), f.r.Queue, f.r.Max, f.r.Lease.Milliseconds(),
+			int16(f.r.Order[0]), int16(f.r.Order[1]), int16(f.r.Order[2])}, floor.args(f.r.Order)...)
+		batch.Queue(b.sql.fetch, args...)
 	}
 	br := b.pool.SendBatch(ctx, &batch)
 	done, err := b.readComplete(br, cs)
 	var leases []*queue.Lease
+	var ranks []int
 	if err == nil && f != nil {
-		leases, err = readFetch(br, f.r)
+		leases, ranks, err = readFetch(br)
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && f != nil {
+		floor.advance(leases, ranks) // the round committed
+		sortFetched(leases, f.r)
 	}
 	if err != nil {
 		for _, p := range cs {
@@ -221,28 +231,44 @@ func (b *Backend) readComplete(br pgx.BatchResults, cs []*pendingComplete) ([]bo
 	return done, rows.Err()
 }
 
-// readFetch reads fetchSQL's leases in br, in the fetch order of r.
-func readFetch(br pgx.BatchResults, r *queue.FetchRequest) ([]*queue.Lease, error) {
+// readFetch reads fetchSQL's leases in br, with the rank of the range
+// each came from.
+func readFetch(br pgx.BatchResults) ([]*queue.Lease, []int, error) {
 	rows, err := br.Query()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer rows.Close()
 	var out []*queue.Lease
+	var ranks []int
 	for rows.Next() {
-		m, tok, until, err := scanJob(rows)
+		var rank int32
+		m, tok, until, err := scanJob(rankedRow{rows, &rank})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, &queue.Lease{Msg: m, Token: tok, Until: until})
+		ranks = append(ranks, int(rank))
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	// RETURNING does not keep the ORDER BY: put the batch back in order.
+	return out, ranks, nil
+}
+
+// rankedRow scans a fetchSQL row: the job columns, then the rank.
+type rankedRow struct {
+	pgx.Row
+	rank *int32
+}
+
+func (r rankedRow) Scan(dest ...any) error { return r.Row.Scan(append(dest, r.rank)...) }
+
+// sortFetched puts the leases of a fetch in the fetch order of r
+// (RETURNING does not keep the ORDER BY).
+func sortFetched(out []*queue.Lease, r *queue.FetchRequest) {
 	rank := map[queue.Priority]int{r.Order[0]: 0, r.Order[1]: 1, r.Order[2]: 2}
 	slices.SortFunc(out, func(a, b *queue.Lease) int {
 		return cmp.Or(cmp.Compare(rank[a.Msg.Priority], rank[b.Msg.Priority]), a.Msg.RunAt.Compare(b.Msg.RunAt), strings.Compare(a.Msg.ID, b.Msg.ID))
 	})
-	return out, nil
 }

@@ -250,3 +250,101 @@ func TestLaneDatabaseDown(t *testing.T) {
 		})
 	}
 }
+
+// A job that comes due below a fetch floor (here enqueued with a RunAt in
+// the past after jobs were taken) is fetched first by a fetch the range
+// above the floor does not fill, and within fetchFloorRounds fetches by
+// fetches it does fill.
+func TestFetchFindsJobsBelowTheFloor(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{Prefix: "floor"})
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	const q = "floor"
+	fetch := func(max int) []*queue.Lease {
+		t.Helper()
+		ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: q, Max: max, Lease: time.Minute, Order: highFirst})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ls
+	}
+	for i := range 4 {
+		if _, err := c.Enqueue(ctx, q, "k", nil, queue.EnqueueOptions{ID: fmt.Sprint("a", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ls := fetch(2); len(ls) != 2 || ls[0].Msg.ID != "a0" || ls[1].Msg.ID != "a1" {
+		t.Fatalf("first fetch: %v", ids(ls))
+	}
+	// Below the floor (a1): due an hour ago.
+	if _, err := c.Enqueue(ctx, q, "k", nil, queue.EnqueueOptions{ID: "old", RunAt: time.Now().Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if ls := fetch(10); fmt.Sprint(ids(ls)) != "[old a2 a3]" {
+		t.Fatalf("a fetch the range above the floor does not fill: %v, want [old a2 a3]", ids(ls))
+	}
+
+	// The range above the floor fills every fetch.
+	for i := range 10 * fetchFloorRounds {
+		if _, err := c.Enqueue(ctx, q, "k", nil, queue.EnqueueOptions{ID: fmt.Sprintf("b%03d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fetch(1) // a floor in the b jobs
+	if _, err := c.Enqueue(ctx, q, "k", nil, queue.EnqueueOptions{ID: "old2", RunAt: time.Now().Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		if i > fetchFloorRounds {
+			t.Fatalf("old2 not fetched in %d fetches", i)
+		}
+		if ls := fetch(1); ls[0].Msg.ID == "old2" {
+			break
+		}
+	}
+}
+
+func ids(ls []*queue.Lease) []string {
+	out := make([]string, len(ls))
+	for i, l := range ls {
+		out[i] = l.Msg.ID
+	}
+	return out
+}
+
+// A strict fetch (natsrelay's) takes a job that came due below the floor
+// first, even while the range above fills every fetch: the floor would
+// leave it for up to fetchFloorRounds fetches (as
+// TestFetchFindsJobsBelowTheFloor shows), behind later jobs of its key.
+func TestStrictFetchIgnoresTheFloor(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{Prefix: "strict"})
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	const q = "strict"
+	fetch := func(max int, strict bool) []*queue.Lease {
+		t.Helper()
+		ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: q, Max: max, Lease: time.Minute, Order: highFirst, Strict: strict})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ls
+	}
+	for i := range 50 {
+		if _, err := c.Enqueue(ctx, q, "k", nil, queue.EnqueueOptions{ID: fmt.Sprintf("b%03d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fetch(1, false) // a floor at b000
+	fetch(1, false) // and b001: the round counter is past its reset
+	if _, err := c.Enqueue(ctx, q, "k", nil, queue.EnqueueOptions{ID: "old", RunAt: time.Now().Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if ls := fetch(1, true); len(ls) != 1 || ls[0].Msg.ID != "old" {
+		t.Fatalf("strict fetch: %v, want [old]", ids(ls))
+	}
+	if ls := fetch(1, true); len(ls) != 1 || ls[0].Msg.ID != "b002" {
+		t.Fatalf("next strict fetch: %v, want [b002]", ids(ls))
+	}
+}

@@ -8,17 +8,56 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/scalekit-go/scalekit/internal/serverclock"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
+	"github.com/scalekit-go/scalekit/queue"
 )
 
 // planNode is the part of EXPLAIN (FORMAT JSON)'s output the plan checks
 // read.
 type planNode struct {
-	NodeType  string     `json:"Node Type"`
-	Relation  string     `json:"Relation Name"`
-	IndexName string     `json:"Index Name"`
-	Plans     []planNode `json:"Plans"`
+	NodeType    string     `json:"Node Type"`
+	Relation    string     `json:"Relation Name"`
+	IndexName   string     `json:"Index Name"`
+	IndexCond   string     `json:"Index Cond"`
+	OneTime     string     `json:"One-Time Filter"`
+	SubplanName string     `json:"Subplan Name"`
+	Parent      string     `json:"Parent Relationship"`
+	Loops       *int       `json:"Actual Loops"`
+	Plans       []planNode `json:"Plans"`
+}
+
+// find returns the node of the plan named name (a CTE: "CTE p0").
+func (n planNode) find(name string) (planNode, bool) {
+	if n.SubplanName == name {
+		return n, true
+	}
+	for _, c := range n.Plans {
+		if f, ok := c.find(name); ok {
+			return f, true
+		}
+	}
+	return planNode{}, false
+}
+
+// gated reports whether a One-Time Filter sits above the first scan of
+// n (not counting its subplans: the filter's own), and returns that scan.
+func (n planNode) gated() (scan planNode, gate bool) {
+	if strings.Contains(n.NodeType, "Scan") {
+		return n, false
+	}
+	for _, c := range n.Plans {
+		if c.Parent == "InitPlan" || c.Parent == "SubPlan" {
+			continue
+		}
+		s, g := c.gated()
+		if s.NodeType != "" {
+			return s, g || n.OneTime != ""
+		}
+	}
+	return planNode{}, false
 }
 
 // scans lists every scan of relation in the plan as "<node type> <index>".
@@ -74,25 +113,10 @@ ANALYZE plans_jobs`
 	} {
 		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
 			t.Run(st.name+"/"+mode, func(t *testing.T) {
-				var out []byte
 				// EXPLAIN without ANALYZE plans the statement and runs nothing.
 				// The generic plan is the one a prepared statement settles on.
-				tx, err := f.Primary.Begin(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer tx.Rollback(ctx)
-				if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = "+mode); err != nil {
-					t.Fatal(err)
-				}
-				if err := tx.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+st.sql, st.args...).Scan(&out); err != nil {
-					t.Fatal(err)
-				}
-				var plans []struct{ Plan planNode }
-				if err := json.Unmarshal(out, &plans); err != nil || len(plans) != 1 {
-					t.Fatalf("EXPLAIN output %s: %v", out, err)
-				}
-				scans := plans[0].Plan.scans("plans_jobs", nil)
+				plan, out := explainPlan(t, f.Primary, mode, "EXPLAIN (FORMAT JSON) "+st.sql, st.args...)
+				scans := plan.scans("plans_jobs", nil)
 				for _, s := range scans {
 					if s != "Index Scan plans_jobs_pkey" {
 						t.Errorf("%s scans plans_jobs with %q, want the primary key only; plan: %s", st.name, s, compact(out))
@@ -104,6 +128,31 @@ ANALYZE plans_jobs`
 			})
 		}
 	}
+}
+
+// explainPlan runs explain (an EXPLAIN (FORMAT JSON) statement) with
+// args under plan_cache_mode = mode in a transaction it rolls back, and
+// returns the plan and EXPLAIN's output.
+func explainPlan(t *testing.T, pool *pgxpool.Pool, mode, explain string, args ...any) (planNode, []byte) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = "+mode); err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	if err := tx.QueryRow(ctx, explain, args...).Scan(&out); err != nil {
+		t.Fatal(err)
+	}
+	var plans []struct{ Plan planNode }
+	if err := json.Unmarshal(out, &plans); err != nil || len(plans) != 1 {
+		t.Fatalf("EXPLAIN output %s: %v", out, err)
+	}
+	return plans[0].Plan, out
 }
 
 func compact(b []byte) string {
@@ -123,5 +172,101 @@ func TestMigrateSetsAutovacuum(t *testing.T) {
 	want := []string{"autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=10000"}
 	if strings.Join(opts, ",") != strings.Join(want, ",") {
 		t.Errorf("vac_jobs reloptions = %q, want %q", opts, want)
+	}
+}
+
+// The fetch starts each priority's range past its floor, as an index
+// condition on the due index (a filter would still walk the index entries
+// the taken jobs left), and reads a range (below the floor, or of the
+// next priority) only when the ranges before it left room: scans behind
+// one-time filters, not run (nor their rows locked) when the first range
+// filled the fetch. Both plans, custom and generic.
+func TestFetchStartsPastTheFloor(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{Prefix: "floorplan"})
+	setup := `
+INSERT INTO floorplan_jobs (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, enqueued_at)
+SELECT 'q', 'j' || lpad(i::text, 6, '0'), 'k', '\x00', 0, CASE WHEN i <= 5000 THEN 'done' ELSE 'pending' END, 0, 25,
+  now() - interval '1 hour' + i * interval '1 millisecond', now() - interval '1 hour'
+FROM generate_series(1, 10000) i;
+ANALYZE floorplan_jobs`
+	if _, err := f.Primary.Exec(ctx, setup); err != nil {
+		t.Fatal(err)
+	}
+	var floorAt time.Time
+	if err := f.Primary.QueryRow(ctx, `SELECT run_at FROM floorplan_jobs WHERE id = 'j005000'`).Scan(&floorAt); err != nil {
+		t.Fatal(err)
+	}
+	fl := &fetchFloor{at: map[queue.Priority]floorKey{queue.Default: {floorAt, "j005000"}}}
+	fl.rounds = 1 // not a round from the bottom
+	order := [3]queue.Priority{queue.Default, queue.High, queue.Low}
+	args := append([]any{serverclock.Param(nil), "q", 4, 60000, int16(order[0]), int16(order[1]), int16(order[2])}, fl.args(order)...)
+	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+		t.Run(mode, func(t *testing.T) {
+			plan, out := explainPlan(t, f.Primary, mode, "EXPLAIN (ANALYZE, FORMAT JSON) "+b.sql.fetch, args...)
+			for _, cte := range []string{"p0", "p1", "p2", "b0", "b1", "b2"} {
+				n, ok := plan.find("CTE " + cte)
+				if !ok {
+					t.Fatalf("no CTE %s in the plan: %s", cte, compact(out))
+				}
+				scan, gate := n.gated()
+				if scan.NodeType != "Index Scan" || scan.IndexName != "floorplan_jobs_due" || !strings.Contains(scan.IndexCond, "ROW(run_at, id)") {
+					t.Errorf("CTE %s scans with %s %s on %q, want the due index with the floor in its condition; plan: %s",
+						cte, scan.NodeType, scan.IndexName, scan.IndexCond, compact(out))
+				}
+				if !gate {
+					t.Errorf("CTE %s is not behind a one-time filter; plan: %s", cte, compact(out))
+				}
+				if ran := scan.Loops != nil && *scan.Loops > 0; ran != (cte == "p0") {
+					t.Errorf("CTE %s scanned: %v, want only p0 (which filled the fetch); plan: %s", cte, ran, compact(out))
+				}
+			}
+		})
+	}
+}
+
+// completeSQL, prepared as pgx prepares it, settles on its generic plan:
+// with the arrays in plain sight the planner counted their elements, each
+// custom plan looked cheaper than the generic one, and every round was
+// planned again (about 200 µs of server CPU, most of the statement's).
+func TestCompleteKeepsItsGenericPlan(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{Prefix: "generic"})
+	setup := `
+INSERT INTO generic_jobs (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, enqueued_at, token, lease_until)
+SELECT 'q', 'j' || i, 'k', '\x00', 0, CASE WHEN i <= 20000 THEN 'done' ELSE 'active' END, 1, 25, now(), now(),
+  CASE WHEN i > 20000 THEN 'tok' END, CASE WHEN i > 20000 THEN now() + interval '1 hour' END
+FROM generate_series(1, 21000) i;
+ANALYZE generic_jobs`
+	if _, err := f.Primary.Exec(ctx, setup); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := f.Primary.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Conn().Prepare(ctx, "complete_generic", b.sql.complete); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		n := 1 + i%8
+		qs, ids, toks := make([]string, n), make([]string, n), make([]string, n)
+		for j := range n {
+			qs[j], ids[j], toks[j] = "q", fmt.Sprint("j", 20001+i*8+j), "tok"
+		}
+		if _, err := conn.Exec(ctx, "complete_generic", serverclock.Param(nil), qs, ids, toks, make([][]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var generic, custom int64
+	if err := conn.QueryRow(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'complete_generic'`).Scan(&generic, &custom); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d generic plans, %d custom", generic, custom)
+	if generic < 5 {
+		t.Errorf("completeSQL ran 10 times with %d generic and %d custom plans, want the generic plan from the sixth run on", generic, custom)
 	}
 }

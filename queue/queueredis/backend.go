@@ -120,8 +120,9 @@ func (b *Backend) now() int64 { return serverclock.Micros(b.clk) }
 // tag is the hash-tagged start of every key of queue q.
 func (b *Backend) tag(q string) string { return "{" + b.prefix + ":" + q + "}:" }
 
-// keys are the 16 keys every script gets (see scripts.go); id and
-// uniqueKey may be empty when the script does not use them.
+// keys are the 16 keys every script but enqueueScript gets (see
+// scripts.go); id and uniqueKey may be empty when the script does not use
+// them.
 func (b *Backend) keys(q, id, uniqueKey string) []string {
 	t := b.tag(q)
 	return []string{
@@ -177,7 +178,7 @@ func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
 	if err := b.register(ctx, m.Queue); err != nil {
 		return err
 	}
-	v, err := b.run(ctx, "Enqueue", enqueueScript, b.keys(m.Queue, m.ID, m.UniqueKey), append(b.base(m.Queue), jobArgs(m)...)...)
+	v, err := b.run(ctx, "Enqueue", enqueueScript, b.enqueueKeys(m), b.enqueueArgs(m)...)
 	if err != nil {
 		return err
 	}
@@ -258,8 +259,19 @@ func checkMessage(m *queue.Message) error {
 // prefix and now.
 func (b *Backend) base(q string) []any { return []any{b.tag(q) + "job:", b.now()} }
 
-// jobArgs are m's fields as the enqueue scripts take them (enqueueLua).
+// jobArgs are m's fields as enqueueManyScript and publishScript take
+// them (enqueueLua): enqueueFields of them.
 func jobArgs(m *queue.Message) []any {
+	return appendJobArgs(make([]any, 0, enqueueFields), m, false)
+}
+
+// appendJobArgs appends m's fields (enqueueLua) to args: enqueueFields of
+// them, or, when short and the last six are empty or 0, enqueueShort.
+func appendJobArgs(args []any, m *queue.Message, short bool) []any {
+	args = append(args, m.ID, m.Kind, m.Payload, int(m.Priority), micro(m.RunAt), int64(m.Timeout), micro(m.EnqueuedAt), m.MaxAttempts)
+	if short && m.UniqueKey == "" && m.Attempt == 0 && m.LastError == "" && len(m.Metadata) == 0 {
+		return args
+	}
 	var uniqueUntil int64
 	active := 0
 	if m.UniqueKey != "" && m.UniqueWhileActive {
@@ -271,8 +283,22 @@ func jobArgs(m *queue.Message) []any {
 	if len(m.Metadata) > 0 {
 		metadata, _ = json.Marshal(m.Metadata) // a map of strings always encodes
 	}
-	return []any{m.ID, m.Kind, m.Payload, int(m.Priority), micro(m.RunAt), int64(m.Timeout),
-		m.UniqueKey, uniqueUntil, micro(m.EnqueuedAt), m.MaxAttempts, m.Attempt, m.LastError, active, metadata}
+	return append(args, m.UniqueKey, uniqueUntil, active, m.Attempt, m.LastError, metadata)
+}
+
+// enqueueKeys are enqueueScript's keys for m (see enqueueScript).
+func (b *Backend) enqueueKeys(m *queue.Message) []string {
+	t := b.tag(m.Queue)
+	return []string{t + readyName[m.Priority], t + "scheduled", t + "done", t + "wake", t + "job:" + m.ID, t + "unique:" + m.UniqueKey, t + "ids"}
+}
+
+// readyName is the name of each priority's ready list (Backend.keys).
+var readyName = [...]string{queue.Default: "ready:default", queue.High: "ready:high", queue.Low: "ready:low"}
+
+// enqueueArgs are enqueueScript's arguments for m: the base, then its
+// fields, in the short form when it can.
+func (b *Backend) enqueueArgs(m *queue.Message) []any {
+	return appendJobArgs(append(make([]any, 0, 2+enqueueFields), b.tag(m.Queue)+"job:", b.now()), m, true)
 }
 
 // enqueueResult reads enqueue's reply for m (status and its state or
@@ -581,14 +607,30 @@ func at[T any](r []any, i int) (T, bool) {
 	return v, ok
 }
 
-// parseRecord turns a script's job record (the id, then fields) into a
-// Message, its lease token and deadline.
+// parseRecord turns a script's job record (pairs of a field and its
+// value, 'id' among them; the last pair of a name wins: see record in
+// the preamble) into a Message, its lease token and deadline. Fields it
+// does not know are skipped.
 func parseRecord(queueName string, rec any) (*queue.Message, string, time.Time, error) {
 	r, _ := rec.([]any)
-	if len(r) != 1+len(fields) {
+	var vals [1 + len(fields)]string // the id, then fields
+	seen := false
+	for i := 0; i+1 < len(r); i += 2 {
+		name, ok1 := r[i].(string)
+		val, ok2 := r[i+1].(string)
+		if !ok1 || !ok2 {
+			return nil, "", time.Time{}, fmt.Errorf("queueredis: malformed job record %v", rec)
+		}
+		if name == "id" {
+			vals[0], seen = val, true
+		} else if k, ok := fieldIndex[name]; ok {
+			vals[k+1] = val
+		}
+	}
+	if len(r)%2 != 0 || !seen {
 		return nil, "", time.Time{}, fmt.Errorf("queueredis: malformed job record %v", rec)
 	}
-	str := func(i int) string { s, _ := r[i].(string); return s }
+	str := func(i int) string { return vals[i] }
 	var bad error
 	num := func(i int) int64 {
 		s := str(i)

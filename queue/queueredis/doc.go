@@ -28,7 +28,8 @@
 // (default "queue") the keys are:
 //
 //	{p:q}:job:<id>         hash: kind, payload, priority, state, attempt, max_attempts,
-//	                       run_at, timeout, unique_key, unique_until, enqueued_at,
+//	                       run_at, timeout (attempt and timeout absent while 0),
+//	                       unique_key, unique_until, enqueued_at,
 //	                       last_error, finished_at, token (the last lease's), lease_until,
 //	                       unique_active (1: its unique key is held while it is not finished),
 //	                       snoozes, started_at, progress_pct, progress_msg, progress_at,

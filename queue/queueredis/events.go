@@ -107,7 +107,9 @@ func (b *Backend) Publish(ctx context.Context, topic string, m *queue.Message) (
 			return nil, err
 		}
 		for _, q := range subs {
-			v, err := b.run(ctx, "Publish", enqueueScript, b.keys(q, m.ID, ""), append(b.base(q), jobArgs(m)...)...)
+			c := *m
+			c.Queue = q
+			v, err := b.run(ctx, "Publish", enqueueScript, b.enqueueKeys(&c), b.enqueueArgs(&c)...)
 			if err != nil {
 				return queues, err
 			}
@@ -144,8 +146,8 @@ for _, q in ipairs(queues) do
   K = {t .. 'ready:default', t .. 'ready:high', t .. 'ready:low', t .. 'scheduled', t .. 'retry', t .. 'active',
     t .. 'done', t .. 'dead', t .. 'wake', t .. 'deadseq', t .. 'job:' .. ARGV[3], t .. 'unique:', t .. 'deadat', t .. 'cancelled',
     t .. 'ids', t .. 'ids:built'}
-  local r = enqueue(K[11], K[12], ARGV, 2, now)
-  if r[1] == 'ok' and r[2] ~= 'again' then wake() end
+  local r = enqueue(K[11], K[12], ready(ARGV[6]), K[4], K[7], K[15], ARGV, 2, now)
+  if r[1] == 'ok' and r[2] ~= 'again' then wake(K[9]) end
   out[#out + 1] = q
   out[#out + 1] = r[1]
 end

@@ -41,7 +41,7 @@ local top = '+'
 if ARGV[3] ~= '' then top = '(' .. ARGV[3] end
 local limit, budget, kind, state = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local ids = redis.call('ZREVRANGEBYLEX', KEYS[15], top, '-', 'LIMIT', 0, budget)
-local out = {''}
+local out, last = {''}, ''
 for _, id in ipairs(ids) do
   local k = base .. id
   local v = redis.call('HMGET', k, 'state', 'kind', 'run_at', 'lease_until')
@@ -51,12 +51,13 @@ for _, id in ipairs(ids) do
     if st == 'active' and (tonumber(v[4]) or 0) <= now then st = 'pending' end
     if (kind == '' or v[2] == kind) and (state == '' or st == state) then
       if #out > limit then
-        out[1] = out[#out][1]
+        out[1] = last
         return out
       end
       local r = record(k, id)
-      r[IDX.state] = st
+      set(r, 'state', st)
       out[#out + 1] = r
+      last = id
     end
   end
 end

@@ -9,17 +9,27 @@ import (
 	"github.com/scalekit-go/scalekit/internal/serverclock"
 )
 
-// fields are a job hash's fields in the order every script returns them,
-// after the job's id (see record in the preamble and parseRecord).
-var fields = []string{
+// fields are a job hash's fields, in parseRecord's order (see record in
+// the preamble).
+var fields = [...]string{
 	"kind", "payload", "priority", "state", "attempt", "max_attempts", "run_at", "timeout",
 	"unique_key", "unique_until", "enqueued_at", "last_error", "finished_at", "token", "lease_until",
 	"unique_active", "snoozes", "started_at", "progress_pct", "progress_msg", "progress_at", "output",
 	"metadata",
 }
 
-// The scripts share one calling convention. KEYS are always the same 16
-// keys of one queue, all under its hash tag (see Backend.keys):
+// fieldIndex is each field's index in fields.
+var fieldIndex = func() map[string]int {
+	m := make(map[string]int, len(fields))
+	for i, f := range fields {
+		m[f] = i
+	}
+	return m
+}()
+
+// The scripts share one calling convention. KEYS are the same 16 keys of
+// one queue, all under its hash tag (see Backend.keys), in every script
+// but enqueueScript, which takes only the 7 it touches:
 //
 //	1-3 ready lists of Default, High and Low jobs (index = priority + 1)
 //	4 scheduled ZSET, 5 retry ZSET (by run-at), 6 active ZSET (by lease
@@ -35,26 +45,51 @@ var fields = []string{
 // Unix microseconds, or -1 to read Redis TIME (serverclock.Micros, read
 // with now_us of serverclock.Lua). Times are stored as Unix
 // microseconds: Lua numbers are doubles, exact for integers up to 2^53,
-// and string.format('%.0f') keeps them out of exponent notation.
+// and fmt ('%d') writes them without exponent notation. Numbers go to
+// redis.call as strings ('0', fmt(n)): Redis formats a Lua number
+// argument with '%.17g', several times the cost.
 var preamble = []luaPiece{
 	{"", serverclock.Lua}, // "": in every script
-	{"FIELDS", `
-local FIELDS = {'` + strings.Join(fields, `', '`) + `'}
-local IDX = {` + fieldIndex() + `}`},
 	{"fmt", `
-local function fmt(n) return string.format('%.0f', n) end`},
+-- fmt is integer n (a time in µs) as a string: '%d', which formats a
+-- 64-bit integer, costs a tenth of '%.0f' (or of tostring, '%.14g', and
+-- of a number passed to redis.call, '%.17g') and is as exact below 2^53.
+local function fmt(n) return string.format('%d', n) end`},
 	{"K", `
 -- K are the keys of the queue that wake, ready and enqueue work on:
 -- KEYS, except in publishScript, which points K at each subscriber
 -- queue's keys in turn.
 local K = KEYS`},
 	{"record", `
--- record is a job as the scripts return it: its id, then FIELDS.
+-- record is a job as the scripts return it: its hash's fields and values
+-- (one HGETALL: a pass over the hash, not a lookup per field), then 'id'
+-- and its id; false when there is no job (no state). get and set read
+-- and change a field of the record last made (set appends a pair for a
+-- field it lacks); parseRecord takes the last pair of a name.
+local AT = {} -- field -> index of its value in the last record; get checks the name before it
 local function record(key, id)
-  local v = redis.call('HMGET', key, unpack(FIELDS))
-  if not v[IDX.state - 1] then return false end
-  table.insert(v, 1, id)
+  local v = redis.call('HGETALL', key)
+  for i = 1, #v, 2 do AT[v[i]] = i + 1 end
+  local i = AT.state
+  if not i or v[i - 1] ~= 'state' then return false end
+  v[#v + 1] = 'id'
+  v[#v + 1] = id
   return v
+end
+local function get(v, name)
+  local i = AT[name]
+  if i and v[i - 1] == name then return v[i] end
+  return nil -- one value, never none: tonumber(get(...)) needs an argument
+end
+local function set(v, name, x)
+  local i = AT[name]
+  if i and v[i - 1] == name then
+    v[i] = x
+  else
+    v[#v + 1] = name
+    v[#v + 1] = x
+    AT[name] = #v
+  end
 end`},
 	{"held", `
 -- held is the fence of every outcome: the job is active under this token
@@ -73,10 +108,14 @@ local function recorded(key, token, states)
   return v[2] == token and states[v[1]] == true
 end`},
 	{"wake", `
--- wake ends the XREAD BLOCK of every Fetch waiting on this queue.
-local function wake()
-  redis.call('XADD', K[9], 'MAXLEN', '~', '1', '*', 'w', '1') -- '~': no trim but of whole nodes, a fraction of the cost
-  redis.call('PEXPIRE', K[9], 86400000)
+-- wake ends the XREAD BLOCK of every Fetch waiting on the queue of wake
+-- stream w. The stream's TTL (a day: an abandoned queue's stream goes
+-- away) is renewed when its new entry is the first of a millisecond (id
+-- "ms-0", as is the first entry of a new stream), not at every wake: at
+-- most one PEXPIRE per millisecond instead of one per call.
+local function wake(w)
+  local id = redis.call('XADD', w, 'MAXLEN', '~', '1', '*', 'w', '1') -- '~': no trim but of whole nodes, a fraction of the cost
+  if string.sub(id, -2) == '-0' then redis.call('PEXPIRE', w, '86400000') end
 end`},
 	{"ready", `
 local function ready(priority) return K[tonumber(priority) + 1] end`},
@@ -111,19 +150,8 @@ local function releaseUnique(k, id, active, ukey)
 end`},
 }
 
-// fieldIndex is the Lua table constructor of IDX: each field's index in
-// a record (the id is 1), a constant table instead of a loop run on
-// every call.
-func fieldIndex() string {
-	parts := make([]string, len(fields))
-	for i, f := range fields {
-		parts[i] = f + " = " + strconv.Itoa(i+2)
-	}
-	return strings.Join(parts, ", ")
-}
-
-// luaPiece is a part of the preamble: Lua code defining name (and, for
-// FIELDS, IDX); a piece without a name is in every script.
+// luaPiece is a part of the preamble: Lua code defining name (record also
+// defines AT, get and set); a piece without a name is in every script.
 type luaPiece struct{ name, code string }
 
 // usedPreamble is the preamble a script body needs: the pieces whose name
@@ -152,12 +180,8 @@ func usedPreamble(body string) string {
 	return b.String()
 }
 
-// mentions reports whether name appears in text as a whole word (IDX
-// counts as FIELDS: they are defined together).
+// mentions reports whether name appears in text as a whole word.
 func mentions(text, name string) bool {
-	if name == "FIELDS" && mentions(text, "IDX") {
-		return true
-	}
 	for i := 0; ; {
 		j := strings.Index(text[i:], name)
 		if j < 0 {
@@ -196,27 +220,30 @@ func readScript(body string) *redis.Script {
 	return redis.NewScript("#!lua flags=no-writes\n" + usedPreamble(body) + body)
 }
 
-// enqueueLua defines enqueue, the body of enqueueScript and
-// enqueueManyScript: it stores one job whose fields are a[o+1..o+14]: id,
-// kind, payload, priority, run_at, timeout (ns), unique_key,
-// unique_until, enqueued_at, max_attempts, attempt, last_error,
-// unique_active (0/1), metadata (a JSON object, empty for none)
-// (enqueueFields in all); jk is its hash, uk its unique hold. It returns
-// {'ok', state}, {'dup', holder id} or {'exists'} and wakes nobody. The
-// same job again (same id, kind and payload: a call go-redis retried
-// after a lost reply, or the caller's retry of an Enqueue that timed out
-// but landed) is {'ok', 'again'}, not a duplicate of itself.
+// enqueueLua defines enqueue, the body of enqueueScript,
+// enqueueManyScript and publishScript: it stores one job whose fields are
+// a[o+1..o+14]: id, kind, payload, priority, run_at, timeout (ns),
+// enqueued_at, max_attempts, then unique_key, unique_until, unique_active
+// (0/1), attempt, last_error, metadata (a JSON object, empty for none)
+// (enqueueFields in all; the last six may be left out, nil, when they are
+// empty or 0: enqueueScript's short form). jk is its hash, uk its unique
+// hold, rk its priority's ready list, sk the scheduled ZSET, dk the done
+// ZSET, ik the ids ZSET. It returns {'ok', state}, {'dup', holder id} or
+// {'exists'} and wakes nobody. The same job again (same id, kind and
+// payload: a call go-redis retried after a lost reply, or the caller's
+// retry of an Enqueue that timed out but landed) is {'ok', 'again'}, not a
+// duplicate of itself.
 const enqueueLua = `
-local function enqueue(jk, uk, a, o, now)
-  local id, kind, payload, prio, runat = a[o + 1], a[o + 2], a[o + 3], a[o + 4], a[o + 5]
-  local ukey, uuntil = a[o + 7], tonumber(a[o + 8])
+local function enqueue(jk, uk, rk, sk, dk, ik, a, o, now)
+  local id, kind, payload, runat = a[o + 1], a[o + 2], a[o + 3], a[o + 5]
+  local ukey = a[o + 9] or ''
   if redis.call('EXISTS', jk) == 1 then
     local v = redis.call('HMGET', jk, 'kind', 'payload')
     if v[1] == kind and v[2] == payload then return {'ok', 'again'} end
     return {'exists'}
   end
-  local active = a[o + 13] == '1'
   if ukey ~= '' then
+    local uuntil, active = tonumber(a[o + 10]), a[o + 11] == '1'
     local h = redis.call('HMGET', uk, 'id', 'until', 'active')
     if h[1] and h[1] ~= id then
       if h[3] == '1' then
@@ -227,42 +254,61 @@ local function enqueue(jk, uk, a, o, now)
         return {'dup', h[1]}
       end
     end
-  end
-  if ukey ~= '' and active then
-    redis.call('DEL', uk)
-    redis.call('HSET', uk, 'id', id, 'until', 0, 'active', '1')
-  elseif ukey ~= '' and uuntil > now then
-    redis.call('DEL', uk)
-    redis.call('HSET', uk, 'id', id, 'until', a[o + 8])
-    redis.call('PEXPIRE', uk, math.max(1, math.ceil((uuntil - now) / 1000)))
+    if active then
+      redis.call('DEL', uk)
+      redis.call('HSET', uk, 'id', id, 'until', '0', 'active', '1')
+    elseif uuntil > now then
+      redis.call('DEL', uk)
+      redis.call('HSET', uk, 'id', id, 'until', a[o + 10])
+      redis.call('PEXPIRE', uk, fmt(math.max(1, math.ceil((uuntil - now) / 1000))))
+    end
   end
   local state = 'pending'
   if tonumber(runat) > now then state = 'scheduled' end
-  redis.call('HSET', jk, 'kind', kind, 'payload', payload, 'priority', prio, 'state', state,
-    'attempt', a[o + 11], 'max_attempts', a[o + 10], 'run_at', runat, 'timeout', a[o + 6], 'enqueued_at', a[o + 9])
-  if ukey ~= '' then redis.call('HSET', jk, 'unique_key', ukey, 'unique_until', a[o + 8]) end
-  if ukey ~= '' and active then redis.call('HSET', jk, 'unique_active', '1') end
-  if a[o + 12] ~= '' then redis.call('HSET', jk, 'last_error', a[o + 12]) end
-  if a[o + 14] ~= '' then redis.call('HSET', jk, 'metadata', a[o + 14]) end
-  redis.call('ZREM', K[7], id) -- a done entry left by an expired hash of the same id
-  redis.call('ZADD', K[15], 0, id)
+  -- attempt and timeout are left out when 0 (every reader takes a
+  -- missing number for 0): each field costs HSET a scan of the hash.
+  local h = {'kind', kind, 'payload', payload, 'priority', a[o + 4], 'state', state,
+    'max_attempts', a[o + 8], 'run_at', runat, 'enqueued_at', a[o + 7]}
+  local attempt, timeout = a[o + 12] or '0', a[o + 6]
+  if attempt ~= '0' then h[#h + 1], h[#h + 2] = 'attempt', attempt end
+  if timeout ~= '0' then h[#h + 1], h[#h + 2] = 'timeout', timeout end
+  if ukey ~= '' then
+    h[#h + 1], h[#h + 2], h[#h + 3], h[#h + 4] = 'unique_key', ukey, 'unique_until', a[o + 10]
+    if a[o + 11] == '1' then h[#h + 1], h[#h + 2] = 'unique_active', '1' end
+  end
+  local lastErr, md = a[o + 13] or '', a[o + 14] or ''
+  if lastErr ~= '' then h[#h + 1], h[#h + 2] = 'last_error', lastErr end
+  if md ~= '' then h[#h + 1], h[#h + 2] = 'metadata', md end
+  redis.call('HSET', jk, unpack(h))
+  redis.call('ZREM', dk, id) -- a done entry left by an expired hash of the same id
+  redis.call('ZADD', ik, '0', id)
   if state == 'scheduled' then
-    redis.call('ZADD', K[4], runat, id)
+    redis.call('ZADD', sk, runat, id)
   else
-    redis.call('RPUSH', ready(prio), id)
+    redis.call('RPUSH', rk, id)
   end
   return {'ok', state}
 end
 `
 
-// enqueueFields is how many ARGV one job takes in the enqueue scripts.
-const enqueueFields = 14
+// enqueueFields is how many ARGV one job takes in enqueueManyScript and
+// publishScript, and in enqueueScript's long form; enqueueShort in its
+// short form.
+const (
+	enqueueFields = 14
+	enqueueShort  = 8
+)
 
-// enqueueScript stores a new job (see enqueueLua). ARGV[3..16]: the job's
-// fields. Reply: enqueue's.
+// enqueueScript stores a new job (see enqueueLua). It has keys of its
+// own, the 7 it touches (Backend.enqueueKeys), not the 16 of the other
+// scripts: each key and argument costs Redis about a microsecond to
+// parse and to put in the script's tables. KEYS: 1 the ready list of the
+// job's priority, 2 scheduled, 3 done, 4 wake, 5 the job's hash, 6 its
+// unique hold, 7 ids. ARGV[3..]: the job's fields, enqueueShort of them
+// when the rest are empty or 0, else enqueueFields. Reply: enqueue's.
 var enqueueScript = script(false, enqueueLua+`
-local r = enqueue(KEYS[11], KEYS[12], ARGV, 2, now_us(ARGV[2]))
-if r[1] == 'ok' and r[2] ~= 'again' then wake() end
+local r = enqueue(KEYS[5], KEYS[6], KEYS[1], KEYS[2], KEYS[3], KEYS[7], ARGV, 2, now_us(ARGV[2]))
+if r[1] == 'ok' and r[2] ~= 'again' then wake(KEYS[4]) end
 return r
 `)
 
@@ -275,13 +321,13 @@ var enqueueManyScript = script(false, enqueueLua+`
 local now = now_us(ARGV[2])
 local out, stored = {}, false
 for o = 2, #ARGV - 1, `+strconv.Itoa(enqueueFields)+` do
-  local id, ukey = ARGV[o + 1], ARGV[o + 7]
-  local r = enqueue(ARGV[1] .. id, uniqueKey(ukey), ARGV, o, now)
+  local id, ukey = ARGV[o + 1], ARGV[o + 9]
+  local r = enqueue(ARGV[1] .. id, uniqueKey(ukey), ready(ARGV[o + 4]), K[4], K[7], K[15], ARGV, o, now)
   out[#out + 1] = r[1]
   out[#out + 1] = r[2] or ''
   if r[1] == 'ok' and r[2] ~= 'again' then stored = true end
 end
-if stored then wake() end
+if stored then wake(K[9]) end
 return out
 `)
 
@@ -303,7 +349,7 @@ local function fetch(base, now, a, f)
   local nowf = fmt(now)
   local due = {}
   for z = 4, 5 do
-    local r = redis.call('ZRANGEBYSCORE', KEYS[z], '-inf', nowf, 'WITHSCORES', 'LIMIT', 0, 1000)
+    local r = redis.call('ZRANGEBYSCORE', KEYS[z], '-inf', nowf, 'WITHSCORES', 'LIMIT', '0', '1000')
     local ids = {}
     for i = 1, #r, 2 do
       ids[#ids + 1] = r[i]
@@ -324,7 +370,7 @@ local function fetch(base, now, a, f)
       redis.call('RPUSH', ready(p), d[1])
     end
   end
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', nowf, 'LIMIT', 0, 1000)
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', nowf, 'LIMIT', '0', '1000')
   for i = #expired, 1, -1 do
     local id = expired[i]
     local k = base .. id
@@ -336,14 +382,14 @@ local function fetch(base, now, a, f)
     end
   end
   if #expired > 0 then redis.call('ZREM', KEYS[6], unpack(expired)) end
-  local old = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', '(' .. fmt(now - retention), 'LIMIT', 0, 1000)
+  local old = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', '(' .. fmt(now - retention), 'LIMIT', '0', '1000')
   for _, id in ipairs(old) do
     local st = redis.call('HGET', base .. id, 'state')
     if st == 'done' then redis.call('DEL', base .. id) end
     if st == 'done' or not st then redis.call('ZREM', KEYS[15], id) end
   end
   if #old > 0 then redis.call('ZREM', KEYS[7], unpack(old)) end
-  local oldDead = redis.call('ZRANGEBYSCORE', KEYS[13], '-inf', '(' .. fmt(now - deadRet), 'LIMIT', 0, 1000)
+  local oldDead = redis.call('ZRANGEBYSCORE', KEYS[13], '-inf', '(' .. fmt(now - deadRet), 'LIMIT', '0', '1000')
   for _, id in ipairs(oldDead) do
     local k = base .. id
     if redis.call('HGET', k, 'state') == 'dead' then
@@ -354,7 +400,7 @@ local function fetch(base, now, a, f)
     end
   end
   if #oldDead > 0 then redis.call('ZREM', KEYS[13], unpack(oldDead)) end
-  local oldCancelled = redis.call('ZRANGEBYSCORE', KEYS[14], '-inf', '(' .. fmt(now - deadRet), 'LIMIT', 0, 1000)
+  local oldCancelled = redis.call('ZRANGEBYSCORE', KEYS[14], '-inf', '(' .. fmt(now - deadRet), 'LIMIT', '0', '1000')
   for _, id in ipairs(oldCancelled) do
     if redis.call('HGET', base .. id, 'state') == 'cancelled' then
       redis.call('DEL', base .. id)
@@ -370,16 +416,20 @@ local function fetch(base, now, a, f)
   for o = f + 5, f + 7 do
     local need = max - n
     if need <= 0 then break end
-    local ids = redis.call('LPOP', ready(a[o]), need)
+    local ids = redis.call('LPOP', ready(a[o]), fmt(need))
     if ids then
       for _, id in ipairs(ids) do
         local k = base .. id
         local v = record(k, id) -- false: the hash is gone (a deleted job)
         if v then
           n = n + 1
-          local attempt, t = (tonumber(v[IDX.attempt]) or 0) + 1, tok .. '.' .. n
+          local attempt, t = fmt((tonumber(get(v, 'attempt')) or 0) + 1), tok .. '.' .. fmt(n)
           redis.call('HSET', k, 'attempt', attempt, 'state', 'active', 'token', t, 'lease_until', untilf, 'started_at', nowf)
-          v[IDX.attempt], v[IDX.state], v[IDX.token], v[IDX.lease_until], v[IDX.started_at] = tostring(attempt), 'active', t, untilf, nowf
+          set(v, 'attempt', attempt)
+          set(v, 'state', 'active')
+          set(v, 'token', t)
+          set(v, 'lease_until', untilf)
+          set(v, 'started_at', nowf)
           leased[#leased + 1] = untilf
           leased[#leased + 1] = id
           out[#out + 1] = v
@@ -390,7 +440,7 @@ local function fetch(base, now, a, f)
   if n > 0 then redis.call('ZADD', KEYS[6], unpack(leased)) end
   if n == 0 then
     for z = 4, 6 do
-      local first = redis.call('ZRANGE', KEYS[z], 0, 0, 'WITHSCORES')
+      local first = redis.call('ZRANGE', KEYS[z], '0', '0', 'WITHSCORES')
       if first[2] then
         local d = math.max(0, tonumber(first[2]) - now)
         if out[1] < 0 or d < out[1] then out[1] = d end
@@ -511,7 +561,7 @@ else
   redis.call('HSET', k, 'state', 'pending', 'last_error', ARGV[5], 'run_at', ARGV[6])
   redis.call('RPUSH', ready(v[3]), id)
 end
-wake()
+wake(KEYS[9])
 return 1
 `)
 
@@ -541,7 +591,7 @@ else
     redis.call('RPUSH', ready(p), id)
   end
 end
-wake()
+wake(KEYS[9])
 return 1
 `)
 
@@ -551,9 +601,9 @@ var jobScript = readScript(`
 local now = now_us(ARGV[2])
 local v = record(KEYS[11], ARGV[3])
 if not v then return false end
-local st = v[IDX.state]
-if (st == 'scheduled' or st == 'retry') and (tonumber(v[IDX.run_at]) or 0) <= now then v[IDX.state] = 'pending' end
-if st == 'active' and (tonumber(v[IDX.lease_until]) or 0) <= now then v[IDX.state] = 'pending' end
+local st = get(v, 'state')
+if (st == 'scheduled' or st == 'retry') and (tonumber(get(v, 'run_at')) or 0) <= now then set(v, 'state', 'pending') end
+if st == 'active' and (tonumber(get(v, 'lease_until')) or 0) <= now then set(v, 'state', 'pending') end
 return v
 `)
 
@@ -573,16 +623,16 @@ end
 local pending = 0
 for i = 1, 3 do
   pending = pending + redis.call('LLEN', KEYS[i])
-  local head = redis.call('LINDEX', KEYS[i], 0)
+  local head = redis.call('LINDEX', KEYS[i], '0')
   if head then candidate(redis.call('HGET', base .. head, 'run_at')) end
 end
 for z = 4, 5 do
   pending = pending + redis.call('ZCOUNT', KEYS[z], '-inf', nowf)
-  local f = redis.call('ZRANGEBYSCORE', KEYS[z], '-inf', nowf, 'WITHSCORES', 'LIMIT', 0, 1)
+  local f = redis.call('ZRANGEBYSCORE', KEYS[z], '-inf', nowf, 'WITHSCORES', 'LIMIT', '0', '1')
   if f[2] then candidate(f[2]) end
 end
 pending = pending + redis.call('ZCOUNT', KEYS[6], '-inf', nowf)
-local exp = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', nowf, 'LIMIT', 0, 1)
+local exp = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', nowf, 'LIMIT', '0', '1')
 if exp[1] then candidate(redis.call('HGET', base .. exp[1], 'run_at')) end
 local lag = 0
 if oldest >= 0 then lag = math.max(0, now - oldest) end
@@ -601,7 +651,7 @@ return {pending,
 var deadScript = readScript(`
 local base = ARGV[1]
 local out = {}
-for _, id in ipairs(redis.call('ZREVRANGE', KEYS[8], 0, tonumber(ARGV[3]) - 1)) do
+for _, id in ipairs(redis.call('ZREVRANGE', KEYS[8], '0', fmt(tonumber(ARGV[3]) - 1))) do
   local v = record(base .. id, id)
   if v then out[#out + 1] = v end
 end
@@ -618,10 +668,10 @@ local now = now_us(ARGV[2])
 redis.call('ZREM', KEYS[8], id)
 redis.call('ZREM', KEYS[13], id)
 redis.call('ZREM', KEYS[14], id)
-redis.call('HSET', k, 'state', 'pending', 'attempt', 0, 'run_at', fmt(now))
+redis.call('HSET', k, 'state', 'pending', 'attempt', '0', 'run_at', fmt(now))
 redis.call('HDEL', k, 'finished_at', 'token')
 redis.call('RPUSH', ready(redis.call('HGET', k, 'priority')), id)
-wake()
+wake(KEYS[9])
 return 1
 `)
 

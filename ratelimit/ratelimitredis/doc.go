@@ -51,8 +51,12 @@
 //
 // AllowMany decides many keys in one round trip: one script decides them
 // in order (a key named twice is decided twice, the second seeing the
-// first), exactly as separate AllowN calls would. On a Cluster the keys
-// are grouped by hash slot, one script per slot, pipelined per node.
+// first), exactly as separate AllowN calls would. On a Cluster one script
+// per master decides all of its keys, whatever their slots (Redis 7's
+// allow-cross-slot-keys script flag; a node that no longer serves a key,
+// after a slot moved, refuses the script before deciding anything, and
+// those keys go again by slot through the Cluster client, which follows
+// the redirection; before Redis 7, one script per slot).
 //
 // Options.Coalesce makes concurrent AllowN calls of one Limiter share
 // round trips, with the same exact decisions. There is no linger timer:

@@ -263,6 +263,9 @@ type Limiter struct {
 	ls *leaser    // nil without Options.Lease
 
 	allowed, denied, trips, batches, batched atomic.Uint64
+	// perSlot: the Cluster's nodes cannot run gcraNodeScript (Redis
+	// before 7), so batches go by hash slot.
+	perSlot atomic.Bool
 }
 
 // New returns a Limiter, or an error naming the option to fix.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -23,7 +25,10 @@ import (
 // gcraScript), the number of limits nl, per limit its field, tolerance µs
 // and ns, then per key and limit n*interval µs and ns. Reply: per key, as
 // gcraScript's reply, one after the other.
-var gcraManyScript = redis.NewScript(gcraLib + `
+var gcraManyScript = redis.NewScript(gcraLib + gcraManyBody)
+
+// gcraManyBody is gcraManyScript after gcraLib.
+const gcraManyBody = `
 local nowus, nowns = now_us_ns(ARGV[1], ARGV[2])
 local nl = tonumber(ARGV[3])
 local fields, tus, tns = {}, {}, {}
@@ -68,7 +73,25 @@ for k = 1, #KEYS do
   r = r + 1 + 2 * nl
 end
 return reply
-`)
+`
+
+// gcraNodeScript is gcraManyScript for the keys of several hash slots
+// held by one Cluster node: one call decides a whole batch's keys on that
+// node, where gcraManyScript needs one call per slot. The keys go in
+// ARGV, not KEYS (Redis refuses declared keys of several slots with
+// CROSSSLOT before running anything); the allow-cross-slot-keys flag
+// (Redis 7) lets the script use them, and Redis still refuses a key this
+// node does not serve (moved, or migrating and already gone) with a "non
+// local key" error. So that such an error writes nothing, the script
+// touches every key (EXISTS) before deciding any.
+//
+// ARGV: the number of keys nk, the nk keys, then gcraManyScript's ARGV.
+// Reply: gcraManyScript's.
+var gcraNodeScript = redis.NewScript(`#!lua flags=allow-cross-slot-keys
+local nk = tonumber(ARGV[1])
+local KEYS, ARGV = {unpack(ARGV, 2, nk + 1)}, {unpack(ARGV, nk + 2)}
+for k = 1, nk do redis.call('EXISTS', KEYS[k]) end
+` + gcraLib + gcraManyBody)
 
 // maxScriptKeys is the most keys one gcraManyScript call decides: a
 // larger batch is several calls in one pipeline, so that no single script
@@ -85,8 +108,8 @@ type item struct {
 }
 
 // AllowMany decides for n events of each key in one round trip (on a
-// Cluster, one per master holding the keys: keys are grouped by hash slot
-// into scripts, and the scripts by node into pipelines). decisions[i] is
+// Cluster, one per master holding the keys, in parallel, each one script
+// per 128 keys whatever their slots: see the package doc). decisions[i] is
 // keys[i]'s Decision, exactly the one AllowN(ctx, keys[i], n) would have
 // made at that moment; a key named twice is decided twice, in order. While
 // Redis (or one Cluster node) is unavailable, the keys it could not decide
@@ -163,42 +186,150 @@ func (l *Limiter) decideItems(ctx context.Context, items []*item, deadline time.
 }
 
 // runItems sends the scripts deciding items: one gcraManyScript for a
-// single Redis, one per hash slot on a Cluster (one call per key on any
-// other client), at most maxScriptKeys keys each, pipelined. A group of
-// one key runs the one-key script.
+// single Redis; on a Cluster one gcraNodeScript per master holding keys
+// (runNodes), else one gcraManyScript per hash slot; one call per key on
+// any other client. At most maxScriptKeys keys a call, pipelined. A group
+// of one key runs the one-key script.
 func (l *Limiter) runItems(ctx context.Context, items []*item) error {
 	var groups [][]*item
-	switch l.b.client.(type) {
+	switch c := l.b.client.(type) {
 	case *redis.Client:
-		for len(items) > 0 {
-			m := min(len(items), maxScriptKeys)
-			groups = append(groups, items[:m])
-			items = items[m:]
-		}
+		groups = chunks(items)
 	case *redis.ClusterClient:
-		bySlot := map[int]int{} // slot -> index in groups
-		for _, it := range items {
-			s := redisx.Slot(l.b.key(it.key, l.suffix))
-			g, ok := bySlot[s]
-			if !ok || len(groups[g]) == maxScriptKeys {
-				g = len(groups)
-				bySlot[s] = g
-				groups = append(groups, nil)
-			}
-			groups[g] = append(groups[g], it)
+		if len(items) > 1 && !l.perSlot.Load() {
+			return l.runNodes(ctx, c, items)
 		}
+		groups = l.bySlot(items)
 	default:
 		for _, it := range items {
 			groups = append(groups, []*item{it})
 		}
 	}
+	return l.runGroups(ctx, l.b.client, groups, false)
+}
+
+// chunks cuts items into groups of at most maxScriptKeys.
+func chunks(items []*item) [][]*item {
+	var groups [][]*item
+	for len(items) > 0 {
+		m := min(len(items), maxScriptKeys)
+		groups = append(groups, items[:m])
+		items = items[m:]
+	}
+	return groups
+}
+
+// bySlot groups items by hash slot, at most maxScriptKeys a group.
+func (l *Limiter) bySlot(items []*item) [][]*item {
+	var groups [][]*item
+	bySlot := map[int]int{} // slot -> index in groups
+	for _, it := range items {
+		s := redisx.Slot(l.b.key(it.key, l.suffix))
+		g, ok := bySlot[s]
+		if !ok || len(groups[g]) == maxScriptKeys {
+			g = len(groups)
+			bySlot[s] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], it)
+	}
+	return groups
+}
+
+// runNodes decides items on a Cluster with one gcraNodeScript call per
+// master (per maxScriptKeys keys), the masters in parallel, each on its
+// own connection. The master of a key is the client's view of the
+// Cluster: when a node refuses a key it no longer serves (a slot moved or
+// migrating), or a group at all (a Redis before 7 does not know the
+// script's flag; then every later batch goes by slot), that node's items
+// are decided by slot through the Cluster client, which follows the
+// redirections.
+func (l *Limiter) runNodes(ctx context.Context, cc *redis.ClusterClient, items []*item) error {
+	type node struct {
+		c     *redis.Client
+		items []*item
+		err   error
+	}
+	var nodes []*node
+	byNode := map[*redis.Client]*node{}
+	for _, it := range items {
+		c, err := cc.MasterForKey(ctx, l.b.key(it.key, l.suffix))
+		if err != nil {
+			return err
+		}
+		n := byNode[c]
+		if n == nil {
+			n = &node{c: c}
+			byNode[c] = n
+			nodes = append(nodes, n)
+		}
+		n.items = append(n.items, it)
+	}
+	var wg sync.WaitGroup
+	for _, n := range nodes[1:] {
+		wg.Go(func() { n.err = l.runGroups(ctx, n.c, chunks(n.items), true) })
+	}
+	nodes[0].err = l.runGroups(ctx, nodes[0].c, chunks(nodes[0].items), true)
+	wg.Wait()
+	var first error
+	var again []*item
+	for _, n := range nodes {
+		switch {
+		case n.err == nil:
+		case refusedKeys(n.err):
+			if scriptUnknown(n.err) {
+				l.perSlot.Store(true)
+			}
+			for _, it := range n.items {
+				if !it.ok {
+					again = append(again, it)
+				}
+			}
+		case first == nil:
+			first = n.err
+		}
+	}
+	if first != nil || len(again) == 0 {
+		return first
+	}
+	return l.runGroups(ctx, cc, l.bySlot(again), false)
+}
+
+// refusedKeys reports whether err is a Cluster node refusing keys it does
+// not serve (or a script it cannot run), as opposed to Redis failing:
+// those keys are decided again by slot.
+func refusedKeys(err error) bool {
+	var re redis.Error
+	if !errors.As(err, &re) {
+		return false
+	}
+	for _, p := range []string{"MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN"} {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return strings.Contains(err.Error(), "non local key") || scriptUnknown(err)
+}
+
+// scriptUnknown reports whether err is a Redis that cannot run
+// gcraNodeScript at all (before 7.0: no shebang, no cross-slot flag).
+func scriptUnknown(err error) bool {
+	m := err.Error()
+	return strings.Contains(m, "compiling script") || strings.Contains(m, "shebang") || strings.Contains(m, "allow-cross-slot-keys")
+}
+
+// runGroups decides each group with one script call on client (node:
+// gcraNodeScript for groups of several keys), pipelined when there are
+// several, loading the scripts and sending again what Redis refused with
+// NOSCRIPT.
+func (l *Limiter) runGroups(ctx context.Context, client redis.UniversalClient, groups [][]*item, node bool) error {
 	nowUS, nowNS := serverclock.MicrosNanos(l.b.clk)
 	calls := make([]scriptCall, len(groups))
 	for i, g := range groups {
-		calls[i] = l.call(g, nowUS, nowNS)
+		calls[i] = l.call(g, nowUS, nowNS, node)
 	}
 	if len(calls) == 1 {
-		vals, err := calls[0].script.Run(ctx, l.b.client, calls[0].keys, calls[0].argv...).Slice()
+		vals, err := calls[0].script.Run(ctx, client, calls[0].keys, calls[0].argv...).Slice()
 		if err != nil {
 			return err
 		}
@@ -210,7 +341,7 @@ func (l *Limiter) runItems(ctx context.Context, items []*item) error {
 	}
 	for attempt := 0; ; attempt++ {
 		cmds := make([]*redis.Cmd, len(todo))
-		_, _ = l.b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		_, _ = client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for j, i := range todo {
 				cmds[j] = calls[i].script.EvalSha(ctx, p, calls[i].keys, calls[i].argv...)
 			}
@@ -243,8 +374,11 @@ func (l *Limiter) runItems(ctx context.Context, items []*item) error {
 		}
 		// A SCRIPT FLUSH, restart or failover dropped the scripts: load
 		// them (on every master of a Cluster) and send what was refused.
-		for _, sc := range []*redis.Script{gcraManyScript, l.script} {
-			if err := sc.Load(ctx, l.b.client).Err(); err != nil {
+		for _, sc := range []*redis.Script{gcraManyScript, gcraNodeScript, l.script} {
+			if sc == gcraNodeScript && !node {
+				continue
+			}
+			if err := sc.Load(ctx, client).Err(); err != nil {
 				return err
 			}
 		}
@@ -263,19 +397,31 @@ type scriptCall struct {
 // one-key scripts skip the batch script's setup, so a Cluster batch of
 // keys in distinct slots costs no more than separate calls), else
 // gcraManyScript. Both reply alike for each key.
-func (l *Limiter) call(group []*item, nowUS, nowNS int64) scriptCall {
+func (l *Limiter) call(group []*item, nowUS, nowNS int64, node bool) scriptCall {
 	if len(group) == 1 {
 		return scriptCall{script: l.script, keys: []string{l.b.key(group[0].key, l.suffix)}, argv: l.argv(group[0].n, nowUS, nowNS)}
 	}
 	nl := len(l.p)
 	c := scriptCall{script: gcraManyScript, keys: make([]string, len(group)), argv: make([]any, 0, 3+3*nl+2*nl*len(group))}
+	if node {
+		// gcraNodeScript: the keys lead ARGV, none is declared.
+		c.script = gcraNodeScript
+		c.argv = make([]any, 0, 1+len(group)+3+3*nl+2*nl*len(group))
+		c.argv = append(c.argv, len(group))
+		for _, it := range group {
+			c.argv = append(c.argv, l.b.key(it.key, l.suffix))
+		}
+		c.keys = nil
+	}
 	c.argv = append(c.argv, nowUS, nowNS, nl)
 	for i := range l.p {
 		a := l.args[5*i:]
 		c.argv = append(c.argv, a[0], a[3], a[4])
 	}
 	for k, it := range group {
-		c.keys[k] = l.b.key(it.key, l.suffix)
+		if !node {
+			c.keys[k] = l.b.key(it.key, l.suffix)
+		}
 		for _, iv := range l.iv {
 			t := int64(it.n) * iv
 			c.argv = append(c.argv, t/1000, t%1000)
