@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -371,5 +372,25 @@ func TestDefaultL1TTLIsAFractionOfTTL(t *testing.T) {
 	c := newCache(t, Options{TTL: time.Minute})
 	if c.o.L1TTL != 6*time.Second {
 		t.Fatalf("default L1TTL for TTL 1m: %v, want 6s", c.o.L1TTL)
+	}
+}
+
+// The L1's maintenance after a write (eviction) runs in the writing
+// goroutine: right after a run of Sets the L1 holds at most MaxEntries
+// (plus the one a drain another goroutine held back may leave), where a
+// drain in a goroutine of its own left the writes it had not applied yet.
+func TestL1WritesEvictInTheWriter(t *testing.T) {
+	const max = 16
+	c := newCache(t, Options{TTL: time.Minute, MaxEntries: max})
+	ctx := context.Background()
+	for round := 0; round < 20; round++ {
+		for i := 0; i < 200; i++ {
+			if err := c.Set(ctx, "k"+strconv.Itoa(round*200+i), "v"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := c.Stats().Entries; n > max+1 {
+			t.Fatalf("round %d: %d entries right after the Sets, MaxEntries %d", round, n, max)
+		}
 	}
 }
