@@ -386,14 +386,19 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, batch BatchLoader
 // it has one (false, with the zero value, for a key that does not exist,
 // whose load failed or that was not ready when ctx ended). found may be
 // nil when the zero value tells enough (a pointer V, say). vals and a
-// non-nil found must be at least len(keys) long (it panics otherwise);
-// their first len(keys) elements are overwritten, the rest untouched.
+// non-nil found must be at least len(keys) long (else it returns an error
+// wrapping ErrInvalid and loads nothing); their first len(keys) elements
+// are overwritten, the rest untouched.
 // The protocol, the loads and the error are GetMany's. Building GetMany's
 // map costs more than reading the keys from the L1: with slices reused
 // across calls, a GetManyInto whose keys are all fresh in the L1
 // allocates nothing and costs less than a Get per key.
 func (c *Cache[V]) GetManyInto(ctx context.Context, keys []string, vals []V, found []bool, batch BatchLoader[V]) error {
-	return c.getMany(ctx, keys, keys, batch, intoOut(len(keys), vals, found))
+	out, err := intoOut(len(keys), vals, found)
+	if err != nil {
+		return err
+	}
+	return c.getMany(ctx, keys, keys, batch, out)
 }
 
 // manyOut is where getMany answers: a map keyed by id (GetMany), or
@@ -404,10 +409,14 @@ type manyOut[V any] struct {
 	found []bool
 }
 
-// intoOut is GetManyInto's manyOut for n keys, cleared.
-func intoOut[V any](n int, vals []V, found []bool) manyOut[V] {
-	if len(vals) < n || found != nil && len(found) < n {
-		panic(fmt.Sprintf("cache: GetManyInto: %d keys, but %d vals and %d found", n, len(vals), len(found)))
+// intoOut is GetManyInto's manyOut for n keys, cleared, or an error
+// when vals or found is too short.
+func intoOut[V any](n int, vals []V, found []bool) (manyOut[V], error) {
+	switch {
+	case len(vals) < n:
+		return manyOut[V]{}, fmt.Errorf("%w: GetManyInto: %d keys but len(vals) is %d: vals must be at least as long as keys", ErrInvalid, n, len(vals))
+	case found != nil && len(found) < n:
+		return manyOut[V]{}, fmt.Errorf("%w: GetManyInto: %d keys but len(found) is %d: found must be nil or at least as long as keys", ErrInvalid, n, len(found))
 	}
 	vals = vals[:n]
 	clear(vals)
@@ -415,7 +424,7 @@ func intoOut[V any](n int, vals []V, found []bool) manyOut[V] {
 		found = found[:n]
 		clear(found)
 	}
-	return manyOut[V]{vals: vals, found: found}
+	return manyOut[V]{vals: vals, found: found}, nil
 }
 
 // put answers key i (id its id) with v.

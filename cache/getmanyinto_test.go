@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -51,21 +52,26 @@ func TestGetManyInto(t *testing.T) {
 	}
 }
 
-func TestGetManyIntoShortSlicesPanic(t *testing.T) {
+// Slices shorter than the keys are a clear error, not a panic, and load
+// nothing.
+func TestGetManyIntoShortSlices(t *testing.T) {
 	c := newCache(t, Options{TTL: time.Minute})
-	batch := func(ctx context.Context, keys []string) (map[string]string, error) { return nil, nil }
+	loads := 0
+	batch := func(ctx context.Context, keys []string) (map[string]string, error) { loads++; return nil, nil }
 	for _, tc := range []struct {
 		name  string
 		vals  []string
 		found []bool
 	}{{"vals", make([]string, 1), nil}, {"found", make([]string, 2), make([]bool, 1)}} {
 		t.Run(tc.name, func(t *testing.T) {
-			defer func() {
-				if r := recover(); r == nil || !strings.Contains(r.(string), "GetManyInto") {
-					t.Fatalf("recovered %v, want GetManyInto's panic", r)
-				}
-			}()
-			c.GetManyInto(context.Background(), []string{"a", "b"}, tc.vals, tc.found, batch)
+			err := c.GetManyInto(context.Background(), []string{"a", "b"}, tc.vals, tc.found, batch)
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "len("+tc.name+")") || loads != 0 {
+				t.Fatalf("err %v after %d loads, want ErrInvalid naming %s and no load", err, loads, tc.name)
+			}
+			err = c.Namespace("n").GetManyInto(context.Background(), []string{"a", "b"}, tc.vals, tc.found, batch)
+			if !errors.Is(err, ErrInvalid) || loads != 0 {
+				t.Fatalf("namespace: err %v after %d loads, want ErrInvalid and no load", err, loads)
+			}
 		})
 	}
 }

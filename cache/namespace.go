@@ -106,7 +106,10 @@ func (n *Namespace[V]) GetMany(ctx context.Context, ids []string, batch BatchLoa
 // GetManyInto is Cache.GetManyInto of ids in the namespace: vals[i] and
 // found[i] answer ids[i]; batch sees the ids.
 func (n *Namespace[V]) GetManyInto(ctx context.Context, ids []string, vals []V, found []bool, batch BatchLoader[V]) error {
-	out := intoOut(len(ids), vals, found)
+	out, err := intoOut(len(ids), vals, found)
+	if err != nil {
+		return err
+	}
 	return n.c.getMany(ctx, n.keys(ctx, ids), ids, batch, out)
 }
 
