@@ -105,6 +105,16 @@ type item struct {
 	n   int
 	d   ratelimit.Decision
 	ok  bool
+	rk  string // the Redis key, once rkey made it
+}
+
+// rkey is it's Redis key, made once however many times a batch's grouping
+// and its script call ask for it.
+func (l *Limiter) rkey(it *item) string {
+	if it.rk == "" {
+		it.rk = l.b.key(it.key, l.suffix)
+	}
+	return it.rk
 }
 
 // AllowMany decides for n events of each key in one round trip (on a
@@ -224,7 +234,7 @@ func (l *Limiter) bySlot(items []*item) [][]*item {
 	var groups [][]*item
 	bySlot := map[int]int{} // slot -> index in groups
 	for _, it := range items {
-		s := redisx.Slot(l.b.key(it.key, l.suffix))
+		s := redisx.Slot(l.rkey(it))
 		g, ok := bySlot[s]
 		if !ok || len(groups[g]) == maxScriptKeys {
 			g = len(groups)
@@ -253,7 +263,7 @@ func (l *Limiter) runNodes(ctx context.Context, cc *redis.ClusterClient, items [
 	var nodes []*node
 	byNode := map[*redis.Client]*node{}
 	for _, it := range items {
-		c, err := cc.MasterForKey(ctx, l.b.key(it.key, l.suffix))
+		c, err := cc.MasterForKey(ctx, l.rkey(it))
 		if err != nil {
 			return err
 		}
@@ -399,7 +409,7 @@ type scriptCall struct {
 // gcraManyScript. Both reply alike for each key.
 func (l *Limiter) call(group []*item, nowUS, nowNS int64, node bool) scriptCall {
 	if len(group) == 1 {
-		return scriptCall{script: l.script, keys: []string{l.b.key(group[0].key, l.suffix)}, argv: l.argv(group[0].n, nowUS, nowNS)}
+		return scriptCall{script: l.script, keys: []string{l.rkey(group[0])}, argv: l.argv(group[0].n, nowUS, nowNS)}
 	}
 	nl := len(l.p)
 	c := scriptCall{script: gcraManyScript, keys: make([]string, len(group)), argv: make([]any, 0, 3+3*nl+2*nl*len(group))}
@@ -409,7 +419,7 @@ func (l *Limiter) call(group []*item, nowUS, nowNS int64, node bool) scriptCall 
 		c.argv = make([]any, 0, 1+len(group)+3+3*nl+2*nl*len(group))
 		c.argv = append(c.argv, len(group))
 		for _, it := range group {
-			c.argv = append(c.argv, l.b.key(it.key, l.suffix))
+			c.argv = append(c.argv, l.rkey(it))
 		}
 		c.keys = nil
 	}
@@ -420,7 +430,7 @@ func (l *Limiter) call(group []*item, nowUS, nowNS int64, node bool) scriptCall 
 	}
 	for k, it := range group {
 		if !node {
-			c.keys[k] = l.b.key(it.key, l.suffix)
+			c.keys[k] = l.rkey(it)
 		}
 		for _, iv := range l.iv {
 			t := int64(it.n) * iv
