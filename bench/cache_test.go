@@ -249,10 +249,7 @@ type user struct {
 // against BenchmarkRedisGet, the floor.
 func BenchmarkCacheHitL2(b *testing.B) {
 	const parallelism, perWorker = 16, 256
-	r := testinfra.Redis(b)
-	rt := &testinfra.RoundTrips{}
-	r.Client.AddHook(rt)
-	pid := redisPID(b, r.Client)
+	r, rt, cpu := measuredRedis(b)
 	ctx := context.Background()
 	workers, keys, all := workerKeys(parallelism, perWorker)
 	want := adaUser
@@ -267,7 +264,7 @@ func BenchmarkCacheHitL2(b *testing.B) {
 	// than wall time: with server and client on the same two cores,
 	// throughput follows their sum).
 	measure := func(b *testing.B, trips bool, get func(k string) error) {
-		t0, c0, u0 := rt.Load(), procTreeCPU(pid), selfCPU()
+		t0, c0, u0 := rt.Load(), cpu(), selfCPU()
 		runOverKeys(b, parallelism, mine, get)
 		n := float64(b.N)
 		if trips {
@@ -277,7 +274,7 @@ func BenchmarkCacheHitL2(b *testing.B) {
 			}
 			b.ReportMetric(got/n, "trips/op")
 		}
-		b.ReportMetric(float64(procTreeCPU(pid)-c0)*1e6/clockTicks/n, "srv-µs/op")
+		b.ReportMetric(float64(cpu()-c0)*1e6/clockTicks/n, "srv-µs/op")
 		b.ReportMetric(float64(selfCPU()-u0)/1e3/n, "cli-µs/op")
 	}
 	b.Run("scalekit", func(b *testing.B) {

@@ -57,7 +57,7 @@ const (
 func BenchmarkCeiling(b *testing.B) {
 	ctx := context.Background()
 	b.Run("redis-get", func(b *testing.B) {
-		r, rt, cpu := ceilingRedis(b)
+		r, rt, cpu := measuredRedis(b)
 		val := bytes.Repeat([]byte("x"), 128)
 		for i := range 1000 {
 			if err := r.Client.Set(ctx, "c:"+strconv.Itoa(i), val, 0).Err(); err != nil {
@@ -74,7 +74,7 @@ func BenchmarkCeiling(b *testing.B) {
 		})
 	})
 	b.Run("redis-limit", func(b *testing.B) {
-		r, rt, cpu := ceilingRedis(b)
+		r, rt, cpu := measuredRedis(b)
 		gcra := redis.NewScript(`
 local now = redis.call('TIME')
 local t = now[1] * 1000000 + now[2]
@@ -110,7 +110,7 @@ redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1`)
 	b.Run("redis-enqueue", func(b *testing.B) {
-		r, rt, cpu := ceilingRedis(b)
+		r, rt, cpu := measuredRedis(b)
 		if err := enqueue.Load(ctx, r.Client).Err(); err != nil {
 			b.Fatal(err)
 		}
@@ -121,7 +121,7 @@ return 1`)
 		})
 	})
 	b.Run("redis-queue", func(b *testing.B) {
-		r, rt, cpu := ceilingRedis(b)
+		r, rt, cpu := measuredRedis(b)
 		payload := bytes.Repeat([]byte("p"), 64)
 		for at := 0; at < b.N; at += 1000 {
 			p := r.Client.Pipeline()
@@ -240,9 +240,9 @@ func ceilingQueue(b *testing.B, trips func() int64, cpu func() uint64, cycle fun
 	p.stop()
 }
 
-// ceilingRedis is a fresh redis-server, the round trips of its client and
-// the server's CPU (clock ticks).
-func ceilingRedis(b *testing.B) (*testinfra.RedisFixture, *testinfra.RoundTrips, func() uint64) {
+// measuredRedis is a fresh redis-server, the round trips of its client and
+// the server's CPU (clock ticks), for every benchmark that reports them.
+func measuredRedis(b *testing.B) (*testinfra.RedisFixture, *testinfra.RoundTrips, func() uint64) {
 	r := testinfra.Redis(b)
 	rt := &testinfra.RoundTrips{}
 	r.Client.AddHook(rt)

@@ -160,16 +160,13 @@ func pgInserters(b *testing.B, query string, rt *testinfra.RoundTrips) (int, *qu
 // round trips of its client, the server's CPU time (clock ticks) and a
 // scalekit-redis Client.
 func redisInserter(b *testing.B) (*testinfra.RedisFixture, *testinfra.RoundTrips, func() uint64, *queue.Client) {
-	r := testinfra.Redis(b)
-	rt := &testinfra.RoundTrips{}
-	r.Client.AddHook(rt)
-	pid := redisPID(b, r.Client)
+	r, rt, cpu := measuredRedis(b)
 	be, err := queueredis.New(queueredis.Options{Client: r.Client})
 	if err != nil {
 		b.Fatal(err)
 	}
 	c, _ := queue.NewClient(queue.ClientOptions{Backend: be})
-	return r, rt, func() uint64 { return procTreeCPU(pid) }, c
+	return r, rt, cpu, c
 }
 
 // enqueueAll is c.EnqueueMany(reqs), every job stored.

@@ -33,11 +33,8 @@ import (
 //   - scalekit-lease: Options.Lease 64 (not exact: see its bound).
 //   - redis_rate: go-redis/redis_rate/v10, one script per decision.
 func BenchmarkRedisAllow(b *testing.B) {
-	r := testinfra.Redis(b)
-	rt := &testinfra.RoundTrips{}
-	r.Client.AddHook(rt)
-	pid := redisPID(b, r.Client)
-	benchAllow(b, r.Client, "", rt, func() uint64 { return procTreeCPU(pid) }, []int{1, 32, 256})
+	r, rt, cpu := measuredRedis(b)
+	benchAllow(b, r.Client, "", rt, cpu, []int{1, 32, 256})
 }
 
 // BenchmarkRedisClusterAllow is BenchmarkRedisAllow on a 3-master Redis
