@@ -40,10 +40,8 @@ func (c *Cache[V]) relisted(e *entry[V], now int64, l1TTL time.Duration) *entry[
 }
 
 // seal sets e.quiet from its other fields, once they are final: before
-// min(fresh, the first instant xfetch could draw an early refresh) a
-// hit is just the value. xfetch refreshes only when recFresh - now <=
-// min(early, 30 x loadNS x Beta); int64 truncates that bound down, so
-// quiet is never past it.
+// min(fresh, the first instant xfetch could draw an early refresh, see
+// drawWindow) a hit is just the value.
 func (c *Cache[V]) seal(e *entry[V]) *entry[V] {
 	switch {
 	case e.negative:
@@ -51,9 +49,19 @@ func (c *Cache[V]) seal(e *entry[V]) *entry[V] {
 	case c.o.NoEarlyRefresh || e.loadNS <= 0:
 		e.quiet = e.fresh
 	default:
-		e.quiet = min(e.fresh, e.recFresh-int64(min(float64(c.early), 30*float64(e.loadNS)*c.o.Beta)))
+		e.quiet = min(e.fresh, e.recFresh-c.drawWindow(e))
 	}
 	return e
+}
+
+// drawWindow is how long before e's expiry (recFresh) xfetch may draw an
+// early refresh: never earlier than EarlyWindow before it; and -ln(r)
+// above 30 has probability e^-30, so not before 30 x loadNS x Beta
+// either (truncated to whole ns: for a whole number of ns left, "left >
+// the truncation" is "left > the bound"). xfetch and seal (the quiet
+// hits) both use it, so a quiet hit never skips a draw.
+func (c *Cache[V]) drawWindow(e *entry[V]) int64 {
+	return int64(min(float64(c.early), 30*float64(e.loadNS)*c.o.Beta))
 }
 
 // hold puts e in the L1 as key's copy; while the Store's invalidation
@@ -123,9 +131,7 @@ func (c *Cache[V]) xfetch(now int64, e *entry[V]) bool {
 	if e.loadNS <= 0 {
 		return false
 	}
-	// Never earlier than EarlyWindow before expiry; and -ln(r) above 30
-	// has probability e^-30: far from expiry, skip the draw.
-	if left := e.recFresh - now; left > c.early || float64(left) > 30*float64(e.loadNS)*c.o.Beta {
+	if e.recFresh-now > c.drawWindow(e) {
 		return false
 	}
 	r := c.o.random()
