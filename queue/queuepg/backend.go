@@ -57,13 +57,22 @@ type Options struct {
 	Clock clock.Clock
 	// Logger receives listener and sweep problems. Default: discard.
 	Logger *slog.Logger
+	// ReplanInterval is how often the backend reads the size of its
+	// tables (one small query): when one has halved or doubled since its
+	// statements were planned, it sends them again under new text, so
+	// that PostgreSQL plans them for the new size. A prepared statement
+	// keeps the plan made when it was prepared until the table is
+	// analyzed: one planned while the jobs table was small (a new or
+	// drained queue) reads every row of it once the table has grown.
+	// Default: 2s; negative: never (the statements keep their first
+	// plans, for tests that count round trips).
+	ReplanInterval time.Duration
 }
 
 // Backend is a queue.Backend on PostgreSQL. It is safe for concurrent use;
 // Close it to stop its listener.
 type Backend struct {
 	pool      *pgxpool.Pool
-	sql       statements
 	counts    string // the table of the done counters (Migrate)
 	channel   string
 	retention time.Duration
@@ -95,7 +104,7 @@ type Backend struct {
 	listening atomic.Bool
 	idle      atomic.Int64
 
-	ev eventStatements // the events' statements (events.go)
+	plans plans // the statements, planned for the tables' size (plan.go)
 }
 
 var prefixRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,40}$`)
@@ -128,12 +137,20 @@ func New(o Options) (*Backend, error) {
 		return nil, fmt.Errorf("%w: queuepg: Options.PollInterval must be >= 1ms, got %v", queue.ErrInvalid, o.PollInterval)
 	}
 	o.Logger = logx.Or(o.Logger)
-	b := &Backend{pool: o.Pool, sql: sqlFor(o.Prefix), ev: eventSQLFor(o.Prefix), counts: o.Prefix + "_counts", channel: o.Prefix + "_jobs",
+	if o.ReplanInterval == 0 {
+		o.ReplanInterval = 2 * time.Second
+	}
+	b := &Backend{pool: o.Pool, counts: o.Prefix + "_counts", channel: o.Prefix + "_jobs",
 		retention: o.Retention, deadRet: o.DeadRetention, poll: o.PollInterval, pollOnly: o.PollOnly,
 		dirty: map[string]bool{}, nkick: make(chan struct{}, 1), clk: o.Clock, log: o.Logger, waiters: map[string]chan struct{}{}, stop: make(chan struct{})}
+	b.plans.init(o.Prefix)
 	if o.SweepInterval > 0 {
 		b.bg.Add(1)
 		go b.sweeper(o.SweepInterval)
+	}
+	if o.ReplanInterval > 0 {
+		b.bg.Add(1)
+		go b.replanner(o.ReplanInterval)
 	}
 	return b, nil
 }
@@ -148,10 +165,10 @@ func (b *Backend) Migrate(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "scalekit.queuepg.migrate:"+b.counts); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, b.sql.migrate); err != nil {
+		if _, err := tx.Exec(ctx, b.sql().migrate); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, b.ev.migrate); err != nil {
+		if _, err := tx.Exec(ctx, b.ev().migrate); err != nil {
 			return err
 		}
 		// The done counters: created, and seeded from the jobs table, once.
@@ -160,7 +177,7 @@ func (b *Backend) Migrate(ctx context.Context) error {
 			return err
 		}
 		if !existed {
-			if _, err := tx.Exec(ctx, b.sql.migrateCounts); err != nil {
+			if _, err := tx.Exec(ctx, b.sql().migrateCounts); err != nil {
 				return err
 			}
 		}
@@ -260,7 +277,7 @@ func (b *Backend) enqueue(ctx context.Context, q querier, m *queue.Message, time
 		// A used id is found by the conflict, without a read on the
 		// common path.
 		status = "ok"
-		err := q.QueryRow(ctx, b.sql.insertJob, b.now(), m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), runAt,
+		err := q.QueryRow(ctx, b.sql().insertJob, b.now(), m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), runAt,
 			m.MaxAttempts, m.Timeout.Milliseconds(), enqueuedAt, times.delay.Microseconds(), metadata).Scan(&xid)
 		if errors.Is(err, pgx.ErrNoRows) {
 			status = "race" // the id is used: the same job again, or another
@@ -268,7 +285,7 @@ func (b *Backend) enqueue(ctx context.Context, q querier, m *queue.Message, time
 			return queue.EnqueueResult{}, "", err
 		}
 	} else {
-		err := q.QueryRow(ctx, b.sql.enqueueUnique, b.now(), m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), runAt,
+		err := q.QueryRow(ctx, b.sql().enqueueUnique, b.now(), m.Queue, m.ID, m.Kind, m.Payload, int16(m.Priority), runAt,
 			m.MaxAttempts, m.Timeout.Milliseconds(), m.UniqueKey, uniqueUntil, enqueuedAt, m.UniqueWhileActive,
 			times.delay.Microseconds(), times.uniqueFor.Microseconds(), metadata).Scan(&status, &holder, &xid)
 		if err != nil {
@@ -353,7 +370,7 @@ func (b *Backend) insertMany(ctx context.Context, q querier, ms []*queue.Message
 			metadata[i] = new(string(js))
 		}
 	}
-	rows, err := q.Query(ctx, b.sql.insertMany, b.now(), queues, ids, kinds, payloads, prios, runAt, maxAttempts, timeouts,
+	rows, err := q.Query(ctx, b.sql().insertMany, b.now(), queues, ids, kinds, payloads, prios, runAt, maxAttempts, timeouts,
 		ukeys, uuntil, enqueuedAt, active, metadata)
 	if err != nil {
 		return nil, nil, "", err
@@ -401,7 +418,7 @@ func (b *Backend) settle(ctx context.Context, q querier, m *queue.Message, statu
 		return queue.EnqueueResult{Err: fmt.Errorf("%w: job id %q is already used in queue %q by another job", queue.ErrInvalid, m.ID, m.Queue)}, nil
 	case "dup":
 		if holder == "" { // the holder committed while the statement ran
-			if err := q.QueryRow(ctx, b.sql.uniqueHolder, m.Queue, m.UniqueKey).Scan(&holder); err != nil {
+			if err := q.QueryRow(ctx, b.sql().uniqueHolder, m.Queue, m.UniqueKey).Scan(&holder); err != nil {
 				return queue.EnqueueResult{}, err
 			}
 		}
@@ -422,7 +439,7 @@ func (b *Backend) settle(ctx context.Context, q querier, m *queue.Message, statu
 func (b *Backend) existing(ctx context.Context, tx querier, m *queue.Message) (found bool, err error) {
 	var kind string
 	var payload []byte
-	err = tx.QueryRow(ctx, b.sql.existing, m.Queue, m.ID).Scan(&kind, &payload)
+	err = tx.QueryRow(ctx, b.sql().existing, m.Queue, m.ID).Scan(&kind, &payload)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
@@ -527,12 +544,12 @@ func (b *Backend) fenced(ctx context.Context, sql string, l *queue.Lease, args .
 
 // Extend is queue.Backend.Extend.
 func (b *Backend) Extend(ctx context.Context, l *queue.Lease, d time.Duration) error {
-	return b.fenced(ctx, b.sql.extend, l, d.Milliseconds())
+	return b.fenced(ctx, b.sql().extend, l, d.Milliseconds())
 }
 
 // Progress is queue.Backend.Progress: one fenced UPDATE.
 func (b *Backend) Progress(ctx context.Context, l *queue.Lease, percent int, msg string) error {
-	return b.fenced(ctx, b.sql.progress, l, percent, msg)
+	return b.fenced(ctx, b.sql().progress, l, percent, msg)
 }
 
 // Complete is queue.Backend.Complete. A queue's completions and fetches
@@ -549,7 +566,7 @@ func (b *Backend) Complete(ctx context.Context, l *queue.Lease, output []byte) e
 // statement.
 func (b *Backend) Fail(ctx context.Context, l *queue.Lease, errMsg string, retryAt time.Time, dead bool) error {
 	var n int
-	err := b.pool.QueryRow(ctx, b.sql.fail, b.now(), l.Msg.Queue, l.Msg.ID, l.Token, errMsg, retryAt, dead).Scan(&n)
+	err := b.pool.QueryRow(ctx, b.sql().fail, b.now(), l.Msg.Queue, l.Msg.ID, l.Token, errMsg, retryAt, dead).Scan(&n)
 	if err != nil {
 		return err
 	}
@@ -566,7 +583,7 @@ func (b *Backend) Release(ctx context.Context, l *queue.Lease, snoozeUntil time.
 	if !snoozeUntil.IsZero() {
 		until = &snoozeUntil
 	}
-	err := b.fenced(ctx, b.sql.release, l, until)
+	err := b.fenced(ctx, b.sql().release, l, until)
 	if err == nil {
 		b.lowerFloor(l.Msg.Queue)
 		b.notify(l.Msg.Queue)
@@ -576,7 +593,7 @@ func (b *Backend) Release(ctx context.Context, l *queue.Lease, snoozeUntil time.
 
 // Job is queue.Backend.Job: one query.
 func (b *Backend) Job(ctx context.Context, queueName, id string) (*queue.Message, error) {
-	m, _, _, err := scanJob(b.pool.QueryRow(ctx, b.sql.job, b.now(), queueName, id))
+	m, _, _, err := scanJob(b.pool.QueryRow(ctx, b.sql().job, b.now(), queueName, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s in queue %s", queue.ErrNotFound, id, queueName)
 	}
@@ -591,7 +608,7 @@ func (b *Backend) Job(ctx context.Context, queueName, id string) (*queue.Message
 func (b *Backend) Counts(ctx context.Context, queueName string) (queue.Counts, error) {
 	var c queue.Counts
 	var oldestMS float64
-	err := b.pool.QueryRow(ctx, b.sql.counts, b.now(), queueName).Scan(&c.Pending, &c.Scheduled, &c.Active, &c.Retry, &c.Dead, &c.Done, &oldestMS, &c.Cancelled)
+	err := b.pool.QueryRow(ctx, b.sql().counts, b.now(), queueName).Scan(&c.Pending, &c.Scheduled, &c.Active, &c.Retry, &c.Dead, &c.Done, &oldestMS, &c.Cancelled)
 	c.OldestPending = time.Duration(oldestMS * float64(time.Millisecond))
 	return c, err
 }
@@ -601,7 +618,7 @@ func (b *Backend) Dead(ctx context.Context, queueName string, limit int) ([]*que
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := b.pool.Query(ctx, b.sql.dead, queueName, limit)
+	rows, err := b.pool.Query(ctx, b.sql().dead, queueName, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -619,7 +636,7 @@ func (b *Backend) Dead(ctx context.Context, queueName string, limit int) ([]*que
 
 // Requeue is queue.Backend.Requeue.
 func (b *Backend) Requeue(ctx context.Context, queueName, id string) error {
-	tag, err := b.pool.Exec(ctx, b.sql.requeue, b.now(), queueName, id)
+	tag, err := b.pool.Exec(ctx, b.sql().requeue, b.now(), queueName, id)
 	if err != nil {
 		return err
 	}
@@ -633,20 +650,20 @@ func (b *Backend) Requeue(ctx context.Context, queueName, id string) error {
 
 // Pause is queue.Backend.Pause: a row in <Prefix>_paused.
 func (b *Backend) Pause(ctx context.Context, queueName string) error {
-	_, err := b.pool.Exec(ctx, b.sql.pause, queueName)
+	_, err := b.pool.Exec(ctx, b.sql().pause, queueName)
 	return err
 }
 
 // Resume is queue.Backend.Resume.
 func (b *Backend) Resume(ctx context.Context, queueName string) error {
-	_, err := b.pool.Exec(ctx, b.sql.resume, queueName)
+	_, err := b.pool.Exec(ctx, b.sql().resume, queueName)
 	return err
 }
 
 // Paused is queue.Backend.Paused: one primary-key lookup.
 func (b *Backend) Paused(ctx context.Context, queueName string) (bool, error) {
 	var p bool
-	err := b.pool.QueryRow(ctx, b.sql.paused, queueName).Scan(&p)
+	err := b.pool.QueryRow(ctx, b.sql().paused, queueName).Scan(&p)
 	return p, err
 }
 
@@ -654,11 +671,11 @@ func (b *Backend) Paused(ctx context.Context, queueName string) (bool, error) {
 // its unique hold; a second reads why when it cancelled nothing.
 func (b *Backend) Cancel(ctx context.Context, queueName, id string) error {
 	var n int
-	if err := b.pool.QueryRow(ctx, b.sql.cancel, b.now(), queueName, id).Scan(&n); err != nil || n == 1 {
+	if err := b.pool.QueryRow(ctx, b.sql().cancel, b.now(), queueName, id).Scan(&n); err != nil || n == 1 {
 		return err
 	}
 	var state string
-	err := b.pool.QueryRow(ctx, b.sql.cancelState, queueName, id).Scan(&state)
+	err := b.pool.QueryRow(ctx, b.sql().cancelState, queueName, id).Scan(&state)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("%w: %s in queue %s", queue.ErrNotFound, id, queueName)
@@ -674,7 +691,7 @@ func (b *Backend) Cancel(ctx context.Context, queueName, id string) error {
 // one statement.
 func (b *Backend) Delete(ctx context.Context, queueName, id string) error {
 	var n int
-	err := b.pool.QueryRow(ctx, b.sql.delete, queueName, id).Scan(&n)
+	err := b.pool.QueryRow(ctx, b.sql().delete, queueName, id).Scan(&n)
 	if err != nil {
 		return err
 	}
@@ -689,11 +706,11 @@ func (b *Backend) Delete(ctx context.Context, queueName, id string) error {
 // while-active of a finished job); it returns how many jobs it deleted.
 func (b *Backend) Sweep(ctx context.Context) (int64, error) {
 	var deleted int64
-	err := b.pool.QueryRow(ctx, b.sql.sweepJobs, b.now(), b.retention.Milliseconds(), b.deadRet.Milliseconds()).Scan(&deleted)
+	err := b.pool.QueryRow(ctx, b.sql().sweepJobs, b.now(), b.retention.Milliseconds(), b.deadRet.Milliseconds()).Scan(&deleted)
 	if err != nil {
 		return 0, fmt.Errorf("queuepg: Sweep: %w", err)
 	}
-	if _, err := b.pool.Exec(ctx, b.sql.sweepUnique, b.now()); err != nil {
+	if _, err := b.pool.Exec(ctx, b.sql().sweepUnique, b.now()); err != nil {
 		return deleted, fmt.Errorf("queuepg: Sweep: %w", err)
 	}
 	return deleted, nil
@@ -798,7 +815,7 @@ func (b *Backend) listenOnce(ctx context.Context) error {
 	}
 }
 
-// Close stops the listener, the notifier and the sweeper. It does not close the pool.
+// Close stops the listener, the notifier, the sweeper and the replanner. It does not close the pool.
 func (b *Backend) Close() error {
 	b.once.Do(func() {
 		// Under the locks that start the listener and the notifier: none

@@ -22,8 +22,9 @@ type eventStatements struct {
 	migrate, subscribe, unsubscribe, subscribers, publish string
 }
 
-func eventSQLFor(prefix string) eventStatements {
-	r := strings.NewReplacer("{jobs}", prefix+"_jobs", "{subscriptions}", prefix+"_subscriptions", "{now}", serverclock.SQL(1))
+func eventSQLFor(prefix, tag string) eventStatements {
+	rr := strings.NewReplacer("{jobs}", prefix+"_jobs", "{subscriptions}", prefix+"_subscriptions", "{now}", serverclock.SQL(1))
+	r := replacer(func(s string) string { return tag + rr.Replace(s) })
 	return eventStatements{migrate: r.Replace(migrateEventsSQL), subscribe: r.Replace(subscribeSQL),
 		unsubscribe: r.Replace(unsubscribeSQL), subscribers: r.Replace(subscribersSQL), publish: r.Replace(publishSQL)}
 }
@@ -79,19 +80,19 @@ ORDER BY s.queue`
 
 // Subscribe is queue.Backend.Subscribe: a row in <Prefix>_subscriptions.
 func (b *Backend) Subscribe(ctx context.Context, topic, queueName string) error {
-	_, err := b.pool.Exec(ctx, b.ev.subscribe, topic, queueName)
+	_, err := b.pool.Exec(ctx, b.ev().subscribe, topic, queueName)
 	return err
 }
 
 // Unsubscribe is queue.Backend.Unsubscribe.
 func (b *Backend) Unsubscribe(ctx context.Context, topic, queueName string) error {
-	_, err := b.pool.Exec(ctx, b.ev.unsubscribe, topic, queueName)
+	_, err := b.pool.Exec(ctx, b.ev().unsubscribe, topic, queueName)
 	return err
 }
 
 // Subscribers is queue.Backend.Subscribers: one primary-key range read.
 func (b *Backend) Subscribers(ctx context.Context, topic string) ([]string, error) {
-	rows, err := b.pool.Query(ctx, b.ev.subscribers, topic)
+	rows, err := b.pool.Query(ctx, b.ev().subscribers, topic)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +149,7 @@ func (b *Backend) publish(ctx context.Context, q querier, topic string, m *queue
 	if len(m.Metadata) > 0 {
 		metadata, _ = json.Marshal(m.Metadata) // a map of strings always encodes
 	}
-	rows, err := q.Query(ctx, b.ev.publish, b.now(), topic, m.ID, m.Kind, m.Payload, int16(m.Priority), runAt,
+	rows, err := q.Query(ctx, b.ev().publish, b.now(), topic, m.ID, m.Kind, m.Payload, int16(m.Priority), runAt,
 		m.MaxAttempts, enqueuedAt, metadata)
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("queuepg: Publish: %w", err)

@@ -127,6 +127,15 @@ func TestPublishDatabaseDown(t *testing.T) {
 		"Subscribe":   func(ctx context.Context) error { return c.Subscribe(ctx, "down", "q2") },
 		"Unsubscribe": func(ctx context.Context) error { return c.Unsubscribe(ctx, "down", "q2") },
 		"Subscribers": func(ctx context.Context) error { _, err := c.Subscribers(ctx, "down"); return err },
+		// The replanner's size read (plan.go) fails too, keeping the class.
+		"replan": func(ctx context.Context) error {
+			before := b.plans.now.Load().class
+			_, err := b.replan(ctx)
+			if after := b.plans.now.Load().class; after != before {
+				t.Errorf("a failed replan moved the size class from %v to %v", before, after)
+			}
+			return err
+		},
 	}
 	// A fixed order, so a failure's log reads the same on every run.
 	names := slices.Sorted(maps.Keys(calls))

@@ -157,7 +157,7 @@ func (b *Backend) round(cs []*pendingComplete, f *pendingFetch) {
 				outs[i] = p.output
 			}
 		}
-		batch.Queue(b.sql.complete, b.now(), qs, ids, toks, outs)
+		batch.Queue(b.sql().complete, b.now(), qs, ids, toks, outs)
 	}
 	var floor *fetchFloor // nil: from the bottom of every range
 	if f != nil {
@@ -166,7 +166,7 @@ func (b *Backend) round(cs []*pendingComplete, f *pendingFetch) {
 		}
 		args := append([]any{b.now(), f.r.Queue, f.r.Max, f.r.Lease.Milliseconds(),
 			int16(f.r.Order[0]), int16(f.r.Order[1]), int16(f.r.Order[2])}, floor.args(f.r.Order)...)
-		batch.Queue(b.sql.fetch, args...)
+		batch.Queue(b.sql().fetch, args...)
 	}
 	br := b.pool.SendBatch(ctx, &batch)
 	done, err := b.readComplete(br, cs)

@@ -50,7 +50,7 @@ UNION SELECT queue FROM {paused}
 UNION SELECT queue FROM {counts}`
 
 // listStatements fills in listSQL (first page, next pages) and queuesSQL.
-func listStatements(r *strings.Replacer) (first, next, queues string) {
+func listStatements(r replacer) (first, next, queues string) {
 	return r.Replace(strings.Replace(listSQL, "{before}", "", 1)), r.Replace(strings.Replace(listSQL, "{before}", listBeforeSQL, 1)),
 		r.Replace(queuesSQL)
 }
@@ -66,9 +66,9 @@ func (b *Backend) List(ctx context.Context, q queue.ListQuery) ([]*queue.Message
 	if q.State != "" || q.Kind != "" {
 		budget = max(budget, queue.ListScanBudget)
 	}
-	sql, args := b.sql.list, []any{b.now(), q.Queue, budget, q.Kind, string(q.State), q.Limit + 1}
+	sql, args := b.sql().list, []any{b.now(), q.Queue, budget, q.Kind, string(q.State), q.Limit + 1}
 	if q.Before != "" {
-		sql, args = b.sql.listBefore, append(args, q.Before)
+		sql, args = b.sql().listBefore, append(args, q.Before)
 	}
 	rows, err := b.pool.Query(ctx, sql, args...)
 	if err != nil {
@@ -125,7 +125,7 @@ func (p prefixed) Scan(dest ...any) error {
 // the paused queues and those with a done counter (a queue whose jobs
 // were all swept stays listed once one completed).
 func (b *Backend) Queues(ctx context.Context) ([]string, error) {
-	rows, err := b.pool.Query(ctx, b.sql.queues)
+	rows, err := b.pool.Query(ctx, b.sql().queues)
 	if err != nil {
 		return nil, err
 	}

@@ -29,7 +29,7 @@ SELECT q, 'p', 'k', '{}'::bytea, 0, 'pending', 10, now(), now() FROM unnest(ARRA
 	if _, err := pool.Exec(ctx, `VACUUM ANALYZE listscan_jobs`); err != nil {
 		t.Fatal(err)
 	}
-	for _, sql := range []string{b.sql.list, b.sql.listBefore} {
+	for _, sql := range []string{b.sql().list, b.sql().listBefore} {
 		args := []any{time.Now(), "big", 1000, "", "pending", 51}
 		if strings.Contains(sql, "$7") {
 			args = append(args, "d050000")

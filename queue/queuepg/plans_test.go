@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/scalekit-go/scalekit/internal/poll"
 	"github.com/scalekit-go/scalekit/internal/serverclock"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/queue"
@@ -105,11 +107,11 @@ ANALYZE plans_jobs`
 		sql  string
 		args []any
 	}{
-		{"complete", b.sql.complete, []any{now, keys, ids, toks, [][]byte{nil, nil, nil}}},
-		{"extend", b.sql.extend, []any{now, "q", "j20001", "tok20001", 1000}},
-		{"release", b.sql.release, []any{now, "q", "j20001", "tok20001", nil}},
-		{"progress", b.sql.progress, []any{now, "q", "j20001", "tok20001", 50, "half"}},
-		{"fail", b.sql.fail, []any{now, "q", "j20001", "tok20001", "boom", time.Now(), false}},
+		{"complete", b.sql().complete, []any{now, keys, ids, toks, [][]byte{nil, nil, nil}}},
+		{"extend", b.sql().extend, []any{now, "q", "j20001", "tok20001", 1000}},
+		{"release", b.sql().release, []any{now, "q", "j20001", "tok20001", nil}},
+		{"progress", b.sql().progress, []any{now, "q", "j20001", "tok20001", 50, "half"}},
+		{"fail", b.sql().fail, []any{now, "q", "j20001", "tok20001", "boom", time.Now(), false}},
 	} {
 		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
 			t.Run(st.name+"/"+mode, func(t *testing.T) {
@@ -204,7 +206,7 @@ ANALYZE floorplan_jobs`
 	args := append([]any{serverclock.Param(nil), "q", 4, 60000, int16(order[0]), int16(order[1]), int16(order[2])}, fl.args(order)...)
 	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
 		t.Run(mode, func(t *testing.T) {
-			plan, out := explainPlan(t, f.Primary, mode, "EXPLAIN (ANALYZE, FORMAT JSON) "+b.sql.fetch, args...)
+			plan, out := explainPlan(t, f.Primary, mode, "EXPLAIN (ANALYZE, FORMAT JSON) "+b.sql().fetch, args...)
 			for _, cte := range []string{"p0", "p1", "p2", "b0", "b1", "b2"} {
 				n, ok := plan.find("CTE " + cte)
 				if !ok {
@@ -248,7 +250,7 @@ ANALYZE generic_jobs`
 		t.Fatal(err)
 	}
 	defer conn.Release()
-	if _, err := conn.Conn().Prepare(ctx, "complete_generic", b.sql.complete); err != nil {
+	if _, err := conn.Conn().Prepare(ctx, "complete_generic", b.sql().complete); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 10 {
@@ -268,5 +270,208 @@ ANALYZE generic_jobs`
 	t.Logf("%d generic plans, %d custom", generic, custom)
 	if generic < 5 {
 		t.Errorf("completeSQL ran 10 times with %d generic and %d custom plans, want the generic plan from the sixth run on", generic, custom)
+	}
+}
+
+// A prepared statement keeps the generic plan made when it was prepared:
+// the completion, planned while the jobs table held 40 rows, was a
+// sequential scan and stayed one after the table grew to 50k rows (until
+// ANALYZE), reading the whole table once per completion round. The
+// backend sends its statements again under a new text once the table's
+// size class changes, so the completion it runs after the growth is
+// planned for the size the table has.
+func TestStatementsAreReplannedWhenTheTableGrows(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	cfg := f.Primary.Config().Copy()
+	cfg.MaxConns = 1 // one connection: its prepared statements are the backend's
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	b := newBackend(t, pool, Options{Prefix: "grow", PollOnly: true, ReplanInterval: -1})
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	for i := range 40 {
+		if _, err := c.Enqueue(ctx, "q", "k", i, queue.EnqueueOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pool.Exec(ctx, `ANALYZE grow_jobs`); err != nil { // as autovacuum does a new table
+		t.Fatal(err)
+	}
+	if _, err := b.replan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// completeOne leases one job and completes it: one completion round.
+	completeOne := func() {
+		t.Helper()
+		ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "q", Max: 1, Lease: time.Minute, Order: [3]queue.Priority{queue.Default, queue.High, queue.Low}})
+		if err != nil || len(ls) != 1 {
+			t.Fatalf("Fetch: %d leases, %v", len(ls), err)
+		}
+		if err := b.Complete(ctx, ls[0], nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 10 { // the sixth run on settles on the generic plan
+		completeOne()
+	}
+	before := completionPlan(t, pool)
+	if _, err := pool.Exec(ctx, `
+INSERT INTO grow_jobs (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, enqueued_at, finished_at)
+SELECT 'q', 'old' || i, 'k', '\x00', 0, 'done', 1, 25, now(), now(), now() FROM generate_series(1, 50000) i`); err != nil {
+		t.Fatal(err)
+	}
+	class, err := b.replan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		completeOne()
+	}
+	after := completionPlan(t, pool)
+	t.Logf("size class %s; completion on 40 rows: %v; on 50k rows: %v", class.tag(), before, after)
+	if len(after) == 0 {
+		t.Fatal("the completion does not scan grow_jobs?")
+	}
+	for _, s := range after {
+		if s != "Index Scan grow_jobs_pkey" {
+			t.Errorf("after the table grew to 50k rows, the backend's completion scans it with %q (planned on 40 rows: %v); want the primary key", s, before)
+		}
+	}
+}
+
+// completionPlan returns the scans of grow_jobs in the plan the newest
+// completion statement prepared on pool's connection runs (EXPLAIN
+// EXECUTE: its generic plan once it has one).
+func completionPlan(t *testing.T, pool *pgxpool.Pool) []string {
+	t.Helper()
+	ctx := context.Background()
+	var name string
+	var generic int64
+	err := pool.QueryRow(ctx, `SELECT name, generic_plans FROM pg_prepared_statements
+WHERE statement LIKE '%WITH c AS (UPDATE grow_jobs%' AND statement NOT LIKE '%pg_prepared_statements%'
+ORDER BY prepare_time DESC LIMIT 1`).Scan(&name, &generic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if generic == 0 {
+		t.Fatalf("the completion %s has no generic plan yet", name)
+	}
+	var out []byte
+	err = pool.QueryRow(ctx, `EXPLAIN (FORMAT JSON) EXECUTE `+name+`(NULL, '{q}', '{nosuch}', '{tok}', '{NULL}')`).Scan(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plans []struct{ Plan planNode }
+	if err := json.Unmarshal(out, &plans); err != nil || len(plans) != 1 {
+		t.Fatalf("EXPLAIN output %s: %v", out, err)
+	}
+	return plans[0].Plan.scans("grow_jobs", nil)
+}
+
+// The replanner reads the tables' size every ReplanInterval and moves the
+// backend to the statements of the new size class; before Migrate (no
+// tables) the size is 0 and reading it is no error.
+func TestReplannerFollowsTheSize(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b, err := New(Options{Pool: f.Primary, Prefix: "replanner", ReplanInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if c, err := b.replan(ctx); err != nil || c != (sizeClass{}) {
+		t.Fatalf("replan before Migrate = %v, %v; want class 0.0 and no error", c, err)
+	}
+	if err := b.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Primary.Exec(ctx, `
+INSERT INTO replanner_jobs (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, enqueued_at, finished_at)
+SELECT 'q', 'old' || i, 'k', '\x00', 0, 'done', 1, 25, now(), now(), now() FROM generate_series(1, 5000) i`); err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	if err := f.Primary.QueryRow(ctx, `SELECT pg_relation_size('replanner_jobs')`).Scan(&size); err != nil {
+		t.Fatal(err)
+	}
+	want := classOf(size, 0).jobs
+	poll.Until(t, 10*time.Second, "the replanner to see the jobs table grown", func() bool {
+		return b.plans.now.Load().class.jobs == want
+	})
+	if !strings.HasPrefix(b.sql().complete, b.plans.now.Load().class.tag()) || !strings.HasPrefix(b.ev().publish, b.plans.now.Load().class.tag()) {
+		t.Errorf("the statements do not begin with their class's tag %q: %.60q", b.plans.now.Load().class.tag(), b.sql().complete)
+	}
+}
+
+// Replans racing with enqueues and completions while the table grows:
+// every call succeeds, and the class in use is the tables' class at the end.
+func TestReplanHammer(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	b := newBackend(t, f.Primary, Options{Prefix: "rphammer", ReplanInterval: -1})
+	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 50 {
+				if _, err := b.replan(ctx); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := c.Enqueue(ctx, "q", "k", w*1000+i, queue.EnqueueOptions{}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+		wg.Go(func() {
+			for range 20 {
+				ls, err := b.Fetch(ctx, queue.FetchRequest{Queue: "q", Max: 5, Lease: time.Minute, Order: [3]queue.Priority{queue.Default, queue.High, queue.Low}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				for _, l := range ls {
+					if err := b.Complete(ctx, l, nil); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range 5 {
+			_, err := f.Primary.Exec(ctx, `
+INSERT INTO rphammer_jobs (queue, id, kind, payload, priority, state, attempt, max_attempts, run_at, enqueued_at, finished_at)
+SELECT 'old', $1 || '-' || i, 'k', '\x00', 0, 'done', 1, 25, now(), now(), now() FROM generate_series(1, 2000 << $2) i`, fmt.Sprint(i), i)
+			if err != nil {
+				errs <- err
+				return
+			}
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	got, err := b.replan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jobs, unique int64
+	if err := f.Primary.QueryRow(ctx, `SELECT pg_relation_size('rphammer_jobs'), pg_relation_size('rphammer_unique')`).Scan(&jobs, &unique); err != nil {
+		t.Fatal(err)
+	}
+	if want := classOf(jobs, unique); got != want || b.plans.now.Load().class != want {
+		t.Errorf("class after the hammer = %v (in use %v), want %v", got, b.plans.now.Load().class, want)
+	}
+	if n := len(b.plans.sets); n < 2 {
+		t.Errorf("%d size classes seen while the table grew from 0 to %d bytes, want several", n, jobs)
 	}
 }

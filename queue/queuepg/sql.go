@@ -31,10 +31,12 @@ type statements struct {
 	list, listBefore, queues                         string // list.go
 }
 
-// sqlFor fills in the tables of prefix.
-func sqlFor(prefix string) statements {
-	r := strings.NewReplacer("{jobs}", prefix+"_jobs", "{unique}", prefix+"_unique", "{counts}", prefix+"_counts", "{paused}", prefix+"_paused",
+// sqlFor fills in the tables of prefix, and begins every statement with
+// tag (a comment naming the tables' size class, plan.go).
+func sqlFor(prefix, tag string) statements {
+	rr := strings.NewReplacer("{jobs}", prefix+"_jobs", "{unique}", prefix+"_unique", "{counts}", prefix+"_counts", "{paused}", prefix+"_paused",
 		"{job_columns}", jobColumns, "{now}", serverclock.SQL(1))
+	r := replacer(func(s string) string { return tag + rr.Replace(s) })
 	st := statements{
 		migrate: r.Replace(migrateSQL), migrateCounts: r.Replace(migrateCountsSQL),
 		existing: r.Replace(existingSQL), insertJob: r.Replace(insertJobSQL), enqueueUnique: r.Replace(enqueueUniqueSQL),
@@ -48,6 +50,12 @@ func sqlFor(prefix string) statements {
 	st.list, st.listBefore, st.queues = listStatements(r)
 	return st
 }
+
+// replacer fills in a statement.
+type replacer func(string) string
+
+// Replace returns s filled in.
+func (r replacer) Replace(s string) string { return r(s) }
 
 // migrateSQL creates the tables and indexes, and adds the columns of later
 // versions. No parameters.
