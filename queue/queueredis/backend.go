@@ -73,6 +73,7 @@ type Backend struct {
 	clk       clock.Clock
 	reg       registry // the queues added to the set of names (list.go)
 	lanes     sync.Map // queue name -> *lane: its batch of completions and fetches (batch.go)
+	enqueues  sync.Map // queue name -> *enqueueLane: its Enqueues taking turns (enqueue.go)
 }
 
 // New returns a Backend, or an error naming the option to fix. It does
@@ -170,7 +171,9 @@ func fromMicro(us int64) time.Time {
 // same id, kind and payload, as when go-redis retries a call whose reply
 // was lost, or the caller retries an Enqueue that timed out) succeeds
 // without a second job; another message with a used id is
-// queue.ErrInvalid.
+// queue.ErrInvalid. The Enqueues of one queue that come while another is
+// in flight wait for it and leave together, one script for all of them
+// (see enqueue.go).
 func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
 	if err := checkMessage(m); err != nil {
 		return err
@@ -178,18 +181,24 @@ func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
 	if err := b.register(ctx, m.Queue); err != nil {
 		return err
 	}
+	return b.enqueue(ctx, m)
+}
+
+// enqueueOne stores m with its own enqueueScript; redisErr reports an
+// error of the call (Redis failed or ctx ended), not of the job.
+func (b *Backend) enqueueOne(ctx context.Context, m *queue.Message) (err error, redisErr bool) {
 	v, err := b.run(ctx, "Enqueue", enqueueScript, b.enqueueKeys(m), b.enqueueArgs(m)...)
 	if err != nil {
-		return err
+		return err, true
 	}
 	r, _ := v.([]any)
 	status, _ := at[string](r, 0)
 	detail, _ := at[string](r, 1)
 	res, ok := enqueueResult(m, status, detail)
 	if !ok {
-		return fmt.Errorf("queueredis: Enqueue: unexpected reply %v", v)
+		return fmt.Errorf("queueredis: Enqueue: unexpected reply %v", v), false
 	}
-	return res.Err
+	return res.Err, false
 }
 
 // EnqueueMany is queue.Backend.EnqueueMany: one script per queue of the

@@ -74,7 +74,15 @@
 // script per queue of the batch (a queue's keys share a slot), which
 // stores that queue's jobs in order as Enqueue would and wakes the
 // fetches once: a batch on one queue is one round trip, a batch over n
-// queues n of them, one after the other. Fetch first moves due
+// queues n of them, one after the other. Concurrent Enqueues of one
+// queue take turns, two scripts in flight at most: one that finds a turn
+// free leaves at once (a lone caller pays no delay), the ones that come
+// meanwhile wait and leave together in one EnqueueMany script (up to 256
+// jobs or 1 MiB of payloads), each getting its own job's result as if
+// sent alone (stored, duplicate, id used); one whose ctx ends while it
+// waits returns at once and is not sent. From 16 goroutines this is
+// about 0.2 round trips per job, and Redis spends about 13 µs of CPU per
+// job instead of 20 (BenchmarkEnqueue in bench/). Fetch first moves due
 // scheduled and retry jobs to the back of their ready lists (in run-at
 // order), jobs whose lease ran out to the front (they were due first), and
 // drops done jobs past the retention, up to 1000 of each per call; then it
@@ -103,8 +111,9 @@
 // lease lost or taken over gets queue.ErrLeaseLost while the others of
 // the same script are stored. When a round trip fails (Redis down, or
 // slower than Timeout), its requests and those waiting behind it get the
-// error, each within Timeout; a Complete whose ctx ends returns at once
-// and is dropped if its round trip has not left. On a queue of no-op
+// error, each within Timeout (Enqueues waiting for a turn too); a
+// Complete whose ctx ends returns at once and is dropped if its round
+// trip has not left. On a queue of no-op
 // jobs this is about 0.25 round trips per job with 8 workers and 0.07
 // with 32 (BenchmarkQueueThroughput in bench/). Extend, Progress, Fail
 // and Release are a script each.
