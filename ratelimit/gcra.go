@@ -31,42 +31,75 @@ func Decide(now int64, p Policy, tats []int64, n int) Decision {
 
 // decide is Decide with each limit's interval precomputed in iv.
 func decide(now int64, p Policy, iv, tats []int64, n int) Decision {
+	var d Decision
+	decision(&d, now, p, iv, tats, n)
+	if d.Allowed {
+		advance(now, iv, tats, n)
+	}
+	return d
+}
+
+// admits reports whether n events at now fit every limit, tau[i] being
+// limit i's tolerance iv[i]*Burst: the test decision makes, without
+// building the Decision. Local runs it, and advance, under a shard lock,
+// and decision after unlocking, on a copy of the arrival times it read.
+func admits(now int64, iv, tau, tats []int64, n int) bool {
+	for i, t := range iv {
+		if now < max(tats[i], now)+int64(n)*t-tau[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// advance stores the arrival times of n admitted events at now in tats.
+func advance(now int64, iv, tats []int64, n int) {
+	for i, t := range iv {
+		tats[i] = max(tats[i], now) + int64(n)*t
+	}
+}
+
+// decision writes to d the Decision for n events at now given the arrival
+// times tats, which it leaves untouched. Denied, the binding limit is the
+// one whose retry is longest; allowed, the one with the fewest events
+// left (the first of equals, either way).
+func decision(d *Decision, now int64, p Policy, iv, tats []int64, n int) {
 	var (
-		allowed          = true
-		worstRetry int64 = -1
-		deny, best Decision
-		bestLeft   = -1
+		worst, best          = -1, -1
+		worstRetry, bestLeft int64
 	)
 	for i := range p {
 		t := iv[i]
 		tau := t * int64(p[i].Burst)
-		tat := max(tats[i], now)
-		newTAT := tat + int64(n)*t
-		allowAt := newTAT - tau
-		if now < allowAt {
-			allowed = false
-			if retry := allowAt - now; retry > worstRetry {
-				worstRetry = retry
-				deny = Decision{
-					Limit:      p[i],
-					Remaining:  int(max(0, (now+tau-tat)/t)),
-					ResetAfter: time.Duration(tat - now),
-					RetryAfter: time.Duration(retry),
-				}
+		newTAT := max(tats[i], now) + int64(n)*t
+		if allowAt := newTAT - tau; now < allowAt {
+			if retry := allowAt - now; worst < 0 || retry > worstRetry {
+				worst, worstRetry = i, retry
 			}
 			continue
 		}
-		left := int((now + tau - newTAT) / t)
-		if bestLeft < 0 || left < bestLeft {
-			bestLeft = left
-			best = Decision{Allowed: true, Limit: p[i], Remaining: left, ResetAfter: time.Duration(newTAT - now)}
+		if worst >= 0 {
+			continue // denied: no allowed Decision to build
+		}
+		if left := (now + tau - newTAT) / t; best < 0 || left < bestLeft {
+			best, bestLeft = i, left
 		}
 	}
-	if !allowed {
-		return deny
+	if worst >= 0 {
+		t := iv[worst]
+		tat := max(tats[worst], now)
+		*d = Decision{
+			Limit:      p[worst],
+			Remaining:  int(max(0, (now+t*int64(p[worst].Burst)-tat)/t)),
+			ResetAfter: time.Duration(tat - now),
+			RetryAfter: time.Duration(worstRetry),
+		}
+		return
 	}
-	for i := range p {
-		tats[i] = max(tats[i], now) + int64(n)*iv[i]
+	*d = Decision{
+		Allowed:    true,
+		Limit:      p[best],
+		Remaining:  int(bestLeft),
+		ResetAfter: time.Duration(max(tats[best], now) + int64(n)*iv[best] - now),
 	}
-	return best
 }

@@ -2,10 +2,13 @@ package ratelimit
 
 import (
 	"errors"
+	"fmt"
 	"go/ast"
 	"go/doc"
 	"go/parser"
 	"go/token"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -230,5 +233,94 @@ func TestGodocStatesCapAndClockClamp(t *testing.T) {
 		if ty.Name == "Local" && !contains(ty.Doc, "backwards") {
 			t.Errorf("Local doc does not mention the clamp of a clock going backwards:\n%s", ty.Doc)
 		}
+	}
+}
+
+// referenceDecide is decide as it was before the Decision was built apart
+// from the admission test (admits, advance, decision): the split must not
+// change one Decision.
+func referenceDecide(now int64, p Policy, iv, tats []int64, n int) Decision {
+	var (
+		allowed          = true
+		worstRetry int64 = -1
+		deny, best Decision
+		bestLeft   = -1
+	)
+	for i := range p {
+		t := iv[i]
+		tau := t * int64(p[i].Burst)
+		tat := max(tats[i], now)
+		newTAT := tat + int64(n)*t
+		allowAt := newTAT - tau
+		if now < allowAt {
+			allowed = false
+			if retry := allowAt - now; retry > worstRetry {
+				worstRetry = retry
+				deny = Decision{
+					Limit:      p[i],
+					Remaining:  int(max(0, (now+tau-tat)/t)),
+					ResetAfter: time.Duration(tat - now),
+					RetryAfter: time.Duration(retry),
+				}
+			}
+			continue
+		}
+		left := int((now + tau - newTAT) / t)
+		if bestLeft < 0 || left < bestLeft {
+			bestLeft = left
+			best = Decision{Allowed: true, Limit: p[i], Remaining: left, ResetAfter: time.Duration(newTAT - now)}
+		}
+	}
+	if !allowed {
+		return deny
+	}
+	for i := range p {
+		tats[i] = max(tats[i], now) + int64(n)*iv[i]
+	}
+	return best
+}
+
+// TestDecideSplitAgreesWithReference: on random policies, arrival times
+// and times, decide returns what referenceDecide does and stores the same
+// arrival times, and admits (the test Local runs under its shard lock)
+// agrees with the Decision on every one.
+func TestDecideSplitAgreesWithReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	periods := []time.Duration{time.Millisecond, time.Second, time.Minute, time.Hour}
+	var allowed, denied int
+	for range 200_000 {
+		var ls []Limit
+		for j := range 1 + r.IntN(4) {
+			ls = append(ls, Limit{Name: fmt.Sprint(j), Rate: 1 + r.IntN(1000), Period: periods[r.IntN(len(periods))], Burst: 1 + r.IntN(20)})
+		}
+		p := mustPolicy(t, ls...)
+		var iv, tau []int64
+		for _, l := range p {
+			iv = append(iv, int64(l.Interval()))
+			tau = append(tau, int64(l.Interval())*int64(l.Burst))
+		}
+		now := 1e18 + r.Int64N(int64(time.Hour))
+		tats := make([]int64, len(p))
+		for i := range tats {
+			if r.IntN(4) > 0 { // else 0: a key never seen
+				tats[i] = now + r.Int64N(2*tau[i]) - tau[i]/2
+			}
+		}
+		n := 1 + r.IntN(p.MaxBurst())
+		wantTats := append([]int64(nil), tats...)
+		wd := referenceDecide(now, p, iv, wantTats, n)
+		ok := admits(now, iv, tau, tats, n)
+		got := decide(now, p, iv, tats, n)
+		if got != wd || ok != wd.Allowed || !slices.Equal(tats, wantTats) {
+			t.Fatalf("policy %+v, n %d: decide %+v (tats %v), admits %v; reference %+v (tats %v)", p, n, got, tats, ok, wd, wantTats)
+		}
+		if wd.Allowed {
+			allowed++
+		} else {
+			denied++
+		}
+	}
+	if allowed < 10_000 || denied < 10_000 {
+		t.Fatalf("%d allowed, %d denied: the cases do not cover both", allowed, denied)
 	}
 }

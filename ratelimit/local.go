@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math/bits"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,7 @@ type LocalOptions struct {
 type Local struct {
 	p        Policy
 	iv       []int64 // each limit's interval in ns
+	tau      []int64 // each limit's tolerance, iv[i] * Burst
 	nl       int
 	clk      clock.Clock // nil: base + time.Since(base)
 	base     time.Time
@@ -68,16 +70,30 @@ type Local struct {
 }
 
 type localShard struct {
-	mu        sync.Mutex
-	idx       map[string]int32 // key -> slot
-	tats      []int64          // slot i holds tats[i*nl : (i+1)*nl]
-	free      []int32
-	lastSweep int64
-	lastNow   int64 // the latest time a decision in this shard used
+	// What a decision for a held key touches, in the shard's first two
+	// cache lines (a shard is 192 bytes, TestShardLayout): no line a
+	// decision writes is shared with another shard.
+	mu      sync.Mutex
+	lastNow int64 // the latest time a decision in this shard used
 	// Counted under mu: no shared atomic on the hot path.
 	allowed, denied uint64
-	scanned         uint64   // keys looked at by sweeps and makeRoom (tests)
-	_               [64]byte // keep shards' locks on separate cache lines
+	idx             []localEntry // key hash -> slot, open addressing (see find)
+	keys            []string     // slot -> its key, "" for a free slot
+	tats            []int64      // slot i holds tats[i*nl : (i+1)*nl]
+
+	free      []int32
+	held      int // keys held: entries in idx
+	lastSweep int64
+	scanned   uint64   // keys looked at by sweeps and makeRoom (tests)
+	_         [40]byte // to 192 bytes
+}
+
+// localEntry is a held key's entry in its shard's table: the key's hash
+// (the one that chose the shard, so a key is hashed once per decision) and
+// its slot plus one; slot1 == 0 is an empty entry.
+type localEntry struct {
+	h     uint64
+	slot1 int32
 }
 
 // NewLocal returns a Local limiter for opts.Limits, or an error naming the
@@ -115,11 +131,9 @@ func NewLocal(opts LocalOptions) (*Local, error) {
 		shards: make([]localShard, n), mask: uint64(n - 1),
 		maxKeys: int64(opts.MaxKeys), sweepNS: int64(opts.SweepInterval),
 	}
-	for i := range l.shards {
-		l.shards[i].idx = make(map[string]int32)
-	}
 	for _, lim := range p {
 		l.iv = append(l.iv, int64(lim.Interval()))
+		l.tau = append(l.tau, int64(lim.Interval())*int64(lim.Burst))
 	}
 	return l, nil
 }
@@ -144,12 +158,22 @@ func (l *Local) Allow(ctx context.Context, key string) (Decision, error) {
 
 // AllowN reports whether n events for key may happen now and counts them if
 // so. It never blocks and never fails except on bad arguments.
-func (l *Local) AllowN(_ context.Context, key string, n int) (Decision, error) {
+func (l *Local) AllowN(_ context.Context, key string, n int) (d Decision, err error) {
 	if key == "" || n < 1 || n > l.maxBurst {
 		return Decision{}, ratelimitx.CheckArgs(ErrInvalid, l.maxBurst, key, n)
 	}
+	if l.nl > maxInlineLimits {
+		return l.allowLocked(key, n), nil
+	}
 	now := l.nowNS()
-	s := &l.shards[maphash.String(l.seed, key)&l.mask]
+	h := maphash.String(l.seed, key)
+	s := &l.shards[h&l.mask]
+	// The shard lock covers only the admission test and the arrival times'
+	// update; the Decision is built after unlocking, from the times read
+	// (prev) and the time used, so it is the one decide returns under the
+	// lock.
+	var buf [maxInlineLimits]int64
+	prev := buf[:l.nl]
 	s.mu.Lock()
 	// A time read before the lock is stale by however long this goroutine
 	// waited for it; deciding with it would deny wrongly, or admit against
@@ -157,28 +181,53 @@ func (l *Local) AllowN(_ context.Context, key string, n int) (Decision, error) {
 	// shard has already used.
 	now = max(now, s.lastNow)
 	s.lastNow = now
-	var d Decision
-	if i, ok := s.idx[key]; ok {
-		d = decide(now, l.p, l.iv, s.tats[int(i)*l.nl:(int(i)+1)*l.nl], n)
+	var ok bool
+	if i, found := s.find(h, key); found {
+		slot := s.tats[int(i)*l.nl : (int(i)+1)*l.nl]
+		copy(prev, slot)
+		if ok = admits(now, l.iv, l.tau, slot, n); ok {
+			advance(now, l.iv, slot, n)
+		}
+	} else if ok = admits(now, l.iv, l.tau, prev, n); ok {
+		advance(now, l.iv, l.insert(s, h, key, now), n)
+	}
+	if ok {
+		s.allowed++
 	} else {
-		var buf [4]int64
-		var tats []int64
-		if l.nl <= len(buf) {
-			tats = buf[:l.nl]
-		} else {
-			tats = make([]int64, l.nl)
-		}
-		if d = decide(now, l.p, l.iv, tats, n); d.Allowed {
-			copy(l.insert(s, key, now), tats)
-		}
+		s.denied++
+	}
+	s.mu.Unlock()
+	decision(&d, now, l.p, l.iv, prev, n)
+	return d, nil
+}
+
+// maxInlineLimits is the most limits a policy may have for AllowN to copy
+// a key's arrival times to the stack and build its Decision outside the
+// shard lock; a longer policy decides under the lock (allowLocked).
+const maxInlineLimits = 8
+
+// allowLocked is AllowN (arguments checked) for a policy of more than
+// maxInlineLimits limits: the whole decision under the shard lock.
+func (l *Local) allowLocked(key string, n int) Decision {
+	now := l.nowNS()
+	h := maphash.String(l.seed, key)
+	s := &l.shards[h&l.mask]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now = max(now, s.lastNow) // as in AllowN
+	s.lastNow = now
+	var d Decision
+	if i, ok := s.find(h, key); ok {
+		d = decide(now, l.p, l.iv, s.tats[int(i)*l.nl:(int(i)+1)*l.nl], n)
+	} else if d = decide(now, l.p, l.iv, make([]int64, l.nl), n); d.Allowed {
+		advance(now, l.iv, l.insert(s, h, key, now), n)
 	}
 	if d.Allowed {
 		s.allowed++
 	} else {
 		s.denied++
 	}
-	s.mu.Unlock()
-	return d, nil
+	return d
 }
 
 // Wait blocks until an event for key is admitted, failing fast with a
@@ -187,8 +236,8 @@ func (l *Local) Wait(ctx context.Context, key string) (Decision, error) {
 	return Wait(ctx, l, key, 1)
 }
 
-// insert adds key to s (locked) and returns its zeroed slot.
-func (l *Local) insert(s *localShard, key string, now int64) []int64 {
+// insert adds key, of hash h, to s (locked) and returns its zeroed slot.
+func (l *Local) insert(s *localShard, h uint64, key string, now int64) []int64 {
 	if now-s.lastSweep >= l.sweepNS {
 		l.sweep(s, now)
 	}
@@ -201,11 +250,13 @@ func (l *Local) insert(s *localShard, key string, now int64) []int64 {
 		i = s.free[n-1]
 		s.free = s.free[:n-1]
 	} else {
-		i = int32(len(s.tats) / l.nl)
+		i = int32(len(s.keys))
 		s.tats = append(s.tats, make([]int64, l.nl)...)
+		s.keys = append(s.keys, "")
 	}
 	// Clone: the caller's key may share memory with something large.
-	s.idx[strings.Clone(key)] = i
+	s.keys[i] = strings.Clone(key)
+	s.add(h, i)
 	slot := s.tats[int(i)*l.nl : (int(i)+1)*l.nl]
 	clear(slot)
 	return slot
@@ -215,10 +266,13 @@ func (l *Local) insert(s *localShard, key string, now int64) []int64 {
 // their buckets are full, so forgetting them changes no decision.
 func (l *Local) sweep(s *localShard, now int64) {
 	s.lastSweep = now
-	for k, i := range s.idx {
+	for i, k := range s.keys {
+		if k == "" {
+			continue
+		}
 		s.scanned++
-		if l.latest(s, i) <= now {
-			l.drop(s, k, i, &l.swept)
+		if l.latest(s, int32(i)) <= now {
+			l.drop(s, int32(i), &l.swept)
 		}
 	}
 }
@@ -230,7 +284,7 @@ func (l *Local) sweep(s *localShard, now int64) {
 const fullSample = 16
 
 // makeRoom, the limiter being full, looks at up to fullSample keys of s
-// (locked), from a random place in its map: it drops those whose buckets
+// (locked), from a random slot on: it drops those whose buckets
 // are full (lossless, counted in Swept) and, when none of them is,
 // evicts the one whose bucket is nearest to full (counted in Evicted: it
 // may burst again, by the least of the keys seen). With no key in s it
@@ -238,26 +292,34 @@ const fullSample = 16
 // shard's insert or sweep makes room.
 func (l *Local) makeRoom(s *localShard, now int64) {
 	var (
-		victim    string
-		victimIdx int32
+		victim    int32 = -1
 		victimTAT int64
 		seen      int
 		dropped   bool
 	)
-	for k, i := range s.idx {
+	ns := len(s.keys)
+	if s.held == 0 {
+		return
+	}
+	start := rand.IntN(ns)
+	for j := range ns {
+		i := int32((start + j) % ns)
+		if s.keys[i] == "" {
+			continue
+		}
 		s.scanned++
 		if t := l.latest(s, i); t <= now {
-			l.drop(s, k, i, &l.swept)
+			l.drop(s, i, &l.swept)
 			dropped = true
-		} else if victim == "" || t < victimTAT {
-			victim, victimIdx, victimTAT = k, i, t
+		} else if victim < 0 || t < victimTAT {
+			victim, victimTAT = i, t
 		}
 		if seen++; seen == fullSample {
 			break
 		}
 	}
-	if !dropped && victim != "" {
-		l.drop(s, victim, victimIdx, &l.evicted)
+	if !dropped && victim >= 0 {
+		l.drop(s, victim, &l.evicted)
 	}
 }
 
@@ -271,9 +333,10 @@ func (l *Local) latest(s *localShard, i int32) int64 {
 	return t
 }
 
-// drop removes key k (slot i) from s (locked), counted in c.
-func (l *Local) drop(s *localShard, k string, i int32, c *atomic.Uint64) {
-	delete(s.idx, k)
+// drop removes the key of slot i from s (locked), counted in c.
+func (l *Local) drop(s *localShard, i int32, c *atomic.Uint64) {
+	s.remove(maphash.String(l.seed, s.keys[i]), i)
+	s.keys[i] = ""
 	s.free = append(s.free, i)
 	l.keys.Add(-1)
 	c.Add(1)
@@ -298,10 +361,76 @@ func (l *Local) Stats() LocalStats {
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		st.Keys += len(s.idx)
+		st.Keys += s.held
 		st.Allowed += s.allowed
 		st.Denied += s.denied
 		s.mu.Unlock()
 	}
 	return st
+}
+
+// find returns the slot of key, of hash h, in s (locked). The table is
+// open addressing with linear probing from h's high half (the low bits
+// chose the shard), at most 3/4 full, so a probe ends at an empty entry.
+func (s *localShard) find(h uint64, key string) (int32, bool) {
+	if len(s.idx) == 0 {
+		return 0, false
+	}
+	m := uint64(len(s.idx) - 1)
+	for p := h >> 32 & m; ; p = (p + 1) & m {
+		e := s.idx[p]
+		if e.slot1 == 0 {
+			return 0, false
+		}
+		if e.h == h && s.keys[e.slot1-1] == key {
+			return e.slot1 - 1, true
+		}
+	}
+}
+
+// add enters slot i, of a key of hash h not held yet, in s's table
+// (locked), doubling the table first if it would be over 3/4 full.
+func (s *localShard) add(h uint64, i int32) {
+	if (s.held+1)*4 > len(s.idx)*3 {
+		old := s.idx
+		s.idx = make([]localEntry, max(8, 2*len(old)))
+		for _, e := range old {
+			if e.slot1 != 0 {
+				s.place(e)
+			}
+		}
+	}
+	s.place(localEntry{h: h, slot1: i + 1})
+	s.held++
+}
+
+// place puts e in the first empty entry of its probe sequence.
+func (s *localShard) place(e localEntry) {
+	m := uint64(len(s.idx) - 1)
+	p := e.h >> 32 & m
+	for s.idx[p].slot1 != 0 {
+		p = (p + 1) & m
+	}
+	s.idx[p] = e
+}
+
+// remove takes slot i, of hash h, out of s's table (locked), moving back
+// the entries after it that its entry pushed along (backward shift
+// deletion: no tombstones, so probes stay as short as the load allows).
+func (s *localShard) remove(h uint64, i int32) {
+	m := uint64(len(s.idx) - 1)
+	p := h >> 32 & m
+	for s.idx[p].slot1 != i+1 {
+		p = (p + 1) & m
+	}
+	for q := (p + 1) & m; s.idx[q].slot1 != 0; q = (q + 1) & m {
+		// The entry at q may fill the hole at p unless its home lies
+		// cyclically in (p, q].
+		if home := s.idx[q].h >> 32 & m; (q-home)&m >= (q-p)&m {
+			s.idx[p] = s.idx[q]
+			p = q
+		}
+	}
+	s.idx[p] = localEntry{}
+	s.held--
 }

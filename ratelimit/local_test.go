@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+	"unsafe"
 
 	"github.com/scalekit-go/scalekit/internal/testclock"
 )
@@ -267,5 +270,145 @@ func TestLocalEvictsNearestToFull(t *testing.T) {
 	}
 	if got := take("b", 10); got != 10 {
 		t.Fatalf("b got %d of a fresh burst of 10: it should have been evicted", got)
+	}
+}
+
+// TestShardLayout: a shard fills whole cache lines, its lock and the
+// fields every decision touches in the first two (see localShard).
+func TestShardLayout(t *testing.T) {
+	var s localShard
+	if size := unsafe.Sizeof(s); size != 192 {
+		t.Errorf("localShard is %d bytes, want 192", size)
+	}
+	if off := unsafe.Offsetof(s.tats) + unsafe.Sizeof(s.tats); off > 128 {
+		t.Errorf("the hot fields end at byte %d, past the second cache line", off)
+	}
+}
+
+// checkTable checks shard s's key table (locked): every held key is found
+// at its slot, the table holds one entry per held key and no other, and
+// held counts them.
+func checkTable(t *testing.T, l *Local, s *localShard) {
+	t.Helper()
+	var held int
+	for i, k := range s.keys {
+		if k == "" {
+			continue
+		}
+		held++
+		if got, ok := s.find(maphash.String(l.seed, k), k); !ok || got != int32(i) {
+			t.Fatalf("key %q of slot %d: find returns %d, %v", k, i, got, ok)
+		}
+	}
+	var entries int
+	for _, e := range s.idx {
+		if e.slot1 != 0 {
+			entries++
+			if k := s.keys[e.slot1-1]; k == "" || maphash.String(l.seed, k) != e.h {
+				t.Fatalf("entry %+v names slot of key %q", e, k)
+			}
+		}
+	}
+	if held != s.held || entries != held || len(s.keys)-len(s.free) != held {
+		t.Fatalf("%d keys in slots, %d entries, held %d, %d slots of which %d free", held, entries, s.held, len(s.keys), len(s.free))
+	}
+}
+
+// TestLocalKeyTable: keys come and go (evicted when full, swept when their
+// buckets refill) in a few small shards, so the table grows, probes wrap
+// and entries are shifted back on removal; after every step each held key
+// is still found, every dropped one is new again, and Stats.Keys counts
+// the held ones.
+func TestLocalKeyTable(t *testing.T) {
+	clk := testclock.New()
+	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 1, Period: time.Second, Burst: 2}}, MaxKeys: 300, Shards: 4, SweepInterval: 3 * time.Second, Clock: clk})
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(3, 4))
+	for step := range 20_000 {
+		key := fmt.Sprint("k", r.IntN(1000))
+		if _, err := l.Allow(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if r.IntN(50) == 0 {
+			clk.Add(time.Duration(r.IntN(1000)) * time.Millisecond)
+		}
+		if step%97 == 0 {
+			for i := range l.shards {
+				checkTable(t, l, &l.shards[i])
+			}
+		}
+	}
+	st := l.Stats()
+	if st.Keys > 300 || st.Evicted == 0 || st.Swept == 0 {
+		t.Fatalf("stats %+v: want at most 300 keys, some evicted and some swept", st)
+	}
+	var held int
+	for i := range l.shards {
+		checkTable(t, l, &l.shards[i])
+		held += l.shards[i].held
+	}
+	if held != st.Keys || int64(held) != l.keys.Load() {
+		t.Fatalf("shards hold %d keys, Stats %d, count %d", held, st.Keys, l.keys.Load())
+	}
+}
+
+// TestLocalKeyTableHammer (run with -race): goroutines decide on 2,000
+// keys of a limiter holding at most 1,000, so keys are inserted and
+// evicted while others are found, at a frozen time: a held key admits
+// exactly its burst, and the table is whole at the end.
+func TestLocalKeyTableHammer(t *testing.T) {
+	clk := testclock.New()
+	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 1, Period: time.Hour, Burst: 3}}, MaxKeys: 1000, Shards: 8, Clock: clk})
+	var wg sync.WaitGroup
+	var allowed atomic.Int64
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			for i := range 4000 {
+				d, err := l.Allow(ctx, fmt.Sprint("k", (i*7+g*131)%2000))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if d.Allowed {
+					allowed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	st := l.Stats()
+	if st.Allowed != uint64(allowed.Load()) || st.Allowed+st.Denied != 16*4000 {
+		t.Fatalf("stats %+v, %d admitted", st, allowed.Load())
+	}
+	for i := range l.shards {
+		checkTable(t, l, &l.shards[i])
+	}
+	// Inserts racing in different shards may each see room for one more
+	// key (as before the key table: main holds up to 1,002 here): at most
+	// one over per other shard.
+	if st.Keys > 1000+8-1 || st.Evicted == 0 {
+		t.Fatalf("stats %+v: want keys evicted and at most 1007 held", st)
+	}
+	// 16 goroutines on one fresh key once the limiter has room.
+	l2 := newLocal(t, LocalOptions{Limits: Policy{{Rate: 1, Period: time.Hour, Burst: 3}}, MaxKeys: 1000, Shards: 8, Clock: clk})
+	var one atomic.Int64
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				if d, _ := l2.Allow(context.Background(), "one"); d.Allowed {
+					one.Add(1)
+				}
+				l2.Allow(context.Background(), fmt.Sprint("o", i))
+			}
+		}()
+	}
+	wg.Wait()
+	if one.Load() != 3 {
+		t.Fatalf("one key admitted %d, want exactly its burst 3", one.Load())
 	}
 }
