@@ -354,8 +354,9 @@ func TestLocalKeyTable(t *testing.T) {
 
 // TestLocalKeyTableHammer (run with -race): goroutines decide on 2,000
 // keys of a limiter holding at most 1,000, so keys are inserted and
-// evicted while others are found, at a frozen time: a held key admits
-// exactly its burst, and the table is whole at the end.
+// evicted while others are found: Stats counts every decision and the
+// tables are whole at the end. Then, at a frozen time, goroutines that
+// also insert other keys admit exactly one key's burst.
 func TestLocalKeyTableHammer(t *testing.T) {
 	clk := testclock.New()
 	l := newLocal(t, LocalOptions{Limits: Policy{{Rate: 1, Period: time.Hour, Burst: 3}}, MaxKeys: 1000, Shards: 8, Clock: clk})
