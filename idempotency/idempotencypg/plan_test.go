@@ -22,13 +22,7 @@ import (
 func TestStatementsAreReplannedWhenTheTableGrows(t *testing.T) {
 	f := testinfra.Postgres(t)
 	ctx := context.Background()
-	cfg := f.Primary.Config().Copy()
-	cfg.MaxConns = 1 // one connection: its prepared statements are the Store's
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := f.OneConnPool(t) // its prepared statements are the code's
 	s, err := New(Options{Pool: pool, Table: "grow_keys", ReplanInterval: -1})
 	if err != nil {
 		t.Fatal(err)

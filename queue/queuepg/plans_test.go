@@ -284,13 +284,7 @@ ANALYZE generic_jobs`
 func TestStatementsAreReplannedWhenTheTableGrows(t *testing.T) {
 	f := testinfra.Postgres(t)
 	ctx := context.Background()
-	cfg := f.Primary.Config().Copy()
-	cfg.MaxConns = 1 // one connection: its prepared statements are the backend's
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := f.OneConnPool(t) // its prepared statements are the code's
 	b := newBackend(t, pool, Options{Prefix: "grow", PollOnly: true, ReplanInterval: -1})
 	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
 	for i := range 40 {
