@@ -241,10 +241,20 @@ func (l *Local) insert(s *localShard, h uint64, key string, now int64) []int64 {
 	if now-s.lastSweep >= l.sweepNS {
 		l.sweep(s, now)
 	}
-	if l.keys.Load() >= l.maxKeys {
-		l.makeRoom(s, now)
+	// Reserve the new key's place under the cap: inserts in other shards
+	// race for it, so it is taken with a compare-and-swap, making room in
+	// this shard (each makeRoom drops at least one key) until it is there.
+	for reserved := false; !reserved; {
+		switch k := l.keys.Load(); {
+		case k < l.maxKeys:
+			reserved = l.keys.CompareAndSwap(k, k+1)
+		case s.held == 0: // nothing here to evict: over the cap by one (see MaxKeys)
+			l.keys.Add(1)
+			reserved = true
+		default:
+			l.makeRoom(s, now)
+		}
 	}
-	l.keys.Add(1)
 	var i int32
 	if n := len(s.free); n > 0 {
 		i = s.free[n-1]
