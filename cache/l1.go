@@ -80,10 +80,10 @@ func (c *Cache[V]) hold(key string, e *entry[V]) {
 // monotonic clock (time.Since), about half the cost of time.Now on the
 // hit path.
 func (c *Cache[V]) now() int64 {
-	if c.o.Clock != nil {
-		return c.o.Clock.Now().UnixNano()
+	if c.o.Clock == nil {
+		return c.baseNS + int64(time.Since(c.base))
 	}
-	return c.base.UnixNano() + int64(time.Since(c.base))
+	return c.o.Clock.Now().UnixNano()
 }
 
 // use is what an L1 lookup allows.
@@ -96,22 +96,30 @@ const (
 )
 
 // peek looks key up in the L1: the entry, the time of the lookup and
-// what the entry allows. It is the whole of a hit's work. (otter's
-// GetEntry would hand over the time it read for its own expiry check,
-// but building its Entry costs more than reading the clock again.)
+// what the entry allows. It is the whole of a hit's work (Get does the
+// same inline). (otter's GetEntry would hand over the time it read for
+// its own expiry check, but building its Entry costs more than reading
+// the clock again; and the L1's clock is coarse, see New.)
 func (c *Cache[V]) peek(key string) (*entry[V], int64, use) {
-	e, ok := c.l1.GetIfPresent(key)
-	if !ok {
+	e, _ := c.l1.GetIfPresent(key)
+	if e == nil {
 		return nil, 0, useNone
 	}
 	now := c.now()
+	e, u := e.allows(now)
+	return e, now, u
+}
+
+// allows is what e (found in the L1) allows at now: e itself, or nil
+// when it is past serving.
+func (e *entry[V]) allows(now int64) (*entry[V], use) {
 	switch {
 	case now < e.fresh:
-		return e, now, useFresh
+		return e, useFresh
 	case now < e.hard && !e.negative:
-		return e, now, useStale
+		return e, useStale
 	}
-	return nil, now, useNone
+	return nil, useNone
 }
 
 // refresh says whether serving e (as u allows, at now) starts a
