@@ -55,7 +55,7 @@ type Cache[V any] struct {
 	base   time.Time
 	baseNS int64
 	early  int64 // EarlyWindow x TTL, ns: no early refresh before recFresh - early
-	l1     *otter.Cache[string, *entry[V]]
+	l1     *otter.Cache[string, slot[V]]
 	// l1Clock is the L1's clock (see New), stopped by Close.
 	l1Clock *otter.CoarseClock
 	// inline is set while hold writes the L1 (under mu): the drain
@@ -120,7 +120,7 @@ func New[V any](o Options) (*Cache[V], error) {
 	}
 	inline := new(atomic.Bool)
 	l1Clock := otter.NewCoarseClock(l1ClockTick)
-	l1, err := otter.New(&otter.Options[string, *entry[V]]{
+	l1, err := otter.New(&otter.Options[string, slot[V]]{
 		MaximumSize: o.MaxEntries,
 		// The L1 reads a coarse clock: its own expiry only frees the
 		// memory of entries the cache no longer serves, and peek decides
@@ -131,12 +131,12 @@ func New[V any](o Options) (*Cache[V], error) {
 		// l1ClockTick from the time otter read for the write
 		// (SnapshotAtNano).
 		Clock: l1Clock,
-		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, *entry[V]]) time.Duration {
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, slot[V]]) time.Duration {
 			now := e.SnapshotAtNano
 			if o.Clock != nil {
 				now = o.Clock.Now().UnixNano()
 			}
-			return time.Duration(e.Value.hard-now) + l1ClockTick
+			return time.Duration(e.Value.e.hard-now) + l1ClockTick
 		}),
 		// The maintenance a write of the cache asks for (applying writes
 		// to the eviction policy, evicting) runs in the writing goroutine
@@ -230,17 +230,18 @@ func (c *Cache[V]) resubscribe() {
 func (c *Cache[V]) Get(ctx context.Context, key string, loader Loader[V]) (V, error) {
 	// peek, inline: the common hit is this lookup, one clock read and
 	// one counter.
-	e, _ := c.l1.GetIfPresent(key)
+	s, _ := c.l1.GetIfPresent(key)
+	var e *entry[V]
 	var now int64
 	u := useNone
-	if e != nil {
+	if s.e != nil {
 		now = c.now()
-		if now < e.quiet && c.tracer == nil {
+		if now < s.quiet && c.tracer == nil {
 			// Fresh, and too far from expiry for XFetch.
 			c.st.hits.Add(1)
-			return e.val, nil
+			return s.val, nil
 		}
-		e, u = e.allows(now)
+		e, u = s.e.allows(now)
 	}
 	v, _, err := c.got(ctx, key, key, loader, e, now, u)
 	return v, err

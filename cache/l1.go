@@ -25,6 +25,23 @@ type entry[V any] struct {
 	retryAt atomic.Int64
 }
 
+// slot is what the L1 holds for a key: the entry, and next to it copies
+// of the two fields a quiet hit reads (quiet and val, final once the
+// entry is sealed), kept in otter's node: a quiet hit reads no more
+// memory than the node, where reading the entry cost a cache miss of its
+// own in a large L1. The copies cost 8 bytes + the size of V (a string or
+// slice header, a pointer: the data is shared) per entry.
+type slot[V any] struct {
+	quiet int64
+	val   V
+	e     *entry[V]
+}
+
+// slotOf is e's slot.
+func slotOf[V any](e *entry[V]) slot[V] {
+	return slot[V]{quiet: e.quiet, val: e.val, e: e}
+}
+
 // quietUntil is e.quiet, 0 for no entry.
 func (e *entry[V]) quietUntil() int64 {
 	if e == nil {
@@ -72,7 +89,7 @@ func (c *Cache[V]) hold(key string, e *entry[V]) {
 		e = c.relisted(e, c.now(), c.gapL1TTL)
 	}
 	c.inline.Store(true)
-	c.l1.Set(key, e)
+	c.l1.Set(key, slotOf(e))
 	c.inline.Store(false)
 }
 
@@ -101,12 +118,12 @@ const (
 // its own expiry check, but building its Entry costs more than reading
 // the clock again; and the L1's clock is coarse, see New.)
 func (c *Cache[V]) peek(key string) (*entry[V], int64, use) {
-	e, _ := c.l1.GetIfPresent(key)
-	if e == nil {
+	s, _ := c.l1.GetIfPresent(key)
+	if s.e == nil {
 		return nil, 0, useNone
 	}
 	now := c.now()
-	e, u := e.allows(now)
+	e, u := s.e.allows(now)
 	return e, now, u
 }
 
