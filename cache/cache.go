@@ -125,15 +125,18 @@ func New[V any](o Options) (*Cache[V], error) {
 		// The L1 reads a coarse clock: its own expiry only frees the
 		// memory of entries the cache no longer serves, and peek decides
 		// with the precise time, so a hit reads the clock once (peek's
-		// read), not twice. A coarse clock lags; an entry leaves the L1
-		// between l1ClockTick and twice that after it stops being
-		// servable (hard), never before: an entry's deadline is hard +
-		// l1ClockTick from the time otter read for the write
-		// (SnapshotAtNano).
+		// read), not twice. A coarse clock lags (up to a tick); an
+		// entry's deadline is hard + l1ClockTick on otter's clock (from
+		// the time otter read for the write, SnapshotAtNano), so it
+		// expires in the L1 one to two ticks after it stops being
+		// servable (hard), never before, and is removed at otter's next
+		// 1s sweep or read.
 		Clock: l1Clock,
 		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, slot[V]]) time.Duration {
 			now := e.SnapshotAtNano
 			if o.Clock != nil {
+				// hard is on the Clock's time: the time left is read
+				// from it.
 				now = o.Clock.Now().UnixNano()
 			}
 			return time.Duration(e.Value.e.hard-now) + l1ClockTick
