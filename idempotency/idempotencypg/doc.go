@@ -44,6 +44,15 @@
 // Sweep (call it periodically, or set Options.SweepInterval); until then
 // an expired record is treated as absent.
 //
+// The statements begin with a comment naming the table's size class (the
+// bit length of its size in pages), read every Options.ReplanInterval
+// (2s, one small query): a prepared statement keeps the generic plan made
+// when it was prepared until the table is analyzed, and one planned while
+// the table held a few keys is a sequential scan that would then read the
+// grown table on every replay and completion. When the table has halved
+// or doubled the text changes, pgx prepares the statements again, and
+// PostgreSQL plans them for the size the table has.
+//
 // # When PostgreSQL is down or slow
 //
 // Every call returns an error once PostgreSQL is down or slower than

@@ -17,6 +17,7 @@ import (
 	"github.com/scalekit-go/scalekit/idempotency"
 	"github.com/scalekit-go/scalekit/internal/every"
 	"github.com/scalekit-go/scalekit/internal/logx"
+	"github.com/scalekit-go/scalekit/internal/pgplan"
 	"github.com/scalekit-go/scalekit/internal/renew"
 	"github.com/scalekit-go/scalekit/internal/serverclock"
 	"github.com/scalekit-go/scalekit/internal/token"
@@ -39,6 +40,15 @@ type Options struct {
 	Clock clock.Clock
 	// Logger receives sweep failures. Default: discard.
 	Logger *slog.Logger
+	// ReplanInterval is how often the Store reads the size of its table
+	// (one small query): when it has halved or doubled since the
+	// statements were planned, the Store sends them again under new text,
+	// so that PostgreSQL plans them for the new size. A prepared statement
+	// keeps the plan made when it was prepared until the table is
+	// analyzed: one planned while the table was small (a new Store) reads
+	// every row of it once the table has grown. Default: 2s; negative:
+	// never.
+	ReplanInterval time.Duration
 }
 
 // Store is an idempotency.Store on PostgreSQL. It is safe for concurrent
@@ -50,7 +60,7 @@ type Store struct {
 	clk     clock.Clock
 	log     *slog.Logger
 
-	begin, complete, release, extend string
+	plans *pgplan.Set[statements] // planned for the table's size (package internal/pgplan)
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -83,22 +93,37 @@ func New(o Options) (*Store, error) {
 	if o.SweepInterval < 0 {
 		return bad("SweepInterval must be >= 0, got %v", o.SweepInterval)
 	}
+	if o.ReplanInterval == 0 {
+		o.ReplanInterval = pgplan.DefaultInterval
+	}
 	o.Logger = logx.Or(o.Logger)
 	s := &Store{pool: o.Pool, table: o.Table, timeout: o.Timeout, clk: o.Clock, log: o.Logger, stop: make(chan struct{})}
-	s.prepare()
+	s.plans = pgplan.New(o.Pool, []string{o.Table}, func(tag string) *statements { return prepare(o.Table, tag) })
 	if o.SweepInterval > 0 {
 		s.done.Add(1)
 		go s.sweeper(o.SweepInterval)
 	}
+	if o.ReplanInterval > 0 {
+		s.done.Add(1)
+		go func() {
+			defer s.done.Done()
+			s.plans.Run(s.stop, o.ReplanInterval, s.log, "idempotencypg")
+		}()
+	}
 	return s, nil
 }
 
-// The statements take the time as a parameter (serverclock.Param: NULL
-// for the database's now()).
-func (s *Store) prepare() {
-	t := s.table
+// statements are the Store's statements, each beginning with the tag of
+// the table's size class (see pgplan).
+type statements struct{ begin, complete, release, extend string }
+
+// prepare returns the statements on table t, each beginning with tag. They
+// take the time as a parameter (serverclock.Param: NULL for the
+// database's now()).
+func prepare(t, tag string) *statements {
+	s := &statements{}
 	now6, now3 := serverclock.SQL(6), serverclock.SQL(3)
-	s.begin = `WITH ins AS (
+	s.begin = tag + `WITH ins AS (
   INSERT INTO ` + t + ` AS k (key, fingerprint, state, token, lease_until, result, expires_at)
   VALUES ($1, $2, 'run', $3, ` + now6 + ` + $4 * interval '1 millisecond', NULL,
           ` + now6 + ` + $5 * interval '1 millisecond')
@@ -116,15 +141,16 @@ SELECT CASE WHEN k.fingerprint <> $2 THEN 'mismatch' WHEN k.state = 'done' THEN 
        greatest(0, ceil(extract(epoch FROM k.lease_until - ` + now6 + `) * 1000))::bigint
 FROM ` + t + ` k WHERE k.key = $1 AND k.expires_at > ` + now6 + ` AND NOT EXISTS (SELECT 1 FROM ins)`
 	held := ` WHERE key = $1 AND token = $2 AND state = 'run' AND expires_at > ` + now3
-	s.complete = `UPDATE ` + t + ` SET state = 'done', result = $4, expires_at = ` + now3 + ` + $5 * interval '1 millisecond'` + held
-	s.release = `DELETE FROM ` + t + held
+	s.complete = tag + `UPDATE ` + t + ` SET state = 'done', result = $4, expires_at = ` + now3 + ` + $5 * interval '1 millisecond'` + held
+	s.release = tag + `DELETE FROM ` + t + held
 	// A renewal does not wait on the row: its lock is held by a Begin (a
 	// moment) or by the transaction completing the key (InTx, GuardTx),
 	// after whose commit the renewal would find the key completed and
 	// report the lease lost. NOWAIT fails it at once instead (SQLSTATE
 	// 55P03, not ErrLeaseLost); the heartbeat renews at the next beat.
-	s.extend = `UPDATE ` + t + ` SET lease_until = ` + now3 + ` + $4 * interval '1 millisecond'` + held +
+	s.extend = tag + `UPDATE ` + t + ` SET lease_until = ` + now3 + ` + $4 * interval '1 millisecond'` + held +
 		` AND key = (SELECT key FROM ` + t + ` WHERE key = $1 FOR UPDATE NOWAIT)`
+	return s
 }
 
 // Migrate creates the table and its expiry index if they do not exist.
@@ -171,7 +197,7 @@ func (s *Store) Begin(ctx context.Context, key, fingerprint string, lease, ttl t
 			result []byte
 			left   int64
 		)
-		err := s.pool.QueryRow(ctx, s.begin, key, fingerprint, token, ms(lease), ms(ttl), serverclock.Param(s.clk)).Scan(&status, &result, &left)
+		err := s.pool.QueryRow(ctx, s.plans.Get().begin, key, fingerprint, token, ms(lease), ms(ttl), serverclock.Param(s.clk)).Scan(&status, &result, &left)
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue
 		}
@@ -211,20 +237,20 @@ func (s *Store) fenced(ctx context.Context, db execer, sql string, args ...any) 
 func (s *Store) Complete(ctx context.Context, key, token string, result []byte, ttl time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	return s.fenced(ctx, s.pool, s.complete, key, token, serverclock.Param(s.clk), result, ms(ttl))
+	return s.fenced(ctx, s.pool, s.plans.Get().complete, key, token, serverclock.Param(s.clk), result, ms(ttl))
 }
 
 // CompleteTx is Complete inside tx: commit tx and the key is completed
 // with it, roll it back and it is not.
 func (s *Store) CompleteTx(ctx context.Context, tx pgx.Tx, key, token string, result []byte, ttl time.Duration) error {
-	return s.fenced(ctx, tx, s.complete, key, token, serverclock.Param(s.clk), result, ms(ttl))
+	return s.fenced(ctx, tx, s.plans.Get().complete, key, token, serverclock.Param(s.clk), result, ms(ttl))
 }
 
 // Release is idempotency.Store.Release.
 func (s *Store) Release(ctx context.Context, key, token string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	return s.fenced(ctx, s.pool, s.release, key, token, serverclock.Param(s.clk))
+	return s.fenced(ctx, s.pool, s.plans.Get().release, key, token, serverclock.Param(s.clk))
 }
 
 // Extend is idempotency.Store.Extend. It does not wait for the key's row
@@ -234,7 +260,7 @@ func (s *Store) Release(ctx context.Context, key, token string) error {
 func (s *Store) Extend(ctx context.Context, key, token string, lease time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	return s.fenced(ctx, s.pool, s.extend, key, token, serverclock.Param(s.clk), ms(lease))
+	return s.fenced(ctx, s.pool, s.plans.Get().extend, key, token, serverclock.Param(s.clk), ms(lease))
 }
 
 // InTx runs fn in a transaction and completes the request's idempotency
@@ -359,7 +385,8 @@ func (s *Store) sweeper(interval time.Duration) {
 	})
 }
 
-// Close stops the background sweep (if any). It does not close the pool.
+// Close stops the background sweep (if any) and the replanner. It does
+// not close the pool.
 func (s *Store) Close() error {
 	s.once.Do(func() { close(s.stop) })
 	s.done.Wait()

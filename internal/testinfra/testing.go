@@ -412,3 +412,18 @@ func Varnish(t testing.TB, backend string) *VarnishServer {
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+// OneConnPool is a pool of one connection on f's primary, closed at
+// cleanup: its prepared statements are the code under test's, for tests
+// that read pg_prepared_statements or EXPLAIN EXECUTE them.
+func (f *PostgresFixture) OneConnPool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	cfg := f.Primary.Config().Copy()
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/scalekit-go/scalekit/internal/every"
 	"github.com/scalekit-go/scalekit/internal/logx"
 	"github.com/scalekit-go/scalekit/internal/pause"
+	"github.com/scalekit-go/scalekit/internal/pgplan"
 	"github.com/scalekit-go/scalekit/internal/serverclock"
 	"github.com/scalekit-go/scalekit/queue"
 )
@@ -104,7 +105,7 @@ type Backend struct {
 	listening atomic.Bool
 	idle      atomic.Int64
 
-	plans plans // the statements, planned for the tables' size (plan.go)
+	plans *pgplan.Set[planSet] // the statements, planned for the tables' size (plan.go)
 }
 
 var prefixRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,40}$`)
@@ -138,19 +139,22 @@ func New(o Options) (*Backend, error) {
 	}
 	o.Logger = logx.Or(o.Logger)
 	if o.ReplanInterval == 0 {
-		o.ReplanInterval = 2 * time.Second
+		o.ReplanInterval = pgplan.DefaultInterval
 	}
 	b := &Backend{pool: o.Pool, counts: o.Prefix + "_counts", channel: o.Prefix + "_jobs",
 		retention: o.Retention, deadRet: o.DeadRetention, poll: o.PollInterval, pollOnly: o.PollOnly,
 		dirty: map[string]bool{}, nkick: make(chan struct{}, 1), clk: o.Clock, log: o.Logger, waiters: map[string]chan struct{}{}, stop: make(chan struct{})}
-	b.plans.init(o.Prefix)
+	b.plans = newPlans(b, o.Prefix)
 	if o.SweepInterval > 0 {
 		b.bg.Add(1)
 		go b.sweeper(o.SweepInterval)
 	}
 	if o.ReplanInterval > 0 {
 		b.bg.Add(1)
-		go b.replanner(o.ReplanInterval)
+		go func() {
+			defer b.bg.Done()
+			b.plans.Run(b.stop, o.ReplanInterval, b.log, "queuepg")
+		}()
 	}
 	return b, nil
 }

@@ -87,7 +87,16 @@
 // with queue.FetchRequest.Strict, natsrelay's, always starts from the
 // bottom). The
 // completions are planned once per connection (a generic plan) rather
-// than per batch. Migrate
+// than per batch. A prepared statement keeps its generic plan until its
+// tables are analyzed again, and one made while the jobs table was a page
+// or two (a new or drained queue) is a sequential scan that then reads
+// the grown table on every call: so the statements begin with a comment
+// naming the jobs and unique tables' size class (the bit length of their
+// size in pages), read every Options.ReplanInterval (2s, one small
+// query); when a table has halved or doubled the text changes, pgx
+// prepares the statements again, and PostgreSQL plans them for the size
+// the table has (a class seen before finds its statements still
+// prepared). pg_stat_statements ignores the comment. Migrate
 // creates the jobs table with autovacuum_vacuum_scale_factor = 0 and
 // autovacuum_vacuum_threshold = 10000, so autovacuum cleans it after every
 // 10,000 changed rows (checked every autovacuum_naptime, one minute by

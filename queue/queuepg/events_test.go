@@ -129,9 +129,9 @@ func TestPublishDatabaseDown(t *testing.T) {
 		"Subscribers": func(ctx context.Context) error { _, err := c.Subscribers(ctx, "down"); return err },
 		// The replanner's size read (plan.go) fails too, keeping the class.
 		"replan": func(ctx context.Context) error {
-			before := b.plans.now.Load().class
-			_, err := b.replan(ctx)
-			if after := b.plans.now.Load().class; after != before {
+			before := b.plans.Class()
+			_, err := b.plans.Replan(ctx)
+			if after := b.plans.Class(); after != before {
 				t.Errorf("a failed replan moved the size class from %v to %v", before, after)
 			}
 			return err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/scalekit-go/scalekit/internal/pgplan"
 	"github.com/scalekit-go/scalekit/internal/poll"
 	"github.com/scalekit-go/scalekit/internal/serverclock"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
@@ -283,13 +284,7 @@ ANALYZE generic_jobs`
 func TestStatementsAreReplannedWhenTheTableGrows(t *testing.T) {
 	f := testinfra.Postgres(t)
 	ctx := context.Background()
-	cfg := f.Primary.Config().Copy()
-	cfg.MaxConns = 1 // one connection: its prepared statements are the backend's
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := f.OneConnPool(t) // its prepared statements are the code's
 	b := newBackend(t, pool, Options{Prefix: "grow", PollOnly: true, ReplanInterval: -1})
 	c, _ := queue.NewClient(queue.ClientOptions{Backend: b})
 	for i := range 40 {
@@ -300,7 +295,7 @@ func TestStatementsAreReplannedWhenTheTableGrows(t *testing.T) {
 	if _, err := pool.Exec(ctx, `ANALYZE grow_jobs`); err != nil { // as autovacuum does a new table
 		t.Fatal(err)
 	}
-	if _, err := b.replan(ctx); err != nil {
+	if _, err := b.plans.Replan(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// completeOne leases one job and completes it: one completion round.
@@ -323,7 +318,7 @@ INSERT INTO grow_jobs (queue, id, kind, payload, priority, state, attempt, max_a
 SELECT 'q', 'old' || i, 'k', '\x00', 0, 'done', 1, 25, now(), now(), now() FROM generate_series(1, 50000) i`); err != nil {
 		t.Fatal(err)
 	}
-	class, err := b.replan(ctx)
+	class, err := b.plans.Replan(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +326,7 @@ SELECT 'q', 'old' || i, 'k', '\x00', 0, 'done', 1, 25, now(), now(), now() FROM 
 		completeOne()
 	}
 	after := completionPlan(t, pool)
-	t.Logf("size class %s; completion on 40 rows: %v; on 50k rows: %v", class.tag(), before, after)
+	t.Logf("size class %s; completion on 40 rows: %v; on 50k rows: %v", class, before, after)
 	if len(after) == 0 {
 		t.Fatal("the completion does not scan grow_jobs?")
 	}
@@ -382,7 +377,7 @@ func TestReplannerFollowsTheSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	if c, err := b.replan(ctx); err != nil || c != (sizeClass{}) {
+	if c, err := b.plans.Replan(ctx); err != nil || c != "0.0" {
 		t.Fatalf("replan before Migrate = %v, %v; want class 0.0 and no error", c, err)
 	}
 	if err := b.Migrate(ctx); err != nil {
@@ -397,12 +392,12 @@ SELECT 'q', 'old' || i, 'k', '\x00', 0, 'done', 1, 25, now(), now(), now() FROM 
 	if err := f.Primary.QueryRow(ctx, `SELECT pg_relation_size('replanner_jobs')`).Scan(&size); err != nil {
 		t.Fatal(err)
 	}
-	want := classOf(size, 0).jobs
+	want := pgplan.Key([]int64{size, 0})
 	poll.Until(t, 10*time.Second, "the replanner to see the jobs table grown", func() bool {
-		return b.plans.now.Load().class.jobs == want
+		return b.plans.Class() == want
 	})
-	if !strings.HasPrefix(b.sql().complete, b.plans.now.Load().class.tag()) || !strings.HasPrefix(b.ev().publish, b.plans.now.Load().class.tag()) {
-		t.Errorf("the statements do not begin with their class's tag %q: %.60q", b.plans.now.Load().class.tag(), b.sql().complete)
+	if tag := pgplan.Tag(want); !strings.HasPrefix(b.sql().complete, tag) || !strings.HasPrefix(b.ev().publish, tag) {
+		t.Errorf("the statements do not begin with their class's tag %q: %.60q", tag, b.sql().complete)
 	}
 }
 
@@ -418,7 +413,7 @@ func TestReplanHammer(t *testing.T) {
 	for w := range 4 {
 		wg.Go(func() {
 			for i := range 50 {
-				if _, err := b.replan(ctx); err != nil {
+				if _, err := b.plans.Replan(ctx); err != nil {
 					errs <- err
 					return
 				}
@@ -460,7 +455,7 @@ SELECT 'old', $1 || '-' || i, 'k', '\x00', 0, 'done', 1, 25, now(), now(), now()
 	for err := range errs {
 		t.Error(err)
 	}
-	got, err := b.replan(ctx)
+	got, err := b.plans.Replan(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,10 +463,10 @@ SELECT 'old', $1 || '-' || i, 'k', '\x00', 0, 'done', 1, 25, now(), now(), now()
 	if err := f.Primary.QueryRow(ctx, `SELECT pg_relation_size('rphammer_jobs'), pg_relation_size('rphammer_unique')`).Scan(&jobs, &unique); err != nil {
 		t.Fatal(err)
 	}
-	if want := classOf(jobs, unique); got != want || b.plans.now.Load().class != want {
-		t.Errorf("class after the hammer = %v (in use %v), want %v", got, b.plans.now.Load().class, want)
+	if want := pgplan.Key([]int64{jobs, unique}); got != want || b.plans.Class() != want {
+		t.Errorf("class after the hammer = %v (in use %v), want %v", got, b.plans.Class(), want)
 	}
-	if n := len(b.plans.sets); n < 2 {
+	if n := b.plans.Classes(); n < 2 {
 		t.Errorf("%d size classes seen while the table grew from 0 to %d bytes, want several", n, jobs)
 	}
 }

@@ -295,19 +295,42 @@ func appendJobArgs(args []any, m *queue.Message, short bool) []any {
 	return append(args, m.UniqueKey, uniqueUntil, active, m.Attempt, m.LastError, metadata)
 }
 
-// enqueueKeys are enqueueScript's keys for m (see enqueueScript).
+// enqueueKeys are enqueueScript's keys for m (see enqueueScript), from
+// the names its queue's lane keeps.
 func (b *Backend) enqueueKeys(m *queue.Message) []string {
-	t := b.tag(m.Queue)
-	return []string{t + readyName[m.Priority], t + "scheduled", t + "done", t + "wake", t + "job:" + m.ID, t + "unique:" + m.UniqueKey, t + "ids"}
+	n := &b.enqueueLane(m.Queue).names
+	uk := n.unique // the key of an empty unique key: the script does not touch it
+	if m.UniqueKey != "" {
+		uk += m.UniqueKey
+	}
+	return []string{n.ready[m.Priority], n.scheduled, n.done, n.wake, n.job + m.ID, uk, n.ids}
 }
 
 // readyName is the name of each priority's ready list (Backend.keys).
 var readyName = [...]string{queue.Default: "ready:default", queue.High: "ready:high", queue.Low: "ready:low"}
 
+// enqueueNames are the names of a queue's keys an enqueue uses, made once
+// per queue instead of once per call.
+type enqueueNames struct {
+	ready                                   [len(readyName)]string
+	scheduled, done, wake, job, unique, ids string
+	jobArg                                  any // job as a script argument (an any made once)
+}
+
+func (b *Backend) enqueueNamesFor(q string) enqueueNames {
+	t := b.tag(q)
+	n := enqueueNames{scheduled: t + "scheduled", done: t + "done", wake: t + "wake", job: t + "job:", unique: t + "unique:", ids: t + "ids"}
+	for p, name := range readyName {
+		n.ready[p] = t + name
+	}
+	n.jobArg = n.job
+	return n
+}
+
 // enqueueArgs are enqueueScript's arguments for m: the base, then its
 // fields, in the short form when it can.
 func (b *Backend) enqueueArgs(m *queue.Message) []any {
-	return appendJobArgs(append(make([]any, 0, 2+enqueueFields), b.tag(m.Queue)+"job:", b.now()), m, true)
+	return appendJobArgs(append(make([]any, 0, 2+enqueueFields), b.enqueueLane(m.Queue).names.jobArg, b.now()), m, true)
 }
 
 // enqueueResult reads enqueue's reply for m (status and its state or

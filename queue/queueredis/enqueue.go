@@ -34,6 +34,7 @@ var enqueueTurns = 2
 // enqueueLane is one queue's turn-taking of Enqueues.
 type enqueueLane struct {
 	queue    string
+	names    enqueueNames // its keys' names (Backend.enqueueKeys)
 	mu       sync.Mutex
 	inFlight int // scripts of the queue's Enqueues in flight (at most enqueueTurns)
 	waiting  []*pendingEnqueue
@@ -51,7 +52,7 @@ func (b *Backend) enqueueLane(q string) *enqueueLane {
 	if l, ok := b.enqueues.Load(q); ok {
 		return l.(*enqueueLane)
 	}
-	l, _ := b.enqueues.LoadOrStore(q, &enqueueLane{queue: q})
+	l, _ := b.enqueues.LoadOrStore(q, &enqueueLane{queue: q, names: b.enqueueNamesFor(q)})
 	return l.(*enqueueLane)
 }
 

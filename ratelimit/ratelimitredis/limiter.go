@@ -41,9 +41,20 @@ import (
 // fractional form off by under 1µs, so state written in either form needs
 // no migration.
 
+// ttlSlackMS is how much longer (ms) keys live when Options.Clock is set
+// (see gcraLib's ttlslack).
+const ttlSlackMS = "60000"
+
 // gcraLib is the arithmetic the GCRA scripts share, after serverclock.Lua
 // (now_us_ns reads the time arguments).
 const gcraLib = serverclock.Lua + `
+-- ttlslack is added to every TTL when the caller passed the time
+-- (Options.Clock): its clock may run slower than Redis's, whose TTLs are
+-- real time (a test's fake clock), and a key that expired early would
+-- forget its admissions. A key past its TTL is a full bucket, so keeping
+-- it longer changes no decision.
+local ttlslack = 0
+if tonumber(ARGV[1]) >= 0 then ttlslack = ` + ttlSlackMS + ` end
 local function readtat(v)
   if not v then return 0, 0 end
   local us, ns = string.match(v, '^(%d+)%.(%d%d%d)$')
@@ -77,7 +88,7 @@ end
 -- ttlms is (us, ns) rounded up to whole milliseconds, at least 1.
 local function ttlms(us, ns)
   if ns > 0 then us = us + 1 end
-  return math.max(1, math.ceil(us / 1000))
+  return math.max(1, math.ceil(us / 1000)) + ttlslack
 end
 `
 
@@ -123,7 +134,9 @@ return reply
 // (INFO commandstats, 11 alternating runs of 100k calls).
 var gcra1Script = redis.NewScript(`
 local nowus, nowns = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ttlslack = ` + ttlSlackMS + `
 if nowus < 0 then
+  ttlslack = 0
   local t = redis.call('TIME')
   nowus, nowns = tonumber(t[1]) * 1000000 + tonumber(t[2]), 0
 end
@@ -162,7 +175,7 @@ if aus < tu or (aus == tu and ans <= tn) then
   local w
   if wns == 0 then w = string.format('%.0f', wus) else w = string.format('%.0f.%03d', wus, wns) end
   if ans > 0 then aus = aus + 1 end
-  redis.call('SET', K, w, 'PX', math.max(1, math.ceil(aus / 1000)))
+  redis.call('SET', K, w, 'PX', math.max(1, math.ceil(aus / 1000)) + ttlslack)
 end
 `
 
@@ -202,6 +215,9 @@ type Options struct {
 	Breaker *breaker.Breaker
 	// Clock replaces the system clock (see package clock); nil is the
 	// server's clock (Redis TIME), so the fleet's clocks do not matter.
+	// With a Clock, keys live a minute longer than their limits need
+	// (Redis expires them by its own clock, which a test's clock may
+	// trail).
 	Clock clock.Clock
 	// Logger receives Redis failures (Debug) and circuit changes. Default:
 	// discard.

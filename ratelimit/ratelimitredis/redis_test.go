@@ -120,9 +120,66 @@ func TestKeyLayoutAndTTL(t *testing.T) {
 	if fields["sec"] != itoa(want) {
 		t.Fatalf("sec TAT %s, want %d (now + one interval, in µs)", fields["sec"], want)
 	}
+	// With a Clock (a test's, which Redis's TTLs may outrun) the key
+	// lives a minute longer; on Redis's own clock it expires once its
+	// last limit is full again.
 	ttl, err := r.Client.PTTL(ctx, "{ratelimit:k}:limit").Result()
+	if err != nil || ttl <= time.Minute || ttl > time.Minute+time.Second {
+		t.Fatalf("PTTL %v %v with a Clock: want > 1m and <= 1m1s (full again within 1s, and a minute of slack)", ttl, err)
+	}
+	own := newLimiter(t, Options{Client: r.Client, Prefix: "own", Limits: ratelimit.Policy{
+		{Name: "sec", Rate: 10, Burst: 5}, {Name: "min", Rate: 60, Period: time.Minute}}})
+	if _, err := own.Allow(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	ttl, err = r.Client.PTTL(ctx, "{own:k}:limit").Result()
 	if err != nil || ttl <= 0 || ttl > time.Second {
 		t.Fatalf("PTTL %v %v: want > 0 and <= 1s (the key expires once its last limit is full again)", ttl, err)
+	}
+}
+
+// A limiter on a test's clock keeps its keys a minute past what its
+// limits need, in every script: Redis expires keys by its own clock, and
+// a conformance run whose fake clock advanced 7ms a step while a loaded
+// machine took more than a key's 200ms TTL between steps saw the key
+// gone and admitted a fresh burst (SustainedRate, now and then under
+// -race).
+func TestClockKeysOutliveRealTime(t *testing.T) {
+	r := testinfra.Redis(t)
+	clk := testclock.New()
+	ctx := context.Background()
+	one := ratelimit.Policy{{Rate: 20, Burst: 4}}
+	two := ratelimit.Policy{{Name: "a", Rate: 20, Burst: 4}, {Name: "b", Rate: 100, Period: time.Minute}}
+	for _, c := range []struct {
+		name  string
+		o     Options
+		allow func(l *Limiter) error
+		key   string
+	}{
+		{"one limit", Options{Limits: one, Prefix: "c1"}, func(l *Limiter) error { _, err := l.Allow(ctx, "k"); return err }, "{c1:k}:gcra"},
+		{"two limits", Options{Limits: two, Prefix: "c2"}, func(l *Limiter) error { _, err := l.Allow(ctx, "k"); return err }, "{c2:k}:limit"},
+		{"AllowMany", Options{Limits: one, Prefix: "c3"}, func(l *Limiter) error {
+			_, err := l.AllowMany(ctx, []string{"k", "j"}, 1)
+			return err
+		}, "{c3:k}:gcra"},
+		{"AllowMany, two limits", Options{Limits: two, Prefix: "c4"}, func(l *Limiter) error {
+			_, err := l.AllowMany(ctx, []string{"k"}, 1)
+			return err
+		}, "{c4:k}:limit"},
+		{"Lease", Options{Limits: one, Prefix: "c5", Lease: 2}, func(l *Limiter) error { _, err := l.Allow(ctx, "k"); return err }, "{c5:k}:gcra"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.o.Client, c.o.Clock = r.Client, clk
+			l := newLimiter(t, c.o)
+			if err := c.allow(l); err != nil {
+				t.Fatal(err)
+			}
+			keys, _ := r.Client.Keys(ctx, "*"+c.o.Prefix+":k*").Result()
+			ttl, err := r.Client.PTTL(ctx, c.key).Result()
+			if err != nil || ttl <= time.Minute {
+				t.Fatalf("PTTL %s = %v, %v (keys %v): want over a minute", c.key, ttl, err, keys)
+			}
+		})
 	}
 }
 
