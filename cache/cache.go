@@ -14,7 +14,6 @@ import (
 	"github.com/maypok86/otter/v2"
 
 	"github.com/scalekit-go/scalekit/breaker"
-	"github.com/scalekit-go/scalekit/clock"
 	"github.com/scalekit-go/scalekit/internal/pause"
 	"github.com/scalekit-go/scalekit/internal/stripe"
 )
@@ -51,10 +50,14 @@ type Loader[V any] func(ctx context.Context, key string) (V, error)
 // refresh runs, and hot keys are refreshed early by about one caller. It
 // is safe for concurrent use.
 type Cache[V any] struct {
-	o     Options
-	base  time.Time // with Options.Clock nil: now = base + time.Since(base)
-	early int64     // EarlyWindow x TTL, ns: no early refresh before recFresh - early
-	l1    *otter.Cache[string, *entry[V]]
+	o Options
+	// with Options.Clock nil: now = baseNS + time.Since(base), base's Unix ns
+	base   time.Time
+	baseNS int64
+	early  int64 // EarlyWindow x TTL, ns: no early refresh before recFresh - early
+	l1     *otter.Cache[string, slot[V]]
+	// l1Clock is the L1's clock (see New), stopped by Close.
+	l1Clock *otter.CoarseClock
 	// inline is set while hold writes the L1 (under mu): the drain
 	// that write asks for runs in the writer's goroutine (see New).
 	inline *atomic.Bool
@@ -98,6 +101,9 @@ type stats struct {
 	codecErrors, invalidations, resubscribes, pendingDelivered, pendingOverflows, feedLosses                atomic.Uint64
 }
 
+// l1ClockTick is the resolution of the L1's clock (see New).
+const l1ClockTick = time.Second
+
 // New returns a Cache, or an error naming the bad option. With a Store it
 // subscribes to the Store's invalidation messages; Close stops that.
 func New[V any](o Options) (*Cache[V], error) {
@@ -113,10 +119,27 @@ func New[V any](o Options) (*Cache[V], error) {
 		}
 	}
 	inline := new(atomic.Bool)
-	l1, err := otter.New(&otter.Options[string, *entry[V]]{
+	l1Clock := otter.NewCoarseClock(l1ClockTick)
+	l1, err := otter.New(&otter.Options[string, slot[V]]{
 		MaximumSize: o.MaxEntries,
-		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, *entry[V]]) time.Duration {
-			return time.Duration(e.Value.hard - clock.Now(o.Clock).UnixNano())
+		// The L1 reads a coarse clock: its own expiry only frees the
+		// memory of entries the cache no longer serves, and peek decides
+		// with the precise time, so a hit reads the clock once (peek's
+		// read), not twice. A coarse clock lags (up to a tick); an
+		// entry's deadline is hard + l1ClockTick on otter's clock (from
+		// the time otter read for the write, SnapshotAtNano), so it
+		// expires in the L1 one to two ticks after it stops being
+		// servable (hard), never before, and is removed at otter's next
+		// 1s sweep or read.
+		Clock: l1Clock,
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, slot[V]]) time.Duration {
+			now := e.SnapshotAtNano
+			if o.Clock != nil {
+				// hard is on the Clock's time: the time left is read
+				// from it.
+				now = o.Clock.Now().UnixNano()
+			}
+			return time.Duration(e.Value.e.hard-now) + l1ClockTick
 		}),
 		// The maintenance a write of the cache asks for (applying writes
 		// to the eviction policy, evicting) runs in the writing goroutine
@@ -138,10 +161,13 @@ func New[V any](o Options) (*Cache[V], error) {
 		},
 	})
 	if err != nil {
+		l1Clock.Stop()
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	c := &Cache[V]{o: o, inline: inline, tracer: o.Tracer, early: int64(o.EarlyWindow * float64(o.TTL)), l1: l1, calls: map[string]*call[V]{}, base: time.Now(), store: o.Store, br: o.Breaker,
+	c := &Cache[V]{o: o, inline: inline, l1Clock: l1Clock, tracer: o.Tracer, early: int64(o.EarlyWindow * float64(o.TTL)), l1: l1, calls: map[string]*call[V]{}, store: o.Store, br: o.Breaker,
 		id: strconv.FormatUint(rand.Uint64(), 36), closed: make(chan struct{})}
+	c.base = time.Now()
+	c.baseNS = c.base.UnixNano()
 	if o.MaxConcurrentLoads > 0 {
 		c.sem = make(chan struct{}, o.MaxConcurrentLoads)
 	}
@@ -205,11 +231,20 @@ func (c *Cache[V]) resubscribe() {
 // loader panic is a *PanicError (with the stack) for every waiter. Get
 // is the one-key case of GetMany.
 func (c *Cache[V]) Get(ctx context.Context, key string, loader Loader[V]) (V, error) {
-	e, now, u := c.peek(key)
-	if now < e.quietUntil() && c.tracer == nil {
-		// The common hit: fresh, and too far from expiry for XFetch.
-		c.st.hits.Add(1)
-		return e.val, nil
+	// peek, inline: the common hit is this lookup, one clock read and
+	// one counter.
+	s, _ := c.l1.GetIfPresent(key)
+	var e *entry[V]
+	var now int64
+	u := useNone
+	if s.e != nil {
+		now = c.now()
+		if now < s.quiet && c.tracer == nil {
+			// Fresh, and too far from expiry for XFetch.
+			c.st.hits.Add(1)
+			return s.val, nil
+		}
+		e, u = s.e.allows(now)
 	}
 	v, _, err := c.got(ctx, key, key, loader, e, now, u)
 	return v, err
@@ -612,8 +647,8 @@ func (c *Cache[V]) Delete(ctx context.Context, key string) error {
 
 // Close stops the cache's background goroutines: the invalidation
 // subscription, the flusher of pending invalidations (Close tries once
-// more to deliver what is pending, and logs what it could not) and the
-// L1's periodic expiry sweep. It is idempotent. The
+// more to deliver what is pending, and logs what it could not), the
+// L1's periodic expiry sweep and the L1's clock. It is idempotent. The
 // cache keeps answering after Close, without invalidation messages.
 func (c *Cache[V]) Close() error {
 	c.subMu.Lock()
@@ -645,6 +680,7 @@ func (c *Cache[V]) Close() error {
 			slog.Int64("pending", c.kept.n.Load()))
 	}
 	c.l1.StopAllGoroutines()
+	c.l1Clock.Stop()
 	return nil
 }
 

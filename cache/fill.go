@@ -252,7 +252,7 @@ func (f *fill[V]) usable(i int, se *entry[V], now int64) bool {
 // replaces entries).
 func (c *Cache[V]) holds(key string, e *entry[V]) bool {
 	got, ok := c.l1.GetIfPresent(key)
-	return ok && got == e
+	return ok && got.e == e
 }
 
 // deliver ends key i's fill with e: into the L1, out to its callers.

@@ -25,6 +25,23 @@ type entry[V any] struct {
 	retryAt atomic.Int64
 }
 
+// slot is what the L1 holds for a key: the entry, and next to it copies
+// of the two fields a quiet hit reads (quiet and val, final once the
+// entry is sealed), kept in otter's node: a quiet hit reads no more
+// memory than the node, where reading the entry cost a cache miss of its
+// own in a large L1. The copies cost 8 bytes + the size of V (a string or
+// slice header, a pointer: the data is shared) per entry.
+type slot[V any] struct {
+	quiet int64
+	val   V
+	e     *entry[V]
+}
+
+// slotOf is e's slot.
+func slotOf[V any](e *entry[V]) slot[V] {
+	return slot[V]{quiet: e.quiet, val: e.val, e: e}
+}
+
 // quietUntil is e.quiet, 0 for no entry.
 func (e *entry[V]) quietUntil() int64 {
 	if e == nil {
@@ -72,7 +89,7 @@ func (c *Cache[V]) hold(key string, e *entry[V]) {
 		e = c.relisted(e, c.now(), c.gapL1TTL)
 	}
 	c.inline.Store(true)
-	c.l1.Set(key, e)
+	c.l1.Set(key, slotOf(e))
 	c.inline.Store(false)
 }
 
@@ -80,10 +97,10 @@ func (c *Cache[V]) hold(key string, e *entry[V]) {
 // monotonic clock (time.Since), about half the cost of time.Now on the
 // hit path.
 func (c *Cache[V]) now() int64 {
-	if c.o.Clock != nil {
-		return c.o.Clock.Now().UnixNano()
+	if c.o.Clock == nil {
+		return c.baseNS + int64(time.Since(c.base))
 	}
-	return c.base.UnixNano() + int64(time.Since(c.base))
+	return c.o.Clock.Now().UnixNano()
 }
 
 // use is what an L1 lookup allows.
@@ -96,22 +113,30 @@ const (
 )
 
 // peek looks key up in the L1: the entry, the time of the lookup and
-// what the entry allows. It is the whole of a hit's work. (otter's
-// GetEntry would hand over the time it read for its own expiry check,
-// but building its Entry costs more than reading the clock again.)
+// what the entry allows. It is the whole of a hit's work (Get does the
+// same inline). (otter's GetEntry would hand over the time it read for
+// its own expiry check, but building its Entry costs more than reading
+// the clock again; and the L1's clock is coarse, see New.)
 func (c *Cache[V]) peek(key string) (*entry[V], int64, use) {
-	e, ok := c.l1.GetIfPresent(key)
-	if !ok {
+	s, _ := c.l1.GetIfPresent(key)
+	if s.e == nil {
 		return nil, 0, useNone
 	}
 	now := c.now()
+	e, u := s.e.allows(now)
+	return e, now, u
+}
+
+// allows is what e (found in the L1) allows at now: e itself, or nil
+// when it is past serving.
+func (e *entry[V]) allows(now int64) (*entry[V], use) {
 	switch {
 	case now < e.fresh:
-		return e, now, useFresh
+		return e, useFresh
 	case now < e.hard && !e.negative:
-		return e, now, useStale
+		return e, useStale
 	}
-	return nil, now, useNone
+	return nil, useNone
 }
 
 // refresh says whether serving e (as u allows, at now) starts a

@@ -52,7 +52,10 @@ type Options struct {
 	EarlyWindow float64
 	// NoEarlyRefresh disables XFetch early refresh. Default: false.
 	NoEarlyRefresh bool
-	// MaxEntries bounds the in-process cache (W-TinyLFU eviction).
+	// MaxEntries bounds the in-process cache (W-TinyLFU eviction). An
+	// entry past serving (TTL + StaleFor) is never served, and leaves the
+	// L1 one to about three seconds later (the L1's own expiry runs on a
+	// coarse clock); until then it counts here and in Stats.Entries.
 	// Default: 10,000.
 	MaxEntries int
 	// MaxConcurrentLoads caps loader calls running at once across all keys,
