@@ -184,21 +184,21 @@ func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
 	return b.enqueue(ctx, m)
 }
 
-// enqueueOne stores m with its own enqueueScript; redisErr reports an
+// enqueueOne stores m with its own enqueueScript; callFailed reports an
 // error of the call (Redis failed or ctx ended), not of the job.
-func (b *Backend) enqueueOne(ctx context.Context, m *queue.Message) (err error, redisErr bool) {
+func (b *Backend) enqueueOne(ctx context.Context, m *queue.Message) (callFailed bool, err error) {
 	v, err := b.run(ctx, "Enqueue", enqueueScript, b.enqueueKeys(m), b.enqueueArgs(m)...)
 	if err != nil {
-		return err, true
+		return true, err
 	}
 	r, _ := v.([]any)
 	status, _ := at[string](r, 0)
 	detail, _ := at[string](r, 1)
 	res, ok := enqueueResult(m, status, detail)
 	if !ok {
-		return fmt.Errorf("queueredis: Enqueue: unexpected reply %v", v), false
+		return false, fmt.Errorf("queueredis: Enqueue: unexpected reply %v", v)
 	}
-	return res.Err, false
+	return false, res.Err
 }
 
 // EnqueueMany is queue.Backend.EnqueueMany: one script per queue of the

@@ -63,8 +63,8 @@ func (b *Backend) enqueue(ctx context.Context, m *queue.Message) error {
 	if l.inFlight < enqueueTurns && len(l.waiting) == 0 {
 		l.inFlight++
 		l.mu.Unlock()
-		err, redisErr := b.enqueueOne(ctx, m)
-		if redisErr && ctx.Err() == nil {
+		callFailed, err := b.enqueueOne(ctx, m)
+		if callFailed && ctx.Err() == nil {
 			// Redis failed: the Enqueues that came meanwhile fail with it,
 			// as after a batch (enqueueBatch).
 			l.fail(err)
