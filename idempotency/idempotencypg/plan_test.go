@@ -87,16 +87,7 @@ func seqScans(t *testing.T, pool *pgxpool.Pool) []string {
 		{"begin", "%WITH ins AS (%INSERT INTO grow_keys%", "('k1', 'fp', 'tok', 1000, 1000, NULL)"},
 		{"complete", "%UPDATE grow_keys SET state = 'done'%", "('k1', 'tok', NULL, '\\x00', 1000)"},
 	} {
-		var name string
-		var generic int64
-		err := pool.QueryRow(ctx, `SELECT name, generic_plans FROM pg_prepared_statements
-WHERE statement LIKE $1 AND statement NOT LIKE '%pg_prepared_statements%' ORDER BY prepare_time DESC LIMIT 1`, st.like).Scan(&name, &generic)
-		if err != nil {
-			t.Fatalf("%s: %v", st.name, err)
-		}
-		if generic == 0 {
-			t.Fatalf("%s (%s) has no generic plan yet", st.name, name)
-		}
+		name := testinfra.NewestPrepared(t, pool, st.like)
 		rows, err := pool.Query(ctx, `EXPLAIN EXECUTE `+name+st.args)
 		if err != nil {
 			t.Fatal(err)

@@ -414,8 +414,8 @@ func Varnish(t testing.TB, backend string) *VarnishServer {
 }
 
 // OneConnPool is a pool of one connection on f's primary, closed at
-// cleanup: its prepared statements are the code under test's, for tests
-// that read pg_prepared_statements or EXPLAIN EXECUTE them.
+// cleanup: its prepared statements and session counters are the code
+// under test's, for tests that read them (NewestPrepared).
 func (f *PostgresFixture) OneConnPool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	cfg := f.Primary.Config().Copy()
@@ -426,4 +426,24 @@ func (f *PostgresFixture) OneConnPool(t testing.TB) *pgxpool.Pool {
 	}
 	t.Cleanup(pool.Close)
 	return pool
+}
+
+// NewestPrepared is the name of the statement prepared last on pool's
+// connection (a OneConnPool) whose text is LIKE like (the lookup's own
+// statement left out), failing t unless there is one and it has a
+// generic plan already: EXPLAIN EXECUTE of it shows the plan the
+// statement runs from now on.
+func NewestPrepared(t testing.TB, pool *pgxpool.Pool, like string) string {
+	t.Helper()
+	var name string
+	var generic int64
+	err := pool.QueryRow(context.Background(), `SELECT name, generic_plans FROM pg_prepared_statements
+WHERE statement LIKE $1 AND statement NOT LIKE '%pg_prepared_statements%' ORDER BY prepare_time DESC LIMIT 1`, like).Scan(&name, &generic)
+	if err != nil {
+		t.Fatalf("the statement prepared last LIKE %q: %v", like, err)
+	}
+	if generic == 0 {
+		t.Fatalf("the statement %s (LIKE %q) has no generic plan yet", name, like)
+	}
+	return name
 }

@@ -301,7 +301,7 @@ func TestPollOnly(t *testing.T) {
 // follows completions, Delete and Sweep.
 func TestCountsDoesNotScanDoneJobs(t *testing.T) {
 	ctx := context.Background()
-	pool := oneConnPool(t)
+	pool := testinfra.Postgres(t).OneConnPool(t) // the block counters it flushes (tableBlocks) are the ones read
 	b := newBackend(t, pool, Options{Prefix: "countscan"})
 	if _, err := pool.Exec(ctx, `INSERT INTO countscan_jobs (queue, id, kind, payload, priority, state, max_attempts, run_at, enqueued_at, finished_at)
 SELECT 'big', 'd' || i, 'k', '{}'::bytea, 0, 'done', 10, now(), now(), now() FROM generate_series(1, 100000) AS i`); err != nil {
@@ -358,20 +358,6 @@ SELECT 'big', 'd' || i, 'k', '{}'::bytea, 0, 'done', 10, now(), now(), now() FRO
 	if cnt, _ := b.Counts(ctx, "big"); cnt.Done != 3 {
 		t.Fatalf("done after the sweep: %d, want 3", cnt.Done)
 	}
-}
-
-// oneConnPool is a pool of one connection on a fresh database: the block
-// counters it flushes (tableBlocks) are the ones read.
-func oneConnPool(t *testing.T) *pgxpool.Pool {
-	t.Helper()
-	cfg := testinfra.Postgres(t).Primary.Config().Copy()
-	cfg.MaxConns = 1
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
 }
 
 // tableBlocks is how many blocks of table (heap and indexes) the

@@ -16,7 +16,7 @@ import (
 // jobs each touches a bounded number of blocks.
 func TestListReadsABoundedRange(t *testing.T) {
 	ctx := context.Background()
-	pool := oneConnPool(t)
+	pool := testinfra.Postgres(t).OneConnPool(t)
 	b := newBackend(t, pool, Options{Prefix: "listscan"})
 	if _, err := pool.Exec(ctx, `INSERT INTO listscan_jobs (queue, id, kind, payload, priority, state, max_attempts, run_at, enqueued_at, finished_at)
 SELECT 'big', 'd' || lpad(i::text, 6, '0'), 'k', '{}'::bytea, 0, 'done', 10, now(), now(), now() FROM generate_series(1, 100000) AS i`); err != nil {

@@ -343,19 +343,9 @@ SELECT 'q', 'old' || i, 'k', '\x00', 0, 'done', 1, 25, now(), now(), now() FROM 
 func completionPlan(t *testing.T, pool *pgxpool.Pool) []string {
 	t.Helper()
 	ctx := context.Background()
-	var name string
-	var generic int64
-	err := pool.QueryRow(ctx, `SELECT name, generic_plans FROM pg_prepared_statements
-WHERE statement LIKE '%WITH c AS (UPDATE grow_jobs%' AND statement NOT LIKE '%pg_prepared_statements%'
-ORDER BY prepare_time DESC LIMIT 1`).Scan(&name, &generic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if generic == 0 {
-		t.Fatalf("the completion %s has no generic plan yet", name)
-	}
+	name := testinfra.NewestPrepared(t, pool, "%WITH c AS (UPDATE grow_jobs%")
 	var out []byte
-	err = pool.QueryRow(ctx, `EXPLAIN (FORMAT JSON) EXECUTE `+name+`(NULL, '{q}', '{nosuch}', '{tok}', '{NULL}')`).Scan(&out)
+	err := pool.QueryRow(ctx, `EXPLAIN (FORMAT JSON) EXECUTE `+name+`(NULL, '{q}', '{nosuch}', '{tok}', '{NULL}')`).Scan(&out)
 	if err != nil {
 		t.Fatal(err)
 	}
