@@ -186,8 +186,8 @@ func (b *Backend) Enqueue(ctx context.Context, m *queue.Message) error {
 
 // enqueueOne stores m with its own enqueueScript; callFailed reports an
 // error of the call (Redis failed or ctx ended), not of the job.
-func (b *Backend) enqueueOne(ctx context.Context, m *queue.Message) (callFailed bool, err error) {
-	v, err := b.run(ctx, "Enqueue", enqueueScript, b.enqueueKeys(m), b.enqueueArgs(m)...)
+func (b *Backend) enqueueOne(ctx context.Context, n *enqueueNames, m *queue.Message) (callFailed bool, err error) {
+	v, err := b.run(ctx, "Enqueue", enqueueScript, enqueueKeys(n, m), b.enqueueArgs(n, m)...)
 	if err != nil {
 		return true, err
 	}
@@ -296,9 +296,8 @@ func appendJobArgs(args []any, m *queue.Message, short bool) []any {
 }
 
 // enqueueKeys are enqueueScript's keys for m (see enqueueScript), from
-// the names its queue's lane keeps.
-func (b *Backend) enqueueKeys(m *queue.Message) []string {
-	n := &b.enqueueLane(m.Queue).names
+// n, the names of its queue's keys (its lane's).
+func enqueueKeys(n *enqueueNames, m *queue.Message) []string {
 	uk := n.unique // the key of an empty unique key: the script does not touch it
 	if m.UniqueKey != "" {
 		uk += m.UniqueKey
@@ -327,10 +326,11 @@ func (b *Backend) enqueueNamesFor(q string) enqueueNames {
 	return n
 }
 
-// enqueueArgs are enqueueScript's arguments for m: the base, then its
-// fields, in the short form when it can.
-func (b *Backend) enqueueArgs(m *queue.Message) []any {
-	return appendJobArgs(append(make([]any, 0, 2+enqueueFields), b.enqueueLane(m.Queue).names.jobArg, b.now()), m, true)
+// enqueueArgs are enqueueScript's arguments for m (n: the names of its
+// queue's keys): the base, then its fields, in the short form when it
+// can.
+func (b *Backend) enqueueArgs(n *enqueueNames, m *queue.Message) []any {
+	return appendJobArgs(append(make([]any, 0, 2+enqueueFields), n.jobArg, b.now()), m, true)
 }
 
 // enqueueResult reads enqueue's reply for m (status and its state or

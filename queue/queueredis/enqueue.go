@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	lanes "github.com/scalekit-go/scalekit/internal/lane"
+	"github.com/scalekit-go/scalekit/internal/turns"
 	"github.com/scalekit-go/scalekit/queue"
 )
 
@@ -29,15 +29,13 @@ const (
 // enqueueTurns is how many scripts of one queue's Enqueues are in flight
 // at most: with one, Redis would idle while each batch's replies come
 // back and its callers are answered.
-var enqueueTurns = 2
+const enqueueTurns = 2
 
 // enqueueLane is one queue's turn-taking of Enqueues.
 type enqueueLane struct {
-	queue    string
-	names    enqueueNames // its keys' names (Backend.enqueueKeys)
-	mu       sync.Mutex
-	inFlight int // scripts of the queue's Enqueues in flight (at most enqueueTurns)
-	waiting  []*pendingEnqueue
+	queue string
+	names enqueueNames // its keys' names (Backend.enqueueKeys)
+	turns *turns.Turns[*pendingEnqueue]
 }
 
 // pendingEnqueue is one Enqueue waiting for its batch.
@@ -52,79 +50,52 @@ func (b *Backend) enqueueLane(q string) *enqueueLane {
 	if l, ok := b.enqueues.Load(q); ok {
 		return l.(*enqueueLane)
 	}
-	l, _ := b.enqueues.LoadOrStore(q, &enqueueLane{queue: q, names: b.enqueueNamesFor(q)})
+	l, _ := b.enqueues.LoadOrStore(q, &enqueueLane{queue: q, names: b.enqueueNamesFor(q), turns: turns.New(turns.Config[*pendingEnqueue]{
+		Max: enqueueTurns, MaxBatch: maxEnqueueBatch, MaxBytes: maxEnqueueBytes,
+		Size: func(p *pendingEnqueue) int { return len(p.m.Payload) },
+		// One whose ctx ended before its batch is answered its ctx's
+		// error and not sent.
+		Drop: func(p *pendingEnqueue) bool {
+			if err := p.ctx.Err(); err != nil {
+				p.done <- err
+				return true
+			}
+			return false
+		},
+	})})
 	return l.(*enqueueLane)
 }
 
 // enqueue stores m alone at once when a turn is free, else in a batch.
 func (b *Backend) enqueue(ctx context.Context, m *queue.Message) error {
 	l := b.enqueueLane(m.Queue)
-	l.mu.Lock()
-	if l.inFlight < enqueueTurns && len(l.waiting) == 0 {
-		l.inFlight++
-		l.mu.Unlock()
-		callFailed, err := b.enqueueOne(ctx, m)
-		if callFailed && ctx.Err() == nil {
-			// Redis failed: the Enqueues that came meanwhile fail with it,
-			// as after a batch (enqueueBatch).
-			l.fail(err)
-		}
-		if batch := l.next(); batch != nil {
-			go b.drainEnqueues(l, batch)
-		}
-		return err
+	p, alone := l.turns.Go(func() *pendingEnqueue { return &pendingEnqueue{ctx: ctx, m: m, done: make(chan error, 1)} })
+	if !alone {
+		return lanes.WaitErr(ctx, p.done)
 	}
-	p := &pendingEnqueue{ctx: ctx, m: m, done: make(chan error, 1)}
-	l.waiting = append(l.waiting, p)
-	l.mu.Unlock()
-	return lanes.WaitErr(ctx, p.done)
+	callFailed, err := b.enqueueOne(ctx, &l.names, m)
+	if callFailed && ctx.Err() == nil {
+		// Redis failed: the Enqueues that came meanwhile fail with it,
+		// as after a batch (enqueueBatch).
+		l.fail(err)
+	}
+	if batch := l.turns.Next(); batch != nil {
+		go b.drainEnqueues(l, batch)
+	}
+	return err
 }
 
 // drainEnqueues sends batch, then the next ones of the turn, until none
 // waits.
 func (b *Backend) drainEnqueues(l *enqueueLane, batch []*pendingEnqueue) {
-	for ; batch != nil; batch = l.next() {
+	for ; batch != nil; batch = l.turns.Next() {
 		b.enqueueBatch(l, batch)
 	}
 }
 
-// next ends a turn: it returns the next batch of waiting Enqueues for the
-// turn to send, or nil, freeing the turn, when none waits. One whose ctx
-// ended is answered its ctx's error and not sent.
-func (l *enqueueLane) next() []*pendingEnqueue {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var batch []*pendingEnqueue
-	size, n := 0, 0
-	for _, p := range l.waiting {
-		if len(batch) == maxEnqueueBatch || (len(batch) > 0 && size+len(p.m.Payload) > maxEnqueueBytes) {
-			break
-		}
-		n++
-		if err := p.ctx.Err(); err != nil {
-			p.done <- err
-			continue
-		}
-		batch = append(batch, p)
-		size += len(p.m.Payload)
-	}
-	left := copy(l.waiting, l.waiting[n:])
-	clear(l.waiting[left:]) // answered: not kept alive by the array
-	l.waiting = l.waiting[:left]
-	if len(batch) == 0 { // (then none waits: the ones that left do not count)
-		l.inFlight--
-		return nil
-	}
-	return batch
-}
-
 // fail answers err to every Enqueue waiting.
 func (l *enqueueLane) fail(err error) {
-	l.mu.Lock()
-	waiting := l.waiting
-	l.waiting = nil
-	l.mu.Unlock()
-	for _, p := range waiting {
+	for _, p := range l.turns.TakeAll() {
 		p.done <- err
 	}
 }

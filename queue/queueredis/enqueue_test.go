@@ -21,12 +21,14 @@ import (
 // ends those turns, sending what waits.
 func holdTurns(b *Backend, q string) (release func()) {
 	l := b.enqueueLane(q)
-	l.mu.Lock()
-	l.inFlight = enqueueTurns
-	l.mu.Unlock()
+	for range enqueueTurns {
+		if _, alone := l.turns.Go(func() *pendingEnqueue { panic("a turn was taken") }); !alone {
+			panic("a turn was taken")
+		}
+	}
 	return func() {
 		for range enqueueTurns {
-			if batch := l.next(); batch != nil {
+			if batch := l.turns.Next(); batch != nil {
 				go b.drainEnqueues(l, batch)
 			}
 		}
@@ -35,10 +37,8 @@ func holdTurns(b *Backend, q string) (release func()) {
 
 // waiting is how many Enqueues of queue q wait for a turn.
 func waiting(b *Backend, q string) int {
-	l := b.enqueueLane(q)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.waiting)
+	_, n := b.enqueueLane(q).turns.Out()
+	return n
 }
 
 // Enqueues that come while the queue's turns are taken leave together in
@@ -150,10 +150,8 @@ func TestWaitingEnqueuesLeaveInOneScript(t *testing.T) {
 	}
 	// The turn is freed after its batch is answered.
 	waitFor(t, "the turns freed, none waiting", func() bool {
-		l := b.enqueueLane("q")
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return l.inFlight == 0 && len(l.waiting) == 0
+		out, waiting := b.enqueueLane("q").turns.Out()
+		return out == 0 && waiting == 0
 	})
 }
 

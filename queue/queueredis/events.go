@@ -109,7 +109,8 @@ func (b *Backend) Publish(ctx context.Context, topic string, m *queue.Message) (
 		for _, q := range subs {
 			c := *m
 			c.Queue = q
-			v, err := b.run(ctx, "Publish", enqueueScript, b.enqueueKeys(&c), b.enqueueArgs(&c)...)
+			n := &b.enqueueLane(q).names
+			v, err := b.run(ctx, "Publish", enqueueScript, enqueueKeys(n, &c), b.enqueueArgs(n, &c)...)
 			if err != nil {
 				return queues, err
 			}

@@ -2,10 +2,10 @@ package ratelimitredis
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/scalekit-go/scalekit/internal/turns"
 	"github.com/scalekit-go/scalekit/ratelimit"
 )
 
@@ -19,20 +19,22 @@ const (
 
 // coalescer sends the decisions that concurrent AllowN calls ask for in
 // as few round trips as it can without making any caller wait for a
-// timer: a call that finds fewer than maxInFlight round trips in flight
-// goes at once, alone, on the caller's goroutine (the path without
-// coalescing); a call that finds them all busy queues, and when a round
-// trip returns, the queue (up to maxBatch calls) leaves in the next one,
-// decided by gcraManyScript in the order the calls arrived. Under no load
-// nothing waits; under load each round trip carries every call that
-// arrived while the others were out.
+// timer (package internal/turns): a call that finds fewer than
+// maxInFlight round trips in flight goes at once, alone, on the caller's
+// goroutine (the path without coalescing); a call that finds them all
+// busy queues, and when a round trip returns, the queue (up to maxBatch
+// calls) leaves in the next one, decided by gcraManyScript in the order
+// the calls arrived. Under no load nothing waits; under load each round
+// trip carries every call that arrived while the others were out.
 type coalescer struct {
-	l                     *Limiter
-	maxBatch, maxInFlight int
+	l     *Limiter
+	turns *turns.Turns[*waiter]
+}
 
-	mu       sync.Mutex
-	queue    []*waiter
-	inflight int
+func newCoalescer(l *Limiter, maxBatch, maxInFlight int) *coalescer {
+	return &coalescer{l: l, turns: turns.New(turns.Config[*waiter]{Max: maxInFlight, MaxBatch: maxBatch,
+		// Its caller left before it was sent: spend nothing for it.
+		Drop: func(w *waiter) bool { return w.left.Load() }})}
 }
 
 // waiter is one queued call: its item, when it queued (its deadline is
@@ -48,19 +50,16 @@ type waiter struct {
 
 // allow decides for one call through the pipeline.
 func (c *coalescer) allow(ctx context.Context, key string, n int) (ratelimit.Decision, error) {
-	c.mu.Lock()
-	if c.inflight < c.maxInFlight { // the queue is empty: go now
-		c.inflight++
-		c.mu.Unlock()
+	w, alone := c.turns.Go(func() *waiter {
+		return &waiter{item: item{key: key, n: n}, queued: time.Now(), done: make(chan struct{})}
+	})
+	if alone {
 		d, err := c.l.allowDirect(ctx, key, n)
-		if batch := c.take(); batch != nil { // calls queued meanwhile leave together
+		if batch := c.turns.Next(); batch != nil { // calls queued meanwhile leave together
 			go c.loop(batch)
 		}
 		return d, err
 	}
-	w := &waiter{item: item{key: key, n: n}, queued: time.Now(), done: make(chan struct{})}
-	c.queue = append(c.queue, w)
-	c.mu.Unlock()
 	select {
 	case <-w.done:
 	case <-ctx.Done():
@@ -74,33 +73,6 @@ func (c *coalescer) allow(ctx context.Context, key string, n int) (ratelimit.Dec
 		return ratelimit.Decision{}, ctx.Err()
 	}
 	return c.l.degradedOne(ctx, key, n)
-}
-
-// take returns the next batch, keeping the caller's in-flight slot, or
-// nil after freeing it when nothing is queued.
-func (c *coalescer) take() []*waiter {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for len(c.queue) > 0 {
-		m := min(len(c.queue), c.maxBatch)
-		batch := make([]*waiter, 0, m)
-		for _, w := range c.queue[:m] {
-			if w.left.Load() {
-				continue // its caller left before it was sent: spend nothing for it
-			}
-			batch = append(batch, w)
-		}
-		clear(c.queue[:m])
-		c.queue = c.queue[m:]
-		if len(c.queue) == 0 {
-			c.queue = nil
-		}
-		if len(batch) > 0 {
-			return batch
-		}
-	}
-	c.inflight--
-	return nil
 }
 
 // loop sends batches until the queue is empty.
@@ -120,6 +92,6 @@ func (c *coalescer) loop(batch []*waiter) {
 			w.err = err
 			close(w.done)
 		}
-		batch = c.take()
+		batch = c.turns.Next()
 	}
 }

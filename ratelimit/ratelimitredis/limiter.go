@@ -336,7 +336,7 @@ func New(o Options) (*Limiter, error) {
 		return nil, fmt.Errorf("%w: Options.Lease and Options.Coalesce cannot both be set: leases already take a round trip per Lease events", ratelimit.ErrInvalid)
 	}
 	if o.Coalesce {
-		l.co = &coalescer{l: l, maxBatch: o.MaxBatch, maxInFlight: o.MaxInFlight}
+		l.co = newCoalescer(l, o.MaxBatch, o.MaxInFlight)
 	}
 	if o.Lease > 0 {
 		l.ls = &leaser{l: l, size: o.Lease, ttl: o.LeaseTTL, clk: o.Clock, seed: maphash.MakeSeed()}
