@@ -220,6 +220,56 @@ func TestCoalesceHammer(t *testing.T) {
 	}
 }
 
+// Coalesced callers reuse their waiters (and channels): each call must
+// read its own answer, never one meant for a waiter's earlier or later
+// user. Every goroutine asks for its own key with a varying n, the clock
+// still, so each Decision's Remaining names the call it answers; callers
+// whose ctx has already ended (on keys of their own) leave waiters that
+// must never be reused, whichever of the queue, a batch or their answer
+// holds them.
+func TestCoalesceReuse(t *testing.T) {
+	for name, c := range clients(t) {
+		t.Run(name, func(t *testing.T) {
+			const burst, goroutines, calls = 100_000, 48, 60
+			clk := testclock.New()
+			l := newLimiter(t, Options{Client: c.c, Clock: clk, Prefix: c.prefix + "reuse", Coalesce: true, MaxInFlight: 1, MaxBatch: 8,
+				Limits: ratelimit.Policy{{Rate: 1, Period: time.Hour, Burst: burst}}})
+			base := ratelimittest.Key(t)
+			gone, cancel := context.WithCancel(context.Background())
+			cancel()
+			var wg sync.WaitGroup
+			for g := 0; g < goroutines; g++ {
+				wg.Go(func() {
+					key, used := base+strconv.Itoa(g), 0
+					for i := 0; i < calls; i++ {
+						if (g+i)%5 == 0 { // a caller that leaves: its waiter is not reused
+							if _, err := l.Allow(gone, key+"-gone"); err != nil && !errors.Is(err, context.Canceled) {
+								t.Error(err)
+								return
+							}
+						}
+						n := 1 + (g*7+i)%9
+						d, err := l.AllowN(context.Background(), key, n)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						used += n
+						if !d.Allowed || d.Remaining != burst-used {
+							t.Errorf("goroutine %d call %d (n=%d): %+v, want allowed with %d remaining: another call's answer", g, i, n, d, burst-used)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if st := l.Stats(); st.Batched <= st.Batches {
+				t.Fatalf("stats %+v: want batches of more than one call", st)
+			}
+		})
+	}
+}
+
 // Redis paused under coalesced load: every caller gets exactly one
 // answer, the degraded decision, within Timeout of when it queued (plus
 // its own round trip's Timeout for the callers that went first), none
