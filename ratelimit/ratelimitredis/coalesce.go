@@ -31,12 +31,13 @@ const (
 type coalescer struct {
 	l     *Limiter
 	turns *turns.Turns[*waiter]
+	yield func() // runtime.Gosched: see loop
 }
 
 func newCoalescer(l *Limiter, maxBatch, maxInFlight int) *coalescer {
 	return &coalescer{l: l, turns: turns.New(turns.Config[*waiter]{Max: maxInFlight, MaxBatch: maxBatch,
 		// Its caller left before it was sent: spend nothing for it.
-		Drop: func(w *waiter) bool { return w.left.Load() }})}
+		Drop: func(w *waiter) bool { return w.left.Load() }}), yield: runtime.Gosched}
 }
 
 // waiter is one queued call: its item, when it queued (its deadline is
@@ -114,7 +115,7 @@ func (c *coalescer) loop(batch []*waiter) {
 			w.done <- struct{}{} // the last touch: its caller may reuse w
 		}
 		clear(items)
-		runtime.Gosched()
+		c.yield()
 		batch = c.turns.Next()
 	}
 }

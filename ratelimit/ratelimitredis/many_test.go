@@ -15,6 +15,7 @@ import (
 
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/clock"
+	"github.com/scalekit-go/scalekit/internal/poll"
 	"github.com/scalekit-go/scalekit/internal/redisx"
 	"github.com/scalekit-go/scalekit/internal/testclock"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
@@ -267,6 +268,50 @@ func TestCoalesceReuse(t *testing.T) {
 				t.Fatalf("stats %+v: want batches of more than one call", st)
 			}
 		})
+	}
+}
+
+// The coalescer's loop yields after answering a batch and before taking
+// the next, with its turn still out: a call made during the yield (a
+// caller it woke, calling again) queues and leaves in the loop's next
+// batch instead of finding the turn free and going alone.
+func TestCoalesceYieldJoins(t *testing.T) {
+	r := testinfra.Redis(t)
+	l := newLimiter(t, Options{Client: r.Client, Prefix: "yield", Coalesce: true, MaxInFlight: 1, Limits: ratelimit.Policy{{Rate: 1000}}})
+	ctx := context.Background()
+	answer := func(key string) chan ratelimit.Decision {
+		ch := make(chan ratelimit.Decision, 1)
+		go func() {
+			d, err := l.Allow(ctx, key)
+			if err != nil {
+				t.Error(err)
+			}
+			ch <- d
+		}()
+		poll.Until(t, 10*time.Second, key+" to queue", func() bool { _, waiting := l.co.turns.Out(); return waiting == 1 })
+		return ch
+	}
+	// The one turn is out (taken here): a calls and queues.
+	if _, alone := l.co.turns.Go(func() *waiter { return nil }); !alone {
+		t.Fatal("the turn was not free")
+	}
+	a := answer("a")
+	var b chan ratelimit.Decision
+	yields := 0
+	l.co.yield = func() {
+		if yields++; yields == 1 {
+			b = answer("b") // a was answered; b calls while the turn is still out
+		}
+	}
+	l.co.loop(l.co.turns.Next()) // this goroutine's turn ends: a's batch, then b's
+	if turns, waiting := l.co.turns.Out(); turns != 0 || waiting != 0 || yields != 2 {
+		t.Fatalf("%d turns out, %d waiting after %d yields; want the loop done after 2", turns, waiting, yields)
+	}
+	if da, db := <-a, <-b; !da.Allowed || !db.Allowed {
+		t.Fatalf("decisions %+v %+v, want both allowed", da, db)
+	}
+	if st := l.Stats(); st.RoundTrips != 2 || st.Batches != 2 || st.Batched != 2 {
+		t.Fatalf("stats %+v: want 2 batches of one call each and no round trip alone", st)
 	}
 }
 
