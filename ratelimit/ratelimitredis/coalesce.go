@@ -17,6 +17,11 @@ const (
 	DefaultMaxBatch = 128
 	// DefaultMaxInFlight is Options.MaxInFlight's default.
 	DefaultMaxInFlight = 2
+	// DefaultClusterMaxInFlight is Options.MaxInFlight's default on a
+	// *redis.ClusterClient: a batch there already goes to every master it
+	// touches, in parallel, so one batch out keeps the masters busy, and
+	// the calls that wait for it make larger scripts.
+	DefaultClusterMaxInFlight = 1
 )
 
 // coalescer sends the decisions that concurrent AllowN calls ask for in

@@ -235,8 +235,10 @@ type Options struct {
 	// MaxBatch bounds the decisions one coalesced round trip carries.
 	// Default: DefaultMaxBatch (128). Used with Coalesce.
 	MaxBatch int
-	// MaxInFlight bounds the coalesced round trips out at once. Default:
-	// DefaultMaxInFlight (2). Used with Coalesce.
+	// MaxInFlight bounds the coalesced round trips (batches) out at once.
+	// Default: DefaultMaxInFlight (2); on a *redis.ClusterClient
+	// DefaultClusterMaxInFlight (1), as a batch there is already one
+	// script per master it touches, sent in parallel. Used with Coalesce.
 	MaxInFlight int
 	// Lease turns on token leases: AllowN of at most Lease events takes up
 	// to Lease events of its key from Redis in one round trip (as many as
@@ -316,6 +318,9 @@ func New(o Options) (*Limiter, error) {
 	}
 	if o.MaxInFlight == 0 {
 		o.MaxInFlight = DefaultMaxInFlight
+		if _, ok := o.Client.(*redis.ClusterClient); ok {
+			o.MaxInFlight = DefaultClusterMaxInFlight
+		}
 	}
 	if o.MaxBatch < 1 || o.MaxBatch > 10_000 {
 		return nil, fmt.Errorf("%w: Options.MaxBatch must be between 1 and 10000, got %d", ratelimit.ErrInvalid, o.MaxBatch)

@@ -3,6 +3,7 @@ package ratelimitredis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -312,6 +313,32 @@ func TestCoalesceYieldJoins(t *testing.T) {
 	}
 	if st := l.Stats(); st.RoundTrips != 2 || st.Batches != 2 || st.Batched != 2 {
 		t.Fatalf("stats %+v: want 2 batches of one call each and no round trip alone", st)
+	}
+}
+
+// MaxInFlight's default is 2 on a single Redis and 1 on a Cluster (whose
+// batches go to their masters in parallel already); a value set is kept.
+func TestCoalesceMaxInFlightDefault(t *testing.T) {
+	cs := clients(t)
+	for _, tc := range []struct {
+		client  string
+		set     int
+		wantOut int
+	}{{"standalone", 0, 2}, {"cluster", 0, 1}, {"cluster", 2, 2}, {"standalone", 1, 1}} {
+		t.Run(fmt.Sprintf("%s/%d", tc.client, tc.set), func(t *testing.T) {
+			c := cs[tc.client]
+			l := newLimiter(t, Options{Client: c.c, Prefix: c.prefix, Coalesce: true, MaxInFlight: tc.set, Limits: ratelimit.Policy{{Rate: 10}}})
+			// Take turns until a call would queue: that many may be out.
+			out := 0
+			for ; out <= 3; out++ {
+				if _, alone := l.co.turns.Go(func() *waiter { return &waiter{} }); !alone {
+					break
+				}
+			}
+			if out != tc.wantOut {
+				t.Fatalf("%d turns out before a call queues, want %d", out, tc.wantOut)
+			}
+		})
 	}
 }
 
