@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/scalekit-go/scalekit/internal/turns"
 	"github.com/scalekit-go/scalekit/ratelimit"
 )
@@ -18,9 +20,9 @@ const (
 	// DefaultMaxInFlight is Options.MaxInFlight's default.
 	DefaultMaxInFlight = 2
 	// DefaultClusterMaxInFlight is Options.MaxInFlight's default on a
-	// *redis.ClusterClient: a batch there already goes to every master it
-	// touches, in parallel, so one batch out keeps the masters busy, and
-	// the calls that wait for it make larger scripts.
+	// *redis.ClusterClient, where it counts per master: each master has
+	// its own turns, so the masters work in parallel and the calls that
+	// wait for a master's one round trip make larger scripts.
 	DefaultClusterMaxInFlight = 1
 )
 
@@ -32,17 +34,47 @@ const (
 // busy queues, and when a round trip returns, the queue (up to maxBatch
 // calls) leaves in the next one, decided by gcraManyScript in the order
 // the calls arrived. Under no load nothing waits; under load each round
-// trip carries every call that arrived while the others were out.
+// trip carries every call that arrived while the others were out. On a
+// Cluster (unless batches go by slot, before Redis 7) each master has its
+// own turns and queue: a batch is one script on one master, and no batch
+// waits for another master. A key whose slot moved while it waited is
+// still decided right: the batch's own lookup sends it to its master.
 type coalescer struct {
 	l     *Limiter
+	cfg   turns.Config[*waiter]
 	turns *turns.Turns[*waiter]
 	yield func() // runtime.Gosched: see loop
+	// On a Cluster each master has turns of its own (byMaster: its
+	// *redis.Client -> *turns.Turns[*waiter]), so that a batch is one
+	// script on one master and no batch waits for another master.
+	cc       *redis.ClusterClient
+	byMaster sync.Map
 }
 
 func newCoalescer(l *Limiter, maxBatch, maxInFlight int) *coalescer {
-	return &coalescer{l: l, turns: turns.New(turns.Config[*waiter]{Max: maxInFlight, MaxBatch: maxBatch,
+	c := &coalescer{l: l, cfg: turns.Config[*waiter]{Max: maxInFlight, MaxBatch: maxBatch,
 		// Its caller left before it was sent: spend nothing for it.
-		Drop: func(w *waiter) bool { return w.left.Load() }}), yield: runtime.Gosched}
+		Drop: func(w *waiter) bool { return w.left.Load() }}, yield: runtime.Gosched}
+	c.turns = turns.New(c.cfg)
+	c.cc, _ = l.b.client.(*redis.ClusterClient)
+	return c
+}
+
+// turnsFor returns it's turns: its master's on a Cluster (whose batches
+// do not go by slot), else the Limiter's.
+func (c *coalescer) turnsFor(ctx context.Context, it *item) *turns.Turns[*waiter] {
+	if c.cc == nil || c.l.perSlot.Load() {
+		return c.turns
+	}
+	m, err := c.cc.MasterForKey(ctx, c.l.rkey(it))
+	if err != nil {
+		return c.turns // the round trip meets the error
+	}
+	if t, ok := c.byMaster.Load(m); ok {
+		return t.(*turns.Turns[*waiter])
+	}
+	t, _ := c.byMaster.LoadOrStore(m, turns.New(c.cfg))
+	return t.(*turns.Turns[*waiter])
 }
 
 // waiter is one queued call: its item, when it queued (its deadline is
@@ -64,15 +96,17 @@ var waiters = sync.Pool{New: func() any { return &waiter{done: make(chan struct{
 
 // allow decides for one call through the pipeline.
 func (c *coalescer) allow(ctx context.Context, key string, n int) (ratelimit.Decision, error) {
-	w, alone := c.turns.Go(func() *waiter {
+	it := item{key: key, n: n}
+	t := c.turnsFor(ctx, &it)
+	w, alone := t.Go(func() *waiter {
 		w := waiters.Get().(*waiter)
-		w.item, w.queued, w.err = item{key: key, n: n}, time.Now(), nil
+		w.item, w.queued, w.err = it, time.Now(), nil
 		return w
 	})
 	if alone {
 		d, err := c.l.allowDirect(ctx, key, n)
-		if batch := c.turns.Next(); batch != nil { // calls queued meanwhile leave together
-			go c.loop(batch)
+		if batch := t.Next(); batch != nil { // calls queued meanwhile leave together
+			go c.loop(t, batch)
 		}
 		return d, err
 	}
@@ -102,7 +136,7 @@ func (c *coalescer) allow(ctx context.Context, key string, n int) (ratelimit.Dec
 // nothing else is runnable. At 32 goroutines on one Redis it took
 // batches from 9 to 15 calls and the CPU per decision (client and
 // Redis) from 8.3 to 7.0µs.
-func (c *coalescer) loop(batch []*waiter) {
+func (c *coalescer) loop(t *turns.Turns[*waiter], batch []*waiter) {
 	var items []*item
 	for batch != nil {
 		items = items[:0]
@@ -121,6 +155,6 @@ func (c *coalescer) loop(batch []*waiter) {
 		}
 		clear(items)
 		c.yield()
-		batch = c.turns.Next()
+		batch = t.Next()
 	}
 }

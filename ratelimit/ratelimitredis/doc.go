@@ -60,8 +60,8 @@
 //
 // Options.Coalesce makes concurrent AllowN calls of one Limiter share
 // round trips, with the same exact decisions. There is no linger timer:
-// a call that finds fewer than MaxInFlight (2; 1 on a Cluster, where a
-// batch already goes to its masters in parallel) round trips out goes at
+// a call that finds fewer than MaxInFlight (2; on a Cluster 1 per
+// master, each master queueing its own calls) round trips out goes at
 // once, alone, as it would without coalescing, so an idle or lightly
 // loaded process pays no added latency; calls that arrive while
 // MaxInFlight are out queue, and the queue (up to MaxBatch, 128) leaves in

@@ -235,10 +235,10 @@ type Options struct {
 	// MaxBatch bounds the decisions one coalesced round trip carries.
 	// Default: DefaultMaxBatch (128). Used with Coalesce.
 	MaxBatch int
-	// MaxInFlight bounds the coalesced round trips (batches) out at once.
-	// Default: DefaultMaxInFlight (2); on a *redis.ClusterClient
-	// DefaultClusterMaxInFlight (1), as a batch there is already one
-	// script per master it touches, sent in parallel. Used with Coalesce.
+	// MaxInFlight bounds the coalesced round trips out at once; on a
+	// *redis.ClusterClient, per master (each master has its own queue).
+	// Default: DefaultMaxInFlight (2); on a Cluster
+	// DefaultClusterMaxInFlight (1 per master). Used with Coalesce.
 	MaxInFlight int
 	// Lease turns on token leases: AllowN of at most Lease events takes up
 	// to Lease events of its key from Redis in one round trip (as many as

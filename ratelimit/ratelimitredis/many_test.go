@@ -20,6 +20,7 @@ import (
 	"github.com/scalekit-go/scalekit/internal/redisx"
 	"github.com/scalekit-go/scalekit/internal/testclock"
 	"github.com/scalekit-go/scalekit/internal/testinfra"
+	"github.com/scalekit-go/scalekit/internal/turns"
 	"github.com/scalekit-go/scalekit/ratelimit"
 	"github.com/scalekit-go/scalekit/ratelimit/ratelimittest"
 )
@@ -272,6 +273,23 @@ func TestCoalesceReuse(t *testing.T) {
 	}
 }
 
+// queueCall calls Allow(key) on a goroutine of its own and returns once
+// the call waits in t (whose turns are all out), with the channel its
+// Decision will come on.
+func queueCall(t *testing.T, l *Limiter, tq *turns.Turns[*waiter], key string) chan ratelimit.Decision {
+	t.Helper()
+	ch := make(chan ratelimit.Decision, 1)
+	go func() {
+		d, err := l.Allow(context.Background(), key)
+		if err != nil {
+			t.Error(err)
+		}
+		ch <- d
+	}()
+	poll.Until(t, 10*time.Second, key+" to queue", func() bool { _, waiting := tq.Out(); return waiting == 1 })
+	return ch
+}
+
 // The coalescer's loop yields after answering a batch and before taking
 // the next, with its turn still out: a call made during the yield (a
 // caller it woke, calling again) queues and leaves in the loop's next
@@ -279,19 +297,7 @@ func TestCoalesceReuse(t *testing.T) {
 func TestCoalesceYieldJoins(t *testing.T) {
 	r := testinfra.Redis(t)
 	l := newLimiter(t, Options{Client: r.Client, Prefix: "yield", Coalesce: true, MaxInFlight: 1, Limits: ratelimit.Policy{{Rate: 1000}}})
-	ctx := context.Background()
-	answer := func(key string) chan ratelimit.Decision {
-		ch := make(chan ratelimit.Decision, 1)
-		go func() {
-			d, err := l.Allow(ctx, key)
-			if err != nil {
-				t.Error(err)
-			}
-			ch <- d
-		}()
-		poll.Until(t, 10*time.Second, key+" to queue", func() bool { _, waiting := l.co.turns.Out(); return waiting == 1 })
-		return ch
-	}
+	answer := func(key string) chan ratelimit.Decision { return queueCall(t, l, l.co.turns, key) }
 	// The one turn is out (taken here): a calls and queues.
 	if _, alone := l.co.turns.Go(func() *waiter { return nil }); !alone {
 		t.Fatal("the turn was not free")
@@ -304,7 +310,7 @@ func TestCoalesceYieldJoins(t *testing.T) {
 			b = answer("b") // a was answered; b calls while the turn is still out
 		}
 	}
-	l.co.loop(l.co.turns.Next()) // this goroutine's turn ends: a's batch, then b's
+	l.co.loop(l.co.turns, l.co.turns.Next()) // this goroutine's turn ends: a's batch, then b's
 	if turns, waiting := l.co.turns.Out(); turns != 0 || waiting != 0 || yields != 2 {
 		t.Fatalf("%d turns out, %d waiting after %d yields; want the loop done after 2", turns, waiting, yields)
 	}
@@ -316,8 +322,8 @@ func TestCoalesceYieldJoins(t *testing.T) {
 	}
 }
 
-// MaxInFlight's default is 2 on a single Redis and 1 on a Cluster (whose
-// batches go to their masters in parallel already); a value set is kept.
+// MaxInFlight's default is 2 on a single Redis and 1 per master on a
+// Cluster; a value set is kept.
 func TestCoalesceMaxInFlightDefault(t *testing.T) {
 	cs := clients(t)
 	for _, tc := range []struct {
@@ -328,10 +334,12 @@ func TestCoalesceMaxInFlightDefault(t *testing.T) {
 		t.Run(fmt.Sprintf("%s/%d", tc.client, tc.set), func(t *testing.T) {
 			c := cs[tc.client]
 			l := newLimiter(t, Options{Client: c.c, Prefix: c.prefix, Coalesce: true, MaxInFlight: tc.set, Limits: ratelimit.Policy{{Rate: 10}}})
-			// Take turns until a call would queue: that many may be out.
+			// Take turns until a call would queue: that many may be out
+			// (on a Cluster, of the key's master).
+			tk := l.co.turnsFor(context.Background(), &item{key: "k"})
 			out := 0
 			for ; out <= 3; out++ {
-				if _, alone := l.co.turns.Go(func() *waiter { return &waiter{} }); !alone {
+				if _, alone := tk.Go(func() *waiter { return &waiter{} }); !alone {
 					break
 				}
 			}
@@ -339,6 +347,49 @@ func TestCoalesceMaxInFlightDefault(t *testing.T) {
 				t.Fatalf("%d turns out before a call queues, want %d", out, tc.wantOut)
 			}
 		})
+	}
+}
+
+// On a Cluster each master has turns of its own: while one master's turn
+// is out, a call for a key of another master goes at once, alone, and a
+// call for the busy master queues and leaves in that master's next batch.
+func TestCoalesceClusterTurnsPerMaster(t *testing.T) {
+	c := testinfra.RedisCluster(t)
+	l := newLimiter(t, Options{Client: c.Client, Prefix: c.Prefix + "permaster", Coalesce: true, Limits: ratelimit.Policy{{Rate: 1000}}})
+	ctx := context.Background()
+	// Two keys whose limiter keys live on different masters.
+	master := func(k string) *redis.Client {
+		m, err := c.Client.MasterForKey(ctx, l.b.key(k, l.suffix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	ka, kb := "a", ""
+	for i := 0; kb == ""; i++ {
+		if k := "b" + strconv.Itoa(i); master(k) != master(ka) {
+			kb = k
+		}
+	}
+	ta := l.co.turnsFor(ctx, &item{key: ka})
+	if tb := l.co.turnsFor(ctx, &item{key: kb}); tb == ta {
+		t.Fatal("keys of two masters share turns")
+	}
+	if _, alone := ta.Go(func() *waiter { return nil }); !alone { // a's master: its one turn is out
+		t.Fatal("a's master's turn was not free")
+	}
+	short, cancel := context.WithTimeout(ctx, testinfra.CallTimeout)
+	defer cancel()
+	if d, err := l.Allow(short, kb); err != nil || !d.Allowed {
+		t.Fatalf("b, on another master, while a's turn is out: %+v, %v; want it decided at once", d, err)
+	}
+	done := queueCall(t, l, ta, ka)
+	l.co.loop(ta, ta.Next())
+	if d := <-done; !d.Allowed {
+		t.Fatalf("a: %+v, want allowed", d)
+	}
+	if st := l.Stats(); st.RoundTrips != 2 || st.Batches != 1 || st.Batched != 1 {
+		t.Fatalf("stats %+v: want b alone and a in a batch of its master", st)
 	}
 }
 
