@@ -500,20 +500,32 @@ func (c *Cache[V]) getMany(ctx context.Context, keys, ids []string, batch BatchL
 	var refresh [modeEarly + 1]refreshes[V]
 	var hits uint64 // counted once for the batch
 	var stale int
+	// now is read once, at the first key the L1 holds: the L1 answers the
+	// batch as of then (one clock read instead of one a key, which was a
+	// quarter of a 100-key GetMany's time).
+	var now int64
 	for i, k := range keys {
-		e, now, u := c.peek(k)
-		if now < e.quietUntil() { // Get's common hit; put, by hand
+		s, _ := c.l1.GetIfPresent(k)
+		if s.e == nil {
+			miss = append(miss, i)
+			continue
+		}
+		if now == 0 {
+			now = c.now()
+		}
+		if now < s.quiet { // Get's common hit; put, by hand
 			hits++
 			switch {
 			case res.m != nil:
-				res.m[ids[i]] = e.val
+				res.m[ids[i]] = s.val
 			case res.found != nil:
-				res.vals[i], res.found[i] = e.val, true
+				res.vals[i], res.found[i] = s.val, true
 			default:
-				res.vals[i] = e.val
+				res.vals[i] = s.val
 			}
 			continue
 		}
+		e, u := s.e.allows(now)
 		if u == useNone {
 			miss = append(miss, i)
 			continue
