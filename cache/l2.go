@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/internal/renew"
@@ -215,7 +215,7 @@ func (c *Cache[V]) decode(rec []byte, now int64) (*entry[V], error) {
 // same value), else through the Codec.
 func (c *Cache[V]) unmarshal(data []byte, v *V) error {
 	if c.flat != nil {
-		if c.flat.Decode(data, reflect.ValueOf(v).Elem()) {
+		if c.flat.Decode(data, unsafe.Pointer(v)) {
 			return nil
 		}
 		var zero V

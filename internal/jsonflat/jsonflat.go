@@ -16,6 +16,7 @@ import (
 	"reflect"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Plan decodes one type. It is safe for concurrent use.
@@ -25,12 +26,12 @@ type Plan struct {
 	top    field   // a basic type's
 }
 
-// field is one struct field (or the basic type itself, index nil).
+// field is one struct field (or the basic type itself, at offset 0).
 type field struct {
-	key   []byte // `"name":`
-	index int
-	kind  reflect.Kind
-	bits  int // ints, uints and floats: the size
+	key  []byte // `"name":`
+	off  uintptr
+	kind reflect.Kind
+	bits int // ints, uints and floats: the size
 }
 
 var (
@@ -90,7 +91,7 @@ func For(t reflect.Type) *Plan {
 				return nil // json's dominance and case-folding rules
 			}
 		}
-		f.key, f.index = []byte(`"`+name+`":`), i
+		f.key, f.off = []byte(`"`+name+`":`), sf.Offset
 		p.fields = append(p.fields, f)
 	}
 	return p
@@ -137,11 +138,11 @@ func basic(t reflect.Type) (field, bool) {
 	return field{}, false
 }
 
-// Decode decodes data into v, which must be a settable value of the Plan's
-// type holding its zero value, and reports whether it did. When it
-// declines, v may hold part of the data: the caller zeroes it before
-// falling back to json.Unmarshal.
-func (p *Plan) Decode(data []byte, v reflect.Value) bool {
+// Decode decodes data into *p, which must be a value of the Plan's type
+// holding its zero value, and reports whether it did. When it declines,
+// *p may hold part of the data: the caller zeroes it before falling back
+// to json.Unmarshal.
+func (p *Plan) Decode(data []byte, v unsafe.Pointer) bool {
 	if p.fields == nil {
 		n, ok := p.top.value(data, v)
 		return ok && n == len(data)
@@ -167,7 +168,7 @@ func (p *Plan) Decode(data []byte, v reflect.Value) bool {
 		}
 		fd := &p.fields[f]
 		i += len(fd.key)
-		n, ok := fd.value(data[i:], v.Field(fd.index))
+		n, ok := fd.value(data[i:], unsafe.Add(v, fd.off))
 		if !ok {
 			return false
 		}
@@ -187,19 +188,23 @@ func (p *Plan) Decode(data []byte, v reflect.Value) bool {
 	}
 }
 
-// value decodes the JSON value at the start of b into v and returns its
-// length, or false to decline.
-func (f *field) value(b []byte, v reflect.Value) (int, bool) {
+// value decodes the JSON value at the start of b into the field at p and
+// returns its length, or false to decline.
+func (f *field) value(b []byte, p unsafe.Pointer) (int, bool) {
 	switch f.kind {
 	case reflect.String:
-		return str(b, v)
+		n, s, ok := str(b)
+		if ok && len(s) > 0 {
+			*(*string)(p) = string(s)
+		}
+		return n, ok
 	case reflect.Bool:
 		switch {
 		case bytes.HasPrefix(b, []byte("true")):
-			v.SetBool(true)
+			*(*bool)(p) = true
 			return 4, true
 		case bytes.HasPrefix(b, []byte("false")):
-			return 5, true // v is zero
+			return 5, true // *p is false
 		}
 		return 0, false
 	case reflect.Float32, reflect.Float64:
@@ -211,7 +216,11 @@ func (f *field) value(b []byte, v reflect.Value) (int, bool) {
 		if err != nil {
 			return 0, false
 		}
-		v.SetFloat(x)
+		if f.bits == 32 {
+			*(*float32)(p) = float32(x)
+		} else {
+			*(*float64)(p) = x
+		}
 		return n, true
 	}
 	// integers: an optional '-' (ints) and digits, no fraction or
@@ -245,39 +254,50 @@ func (f *field) value(b []byte, v reflect.Value) (int, bool) {
 		if f.bits < 64 && u >= 1<<f.bits {
 			return 0, false
 		}
-		v.SetUint(u)
+		store(p, f.bits, u)
 		return i, true
 	}
 	lim := uint64(1) << (f.bits - 1) // |min|; max is lim-1
 	if neg && u > lim || !neg && u >= lim {
 		return 0, false
 	}
-	x := int64(u)
 	if neg {
-		x = -x // for u == lim, -x wraps to the minimum: right
+		u = -u // two's complement: for u == lim, the minimum
 	}
-	v.SetInt(x)
+	store(p, f.bits, u)
 	return i, true
 }
 
-// str decodes a string without escapes or control characters, in valid
-// UTF-8 (json.Unmarshal keeps such bytes as they are).
-func str(b []byte, v reflect.Value) (int, bool) {
+// store writes the low bits of u, an integer of that size, at p.
+func store(p unsafe.Pointer, bits int, u uint64) {
+	switch bits {
+	case 8:
+		*(*uint8)(p) = uint8(u)
+	case 16:
+		*(*uint16)(p) = uint16(u)
+	case 32:
+		*(*uint32)(p) = uint32(u)
+	default:
+		*(*uint64)(p) = u
+	}
+}
+
+// str reads a string without escapes or control characters, in valid
+// UTF-8 (json.Unmarshal keeps such bytes as they are): its length in b
+// and its content.
+func str(b []byte) (int, []byte, bool) {
 	if len(b) == 0 || b[0] != '"' {
-		return 0, false
+		return 0, nil, false
 	}
 	q := bytes.IndexByte(b[1:], '"')
 	if q < 0 {
-		return 0, false
+		return 0, nil, false
 	}
 	s := b[1 : 1+q]
 	if !plainString(s) {
-		return 0, false
+		return 0, nil, false
 	}
-	if len(s) > 0 {
-		v.SetString(string(s))
-	}
-	return q + 2, true
+	return q + 2, s, true
 }
 
 // plainString says whether s, the bytes between two quotes, is a JSON

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 type flat struct {
@@ -43,7 +44,7 @@ var types = []reflect.Type{
 func check(t *testing.T, p *Plan, typ reflect.Type, data []byte) bool {
 	t.Helper()
 	got := reflect.New(typ).Elem()
-	if !p.Decode(data, got) {
+	if !p.Decode(data, got.Addr().UnsafePointer()) {
 		return false
 	}
 	want := reflect.New(typ)
@@ -184,7 +185,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			var u user
-			if !p.Decode(data, reflect.ValueOf(&u).Elem()) {
+			if !p.Decode(data, unsafe.Pointer(&u)) {
 				b.Fatal("declined")
 			}
 		}
