@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 	"github.com/scalekit-go/scalekit/queue"
@@ -18,7 +19,9 @@ import (
 // and from 16 goroutines: scalekit-pg (Client.Enqueue) and river
 // (Client.Insert) on one real PostgreSQL (a pool of 20 connections),
 // scalekit-redis (Client.Enqueue) and asynq (Client.Enqueue) on one real
-// redis-server; scalekit-pg-unique gives each job a unique key. It reports jobs/s, round trips per job and the server's
+// redis-server; scalekit-pg-unique gives each job a unique key;
+// script-floor is one trivial script call per job, the floor of an
+// enqueue that is one script round trip. It reports jobs/s, round trips per job and the server's
 // CPU per job, as BenchmarkEnqueueMany does; scalekit-pg's round trips
 // include its notifier's coalesced NOTIFYs, sent on the same pool.
 func BenchmarkEnqueue(b *testing.B) {
@@ -68,9 +71,20 @@ func BenchmarkEnqueue(b *testing.B) {
 				}))
 				r.Client.FlushDB(ctx)
 			})
+			// script-floor: one EVALSHA of a script that only returns, per
+			// "job": the floor of an enqueue that is one script round trip,
+			// as scalekit's lone Enqueue and asynq's are.
+			b.Run(fmt.Sprintf("script-floor/%d", g), func(b *testing.B) {
+				measureEnqueue(b, rt.Load, cpu, oneByOne(g, func() error {
+					return floorScript.Run(ctx, r.Client, nil).Err()
+				}))
+			})
 		}
 	})
 }
+
+// floorScript does nothing: BenchmarkEnqueue's script-floor.
+var floorScript = redis.NewScript("return 1")
 
 // oneByOne is an op of measureEnqueue: enqueueJobs calls of enqueue, from
 // goroutines goroutines; the first error stops it.

@@ -182,10 +182,10 @@ func enqueueAll(ctx context.Context, c *queue.Client, reqs []queue.EnqueueReques
 
 // measureEnqueue runs op (10,000 enqueues) b.N times and reports jobs/s,
 // round trips per job (from trips, a running count) and the server's CPU
-// per job in µs (from cpu, in clock ticks).
+// per job in µs (from cpu, in clock ticks), and this process's CPU per job.
 func measureEnqueue(b *testing.B, trips func() int64, cpu func() uint64, op func() error) {
 	b.ReportAllocs()
-	t0, c0 := trips(), cpu()
+	t0, c0, u0 := trips(), cpu(), selfCPU()
 	start := time.Now()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -199,6 +199,7 @@ func measureEnqueue(b *testing.B, trips func() int64, cpu func() uint64, op func
 	b.ReportMetric(jobs/elapsed.Seconds(), "jobs/s")
 	b.ReportMetric(float64(trips()-t0)/jobs, "trips/job")
 	b.ReportMetric(float64(cpu()-c0)*1e6/clockTicks/jobs, "srv-µs/job")
+	b.ReportMetric(float64(selfCPU()-u0)/1e3/jobs, "cli-µs/job")
 }
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat.

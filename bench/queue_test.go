@@ -164,18 +164,19 @@ func BenchmarkQueueThroughput(b *testing.B) {
 
 // processing measures a run of b.N jobs: from startProcessing, which
 // starts the timer, to stop, which reports jobs/s, the server's CPU per
-// job and round trips per job.
+// job, round trips per job and this process's CPU per job (cli-µs/job).
 type processing struct {
 	b     *testing.B
 	trips func() int64
 	cpu   func() uint64
 	t0    int64
 	c0    uint64
+	u0    int64
 	start time.Time
 }
 
 func startProcessing(b *testing.B, trips func() int64, cpu func() uint64) *processing {
-	p := &processing{b: b, trips: trips, cpu: cpu, t0: trips(), c0: cpu()}
+	p := &processing{b: b, trips: trips, cpu: cpu, t0: trips(), c0: cpu(), u0: selfCPU()}
 	b.ResetTimer()
 	p.start = time.Now()
 	return p
@@ -188,6 +189,7 @@ func (p *processing) stop() {
 	p.b.ReportMetric(jobs/elapsed.Seconds(), "jobs/s")
 	p.b.ReportMetric(float64(p.trips()-p.t0)/jobs, "trips/job")
 	p.b.ReportMetric(float64(p.cpu()-p.c0)*1e6/clockTicks/jobs, "srv-µs/job")
+	p.b.ReportMetric(float64(selfCPU()-p.u0)/1e3/jobs, "cli-µs/job")
 }
 
 // fillHistory runs n jobs through queuepg's table in queue "history" as a

@@ -52,7 +52,7 @@ type family struct {
 var families = []family{
 	{`^BenchmarkCeiling$`, "1s"},
 	{`^BenchmarkQueueThroughput$/^(scalekit-pg|scalekit-pg-history-1k|scalekit-pg-history-100k|river|scalekit-redis|asynq)$`, "5000x"},
-	{`^BenchmarkEnqueue$/^(pg|redis)$/^(scalekit-pg|river|scalekit-redis|asynq)$`, "1x"},
+	{`^BenchmarkEnqueue$/^(pg|redis)$/^(scalekit-pg|river|scalekit-redis|asynq|script-floor)$`, "1x"},
 	{`^Benchmark(RedisGet|CacheHitL2)$`, "1s"},
 	{`^Benchmark(CacheHitTracked|CacheHitL1|CacheHitL1Large|CacheGetManyL1)$/^(scalekit|scalekit-into|otter|loop|rueidis)$`, "1s"},
 	{`^Benchmark(RedisAllow|RedisClusterAllow)$`, "1s"},
@@ -79,6 +79,8 @@ var figures = func() []figure {
 	for _, g := range []string{"1", "16"} {
 		add(figure{"Redis enqueue one by one, " + g + " goroutine" + plural(g), "Enqueue/redis/scalekit-redis/" + g, []string{"Enqueue/redis/asynq/" + g},
 			ceilRedisEnqueue, goal{minRatio: 1.5, text: ">= 1.5x asynq"}})
+		add(figure{"Redis one trivial script per job (the floor of a one-script enqueue), " + g + " goroutine" + plural(g),
+			"Enqueue/redis/script-floor/" + g, nil, ceilRedisEnqueue, goal{}})
 	}
 	add(figure{"Cache L2 hit, 32 goroutines (vs go-redis/cache)", "CacheHitL2/scalekit",
 		[]string{"CacheHitL2/gorediscache", "CacheHitL2/gorediscache-json"}, ceilRedisGet, goal{minRatio: 1, text: ">= 1.0x go-redis/cache"}})
@@ -141,12 +143,12 @@ func plural(n string) string {
 
 // row is a figure's cells, measured.
 type row struct {
-	figure, scalekit, peer, ratio, srv, trips, share, goal, met string
+	figure, scalekit, peer, ratio, srv, cli, trips, share, goal, met string
 }
 
 // header is the table's header, in row's order.
 var header = []string{"figure", "scalekit", "best peer", "ratio (throughput)", "server CPU µs/op (scalekit / peer)",
-	"round trips/op (scalekit / peer)", "share of the ceiling", "goal", "met?"}
+	"client CPU µs/op (scalekit / peer)", "round trips/op (scalekit / peer)", "share of the ceiling", "goal", "met?"}
 
 // measure fills f's cells from res.
 func measure(f figure, res results) row {
@@ -171,6 +173,9 @@ func measure(f figure, res results) row {
 	skSrv, okS := res.get(f.sk, srvUnits...)
 	peerSrv, okPS := res.get(peerName, srvUnits...)
 	r.srv = pair(skSrv, okS, peerSrv, okPS && hasPeer, "%.1f")
+	skCli, okC := res.get(f.sk, cliUnits...)
+	peerCli, okPC := res.get(peerName, cliUnits...)
+	r.cli = pair(skCli, okC, peerCli, okPC && hasPeer, "%.1f")
 	skTrips, okT := res.get(f.sk, tripUnits...)
 	peerTrips, okPT := res.get(peerName, tripUnits...)
 	r.trips = pair(skTrips, okT, peerTrips, okPT && hasPeer, "%.3g")
@@ -288,13 +293,13 @@ func markdown(rows []row) string {
 	seps := make([]string, len(header))
 	for i := range seps {
 		seps[i] = "---"
-		if i > 0 && i < 7 {
+		if i > 0 && i < 8 {
 			seps[i] = "---:"
 		}
 	}
 	line(seps...)
 	for _, r := range rows {
-		line(r.figure, r.scalekit, r.peer, r.ratio, r.srv, r.trips, r.share, r.goal, r.met)
+		line(r.figure, r.scalekit, r.peer, r.ratio, r.srv, r.cli, r.trips, r.share, r.goal, r.met)
 	}
 	return b.String()
 }

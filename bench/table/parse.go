@@ -73,10 +73,12 @@ func (res results) get(name string, units ...string) (float64, bool) {
 }
 
 // Units: throughput is the first of rateUnits a benchmark reports, else
-// 1e9 / ns/op; the server's CPU and the round trips are per op or per job.
+// 1e9 / ns/op; the server's CPU, the client's (the benchmark process's)
+// and the round trips are per op or per job.
 var (
 	rateUnits = []string{"jobs/s", "dec/s"}
 	srvUnits  = []string{"srv-µs/op", "srv-µs/job"}
+	cliUnits  = []string{"cli-µs/op", "cli-µs/job"}
 	tripUnits = []string{"trips/op", "trips/job"}
 )
 

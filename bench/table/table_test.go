@@ -112,14 +112,15 @@ func TestMeasure(t *testing.T) {
 	pg := measure(figure{label: "pg", sk: "QueueThroughput/scalekit-pg", peers: []string{"QueueThroughput/river"},
 		ceiling: "Ceiling/pg-queue", goal: goal{minRatio: 1, maxSrv: 200, maxTrips: 0.3}}, res)
 	want := row{figure: "pg", scalekit: "3,164 jobs/s", peer: "river 2,865 jobs/s", ratio: "1.10x",
-		srv: "188.0 / 130.0", trips: "0.25 / 0.17", share: "35% of 9,000", met: "yes"}
+		srv: "188.0 / 130.0", cli: "–", trips: "0.25 / 0.17", share: "35% of 9,000", met: "yes"}
 	if pg != want {
 		t.Errorf("measure =\n%+v, want\n%+v", pg, want)
 	}
 	// L2: ratio from ns/op (throughput: 52,900 / 31,200), goal missed.
 	l2 := measure(figure{sk: "CacheHitL2/scalekit", peers: []string{"CacheHitL2/gorediscache", "CacheHitL2/gorediscache-json"},
 		goal: goal{minRatio: 2}}, res)
-	if l2.ratio != "1.70x" || l2.scalekit != "31,200 ns/op" || l2.peer != "gorediscache-json 52,900 ns/op" || l2.met != "no" || l2.share != "n/a" {
+	if l2.ratio != "1.70x" || l2.scalekit != "31,200 ns/op" || l2.peer != "gorediscache-json 52,900 ns/op" || l2.met != "no" || l2.share != "n/a" ||
+		l2.cli != "38.9 / 24.9" {
 		t.Errorf("L2 row = %+v", l2)
 	}
 	// A server-CPU growth goal against a baseline; a missing value is "?".

@@ -46,7 +46,7 @@
 //
 // The statements begin with a comment naming the table's size class (the
 // bit length of its size in pages), read every Options.ReplanInterval
-// (2s, one small query): a prepared statement keeps the generic plan made
+// (2s, one small query, skipped while the Store is idle): a prepared statement keeps the generic plan made
 // when it was prepared until the table is analyzed, and one planned while
 // the table held a few keys is a sequential scan that would then read the
 // grown table on every replay and completion. When the table has halved

@@ -40,8 +40,9 @@ type Options struct {
 	Clock clock.Clock
 	// Logger receives sweep failures. Default: discard.
 	Logger *slog.Logger
-	// ReplanInterval is how often the Store reads the size of its table
-	// (one small query): when it has halved or doubled since the
+	// ReplanInterval is how often the Store, while in use, reads the size
+	// of its table (one small query; none in an interval without a call):
+	// when it has halved or doubled since the
 	// statements were planned, the Store sends them again under new text,
 	// so that PostgreSQL plans them for the new size. A prepared statement
 	// keeps the plan made when it was prepared until the table is

@@ -53,6 +53,7 @@ type Set[T any] struct {
 	tables []string
 	build  func(tag string) *T
 	now    atomic.Pointer[class[T]]
+	used   atomic.Bool // Get was called since Run's last tick
 
 	mu      sync.Mutex
 	classes map[string]*class[T]
@@ -81,7 +82,12 @@ func New[T any](db Querier, tables []string, build func(tag string) *T) *Set[T] 
 }
 
 // Get returns the statements of the class the tables are in now.
-func (s *Set[T]) Get() *T { return s.now.Load().v }
+func (s *Set[T]) Get() *T {
+	if !s.used.Load() { // a read of a line written once a tick at most
+		s.used.Store(true)
+	}
+	return s.now.Load().v
+}
 
 // Class returns the class the statements in use were built for: each
 // table's size class, dot-separated ("10.3").
@@ -139,18 +145,29 @@ func (s *Set[T]) Replan(ctx context.Context) (string, error) {
 }
 
 // Run calls Replan every interval until stop is closed, logging failures
-// at debug level (the store's own calls fail too and say why). Run it in
-// a goroutine its owner waits for.
+// at debug level (the store's own calls fail too and say why), but skips
+// the ticks after which no statement was taken (Get): an idle store sends
+// no query, and its first statements after a pause run at most one
+// interval on the class they had. Run it in a goroutine its owner waits
+// for.
 func (s *Set[T]) Run(stop <-chan struct{}, interval time.Duration, log *slog.Logger, name string) {
-	every.Run(stop, interval, func(ctx context.Context) {
-		old := s.Class()
-		key, err := s.Replan(ctx)
-		switch {
-		case err != nil:
-			log.Debug(name+": replan failed", slog.Any("error", err))
-		case key != old:
-			log.Debug(name+": the tables' size class changed; their statements are planned again",
-				slog.String("from", old), slog.String("to", key), slog.Any("tables", s.tables))
-		}
-	})
+	every.Run(stop, interval, func(ctx context.Context) { s.tick(ctx, log, name) })
+}
+
+// tick is one of Run's ticks: a Replan if Get was called since the last.
+// It reports whether it replanned.
+func (s *Set[T]) tick(ctx context.Context, log *slog.Logger, name string) bool {
+	if !s.used.Swap(false) {
+		return false
+	}
+	old := s.Class()
+	key, err := s.Replan(ctx)
+	switch {
+	case err != nil:
+		log.Debug(name+": replan failed", slog.Any("error", err))
+	case key != old:
+		log.Debug(name+": the tables' size class changed; their statements are planned again",
+			slog.String("from", old), slog.String("to", key), slog.Any("tables", s.tables))
+	}
+	return true
 }

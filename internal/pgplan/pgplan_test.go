@@ -2,9 +2,12 @@ package pgplan
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/scalekit-go/scalekit/internal/testinfra"
 )
@@ -67,5 +70,41 @@ INSERT INTO pgplan_a SELECT i, repeat('x', 100) FROM generate_series(1, 5000) i`
 	}
 	if n := builds.Load(); n != 2 || s.Classes() != 2 {
 		t.Errorf("%d builds, %d classes for two classes, want 2 and 2 (class 0.0 found again)", n, s.Classes())
+	}
+}
+
+// countingQuerier counts the size queries.
+type countingQuerier struct {
+	Querier
+	n atomic.Int64
+}
+
+func (q *countingQuerier) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	q.n.Add(1)
+	return q.Querier.QueryRow(ctx, sql, args...)
+}
+
+// Run's ticks read the sizes only after statements were taken since the
+// last tick: an idle store sends no query.
+func TestTickSkipsIdleStores(t *testing.T) {
+	f := testinfra.Postgres(t)
+	ctx := context.Background()
+	q := &countingQuerier{Querier: f.Primary}
+	s := New(q, []string{"pgplan_idle"}, func(tag string) *string { return &tag })
+	log := slog.New(slog.DiscardHandler)
+	if s.tick(ctx, log, "test") || q.n.Load() != 0 {
+		t.Fatalf("a tick before any Get replanned (%d queries)", q.n.Load())
+	}
+	s.Get()
+	s.Get()
+	if !s.tick(ctx, log, "test") || q.n.Load() != 1 {
+		t.Fatalf("a tick after Gets: %d queries, want 1", q.n.Load())
+	}
+	if s.tick(ctx, log, "test") || q.n.Load() != 1 {
+		t.Fatalf("a tick with no Get since the last: %d queries, want still 1", q.n.Load())
+	}
+	s.Get()
+	if !s.tick(ctx, log, "test") || q.n.Load() != 2 {
+		t.Fatalf("a tick after another Get: %d queries, want 2", q.n.Load())
 	}
 }

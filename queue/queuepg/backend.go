@@ -58,8 +58,9 @@ type Options struct {
 	Clock clock.Clock
 	// Logger receives listener and sweep problems. Default: discard.
 	Logger *slog.Logger
-	// ReplanInterval is how often the backend reads the size of its
-	// tables (one small query): when one has halved or doubled since its
+	// ReplanInterval is how often the backend, while in use, reads the
+	// size of its tables (one small query; none in an interval without a
+	// statement): when one has halved or doubled since its
 	// statements were planned, it sends them again under new text, so
 	// that PostgreSQL plans them for the new size. A prepared statement
 	// keeps the plan made when it was prepared until the table is

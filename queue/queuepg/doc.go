@@ -93,7 +93,7 @@
 // the grown table on every call: so the statements begin with a comment
 // naming the jobs and unique tables' size class (the bit length of their
 // size in pages), read every Options.ReplanInterval (2s, one small
-// query); when a table has halved or doubled the text changes, pgx
+// query, skipped while the backend is idle); when a table has halved or doubled the text changes, pgx
 // prepares the statements again, and PostgreSQL plans them for the size
 // the table has (a class seen before finds its statements still
 // prepared). pg_stat_statements ignores the comment. Migrate

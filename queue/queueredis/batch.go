@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	lanes "github.com/scalekit-go/scalekit/internal/lane"
@@ -83,7 +84,14 @@ func (b *Backend) lane(q string) *lane {
 		MaxBytes:       maxRoundBytes,
 		Size:           func(p *pendingComplete) int { return len(p.output) },
 		MaxFetch:       maxRoundFetch,
-		Round:          func(cs []*pendingComplete, f *pendingFetch) { b.round(ln, cs, f) },
+		// A worker frees a handler's slot before it completes the job:
+		// the completion's round yields once so that the worker's fetch,
+		// about to come for the freed slots, rides along instead of
+		// leaving in a round of its own (as queuepg's lane does). With 8
+		// workers of no-op jobs, half the rounds carried completions
+		// only: round trips per job 0.28 -> ~0.18.
+		Yield: runtime.Gosched,
+		Round: func(cs []*pendingComplete, f *pendingFetch) { b.round(ln, cs, f) },
 	})
 	got, _ := b.lanes.LoadOrStore(q, ln)
 	return got.(*lane)

@@ -39,11 +39,21 @@ import (
 // ratelimit.Concurrency reports the same ConcurrencyRetryAfter (its
 // holders cannot die).
 
+// leaseSlackLua defines ttlslack(now): ttlSlackMS when the caller passed
+// the time (Options.Clock set), else 0. Redis expires a key by its own
+// clock, which a caller's clock (a test's, say) may trail: a leases key
+// that expired while its leases still ran by the caller's clock would
+// free their slots. The set's scores, not its TTL, decide which leases
+// hold, so the longer TTL changes no decision.
+const leaseSlackLua = `
+local function ttlslack(now) if tonumber(now) >= 0 then return ` + ttlSlackMS + ` end return 0 end
+`
+
 // acquireScript: KEYS[1] the set, KEYS[2] the mean hold. ARGV: now (µs,
 // -1: TIME), lease (µs), limit, token. Reply: {acquired (0/1), held, then
 // when refused: µs until the oldest lease expires, the live leases (expiry
 // more than Lease/2 away), the mean hold in µs (0: none timed yet)}.
-var acquireScript = redis.NewScript(serverclock.Lua + `
+var acquireScript = redis.NewScript(serverclock.Lua + leaseSlackLua + `
 local now = now_us(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
 local held = redis.call('ZCARD', KEYS[1])
@@ -55,13 +65,13 @@ if held >= tonumber(ARGV[3]) then
 end
 redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[4])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil((tonumber(last[2]) - now) / 1000)))
+redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil((tonumber(last[2]) - now) / 1000)) + ttlslack(ARGV[1]))
 return {1, held + 1, 0}
 `)
 
 // renewScript: KEYS[1] the set. ARGV: now, lease, token. Reply: 1 when the
 // lease was still held and now runs until now+lease, 0 when it was lost.
-var renewScript = redis.NewScript(serverclock.Lua + `
+var renewScript = redis.NewScript(serverclock.Lua + leaseSlackLua + `
 local now = now_us(ARGV[1])
 local score = redis.call('ZSCORE', KEYS[1], ARGV[3])
 if not score then return 0 end
@@ -71,7 +81,7 @@ if tonumber(score) <= now then
 end
 redis.call('ZADD', KEYS[1], 'XX', string.format('%.0f', now + tonumber(ARGV[2])), ARGV[3])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil((tonumber(last[2]) - now) / 1000)))
+redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil((tonumber(last[2]) - now) / 1000)) + ttlslack(ARGV[1]))
 return 1
 `)
 
@@ -122,7 +132,9 @@ type ConcurrencyOptions struct {
 	// Breaker is the circuit around Redis; see Options.Breaker.
 	Breaker *breaker.Breaker
 	// Clock replaces the system clock (see package clock); nil is the
-	// server's clock (Redis TIME). It scores the leases.
+	// server's clock (Redis TIME). It scores the leases. With a Clock,
+	// keys live a minute longer than their leases need (Redis expires
+	// them by its own clock, which a test's clock may trail).
 	Clock clock.Clock
 	// Logger receives Redis failures (Debug), lost leases (Warn) and
 	// circuit changes. Default: discard.
@@ -298,7 +310,7 @@ func (l *lease) release() {
 	hold := c.now().Sub(l.start)
 	ctx, cancel := context.WithTimeout(context.Background(), c.b.timeout)
 	defer cancel()
-	if err := releaseScript.Run(ctx, c.b.client, []string{l.key, l.hold}, l.token, hold.Microseconds(), (holdTTL * c.lease).Milliseconds()).Err(); err != nil {
+	if err := releaseScript.Run(ctx, c.b.client, []string{l.key, l.hold}, l.token, hold.Microseconds(), c.holdTTL().Milliseconds()).Err(); err != nil {
 		// The lease runs out by itself.
 		c.b.log.LogAttrs(ctx, slog.LevelDebug, "ratelimitredis: release failed, the lease will expire", slog.String("key", l.key), slog.Any("error", err))
 	}
@@ -307,6 +319,15 @@ func (l *lease) release() {
 // now times holds: Options.Clock, or time.Now (monotonic) when Redis TIME
 // scores the leases.
 func (c *Concurrency) now() time.Time { return clock.Now(c.b.clk) }
+
+// holdTTL is how long the key's mean hold lives after a release: holdTTL
+// leases, and a minute more with Options.Clock set (see leaseSlackLua).
+func (c *Concurrency) holdTTL() time.Duration {
+	if c.b.clk != nil {
+		return holdTTL*c.lease + time.Minute
+	}
+	return holdTTL * c.lease
+}
 
 // drop takes l out of the held set.
 func (c *Concurrency) drop(l *lease) {

@@ -784,3 +784,34 @@ func TestConcurrencyRetryAfterDeadHolders(t *testing.T) {
 	}
 	release()
 }
+
+// With Options.Clock set, the Concurrency limiter's keys outlive the
+// leases by real time too: a leases key that Redis expired while a
+// test's clock stood still would free slots still held by that clock.
+// Regression: a 30ms lease's key lived 30ms of Redis time.
+func TestConcurrencyClockKeysOutliveRealTime(t *testing.T) {
+	r := testinfra.Redis(t)
+	ctx := context.Background()
+	c := newConcurrency(t, ConcurrencyOptions{Client: r.Client, Limit: 1, Lease: 30 * time.Millisecond, Prefix: "cc", Clock: testclock.New()})
+	release, err := c.Acquire(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl, err := r.Client.PTTL(ctx, "{cc:k}:inflight").Result(); err != nil || ttl <= time.Minute {
+		t.Fatalf("leases key PTTL = %v, %v: want over a minute", ttl, err)
+	}
+	release()
+	if ttl, err := r.Client.PTTL(ctx, "{cc:k}:hold").Result(); err != nil || ttl <= time.Minute {
+		t.Fatalf("mean hold key PTTL = %v, %v: want over a minute", ttl, err)
+	}
+	// Without a Clock, Redis's own: the TTLs are the lease's.
+	c = newConcurrency(t, ConcurrencyOptions{Client: r.Client, Limit: 1, Lease: time.Second, Prefix: "cr"})
+	release, err = c.Acquire(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if ttl, err := r.Client.PTTL(ctx, "{cr:k}:inflight").Result(); err != nil || ttl > time.Second || ttl <= 0 {
+		t.Fatalf("leases key PTTL on Redis's clock = %v, %v: want at most the lease (1s)", ttl, err)
+	}
+}
