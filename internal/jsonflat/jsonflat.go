@@ -37,13 +37,14 @@ type field struct {
 var (
 	jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
 	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+	numberType      = reflect.TypeFor[json.Number]()
 )
 
 // For returns t's Plan, or nil when t is not flat: a struct whose
 // decodable fields are all of basic kinds (no embedded field, no ",string"
 // option, no two names equal but for case), or a basic type; neither t nor
 // a field's type may decode itself (json.Unmarshaler,
-// encoding.TextUnmarshaler).
+// encoding.TextUnmarshaler) or be json.Number.
 func For(t reflect.Type) *Plan {
 	if custom(t) {
 		return nil
@@ -127,6 +128,9 @@ func plainName(s string) bool {
 }
 
 func basic(t reflect.Type) (field, bool) {
+	if t == numberType {
+		return field{}, false // json.Unmarshal checks that its string is a number
+	}
 	switch k := t.Kind(); k {
 	case reflect.String, reflect.Bool:
 		return field{kind: k}, true

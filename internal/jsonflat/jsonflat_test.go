@@ -158,12 +158,15 @@ type oddTag struct {
 
 type unicodeName struct{ Größe int }
 
+type withNumber struct{ N json.Number }
+
 func TestNotFlat(t *testing.T) {
 	for _, typ := range []reflect.Type{
 		reflect.TypeFor[embedded](), reflect.TypeFor[tagged](), reflect.TypeFor[withPointer](), reflect.TypeFor[withTime](),
 		reflect.TypeFor[withText](), reflect.TypeFor[upper](), reflect.TypeFor[time.Time](), reflect.TypeFor[folded](),
 		reflect.TypeFor[oddTag](), reflect.TypeFor[unicodeName](), reflect.TypeFor[[]int](), reflect.TypeFor[map[string]int](),
 		reflect.TypeFor[*flat](), reflect.TypeFor[any](), reflect.TypeFor[json.RawMessage](), reflect.TypeFor[uintptr](),
+		reflect.TypeFor[json.Number](), reflect.TypeFor[withNumber](),
 	} {
 		if p := For(typ); p != nil {
 			t.Errorf("For(%v) = a Plan; want nil", typ)
