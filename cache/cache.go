@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"github.com/maypok86/otter/v2"
 
 	"github.com/scalekit-go/scalekit/breaker"
+	"github.com/scalekit-go/scalekit/internal/jsonflat"
 	"github.com/scalekit-go/scalekit/internal/pause"
 	"github.com/scalekit-go/scalekit/internal/stripe"
 )
@@ -65,7 +67,12 @@ type Cache[V any] struct {
 	store  Store
 	rn     LeaseRenewer // store's, when it renews leases
 	one    OneGetter    // store's, when it reads one key by itself
-	tracer Tracer       // Options.Tracer; nil: none
+	// flat decodes Store values without encoding/json's scanner and
+	// reflection walk: set when the Codec is JSON and V is flat (a basic
+	// type, or a struct of basic fields; see jsonflat.For). Values it
+	// declines go to the Codec.
+	flat   *jsonflat.Plan
+	tracer Tracer // Options.Tracer; nil: none
 	br     *breaker.Breaker
 	id     string // this instance, in invalidation messages
 	// tracked: the Store's subscription carries the server's own
@@ -173,6 +180,10 @@ func New[V any](o Options) (*Cache[V], error) {
 	}
 	c.rn, _ = o.Store.(LeaseRenewer)
 	c.one, _ = o.Store.(OneGetter)
+	switch o.Codec.(type) {
+	case JSON, *JSON:
+		c.flat = jsonflat.For(reflect.TypeFor[V]())
+	}
 	c.gapL1TTL = o.L1TTL
 	if t, ok := o.Store.(Tracker); ok && t.Tracking() {
 		c.tracked = true
@@ -309,13 +320,17 @@ func (c *Cache[V]) got(ctx context.Context, key, id string, load Loader[V], e *e
 	}
 	cl, started := c.fetchOne(ctx, key, id, load)
 	select {
-	case <-cl.done:
-	case <-ctx.Done():
-		if c.tracer != nil {
-			c.tracer.TraceLoadEnd(ctx, TraceLoadEndData{Keys: 1, Joined: 1 - started, Err: ctx.Err()})
+	case <-cl.done: // the common L2 hit: fetchOne settled it already
+	default:
+		select {
+		case <-cl.done:
+		case <-ctx.Done():
+			if c.tracer != nil {
+				c.tracer.TraceLoadEnd(ctx, TraceLoadEndData{Keys: 1, Joined: 1 - started, Err: ctx.Err()})
+			}
+			var zero V
+			return zero, nil, ctx.Err()
 		}
-		var zero V
-		return zero, nil, ctx.Err()
 	}
 	var val V
 	err := cl.err
@@ -485,20 +500,32 @@ func (c *Cache[V]) getMany(ctx context.Context, keys, ids []string, batch BatchL
 	var refresh [modeEarly + 1]refreshes[V]
 	var hits uint64 // counted once for the batch
 	var stale int
+	// now is read once, at the first key the L1 holds: the L1 answers the
+	// batch as of then (one clock read instead of one a key, which was a
+	// quarter of a 100-key GetMany's time).
+	var now int64
 	for i, k := range keys {
-		e, now, u := c.peek(k)
-		if now < e.quietUntil() { // Get's common hit; put, by hand
+		s, _ := c.l1.GetIfPresent(k)
+		if s.e == nil {
+			miss = append(miss, i)
+			continue
+		}
+		if now == 0 {
+			now = c.now()
+		}
+		if now < s.quiet { // Get's common hit; put, by hand
 			hits++
 			switch {
 			case res.m != nil:
-				res.m[ids[i]] = e.val
+				res.m[ids[i]] = s.val
 			case res.found != nil:
-				res.vals[i], res.found[i] = e.val, true
+				res.vals[i], res.found[i] = s.val, true
 			default:
-				res.vals[i] = e.val
+				res.vals[i] = s.val
 			}
 			continue
 		}
+		e, u := s.e.allows(now)
 		if u == useNone {
 			miss = append(miss, i)
 			continue

@@ -186,8 +186,8 @@ func (c *Cache[V]) fetchOne(ctx context.Context, key, id string, load Loader[V])
 	var pre []*entry[V]
 	var preErr error
 	if c.store != nil {
-		e, err := c.storeGetOne(ctx, key)
-		if err == nil && e != nil && c.now() < e.recFresh {
+		e, now, err := c.storeGetOne(ctx, key)
+		if err == nil && e != nil && now < e.recFresh {
 			c.settle(key, cl, e, fromStore)
 			return cl, 1
 		}

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/scalekit-go/scalekit/clock"
 )
 
 func TestGetManyInto(t *testing.T) {
@@ -131,5 +133,49 @@ func TestQuietHitsKeepEarlyRefreshes(t *testing.T) {
 	}
 	if st := c.Stats(); st.EarlyRefreshes != 1 || loads.Load() != 2 {
 		t.Fatalf("20 load times before expiry: %d early refreshes, %d loads; want 1 and 2", st.EarlyRefreshes, loads.Load())
+	}
+}
+
+// A GetMany (or GetManyInto) over keys the L1 holds reads the clock once
+// and answers the whole batch as of then: before, every key read it (a
+// quarter of a 100-key GetMany's time), so with a clock that moves 10s a
+// read and a 30s TTL the later keys of a batch were misses.
+func TestGetManyReadsTheClockOnce(t *testing.T) {
+	var reads atomic.Int64
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	moving := atomic.Bool{}
+	c := newCache(t, Options{TTL: 30 * time.Second, NoEarlyRefresh: true, Jitter: 0, Clock: clock.Func(func() time.Time {
+		n := reads.Add(1)
+		if !moving.Load() {
+			return base
+		}
+		return base.Add(time.Duration(n) * 10 * time.Second)
+	})})
+	ctx := context.Background()
+	keys := make([]string, 10)
+	for i := range keys {
+		keys[i] = string(rune('a' + i))
+		if err := c.Set(ctx, keys[i], strings.ToUpper(keys[i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fail := func(context.Context, []string) (map[string]string, error) { return nil, errors.New("must not load") }
+	for _, into := range []bool{false, true} {
+		reads.Store(0)
+		moving.Store(true)
+		var err error
+		if into {
+			err = c.GetManyInto(ctx, keys, make([]string, len(keys)), nil, fail)
+		} else {
+			var m map[string]string
+			m, err = c.GetMany(ctx, keys, fail)
+			if len(m) != len(keys) {
+				t.Errorf("GetMany = %v", m)
+			}
+		}
+		moving.Store(false)
+		if n := reads.Load(); err != nil || n != 1 {
+			t.Errorf("into=%v: %v after %d clock reads, want 1", into, err, n)
+		}
 	}
 }

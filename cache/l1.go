@@ -42,14 +42,6 @@ func slotOf[V any](e *entry[V]) slot[V] {
 	return slot[V]{quiet: e.quiet, val: e.val, e: e}
 }
 
-// quietUntil is e.quiet, 0 for no entry.
-func (e *entry[V]) quietUntil() int64 {
-	if e == nil {
-		return 0
-	}
-	return e.quiet
-}
-
 // relisted is a copy of e fresh in the L1 for l1TTL more (at most until
 // the value's own expiry).
 func (c *Cache[V]) relisted(e *entry[V], now int64, l1TTL time.Duration) *entry[V] {

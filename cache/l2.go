@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/scalekit-go/scalekit/breaker"
 	"github.com/scalekit-go/scalekit/internal/renew"
@@ -43,20 +44,21 @@ func (c *Cache[V]) storeGet(ctx context.Context, keys []string) ([]*entry[V], er
 }
 
 // storeGetOne is storeGet of one key, without the slices: through the
-// Store's GetOne when it has one (OneGetter).
-func (c *Cache[V]) storeGetOne(ctx context.Context, key string) (*entry[V], error) {
+// Store's GetOne when it has one (OneGetter). now is when the Store
+// answered.
+func (c *Cache[V]) storeGetOne(ctx context.Context, key string) (e *entry[V], now int64, err error) {
+	var rec []byte
 	if c.one == nil {
 		recs, err := c.storeRead(ctx, []string{key})
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		return c.storeEntry(ctx, key, recs[0], c.now()), nil
+		rec = recs[0]
+	} else if err := c.l2(ctx, func(ctx context.Context) (err error) { rec, err = c.one.GetOne(ctx, key); return err }); err != nil {
+		return nil, 0, err
 	}
-	var rec []byte
-	if err := c.l2(ctx, func(ctx context.Context) (err error) { rec, err = c.one.GetOne(ctx, key); return err }); err != nil {
-		return nil, err
-	}
-	return c.storeEntry(ctx, key, rec, c.now()), nil
+	now = c.now()
+	return c.storeEntry(ctx, key, rec, now), now, nil
 }
 
 // storeRead is the Store's Get of keys, through the circuit, one record
@@ -200,11 +202,26 @@ func (c *Cache[V]) decode(rec []byte, now int64) (*entry[V], error) {
 	}
 	e := &entry[V]{negative: env.negative, fresh: min(env.fresh, now+int64(c.o.L1TTL)), recFresh: env.fresh, hard: env.hard, loadNS: env.load}
 	if !env.negative {
-		if err := c.o.Codec.Unmarshal(env.value, &e.val); err != nil {
+		if err := c.unmarshal(env.value, &e.val); err != nil {
 			return nil, err
 		}
 	}
 	return c.seal(e), nil
+}
+
+// unmarshal decodes a Store value into *v, which holds the zero value:
+// with the default JSON codec and a flat V (see New), through the flat
+// plan when it takes the bytes (json.Unmarshal would decode them to the
+// same value), else through the Codec.
+func (c *Cache[V]) unmarshal(data []byte, v *V) error {
+	if c.flat != nil {
+		if c.flat.Decode(data, unsafe.Pointer(v)) {
+			return nil
+		}
+		var zero V
+		*v = zero // the plan may have set some fields before declining
+	}
+	return c.o.Codec.Unmarshal(data, v)
 }
 
 // Invalidation messages are "<instance>|k|<key>" (drop an L1 copy),

@@ -125,7 +125,12 @@ type Codec interface {
 	Unmarshal(data []byte, v any) error
 }
 
-// JSON is the default Codec: encoding/json.
+// JSON is the default Codec: encoding/json. With it, a Cache whose V is
+// flat (a string, bool or number type, or a struct of such fields with no
+// custom decoding, embedded field or ",string" option) decodes a Store
+// value written in json.Marshal's shape without encoding/json's scanner
+// (several times cheaper), to the value json.Unmarshal would give; any
+// other bytes go through Unmarshal. The stored bytes are JSON either way.
 type JSON struct{}
 
 // Marshal is json.Marshal.

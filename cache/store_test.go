@@ -28,7 +28,10 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			t.Fatalf("round trip %+v -> %+v", e, got)
 		}
 	}
-	for _, bad := range [][]byte{nil, {}, {9, 0}, {envelopeV1}, {envelopeV1, 0, 0xff}} {
+	for _, bad := range [][]byte{nil, {}, {9, 0}, {envelopeV1}, {envelopeV1, 0, 0xff}, {envelopeV1, 0, 1, 2, 3},
+		{envelopeV1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 1, 1, 1},       // overflows 64 bits
+		{envelopeV1, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x80, 1, 1, 1, 1}, // 11 bytes
+	} {
 		if _, err := decodeEnvelope(bad); !errors.Is(err, errEnvelope) {
 			t.Errorf("decode(%v) = %v, want errEnvelope", bad, err)
 		}

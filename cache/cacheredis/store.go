@@ -134,6 +134,7 @@ type Store struct {
 	c       redis.UniversalClient
 	tc      *redis.Client // Options.Tracking: the client tracking connections are made from
 	prefix  string
+	open    string // "{" + prefix + ":", the start of every key
 	channel string
 	timeout time.Duration
 	log     *slog.Logger
@@ -160,7 +161,7 @@ func New(o Options) (*Store, error) {
 		return nil, fmt.Errorf("%w: cacheredis: Options.Client: %v", ErrInvalid, err)
 	}
 	o.Logger = logx.Or(o.Logger)
-	s := &Store{c: o.Client, prefix: o.Prefix, channel: o.Channel, timeout: o.Timeout, log: o.Logger}
+	s := &Store{c: o.Client, prefix: o.Prefix, open: "{" + o.Prefix + ":", channel: o.Channel, timeout: o.Timeout, log: o.Logger}
 	if o.Tracking {
 		c, ok := o.Client.(*redis.Client)
 		if !ok {
@@ -171,8 +172,9 @@ func New(o Options) (*Store, error) {
 	return s, nil
 }
 
-func (s *Store) key(k string) string   { return "{" + s.prefix + ":" + k + "}" }
-func (s *Store) lease(k string) string { return "{" + s.prefix + ":" + k + "}:lease" }
+// key is k's Redis key, {prefix:k}; lease its fill lease's.
+func (s *Store) key(k string) string   { return s.open + k + "}" }
+func (s *Store) lease(k string) string { return s.open + k + "}:lease" }
 
 // ctx bounds a call by the Store's timeout (see callCtx); the caller
 // calls end on the second result when the call is over.

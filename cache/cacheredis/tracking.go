@@ -47,7 +47,7 @@ func (s *Store) Tracking() bool { return s.tc != nil }
 // a key of another store whose prefix starts with this one's. A value key
 // always ends in "}", a lease or counter never does.
 func (s *Store) trackedMessage(rk string) string {
-	rest, ok := strings.CutPrefix(rk, "{"+s.prefix+":")
+	rest, ok := strings.CutPrefix(rk, s.open)
 	switch {
 	case !ok:
 		return ""
@@ -65,7 +65,7 @@ func (s *Store) trackedMessage(rk string) string {
 func (s *Store) trackingClient() *redis.Client {
 	o := s.tc.Options()
 	user := o.OnConnect
-	prefix := "{" + s.prefix + ":"
+	prefix := s.open
 	return redis.NewClient(&redis.Options{
 		Network: o.Network, Addr: o.Addr, ClientName: o.ClientName, Dialer: o.Dialer, Protocol: 2,
 		Username: o.Username, Password: o.Password, CredentialsProvider: o.CredentialsProvider,
@@ -101,7 +101,7 @@ func (s *Store) trackSession(tc *redis.Client) (*redis.PubSub, error) {
 		m, err := ps.Receive(ctx)
 		if err != nil {
 			ps.Close()
-			return nil, fmt.Errorf("cacheredis: tracking keys under %q: %w", "{"+s.prefix+":", err)
+			return nil, fmt.Errorf("cacheredis: tracking keys under %q: %w", s.open, err)
 		}
 		if sub, ok := m.(*redis.Subscription); ok && sub.Kind == "subscribe" {
 			confirmed++
