@@ -15,6 +15,7 @@ import (
 	"math"
 	"reflect"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -69,10 +70,10 @@ func For(t reflect.Type) *Plan {
 		if tag == "-" {
 			continue
 		}
-		name, opts, _ := cut(tag)
+		name, opts, _ := strings.Cut(tag, ",")
 		for opts != "" {
 			var o string
-			o, opts, _ = cut(opts)
+			o, opts, _ = strings.Cut(opts, ",")
 			if o != "omitempty" && o != "omitzero" {
 				return nil // ",string" changes decoding; others are unknown here
 			}
@@ -96,15 +97,6 @@ func For(t reflect.Type) *Plan {
 		p.fields = append(p.fields, f)
 	}
 	return p
-}
-
-func cut(s string) (before, after string, found bool) {
-	for i := range len(s) {
-		if s[i] == ',' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
 }
 
 // custom says whether t decodes itself.
