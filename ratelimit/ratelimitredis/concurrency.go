@@ -39,21 +39,11 @@ import (
 // ratelimit.Concurrency reports the same ConcurrencyRetryAfter (its
 // holders cannot die).
 
-// leaseSlackLua defines ttlslack(now): ttlSlackMS when the caller passed
-// the time (Options.Clock set), else 0. Redis expires a key by its own
-// clock, which a caller's clock (a test's, say) may trail: a leases key
-// that expired while its leases still ran by the caller's clock would
-// free their slots. The set's scores, not its TTL, decide which leases
-// hold, so the longer TTL changes no decision.
-const leaseSlackLua = `
-local function ttlslack(now) if tonumber(now) >= 0 then return ` + ttlSlackMS + ` end return 0 end
-`
-
 // acquireScript: KEYS[1] the set, KEYS[2] the mean hold. ARGV: now (µs,
 // -1: TIME), lease (µs), limit, token. Reply: {acquired (0/1), held, then
 // when refused: µs until the oldest lease expires, the live leases (expiry
 // more than Lease/2 away), the mean hold in µs (0: none timed yet)}.
-var acquireScript = redis.NewScript(serverclock.Lua + leaseSlackLua + `
+var acquireScript = redis.NewScript(serverclock.Lua + ttlSlackLua + `
 local now = now_us(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
 local held = redis.call('ZCARD', KEYS[1])
@@ -65,13 +55,13 @@ if held >= tonumber(ARGV[3]) then
 end
 redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[4])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil((tonumber(last[2]) - now) / 1000)) + ttlslack(ARGV[1]))
+redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil((tonumber(last[2]) - now) / 1000)) + ttlslack)
 return {1, held + 1, 0}
 `)
 
 // renewScript: KEYS[1] the set. ARGV: now, lease, token. Reply: 1 when the
 // lease was still held and now runs until now+lease, 0 when it was lost.
-var renewScript = redis.NewScript(serverclock.Lua + leaseSlackLua + `
+var renewScript = redis.NewScript(serverclock.Lua + ttlSlackLua + `
 local now = now_us(ARGV[1])
 local score = redis.call('ZSCORE', KEYS[1], ARGV[3])
 if not score then return 0 end
@@ -81,7 +71,7 @@ if tonumber(score) <= now then
 end
 redis.call('ZADD', KEYS[1], 'XX', string.format('%.0f', now + tonumber(ARGV[2])), ARGV[3])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil((tonumber(last[2]) - now) / 1000)) + ttlslack(ARGV[1]))
+redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil((tonumber(last[2]) - now) / 1000)) + ttlslack)
 return 1
 `)
 
@@ -321,7 +311,7 @@ func (l *lease) release() {
 func (c *Concurrency) now() time.Time { return clock.Now(c.b.clk) }
 
 // holdTTL is how long the key's mean hold lives after a release: holdTTL
-// leases, and a minute more with Options.Clock set (see leaseSlackLua).
+// leases, and a minute more with Options.Clock set (see ttlSlackLua).
 func (c *Concurrency) holdTTL() time.Duration {
 	if c.b.clk != nil {
 		return holdTTL*c.lease + time.Minute

@@ -42,19 +42,23 @@ import (
 // no migration.
 
 // ttlSlackMS is how much longer (ms) keys live when Options.Clock is set
-// (see gcraLib's ttlslack).
+// (see ttlSlackLua).
 const ttlSlackMS = "60000"
+
+// ttlSlackLua defines ttlslack, added to every TTL when the caller passed
+// the time in ARGV[1] (Options.Clock; -1: Redis TIME): its clock may run
+// slower than Redis's, whose TTLs are real time (a test's fake clock),
+// and a key that expired early would forget its admissions or free
+// leases still held. A key past its TTL is a full bucket (no lease), so
+// keeping it longer changes no decision. gcra1Script writes it inline.
+const ttlSlackLua = `
+local ttlslack = 0
+if tonumber(ARGV[1]) >= 0 then ttlslack = ` + ttlSlackMS + ` end
+`
 
 // gcraLib is the arithmetic the GCRA scripts share, after serverclock.Lua
 // (now_us_ns reads the time arguments).
-const gcraLib = serverclock.Lua + `
--- ttlslack is added to every TTL when the caller passed the time
--- (Options.Clock): its clock may run slower than Redis's, whose TTLs are
--- real time (a test's fake clock), and a key that expired early would
--- forget its admissions. A key past its TTL is a full bucket, so keeping
--- it longer changes no decision.
-local ttlslack = 0
-if tonumber(ARGV[1]) >= 0 then ttlslack = ` + ttlSlackMS + ` end
+const gcraLib = serverclock.Lua + ttlSlackLua + `
 local function readtat(v)
   if not v then return 0, 0 end
   local us, ns = string.match(v, '^(%d+)%.(%d%d%d)$')
