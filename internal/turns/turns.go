@@ -11,14 +11,17 @@
 //	if alone {
 //		... one round trip for this call ...
 //		if batch := t.Next(); batch != nil {
-//			go sendAll(batch) // for ; batch != nil; batch = t.Next() { send(batch) }
+//			go t.Drain(batch, send) // send this batch and every next one
 //		}
 //		return
 //	}
 //	... wait for w's answer ...
 package turns
 
-import "sync"
+import (
+	"runtime"
+	"sync"
+)
 
 // Config is a Turns' limits.
 type Config[W any] struct {
@@ -34,6 +37,8 @@ type Config[W any] struct {
 	// taken: true leaves the call out of every batch (its caller left;
 	// Drop may answer it), and it does not count toward the limits.
 	Drop func(W) bool
+	// Yield runs between two batches of Drain. Default: runtime.Gosched.
+	Yield func()
 }
 
 // Turns is the turns and the queue of waiting calls W. Its zero value is
@@ -47,7 +52,11 @@ type Turns[W any] struct {
 
 // New returns Turns with cfg.
 func New[W any](cfg Config[W]) *Turns[W] {
-	return &Turns[W]{cfg: Config[W]{Max: max(1, cfg.Max), MaxBatch: max(1, cfg.MaxBatch), Size: cfg.Size, MaxBytes: cfg.MaxBytes, Drop: cfg.Drop}}
+	cfg.Max, cfg.MaxBatch = max(1, cfg.Max), max(1, cfg.MaxBatch)
+	if cfg.Yield == nil {
+		cfg.Yield = runtime.Gosched
+	}
+	return &Turns[W]{cfg: cfg}
 }
 
 // Go takes a free turn (alone: the caller goes now, and ends its turn
@@ -94,6 +103,23 @@ func (t *Turns[W]) Next() []W {
 		return nil
 	}
 	return batch
+}
+
+// Drain sends batch (a batch Next returned) with send, then each next
+// batch of the turn, until none waits and the turn is free. Between two
+// batches it yields once (Config.Yield): the callers the last batch
+// answered run first, and those that call again queue in time for the
+// next batch instead of finding a turn free and going alone. It costs no
+// timer, and no wait when nothing else is runnable. Measured: coalesced
+// limiter decisions at 32 goroutines 9 -> 15 calls a batch; queueredis
+// Enqueues at 16 goroutines ~70k -> ~83k jobs/s, client CPU per job 9.7
+// -> 7.8 µs.
+func (t *Turns[W]) Drain(batch []W, send func([]W)) {
+	for batch != nil {
+		send(batch)
+		t.cfg.Yield()
+		batch = t.Next()
+	}
 }
 
 // TakeAll removes and returns every waiting call (not those of a turn

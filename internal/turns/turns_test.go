@@ -141,3 +141,30 @@ func TestHammer(t *testing.T) {
 	// The last turn is freed just after its batch is answered.
 	poll.Until(t, 10*time.Second, "every turn freed, none waiting", func() bool { n, w := tu.Out(); return n == 0 && w == 0 })
 }
+
+// Drain sends a batch, yields, then sends the next: a call queued during
+// the yield leaves in the batch after, not alone; the turn is free once
+// none waits.
+func TestDrainYieldsBetweenBatches(t *testing.T) {
+	var tt *Turns[*call]
+	yields := 0
+	tt = New(Config[*call]{Max: 1, MaxBatch: 8, Yield: func() {
+		if yields++; yields == 1 {
+			if _, alone := tt.Go(func() *call { return &call{id: 2} }); alone {
+				t.Error("a call made during the yield went alone: the turn was free")
+			}
+		}
+	}})
+	if _, alone := tt.Go(func() *call { return &call{id: 0} }); !alone {
+		t.Fatal("the first call did not go alone")
+	}
+	tt.Go(func() *call { return &call{id: 1} })
+	var sent [][]int
+	tt.Drain(tt.Next(), func(b []*call) { sent = append(sent, ids(b)) })
+	if !slices.EqualFunc(sent, [][]int{{1}, {2}}, slices.Equal) || yields != 2 {
+		t.Fatalf("sent %v with %d yields, want [[1] [2]] with 2 (one after each batch)", sent, yields)
+	}
+	if out, waiting := tt.Out(); out != 0 || waiting != 0 {
+		t.Fatalf("after Drain: %d turns out, %d waiting; want 0, 0", out, waiting)
+	}
+}

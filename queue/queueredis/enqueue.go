@@ -86,11 +86,9 @@ func (b *Backend) enqueue(ctx context.Context, m *queue.Message) error {
 }
 
 // drainEnqueues sends batch, then the next ones of the turn, until none
-// waits.
+// waits (turns.Drain, which yields between two batches).
 func (b *Backend) drainEnqueues(l *enqueueLane, batch []*pendingEnqueue) {
-	for ; batch != nil; batch = l.turns.Next() {
-		b.enqueueBatch(l, batch)
-	}
+	l.turns.Drain(batch, func(batch []*pendingEnqueue) { b.enqueueBatch(l, batch) })
 }
 
 // fail answers err to every Enqueue waiting.
