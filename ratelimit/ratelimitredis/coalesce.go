@@ -61,7 +61,7 @@ func newCoalescer(l *Limiter, maxBatch, maxInFlight int) *coalescer {
 	return c
 }
 
-// turnsFor returns it's turns: its master's on a Cluster (whose batches
+// turnsFor returns the turns of it: its master's on a Cluster (whose batches
 // do not go by slot), else the Limiter's.
 func (c *coalescer) turnsFor(ctx context.Context, it *item) *turns.Turns[*waiter] {
 	if c.cc == nil || c.l.perSlot.Load() {
