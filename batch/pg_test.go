@@ -2,6 +2,7 @@ package batch_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,7 +96,18 @@ func TestNPlusOneAgainstPostgres(t *testing.T) {
 		seen[p.authorID] = true
 	}
 	distinct := len(seen)
-	authors, err := batch.New(func(ctx context.Context, ids []int64) (map[int64]string, error) {
+	// The batch is fetched once every author has joined it; the fetch
+	// then waits until all 100 Loads are in (Stats().Loads counts a Load
+	// as it joins), so none comes after the batch is done and opens
+	// another (under CI load some goroutines started that late: 4
+	// queries).
+	var authors *batch.Loader[int64, string]
+	authors, err = batch.New(func(ctx context.Context, ids []int64) (map[int64]string, error) {
+		for deadline := time.Now().Add(time.Minute); authors.Stats().Loads < uint64(len(posts)); time.Sleep(100 * time.Microsecond) {
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("%d of %d Loads joined within a minute", authors.Stats().Loads, len(posts))
+			}
+		}
 		rows, _ := pool.Query(ctx, "SELECT id, name FROM authors WHERE id = ANY($1)", ids)
 		out := map[int64]string{}
 		var id int64
